@@ -1,0 +1,81 @@
+/*
+ * Synchronous helpers over the asynchronous backend interface (io.h), for opening, recovery,
+ * tools and tests: submit one op and poll until its done callback has run.
+ */
+#include "io.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void io_sync_done(struct io_op *op)
+{
+    bool *finished = op->ctx;
+    *finished = true;
+}
+
+int64_t io_sync(struct io_backend *backend, struct io_op *op)
+{
+    bool finished = false;
+    op->done = io_sync_done;
+    op->ctx = &finished;
+    op->flags &= ~(uint32_t)IO_OP_LINK;
+    int rc = io_submit(backend, op);
+    if (rc < 0)
+        return rc;
+    while (!finished) {
+        rc = io_backend_poll(backend, true);
+        if (rc < 0 && rc != -EINTR)
+            return rc;
+    }
+    return op->result;
+}
+
+static void io_op_init(struct io_op *op, enum io_op_kind kind, int fd)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    op->fd = fd;
+}
+
+int64_t io_sync_pread(struct io_backend *backend, int fd, void *buf, uint64_t len,
+                      uint64_t offset)
+{
+    struct io_op op;
+    io_op_init(&op, IO_READ, fd);
+    op.buf = buf;
+    op.len = len;
+    op.offset = offset;
+    return io_sync(backend, &op);
+}
+
+int64_t io_sync_pwrite(struct io_backend *backend, int fd, const void *buf, uint64_t len,
+                       uint64_t offset)
+{
+    struct io_op op;
+    io_op_init(&op, IO_WRITE, fd);
+    op.buf = (void *)buf;
+    op.len = len;
+    op.offset = offset;
+    return io_sync(backend, &op);
+}
+
+int io_sync_open(struct io_backend *backend, const char *name, int flags, mode_t mode)
+{
+    struct io_op op;
+    io_op_init(&op, IO_OPEN, -1);
+    if (strlen(name) >= sizeof(op.path))
+        return -ENAMETOOLONG;
+    strcpy(op.path, name);
+    op.open_flags = flags;
+    op.mode = mode;
+    return (int)io_sync(backend, &op);
+}
+
+int io_sync_simple(struct io_backend *backend, enum io_op_kind kind, int fd)
+{
+    SPOOL_ASSERT(kind == IO_CLOSE || kind == IO_FDATASYNC || kind == IO_FSYNC ||
+                 kind == IO_FSYNC_DIR);
+    struct io_op op;
+    io_op_init(&op, kind, fd);
+    return (int)io_sync(backend, &op);
+}

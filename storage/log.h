@@ -1,0 +1,225 @@
+/*
+ * The storage engine: a segmented, checksummed write-ahead log with group commit.
+ *
+ * It knows nothing of sockets, frames or queues. It appends opaque records, each tagged with a
+ * one-byte type that belongs to the caller, assigns each a sequence number (seq, starting at
+ * 1, dense, never reused), says when they are durable, reads them back by location, writes and
+ * loads an opaque checkpoint anchored to a durable seq, deletes sealed segments, and recovers.
+ * Byte layouts are in docs/FORMAT.md.
+ *
+ * Driving it. The engine never blocks while open: every I/O goes through the io backend
+ * (io.h) and finishes in a completion. The owner of the loop calls log_tick() every turn (it
+ * starts a commit when none is in flight and the open batch is not empty, and runs the
+ * interval sync) and delivers backend completions. Opening (which recovers) and closing are
+ * synchronous; they run before and after serving.
+ *
+ * Group commit. log_append() copies a record into the open batch. At most one commit (one
+ * aligned write of one batch, then fdatasync) is in flight; what arrives meanwhile forms the
+ * next batch. When the open batch is full, log_append() fails with -ENOBUFS: back pressure,
+ * the caller stops reading input until on_durable fires. A commit whose batch would not fit in
+ * the current segment first rolls to a new segment (its header durable and the directory
+ * fsync'ed before any batch in it is acknowledged).
+ *
+ * Errors. A failed write or fdatasync poisons the engine: on_durable is called once with the
+ * error, every later append fails with that error, nothing not yet durable is ever reported
+ * durable, fsync is never retried. Recovery (a new log_open) is the only way out. -ENOSPC
+ * while creating a new segment fails with LOG_ENOSPC, distinct from a poisoning error; the
+ * batch stays pending and the engine retries the roll on a later tick (nothing was written).
+ */
+#ifndef SPOOL_STORAGE_LOG_H
+#define SPOOL_STORAGE_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "assert.h"
+#include "io.h"
+
+/* Project error codes live in a reserved negative band below every errno. */
+enum log_error {
+    LOG_ECORRUPT = -10001,  /* damage that recovery will not repair on its own */
+    LOG_ENOSPC = -10002,    /* the disk is full: new appends refused, nothing lost */
+    LOG_EPOISONED = -10003, /* an earlier write or fdatasync failed; reopen to recover */
+    LOG_ELOCKED = -10004,   /* another process holds the data directory */
+    LOG_EVERSION = -10005,  /* a file of a format version this build does not read */
+    LOG_ETOOBIG = -10006,   /* a record larger than a batch can hold */
+};
+
+const char *log_strerror(int error);
+
+enum log_sync_mode {
+    LOG_SYNC_ALWAYS = 0, /* fdatasync every batch before reporting it durable */
+    LOG_SYNC_INTERVAL,   /* write every batch; fdatasync at most every sync_interval_ms */
+    LOG_SYNC_NONE,       /* write every batch; never fdatasync except at roll and close */
+};
+
+/* What on_durable reports as reached. */
+enum log_durability {
+    LOG_DURABLE_WRITTEN = 1, /* in the OS page cache: survives kill -9, not power loss */
+    LOG_DURABLE_SYNCED = 2,  /* fdatasync'ed: survives power loss */
+};
+
+/* Where a record lives: enough to read it back without an index. */
+struct log_pos {
+    uint64_t seq;          /* the record's sequence number */
+    uint64_t segment_id;   /* the segment's first seq (its file name) */
+    uint64_t batch_offset; /* byte offset of the batch's header in the segment file */
+};
+
+struct log_config {
+    const char *dir;                  /* data directory (created if missing) */
+    uint64_t segment_size_bytes;      /* default 64 MiB */
+    uint32_t batch_size_bytes_max;    /* default 1 MiB, must be <= segment_size / 4 */
+    enum log_sync_mode sync_mode;     /* default LOG_SYNC_ALWAYS */
+    uint32_t sync_interval_ms;        /* LOG_SYNC_INTERVAL only */
+    bool compress;                    /* lz4 per batch when it pays; default true */
+    bool salvage;                     /* recovery cuts at the first damage and reports it */
+    /* Called when the durable watermark advances: every record with seq < durable_seq_end has
+     * reached level. error != 0 (negative) when the engine was poisoned; then level is 0 and
+     * durable_seq_end is unchanged. */
+    void (*on_durable)(void *ctx, uint64_t durable_seq_end, enum log_durability level,
+                       int error);
+    void *ctx;
+    /* Injectable clock (CLOCK_MONOTONIC ns) for the interval mode; NULL = the real clock. */
+    int64_t (*now_ns)(void *ctx);
+};
+
+void log_config_defaults(struct log_config *config);
+
+/* A record handed to a scan or read callback; data is valid only during the callback. */
+struct log_record {
+    struct log_pos pos;
+    uint8_t type;
+    uint32_t len;
+    const void *data;
+};
+
+/* What recovery found, for logging (torn tails) and for tools. */
+struct log_recovery_report {
+    uint32_t segment_count;
+    uint64_t batch_count;
+    uint64_t record_count;
+    uint64_t next_seq;              /* the seq the next append gets */
+    bool torn_tail;                 /* an invalid tail of the newest segment was cut */
+    uint64_t torn_segment_id;
+    uint64_t torn_offset;
+    uint64_t torn_bytes;
+    bool salvaged;                  /* salvage mode cut at damage */
+    uint64_t salvage_seq_lost_from; /* first seq dropped by salvage */
+    char message[512];              /* on LOG_ECORRUPT: segment, offset and seq range */
+};
+
+struct log;
+
+/*
+ * Open (and recover) the log in config->dir through backend (owned by the caller, must outlive
+ * the log). Takes the directory lock (LOG_ELOCKED if held), loads the newest valid checkpoint,
+ * verifies every batch of every segment, cuts a torn tail (report->torn_tail), and calls
+ * replay(ctx, record) for every record with seq >= the checkpoint's anchor, in seq order.
+ * replay may be NULL. A non-zero return from replay stops the open with that error.
+ * On damage other than a torn tail: LOG_ECORRUPT with report->message naming the segment,
+ * offset and seq range (unless config->salvage). checkpoint and checkpoint_len receive the
+ * checkpoint payload (malloc'ed, the caller frees; NULL/0 when there is none).
+ */
+SPOOL_MUST_USE int log_open(const struct log_config *config, struct io_backend *backend,
+                            int (*replay)(void *ctx, const struct log_record *record),
+                            void *replay_ctx, void **checkpoint, uint32_t *checkpoint_len,
+                            struct log_recovery_report *report, struct log **out);
+
+/*
+ * Copy a record into the open batch. On success sets *pos (seq and location; the location is
+ * final). -ENOBUFS: the open batch is full (try again after on_durable). LOG_ETOOBIG: the
+ * record can never fit. A poisoning error or LOG_ENOSPC: refused.
+ */
+SPOOL_MUST_USE int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
+                              struct log_pos *pos);
+
+/* Bytes an append of len would take in the open batch (for admission control). */
+uint32_t log_record_footprint(uint32_t len);
+
+/* Start a commit if none is in flight and records are waiting; run the interval sync. Call
+ * once per loop turn, after handling input. */
+void log_tick(struct log *log);
+
+/* The absolute CLOCK_MONOTONIC time (ns) by which log_tick must run again, or INT64_MAX. */
+int64_t log_next_deadline_ns(const struct log *log);
+
+uint64_t log_next_seq(const struct log *log);
+uint64_t log_durable_seq_end(const struct log *log); /* records < this are durable */
+bool log_idle(const struct log *log);                /* nothing pending and nothing in flight */
+int log_error(const struct log *log);                /* 0 or the poisoning error */
+
+/*
+ * Read back one record by its location. done(ctx, error, record) runs from a completion
+ * (never inside this call); record is valid only during done. The batch is verified (hashes,
+ * seq) before the record is handed out. Reads of records not yet durable are refused with
+ * -EAGAIN (the caller keeps those in memory).
+ */
+SPOOL_MUST_USE int log_read(struct log *log, const struct log_pos *pos,
+                            void (*done)(void *ctx, int error, const struct log_record *record),
+                            void *ctx);
+
+/* Segments on disk, oldest first, and the one being written (never deletable). */
+uint32_t log_segment_count(const struct log *log);
+uint64_t log_segment_id(const struct log *log, uint32_t index);
+uint64_t log_current_segment_id(const struct log *log);
+
+/*
+ * Write a checkpoint: payload (copied) anchored at anchor_seq (<= durable_seq_end: the state
+ * in payload reflects every record < anchor_seq). The engine writes a temp file, fdatasyncs
+ * it, renames it over the checkpoint, fsyncs the directory, and then deletes the segments in
+ * drop (sealed segments whose records are all < anchor_seq and which the caller no longer
+ * needs; out of order is fine), fsyncing the directory again. done(ctx, error) runs when all
+ * of it is durable. One checkpoint at a time: -EBUSY if one is in flight.
+ */
+SPOOL_MUST_USE int log_checkpoint(struct log *log, uint64_t anchor_seq, const void *payload,
+                                  uint32_t payload_len, const uint64_t *drop, uint32_t drop_count,
+                                  void (*done)(void *ctx, int error), void *ctx);
+
+/* Wait (polling the backend) until nothing is pending or in flight, then release everything.
+ * Returns the poisoning error if any. */
+int log_close(struct log *log);
+
+/*
+ * Read-only scanning for tools (spool-log) and tests: walks every segment and batch in a
+ * directory with the same decoder recovery uses, never writes, takes no lock.
+ */
+enum log_damage_kind {
+    LOG_DAMAGE_NONE = 0,
+    LOG_DAMAGE_TORN_TAIL,       /* invalid bytes at the end of the newest segment only */
+    LOG_DAMAGE_BAD_HEADER,      /* batch header hash, magic or fields wrong */
+    LOG_DAMAGE_BAD_PAYLOAD,     /* payload hash wrong, or decompression failed */
+    LOG_DAMAGE_SEQ_GAP,         /* a batch whose base seq does not continue the previous one */
+    LOG_DAMAGE_BAD_CHAIN,       /* prev-hash link or segment header link wrong */
+    LOG_DAMAGE_MISSING_SEGMENT, /* a segment the chain or the checkpoint names is absent */
+    LOG_DAMAGE_BAD_SEGMENT_HEADER,
+    LOG_DAMAGE_BAD_CHECKPOINT,
+};
+
+const char *log_damage_name(enum log_damage_kind kind);
+
+struct log_damage {
+    enum log_damage_kind kind;
+    uint64_t segment_id;
+    uint64_t offset;
+    uint64_t seq_first; /* seq range affected, when known (0 when not) */
+    uint64_t seq_last;
+    char detail[160];
+};
+
+struct log_scan_callbacks {
+    /* Each valid batch, then each of its records. Either may be NULL. Non-zero stops. */
+    int (*batch)(void *ctx, uint64_t segment_id, uint64_t offset, uint64_t base_seq,
+                 uint32_t record_count, uint32_t stored_len, uint32_t raw_len, uint8_t codec);
+    int (*record)(void *ctx, const struct log_record *record);
+    /* Each problem found; scanning goes on past damage where it can. */
+    void (*damage)(void *ctx, const struct log_damage *damage);
+    /* The checkpoint, if any (payload valid during the call). */
+    void (*checkpoint)(void *ctx, uint64_t anchor_seq, const void *payload, uint32_t len);
+    void *ctx;
+};
+
+SPOOL_MUST_USE int log_scan(struct io_backend *backend, const struct log_scan_callbacks *callbacks);
+
+#endif

@@ -1,0 +1,21 @@
+# Shared by tools/test and tools/quickstart: install the Debian packages spool builds with, only
+# those that are missing, running apt-get update first (a fresh machine has no package lists).
+# Usage: spool_ensure_packages PKG...
+spool_ensure_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "installing: ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2 || return 1
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >&2 || return 1
+}
+
+SPOOL_BUILD_PACKAGES=(gcc meson ninja-build pkg-config liburing-dev liblz4-dev libxxhash-dev)
