@@ -34,10 +34,11 @@ static int log_replay_record(void *ctx, const struct log_record *record)
 
 static void log_damage_message(const struct log_damage *d, char *out, size_t len)
 {
-    snprintf(out, len,
-             "%s: segment %020" PRIu64 " offset %" PRIu64 " seq %" PRIu64 "..%" PRIu64 ": %s",
-             log_damage_name(d->kind), d->segment_id, d->offset, d->seq_first, d->seq_last,
-             d->detail);
+    char last[24] = "?"; /* the end of the range is unknown when the header itself is bad */
+    if (d->seq_last >= d->seq_first && d->seq_last != 0)
+        snprintf(last, sizeof(last), "%" PRIu64, d->seq_last);
+    snprintf(out, len, "%s: segment %020" PRIu64 " offset %" PRIu64 " seq %" PRIu64 "..%s: %s",
+             log_damage_name(d->kind), d->segment_id, d->offset, d->seq_first, last, d->detail);
 }
 
 static int log_unlink_sync(struct log *log, const char *name)

@@ -53,10 +53,21 @@ static inline uint8_t rec_type(uint64_t seq)
     return (uint8_t)(seq % 7);
 }
 
+/* Two of three records compress well (runs of 8 bytes), the third hardly at all, so batches
+ * exercise both codecs. */
 static inline void rec_fill(uint64_t seq, uint8_t *buf, uint32_t len)
 {
-    for (uint32_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)((seq * 131 + i) ^ (i >> 3));
+    uint64_t x = seq * 0x9E3779B97F4A7C15ull + 1;
+    for (uint32_t i = 0; i < len; i++) {
+        if (seq % 3 != 0) {
+            buf[i] = (uint8_t)('a' + (seq + i / 8) % 13);
+        } else {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = (uint8_t)x;
+        }
+    }
 }
 
 static inline bool rec_matches(const struct log_record *r, uint32_t max)
