@@ -200,25 +200,22 @@ void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, ui
 
 /* ---- appending ---- */
 
-/* Place the open batch: after the last sealed batch if the first record fits there. */
+/* Place the open batch: after the last sealed batch while a whole batch of the largest size
+ * still fits in that segment, else at the start of a new segment. Rolling a little early (at
+ * most batch_size_bytes_max <= 1/4 of a segment is left zero) keeps every batch's capacity the
+ * same, so -ENOBUFS means "the batch is full" and never "the segment is". */
 static void log_batch_place(struct log *log, uint32_t footprint)
 {
-    uint64_t remaining = log->current_size - log->tail_offset;
+    uint32_t batch_max = log->config.batch_size_bytes_max;
     log->open_base_seq = log->next_seq;
+    log->open_capacity = batch_max;
     if (log->tail_offset <= log->current_size &&
-        (uint64_t)BATCH_HEADER_SIZE + footprint <= remaining) {
+        log->current_size - log->tail_offset >= batch_max) {
         log->open_segment_id = log->tail_segment_id;
         log->open_offset = log->tail_offset;
-        log->open_capacity = remaining < log->config.batch_size_bytes_max
-                                 ? (uint32_t)remaining
-                                 : log->config.batch_size_bytes_max;
     } else {
-        uint64_t fresh = log->config.segment_size_bytes - SEGMENT_HEADER_SIZE;
         log->open_segment_id = log->open_base_seq;
         log->open_offset = SEGMENT_HEADER_SIZE;
-        log->open_capacity = fresh < log->config.batch_size_bytes_max
-                                 ? (uint32_t)fresh
-                                 : log->config.batch_size_bytes_max;
     }
     SPOOL_ASSERT(log->open_capacity % BATCH_ALIGN == 0);
     SPOOL_ASSERT(log->open_capacity >= BATCH_HEADER_SIZE + footprint);

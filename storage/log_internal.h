@@ -3,10 +3,10 @@
  * log_open.c (recovery and repairs), log_read.c (reads by location) and log_checkpoint.c.
  *
  * Positions. The open batch's place is fixed when its first record arrives, so log_append
- * can hand out a final location: it goes right after the last sealed batch when the record
- * fits in that segment's remaining space (the batch's capacity is then capped by that space),
- * else at offset 4096 of a new segment named by the batch's base seq. A commit whose batch is
- * placed in a segment that does not exist yet first rolls (creates it durably).
+ * can hand out a final location: it goes right after the last sealed batch when a batch of
+ * batch_size_bytes_max still fits in that segment, else at offset 4096 of a new segment named
+ * by the batch's base seq. A commit whose batch is placed in a segment that does not exist yet
+ * first rolls (creates it durably).
  *
  * Buffers. open_buf collects records (a memcpy per append); sealing compresses into
  * flight_buf or swaps the two, so the batch being written is always in flight_buf and at most
