@@ -125,6 +125,11 @@ static int log_salvage(struct log *log, struct scan_result *res,
 {
     uint32_t keep = res->cut_index < res->segment_count ? res->cut_index : res->segment_count;
     bool partial = keep < res->segment_count && res->cut_offset > 0;
+    for (uint32_t i = 0; i < keep + (partial ? 1u : 0u); i++) {
+        /* Damage found before the walk (a listed segment missing): nothing verified to keep. */
+        if (!res->segments[i].walked)
+            return LOG_ECORRUPT;
+    }
     int rc = 0;
     for (uint32_t i = res->segment_count; rc == 0 && i > keep + (partial ? 1u : 0u); i--) {
         struct scan_segment *seg = &res->segments[i - 1];

@@ -255,6 +255,9 @@ static void test_checkpoint_drop_reopen(void)
     CHECK_EQ(unlink(path), 0);
     CHECK_EQ(tlog_open(&t), LOG_ECORRUPT);
     CHECK(strstr(t.report.message, "missing_segment") != NULL);
+    t.config.salvage = true; /* nothing verified to keep before that damage: still refused */
+    CHECK_EQ(tlog_open(&t), LOG_ECORRUPT);
+    t.config.salvage = false;
     free(path);
     free(again);
     tlog_destroy(&t);
@@ -296,6 +299,16 @@ static void test_interval_and_none_modes(void)
     tlog_drain(&t);
     CHECK_EQ(t.last_level, LOG_DURABLE_SYNCED);
     CHECK_EQ(t.durable_end, 11);
+    CHECK_EQ(log_next_deadline_ns(t.log), INT64_MAX);
+    /* A checkpoint anchored above the synced watermark syncs the log first. */
+    tlog_append_upto(&t, 16, 100);
+    tlog_drain(&t);
+    CHECK_EQ(t.last_level, LOG_DURABLE_WRITTEN);
+    int done = 0;
+    REQUIRE(log_checkpoint(t.log, 16, "i", 1, NULL, 0, ckpt_done, &done) == 0);
+    tlog_drain(&t);
+    CHECK_EQ(done, 1);
+    CHECK_EQ(t.last_level, LOG_DURABLE_SYNCED);
     CHECK_EQ(log_next_deadline_ns(t.log), INT64_MAX);
     tlog_destroy(&t);
 
