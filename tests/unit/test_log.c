@@ -1,5 +1,6 @@
 /* The engine through its public API on real files: group commit, back pressure, rolls,
  * replay, reads, checkpoints, the lock and the durability modes. */
+#include "fault_backend.h"
 #include "log_util.h"
 
 #include <sys/stat.h>
@@ -338,6 +339,145 @@ static void test_bad_config(void)
     tlog_destroy(&t);
 }
 
+/* Open t's log through a fault wrapper around a fresh POSIX backend. */
+static struct io_backend *open_faulty(struct tlog *t, const struct fault_config *fault,
+                                      struct io_backend **inner)
+{
+    REQUIRE(posix_backend_create(t->dir, true, inner) == 0);
+    struct io_backend *io = fault_backend_create(*inner, fault);
+    t->io = io;
+    int rc = log_open(&t->config, io, NULL, NULL, NULL, NULL, &t->report, &t->log);
+    if (rc != 0)
+        fprintf(stderr, "open through the fault backend: %s\n", log_strerror(rc));
+    REQUIRE(rc == 0);
+    t->durable_end = log_durable_seq_end(t->log);
+    t->durable_calls = 0;
+    return io;
+}
+
+static void close_faulty(struct tlog *t, struct io_backend *inner, int expect)
+{
+    CHECK_EQ(log_close(t->log), expect);
+    t->log = NULL;
+    io_backend_destroy(t->io);
+    io_backend_destroy(inner);
+    t->io = NULL;
+}
+
+static void reopen_count(struct tlog *t, uint64_t records, uint32_t max)
+{
+    struct replay_check rc = {.next = 1, .max = max};
+    REQUIRE(tlog_open_replay(t, &rc) == 0);
+    CHECK_EQ(rc.count, records);
+    CHECK_EQ(rc.bad, 0);
+    tlog_close(t);
+}
+
+static void test_short_write_completed(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-short", 256 * KIB, 64 * KIB);
+    REQUIRE(tlog_open(&t) == 0); /* make segment 1 */
+    tlog_close(&t);
+    struct io_backend *inner;
+    struct fault_config fault = {.kind = FAULT_SHORT_WRITE, .op_mask = FAULT_OPS_WRITES,
+                                 .fail_at = 1};
+    struct io_backend *io = open_faulty(&t, &fault, &inner);
+    tlog_append_upto(&t, 101, 1000);
+    tlog_drain(&t);
+    CHECK(fault_backend_fired(io));
+    CHECK_EQ(log_error(t.log), 0);
+    CHECK_EQ(log_durable_seq_end(t.log), 101);
+    CHECK_EQ(t.durable_calls, 1);
+    close_faulty(&t, inner, 0);
+    reopen_count(&t, 100, 1000);
+    tlog_destroy(&t);
+}
+
+static void test_fdatasync_error_poisons(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-eio", 256 * KIB, 64 * KIB);
+    REQUIRE(tlog_open(&t) == 0);
+    tlog_append_upto(&t, 11, 100);
+    tlog_drain(&t);
+    tlog_close(&t);
+    struct io_backend *inner;
+    struct fault_config fault = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_SYNCS, .fail_at = 1};
+    open_faulty(&t, &fault, &inner);
+    tlog_append_upto(&t, 21, 100);
+    tlog_drain(&t);
+    CHECK_EQ(t.error, -EIO);
+    CHECK_EQ(t.durable_calls, 1);
+    CHECK_EQ(log_error(t.log), -EIO);
+    CHECK_EQ(log_durable_seq_end(t.log), 11); /* nothing reported durable that was not */
+    struct log_pos pos;
+    CHECK_EQ(log_append(t.log, 1, "x", 1, &pos), -EIO);
+    log_tick(t.log); /* never retried */
+    CHECK_EQ(t.durable_calls, 1);
+    close_faulty(&t, inner, -EIO);
+    struct replay_check rc = {.next = 1, .max = 100};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK(rc.count >= 10); /* the failed batch may or may not have reached the disk */
+    CHECK_EQ(rc.bad, 0);
+    tlog_destroy(&t);
+}
+
+static void test_enospc_on_roll(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-enospc", 64 * KIB, 16 * KIB);
+    t.now = 1000000000;
+    /* Dry run: how many opens does log_open make on a fresh directory? */
+    struct io_backend *inner;
+    struct fault_config none = {.kind = FAULT_EIO, .op_mask = FAULT_OP_BIT(IO_OPEN),
+                                .fail_at = UINT64_MAX};
+    struct io_backend *io = open_faulty(&t, &none, &inner);
+    uint64_t opens = fault_backend_matched(io);
+    close_faulty(&t, inner, 0);
+    check_rmdir(t.dir);
+    REQUIRE(mkdir(t.dir, 0750) == 0);
+
+    struct fault_config fault = {.kind = FAULT_ENOSPC, .op_mask = FAULT_OP_BIT(IO_OPEN),
+                                 .fail_at = opens + 1};
+    io = open_faulty(&t, &fault, &inner);
+    uint8_t body[1500];
+    struct log_pos pos;
+    int r = 0, enospc = 0, timed = 0;
+    for (int turn = 0; turn < 10000 && log_next_seq(t.log) < 300; turn++) {
+        uint64_t seq = log_next_seq(t.log);
+        rec_fill(seq, body, rec_len(seq, 1500));
+        r = log_append(t.log, rec_type(seq), body, rec_len(seq, 1500), &pos);
+        if (r == LOG_ENOSPC) {
+            enospc++;
+            if (log_next_deadline_ns(t.log) <= t.now + 100 * 1000000)
+                timed++; /* a retry is scheduled (or, if not, one is already in flight) */
+            t.now += 50 * 1000000;
+        } else if (r == -ENOBUFS || r == 0) {
+            if (r == 0)
+                continue;
+        } else {
+            CHECK_EQ(r, 0);
+            break;
+        }
+        log_tick(t.log);
+        REQUIRE(io_backend_poll(io, true) >= 0);
+    }
+    tlog_drain(&t);
+    CHECK(fault_backend_fired(io));
+    CHECK(enospc > 0);
+    CHECK(timed > 0);
+    CHECK_EQ(log_error(t.log), 0);
+    CHECK_EQ(log_durable_seq_end(t.log), log_next_seq(t.log));
+    uint64_t records = log_next_seq(t.log) - 1;
+    close_faulty(&t, inner, 0);
+    struct replay_check rc = {.next = 1, .max = 1500};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK_EQ(rc.count, records);
+    CHECK_EQ(rc.bad, 0);
+    tlog_destroy(&t);
+}
+
 int main(void)
 {
     RUN_TEST(test_append_commit_durable);
@@ -349,5 +489,8 @@ int main(void)
     RUN_TEST(test_second_open_locked);
     RUN_TEST(test_interval_and_none_modes);
     RUN_TEST(test_bad_config);
+    RUN_TEST(test_short_write_completed);
+    RUN_TEST(test_fdatasync_error_poisons);
+    RUN_TEST(test_enospc_on_roll);
     return check_exit();
 }
