@@ -3,6 +3,8 @@
 #include "fault_backend.h"
 #include "log_util.h"
 
+#include <liburing.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,6 +141,14 @@ static void read_done(void *ctx, int error, const struct log_record *record)
     r->calls++;
     r->error = error;
     r->match = error == 0 && record->pos.seq == r->seq && rec_matches(record, 3000);
+}
+
+static void read_done_1500(void *ctx, int error, const struct log_record *record)
+{
+    struct read_result *r = ctx;
+    r->calls++;
+    r->error = error;
+    r->match = error == 0 && record->pos.seq == r->seq && rec_matches(record, 1500);
 }
 
 static void test_read_old_segments(void)
@@ -478,6 +488,43 @@ static void test_enospc_on_roll(void)
     tlog_destroy(&t);
 }
 
+/* The production backend: the same workload through io_uring (skipped where unavailable). */
+static void test_io_uring_roll_replay_read(void)
+{
+    char msg[256];
+    if (io_uring_probe_available(msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "skip: %s\n", msg);
+        return;
+    }
+    struct io_uring ring;
+    REQUIRE(io_uring_queue_init(64, &ring, 0) == 0);
+    struct tlog t;
+    tlog_init(&t, "log-uring", 64 * KIB, 16 * KIB);
+    REQUIRE(io_uring_backend_create(&ring, t.dir, true, &t.io) == 0);
+    REQUIRE(tlog_open(&t) == 0);
+    uint8_t buf[2000];
+    struct log_pos first;
+    rec_fill(1, buf, rec_len(1, 1500));
+    REQUIRE(log_append(t.log, rec_type(1), buf, rec_len(1, 1500), &first) == 0);
+    tlog_append_upto(&t, 1001, 1500);
+    tlog_drain(&t);
+    CHECK_EQ(log_durable_seq_end(t.log), 1001);
+    CHECK(log_segment_count(t.log) > 3);
+    struct read_result res = {.seq = 1};
+    REQUIRE(log_read(t.log, &first, read_done_1500, &res) == 0);
+    tlog_drain(&t);
+    CHECK_EQ(res.calls, 1);
+    CHECK(res.match);
+    tlog_close(&t);
+    REQUIRE(io_uring_backend_create(&ring, t.dir, false, &t.io) == 0);
+    struct replay_check rc = {.next = 1, .max = 1500};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK_EQ(rc.count, 1000);
+    CHECK_EQ(rc.bad, 0);
+    tlog_destroy(&t);
+    io_uring_queue_exit(&ring);
+}
+
 int main(void)
 {
     RUN_TEST(test_append_commit_durable);
@@ -492,5 +539,6 @@ int main(void)
     RUN_TEST(test_short_write_completed);
     RUN_TEST(test_fdatasync_error_poisons);
     RUN_TEST(test_enospc_on_roll);
+    RUN_TEST(test_io_uring_roll_replay_read);
     return check_exit();
 }
