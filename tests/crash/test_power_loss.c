@@ -1,13 +1,17 @@
 /*
  * Simulated power loss. A workload of a few hundred appends of varied sizes runs on memfs
  * with small segments (64 KiB) and batches (16 KiB), so it rolls segments several times and
- * writes a checkpoint that drops the oldest segment. memfs records every op. Then, for every
+ * writes a checkpoint that drops the oldest segment; variants differ in seed, in how many
+ * completions memfs delivers per poll, and in sync mode (always, interval, none). memfs
+ * records every op. Then, for every
  * op index k and several images per k (only what was durable, everything, and seeded random
  * mixes with a torn last write), the log is recovered from the image and held to the
  * contract: open succeeds (a torn tail is cut; damage is a failure), every record reported
  * durable by the time op k ran is replayed with its exact type and bytes, in seq order, with
  * no gap and nothing that was never appended, a checkpoint reported done is there, and every
- * 16th image also takes a new append, a close and a reopen.
+ * 16th image also takes a new append, a close and a reopen. A keep-everything image (a
+ * process crash, not a power loss) must also hold what was reported LOG_DURABLE_WRITTEN, and
+ * the image after a clean close must hold every record.
  *
  * The history is checked against the promises, not against the engine's own view: a record
  * counts as durable only when on_durable said LOG_DURABLE_SYNCED, and the promise is dated by
@@ -66,7 +70,11 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     CHECK_EQ(w->appended, CRASH_RECORDS);
     CHECK_EQ(w->durable_error_count, 0);
     CHECK_EQ(w->durable_violations, 0);
-    CHECK_EQ(w->final_durable_seq_end, w->next_seq);
+    CHECK_EQ(w->final_written_seq_end, w->next_seq);
+    if (w->sync_mode == LOG_SYNC_ALWAYS)
+        CHECK_EQ(w->final_durable_seq_end, w->next_seq);
+    else
+        CHECK(w->final_durable_seq_end > 1); /* interval syncs and rolls did report */
     CHECK_EQ(w->close_error, 0);
     CHECK(w->checkpoint_done);
     CHECK_EQ(w->checkpoint_error, 0);
@@ -86,8 +94,14 @@ struct crash_stats {
 static void crash_check_one(const struct workload *w, const struct memfs *fs, uint64_t k,
                             enum memfs_image_kind kind, uint64_t seed, struct crash_stats *stats)
 {
+    /* A power loss keeps what was fdatasync'ed; a process crash (keep-all) also keeps what
+     * was written; a clean close makes everything durable. */
+    enum log_durability level = kind == MEMFS_IMAGE_ALL ? LOG_DURABLE_WRITTEN : LOG_DURABLE_SYNCED;
+    uint64_t durable_seq_end = workload_durable_at(w, k, level);
+    if (k == stats->ops && w->close_error == 0)
+        durable_seq_end = w->next_seq;
     struct workload_expect expect = {
-        .durable_seq_end = workload_durable_at(w, k),
+        .durable_seq_end = durable_seq_end,
         .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
         .append_after = k % CRASH_APPEND_EVERY == 0 && kind == MEMFS_IMAGE_CRASH,
     };
@@ -109,16 +123,43 @@ static void crash_check_one(const struct workload *w, const struct memfs *fs, ui
     }
 }
 
+struct crash_variant {
+    uint64_t seed;
+    uint32_t poll_batch; /* memfs ops run per poll: 1 interleaves most, 0 runs all */
+    enum log_sync_mode sync_mode;
+    uint32_t sync_interval_ms; /* the fake clock advances 10 ms per turn */
+};
+
+static const struct crash_variant crash_variants_always[] = {
+    {1, 1, LOG_SYNC_ALWAYS, 0},
+    {2, 0, LOG_SYNC_ALWAYS, 0},
+    {3, 2, LOG_SYNC_ALWAYS, 0},
+    {4, 3, LOG_SYNC_ALWAYS, 0},
+};
+
+/* Several batches are written between two fdatasyncs here, so a power loss may keep a later
+ * batch and lose an earlier one (write-back has no order). Known engine issue: recovery
+ * refuses such an image ("zero block followed by a valid batch") although every record it
+ * would drop was never reported synced; meson marks this test should_fail until fixed. */
+static const struct crash_variant crash_variants_relaxed[] = {
+    {5, 1, LOG_SYNC_INTERVAL, 30},
+    {6, 0, LOG_SYNC_NONE, 0},
+};
+
 /* One workload, then every op index crashed. Returns false when out of time. */
-static bool crash_workload(uint64_t workload_seed, uint32_t poll_batch, int64_t deadline_ns,
+static bool crash_workload(const struct crash_variant *variant, int64_t deadline_ns,
                            struct crash_stats *total)
 {
+    uint64_t workload_seed = variant->seed;
+    uint32_t poll_batch = variant->poll_batch;
     struct memfs *fs = memfs_create();
     memfs_set_poll_batch(fs, poll_batch);
     struct workload w = {
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
         .checkpoint = true,
+        .sync_mode = variant->sync_mode,
+        .sync_interval_ms = variant->sync_interval_ms,
         .op_count = memfs_counter,
         .hook_ctx = fs,
     };
@@ -136,10 +177,11 @@ static bool crash_workload(uint64_t workload_seed, uint32_t poll_batch, int64_t 
         }
         in_time = monotonic_ns() < deadline_ns;
     }
-    fprintf(stderr, "workload seed %" PRIu64 " poll batch %u: %u records, %" PRIu64
+    static const char *mode_names[] = {"always", "interval", "none"};
+    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u: %u records, %" PRIu64
             " ops, %u segments created, %u durable reports, checkpoint anchor %" PRIu64
             " dropped segment %" PRIu64 "; %" PRIu64 " images checked, %" PRIu64 " failed%s\n",
-            workload_seed, poll_batch, w.appended, stats.ops, segments_created(fs),
+            workload_seed, mode_names[variant->sync_mode], poll_batch, w.appended, stats.ops, segments_created(fs),
             w.durable_count, w.checkpoint_anchor, w.checkpoint_dropped, stats.images,
             stats.failures, in_time ? "" : " (time budget reached: not every k checked)");
     total->images += stats.images;
@@ -149,14 +191,17 @@ static bool crash_workload(uint64_t workload_seed, uint32_t poll_batch, int64_t 
     return in_time;
 }
 
-int main(void)
+/* argv[1]: "always" (the default mode) or "relaxed" (interval and none). */
+int main(int argc, char **argv)
 {
+    bool relaxed = argc > 1 && strcmp(argv[1], "relaxed") == 0;
+    const struct crash_variant *variants = relaxed ? crash_variants_relaxed : crash_variants_always;
+    size_t count = relaxed ? sizeof(crash_variants_relaxed) / sizeof(crash_variants_relaxed[0])
+                           : sizeof(crash_variants_always) / sizeof(crash_variants_always[0]);
     int64_t deadline_ns = monotonic_ns() + CRASH_TIME_BUDGET_NS;
     struct crash_stats total = {0};
-    /* One completion per poll (the most interleaving), every completion at once, and between. */
-    static const uint32_t poll_batches[] = {1, 0, 2, 3};
-    for (uint32_t i = 0; i < sizeof(poll_batches) / sizeof(poll_batches[0]); i++) {
-        if (!crash_workload(i + 1, poll_batches[i], deadline_ns, &total))
+    for (size_t i = 0; i < count; i++) {
+        if (!crash_workload(&variants[i], deadline_ns, &total))
             break;
     }
     fprintf(stderr, "crash: %" PRIu64 " images checked, %" PRIu64 " failed\n", total.images,

@@ -107,7 +107,8 @@ static void run_check_reports(struct fault_run *run)
     for (uint32_t i = 0; i < w->durable_count; i++) {
         const struct workload_durable *d = &w->durable[i];
         bool last = i + 1 == w->durable_count;
-        if (!d->tagged || (checked >= FAULT_REPORTS_CHECKED && !last))
+        if (d->level != LOG_DURABLE_SYNCED || !d->tagged ||
+            (checked >= FAULT_REPORTS_CHECKED && !last))
             continue;
         struct workload_expect expect = {.durable_seq_end = d->durable_seq_end};
         run_check_image(run, d->op_count, &expect, "durable report");

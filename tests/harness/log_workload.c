@@ -99,9 +99,11 @@ static void wl_on_durable(void *ctx, uint64_t durable_seq_end, enum log_durabili
         w->durable_error_count++;
         return;
     }
-    if (level != LOG_DURABLE_SYNCED)
-        return;
-    if (durable_seq_end > w->next_seq || durable_seq_end < w->final_durable_seq_end)
+    uint64_t *final = level == LOG_DURABLE_SYNCED ? &w->final_durable_seq_end
+                                                  : &w->final_written_seq_end;
+    if (durable_seq_end > w->next_seq || durable_seq_end < *final)
+        w->durable_violations++;
+    if (level != LOG_DURABLE_SYNCED && level != LOG_DURABLE_WRITTEN)
         w->durable_violations++;
     if (w->durable_count == w->durable_cap) {
         w->durable_cap = w->durable_cap == 0 ? 64 : w->durable_cap * 2;
@@ -111,10 +113,13 @@ static void wl_on_durable(void *ctx, uint64_t durable_seq_end, enum log_durabili
     w->durable[w->durable_count++] = (struct workload_durable){
         .op_count = w->op_count != NULL ? w->op_count(w->hook_ctx) : 0,
         .durable_seq_end = durable_seq_end,
+        .level = level,
         .tagged = w->tag != NULL && w->tag(w->hook_ctx),
     };
-    if (durable_seq_end > w->final_durable_seq_end)
-        w->final_durable_seq_end = durable_seq_end;
+    if (durable_seq_end > *final)
+        *final = durable_seq_end;
+    if (durable_seq_end > w->final_written_seq_end)
+        w->final_written_seq_end = durable_seq_end;
 }
 
 static void wl_checkpoint_done(void *ctx, int error)
@@ -216,6 +221,8 @@ void workload_run(struct workload *w, struct io_backend *io)
     config.on_durable = wl_on_durable;
     config.ctx = w;
     config.now_ns = wl_now;
+    config.sync_mode = w->sync_mode;
+    config.sync_interval_ms = w->sync_interval_ms;
     w->next_seq = 1;
     w->now_ns = 1000000000ll;
     struct log_recovery_report report;
@@ -251,12 +258,13 @@ void workload_free(struct workload *w)
     w->durable_cap = 0;
 }
 
-uint64_t workload_durable_at(const struct workload *w, uint64_t k)
+uint64_t workload_durable_at(const struct workload *w, uint64_t k, enum log_durability level)
 {
     uint64_t end = 0;
     for (uint32_t i = 0; i < w->durable_count; i++) {
-        if (w->durable[i].op_count <= k && w->durable[i].durable_seq_end > end)
-            end = w->durable[i].durable_seq_end;
+        const struct workload_durable *d = &w->durable[i];
+        if (d->op_count <= k && d->level >= level && d->durable_seq_end > end)
+            end = d->durable_seq_end;
     }
     return end;
 }

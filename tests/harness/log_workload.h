@@ -25,9 +25,10 @@
 #define WORKLOAD_RECORD_MAX (12u * 1024u)
 
 struct workload_durable {
-    uint64_t op_count;        /* the op counter when the report arrived */
-    uint64_t durable_seq_end; /* every seq below is fdatasync'ed */
-    bool tagged;              /* the tag hook said true at that moment */
+    uint64_t op_count;           /* the op counter when the report arrived */
+    uint64_t durable_seq_end;    /* every seq below has reached level */
+    enum log_durability level;   /* WRITTEN (page cache) or SYNCED (fdatasync'ed) */
+    bool tagged;                 /* the tag hook said true at that moment */
 };
 
 struct workload {
@@ -35,6 +36,8 @@ struct workload {
     uint64_t seed;
     uint32_t record_count;  /* appends to make */
     bool checkpoint;        /* write one checkpoint dropping the oldest sealed segment */
+    enum log_sync_mode sync_mode;  /* LOG_SYNC_ALWAYS (0) unless set */
+    uint32_t sync_interval_ms;     /* LOG_SYNC_INTERVAL */
     uint64_t (*op_count)(void *ctx); /* the backend's op counter (memfs) */
     bool (*tag)(void *ctx);          /* optional: marks reports (e.g. "after the fault") */
     void *hook_ctx;
@@ -49,13 +52,14 @@ struct workload {
     int late_append_error;    /* an append tried after the workload, when poisoned */
     int log_error_at_end;     /* log_error() before close */
     int close_error;
-    struct workload_durable *durable; /* every LOG_DURABLE_SYNCED report, in order */
+    struct workload_durable *durable; /* every report, in order */
     uint32_t durable_count;
     uint32_t durable_cap;
     int durable_error;        /* the error on_durable reported, if any */
     uint32_t durable_error_count;
     uint32_t durable_violations; /* reports going backwards or past what was appended */
-    uint64_t final_durable_seq_end;
+    uint64_t final_durable_seq_end; /* the highest LOG_DURABLE_SYNCED report */
+    uint64_t final_written_seq_end; /* the highest report of either level */
     bool checkpoint_started;
     bool checkpoint_done;
     int checkpoint_error;
@@ -82,8 +86,8 @@ void workload_config(struct log_config *config);
 void workload_run(struct workload *w, struct io_backend *io);
 void workload_free(struct workload *w);
 
-/* The durable watermark promised by reports made at op count <= k. */
-uint64_t workload_durable_at(const struct workload *w, uint64_t k);
+/* The watermark promised at level (or higher) by reports made at op count <= k. */
+uint64_t workload_durable_at(const struct workload *w, uint64_t k, enum log_durability level);
 
 /* What an image must hold. */
 struct workload_expect {
