@@ -353,6 +353,7 @@ void log_commit_start(struct log *log)
         .prev_batch_hash = prev_hash,
         .record_count = log->open_count,
         .raw_len = log->open_raw_len,
+        .flags = log->config.sync_mode == LOG_SYNC_ALWAYS ? 0 : BATCH_FLAG_UNSYNCED,
         .compress = log->config.compress,
     };
     uint8_t *out;

@@ -159,6 +159,7 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
     uint64_t file_end = seg->file_size < limit ? seg->file_size : limit;
     seg->nonzero_end = from;
     seg->valid_after = false;
+    seg->valid_after_synced = false;
     if (scan_grow(&r->buf, &r->buf_size, SCAN_PROBE_CHUNK_BYTES) < 0)
         return -ENOMEM;
     for (uint64_t off = from; off < file_end; off += SCAN_PROBE_CHUNK_BYTES) {
@@ -174,8 +175,11 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
                 continue;
             seg->nonzero_end = off + b + BATCH_ALIGN;
             struct batch_header h;
-            if (off + b >= valid_from && batch_header_check(r->buf + b, seg->id, &h) == BATCH_OK)
-                seg->valid_after = true;
+            if (off + b < valid_from || batch_header_check(r->buf + b, seg->id, &h) != BATCH_OK)
+                continue;
+            seg->valid_after = true;
+            if ((h.flags & BATCH_FLAG_UNSYNCED) == 0)
+                seg->valid_after_synced = true;
         }
     }
     return 0;
@@ -529,32 +533,35 @@ static bool scan_link(struct scan_state *st, uint32_t i)
     return scan_report(st, &damage, i - 1, prev->end_offset);
 }
 
-/* Judge how a walked segment ended. True when the scan must stop. */
+/*
+ * Judge how a walked segment ended. True when the scan must stop. A stop with nothing valid
+ * after it in the newest segment is a torn tail. So is one followed only by batches written
+ * without a per-batch fdatasync (BATCH_FLAG_UNSYNCED, the interval and none modes), because
+ * the kernel may write those back out of order; a later batch of the always mode proves the
+ * gap was once durable, so that is damage.
+ */
 static bool scan_classify(struct scan_state *st, uint32_t i)
 {
     struct scan_result *res = st->result;
     struct scan_segment *seg = &res->segments[i];
     bool newest = i + 1 == res->segment_count;
-    if (seg->end == SCAN_END_DAMAGE) {
-        struct log_damage damage = seg->damage;
-        if (newest && !seg->valid_after) {
-            res->torn_tail = true;
-            damage.kind = LOG_DAMAGE_TORN_TAIL;
-            return scan_report(st, &damage, i, seg->end_offset);
-        }
-        if (newest) {
-            size_t n = strlen(damage.detail);
-            snprintf(damage.detail + n, sizeof(damage.detail) - n, "; a valid batch follows");
-        }
-        return scan_report(st, &damage, i, seg->end_offset);
-    }
-    if (seg->end == SCAN_END_CLEAN && seg->valid_after) {
-        struct log_damage damage;
-        scan_damage_set(&damage, LOG_DAMAGE_BAD_HEADER, seg->id, seg->end_offset,
+    bool damaged = seg->end == SCAN_END_DAMAGE;
+    if (seg->end == SCAN_END_FULL || (!damaged && !seg->valid_after))
+        return false;
+    if (!damaged)
+        scan_damage_set(&seg->damage, LOG_DAMAGE_BAD_HEADER, seg->id, seg->end_offset,
                         seg->seq_end, 0, "zero block followed by a valid batch");
+    struct log_damage damage = seg->damage;
+    if (newest && !seg->valid_after_synced) {
+        res->torn_tail = true;
+        damage.kind = LOG_DAMAGE_TORN_TAIL;
         return scan_report(st, &damage, i, seg->end_offset);
     }
-    return false;
+    if (newest) {
+        size_t n = strlen(damage.detail);
+        snprintf(damage.detail + n, sizeof(damage.detail) - n, "; a valid batch follows");
+    }
+    return scan_report(st, &damage, i, seg->end_offset);
 }
 
 /* Open, link-check, walk and judge segment i. 1 to stop, 0 to go on, or an error. */
