@@ -177,6 +177,8 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
             struct batch_header h;
             if (off + b < valid_from || batch_header_check(r->buf + b, seg->id, &h) != BATCH_OK)
                 continue;
+            if (!seg->valid_after)
+                seg->valid_after_offset = off + b;
             seg->valid_after = true;
             if ((h.flags & BATCH_FLAG_UNSYNCED) == 0)
                 seg->valid_after_synced = true;
@@ -235,15 +237,21 @@ static bool scan_batch_chained(struct scan_segment *seg, uint64_t offset,
     return true;
 }
 
-/* Walk every batch of a segment whose header verified; then probe what lies after. */
+/* Walk the batches of a segment whose header verified, from offset; then probe what lies
+ * after the last valid one. resync (tools only, after damage): take the first batch as the
+ * start of the chain instead of checking it against what came before. */
 static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
-                             const struct log_scan_callbacks *cb, uint64_t from)
+                             const struct log_scan_callbacks *cb, uint64_t from,
+                             uint64_t offset, bool resync)
 {
     uint64_t limit = seg->header.segment_size;
-    uint64_t offset = SEGMENT_HEADER_SIZE, skip = BATCH_ALIGN;
+    uint64_t skip = BATCH_ALIGN;
+    SPOOL_ASSERT(offset >= SEGMENT_HEADER_SIZE && offset % BATCH_ALIGN == 0);
+    if (!seg->walked) {
+        seg->seq_end = seg->id;
+        seg->last_hash = seg->header.header_hash;
+    }
     seg->walked = true;
-    seg->seq_end = seg->id;
-    seg->last_hash = seg->header.header_hash;
     seg->end = SCAN_END_FULL;
     while (offset + BATCH_ALIGN <= limit) {
         struct batch_header h;
@@ -259,6 +267,11 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
         }
         if (header_valid && offset + h.total_len <= limit)
             skip = h.total_len;
+        if (rc == SCAN_BATCH_OK && resync) {
+            seg->seq_end = h.base_seq;
+            seg->last_hash = h.prev_batch_hash;
+        }
+        resync = false;
         if (rc == SCAN_BATCH_BAD || !scan_batch_chained(seg, offset, &h)) {
             seg->end = SCAN_END_DAMAGE;
             break;
@@ -582,12 +595,22 @@ static int scan_one(struct scan_state *st, uint32_t i)
     }
     if (scan_link(st, i))
         return 1;
-    int rc = scan_segment_walk(&st->reader, seg, st->options->callbacks, st->from);
-    if (rc != 0)
-        return rc;
+    int rc = scan_segment_walk(&st->reader, seg, st->options->callbacks, st->from,
+                               SEGMENT_HEADER_SIZE, false);
+    bool stop = rc == 0 && scan_classify(st, i);
+    /* Tools go on past damage: resume at the next valid batch header of the segment. Each
+     * round starts further on, so this ends. */
+    while (rc == 0 && !stop && !st->options->recovery && seg->end != SCAN_END_FULL &&
+           seg->valid_after) {
+        rc = scan_segment_walk(&st->reader, seg, st->options->callbacks, st->from,
+                               seg->valid_after_offset, true);
+        stop = rc == 0 && scan_classify(st, i);
+    }
     res->batch_count += seg->batch_count;
     res->record_count += seg->record_count;
-    return scan_classify(st, i) ? 1 : 0;
+    if (rc != 0)
+        return rc;
+    return stop ? 1 : 0;
 }
 
 static int scan_segments(struct scan_state *st)

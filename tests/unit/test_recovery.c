@@ -323,6 +323,13 @@ static void test_sealed_bit_flips(void)
         uint8_t byte = c.image[points[i]] ^ 0x04;
         file_patch(tlog_path(&c.t, c.sealed_id), points[i], &byte, 1);
         expect_corrupt(&c, c.sealed_id, off, "bit flip");
+        /* log_scan goes on past the damage: every other batch is still listed. */
+        struct batch_list *l = malloc(sizeof(*l));
+        REQUIRE(l != NULL);
+        CHECK_EQ(scan_dir(c.t.dir, l), LOG_ECORRUPT);
+        CHECK_EQ(l->count, c.l->count - 1);
+        CHECK_EQ(l->damage, 1);
+        free(l);
     }
     expect_salvage(&c, c.l->base_seq[b]);
     sealed_free(&c);
