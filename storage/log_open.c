@@ -130,6 +130,16 @@ static int log_salvage(struct log *log, struct scan_result *res,
         if (!res->segments[i].walked)
             return LOG_ECORRUPT;
     }
+    uint32_t kept = keep + (partial ? 1u : 0u);
+    uint64_t new_end = kept > 0 ? res->segments[kept - 1].seq_end : 1;
+    if (res->has_checkpoint && res->checkpoint.anchor_seq > new_end) {
+        /* The checkpoint's state includes records the cut would drop, and new appends would
+         * reuse their seqs below its anchor (replay would skip them): refuse. */
+        fprintf(stderr, "level=error msg=\"salvage would cut below the checkpoint anchor\" "
+                        "anchor_seq=%" PRIu64 " cut_seq=%" PRIu64 "\n",
+                res->checkpoint.anchor_seq, new_end);
+        return LOG_ECORRUPT;
+    }
     int rc = 0;
     for (uint32_t i = res->segment_count; rc == 0 && i > keep + (partial ? 1u : 0u); i--) {
         struct scan_segment *seg = &res->segments[i - 1];

@@ -536,6 +536,28 @@ static void test_interval_hole_is_torn_tail(void)
     tlog_destroy(&t);
 }
 
+/* Salvage never cuts below a checkpoint's anchor: the state would hold lost records and new
+ * appends would reuse seqs that replay skips. */
+static void test_salvage_refuses_below_anchor(void)
+{
+    struct sealed_case c;
+    sealed_setup(&c, "recovery-salvage-anchor", false);
+    REQUIRE(tlog_open(&c.t) == 0);
+    int done = 0;
+    REQUIRE(log_checkpoint(c.t.log, log_durable_seq_end(c.t.log), "s", 1, NULL, 0, ckpt_done,
+                           &done) == 0);
+    tlog_drain(&c.t);
+    CHECK_EQ(done, 1);
+    tlog_close(&c.t);
+    uint8_t junk = 0x77;
+    file_patch(tlog_path(&c.t, c.sealed_id), c.l->offset[c.first_batch + 1] + 70, &junk, 1);
+    c.t.config.salvage = true;
+    CHECK_EQ(tlog_open(&c.t), LOG_ECORRUPT);
+    c.t.config.salvage = false;
+    CHECK_EQ(tlog_open(&c.t), LOG_ECORRUPT);
+    sealed_free(&c);
+}
+
 int main(void)
 {
     RUN_TEST(test_torn_tail_every_offset);
@@ -550,5 +572,6 @@ int main(void)
     RUN_TEST(test_bad_checkpoint);
     RUN_TEST(test_newer_version_refused);
     RUN_TEST(test_interval_hole_is_torn_tail);
+    RUN_TEST(test_salvage_refuses_below_anchor);
     return check_exit();
 }
