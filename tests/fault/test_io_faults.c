@@ -12,6 +12,9 @@
  * - a short write is completed: no poison, every record durable;
  * and in every case a fresh open of the resulting durable image recovers every record that
  * was reported durable, and accepts a new append.
+ *
+ * Recovery itself is swept too: crash images (torn tails, half-made segments, a leftover
+ * checkpoint.tmp) are recovered with their Nth op failing, then crashed again right after.
  */
 #include "check.h"
 #include "fault_backend.h"
@@ -38,6 +41,8 @@ static const struct fault_class fault_classes[] = {
     {"eio-fdatasync", FAULT_EIO, FAULT_OP_BIT(IO_FDATASYNC)},
     {"enospc-create", FAULT_ENOSPC, FAULT_OP_BIT(IO_OPEN) | FAULT_OP_BIT(IO_FALLOCATE)},
     {"short-write", FAULT_SHORT_WRITE, FAULT_OPS_WRITES},
+    {"eio-dirsync", FAULT_EIO, FAULT_OP_BIT(IO_FSYNC_DIR)},
+    {"eio-any", FAULT_EIO, FAULT_OPS_ALL},
 };
 
 struct fault_run {
@@ -136,8 +141,12 @@ static void run_check_class(struct fault_run *run)
     }
     if (w->open_error != 0 || !is_segment(fault_backend_fired_file(run->io)))
         return; /* during open: a clear error is the contract; checkpoint file: see below */
+    enum io_op_kind kind = fault_backend_fired_kind(run->io);
+    bool data_op = kind == IO_WRITE || kind == IO_FDATASYNC || kind == IO_FSYNC;
     switch (run->class->kind) {
     case FAULT_EIO:
+        if (!data_op)
+            break; /* other ops (opens, closes, reads): the universal checks only */
         RUN_EXPECT(run, w->log_error_at_end != 0);
         RUN_EXPECT(run, w->durable_error_count == 1);
         RUN_EXPECT(run, w->durable_error == w->log_error_at_end);
@@ -199,6 +208,91 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
     return matched;
 }
 
+/* ---- faults during recovery ---- */
+
+/* Crash images recovered under faults: one every this many ops of the workload. */
+#define RECOVERY_IMAGE_STRIDE 7u
+/* Power-loss images taken after each faulted recovery, besides the durable-only one. */
+#define RECOVERY_AFTER_SEEDS 2u
+
+static void recovery_fail(uint64_t k, uint64_t n, const char *what, const char *why)
+{
+    fault_failures_total++;
+    check_failures++;
+    if (fault_failures_total <= FAULT_FAILURES_SHOWN)
+        fprintf(stderr, "FAIL recovery of crash image k=%" PRIu64 " with EIO on op %" PRIu64
+                ": %s: %s\n", k, n, what, why);
+}
+
+/*
+ * Recover the crash image at k with its Nth op failing (EIO): the open either fails with an
+ * error or succeeds and keeps every promise. Then a power loss right after that recovery:
+ * whatever its repairs had done, the next recovery keeps every promise. Returns the ops the
+ * recovery performed (with n = 0, the range of the sweep).
+ */
+static uint64_t recovery_run_one(const struct workload *w, const struct memfs *origin, uint64_t k,
+                                 uint64_t n)
+{
+    struct workload_expect expect = {
+        .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
+        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+    };
+    struct memfs *image = memfs_crash_image(origin, k, k * 31 + 1);
+    struct fault_config config = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_ALL, .fail_at = n};
+    struct io_backend *io = fault_backend_create(memfs_io(image), &config);
+    char why[512];
+    int rc = workload_check_image(w, io, &expect, why, sizeof(why));
+    if (rc == WORKLOAD_CHECK_FAILED || (rc != 0 && !fault_backend_fired(io)))
+        recovery_fail(k, n, "the faulted recovery", why);
+    uint64_t matched = fault_backend_matched(io);
+    io_backend_destroy(io);
+    for (uint64_t seed = 0; seed <= RECOVERY_AFTER_SEEDS; seed++) {
+        enum memfs_image_kind kind = seed == 0 ? MEMFS_IMAGE_DURABLE : MEMFS_IMAGE_CRASH;
+        struct memfs *after = memfs_image(image, memfs_op_count(image), kind, seed);
+        if (workload_check_image(w, memfs_io(after), &expect, why, sizeof(why)) != 0)
+            recovery_fail(k, n, seed == 0 ? "durable image after it" : "crash image after it",
+                          why);
+        memfs_destroy(after);
+    }
+    memfs_destroy(image);
+    return matched;
+}
+
+static uint64_t memfs_counter(void *ctx)
+{
+    return memfs_op_count(ctx);
+}
+
+static uint64_t recovery_sweep(void)
+{
+    struct memfs *fs = memfs_create();
+    memfs_set_poll_batch(fs, 1);
+    struct workload w = {
+        .seed = 11,
+        .record_count = FAULT_RECORDS,
+        .checkpoint = true,
+        .op_count = memfs_counter,
+        .hook_ctx = fs,
+    };
+    workload_run(&w, memfs_io(fs));
+    CHECK_EQ(w.open_error, 0);
+    CHECK_EQ(w.close_error, 0);
+    uint64_t runs = 0;
+    uint32_t before = fault_failures_total;
+    for (uint64_t k = 0; k <= memfs_op_count(fs); k += RECOVERY_IMAGE_STRIDE) {
+        uint64_t ops = recovery_run_one(&w, fs, k, 0);
+        for (uint64_t n = 1; n <= ops; n++)
+            recovery_run_one(&w, fs, k, n);
+        runs += ops + 1;
+    }
+    fprintf(stderr, "recovery under EIO: %" PRIu64 " crash images of %" PRIu64 " ops, %" PRIu64
+            " faulted recoveries: %u failures\n", memfs_op_count(fs) / RECOVERY_IMAGE_STRIDE + 1,
+            memfs_op_count(fs), runs, fault_failures_total - before);
+    workload_free(&w);
+    memfs_destroy(fs);
+    return runs;
+}
+
 /* Workloads swept: one completion per poll (most interleaving), and all at once. */
 static const struct {
     uint64_t seed;
@@ -225,6 +319,7 @@ int main(void)
             CHECK(matching > 0);
         }
     }
+    runs += recovery_sweep();
     fprintf(stderr, "fault: %" PRIu64 " runs, %u failures\n", runs, fault_failures_total);
     return check_exit();
 }

@@ -96,11 +96,15 @@ struct workload_expect {
     bool append_after;        /* also append one record, close, reopen and find it */
 };
 
+/* workload_check_image's verdicts besides 0. */
+#define WORKLOAD_CHECK_FAILED (-1) /* the log opened but broke a promise */
+#define WORKLOAD_OPEN_FAILED (-2)  /* log_open itself failed (a fault may explain it) */
+
 /*
  * Open a log on io (an image) and check it: open succeeds; the checkpoint, if any, is the
  * workload's; replay starts at its anchor (or seq 1), has no gap, holds only appended records
- * with their exact bytes, and reaches expect->durable_seq_end. 0 if all hold, else -1 with
- * the reason in why.
+ * with their exact bytes, and reaches expect->durable_seq_end. 0 if all hold, else
+ * WORKLOAD_OPEN_FAILED or WORKLOAD_CHECK_FAILED with the reason in why.
  */
 int workload_check_image(const struct workload *w, struct io_backend *io,
                          const struct workload_expect *expect, char *why, uint32_t why_len);
