@@ -160,6 +160,7 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
     seg->nonzero_end = from;
     seg->valid_after = false;
     seg->valid_after_synced = false;
+    seg->seq_last_after = 0;
     if (scan_grow(&r->buf, &r->buf_size, SCAN_PROBE_CHUNK_BYTES) < 0)
         return -ENOMEM;
     for (uint64_t off = from; off < file_end; off += SCAN_PROBE_CHUNK_BYTES) {
@@ -179,6 +180,8 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
                 continue;
             if (!seg->valid_after)
                 seg->valid_after_offset = off + b;
+            if (h.base_seq + h.record_count - 1 > seg->seq_last_after)
+                seg->seq_last_after = h.base_seq + h.record_count - 1;
             seg->valid_after = true;
             if ((h.flags & BATCH_FLAG_UNSYNCED) == 0)
                 seg->valid_after_synced = true;

@@ -518,6 +518,10 @@ static void test_interval_hole_is_torn_tail(void)
     REQUIRE(tlog_open_replay(&t, &rc) == 0);
     CHECK(t.report.torn_tail);
     CHECK_EQ(t.report.torn_offset, l->offset[hole]);
+    char want[64];
+    snprintf(want, sizeof(want), "seq %llu..%llu", (unsigned long long)l->base_seq[hole],
+             (unsigned long long)(l->base_seq[l->count - 1] + l->records[l->count - 1] - 1));
+    CHECK(strstr(t.report.message, want) != NULL);
     CHECK_EQ(rc.count, l->base_seq[hole] - 1);
     CHECK_EQ(log_next_seq(t.log), l->base_seq[hole]);
     commit_batch(&t, l->base_seq[hole] + 3, 1500);
