@@ -404,7 +404,8 @@ static int scan_load_checkpoint(struct scan_state *st)
 static int scan_collect(struct scan_state *st, struct scan_list *list)
 {
     struct scan_result *res = st->result;
-    qsort(list->ids, list->count, sizeof(*list->ids), scan_id_compare);
+    if (list->count > 0) /* qsort's base may not be NULL, even for zero elements */
+        qsort(list->ids, list->count, sizeof(*list->ids), scan_id_compare);
     res->segments = calloc(list->count + 1, sizeof(*res->segments));
     res->leftovers = calloc(list->count + 1, sizeof(*res->leftovers));
     if (res->segments == NULL || res->leftovers == NULL)
