@@ -133,8 +133,10 @@ void wire_header_encode(uint8_t out[WIRE_HEADER_SIZE], const struct wire_header 
 
 /*
  * A growable output buffer. Encoders append whole frames; data[0..len) is ready to send.
- * size_max bounds growth (a frame above it fails with SPOOL_E_TOO_LARGE, nothing appended).
- * The buffer owns data (malloc'ed); wire_buf_free releases it. Not thread-safe.
+ * size_max is the largest single frame the buffer accepts (the peer's frame maximum): a frame
+ * above it fails with SPOOL_E_TOO_LARGE and nothing is appended. The total held is the
+ * caller's to bound (it may hold many frames). The buffer owns data (malloc'ed);
+ * wire_buf_free releases it. Not thread-safe.
  */
 struct wire_buf {
     uint8_t *data;
@@ -147,7 +149,7 @@ void wire_buf_init(struct wire_buf *b, size_t size_max);
 void wire_buf_free(struct wire_buf *b);
 /* Forget the first n bytes (sent), keeping the rest at the front. */
 void wire_buf_consume(struct wire_buf *b, size_t n);
-/* Make room for n more bytes; 0, -ENOMEM or SPOOL_E_TOO_LARGE. */
+/* Make room for n more bytes; 0 or -ENOMEM. */
 WIRE_MUST_USE int wire_buf_reserve(struct wire_buf *b, size_t n);
 
 /* Wire code (1..99) of an SPOOL_E_* sent on the wire, or SPOOL_E_INTERNAL's for anything
