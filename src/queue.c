@@ -591,19 +591,17 @@ static uint64_t lease_token_next(struct queue_state *state)
     return token;
 }
 
-/* The best ready job across the reserver's queues: lowest (priority, id). */
+/* The next job for this reserver: the reserver lists its queues in order of preference, so
+ * the first queue (not paused) with a ready job gives its best (priority, id). */
 static struct job *reserve_pick(struct queue_reserver *reserver)
 {
-    struct job *best = NULL;
     for (uint32_t i = 0; i < reserver->queue_count; i++) {
         struct queue *queue = reserver->queues[i];
-        if (queue->paused)
-            continue;
-        struct job *top = heap_top(&queue->ready);
-        if (top != NULL && (best == NULL || ready_less(top, best)))
-            best = top;
+        struct job *top = queue->paused ? NULL : heap_top(&queue->ready);
+        if (top != NULL)
+            return top;
     }
-    return best;
+    return NULL;
 }
 
 static void lease(struct queue_state *state, struct job *job, struct queue_reserver *reserver,

@@ -152,6 +152,22 @@ static void test_priority_then_fifo(void)
     queue_state_destroy(s);
 }
 
+static void test_reserve_queue_preference_and_count(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t low = put(s, "second", 0, 0);
+    uint64_t x = put(s, "first", 9, 0);
+    uint64_t y = put(s, "first", 9, 0);
+    struct queue_reserver r = {.queues = {queue_find(s, "first", 5), queue_find(s, "second", 6)},
+                               .queue_count = 2, .count_max = 3, .detach = true};
+    struct job *jobs[3];
+    CHECK_EQ(queue_reserve(s, &r, 0, jobs), 3);
+    CHECK_EQ(jobs[0]->id, x); /* the first queue wins despite its worse priority */
+    CHECK_EQ(jobs[1]->id, y);
+    CHECK_EQ(jobs[2]->id, low);
+    queue_state_destroy(s);
+}
+
 static void test_delay_and_ttl(void)
 {
     struct queue_state *s = make_state();
@@ -717,6 +733,7 @@ int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
     RUN_TEST(test_priority_then_fifo);
+    RUN_TEST(test_reserve_queue_preference_and_count);
     RUN_TEST(test_delay_and_ttl);
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
     RUN_TEST(test_release_touch_bury_kick_delete);
