@@ -318,6 +318,7 @@ static void release_fields(struct wire_io *io, union wire_msg *m)
     io_u64(io, &r->delay_ms);
     io_flags(io, &r->flags, WIRE_RELEASE_FLAGS_ALL);
     io_u32(io, &r->priority);
+    io_bytes(io, &r->reason, 2, WIRE_REASON_SIZE_MAX);
 }
 
 static void touch_fields(struct wire_io *io, union wire_msg *m)

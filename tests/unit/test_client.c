@@ -25,6 +25,7 @@ struct fake {
     uint64_t last_put_priority;
     uint64_t last_reserve_flags;
     uint32_t last_ack_result_len;
+    char last_release_reason[64];
 };
 
 static void fake_send_all(int fd, const uint8_t *p, size_t len)
@@ -99,6 +100,11 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
         for (uint32_t i = 0; i < m->ack_batch.count && i < 4; i++)
             codes[i] = m->ack_batch.acks[i].lease == 99 ? 0 : wire_error_to_wire(SPOOL_E_NOT_FOUND);
         r.ack_batch_reply = (struct wire_ack_batch_reply){2, m->ack_batch.count, codes};
+        break;
+    case WIRE_OP_RELEASE:
+        snprintf(f->last_release_reason, sizeof f->last_release_reason, "%.*s",
+                 (int)m->release.reason.len, (const char *)m->release.reason.data);
+        r.durable_reply.durability = 2;
         break;
     case WIRE_OP_TOUCH:
         r.touch_reply = (struct wire_touch_reply){1, 5000 + m->touch.extend_ms};
@@ -274,6 +280,8 @@ static void test_produce_and_consume(void)
     CHECK_EQ(spool_touch(c, 8, 99, 250, &deadline), 0);
     CHECK_EQ(deadline, 5250);
     CHECK_EQ(spool_release(c, 8, 99, 10, -1), 0);
+    CHECK_EQ(spool_fail(c, 8, 99, 10, "exit status 3"), 0);
+    CHECK(strcmp(f.last_release_reason, "exit status 3") == 0);
     CHECK_EQ(spool_bury(c, 8, 99, "broken"), 0);
     spool_close(c);
     fake_stop(&f);

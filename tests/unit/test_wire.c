@@ -98,7 +98,8 @@ static size_t build_samples(struct sample *s)
     s[n++] = (struct sample){WIRE_OP_ACK_BATCH, {.ack_batch = {3, sample_acks}},
         4 + 3 * 20 + 0 + 2 + 4};
     s[n++] = (struct sample){WIRE_OP_RELEASE,
-        {.release = {5, 6, 7000, WIRE_RELEASE_PRIORITY, 8}}, 8 + 8 + 8 + 1 + 4};
+        {.release = {5, 6, 7000, WIRE_RELEASE_PRIORITY, 8, wire_bytes_str("exit 1")}},
+        8 + 8 + 8 + 1 + 4 + 2 + 6};
     s[n++] = (struct sample){WIRE_OP_TOUCH, {.touch = {5, 6, 60000}}, 8 + 8 + 4};
     s[n++] = (struct sample){WIRE_OP_BURY, {.bury = {5, 6, wire_bytes_str("exit 3")}},
         8 + 8 + 2 + 6};
@@ -276,6 +277,7 @@ static void test_decoded_fields(void)
             CHECK_EQ(m.release.delay_ms, 7000);
             CHECK_EQ(m.release.priority, 8);
             CHECK_EQ(m.release.lease, 6);
+            CHECK(wire_bytes_eq(m.release.reason, "exit 1"));
             break;
         case WIRE_OP_RESERVE | WIRE_OP_REPLY:
             CHECK_EQ(m.reserve_reply.count, e->reserve_reply.count);
@@ -489,7 +491,7 @@ static void test_invalid_fields(void)
     CHECK_EQ(decode_exact(WIRE_OP_KICK, raw, sizeof raw, &m), SPOOL_E_TOO_LARGE);
     b.len = 0;
     /* Unknown flag bits, kick count 0, bad peek state. */
-    union wire_msg r = {.release = {1, 2, 0, 0x80, 0}};
+    union wire_msg r = {.release = {1, 2, 0, 0x80, 0, {0}}};
     REQUIRE(wire_encode(&b, WIRE_OP_RELEASE, 1, &r) == 0);
     CHECK_EQ(decode_exact(WIRE_OP_RELEASE, b.data + 16, b.len - 16, &m), SPOOL_E_BAD_REQUEST);
     b.len = 0;
