@@ -32,6 +32,10 @@
 
 static const char reason_max_attempts[] = "max_attempts";
 
+/* Bytes of a delivery besides its body and queue name in a reply frame (ids, lease, attempt,
+ * priority, deadline, length prefixes), rounded up. */
+#define QUEUE_DELIVERY_OVERHEAD 64
+
 const char *queue_strerror(int error)
 {
     switch (error) {
@@ -626,10 +630,17 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
     uint32_t count_max = reserver->count_max == 0 ? 1 : reserver->count_max;
     if (count_max > QUEUE_RESERVE_COUNT_MAX)
         count_max = QUEUE_RESERVE_COUNT_MAX;
+    uint64_t bytes = 0;
     while (count < count_max) {
         struct job *job = reserve_pick(reserver);
         if (job == NULL)
             break;
+        /* One reply frame carries them all: the first job always goes, later ones only while
+         * they fit the caller's byte budget. */
+        uint64_t cost = (uint64_t)job->body_len + job->queue->name_len + QUEUE_DELIVERY_OVERHEAD;
+        if (count > 0 && reserver->bytes_max != 0 && bytes + cost > reserver->bytes_max)
+            break;
+        bytes += cost;
         lease(state, job, reserver, now_ms);
         jobs[count++] = job;
     }

@@ -146,6 +146,7 @@ struct queue_reserver {
     struct queue *queues[QUEUE_RESERVE_QUEUES_MAX];
     uint32_t queue_count;
     uint32_t count_max;
+    uint64_t bytes_max;  /* stop adding jobs past this many body+name bytes; 0: no limit */
     int64_t deadline_ms; /* give up at; woken with count 0 */
     bool detach;
     struct queue_owner *owner;
