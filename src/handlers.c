@@ -452,7 +452,7 @@ static int handle_release(struct conn *conn, const struct wire_header *h, union 
     int64_t delay = req->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
                                                          : (int64_t)req->delay_ms;
     int rc = queue_release(conn->server->queues, req->id, req->lease, delay, priority,
-                           server_now_ms());
+                           (const char *)req->reason.data, req->reason.len, server_now_ms());
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
