@@ -165,9 +165,10 @@ static size_t build_reply_samples(struct sample *s, size_t n)
     const uint16_t info_ops[] = {WIRE_OP_PEEK_NEXT, WIRE_OP_WAIT, WIRE_OP_STATUS};
     j.body = wire_bytes_str("");
     j.state = WIRE_STATE_DONE;
+    j.queue = wire_bytes_str(""); /* allowed in a job info: a finished job's queue may be gone */
     for (size_t i = 0; i < sizeof info_ops / sizeof info_ops[0]; i++)
         s[n++] = (struct sample){(uint16_t)(info_ops[i] | R), {.job_info = j},
-            8 + 1 + 5 + 16 + 32 + 2 + 12 + 4 + 7 + 4};
+            8 + 1 + 1 + 16 + 32 + 2 + 12 + 4 + 7 + 4};
     s[n++] = (struct sample){WIRE_OP_ERROR,
         {.error = {9, wire_bytes_str("lease 5 is stale")}}, 2 + 2 + 16};
     return n;
