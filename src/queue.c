@@ -472,6 +472,13 @@ static uint32_t effective_max_attempts(const struct queue_state *state,
                                                       : state->config.default_max_attempts;
 }
 
+void queue_defaults_get(const struct queue_state *state, const struct queue *queue,
+                        uint64_t *ttr_ms, uint32_t *max_attempts)
+{
+    *ttr_ms = effective_ttr(state, queue, 0);
+    *max_attempts = effective_max_attempts(state, queue, -1);
+}
+
 static bool queue_has_room(const struct queue_state *state, const struct queue *queue,
                            uint32_t body_len)
 {

@@ -301,6 +301,10 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner, i
 void queue_tick(struct queue_state *state, int64_t now_ms);
 int64_t queue_next_deadline_ms(const struct queue_state *state);
 
+/* A queue's effective defaults (its own, else the state's). */
+void queue_defaults_get(const struct queue_state *state, const struct queue *queue,
+                        uint64_t *ttr_ms, uint32_t *max_attempts);
+
 /* Stats. */
 void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_stats *out);
 struct queue_totals {
