@@ -350,6 +350,7 @@ void queue_job_leave(struct queue_state *state, struct job *job)
     case JOB_PENDING:
         list_unlink(&job->state_link);
         state->totals.pending--;
+        queue->stats.pending--;
         break;
     case JOB_READY:
         heap_remove(&queue->ready, job);
@@ -479,21 +480,30 @@ void queue_defaults_get(const struct queue_state *state, const struct queue *que
     *max_attempts = effective_max_attempts(state, queue, -1);
 }
 
-static bool queue_has_room(const struct queue_state *state, const struct queue *queue,
-                           uint32_t body_len)
+static bool room_for(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
+                     uint64_t bytes)
 {
-    uint64_t max_jobs = queue->max_jobs != 0 ? queue->max_jobs : state->config.max_jobs_per_queue;
-    uint64_t max_bytes =
-        queue->max_bytes != 0 ? queue->max_bytes : state->config.max_bytes_per_queue;
-    const struct queue_stats *s = &queue->stats;
-    uint64_t jobs = s->ready + s->delayed + s->reserved + s->dead;
-    struct list_link *link;
-    for (link = state->pending.next; link != &state->pending; link = link->next)
-        if (LIST_ENTRY(link, struct job, state_link)->queue == queue)
-            jobs++;
-    if (max_jobs != 0 && jobs + 1 > max_jobs)
+    uint64_t max_jobs = state->config.max_jobs_per_queue;
+    uint64_t max_bytes = state->config.max_bytes_per_queue;
+    uint64_t live = 0, used = 0;
+    if (queue != NULL) {
+        const struct queue_stats *s = &queue->stats;
+        if (queue->max_jobs != 0)
+            max_jobs = queue->max_jobs;
+        if (queue->max_bytes != 0)
+            max_bytes = queue->max_bytes;
+        live = s->ready + s->delayed + s->reserved + s->dead + s->pending;
+        used = s->bytes;
+    }
+    if (max_jobs != 0 && live + jobs > max_jobs)
         return false;
-    return max_bytes == 0 || s->bytes + body_len <= max_bytes;
+    return max_bytes == 0 || used + bytes <= max_bytes;
+}
+
+bool queue_has_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
+                        uint64_t jobs, uint64_t bytes)
+{
+    return room_for(state, strmap_get(&state->queues, name, name_len), jobs, bytes);
 }
 
 /* An earlier put with the same key, still within the window. */
@@ -535,7 +545,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     err = queue_get(state, args->queue, args->queue_len, &queue);
     if (err != 0)
         return err;
-    if (!queue_has_room(state, queue, args->body_len))
+    if (!room_for(state, queue, 1, args->body_len))
         return QUEUE_EFULL;
     struct record_put put = {
         .id = state->next_id, .priority = args->priority,
@@ -569,6 +579,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
+    queue->stats.pending++;
     if (args->key_len > 0)
         queue_idem_add(state, args->key, args->key_len, job->id, now_ms);
     *id = job->id;

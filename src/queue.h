@@ -100,6 +100,7 @@ struct queue_stats {
     uint64_t delayed;
     uint64_t reserved;
     uint64_t dead;
+    uint64_t pending; /* put, not yet durable */
     uint64_t total_put;
     int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
     uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
@@ -234,6 +235,11 @@ struct queue_put_args {
  * an emit error. */
 SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_args *args,
                              int64_t now_ms, uint64_t *id, bool *duplicate, uint64_t *seq);
+
+/* Would the queue (created on first use) take jobs more jobs of bytes body bytes under its
+ * limits? PUT_BATCH asks before logging any job of the batch. */
+bool queue_has_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
+                        uint64_t jobs, uint64_t bytes);
 
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t now_ms);

@@ -528,6 +528,11 @@ static void test_limits_and_validation(void)
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EFULL);
+    /* Pending (not yet durable) puts count against the limit too. */
+    CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
+    queue_durable(s, UINT64_MAX, 0);
+    CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
+    CHECK(queue_has_room_for(s, "fresh", 5, 1000, 1000)); /* no limit configured */
     args.queue = "bad name";
     args.queue_len = 8;
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EINVAL);
