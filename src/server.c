@@ -685,8 +685,10 @@ int server_run(struct server *server)
             return server->fatal_error;
         durable_apply(server);
         int64_t now = server_now_ms();
+        /* Connections and timers are the sources of records: both wait while a checkpoint
+         * waits for the log to go idle, and during shutdown. */
         bool paused = server->checkpoint_wanted || server->stopping;
-        if (!server->checkpoint_wanted)
+        if (!paused)
             queue_tick(server->queues, now);
         if (!paused)
             conns_run(server);

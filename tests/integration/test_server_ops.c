@@ -3,6 +3,7 @@
  * release on disconnect, detach), idempotency, wait and status, stats. */
 #include <spool/client.h>
 
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -328,6 +329,48 @@ static void test_bad_requests_keep_the_connection(void)
     spool_close(c);
 }
 
+/* --sync none: replies say WRITTEN (survives kill -9, not power loss), never SYNCED. */
+static void test_sync_none_reports_written(void)
+{
+    struct spoold other;
+    static const char *const none_args[] = {"--sync", "none", NULL};
+    REQUIRE(spoold_start(&other, "sync-none", none_args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
+    struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_WRITTEN);
+    const char *queues[1] = {"q"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 1, 0, 0, &d, &got) == 0);
+    REQUIRE(got == 1);
+    CHECK_EQ(spool_ack(c, d->id, d->lease, NULL, 0), 0);
+    CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_WRITTEN);
+    spool_deliveries_free(d);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&other), 0);
+    spoold_cleanup(&other);
+}
+
+/* Bad options: a clear message and exit code 2, before touching any directory. */
+static void test_bad_options_refused(void)
+{
+    char cmd[1024];
+    const char *bin = getenv("SPOOLD");
+    REQUIRE(bin != NULL);
+    snprintf(cmd, sizeof(cmd), "%s --sync sometimes 2>/dev/null", bin);
+    int status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    snprintf(cmd, sizeof(cmd), "%s --segment-size 1m --max-job-size 1m 2>/dev/null", bin);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "ops", NULL) != 0)
@@ -341,6 +384,8 @@ int main(void)
     RUN_TEST(test_release_on_disconnect_and_detach);
     RUN_TEST(test_idempotency_and_batches);
     RUN_TEST(test_bad_requests_keep_the_connection);
+    RUN_TEST(test_sync_none_reports_written);
+    RUN_TEST(test_bad_options_refused);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();

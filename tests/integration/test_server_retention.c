@@ -158,6 +158,30 @@ static void test_batch_over_queue_limit_is_all_or_nothing(void)
     spool_close(c);
 }
 
+/* While running: a checkpoint every 256 KiB of log deletes settled segments without a stop. */
+static void test_periodic_checkpoint_while_running(void)
+{
+    struct spoold other = server;
+    static const char *const auto_args[] = {"--segment-size", "1m", "--max-job-size", "64k",
+                                            "--checkpoint-bytes", "256k", NULL};
+    REQUIRE(spoold_start(&server, "retention-auto", auto_args) == 0);
+    spool_client *c = client();
+    put_and_ack_many(c);
+    spool_close(c);
+    int segments = 0;
+    for (int i = 0; i < 200; i++) { /* up to 2 s for the last checkpoint to land */
+        segments = spoold_count_files(&server, ".seg");
+        if (segments <= 2)
+            break;
+        usleep(10 * 1000);
+    }
+    CHECK(segments <= 2);
+    CHECK(spoold_log_contains(&server, "msg=checkpoint"));
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = other;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "retention", args) != 0)
@@ -165,6 +189,7 @@ int main(void)
     RUN_TEST(test_settled_segments_deleted_pinned_segment_kept);
     RUN_TEST(test_back_pressure_burst_all_answered);
     RUN_TEST(test_batch_over_queue_limit_is_all_or_nothing);
+    RUN_TEST(test_periodic_checkpoint_while_running);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
