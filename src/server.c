@@ -472,8 +472,11 @@ static void checkpoint_done(void *ctx, int error)
     struct server *server = ctx;
     server->checkpoint_in_flight = false;
     if (error != 0) {
+        /* The previous checkpoint still stands and the log still holds everything since it:
+         * serve on; a poisoned log stops the server through on_durable. */
         slog_error("msg=\"checkpoint failed\" error=\"%s\"", log_strerror(error));
-        server->fatal_error = error;
+        server->checkpoint_failed = true;
+        server->checkpoint_bytes = 1; /* due again at the next period */
     }
 }
 
@@ -505,6 +508,15 @@ static bool checkpoint_due(const struct server *server, int64_t now_ms)
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
 
+/* A checkpoint that cannot be written must not pause the server: serve on and try again at
+ * the next period (recovery then replays more log; nothing is lost). */
+static void checkpoint_skip(struct server *server)
+{
+    server->checkpoint_wanted = false;
+    server->checkpoint_last_ms = server_now_ms();
+    server->checkpoint_failed = true;
+}
+
 /* Take the snapshot if the log is idle; returns true once a checkpoint was started. */
 static bool checkpoint_try(struct server *server)
 {
@@ -516,6 +528,7 @@ static bool checkpoint_try(struct server *server)
     uint32_t len;
     if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
         slog_error("msg=\"checkpoint too large to encode\"");
+        checkpoint_skip(server);
         return false;
     }
     uint64_t *drop;
@@ -525,10 +538,13 @@ static bool checkpoint_try(struct server *server)
     free(payload);
     free(drop);
     if (rc != 0) {
-        slog_warn("msg=\"checkpoint not started\" error=\"%s\"", log_strerror(rc));
+        slog_warn("msg=\"checkpoint not started\" error=\"%s\" payload_bytes=%u",
+                  log_strerror(rc), len);
+        checkpoint_skip(server);
         return false;
     }
     server->checkpoint_in_flight = true;
+    server->checkpoint_failed = false;
     server->checkpoint_wanted = false;
     server->checkpoint_bytes = 0;
     server->checkpoint_last_ms = server_now_ms();
@@ -665,10 +681,9 @@ static bool stop_step(struct server *server)
         return false;
     if (server->checkpoint_in_flight)
         return false;
-    if (server->checkpoint_bytes > 0 || server->checkpoint_last_ms == 0) {
-        server->checkpoint_bytes = 1; /* force one: restart is then instant */
+    if (server->checkpoint_bytes > 0 && !server->checkpoint_failed) {
         if (checkpoint_try(server))
-            return false;
+            return false; /* restart is then instant */
     }
     return outputs_drained(server) || now - server->stop_started_ms > SERVER_DRAIN_MS;
 }

@@ -127,6 +127,7 @@ struct server {
     /* checkpoints */
     bool checkpoint_wanted;
     bool checkpoint_in_flight;
+    bool checkpoint_failed; /* the last attempt could not start (shutdown does not retry) */
     int64_t checkpoint_last_ms;
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
     /* stats */
