@@ -735,6 +735,41 @@ static void test_checkpoint_roundtrip(void)
     queue_state_destroy(s);
 }
 
+/* Random byte flips in a valid checkpoint: the loader refuses or accepts, never crashes or
+ * reads out of bounds (the sanitizer build checks the latter). */
+static void test_checkpoint_mutations_never_crash(void)
+{
+    struct queue_state *s = make_state();
+    put_full(s, "alpha", 3, 0, 0, -1, "k1", 0);
+    put_full(s, "beta", 1, 5000, 1000, 4, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *j = reserve1(s, "alpha", 0, NULL);
+    REQUIRE(j != NULL);
+    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, 1), 0);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    uint32_t x = 7;
+    int accepted = 0;
+    for (int round = 0; round < 3000; round++) {
+        uint8_t *copy = malloc(len);
+        memcpy(copy, payload, len);
+        for (int flips = 0; flips < 1 + round % 4; flips++) {
+            x = x * 1103515245u + 12345u;
+            copy[(x >> 8) % len] ^= (uint8_t)(1u << (x % 8));
+        }
+        struct queue_state *t = queue_state_create(&config);
+        accepted += queue_checkpoint_load(t, copy, len, 100) == 0;
+        queue_state_destroy(t);
+        free(copy);
+    }
+    CHECK(accepted < 3000); /* most flips land in fields that are checked */
+    free(payload);
+    queue_state_destroy(s);
+}
+
 int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
@@ -755,6 +790,7 @@ int main(void)
     RUN_TEST(test_lease_tokens_unique);
     RUN_TEST(test_replay_rebuilds_state_leases_void);
     RUN_TEST(test_checkpoint_roundtrip);
+    RUN_TEST(test_checkpoint_mutations_never_crash);
     fake_reset();
     return check_exit();
 }
