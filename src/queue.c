@@ -23,6 +23,9 @@
 #define QUEUE_DEFAULT_IDEM_WINDOW_MS (24LL * 3600 * 1000)
 /* DONE jobs remembered for wait/status: at ~200 bytes each plus results, a few MiB. */
 #define QUEUE_DEFAULT_DONE_KEEP 10000
+/* ... and at most this many result bytes among them: results may be 64 KiB each, and 10,000
+ * of those would be 640 MiB of memory nobody asked the server to hold. */
+#define QUEUE_DONE_BYTES_MAX (64u * 1024 * 1024)
 /* Timer events per tick: enough to drain a burst of expiries in a few turns while keeping
  * one loop turn short (each event is O(log n)). */
 #define QUEUE_DEFAULT_TICK_WORK 4096
@@ -406,11 +409,13 @@ void queue_job_remove(struct queue_state *state, struct job *job)
 
 static void done_trim(struct queue_state *state)
 {
-    while (state->done_count > state->config.done_keep_max) {
+    while (state->done_count > state->config.done_keep_max ||
+           state->done_bytes > QUEUE_DONE_BYTES_MAX) {
         struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
         list_unlink(&old->live);
         idmap_remove(&state->jobs, old->id);
         state->done_count--;
+        state->done_bytes -= old->result_len;
         job_free(old);
     }
 }
@@ -430,6 +435,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     }
     list_insert_tail(&state->done, &job->live);
     state->done_count++;
+    state->done_bytes += job->result_len;
     queue_notify_waiters(state, job, true);
     done_trim(state);
 }

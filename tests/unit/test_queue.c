@@ -737,6 +737,30 @@ static void test_checkpoint_roundtrip(void)
 
 /* Random byte flips in a valid checkpoint: the loader refuses or accepts, never crashes or
  * reads out of bounds (the sanitizer build checks the latter). */
+/* DONE jobs are remembered for wait/status only up to done_keep_max, oldest forgotten first. */
+static void test_done_jobs_bounded(void)
+{
+    fake_reset();
+    struct queue_config config;
+    queue_config_defaults(&config);
+    config.emit = fake_emit;
+    config.emit_ctx = &fake;
+    config.done_keep_max = 2;
+    struct queue_state *s = queue_state_create(&config);
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        ids[i] = put(s, "q", 0, i);
+        struct job *j = reserve1(s, "q", i, NULL);
+        REQUIRE(j != NULL && j->id == ids[i]);
+        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, i), 0);
+    }
+    struct queue_job_status st;
+    CHECK(!queue_status(s, ids[0], &st));
+    CHECK(queue_status(s, ids[1], &st) && st.state == JOB_DONE);
+    CHECK(queue_status(s, ids[2], &st) && st.state == JOB_DONE);
+    queue_state_destroy(s);
+}
+
 static void test_checkpoint_mutations_never_crash(void)
 {
     struct queue_state *s = make_state();
@@ -791,6 +815,7 @@ int main(void)
     RUN_TEST(test_replay_rebuilds_state_leases_void);
     RUN_TEST(test_checkpoint_roundtrip);
     RUN_TEST(test_checkpoint_mutations_never_crash);
+    RUN_TEST(test_done_jobs_bounded);
     fake_reset();
     return check_exit();
 }
