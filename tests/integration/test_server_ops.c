@@ -369,6 +369,11 @@ static void test_bad_options_refused(void)
     snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
     status = system(cmd);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* A second spoold on a data directory in use is refused (exit 1, the lock named). */
+    snprintf(cmd, sizeof(cmd), "%s --data %s --listen 127.0.0.1:0 2>/dev/null", bin,
+             server.data);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
 }
 
 int main(void)
