@@ -109,6 +109,11 @@ expect_ok --json peek "$lid"
 expect_ok delete "$lid"
 expect_error NOT_FOUND status "$lid"
 
+# "--" ends options: a body may start with dashes.
+expect_ok --json put dashes -- --not-an-option
+expect_ok --json peek dashes --ready
+[ "$(str "$out" body)" = "--not-an-option" ] || fail "body after --: $out"
+
 # put from stdin; stats and queues with the issue's field names.
 printf 'from stdin' | "$SPOOL" --server "$SPOOLD_ADDR" put piped - >/dev/null || fail "put -"
 expect_ok --json peek piped --ready
