@@ -40,6 +40,9 @@
 
 /* Shutdown waits this long for in-flight commits and output before giving up on output. */
 #define SERVER_DRAIN_MS 5000
+/* After a failed accept (EMFILE, ENFILE, ENOMEM) wait this long before accepting again:
+ * long enough not to spin, short enough that clients barely notice once fds free up. */
+#define SERVER_ACCEPT_RETRY_MS 100
 
 int64_t server_now_ms(void)
 {
@@ -406,6 +409,9 @@ static void accept_arm(struct server *server)
 {
     if (server->accept_armed || server->stopping || server->listen_fd < 0)
         return;
+    if (server->accept_retry_ms != 0 && server_now_ms() < server->accept_retry_ms)
+        return;
+    server->accept_retry_ms = 0;
     struct io_uring_sqe *sqe = server_sqe(server);
     io_uring_prep_multishot_accept(sqe, server->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &server->accept_completion);
@@ -424,7 +430,11 @@ static void accept_complete(struct io_completion *completion, const struct io_ur
         else
             conn_accepted(server, cqe->res);
     } else if (cqe->res != -ECANCELED) {
-        slog_warn("msg=\"accept failed\" error=\"%s\"", strerror(-cqe->res));
+        /* Out of descriptors or memory: retry later rather than spin on the error. */
+        slog_warn("msg=\"accept failed\" error=\"%s\" retry_ms=%d", strerror(-cqe->res),
+                  SERVER_ACCEPT_RETRY_MS);
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            server->accept_retry_ms = server_now_ms() + SERVER_ACCEPT_RETRY_MS;
     }
 }
 
@@ -627,6 +637,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
+    if (server->accept_retry_ms != 0 && server->accept_retry_ms - now_ms < timeout)
+        timeout = server->accept_retry_ms - now_ms;
     if (server->log_full && timeout < 1)
         timeout = 1; /* timers that need log space wait for the commit, not spin */
     return timeout < 0 ? 0 : timeout;

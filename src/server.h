@@ -103,6 +103,7 @@ struct server {
     int listen_fd;
     struct io_completion accept_completion;
     bool accept_armed;
+    int64_t accept_retry_ms; /* after a failed accept: not before this time */
     int signal_fd;
     struct io_completion signal_completion;
     struct signalfd_siginfo siginfo;

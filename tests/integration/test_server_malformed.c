@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -344,6 +345,42 @@ static void test_connection_limit(void)
     server = saved;
 }
 
+/* spoold out of file descriptors: accepts fail, the server neither spins nor dies, and serves
+ * again once connections close. */
+static void test_out_of_descriptors(void)
+{
+    struct spoold saved = server;
+    struct rlimit old, low = {.rlim_cur = 32, .rlim_max = 0};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    low.rlim_max = old.rlim_max;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0); /* inherited by spoold only ... */
+    int rc = spoold_start(&server, "nofile", NULL);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0); /* ... the test gets its own back */
+    REQUIRE(rc == 0);
+    enum { FLOOD = 48 };
+    int fds[FLOOD];
+    for (int i = 0; i < FLOOD; i++)
+        fds[i] = raw_connect(); /* the kernel completes them; spoold runs out of fds */
+    usleep(300 * 1000);
+    CHECK(spoold_log_contains(&server, "accept failed"));
+    /* Retried every 100 ms, not spun on: a handful of log lines, not thousands. */
+    int failures = 0;
+    FILE *log = fopen(server.log, "r");
+    REQUIRE(log != NULL);
+    char line[1024];
+    while (fgets(line, sizeof(line), log) != NULL)
+        failures += strstr(line, "accept failed") != NULL;
+    fclose(log);
+    CHECK(failures <= 20);
+    for (int i = 0; i < FLOOD; i++)
+        close(fds[i]);
+    usleep(300 * 1000);
+    server_still_serves();
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "malformed", NULL) != 0)
@@ -357,6 +394,7 @@ int main(void)
     RUN_TEST(test_eof_mid_frame);
     RUN_TEST(test_handshake_failures);
     RUN_TEST(test_connection_limit);
+    RUN_TEST(test_out_of_descriptors);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
