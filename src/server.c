@@ -753,6 +753,7 @@ int server_start(struct server *server, const struct server_config *config)
     queue_config_defaults(&qc);
     qc.max_jobs_per_queue = config->queue_jobs_max;
     qc.max_bytes_per_queue = config->queue_bytes_max;
+    qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
     uint64_t seed = 0;
     if (getentropy(&seed, sizeof(seed)) != 0)
         seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);

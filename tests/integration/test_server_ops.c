@@ -354,6 +354,27 @@ static void test_sync_none_reports_written(void)
     spoold_cleanup(&other);
 }
 
+/* --idempotency-window: a key suppresses repeats within the window only. */
+static void test_idempotency_window_option(void)
+{
+    struct spoold other;
+    static const char *const window_args[] = {"--idempotency-window", "300", NULL};
+    REQUIRE(spoold_start(&other, "idem-window", window_args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
+    struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1, .key = "k"};
+    uint64_t a = 0, b = 0, later = 0;
+    REQUIRE(spool_put(c, &spec, &a) == 0);
+    REQUIRE(spool_put(c, &spec, &b) == 0);
+    CHECK_EQ(a, b);
+    usleep(450 * 1000);
+    REQUIRE(spool_put(c, &spec, &later) == 0);
+    CHECK(later != a);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&other), 0);
+    spoold_cleanup(&other);
+}
+
 /* Bad options: a clear message and exit code 2, before touching any directory. */
 static void test_bad_options_refused(void)
 {
@@ -391,6 +412,7 @@ int main(void)
     RUN_TEST(test_bad_requests_keep_the_connection);
     RUN_TEST(test_sync_none_reports_written);
     RUN_TEST(test_bad_options_refused);
+    RUN_TEST(test_idempotency_window_option);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
