@@ -594,7 +594,7 @@ static int handle_delete(struct conn *conn, const struct wire_header *h, union w
 static void status_reply(struct conn *conn, uint16_t opcode, uint64_t request_id,
                          const struct queue_job_status *status)
 {
-    struct job *job = queue_peek_id(conn->server->queues, status->id);
+    struct job *job = queue_job_find(conn->server->queues, status->id);
     union wire_msg r;
     if (job != NULL) {
         job_info_fill(job, false, &r.job_info);

@@ -985,6 +985,11 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, in
     return 0;
 }
 
+struct job *queue_job_find(struct queue_state *state, uint64_t id)
+{
+    return idmap_get(&state->jobs, id);
+}
+
 struct job *queue_peek_id(struct queue_state *state, uint64_t id)
 {
     struct job *job = idmap_get(&state->jobs, id);

@@ -290,6 +290,9 @@ struct job *queue_peek_id(struct queue_state *state, uint64_t id);
 struct job *queue_peek_next(struct queue_state *state, const char *name, uint32_t name_len,
                             enum job_state which);
 
+/* Any job the state knows, DONE and PENDING included (NULL if unknown or forgotten). */
+struct job *queue_job_find(struct queue_state *state, uint64_t id);
+
 /* Status of a job: false if unknown. */
 bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_status *out);
 /* Wait for a job to be DONE or DEAD. Returns true if it already is (or is unknown: then

@@ -81,6 +81,10 @@ static void test_lifecycle_with_result_and_wait(void)
     REQUIRE(spool_wait(c, id, 1000, &job) == 0);
     CHECK_EQ(job->state, SPOOL_STATE_DONE);
     CHECK(job->result_len == 7 && memcmp(job->result, "result!", 7) == 0);
+    CHECK(strcmp(job->queue, "life") == 0); /* a done job keeps its details */
+    CHECK_EQ(job->max_attempts, 10);
+    CHECK_EQ(job->attempts, 1);
+    CHECK(job->finished_ms >= job->created_ms && job->finished_ms > 0);
     spool_job_free(job);
     CHECK_EQ(spool_status(c, 999999, &job), SPOOL_E_NOT_FOUND);
     CHECK_EQ(spool_wait(c, 999999, 10, &job), SPOOL_E_NOT_FOUND);
