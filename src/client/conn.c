@@ -58,10 +58,14 @@ static int conn_wait(struct spool_client *c, short events, int64_t deadline_ms)
     }
 }
 
+/* Mark the connection unusable. A reset or a broken pipe is the server going away just as
+ * an orderly close is (which one a caller sees is a race), so all three are one code. */
 static int conn_broken(struct spool_client *c, int error)
 {
     SPOOL_ASSERT(error < 0);
     c->broken = true;
+    if (error == -ECONNRESET || error == -EPIPE)
+        return SPOOL_E_CONNECTION_CLOSED;
     return error;
 }
 
