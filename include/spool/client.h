@@ -311,14 +311,14 @@ struct spool_queue_info {
 SPOOL_API int spool_queues(spool_client *c, struct spool_queue_info **out, size_t *count_out);
 SPOOL_API void spool_queues_free(struct spool_queue_info *queues);
 
-/* Stop / restart deliveries from a queue (puts are still accepted). Errors:
- * SPOOL_E_INVALID_ARGUMENT (queue name), SPOOL_E_NOT_FOUND (no such queue), connection
- * errors. */
+/* Stop / restart deliveries from a queue (puts are still accepted); a queue not seen before
+ * is created (so it can be paused before its first put). Errors: SPOOL_E_INVALID_ARGUMENT
+ * (queue name), connection errors. */
 SPOOL_API int spool_pause(spool_client *c, const char *queue);
 SPOOL_API int spool_resume(spool_client *c, const char *queue);
 
 /* Delete every ready, delayed and dead job of queue (reserved ones stay); *purged_out (may be
- * NULL) gets how many. Errors: SPOOL_E_INVALID_ARGUMENT, SPOOL_E_NOT_FOUND, connection
+ * NULL) gets how many (0 for an unknown queue). Errors: SPOOL_E_INVALID_ARGUMENT, connection
  * errors. */
 SPOOL_API int spool_purge(spool_client *c, const char *queue, uint64_t *purged_out);
 
