@@ -535,6 +535,7 @@ static bool checkpoint_try(struct server *server)
     uint64_t anchor = log_next_seq(server->log);
     if (log_durable_seq_end(server->log) != anchor)
         return false; /* not everything appended is durable yet: next turn */
+    int64_t started_ns = mono_ns();
     uint8_t *payload;
     uint32_t len;
     if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
@@ -559,8 +560,9 @@ static bool checkpoint_try(struct server *server)
     server->checkpoint_wanted = false;
     server->checkpoint_bytes = 0;
     server->checkpoint_last_ms = server_now_ms();
-    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u",
-              (unsigned long long)anchor, len, drop_count);
+    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u encode_ms=%lld",
+              (unsigned long long)anchor, len, drop_count,
+              (long long)((mono_ns() - started_ns) / 1000000));
     return true;
 }
 
