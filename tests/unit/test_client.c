@@ -21,7 +21,8 @@ struct fake {
     int listen_fd;
     int port;
     pthread_t thread;
-    int mode; /* 0 = spool, 1 = close after hello, 2 = speak HTTP */
+    int mode; /* 0 spool, 1 close after hello, 2 speak HTTP, 3 mute after hello,
+                 4 answer after hello with a frame above the announced maximum */
     uint64_t last_put_priority;
     uint64_t last_reserve_flags;
     uint32_t last_ack_result_len;
@@ -159,6 +160,17 @@ static void fake_serve(struct fake *f, int fd)
             fake_answer(f, &h, &m, &frames[count++]);
             wire_msg_free(h.opcode, &m);
             off += h.frame_size;
+            if (f->mode >= 3 && h.opcode != WIRE_OP_HELLO) {
+                wire_buf_free(&frames[--count]);
+                if (f->mode == 4) {
+                    uint8_t huge[16];
+                    struct wire_header big = {.frame_size = 1u << 20, .opcode = 0x8002,
+                                              .request_id = h.request_id};
+                    wire_header_encode(huge, &big);
+                    fake_send_all(fd, huge, sizeof huge);
+                }
+                continue;
+            }
             if (f->mode == 1 && h.opcode == WIRE_OP_HELLO) {
                 fake_send_all(fd, frames[0].data, frames[0].len);
                 wire_buf_free(&frames[0]);
@@ -390,6 +402,23 @@ static void test_connection_failures(void)
     spool_client *c = connect_fake(&f);
     CHECK_EQ(spool_ping(c), SPOOL_E_CONNECTION_CLOSED);
     CHECK_EQ(spool_ping(c), SPOOL_E_CONNECTION_CLOSED); /* stays broken */
+    spool_close(c);
+    fake_stop(&f);
+    /* A server that stops answering: the io timeout fires, and the client stays broken. */
+    fake_start(&f, 3);
+    char addr3[64];
+    snprintf(addr3, sizeof addr3, "127.0.0.1:%d", f.port);
+    struct spool_connect_options opts = {.timeout_ms = 2000, .io_timeout_ms = 200};
+    c = NULL;
+    REQUIRE(spool_connect_opts(addr3, &opts, &c) == 0);
+    CHECK_EQ(spool_ping(c), SPOOL_E_TIMED_OUT);
+    CHECK_EQ(spool_ping(c), SPOOL_E_CONNECTION_CLOSED);
+    spool_close(c);
+    fake_stop(&f);
+    /* A reply frame above the server's own announced maximum is a protocol error. */
+    fake_start(&f, 4);
+    c = connect_fake(&f);
+    CHECK_EQ(spool_ping(c), SPOOL_E_PROTOCOL);
     spool_close(c);
     fake_stop(&f);
     /* A peer that is not spool. */
