@@ -381,6 +381,52 @@ static void test_out_of_descriptors(void)
     server = saved;
 }
 
+/* Resident memory of the server, in KiB (from /proc). */
+static long server_rss_kib(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)server.pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kib = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = atol(line + 6);
+    fclose(f);
+    return kib;
+}
+
+/* A client that floods requests and never reads its replies: spoold stops reading from it once
+ * its unsent replies pass the bound, its memory stays bounded, and others are served. */
+static void test_flooder_that_never_reads(void)
+{
+    int fd = hello_connect();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* stop when spoold stops reading */
+    static uint8_t frames[WIRE_HEADER_SIZE * 4096];
+    for (int i = 0; i < 4096; i++) {
+        struct wire_header h = {.frame_size = WIRE_HEADER_SIZE, .opcode = WIRE_OP_PING,
+                                .request_id = (uint64_t)i};
+        wire_header_encode(frames + i * WIRE_HEADER_SIZE, &h);
+    }
+    long before = server_rss_kib();
+    size_t sent_total = 0;
+    for (int round = 0; round < 2000; round++) { /* at most 128 MiB offered */
+        ssize_t n = send(fd, frames, sizeof(frames), MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server stopped reading: the send timed out */
+        sent_total += (size_t)n;
+    }
+    long after = server_rss_kib();
+    fprintf(stderr, "flooder sent %zu bytes; spoold rss %ld -> %ld KiB\n", sent_total, before,
+            after);
+    CHECK(sent_total < 128u * 1024 * 1024); /* reading stopped before the end */
+    CHECK(after - before < 64 * 1024);      /* bounded: no growth with the flood */
+    server_still_serves();
+    close(fd);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "malformed", NULL) != 0)
@@ -392,6 +438,7 @@ int main(void)
     RUN_TEST(test_frames_split_into_single_bytes);
     RUN_TEST(test_ten_thousand_pipelined_frames);
     RUN_TEST(test_eof_mid_frame);
+    RUN_TEST(test_flooder_that_never_reads);
     RUN_TEST(test_handshake_failures);
     RUN_TEST(test_connection_limit);
     RUN_TEST(test_out_of_descriptors);
