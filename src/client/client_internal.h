@@ -60,8 +60,8 @@ int64_t client_now_ms(void);
  * client_reply_done). An ERROR frame returns its SPOOL_E_* code. Connection and decode
  * failures return their error and mark the client broken.
  */
-int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg,
-                uint32_t wait_ms, union wire_msg *reply);
+int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg, uint32_t wait_ms,
+                union wire_msg *reply);
 void client_reply_done(struct spool_client *c, uint16_t op, union wire_msg *reply);
 
 /* Pipelining: encode a request into the output buffer without sending. */

@@ -164,8 +164,7 @@ static int conn_read_frame(struct spool_client *c, int64_t deadline_ms, struct w
     }
 }
 
-static int conn_stash(struct spool_client *c, const struct wire_header *h,
-                      const uint8_t *payload)
+static int conn_stash(struct spool_client *c, const struct wire_header *h, const uint8_t *payload)
 {
     size_t len = h->frame_size - WIRE_HEADER_SIZE;
     struct client_stashed *s = malloc(sizeof *s);
@@ -231,8 +230,8 @@ int client_enqueue(struct spool_client *c, uint16_t op, const union wire_msg *ms
     return 0;
 }
 
-int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg,
-                uint32_t wait_ms, union wire_msg *reply)
+int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg, uint32_t wait_ms,
+                union wire_msg *reply)
 {
     free(c->reply_owned);
     c->reply_owned = NULL;
@@ -314,8 +313,7 @@ static int parse_address(const char *address, char *host, size_t host_size, char
 /* Connect one address within the deadline: the socket, or -errno / SPOOL_E_TIMED_OUT. */
 static int connect_one(const struct addrinfo *ai, int64_t deadline_ms)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -errno;
     int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
@@ -369,13 +367,13 @@ static int client_handshake(struct spool_client *c, const struct spool_connect_o
                             int64_t deadline_ms)
 {
     union wire_msg hello = {.hello = {
-        .magic = WIRE_MAGIC,
-        .version_min = WIRE_VERSION_MIN,
-        .version_max = WIRE_VERSION,
-        .client_name = wire_bytes_str(opts->client_name != NULL ? opts->client_name
-                                                                : "libspool"),
-        .auth = wire_bytes_str(opts->auth),
-    }};
+                                .magic = WIRE_MAGIC,
+                                .version_min = WIRE_VERSION_MIN,
+                                .version_max = WIRE_VERSION,
+                                .client_name = wire_bytes_str(
+                                    opts->client_name != NULL ? opts->client_name : "libspool"),
+                                .auth = wire_bytes_str(opts->auth),
+                            }};
     int saved_timeout = c->io_timeout_ms;
     int64_t left = deadline_ms - client_now_ms();
     c->io_timeout_ms = left > 0 ? (int)left : 1;

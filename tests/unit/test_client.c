@@ -42,10 +42,16 @@ static void fake_send_all(int fd, const uint8_t *p, size_t len)
 
 static struct wire_job_info fake_job(uint64_t id)
 {
-    struct wire_job_info j = {
-        .id = id, .state = WIRE_STATE_DONE, .queue = wire_bytes_str("mail"), .attempts = 2,
-        .max_attempts = 10, .ttr_ms = 30000, .created_ms = 5, .finished_ms = 6,
-        .result = wire_bytes_str("ok!"), .body = wire_bytes_str("peeked")};
+    struct wire_job_info j = {.id = id,
+                              .state = WIRE_STATE_DONE,
+                              .queue = wire_bytes_str("mail"),
+                              .attempts = 2,
+                              .max_attempts = 10,
+                              .ttr_ms = 30000,
+                              .created_ms = 5,
+                              .finished_ms = 6,
+                              .result = wire_bytes_str("ok!"),
+                              .body = wire_bytes_str("peeked")};
     return j;
 }
 
@@ -58,8 +64,12 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
     uint16_t reply = (uint16_t)(h->opcode | WIRE_OP_REPLY);
     int rc = 0;
     struct wire_delivery d[2];
-    struct wire_queue_stats qs = {.name = wire_bytes_str("mail"), .ready = 3, .total_put = 9,
-                                  .oldest_ready_age_ms = 42, .ack_floor = 77, .ttr_ms = 30000};
+    struct wire_queue_stats qs = {.name = wire_bytes_str("mail"),
+                                  .ready = 3,
+                                  .total_put = 9,
+                                  .oldest_ready_age_ms = 42,
+                                  .ack_floor = 77,
+                                  .ttr_ms = 30000};
     struct wire_queue_entry qe[2] = {{wire_bytes_str("a"), 0}, {wire_bytes_str("b"), 1}};
     uint16_t codes[4] = {0};
     struct wire_put_result results[8];
@@ -83,12 +93,15 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
     case WIRE_OP_RESERVE:
         f->last_reserve_flags = m->reserve.flags;
         for (int i = 0; i < 2; i++)
-            d[i] = (struct wire_delivery){
-                .id = 7 + (uint64_t)i, .lease = 99, .attempt = 1, .deadline_ms = 123,
-                .queue = m->reserve.queues[m->reserve.queue_count - 1],
-                .body = wire_bytes_str(i ? "second" : "first")};
+            d[i] = (struct wire_delivery){.id = 7 + (uint64_t)i,
+                                          .lease = 99,
+                                          .attempt = 1,
+                                          .deadline_ms = 123,
+                                          .queue = m->reserve.queues[m->reserve.queue_count - 1],
+                                          .body = wire_bytes_str(i ? "second" : "first")};
         r.reserve_reply.count = wire_bytes_eq(m->reserve.queues[0], "empty")
-                                    ? 0 : (m->reserve.count_max < 2 ? m->reserve.count_max : 2);
+                                    ? 0
+                                    : (m->reserve.count_max < 2 ? m->reserve.count_max : 2);
         r.reserve_reply.deliveries = d;
         break;
     case WIRE_OP_ACK:
@@ -122,8 +135,8 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
         r.job_info = fake_job(m->job_ref.id);
         break;
     case WIRE_OP_STATS:
-        r.stats_reply = (struct wire_stats_reply){.server = {.uptime_ms = 11, .total_put = 9},
-                                                  .queue_count = 1, .queues = &qs};
+        r.stats_reply = (struct wire_stats_reply){
+            .server = {.uptime_ms = 11, .total_put = 9}, .queue_count = 1, .queues = &qs};
         break;
     case WIRE_OP_QUEUES:
         r.queues_reply = (struct wire_queues_reply){2, qe};
@@ -164,8 +177,8 @@ static void fake_serve(struct fake *f, int fd)
                 wire_buf_free(&frames[--count]);
                 if (f->mode == 4) {
                     uint8_t huge[16];
-                    struct wire_header big = {.frame_size = 1u << 20, .opcode = 0x8002,
-                                              .request_id = h.request_id};
+                    struct wire_header big = {
+                        .frame_size = 1u << 20, .opcode = 0x8002, .request_id = h.request_id};
                     wire_header_encode(huge, &big);
                     fake_send_all(fd, huge, sizeof huge);
                 }
