@@ -36,6 +36,8 @@ static const char usage[] =
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
+    "  --frame-timeout MS       close a connection whose started frame stalls this long\n"
+    "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
     "  --help, --version\n";
 
@@ -107,6 +109,7 @@ static void defaults(struct server_config *config)
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
+    config->frame_timeout_ms = 30000;
 }
 
 /* One numeric option with bounds; false (and a message) if out of range. */
@@ -167,6 +170,10 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,
                              &c->idempotency_window_ms);
+    } else if (strcmp(name, "--frame-timeout") == 0) {
+        if (!number_option(name, value, 1, 3600 * 1000, &v))
+            return false;
+        c->frame_timeout_ms = (uint32_t)v;
     } else if (strcmp(name, "--checkpoint-interval") == 0) {
         if (!number_option(name, value, 1, 24ull * 3600 * 1000, &v))
             return false;

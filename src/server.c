@@ -43,6 +43,9 @@
 /* After a failed accept (EMFILE, ENFILE, ENOMEM) wait this long before accepting again:
  * long enough not to spin, short enough that clients barely notice once fds free up. */
 #define SERVER_ACCEPT_RETRY_MS 100
+/* How often connections are checked for frames stalled past --frame-timeout: the timeout's
+ * precision, and one wake-up per period while clients are connected. */
+#define SERVER_SWEEP_MS 250
 
 int64_t server_now_ms(void)
 {
@@ -639,6 +642,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
+    if (server->conn_count > 0 && server->sweep_ms - now_ms < timeout)
+        timeout = server->sweep_ms - now_ms;
     if (server->accept_retry_ms != 0 && server->accept_retry_ms - now_ms < timeout)
         timeout = server->accept_retry_ms - now_ms;
     if (server->log_full && timeout < 1)
@@ -728,6 +733,10 @@ int server_run(struct server *server)
         if (server->checkpoint_wanted && !server->stopping)
             checkpoint_try(server);
         accept_arm(server);
+        if (now >= server->sweep_ms) {
+            conn_sweep(server, now);
+            server->sweep_ms = now + SERVER_SWEEP_MS;
+        }
         zombies_free(server);
         if (server->stopping && stop_step(server))
             return 0;

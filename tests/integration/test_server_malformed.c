@@ -427,6 +427,31 @@ static void test_flooder_that_never_reads(void)
     close(fd);
 }
 
+/* A frame started and never finished is closed after --frame-timeout; a silent idle
+ * connection is not. */
+static void test_stalled_frame_times_out(void)
+{
+    struct spoold saved = server;
+    static const char *const args[] = {"--frame-timeout", "300", NULL};
+    REQUIRE(spoold_start(&server, "frame-timeout", args) == 0);
+    int idle = hello_connect();
+    int slow = hello_connect();
+    send_header(slow, WIRE_HEADER_SIZE + 100, WIRE_OP_PUT, 8);
+    send_all(slow, "abc", 3);
+    struct wire_header h;
+    REQUIRE(recv_frame(slow, &h, payload, sizeof(payload))); /* within the 10 s recv timeout */
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_BAD_FRAME));
+    CHECK(at_eof(slow));
+    close(slow);
+    send_header(idle, WIRE_HEADER_SIZE, WIRE_OP_PING, 9);
+    REQUIRE(recv_frame(idle, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_PING | WIRE_OP_REPLY);
+    close(idle);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "malformed", NULL) != 0)
@@ -442,6 +467,7 @@ int main(void)
     RUN_TEST(test_handshake_failures);
     RUN_TEST(test_connection_limit);
     RUN_TEST(test_out_of_descriptors);
+    RUN_TEST(test_stalled_frame_times_out);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
