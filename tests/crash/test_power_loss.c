@@ -79,6 +79,11 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     CHECK(w->checkpoint_done);
     CHECK_EQ(w->checkpoint_error, 0);
     CHECK(w->checkpoint_dropped != 0);
+    /* Reads back along the way: every one completed, right, and none failed. */
+    CHECK(w->reads_started > 0);
+    CHECK_EQ(w->reads_done, w->reads_started);
+    CHECK_EQ(w->reads_failed, 0);
+    CHECK_EQ(w->reads_wrong, 0);
     /* At least two rolls, or the test does not test what it says. */
     CHECK(segments_created(fs) >= 3);
     /* Crashing a history that already went wrong would only repeat the failure. */
@@ -157,6 +162,7 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
         .checkpoint = true,
+        .reads = true,
         .sync_mode = variant->sync_mode,
         .sync_interval_ms = variant->sync_interval_ms,
         .op_count = memfs_counter,
