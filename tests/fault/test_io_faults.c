@@ -83,7 +83,9 @@ static void run_fail(struct fault_run *run, const char *what)
                 fault_backend_fired(run->io) ? fault_backend_fired_file(run->io) : "-", what,
                 w->open_error, w->append_error, w->log_error_at_end, w->durable_error_count,
                 w->late_append_error, w->close_error, w->enospc_count, w->appended,
-                w->final_durable_seq_end, w->next_seq, w->checkpoint_done, w->checkpoint_error);
+                w->final_durable_seq_end, w->next_seq,
+                w->checkpoint_count > 0 && w->checkpoints[w->checkpoint_count - 1].done,
+                w->checkpoint_count > 0 ? w->checkpoints[w->checkpoint_count - 1].error : 0);
     }
 }
 
@@ -188,11 +190,13 @@ static void run_check_class(struct fault_run *run)
             RUN_EXPECT(run, w->enospc_count >= 1 || w->appended_at_tag == FAULT_RECORDS);
         }
     } else if (strcmp(file, "checkpoint.tmp") == 0 && (data_op || creation || header_write)) {
+        const struct workload_checkpoint *cp = workload_checkpoint_last(w);
+        RUN_EXPECT(run, cp != NULL && cp->done);
         if (fault == FAULT_SHORT_WRITE) {
-            RUN_EXPECT(run, w->checkpoint_done && w->checkpoint_error == 0);
+            RUN_EXPECT(run, cp != NULL && cp->error == 0);
         } else {
             /* The checkpoint fails; the log it protects goes on. */
-            RUN_EXPECT(run, w->checkpoint_done && w->checkpoint_error != 0);
+            RUN_EXPECT(run, cp != NULL && cp->error != 0);
             run_expect_unharmed(run);
         }
     }
@@ -222,7 +226,7 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
     /* Whatever happened, the durable image recovers everything that was promised. */
     struct workload_expect expect = {
         .durable_seq_end = run.w.final_durable_seq_end,
-        .checkpoint = run.w.checkpoint_done && run.w.checkpoint_error == 0,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(&run.w, UINT64_MAX),
         .append_after = true,
     };
     run_check_image(&run, memfs_op_count(run.fs), &expect, "final durable");
@@ -260,7 +264,7 @@ static uint64_t recovery_run_one(const struct workload *w, const struct memfs *o
 {
     struct workload_expect expect = {
         .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
-        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
     };
     struct memfs *image = memfs_crash_image(origin, k, k * 31 + 1);
     struct fault_config config = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_ALL, .fail_at = n};
