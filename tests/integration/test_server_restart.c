@@ -179,12 +179,51 @@ static void test_clean_stop_checkpoints_and_restarts(void)
     spool_close(c);
 }
 
+/* Queue settings (pause, defaults) survive a crash (replayed from QUEUE_META records) and a
+ * clean stop (carried by the checkpoint). */
+static void check_settings_kept(void)
+{
+    spool_client *c = client();
+    struct spool_stats *st = NULL;
+    REQUIRE(spool_stats(c, "settings", &st) == 0);
+    REQUIRE(st->queue_count == 1);
+    CHECK(st->queues[0].paused);
+    CHECK_EQ(st->queues[0].ttr_ms, 1234);
+    CHECK_EQ(st->queues[0].max_attempts, 3);
+    CHECK_EQ(st->queues[0].ready, 1);
+    spool_stats_free(st);
+    const char *queues[1] = {"settings"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 1, 0, 0, &d, &got) == 0);
+    CHECK_EQ(got, 0); /* still paused */
+    spool_close(c);
+}
+
+static void test_queue_settings_survive(void)
+{
+    spool_client *c = client();
+    REQUIRE(spool_queue_set_defaults(c, "settings", 1234, 3) == 0);
+    struct spool_job_spec spec = {.queue = "settings", .body = "s", .body_len = 1};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    REQUIRE(spool_pause(c, "settings") == 0);
+    spool_close(c);
+    spoold_kill(&server);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    check_settings_kept();
+    REQUIRE(spoold_stop(&server) == 0);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    check_settings_kept();
+}
+
 int main(void)
 {
     if (spoold_start(&server, "restart", NULL) != 0)
         return 1;
     RUN_TEST(test_kill9_under_load);
     RUN_TEST(test_clean_stop_checkpoints_and_restarts);
+    RUN_TEST(test_queue_settings_survive);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
