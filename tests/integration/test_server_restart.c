@@ -217,6 +217,35 @@ static void test_queue_settings_survive(void)
     check_settings_kept();
 }
 
+/* A delay is an absolute time in the log: after kill -9 and a restart the job is still
+ * delayed, and becomes ready when it was due, not a full delay later. */
+static void test_delay_survives_crash(void)
+{
+    spool_client *c = client();
+    struct spool_job_spec spec = {.queue = "later", .body = "l", .body_len = 1,
+                                  .delay_ms = 1500};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    spool_close(c);
+    spoold_kill(&server);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    c = client();
+    struct spool_job *job = NULL;
+    REQUIRE(spool_status(c, id, &job) == 0);
+    CHECK_EQ(job->state, SPOOL_STATE_DELAYED);
+    uint64_t due = job->ready_at_ms;
+    spool_job_free(job);
+    const char *queues[1] = {"later"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 1, 5000, 0, &d, &got) == 0);
+    REQUIRE(got == 1);
+    CHECK_EQ(d->id, id);
+    CHECK(d->deadline_ms >= due); /* delivered at or after the original due time */
+    spool_deliveries_free(d);
+    spool_close(c);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "restart", NULL) != 0)
@@ -224,6 +253,7 @@ int main(void)
     RUN_TEST(test_kill9_under_load);
     RUN_TEST(test_clean_stop_checkpoints_and_restarts);
     RUN_TEST(test_queue_settings_survive);
+    RUN_TEST(test_delay_survives_crash);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
