@@ -158,11 +158,28 @@ static void test_clean_stop_checkpoints_and_restarts(void)
                                   .priority = 3};
     uint64_t id = 0;
     REQUIRE(spool_put(c, &spec, &id) == 0);
+    /* An acked job's result outlives a clean restart (the checkpoint remembers it). */
+    struct spool_job_spec done_spec = {.queue = "finished", .body = "f", .body_len = 1};
+    uint64_t done = 0;
+    REQUIRE(spool_put(c, &done_spec, &done) == 0);
+    const char *fq[1] = {"finished"};
+    struct spool_delivery *fd = NULL;
+    size_t fgot = 0;
+    REQUIRE(spool_reserve(c, fq, 1, 1, 0, 0, &fd, &fgot) == 0);
+    REQUIRE(fgot == 1);
+    REQUIRE(spool_ack(c, fd->id, fd->lease, "the answer", 10) == 0);
+    spool_deliveries_free(fd);
     spool_close(c);
     REQUIRE(spoold_stop(&server) == 0);
     CHECK(spoold_log_contains(&server, "msg=checkpoint"));
     REQUIRE(spoold_restart(&server, NULL) == 0);
     c = client();
+    struct spool_job *job = NULL;
+    REQUIRE(spool_status(c, done, &job) == 0);
+    CHECK_EQ(job->state, SPOOL_STATE_DONE);
+    CHECK(job->result_len == 10 && memcmp(job->result, "the answer", 10) == 0);
+    CHECK(strcmp(job->queue, "finished") == 0);
+    spool_job_free(job);
     const char *queues[1] = {"kept"};
     struct spool_delivery *d = NULL;
     size_t got = 0;
