@@ -39,6 +39,7 @@ static const char usage[] =
     "  --frame-timeout MS       close a connection whose started frame stalls this long\n"
     "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
+    "  --auth-file PATH         require the shared secret on PATH's first line at HELLO\n"
     "  --help, --version\n";
 
 static int parse_size(const char *text, uint64_t *out)
@@ -124,6 +125,28 @@ static bool number_option(const char *name, const char *text, uint64_t min, uint
     return true;
 }
 
+/* The secret is read from a file, not taken from argv, so it never shows in ps. */
+static bool read_secret(const char *path, struct server_config *c)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "spoold: --auth-file: cannot read '%s'\n", path);
+        return false;
+    }
+    char line[sizeof(c->auth_secret) + 2];
+    bool ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t len = ok ? strcspn(line, "\r\n") : 0;
+    if (len == 0 || len >= sizeof(c->auth_secret)) {
+        fprintf(stderr, "spoold: --auth-file: the first line must hold a secret of 1..%zu "
+                        "bytes\n", sizeof(c->auth_secret) - 1);
+        return false;
+    }
+    memcpy(c->auth_secret, line, len);
+    c->auth_secret_len = (uint32_t)len;
+    return true;
+}
+
 static bool apply_option(const char *name, const char *value, struct server_config *c)
 {
     uint64_t v;
@@ -141,6 +164,8 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         }
     } else if (strcmp(name, "--ready-file") == 0) {
         c->ready_file = value;
+    } else if (strcmp(name, "--auth-file") == 0) {
+        return read_secret(value, c);
     } else if (strcmp(name, "--segment-size") == 0) {
         if (!number_option(name, value, CONFIG_SEGMENT_MIN, 1ull << 40, &c->segment_size_bytes))
             return false;

@@ -177,6 +177,20 @@ static void job_info_fill(const struct job *job, bool with_body, struct wire_job
 
 /* ---- handshake and trivia ---- */
 
+/* With --auth-file, HELLO must carry the secret; compared in constant time so the reply's
+ * timing says nothing about how much of a guess was right. */
+static bool auth_ok(const struct server_config *config, struct wire_bytes given)
+{
+    if (config->auth_secret_len == 0)
+        return true;
+    uint8_t diff = given.len == config->auth_secret_len ? 0 : 1;
+    for (uint32_t i = 0; i < config->auth_secret_len; i++) {
+        uint8_t g = i < given.len ? given.data[i] : 0;
+        diff |= (uint8_t)(g ^ (uint8_t)config->auth_secret[i]);
+    }
+    return diff == 0;
+}
+
 static int handle_hello(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     if (conn->hello_done) {
@@ -185,6 +199,10 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
     }
     if (m->hello.magic != WIRE_MAGIC) {
         conn_fail(conn, h->request_id, SPOOL_E_BAD_FRAME, "wrong magic");
+        return 0;
+    }
+    if (!auth_ok(&conn->server->config, m->hello.auth)) {
+        conn_fail(conn, h->request_id, SPOOL_E_AUTH_FAILED, NULL);
         return 0;
     }
     uint16_t low = m->hello.version_min > WIRE_VERSION_MIN ? m->hello.version_min

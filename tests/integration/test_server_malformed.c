@@ -452,6 +452,31 @@ static void test_stalled_frame_times_out(void)
     server = saved;
 }
 
+/* --auth-file: HELLO without the secret, or with a wrong one, is AUTH_FAILED and closed. */
+static void test_shared_secret(void)
+{
+    struct spoold saved = server;
+    char path[700];
+    snprintf(path, sizeof(path), "%s/secret", saved.dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fputs("s3cret-token\n", f);
+    fclose(f);
+    const char *args[] = {"--auth-file", path, NULL};
+    REQUIRE(spoold_start(&server, "auth", args) == 0);
+    spool_client *c = NULL;
+    CHECK_EQ(spool_connect(server.addr, 5000, &c), SPOOL_E_AUTH_FAILED);
+    struct spool_connect_options opts = {.auth = "s3cret-tokem"};
+    CHECK_EQ(spool_connect_opts(server.addr, &opts, &c), SPOOL_E_AUTH_FAILED);
+    opts.auth = "s3cret-token";
+    REQUIRE(spool_connect_opts(server.addr, &opts, &c) == 0);
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "malformed", NULL) != 0)
@@ -468,6 +493,7 @@ int main(void)
     RUN_TEST(test_connection_limit);
     RUN_TEST(test_out_of_descriptors);
     RUN_TEST(test_stalled_frame_times_out);
+    RUN_TEST(test_shared_secret);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
