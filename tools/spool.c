@@ -24,7 +24,7 @@
 #define CLI_CONNECT_TIMEOUT_MS 5000
 #define CLI_IO_TIMEOUT_MS 30000
 /* A body or result read from stdin: the protocol's hard frame ceiling bounds any job. */
-#define CLI_STDIN_SIZE_MAX (64u * 1024 * 1024)
+#define CLI_STDIN_SIZE_MAX ((size_t)64 * 1024 * 1024)
 #define CLI_POS_MAX 32
 
 static const char *command_usage;

@@ -24,7 +24,7 @@
 
 #include "spool_cli.h"
 
-#define WORK_RESULT_SIZE_MAX (64u * 1024) /* the protocol's ack result limit */
+#define WORK_RESULT_SIZE_MAX ((size_t)64 * 1024) /* the protocol's ack result limit */
 #define WORK_RESERVE_WAIT_MS 1000         /* how long one reserve blocks: signal latency */
 #define WORK_TOUCH_MIN_MS 200             /* never touch more often than this */
 #define WORK_BACKOFF_BASE_MS 1000u

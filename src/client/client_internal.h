@@ -44,7 +44,7 @@ struct spool_client {
 };
 
 /* Before the handshake, accept frames up to this size (a HELLO reply or error is tiny). */
-#define CLIENT_HANDSHAKE_FRAME_MAX (64u * 1024)
+#define CLIENT_HANDSHAKE_FRAME_MAX ((uint32_t)64 * 1024)
 #define CLIENT_CONNECT_TIMEOUT_MS_DEFAULT 5000
 
 int client_open(const char *address, const struct spool_connect_options *opts,

@@ -302,7 +302,7 @@ static int parse_address(const char *address, char *host, size_t host_size, char
         return SPOOL_E_INVALID_ARGUMENT;
     memcpy(host, start, len);
     host[len] = '\0';
-    strcpy(port, colon + 1);
+    memcpy(port, colon + 1, strlen(colon + 1) + 1); /* fits: checked against port_size above */
     for (const char *p = port; *p; p++) {
         if (*p < '0' || *p > '9')
             return SPOOL_E_INVALID_ARGUMENT;
@@ -377,7 +377,7 @@ static int client_handshake(struct spool_client *c, const struct spool_connect_o
     int saved_timeout = c->io_timeout_ms;
     int64_t left = deadline_ms - client_now_ms();
     c->io_timeout_ms = left > 0 ? (int)left : 1;
-    union wire_msg reply;
+    union wire_msg reply = {.hello_reply = {0}};
     int rc = client_call(c, WIRE_OP_HELLO, &hello, 0, &reply);
     c->io_timeout_ms = saved_timeout;
     if (rc != 0)
@@ -412,7 +412,7 @@ int client_open(const char *address, const struct spool_connect_options *opts,
     c->request_id_next = 1;
     c->frame_size_max = CLIENT_HANDSHAKE_FRAME_MAX;
     c->io_timeout_ms = opts->io_timeout_ms;
-    wire_buf_init(&c->out, CLIENT_HANDSHAKE_FRAME_MAX);
+    wire_buf_init(&c->out, (size_t)CLIENT_HANDSHAKE_FRAME_MAX);
     int rc = client_handshake(c, opts, deadline_ms);
     if (rc != 0) {
         client_free(c);

@@ -636,7 +636,7 @@ int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id, const 
     memset(&empty, 0, sizeof empty);
     size_t start = b->len;
     struct wire_io io = {.writing = true, .out = b};
-    uint8_t *header = io_grow(&io, WIRE_HEADER_SIZE);
+    (void)io_grow(&io, WIRE_HEADER_SIZE); /* filled in below, once the size is known */
     /* The walk only reads *msg when writing; the cast serves the shared walker signature. */
     entry->fields(&io, msg != NULL ? (union wire_msg *)msg : &empty);
     size_t frame_size = b->len - start;
@@ -646,10 +646,9 @@ int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id, const 
         b->len = start;
         return io.error;
     }
-    header = b->data + start; /* the buffer may have moved while growing */
     struct wire_header h = {
         .frame_size = (uint32_t)frame_size, .opcode = opcode, .request_id = request_id};
-    wire_header_encode(header, &h);
+    wire_header_encode(b->data + start, &h); /* b->data may have moved while growing */
     return 0;
 }
 
