@@ -749,9 +749,11 @@ static const struct command commands[] = {
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "usage: spool [--server HOST:PORT] [--json] COMMAND ARGS...\n\n"
-               "The server is --server, else $SPOOL_SERVER, else " SPOOL_DEFAULT_ADDRESS ".\n"
-               "--json prints one JSON object per line. Commands:\n");
+    fprintf(f,
+            "usage: spool [--server HOST:PORT] [--json] COMMAND ARGS...  (or --help, --version)\n\n"
+            "The server is --server, else $SPOOL_SERVER, else " SPOOL_DEFAULT_ADDRESS ".\n"
+            "$SPOOL_AUTH, if set, is sent as the server's shared secret.\n"
+            "--json prints one JSON object per line. Commands:\n");
     for (size_t i = 0; i < COMMAND_COUNT; i++)
         fprintf(f, "  spool %s\n", commands[i].usage);
     fprintf(f, "\nA failed command exits 1 (2 for a usage error) and prints the error's name,\n"
@@ -771,6 +773,9 @@ int main(int argc, char **argv)
             cli.server = argv[i] + 9;
         } else if (strcmp(argv[i], "--help") == 0) {
             print_help(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("spool %s\n", SPOOL_VERSION);
             return 0;
         } else {
             fprintf(stderr, "INVALID_ARGUMENT: unknown option %s\n", argv[i]);
