@@ -338,7 +338,7 @@ SPOOL_API int spool_queue_set_defaults(spool_client *c, const char *queue, uint3
 
 struct spool_reply {
     uint64_t request_id;
-    uint16_t opcode; /* the request's opcode */
+    uint16_t opcode; /* the request's opcode (0 when error is set: match by request_id) */
     int error;       /* 0 or the server's SPOOL_E_* */
     int durability;  /* enum spool_durability */
     uint64_t id;     /* PUT: the job id */
