@@ -93,7 +93,8 @@ static void conn_input_append(struct conn *conn, const uint8_t *data, size_t len
         conn->in_start = conn->in_end = 0;
     if (conn->in_end + len > conn->in_cap) {
         size_t live = conn->in_end - conn->in_start;
-        memmove(conn->in, conn->in + conn->in_start, live);
+        if (live > 0)
+            memmove(conn->in, conn->in + conn->in_start, live);
         conn->in_start = 0;
         conn->in_end = live;
         size_t cap = conn->in_cap == 0 ? SERVER_RECV_BUFFER_SIZE : conn->in_cap;
