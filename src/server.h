@@ -133,6 +133,7 @@ struct server {
     bool checkpoint_failed; /* the last attempt could not start (shutdown does not retry) */
     int64_t checkpoint_last_ms;
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
+    uint64_t checkpoint_payload_bytes; /* size of the last snapshot */
     /* stats */
     int64_t started_ms;
     uint64_t commits;
