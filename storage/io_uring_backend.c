@@ -194,7 +194,9 @@ static int uring_poll(struct io_backend *backend, bool wait)
     struct uring_backend *ub = (struct uring_backend *)backend;
     if (ub->in_flight > 0 || io_uring_sq_ready(ub->ring) > 0) {
         int rc = io_uring_submit_and_wait(ub->ring, wait && ub->in_flight > 0 ? 1 : 0);
-        if (rc < 0 && rc != -EINTR && rc != -ETIME)
+        /* EBUSY/EAGAIN: the CQ is full (or the kernel is short of memory); reaping below is
+         * what makes room, so they are not errors of this poll. */
+        if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY && rc != -EAGAIN)
             return rc;
     }
     /* Deliver only the CQEs already posted: a done callback may submit more, and those wait
