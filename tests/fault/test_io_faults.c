@@ -88,7 +88,8 @@ static void run_fail(struct fault_run *run, const char *what)
     check_failures++;
     if (fault_failures_total <= FAULT_FAILURES_SHOWN) {
         const struct workload *w = &run->w;
-        fprintf(stderr, "FAIL %s N=%" PRIu64 " seed=%" PRIu64 " (fired on %s of %s): %s [open %d append %d "
+        fprintf(stderr,
+                "FAIL %s N=%" PRIu64 " seed=%" PRIu64 " (fired on %s of %s): %s [open %d append %d "
                 "log_error %d durable_errors %u late_append %d close %d enospc %u appended %u "
                 "durable_end %" PRIu64 " next %" PRIu64 " ckpt %d/%d]\n",
                 run->class->name, run->n, w->seed, fault_backend_fired(run->io) ? "op" : "nothing",
@@ -101,10 +102,10 @@ static void run_fail(struct fault_run *run, const char *what)
     }
 }
 
-#define RUN_EXPECT(run, cond)                                                                 \
-    do {                                                                                      \
-        if (!(cond))                                                                          \
-            run_fail((run), #cond);                                                           \
+#define RUN_EXPECT(run, cond)                                                                      \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            run_fail((run), #cond);                                                                \
     } while (0)
 
 static void run_check_image(struct fault_run *run, uint64_t k, const struct workload_expect *expect,
@@ -263,8 +264,9 @@ static void recovery_fail(uint64_t k, uint64_t n, const char *what, const char *
     fault_failures_total++;
     check_failures++;
     if (fault_failures_total <= FAULT_FAILURES_SHOWN)
-        fprintf(stderr, "FAIL recovery of crash image k=%" PRIu64 " with EIO on op %" PRIu64
-                ": %s: %s\n", k, n, what, why);
+        fprintf(stderr,
+                "FAIL recovery of crash image k=%" PRIu64 " with EIO on op %" PRIu64 ": %s: %s\n",
+                k, n, what, why);
 }
 
 /*
@@ -293,8 +295,7 @@ static uint64_t recovery_run_one(const struct workload *w, const struct memfs *o
         enum memfs_image_kind kind = seed == 0 ? MEMFS_IMAGE_DURABLE : MEMFS_IMAGE_CRASH;
         struct memfs *after = memfs_image(image, memfs_op_count(image), kind, seed);
         if (workload_check_image(w, memfs_io(after), &expect, why, sizeof(why)) != 0)
-            recovery_fail(k, n, seed == 0 ? "durable image after it" : "crash image after it",
-                          why);
+            recovery_fail(k, n, seed == 0 ? "durable image after it" : "crash image after it", why);
         memfs_destroy(after);
     }
     memfs_destroy(image);
@@ -329,9 +330,10 @@ static uint64_t recovery_sweep(void)
             recovery_run_one(&w, fs, k, n);
         runs += ops + 1;
     }
-    fprintf(stderr, "recovery under EIO: %" PRIu64 " crash images of %" PRIu64 " ops, %" PRIu64
-            " faulted recoveries: %u failures\n", images,
-            memfs_op_count(fs), runs, fault_failures_total - before);
+    fprintf(stderr,
+            "recovery under EIO: %" PRIu64 " crash images of %" PRIu64 " ops, %" PRIu64
+            " faulted recoveries: %u failures\n",
+            images, memfs_op_count(fs), runs, fault_failures_total - before);
     workload_free(&w);
     memfs_destroy(fs);
     return runs;
@@ -367,9 +369,9 @@ int main(void)
                 fprintf(stderr, "time budget reached: N = %" PRIu64 "..%" PRIu64 " not run\n", n,
                         matching);
             runs += matching + 1;
-            fprintf(stderr, "seed %" PRIu64 " poll batch %u%s %-14s N = 1..%" PRIu64
-                    ": %u failures\n", seed, batch, reorder ? " reordered" : "", class->name,
-                    matching,
+            fprintf(stderr,
+                    "seed %" PRIu64 " poll batch %u%s %-14s N = 1..%" PRIu64 ": %u failures\n",
+                    seed, batch, reorder ? " reordered" : "", class->name, matching,
                     fault_failures_total - before);
             CHECK(matching > 0);
         }

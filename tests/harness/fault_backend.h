@@ -34,7 +34,7 @@ enum fault_kind {
 #define FAULT_OPS_ALL 0u /* every op kind matches */
 #define FAULT_OPS_WRITES FAULT_OP_BIT(IO_WRITE)
 #define FAULT_OPS_SYNCS (FAULT_OP_BIT(IO_FDATASYNC) | FAULT_OP_BIT(IO_FSYNC))
-#define FAULT_OPS_SPACE                                                                      \
+#define FAULT_OPS_SPACE                                                                            \
     (FAULT_OP_BIT(IO_WRITE) | FAULT_OP_BIT(IO_FALLOCATE) | FAULT_OP_BIT(IO_OPEN))
 
 struct fault_config {
@@ -44,7 +44,8 @@ struct fault_config {
 };
 
 /* Wrap inner. Never fails (allocation failure aborts). */
-struct io_backend *fault_backend_create(struct io_backend *inner, const struct fault_config *config);
+struct io_backend *fault_backend_create(struct io_backend *inner,
+                                        const struct fault_config *config);
 
 /* Ops submitted so far (all kinds), and ops that matched the filter. */
 uint64_t fault_backend_op_count(const struct io_backend *backend);

@@ -158,7 +158,8 @@ static void test_wraps_posix_backend(void)
     char *dir = check_tmpdir("fault");
     struct io_backend *posix;
     REQUIRE(posix_backend_create(dir, false, &posix) == 0);
-    struct fault_config config = {.kind = FAULT_EIO, .op_mask = FAULT_OP_BIT(IO_OPEN), .fail_at = 1};
+    struct fault_config config = {
+        .kind = FAULT_EIO, .op_mask = FAULT_OP_BIT(IO_OPEN), .fail_at = 1};
     struct io_backend *io = fault_backend_create(posix, &config);
     CHECK_EQ(io_sync_open(io, "f", O_RDWR | O_CREAT, 0640), -EIO);
     int fd = io_sync_open(io, "f", O_RDWR | O_CREAT, 0640);
