@@ -38,16 +38,18 @@ struct fault_class {
     const char *name;
     enum fault_kind kind;
     uint32_t op_mask;
+    bool sticky; /* every matching op from the Nth on fails: the disk died */
 };
 
 static const struct fault_class fault_classes[] = {
-    {"eio-write", FAULT_EIO, FAULT_OPS_WRITES},
-    {"eio-fdatasync", FAULT_EIO, FAULT_OP_BIT(IO_FDATASYNC)},
-    {"enospc-create", FAULT_ENOSPC, FAULT_OP_BIT(IO_OPEN) | FAULT_OP_BIT(IO_FALLOCATE)},
-    {"short-write", FAULT_SHORT_WRITE, FAULT_OPS_WRITES},
-    {"eio-dirsync", FAULT_EIO, FAULT_OP_BIT(IO_FSYNC_DIR)},
-    {"eio-any", FAULT_EIO, FAULT_OPS_ALL},
-    {"enospc-write", FAULT_ENOSPC, FAULT_OPS_WRITES},
+    {"eio-write", FAULT_EIO, FAULT_OPS_WRITES, false},
+    {"eio-fdatasync", FAULT_EIO, FAULT_OP_BIT(IO_FDATASYNC), false},
+    {"enospc-create", FAULT_ENOSPC, FAULT_OP_BIT(IO_OPEN) | FAULT_OP_BIT(IO_FALLOCATE), false},
+    {"short-write", FAULT_SHORT_WRITE, FAULT_OPS_WRITES, false},
+    {"eio-dirsync", FAULT_EIO, FAULT_OP_BIT(IO_FSYNC_DIR), false},
+    {"eio-any", FAULT_EIO, FAULT_OPS_ALL, false},
+    {"enospc-write", FAULT_ENOSPC, FAULT_OPS_WRITES, false},
+    {"eio-dead-disk", FAULT_EIO, FAULT_OPS_ALL, true},
 };
 
 struct fault_run {
@@ -180,7 +182,9 @@ static void run_check_class(struct fault_run *run)
         run_expect_unharmed(run);
         return;
     }
-    if (w->open_error != 0)
+    /* During open: a clear error is the contract. A dead disk: the universal checks (no
+     * false durability report, the durable image recovers) are all it can promise. */
+    if (w->open_error != 0 || run->class->sticky)
         return;
     const char *file = fault_backend_fired_file(run->io);
     enum io_op_kind kind = fault_backend_fired_kind(run->io);
@@ -224,7 +228,8 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
     memfs_set_poll_batch(run.fs, poll_batch);
     if (reorder)
         memfs_set_reorder(run.fs, seed);
-    struct fault_config config = {.kind = class->kind, .op_mask = class->op_mask, .fail_at = n};
+    struct fault_config config = {
+        .kind = class->kind, .op_mask = class->op_mask, .fail_at = n, .sticky = class->sticky};
     run.io = fault_backend_create(memfs_io(run.fs), &config);
     run.w = (struct workload){
         .seed = seed,

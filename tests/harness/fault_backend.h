@@ -5,7 +5,8 @@
  * - FAULT_EIO / FAULT_ENOSPC: the op does not run; it completes with -EIO / -ENOSPC.
  * - FAULT_SHORT_WRITE: a WRITE of len >= 2 runs with half its length (rounded down) and
  *   completes with that count, as a full disk or a signal can make a real write do.
- * Nothing else changes: every other op passes through to the inner backend untouched.
+ * Nothing else changes: every other op passes through to the inner backend untouched. With
+ * sticky, every matching op from the Nth on fails the same way (a disk that died).
  *
  * Linking is preserved: a faulted op still occupies its place in the inner backend's
  * submission order (it is replaced by a stand-in that fails at once, IO_CLOSE of fd -1), so
@@ -41,6 +42,7 @@ struct fault_config {
     enum fault_kind kind;
     uint32_t op_mask; /* FAULT_OPS_*; 0 = all kinds */
     uint64_t fail_at; /* 1-based index among matching ops; 0 = never fault */
+    bool sticky;      /* EIO/ENOSPC: every matching op from fail_at on fails (a dead disk) */
 };
 
 /* Wrap inner. Never fails (allocation failure aborts). */
