@@ -12,6 +12,11 @@
  * generator reads more and asks again from the same place), or a negative errno when the
  * bytes cannot be a reply (the connection is then dropped and the run fails loudly).
  *
+ * Drivers whose protocol carries a request id (spool) are "tagged": the generator passes every
+ * frame's tag to the encoder, the parser reports the tag of each reply, and replies may come
+ * in any order; the kind passed to parse is then only a hint the driver may ignore. The tag's
+ * low TAG bits name the generator's frame slot.
+ *
  * Job bodies handed back in a reply point into the generator's input buffer and are valid
  * only until the next parse call. A job is identified by two integers whose meaning is the
  * driver's (beanstalkd: job id; Redis: stream id ms and seq; spool: job id and lease token).
@@ -88,6 +93,8 @@ enum bench_reply_kind {
 struct bench_reply {
     enum bench_reply_kind kind;
     uint32_t count;
+    uint32_t failed;     /* OK replies to batches: jobs of the batch refused one by one */
+    uint64_t tag;        /* tagged drivers: the request id this reply answers */
     struct bench_job jobs[BENCH_BATCH_MAX];
     char error[96];
 };
@@ -95,17 +102,18 @@ struct bench_reply {
 struct bench_driver {
     const char *name;
     uint16_t default_port;
+    bool tagged; /* replies carry the request's tag and may arrive out of order */
     /* Requests a connection sends before its first job (may add nothing: *replies = 0). */
-    int (*encode_setup)(const struct bench_conn_info *info, struct bench_buf *out,
+    int (*encode_setup)(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                         uint32_t *replies);
     /* Put count bodies of size bytes each, laid out back to back in bodies. */
-    int (*encode_put)(const struct bench_conn_info *info, struct bench_buf *out,
+    int (*encode_put)(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                       const uint8_t *bodies, uint32_t size, uint32_t count, uint32_t *replies);
     /* Reserve up to count jobs, waiting at most block_ms for the first. */
-    int (*encode_reserve)(const struct bench_conn_info *info, struct bench_buf *out,
+    int (*encode_reserve)(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                           uint32_t count, uint32_t block_ms, uint32_t *replies);
     /* Acknowledge (delete) count jobs this connection reserved. */
-    int (*encode_ack)(const struct bench_conn_info *info, struct bench_buf *out,
+    int (*encode_ack)(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                       const struct bench_job *jobs, uint32_t count, uint32_t *replies);
     /* Parse one reply to a frame of kind: bytes used, 0 incomplete, negative errno malformed. */
     int64_t (*parse)(const struct bench_conn_info *info, enum bench_frame_kind kind,

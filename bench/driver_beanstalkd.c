@@ -23,7 +23,7 @@
 #define BODY_BYTES_MAX (1u << 30)
 #define PUT_PRIORITY 1024 /* the default priority beanstalkd clients use */
 
-static int encode_setup(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_setup(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                         uint32_t *replies)
 {
     if (info->role == BENCH_PRODUCER) {
@@ -35,7 +35,7 @@ static int encode_setup(const struct bench_conn_info *info, struct bench_buf *ou
     return rc != 0 ? rc : bench_buf_printf(out, "ignore default\r\n");
 }
 
-static int encode_put(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_put(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                       const uint8_t *bodies, uint32_t size, uint32_t count, uint32_t *replies)
 {
     for (uint32_t i = 0; i < count; i++) {
@@ -51,7 +51,7 @@ static int encode_put(const struct bench_conn_info *info, struct bench_buf *out,
     return 0;
 }
 
-static int encode_reserve(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_reserve(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                           uint32_t count, uint32_t block_ms, uint32_t *replies)
 {
     (void)info;
@@ -65,7 +65,7 @@ static int encode_reserve(const struct bench_conn_info *info, struct bench_buf *
     return 0;
 }
 
-static int encode_ack(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_ack(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                       const struct bench_job *jobs, uint32_t count, uint32_t *replies)
 {
     (void)info;
@@ -204,6 +204,7 @@ static int64_t parse(const struct bench_conn_info *info, enum bench_frame_kind k
 
 const struct bench_driver bench_driver_beanstalkd = {
     .name = "beanstalkd",
+    .tagged = false,
     .default_port = 11300,
     .encode_setup = encode_setup,
     .encode_put = encode_put,

@@ -46,7 +46,7 @@ static int put_str(struct bench_buf *out, const char *s)
     return put_bulk(out, s, strlen(s));
 }
 
-static int encode_setup(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_setup(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                         uint32_t *replies)
 {
     if (info->role == BENCH_PRODUCER) {
@@ -61,7 +61,7 @@ static int encode_setup(const struct bench_conn_info *info, struct bench_buf *ou
     return rc;
 }
 
-static int encode_put(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_put(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                       const uint8_t *bodies, uint32_t size, uint32_t count, uint32_t *replies)
 {
     for (uint32_t i = 0; i < count; i++) {
@@ -83,7 +83,7 @@ static int encode_put(const struct bench_conn_info *info, struct bench_buf *out,
     return 0;
 }
 
-static int encode_reserve(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_reserve(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                           uint32_t count, uint32_t block_ms, uint32_t *replies)
 {
     char count_text[16], block_text[16];
@@ -103,7 +103,7 @@ static int encode_reserve(const struct bench_conn_info *info, struct bench_buf *
     return rc;
 }
 
-static int encode_ack(const struct bench_conn_info *info, struct bench_buf *out,
+static int encode_ack(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                       const struct bench_job *jobs, uint32_t count, uint32_t *replies)
 {
     int rc = put_array(out, 3 + count);
@@ -353,6 +353,7 @@ static int64_t parse(const struct bench_conn_info *info, enum bench_frame_kind k
 
 const struct bench_driver bench_driver_redis = {
     .name = "redis",
+    .tagged = false,
     .default_port = 6379,
     .encode_setup = encode_setup,
     .encode_put = encode_put,

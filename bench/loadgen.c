@@ -2,15 +2,16 @@
  * The load generator's loop (the model is described in loadgen.h).
  *
  * Per connection: an output buffer the drivers append frames to (written once per loop turn,
- * so many frames share one send), an input buffer the driver parses replies from, and a FIFO
- * ring of at most depth outstanding frames. Each frame owns batch job slots (ring position i
- * owns slots [i * batch, (i + 1) * batch)) holding, per job, the ids the server gave it and
- * the time its latency counts from. Replies arrive in request order, so the reply at the head
- * of the input always answers the frame at the head of the ring.
+ * so many frames share one send), an input buffer the driver parses replies from, and depth
+ * frame slots. Frame i owns job slots [i * batch, (i + 1) * batch) holding, per job, the ids
+ * the server gave it and the time its latency counts from. Each frame carries a tag: its slot
+ * index in the low FRAME_INDEX_BITS, a per-connection sequence above. Beanstalkd and Redis
+ * answer in request order, so a FIFO of frame indices in send order says which frame a reply
+ * answers; spool replies carry the tag (request id) and may come in any order.
  *
  * A reserve frame that completes with jobs turns at once into an ack frame for those jobs: its
- * ring position has just been freed, so the ack always fits. Consumers never hold a job
- * unacked beyond that.
+ * slot has just been freed, so the ack always fits. Consumers never hold a job unacked beyond
+ * that.
  *
  * CPU: one clock read per loop turn, one read and one write per busy connection per turn, no
  * allocation after setup. The generator shares the machine with the server under test, so
@@ -39,6 +40,8 @@
 #define CONNS_PER_ROLE_MAX 256u
 /* Frames outstanding per connection: beyond 1024 pipelining buys nothing on loopback. */
 #define DEPTH_MAX 1024u
+#define FRAME_INDEX_BITS 10 /* 2^10 = DEPTH_MAX frame slots per connection */
+_Static_assert((1u << FRAME_INDEX_BITS) == DEPTH_MAX, "a tag's index bits must cover DEPTH_MAX");
 /* How long a reserve may wait at the server while more jobs may still come. */
 #define RESERVE_BLOCK_MS 1000u
 /* After a reserve with no wait found nothing, a consumer rests this long before asking again,
@@ -59,7 +62,9 @@ struct slot {
 };
 
 struct frame {
+    bool active;
     enum bench_frame_kind kind;
+    uint64_t tag;
     uint32_t jobs;         /* put/ack: jobs sent; reserve: jobs asked for */
     uint32_t replies_left;
     uint32_t done;         /* put/ack: jobs confirmed or failed; reserve: jobs received */
@@ -76,10 +81,14 @@ struct conn {
     struct bench_conn_info info;
     struct bench_buf in;
     struct bench_buf out;
-    struct frame *frames;  /* ring of depth */
+    struct frame *frames;  /* depth slots */
     struct slot *slots;    /* depth * batch */
-    uint32_t head;
+    uint32_t *free;        /* indices of inactive frames (a stack) */
+    uint32_t free_count;
+    uint32_t *fifo;        /* active frame indices in send order (ring of depth) */
+    uint32_t fifo_head;
     uint32_t outstanding;
+    uint64_t tag_seq;
 };
 
 enum phase { PHASE_PREFILL = 0, PHASE_RUN, PHASE_DRAIN, PHASE_DONE };
@@ -175,31 +184,67 @@ static void fail(struct loadgen *g, int error, const char *what, const struct co
 
 /* ---- frames ---------------------------------------------------------------------------- */
 
+/* Take a free frame slot; the caller fills kind, jobs and replies_left. */
 static struct frame *frame_push(struct conn *c, uint32_t depth, struct slot **slots,
                                 uint32_t batch)
 {
     SPOOL_ASSERT(c->outstanding < depth);
-    uint32_t at = (c->head + c->outstanding) % depth;
+    SPOOL_ASSERT(c->free_count > 0);
+    uint32_t at = c->free[--c->free_count];
+    c->fifo[(c->fifo_head + c->outstanding) % depth] = at;
     c->outstanding++;
     *slots = c->slots + (size_t)at * batch;
-    return &c->frames[at];
+    struct frame *f = &c->frames[at];
+    SPOOL_ASSERT(!f->active);
+    *f = (struct frame){.active = true, .tag = (++c->tag_seq << FRAME_INDEX_BITS) | at};
+    return f;
+}
+
+/* The frame a reply answers: by its tag, or the oldest outstanding one. NULL if none. */
+static struct frame *frame_for_reply(const struct loadgen *g, struct conn *c, uint64_t tag)
+{
+    if (c->outstanding == 0)
+        return NULL;
+    if (!g->config->driver->tagged)
+        return &c->frames[c->fifo[c->fifo_head]];
+    struct frame *f = &c->frames[tag & (DEPTH_MAX - 1)];
+    if ((tag & (DEPTH_MAX - 1)) >= g->config->depth || !f->active || f->tag != tag)
+        return NULL;
+    return f;
+}
+
+/* Retire a completed frame. With in-order replies it is the FIFO's head; with tags it may be
+ * anywhere, and the FIFO (only used for in-order drivers) is not kept. */
+static void frame_pop(const struct loadgen *g, struct conn *c, struct frame *f)
+{
+    uint32_t at = (uint32_t)(f - c->frames);
+    SPOOL_ASSERT(f->active && c->outstanding > 0);
+    if (!g->config->driver->tagged) {
+        SPOOL_ASSERT(c->fifo[c->fifo_head] == at);
+        c->fifo_head = (c->fifo_head + 1) % g->config->depth;
+    }
+    f->active = false;
+    c->outstanding--;
+    c->free[c->free_count++] = at;
 }
 
 static void issue_setup(struct loadgen *g, struct conn *c)
 {
     uint32_t replies = 0;
-    int rc = g->config->driver->encode_setup(&c->info, &c->out, &replies);
+    struct slot *slots;
+    struct frame *f = frame_push(c, g->config->depth, &slots, g->config->batch);
+    f->kind = BENCH_FRAME_SETUP;
+    f->sent_ns = g->now_ns;
+    int rc = g->config->driver->encode_setup(&c->info, f->tag, &c->out, &replies);
     if (rc != 0) {
         fail(g, rc, "encoding setup", c);
         return;
     }
+    f->replies_left = replies;
     if (replies == 0) {
+        frame_pop(g, c, f);
         c->setup_done = true;
-        return;
     }
-    struct slot *slots;
-    struct frame *f = frame_push(c, g->config->depth, &slots, g->config->batch);
-    *f = (struct frame){.kind = BENCH_FRAME_SETUP, .replies_left = replies, .sent_ns = g->now_ns};
 }
 
 static int64_t intended_ns(const struct loadgen *g, uint64_t k)
@@ -233,7 +278,9 @@ static void issue_put(struct loadgen *g, struct conn *c, uint32_t n)
     const struct loadgen_config *cfg = g->config;
     struct slot *slots;
     struct frame *f = frame_push(c, cfg->depth, &slots, cfg->batch);
-    *f = (struct frame){.kind = BENCH_FRAME_PUT, .jobs = n, .sent_ns = g->now_ns};
+    f->kind = BENCH_FRAME_PUT;
+    f->jobs = n;
+    f->sent_ns = g->now_ns;
     for (uint32_t i = 0; i < n; i++) {
         int64_t t = cfg->rate > 0 ? intended_ns(g, g->issued + i) : g->now_ns;
         slots[i].t_ns = t;
@@ -241,7 +288,8 @@ static void issue_put(struct loadgen *g, struct conn *c, uint32_t n)
             memcpy(g->bodies + (size_t)i * cfg->size, &t, sizeof(t));
     }
     g->issued += n;
-    int rc = cfg->driver->encode_put(&c->info, &c->out, g->bodies, cfg->size, n, &f->replies_left);
+    int rc = cfg->driver->encode_put(&c->info, f->tag, &c->out, g->bodies, cfg->size, n,
+                                     &f->replies_left);
     if (rc != 0)
         fail(g, rc, "encoding put", c);
     SPOOL_ASSERT(rc != 0 || f->replies_left > 0);
@@ -273,9 +321,11 @@ static void issue_reserve(struct loadgen *g, struct conn *c)
     uint32_t count = wait ? 1 : cfg->batch;
     struct slot *slots;
     struct frame *f = frame_push(c, cfg->depth, &slots, cfg->batch);
-    *f = (struct frame){.kind = BENCH_FRAME_RESERVE, .jobs = count, .sent_ns = g->now_ns};
-    int rc = cfg->driver->encode_reserve(&c->info, &c->out, count, wait ? RESERVE_BLOCK_MS : 0,
-                                         &f->replies_left);
+    f->kind = BENCH_FRAME_RESERVE;
+    f->jobs = count;
+    f->sent_ns = g->now_ns;
+    int rc = cfg->driver->encode_reserve(&c->info, f->tag, &c->out, count,
+                                         wait ? RESERVE_BLOCK_MS : 0, &f->replies_left);
     if (rc != 0)
         fail(g, rc, "encoding reserve", c);
     c->waiting = wait;
@@ -291,12 +341,14 @@ static void issue_ack(struct loadgen *g, struct conn *c, const struct slot *from
     memcpy(staged, from, n * sizeof(staged[0]));
     struct slot *slots;
     struct frame *f = frame_push(c, g->config->depth, &slots, g->config->batch);
-    *f = (struct frame){.kind = BENCH_FRAME_ACK, .jobs = n, .sent_ns = g->now_ns};
+    f->kind = BENCH_FRAME_ACK;
+    f->jobs = n;
+    f->sent_ns = g->now_ns;
     for (uint32_t i = 0; i < n; i++) {
         slots[i] = staged[i];
         jobs[i] = (struct bench_job){.id = staged[i].id, .id2 = staged[i].id2};
     }
-    int rc = g->config->driver->encode_ack(&c->info, &c->out, jobs, n, &f->replies_left);
+    int rc = g->config->driver->encode_ack(&c->info, f->tag, &c->out, jobs, n, &f->replies_left);
     if (rc != 0)
         fail(g, rc, "encoding ack", c);
 }
@@ -409,19 +461,34 @@ static void on_ack_reply(struct loadgen *g, struct conn *c, struct frame *f, str
     g->consumed += n;
     if (g->measuring && g->config->mode != LOADGEN_PRODUCE)
         g->window_jobs += n;
-    /* Redis answers one count for a whole XACK: acks it did not count were refused. */
+    /* Redis and spool answer one reply for a whole batch of acks: the ones it did not
+     * confirm were refused. */
     if (f->replies_left == 1 && f->done < f->jobs) {
         count_error(g, c, "ack not confirmed for every job");
+        g->errors += f->jobs - f->done - 1;
         f->done = f->jobs;
     }
 }
 
+/* Does a reply of this kind answer a frame of that kind at all? */
+static bool reply_fits(enum bench_frame_kind frame, enum bench_reply_kind reply)
+{
+    if (reply == BENCH_REPLY_ERROR)
+        return true;
+    bool reserve_reply = reply == BENCH_REPLY_JOBS || reply == BENCH_REPLY_EMPTY;
+    return reserve_reply == (frame == BENCH_FRAME_RESERVE);
+}
+
 static void on_reply(struct loadgen *g, struct conn *c)
 {
-    uint32_t depth = g->config->depth;
-    struct frame *f = &c->frames[c->head];
-    struct slot *slots = c->slots + (size_t)c->head * g->config->batch;
-    SPOOL_ASSERT(c->outstanding > 0 && f->replies_left > 0);
+    struct frame *f = frame_for_reply(g, c, g->reply->tag);
+    if (f == NULL || !reply_fits(f->kind, g->reply->kind)) {
+        fail(g, -EPROTO, f == NULL ? "a reply to no outstanding request" : "a reply of the wrong kind", c);
+        return;
+    }
+    uint32_t at = (uint32_t)(f - c->frames);
+    struct slot *slots = c->slots + (size_t)at * g->config->batch;
+    SPOOL_ASSERT(f->replies_left > 0);
     switch (f->kind) {
     case BENCH_FRAME_SETUP:
         if (g->reply->kind != BENCH_REPLY_OK) {
@@ -439,10 +506,13 @@ static void on_reply(struct loadgen *g, struct conn *c)
         on_ack_reply(g, c, f, slots);
         break;
     }
+    if (g->reply->failed > 0) {
+        count_error(g, c, "jobs of a batch refused");
+        g->errors += g->reply->failed - 1;
+    }
     if (--f->replies_left > 0)
         return;
-    c->head = (c->head + 1) % depth;
-    c->outstanding--;
+    frame_pop(g, c, f);
     if (f->kind == BENCH_FRAME_SETUP)
         c->setup_done = true;
     if (f->kind == BENCH_FRAME_RESERVE)
@@ -459,7 +529,11 @@ static void parse_input(struct loadgen *g, struct conn *c)
             fail(g, -EPROTO, "bytes from the server with no request outstanding", c);
             return;
         }
-        enum bench_frame_kind kind = c->frames[c->head].kind;
+        enum bench_frame_kind kind = g->config->driver->tagged
+                                         ? BENCH_FRAME_SETUP /* a hint only: see driver.h */
+                                         : c->frames[c->fifo[c->fifo_head]].kind;
+        g->reply->failed = 0;
+        g->reply->tag = 0;
         int64_t used = g->config->driver->parse(&c->info, kind, bench_buf_start(&c->in),
                                                 bench_buf_pending(&c->in), g->reply);
         if (used < 0) {
@@ -573,10 +647,14 @@ static int conn_open(struct loadgen *g, struct conn *c, enum bench_role role, ui
     snprintf(c->info.consumer, sizeof(c->info.consumer), "c%u", index);
     c->frames = calloc(cfg->depth, sizeof(c->frames[0]));
     c->slots = calloc((size_t)cfg->depth * cfg->batch, sizeof(c->slots[0]));
-    if (c->frames == NULL || c->slots == NULL ||
+    c->free = calloc(cfg->depth, sizeof(c->free[0]));
+    c->fifo = calloc(cfg->depth, sizeof(c->fifo[0]));
+    if (c->frames == NULL || c->slots == NULL || c->free == NULL || c->fifo == NULL ||
         bench_buf_init(&c->in, BUF_BYTES_INITIAL, BUF_BYTES_MAX) != 0 ||
         bench_buf_init(&c->out, BUF_BYTES_INITIAL, BUF_BYTES_MAX) != 0)
         return -ENOMEM;
+    for (uint32_t i = 0; i < cfg->depth; i++) /* popped from the end: slot 0 goes first */
+        c->free[c->free_count++] = cfg->depth - 1 - i;
     c->fd = conn_connect(cfg->host, cfg->port);
     if (c->fd < 0) {
         fprintf(stderr, "spool-bench: connect %s:%u: %s\n", cfg->host, cfg->port,
@@ -598,6 +676,8 @@ static void conn_close(struct conn *c)
     bench_buf_free(&c->out);
     free(c->frames);
     free(c->slots);
+    free(c->free);
+    free(c->fifo);
 }
 
 /* ---- the run --------------------------------------------------------------------------- */
@@ -614,8 +694,8 @@ static bool acks_outstanding(const struct loadgen *g)
 {
     for (uint32_t i = 0; i < g->conn_count; i++) {
         const struct conn *c = &g->conns[i];
-        for (uint32_t k = 0; k < c->outstanding; k++)
-            if (c->frames[(c->head + k) % g->config->depth].kind == BENCH_FRAME_ACK)
+        for (uint32_t k = 0; k < g->config->depth && c->outstanding > 0; k++)
+            if (c->frames[k].active && c->frames[k].kind == BENCH_FRAME_ACK)
                 return true;
     }
     return false;

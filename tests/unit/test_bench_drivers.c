@@ -66,20 +66,20 @@ static void test_beanstalkd_encoding(void)
     REQUIRE(bench_buf_init(&out, 16, 1 << 20) == 0);
     struct bench_conn_info producer = info_for(BENCH_PRODUCER), consumer = info_for(BENCH_CONSUMER);
     uint32_t replies = 0;
-    CHECK_EQ(d->encode_setup(&producer, &out, &replies), 0);
+    CHECK_EQ(d->encode_setup(&producer, 0, &out, &replies), 0);
     CHECK_EQ(replies, 1);
     CHECK_BYTES(&out, "use q1\r\n");
-    CHECK_EQ(d->encode_setup(&consumer, &out, &replies), 0);
+    CHECK_EQ(d->encode_setup(&consumer, 0, &out, &replies), 0);
     CHECK_EQ(replies, 2);
     CHECK_BYTES(&out, "watch q1\r\nignore default\r\n");
-    CHECK_EQ(d->encode_put(&producer, &out, (const uint8_t *)"ab\r\ncd", 3, 2, &replies), 0);
+    CHECK_EQ(d->encode_put(&producer, 0, &out, (const uint8_t *)"ab\r\ncd", 3, 2, &replies), 0);
     CHECK_EQ(replies, 2);
     CHECK_BYTES(&out, "put 1024 0 60 3\r\nab\r\r\nput 1024 0 60 3\r\n\ncd\r\n");
-    CHECK_EQ(d->encode_reserve(&consumer, &out, 2, 1500, &replies), 0);
+    CHECK_EQ(d->encode_reserve(&consumer, 0, &out, 2, 1500, &replies), 0);
     CHECK_EQ(replies, 2);
     CHECK_BYTES(&out, "reserve-with-timeout 2\r\nreserve-with-timeout 2\r\n");
     struct bench_job jobs[2] = {{.id = 7}, {.id = 18446744073709551615ull}};
-    CHECK_EQ(d->encode_ack(&consumer, &out, jobs, 2, &replies), 0);
+    CHECK_EQ(d->encode_ack(&consumer, 0, &out, jobs, 2, &replies), 0);
     CHECK_EQ(replies, 2);
     CHECK_BYTES(&out, "delete 7\r\ndelete 18446744073709551615\r\n");
     bench_buf_free(&out);
@@ -134,27 +134,27 @@ static void test_redis_encoding(void)
     REQUIRE(bench_buf_init(&out, 16, 1 << 20) == 0);
     struct bench_conn_info producer = info_for(BENCH_PRODUCER), consumer = info_for(BENCH_CONSUMER);
     uint32_t replies = 9;
-    CHECK_EQ(d->encode_setup(&producer, &out, &replies), 0);
+    CHECK_EQ(d->encode_setup(&producer, 0, &out, &replies), 0);
     CHECK_EQ(replies, 0);
     CHECK_BYTES(&out, "");
-    CHECK_EQ(d->encode_setup(&consumer, &out, &replies), 0);
+    CHECK_EQ(d->encode_setup(&consumer, 0, &out, &replies), 0);
     CHECK_EQ(replies, 1);
     CHECK_BYTES(&out, "*6\r\n$6\r\nXGROUP\r\n$6\r\nCREATE\r\n$2\r\nq1\r\n$1\r\ng\r\n$1\r\n0\r\n"
                       "$8\r\nMKSTREAM\r\n");
-    CHECK_EQ(d->encode_put(&producer, &out, (const uint8_t *)"xyzw", 2, 2, &replies), 0);
+    CHECK_EQ(d->encode_put(&producer, 0, &out, (const uint8_t *)"xyzw", 2, 2, &replies), 0);
     CHECK_EQ(replies, 2);
     CHECK_BYTES(&out, "*5\r\n$4\r\nXADD\r\n$2\r\nq1\r\n$1\r\n*\r\n$1\r\nb\r\n$2\r\nxy\r\n"
                       "*5\r\n$4\r\nXADD\r\n$2\r\nq1\r\n$1\r\n*\r\n$1\r\nb\r\n$2\r\nzw\r\n");
-    CHECK_EQ(d->encode_reserve(&consumer, &out, 16, 1000, &replies), 0);
+    CHECK_EQ(d->encode_reserve(&consumer, 0, &out, 16, 1000, &replies), 0);
     CHECK_EQ(replies, 1);
     CHECK_BYTES(&out, "*11\r\n$10\r\nXREADGROUP\r\n$5\r\nGROUP\r\n$1\r\ng\r\n$2\r\nc3\r\n"
                       "$5\r\nCOUNT\r\n$2\r\n16\r\n$5\r\nBLOCK\r\n$4\r\n1000\r\n$7\r\nSTREAMS\r\n"
                       "$2\r\nq1\r\n$1\r\n>\r\n");
-    CHECK_EQ(d->encode_reserve(&consumer, &out, 1, 0, &replies), 0);
+    CHECK_EQ(d->encode_reserve(&consumer, 0, &out, 1, 0, &replies), 0);
     CHECK_BYTES(&out, "*9\r\n$10\r\nXREADGROUP\r\n$5\r\nGROUP\r\n$1\r\ng\r\n$2\r\nc3\r\n"
                       "$5\r\nCOUNT\r\n$1\r\n1\r\n$7\r\nSTREAMS\r\n$2\r\nq1\r\n$1\r\n>\r\n");
     struct bench_job jobs[2] = {{.id = 1700000000123ull, .id2 = 0}, {.id = 5, .id2 = 12}};
-    CHECK_EQ(d->encode_ack(&consumer, &out, jobs, 2, &replies), 0);
+    CHECK_EQ(d->encode_ack(&consumer, 0, &out, jobs, 2, &replies), 0);
     CHECK_EQ(replies, 1);
     CHECK_BYTES(&out, "*5\r\n$4\r\nXACK\r\n$2\r\nq1\r\n$1\r\ng\r\n$15\r\n1700000000123-0\r\n"
                       "$4\r\n5-12\r\n");
