@@ -1,0 +1,111 @@
+/*
+ * Binary heap (see heap.h). Sift loops are iterative and bounded by the heap's depth.
+ */
+#include "heap.h"
+
+#include <stdlib.h>
+
+#include "assert.h"
+
+static uint32_t *slot(const struct heap *heap, const void *item)
+{
+    return (uint32_t *)(void *)((char *)(uintptr_t)item + heap->index_offset);
+}
+
+static void place(struct heap *heap, uint32_t index, void *item)
+{
+    heap->items[index] = item;
+    *slot(heap, item) = index;
+}
+
+static void sift_up(struct heap *heap, uint32_t index)
+{
+    void *item = heap->items[index];
+    while (index > 0) {
+        uint32_t parent = (index - 1) / 2;
+        if (!heap->less(item, heap->items[parent]))
+            break;
+        place(heap, index, heap->items[parent]);
+        index = parent;
+    }
+    place(heap, index, item);
+}
+
+static void sift_down(struct heap *heap, uint32_t index)
+{
+    void *item = heap->items[index];
+    for (;;) {
+        uint32_t child = 2 * index + 1;
+        if (child >= heap->count)
+            break;
+        if (child + 1 < heap->count && heap->less(heap->items[child + 1], heap->items[child]))
+            child++;
+        if (!heap->less(heap->items[child], item))
+            break;
+        place(heap, index, heap->items[child]);
+        index = child;
+    }
+    place(heap, index, item);
+}
+
+void heap_init(struct heap *heap, bool (*less)(const void *a, const void *b), size_t index_offset)
+{
+    heap->items = NULL;
+    heap->count = 0;
+    heap->capacity = 0;
+    heap->less = less;
+    heap->index_offset = index_offset;
+}
+
+void heap_free(struct heap *heap)
+{
+    free(heap->items);
+    heap->items = NULL;
+    heap->count = 0;
+    heap->capacity = 0;
+}
+
+bool heap_contains(const struct heap *heap, const void *item)
+{
+    uint32_t index = *slot(heap, item);
+    return index < heap->count && heap->items[index] == item;
+}
+
+void heap_push(struct heap *heap, void *item)
+{
+    SPOOL_ASSERT(*slot(heap, item) == HEAP_NONE);
+    if (heap->count == heap->capacity) {
+        uint32_t capacity = heap->capacity == 0 ? 64 : heap->capacity * 2;
+        SPOOL_ASSERT(capacity > heap->capacity);
+        void **items = realloc(heap->items, (size_t)capacity * sizeof(*items));
+        SPOOL_ASSERT(items != NULL);
+        heap->items = items;
+        heap->capacity = capacity;
+    }
+    heap->items[heap->count] = item;
+    *slot(heap, item) = heap->count;
+    heap->count++;
+    sift_up(heap, heap->count - 1);
+}
+
+void heap_remove(struct heap *heap, void *item)
+{
+    SPOOL_ASSERT(heap_contains(heap, item));
+    uint32_t index = *slot(heap, item);
+    heap->count--;
+    if (index != heap->count) {
+        place(heap, index, heap->items[heap->count]);
+        heap_fix(heap, heap->items[index]);
+    }
+    *slot(heap, item) = HEAP_NONE;
+}
+
+void heap_fix(struct heap *heap, void *item)
+{
+    SPOOL_ASSERT(heap_contains(heap, item));
+    uint32_t index = *slot(heap, item);
+    if (index > 0 && heap->less(item, heap->items[(index - 1) / 2]))
+        sift_up(heap, index);
+    else
+        sift_down(heap, index);
+}

@@ -1,0 +1,40 @@
+/*
+ * A binary min-heap of pointers that tracks each element's slot inside the element (at
+ * index_offset, a uint32_t), so any element can be removed or re-keyed in O(log n) without a
+ * search. The broker keeps several: ready jobs by (priority, id), delayed jobs by run-at,
+ * reserved jobs by lease deadline, jobs by ttl expiry, blocked clients by timeout. An element
+ * in no heap holds HEAP_NONE in its slot.
+ */
+#ifndef SPOOL_SRC_HEAP_H
+#define SPOOL_SRC_HEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HEAP_NONE UINT32_MAX
+
+struct heap {
+    void **items;
+    uint32_t count;
+    uint32_t capacity;
+    bool (*less)(const void *a, const void *b);
+    size_t index_offset; /* offsetof(element, its uint32_t slot) */
+};
+
+void heap_init(struct heap *heap, bool (*less)(const void *a, const void *b),
+               size_t index_offset);
+void heap_free(struct heap *heap);
+/* Out of memory aborts (as for every allocation of the broker's bounded structures). */
+void heap_push(struct heap *heap, void *item);
+void heap_remove(struct heap *heap, void *item);
+/* Restore order after the item's key changed. */
+void heap_fix(struct heap *heap, void *item);
+bool heap_contains(const struct heap *heap, const void *item);
+
+static inline void *heap_top(const struct heap *heap)
+{
+    return heap->count > 0 ? heap->items[0] : NULL;
+}
+
+#endif

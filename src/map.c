@@ -1,0 +1,208 @@
+/*
+ * Open-addressing hash maps (see map.h). Out of memory aborts.
+ */
+#include "map.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assert.h"
+
+#define MAP_CAPACITY_MIN 16 /* a power of two; small maps stay one cache-friendly block */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+/* FNV-1a, then mixed; never 0 (0 marks an empty slot). */
+static uint64_t hash_bytes(const char *key, uint32_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t i = 0; i < len; i++) {
+        h ^= (uint8_t)key[i];
+        h *= 0x100000001b3ull;
+    }
+    h = mix64(h);
+    return h == 0 ? 1 : h;
+}
+
+void idmap_init(struct idmap *map)
+{
+    map->entries = NULL;
+    map->mask = 0;
+    map->count = 0;
+}
+
+void idmap_free(struct idmap *map)
+{
+    free(map->entries);
+    idmap_init(map);
+}
+
+static void idmap_grow(struct idmap *map)
+{
+    size_t capacity = map->entries == NULL ? MAP_CAPACITY_MIN : (map->mask + 1) * 2;
+    struct idmap_entry *old = map->entries;
+    size_t old_capacity = old == NULL ? 0 : map->mask + 1;
+    map->entries = calloc(capacity, sizeof(*map->entries));
+    SPOOL_ASSERT(map->entries != NULL);
+    map->mask = capacity - 1;
+    map->count = 0;
+    for (size_t i = 0; i < old_capacity; i++)
+        if (old[i].id != 0)
+            idmap_put(map, old[i].id, old[i].value);
+    free(old);
+}
+
+static size_t idmap_find(const struct idmap *map, uint64_t id, bool *found)
+{
+    size_t i = mix64(id) & map->mask;
+    while (map->entries[i].id != 0 && map->entries[i].id != id)
+        i = (i + 1) & map->mask;
+    *found = map->entries[i].id == id;
+    return i;
+}
+
+void *idmap_get(const struct idmap *map, uint64_t id)
+{
+    if (map->entries == NULL || id == 0)
+        return NULL;
+    bool found;
+    size_t i = idmap_find(map, id, &found);
+    return found ? map->entries[i].value : NULL;
+}
+
+void idmap_put(struct idmap *map, uint64_t id, void *value)
+{
+    SPOOL_ASSERT(id != 0);
+    if (map->entries == NULL || (map->count + 1) * 4 > (map->mask + 1) * 3)
+        idmap_grow(map);
+    bool found;
+    size_t i = idmap_find(map, id, &found);
+    if (!found)
+        map->count++;
+    map->entries[i].id = id;
+    map->entries[i].value = value;
+}
+
+void *idmap_remove(struct idmap *map, uint64_t id)
+{
+    if (map->entries == NULL || id == 0)
+        return NULL;
+    bool found;
+    size_t i = idmap_find(map, id, &found);
+    if (!found)
+        return NULL;
+    void *value = map->entries[i].value;
+    /* Backward shift: pull later members of the probe run into the hole. */
+    size_t hole = i;
+    for (size_t j = (i + 1) & map->mask; map->entries[j].id != 0; j = (j + 1) & map->mask) {
+        size_t home = mix64(map->entries[j].id) & map->mask;
+        bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            map->entries[hole] = map->entries[j];
+            hole = j;
+        }
+    }
+    map->entries[hole].id = 0;
+    map->entries[hole].value = NULL;
+    map->count--;
+    return value;
+}
+
+void strmap_init(struct strmap *map)
+{
+    map->entries = NULL;
+    map->mask = 0;
+    map->count = 0;
+}
+
+void strmap_free(struct strmap *map)
+{
+    free(map->entries);
+    strmap_init(map);
+}
+
+static void strmap_grow(struct strmap *map)
+{
+    size_t capacity = map->entries == NULL ? MAP_CAPACITY_MIN : (map->mask + 1) * 2;
+    struct strmap_entry *old = map->entries;
+    size_t old_capacity = old == NULL ? 0 : map->mask + 1;
+    map->entries = calloc(capacity, sizeof(*map->entries));
+    SPOOL_ASSERT(map->entries != NULL);
+    map->mask = capacity - 1;
+    map->count = 0;
+    for (size_t i = 0; i < old_capacity; i++)
+        if (old[i].hash != 0)
+            strmap_put(map, old[i].key, old[i].key_len, old[i].value);
+    free(old);
+}
+
+static size_t strmap_find(const struct strmap *map, uint64_t hash, const char *key,
+                          uint32_t key_len, bool *found)
+{
+    size_t i = hash & map->mask;
+    for (;;) {
+        const struct strmap_entry *e = &map->entries[i];
+        if (e->hash == 0) {
+            *found = false;
+            return i;
+        }
+        if (e->hash == hash && e->key_len == key_len && memcmp(e->key, key, key_len) == 0) {
+            *found = true;
+            return i;
+        }
+        i = (i + 1) & map->mask;
+    }
+}
+
+void *strmap_get(const struct strmap *map, const char *key, uint32_t key_len)
+{
+    if (map->entries == NULL)
+        return NULL;
+    bool found;
+    size_t i = strmap_find(map, hash_bytes(key, key_len), key, key_len, &found);
+    return found ? map->entries[i].value : NULL;
+}
+
+void strmap_put(struct strmap *map, const char *key, uint32_t key_len, void *value)
+{
+    if (map->entries == NULL || (map->count + 1) * 4 > (map->mask + 1) * 3)
+        strmap_grow(map);
+    uint64_t hash = hash_bytes(key, key_len);
+    bool found;
+    size_t i = strmap_find(map, hash, key, key_len, &found);
+    if (!found)
+        map->count++;
+    map->entries[i] = (struct strmap_entry){hash, key, key_len, value};
+}
+
+void *strmap_remove(struct strmap *map, const char *key, uint32_t key_len)
+{
+    if (map->entries == NULL)
+        return NULL;
+    bool found;
+    size_t i = strmap_find(map, hash_bytes(key, key_len), key, key_len, &found);
+    if (!found)
+        return NULL;
+    void *value = map->entries[i].value;
+    size_t hole = i;
+    for (size_t j = (i + 1) & map->mask; map->entries[j].hash != 0; j = (j + 1) & map->mask) {
+        size_t home = map->entries[j].hash & map->mask;
+        bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            map->entries[hole] = map->entries[j];
+            hole = j;
+        }
+    }
+    memset(&map->entries[hole], 0, sizeof(map->entries[hole]));
+    map->count--;
+    return value;
+}

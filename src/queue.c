@@ -1,0 +1,991 @@
+/*
+ * The queue state machine (contract and invariants in queue.h): job transitions, client
+ * operations, blocked reservers and job waiters. Replay and the checkpoint payload are in
+ * queue_replay.c; timers and stats in queue_timer.c.
+ *
+ * Every client operation follows one order: validate, encode its record, emit, and only when
+ * the emit succeeded change the state. So an emit refused for back pressure (-ENOBUFS) leaves
+ * nothing half done and the server can simply retry the request later. Internal transitions
+ * (lease expiry, ttl, a dead job after its last attempt) emit best-effort: replay derives the
+ * same outcome from PUT and LEASE records, so a skipped record loses nothing but log detail.
+ *
+ * Allocation failure aborts (the Redis zmalloc stance): every structure here is bounded by
+ * the number of live jobs, which the per-queue limits and the disk bound.
+ */
+#include "queue_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QUEUE_DEFAULT_TTR_MS 30000
+#define QUEUE_DEFAULT_MAX_ATTEMPTS 10
+#define QUEUE_DEFAULT_IDEM_WINDOW_MS (24LL * 3600 * 1000)
+/* DONE jobs remembered for wait/status: at ~200 bytes each plus results, a few MiB. */
+#define QUEUE_DEFAULT_DONE_KEEP 10000
+/* Timer events per tick: enough to drain a burst of expiries in a few turns while keeping
+ * one loop turn short (each event is O(log n)). */
+#define QUEUE_DEFAULT_TICK_WORK 4096
+
+/* A record buffer on the stack must hold any fixed-size record plus a reason or result. */
+#define QUEUE_RECORD_SMALL_MAX (RECORD_BURY_FIXED + RECORD_REASON_LEN_MAX)
+
+static const char reason_max_attempts[] = "max_attempts";
+
+const char *queue_strerror(int error)
+{
+    switch (error) {
+    case QUEUE_ENOTFOUND: return "NOT_FOUND";
+    case QUEUE_ELEASE: return "LEASE_EXPIRED";
+    case QUEUE_EFULL: return "QUEUE_FULL";
+    case QUEUE_EINVAL: return "INVALID";
+    case QUEUE_ESTATE: return "WRONG_STATE";
+    default: return "UNKNOWN";
+    }
+}
+
+const char *job_state_name(enum job_state state)
+{
+    static const char *const names[] = {"pending", "ready", "delayed", "reserved", "dead",
+                                        "done"};
+    SPOOL_ASSERT((unsigned)state < sizeof(names) / sizeof(names[0]));
+    return names[state];
+}
+
+static void *xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count, size);
+    SPOOL_ASSERT(p != NULL);
+    return p;
+}
+
+static void *xmemdup(const void *src, size_t len)
+{
+    void *p = malloc(len == 0 ? 1 : len);
+    SPOOL_ASSERT(p != NULL);
+    if (len > 0)
+        memcpy(p, src, len);
+    return p;
+}
+
+static bool ready_less(const void *a, const void *b)
+{
+    const struct job *x = a, *y = b;
+    return x->priority != y->priority ? x->priority < y->priority : x->id < y->id;
+}
+
+static bool delayed_less(const void *a, const void *b)
+{
+    const struct job *x = a, *y = b;
+    return x->run_at_ms != y->run_at_ms ? x->run_at_ms < y->run_at_ms : x->id < y->id;
+}
+
+static bool lease_less(const void *a, const void *b)
+{
+    const struct job *x = a, *y = b;
+    return x->deadline_ms != y->deadline_ms ? x->deadline_ms < y->deadline_ms : x->id < y->id;
+}
+
+static bool ttl_less(const void *a, const void *b)
+{
+    const struct job *x = a, *y = b;
+    return x->expires_at_ms != y->expires_at_ms ? x->expires_at_ms < y->expires_at_ms
+                                                : x->id < y->id;
+}
+
+static bool reserver_less(const void *a, const void *b)
+{
+    const struct queue_reserver *x = a, *y = b;
+    return x->deadline_ms < y->deadline_ms;
+}
+
+static bool waiter_less(const void *a, const void *b)
+{
+    const struct queue_job_waiter *x = a, *y = b;
+    return x->deadline_ms < y->deadline_ms;
+}
+
+void queue_config_defaults(struct queue_config *config)
+{
+    memset(config, 0, sizeof(*config));
+    config->default_ttr_ms = QUEUE_DEFAULT_TTR_MS;
+    config->default_max_attempts = QUEUE_DEFAULT_MAX_ATTEMPTS;
+    config->idempotency_window_ms = QUEUE_DEFAULT_IDEM_WINDOW_MS;
+    config->done_keep_max = QUEUE_DEFAULT_DONE_KEEP;
+    config->tick_work_max = QUEUE_DEFAULT_TICK_WORK;
+    config->lease_seed = 0x9e3779b97f4a7c15ull;
+}
+
+struct queue_state *queue_state_create(const struct queue_config *config)
+{
+    struct queue_state *state = xcalloc(1, sizeof(*state));
+    state->config = *config;
+    if (state->config.tick_work_max == 0)
+        state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
+    idmap_init(&state->jobs);
+    strmap_init(&state->queues);
+    strmap_init(&state->keys);
+    list_init(&state->idem_order);
+    heap_init(&state->delay_heap, delayed_less, offsetof(struct job, timer_slot));
+    heap_init(&state->lease_heap, lease_less, offsetof(struct job, timer_slot));
+    heap_init(&state->ttl_heap, ttl_less, offsetof(struct job, ttl_slot));
+    heap_init(&state->reserver_timeouts, reserver_less,
+              offsetof(struct queue_reserver, timeout_slot));
+    heap_init(&state->waiter_timeouts, waiter_less,
+              offsetof(struct queue_job_waiter, timeout_slot));
+    list_init(&state->pending);
+    list_init(&state->done);
+    list_init(&state->to_serve);
+    idmap_init(&state->segments);
+    state->next_id = 1;
+    return state;
+}
+
+static void job_free(struct job *job)
+{
+    free(job->body);
+    free(job->reason);
+    free(job->result);
+    free(job);
+}
+
+void queue_state_destroy(struct queue_state *state)
+{
+    if (state == NULL)
+        return;
+    IDMAP_EACH(&state->jobs, entry) job_free(entry->value);
+    STRMAP_EACH(&state->queues, entry)
+    {
+        struct queue *queue = entry->value;
+        heap_free(&queue->ready);
+        heap_free(&queue->delayed);
+        free(queue);
+    }
+    STRMAP_EACH(&state->keys, entry)
+    {
+        struct idem *idem = entry->value;
+        free(idem->key);
+        free(idem);
+    }
+    idmap_free(&state->jobs);
+    strmap_free(&state->queues);
+    strmap_free(&state->keys);
+    idmap_free(&state->segments);
+    heap_free(&state->delay_heap);
+    heap_free(&state->lease_heap);
+    heap_free(&state->ttl_heap);
+    heap_free(&state->reserver_timeouts);
+    heap_free(&state->waiter_timeouts);
+    free(state);
+}
+
+void queue_set_emit(struct queue_state *state, queue_emit_fn emit, void *ctx)
+{
+    state->config.emit = emit;
+    state->config.emit_ctx = ctx;
+}
+
+/* Emit a record; during replay nothing is emitted (the record is already in the log). */
+static int emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
+                struct log_pos *pos)
+{
+    struct log_pos ignored;
+    if (pos == NULL)
+        pos = &ignored;
+    memset(pos, 0, sizeof(*pos));
+    if (state->replaying || state->config.emit == NULL)
+        return 0;
+    SPOOL_ASSERT(len <= UINT32_MAX);
+    return state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
+}
+
+struct queue *queue_find(struct queue_state *state, const char *name, uint32_t name_len)
+{
+    return strmap_get(&state->queues, name, name_len);
+}
+
+int queue_get(struct queue_state *state, const char *name, uint32_t name_len, struct queue **out)
+{
+    if (!record_queue_name_valid(name, name_len))
+        return QUEUE_EINVAL;
+    struct queue *queue = queue_find(state, name, name_len);
+    if (queue == NULL) {
+        queue = xcalloc(1, sizeof(*queue));
+        memcpy(queue->name, name, name_len);
+        queue->name_len = name_len;
+        queue->default_max_attempts = UINT32_MAX;
+        heap_init(&queue->ready, ready_less, offsetof(struct job, queue_slot));
+        heap_init(&queue->delayed, delayed_less, offsetof(struct job, queue_slot));
+        list_init(&queue->ready_order);
+        list_init(&queue->dead);
+        list_init(&queue->live);
+        list_init(&queue->reservers);
+        list_init(&queue->serve_link);
+        strmap_put(&state->queues, queue->name, name_len, queue);
+        state->totals.queues++;
+    }
+    *out = queue;
+    return 0;
+}
+
+static void segment_add(struct queue_state *state, uint64_t segment_id, int64_t delta)
+{
+    if (segment_id == 0)
+        return; /* tests without a log */
+    uintptr_t count = (uintptr_t)idmap_get(&state->segments, segment_id);
+    SPOOL_ASSERT(delta > 0 || count > 0);
+    count = (uintptr_t)((int64_t)count + delta);
+    if (count == 0)
+        idmap_remove(&state->segments, segment_id);
+    else
+        idmap_put(&state->segments, segment_id, (void *)count);
+}
+
+uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id)
+{
+    return (uint64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
+}
+
+struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id)
+{
+    SPOOL_ASSERT(idmap_get(&state->jobs, id) == NULL);
+    struct job *job = xcalloc(1, sizeof(*job));
+    job->id = id;
+    job->queue = queue;
+    job->state = JOB_PENDING;
+    job->queue_slot = HEAP_NONE;
+    job->timer_slot = HEAP_NONE;
+    job->ttl_slot = HEAP_NONE;
+    list_init(&job->live);
+    list_init(&job->state_link);
+    list_init(&job->waiters);
+    idmap_put(&state->jobs, id, job);
+    list_insert_tail(&queue->live, &job->live);
+    if (id >= state->next_id)
+        state->next_id = id + 1;
+    state->totals.jobs++;
+    return job;
+}
+
+/* Called once the job's pos and body_len are set. */
+void queue_job_account(struct queue_state *state, struct job *job)
+{
+    segment_add(state, job->pos.segment_id, 1);
+    job->queue->stats.bytes += job->body_len;
+    job->queue->stats.total_put++;
+}
+
+static void ttl_track(struct queue_state *state, struct job *job)
+{
+    if (job->expires_at_ms != 0 && !heap_contains(&state->ttl_heap, job))
+        heap_push(&state->ttl_heap, job);
+}
+
+static void mark_serve(struct queue_state *state, struct queue *queue)
+{
+    if (!list_empty(&queue->reservers) && !list_linked(&queue->serve_link))
+        list_insert_tail(&state->to_serve, &queue->serve_link);
+}
+
+void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t now_ms)
+{
+    struct queue *queue = job->queue;
+    job->state = JOB_READY;
+    job->ready_since_ms = now_ms;
+    heap_push(&queue->ready, job);
+    list_insert_tail(&queue->ready_order, &job->state_link);
+    queue->stats.ready++;
+    state->totals.ready++;
+    ttl_track(state, job);
+    mark_serve(state, queue);
+}
+
+void queue_job_enter_delayed(struct queue_state *state, struct job *job, int64_t run_at_ms)
+{
+    job->state = JOB_DELAYED;
+    job->run_at_ms = run_at_ms;
+    heap_push(&job->queue->delayed, job);
+    heap_push(&state->delay_heap, job);
+    job->queue->stats.delayed++;
+    state->totals.delayed++;
+    ttl_track(state, job);
+}
+
+void queue_job_enter_dead(struct queue_state *state, struct job *job, const char *reason,
+                          uint32_t reason_len, int64_t now_ms)
+{
+    job->state = JOB_DEAD;
+    job->settled_ms = now_ms;
+    free(job->reason);
+    job->reason = xmemdup(reason, reason_len);
+    job->reason_len = reason_len;
+    list_insert_tail(&job->queue->dead, &job->state_link);
+    job->queue->stats.dead++;
+    state->totals.dead++;
+    ttl_track(state, job);
+    queue_notify_waiters(state, job, true);
+}
+
+static void job_enter_reserved(struct queue_state *state, struct job *job,
+                               struct queue_owner *owner, int64_t deadline_ms)
+{
+    job->state = JOB_RESERVED;
+    job->deadline_ms = deadline_ms;
+    job->owner = owner;
+    heap_push(&state->lease_heap, job);
+    if (owner != NULL)
+        list_insert_tail(&owner->jobs, &job->state_link);
+    job->queue->stats.reserved++;
+    state->totals.reserved++;
+}
+
+void queue_job_leave(struct queue_state *state, struct job *job)
+{
+    struct queue *queue = job->queue;
+    switch (job->state) {
+    case JOB_PENDING:
+        list_unlink(&job->state_link);
+        state->totals.pending--;
+        break;
+    case JOB_READY:
+        heap_remove(&queue->ready, job);
+        list_unlink(&job->state_link);
+        queue->stats.ready--;
+        state->totals.ready--;
+        break;
+    case JOB_DELAYED:
+        heap_remove(&queue->delayed, job);
+        heap_remove(&state->delay_heap, job);
+        queue->stats.delayed--;
+        state->totals.delayed--;
+        break;
+    case JOB_RESERVED:
+        heap_remove(&state->lease_heap, job);
+        if (job->owner != NULL)
+            list_unlink(&job->state_link);
+        job->owner = NULL;
+        job->lease_token = 0;
+        queue->stats.reserved--;
+        state->totals.reserved--;
+        break;
+    case JOB_DEAD:
+        list_unlink(&job->state_link);
+        queue->stats.dead--;
+        state->totals.dead--;
+        break;
+    case JOB_DONE:
+        SPOOL_ASSERT(!"a DONE job is in no state container");
+    }
+}
+
+/* Stop being live: out of the queue's live list, the segment counts and the ttl heap. */
+static void job_unlive(struct queue_state *state, struct job *job)
+{
+    list_unlink(&job->live);
+    segment_add(state, job->pos.segment_id, -1);
+    SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
+    job->queue->stats.bytes -= job->body_len;
+    if (heap_contains(&state->ttl_heap, job))
+        heap_remove(&state->ttl_heap, job);
+    state->totals.jobs--;
+}
+
+void queue_job_remove(struct queue_state *state, struct job *job)
+{
+    queue_job_leave(state, job);
+    job_unlive(state, job);
+    idmap_remove(&state->jobs, job->id);
+    queue_notify_waiters(state, job, false);
+    job_free(job);
+}
+
+static void done_trim(struct queue_state *state)
+{
+    while (state->done_count > state->config.done_keep_max) {
+        struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
+        list_unlink(&old->live);
+        idmap_remove(&state->jobs, old->id);
+        state->done_count--;
+        job_free(old);
+    }
+}
+
+void queue_job_done(struct queue_state *state, struct job *job, const void *result,
+                    uint32_t result_len, int64_t now_ms)
+{
+    queue_job_leave(state, job);
+    job_unlive(state, job);
+    job->state = JOB_DONE;
+    job->settled_ms = now_ms;
+    free(job->body);
+    job->body = NULL;
+    if (result_len > 0) {
+        job->result = xmemdup(result, result_len);
+        job->result_len = result_len;
+    }
+    list_insert_tail(&state->done, &job->live);
+    state->done_count++;
+    queue_notify_waiters(state, job, true);
+    done_trim(state);
+}
+
+void queue_job_place(struct queue_state *state, struct job *job, int64_t now_ms)
+{
+    if (job->run_at_ms > now_ms)
+        queue_job_enter_delayed(state, job, job->run_at_ms);
+    else
+        queue_job_enter_ready(state, job, now_ms);
+}
+
+void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len,
+                    uint64_t job_id, int64_t created_ms)
+{
+    if (strmap_get(&state->keys, key, key_len) != NULL)
+        return;
+    struct idem *idem = xcalloc(1, sizeof(*idem));
+    idem->key = xmemdup(key, key_len);
+    idem->key_len = key_len;
+    idem->job_id = job_id;
+    idem->created_ms = created_ms;
+    list_insert_tail(&state->idem_order, &idem->order);
+    strmap_put(&state->keys, idem->key, key_len, idem);
+}
+
+static uint64_t effective_ttr(const struct queue_state *state, const struct queue *queue,
+                              uint64_t ttr_ms)
+{
+    if (ttr_ms != 0)
+        return ttr_ms;
+    return queue->default_ttr_ms != 0 ? queue->default_ttr_ms : state->config.default_ttr_ms;
+}
+
+static uint32_t effective_max_attempts(const struct queue_state *state,
+                                       const struct queue *queue, int64_t max_attempts)
+{
+    if (max_attempts >= 0)
+        return max_attempts > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)max_attempts;
+    return queue->default_max_attempts != UINT32_MAX ? queue->default_max_attempts
+                                                      : state->config.default_max_attempts;
+}
+
+static bool queue_has_room(const struct queue_state *state, const struct queue *queue,
+                           uint32_t body_len)
+{
+    uint64_t max_jobs = queue->max_jobs != 0 ? queue->max_jobs : state->config.max_jobs_per_queue;
+    uint64_t max_bytes =
+        queue->max_bytes != 0 ? queue->max_bytes : state->config.max_bytes_per_queue;
+    const struct queue_stats *s = &queue->stats;
+    uint64_t jobs = s->ready + s->delayed + s->reserved + s->dead;
+    struct list_link *link;
+    for (link = state->pending.next; link != &state->pending; link = link->next)
+        if (LIST_ENTRY(link, struct job, state_link)->queue == queue)
+            jobs++;
+    if (max_jobs != 0 && jobs + 1 > max_jobs)
+        return false;
+    return max_bytes == 0 || s->bytes + body_len <= max_bytes;
+}
+
+/* An earlier put with the same key, still within the window. */
+static bool put_duplicate(struct queue_state *state, const struct queue_put_args *args,
+                          int64_t now_ms, uint64_t *id, uint64_t *seq)
+{
+    if (args->key_len == 0)
+        return false;
+    struct idem *idem = strmap_get(&state->keys, args->key, args->key_len);
+    if (idem == NULL || idem->created_ms + state->config.idempotency_window_ms <= now_ms)
+        return false;
+    *id = idem->job_id;
+    struct job *job = idmap_get(&state->jobs, idem->job_id);
+    *seq = job != NULL ? job->pos.seq : 0;
+    return true;
+}
+
+static int put_validate(const struct queue_put_args *args)
+{
+    if (!record_queue_name_valid(args->queue, args->queue_len))
+        return QUEUE_EINVAL;
+    if (args->key_len > RECORD_KEY_LEN_MAX || args->body_len > RECORD_BODY_LEN_MAX)
+        return QUEUE_EINVAL;
+    if (args->delay_ms < 0 || args->ttl_ms < 0 || args->run_at_ms < 0)
+        return QUEUE_EINVAL;
+    return 0;
+}
+
+int queue_put(struct queue_state *state, const struct queue_put_args *args, int64_t now_ms,
+              uint64_t *id, bool *duplicate, uint64_t *seq)
+{
+    int err = put_validate(args);
+    if (err != 0)
+        return err;
+    *duplicate = put_duplicate(state, args, now_ms, id, seq);
+    if (*duplicate)
+        return 0;
+    struct queue *queue;
+    err = queue_get(state, args->queue, args->queue_len, &queue);
+    if (err != 0)
+        return err;
+    if (!queue_has_room(state, queue, args->body_len))
+        return QUEUE_EFULL;
+    struct record_put put = {
+        .id = state->next_id, .priority = args->priority,
+        .max_attempts = effective_max_attempts(state, queue, args->max_attempts),
+        .ttr_ms = effective_ttr(state, queue, args->ttr_ms), .created_ms = now_ms,
+        .run_at_ms = args->run_at_ms != 0 ? args->run_at_ms
+                     : args->delay_ms > 0 ? now_ms + args->delay_ms : 0,
+        .expires_at_ms = args->ttl_ms > 0 ? now_ms + args->ttl_ms : 0,
+        .queue = args->queue, .queue_len = args->queue_len, .key = args->key,
+        .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
+    };
+    size_t len = record_put_size(&put);
+    uint8_t *buf = malloc(len);
+    SPOOL_ASSERT(buf != NULL);
+    record_put_encode(&put, buf);
+    struct log_pos pos;
+    err = emit(state, RECORD_PUT, buf, len, &pos);
+    free(buf);
+    if (err != 0)
+        return err;
+    struct job *job = queue_job_new(state, queue, put.id);
+    job->priority = put.priority;
+    job->max_attempts = put.max_attempts;
+    job->ttr_ms = put.ttr_ms;
+    job->created_ms = now_ms;
+    job->run_at_ms = put.run_at_ms;
+    job->expires_at_ms = put.expires_at_ms;
+    job->pos = pos;
+    job->body = xmemdup(args->body, args->body_len);
+    job->body_len = args->body_len;
+    queue_job_account(state, job);
+    list_insert_tail(&state->pending, &job->state_link);
+    state->totals.pending++;
+    if (args->key_len > 0)
+        queue_idem_add(state, args->key, args->key_len, job->id, now_ms);
+    *id = job->id;
+    *seq = pos.seq;
+    return 0;
+}
+
+void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t now_ms)
+{
+    struct list_link *link;
+    while ((link = list_first(&state->pending)) != NULL) {
+        struct job *job = LIST_ENTRY(link, struct job, state_link);
+        if (job->pos.seq >= durable_seq_end)
+            break;
+        queue_job_leave(state, job);
+        queue_job_place(state, job, now_ms);
+    }
+    queue_serve(state, now_ms);
+}
+
+/* splitmix64's finalizer is a bijection, so distinct counters give distinct tokens. */
+static uint64_t lease_token_next(struct queue_state *state)
+{
+    uint64_t token;
+    do {
+        uint64_t x = ++state->lease_counter + state->config.lease_seed;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        token = x ^ (x >> 31);
+    } while (token == 0);
+    return token;
+}
+
+/* The next job for this reserver: the reserver lists its queues in order of preference, so
+ * the first queue (not paused) with a ready job gives its best (priority, id). */
+static struct job *reserve_pick(struct queue_reserver *reserver)
+{
+    for (uint32_t i = 0; i < reserver->queue_count; i++) {
+        struct queue *queue = reserver->queues[i];
+        struct job *top = queue->paused ? NULL : heap_top(&queue->ready);
+        if (top != NULL)
+            return top;
+    }
+    return NULL;
+}
+
+static void lease(struct queue_state *state, struct job *job, struct queue_reserver *reserver,
+                  int64_t now_ms)
+{
+    queue_job_leave(state, job);
+    job->attempts++;
+    job->lease_token = lease_token_next(state);
+    job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
+                       now_ms + (int64_t)job->ttr_ms);
+    uint8_t buf[RECORD_LEASE_SIZE];
+    size_t len = record_lease_encode(job->id, job->attempts, buf);
+    /* Lazy and best-effort: the reply does not wait, and a full batch only costs the count
+     * of this delivery after a crash (documented in OPERATIONS.md). */
+    (void)emit(state, RECORD_LEASE, buf, len, NULL);
+}
+
+static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *reserver,
+                            int64_t now_ms, struct job **jobs)
+{
+    uint32_t count = 0;
+    uint32_t count_max = reserver->count_max == 0 ? 1 : reserver->count_max;
+    if (count_max > QUEUE_RESERVE_COUNT_MAX)
+        count_max = QUEUE_RESERVE_COUNT_MAX;
+    while (count < count_max) {
+        struct job *job = reserve_pick(reserver);
+        if (job == NULL)
+            break;
+        lease(state, job, reserver, now_ms);
+        jobs[count++] = job;
+    }
+    return count;
+}
+
+static void reserver_unlink(struct queue_state *state, struct queue_reserver *reserver)
+{
+    SPOOL_ASSERT(reserver->waiting);
+    for (uint32_t i = 0; i < reserver->queue_count; i++)
+        list_unlink(&reserver->links[i].link);
+    if (heap_contains(&state->reserver_timeouts, reserver))
+        heap_remove(&state->reserver_timeouts, reserver);
+    reserver->waiting = false;
+}
+
+uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserver,
+                       int64_t now_ms, struct job **jobs)
+{
+    SPOOL_ASSERT(reserver->queue_count >= 1);
+    SPOOL_ASSERT(reserver->queue_count <= QUEUE_RESERVE_QUEUES_MAX);
+    reserver->waiting = false;
+    reserver->timeout_slot = HEAP_NONE;
+    uint32_t count = reserve_now(state, reserver, now_ms, jobs);
+    if (count > 0 || reserver->deadline_ms <= now_ms)
+        return count;
+    for (uint32_t i = 0; i < reserver->queue_count; i++) {
+        reserver->links[i].reserver = reserver;
+        list_insert_tail(&reserver->queues[i]->reservers, &reserver->links[i].link);
+    }
+    heap_push(&state->reserver_timeouts, reserver);
+    reserver->waiting = true;
+    return 0;
+}
+
+void queue_reserver_cancel(struct queue_state *state, struct queue_reserver *reserver)
+{
+    if (reserver->waiting)
+        reserver_unlink(state, reserver);
+}
+
+/* Hand ready jobs of marked queues to their blocked reservers, first come first served. */
+void queue_serve(struct queue_state *state, int64_t now_ms)
+{
+    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
+    struct list_link *link;
+    while ((link = list_first(&state->to_serve)) != NULL) {
+        struct queue *queue = LIST_ENTRY(link, struct queue, serve_link);
+        list_unlink(link);
+        while (!queue->paused && queue->stats.ready > 0 && !list_empty(&queue->reservers)) {
+            struct list_link *first = list_first(&queue->reservers);
+            struct queue_reserver *reserver =
+                LIST_ENTRY(first, struct queue_reserver_link, link)->reserver;
+            SPOOL_ASSERT(reserver != NULL);
+            reserver_unlink(state, reserver);
+            uint32_t count = reserve_now(state, reserver, now_ms, jobs);
+            SPOOL_ASSERT(count > 0);
+            reserver->wake(reserver, jobs, count);
+        }
+    }
+}
+
+/* The reserved job holding this lease: QUEUE_ENOTFOUND or QUEUE_ELEASE otherwise. */
+static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, struct job **out)
+{
+    struct job *job = idmap_get(&state->jobs, id);
+    if (job == NULL || job->state == JOB_PENDING)
+        return QUEUE_ENOTFOUND;
+    if (job->state != JOB_RESERVED || job->lease_token != token || token == 0)
+        return QUEUE_ELEASE;
+    *out = job;
+    return 0;
+}
+
+int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void *result,
+              uint32_t result_len, int64_t now_ms)
+{
+    if (result_len > RECORD_RESULT_LEN_MAX)
+        return QUEUE_EINVAL;
+    struct job *job;
+    int err = leased_job(state, id, token, &job);
+    if (err != 0)
+        return err;
+    uint8_t *buf = malloc(RECORD_ACK_FIXED + (size_t)result_len);
+    SPOOL_ASSERT(buf != NULL);
+    size_t len = record_ack_encode(id, result, result_len, buf);
+    err = emit(state, RECORD_ACK, buf, len, NULL);
+    free(buf);
+    if (err != 0)
+        return err;
+    queue_job_done(state, job, result, result_len, now_ms);
+    return 0;
+}
+
+static bool out_of_attempts(const struct job *job)
+{
+    return job->max_attempts != 0 && job->attempts >= job->max_attempts;
+}
+
+static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
+                     uint32_t reason_len)
+{
+    uint8_t buf[QUEUE_RECORD_SMALL_MAX];
+    size_t len = record_bury_encode(id, reason, reason_len, buf);
+    return emit(state, RECORD_BURY, buf, len, NULL);
+}
+
+int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
+                  uint32_t priority, int64_t now_ms)
+{
+    if (delay_ms < 0)
+        return QUEUE_EINVAL;
+    struct job *job;
+    int err = leased_job(state, id, token, &job);
+    if (err != 0)
+        return err;
+    if (out_of_attempts(job)) {
+        err = bury_emit(state, id, reason_max_attempts, sizeof(reason_max_attempts) - 1);
+        if (err != 0)
+            return err;
+        queue_job_leave(state, job);
+        queue_job_enter_dead(state, job, reason_max_attempts, sizeof(reason_max_attempts) - 1,
+                             now_ms);
+        return 0;
+    }
+    uint32_t new_priority = priority == UINT32_MAX ? job->priority : priority;
+    int64_t run_at_ms = delay_ms > 0 ? now_ms + delay_ms : 0;
+    uint8_t buf[RECORD_RELEASE_SIZE];
+    size_t len = record_release_encode(id, new_priority, run_at_ms, buf);
+    err = emit(state, RECORD_RELEASE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    queue_job_leave(state, job);
+    job->priority = new_priority;
+    job->run_at_ms = run_at_ms;
+    queue_job_place(state, job, now_ms);
+    queue_serve(state, now_ms);
+    return 0;
+}
+
+int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t extend_ms,
+                int64_t now_ms, int64_t *deadline_ms)
+{
+    struct job *job;
+    int err = leased_job(state, id, token, &job);
+    if (err != 0)
+        return err;
+    job->deadline_ms = now_ms + (int64_t)(extend_ms != 0 ? extend_ms : job->ttr_ms);
+    heap_fix(&state->lease_heap, job);
+    *deadline_ms = job->deadline_ms;
+    return 0;
+}
+
+int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const char *reason,
+               uint32_t reason_len, int64_t now_ms)
+{
+    if (reason_len > RECORD_REASON_LEN_MAX)
+        return QUEUE_EINVAL;
+    struct job *job;
+    int err = leased_job(state, id, token, &job);
+    if (err != 0)
+        return err;
+    err = bury_emit(state, id, reason, reason_len);
+    if (err != 0)
+        return err;
+    queue_job_leave(state, job);
+    queue_job_enter_dead(state, job, reason, reason_len, now_ms);
+    return 0;
+}
+
+/* Kick: a fresh set of attempts (a redrive), ready at once. */
+static int kick_one(struct queue_state *state, struct job *job, int64_t now_ms)
+{
+    SPOOL_ASSERT(job->state == JOB_DEAD);
+    uint8_t buf[RECORD_KICK_SIZE];
+    size_t len = record_kick_encode(job->id, buf);
+    int err = emit(state, RECORD_KICK, buf, len, NULL);
+    if (err != 0)
+        return err;
+    queue_job_leave(state, job);
+    job->attempts = 0;
+    queue_job_enter_ready(state, job, now_ms);
+    return 0;
+}
+
+int queue_kick_job(struct queue_state *state, uint64_t id, int64_t now_ms)
+{
+    struct job *job = idmap_get(&state->jobs, id);
+    if (job == NULL || job->state == JOB_PENDING)
+        return QUEUE_ENOTFOUND;
+    if (job->state != JOB_DEAD)
+        return QUEUE_ESTATE;
+    int err = kick_one(state, job, now_ms);
+    if (err == 0)
+        queue_serve(state, now_ms);
+    return err;
+}
+
+int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, uint32_t count,
+               int64_t now_ms, uint32_t *kicked)
+{
+    *kicked = 0;
+    struct queue *queue = queue_find(state, name, name_len);
+    if (queue == NULL)
+        return record_queue_name_valid(name, name_len) ? 0 : QUEUE_EINVAL;
+    int err = 0;
+    struct list_link *link;
+    while (*kicked < count && (link = list_first(&queue->dead)) != NULL) {
+        err = kick_one(state, LIST_ENTRY(link, struct job, state_link), now_ms);
+        if (err != 0)
+            break;
+        (*kicked)++;
+    }
+    queue_serve(state, now_ms);
+    /* A partial kick is a success: the count says how far it got. */
+    return *kicked > 0 ? 0 : err;
+}
+
+int queue_delete(struct queue_state *state, uint64_t id, int64_t now_ms)
+{
+    (void)now_ms;
+    struct job *job = idmap_get(&state->jobs, id);
+    if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
+        return QUEUE_ENOTFOUND;
+    if (job->state == JOB_RESERVED)
+        return QUEUE_ESTATE;
+    uint8_t buf[RECORD_DELETE_SIZE];
+    size_t len = record_delete_encode(id, RECORD_DELETE_CLIENT, buf);
+    int err = emit(state, RECORD_DELETE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    queue_job_remove(state, job);
+    return 0;
+}
+
+/* Delete every READY, DELAYED and DEAD job of the queue (reserved ones are being worked on;
+ * pending ones are not yet acknowledged to their producer). */
+void queue_purge_apply(struct queue_state *state, struct queue *queue)
+{
+    struct list_link *link = queue->live.next;
+    while (link != &queue->live) {
+        struct job *job = LIST_ENTRY(link, struct job, live);
+        link = link->next;
+        if (job->state == JOB_READY || job->state == JOB_DELAYED || job->state == JOB_DEAD)
+            queue_job_remove(state, job);
+    }
+}
+
+int queue_purge(struct queue_state *state, const char *name, uint32_t name_len, int64_t now_ms,
+                uint64_t *deleted)
+{
+    (void)now_ms;
+    *deleted = 0;
+    if (!record_queue_name_valid(name, name_len))
+        return QUEUE_EINVAL;
+    struct queue *queue = queue_find(state, name, name_len);
+    if (queue == NULL)
+        return QUEUE_ENOTFOUND;
+    uint8_t buf[RECORD_PURGE_FIXED + QUEUE_NAME_LEN_MAX];
+    size_t len = record_purge_encode(name, name_len, buf);
+    int err = emit(state, RECORD_PURGE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    uint64_t before = queue->stats.ready + queue->stats.delayed + queue->stats.dead;
+    queue_purge_apply(state, queue);
+    *deleted = before - (queue->stats.ready + queue->stats.delayed + queue->stats.dead);
+    return 0;
+}
+
+void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
+{
+    queue->paused = meta->paused;
+    queue->default_ttr_ms = meta->default_ttr_ms;
+    queue->default_max_attempts = meta->default_max_attempts;
+    queue->max_jobs = meta->max_jobs;
+    queue->max_bytes = meta->max_bytes;
+}
+
+int queue_set_meta(struct queue_state *state, const struct record_meta *meta, int64_t now_ms)
+{
+    struct queue *queue;
+    int err = queue_get(state, meta->name, meta->name_len, &queue);
+    if (err != 0)
+        return err;
+    uint8_t buf[RECORD_META_FIXED + QUEUE_NAME_LEN_MAX];
+    size_t len = record_meta_encode(meta, buf);
+    err = emit(state, RECORD_QUEUE_META, buf, len, NULL);
+    if (err != 0)
+        return err;
+    queue_apply_meta(queue, meta);
+    mark_serve(state, queue);
+    queue_serve(state, now_ms);
+    return 0;
+}
+
+struct job *queue_peek_id(struct queue_state *state, uint64_t id)
+{
+    struct job *job = idmap_get(&state->jobs, id);
+    if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
+        return NULL;
+    return job;
+}
+
+struct job *queue_peek_next(struct queue_state *state, const char *name, uint32_t name_len,
+                            enum job_state which)
+{
+    struct queue *queue = queue_find(state, name, name_len);
+    if (queue == NULL)
+        return NULL;
+    switch (which) {
+    case JOB_READY: return heap_top(&queue->ready);
+    case JOB_DELAYED: return heap_top(&queue->delayed);
+    case JOB_DEAD: {
+        struct list_link *link = list_first(&queue->dead);
+        return link == NULL ? NULL : LIST_ENTRY(link, struct job, state_link);
+    }
+    default: return NULL;
+    }
+}
+
+void queue_owner_init(struct queue_owner *owner)
+{
+    list_init(&owner->jobs);
+}
+
+/* A lease ended without an ack (expiry, owner gone): ready again, or dead when it was the last
+ * attempt. The BURY is best-effort: replay derives dead from the attempt count. */
+static void lease_end(struct queue_state *state, struct job *job, int64_t now_ms)
+{
+    queue_job_leave(state, job);
+    if (out_of_attempts(job)) {
+        (void)bury_emit(state, job->id, reason_max_attempts, sizeof(reason_max_attempts) - 1);
+        queue_job_enter_dead(state, job, reason_max_attempts, sizeof(reason_max_attempts) - 1,
+                             now_ms);
+    } else {
+        queue_job_enter_ready(state, job, now_ms);
+    }
+}
+
+void queue_owner_release(struct queue_state *state, struct queue_owner *owner, int64_t now_ms)
+{
+    struct list_link *link;
+    while ((link = list_first(&owner->jobs)) != NULL)
+        lease_end(state, LIST_ENTRY(link, struct job, state_link), now_ms);
+    queue_serve(state, now_ms);
+}
+
+void queue_lease_expire(struct queue_state *state, struct job *job, int64_t now_ms)
+{
+    lease_end(state, job, now_ms);
+}
+
+void queue_ttl_expire(struct queue_state *state, struct job *job)
+{
+    uint8_t buf[RECORD_DELETE_SIZE];
+    size_t len = record_delete_encode(job->id, RECORD_DELETE_TTL, buf);
+    (void)emit(state, RECORD_DELETE, buf, len, NULL);
+    queue_job_remove(state, job);
+}

@@ -1,0 +1,332 @@
+/*
+ * The queue state machine: every job of every named queue, and every rule of the contract
+ * (DESIGN.md) that can be stated without I/O. Pure: no sockets, no files, no clock. Time is
+ * passed in (now_ms, wall-clock milliseconds, so delays and ttls mean the same after a
+ * restart), and every change that must survive a crash is handed to an emit callback as a
+ * record (record.h) before it is applied; the server's emit appends to the log, tests record.
+ *
+ * Job states: PENDING (put, not yet durable: invisible) -> READY | DELAYED; READY -> RESERVED
+ * (a lease: token, deadline, attempt); RESERVED -> DONE (ack) | READY/DELAYED (release, lease
+ * expiry, owner gone) | DEAD (bury, or attempts reached max_attempts); DEAD -> READY (kick);
+ * any non-reserved -> gone (delete, ttl, purge). DONE jobs are remembered (result, for wait and
+ * status) up to done_keep_max, then forgotten.
+ *
+ * Invariants: a job is in exactly the containers of its state (ready heap + ready-order list;
+ * delayed heap + global delay heap; lease heap + owner list; dead list; pending list); lease
+ * tokens are never reused (a bijective mix of a counter and a seed); blocked reservers are
+ * served in arrival order; an emit that fails leaves the state exactly as it was.
+ *
+ * Records emitted: PUT, LEASE (lazily: nobody waits for it; if the batch is full it is
+ * skipped, so a crash may undercount attempts), ACK, RELEASE, BURY (also for max_attempts),
+ * KICK, DELETE (client or ttl), QUEUE_META, PURGE. TOUCH is not emitted: leases never survive a
+ * restart, so an extended deadline has nothing to persist. Replay (queue_replay) applies the
+ * same records without emitting; afterwards every lease is void and its job ready.
+ */
+#ifndef SPOOL_SRC_QUEUE_H
+#define SPOOL_SRC_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "assert.h"
+#include "heap.h"
+#include "list.h"
+#include "log.h"
+#include "map.h"
+#include "record.h"
+
+/* Errors of the state machine, in a band of their own below the log's. */
+enum queue_error {
+    QUEUE_ENOTFOUND = -10201,  /* no such job (or queue) */
+    QUEUE_ELEASE = -10202,     /* the lease token is stale: the lease expired or moved on */
+    QUEUE_EFULL = -10203,      /* the queue's job or byte limit is reached (retryable) */
+    QUEUE_EINVAL = -10204,     /* a bad argument: queue name, sizes */
+    QUEUE_ESTATE = -10205,     /* the job is not in a state that allows this (delete reserved) */
+};
+
+const char *queue_strerror(int error);
+
+enum job_state {
+    JOB_PENDING = 0,
+    JOB_READY,
+    JOB_DELAYED,
+    JOB_RESERVED,
+    JOB_DEAD,
+    JOB_DONE,
+};
+
+const char *job_state_name(enum job_state state);
+
+/* A connection, as far as leases care: the reserved jobs it holds (not the detached ones). */
+struct queue_owner {
+    struct list_link jobs;
+};
+
+struct queue;
+
+struct job {
+    uint64_t id;
+    struct queue *queue;
+    enum job_state state;
+    uint32_t priority;
+    uint32_t attempts;     /* deliveries so far */
+    uint32_t max_attempts; /* 0: unlimited */
+    uint64_t ttr_ms;
+    int64_t created_ms;
+    int64_t run_at_ms;      /* DELAYED: when it becomes ready */
+    int64_t deadline_ms;    /* RESERVED: lease deadline */
+    int64_t expires_at_ms;  /* 0: no ttl */
+    int64_t ready_since_ms; /* READY: for oldest_ready_age_ms */
+    int64_t settled_ms;     /* DONE / DEAD: when */
+    uint64_t lease_token;   /* RESERVED: current lease */
+    struct log_pos pos;     /* the PUT record */
+    uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
+    uint32_t body_len;
+    char *reason; /* DEAD: why */
+    uint32_t reason_len;
+    uint8_t *result; /* DONE: ack result */
+    uint32_t result_len;
+    struct queue_owner *owner; /* RESERVED and not detached */
+    uint32_t queue_slot; /* ready or delayed heap of the queue */
+    uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
+    uint32_t ttl_slot;   /* ttl heap */
+    struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
+    struct list_link state_link; /* pending / ready-order / owner / dead list */
+    struct list_link waiters;    /* queue_job_waiter.link */
+};
+
+struct queue_stats {
+    uint64_t ready;
+    uint64_t delayed;
+    uint64_t reserved;
+    uint64_t dead;
+    uint64_t total_put;
+    int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
+    uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
+    uint64_t bytes;              /* body bytes of live jobs */
+    bool paused;
+};
+
+struct queue {
+    char name[QUEUE_NAME_LEN_MAX + 1];
+    uint32_t name_len;
+    bool paused;
+    uint64_t default_ttr_ms;       /* 0: the state's default */
+    uint32_t default_max_attempts; /* UINT32_MAX: the state's default */
+    uint64_t max_jobs;             /* 0: unlimited */
+    uint64_t max_bytes;
+    struct heap ready;   /* (priority, id) */
+    struct heap delayed; /* (run_at, id) */
+    struct list_link ready_order; /* READY jobs, oldest ready first */
+    struct list_link dead;        /* DEAD jobs, oldest death first */
+    struct list_link live;        /* every job not DONE, id order */
+    struct list_link reservers;   /* queue_reserver links, arrival order */
+    struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
+    struct queue_stats stats;
+    uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
+};
+
+/* Up to this many queues may be named in one reserve: enough for a worker that serves a few
+ * priorities of a few services, small enough to embed the links in the request. */
+#define QUEUE_RESERVE_QUEUES_MAX 16
+/* Up to this many jobs per reserve: a worker batch, bounded so one reply frame stays small. */
+#define QUEUE_RESERVE_COUNT_MAX 256
+
+struct queue_reserver;
+typedef void (*queue_reserver_fn)(struct queue_reserver *reserver, struct job **jobs,
+                                  uint32_t count);
+
+struct queue_reserver_link {
+    struct list_link link; /* in queue->reservers */
+    struct queue_reserver *reserver;
+};
+
+/* A blocked reserve. The caller owns it and keeps it alive until woken or canceled. */
+struct queue_reserver {
+    struct queue *queues[QUEUE_RESERVE_QUEUES_MAX];
+    uint32_t queue_count;
+    uint32_t count_max;
+    int64_t deadline_ms; /* give up at; woken with count 0 */
+    bool detach;
+    struct queue_owner *owner;
+    queue_reserver_fn wake; /* jobs are valid during the call only */
+    void *ctx;
+    /* private */
+    struct queue_reserver_link links[QUEUE_RESERVE_QUEUES_MAX];
+    uint32_t timeout_slot;
+    bool waiting;
+};
+
+/* Status of a job, for status, wait and peek answers. */
+struct queue_job_status {
+    uint64_t id;
+    enum job_state state;
+    uint32_t attempts;
+    int64_t created_ms;
+    int64_t settled_ms;
+    const void *result; /* DONE */
+    uint32_t result_len;
+    const char *reason; /* DEAD */
+    uint32_t reason_len;
+};
+
+struct queue_job_waiter;
+/* found false: the job is gone (deleted, forgotten). status valid during the call only. */
+typedef void (*queue_job_waiter_fn)(struct queue_job_waiter *waiter, bool found,
+                                    const struct queue_job_status *status);
+
+struct queue_job_waiter {
+    uint64_t job_id;
+    int64_t deadline_ms;
+    queue_job_waiter_fn wake;
+    void *ctx;
+    /* private */
+    struct list_link link;
+    uint32_t timeout_slot;
+    bool waiting;
+};
+
+/* Where records go. 0 and *pos set, or a negative error (then nothing is applied). */
+typedef int (*queue_emit_fn)(void *ctx, uint8_t type, const void *data, uint32_t len,
+                             struct log_pos *pos);
+
+struct queue_config {
+    uint64_t default_ttr_ms;        /* 30 s */
+    uint32_t default_max_attempts;  /* 10; 0 = unlimited */
+    int64_t idempotency_window_ms;  /* 24 h */
+    uint64_t max_jobs_per_queue;    /* 0: unlimited (a queue's own limit wins when set) */
+    uint64_t max_bytes_per_queue;   /* 0: unlimited */
+    uint32_t done_keep_max;         /* DONE jobs remembered for wait/status */
+    uint32_t tick_work_max;         /* timer events handled per queue_tick */
+    uint64_t lease_seed;            /* randomness for lease tokens */
+    queue_emit_fn emit;
+    void *emit_ctx;
+};
+
+void queue_config_defaults(struct queue_config *config);
+
+struct queue_state;
+
+struct queue_state *queue_state_create(const struct queue_config *config);
+void queue_state_destroy(struct queue_state *state);
+/* Change where records go (the server sets the log after replay). */
+void queue_set_emit(struct queue_state *state, queue_emit_fn emit, void *ctx);
+
+struct queue_put_args {
+    const char *queue;
+    uint32_t queue_len;
+    uint32_t priority;
+    int64_t delay_ms;        /* or */
+    int64_t run_at_ms;       /* absolute; 0: use delay_ms */
+    uint64_t ttr_ms;         /* 0: the queue's default */
+    int64_t max_attempts;    /* -1: the queue's default; 0: unlimited */
+    int64_t ttl_ms;          /* 0: none */
+    const char *key;
+    uint32_t key_len;
+    const void *body;
+    uint32_t body_len;
+};
+
+/* Put a job (PENDING until queue_durable covers its record). *id: the new job's id, or with
+ * *duplicate the id of the job that first used the key within the window; *seq: the PUT
+ * record's seq (the reply waits for it to be durable). Errors: QUEUE_EINVAL, QUEUE_EFULL,
+ * an emit error. */
+SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_args *args,
+                             int64_t now_ms, uint64_t *id, bool *duplicate, uint64_t *seq);
+
+/* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
+void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t now_ms);
+
+/* Reserve up to reserver->count_max jobs now. Returns how many were written to jobs (>= 0;
+ * the leases are taken). With none and a deadline in the future, the reserver is queued and
+ * reserver->wake runs later (with jobs, or with 0 at the deadline). */
+uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserver,
+                       int64_t now_ms, struct job **jobs);
+void queue_reserver_cancel(struct queue_state *state, struct queue_reserver *reserver);
+
+/* Look a queue up by name (NULL if never used); create it (QUEUE_EINVAL on a bad name). */
+struct queue *queue_find(struct queue_state *state, const char *name, uint32_t name_len);
+SPOOL_MUST_USE int queue_get(struct queue_state *state, const char *name, uint32_t name_len,
+                             struct queue **out);
+
+/* Lease operations: QUEUE_ENOTFOUND (unknown job), QUEUE_ELEASE (token stale), emit errors. */
+SPOOL_MUST_USE int queue_ack(struct queue_state *state, uint64_t id, uint64_t token,
+                             const void *result, uint32_t result_len, int64_t now_ms);
+/* priority: UINT32_MAX keeps the job's. Reaching max_attempts buries instead. */
+SPOOL_MUST_USE int queue_release(struct queue_state *state, uint64_t id, uint64_t token,
+                                 int64_t delay_ms, uint32_t priority, int64_t now_ms);
+/* extend_ms: 0 = the job's ttr. Sets *deadline_ms. */
+SPOOL_MUST_USE int queue_touch(struct queue_state *state, uint64_t id, uint64_t token,
+                               uint64_t extend_ms, int64_t now_ms, int64_t *deadline_ms);
+SPOOL_MUST_USE int queue_bury(struct queue_state *state, uint64_t id, uint64_t token,
+                              const char *reason, uint32_t reason_len, int64_t now_ms);
+
+/* Kick one dead job by id (QUEUE_ESTATE if not dead). */
+SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id, int64_t now_ms);
+/* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
+SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
+                              uint32_t count, int64_t now_ms, uint32_t *kicked);
+/* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
+SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id, int64_t now_ms);
+/* Delete every non-reserved job of a queue; *deleted = how many. */
+SPOOL_MUST_USE int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
+                               int64_t now_ms, uint64_t *deleted);
+/* Pause or resume, set defaults and limits (logged as QUEUE_META). */
+SPOOL_MUST_USE int queue_set_meta(struct queue_state *state, const struct record_meta *meta,
+                                  int64_t now_ms);
+
+/* Peek: a job by id (any state but PENDING), or a queue's next ready / delayed / dead. */
+struct job *queue_peek_id(struct queue_state *state, uint64_t id);
+struct job *queue_peek_next(struct queue_state *state, const char *name, uint32_t name_len,
+                            enum job_state which);
+
+/* Status of a job: false if unknown. */
+bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_status *out);
+/* Wait for a job to be DONE or DEAD. Returns true if it already is (or is unknown: then
+ * *found is false) and fills *out; else the waiter is queued (wake at settle or deadline). */
+bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter, int64_t now_ms,
+                bool *found, struct queue_job_status *out);
+void queue_wait_cancel(struct queue_state *state, struct queue_job_waiter *waiter);
+
+/* A connection closed: its (non-detached) leases end now, as if expired. */
+void queue_owner_init(struct queue_owner *owner);
+void queue_owner_release(struct queue_state *state, struct queue_owner *owner, int64_t now_ms);
+
+/* Run every timer due at now_ms (delays, lease expiries, ttls, waiter timeouts, idempotency
+ * window), at most tick_work_max events; then the next deadline (INT64_MAX if none). */
+void queue_tick(struct queue_state *state, int64_t now_ms);
+int64_t queue_next_deadline_ms(const struct queue_state *state);
+
+/* Stats. */
+void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_stats *out);
+struct queue_totals {
+    uint64_t queues;
+    uint64_t ready, delayed, reserved, dead, pending;
+    uint64_t jobs; /* live jobs */
+};
+void queue_totals_get(const struct queue_state *state, struct queue_totals *out);
+/* Call fn for each queue (order unspecified). */
+void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
+                void *ctx);
+
+/* Retention: live jobs whose PUT lives in a segment. */
+uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);
+
+/* Recovery: apply one log record (no emit). RECORD_EINVAL on a malformed record. */
+SPOOL_MUST_USE int queue_replay(struct queue_state *state, const struct log_record *record,
+                                int64_t now_ms);
+/* After replay: every job visible; over-attempted jobs buried (emitted). */
+void queue_recover_finish(struct queue_state *state, int64_t now_ms);
+
+/* Checkpoint payload: the whole state (bodies excluded: they stay in the log). */
+SPOOL_MUST_USE int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out,
+                                           uint32_t *out_len);
+SPOOL_MUST_USE int queue_checkpoint_load(struct queue_state *state, const void *data,
+                                         uint32_t len, int64_t now_ms);
+/* Jobs whose body is not in RAM (after a checkpoint load): call fn for each. */
+void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
+                         void *ctx);
+void queue_body_loaded(struct queue_state *state, struct job *job, const void *body,
+                       uint32_t len);
+
+#endif

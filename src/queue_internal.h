@@ -1,0 +1,69 @@
+/*
+ * Private to the queue state machine (queue.c, queue_replay.c): the state itself and the job
+ * transitions that both client operations and replay use. Nothing outside those files may
+ * include it.
+ */
+#ifndef SPOOL_SRC_QUEUE_INTERNAL_H
+#define SPOOL_SRC_QUEUE_INTERNAL_H
+
+#include "queue.h"
+
+/* An idempotency key seen within the window. Owns its key bytes. */
+struct idem {
+    char *key;
+    uint32_t key_len;
+    uint64_t job_id;
+    int64_t created_ms;
+    struct list_link order; /* oldest first */
+};
+
+struct queue_state {
+    struct queue_config config;
+    struct idmap jobs;      /* id -> job (live and remembered DONE) */
+    struct strmap queues;   /* name -> queue */
+    struct strmap keys;     /* idempotency key -> idem */
+    struct list_link idem_order;
+    struct heap delay_heap; /* DELAYED jobs by run-at (timer_slot) */
+    struct heap lease_heap; /* RESERVED jobs by deadline (timer_slot) */
+    struct heap ttl_heap;   /* jobs with a ttl by expiry (ttl_slot) */
+    struct heap reserver_timeouts;
+    struct heap waiter_timeouts;
+    struct list_link pending; /* PENDING jobs in seq order */
+    struct list_link done;    /* DONE jobs, oldest first */
+    uint64_t done_count;
+    struct list_link to_serve; /* queues that gained ready jobs while reservers wait */
+    struct idmap segments;     /* segment id -> live job count (as uintptr_t) */
+    uint64_t next_id;
+    uint64_t lease_counter;
+    bool replaying;
+    struct queue_totals totals;
+};
+
+struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id);
+/* Count a new job's body bytes, its segment and the queue's total_put (pos, body_len set). */
+void queue_job_account(struct queue_state *state, struct job *job);
+void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t now_ms);
+void queue_job_enter_delayed(struct queue_state *state, struct job *job, int64_t run_at_ms);
+void queue_job_enter_dead(struct queue_state *state, struct job *job, const char *reason,
+                          uint32_t reason_len, int64_t now_ms);
+/* Leave the containers of the current state (the job stays live). */
+void queue_job_leave(struct queue_state *state, struct job *job);
+/* Gone for good (delete, ttl, purge): free it and wake its waiters with found = false. */
+void queue_job_remove(struct queue_state *state, struct job *job);
+void queue_job_done(struct queue_state *state, struct job *job, const void *result,
+                    uint32_t result_len, int64_t now_ms);
+/* Make a visible state for a job read from the log or a checkpoint. */
+void queue_job_place(struct queue_state *state, struct job *job, int64_t now_ms);
+void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len,
+                    uint64_t job_id, int64_t created_ms);
+void queue_apply_meta(struct queue *queue, const struct record_meta *meta);
+void queue_purge_apply(struct queue_state *state, struct queue *queue);
+void queue_serve(struct queue_state *state, int64_t now_ms);
+/* Timers (queue_timer.c) call these transitions of queue.c. */
+void queue_lease_expire(struct queue_state *state, struct job *job, int64_t now_ms);
+/* TTL ran out for a job not reserved: gone, logged best-effort (replay re-derives it). */
+void queue_ttl_expire(struct queue_state *state, struct job *job);
+/* The job settled (DONE, DEAD) or is gone (found false): wake every waiter on it. */
+void queue_notify_waiters(struct queue_state *state, struct job *job, bool found);
+
+#endif

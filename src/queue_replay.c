@@ -1,0 +1,423 @@
+/*
+ * Recovery of the queue state: replay of log records and the checkpoint payload.
+ *
+ * Replay applies records in seq order without emitting. It is lenient about records that no
+ * longer match a job (a record for a job that a later checkpoint already settled cannot
+ * occur, but a LEASE after a skipped BURY can): such records are ignored, never fatal. It is
+ * strict about bytes: a record that does not decode stops recovery (the log verified its
+ * checksum, so it is a bug or a version this build does not know, not disk damage).
+ * After replay (queue_recover_finish) every job is visible and no lease exists: a job whose
+ * last attempts were all delivered goes dead with reason max_attempts, the same outcome the
+ * expiry of its last lease would have had.
+ *
+ * Checkpoint payload (little-endian; CHECKPOINT_VERSION; upgrade rule: a new version adds
+ * fields at the end of a section and bumps the version; loaders keep reading old versions):
+ *   header  u32 magic "SPQS", u16 version, u16 pad, u64 next_id, u64 lease_counter,
+ *           u32 queue_count, u32 idem_count, u64 job_count                       (40)
+ *   queue   u16 name_len, u8 flags(bit0 paused), u8 pad, u32 default_max_attempts,
+ *           u64 default_ttr_ms, u64 max_jobs, u64 max_bytes, u64 total_put, name  (40 + len)
+ *   job     u64 id, u32 queue_index, u8 state, u8 pad, u16 reason_len, u32 priority,
+ *           u32 attempts, u32 max_attempts, u32 body_len, u64 ttr_ms, i64 created_ms,
+ *           i64 run_at_ms, i64 expires_at_ms, i64 settled_ms, u64 seq, u64 segment_id,
+ *           u64 batch_offset, reason                                             (104 + len)
+ *   idem    u16 key_len, u16 pad, u32 pad, u64 job_id, i64 created_ms, key       (24 + len)
+ * Jobs are saved READY, DELAYED or DEAD (a reserved job is saved ready: leases do not
+ * survive a restart). Bodies stay in the log; the loader leaves them unloaded.
+ */
+#include "queue_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "le.h"
+
+#define CHECKPOINT_MAGIC 0x53515053u /* "SPQS" */
+#define CHECKPOINT_VERSION 1
+#define CHECKPOINT_HEADER 40
+#define CHECKPOINT_QUEUE_FIXED 40
+#define CHECKPOINT_JOB_FIXED 104
+#define CHECKPOINT_IDEM_FIXED 24
+
+static const char reason_max_attempts[] = "max_attempts";
+
+static void replay_put(struct queue_state *state, const struct record *rec,
+                       const struct log_pos *pos, int64_t now_ms)
+{
+    const struct record_put *put = &rec->u.put;
+    if (idmap_get(&state->jobs, put->id) != NULL || put->id < state->next_id)
+        return; /* already known (a checkpoint covered it) or settled and forgotten */
+    struct queue *queue;
+    if (queue_get(state, put->queue, put->queue_len, &queue) != 0)
+        return;
+    struct job *job = queue_job_new(state, queue, put->id);
+    job->priority = put->priority;
+    job->max_attempts = put->max_attempts;
+    job->ttr_ms = put->ttr_ms;
+    job->created_ms = put->created_ms;
+    job->run_at_ms = put->run_at_ms;
+    job->expires_at_ms = put->expires_at_ms;
+    job->pos = *pos;
+    job->body_len = put->body_len;
+    job->body = malloc(put->body_len == 0 ? 1 : put->body_len);
+    SPOOL_ASSERT(job->body != NULL);
+    memcpy(job->body, put->body, put->body_len);
+    queue_job_account(state, job);
+    queue_job_place(state, job, now_ms);
+    if (put->key_len > 0 &&
+        put->created_ms + state->config.idempotency_window_ms > now_ms)
+        queue_idem_add(state, put->key, put->key_len, put->id, put->created_ms);
+}
+
+static void replay_job_record(struct queue_state *state, const struct record *rec,
+                              int64_t now_ms)
+{
+    struct job *job = idmap_get(&state->jobs, rec->id);
+    if (job == NULL || job->state == JOB_DONE)
+        return;
+    switch (rec->type) {
+    case RECORD_LEASE:
+        if (rec->u.lease.attempt > job->attempts)
+            job->attempts = rec->u.lease.attempt;
+        break;
+    case RECORD_ACK:
+        queue_job_done(state, job, rec->u.ack.result, rec->u.ack.result_len, now_ms);
+        break;
+    case RECORD_RELEASE:
+        queue_job_leave(state, job);
+        job->priority = rec->u.release.priority;
+        job->run_at_ms = rec->u.release.run_at_ms;
+        queue_job_place(state, job, now_ms);
+        break;
+    case RECORD_BURY:
+        queue_job_leave(state, job);
+        queue_job_enter_dead(state, job, rec->u.bury.reason, rec->u.bury.reason_len, now_ms);
+        break;
+    case RECORD_KICK:
+        /* A kick resets attempts, whether or not the death before it was logged. */
+        job->attempts = 0;
+        if (job->state == JOB_DEAD) {
+            queue_job_leave(state, job);
+            queue_job_enter_ready(state, job, now_ms);
+        }
+        break;
+    case RECORD_DELETE:
+        queue_job_remove(state, job);
+        break;
+    default: /* TOUCH: leases do not survive a restart */
+        break;
+    }
+}
+
+int queue_replay(struct queue_state *state, const struct log_record *record, int64_t now_ms)
+{
+    struct record rec;
+    int err = record_decode(record->type, record->data, record->len, &rec);
+    if (err != 0)
+        return err;
+    state->replaying = true;
+    struct queue *queue;
+    switch (rec.type) {
+    case RECORD_PUT:
+        replay_put(state, &rec, &record->pos, now_ms);
+        break;
+    case RECORD_QUEUE_META:
+        if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0)
+            queue_apply_meta(queue, &rec.u.meta);
+        break;
+    case RECORD_PURGE:
+        queue = queue_find(state, rec.u.purge.name, rec.u.purge.name_len);
+        if (queue != NULL)
+            queue_purge_apply(state, queue);
+        break;
+    default:
+        replay_job_record(state, &rec, now_ms);
+        break;
+    }
+    state->replaying = false;
+    return 0;
+}
+
+void queue_recover_finish(struct queue_state *state, int64_t now_ms)
+{
+    /* Anything still pending was read from the log, so it is durable. */
+    queue_durable(state, UINT64_MAX, now_ms);
+    struct job **over = NULL;
+    size_t count = 0, capacity = 0;
+    IDMAP_EACH(&state->jobs, entry)
+    {
+        struct job *job = entry->value;
+        bool spent = job->max_attempts != 0 && job->attempts >= job->max_attempts;
+        if (!spent || (job->state != JOB_READY && job->state != JOB_DELAYED))
+            continue;
+        if (count == capacity) {
+            capacity = capacity == 0 ? 64 : capacity * 2;
+            over = realloc(over, capacity * sizeof(*over));
+            SPOOL_ASSERT(over != NULL);
+        }
+        over[count++] = job;
+    }
+    for (size_t i = 0; i < count; i++) {
+        queue_job_leave(state, over[i]);
+        queue_job_enter_dead(state, over[i], reason_max_attempts,
+                             sizeof(reason_max_attempts) - 1, now_ms);
+    }
+    free(over);
+}
+
+/* --- checkpoint payload --- */
+
+struct cursor {
+    const uint8_t *p;
+    size_t left;
+    bool bad;
+};
+
+static const uint8_t *take(struct cursor *c, size_t n)
+{
+    if (c->bad || c->left < n) {
+        c->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = c->p;
+    c->p += n;
+    c->left -= n;
+    return p;
+}
+
+struct writer {
+    uint8_t *buf;
+    size_t len;
+    size_t capacity;
+};
+
+static uint8_t *reserve(struct writer *w, size_t n)
+{
+    if (w->len + n > w->capacity) {
+        size_t capacity = w->capacity == 0 ? 4096 : w->capacity;
+        while (capacity < w->len + n)
+            capacity *= 2;
+        w->buf = realloc(w->buf, capacity);
+        SPOOL_ASSERT(w->buf != NULL);
+        w->capacity = capacity;
+    }
+    uint8_t *p = w->buf + w->len;
+    w->len += n;
+    return p;
+}
+
+static void encode_queue(struct writer *w, const struct queue *queue)
+{
+    uint8_t *p = reserve(w, CHECKPOINT_QUEUE_FIXED + queue->name_len);
+    memset(p, 0, CHECKPOINT_QUEUE_FIXED);
+    le_put_u16(p, (uint16_t)queue->name_len);
+    p[2] = queue->paused ? 1 : 0;
+    le_put_u32(p + 4, queue->default_max_attempts);
+    le_put_u64(p + 8, queue->default_ttr_ms);
+    le_put_u64(p + 16, queue->max_jobs);
+    le_put_u64(p + 24, queue->max_bytes);
+    le_put_u64(p + 32, queue->stats.total_put);
+    memcpy(p + CHECKPOINT_QUEUE_FIXED, queue->name, queue->name_len);
+}
+
+static void encode_job(struct writer *w, const struct job *job, uint32_t queue_index)
+{
+    uint8_t *p = reserve(w, CHECKPOINT_JOB_FIXED + job->reason_len);
+    memset(p, 0, CHECKPOINT_JOB_FIXED);
+    enum job_state saved = job->state == JOB_DEAD      ? JOB_DEAD
+                           : job->state == JOB_DELAYED ? JOB_DELAYED
+                                                       : JOB_READY;
+    le_put_u64(p, job->id);
+    le_put_u32(p + 8, queue_index);
+    p[12] = (uint8_t)saved;
+    le_put_u16(p + 14, (uint16_t)(saved == JOB_DEAD ? job->reason_len : 0));
+    le_put_u32(p + 16, job->priority);
+    le_put_u32(p + 20, job->attempts);
+    le_put_u32(p + 24, job->max_attempts);
+    le_put_u32(p + 28, job->body_len);
+    le_put_u64(p + 32, job->ttr_ms);
+    le_put_u64(p + 40, (uint64_t)job->created_ms);
+    le_put_u64(p + 48, (uint64_t)job->run_at_ms);
+    le_put_u64(p + 56, (uint64_t)job->expires_at_ms);
+    le_put_u64(p + 64, (uint64_t)job->settled_ms);
+    le_put_u64(p + 72, job->pos.seq);
+    le_put_u64(p + 80, job->pos.segment_id);
+    le_put_u64(p + 88, job->pos.batch_offset);
+    if (saved == JOB_DEAD)
+        memcpy(p + CHECKPOINT_JOB_FIXED, job->reason, job->reason_len);
+    else
+        w->len -= job->reason_len;
+}
+
+int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out, uint32_t *out_len)
+{
+    struct writer w = {0};
+    uint8_t *h = reserve(&w, CHECKPOINT_HEADER);
+    memset(h, 0, CHECKPOINT_HEADER);
+    le_put_u32(h, CHECKPOINT_MAGIC);
+    le_put_u16(h + 4, CHECKPOINT_VERSION);
+    le_put_u64(h + 8, state->next_id);
+    le_put_u64(h + 16, state->lease_counter);
+    le_put_u32(h + 24, (uint32_t)state->queues.count);
+    le_put_u32(h + 28, (uint32_t)state->keys.count);
+    uint32_t index = 0;
+    STRMAP_EACH(&state->queues, entry)
+    {
+        struct queue *queue = entry->value;
+        queue->checkpoint_index = index++;
+        encode_queue(&w, queue);
+    }
+    uint64_t jobs = 0;
+    IDMAP_EACH(&state->jobs, entry)
+    {
+        const struct job *job = entry->value;
+        if (job->state == JOB_DONE)
+            continue;
+        SPOOL_ASSERT(job->state != JOB_PENDING); /* checkpoints are taken with the log idle */
+        encode_job(&w, job, job->queue->checkpoint_index);
+        jobs++;
+    }
+    STRMAP_EACH(&state->keys, entry)
+    {
+        const struct idem *idem = entry->value;
+        uint8_t *p = reserve(&w, CHECKPOINT_IDEM_FIXED + idem->key_len);
+        memset(p, 0, CHECKPOINT_IDEM_FIXED);
+        le_put_u16(p, (uint16_t)idem->key_len);
+        le_put_u64(p + 8, idem->job_id);
+        le_put_u64(p + 16, (uint64_t)idem->created_ms);
+        memcpy(p + CHECKPOINT_IDEM_FIXED, idem->key, idem->key_len);
+    }
+    le_put_u64(w.buf + 32, jobs);
+    if (w.len > UINT32_MAX) {
+        free(w.buf);
+        return -EFBIG;
+    }
+    *out = w.buf;
+    *out_len = (uint32_t)w.len;
+    return 0;
+}
+
+static int load_queues(struct queue_state *state, struct cursor *c, uint32_t count,
+                       struct queue **queues)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *p = take(c, CHECKPOINT_QUEUE_FIXED);
+        if (p == NULL)
+            return RECORD_EINVAL;
+        uint16_t name_len = le_get_u16(p);
+        const uint8_t *name = take(c, name_len);
+        if (name == NULL || (p[2] & ~1u) != 0)
+            return RECORD_EINVAL;
+        struct queue *queue;
+        if (queue_get(state, (const char *)name, name_len, &queue) != 0)
+            return RECORD_EINVAL;
+        queue->paused = p[2] & 1;
+        queue->default_max_attempts = le_get_u32(p + 4);
+        queue->default_ttr_ms = le_get_u64(p + 8);
+        queue->max_jobs = le_get_u64(p + 16);
+        queue->max_bytes = le_get_u64(p + 24);
+        queues[i] = queue;
+        /* total_put counts again as jobs are accounted; set the rest after loading jobs */
+        queue->checkpoint_index = i;
+        queue->stats.total_put = le_get_u64(p + 32);
+    }
+    return 0;
+}
+
+static int load_job(struct queue_state *state, struct cursor *c, struct queue **queues,
+                    uint32_t queue_count, int64_t now_ms)
+{
+    const uint8_t *p = take(c, CHECKPOINT_JOB_FIXED);
+    if (p == NULL)
+        return RECORD_EINVAL;
+    uint64_t id = le_get_u64(p);
+    uint32_t queue_index = le_get_u32(p + 8);
+    uint8_t saved = p[12];
+    uint16_t reason_len = le_get_u16(p + 14);
+    const uint8_t *reason = take(c, reason_len);
+    if (reason == NULL || id == 0 || queue_index >= queue_count ||
+        idmap_get(&state->jobs, id) != NULL ||
+        (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
+        return RECORD_EINVAL;
+    struct job *job = queue_job_new(state, queues[queue_index], id);
+    job->priority = le_get_u32(p + 16);
+    job->attempts = le_get_u32(p + 20);
+    job->max_attempts = le_get_u32(p + 24);
+    job->body_len = le_get_u32(p + 28);
+    job->ttr_ms = le_get_u64(p + 32);
+    job->created_ms = (int64_t)le_get_u64(p + 40);
+    job->run_at_ms = (int64_t)le_get_u64(p + 48);
+    job->expires_at_ms = (int64_t)le_get_u64(p + 56);
+    job->settled_ms = (int64_t)le_get_u64(p + 64);
+    job->pos.seq = le_get_u64(p + 72);
+    job->pos.segment_id = le_get_u64(p + 80);
+    job->pos.batch_offset = le_get_u64(p + 88);
+    queue_job_account(state, job);
+    job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
+    if (saved == JOB_DEAD)
+        queue_job_enter_dead(state, job, (const char *)reason, reason_len, job->settled_ms);
+    else
+        queue_job_place(state, job, now_ms);
+    return 0;
+}
+
+int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t len,
+                          int64_t now_ms)
+{
+    struct cursor c = {data, len, false};
+    const uint8_t *h = take(&c, CHECKPOINT_HEADER);
+    if (h == NULL || le_get_u32(h) != CHECKPOINT_MAGIC || le_get_u16(h + 4) != CHECKPOINT_VERSION)
+        return RECORD_EINVAL;
+    uint32_t queue_count = le_get_u32(h + 24);
+    uint32_t idem_count = le_get_u32(h + 28);
+    uint64_t job_count = le_get_u64(h + 32);
+    /* Clamp declared counts by the bytes present before allocating anything. */
+    if ((uint64_t)queue_count * CHECKPOINT_QUEUE_FIXED > c.left ||
+        job_count * CHECKPOINT_JOB_FIXED > c.left)
+        return RECORD_EINVAL;
+    struct queue **queues = calloc(queue_count + 1u, sizeof(*queues));
+    SPOOL_ASSERT(queues != NULL);
+    int err = load_queues(state, &c, queue_count, queues);
+    for (uint64_t i = 0; err == 0 && i < job_count; i++)
+        err = load_job(state, &c, queues, queue_count, now_ms);
+    free(queues);
+    for (uint32_t i = 0; err == 0 && i < idem_count; i++) {
+        const uint8_t *p = take(&c, CHECKPOINT_IDEM_FIXED);
+        const uint8_t *key = p == NULL ? NULL : take(&c, le_get_u16(p));
+        if (key == NULL)
+            return RECORD_EINVAL;
+        int64_t created_ms = (int64_t)le_get_u64(p + 16);
+        if (created_ms + state->config.idempotency_window_ms > now_ms)
+            queue_idem_add(state, (const char *)key, le_get_u16(p), le_get_u64(p + 8),
+                           created_ms);
+    }
+    if (err != 0 || c.left != 0)
+        return RECORD_EINVAL;
+    uint64_t next_id = le_get_u64(h + 8);
+    if (next_id > state->next_id)
+        state->next_id = next_id;
+    state->lease_counter = le_get_u64(h + 16);
+    return 0;
+}
+
+void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
+                         void *ctx)
+{
+    IDMAP_EACH(&state->jobs, entry)
+    {
+        struct job *job = entry->value;
+        if (job->state != JOB_DONE && job->body == NULL)
+            fn(ctx, job);
+    }
+}
+
+void queue_body_loaded(struct queue_state *state, struct job *job, const void *body,
+                       uint32_t len)
+{
+    (void)state;
+    SPOOL_ASSERT(job->body == NULL);
+    SPOOL_ASSERT(len == job->body_len);
+    job->body = malloc(len == 0 ? 1 : len);
+    SPOOL_ASSERT(job->body != NULL);
+    memcpy(job->body, body, len);
+}

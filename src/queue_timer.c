@@ -1,0 +1,220 @@
+/*
+ * Time in the queue state machine: the tick that runs due timers (delayed jobs becoming
+ * ready, lease expiries, ttls, timeouts of blocked reserves and job waiters, the idempotency
+ * window), the next deadline for the loop's single timer, job waiters, status and stats.
+ *
+ * A tick handles at most tick_work_max events so one loop turn stays short under a burst of
+ * expiries; whatever is left is due at once, so queue_next_deadline_ms returns a time in the
+ * past and the loop comes straight back.
+ */
+#include "queue_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void status_fill(const struct job *job, struct queue_job_status *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = job->id;
+    out->state = job->state;
+    out->attempts = job->attempts;
+    out->created_ms = job->created_ms;
+    out->settled_ms = job->settled_ms;
+    if (job->state == JOB_DONE) {
+        out->result = job->result;
+        out->result_len = job->result_len;
+    }
+    if (job->state == JOB_DEAD) {
+        out->reason = job->reason;
+        out->reason_len = job->reason_len;
+    }
+}
+
+bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_status *out)
+{
+    struct job *job = idmap_get(&state->jobs, id);
+    if (job == NULL)
+        return false;
+    status_fill(job, out);
+    if (job->state == JOB_PENDING)
+        out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+    return true;
+}
+
+static void waiter_finish(struct queue_state *state, struct queue_job_waiter *waiter,
+                          bool found, const struct queue_job_status *status)
+{
+    list_unlink(&waiter->link);
+    if (heap_contains(&state->waiter_timeouts, waiter))
+        heap_remove(&state->waiter_timeouts, waiter);
+    waiter->waiting = false;
+    waiter->wake(waiter, found, status);
+}
+
+void queue_notify_waiters(struct queue_state *state, struct job *job, bool found)
+{
+    struct queue_job_status status;
+    status_fill(job, &status);
+    struct list_link *link;
+    while ((link = list_first(&job->waiters)) != NULL)
+        waiter_finish(state, LIST_ENTRY(link, struct queue_job_waiter, link), found, &status);
+}
+
+bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter, int64_t now_ms,
+                bool *found, struct queue_job_status *out)
+{
+    list_init(&waiter->link);
+    waiter->timeout_slot = HEAP_NONE;
+    waiter->waiting = false;
+    struct job *job = idmap_get(&state->jobs, waiter->job_id);
+    *found = job != NULL;
+    if (job == NULL)
+        return true;
+    status_fill(job, out);
+    if (job->state == JOB_DONE || job->state == JOB_DEAD || waiter->deadline_ms <= now_ms) {
+        if (job->state == JOB_PENDING)
+            out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+        return true;
+    }
+    list_insert_tail(&job->waiters, &waiter->link);
+    heap_push(&state->waiter_timeouts, waiter);
+    waiter->waiting = true;
+    return false;
+}
+
+void queue_wait_cancel(struct queue_state *state, struct queue_job_waiter *waiter)
+{
+    if (!waiter->waiting)
+        return;
+    list_unlink(&waiter->link);
+    if (heap_contains(&state->waiter_timeouts, waiter))
+        heap_remove(&state->waiter_timeouts, waiter);
+    waiter->waiting = false;
+}
+
+/* A waiter timed out: answer with the job's current state. */
+static void waiter_timeout(struct queue_state *state, struct queue_job_waiter *waiter)
+{
+    struct job *job = idmap_get(&state->jobs, waiter->job_id);
+    SPOOL_ASSERT(job != NULL); /* removal wakes every waiter first */
+    struct queue_job_status status;
+    status_fill(job, &status);
+    if (job->state == JOB_PENDING)
+        status.state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+    waiter_finish(state, waiter, true, &status);
+}
+
+static void idem_expire(struct queue_state *state, int64_t now_ms, uint32_t *budget)
+{
+    struct list_link *link;
+    while (*budget > 0 && (link = list_first(&state->idem_order)) != NULL) {
+        struct idem *idem = LIST_ENTRY(link, struct idem, order);
+        if (idem->created_ms + state->config.idempotency_window_ms > now_ms)
+            break;
+        list_unlink(link);
+        strmap_remove(&state->keys, idem->key, idem->key_len);
+        free(idem->key);
+        free(idem);
+        (*budget)--;
+    }
+}
+
+static void tick_jobs(struct queue_state *state, int64_t now_ms, uint32_t *budget)
+{
+    struct job *job;
+    while (*budget > 0 && (job = heap_top(&state->delay_heap)) != NULL &&
+           job->run_at_ms <= now_ms) {
+        queue_job_leave(state, job);
+        queue_job_enter_ready(state, job, now_ms);
+        (*budget)--;
+    }
+    while (*budget > 0 && (job = heap_top(&state->lease_heap)) != NULL &&
+           job->deadline_ms <= now_ms) {
+        queue_lease_expire(state, job, now_ms);
+        (*budget)--;
+    }
+    while (*budget > 0 && (job = heap_top(&state->ttl_heap)) != NULL &&
+           job->expires_at_ms <= now_ms) {
+        if (job->state == JOB_RESERVED || job->state == JOB_PENDING)
+            heap_remove(&state->ttl_heap, job); /* back in when the lease ends */
+        else
+            queue_ttl_expire(state, job);
+        (*budget)--;
+    }
+}
+
+void queue_tick(struct queue_state *state, int64_t now_ms)
+{
+    uint32_t budget = state->config.tick_work_max;
+    tick_jobs(state, now_ms, &budget);
+    /* Serve before timing reservers out: a job that became ready this tick goes to a waiting
+     * reserver even if its timeout is also due. */
+    queue_serve(state, now_ms);
+    struct queue_reserver *reserver;
+    while (budget > 0 && (reserver = heap_top(&state->reserver_timeouts)) != NULL &&
+           reserver->deadline_ms <= now_ms) {
+        queue_reserver_cancel(state, reserver);
+        reserver->wake(reserver, NULL, 0);
+        budget--;
+    }
+    struct queue_job_waiter *waiter;
+    while (budget > 0 && (waiter = heap_top(&state->waiter_timeouts)) != NULL &&
+           waiter->deadline_ms <= now_ms) {
+        waiter_timeout(state, waiter);
+        budget--;
+    }
+    idem_expire(state, now_ms, &budget);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+int64_t queue_next_deadline_ms(const struct queue_state *state)
+{
+    int64_t next = INT64_MAX;
+    const struct job *job;
+    if ((job = heap_top(&state->delay_heap)) != NULL)
+        next = min64(next, job->run_at_ms);
+    if ((job = heap_top(&state->lease_heap)) != NULL)
+        next = min64(next, job->deadline_ms);
+    if ((job = heap_top(&state->ttl_heap)) != NULL)
+        next = min64(next, job->expires_at_ms);
+    const struct queue_reserver *reserver = heap_top(&state->reserver_timeouts);
+    if (reserver != NULL)
+        next = min64(next, reserver->deadline_ms);
+    const struct queue_job_waiter *waiter = heap_top(&state->waiter_timeouts);
+    if (waiter != NULL)
+        next = min64(next, waiter->deadline_ms);
+    struct list_link *link = list_first(&state->idem_order);
+    if (link != NULL) {
+        const struct idem *idem = LIST_ENTRY(link, struct idem, order);
+        next = min64(next, idem->created_ms + state->config.idempotency_window_ms);
+    }
+    return next;
+}
+
+void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_stats *out)
+{
+    *out = queue->stats;
+    out->paused = queue->paused;
+    struct list_link *link = list_first(&queue->ready_order);
+    out->oldest_ready_age_ms = 0;
+    if (link != NULL) {
+        const struct job *job = LIST_ENTRY(link, struct job, state_link);
+        out->oldest_ready_age_ms = now_ms > job->ready_since_ms ? now_ms - job->ready_since_ms : 0;
+    }
+    link = list_first(&queue->live);
+    out->ack_floor = link == NULL ? 0 : LIST_ENTRY(link, struct job, live)->pos.seq;
+}
+
+void queue_totals_get(const struct queue_state *state, struct queue_totals *out)
+{
+    *out = state->totals;
+}
+
+void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue), void *ctx)
+{
+    STRMAP_EACH(&state->queues, entry) fn(ctx, entry->value);
+}

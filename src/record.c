@@ -1,0 +1,321 @@
+/*
+ * Encoders and the strict decoder of the broker's log records (layout in record.h).
+ *
+ * Encoders trust their caller (the broker validated every field against the limits below
+ * before building a record) and assert it. The decoder trusts nothing: each branch checks the
+ * version, that the fixed part is present, that padding is zero, that the variable lengths add
+ * up to exactly the length given, and that names and keys obey the same rules the broker
+ * enforces at admission. A record that fails any check is RECORD_EINVAL.
+ */
+#include "record.h"
+
+#include <string.h>
+
+#include "le.h"
+
+bool record_queue_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > QUEUE_NAME_LEN_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+const char *record_type_name(uint8_t type)
+{
+    static const char *const names[] = {
+        [RECORD_PUT] = "PUT",         [RECORD_LEASE] = "LEASE", [RECORD_ACK] = "ACK",
+        [RECORD_RELEASE] = "RELEASE", [RECORD_TOUCH] = "TOUCH", [RECORD_BURY] = "BURY",
+        [RECORD_KICK] = "KICK",       [RECORD_DELETE] = "DELETE",
+        [RECORD_QUEUE_META] = "QUEUE_META", [RECORD_PURGE] = "PURGE",
+    };
+    if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
+        return names[type];
+    return "UNKNOWN";
+}
+
+/* The first 8 bytes of every fixed-size-prefix record: version then zeros (or fields). */
+static void header(uint8_t *out)
+{
+    memset(out, 0, 8);
+    out[0] = RECORD_VERSION;
+}
+
+size_t record_put_size(const struct record_put *put)
+{
+    return RECORD_PUT_FIXED + (size_t)put->queue_len + put->key_len + put->body_len;
+}
+
+size_t record_put_encode(const struct record_put *put, uint8_t *out)
+{
+    SPOOL_ASSERT(record_queue_name_valid(put->queue, put->queue_len));
+    SPOOL_ASSERT(put->key_len <= RECORD_KEY_LEN_MAX);
+    SPOOL_ASSERT(put->body_len <= RECORD_BODY_LEN_MAX);
+    header(out);
+    le_put_u16(out + 2, (uint16_t)put->queue_len);
+    le_put_u16(out + 4, (uint16_t)put->key_len);
+    le_put_u64(out + 8, put->id);
+    le_put_u32(out + 16, put->priority);
+    le_put_u32(out + 20, put->max_attempts);
+    le_put_u64(out + 24, put->ttr_ms);
+    le_put_u64(out + 32, (uint64_t)put->created_ms);
+    le_put_u64(out + 40, (uint64_t)put->run_at_ms);
+    le_put_u64(out + 48, (uint64_t)put->expires_at_ms);
+    le_put_u32(out + 56, put->body_len);
+    uint8_t *p = out + RECORD_PUT_FIXED;
+    memcpy(p, put->queue, put->queue_len);
+    p += put->queue_len;
+    if (put->key_len > 0)
+        memcpy(p, put->key, put->key_len);
+    p += put->key_len;
+    if (put->body_len > 0)
+        memcpy(p, put->body, put->body_len);
+    p += put->body_len;
+    SPOOL_ASSERT((size_t)(p - out) == record_put_size(put));
+    return (size_t)(p - out);
+}
+
+size_t record_lease_encode(uint64_t id, uint32_t attempt, uint8_t *out)
+{
+    header(out);
+    le_put_u32(out + 4, attempt);
+    le_put_u64(out + 8, id);
+    return RECORD_LEASE_SIZE;
+}
+
+size_t record_ack_encode(uint64_t id, const void *result, uint32_t result_len, uint8_t *out)
+{
+    SPOOL_ASSERT(result_len <= RECORD_RESULT_LEN_MAX);
+    header(out);
+    le_put_u32(out + 4, result_len);
+    le_put_u64(out + 8, id);
+    if (result_len > 0)
+        memcpy(out + RECORD_ACK_FIXED, result, result_len);
+    return RECORD_ACK_FIXED + (size_t)result_len;
+}
+
+size_t record_release_encode(uint64_t id, uint32_t priority, int64_t run_at_ms, uint8_t *out)
+{
+    header(out);
+    le_put_u32(out + 4, priority);
+    le_put_u64(out + 8, id);
+    le_put_u64(out + 16, (uint64_t)run_at_ms);
+    return RECORD_RELEASE_SIZE;
+}
+
+size_t record_touch_encode(uint64_t id, int64_t deadline_ms, uint8_t *out)
+{
+    header(out);
+    le_put_u64(out + 8, id);
+    le_put_u64(out + 16, (uint64_t)deadline_ms);
+    return RECORD_TOUCH_SIZE;
+}
+
+size_t record_bury_encode(uint64_t id, const char *reason, uint32_t reason_len, uint8_t *out)
+{
+    SPOOL_ASSERT(reason_len <= RECORD_REASON_LEN_MAX);
+    header(out);
+    le_put_u16(out + 2, (uint16_t)reason_len);
+    le_put_u64(out + 8, id);
+    if (reason_len > 0)
+        memcpy(out + RECORD_BURY_FIXED, reason, reason_len);
+    return RECORD_BURY_FIXED + (size_t)reason_len;
+}
+
+size_t record_kick_encode(uint64_t id, uint8_t *out)
+{
+    header(out);
+    le_put_u64(out + 8, id);
+    return RECORD_KICK_SIZE;
+}
+
+size_t record_delete_encode(uint64_t id, uint8_t cause, uint8_t *out)
+{
+    header(out);
+    out[1] = cause;
+    le_put_u64(out + 8, id);
+    return RECORD_DELETE_SIZE;
+}
+
+size_t record_meta_size(const struct record_meta *meta)
+{
+    return RECORD_META_FIXED + (size_t)meta->name_len;
+}
+
+size_t record_meta_encode(const struct record_meta *meta, uint8_t *out)
+{
+    SPOOL_ASSERT(record_queue_name_valid(meta->name, meta->name_len));
+    header(out);
+    out[1] = meta->paused ? RECORD_META_PAUSED : 0;
+    le_put_u16(out + 2, (uint16_t)meta->name_len);
+    le_put_u32(out + 4, meta->default_max_attempts);
+    le_put_u64(out + 8, meta->default_ttr_ms);
+    le_put_u64(out + 16, meta->max_jobs);
+    le_put_u64(out + 24, meta->max_bytes);
+    memcpy(out + RECORD_META_FIXED, meta->name, meta->name_len);
+    return record_meta_size(meta);
+}
+
+size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out)
+{
+    SPOOL_ASSERT(record_queue_name_valid(name, name_len));
+    header(out);
+    le_put_u16(out + 2, (uint16_t)name_len);
+    memcpy(out + RECORD_PURGE_FIXED, name, name_len);
+    return RECORD_PURGE_FIXED + (size_t)name_len;
+}
+
+static bool zero(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+static int decode_put(const uint8_t *p, size_t len, struct record *out)
+{
+    if (len < RECORD_PUT_FIXED || p[1] != 0 || !zero(p + 6, 2))
+        return RECORD_EINVAL;
+    struct record_put *put = &out->u.put;
+    put->queue_len = le_get_u16(p + 2);
+    put->key_len = le_get_u16(p + 4);
+    put->id = le_get_u64(p + 8);
+    put->priority = le_get_u32(p + 16);
+    put->max_attempts = le_get_u32(p + 20);
+    put->ttr_ms = le_get_u64(p + 24);
+    put->created_ms = (int64_t)le_get_u64(p + 32);
+    put->run_at_ms = (int64_t)le_get_u64(p + 40);
+    put->expires_at_ms = (int64_t)le_get_u64(p + 48);
+    put->body_len = le_get_u32(p + 56);
+    if (put->key_len > RECORD_KEY_LEN_MAX || put->body_len > RECORD_BODY_LEN_MAX)
+        return RECORD_EINVAL;
+    if (len != record_put_size(put))
+        return RECORD_EINVAL;
+    put->queue = (const char *)p + RECORD_PUT_FIXED;
+    put->key = put->key_len > 0 ? put->queue + put->queue_len : NULL;
+    put->body = p + RECORD_PUT_FIXED + put->queue_len + put->key_len;
+    if (!record_queue_name_valid(put->queue, put->queue_len) || put->id == 0)
+        return RECORD_EINVAL;
+    out->id = put->id;
+    return 0;
+}
+
+static int decode_fixed(uint8_t type, const uint8_t *p, size_t len, struct record *out)
+{
+    static const size_t sizes[] = {
+        [RECORD_LEASE] = RECORD_LEASE_SIZE,     [RECORD_RELEASE] = RECORD_RELEASE_SIZE,
+        [RECORD_TOUCH] = RECORD_TOUCH_SIZE,     [RECORD_KICK] = RECORD_KICK_SIZE,
+        [RECORD_DELETE] = RECORD_DELETE_SIZE,
+    };
+    if (len != sizes[type])
+        return RECORD_EINVAL;
+    out->id = le_get_u64(p + 8);
+    switch (type) {
+    case RECORD_LEASE:
+        if (!zero(p + 1, 3))
+            return RECORD_EINVAL;
+        out->u.lease.attempt = le_get_u32(p + 4);
+        break;
+    case RECORD_RELEASE:
+        if (!zero(p + 1, 3))
+            return RECORD_EINVAL;
+        out->u.release.priority = le_get_u32(p + 4);
+        out->u.release.run_at_ms = (int64_t)le_get_u64(p + 16);
+        break;
+    case RECORD_TOUCH:
+        if (!zero(p + 1, 7))
+            return RECORD_EINVAL;
+        out->u.touch.deadline_ms = (int64_t)le_get_u64(p + 16);
+        break;
+    case RECORD_KICK:
+        if (!zero(p + 1, 7))
+            return RECORD_EINVAL;
+        break;
+    default: /* RECORD_DELETE */
+        if (p[1] > RECORD_DELETE_TTL || !zero(p + 2, 6))
+            return RECORD_EINVAL;
+        out->u.del.cause = p[1];
+        break;
+    }
+    return out->id == 0 ? RECORD_EINVAL : 0;
+}
+
+static int decode_var(uint8_t type, const uint8_t *p, size_t len, struct record *out)
+{
+    if (type == RECORD_ACK) {
+        uint32_t n = le_get_u32(p + 4);
+        if (len < RECORD_ACK_FIXED || !zero(p + 1, 3) || n > RECORD_RESULT_LEN_MAX ||
+            len != RECORD_ACK_FIXED + (size_t)n)
+            return RECORD_EINVAL;
+        out->u.ack.result_len = n;
+        out->u.ack.result = n > 0 ? p + RECORD_ACK_FIXED : NULL;
+        out->id = le_get_u64(p + 8);
+        return out->id == 0 ? RECORD_EINVAL : 0;
+    }
+    if (type == RECORD_BURY) {
+        uint32_t n = le_get_u16(p + 2);
+        if (len < RECORD_BURY_FIXED || p[1] != 0 || !zero(p + 4, 4) ||
+            n > RECORD_REASON_LEN_MAX || len != RECORD_BURY_FIXED + (size_t)n)
+            return RECORD_EINVAL;
+        out->u.bury.reason_len = n;
+        out->u.bury.reason = (const char *)p + RECORD_BURY_FIXED;
+        out->id = le_get_u64(p + 8);
+        return out->id == 0 ? RECORD_EINVAL : 0;
+    }
+    if (type == RECORD_PURGE) {
+        uint32_t n = le_get_u16(p + 2);
+        if (len < RECORD_PURGE_FIXED || p[1] != 0 || !zero(p + 4, 4) ||
+            len != RECORD_PURGE_FIXED + (size_t)n)
+            return RECORD_EINVAL;
+        out->u.purge.name = (const char *)p + RECORD_PURGE_FIXED;
+        out->u.purge.name_len = n;
+        return record_queue_name_valid(out->u.purge.name, n) ? 0 : RECORD_EINVAL;
+    }
+    /* RECORD_QUEUE_META */
+    struct record_meta *meta = &out->u.meta;
+    if (len < RECORD_META_FIXED || (p[1] & ~RECORD_META_PAUSED) != 0)
+        return RECORD_EINVAL;
+    meta->paused = (p[1] & RECORD_META_PAUSED) != 0;
+    meta->name_len = le_get_u16(p + 2);
+    meta->default_max_attempts = le_get_u32(p + 4);
+    meta->default_ttr_ms = le_get_u64(p + 8);
+    meta->max_jobs = le_get_u64(p + 16);
+    meta->max_bytes = le_get_u64(p + 24);
+    meta->name = (const char *)p + RECORD_META_FIXED;
+    if (len != record_meta_size(meta) || !record_queue_name_valid(meta->name, meta->name_len))
+        return RECORD_EINVAL;
+    return 0;
+}
+
+int record_decode(uint8_t type, const void *data, size_t len, struct record *out)
+{
+    const uint8_t *p = data;
+    memset(out, 0, sizeof(*out));
+    if (len < 8 || p[0] != RECORD_VERSION)
+        return RECORD_EINVAL;
+    out->type = type;
+    switch (type) {
+    case RECORD_PUT:
+        return decode_put(p, len, out);
+    case RECORD_LEASE:
+    case RECORD_RELEASE:
+    case RECORD_TOUCH:
+    case RECORD_KICK:
+    case RECORD_DELETE:
+        return decode_fixed(type, p, len, out);
+    case RECORD_ACK:
+    case RECORD_BURY:
+    case RECORD_PURGE:
+    case RECORD_QUEUE_META:
+        return decode_var(type, p, len, out);
+    default:
+        return RECORD_EINVAL;
+    }
+}

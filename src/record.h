@@ -1,0 +1,173 @@
+/*
+ * Job records: what the broker writes into the log (storage/log.h) and replays at recovery.
+ *
+ * The log stores opaque records tagged with one type byte; this module owns the meaning of
+ * those bytes for the broker. Every record carries an absolute job id, so replay never depends
+ * on where a record sits in the log. spool-log uses this decoder too, so it is strict: it never
+ * trusts a length it has not checked against the bytes it was given, and it rejects any record
+ * whose total length is not exactly what its fields say.
+ *
+ * Byte layout (all integers little-endian; the type byte is the log record's type). Every
+ * payload starts with one byte RECORD_VERSION. Upgrade rule: a new field or record type bumps
+ * RECORD_VERSION; decoders keep reading every older version (a test holds a version-1 sample).
+ *
+ *   PUT (1)        u8 version, u8 flags(0), u16 queue_len, u16 key_len, u16 pad(0),
+ *                  u64 id, u32 priority, u32 max_attempts, u64 ttr_ms, i64 created_ms,
+ *                  i64 run_at_ms (0: ready at once), i64 expires_at_ms (0: no ttl),
+ *                  u32 body_len, then queue, key, body bytes            (60 + lengths)
+ *   LEASE (2)      u8 version, u8 pad[3], u32 attempt, u64 id                  (16)
+ *   ACK (3)        u8 version, u8 pad[3], u32 result_len, u64 id, result        (16 + len)
+ *   RELEASE (4)    u8 version, u8 pad[3], u32 priority, u64 id, i64 run_at_ms   (24)
+ *   TOUCH (5)      u8 version, u8 pad[7], u64 id, i64 deadline_ms               (24)
+ *   BURY (6)       u8 version, u8 pad, u16 reason_len, u32 pad, u64 id, reason  (16 + len)
+ *   KICK (7)       u8 version, u8 pad[7], u64 id                                (16)
+ *   DELETE (8)     u8 version, u8 cause, u8 pad[6], u64 id                      (16)
+ *   QUEUE_META (9) u8 version, u8 flags (bit0 paused), u16 name_len, u32 default_max_attempts,
+ *                  u64 default_ttr_ms, u64 max_jobs, u64 max_bytes, name          (32 + len)
+ *   PURGE (10)     u8 version, u8 pad, u16 name_len, u32 pad, name               (8 + len)
+ */
+#ifndef SPOOL_SRC_RECORD_H
+#define SPOOL_SRC_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "assert.h"
+
+#define RECORD_VERSION 1
+
+/* Queue names are 1..200 bytes of [A-Za-z0-9._:-]: short enough for one log line, and free
+ * of bytes that would need quoting in logfmt or a file name. */
+#define QUEUE_NAME_LEN_MAX 200
+/* Idempotency keys: a UUID or a hash in text form fits with room to spare. */
+#define RECORD_KEY_LEN_MAX 256
+/* A dead reason is a worker's last error line, not a log file. */
+#define RECORD_REASON_LEN_MAX 1024
+/* Ack results are small by contract (the issue: up to 64 KiB). */
+#define RECORD_RESULT_LEN_MAX (64u * 1024u)
+/* Bodies: bounded by the server's --max-job-size; the codec only needs a sane ceiling, one
+ * a log batch (1 MiB default, configurable) could never exceed by much. */
+#define RECORD_BODY_LEN_MAX (64u * 1024u * 1024u)
+
+enum record_type {
+    RECORD_PUT = 1,
+    RECORD_LEASE = 2,
+    RECORD_ACK = 3,
+    RECORD_RELEASE = 4,
+    RECORD_TOUCH = 5,
+    RECORD_BURY = 6,
+    RECORD_KICK = 7,
+    RECORD_DELETE = 8,
+    RECORD_QUEUE_META = 9,
+    RECORD_PURGE = 10,
+};
+
+enum record_delete_cause {
+    RECORD_DELETE_CLIENT = 0, /* a delete request */
+    RECORD_DELETE_TTL = 1,    /* the job's ttl ran out */
+};
+
+enum record_meta_flags {
+    RECORD_META_PAUSED = 1u << 0,
+};
+
+/* Sizes of the fixed parts, before any variable bytes. */
+#define RECORD_PUT_FIXED 60
+#define RECORD_LEASE_SIZE 16
+#define RECORD_ACK_FIXED 16
+#define RECORD_RELEASE_SIZE 24
+#define RECORD_TOUCH_SIZE 24
+#define RECORD_BURY_FIXED 16
+#define RECORD_KICK_SIZE 16
+#define RECORD_DELETE_SIZE 16
+#define RECORD_META_FIXED 32
+#define RECORD_PURGE_FIXED 8
+
+struct record_put {
+    uint64_t id;
+    uint32_t priority;
+    uint32_t max_attempts;
+    uint64_t ttr_ms;
+    int64_t created_ms;
+    int64_t run_at_ms;
+    int64_t expires_at_ms;
+    const char *queue;
+    uint32_t queue_len;
+    const char *key;
+    uint32_t key_len;
+    const void *body;
+    uint32_t body_len;
+};
+
+struct record_meta {
+    const char *name;
+    uint32_t name_len;
+    bool paused;
+    uint32_t default_max_attempts;
+    uint64_t default_ttr_ms;
+    uint64_t max_jobs;  /* 0: unlimited */
+    uint64_t max_bytes; /* 0: unlimited */
+};
+
+/* A decoded record; pointers refer into the bytes handed to record_decode. */
+struct record {
+    uint8_t type;
+    uint64_t id;
+    union {
+        struct record_put put;
+        struct {
+            uint32_t attempt;
+        } lease;
+        struct {
+            const void *result;
+            uint32_t result_len;
+        } ack;
+        struct {
+            uint32_t priority;
+            int64_t run_at_ms;
+        } release;
+        struct {
+            int64_t deadline_ms;
+        } touch;
+        struct {
+            const char *reason;
+            uint32_t reason_len;
+        } bury;
+        struct {
+            uint8_t cause;
+        } del;
+        struct record_meta meta;
+        struct {
+            const char *name;
+            uint32_t name_len;
+        } purge;
+    } u;
+};
+
+/* Error for a record that is not well formed (short, long, bad version, bad field). */
+#define RECORD_EINVAL (-10101)
+
+bool record_queue_name_valid(const char *name, size_t len);
+
+/* Encoded size of a record; the encoders write exactly this many bytes into out. */
+size_t record_put_size(const struct record_put *put);
+size_t record_put_encode(const struct record_put *put, uint8_t *out);
+size_t record_lease_encode(uint64_t id, uint32_t attempt, uint8_t *out);
+size_t record_ack_encode(uint64_t id, const void *result, uint32_t result_len, uint8_t *out);
+size_t record_release_encode(uint64_t id, uint32_t priority, int64_t run_at_ms, uint8_t *out);
+size_t record_touch_encode(uint64_t id, int64_t deadline_ms, uint8_t *out);
+size_t record_bury_encode(uint64_t id, const char *reason, uint32_t reason_len, uint8_t *out);
+size_t record_kick_encode(uint64_t id, uint8_t *out);
+size_t record_delete_encode(uint64_t id, uint8_t cause, uint8_t *out);
+size_t record_meta_size(const struct record_meta *meta);
+size_t record_meta_encode(const struct record_meta *meta, uint8_t *out);
+size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out);
+
+/* Decode one record of the given type. 0, or RECORD_EINVAL with nothing promised in *out. */
+SPOOL_MUST_USE int record_decode(uint8_t type, const void *data, size_t len, struct record *out);
+
+/* "PUT", "ACK", ... or "UNKNOWN" (for spool-log and log lines). */
+const char *record_type_name(uint8_t type);
+
+#endif

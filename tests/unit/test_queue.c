@@ -1,0 +1,754 @@
+/* The queue state machine, driven with an injected clock and a recording emit: every rule of
+ * the contract that needs no I/O, plus replay of the recorded log and checkpoint round trips. */
+#include "check.h"
+#include "queue.h"
+
+#include <errno.h>
+
+/* A fake log: keeps every emitted record, assigns seqs, can refuse (back pressure). */
+#define FAKE_RECORDS_MAX 4096
+struct fake_log {
+    uint8_t type[FAKE_RECORDS_MAX];
+    uint8_t *data[FAKE_RECORDS_MAX];
+    uint32_t len[FAKE_RECORDS_MAX];
+    struct log_pos pos[FAKE_RECORDS_MAX];
+    uint32_t count;
+    uint64_t segment_id;
+    int fail; /* nonzero: refuse with this error */
+};
+
+static struct fake_log fake;
+
+static int fake_emit(void *ctx, uint8_t type, const void *data, uint32_t len,
+                     struct log_pos *pos)
+{
+    struct fake_log *log = ctx;
+    if (log->fail != 0)
+        return log->fail;
+    REQUIRE(log->count < FAKE_RECORDS_MAX);
+    uint32_t i = log->count++;
+    log->type[i] = type;
+    log->data[i] = malloc(len);
+    memcpy(log->data[i], data, len);
+    log->len[i] = len;
+    pos->seq = i + 1;
+    pos->segment_id = log->segment_id;
+    pos->batch_offset = 4096;
+    log->pos[i] = *pos;
+    return 0;
+}
+
+static void fake_reset(void)
+{
+    for (uint32_t i = 0; i < fake.count; i++)
+        free(fake.data[i]);
+    memset(&fake, 0, sizeof(fake));
+    fake.segment_id = 1;
+}
+
+static uint32_t fake_count_type(uint8_t type)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < fake.count; i++)
+        n += fake.type[i] == type;
+    return n;
+}
+
+static struct queue_state *make_state(void)
+{
+    fake_reset();
+    struct queue_config config;
+    queue_config_defaults(&config);
+    config.emit = fake_emit;
+    config.emit_ctx = &fake;
+    config.lease_seed = 12345;
+    return queue_state_create(&config);
+}
+
+static uint64_t put_full(struct queue_state *s, const char *queue, uint32_t priority,
+                         int64_t delay_ms, int64_t ttl_ms, int64_t max_attempts, const char *key,
+                         int64_t now)
+{
+    struct queue_put_args args = {
+        .queue = queue, .queue_len = (uint32_t)strlen(queue), .priority = priority,
+        .delay_ms = delay_ms, .ttl_ms = ttl_ms, .max_attempts = max_attempts,
+        .key = key, .key_len = key ? (uint32_t)strlen(key) : 0,
+        .body = "body", .body_len = 4, .ttr_ms = 1000,
+    };
+    uint64_t id = 0, seq = 0;
+    bool dup = false;
+    REQUIRE(queue_put(s, &args, now, &id, &dup, &seq) == 0);
+    return id;
+}
+
+static uint64_t put(struct queue_state *s, const char *queue, uint32_t priority, int64_t now)
+{
+    uint64_t id = put_full(s, queue, priority, 0, 0, -1, NULL, now);
+    queue_durable(s, UINT64_MAX, now);
+    return id;
+}
+
+static struct job *reserve1(struct queue_state *s, const char *queue, int64_t now,
+                            struct queue_owner *owner)
+{
+    struct queue_reserver r = {0};
+    r.queues[0] = queue_find(s, queue, (uint32_t)strlen(queue));
+    if (r.queues[0] == NULL)
+        return NULL;
+    r.queue_count = 1;
+    r.count_max = 1;
+    r.deadline_ms = now; /* poll */
+    r.owner = owner;
+    r.detach = owner == NULL;
+    struct job *jobs[1];
+    return queue_reserve(s, &r, now, jobs) == 1 ? jobs[0] : NULL;
+}
+
+static void test_put_invisible_until_durable_then_lifecycle(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put_full(s, "q", 0, 0, 0, -1, NULL, 100);
+    CHECK_EQ(id, 1);
+    CHECK(reserve1(s, "q", 100, NULL) == NULL); /* pending: not reservable */
+    queue_durable(s, 1, 100);                  /* seq 1 not yet durable */
+    CHECK(reserve1(s, "q", 100, NULL) == NULL);
+    queue_durable(s, 2, 100);
+    struct job *job = reserve1(s, "q", 110, NULL);
+    REQUIRE(job != NULL);
+    CHECK_EQ(job->id, id);
+    CHECK_EQ(job->attempts, 1);
+    CHECK_EQ(job->deadline_ms, 1110);
+    CHECK(job->lease_token != 0);
+    CHECK(job->body_len == 4 && memcmp(job->body, "body", 4) == 0);
+    uint64_t token = job->lease_token;
+    CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, 120), QUEUE_ELEASE);
+    CHECK_EQ(queue_ack(s, 999, token, NULL, 0, 120), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_ack(s, id, token, "res", 3, 120), 0);
+    CHECK_EQ(queue_ack(s, id, token, "res", 3, 121), QUEUE_ELEASE); /* already settled */
+    struct queue_job_status st;
+    REQUIRE(queue_status(s, id, &st));
+    CHECK_EQ(st.state, JOB_DONE);
+    CHECK(st.result_len == 3 && memcmp(st.result, "res", 3) == 0);
+    CHECK_EQ(fake_count_type(RECORD_PUT), 1);
+    CHECK_EQ(fake_count_type(RECORD_LEASE), 1);
+    CHECK_EQ(fake_count_type(RECORD_ACK), 1);
+    queue_state_destroy(s);
+}
+
+static void test_priority_then_fifo(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a = put(s, "q", 5, 0);
+    uint64_t b = put(s, "q", 1, 0);
+    uint64_t c = put(s, "q", 5, 0);
+    uint64_t d = put(s, "q", 1, 0);
+    uint64_t order[4] = {b, d, a, c};
+    for (int i = 0; i < 4; i++) {
+        struct job *job = reserve1(s, "q", 1, NULL);
+        REQUIRE(job != NULL);
+        CHECK_EQ(job->id, order[i]);
+    }
+    CHECK(reserve1(s, "q", 1, NULL) == NULL);
+    queue_state_destroy(s);
+}
+
+static void test_reserve_queue_preference_and_count(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t low = put(s, "second", 0, 0);
+    uint64_t x = put(s, "first", 9, 0);
+    uint64_t y = put(s, "first", 9, 0);
+    struct queue_reserver r = {.queues = {queue_find(s, "first", 5), queue_find(s, "second", 6)},
+                               .queue_count = 2, .count_max = 3, .detach = true};
+    struct job *jobs[3];
+    CHECK_EQ(queue_reserve(s, &r, 0, jobs), 3);
+    CHECK_EQ(jobs[0]->id, x); /* the first queue wins despite its worse priority */
+    CHECK_EQ(jobs[1]->id, y);
+    CHECK_EQ(jobs[2]->id, low);
+    queue_state_destroy(s);
+}
+
+static void test_delay_and_ttl(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put_full(s, "q", 0, 500, 0, -1, NULL, 1000);
+    queue_durable(s, UINT64_MAX, 1000);
+    struct queue_stats st;
+    queue_stats_get(queue_find(s, "q", 1), 1000, &st);
+    CHECK_EQ(st.delayed, 1);
+    CHECK_EQ(queue_next_deadline_ms(s), 1500);
+    CHECK(queue_peek_next(s, "q", 1, JOB_DELAYED) != NULL);
+    queue_tick(s, 1499);
+    CHECK(reserve1(s, "q", 1499, NULL) == NULL);
+    queue_tick(s, 1500);
+    struct job *job = reserve1(s, "q", 1500, NULL);
+    REQUIRE(job != NULL);
+    CHECK_EQ(job->id, id);
+    /* ttl: gone at expiry when not reserved. */
+    uint64_t t = put_full(s, "q", 0, 0, 200, -1, NULL, 2000);
+    queue_durable(s, UINT64_MAX, 2000);
+    queue_tick(s, 2199);
+    CHECK(queue_peek_id(s, t) != NULL);
+    queue_tick(s, 2200);
+    CHECK(queue_peek_id(s, t) == NULL);
+    CHECK_EQ(queue_delete(s, t, 2200), QUEUE_ENOTFOUND);
+    /* ttl while reserved: kept until the lease ends, then removed. */
+    uint64_t r = put_full(s, "r", 0, 0, 100, -1, NULL, 3000);
+    queue_durable(s, UINT64_MAX, 3000);
+    struct job *held = reserve1(s, "r", 3000, NULL);
+    REQUIRE(held != NULL && held->id == r);
+    queue_tick(s, 3150);
+    CHECK(queue_peek_id(s, r) != NULL);
+    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, 3160), 0);
+    queue_tick(s, 3161);
+    CHECK(queue_peek_id(s, r) == NULL);
+    queue_state_destroy(s);
+}
+
+static void test_lease_expiry_redelivery_and_max_attempts(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put_full(s, "q", 0, 0, 0, 2, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *job = reserve1(s, "q", 0, NULL);
+    REQUIRE(job != NULL);
+    uint64_t first = job->lease_token;
+    queue_tick(s, 999);
+    CHECK_EQ(job->state, JOB_RESERVED);
+    queue_tick(s, 1000);
+    CHECK_EQ(job->state, JOB_READY);
+    CHECK_EQ(job->attempts, 1);
+    job = reserve1(s, "q", 1000, NULL);
+    REQUIRE(job != NULL && job->id == id);
+    CHECK_EQ(job->attempts, 2);
+    CHECK(job->lease_token != first);
+    CHECK_EQ(queue_ack(s, id, first, NULL, 0, 1001), QUEUE_ELEASE);
+    queue_tick(s, 2000); /* second expiry = last attempt: dead */
+    CHECK_EQ(job->state, JOB_DEAD);
+    CHECK(job->reason_len == 12 && memcmp(job->reason, "max_attempts", 12) == 0);
+    CHECK(queue_peek_next(s, "q", 1, JOB_DEAD) == job);
+    CHECK_EQ(queue_kick_job(s, id, 2001), 0);
+    CHECK_EQ(job->state, JOB_READY);
+    CHECK_EQ(job->attempts, 0);
+    CHECK_EQ(queue_kick_job(s, id, 2001), QUEUE_ESTATE);
+    CHECK_EQ(queue_kick_job(s, 777, 2001), QUEUE_ENOTFOUND);
+    queue_state_destroy(s);
+}
+
+static void test_release_touch_bury_kick_delete(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put_full(s, "q", 3, 0, 0, 3, NULL, 0);
+    uint64_t other = put_full(s, "q", 4, 0, 0, 3, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *job = reserve1(s, "q", 0, NULL);
+    REQUIRE(job != NULL && job->id == id);
+    int64_t deadline = 0;
+    CHECK_EQ(queue_touch(s, id, job->lease_token, 5000, 500, &deadline), 0);
+    CHECK_EQ(deadline, 5500);
+    queue_tick(s, 1000); /* the old deadline passed: touch kept it */
+    CHECK_EQ(job->state, JOB_RESERVED);
+    CHECK_EQ(queue_delete(s, id, 1000), QUEUE_ESTATE);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, 1000), 0);
+    CHECK_EQ(job->state, JOB_DELAYED);
+    CHECK_EQ(job->priority, 9);
+    queue_tick(s, 1100);
+    struct job *next = reserve1(s, "q", 1100, NULL);
+    REQUIRE(next != NULL);
+    CHECK_EQ(next->id, other); /* priority 4 before the released 9 */
+    CHECK_EQ(queue_bury(s, other, next->lease_token, "bad input", 9, 1100), 0);
+    CHECK_EQ(next->state, JOB_DEAD);
+    job = reserve1(s, "q", 1100, NULL);
+    REQUIRE(job != NULL && job->id == id);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "again", 5, 1101), 0);
+    uint32_t kicked = 0;
+    CHECK_EQ(queue_kick(s, "q", 1, 1, 1200, &kicked), 0);
+    CHECK_EQ(kicked, 1);
+    CHECK_EQ(next->state, JOB_READY); /* oldest death first */
+    CHECK_EQ(queue_kick(s, "q", 1, 10, 1200, &kicked), 0);
+    CHECK_EQ(kicked, 1);
+    CHECK_EQ(queue_delete(s, id, 1300), 0);
+    CHECK(queue_peek_id(s, id) == NULL);
+    CHECK_EQ(queue_delete(s, id, 1300), QUEUE_ENOTFOUND);
+    queue_state_destroy(s);
+}
+
+static void test_release_on_last_attempt_buries(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put_full(s, "q", 0, 0, 0, 1, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *job = reserve1(s, "q", 0, NULL);
+    REQUIRE(job != NULL);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, 1), 0);
+    CHECK_EQ(job->state, JOB_DEAD);
+    CHECK_EQ(fake_count_type(RECORD_BURY), 1);
+    CHECK_EQ(fake_count_type(RECORD_RELEASE), 0);
+    queue_state_destroy(s);
+}
+
+static void test_idempotency_window(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a = put_full(s, "q", 0, 0, 0, -1, "key-1", 0);
+    struct queue_put_args args = {.queue = "q", .queue_len = 1, .key = "key-1", .key_len = 5,
+                                  .body = "x", .body_len = 1, .max_attempts = -1};
+    uint64_t id = 0, seq = 0;
+    bool dup = false;
+    CHECK_EQ(queue_put(s, &args, 1000, &id, &dup, &seq), 0);
+    CHECK(dup);
+    CHECK_EQ(id, a);
+    CHECK_EQ(seq, 1); /* the reply waits for the original's record */
+    CHECK_EQ(fake_count_type(RECORD_PUT), 1);
+    int64_t window = 24LL * 3600 * 1000;
+    queue_tick(s, window);
+    CHECK_EQ(queue_put(s, &args, window, &id, &dup, &seq), 0);
+    CHECK(!dup);
+    CHECK(id != a);
+    queue_state_destroy(s);
+}
+
+static void test_stats_ack_floor_and_segments(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a = put(s, "q", 0, 0);
+    fake.segment_id = 2;
+    put(s, "q", 0, 10);
+    put_full(s, "q", 0, 1000, 0, -1, NULL, 20);
+    queue_durable(s, UINT64_MAX, 20);
+    CHECK_EQ(queue_segment_live(s, 1), 1);
+    CHECK_EQ(queue_segment_live(s, 2), 2);
+    struct queue_stats st;
+    queue_stats_get(queue_find(s, "q", 1), 100, &st);
+    CHECK_EQ(st.ready, 2);
+    CHECK_EQ(st.delayed, 1);
+    CHECK_EQ(st.total_put, 3);
+    CHECK_EQ(st.oldest_ready_age_ms, 100);
+    CHECK_EQ(st.ack_floor, 1);
+    struct job *job = reserve1(s, "q", 100, NULL);
+    REQUIRE(job != NULL && job->id == a);
+    queue_stats_get(queue_find(s, "q", 1), 100, &st);
+    CHECK_EQ(st.reserved, 1);
+    CHECK_EQ(st.ready, 1);
+    CHECK_EQ(queue_ack(s, a, job->lease_token, NULL, 0, 100), 0);
+    CHECK_EQ(queue_segment_live(s, 1), 0);
+    queue_stats_get(queue_find(s, "q", 1), 100, &st);
+    CHECK_EQ(st.ack_floor, 2); /* the oldest live job's PUT */
+    CHECK_EQ(st.oldest_ready_age_ms, 90);
+    struct queue_totals totals;
+    queue_totals_get(s, &totals);
+    CHECK_EQ(totals.jobs, 2);
+    CHECK_EQ(totals.queues, 1);
+    queue_state_destroy(s);
+}
+
+struct wake_log {
+    int calls;
+    uint64_t ids[8];
+    uint32_t count;
+    int order;
+};
+static int wake_sequence;
+
+static void record_wake(struct queue_reserver *r, struct job **jobs, uint32_t count)
+{
+    struct wake_log *log = r->ctx;
+    log->calls++;
+    log->count = count;
+    log->order = ++wake_sequence;
+    for (uint32_t i = 0; i < count && i < 8; i++)
+        log->ids[i] = jobs[i]->id;
+}
+
+static void test_blocked_reservers_fair_across_queues(void)
+{
+    struct queue_state *s = make_state();
+    struct queue *a, *b;
+    REQUIRE(queue_get(s, "a", 1, &a) == 0);
+    REQUIRE(queue_get(s, "b", 1, &b) == 0);
+    struct wake_log l1 = {0}, l2 = {0}, l3 = {0};
+    struct queue_reserver r1 = {.queues = {a, b}, .queue_count = 2, .count_max = 2,
+                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l1,
+                                .detach = true};
+    struct queue_reserver r2 = {.queues = {b}, .queue_count = 1, .count_max = 1,
+                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l2,
+                                .detach = true};
+    struct queue_reserver r3 = {.queues = {b}, .queue_count = 1, .count_max = 1,
+                                .deadline_ms = 300, .wake = record_wake, .ctx = &l3,
+                                .detach = true};
+    struct job *jobs[4];
+    CHECK_EQ(queue_reserve(s, &r1, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r2, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r3, 0, jobs), 0);
+    uint64_t j1 = put(s, "b", 0, 10); /* first arrival (r1) gets it */
+    CHECK_EQ(l1.calls, 1);
+    CHECK_EQ(l1.count, 1);
+    CHECK_EQ(l1.ids[0], j1);
+    CHECK_EQ(l2.calls, 0);
+    uint64_t j2 = put(s, "b", 0, 20);
+    CHECK_EQ(l2.calls, 1);
+    CHECK_EQ(l2.ids[0], j2);
+    CHECK_EQ(queue_next_deadline_ms(s), 300);
+    queue_tick(s, 300); /* r3 times out empty */
+    CHECK_EQ(l3.calls, 1);
+    CHECK_EQ(l3.count, 0);
+    put(s, "a", 0, 400); /* nobody waits: stays ready */
+    CHECK_EQ(l1.calls, 1);
+    struct queue_stats st;
+    queue_stats_get(a, 400, &st);
+    CHECK_EQ(st.ready, 1);
+    /* A canceled reserver is never woken. */
+    struct wake_log l4 = {0};
+    struct queue_reserver r4 = {.queues = {b}, .queue_count = 1, .count_max = 1,
+                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l4,
+                                .detach = true};
+    CHECK_EQ(queue_reserve(s, &r4, 400, jobs), 0);
+    queue_reserver_cancel(s, &r4);
+    put(s, "b", 0, 500);
+    CHECK_EQ(l4.calls, 0);
+    queue_state_destroy(s);
+}
+
+struct wait_log {
+    int calls;
+    bool found;
+    struct queue_job_status status;
+    char result[16];
+};
+
+static void record_wait(struct queue_job_waiter *w, bool found, const struct queue_job_status *st)
+{
+    struct wait_log *log = w->ctx;
+    log->calls++;
+    log->found = found;
+    log->status = *st;
+    if (st->result_len > 0 && st->result_len < sizeof(log->result))
+        memcpy(log->result, st->result, st->result_len);
+}
+
+static void test_wait_on_job(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put(s, "q", 0, 0);
+    struct wait_log log = {0};
+    struct queue_job_waiter w = {.job_id = id, .deadline_ms = 1000, .wake = record_wait,
+                                 .ctx = &log};
+    bool found;
+    struct queue_job_status st;
+    CHECK(!queue_wait(s, &w, 0, &found, &st));
+    struct job *job = reserve1(s, "q", 0, NULL);
+    REQUIRE(job != NULL);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, "done!", 5, 10), 0);
+    CHECK_EQ(log.calls, 1);
+    CHECK(log.found);
+    CHECK_EQ(log.status.state, JOB_DONE);
+    CHECK(strcmp(log.result, "done!") == 0);
+    /* Already done: answered at once. */
+    CHECK(queue_wait(s, &w, 20, &found, &st));
+    CHECK(found && st.state == JOB_DONE);
+    /* Timeout answers the current state. */
+    uint64_t id2 = put(s, "q", 0, 30);
+    struct wait_log log2 = {0};
+    struct queue_job_waiter w2 = {.job_id = id2, .deadline_ms = 100, .wake = record_wait,
+                                  .ctx = &log2};
+    CHECK(!queue_wait(s, &w2, 30, &found, &st));
+    queue_tick(s, 100);
+    CHECK_EQ(log2.calls, 1);
+    CHECK_EQ(log2.status.state, JOB_READY);
+    /* Unknown job. */
+    struct queue_job_waiter w3 = {.job_id = 4242, .deadline_ms = 1000, .wake = record_wait};
+    CHECK(queue_wait(s, &w3, 0, &found, &st));
+    CHECK(!found);
+    /* Deleted while waited on: woken not found. */
+    struct wait_log log4 = {0};
+    struct queue_job_waiter w4 = {.job_id = id2, .deadline_ms = 1000, .wake = record_wait,
+                                  .ctx = &log4};
+    CHECK(!queue_wait(s, &w4, 200, &found, &st));
+    CHECK_EQ(queue_delete(s, id2, 200), 0);
+    CHECK_EQ(log4.calls, 1);
+    CHECK(!log4.found);
+    queue_state_destroy(s);
+}
+
+static void test_owner_release_keeps_detached(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a = put(s, "q", 0, 0);
+    uint64_t b = put(s, "q", 1, 0);
+    struct queue_owner owner;
+    queue_owner_init(&owner);
+    struct job *ja = reserve1(s, "q", 0, &owner);
+    struct job *jb = reserve1(s, "q", 0, NULL); /* detached */
+    REQUIRE(ja != NULL && jb != NULL);
+    CHECK_EQ(ja->id, a);
+    CHECK_EQ(jb->id, b);
+    queue_owner_release(s, &owner, 5);
+    CHECK_EQ(ja->state, JOB_READY);
+    CHECK_EQ(ja->attempts, 1);
+    CHECK_EQ(jb->state, JOB_RESERVED);
+    queue_state_destroy(s);
+}
+
+static void test_back_pressure_changes_nothing(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put(s, "q", 0, 0);
+    struct job *job = reserve1(s, "q", 0, NULL);
+    REQUIRE(job != NULL);
+    fake.fail = -ENOBUFS;
+    struct queue_put_args args = {.queue = "q", .queue_len = 1, .body = "x", .body_len = 1,
+                                  .max_attempts = -1, .key = "k", .key_len = 1};
+    uint64_t nid, seq;
+    bool dup;
+    CHECK_EQ(queue_put(s, &args, 1, &nid, &dup, &seq), -ENOBUFS);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, 1), -ENOBUFS);
+    CHECK_EQ(job->state, JOB_RESERVED);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, 1), -ENOBUFS);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, 1), -ENOBUFS);
+    CHECK_EQ(job->state, JOB_RESERVED);
+    fake.fail = 0;
+    /* The refused put did not register its key. */
+    CHECK_EQ(queue_put(s, &args, 2, &nid, &dup, &seq), 0);
+    CHECK(!dup);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, 2), 0);
+    queue_state_destroy(s);
+}
+
+static void test_limits_and_validation(void)
+{
+    struct queue_state *s = make_state();
+    struct record_meta meta = {.name = "lim", .name_len = 3, .max_jobs = 2,
+                               .default_max_attempts = UINT32_MAX};
+    CHECK_EQ(queue_set_meta(s, &meta, 0), 0);
+    struct queue_put_args args = {.queue = "lim", .queue_len = 3, .body = "x", .body_len = 1,
+                                  .max_attempts = -1};
+    uint64_t id, seq;
+    bool dup;
+    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EFULL);
+    args.queue = "bad name";
+    args.queue_len = 8;
+    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EINVAL);
+    args.queue = "ok";
+    args.queue_len = 2;
+    args.delay_ms = -1;
+    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EINVAL);
+    queue_state_destroy(s);
+}
+
+static void test_pause_resume_and_purge(void)
+{
+    struct queue_state *s = make_state();
+    put(s, "q", 0, 0);
+    struct record_meta meta = {.name = "q", .name_len = 1, .paused = true,
+                               .default_max_attempts = UINT32_MAX};
+    CHECK_EQ(queue_set_meta(s, &meta, 0), 0);
+    CHECK(reserve1(s, "q", 0, NULL) == NULL);
+    struct wake_log l = {0};
+    struct queue_reserver r = {.queues = {queue_find(s, "q", 1)}, .queue_count = 1,
+                               .count_max = 1, .deadline_ms = 1000, .wake = record_wake,
+                               .ctx = &l, .detach = true};
+    struct job *jobs[1];
+    CHECK_EQ(queue_reserve(s, &r, 0, jobs), 0);
+    meta.paused = false;
+    CHECK_EQ(queue_set_meta(s, &meta, 1), 0);
+    CHECK_EQ(l.calls, 1); /* resume serves the blocked reserver */
+    put(s, "q", 0, 2);
+    put(s, "q", 0, 2);
+    uint64_t deleted = 0;
+    CHECK_EQ(queue_purge(s, "q", 1, 3, &deleted), 0);
+    CHECK_EQ(deleted, 2);
+    struct queue_stats st;
+    queue_stats_get(queue_find(s, "q", 1), 3, &st);
+    CHECK_EQ(st.ready, 0);
+    CHECK_EQ(st.reserved, 1);
+    CHECK_EQ(queue_purge(s, "nope", 4, 3, &deleted), QUEUE_ENOTFOUND);
+    queue_state_destroy(s);
+}
+
+static void test_lease_tokens_unique(void)
+{
+    struct queue_state *s = make_state();
+    enum { N = 2000 };
+    static uint64_t tokens[N];
+    uint64_t id = put_full(s, "q", 0, 0, 0, 0, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    for (int i = 0; i < N; i++) {
+        struct job *job = reserve1(s, "q", i, NULL);
+        REQUIRE(job != NULL && job->id == id);
+        tokens[i] = job->lease_token;
+        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, i), 0);
+    }
+    int dups = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            dups += tokens[i] == tokens[j];
+    CHECK_EQ(dups, 0);
+    queue_state_destroy(s);
+}
+
+/* Replay the fake log into a fresh state. */
+static struct queue_state *replay_all(int64_t now)
+{
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    for (uint32_t i = 0; i < fake.count; i++) {
+        struct log_record rec = {.pos = fake.pos[i], .type = fake.type[i], .len = fake.len[i],
+                                 .data = fake.data[i]};
+        REQUIRE(queue_replay(r, &rec, now) == 0);
+    }
+    queue_recover_finish(r, now);
+    return r;
+}
+
+static void test_replay_rebuilds_state_leases_void(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t acked = put(s, "q", 0, 0);
+    uint64_t leased = put_full(s, "q", 1, 0, 0, 5, NULL, 0);
+    uint64_t dead = put(s, "q", 2, 0);
+    uint64_t released = put(s, "q", 3, 0);
+    uint64_t spent = put_full(s, "q", 4, 0, 0, 1, NULL, 0);
+    uint64_t kicked = put_full(s, "k", 0, 0, 0, 1, NULL, 0);
+    uint64_t deleted = put(s, "q", 9, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *j = reserve1(s, "q", 0, NULL);
+    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, 1), 0);
+    j = reserve1(s, "q", 1, NULL);
+    REQUIRE(j->id == leased); /* leased at crash time */
+    j = reserve1(s, "q", 1, NULL);
+    CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, 2), 0);
+    j = reserve1(s, "q", 2, NULL);
+    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, 3), 0);
+    j = reserve1(s, "q", 3, NULL);
+    REQUIRE(j->id == spent); /* its only attempt, unacked at crash time */
+    j = reserve1(s, "k", 3, NULL);
+    queue_tick(s, 3 + 1000); /* k's job expires into dead */
+    CHECK_EQ(queue_kick_job(s, kicked, 1100), 0);
+    CHECK_EQ(queue_delete(s, deleted, 1100), 0);
+    struct queue_state *r = replay_all(5000);
+    CHECK(queue_peek_id(r, acked) == NULL);
+    struct queue_job_status st;
+    REQUIRE(queue_status(r, acked, &st));
+    CHECK_EQ(st.state, JOB_DONE);
+    struct job *x = queue_peek_id(r, leased);
+    REQUIRE(x != NULL);
+    CHECK_EQ(x->state, JOB_READY); /* lease void */
+    CHECK_EQ(x->attempts, 1);      /* attempt count kept */
+    x = queue_peek_id(r, dead);
+    REQUIRE(x != NULL);
+    CHECK_EQ(x->state, JOB_DEAD);
+    CHECK(x->reason_len == 3 && memcmp(x->reason, "why", 3) == 0);
+    x = queue_peek_id(r, released);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_READY && x->priority == 7);
+    x = queue_peek_id(r, spent);
+    REQUIRE(x != NULL);
+    CHECK_EQ(x->state, JOB_DEAD);
+    x = queue_peek_id(r, kicked);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_READY && x->attempts == 0);
+    CHECK(queue_peek_id(r, deleted) == NULL);
+    CHECK(x->body_len == 4 && memcmp(x->body, "body", 4) == 0);
+    /* New ids continue after the replayed ones. */
+    uint64_t nid, seq;
+    bool dup;
+    struct queue_put_args args = {.queue = "q", .queue_len = 1, .body = "x", .body_len = 1,
+                                  .max_attempts = -1};
+    CHECK_EQ(queue_put(r, &args, 6000, &nid, &dup, &seq), 0);
+    CHECK_EQ(nid, deleted + 1);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
+static void count_unloaded(void *ctx, struct job *job)
+{
+    (void)job;
+    (*(int *)ctx)++;
+}
+
+static void test_checkpoint_roundtrip(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a = put(s, "alpha", 3, 0);
+    uint64_t b = put_full(s, "beta", 1, 10000, 0, 4, "idem", 0);
+    uint64_t c = put(s, "alpha", 2, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *j = reserve1(s, "alpha", 0, NULL);
+    REQUIRE(j->id == c);
+    CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, 1), 0);
+    j = reserve1(s, "alpha", 1, NULL); /* a: reserved at checkpoint time */
+    REQUIRE(j->id == a);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, payload, len, 100) == 0);
+    struct job *x = queue_peek_id(r, a);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_READY && x->attempts == 1 && x->body == NULL && x->body_len == 4);
+    x = queue_peek_id(r, b);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_DELAYED && x->run_at_ms == 10000 && x->max_attempts == 4);
+    x = queue_peek_id(r, c);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_DEAD && x->reason_len == 6);
+    CHECK_EQ(queue_segment_live(r, 1), 3);
+    struct queue_stats st;
+    queue_stats_get(queue_find(r, "alpha", 5), 100, &st);
+    CHECK_EQ(st.total_put, 2);
+    int unloaded = 0;
+    queue_each_unloaded(r, count_unloaded, &unloaded);
+    CHECK_EQ(unloaded, 3);
+    x = queue_peek_id(r, a);
+    queue_body_loaded(r, x, "body", 4);
+    CHECK(x->body != NULL && memcmp(x->body, "body", 4) == 0);
+    /* The idempotency key survives. */
+    struct queue_put_args args = {.queue = "beta", .queue_len = 4, .key = "idem", .key_len = 4,
+                                  .body = "x", .body_len = 1, .max_attempts = -1};
+    uint64_t id, seq;
+    bool dup;
+    CHECK_EQ(queue_put(r, &args, 200, &id, &dup, &seq), 0);
+    CHECK(dup && id == b);
+    /* Every truncation is refused; so is a flipped magic. */
+    for (uint32_t n = 0; n < len; n += 7) {
+        struct queue_state *t = queue_state_create(&config);
+        CHECK_EQ(queue_checkpoint_load(t, payload, n, 100), RECORD_EINVAL);
+        queue_state_destroy(t);
+    }
+    payload[0] ^= 1;
+    struct queue_state *t = queue_state_create(&config);
+    CHECK_EQ(queue_checkpoint_load(t, payload, len, 100), RECORD_EINVAL);
+    queue_state_destroy(t);
+    free(payload);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
+int main(void)
+{
+    RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
+    RUN_TEST(test_priority_then_fifo);
+    RUN_TEST(test_reserve_queue_preference_and_count);
+    RUN_TEST(test_delay_and_ttl);
+    RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
+    RUN_TEST(test_release_touch_bury_kick_delete);
+    RUN_TEST(test_release_on_last_attempt_buries);
+    RUN_TEST(test_idempotency_window);
+    RUN_TEST(test_stats_ack_floor_and_segments);
+    RUN_TEST(test_blocked_reservers_fair_across_queues);
+    RUN_TEST(test_wait_on_job);
+    RUN_TEST(test_owner_release_keeps_detached);
+    RUN_TEST(test_back_pressure_changes_nothing);
+    RUN_TEST(test_limits_and_validation);
+    RUN_TEST(test_pause_resume_and_purge);
+    RUN_TEST(test_lease_tokens_unique);
+    RUN_TEST(test_replay_rebuilds_state_leases_void);
+    RUN_TEST(test_checkpoint_roundtrip);
+    fake_reset();
+    return check_exit();
+}

@@ -1,0 +1,202 @@
+/* Job records: round trips of every type, a pinned version-1 sample, and rejection of
+ * truncated, extended, mis-versioned and garbage input (the decoder spool-log relies on). */
+#include "check.h"
+#include "record.h"
+
+static uint8_t buf[4096];
+
+static void test_put_roundtrip(void)
+{
+    struct record_put put = {
+        .id = 42, .priority = 7, .max_attempts = 3, .ttr_ms = 30000, .created_ms = 1000,
+        .run_at_ms = 5000, .expires_at_ms = 90000, .queue = "emails.high", .queue_len = 11,
+        .key = "k-1", .key_len = 3, .body = "hello", .body_len = 5,
+    };
+    size_t n = record_put_encode(&put, buf);
+    CHECK_EQ(n, record_put_size(&put));
+    CHECK_EQ(n, RECORD_PUT_FIXED + 11 + 3 + 5);
+    struct record r;
+    REQUIRE(record_decode(RECORD_PUT, buf, n, &r) == 0);
+    CHECK_EQ(r.id, 42);
+    CHECK_EQ(r.u.put.priority, 7);
+    CHECK_EQ(r.u.put.max_attempts, 3);
+    CHECK_EQ(r.u.put.ttr_ms, 30000);
+    CHECK_EQ(r.u.put.created_ms, 1000);
+    CHECK_EQ(r.u.put.run_at_ms, 5000);
+    CHECK_EQ(r.u.put.expires_at_ms, 90000);
+    CHECK(r.u.put.queue_len == 11 && memcmp(r.u.put.queue, "emails.high", 11) == 0);
+    CHECK(r.u.put.key_len == 3 && memcmp(r.u.put.key, "k-1", 3) == 0);
+    CHECK(r.u.put.body_len == 5 && memcmp(r.u.put.body, "hello", 5) == 0);
+    /* Every truncation and a one-byte extension are rejected. */
+    for (size_t len = 0; len < n; len++)
+        CHECK_EQ(record_decode(RECORD_PUT, buf, len, &r), RECORD_EINVAL);
+    buf[n] = 0;
+    CHECK_EQ(record_decode(RECORD_PUT, buf, n + 1, &r), RECORD_EINVAL);
+    /* A bad queue name inside a well-formed record is rejected. */
+    buf[RECORD_PUT_FIXED] = ' ';
+    CHECK_EQ(record_decode(RECORD_PUT, buf, n, &r), RECORD_EINVAL);
+}
+
+static void test_small_records_roundtrip(void)
+{
+    struct record r;
+    size_t n = record_lease_encode(9, 4, buf);
+    REQUIRE(record_decode(RECORD_LEASE, buf, n, &r) == 0);
+    CHECK(r.id == 9 && r.u.lease.attempt == 4);
+    n = record_ack_encode(9, "ok!", 3, buf);
+    REQUIRE(record_decode(RECORD_ACK, buf, n, &r) == 0);
+    CHECK(r.id == 9 && r.u.ack.result_len == 3 && memcmp(r.u.ack.result, "ok!", 3) == 0);
+    n = record_ack_encode(10, NULL, 0, buf);
+    REQUIRE(record_decode(RECORD_ACK, buf, n, &r) == 0);
+    CHECK(r.id == 10 && r.u.ack.result_len == 0);
+    n = record_release_encode(11, 99, 123456, buf);
+    REQUIRE(record_decode(RECORD_RELEASE, buf, n, &r) == 0);
+    CHECK(r.id == 11 && r.u.release.priority == 99 && r.u.release.run_at_ms == 123456);
+    n = record_touch_encode(12, 777, buf);
+    REQUIRE(record_decode(RECORD_TOUCH, buf, n, &r) == 0);
+    CHECK(r.id == 12 && r.u.touch.deadline_ms == 777);
+    n = record_bury_encode(13, "boom", 4, buf);
+    REQUIRE(record_decode(RECORD_BURY, buf, n, &r) == 0);
+    CHECK(r.id == 13 && r.u.bury.reason_len == 4 && memcmp(r.u.bury.reason, "boom", 4) == 0);
+    n = record_kick_encode(14, buf);
+    REQUIRE(record_decode(RECORD_KICK, buf, n, &r) == 0);
+    CHECK_EQ(r.id, 14);
+    n = record_delete_encode(15, RECORD_DELETE_TTL, buf);
+    REQUIRE(record_decode(RECORD_DELETE, buf, n, &r) == 0);
+    CHECK(r.id == 15 && r.u.del.cause == RECORD_DELETE_TTL);
+    struct record_meta meta = {.name = "q", .name_len = 1, .paused = true,
+                               .default_max_attempts = 5, .default_ttr_ms = 100,
+                               .max_jobs = 10, .max_bytes = 1000};
+    n = record_meta_encode(&meta, buf);
+    REQUIRE(record_decode(RECORD_QUEUE_META, buf, n, &r) == 0);
+    CHECK(r.u.meta.paused && r.u.meta.default_max_attempts == 5);
+    CHECK(r.u.meta.default_ttr_ms == 100 && r.u.meta.max_jobs == 10);
+    CHECK(r.u.meta.max_bytes == 1000 && r.u.meta.name_len == 1);
+    n = record_purge_encode("abc", 3, buf);
+    REQUIRE(record_decode(RECORD_PURGE, buf, n, &r) == 0);
+    CHECK(r.u.purge.name_len == 3 && memcmp(r.u.purge.name, "abc", 3) == 0);
+}
+
+/* Each encoder's output, truncated or extended by one byte, is rejected. */
+static void test_every_type_rejects_wrong_length(void)
+{
+    static uint8_t out[256];
+    struct record r;
+    struct record_meta meta = {.name = "q", .name_len = 1};
+    struct {
+        uint8_t type;
+        size_t len;
+    } cases[9];
+    size_t count = 0;
+    for (uint8_t type = RECORD_LEASE; type <= RECORD_PURGE; type++) {
+        size_t n = 0;
+        switch (type) {
+        case RECORD_LEASE: n = record_lease_encode(1, 1, out); break;
+        case RECORD_ACK: n = record_ack_encode(1, "r", 1, out); break;
+        case RECORD_RELEASE: n = record_release_encode(1, 0, 0, out); break;
+        case RECORD_TOUCH: n = record_touch_encode(1, 0, out); break;
+        case RECORD_BURY: n = record_bury_encode(1, "x", 1, out); break;
+        case RECORD_KICK: n = record_kick_encode(1, out); break;
+        case RECORD_DELETE: n = record_delete_encode(1, 0, out); break;
+        case RECORD_QUEUE_META: n = record_meta_encode(&meta, out); break;
+        default: n = record_purge_encode("q", 1, out); break;
+        }
+        cases[count].type = type;
+        cases[count].len = n;
+        count++;
+        REQUIRE(record_decode(type, out, n, &r) == 0);
+        for (size_t len = 0; len < n; len++)
+            CHECK_EQ(record_decode(type, out, len, &r), RECORD_EINVAL);
+        out[n] = 0;
+        CHECK_EQ(record_decode(type, out, n + 1, &r), RECORD_EINVAL);
+        /* A future version is refused, not misread. */
+        out[0] = RECORD_VERSION + 1;
+        CHECK_EQ(record_decode(type, out, n, &r), RECORD_EINVAL);
+    }
+    CHECK_EQ(count, 9);
+    CHECK_EQ(cases[0].len, RECORD_LEASE_SIZE);
+}
+
+static void test_garbage_and_unknown_types(void)
+{
+    struct record r;
+    uint8_t junk[128];
+    uint32_t x = 12345;
+    int accepted = 0;
+    for (int round = 0; round < 2000; round++) {
+        for (size_t i = 0; i < sizeof(junk); i++) {
+            x = x * 1103515245u + 12345u;
+            junk[i] = (uint8_t)(x >> 16);
+        }
+        junk[0] = RECORD_VERSION;
+        uint8_t type = (uint8_t)(1 + round % 10);
+        size_t len = (size_t)(x % sizeof(junk));
+        if (record_decode(type, junk, len, &r) == 0)
+            accepted++;
+    }
+    /* Random bytes almost never form a record whose lengths all agree and padding is zero. */
+    CHECK(accepted < 20);
+    uint8_t ok[16];
+    size_t n = record_kick_encode(1, ok);
+    CHECK_EQ(record_decode(0, ok, n, &r), RECORD_EINVAL);
+    CHECK_EQ(record_decode(11, ok, n, &r), RECORD_EINVAL);
+    CHECK_EQ(record_decode(255, ok, n, &r), RECORD_EINVAL);
+    /* Job id 0 is never issued. */
+    n = record_kick_encode(0, ok);
+    CHECK_EQ(record_decode(RECORD_KICK, ok, n, &r), RECORD_EINVAL);
+    CHECK(strcmp(record_type_name(RECORD_PUT), "PUT") == 0);
+    CHECK(strcmp(record_type_name(200), "UNKNOWN") == 0);
+}
+
+/* The version-1 bytes are a contract: this sample was produced by the first encoder and must
+ * keep decoding to the same fields in every later version. */
+static void test_version1_sample(void)
+{
+    static const uint8_t sample[] = {
+        0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, /* v1, queue_len 1, key_len 0 */
+        0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* id 5 */
+        0x02, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, /* priority 2, max_attempts 10 */
+        0x30, 0x75, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* ttr 30000 */
+        0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* created 1000 */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* run_at 0 */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* expires 0 */
+        0x02, 0x00, 0x00, 0x00, 'q', 'h', 'i',          /* body_len 2, "q", "hi" */
+    };
+    struct record r;
+    REQUIRE(record_decode(RECORD_PUT, sample, sizeof(sample), &r) == 0);
+    CHECK_EQ(r.id, 5);
+    CHECK_EQ(r.u.put.priority, 2);
+    CHECK_EQ(r.u.put.max_attempts, 10);
+    CHECK_EQ(r.u.put.ttr_ms, 30000);
+    CHECK_EQ(r.u.put.created_ms, 1000);
+    CHECK(r.u.put.key == NULL && r.u.put.key_len == 0);
+    CHECK(r.u.put.body_len == 2 && memcmp(r.u.put.body, "hi", 2) == 0);
+    struct record_put put = r.u.put;
+    uint8_t again[sizeof(sample)];
+    CHECK_EQ(record_put_encode(&put, again), sizeof(sample));
+    CHECK(memcmp(again, sample, sizeof(sample)) == 0);
+}
+
+static void test_queue_names(void)
+{
+    CHECK(record_queue_name_valid("a", 1));
+    CHECK(record_queue_name_valid("A-z_0.9:x", 9));
+    CHECK(!record_queue_name_valid("", 0));
+    CHECK(!record_queue_name_valid("a b", 3));
+    CHECK(!record_queue_name_valid("a/b", 3));
+    char name[QUEUE_NAME_LEN_MAX + 1];
+    memset(name, 'x', sizeof(name));
+    CHECK(record_queue_name_valid(name, QUEUE_NAME_LEN_MAX));
+    CHECK(!record_queue_name_valid(name, QUEUE_NAME_LEN_MAX + 1));
+}
+
+int main(void)
+{
+    RUN_TEST(test_put_roundtrip);
+    RUN_TEST(test_small_records_roundtrip);
+    RUN_TEST(test_every_type_rejects_wrong_length);
+    RUN_TEST(test_garbage_and_unknown_types);
+    RUN_TEST(test_version1_sample);
+    RUN_TEST(test_queue_names);
+    return check_exit();
+}
