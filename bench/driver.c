@@ -89,6 +89,7 @@ const struct bench_driver *bench_driver_find(const char *name)
     static const struct bench_driver *const drivers[] = {
         &bench_driver_beanstalkd,
         &bench_driver_redis,
+        &bench_driver_spool,
     };
     for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
         if (strcmp(drivers[i]->name, name) == 0)

@@ -122,6 +122,7 @@ struct bench_driver {
 
 extern const struct bench_driver bench_driver_beanstalkd;
 extern const struct bench_driver bench_driver_redis;
+extern const struct bench_driver bench_driver_spool;
 
 /* The driver called name, or NULL. */
 const struct bench_driver *bench_driver_find(const char *name);

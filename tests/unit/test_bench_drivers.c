@@ -4,6 +4,8 @@
  * cannot be a reply are refused. */
 #include "check.h"
 #include "driver.h"
+#include "wire_frame.h"
+#include "wire_message.h"
 
 #include <errno.h>
 
@@ -219,7 +221,140 @@ static void test_buffer_limits(void)
     bench_buf_free(&buf);
     CHECK(bench_driver_find("redis") == &bench_driver_redis);
     CHECK(bench_driver_find("beanstalkd") == &bench_driver_beanstalkd);
+    CHECK(bench_driver_find("spool") == &bench_driver_spool);
     CHECK(bench_driver_find("nope") == NULL);
+}
+
+/* Decode the one frame the spool driver appended to out, with the shared codec. */
+static uint16_t decode_spool_frame(struct bench_buf *out, uint64_t tag, union wire_msg *msg)
+{
+    struct wire_header h;
+    REQUIRE(wire_header_decode(bench_buf_start(out), bench_buf_pending(out),
+                               WIRE_FRAME_SIZE_LIMIT, &h) == 0);
+    CHECK_EQ(h.frame_size, bench_buf_pending(out));
+    CHECK_EQ(h.request_id, tag);
+    REQUIRE(wire_decode(h.opcode, bench_buf_start(out) + WIRE_HEADER_SIZE,
+                        h.frame_size - WIRE_HEADER_SIZE, msg) == 0);
+    return h.opcode;
+}
+
+static void test_spool_encoding(void)
+{
+    const struct bench_driver *d = &bench_driver_spool;
+    struct bench_buf out;
+    REQUIRE(bench_buf_init(&out, 16, 1 << 20) == 0);
+    struct bench_conn_info c = info_for(BENCH_CONSUMER);
+    union wire_msg msg;
+    uint32_t replies = 0;
+    CHECK(d->tagged);
+    CHECK_EQ(d->encode_setup(&c, 5, &out, &replies), 0);
+    CHECK_EQ(replies, 1);
+    CHECK_EQ(decode_spool_frame(&out, 5, &msg), WIRE_OP_HELLO);
+    CHECK_EQ(msg.hello.magic, WIRE_MAGIC);
+    CHECK(msg.hello.version_min <= WIRE_VERSION && msg.hello.version_max >= WIRE_VERSION);
+    bench_buf_consume(&out, bench_buf_pending(&out));
+
+    CHECK_EQ(d->encode_put(&c, 6, &out, (const uint8_t *)"abc", 3, 1, &replies), 0);
+    CHECK_EQ(replies, 1);
+    CHECK_EQ(decode_spool_frame(&out, 6, &msg), WIRE_OP_PUT);
+    CHECK(wire_bytes_eq(msg.put.queue, "q1"));
+    CHECK_EQ(msg.put.ttr_ms, 60000);
+    CHECK(msg.put.body.len == 3 && memcmp(msg.put.body.data, "abc", 3) == 0);
+    bench_buf_consume(&out, bench_buf_pending(&out));
+
+    CHECK_EQ(d->encode_put(&c, 7, &out, (const uint8_t *)"abcdef", 2, 3, &replies), 0);
+    CHECK_EQ(replies, 1);
+    CHECK_EQ(decode_spool_frame(&out, 7, &msg), WIRE_OP_PUT_BATCH);
+    CHECK_EQ(msg.put_batch.count, 3);
+    CHECK(memcmp(msg.put_batch.jobs[2].body.data, "ef", 2) == 0);
+    CHECK(wire_bytes_eq(msg.put_batch.jobs[1].queue, "q1"));
+    wire_msg_free(WIRE_OP_PUT_BATCH, &msg);
+    bench_buf_consume(&out, bench_buf_pending(&out));
+
+    CHECK_EQ(d->encode_reserve(&c, 8, &out, 16, 1000, &replies), 0);
+    CHECK_EQ(decode_spool_frame(&out, 8, &msg), WIRE_OP_RESERVE);
+    CHECK_EQ(msg.reserve.count_max, 16);
+    CHECK_EQ(msg.reserve.timeout_ms, 1000);
+    CHECK_EQ(msg.reserve.queue_count, 1);
+    CHECK(wire_bytes_eq(msg.reserve.queues[0], "q1"));
+    bench_buf_consume(&out, bench_buf_pending(&out));
+
+    struct bench_job jobs[2] = {{.id = 11, .id2 = 111}, {.id = 12, .id2 = 112}};
+    CHECK_EQ(d->encode_ack(&c, 9, &out, jobs, 1, &replies), 0);
+    CHECK_EQ(decode_spool_frame(&out, 9, &msg), WIRE_OP_ACK);
+    CHECK(msg.ack.id == 11 && msg.ack.lease == 111);
+    bench_buf_consume(&out, bench_buf_pending(&out));
+    CHECK_EQ(d->encode_ack(&c, 10, &out, jobs, 2, &replies), 0);
+    CHECK_EQ(decode_spool_frame(&out, 10, &msg), WIRE_OP_ACK_BATCH);
+    CHECK(msg.ack_batch.count == 2 && msg.ack_batch.acks[1].lease == 112);
+    wire_msg_free(WIRE_OP_ACK_BATCH, &msg);
+    bench_buf_free(&out);
+}
+
+/* A reply frame made by the shared codec, followed by 3 bytes of the next frame. */
+static size_t spool_reply(struct wire_buf *b, uint16_t opcode, uint64_t tag, const union wire_msg *m)
+{
+    b->len = 0;
+    REQUIRE(wire_encode(b, opcode, tag, m) == 0);
+    size_t len = b->len;
+    REQUIRE(wire_buf_reserve(b, 3) == 0);
+    memcpy(b->data + b->len, "\x20\0\0", 3);
+    b->len += 3;
+    return len;
+}
+
+static void test_spool_parsing(void)
+{
+    const struct bench_driver *d = &bench_driver_spool;
+    struct bench_conn_info c = info_for(BENCH_CONSUMER);
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_MAX_DEFAULT);
+    struct wire_delivery deliveries[2] = {
+        {.id = 1, .lease = 91, .attempt = 1, .queue = wire_bytes_str("q1"),
+         .body = wire_bytes_str("hello")},
+        {.id = 2, .lease = 92, .attempt = 1, .queue = wire_bytes_str("q1"),
+         .body = wire_bytes_str("")},
+    };
+    union wire_msg m = {.reserve_reply = {.count = 2, .deliveries = deliveries}};
+    size_t n = spool_reply(&b, WIRE_OP_RESERVE | WIRE_OP_REPLY, 77, &m);
+    check_splits(d, &c, BENCH_FRAME_RESERVE, (const char *)b.data, b.len, n);
+    CHECK_EQ(reply.kind, BENCH_REPLY_JOBS);
+    CHECK_EQ(reply.tag, 77);
+    CHECK_EQ(reply.count, 2);
+    CHECK(reply.jobs[0].id == 1 && reply.jobs[0].id2 == 91 && reply.jobs[0].body_len == 5);
+    CHECK(memcmp(reply.jobs[0].body, "hello", 5) == 0);
+    CHECK(reply.jobs[1].id == 2 && reply.jobs[1].id2 == 92);
+
+    m = (union wire_msg){.reserve_reply = {.count = 0}};
+    n = spool_reply(&b, WIRE_OP_RESERVE | WIRE_OP_REPLY, 78, &m);
+    check_splits(d, &c, BENCH_FRAME_RESERVE, (const char *)b.data, b.len, n);
+    CHECK_EQ(reply.kind, BENCH_REPLY_EMPTY);
+
+    m = (union wire_msg){.put_reply = {.durability = WIRE_DURABLE_SYNCED, .job = {.id = 5}}};
+    n = spool_reply(&b, WIRE_OP_PUT | WIRE_OP_REPLY, 79, &m);
+    check_splits(d, &c, BENCH_FRAME_PUT, (const char *)b.data, b.len, n);
+    CHECK(reply.kind == BENCH_REPLY_OK && reply.count == 1 && reply.tag == 79);
+
+    uint16_t codes[3] = {0, 9 /* LEASE_EXPIRED */, 0};
+    m = (union wire_msg){.ack_batch_reply = {.durability = 2, .count = 3, .codes = codes}};
+    n = spool_reply(&b, WIRE_OP_ACK_BATCH | WIRE_OP_REPLY, 80, &m);
+    check_splits(d, &c, BENCH_FRAME_ACK, (const char *)b.data, b.len, n);
+    CHECK(reply.kind == BENCH_REPLY_OK && reply.count == 2 && reply.failed == 1);
+
+    m = (union wire_msg){.error = {.code = 11, .message = wire_bytes_str("queue q1 is full")}};
+    n = spool_reply(&b, WIRE_OP_ERROR, 81, &m);
+    check_splits(d, &c, BENCH_FRAME_PUT, (const char *)b.data, b.len, n);
+    CHECK_EQ(reply.kind, BENCH_REPLY_ERROR);
+    CHECK(strstr(reply.error, "QUEUE_FULL") != NULL);
+    CHECK_EQ(reply.tag, 81);
+
+    /* A reply the benchmark never asks for, and a frame shorter than its header. */
+    m = (union wire_msg){.count_reply = {.count = 1}};
+    spool_reply(&b, WIRE_OP_KICK | WIRE_OP_REPLY, 82, &m);
+    CHECK_EQ(d->parse(&c, BENCH_FRAME_PUT, b.data, b.len, &reply), -EPROTO);
+    static const uint8_t runt[16] = {8, 0, 0, 0, 0x10, 0x80};
+    CHECK_EQ(d->parse(&c, BENCH_FRAME_PUT, runt, sizeof(runt), &reply), -EPROTO);
+    wire_buf_free(&b);
 }
 
 int main(void)
@@ -228,6 +363,8 @@ int main(void)
     RUN_TEST(test_beanstalkd_parsing);
     RUN_TEST(test_redis_encoding);
     RUN_TEST(test_redis_parsing);
+    RUN_TEST(test_spool_encoding);
+    RUN_TEST(test_spool_parsing);
     RUN_TEST(test_buffer_limits);
     return check_exit();
 }
