@@ -64,16 +64,21 @@ static inline const uint8_t *bench_buf_start(const struct bench_buf *buf)
 
 enum bench_role { BENCH_PRODUCER = 0, BENCH_CONSUMER };
 
-enum bench_frame_kind { BENCH_FRAME_SETUP = 0, BENCH_FRAME_PUT, BENCH_FRAME_RESERVE, BENCH_FRAME_ACK };
+enum bench_frame_kind {
+    BENCH_FRAME_SETUP = 0,
+    BENCH_FRAME_PUT,
+    BENCH_FRAME_RESERVE,
+    BENCH_FRAME_ACK
+};
 
 /* What a driver knows about the connection it encodes for. */
 struct bench_conn_info {
     enum bench_role role;
-    uint32_t index;     /* connection number, unique across roles */
-    char queue[64];     /* the queue / tube / stream this connection works on */
-    char group[32];     /* the consumer group (Redis) */
-    char consumer[32];  /* a consumer name unique within the group (Redis) */
-    uint32_t ttr_s;     /* the visibility timeout to ask for, seconds */
+    uint32_t index;    /* connection number, unique across roles */
+    char queue[64];    /* the queue / tube / stream this connection works on */
+    char group[32];    /* the consumer group (Redis) */
+    char consumer[32]; /* a consumer name unique within the group (Redis) */
+    uint32_t ttr_s;    /* the visibility timeout to ask for, seconds */
 };
 
 struct bench_job {
@@ -93,8 +98,8 @@ enum bench_reply_kind {
 struct bench_reply {
     enum bench_reply_kind kind;
     uint32_t count;
-    uint32_t failed;     /* OK replies to batches: jobs of the batch refused one by one */
-    uint64_t tag;        /* tagged drivers: the request id this reply answers */
+    uint32_t failed; /* OK replies to batches: jobs of the batch refused one by one */
+    uint64_t tag;    /* tagged drivers: the request id this reply answers */
     struct bench_job jobs[BENCH_BATCH_MAX];
     char error[96];
 };

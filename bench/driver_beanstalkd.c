@@ -146,7 +146,8 @@ static int64_t parse_reserved(const char *line, size_t line_len, const uint8_t *
         return -EPROTO;
     reply->kind = BENCH_REPLY_JOBS;
     reply->count = 1;
-    reply->jobs[0] = (struct bench_job){.id = id, .body = in + body_at, .body_len = (uint32_t)bytes};
+    reply->jobs[0] =
+        (struct bench_job){.id = id, .body = in + body_at, .body_len = (uint32_t)bytes};
     return (int64_t)(body_at + bytes + 2);
 }
 

@@ -90,8 +90,9 @@ static int encode_reserve(const struct bench_conn_info *info, uint64_t tag, stru
     snprintf(count_text, sizeof(count_text), "%u", count);
     snprintf(block_text, sizeof(block_text), "%u", block_ms);
     /* BLOCK 0 would wait forever: without a wait, leave BLOCK out. */
-    const char *words[] = {"XREADGROUP", "GROUP", info->group, info->consumer, "COUNT",
-                           count_text,   "BLOCK", block_text,  "STREAMS",      info->queue, ">"};
+    const char *words[] = {"XREADGROUP", "GROUP",     info->group, info->consumer,
+                           "COUNT",      count_text,  "BLOCK",     block_text,
+                           "STREAMS",    info->queue, ">"};
     uint32_t n = sizeof(words) / sizeof(words[0]);
     int rc = put_array(out, block_ms > 0 ? n : n - 2);
     for (uint32_t i = 0; i < n && rc == 0; i++) {
@@ -128,7 +129,8 @@ static int encode_ack(const struct bench_conn_info *info, uint64_t tag, struct b
 static int resp_line(const uint8_t *in, size_t len, size_t *pos, char *type, long long *number,
                      size_t *text_end)
 {
-    size_t start = *pos, limit = len - start < RESP_LINE_BYTES_MAX ? len : start + RESP_LINE_BYTES_MAX;
+    size_t start = *pos,
+           limit = len - start < RESP_LINE_BYTES_MAX ? len : start + RESP_LINE_BYTES_MAX;
     size_t eol = start;
     while (eol + 1 < limit && !(in[eol] == '\r' && in[eol + 1] == '\n'))
         eol++;

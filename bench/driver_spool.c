@@ -79,7 +79,8 @@ static int encode_put(const struct bench_conn_info *info, uint64_t tag, struct b
 static int encode_reserve(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                           uint32_t count, uint32_t block_ms, uint32_t *replies)
 {
-    union wire_msg msg = {.reserve = {.count_max = count, .timeout_ms = block_ms, .queue_count = 1}};
+    union wire_msg msg = {
+        .reserve = {.count_max = count, .timeout_ms = block_ms, .queue_count = 1}};
     msg.reserve.queues[0] = wire_bytes_str(info->queue);
     *replies = 1;
     return encode(WIRE_OP_RESERVE, tag, &msg, out);
@@ -92,8 +93,8 @@ static int encode_ack(const struct bench_conn_info *info, uint64_t tag, struct b
     (void)info;
     SPOOL_ASSERT(count >= 1 && count <= BENCH_BATCH_MAX);
     for (uint32_t i = 0; i < count; i++)
-        acks[i] = (struct wire_ack){.id = jobs[i].id, .lease = jobs[i].id2,
-                                    .result = wire_bytes_str("")};
+        acks[i] =
+            (struct wire_ack){.id = jobs[i].id, .lease = jobs[i].id2, .result = wire_bytes_str("")};
     *replies = 1;
     if (count == 1) {
         union wire_msg msg = {.ack = acks[0]};

@@ -65,27 +65,27 @@ struct frame {
     bool active;
     enum bench_frame_kind kind;
     uint64_t tag;
-    uint32_t jobs;         /* put/ack: jobs sent; reserve: jobs asked for */
+    uint32_t jobs; /* put/ack: jobs sent; reserve: jobs asked for */
     uint32_t replies_left;
-    uint32_t done;         /* put/ack: jobs confirmed or failed; reserve: jobs received */
+    uint32_t done; /* put/ack: jobs confirmed or failed; reserve: jobs received */
     int64_t sent_ns;
 };
 
 struct conn {
     int fd;
     bool setup_done;
-    bool want_write;      /* EPOLLOUT is registered */
+    bool want_write;       /* EPOLLOUT is registered */
     int64_t rest_until_ns; /* consumers: no new reserve before this */
     bool waiting;          /* a reserve that waits at the server is outstanding */
     bool found_empty;      /* a reserve came back empty: let the pipeline drain first */
     struct bench_conn_info info;
     struct bench_buf in;
     struct bench_buf out;
-    struct frame *frames;  /* depth slots */
-    struct slot *slots;    /* depth * batch */
-    uint32_t *free;        /* indices of inactive frames (a stack) */
+    struct frame *frames; /* depth slots */
+    struct slot *slots;   /* depth * batch */
+    uint32_t *free;       /* indices of inactive frames (a stack) */
     uint32_t free_count;
-    uint32_t *fifo;        /* active frame indices in send order (ring of depth) */
+    uint32_t *fifo; /* active frame indices in send order (ring of depth) */
     uint32_t fifo_head;
     uint32_t outstanding;
     uint64_t tag_seq;
@@ -99,27 +99,27 @@ struct loadgen {
     int epoll_fd;
     struct conn *conns;
     uint32_t conn_count;
-    uint8_t *bodies;       /* batch * size scratch: stamped per put */
+    uint8_t *bodies; /* batch * size scratch: stamped per put */
     struct bench_reply *reply;
     int64_t now_ns;
-    int64_t start_ns;      /* open-loop schedule origin */
-    int64_t measure_ns;    /* start of the measured window */
-    int64_t end_ns;        /* duration runs: when producing stops */
+    int64_t start_ns;   /* open-loop schedule origin */
+    int64_t measure_ns; /* start of the measured window */
+    int64_t end_ns;     /* duration runs: when producing stops */
     int64_t drain_deadline_ns;
     int64_t progress_next_ns;
     bool measuring;
     enum phase phase;
     bool stop_issuing;
-    uint64_t issued;       /* jobs sent in put frames (this phase) */
-    uint64_t backlog_max;  /* e2e closed loop: jobs put but not yet acked, at most */
-    uint64_t produced;     /* puts confirmed, whole run */
-    uint64_t received;     /* jobs handed out by reserves, whole run */
-    uint64_t consumed;     /* acks confirmed, whole run */
+    uint64_t issued;      /* jobs sent in put frames (this phase) */
+    uint64_t backlog_max; /* e2e closed loop: jobs put but not yet acked, at most */
+    uint64_t produced;    /* puts confirmed, whole run */
+    uint64_t received;    /* jobs handed out by reserves, whole run */
+    uint64_t consumed;    /* acks confirmed, whole run */
     uint64_t window_jobs;
     uint64_t progress_jobs;
     uint64_t errors;
     uint64_t cpu_ticks_start;
-    int fatal;             /* first fatal error: ends the run */
+    int fatal; /* first fatal error: ends the run */
 };
 
 static int64_t clock_now_ns(void)
@@ -185,8 +185,7 @@ static void fail(struct loadgen *g, int error, const char *what, const struct co
 /* ---- frames ---------------------------------------------------------------------------- */
 
 /* Take a free frame slot; the caller fills kind, jobs and replies_left. */
-static struct frame *frame_push(struct conn *c, uint32_t depth, struct slot **slots,
-                                uint32_t batch)
+static struct frame *frame_push(struct conn *c, uint32_t depth, struct slot **slots, uint32_t batch)
 {
     SPOOL_ASSERT(c->outstanding < depth);
     SPOOL_ASSERT(c->free_count > 0);
@@ -381,8 +380,7 @@ static void count_error(struct loadgen *g, const struct conn *c, const char *tex
     g->errors++;
 }
 
-static void record_latency(struct loadgen *g, const struct slot *slots, uint32_t from,
-                           uint32_t n)
+static void record_latency(struct loadgen *g, const struct slot *slots, uint32_t from, uint32_t n)
 {
     if (!g->measuring)
         return;
@@ -410,8 +408,7 @@ static void on_put_reply(struct loadgen *g, struct conn *c, struct frame *f, str
     f->done += n;
 }
 
-static void on_reserve_reply(struct loadgen *g, struct conn *c, struct frame *f,
-                             struct slot *slots)
+static void on_reserve_reply(struct loadgen *g, struct conn *c, struct frame *f, struct slot *slots)
 {
     const struct bench_reply *r = g->reply;
     if (r->kind == BENCH_REPLY_ERROR) {
@@ -483,7 +480,8 @@ static void on_reply(struct loadgen *g, struct conn *c)
 {
     struct frame *f = frame_for_reply(g, c, g->reply->tag);
     if (f == NULL || !reply_fits(f->kind, g->reply->kind)) {
-        fail(g, -EPROTO, f == NULL ? "a reply to no outstanding request" : "a reply of the wrong kind", c);
+        fail(g, -EPROTO,
+             f == NULL ? "a reply to no outstanding request" : "a reply of the wrong kind", c);
         return;
     }
     uint32_t at = (uint32_t)(f - c->frames);
@@ -591,8 +589,7 @@ static void set_want_write(struct loadgen *g, struct conn *c, bool want)
 static void conn_flush(struct loadgen *g, struct conn *c)
 {
     while (bench_buf_pending(&c->out) > 0) {
-        ssize_t n = send(c->fd, bench_buf_start(&c->out), bench_buf_pending(&c->out),
-                         MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, bench_buf_start(&c->out), bench_buf_pending(&c->out), MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -657,8 +654,7 @@ static int conn_open(struct loadgen *g, struct conn *c, enum bench_role role, ui
         c->free[c->free_count++] = cfg->depth - 1 - i;
     c->fd = conn_connect(cfg->host, cfg->port);
     if (c->fd < 0) {
-        fprintf(stderr, "spool-bench: connect %s:%u: %s\n", cfg->host, cfg->port,
-                strerror(-c->fd));
+        fprintf(stderr, "spool-bench: connect %s:%u: %s\n", cfg->host, cfg->port, strerror(-c->fd));
         return c->fd;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
@@ -773,7 +769,9 @@ static void progress(struct loadgen *g)
     uint64_t done = g->phase == PHASE_PREFILL ? g->produced : g->window_jobs;
     fprintf(stderr, "progress t=%.1fs phase=%s jobs=%llu rate=%llu/s errors=%llu\n",
             (double)(g->now_ns - g->start_ns) * 1e-9,
-            g->phase == PHASE_PREFILL ? "prefill" : g->measuring ? "run" : "warmup",
+            g->phase == PHASE_PREFILL ? "prefill"
+            : g->measuring            ? "run"
+                                      : "warmup",
             (unsigned long long)done, (unsigned long long)(done - g->progress_jobs),
             (unsigned long long)g->errors);
     g->progress_jobs = done;
@@ -900,7 +898,8 @@ int loadgen_run(const struct loadgen_config *config, struct loadgen_result *resu
     g.now_ns = g.start_ns = clock_now_ns();
     g.progress_next_ns = g.start_ns + NS_PER_S;
     g.phase = config->mode == LOADGEN_CONSUME ? PHASE_PREFILL : PHASE_RUN;
-    g.backlog_max = (uint64_t)E2E_BACKLOG_FACTOR * config->consumers * config->depth * config->batch;
+    g.backlog_max =
+        (uint64_t)E2E_BACKLOG_FACTOR * config->consumers * config->depth * config->batch;
     rc = loadgen_setup(&g);
     if (rc == 0) {
         g.now_ns = g.start_ns = clock_now_ns(); /* the schedule starts once connected */
@@ -939,11 +938,11 @@ void loadgen_print_result(FILE *out, const struct loadgen_config *config,
             "queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
             "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f",
             config->target, loadgen_mode_name(config->mode), config->producers,
-            config->mode == LOADGEN_PRODUCE ? 0 : config->consumers, config->depth,
-            config->batch, config->size, config->queues, config->rate,
-            (unsigned long long)result->jobs, result->seconds, rate,
-            rate * config->size / 1e6, us(&result->latency, 50), us(&result->latency, 90),
-            us(&result->latency, 99), us(&result->latency, 99.9), us(&result->latency, 100));
+            config->mode == LOADGEN_PRODUCE ? 0 : config->consumers, config->depth, config->batch,
+            config->size, config->queues, config->rate, (unsigned long long)result->jobs,
+            result->seconds, rate, rate * config->size / 1e6, us(&result->latency, 50),
+            us(&result->latency, 90), us(&result->latency, 99), us(&result->latency, 99.9),
+            us(&result->latency, 100));
     if (config->mode == LOADGEN_E2E)
         fprintf(out,
                 " deliver_p50_us=%.1f deliver_p90_us=%.1f deliver_p99_us=%.1f "

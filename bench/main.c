@@ -16,21 +16,20 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: spool-bench produce|consume|e2e [options]\n"
-            "       spool-bench storage --dir DIR [storage options]\n"
-            "load options:\n"
-            "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
-            "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
-            "  --producers P --consumers C --depth D --batch B --size BYTES --queues Q\n"
-            "  --duration S | --count N   run length (consume: N jobs pre-filled, then\n"
-            "                             drained for at most S seconds)\n"
-            "  --rate R        open loop: R jobs/s in total on a fixed schedule\n"
-            "  --warmup S      seconds run before measuring (duration runs)\n"
-            "  --server-pid PID   report the server's CPU seconds\n"
-            "  --quiet         no progress line on stderr\n"
-            "storage options:\n"
-            "  --dir DIR --size BYTES --appends-per-commit N --count N [--raw | --compare]\n");
+    fprintf(out, "usage: spool-bench produce|consume|e2e [options]\n"
+                 "       spool-bench storage --dir DIR [storage options]\n"
+                 "load options:\n"
+                 "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
+                 "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
+                 "  --producers P --consumers C --depth D --batch B --size BYTES --queues Q\n"
+                 "  --duration S | --count N   run length (consume: N jobs pre-filled, then\n"
+                 "                             drained for at most S seconds)\n"
+                 "  --rate R        open loop: R jobs/s in total on a fixed schedule\n"
+                 "  --warmup S      seconds run before measuring (duration runs)\n"
+                 "  --server-pid PID   report the server's CPU seconds\n"
+                 "  --quiet         no progress line on stderr\n"
+                 "storage options:\n"
+                 "  --dir DIR --size BYTES --appends-per-commit N --count N [--raw | --compare]\n");
 }
 
 /* Parse an unsigned integer option into [min, max]; exits with a message when it is not. */
@@ -72,9 +71,25 @@ static void parse_server(struct loadgen_config *cfg, char *text)
 }
 
 enum {
-    OPT_TARGET = 256, OPT_SERVER, OPT_PRODUCERS, OPT_CONSUMERS, OPT_DEPTH, OPT_BATCH, OPT_SIZE,
-    OPT_QUEUES, OPT_DURATION, OPT_COUNT, OPT_RATE, OPT_WARMUP, OPT_SERVER_PID, OPT_QUIET,
-    OPT_DIR, OPT_APPENDS, OPT_RAW, OPT_COMPARE, OPT_HELP,
+    OPT_TARGET = 256,
+    OPT_SERVER,
+    OPT_PRODUCERS,
+    OPT_CONSUMERS,
+    OPT_DEPTH,
+    OPT_BATCH,
+    OPT_SIZE,
+    OPT_QUEUES,
+    OPT_DURATION,
+    OPT_COUNT,
+    OPT_RATE,
+    OPT_WARMUP,
+    OPT_SERVER_PID,
+    OPT_QUIET,
+    OPT_DIR,
+    OPT_APPENDS,
+    OPT_RAW,
+    OPT_COMPARE,
+    OPT_HELP,
 };
 
 static const struct option options[] = {
@@ -114,18 +129,33 @@ static void apply_option(struct cli *cli, int opt, char *arg)
 {
     struct loadgen_config *cfg = &cli->load;
     switch (opt) {
-    case OPT_TARGET: cli->target = arg; break;
-    case OPT_SERVER: parse_server(cfg, arg); cli->server_set = true; break;
-    case OPT_PRODUCERS: cfg->producers = (uint32_t)parse_uint("producers", arg, 0, 256); break;
-    case OPT_CONSUMERS: cfg->consumers = (uint32_t)parse_uint("consumers", arg, 0, 256); break;
-    case OPT_DEPTH: cfg->depth = (uint32_t)parse_uint("depth", arg, 1, 1024); break;
-    case OPT_BATCH: cfg->batch = (uint32_t)parse_uint("batch", arg, 1, BENCH_BATCH_MAX); break;
+    case OPT_TARGET:
+        cli->target = arg;
+        break;
+    case OPT_SERVER:
+        parse_server(cfg, arg);
+        cli->server_set = true;
+        break;
+    case OPT_PRODUCERS:
+        cfg->producers = (uint32_t)parse_uint("producers", arg, 0, 256);
+        break;
+    case OPT_CONSUMERS:
+        cfg->consumers = (uint32_t)parse_uint("consumers", arg, 0, 256);
+        break;
+    case OPT_DEPTH:
+        cfg->depth = (uint32_t)parse_uint("depth", arg, 1, 1024);
+        break;
+    case OPT_BATCH:
+        cfg->batch = (uint32_t)parse_uint("batch", arg, 1, BENCH_BATCH_MAX);
+        break;
     case OPT_SIZE:
         cfg->size = (uint32_t)parse_uint("size", arg, 1, 16u << 20);
         cli->storage.record_size_bytes = cfg->size;
         cli->size_set = true;
         break;
-    case OPT_QUEUES: cfg->queues = (uint32_t)parse_uint("queues", arg, 1, 1024); break;
+    case OPT_QUEUES:
+        cfg->queues = (uint32_t)parse_uint("queues", arg, 1, 1024);
+        break;
     case OPT_DURATION:
         cfg->duration_s = parse_seconds("duration", arg);
         cli->duration_set = true;
@@ -135,18 +165,39 @@ static void apply_option(struct cli *cli, int opt, char *arg)
         cli->storage.record_count = cfg->count;
         cli->count_set = true;
         break;
-    case OPT_RATE: cfg->rate = parse_seconds("rate", arg); break;
-    case OPT_WARMUP: cfg->warmup_s = parse_seconds("warmup", arg); break;
-    case OPT_SERVER_PID: cfg->server_pid = (int)parse_uint("server-pid", arg, 1, INT_MAX); break;
-    case OPT_QUIET: cfg->progress = false; break;
-    case OPT_DIR: cli->storage.dir = arg; break;
-    case OPT_APPENDS:
-        cli->storage.appends_per_commit = (uint32_t)parse_uint("appends-per-commit", arg, 1, 1u << 20);
+    case OPT_RATE:
+        cfg->rate = parse_seconds("rate", arg);
         break;
-    case OPT_RAW: cli->storage.run_engine = false; cli->storage.run_raw = true; break;
-    case OPT_COMPARE: cli->storage.run_engine = true; cli->storage.run_raw = true; break;
-    case OPT_HELP: usage(stdout); exit(0);
-    default: usage(stderr); exit(2);
+    case OPT_WARMUP:
+        cfg->warmup_s = parse_seconds("warmup", arg);
+        break;
+    case OPT_SERVER_PID:
+        cfg->server_pid = (int)parse_uint("server-pid", arg, 1, INT_MAX);
+        break;
+    case OPT_QUIET:
+        cfg->progress = false;
+        break;
+    case OPT_DIR:
+        cli->storage.dir = arg;
+        break;
+    case OPT_APPENDS:
+        cli->storage.appends_per_commit =
+            (uint32_t)parse_uint("appends-per-commit", arg, 1, 1u << 20);
+        break;
+    case OPT_RAW:
+        cli->storage.run_engine = false;
+        cli->storage.run_raw = true;
+        break;
+    case OPT_COMPARE:
+        cli->storage.run_engine = true;
+        cli->storage.run_raw = true;
+        break;
+    case OPT_HELP:
+        usage(stdout);
+        exit(0);
+    default:
+        usage(stderr);
+        exit(2);
     }
 }
 

@@ -93,8 +93,8 @@ static void print_result(const char *kind, const struct storage_bench_config *cf
     double s = r->seconds > 0 ? r->seconds : 1e-9;
     printf("RESULT bench=storage mode=%s size=%u appends_per_commit=%u records=%llu "
            "seconds=%.3f records_per_s=%.0f mb_per_s=%.1f commits_per_s=%.0f\n",
-           kind, cfg->record_size_bytes, cfg->appends_per_commit,
-           (unsigned long long)r->records, r->seconds, (double)r->records / s,
+           kind, cfg->record_size_bytes, cfg->appends_per_commit, (unsigned long long)r->records,
+           r->seconds, (double)r->records / s,
            (double)r->records * cfg->record_size_bytes / s / 1e6, (double)r->commits / s);
 }
 

@@ -167,11 +167,10 @@ static void test_redis_parsing(void)
 {
     const struct bench_driver *d = &bench_driver_redis;
     struct bench_conn_info c = info_for(BENCH_CONSUMER);
-    static const char read_reply[] =
-        "*1\r\n*2\r\n$2\r\nq1\r\n*2\r\n"
-        "*2\r\n$5\r\n123-4\r\n*2\r\n$1\r\nb\r\n$3\r\na\r\n\r\n"
-        "*2\r\n$5\r\n124-0\r\n*-1\r\n"
-        ":1\r\n";
+    static const char read_reply[] = "*1\r\n*2\r\n$2\r\nq1\r\n*2\r\n"
+                                     "*2\r\n$5\r\n123-4\r\n*2\r\n$1\r\nb\r\n$3\r\na\r\n\r\n"
+                                     "*2\r\n$5\r\n124-0\r\n*-1\r\n"
+                                     ":1\r\n";
     size_t read_len = sizeof(read_reply) - 1 - 4;
     check_splits(d, &c, BENCH_FRAME_RESERVE, read_reply, sizeof(read_reply) - 1, read_len);
     CHECK_EQ(reply.kind, BENCH_REPLY_JOBS);
@@ -203,7 +202,8 @@ static void test_redis_parsing(void)
     check_malformed(d, BENCH_FRAME_PUT, ":12\r\n");
     check_malformed(d, BENCH_FRAME_ACK, "$2\r\nabXY");
     check_malformed(d, BENCH_FRAME_ACK, "!3\r\n");
-    check_malformed(d, BENCH_FRAME_RESERVE, "*1\r\n*2\r\n$2\r\nq1\r\n*1\r\n*2\r\n$3\r\nabc\r\n*0\r\n");
+    check_malformed(d, BENCH_FRAME_RESERVE,
+                    "*1\r\n*2\r\n$2\r\nq1\r\n*1\r\n*2\r\n$3\r\nabc\r\n*0\r\n");
     check_malformed(d, BENCH_FRAME_RESERVE, "*1\r\n:5\r\n");
     check_malformed(d, BENCH_FRAME_ACK, "*-2\r\n");
 }
@@ -229,8 +229,8 @@ static void test_buffer_limits(void)
 static uint16_t decode_spool_frame(struct bench_buf *out, uint64_t tag, union wire_msg *msg)
 {
     struct wire_header h;
-    REQUIRE(wire_header_decode(bench_buf_start(out), bench_buf_pending(out),
-                               WIRE_FRAME_SIZE_LIMIT, &h) == 0);
+    REQUIRE(wire_header_decode(bench_buf_start(out), bench_buf_pending(out), WIRE_FRAME_SIZE_LIMIT,
+                               &h) == 0);
     CHECK_EQ(h.frame_size, bench_buf_pending(out));
     CHECK_EQ(h.request_id, tag);
     REQUIRE(wire_decode(h.opcode, bench_buf_start(out) + WIRE_HEADER_SIZE,
@@ -292,7 +292,8 @@ static void test_spool_encoding(void)
 }
 
 /* A reply frame made by the shared codec, followed by 3 bytes of the next frame. */
-static size_t spool_reply(struct wire_buf *b, uint16_t opcode, uint64_t tag, const union wire_msg *m)
+static size_t spool_reply(struct wire_buf *b, uint16_t opcode, uint64_t tag,
+                          const union wire_msg *m)
 {
     b->len = 0;
     REQUIRE(wire_encode(b, opcode, tag, m) == 0);
@@ -310,9 +311,15 @@ static void test_spool_parsing(void)
     struct wire_buf b;
     wire_buf_init(&b, WIRE_FRAME_SIZE_MAX_DEFAULT);
     struct wire_delivery deliveries[2] = {
-        {.id = 1, .lease = 91, .attempt = 1, .queue = wire_bytes_str("q1"),
+        {.id = 1,
+         .lease = 91,
+         .attempt = 1,
+         .queue = wire_bytes_str("q1"),
          .body = wire_bytes_str("hello")},
-        {.id = 2, .lease = 92, .attempt = 1, .queue = wire_bytes_str("q1"),
+        {.id = 2,
+         .lease = 92,
+         .attempt = 1,
+         .queue = wire_bytes_str("q1"),
          .body = wire_bytes_str("")},
     };
     union wire_msg m = {.reserve_reply = {.count = 2, .deliveries = deliveries}};
