@@ -804,8 +804,21 @@ static int64_t sleep_ns(const struct loadgen *g)
     return next > g->now_ns ? next - g->now_ns : 0;
 }
 
+/* One turn: move the run on, send what is due, then sleep until a reply or a timer. */
 static void loop_turn(struct loadgen *g)
 {
+    advance(g);
+    progress(g);
+    /* Rotate who goes first so that, in open loop, no producer is always served first. */
+    static uint32_t first;
+    first++;
+    for (uint32_t i = 0; i < g->conn_count && g->phase != PHASE_DONE; i++)
+        pump(g, &g->conns[(first + i) % g->conn_count]);
+    for (uint32_t i = 0; i < g->conn_count && g->fatal == 0; i++)
+        if (bench_buf_pending(&g->conns[i].out) > 0 && !g->conns[i].want_write)
+            conn_flush(g, &g->conns[i]);
+    if (g->phase == PHASE_DONE || g->fatal != 0)
+        return;
     struct epoll_event events[EPOLL_EVENTS_MAX];
     int64_t wait_ns = sleep_ns(g);
     struct timespec timeout = {.tv_sec = wait_ns / NS_PER_S, .tv_nsec = wait_ns % NS_PER_S};
@@ -822,16 +835,6 @@ static void loop_turn(struct loadgen *g)
         if (events[i].events & EPOLLOUT)
             conn_flush(g, c);
     }
-    advance(g);
-    progress(g);
-    /* Rotate who goes first so that, in open loop, no producer is always served first. */
-    static uint32_t first;
-    first++;
-    for (uint32_t i = 0; i < g->conn_count && g->phase != PHASE_DONE; i++)
-        pump(g, &g->conns[(first + i) % g->conn_count]);
-    for (uint32_t i = 0; i < g->conn_count && g->fatal == 0; i++)
-        if (bench_buf_pending(&g->conns[i].out) > 0 && !g->conns[i].want_write)
-            conn_flush(g, &g->conns[i]);
 }
 
 static int loadgen_setup(struct loadgen *g)
