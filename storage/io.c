@@ -1,11 +1,17 @@
 /*
  * Synchronous helpers over the asynchronous backend interface (io.h), for opening, recovery,
- * tools and tests: submit one op and poll until its done callback has run.
+ * tools and tests: submit one op and poll until its done callback has run. Also the two
+ * synchronous directory operations (list, lock) that the POSIX and io_uring backends share:
+ * both run only at open and recovery, before serving, so a ring buys them nothing.
  */
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 static void io_sync_done(struct io_op *op)
 {
@@ -78,4 +84,42 @@ int io_sync_simple(struct io_backend *backend, enum io_op_kind kind, int fd)
     struct io_op op;
     io_op_init(&op, kind, fd);
     return (int)io_sync(backend, &op);
+}
+
+int io_dir_list(int dir_fd, io_list_fn fn, void *ctx)
+{
+    /* A fresh fd: fdopendir takes ownership and moves its offset; dir_fd stays untouched. */
+    int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] == '.')
+            continue;
+        fn(ctx, entry->d_name);
+    }
+    closedir(dir);
+    return 0;
+}
+
+int io_dir_lock(int dir_fd, int *lock_fd)
+{
+    if (*lock_fd >= 0)
+        return 0;
+    int fd = openat(dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+        close(fd);
+        return err;
+    }
+    *lock_fd = fd;
+    return 0;
 }

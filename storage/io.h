@@ -79,6 +79,7 @@ struct io_op {
     uint64_t offset;
     char path[IO_PATH_MAX];
     char path2[IO_PATH_MAX];
+    void *backend_data; /* the running backend's, between submit and done; leave alone */
 };
 
 struct io_backend;
@@ -143,6 +144,18 @@ SPOOL_MUST_USE int posix_backend_create(const char *dir, bool create, struct io_
 
 /* Open (with create, make: mode 0750) a data directory; an fd or a negative errno. */
 SPOOL_MUST_USE int io_open_dir(const char *dir, bool create);
+
+/* Shared by the backends on real directories: list the file names of dir_fd (skipping dot
+ * files), and take the exclusive flock on its LOCK file (*lock_fd receives the fd, kept open
+ * for as long as the lock is held; -EWOULDBLOCK if another open file description holds it). */
+SPOOL_MUST_USE int io_dir_list(int dir_fd, io_list_fn fn, void *ctx);
+SPOOL_MUST_USE int io_dir_lock(int dir_fd, int *lock_fd);
+
+/* Can this process use io_uring with every opcode the backend needs? 0, or a negative errno
+ * with a sentence for the operator in msg (always NUL-terminated when len > 0): spoold calls
+ * this at startup so that a kernel without io_uring, a sysctl that disables it or a seccomp
+ * filter that blocks it is a clear error, not a mystery later. */
+SPOOL_MUST_USE int io_uring_probe_available(char *msg, size_t len);
 
 /* The io_uring backend's dispatcher: route one CQE to its struct io_completion. The server
  * calls this for every CQE of the shared ring. */

@@ -14,10 +14,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <dirent.h>
 
 /* Completions wait in a ring of pointers; more submits than this between two polls is a
  * programming error of the caller (the engine has at most a handful in flight). */
@@ -120,41 +118,13 @@ static int posix_poll(struct io_backend *backend, bool wait)
 
 static int posix_list(struct io_backend *backend, io_list_fn fn, void *ctx)
 {
-    struct posix_backend *pb = (struct posix_backend *)backend;
-    int fd = openat(pb->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    DIR *dir = fdopendir(fd);
-    if (dir == NULL) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        if (entry->d_name[0] == '.')
-            continue;
-        fn(ctx, entry->d_name);
-    }
-    closedir(dir);
-    return 0;
+    return io_dir_list(((struct posix_backend *)backend)->dir_fd, fn, ctx);
 }
 
 static int posix_lock(struct io_backend *backend)
 {
     struct posix_backend *pb = (struct posix_backend *)backend;
-    if (pb->lock_fd >= 0)
-        return 0;
-    int fd = openat(pb->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return -errno;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int err = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-        close(fd);
-        return err;
-    }
-    pb->lock_fd = fd;
-    return 0;
+    return io_dir_lock(pb->dir_fd, &pb->lock_fd);
 }
 
 static uint32_t posix_in_flight(struct io_backend *backend)

@@ -1,0 +1,151 @@
+/*
+ * Batches: the unit of group commit, one aligned write.
+ *
+ * A batch starts at a 4096-aligned offset of a segment file and is padded with zeros to the
+ * next 4096 boundary. It is a 64-byte header followed by the stored payload (the records,
+ * possibly lz4-compressed). Layout (all integers little-endian; docs/FORMAT.md):
+ *
+ *   0  u32 magic            BATCH_MAGIC
+ *   4  u16 version          BATCH_VERSION
+ *   6  u8  codec            0 none, 1 lz4 block
+ *   7  u8  flags            0 (reserved)
+ *   8  u32 record_count     >= 1
+ *  12  u32 stored_len       payload bytes on disk after the header
+ *  16  u32 raw_len          payload bytes after decompression (== stored_len for codec 0)
+ *  20  u32 total_len        64 + stored_len rounded up to 4096: the bytes the batch occupies
+ *  24  u64 base_seq         seq of the first record; record i has seq base_seq + i
+ *  32  u64 segment_id       the segment the batch was written for
+ *  40  u64 prev_batch_hash  header_hash of the previous batch, or the segment header's hash
+ *  48  u64 payload_hash     XXH3-64 of the stored payload, seeded with segment_id
+ *  56  u64 header_hash      XXH3-64 of bytes 0..55, seeded with segment_id
+ *
+ * Records in the raw payload, packed back to back: [u32 len][u8 type][3 zero bytes][len bytes].
+ *
+ * Invariants: a header that passes batch_header_check() has consistent lengths (record_count
+ * records of at least 8 bytes fit raw_len; total_len is the aligned size of stored_len), so a
+ * reader may trust it to size its reads. Payload bytes are decompressed only after the
+ * payload hash verified, and only with LZ4_decompress_safe.
+ */
+#ifndef SPOOL_STORAGE_BATCH_H
+#define SPOOL_STORAGE_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "assert.h"
+
+#define BATCH_MAGIC 0x54425053u /* "SPBT" as little-endian bytes */
+#define BATCH_VERSION 1u
+#define BATCH_HEADER_SIZE 64u
+#define BATCH_ALIGN 4096u
+#define BATCH_RECORD_HEADER_SIZE 8u
+/* Compressing less than 1 KiB rarely saves a block and costs a call per commit. */
+#define BATCH_COMPRESS_MIN_BYTES 1024u
+/* The largest batch any reader accepts: total_len is a u32 and a batch never spans more than
+ * one segment; 256 MiB bounds the buffer a damaged-but-hash-valid header could ask for. */
+#define BATCH_TOTAL_BYTES_LIMIT (256u * 1024u * 1024u)
+
+enum batch_codec {
+    BATCH_CODEC_NONE = 0,
+    BATCH_CODEC_LZ4 = 1,
+};
+
+struct batch_header {
+    uint32_t magic;
+    uint16_t version;
+    uint8_t codec;
+    uint8_t flags;
+    uint32_t record_count;
+    uint32_t stored_len;
+    uint32_t raw_len;
+    uint32_t total_len;
+    uint64_t base_seq;
+    uint64_t segment_id;
+    uint64_t prev_batch_hash;
+    uint64_t payload_hash;
+    uint64_t header_hash;
+};
+
+/* What a header block turned out to be. */
+enum batch_check {
+    BATCH_OK = 0,
+    BATCH_ZERO,       /* all 64 header bytes zero: the clean end of a preallocated segment */
+    BATCH_BAD_MAGIC,  /* neither zero nor a batch */
+    BATCH_BAD_HASH,   /* magic right, header hash wrong (torn, flipped, or another seed) */
+    BATCH_BAD_FIELDS, /* hash right but fields inconsistent (a newer version, a bug) */
+};
+
+const char *batch_check_name(enum batch_check check);
+
+static inline uint32_t batch_align_up(uint64_t n)
+{
+    SPOOL_ASSERT(n <= BATCH_TOTAL_BYTES_LIMIT);
+    return (uint32_t)((n + BATCH_ALIGN - 1) & ~(uint64_t)(BATCH_ALIGN - 1));
+}
+
+/* Bytes a record of len takes in the raw payload. */
+static inline uint32_t batch_record_footprint(uint32_t len)
+{
+    return BATCH_RECORD_HEADER_SIZE + len;
+}
+
+/* Append one record at payload + offset; returns the offset after it. The caller checked
+ * that it fits. */
+uint32_t batch_record_put(uint8_t *payload, uint32_t offset, uint8_t type, const void *data,
+                          uint32_t len);
+
+/* Everything a batch header needs besides its payload. */
+struct batch_seal_args {
+    uint64_t base_seq;
+    uint64_t segment_id;
+    uint64_t prev_batch_hash;
+    uint32_t record_count;
+    uint32_t raw_len;  /* raw payload bytes at open_buf + BATCH_HEADER_SIZE */
+    bool compress;     /* try lz4 (used only when it pays) */
+};
+
+/*
+ * Turn the open buffer (header space + raw records) into a finished batch: compress into
+ * spare when it pays, fill the header, zero the padding, and verify the result by decoding
+ * it again. Both buffers hold buf_size bytes. *out is open_buf or spare_buf (whichever holds
+ * the batch); *header receives the header. Never fails: a batch that does not decode back is
+ * a bug and asserts.
+ */
+void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
+                const struct batch_seal_args *args, uint8_t **out, struct batch_header *header);
+
+/* Parse and verify a 64-byte header block written for segment_id. */
+SPOOL_MUST_USE enum batch_check batch_header_check(const void *block, uint64_t segment_id,
+                                                   struct batch_header *out);
+
+/* Verify the stored payload's hash. */
+SPOOL_MUST_USE bool batch_payload_valid(const struct batch_header *header, const void *stored);
+
+/*
+ * Produce the raw payload of a batch whose payload hash verified: stored itself for codec 0,
+ * else decompressed into scratch (scratch_size >= raw_len). Then walk the records and check
+ * that exactly record_count of them fill raw_len. Returns the raw payload, or NULL when
+ * decompression or the record walk fails (damage).
+ */
+SPOOL_MUST_USE const uint8_t *batch_payload_decode(const struct batch_header *header,
+                                                   const uint8_t *stored, uint8_t *scratch,
+                                                   uint32_t scratch_size);
+
+/* A cursor over the records of a decoded raw payload. */
+struct batch_cursor {
+    const uint8_t *raw;
+    uint32_t raw_len;
+    uint32_t offset;
+};
+
+/* Next record; false at the end or on a malformed record (batch_payload_decode rejects
+ * those, so after it false means the end). */
+bool batch_cursor_next(struct batch_cursor *cursor, uint8_t *type, const uint8_t **data,
+                       uint32_t *len);
+
+/* Serialize a header into 64 bytes (computing header_hash) / read one back without checks. */
+void batch_header_encode(struct batch_header *header, void *block);
+void batch_header_decode(const void *block, struct batch_header *out);
+
+#endif

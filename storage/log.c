@@ -1,0 +1,819 @@
+/*
+ * The engine's write path: appends, group commit, rolls and durability (log.h).
+ *
+ * A commit is a chain of ops driven by completions, one step at a time, never blocking:
+ *
+ *   [roll: (fdatasync old segment) -> open O_CREAT|O_EXCL -> fallocate -> write header
+ *          -> fdatasync -> fsync directory]  -> write batch (linked fdatasync if "always")
+ *
+ * A write that completes short cancels its linked fdatasync (-ECANCELED); the remainder is
+ * written and synced again. A failed write or fdatasync poisons the engine: on_durable hears
+ * the error once, appends fail with it from then on, and nothing is retried. ENOSPC while
+ * making a new segment is not poison: the half-made file is removed, appends fail with
+ * LOG_ENOSPC, and the roll is retried every LOG_ENOSPC_RETRY_NS from log_tick.
+ *
+ * Invariants (asserted): at most one commit in flight; the open batch never exceeds its
+ * capacity; watermarks only grow and synced_end <= written_end <= next_seq; a batch is decoded
+ * again before it is written (batch_seal).
+ */
+#include "log_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *log_strerror(int error)
+{
+    switch (error) {
+    case LOG_ECORRUPT:
+        return "log damaged beyond a torn tail";
+    case LOG_ENOSPC:
+        return "disk full: new appends refused";
+    case LOG_EPOISONED:
+        return "an earlier write or fdatasync failed; reopen to recover";
+    case LOG_ELOCKED:
+        return "data directory locked by another process";
+    case LOG_EVERSION:
+        return "file of an unknown format version";
+    case LOG_ETOOBIG:
+        return "record larger than a batch";
+    default:
+        return error < 0 ? strerror(-error) : "success";
+    }
+}
+
+const char *log_damage_name(enum log_damage_kind kind)
+{
+    static const char *const names[] = {
+        [LOG_DAMAGE_NONE] = "none",
+        [LOG_DAMAGE_TORN_TAIL] = "torn_tail",
+        [LOG_DAMAGE_BAD_HEADER] = "bad_header",
+        [LOG_DAMAGE_BAD_PAYLOAD] = "bad_payload",
+        [LOG_DAMAGE_SEQ_GAP] = "seq_gap",
+        [LOG_DAMAGE_BAD_CHAIN] = "bad_chain",
+        [LOG_DAMAGE_MISSING_SEGMENT] = "missing_segment",
+        [LOG_DAMAGE_BAD_SEGMENT_HEADER] = "bad_segment_header",
+        [LOG_DAMAGE_BAD_CHECKPOINT] = "bad_checkpoint",
+    };
+    if ((unsigned)kind >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[kind];
+}
+
+void log_config_defaults(struct log_config *config)
+{
+    memset(config, 0, sizeof(*config));
+    config->segment_size_bytes = 64ull * 1024 * 1024;
+    config->batch_size_bytes_max = 1024 * 1024;
+    config->sync_mode = LOG_SYNC_ALWAYS;
+    config->sync_interval_ms = 10;
+    config->compress = true;
+}
+
+uint32_t log_record_footprint(uint32_t len)
+{
+    return batch_record_footprint(len);
+}
+
+int64_t log_now_ns(const struct log *log)
+{
+    if (log->config.now_ns != NULL)
+        return log->config.now_ns(log->config.ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void log_report(struct log *log, uint64_t end, enum log_durability level)
+{
+    SPOOL_ASSERT(end <= log->next_seq);
+    if (log->config.on_durable != NULL)
+        log->config.on_durable(log->config.ctx, end, level, 0);
+}
+
+void log_poison(struct log *log, int error)
+{
+    SPOOL_ASSERT(error < 0);
+    if (log->error != 0)
+        return;
+    log->error = error;
+    fprintf(stderr, "level=error msg=\"log poisoned\" error=\"%s\" durable_seq_end=%" PRIu64 "\n",
+            log_strerror(error), log_durable_seq_end(log));
+    if (log->config.on_durable != NULL)
+        log->config.on_durable(log->config.ctx, log_durable_seq_end(log), 0, error);
+}
+
+/* ---- segments list ---- */
+
+struct log_segment *log_segment_find(const struct log *log, uint64_t segment_id)
+{
+    uint32_t lo = 0, hi = log->segment_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (log->segments[mid]->id < segment_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < log->segment_count && log->segments[lo]->id == segment_id)
+        return log->segments[lo];
+    return NULL;
+}
+
+int log_segment_add(struct log *log, uint64_t id, int fd)
+{
+    SPOOL_ASSERT(log->segment_count == 0 || log->segments[log->segment_count - 1]->id < id);
+    if (log->segment_count == log->segment_capacity) {
+        uint32_t cap = log->segment_capacity ? log->segment_capacity * 2 : 16;
+        struct log_segment **p = realloc(log->segments, cap * sizeof(*p));
+        if (p == NULL)
+            return -ENOMEM;
+        log->segments = p;
+        log->segment_capacity = cap;
+    }
+    struct log_segment *seg = calloc(1, sizeof(*seg));
+    if (seg == NULL)
+        return -ENOMEM;
+    seg->id = id;
+    seg->fd = fd;
+    seg->log = log;
+    log->segments[log->segment_count++] = seg;
+    return 0;
+}
+
+static void log_segment_close_done(struct io_op *op)
+{
+    struct log_segment *seg = op->ctx;
+    seg->log->closes_pending--;
+    free(seg);
+}
+
+/* Close a dropped segment's fd once no read uses it. */
+void log_segment_release(struct log_segment *seg)
+{
+    if (!seg->dropped || seg->reads > 0)
+        return;
+    struct io_op *op = &seg->close_op;
+    memset(op, 0, sizeof(*op));
+    op->kind = IO_CLOSE;
+    op->fd = seg->fd;
+    op->done = log_segment_close_done;
+    op->ctx = seg;
+    seg->log->closes_pending++;
+    if (io_submit(seg->log->backend, op) < 0) {
+        /* The fd leaks until exit; nothing durable depends on it. */
+        seg->log->closes_pending--;
+        free(seg);
+    }
+}
+
+void log_segment_drop(struct log *log, struct log_segment *seg)
+{
+    SPOOL_ASSERT(seg != log->segments[log->segment_count - 1]);
+    uint32_t i = 0;
+    while (log->segments[i] != seg)
+        i++;
+    memmove(&log->segments[i], &log->segments[i + 1],
+            (log->segment_count - i - 1) * sizeof(*log->segments));
+    log->segment_count--;
+    seg->dropped = true;
+    log_segment_release(seg);
+}
+
+void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, uint64_t prev_hash)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    log->roll_header = (struct segment_header){
+        .segment_id = id,
+        .segment_size = log->config.segment_size_bytes,
+        .prev_segment_id = prev_id,
+        .prev_last_batch_hash = prev_hash,
+        .created_unix_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+    };
+    segment_header_encode(&log->roll_header, log->segment_block);
+}
+
+/* ---- appending ---- */
+
+/* Place the open batch: after the last sealed batch while a whole batch of the largest size
+ * still fits in that segment, else at the start of a new segment. Rolling a little early (at
+ * most batch_size_bytes_max <= 1/4 of a segment is left zero) keeps every batch's capacity the
+ * same, so -ENOBUFS means "the batch is full" and never "the segment is". */
+static void log_batch_place(struct log *log, uint32_t footprint)
+{
+    uint32_t batch_max = log->config.batch_size_bytes_max;
+    log->open_base_seq = log->next_seq;
+    log->open_capacity = batch_max;
+    if (log->tail_offset <= log->current_size &&
+        log->current_size - log->tail_offset >= batch_max) {
+        log->open_segment_id = log->tail_segment_id;
+        log->open_offset = log->tail_offset;
+    } else {
+        log->open_segment_id = log->open_base_seq;
+        log->open_offset = SEGMENT_HEADER_SIZE;
+    }
+    SPOOL_ASSERT(log->open_capacity % BATCH_ALIGN == 0);
+    SPOOL_ASSERT(log->open_capacity >= BATCH_HEADER_SIZE + footprint);
+}
+
+int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
+               struct log_pos *pos)
+{
+    SPOOL_ASSERT(log != NULL);
+    SPOOL_ASSERT(data != NULL || len == 0);
+    if (log->error != 0)
+        return log->error;
+    if (log->enospc)
+        return LOG_ENOSPC;
+    if (len > log->record_len_max)
+        return LOG_ETOOBIG;
+    uint32_t footprint = batch_record_footprint(len);
+    if (log->open_count == 0)
+        log_batch_place(log, footprint);
+    else if ((uint64_t)BATCH_HEADER_SIZE + log->open_raw_len + footprint > log->open_capacity)
+        return -ENOBUFS;
+    log->open_raw_len = batch_record_put(log->open_buf + BATCH_HEADER_SIZE, log->open_raw_len,
+                                         type, data, len);
+    log->open_count++;
+    if (pos != NULL) {
+        pos->seq = log->next_seq;
+        pos->segment_id = log->open_segment_id;
+        pos->batch_offset = log->open_offset;
+    }
+    log->next_seq++;
+    return 0;
+}
+
+/* ---- the commit chain ---- */
+
+static void log_commit_op_done(struct io_op *op);
+static void log_roll_step(struct log *log);
+
+static void log_op_prepare(struct log *log, struct io_op *op, enum io_op_kind kind, int fd)
+{
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    op->fd = fd;
+    op->ctx = log;
+}
+
+static void log_commit_write_submit(struct log *log)
+{
+    struct log_segment *current = log->segments[log->segment_count - 1];
+    SPOOL_ASSERT(current->id == log->flight_header.segment_id);
+    uint32_t total = log->flight_header.total_len;
+    SPOOL_ASSERT(log->flight_written < total);
+    bool always = log->config.sync_mode == LOG_SYNC_ALWAYS;
+    log->step = COMMIT_WRITE;
+    log_op_prepare(log, &log->write_op, IO_WRITE, current->fd);
+    log->write_op.buf = log->flight_buf + log->flight_written;
+    log->write_op.len = total - log->flight_written;
+    log->write_op.offset = log->flight_offset + log->flight_written;
+    log->write_op.flags = always ? IO_OP_LINK : 0;
+    log->write_op.done = log_commit_op_done;
+    log->commit_ops_pending = 1;
+    int rc = io_submit(log->backend, &log->write_op);
+    if (rc < 0) {
+        log->commit_ops_pending = 0;
+        log->step = COMMIT_IDLE;
+        log_poison(log, rc);
+        return;
+    }
+    if (!always)
+        return;
+    log_op_prepare(log, &log->sync_op, IO_FDATASYNC, current->fd);
+    log->sync_op.done = log_commit_op_done;
+    log->commit_ops_pending = 2;
+    rc = io_submit(log->backend, &log->sync_op);
+    if (rc < 0) {
+        log->commit_ops_pending = 1;
+        log->sync_op.result = rc; /* poisons when the write completes */
+    }
+}
+
+/* Both halves of a commit have completed. */
+static void log_commit_write_finish(struct log *log)
+{
+    int64_t written = log->write_op.result;
+    bool always = log->config.sync_mode == LOG_SYNC_ALWAYS;
+    log->step = COMMIT_IDLE;
+    if (written <= 0) {
+        log_poison(log, written < 0 ? (int)written : -EIO);
+        return;
+    }
+    log->flight_written += (uint32_t)written;
+    if (log->flight_written < log->flight_header.total_len) {
+        /* Short write: its linked fdatasync was canceled; write the rest, sync again. */
+        log_commit_write_submit(log);
+        return;
+    }
+    if (always && log->sync_op.result < 0) {
+        log_poison(log, (int)log->sync_op.result);
+        return;
+    }
+    uint64_t end = log->flight_header.base_seq + log->flight_header.record_count;
+    SPOOL_ASSERT(end > log->written_end);
+    log->written_end = end;
+    if (always) {
+        log->synced_end = end;
+        log->last_sync_ns = log_now_ns(log);
+    }
+    log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
+    /* Group commit: what gathered meanwhile goes out now. */
+    if (log->step == COMMIT_IDLE && log->open_count > 0 && log->error == 0)
+        log_commit_start(log);
+}
+
+static void log_commit_op_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    SPOOL_ASSERT(log->commit_ops_pending > 0);
+    if (--log->commit_ops_pending == 0)
+        log_commit_write_finish(log);
+}
+
+void log_commit_start(struct log *log)
+{
+    SPOOL_ASSERT(log->step == COMMIT_IDLE);
+    SPOOL_ASSERT(log->open_count > 0);
+    bool roll = log->open_segment_id != log->tail_segment_id;
+    uint64_t prev_hash = log->last_batch_hash;
+    if (roll) {
+        log_segment_header_build(log, log->open_segment_id, log->tail_segment_id, prev_hash);
+        prev_hash = log->roll_header.header_hash;
+    }
+    struct batch_seal_args args = {
+        .base_seq = log->open_base_seq,
+        .segment_id = log->open_segment_id,
+        .prev_batch_hash = prev_hash,
+        .record_count = log->open_count,
+        .raw_len = log->open_raw_len,
+        .compress = log->config.compress,
+    };
+    uint8_t *out;
+    batch_seal(log->open_buf, log->flight_buf, log->config.batch_size_bytes_max, &args, &out,
+               &log->flight_header);
+    if (out == log->open_buf) {
+        log->open_buf = log->flight_buf;
+        log->flight_buf = out;
+    }
+    SPOOL_ASSERT(log->flight_header.total_len <= log->open_capacity);
+    log->flight_offset = log->open_offset;
+    log->flight_written = 0;
+    log->last_batch_hash = log->flight_header.header_hash;
+    log->tail_segment_id = log->open_segment_id;
+    if (roll)
+        log->current_size = log->config.segment_size_bytes;
+    log->tail_offset = log->open_offset + log->flight_header.total_len;
+    log->open_count = 0;
+    log->open_raw_len = 0;
+    if (!roll) {
+        log_commit_write_submit(log);
+        return;
+    }
+    bool unsynced = log->synced_end < log->written_end;
+    log->step = unsynced ? COMMIT_ROLL_SYNC_OLD : COMMIT_ROLL_OPEN;
+    log->roll_sync_target = log->written_end;
+    log_roll_step(log);
+}
+
+/* ---- rolling to a new segment ---- */
+
+static void log_roll_done(struct io_op *op);
+
+static void log_roll_submit(struct log *log, enum io_op_kind kind, int fd)
+{
+    log_op_prepare(log, &log->roll_op, kind, fd);
+    log->roll_op.done = log_roll_done;
+    uint64_t id = log->roll_header.segment_id;
+    switch (kind) {
+    case IO_OPEN:
+        segment_name(id, log->roll_op.path);
+        log->roll_op.open_flags = O_RDWR | O_CREAT | O_EXCL;
+        log->roll_op.mode = 0640;
+        break;
+    case IO_UNLINK:
+        segment_name(id, log->roll_op.path);
+        break;
+    case IO_FALLOCATE:
+        log->roll_op.offset = 0;
+        log->roll_op.len = log->roll_header.segment_size;
+        break;
+    case IO_WRITE:
+        log->roll_op.buf = log->segment_block + log->roll_written;
+        log->roll_op.len = SEGMENT_HEADER_SIZE - log->roll_written;
+        log->roll_op.offset = log->roll_written;
+        break;
+    default:
+        break;
+    }
+    int rc = io_submit(log->backend, &log->roll_op);
+    if (rc < 0) {
+        log->step = COMMIT_IDLE;
+        log_poison(log, rc);
+    }
+}
+
+/* Submit the op of the current roll step. */
+static void log_roll_step(struct log *log)
+{
+    struct log_segment *current = log->segments[log->segment_count - 1];
+    switch (log->step) {
+    case COMMIT_ROLL_SYNC_OLD:
+        log_roll_submit(log, IO_FDATASYNC, current->fd);
+        break;
+    case COMMIT_ROLL_OPEN:
+        log->roll_written = 0;
+        log_roll_submit(log, IO_OPEN, -1);
+        break;
+    case COMMIT_ROLL_FALLOCATE:
+        log_roll_submit(log, IO_FALLOCATE, log->roll_fd);
+        break;
+    case COMMIT_ROLL_HEADER:
+        log_roll_submit(log, IO_WRITE, log->roll_fd);
+        break;
+    case COMMIT_ROLL_HEADER_SYNC:
+        log_roll_submit(log, IO_FDATASYNC, log->roll_fd);
+        break;
+    case COMMIT_ROLL_DIR_SYNC:
+        log_roll_submit(log, IO_FSYNC_DIR, -1);
+        break;
+    case COMMIT_ROLL_UNDO_CLOSE:
+        log_roll_submit(log, IO_CLOSE, log->roll_fd);
+        break;
+    case COMMIT_ROLL_UNDO_UNLINK:
+        log_roll_submit(log, IO_UNLINK, -1);
+        break;
+    default:
+        SPOOL_ASSERT(!"not a roll step");
+    }
+}
+
+static bool log_is_enospc(int64_t rc)
+{
+    return rc == -ENOSPC || rc == -EDQUOT;
+}
+
+/* The disk is full: undo the half-made segment (if any) and wait to retry. */
+static void log_roll_enospc(struct log *log)
+{
+    if (!log->enospc)
+        fprintf(stderr, "level=warn msg=\"disk full: cannot create segment\" segment=%" PRIu64
+                        "\n", log->roll_header.segment_id);
+    log->enospc = true;
+    if (log->roll_fd >= 0) {
+        log->step = COMMIT_ROLL_UNDO_CLOSE;
+        log_roll_step(log);
+        return;
+    }
+    log->step = COMMIT_ENOSPC_WAIT;
+    log->enospc_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
+}
+
+/* The new segment's header is durable and named: it becomes the current segment. */
+static void log_roll_finish(struct log *log)
+{
+    int rc = log_segment_add(log, log->roll_header.segment_id, log->roll_fd);
+    if (rc < 0) {
+        log->step = COMMIT_IDLE;
+        log_poison(log, rc);
+        return;
+    }
+    log->roll_fd = -1;
+    log->enospc = false;
+    log_commit_write_submit(log);
+}
+
+static void log_roll_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    int64_t rc = op->result;
+    switch (log->step) {
+    case COMMIT_ROLL_SYNC_OLD:
+        if (rc < 0)
+            break;
+        if (log->roll_sync_target > log->synced_end) {
+            log->synced_end = log->roll_sync_target;
+            log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
+        }
+        log->step = COMMIT_ROLL_OPEN;
+        log_roll_step(log);
+        return;
+    case COMMIT_ROLL_OPEN:
+        if (log_is_enospc(rc)) {
+            log_roll_enospc(log);
+            return;
+        }
+        if (rc < 0)
+            break;
+        log->roll_fd = (int)rc;
+        log->step = COMMIT_ROLL_FALLOCATE;
+        log_roll_step(log);
+        return;
+    case COMMIT_ROLL_FALLOCATE:
+        if (log_is_enospc(rc)) {
+            log_roll_enospc(log);
+            return;
+        }
+        /* A file system without fallocate still works, it only commits slower. */
+        if (rc < 0 && rc != -EOPNOTSUPP)
+            break;
+        log->step = COMMIT_ROLL_HEADER;
+        log_roll_step(log);
+        return;
+    case COMMIT_ROLL_HEADER:
+        if (log_is_enospc(rc)) {
+            log_roll_enospc(log);
+            return;
+        }
+        if (rc <= 0) {
+            rc = rc < 0 ? rc : -EIO;
+            break;
+        }
+        log->roll_written += (uint32_t)rc;
+        log->step = log->roll_written < SEGMENT_HEADER_SIZE ? COMMIT_ROLL_HEADER
+                                                            : COMMIT_ROLL_HEADER_SYNC;
+        log_roll_step(log);
+        return;
+    case COMMIT_ROLL_HEADER_SYNC:
+        if (rc < 0)
+            break;
+        log->step = COMMIT_ROLL_DIR_SYNC;
+        log_roll_step(log);
+        return;
+    case COMMIT_ROLL_DIR_SYNC:
+        if (rc < 0)
+            break;
+        log_roll_finish(log);
+        return;
+    case COMMIT_ROLL_UNDO_CLOSE:
+        log->roll_fd = -1;
+        log->step = COMMIT_ROLL_UNDO_UNLINK;
+        log_roll_step(log);
+        return;
+    case COMMIT_ROLL_UNDO_UNLINK:
+        if (rc < 0 && rc != -ENOENT)
+            break;
+        log->step = COMMIT_ENOSPC_WAIT;
+        log->enospc_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
+        return;
+    default:
+        SPOOL_ASSERT(!"roll completion in a non-roll step");
+    }
+    log->step = COMMIT_IDLE;
+    log_poison(log, (int)rc);
+}
+
+/* ---- the interval sync ---- */
+
+static void log_isync_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    log->isync_active = false;
+    if (op->result < 0) {
+        log_poison(log, (int)op->result);
+        return;
+    }
+    if (log->isync_target > log->synced_end) {
+        log->synced_end = log->isync_target;
+        log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
+    }
+}
+
+static void log_isync_start(struct log *log, int64_t now)
+{
+    struct log_segment *current = log->segments[log->segment_count - 1];
+    log_op_prepare(log, &log->isync_op, IO_FDATASYNC, current->fd);
+    log->isync_op.done = log_isync_done;
+    log->isync_target = log->written_end;
+    log->last_sync_ns = now;
+    log->isync_active = true;
+    int rc = io_submit(log->backend, &log->isync_op);
+    if (rc < 0) {
+        log->isync_active = false;
+        log_poison(log, rc);
+    }
+}
+
+static int64_t log_isync_deadline(const struct log *log)
+{
+    if (log->config.sync_mode != LOG_SYNC_INTERVAL || log->isync_active ||
+        log->synced_end >= log->written_end)
+        return INT64_MAX;
+    return log->last_sync_ns + (int64_t)log->config.sync_interval_ms * 1000000;
+}
+
+void log_tick(struct log *log)
+{
+    SPOOL_ASSERT(log != NULL);
+    if (log->error != 0)
+        return;
+    int64_t now = log_now_ns(log);
+    if (log->step == COMMIT_ENOSPC_WAIT && now >= log->enospc_retry_ns) {
+        log->step = COMMIT_ROLL_OPEN;
+        log_roll_step(log);
+    }
+    if (log->step == COMMIT_IDLE && log->open_count > 0 && log->error == 0)
+        log_commit_start(log);
+    if (log->error == 0 && now >= log_isync_deadline(log))
+        log_isync_start(log, now);
+}
+
+int64_t log_next_deadline_ns(const struct log *log)
+{
+    int64_t deadline = log_isync_deadline(log);
+    if (log->step == COMMIT_ENOSPC_WAIT && log->enospc_retry_ns < deadline)
+        deadline = log->enospc_retry_ns;
+    return log->error != 0 ? INT64_MAX : deadline;
+}
+
+/* ---- accessors ---- */
+
+uint64_t log_next_seq(const struct log *log)
+{
+    return log->next_seq;
+}
+
+uint64_t log_durable_seq_end(const struct log *log)
+{
+    return log->config.sync_mode == LOG_SYNC_ALWAYS ? log->synced_end : log->written_end;
+}
+
+bool log_idle(const struct log *log)
+{
+    return log->open_count == 0 && log->step == COMMIT_IDLE && !log->isync_active &&
+           log->ckpt_step == CKPT_IDLE && log->reads_active == 0 && log->closes_pending == 0;
+}
+
+int log_error(const struct log *log)
+{
+    return log->error;
+}
+
+uint32_t log_segment_count(const struct log *log)
+{
+    return log->segment_count;
+}
+
+uint64_t log_segment_id(const struct log *log, uint32_t index)
+{
+    SPOOL_ASSERT(index < log->segment_count);
+    return log->segments[index]->id;
+}
+
+uint64_t log_current_segment_id(const struct log *log)
+{
+    SPOOL_ASSERT(log->segment_count > 0);
+    return log->segments[log->segment_count - 1]->id;
+}
+
+/* ---- open and close ---- */
+
+static int log_config_check(const struct log_config *c)
+{
+    if (c->segment_size_bytes < SEGMENT_SIZE_MIN || c->segment_size_bytes % BATCH_ALIGN != 0)
+        return -EINVAL;
+    if (c->batch_size_bytes_max < 2 * BATCH_ALIGN || c->batch_size_bytes_max % BATCH_ALIGN != 0 ||
+        c->batch_size_bytes_max > c->segment_size_bytes / 4 ||
+        c->batch_size_bytes_max > BATCH_TOTAL_BYTES_LIMIT)
+        return -EINVAL;
+    if (c->sync_mode != LOG_SYNC_ALWAYS && c->sync_mode != LOG_SYNC_INTERVAL &&
+        c->sync_mode != LOG_SYNC_NONE)
+        return -EINVAL;
+    if (c->sync_mode == LOG_SYNC_INTERVAL && c->sync_interval_ms == 0)
+        return -EINVAL;
+    return 0;
+}
+
+static void log_free(struct log *log)
+{
+    for (uint32_t i = 0; i < log->segment_count; i++) {
+        if (log->segments[i]->fd >= 0) {
+            int rc = io_sync_simple(log->backend, IO_CLOSE, log->segments[i]->fd);
+            (void)rc; /* data fds were fdatasync'ed (or the log is poisoned) before this */
+        }
+        free(log->segments[i]);
+    }
+    if (log->roll_fd >= 0) {
+        int rc = io_sync_simple(log->backend, IO_CLOSE, log->roll_fd);
+        (void)rc; /* a segment the log never used */
+    }
+    for (uint32_t i = 0; i < LOG_READS_MAX; i++)
+        free(log->reads[i].buf);
+    log_checkpoint_free(log);
+    free(log->segments);
+    free(log->open_buf);
+    free(log->flight_buf);
+    free(log->segment_block);
+    free(log->read_scratch);
+    free(log);
+}
+
+static int log_alloc(const struct log_config *config, struct io_backend *backend,
+                     struct log **out)
+{
+    struct log *log = calloc(1, sizeof(*log));
+    if (log == NULL)
+        return -ENOMEM;
+    log->config = *config;
+    log->backend = backend;
+    log->roll_fd = -1;
+    log->ckpt_fd = -1;
+    log->record_len_max =
+        config->batch_size_bytes_max - BATCH_HEADER_SIZE - BATCH_RECORD_HEADER_SIZE;
+    log->open_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
+    log->flight_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
+    log->segment_block = aligned_alloc(BATCH_ALIGN, SEGMENT_HEADER_SIZE);
+    if (log->open_buf == NULL || log->flight_buf == NULL || log->segment_block == NULL) {
+        log_free(log);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < LOG_READS_MAX; i++)
+        log->reads[i].log = log;
+    *out = log;
+    return 0;
+}
+
+int log_open(const struct log_config *config, struct io_backend *backend,
+             int (*replay)(void *ctx, const struct log_record *record), void *replay_ctx,
+             void **checkpoint, uint32_t *checkpoint_len, struct log_recovery_report *report,
+             struct log **out)
+{
+    SPOOL_ASSERT(config != NULL && backend != NULL && out != NULL);
+    struct log_recovery_report local_report;
+    if (report == NULL)
+        report = &local_report;
+    memset(report, 0, sizeof(*report));
+    if (checkpoint != NULL)
+        *checkpoint = NULL;
+    if (checkpoint_len != NULL)
+        *checkpoint_len = 0;
+    int rc = log_config_check(config);
+    if (rc < 0)
+        return rc;
+    rc = backend->ops->lock(backend);
+    if (rc == -EWOULDBLOCK)
+        return LOG_ELOCKED;
+    if (rc < 0)
+        return rc;
+    struct log *log;
+    rc = log_alloc(config, backend, &log);
+    if (rc < 0)
+        return rc;
+    rc = log_recover(log, replay, replay_ctx, checkpoint, checkpoint_len, report);
+    if (rc != 0) {
+        log_free(log);
+        return rc;
+    }
+    log->last_sync_ns = log_now_ns(log);
+    *out = log;
+    return 0;
+}
+
+/* Poll until the engine has nothing pending or in flight (or cannot make progress). */
+static void log_drain(struct log *log)
+{
+    while (true) {
+        log_tick(log);
+        if (log->step == COMMIT_ENOSPC_WAIT && log_now_ns(log) < log->enospc_retry_ns)
+            break; /* the disk is full: what is pending cannot become durable */
+        bool busy = log->step != COMMIT_IDLE || log->isync_active ||
+                    log->ckpt_step != CKPT_IDLE || log->reads_active > 0 ||
+                    log->closes_pending > 0 || (log->open_count > 0 && log->error == 0);
+        if (!busy)
+            break;
+        int rc = io_backend_poll(log->backend, true);
+        if (rc < 0 && rc != -EINTR) {
+            log_poison(log, rc);
+            break;
+        }
+        /* Busy with nothing in flight would spin forever: every step keeps an op out. */
+        SPOOL_ASSERT(rc != 0 || log->backend->ops->in_flight(log->backend) > 0);
+    }
+}
+
+int log_close(struct log *log)
+{
+    if (log == NULL)
+        return 0;
+    log_drain(log);
+    int rc = log->error;
+    if (rc == 0 && log->step == COMMIT_ENOSPC_WAIT)
+        rc = LOG_ENOSPC;
+    if (log->error == 0 && log->config.sync_mode != LOG_SYNC_ALWAYS && log->segment_count > 0 &&
+        log->synced_end < log->written_end) {
+        int sync_rc = io_sync_simple(log->backend, IO_FDATASYNC,
+                                     log->segments[log->segment_count - 1]->fd);
+        if (sync_rc < 0)
+            rc = sync_rc;
+        else
+            log->synced_end = log->written_end;
+    }
+    log_free(log);
+    return rc;
+}

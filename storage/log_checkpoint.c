@@ -1,0 +1,292 @@
+/*
+ * Writing a checkpoint and dropping segments (log_checkpoint), as one chain of ops:
+ *
+ *   (interval/none: fdatasync the log up to the anchor) -> open checkpoint.tmp -> write
+ *   -> fdatasync -> close -> rename over checkpoint -> fsync dir -> unlink each dropped
+ *   segment -> fsync dir -> done
+ *
+ * Segments are unlinked only after the checkpoint that no longer lists them is durable, so a
+ * crash at any point leaves either the old checkpoint with every segment it lists, or the new
+ * one with (possibly) some dropped segments still present; recovery deletes those again.
+ * A failure of the checkpoint's own file is reported to done and leaves the log usable; a
+ * failed fdatasync of the log itself poisons it.
+ */
+#include "log_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void log_checkpoint_done(struct io_op *op);
+
+void log_checkpoint_free(struct log *log)
+{
+    free(log->ckpt_buf);
+    free(log->ckpt_drop);
+    log->ckpt_buf = NULL;
+    log->ckpt_drop = NULL;
+}
+
+static void log_checkpoint_end(struct log *log, int error)
+{
+    log->ckpt_step = CKPT_IDLE;
+    log_checkpoint_free(log);
+    log->ckpt_done(log->ckpt_ctx, error);
+}
+
+static int log_checkpoint_submit(struct log *log)
+{
+    struct io_op *op = &log->ckpt_op;
+    memset(op, 0, sizeof(*op));
+    op->ctx = log;
+    op->done = log_checkpoint_done;
+    op->fd = log->ckpt_fd;
+    switch (log->ckpt_step) {
+    case CKPT_SYNC_LOG:
+        op->kind = IO_FDATASYNC;
+        op->fd = log->segments[log->segment_count - 1]->fd;
+        break;
+    case CKPT_OPEN:
+        op->kind = IO_OPEN;
+        strcpy(op->path, CHECKPOINT_TMP_NAME);
+        op->open_flags = O_WRONLY | O_CREAT | O_TRUNC;
+        op->mode = 0640;
+        break;
+    case CKPT_WRITE:
+        op->kind = IO_WRITE;
+        op->buf = log->ckpt_buf + log->ckpt_written;
+        op->len = log->ckpt_len - log->ckpt_written;
+        op->offset = log->ckpt_written;
+        break;
+    case CKPT_SYNC:
+        op->kind = IO_FDATASYNC;
+        break;
+    case CKPT_CLOSE:
+        op->kind = IO_CLOSE;
+        break;
+    case CKPT_RENAME:
+        op->kind = IO_RENAME;
+        strcpy(op->path, CHECKPOINT_TMP_NAME);
+        strcpy(op->path2, CHECKPOINT_NAME);
+        break;
+    case CKPT_DIR_SYNC:
+    case CKPT_DROP_DIR_SYNC:
+        op->kind = IO_FSYNC_DIR;
+        break;
+    case CKPT_UNLINK:
+        op->kind = IO_UNLINK;
+        segment_name(log->ckpt_drop[log->ckpt_drop_index], op->path);
+        break;
+    default:
+        SPOOL_ASSERT(!"no op for this checkpoint step");
+    }
+    return io_submit(log->backend, op);
+}
+
+/* From a completion: go on to step, or end with the submit error. */
+static void log_checkpoint_next(struct log *log, enum log_checkpoint_step step)
+{
+    log->ckpt_step = step;
+    int rc = log_checkpoint_submit(log);
+    if (rc < 0)
+        log_checkpoint_end(log, rc);
+}
+
+/* After the checkpoint is durable: unlink the next dropped segment, or finish. */
+static void log_checkpoint_drop_next(struct log *log)
+{
+    while (log->ckpt_drop_index < log->ckpt_drop_count) {
+        struct log_segment *seg = log_segment_find(log, log->ckpt_drop[log->ckpt_drop_index]);
+        if (seg != NULL) {
+            log_segment_drop(log, seg);
+            log_checkpoint_next(log, CKPT_UNLINK);
+            return;
+        }
+        log->ckpt_drop_index++;
+    }
+    if (log->ckpt_drop_count > 0 && log->ckpt_step != CKPT_DROP_DIR_SYNC) {
+        log_checkpoint_next(log, CKPT_DROP_DIR_SYNC);
+        return;
+    }
+    log_checkpoint_end(log, 0);
+}
+
+static void log_checkpoint_failed(struct log *log, int error)
+{
+    if (log->ckpt_fd >= 0 && log->ckpt_step != CKPT_CLOSE) {
+        /* Close the temp file; the error is reported once the close completes. */
+        log->ckpt_error = error;
+        log_checkpoint_next(log, CKPT_CLOSE);
+        return;
+    }
+    log_checkpoint_end(log, error);
+}
+
+static void log_checkpoint_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    int64_t rc = op->result;
+    switch (log->ckpt_step) {
+    case CKPT_SYNC_LOG:
+        if (rc < 0) {
+            log_poison(log, (int)rc);
+            log_checkpoint_end(log, (int)rc);
+            return;
+        }
+        if (log->ckpt_sync_target > log->synced_end) {
+            log->synced_end = log->ckpt_sync_target;
+            log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
+        }
+        log->ckpt_sync_target = 0;
+        log_checkpoint_next(log, CKPT_OPEN);
+        return;
+    case CKPT_OPEN:
+        if (rc < 0)
+            break;
+        log->ckpt_fd = (int)rc;
+        log_checkpoint_next(log, CKPT_WRITE);
+        return;
+    case CKPT_WRITE:
+        if (rc <= 0) {
+            log_checkpoint_failed(log, rc < 0 ? (int)rc : -EIO);
+            return;
+        }
+        log->ckpt_written += (uint64_t)rc;
+        log_checkpoint_next(log, log->ckpt_written < log->ckpt_len ? CKPT_WRITE : CKPT_SYNC);
+        return;
+    case CKPT_SYNC:
+        if (rc < 0) {
+            log_checkpoint_failed(log, (int)rc);
+            return;
+        }
+        log_checkpoint_next(log, CKPT_CLOSE);
+        return;
+    case CKPT_CLOSE:
+        log->ckpt_fd = -1;
+        if (log->ckpt_error != 0) {
+            log_checkpoint_end(log, log->ckpt_error); /* the failure that made us close */
+            return;
+        }
+        if (rc < 0)
+            break;
+        log_checkpoint_next(log, CKPT_RENAME);
+        return;
+    case CKPT_RENAME:
+        if (rc < 0)
+            break;
+        log_checkpoint_next(log, CKPT_DIR_SYNC);
+        return;
+    case CKPT_DIR_SYNC:
+        if (rc < 0)
+            break;
+        log_checkpoint_drop_next(log);
+        return;
+    case CKPT_UNLINK:
+        if (rc < 0 && rc != -ENOENT)
+            break;
+        log->ckpt_drop_index++;
+        log_checkpoint_drop_next(log);
+        return;
+    case CKPT_DROP_DIR_SYNC:
+        if (rc < 0)
+            break;
+        log_checkpoint_end(log, 0);
+        return;
+    default:
+        SPOOL_ASSERT(!"checkpoint completion while idle");
+    }
+    log_checkpoint_end(log, (int)rc);
+}
+
+/* May segment id be dropped by a checkpoint anchored at anchor_seq? */
+static bool log_checkpoint_droppable(const struct log *log, uint64_t id, uint64_t anchor_seq)
+{
+    for (uint32_t i = 0; i + 1 < log->segment_count; i++) {
+        if (log->segments[i]->id == id)
+            return log->segments[i + 1]->id <= anchor_seq; /* all its records < anchor */
+    }
+    return false; /* absent, or the current segment */
+}
+
+/* Encode the checkpoint file: the segments that remain after drop. */
+static int log_checkpoint_encode(struct log *log, uint64_t anchor_seq, const void *payload,
+                                 uint32_t payload_len, const uint64_t *drop, uint32_t drop_count)
+{
+    uint64_t *ids = malloc(log->segment_count * sizeof(*ids));
+    if (ids == NULL)
+        return -ENOMEM;
+    struct checkpoint_info info = {.anchor_seq = anchor_seq, .payload_len = payload_len};
+    for (uint32_t i = 0; i < log->segment_count; i++) {
+        uint64_t id = log->segments[i]->id;
+        bool dropped = false;
+        for (uint32_t k = 0; k < drop_count && !dropped; k++)
+            dropped = drop[k] == id;
+        if (dropped)
+            continue;
+        ids[info.segment_count++] = id;
+        if (id <= anchor_seq)
+            info.anchor_segment_id = id;
+    }
+    SPOOL_ASSERT(info.anchor_segment_id != 0); /* droppable segments all end before anchor */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    info.created_unix_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    log->ckpt_len = checkpoint_encoded_size(info.segment_count, payload_len);
+    log->ckpt_buf = malloc(log->ckpt_len);
+    if (log->ckpt_buf == NULL) {
+        free(ids);
+        return -ENOMEM;
+    }
+    checkpoint_encode(&info, ids, payload, log->ckpt_buf);
+    free(ids);
+    return 0;
+}
+
+int log_checkpoint(struct log *log, uint64_t anchor_seq, const void *payload,
+                   uint32_t payload_len, const uint64_t *drop, uint32_t drop_count,
+                   void (*done)(void *ctx, int error), void *ctx)
+{
+    SPOOL_ASSERT(log != NULL && done != NULL);
+    SPOOL_ASSERT(payload != NULL || payload_len == 0);
+    if (log->ckpt_step != CKPT_IDLE)
+        return -EBUSY;
+    if (log->error != 0)
+        return log->error;
+    if (anchor_seq == 0 || anchor_seq > log_durable_seq_end(log) ||
+        payload_len > CHECKPOINT_PAYLOAD_MAX)
+        return -EINVAL;
+    for (uint32_t k = 0; k < drop_count; k++)
+        if (!log_checkpoint_droppable(log, drop[k], anchor_seq))
+            return -EINVAL;
+    int rc = log_checkpoint_encode(log, anchor_seq, payload, payload_len, drop, drop_count);
+    if (rc < 0)
+        return rc;
+    log->ckpt_drop = malloc((drop_count > 0 ? drop_count : 1) * sizeof(*drop));
+    if (log->ckpt_drop == NULL) {
+        log_checkpoint_free(log);
+        return -ENOMEM;
+    }
+    if (drop_count > 0)
+        memcpy(log->ckpt_drop, drop, drop_count * sizeof(*drop));
+    log->ckpt_drop_count = drop_count;
+    log->ckpt_drop_index = 0;
+    log->ckpt_written = 0;
+    log->ckpt_sync_target = 0;
+    log->ckpt_error = 0;
+    log->ckpt_done = done;
+    log->ckpt_ctx = ctx;
+    if (anchor_seq > log->synced_end) {
+        log->ckpt_sync_target = log->written_end;
+        log->ckpt_step = CKPT_SYNC_LOG;
+    } else {
+        log->ckpt_step = CKPT_OPEN;
+    }
+    rc = log_checkpoint_submit(log);
+    if (rc < 0) {
+        log->ckpt_step = CKPT_IDLE;
+        log_checkpoint_free(log);
+    }
+    return rc;
+}

@@ -1,0 +1,184 @@
+/*
+ * The engine's private state, shared by log.c (append, group commit, roll, durability),
+ * log_open.c (recovery and repairs), log_read.c (reads by location) and log_checkpoint.c.
+ *
+ * Positions. The open batch's place is fixed when its first record arrives, so log_append
+ * can hand out a final location: it goes right after the last sealed batch when a batch of
+ * batch_size_bytes_max still fits in that segment, else at offset 4096 of a new segment named
+ * by the batch's base seq. A commit whose batch is placed in a segment that does not exist yet
+ * first rolls (creates it durably).
+ *
+ * Buffers. open_buf collects records (a memcpy per append); sealing compresses into
+ * flight_buf or swaps the two, so the batch being written is always in flight_buf and at most
+ * one commit is in flight. Both are aligned and batch_size_bytes_max long.
+ *
+ * Watermarks: written_end <= next_seq and synced_end <= written_end; every record below
+ * written_end is in the page cache, every record below synced_end is fdatasync'ed.
+ */
+#ifndef SPOOL_STORAGE_LOG_INTERNAL_H
+#define SPOOL_STORAGE_LOG_INTERNAL_H
+
+#include "batch.h"
+#include "checkpoint.h"
+#include "log.h"
+#include "segment.h"
+
+/* Concurrent log_read()s: the broker reads back cold job bodies on reserve; 64 in flight
+ * keeps a 2-core disk busy while bounding read buffers to 64 batches. */
+#define LOG_READS_MAX 64u
+/* After ENOSPC on a roll, try again this often: frequent enough to resume quickly once an
+ * operator frees space, rare enough not to spin on a full disk. */
+#define LOG_ENOSPC_RETRY_NS (100ll * 1000 * 1000)
+/* Zeros written per call when cutting a torn tail or salvaging. */
+#define LOG_ZERO_CHUNK_BYTES (1u << 20)
+
+struct log;
+
+struct log_segment {
+    uint64_t id;
+    int fd;
+    uint32_t reads;  /* log_reads in flight on fd */
+    bool dropped;    /* unlinked by a checkpoint; fd closes when reads reach 0 */
+    struct log *log;
+    struct io_op close_op;
+};
+
+enum log_commit_step {
+    COMMIT_IDLE = 0,
+    COMMIT_ROLL_SYNC_OLD,  /* interval/none: make the old segment durable before sealing it */
+    COMMIT_ROLL_OPEN,
+    COMMIT_ROLL_FALLOCATE,
+    COMMIT_ROLL_HEADER,
+    COMMIT_ROLL_HEADER_SYNC,
+    COMMIT_ROLL_DIR_SYNC,
+    COMMIT_ROLL_UNDO_CLOSE,  /* ENOSPC: close and unlink the half-made segment */
+    COMMIT_ROLL_UNDO_UNLINK,
+    COMMIT_ENOSPC_WAIT,      /* retry the roll at enospc_retry_ns */
+    COMMIT_WRITE,            /* the batch write (+ linked fdatasync in always mode) */
+};
+
+enum log_checkpoint_step {
+    CKPT_IDLE = 0,
+    CKPT_SYNC_LOG, /* interval/none: the anchor must be durable before the checkpoint is */
+    CKPT_OPEN,
+    CKPT_WRITE,
+    CKPT_SYNC,
+    CKPT_CLOSE,
+    CKPT_RENAME,
+    CKPT_DIR_SYNC,
+    CKPT_UNLINK,
+    CKPT_DROP_DIR_SYNC,
+};
+
+struct log_read_slot {
+    struct log *log;
+    bool busy;
+    struct io_op op;
+    struct log_segment *segment;
+    struct log_pos pos;
+    uint32_t got; /* bytes of the current read step received */
+    struct batch_header header;
+    void (*done)(void *ctx, int error, const struct log_record *record);
+    void *ctx;
+    uint8_t *buf;
+    uint32_t buf_size;
+};
+
+struct log {
+    struct log_config config;
+    struct io_backend *backend;
+    uint32_t record_len_max;
+
+    /* Segments on disk, ascending; the last is the current one. */
+    struct log_segment **segments;
+    uint32_t segment_count;
+    uint32_t segment_capacity;
+    uint64_t current_size; /* the current segment's size (from its header) */
+
+    /* After the last sealed batch. */
+    uint64_t tail_segment_id;
+    uint64_t tail_offset;
+    uint64_t last_batch_hash;
+    uint64_t next_seq;
+
+    /* The open batch. */
+    uint8_t *open_buf;
+    uint32_t open_raw_len;
+    uint32_t open_count;
+    uint32_t open_capacity; /* bytes on disk it may take, header included */
+    uint64_t open_base_seq;
+    uint64_t open_segment_id;
+    uint64_t open_offset;
+
+    /* The commit in flight. */
+    enum log_commit_step step;
+    uint8_t *flight_buf;
+    struct batch_header flight_header;
+    uint64_t flight_offset;
+    uint32_t flight_written;
+    uint32_t commit_ops_pending;
+    uint64_t roll_sync_target;
+    struct io_op write_op;
+    struct io_op sync_op;
+    struct io_op roll_op;
+    uint8_t *segment_block; /* the new segment's header block */
+    struct segment_header roll_header;
+    int roll_fd;
+    uint32_t roll_written;
+    bool enospc;
+    int64_t enospc_retry_ns;
+
+    /* Durability. */
+    uint64_t written_end;
+    uint64_t synced_end;
+    int error;
+    struct io_op isync_op;
+    bool isync_active;
+    uint64_t isync_target;
+    int64_t last_sync_ns;
+
+    /* Checkpoint. */
+    enum log_checkpoint_step ckpt_step;
+    struct io_op ckpt_op;
+    uint8_t *ckpt_buf;
+    uint64_t ckpt_len;
+    uint64_t ckpt_written;
+    uint64_t ckpt_sync_target;
+    int ckpt_fd;
+    int ckpt_error; /* a failure reported once the temp file is closed */
+    uint64_t *ckpt_drop;
+    uint32_t ckpt_drop_count;
+    uint32_t ckpt_drop_index;
+    void (*ckpt_done)(void *ctx, int error);
+    void *ckpt_ctx;
+
+    /* Reads. */
+    struct log_read_slot reads[LOG_READS_MAX];
+    uint32_t reads_active;
+    uint32_t closes_pending;
+    uint8_t *read_scratch;
+    uint32_t read_scratch_size;
+};
+
+int64_t log_now_ns(const struct log *log);
+void log_poison(struct log *log, int error);
+void log_report(struct log *log, uint64_t end, enum log_durability level);
+struct log_segment *log_segment_find(const struct log *log, uint64_t segment_id);
+/* Remove a dropped segment from the list; its fd closes once no read uses it. */
+void log_segment_drop(struct log *log, struct log_segment *segment);
+void log_segment_release(struct log_segment *segment);
+SPOOL_MUST_USE int log_segment_add(struct log *log, uint64_t id, int fd);
+void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id,
+                              uint64_t prev_hash);
+void log_commit_start(struct log *log);
+
+/* log_open.c: recovery. */
+SPOOL_MUST_USE int log_recover(struct log *log,
+                               int (*replay)(void *ctx, const struct log_record *record),
+                               void *replay_ctx, void **checkpoint, uint32_t *checkpoint_len,
+                               struct log_recovery_report *report);
+
+/* log_checkpoint.c */
+void log_checkpoint_free(struct log *log);
+
+#endif

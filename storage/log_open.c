@@ -1,0 +1,271 @@
+/*
+ * Recovery: turn what scan_run found into a log ready to append, synchronously, before
+ * serving.
+ *
+ * Repairs are the only writes recovery makes, each followed by the sync that makes it
+ * durable: a leftover checkpoint.tmp is deleted; segments an earlier checkpoint dropped but
+ * whose unlink had not become durable are deleted again; a newest segment whose header never
+ * became durable is deleted; a torn tail is overwritten with zeros (segments are preallocated,
+ * so zeros, not a shorter file, mark the clean end) and fdatasync'ed, with a logfmt warning
+ * naming the bytes and seqs dropped. Salvage (an operator's explicit choice) cuts at the first
+ * damage the same way and renames every later segment to "<name>.salvaged" instead of
+ * deleting it. Any other damage fails the open with LOG_ECORRUPT and a message.
+ */
+#include "log_internal.h"
+#include "scan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct log_replay {
+    int (*replay)(void *ctx, const struct log_record *record);
+    void *ctx;
+};
+
+static int log_replay_record(void *ctx, const struct log_record *record)
+{
+    struct log_replay *r = ctx;
+    return r->replay(r->ctx, record);
+}
+
+static void log_damage_message(const struct log_damage *d, char *out, size_t len)
+{
+    char last[24] = "?"; /* the end of the range is unknown when the header itself is bad */
+    if (d->seq_last >= d->seq_first && d->seq_last != 0)
+        snprintf(last, sizeof(last), "%" PRIu64, d->seq_last);
+    snprintf(out, len, "%s: segment %020" PRIu64 " offset %" PRIu64 " seq %" PRIu64 "..%s: %s",
+             log_damage_name(d->kind), d->segment_id, d->offset, d->seq_first, last, d->detail);
+}
+
+static int log_unlink_sync(struct log *log, const char *name)
+{
+    struct io_op op = {.kind = IO_UNLINK};
+    snprintf(op.path, sizeof(op.path), "%s", name);
+    int rc = (int)io_sync(log->backend, &op);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+/* Overwrite [from, to) of fd with zeros and make it durable. */
+static int log_zero_range(struct log *log, int fd, uint64_t from, uint64_t to)
+{
+    if (to <= from)
+        return 0;
+    uint64_t chunk = to - from < LOG_ZERO_CHUNK_BYTES ? to - from : LOG_ZERO_CHUNK_BYTES;
+    uint8_t *zero = calloc(1, chunk);
+    if (zero == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint64_t off = from; off < to && rc == 0;) {
+        uint64_t n = to - off < chunk ? to - off : chunk;
+        int64_t w = io_sync_pwrite(log->backend, fd, zero, n, off);
+        if (w <= 0)
+            rc = w < 0 ? (int)w : -EIO;
+        else
+            off += (uint64_t)w;
+    }
+    free(zero);
+    if (rc == 0)
+        rc = io_sync_simple(log->backend, IO_FDATASYNC, fd);
+    return rc;
+}
+
+/* Delete what earlier crashes left half-done. */
+static int log_repair_files(struct log *log, struct scan_result *res)
+{
+    bool dir_changed = false;
+    int rc = 0;
+    if (res->checkpoint_tmp)
+        rc = log_unlink_sync(log, CHECKPOINT_TMP_NAME);
+    for (uint32_t i = 0; rc == 0 && i < res->leftover_count; i++) {
+        char name[SEGMENT_NAME_LEN + 1];
+        segment_name(res->leftovers[i], name);
+        fprintf(stderr, "level=info msg=\"deleting segment dropped by the checkpoint\" "
+                        "segment=%" PRIu64 "\n", res->leftovers[i]);
+        rc = log_unlink_sync(log, name);
+        dir_changed = true;
+    }
+    if (rc == 0 && res->torn_roll) {
+        char name[SEGMENT_NAME_LEN + 1];
+        segment_name(res->torn_roll_id, name);
+        fprintf(stderr, "level=warn msg=\"deleting segment whose header never became durable\" "
+                        "segment=%" PRIu64 "\n", res->torn_roll_id);
+        rc = log_unlink_sync(log, name);
+        dir_changed = true;
+    }
+    if (rc == 0 && dir_changed)
+        rc = io_sync_simple(log->backend, IO_FSYNC_DIR, -1);
+    return rc;
+}
+
+static int log_cut_torn_tail(struct log *log, struct scan_result *res,
+                             struct log_recovery_report *report)
+{
+    struct scan_segment *seg = &res->segments[res->segment_count - 1];
+    uint64_t bytes = seg->nonzero_end > seg->end_offset ? seg->nonzero_end - seg->end_offset : 0;
+    fprintf(stderr,
+            "level=warn msg=\"torn tail cut\" segment=%" PRIu64 " offset=%" PRIu64
+            " bytes=%" PRIu64 " seq_first=%" PRIu64 " seq_last=%" PRIu64 " reason=\"%s\"\n",
+            seg->id, seg->end_offset, bytes, seg->seq_end,
+            seg->damage.seq_last >= seg->seq_end ? seg->damage.seq_last : seg->seq_end,
+            seg->damage.detail);
+    report->torn_tail = true;
+    report->torn_segment_id = seg->id;
+    report->torn_offset = seg->end_offset;
+    report->torn_bytes = bytes;
+    return log_zero_range(log, seg->fd, seg->end_offset, seg->nonzero_end);
+}
+
+/* Salvage: keep everything before the first damage, set the rest aside. */
+static int log_salvage(struct log *log, struct scan_result *res,
+                       struct log_recovery_report *report)
+{
+    uint32_t keep = res->cut_index < res->segment_count ? res->cut_index : res->segment_count;
+    bool partial = keep < res->segment_count && res->cut_offset > 0;
+    int rc = 0;
+    for (uint32_t i = res->segment_count; rc == 0 && i > keep + (partial ? 1u : 0u); i--) {
+        struct scan_segment *seg = &res->segments[i - 1];
+        struct io_op op = {.kind = IO_RENAME};
+        segment_name(seg->id, op.path);
+        segment_name(seg->id, op.path2);
+        strcat(op.path2, ".salvaged"); /* 24 + 9 bytes fit IO_PATH_MAX */
+        rc = (int)io_sync(log->backend, &op);
+        int close_rc = io_sync_simple(log->backend, IO_CLOSE, seg->fd);
+        (void)close_rc; /* nothing was written through it */
+        seg->fd = -1;
+        res->segment_count = i - 1;
+    }
+    if (rc == 0 && partial) {
+        struct scan_segment *seg = &res->segments[keep];
+        rc = log_zero_range(log, seg->fd, res->cut_offset, seg->nonzero_end);
+        seg->end_offset = res->cut_offset;
+    }
+    if (rc == 0)
+        rc = io_sync_simple(log->backend, IO_FSYNC_DIR, -1);
+    if (rc < 0)
+        return rc;
+    report->salvaged = true;
+    report->salvage_seq_lost_from = res->segment_count > 0
+                                        ? res->segments[res->segment_count - 1].seq_end
+                                        : 1;
+    log_damage_message(&res->damage, report->message, sizeof(report->message));
+    fprintf(stderr, "level=warn msg=\"salvage cut the log\" seq_lost_from=%" PRIu64
+                    " damage=\"%s\"\n", report->salvage_seq_lost_from, report->message);
+    res->torn_tail = false;
+    return 0;
+}
+
+/* Make the first segment of an empty log, synchronously. */
+static int log_create_first_segment(struct log *log, uint64_t id)
+{
+    log_segment_header_build(log, id, 0, 0);
+    char name[SEGMENT_NAME_LEN + 1];
+    segment_name(id, name);
+    int fd = io_sync_open(log->backend, name, O_RDWR | O_CREAT | O_EXCL, 0640);
+    if (fd < 0)
+        return fd;
+    struct io_op op = {.kind = IO_FALLOCATE, .fd = fd, .len = log->config.segment_size_bytes};
+    int rc = (int)io_sync(log->backend, &op);
+    if (rc == -EOPNOTSUPP)
+        rc = 0;
+    if (rc == 0) {
+        int64_t w = io_sync_pwrite(log->backend, fd, log->segment_block, SEGMENT_HEADER_SIZE, 0);
+        rc = w == SEGMENT_HEADER_SIZE ? 0 : (w < 0 ? (int)w : -EIO);
+    }
+    if (rc == 0)
+        rc = io_sync_simple(log->backend, IO_FDATASYNC, fd);
+    if (rc == 0)
+        rc = io_sync_simple(log->backend, IO_FSYNC_DIR, -1);
+    if (rc == 0)
+        rc = log_segment_add(log, id, fd);
+    if (rc < 0) {
+        int close_rc = io_sync_simple(log->backend, IO_CLOSE, fd);
+        (void)close_rc;
+        return rc;
+    }
+    log->tail_segment_id = id;
+    log->tail_offset = SEGMENT_HEADER_SIZE;
+    log->last_batch_hash = log->roll_header.header_hash;
+    log->current_size = log->config.segment_size_bytes;
+    return 0;
+}
+
+/* Take the scanned segments over as the log's own. */
+static int log_adopt(struct log *log, struct scan_result *res)
+{
+    for (uint32_t i = 0; i < res->segment_count; i++) {
+        int rc = log_segment_add(log, res->segments[i].id, res->segments[i].fd);
+        if (rc < 0)
+            return rc;
+        res->segments[i].fd = -1;
+    }
+    log->next_seq = res->next_seq;
+    log->written_end = log->next_seq;
+    log->synced_end = log->next_seq;
+    if (res->segment_count == 0)
+        return log_create_first_segment(log, log->next_seq);
+    struct scan_segment *newest = &res->segments[res->segment_count - 1];
+    SPOOL_ASSERT(newest->walked);
+    log->tail_segment_id = newest->id;
+    log->tail_offset = newest->end_offset;
+    log->last_batch_hash = newest->last_hash;
+    log->current_size = newest->header.segment_size;
+    if (newest->file_size < newest->header.segment_size) {
+        /* Cut short (a truncated file): preallocate again so commits stay fast. */
+        struct io_op op = {.kind = IO_FALLOCATE, .fd = log->segments[log->segment_count - 1]->fd,
+                           .len = newest->header.segment_size};
+        int rc = (int)io_sync(log->backend, &op);
+        if (rc < 0 && rc != -EOPNOTSUPP)
+            return rc;
+    }
+    return 0;
+}
+
+static int log_checkpoint_out(const struct scan_result *res, void **checkpoint,
+                              uint32_t *checkpoint_len)
+{
+    if (!res->has_checkpoint || checkpoint == NULL)
+        return 0;
+    void *copy = malloc(res->checkpoint.payload_len > 0 ? res->checkpoint.payload_len : 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, res->checkpoint.payload, res->checkpoint.payload_len);
+    *checkpoint = copy;
+    if (checkpoint_len != NULL)
+        *checkpoint_len = res->checkpoint.payload_len;
+    return 0;
+}
+
+int log_recover(struct log *log, int (*replay)(void *ctx, const struct log_record *record),
+                void *replay_ctx, void **checkpoint, uint32_t *checkpoint_len,
+                struct log_recovery_report *report)
+{
+    struct log_replay r = {.replay = replay, .ctx = replay_ctx};
+    struct log_scan_callbacks callbacks = {.record = replay ? log_replay_record : NULL,
+                                           .ctx = &r};
+    struct scan_options options = {.recovery = true, .salvage = log->config.salvage,
+                                   .replay_from_seq = UINT64_MAX, .callbacks = &callbacks};
+    struct scan_result res;
+    int rc = scan_run(log->backend, &options, &res);
+    if (rc == LOG_ECORRUPT && log->config.salvage && res.damaged)
+        rc = log_salvage(log, &res, report);
+    if (rc != 0 && res.damage.kind != LOG_DAMAGE_NONE)
+        log_damage_message(&res.damage, report->message, sizeof(report->message));
+    if (rc == 0)
+        rc = log_repair_files(log, &res);
+    if (rc == 0 && res.torn_tail)
+        rc = log_cut_torn_tail(log, &res, report);
+    if (rc == 0)
+        rc = log_adopt(log, &res);
+    if (rc == 0)
+        rc = log_checkpoint_out(&res, checkpoint, checkpoint_len);
+    report->segment_count = log->segment_count;
+    report->batch_count = res.batch_count;
+    report->record_count = res.record_count;
+    report->next_seq = log->next_seq;
+    scan_result_free(log->backend, &res);
+    return rc;
+}

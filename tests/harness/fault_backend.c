@@ -1,0 +1,201 @@
+/*
+ * fault_backend: fail the Nth matching op (see fault_backend.h).
+ *
+ * Each submitted op travels to the inner backend as a private copy (struct fault_wrap) whose
+ * done callback copies the result back into the caller's op and then calls the caller's done,
+ * so the caller's op is never touched by the inner backend and its done runs only from the
+ * inner backend's poll, as io.h requires.
+ *
+ * A faulted op is sent down as a stand-in that fails at once (IO_CLOSE of fd -1, keeping the
+ * op's IO_OP_LINK flag), so link chains in the inner backend break exactly where the fault is.
+ * A short write does run (with half the length), but the inner backend sees a complete
+ * write; so when it was linked, the next op submitted is canceled here (sent as a stand-in,
+ * reported -ECANCELED), as the kernel cancels the successor of a short linked write.
+ */
+#include "fault_backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fault_backend {
+    struct io_backend base;
+    struct io_backend *inner;
+    struct fault_config config;
+    uint64_t op_count;
+    uint64_t matched;
+    uint32_t in_flight;
+    bool fired;
+    bool cancel_next; /* a short linked write was just submitted */
+};
+
+struct fault_wrap {
+    struct io_op inner;
+    struct io_op *outer;
+    struct fault_backend *fb;
+    int64_t forced_result; /* 0: report the inner result; else this (unless canceled) */
+};
+
+static void fault_inner_done(struct io_op *inner)
+{
+    struct fault_wrap *wrap = inner->ctx;
+    struct io_op *outer = wrap->outer;
+    int64_t result = inner->result;
+    if (wrap->forced_result != 0 && result != -ECANCELED)
+        result = wrap->forced_result;
+    outer->result = result;
+    outer->size = inner->size;
+    SPOOL_ASSERT(wrap->fb->in_flight > 0);
+    wrap->fb->in_flight--;
+    free(wrap);
+    outer->done(outer);
+}
+
+static bool fault_matches(const struct fault_backend *fb, const struct io_op *op)
+{
+    uint32_t mask = fb->config.op_mask;
+    if (mask != 0 && (mask & FAULT_OP_BIT(op->kind)) == 0)
+        return false;
+    if (fb->config.kind == FAULT_SHORT_WRITE)
+        return op->kind == IO_WRITE && op->len >= 2;
+    return fb->config.kind != FAULT_NONE;
+}
+
+static void fault_stand_in(struct fault_wrap *wrap, int64_t forced_result)
+{
+    uint32_t flags = wrap->inner.flags;
+    void (*done)(struct io_op *) = wrap->inner.done;
+    void *ctx = wrap->inner.ctx;
+    memset(&wrap->inner, 0, sizeof(wrap->inner));
+    wrap->inner.kind = IO_CLOSE;
+    wrap->inner.fd = -1;
+    wrap->inner.flags = flags;
+    wrap->inner.done = done;
+    wrap->inner.ctx = ctx;
+    wrap->forced_result = forced_result;
+}
+
+/* Decide what this op becomes: itself, a stand-in, or a short write. */
+static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
+{
+    const struct io_op *op = wrap->outer;
+    bool linked = (op->flags & IO_OP_LINK) != 0;
+    if (fb->cancel_next) {
+        fb->cancel_next = false;
+        fault_stand_in(wrap, -ECANCELED);
+        return;
+    }
+    if (!fault_matches(fb, op))
+        return;
+    fb->matched++;
+    if (fb->fired || fb->matched != fb->config.fail_at)
+        return;
+    fb->fired = true;
+    switch (fb->config.kind) {
+    case FAULT_EIO:
+        fault_stand_in(wrap, -EIO);
+        return;
+    case FAULT_ENOSPC:
+        fault_stand_in(wrap, -ENOSPC);
+        return;
+    case FAULT_SHORT_WRITE:
+        wrap->inner.len = op->len / 2;
+        fb->cancel_next = linked;
+        return;
+    case FAULT_NONE:
+        return;
+    }
+}
+
+static int fault_submit(struct io_backend *backend, struct io_op *op)
+{
+    struct fault_backend *fb = (struct fault_backend *)backend;
+    struct fault_wrap *wrap = calloc(1, sizeof(*wrap));
+    SPOOL_ASSERT(wrap != NULL);
+    wrap->inner = *op;
+    wrap->inner.done = fault_inner_done;
+    wrap->inner.ctx = wrap;
+    wrap->inner.backend_data = NULL;
+    wrap->outer = op;
+    wrap->fb = fb;
+    fb->op_count++;
+    fault_decide(fb, wrap);
+    int rc = io_submit(fb->inner, &wrap->inner);
+    if (rc < 0) {
+        free(wrap);
+        return rc;
+    }
+    fb->in_flight++;
+    return 0;
+}
+
+static int fault_poll(struct io_backend *backend, bool wait)
+{
+    return io_backend_poll(((struct fault_backend *)backend)->inner, wait);
+}
+
+static int fault_list(struct io_backend *backend, io_list_fn fn, void *ctx)
+{
+    struct io_backend *inner = ((struct fault_backend *)backend)->inner;
+    return inner->ops->list(inner, fn, ctx);
+}
+
+static int fault_lock(struct io_backend *backend)
+{
+    struct io_backend *inner = ((struct fault_backend *)backend)->inner;
+    return inner->ops->lock(inner);
+}
+
+static uint32_t fault_in_flight(struct io_backend *backend)
+{
+    return ((struct fault_backend *)backend)->in_flight;
+}
+
+static void fault_destroy(struct io_backend *backend)
+{
+    struct fault_backend *fb = (struct fault_backend *)backend;
+    SPOOL_ASSERT(fb->in_flight == 0);
+    free(fb);
+}
+
+static const struct io_backend_ops fault_ops = {
+    .submit = fault_submit,
+    .poll = fault_poll,
+    .list = fault_list,
+    .lock = fault_lock,
+    .in_flight = fault_in_flight,
+    .destroy = fault_destroy,
+};
+
+struct io_backend *fault_backend_create(struct io_backend *inner, const struct fault_config *config)
+{
+    SPOOL_ASSERT(inner != NULL);
+    SPOOL_ASSERT(config != NULL);
+    struct fault_backend *fb = calloc(1, sizeof(*fb));
+    SPOOL_ASSERT(fb != NULL);
+    fb->base.ops = &fault_ops;
+    fb->inner = inner;
+    fb->config = *config;
+    return &fb->base;
+}
+
+static const struct fault_backend *fault_cast(const struct io_backend *backend)
+{
+    SPOOL_ASSERT(backend->ops == &fault_ops);
+    return (const struct fault_backend *)backend;
+}
+
+uint64_t fault_backend_op_count(const struct io_backend *backend)
+{
+    return fault_cast(backend)->op_count;
+}
+
+uint64_t fault_backend_matched(const struct io_backend *backend)
+{
+    return fault_cast(backend)->matched;
+}
+
+bool fault_backend_fired(const struct io_backend *backend)
+{
+    return fault_cast(backend)->fired;
+}

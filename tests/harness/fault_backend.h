@@ -1,0 +1,55 @@
+/*
+ * fault_backend: wraps any io backend and makes one chosen op fail, the way SQLite's test VFS
+ * fails the Nth I/O. Ops are counted as they are submitted; the Nth op that matches the kind
+ * filter gets the fault:
+ * - FAULT_EIO / FAULT_ENOSPC: the op does not run; it completes with -EIO / -ENOSPC.
+ * - FAULT_SHORT_WRITE: a WRITE of len >= 2 runs with half its length (rounded down) and
+ *   completes with that count, as a full disk or a signal can make a real write do.
+ * Nothing else changes: every other op passes through to the inner backend untouched.
+ *
+ * Linking is preserved: a faulted op still occupies its place in the inner backend's
+ * submission order (it is replaced by a stand-in that fails at once, IO_CLOSE of fd -1), so
+ * the op linked after it is canceled by the inner backend exactly as after a real failure,
+ * and if the op before it in a chain failed, it reports -ECANCELED, not the fault.
+ *
+ * The wrapper owns nothing of the inner backend: destroy it first, then the inner one.
+ */
+#ifndef SPOOL_TEST_FAULT_BACKEND_H
+#define SPOOL_TEST_FAULT_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "io.h"
+
+enum fault_kind {
+    FAULT_NONE = 0,
+    FAULT_EIO,
+    FAULT_ENOSPC,
+    FAULT_SHORT_WRITE,
+};
+
+/* The kind filter: a set of enum io_op_kind bits. */
+#define FAULT_OP_BIT(kind) (1u << (kind))
+#define FAULT_OPS_ALL 0u /* every op kind matches */
+#define FAULT_OPS_WRITES FAULT_OP_BIT(IO_WRITE)
+#define FAULT_OPS_SYNCS (FAULT_OP_BIT(IO_FDATASYNC) | FAULT_OP_BIT(IO_FSYNC))
+#define FAULT_OPS_SPACE                                                                      \
+    (FAULT_OP_BIT(IO_WRITE) | FAULT_OP_BIT(IO_FALLOCATE) | FAULT_OP_BIT(IO_OPEN))
+
+struct fault_config {
+    enum fault_kind kind;
+    uint32_t op_mask; /* FAULT_OPS_*; 0 = all kinds */
+    uint64_t fail_at; /* 1-based index among matching ops; 0 = never fault */
+};
+
+/* Wrap inner. Never fails (allocation failure aborts). */
+struct io_backend *fault_backend_create(struct io_backend *inner, const struct fault_config *config);
+
+/* Ops submitted so far (all kinds), and ops that matched the filter. */
+uint64_t fault_backend_op_count(const struct io_backend *backend);
+uint64_t fault_backend_matched(const struct io_backend *backend);
+/* Has the fault been injected? */
+bool fault_backend_fired(const struct io_backend *backend);
+
+#endif
