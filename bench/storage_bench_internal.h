@@ -2,6 +2,8 @@
 #ifndef SPOOL_BENCH_STORAGE_BENCH_INTERNAL_H
 #define SPOOL_BENCH_STORAGE_BENCH_INTERNAL_H
 
+#include <stddef.h>
+
 #include "storage_bench.h"
 
 struct storage_bench_result {
@@ -11,6 +13,8 @@ struct storage_bench_result {
 };
 
 double storage_bench_now_s(void);
+/* Pseudo-random (incompressible) bytes, the same sequence every run. */
+void storage_bench_fill_random(uint8_t *buf, size_t len);
 /* 0 or a negative errno / log error code. */
 int storage_bench_run_engine(const struct storage_bench_config *config,
                              struct storage_bench_result *result);
