@@ -29,7 +29,8 @@ static void usage(FILE *out)
                  "  --server-pid PID   report the server's CPU seconds\n"
                  "  --quiet         no progress line on stderr\n"
                  "storage options:\n"
-                 "  --dir DIR --size BYTES --appends-per-commit N --count N [--raw | --compare]\n");
+                 "  --dir DIR --size BYTES --appends-per-commit N --count N [--raw | --compare]\n"
+                 "  [--reps N]   rounds; --compare alternates engine and raw (default 3 rounds)\n");
 }
 
 /* Parse an unsigned integer option into [min, max]; exits with a message when it is not. */
@@ -89,6 +90,7 @@ enum {
     OPT_APPENDS,
     OPT_RAW,
     OPT_COMPARE,
+    OPT_REPS,
     OPT_HELP,
 };
 
@@ -111,6 +113,7 @@ static const struct option options[] = {
     {"appends-per-commit", required_argument, NULL, OPT_APPENDS},
     {"raw", no_argument, NULL, OPT_RAW},
     {"compare", no_argument, NULL, OPT_COMPARE},
+    {"reps", required_argument, NULL, OPT_REPS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -123,6 +126,7 @@ struct cli {
     bool count_set;
     bool duration_set;
     bool server_set;
+    bool reps_set;
 };
 
 static void apply_option(struct cli *cli, int opt, char *arg)
@@ -191,6 +195,12 @@ static void apply_option(struct cli *cli, int opt, char *arg)
     case OPT_COMPARE:
         cli->storage.run_engine = true;
         cli->storage.run_raw = true;
+        if (!cli->reps_set)
+            cli->storage.reps = 3;
+        break;
+    case OPT_REPS:
+        cli->storage.reps = (uint32_t)parse_uint("reps", arg, 1, STORAGE_BENCH_REPS_MAX);
+        cli->reps_set = true;
         break;
     case OPT_HELP:
         usage(stdout);

@@ -9,6 +9,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Rounds of one invocation: each is a whole run, so a handful is plenty. */
+#define STORAGE_BENCH_REPS_MAX 15
+
 struct storage_bench_config {
     const char *dir;             /* a directory the benchmark may fill; made if missing */
     uint32_t record_size_bytes;  /* default 4096 */
@@ -16,6 +19,7 @@ struct storage_bench_config {
     uint64_t record_count;       /* default 100000 */
     bool run_engine;             /* default true */
     bool run_raw;                /* --raw: only raw; --compare: both */
+    uint32_t reps; /* rounds (alternating with --compare); default 1, 3 with --compare */
 };
 
 void storage_bench_config_defaults(struct storage_bench_config *config);

@@ -97,8 +97,8 @@ static int engine_open(const struct storage_bench_config *cfg, const char *dir,
     lc.on_durable = on_durable;
     lc.ctx = run;
     /* One commit must fit one batch: size the batch for appends_per_commit records. */
-    uint64_t need = (uint64_t)cfg->appends_per_commit * log_record_footprint(cfg->record_size_bytes) +
-                    4096;
+    uint64_t need =
+        (uint64_t)cfg->appends_per_commit * log_record_footprint(cfg->record_size_bytes) + 4096;
     if (need > lc.batch_size_bytes_max) {
         if (need > lc.segment_size_bytes / 4)
             return LOG_ETOOBIG;
