@@ -32,6 +32,10 @@
 
 static const char reason_max_attempts[] = "max_attempts";
 
+/* Bytes of a delivery besides its body and queue name in a reply frame (ids, lease, attempt,
+ * priority, deadline, length prefixes), rounded up. */
+#define QUEUE_DELIVERY_OVERHEAD 64
+
 const char *queue_strerror(int error)
 {
     switch (error) {
@@ -626,10 +630,17 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
     uint32_t count_max = reserver->count_max == 0 ? 1 : reserver->count_max;
     if (count_max > QUEUE_RESERVE_COUNT_MAX)
         count_max = QUEUE_RESERVE_COUNT_MAX;
+    uint64_t bytes = 0;
     while (count < count_max) {
         struct job *job = reserve_pick(reserver);
         if (job == NULL)
             break;
+        /* One reply frame carries them all: the first job always goes, later ones only while
+         * they fit the caller's byte budget. */
+        uint64_t cost = (uint64_t)job->body_len + job->queue->name_len + QUEUE_DELIVERY_OVERHEAD;
+        if (count > 0 && reserver->bytes_max != 0 && bytes + cost > reserver->bytes_max)
+            break;
+        bytes += cost;
         lease(state, job, reserver, now_ms);
         jobs[count++] = job;
     }
@@ -737,22 +748,39 @@ static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
     return emit(state, RECORD_BURY, buf, len, NULL);
 }
 
-int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
-                  uint32_t priority, int64_t now_ms)
+/* The dead reason for a job out of attempts: "max_attempts", plus the worker's last error. */
+static uint32_t spent_reason(const struct job *job, const char *error, uint32_t error_len,
+                             char *out)
 {
-    if (delay_ms < 0)
+    uint32_t n = sizeof(reason_max_attempts) - 1;
+    memcpy(out, reason_max_attempts, n);
+    if (error_len == 0)
+        return n;
+    uint32_t room = RECORD_REASON_LEN_MAX - n - 2;
+    uint32_t take = error_len < room ? error_len : room;
+    memcpy(out + n, ": ", 2);
+    memmove(out + n + 2, error, take);
+    (void)job;
+    return n + 2 + take;
+}
+
+int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
+                  uint32_t priority, const char *error, uint32_t error_len, int64_t now_ms)
+{
+    if (delay_ms < 0 || error_len > RECORD_REASON_LEN_MAX)
         return QUEUE_EINVAL;
     struct job *job;
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
     if (out_of_attempts(job)) {
-        err = bury_emit(state, id, reason_max_attempts, sizeof(reason_max_attempts) - 1);
+        char reason[RECORD_REASON_LEN_MAX];
+        uint32_t reason_len = spent_reason(job, error, error_len, reason);
+        err = bury_emit(state, id, reason, reason_len);
         if (err != 0)
             return err;
         queue_job_leave(state, job);
-        queue_job_enter_dead(state, job, reason_max_attempts, sizeof(reason_max_attempts) - 1,
-                             now_ms);
+        queue_job_enter_dead(state, job, reason, reason_len, now_ms);
         return 0;
     }
     uint32_t new_priority = priority == UINT32_MAX ? job->priority : priority;
@@ -763,6 +791,11 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     if (err != 0)
         return err;
     queue_job_leave(state, job);
+    if (error_len > 0) {
+        free(job->reason);
+        job->reason = xmemdup(error, error_len);
+        job->reason_len = error_len;
+    }
     job->priority = new_priority;
     job->run_at_ms = run_at_ms;
     queue_job_place(state, job, now_ms);
@@ -811,6 +844,9 @@ static int kick_one(struct queue_state *state, struct job *job, int64_t now_ms)
         return err;
     queue_job_leave(state, job);
     job->attempts = 0;
+    free(job->reason); /* a fresh start: the old death is no longer its last error */
+    job->reason = NULL;
+    job->reason_len = 0;
     queue_job_enter_ready(state, job, now_ms);
     return 0;
 }
@@ -961,9 +997,10 @@ static void lease_end(struct queue_state *state, struct job *job, int64_t now_ms
 {
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
-        (void)bury_emit(state, job->id, reason_max_attempts, sizeof(reason_max_attempts) - 1);
-        queue_job_enter_dead(state, job, reason_max_attempts, sizeof(reason_max_attempts) - 1,
-                             now_ms);
+        char reason[RECORD_REASON_LEN_MAX];
+        uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
+        (void)bury_emit(state, job->id, reason, reason_len);
+        queue_job_enter_dead(state, job, reason, reason_len, now_ms);
     } else {
         queue_job_enter_ready(state, job, now_ms);
     }

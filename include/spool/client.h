@@ -196,6 +196,12 @@ SPOOL_API int spool_ack_batch(spool_client *c, const struct spool_ack_item *item
 SPOOL_API int spool_release(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms,
                             int64_t priority);
 
+/* Release after a failed attempt: ready again after delay_ms, priority kept, and reason (the
+ * worker's error text, NULL = none, <= 1024 bytes) recorded: if this was the job's last
+ * attempt it goes dead with this reason. Errors as spool_release, and SPOOL_E_TOO_LARGE. */
+SPOOL_API int spool_fail(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms,
+                         const char *reason);
+
 /* Extend a lease to now + extend_ms (0 = the job's ttr); *deadline_ms_out (may be NULL) gets
  * the new deadline. Errors: SPOOL_E_LEASE_EXPIRED, SPOOL_E_NOT_FOUND, connection errors. */
 SPOOL_API int spool_touch(spool_client *c, uint64_t id, uint64_t lease, uint32_t extend_ms,

@@ -293,6 +293,16 @@ int spool_release(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_m
     return call_durable(c, WIRE_OP_RELEASE, &msg);
 }
 
+int spool_fail(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms,
+               const char *reason)
+{
+    if (reason != NULL && strlen(reason) > WIRE_REASON_SIZE_MAX)
+        return SPOOL_E_TOO_LARGE;
+    union wire_msg msg = {.release = {.id = id, .lease = lease, .delay_ms = delay_ms,
+                                      .reason = wire_bytes_str(reason)}};
+    return call_durable(c, WIRE_OP_RELEASE, &msg);
+}
+
 int spool_touch(spool_client *c, uint64_t id, uint64_t lease, uint32_t extend_ms,
                 uint64_t *deadline_ms_out)
 {

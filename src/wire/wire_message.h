@@ -102,6 +102,7 @@ struct wire_release { /* WIRE_OP_RELEASE */
     uint64_t delay_ms;
     uint8_t flags;
     uint32_t priority;
+    struct wire_bytes reason; /* text16: the worker's error, kept if the job later goes dead */
 };
 
 struct wire_touch { /* WIRE_OP_TOUCH */

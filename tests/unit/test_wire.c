@@ -98,7 +98,8 @@ static size_t build_samples(struct sample *s)
     s[n++] = (struct sample){WIRE_OP_ACK_BATCH, {.ack_batch = {3, sample_acks}},
         4 + 3 * 20 + 0 + 2 + 4};
     s[n++] = (struct sample){WIRE_OP_RELEASE,
-        {.release = {5, 6, 7000, WIRE_RELEASE_PRIORITY, 8}}, 8 + 8 + 8 + 1 + 4};
+        {.release = {5, 6, 7000, WIRE_RELEASE_PRIORITY, 8, wire_bytes_str("exit 1")}},
+        8 + 8 + 8 + 1 + 4 + 2 + 6};
     s[n++] = (struct sample){WIRE_OP_TOUCH, {.touch = {5, 6, 60000}}, 8 + 8 + 4};
     s[n++] = (struct sample){WIRE_OP_BURY, {.bury = {5, 6, wire_bytes_str("exit 3")}},
         8 + 8 + 2 + 6};
@@ -164,9 +165,10 @@ static size_t build_reply_samples(struct sample *s, size_t n)
     const uint16_t info_ops[] = {WIRE_OP_PEEK_NEXT, WIRE_OP_WAIT, WIRE_OP_STATUS};
     j.body = wire_bytes_str("");
     j.state = WIRE_STATE_DONE;
+    j.queue = wire_bytes_str(""); /* allowed in a job info: a finished job's queue may be gone */
     for (size_t i = 0; i < sizeof info_ops / sizeof info_ops[0]; i++)
         s[n++] = (struct sample){(uint16_t)(info_ops[i] | R), {.job_info = j},
-            8 + 1 + 5 + 16 + 32 + 2 + 12 + 4 + 7 + 4};
+            8 + 1 + 1 + 16 + 32 + 2 + 12 + 4 + 7 + 4};
     s[n++] = (struct sample){WIRE_OP_ERROR,
         {.error = {9, wire_bytes_str("lease 5 is stale")}}, 2 + 2 + 16};
     return n;
@@ -276,6 +278,7 @@ static void test_decoded_fields(void)
             CHECK_EQ(m.release.delay_ms, 7000);
             CHECK_EQ(m.release.priority, 8);
             CHECK_EQ(m.release.lease, 6);
+            CHECK(wire_bytes_eq(m.release.reason, "exit 1"));
             break;
         case WIRE_OP_RESERVE | WIRE_OP_REPLY:
             CHECK_EQ(m.reserve_reply.count, e->reserve_reply.count);
@@ -489,7 +492,7 @@ static void test_invalid_fields(void)
     CHECK_EQ(decode_exact(WIRE_OP_KICK, raw, sizeof raw, &m), SPOOL_E_TOO_LARGE);
     b.len = 0;
     /* Unknown flag bits, kick count 0, bad peek state. */
-    union wire_msg r = {.release = {1, 2, 0, 0x80, 0}};
+    union wire_msg r = {.release = {1, 2, 0, 0x80, 0, {0}}};
     REQUIRE(wire_encode(&b, WIRE_OP_RELEASE, 1, &r) == 0);
     CHECK_EQ(decode_exact(WIRE_OP_RELEASE, b.data + 16, b.len - 16, &m), SPOOL_E_BAD_REQUEST);
     b.len = 0;

@@ -1,0 +1,230 @@
+/*
+ * Parsing of spoold's options (see config.h). Numbers accept a k/m/g suffix (powers of 1024)
+ * where they are sizes. Every value is range-checked here so the server never starts with a
+ * setting it cannot honour (a frame maximum too small for one job, a segment too small for a
+ * batch).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire_frame.h"
+
+#define CONFIG_CONNECTIONS_DEFAULT 1024
+/* Each connection may buffer one frame in and a bounded amount out: 64k connections of a few
+ * MiB each is already beyond what one loop should hold. */
+#define CONFIG_CONNECTIONS_LIMIT 65536
+#define CONFIG_SEGMENT_DEFAULT (64ull * 1024 * 1024)
+/* A batch is at most a quarter of a segment (log.h) and must hold one job: a 1 MiB segment
+ * still carries jobs of up to ~250 KiB, which small test setups use to roll segments fast. */
+#define CONFIG_SEGMENT_MIN (1024ull * 1024)
+
+static const char usage[] =
+    "usage: spoold [options]\n"
+    "  --data DIR               data directory (default ./spool-data)\n"
+    "  --listen HOST:PORT       address to listen on (default 127.0.0.1:7711; port 0 = any)\n"
+    "  --sync MODE              always | interval:MS | none (default always)\n"
+    "  --segment-size BYTES     log segment size (default 64m, min 1m)\n"
+    "  --max-frame BYTES        largest frame accepted or sent (default 2m)\n"
+    "  --max-connections N      simultaneous connections (default 1024)\n"
+    "  --max-job-size BYTES     largest job body (default 1m)\n"
+    "  --max-queue-jobs N       per-queue job limit, 0 = none (default 0)\n"
+    "  --max-queue-bytes BYTES  per-queue body bytes limit, 0 = none (default 0)\n"
+    "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
+    "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
+    "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
+    "  --help, --version\n";
+
+static int parse_size(const char *text, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || text[0] == '-')
+        return -EINVAL;
+    uint64_t mult = 1;
+    if (*end == 'k' || *end == 'K')
+        mult = 1024;
+    else if (*end == 'm' || *end == 'M')
+        mult = 1024 * 1024;
+    else if (*end == 'g' || *end == 'G')
+        mult = 1024ull * 1024 * 1024;
+    if (mult != 1)
+        end++;
+    if (*end != '\0' || v > UINT64_MAX / mult)
+        return -EINVAL;
+    *out = v * mult;
+    return 0;
+}
+
+static int parse_listen(const char *text, struct server_config *config)
+{
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || colon == text || (size_t)(colon - text) >= sizeof(config->listen_host))
+        return -EINVAL;
+    uint64_t port;
+    if (parse_size(colon + 1, &port) != 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
+        return -EINVAL;
+    memcpy(config->listen_host, text, (size_t)(colon - text));
+    config->listen_host[colon - text] = '\0';
+    config->listen_port = (uint16_t)port;
+    return 0;
+}
+
+static int parse_sync(const char *text, struct server_config *config)
+{
+    if (strcmp(text, "always") == 0) {
+        config->sync_mode = LOG_SYNC_ALWAYS;
+    } else if (strcmp(text, "none") == 0) {
+        config->sync_mode = LOG_SYNC_NONE;
+    } else if (strncmp(text, "interval:", 9) == 0) {
+        uint64_t ms;
+        if (parse_size(text + 9, &ms) != 0 || ms == 0 || ms > 3600 * 1000)
+            return -EINVAL;
+        config->sync_mode = LOG_SYNC_INTERVAL;
+        config->sync_interval_ms = (uint32_t)ms;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void defaults(struct server_config *config)
+{
+    memset(config, 0, sizeof(*config));
+    config->data_dir = "./spool-data";
+    strcpy(config->listen_host, "127.0.0.1");
+    config->listen_port = 7711;
+    config->sync_mode = LOG_SYNC_ALWAYS;
+    config->segment_size_bytes = CONFIG_SEGMENT_DEFAULT;
+    config->frame_size_max = WIRE_FRAME_SIZE_MAX_DEFAULT;
+    config->connections_max = CONFIG_CONNECTIONS_DEFAULT;
+    config->job_size_max = WIRE_JOB_SIZE_MAX_DEFAULT;
+    config->checkpoint_bytes = 64ull * 1024 * 1024;
+    config->checkpoint_interval_ms = 60000;
+}
+
+/* One numeric option with bounds; false (and a message) if out of range. */
+static bool number_option(const char *name, const char *text, uint64_t min, uint64_t max,
+                          uint64_t *out)
+{
+    if (parse_size(text, out) != 0 || *out < min || *out > max) {
+        fprintf(stderr, "spoold: %s: '%s' is not a number in %llu..%llu\n", name, text,
+                (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    return true;
+}
+
+static bool apply_option(const char *name, const char *value, struct server_config *c)
+{
+    uint64_t v;
+    if (strcmp(name, "--data") == 0) {
+        c->data_dir = value;
+    } else if (strcmp(name, "--listen") == 0) {
+        if (parse_listen(value, c) != 0) {
+            fprintf(stderr, "spoold: --listen: '%s' is not HOST:PORT\n", value);
+            return false;
+        }
+    } else if (strcmp(name, "--sync") == 0) {
+        if (parse_sync(value, c) != 0) {
+            fprintf(stderr, "spoold: --sync: '%s' is not always, interval:MS or none\n", value);
+            return false;
+        }
+    } else if (strcmp(name, "--ready-file") == 0) {
+        c->ready_file = value;
+    } else if (strcmp(name, "--segment-size") == 0) {
+        if (!number_option(name, value, CONFIG_SEGMENT_MIN, 1ull << 40, &c->segment_size_bytes))
+            return false;
+        if (c->segment_size_bytes % 4096 != 0) {
+            fprintf(stderr, "spoold: --segment-size must be a multiple of 4096\n");
+            return false;
+        }
+    } else if (strcmp(name, "--max-frame") == 0) {
+        if (!number_option(name, value, WIRE_FRAME_SIZE_MIN, WIRE_FRAME_SIZE_LIMIT, &v))
+            return false;
+        c->frame_size_max = (uint32_t)v;
+    } else if (strcmp(name, "--max-connections") == 0) {
+        if (!number_option(name, value, 1, CONFIG_CONNECTIONS_LIMIT, &v))
+            return false;
+        c->connections_max = (uint32_t)v;
+    } else if (strcmp(name, "--max-job-size") == 0) {
+        if (!number_option(name, value, 1, WIRE_FRAME_SIZE_LIMIT - WIRE_JOB_OVERHEAD_MAX, &v))
+            return false;
+        c->job_size_max = (uint32_t)v;
+    } else if (strcmp(name, "--max-queue-jobs") == 0) {
+        return number_option(name, value, 0, UINT64_MAX, &c->queue_jobs_max);
+    } else if (strcmp(name, "--max-queue-bytes") == 0) {
+        return number_option(name, value, 0, UINT64_MAX, &c->queue_bytes_max);
+    } else if (strcmp(name, "--checkpoint-bytes") == 0) {
+        return number_option(name, value, 1, UINT64_MAX, &c->checkpoint_bytes);
+    } else if (strcmp(name, "--checkpoint-interval") == 0) {
+        if (!number_option(name, value, 1, 24ull * 3600 * 1000, &v))
+            return false;
+        c->checkpoint_interval_ms = (uint32_t)v;
+    } else {
+        fprintf(stderr, "spoold: unknown option '%s'\n%s", name, usage);
+        return false;
+    }
+    return true;
+}
+
+enum config_parse_result config_parse(int argc, char **argv, struct server_config *config)
+{
+    defaults(config);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(usage, stdout);
+            return CONFIG_EXIT_OK;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("spoold %s (protocol %d)\n", SPOOLD_VERSION, WIRE_VERSION);
+            return CONFIG_EXIT_OK;
+        }
+        const char *value = NULL;
+        char name[64];
+        const char *eq = strchr(arg, '=');
+        if (eq != NULL && (size_t)(eq - arg) < sizeof(name)) {
+            memcpy(name, arg, (size_t)(eq - arg));
+            name[eq - arg] = '\0';
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof(name), "%s", arg);
+            if (i + 1 >= argc) {
+                fprintf(stderr, "spoold: %s needs a value\n%s", arg, usage);
+                return CONFIG_EXIT_USAGE;
+            }
+            value = argv[++i];
+        }
+        if (!apply_option(name, value, config))
+            return CONFIG_EXIT_USAGE;
+    }
+    if ((uint64_t)config->job_size_max + WIRE_JOB_OVERHEAD_MAX > config->frame_size_max) {
+        fprintf(stderr, "spoold: --max-frame (%u) must be at least --max-job-size + %u\n",
+                config->frame_size_max, WIRE_JOB_OVERHEAD_MAX);
+        return CONFIG_EXIT_USAGE;
+    }
+    uint64_t batch = config_batch_size(config);
+    if ((uint64_t)config->job_size_max + WIRE_JOB_OVERHEAD_MAX > batch) {
+        fprintf(stderr, "spoold: --max-job-size (%u) does not fit a log batch of %llu bytes "
+                        "(a quarter of --segment-size): raise the segment size\n",
+                config->job_size_max, (unsigned long long)batch);
+        return CONFIG_EXIT_USAGE;
+    }
+    return CONFIG_OK;
+}
+
+uint32_t config_batch_size(const struct server_config *config)
+{
+    /* One job plus room for the small records of the same commit, at least the engine's 1 MiB
+     * default, in whole 4 KiB blocks, and never above a quarter of a segment. */
+    uint64_t batch = ((uint64_t)config->job_size_max + 64 * 1024 + 4095) / 4096 * 4096;
+    if (batch < 1024 * 1024)
+        batch = 1024 * 1024;
+    uint64_t quarter = config->segment_size_bytes / 4 / 4096 * 4096;
+    return (uint32_t)(batch < quarter ? batch : quarter);
+}

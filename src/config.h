@@ -1,0 +1,43 @@
+/*
+ * spoold's command line: every option with its default and its bounds, parsed into one
+ * struct before anything starts. A bad option is a clear message on stderr and exit code 2.
+ */
+#ifndef SPOOL_SRC_CONFIG_H
+#define SPOOL_SRC_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define SPOOLD_VERSION "0.1.0"
+
+struct server_config {
+    const char *data_dir;          /* --data, default ./spool-data */
+    char listen_host[256];         /* --listen HOST:PORT, default 127.0.0.1:7711 */
+    uint16_t listen_port;
+    enum log_sync_mode sync_mode;  /* --sync always|interval:MS|none */
+    uint32_t sync_interval_ms;
+    uint64_t segment_size_bytes;   /* --segment-size, default 64 MiB */
+    uint32_t frame_size_max;       /* --max-frame, default 2 MiB */
+    uint32_t connections_max;      /* --max-connections, default 1024 */
+    uint32_t job_size_max;         /* --max-job-size, default 1 MiB */
+    uint64_t queue_jobs_max;       /* --max-queue-jobs, default 0 = unlimited */
+    uint64_t queue_bytes_max;      /* --max-queue-bytes, default 0 = unlimited */
+    uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
+    uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
+    const char *ready_file;        /* --ready-file PATH: written once listening */
+};
+
+enum config_parse_result {
+    CONFIG_OK = 0,
+    CONFIG_EXIT_OK = 1,    /* --help or --version printed */
+    CONFIG_EXIT_USAGE = 2, /* a bad option; message printed */
+};
+
+/* The log batch size for this configuration (bytes, a multiple of 4096). */
+uint32_t config_batch_size(const struct server_config *config);
+
+enum config_parse_result config_parse(int argc, char **argv, struct server_config *config);
+
+#endif

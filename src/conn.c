@@ -1,0 +1,334 @@
+/*
+ * Connections: receive through the buffer ring, cut frames, hand them to the handlers, send.
+ *
+ * Input. A recv picks a buffer from the ring; its bytes are appended to the connection's input
+ * at once and the buffer goes back to the ring, so buffers never wait on a slow request. The
+ * input holds at most one frame beyond what has been parsed (its size is checked against
+ * --max-frame from the header before the buffer grows). A recv is armed only when the
+ * connection wants input: not closing, not stalled on log space, output below CONN_OUT_HIGH.
+ *
+ * Output. Two buffers: replies append to `out` while `sending` is in flight (the kernel reads
+ * it, so it must not move); when a send completes, the buffers swap.
+ *
+ * Framing errors (a size below the header, above the maximum, a payload that does not parse,
+ * a request before HELLO) get one error frame, then the connection stops reading, flushes and
+ * closes. Other errors are a reply and the connection goes on.
+ *
+ * Lifetime. conn_close releases the connection's queue state (blocked requests, leases) at
+ * once, shuts the socket down so in-flight ops complete, and frees the struct only once no op
+ * references it, at the end of a loop turn (never under a caller's feet).
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "slog.h"
+
+static struct io_uring_sqe *conn_sqe(struct server *server)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
+    if (sqe == NULL) {
+        (void)io_uring_submit(&server->ring);
+        sqe = io_uring_get_sqe(&server->ring);
+    }
+    SPOOL_ASSERT(sqe != NULL); /* the SQ drained into the kernel just above */
+    return sqe;
+}
+
+struct conn *conn_by_id(struct server *server, uint64_t id)
+{
+    return idmap_get(&server->conns_by_id, id);
+}
+
+static void conn_maybe_free(struct conn *conn)
+{
+    if (!conn->closing || conn->recv_armed || conn->send_armed || conn->fd < 0)
+        return;
+    close(conn->fd);
+    conn->fd = -1;
+    /* Freed at the end of the loop turn (server.c walks zombies). */
+    list_unlink(&conn->link);
+    list_insert_tail(&conn->server->zombies, &conn->link);
+}
+
+void conn_make_runnable(struct conn *conn)
+{
+    if (conn->closing || conn->stalled || list_linked(&conn->run_link))
+        return;
+    list_insert_tail(&conn->server->runnable, &conn->run_link);
+}
+
+static bool conn_wants_input(const struct conn *conn)
+{
+    return !conn->closing && !conn->stalled &&
+           conn->out.len + (conn->sending.len - conn->sent) < CONN_OUT_HIGH &&
+           conn->in_end - conn->in_start <= conn->server->config.frame_size_max;
+}
+
+void conn_arm_recv(struct conn *conn)
+{
+    if (conn->recv_armed || !conn_wants_input(conn) || conn->server->stopping)
+        return;
+    struct io_uring_sqe *sqe = conn_sqe(conn->server);
+    io_uring_prep_recv(sqe, conn->fd, NULL, SERVER_RECV_BUFFER_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = SERVER_RECV_GROUP;
+    io_uring_sqe_set_data(sqe, &conn->recv_completion);
+    conn->recv_armed = true;
+}
+
+static void conn_send_next(struct conn *conn);
+
+/* Append received bytes to the input, growing it to hold them (bounded by conn_wants_input:
+ * at most one frame plus one receive buffer). */
+static void conn_input_append(struct conn *conn, const uint8_t *data, size_t len)
+{
+    if (conn->in_start > 0 && conn->in_start == conn->in_end)
+        conn->in_start = conn->in_end = 0;
+    if (conn->in_end + len > conn->in_cap) {
+        size_t live = conn->in_end - conn->in_start;
+        memmove(conn->in, conn->in + conn->in_start, live);
+        conn->in_start = 0;
+        conn->in_end = live;
+        size_t cap = conn->in_cap == 0 ? SERVER_RECV_BUFFER_SIZE : conn->in_cap;
+        while (cap < live + len)
+            cap *= 2;
+        if (cap != conn->in_cap) {
+            uint8_t *in = realloc(conn->in, cap);
+            SPOOL_ASSERT(in != NULL);
+            conn->in = in;
+            conn->in_cap = cap;
+        }
+    }
+    memcpy(conn->in + conn->in_end, data, len);
+    conn->in_end += len;
+}
+
+static void conn_recv_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
+{
+    struct conn *conn =
+        (struct conn *)(void *)((char *)completion - offsetof(struct conn, recv_completion));
+    struct server *server = conn->server;
+    conn->recv_armed = false;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
+        if (cqe->res > 0 && !conn->closing)
+            conn_input_append(conn, buf, (size_t)cqe->res);
+        io_uring_buf_ring_add(server->buf_ring, buf, SERVER_RECV_BUFFER_SIZE, bid,
+                              io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), 0);
+        io_uring_buf_ring_advance(server->buf_ring, 1);
+    }
+    if (conn->closing) {
+        conn_maybe_free(conn);
+        return;
+    }
+    if (cqe->res == -ENOBUFS) { /* every buffer is lent out: try again next turn */
+        conn_make_runnable(conn);
+        return;
+    }
+    if (cqe->res <= 0) { /* EOF (maybe mid-frame) or a socket error: nothing to answer */
+        conn_close(conn);
+        return;
+    }
+    conn_make_runnable(conn);
+}
+
+static void conn_send_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
+{
+    struct conn *conn =
+        (struct conn *)(void *)((char *)completion - offsetof(struct conn, send_completion));
+    conn->send_armed = false;
+    if (cqe->res < 0) {
+        conn->sent = conn->sending.len;
+        conn_close(conn);
+        conn_maybe_free(conn);
+        return;
+    }
+    SPOOL_ASSERT((size_t)cqe->res <= conn->sending.len - conn->sent);
+    conn->sent += (size_t)cqe->res;
+    conn_send_next(conn);
+    if (conn->closing) {
+        if (!conn->send_armed && conn->fd >= 0) {
+            shutdown(conn->fd, SHUT_RDWR);
+            conn_maybe_free(conn);
+        }
+        return;
+    }
+    conn_make_runnable(conn); /* output drained: input may resume */
+}
+
+/* Start the next send: the rest of what is in flight, or swap in what replies appended. */
+static void conn_send_next(struct conn *conn)
+{
+    if (conn->send_armed || conn->fd < 0)
+        return;
+    if (conn->sent == conn->sending.len) {
+        conn->sending.len = 0;
+        conn->sent = 0;
+        if (conn->out.len == 0)
+            return;
+        struct wire_buf swap = conn->sending;
+        conn->sending = conn->out;
+        conn->out = swap;
+    }
+    struct io_uring_sqe *sqe = conn_sqe(conn->server);
+    io_uring_prep_send(sqe, conn->fd, conn->sending.data + conn->sent,
+                       conn->sending.len - conn->sent, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, &conn->send_completion);
+    conn->send_armed = true;
+}
+
+void conn_flush(struct conn *conn)
+{
+    conn_send_next(conn);
+}
+
+void conn_accepted(struct server *server, int fd)
+{
+    struct conn *conn = calloc(1, sizeof(*conn));
+    SPOOL_ASSERT(conn != NULL);
+    conn->server = server;
+    conn->id = ++server->next_conn_id;
+    conn->fd = fd;
+    conn->recv_completion.complete = conn_recv_complete;
+    conn->send_completion.complete = conn_send_complete;
+    wire_buf_init(&conn->out, server->config.frame_size_max);
+    wire_buf_init(&conn->sending, server->config.frame_size_max);
+    queue_owner_init(&conn->owner);
+    list_init(&conn->blocked);
+    list_init(&conn->run_link);
+    list_insert_tail(&server->conns, &conn->link);
+    idmap_put(&server->conns_by_id, conn->id, conn);
+    server->conn_count++;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (server->conn_count > server->config.connections_max) {
+        conn_fail(conn, 0, SPOOL_E_BUSY, "too many connections");
+        return;
+    }
+    conn_arm_recv(conn);
+}
+
+void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message)
+{
+    if (wire_encode_error(&conn->out, request_id, code, message) != 0)
+        slog_warn("msg=\"error frame not encoded\" conn=%llu", (unsigned long long)conn->id);
+}
+
+/* Give back everything the connection holds in the queue state, once. */
+static void conn_release(struct conn *conn)
+{
+    if (conn->released)
+        return;
+    struct server *server = conn->server;
+    conn->released = true;
+    handler_conn_closed(conn);
+    queue_owner_release(server->queues, &conn->owner, server_now_ms());
+    idmap_remove(&server->conns_by_id, conn->id);
+    SPOOL_ASSERT(server->conn_count > 0);
+    server->conn_count--;
+    if (list_linked(&conn->run_link))
+        list_unlink(&conn->run_link);
+}
+
+void conn_close(struct conn *conn)
+{
+    conn_release(conn);
+    conn->closing = true;
+    if (conn->fd >= 0)
+        shutdown(conn->fd, SHUT_RDWR);
+    conn_maybe_free(conn);
+}
+
+/* A framing error: one error frame, then stop reading, flush and close. */
+void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *message)
+{
+    conn_error(conn, request_id, code, message);
+    conn_release(conn);
+    conn->closing = true;
+    conn_flush(conn);
+    if (!conn->send_armed) {
+        shutdown(conn->fd, SHUT_RDWR);
+        conn_maybe_free(conn);
+    }
+}
+
+/* One frame at in[in_start..): 1 ran (consumed), 0 need more bytes, -1 stop parsing. */
+static int conn_run_frame(struct conn *conn)
+{
+    struct server *server = conn->server;
+    const uint8_t *p = conn->in + conn->in_start;
+    size_t avail = conn->in_end - conn->in_start;
+    struct wire_header h;
+    int rc = wire_header_decode(p, avail, server->config.frame_size_max, &h);
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc != 0) {
+        conn_fail(conn, avail >= WIRE_HEADER_SIZE ? h.request_id : 0, rc, NULL);
+        return -1;
+    }
+    if (avail < h.frame_size)
+        return 0;
+    if (!conn->hello_done && h.opcode != WIRE_OP_HELLO) {
+        conn_fail(conn, h.request_id, SPOOL_E_HANDSHAKE_REQUIRED, "send HELLO first");
+        return -1;
+    }
+    if (!handler_known(h.opcode)) {
+        conn_error(conn, h.request_id, SPOOL_E_UNKNOWN_OP, NULL);
+        conn->in_start += h.frame_size;
+        return 1;
+    }
+    union wire_msg msg;
+    rc = wire_decode(h.opcode, p + WIRE_HEADER_SIZE, h.frame_size - WIRE_HEADER_SIZE, &msg);
+    if (rc == SPOOL_E_BAD_FRAME) {
+        conn_fail(conn, h.request_id, rc, "payload does not decode");
+        return -1;
+    }
+    if (rc != 0) {
+        conn_error(conn, h.request_id, rc == -ENOMEM ? SPOOL_E_INTERNAL : rc, NULL);
+        conn->in_start += h.frame_size;
+        return 1;
+    }
+    rc = handler_dispatch(conn, &h, &msg);
+    wire_msg_free(h.opcode, &msg);
+    if (rc == HANDLER_AGAIN) {
+        /* Stalled: the frame stays, to run again after the next commit. */
+        conn->stalled = true;
+        if (list_linked(&conn->run_link))
+            list_unlink(&conn->run_link);
+        list_insert_tail(&server->stalled, &conn->run_link);
+        return -1;
+    }
+    if (conn->closing)
+        return -1;
+    conn->in_start += h.frame_size;
+    return 1;
+}
+
+void conn_run(struct conn *conn, uint32_t frames_max)
+{
+    if (list_linked(&conn->run_link))
+        list_unlink(&conn->run_link);
+    if (conn->closing)
+        return;
+    uint32_t frames = 0;
+    int rc = 1;
+    while (frames < frames_max && conn->out.len < CONN_OUT_HIGH &&
+           (rc = conn_run_frame(conn)) == 1)
+        frames++;
+    if (conn->closing)
+        return;
+    if (conn->in_start == conn->in_end)
+        conn->in_start = conn->in_end = 0;
+    if (rc == 1 && frames == frames_max)
+        conn_make_runnable(conn); /* more to do: after the others had their turn */
+    conn_flush(conn);
+    conn_arm_recv(conn);
+}

@@ -1,0 +1,836 @@
+/*
+ * Request handlers, dispatched through a table indexed by opcode.
+ *
+ * A handler turns one decoded request into calls on the queue state and one reply. Replies
+ * to requests that logged records are held until the log's durable watermark covers the last
+ * record the request appended (server.emit_seq_max moves on every append); the watermark's
+ * level is patched into the reply's first payload byte (the `durability` field of every such
+ * reply) when it is released. A request that logged nothing answers at once with NONE.
+ *
+ * Back pressure: a queue operation that fails with -ENOBUFS changed nothing, and the handler
+ * returns HANDLER_AGAIN so the frame runs again after the next commit. Batches (PUT_BATCH,
+ * ACK_BATCH) remember how far they got in the connection and resume there.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+#include "slog.h"
+
+/* A reserve or wait that blocks. */
+struct blocked_request {
+    struct list_link link; /* conn.blocked */
+    struct conn *conn;
+    uint64_t request_id;
+    bool is_wait;
+    struct queue_reserver reserver;
+    struct queue_job_waiter waiter;
+};
+
+typedef int (*handler_fn)(struct conn *conn, const struct wire_header *h, union wire_msg *m);
+
+static int map_error(int error)
+{
+    switch (error) {
+    case QUEUE_ENOTFOUND: return SPOOL_E_NOT_FOUND;
+    case QUEUE_ELEASE: return SPOOL_E_LEASE_EXPIRED;
+    case QUEUE_EFULL: return SPOOL_E_QUEUE_FULL;
+    case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
+    case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
+    case LOG_ENOSPC: return SPOOL_E_DISK_FULL;
+    case LOG_ETOOBIG: return SPOOL_E_TOO_LARGE;
+    default: return SPOOL_E_INTERNAL;
+    }
+}
+
+/* The result of a queue call: 0, HANDLER_AGAIN, or an error frame already queued (1 + err). */
+static int queue_result(struct conn *conn, uint64_t request_id, int error)
+{
+    if (error == -ENOBUFS)
+        return HANDLER_AGAIN;
+    if (error == LOG_EPOISONED || (error < 0 && error > -4096 && error != -ENOBUFS)) {
+        slog_error("msg=\"log refused a record\" error=\"%s\"", log_strerror(error));
+        conn->server->fatal_error = error;
+    }
+    conn_error(conn, request_id, map_error(error), NULL);
+    return 0;
+}
+
+static void reply(struct conn *conn, uint16_t opcode, uint64_t request_id, union wire_msg *msg)
+{
+    int rc = wire_encode(&conn->out, opcode | WIRE_OP_REPLY, request_id, msg);
+    if (rc != 0) {
+        slog_error("msg=\"reply not encoded\" op=%s error=%d", wire_op_name(opcode), rc);
+        conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
+    }
+}
+
+static uint8_t wire_level(enum log_durability level)
+{
+    return level == LOG_DURABLE_SYNCED ? WIRE_DURABLE_SYNCED : WIRE_DURABLE_WRITTEN;
+}
+
+/* Reply once every record up to seq_end (exclusive) is durable; seq_end 0: nothing was
+ * logged, reply now with NONE. */
+static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
+                        union wire_msg *msg, uint64_t seq_end)
+{
+    struct server *server = conn->server;
+    uint8_t *durability = &msg->durable_reply.durability; /* first byte of every such reply */
+    if (seq_end == 0) {
+        *durability = WIRE_DURABLE_NONE;
+        reply(conn, opcode, request_id, msg);
+        return;
+    }
+    if (seq_end <= server->durable_seq_end) {
+        *durability = wire_level(server->durable_level);
+        reply(conn, opcode, request_id, msg);
+        return;
+    }
+    *durability = WIRE_DURABLE_NONE;
+    struct wire_buf tmp;
+    wire_buf_init(&tmp, server->config.frame_size_max);
+    if (wire_encode(&tmp, opcode | WIRE_OP_REPLY, request_id, msg) != 0) {
+        wire_buf_free(&tmp);
+        conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
+        return;
+    }
+    struct held_reply *held = malloc(sizeof(*held) + tmp.len);
+    SPOOL_ASSERT(held != NULL);
+    held->conn_id = conn->id;
+    held->seq_end = seq_end;
+    held->len = tmp.len;
+    memcpy(held->data, tmp.data, tmp.len);
+    wire_buf_free(&tmp);
+    /* Appends are serialized, so seq_end never goes below the tail's: FIFO order holds...
+     * except for a duplicate put waiting on an older record: insert it in order. */
+    struct list_link *at = server->held.prev;
+    while (at != &server->held && LIST_ENTRY(at, struct held_reply, link)->seq_end > seq_end)
+        at = at->prev;
+    list_insert_tail(at->next, &held->link);
+}
+
+/* Reply after every record logged since seq_before is durable. */
+static void reply_durable(struct conn *conn, uint16_t opcode, uint64_t request_id,
+                          union wire_msg *msg, uint64_t seq_before)
+{
+    uint64_t seq_max = conn->server->emit_seq_max;
+    reply_after(conn, opcode, request_id, msg, seq_max > seq_before ? seq_max + 1 : 0);
+}
+
+void handler_release_held(struct server *server)
+{
+    struct list_link *link;
+    while ((link = list_first(&server->held)) != NULL) {
+        struct held_reply *held = LIST_ENTRY(link, struct held_reply, link);
+        if (held->seq_end > server->durable_seq_end)
+            break;
+        list_unlink(link);
+        struct conn *conn = conn_by_id(server, held->conn_id);
+        if (conn != NULL && !conn->closing) {
+            held->data[WIRE_HEADER_SIZE] = wire_level(server->durable_level);
+            if (wire_buf_reserve(&conn->out, held->len) == 0) {
+                memcpy(conn->out.data + conn->out.len, held->data, held->len);
+                conn->out.len += held->len;
+            }
+            conn_flush(conn);
+        }
+        free(held);
+    }
+}
+
+static uint8_t state_to_wire(enum job_state state)
+{
+    switch (state) {
+    case JOB_PENDING:
+    case JOB_READY: return WIRE_STATE_READY;
+    case JOB_DELAYED: return WIRE_STATE_DELAYED;
+    case JOB_RESERVED: return WIRE_STATE_RESERVED;
+    case JOB_DEAD: return WIRE_STATE_DEAD;
+    case JOB_DONE: return WIRE_STATE_DONE;
+    }
+    return WIRE_STATE_UNKNOWN;
+}
+
+static void job_info_fill(const struct job *job, bool with_body, struct wire_job_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->id = job->id;
+    info->state = state_to_wire(job->state);
+    info->queue = wire_bytes_of(job->queue->name, job->queue->name_len);
+    info->priority = job->priority;
+    info->attempts = job->attempts;
+    info->max_attempts = job->max_attempts;
+    info->ttr_ms = job->ttr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)job->ttr_ms;
+    info->created_ms = (uint64_t)job->created_ms;
+    info->ready_at_ms = (uint64_t)(job->run_at_ms > 0 ? job->run_at_ms : job->created_ms);
+    info->deadline_ms = job->state == JOB_RESERVED ? (uint64_t)job->deadline_ms : 0;
+    info->finished_ms = (uint64_t)job->settled_ms;
+    if (job->state == JOB_DEAD)
+        info->reason = wire_bytes_of(job->reason, job->reason_len);
+    if (job->state == JOB_DONE)
+        info->result = wire_bytes_of(job->result, job->result_len);
+    if (with_body && job->body != NULL)
+        info->body = wire_bytes_of(job->body, job->body_len);
+}
+
+/* ---- handshake and trivia ---- */
+
+static int handle_hello(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    if (conn->hello_done) {
+        conn_fail(conn, h->request_id, SPOOL_E_HANDSHAKE_REQUIRED, "second HELLO");
+        return 0;
+    }
+    if (m->hello.magic != WIRE_MAGIC) {
+        conn_fail(conn, h->request_id, SPOOL_E_BAD_FRAME, "wrong magic");
+        return 0;
+    }
+    uint16_t low = m->hello.version_min > WIRE_VERSION_MIN ? m->hello.version_min
+                                                            : WIRE_VERSION_MIN;
+    uint16_t high = m->hello.version_max < WIRE_VERSION ? m->hello.version_max : WIRE_VERSION;
+    if (low > high) {
+        conn_fail(conn, h->request_id, SPOOL_E_VERSION_UNSUPPORTED, "server speaks 1..1");
+        return 0;
+    }
+    conn->hello_done = true;
+    union wire_msg r = {.hello_reply = {
+                            .version = high,
+                            .frame_size_max = conn->server->config.frame_size_max,
+                            .job_size_max = conn->server->config.job_size_max,
+                            .server_time_ms = (uint64_t)server_now_ms(),
+                            .server_name = wire_bytes_str("spoold " SPOOLD_VERSION),
+                        }};
+    reply(conn, h->opcode, h->request_id, &r);
+    return 0;
+}
+
+static int handle_ping(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    (void)m;
+    reply(conn, h->opcode, h->request_id, NULL);
+    return 0;
+}
+
+/* ---- put ---- */
+
+static void put_args(const struct wire_job_spec *spec, struct queue_put_args *args)
+{
+    memset(args, 0, sizeof(*args));
+    args->queue = (const char *)spec->queue.data;
+    args->queue_len = spec->queue.len;
+    args->priority = spec->priority;
+    if (spec->flags & WIRE_PUT_RUN_AT)
+        args->run_at_ms = spec->delay_ms > INT64_MAX ? INT64_MAX : (int64_t)spec->delay_ms;
+    else
+        args->delay_ms = spec->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
+                                                               : (int64_t)spec->delay_ms;
+    args->ttr_ms = spec->ttr_ms;
+    args->max_attempts = (spec->flags & WIRE_PUT_MAX_ATTEMPTS) ? (int64_t)spec->max_attempts : -1;
+    args->ttl_ms = spec->ttl_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
+                                                       : (int64_t)spec->ttl_ms;
+    args->key = (const char *)spec->key.data;
+    args->key_len = spec->key.len;
+    args->body = spec->body.data;
+    args->body_len = spec->body.len;
+}
+
+/* Put one job; *result filled. The put's record (or a duplicate's original) raises
+ * *seq_end, the horizon its reply waits for. */
+static int put_one(struct conn *conn, const struct wire_job_spec *spec,
+                   struct wire_put_result *result, uint64_t *seq_end)
+{
+    struct queue_put_args args;
+    put_args(spec, &args);
+    uint64_t id = 0, seq = 0;
+    bool duplicate = false;
+    int rc = queue_put(conn->server->queues, &args, server_now_ms(), &id, &duplicate, &seq);
+    if (rc != 0)
+        return rc;
+    result->id = id;
+    result->flags = duplicate ? WIRE_PUT_DUPLICATE : 0;
+    if (seq != 0 && seq + 1 > *seq_end)
+        *seq_end = seq + 1;
+    return 0;
+}
+
+static int handle_put(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    if (m->put.body.len > conn->server->config.job_size_max) {
+        conn_error(conn, h->request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
+        return 0;
+    }
+    uint64_t seq_end = 0;
+    union wire_msg r = {0};
+    int rc = put_one(conn, &m->put, &r.put_reply.job, &seq_end);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    reply_after(conn, h->opcode, h->request_id, &r, seq_end);
+    return 0;
+}
+
+static void batch_forget(struct conn *conn)
+{
+    free(conn->batch_results);
+    conn->batch_results = NULL;
+    conn->batch_done = 0;
+    conn->batch_seq_end = 0;
+}
+
+/* PUT_BATCH: every body is checked before any job is logged. A queue limit reached mid-batch
+ * leaves the jobs before it enqueued (reported as an error; see OPERATIONS.md). */
+static int handle_put_batch(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    const struct wire_put_batch *batch = &m->put_batch;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        if (batch->jobs[i].body.len > conn->server->config.job_size_max) {
+            conn_error(conn, h->request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
+            return 0;
+        }
+    }
+    if (conn->batch_results == NULL || conn->batch_request_id != h->request_id) {
+        batch_forget(conn);
+        conn->batch_results = calloc(batch->count, sizeof(struct wire_put_result));
+        SPOOL_ASSERT(conn->batch_results != NULL);
+        conn->batch_request_id = h->request_id;
+    }
+    struct wire_put_result *results = conn->batch_results;
+    for (; conn->batch_done < batch->count; conn->batch_done++) {
+        int rc = put_one(conn, &batch->jobs[conn->batch_done], &results[conn->batch_done],
+                         &conn->batch_seq_end);
+        if (rc == -ENOBUFS)
+            return HANDLER_AGAIN;
+        if (rc != 0) {
+            batch_forget(conn);
+            return queue_result(conn, h->request_id, rc);
+        }
+    }
+    union wire_msg r = {.put_batch_reply = {.count = batch->count, .jobs = results}};
+    reply_after(conn, h->opcode, h->request_id, &r, conn->batch_seq_end);
+    batch_forget(conn);
+    return 0;
+}
+
+/* ---- reserve ---- */
+
+static void reserve_reply(struct conn *conn, uint64_t request_id, struct job **jobs,
+                          uint32_t count)
+{
+    struct wire_delivery deliveries[QUEUE_RESERVE_COUNT_MAX];
+    SPOOL_ASSERT(count <= QUEUE_RESERVE_COUNT_MAX);
+    for (uint32_t i = 0; i < count; i++) {
+        const struct job *job = jobs[i];
+        deliveries[i] = (struct wire_delivery){
+            .id = job->id,
+            .lease = job->lease_token,
+            .attempt = job->attempts,
+            .priority = job->priority,
+            .deadline_ms = (uint64_t)job->deadline_ms,
+            .queue = wire_bytes_of(job->queue->name, job->queue->name_len),
+            .body = wire_bytes_of(job->body, job->body_len),
+        };
+    }
+    union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
+    reply(conn, WIRE_OP_RESERVE, request_id, &r);
+}
+
+static void blocked_free(struct blocked_request *blocked)
+{
+    struct conn *conn = blocked->conn;
+    list_unlink(&blocked->link);
+    SPOOL_ASSERT(conn->blocked_count > 0);
+    conn->blocked_count--;
+    free(blocked);
+}
+
+static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uint32_t count)
+{
+    struct blocked_request *blocked = reserver->ctx;
+    struct conn *conn = blocked->conn;
+    reserve_reply(conn, blocked->request_id, jobs, count);
+    blocked_free(blocked);
+    conn_flush(conn);
+}
+
+static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_id)
+{
+    struct blocked_request *blocked = calloc(1, sizeof(*blocked));
+    SPOOL_ASSERT(blocked != NULL);
+    blocked->conn = conn;
+    blocked->request_id = request_id;
+    list_insert_tail(&conn->blocked, &blocked->link);
+    conn->blocked_count++;
+    return blocked;
+}
+
+static int handle_reserve(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    struct server *server = conn->server;
+    const struct wire_reserve *req = &m->reserve;
+    if (conn->blocked_count >= CONN_BLOCKED_MAX) {
+        conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
+        return 0;
+    }
+    struct blocked_request *blocked = blocked_new(conn, h->request_id);
+    struct queue_reserver *r = &blocked->reserver;
+    for (uint32_t i = 0; i < req->queue_count; i++) {
+        int rc = queue_get(server->queues, (const char *)req->queues[i].data,
+                           req->queues[i].len, &r->queues[i]);
+        if (rc != 0) {
+            blocked_free(blocked);
+            return queue_result(conn, h->request_id, rc);
+        }
+    }
+    int64_t now = server_now_ms();
+    r->queue_count = req->queue_count;
+    r->count_max = req->count_max;
+    r->bytes_max = server->config.frame_size_max - WIRE_HEADER_SIZE - 64;
+    r->deadline_ms = now + (int64_t)req->timeout_ms;
+    r->detach = (req->flags & WIRE_RESERVE_DETACH) != 0;
+    r->owner = &conn->owner;
+    r->wake = reserve_wake;
+    r->ctx = blocked;
+    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
+    uint32_t count = queue_reserve(server->queues, r, now, jobs);
+    if (r->waiting)
+        return 0;
+    reserve_reply(conn, h->request_id, jobs, count);
+    blocked_free(blocked);
+    return 0;
+}
+
+/* ---- lease operations ---- */
+
+static int handle_ack(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    int rc = queue_ack(conn->server->queues, m->ack.id, m->ack.lease, m->ack.result.data,
+                       m->ack.result.len, server_now_ms());
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    conn->server->total_acked++;
+    union wire_msg r = {0};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+static int handle_ack_batch(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    const struct wire_ack_batch *batch = &m->ack_batch;
+    if (conn->batch_results == NULL || conn->batch_request_id != h->request_id) {
+        batch_forget(conn);
+        conn->batch_results = calloc(batch->count, sizeof(uint16_t));
+        SPOOL_ASSERT(conn->batch_results != NULL);
+        conn->batch_request_id = h->request_id;
+    }
+    uint16_t *codes = conn->batch_results;
+    for (; conn->batch_done < batch->count; conn->batch_done++) {
+        const struct wire_ack *ack = &batch->acks[conn->batch_done];
+        uint64_t seq_before = conn->server->emit_seq_max;
+        int rc = queue_ack(conn->server->queues, ack->id, ack->lease, ack->result.data,
+                           ack->result.len, server_now_ms());
+        if (rc == -ENOBUFS)
+            return HANDLER_AGAIN;
+        codes[conn->batch_done] = rc == 0 ? 0 : wire_error_to_wire(map_error(rc));
+        if (rc == 0)
+            conn->server->total_acked++;
+        if (conn->server->emit_seq_max > seq_before)
+            conn->batch_seq_end = conn->server->emit_seq_max + 1;
+    }
+    union wire_msg r = {.ack_batch_reply = {.count = batch->count, .codes = codes}};
+    reply_after(conn, h->opcode, h->request_id, &r, conn->batch_seq_end);
+    batch_forget(conn);
+    return 0;
+}
+
+static int handle_release(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    const struct wire_release *req = &m->release;
+    uint64_t seq_before = conn->server->emit_seq_max;
+    uint32_t priority = (req->flags & WIRE_RELEASE_PRIORITY) ? req->priority : UINT32_MAX;
+    int64_t delay = req->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
+                                                         : (int64_t)req->delay_ms;
+    int rc = queue_release(conn->server->queues, req->id, req->lease, delay, priority,
+                           (const char *)req->reason.data, req->reason.len, server_now_ms());
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {0};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+static int handle_touch(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    int64_t deadline = 0;
+    int rc = queue_touch(conn->server->queues, m->touch.id, m->touch.lease, m->touch.extend_ms,
+                         server_now_ms(), &deadline);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {.touch_reply = {.deadline_ms = (uint64_t)deadline}};
+    reply_after(conn, h->opcode, h->request_id, &r, 0);
+    return 0;
+}
+
+static int handle_bury(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    int rc = queue_bury(conn->server->queues, m->bury.id, m->bury.lease,
+                        (const char *)m->bury.reason.data, m->bury.reason.len, server_now_ms());
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {0};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+/* ---- kick, peek, delete ---- */
+
+static int handle_kick(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    uint32_t kicked = 0;
+    int rc = queue_kick(conn->server->queues, (const char *)m->kick.queue.data,
+                        m->kick.queue.len, m->kick.count, server_now_ms(), &kicked);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {.count_reply = {.count = kicked}};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+static int handle_kick_job(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, server_now_ms());
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {0};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+static int handle_peek(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    struct job *job = queue_peek_id(conn->server->queues, m->job_ref.id);
+    if (job == NULL)
+        return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
+    union wire_msg r;
+    job_info_fill(job, true, &r.job_info);
+    reply(conn, h->opcode, h->request_id, &r);
+    return 0;
+}
+
+static int handle_peek_next(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    enum job_state which = m->peek_next.state == WIRE_STATE_READY     ? JOB_READY
+                           : m->peek_next.state == WIRE_STATE_DELAYED ? JOB_DELAYED
+                           : m->peek_next.state == WIRE_STATE_DEAD    ? JOB_DEAD
+                                                                      : JOB_DONE;
+    if (which == JOB_DONE) {
+        conn_error(conn, h->request_id, SPOOL_E_BAD_REQUEST, "peek ready, delayed or dead");
+        return 0;
+    }
+    struct job *job = queue_peek_next(conn->server->queues, (const char *)m->peek_next.queue.data,
+                                      m->peek_next.queue.len, which);
+    if (job == NULL)
+        return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
+    union wire_msg r;
+    job_info_fill(job, true, &r.job_info);
+    reply(conn, h->opcode, h->request_id, &r);
+    return 0;
+}
+
+static int handle_delete(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    int rc = queue_delete(conn->server->queues, m->job_ref.id, server_now_ms());
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {0};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+/* ---- wait and status ---- */
+
+static void status_reply(struct conn *conn, uint16_t opcode, uint64_t request_id,
+                         const struct queue_job_status *status)
+{
+    struct job *job = queue_peek_id(conn->server->queues, status->id);
+    union wire_msg r;
+    if (job != NULL) {
+        job_info_fill(job, false, &r.job_info);
+    } else {
+        memset(&r, 0, sizeof(r));
+        r.job_info.id = status->id;
+        r.job_info.attempts = status->attempts;
+        r.job_info.created_ms = (uint64_t)status->created_ms;
+        r.job_info.finished_ms = (uint64_t)status->settled_ms;
+    }
+    r.job_info.state = state_to_wire(status->state);
+    r.job_info.result = wire_bytes_of(status->result, status->result_len);
+    if (status->state == JOB_DEAD)
+        r.job_info.reason = wire_bytes_of(status->reason, status->reason_len);
+    reply(conn, opcode, request_id, &r);
+}
+
+static void wait_wake(struct queue_job_waiter *waiter, bool found,
+                      const struct queue_job_status *status)
+{
+    struct blocked_request *blocked = waiter->ctx;
+    struct conn *conn = blocked->conn;
+    if (found)
+        status_reply(conn, WIRE_OP_WAIT, blocked->request_id, status);
+    else
+        conn_error(conn, blocked->request_id, SPOOL_E_NOT_FOUND, "job deleted");
+    blocked_free(blocked);
+    conn_flush(conn);
+}
+
+static int handle_wait(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    if (conn->blocked_count >= CONN_BLOCKED_MAX) {
+        conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
+        return 0;
+    }
+    struct blocked_request *blocked = blocked_new(conn, h->request_id);
+    blocked->is_wait = true;
+    struct queue_job_waiter *w = &blocked->waiter;
+    int64_t now = server_now_ms();
+    w->job_id = m->wait.id;
+    w->deadline_ms = now + (int64_t)m->wait.timeout_ms;
+    w->wake = wait_wake;
+    w->ctx = blocked;
+    bool found = false;
+    struct queue_job_status status;
+    if (!queue_wait(conn->server->queues, w, now, &found, &status))
+        return 0;
+    if (found)
+        status_reply(conn, h->opcode, h->request_id, &status);
+    else
+        conn_error(conn, h->request_id, SPOOL_E_NOT_FOUND, NULL);
+    blocked_free(blocked);
+    return 0;
+}
+
+static int handle_status(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    struct queue_job_status status;
+    if (!queue_status(conn->server->queues, m->job_ref.id, &status))
+        return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
+    status_reply(conn, h->opcode, h->request_id, &status);
+    return 0;
+}
+
+/* ---- stats and queue administration ---- */
+
+struct stats_walk {
+    struct wire_queue_stats *out;
+    uint32_t count;
+    uint32_t capacity;
+    int64_t now_ms;
+    const struct queue_state *state;
+};
+
+static void stats_one(const struct queue *queue, int64_t now_ms, struct wire_queue_stats *out)
+{
+    struct queue_stats st;
+    queue_stats_get(queue, now_ms, &st);
+    *out = (struct wire_queue_stats){
+        .name = wire_bytes_of(queue->name, queue->name_len),
+        .flags = st.paused ? WIRE_QUEUE_PAUSED : 0,
+        .ready = st.ready, .delayed = st.delayed, .reserved = st.reserved, .dead = st.dead,
+        .total_put = st.total_put, .oldest_ready_age_ms = (uint64_t)st.oldest_ready_age_ms,
+        .ack_floor = st.ack_floor,
+        .ttr_ms = (uint32_t)queue->default_ttr_ms,
+        .max_attempts = queue->default_max_attempts,
+    };
+}
+
+static void stats_collect(void *ctx, struct queue *queue)
+{
+    struct stats_walk *walk = ctx;
+    if (walk->count < walk->capacity)
+        stats_one(queue, walk->now_ms, &walk->out[walk->count++]);
+}
+
+static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    struct server *server = conn->server;
+    int64_t now = server_now_ms();
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    union wire_msg r = {0};
+    r.stats_reply.server = (struct wire_server_stats){
+        .uptime_ms = (uint64_t)(now - server->started_ms), .connections = server->conn_count,
+        .commits = server->commits, .log_bytes = server->log_bytes, .ready = totals.ready,
+        .delayed = totals.delayed, .reserved = totals.reserved, .dead = totals.dead,
+        .total_acked = server->total_acked,
+    };
+    struct stats_walk walk = {.now_ms = now, .state = server->queues};
+    if (m->queue_ref.queue.len > 0) {
+        struct queue *queue = queue_find(server->queues, (const char *)m->queue_ref.queue.data,
+                                         m->queue_ref.queue.len);
+        if (queue == NULL)
+            return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
+        walk.capacity = 1;
+        walk.out = calloc(1, sizeof(*walk.out));
+        SPOOL_ASSERT(walk.out != NULL);
+        stats_collect(&walk, queue);
+    } else {
+        walk.capacity = totals.queues > WIRE_STATS_QUEUES_MAX ? WIRE_STATS_QUEUES_MAX
+                                                              : (uint32_t)totals.queues;
+        walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
+        SPOOL_ASSERT(walk.out != NULL);
+        queue_each(server->queues, stats_collect, &walk);
+    }
+    for (uint32_t i = 0; i < walk.count; i++)
+        r.stats_reply.server.total_put += walk.out[i].total_put;
+    r.stats_reply.queue_count = walk.count;
+    r.stats_reply.queues = walk.out;
+    reply(conn, h->opcode, h->request_id, &r);
+    free(walk.out);
+    return 0;
+}
+
+struct queues_walk {
+    struct wire_queue_entry *out;
+    uint32_t count;
+    uint32_t capacity;
+};
+
+static void queues_collect(void *ctx, struct queue *queue)
+{
+    struct queues_walk *walk = ctx;
+    if (walk->count < walk->capacity)
+        walk->out[walk->count++] = (struct wire_queue_entry){
+            .name = wire_bytes_of(queue->name, queue->name_len),
+            .flags = queue->paused ? WIRE_QUEUE_PAUSED : 0,
+        };
+}
+
+static int handle_queues(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    (void)m;
+    struct queue_totals totals;
+    queue_totals_get(conn->server->queues, &totals);
+    struct queues_walk walk = {.capacity = totals.queues > WIRE_STATS_QUEUES_MAX
+                                               ? WIRE_STATS_QUEUES_MAX
+                                               : (uint32_t)totals.queues};
+    walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
+    SPOOL_ASSERT(walk.out != NULL);
+    queue_each(conn->server->queues, queues_collect, &walk);
+    union wire_msg r = {.queues_reply = {.count = walk.count, .queues = walk.out}};
+    reply(conn, h->opcode, h->request_id, &r);
+    free(walk.out);
+    return 0;
+}
+
+/* The queue's current settings as a QUEUE_META record, for pause/resume/config to amend. */
+static int meta_of(struct conn *conn, struct wire_bytes name, struct record_meta *meta)
+{
+    struct queue *queue;
+    int rc = queue_get(conn->server->queues, (const char *)name.data, name.len, &queue);
+    if (rc != 0)
+        return rc;
+    *meta = (struct record_meta){
+        .name = queue->name, .name_len = queue->name_len, .paused = queue->paused,
+        .default_max_attempts = queue->default_max_attempts,
+        .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
+        .max_bytes = queue->max_bytes,
+    };
+    return 0;
+}
+
+static int meta_apply(struct conn *conn, const struct wire_header *h, struct record_meta *meta)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    int rc = queue_set_meta(conn->server->queues, meta, server_now_ms());
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {0};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+static int handle_pause(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    struct record_meta meta;
+    int rc = meta_of(conn, m->queue_ref.queue, &meta);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    meta.paused = h->opcode == WIRE_OP_PAUSE;
+    return meta_apply(conn, h, &meta);
+}
+
+static int handle_queue_config(struct conn *conn, const struct wire_header *h,
+                               union wire_msg *m)
+{
+    struct record_meta meta;
+    int rc = meta_of(conn, m->queue_config.queue, &meta);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    if (m->queue_config.flags & WIRE_CONFIG_TTR)
+        meta.default_ttr_ms = m->queue_config.ttr_ms;
+    if (m->queue_config.flags & WIRE_CONFIG_MAX_ATTEMPTS)
+        meta.default_max_attempts = m->queue_config.max_attempts;
+    return meta_apply(conn, h, &meta);
+}
+
+static int handle_purge(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    uint64_t deleted = 0;
+    int rc = queue_purge(conn->server->queues, (const char *)m->queue_ref.queue.data,
+                         m->queue_ref.queue.len, server_now_ms(), &deleted);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {.count_reply = {.count = deleted}};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
+/* ---- the table ---- */
+
+#define HANDLER_OPCODES (WIRE_OP_QUEUE_CONFIG + 1)
+
+static const handler_fn handlers[HANDLER_OPCODES] = {
+    [WIRE_OP_HELLO] = handle_hello,         [WIRE_OP_PING] = handle_ping,
+    [WIRE_OP_PUT] = handle_put,             [WIRE_OP_PUT_BATCH] = handle_put_batch,
+    [WIRE_OP_RESERVE] = handle_reserve,     [WIRE_OP_ACK] = handle_ack,
+    [WIRE_OP_ACK_BATCH] = handle_ack_batch, [WIRE_OP_RELEASE] = handle_release,
+    [WIRE_OP_TOUCH] = handle_touch,         [WIRE_OP_BURY] = handle_bury,
+    [WIRE_OP_KICK] = handle_kick,           [WIRE_OP_KICK_JOB] = handle_kick_job,
+    [WIRE_OP_PEEK] = handle_peek,           [WIRE_OP_PEEK_NEXT] = handle_peek_next,
+    [WIRE_OP_DELETE] = handle_delete,       [WIRE_OP_WAIT] = handle_wait,
+    [WIRE_OP_STATUS] = handle_status,       [WIRE_OP_STATS] = handle_stats,
+    [WIRE_OP_QUEUES] = handle_queues,       [WIRE_OP_PAUSE] = handle_pause,
+    [WIRE_OP_RESUME] = handle_pause,        [WIRE_OP_PURGE] = handle_purge,
+    [WIRE_OP_QUEUE_CONFIG] = handle_queue_config,
+};
+
+bool handler_known(uint16_t opcode)
+{
+    return opcode < HANDLER_OPCODES && handlers[opcode] != NULL && wire_op_known(opcode);
+}
+
+int handler_dispatch(struct conn *conn, const struct wire_header *header, union wire_msg *msg)
+{
+    SPOOL_ASSERT(handler_known(header->opcode));
+    return handlers[header->opcode](conn, header, msg);
+}
+
+void handler_conn_closed(struct conn *conn)
+{
+    struct list_link *link;
+    while ((link = list_first(&conn->blocked)) != NULL) {
+        struct blocked_request *blocked = LIST_ENTRY(link, struct blocked_request, link);
+        if (blocked->is_wait)
+            queue_wait_cancel(conn->server->queues, &blocked->waiter);
+        else
+            queue_reserver_cancel(conn->server->queues, &blocked->reserver);
+        blocked_free(blocked);
+    }
+    batch_forget(conn);
+}

@@ -1,0 +1,790 @@
+/*
+ * spoold's lifecycle and event loop (structures and invariants in server.h).
+ *
+ * Start: set up the ring (a clear error if io_uring is unavailable), open the log on the same
+ * ring (recovery), rebuild the queue state (checkpoint payload, then the records after it),
+ * read back the bodies the checkpoint left on disk, bind, arm accept and the signalfd read,
+ * then announce the address (log line and --ready-file).
+ *
+ * One loop turn: submit and wait for completions (bounded by the nearest timer: queue
+ * deadlines, the log's interval sync, the checkpoint period); dispatch every CQE through its
+ * struct io_completion; apply a new durable watermark (release held replies, make puts
+ * visible, re-run stalled connections); run queue timers; run connections with input (a
+ * bounded number of frames each); tick the log (starts the next group commit); start a
+ * checkpoint when one is due and the log is idle; free closed connections.
+ *
+ * A checkpoint needs the log idle, so that the snapshot reflects exactly the records before
+ * its anchor: while one is wanted, connections and timers pause (they are the only sources of
+ * records) until the commit in flight lands, which takes one fdatasync.
+ *
+ * Shutdown (SIGTERM/SIGINT through the signalfd): stop accepting and reading, let in-flight
+ * commits land and their replies go out, write a checkpoint, close the log, exit 0.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "slog.h"
+
+/* Shutdown waits this long for in-flight commits and output before giving up on output. */
+#define SERVER_DRAIN_MS 5000
+
+int64_t server_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct log_pos *pos)
+{
+    struct server *server = ctx;
+    if (server->log_full)
+        return -ENOBUFS; /* keep record order: nothing jumps a refused request */
+    int rc = log_append(server->log, type, data, len, pos);
+    if (rc == -ENOBUFS) {
+        server->log_full = true;
+        return rc;
+    }
+    if (rc != 0)
+        return rc;
+    SPOOL_ASSERT(pos->seq > server->emit_seq_max);
+    server->emit_seq_max = pos->seq;
+    uint64_t footprint = log_record_footprint(len);
+    server->log_bytes += footprint;
+    server->checkpoint_bytes += footprint;
+    return 0;
+}
+
+static void on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability level, int error)
+{
+    struct server *server = ctx;
+    if (error != 0) {
+        slog_error("msg=\"log poisoned: a write or fdatasync failed; restart to recover\" "
+                   "error=\"%s\"", log_strerror(error));
+        server->fatal_error = error;
+        return;
+    }
+    /* Applied in the loop, outside the engine's completion. */
+    if (durable_seq_end > server->durable_seq_end)
+        server->durable_seq_end = durable_seq_end;
+    server->durable_level = level;
+    server->commits++;
+}
+
+/* ---- startup: ring, buffers, socket ---- */
+
+static int ring_setup(struct server *server)
+{
+    int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, 0);
+    if (rc < 0) {
+        slog_error("msg=\"io_uring is unavailable: spoold needs Linux 6.x with io_uring "
+                   "enabled (not blocked by seccomp or kernel.io_uring_disabled)\" error=\"%s\"",
+                   strerror(-rc));
+        return rc;
+    }
+    size_t ring_bytes = SERVER_RECV_BUFFERS * sizeof(struct io_uring_buf);
+    void *ring_mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                          -1, 0);
+    server->buf_base = malloc((size_t)SERVER_RECV_BUFFERS * SERVER_RECV_BUFFER_SIZE);
+    if (ring_mem == MAP_FAILED || server->buf_base == NULL)
+        return -ENOMEM;
+    server->buf_ring = ring_mem;
+    struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)ring_mem,
+                                   .ring_entries = SERVER_RECV_BUFFERS,
+                                   .bgid = SERVER_RECV_GROUP};
+    rc = io_uring_register_buf_ring(&server->ring, &reg, 0);
+    if (rc < 0) {
+        slog_error("msg=\"io_uring buffer rings are unavailable (kernel >= 5.19 needed)\" "
+                   "error=\"%s\"", strerror(-rc));
+        return rc;
+    }
+    io_uring_buf_ring_init(server->buf_ring);
+    for (int i = 0; i < SERVER_RECV_BUFFERS; i++)
+        io_uring_buf_ring_add(server->buf_ring,
+                              server->buf_base + (size_t)i * SERVER_RECV_BUFFER_SIZE,
+                              SERVER_RECV_BUFFER_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), i);
+    io_uring_buf_ring_advance(server->buf_ring, SERVER_RECV_BUFFERS);
+    return 0;
+}
+
+static int listen_setup(struct server *server, char *addr, size_t addr_len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", server->config.listen_port);
+    int rc = getaddrinfo(server->config.listen_host, port, &hints, &res);
+    if (rc != 0) {
+        slog_error("msg=\"cannot resolve listen address\" host=%s error=\"%s\"",
+                   server->config.listen_host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 511) != 0) {
+        rc = -errno;
+        slog_error("msg=\"cannot listen\" host=%s port=%s error=\"%s\"",
+                   server->config.listen_host, port, strerror(-rc));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return rc;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t bound = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            bound = ntohs(in->sin_port);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            bound = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(addr, addr_len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, bound);
+    server->listen_fd = fd;
+    return 0;
+}
+
+/* Write HOST:PORT to the ready file whole: a temp file renamed over it. */
+static int ready_file_write(const char *path, const char *addr)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -errno;
+    int ok = fprintf(f, "%s\n", addr) > 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0)
+        return -EIO;
+    return 0;
+}
+
+/* ---- startup: recovery ---- */
+
+/* log_open hands records over before it hands the checkpoint over, and the records apply on
+ * top of the checkpoint: keep copies until both are here. Bounded by the log written since
+ * the last checkpoint (64 MiB or 60 s by default). */
+struct replay_buffer {
+    struct log_record *records;
+    uint8_t **data;
+    size_t count;
+    size_t capacity;
+};
+
+static int replay_collect(void *ctx, const struct log_record *record)
+{
+    struct replay_buffer *rb = ctx;
+    if (rb->count == rb->capacity) {
+        size_t capacity = rb->capacity == 0 ? 1024 : rb->capacity * 2;
+        struct log_record *records = realloc(rb->records, capacity * sizeof(*records));
+        uint8_t **data = realloc(rb->data, capacity * sizeof(*data));
+        if (records != NULL)
+            rb->records = records;
+        if (data != NULL)
+            rb->data = data;
+        if (records == NULL || data == NULL)
+            return -ENOMEM;
+        rb->capacity = capacity;
+    }
+    uint8_t *copy = malloc(record->len == 0 ? 1 : record->len);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, record->data, record->len);
+    rb->records[rb->count] = *record;
+    rb->records[rb->count].data = copy;
+    rb->data[rb->count] = copy;
+    rb->count++;
+    return 0;
+}
+
+static void replay_buffer_free(struct replay_buffer *rb)
+{
+    for (size_t i = 0; i < rb->count; i++)
+        free(rb->data[i]);
+    free(rb->records);
+    free(rb->data);
+}
+
+struct body_load {
+    struct server *server;
+    uint32_t outstanding;
+    int error;
+};
+
+struct body_read {
+    struct body_load *load;
+    struct job *job;
+};
+
+static void body_read_done(void *ctx, int error, const struct log_record *record)
+{
+    struct body_read *read = ctx;
+    struct body_load *load = read->load;
+    struct record rec;
+    if (error == 0 && (record->type != RECORD_PUT ||
+                       record_decode(record->type, record->data, record->len, &rec) != 0 ||
+                       rec.id != read->job->id || rec.u.put.body_len != read->job->body_len))
+        error = LOG_ECORRUPT;
+    if (error == 0)
+        queue_body_loaded(load->server->queues, read->job, rec.u.put.body, rec.u.put.body_len);
+    else if (load->error == 0)
+        load->error = error;
+    load->outstanding--;
+    free(read);
+}
+
+static void body_read_start(void *ctx, struct job *job)
+{
+    struct body_load *load = ctx;
+    struct body_read *read = malloc(sizeof(*read));
+    SPOOL_ASSERT(read != NULL);
+    read->load = load;
+    read->job = job;
+    int rc = log_read(load->server->log, &job->pos, body_read_done, read);
+    if (rc != 0) {
+        free(read);
+        if (load->error == 0)
+            load->error = rc;
+        return;
+    }
+    load->outstanding++;
+}
+
+/* Read back, through the ring, every body a checkpoint left on disk. */
+static int bodies_load(struct server *server)
+{
+    struct body_load load = {.server = server};
+    queue_each_unloaded(server->queues, body_read_start, &load);
+    while (load.outstanding > 0) {
+        struct io_uring_cqe *cqe;
+        io_uring_submit(&server->ring);
+        int rc = io_uring_wait_cqe(&server->ring, &cqe);
+        if (rc == -EINTR)
+            continue;
+        if (rc < 0)
+            return rc;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&server->ring, head, cqe)
+        {
+            io_uring_dispatch(cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&server->ring, seen);
+    }
+    return load.error;
+}
+
+static int state_rebuild(struct server *server, struct replay_buffer *rb, void *checkpoint,
+                         uint32_t checkpoint_len)
+{
+    int64_t now = server_now_ms();
+    if (checkpoint != NULL) {
+        int rc = queue_checkpoint_load(server->queues, checkpoint, checkpoint_len, now);
+        if (rc != 0) {
+            slog_error("msg=\"checkpoint payload does not decode\" bytes=%u", checkpoint_len);
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < rb->count; i++) {
+        int rc = queue_replay(server->queues, &rb->records[i], now);
+        if (rc != 0) {
+            slog_error("msg=\"log record does not decode\" seq=%llu type=%u",
+                       (unsigned long long)rb->records[i].pos.seq, rb->records[i].type);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int recover(struct server *server)
+{
+    int rc = io_uring_backend_create(&server->ring, server->config.data_dir, true,
+                                     &server->backend);
+    if (rc != 0) {
+        slog_error("msg=\"cannot open data directory\" dir=%s error=\"%s\"",
+                   server->config.data_dir, strerror(-rc));
+        return rc;
+    }
+    struct log_config lc;
+    log_config_defaults(&lc);
+    lc.dir = server->config.data_dir;
+    lc.segment_size_bytes = server->config.segment_size_bytes;
+    lc.batch_size_bytes_max = config_batch_size(&server->config);
+    lc.sync_mode = server->config.sync_mode;
+    lc.sync_interval_ms = server->config.sync_interval_ms;
+    lc.on_durable = on_durable;
+    lc.ctx = server;
+    struct replay_buffer rb = {0};
+    void *checkpoint = NULL;
+    uint32_t checkpoint_len = 0;
+    struct log_recovery_report report;
+    memset(&report, 0, sizeof(report));
+    rc = log_open(&lc, server->backend, replay_collect, &rb, &checkpoint, &checkpoint_len,
+                  &report, &server->log);
+    if (rc != 0) {
+        slog_error("msg=\"log recovery failed\" dir=%s error=\"%s\" detail=\"%s\"",
+                   server->config.data_dir, log_strerror(rc), report.message);
+        replay_buffer_free(&rb);
+        return rc;
+    }
+    if (report.torn_tail)
+        slog_warn("msg=\"torn tail cut\" segment=%llu offset=%llu bytes=%llu",
+                  (unsigned long long)report.torn_segment_id,
+                  (unsigned long long)report.torn_offset, (unsigned long long)report.torn_bytes);
+    rc = state_rebuild(server, &rb, checkpoint, checkpoint_len);
+    size_t replayed = rb.count;
+    replay_buffer_free(&rb);
+    free(checkpoint);
+    if (rc != 0)
+        return rc;
+    server->durable_seq_end = log_durable_seq_end(server->log);
+    server->emit_seq_max = log_next_seq(server->log) - 1;
+    server->durable_level = LOG_DURABLE_SYNCED;
+    queue_set_emit(server->queues, server_emit, server);
+    queue_recover_finish(server->queues, server_now_ms());
+    rc = bodies_load(server);
+    if (rc != 0) {
+        slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
+        return rc;
+    }
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    slog_info("msg=recovered segments=%u records_replayed=%zu checkpoint=%s jobs=%llu "
+              "queues=%llu next_seq=%llu",
+              report.segment_count, replayed, checkpoint_len > 0 ? "yes" : "no",
+              (unsigned long long)totals.jobs, (unsigned long long)totals.queues,
+              (unsigned long long)log_next_seq(server->log));
+    return 0;
+}
+
+/* ---- accept and signals ---- */
+
+static struct io_uring_sqe *server_sqe(struct server *server)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
+    if (sqe == NULL) {
+        (void)io_uring_submit(&server->ring);
+        sqe = io_uring_get_sqe(&server->ring);
+    }
+    SPOOL_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+static void accept_arm(struct server *server)
+{
+    if (server->accept_armed || server->stopping || server->listen_fd < 0)
+        return;
+    struct io_uring_sqe *sqe = server_sqe(server);
+    io_uring_prep_multishot_accept(sqe, server->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data(sqe, &server->accept_completion);
+    server->accept_armed = true;
+}
+
+static void accept_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
+{
+    struct server *server = (struct server *)(void *)((char *)completion -
+                                                      offsetof(struct server, accept_completion));
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        server->accept_armed = false; /* re-armed at the end of the turn */
+    if (cqe->res >= 0) {
+        if (server->stopping)
+            close(cqe->res);
+        else
+            conn_accepted(server, cqe->res);
+    } else if (cqe->res != -ECANCELED) {
+        slog_warn("msg=\"accept failed\" error=\"%s\"", strerror(-cqe->res));
+    }
+}
+
+static void signal_arm(struct server *server)
+{
+    struct io_uring_sqe *sqe = server_sqe(server);
+    io_uring_prep_read(sqe, server->signal_fd, &server->siginfo, sizeof(server->siginfo), 0);
+    io_uring_sqe_set_data(sqe, &server->signal_completion);
+}
+
+static void signal_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
+{
+    struct server *server = (struct server *)(void *)((char *)completion -
+                                                      offsetof(struct server, signal_completion));
+    if (cqe->res == (int)sizeof(server->siginfo)) {
+        slog_info("msg=\"shutting down\" signal=%s",
+                  server->siginfo.ssi_signo == SIGTERM ? "TERM" : "INT");
+        server->stopping = true;
+        return;
+    }
+    signal_arm(server);
+}
+
+static int signals_setup(struct server *server)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0)
+        return -errno;
+    signal(SIGPIPE, SIG_IGN);
+    server->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (server->signal_fd < 0)
+        return -errno;
+    server->signal_completion.complete = signal_complete;
+    signal_arm(server);
+    return 0;
+}
+
+/* ---- checkpoints and retention ---- */
+
+static void checkpoint_done(void *ctx, int error)
+{
+    struct server *server = ctx;
+    server->checkpoint_in_flight = false;
+    if (error != 0) {
+        slog_error("msg=\"checkpoint failed\" error=\"%s\"", log_strerror(error));
+        server->fatal_error = error;
+    }
+}
+
+/* Sealed segments that hold no live job and lie wholly below the anchor. */
+static uint32_t retention_drop_list(struct server *server, uint64_t anchor, uint64_t **out)
+{
+    uint32_t count = log_segment_count(server->log);
+    uint64_t current = log_current_segment_id(server->log);
+    uint64_t *drop = calloc(count + 1u, sizeof(*drop));
+    SPOOL_ASSERT(drop != NULL);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i + 1 < count; i++) {
+        uint64_t id = log_segment_id(server->log, i);
+        uint64_t next = log_segment_id(server->log, i + 1);
+        if (id == current || next > anchor)
+            continue;
+        if (queue_segment_live(server->queues, id) == 0)
+            drop[n++] = id;
+    }
+    *out = drop;
+    return n;
+}
+
+static bool checkpoint_due(const struct server *server, int64_t now_ms)
+{
+    if (server->checkpoint_bytes == 0)
+        return false;
+    return server->checkpoint_bytes >= server->config.checkpoint_bytes ||
+           now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
+}
+
+/* Take the snapshot if the log is idle; returns true once a checkpoint was started. */
+static bool checkpoint_try(struct server *server)
+{
+    if (server->checkpoint_in_flight || !log_idle(server->log))
+        return false;
+    uint64_t anchor = log_next_seq(server->log);
+    SPOOL_ASSERT(log_durable_seq_end(server->log) == anchor);
+    uint8_t *payload;
+    uint32_t len;
+    if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
+        slog_error("msg=\"checkpoint too large to encode\"");
+        return false;
+    }
+    uint64_t *drop;
+    uint32_t drop_count = retention_drop_list(server, anchor, &drop);
+    int rc = log_checkpoint(server->log, anchor, payload, len, drop, drop_count,
+                            checkpoint_done, server);
+    free(payload);
+    free(drop);
+    if (rc != 0) {
+        slog_warn("msg=\"checkpoint not started\" error=\"%s\"", log_strerror(rc));
+        return false;
+    }
+    server->checkpoint_in_flight = true;
+    server->checkpoint_wanted = false;
+    server->checkpoint_bytes = 0;
+    server->checkpoint_last_ms = server_now_ms();
+    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u",
+              (unsigned long long)anchor, len, drop_count);
+    return true;
+}
+
+/* ---- the loop ---- */
+
+/* A new durable watermark: replies go out, puts become visible, stalled requests run again. */
+static void durable_apply(struct server *server)
+{
+    if (server->durable_seq_end <= server->durable_applied)
+        return;
+    server->durable_applied = server->durable_seq_end;
+    queue_durable(server->queues, server->durable_seq_end, server_now_ms());
+    handler_release_held(server);
+    /* The full batch can go to disk now, which frees the open batch for stalled requests. */
+    log_tick(server->log);
+    server->log_full = false;
+    struct list_link *link;
+    while ((link = list_first(&server->stalled)) != NULL) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, run_link);
+        list_unlink(link);
+        conn->stalled = false;
+        conn_make_runnable(conn);
+    }
+}
+
+static void conns_run(struct server *server)
+{
+    /* Only the connections runnable at the start: one that runs out of its per-turn budget
+     * goes to the back and waits for the next turn. */
+    struct list_link batch;
+    list_init(&batch);
+    if (!list_empty(&server->runnable)) {
+        batch.next = server->runnable.next;
+        batch.prev = server->runnable.prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        list_init(&server->runnable);
+    }
+    struct list_link *link;
+    while ((link = list_first(&batch)) != NULL) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, run_link);
+        list_unlink(link);
+        conn_run(conn, CONN_FRAMES_PER_TURN);
+    }
+}
+
+static void zombies_free(struct server *server)
+{
+    struct list_link *link;
+    while ((link = list_first(&server->zombies)) != NULL) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, link);
+        list_unlink(link);
+        free(conn->in);
+        wire_buf_free(&conn->out);
+        wire_buf_free(&conn->sending);
+        free(conn);
+    }
+}
+
+static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
+{
+    if (!list_empty(&server->runnable) || server->stopping)
+        return server->stopping ? 10 : 0;
+    int64_t next = queue_next_deadline_ms(server->queues);
+    int64_t timeout = next == INT64_MAX ? INT64_MAX : next - now_ms;
+    int64_t log_ns = log_next_deadline_ns(server->log);
+    if (log_ns != INT64_MAX) {
+        int64_t log_ms = (log_ns - mono_ns() + 999999) / 1000000;
+        if (log_ms < timeout)
+            timeout = log_ms;
+    }
+    if (server->checkpoint_bytes > 0) {
+        int64_t cp = server->checkpoint_last_ms + server->config.checkpoint_interval_ms - now_ms;
+        if (cp < timeout)
+            timeout = cp;
+    }
+    if (server->log_full && timeout < 1)
+        timeout = 1; /* timers that need log space wait for the commit, not spin */
+    return timeout < 0 ? 0 : timeout;
+}
+
+static int loop_wait(struct server *server)
+{
+    int64_t timeout = loop_timeout_ms(server, server_now_ms());
+    struct io_uring_cqe *cqe;
+    int rc;
+    if (timeout == INT64_MAX) {
+        rc = io_uring_submit_and_wait(&server->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = timeout / 1000,
+                                       .tv_nsec = (timeout % 1000) * 1000000};
+        rc = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &ts, NULL);
+    }
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        return rc;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&server->ring, head, cqe)
+    {
+        io_uring_dispatch(cqe);
+        seen++;
+    }
+    io_uring_cq_advance(&server->ring, seen);
+    return 0;
+}
+
+static bool outputs_drained(struct server *server)
+{
+    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct conn *conn = LIST_ENTRY(l, struct conn, link);
+        if (conn->fd >= 0 && (conn->out.len > 0 || conn->sent < conn->sending.len))
+            return false;
+    }
+    return true;
+}
+
+/* Shutdown: true once everything is durable, answered, checkpointed and sent. */
+static bool stop_step(struct server *server)
+{
+    int64_t now = server_now_ms();
+    if (server->stop_started_ms == 0) {
+        server->stop_started_ms = now;
+        if (server->listen_fd >= 0) {
+            struct io_uring_sqe *sqe = server_sqe(server);
+            io_uring_prep_cancel(sqe, &server->accept_completion, 0);
+            io_uring_sqe_set_data(sqe, NULL);
+        }
+    }
+    if (!log_idle(server->log) || !list_empty(&server->held))
+        return false;
+    if (server->checkpoint_in_flight)
+        return false;
+    if (server->checkpoint_bytes > 0 || server->checkpoint_last_ms == 0) {
+        server->checkpoint_bytes = 1; /* force one: restart is then instant */
+        if (checkpoint_try(server))
+            return false;
+    }
+    return outputs_drained(server) || now - server->stop_started_ms > SERVER_DRAIN_MS;
+}
+
+int server_run(struct server *server)
+{
+    for (;;) {
+        int rc = loop_wait(server);
+        if (rc != 0) {
+            slog_error("msg=\"io_uring wait failed\" error=\"%s\"", strerror(-rc));
+            return rc;
+        }
+        if (server->fatal_error != 0)
+            return server->fatal_error;
+        durable_apply(server);
+        int64_t now = server_now_ms();
+        bool paused = server->checkpoint_wanted || server->stopping;
+        if (!server->checkpoint_wanted)
+            queue_tick(server->queues, now);
+        if (!paused)
+            conns_run(server);
+        log_tick(server->log);
+        if (!server->checkpoint_wanted && !server->stopping && checkpoint_due(server, now))
+            server->checkpoint_wanted = true;
+        if (server->checkpoint_wanted && !server->stopping)
+            checkpoint_try(server);
+        accept_arm(server);
+        zombies_free(server);
+        if (server->stopping && stop_step(server))
+            return 0;
+    }
+}
+
+/* ---- start and destroy ---- */
+
+int server_start(struct server *server, const struct server_config *config)
+{
+    memset(server, 0, sizeof(*server));
+    server->config = *config;
+    server->listen_fd = -1;
+    server->signal_fd = -1;
+    server->started_ms = server_now_ms();
+    server->checkpoint_last_ms = server->started_ms;
+    server->accept_completion.complete = accept_complete;
+    idmap_init(&server->conns_by_id);
+    list_init(&server->conns);
+    list_init(&server->zombies);
+    list_init(&server->runnable);
+    list_init(&server->stalled);
+    list_init(&server->held);
+    struct queue_config qc;
+    queue_config_defaults(&qc);
+    qc.max_jobs_per_queue = config->queue_jobs_max;
+    qc.max_bytes_per_queue = config->queue_bytes_max;
+    uint64_t seed = 0;
+    if (getentropy(&seed, sizeof(seed)) != 0)
+        seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
+    qc.lease_seed = seed;
+    server->queues = queue_state_create(&qc);
+    int rc = ring_setup(server);
+    if (rc != 0)
+        return rc;
+    rc = recover(server);
+    if (rc != 0)
+        return rc;
+    char addr[INET6_ADDRSTRLEN + 16];
+    rc = listen_setup(server, addr, sizeof(addr));
+    if (rc != 0)
+        return rc;
+    rc = signals_setup(server);
+    if (rc != 0)
+        return rc;
+    accept_arm(server);
+    io_uring_submit(&server->ring);
+    slog_info("msg=listening addr=%s data=%s sync=%s version=%s", addr, config->data_dir,
+              config->sync_mode == LOG_SYNC_ALWAYS ? "always"
+              : config->sync_mode == LOG_SYNC_NONE ? "none" : "interval",
+              SPOOLD_VERSION);
+    if (config->ready_file != NULL && ready_file_write(config->ready_file, addr) != 0) {
+        slog_error("msg=\"cannot write ready file\" path=%s", config->ready_file);
+        return -EIO;
+    }
+    return 0;
+}
+
+void server_destroy(struct server *server)
+{
+    struct list_link *link;
+    while ((link = list_first(&server->conns)) != NULL) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, link);
+        list_unlink(link);
+        if (conn->fd >= 0)
+            close(conn->fd);
+        free(conn->in);
+        wire_buf_free(&conn->out);
+        wire_buf_free(&conn->sending);
+        free(conn);
+    }
+    while ((link = list_first(&server->held)) != NULL) {
+        list_unlink(link);
+        free(LIST_ENTRY(link, struct held_reply, link));
+    }
+    zombies_free(server);
+    if (server->log != NULL) {
+        int rc = log_close(server->log);
+        if (rc != 0)
+            slog_error("msg=\"log close failed\" error=\"%s\"", log_strerror(rc));
+    }
+    io_backend_destroy(server->backend);
+    queue_state_destroy(server->queues);
+    idmap_free(&server->conns_by_id);
+    if (server->listen_fd >= 0)
+        close(server->listen_fd);
+    if (server->signal_fd >= 0)
+        close(server->signal_fd);
+    if (server->buf_base != NULL)
+        io_uring_queue_exit(&server->ring);
+    free(server->buf_base);
+}

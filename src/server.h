@@ -1,0 +1,173 @@
+/*
+ * spoold's runtime: one thread, one io_uring for network and disk, one log, one queue state.
+ *
+ * Who owns what. struct server owns the ring, the listening socket, the signalfd, the buffer
+ * ring that receives feed from, the log (storage/log.h) and the queue state (queue.h). Each
+ * struct conn owns its socket, its input bytes (at most one frame beyond what it has parsed),
+ * its output buffer (bounded: reading stops while it is above CONN_OUT_HIGH), the requests it
+ * has blocked (reserves, waits) and its leases (queue_owner).
+ *
+ * Durability. A request that logged records gets its reply held in server.held (FIFO in seq
+ * order, since appends are serialized) until the log's durable watermark passes its last
+ * record; the reply's first payload byte then says which level was reached. Requests that
+ * logged nothing answer at once. A put becomes reservable only from queue_durable, called with
+ * the same watermark.
+ *
+ * Back pressure. When the log's open batch is full (log_append -ENOBUFS), the request is left
+ * unparsed in its connection's input, the connection goes to server.stalled, and is run again
+ * after the next durable watermark. A connection whose output is above CONN_OUT_HIGH stops
+ * reading until it drains.
+ *
+ * Every CQE's user_data is a struct io_completion (io.h): the engine's ops and ours are
+ * dispatched the same way.
+ */
+#ifndef SPOOL_SRC_SERVER_H
+#define SPOOL_SRC_SERVER_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/signalfd.h>
+
+#include "config.h"
+#include "list.h"
+#include "log.h"
+#include "map.h"
+#include "queue.h"
+#include "wire_message.h"
+
+/* Receive buffers: 128 of 16 KiB (2 MiB) lent to the kernel through one buffer ring; a recv
+ * copies out of its buffer at once and returns it, so 128 covers 128 connections receiving in
+ * the same turn, and more simply wait a turn (-ENOBUFS re-arms). */
+#define SERVER_RECV_BUFFERS 128
+#define SERVER_RECV_BUFFER_SIZE (16 * 1024)
+#define SERVER_RECV_GROUP 1
+/* Ring size: room for a recv and a send per active connection per turn plus the log's few. */
+#define SERVER_RING_ENTRIES 1024
+/* Frames one connection may run per loop turn before others get theirs: fairness bound. */
+#define CONN_FRAMES_PER_TURN 256
+/* Output above this stops reading from the connection until the peer drains it: 4 MiB is two
+ * default frames, enough to keep a pipeline full without letting a slow reader grow memory. */
+#define CONN_OUT_HIGH (4u * 1024 * 1024)
+/* Blocked reserves and waits per connection: a worker blocks on a handful; more is abuse. */
+#define CONN_BLOCKED_MAX 1024
+
+struct server;
+
+struct conn {
+    struct server *server;
+    uint64_t id;
+    int fd;
+    struct io_completion recv_completion;
+    struct io_completion send_completion;
+    bool recv_armed;
+    bool send_armed;
+    bool closing;           /* no more input; close once output is flushed */
+    bool released;          /* its blocked requests and leases were given back */
+    bool hello_done;
+    bool stalled;           /* a request waits for log space */
+    uint8_t *in;            /* unparsed input bytes in[in_start, in_end) */
+    size_t in_start;
+    size_t in_end;
+    size_t in_cap;
+    struct wire_buf out;     /* replies appended here */
+    struct wire_buf sending; /* in flight to the kernel: never appended to */
+    size_t sent;             /* bytes of sending already sent */
+    struct queue_owner owner;
+    struct list_link blocked; /* struct blocked_request.link */
+    uint32_t blocked_count;
+    struct list_link link;     /* server.conns */
+    struct list_link run_link; /* server.runnable or server.stalled */
+    /* A PUT_BATCH or ACK_BATCH cut short by back pressure resumes here. */
+    uint32_t batch_done;
+    uint64_t batch_request_id;
+    uint64_t batch_seq_end; /* horizon of the records logged by the rounds so far */
+    void *batch_results;
+};
+
+/* A reply waiting for durability. */
+struct held_reply {
+    struct list_link link;
+    uint64_t conn_id;
+    uint64_t seq_end; /* released when durable_seq_end >= seq_end */
+    size_t len;
+    uint8_t data[];
+};
+
+struct server {
+    struct server_config config;
+    struct io_uring ring;
+    struct io_backend *backend;
+    struct log *log;
+    struct queue_state *queues;
+    int listen_fd;
+    struct io_completion accept_completion;
+    bool accept_armed;
+    int signal_fd;
+    struct io_completion signal_completion;
+    struct signalfd_siginfo siginfo;
+    struct io_uring_buf_ring *buf_ring;
+    uint8_t *buf_base;
+    struct idmap conns_by_id;
+    struct list_link conns;
+    struct list_link zombies; /* closed conns, freed at the end of the loop turn */
+    uint32_t conn_count;
+    uint64_t next_conn_id;
+    struct list_link runnable; /* conns with input to parse */
+    struct list_link stalled;  /* conns waiting for log space */
+    struct list_link held;     /* held_reply, seq order */
+    uint64_t durable_seq_end;
+    uint64_t durable_applied; /* watermark the loop has acted on */
+    enum log_durability durable_level;
+    int64_t stop_started_ms;
+    uint64_t emit_seq_max; /* seq of the last record appended */
+    bool log_full;
+    int fatal_error;
+    bool stopping;
+    /* checkpoints */
+    bool checkpoint_wanted;
+    bool checkpoint_in_flight;
+    int64_t checkpoint_last_ms;
+    uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
+    /* stats */
+    int64_t started_ms;
+    uint64_t commits;
+    uint64_t log_bytes;
+    uint64_t total_acked;
+};
+
+/* Clocks: wall-clock ms for the queue state (delays survive restarts), monotonic ns for the
+ * log's interval sync. */
+int64_t server_now_ms(void);
+
+/* Lifecycle (server.c). */
+SPOOL_MUST_USE int server_start(struct server *server, const struct server_config *config);
+int server_run(struct server *server);
+void server_destroy(struct server *server);
+
+/* Connections (conn.c). */
+void conn_accepted(struct server *server, int fd);
+void conn_close(struct conn *conn);
+void conn_run(struct conn *conn, uint32_t frames_max);
+void conn_flush(struct conn *conn);
+void conn_make_runnable(struct conn *conn);
+void conn_arm_recv(struct conn *conn);
+struct conn *conn_by_id(struct server *server, uint64_t id);
+void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message);
+/* A framing-level error: one error frame, then stop reading, flush and close. */
+void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *message);
+
+/* Handlers (handlers.c). HANDLER_AGAIN: the log is full, nothing was done, run the frame
+ * again after the next durable watermark. */
+#define HANDLER_AGAIN 1
+int handler_dispatch(struct conn *conn, const struct wire_header *header, union wire_msg *msg);
+bool handler_known(uint16_t opcode);
+/* Release held replies up to the durable watermark. */
+void handler_release_held(struct server *server);
+/* A connection goes away: cancel its blocked requests. */
+void handler_conn_closed(struct conn *conn);
+
+/* Records to the log (server.c): the queue state's emit. */
+int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct log_pos *pos);
+
+#endif
