@@ -16,21 +16,23 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: spool-bench produce|consume|e2e [options]\n"
-                 "       spool-bench storage --dir DIR [storage options]\n"
-                 "load options:\n"
-                 "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
-                 "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
-                 "  --producers P --consumers C --depth D --batch B --size BYTES --queues Q\n"
-                 "  --duration S | --count N   run length (consume: N jobs pre-filled, then\n"
-                 "                             drained for at most S seconds)\n"
-                 "  --rate R        open loop: R jobs/s in total on a fixed schedule\n"
-                 "  --warmup S      seconds run before measuring (duration runs)\n"
-                 "  --server-pid PID   report the server's CPU seconds\n"
-                 "  --quiet         no progress line on stderr\n"
-                 "storage options:\n"
-                 "  --dir DIR --size BYTES --appends-per-commit N --count N [--raw | --compare]\n"
-                 "  [--reps N]   rounds; --compare alternates engine and raw (default 3 rounds)\n");
+    fprintf(out,
+            "usage: spool-bench produce|consume|e2e [options]\n"
+            "       spool-bench storage --dir DIR [storage options]\n"
+            "load options:\n"
+            "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
+            "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
+            "  --producers P --consumers C --depth D --batch B --size BYTES --queues Q\n"
+            "  --duration S | --count N   run length (consume: N jobs pre-filled, then\n"
+            "                             drained for at most S seconds)\n"
+            "  --rate R        open loop: R jobs/s in total on a fixed schedule\n"
+            "  --warmup S      seconds run before measuring (duration runs)\n"
+            "  --server-pid PID   report the server's CPU seconds\n"
+            "  --quiet         no progress line on stderr\n"
+            "  --queue-prefix NAME   queues are NAME-q0, NAME-q1, ... (default: unique per run)\n"
+            "storage options:\n"
+            "  --dir DIR --size BYTES --appends-per-commit N --count N [--raw | --compare]\n"
+            "  [--reps N]   rounds; --compare alternates engine and raw (default 3 rounds)\n");
 }
 
 /* Parse an unsigned integer option into [min, max]; exits with a message when it is not. */
@@ -71,6 +73,24 @@ static void parse_server(struct loadgen_config *cfg, char *text)
     cfg->port = (uint16_t)parse_uint("server", colon + 1, 1, 65535);
 }
 
+/* Queue names are PREFIX-qN: keep PREFIX to the characters every target accepts in a name
+ * (spool: [A-Za-z0-9._:-]; beanstalkd tubes allow fewer punctuation marks: no ':'). */
+static void parse_queue_prefix(struct loadgen_config *cfg, const char *text)
+{
+    size_t n = strlen(text);
+    bool ok = n >= 1 && n < sizeof(cfg->queue_prefix);
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z') ||
+             (text[i] >= '0' && text[i] <= '9') || text[i] == '-' || text[i] == '_' ||
+             text[i] == '.';
+    if (!ok) {
+        fprintf(stderr, "spool-bench: --queue-prefix wants 1-%zu characters of [A-Za-z0-9._-]\n",
+                sizeof(cfg->queue_prefix) - 1);
+        exit(2);
+    }
+    memcpy(cfg->queue_prefix, text, n + 1);
+}
+
 enum {
     OPT_TARGET = 256,
     OPT_SERVER,
@@ -86,6 +106,7 @@ enum {
     OPT_WARMUP,
     OPT_SERVER_PID,
     OPT_QUIET,
+    OPT_QUEUE_PREFIX,
     OPT_DIR,
     OPT_APPENDS,
     OPT_RAW,
@@ -109,6 +130,7 @@ static const struct option options[] = {
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"queue-prefix", required_argument, NULL, OPT_QUEUE_PREFIX},
     {"dir", required_argument, NULL, OPT_DIR},
     {"appends-per-commit", required_argument, NULL, OPT_APPENDS},
     {"raw", no_argument, NULL, OPT_RAW},
@@ -180,6 +202,9 @@ static void apply_option(struct cli *cli, int opt, char *arg)
         break;
     case OPT_QUIET:
         cfg->progress = false;
+        break;
+    case OPT_QUEUE_PREFIX:
+        parse_queue_prefix(cfg, arg);
         break;
     case OPT_DIR:
         cli->storage.dir = arg;
