@@ -35,6 +35,7 @@ done
 addr=$(cat "$dir/ready")
 
 failures=0
+last_produced=""
 # Run spool-bench with the given arguments; check its RESULT line. $1 = what must hold:
 # "e2e" (produced == consumed), "produce" (produced == jobs), "consume" (consumed == jobs).
 check_run() {
