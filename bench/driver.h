@@ -108,6 +108,10 @@ struct bench_driver {
     const char *name;
     uint16_t default_port;
     bool tagged; /* replies carry the request's tag and may arrive out of order */
+    /* A reserve of count jobs is one request that waits for the first job and then returns
+     * up to count (XREADGROUP COUNT, spool RESERVE); false when it is count requests that
+     * would each wait in turn (beanstalkd). */
+    bool reserve_batches;
     /* Requests a connection sends before its first job (may add nothing: *replies = 0). */
     int (*encode_setup)(const struct bench_conn_info *info, uint64_t tag, struct bench_buf *out,
                         uint32_t *replies);

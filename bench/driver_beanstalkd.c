@@ -206,6 +206,7 @@ static int64_t parse(const struct bench_conn_info *info, enum bench_frame_kind k
 const struct bench_driver bench_driver_beanstalkd = {
     .name = "beanstalkd",
     .tagged = false,
+    .reserve_batches = false,
     .default_port = 11300,
     .encode_setup = encode_setup,
     .encode_put = encode_put,

@@ -356,6 +356,7 @@ static int64_t parse(const struct bench_conn_info *info, enum bench_frame_kind k
 const struct bench_driver bench_driver_redis = {
     .name = "redis",
     .tagged = false,
+    .reserve_batches = true,
     .default_port = 6379,
     .encode_setup = encode_setup,
     .encode_put = encode_put,

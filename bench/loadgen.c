@@ -307,8 +307,10 @@ static bool consumers_may_reserve(const struct loadgen *g)
 /*
  * A reserve that waits at the server holds up every request pipelined behind it on its
  * connection (beanstalkd and Redis both serve a connection's requests in order), so a
- * consumer sends a waiting reserve only when nothing else is outstanding, and for one job:
- * a starved consumer waits for the next job, then ramps up again. While jobs are there it
+ * consumer sends a waiting reserve only when nothing else is outstanding (spool would not
+ * need this, but every target gets the same policy), and for one job where a reserve of B is
+ * B requests that would each wait in turn (beanstalkd): a starved consumer waits for the next
+ * job, then ramps up again. While jobs are there it
  * fills its pipeline with reserves that do not wait; when one of those comes back empty, it
  * stops sending them until its pipeline has drained (then waits, or in a drain rests).
  */
@@ -317,7 +319,7 @@ static void issue_reserve(struct loadgen *g, struct conn *c)
     const struct loadgen_config *cfg = g->config;
     bool more_coming = cfg->mode == LOADGEN_E2E && !g->stop_issuing;
     bool wait = more_coming && c->outstanding == 0;
-    uint32_t count = wait ? 1 : cfg->batch;
+    uint32_t count = wait && !cfg->driver->reserve_batches ? 1 : cfg->batch;
     struct slot *slots;
     struct frame *f = frame_push(c, cfg->depth, &slots, cfg->batch);
     f->kind = BENCH_FRAME_RESERVE;
