@@ -415,6 +415,7 @@ static void on_reserve_reply(struct loadgen *g, struct conn *c, struct frame *f,
     const struct bench_reply *r = g->reply;
     if (r->kind == BENCH_REPLY_ERROR) {
         count_error(g, c, r->error);
+        c->rest_until_ns = g->now_ns + EMPTY_BACKOFF_NS; /* do not hammer a refusing server */
         return;
     }
     if (r->kind == BENCH_REPLY_EMPTY) {
