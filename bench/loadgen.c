@@ -113,6 +113,7 @@ struct loadgen {
     uint64_t issued;      /* jobs sent in put frames (this phase) */
     uint64_t backlog_max; /* e2e closed loop: jobs put but not yet acked, at most */
     uint64_t produced;    /* puts confirmed, whole run */
+    uint64_t put_failed;  /* puts refused, whole run */
     uint64_t received;    /* jobs handed out by reserves, whole run */
     uint64_t consumed;    /* acks confirmed, whole run */
     uint64_t window_jobs;
@@ -265,7 +266,7 @@ static uint32_t jobs_due(const struct loadgen *g, uint32_t max)
     }
     uint64_t left = limit > g->issued ? limit - g->issued : 0;
     if (g->config->mode == LOADGEN_E2E && g->config->rate == 0) {
-        uint64_t in_queue = g->issued - g->consumed;
+        uint64_t in_queue = g->issued - g->consumed - g->put_failed;
         uint64_t room = g->backlog_max > in_queue ? g->backlog_max - in_queue : 0;
         left = room < left ? room : left;
     }
@@ -310,9 +311,9 @@ static bool consumers_may_reserve(const struct loadgen *g)
  * consumer sends a waiting reserve only when nothing else is outstanding (spool would not
  * need this, but every target gets the same policy), and for one job where a reserve of B is
  * B requests that would each wait in turn (beanstalkd): a starved consumer waits for the next
- * job, then ramps up again. While jobs are there it
- * fills its pipeline with reserves that do not wait; when one of those comes back empty, it
- * stops sending them until its pipeline has drained (then waits, or in a drain rests).
+ * job, then ramps up again. While jobs are there it fills its pipeline with reserves that do
+ * not wait; when one of those comes back empty, it stops sending them until its pipeline has
+ * drained (then waits, or in a drain rests).
  */
 static void issue_reserve(struct loadgen *g, struct conn *c)
 {
@@ -394,7 +395,11 @@ static void record_latency(struct loadgen *g, const struct slot *slots, uint32_t
 static void on_put_reply(struct loadgen *g, struct conn *c, struct frame *f, struct slot *slots)
 {
     const struct bench_reply *r = g->reply;
+    /* An error refuses one job, or on a frame's last reply every job not yet answered (a
+     * spool PUT_BATCH is all or nothing). */
     uint32_t n = r->kind == BENCH_REPLY_OK ? r->count : 1;
+    if (r->kind != BENCH_REPLY_OK && f->replies_left == 1)
+        n = f->jobs - f->done;
     if (n > f->jobs - f->done) {
         fail(g, -EPROTO, "more put confirmations than puts", c);
         return;
@@ -406,6 +411,8 @@ static void on_put_reply(struct loadgen *g, struct conn *c, struct frame *f, str
             g->window_jobs += n;
     } else {
         count_error(g, c, r->error);
+        g->errors += n - 1;
+        g->put_failed += n;
     }
     f->done += n;
 }
