@@ -22,6 +22,7 @@
 #include "memfs_backend.h"
 
 #include <inttypes.h>
+#include <liburing.h>
 #include <time.h>
 
 /* A few hundred appends: enough for several rolls of a 64 KiB segment. */
@@ -32,6 +33,10 @@
 #define CRASH_APPEND_EVERY 16u
 /* Keep the suite well under a minute on a shared 2-core machine. */
 #define CRASH_TIME_BUDGET_NS (50ll * 1000 * 1000 * 1000)
+/* Every this-many op indices, a crash image is also written to a real directory and
+ * recovered there through the POSIX and io_uring backends: memfs and a real file system
+ * must agree. */
+#define CRASH_REAL_EVERY 50u
 /* Failures printed in full; the count covers the rest. */
 #define CRASH_FAILURES_SHOWN 25u
 
@@ -79,6 +84,11 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     CHECK(w->checkpoint_done);
     CHECK_EQ(w->checkpoint_error, 0);
     CHECK(w->checkpoint_dropped != 0);
+    /* Reads back along the way: every one completed, right, and none failed. */
+    CHECK(w->reads_started > 0);
+    CHECK_EQ(w->reads_done, w->reads_started);
+    CHECK_EQ(w->reads_failed, 0);
+    CHECK_EQ(w->reads_wrong, 0);
     /* At least two rolls, or the test does not test what it says. */
     CHECK(segments_created(fs) >= 3);
     /* Crashing a history that already went wrong would only repeat the failure. */
@@ -90,6 +100,19 @@ struct crash_stats {
     uint64_t failures;
     uint64_t ops;
 };
+
+/* The shared ring for the io_uring checks; NULL when this machine has no io_uring. */
+static struct io_uring *crash_ring;
+
+static void crash_report(const struct workload *w, uint64_t k, const char *what, const char *why,
+                         struct crash_stats *stats)
+{
+    stats->failures++;
+    check_failures++;
+    if (stats->failures <= CRASH_FAILURES_SHOWN)
+        fprintf(stderr, "FAIL crash image k=%" PRIu64 "/%" PRIu64 " %s (workload seed %" PRIu64
+                "): %s\n", k, stats->ops, what, w->seed, why);
+}
 
 static void crash_check_one(const struct workload *w, const struct memfs *fs, uint64_t k,
                             enum memfs_image_kind kind, uint64_t seed, struct crash_stats *stats)
@@ -112,15 +135,10 @@ static void crash_check_one(const struct workload *w, const struct memfs *fs, ui
     stats->images++;
     if (rc == 0)
         return;
-    stats->failures++;
-    check_failures++;
-    if (stats->failures <= CRASH_FAILURES_SHOWN) {
-        static const char *kind_names[] = {"crash", "durable-only", "keep-all",
-                                           "crash-unordered-dir"};
-        fprintf(stderr, "FAIL crash image k=%" PRIu64 "/%" PRIu64 " %s seed=%" PRIu64
-                " (workload seed %" PRIu64 "): %s\n", k, stats->ops, kind_names[kind], seed,
-                w->seed, why);
-    }
+    static const char *kind_names[] = {"crash", "durable-only", "keep-all", "crash-unordered-dir"};
+    char what[64];
+    snprintf(what, sizeof(what), "%s seed=%" PRIu64, kind_names[kind], seed);
+    crash_report(w, k, what, why, stats);
 }
 
 struct crash_variant {
@@ -145,6 +163,41 @@ static const struct crash_variant crash_variants_relaxed[] = {
     {6, 0, LOG_SYNC_NONE, 0},
 };
 
+/* The crash image at k, materialized in a real directory and recovered from there. */
+static void crash_check_real(const struct workload *w, const struct memfs *fs, uint64_t k,
+                             struct crash_stats *stats)
+{
+    struct workload_expect expect = {
+        .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
+        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+    };
+    struct memfs *image = memfs_crash_image(fs, k, k + 1);
+    for (int backend = 0; backend < 2; backend++) {
+        if (backend == 1 && crash_ring == NULL)
+            break;
+        char *dir = check_tmpdir("crash");
+        char why[512];
+        int rc = memfs_materialize(image, dir);
+        if (rc != 0) {
+            snprintf(why, sizeof(why), "materialize: %s", strerror(-rc));
+            crash_report(w, k, "real directory", why, stats);
+        } else {
+            struct io_backend *io = NULL;
+            rc = backend == 0 ? posix_backend_create(dir, false, &io)
+                              : io_uring_backend_create(crash_ring, dir, false, &io);
+            REQUIRE(rc == 0);
+            if (workload_check_image(w, io, &expect, why, sizeof(why)) != 0)
+                crash_report(w, k, backend == 0 ? "posix backend" : "io_uring backend", why,
+                             stats);
+            io_backend_destroy(io);
+        }
+        stats->images++;
+        check_rmdir(dir);
+        free(dir);
+    }
+    memfs_destroy(image);
+}
+
 /* One workload, then every op index crashed. Returns false when out of time. */
 static bool crash_workload(const struct crash_variant *variant, int64_t deadline_ns,
                            struct crash_stats *total)
@@ -157,6 +210,7 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
         .checkpoint = true,
+        .reads = true,
         .sync_mode = variant->sync_mode,
         .sync_interval_ms = variant->sync_interval_ms,
         .op_count = memfs_counter,
@@ -174,6 +228,8 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
             enum memfs_image_kind kind = seed % 2 ? MEMFS_IMAGE_CRASH : MEMFS_IMAGE_CRASH_UNORDERED;
             crash_check_one(&w, fs, k, kind, seed * 7919 + workload_seed, &stats);
         }
+        if (k % CRASH_REAL_EVERY == 0)
+            crash_check_real(&w, fs, k, &stats);
         in_time = monotonic_ns() < deadline_ns;
     }
     static const char *mode_names[] = {"always", "interval", "none"};
@@ -199,11 +255,19 @@ int main(int argc, char **argv)
                            : sizeof(crash_variants_always) / sizeof(crash_variants_always[0]);
     int64_t deadline_ns = monotonic_ns() + CRASH_TIME_BUDGET_NS;
     struct crash_stats total = {0};
+    struct io_uring ring;
+    char msg[256];
+    if (io_uring_probe_available(msg, sizeof(msg)) == 0 && io_uring_queue_init(64, &ring, 0) == 0)
+        crash_ring = &ring;
+    else
+        fprintf(stderr, "io_uring checks skipped: %s\n", msg);
     for (size_t i = 0; i < count; i++) {
         if (!crash_workload(&variants[i], deadline_ns, &total))
             break;
     }
     fprintf(stderr, "crash: %" PRIu64 " images checked, %" PRIu64 " failed\n", total.images,
             total.failures);
+    if (crash_ring != NULL)
+        io_uring_queue_exit(crash_ring);
     return check_exit();
 }

@@ -22,6 +22,8 @@
 #define WORKLOAD_APPENDS_PER_TURN_MAX 6u
 /* Segments at which the workload checkpoints, dropping the oldest (sealed) one. */
 #define WORKLOAD_CHECKPOINT_SEGMENTS 3u
+/* Turns between two read-backs: reads are a side dish; appends and syncs are the meal. */
+#define WORKLOAD_READ_EVERY_TURNS 4u
 /* The other seed: records appended after recovery differ from any appended before. */
 #define WORKLOAD_AFTER_SEED_XOR 0x5a5a5a5a5a5a5a5aull
 
@@ -154,8 +156,63 @@ static void wl_append_some(struct workload *w, struct log *log, uint8_t *buf)
         }
         if (pos.seq != seq)
             w->durable_violations++;
+        if (seq <= w->record_count)
+            w->positions[seq] = pos;
         w->appended++;
         w->next_seq = seq + 1;
+    }
+}
+
+struct wl_read {
+    struct workload *w;
+    uint64_t seq;
+};
+
+static void wl_read_done(void *ctx, int error, const struct log_record *record)
+{
+    struct wl_read *r = ctx;
+    struct workload *w = r->w;
+    w->reads_done++;
+    if (error != 0) {
+        w->reads_failed++;
+    } else {
+        uint8_t *expected = malloc(WORKLOAD_RECORD_MAX);
+        SPOOL_ASSERT(expected != NULL);
+        uint8_t type;
+        uint32_t len;
+        workload_record(w->seed, r->seq, &type, expected, &len);
+        if (record->pos.seq != r->seq || record->type != type || record->len != len ||
+            (len > 0 && memcmp(record->data, expected, len) != 0))
+            w->reads_wrong++;
+        free(expected);
+    }
+    free(r);
+}
+
+/* Read back one durable record of a segment still on disk. */
+static void wl_maybe_read(struct workload *w, struct log *log)
+{
+    if (!w->reads || w->turns % WORKLOAD_READ_EVERY_TURNS != 0 || log_segment_count(log) == 0)
+        return;
+    uint64_t first = log_segment_id(log, 0);
+    uint64_t end = log_durable_seq_end(log);
+    if (end > w->next_seq)
+        end = w->next_seq;
+    if (first < 1)
+        first = 1;
+    if (end <= first)
+        return;
+    uint64_t seq = first + wl_mix(w->seed ^ ((uint64_t)w->turns << 20)) % (end - first);
+    if (seq > w->record_count)
+        return;
+    struct wl_read *r = malloc(sizeof(*r));
+    SPOOL_ASSERT(r != NULL);
+    *r = (struct wl_read){.w = w, .seq = seq};
+    if (log_read(log, &w->positions[seq], wl_read_done, r) == 0) {
+        w->reads_started++;
+    } else {
+        w->reads_refused++;
+        free(r);
     }
 }
 
@@ -199,6 +256,7 @@ static void wl_loop(struct workload *w, struct log *log, struct io_backend *io, 
         if (log_error(log) == 0 && w->append_error == 0)
             wl_append_some(w, log, buf);
         wl_maybe_checkpoint(w, log);
+        wl_maybe_read(w, log);
         log_tick(log);
         uint32_t segments = log_segment_count(log);
         if (segments > w->segments_max)
@@ -236,6 +294,9 @@ void workload_run(struct workload *w, struct io_backend *io)
         return;
     }
     w->next_seq = log_next_seq(log);
+    SPOOL_ASSERT(w->next_seq == 1); /* positions are kept by seq from 1 */
+    w->positions = calloc(w->record_count + 1u, sizeof(w->positions[0]));
+    SPOOL_ASSERT(w->positions != NULL);
     uint8_t *buf = malloc(WORKLOAD_RECORD_MAX);
     SPOOL_ASSERT(buf != NULL);
     wl_loop(w, log, io, buf);
@@ -252,6 +313,8 @@ void workload_run(struct workload *w, struct io_backend *io)
 
 void workload_free(struct workload *w)
 {
+    free(w->positions);
+    w->positions = NULL;
     free(w->durable);
     w->durable = NULL;
     w->durable_count = 0;

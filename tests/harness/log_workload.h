@@ -36,6 +36,7 @@ struct workload {
     uint64_t seed;
     uint32_t record_count;  /* appends to make */
     bool checkpoint;        /* write one checkpoint dropping the oldest sealed segment */
+    bool reads;             /* read back a durable record (log_read) every few turns */
     enum log_sync_mode sync_mode;  /* LOG_SYNC_ALWAYS (0) unless set */
     uint32_t sync_interval_ms;     /* LOG_SYNC_INTERVAL */
     uint64_t (*op_count)(void *ctx); /* the backend's op counter (memfs) */
@@ -67,6 +68,12 @@ struct workload {
     uint64_t checkpoint_done_op;
     uint64_t checkpoint_dropped; /* the segment id dropped, 0 if none */
     uint32_t segments_max;       /* the most segments seen at once */
+    struct log_pos *positions;   /* by seq (fresh logs start at seq 1) */
+    uint32_t reads_started;
+    uint32_t reads_refused;      /* log_read returned an error: nothing started */
+    uint32_t reads_done;         /* done callbacks, each exactly once per started read */
+    uint32_t reads_failed;       /* done with an error */
+    uint32_t reads_wrong;        /* done with a record other than the one appended there */
     uint32_t turns;
     bool tag_seen;               /* the tag hook said true at the end of some turn */
     uint32_t appended_at_tag;    /* appends made before that turn ended (all, if never) */
