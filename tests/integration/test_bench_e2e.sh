@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# spool-bench against the real spoold: a 2-second e2e run (2 producers, 2 consumers, depth 8,
+# batches of 4, with a warmup) must finish with every confirmed put consumed, at least one job,
+# no error reply, and a spoold still alive afterwards; then a short produce and a consume run
+# (pre-fill, then drain) on the same server must account for every job too.
+# The server's own count (spool stats) must agree with the generator's: every put it counted
+# is there, and nothing is left ready or reserved after e2e.
+# Usage: test_bench_e2e.sh SPOOL_BENCH SPOOLD SPOOL. spoold listens on 127.0.0.1 port 0 in a
+# temp dir and is stopped by pid.
+set -uo pipefail
+usage="usage: test_bench_e2e.sh SPOOL_BENCH SPOOLD SPOOL"
+bench=${1:?$usage}
+spoold=${2:?$usage}
+spool=${3:?$usage}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/bench-e2e.XXXXXX")
+pid=""
+cleanup() {
+    if [ -n "$pid" ]; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$spoold" --data "$dir/data" --listen 127.0.0.1:0 --ready-file "$dir/ready" --sync always \
+    2>"$dir/spoold.log" &
+pid=$!
+for _ in $(seq 500); do
+    [ -s "$dir/ready" ] && break
+    kill -0 "$pid" 2>/dev/null || { echo "spoold exited:"; cat "$dir/spoold.log"; exit 1; }
+    sleep 0.01
+done
+[ -s "$dir/ready" ] || { echo "spoold did not become ready"; exit 1; }
+addr=$(cat "$dir/ready")
+
+failures=0
+last_produced=""
+# Run spool-bench with the given arguments; check its RESULT line. $1 = what must hold:
+# "e2e" (produced == consumed), "produce" (produced == jobs), "consume" (consumed == jobs).
+check_run() {
+    local kind=$1 line
+    shift
+    line=$(timeout 60 "$bench" "$@" --target spool --server "$addr" --server-pid "$pid" --quiet)
+    local rc=$?
+    echo "$line"
+    if [ $rc -ne 0 ] || [[ "$line" != RESULT* ]]; then
+        echo "FAIL: spool-bench $* exited $rc"
+        failures=$((failures + 1))
+        return
+    fi
+    last_produced=$(grep -o ' produced=[0-9]*' <<<"$line" | cut -d= -f2)
+    local jobs produced consumed errors
+    jobs=$(grep -o ' jobs=[0-9]*' <<<"$line" | cut -d= -f2)
+    produced=$(grep -o ' produced=[0-9]*' <<<"$line" | cut -d= -f2)
+    consumed=$(grep -o ' consumed=[0-9]*' <<<"$line" | cut -d= -f2)
+    errors=$(grep -o ' errors=[0-9]*' <<<"$line" | cut -d= -f2)
+    local ok=1
+    [ "${jobs:-0}" -gt 0 ] && [ "${errors:-1}" -eq 0 ] || ok=0
+    case "$kind" in
+    e2e) [ "$produced" -eq "$consumed" ] || ok=0 ;;
+    produce) [ "$produced" -eq "$jobs" ] || ok=0 ;;
+    consume) [ "$consumed" -eq "$jobs" ] && [ "$produced" -eq "$jobs" ] || ok=0 ;;
+    esac
+    if [ $ok -eq 0 ]; then
+        echo "FAIL: $kind run: jobs=$jobs produced=$produced consumed=$consumed errors=$errors"
+        failures=$((failures + 1))
+    fi
+}
+
+check_run e2e e2e --duration 2 --warmup 0.5 --producers 2 --consumers 2 --depth 8 --batch 4 \
+    --queue-prefix bench-e2e
+# The server's view of that queue: {"queue":...,"ready":N,...,"reserved":N,...,"total_put":N}
+stats=$("$spool" --server "$addr" --json stats bench-e2e-q0)
+echo "$stats"
+field() { grep -o "\"$1\":[0-9]*" <<<"$stats" | cut -d: -f2; }
+if [ "$(field total_put)" != "$last_produced" ] || [ "$(field ready)" != 0 ] ||
+    [ "$(field reserved)" != 0 ]; then
+    echo "FAIL: server stats disagree with the e2e run (produced=$last_produced)"
+    failures=$((failures + 1))
+fi
+check_run produce produce --count 5000 --producers 2 --depth 4 --batch 16
+check_run consume consume --count 5000 --producers 2 --consumers 2 --depth 4 --batch 16
+check_run e2e e2e --count 2000 --rate 2000 --producers 1 --consumers 1 --depth 16 --size 4096
+
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "FAIL: spoold died during the runs"
+    cat "$dir/spoold.log"
+    failures=$((failures + 1))
+fi
+kill -TERM "$pid" 2>/dev/null
+wait "$pid"
+rc=$?
+pid=""
+if [ $rc -ne 0 ]; then
+    echo "FAIL: spoold exited $rc on SIGTERM"
+    failures=$((failures + 1))
+fi
+[ $failures -eq 0 ] && echo "ok" || exit 1
