@@ -298,15 +298,19 @@ int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out, uint
         queue->checkpoint_index = index++;
         encode_queue(&w, queue);
     }
+    /* Each queue's live jobs in put order (its live list), so the loader rebuilds the same
+     * order: the oldest live job is what ack_floor and retention follow. */
     uint64_t jobs = 0;
-    IDMAP_EACH(&state->jobs, entry)
+    STRMAP_EACH(&state->queues, entry)
     {
-        const struct job *job = entry->value;
-        if (job->state == JOB_DONE)
-            continue;
-        SPOOL_ASSERT(job->state != JOB_PENDING); /* checkpoints are taken with the log idle */
-        encode_job(&w, job, job->queue->checkpoint_index);
-        jobs++;
+        const struct queue *queue = entry->value;
+        for (const struct list_link *l = queue->live.next; l != &queue->live; l = l->next) {
+            const struct job *job = LIST_ENTRY(l, struct job, live);
+            SPOOL_ASSERT(job->state != JOB_DONE);
+            SPOOL_ASSERT(job->state != JOB_PENDING); /* checkpoints are taken with the log idle */
+            encode_job(&w, job, queue->checkpoint_index);
+            jobs++;
+        }
     }
     STRMAP_EACH(&state->keys, entry)
     {
