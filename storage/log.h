@@ -77,7 +77,8 @@ struct log_config {
     bool salvage;                     /* recovery cuts at the first damage and reports it */
     /* Called when the durable watermark advances: every record with seq < durable_seq_end has
      * reached level. error != 0 (negative) when the engine was poisoned; then level is 0 and
-     * durable_seq_end is unchanged. */
+     * durable_seq_end is unchanged. In the interval and none modes, LOG_DURABLE_SYNCED may
+     * repeat a durable_seq_end already reported as LOG_DURABLE_WRITTEN. */
     void (*on_durable)(void *ctx, uint64_t durable_seq_end, enum log_durability level,
                        int error);
     void *ctx;
@@ -154,7 +155,10 @@ int log_error(const struct log *log);                /* 0 or the poisoning error
  * Read back one record by its location. done(ctx, error, record) runs from a completion
  * (never inside this call); record is valid only during done. The batch is verified (hashes,
  * seq) before the record is handed out. Reads of records not yet durable are refused with
- * -EAGAIN (the caller keeps those in memory).
+ * -EAGAIN (the caller keeps those in memory). Other refusals (done is not called): -EBUSY when
+ * LOG_READS_MAX (64) reads are in flight, -ENOENT when the segment is gone (dropped by a
+ * checkpoint), -EINVAL for a location that cannot exist. done gets LOG_ECORRUPT when the bytes
+ * at the location do not verify or do not hold pos->seq, or a negative errno from the read.
  */
 SPOOL_MUST_USE int log_read(struct log *log, const struct log_pos *pos,
                             void (*done)(void *ctx, int error, const struct log_record *record),
@@ -220,6 +224,9 @@ struct log_scan_callbacks {
     void *ctx;
 };
 
+/* Returns 0 when the log is sound (a torn tail is reported through damage but is not an error),
+ * LOG_ECORRUPT when any other damage was reported, LOG_EVERSION, a callback's non-zero return,
+ * or a negative errno. */
 SPOOL_MUST_USE int log_scan(struct io_backend *backend, const struct log_scan_callbacks *callbacks);
 
 #endif

@@ -473,6 +473,20 @@ static void test_bad_checkpoint(void)
     tlog_destroy(&t);
 }
 
+static void test_newer_version_refused(void)
+{
+    struct tlog t;
+    tlog_init(&t, "recovery-version", 64 * KIB, 16 * KIB);
+    REQUIRE(tlog_open(&t) == 0);
+    commit_batch(&t, 10, 100);
+    tlog_close(&t);
+    uint8_t version[2] = {2, 0};
+    file_patch(tlog_path(&t, 1), 4, version, sizeof(version));
+    CHECK_EQ(tlog_open(&t), LOG_EVERSION);
+    CHECK(strstr(t.report.message, "version 2") != NULL);
+    tlog_destroy(&t);
+}
+
 int main(void)
 {
     RUN_TEST(test_torn_tail_every_offset);
@@ -485,5 +499,6 @@ int main(void)
     RUN_TEST(test_missing_middle_segment);
     RUN_TEST(test_torn_roll_deleted);
     RUN_TEST(test_bad_checkpoint);
+    RUN_TEST(test_newer_version_refused);
     return check_exit();
 }
