@@ -134,8 +134,12 @@ static int salvage_open_log(struct salvage *s)
     struct log_config config;
     log_config_defaults(&config);
     config.dir = s->out_path;
+    /* Keep the source's segment size (the operator chose it), and a batch bound the engine
+     * accepts for it. */
     if (s->dir.segment_count > 0 && s->dir.segments[0].header_ok)
         config.segment_size_bytes = s->dir.segments[0].header.segment_size;
+    if (config.batch_size_bytes_max > config.segment_size_bytes / 4)
+        config.batch_size_bytes_max = (uint32_t)(config.segment_size_bytes / 4);
     config.on_durable = salvage_on_durable;
     config.ctx = s;
     struct log_recovery_report report;
