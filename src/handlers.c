@@ -452,7 +452,7 @@ static int handle_release(struct conn *conn, const struct wire_header *h, union 
     int64_t delay = req->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
                                                          : (int64_t)req->delay_ms;
     int rc = queue_release(conn->server->queues, req->id, req->lease, delay, priority,
-                           server_now_ms());
+                           (const char *)req->reason.data, req->reason.len, server_now_ms());
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -633,18 +633,22 @@ struct stats_walk {
     const struct queue_state *state;
 };
 
-static void stats_one(const struct queue *queue, int64_t now_ms, struct wire_queue_stats *out)
+static void stats_one(const struct queue_state *state, const struct queue *queue, int64_t now_ms,
+                      struct wire_queue_stats *out)
 {
     struct queue_stats st;
     queue_stats_get(queue, now_ms, &st);
+    uint64_t ttr_ms;
+    uint32_t max_attempts;
+    queue_defaults_get(state, queue, &ttr_ms, &max_attempts);
     *out = (struct wire_queue_stats){
         .name = wire_bytes_of(queue->name, queue->name_len),
         .flags = st.paused ? WIRE_QUEUE_PAUSED : 0,
         .ready = st.ready, .delayed = st.delayed, .reserved = st.reserved, .dead = st.dead,
         .total_put = st.total_put, .oldest_ready_age_ms = (uint64_t)st.oldest_ready_age_ms,
         .ack_floor = st.ack_floor,
-        .ttr_ms = (uint32_t)queue->default_ttr_ms,
-        .max_attempts = queue->default_max_attempts,
+        .ttr_ms = ttr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ttr_ms,
+        .max_attempts = max_attempts,
     };
 }
 
@@ -652,7 +656,7 @@ static void stats_collect(void *ctx, struct queue *queue)
 {
     struct stats_walk *walk = ctx;
     if (walk->count < walk->capacity)
-        stats_one(queue, walk->now_ms, &walk->out[walk->count++]);
+        stats_one(walk->state, queue, walk->now_ms, &walk->out[walk->count++]);
 }
 
 static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)

@@ -472,6 +472,13 @@ static uint32_t effective_max_attempts(const struct queue_state *state,
                                                       : state->config.default_max_attempts;
 }
 
+void queue_defaults_get(const struct queue_state *state, const struct queue *queue,
+                        uint64_t *ttr_ms, uint32_t *max_attempts)
+{
+    *ttr_ms = effective_ttr(state, queue, 0);
+    *max_attempts = effective_max_attempts(state, queue, -1);
+}
+
 static bool queue_has_room(const struct queue_state *state, const struct queue *queue,
                            uint32_t body_len)
 {
@@ -748,22 +755,39 @@ static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
     return emit(state, RECORD_BURY, buf, len, NULL);
 }
 
-int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
-                  uint32_t priority, int64_t now_ms)
+/* The dead reason for a job out of attempts: "max_attempts", plus the worker's last error. */
+static uint32_t spent_reason(const struct job *job, const char *error, uint32_t error_len,
+                             char *out)
 {
-    if (delay_ms < 0)
+    uint32_t n = sizeof(reason_max_attempts) - 1;
+    memcpy(out, reason_max_attempts, n);
+    if (error_len == 0)
+        return n;
+    uint32_t room = RECORD_REASON_LEN_MAX - n - 2;
+    uint32_t take = error_len < room ? error_len : room;
+    memcpy(out + n, ": ", 2);
+    memmove(out + n + 2, error, take);
+    (void)job;
+    return n + 2 + take;
+}
+
+int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
+                  uint32_t priority, const char *error, uint32_t error_len, int64_t now_ms)
+{
+    if (delay_ms < 0 || error_len > RECORD_REASON_LEN_MAX)
         return QUEUE_EINVAL;
     struct job *job;
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
     if (out_of_attempts(job)) {
-        err = bury_emit(state, id, reason_max_attempts, sizeof(reason_max_attempts) - 1);
+        char reason[RECORD_REASON_LEN_MAX];
+        uint32_t reason_len = spent_reason(job, error, error_len, reason);
+        err = bury_emit(state, id, reason, reason_len);
         if (err != 0)
             return err;
         queue_job_leave(state, job);
-        queue_job_enter_dead(state, job, reason_max_attempts, sizeof(reason_max_attempts) - 1,
-                             now_ms);
+        queue_job_enter_dead(state, job, reason, reason_len, now_ms);
         return 0;
     }
     uint32_t new_priority = priority == UINT32_MAX ? job->priority : priority;
@@ -774,6 +798,11 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     if (err != 0)
         return err;
     queue_job_leave(state, job);
+    if (error_len > 0) {
+        free(job->reason);
+        job->reason = xmemdup(error, error_len);
+        job->reason_len = error_len;
+    }
     job->priority = new_priority;
     job->run_at_ms = run_at_ms;
     queue_job_place(state, job, now_ms);
@@ -822,6 +851,9 @@ static int kick_one(struct queue_state *state, struct job *job, int64_t now_ms)
         return err;
     queue_job_leave(state, job);
     job->attempts = 0;
+    free(job->reason); /* a fresh start: the old death is no longer its last error */
+    job->reason = NULL;
+    job->reason_len = 0;
     queue_job_enter_ready(state, job, now_ms);
     return 0;
 }
@@ -972,9 +1004,10 @@ static void lease_end(struct queue_state *state, struct job *job, int64_t now_ms
 {
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
-        (void)bury_emit(state, job->id, reason_max_attempts, sizeof(reason_max_attempts) - 1);
-        queue_job_enter_dead(state, job, reason_max_attempts, sizeof(reason_max_attempts) - 1,
-                             now_ms);
+        char reason[RECORD_REASON_LEN_MAX];
+        uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
+        (void)bury_emit(state, job->id, reason, reason_len);
+        queue_job_enter_dead(state, job, reason, reason_len, now_ms);
     } else {
         queue_job_enter_ready(state, job, now_ms);
     }

@@ -82,7 +82,7 @@ struct job {
     struct log_pos pos;     /* the PUT record */
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
     uint32_t body_len;
-    char *reason; /* DEAD: why */
+    char *reason; /* DEAD: why; otherwise the worker's last error, if any */
     uint32_t reason_len;
     uint8_t *result; /* DONE: ack result */
     uint32_t result_len;
@@ -253,9 +253,12 @@ SPOOL_MUST_USE int queue_get(struct queue_state *state, const char *name, uint32
 /* Lease operations: QUEUE_ENOTFOUND (unknown job), QUEUE_ELEASE (token stale), emit errors. */
 SPOOL_MUST_USE int queue_ack(struct queue_state *state, uint64_t id, uint64_t token,
                              const void *result, uint32_t result_len, int64_t now_ms);
-/* priority: UINT32_MAX keeps the job's. Reaching max_attempts buries instead. */
+/* priority: UINT32_MAX keeps the job's. error (may be empty): the worker's failure text, kept
+ * for the dead reason if the job later runs out of attempts. Reaching max_attempts buries
+ * instead, with reason "max_attempts" or "max_attempts: <last error>". */
 SPOOL_MUST_USE int queue_release(struct queue_state *state, uint64_t id, uint64_t token,
-                                 int64_t delay_ms, uint32_t priority, int64_t now_ms);
+                                 int64_t delay_ms, uint32_t priority, const char *error,
+                                 uint32_t error_len, int64_t now_ms);
 /* extend_ms: 0 = the job's ttr. Sets *deadline_ms. */
 SPOOL_MUST_USE int queue_touch(struct queue_state *state, uint64_t id, uint64_t token,
                                uint64_t extend_ms, int64_t now_ms, int64_t *deadline_ms);
@@ -297,6 +300,10 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner, i
  * window), at most tick_work_max events; then the next deadline (INT64_MAX if none). */
 void queue_tick(struct queue_state *state, int64_t now_ms);
 int64_t queue_next_deadline_ms(const struct queue_state *state);
+
+/* A queue's effective defaults (its own, else the state's). */
+void queue_defaults_get(const struct queue_state *state, const struct queue *queue,
+                        uint64_t *ttr_ms, uint32_t *max_attempts);
 
 /* Stats. */
 void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_stats *out);

@@ -128,7 +128,7 @@ struct wire_header {
  */
 WIRE_MUST_USE int wire_header_decode(const uint8_t *buf, size_t len, uint32_t frame_size_max,
                                      struct wire_header *out);
-/* Write the 16 header bytes. */
+/* Write the 16 header bytes, fields as given (no validation: tests forge bad ones with it). */
 void wire_header_encode(uint8_t out[WIRE_HEADER_SIZE], const struct wire_header *h);
 
 /*

@@ -477,7 +477,8 @@ static void job_info_fields(struct wire_io *io, union wire_msg *m)
     io_u8(io, &j->state);
     if (!io->writing && io_ok(io) && j->state > WIRE_STATE_DONE)
         io_fail(io, SPOOL_E_BAD_REQUEST);
-    io_queue(io, &j->queue, false);
+    /* Empty when the server no longer keeps the queue of a finished job. */
+    io_queue(io, &j->queue, true);
     io_u32(io, &j->priority);
     io_u32(io, &j->attempts);
     io_u32(io, &j->max_attempts);

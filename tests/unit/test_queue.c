@@ -199,7 +199,7 @@ static void test_delay_and_ttl(void)
     REQUIRE(held != NULL && held->id == r);
     queue_tick(s, 3150);
     CHECK(queue_peek_id(s, r) != NULL);
-    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, 3160), 0);
+    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, NULL, 0, 3160), 0);
     queue_tick(s, 3161);
     CHECK(queue_peek_id(s, r) == NULL);
     queue_state_destroy(s);
@@ -249,7 +249,7 @@ static void test_release_touch_bury_kick_delete(void)
     queue_tick(s, 1000); /* the old deadline passed: touch kept it */
     CHECK_EQ(job->state, JOB_RESERVED);
     CHECK_EQ(queue_delete(s, id, 1000), QUEUE_ESTATE);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, 1000), 0);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, NULL, 0, 1000), 0);
     CHECK_EQ(job->state, JOB_DELAYED);
     CHECK_EQ(job->priority, 9);
     queue_tick(s, 1100);
@@ -280,8 +280,9 @@ static void test_release_on_last_attempt_buries(void)
     queue_durable(s, UINT64_MAX, 0);
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, 1), 0);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, "boom", 4, 1), 0);
     CHECK_EQ(job->state, JOB_DEAD);
+    CHECK(job->reason_len == 18 && memcmp(job->reason, "max_attempts: boom", 18) == 0);
     CHECK_EQ(fake_count_type(RECORD_BURY), 1);
     CHECK_EQ(fake_count_type(RECORD_RELEASE), 0);
     queue_state_destroy(s);
@@ -503,7 +504,7 @@ static void test_back_pressure_changes_nothing(void)
     CHECK_EQ(queue_put(s, &args, 1, &nid, &dup, &seq), -ENOBUFS);
     CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, 1), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, 1), -ENOBUFS);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, 1), -ENOBUFS);
     CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, 1), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
     fake.fail = 0;
@@ -578,7 +579,7 @@ static void test_lease_tokens_unique(void)
         struct job *job = reserve1(s, "q", i, NULL);
         REQUIRE(job != NULL && job->id == id);
         tokens[i] = job->lease_token;
-        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, i), 0);
+        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, NULL, 0, i), 0);
     }
     int dups = 0;
     for (int i = 0; i < N; i++)
@@ -621,7 +622,7 @@ static void test_replay_rebuilds_state_leases_void(void)
     j = reserve1(s, "q", 1, NULL);
     CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, 2), 0);
     j = reserve1(s, "q", 2, NULL);
-    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, 3), 0);
+    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, NULL, 0, 3), 0);
     j = reserve1(s, "q", 3, NULL);
     REQUIRE(j->id == spent); /* its only attempt, unacked at crash time */
     j = reserve1(s, "k", 3, NULL);

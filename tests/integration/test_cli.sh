@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Integration test of the spool CLI against a real spoold on 127.0.0.1 port 0 in a temp dir:
+# every command's success path and the documented errors (name on stderr, exit 1; usage
+# errors exit 2), the JSON field names of issue 3, a lease acked by another process
+# (reserve detaches), a full lifecycle with result and wait, `spool work`, and a put refused
+# with QUEUE_FULL. Environment: SPOOLD (server binary), SPOOL (CLI binary).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/spoold-harness.sh"
+: "${SPOOL:?SPOOL must name the spool CLI binary}"
+
+failures=0
+trap spoold_cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# Run the CLI against the test server; stdout to $out, stderr to $err, exit code to $rc.
+run() {
+    out=$("$SPOOL" --server "$SPOOLD_ADDR" "$@" 2>"$SPOOLD_DIR/stderr")
+    rc=$?
+    err=$(cat "$SPOOLD_DIR/stderr")
+}
+
+expect_ok() {
+    run "$@"
+    [ "$rc" -eq 0 ] || fail "spool $* exited $rc: $err"
+}
+
+# expect_error NAME ARGS...: exit 1 and stderr starting with NAME.
+expect_error() {
+    local name=$1
+    shift
+    run "$@"
+    [ "$rc" -eq 1 ] || fail "spool $* exited $rc, wanted 1"
+    case "$err" in "$name:"*) ;; *) fail "spool $*: stderr '$err', wanted $name" ;; esac
+}
+
+# A numeric / string field of a one-line JSON object.
+num() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9][0-9]*\).*/\1/p"; }
+str() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p"; }
+
+spoold_start || exit 1
+
+# put: plain id, and {"id":N} with --json.
+expect_ok put mail first
+id1=$out
+case "$id1" in '' | *[!0-9]*) fail "put printed '$id1', wanted an id" ;; esac
+expect_ok --json put mail second
+id2=$(num "$out" id)
+[ -n "$id2" ] && [ "$id2" != "$id1" ] || fail "put --json printed '$out'"
+
+# reserve in one process, ack in another (the lease is detached).
+expect_ok --json reserve mail
+for f in id lease attempt deadline_ms; do
+    [ -n "$(num "$out" $f)" ] || fail "reserve --json lacks $f: $out"
+done
+[ "$(str "$out" queue)" = mail ] || fail "reserve queue: $out"
+[ "$(str "$out" body)" = first ] || fail "reserve body (FIFO): $out"
+[ "$(num "$out" id)" = "$id1" ] || fail "reserve gave $out, wanted job $id1"
+lease=$(num "$out" lease)
+[ "$lease" != 12345 ] || fail "lease collides with the stale one used below"
+expect_error LEASE_EXPIRED ack "$id1" 12345
+expect_ok ack "$id1" "$lease" --result all-good
+expect_ok --json wait "$id1" --timeout 1000
+[ "$(str "$out" state)" = done ] || fail "wait after ack: $out"
+[ "$(str "$out" result)" = all-good ] || fail "wait result: $out"
+expect_ok --json status "$id1"
+[ "$(str "$out" state)" = done ] && [ "$(num "$out" attempts)" = 1 ] || fail "status: $out"
+
+# Unknown jobs and bad arguments.
+expect_error NOT_FOUND status 987654321
+expect_error NOT_FOUND delete 987654321
+run ack notanumber 1
+[ "$rc" -eq 2 ] || fail "usage error exited $rc"
+case "$err" in INVALID_ARGUMENT:*) ;; *) fail "usage error stderr: $err" ;; esac
+run frobnicate
+[ "$rc" -eq 2 ] || fail "unknown command exited $rc"
+
+# Priorities: lower first.
+expect_ok put prio low --priority 10
+expect_ok put prio high --priority 1
+expect_ok --json reserve prio
+[ "$(str "$out" body)" = high ] || fail "priority order: $out"
+hid=$(num "$out" id)
+hlease=$(num "$out" lease)
+
+# release with a delay -> delayed; touch; bury -> dead; kick -> ready.
+expect_ok touch "$hid" "$hlease"
+[ -n "$(printf '%s' "$out" | grep deadline_ms=)" ] || fail "touch output: $out"
+expect_ok release "$hid" "$hlease" --delay 60000
+expect_ok --json status "$hid"
+[ "$(str "$out" state)" = delayed ] || fail "after release --delay: $out"
+expect_ok --json reserve prio
+lid=$(num "$out" id)
+llease=$(num "$out" lease)
+expect_ok bury "$lid" "$llease" --reason "broken input"
+expect_ok --json peek prio --dead
+[ "$(num "$out" id)" = "$lid" ] || fail "peek --dead: $out"
+[ "$(str "$out" reason)" = "broken input" ] || fail "dead reason: $out"
+expect_ok --json kick prio 5
+[ "$(num "$out" kicked)" = 1 ] || fail "kick: $out"
+expect_ok --json status "$lid"
+[ "$(str "$out" state)" = ready ] || fail "after kick: $out"
+expect_ok --json peek "$lid"
+[ "$(str "$out" body)" = low ] || fail "peek body: $out"
+expect_ok delete "$lid"
+expect_error NOT_FOUND status "$lid"
+
+# put from stdin; stats and queues with the issue's field names.
+printf 'from stdin' | "$SPOOL" --server "$SPOOLD_ADDR" put piped - >/dev/null || fail "put -"
+expect_ok --json peek piped --ready
+[ "$(str "$out" body)" = "from stdin" ] || fail "stdin body: $out"
+expect_ok --json stats piped
+for f in ready delayed reserved dead total_put oldest_ready_age_ms; do
+    [ -n "$(num "$out" $f)" ] || fail "stats lacks $f: $out"
+done
+[ "$(num "$out" ready)" = 1 ] || fail "stats ready: $out"
+expect_ok --json queues
+printf '%s\n' "$out" | grep -q '"queue":"piped"' || fail "queues: $out"
+
+# work: exit 0 acks with stdout as the result; failure releases with backoff.
+expect_ok put jobs ok-job
+okid=$out
+expect_ok put jobs fail-job
+failid=$out
+run work jobs --max-jobs 2 -- sh -c 'b=$(cat); [ "$b" = ok-job ] || exit 3; echo "did $b"'
+[ "$rc" -eq 0 ] || fail "work exited $rc: $err"
+expect_ok --json status "$okid"
+[ "$(str "$out" state)" = done ] || fail "work ok job: $out"
+printf '%s\n' "$out" | grep -q '"result":"did ok-job\\n"' || fail "work result: $out"
+expect_ok --json status "$failid"
+case "$(str "$out" state)" in delayed | ready) ;; *) fail "work failed job: $out" ;; esac
+[ "$(num "$out" attempts)" = 1 ] || fail "work failed job attempts: $out"
+
+# Connection refused is named too.
+out=$("$SPOOL" --server 127.0.0.1:1 ping 2>&1)
+case "$out" in ECONNREFUSED:*) ;; *) fail "refused: $out" ;; esac
+
+# A full queue refuses puts with QUEUE_FULL (restart with a per-queue limit).
+spoold_stop || fail "spoold did not stop cleanly"
+spoold_start --max-queue-jobs 1 || exit 1
+expect_ok put tiny one
+expect_error QUEUE_FULL put tiny two
+
+if [ "$failures" -ne 0 ]; then
+    echo "$failures failure(s); server log: $SPOOLD_DIR/spoold.log" >&2
+    exit 1
+fi
+echo "cli: all checks passed"

@@ -1,0 +1,299 @@
+/* Malformed input against the real spoold, over raw sockets: an oversized length, a length
+ * shorter than a header, an unknown opcode, a request before HELLO, a frame split into single
+ * bytes, 10,000 pipelined frames, EOF mid-frame. Each gets an error frame or a close, and the
+ * server keeps serving everyone else. */
+#include <spool/client.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "spoold_harness.h"
+#include "wire_message.h"
+
+static struct spoold server;
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(server.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static void send_all(int fd, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        REQUIRE(n > 0);
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Read exactly len bytes; false on EOF or timeout. */
+static bool recv_exact(int fd, void *data, size_t len)
+{
+    uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Read one frame; its payload (up to cap) goes to payload. false on EOF. */
+static bool recv_frame(int fd, struct wire_header *h, uint8_t *payload, size_t cap)
+{
+    uint8_t head[WIRE_HEADER_SIZE];
+    if (!recv_exact(fd, head, sizeof(head)))
+        return false;
+    REQUIRE(wire_header_decode(head, sizeof(head), WIRE_FRAME_SIZE_LIMIT, h) == 0);
+    size_t len = h->frame_size - WIRE_HEADER_SIZE;
+    REQUIRE(len <= cap);
+    return recv_exact(fd, payload, len);
+}
+
+static uint16_t error_code_of(const struct wire_header *h, const uint8_t *payload)
+{
+    if (h->opcode != WIRE_OP_ERROR)
+        return 0;
+    union wire_msg m;
+    REQUIRE(wire_decode(WIRE_OP_ERROR, payload, h->frame_size - WIRE_HEADER_SIZE, &m) == 0);
+    return m.error.code;
+}
+
+static bool at_eof(int fd)
+{
+    uint8_t b;
+    return recv(fd, &b, 1, 0) == 0;
+}
+
+static void encode(struct wire_buf *b, uint16_t op, uint64_t id, const union wire_msg *m)
+{
+    REQUIRE(wire_encode(b, op, id, m) == 0);
+}
+
+static void encode_hello(struct wire_buf *b)
+{
+    union wire_msg m = {.hello = {.magic = WIRE_MAGIC, .version_min = 1, .version_max = 1}};
+    encode(b, WIRE_OP_HELLO, 1, &m);
+}
+
+static int hello_connect(void)
+{
+    int fd = raw_connect();
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    encode_hello(&b);
+    send_all(fd, b.data, b.len);
+    wire_buf_free(&b);
+    struct wire_header h;
+    static uint8_t payload[4096];
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    REQUIRE(h.opcode == (WIRE_OP_HELLO | WIRE_OP_REPLY));
+    return fd;
+}
+
+/* Header bytes written by hand: the codec refuses to encode a size below the header. */
+static void send_header(int fd, uint32_t frame_size, uint16_t opcode, uint64_t id)
+{
+    uint8_t head[WIRE_HEADER_SIZE] = {0};
+    for (int i = 0; i < 4; i++)
+        head[i] = (uint8_t)(frame_size >> (8 * i));
+    head[4] = (uint8_t)opcode;
+    head[5] = (uint8_t)(opcode >> 8);
+    for (int i = 0; i < 8; i++)
+        head[8 + i] = (uint8_t)(id >> (8 * i));
+    send_all(fd, head, sizeof(head));
+}
+
+static void server_still_serves(void)
+{
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+}
+
+static uint8_t payload[1 << 16];
+
+static void test_oversized_length(void)
+{
+    int fd = hello_connect();
+    send_header(fd, 0xC0000000u, WIRE_OP_PUT, 42);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.request_id, 42);
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_TOO_LARGE));
+    CHECK(at_eof(fd));
+    close(fd);
+    server_still_serves();
+}
+
+static void test_length_shorter_than_header(void)
+{
+    int fd = hello_connect();
+    send_header(fd, 8, WIRE_OP_PING, 7);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_BAD_FRAME));
+    CHECK(at_eof(fd));
+    close(fd);
+    server_still_serves();
+}
+
+static void test_unknown_opcode_keeps_connection(void)
+{
+    int fd = hello_connect();
+    send_header(fd, WIRE_HEADER_SIZE + 4, 0x0777, 9);
+    send_all(fd, "abcd", 4);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.request_id, 9);
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_UNKNOWN_OP));
+    send_header(fd, WIRE_HEADER_SIZE, WIRE_OP_PING, 10);
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_PING | WIRE_OP_REPLY);
+    CHECK_EQ(h.request_id, 10);
+    /* A payload that does not decode is a framing error: error frame, then close. */
+    send_header(fd, WIRE_HEADER_SIZE + 3, WIRE_OP_ACK, 11);
+    send_all(fd, "xyz", 3);
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_BAD_FRAME));
+    CHECK(at_eof(fd));
+    close(fd);
+}
+
+static void test_request_before_hello(void)
+{
+    int fd = raw_connect();
+    send_header(fd, WIRE_HEADER_SIZE, WIRE_OP_PING, 3);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_HANDSHAKE_REQUIRED));
+    CHECK(at_eof(fd));
+    close(fd);
+}
+
+static void test_frames_split_into_single_bytes(void)
+{
+    int fd = raw_connect();
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    encode_hello(&b);
+    union wire_msg put = {.put = {.queue = wire_bytes_str("bytewise"),
+                                  .body = wire_bytes_str("one byte at a time")}};
+    encode(&b, WIRE_OP_PUT, 2, &put);
+    for (size_t i = 0; i < b.len; i++) {
+        send_all(fd, b.data + i, 1);
+        if (i % 16 == 0)
+            usleep(200);
+    }
+    wire_buf_free(&b);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_HELLO | WIRE_OP_REPLY);
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_PUT | WIRE_OP_REPLY);
+    CHECK_EQ(h.request_id, 2);
+    close(fd);
+}
+
+struct sender {
+    int fd;
+    struct wire_buf *b;
+};
+
+static void *send_thread(void *arg)
+{
+    struct sender *s = arg;
+    send_all(s->fd, s->b->data, s->b->len);
+    return NULL;
+}
+
+static void test_ten_thousand_pipelined_frames(void)
+{
+    enum { FRAMES = 10000 };
+    int fd = hello_connect();
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    for (uint64_t i = 0; i < FRAMES; i++) {
+        if (i % 10 == 0) {
+            union wire_msg put = {.put = {.queue = wire_bytes_str("pipelined"),
+                                          .body = wire_bytes_str("p")}};
+            encode(&b, WIRE_OP_PUT, 100 + i, &put);
+        } else {
+            encode(&b, WIRE_OP_PING, 100 + i, NULL);
+        }
+    }
+    struct sender s = {fd, &b};
+    pthread_t thread;
+    REQUIRE(pthread_create(&thread, NULL, send_thread, &s) == 0);
+    static bool seen[FRAMES];
+    int replies = 0, puts = 0;
+    struct wire_header h;
+    while (replies < FRAMES && recv_frame(fd, &h, payload, sizeof(payload))) {
+        REQUIRE(h.request_id >= 100 && h.request_id < 100 + FRAMES);
+        CHECK(!seen[h.request_id - 100]);
+        seen[h.request_id - 100] = true;
+        puts += h.opcode == (WIRE_OP_PUT | WIRE_OP_REPLY);
+        replies++;
+    }
+    pthread_join(thread, NULL);
+    wire_buf_free(&b);
+    CHECK_EQ(replies, FRAMES);
+    CHECK_EQ(puts, FRAMES / 10);
+    close(fd);
+}
+
+static void test_eof_mid_frame(void)
+{
+    int fd = hello_connect();
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    union wire_msg put = {.put = {.queue = wire_bytes_str("halfway"),
+                                  .body = wire_bytes_str("never complete")}};
+    encode(&b, WIRE_OP_PUT, 5, &put);
+    send_all(fd, b.data, b.len / 2);
+    wire_buf_free(&b);
+    close(fd);
+    usleep(100 * 1000);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
+    struct spool_stats *st = NULL;
+    CHECK_EQ(spool_stats(c, "halfway", &st), SPOOL_E_NOT_FOUND); /* nothing was enqueued */
+    spool_close(c);
+}
+
+int main(void)
+{
+    if (spoold_start(&server, "malformed", NULL) != 0)
+        return 1;
+    RUN_TEST(test_oversized_length);
+    RUN_TEST(test_length_shorter_than_header);
+    RUN_TEST(test_unknown_opcode_keeps_connection);
+    RUN_TEST(test_request_before_hello);
+    RUN_TEST(test_frames_split_into_single_bytes);
+    RUN_TEST(test_ten_thousand_pipelined_frames);
+    RUN_TEST(test_eof_mid_frame);
+    server_still_serves();
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    return check_exit();
+}

@@ -1,0 +1,57 @@
+/*
+ * spool_cli.h: what the spool CLI's commands share (tools/spool.c, tools/spool_work.c): the
+ * connection, the output format, argument parsing and the exit-code convention.
+ *
+ * Exit codes: 0 success; 1 the server or the connection reported an error (its name, e.g.
+ * LEASE_EXPIRED, starts the line on stderr); 2 a usage error (INVALID_ARGUMENT on stderr).
+ */
+#ifndef SPOOL_TOOLS_CLI_H
+#define SPOOL_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <spool/client.h>
+
+#include "spool_out.h"
+
+#define CLI_EXIT_ERROR 1
+#define CLI_EXIT_USAGE 2
+
+struct cli {
+    const char *server;
+    spool_client *client;
+    struct out out;
+};
+
+/* Connect (once) to cli->server; 0 or an exit code after printing the error. */
+int cli_connect(struct cli *cli);
+/* Print "NAME: sentence (context)" on stderr; returns CLI_EXIT_ERROR. */
+int cli_fail(int error, const char *context);
+/* Print "INVALID_ARGUMENT: message" and the command's usage; returns CLI_EXIT_USAGE. */
+int cli_usage(const char *message);
+
+/* An option a command accepts: --name VALUE, --name=VALUE, or a bare flag. */
+struct cli_opt {
+    const char *name;
+    bool is_flag;
+    const char *value; /* set by cli_parse; flags get "" */
+};
+
+/*
+ * Split args into options (from opts, anywhere) and positionals (at most pos_max). "-" is a
+ * positional; "--" makes the rest positional and, when rest is non-NULL, stops there: *rest
+ * gets the index after "--" (args[*rest..] are the tail), else -1. 0 or CLI_EXIT_USAGE.
+ */
+int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t opt_count, char **pos,
+              size_t pos_max, size_t *pos_count, int *rest);
+
+/* Strict decimal parsing: the whole string, no sign, in range. */
+bool cli_u64(const char *s, uint64_t *out);
+bool cli_u32(const char *s, uint32_t *out);
+
+/* spool work QUEUE... [options] -- CMD ARGS... */
+int cmd_work(struct cli *cli, int argc, char **argv);
+
+#endif
