@@ -198,7 +198,7 @@ void gen_standard(struct gen *g, const char *tag)
                               g->now_ms) == 0);
         else if (i < GEN_ACKED + 3)
             REQUIRE(queue_release(g->qs, job->id, job->lease_token, 3600 * 1000, UINT32_MAX,
-                                  g->now_ms) == 0);
+                                  NULL, 0, g->now_ms) == 0);
         else
             REQUIRE(queue_bury(g->qs, job->id, job->lease_token, "boom", 4, g->now_ms) == 0);
         if (i % 3 == 0)
