@@ -302,7 +302,7 @@ uint32_t gen_batches(const char *dir, uint64_t segment_id, struct gen_batch *out
     return n;
 }
 
-int gen_run(const char *const *argv, char **out)
+static int gen_run_fds(const char *const *argv, char **out, bool with_stderr)
 {
     char path[] = "/tmp/spool-gen-out-XXXXXX";
     int fd = mkstemp(path);
@@ -312,6 +312,8 @@ int gen_run(const char *const *argv, char **out)
     REQUIRE(pid >= 0);
     if (pid == 0) {
         dup2(fd, 1);
+        if (with_stderr)
+            dup2(fd, 2);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -325,6 +327,16 @@ int gen_run(const char *const *argv, char **out)
     (*out)[size] = '\0';
     close(fd);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int gen_run(const char *const *argv, char **out)
+{
+    return gen_run_fds(argv, out, false);
+}
+
+int gen_run_all(const char *const *argv, char **out)
+{
+    return gen_run_fds(argv, out, true);
 }
 
 int gen_count_lines(const char *text, const char *needle)

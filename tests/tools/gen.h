@@ -72,6 +72,8 @@ char *gen_segment_path(const char *dir, uint64_t segment_id);
 /* Run argv (argv[0] a path); stdout captured into *out (malloc'ed, NUL-terminated). Returns
  * the exit code (or -1). */
 int gen_run(const char *const *argv, char **out);
+/* The same with stderr captured too. */
+int gen_run_all(const char *const *argv, char **out);
 /* Lines of text containing needle. */
 int gen_count_lines(const char *text, const char *needle);
 
