@@ -114,6 +114,9 @@ const struct logdir_segment *logdir_segment(const struct logdir *dir, uint64_t i
 /* Is there any damage that is not a torn tail? Any torn tail? */
 bool logdir_corrupt(const struct logdir *dir);
 bool logdir_torn(const struct logdir *dir);
+/* "A..B", "A..?" (end unknown) or "none" (the region held no record, e.g. a segment header
+ * whose batches all verify), in buf. */
+const char *logdir_seq_range(const struct log_damage *d, char *buf, size_t len);
 /* The first seq lost to damage (a torn tail included), or UINT64_MAX when none. */
 uint64_t logdir_first_lost_seq(const struct logdir *dir);
 

@@ -302,7 +302,8 @@ static int resync_step(struct resync *rs, struct region *reg, uint64_t off, uint
     if (rc == SCAN_BATCH_OK && h.base_seq >= rs->expect_seq) {
         if (reg->open) {
             reg->d.seq_first = reg->d.seq_first != 0 ? reg->d.seq_first : rs->expect_seq;
-            reg->d.seq_last = h.base_seq > rs->expect_seq ? h.base_seq - 1 : reg->d.seq_last;
+            if (reg->d.seq_last == 0) /* unknown so far: up to the batch that verifies */
+                reg->d.seq_last = h.base_seq - 1; /* == seq_first - 1: no record lost */
             region_push(rs->dir, reg, off);
         }
         resync_emit(rs, off, &h, raw);
@@ -391,9 +392,13 @@ static int logdir_resync(struct logdir *dir, struct logdir_damage *start, uint32
                    : file_end;
     uint64_t from = start->d.offset < SEGMENT_HEADER_SIZE ? SEGMENT_HEADER_SIZE : start->d.offset;
     rs.expect_seq = logdir_seq_at(dir, rs.seg->id, from);
+    /* What is lost starts where the chain stopped. The batch log_scan stopped at may name
+     * other seqs (a stale copy, a misplaced batch): its range counts only when it starts
+     * there. */
     struct region reg = {.open = true, .from_scan = true, .d = start->d};
-    if (reg.d.seq_first == 0)
-        reg.d.seq_first = rs.expect_seq;
+    if (reg.d.seq_first != rs.expect_seq || reg.d.seq_last < reg.d.seq_first)
+        reg.d.seq_last = 0;
+    reg.d.seq_first = rs.expect_seq;
     char name[SEGMENT_NAME_LEN + 1];
     segment_name(rs.seg->id, name);
     rs.fd = io_sync_open(dir->backend, name, O_RDONLY, 0);
@@ -658,13 +663,30 @@ bool logdir_torn(const struct logdir *dir)
     return false;
 }
 
+const char *logdir_seq_range(const struct log_damage *d, char *buf, size_t len)
+{
+    if (d->seq_first != 0 && d->seq_last + 1 == d->seq_first)
+        snprintf(buf, len, "none");
+    else if (d->seq_last >= d->seq_first && d->seq_last != 0)
+        snprintf(buf, len, "%llu..%llu", (unsigned long long)d->seq_first,
+                 (unsigned long long)d->seq_last);
+    else
+        snprintf(buf, len, "%llu..?", (unsigned long long)d->seq_first);
+    return buf;
+}
+
+static bool damage_loses_nothing(const struct log_damage *d)
+{
+    return d->seq_first != 0 && d->seq_last + 1 == d->seq_first;
+}
+
 uint64_t logdir_first_lost_seq(const struct logdir *dir)
 {
     uint64_t first = UINT64_MAX;
     for (size_t i = 0; i < dir->damage_count; i++) {
         const struct log_damage *d = &dir->damages[i].d;
         uint64_t seq = d->seq_first;
-        if (d->kind == LOG_DAMAGE_BAD_CHECKPOINT)
+        if (d->kind == LOG_DAMAGE_BAD_CHECKPOINT || damage_loses_nothing(d))
             continue;
         if (seq == 0)
             seq = d->segment_id;

@@ -317,11 +317,8 @@ static void salvage_report_ranges(struct salvage *s)
 {
     for (size_t i = 0; i < s->dir.damage_count; i++) {
         const struct logdir_damage *d = &s->dir.damages[i];
-        say(s, "lost_range seq=%llu..", (unsigned long long)d->d.seq_first);
-        if (d->d.seq_last >= d->d.seq_first && d->d.seq_last != 0)
-            say(s, "%llu", (unsigned long long)d->d.seq_last);
-        else
-            say(s, "?");
+        char range[64];
+        say(s, "lost_range seq=%s", logdir_seq_range(&d->d, range, sizeof(range)));
         say(s, " segment=%llu offset=%llu kind=%s jobs_affected=%u\n",
             (unsigned long long)d->d.segment_id, (unsigned long long)d->d.offset,
             log_damage_name(d->d.kind), d->job_count);

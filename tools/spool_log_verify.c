@@ -8,7 +8,8 @@
  *   CORRUPTION segment=S offset=O seq=A..B kind=K jobs_affected=N [job_ids=I,J,...] bytes=L
  *              detail="..."
  *   TORN_TAIL segment=S offset=O seq=A..B jobs_affected=N ... (same fields)
- * B is "?" when the region's end seq cannot be known (a torn tail whose header is gone).
+ * B is "?" when the region's end seq cannot be known (a torn tail whose header is gone);
+ * seq=none when the region held no record (a damaged segment header whose batches verify).
  * Summary: OK|TORN|CORRUPT segments=N batches=N records=N jobs_live=N bytes=N checkpoint=SEQ
  */
 #include "spool_log.h"
@@ -23,13 +24,10 @@ static void verify_line(const struct logdir_damage *dmg)
 {
     const struct log_damage *d = &dmg->d;
     bool torn = d->kind == LOG_DAMAGE_TORN_TAIL;
-    printf("%s segment=%llu offset=%llu seq=%llu..", torn ? "TORN_TAIL" : "CORRUPTION",
+    char range[64];
+    printf("%s segment=%llu offset=%llu seq=%s", torn ? "TORN_TAIL" : "CORRUPTION",
            (unsigned long long)d->segment_id, (unsigned long long)d->offset,
-           (unsigned long long)d->seq_first);
-    if (d->seq_last >= d->seq_first && d->seq_last != 0)
-        printf("%llu", (unsigned long long)d->seq_last);
-    else
-        printf("?");
+           logdir_seq_range(d, range, sizeof(range)));
     printf(" kind=%s jobs_affected=%u", log_damage_name(d->kind), dmg->job_count);
     if (dmg->job_count > 0) {
         printf(" job_ids=");
