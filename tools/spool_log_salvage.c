@@ -246,18 +246,14 @@ static int salvage_checkpoint(struct salvage *s)
     return rc != 0 ? rc : s->checkpoint_error;
 }
 
-/* Jobs without a readable body cannot be written: drop them from the state (reported). */
+/* Jobs without a readable body cannot be written: drop them from the state (the report lists
+ * them: they are live in the full state and absent from the kept one). */
 static void salvage_drop_bodiless(struct salvage *s, struct job **jobs, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         struct job *job = jobs[i];
         if (job->body != NULL || job->body_len == 0)
             continue;
-        say(s, "lost_job id=%llu queue=%.*s reason=body_unreadable (its PUT seq=%llu is in "
-               "damage)\n",
-            (unsigned long long)job->id, (int)job->queue->name_len, job->queue->name,
-            (unsigned long long)job->pos.seq);
-        s->jobs_lost++;
         int rc = queue_delete(s->kept.queues, job->id, s->kept.now_ms);
         SPOOL_ASSERT(rc == 0); /* after recovery no job is reserved */
         jobs[i] = NULL;
@@ -295,10 +291,50 @@ struct lost {
     const char *reason;
 };
 
+static int lost_compare_id(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int lost_compare(const void *a, const void *b)
 {
     const struct lost *x = a, *y = b;
     return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Ids that a surviving ACK or DELETE settled: a lost PUT of such a job loses nothing. */
+static uint64_t *settled_ids(const struct logdir *dir, size_t *count)
+{
+    uint64_t *ids = malloc((dir->rec_count + 1) * sizeof(*ids));
+    SPOOL_ASSERT(ids != NULL);
+    size_t n = 0;
+    for (size_t i = 0; i < dir->rec_count; i++) {
+        const struct logdir_rec *r = &dir->recs[i];
+        struct record rec;
+        if ((r->type == RECORD_ACK || r->type == RECORD_DELETE) &&
+            record_decode(r->type, r->data, r->len, &rec) == 0)
+            ids[n++] = rec.id;
+    }
+    if (n > 1)
+        qsort(ids, n, sizeof(*ids), lost_compare_id);
+    *count = n;
+    return ids;
+}
+
+static bool ids_contain(const uint64_t *ids, size_t count, uint64_t id)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] == id)
+            return true;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
 }
 
 static bool state_live(const struct logstate *st, uint64_t id)
@@ -340,15 +376,20 @@ static void salvage_report_jobs(struct salvage *s)
         cap += s->dir.damages[i].job_count;
     struct lost *lost = malloc(cap * sizeof(*lost));
     SPOOL_ASSERT(lost != NULL);
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++)
-        if (!state_live(&s->kept, full[i]->id))
-            lost[n++] = (struct lost){full[i]->id, "after_cut"};
+    size_t n = 0, settled_count;
+    uint64_t *settled = settled_ids(&s->dir, &settled_count);
+    for (size_t i = 0; i < count; i++) {
+        if (state_live(&s->kept, full[i]->id))
+            continue;
+        bool bodiless = full[i]->body == NULL && full[i]->body_len > 0;
+        lost[n++] = (struct lost){full[i]->id, bodiless ? "body_unreadable" : "after_cut"};
+    }
     for (size_t i = 0; i < s->dir.damage_count; i++) {
         const struct logdir_damage *d = &s->dir.damages[i];
         for (uint32_t k = 0; k < d->job_count; k++) {
             uint64_t id = d->job_ids[k];
-            if (!state_live(&s->kept, id) && !state_done(&s->full, id))
+            if (!state_live(&s->kept, id) && !state_done(&s->full, id) &&
+                !ids_contain(settled, settled_count, id))
                 lost[n++] = (struct lost){id, "in_damage"};
         }
     }
@@ -360,6 +401,7 @@ static void salvage_report_jobs(struct salvage *s)
         say(s, "lost_job id=%llu reason=%s\n", (unsigned long long)lost[i].id, lost[i].reason);
         s->jobs_lost++;
     }
+    free(settled);
     free(lost);
     free(full);
     struct job **kept = logstate_live_jobs(&s->kept, &count);

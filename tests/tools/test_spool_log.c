@@ -719,6 +719,53 @@ static void test_salvage_damaged(void)
     free(t.dir);
 }
 
+/* With a checkpoint: a live job that only the checkpoint and a damaged PUT know of cannot be
+ * salvaged (no body); the report names it, the rest is kept, the output opens cleanly. */
+static void test_salvage_checkpoint_body_lost(void)
+{
+    struct gen g;
+    gen_open(&g, "tools-ckbody", 32 * 1024);
+    gen_put(&g, "keep", 0, 0); /* job 1: live, its PUT alone in the first batch */
+    gen_commit(&g);
+    gen_put(&g, "keep", 0, 0); /* job 2: live too, in the next batch */
+    gen_commit(&g);
+    put_ack(&g, 20);
+    gen_checkpoint(&g);
+    gen_close(&g);
+    struct gen_batch b[64];
+    REQUIRE(gen_batches(g.dir, 1, b, 64) >= 2);
+    REQUIRE(b[0].base_seq == 1 && b[0].record_count == 1);
+    uint8_t byte;
+    file_read(g.dir, 1, b[0].offset + BATCH_HEADER_SIZE + 9, &byte, 1);
+    byte ^= 0x08;
+    file_patch(g.dir, 1, b[0].offset + BATCH_HEADER_SIZE + 9, &byte, 1);
+    char *out = verify_expect(g.dir, 2, "CORRUPTION", 1, b[0].offset, "bad_payload");
+    CHECK(strstr(out, "seq=1..1 ") != NULL);
+    free(out);
+    int code;
+    char *out_dir = salvage(g.dir, "skip-corrupt", &code);
+    CHECK_EQ(code, 0);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/salvage-report.txt", out_dir);
+    FILE *f = fopen(path, "r");
+    REQUIRE(f != NULL);
+    char report[4096];
+    size_t n = fread(report, 1, sizeof(report) - 1, f);
+    report[n] = '\0';
+    fclose(f);
+    CHECK(strstr(report, "lost_job id=1 reason=body_unreadable") != NULL);
+    CHECK(strstr(report, "summary kept_jobs=1 lost_jobs=1 ") != NULL);
+    struct opened o;
+    REQUIRE(open_as_server(out_dir, &o) == 0);
+    CHECK(queue_peek_id(o.qs, 1) == NULL);
+    struct job *job = queue_peek_id(o.qs, 2);
+    CHECK(job != NULL && body_matches(job));
+    opened_close(&o);
+    check_rmdir(out_dir);
+    free(out_dir);
+    gen_free(&g);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -743,6 +790,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_verify_bad_checkpoint_and_bad_dir);
     RUN_TEST(test_salvage_clean_keeps_everything);
     RUN_TEST(test_salvage_damaged);
+    RUN_TEST(test_salvage_checkpoint_body_lost);
     gen_free(&clean);
     return check_exit();
 }
