@@ -213,6 +213,22 @@ static void test_replay_twice(const struct spoold *src)
     CHECK(strstr(out, "put=0 already_present=40") != NULL);
     free(out);
     check_target(&t, LIVE - 1, 1);
+    /* --all re-puts every PUT of the range with the same keys: the 16 beta jobs are all
+     * there already; of alpha, only the 10 acked ones are new. */
+    const char *argv2[] = {tool, "replay", src->data, "--to", t.addr, "--all", "--queue", "beta",
+                           NULL};
+    CHECK_EQ(gen_run_all(argv2, &out), 0);
+    CHECK(strstr(out, "put=0 already_present=16") != NULL);
+    free(out);
+    const char *argv3[] = {tool, "replay", src->data, "--to", t.addr, "--all", "--queue",
+                           "alpha", NULL};
+    CHECK_EQ(gen_run_all(argv3, &out), 0);
+    CHECK(strstr(out, "put=10 already_present=24") != NULL);
+    free(out);
+    const char *argv4[] = {tool, "replay", src->data, "--to", "127.0.0.1:1", NULL};
+    CHECK_EQ(gen_run_all(argv4, &out), 2);
+    CHECK(strstr(out, "cannot connect") != NULL);
+    free(out);
     CHECK_EQ(spoold_stop(&t), 0);
     spoold_cleanup(&t);
 }
