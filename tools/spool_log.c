@@ -63,23 +63,30 @@ void base64_write(FILE *out, const void *bytes, size_t len)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    /* Encoded a chunk at a time: bodies run to megabytes, and a call per character is slow. */
+    char chunk[4096];
+    size_t used = 0;
     const unsigned char *p = bytes;
     size_t i = 0;
     for (; i + 3 <= len; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        fputc(alphabet[v >> 18], out);
-        fputc(alphabet[(v >> 12) & 63], out);
-        fputc(alphabet[(v >> 6) & 63], out);
-        fputc(alphabet[v & 63], out);
+        chunk[used++] = alphabet[v >> 18];
+        chunk[used++] = alphabet[(v >> 12) & 63];
+        chunk[used++] = alphabet[(v >> 6) & 63];
+        chunk[used++] = alphabet[v & 63];
+        if (used + 4 > sizeof(chunk)) {
+            fwrite(chunk, 1, used, out);
+            used = 0;
+        }
     }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        fprintf(out, "%c%c==", alphabet[v >> 18], alphabet[(v >> 12) & 63]);
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        fprintf(out, "%c%c%c=", alphabet[v >> 18], alphabet[(v >> 12) & 63],
-                alphabet[(v >> 6) & 63]);
+    if (len - i > 0) {
+        uint32_t v = (uint32_t)p[i] << 16 | (len - i == 2 ? (uint32_t)p[i + 1] << 8 : 0);
+        chunk[used++] = alphabet[v >> 18];
+        chunk[used++] = alphabet[(v >> 12) & 63];
+        chunk[used++] = len - i == 2 ? alphabet[(v >> 6) & 63] : '=';
+        chunk[used++] = '=';
     }
+    fwrite(chunk, 1, used, out);
 }
 
 struct command {

@@ -38,15 +38,27 @@ enum spool_log_exit {
     EXIT_USAGE = 3,
 };
 
-/* One verified record, copied out of its batch. */
+/* One verified record. Small records are copied; a PUT (whose body may be large) is not: its
+ * bytes are read back from its batch on demand (logdir_decode), so the tool's memory is the
+ * log's metadata, not its bodies. */
 struct logdir_rec {
     uint64_t seq;
     uint64_t segment_id;
     uint64_t offset; /* of its batch in the segment file */
+    uint64_t job_id; /* the job it names (0: QUEUE_META, PURGE, or does not decode) */
+    uint32_t queue;  /* PUT, QUEUE_META, PURGE: index into logdir.queue_names, else NONE */
     uint8_t type;
+    bool decodes;  /* record_decode accepted it */
     bool resynced; /* found past damage in its segment, not chained to what precedes it */
     uint32_t len;
-    uint8_t *data;
+    uint8_t *data; /* NULL for PUT */
+};
+
+#define LOGDIR_QUEUE_NONE UINT32_MAX
+
+struct logdir_name {
+    char name[QUEUE_NAME_LEN_MAX + 1];
+    uint32_t len;
 };
 
 struct logdir_batch {
@@ -102,12 +114,32 @@ struct logdir {
     uint8_t *checkpoint_payload;
     uint32_t checkpoint_len;
     int scan_error; /* log_scan's return (0 or LOG_ECORRUPT when only damage was found) */
+    struct logdir_name *queue_names;
+    uint32_t queue_name_count;
+    uint32_t queue_name_capacity;
+    /* The batch last read back for a PUT's bytes (logdir_decode). */
+    struct scan_reader *reader;
+    int cache_fd;
+    uint64_t cache_fd_segment;
+    bool cache_valid;
+    uint64_t cache_segment;
+    uint64_t cache_offset;
+    uint64_t cache_base_seq;
+    uint32_t cache_raw_len;
+    const uint8_t *cache_raw;
 };
 
 /* Load DIR read-only. 0, or a negative errno / LOG_EVERSION when it cannot be read at all
  * (the message is printed on stderr). logdir_free in every case. */
 int logdir_load(struct logdir *dir, const char *path);
 void logdir_free(struct logdir *dir);
+/* The bytes of a record (for a PUT, read back from its batch: valid until the next call for a
+ * record of another batch), or NULL when they cannot be read any more (printed). */
+const uint8_t *logdir_rec_bytes(struct logdir *dir, const struct logdir_rec *r);
+/* Decode a record (pointers into logdir_rec_bytes' result): 0, or RECORD_EINVAL / an error. */
+int logdir_decode(struct logdir *dir, const struct logdir_rec *r, struct record *out);
+/* The queue name of a PUT, QUEUE_META or PURGE record (NULL for others). */
+const struct logdir_name *logdir_rec_queue(const struct logdir *dir, const struct logdir_rec *r);
 /* The record with this seq, or NULL. */
 const struct logdir_rec *logdir_find(const struct logdir *dir, uint64_t seq);
 const struct logdir_segment *logdir_segment(const struct logdir *dir, uint64_t id);
@@ -130,7 +162,7 @@ struct logstate {
 
 /* Build the state from the records with seq < seq_end (UINT64_MAX: all), starting from the
  * checkpoint when use_checkpoint and its anchor <= seq_end. 0 or an error (printed). */
-int logstate_build(struct logstate *state, const struct logdir *dir, uint64_t seq_end,
+int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
                    bool use_checkpoint);
 void logstate_free(struct logstate *state);
 /* Live jobs (every state but DONE), ascending id; the array is malloc'ed (caller frees). */

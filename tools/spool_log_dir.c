@@ -42,16 +42,57 @@ static void *grow(void *array, size_t *capacity, size_t count, size_t elem)
     return p;
 }
 
+static uint32_t logdir_intern(struct logdir *dir, const char *name, uint32_t len)
+{
+    for (uint32_t i = dir->queue_name_count; i > 0; i--) {
+        const struct logdir_name *n = &dir->queue_names[i - 1];
+        if (n->len == len && memcmp(n->name, name, len) == 0)
+            return i - 1;
+    }
+    size_t cap = dir->queue_name_capacity;
+    dir->queue_names = grow(dir->queue_names, &cap, dir->queue_name_count,
+                            sizeof(*dir->queue_names));
+    dir->queue_name_capacity = (uint32_t)cap;
+    struct logdir_name *n = &dir->queue_names[dir->queue_name_count];
+    SPOOL_ASSERT(len <= QUEUE_NAME_LEN_MAX); /* record_decode checked the name */
+    memcpy(n->name, name, len);
+    n->name[len] = '\0';
+    n->len = len;
+    return dir->queue_name_count++;
+}
+
+/* Keep what every command needs without the bytes: the job and queue a record names. */
+static void logdir_rec_index(struct logdir *dir, struct logdir_rec *r, const void *data)
+{
+    struct record rec;
+    r->queue = LOGDIR_QUEUE_NONE;
+    r->decodes = record_decode(r->type, data, r->len, &rec) == 0;
+    if (!r->decodes)
+        return;
+    if (rec.type == RECORD_PUT)
+        r->queue = logdir_intern(dir, rec.u.put.queue, rec.u.put.queue_len);
+    else if (rec.type == RECORD_QUEUE_META)
+        r->queue = logdir_intern(dir, rec.u.meta.name, rec.u.meta.name_len);
+    else if (rec.type == RECORD_PURGE)
+        r->queue = logdir_intern(dir, rec.u.purge.name, rec.u.purge.name_len);
+    if (rec.type != RECORD_QUEUE_META && rec.type != RECORD_PURGE)
+        r->job_id = rec.id;
+}
+
 static void logdir_add_rec(struct logdir *dir, const struct log_record *record, bool resynced)
 {
     dir->recs = grow(dir->recs, &dir->rec_capacity, dir->rec_count, sizeof(*dir->recs));
     struct logdir_rec *r = &dir->recs[dir->rec_count++];
+    memset(r, 0, sizeof(*r));
     r->seq = record->pos.seq;
     r->segment_id = record->pos.segment_id;
     r->offset = record->pos.batch_offset;
     r->type = record->type;
     r->resynced = resynced;
     r->len = record->len;
+    logdir_rec_index(dir, r, record->data);
+    if (r->type == RECORD_PUT && r->decodes)
+        return; /* read back from its batch when needed */
     r->data = malloc(record->len == 0 ? 1 : record->len);
     SPOOL_ASSERT(r->data != NULL);
     memcpy(r->data, record->data, record->len);
@@ -476,10 +517,7 @@ static int batch_compare(const void *a, const void *b)
 /* The PUT job id of record r, or 0. */
 static uint64_t rec_put_id(const struct logdir_rec *r)
 {
-    struct record rec;
-    if (r->type != RECORD_PUT || record_decode(r->type, r->data, r->len, &rec) != 0)
-        return 0;
-    return rec.id;
+    return r->type == RECORD_PUT && r->decodes ? r->job_id : 0;
 }
 
 static bool ids_has_put(const uint64_t *put_ids, size_t count, uint64_t id)
@@ -579,6 +617,9 @@ int logdir_load(struct logdir *dir, const char *path)
 {
     memset(dir, 0, sizeof(*dir));
     dir->path = path;
+    dir->cache_fd = -1;
+    dir->reader = calloc(1, sizeof(*dir->reader));
+    SPOOL_ASSERT(dir->reader != NULL);
     int rc = posix_backend_create(path, false, &dir->backend);
     if (rc != 0) {
         fprintf(stderr, "spool-log: cannot open %s: %s\n", path, strerror(-rc));
@@ -588,6 +629,7 @@ int logdir_load(struct logdir *dir, const char *path)
     struct log_scan_callbacks cb = {.batch = on_batch, .record = on_record,
                                     .damage = on_damage, .checkpoint = on_checkpoint,
                                     .ctx = dir};
+    scan_reader_init(dir->reader, dir->backend);
     if (rc == 0) {
         rc = log_scan(dir->backend, &cb);
         dir->scan_error = rc;
@@ -620,6 +662,14 @@ void logdir_free(struct logdir *dir)
     free(dir->damages);
     free(dir->segments);
     free(dir->checkpoint_payload);
+    free(dir->queue_names);
+    if (dir->cache_fd >= 0) {
+        int rc = io_sync_simple(dir->backend, IO_CLOSE, dir->cache_fd);
+        (void)rc; /* opened read-only */
+    }
+    if (dir->reader != NULL)
+        scan_reader_free(dir->reader);
+    free(dir->reader);
     io_backend_destroy(dir->backend);
     memset(dir, 0, sizeof(*dir));
 }
@@ -637,6 +687,87 @@ const struct logdir_rec *logdir_find(const struct logdir *dir, uint64_t seq)
             hi = mid;
     }
     return NULL;
+}
+
+/* Read back and verify the batch at (segment, offset) into the cache. */
+static int logdir_cache_batch(struct logdir *dir, uint64_t segment_id, uint64_t offset)
+{
+    if (dir->cache_valid && dir->cache_segment == segment_id && dir->cache_offset == offset)
+        return 0;
+    dir->cache_valid = false;
+    const struct logdir_segment *seg = logdir_segment(dir, segment_id);
+    if (seg == NULL)
+        return -ENOENT;
+    if (dir->cache_fd < 0 || dir->cache_fd_segment != segment_id) {
+        if (dir->cache_fd >= 0) {
+            int rc = io_sync_simple(dir->backend, IO_CLOSE, dir->cache_fd);
+            (void)rc; /* opened read-only */
+        }
+        char name[SEGMENT_NAME_LEN + 1];
+        segment_name(segment_id, name);
+        dir->cache_fd = io_sync_open(dir->backend, name, O_RDONLY, 0);
+        if (dir->cache_fd < 0)
+            return dir->cache_fd;
+        dir->cache_fd_segment = segment_id;
+    }
+    uint64_t file_end = (seg->file_size + BATCH_ALIGN - 1) & ~(uint64_t)(BATCH_ALIGN - 1);
+    uint64_t limit = seg->header_ok && seg->header.segment_size < file_end
+                         ? seg->header.segment_size
+                         : file_end;
+    struct batch_header h;
+    bool header_valid;
+    struct log_damage damage;
+    const uint8_t *raw = NULL;
+    int rc = scan_read_batch(dir->reader, dir->cache_fd, segment_id, offset, limit, &h, &raw,
+                             &header_valid, &damage);
+    if (rc < 0)
+        return rc;
+    if (rc != SCAN_BATCH_OK)
+        return LOG_ECORRUPT; /* it verified when the directory was loaded: changed since */
+    dir->cache_valid = true;
+    dir->cache_segment = segment_id;
+    dir->cache_offset = offset;
+    dir->cache_base_seq = h.base_seq;
+    dir->cache_raw = raw;
+    dir->cache_raw_len = h.raw_len;
+    return 0;
+}
+
+const uint8_t *logdir_rec_bytes(struct logdir *dir, const struct logdir_rec *r)
+{
+    if (r->data != NULL)
+        return r->data;
+    int rc = logdir_cache_batch(dir, r->segment_id, r->offset);
+    struct batch_cursor cursor = {.raw = dir->cache_raw, .raw_len = dir->cache_raw_len};
+    uint8_t type = 0;
+    const uint8_t *data = NULL;
+    uint32_t len = 0;
+    for (uint64_t seq = dir->cache_base_seq; rc == 0 && seq <= r->seq; seq++)
+        if (!batch_cursor_next(&cursor, &type, &data, &len))
+            rc = LOG_ECORRUPT;
+    if (rc == 0 && (type != r->type || len != r->len))
+        rc = LOG_ECORRUPT;
+    if (rc != 0) {
+        fprintf(stderr, "spool-log: record seq=%llu cannot be read back: %s\n",
+                (unsigned long long)r->seq, log_strerror(rc));
+        return NULL;
+    }
+    return data;
+}
+
+int logdir_decode(struct logdir *dir, const struct logdir_rec *r, struct record *out)
+{
+    if (!r->decodes)
+        return RECORD_EINVAL;
+    const uint8_t *data = logdir_rec_bytes(dir, r);
+    if (data == NULL)
+        return LOG_ECORRUPT;
+    return record_decode(r->type, data, r->len, out);
+}
+
+const struct logdir_name *logdir_rec_queue(const struct logdir *dir, const struct logdir_rec *r)
+{
+    return r->queue == LOGDIR_QUEUE_NONE ? NULL : &dir->queue_names[r->queue];
 }
 
 const struct logdir_segment *logdir_segment(const struct logdir *dir, uint64_t id)

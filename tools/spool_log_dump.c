@@ -26,15 +26,14 @@ void put_index_build(struct put_index *px, const struct logdir *dir)
     px->sorted = true;
     uint64_t last = 0;
     for (size_t i = 0; i < dir->rec_count; i++) {
-        struct record rec;
         const struct logdir_rec *r = &dir->recs[i];
-        if (r->type != RECORD_PUT || record_decode(r->type, r->data, r->len, &rec) != 0)
+        if (r->type != RECORD_PUT || !r->decodes)
             continue;
         /* Ids grow with seq, so the array is sorted; if a damaged log breaks that, lookups
          * fall back to a linear search rather than a wrong answer. */
-        px->sorted = px->sorted && rec.id > last;
-        last = rec.id;
-        px->ids[px->count] = rec.id;
+        px->sorted = px->sorted && r->job_id > last;
+        last = r->job_id;
+        px->ids[px->count] = r->job_id;
         px->recs[px->count++] = i;
     }
 }
@@ -68,7 +67,7 @@ void put_index_free(struct put_index *px)
 }
 
 struct dump_ctx {
-    const struct logdir *dir;
+    struct logdir *dir;
     struct logstate state;
     bool state_ok;
     struct put_index puts;
@@ -79,10 +78,10 @@ struct dump_ctx {
 static bool job_queue(struct dump_ctx *ctx, uint64_t id, const char **name, uint32_t *len)
 {
     const struct logdir_rec *put = put_index_find(&ctx->puts, ctx->dir, id);
-    struct record rec;
-    if (put != NULL && record_decode(put->type, put->data, put->len, &rec) == 0) {
-        *name = rec.u.put.queue;
-        *len = rec.u.put.queue_len;
+    const struct logdir_name *queue = put != NULL ? logdir_rec_queue(ctx->dir, put) : NULL;
+    if (queue != NULL) {
+        *name = queue->name;
+        *len = queue->len;
         return true;
     }
     struct job *job = ctx->state_ok ? queue_peek_id(ctx->state.queues, id) : NULL;
@@ -296,8 +295,11 @@ int cmd_dump(int argc, char **argv)
     ctx.bodies = bodies;
     for (size_t i = 0; i < dir.rec_count; i++) {
         const struct logdir_rec *r = &dir.recs[i];
+        if (r->seq < filter.from || r->seq > filter.to ||
+            (filter.type >= 0 && r->type != filter.type))
+            continue; /* cheap filters first: no read-back of PUT bodies */
         struct record rec;
-        bool decoded = record_decode(r->type, r->data, r->len, &rec) == 0;
+        bool decoded = logdir_decode(&dir, r, &rec) == 0;
         if (dump_wanted(&ctx, &filter, r, &rec, decoded))
             dump_record(&ctx, r, &rec, decoded);
     }
@@ -397,8 +399,7 @@ int cmd_explain(int argc, char **argv)
     for (size_t i = 0; i < dir.rec_count; i++) {
         struct record rec;
         const struct logdir_rec *r = &dir.recs[i];
-        if (record_decode(r->type, r->data, r->len, &rec) != 0 || rec.id != id ||
-            rec.type == RECORD_QUEUE_META || rec.type == RECORD_PURGE)
+        if (r->job_id != id || logdir_decode(&dir, r, &rec) != 0)
             continue;
         put_seen = put_seen || rec.type == RECORD_PUT;
         if (rec.type != RECORD_TOUCH)

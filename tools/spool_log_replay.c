@@ -34,6 +34,7 @@
 struct replay_job {
     uint64_t id;
     struct spool_job_spec spec;
+    uint8_t *body; /* a copy: a PUT's bytes are only valid until the next batch is read */
     char queue[QUEUE_NAME_LEN_MAX + 1];
     char key[REPLAY_KEY_LEN_MAX];
 };
@@ -96,6 +97,14 @@ static void replay_result(struct replay_ctx *r, int rc, const struct spool_put_r
         replay_progress(r, false);
 }
 
+static void replay_batch_clear(struct replay_ctx *r)
+{
+    for (size_t i = 0; i < r->batch_count; i++)
+        free(r->batch[i].body);
+    r->batch_count = 0;
+    r->batch_bytes = 0;
+}
+
 static int replay_flush(struct replay_ctx *r)
 {
     if (r->batch_count == 0)
@@ -114,13 +123,13 @@ static int replay_flush(struct replay_ctx *r)
         }
     } else if (rc != 0) {
         fprintf(stderr, "replay: put failed: %s\n", spool_strerror(rc));
+        replay_batch_clear(r);
         return rc;
     } else {
         for (size_t i = 0; i < r->batch_count; i++)
             replay_result(r, 0, &results[i], r->batch[i].id);
     }
-    r->batch_count = 0;
-    r->batch_bytes = 0;
+    replay_batch_clear(r);
     return 0;
 }
 
@@ -142,6 +151,11 @@ static int replay_add(struct replay_ctx *r, uint64_t id, const char *queue, uint
     snprintf(j->key, sizeof(j->key), "%s%llu", r->opts.key_prefix, (unsigned long long)id);
     j->spec.queue = j->queue;
     j->spec.key = j->key;
+    j->body = malloc(spec->body_len == 0 ? 1 : spec->body_len);
+    SPOOL_ASSERT(j->body != NULL);
+    if (spec->body_len > 0)
+        memcpy(j->body, spec->body, spec->body_len);
+    j->spec.body = j->body;
     r->batch_bytes += spec->body_len;
     return 0;
 }
@@ -203,14 +217,14 @@ static int replay_live(struct replay_ctx *r, const struct logstate *state)
     return rc;
 }
 
-static int replay_all(struct replay_ctx *r, const struct logdir *dir)
+static int replay_all(struct replay_ctx *r, struct logdir *dir)
 {
     int rc = 0;
     for (size_t i = 0; i < dir->rec_count && rc == 0; i++) {
         const struct logdir_rec *lr = &dir->recs[i];
         struct record rec;
         if (lr->type != RECORD_PUT || lr->seq < r->opts.from || lr->seq > r->opts.to ||
-            record_decode(lr->type, lr->data, lr->len, &rec) != 0)
+            logdir_decode(dir, lr, &rec) != 0)
             continue;
         const struct record_put *p = &rec.u.put;
         if (!queue_matches(&r->opts, p->queue, p->queue_len))
@@ -289,6 +303,8 @@ int cmd_replay(int argc, char **argv)
         replay_progress(&r, true);
     }
     spool_close(r.client);
+    if (r.batch != NULL)
+        replay_batch_clear(&r);
     free(r.batch);
     if (state.queues != NULL)
         logstate_free(&state);

@@ -173,14 +173,14 @@ static void salvage_meta_one(void *ctx, struct queue *queue)
 }
 
 /* The idempotency key of a job's original PUT (none when unknown). */
-static void job_key(const struct salvage *s, const struct job *job, const char **key,
+static void job_key(struct salvage *s, const struct job *job, const char **key,
                     uint32_t *key_len)
 {
     *key = NULL;
     *key_len = 0;
     const struct logdir_rec *r = logdir_find(&s->dir, job->pos.seq);
     struct record rec;
-    if (r != NULL && r->type == RECORD_PUT && record_decode(r->type, r->data, r->len, &rec) == 0 &&
+    if (r != NULL && r->type == RECORD_PUT && logdir_decode(&s->dir, r, &rec) == 0 &&
         rec.id == job->id) {
         *key = rec.u.put.key;
         *key_len = rec.u.put.key_len;
@@ -311,10 +311,8 @@ static uint64_t *settled_ids(const struct logdir *dir, size_t *count)
     size_t n = 0;
     for (size_t i = 0; i < dir->rec_count; i++) {
         const struct logdir_rec *r = &dir->recs[i];
-        struct record rec;
-        if ((r->type == RECORD_ACK || r->type == RECORD_DELETE) &&
-            record_decode(r->type, r->data, r->len, &rec) == 0)
-            ids[n++] = rec.id;
+        if ((r->type == RECORD_ACK || r->type == RECORD_DELETE) && r->decodes)
+            ids[n++] = r->job_id;
     }
     if (n > 1)
         qsort(ids, n, sizeof(*ids), lost_compare_id);

@@ -24,24 +24,51 @@ int64_t wall_ms(void)
 }
 
 struct body_fill {
-    const struct logdir *dir;
-    struct logstate *state;
+    struct job **jobs;
+    size_t count;
+    size_t capacity;
 };
 
-static void body_fill_one(void *ctx, struct job *job)
+static void body_fill_collect(void *ctx, struct job *job)
 {
     struct body_fill *fill = ctx;
-    const struct logdir_rec *r = logdir_find(fill->dir, job->pos.seq);
-    struct record rec;
-    if (r == NULL || r->type != RECORD_PUT || record_decode(r->type, r->data, r->len, &rec) != 0 ||
-        rec.id != job->id || rec.u.put.body_len != job->body_len) {
-        fill->state->bodies_missing++;
-        return;
+    if (fill->count == fill->capacity) {
+        fill->capacity = fill->capacity == 0 ? 256 : fill->capacity * 2;
+        fill->jobs = realloc(fill->jobs, fill->capacity * sizeof(*fill->jobs));
+        SPOOL_ASSERT(fill->jobs != NULL);
     }
-    queue_body_loaded(fill->state->queues, job, rec.u.put.body, rec.u.put.body_len);
+    fill->jobs[fill->count++] = job;
 }
 
-int logstate_build(struct logstate *state, const struct logdir *dir, uint64_t seq_end,
+static int job_seq_compare(const void *a, const void *b)
+{
+    const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+    return x->pos.seq < y->pos.seq ? -1 : x->pos.seq > y->pos.seq;
+}
+
+/* Bodies of the jobs the checkpoint holds, from their PUT records, in log order so each batch
+ * is read back once. */
+static void body_fill(struct logstate *state, struct logdir *dir)
+{
+    struct body_fill fill = {0};
+    queue_each_unloaded(state->queues, body_fill_collect, &fill);
+    if (fill.count > 1)
+        qsort(fill.jobs, fill.count, sizeof(*fill.jobs), job_seq_compare);
+    for (size_t i = 0; i < fill.count; i++) {
+        struct job *job = fill.jobs[i];
+        const struct logdir_rec *r = logdir_find(dir, job->pos.seq);
+        struct record rec;
+        if (r == NULL || r->type != RECORD_PUT || logdir_decode(dir, r, &rec) != 0 ||
+            rec.id != job->id || rec.u.put.body_len != job->body_len) {
+            state->bodies_missing++;
+            continue;
+        }
+        queue_body_loaded(state->queues, job, rec.u.put.body, rec.u.put.body_len);
+    }
+    free(fill.jobs);
+}
+
+int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
                    bool use_checkpoint)
 {
     memset(state, 0, sizeof(*state));
@@ -66,8 +93,8 @@ int logstate_build(struct logstate *state, const struct logdir *dir, uint64_t se
             continue;
         struct log_record lr = {.pos = {.seq = r->seq, .segment_id = r->segment_id,
                                         .batch_offset = r->offset},
-                                .type = r->type, .len = r->len, .data = r->data};
-        int rc = queue_replay(state->queues, &lr, state->now_ms);
+                                .type = r->type, .len = r->len, .data = logdir_rec_bytes(dir, r)};
+        int rc = lr.data == NULL ? LOG_ECORRUPT : queue_replay(state->queues, &lr, state->now_ms);
         if (rc != 0) {
             fprintf(stderr, "spool-log: record seq=%llu type=%u does not decode\n",
                     (unsigned long long)r->seq, r->type);
@@ -75,8 +102,7 @@ int logstate_build(struct logstate *state, const struct logdir *dir, uint64_t se
         }
     }
     queue_recover_finish(state->queues, state->now_ms);
-    struct body_fill fill = {.dir = dir, .state = state};
-    queue_each_unloaded(state->queues, body_fill_one, &fill);
+    body_fill(state, dir);
     return 0;
 }
 

@@ -79,26 +79,30 @@ static struct bucket *queue_bucket(struct stats_ctx *s, const char *name, uint32
 
 static struct bucket *seg_bucket(struct stats_ctx *s, uint64_t id)
 {
-    for (uint32_t i = 0; i < s->dir.segment_count; i++)
-        if (s->dir.segments[i].id == id)
-            return &s->segs[i];
+    uint32_t lo = 0, hi = s->dir.segment_count; /* segments are sorted by id */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->dir.segments[mid].id == id)
+            return &s->segs[mid];
+        if (s->dir.segments[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
 /* The queue a record belongs to (NULL when unknown). */
-static struct bucket *record_queue(struct stats_ctx *s, const struct record *rec)
+static struct bucket *record_queue(struct stats_ctx *s, const struct logdir_rec *r)
 {
-    if (rec->type == RECORD_PUT)
-        return queue_bucket(s, rec->u.put.queue, rec->u.put.queue_len);
-    if (rec->type == RECORD_QUEUE_META)
-        return queue_bucket(s, rec->u.meta.name, rec->u.meta.name_len);
-    if (rec->type == RECORD_PURGE)
-        return queue_bucket(s, rec->u.purge.name, rec->u.purge.name_len);
-    const struct logdir_rec *put = put_index_find(&s->puts, &s->dir, rec->id);
-    struct record p;
-    if (put != NULL && record_decode(put->type, put->data, put->len, &p) == 0)
-        return queue_bucket(s, p.u.put.queue, p.u.put.queue_len);
-    struct job *job = live_find(s, rec->id);
+    const struct logdir_name *name = logdir_rec_queue(&s->dir, r);
+    if (name == NULL && r->job_id != 0) {
+        const struct logdir_rec *put = put_index_find(&s->puts, &s->dir, r->job_id);
+        name = put != NULL ? logdir_rec_queue(&s->dir, put) : NULL;
+    }
+    if (name != NULL)
+        return queue_bucket(s, name->name, name->len);
+    struct job *job = r->job_id != 0 ? live_find(s, r->job_id) : NULL;
     return job != NULL ? queue_bucket(s, job->queue->name, job->queue->name_len) : NULL;
 }
 
@@ -117,12 +121,10 @@ static void stats_account(struct stats_ctx *s)
     }
     for (size_t i = 0; i < s->dir.rec_count; i++) {
         const struct logdir_rec *r = &s->dir.recs[i];
-        struct record rec;
-        bool ok = record_decode(r->type, r->data, r->len, &rec) == 0;
-        struct bucket *q = ok ? record_queue(s, &rec) : NULL;
+        struct bucket *q = r->decodes ? record_queue(s, r) : NULL;
         struct bucket *g = seg_bucket(s, r->segment_id);
         uint64_t bytes = 8 + (uint64_t)r->len;
-        struct job *job = ok && rec.type == RECORD_PUT ? live_find(s, rec.id) : NULL;
+        struct job *job = r->decodes && r->type == RECORD_PUT ? live_find(s, r->job_id) : NULL;
         bool live = job != NULL && job->pos.seq == r->seq;
         size_t slot = r->type < TYPE_SLOTS ? r->type : 0;
         struct bucket *targets[2] = {q, g};

@@ -225,6 +225,18 @@ static void test_replay_twice(const struct spoold *src)
     CHECK_EQ(gen_run_all(argv3, &out), 0);
     CHECK(strstr(out, "put=10 already_present=24") != NULL);
     free(out);
+    /* Every job there now carries one of the original bodies (the 10 new ones included). */
+    spool_client *c;
+    REQUIRE(spool_connect(t.addr, 5000, &c) == 0);
+    const char *alpha[] = {"alpha"};
+    struct spool_delivery *d = NULL;
+    size_t count = 0;
+    REQUIRE(spool_reserve(c, alpha, 1, 1000, 0, 0, &d, &count) == 0);
+    CHECK_EQ(count, (size_t)(24 - 1 + 10));
+    for (size_t k = 0; k < count; k++)
+        CHECK(body_index(d[k].body, d[k].body_len) >= 0);
+    spool_deliveries_free(d);
+    spool_close(c);
     const char *argv4[] = {tool, "replay", src->data, "--to", "127.0.0.1:1", NULL};
     CHECK_EQ(gen_run_all(argv4, &out), 2);
     CHECK(strstr(out, "cannot connect") != NULL);
