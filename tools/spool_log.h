@@ -158,6 +158,7 @@ struct logstate {
     int64_t now_ms;
     bool checkpoint_used;
     uint64_t bodies_missing; /* live jobs whose PUT record (with the body) is not readable */
+    uint64_t *missing_ids;   /* their ids, ascending (bodies_missing of them) */
 };
 
 /* Build the state from the records with seq < seq_end (UINT64_MAX: all), starting from the

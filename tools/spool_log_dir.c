@@ -224,6 +224,10 @@ static int logdir_list_segments(struct logdir *dir)
 
 /* ---- pass 3: resync past damage ---- */
 
+/* Ids decoded leniently from a region's first batch: a batch of small records may hold more,
+ * but the inferred PUT ids and this sample are enough to name what to look at by hand. */
+#define REGION_LENIENT_IDS_MAX 64
+
 /* A region being measured inside one segment. */
 struct region {
     bool open;
@@ -231,7 +235,7 @@ struct region {
     bool from_scan;        /* log_scan reported it (its kind and detail win) */
     struct log_damage d;
     uint64_t nonzero_end;
-    uint64_t ids[64];      /* leniently decoded job ids of its first batch */
+    uint64_t ids[REGION_LENIENT_IDS_MAX]; /* leniently decoded job ids of its first batch */
     uint32_t id_count;
 };
 
@@ -613,7 +617,12 @@ static void logdir_segment_totals(struct logdir *dir)
     }
 }
 
-int logdir_load(struct logdir *dir, const char *path)
+/* A running server may delete a segment (retention) between our listing and our open; the
+ * next attempt sees the new checkpoint and the new listing. A few attempts are plenty: a
+ * checkpoint is written at most every few seconds. */
+#define LOGDIR_LOAD_ATTEMPTS_MAX 3
+
+static int logdir_load_once(struct logdir *dir, const char *path)
 {
     memset(dir, 0, sizeof(*dir));
     dir->path = path;
@@ -621,10 +630,8 @@ int logdir_load(struct logdir *dir, const char *path)
     dir->reader = calloc(1, sizeof(*dir->reader));
     SPOOL_ASSERT(dir->reader != NULL);
     int rc = posix_backend_create(path, false, &dir->backend);
-    if (rc != 0) {
-        fprintf(stderr, "spool-log: cannot open %s: %s\n", path, strerror(-rc));
-        return rc;
-    }
+    if (rc != 0)
+        return rc; /* no backend: logdir_load does not retry */
     rc = logdir_list_segments(dir);
     struct log_scan_callbacks cb = {.batch = on_batch, .record = on_record,
                                     .damage = on_damage, .checkpoint = on_checkpoint,
@@ -638,10 +645,8 @@ int logdir_load(struct logdir *dir, const char *path)
     }
     if (rc == 0)
         rc = logdir_resync_all(dir);
-    if (rc != 0) {
-        fprintf(stderr, "spool-log: cannot read %s: %s\n", path, log_strerror(rc));
+    if (rc != 0)
         return rc;
-    }
     if (dir->rec_count > 1)
         qsort(dir->recs, dir->rec_count, sizeof(*dir->recs), rec_compare);
     if (dir->batch_count > 1)
@@ -649,6 +654,20 @@ int logdir_load(struct logdir *dir, const char *path)
     logdir_jobs_affected(dir);
     logdir_segment_totals(dir);
     return 0;
+}
+
+int logdir_load(struct logdir *dir, const char *path)
+{
+    int rc = logdir_load_once(dir, path);
+    for (int attempt = 1; attempt < LOGDIR_LOAD_ATTEMPTS_MAX; attempt++) {
+        if (rc != -ENOENT || dir->backend == NULL) /* a missing DIR itself is no race */
+            break;
+        logdir_free(dir);
+        rc = logdir_load_once(dir, path);
+    }
+    if (rc != 0)
+        fprintf(stderr, "spool-log: cannot read %s: %s\n", path, log_strerror(rc));
+    return rc;
 }
 
 void logdir_free(struct logdir *dir)

@@ -40,6 +40,12 @@ static void body_fill_collect(void *ctx, struct job *job)
     fill->jobs[fill->count++] = job;
 }
 
+static int id_compare(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int job_seq_compare(const void *a, const void *b)
 {
     const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
@@ -60,12 +66,18 @@ static void body_fill(struct logstate *state, struct logdir *dir)
         struct record rec;
         if (r == NULL || r->type != RECORD_PUT || logdir_decode(dir, r, &rec) != 0 ||
             rec.id != job->id || rec.u.put.body_len != job->body_len) {
-            state->bodies_missing++;
+            uint64_t *ids = realloc(state->missing_ids,
+                                    (state->bodies_missing + 1) * sizeof(*ids));
+            SPOOL_ASSERT(ids != NULL);
+            state->missing_ids = ids;
+            state->missing_ids[state->bodies_missing++] = job->id;
             continue;
         }
         queue_body_loaded(state->queues, job, rec.u.put.body, rec.u.put.body_len);
     }
     free(fill.jobs);
+    if (state->bodies_missing > 1)
+        qsort(state->missing_ids, state->bodies_missing, sizeof(uint64_t), id_compare);
 }
 
 int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
@@ -109,6 +121,7 @@ int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
 void logstate_free(struct logstate *state)
 {
     queue_state_destroy(state->queues);
+    free(state->missing_ids);
     memset(state, 0, sizeof(*state));
 }
 

@@ -20,6 +20,29 @@
 /* Ids printed on one line: enough to grep for; the count is always complete. */
 #define VERIFY_IDS_SHOWN_MAX 32
 
+static void verify_ids(const uint64_t *ids, uint64_t count)
+{
+    if (count == 0)
+        return;
+    printf(" job_ids=");
+    for (uint64_t i = 0; i < count && i < VERIFY_IDS_SHOWN_MAX; i++)
+        printf("%s%llu", i > 0 ? "," : "", (unsigned long long)ids[i]);
+    if (count > VERIFY_IDS_SHOWN_MAX)
+        printf(",...");
+}
+
+/* Live jobs the checkpoint holds whose PUT (their body) is not on disk: spoold could not
+ * load them back. Damage explains it when the PUT lies in a damaged region. */
+static void verify_missing_bodies(const struct logstate *state)
+{
+    if (state->bodies_missing == 0)
+        return;
+    printf("CORRUPTION segment=0 offset=0 seq=none kind=bad_checkpoint jobs_affected=%llu",
+           (unsigned long long)state->bodies_missing);
+    verify_ids(state->missing_ids, state->bodies_missing);
+    printf(" bytes=0 detail=\"live jobs of the checkpoint whose PUT record is not readable\"\n");
+}
+
 static void verify_line(const struct logdir_damage *dmg)
 {
     const struct log_damage *d = &dmg->d;
@@ -29,13 +52,7 @@ static void verify_line(const struct logdir_damage *dmg)
            (unsigned long long)d->segment_id, (unsigned long long)d->offset,
            logdir_seq_range(d, range, sizeof(range)));
     printf(" kind=%s jobs_affected=%u", log_damage_name(d->kind), dmg->job_count);
-    if (dmg->job_count > 0) {
-        printf(" job_ids=");
-        for (uint32_t i = 0; i < dmg->job_count && i < VERIFY_IDS_SHOWN_MAX; i++)
-            printf("%s%llu", i > 0 ? "," : "", (unsigned long long)dmg->job_ids[i]);
-        if (dmg->job_count > VERIFY_IDS_SHOWN_MAX)
-            printf(",...");
-    }
+    verify_ids(dmg->job_ids, dmg->job_count);
     printf(" bytes=%llu detail=", (unsigned long long)dmg->bytes);
     json_string(stdout, d->detail, strlen(d->detail));
     printf("\n");
@@ -63,6 +80,8 @@ int cmd_verify(int argc, char **argv)
                "does not decode\"\n",
                (unsigned long long)dir.checkpoint_anchor_seq,
                (unsigned long long)dir.checkpoint_anchor_seq, dir.checkpoint_len);
+    if (state_ok)
+        verify_missing_bodies(&state);
     uint64_t stored = 0;
     for (uint32_t i = 0; i < dir.segment_count; i++)
         stored += dir.segments[i].stored_bytes;
@@ -71,7 +90,7 @@ int cmd_verify(int argc, char **argv)
         struct job **live = logstate_live_jobs(&state, &live_count);
         free(live);
     }
-    bool corrupt = logdir_corrupt(&dir) || !state_ok;
+    bool corrupt = logdir_corrupt(&dir) || !state_ok || state.bodies_missing > 0;
     bool torn = logdir_torn(&dir);
     printf("%s segments=%u batches=%zu records=%zu jobs_live=%zu bytes=%llu checkpoint=",
            corrupt ? "CORRUPT" : torn ? "TORN" : "OK", dir.segment_count, dir.batch_count,

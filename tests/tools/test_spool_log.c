@@ -741,6 +741,8 @@ static void test_salvage_checkpoint_body_lost(void)
     file_patch(g.dir, 1, b[0].offset + BATCH_HEADER_SIZE + 9, &byte, 1);
     char *out = verify_expect(g.dir, 2, "CORRUPTION", 1, b[0].offset, "bad_payload");
     CHECK(strstr(out, "seq=1..1 ") != NULL);
+    /* The checkpoint still holds job 1, whose body is gone: spoold could not load it. */
+    CHECK(strstr(out, "kind=bad_checkpoint jobs_affected=1 job_ids=1 ") != NULL);
     free(out);
     int code;
     char *out_dir = salvage(g.dir, "skip-corrupt", &code);
