@@ -95,8 +95,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"verify", cmd_verify},         {"dump", cmd_dump},   {"explain", cmd_explain},
-    {"why-retained", cmd_why_retained}, {"stats", cmd_stats}, {"replay", cmd_replay},
+    {"verify", cmd_verify},   {"dump", cmd_dump},
+    {"explain", cmd_explain}, {"why-retained", cmd_why_retained},
+    {"stats", cmd_stats},     {"replay", cmd_replay},
     {"salvage", cmd_salvage},
 };
 

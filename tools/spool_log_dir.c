@@ -50,8 +50,8 @@ static uint32_t logdir_intern(struct logdir *dir, const char *name, uint32_t len
             return i - 1;
     }
     size_t cap = dir->queue_name_capacity;
-    dir->queue_names = grow(dir->queue_names, &cap, dir->queue_name_count,
-                            sizeof(*dir->queue_names));
+    dir->queue_names =
+        grow(dir->queue_names, &cap, dir->queue_name_count, sizeof(*dir->queue_names));
     dir->queue_name_capacity = (uint32_t)cap;
     struct logdir_name *n = &dir->queue_names[dir->queue_name_count];
     SPOOL_ASSERT(len <= QUEUE_NAME_LEN_MAX); /* record_decode checked the name */
@@ -100,8 +100,8 @@ static void logdir_add_rec(struct logdir *dir, const struct log_record *record, 
 
 static void logdir_add_batch(struct logdir *dir, const struct logdir_batch *batch)
 {
-    dir->batches = grow(dir->batches, &dir->batch_capacity, dir->batch_count,
-                        sizeof(*dir->batches));
+    dir->batches =
+        grow(dir->batches, &dir->batch_capacity, dir->batch_count, sizeof(*dir->batches));
     dir->batches[dir->batch_count++] = *batch;
 }
 
@@ -110,9 +110,13 @@ static void logdir_add_batch(struct logdir *dir, const struct logdir_batch *batc
 static int on_batch(void *ctx, uint64_t segment_id, uint64_t offset, uint64_t base_seq,
                     uint32_t record_count, uint32_t stored_len, uint32_t raw_len, uint8_t codec)
 {
-    struct logdir_batch b = {.segment_id = segment_id, .offset = offset, .base_seq = base_seq,
-                             .record_count = record_count, .stored_len = stored_len,
-                             .raw_len = raw_len, .codec = codec};
+    struct logdir_batch b = {.segment_id = segment_id,
+                             .offset = offset,
+                             .base_seq = base_seq,
+                             .record_count = record_count,
+                             .stored_len = stored_len,
+                             .raw_len = raw_len,
+                             .codec = codec};
     logdir_add_batch(ctx, &b);
     return 0;
 }
@@ -130,8 +134,8 @@ static void on_damage(void *ctx, const struct log_damage *damage)
         if (dir->damages[i].d.segment_id == damage->segment_id &&
             dir->damages[i].d.offset == damage->offset && damage->kind != LOG_DAMAGE_BAD_CHECKPOINT)
             return; /* the same region seen again from the next segment's link check */
-    dir->damages = grow(dir->damages, &dir->damage_capacity, dir->damage_count,
-                        sizeof(*dir->damages));
+    dir->damages =
+        grow(dir->damages, &dir->damage_capacity, dir->damage_count, sizeof(*dir->damages));
     dir->damages[dir->damage_count++] = (struct logdir_damage){.d = *damage};
 }
 
@@ -231,8 +235,8 @@ static int logdir_list_segments(struct logdir *dir)
 /* A region being measured inside one segment. */
 struct region {
     bool open;
-    bool nonzero;          /* holds bytes that are not zero (else: a clean end) */
-    bool from_scan;        /* log_scan reported it (its kind and detail win) */
+    bool nonzero;   /* holds bytes that are not zero (else: a clean end) */
+    bool from_scan; /* log_scan reported it (its kind and detail win) */
     struct log_damage d;
     uint64_t nonzero_end;
     uint64_t ids[REGION_LENIENT_IDS_MAX]; /* leniently decoded job ids of its first batch */
@@ -258,9 +262,8 @@ static void region_lenient(struct region *reg, const struct scan_reader *r,
     if (h->codec == BATCH_CODEC_LZ4) {
         raw = malloc(h->raw_len == 0 ? 1 : h->raw_len);
         SPOOL_ASSERT(raw != NULL);
-        int n = LZ4_decompress_safe_partial((const char *)stored, (char *)raw,
-                                            (int)h->stored_len, (int)h->raw_len,
-                                            (int)h->raw_len);
+        int n = LZ4_decompress_safe_partial((const char *)stored, (char *)raw, (int)h->stored_len,
+                                            (int)h->raw_len, (int)h->raw_len);
         raw_len = n < 0 ? 0 : (uint32_t)n;
         stored = raw;
     }
@@ -296,8 +299,8 @@ static void region_push(struct logdir *dir, struct region *reg, uint64_t end)
             }
         }
     } else {
-        dir->damages = grow(dir->damages, &dir->damage_capacity, dir->damage_count,
-                            sizeof(*dir->damages));
+        dir->damages =
+            grow(dir->damages, &dir->damage_capacity, dir->damage_count, sizeof(*dir->damages));
         dir->damages[dir->damage_count++] = dmg;
     }
     reg->open = false;
@@ -316,9 +319,13 @@ struct resync {
 static void resync_emit(struct resync *rs, uint64_t offset, const struct batch_header *h,
                         const uint8_t *raw)
 {
-    struct logdir_batch b = {.segment_id = rs->seg->id, .offset = offset, .base_seq = h->base_seq,
-                             .record_count = h->record_count, .stored_len = h->stored_len,
-                             .raw_len = h->raw_len, .codec = h->codec};
+    struct logdir_batch b = {.segment_id = rs->seg->id,
+                             .offset = offset,
+                             .base_seq = h->base_seq,
+                             .record_count = h->record_count,
+                             .stored_len = h->stored_len,
+                             .raw_len = h->raw_len,
+                             .codec = h->codec};
     logdir_add_batch(rs->dir, &b);
     struct batch_cursor cursor = {.raw = raw, .raw_len = h->raw_len};
     struct log_record rec = {.pos = {.segment_id = rs->seg->id, .batch_offset = offset}};
@@ -633,8 +640,10 @@ static int logdir_load_once(struct logdir *dir, const char *path)
     if (rc != 0)
         return rc; /* no backend: logdir_load does not retry */
     rc = logdir_list_segments(dir);
-    struct log_scan_callbacks cb = {.batch = on_batch, .record = on_record,
-                                    .damage = on_damage, .checkpoint = on_checkpoint,
+    struct log_scan_callbacks cb = {.batch = on_batch,
+                                    .record = on_record,
+                                    .damage = on_damage,
+                                    .checkpoint = on_checkpoint,
                                     .ctx = dir};
     scan_reader_init(dir->reader, dir->backend);
     if (rc == 0) {
@@ -730,9 +739,8 @@ static int logdir_cache_batch(struct logdir *dir, uint64_t segment_id, uint64_t 
         dir->cache_fd_segment = segment_id;
     }
     uint64_t file_end = (seg->file_size + BATCH_ALIGN - 1) & ~(uint64_t)(BATCH_ALIGN - 1);
-    uint64_t limit = seg->header_ok && seg->header.segment_size < file_end
-                         ? seg->header.segment_size
-                         : file_end;
+    uint64_t limit =
+        seg->header_ok && seg->header.segment_size < file_end ? seg->header.segment_size : file_end;
     struct batch_header h;
     bool header_valid;
     struct log_damage damage;

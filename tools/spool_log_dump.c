@@ -98,9 +98,8 @@ static void dump_put(struct dump_ctx *ctx, const struct record_put *p)
     json_string(stdout, p->queue, p->queue_len);
     printf(",\"job\":%llu,\"priority\":%u,\"max_attempts\":%u,\"ttr_ms\":%llu,"
            "\"created_ms\":%lld,\"run_at_ms\":%lld,\"expires_at_ms\":%lld",
-           (unsigned long long)p->id, p->priority, p->max_attempts,
-           (unsigned long long)p->ttr_ms, (long long)p->created_ms, (long long)p->run_at_ms,
-           (long long)p->expires_at_ms);
+           (unsigned long long)p->id, p->priority, p->max_attempts, (unsigned long long)p->ttr_ms,
+           (long long)p->created_ms, (long long)p->run_at_ms, (long long)p->expires_at_ms);
     if (p->key_len > 0) {
         printf(",\"key\":");
         json_string(stdout, p->key, p->key_len);
@@ -165,8 +164,8 @@ static void dump_job_fields(struct dump_ctx *ctx, const struct record *rec)
     }
 }
 
-static void dump_record(struct dump_ctx *ctx, const struct logdir_rec *r,
-                        const struct record *rec, bool decoded)
+static void dump_record(struct dump_ctx *ctx, const struct logdir_rec *r, const struct record *rec,
+                        bool decoded)
 {
     printf("{\"segment\":%llu,\"offset\":%llu,\"seq\":%llu,\"type\":\"%s\"",
            (unsigned long long)r->segment_id, (unsigned long long)r->offset,
@@ -191,7 +190,7 @@ struct dump_filter {
     uint64_t from;
     uint64_t to;
     const char *queue;
-    int type; /* -1: any */
+    int type;     /* -1: any */
     uint64_t job; /* 0: any */
 };
 
@@ -267,7 +266,8 @@ static int dump_args(int argc, char **argv, struct dump_filter *f, bool *bodies)
             i++;
         } else if (strcmp(a, "--queue") == 0 && has_value) {
             f->queue = argv[++i];
-        } else if (strcmp(a, "--type") == 0 && has_value && (f->type = type_parse(argv[i + 1])) > 0) {
+        } else if (strcmp(a, "--type") == 0 && has_value &&
+                   (f->type = type_parse(argv[i + 1])) > 0) {
             i++;
         } else {
             fprintf(stderr, "spool-log dump: bad argument '%s'\n", a);
@@ -410,7 +410,8 @@ int cmd_explain(int argc, char **argv)
         printf("  (no PUT record on disk: its segment was dropped after a checkpoint, or lost "
                "to damage)\n");
     explain_state(&ctx, id, last_type, put_seen);
-    bool known = put_seen || last_type != 0 || (ctx.state_ok && queue_peek_id(ctx.state.queues, id));
+    bool known =
+        put_seen || last_type != 0 || (ctx.state_ok && queue_peek_id(ctx.state.queues, id));
     dump_close(&ctx, &dir);
     return known ? EXIT_CLEAN : EXIT_TORN;
 }

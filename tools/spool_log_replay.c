@@ -205,8 +205,8 @@ static int replay_live(struct replay_ctx *r, const struct logstate *state)
                     (unsigned long long)job->id);
             continue;
         }
-        struct spool_job_spec spec = {.body = job->body, .body_len = job->body_len,
-                                      .priority = job->priority};
+        struct spool_job_spec spec = {
+            .body = job->body, .body_len = job->body_len, .priority = job->priority};
         spec_limits(&spec, job->ttr_ms, job->max_attempts);
         int64_t run_at = job->state == JOB_DELAYED ? job->run_at_ms : 0;
         if (!replay_times(r, &spec, run_at, job->expires_at_ms))
@@ -230,8 +230,8 @@ static int replay_all(struct replay_ctx *r, struct logdir *dir)
         if (!queue_matches(&r->opts, p->queue, p->queue_len))
             continue;
         r->counts.selected++;
-        struct spool_job_spec spec = {.body = p->body, .body_len = p->body_len,
-                                      .priority = p->priority};
+        struct spool_job_spec spec = {
+            .body = p->body, .body_len = p->body_len, .priority = p->priority};
         spec_limits(&spec, p->ttr_ms, p->max_attempts);
         if (!replay_times(r, &spec, p->run_at_ms, p->expires_at_ms))
             continue;

@@ -23,8 +23,8 @@
 #include "spool_log.h"
 
 #include <dirent.h>
-#include <stdarg.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,10 +35,10 @@ struct salvage {
     const char *out_path;
     bool skip_corrupt;
     struct logdir dir;
-    struct logstate kept;  /* what the new directory holds */
-    struct logstate full;  /* every record that verifies: the reference for "lost" */
+    struct logstate kept; /* what the new directory holds */
+    struct logstate full; /* every record that verifies: the reference for "lost" */
     FILE *report;
-    uint64_t cut;          /* point-in-time: first lost seq */
+    uint64_t cut; /* point-in-time: first lost seq */
     struct io_backend *out_backend;
     struct log *log;
     uint64_t durable_end;
@@ -162,19 +162,20 @@ static void salvage_meta_one(void *ctx, struct queue *queue)
     struct meta_walk *w = ctx;
     if (w->rc != 0)
         return;
-    struct record_meta meta = {.name = queue->name, .name_len = queue->name_len,
+    struct record_meta meta = {.name = queue->name,
+                               .name_len = queue->name_len,
                                .paused = queue->paused,
                                .default_max_attempts = queue->default_max_attempts,
                                .default_ttr_ms = queue->default_ttr_ms,
-                               .max_jobs = queue->max_jobs, .max_bytes = queue->max_bytes};
+                               .max_jobs = queue->max_jobs,
+                               .max_bytes = queue->max_bytes};
     uint8_t buf[RECORD_META_FIXED + QUEUE_NAME_LEN_MAX];
     size_t len = record_meta_encode(&meta, buf);
     w->rc = salvage_append(w->s, RECORD_QUEUE_META, buf, (uint32_t)len, NULL);
 }
 
 /* The idempotency key of a job's original PUT (none when unknown). */
-static void job_key(struct salvage *s, const struct job *job, const char **key,
-                    uint32_t *key_len)
+static void job_key(struct salvage *s, const struct job *job, const char **key, uint32_t *key_len)
 {
     *key = NULL;
     *key_len = 0;
@@ -189,12 +190,16 @@ static void job_key(struct salvage *s, const struct job *job, const char **key,
 
 static int salvage_job(struct salvage *s, struct job *job)
 {
-    struct record_put put = {.id = job->id, .priority = job->priority,
-                             .max_attempts = job->max_attempts, .ttr_ms = job->ttr_ms,
+    struct record_put put = {.id = job->id,
+                             .priority = job->priority,
+                             .max_attempts = job->max_attempts,
+                             .ttr_ms = job->ttr_ms,
                              .created_ms = job->created_ms,
                              .run_at_ms = job->state == JOB_DELAYED ? job->run_at_ms : 0,
-                             .expires_at_ms = job->expires_at_ms, .queue = job->queue->name,
-                             .queue_len = job->queue->name_len, .body = job->body,
+                             .expires_at_ms = job->expires_at_ms,
+                             .queue = job->queue->name,
+                             .queue_len = job->queue->name_len,
+                             .body = job->body,
                              .body_len = job->body_len};
     job_key(s, job, &put.key, &put.key_len);
     uint8_t *buf = malloc(record_put_size(&put));
@@ -212,8 +217,8 @@ static int salvage_job(struct salvage *s, struct job *job)
         rc = salvage_append(s, RECORD_LEASE, small, (uint32_t)len, NULL);
     }
     if (rc == 0 && job->state == JOB_DEAD) {
-        uint32_t reason_len = job->reason_len < RECORD_REASON_LEN_MAX ? job->reason_len
-                                                                       : RECORD_REASON_LEN_MAX;
+        uint32_t reason_len =
+            job->reason_len < RECORD_REASON_LEN_MAX ? job->reason_len : RECORD_REASON_LEN_MAX;
         len = record_bury_encode(job->id, job->reason, reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }
@@ -359,8 +364,9 @@ static void salvage_report_ranges(struct salvage *s)
     }
     if (!s->skip_corrupt && s->cut != UINT64_MAX && s->dir.rec_count > 0 &&
         s->dir.recs[s->dir.rec_count - 1].seq >= s->cut)
-        say(s, "lost_range seq=%llu..%llu kind=after_first_damage (records that verify but "
-               "follow the cut)\n",
+        say(s,
+            "lost_range seq=%llu..%llu kind=after_first_damage (records that verify but "
+            "follow the cut)\n",
             (unsigned long long)s->cut, (unsigned long long)s->dir.recs[s->dir.rec_count - 1].seq);
 }
 
@@ -448,9 +454,10 @@ static int salvage_run(struct salvage *s, const char *in)
     say(s, "salvage source=%s out=%s mode=%s\n", in, s->out_path,
         s->skip_corrupt ? "skip-corrupt" : "point-in-time");
     if (s->dir.has_checkpoint && !s->kept.checkpoint_used)
-        say(s, "warning: the checkpoint (anchor seq %llu) lies past the cut; the state is "
-               "rebuilt from the records alone: a job whose ack was in a segment already "
-               "dropped by retention may reappear\n",
+        say(s,
+            "warning: the checkpoint (anchor seq %llu) lies past the cut; the state is "
+            "rebuilt from the records alone: a job whose ack was in a segment already "
+            "dropped by retention may reappear\n",
             (unsigned long long)s->dir.checkpoint_anchor_seq);
     salvage_report_ranges(s);
     rc = salvage_write(s);
@@ -458,8 +465,8 @@ static int salvage_run(struct salvage *s, const char *in)
         return rc;
     salvage_report_jobs(s);
     say(s, "summary kept_jobs=%llu lost_jobs=%llu lost_ranges=%zu records_written=%llu\n",
-        (unsigned long long)s->jobs_written, (unsigned long long)s->jobs_lost,
-        s->dir.damage_count, (unsigned long long)s->records_written);
+        (unsigned long long)s->jobs_written, (unsigned long long)s->jobs_lost, s->dir.damage_count,
+        (unsigned long long)s->records_written);
     return 0;
 }
 
@@ -474,8 +481,10 @@ int cmd_salvage(int argc, char **argv)
     }
     int rc = salvage_out_prepare(argv[1], s.out_path);
     if (rc != 0) {
-        fprintf(stderr, "spool-log salvage: %s: %s (it must be a new or empty directory, "
-                        "not DIR)\n", s.out_path, strerror(-rc));
+        fprintf(stderr,
+                "spool-log salvage: %s: %s (it must be a new or empty directory, "
+                "not DIR)\n",
+                s.out_path, strerror(-rc));
         return EXIT_USAGE;
     }
     rc = salvage_run(&s, argv[1]);

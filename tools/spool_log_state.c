@@ -66,8 +66,7 @@ static void body_fill(struct logstate *state, struct logdir *dir)
         struct record rec;
         if (r == NULL || r->type != RECORD_PUT || logdir_decode(dir, r, &rec) != 0 ||
             rec.id != job->id || rec.u.put.body_len != job->body_len) {
-            uint64_t *ids = realloc(state->missing_ids,
-                                    (state->bodies_missing + 1) * sizeof(*ids));
+            uint64_t *ids = realloc(state->missing_ids, (state->bodies_missing + 1) * sizeof(*ids));
             SPOOL_ASSERT(ids != NULL);
             state->missing_ids = ids;
             state->missing_ids[state->bodies_missing++] = job->id;
@@ -90,8 +89,8 @@ int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
     state->now_ms = wall_ms();
     uint64_t from = 0;
     if (use_checkpoint && dir->has_checkpoint && dir->checkpoint_anchor_seq <= seq_end) {
-        int rc = queue_checkpoint_load(state->queues, dir->checkpoint_payload,
-                                       dir->checkpoint_len, state->now_ms);
+        int rc = queue_checkpoint_load(state->queues, dir->checkpoint_payload, dir->checkpoint_len,
+                                       state->now_ms);
         if (rc != 0) {
             fprintf(stderr, "spool-log: the checkpoint's queue state does not decode (%d)\n", rc);
             return LOG_ECORRUPT;
@@ -103,9 +102,11 @@ int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
         const struct logdir_rec *r = &dir->recs[i];
         if (r->seq < from || r->seq >= seq_end)
             continue;
-        struct log_record lr = {.pos = {.seq = r->seq, .segment_id = r->segment_id,
-                                        .batch_offset = r->offset},
-                                .type = r->type, .len = r->len, .data = logdir_rec_bytes(dir, r)};
+        struct log_record lr = {
+            .pos = {.seq = r->seq, .segment_id = r->segment_id, .batch_offset = r->offset},
+            .type = r->type,
+            .len = r->len,
+            .data = logdir_rec_bytes(dir, r)};
         int rc = lr.data == NULL ? LOG_ECORRUPT : queue_replay(state->queues, &lr, state->now_ms);
         if (rc != 0) {
             fprintf(stderr, "spool-log: record seq=%llu type=%u does not decode\n",

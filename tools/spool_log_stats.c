@@ -21,8 +21,8 @@
 /* Jobs listed per segment by why-retained: the rest are counted. */
 #define WHY_JOBS_SHOWN_MAX 100
 
-static const char *type_names[] = {"?", "put", "lease", "ack", "release", "touch", "bury",
-                                   "kick", "delete", "queue_meta", "purge"};
+static const char *type_names[] = {"?",    "put",  "lease",  "ack",        "release", "touch",
+                                   "bury", "kick", "delete", "queue_meta", "purge"};
 #define TYPE_SLOTS (sizeof(type_names) / sizeof(type_names[0]))
 
 struct bucket {
@@ -196,10 +196,10 @@ int cmd_stats(int argc, char **argv)
     }
     for (uint32_t i = 0; i < s.dir.segment_count; i++) {
         const struct logdir_segment *seg = &s.dir.segments[i];
-        double ratio = seg->stored_bytes > 0 ? (double)(seg->raw_bytes + BATCH_HEADER_SIZE *
-                                                                            seg->batch_count) /
-                                                   (double)seg->stored_bytes
-                                             : 1.0;
+        double ratio = seg->stored_bytes > 0
+                           ? (double)(seg->raw_bytes + BATCH_HEADER_SIZE * seg->batch_count) /
+                                 (double)seg->stored_bytes
+                           : 1.0;
         printf("segment=%llu batches=%llu records=%llu stored_bytes=%llu raw_bytes=%llu "
                "compression_ratio=%.2f",
                (unsigned long long)seg->id, (unsigned long long)seg->batch_count,

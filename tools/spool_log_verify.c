@@ -93,8 +93,11 @@ int cmd_verify(int argc, char **argv)
     bool corrupt = logdir_corrupt(&dir) || !state_ok || state.bodies_missing > 0;
     bool torn = logdir_torn(&dir);
     printf("%s segments=%u batches=%zu records=%zu jobs_live=%zu bytes=%llu checkpoint=",
-           corrupt ? "CORRUPT" : torn ? "TORN" : "OK", dir.segment_count, dir.batch_count,
-           dir.rec_count, live_count, (unsigned long long)stored);
+           corrupt ? "CORRUPT"
+           : torn  ? "TORN"
+                   : "OK",
+           dir.segment_count, dir.batch_count, dir.rec_count, live_count,
+           (unsigned long long)stored);
     if (dir.has_checkpoint)
         printf("%llu\n", (unsigned long long)dir.checkpoint_anchor_seq);
     else

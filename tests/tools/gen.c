@@ -98,9 +98,13 @@ uint64_t gen_put(struct gen *g, const char *queue, uint32_t priority, int64_t de
 {
     /* Bodies are a function of the job id; ids are dense from 1, so the next is known. */
     uint8_t body[GEN_BODY_MAX];
-    struct queue_put_args args = {.queue = queue, .queue_len = (uint32_t)strlen(queue),
-                                  .priority = priority, .delay_ms = delay_ms,
-                                  .max_attempts = -1, .ttr_ms = 30000, .body = body};
+    struct queue_put_args args = {.queue = queue,
+                                  .queue_len = (uint32_t)strlen(queue),
+                                  .priority = priority,
+                                  .delay_ms = delay_ms,
+                                  .max_attempts = -1,
+                                  .ttr_ms = 30000,
+                                  .body = body};
     args.body_len = gen_body(g->next_id, body, sizeof(body));
     uint64_t id = 0, seq = 0;
     bool dup = false;
@@ -194,11 +198,11 @@ void gen_standard(struct gen *g, const char *tag)
         char result[32];
         int n = snprintf(result, sizeof(result), "done-%llu", (unsigned long long)job->id);
         if (i < GEN_ACKED)
-            REQUIRE(queue_ack(g->qs, job->id, job->lease_token, result, (uint32_t)n,
-                              g->now_ms) == 0);
+            REQUIRE(queue_ack(g->qs, job->id, job->lease_token, result, (uint32_t)n, g->now_ms) ==
+                    0);
         else if (i < GEN_ACKED + 3)
-            REQUIRE(queue_release(g->qs, job->id, job->lease_token, 3600 * 1000, UINT32_MAX,
-                                  NULL, 0, g->now_ms) == 0);
+            REQUIRE(queue_release(g->qs, job->id, job->lease_token, 3600 * 1000, UINT32_MAX, NULL,
+                                  0, g->now_ms) == 0);
         else
             REQUIRE(queue_bury(g->qs, job->id, job->lease_token, "boom", 4, g->now_ms) == 0);
         if (i % 3 == 0)
@@ -292,8 +296,10 @@ uint32_t gen_batches(const char *dir, uint64_t segment_id, struct gen_batch *out
         struct batch_header h;
         if (batch_header_check(block, segment_id, &h) != BATCH_OK)
             break;
-        out[n++] = (struct gen_batch){.offset = off, .base_seq = h.base_seq,
-                                      .record_count = h.record_count, .total_len = h.total_len,
+        out[n++] = (struct gen_batch){.offset = off,
+                                      .base_seq = h.base_seq,
+                                      .record_count = h.record_count,
+                                      .total_len = h.total_len,
                                       .codec = h.codec};
         off += h.total_len;
     }

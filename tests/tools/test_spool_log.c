@@ -149,8 +149,7 @@ static void test_stats_and_why_retained(void)
     char *out;
     CHECK_EQ(run2(&out, "stats", clean.dir), 0);
     char want[128];
-    snprintf(want, sizeof(want), "queue=alpha live_jobs=%d ",
-             GEN_ALPHA_PUTS - GEN_ACKED);
+    snprintf(want, sizeof(want), "queue=alpha live_jobs=%d ", GEN_ALPHA_PUTS - GEN_ACKED);
     CHECK(strstr(out, want) != NULL);
     snprintf(want, sizeof(want), "queue=beta live_jobs=%d ", GEN_BETA_PUTS + 1);
     CHECK(strstr(out, want) != NULL);
@@ -503,8 +502,7 @@ static void body_done(void *ctx, int error, const struct log_record *r)
 {
     struct body_job *bj = ctx;
     struct record rec;
-    if (error == 0 && record_decode(r->type, r->data, r->len, &rec) == 0 &&
-        rec.id == bj->job->id)
+    if (error == 0 && record_decode(r->type, r->data, r->len, &rec) == 0 && rec.id == bj->job->id)
         queue_body_loaded(bj->o->qs, bj->job, rec.u.put.body, rec.u.put.body_len);
     opened_body(bj->o, error, r);
     free(bj);

@@ -22,11 +22,11 @@
 #define ACKS 10
 #define LIVE (PUTS - ACKS)
 
-#define RUN_TEST_ARG(fn, arg)                                                                 \
-    do {                                                                                      \
-        int before_ = check_failures;                                                         \
-        fn(arg);                                                                              \
-        fprintf(stderr, "%s %s\n", check_failures == before_ ? "ok  " : "FAIL", #fn);          \
+#define RUN_TEST_ARG(fn, arg)                                                                      \
+    do {                                                                                           \
+        int before_ = check_failures;                                                              \
+        fn(arg);                                                                                   \
+        fprintf(stderr, "%s %s\n", check_failures == before_ ? "ok  " : "FAIL", #fn);              \
     } while (0)
 
 static const char *tool;
@@ -215,13 +215,13 @@ static void test_replay_twice(const struct spoold *src)
     check_target(&t, LIVE - 1, 1);
     /* --all re-puts every PUT of the range with the same keys: the 16 beta jobs are all
      * there already; of alpha, only the 10 acked ones are new. */
-    const char *argv2[] = {tool, "replay", src->data, "--to", t.addr, "--all", "--queue", "beta",
-                           NULL};
+    const char *argv2[] = {tool,    "replay",  src->data, "--to", t.addr,
+                           "--all", "--queue", "beta",    NULL};
     CHECK_EQ(gen_run_all(argv2, &out), 0);
     CHECK(strstr(out, "put=0 already_present=16") != NULL);
     free(out);
-    const char *argv3[] = {tool, "replay", src->data, "--to", t.addr, "--all", "--queue",
-                           "alpha", NULL};
+    const char *argv3[] = {tool,    "replay",  src->data, "--to", t.addr,
+                           "--all", "--queue", "alpha",   NULL};
     CHECK_EQ(gen_run_all(argv3, &out), 0);
     CHECK(strstr(out, "put=10 already_present=24") != NULL);
     free(out);
