@@ -140,7 +140,7 @@ static void gen_checkpoint_done(void *ctx, int error)
     *done = error == 0 ? 1 : -1;
 }
 
-void gen_checkpoint(struct gen *g)
+static void gen_checkpoint_drop(struct gen *g, bool drop_any)
 {
     gen_commit(g);
     uint8_t *payload = NULL;
@@ -150,7 +150,7 @@ void gen_checkpoint(struct gen *g)
     uint32_t drop_count = 0;
     uint32_t count = log_segment_count(g->log);
     uint64_t current = log_current_segment_id(g->log);
-    for (uint32_t i = 0; i + 1 < count && drop_count < 64; i++) {
+    for (uint32_t i = 0; drop_any && i + 1 < count && drop_count < 64; i++) {
         uint64_t id = log_segment_id(g->log, i);
         if (id != current && queue_segment_live(g->qs, id) == 0)
             drop[drop_count++] = id;
@@ -164,6 +164,16 @@ void gen_checkpoint(struct gen *g)
         REQUIRE(io_backend_poll(g->io, true) >= 0);
     }
     REQUIRE(done == 1);
+}
+
+void gen_checkpoint(struct gen *g)
+{
+    gen_checkpoint_drop(g, true);
+}
+
+void gen_checkpoint_keep(struct gen *g)
+{
+    gen_checkpoint_drop(g, false);
 }
 
 void gen_close(struct gen *g)

@@ -41,8 +41,9 @@ uint64_t gen_put(struct gen *g, const char *queue, uint32_t priority, int64_t de
 struct job *gen_reserve(struct gen *g, const char *queue);
 /* Drive the log until everything appended is durable; make it visible to the state. */
 void gen_commit(struct gen *g);
-/* Write a checkpoint of the state now, dropping the segments it can. */
+/* Write a checkpoint of the state now, dropping the segments it can (or none). */
 void gen_checkpoint(struct gen *g);
+void gen_checkpoint_keep(struct gen *g);
 /* Close the log (the state stays for expectations). */
 void gen_close(struct gen *g);
 void gen_free(struct gen *g);

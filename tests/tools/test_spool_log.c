@@ -219,6 +219,38 @@ static void test_checkpointed_directory(void)
     gen_free(&g);
 }
 
+/* A checkpoint that dropped nothing: the sealed segments below its anchor with no live job
+ * are named deletable. */
+static void test_why_retained_deletable(void)
+{
+    struct gen g;
+    gen_open(&g, "tools-deletable", 32 * 1024);
+    put_ack(&g, 30);
+    gen_checkpoint_keep(&g);
+    gen_put(&g, "q", 0, 0);
+    gen_commit(&g);
+    gen_close(&g);
+    char *out;
+    CHECK_EQ(run2(&out, "why-retained", g.dir), 0);
+    uint64_t ids[64];
+    uint32_t n = gen_segments(g.dir, ids, 64);
+    REQUIRE(n >= 3);
+    CHECK(strstr(out, "segment=1 retained=no reason=deletable") != NULL);
+    CHECK(gen_count_lines(out, "retained=no reason=deletable") >= (int)n - 2);
+    free(out);
+    char seg[32];
+    snprintf(seg, sizeof(seg), "%llu", (unsigned long long)ids[n - 1]);
+    const char *argv[] = {tool, "why-retained", g.dir, seg, NULL};
+    CHECK_EQ(gen_run(argv, &out), 0);
+    CHECK_EQ(gen_count_lines(out, "segment="), 1);
+    CHECK(strstr(out, "retained=yes reason=live_jobs live_jobs=1") != NULL);
+    free(out);
+    const char *argv2[] = {tool, "why-retained", g.dir, "999999", NULL};
+    CHECK_EQ(gen_run(argv2, &out), 1);
+    free(out);
+    gen_free(&g);
+}
+
 /* ---- damage ---- */
 
 struct target {
@@ -636,6 +668,49 @@ static void test_salvage_clean_keeps_everything(void)
     free(out_dir);
 }
 
+/* A torn tail: point-in-time salvage keeps everything before it and says what it cut. */
+static void test_salvage_torn_tail(void)
+{
+    char *dir = gen_copy_dir(clean.dir, "tools-salvtorn");
+    uint64_t ids[64];
+    uint32_t n = gen_segments(dir, ids, 64);
+    struct gen_batch b[64];
+    uint32_t count = gen_batches(dir, ids[n - 1], b, 64);
+    REQUIRE(count >= 1);
+    char *path = gen_segment_path(dir, ids[n - 1]);
+    REQUIRE(truncate(path, (off_t)(b[count - 1].offset + 100)) == 0);
+    free(path);
+    int code;
+    char *out_dir = salvage(dir, "point-in-time", &code);
+    CHECK_EQ(code, 0);
+    char report[8192];
+    snprintf(report, sizeof(report), "%s/salvage-report.txt", out_dir);
+    FILE *f = fopen(report, "r");
+    REQUIRE(f != NULL);
+    size_t len = fread(report, 1, sizeof(report) - 1, f);
+    report[len] = '\0';
+    fclose(f);
+    char want[128];
+    snprintf(want, sizeof(want), "lost_range seq=%llu..",
+             (unsigned long long)b[count - 1].base_seq);
+    CHECK(strstr(report, want) != NULL);
+    CHECK(strstr(report, "kind=torn_tail") != NULL);
+    struct opened o;
+    REQUIRE(open_as_server(out_dir, &o) == 0);
+    for (uint64_t id = 1; id <= GEN_PUTS; id++) {
+        struct job *job = queue_peek_id(o.qs, id);
+        if (job != NULL)
+            CHECK(body_matches(job));
+        if (id <= 10 && gen_live(&clean, id))
+            CHECK(job != NULL);
+    }
+    opened_close(&o);
+    check_rmdir(out_dir);
+    free(out_dir);
+    check_rmdir(dir);
+    free(dir);
+}
+
 /* Jobs named in the verify output's job_ids lists. */
 static bool affected(const char *verify_out, uint64_t id)
 {
@@ -780,6 +855,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_explain);
     RUN_TEST(test_stats_and_why_retained);
     RUN_TEST(test_checkpointed_directory);
+    RUN_TEST(test_why_retained_deletable);
     RUN_TEST(test_verify_bit_flip);
     RUN_TEST(test_verify_zeroed_block);
     RUN_TEST(test_verify_misplaced_block);
@@ -791,6 +867,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_salvage_clean_keeps_everything);
     RUN_TEST(test_salvage_damaged);
     RUN_TEST(test_salvage_checkpoint_body_lost);
+    RUN_TEST(test_salvage_torn_tail);
     gen_free(&clean);
     return check_exit();
 }
