@@ -208,9 +208,15 @@ int cmd_stats(int argc, char **argv)
         bucket_print(&s.segs[i]);
         printf("\n");
     }
-    printf("total segments=%u batches=%zu records=%zu queues=%zu live_jobs=%zu damaged=%s\n",
+    uint64_t stored = 0, raw = 0;
+    for (uint32_t i = 0; i < s.dir.segment_count; i++) {
+        stored += s.dir.segments[i].stored_bytes;
+        raw += s.dir.segments[i].raw_bytes + BATCH_HEADER_SIZE * s.dir.segments[i].batch_count;
+    }
+    printf("total segments=%u batches=%zu records=%zu queues=%zu live_jobs=%zu "
+           "compression_ratio=%.2f damaged=%s\n",
            s.dir.segment_count, s.dir.batch_count, s.dir.rec_count, s.queue_count, s.live_count,
-           s.dir.damage_count > 0 ? "yes" : "no");
+           stored > 0 ? (double)raw / (double)stored : 1.0, s.dir.damage_count > 0 ? "yes" : "no");
     stats_close(&s);
     return EXIT_CLEAN;
 }
