@@ -35,6 +35,7 @@ static const char usage[] =
     "  --max-queue-bytes BYTES  per-queue body bytes limit, 0 = none (default 0)\n"
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
+    "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
     "  --help, --version\n";
 
@@ -105,6 +106,7 @@ static void defaults(struct server_config *config)
     config->job_size_max = WIRE_JOB_SIZE_MAX_DEFAULT;
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->checkpoint_interval_ms = 60000;
+    config->idempotency_window_ms = 24ull * 3600 * 1000;
 }
 
 /* One numeric option with bounds; false (and a message) if out of range. */
@@ -161,6 +163,10 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         return number_option(name, value, 0, UINT64_MAX, &c->queue_bytes_max);
     } else if (strcmp(name, "--checkpoint-bytes") == 0) {
         return number_option(name, value, 1, UINT64_MAX, &c->checkpoint_bytes);
+    } else if (strcmp(name, "--idempotency-window") == 0) {
+        /* Up to 30 days: keys are held in memory for the whole window. */
+        return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,
+                             &c->idempotency_window_ms);
     } else if (strcmp(name, "--checkpoint-interval") == 0) {
         if (!number_option(name, value, 1, 24ull * 3600 * 1000, &v))
             return false;

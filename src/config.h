@@ -26,6 +26,7 @@ struct server_config {
     uint64_t queue_bytes_max;      /* --max-queue-bytes, default 0 = unlimited */
     uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
+    uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */
     const char *ready_file;        /* --ready-file PATH: written once listening */
 };
 

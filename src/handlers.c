@@ -278,8 +278,41 @@ static void batch_forget(struct conn *conn)
     conn->batch_seq_end = 0;
 }
 
-/* PUT_BATCH: every body is checked before any job is logged. A queue limit reached mid-batch
- * leaves the jobs before it enqueued (reported as an error; see OPERATIONS.md). */
+/* Distinct queues a batch is checked against as a whole; a batch naming more queues than
+ * this is checked job by job (jobs of one batch rarely span more than a few queues). */
+#define BATCH_QUEUES_CHECKED 64
+
+/* Every queue of the batch has room for all of the batch's jobs to it. */
+static bool batch_has_room(const struct queue_state *state, const struct wire_put_batch *batch)
+{
+    struct batch_sum {
+        struct wire_bytes name;
+        uint64_t jobs, bytes;
+    } sums[BATCH_QUEUES_CHECKED];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        const struct wire_job_spec *job = &batch->jobs[i];
+        uint32_t k = 0;
+        while (k < n && !(sums[k].name.len == job->queue.len &&
+                          memcmp(sums[k].name.data, job->queue.data, job->queue.len) == 0))
+            k++;
+        if (k == n) {
+            if (n == BATCH_QUEUES_CHECKED)
+                continue;
+            sums[n++] = (struct batch_sum){.name = job->queue};
+        }
+        sums[k].jobs++;
+        sums[k].bytes += job->body.len;
+    }
+    for (uint32_t k = 0; k < n; k++)
+        if (!queue_has_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
+                                sums[k].jobs, sums[k].bytes))
+            return false;
+    return true;
+}
+
+/* PUT_BATCH: every body and every queue limit is checked before any job is logged, so the
+ * batch is all or nothing (a queue name that is invalid is caught by the decoder). */
 static int handle_put_batch(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     const struct wire_put_batch *batch = &m->put_batch;
@@ -290,6 +323,10 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         }
     }
     if (conn->batch_results == NULL || conn->batch_request_id != h->request_id) {
+        if (!batch_has_room(conn->server->queues, batch)) {
+            conn_error(conn, h->request_id, SPOOL_E_QUEUE_FULL, "the batch exceeds a queue limit");
+            return 0;
+        }
         batch_forget(conn);
         conn->batch_results = calloc(batch->count, sizeof(struct wire_put_result));
         SPOOL_ASSERT(conn->batch_results != NULL);
@@ -557,7 +594,7 @@ static int handle_delete(struct conn *conn, const struct wire_header *h, union w
 static void status_reply(struct conn *conn, uint16_t opcode, uint64_t request_id,
                          const struct queue_job_status *status)
 {
-    struct job *job = queue_peek_id(conn->server->queues, status->id);
+    struct job *job = queue_job_find(conn->server->queues, status->id);
     union wire_msg r;
     if (job != NULL) {
         job_info_fill(job, false, &r.job_info);

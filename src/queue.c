@@ -23,6 +23,9 @@
 #define QUEUE_DEFAULT_IDEM_WINDOW_MS (24LL * 3600 * 1000)
 /* DONE jobs remembered for wait/status: at ~200 bytes each plus results, a few MiB. */
 #define QUEUE_DEFAULT_DONE_KEEP 10000
+/* ... and at most this many result bytes among them: results may be 64 KiB each, and 10,000
+ * of those would be 640 MiB of memory nobody asked the server to hold. */
+#define QUEUE_DONE_BYTES_MAX (64u * 1024 * 1024)
 /* Timer events per tick: enough to drain a burst of expiries in a few turns while keeping
  * one loop turn short (each event is O(log n)). */
 #define QUEUE_DEFAULT_TICK_WORK 4096
@@ -350,6 +353,7 @@ void queue_job_leave(struct queue_state *state, struct job *job)
     case JOB_PENDING:
         list_unlink(&job->state_link);
         state->totals.pending--;
+        queue->stats.pending--;
         break;
     case JOB_READY:
         heap_remove(&queue->ready, job);
@@ -405,11 +409,13 @@ void queue_job_remove(struct queue_state *state, struct job *job)
 
 static void done_trim(struct queue_state *state)
 {
-    while (state->done_count > state->config.done_keep_max) {
+    while (state->done_count > state->config.done_keep_max ||
+           state->done_bytes > QUEUE_DONE_BYTES_MAX) {
         struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
         list_unlink(&old->live);
         idmap_remove(&state->jobs, old->id);
         state->done_count--;
+        state->done_bytes -= old->result_len;
         job_free(old);
     }
 }
@@ -429,6 +435,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     }
     list_insert_tail(&state->done, &job->live);
     state->done_count++;
+    state->done_bytes += job->result_len;
     queue_notify_waiters(state, job, true);
     done_trim(state);
 }
@@ -479,21 +486,30 @@ void queue_defaults_get(const struct queue_state *state, const struct queue *que
     *max_attempts = effective_max_attempts(state, queue, -1);
 }
 
-static bool queue_has_room(const struct queue_state *state, const struct queue *queue,
-                           uint32_t body_len)
+static bool room_for(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
+                     uint64_t bytes)
 {
-    uint64_t max_jobs = queue->max_jobs != 0 ? queue->max_jobs : state->config.max_jobs_per_queue;
-    uint64_t max_bytes =
-        queue->max_bytes != 0 ? queue->max_bytes : state->config.max_bytes_per_queue;
-    const struct queue_stats *s = &queue->stats;
-    uint64_t jobs = s->ready + s->delayed + s->reserved + s->dead;
-    struct list_link *link;
-    for (link = state->pending.next; link != &state->pending; link = link->next)
-        if (LIST_ENTRY(link, struct job, state_link)->queue == queue)
-            jobs++;
-    if (max_jobs != 0 && jobs + 1 > max_jobs)
+    uint64_t max_jobs = state->config.max_jobs_per_queue;
+    uint64_t max_bytes = state->config.max_bytes_per_queue;
+    uint64_t live = 0, used = 0;
+    if (queue != NULL) {
+        const struct queue_stats *s = &queue->stats;
+        if (queue->max_jobs != 0)
+            max_jobs = queue->max_jobs;
+        if (queue->max_bytes != 0)
+            max_bytes = queue->max_bytes;
+        live = s->ready + s->delayed + s->reserved + s->dead + s->pending;
+        used = s->bytes;
+    }
+    if (max_jobs != 0 && live + jobs > max_jobs)
         return false;
-    return max_bytes == 0 || s->bytes + body_len <= max_bytes;
+    return max_bytes == 0 || used + bytes <= max_bytes;
+}
+
+bool queue_has_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
+                        uint64_t jobs, uint64_t bytes)
+{
+    return room_for(state, strmap_get(&state->queues, name, name_len), jobs, bytes);
 }
 
 /* An earlier put with the same key, still within the window. */
@@ -535,7 +551,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     err = queue_get(state, args->queue, args->queue_len, &queue);
     if (err != 0)
         return err;
-    if (!queue_has_room(state, queue, args->body_len))
+    if (!room_for(state, queue, 1, args->body_len))
         return QUEUE_EFULL;
     struct record_put put = {
         .id = state->next_id, .priority = args->priority,
@@ -569,6 +585,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
+    queue->stats.pending++;
     if (args->key_len > 0)
         queue_idem_add(state, args->key, args->key_len, job->id, now_ms);
     *id = job->id;
@@ -966,6 +983,11 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, in
     mark_serve(state, queue);
     queue_serve(state, now_ms);
     return 0;
+}
+
+struct job *queue_job_find(struct queue_state *state, uint64_t id)
+{
+    return idmap_get(&state->jobs, id);
 }
 
 struct job *queue_peek_id(struct queue_state *state, uint64_t id)

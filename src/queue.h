@@ -100,6 +100,7 @@ struct queue_stats {
     uint64_t delayed;
     uint64_t reserved;
     uint64_t dead;
+    uint64_t pending; /* put, not yet durable */
     uint64_t total_put;
     int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
     uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
@@ -235,6 +236,11 @@ struct queue_put_args {
 SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_args *args,
                              int64_t now_ms, uint64_t *id, bool *duplicate, uint64_t *seq);
 
+/* Would the queue (created on first use) take jobs more jobs of bytes body bytes under its
+ * limits? PUT_BATCH asks before logging any job of the batch. */
+bool queue_has_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
+                        uint64_t jobs, uint64_t bytes);
+
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t now_ms);
 
@@ -283,6 +289,9 @@ SPOOL_MUST_USE int queue_set_meta(struct queue_state *state, const struct record
 struct job *queue_peek_id(struct queue_state *state, uint64_t id);
 struct job *queue_peek_next(struct queue_state *state, const char *name, uint32_t name_len,
                             enum job_state which);
+
+/* Any job the state knows, DONE and PENDING included (NULL if unknown or forgotten). */
+struct job *queue_job_find(struct queue_state *state, uint64_t id);
 
 /* Status of a job: false if unknown. */
 bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_status *out);

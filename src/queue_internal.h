@@ -31,6 +31,7 @@ struct queue_state {
     struct list_link pending; /* PENDING jobs in seq order */
     struct list_link done;    /* DONE jobs, oldest first */
     uint64_t done_count;
+    uint64_t done_bytes; /* result bytes held by DONE jobs */
     struct list_link to_serve; /* queues that gained ready jobs while reservers wait */
     struct idmap segments;     /* segment id -> live job count (as uintptr_t) */
     uint64_t next_id;

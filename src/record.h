@@ -7,7 +7,8 @@
  * trusts a length it has not checked against the bytes it was given, and it rejects any record
  * whose total length is not exactly what its fields say.
  *
- * Byte layout (all integers little-endian; the type byte is the log record's type). Every
+ * Byte layout (docs/RECORDS.md is the contract; all integers little-endian; the type byte is
+ * the log record's type). Every
  * payload starts with one byte RECORD_VERSION. Upgrade rule: a new field or record type bumps
  * RECORD_VERSION; decoders keep reading every older version (a test holds a version-1 sample).
  *

@@ -40,6 +40,9 @@
 
 /* Shutdown waits this long for in-flight commits and output before giving up on output. */
 #define SERVER_DRAIN_MS 5000
+/* After a failed accept (EMFILE, ENFILE, ENOMEM) wait this long before accepting again:
+ * long enough not to spin, short enough that clients barely notice once fds free up. */
+#define SERVER_ACCEPT_RETRY_MS 100
 
 int64_t server_now_ms(void)
 {
@@ -406,6 +409,9 @@ static void accept_arm(struct server *server)
 {
     if (server->accept_armed || server->stopping || server->listen_fd < 0)
         return;
+    if (server->accept_retry_ms != 0 && server_now_ms() < server->accept_retry_ms)
+        return;
+    server->accept_retry_ms = 0;
     struct io_uring_sqe *sqe = server_sqe(server);
     io_uring_prep_multishot_accept(sqe, server->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &server->accept_completion);
@@ -424,7 +430,11 @@ static void accept_complete(struct io_completion *completion, const struct io_ur
         else
             conn_accepted(server, cqe->res);
     } else if (cqe->res != -ECANCELED) {
-        slog_warn("msg=\"accept failed\" error=\"%s\"", strerror(-cqe->res));
+        /* Out of descriptors or memory: retry later rather than spin on the error. */
+        slog_warn("msg=\"accept failed\" error=\"%s\" retry_ms=%d", strerror(-cqe->res),
+                  SERVER_ACCEPT_RETRY_MS);
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            server->accept_retry_ms = server_now_ms() + SERVER_ACCEPT_RETRY_MS;
     }
 }
 
@@ -472,8 +482,11 @@ static void checkpoint_done(void *ctx, int error)
     struct server *server = ctx;
     server->checkpoint_in_flight = false;
     if (error != 0) {
+        /* The previous checkpoint still stands and the log still holds everything since it:
+         * serve on; a poisoned log stops the server through on_durable. */
         slog_error("msg=\"checkpoint failed\" error=\"%s\"", log_strerror(error));
-        server->fatal_error = error;
+        server->checkpoint_failed = true;
+        server->checkpoint_bytes = 1; /* due again at the next period */
     }
 }
 
@@ -505,17 +518,28 @@ static bool checkpoint_due(const struct server *server, int64_t now_ms)
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
 
+/* A checkpoint that cannot be written must not pause the server: serve on and try again at
+ * the next period (recovery then replays more log; nothing is lost). */
+static void checkpoint_skip(struct server *server)
+{
+    server->checkpoint_wanted = false;
+    server->checkpoint_last_ms = server_now_ms();
+    server->checkpoint_failed = true;
+}
+
 /* Take the snapshot if the log is idle; returns true once a checkpoint was started. */
 static bool checkpoint_try(struct server *server)
 {
     if (server->checkpoint_in_flight || !log_idle(server->log))
         return false;
     uint64_t anchor = log_next_seq(server->log);
-    SPOOL_ASSERT(log_durable_seq_end(server->log) == anchor);
+    if (log_durable_seq_end(server->log) != anchor)
+        return false; /* not everything appended is durable yet: next turn */
     uint8_t *payload;
     uint32_t len;
     if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
         slog_error("msg=\"checkpoint too large to encode\"");
+        checkpoint_skip(server);
         return false;
     }
     uint64_t *drop;
@@ -525,10 +549,13 @@ static bool checkpoint_try(struct server *server)
     free(payload);
     free(drop);
     if (rc != 0) {
-        slog_warn("msg=\"checkpoint not started\" error=\"%s\"", log_strerror(rc));
+        slog_warn("msg=\"checkpoint not started\" error=\"%s\" payload_bytes=%u",
+                  log_strerror(rc), len);
+        checkpoint_skip(server);
         return false;
     }
     server->checkpoint_in_flight = true;
+    server->checkpoint_failed = false;
     server->checkpoint_wanted = false;
     server->checkpoint_bytes = 0;
     server->checkpoint_last_ms = server_now_ms();
@@ -610,6 +637,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
+    if (server->accept_retry_ms != 0 && server->accept_retry_ms - now_ms < timeout)
+        timeout = server->accept_retry_ms - now_ms;
     if (server->log_full && timeout < 1)
         timeout = 1; /* timers that need log space wait for the commit, not spin */
     return timeout < 0 ? 0 : timeout;
@@ -665,10 +694,9 @@ static bool stop_step(struct server *server)
         return false;
     if (server->checkpoint_in_flight)
         return false;
-    if (server->checkpoint_bytes > 0 || server->checkpoint_last_ms == 0) {
-        server->checkpoint_bytes = 1; /* force one: restart is then instant */
+    if (server->checkpoint_bytes > 0 && !server->checkpoint_failed) {
         if (checkpoint_try(server))
-            return false;
+            return false; /* restart is then instant */
     }
     return outputs_drained(server) || now - server->stop_started_ms > SERVER_DRAIN_MS;
 }
@@ -685,8 +713,10 @@ int server_run(struct server *server)
             return server->fatal_error;
         durable_apply(server);
         int64_t now = server_now_ms();
+        /* Connections and timers are the sources of records: both wait while a checkpoint
+         * waits for the log to go idle, and during shutdown. */
         bool paused = server->checkpoint_wanted || server->stopping;
-        if (!server->checkpoint_wanted)
+        if (!paused)
             queue_tick(server->queues, now);
         if (!paused)
             conns_run(server);
@@ -723,6 +753,7 @@ int server_start(struct server *server, const struct server_config *config)
     queue_config_defaults(&qc);
     qc.max_jobs_per_queue = config->queue_jobs_max;
     qc.max_bytes_per_queue = config->queue_bytes_max;
+    qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
     uint64_t seed = 0;
     if (getentropy(&seed, sizeof(seed)) != 0)
         seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);

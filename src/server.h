@@ -103,6 +103,7 @@ struct server {
     int listen_fd;
     struct io_completion accept_completion;
     bool accept_armed;
+    int64_t accept_retry_ms; /* after a failed accept: not before this time */
     int signal_fd;
     struct io_completion signal_completion;
     struct signalfd_siginfo siginfo;
@@ -127,6 +128,7 @@ struct server {
     /* checkpoints */
     bool checkpoint_wanted;
     bool checkpoint_in_flight;
+    bool checkpoint_failed; /* the last attempt could not start (shutdown does not retry) */
     int64_t checkpoint_last_ms;
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
     /* stats */

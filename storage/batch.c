@@ -92,6 +92,7 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
                 const struct batch_seal_args *args, uint8_t **out, struct batch_header *header)
 {
     SPOOL_ASSERT(args->record_count > 0);
+    SPOOL_ASSERT((args->flags & ~BATCH_FLAG_UNSYNCED) == 0);
     SPOOL_ASSERT(args->raw_len >= args->record_count * BATCH_RECORD_HEADER_SIZE);
     SPOOL_ASSERT(BATCH_HEADER_SIZE + (uint64_t)args->raw_len <= buf_size);
     uint8_t *buf = open_buf;
@@ -113,6 +114,7 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
         .magic = BATCH_MAGIC,
         .version = BATCH_VERSION,
         .codec = codec,
+        .flags = args->flags,
         .record_count = args->record_count,
         .stored_len = stored_len,
         .raw_len = args->raw_len,
@@ -143,7 +145,8 @@ static bool batch_all_zero(const uint8_t *p, size_t n)
 /* Field consistency of a header whose hash verified. */
 static bool batch_fields_valid(const struct batch_header *h)
 {
-    if (h->version != BATCH_VERSION || h->flags != 0 || h->record_count == 0)
+    if (h->version != BATCH_VERSION || (h->flags & ~BATCH_FLAG_UNSYNCED) != 0 ||
+        h->record_count == 0)
         return false;
     if (h->codec != BATCH_CODEC_NONE && h->codec != BATCH_CODEC_LZ4)
         return false;

@@ -8,7 +8,7 @@
  *   0  u32 magic            BATCH_MAGIC
  *   4  u16 version          BATCH_VERSION
  *   6  u8  codec            0 none, 1 lz4 block
- *   7  u8  flags            0 (reserved)
+ *   7  u8  flags            bit 0 BATCH_FLAG_UNSYNCED; other bits reserved (0)
  *   8  u32 record_count     >= 1
  *  12  u32 stored_len       payload bytes on disk after the header
  *  16  u32 raw_len          payload bytes after decompression (== stored_len for codec 0)
@@ -45,6 +45,11 @@
 /* The largest batch any reader accepts: total_len is a u32 and a batch never spans more than
  * one segment; 256 MiB bounds the buffer a damaged-but-hash-valid header could ask for. */
 #define BATCH_TOTAL_BYTES_LIMIT (256u * 1024u * 1024u)
+
+/* Written in the interval or none mode: later batches may reach the disk before this one is
+ * synced, so a hole before such a batch at the end of the newest segment is a torn tail, not
+ * damage (in the always mode every batch is fdatasync'ed before the next is written). */
+#define BATCH_FLAG_UNSYNCED 0x01u
 
 enum batch_codec {
     BATCH_CODEC_NONE = 0,
@@ -102,6 +107,7 @@ struct batch_seal_args {
     uint64_t prev_batch_hash;
     uint32_t record_count;
     uint32_t raw_len;  /* raw payload bytes at open_buf + BATCH_HEADER_SIZE */
+    uint8_t flags;     /* BATCH_FLAG_* */
     bool compress;     /* try lz4 (used only when it pays) */
 };
 

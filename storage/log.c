@@ -353,6 +353,7 @@ void log_commit_start(struct log *log)
         .prev_batch_hash = prev_hash,
         .record_count = log->open_count,
         .raw_len = log->open_raw_len,
+        .flags = log->config.sync_mode == LOG_SYNC_ALWAYS ? 0 : BATCH_FLAG_UNSYNCED,
         .compress = log->config.compress,
     };
     uint8_t *out;
@@ -489,84 +490,72 @@ static void log_roll_finish(struct log *log)
     log_commit_write_submit(log);
 }
 
-static void log_roll_done(struct io_op *op)
+/* A roll step succeeded with result rc: go on to the next one. */
+static void log_roll_advance(struct log *log, int64_t rc)
 {
-    struct log *log = op->ctx;
-    int64_t rc = op->result;
     switch (log->step) {
     case COMMIT_ROLL_SYNC_OLD:
-        if (rc < 0)
-            break;
         if (log->roll_sync_target > log->synced_end) {
             log->synced_end = log->roll_sync_target;
             log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
         }
         log->step = COMMIT_ROLL_OPEN;
-        log_roll_step(log);
-        return;
+        break;
     case COMMIT_ROLL_OPEN:
-        if (log_is_enospc(rc)) {
-            log_roll_enospc(log);
-            return;
-        }
-        if (rc < 0)
-            break;
         log->roll_fd = (int)rc;
         log->step = COMMIT_ROLL_FALLOCATE;
-        log_roll_step(log);
-        return;
+        break;
     case COMMIT_ROLL_FALLOCATE:
-        if (log_is_enospc(rc)) {
-            log_roll_enospc(log);
-            return;
-        }
-        /* A file system without fallocate still works, it only commits slower. */
-        if (rc < 0 && rc != -EOPNOTSUPP)
-            break;
         log->step = COMMIT_ROLL_HEADER;
-        log_roll_step(log);
-        return;
+        break;
     case COMMIT_ROLL_HEADER:
-        if (log_is_enospc(rc)) {
-            log_roll_enospc(log);
-            return;
-        }
-        if (rc <= 0) {
-            rc = rc < 0 ? rc : -EIO;
-            break;
-        }
         log->roll_written += (uint32_t)rc;
-        log->step = log->roll_written < SEGMENT_HEADER_SIZE ? COMMIT_ROLL_HEADER
-                                                            : COMMIT_ROLL_HEADER_SYNC;
-        log_roll_step(log);
-        return;
+        if (log->roll_written == SEGMENT_HEADER_SIZE)
+            log->step = COMMIT_ROLL_HEADER_SYNC;
+        break;
     case COMMIT_ROLL_HEADER_SYNC:
-        if (rc < 0)
-            break;
         log->step = COMMIT_ROLL_DIR_SYNC;
-        log_roll_step(log);
-        return;
+        break;
     case COMMIT_ROLL_DIR_SYNC:
-        if (rc < 0)
-            break;
         log_roll_finish(log);
         return;
     case COMMIT_ROLL_UNDO_CLOSE:
         log->roll_fd = -1;
         log->step = COMMIT_ROLL_UNDO_UNLINK;
-        log_roll_step(log);
-        return;
+        break;
     case COMMIT_ROLL_UNDO_UNLINK:
-        if (rc < 0 && rc != -ENOENT)
-            break;
         log->step = COMMIT_ENOSPC_WAIT;
         log->enospc_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
         return;
     default:
         SPOOL_ASSERT(!"roll completion in a non-roll step");
     }
-    log->step = COMMIT_IDLE;
-    log_poison(log, (int)rc);
+    log_roll_step(log);
+}
+
+static void log_roll_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    int64_t rc = op->result;
+    enum log_commit_step step = log->step;
+    bool makes_space = step == COMMIT_ROLL_OPEN || step == COMMIT_ROLL_FALLOCATE ||
+                       step == COMMIT_ROLL_HEADER;
+    if (makes_space && log_is_enospc(rc)) {
+        log_roll_enospc(log);
+        return;
+    }
+    if (step == COMMIT_ROLL_FALLOCATE && rc == -EOPNOTSUPP)
+        rc = 0; /* a file system without fallocate still works, it only commits slower */
+    if (step == COMMIT_ROLL_UNDO_CLOSE || (step == COMMIT_ROLL_UNDO_UNLINK && rc == -ENOENT))
+        rc = 0; /* the half-made file held nothing */
+    if (step == COMMIT_ROLL_HEADER && rc == 0)
+        rc = -EIO; /* a write that makes no progress would loop forever */
+    if (rc < 0) {
+        log->step = COMMIT_IDLE;
+        log_poison(log, (int)rc);
+        return;
+    }
+    log_roll_advance(log, rc);
 }
 
 /* ---- the interval sync ---- */

@@ -108,7 +108,8 @@ struct log_recovery_report {
     uint64_t torn_bytes;
     bool salvaged;                  /* salvage mode cut at damage */
     uint64_t salvage_seq_lost_from; /* first seq dropped by salvage */
-    char message[512];              /* on LOG_ECORRUPT: segment, offset and seq range */
+    char message[512];              /* on LOG_ECORRUPT: segment, offset and seq range; after a
+                                       torn tail cut or a salvage: what was dropped */
 };
 
 struct log;

@@ -124,78 +124,77 @@ static void log_checkpoint_failed(struct log *log, int error)
     log_checkpoint_end(log, error);
 }
 
-static void log_checkpoint_done(struct io_op *op)
+/* A checkpoint step succeeded with result rc: go on to the next one. */
+static void log_checkpoint_advance(struct log *log, int64_t rc)
 {
-    struct log *log = op->ctx;
-    int64_t rc = op->result;
     switch (log->ckpt_step) {
     case CKPT_SYNC_LOG:
-        if (rc < 0) {
-            log_poison(log, (int)rc);
-            log_checkpoint_end(log, (int)rc);
-            return;
-        }
         if (log->ckpt_sync_target > log->synced_end) {
             log->synced_end = log->ckpt_sync_target;
             log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
         }
-        log->ckpt_sync_target = 0;
         log_checkpoint_next(log, CKPT_OPEN);
         return;
     case CKPT_OPEN:
-        if (rc < 0)
-            break;
         log->ckpt_fd = (int)rc;
         log_checkpoint_next(log, CKPT_WRITE);
         return;
     case CKPT_WRITE:
-        if (rc <= 0) {
-            log_checkpoint_failed(log, rc < 0 ? (int)rc : -EIO);
-            return;
-        }
         log->ckpt_written += (uint64_t)rc;
         log_checkpoint_next(log, log->ckpt_written < log->ckpt_len ? CKPT_WRITE : CKPT_SYNC);
         return;
     case CKPT_SYNC:
-        if (rc < 0) {
-            log_checkpoint_failed(log, (int)rc);
-            return;
-        }
         log_checkpoint_next(log, CKPT_CLOSE);
         return;
     case CKPT_CLOSE:
+        log_checkpoint_next(log, CKPT_RENAME);
+        return;
+    case CKPT_RENAME:
+        log_checkpoint_next(log, CKPT_DIR_SYNC);
+        return;
+    case CKPT_DIR_SYNC:
+        log_checkpoint_drop_next(log);
+        return;
+    case CKPT_UNLINK:
+        log->ckpt_drop_index++;
+        log_checkpoint_drop_next(log);
+        return;
+    case CKPT_DROP_DIR_SYNC:
+        log_checkpoint_end(log, 0);
+        return;
+    default:
+        SPOOL_ASSERT(!"checkpoint completion while idle");
+    }
+}
+
+static void log_checkpoint_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    int64_t rc = op->result;
+    enum log_checkpoint_step step = log->ckpt_step;
+    if (step == CKPT_CLOSE) {
         log->ckpt_fd = -1;
         if (log->ckpt_error != 0) {
             log_checkpoint_end(log, log->ckpt_error); /* the failure that made us close */
             return;
         }
-        if (rc < 0)
-            break;
-        log_checkpoint_next(log, CKPT_RENAME);
+    }
+    if (step == CKPT_WRITE && rc == 0)
+        rc = -EIO; /* a write that makes no progress would loop forever */
+    if (step == CKPT_UNLINK && rc == -ENOENT)
+        rc = 0;
+    if (rc >= 0) {
+        log_checkpoint_advance(log, rc);
         return;
-    case CKPT_RENAME:
-        if (rc < 0)
-            break;
-        log_checkpoint_next(log, CKPT_DIR_SYNC);
+    }
+    if (step == CKPT_SYNC_LOG) {
+        log_poison(log, (int)rc); /* the log's own fdatasync failed */
+        log_checkpoint_end(log, (int)rc);
         return;
-    case CKPT_DIR_SYNC:
-        if (rc < 0)
-            break;
-        log_checkpoint_drop_next(log);
+    }
+    if (step == CKPT_WRITE || step == CKPT_SYNC) {
+        log_checkpoint_failed(log, (int)rc);
         return;
-    case CKPT_UNLINK:
-        if (rc < 0 && rc != -ENOENT)
-            break;
-        log->ckpt_drop_index++;
-        log_checkpoint_drop_next(log);
-        return;
-    case CKPT_DROP_DIR_SYNC:
-        if (rc < 0)
-            break;
-        log_checkpoint_end(log, 0);
-        return;
-    default:
-        SPOOL_ASSERT(!"checkpoint completion while idle");
     }
     log_checkpoint_end(log, (int)rc);
 }

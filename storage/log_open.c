@@ -106,12 +106,21 @@ static int log_cut_torn_tail(struct log *log, struct scan_result *res,
 {
     struct scan_segment *seg = &res->segments[res->segment_count - 1];
     uint64_t bytes = seg->nonzero_end > seg->end_offset ? seg->nonzero_end - seg->end_offset : 0;
+    /* The last seq dropped is known from the torn batch's header if it verified, and from any
+     * unsynced batches after it; otherwise it is unknown (the header itself is torn). */
+    uint64_t seq_last = seg->damage.seq_last > seg->seq_last_after ? seg->damage.seq_last
+                                                                    : seg->seq_last_after;
+    char last[24] = "unknown";
+    if (seq_last >= seg->seq_end)
+        snprintf(last, sizeof(last), "%" PRIu64, seq_last);
+    snprintf(report->message, sizeof(report->message),
+             "torn tail cut: segment %020" PRIu64 " offset %" PRIu64 " bytes %" PRIu64
+             " seq %" PRIu64 "..%s: %s",
+             seg->id, seg->end_offset, bytes, seg->seq_end, last, seg->damage.detail);
     fprintf(stderr,
             "level=warn msg=\"torn tail cut\" segment=%" PRIu64 " offset=%" PRIu64
-            " bytes=%" PRIu64 " seq_first=%" PRIu64 " seq_last=%" PRIu64 " reason=\"%s\"\n",
-            seg->id, seg->end_offset, bytes, seg->seq_end,
-            seg->damage.seq_last >= seg->seq_end ? seg->damage.seq_last : seg->seq_end,
-            seg->damage.detail);
+            " bytes=%" PRIu64 " seq_first=%" PRIu64 " seq_last=%s reason=\"%s\"\n",
+            seg->id, seg->end_offset, bytes, seg->seq_end, last, seg->damage.detail);
     report->torn_tail = true;
     report->torn_segment_id = seg->id;
     report->torn_offset = seg->end_offset;
@@ -125,6 +134,21 @@ static int log_salvage(struct log *log, struct scan_result *res,
 {
     uint32_t keep = res->cut_index < res->segment_count ? res->cut_index : res->segment_count;
     bool partial = keep < res->segment_count && res->cut_offset > 0;
+    for (uint32_t i = 0; i < keep + (partial ? 1u : 0u); i++) {
+        /* Damage found before the walk (a listed segment missing): nothing verified to keep. */
+        if (!res->segments[i].walked)
+            return LOG_ECORRUPT;
+    }
+    uint32_t kept = keep + (partial ? 1u : 0u);
+    uint64_t new_end = kept > 0 ? res->segments[kept - 1].seq_end : 1;
+    if (res->has_checkpoint && res->checkpoint.anchor_seq > new_end) {
+        /* The checkpoint's state includes records the cut would drop, and new appends would
+         * reuse their seqs below its anchor (replay would skip them): refuse. */
+        fprintf(stderr, "level=error msg=\"salvage would cut below the checkpoint anchor\" "
+                        "anchor_seq=%" PRIu64 " cut_seq=%" PRIu64 "\n",
+                res->checkpoint.anchor_seq, new_end);
+        return LOG_ECORRUPT;
+    }
     int rc = 0;
     for (uint32_t i = res->segment_count; rc == 0 && i > keep + (partial ? 1u : 0u); i--) {
         struct scan_segment *seg = &res->segments[i - 1];

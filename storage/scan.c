@@ -159,6 +159,8 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
     uint64_t file_end = seg->file_size < limit ? seg->file_size : limit;
     seg->nonzero_end = from;
     seg->valid_after = false;
+    seg->valid_after_synced = false;
+    seg->seq_last_after = 0;
     if (scan_grow(&r->buf, &r->buf_size, SCAN_PROBE_CHUNK_BYTES) < 0)
         return -ENOMEM;
     for (uint64_t off = from; off < file_end; off += SCAN_PROBE_CHUNK_BYTES) {
@@ -174,8 +176,15 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
                 continue;
             seg->nonzero_end = off + b + BATCH_ALIGN;
             struct batch_header h;
-            if (off + b >= valid_from && batch_header_check(r->buf + b, seg->id, &h) == BATCH_OK)
-                seg->valid_after = true;
+            if (off + b < valid_from || batch_header_check(r->buf + b, seg->id, &h) != BATCH_OK)
+                continue;
+            if (!seg->valid_after)
+                seg->valid_after_offset = off + b;
+            if (h.base_seq + h.record_count - 1 > seg->seq_last_after)
+                seg->seq_last_after = h.base_seq + h.record_count - 1;
+            seg->valid_after = true;
+            if ((h.flags & BATCH_FLAG_UNSYNCED) == 0)
+                seg->valid_after_synced = true;
         }
     }
     return 0;
@@ -231,15 +240,21 @@ static bool scan_batch_chained(struct scan_segment *seg, uint64_t offset,
     return true;
 }
 
-/* Walk every batch of a segment whose header verified; then probe what lies after. */
+/* Walk the batches of a segment whose header verified, from offset; then probe what lies
+ * after the last valid one. resync (tools only, after damage): take the first batch as the
+ * start of the chain instead of checking it against what came before. */
 static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
-                             const struct log_scan_callbacks *cb, uint64_t from)
+                             const struct log_scan_callbacks *cb, uint64_t from,
+                             uint64_t offset, bool resync)
 {
     uint64_t limit = seg->header.segment_size;
-    uint64_t offset = SEGMENT_HEADER_SIZE, skip = BATCH_ALIGN;
+    uint64_t skip = BATCH_ALIGN;
+    SPOOL_ASSERT(offset >= SEGMENT_HEADER_SIZE && offset % BATCH_ALIGN == 0);
+    if (!seg->walked) {
+        seg->seq_end = seg->id;
+        seg->last_hash = seg->header.header_hash;
+    }
     seg->walked = true;
-    seg->seq_end = seg->id;
-    seg->last_hash = seg->header.header_hash;
     seg->end = SCAN_END_FULL;
     while (offset + BATCH_ALIGN <= limit) {
         struct batch_header h;
@@ -255,6 +270,11 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
         }
         if (header_valid && offset + h.total_len <= limit)
             skip = h.total_len;
+        if (rc == SCAN_BATCH_OK && resync) {
+            seg->seq_end = h.base_seq;
+            seg->last_hash = h.prev_batch_hash;
+        }
+        resync = false;
         if (rc == SCAN_BATCH_BAD || !scan_batch_chained(seg, offset, &h)) {
             seg->end = SCAN_END_DAMAGE;
             break;
@@ -529,32 +549,35 @@ static bool scan_link(struct scan_state *st, uint32_t i)
     return scan_report(st, &damage, i - 1, prev->end_offset);
 }
 
-/* Judge how a walked segment ended. True when the scan must stop. */
+/*
+ * Judge how a walked segment ended. True when the scan must stop. A stop with nothing valid
+ * after it in the newest segment is a torn tail. So is one followed only by batches written
+ * without a per-batch fdatasync (BATCH_FLAG_UNSYNCED, the interval and none modes), because
+ * the kernel may write those back out of order; a later batch of the always mode proves the
+ * gap was once durable, so that is damage.
+ */
 static bool scan_classify(struct scan_state *st, uint32_t i)
 {
     struct scan_result *res = st->result;
     struct scan_segment *seg = &res->segments[i];
     bool newest = i + 1 == res->segment_count;
-    if (seg->end == SCAN_END_DAMAGE) {
-        struct log_damage damage = seg->damage;
-        if (newest && !seg->valid_after) {
-            res->torn_tail = true;
-            damage.kind = LOG_DAMAGE_TORN_TAIL;
-            return scan_report(st, &damage, i, seg->end_offset);
-        }
-        if (newest) {
-            size_t n = strlen(damage.detail);
-            snprintf(damage.detail + n, sizeof(damage.detail) - n, "; a valid batch follows");
-        }
-        return scan_report(st, &damage, i, seg->end_offset);
-    }
-    if (seg->end == SCAN_END_CLEAN && seg->valid_after) {
-        struct log_damage damage;
-        scan_damage_set(&damage, LOG_DAMAGE_BAD_HEADER, seg->id, seg->end_offset,
+    bool damaged = seg->end == SCAN_END_DAMAGE;
+    if (seg->end == SCAN_END_FULL || (!damaged && !seg->valid_after))
+        return false;
+    if (!damaged)
+        scan_damage_set(&seg->damage, LOG_DAMAGE_BAD_HEADER, seg->id, seg->end_offset,
                         seg->seq_end, 0, "zero block followed by a valid batch");
+    struct log_damage damage = seg->damage;
+    if (newest && !seg->valid_after_synced) {
+        res->torn_tail = true;
+        damage.kind = LOG_DAMAGE_TORN_TAIL;
         return scan_report(st, &damage, i, seg->end_offset);
     }
-    return false;
+    if (newest) {
+        size_t n = strlen(damage.detail);
+        snprintf(damage.detail + n, sizeof(damage.detail) - n, "; a valid batch follows");
+    }
+    return scan_report(st, &damage, i, seg->end_offset);
 }
 
 /* Open, link-check, walk and judge segment i. 1 to stop, 0 to go on, or an error. */
@@ -575,12 +598,22 @@ static int scan_one(struct scan_state *st, uint32_t i)
     }
     if (scan_link(st, i))
         return 1;
-    int rc = scan_segment_walk(&st->reader, seg, st->options->callbacks, st->from);
-    if (rc != 0)
-        return rc;
+    int rc = scan_segment_walk(&st->reader, seg, st->options->callbacks, st->from,
+                               SEGMENT_HEADER_SIZE, false);
+    bool stop = rc == 0 && scan_classify(st, i);
+    /* Tools go on past damage: resume at the next valid batch header of the segment. Each
+     * round starts further on, so this ends. */
+    while (rc == 0 && !stop && !st->options->recovery && seg->end != SCAN_END_FULL &&
+           seg->valid_after) {
+        rc = scan_segment_walk(&st->reader, seg, st->options->callbacks, st->from,
+                               seg->valid_after_offset, true);
+        stop = rc == 0 && scan_classify(st, i);
+    }
     res->batch_count += seg->batch_count;
     res->record_count += seg->record_count;
-    return scan_classify(st, i) ? 1 : 0;
+    if (rc != 0)
+        return rc;
+    return stop ? 1 : 0;
 }
 
 static int scan_segments(struct scan_state *st)

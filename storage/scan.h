@@ -81,6 +81,9 @@ struct scan_segment {
     uint64_t record_count;
     struct log_damage damage; /* end == SCAN_END_DAMAGE: the batch that stopped the walk */
     bool valid_after;         /* a valid batch header of this segment lies after end_offset */
+    bool valid_after_synced;  /* ... one without BATCH_FLAG_UNSYNCED */
+    uint64_t valid_after_offset; /* the first such header (tools resume there) */
+    uint64_t seq_last_after;     /* the highest seq those headers name (0: none) */
     uint64_t nonzero_end;     /* end of the last non-zero block from end_offset on */
 };
 

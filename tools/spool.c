@@ -96,13 +96,18 @@ int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t opt_count, cha
     *pos_count = 0;
     if (rest != NULL)
         *rest = -1;
+    bool options_done = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--") == 0 && rest != NULL) {
-            *rest = i + 1;
-            return 0;
+        if (!options_done && strcmp(a, "--") == 0) {
+            if (rest != NULL) {
+                *rest = i + 1;
+                return 0;
+            }
+            options_done = true; /* `spool put q -- --body-starting-with-dashes` */
+            continue;
         }
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+        if (options_done || strncmp(a, "--", 2) != 0) {
             if (*pos_count == pos_max)
                 return cli_usage("too many arguments");
             pos[(*pos_count)++] = argv[i];

@@ -41,8 +41,9 @@ struct cli_opt {
 
 /*
  * Split args into options (from opts, anywhere) and positionals (at most pos_max). "-" is a
- * positional; "--" makes the rest positional and, when rest is non-NULL, stops there: *rest
- * gets the index after "--" (args[*rest..] are the tail), else -1. 0 or CLI_EXIT_USAGE.
+ * positional. "--" ends the options: with rest NULL the remaining args are positionals; with
+ * rest non-NULL parsing stops there and *rest gets the index after "--" (args[*rest..] are a
+ * command line), else -1. 0 or CLI_EXIT_USAGE.
  */
 int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t opt_count, char **pos,
               size_t pos_max, size_t *pos_count, int *rest);

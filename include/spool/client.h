@@ -91,7 +91,8 @@ SPOOL_API int spool_last_durability(const spool_client *c);
 /* Largest job body the server accepts (from the handshake). */
 SPOOL_API size_t spool_job_size_max(const spool_client *c);
 
-/* Round trip with no effect. Errors: connection errors. */
+/* Round trip with no effect. Errors: connection errors (SPOOL_E_CONNECTION_CLOSED,
+ * SPOOL_E_TIMED_OUT with an io timeout, negative errno). */
 SPOOL_API int spool_ping(spool_client *c);
 
 /* ---- producing ---- */
@@ -305,18 +306,25 @@ struct spool_queue_info {
     int paused;
 };
 
-/* Every queue the server knows; *out is an array of *count_out entries (spool_queues_free). */
+/* Every queue the server knows. On success *out is an array of *count_out entries followed by
+ * one with a NULL name, in one allocation (spool_queues_free). Errors: connection errors. */
 SPOOL_API int spool_queues(spool_client *c, struct spool_queue_info **out, size_t *count_out);
 SPOOL_API void spool_queues_free(struct spool_queue_info *queues);
 
-/* Stop / restart deliveries from a queue (puts are still accepted). */
+/* Stop / restart deliveries from a queue (puts are still accepted); a queue not seen before
+ * is created (so it can be paused before its first put). Errors: SPOOL_E_INVALID_ARGUMENT
+ * (queue name), connection errors. */
 SPOOL_API int spool_pause(spool_client *c, const char *queue);
 SPOOL_API int spool_resume(spool_client *c, const char *queue);
 
-/* Delete every ready, delayed and dead job of queue; *purged_out (may be NULL) gets how many. */
+/* Delete every ready, delayed and dead job of queue (reserved ones stay); *purged_out (may be
+ * NULL) gets how many (0 for an unknown queue). Errors: SPOOL_E_INVALID_ARGUMENT, connection
+ * errors. */
 SPOOL_API int spool_purge(spool_client *c, const char *queue, uint64_t *purged_out);
 
-/* Set a queue's defaults: ttr_ms (0 = keep) and max_attempts (< 0 = keep, 0 = unlimited). */
+/* Set a queue's defaults for later puts: ttr_ms (0 = keep) and max_attempts (< 0 = keep, 0 =
+ * unlimited); creates the queue if needed. Errors: SPOOL_E_INVALID_ARGUMENT, connection
+ * errors. */
 SPOOL_API int spool_queue_set_defaults(spool_client *c, const char *queue, uint32_t ttr_ms,
                                        int64_t max_attempts);
 

@@ -50,7 +50,7 @@ enum spool_error {
     SPOOL_E_SHUTTING_DOWN = -20014,       /* the server is stopping: retry elsewhere/later */
     SPOOL_E_INTERNAL = -20015,            /* a server fault; the server log says more */
     /* Produced by libspool only (never on the wire). */
-    SPOOL_E_CONNECTION_CLOSED = -20100, /* the server closed the connection */
+    SPOOL_E_CONNECTION_CLOSED = -20100, /* the server closed (or reset) the connection */
     SPOOL_E_PROTOCOL = -20101,          /* the server sent bytes libspool cannot decode */
     SPOOL_E_TIMED_OUT = -20102,         /* connect or I/O timeout expired */
     SPOOL_E_RESOLVE = -20103,           /* the server address did not resolve */

@@ -58,10 +58,14 @@ static int conn_wait(struct spool_client *c, short events, int64_t deadline_ms)
     }
 }
 
+/* Mark the connection unusable. A reset or a broken pipe is the server going away just as
+ * an orderly close is (which one a caller sees is a race), so all three are one code. */
 static int conn_broken(struct spool_client *c, int error)
 {
     SPOOL_ASSERT(error < 0);
     c->broken = true;
+    if (error == -ECONNRESET || error == -EPIPE)
+        return SPOOL_E_CONNECTION_CLOSED;
     return error;
 }
 
@@ -142,7 +146,10 @@ static int conn_read_frame(struct spool_client *c, int64_t deadline_ms, struct w
         return SPOOL_E_CONNECTION_CLOSED;
     for (;;) {
         size_t have = c->in_end - c->in_start;
-        int rc = wire_header_decode(c->in + c->in_start, have, c->frame_size_max, h);
+        /* Before the first read c->in is NULL: do not form NULL + 0. */
+        int rc = have >= WIRE_HEADER_SIZE
+                     ? wire_header_decode(c->in + c->in_start, have, c->frame_size_max, h)
+                     : -EAGAIN;
         if (rc == 0 && have >= h->frame_size) {
             *payload = c->in + c->in_start + WIRE_HEADER_SIZE;
             c->in_start += h->frame_size;

@@ -15,17 +15,31 @@
 #include "fault_backend.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Open files whose names the wrapper remembers, to say which file a faulted fd op touched;
+ * the engine keeps a handful open (segments, the checkpoint temp file). */
+#define FAULT_FILES_MAX 64u
+
+struct fault_file {
+    int fd; /* -1: free slot */
+    char name[IO_PATH_MAX];
+};
+
 struct fault_backend {
     struct io_backend base;
+    struct fault_file files[FAULT_FILES_MAX];
+    enum io_op_kind fired_kind;
+    char fired_file[IO_PATH_MAX];
     struct io_backend *inner;
     struct fault_config config;
     uint64_t op_count;
     uint64_t matched;
     uint32_t in_flight;
     bool fired;
+    bool fired_done;
     bool cancel_next; /* a short linked write was just submitted */
 };
 
@@ -34,7 +48,46 @@ struct fault_wrap {
     struct io_op *outer;
     struct fault_backend *fb;
     int64_t forced_result; /* 0: report the inner result; else this (unless canceled) */
+    bool faulted;          /* this is the op the fault hit */
 };
+
+/* Remember which name an fd was opened from; forget it when it is closed. */
+static void fault_track(struct fault_backend *fb, const struct io_op *op, int64_t result)
+{
+    if (op->kind == IO_OPEN && result >= 0) {
+        for (uint32_t i = 0; i < FAULT_FILES_MAX; i++) {
+            if (fb->files[i].fd < 0) {
+                fb->files[i].fd = (int)result;
+                memcpy(fb->files[i].name, op->path, IO_PATH_MAX);
+                return;
+            }
+        }
+    }
+    if (op->kind == IO_CLOSE && result == 0) {
+        for (uint32_t i = 0; i < FAULT_FILES_MAX; i++) {
+            if (fb->files[i].fd == op->fd)
+                fb->files[i].fd = -1;
+        }
+    }
+}
+
+static const char *fault_file_name(const struct fault_backend *fb, const struct io_op *op)
+{
+    switch (op->kind) {
+    case IO_OPEN:
+    case IO_RENAME:
+    case IO_UNLINK:
+        return op->path;
+    case IO_FSYNC_DIR:
+        return ".";
+    default:
+        for (uint32_t i = 0; i < FAULT_FILES_MAX; i++) {
+            if (fb->files[i].fd == op->fd)
+                return fb->files[i].name;
+        }
+        return "?";
+    }
+}
 
 static void fault_inner_done(struct io_op *inner)
 {
@@ -43,6 +96,9 @@ static void fault_inner_done(struct io_op *inner)
     int64_t result = inner->result;
     if (wrap->forced_result != 0 && result != -ECANCELED)
         result = wrap->forced_result;
+    fault_track(wrap->fb, outer, result);
+    if (wrap->faulted)
+        wrap->fb->fired_done = true;
     outer->result = result;
     outer->size = inner->size;
     SPOOL_ASSERT(wrap->fb->in_flight > 0);
@@ -91,6 +147,9 @@ static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
     if (fb->fired || fb->matched != fb->config.fail_at)
         return;
     fb->fired = true;
+    wrap->faulted = true;
+    fb->fired_kind = op->kind;
+    snprintf(fb->fired_file, sizeof(fb->fired_file), "%s", fault_file_name(fb, op));
     switch (fb->config.kind) {
     case FAULT_EIO:
         fault_stand_in(wrap, -EIO);
@@ -176,6 +235,8 @@ struct io_backend *fault_backend_create(struct io_backend *inner, const struct f
     fb->base.ops = &fault_ops;
     fb->inner = inner;
     fb->config = *config;
+    for (uint32_t i = 0; i < FAULT_FILES_MAX; i++)
+        fb->files[i].fd = -1;
     return &fb->base;
 }
 
@@ -198,4 +259,19 @@ uint64_t fault_backend_matched(const struct io_backend *backend)
 bool fault_backend_fired(const struct io_backend *backend)
 {
     return fault_cast(backend)->fired;
+}
+
+bool fault_backend_fired_done(const struct io_backend *backend)
+{
+    return fault_cast(backend)->fired_done;
+}
+
+enum io_op_kind fault_backend_fired_kind(const struct io_backend *backend)
+{
+    return fault_cast(backend)->fired_kind;
+}
+
+const char *fault_backend_fired_file(const struct io_backend *backend)
+{
+    return fault_cast(backend)->fired_file;
 }

@@ -49,7 +49,12 @@ struct io_backend *fault_backend_create(struct io_backend *inner, const struct f
 /* Ops submitted so far (all kinds), and ops that matched the filter. */
 uint64_t fault_backend_op_count(const struct io_backend *backend);
 uint64_t fault_backend_matched(const struct io_backend *backend);
-/* Has the fault been injected? */
+/* Has the fault been injected (the op submitted)? Has its completion been delivered? */
 bool fault_backend_fired(const struct io_backend *backend);
+bool fault_backend_fired_done(const struct io_backend *backend);
+/* The faulted op's kind, and the name of the file it touched ("." for the directory, "?" for
+ * an fd this wrapper did not see opened). Valid once fired. */
+enum io_op_kind fault_backend_fired_kind(const struct io_backend *backend);
+const char *fault_backend_fired_file(const struct io_backend *backend);
 
 #endif

@@ -788,6 +788,21 @@ static void model_file_image(const struct model *m, const struct model_file *fil
     free(keep);
 }
 
+/* Apply the volatile directory changes that survive: none, all, a prefix, or a subset. */
+static void model_dir_image(struct model *m, enum memfs_image_kind kind, uint64_t *rng)
+{
+    uint32_t kept = m->dir_pending_count;
+    if (kind == MEMFS_IMAGE_DURABLE)
+        kept = 0;
+    else if (kind == MEMFS_IMAGE_CRASH)
+        kept = (uint32_t)(model_rand(rng) % (m->dir_pending_count + 1u));
+    for (uint32_t i = 0; i < kept; i++) {
+        if (kind == MEMFS_IMAGE_CRASH_UNORDERED && (model_rand(rng) & 1) == 0)
+            continue;
+        model_apply_dir(&m->dir, &m->fs->records[m->dir_pending[i]]);
+    }
+}
+
 struct memfs *memfs_image(const struct memfs *fs, uint64_t k, enum memfs_image_kind kind,
                           uint64_t seed)
 {
@@ -797,13 +812,9 @@ struct memfs *memfs_image(const struct memfs *fs, uint64_t k, enum memfs_image_k
     for (uint64_t i = 0; i < k; i++)
         model_step(&m, i);
     uint64_t rng = seed * 0x100000001b3ull ^ k;
-    uint32_t dir_kept = m.dir_pending_count;
-    if (kind == MEMFS_IMAGE_DURABLE)
-        dir_kept = 0;
-    else if (kind == MEMFS_IMAGE_CRASH)
-        dir_kept = (uint32_t)(model_rand(&rng) % (m.dir_pending_count + 1u));
-    for (uint32_t i = 0; i < dir_kept; i++)
-        model_apply_dir(&m.dir, &fs->records[m.dir_pending[i]]);
+    model_dir_image(&m, kind, &rng);
+    if (kind == MEMFS_IMAGE_CRASH_UNORDERED)
+        kind = MEMFS_IMAGE_CRASH; /* file contents: the same model */
 
     struct memfs *image = memfs_create();
     struct memfs_buf content = {0};

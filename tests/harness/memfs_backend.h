@@ -13,8 +13,9 @@
  *   changes, applied in their order, and tears the last kept WRITE at a 512-byte boundary.
  * - A directory change (create, rename, unlink) not followed by a completed IO_FSYNC_DIR is
  *   volatile. A crash keeps a random prefix of the volatile directory changes, in order (the
- *   file systems we run on journal metadata in order), so a rename not synced may revert,
- *   and a file created but never made durable in its directory vanishes with its data.
+ *   file systems we run on journal metadata in order), or with MEMFS_IMAGE_CRASH_UNORDERED
+ *   any subset; a rename not synced may revert (whole, never half), and a file created but
+ *   never made durable in its directory vanishes with its data.
  * - Syncing a file does not sync its directory entry, nor the other way round.
  *
  * Execution is deferred like a ring's: submit only queues an op; poll runs queued ops in
@@ -68,6 +69,12 @@ enum memfs_image_kind {
     MEMFS_IMAGE_CRASH = 0, /* durable state plus a seeded random choice of volatile changes */
     MEMFS_IMAGE_DURABLE,   /* only what was durable: every volatile change lost */
     MEMFS_IMAGE_ALL,       /* every change kept: a process crash (kill -9), not a power loss */
+    /* As CRASH, but volatile directory changes survive as any subset, not only a prefix:
+     * POSIX promises no order between them (a later unlink may persist while an earlier
+     * rename is lost), so this catches a missing directory fsync between two dependent
+     * changes that an in-order journal would hide. A change whose source is gone (a rename
+     * of a file whose creation was lost) does not happen. */
+    MEMFS_IMAGE_CRASH_UNORDERED,
 };
 
 /*

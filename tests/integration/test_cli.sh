@@ -109,6 +109,11 @@ expect_ok --json peek "$lid"
 expect_ok delete "$lid"
 expect_error NOT_FOUND status "$lid"
 
+# "--" ends options: a body may start with dashes.
+expect_ok --json put dashes -- --not-an-option
+expect_ok --json peek dashes --ready
+[ "$(str "$out" body)" = "--not-an-option" ] || fail "body after --: $out"
+
 # put from stdin; stats and queues with the issue's field names.
 printf 'from stdin' | "$SPOOL" --server "$SPOOLD_ADDR" put piped - >/dev/null || fail "put -"
 expect_ok --json peek piped --ready
@@ -134,6 +139,15 @@ printf '%s\n' "$out" | grep -q '"result":"did ok-job\\n"' || fail "work result: 
 expect_ok --json status "$failid"
 case "$(str "$out" state)" in delayed | ready) ;; *) fail "work failed job: $out" ;; esac
 [ "$(num "$out" attempts)" = 1 ] || fail "work failed job attempts: $out"
+
+# work keeps the lease alive while CMD outlives its ttr: 1 s lease, 2.5 s of work, acked once.
+expect_ok put slow-jobs slow --ttr 1000
+slowid=$out
+run work slow-jobs --max-jobs 1 -- sh -c 'cat >/dev/null; sleep 2.5; echo finished'
+[ "$rc" -eq 0 ] || fail "work (slow) exited $rc: $err"
+expect_ok --json status "$slowid"
+[ "$(str "$out" state)" = done ] && [ "$(num "$out" attempts)" = 1 ] ||
+    fail "slow job not done in one attempt (lease not touched?): $out"
 
 # Connection refused is named too.
 out=$("$SPOOL" --server 127.0.0.1:1 ping 2>&1)

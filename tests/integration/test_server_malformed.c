@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -281,6 +282,105 @@ static void test_eof_mid_frame(void)
     spool_close(c);
 }
 
+/* Handshake failures close the connection after one error frame. */
+static void expect_hello_refused(const union wire_msg *hello, int code)
+{
+    int fd = raw_connect();
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    encode(&b, WIRE_OP_HELLO, 1, hello);
+    send_all(fd, b.data, b.len);
+    wire_buf_free(&b);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(code));
+    CHECK(at_eof(fd));
+    close(fd);
+}
+
+static void test_handshake_failures(void)
+{
+    union wire_msg m = {.hello = {.magic = WIRE_MAGIC, .version_min = 2, .version_max = 9}};
+    expect_hello_refused(&m, SPOOL_E_VERSION_UNSUPPORTED);
+    m.hello = (struct wire_hello){.magic = 0x50545448u, .version_min = 1, .version_max = 1};
+    expect_hello_refused(&m, SPOOL_E_BAD_FRAME);
+    /* A second HELLO on a live connection. */
+    int fd = hello_connect();
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    encode_hello(&b);
+    send_all(fd, b.data, b.len);
+    wire_buf_free(&b);
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_HANDSHAKE_REQUIRED));
+    CHECK(at_eof(fd));
+    close(fd);
+}
+
+/* Past --max-connections a new connection gets BUSY and is closed; the others go on. */
+static void test_connection_limit(void)
+{
+    struct spoold saved = server;
+    static const char *const args[] = {"--max-connections", "2", NULL};
+    REQUIRE(spoold_start(&server, "maxconn", args) == 0);
+    int a = hello_connect();
+    int b = hello_connect();
+    int c = raw_connect();
+    struct wire_header h;
+    REQUIRE(recv_frame(c, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_BUSY));
+    CHECK(at_eof(c));
+    close(c);
+    send_header(a, WIRE_HEADER_SIZE, WIRE_OP_PING, 5);
+    REQUIRE(recv_frame(a, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_PING | WIRE_OP_REPLY);
+    close(a);
+    close(b);
+    usleep(100 * 1000); /* the server sees both closes: room again */
+    int d = hello_connect();
+    close(d);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
+/* spoold out of file descriptors: accepts fail, the server neither spins nor dies, and serves
+ * again once connections close. */
+static void test_out_of_descriptors(void)
+{
+    struct spoold saved = server;
+    struct rlimit old, low = {.rlim_cur = 32, .rlim_max = 0};
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    low.rlim_max = old.rlim_max;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0); /* inherited by spoold only ... */
+    int rc = spoold_start(&server, "nofile", NULL);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &old) == 0); /* ... the test gets its own back */
+    REQUIRE(rc == 0);
+    enum { FLOOD = 48 };
+    int fds[FLOOD];
+    for (int i = 0; i < FLOOD; i++)
+        fds[i] = raw_connect(); /* the kernel completes them; spoold runs out of fds */
+    usleep(300 * 1000);
+    CHECK(spoold_log_contains(&server, "accept failed"));
+    /* Retried every 100 ms, not spun on: a handful of log lines, not thousands. */
+    int failures = 0;
+    FILE *log = fopen(server.log, "r");
+    REQUIRE(log != NULL);
+    char line[1024];
+    while (fgets(line, sizeof(line), log) != NULL)
+        failures += strstr(line, "accept failed") != NULL;
+    fclose(log);
+    CHECK(failures <= 20);
+    for (int i = 0; i < FLOOD; i++)
+        close(fds[i]);
+    usleep(300 * 1000);
+    server_still_serves();
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "malformed", NULL) != 0)
@@ -292,6 +392,9 @@ int main(void)
     RUN_TEST(test_frames_split_into_single_bytes);
     RUN_TEST(test_ten_thousand_pipelined_frames);
     RUN_TEST(test_eof_mid_frame);
+    RUN_TEST(test_handshake_failures);
+    RUN_TEST(test_connection_limit);
+    RUN_TEST(test_out_of_descriptors);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);

@@ -3,6 +3,7 @@
  * release on disconnect, detach), idempotency, wait and status, stats. */
 #include <spool/client.h>
 
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,6 +81,10 @@ static void test_lifecycle_with_result_and_wait(void)
     REQUIRE(spool_wait(c, id, 1000, &job) == 0);
     CHECK_EQ(job->state, SPOOL_STATE_DONE);
     CHECK(job->result_len == 7 && memcmp(job->result, "result!", 7) == 0);
+    CHECK(strcmp(job->queue, "life") == 0); /* a done job keeps its details */
+    CHECK_EQ(job->max_attempts, 10);
+    CHECK_EQ(job->attempts, 1);
+    CHECK(job->finished_ms >= job->created_ms && job->finished_ms > 0);
     spool_job_free(job);
     CHECK_EQ(spool_status(c, 999999, &job), SPOOL_E_NOT_FOUND);
     CHECK_EQ(spool_wait(c, 999999, 10, &job), SPOOL_E_NOT_FOUND);
@@ -328,6 +333,74 @@ static void test_bad_requests_keep_the_connection(void)
     spool_close(c);
 }
 
+/* --sync none: replies say WRITTEN (survives kill -9, not power loss), never SYNCED. */
+static void test_sync_none_reports_written(void)
+{
+    struct spoold other;
+    static const char *const none_args[] = {"--sync", "none", NULL};
+    REQUIRE(spoold_start(&other, "sync-none", none_args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
+    struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_WRITTEN);
+    const char *queues[1] = {"q"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 1, 0, 0, &d, &got) == 0);
+    REQUIRE(got == 1);
+    CHECK_EQ(spool_ack(c, d->id, d->lease, NULL, 0), 0);
+    CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_WRITTEN);
+    spool_deliveries_free(d);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&other), 0);
+    spoold_cleanup(&other);
+}
+
+/* --idempotency-window: a key suppresses repeats within the window only. */
+static void test_idempotency_window_option(void)
+{
+    struct spoold other;
+    static const char *const window_args[] = {"--idempotency-window", "300", NULL};
+    REQUIRE(spoold_start(&other, "idem-window", window_args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
+    struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1, .key = "k"};
+    uint64_t a = 0, b = 0, later = 0;
+    REQUIRE(spool_put(c, &spec, &a) == 0);
+    REQUIRE(spool_put(c, &spec, &b) == 0);
+    CHECK_EQ(a, b);
+    usleep(450 * 1000);
+    REQUIRE(spool_put(c, &spec, &later) == 0);
+    CHECK(later != a);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&other), 0);
+    spoold_cleanup(&other);
+}
+
+/* Bad options: a clear message and exit code 2, before touching any directory. */
+static void test_bad_options_refused(void)
+{
+    char cmd[1024];
+    const char *bin = getenv("SPOOLD");
+    REQUIRE(bin != NULL);
+    snprintf(cmd, sizeof(cmd), "%s --sync sometimes 2>/dev/null", bin);
+    int status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    snprintf(cmd, sizeof(cmd), "%s --segment-size 1m --max-job-size 1m 2>/dev/null", bin);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* A second spoold on a data directory in use is refused (exit 1, the lock named). */
+    snprintf(cmd, sizeof(cmd), "%s --data %s --listen 127.0.0.1:0 2>/dev/null", bin,
+             server.data);
+    status = system(cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "ops", NULL) != 0)
@@ -341,6 +414,9 @@ int main(void)
     RUN_TEST(test_release_on_disconnect_and_detach);
     RUN_TEST(test_idempotency_and_batches);
     RUN_TEST(test_bad_requests_keep_the_connection);
+    RUN_TEST(test_sync_none_reports_written);
+    RUN_TEST(test_bad_options_refused);
+    RUN_TEST(test_idempotency_window_option);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();

@@ -10,7 +10,8 @@
 #include "spoold_harness.h"
 
 static struct spoold server;
-static const char *const args[] = {"--segment-size", "1m", "--max-job-size", "64k", NULL};
+static const char *const args[] = {"--segment-size", "1m", "--max-job-size", "64k",
+                                   "--max-queue-jobs", "100", NULL};
 
 #define BODY_BYTES 8192
 /* 3.5 segments of 1 MiB in put + ack pairs of ~8 KiB. */
@@ -94,11 +95,101 @@ static void test_settled_segments_deleted_pinned_segment_kept(void)
     spool_close(c);
 }
 
+static void fill_random(char *body, size_t len, uint32_t *x)
+{
+    for (size_t k = 0; k < len; k++) {
+        *x ^= *x << 13;
+        *x ^= *x >> 17;
+        *x ^= *x << 5;
+        body[k] = (char)*x;
+    }
+}
+
+/* A 1 MiB segment makes a 256 KiB commit batch: 40 pipelined puts of 60 KiB fill it many times
+ * over, so the server must stall reading and resume after each commit, answering every put. */
+static void test_back_pressure_burst_all_answered(void)
+{
+    spool_client *c = client();
+    static char bodies[40][60 * 1024];
+    uint32_t x = 88172645u;
+    for (int i = 0; i < 40; i++) {
+        fill_random(bodies[i], sizeof(bodies[i]), &x);
+        struct spool_job_spec spec = {.queue = "burst", .body = bodies[i],
+                                      .body_len = sizeof(bodies[i])};
+        REQUIRE(spool_pipeline_put(c, &spec, NULL) == 0);
+    }
+    int ok = 0;
+    struct spool_reply r;
+    while (spool_pipeline_pending(c) > 0 && spool_pipeline_recv(c, &r) == 0)
+        ok += r.error == 0;
+    CHECK_EQ(ok, 40);
+    const char *queues[1] = {"burst"};
+    for (int i = 0; i < 40; i++) {
+        struct spool_delivery *d = NULL;
+        size_t got = 0;
+        REQUIRE(spool_reserve(c, queues, 1, 1, 0, 0, &d, &got) == 0);
+        REQUIRE(got == 1);
+        CHECK(d->body_len == sizeof(bodies[i]) && memcmp(d->body, bodies[i], d->body_len) == 0);
+        CHECK_EQ(spool_ack(c, d->id, d->lease, NULL, 0), 0);
+        spool_deliveries_free(d);
+    }
+    spool_close(c);
+}
+
+/* A batch that would pass the queue's job limit is refused whole; one that fits goes in. */
+static void test_batch_over_queue_limit_is_all_or_nothing(void)
+{
+    spool_client *c = client();
+    static struct spool_job_spec jobs[101];
+    for (int i = 0; i < 101; i++)
+        jobs[i] = (struct spool_job_spec){.queue = "limited", .body = "x", .body_len = 1};
+    CHECK_EQ(spool_put_batch(c, jobs, 101, NULL), SPOOL_E_QUEUE_FULL);
+    struct spool_stats *st = NULL;
+    CHECK_EQ(spool_stats(c, "limited", &st), SPOOL_E_NOT_FOUND); /* nothing went in */
+    CHECK_EQ(spool_put_batch(c, jobs, 100, NULL), 0);
+    uint64_t id;
+    CHECK_EQ(spool_put(c, &jobs[0], &id), SPOOL_E_QUEUE_FULL);
+    REQUIRE(spool_stats(c, "limited", &st) == 0);
+    CHECK_EQ(st->queues[0].ready, 100);
+    spool_stats_free(st);
+    uint64_t purged = 0;
+    CHECK_EQ(spool_purge(c, "limited", &purged), 0);
+    CHECK_EQ(purged, 100);
+    spool_close(c);
+}
+
+/* While running: a checkpoint every 256 KiB of log deletes settled segments without a stop. */
+static void test_periodic_checkpoint_while_running(void)
+{
+    struct spoold other = server;
+    static const char *const auto_args[] = {"--segment-size", "1m", "--max-job-size", "64k",
+                                            "--checkpoint-bytes", "256k", NULL};
+    REQUIRE(spoold_start(&server, "retention-auto", auto_args) == 0);
+    spool_client *c = client();
+    put_and_ack_many(c);
+    spool_close(c);
+    int segments = 0;
+    for (int i = 0; i < 200; i++) { /* up to 2 s for the last checkpoint to land */
+        segments = spoold_count_files(&server, ".seg");
+        if (segments <= 2)
+            break;
+        usleep(10 * 1000);
+    }
+    CHECK(segments <= 2);
+    CHECK(spoold_log_contains(&server, "msg=checkpoint"));
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = other;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "retention", args) != 0)
         return 1;
     RUN_TEST(test_settled_segments_deleted_pinned_segment_kept);
+    RUN_TEST(test_back_pressure_burst_all_answered);
+    RUN_TEST(test_batch_over_queue_limit_is_all_or_nothing);
+    RUN_TEST(test_periodic_checkpoint_while_running);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();

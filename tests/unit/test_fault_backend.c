@@ -47,6 +47,8 @@ static void test_eio_on_nth_write_only(void)
     CHECK(!fault_backend_fired(io));
     CHECK_EQ(io_sync_pwrite(io, fd, "bb", 2, 2), -EIO);
     CHECK(fault_backend_fired(io));
+    CHECK_EQ(fault_backend_fired_kind(io), IO_WRITE);
+    CHECK(strcmp(fault_backend_fired_file(io), "f") == 0);
     CHECK_EQ(io_sync_pwrite(io, fd, "cc", 2, 4), 2);
     CHECK_EQ(fault_backend_op_count(io), 4);
     CHECK_EQ(fault_backend_matched(io), 3);
@@ -72,9 +74,12 @@ static void test_failed_linked_write_cancels_sync(void)
     op_init(&sync, IO_FDATASYNC, fd, NULL, 0, 0);
     op_init(&after, IO_FSYNC_DIR, -1, NULL, 0, 0);
     CHECK_EQ(io_submit(io, &write), 0);
+    CHECK(fault_backend_fired(io));
+    CHECK(!fault_backend_fired_done(io));
     CHECK_EQ(io_submit(io, &sync), 0);
     CHECK_EQ(io_submit(io, &after), 0);
     drain(io);
+    CHECK(fault_backend_fired_done(io));
     CHECK_EQ(write.result, -EIO);
     CHECK_EQ(sync.result, -ECANCELED);
     CHECK_EQ(after.result, 0);

@@ -1,6 +1,9 @@
 /* The engine through its public API on real files: group commit, back pressure, rolls,
  * replay, reads, checkpoints, the lock and the durability modes. */
+#include "fault_backend.h"
 #include "log_util.h"
+
+#include <liburing.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -140,6 +143,14 @@ static void read_done(void *ctx, int error, const struct log_record *record)
     r->match = error == 0 && record->pos.seq == r->seq && rec_matches(record, 3000);
 }
 
+static void read_done_1500(void *ctx, int error, const struct log_record *record)
+{
+    struct read_result *r = ctx;
+    r->calls++;
+    r->error = error;
+    r->match = error == 0 && record->pos.seq == r->seq && rec_matches(record, 1500);
+}
+
 static void test_read_old_segments(void)
 {
     struct tlog t;
@@ -255,6 +266,9 @@ static void test_checkpoint_drop_reopen(void)
     CHECK_EQ(unlink(path), 0);
     CHECK_EQ(tlog_open(&t), LOG_ECORRUPT);
     CHECK(strstr(t.report.message, "missing_segment") != NULL);
+    t.config.salvage = true; /* nothing verified to keep before that damage: still refused */
+    CHECK_EQ(tlog_open(&t), LOG_ECORRUPT);
+    t.config.salvage = false;
     free(path);
     free(again);
     tlog_destroy(&t);
@@ -297,6 +311,16 @@ static void test_interval_and_none_modes(void)
     CHECK_EQ(t.last_level, LOG_DURABLE_SYNCED);
     CHECK_EQ(t.durable_end, 11);
     CHECK_EQ(log_next_deadline_ns(t.log), INT64_MAX);
+    /* A checkpoint anchored above the synced watermark syncs the log first. */
+    tlog_append_upto(&t, 16, 100);
+    tlog_drain(&t);
+    CHECK_EQ(t.last_level, LOG_DURABLE_WRITTEN);
+    int done = 0;
+    REQUIRE(log_checkpoint(t.log, 16, "i", 1, NULL, 0, ckpt_done, &done) == 0);
+    tlog_drain(&t);
+    CHECK_EQ(done, 1);
+    CHECK_EQ(t.last_level, LOG_DURABLE_SYNCED);
+    CHECK_EQ(log_next_deadline_ns(t.log), INT64_MAX);
     tlog_destroy(&t);
 
     tlog_init(&t, "log-none", 256 * KIB, 16 * KIB);
@@ -325,6 +349,182 @@ static void test_bad_config(void)
     tlog_destroy(&t);
 }
 
+/* Open t's log through a fault wrapper around a fresh POSIX backend. */
+static struct io_backend *open_faulty(struct tlog *t, const struct fault_config *fault,
+                                      struct io_backend **inner)
+{
+    REQUIRE(posix_backend_create(t->dir, true, inner) == 0);
+    struct io_backend *io = fault_backend_create(*inner, fault);
+    t->io = io;
+    int rc = log_open(&t->config, io, NULL, NULL, NULL, NULL, &t->report, &t->log);
+    if (rc != 0)
+        fprintf(stderr, "open through the fault backend: %s\n", log_strerror(rc));
+    REQUIRE(rc == 0);
+    t->durable_end = log_durable_seq_end(t->log);
+    t->durable_calls = 0;
+    return io;
+}
+
+static void close_faulty(struct tlog *t, struct io_backend *inner, int expect)
+{
+    CHECK_EQ(log_close(t->log), expect);
+    t->log = NULL;
+    io_backend_destroy(t->io);
+    io_backend_destroy(inner);
+    t->io = NULL;
+}
+
+static void reopen_count(struct tlog *t, uint64_t records, uint32_t max)
+{
+    struct replay_check rc = {.next = 1, .max = max};
+    REQUIRE(tlog_open_replay(t, &rc) == 0);
+    CHECK_EQ(rc.count, records);
+    CHECK_EQ(rc.bad, 0);
+    tlog_close(t);
+}
+
+static void test_short_write_completed(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-short", 256 * KIB, 64 * KIB);
+    REQUIRE(tlog_open(&t) == 0); /* make segment 1 */
+    tlog_close(&t);
+    struct io_backend *inner;
+    struct fault_config fault = {.kind = FAULT_SHORT_WRITE, .op_mask = FAULT_OPS_WRITES,
+                                 .fail_at = 1};
+    struct io_backend *io = open_faulty(&t, &fault, &inner);
+    tlog_append_upto(&t, 101, 1000);
+    tlog_drain(&t);
+    CHECK(fault_backend_fired(io));
+    CHECK_EQ(log_error(t.log), 0);
+    CHECK_EQ(log_durable_seq_end(t.log), 101);
+    CHECK_EQ(t.durable_calls, 1);
+    close_faulty(&t, inner, 0);
+    reopen_count(&t, 100, 1000);
+    tlog_destroy(&t);
+}
+
+static void test_fdatasync_error_poisons(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-eio", 256 * KIB, 64 * KIB);
+    REQUIRE(tlog_open(&t) == 0);
+    tlog_append_upto(&t, 11, 100);
+    tlog_drain(&t);
+    tlog_close(&t);
+    struct io_backend *inner;
+    struct fault_config fault = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_SYNCS, .fail_at = 1};
+    open_faulty(&t, &fault, &inner);
+    tlog_append_upto(&t, 21, 100);
+    tlog_drain(&t);
+    CHECK_EQ(t.error, -EIO);
+    CHECK_EQ(t.durable_calls, 1);
+    CHECK_EQ(log_error(t.log), -EIO);
+    CHECK_EQ(log_durable_seq_end(t.log), 11); /* nothing reported durable that was not */
+    struct log_pos pos;
+    CHECK_EQ(log_append(t.log, 1, "x", 1, &pos), -EIO);
+    log_tick(t.log); /* never retried */
+    CHECK_EQ(t.durable_calls, 1);
+    close_faulty(&t, inner, -EIO);
+    struct replay_check rc = {.next = 1, .max = 100};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK(rc.count >= 10); /* the failed batch may or may not have reached the disk */
+    CHECK_EQ(rc.bad, 0);
+    tlog_destroy(&t);
+}
+
+static void test_enospc_on_roll(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-enospc", 64 * KIB, 16 * KIB);
+    t.now = 1000000000;
+    /* Dry run: how many opens does log_open make on a fresh directory? */
+    struct io_backend *inner;
+    struct fault_config none = {.kind = FAULT_EIO, .op_mask = FAULT_OP_BIT(IO_OPEN),
+                                .fail_at = UINT64_MAX};
+    struct io_backend *io = open_faulty(&t, &none, &inner);
+    uint64_t opens = fault_backend_matched(io);
+    close_faulty(&t, inner, 0);
+    check_rmdir(t.dir);
+    REQUIRE(mkdir(t.dir, 0750) == 0);
+
+    struct fault_config fault = {.kind = FAULT_ENOSPC, .op_mask = FAULT_OP_BIT(IO_OPEN),
+                                 .fail_at = opens + 1};
+    io = open_faulty(&t, &fault, &inner);
+    uint8_t body[1500];
+    struct log_pos pos;
+    int r = 0, enospc = 0, timed = 0;
+    for (int turn = 0; turn < 10000 && log_next_seq(t.log) < 300; turn++) {
+        uint64_t seq = log_next_seq(t.log);
+        rec_fill(seq, body, rec_len(seq, 1500));
+        r = log_append(t.log, rec_type(seq), body, rec_len(seq, 1500), &pos);
+        if (r == LOG_ENOSPC) {
+            enospc++;
+            if (log_next_deadline_ns(t.log) <= t.now + 100 * 1000000)
+                timed++; /* a retry is scheduled (or, if not, one is already in flight) */
+            t.now += 50 * 1000000;
+        } else if (r == -ENOBUFS || r == 0) {
+            if (r == 0)
+                continue;
+        } else {
+            CHECK_EQ(r, 0);
+            break;
+        }
+        log_tick(t.log);
+        REQUIRE(io_backend_poll(io, true) >= 0);
+    }
+    tlog_drain(&t);
+    CHECK(fault_backend_fired(io));
+    CHECK(enospc > 0);
+    CHECK(timed > 0);
+    CHECK_EQ(log_error(t.log), 0);
+    CHECK_EQ(log_durable_seq_end(t.log), log_next_seq(t.log));
+    uint64_t records = log_next_seq(t.log) - 1;
+    close_faulty(&t, inner, 0);
+    struct replay_check rc = {.next = 1, .max = 1500};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK_EQ(rc.count, records);
+    CHECK_EQ(rc.bad, 0);
+    tlog_destroy(&t);
+}
+
+/* The production backend: the same workload through io_uring (skipped where unavailable). */
+static void test_io_uring_roll_replay_read(void)
+{
+    char msg[256];
+    if (io_uring_probe_available(msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "skip: %s\n", msg);
+        return;
+    }
+    struct io_uring ring;
+    REQUIRE(io_uring_queue_init(64, &ring, 0) == 0);
+    struct tlog t;
+    tlog_init(&t, "log-uring", 64 * KIB, 16 * KIB);
+    REQUIRE(io_uring_backend_create(&ring, t.dir, true, &t.io) == 0);
+    REQUIRE(tlog_open(&t) == 0);
+    uint8_t buf[2000];
+    struct log_pos first;
+    rec_fill(1, buf, rec_len(1, 1500));
+    REQUIRE(log_append(t.log, rec_type(1), buf, rec_len(1, 1500), &first) == 0);
+    tlog_append_upto(&t, 1001, 1500);
+    tlog_drain(&t);
+    CHECK_EQ(log_durable_seq_end(t.log), 1001);
+    CHECK(log_segment_count(t.log) > 3);
+    struct read_result res = {.seq = 1};
+    REQUIRE(log_read(t.log, &first, read_done_1500, &res) == 0);
+    tlog_drain(&t);
+    CHECK_EQ(res.calls, 1);
+    CHECK(res.match);
+    tlog_close(&t);
+    REQUIRE(io_uring_backend_create(&ring, t.dir, false, &t.io) == 0);
+    struct replay_check rc = {.next = 1, .max = 1500};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK_EQ(rc.count, 1000);
+    CHECK_EQ(rc.bad, 0);
+    tlog_destroy(&t);
+    io_uring_queue_exit(&ring);
+}
+
 int main(void)
 {
     RUN_TEST(test_append_commit_durable);
@@ -336,5 +536,9 @@ int main(void)
     RUN_TEST(test_second_open_locked);
     RUN_TEST(test_interval_and_none_modes);
     RUN_TEST(test_bad_config);
+    RUN_TEST(test_short_write_completed);
+    RUN_TEST(test_fdatasync_error_poisons);
+    RUN_TEST(test_enospc_on_roll);
+    RUN_TEST(test_io_uring_roll_replay_read);
     return check_exit();
 }

@@ -306,6 +306,18 @@ static void test_directory_changes_need_dir_fsync(void)
     }
     for (int i = 0; i < 3; i++)
         CHECK(outcomes[i] > 0);
+    /* Unordered: the rename may survive without the earlier creation, never half done. */
+    int rename_alone = 0;
+    for (uint64_t seed = 0; seed < TEST_SEEDS; seed++) {
+        struct memfs *image = memfs_image(fs, end, MEMFS_IMAGE_CRASH_UNORDERED, seed);
+        bool has_fresh = file_get(image, "fresh", &data) != UINT64_MAX;
+        bool has_old = file_get(image, "old", &data) != UINT64_MAX;
+        bool has_renamed = file_get(image, "renamed", &data) != UINT64_MAX;
+        CHECK(has_old != has_renamed);
+        rename_alone += has_renamed && !has_fresh;
+        memfs_destroy(image);
+    }
+    CHECK(rename_alone > 0);
 
     CHECK_EQ(io_sync_simple(io, IO_FSYNC_DIR, -1), 0);
     end = memfs_op_count(fs);

@@ -528,6 +528,11 @@ static void test_limits_and_validation(void)
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EFULL);
+    /* Pending (not yet durable) puts count against the limit too. */
+    CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
+    queue_durable(s, UINT64_MAX, 0);
+    CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
+    CHECK(queue_has_room_for(s, "fresh", 5, 1000, 1000)); /* no limit configured */
     args.queue = "bad name";
     args.queue_len = 8;
     CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EINVAL);
@@ -730,6 +735,65 @@ static void test_checkpoint_roundtrip(void)
     queue_state_destroy(s);
 }
 
+/* Random byte flips in a valid checkpoint: the loader refuses or accepts, never crashes or
+ * reads out of bounds (the sanitizer build checks the latter). */
+/* DONE jobs are remembered for wait/status only up to done_keep_max, oldest forgotten first. */
+static void test_done_jobs_bounded(void)
+{
+    fake_reset();
+    struct queue_config config;
+    queue_config_defaults(&config);
+    config.emit = fake_emit;
+    config.emit_ctx = &fake;
+    config.done_keep_max = 2;
+    struct queue_state *s = queue_state_create(&config);
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        ids[i] = put(s, "q", 0, i);
+        struct job *j = reserve1(s, "q", i, NULL);
+        REQUIRE(j != NULL && j->id == ids[i]);
+        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, i), 0);
+    }
+    struct queue_job_status st;
+    CHECK(!queue_status(s, ids[0], &st));
+    CHECK(queue_status(s, ids[1], &st) && st.state == JOB_DONE);
+    CHECK(queue_status(s, ids[2], &st) && st.state == JOB_DONE);
+    queue_state_destroy(s);
+}
+
+static void test_checkpoint_mutations_never_crash(void)
+{
+    struct queue_state *s = make_state();
+    put_full(s, "alpha", 3, 0, 0, -1, "k1", 0);
+    put_full(s, "beta", 1, 5000, 1000, 4, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *j = reserve1(s, "alpha", 0, NULL);
+    REQUIRE(j != NULL);
+    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, 1), 0);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    uint32_t x = 7;
+    int accepted = 0;
+    for (int round = 0; round < 3000; round++) {
+        uint8_t *copy = malloc(len);
+        memcpy(copy, payload, len);
+        for (int flips = 0; flips < 1 + round % 4; flips++) {
+            x = x * 1103515245u + 12345u;
+            copy[(x >> 8) % len] ^= (uint8_t)(1u << (x % 8));
+        }
+        struct queue_state *t = queue_state_create(&config);
+        accepted += queue_checkpoint_load(t, copy, len, 100) == 0;
+        queue_state_destroy(t);
+        free(copy);
+    }
+    CHECK(accepted < 3000); /* most flips land in fields that are checked */
+    free(payload);
+    queue_state_destroy(s);
+}
+
 int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
@@ -750,6 +814,8 @@ int main(void)
     RUN_TEST(test_lease_tokens_unique);
     RUN_TEST(test_replay_rebuilds_state_leases_void);
     RUN_TEST(test_checkpoint_roundtrip);
+    RUN_TEST(test_checkpoint_mutations_never_crash);
+    RUN_TEST(test_done_jobs_bounded);
     fake_reset();
     return check_exit();
 }

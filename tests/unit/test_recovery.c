@@ -323,6 +323,13 @@ static void test_sealed_bit_flips(void)
         uint8_t byte = c.image[points[i]] ^ 0x04;
         file_patch(tlog_path(&c.t, c.sealed_id), points[i], &byte, 1);
         expect_corrupt(&c, c.sealed_id, off, "bit flip");
+        /* log_scan goes on past the damage: every other batch is still listed. */
+        struct batch_list *l = malloc(sizeof(*l));
+        REQUIRE(l != NULL);
+        CHECK_EQ(scan_dir(c.t.dir, l), LOG_ECORRUPT);
+        CHECK_EQ(l->count, c.l->count - 1);
+        CHECK_EQ(l->damage, 1);
+        free(l);
     }
     expect_salvage(&c, c.l->base_seq[b]);
     sealed_free(&c);
@@ -487,6 +494,74 @@ static void test_newer_version_refused(void)
     tlog_destroy(&t);
 }
 
+/* Interval mode: writes after the last fdatasync may reach the disk out of order, so a hole
+ * followed only by unsynced batches is a torn tail there (everything from the hole is cut). */
+static void test_interval_hole_is_torn_tail(void)
+{
+    struct tlog t;
+    tlog_init(&t, "recovery-interval", 256 * KIB, 16 * KIB);
+    t.config.sync_mode = LOG_SYNC_INTERVAL;
+    t.config.sync_interval_ms = 1000;
+    REQUIRE(tlog_open(&t) == 0);
+    for (uint64_t upto = 5; upto <= 41; upto += 4)
+        commit_batch(&t, upto, 1500);
+    tlog_close(&t);
+    struct batch_list *l = malloc(sizeof(*l));
+    REQUIRE(l != NULL);
+    CHECK_EQ(scan_dir(t.dir, l), 0);
+    REQUIRE(l->count >= 6);
+    uint32_t hole = l->count - 4;
+    uint8_t zero[4096] = {0};
+    file_patch(tlog_path(&t, 1), l->offset[hole], zero, sizeof(zero));
+    t.config.sync_mode = LOG_SYNC_ALWAYS; /* the rule follows the batches' flags, not the mode */
+    struct replay_check rc = {.next = 1, .max = 1500};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK(t.report.torn_tail);
+    CHECK_EQ(t.report.torn_offset, l->offset[hole]);
+    char want[64];
+    snprintf(want, sizeof(want), "seq %llu..%llu", (unsigned long long)l->base_seq[hole],
+             (unsigned long long)(l->base_seq[l->count - 1] + l->records[l->count - 1] - 1));
+    CHECK(strstr(t.report.message, want) != NULL);
+    CHECK_EQ(rc.count, l->base_seq[hole] - 1);
+    CHECK_EQ(log_next_seq(t.log), l->base_seq[hole]);
+    commit_batch(&t, l->base_seq[hole] + 3, 1500);
+    tlog_close(&t);
+    rc = (struct replay_check){.next = 1, .max = 1500};
+    REQUIRE(tlog_open_replay(&t, &rc) == 0);
+    CHECK_EQ(rc.count, l->base_seq[hole] + 2);
+    CHECK(!t.report.torn_tail);
+    tlog_close(&t);
+    /* The batch appended in always mode after the cut proves what precedes it was durable:
+     * a hole before it is damage again. */
+    CHECK_EQ(scan_dir(t.dir, l), 0);
+    file_patch(tlog_path(&t, 1), l->offset[1], zero, sizeof(zero));
+    CHECK_EQ(tlog_open(&t), LOG_ECORRUPT);
+    free(l);
+    tlog_destroy(&t);
+}
+
+/* Salvage never cuts below a checkpoint's anchor: the state would hold lost records and new
+ * appends would reuse seqs that replay skips. */
+static void test_salvage_refuses_below_anchor(void)
+{
+    struct sealed_case c;
+    sealed_setup(&c, "recovery-salvage-anchor", false);
+    REQUIRE(tlog_open(&c.t) == 0);
+    int done = 0;
+    REQUIRE(log_checkpoint(c.t.log, log_durable_seq_end(c.t.log), "s", 1, NULL, 0, ckpt_done,
+                           &done) == 0);
+    tlog_drain(&c.t);
+    CHECK_EQ(done, 1);
+    tlog_close(&c.t);
+    uint8_t junk = 0x77;
+    file_patch(tlog_path(&c.t, c.sealed_id), c.l->offset[c.first_batch + 1] + 70, &junk, 1);
+    c.t.config.salvage = true;
+    CHECK_EQ(tlog_open(&c.t), LOG_ECORRUPT);
+    c.t.config.salvage = false;
+    CHECK_EQ(tlog_open(&c.t), LOG_ECORRUPT);
+    sealed_free(&c);
+}
+
 int main(void)
 {
     RUN_TEST(test_torn_tail_every_offset);
@@ -500,5 +575,7 @@ int main(void)
     RUN_TEST(test_torn_roll_deleted);
     RUN_TEST(test_bad_checkpoint);
     RUN_TEST(test_newer_version_refused);
+    RUN_TEST(test_interval_hole_is_torn_tail);
+    RUN_TEST(test_salvage_refuses_below_anchor);
     return check_exit();
 }

@@ -1,0 +1,154 @@
+/* The containers under the queue state machine, against simple reference models under random
+ * operation sequences: the slot-tracking heap, the id map and the string map (both with
+ * backward-shift deletion, where an off-by-one loses entries silently). */
+#include "check.h"
+#include "heap.h"
+#include "map.h"
+
+struct item {
+    uint64_t key;
+    uint32_t slot;
+    bool in;
+};
+
+static bool item_less(const void *a, const void *b)
+{
+    const struct item *x = a, *y = b;
+    return x->key < y->key;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void test_heap_matches_model(void)
+{
+    enum { N = 512, OPS = 20000 };
+    static struct item items[N];
+    struct heap heap;
+    heap_init(&heap, item_less, offsetof(struct item, slot));
+    for (int i = 0; i < N; i++)
+        items[i] = (struct item){.key = 0, .slot = HEAP_NONE};
+    for (int op = 0; op < OPS; op++) {
+        struct item *it = &items[rng() % N];
+        switch (rng() % 4) {
+        case 0:
+        case 1:
+            if (!it->in) {
+                it->key = rng() % 1000;
+                heap_push(&heap, it);
+                it->in = true;
+            }
+            break;
+        case 2:
+            if (it->in) {
+                heap_remove(&heap, it);
+                it->in = false;
+                CHECK_EQ(it->slot, HEAP_NONE);
+            }
+            break;
+        default:
+            if (it->in) {
+                it->key = rng() % 1000;
+                heap_fix(&heap, it);
+            }
+            break;
+        }
+        /* The top is a minimum of the members. */
+        struct item *top = heap_top(&heap);
+        uint64_t min = UINT64_MAX;
+        uint32_t members = 0;
+        for (int i = 0; i < N; i++) {
+            if (items[i].in) {
+                members++;
+                if (items[i].key < min)
+                    min = items[i].key;
+                CHECK(heap_contains(&heap, &items[i]));
+            }
+        }
+        CHECK_EQ(heap.count, members);
+        if (members > 0)
+            CHECK(top != NULL && top->key == min);
+        else
+            CHECK(top == NULL);
+    }
+    heap_free(&heap);
+}
+
+static void test_idmap_matches_model(void)
+{
+    enum { IDS = 3000, OPS = 60000 };
+    static void *model[IDS + 1];
+    struct idmap map;
+    idmap_init(&map);
+    size_t count = 0;
+    for (int op = 0; op < OPS; op++) {
+        /* Dense ids collide in runs, which is what stresses backward shifts. */
+        uint64_t id = 1 + rng() % IDS;
+        void *value = (void *)(uintptr_t)(rng() | 1);
+        if (rng() % 3 != 0) {
+            if (model[id] == NULL)
+                count++;
+            model[id] = value;
+            idmap_put(&map, id, value);
+        } else {
+            void *old = idmap_remove(&map, id);
+            CHECK(old == model[id]);
+            if (model[id] != NULL)
+                count--;
+            model[id] = NULL;
+        }
+        CHECK_EQ(map.count, count);
+        uint64_t probe = 1 + rng() % IDS;
+        CHECK(idmap_get(&map, probe) == model[probe]);
+    }
+    for (uint64_t id = 1; id <= IDS; id++)
+        CHECK(idmap_get(&map, id) == model[id]);
+    size_t walked = 0;
+    IDMAP_EACH(&map, entry) walked++;
+    CHECK_EQ(walked, count);
+    CHECK(idmap_get(&map, 0) == NULL);
+    idmap_free(&map);
+}
+
+static void test_strmap_matches_model(void)
+{
+    enum { KEYS = 500, OPS = 20000 };
+    static char names[KEYS][16];
+    static void *model[KEYS];
+    for (int i = 0; i < KEYS; i++)
+        snprintf(names[i], sizeof(names[i]), "q%d", i);
+    struct strmap map;
+    strmap_init(&map);
+    for (int op = 0; op < OPS; op++) {
+        int k = (int)(rng() % KEYS);
+        uint32_t len = (uint32_t)strlen(names[k]);
+        if (rng() % 3 != 0) {
+            void *value = (void *)(uintptr_t)(rng() | 1);
+            model[k] = value;
+            strmap_put(&map, names[k], len, value);
+        } else {
+            CHECK(strmap_remove(&map, names[k], len) == model[k]);
+            model[k] = NULL;
+        }
+        int probe = (int)(rng() % KEYS);
+        CHECK(strmap_get(&map, names[probe], (uint32_t)strlen(names[probe])) == model[probe]);
+    }
+    /* A prefix is a different key. */
+    CHECK(strmap_get(&map, "q", 1) == NULL);
+    strmap_free(&map);
+}
+
+int main(void)
+{
+    RUN_TEST(test_heap_matches_model);
+    RUN_TEST(test_idmap_matches_model);
+    RUN_TEST(test_strmap_matches_model);
+    return check_exit();
+}
