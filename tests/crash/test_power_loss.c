@@ -22,6 +22,7 @@
 #include "memfs_backend.h"
 
 #include <inttypes.h>
+#include <liburing.h>
 #include <time.h>
 
 /* A few hundred appends: enough for several rolls of a 64 KiB segment. */
@@ -32,6 +33,10 @@
 #define CRASH_APPEND_EVERY 16u
 /* Keep the suite well under a minute on a shared 2-core machine. */
 #define CRASH_TIME_BUDGET_NS (50ll * 1000 * 1000 * 1000)
+/* Every this-many op indices, a crash image is also written to a real directory and
+ * recovered there through the POSIX and io_uring backends: memfs and a real file system
+ * must agree. */
+#define CRASH_REAL_EVERY 50u
 /* Failures printed in full; the count covers the rest. */
 #define CRASH_FAILURES_SHOWN 25u
 
@@ -67,7 +72,7 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     int failures_before = check_failures;
     CHECK_EQ(w->open_error, 0);
     CHECK_EQ(w->append_error, 0);
-    CHECK_EQ(w->appended, CRASH_RECORDS);
+    CHECK_EQ(w->appended, w->record_count);
     CHECK_EQ(w->durable_error_count, 0);
     CHECK_EQ(w->durable_violations, 0);
     CHECK_EQ(w->final_written_seq_end, w->next_seq);
@@ -76,9 +81,17 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     else
         CHECK(w->final_durable_seq_end > 1); /* interval syncs and rolls did report */
     CHECK_EQ(w->close_error, 0);
-    CHECK(w->checkpoint_done);
-    CHECK_EQ(w->checkpoint_error, 0);
-    CHECK(w->checkpoint_dropped != 0);
+    CHECK(w->checkpoint_count >= 1);
+    for (uint32_t i = 0; i < w->checkpoint_count; i++) {
+        CHECK(w->checkpoints[i].done);
+        CHECK_EQ(w->checkpoints[i].error, 0);
+        CHECK(w->checkpoints[i].dropped != 0);
+    }
+    /* Reads back along the way: every one completed, right, and none failed. */
+    CHECK(w->reads_started > 0);
+    CHECK_EQ(w->reads_done, w->reads_started);
+    CHECK_EQ(w->reads_failed, 0);
+    CHECK_EQ(w->reads_wrong, 0);
     /* At least two rolls, or the test does not test what it says. */
     CHECK(segments_created(fs) >= 3);
     /* Crashing a history that already went wrong would only repeat the failure. */
@@ -91,6 +104,19 @@ struct crash_stats {
     uint64_t ops;
 };
 
+/* The shared ring for the io_uring checks; NULL when this machine has no io_uring. */
+static struct io_uring *crash_ring;
+
+static void crash_report(const struct workload *w, uint64_t k, const char *what, const char *why,
+                         struct crash_stats *stats)
+{
+    stats->failures++;
+    check_failures++;
+    if (stats->failures <= CRASH_FAILURES_SHOWN)
+        fprintf(stderr, "FAIL crash image k=%" PRIu64 "/%" PRIu64 " %s (workload seed %" PRIu64
+                "): %s\n", k, stats->ops, what, w->seed, why);
+}
+
 static void crash_check_one(const struct workload *w, const struct memfs *fs, uint64_t k,
                             enum memfs_image_kind kind, uint64_t seed, struct crash_stats *stats)
 {
@@ -102,7 +128,7 @@ static void crash_check_one(const struct workload *w, const struct memfs *fs, ui
         durable_seq_end = w->next_seq;
     struct workload_expect expect = {
         .durable_seq_end = durable_seq_end,
-        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
         .append_after = k % CRASH_APPEND_EVERY == 0 && kind == MEMFS_IMAGE_CRASH,
     };
     struct memfs *image = memfs_image(fs, k, kind, seed);
@@ -112,15 +138,10 @@ static void crash_check_one(const struct workload *w, const struct memfs *fs, ui
     stats->images++;
     if (rc == 0)
         return;
-    stats->failures++;
-    check_failures++;
-    if (stats->failures <= CRASH_FAILURES_SHOWN) {
-        static const char *kind_names[] = {"crash", "durable-only", "keep-all",
-                                           "crash-unordered-dir"};
-        fprintf(stderr, "FAIL crash image k=%" PRIu64 "/%" PRIu64 " %s seed=%" PRIu64
-                " (workload seed %" PRIu64 "): %s\n", k, stats->ops, kind_names[kind], seed,
-                w->seed, why);
-    }
+    static const char *kind_names[] = {"crash", "durable-only", "keep-all", "crash-unordered-dir"};
+    char what[64];
+    snprintf(what, sizeof(what), "%s seed=%" PRIu64, kind_names[kind], seed);
+    crash_report(w, k, what, why, stats);
 }
 
 struct crash_variant {
@@ -128,22 +149,58 @@ struct crash_variant {
     uint32_t poll_batch; /* memfs ops run per poll: 1 interleaves most, 0 runs all */
     enum log_sync_mode sync_mode;
     uint32_t sync_interval_ms; /* the fake clock advances 10 ms per turn */
+    uint32_t generations;      /* runs on the same files: each recovers, then appends more */
 };
 
 static const struct crash_variant crash_variants_always[] = {
-    {1, 1, LOG_SYNC_ALWAYS, 0},
-    {2, 0, LOG_SYNC_ALWAYS, 0},
-    {3, 2, LOG_SYNC_ALWAYS, 0},
-    {4, 3, LOG_SYNC_ALWAYS, 0},
+    {1, 1, LOG_SYNC_ALWAYS, 0, 1},
+    {2, 0, LOG_SYNC_ALWAYS, 0, 1},
+    {3, 2, LOG_SYNC_ALWAYS, 0, 2},
+    {4, 3, LOG_SYNC_ALWAYS, 0, 3},
 };
 
 /* Several batches are written between two fdatasyncs here, so a power loss may keep a later
  * batch and lose an earlier one (write-back has no order): recovery must take the hole for
  * a torn tail, since nothing after it was ever reported synced. */
 static const struct crash_variant crash_variants_relaxed[] = {
-    {5, 1, LOG_SYNC_INTERVAL, 30},
-    {6, 0, LOG_SYNC_NONE, 0},
+    {5, 1, LOG_SYNC_INTERVAL, 30, 2},
+    {6, 0, LOG_SYNC_NONE, 0, 1},
 };
+
+/* The crash image at k, materialized in a real directory and recovered from there. */
+static void crash_check_real(const struct workload *w, const struct memfs *fs, uint64_t k,
+                             struct crash_stats *stats)
+{
+    struct workload_expect expect = {
+        .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
+    };
+    struct memfs *image = memfs_crash_image(fs, k, k + 1);
+    for (int backend = 0; backend < 2; backend++) {
+        if (backend == 1 && crash_ring == NULL)
+            break;
+        char *dir = check_tmpdir("crash");
+        char why[512];
+        int rc = memfs_materialize(image, dir);
+        if (rc != 0) {
+            snprintf(why, sizeof(why), "materialize: %s", strerror(-rc));
+            crash_report(w, k, "real directory", why, stats);
+        } else {
+            struct io_backend *io = NULL;
+            rc = backend == 0 ? posix_backend_create(dir, false, &io)
+                              : io_uring_backend_create(crash_ring, dir, false, &io);
+            REQUIRE(rc == 0);
+            if (workload_check_image(w, io, &expect, why, sizeof(why)) != 0)
+                crash_report(w, k, backend == 0 ? "posix backend" : "io_uring backend", why,
+                             stats);
+            io_backend_destroy(io);
+        }
+        stats->images++;
+        check_rmdir(dir);
+        free(dir);
+    }
+    memfs_destroy(image);
+}
 
 /* One workload, then every op index crashed. Returns false when out of time. */
 static bool crash_workload(const struct crash_variant *variant, int64_t deadline_ns,
@@ -157,13 +214,17 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
         .checkpoint = true,
+        .reads = true,
         .sync_mode = variant->sync_mode,
         .sync_interval_ms = variant->sync_interval_ms,
         .op_count = memfs_counter,
         .hook_ctx = fs,
     };
-    workload_run(&w, memfs_io(fs));
-    check_workload_ran_clean(&w, fs);
+    for (uint32_t g = 1; g <= variant->generations; g++) {
+        w.record_count = CRASH_RECORDS * g / variant->generations;
+        workload_run(&w, memfs_io(fs));
+        check_workload_ran_clean(&w, fs);
+    }
     struct crash_stats stats = {.ops = memfs_op_count(fs)};
     bool in_time = true;
     for (uint64_t k = 0; k <= stats.ops && in_time; k++) {
@@ -174,15 +235,19 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
             enum memfs_image_kind kind = seed % 2 ? MEMFS_IMAGE_CRASH : MEMFS_IMAGE_CRASH_UNORDERED;
             crash_check_one(&w, fs, k, kind, seed * 7919 + workload_seed, &stats);
         }
+        if (k % CRASH_REAL_EVERY == 0)
+            crash_check_real(&w, fs, k, &stats);
         in_time = monotonic_ns() < deadline_ns;
     }
     static const char *mode_names[] = {"always", "interval", "none"};
-    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u: %u records, %" PRIu64
-            " ops, %u segments created, %u durable reports, checkpoint anchor %" PRIu64
-            " dropped segment %" PRIu64 "; %" PRIu64 " images checked, %" PRIu64 " failed%s\n",
-            workload_seed, mode_names[variant->sync_mode], poll_batch, w.appended, stats.ops, segments_created(fs),
-            w.durable_count, w.checkpoint_anchor, w.checkpoint_dropped, stats.images,
-            stats.failures, in_time ? "" : " (time budget reached: not every k checked)");
+    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u generations %u: %u records, %"
+            PRIu64 " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %"
+            PRIu64 " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64
+            " failed%s\n", workload_seed, mode_names[variant->sync_mode], poll_batch,
+            variant->generations, w.appended, stats.ops, segments_created(fs), w.durable_count,
+            w.checkpoint_count, workload_checkpoint_last(&w)->anchor,
+            workload_checkpoint_last(&w)->dropped, stats.images, stats.failures,
+            in_time ? "" : " (time budget reached: not every k checked)");
     total->images += stats.images;
     total->failures += stats.failures;
     workload_free(&w);
@@ -199,11 +264,19 @@ int main(int argc, char **argv)
                            : sizeof(crash_variants_always) / sizeof(crash_variants_always[0]);
     int64_t deadline_ns = monotonic_ns() + CRASH_TIME_BUDGET_NS;
     struct crash_stats total = {0};
+    struct io_uring ring;
+    char msg[256];
+    if (io_uring_probe_available(msg, sizeof(msg)) == 0 && io_uring_queue_init(64, &ring, 0) == 0)
+        crash_ring = &ring;
+    else
+        fprintf(stderr, "io_uring checks skipped: %s\n", msg);
     for (size_t i = 0; i < count; i++) {
         if (!crash_workload(&variants[i], deadline_ns, &total))
             break;
     }
     fprintf(stderr, "crash: %" PRIu64 " images checked, %" PRIu64 " failed\n", total.images,
             total.failures);
+    if (crash_ring != NULL)
+        io_uring_queue_exit(crash_ring);
     return check_exit();
 }

@@ -43,6 +43,7 @@ static const struct fault_class fault_classes[] = {
     {"short-write", FAULT_SHORT_WRITE, FAULT_OPS_WRITES},
     {"eio-dirsync", FAULT_EIO, FAULT_OP_BIT(IO_FSYNC_DIR)},
     {"eio-any", FAULT_EIO, FAULT_OPS_ALL},
+    {"enospc-write", FAULT_ENOSPC, FAULT_OPS_WRITES},
 };
 
 struct fault_run {
@@ -82,7 +83,9 @@ static void run_fail(struct fault_run *run, const char *what)
                 fault_backend_fired(run->io) ? fault_backend_fired_file(run->io) : "-", what,
                 w->open_error, w->append_error, w->log_error_at_end, w->durable_error_count,
                 w->late_append_error, w->close_error, w->enospc_count, w->appended,
-                w->final_durable_seq_end, w->next_seq, w->checkpoint_done, w->checkpoint_error);
+                w->final_durable_seq_end, w->next_seq,
+                w->checkpoint_count > 0 && w->checkpoints[w->checkpoint_count - 1].done,
+                w->checkpoint_count > 0 ? w->checkpoints[w->checkpoint_count - 1].error : 0);
     }
 }
 
@@ -127,50 +130,75 @@ static bool is_segment(const char *name)
     return len > 4 && strcmp(name + len - 4, ".seg") == 0;
 }
 
-/* What each fault class promises, when the fault hit a segment after the log was open. */
+static void run_expect_poisoned(struct fault_run *run)
+{
+    const struct workload *w = &run->w;
+    RUN_EXPECT(run, w->log_error_at_end != 0);
+    RUN_EXPECT(run, w->durable_error_count == 1);
+    RUN_EXPECT(run, w->durable_error == w->log_error_at_end);
+    RUN_EXPECT(run, w->late_append_error == w->log_error_at_end);
+    RUN_EXPECT(run, w->close_error == w->log_error_at_end);
+}
+
+/* Not poisoned, every record appended and durable, a clean close. */
+static void run_expect_unharmed(struct fault_run *run)
+{
+    const struct workload *w = &run->w;
+    RUN_EXPECT(run, w->log_error_at_end == 0);
+    RUN_EXPECT(run, w->durable_error_count == 0);
+    RUN_EXPECT(run, w->appended == FAULT_RECORDS);
+    RUN_EXPECT(run, w->final_durable_seq_end == w->next_seq);
+    RUN_EXPECT(run, w->close_error == 0);
+}
+
+/* What the fault promises, by what it hit: a segment's data, a segment's creation, or the
+ * checkpoint file. Faults during open only promise a clear error (checked by the caller's
+ * recovery of the durable image); other ops (closes, reads, directory fsyncs, which could
+ * be a roll's or a checkpoint's) only the universal checks. */
 static void run_check_class(struct fault_run *run)
 {
     const struct workload *w = &run->w;
-    bool fired = fault_backend_fired(run->io);
     RUN_EXPECT(run, w->durable_violations == 0);
-    RUN_EXPECT(run, w->turns < 10000u); /* settled */
-    if (!fired) {
-        RUN_EXPECT(run, w->open_error == 0 && w->log_error_at_end == 0);
-        RUN_EXPECT(run, w->final_durable_seq_end == w->next_seq);
+    RUN_EXPECT(run, w->reads_wrong == 0);               /* a read may fail, never lie */
+    RUN_EXPECT(run, w->reads_done == w->reads_started); /* and always completes */
+    RUN_EXPECT(run, w->turns < 10000u);                 /* settled */
+    if (!fault_backend_fired(run->io)) {
+        RUN_EXPECT(run, w->open_error == 0);
+        run_expect_unharmed(run);
         return;
     }
-    if (w->open_error != 0 || !is_segment(fault_backend_fired_file(run->io)))
-        return; /* during open: a clear error is the contract; checkpoint file: see below */
+    if (w->open_error != 0)
+        return;
+    const char *file = fault_backend_fired_file(run->io);
     enum io_op_kind kind = fault_backend_fired_kind(run->io);
-    bool data_op = kind == IO_WRITE || kind == IO_FDATASYNC || kind == IO_FSYNC;
-    switch (run->class->kind) {
-    case FAULT_EIO:
-        if (!data_op)
-            break; /* other ops (opens, closes, reads): the universal checks only */
-        RUN_EXPECT(run, w->log_error_at_end != 0);
-        RUN_EXPECT(run, w->durable_error_count == 1);
-        RUN_EXPECT(run, w->durable_error == w->log_error_at_end);
-        RUN_EXPECT(run, w->late_append_error == w->log_error_at_end);
-        RUN_EXPECT(run, w->close_error == w->log_error_at_end);
-        break;
-    case FAULT_ENOSPC:
-        RUN_EXPECT(run, w->log_error_at_end == 0);
-        RUN_EXPECT(run, w->durable_error_count == 0);
-        /* Appends made while the roll was failing were refused (if any were left to make). */
-        RUN_EXPECT(run, w->enospc_count >= 1 || w->appended_at_tag == FAULT_RECORDS);
-        RUN_EXPECT(run, w->appended == FAULT_RECORDS);
-        RUN_EXPECT(run, w->final_durable_seq_end == w->next_seq);
-        RUN_EXPECT(run, w->close_error == 0);
-        break;
-    case FAULT_SHORT_WRITE:
-        RUN_EXPECT(run, w->log_error_at_end == 0);
-        RUN_EXPECT(run, w->durable_error_count == 0);
-        RUN_EXPECT(run, w->appended == FAULT_RECORDS);
-        RUN_EXPECT(run, w->final_durable_seq_end == w->next_seq);
-        RUN_EXPECT(run, w->close_error == 0);
-        break;
-    case FAULT_NONE:
-        break;
+    enum fault_kind fault = run->class->kind;
+    /* Creating a segment is open, fallocate and the header write (offset 0); batches are
+     * written after the header. */
+    bool header_write = kind == IO_WRITE && fault_backend_fired_offset(run->io) == 0;
+    bool creation = kind == IO_OPEN || kind == IO_FALLOCATE || (header_write && is_segment(file));
+    bool data_op = !creation && (kind == IO_WRITE || kind == IO_FDATASYNC || kind == IO_FSYNC);
+    if (is_segment(file)) {
+        if (fault == FAULT_SHORT_WRITE) {
+            run_expect_unharmed(run); /* completed, not failed */
+        } else if (data_op) {
+            run_expect_poisoned(run); /* EIO or ENOSPC: a failed write or fdatasync */
+        } else if (creation && fault == FAULT_EIO) {
+            run_expect_poisoned(run); /* a roll that failed for another reason than space */
+        } else if (creation && fault == FAULT_ENOSPC) {
+            run_expect_unharmed(run);
+            /* Appends made while the roll was failing were refused (if any were left). */
+            RUN_EXPECT(run, w->enospc_count >= 1 || w->appended_at_tag == FAULT_RECORDS);
+        }
+    } else if (strcmp(file, "checkpoint.tmp") == 0 && (data_op || creation || header_write)) {
+        const struct workload_checkpoint *cp = workload_checkpoint_last(w);
+        RUN_EXPECT(run, cp != NULL && cp->done);
+        if (fault == FAULT_SHORT_WRITE) {
+            RUN_EXPECT(run, cp != NULL && cp->error == 0);
+        } else {
+            /* The checkpoint fails; the log it protects goes on. */
+            RUN_EXPECT(run, cp != NULL && cp->error != 0);
+            run_expect_unharmed(run);
+        }
     }
 }
 
@@ -187,6 +215,7 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
         .seed = seed,
         .record_count = FAULT_RECORDS,
         .checkpoint = true,
+        .reads = true,
         .op_count = run_op_count,
         .tag = run_fired,
         .hook_ctx = &run,
@@ -197,7 +226,7 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
     /* Whatever happened, the durable image recovers everything that was promised. */
     struct workload_expect expect = {
         .durable_seq_end = run.w.final_durable_seq_end,
-        .checkpoint = run.w.checkpoint_done && run.w.checkpoint_error == 0,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(&run.w, UINT64_MAX),
         .append_after = true,
     };
     run_check_image(&run, memfs_op_count(run.fs), &expect, "final durable");
@@ -235,7 +264,7 @@ static uint64_t recovery_run_one(const struct workload *w, const struct memfs *o
 {
     struct workload_expect expect = {
         .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
-        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
     };
     struct memfs *image = memfs_crash_image(origin, k, k * 31 + 1);
     struct fault_config config = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_ALL, .fail_at = n};

@@ -32,6 +32,7 @@ struct fault_backend {
     struct io_backend base;
     struct fault_file files[FAULT_FILES_MAX];
     enum io_op_kind fired_kind;
+    uint64_t fired_offset;
     char fired_file[IO_PATH_MAX];
     struct io_backend *inner;
     struct fault_config config;
@@ -149,6 +150,7 @@ static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
     fb->fired = true;
     wrap->faulted = true;
     fb->fired_kind = op->kind;
+    fb->fired_offset = op->offset;
     snprintf(fb->fired_file, sizeof(fb->fired_file), "%s", fault_file_name(fb, op));
     switch (fb->config.kind) {
     case FAULT_EIO:
@@ -269,6 +271,11 @@ bool fault_backend_fired_done(const struct io_backend *backend)
 enum io_op_kind fault_backend_fired_kind(const struct io_backend *backend)
 {
     return fault_cast(backend)->fired_kind;
+}
+
+uint64_t fault_backend_fired_offset(const struct io_backend *backend)
+{
+    return fault_cast(backend)->fired_offset;
 }
 
 const char *fault_backend_fired_file(const struct io_backend *backend)

@@ -55,6 +55,7 @@ bool fault_backend_fired_done(const struct io_backend *backend);
 /* The faulted op's kind, and the name of the file it touched ("." for the directory, "?" for
  * an fd this wrapper did not see opened). Valid once fired. */
 enum io_op_kind fault_backend_fired_kind(const struct io_backend *backend);
+uint64_t fault_backend_fired_offset(const struct io_backend *backend); /* READ, WRITE */
 const char *fault_backend_fired_file(const struct io_backend *backend);
 
 #endif
