@@ -51,7 +51,8 @@ struct logdir_rec {
     bool decodes;  /* record_decode accepted it */
     bool resynced; /* found past damage in its segment, not chained to what precedes it */
     uint32_t len;
-    uint8_t *data; /* NULL for PUT */
+    uint8_t *data;  /* NULL for PUT */
+    uint64_t order; /* arrival order, so duplicates resolve the same way every time */
 };
 
 #define LOGDIR_QUEUE_NONE UINT32_MAX
@@ -75,6 +76,7 @@ struct logdir_batch {
 struct logdir_damage {
     struct log_damage d;
     uint64_t bytes;    /* for a region inside a segment: its length */
+    bool measured;     /* its extent was measured by a resync (spool_log_dir.c) */
     uint64_t *job_ids; /* known (decoded leniently) or inferred (missing PUT ids), ascending */
     uint32_t job_count;
 };

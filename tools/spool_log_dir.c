@@ -84,6 +84,7 @@ static void logdir_add_rec(struct logdir *dir, const struct log_record *record, 
     dir->recs = grow(dir->recs, &dir->rec_capacity, dir->rec_count, sizeof(*dir->recs));
     struct logdir_rec *r = &dir->recs[dir->rec_count++];
     memset(r, 0, sizeof(*r));
+    r->order = dir->rec_count - 1;
     r->seq = record->pos.seq;
     r->segment_id = record->pos.segment_id;
     r->offset = record->pos.batch_offset;
@@ -289,21 +290,23 @@ static void region_push(struct logdir *dir, struct region *reg, uint64_t end)
         memcpy(dmg.job_ids, reg->ids, reg->id_count * sizeof(uint64_t));
         dmg.job_count = reg->id_count;
     }
-    if (reg->from_scan) {
-        for (size_t i = 0; i < dir->damage_count; i++) {
-            struct logdir_damage *x = &dir->damages[i];
-            if (x->d.segment_id == reg->d.segment_id && x->d.offset == reg->d.offset) {
-                free(x->job_ids);
-                *x = dmg;
-                break;
-            }
-        }
-    } else {
-        dir->damages =
-            grow(dir->damages, &dir->damage_capacity, dir->damage_count, sizeof(*dir->damages));
-        dir->damages[dir->damage_count++] = dmg;
-    }
+    dmg.measured = true;
     reg->open = false;
+    /* log_scan may have reported this region too (it resumes past damage itself): its kind
+     * and detail win (it tells a torn tail from damage), the measure is ours. */
+    for (size_t i = 0; i < dir->damage_count; i++) {
+        struct logdir_damage *x = &dir->damages[i];
+        if (x->d.segment_id != reg->d.segment_id || x->d.offset != reg->d.offset)
+            continue;
+        dmg.d.kind = x->d.kind;
+        memcpy(dmg.d.detail, x->d.detail, sizeof(dmg.d.detail));
+        free(x->job_ids);
+        *x = dmg;
+        return;
+    }
+    dir->damages =
+        grow(dir->damages, &dir->damage_capacity, dir->damage_count, sizeof(*dir->damages));
+    dir->damages[dir->damage_count++] = dmg;
 }
 
 struct resync {
@@ -496,7 +499,7 @@ static int logdir_resync_all(struct logdir *dir)
     size_t count = dir->damage_count; /* regions found while resyncing are already measured */
     for (size_t i = 0; i < count; i++) {
         struct logdir_damage d = dir->damages[i];
-        if (!damage_in_segment(&d))
+        if (!damage_in_segment(&d) || d.measured)
             continue;
         for (uint32_t s = 0; s < dir->segment_count; s++) {
             if (dir->segments[s].id != d.d.segment_id)
@@ -511,18 +514,51 @@ static int logdir_resync_all(struct logdir *dir)
 
 /* ---- after the passes ---- */
 
-static int rec_compare(const void *a, const void *b)
-{
-    const struct logdir_rec *x = a, *y = b;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
 static int batch_compare(const void *a, const void *b)
 {
     const struct logdir_batch *x = a, *y = b;
     if (x->segment_id != y->segment_id)
         return x->segment_id < y->segment_id ? -1 : 1;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int rec_compare(const void *a, const void *b)
+{
+    const struct logdir_rec *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* log_scan resumes past damage itself and the resync here walks the same batches again:
+ * keep one record per seq (the first to arrive: log_scan's, from batches in chain order),
+ * marked resynced if either copy came from past damage. */
+static void logdir_dedupe(struct logdir *dir)
+{
+    if (dir->rec_count > 1)
+        qsort(dir->recs, dir->rec_count, sizeof(*dir->recs), rec_compare);
+    size_t kept = 0;
+    for (size_t i = 0; i < dir->rec_count; i++) {
+        struct logdir_rec *r = &dir->recs[i];
+        if (kept > 0 && dir->recs[kept - 1].seq == r->seq) {
+            dir->recs[kept - 1].resynced |= r->resynced;
+            free(r->data);
+            continue;
+        }
+        dir->recs[kept++] = *r;
+    }
+    dir->rec_count = kept;
+    if (dir->batch_count > 1)
+        qsort(dir->batches, dir->batch_count, sizeof(*dir->batches), batch_compare);
+    kept = 0;
+    for (size_t i = 0; i < dir->batch_count; i++) {
+        const struct logdir_batch *b = &dir->batches[i];
+        if (kept > 0 && dir->batches[kept - 1].segment_id == b->segment_id &&
+            dir->batches[kept - 1].offset == b->offset)
+            continue;
+        dir->batches[kept++] = *b;
+    }
+    dir->batch_count = kept;
 }
 
 /* The PUT job id of record r, or 0. */
@@ -656,10 +692,7 @@ static int logdir_load_once(struct logdir *dir, const char *path)
         rc = logdir_resync_all(dir);
     if (rc != 0)
         return rc;
-    if (dir->rec_count > 1)
-        qsort(dir->recs, dir->rec_count, sizeof(*dir->recs), rec_compare);
-    if (dir->batch_count > 1)
-        qsort(dir->batches, dir->batch_count, sizeof(*dir->batches), batch_compare);
+    logdir_dedupe(dir);
     logdir_jobs_affected(dir);
     logdir_segment_totals(dir);
     return 0;
