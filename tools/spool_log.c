@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char usage_text[] =
     "usage: spool-log COMMAND DIR [options]\n"
@@ -101,8 +102,20 @@ static const struct command commands[] = {
     {"salvage", cmd_salvage},
 };
 
+/* One fd per segment is held for the whole run (spool_log.h): allow as many as the system
+ * lets this process have. A failure leaves the soft limit, and opening reports EMFILE. */
+static void raise_fd_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    raise_fd_limit();
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;

@@ -83,6 +83,8 @@ struct logdir_damage {
 
 struct logdir_segment {
     uint64_t id;
+    int fd; /* read-only, held for the whole run: a running server's retention may unlink the
+               file meanwhile, and PUT bodies are read back later */
     uint64_t file_size;
     bool header_ok;
     struct segment_header_view {

@@ -201,9 +201,36 @@ static int segment_read_header(struct logdir *dir, struct logdir_segment *seg)
         seg->header.prev_segment_id = h.prev_segment_id;
         seg->header.created_unix_ns = (int64_t)h.created_unix_ns;
     }
-    int close_rc = io_sync_simple(dir->backend, IO_CLOSE, fd);
-    (void)close_rc; /* opened read-only */
+    seg->fd = fd;
     return rc;
+}
+
+static int segment_id_compare(const void *a, const void *b)
+{
+    const struct logdir_segment *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Segments log_scan read that the listing before it did not see (created meanwhile by a
+ * running server): read their headers too, so every record's segment is known. */
+static int logdir_add_late_segments(struct logdir *dir)
+{
+    for (size_t i = 0; i < dir->batch_count; i++) {
+        uint64_t id = dir->batches[i].segment_id;
+        if (logdir_segment(dir, id) != NULL)
+            continue;
+        struct logdir_segment *p =
+            realloc(dir->segments, (dir->segment_count + 1) * sizeof(*dir->segments));
+        SPOOL_ASSERT(p != NULL);
+        dir->segments = p;
+        struct logdir_segment *seg = &dir->segments[dir->segment_count++];
+        *seg = (struct logdir_segment){.id = id, .fd = -1};
+        int rc = segment_read_header(dir, seg);
+        qsort(dir->segments, dir->segment_count, sizeof(*dir->segments), segment_id_compare);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int logdir_list_segments(struct logdir *dir)
@@ -221,6 +248,7 @@ static int logdir_list_segments(struct logdir *dir)
     for (size_t i = 0; i < list.count && rc == 0; i++) {
         struct logdir_segment *seg = &dir->segments[dir->segment_count++];
         seg->id = list.ids[i];
+        seg->fd = -1;
         rc = segment_read_header(dir, seg);
     }
     free(list.ids);
@@ -454,11 +482,9 @@ static int logdir_resync(struct logdir *dir, struct logdir_damage *start, uint32
     if (reg.d.seq_first != rs.expect_seq || reg.d.seq_last < reg.d.seq_first)
         reg.d.seq_last = 0;
     reg.d.seq_first = rs.expect_seq;
-    char name[SEGMENT_NAME_LEN + 1];
-    segment_name(rs.seg->id, name);
-    rs.fd = io_sync_open(dir->backend, name, O_RDONLY, 0);
+    rs.fd = rs.seg->fd;
     if (rs.fd < 0)
-        return rs.fd;
+        return -EBADF; /* every listed segment was opened, or the load failed */
     scan_reader_init(&rs.reader, dir->backend);
     int rc = 0;
     uint64_t off = from;
@@ -474,8 +500,6 @@ static int logdir_resync(struct logdir *dir, struct logdir_damage *start, uint32
     if (rc == 0)
         resync_finish(&rs, &reg);
     scan_reader_free(&rs.reader);
-    int close_rc = io_sync_simple(dir->backend, IO_CLOSE, rs.fd);
-    (void)close_rc; /* opened read-only */
     return rc;
 }
 
@@ -689,6 +713,8 @@ static int logdir_load_once(struct logdir *dir, const char *path)
             rc = 0;
     }
     if (rc == 0)
+        rc = logdir_add_late_segments(dir);
+    if (rc == 0)
         rc = logdir_resync_all(dir);
     if (rc != 0)
         return rc;
@@ -698,7 +724,8 @@ static int logdir_load_once(struct logdir *dir, const char *path)
     return 0;
 }
 
-int logdir_load(struct logdir *dir, const char *path)
+/* Load, retrying while a running server's retention deletes a segment under us. */
+static int logdir_load_stable_files(struct logdir *dir, const char *path)
 {
     int rc = logdir_load_once(dir, path);
     for (int attempt = 1; attempt < LOGDIR_LOAD_ATTEMPTS_MAX; attempt++) {
@@ -706,6 +733,51 @@ int logdir_load(struct logdir *dir, const char *path)
             break;
         logdir_free(dir);
         rc = logdir_load_once(dir, path);
+    }
+    return rc;
+}
+
+static bool logdir_has_damage(const struct logdir *dir, const struct log_damage *d)
+{
+    for (size_t i = 0; i < dir->damage_count; i++) {
+        const struct log_damage *x = &dir->damages[i].d;
+        if (x->kind == d->kind && x->segment_id == d->segment_id && x->offset == d->offset)
+            return true;
+    }
+    return false;
+}
+
+/* Keep the damage of `now` that `before` saw too (torn tails always: they are benign). */
+static void logdir_keep_stable_damage(struct logdir *now, const struct logdir *before)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < now->damage_count; i++) {
+        struct logdir_damage *d = &now->damages[i];
+        if (d->d.kind == LOG_DAMAGE_TORN_TAIL || logdir_has_damage(before, &d->d))
+            now->damages[kept++] = *d;
+        else
+            free(d->job_ids);
+    }
+    now->damage_count = kept;
+}
+
+/*
+ * Damage must be seen by two scans in the same place to be reported. On a directory a server
+ * is writing, one scan can read a block at the tail as zero and, a moment later, find the
+ * batch written after it: that looks like "zero block followed by a valid batch" but is only
+ * the tail growing under the reader, and the next scan finds it whole (its own tail may race
+ * again, elsewhere). Damage on disk reads the same every time.
+ */
+int logdir_load(struct logdir *dir, const char *path)
+{
+    int rc = logdir_load_stable_files(dir, path);
+    if (rc == 0 && logdir_corrupt(dir)) {
+        struct logdir again;
+        rc = logdir_load_stable_files(&again, path);
+        if (rc == 0)
+            logdir_keep_stable_damage(&again, dir);
+        logdir_free(dir);
+        *dir = again;
     }
     if (rc != 0)
         fprintf(stderr, "spool-log: cannot read %s: %s\n", path, log_strerror(rc));
@@ -721,6 +793,12 @@ void logdir_free(struct logdir *dir)
     free(dir->recs);
     free(dir->batches);
     free(dir->damages);
+    for (uint32_t i = 0; dir->segments != NULL && i < dir->segment_count; i++) {
+        if (dir->segments[i].fd >= 0) {
+            int rc = io_sync_simple(dir->backend, IO_CLOSE, dir->segments[i].fd);
+            (void)rc; /* opened read-only */
+        }
+    }
     free(dir->segments);
     free(dir->checkpoint_payload);
     free(dir->queue_names);
@@ -759,7 +837,8 @@ static int logdir_cache_batch(struct logdir *dir, uint64_t segment_id, uint64_t 
     const struct logdir_segment *seg = logdir_segment(dir, segment_id);
     if (seg == NULL)
         return -ENOENT;
-    if (dir->cache_fd < 0 || dir->cache_fd_segment != segment_id) {
+    int fd = seg->fd;
+    if (fd < 0 && (dir->cache_fd < 0 || dir->cache_fd_segment != segment_id)) {
         if (dir->cache_fd >= 0) {
             int rc = io_sync_simple(dir->backend, IO_CLOSE, dir->cache_fd);
             (void)rc; /* opened read-only */
@@ -771,6 +850,8 @@ static int logdir_cache_batch(struct logdir *dir, uint64_t segment_id, uint64_t 
             return dir->cache_fd;
         dir->cache_fd_segment = segment_id;
     }
+    if (fd < 0)
+        fd = dir->cache_fd;
     uint64_t file_end = (seg->file_size + BATCH_ALIGN - 1) & ~(uint64_t)(BATCH_ALIGN - 1);
     uint64_t limit =
         seg->header_ok && seg->header.segment_size < file_end ? seg->header.segment_size : file_end;
@@ -778,8 +859,8 @@ static int logdir_cache_batch(struct logdir *dir, uint64_t segment_id, uint64_t 
     bool header_valid;
     struct log_damage damage;
     const uint8_t *raw = NULL;
-    int rc = scan_read_batch(dir->reader, dir->cache_fd, segment_id, offset, limit, &h, &raw,
-                             &header_valid, &damage);
+    int rc = scan_read_batch(dir->reader, fd, segment_id, offset, limit, &h, &raw, &header_valid,
+                             &damage);
     if (rc < 0)
         return rc;
     if (rc != SCAN_BATCH_OK)

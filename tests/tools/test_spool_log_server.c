@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -285,6 +286,73 @@ static void test_salvage_starts_under_spoold(const struct spoold *src)
     spoold_cleanup(&t);
 }
 
+/* verify while the server is writing: it may see a torn tail (a batch being written, a segment
+ * being created), never damage, and never fails to read. A child process puts jobs (bounded
+ * in count and time) while verify runs again and again. */
+#define BUSY_PUTS 1000
+#define BUSY_VERIFIES_MAX 40
+
+static void test_verify_while_writing(void)
+{
+    struct spoold s;
+    const char *const args[] = {
+        "--segment-size", "1m", "--max-job-size", "64k", "--checkpoint-bytes", "1m", NULL};
+    REQUIRE(spoold_start(&s, "tools-busy", args) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        spool_client *c;
+        if (spool_connect(s.addr, 5000, &c) != 0)
+            _exit(1);
+        static char body[2000];
+        memset(body, 'x', sizeof(body));
+        struct spool_job_spec spec = {.queue = "busy", .body = body, .body_len = sizeof(body)};
+        for (int i = 0; i < BUSY_PUTS; i++) {
+            if (spool_put(c, &spec, NULL) != 0)
+                _exit(1);
+            if (i % 4 == 0) { /* settle most of them, so retention drops segments */
+                const char *q[] = {"busy"};
+                struct spool_delivery *d = NULL;
+                size_t n = 0;
+                if (spool_reserve(c, q, 1, 4, 0, 0, &d, &n) == 0)
+                    for (size_t k = 0; k < n; k++)
+                        (void)spool_ack(c, d[k].id, d[k].lease, NULL, 0);
+                spool_deliveries_free(d);
+            }
+        }
+        spool_close(c);
+        _exit(0);
+    }
+    int corrupt = 0, unreadable = 0, torn = 0, runs = 0, status = 0;
+    bool child_done = false;
+    while (!child_done && runs < BUSY_VERIFIES_MAX) {
+        char *out;
+        int code = run(&out, "verify", s.data);
+        runs++;
+        if (code == 2) {
+            corrupt++;
+            fprintf(stderr, "verify while writing:\n%s", out);
+        }
+        unreadable += code == 3;
+        torn += code == 1;
+        free(out);
+        pid_t w = waitpid(child, &status, WNOHANG);
+        REQUIRE(w >= 0);
+        child_done = w == child;
+    }
+    if (!child_done)
+        REQUIRE(waitpid(child, &status, 0) == child);
+    fprintf(stderr, "verify ran %d times while writing (%d torn tails seen)\n", runs, torn);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ(corrupt, 0);
+    CHECK_EQ(unreadable, 0);
+    CHECK_EQ(spoold_stop(&s), 0);
+    char *out;
+    CHECK_EQ(run(&out, "verify", s.data), 0);
+    free(out);
+    spoold_cleanup(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -311,5 +379,6 @@ int main(int argc, char **argv)
     RUN_TEST_ARG(test_replay_twice, &src);
     RUN_TEST_ARG(test_salvage_starts_under_spoold, &src);
     spoold_cleanup(&src);
+    RUN_TEST(test_verify_while_writing);
     return check_exit();
 }
