@@ -28,8 +28,9 @@ static const char usage_text[] =
     "                                  write a new valid data directory and a loss report\n"
     "\n"
     "DIR is opened read-only and without the lock, so a running server's directory may be\n"
-    "inspected (what it writes meanwhile may show up as a torn tail). The records are held in\n"
-    "memory: run it where the size of the log fits.\n";
+    "inspected (what it writes meanwhile may show up as a torn tail; damage is reported only\n"
+    "when a second scan sees it in the same place). Memory: the log's metadata and the bodies\n"
+    "of the live jobs. Exit codes and every output line: docs/SPOOL-LOG.md.\n";
 
 bool arg_u64(const char *text, uint64_t *out)
 {
