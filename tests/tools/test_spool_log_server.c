@@ -286,6 +286,68 @@ static void test_salvage_starts_under_spoold(const struct spoold *src)
     spoold_cleanup(&t);
 }
 
+/* A server's directory with a flipped bit in a batch of puts: skip-corrupt salvage starts under
+ * spoold with exactly the jobs its report says it kept, each with its original body. */
+static void test_salvage_damaged_starts_under_spoold(const struct spoold *src)
+{
+    char *copy = gen_copy_dir(src->data, "tools-srvdmg");
+    struct gen_batch b[256];
+    uint32_t count = gen_batches(copy, 1, b, 256);
+    REQUIRE(count >= 4);
+    uint32_t k = 1;
+    while (k + 1 < count && b[k].record_count < 10) /* a batch of one put request */
+        k++;
+    REQUIRE(k + 1 < count);
+    char *path = gen_segment_path(copy, 1);
+    FILE *f = fopen(path, "r+b");
+    REQUIRE(f != NULL);
+    REQUIRE(fseek(f, (long)(b[k].offset + 100), SEEK_SET) == 0);
+    int c = fgetc(f);
+    REQUIRE(fseek(f, (long)(b[k].offset + 100), SEEK_SET) == 0);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+    free(path);
+    char *out;
+    CHECK_EQ(run(&out, "verify", copy), 2);
+    free(out);
+    struct spoold t;
+    REQUIRE(spoold_start(&t, "tools-salvage2", small_segments) == 0);
+    REQUIRE(spoold_stop(&t) == 0);
+    empty_dir(t.data);
+    const char *argv[] = {tool, "salvage", copy, "--out", t.data, "--mode", "skip-corrupt", NULL};
+    CHECK_EQ(gen_run(argv, &out), 0);
+    const char *summary = strstr(out, "summary kept_jobs=");
+    REQUIRE(summary != NULL);
+    int kept = atoi(summary + strlen("summary kept_jobs="));
+    CHECK(kept < LIVE && kept >= LIVE - 10);
+    CHECK(strstr(out, "lost_range seq=") != NULL);
+    free(out);
+    REQUIRE(spoold_restart(&t, small_segments) == 0);
+    spool_client *cl;
+    REQUIRE(spool_connect(t.addr, 5000, &cl) == 0);
+    struct spool_stats *st = NULL;
+    REQUIRE(spool_stats(cl, NULL, &st) == 0);
+    CHECK_EQ(st->ready + st->delayed, (uint64_t)kept);
+    spool_stats_free(st);
+    const char *queues[] = {"alpha", "beta"};
+    struct spool_delivery *d = NULL;
+    size_t n = 0;
+    REQUIRE(spool_reserve(cl, queues, 2, 1000, 0, 0, &d, &n) == 0);
+    int seen[PUTS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        int idx = body_index(d[i].body, d[i].body_len);
+        CHECK(idx >= 0);
+        if (idx >= 0)
+            CHECK_EQ(seen[idx]++, 0);
+    }
+    spool_deliveries_free(d);
+    spool_close(cl);
+    CHECK_EQ(spoold_stop(&t), 0);
+    spoold_cleanup(&t);
+    check_rmdir(copy);
+    free(copy);
+}
+
 /* verify while the server is writing: it may see a torn tail (a batch being written, a segment
  * being created), never damage, and never fails to read. A child process puts jobs (bounded
  * in count and time) while verify runs again and again. */
@@ -378,6 +440,7 @@ int main(int argc, char **argv)
     RUN_TEST_ARG(check_dump_bodies, &src);
     RUN_TEST_ARG(test_replay_twice, &src);
     RUN_TEST_ARG(test_salvage_starts_under_spoold, &src);
+    RUN_TEST_ARG(test_salvage_damaged_starts_under_spoold, &src);
     spoold_cleanup(&src);
     RUN_TEST(test_verify_while_writing);
     return check_exit();
