@@ -490,7 +490,7 @@ static int logdir_resync(struct logdir *dir, struct logdir_damage *start, uint32
     uint64_t off = from;
     if (start->d.offset < SEGMENT_HEADER_SIZE)
         reg.nonzero = true; /* a bad segment header: resync from the first batch slot */
-    else
+    else if (off + BATCH_ALIGN <= rs.limit) /* (a region at the very end of a short file) */
         rc = resync_first(&rs, &reg, &off);
     while (rc == 0 && off + BATCH_ALIGN <= rs.limit) {
         uint64_t next;
