@@ -2,7 +2,8 @@
  * Simulated power loss. A workload of a few hundred appends of varied sizes runs on memfs
  * with small segments (64 KiB) and batches (16 KiB), so it rolls segments several times and
  * writes a checkpoint that drops the oldest segment; variants differ in seed, in how many
- * completions memfs delivers per poll, and in sync mode (always, interval, none). memfs
+ * completions memfs delivers per poll and in what order it runs unlinked ops, in sync mode
+ * (always, interval, none), and in generations (close, recover, append more). memfs
  * records every op. Then, for every
  * op index k and several images per k (only what was durable, everything, and seeded random
  * mixes with a torn last write), the log is recovered from the image and held to the
@@ -150,21 +151,24 @@ struct crash_variant {
     enum log_sync_mode sync_mode;
     uint32_t sync_interval_ms; /* the fake clock advances 10 ms per turn */
     uint32_t generations;      /* runs on the same files: each recovers, then appends more */
+    bool reorder;              /* memfs runs unlinked in-flight ops in a random order */
 };
 
 static const struct crash_variant crash_variants_always[] = {
-    {1, 1, LOG_SYNC_ALWAYS, 0, 1},
-    {2, 0, LOG_SYNC_ALWAYS, 0, 1},
-    {3, 2, LOG_SYNC_ALWAYS, 0, 2},
-    {4, 3, LOG_SYNC_ALWAYS, 0, 3},
+    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false},
+    {2, 0, LOG_SYNC_ALWAYS, 0, 1, false},
+    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false},
+    {4, 3, LOG_SYNC_ALWAYS, 0, 3, false},
+    {7, 0, LOG_SYNC_ALWAYS, 0, 2, true},
 };
 
 /* Several batches are written between two fdatasyncs here, so a power loss may keep a later
  * batch and lose an earlier one (write-back has no order): recovery must take the hole for
  * a torn tail, since nothing after it was ever reported synced. */
 static const struct crash_variant crash_variants_relaxed[] = {
-    {5, 1, LOG_SYNC_INTERVAL, 30, 2},
-    {6, 0, LOG_SYNC_NONE, 0, 1},
+    {5, 1, LOG_SYNC_INTERVAL, 30, 2, false},
+    {6, 0, LOG_SYNC_NONE, 0, 1, false},
+    {8, 0, LOG_SYNC_INTERVAL, 20, 1, true},
 };
 
 /* The crash image at k, materialized in a real directory and recovered from there. */
@@ -210,6 +214,8 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
     uint32_t poll_batch = variant->poll_batch;
     struct memfs *fs = memfs_create();
     memfs_set_poll_batch(fs, poll_batch);
+    if (variant->reorder)
+        memfs_set_reorder(fs, workload_seed);
     struct workload w = {
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
@@ -240,10 +246,11 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         in_time = monotonic_ns() < deadline_ns;
     }
     static const char *mode_names[] = {"always", "interval", "none"};
-    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u generations %u: %u records, %"
+    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u%s generations %u: %u records, %"
             PRIu64 " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %"
             PRIu64 " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64
             " failed%s\n", workload_seed, mode_names[variant->sync_mode], poll_batch,
+            variant->reorder ? " reordered" : "",
             variant->generations, w.appended, stats.ops, segments_created(fs), w.durable_count,
             w.checkpoint_count, workload_checkpoint_last(&w)->anchor,
             workload_checkpoint_last(&w)->dropped, stats.images, stats.failures,
