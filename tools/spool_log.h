@@ -6,13 +6,16 @@
  * read-only API: log_scan (the same decoder recovery uses) for the verdict and every record of
  * every batch that verifies and continues the chain; then, for each damaged region inside a
  * segment, scan_read_batch block by block after it to find the batches that still verify
- * (resync), so one flipped bit does not hide the rest of a segment. Records are copied into
- * memory: the tool's footprint is the size of the log it reads (operators run it on a copy or
- * a quiet machine; stated in its --help).
+ * (resync) and to measure each damaged region, so one flipped bit does not hide the rest of
+ * a segment. Small records are copied; PUT records keep only their job id and queue, and
+ * their bytes are read back from their (verified) batch when a command needs the body. So the
+ * footprint is the log's metadata plus the bodies of live jobs, as in spoold.
  *
  * Invariants: nothing here ever opens a file of the inspected directory for writing, and no
- * lock is taken, so it works on a directory a running server holds. Records in recs are
- * sorted by seq and unique by seq; every one of them came from a batch whose hashes verified.
+ * lock is taken, so it works on a directory a running server holds: every segment is opened
+ * once and held (retention may unlink it meanwhile), and damage counts only when two scans
+ * see it in the same place (the growing tail can race a scan). Records in recs are sorted by
+ * seq and unique by seq; every one of them came from a batch whose hashes verified.
  *
  * The state at the end of the log (spool_log_state.c) is the broker's own state machine
  * (src/queue.h) fed the checkpoint payload and then every record at or after its anchor, so
