@@ -5,6 +5,7 @@
  * stats; replay twice into a fresh server (each live job exactly once, delays kept); salvage
  * whose output spoold starts on, holding every live job.
  */
+#include <stdarg.h>
 #include <spool/client.h>
 
 #include <dirent.h>
@@ -19,9 +20,11 @@
 #include "spoold_harness.h"
 
 /* Small enough that a restart's body reads stay well under the engine's reads in flight. */
-#define PUTS 50
+#define PUTS 110 /* more live jobs than the log reads at once (64): restart must read them all */
 #define ACKS 10
 #define LIVE (PUTS - ACKS)
+#define BETA_PUTS (PUTS / 3) /* n % 3 == 2 goes to beta */
+#define ALPHA_LIVE (PUTS - BETA_PUTS - ACKS) /* the acks are all alpha's */
 
 #define RUN_TEST_ARG(fn, arg)                                                                      \
     do {                                                                                           \
@@ -62,6 +65,19 @@ static int body_index(const void *body, size_t len)
             return i;
     }
     return -1;
+}
+
+/* True if out contains the text that fmt and its numbers make. */
+static bool contains_line_with(const char *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static bool contains_line_with(const char *out, const char *fmt, ...)
+{
+    char want[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    return strstr(out, want) != NULL;
 }
 
 static uint64_t ids[PUTS];
@@ -110,7 +126,7 @@ static void check_offline_commands(const struct spoold *s)
 {
     char *out;
     CHECK_EQ(run(&out, "verify", s->data), 0);
-    CHECK(strstr(out, "jobs_live=40 ") != NULL);
+    CHECK(contains_line_with(out, "jobs_live=%d ", LIVE));
     free(out);
     const char *argv[] = {tool, "dump", s->data, "--type", "put", "--bodies", NULL};
     CHECK_EQ(gen_run(argv, &out), 0);
@@ -125,8 +141,8 @@ static void check_offline_commands(const struct spoold *s)
     CHECK(strstr(out, "state: done") != NULL);
     free(out);
     CHECK_EQ(run(&out, "stats", s->data), 0);
-    CHECK(strstr(out, "queue=beta live_jobs=16 ") != NULL);
-    CHECK(strstr(out, "queue=alpha live_jobs=24 ") != NULL);
+    CHECK(contains_line_with(out, "queue=beta live_jobs=%d ", BETA_PUTS));
+    CHECK(contains_line_with(out, "queue=alpha live_jobs=%d ", ALPHA_LIVE));
     free(out);
     CHECK_EQ(run(&out, "why-retained", s->data), 0);
     CHECK(strstr(out, "reason=live_jobs") != NULL);
@@ -208,23 +224,23 @@ static void test_replay_twice(const struct spoold *src)
     char *out;
     const char *argv[] = {tool, "replay", src->data, "--to", t.addr, NULL};
     CHECK_EQ(gen_run_all(argv, &out), 0);
-    CHECK(strstr(out, "put=40 already_present=0") != NULL);
+    CHECK(contains_line_with(out, "put=%d already_present=0", LIVE));
     free(out);
     CHECK_EQ(gen_run_all(argv, &out), 0);
-    CHECK(strstr(out, "put=0 already_present=40") != NULL);
+    CHECK(contains_line_with(out, "put=0 already_present=%d", LIVE));
     free(out);
     check_target(&t, LIVE - 1, 1);
-    /* --all re-puts every PUT of the range with the same keys: the 16 beta jobs are all
-     * there already; of alpha, only the 10 acked ones are new. */
+    /* --all re-puts every PUT of the range with the same keys: the beta jobs are all there
+     * already; of alpha, only the ACKS acked ones are new. */
     const char *argv2[] = {tool,    "replay",  src->data, "--to", t.addr,
                            "--all", "--queue", "beta",    NULL};
     CHECK_EQ(gen_run_all(argv2, &out), 0);
-    CHECK(strstr(out, "put=0 already_present=16") != NULL);
+    CHECK(contains_line_with(out, "put=0 already_present=%d", BETA_PUTS));
     free(out);
     const char *argv3[] = {tool,    "replay",  src->data, "--to", t.addr,
                            "--all", "--queue", "alpha",   NULL};
     CHECK_EQ(gen_run_all(argv3, &out), 0);
-    CHECK(strstr(out, "put=10 already_present=24") != NULL);
+    CHECK(contains_line_with(out, "put=%d already_present=%d", ACKS, ALPHA_LIVE));
     free(out);
     /* Every job there now carries one of the original bodies (the 10 new ones included). */
     spool_client *c;
@@ -233,7 +249,7 @@ static void test_replay_twice(const struct spoold *src)
     struct spool_delivery *d = NULL;
     size_t count = 0;
     REQUIRE(spool_reserve(c, alpha, 1, 1000, 0, 0, &d, &count) == 0);
-    CHECK_EQ(count, (size_t)(24 - 1 + 10));
+    CHECK_EQ(count, (size_t)(ALPHA_LIVE - 1 + ACKS)); /* the last put is delayed */
     for (size_t k = 0; k < count; k++)
         CHECK(body_index(d[k].body, d[k].body_len) >= 0);
     spool_deliveries_free(d);
@@ -270,7 +286,7 @@ static void test_salvage_starts_under_spoold(const struct spoold *src)
     char *out;
     const char *argv[] = {tool, "salvage", src->data, "--out", t.data, NULL};
     CHECK_EQ(gen_run(argv, &out), 0);
-    CHECK(strstr(out, "summary kept_jobs=40 lost_jobs=0 lost_ranges=0") != NULL);
+    CHECK(contains_line_with(out, "summary kept_jobs=%d lost_jobs=0 lost_ranges=0", LIVE));
     free(out);
     REQUIRE(spoold_restart(&t, small_segments) == 0);
     check_target(&t, LIVE - 1, 1);
@@ -433,7 +449,7 @@ int main(int argc, char **argv)
     char *out;
     int code = run(&out, "verify", src.data);
     CHECK_EQ(code, 0);
-    CHECK(strstr(out, "jobs_live=40 ") != NULL);
+    CHECK(contains_line_with(out, "jobs_live=%d ", LIVE));
     free(out);
     REQUIRE(spoold_stop(&src) == 0);
     RUN_TEST_ARG(check_offline_commands, &src);
