@@ -36,7 +36,10 @@ static const char usage[] =
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
+    "  --frame-timeout MS       close a connection whose started frame stalls this long\n"
+    "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
+    "  --auth-file PATH         require the shared secret on PATH's first line at HELLO\n"
     "  --help, --version\n";
 
 static int parse_size(const char *text, uint64_t *out)
@@ -107,6 +110,7 @@ static void defaults(struct server_config *config)
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
+    config->frame_timeout_ms = 30000;
 }
 
 /* One numeric option with bounds; false (and a message) if out of range. */
@@ -118,6 +122,28 @@ static bool number_option(const char *name, const char *text, uint64_t min, uint
                 (unsigned long long)min, (unsigned long long)max);
         return false;
     }
+    return true;
+}
+
+/* The secret is read from a file, not taken from argv, so it never shows in ps. */
+static bool read_secret(const char *path, struct server_config *c)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "spoold: --auth-file: cannot read '%s'\n", path);
+        return false;
+    }
+    char line[sizeof(c->auth_secret) + 2];
+    bool ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    size_t len = ok ? strcspn(line, "\r\n") : 0;
+    if (len == 0 || len >= sizeof(c->auth_secret)) {
+        fprintf(stderr, "spoold: --auth-file: the first line must hold a secret of 1..%zu "
+                        "bytes\n", sizeof(c->auth_secret) - 1);
+        return false;
+    }
+    memcpy(c->auth_secret, line, len);
+    c->auth_secret_len = (uint32_t)len;
     return true;
 }
 
@@ -138,6 +164,8 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         }
     } else if (strcmp(name, "--ready-file") == 0) {
         c->ready_file = value;
+    } else if (strcmp(name, "--auth-file") == 0) {
+        return read_secret(value, c);
     } else if (strcmp(name, "--segment-size") == 0) {
         if (!number_option(name, value, CONFIG_SEGMENT_MIN, 1ull << 40, &c->segment_size_bytes))
             return false;
@@ -167,6 +195,10 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,
                              &c->idempotency_window_ms);
+    } else if (strcmp(name, "--frame-timeout") == 0) {
+        if (!number_option(name, value, 1, 3600 * 1000, &v))
+            return false;
+        c->frame_timeout_ms = (uint32_t)v;
     } else if (strcmp(name, "--checkpoint-interval") == 0) {
         if (!number_option(name, value, 1, 24ull * 3600 * 1000, &v))
             return false;

@@ -27,7 +27,10 @@ struct server_config {
     uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
     uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */
+    uint32_t frame_timeout_ms;     /* --frame-timeout: a started frame must finish within */
     const char *ready_file;        /* --ready-file PATH: written once listening */
+    char auth_secret[256];         /* --auth-file PATH: its first line; empty = no auth */
+    uint32_t auth_secret_len;
 };
 
 enum config_parse_result {

@@ -93,7 +93,8 @@ static void conn_input_append(struct conn *conn, const uint8_t *data, size_t len
         conn->in_start = conn->in_end = 0;
     if (conn->in_end + len > conn->in_cap) {
         size_t live = conn->in_end - conn->in_start;
-        memmove(conn->in, conn->in + conn->in_start, live);
+        if (live > 0)
+            memmove(conn->in, conn->in + conn->in_start, live);
         conn->in_start = 0;
         conn->in_end = live;
         size_t cap = conn->in_cap == 0 ? SERVER_RECV_BUFFER_SIZE : conn->in_cap;
@@ -119,8 +120,10 @@ static void conn_recv_complete(struct io_completion *completion, const struct io
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
-        if (cqe->res > 0 && !conn->closing)
+        if (cqe->res > 0 && !conn->closing) {
             conn_input_append(conn, buf, (size_t)cqe->res);
+            conn->input_ms = server_now_ms();
+        }
         io_uring_buf_ring_add(server->buf_ring, buf, SERVER_RECV_BUFFER_SIZE, bid,
                               io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), 0);
         io_uring_buf_ring_advance(server->buf_ring, 1);
@@ -331,4 +334,27 @@ void conn_run(struct conn *conn, uint32_t frames_max)
         conn_make_runnable(conn); /* more to do: after the others had their turn */
     conn_flush(conn);
     conn_arm_recv(conn);
+}
+
+/* A peer that starts a frame and stops sending (slowloris) would hold its buffer and its
+ * connection slot forever; one whose frame has not progressed for --frame-timeout is closed.
+ * Stalled connections (waiting on the log, not the peer) and idle ones are left alone. */
+void conn_sweep(struct server *server, int64_t now_ms)
+{
+    struct list_link *link = server->conns.next;
+    while (link != &server->conns) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, link);
+        link = link->next; /* conn_fail may move conn to the zombies */
+        /* Waiting on the peer for the rest of a frame: bytes left over after parsing, a recv
+         * armed, and not queued to run (then the bytes may be whole frames not yet parsed). */
+        bool partial = conn->in_end > conn->in_start && conn->recv_armed &&
+                       !list_linked(&conn->run_link);
+        if (!partial || conn->closing || conn->stalled)
+            continue;
+        if (now_ms - conn->input_ms < (int64_t)server->config.frame_timeout_ms)
+            continue;
+        slog_warn("msg=\"frame incomplete: closing\" conn=%llu bytes=%zu",
+                  (unsigned long long)conn->id, conn->in_end - conn->in_start);
+        conn_fail(conn, 0, SPOOL_E_BAD_FRAME, "frame incomplete for too long");
+    }
 }

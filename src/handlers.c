@@ -177,6 +177,20 @@ static void job_info_fill(const struct job *job, bool with_body, struct wire_job
 
 /* ---- handshake and trivia ---- */
 
+/* With --auth-file, HELLO must carry the secret; compared in constant time so the reply's
+ * timing says nothing about how much of a guess was right. */
+static bool auth_ok(const struct server_config *config, struct wire_bytes given)
+{
+    if (config->auth_secret_len == 0)
+        return true;
+    uint8_t diff = given.len == config->auth_secret_len ? 0 : 1;
+    for (uint32_t i = 0; i < config->auth_secret_len; i++) {
+        uint8_t g = i < given.len ? given.data[i] : 0;
+        diff |= (uint8_t)(g ^ (uint8_t)config->auth_secret[i]);
+    }
+    return diff == 0;
+}
+
 static int handle_hello(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     if (conn->hello_done) {
@@ -185,6 +199,10 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
     }
     if (m->hello.magic != WIRE_MAGIC) {
         conn_fail(conn, h->request_id, SPOOL_E_BAD_FRAME, "wrong magic");
+        return 0;
+    }
+    if (!auth_ok(&conn->server->config, m->hello.auth)) {
+        conn_fail(conn, h->request_id, SPOOL_E_AUTH_FAILED, NULL);
         return 0;
     }
     uint16_t low = m->hello.version_min > WIRE_VERSION_MIN ? m->hello.version_min
@@ -662,10 +680,19 @@ static int handle_status(struct conn *conn, const struct wire_header *h, union w
 
 /* ---- stats and queue administration ---- */
 
+/* Bytes one queue takes in a STATS reply besides its name (flags, seven u64, two u32, the
+ * name's length byte), and in a QUEUES reply; rounded up. A reply lists queues while they fit
+ * one frame (a server with more queues than that answers with the first ones). */
+#define STATS_QUEUE_BYTES 80
+#define QUEUES_QUEUE_BYTES 4
+/* The server part of a STATS reply and the counts, rounded up. */
+#define STATS_FIXED_BYTES 128
+
 struct stats_walk {
     struct wire_queue_stats *out;
     uint32_t count;
     uint32_t capacity;
+    uint64_t bytes_left;
     int64_t now_ms;
     const struct queue_state *state;
 };
@@ -692,8 +719,11 @@ static void stats_one(const struct queue_state *state, const struct queue *queue
 static void stats_collect(void *ctx, struct queue *queue)
 {
     struct stats_walk *walk = ctx;
-    if (walk->count < walk->capacity)
+    uint64_t bytes = STATS_QUEUE_BYTES + queue->name_len;
+    if (walk->count < walk->capacity && bytes <= walk->bytes_left) {
+        walk->bytes_left -= bytes;
         stats_one(walk->state, queue, walk->now_ms, &walk->out[walk->count++]);
+    }
 }
 
 static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)
@@ -709,7 +739,9 @@ static int handle_stats(struct conn *conn, const struct wire_header *h, union wi
         .delayed = totals.delayed, .reserved = totals.reserved, .dead = totals.dead,
         .total_acked = server->total_acked,
     };
-    struct stats_walk walk = {.now_ms = now, .state = server->queues};
+    struct stats_walk walk = {.now_ms = now, .state = server->queues,
+                              .bytes_left = server->config.frame_size_max - WIRE_HEADER_SIZE -
+                                            STATS_FIXED_BYTES};
     if (m->queue_ref.queue.len > 0) {
         struct queue *queue = queue_find(server->queues, (const char *)m->queue_ref.queue.data,
                                          m->queue_ref.queue.len);
@@ -739,16 +771,20 @@ struct queues_walk {
     struct wire_queue_entry *out;
     uint32_t count;
     uint32_t capacity;
+    uint64_t bytes_left;
 };
 
 static void queues_collect(void *ctx, struct queue *queue)
 {
     struct queues_walk *walk = ctx;
-    if (walk->count < walk->capacity)
-        walk->out[walk->count++] = (struct wire_queue_entry){
-            .name = wire_bytes_of(queue->name, queue->name_len),
-            .flags = queue->paused ? WIRE_QUEUE_PAUSED : 0,
-        };
+    uint64_t bytes = QUEUES_QUEUE_BYTES + queue->name_len;
+    if (walk->count >= walk->capacity || bytes > walk->bytes_left)
+        return;
+    walk->bytes_left -= bytes;
+    walk->out[walk->count++] = (struct wire_queue_entry){
+        .name = wire_bytes_of(queue->name, queue->name_len),
+        .flags = queue->paused ? WIRE_QUEUE_PAUSED : 0,
+    };
 }
 
 static int handle_queues(struct conn *conn, const struct wire_header *h, union wire_msg *m)
@@ -758,7 +794,9 @@ static int handle_queues(struct conn *conn, const struct wire_header *h, union w
     queue_totals_get(conn->server->queues, &totals);
     struct queues_walk walk = {.capacity = totals.queues > WIRE_STATS_QUEUES_MAX
                                                ? WIRE_STATS_QUEUES_MAX
-                                               : (uint32_t)totals.queues};
+                                               : (uint32_t)totals.queues,
+                               .bytes_left = conn->server->config.frame_size_max -
+                                             WIRE_HEADER_SIZE - STATS_FIXED_BYTES};
     walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
     SPOOL_ASSERT(walk.out != NULL);
     queue_each(conn->server->queues, queues_collect, &walk);

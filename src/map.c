@@ -1,5 +1,10 @@
 /*
  * Open-addressing hash maps (see map.h). Out of memory aborts.
+ *
+ * Each map hashes with its own seed. Linear probing with one shared hash function degrades
+ * badly when one map's entries are inserted into another in the first map's slot order (a
+ * checkpoint written by walking one map and loaded into a fresh, smaller one): the keys arrive
+ * clustered by hash and the runs grow quadratically. Distinct seeds break that correlation.
  */
 #include "map.h"
 
@@ -11,6 +16,14 @@
 
 #define MAP_CAPACITY_MIN 16 /* a power of two; small maps stay one cache-friendly block */
 
+/* Seeds: a counter spread by the golden ratio, distinct for every map of the process. */
+static uint64_t map_seed_next(void)
+{
+    static uint64_t counter;
+    counter += 0x9e3779b97f4a7c15ull;
+    return counter;
+}
+
 static uint64_t mix64(uint64_t x)
 {
     x ^= x >> 30;
@@ -21,10 +34,10 @@ static uint64_t mix64(uint64_t x)
     return x;
 }
 
-/* FNV-1a, then mixed; never 0 (0 marks an empty slot). */
-static uint64_t hash_bytes(const char *key, uint32_t len)
+/* FNV-1a from the seed, then mixed; never 0 (0 marks an empty slot). */
+static uint64_t hash_bytes(uint64_t seed, const char *key, uint32_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = 0xcbf29ce484222325ull ^ seed;
     for (uint32_t i = 0; i < len; i++) {
         h ^= (uint8_t)key[i];
         h *= 0x100000001b3ull;
@@ -38,6 +51,7 @@ void idmap_init(struct idmap *map)
     map->entries = NULL;
     map->mask = 0;
     map->count = 0;
+    map->seed = map_seed_next();
 }
 
 void idmap_free(struct idmap *map)
@@ -63,7 +77,7 @@ static void idmap_grow(struct idmap *map)
 
 static size_t idmap_find(const struct idmap *map, uint64_t id, bool *found)
 {
-    size_t i = mix64(id) & map->mask;
+    size_t i = mix64(id ^ map->seed) & map->mask;
     while (map->entries[i].id != 0 && map->entries[i].id != id)
         i = (i + 1) & map->mask;
     *found = map->entries[i].id == id;
@@ -104,7 +118,7 @@ void *idmap_remove(struct idmap *map, uint64_t id)
     /* Backward shift: pull later members of the probe run into the hole. */
     size_t hole = i;
     for (size_t j = (i + 1) & map->mask; map->entries[j].id != 0; j = (j + 1) & map->mask) {
-        size_t home = mix64(map->entries[j].id) & map->mask;
+        size_t home = mix64(map->entries[j].id ^ map->seed) & map->mask;
         bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
             map->entries[hole] = map->entries[j];
@@ -122,6 +136,7 @@ void strmap_init(struct strmap *map)
     map->entries = NULL;
     map->mask = 0;
     map->count = 0;
+    map->seed = map_seed_next();
 }
 
 void strmap_free(struct strmap *map)
@@ -168,7 +183,7 @@ void *strmap_get(const struct strmap *map, const char *key, uint32_t key_len)
     if (map->entries == NULL)
         return NULL;
     bool found;
-    size_t i = strmap_find(map, hash_bytes(key, key_len), key, key_len, &found);
+    size_t i = strmap_find(map, hash_bytes(map->seed, key, key_len), key, key_len, &found);
     return found ? map->entries[i].value : NULL;
 }
 
@@ -176,7 +191,7 @@ void strmap_put(struct strmap *map, const char *key, uint32_t key_len, void *val
 {
     if (map->entries == NULL || (map->count + 1) * 4 > (map->mask + 1) * 3)
         strmap_grow(map);
-    uint64_t hash = hash_bytes(key, key_len);
+    uint64_t hash = hash_bytes(map->seed, key, key_len);
     bool found;
     size_t i = strmap_find(map, hash, key, key_len, &found);
     if (!found)
@@ -189,7 +204,7 @@ void *strmap_remove(struct strmap *map, const char *key, uint32_t key_len)
     if (map->entries == NULL)
         return NULL;
     bool found;
-    size_t i = strmap_find(map, hash_bytes(key, key_len), key, key_len, &found);
+    size_t i = strmap_find(map, hash_bytes(map->seed, key, key_len), key, key_len, &found);
     if (!found)
         return NULL;
     void *value = map->entries[i].value;

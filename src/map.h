@@ -21,6 +21,7 @@ struct idmap {
     struct idmap_entry *entries;
     size_t mask;
     size_t count;
+    uint64_t seed; /* per map: see map.c */
 };
 
 void idmap_init(struct idmap *map);
@@ -42,6 +43,7 @@ struct strmap {
     struct strmap_entry *entries;
     size_t mask;
     size_t count;
+    uint64_t seed;
 };
 
 void strmap_init(struct strmap *map);

@@ -13,7 +13,7 @@
  * Checkpoint payload (little-endian; CHECKPOINT_VERSION; upgrade rule: a new version adds
  * fields at the end of a section and bumps the version; loaders keep reading old versions):
  *   header  u32 magic "SPQS", u16 version, u16 pad, u64 next_id, u64 lease_counter,
- *           u32 queue_count, u32 idem_count, u64 job_count                       (40)
+ *           u32 queue_count, u32 idem_count, u64 job_count, u32 done_count, u32 pad (48)
  *   queue   u16 name_len, u8 flags(bit0 paused), u8 pad, u32 default_max_attempts,
  *           u64 default_ttr_ms, u64 max_jobs, u64 max_bytes, u64 total_put, name  (40 + len)
  *   job     u64 id, u32 queue_index, u8 state, u8 pad, u16 reason_len, u32 priority,
@@ -21,6 +21,11 @@
  *           i64 run_at_ms, i64 expires_at_ms, i64 settled_ms, u64 seq, u64 segment_id,
  *           u64 batch_offset, reason                                             (104 + len)
  *   idem    u16 key_len, u16 pad, u32 pad, u64 job_id, i64 created_ms, key       (24 + len)
+ *   done    (version 2) u64 id, u32 queue_index, u32 attempts, u32 max_attempts,
+ *           u32 result_len, u64 ttr_ms, i64 created_ms, i64 settled_ms, u32 priority,
+ *           u32 pad, result                                                        (56 + len)
+ * Version 2 adds u32 done_count at header offset 40 (header 48 bytes) and the done section
+ * (acked jobs remembered for wait/status, oldest first); version 1 payloads still load.
  * Jobs are saved READY, DELAYED or DEAD (a reserved job is saved ready: leases do not
  * survive a restart). Bodies stay in the log; the loader leaves them unloaded.
  */
@@ -33,8 +38,10 @@
 #include "le.h"
 
 #define CHECKPOINT_MAGIC 0x53515053u /* "SPQS" */
-#define CHECKPOINT_VERSION 1
-#define CHECKPOINT_HEADER 40
+#define CHECKPOINT_VERSION 2
+#define CHECKPOINT_HEADER_V1 40
+#define CHECKPOINT_HEADER 48
+#define CHECKPOINT_DONE_FIXED 56
 #define CHECKPOINT_QUEUE_FIXED 40
 #define CHECKPOINT_JOB_FIXED 104
 #define CHECKPOINT_IDEM_FIXED 24
@@ -249,6 +256,30 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
         w->len -= job->reason_len;
 }
 
+/* Remembered DONE jobs, oldest first, so the loader rebuilds the same forgetting order. */
+static uint32_t encode_done(struct writer *w, const struct queue_state *state)
+{
+    uint32_t count = 0;
+    for (struct list_link *l = state->done.next; l != &state->done; l = l->next) {
+        const struct job *job = LIST_ENTRY(l, struct job, live);
+        uint8_t *p = reserve(w, CHECKPOINT_DONE_FIXED + job->result_len);
+        memset(p, 0, CHECKPOINT_DONE_FIXED);
+        le_put_u64(p, job->id);
+        le_put_u32(p + 8, job->queue->checkpoint_index);
+        le_put_u32(p + 12, job->attempts);
+        le_put_u32(p + 16, job->max_attempts);
+        le_put_u32(p + 20, job->result_len);
+        le_put_u64(p + 24, job->ttr_ms);
+        le_put_u64(p + 32, (uint64_t)job->created_ms);
+        le_put_u64(p + 40, (uint64_t)job->settled_ms);
+        le_put_u32(p + 48, job->priority);
+        if (job->result_len > 0)
+            memcpy(p + CHECKPOINT_DONE_FIXED, job->result, job->result_len);
+        count++;
+    }
+    return count;
+}
+
 int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out, uint32_t *out_len)
 {
     struct writer w = {0};
@@ -288,6 +319,7 @@ int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out, uint
         memcpy(p + CHECKPOINT_IDEM_FIXED, idem->key, idem->key_len);
     }
     le_put_u64(w.buf + 32, jobs);
+    le_put_u32(w.buf + 40, encode_done(&w, state));
     if (w.len > UINT32_MAX) {
         free(w.buf);
         return -EFBIG;
@@ -361,29 +393,12 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     return 0;
 }
 
-int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t len,
-                          int64_t now_ms)
+static int load_idem(struct queue_state *state, struct cursor *c, uint32_t count,
+                     int64_t now_ms)
 {
-    struct cursor c = {data, len, false};
-    const uint8_t *h = take(&c, CHECKPOINT_HEADER);
-    if (h == NULL || le_get_u32(h) != CHECKPOINT_MAGIC || le_get_u16(h + 4) != CHECKPOINT_VERSION)
-        return RECORD_EINVAL;
-    uint32_t queue_count = le_get_u32(h + 24);
-    uint32_t idem_count = le_get_u32(h + 28);
-    uint64_t job_count = le_get_u64(h + 32);
-    /* Clamp declared counts by the bytes present before allocating anything. */
-    if ((uint64_t)queue_count * CHECKPOINT_QUEUE_FIXED > c.left ||
-        job_count * CHECKPOINT_JOB_FIXED > c.left)
-        return RECORD_EINVAL;
-    struct queue **queues = calloc(queue_count + 1u, sizeof(*queues));
-    SPOOL_ASSERT(queues != NULL);
-    int err = load_queues(state, &c, queue_count, queues);
-    for (uint64_t i = 0; err == 0 && i < job_count; i++)
-        err = load_job(state, &c, queues, queue_count, now_ms);
-    free(queues);
-    for (uint32_t i = 0; err == 0 && i < idem_count; i++) {
-        const uint8_t *p = take(&c, CHECKPOINT_IDEM_FIXED);
-        const uint8_t *key = p == NULL ? NULL : take(&c, le_get_u16(p));
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *p = take(c, CHECKPOINT_IDEM_FIXED);
+        const uint8_t *key = p == NULL ? NULL : take(c, le_get_u16(p));
         if (key == NULL)
             return RECORD_EINVAL;
         int64_t created_ms = (int64_t)le_get_u64(p + 16);
@@ -391,6 +406,81 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
             queue_idem_add(state, (const char *)key, le_get_u16(p), le_get_u64(p + 8),
                            created_ms);
     }
+    return 0;
+}
+
+static int load_done(struct queue_state *state, struct cursor *c, uint32_t count,
+                     struct queue **queues, uint32_t queue_count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *p = take(c, CHECKPOINT_DONE_FIXED);
+        uint32_t result_len = p == NULL ? 0 : le_get_u32(p + 20);
+        const uint8_t *result = p == NULL ? NULL : take(c, result_len);
+        if (result == NULL || result_len > RECORD_RESULT_LEN_MAX)
+            return RECORD_EINVAL;
+        uint64_t id = le_get_u64(p);
+        uint32_t queue_index = le_get_u32(p + 8);
+        if (id == 0 || queue_index >= queue_count || idmap_get(&state->jobs, id) != NULL)
+            return RECORD_EINVAL;
+        struct job *job = calloc(1, sizeof(*job));
+        SPOOL_ASSERT(job != NULL);
+        *job = (struct job){
+            .id = id, .queue = queues[queue_index], .state = JOB_DONE,
+            .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
+            .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
+            .settled_ms = (int64_t)le_get_u64(p + 40), .priority = le_get_u32(p + 48),
+            .queue_slot = HEAP_NONE, .timer_slot = HEAP_NONE, .ttl_slot = HEAP_NONE,
+        };
+        list_init(&job->state_link);
+        list_init(&job->waiters);
+        if (result_len > 0) {
+            job->result = malloc(result_len);
+            SPOOL_ASSERT(job->result != NULL);
+            memcpy(job->result, result, result_len);
+            job->result_len = result_len;
+        }
+        idmap_put(&state->jobs, id, job);
+        list_insert_tail(&state->done, &job->live);
+        state->done_count++;
+        state->done_bytes += result_len;
+    }
+    return 0;
+}
+
+int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t len,
+                          int64_t now_ms)
+{
+    struct cursor c = {data, len, false};
+    const uint8_t *h = take(&c, CHECKPOINT_HEADER_V1);
+    uint16_t version = h == NULL ? 0 : le_get_u16(h + 4);
+    if (h == NULL || le_get_u32(h) != CHECKPOINT_MAGIC || version < 1 ||
+        version > CHECKPOINT_VERSION)
+        return RECORD_EINVAL;
+    uint32_t done_count = 0;
+    if (version >= 2) {
+        const uint8_t *h2 = take(&c, CHECKPOINT_HEADER - CHECKPOINT_HEADER_V1);
+        if (h2 == NULL)
+            return RECORD_EINVAL;
+        done_count = le_get_u32(h2);
+    }
+    uint32_t queue_count = le_get_u32(h + 24);
+    uint32_t idem_count = le_get_u32(h + 28);
+    uint64_t job_count = le_get_u64(h + 32);
+    /* Clamp declared counts by the bytes present before allocating anything. */
+    if ((uint64_t)queue_count * CHECKPOINT_QUEUE_FIXED > c.left ||
+        job_count * CHECKPOINT_JOB_FIXED > c.left ||
+        (uint64_t)done_count * CHECKPOINT_DONE_FIXED > c.left)
+        return RECORD_EINVAL;
+    struct queue **queues = calloc(queue_count + 1u, sizeof(*queues));
+    SPOOL_ASSERT(queues != NULL);
+    int err = load_queues(state, &c, queue_count, queues);
+    for (uint64_t i = 0; err == 0 && i < job_count; i++)
+        err = load_job(state, &c, queues, queue_count, now_ms);
+    if (err == 0)
+        err = load_idem(state, &c, idem_count, now_ms);
+    if (err == 0)
+        err = load_done(state, &c, done_count, queues, queue_count);
+    free(queues);
     if (err != 0 || c.left != 0)
         return RECORD_EINVAL;
     uint64_t next_id = le_get_u64(h + 8);

@@ -43,6 +43,9 @@
 /* After a failed accept (EMFILE, ENFILE, ENOMEM) wait this long before accepting again:
  * long enough not to spin, short enough that clients barely notice once fds free up. */
 #define SERVER_ACCEPT_RETRY_MS 100
+/* How often connections are checked for frames stalled past --frame-timeout: the timeout's
+ * precision, and one wake-up per period while clients are connected. */
+#define SERVER_SWEEP_MS 250
 
 int64_t server_now_ms(void)
 {
@@ -510,11 +513,18 @@ static uint32_t retention_drop_list(struct server *server, uint64_t anchor, uint
     return n;
 }
 
+/* Due after --checkpoint-bytes of log, but never before twice the last payload's size: a
+ * snapshot costs time on the loop in proportion to the live jobs, so with a large backlog the
+ * log written between two snapshots grows with it and their cost stays a bounded fraction of
+ * the work. The period (--checkpoint-interval) still bounds recovery time when writes are few. */
 static bool checkpoint_due(const struct server *server, int64_t now_ms)
 {
     if (server->checkpoint_bytes == 0)
         return false;
-    return server->checkpoint_bytes >= server->config.checkpoint_bytes ||
+    uint64_t bytes_due = server->config.checkpoint_bytes;
+    if (bytes_due < 2 * server->checkpoint_payload_bytes)
+        bytes_due = 2 * server->checkpoint_payload_bytes;
+    return server->checkpoint_bytes >= bytes_due ||
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
 
@@ -535,6 +545,7 @@ static bool checkpoint_try(struct server *server)
     uint64_t anchor = log_next_seq(server->log);
     if (log_durable_seq_end(server->log) != anchor)
         return false; /* not everything appended is durable yet: next turn */
+    int64_t started_ns = mono_ns();
     uint8_t *payload;
     uint32_t len;
     if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
@@ -556,11 +567,13 @@ static bool checkpoint_try(struct server *server)
     }
     server->checkpoint_in_flight = true;
     server->checkpoint_failed = false;
+    server->checkpoint_payload_bytes = len;
     server->checkpoint_wanted = false;
     server->checkpoint_bytes = 0;
     server->checkpoint_last_ms = server_now_ms();
-    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u",
-              (unsigned long long)anchor, len, drop_count);
+    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u encode_ms=%lld",
+              (unsigned long long)anchor, len, drop_count,
+              (long long)((mono_ns() - started_ns) / 1000000));
     return true;
 }
 
@@ -637,6 +650,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
+    if (server->conn_count > 0 && server->sweep_ms - now_ms < timeout)
+        timeout = server->sweep_ms - now_ms;
     if (server->accept_retry_ms != 0 && server->accept_retry_ms - now_ms < timeout)
         timeout = server->accept_retry_ms - now_ms;
     if (server->log_full && timeout < 1)
@@ -726,6 +741,10 @@ int server_run(struct server *server)
         if (server->checkpoint_wanted && !server->stopping)
             checkpoint_try(server);
         accept_arm(server);
+        if (now >= server->sweep_ms) {
+            conn_sweep(server, now);
+            server->sweep_ms = now + SERVER_SWEEP_MS;
+        }
         zombies_free(server);
         if (server->stopping && stop_step(server))
             return 0;

@@ -66,6 +66,7 @@ struct conn {
     bool released;          /* its blocked requests and leases were given back */
     bool hello_done;
     bool stalled;           /* a request waits for log space */
+    int64_t input_ms;       /* when input last arrived (for --frame-timeout) */
     uint8_t *in;            /* unparsed input bytes in[in_start, in_end) */
     size_t in_start;
     size_t in_end;
@@ -104,6 +105,7 @@ struct server {
     struct io_completion accept_completion;
     bool accept_armed;
     int64_t accept_retry_ms; /* after a failed accept: not before this time */
+    int64_t sweep_ms;        /* next check for stalled partial frames */
     int signal_fd;
     struct io_completion signal_completion;
     struct signalfd_siginfo siginfo;
@@ -131,6 +133,7 @@ struct server {
     bool checkpoint_failed; /* the last attempt could not start (shutdown does not retry) */
     int64_t checkpoint_last_ms;
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
+    uint64_t checkpoint_payload_bytes; /* size of the last snapshot */
     /* stats */
     int64_t started_ms;
     uint64_t commits;
@@ -154,6 +157,8 @@ void conn_run(struct conn *conn, uint32_t frames_max);
 void conn_flush(struct conn *conn);
 void conn_make_runnable(struct conn *conn);
 void conn_arm_recv(struct conn *conn);
+/* Close connections whose started frame has not progressed within --frame-timeout. */
+void conn_sweep(struct server *server, int64_t now_ms);
 struct conn *conn_by_id(struct server *server, uint64_t id);
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message);
 /* A framing-level error: one error frame, then stop reading, flush and close. */

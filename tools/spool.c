@@ -24,7 +24,7 @@
 #define CLI_CONNECT_TIMEOUT_MS 5000
 #define CLI_IO_TIMEOUT_MS 30000
 /* A body or result read from stdin: the protocol's hard frame ceiling bounds any job. */
-#define CLI_STDIN_SIZE_MAX (64u * 1024 * 1024)
+#define CLI_STDIN_SIZE_MAX ((size_t)64 * 1024 * 1024)
 #define CLI_POS_MAX 32
 
 static const char *command_usage;
@@ -49,9 +49,10 @@ int cli_connect(struct cli *cli)
 {
     if (cli->client != NULL)
         return 0;
-    struct spool_connect_options opts = {
-        .timeout_ms = CLI_CONNECT_TIMEOUT_MS, .io_timeout_ms = CLI_IO_TIMEOUT_MS,
-        .client_name = "spool-cli", .auth = getenv("SPOOL_AUTH")};
+    struct spool_connect_options opts = {.timeout_ms = CLI_CONNECT_TIMEOUT_MS,
+                                         .io_timeout_ms = CLI_IO_TIMEOUT_MS,
+                                         .client_name = "spool-cli",
+                                         .auth = getenv("SPOOL_AUTH")};
     int rc = spool_connect_opts(cli->server, &opts, &cli->client);
     if (rc != 0)
         return cli_fail(rc, cli->server);
@@ -209,8 +210,8 @@ static bool arg_u64(const char *s, const char *what, uint64_t *out)
 
 static int cmd_put(struct cli *cli, int argc, char **argv)
 {
-    struct cli_opt o[] = {{"priority", false, NULL}, {"delay", false, NULL},
-                          {"run-at", false, NULL},   {"ttr", false, NULL},
+    struct cli_opt o[] = {{"priority", false, NULL},     {"delay", false, NULL},
+                          {"run-at", false, NULL},       {"ttr", false, NULL},
                           {"max-attempts", false, NULL}, {"ttl", false, NULL},
                           {"key", false, NULL}};
     char *pos[CLI_POS_MAX];
@@ -310,8 +311,8 @@ static void print_done(struct cli *cli)
 }
 
 /* JOB LEASE positionals shared by ack, release, touch, bury. */
-static int parse_job_lease(int argc, char **argv, struct cli_opt *o, size_t opt_count,
-                           uint64_t *id, uint64_t *lease)
+static int parse_job_lease(int argc, char **argv, struct cli_opt *o, size_t opt_count, uint64_t *id,
+                           uint64_t *lease)
 {
     char *pos[CLI_POS_MAX];
     size_t n;
@@ -478,9 +479,10 @@ static int cmd_peek(struct cli *cli, int argc, char **argv)
     int rc = cli_parse(argc, argv, o, 3, pos, CLI_POS_MAX, &n, NULL);
     if (rc != 0)
         return rc;
-    int state = o[0].value ? SPOOL_STATE_READY
+    int state = o[0].value   ? SPOOL_STATE_READY
                 : o[1].value ? SPOOL_STATE_DELAYED
-                : o[2].value ? SPOOL_STATE_DEAD : 0;
+                : o[2].value ? SPOOL_STATE_DEAD
+                             : 0;
     int states = !!o[0].value + !!o[1].value + !!o[2].value;
     uint64_t id = 0;
     if (n != 1 || states > 1 || (states == 0 && !arg_u64(pos[0], "JOB", &id)))
@@ -721,8 +723,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"put", cmd_put, "put QUEUE [--priority N] [--delay MS | --run-at UNIX_MS] [--ttr MS] "
-                     "[--max-attempts N] [--ttl MS] [--key K] (BODY | -)"},
+    {"put", cmd_put,
+     "put QUEUE [--priority N] [--delay MS | --run-at UNIX_MS] [--ttr MS] "
+     "[--max-attempts N] [--ttl MS] [--key K] (BODY | -)"},
     {"reserve", cmd_reserve, "reserve QUEUE... [--count N] [--timeout MS]"},
     {"ack", cmd_ack, "ack JOB LEASE [--result R | --result -]"},
     {"release", cmd_release, "release JOB LEASE [--delay MS] [--priority N]"},
@@ -746,9 +749,11 @@ static const struct command commands[] = {
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "usage: spool [--server HOST:PORT] [--json] COMMAND ARGS...\n\n"
-               "The server is --server, else $SPOOL_SERVER, else " SPOOL_DEFAULT_ADDRESS ".\n"
-               "--json prints one JSON object per line. Commands:\n");
+    fprintf(f,
+            "usage: spool [--server HOST:PORT] [--json] COMMAND ARGS...  (or --help, --version)\n\n"
+            "The server is --server, else $SPOOL_SERVER, else " SPOOL_DEFAULT_ADDRESS ".\n"
+            "$SPOOL_AUTH, if set, is sent as the server's shared secret.\n"
+            "--json prints one JSON object per line. Commands:\n");
     for (size_t i = 0; i < COMMAND_COUNT; i++)
         fprintf(f, "  spool %s\n", commands[i].usage);
     fprintf(f, "\nA failed command exits 1 (2 for a usage error) and prints the error's name,\n"
@@ -768,6 +773,9 @@ int main(int argc, char **argv)
             cli.server = argv[i] + 9;
         } else if (strcmp(argv[i], "--help") == 0) {
             print_help(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("spool %s\n", SPOOL_VERSION);
             return 0;
         } else {
             fprintf(stderr, "INVALID_ARGUMENT: unknown option %s\n", argv[i]);

@@ -24,9 +24,9 @@
 
 #include "spool_cli.h"
 
-#define WORK_RESULT_SIZE_MAX (64u * 1024)  /* the protocol's ack result limit */
-#define WORK_RESERVE_WAIT_MS 1000          /* how long one reserve blocks: signal latency */
-#define WORK_TOUCH_MIN_MS 200              /* never touch more often than this */
+#define WORK_RESULT_SIZE_MAX ((size_t)64 * 1024) /* the protocol's ack result limit */
+#define WORK_RESERVE_WAIT_MS 1000         /* how long one reserve blocks: signal latency */
+#define WORK_TOUCH_MIN_MS 200             /* never touch more often than this */
 #define WORK_BACKOFF_BASE_MS 1000u
 #define WORK_BACKOFF_MAX_MS_DEFAULT 60000u
 #define WORK_QUEUES_MAX 16
@@ -93,7 +93,8 @@ static int child_start(struct child *ch, char **cmd)
 /* Feed the body and drain stdout for up to wait_ms. */
 static void child_pump(struct child *ch, const struct spool_delivery *d, int wait_ms)
 {
-    struct pollfd p[2] = {{.fd = ch->in_fd, .events = POLLOUT}, {.fd = ch->out_fd, .events = POLLIN}};
+    struct pollfd p[2] = {{.fd = ch->in_fd, .events = POLLOUT},
+                          {.fd = ch->out_fd, .events = POLLIN}};
     if (ch->in_fd >= 0 && ch->in_off == d->body_len) {
         close(ch->in_fd); /* EOF on CMD's stdin */
         ch->in_fd = -1;
@@ -164,8 +165,8 @@ static bool lease_keep(spool_client *c, const struct spool_delivery *d, int64_t 
 }
 
 /* Run CMD for one delivery until it exits (or the lease is lost: then kill it). */
-static int run_child(spool_client *c, const struct spool_delivery *d, char **cmd,
-                     struct child *ch, bool *lease_lost)
+static int run_child(spool_client *c, const struct spool_delivery *d, char **cmd, struct child *ch,
+                     bool *lease_lost)
 {
     int rc = child_start(ch, cmd);
     if (rc != 0)
@@ -212,8 +213,7 @@ static int work_one(spool_client *c, const struct spool_delivery *d, char **cmd,
     if (rc != 0) {
         snprintf(reason, sizeof reason, "cannot start %s: %s", cmd[0], spool_strerror(rc));
     } else if (lost) {
-        fprintf(stderr, "spool work: job %llu: lease lost, not acked\n",
-                (unsigned long long)d->id);
+        fprintf(stderr, "spool work: job %llu: lease lost, not acked\n", (unsigned long long)d->id);
         return 0;
     } else if (WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 0) {
         int err = spool_ack(c, d->id, d->lease, ch.result, ch.result_len);

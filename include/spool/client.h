@@ -143,8 +143,8 @@ SPOOL_API int spool_put_batch(spool_client *c, const struct spool_job_spec *jobs
 
 struct spool_delivery {
     uint64_t id;
-    uint64_t lease;       /* token for ack/release/touch/bury */
-    uint32_t attempt;     /* 1 on the first delivery */
+    uint64_t lease;   /* token for ack/release/touch/bury */
+    uint32_t attempt; /* 1 on the first delivery */
     uint32_t priority;
     uint64_t deadline_ms; /* the lease expires at this Unix ms unless touched */
     const char *queue;    /* NUL-terminated */
@@ -216,8 +216,7 @@ SPOOL_API int spool_bury(spool_client *c, uint64_t id, uint64_t lease, const cha
 
 /* Move up to count (>= 1) dead jobs of queue back to ready, oldest first; *kicked_out (may be
  * NULL) gets how many moved. Errors: SPOOL_E_BAD_REQUEST, connection errors. */
-SPOOL_API int spool_kick(spool_client *c, const char *queue, uint32_t count,
-                         uint64_t *kicked_out);
+SPOOL_API int spool_kick(spool_client *c, const char *queue, uint32_t count, uint64_t *kicked_out);
 
 /* Move one dead or delayed job to ready. Errors: SPOOL_E_NOT_FOUND, SPOOL_E_WRONG_STATE,
  * connection errors. */
@@ -267,8 +266,7 @@ SPOOL_API int spool_status(spool_client *c, uint64_t id, struct spool_job **out)
 
 /* Wait up to timeout_ms for a job to be done (acked: with its result) or dead; on timeout
  * returns 0 with the job's current state. Errors: SPOOL_E_NOT_FOUND, connection errors. */
-SPOOL_API int spool_wait(spool_client *c, uint64_t id, uint32_t timeout_ms,
-                         struct spool_job **out);
+SPOOL_API int spool_wait(spool_client *c, uint64_t id, uint32_t timeout_ms, struct spool_job **out);
 
 /* ---- queues and the server ---- */
 
@@ -278,7 +276,7 @@ struct spool_queue_stats {
     uint64_t ready, delayed, reserved, dead;
     uint64_t total_put;
     uint64_t oldest_ready_age_ms;
-    uint64_t ack_floor; /* log sequence number below which every job of the queue is settled */
+    uint64_t ack_floor;    /* log sequence number below which every job of the queue is settled */
     uint32_t ttr_ms;       /* default */
     uint32_t max_attempts; /* default; 0 = unlimited */
 };
@@ -340,19 +338,18 @@ SPOOL_API int spool_queue_set_defaults(spool_client *c, const char *queue, uint3
 
 struct spool_reply {
     uint64_t request_id;
-    uint16_t opcode;  /* the request's opcode */
-    int error;        /* 0 or the server's SPOOL_E_* */
-    int durability;   /* enum spool_durability */
-    uint64_t id;      /* PUT: the job id */
+    uint16_t opcode; /* the request's opcode (0 when error is set: match by request_id) */
+    int error;       /* 0 or the server's SPOOL_E_* */
+    int durability;  /* enum spool_durability */
+    uint64_t id;     /* PUT: the job id */
 };
 
 /* Queue a PUT / ACK; *request_id_out (may be NULL) gets its id. Errors: SPOOL_E_BUSY (too
  * many outstanding), SPOOL_E_TOO_LARGE, SPOOL_E_INVALID_ARGUMENT, -ENOMEM. */
 SPOOL_API int spool_pipeline_put(spool_client *c, const struct spool_job_spec *job,
                                  uint64_t *request_id_out);
-SPOOL_API int spool_pipeline_ack(spool_client *c, uint64_t id, uint64_t lease,
-                                 const void *result, size_t result_len,
-                                 uint64_t *request_id_out);
+SPOOL_API int spool_pipeline_ack(spool_client *c, uint64_t id, uint64_t lease, const void *result,
+                                 size_t result_len, uint64_t *request_id_out);
 /* Send everything queued. Errors: connection errors. */
 SPOOL_API int spool_pipeline_flush(spool_client *c);
 /* Flush, then block for the next reply to a pipelined request. A server error for that

@@ -16,7 +16,8 @@
 
 _Static_assert((int)SPOOL_STATE_DONE == (int)WIRE_STATE_DONE, "job states match the wire");
 _Static_assert((int)SPOOL_STATE_DEAD == (int)WIRE_STATE_DEAD, "job states match the wire");
-_Static_assert((int)SPOOL_DURABLE_SYNCED == (int)WIRE_DURABLE_SYNCED, "durability matches the wire");
+_Static_assert((int)SPOOL_DURABLE_SYNCED == (int)WIRE_DURABLE_SYNCED,
+               "durability matches the wire");
 _Static_assert(SPOOL_RESERVE_DETACH == WIRE_RESERVE_DETACH, "reserve flags match the wire");
 _Static_assert(SPOOL_PIPELINE_MAX > 0, "pipelining allowed");
 
@@ -169,9 +170,12 @@ static struct spool_delivery *pack_deliveries(const struct wire_reserve_reply *r
     char *cursor = (char *)(out + r->count);
     for (uint32_t i = 0; i < r->count; i++) {
         const struct wire_delivery *d = &r->deliveries[i];
-        out[i] = (struct spool_delivery){
-            .id = d->id, .lease = d->lease, .attempt = d->attempt, .priority = d->priority,
-            .deadline_ms = d->deadline_ms, .body_len = d->body.len};
+        out[i] = (struct spool_delivery){.id = d->id,
+                                         .lease = d->lease,
+                                         .attempt = d->attempt,
+                                         .priority = d->priority,
+                                         .deadline_ms = d->deadline_ms,
+                                         .body_len = d->body.len};
         out[i].queue = client_pack_bytes(&cursor, d->queue);
         out[i].body = client_pack_bytes(&cursor, d->body);
     }
@@ -184,10 +188,11 @@ int spool_reserve(spool_client *c, const char *const *queues, size_t queue_count
                   struct spool_delivery **out, size_t *count_out)
 {
     if (queues == NULL || queue_count == 0 || queue_count > WIRE_RESERVE_QUEUES_MAX ||
-        count_max == 0 || count_max > WIRE_RESERVE_COUNT_MAX || out == NULL ||
-        count_out == NULL || (flags & ~(unsigned)WIRE_RESERVE_FLAGS_ALL) != 0)
+        count_max == 0 || count_max > WIRE_RESERVE_COUNT_MAX || out == NULL || count_out == NULL ||
+        (flags & ~(unsigned)WIRE_RESERVE_FLAGS_ALL) != 0)
         return SPOOL_E_INVALID_ARGUMENT;
-    union wire_msg msg = {.reserve = {.count_max = count_max, .timeout_ms = timeout_ms,
+    union wire_msg msg = {.reserve = {.count_max = count_max,
+                                      .timeout_ms = timeout_ms,
                                       .flags = (uint8_t)flags,
                                       .queue_count = (uint8_t)queue_count}};
     for (size_t i = 0; i < queue_count; i++) {
@@ -231,8 +236,7 @@ static int ack_to_wire(uint64_t id, uint64_t lease, const void *result, size_t r
     return 0;
 }
 
-int spool_ack(spool_client *c, uint64_t id, uint64_t lease, const void *result,
-              size_t result_len)
+int spool_ack(spool_client *c, uint64_t id, uint64_t lease, const void *result, size_t result_len)
 {
     union wire_msg msg;
     int rc = ack_to_wire(id, lease, result, result_len, &msg.ack);
@@ -241,8 +245,7 @@ int spool_ack(spool_client *c, uint64_t id, uint64_t lease, const void *result,
     return call_durable(c, WIRE_OP_ACK, &msg);
 }
 
-int spool_ack_batch(spool_client *c, const struct spool_ack_item *items, size_t count,
-                    int *codes)
+int spool_ack_batch(spool_client *c, const struct spool_ack_item *items, size_t count, int *codes)
 {
     if (items == NULL || count == 0)
         return SPOOL_E_INVALID_ARGUMENT;
@@ -280,8 +283,7 @@ int spool_ack_batch(spool_client *c, const struct spool_ack_item *items, size_t 
     return first;
 }
 
-int spool_release(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms,
-                  int64_t priority)
+int spool_release(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms, int64_t priority)
 {
     if (priority > (int64_t)UINT32_MAX)
         return SPOOL_E_INVALID_ARGUMENT;
@@ -293,13 +295,13 @@ int spool_release(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_m
     return call_durable(c, WIRE_OP_RELEASE, &msg);
 }
 
-int spool_fail(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms,
-               const char *reason)
+int spool_fail(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms, const char *reason)
 {
     if (reason != NULL && strlen(reason) > WIRE_REASON_SIZE_MAX)
         return SPOOL_E_TOO_LARGE;
-    union wire_msg msg = {.release = {.id = id, .lease = lease, .delay_ms = delay_ms,
-                                      .reason = wire_bytes_str(reason)}};
+    union wire_msg msg = {
+        .release = {
+            .id = id, .lease = lease, .delay_ms = delay_ms, .reason = wire_bytes_str(reason)}};
     return call_durable(c, WIRE_OP_RELEASE, &msg);
 }
 
@@ -327,8 +329,7 @@ int spool_bury(spool_client *c, uint64_t id, uint64_t lease, const char *reason)
 }
 
 /* Run a request whose reply is (durability, count). */
-static int call_count(spool_client *c, uint16_t op, const union wire_msg *msg,
-                      uint64_t *count_out)
+static int call_count(spool_client *c, uint16_t op, const union wire_msg *msg, uint64_t *count_out)
 {
     union wire_msg reply;
     int rc = client_call(c, op, msg, 0, &reply);

@@ -44,7 +44,7 @@ struct spool_client {
 };
 
 /* Before the handshake, accept frames up to this size (a HELLO reply or error is tiny). */
-#define CLIENT_HANDSHAKE_FRAME_MAX (64u * 1024)
+#define CLIENT_HANDSHAKE_FRAME_MAX ((uint32_t)64 * 1024)
 #define CLIENT_CONNECT_TIMEOUT_MS_DEFAULT 5000
 
 int client_open(const char *address, const struct spool_connect_options *opts,
@@ -60,8 +60,8 @@ int64_t client_now_ms(void);
  * client_reply_done). An ERROR frame returns its SPOOL_E_* code. Connection and decode
  * failures return their error and mark the client broken.
  */
-int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg,
-                uint32_t wait_ms, union wire_msg *reply);
+int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg, uint32_t wait_ms,
+                union wire_msg *reply);
 void client_reply_done(struct spool_client *c, uint16_t op, union wire_msg *reply);
 
 /* Pipelining: encode a request into the output buffer without sending. */

@@ -14,16 +14,23 @@
 
 static struct spool_job *pack_job(const struct wire_job_info *j)
 {
-    size_t size = sizeof(struct spool_job) + j->queue.len + 1 + j->reason.len + 1 +
-                  j->result.len + 1 + j->body.len + 1;
+    size_t size = sizeof(struct spool_job) + j->queue.len + 1 + j->reason.len + 1 + j->result.len +
+                  1 + j->body.len + 1;
     struct spool_job *out = malloc(size);
     if (out == NULL)
         return NULL;
-    *out = (struct spool_job){
-        .id = j->id, .state = j->state, .priority = j->priority, .attempts = j->attempts,
-        .max_attempts = j->max_attempts, .ttr_ms = j->ttr_ms, .created_ms = j->created_ms,
-        .ready_at_ms = j->ready_at_ms, .deadline_ms = j->deadline_ms,
-        .finished_ms = j->finished_ms, .result_len = j->result.len, .body_len = j->body.len};
+    *out = (struct spool_job){.id = j->id,
+                              .state = j->state,
+                              .priority = j->priority,
+                              .attempts = j->attempts,
+                              .max_attempts = j->max_attempts,
+                              .ttr_ms = j->ttr_ms,
+                              .created_ms = j->created_ms,
+                              .ready_at_ms = j->ready_at_ms,
+                              .deadline_ms = j->deadline_ms,
+                              .finished_ms = j->finished_ms,
+                              .result_len = j->result.len,
+                              .body_len = j->body.len};
     char *cursor = (char *)(out + 1);
     out->queue = client_pack_bytes(&cursor, j->queue);
     out->reason = client_pack_bytes(&cursor, j->reason);
@@ -92,20 +99,31 @@ static struct spool_stats *pack_stats(const struct wire_stats_reply *r)
     if (out == NULL)
         return NULL;
     const struct wire_server_stats *s = &r->server;
-    *out = (struct spool_stats){
-        .uptime_ms = s->uptime_ms, .connections = s->connections, .commits = s->commits,
-        .log_bytes = s->log_bytes, .ready = s->ready, .delayed = s->delayed,
-        .reserved = s->reserved, .dead = s->dead, .total_put = s->total_put,
-        .total_acked = s->total_acked, .queue_count = r->queue_count,
-        .queues = (struct spool_queue_stats *)(out + 1)};
+    *out = (struct spool_stats){.uptime_ms = s->uptime_ms,
+                                .connections = s->connections,
+                                .commits = s->commits,
+                                .log_bytes = s->log_bytes,
+                                .ready = s->ready,
+                                .delayed = s->delayed,
+                                .reserved = s->reserved,
+                                .dead = s->dead,
+                                .total_put = s->total_put,
+                                .total_acked = s->total_acked,
+                                .queue_count = r->queue_count,
+                                .queues = (struct spool_queue_stats *)(out + 1)};
     char *cursor = (char *)(out->queues + r->queue_count);
     for (uint32_t i = 0; i < r->queue_count; i++) {
         const struct wire_queue_stats *q = &r->queues[i];
-        out->queues[i] = (struct spool_queue_stats){
-            .paused = (q->flags & WIRE_QUEUE_PAUSED) != 0, .ready = q->ready,
-            .delayed = q->delayed, .reserved = q->reserved, .dead = q->dead,
-            .total_put = q->total_put, .oldest_ready_age_ms = q->oldest_ready_age_ms,
-            .ack_floor = q->ack_floor, .ttr_ms = q->ttr_ms, .max_attempts = q->max_attempts};
+        out->queues[i] = (struct spool_queue_stats){.paused = (q->flags & WIRE_QUEUE_PAUSED) != 0,
+                                                    .ready = q->ready,
+                                                    .delayed = q->delayed,
+                                                    .reserved = q->reserved,
+                                                    .dead = q->dead,
+                                                    .total_put = q->total_put,
+                                                    .oldest_ready_age_ms = q->oldest_ready_age_ms,
+                                                    .ack_floor = q->ack_floor,
+                                                    .ttr_ms = q->ttr_ms,
+                                                    .max_attempts = q->max_attempts};
         out->queues[i].name = client_pack_bytes(&cursor, q->name);
     }
     SPOOL_ASSERT((size_t)(cursor - (char *)out) == size);
@@ -226,8 +244,7 @@ int spool_queue_set_defaults(spool_client *c, const char *queue, uint32_t ttr_ms
 
 /* ---- pipelining ---- */
 
-int spool_pipeline_put(spool_client *c, const struct spool_job_spec *job,
-                       uint64_t *request_id_out)
+int spool_pipeline_put(spool_client *c, const struct spool_job_spec *job, uint64_t *request_id_out)
 {
     if (c->pipeline_pending >= SPOOL_PIPELINE_MAX)
         return SPOOL_E_BUSY;
@@ -250,7 +267,8 @@ int spool_pipeline_ack(spool_client *c, uint64_t id, uint64_t lease, const void 
         return SPOOL_E_INVALID_ARGUMENT;
     if (result_len > WIRE_RESULT_SIZE_MAX)
         return SPOOL_E_TOO_LARGE;
-    union wire_msg msg = {.ack = {.id = id, .lease = lease,
+    union wire_msg msg = {.ack = {.id = id,
+                                  .lease = lease,
                                   .result = wire_bytes_of(result_len ? result : "", result_len)}};
     int rc = client_enqueue(c, WIRE_OP_ACK, &msg, request_id_out);
     if (rc == 0)

@@ -164,8 +164,7 @@ static int conn_read_frame(struct spool_client *c, int64_t deadline_ms, struct w
     }
 }
 
-static int conn_stash(struct spool_client *c, const struct wire_header *h,
-                      const uint8_t *payload)
+static int conn_stash(struct spool_client *c, const struct wire_header *h, const uint8_t *payload)
 {
     size_t len = h->frame_size - WIRE_HEADER_SIZE;
     struct client_stashed *s = malloc(sizeof *s);
@@ -231,8 +230,8 @@ int client_enqueue(struct spool_client *c, uint16_t op, const union wire_msg *ms
     return 0;
 }
 
-int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg,
-                uint32_t wait_ms, union wire_msg *reply)
+int client_call(struct spool_client *c, uint16_t op, const union wire_msg *msg, uint32_t wait_ms,
+                union wire_msg *reply)
 {
     free(c->reply_owned);
     c->reply_owned = NULL;
@@ -303,7 +302,7 @@ static int parse_address(const char *address, char *host, size_t host_size, char
         return SPOOL_E_INVALID_ARGUMENT;
     memcpy(host, start, len);
     host[len] = '\0';
-    strcpy(port, colon + 1);
+    memcpy(port, colon + 1, strlen(colon + 1) + 1); /* fits: checked against port_size above */
     for (const char *p = port; *p; p++) {
         if (*p < '0' || *p > '9')
             return SPOOL_E_INVALID_ARGUMENT;
@@ -314,8 +313,7 @@ static int parse_address(const char *address, char *host, size_t host_size, char
 /* Connect one address within the deadline: the socket, or -errno / SPOOL_E_TIMED_OUT. */
 static int connect_one(const struct addrinfo *ai, int64_t deadline_ms)
 {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
         return -errno;
     int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
@@ -369,17 +367,17 @@ static int client_handshake(struct spool_client *c, const struct spool_connect_o
                             int64_t deadline_ms)
 {
     union wire_msg hello = {.hello = {
-        .magic = WIRE_MAGIC,
-        .version_min = WIRE_VERSION_MIN,
-        .version_max = WIRE_VERSION,
-        .client_name = wire_bytes_str(opts->client_name != NULL ? opts->client_name
-                                                                : "libspool"),
-        .auth = wire_bytes_str(opts->auth),
-    }};
+                                .magic = WIRE_MAGIC,
+                                .version_min = WIRE_VERSION_MIN,
+                                .version_max = WIRE_VERSION,
+                                .client_name = wire_bytes_str(
+                                    opts->client_name != NULL ? opts->client_name : "libspool"),
+                                .auth = wire_bytes_str(opts->auth),
+                            }};
     int saved_timeout = c->io_timeout_ms;
     int64_t left = deadline_ms - client_now_ms();
     c->io_timeout_ms = left > 0 ? (int)left : 1;
-    union wire_msg reply;
+    union wire_msg reply = {.hello_reply = {0}};
     int rc = client_call(c, WIRE_OP_HELLO, &hello, 0, &reply);
     c->io_timeout_ms = saved_timeout;
     if (rc != 0)
@@ -414,7 +412,7 @@ int client_open(const char *address, const struct spool_connect_options *opts,
     c->request_id_next = 1;
     c->frame_size_max = CLIENT_HANDSHAKE_FRAME_MAX;
     c->io_timeout_ms = opts->io_timeout_ms;
-    wire_buf_init(&c->out, CLIENT_HANDSHAKE_FRAME_MAX);
+    wire_buf_init(&c->out, (size_t)CLIENT_HANDSHAKE_FRAME_MAX);
     int rc = client_handshake(c, opts, deadline_ms);
     if (rc != 0) {
         client_free(c);

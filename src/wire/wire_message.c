@@ -124,8 +124,7 @@ static void io_u64(struct wire_io *io, uint64_t *v)
 }
 
 /* A byte string with a prefix_size-byte length (1, 2 or 4) of at most size_max bytes. */
-static void io_bytes(struct wire_io *io, struct wire_bytes *b, int prefix_size,
-                     uint32_t size_max)
+static void io_bytes(struct wire_io *io, struct wire_bytes *b, int prefix_size, uint32_t size_max)
 {
     uint32_t len = b->len;
     if (io->writing && len > size_max) {
@@ -193,8 +192,8 @@ static void io_flags(struct wire_io *io, uint8_t *flags, uint8_t known_mask)
  * each: decoding rejects a count the remaining payload cannot hold before anything is
  * allocated for it.
  */
-static void io_count(struct wire_io *io, uint32_t *count, uint32_t count_min,
-                     uint32_t count_max, size_t item_size_min)
+static void io_count(struct wire_io *io, uint32_t *count, uint32_t count_min, uint32_t count_max,
+                     size_t item_size_min)
 {
     SPOOL_ASSERT(item_size_min > 0);
     if (io->writing && (*count < count_min || *count > count_max)) {
@@ -228,12 +227,12 @@ static void io_array(struct wire_io *io, void **items, uint32_t count, size_t it
 }
 
 /* Smallest encoded size of array items, used by io_count. */
-#define JOB_SPEC_SIZE_MIN 36u   /* 35 fixed bytes + a 1-byte queue name */
-#define ACK_SIZE_MIN 20u        /* id, lease, empty result */
-#define PUT_RESULT_SIZE 9u      /* id, flags */
-#define DELIVERY_SIZE_MIN 38u   /* 32 fixed bytes, 1-byte name, empty body */
+#define JOB_SPEC_SIZE_MIN 36u    /* 35 fixed bytes + a 1-byte queue name */
+#define ACK_SIZE_MIN 20u         /* id, lease, empty result */
+#define PUT_RESULT_SIZE 9u       /* id, flags */
+#define DELIVERY_SIZE_MIN 38u    /* 32 fixed bytes, 1-byte name, empty body */
 #define QUEUE_STATS_SIZE_MIN 67u /* 1-byte name + prefix, flags, 7 u64, 2 u32 */
-#define QUEUE_ENTRY_SIZE_MIN 3u /* 1-byte name + prefix, flags */
+#define QUEUE_ENTRY_SIZE_MIN 3u  /* 1-byte name + prefix, flags */
 
 static void hello_fields(struct wire_io *io, union wire_msg *m)
 {
@@ -605,8 +604,7 @@ static const struct wire_op_entry wire_ops[] = {
     {REPLY(WIRE_OP_WAIT), job_info_fields, NO_ARRAY},
     {REPLY(WIRE_OP_STATUS), job_info_fields, NO_ARRAY},
     {REPLY(WIRE_OP_STATS), stats_reply_fields, offsetof(union wire_msg, stats_reply.queues)},
-    {REPLY(WIRE_OP_QUEUES), queues_reply_fields,
-     offsetof(union wire_msg, queues_reply.queues)},
+    {REPLY(WIRE_OP_QUEUES), queues_reply_fields, offsetof(union wire_msg, queues_reply.queues)},
     {REPLY(WIRE_OP_PAUSE), durable_reply_fields, NO_ARRAY},
     {REPLY(WIRE_OP_RESUME), durable_reply_fields, NO_ARRAY},
     {REPLY(WIRE_OP_PURGE), count_reply_fields, NO_ARRAY},
@@ -628,8 +626,7 @@ bool wire_op_known(uint16_t opcode)
     return wire_op_find(opcode) != NULL;
 }
 
-int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id,
-                const union wire_msg *msg)
+int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id, const union wire_msg *msg)
 {
     SPOOL_ASSERT(b != NULL);
     const struct wire_op_entry *entry = wire_op_find(opcode);
@@ -639,7 +636,7 @@ int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id,
     memset(&empty, 0, sizeof empty);
     size_t start = b->len;
     struct wire_io io = {.writing = true, .out = b};
-    uint8_t *header = io_grow(&io, WIRE_HEADER_SIZE);
+    (void)io_grow(&io, WIRE_HEADER_SIZE); /* filled in below, once the size is known */
     /* The walk only reads *msg when writing; the cast serves the shared walker signature. */
     entry->fields(&io, msg != NULL ? (union wire_msg *)msg : &empty);
     size_t frame_size = b->len - start;
@@ -649,10 +646,9 @@ int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id,
         b->len = start;
         return io.error;
     }
-    header = b->data + start; /* the buffer may have moved while growing */
     struct wire_header h = {
         .frame_size = (uint32_t)frame_size, .opcode = opcode, .request_id = request_id};
-    wire_header_encode(header, &h);
+    wire_header_encode(b->data + start, &h); /* b->data may have moved while growing */
     return 0;
 }
 

@@ -54,7 +54,7 @@ struct wire_hello { /* WIRE_OP_HELLO */
 #define WIRE_PUT_MAX_ATTEMPTS 0x02 /* max_attempts is set (else the queue default) */
 #define WIRE_PUT_FLAGS_ALL 0x03
 
-struct wire_job_spec { /* WIRE_OP_PUT, and each job of WIRE_OP_PUT_BATCH */
+struct wire_job_spec {       /* WIRE_OP_PUT, and each job of WIRE_OP_PUT_BATCH */
     struct wire_bytes queue; /* name8 */
     uint8_t flags;           /* WIRE_PUT_* */
     uint32_t priority;       /* lower first */
@@ -66,15 +66,15 @@ struct wire_job_spec { /* WIRE_OP_PUT, and each job of WIRE_OP_PUT_BATCH */
     struct wire_bytes body;  /* blob32 */
 };
 
-struct wire_put_batch { /* WIRE_OP_PUT_BATCH */
-    uint32_t count;               /* 1 .. WIRE_BATCH_COUNT_MAX */
-    struct wire_job_spec *jobs;   /* decode: malloc'ed, see wire_msg_free */
+struct wire_put_batch {         /* WIRE_OP_PUT_BATCH */
+    uint32_t count;             /* 1 .. WIRE_BATCH_COUNT_MAX */
+    struct wire_job_spec *jobs; /* decode: malloc'ed, see wire_msg_free */
 };
 
 #define WIRE_RESERVE_DETACH 0x01 /* leases outlive the connection (until their deadline) */
 #define WIRE_RESERVE_FLAGS_ALL 0x01
 
-struct wire_reserve { /* WIRE_OP_RESERVE */
+struct wire_reserve {    /* WIRE_OP_RESERVE */
     uint32_t count_max;  /* 1 .. WIRE_RESERVE_COUNT_MAX */
     uint32_t timeout_ms; /* block up to this long for the first job; 0 = poll */
     uint8_t flags;       /* WIRE_RESERVE_* */
@@ -89,7 +89,7 @@ struct wire_ack { /* WIRE_OP_ACK, and each item of WIRE_OP_ACK_BATCH */
 };
 
 struct wire_ack_batch { /* WIRE_OP_ACK_BATCH */
-    uint32_t count; /* 1 .. WIRE_BATCH_COUNT_MAX */
+    uint32_t count;     /* 1 .. WIRE_BATCH_COUNT_MAX */
     struct wire_ack *acks;
 };
 
@@ -153,11 +153,11 @@ struct wire_queue_config { /* WIRE_OP_QUEUE_CONFIG: set a queue's defaults */
 
 /* ---- replies ---- */
 
-struct wire_hello_reply { /* WIRE_OP_HELLO | REPLY */
+struct wire_hello_reply {    /* WIRE_OP_HELLO | REPLY */
     uint16_t version;        /* the negotiated version */
     uint32_t frame_size_max; /* the largest frame the server accepts and sends */
     uint32_t job_size_max;
-    uint64_t server_time_ms; /* Unix ms, to judge deadlines against */
+    uint64_t server_time_ms;       /* Unix ms, to judge deadlines against */
     struct wire_bytes server_name; /* text16, e.g. "spoold 0.1.0" */
 };
 
@@ -223,10 +223,10 @@ struct wire_job_info { /* PEEK, PEEK_NEXT, STATUS, WAIT | REPLY */
     uint32_t attempts;
     uint32_t max_attempts;
     uint32_t ttr_ms;
-    uint64_t created_ms;  /* Unix ms of the put */
-    uint64_t ready_at_ms; /* when it is (or was) due */
-    uint64_t deadline_ms; /* lease deadline while reserved, else 0 */
-    uint64_t finished_ms; /* when it was acked or went dead, else 0 */
+    uint64_t created_ms;      /* Unix ms of the put */
+    uint64_t ready_at_ms;     /* when it is (or was) due */
+    uint64_t deadline_ms;     /* lease deadline while reserved, else 0 */
+    uint64_t finished_ms;     /* when it was acked or went dead, else 0 */
     struct wire_bytes reason; /* text16: why it is dead */
     struct wire_bytes result; /* blob32: the ack's result (WAIT, STATUS of a done job) */
     struct wire_bytes body;   /* blob32: PEEK and PEEK_NEXT only */
@@ -271,7 +271,7 @@ struct wire_queues_reply { /* QUEUES | REPLY */
     struct wire_queue_entry *queues;
 };
 
-struct wire_error_reply { /* WIRE_OP_ERROR */
+struct wire_error_reply {      /* WIRE_OP_ERROR */
     uint16_t code;             /* wire code: see wire_error_from_wire */
     struct wire_bytes message; /* text16, human-readable */
 };

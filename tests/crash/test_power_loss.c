@@ -2,7 +2,8 @@
  * Simulated power loss. A workload of a few hundred appends of varied sizes runs on memfs
  * with small segments (64 KiB) and batches (16 KiB), so it rolls segments several times and
  * writes a checkpoint that drops the oldest segment; variants differ in seed, in how many
- * completions memfs delivers per poll, and in sync mode (always, interval, none). memfs
+ * completions memfs delivers per poll and in what order it runs unlinked ops, in sync mode
+ * (always, interval, none), and in generations (close, recover, append more). memfs
  * records every op. Then, for every
  * op index k and several images per k (only what was durable, everything, and seeded random
  * mixes with a torn last write), the log is recovered from the image and held to the
@@ -72,7 +73,7 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     int failures_before = check_failures;
     CHECK_EQ(w->open_error, 0);
     CHECK_EQ(w->append_error, 0);
-    CHECK_EQ(w->appended, CRASH_RECORDS);
+    CHECK_EQ(w->appended, w->record_count);
     CHECK_EQ(w->durable_error_count, 0);
     CHECK_EQ(w->durable_violations, 0);
     CHECK_EQ(w->final_written_seq_end, w->next_seq);
@@ -81,9 +82,12 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     else
         CHECK(w->final_durable_seq_end > 1); /* interval syncs and rolls did report */
     CHECK_EQ(w->close_error, 0);
-    CHECK(w->checkpoint_done);
-    CHECK_EQ(w->checkpoint_error, 0);
-    CHECK(w->checkpoint_dropped != 0);
+    CHECK(w->checkpoint_count >= 1);
+    for (uint32_t i = 0; i < w->checkpoint_count; i++) {
+        CHECK(w->checkpoints[i].done);
+        CHECK_EQ(w->checkpoints[i].error, 0);
+        CHECK(w->checkpoints[i].dropped != 0);
+    }
     /* Reads back along the way: every one completed, right, and none failed. */
     CHECK(w->reads_started > 0);
     CHECK_EQ(w->reads_done, w->reads_started);
@@ -125,7 +129,7 @@ static void crash_check_one(const struct workload *w, const struct memfs *fs, ui
         durable_seq_end = w->next_seq;
     struct workload_expect expect = {
         .durable_seq_end = durable_seq_end,
-        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
         .append_after = k % CRASH_APPEND_EVERY == 0 && kind == MEMFS_IMAGE_CRASH,
     };
     struct memfs *image = memfs_image(fs, k, kind, seed);
@@ -146,21 +150,25 @@ struct crash_variant {
     uint32_t poll_batch; /* memfs ops run per poll: 1 interleaves most, 0 runs all */
     enum log_sync_mode sync_mode;
     uint32_t sync_interval_ms; /* the fake clock advances 10 ms per turn */
+    uint32_t generations;      /* runs on the same files: each recovers, then appends more */
+    bool reorder;              /* memfs runs unlinked in-flight ops in a random order */
 };
 
 static const struct crash_variant crash_variants_always[] = {
-    {1, 1, LOG_SYNC_ALWAYS, 0},
-    {2, 0, LOG_SYNC_ALWAYS, 0},
-    {3, 2, LOG_SYNC_ALWAYS, 0},
-    {4, 3, LOG_SYNC_ALWAYS, 0},
+    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false},
+    {2, 0, LOG_SYNC_ALWAYS, 0, 1, false},
+    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false},
+    {4, 3, LOG_SYNC_ALWAYS, 0, 3, false},
+    {7, 0, LOG_SYNC_ALWAYS, 0, 2, true},
 };
 
 /* Several batches are written between two fdatasyncs here, so a power loss may keep a later
  * batch and lose an earlier one (write-back has no order): recovery must take the hole for
  * a torn tail, since nothing after it was ever reported synced. */
 static const struct crash_variant crash_variants_relaxed[] = {
-    {5, 1, LOG_SYNC_INTERVAL, 30},
-    {6, 0, LOG_SYNC_NONE, 0},
+    {5, 1, LOG_SYNC_INTERVAL, 30, 2, false},
+    {6, 0, LOG_SYNC_NONE, 0, 1, false},
+    {8, 0, LOG_SYNC_INTERVAL, 20, 1, true},
 };
 
 /* The crash image at k, materialized in a real directory and recovered from there. */
@@ -169,7 +177,7 @@ static void crash_check_real(const struct workload *w, const struct memfs *fs, u
 {
     struct workload_expect expect = {
         .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
-        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
     };
     struct memfs *image = memfs_crash_image(fs, k, k + 1);
     for (int backend = 0; backend < 2; backend++) {
@@ -206,6 +214,8 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
     uint32_t poll_batch = variant->poll_batch;
     struct memfs *fs = memfs_create();
     memfs_set_poll_batch(fs, poll_batch);
+    if (variant->reorder)
+        memfs_set_reorder(fs, workload_seed);
     struct workload w = {
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
@@ -216,8 +226,11 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         .op_count = memfs_counter,
         .hook_ctx = fs,
     };
-    workload_run(&w, memfs_io(fs));
-    check_workload_ran_clean(&w, fs);
+    for (uint32_t g = 1; g <= variant->generations; g++) {
+        w.record_count = CRASH_RECORDS * g / variant->generations;
+        workload_run(&w, memfs_io(fs));
+        check_workload_ran_clean(&w, fs);
+    }
     struct crash_stats stats = {.ops = memfs_op_count(fs)};
     bool in_time = true;
     for (uint64_t k = 0; k <= stats.ops && in_time; k++) {
@@ -233,12 +246,15 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         in_time = monotonic_ns() < deadline_ns;
     }
     static const char *mode_names[] = {"always", "interval", "none"};
-    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u: %u records, %" PRIu64
-            " ops, %u segments created, %u durable reports, checkpoint anchor %" PRIu64
-            " dropped segment %" PRIu64 "; %" PRIu64 " images checked, %" PRIu64 " failed%s\n",
-            workload_seed, mode_names[variant->sync_mode], poll_batch, w.appended, stats.ops, segments_created(fs),
-            w.durable_count, w.checkpoint_anchor, w.checkpoint_dropped, stats.images,
-            stats.failures, in_time ? "" : " (time budget reached: not every k checked)");
+    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u%s generations %u: %u records, %"
+            PRIu64 " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %"
+            PRIu64 " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64
+            " failed%s\n", workload_seed, mode_names[variant->sync_mode], poll_batch,
+            variant->reorder ? " reordered" : "",
+            variant->generations, w.appended, stats.ops, segments_created(fs), w.durable_count,
+            w.checkpoint_count, workload_checkpoint_last(&w)->anchor,
+            workload_checkpoint_last(&w)->dropped, stats.images, stats.failures,
+            in_time ? "" : " (time budget reached: not every k checked)");
     total->images += stats.images;
     total->failures += stats.failures;
     workload_free(&w);

@@ -83,7 +83,9 @@ static void run_fail(struct fault_run *run, const char *what)
                 fault_backend_fired(run->io) ? fault_backend_fired_file(run->io) : "-", what,
                 w->open_error, w->append_error, w->log_error_at_end, w->durable_error_count,
                 w->late_append_error, w->close_error, w->enospc_count, w->appended,
-                w->final_durable_seq_end, w->next_seq, w->checkpoint_done, w->checkpoint_error);
+                w->final_durable_seq_end, w->next_seq,
+                w->checkpoint_count > 0 && w->checkpoints[w->checkpoint_count - 1].done,
+                w->checkpoint_count > 0 ? w->checkpoints[w->checkpoint_count - 1].error : 0);
     }
 }
 
@@ -188,11 +190,13 @@ static void run_check_class(struct fault_run *run)
             RUN_EXPECT(run, w->enospc_count >= 1 || w->appended_at_tag == FAULT_RECORDS);
         }
     } else if (strcmp(file, "checkpoint.tmp") == 0 && (data_op || creation || header_write)) {
+        const struct workload_checkpoint *cp = workload_checkpoint_last(w);
+        RUN_EXPECT(run, cp != NULL && cp->done);
         if (fault == FAULT_SHORT_WRITE) {
-            RUN_EXPECT(run, w->checkpoint_done && w->checkpoint_error == 0);
+            RUN_EXPECT(run, cp != NULL && cp->error == 0);
         } else {
             /* The checkpoint fails; the log it protects goes on. */
-            RUN_EXPECT(run, w->checkpoint_done && w->checkpoint_error != 0);
+            RUN_EXPECT(run, cp != NULL && cp->error != 0);
             run_expect_unharmed(run);
         }
     }
@@ -200,11 +204,13 @@ static void run_check_class(struct fault_run *run)
 
 /* One run: the workload with the Nth matching op faulted; returns the ops that matched. */
 static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint64_t seed,
-                              uint32_t poll_batch)
+                              uint32_t poll_batch, bool reorder)
 {
     struct fault_run run = {.class = class, .n = n};
     run.fs = memfs_create();
     memfs_set_poll_batch(run.fs, poll_batch);
+    if (reorder)
+        memfs_set_reorder(run.fs, seed);
     struct fault_config config = {.kind = class->kind, .op_mask = class->op_mask, .fail_at = n};
     run.io = fault_backend_create(memfs_io(run.fs), &config);
     run.w = (struct workload){
@@ -222,7 +228,7 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
     /* Whatever happened, the durable image recovers everything that was promised. */
     struct workload_expect expect = {
         .durable_seq_end = run.w.final_durable_seq_end,
-        .checkpoint = run.w.checkpoint_done && run.w.checkpoint_error == 0,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(&run.w, UINT64_MAX),
         .append_after = true,
     };
     run_check_image(&run, memfs_op_count(run.fs), &expect, "final durable");
@@ -260,7 +266,7 @@ static uint64_t recovery_run_one(const struct workload *w, const struct memfs *o
 {
     struct workload_expect expect = {
         .durable_seq_end = workload_durable_at(w, k, LOG_DURABLE_SYNCED),
-        .checkpoint = w->checkpoint_done && w->checkpoint_done_op <= k,
+        .checkpoint_anchor_min = workload_checkpoint_anchor_at(w, k),
     };
     struct memfs *image = memfs_crash_image(origin, k, k * 31 + 1);
     struct fault_config config = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_ALL, .fail_at = n};
@@ -318,11 +324,13 @@ static uint64_t recovery_sweep(void)
     return runs;
 }
 
-/* Workloads swept: one completion per poll (most interleaving), and all at once. */
+/* Workloads swept: one completion per poll in order (most interleaving), and all at once in
+ * a random order (as a ring may run unlinked ops). */
 static const struct {
     uint64_t seed;
     uint32_t poll_batch;
-} fault_workloads[] = {{3, 1}, {4, 0}};
+    bool reorder;
+} fault_workloads[] = {{3, 1, false}, {4, 0, true}};
 
 int main(void)
 {
@@ -330,16 +338,18 @@ int main(void)
     for (size_t v = 0; v < sizeof(fault_workloads) / sizeof(fault_workloads[0]); v++) {
         uint64_t seed = fault_workloads[v].seed;
         uint32_t batch = fault_workloads[v].poll_batch;
+        bool reorder = fault_workloads[v].reorder;
         for (size_t c = 0; c < sizeof(fault_classes) / sizeof(fault_classes[0]); c++) {
             const struct fault_class *class = &fault_classes[c];
             uint32_t before = fault_failures_total;
             /* N = 0 never faults: it counts the matching ops, the range of the sweep. */
-            uint64_t matching = fault_run_one(class, 0, seed, batch);
+            uint64_t matching = fault_run_one(class, 0, seed, batch, reorder);
             for (uint64_t n = 1; n <= matching; n++)
-                fault_run_one(class, n, seed, batch);
+                fault_run_one(class, n, seed, batch, reorder);
             runs += matching + 1;
-            fprintf(stderr, "seed %" PRIu64 " poll batch %u %-14s N = 1..%" PRIu64
-                    ": %u failures\n", seed, batch, class->name, matching,
+            fprintf(stderr, "seed %" PRIu64 " poll batch %u%s %-14s N = 1..%" PRIu64
+                    ": %u failures\n", seed, batch, reorder ? " reordered" : "", class->name,
+                    matching,
                     fault_failures_total - before);
             CHECK(matching > 0);
         }

@@ -47,9 +47,13 @@ static void mutate_and_run(const uint8_t *data, size_t size, long mutations)
         for (int e = 0; e < edits && len > 0; e++) {
             uint64_t r = next_random();
             switch (r % 3) {
-            case 0: m[r / 3 % len] = (uint8_t)(r >> 40); break;  /* flip a byte */
-            case 1: len = (size_t)(r / 3 % (len + 1)); break;    /* truncate */
-            default:                                              /* append junk */
+            case 0:
+                m[r / 3 % len] = (uint8_t)(r >> 40);
+                break; /* flip a byte */
+            case 1:
+                len = (size_t)(r / 3 % (len + 1));
+                break; /* truncate */
+            default:   /* append junk */
                 for (int k = 0; k < 8; k++)
                     m[len++] = (uint8_t)next_random();
                 e = edits;

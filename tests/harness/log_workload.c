@@ -127,9 +127,27 @@ static void wl_on_durable(void *ctx, uint64_t durable_seq_end, enum log_durabili
 static void wl_checkpoint_done(void *ctx, int error)
 {
     struct workload *w = ctx;
-    w->checkpoint_done = true;
-    w->checkpoint_error = error;
-    w->checkpoint_done_op = w->op_count != NULL ? w->op_count(w->hook_ctx) : 0;
+    SPOOL_ASSERT(w->checkpoint_count > 0);
+    struct workload_checkpoint *cp = &w->checkpoints[w->checkpoint_count - 1];
+    cp->done = true;
+    cp->error = error;
+    cp->done_op = w->op_count != NULL ? w->op_count(w->hook_ctx) : 0;
+}
+
+const struct workload_checkpoint *workload_checkpoint_last(const struct workload *w)
+{
+    return w->checkpoint_count > 0 ? &w->checkpoints[w->checkpoint_count - 1] : NULL;
+}
+
+uint64_t workload_checkpoint_anchor_at(const struct workload *w, uint64_t k)
+{
+    uint64_t anchor = 0;
+    for (uint32_t i = 0; i < w->checkpoint_count; i++) {
+        const struct workload_checkpoint *cp = &w->checkpoints[i];
+        if (cp->done && cp->error == 0 && cp->done_op <= k && cp->anchor > anchor)
+            anchor = cp->anchor;
+    }
+    return anchor;
 }
 
 static void wl_append_some(struct workload *w, struct log *log, uint8_t *buf)
@@ -218,7 +236,7 @@ static void wl_maybe_read(struct workload *w, struct log *log)
 
 static void wl_maybe_checkpoint(struct workload *w, struct log *log)
 {
-    if (!w->checkpoint || w->checkpoint_started)
+    if (!w->checkpoint || w->checkpoint_this_run || w->checkpoint_count == WORKLOAD_CHECKPOINTS_MAX)
         return;
     if (log_segment_count(log) < WORKLOAD_CHECKPOINT_SEGMENTS)
         return;
@@ -231,20 +249,21 @@ static void wl_maybe_checkpoint(struct workload *w, struct log *log)
     int rc = log_checkpoint(log, anchor, payload, len, &drop, 1, wl_checkpoint_done, w);
     if (rc == -EBUSY)
         return;
-    w->checkpoint_started = true;
-    w->checkpoint_anchor = anchor;
-    w->checkpoint_dropped = drop;
-    if (rc != 0) {
-        w->checkpoint_done = true;
-        w->checkpoint_error = rc;
-    }
+    w->checkpoint_this_run = true;
+    w->checkpoints[w->checkpoint_count++] = (struct workload_checkpoint){
+        .anchor = anchor,
+        .dropped = drop,
+        .done = rc != 0,
+        .error = rc,
+    };
 }
 
 static bool wl_settled(const struct workload *w, struct log *log, struct io_backend *io)
 {
     bool poisoned = log_error(log) != 0;
     bool appending = w->appended < w->record_count && w->append_error == 0 && !poisoned;
-    bool checkpointing = w->checkpoint_started && !w->checkpoint_done;
+    const struct workload_checkpoint *cp = workload_checkpoint_last(w);
+    bool checkpointing = w->checkpoint_this_run && cp != NULL && !cp->done;
     return !appending && !checkpointing && (log_idle(log) || poisoned) &&
            io->ops->in_flight(io) == 0;
 }
@@ -281,8 +300,12 @@ void workload_run(struct workload *w, struct io_backend *io)
     config.now_ns = wl_now;
     config.sync_mode = w->sync_mode;
     config.sync_interval_ms = w->sync_interval_ms;
-    w->next_seq = 1;
-    w->now_ns = 1000000000ll;
+    if (w->now_ns == 0)
+        w->now_ns = 1000000000ll;
+    w->checkpoint_this_run = false;
+    w->tag_seen = false;
+    uint64_t next_seq_before = w->next_seq == 0 ? 1 : w->next_seq;
+    w->next_seq = next_seq_before;
     struct log_recovery_report report;
     void *checkpoint = NULL;
     uint32_t checkpoint_len = 0;
@@ -293,10 +316,17 @@ void workload_run(struct workload *w, struct io_backend *io)
         w->open_error = rc;
         return;
     }
+    /* A later generation continues where the last clean close left off. */
+    if (log_next_seq(log) != next_seq_before)
+        w->durable_violations++;
     w->next_seq = log_next_seq(log);
-    SPOOL_ASSERT(w->next_seq == 1); /* positions are kept by seq from 1 */
-    w->positions = calloc(w->record_count + 1u, sizeof(w->positions[0]));
-    SPOOL_ASSERT(w->positions != NULL);
+    if (w->positions_cap < w->record_count + 1u) {
+        w->positions = realloc(w->positions, (w->record_count + 1u) * sizeof(w->positions[0]));
+        SPOOL_ASSERT(w->positions != NULL);
+        memset(w->positions + w->positions_cap, 0,
+               (w->record_count + 1u - w->positions_cap) * sizeof(w->positions[0]));
+        w->positions_cap = w->record_count + 1u;
+    }
     uint8_t *buf = malloc(WORKLOAD_RECORD_MAX);
     SPOOL_ASSERT(buf != NULL);
     wl_loop(w, log, io, buf);
@@ -423,17 +453,20 @@ static int wl_check_open(struct wl_check *c, struct io_backend *io, const struct
     }
     uint64_t start = 1;
     if (checkpoint != NULL) {
-        char payload[64];
-        uint32_t len = workload_checkpoint_payload(c->w->checkpoint_anchor, payload, sizeof(payload));
-        bool ours = c->w->checkpoint_started && checkpoint_len == len &&
-                    memcmp(checkpoint, payload, len) == 0;
+        for (uint32_t i = 0; i < c->w->checkpoint_count && start == 1; i++) {
+            char payload[64];
+            uint64_t anchor = c->w->checkpoints[i].anchor;
+            uint32_t len = workload_checkpoint_payload(anchor, payload, sizeof(payload));
+            if (checkpoint_len == len && memcmp(checkpoint, payload, len) == 0)
+                start = anchor;
+        }
         free(checkpoint);
-        if (!ours)
+        if (start == 1)
             return wl_fail(c, "a checkpoint the workload did not write (%u bytes)", checkpoint_len);
-        start = c->w->checkpoint_anchor;
-    } else if (expect->checkpoint) {
-        return wl_fail(c, "the checkpoint reported done is missing");
     }
+    if (start < expect->checkpoint_anchor_min)
+        return wl_fail(c, "checkpoint anchored at %" PRIu64 " loaded, but one at %" PRIu64
+                       " was reported done", start, expect->checkpoint_anchor_min);
     if (c->failed)
         return -1;
     uint64_t end = c->count > 0 ? c->last + 1 : start;

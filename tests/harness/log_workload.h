@@ -31,11 +31,22 @@ struct workload_durable {
     bool tagged;                 /* the tag hook said true at that moment */
 };
 
+/* Checkpoints one workload writes at most: one per run (generation). */
+#define WORKLOAD_CHECKPOINTS_MAX 4u
+
+struct workload_checkpoint {
+    uint64_t anchor;
+    uint64_t dropped; /* the segment id it dropped */
+    bool done;
+    int error;
+    uint64_t done_op; /* the op counter when done ran */
+};
+
 struct workload {
     /* Set by the caller before workload_run. */
     uint64_t seed;
     uint32_t record_count;  /* appends to make */
-    bool checkpoint;        /* write one checkpoint dropping the oldest sealed segment */
+    bool checkpoint;        /* per run, one checkpoint dropping the oldest sealed segment */
     bool reads;             /* read back a durable record (log_read) every few turns */
     enum log_sync_mode sync_mode;  /* LOG_SYNC_ALWAYS (0) unless set */
     uint32_t sync_interval_ms;     /* LOG_SYNC_INTERVAL */
@@ -61,14 +72,12 @@ struct workload {
     uint32_t durable_violations; /* reports going backwards or past what was appended */
     uint64_t final_durable_seq_end; /* the highest LOG_DURABLE_SYNCED report */
     uint64_t final_written_seq_end; /* the highest report of either level */
-    bool checkpoint_started;
-    bool checkpoint_done;
-    int checkpoint_error;
-    uint64_t checkpoint_anchor;
-    uint64_t checkpoint_done_op;
-    uint64_t checkpoint_dropped; /* the segment id dropped, 0 if none */
+    struct workload_checkpoint checkpoints[WORKLOAD_CHECKPOINTS_MAX];
+    uint32_t checkpoint_count;
+    bool checkpoint_this_run;    /* started one in the current run */
     uint32_t segments_max;       /* the most segments seen at once */
-    struct log_pos *positions;   /* by seq (fresh logs start at seq 1) */
+    struct log_pos *positions;   /* by seq, for reads (a log starts at seq 1) */
+    uint32_t positions_cap;
     uint32_t reads_started;
     uint32_t reads_refused;      /* log_read returned an error: nothing started */
     uint32_t reads_done;         /* done callbacks, each exactly once per started read */
@@ -89,8 +98,16 @@ uint32_t workload_checkpoint_payload(uint64_t anchor, char *buf, uint32_t len);
 /* The config every suite uses: 64 KiB segments, 16 KiB batches, sync always, lz4 on. */
 void workload_config(struct log_config *config);
 
-/* Open a log on io (an empty directory), run, close. Results land in w. */
+/* Open a log on io, append until w->appended reaches w->record_count, close. Results land
+ * in w. Run again with the same w (and a larger record_count) on the same directory for
+ * another generation: recovery, then appends after it. */
 void workload_run(struct workload *w, struct io_backend *io);
+
+/* The newest checkpoint anchor among checkpoints done (without error) at op count <= k;
+ * 0 if none. */
+uint64_t workload_checkpoint_anchor_at(const struct workload *w, uint64_t k);
+/* The most recent checkpoint, or NULL. */
+const struct workload_checkpoint *workload_checkpoint_last(const struct workload *w);
 void workload_free(struct workload *w);
 
 /* The watermark promised at level (or higher) by reports made at op count <= k. */
@@ -99,7 +116,7 @@ uint64_t workload_durable_at(const struct workload *w, uint64_t k, enum log_dura
 /* What an image must hold. */
 struct workload_expect {
     uint64_t durable_seq_end; /* every seq below must be replayed (or covered by the anchor) */
-    bool checkpoint;          /* the workload's checkpoint must be there */
+    uint64_t checkpoint_anchor_min; /* a checkpoint at least this new must be there (0: none) */
     bool append_after;        /* also append one record, close, reopen and find it */
 };
 
@@ -108,8 +125,9 @@ struct workload_expect {
 #define WORKLOAD_OPEN_FAILED (-2)  /* log_open itself failed (a fault may explain it) */
 
 /*
- * Open a log on io (an image) and check it: open succeeds; the checkpoint, if any, is the
- * workload's; replay starts at its anchor (or seq 1), has no gap, holds only appended records
+ * Open a log on io (an image) and check it: open succeeds; the checkpoint, if any, is one
+ * the workload wrote and not older than expect->checkpoint_anchor_min; replay starts at its
+ * anchor (or seq 1), has no gap, holds only appended records
  * with their exact bytes, and reaches expect->durable_seq_end. 0 if all hold, else
  * WORKLOAD_OPEN_FAILED or WORKLOAD_CHECK_FAILED with the reason in why.
  */

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 /* Ops queued between two polls; the engine has a handful in flight, tests a few dozen. */
-#define MEMFS_QUEUE_MAX 4096u
+#define MEMFS_QUEUE_MAX 1024u
 /* memfs fds start here so that one passed to a real syscall by mistake fails loudly. */
 #define MEMFS_FD_BASE 1000
 /* A file larger than this is a runaway test, not a workload: fail the write with -EFBIG. */
@@ -73,6 +73,15 @@ struct memfs_record {
     char path2[IO_PATH_MAX];
 };
 
+/* A submitted op waiting to run, in submission order. */
+struct memfs_entry {
+    struct io_op *op;
+    uint64_t submit_index;
+    bool after_link; /* the op submitted just before it carried IO_OP_LINK */
+    bool pred_done;  /* that op has run (until then this one may not) */
+    bool cancel;     /* ... and failed or completed short: this one completes -ECANCELED */
+};
+
 struct memfs {
     struct io_backend base;
     struct memfs_buf *files; /* live content, by inode */
@@ -89,11 +98,23 @@ struct memfs {
     uint64_t record_count;
     uint64_t record_cap;
     uint32_t poll_batch;
-    bool cancel_next; /* the previous op was linked and did not complete in full */
-    uint32_t head;
+    uint64_t reorder_rng; /* 0: run in submission order; else the state picking the next op */
+    uint64_t submitted;
+    bool last_linked;   /* the last submitted op carried IO_OP_LINK */
+    bool orphan_done;   /* ... and already ran, before its successor was submitted */
+    bool orphan_cancel; /* ... and failed: the successor completes -ECANCELED */
     uint32_t queued;
-    struct io_op *queue[MEMFS_QUEUE_MAX];
+    struct memfs_entry queue[MEMFS_QUEUE_MAX];
 };
+
+static uint64_t model_rand(uint64_t *state)
+{
+    /* splitmix64: tiny, seedable, and good enough to pick subsets. */
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
 
 /* ---- small containers ---- */
 
@@ -358,8 +379,8 @@ static bool memfs_op_short(const struct io_op *op)
     return (op->kind == IO_READ || op->kind == IO_WRITE) && (uint64_t)op->result != op->len;
 }
 
-/* Run one op now and record it. */
-static void memfs_run(struct memfs *fs, struct io_op *op)
+/* Run one op now (or cancel it) and record it. */
+static void memfs_run(struct memfs *fs, struct io_op *op, bool canceled)
 {
     fs->records = memfs_grow(fs->records, &fs->record_cap, fs->record_count + 1,
                              sizeof(fs->records[0]));
@@ -372,9 +393,8 @@ static void memfs_run(struct memfs *fs, struct io_op *op)
     memcpy(rec->path2, op->path2, sizeof(rec->path2));
     rec->path[IO_PATH_MAX - 1] = '\0';
     rec->path2[IO_PATH_MAX - 1] = '\0';
-    op->result = fs->cancel_next ? -ECANCELED : memfs_exec(fs, op, rec);
+    op->result = canceled ? -ECANCELED : memfs_exec(fs, op, rec);
     rec->result = op->result;
-    fs->cancel_next = (op->flags & IO_OP_LINK) && (fs->cancel_next || memfs_op_short(op));
 }
 
 /* ---- the backend interface ---- */
@@ -384,9 +404,65 @@ static int memfs_submit(struct io_backend *backend, struct io_op *op)
     struct memfs *fs = (struct memfs *)backend;
     if (fs->queued == MEMFS_QUEUE_MAX)
         return -EAGAIN;
-    fs->queue[(fs->head + fs->queued) % MEMFS_QUEUE_MAX] = op;
-    fs->queued++;
+    struct memfs_entry *entry = &fs->queue[fs->queued++];
+    *entry = (struct memfs_entry){.op = op, .submit_index = fs->submitted++};
+    if (fs->last_linked) {
+        entry->after_link = true;
+        if (fs->orphan_done) {
+            entry->pred_done = true;
+            entry->cancel = fs->orphan_cancel;
+            fs->orphan_done = false;
+        }
+    }
+    fs->last_linked = (op->flags & IO_OP_LINK) != 0;
     return 0;
+}
+
+static bool memfs_entry_ready(const struct memfs_entry *entry, uint64_t boundary)
+{
+    return entry->submit_index < boundary && (!entry->after_link || entry->pred_done);
+}
+
+/* The next op to run among those submitted before boundary: the oldest, or with reordering a
+ * random one whose link predecessor has run. -1 if none can run. */
+static int memfs_pick(struct memfs *fs, uint64_t boundary)
+{
+    if (fs->reorder_rng == 0)
+        return fs->queued > 0 && memfs_entry_ready(&fs->queue[0], boundary) ? 0 : -1;
+    uint32_t ready = 0;
+    for (uint32_t i = 0; i < fs->queued; i++)
+        ready += memfs_entry_ready(&fs->queue[i], boundary);
+    if (ready == 0)
+        return -1;
+    uint64_t pick = model_rand(&fs->reorder_rng) % ready;
+    for (uint32_t i = 0; i < fs->queued; i++) {
+        if (memfs_entry_ready(&fs->queue[i], boundary) && pick-- == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Run queue[index]; tell its link successor (the next entry, or the next op submitted)
+ * whether it may run; deliver the completion. */
+static void memfs_run_entry(struct memfs *fs, uint32_t index)
+{
+    struct memfs_entry entry = fs->queue[index];
+    memfs_run(fs, entry.op, entry.after_link && entry.cancel);
+    if (entry.op->flags & IO_OP_LINK) {
+        bool failed = memfs_op_short(entry.op);
+        if (index + 1 < fs->queued) {
+            SPOOL_ASSERT(fs->queue[index + 1].after_link);
+            fs->queue[index + 1].pred_done = true;
+            fs->queue[index + 1].cancel = failed;
+        } else {
+            fs->orphan_done = true;
+            fs->orphan_cancel = failed;
+        }
+    }
+    memmove(&fs->queue[index], &fs->queue[index + 1],
+            (fs->queued - index - 1) * sizeof(fs->queue[0]));
+    fs->queued--;
+    entry.op->done(entry.op);
 }
 
 static int memfs_poll(struct io_backend *backend, bool wait)
@@ -394,17 +470,19 @@ static int memfs_poll(struct io_backend *backend, bool wait)
     struct memfs *fs = (struct memfs *)backend;
     (void)wait; /* every queued op can run now: nothing to wait for */
     /* Only what was queued before this call: a done callback may submit more. */
+    uint64_t boundary = fs->submitted;
     uint32_t n = fs->queued;
     if (fs->poll_batch > 0 && n > fs->poll_batch)
         n = fs->poll_batch;
-    for (uint32_t i = 0; i < n; i++) {
-        struct io_op *op = fs->queue[fs->head];
-        fs->head = (fs->head + 1) % MEMFS_QUEUE_MAX;
-        fs->queued--;
-        memfs_run(fs, op);
-        op->done(op);
+    uint32_t delivered = 0;
+    while (delivered < n) {
+        int index = memfs_pick(fs, boundary);
+        if (index < 0)
+            break;
+        memfs_run_entry(fs, (uint32_t)index);
+        delivered++;
     }
-    return (int)n;
+    return (int)delivered;
 }
 
 static int memfs_list(struct io_backend *backend, io_list_fn fn, void *ctx)
@@ -486,6 +564,12 @@ struct memfs *memfs_from_io(struct io_backend *io)
 void memfs_set_poll_batch(struct memfs *fs, uint32_t ops_max)
 {
     fs->poll_batch = ops_max;
+}
+
+void memfs_set_reorder(struct memfs *fs, uint64_t seed)
+{
+    /* splitmix64 from state 0 is fine, but 0 means "in order": keep the state non-zero. */
+    fs->reorder_rng = seed == 0 ? 0 : seed | 1u;
 }
 
 uint64_t memfs_op_count(const struct memfs *fs)
@@ -616,14 +700,6 @@ struct model {
     uint32_t dir_pending_cap;
 };
 
-static uint64_t model_rand(uint64_t *state)
-{
-    /* splitmix64: tiny, seedable, and good enough to pick subsets. */
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static void model_init(struct model *m, const struct memfs *fs)
 {

@@ -19,10 +19,11 @@
  * - Syncing a file does not sync its directory entry, nor the other way round.
  *
  * Execution is deferred like a ring's: submit only queues an op; poll runs queued ops in
- * submission order and calls each done right after its op ran, so several ops are in flight
- * at once, and an op's effect is recorded when it runs, not when it was submitted. Linking
- * follows IOSQE_IO_LINK: an op after a linked op that failed or completed short completes
- * with -ECANCELED without running (and is recorded as such).
+ * submission order (or a seeded random order, memfs_set_reorder) and calls each done right
+ * after its op ran, so several ops are in flight at once, and an op's effect is recorded
+ * when it runs, not when it was submitted. Linking follows IOSQE_IO_LINK: a linked op's
+ * successor runs only after it, and completes with -ECANCELED without running (recorded as
+ * such) if it failed or completed short.
  *
  * Op indices: op i is the i-th op that ran (0-based); memfs_op_count() ops have run. An image
  * "at k" is what the disk could hold after a power loss right after the first k ops ran.
@@ -50,6 +51,11 @@ struct memfs *memfs_from_io(struct io_backend *io);
 /* Run at most this many queued ops per poll (0: every op queued when poll began). 1 makes the
  * engine see one completion per loop turn, the most interleaving a ring can produce. */
 void memfs_set_poll_batch(struct memfs *fs, uint32_t ops_max);
+
+/* Run queued ops in a seeded random order instead of submission order (seed 0: in order),
+ * as a ring may: only a linked op waits for its predecessor. Catches a caller that relies on
+ * the order of ops it did not link. */
+void memfs_set_reorder(struct memfs *fs, uint64_t seed);
 
 uint64_t memfs_op_count(const struct memfs *fs);
 

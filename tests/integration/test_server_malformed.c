@@ -381,6 +381,102 @@ static void test_out_of_descriptors(void)
     server = saved;
 }
 
+/* Resident memory of the server, in KiB (from /proc). */
+static long server_rss_kib(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)server.pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kib = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = atol(line + 6);
+    fclose(f);
+    return kib;
+}
+
+/* A client that floods requests and never reads its replies: spoold stops reading from it once
+ * its unsent replies pass the bound, its memory stays bounded, and others are served. */
+static void test_flooder_that_never_reads(void)
+{
+    int fd = hello_connect();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* stop when spoold stops reading */
+    static uint8_t frames[WIRE_HEADER_SIZE * 4096];
+    for (int i = 0; i < 4096; i++) {
+        struct wire_header h = {.frame_size = WIRE_HEADER_SIZE, .opcode = WIRE_OP_PING,
+                                .request_id = (uint64_t)i};
+        wire_header_encode(frames + i * WIRE_HEADER_SIZE, &h);
+    }
+    long before = server_rss_kib();
+    size_t sent_total = 0;
+    for (int round = 0; round < 2000; round++) { /* at most 128 MiB offered */
+        ssize_t n = send(fd, frames, sizeof(frames), MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server stopped reading: the send timed out */
+        sent_total += (size_t)n;
+    }
+    long after = server_rss_kib();
+    fprintf(stderr, "flooder sent %zu bytes; spoold rss %ld -> %ld KiB\n", sent_total, before,
+            after);
+    CHECK(sent_total < 128u * 1024 * 1024); /* reading stopped before the end */
+    CHECK(after - before < 64 * 1024);      /* bounded: no growth with the flood */
+    server_still_serves();
+    close(fd);
+}
+
+/* A frame started and never finished is closed after --frame-timeout; a silent idle
+ * connection is not. */
+static void test_stalled_frame_times_out(void)
+{
+    struct spoold saved = server;
+    static const char *const args[] = {"--frame-timeout", "300", NULL};
+    REQUIRE(spoold_start(&server, "frame-timeout", args) == 0);
+    int idle = hello_connect();
+    int slow = hello_connect();
+    send_header(slow, WIRE_HEADER_SIZE + 100, WIRE_OP_PUT, 8);
+    send_all(slow, "abc", 3);
+    struct wire_header h;
+    REQUIRE(recv_frame(slow, &h, payload, sizeof(payload))); /* within the 10 s recv timeout */
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_BAD_FRAME));
+    CHECK(at_eof(slow));
+    close(slow);
+    send_header(idle, WIRE_HEADER_SIZE, WIRE_OP_PING, 9);
+    REQUIRE(recv_frame(idle, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_PING | WIRE_OP_REPLY);
+    close(idle);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
+/* --auth-file: HELLO without the secret, or with a wrong one, is AUTH_FAILED and closed. */
+static void test_shared_secret(void)
+{
+    struct spoold saved = server;
+    char path[700];
+    snprintf(path, sizeof(path), "%s/secret", saved.dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fputs("s3cret-token\n", f);
+    fclose(f);
+    const char *args[] = {"--auth-file", path, NULL};
+    REQUIRE(spoold_start(&server, "auth", args) == 0);
+    spool_client *c = NULL;
+    CHECK_EQ(spool_connect(server.addr, 5000, &c), SPOOL_E_AUTH_FAILED);
+    struct spool_connect_options opts = {.auth = "s3cret-tokem"};
+    CHECK_EQ(spool_connect_opts(server.addr, &opts, &c), SPOOL_E_AUTH_FAILED);
+    opts.auth = "s3cret-token";
+    REQUIRE(spool_connect_opts(server.addr, &opts, &c) == 0);
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 int main(void)
 {
     if (spoold_start(&server, "malformed", NULL) != 0)
@@ -392,9 +488,12 @@ int main(void)
     RUN_TEST(test_frames_split_into_single_bytes);
     RUN_TEST(test_ten_thousand_pipelined_frames);
     RUN_TEST(test_eof_mid_frame);
+    RUN_TEST(test_flooder_that_never_reads);
     RUN_TEST(test_handshake_failures);
     RUN_TEST(test_connection_limit);
     RUN_TEST(test_out_of_descriptors);
+    RUN_TEST(test_stalled_frame_times_out);
+    RUN_TEST(test_shared_secret);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);

@@ -379,6 +379,38 @@ static void test_idempotency_window_option(void)
     spoold_cleanup(&other);
 }
 
+/* With a small --max-frame, STATS and QUEUES list the queues that fit one frame rather than
+ * failing. */
+static void test_stats_fit_a_small_frame(void)
+{
+    struct spoold other;
+    static const char *const small_args[] = {"--max-frame", "4k", "--max-job-size", "1k", NULL};
+    REQUIRE(spoold_start(&other, "small-frame", small_args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
+    char name[201];
+    for (int i = 0; i < 60; i++) {
+        memset(name, 'n', 150);
+        snprintf(name + 150, sizeof(name) - 150, "-%d", i);
+        struct spool_job_spec spec = {.queue = name, .body = "x", .body_len = 1};
+        uint64_t id;
+        REQUIRE(spool_put(c, &spec, &id) == 0);
+    }
+    struct spool_stats *st = NULL;
+    REQUIRE(spool_stats(c, NULL, &st) == 0);
+    CHECK(st->queue_count > 0 && st->queue_count < 60);
+    spool_stats_free(st);
+    struct spool_queue_info *queues = NULL;
+    size_t count = 0;
+    REQUIRE(spool_queues(c, &queues, &count) == 0);
+    CHECK(count > 0 && count < 60);
+    spool_queues_free(queues);
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&other), 0);
+    spoold_cleanup(&other);
+}
+
 /* Bad options: a clear message and exit code 2, before touching any directory. */
 static void test_bad_options_refused(void)
 {
@@ -417,6 +449,7 @@ int main(void)
     RUN_TEST(test_sync_none_reports_written);
     RUN_TEST(test_bad_options_refused);
     RUN_TEST(test_idempotency_window_option);
+    RUN_TEST(test_stats_fit_a_small_frame);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();

@@ -158,11 +158,28 @@ static void test_clean_stop_checkpoints_and_restarts(void)
                                   .priority = 3};
     uint64_t id = 0;
     REQUIRE(spool_put(c, &spec, &id) == 0);
+    /* An acked job's result outlives a clean restart (the checkpoint remembers it). */
+    struct spool_job_spec done_spec = {.queue = "finished", .body = "f", .body_len = 1};
+    uint64_t done = 0;
+    REQUIRE(spool_put(c, &done_spec, &done) == 0);
+    const char *fq[1] = {"finished"};
+    struct spool_delivery *fd = NULL;
+    size_t fgot = 0;
+    REQUIRE(spool_reserve(c, fq, 1, 1, 0, 0, &fd, &fgot) == 0);
+    REQUIRE(fgot == 1);
+    REQUIRE(spool_ack(c, fd->id, fd->lease, "the answer", 10) == 0);
+    spool_deliveries_free(fd);
     spool_close(c);
     REQUIRE(spoold_stop(&server) == 0);
     CHECK(spoold_log_contains(&server, "msg=checkpoint"));
     REQUIRE(spoold_restart(&server, NULL) == 0);
     c = client();
+    struct spool_job *job = NULL;
+    REQUIRE(spool_status(c, done, &job) == 0);
+    CHECK_EQ(job->state, SPOOL_STATE_DONE);
+    CHECK(job->result_len == 10 && memcmp(job->result, "the answer", 10) == 0);
+    CHECK(strcmp(job->queue, "finished") == 0);
+    spool_job_free(job);
     const char *queues[1] = {"kept"};
     struct spool_delivery *d = NULL;
     size_t got = 0;
@@ -179,12 +196,81 @@ static void test_clean_stop_checkpoints_and_restarts(void)
     spool_close(c);
 }
 
+/* Queue settings (pause, defaults) survive a crash (replayed from QUEUE_META records) and a
+ * clean stop (carried by the checkpoint). */
+static void check_settings_kept(void)
+{
+    spool_client *c = client();
+    struct spool_stats *st = NULL;
+    REQUIRE(spool_stats(c, "settings", &st) == 0);
+    REQUIRE(st->queue_count == 1);
+    CHECK(st->queues[0].paused);
+    CHECK_EQ(st->queues[0].ttr_ms, 1234);
+    CHECK_EQ(st->queues[0].max_attempts, 3);
+    CHECK_EQ(st->queues[0].ready, 1);
+    spool_stats_free(st);
+    const char *queues[1] = {"settings"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 1, 0, 0, &d, &got) == 0);
+    CHECK_EQ(got, 0); /* still paused */
+    spool_close(c);
+}
+
+static void test_queue_settings_survive(void)
+{
+    spool_client *c = client();
+    REQUIRE(spool_queue_set_defaults(c, "settings", 1234, 3) == 0);
+    struct spool_job_spec spec = {.queue = "settings", .body = "s", .body_len = 1};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    REQUIRE(spool_pause(c, "settings") == 0);
+    spool_close(c);
+    spoold_kill(&server);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    check_settings_kept();
+    REQUIRE(spoold_stop(&server) == 0);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    check_settings_kept();
+}
+
+/* A delay is an absolute time in the log: after kill -9 and a restart the job is still
+ * delayed, and becomes ready when it was due, not a full delay later. */
+static void test_delay_survives_crash(void)
+{
+    spool_client *c = client();
+    struct spool_job_spec spec = {.queue = "later", .body = "l", .body_len = 1,
+                                  .delay_ms = 1500};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    spool_close(c);
+    spoold_kill(&server);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    c = client();
+    struct spool_job *job = NULL;
+    REQUIRE(spool_status(c, id, &job) == 0);
+    CHECK_EQ(job->state, SPOOL_STATE_DELAYED);
+    uint64_t due = job->ready_at_ms;
+    spool_job_free(job);
+    const char *queues[1] = {"later"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 1, 5000, 0, &d, &got) == 0);
+    REQUIRE(got == 1);
+    CHECK_EQ(d->id, id);
+    CHECK(d->deadline_ms >= due); /* delivered at or after the original due time */
+    spool_deliveries_free(d);
+    spool_close(c);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "restart", NULL) != 0)
         return 1;
     RUN_TEST(test_kill9_under_load);
     RUN_TEST(test_clean_stop_checkpoints_and_restarts);
+    RUN_TEST(test_queue_settings_survive);
+    RUN_TEST(test_delay_survives_crash);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();

@@ -26,9 +26,11 @@ static const char *render(bool json, const void *body, size_t len)
 
 static void test_json(void)
 {
-    CHECK(strcmp(render(true, "hi", 2), "{\"id\":18446744073709551615,\"ok\":true,\"body\":\"hi\"}\n") == 0);
+    CHECK(strcmp(render(true, "hi", 2),
+                 "{\"id\":18446744073709551615,\"ok\":true,\"body\":\"hi\"}\n") == 0);
     CHECK(strcmp(render(true, "a\"b\\c\nd\te\x01", 10),
-                 "{\"id\":18446744073709551615,\"ok\":true,\"body\":\"a\\\"b\\\\c\\nd\\te\\u0001\"}\n") == 0);
+                 "{\"id\":18446744073709551615,\"ok\":true,\"body\":\"a\\\"b\\\\c\\nd\\te\\u0001\"}"
+                 "\n") == 0);
     /* é (c3 a9) and € (e2 82 ac) pass through; a lone c3, ff and an overlong c0 80 do not. */
     const char *r = render(true, "\xc3\xa9\xe2\x82\xac\xc3", 6);
     CHECK(strstr(r, "\"body\":\"\xc3\xa9\xe2\x82\xac\\u00c3\"") != NULL);

@@ -21,7 +21,8 @@ struct fake {
     int listen_fd;
     int port;
     pthread_t thread;
-    int mode; /* 0 = spool, 1 = close after hello, 2 = speak HTTP */
+    int mode; /* 0 spool, 1 close after hello, 2 speak HTTP, 3 mute after hello,
+                 4 answer after hello with a frame above the announced maximum */
     uint64_t last_put_priority;
     uint64_t last_reserve_flags;
     uint32_t last_ack_result_len;
@@ -41,10 +42,16 @@ static void fake_send_all(int fd, const uint8_t *p, size_t len)
 
 static struct wire_job_info fake_job(uint64_t id)
 {
-    struct wire_job_info j = {
-        .id = id, .state = WIRE_STATE_DONE, .queue = wire_bytes_str("mail"), .attempts = 2,
-        .max_attempts = 10, .ttr_ms = 30000, .created_ms = 5, .finished_ms = 6,
-        .result = wire_bytes_str("ok!"), .body = wire_bytes_str("peeked")};
+    struct wire_job_info j = {.id = id,
+                              .state = WIRE_STATE_DONE,
+                              .queue = wire_bytes_str("mail"),
+                              .attempts = 2,
+                              .max_attempts = 10,
+                              .ttr_ms = 30000,
+                              .created_ms = 5,
+                              .finished_ms = 6,
+                              .result = wire_bytes_str("ok!"),
+                              .body = wire_bytes_str("peeked")};
     return j;
 }
 
@@ -57,8 +64,12 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
     uint16_t reply = (uint16_t)(h->opcode | WIRE_OP_REPLY);
     int rc = 0;
     struct wire_delivery d[2];
-    struct wire_queue_stats qs = {.name = wire_bytes_str("mail"), .ready = 3, .total_put = 9,
-                                  .oldest_ready_age_ms = 42, .ack_floor = 77, .ttr_ms = 30000};
+    struct wire_queue_stats qs = {.name = wire_bytes_str("mail"),
+                                  .ready = 3,
+                                  .total_put = 9,
+                                  .oldest_ready_age_ms = 42,
+                                  .ack_floor = 77,
+                                  .ttr_ms = 30000};
     struct wire_queue_entry qe[2] = {{wire_bytes_str("a"), 0}, {wire_bytes_str("b"), 1}};
     uint16_t codes[4] = {0};
     struct wire_put_result results[8];
@@ -82,12 +93,15 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
     case WIRE_OP_RESERVE:
         f->last_reserve_flags = m->reserve.flags;
         for (int i = 0; i < 2; i++)
-            d[i] = (struct wire_delivery){
-                .id = 7 + (uint64_t)i, .lease = 99, .attempt = 1, .deadline_ms = 123,
-                .queue = m->reserve.queues[m->reserve.queue_count - 1],
-                .body = wire_bytes_str(i ? "second" : "first")};
+            d[i] = (struct wire_delivery){.id = 7 + (uint64_t)i,
+                                          .lease = 99,
+                                          .attempt = 1,
+                                          .deadline_ms = 123,
+                                          .queue = m->reserve.queues[m->reserve.queue_count - 1],
+                                          .body = wire_bytes_str(i ? "second" : "first")};
         r.reserve_reply.count = wire_bytes_eq(m->reserve.queues[0], "empty")
-                                    ? 0 : (m->reserve.count_max < 2 ? m->reserve.count_max : 2);
+                                    ? 0
+                                    : (m->reserve.count_max < 2 ? m->reserve.count_max : 2);
         r.reserve_reply.deliveries = d;
         break;
     case WIRE_OP_ACK:
@@ -121,8 +135,8 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
         r.job_info = fake_job(m->job_ref.id);
         break;
     case WIRE_OP_STATS:
-        r.stats_reply = (struct wire_stats_reply){.server = {.uptime_ms = 11, .total_put = 9},
-                                                  .queue_count = 1, .queues = &qs};
+        r.stats_reply = (struct wire_stats_reply){
+            .server = {.uptime_ms = 11, .total_put = 9}, .queue_count = 1, .queues = &qs};
         break;
     case WIRE_OP_QUEUES:
         r.queues_reply = (struct wire_queues_reply){2, qe};
@@ -159,6 +173,17 @@ static void fake_serve(struct fake *f, int fd)
             fake_answer(f, &h, &m, &frames[count++]);
             wire_msg_free(h.opcode, &m);
             off += h.frame_size;
+            if (f->mode >= 3 && h.opcode != WIRE_OP_HELLO) {
+                wire_buf_free(&frames[--count]);
+                if (f->mode == 4) {
+                    uint8_t huge[16];
+                    struct wire_header big = {
+                        .frame_size = 1u << 20, .opcode = 0x8002, .request_id = h.request_id};
+                    wire_header_encode(huge, &big);
+                    fake_send_all(fd, huge, sizeof huge);
+                }
+                continue;
+            }
             if (f->mode == 1 && h.opcode == WIRE_OP_HELLO) {
                 fake_send_all(fd, frames[0].data, frames[0].len);
                 wire_buf_free(&frames[0]);
@@ -390,6 +415,23 @@ static void test_connection_failures(void)
     spool_client *c = connect_fake(&f);
     CHECK_EQ(spool_ping(c), SPOOL_E_CONNECTION_CLOSED);
     CHECK_EQ(spool_ping(c), SPOOL_E_CONNECTION_CLOSED); /* stays broken */
+    spool_close(c);
+    fake_stop(&f);
+    /* A server that stops answering: the io timeout fires, and the client stays broken. */
+    fake_start(&f, 3);
+    char addr3[64];
+    snprintf(addr3, sizeof addr3, "127.0.0.1:%d", f.port);
+    struct spool_connect_options opts = {.timeout_ms = 2000, .io_timeout_ms = 200};
+    c = NULL;
+    REQUIRE(spool_connect_opts(addr3, &opts, &c) == 0);
+    CHECK_EQ(spool_ping(c), SPOOL_E_TIMED_OUT);
+    CHECK_EQ(spool_ping(c), SPOOL_E_CONNECTION_CLOSED);
+    spool_close(c);
+    fake_stop(&f);
+    /* A reply frame above the server's own announced maximum is a protocol error. */
+    fake_start(&f, 4);
+    c = connect_fake(&f);
+    CHECK_EQ(spool_ping(c), SPOOL_E_PROTOCOL);
     spool_close(c);
     fake_stop(&f);
     /* A peer that is not spool. */

@@ -181,6 +181,54 @@ static void test_link_cancels_after_failure(void)
     io_backend_destroy(io);
 }
 
+/* Reordered: unlinked ops run in any order, a linked successor only after its predecessor
+ * (and canceled when it failed). */
+static void test_reorder_keeps_links(void)
+{
+    int a_after_d = 0;
+    for (uint64_t seed = 1; seed <= 64; seed++) {
+        struct memfs *fs = memfs_create();
+        struct io_backend *io = memfs_io(fs);
+        int fd = io_sync_open(io, "f", O_RDWR | O_CREAT, 0640);
+        REQUIRE(fd >= 0);
+        memfs_set_reorder(fs, seed);
+        struct io_op a = {0}, b = {0}, c = {0}, d = {0};
+        a.kind = IO_WRITE, a.fd = fd, a.buf = "a", a.len = 1, a.offset = 0, a.done = count_done;
+        b.kind = IO_WRITE, b.fd = -1, b.buf = "b", b.len = 1, b.flags = IO_OP_LINK;
+        b.done = count_done;
+        c.kind = IO_FDATASYNC, c.fd = fd, c.done = count_done;
+        d.kind = IO_WRITE, d.fd = fd, d.buf = "d", d.len = 1, d.offset = 1, d.done = count_done;
+        CHECK_EQ(io_submit(io, &a), 0);
+        CHECK_EQ(io_submit(io, &b), 0);
+        CHECK_EQ(io_submit(io, &c), 0);
+        CHECK_EQ(io_submit(io, &d), 0);
+        CHECK_EQ(io_backend_poll(io, true), 4);
+        CHECK_EQ(a.result, 1);
+        CHECK_EQ(b.result, -EBADF);
+        CHECK_EQ(c.result, -ECANCELED);
+        CHECK_EQ(d.result, 1);
+        uint64_t at[4] = {0}; /* op log index of a, b, c, d */
+        for (uint64_t i = 1; i < memfs_op_count(fs); i++) {
+            struct memfs_op_info info;
+            memfs_op_get(fs, i, &info);
+            if (info.kind == IO_FDATASYNC)
+                at[2] = i;
+            else if (info.result == -EBADF)
+                at[1] = i;
+            else if (info.offset == 0)
+                at[0] = i;
+            else
+                at[3] = i;
+        }
+        CHECK(at[1] < at[2]);
+        a_after_d += at[0] > at[3];
+        CHECK_EQ(io_sync_simple(io, IO_CLOSE, fd), 0);
+        io_backend_destroy(io);
+    }
+    CHECK(a_after_d > 0);  /* the order did change */
+    CHECK(a_after_d < 64); /* and not always the same way */
+}
+
 /* Write "durable" data, sync it and its directory entry, then leave later changes volatile. */
 static int make_synced_file(struct io_backend *io, const char *name, const char *text)
 {
@@ -445,6 +493,7 @@ int main(void)
     RUN_TEST(test_files_behave_like_files);
     RUN_TEST(test_completions_deferred_in_order);
     RUN_TEST(test_link_cancels_after_failure);
+    RUN_TEST(test_reorder_keeps_links);
     RUN_TEST(test_synced_content_survives_and_volatile_may_not);
     RUN_TEST(test_torn_write_cut_at_sector_boundary);
     RUN_TEST(test_directory_changes_need_dir_fsync);

@@ -687,6 +687,10 @@ static void test_checkpoint_roundtrip(void)
     CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, 1), 0);
     j = reserve1(s, "alpha", 1, NULL); /* a: reserved at checkpoint time */
     REQUIRE(j->id == a);
+    uint64_t done = put(s, "gamma", 0, 1); /* acked with a result: remembered */
+    struct job *g = reserve1(s, "gamma", 1, NULL);
+    REQUIRE(g != NULL && g->id == done);
+    CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, 2), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -704,6 +708,11 @@ static void test_checkpoint_roundtrip(void)
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DEAD && x->reason_len == 6);
     CHECK_EQ(queue_segment_live(r, 1), 3);
+    struct queue_job_status done_status;
+    REQUIRE(queue_status(r, done, &done_status));
+    CHECK_EQ(done_status.state, JOB_DONE);
+    CHECK(done_status.result_len == 2 && memcmp(done_status.result, "42", 2) == 0);
+    CHECK(queue_job_find(r, done)->queue == queue_find(r, "gamma", 5));
     struct queue_stats st;
     queue_stats_get(queue_find(r, "alpha", 5), 100, &st);
     CHECK_EQ(st.total_put, 2);
@@ -737,6 +746,29 @@ static void test_checkpoint_roundtrip(void)
 
 /* Random byte flips in a valid checkpoint: the loader refuses or accepts, never crashes or
  * reads out of bounds (the sanitizer build checks the latter). */
+/* A version-1 checkpoint payload (no done section, 40-byte header) still loads. */
+static void test_checkpoint_version1_loads(void)
+{
+    uint8_t v1[40] = {0x53, 0x50, 0x51, 0x53, 0x01, 0x00, 0x00, 0x00, /* "SPQS", version 1 */
+                      0x07, 0, 0, 0, 0, 0, 0, 0,                      /* next_id 7 */
+                      0x03, 0, 0, 0, 0, 0, 0, 0};                     /* lease_counter 3 */
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, v1, sizeof(v1), 0) == 0);
+    struct queue_put_args args = {.queue = "q", .queue_len = 1, .body = "x", .body_len = 1,
+                                  .max_attempts = -1};
+    uint64_t id, seq;
+    bool dup;
+    CHECK_EQ(queue_put(r, &args, 0, &id, &dup, &seq), 0);
+    CHECK_EQ(id, 7);
+    v1[4] = 9; /* a version from the future is refused */
+    struct queue_state *t = queue_state_create(&config);
+    CHECK_EQ(queue_checkpoint_load(t, v1, sizeof(v1), 0), RECORD_EINVAL);
+    queue_state_destroy(t);
+    queue_state_destroy(r);
+}
+
 /* DONE jobs are remembered for wait/status only up to done_keep_max, oldest forgotten first. */
 static void test_done_jobs_bounded(void)
 {
@@ -816,6 +848,7 @@ int main(void)
     RUN_TEST(test_checkpoint_roundtrip);
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
+    RUN_TEST(test_checkpoint_version1_loads);
     fake_reset();
     return check_exit();
 }

@@ -64,14 +64,26 @@ static void build_arrays(void)
     sample_put_results[0] = (struct wire_put_result){.id = 41, .flags = 0};
     sample_put_results[1] = (struct wire_put_result){.id = 42, .flags = WIRE_PUT_DUPLICATE};
     for (int i = 0; i < 2; i++) {
-        sample_deliveries[i] = (struct wire_delivery){
-            .id = 7 + (uint64_t)i, .lease = 0x1122334455667788u, .attempt = 2, .priority = 9,
-            .deadline_ms = 1790000000000u, .queue = wire_bytes_str(i ? "b" : "mail"),
-            .body = wire_bytes_of(body_bytes, sizeof body_bytes - 1)};
-        sample_queue_stats[i] = (struct wire_queue_stats){
-            .name = wire_bytes_str(i ? "q:2" : "mail"), .flags = (uint8_t)i, .ready = 1,
-            .delayed = 2, .reserved = 3, .dead = 4, .total_put = 5,
-            .oldest_ready_age_ms = 6, .ack_floor = 7, .ttr_ms = 8, .max_attempts = 9};
+        sample_deliveries[i] =
+            (struct wire_delivery){.id = 7 + (uint64_t)i,
+                                   .lease = 0x1122334455667788u,
+                                   .attempt = 2,
+                                   .priority = 9,
+                                   .deadline_ms = 1790000000000u,
+                                   .queue = wire_bytes_str(i ? "b" : "mail"),
+                                   .body = wire_bytes_of(body_bytes, sizeof body_bytes - 1)};
+        sample_queue_stats[i] =
+            (struct wire_queue_stats){.name = wire_bytes_str(i ? "q:2" : "mail"),
+                                      .flags = (uint8_t)i,
+                                      .ready = 1,
+                                      .delayed = 2,
+                                      .reserved = 3,
+                                      .dead = 4,
+                                      .total_put = 5,
+                                      .oldest_ready_age_ms = 6,
+                                      .ack_floor = 7,
+                                      .ttr_ms = 8,
+                                      .max_attempts = 9};
         sample_queue_entries[i] = (struct wire_queue_entry){
             .name = wire_bytes_str(i ? "q-2" : "mail"), .flags = (uint8_t)i};
     }
@@ -81,33 +93,36 @@ static size_t build_samples(struct sample *s)
 {
     size_t n = 0;
     build_arrays();
-    s[n++] = (struct sample){WIRE_OP_HELLO,
+    s[n++] = (struct sample){
+        WIRE_OP_HELLO,
         {.hello = {WIRE_MAGIC, 1, 3, wire_bytes_str("cli"), wire_bytes_str("secret")}},
         4 + 2 + 2 + 2 + 3 + 2 + 6};
     s[n++] = (struct sample){WIRE_OP_PING, {.durable_reply = {0}}, 0};
     s[n++] = (struct sample){WIRE_OP_PUT, {.put = job_spec("mail", 3)}, 0};
     s[n - 1].payload_size = job_spec_size(&s[n - 1].msg.put);
-    s[n++] = (struct sample){WIRE_OP_PUT_BATCH, {.put_batch = {2, sample_jobs}},
-        4 + job_spec_size(&sample_jobs[0]) + job_spec_size(&sample_jobs[1])};
-    struct wire_reserve r = {.count_max = 10, .timeout_ms = 5000, .flags = WIRE_RESERVE_DETACH,
-                             .queue_count = 2};
+    s[n++] = (struct sample){WIRE_OP_PUT_BATCH,
+                             {.put_batch = {2, sample_jobs}},
+                             4 + job_spec_size(&sample_jobs[0]) + job_spec_size(&sample_jobs[1])};
+    struct wire_reserve r = {
+        .count_max = 10, .timeout_ms = 5000, .flags = WIRE_RESERVE_DETACH, .queue_count = 2};
     r.queues[0] = wire_bytes_str("mail");
     r.queues[1] = wire_bytes_str("video");
     s[n++] = (struct sample){WIRE_OP_RESERVE, {.reserve = r}, 4 + 4 + 1 + 1 + 5 + 6};
     s[n++] = (struct sample){WIRE_OP_ACK, {.ack = sample_acks[2]}, 8 + 8 + 4 + 4};
-    s[n++] = (struct sample){WIRE_OP_ACK_BATCH, {.ack_batch = {3, sample_acks}},
-        4 + 3 * 20 + 0 + 2 + 4};
-    s[n++] = (struct sample){WIRE_OP_RELEASE,
+    s[n++] =
+        (struct sample){WIRE_OP_ACK_BATCH, {.ack_batch = {3, sample_acks}}, 4 + 3 * 20 + 0 + 2 + 4};
+    s[n++] = (struct sample){
+        WIRE_OP_RELEASE,
         {.release = {5, 6, 7000, WIRE_RELEASE_PRIORITY, 8, wire_bytes_str("exit 1")}},
         8 + 8 + 8 + 1 + 4 + 2 + 6};
     s[n++] = (struct sample){WIRE_OP_TOUCH, {.touch = {5, 6, 60000}}, 8 + 8 + 4};
-    s[n++] = (struct sample){WIRE_OP_BURY, {.bury = {5, 6, wire_bytes_str("exit 3")}},
-        8 + 8 + 2 + 6};
+    s[n++] =
+        (struct sample){WIRE_OP_BURY, {.bury = {5, 6, wire_bytes_str("exit 3")}}, 8 + 8 + 2 + 6};
     s[n++] = (struct sample){WIRE_OP_KICK, {.kick = {wire_bytes_str("mail"), 10}}, 5 + 4};
     s[n++] = (struct sample){WIRE_OP_KICK_JOB, {.job_ref = {77}}, 8};
     s[n++] = (struct sample){WIRE_OP_PEEK, {.job_ref = {78}}, 8};
-    s[n++] = (struct sample){WIRE_OP_PEEK_NEXT,
-        {.peek_next = {wire_bytes_str("mail"), WIRE_STATE_DEAD}}, 5 + 1};
+    s[n++] = (struct sample){
+        WIRE_OP_PEEK_NEXT, {.peek_next = {wire_bytes_str("mail"), WIRE_STATE_DEAD}}, 5 + 1};
     s[n++] = (struct sample){WIRE_OP_DELETE, {.job_ref = {79}}, 8};
     s[n++] = (struct sample){WIRE_OP_WAIT, {.wait = {80, 2500}}, 8 + 4};
     s[n++] = (struct sample){WIRE_OP_STATUS, {.job_ref = {81}}, 8};
@@ -116,49 +131,63 @@ static size_t build_samples(struct sample *s)
     s[n++] = (struct sample){WIRE_OP_PAUSE, {.queue_ref = {wire_bytes_str("mail")}}, 5};
     s[n++] = (struct sample){WIRE_OP_RESUME, {.queue_ref = {wire_bytes_str("mail")}}, 5};
     s[n++] = (struct sample){WIRE_OP_PURGE, {.queue_ref = {wire_bytes_str("mail")}}, 5};
-    s[n++] = (struct sample){WIRE_OP_QUEUE_CONFIG,
-        {.queue_config = {wire_bytes_str("mail"), WIRE_CONFIG_FLAGS_ALL, 9000, 3}},
-        5 + 1 + 4 + 4};
+    s[n++] =
+        (struct sample){WIRE_OP_QUEUE_CONFIG,
+                        {.queue_config = {wire_bytes_str("mail"), WIRE_CONFIG_FLAGS_ALL, 9000, 3}},
+                        5 + 1 + 4 + 4};
     return n;
 }
 
 static size_t build_reply_samples(struct sample *s, size_t n)
 {
     const uint16_t R = WIRE_OP_REPLY;
-    s[n++] = (struct sample){WIRE_OP_HELLO | R,
+    s[n++] = (struct sample){
+        WIRE_OP_HELLO | R,
         {.hello_reply = {1, 2097152, 1048576, 1790000000000u, wire_bytes_str("spoold 0.1.0")}},
         2 + 4 + 4 + 8 + 2 + 12};
     s[n++] = (struct sample){WIRE_OP_PING | R, {.durable_reply = {0}}, 0};
     s[n++] = (struct sample){WIRE_OP_PUT | R,
-        {.put_reply = {WIRE_DURABLE_SYNCED, {12345, WIRE_PUT_DUPLICATE}}}, 1 + 8 + 1};
+                             {.put_reply = {WIRE_DURABLE_SYNCED, {12345, WIRE_PUT_DUPLICATE}}},
+                             1 + 8 + 1};
     s[n++] = (struct sample){WIRE_OP_PUT_BATCH | R,
-        {.put_batch_reply = {WIRE_DURABLE_WRITTEN, 2, sample_put_results}}, 1 + 4 + 2 * 9};
-    s[n++] = (struct sample){WIRE_OP_RESERVE | R, {.reserve_reply = {2, sample_deliveries}},
-        4 + 2 * (32 + 4 + 17) + 5 + 2};
+                             {.put_batch_reply = {WIRE_DURABLE_WRITTEN, 2, sample_put_results}},
+                             1 + 4 + 2 * 9};
+    s[n++] = (struct sample){WIRE_OP_RESERVE | R,
+                             {.reserve_reply = {2, sample_deliveries}},
+                             4 + 2 * (32 + 4 + 17) + 5 + 2};
     s[n++] = (struct sample){WIRE_OP_RESERVE | R, {.reserve_reply = {0, NULL}}, 4};
     s[n++] = (struct sample){WIRE_OP_ACK | R, {.durable_reply = {WIRE_DURABLE_SYNCED}}, 1};
     s[n++] = (struct sample){WIRE_OP_ACK_BATCH | R,
-        {.ack_batch_reply = {WIRE_DURABLE_SYNCED, 3, sample_codes}}, 1 + 4 + 6};
+                             {.ack_batch_reply = {WIRE_DURABLE_SYNCED, 3, sample_codes}},
+                             1 + 4 + 6};
     s[n++] = (struct sample){WIRE_OP_TOUCH | R, {.touch_reply = {1, 1790000000001u}}, 9};
     s[n++] = (struct sample){WIRE_OP_KICK | R, {.count_reply = {2, 17}}, 9};
-    struct wire_job_info j = {
-        .id = 9, .state = WIRE_STATE_DEAD, .queue = wire_bytes_str("mail"), .priority = 4,
-        .attempts = 10, .max_attempts = 10, .ttr_ms = 30000, .created_ms = 1, .ready_at_ms = 2,
-        .deadline_ms = 3, .finished_ms = 4, .reason = wire_bytes_str("max_attempts"),
-        .result = wire_bytes_of(result_bytes, 7),
-        .body = wire_bytes_of(body_bytes, sizeof body_bytes - 1)};
-    s[n++] = (struct sample){WIRE_OP_PEEK | R, {.job_info = j},
-        8 + 1 + 5 + 16 + 32 + 2 + 12 + 4 + 7 + 4 + 17};
+    struct wire_job_info j = {.id = 9,
+                              .state = WIRE_STATE_DEAD,
+                              .queue = wire_bytes_str("mail"),
+                              .priority = 4,
+                              .attempts = 10,
+                              .max_attempts = 10,
+                              .ttr_ms = 30000,
+                              .created_ms = 1,
+                              .ready_at_ms = 2,
+                              .deadline_ms = 3,
+                              .finished_ms = 4,
+                              .reason = wire_bytes_str("max_attempts"),
+                              .result = wire_bytes_of(result_bytes, 7),
+                              .body = wire_bytes_of(body_bytes, sizeof body_bytes - 1)};
+    s[n++] = (struct sample){
+        WIRE_OP_PEEK | R, {.job_info = j}, 8 + 1 + 5 + 16 + 32 + 2 + 12 + 4 + 7 + 4 + 17};
     struct wire_stats_reply st = {
-        .server = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, .queue_count = 2,
-        .queues = sample_queue_stats};
-    s[n++] = (struct sample){WIRE_OP_STATS | R, {.stats_reply = st},
-        8 + 4 + 8 * 8 + 4 + (67 + 3) + (67 + 2)};
-    s[n++] = (struct sample){WIRE_OP_QUEUES | R, {.queues_reply = {2, sample_queue_entries}},
-        4 + (1 + 4 + 1) + (1 + 3 + 1)};
+        .server = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, .queue_count = 2, .queues = sample_queue_stats};
+    s[n++] = (struct sample){
+        WIRE_OP_STATS | R, {.stats_reply = st}, 8 + 4 + 8 * 8 + 4 + (67 + 3) + (67 + 2)};
+    s[n++] = (struct sample){WIRE_OP_QUEUES | R,
+                             {.queues_reply = {2, sample_queue_entries}},
+                             4 + (1 + 4 + 1) + (1 + 3 + 1)};
     s[n++] = (struct sample){WIRE_OP_PURGE | R, {.count_reply = {2, 3}}, 9};
-    const uint16_t durable_ops[] = {WIRE_OP_RELEASE, WIRE_OP_BURY, WIRE_OP_KICK_JOB,
-                                    WIRE_OP_DELETE, WIRE_OP_PAUSE, WIRE_OP_RESUME,
+    const uint16_t durable_ops[] = {WIRE_OP_RELEASE,     WIRE_OP_BURY,  WIRE_OP_KICK_JOB,
+                                    WIRE_OP_DELETE,      WIRE_OP_PAUSE, WIRE_OP_RESUME,
                                     WIRE_OP_QUEUE_CONFIG};
     for (size_t i = 0; i < sizeof durable_ops / sizeof durable_ops[0]; i++)
         s[n++] = (struct sample){(uint16_t)(durable_ops[i] | R), {.durable_reply = {2}}, 1};
@@ -167,10 +196,10 @@ static size_t build_reply_samples(struct sample *s, size_t n)
     j.state = WIRE_STATE_DONE;
     j.queue = wire_bytes_str(""); /* allowed in a job info: a finished job's queue may be gone */
     for (size_t i = 0; i < sizeof info_ops / sizeof info_ops[0]; i++)
-        s[n++] = (struct sample){(uint16_t)(info_ops[i] | R), {.job_info = j},
-            8 + 1 + 1 + 16 + 32 + 2 + 12 + 4 + 7 + 4};
-    s[n++] = (struct sample){WIRE_OP_ERROR,
-        {.error = {9, wire_bytes_str("lease 5 is stale")}}, 2 + 2 + 16};
+        s[n++] = (struct sample){
+            (uint16_t)(info_ops[i] | R), {.job_info = j}, 8 + 1 + 1 + 16 + 32 + 2 + 12 + 4 + 7 + 4};
+    s[n++] = (struct sample){
+        WIRE_OP_ERROR, {.error = {9, wire_bytes_str("lease 5 is stale")}}, 2 + 2 + 16};
     return n;
 }
 
@@ -380,8 +409,7 @@ static void test_header_limits(void)
 }
 
 /* A payload for op with its first u32 (a count) replaced and nothing after it. */
-static int decode_count_only(uint16_t op, uint32_t count, const uint8_t *prefix,
-                             size_t prefix_len)
+static int decode_count_only(uint16_t op, uint32_t count, const uint8_t *prefix, size_t prefix_len)
 {
     uint8_t buf[128];
     REQUIRE(prefix_len + 4 <= sizeof buf);
@@ -406,10 +434,9 @@ static void test_oversized_lengths_and_counts(void)
              SPOOL_E_BAD_FRAME);
     CHECK_EQ(decode_count_only(WIRE_OP_PUT_BATCH, 0, NULL, 0), SPOOL_E_BAD_REQUEST);
     CHECK_EQ(decode_count_only(WIRE_OP_ACK_BATCH, 4000, NULL, 0), SPOOL_E_BAD_FRAME);
-    CHECK_EQ(decode_count_only(WIRE_OP_RESERVE | WIRE_OP_REPLY, 1000, NULL, 0),
-             SPOOL_E_BAD_FRAME);
-    CHECK_EQ(decode_count_only(WIRE_OP_STATS | WIRE_OP_REPLY, 70000,
-                               (const uint8_t[76]){0}, 76), SPOOL_E_TOO_LARGE);
+    CHECK_EQ(decode_count_only(WIRE_OP_RESERVE | WIRE_OP_REPLY, 1000, NULL, 0), SPOOL_E_BAD_FRAME);
+    CHECK_EQ(decode_count_only(WIRE_OP_STATS | WIRE_OP_REPLY, 70000, (const uint8_t[76]){0}, 76),
+             SPOOL_E_TOO_LARGE);
     /* A blob length running past the end. */
     uint8_t ack[20] = {1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F};
     union wire_msg m;
@@ -500,8 +527,7 @@ static void test_invalid_fields(void)
     b.len = 0;
     union wire_msg pn = {.peek_next = {wire_bytes_str("q"), WIRE_STATE_DONE}};
     REQUIRE(wire_encode(&b, WIRE_OP_PEEK_NEXT, 1, &pn) == 0);
-    CHECK_EQ(decode_exact(WIRE_OP_PEEK_NEXT, b.data + 16, b.len - 16, &m),
-             SPOOL_E_BAD_REQUEST);
+    CHECK_EQ(decode_exact(WIRE_OP_PEEK_NEXT, b.data + 16, b.len - 16, &m), SPOOL_E_BAD_REQUEST);
     b.len = 0;
     /* Reserve: zero queues and too many are refused by the encoder. */
     union wire_msg rs = {.reserve = {.count_max = 1, .queue_count = 0}};
@@ -515,17 +541,17 @@ static void test_invalid_fields(void)
 /* The exact bytes of the example in docs/PROTOCOL.md. */
 static void test_protocol_md_example(void)
 {
-    static const uint8_t hello[] = {0x1C, 0, 0, 0, 0x01, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
-                                    0x53, 0x50, 0x4F, 0x4C, 1, 0, 1, 0, 0, 0, 0, 0};
+    static const uint8_t hello[] = {0x1C, 0, 0,    0,    0x01, 0,    0, 0, 1, 0, 0, 0, 0, 0,
+                                    0,    0, 0x53, 0x50, 0x4F, 0x4C, 1, 0, 1, 0, 0, 0, 0, 0};
     static const uint8_t put[] = {
-        0x39, 0, 0, 0, 0x10, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, /* header */
-        4, 'm', 'a', 'i', 'l',                                /* queue */
-        0, 0, 0, 0, 0,                                        /* flags, priority */
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* delay, ttr, max_attempts */
-        0, 0, 0, 0, 0, 0, 0, 0, 0,                            /* ttl, key */
-        2, 0, 0, 0, 'h', 'i'};                                /* body */
-    static const uint8_t reply[] = {0x1A, 0, 0, 0, 0x10, 0x80, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
-                                    2, 7, 0, 0, 0, 0, 0, 0, 0, 0};
+        0x39, 0,   0,   0,   0x10, 0,  0, 0, 2, 0, 0, 0, 0, 0, 0, 0, /* header */
+        4,    'm', 'a', 'i', 'l',                                    /* queue */
+        0,    0,   0,   0,   0,                                      /* flags, priority */
+        0,    0,   0,   0,   0,    0,  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* delay, ttr, max_attempts */
+        0,    0,   0,   0,   0,    0,  0, 0, 0,                      /* ttl, key */
+        2,    0,   0,   0,   'h',  'i'};                             /* body */
+    static const uint8_t reply[] = {0x1A, 0, 0, 0, 0x10, 0x80, 0, 0, 2, 0, 0, 0, 0,
+                                    0,    0, 0, 2, 7,    0,    0, 0, 0, 0, 0, 0, 0};
     struct wire_buf b;
     wire_buf_init(&b, 4096);
     union wire_msg m = {.hello = {WIRE_MAGIC, 1, 1, wire_bytes_str(""), wire_bytes_str("")}};
@@ -533,8 +559,7 @@ static void test_protocol_md_example(void)
     CHECK_EQ(b.len, sizeof hello);
     CHECK(b.len == sizeof hello && memcmp(b.data, hello, sizeof hello) == 0);
     b.len = 0;
-    m.put = (struct wire_job_spec){.queue = wire_bytes_str("mail"),
-                                   .body = wire_bytes_str("hi")};
+    m.put = (struct wire_job_spec){.queue = wire_bytes_str("mail"), .body = wire_bytes_str("hi")};
     REQUIRE(wire_encode(&b, WIRE_OP_PUT, 2, &m) == 0);
     CHECK_EQ(b.len, sizeof put);
     CHECK(b.len == sizeof put && memcmp(b.data, put, sizeof put) == 0);
