@@ -194,7 +194,9 @@ static int uring_poll(struct io_backend *backend, bool wait)
     struct uring_backend *ub = (struct uring_backend *)backend;
     if (ub->in_flight > 0 || io_uring_sq_ready(ub->ring) > 0) {
         int rc = io_uring_submit_and_wait(ub->ring, wait && ub->in_flight > 0 ? 1 : 0);
-        if (rc < 0 && rc != -EINTR && rc != -ETIME)
+        /* EBUSY/EAGAIN: the CQ is full (or the kernel is short of memory); reaping below is
+         * what makes room, so they are not errors of this poll. */
+        if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY && rc != -EAGAIN)
             return rc;
     }
     /* Deliver only the CQEs already posted: a done callback may submit more, and those wait
@@ -275,11 +277,11 @@ static const struct {
     int opcode;
     const char *name;
 } uring_required_ops[] = {
-    {IORING_OP_OPENAT, "OPENAT"},       {IORING_OP_CLOSE, "CLOSE"},
-    {IORING_OP_READ, "READ"},           {IORING_OP_WRITE, "WRITE"},
-    {IORING_OP_FSYNC, "FSYNC"},         {IORING_OP_FALLOCATE, "FALLOCATE"},
-    {IORING_OP_RENAMEAT, "RENAMEAT"},   {IORING_OP_UNLINKAT, "UNLINKAT"},
-    {IORING_OP_STATX, "STATX"},         {IORING_OP_NOP, "NOP"},
+    {IORING_OP_OPENAT, "OPENAT"},     {IORING_OP_CLOSE, "CLOSE"},
+    {IORING_OP_READ, "READ"},         {IORING_OP_WRITE, "WRITE"},
+    {IORING_OP_FSYNC, "FSYNC"},       {IORING_OP_FALLOCATE, "FALLOCATE"},
+    {IORING_OP_RENAMEAT, "RENAMEAT"}, {IORING_OP_UNLINKAT, "UNLINKAT"},
+    {IORING_OP_STATX, "STATX"},       {IORING_OP_NOP, "NOP"},
 };
 
 /* The kernel.io_uring_disabled sysctl (6.6+): 0 allowed, 1 root/group only, 2 disabled. */
@@ -299,15 +301,18 @@ static int uring_probe_ops(struct io_uring *ring, char *msg, size_t len)
 {
     struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
     if (probe == NULL) {
-        snprintf(msg, len, "io_uring: the kernel cannot report its supported operations "
-                           "(IORING_REGISTER_PROBE needs Linux 5.6 or newer)");
+        snprintf(msg, len,
+                 "io_uring: the kernel cannot report its supported operations "
+                 "(IORING_REGISTER_PROBE needs Linux 5.6 or newer)");
         return -EOPNOTSUPP;
     }
     int rc = 0;
     for (size_t i = 0; i < sizeof(uring_required_ops) / sizeof(uring_required_ops[0]); i++) {
         if (!io_uring_opcode_supported(probe, uring_required_ops[i].opcode)) {
-            snprintf(msg, len, "io_uring: the kernel does not support IORING_OP_%s "
-                               "(spool needs Linux 5.11 or newer)", uring_required_ops[i].name);
+            snprintf(msg, len,
+                     "io_uring: the kernel does not support IORING_OP_%s "
+                     "(spool needs Linux 5.11 or newer)",
+                     uring_required_ops[i].name);
             rc = -EOPNOTSUPP;
             break;
         }

@@ -114,8 +114,9 @@ static void crash_report(const struct workload *w, uint64_t k, const char *what,
     stats->failures++;
     check_failures++;
     if (stats->failures <= CRASH_FAILURES_SHOWN)
-        fprintf(stderr, "FAIL crash image k=%" PRIu64 "/%" PRIu64 " %s (workload seed %" PRIu64
-                "): %s\n", k, stats->ops, what, w->seed, why);
+        fprintf(stderr,
+                "FAIL crash image k=%" PRIu64 "/%" PRIu64 " %s (workload seed %" PRIu64 "): %s\n",
+                k, stats->ops, what, w->seed, why);
 }
 
 static void crash_check_one(const struct workload *w, const struct memfs *fs, uint64_t k,
@@ -155,10 +156,8 @@ struct crash_variant {
 };
 
 static const struct crash_variant crash_variants_always[] = {
-    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false},
-    {2, 0, LOG_SYNC_ALWAYS, 0, 1, false},
-    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false},
-    {4, 3, LOG_SYNC_ALWAYS, 0, 3, false},
+    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false}, {2, 0, LOG_SYNC_ALWAYS, 0, 1, false},
+    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false}, {4, 3, LOG_SYNC_ALWAYS, 0, 3, false},
     {7, 0, LOG_SYNC_ALWAYS, 0, 2, true},
 };
 
@@ -195,8 +194,7 @@ static void crash_check_real(const struct workload *w, const struct memfs *fs, u
                               : io_uring_backend_create(crash_ring, dir, false, &io);
             REQUIRE(rc == 0);
             if (workload_check_image(w, io, &expect, why, sizeof(why)) != 0)
-                crash_report(w, k, backend == 0 ? "posix backend" : "io_uring backend", why,
-                             stats);
+                crash_report(w, k, backend == 0 ? "posix backend" : "io_uring backend", why, stats);
             io_backend_destroy(io);
         }
         stats->images++;
@@ -246,14 +244,15 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         in_time = monotonic_ns() < deadline_ns;
     }
     static const char *mode_names[] = {"always", "interval", "none"};
-    fprintf(stderr, "workload seed %" PRIu64 " sync %s poll batch %u%s generations %u: %u records, %"
-            PRIu64 " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %"
-            PRIu64 " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64
-            " failed%s\n", workload_seed, mode_names[variant->sync_mode], poll_batch,
-            variant->reorder ? " reordered" : "",
-            variant->generations, w.appended, stats.ops, segments_created(fs), w.durable_count,
-            w.checkpoint_count, workload_checkpoint_last(&w)->anchor,
-            workload_checkpoint_last(&w)->dropped, stats.images, stats.failures,
+    fprintf(stderr,
+            "workload seed %" PRIu64 " sync %s poll batch %u%s generations %u: %u records, %" PRIu64
+            " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %" PRIu64
+            " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64 " failed%s\n",
+            workload_seed, mode_names[variant->sync_mode], poll_batch,
+            variant->reorder ? " reordered" : "", variant->generations, w.appended, stats.ops,
+            segments_created(fs), w.durable_count, w.checkpoint_count,
+            workload_checkpoint_last(&w)->anchor, workload_checkpoint_last(&w)->dropped,
+            stats.images, stats.failures,
             in_time ? "" : " (time budget reached: not every k checked)");
     total->images += stats.images;
     total->failures += stats.failures;

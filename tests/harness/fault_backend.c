@@ -145,8 +145,13 @@ static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
     if (!fault_matches(fb, op))
         return;
     fb->matched++;
-    if (fb->fired || fb->matched != fb->config.fail_at)
+    bool again = fb->config.sticky && fb->fired && fb->config.kind != FAULT_SHORT_WRITE;
+    if (!again && (fb->fired || fb->config.fail_at == 0 || fb->matched != fb->config.fail_at))
         return;
+    if (again) {
+        fault_stand_in(wrap, fb->config.kind == FAULT_EIO ? -EIO : -ENOSPC);
+        return;
+    }
     fb->fired = true;
     wrap->faulted = true;
     fb->fired_kind = op->kind;

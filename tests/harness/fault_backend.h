@@ -5,7 +5,8 @@
  * - FAULT_EIO / FAULT_ENOSPC: the op does not run; it completes with -EIO / -ENOSPC.
  * - FAULT_SHORT_WRITE: a WRITE of len >= 2 runs with half its length (rounded down) and
  *   completes with that count, as a full disk or a signal can make a real write do.
- * Nothing else changes: every other op passes through to the inner backend untouched.
+ * Nothing else changes: every other op passes through to the inner backend untouched. With
+ * sticky, every matching op from the Nth on fails the same way (a disk that died).
  *
  * Linking is preserved: a faulted op still occupies its place in the inner backend's
  * submission order (it is replaced by a stand-in that fails at once, IO_CLOSE of fd -1), so
@@ -34,17 +35,19 @@ enum fault_kind {
 #define FAULT_OPS_ALL 0u /* every op kind matches */
 #define FAULT_OPS_WRITES FAULT_OP_BIT(IO_WRITE)
 #define FAULT_OPS_SYNCS (FAULT_OP_BIT(IO_FDATASYNC) | FAULT_OP_BIT(IO_FSYNC))
-#define FAULT_OPS_SPACE                                                                      \
+#define FAULT_OPS_SPACE                                                                            \
     (FAULT_OP_BIT(IO_WRITE) | FAULT_OP_BIT(IO_FALLOCATE) | FAULT_OP_BIT(IO_OPEN))
 
 struct fault_config {
     enum fault_kind kind;
     uint32_t op_mask; /* FAULT_OPS_*; 0 = all kinds */
     uint64_t fail_at; /* 1-based index among matching ops; 0 = never fault */
+    bool sticky;      /* EIO/ENOSPC: every matching op from fail_at on fails (a dead disk) */
 };
 
 /* Wrap inner. Never fails (allocation failure aborts). */
-struct io_backend *fault_backend_create(struct io_backend *inner, const struct fault_config *config);
+struct io_backend *fault_backend_create(struct io_backend *inner,
+                                        const struct fault_config *config);
 
 /* Ops submitted so far (all kinds), and ops that matched the filter. */
 uint64_t fault_backend_op_count(const struct io_backend *backend);

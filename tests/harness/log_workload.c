@@ -92,8 +92,7 @@ static int64_t wl_now(void *ctx)
     return ((struct workload *)ctx)->now_ns;
 }
 
-static void wl_on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability level,
-                          int error)
+static void wl_on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability level, int error)
 {
     struct workload *w = ctx;
     if (error != 0) {
@@ -101,8 +100,8 @@ static void wl_on_durable(void *ctx, uint64_t durable_seq_end, enum log_durabili
         w->durable_error_count++;
         return;
     }
-    uint64_t *final = level == LOG_DURABLE_SYNCED ? &w->final_durable_seq_end
-                                                  : &w->final_written_seq_end;
+    uint64_t *final =
+        level == LOG_DURABLE_SYNCED ? &w->final_durable_seq_end : &w->final_written_seq_end;
     if (durable_seq_end > w->next_seq || durable_seq_end < *final)
         w->durable_violations++;
     if (level != LOG_DURABLE_SYNCED && level != LOG_DURABLE_WRITTEN)
@@ -399,15 +398,17 @@ static int wl_replay(void *ctx, const struct log_record *record)
     bool after = seq >= c->after_from;
     uint64_t appended_end = after ? c->after_from + 1 : c->w->next_seq;
     if (seq >= appended_end)
-        return wl_fail(c, "replay returns seq %" PRIu64 ", never appended (appends ended at %" PRIu64
-                       ")", seq, appended_end - 1);
+        return wl_fail(
+            c, "replay returns seq %" PRIu64 ", never appended (appends ended at %" PRIu64 ")", seq,
+            appended_end - 1);
     uint8_t type;
     uint32_t len;
     workload_record(after ? c->w->seed ^ WORKLOAD_AFTER_SEED_XOR : c->w->seed, seq, &type, c->buf,
                     &len);
     if (record->type != type || record->len != len ||
         (len > 0 && memcmp(record->data, c->buf, len) != 0))
-        return wl_fail(c, "replayed seq %" PRIu64 " differs (type %u len %u, appended type %u len %u)",
+        return wl_fail(c,
+                       "replayed seq %" PRIu64 " differs (type %u len %u, appended type %u len %u)",
                        seq, record->type, record->len, type, len);
     if (c->count == 0)
         c->first = seq;
@@ -431,8 +432,8 @@ static int64_t wl_check_now(void *ctx)
 }
 
 /* Open with the checker; on success *out is the open log and *start the expected first seq. */
-static int wl_check_open(struct wl_check *c, struct io_backend *io, const struct workload_expect *expect,
-                         struct log **out)
+static int wl_check_open(struct wl_check *c, struct io_backend *io,
+                         const struct workload_expect *expect, struct log **out)
 {
     struct log_config config;
     workload_config(&config);
@@ -465,20 +466,23 @@ static int wl_check_open(struct wl_check *c, struct io_backend *io, const struct
             return wl_fail(c, "a checkpoint the workload did not write (%u bytes)", checkpoint_len);
     }
     if (start < expect->checkpoint_anchor_min)
-        return wl_fail(c, "checkpoint anchored at %" PRIu64 " loaded, but one at %" PRIu64
-                       " was reported done", start, expect->checkpoint_anchor_min);
+        return wl_fail(c,
+                       "checkpoint anchored at %" PRIu64 " loaded, but one at %" PRIu64
+                       " was reported done",
+                       start, expect->checkpoint_anchor_min);
     if (c->failed)
         return -1;
     uint64_t end = c->count > 0 ? c->last + 1 : start;
     if (c->count > 0 && c->first != start)
         return wl_fail(c, "replay starts at seq %" PRIu64 ", expected %" PRIu64, c->first, start);
     if (report.next_seq != end || log_next_seq(*out) != end)
-        return wl_fail(c, "next seq %" PRIu64 " after a replay ending at %" PRIu64,
-                       report.next_seq, end - 1);
+        return wl_fail(c, "next seq %" PRIu64 " after a replay ending at %" PRIu64, report.next_seq,
+                       end - 1);
     if (end < expect->durable_seq_end)
-        return wl_fail(c, "lost durable records: replay ends at seq %" PRIu64
-                       " but seqs below %" PRIu64 " were reported durable", end - 1,
-                       expect->durable_seq_end);
+        return wl_fail(c,
+                       "lost durable records: replay ends at seq %" PRIu64
+                       " but seqs below %" PRIu64 " were reported durable",
+                       end - 1, expect->durable_seq_end);
     return 0;
 }
 

@@ -25,10 +25,10 @@
 #define WORKLOAD_RECORD_MAX (12u * 1024u)
 
 struct workload_durable {
-    uint64_t op_count;           /* the op counter when the report arrived */
-    uint64_t durable_seq_end;    /* every seq below has reached level */
-    enum log_durability level;   /* WRITTEN (page cache) or SYNCED (fdatasync'ed) */
-    bool tagged;                 /* the tag hook said true at that moment */
+    uint64_t op_count;         /* the op counter when the report arrived */
+    uint64_t durable_seq_end;  /* every seq below has reached level */
+    enum log_durability level; /* WRITTEN (page cache) or SYNCED (fdatasync'ed) */
+    bool tagged;               /* the tag hook said true at that moment */
 };
 
 /* Checkpoints one workload writes at most: one per run (generation). */
@@ -45,11 +45,11 @@ struct workload_checkpoint {
 struct workload {
     /* Set by the caller before workload_run. */
     uint64_t seed;
-    uint32_t record_count;  /* appends to make */
-    bool checkpoint;        /* per run, one checkpoint dropping the oldest sealed segment */
-    bool reads;             /* read back a durable record (log_read) every few turns */
-    enum log_sync_mode sync_mode;  /* LOG_SYNC_ALWAYS (0) unless set */
-    uint32_t sync_interval_ms;     /* LOG_SYNC_INTERVAL */
+    uint32_t record_count;        /* appends to make */
+    bool checkpoint;              /* per run, one checkpoint dropping the oldest sealed segment */
+    bool reads;                   /* read back a durable record (log_read) every few turns */
+    enum log_sync_mode sync_mode; /* LOG_SYNC_ALWAYS (0) unless set */
+    uint32_t sync_interval_ms;    /* LOG_SYNC_INTERVAL */
     uint64_t (*op_count)(void *ctx); /* the backend's op counter (memfs) */
     bool (*tag)(void *ctx);          /* optional: marks reports (e.g. "after the fault") */
     void *hook_ctx;
@@ -57,36 +57,36 @@ struct workload {
     /* Results. */
     int open_error;
     uint32_t appended;
-    uint64_t next_seq;        /* one past the last appended seq */
-    uint32_t enospc_count;    /* appends refused with LOG_ENOSPC */
+    uint64_t next_seq;     /* one past the last appended seq */
+    uint32_t enospc_count; /* appends refused with LOG_ENOSPC */
     uint32_t enobufs_count;
-    int append_error;         /* the first other append error (poisoning) */
-    int late_append_error;    /* an append tried after the workload, when poisoned */
-    int log_error_at_end;     /* log_error() before close */
+    int append_error;      /* the first other append error (poisoning) */
+    int late_append_error; /* an append tried after the workload, when poisoned */
+    int log_error_at_end;  /* log_error() before close */
     int close_error;
     struct workload_durable *durable; /* every report, in order */
     uint32_t durable_count;
     uint32_t durable_cap;
-    int durable_error;        /* the error on_durable reported, if any */
+    int durable_error; /* the error on_durable reported, if any */
     uint32_t durable_error_count;
-    uint32_t durable_violations; /* reports going backwards or past what was appended */
+    uint32_t durable_violations;    /* reports going backwards or past what was appended */
     uint64_t final_durable_seq_end; /* the highest LOG_DURABLE_SYNCED report */
     uint64_t final_written_seq_end; /* the highest report of either level */
     struct workload_checkpoint checkpoints[WORKLOAD_CHECKPOINTS_MAX];
     uint32_t checkpoint_count;
-    bool checkpoint_this_run;    /* started one in the current run */
-    uint32_t segments_max;       /* the most segments seen at once */
-    struct log_pos *positions;   /* by seq, for reads (a log starts at seq 1) */
+    bool checkpoint_this_run;  /* started one in the current run */
+    uint32_t segments_max;     /* the most segments seen at once */
+    struct log_pos *positions; /* by seq, for reads (a log starts at seq 1) */
     uint32_t positions_cap;
     uint32_t reads_started;
-    uint32_t reads_refused;      /* log_read returned an error: nothing started */
-    uint32_t reads_done;         /* done callbacks, each exactly once per started read */
-    uint32_t reads_failed;       /* done with an error */
-    uint32_t reads_wrong;        /* done with a record other than the one appended there */
+    uint32_t reads_refused; /* log_read returned an error: nothing started */
+    uint32_t reads_done;    /* done callbacks, each exactly once per started read */
+    uint32_t reads_failed;  /* done with an error */
+    uint32_t reads_wrong;   /* done with a record other than the one appended there */
     uint32_t turns;
-    bool tag_seen;               /* the tag hook said true at the end of some turn */
-    uint32_t appended_at_tag;    /* appends made before that turn ended (all, if never) */
-    int64_t now_ns;              /* the fake clock */
+    bool tag_seen;            /* the tag hook said true at the end of some turn */
+    uint32_t appended_at_tag; /* appends made before that turn ended (all, if never) */
+    int64_t now_ns;           /* the fake clock */
 };
 
 /* The record at seq. buf holds WORKLOAD_RECORD_MAX bytes. */
@@ -117,7 +117,7 @@ uint64_t workload_durable_at(const struct workload *w, uint64_t k, enum log_dura
 struct workload_expect {
     uint64_t durable_seq_end; /* every seq below must be replayed (or covered by the anchor) */
     uint64_t checkpoint_anchor_min; /* a checkpoint at least this new must be there (0: none) */
-    bool append_after;        /* also append one record, close, reopen and find it */
+    bool append_after;              /* also append one record, close, reopen and find it */
 };
 
 /* workload_check_image's verdicts besides 0. */

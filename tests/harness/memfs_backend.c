@@ -190,7 +190,8 @@ static void dir_set(struct memfs_dir *dir, const char *name, uint32_t inode)
         dir->entries[index].inode = inode;
         return;
     }
-    dir->entries = memfs_grow32(dir->entries, &dir->cap, dir->count + 1ull, sizeof(dir->entries[0]));
+    dir->entries =
+        memfs_grow32(dir->entries, &dir->cap, dir->count + 1ull, sizeof(dir->entries[0]));
     SPOOL_ASSERT(strlen(name) < IO_PATH_MAX);
     strcpy(dir->entries[dir->count].name, name);
     dir->entries[dir->count].inode = inode;
@@ -382,8 +383,8 @@ static bool memfs_op_short(const struct io_op *op)
 /* Run one op now (or cancel it) and record it. */
 static void memfs_run(struct memfs *fs, struct io_op *op, bool canceled)
 {
-    fs->records = memfs_grow(fs->records, &fs->record_cap, fs->record_count + 1,
-                             sizeof(fs->records[0]));
+    fs->records =
+        memfs_grow(fs->records, &fs->record_cap, fs->record_count + 1, sizeof(fs->records[0]));
     struct memfs_record *rec = &fs->records[fs->record_count++];
     memset(rec, 0, sizeof(*rec));
     rec->kind = op->kind;
@@ -699,7 +700,6 @@ struct model {
     uint32_t dir_pending_count;
     uint32_t dir_pending_cap;
 };
-
 
 static void model_init(struct model *m, const struct memfs *fs)
 {

@@ -63,11 +63,11 @@ uint64_t memfs_op_count(const struct memfs *fs);
 struct memfs_op_info {
     enum io_op_kind kind;
     int64_t result;
-    uint32_t inode;      /* the file the op touched (fd ops, OPEN) */
+    uint32_t inode; /* the file the op touched (fd ops, OPEN) */
     uint64_t offset;
-    uint64_t len;        /* WRITE: bytes that landed; FALLOCATE: length */
-    const char *path;    /* OPEN, RENAME, UNLINK */
-    const char *path2;   /* RENAME */
+    uint64_t len;      /* WRITE: bytes that landed; FALLOCATE: length */
+    const char *path;  /* OPEN, RENAME, UNLINK */
+    const char *path2; /* RENAME */
 };
 void memfs_op_get(const struct memfs *fs, uint64_t index, struct memfs_op_info *info);
 

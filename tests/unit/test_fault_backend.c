@@ -153,12 +153,29 @@ static void test_short_write_lands_half_and_cancels_link(void)
     memfs_destroy(fs);
 }
 
+static void test_sticky_fails_every_later_match(void)
+{
+    struct memfs *fs = memfs_create();
+    struct fault_config config = {.kind = FAULT_EIO, .fail_at = 2, .sticky = true};
+    struct io_backend *io = fault_backend_create(memfs_io(fs), &config);
+    int fd = io_sync_open(io, "f", O_RDWR | O_CREAT, 0640);
+    REQUIRE(fd >= 0);
+    CHECK_EQ(io_sync_pwrite(io, fd, "a", 1, 0), -EIO);
+    CHECK_EQ(io_sync_simple(io, IO_FDATASYNC, fd), -EIO);
+    CHECK_EQ(io_sync_simple(io, IO_FSYNC_DIR, -1), -EIO);
+    CHECK_EQ(fault_backend_matched(io), 4);
+    io_backend_destroy(io);
+    CHECK_EQ(io_sync_simple(memfs_io(fs), IO_CLOSE, fd), 0);
+    memfs_destroy(fs);
+}
+
 static void test_wraps_posix_backend(void)
 {
     char *dir = check_tmpdir("fault");
     struct io_backend *posix;
     REQUIRE(posix_backend_create(dir, false, &posix) == 0);
-    struct fault_config config = {.kind = FAULT_EIO, .op_mask = FAULT_OP_BIT(IO_OPEN), .fail_at = 1};
+    struct fault_config config = {
+        .kind = FAULT_EIO, .op_mask = FAULT_OP_BIT(IO_OPEN), .fail_at = 1};
     struct io_backend *io = fault_backend_create(posix, &config);
     CHECK_EQ(io_sync_open(io, "f", O_RDWR | O_CREAT, 0640), -EIO);
     int fd = io_sync_open(io, "f", O_RDWR | O_CREAT, 0640);
@@ -178,6 +195,7 @@ int main(void)
     RUN_TEST(test_failed_linked_write_cancels_sync);
     RUN_TEST(test_eio_and_enospc_on_chosen_kinds);
     RUN_TEST(test_short_write_lands_half_and_cancels_link);
+    RUN_TEST(test_sticky_fails_every_later_match);
     RUN_TEST(test_wraps_posix_backend);
     return check_exit();
 }

@@ -286,6 +286,7 @@ int main(void)
         return 77;
     }
     CHECK(msg[0] == '\0');
+    CHECK_EQ(io_uring_probe_available(NULL, 0), 0); /* no message buffer is fine */
     RUN_TEST(test_write_read_roundtrip);
     RUN_TEST(test_done_only_from_poll_and_link_cancels);
     RUN_TEST(test_full_sq_drains_and_keeps_links);
