@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +113,7 @@ struct loadgen {
     bool stop_issuing;
     uint64_t issued;      /* jobs sent in put frames (this phase) */
     uint64_t backlog_max; /* e2e closed loop: jobs put but not yet acked, at most */
+    uint64_t issue_limit; /* open loop past its end: the jobs that were due by then */
     uint64_t produced;    /* puts confirmed, whole run */
     uint64_t put_failed;  /* puts refused, whole run */
     uint64_t received;    /* jobs handed out by reserves, whole run */
@@ -258,6 +260,8 @@ static uint32_t jobs_due(const struct loadgen *g, uint32_t max)
     if (g->stop_issuing || (g->phase != PHASE_RUN && g->phase != PHASE_PREFILL))
         return 0;
     uint64_t limit = g->config->count > 0 ? g->config->count : UINT64_MAX;
+    if (g->issue_limit < limit)
+        limit = g->issue_limit;
     if (g->config->rate > 0) {
         double elapsed = (double)(g->now_ns - g->start_ns) * 1e-9;
         uint64_t due = (uint64_t)(elapsed * g->config->rate) + 1;
@@ -284,6 +288,8 @@ static void issue_put(struct loadgen *g, struct conn *c, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         int64_t t = cfg->rate > 0 ? intended_ns(g, g->issued + i) : g->now_ns;
         slots[i].t_ns = t;
+        if (cfg->rate > 0 && g->measuring)
+            histogram_record(&g->result->send_lag, (uint64_t)(g->now_ns > t ? g->now_ns - t : 0));
         if (cfg->size >= sizeof(t))
             memcpy(g->bodies + (size_t)i * cfg->size, &t, sizeof(t));
     }
@@ -715,6 +721,7 @@ static void start_measuring(struct loadgen *g)
     g->progress_jobs = 0;
     histogram_reset(&g->result->latency);
     histogram_reset(&g->result->deliver);
+    histogram_reset(&g->result->send_lag);
     if (g->config->server_pid > 0)
         g->cpu_ticks_start = process_cpu_ticks(g->config->server_pid);
     if (g->config->count == 0)
@@ -742,6 +749,29 @@ static void stop_issuing(struct loadgen *g)
     g->drain_deadline_ns = g->now_ns + (int64_t)(LOADGEN_DRAIN_S * 1e9);
 }
 
+/* The measured time is over. In closed loop, producing stops. In open loop every job that was
+ * due by then is still sent, however late (the server held the producers back), so that its
+ * latency from the intended time is counted instead of silently dropped; only jobs still unsent
+ * LOADGEN_DRAIN_S later are given up, and counted as errors. */
+static void reach_end(struct loadgen *g)
+{
+    const struct loadgen_config *cfg = g->config;
+    if (cfg->rate == 0 || cfg->mode == LOADGEN_CONSUME) {
+        stop_issuing(g);
+        return;
+    }
+    if (g->issue_limit == UINT64_MAX)
+        g->issue_limit = (uint64_t)((double)(g->end_ns - g->start_ns) * 1e-9 * cfg->rate) + 1;
+    if (g->issued >= g->issue_limit) {
+        stop_issuing(g);
+    } else if (g->now_ns >= g->end_ns + (int64_t)(LOADGEN_DRAIN_S * 1e9)) {
+        fprintf(stderr, "spool-bench: %llu jobs due were never sent\n",
+                (unsigned long long)(g->issue_limit - g->issued));
+        g->errors += g->issue_limit - g->issued;
+        stop_issuing(g);
+    }
+}
+
 /* Move between phases and stop producing when the count or the time is reached. */
 static void advance(struct loadgen *g)
 {
@@ -760,7 +790,7 @@ static void advance(struct loadgen *g)
     if (cfg->mode != LOADGEN_CONSUME && cfg->count > 0 && g->issued >= cfg->count)
         stop_issuing(g);
     if (g->measuring && g->end_ns > 0 && g->now_ns >= g->end_ns)
-        stop_issuing(g);
+        reach_end(g);
     if (run_finished(g)) {
         g->phase = PHASE_DONE;
     } else if (g->stop_issuing && g->now_ns >= g->drain_deadline_ns) {
@@ -796,8 +826,12 @@ static int64_t sleep_ns(const struct loadgen *g)
         int64_t warm_end = g->start_ns + (int64_t)(cfg->warmup_s * 1e9);
         next = warm_end < next ? warm_end : next;
     }
-    if (g->measuring && g->end_ns > 0 && !g->stop_issuing && g->end_ns < next)
-        next = g->end_ns;
+    if (g->measuring && g->end_ns > 0 && !g->stop_issuing) {
+        /* Past the end, an open loop still sending its due jobs wakes to give up on them. */
+        int64_t end =
+            g->end_ns > g->now_ns ? g->end_ns : g->end_ns + (int64_t)(LOADGEN_DRAIN_S * 1e9);
+        next = end < next ? end : next;
+    }
     if (g->stop_issuing && g->drain_deadline_ns < next)
         next = g->drain_deadline_ns;
     /* A job already due waits for a producer's free slot, which a reply brings: no timer. */
@@ -830,6 +864,7 @@ static void loop_turn(struct loadgen *g)
     if (g->phase == PHASE_DONE || g->fatal != 0)
         return;
     struct epoll_event events[EPOLL_EVENTS_MAX];
+    g->now_ns = clock_now_ns(); /* the turn's work took time: sleep from now, not from then */
     int64_t wait_ns = sleep_ns(g);
     struct timespec timeout = {.tv_sec = wait_ns / NS_PER_S, .tv_nsec = wait_ns % NS_PER_S};
     int n = epoll_pwait2(g->epoll_fd, events, EPOLL_EVENTS_MAX, &timeout, NULL);
@@ -907,12 +942,17 @@ int loadgen_run(const struct loadgen_config *config, struct loadgen_result *resu
     memset(result, 0, sizeof(*result));
     histogram_reset(&result->latency);
     histogram_reset(&result->deliver);
+    histogram_reset(&result->send_lag);
     result->server_cpu_s = -1;
     g.now_ns = g.start_ns = clock_now_ns();
     g.progress_next_ns = g.start_ns + NS_PER_S;
     g.phase = config->mode == LOADGEN_CONSUME ? PHASE_PREFILL : PHASE_RUN;
+    g.issue_limit = UINT64_MAX;
     g.backlog_max =
         (uint64_t)E2E_BACKLOG_FACTOR * config->consumers * config->depth * config->batch;
+    /* Timers fire on schedule, not up to the default 50 us slack late: the open loop's
+     * schedule is the measurement. */
+    (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     rc = loadgen_setup(&g);
     if (rc == 0) {
         g.now_ns = g.start_ns = clock_now_ns(); /* the schedule starts once connected */
@@ -962,6 +1002,9 @@ void loadgen_print_result(FILE *out, const struct loadgen_config *config,
                 "deliver_p999_us=%.1f deliver_max_us=%.1f",
                 us(&result->deliver, 50), us(&result->deliver, 90), us(&result->deliver, 99),
                 us(&result->deliver, 99.9), us(&result->deliver, 100));
+    if (config->rate > 0)
+        fprintf(out, " send_lag_p50_us=%.1f send_lag_p99_us=%.1f", us(&result->send_lag, 50),
+                us(&result->send_lag, 99));
     fprintf(out, " produced=%llu consumed=%llu errors=%llu server_cpu_s=%.2f\n",
             (unsigned long long)result->produced, (unsigned long long)result->consumed,
             (unsigned long long)result->errors, result->server_cpu_s);

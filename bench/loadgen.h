@@ -70,6 +70,9 @@ struct loadgen_result {
     double server_cpu_s; /* < 0 when not measured */
     struct histogram latency;
     struct histogram deliver;
+    /* Open loop: how late the generator itself sent each job after its intended time. If this
+     * is not small next to the latencies, the generator, not the server, set them. */
+    struct histogram send_lag;
 };
 
 /* Run one benchmark. 0, or a negative errno when the run could not be carried out (connect

@@ -151,6 +151,35 @@ struct cli {
     bool reps_set;
 };
 
+/* The options of `spool-bench storage`; false if opt is not one of them. */
+static bool apply_storage_option(struct cli *cli, int opt, char *arg)
+{
+    switch (opt) {
+    case OPT_DIR:
+        cli->storage.dir = arg;
+        return true;
+    case OPT_APPENDS:
+        cli->storage.appends_per_commit =
+            (uint32_t)parse_uint("appends-per-commit", arg, 1, 1u << 20);
+        return true;
+    case OPT_RAW:
+        cli->storage.run_engine = false;
+        cli->storage.run_raw = true;
+        return true;
+    case OPT_COMPARE:
+        cli->storage.run_engine = true;
+        cli->storage.run_raw = true;
+        if (!cli->reps_set)
+            cli->storage.reps = 3;
+        return true;
+    case OPT_REPS:
+        cli->storage.reps = (uint32_t)parse_uint("reps", arg, 1, STORAGE_BENCH_REPS_MAX);
+        cli->reps_set = true;
+        return true;
+    }
+    return false;
+}
+
 static void apply_option(struct cli *cli, int opt, char *arg)
 {
     struct loadgen_config *cfg = &cli->load;
@@ -206,33 +235,14 @@ static void apply_option(struct cli *cli, int opt, char *arg)
     case OPT_QUEUE_PREFIX:
         parse_queue_prefix(cfg, arg);
         break;
-    case OPT_DIR:
-        cli->storage.dir = arg;
-        break;
-    case OPT_APPENDS:
-        cli->storage.appends_per_commit =
-            (uint32_t)parse_uint("appends-per-commit", arg, 1, 1u << 20);
-        break;
-    case OPT_RAW:
-        cli->storage.run_engine = false;
-        cli->storage.run_raw = true;
-        break;
-    case OPT_COMPARE:
-        cli->storage.run_engine = true;
-        cli->storage.run_raw = true;
-        if (!cli->reps_set)
-            cli->storage.reps = 3;
-        break;
-    case OPT_REPS:
-        cli->storage.reps = (uint32_t)parse_uint("reps", arg, 1, STORAGE_BENCH_REPS_MAX);
-        cli->reps_set = true;
-        break;
     case OPT_HELP:
         usage(stdout);
         exit(0);
     default:
-        usage(stderr);
-        exit(2);
+        if (!apply_storage_option(cli, opt, arg)) {
+            usage(stderr);
+            exit(2);
+        }
     }
 }
 
