@@ -71,7 +71,7 @@ static void idmap_grow(struct idmap *map)
     map->count = 0;
     for (size_t i = 0; i < old_capacity; i++)
         if (old[i].id != 0)
-            idmap_put(map, old[i].id, old[i].value);
+            (void)idmap_put(map, old[i].id, old[i].value); /* ids are distinct */
     free(old);
 }
 
@@ -93,17 +93,19 @@ void *idmap_get(const struct idmap *map, uint64_t id)
     return found ? map->entries[i].value : NULL;
 }
 
-void idmap_put(struct idmap *map, uint64_t id, void *value)
+void *idmap_put(struct idmap *map, uint64_t id, void *value)
 {
     SPOOL_ASSERT(id != 0);
     if (map->entries == NULL || (map->count + 1) * 4 > (map->mask + 1) * 3)
         idmap_grow(map);
     bool found;
     size_t i = idmap_find(map, id, &found);
+    void *old = found ? map->entries[i].value : NULL;
     if (!found)
         map->count++;
     map->entries[i].id = id;
     map->entries[i].value = value;
+    return old;
 }
 
 void *idmap_remove(struct idmap *map, uint64_t id)

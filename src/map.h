@@ -27,8 +27,9 @@ struct idmap {
 void idmap_init(struct idmap *map);
 void idmap_free(struct idmap *map);
 void *idmap_get(const struct idmap *map, uint64_t id);
-/* Insert or replace. */
-void idmap_put(struct idmap *map, uint64_t id, void *value);
+/* Insert or replace; returns the value replaced, or NULL when id was absent (one probe
+ * where a get before the put would take two). */
+void *idmap_put(struct idmap *map, uint64_t id, void *value);
 /* Remove; returns the old value or NULL. */
 void *idmap_remove(struct idmap *map, uint64_t id);
 

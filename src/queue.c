@@ -183,6 +183,7 @@ void queue_state_destroy(struct queue_state *state)
     heap_free(&state->ttl_heap);
     heap_free(&state->reserver_timeouts);
     heap_free(&state->waiter_timeouts);
+    free(state->record_buf);
     free(state);
 }
 
@@ -206,16 +207,37 @@ static int emit(struct queue_state *state, uint8_t type, const void *data, size_
     return state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
 }
 
+/* The queue of the last lookup, if it has this name (NULL otherwise). */
+static struct queue *queue_cached(const struct queue_state *state, const char *name,
+                                  uint32_t name_len)
+{
+    struct queue *queue = state->last_queue;
+    if (queue != NULL && queue->name_len == name_len && memcmp(queue->name, name, name_len) == 0)
+        return queue;
+    return NULL;
+}
+
 struct queue *queue_find(struct queue_state *state, const char *name, uint32_t name_len)
 {
-    return strmap_get(&state->queues, name, name_len);
+    struct queue *queue = queue_cached(state, name, name_len);
+    if (queue != NULL)
+        return queue;
+    queue = strmap_get(&state->queues, name, name_len);
+    if (queue != NULL)
+        state->last_queue = queue;
+    return queue;
 }
 
 int queue_get(struct queue_state *state, const char *name, uint32_t name_len, struct queue **out)
 {
+    struct queue *queue = queue_cached(state, name, name_len);
+    if (queue != NULL) { /* its name was checked when it was created */
+        *out = queue;
+        return 0;
+    }
     if (!record_queue_name_valid(name, name_len))
         return QUEUE_EINVAL;
-    struct queue *queue = queue_find(state, name, name_len);
+    queue = queue_find(state, name, name_len);
     if (queue == NULL) {
         queue = xcalloc(1, sizeof(*queue));
         memcpy(queue->name, name, name_len);
@@ -230,6 +252,7 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         list_init(&queue->serve_link);
         strmap_put(&state->queues, queue->name, name_len, queue);
         state->totals.queues++;
+        state->last_queue = queue;
     }
     *out = queue;
     return 0;
@@ -255,7 +278,6 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
 
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id)
 {
-    SPOOL_ASSERT(idmap_get(&state->jobs, id) == NULL);
     struct job *job = xcalloc(1, sizeof(*job));
     job->id = id;
     job->queue = queue;
@@ -266,7 +288,8 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
     list_init(&job->live);
     list_init(&job->state_link);
     list_init(&job->waiters);
-    idmap_put(&state->jobs, id, job);
+    struct job *replaced = idmap_put(&state->jobs, id, job);
+    SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
     list_insert_tail(&queue->live, &job->live);
     if (id >= state->next_id)
         state->next_id = id + 1;
@@ -527,9 +550,26 @@ static bool put_duplicate(struct queue_state *state, const struct queue_put_args
     return true;
 }
 
-static int put_validate(const struct queue_put_args *args)
+/* A buffer of at least len bytes for encoding one record (valid until the next call). */
+static uint8_t *record_buf(struct queue_state *state, size_t len)
 {
-    if (!record_queue_name_valid(args->queue, args->queue_len))
+    if (len > state->record_buf_cap) {
+        size_t cap = state->record_buf_cap == 0 ? 4096 : state->record_buf_cap;
+        while (cap < len)
+            cap *= 2;
+        uint8_t *buf = realloc(state->record_buf, cap);
+        SPOOL_ASSERT(buf != NULL);
+        state->record_buf = buf;
+        state->record_buf_cap = cap;
+    }
+    return state->record_buf;
+}
+
+/* The name of the queue the last put used was checked then: only other names are checked. */
+static int put_validate(const struct queue_state *state, const struct queue_put_args *args)
+{
+    if (queue_cached(state, args->queue, args->queue_len) == NULL &&
+        !record_queue_name_valid(args->queue, args->queue_len))
         return QUEUE_EINVAL;
     if (args->key_len > RECORD_KEY_LEN_MAX || args->body_len > RECORD_BODY_LEN_MAX)
         return QUEUE_EINVAL;
@@ -541,7 +581,7 @@ static int put_validate(const struct queue_put_args *args)
 int queue_put(struct queue_state *state, const struct queue_put_args *args, int64_t now_ms,
               uint64_t *id, bool *duplicate, uint64_t *seq)
 {
-    int err = put_validate(args);
+    int err = put_validate(state, args);
     if (err != 0)
         return err;
     *duplicate = put_duplicate(state, args, now_ms, id, seq);
@@ -564,12 +604,10 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
     size_t len = record_put_size(&put);
-    uint8_t *buf = malloc(len);
-    SPOOL_ASSERT(buf != NULL);
+    uint8_t *buf = record_buf(state, len);
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
-    free(buf);
     if (err != 0)
         return err;
     struct job *job = queue_job_new(state, queue, put.id);
@@ -748,11 +786,9 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    uint8_t *buf = malloc(RECORD_ACK_FIXED + (size_t)result_len);
-    SPOOL_ASSERT(buf != NULL);
+    uint8_t *buf = record_buf(state, RECORD_ACK_FIXED + (size_t)result_len);
     size_t len = record_ack_encode(id, result, result_len, buf);
     err = emit(state, RECORD_ACK, buf, len, NULL);
-    free(buf);
     if (err != 0)
         return err;
     queue_job_done(state, job, result, result_len, now_ms);

@@ -36,6 +36,14 @@ struct queue_state {
     struct idmap segments;     /* segment id -> live job count (as uintptr_t) */
     uint64_t next_id;
     uint64_t lease_counter;
+    /* The queue the last lookup by name found: a producer's puts name the same queue over and
+     * over, and this skips the name's validation and hashing for them (queues are never
+     * freed before the state, so the pointer stays valid). */
+    struct queue *last_queue;
+    /* Where records are encoded before the emit copies them into the log: grown to the
+     * largest record seen (a PUT of the largest body), reused, freed with the state. */
+    uint8_t *record_buf;
+    size_t record_buf_cap;
     bool replaying;
     struct queue_totals totals;
 };

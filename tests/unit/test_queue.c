@@ -543,6 +543,28 @@ static void test_limits_and_validation(void)
     queue_state_destroy(s);
 }
 
+/* Puts alternating between queues whose names share a prefix each land in their own queue
+ * (the last-queue lookup cache must compare whole names). */
+static void test_put_queue_lookup_cache(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a1 = put(s, "ab", 0, 0);
+    uint64_t b1 = put(s, "a", 0, 0);
+    uint64_t a2 = put(s, "ab", 0, 0);
+    uint64_t c1 = put(s, "abc", 0, 0);
+    CHECK(queue_job_find(s, a1)->queue == queue_find(s, "ab", 2));
+    CHECK(queue_job_find(s, b1)->queue == queue_find(s, "a", 1));
+    CHECK(queue_job_find(s, a2)->queue == queue_find(s, "ab", 2));
+    CHECK(queue_job_find(s, c1)->queue == queue_find(s, "abc", 3));
+    CHECK(queue_find(s, "a", 1) != queue_find(s, "ab", 2));
+    struct queue_stats st;
+    queue_stats_get(queue_find(s, "ab", 2), 0, &st);
+    CHECK_EQ(st.total_put, 2);
+    CHECK(queue_find(s, "zz", 2) == NULL);
+    CHECK(queue_find(s, "ab", 2) != NULL); /* a miss does not spoil the cache */
+    queue_state_destroy(s);
+}
+
 static void test_pause_resume_and_purge(void)
 {
     struct queue_state *s = make_state();
@@ -830,6 +852,7 @@ int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
     RUN_TEST(test_priority_then_fifo);
+    RUN_TEST(test_put_queue_lookup_cache);
     RUN_TEST(test_reserve_queue_preference_and_count);
     RUN_TEST(test_delay_and_ttl);
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
