@@ -183,6 +183,7 @@ void queue_state_destroy(struct queue_state *state)
     heap_free(&state->ttl_heap);
     heap_free(&state->reserver_timeouts);
     heap_free(&state->waiter_timeouts);
+    queue_checkpoint_abort(state);
     free(state->record_buf);
     free(state);
 }
@@ -372,6 +373,8 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
 void queue_job_leave(struct queue_state *state, struct job *job)
 {
     struct queue *queue = job->queue;
+    if (state->walk != NULL) /* every change of a job starts here: capture it first */
+        queue_checkpoint_capture(state, job);
     switch (job->state) {
     case JOB_PENDING:
         list_unlink(&job->state_link);
@@ -412,6 +415,8 @@ void queue_job_leave(struct queue_state *state, struct job *job)
 /* Stop being live: out of the queue's live list, the segment counts and the ttl heap. */
 static void job_unlive(struct queue_state *state, struct job *job)
 {
+    if (state->walk != NULL)
+        queue_checkpoint_unlink(state, job);
     list_unlink(&job->live);
     segment_add(state, job->pos.segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);

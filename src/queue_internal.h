@@ -44,6 +44,8 @@ struct queue_state {
      * largest record seen (a PUT of the largest body), reused, freed with the state. */
     uint8_t *record_buf;
     size_t record_buf_cap;
+    struct checkpoint_walk *walk; /* a checkpoint being taken, or NULL */
+    uint32_t checkpoint_epoch;    /* of the last walk begun */
     bool replaying;
     struct queue_totals totals;
 };
@@ -74,5 +76,10 @@ void queue_lease_expire(struct queue_state *state, struct job *job, int64_t now_
 void queue_ttl_expire(struct queue_state *state, struct job *job);
 /* The job settled (DONE, DEAD) or is gone (found false): wake every waiter on it. */
 void queue_notify_waiters(struct queue_state *state, struct job *job, bool found);
+/* While a checkpoint walk runs: capture a job as it is now, before it changes, if the walk
+ * wants it and has not captured it yet; and keep the walk's cursor off a job that leaves its
+ * queue's live list. */
+void queue_checkpoint_capture(struct queue_state *state, struct job *job);
+void queue_checkpoint_unlink(struct queue_state *state, struct job *job);
 
 #endif

@@ -227,6 +227,8 @@ static void encode_queue(struct writer *w, const struct queue *queue)
     memcpy(p + CHECKPOINT_QUEUE_FIXED, queue->name, queue->name_len);
 }
 
+/* A job as saved: PENDING (at an anchor not yet durable) and RESERVED are saved ready (the
+ * loader places a job by its run_at, and leases do not survive a restart). */
 static void encode_job(struct writer *w, const struct job *job, uint32_t queue_index)
 {
     uint8_t *p = reserve(w, CHECKPOINT_JOB_FIXED + job->reason_len);
@@ -280,53 +282,179 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
     return count;
 }
 
-int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out, uint32_t *out_len)
+/*
+ * The payload is taken incrementally, so that the loop never stops for a snapshot of every
+ * live job. queue_checkpoint_begin fixes the anchor (the state reflects exactly the records
+ * emitted so far) and encodes at once what is small or bounded: the header's counters, the
+ * queues, the idempotency keys and the remembered DONE jobs. The live jobs that exist at the
+ * anchor are then encoded by queue_checkpoint_step, a bounded number per call, walking each
+ * queue's live list; meanwhile the state keeps changing. Two rules keep the result exactly
+ * the state at the anchor:
+ *   - every change of a job starts with queue_job_leave, which first captures the job as it
+ *     was (queue_checkpoint_capture) if the walk has not reached it yet; a job is captured
+ *     once (its checkpoint_epoch says so);
+ *   - jobs created after the anchor (id >= the anchor's next_id) are never captured, and they
+ *     sit at the tail of their queue's live list (jobs enter it at creation only), so the walk
+ *     of a queue ends at the first of them. A job leaving the live list moves the cursor on.
+ * A job PENDING at the anchor is captured like any other (saved ready or delayed by its
+ * run_at); the server writes the payload only once the anchor is durable.
+ */
+struct checkpoint_walk {
+    uint32_t epoch;
+    uint64_t next_id;            /* jobs with id >= next_id came after the anchor */
+    struct writer main;          /* header, queues, then jobs as captured */
+    struct writer tail;          /* idempotency keys and DONE jobs, as of the anchor */
+    uint64_t job_count;
+    uint32_t done_count;
+    struct queue **queues;       /* the queues at the anchor, in checkpoint_index order */
+    uint32_t queue_count;
+    uint32_t queue_at;           /* the queue being walked */
+    struct list_link *cursor;    /* next live link to visit in it; NULL: from its head */
+};
+
+static void encode_idem(struct writer *w, const struct queue_state *state)
 {
-    struct writer w = {0};
-    uint8_t *h = reserve(&w, CHECKPOINT_HEADER);
-    memset(h, 0, CHECKPOINT_HEADER);
-    le_put_u32(h, CHECKPOINT_MAGIC);
-    le_put_u16(h + 4, CHECKPOINT_VERSION);
-    le_put_u64(h + 8, state->next_id);
-    le_put_u64(h + 16, state->lease_counter);
-    le_put_u32(h + 24, (uint32_t)state->queues.count);
-    le_put_u32(h + 28, (uint32_t)state->keys.count);
-    uint32_t index = 0;
-    STRMAP_EACH(&state->queues, entry)
-    {
-        struct queue *queue = entry->value;
-        queue->checkpoint_index = index++;
-        encode_queue(&w, queue);
-    }
-    uint64_t jobs = 0;
-    IDMAP_EACH(&state->jobs, entry)
-    {
-        const struct job *job = entry->value;
-        if (job->state == JOB_DONE)
-            continue;
-        SPOOL_ASSERT(job->state != JOB_PENDING); /* checkpoints are taken with the log idle */
-        encode_job(&w, job, job->queue->checkpoint_index);
-        jobs++;
-    }
     STRMAP_EACH(&state->keys, entry)
     {
         const struct idem *idem = entry->value;
-        uint8_t *p = reserve(&w, CHECKPOINT_IDEM_FIXED + idem->key_len);
+        uint8_t *p = reserve(w, CHECKPOINT_IDEM_FIXED + idem->key_len);
         memset(p, 0, CHECKPOINT_IDEM_FIXED);
         le_put_u16(p, (uint16_t)idem->key_len);
         le_put_u64(p + 8, idem->job_id);
         le_put_u64(p + 16, (uint64_t)idem->created_ms);
         memcpy(p + CHECKPOINT_IDEM_FIXED, idem->key, idem->key_len);
     }
-    le_put_u64(w.buf + 32, jobs);
-    le_put_u32(w.buf + 40, encode_done(&w, state));
-    if (w.len > UINT32_MAX) {
-        free(w.buf);
+}
+
+bool queue_checkpoint_active(const struct queue_state *state)
+{
+    return state->walk != NULL;
+}
+
+void queue_checkpoint_begin(struct queue_state *state)
+{
+    SPOOL_ASSERT(state->walk == NULL);
+    struct checkpoint_walk *walk = calloc(1, sizeof(*walk));
+    SPOOL_ASSERT(walk != NULL);
+    walk->epoch = ++state->checkpoint_epoch;
+    walk->next_id = state->next_id;
+    walk->queue_count = (uint32_t)state->queues.count;
+    walk->queues = calloc(walk->queue_count + 1u, sizeof(*walk->queues));
+    SPOOL_ASSERT(walk->queues != NULL);
+    /* Sized for every live job up front: growing a buffer of tens of MiB copies it. */
+    walk->main.capacity = CHECKPOINT_HEADER + (size_t)walk->queue_count *
+                          (CHECKPOINT_QUEUE_FIXED + QUEUE_NAME_LEN_MAX) +
+                          (size_t)state->totals.jobs * CHECKPOINT_JOB_FIXED;
+    walk->main.buf = malloc(walk->main.capacity);
+    SPOOL_ASSERT(walk->main.buf != NULL);
+    uint8_t *h = reserve(&walk->main, CHECKPOINT_HEADER);
+    memset(h, 0, CHECKPOINT_HEADER);
+    le_put_u32(h, CHECKPOINT_MAGIC);
+    le_put_u16(h + 4, CHECKPOINT_VERSION);
+    le_put_u64(h + 8, state->next_id);
+    le_put_u64(h + 16, state->lease_counter);
+    le_put_u32(h + 24, walk->queue_count);
+    le_put_u32(h + 28, (uint32_t)state->keys.count);
+    uint32_t index = 0;
+    STRMAP_EACH(&state->queues, entry)
+    {
+        struct queue *queue = entry->value;
+        queue->checkpoint_index = index;
+        walk->queues[index++] = queue;
+        encode_queue(&walk->main, queue);
+    }
+    encode_idem(&walk->tail, state);
+    walk->done_count = encode_done(&walk->tail, state);
+    state->walk = walk;
+}
+
+void queue_checkpoint_capture(struct queue_state *state, struct job *job)
+{
+    struct checkpoint_walk *walk = state->walk;
+    SPOOL_ASSERT(walk != NULL);
+    if (job->id >= walk->next_id || job->checkpoint_epoch == walk->epoch)
+        return;
+    SPOOL_ASSERT(job->state != JOB_DONE); /* DONE jobs at the anchor went to the tail */
+    job->checkpoint_epoch = walk->epoch;
+    encode_job(&walk->main, job, job->queue->checkpoint_index);
+    walk->job_count++;
+}
+
+void queue_checkpoint_unlink(struct queue_state *state, struct job *job)
+{
+    struct checkpoint_walk *walk = state->walk;
+    if (walk->cursor == &job->live)
+        walk->cursor = job->live.next;
+}
+
+bool queue_checkpoint_step(struct queue_state *state, uint32_t jobs_max)
+{
+    struct checkpoint_walk *walk = state->walk;
+    SPOOL_ASSERT(walk != NULL);
+    uint32_t visited = 0;
+    while (walk->queue_at < walk->queue_count && visited < jobs_max) {
+        struct queue *queue = walk->queues[walk->queue_at];
+        if (walk->cursor == NULL)
+            walk->cursor = queue->live.next;
+        struct job *job = walk->cursor == &queue->live
+                              ? NULL
+                              : LIST_ENTRY(walk->cursor, struct job, live);
+        if (job == NULL || job->id >= walk->next_id) { /* the rest came after the anchor */
+            walk->queue_at++;
+            walk->cursor = NULL;
+            continue;
+        }
+        walk->cursor = job->live.next;
+        queue_checkpoint_capture(state, job);
+        visited++;
+    }
+    return walk->queue_at == walk->queue_count;
+}
+
+static void walk_free(struct checkpoint_walk *walk)
+{
+    free(walk->main.buf);
+    free(walk->tail.buf);
+    free(walk->queues);
+    free(walk);
+}
+
+void queue_checkpoint_abort(struct queue_state *state)
+{
+    if (state->walk == NULL)
+        return;
+    walk_free(state->walk);
+    state->walk = NULL;
+}
+
+int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *out_len)
+{
+    struct checkpoint_walk *walk = state->walk;
+    SPOOL_ASSERT(walk != NULL);
+    SPOOL_ASSERT(walk->queue_at == walk->queue_count); /* queue_checkpoint_step said done */
+    state->walk = NULL;
+    size_t len = walk->main.len + walk->tail.len;
+    if (len > UINT32_MAX) {
+        walk_free(walk);
         return -EFBIG;
     }
-    *out = w.buf;
-    *out_len = (uint32_t)w.len;
+    if (walk->tail.len > 0)
+        memcpy(reserve(&walk->main, walk->tail.len), walk->tail.buf, walk->tail.len);
+    le_put_u64(walk->main.buf + 32, walk->job_count);
+    le_put_u32(walk->main.buf + 40, walk->done_count);
+    *out = walk->main.buf;
+    *out_len = (uint32_t)len;
+    walk->main.buf = NULL;
+    walk_free(walk);
     return 0;
+}
+
+int queue_checkpoint_encode(struct queue_state *state, uint8_t **out, uint32_t *out_len)
+{
+    queue_checkpoint_begin(state);
+    bool complete = queue_checkpoint_step(state, UINT32_MAX);
+    SPOOL_ASSERT(complete);
+    return queue_checkpoint_finish(state, out, out_len);
 }
 
 static int load_queues(struct queue_state *state, struct cursor *c, uint32_t count,

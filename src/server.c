@@ -13,9 +13,10 @@
  * bounded number of frames each); tick the log (starts the next group commit); start a
  * checkpoint when one is due and the log is idle; free closed connections.
  *
- * A checkpoint needs the log idle, so that the snapshot reflects exactly the records before
- * its anchor: while one is wanted, connections and timers pause (they are the only sources of
- * records) until the commit in flight lands, which takes one fdatasync.
+ * A checkpoint never pauses the server: its anchor is the next seq of the turn it begins in,
+ * the queue state is walked a bounded number of jobs per turn while requests go on (jobs that
+ * change before the walk reaches them are captured as they were: queue_replay.c), and the
+ * payload goes to the log once the walk is complete and its anchor durable.
  *
  * Shutdown (SIGTERM/SIGINT through the signalfd): stop accepting and reading, let in-flight
  * commits land and their replies go out, write a checkpoint, close the log, exit 0.
@@ -528,27 +529,38 @@ static bool checkpoint_due(const struct server *server, int64_t now_ms)
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
 
-/* A checkpoint that cannot be written must not pause the server: serve on and try again at
+/* A checkpoint that cannot be written must not stop the server: serve on and try again at
  * the next period (recovery then replays more log; nothing is lost). */
 static void checkpoint_skip(struct server *server)
 {
-    server->checkpoint_wanted = false;
     server->checkpoint_last_ms = server_now_ms();
     server->checkpoint_failed = true;
 }
 
-/* Take the snapshot if the log is idle; returns true once a checkpoint was started. */
-static bool checkpoint_try(struct server *server)
+/* Fix the anchor and start the walk of the queue state (queue_replay.c). The state reflects
+ * exactly the records appended so far, durable or not, so the anchor is the next seq. */
+static void checkpoint_begin(struct server *server)
 {
-    if (server->checkpoint_in_flight || !log_idle(server->log))
+    SPOOL_ASSERT(!server->checkpoint_in_flight);
+    server->checkpoint_anchor = log_next_seq(server->log);
+    server->checkpoint_started_ns = mono_ns();
+    server->checkpoint_turns = 0;
+    server->checkpoint_walked = false;
+    server->checkpoint_bytes = 0; /* the log from the anchor on counts toward the next one */
+    server->checkpoint_last_ms = server_now_ms();
+    queue_checkpoint_begin(server->queues);
+}
+
+/* The walk is complete: hand the payload to the log once its anchor is durable (the payload
+ * may reflect records that were still in flight when the walk began). True once started. */
+static bool checkpoint_write(struct server *server)
+{
+    uint64_t anchor = server->checkpoint_anchor;
+    if (log_durable_seq_end(server->log) < anchor || server->checkpoint_in_flight)
         return false;
-    uint64_t anchor = log_next_seq(server->log);
-    if (log_durable_seq_end(server->log) != anchor)
-        return false; /* not everything appended is durable yet: next turn */
-    int64_t started_ns = mono_ns();
     uint8_t *payload;
     uint32_t len;
-    if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
+    if (queue_checkpoint_finish(server->queues, &payload, &len) != 0) {
         slog_error("msg=\"checkpoint too large to encode\"");
         checkpoint_skip(server);
         return false;
@@ -568,13 +580,40 @@ static bool checkpoint_try(struct server *server)
     server->checkpoint_in_flight = true;
     server->checkpoint_failed = false;
     server->checkpoint_payload_bytes = len;
-    server->checkpoint_wanted = false;
-    server->checkpoint_bytes = 0;
-    server->checkpoint_last_ms = server_now_ms();
-    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u encode_ms=%lld",
+    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u walk_ms=%lld turns=%u",
               (unsigned long long)anchor, len, drop_count,
-              (long long)((mono_ns() - started_ns) / 1000000));
+              (long long)((mono_ns() - server->checkpoint_started_ns) / 1000000),
+              server->checkpoint_turns);
     return true;
+}
+
+/* One turn's share of checkpointing: start a walk when one is due, walk a bounded number of
+ * jobs, write the payload when the walk is complete. Requests go on meanwhile. */
+static void checkpoint_advance(struct server *server, int64_t now_ms)
+{
+    if (!queue_checkpoint_active(server->queues)) {
+        if (server->checkpoint_in_flight || !checkpoint_due(server, now_ms))
+            return;
+        checkpoint_begin(server);
+    }
+    if (!server->checkpoint_walked) {
+        server->checkpoint_turns++;
+        server->checkpoint_walked =
+            queue_checkpoint_step(server->queues, SERVER_CHECKPOINT_STEP_JOBS);
+    }
+    if (server->checkpoint_walked)
+        checkpoint_write(server); /* or at a later turn, once the anchor is durable */
+}
+
+/* Shutdown: finish the walk in progress (or take a whole checkpoint) in one go; the log is
+ * idle, so the anchor is durable. True once a checkpoint was started. */
+static bool checkpoint_now(struct server *server)
+{
+    if (!queue_checkpoint_active(server->queues))
+        checkpoint_begin(server);
+    bool complete = queue_checkpoint_step(server->queues, UINT32_MAX);
+    SPOOL_ASSERT(complete);
+    return checkpoint_write(server);
 }
 
 /* ---- the loop ---- */
@@ -637,6 +676,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
 {
     if (!list_empty(&server->runnable) || server->stopping)
         return server->stopping ? 10 : 0;
+    if (queue_checkpoint_active(server->queues) && !server->checkpoint_walked)
+        return 0; /* a walk to continue; a complete one waits for a commit, which wakes us */
     int64_t next = queue_next_deadline_ms(server->queues);
     int64_t timeout = next == INT64_MAX ? INT64_MAX : next - now_ms;
     int64_t log_ns = log_next_deadline_ns(server->log);
@@ -709,8 +750,9 @@ static bool stop_step(struct server *server)
         return false;
     if (server->checkpoint_in_flight)
         return false;
-    if (server->checkpoint_bytes > 0 && !server->checkpoint_failed) {
-        if (checkpoint_try(server))
+    bool walking = queue_checkpoint_active(server->queues);
+    if (walking || (server->checkpoint_bytes > 0 && !server->checkpoint_failed)) {
+        if (checkpoint_now(server))
             return false; /* restart is then instant */
     }
     return outputs_drained(server) || now - server->stop_started_ms > SERVER_DRAIN_MS;
@@ -728,18 +770,14 @@ int server_run(struct server *server)
             return server->fatal_error;
         durable_apply(server);
         int64_t now = server_now_ms();
-        /* Connections and timers are the sources of records: both wait while a checkpoint
-         * waits for the log to go idle, and during shutdown. */
-        bool paused = server->checkpoint_wanted || server->stopping;
-        if (!paused)
+        /* Connections and timers are the sources of records: both stop during shutdown. */
+        if (!server->stopping) {
             queue_tick(server->queues, now);
-        if (!paused)
             conns_run(server);
+        }
         log_tick(server->log);
-        if (!server->checkpoint_wanted && !server->stopping && checkpoint_due(server, now))
-            server->checkpoint_wanted = true;
-        if (server->checkpoint_wanted && !server->stopping)
-            checkpoint_try(server);
+        if (!server->stopping)
+            checkpoint_advance(server, now);
         accept_arm(server);
         if (now >= server->sweep_ms) {
             conn_sweep(server, now);

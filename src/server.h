@@ -49,6 +49,10 @@
 /* Output above this stops reading from the connection until the peer drains it: 4 MiB is two
  * default frames, enough to keep a pipeline full without letting a slow reader grow memory. */
 #define CONN_OUT_HIGH (4u * 1024 * 1024)
+/* Jobs a checkpoint walk encodes per loop turn: at ~100 bytes and a cache miss or two each,
+ * 4096 is a few hundred microseconds, which is what a turn may add to request latency; a
+ * backlog of a million jobs is walked in a few hundred turns. */
+#define SERVER_CHECKPOINT_STEP_JOBS 4096
 /* Blocked reserves and waits per connection: a worker blocks on a handful; more is abuse. */
 #define CONN_BLOCKED_MAX 1024
 
@@ -128,8 +132,11 @@ struct server {
     int fatal_error;
     bool stopping;
     /* checkpoints */
-    bool checkpoint_wanted;
-    bool checkpoint_in_flight;
+    bool checkpoint_in_flight; /* the log is writing one */
+    uint64_t checkpoint_anchor; /* of the walk in progress (queue_checkpoint_active) */
+    int64_t checkpoint_started_ns;
+    uint32_t checkpoint_turns;  /* loop turns the walk in progress has taken */
+    bool checkpoint_walked;     /* the walk is complete: the payload waits for its anchor */
     bool checkpoint_failed; /* the last attempt could not start (shutdown does not retry) */
     int64_t checkpoint_last_ms;
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */

@@ -848,6 +848,221 @@ static void test_checkpoint_mutations_never_crash(void)
     queue_state_destroy(s);
 }
 
+/* ---- the checkpoint walk: a payload taken while the state changes ---- */
+
+static uint32_t walk_rand(uint32_t *x)
+{
+    *x = *x * 1103515245u + 12345u;
+    return *x >> 8;
+}
+
+/* Replay the fake log's records [from, count) into r, then finish recovery. */
+static void replay_from(struct queue_state *r, uint32_t from, int64_t now)
+{
+    for (uint32_t i = from; i < fake.count; i++) {
+        struct log_record rec = {.pos = fake.pos[i], .type = fake.type[i], .len = fake.len[i],
+                                 .data = fake.data[i]};
+        REQUIRE(queue_replay(r, &rec, now) == 0);
+    }
+    queue_recover_finish(r, now);
+}
+
+/* Two states hold the same jobs, in the same states, and the same per-queue counts. */
+static void check_same_state(struct queue_state *a, struct queue_state *b, uint64_t id_max)
+{
+    for (uint64_t id = 1; id <= id_max; id++) {
+        struct queue_job_status sa, sb;
+        bool fa = queue_status(a, id, &sa), fb = queue_status(b, id, &sb);
+        CHECK_EQ(fa, fb);
+        if (!fa || !fb)
+            continue;
+        CHECK_EQ(sa.state, sb.state);
+        CHECK_EQ(sa.attempts, sb.attempts);
+        struct job *ja = queue_job_find(a, id), *jb = queue_job_find(b, id);
+        REQUIRE(ja != NULL && jb != NULL);
+        CHECK_EQ(ja->priority, jb->priority);
+        if (sa.state != JOB_DONE) { /* the done section keeps neither: nothing to run or read */
+            CHECK_EQ(ja->run_at_ms, jb->run_at_ms);
+            CHECK_EQ(ja->pos.seq, jb->pos.seq);
+        }
+        CHECK(ja->queue->name_len == jb->queue->name_len &&
+              memcmp(ja->queue->name, jb->queue->name, ja->queue->name_len) == 0);
+        if (sa.state == JOB_DEAD)
+            CHECK(ja->reason_len == jb->reason_len &&
+                  memcmp(ja->reason, jb->reason, ja->reason_len) == 0);
+    }
+    static const char *const names[] = {"wa", "wb", "wc"};
+    for (int q = 0; q < 3; q++) {
+        struct queue *qa = queue_find(a, names[q], 2), *qb = queue_find(b, names[q], 2);
+        CHECK_EQ(qa == NULL, qb == NULL);
+        if (qa == NULL || qb == NULL)
+            continue;
+        struct queue_stats x, y;
+        queue_stats_get(qa, 0, &x);
+        queue_stats_get(qb, 0, &y);
+        CHECK(x.ready == y.ready && x.delayed == y.delayed && x.dead == y.dead);
+        CHECK(x.total_put == y.total_put && x.bytes == y.bytes);
+    }
+    CHECK_EQ(queue_segment_live(a, 1), queue_segment_live(b, 1));
+}
+
+/* One random operation on s at time now (held: leases kept open, by job id and token). */
+static void walk_random_op(struct queue_state *s, uint32_t *x, int64_t now, uint64_t held[][2],
+                           uint32_t *held_count)
+{
+    static const char *const names[] = {"wa", "wb", "wc"};
+    const char *queue = names[walk_rand(x) % 3];
+    uint32_t op = walk_rand(x) % 10;
+    if (op <= 2) { /* a put: pending until the next durable call */
+        put_full(s, queue, walk_rand(x) % 4, op == 0 ? 50 : 0, 0, op == 1 ? 2 : -1, NULL, now);
+        return;
+    }
+    if (op == 3) {
+        queue_durable(s, UINT64_MAX, now);
+        return;
+    }
+    if (op == 4) {
+        queue_tick(s, now); /* delays become ready, leases expire */
+        return;
+    }
+    if (op == 5 && *held_count > 0) { /* settle a lease held since earlier */
+        uint32_t k = walk_rand(x) % *held_count;
+        uint64_t id = held[k][0], token = held[k][1];
+        held[k][0] = held[--*held_count][0];
+        held[k][1] = held[*held_count][1];
+        uint32_t how = walk_rand(x) % 3;
+        int rc = how == 0   ? queue_ack(s, id, token, "r", 1, now)
+                 : how == 1 ? queue_release(s, id, token, walk_rand(x) % 2 ? 30 : 0, 9, "e", 1,
+                                            now)
+                            : queue_bury(s, id, token, "poison", 6, now);
+        CHECK(rc == 0 || rc == QUEUE_ELEASE); /* expired meanwhile */
+        return;
+    }
+    if (op == 6) { /* kick a dead job, or delete a job that is not reserved */
+        uint32_t kicked;
+        CHECK_EQ(queue_kick(s, queue, 2, 1, now, &kicked), 0);
+        struct job *victim = queue_peek_next(s, queue, 2, JOB_READY);
+        if (victim != NULL && walk_rand(x) % 2)
+            CHECK_EQ(queue_delete(s, victim->id, now), 0);
+        return;
+    }
+    struct job *job = reserve1(s, queue, now, NULL);
+    if (job == NULL)
+        return;
+    if (op == 7 || *held_count >= 64) {
+        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, now), 0);
+        return;
+    }
+    held[*held_count][0] = job->id;
+    held[*held_count][1] = job->lease_token;
+    ++*held_count;
+}
+
+/* A checkpoint taken by a walk of one job per step, while random operations change the state
+ * between steps, plus the records logged after its anchor, rebuild exactly the state that the
+ * whole log rebuilds: the walk captured every job as it was at the anchor. */
+static void test_checkpoint_walk_while_changing(void)
+{
+    for (uint32_t seed = 1; seed <= 40; seed++) {
+        struct queue_state *s = make_state();
+        uint32_t x = seed;
+        uint64_t held[64][2];
+        uint32_t held_count = 0;
+        int64_t now = 0;
+        for (int i = 0; i < 60; i++)
+            walk_random_op(s, &x, now += 3, held, &held_count);
+        uint32_t anchor = fake.count; /* records [0, anchor) are in the payload */
+        queue_checkpoint_begin(s);
+        CHECK(queue_checkpoint_active(s));
+        bool complete = false;
+        while (!complete) {
+            for (uint32_t k = walk_rand(&x) % 4; k > 0; k--)
+                walk_random_op(s, &x, now += 3, held, &held_count);
+            complete = queue_checkpoint_step(s, 1);
+        }
+        for (int i = 0; i < 20; i++)
+            walk_random_op(s, &x, now += 3, held, &held_count);
+        uint8_t *payload;
+        uint32_t len;
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        CHECK(!queue_checkpoint_active(s));
+        int64_t later = now + 10;
+        struct queue_state *whole = replay_all(later);
+        struct queue_config config;
+        queue_config_defaults(&config);
+        struct queue_state *r = queue_state_create(&config);
+        REQUIRE(queue_checkpoint_load(r, payload, len, later) == 0);
+        replay_from(r, anchor, later);
+        check_same_state(whole, r, fake.count + 1);
+        free(payload);
+        queue_state_destroy(r);
+        queue_state_destroy(whole);
+        queue_state_destroy(s);
+    }
+}
+
+/* The job the walk would visit next leaves its queue (deleted, or acked into the DONE list):
+ * the walk goes on with the job after it and misses none. */
+static void test_checkpoint_walk_cursor_job_leaves(void)
+{
+    for (int acked = 0; acked <= 1; acked++) {
+        struct queue_state *s = make_state();
+        uint64_t ids[6];
+        for (int i = 0; i < 6; i++)
+            ids[i] = put(s, "q", i == 1 ? 0 : 5, 0); /* ids[1] is reserved first */
+        queue_checkpoint_begin(s);
+        CHECK(!queue_checkpoint_step(s, 1)); /* ids[0] in, ids[1] next */
+        if (acked) {
+            struct job *j = reserve1(s, "q", 1, NULL);
+            REQUIRE(j != NULL && j->id == ids[1]);
+            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+        } else {
+            CHECK_EQ(queue_delete(s, ids[1], 1), 0);
+        }
+        CHECK(queue_checkpoint_step(s, 100));
+        uint8_t *payload;
+        uint32_t len;
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        struct queue_config config;
+        queue_config_defaults(&config);
+        struct queue_state *r = queue_state_create(&config);
+        REQUIRE(queue_checkpoint_load(r, payload, len, 1) == 0);
+        for (int i = 0; i < 6; i++)
+            CHECK(queue_peek_id(r, ids[i]) != NULL); /* all six were live at the anchor */
+        free(payload);
+        queue_state_destroy(r);
+        queue_state_destroy(s);
+    }
+}
+
+/* An aborted walk leaves nothing behind, and a new one can begin. */
+static void test_checkpoint_walk_abort(void)
+{
+    struct queue_state *s = make_state();
+    for (int i = 0; i < 10; i++)
+        put(s, "q", 0, 0);
+    queue_checkpoint_begin(s);
+    CHECK(!queue_checkpoint_step(s, 3));
+    queue_checkpoint_abort(s);
+    CHECK(!queue_checkpoint_active(s));
+    struct job *j = reserve1(s, "q", 1, NULL);
+    REQUIRE(j != NULL);
+    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, payload, len, 1) == 0);
+    struct queue_totals totals;
+    queue_totals_get(r, &totals);
+    CHECK_EQ(totals.jobs, 9);
+    free(payload);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
@@ -872,6 +1087,9 @@ int main(void)
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
     RUN_TEST(test_checkpoint_version1_loads);
+    RUN_TEST(test_checkpoint_walk_while_changing);
+    RUN_TEST(test_checkpoint_walk_cursor_job_leaves);
+    RUN_TEST(test_checkpoint_walk_abort);
     fake_reset();
     return check_exit();
 }
