@@ -15,6 +15,14 @@
 #include "assert.h"
 
 #define MAP_CAPACITY_MIN 16 /* a power of two; small maps stay one cache-friendly block */
+/* idmap: ids are handed out in sequence (jobs, connections, segments), so consecutive ids get
+ * consecutive slots within a run of IDMAP_RUN_IDS; only the runs are spread by the hash. A
+ * producer's puts then touch a new cache line every 4 ids (16-byte entries) instead of
+ * missing the cache on every id, and growing the table copies runs, not scattered entries.
+ * 16 bounds what a hostile pattern costs: ids that are all equal modulo 16 still spread by
+ * run, so a probe scans at most about 16 entries (4 cache lines) more than with a full hash. */
+#define IDMAP_RUN_BITS 4
+#define IDMAP_RUN_IDS (1u << IDMAP_RUN_BITS)
 
 /* Seeds: a counter spread by the golden ratio, distinct for every map of the process. */
 static uint64_t map_seed_next(void)
@@ -75,9 +83,16 @@ static void idmap_grow(struct idmap *map)
     free(old);
 }
 
+/* The slot an id probes from: its run's hashed place, then its position in the run. */
+static size_t idmap_home(const struct idmap *map, uint64_t id)
+{
+    uint64_t run = mix64((id >> IDMAP_RUN_BITS) ^ map->seed);
+    return (size_t)((run << IDMAP_RUN_BITS) | (id & (IDMAP_RUN_IDS - 1))) & map->mask;
+}
+
 static size_t idmap_find(const struct idmap *map, uint64_t id, bool *found)
 {
-    size_t i = mix64(id ^ map->seed) & map->mask;
+    size_t i = idmap_home(map, id);
     while (map->entries[i].id != 0 && map->entries[i].id != id)
         i = (i + 1) & map->mask;
     *found = map->entries[i].id == id;
@@ -120,7 +135,7 @@ void *idmap_remove(struct idmap *map, uint64_t id)
     /* Backward shift: pull later members of the probe run into the hole. */
     size_t hole = i;
     for (size_t j = (i + 1) & map->mask; map->entries[j].id != 0; j = (j + 1) & map->mask) {
-        size_t home = mix64(map->entries[j].id ^ map->seed) & map->mask;
+        size_t home = idmap_home(map, map->entries[j].id);
         bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
             map->entries[hole] = map->entries[j];
