@@ -3,7 +3,7 @@
  *
  * Open addressing with linear probing and backward-shift deletion (no tombstones, so a map
  * that churns through millions of short-lived jobs never degrades). The table doubles when it
- * is 3/4 full, keeping probe runs short. strmap does not copy keys: each key's bytes must live
+ * is 3/4 full (idmap: 1/2, see map.c), keeping probe runs short. strmap does not copy keys: each key's bytes must live
  * as long as its entry (they belong to the value: a queue's name, a job's key).
  */
 #ifndef SPOOL_SRC_MAP_H
