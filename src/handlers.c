@@ -134,7 +134,7 @@ void handler_release_held(struct server *server)
                 memcpy(conn->out.data + conn->out.len, held->data, held->len);
                 conn->out.len += held->len;
             }
-            conn_flush(conn);
+            conn_flush_later(conn);
         }
         free(held);
     }
@@ -405,7 +405,7 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
     struct conn *conn = blocked->conn;
     reserve_reply(conn, blocked->request_id, jobs, count);
     blocked_free(blocked);
-    conn_flush(conn);
+    conn_flush_later(conn);
 }
 
 static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_id)
@@ -640,7 +640,7 @@ static void wait_wake(struct queue_job_waiter *waiter, bool found,
     else
         conn_error(conn, blocked->request_id, SPOOL_E_NOT_FOUND, "job deleted");
     blocked_free(blocked);
-    conn_flush(conn);
+    conn_flush_later(conn);
 }
 
 static int handle_wait(struct conn *conn, const struct wire_header *h, union wire_msg *m)

@@ -668,6 +668,8 @@ static void zombies_free(struct server *server)
     while ((link = list_first(&server->zombies)) != NULL) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         list_unlink(link);
+        if (list_linked(&conn->flush_link))
+            list_unlink(&conn->flush_link);
         free(conn->in);
         wire_buf_free(&conn->out);
         wire_buf_free(&conn->sending);
@@ -787,6 +789,7 @@ int server_run(struct server *server)
             server->sweep_ms = now + SERVER_SWEEP_MS;
         }
         zombies_free(server);
+        conns_flush(server); /* one send per connection for what this turn gave it */
         if (server->stopping && stop_step(server))
             return 0;
     }
@@ -809,6 +812,7 @@ int server_start(struct server *server, const struct server_config *config)
     list_init(&server->runnable);
     list_init(&server->stalled);
     list_init(&server->held);
+    list_init(&server->to_flush);
     struct queue_config qc;
     queue_config_defaults(&qc);
     qc.max_jobs_per_queue = config->queue_jobs_max;
@@ -851,6 +855,8 @@ void server_destroy(struct server *server)
     while ((link = list_first(&server->conns)) != NULL) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         list_unlink(link);
+        if (list_linked(&conn->flush_link))
+            list_unlink(&conn->flush_link);
         if (conn->fd >= 0)
             close(conn->fd);
         free(conn->in);

@@ -83,6 +83,7 @@ struct conn {
     uint32_t blocked_count;
     struct list_link link;     /* server.conns */
     struct list_link run_link; /* server.runnable or server.stalled */
+    struct list_link flush_link; /* server.to_flush: output to send at the end of the turn */
     /* A PUT_BATCH or ACK_BATCH cut short by back pressure resumes here. */
     uint32_t batch_done;
     uint64_t batch_request_id;
@@ -123,6 +124,7 @@ struct server {
     struct list_link runnable; /* conns with input to parse */
     struct list_link stalled;  /* conns waiting for log space */
     struct list_link held;     /* held_reply, seq order */
+    struct list_link to_flush; /* conns given output outside their own run (conn_flush_later) */
     uint64_t durable_seq_end;
     uint64_t durable_applied; /* watermark the loop has acted on */
     enum log_durability durable_level;
@@ -162,6 +164,11 @@ void conn_accepted(struct server *server, int fd);
 void conn_close(struct conn *conn);
 void conn_run(struct conn *conn, uint32_t frames_max);
 void conn_flush(struct conn *conn);
+/* Output appended outside the connection's own run (released replies, woken reserves and
+ * waits): sent once at the end of the turn with whatever else the turn gives it, not one send
+ * per reply (a send in flight would hold the rest back for a whole turn). */
+void conn_flush_later(struct conn *conn);
+void conns_flush(struct server *server);
 void conn_make_runnable(struct conn *conn);
 void conn_arm_recv(struct conn *conn);
 /* Close connections whose started frame has not progressed within --frame-timeout. */
