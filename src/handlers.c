@@ -256,14 +256,14 @@ static void put_args(const struct wire_job_spec *spec, struct queue_put_args *ar
 
 /* Put one job; *result filled. The put's record (or a duplicate's original) raises
  * *seq_end, the horizon its reply waits for. */
-static int put_one(struct conn *conn, const struct wire_job_spec *spec,
+static int put_one(struct conn *conn, const struct wire_job_spec *spec, int64_t now_ms,
                    struct wire_put_result *result, uint64_t *seq_end)
 {
     struct queue_put_args args;
     put_args(spec, &args);
     uint64_t id = 0, seq = 0;
     bool duplicate = false;
-    int rc = queue_put(conn->server->queues, &args, server_now_ms(), &id, &duplicate, &seq);
+    int rc = queue_put(conn->server->queues, &args, now_ms, &id, &duplicate, &seq);
     if (rc != 0)
         return rc;
     result->id = id;
@@ -281,7 +281,7 @@ static int handle_put(struct conn *conn, const struct wire_header *h, union wire
     }
     uint64_t seq_end = 0;
     union wire_msg r = {0};
-    int rc = put_one(conn, &m->put, &r.put_reply.job, &seq_end);
+    int rc = put_one(conn, &m->put, server_now_ms(), &r.put_reply.job, &seq_end);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     reply_after(conn, h->opcode, h->request_id, &r, seq_end);
@@ -351,8 +351,9 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     struct wire_put_result *results = conn->batch_results;
+    int64_t now_ms = server_now_ms(); /* one clock read per frame: its jobs arrived together */
     for (; conn->batch_done < batch->count; conn->batch_done++) {
-        int rc = put_one(conn, &batch->jobs[conn->batch_done], &results[conn->batch_done],
+        int rc = put_one(conn, &batch->jobs[conn->batch_done], now_ms, &results[conn->batch_done],
                          &conn->batch_seq_end);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
@@ -480,11 +481,12 @@ static int handle_ack_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     uint16_t *codes = conn->batch_results;
+    int64_t now_ms = server_now_ms(); /* one clock read per frame */
     for (; conn->batch_done < batch->count; conn->batch_done++) {
         const struct wire_ack *ack = &batch->acks[conn->batch_done];
         uint64_t seq_before = conn->server->emit_seq_max;
         int rc = queue_ack(conn->server->queues, ack->id, ack->lease, ack->result.data,
-                           ack->result.len, server_now_ms());
+                           ack->result.len, now_ms);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
         codes[conn->batch_done] = rc == 0 ? 0 : wire_error_to_wire(map_error(rc));
