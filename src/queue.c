@@ -30,6 +30,12 @@
  * one loop turn short (each event is O(log n)). */
 #define QUEUE_DEFAULT_TICK_WORK 4096
 
+/* Bodies up to this size share their job's allocation: one malloc per put instead of two, and
+ * the body next to its job. A job is about 250 bytes, so small bodies at most double it; a
+ * DONE job keeps its inline bytes until it is forgotten, at most done_keep_max (10,000) x
+ * 256 bytes = 2.5 MiB. */
+#define QUEUE_BODY_INLINE_MAX 256
+
 /* A record buffer on the stack must hold any fixed-size record plus a reason or result. */
 #define QUEUE_RECORD_SMALL_MAX (RECORD_BURY_FIXED + RECORD_REASON_LEN_MAX)
 
@@ -150,7 +156,8 @@ struct queue_state *queue_state_create(const struct queue_config *config)
 
 static void job_free(struct job *job)
 {
-    free(job->body);
+    if (!job->body_inline)
+        free(job->body);
     free(job->reason);
     free(job->result);
     free(job);
@@ -277,9 +284,22 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
     return (uint64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
 }
 
-struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id)
+static struct job *job_alloc(uint32_t body_len, const void *body)
 {
-    struct job *job = xcalloc(1, sizeof(*job));
+    bool inline_body = body_len <= QUEUE_BODY_INLINE_MAX;
+    struct job *job = xcalloc(1, sizeof(*job) + (inline_body ? body_len : 0));
+    job->body_inline = inline_body;
+    job->body = inline_body ? (uint8_t *)(job + 1) : xmemdup(body, body_len);
+    if (inline_body && body_len > 0)
+        memcpy(job->body, body, body_len);
+    job->body_len = body_len;
+    return job;
+}
+
+struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
+                          const void *body, uint32_t body_len, bool body_known)
+{
+    struct job *job = body_known ? job_alloc(body_len, body) : xcalloc(1, sizeof(*job));
     job->id = id;
     job->queue = queue;
     job->state = JOB_PENDING;
@@ -455,8 +475,10 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     job_unlive(state, job);
     job->state = JOB_DONE;
     job->settled_ms = now_ms;
-    free(job->body);
+    if (!job->body_inline)
+        free(job->body);
     job->body = NULL;
+    job->body_inline = false;
     if (result_len > 0) {
         job->result = xmemdup(result, result_len);
         job->result_len = result_len;
@@ -615,7 +637,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     err = emit(state, RECORD_PUT, buf, len, &pos);
     if (err != 0)
         return err;
-    struct job *job = queue_job_new(state, queue, put.id);
+    struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
     job->ttr_ms = put.ttr_ms;
@@ -623,8 +645,6 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     job->run_at_ms = put.run_at_ms;
     job->expires_at_ms = put.expires_at_ms;
     job->pos = pos;
-    job->body = xmemdup(args->body, args->body_len);
-    job->body_len = args->body_len;
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;

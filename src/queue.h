@@ -82,6 +82,7 @@ struct job {
     struct log_pos pos;     /* the PUT record */
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
     uint32_t body_len;
+    bool body_inline;       /* body lives in the job's own allocation (queue.c) */
     char *reason; /* DEAD: why; otherwise the worker's last error, if any */
     uint32_t reason_len;
     uint8_t *result; /* DONE: ack result */

@@ -50,7 +50,10 @@ struct queue_state {
     struct queue_totals totals;
 };
 
-struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id);
+/* A new PENDING job with its body (copied, inline when small), or, without body_known, one
+ * whose body is not loaded yet (body NULL; the caller sets body_len). */
+struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
+                          const void *body, uint32_t body_len, bool body_known);
 /* Count a new job's body bytes, its segment and the queue's total_put (pos, body_len set). */
 void queue_job_account(struct queue_state *state, struct job *job);
 void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t now_ms);

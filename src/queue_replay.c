@@ -57,7 +57,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     struct queue *queue;
     if (queue_get(state, put->queue, put->queue_len, &queue) != 0)
         return;
-    struct job *job = queue_job_new(state, queue, put->id);
+    struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
     job->priority = put->priority;
     job->max_attempts = put->max_attempts;
     job->ttr_ms = put->ttr_ms;
@@ -65,10 +65,6 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     job->run_at_ms = put->run_at_ms;
     job->expires_at_ms = put->expires_at_ms;
     job->pos = *pos;
-    job->body_len = put->body_len;
-    job->body = malloc(put->body_len == 0 ? 1 : put->body_len);
-    SPOOL_ASSERT(job->body != NULL);
-    memcpy(job->body, put->body, put->body_len);
     queue_job_account(state, job);
     queue_job_place(state, job, now_ms);
     if (put->key_len > 0 &&
@@ -499,7 +495,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
         idmap_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
-    struct job *job = queue_job_new(state, queues[queue_index], id);
+    struct job *job = queue_job_new(state, queues[queue_index], id, NULL, 0, false);
     job->priority = le_get_u32(p + 16);
     job->attempts = le_get_u32(p + 20);
     job->max_attempts = le_get_u32(p + 24);
