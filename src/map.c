@@ -17,12 +17,15 @@
 #define MAP_CAPACITY_MIN 16 /* a power of two; small maps stay one cache-friendly block */
 /* idmap: ids are handed out in sequence (jobs, connections, segments), so consecutive ids get
  * consecutive slots within a run of IDMAP_RUN_IDS; only the runs are spread by the hash. A
- * producer's puts then touch a new cache line every 4 ids (16-byte entries) instead of
- * missing the cache on every id, and growing the table copies runs, not scattered entries.
- * 16 bounds what a hostile pattern costs: ids that are all equal modulo 16 still spread by
- * run, so a probe scans at most about 16 entries (4 cache lines) more than with a full hash. */
-#define IDMAP_RUN_BITS 4
+ * run is one cache line (4 entries of 16 bytes, the table aligned to lines), so a producer's
+ * puts miss the cache once per 4 ids instead of once per id, and growing the table copies
+ * lines, not scattered entries. Runs that collide cost a few probes within a line or two;
+ * strided ids (all equal modulo 4, or modulo large powers of two) still spread by run. */
+#define IDMAP_RUN_BITS 2
+#define IDMAP_LINE_BYTES 64
 #define IDMAP_RUN_IDS (1u << IDMAP_RUN_BITS)
+_Static_assert(IDMAP_RUN_IDS * sizeof(struct idmap_entry) == IDMAP_LINE_BYTES,
+               "a run of ids fills one cache line");
 /* Runs that land near each other merge into one probe sequence, and a removal shifts back
  * everything up to the next empty slot: so idmap doubles at half full (strmap at 3/4), which
  * keeps those sequences a few runs long for 16 more bytes per entry. */
@@ -76,8 +79,11 @@ static void idmap_grow(struct idmap *map)
     size_t capacity = map->entries == NULL ? MAP_CAPACITY_MIN : (map->mask + 1) * 2;
     struct idmap_entry *old = map->entries;
     size_t old_capacity = old == NULL ? 0 : map->mask + 1;
-    map->entries = calloc(capacity, sizeof(*map->entries));
+    /* Cache-line aligned, so that a run of ids is one line. */
+    size_t bytes = capacity * sizeof(*map->entries);
+    map->entries = aligned_alloc(IDMAP_LINE_BYTES, bytes);
     SPOOL_ASSERT(map->entries != NULL);
+    memset(map->entries, 0, bytes);
     map->mask = capacity - 1;
     map->count = 0;
     for (size_t i = 0; i < old_capacity; i++)

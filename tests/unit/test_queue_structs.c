@@ -122,7 +122,7 @@ static void test_idmap_matches_model(void)
  * found, removed with backward shifts, and walked exactly once. */
 static void test_idmap_strided_ids(void)
 {
-    static const uint64_t strides[] = {1, 16, 17, 64, 4096, 1u << 20};
+    static const uint64_t strides[] = {1, 4, 16, 17, 64, 4096, 1u << 20};
     for (size_t k = 0; k < sizeof(strides) / sizeof(strides[0]); k++) {
         enum { N = 4000 };
         struct idmap map;
