@@ -89,20 +89,20 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
         return;
     }
     *durability = WIRE_DURABLE_NONE;
-    struct wire_buf tmp;
-    wire_buf_init(&tmp, server->config.frame_size_max);
-    if (wire_encode(&tmp, opcode | WIRE_OP_REPLY, request_id, msg) != 0) {
-        wire_buf_free(&tmp);
+    /* Encoded into the server's scratch buffer (kept between replies: no allocation), then
+     * copied into the held reply. */
+    struct wire_buf *tmp = &server->reply_scratch;
+    tmp->len = 0;
+    if (wire_encode(tmp, opcode | WIRE_OP_REPLY, request_id, msg) != 0) {
         conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
         return;
     }
-    struct held_reply *held = malloc(sizeof(*held) + tmp.len);
+    struct held_reply *held = malloc(sizeof(*held) + tmp->len);
     SPOOL_ASSERT(held != NULL);
     held->conn_id = conn->id;
     held->seq_end = seq_end;
-    held->len = tmp.len;
-    memcpy(held->data, tmp.data, tmp.len);
-    wire_buf_free(&tmp);
+    held->len = tmp->len;
+    memcpy(held->data, tmp->data, tmp->len);
     /* Appends are serialized, so seq_end never goes below the tail's: FIFO order holds...
      * except for a duplicate put waiting on an older record: insert it in order. */
     struct list_link *at = server->held.prev;

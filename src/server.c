@@ -813,6 +813,7 @@ int server_start(struct server *server, const struct server_config *config)
     list_init(&server->stalled);
     list_init(&server->held);
     list_init(&server->to_flush);
+    wire_buf_init(&server->reply_scratch, config->frame_size_max);
     struct queue_config qc;
     queue_config_defaults(&qc);
     qc.max_jobs_per_queue = config->queue_jobs_max;
@@ -869,6 +870,7 @@ void server_destroy(struct server *server)
         free(LIST_ENTRY(link, struct held_reply, link));
     }
     zombies_free(server);
+    wire_buf_free(&server->reply_scratch);
     if (server->log != NULL) {
         int rc = log_close(server->log);
         if (rc != 0)

@@ -124,6 +124,7 @@ struct server {
     struct list_link runnable; /* conns with input to parse */
     struct list_link stalled;  /* conns waiting for log space */
     struct list_link held;     /* held_reply, seq order */
+    struct wire_buf reply_scratch; /* where held replies are encoded before they are copied */
     struct list_link to_flush; /* conns given output outside their own run (conn_flush_later) */
     uint64_t durable_seq_end;
     uint64_t durable_applied; /* watermark the loop has acted on */
