@@ -420,6 +420,31 @@ static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_i
     return blocked;
 }
 
+/* The reserver a RESERVE describes, polling (deadline now); 0 or a queue error. Only the
+ * fields a poll reads are set: the links are used only by a reserver that waits. */
+static int reserver_from(struct conn *conn, const struct wire_reserve *req, int64_t now_ms,
+                         struct queue_reserver *r)
+{
+    struct server *server = conn->server;
+    for (uint32_t i = 0; i < req->queue_count; i++) {
+        int rc = queue_get(server->queues, (const char *)req->queues[i].data,
+                           req->queues[i].len, &r->queues[i]);
+        if (rc != 0)
+            return rc;
+    }
+    r->queue_count = req->queue_count;
+    r->count_max = req->count_max;
+    r->bytes_max = server->config.frame_size_max - WIRE_HEADER_SIZE - 64;
+    r->deadline_ms = now_ms;
+    r->detach = (req->flags & WIRE_RESERVE_DETACH) != 0;
+    r->owner = &conn->owner;
+    r->wake = NULL;
+    r->ctx = NULL;
+    return 0;
+}
+
+/* RESERVE: a poll on the stack first; only a reserve that finds nothing and may wait gets a
+ * blocked request (allocated, linked to its queues until woken or canceled). */
 static int handle_reserve(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     struct server *server = conn->server;
@@ -428,31 +453,27 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
         conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
         return 0;
     }
+    int64_t now = server_now_ms();
+    struct queue_reserver poll;
+    int rc = reserver_from(conn, req, now, &poll);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
+    uint32_t count = queue_reserve(server->queues, &poll, now, jobs);
+    SPOOL_ASSERT(!poll.waiting); /* its deadline is now */
+    if (count > 0 || req->timeout_ms == 0) {
+        reserve_reply(conn, h->request_id, jobs, count);
+        return 0;
+    }
     struct blocked_request *blocked = blocked_new(conn, h->request_id);
     struct queue_reserver *r = &blocked->reserver;
-    for (uint32_t i = 0; i < req->queue_count; i++) {
-        int rc = queue_get(server->queues, (const char *)req->queues[i].data,
-                           req->queues[i].len, &r->queues[i]);
-        if (rc != 0) {
-            blocked_free(blocked);
-            return queue_result(conn, h->request_id, rc);
-        }
-    }
-    int64_t now = server_now_ms();
-    r->queue_count = req->queue_count;
-    r->count_max = req->count_max;
-    r->bytes_max = server->config.frame_size_max - WIRE_HEADER_SIZE - 64;
+    rc = reserver_from(conn, req, now, r);
+    SPOOL_ASSERT(rc == 0); /* the same queues were just found */
     r->deadline_ms = now + (int64_t)req->timeout_ms;
-    r->detach = (req->flags & WIRE_RESERVE_DETACH) != 0;
-    r->owner = &conn->owner;
     r->wake = reserve_wake;
     r->ctx = blocked;
-    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
-    uint32_t count = queue_reserve(server->queues, r, now, jobs);
-    if (r->waiting)
-        return 0;
-    reserve_reply(conn, h->request_id, jobs, count);
-    blocked_free(blocked);
+    count = queue_reserve(server->queues, r, now, jobs);
+    SPOOL_ASSERT(count == 0 && r->waiting); /* nothing became ready since the poll */
     return 0;
 }
 
