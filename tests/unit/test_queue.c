@@ -1,6 +1,7 @@
 /* The queue state machine, driven with an injected clock and a recording emit: every rule of
  * the contract that needs no I/O, plus replay of the recorded log and checkpoint round trips. */
 #include "check.h"
+#include "le.h"
 #include "queue.h"
 
 #include <errno.h>
@@ -883,6 +884,98 @@ static void test_checkpoint_mutations_never_crash(void)
     queue_state_destroy(s);
 }
 
+/* A version-2 payload (fixed 104-byte job records) still loads now that version 3 packs the
+ * job section: one queue, one dead job and one delayed job, every field checked. */
+static void test_checkpoint_version2_loads(void)
+{
+    uint8_t v2[48 + 40 + 2 + 2 * 104 + 3];
+    memset(v2, 0, sizeof(v2));
+    le_put_u32(v2, 0x53515053u); /* "SPQS" */
+    le_put_u16(v2 + 4, 2);
+    le_put_u64(v2 + 8, 50);      /* next_id */
+    le_put_u64(v2 + 16, 9);      /* lease_counter */
+    le_put_u32(v2 + 24, 1);      /* queues */
+    le_put_u64(v2 + 32, 2);      /* jobs */
+    uint8_t *q = v2 + 48;
+    le_put_u16(q, 2);
+    le_put_u32(q + 4, UINT32_MAX);
+    le_put_u64(q + 32, 7); /* total_put */
+    memcpy(q + 40, "qq", 2);
+    uint8_t *j = q + 42;
+    le_put_u64(j, 41);
+    j[12] = JOB_DEAD;
+    le_put_u16(j + 14, 3);
+    le_put_u32(j + 16, 5);       /* priority */
+    le_put_u32(j + 20, 2);       /* attempts */
+    le_put_u32(j + 24, 3);       /* max_attempts */
+    le_put_u32(j + 28, 100);     /* body_len */
+    le_put_u64(j + 32, 30000);   /* ttr */
+    le_put_u64(j + 40, 1000);    /* created */
+    le_put_u64(j + 64, 1500);    /* settled */
+    le_put_u64(j + 72, 77);      /* seq */
+    le_put_u64(j + 80, 1);       /* segment */
+    le_put_u64(j + 88, 8192);    /* batch_offset */
+    uint8_t *k = j + 104;
+    memcpy(k, "why", 3);
+    k += 3;
+    le_put_u64(k, 42);
+    k[12] = JOB_DELAYED;
+    le_put_u32(k + 28, 4);
+    le_put_u64(k + 48, 900000);  /* run_at */
+    le_put_u64(k + 72, 78);
+    le_put_u64(k + 80, 1);
+    le_put_u64(k + 88, 8192);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, v2, sizeof(v2), 2000) == 0);
+    struct job *x = queue_peek_id(r, 41);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_DEAD && x->reason_len == 3 && memcmp(x->reason, "why", 3) == 0);
+    CHECK(x->priority == 5 && x->attempts == 2 && x->max_attempts == 3);
+    CHECK(x->body_len == 100 && x->ttr_ms == 30000 && x->created_ms == 1000);
+    CHECK(x->pos.seq == 77 && x->pos.segment_id == 1 && x->pos.batch_offset == 8192);
+    x = queue_peek_id(r, 42);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_DELAYED && x->run_at_ms == 900000 && x->pos.seq == 78);
+    struct queue_stats st;
+    queue_stats_get(queue_find(r, "qq", 2), 2000, &st);
+    CHECK_EQ(st.total_put, 7);
+    queue_state_destroy(r);
+}
+
+/* Version 3 packs jobs: a payload of many plain jobs takes a fraction of the fixed layout,
+ * and every field (large values, deltas that go down as well as up) comes back. */
+static void test_checkpoint_v3_compact_roundtrip(void)
+{
+    struct queue_state *s = make_state();
+    for (int i = 0; i < 1000; i++)
+        put_full(s, i % 2 ? "p" : "q", i % 3 == 0 ? UINT32_MAX - 1 : (uint32_t)i,
+                 i % 5 == 0 ? 1000000000000LL : 0, i % 7 == 0 ? 5000 : 0, i % 4, NULL,
+                 (int64_t)(1700000000000LL - i * 13));
+    queue_durable(s, UINT64_MAX, 1700000000000LL);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    CHECK(len < 1000 * 40); /* the fixed layout took 104 bytes a job */
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, payload, len, 1700000000000LL) == 0);
+    for (uint64_t id = 1; id <= 1000; id++) {
+        struct job *a = queue_job_find(s, id), *b = queue_job_find(r, id);
+        REQUIRE(a != NULL && b != NULL);
+        CHECK(a->priority == b->priority && a->max_attempts == b->max_attempts);
+        CHECK(a->created_ms == b->created_ms && a->run_at_ms == b->run_at_ms);
+        CHECK(a->expires_at_ms == b->expires_at_ms && a->ttr_ms == b->ttr_ms);
+        CHECK(a->pos.seq == b->pos.seq && a->pos.batch_offset == b->pos.batch_offset);
+        CHECK(a->state == b->state && a->queue->name[0] == b->queue->name[0]);
+    }
+    free(payload);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 /* ---- the checkpoint walk: a payload taken while the state changes ---- */
 
 static uint32_t walk_rand(uint32_t *x)
@@ -1123,6 +1216,8 @@ int main(void)
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
     RUN_TEST(test_checkpoint_version1_loads);
+    RUN_TEST(test_checkpoint_version2_loads);
+    RUN_TEST(test_checkpoint_v3_compact_roundtrip);
     RUN_TEST(test_checkpoint_walk_while_changing);
     RUN_TEST(test_checkpoint_walk_cursor_job_leaves);
     RUN_TEST(test_checkpoint_walk_abort);
