@@ -514,17 +514,19 @@ static uint32_t retention_drop_list(struct server *server, uint64_t anchor, uint
     return n;
 }
 
-/* Due after --checkpoint-bytes of log, but never before twice the last payload's size: a
- * snapshot costs time on the loop in proportion to the live jobs, so with a large backlog the
- * log written between two snapshots grows with it and their cost stays a bounded fraction of
- * the work. The period (--checkpoint-interval) still bounds recovery time when writes are few. */
+/* Due after --checkpoint-bytes of log, but never before SERVER_CHECKPOINT_LOG_PER_JOB bytes of
+ * log per job live at the last checkpoint: a checkpoint walks every live job on the loop, so
+ * with a large backlog the log written between two of them grows with it and their cost stays
+ * a bounded fraction of the work. The period (--checkpoint-interval) still bounds recovery
+ * time when writes are few. */
 static bool checkpoint_due(const struct server *server, int64_t now_ms)
 {
     if (server->checkpoint_bytes == 0)
         return false;
     uint64_t bytes_due = server->config.checkpoint_bytes;
-    if (bytes_due < 2 * server->checkpoint_payload_bytes)
-        bytes_due = 2 * server->checkpoint_payload_bytes;
+    uint64_t by_jobs = server->checkpoint_jobs * SERVER_CHECKPOINT_LOG_PER_JOB;
+    if (bytes_due < by_jobs)
+        bytes_due = by_jobs;
     return server->checkpoint_bytes >= bytes_due ||
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
@@ -548,6 +550,9 @@ static void checkpoint_begin(struct server *server)
     server->checkpoint_walked = false;
     server->checkpoint_bytes = 0; /* the log from the anchor on counts toward the next one */
     server->checkpoint_last_ms = server_now_ms();
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    server->checkpoint_walk_jobs = totals.jobs;
     queue_checkpoint_begin(server->queues);
 }
 
@@ -580,7 +585,7 @@ static bool checkpoint_write(struct server *server)
     }
     server->checkpoint_in_flight = true;
     server->checkpoint_failed = false;
-    server->checkpoint_payload_bytes = len;
+    server->checkpoint_jobs = server->checkpoint_walk_jobs;
     int64_t done_ns = mono_ns();
     slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u walk_ms=%lld turns=%u "
               "handover_ms=%lld",
