@@ -193,6 +193,22 @@ void conn_flush(struct conn *conn)
     conn_send_next(conn);
 }
 
+void conn_flush_later(struct conn *conn)
+{
+    if (!list_linked(&conn->flush_link))
+        list_insert_tail(&conn->server->to_flush, &conn->flush_link);
+}
+
+void conns_flush(struct server *server)
+{
+    struct list_link *link;
+    while ((link = list_first(&server->to_flush)) != NULL) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, flush_link);
+        list_unlink(link);
+        conn_flush(conn);
+    }
+}
+
 void conn_accepted(struct server *server, int fd)
 {
     struct conn *conn = calloc(1, sizeof(*conn));
@@ -207,6 +223,7 @@ void conn_accepted(struct server *server, int fd)
     queue_owner_init(&conn->owner);
     list_init(&conn->blocked);
     list_init(&conn->run_link);
+    list_init(&conn->flush_link);
     list_insert_tail(&server->conns, &conn->link);
     idmap_put(&server->conns_by_id, conn->id, conn);
     server->conn_count++;

@@ -89,20 +89,20 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
         return;
     }
     *durability = WIRE_DURABLE_NONE;
-    struct wire_buf tmp;
-    wire_buf_init(&tmp, server->config.frame_size_max);
-    if (wire_encode(&tmp, opcode | WIRE_OP_REPLY, request_id, msg) != 0) {
-        wire_buf_free(&tmp);
+    /* Encoded into the server's scratch buffer (kept between replies: no allocation), then
+     * copied into the held reply. */
+    struct wire_buf *tmp = &server->reply_scratch;
+    tmp->len = 0;
+    if (wire_encode(tmp, opcode | WIRE_OP_REPLY, request_id, msg) != 0) {
         conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
         return;
     }
-    struct held_reply *held = malloc(sizeof(*held) + tmp.len);
+    struct held_reply *held = malloc(sizeof(*held) + tmp->len);
     SPOOL_ASSERT(held != NULL);
     held->conn_id = conn->id;
     held->seq_end = seq_end;
-    held->len = tmp.len;
-    memcpy(held->data, tmp.data, tmp.len);
-    wire_buf_free(&tmp);
+    held->len = tmp->len;
+    memcpy(held->data, tmp->data, tmp->len);
     /* Appends are serialized, so seq_end never goes below the tail's: FIFO order holds...
      * except for a duplicate put waiting on an older record: insert it in order. */
     struct list_link *at = server->held.prev;
@@ -134,7 +134,7 @@ void handler_release_held(struct server *server)
                 memcpy(conn->out.data + conn->out.len, held->data, held->len);
                 conn->out.len += held->len;
             }
-            conn_flush(conn);
+            conn_flush_later(conn);
         }
         free(held);
     }
@@ -256,14 +256,14 @@ static void put_args(const struct wire_job_spec *spec, struct queue_put_args *ar
 
 /* Put one job; *result filled. The put's record (or a duplicate's original) raises
  * *seq_end, the horizon its reply waits for. */
-static int put_one(struct conn *conn, const struct wire_job_spec *spec,
+static int put_one(struct conn *conn, const struct wire_job_spec *spec, int64_t now_ms,
                    struct wire_put_result *result, uint64_t *seq_end)
 {
     struct queue_put_args args;
     put_args(spec, &args);
     uint64_t id = 0, seq = 0;
     bool duplicate = false;
-    int rc = queue_put(conn->server->queues, &args, server_now_ms(), &id, &duplicate, &seq);
+    int rc = queue_put(conn->server->queues, &args, now_ms, &id, &duplicate, &seq);
     if (rc != 0)
         return rc;
     result->id = id;
@@ -281,7 +281,7 @@ static int handle_put(struct conn *conn, const struct wire_header *h, union wire
     }
     uint64_t seq_end = 0;
     union wire_msg r = {0};
-    int rc = put_one(conn, &m->put, &r.put_reply.job, &seq_end);
+    int rc = put_one(conn, &m->put, server_now_ms(), &r.put_reply.job, &seq_end);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     reply_after(conn, h->opcode, h->request_id, &r, seq_end);
@@ -351,8 +351,9 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     struct wire_put_result *results = conn->batch_results;
+    int64_t now_ms = server_now_ms(); /* one clock read per frame: its jobs arrived together */
     for (; conn->batch_done < batch->count; conn->batch_done++) {
-        int rc = put_one(conn, &batch->jobs[conn->batch_done], &results[conn->batch_done],
+        int rc = put_one(conn, &batch->jobs[conn->batch_done], now_ms, &results[conn->batch_done],
                          &conn->batch_seq_end);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
@@ -405,7 +406,7 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
     struct conn *conn = blocked->conn;
     reserve_reply(conn, blocked->request_id, jobs, count);
     blocked_free(blocked);
-    conn_flush(conn);
+    conn_flush_later(conn);
 }
 
 static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_id)
@@ -419,6 +420,31 @@ static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_i
     return blocked;
 }
 
+/* The reserver a RESERVE describes, polling (deadline now); 0 or a queue error. Only the
+ * fields a poll reads are set: the links are used only by a reserver that waits. */
+static int reserver_from(struct conn *conn, const struct wire_reserve *req, int64_t now_ms,
+                         struct queue_reserver *r)
+{
+    struct server *server = conn->server;
+    for (uint32_t i = 0; i < req->queue_count; i++) {
+        int rc = queue_get(server->queues, (const char *)req->queues[i].data,
+                           req->queues[i].len, &r->queues[i]);
+        if (rc != 0)
+            return rc;
+    }
+    r->queue_count = req->queue_count;
+    r->count_max = req->count_max;
+    r->bytes_max = server->config.frame_size_max - WIRE_HEADER_SIZE - 64;
+    r->deadline_ms = now_ms;
+    r->detach = (req->flags & WIRE_RESERVE_DETACH) != 0;
+    r->owner = &conn->owner;
+    r->wake = NULL;
+    r->ctx = NULL;
+    return 0;
+}
+
+/* RESERVE: a poll on the stack first; only a reserve that finds nothing and may wait gets a
+ * blocked request (allocated, linked to its queues until woken or canceled). */
 static int handle_reserve(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     struct server *server = conn->server;
@@ -427,31 +453,27 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
         conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
         return 0;
     }
+    int64_t now = server_now_ms();
+    struct queue_reserver poll;
+    int rc = reserver_from(conn, req, now, &poll);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
+    uint32_t count = queue_reserve(server->queues, &poll, now, jobs);
+    SPOOL_ASSERT(!poll.waiting); /* its deadline is now */
+    if (count > 0 || req->timeout_ms == 0) {
+        reserve_reply(conn, h->request_id, jobs, count);
+        return 0;
+    }
     struct blocked_request *blocked = blocked_new(conn, h->request_id);
     struct queue_reserver *r = &blocked->reserver;
-    for (uint32_t i = 0; i < req->queue_count; i++) {
-        int rc = queue_get(server->queues, (const char *)req->queues[i].data,
-                           req->queues[i].len, &r->queues[i]);
-        if (rc != 0) {
-            blocked_free(blocked);
-            return queue_result(conn, h->request_id, rc);
-        }
-    }
-    int64_t now = server_now_ms();
-    r->queue_count = req->queue_count;
-    r->count_max = req->count_max;
-    r->bytes_max = server->config.frame_size_max - WIRE_HEADER_SIZE - 64;
+    rc = reserver_from(conn, req, now, r);
+    SPOOL_ASSERT(rc == 0); /* the same queues were just found */
     r->deadline_ms = now + (int64_t)req->timeout_ms;
-    r->detach = (req->flags & WIRE_RESERVE_DETACH) != 0;
-    r->owner = &conn->owner;
     r->wake = reserve_wake;
     r->ctx = blocked;
-    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
-    uint32_t count = queue_reserve(server->queues, r, now, jobs);
-    if (r->waiting)
-        return 0;
-    reserve_reply(conn, h->request_id, jobs, count);
-    blocked_free(blocked);
+    count = queue_reserve(server->queues, r, now, jobs);
+    SPOOL_ASSERT(count == 0 && r->waiting); /* nothing became ready since the poll */
     return 0;
 }
 
@@ -480,11 +502,12 @@ static int handle_ack_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     uint16_t *codes = conn->batch_results;
+    int64_t now_ms = server_now_ms(); /* one clock read per frame */
     for (; conn->batch_done < batch->count; conn->batch_done++) {
         const struct wire_ack *ack = &batch->acks[conn->batch_done];
         uint64_t seq_before = conn->server->emit_seq_max;
         int rc = queue_ack(conn->server->queues, ack->id, ack->lease, ack->result.data,
-                           ack->result.len, server_now_ms());
+                           ack->result.len, now_ms);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
         codes[conn->batch_done] = rc == 0 ? 0 : wire_error_to_wire(map_error(rc));
@@ -640,7 +663,7 @@ static void wait_wake(struct queue_job_waiter *waiter, bool found,
     else
         conn_error(conn, blocked->request_id, SPOOL_E_NOT_FOUND, "job deleted");
     blocked_free(blocked);
-    conn_flush(conn);
+    conn_flush_later(conn);
 }
 
 static int handle_wait(struct conn *conn, const struct wire_header *h, union wire_msg *m)

@@ -3,7 +3,7 @@
  *
  * Open addressing with linear probing and backward-shift deletion (no tombstones, so a map
  * that churns through millions of short-lived jobs never degrades). The table doubles when it
- * is 3/4 full, keeping probe runs short. strmap does not copy keys: each key's bytes must live
+ * is 3/4 full (idmap: 1/2, see map.c), keeping probe runs short. strmap does not copy keys: each key's bytes must live
  * as long as its entry (they belong to the value: a queue's name, a job's key).
  */
 #ifndef SPOOL_SRC_MAP_H
@@ -27,8 +27,9 @@ struct idmap {
 void idmap_init(struct idmap *map);
 void idmap_free(struct idmap *map);
 void *idmap_get(const struct idmap *map, uint64_t id);
-/* Insert or replace. */
-void idmap_put(struct idmap *map, uint64_t id, void *value);
+/* Insert or replace; returns the value replaced, or NULL when id was absent (one probe
+ * where a get before the put would take two). */
+void *idmap_put(struct idmap *map, uint64_t id, void *value);
 /* Remove; returns the old value or NULL. */
 void *idmap_remove(struct idmap *map, uint64_t id);
 

@@ -30,6 +30,12 @@
  * one loop turn short (each event is O(log n)). */
 #define QUEUE_DEFAULT_TICK_WORK 4096
 
+/* Bodies up to this size share their job's allocation: one malloc per put instead of two, and
+ * the body next to its job. A job is about 250 bytes, so small bodies at most double it; a
+ * DONE job keeps its inline bytes until it is forgotten, at most done_keep_max (10,000) x
+ * 256 bytes = 2.5 MiB. */
+#define QUEUE_BODY_INLINE_MAX 256
+
 /* A record buffer on the stack must hold any fixed-size record plus a reason or result. */
 #define QUEUE_RECORD_SMALL_MAX (RECORD_BURY_FIXED + RECORD_REASON_LEN_MAX)
 
@@ -150,7 +156,8 @@ struct queue_state *queue_state_create(const struct queue_config *config)
 
 static void job_free(struct job *job)
 {
-    free(job->body);
+    if (!job->body_inline)
+        free(job->body);
     free(job->reason);
     free(job->result);
     free(job);
@@ -183,6 +190,8 @@ void queue_state_destroy(struct queue_state *state)
     heap_free(&state->ttl_heap);
     heap_free(&state->reserver_timeouts);
     heap_free(&state->waiter_timeouts);
+    queue_checkpoint_abort(state);
+    free(state->record_buf);
     free(state);
 }
 
@@ -206,16 +215,37 @@ static int emit(struct queue_state *state, uint8_t type, const void *data, size_
     return state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
 }
 
+/* The queue of the last lookup, if it has this name (NULL otherwise). */
+static struct queue *queue_cached(const struct queue_state *state, const char *name,
+                                  uint32_t name_len)
+{
+    struct queue *queue = state->last_queue;
+    if (queue != NULL && queue->name_len == name_len && memcmp(queue->name, name, name_len) == 0)
+        return queue;
+    return NULL;
+}
+
 struct queue *queue_find(struct queue_state *state, const char *name, uint32_t name_len)
 {
-    return strmap_get(&state->queues, name, name_len);
+    struct queue *queue = queue_cached(state, name, name_len);
+    if (queue != NULL)
+        return queue;
+    queue = strmap_get(&state->queues, name, name_len);
+    if (queue != NULL)
+        state->last_queue = queue;
+    return queue;
 }
 
 int queue_get(struct queue_state *state, const char *name, uint32_t name_len, struct queue **out)
 {
+    struct queue *queue = queue_cached(state, name, name_len);
+    if (queue != NULL) { /* its name was checked when it was created */
+        *out = queue;
+        return 0;
+    }
     if (!record_queue_name_valid(name, name_len))
         return QUEUE_EINVAL;
-    struct queue *queue = queue_find(state, name, name_len);
+    queue = queue_find(state, name, name_len);
     if (queue == NULL) {
         queue = xcalloc(1, sizeof(*queue));
         memcpy(queue->name, name, name_len);
@@ -230,6 +260,7 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         list_init(&queue->serve_link);
         strmap_put(&state->queues, queue->name, name_len, queue);
         state->totals.queues++;
+        state->last_queue = queue;
     }
     *out = queue;
     return 0;
@@ -253,10 +284,22 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
     return (uint64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
 }
 
-struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id)
+static struct job *job_alloc(uint32_t body_len, const void *body)
 {
-    SPOOL_ASSERT(idmap_get(&state->jobs, id) == NULL);
-    struct job *job = xcalloc(1, sizeof(*job));
+    bool inline_body = body_len <= QUEUE_BODY_INLINE_MAX;
+    struct job *job = xcalloc(1, sizeof(*job) + (inline_body ? body_len : 0));
+    job->body_inline = inline_body;
+    job->body = inline_body ? (uint8_t *)(job + 1) : xmemdup(body, body_len);
+    if (inline_body && body_len > 0)
+        memcpy(job->body, body, body_len);
+    job->body_len = body_len;
+    return job;
+}
+
+struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
+                          const void *body, uint32_t body_len, bool body_known)
+{
+    struct job *job = body_known ? job_alloc(body_len, body) : xcalloc(1, sizeof(*job));
     job->id = id;
     job->queue = queue;
     job->state = JOB_PENDING;
@@ -266,7 +309,8 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
     list_init(&job->live);
     list_init(&job->state_link);
     list_init(&job->waiters);
-    idmap_put(&state->jobs, id, job);
+    struct job *replaced = idmap_put(&state->jobs, id, job);
+    SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
     list_insert_tail(&queue->live, &job->live);
     if (id >= state->next_id)
         state->next_id = id + 1;
@@ -349,6 +393,8 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
 void queue_job_leave(struct queue_state *state, struct job *job)
 {
     struct queue *queue = job->queue;
+    if (state->walk != NULL) /* every change of a job starts here: capture it first */
+        queue_checkpoint_capture(state, job);
     switch (job->state) {
     case JOB_PENDING:
         list_unlink(&job->state_link);
@@ -389,6 +435,8 @@ void queue_job_leave(struct queue_state *state, struct job *job)
 /* Stop being live: out of the queue's live list, the segment counts and the ttl heap. */
 static void job_unlive(struct queue_state *state, struct job *job)
 {
+    if (state->walk != NULL)
+        queue_checkpoint_unlink(state, job);
     list_unlink(&job->live);
     segment_add(state, job->pos.segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
@@ -427,8 +475,10 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     job_unlive(state, job);
     job->state = JOB_DONE;
     job->settled_ms = now_ms;
-    free(job->body);
+    if (!job->body_inline)
+        free(job->body);
     job->body = NULL;
+    job->body_inline = false;
     if (result_len > 0) {
         job->result = xmemdup(result, result_len);
         job->result_len = result_len;
@@ -527,9 +577,26 @@ static bool put_duplicate(struct queue_state *state, const struct queue_put_args
     return true;
 }
 
-static int put_validate(const struct queue_put_args *args)
+/* A buffer of at least len bytes for encoding one record (valid until the next call). */
+static uint8_t *record_buf(struct queue_state *state, size_t len)
 {
-    if (!record_queue_name_valid(args->queue, args->queue_len))
+    if (len > state->record_buf_cap) {
+        size_t cap = state->record_buf_cap == 0 ? 4096 : state->record_buf_cap;
+        while (cap < len)
+            cap *= 2;
+        uint8_t *buf = realloc(state->record_buf, cap);
+        SPOOL_ASSERT(buf != NULL);
+        state->record_buf = buf;
+        state->record_buf_cap = cap;
+    }
+    return state->record_buf;
+}
+
+/* The name of the queue the last put used was checked then: only other names are checked. */
+static int put_validate(const struct queue_state *state, const struct queue_put_args *args)
+{
+    if (queue_cached(state, args->queue, args->queue_len) == NULL &&
+        !record_queue_name_valid(args->queue, args->queue_len))
         return QUEUE_EINVAL;
     if (args->key_len > RECORD_KEY_LEN_MAX || args->body_len > RECORD_BODY_LEN_MAX)
         return QUEUE_EINVAL;
@@ -541,7 +608,7 @@ static int put_validate(const struct queue_put_args *args)
 int queue_put(struct queue_state *state, const struct queue_put_args *args, int64_t now_ms,
               uint64_t *id, bool *duplicate, uint64_t *seq)
 {
-    int err = put_validate(args);
+    int err = put_validate(state, args);
     if (err != 0)
         return err;
     *duplicate = put_duplicate(state, args, now_ms, id, seq);
@@ -564,15 +631,13 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
     size_t len = record_put_size(&put);
-    uint8_t *buf = malloc(len);
-    SPOOL_ASSERT(buf != NULL);
+    uint8_t *buf = record_buf(state, len);
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
-    free(buf);
     if (err != 0)
         return err;
-    struct job *job = queue_job_new(state, queue, put.id);
+    struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
     job->ttr_ms = put.ttr_ms;
@@ -580,8 +645,6 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     job->run_at_ms = put.run_at_ms;
     job->expires_at_ms = put.expires_at_ms;
     job->pos = pos;
-    job->body = xmemdup(args->body, args->body_len);
-    job->body_len = args->body_len;
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
@@ -748,11 +811,9 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    uint8_t *buf = malloc(RECORD_ACK_FIXED + (size_t)result_len);
-    SPOOL_ASSERT(buf != NULL);
+    uint8_t *buf = record_buf(state, RECORD_ACK_FIXED + (size_t)result_len);
     size_t len = record_ack_encode(id, result, result_len, buf);
     err = emit(state, RECORD_ACK, buf, len, NULL);
-    free(buf);
     if (err != 0)
         return err;
     queue_job_done(state, job, result, result_len, now_ms);

@@ -82,6 +82,7 @@ struct job {
     struct log_pos pos;     /* the PUT record */
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
     uint32_t body_len;
+    bool body_inline;       /* body lives in the job's own allocation (queue.c) */
     char *reason; /* DEAD: why; otherwise the worker's last error, if any */
     uint32_t reason_len;
     uint8_t *result; /* DONE: ack result */
@@ -93,6 +94,7 @@ struct job {
     struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
     struct list_link state_link; /* pending / ready-order / owner / dead list */
     struct list_link waiters;    /* queue_job_waiter.link */
+    uint32_t checkpoint_epoch;   /* the checkpoint walk that captured it (queue_replay.c) */
 };
 
 struct queue_stats {
@@ -335,8 +337,19 @@ SPOOL_MUST_USE int queue_replay(struct queue_state *state, const struct log_reco
 /* After replay: every job visible; over-attempted jobs buried (emitted). */
 void queue_recover_finish(struct queue_state *state, int64_t now_ms);
 
-/* Checkpoint payload: the whole state (bodies excluded: they stay in the log). */
-SPOOL_MUST_USE int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out,
+/* Checkpoint payload: the whole state (bodies excluded: they stay in the log), as of an
+ * anchor, taken incrementally while the state goes on changing (queue_replay.c):
+ * begin fixes the anchor (every record emitted so far is reflected, nothing after), step
+ * encodes up to jobs_max more live jobs and returns true once every job of the anchor is in,
+ * finish hands out the payload (malloc'ed, the caller frees; -EFBIG past 4 GiB). One walk at a
+ * time; abort drops one. queue_checkpoint_encode does all three at once. */
+void queue_checkpoint_begin(struct queue_state *state);
+bool queue_checkpoint_step(struct queue_state *state, uint32_t jobs_max);
+SPOOL_MUST_USE int queue_checkpoint_finish(struct queue_state *state, uint8_t **out,
+                                           uint32_t *out_len);
+void queue_checkpoint_abort(struct queue_state *state);
+bool queue_checkpoint_active(const struct queue_state *state);
+SPOOL_MUST_USE int queue_checkpoint_encode(struct queue_state *state, uint8_t **out,
                                            uint32_t *out_len);
 SPOOL_MUST_USE int queue_checkpoint_load(struct queue_state *state, const void *data,
                                          uint32_t len, int64_t now_ms);

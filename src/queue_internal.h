@@ -36,11 +36,24 @@ struct queue_state {
     struct idmap segments;     /* segment id -> live job count (as uintptr_t) */
     uint64_t next_id;
     uint64_t lease_counter;
+    /* The queue the last lookup by name found: a producer's puts name the same queue over and
+     * over, and this skips the name's validation and hashing for them (queues are never
+     * freed before the state, so the pointer stays valid). */
+    struct queue *last_queue;
+    /* Where records are encoded before the emit copies them into the log: grown to the
+     * largest record seen (a PUT of the largest body), reused, freed with the state. */
+    uint8_t *record_buf;
+    size_t record_buf_cap;
+    struct checkpoint_walk *walk; /* a checkpoint being taken, or NULL */
+    uint32_t checkpoint_epoch;    /* of the last walk begun */
     bool replaying;
     struct queue_totals totals;
 };
 
-struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id);
+/* A new PENDING job with its body (copied, inline when small), or, without body_known, one
+ * whose body is not loaded yet (body NULL; the caller sets body_len). */
+struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
+                          const void *body, uint32_t body_len, bool body_known);
 /* Count a new job's body bytes, its segment and the queue's total_put (pos, body_len set). */
 void queue_job_account(struct queue_state *state, struct job *job);
 void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t now_ms);
@@ -66,5 +79,10 @@ void queue_lease_expire(struct queue_state *state, struct job *job, int64_t now_
 void queue_ttl_expire(struct queue_state *state, struct job *job);
 /* The job settled (DONE, DEAD) or is gone (found false): wake every waiter on it. */
 void queue_notify_waiters(struct queue_state *state, struct job *job, bool found);
+/* While a checkpoint walk runs: capture a job as it is now, before it changes, if the walk
+ * wants it and has not captured it yet; and keep the walk's cursor off a job that leaves its
+ * queue's live list. */
+void queue_checkpoint_capture(struct queue_state *state, struct job *job);
+void queue_checkpoint_unlink(struct queue_state *state, struct job *job);
 
 #endif

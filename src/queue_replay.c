@@ -26,6 +26,15 @@
  *           u32 pad, result                                                        (56 + len)
  * Version 2 adds u32 done_count at header offset 40 (header 48 bytes) and the done section
  * (acked jobs remembered for wait/status, oldest first); version 1 payloads still load.
+ * Version 3 (written now) packs the job section: each job is u8 state, then LEB128 varints
+ *           id (zigzag delta from the previous job's), queue_index, priority, attempts,
+ *           max_attempts, body_len, ttr_ms, created_ms (zigzag delta), run_at_ms,
+ *           expires_at_ms, settled_ms, seq (zigzag delta), segment_id (zigzag delta),
+ *           batch_offset (zigzag delta), and for a DEAD job reason_len and the reason
+ *           (deltas start from 0 at the first job). About 20 bytes a job where the fixed
+ *           layout took 104: a checkpoint's size is what the disk writes again and again as a
+ *           backlog grows (a full snapshot at every 64 MiB or twice its size of log), and
+ *           what a restart reads. Versions 1 and 2 still load.
  * Jobs are saved READY, DELAYED or DEAD (a reserved job is saved ready: leases do not
  * survive a restart). Bodies stay in the log; the loader leaves them unloaded.
  */
@@ -38,13 +47,19 @@
 #include "le.h"
 
 #define CHECKPOINT_MAGIC 0x53515053u /* "SPQS" */
-#define CHECKPOINT_VERSION 2
+#define CHECKPOINT_VERSION 3
 #define CHECKPOINT_HEADER_V1 40
 #define CHECKPOINT_HEADER 48
 #define CHECKPOINT_DONE_FIXED 56
 #define CHECKPOINT_QUEUE_FIXED 40
 #define CHECKPOINT_JOB_FIXED 104
 #define CHECKPOINT_IDEM_FIXED 24
+/* A version 3 job: the state byte and 14 varints of at least one byte each. */
+#define CHECKPOINT_JOB_V3_MIN 15
+/* ... and what one typically takes, to size the walk's buffer up front. */
+#define CHECKPOINT_JOB_V3_TYPICAL 24
+/* A varint of a u64 takes at most 10 bytes (7 bits each). */
+#define VARINT_BYTES_MAX 10
 
 static const char reason_max_attempts[] = "max_attempts";
 
@@ -57,7 +72,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     struct queue *queue;
     if (queue_get(state, put->queue, put->queue_len, &queue) != 0)
         return;
-    struct job *job = queue_job_new(state, queue, put->id);
+    struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
     job->priority = put->priority;
     job->max_attempts = put->max_attempts;
     job->ttr_ms = put->ttr_ms;
@@ -65,10 +80,6 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     job->run_at_ms = put->run_at_ms;
     job->expires_at_ms = put->expires_at_ms;
     job->pos = *pos;
-    job->body_len = put->body_len;
-    job->body = malloc(put->body_len == 0 ? 1 : put->body_len);
-    SPOOL_ASSERT(job->body != NULL);
-    memcpy(job->body, put->body, put->body_len);
     queue_job_account(state, job);
     queue_job_place(state, job, now_ms);
     if (put->key_len > 0 &&
@@ -227,33 +238,71 @@ static void encode_queue(struct writer *w, const struct queue *queue)
     memcpy(p + CHECKPOINT_QUEUE_FIXED, queue->name, queue->name_len);
 }
 
-static void encode_job(struct writer *w, const struct job *job, uint32_t queue_index)
+/* The fields of the previous job in a version 3 job section (deltas are taken from them). */
+struct job_prev {
+    uint64_t id;
+    int64_t created_ms;
+    uint64_t seq;
+    uint64_t segment_id;
+    uint64_t batch_offset;
+};
+
+static uint64_t zigzag(int64_t v)
 {
-    uint8_t *p = reserve(w, CHECKPOINT_JOB_FIXED + job->reason_len);
-    memset(p, 0, CHECKPOINT_JOB_FIXED);
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* A job as saved: PENDING (at an anchor not yet durable) and RESERVED are saved ready (the
+ * loader places a job by its run_at, and leases do not survive a restart). */
+static void encode_job(struct writer *w, const struct job *job, uint32_t queue_index,
+                       struct job_prev *prev)
+{
     enum job_state saved = job->state == JOB_DEAD      ? JOB_DEAD
                            : job->state == JOB_DELAYED ? JOB_DELAYED
                                                        : JOB_READY;
-    le_put_u64(p, job->id);
-    le_put_u32(p + 8, queue_index);
-    p[12] = (uint8_t)saved;
-    le_put_u16(p + 14, (uint16_t)(saved == JOB_DEAD ? job->reason_len : 0));
-    le_put_u32(p + 16, job->priority);
-    le_put_u32(p + 20, job->attempts);
-    le_put_u32(p + 24, job->max_attempts);
-    le_put_u32(p + 28, job->body_len);
-    le_put_u64(p + 32, job->ttr_ms);
-    le_put_u64(p + 40, (uint64_t)job->created_ms);
-    le_put_u64(p + 48, (uint64_t)job->run_at_ms);
-    le_put_u64(p + 56, (uint64_t)job->expires_at_ms);
-    le_put_u64(p + 64, (uint64_t)job->settled_ms);
-    le_put_u64(p + 72, job->pos.seq);
-    le_put_u64(p + 80, job->pos.segment_id);
-    le_put_u64(p + 88, job->pos.batch_offset);
-    if (saved == JOB_DEAD)
-        memcpy(p + CHECKPOINT_JOB_FIXED, job->reason, job->reason_len);
-    else
-        w->len -= job->reason_len;
+    uint32_t reason_len = saved == JOB_DEAD ? job->reason_len : 0;
+    uint8_t *start = reserve(w, 1 + 15 * VARINT_BYTES_MAX + reason_len);
+    uint8_t *p = start;
+    *p++ = (uint8_t)saved;
+    p = put_varint(p, zigzag((int64_t)(job->id - prev->id)));
+    p = put_varint(p, queue_index);
+    p = put_varint(p, job->priority);
+    p = put_varint(p, job->attempts);
+    p = put_varint(p, job->max_attempts);
+    p = put_varint(p, job->body_len);
+    p = put_varint(p, job->ttr_ms);
+    p = put_varint(p, zigzag(job->created_ms - prev->created_ms));
+    p = put_varint(p, (uint64_t)job->run_at_ms);
+    p = put_varint(p, (uint64_t)job->expires_at_ms);
+    p = put_varint(p, (uint64_t)job->settled_ms);
+    p = put_varint(p, zigzag((int64_t)(job->pos.seq - prev->seq)));
+    p = put_varint(p, zigzag((int64_t)(job->pos.segment_id - prev->segment_id)));
+    p = put_varint(p, zigzag((int64_t)(job->pos.batch_offset - prev->batch_offset)));
+    if (saved == JOB_DEAD) {
+        p = put_varint(p, reason_len);
+        if (reason_len > 0)
+            memcpy(p, job->reason, reason_len);
+        p += reason_len;
+    }
+    *prev = (struct job_prev){.id = job->id, .created_ms = job->created_ms,
+                              .seq = job->pos.seq, .segment_id = job->pos.segment_id,
+                              .batch_offset = job->pos.batch_offset};
+    w->len -= (size_t)(1 + 15 * VARINT_BYTES_MAX + reason_len) - (size_t)(p - start);
 }
 
 /* Remembered DONE jobs, oldest first, so the loader rebuilds the same forgetting order. */
@@ -280,57 +329,180 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
     return count;
 }
 
-int queue_checkpoint_encode(const struct queue_state *state, uint8_t **out, uint32_t *out_len)
+/*
+ * The payload is taken incrementally, so that the loop never stops for a snapshot of every
+ * live job. queue_checkpoint_begin fixes the anchor (the state reflects exactly the records
+ * emitted so far) and encodes at once what is small or bounded: the header's counters, the
+ * queues, the idempotency keys and the remembered DONE jobs. The live jobs that exist at the
+ * anchor are then encoded by queue_checkpoint_step, a bounded number per call, walking each
+ * queue's live list; meanwhile the state keeps changing. Two rules keep the result exactly
+ * the state at the anchor:
+ *   - every change of a job starts with queue_job_leave, which first captures the job as it
+ *     was (queue_checkpoint_capture) if the walk has not reached it yet; a job is captured
+ *     once (its checkpoint_epoch says so);
+ *   - jobs created after the anchor (id >= the anchor's next_id) are never captured, and they
+ *     sit at the tail of their queue's live list (jobs enter it at creation only), so the walk
+ *     of a queue ends at the first of them. A job leaving the live list moves the cursor on.
+ * A job PENDING at the anchor is captured like any other (saved ready or delayed by its
+ * run_at); the server writes the payload only once the anchor is durable.
+ */
+struct checkpoint_walk {
+    uint32_t epoch;
+    uint64_t next_id;            /* jobs with id >= next_id came after the anchor */
+    struct writer main;          /* header, queues, then jobs as captured */
+    struct writer tail;          /* idempotency keys and DONE jobs, as of the anchor */
+    uint64_t job_count;
+    struct job_prev prev;        /* the last job encoded (version 3 deltas) */
+    uint32_t done_count;
+    struct queue **queues;       /* the queues at the anchor, in checkpoint_index order */
+    uint32_t queue_count;
+    uint32_t queue_at;           /* the queue being walked */
+    struct list_link *cursor;    /* next live link to visit in it; NULL: from its head */
+};
+
+static void encode_idem(struct writer *w, const struct queue_state *state)
 {
-    struct writer w = {0};
-    uint8_t *h = reserve(&w, CHECKPOINT_HEADER);
-    memset(h, 0, CHECKPOINT_HEADER);
-    le_put_u32(h, CHECKPOINT_MAGIC);
-    le_put_u16(h + 4, CHECKPOINT_VERSION);
-    le_put_u64(h + 8, state->next_id);
-    le_put_u64(h + 16, state->lease_counter);
-    le_put_u32(h + 24, (uint32_t)state->queues.count);
-    le_put_u32(h + 28, (uint32_t)state->keys.count);
-    uint32_t index = 0;
-    STRMAP_EACH(&state->queues, entry)
-    {
-        struct queue *queue = entry->value;
-        queue->checkpoint_index = index++;
-        encode_queue(&w, queue);
-    }
-    /* Each queue's live jobs in put order (its live list), so the loader rebuilds the same
-     * order: the oldest live job is what ack_floor and retention follow. */
-    uint64_t jobs = 0;
-    STRMAP_EACH(&state->queues, entry)
-    {
-        const struct queue *queue = entry->value;
-        for (const struct list_link *l = queue->live.next; l != &queue->live; l = l->next) {
-            const struct job *job = LIST_ENTRY(l, struct job, live);
-            SPOOL_ASSERT(job->state != JOB_DONE);
-            SPOOL_ASSERT(job->state != JOB_PENDING); /* checkpoints are taken with the log idle */
-            encode_job(&w, job, queue->checkpoint_index);
-            jobs++;
-        }
-    }
     STRMAP_EACH(&state->keys, entry)
     {
         const struct idem *idem = entry->value;
-        uint8_t *p = reserve(&w, CHECKPOINT_IDEM_FIXED + idem->key_len);
+        uint8_t *p = reserve(w, CHECKPOINT_IDEM_FIXED + idem->key_len);
         memset(p, 0, CHECKPOINT_IDEM_FIXED);
         le_put_u16(p, (uint16_t)idem->key_len);
         le_put_u64(p + 8, idem->job_id);
         le_put_u64(p + 16, (uint64_t)idem->created_ms);
         memcpy(p + CHECKPOINT_IDEM_FIXED, idem->key, idem->key_len);
     }
-    le_put_u64(w.buf + 32, jobs);
-    le_put_u32(w.buf + 40, encode_done(&w, state));
-    if (w.len > UINT32_MAX) {
-        free(w.buf);
+}
+
+bool queue_checkpoint_active(const struct queue_state *state)
+{
+    return state->walk != NULL;
+}
+
+void queue_checkpoint_begin(struct queue_state *state)
+{
+    SPOOL_ASSERT(state->walk == NULL);
+    struct checkpoint_walk *walk = calloc(1, sizeof(*walk));
+    SPOOL_ASSERT(walk != NULL);
+    walk->epoch = ++state->checkpoint_epoch;
+    walk->next_id = state->next_id;
+    walk->queue_count = (uint32_t)state->queues.count;
+    walk->queues = calloc(walk->queue_count + 1u, sizeof(*walk->queues));
+    SPOOL_ASSERT(walk->queues != NULL);
+    /* Sized for every live job up front: growing a buffer of tens of MiB copies it. */
+    walk->main.capacity = CHECKPOINT_HEADER + (size_t)walk->queue_count *
+                          (CHECKPOINT_QUEUE_FIXED + QUEUE_NAME_LEN_MAX) +
+                          (size_t)state->totals.jobs * CHECKPOINT_JOB_V3_TYPICAL;
+    walk->main.buf = malloc(walk->main.capacity);
+    SPOOL_ASSERT(walk->main.buf != NULL);
+    uint8_t *h = reserve(&walk->main, CHECKPOINT_HEADER);
+    memset(h, 0, CHECKPOINT_HEADER);
+    le_put_u32(h, CHECKPOINT_MAGIC);
+    le_put_u16(h + 4, CHECKPOINT_VERSION);
+    le_put_u64(h + 8, state->next_id);
+    le_put_u64(h + 16, state->lease_counter);
+    le_put_u32(h + 24, walk->queue_count);
+    le_put_u32(h + 28, (uint32_t)state->keys.count);
+    uint32_t index = 0;
+    STRMAP_EACH(&state->queues, entry)
+    {
+        struct queue *queue = entry->value;
+        queue->checkpoint_index = index;
+        walk->queues[index++] = queue;
+        encode_queue(&walk->main, queue);
+    }
+    encode_idem(&walk->tail, state);
+    walk->done_count = encode_done(&walk->tail, state);
+    state->walk = walk;
+}
+
+void queue_checkpoint_capture(struct queue_state *state, struct job *job)
+{
+    struct checkpoint_walk *walk = state->walk;
+    SPOOL_ASSERT(walk != NULL);
+    if (job->id >= walk->next_id || job->checkpoint_epoch == walk->epoch)
+        return;
+    SPOOL_ASSERT(job->state != JOB_DONE); /* DONE jobs at the anchor went to the tail */
+    job->checkpoint_epoch = walk->epoch;
+    encode_job(&walk->main, job, job->queue->checkpoint_index, &walk->prev);
+    walk->job_count++;
+}
+
+void queue_checkpoint_unlink(struct queue_state *state, struct job *job)
+{
+    struct checkpoint_walk *walk = state->walk;
+    if (walk->cursor == &job->live)
+        walk->cursor = job->live.next;
+}
+
+bool queue_checkpoint_step(struct queue_state *state, uint32_t jobs_max)
+{
+    struct checkpoint_walk *walk = state->walk;
+    SPOOL_ASSERT(walk != NULL);
+    uint32_t visited = 0;
+    while (walk->queue_at < walk->queue_count && visited < jobs_max) {
+        struct queue *queue = walk->queues[walk->queue_at];
+        if (walk->cursor == NULL)
+            walk->cursor = queue->live.next;
+        struct job *job = walk->cursor == &queue->live
+                              ? NULL
+                              : LIST_ENTRY(walk->cursor, struct job, live);
+        if (job == NULL || job->id >= walk->next_id) { /* the rest came after the anchor */
+            walk->queue_at++;
+            walk->cursor = NULL;
+            continue;
+        }
+        walk->cursor = job->live.next;
+        queue_checkpoint_capture(state, job);
+        visited++;
+    }
+    return walk->queue_at == walk->queue_count;
+}
+
+static void walk_free(struct checkpoint_walk *walk)
+{
+    free(walk->main.buf);
+    free(walk->tail.buf);
+    free(walk->queues);
+    free(walk);
+}
+
+void queue_checkpoint_abort(struct queue_state *state)
+{
+    if (state->walk == NULL)
+        return;
+    walk_free(state->walk);
+    state->walk = NULL;
+}
+
+int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *out_len)
+{
+    struct checkpoint_walk *walk = state->walk;
+    SPOOL_ASSERT(walk != NULL);
+    SPOOL_ASSERT(walk->queue_at == walk->queue_count); /* queue_checkpoint_step said done */
+    state->walk = NULL;
+    size_t len = walk->main.len + walk->tail.len;
+    if (len > UINT32_MAX) {
+        walk_free(walk);
         return -EFBIG;
     }
-    *out = w.buf;
-    *out_len = (uint32_t)w.len;
+    if (walk->tail.len > 0)
+        memcpy(reserve(&walk->main, walk->tail.len), walk->tail.buf, walk->tail.len);
+    le_put_u64(walk->main.buf + 32, walk->job_count);
+    le_put_u32(walk->main.buf + 40, walk->done_count);
+    *out = walk->main.buf;
+    *out_len = (uint32_t)len;
+    walk->main.buf = NULL;
+    walk_free(walk);
     return 0;
+}
+
+int queue_checkpoint_encode(struct queue_state *state, uint8_t **out, uint32_t *out_len)
+{
+    queue_checkpoint_begin(state);
+    bool complete = queue_checkpoint_step(state, UINT32_MAX);
+    SPOOL_ASSERT(complete);
+    return queue_checkpoint_finish(state, out, out_len);
 }
 
 static int load_queues(struct queue_state *state, struct cursor *c, uint32_t count,
@@ -360,6 +532,7 @@ static int load_queues(struct queue_state *state, struct cursor *c, uint32_t cou
     return 0;
 }
 
+/* A job of a version 1 or 2 payload (fixed layout). */
 static int load_job(struct queue_state *state, struct cursor *c, struct queue **queues,
                     uint32_t queue_count, int64_t now_ms)
 {
@@ -375,7 +548,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
         idmap_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
-    struct job *job = queue_job_new(state, queues[queue_index], id);
+    struct job *job = queue_job_new(state, queues[queue_index], id, NULL, 0, false);
     job->priority = le_get_u32(p + 16);
     job->attempts = le_get_u32(p + 20);
     job->max_attempts = le_get_u32(p + 24);
@@ -392,6 +565,78 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)
         queue_job_enter_dead(state, job, (const char *)reason, reason_len, job->settled_ms);
+    else
+        queue_job_place(state, job, now_ms);
+    return 0;
+}
+
+/* A LEB128 varint: false when the bytes end first or it runs past 10 bytes / 64 bits. */
+static bool take_varint(struct cursor *c, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < VARINT_BYTES_MAX; i++) {
+        const uint8_t *b = take(c, 1);
+        if (b == NULL)
+            return false;
+        if (i == VARINT_BYTES_MAX - 1 && *b > 1)
+            return false; /* the 10th byte holds bit 63 only */
+        v |= (uint64_t)(*b & 0x7f) << (7 * i);
+        if ((*b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    c->bad = true;
+    return false;
+}
+
+/* The fields of a version 3 job, in their order on disk (state byte and reason apart). */
+enum { V3_ID, V3_QUEUE, V3_PRIORITY, V3_ATTEMPTS, V3_MAX_ATTEMPTS, V3_BODY_LEN, V3_TTR,
+       V3_CREATED, V3_RUN_AT, V3_EXPIRES, V3_SETTLED, V3_SEQ, V3_SEGMENT, V3_OFFSET, V3_FIELDS };
+
+static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue **queues,
+                       uint32_t queue_count, int64_t now_ms, struct job_prev *prev)
+{
+    const uint8_t *state_byte = take(c, 1);
+    uint64_t f[V3_FIELDS];
+    for (uint32_t i = 0; state_byte != NULL && i < V3_FIELDS; i++)
+        if (!take_varint(c, &f[i]))
+            return RECORD_EINVAL;
+    if (state_byte == NULL)
+        return RECORD_EINVAL;
+    uint8_t saved = *state_byte;
+    uint64_t reason_len = 0;
+    const uint8_t *reason = NULL;
+    if (saved == JOB_DEAD && (!take_varint(c, &reason_len) || reason_len > UINT16_MAX ||
+                              (reason = take(c, (size_t)reason_len)) == NULL))
+        return RECORD_EINVAL;
+    uint64_t id = prev->id + (uint64_t)unzigzag(f[V3_ID]);
+    if (id == 0 || f[V3_QUEUE] >= queue_count || idmap_get(&state->jobs, id) != NULL ||
+        (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD) ||
+        f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
+        f[V3_MAX_ATTEMPTS] > UINT32_MAX || f[V3_BODY_LEN] > UINT32_MAX)
+        return RECORD_EINVAL;
+    struct job *job = queue_job_new(state, queues[f[V3_QUEUE]], id, NULL, 0, false);
+    job->priority = (uint32_t)f[V3_PRIORITY];
+    job->attempts = (uint32_t)f[V3_ATTEMPTS];
+    job->max_attempts = (uint32_t)f[V3_MAX_ATTEMPTS];
+    job->body_len = (uint32_t)f[V3_BODY_LEN];
+    job->ttr_ms = f[V3_TTR];
+    job->created_ms = prev->created_ms + unzigzag(f[V3_CREATED]);
+    job->run_at_ms = (int64_t)f[V3_RUN_AT];
+    job->expires_at_ms = (int64_t)f[V3_EXPIRES];
+    job->settled_ms = (int64_t)f[V3_SETTLED];
+    job->pos.seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]);
+    job->pos.segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]);
+    job->pos.batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET]);
+    *prev = (struct job_prev){.id = id, .created_ms = job->created_ms, .seq = job->pos.seq,
+                              .segment_id = job->pos.segment_id,
+                              .batch_offset = job->pos.batch_offset};
+    queue_job_account(state, job);
+    job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
+    if (saved == JOB_DEAD)
+        queue_job_enter_dead(state, job, (const char *)reason, (uint32_t)reason_len,
+                             job->settled_ms);
     else
         queue_job_place(state, job, now_ms);
     return 0;
@@ -472,14 +717,16 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
     uint64_t job_count = le_get_u64(h + 32);
     /* Clamp declared counts by the bytes present before allocating anything. */
     if ((uint64_t)queue_count * CHECKPOINT_QUEUE_FIXED > c.left ||
-        job_count * CHECKPOINT_JOB_FIXED > c.left ||
+        job_count * (version >= 3 ? CHECKPOINT_JOB_V3_MIN : CHECKPOINT_JOB_FIXED) > c.left ||
         (uint64_t)done_count * CHECKPOINT_DONE_FIXED > c.left)
         return RECORD_EINVAL;
     struct queue **queues = calloc(queue_count + 1u, sizeof(*queues));
     SPOOL_ASSERT(queues != NULL);
     int err = load_queues(state, &c, queue_count, queues);
+    struct job_prev prev = {0};
     for (uint64_t i = 0; err == 0 && i < job_count; i++)
-        err = load_job(state, &c, queues, queue_count, now_ms);
+        err = version >= 3 ? load_job_v3(state, &c, queues, queue_count, now_ms, &prev)
+                           : load_job(state, &c, queues, queue_count, now_ms);
     if (err == 0)
         err = load_idem(state, &c, idem_count, now_ms);
     if (err == 0)

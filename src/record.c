@@ -13,18 +13,33 @@
 
 #include "le.h"
 
+/* The bytes a queue name may hold ([A-Za-z0-9._:-]), as a table (bytes from 128 up are left
+ * zero): every PUT record asserts its queue's name, so the check runs once per job, and one
+ * load per byte replaces a dozen comparisons. */
+static const uint8_t queue_name_bytes[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 0..15 */
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 16..31 */
+    0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,0, /* 32..47 */
+    1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0, /* 48..63 */
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 64..79 */
+    1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,1, /* 80..95 */
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 96..111 */
+    1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0, /* 112..127 */
+};
+
+static bool queue_name_byte_ok(uint8_t c)
+{
+    return queue_name_bytes[c] != 0;
+}
+
 bool record_queue_name_valid(const char *name, size_t len)
 {
     if (len == 0 || len > QUEUE_NAME_LEN_MAX)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    bool ok = true;
+    for (size_t i = 0; i < len; i++)
+        ok &= queue_name_byte_ok((uint8_t)name[i]);
+    return ok;
 }
 
 const char *record_type_name(uint8_t type)

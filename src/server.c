@@ -13,9 +13,10 @@
  * bounded number of frames each); tick the log (starts the next group commit); start a
  * checkpoint when one is due and the log is idle; free closed connections.
  *
- * A checkpoint needs the log idle, so that the snapshot reflects exactly the records before
- * its anchor: while one is wanted, connections and timers pause (they are the only sources of
- * records) until the commit in flight lands, which takes one fdatasync.
+ * A checkpoint never pauses the server: its anchor is the next seq of the turn it begins in,
+ * the queue state is walked a bounded number of jobs per turn while requests go on (jobs that
+ * change before the walk reaches them are captured as they were: queue_replay.c), and the
+ * payload goes to the log once the walk is complete and its anchor durable.
  *
  * Shutdown (SIGTERM/SIGINT through the signalfd): stop accepting and reading, let in-flight
  * commits land and their replies go out, write a checkpoint, close the log, exit 0.
@@ -540,51 +541,68 @@ static uint32_t retention_drop_list(struct server *server, uint64_t anchor, uint
     return n;
 }
 
-/* Due after --checkpoint-bytes of log, but never before twice the last payload's size: a
- * snapshot costs time on the loop in proportion to the live jobs, so with a large backlog the
- * log written between two snapshots grows with it and their cost stays a bounded fraction of
- * the work. The period (--checkpoint-interval) still bounds recovery time when writes are few. */
+/* Due after --checkpoint-bytes of log, but never before SERVER_CHECKPOINT_LOG_PER_JOB bytes of
+ * log per job live at the last checkpoint: a checkpoint walks every live job on the loop, so
+ * with a large backlog the log written between two of them grows with it and their cost stays
+ * a bounded fraction of the work. The period (--checkpoint-interval) still bounds recovery
+ * time when writes are few. */
 static bool checkpoint_due(const struct server *server, int64_t now_ms)
 {
     if (server->checkpoint_bytes == 0)
         return false;
     uint64_t bytes_due = server->config.checkpoint_bytes;
-    if (bytes_due < 2 * server->checkpoint_payload_bytes)
-        bytes_due = 2 * server->checkpoint_payload_bytes;
+    uint64_t by_jobs = server->checkpoint_jobs * SERVER_CHECKPOINT_LOG_PER_JOB;
+    if (bytes_due < by_jobs)
+        bytes_due = by_jobs;
     return server->checkpoint_bytes >= bytes_due ||
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
 
-/* A checkpoint that cannot be written must not pause the server: serve on and try again at
+/* A checkpoint that cannot be written must not stop the server: serve on and try again at
  * the next period (recovery then replays more log; nothing is lost). */
 static void checkpoint_skip(struct server *server)
 {
-    server->checkpoint_wanted = false;
     server->checkpoint_last_ms = server_now_ms();
     server->checkpoint_failed = true;
 }
 
-/* Take the snapshot if the log is idle; returns true once a checkpoint was started. */
-static bool checkpoint_try(struct server *server)
+/* Fix the anchor and start the walk of the queue state (queue_replay.c). The state reflects
+ * exactly the records appended so far, durable or not, so the anchor is the next seq. */
+static void checkpoint_begin(struct server *server)
 {
-    if (server->checkpoint_in_flight || !log_idle(server->log))
+    SPOOL_ASSERT(!server->checkpoint_in_flight);
+    server->checkpoint_anchor = log_next_seq(server->log);
+    server->checkpoint_started_ns = mono_ns();
+    server->checkpoint_turns = 0;
+    server->checkpoint_walked = false;
+    server->checkpoint_bytes = 0; /* the log from the anchor on counts toward the next one */
+    server->checkpoint_last_ms = server_now_ms();
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    server->checkpoint_walk_jobs = totals.jobs;
+    queue_checkpoint_begin(server->queues);
+}
+
+/* The walk is complete: hand the payload to the log once its anchor is durable (the payload
+ * may reflect records that were still in flight when the walk began). True once started. */
+static bool checkpoint_write(struct server *server)
+{
+    uint64_t anchor = server->checkpoint_anchor;
+    if (log_durable_seq_end(server->log) < anchor || server->checkpoint_in_flight)
         return false;
-    uint64_t anchor = log_next_seq(server->log);
-    if (log_durable_seq_end(server->log) != anchor)
-        return false; /* not everything appended is durable yet: next turn */
-    int64_t started_ns = mono_ns();
+    int64_t write_started_ns = mono_ns();
     uint8_t *payload;
     uint32_t len;
-    if (queue_checkpoint_encode(server->queues, &payload, &len) != 0) {
+    if (queue_checkpoint_finish(server->queues, &payload, &len) != 0) {
         slog_error("msg=\"checkpoint too large to encode\"");
         checkpoint_skip(server);
         return false;
     }
     uint64_t *drop;
     uint32_t drop_count = retention_drop_list(server, anchor, &drop);
-    int rc = log_checkpoint(server->log, anchor, payload, len, drop, drop_count,
-                            checkpoint_done, server);
-    free(payload);
+    /* The payload goes to the log as it is (tens of MiB with a large backlog: no copy). */
+    int rc = log_checkpoint_give(server->log, anchor, payload, len, drop, drop_count,
+                                 checkpoint_done, server);
     free(drop);
     if (rc != 0) {
         slog_warn("msg=\"checkpoint not started\" error=\"%s\" payload_bytes=%u",
@@ -594,14 +612,43 @@ static bool checkpoint_try(struct server *server)
     }
     server->checkpoint_in_flight = true;
     server->checkpoint_failed = false;
-    server->checkpoint_payload_bytes = len;
-    server->checkpoint_wanted = false;
-    server->checkpoint_bytes = 0;
-    server->checkpoint_last_ms = server_now_ms();
-    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u encode_ms=%lld",
+    server->checkpoint_jobs = server->checkpoint_walk_jobs;
+    int64_t done_ns = mono_ns();
+    slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u walk_ms=%lld turns=%u "
+              "handover_ms=%lld",
               (unsigned long long)anchor, len, drop_count,
-              (long long)((mono_ns() - started_ns) / 1000000));
+              (long long)((write_started_ns - server->checkpoint_started_ns) / 1000000),
+              server->checkpoint_turns, (long long)((done_ns - write_started_ns) / 1000000));
     return true;
+}
+
+/* One turn's share of checkpointing: start a walk when one is due, walk a bounded number of
+ * jobs, write the payload when the walk is complete. Requests go on meanwhile. */
+static void checkpoint_advance(struct server *server, int64_t now_ms)
+{
+    if (!queue_checkpoint_active(server->queues)) {
+        if (server->checkpoint_in_flight || !checkpoint_due(server, now_ms))
+            return;
+        checkpoint_begin(server);
+    }
+    if (!server->checkpoint_walked) {
+        server->checkpoint_turns++;
+        server->checkpoint_walked =
+            queue_checkpoint_step(server->queues, SERVER_CHECKPOINT_STEP_JOBS);
+    }
+    if (server->checkpoint_walked)
+        checkpoint_write(server); /* or at a later turn, once the anchor is durable */
+}
+
+/* Shutdown: finish the walk in progress (or take a whole checkpoint) in one go; the log is
+ * idle, so the anchor is durable. True once a checkpoint was started. */
+static bool checkpoint_now(struct server *server)
+{
+    if (!queue_checkpoint_active(server->queues))
+        checkpoint_begin(server);
+    bool complete = queue_checkpoint_step(server->queues, UINT32_MAX);
+    SPOOL_ASSERT(complete);
+    return checkpoint_write(server);
 }
 
 /* ---- the loop ---- */
@@ -653,6 +700,8 @@ static void zombies_free(struct server *server)
     while ((link = list_first(&server->zombies)) != NULL) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         list_unlink(link);
+        if (list_linked(&conn->flush_link))
+            list_unlink(&conn->flush_link);
         free(conn->in);
         wire_buf_free(&conn->out);
         wire_buf_free(&conn->sending);
@@ -664,6 +713,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
 {
     if (!list_empty(&server->runnable) || server->stopping)
         return server->stopping ? 10 : 0;
+    if (queue_checkpoint_active(server->queues) && !server->checkpoint_walked)
+        return 0; /* a walk to continue; a complete one waits for a commit, which wakes us */
     int64_t next = queue_next_deadline_ms(server->queues);
     int64_t timeout = next == INT64_MAX ? INT64_MAX : next - now_ms;
     int64_t log_ns = log_next_deadline_ns(server->log);
@@ -736,8 +787,9 @@ static bool stop_step(struct server *server)
         return false;
     if (server->checkpoint_in_flight)
         return false;
-    if (server->checkpoint_bytes > 0 && !server->checkpoint_failed) {
-        if (checkpoint_try(server))
+    bool walking = queue_checkpoint_active(server->queues);
+    if (walking || (server->checkpoint_bytes > 0 && !server->checkpoint_failed)) {
+        if (checkpoint_now(server))
             return false; /* restart is then instant */
     }
     return outputs_drained(server) || now - server->stop_started_ms > SERVER_DRAIN_MS;
@@ -755,24 +807,21 @@ int server_run(struct server *server)
             return server->fatal_error;
         durable_apply(server);
         int64_t now = server_now_ms();
-        /* Connections and timers are the sources of records: both wait while a checkpoint
-         * waits for the log to go idle, and during shutdown. */
-        bool paused = server->checkpoint_wanted || server->stopping;
-        if (!paused)
+        /* Connections and timers are the sources of records: both stop during shutdown. */
+        if (!server->stopping) {
             queue_tick(server->queues, now);
-        if (!paused)
             conns_run(server);
+        }
         log_tick(server->log);
-        if (!server->checkpoint_wanted && !server->stopping && checkpoint_due(server, now))
-            server->checkpoint_wanted = true;
-        if (server->checkpoint_wanted && !server->stopping)
-            checkpoint_try(server);
+        if (!server->stopping)
+            checkpoint_advance(server, now);
         accept_arm(server);
         if (now >= server->sweep_ms) {
             conn_sweep(server, now);
             server->sweep_ms = now + SERVER_SWEEP_MS;
         }
         zombies_free(server);
+        conns_flush(server); /* one send per connection for what this turn gave it */
         if (server->stopping && stop_step(server))
             return 0;
     }
@@ -795,6 +844,8 @@ int server_start(struct server *server, const struct server_config *config)
     list_init(&server->runnable);
     list_init(&server->stalled);
     list_init(&server->held);
+    list_init(&server->to_flush);
+    wire_buf_init(&server->reply_scratch, config->frame_size_max);
     struct queue_config qc;
     queue_config_defaults(&qc);
     qc.max_jobs_per_queue = config->queue_jobs_max;
@@ -837,6 +888,8 @@ void server_destroy(struct server *server)
     while ((link = list_first(&server->conns)) != NULL) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         list_unlink(link);
+        if (list_linked(&conn->flush_link))
+            list_unlink(&conn->flush_link);
         if (conn->fd >= 0)
             close(conn->fd);
         free(conn->in);
@@ -849,6 +902,7 @@ void server_destroy(struct server *server)
         free(LIST_ENTRY(link, struct held_reply, link));
     }
     zombies_free(server);
+    wire_buf_free(&server->reply_scratch);
     if (server->log != NULL) {
         int rc = log_close(server->log);
         if (rc != 0)

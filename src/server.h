@@ -49,6 +49,17 @@
 /* Output above this stops reading from the connection until the peer drains it: 4 MiB is two
  * default frames, enough to keep a pipeline full without letting a slow reader grow memory. */
 #define CONN_OUT_HIGH (4u * 1024 * 1024)
+/* Jobs a checkpoint walk encodes per loop turn: at ~100 bytes and a cache miss or two each,
+ * 4096 is a few hundred microseconds, which is what a turn may add to request latency; a
+ * backlog of a million jobs is walked in a few hundred turns. */
+#define SERVER_CHECKPOINT_STEP_JOBS 4096
+/* Log bytes per live job between checkpoints, at least (server.c checkpoint_due). A walk
+ * costs a few hundred ns per live job; a job's PUT takes about 190 bytes of log, so 208 bytes
+ * per live job spaces walks by about one put per job walked, a walk's cost a fraction of the
+ * puts'. It is the spacing that twice the snapshot size gave while a job took 104 bytes in it
+ * (payload version 2), kept when version 3 made snapshots smaller: the walk, not the bytes,
+ * is the cost, and retention keeps its cadence. */
+#define SERVER_CHECKPOINT_LOG_PER_JOB 208u
 /* Blocked reserves and waits per connection: a worker blocks on a handful; more is abuse. */
 #define CONN_BLOCKED_MAX 1024
 
@@ -79,6 +90,7 @@ struct conn {
     uint32_t blocked_count;
     struct list_link link;     /* server.conns */
     struct list_link run_link; /* server.runnable or server.stalled */
+    struct list_link flush_link; /* server.to_flush: output to send at the end of the turn */
     /* A PUT_BATCH or ACK_BATCH cut short by back pressure resumes here. */
     uint32_t batch_done;
     uint64_t batch_request_id;
@@ -119,6 +131,8 @@ struct server {
     struct list_link runnable; /* conns with input to parse */
     struct list_link stalled;  /* conns waiting for log space */
     struct list_link held;     /* held_reply, seq order */
+    struct wire_buf reply_scratch; /* where held replies are encoded before they are copied */
+    struct list_link to_flush; /* conns given output outside their own run (conn_flush_later) */
     uint64_t durable_seq_end;
     uint64_t durable_applied; /* watermark the loop has acted on */
     enum log_durability durable_level;
@@ -128,12 +142,16 @@ struct server {
     int fatal_error;
     bool stopping;
     /* checkpoints */
-    bool checkpoint_wanted;
-    bool checkpoint_in_flight;
+    bool checkpoint_in_flight; /* the log is writing one */
+    uint64_t checkpoint_anchor; /* of the walk in progress (queue_checkpoint_active) */
+    int64_t checkpoint_started_ns;
+    uint32_t checkpoint_turns;  /* loop turns the walk in progress has taken */
+    bool checkpoint_walked;     /* the walk is complete: the payload waits for its anchor */
     bool checkpoint_failed; /* the last attempt could not start (shutdown does not retry) */
     int64_t checkpoint_last_ms;
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
-    uint64_t checkpoint_payload_bytes; /* size of the last snapshot */
+    uint64_t checkpoint_jobs;      /* live jobs the last checkpoint walked */
+    uint64_t checkpoint_walk_jobs; /* live jobs at the anchor of the walk in progress */
     /* stats */
     int64_t started_ms;
     uint64_t commits;
@@ -155,6 +173,11 @@ void conn_accepted(struct server *server, int fd);
 void conn_close(struct conn *conn);
 void conn_run(struct conn *conn, uint32_t frames_max);
 void conn_flush(struct conn *conn);
+/* Output appended outside the connection's own run (released replies, woken reserves and
+ * waits): sent once at the end of the turn with whatever else the turn gives it, not one send
+ * per reply (a send in flight would hold the rest back for a whole turn). */
+void conn_flush_later(struct conn *conn);
+void conns_flush(struct server *server);
 void conn_make_runnable(struct conn *conn);
 void conn_arm_recv(struct conn *conn);
 /* Close connections whose started frame has not progressed within --frame-timeout. */

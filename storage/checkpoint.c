@@ -33,13 +33,18 @@ _Static_assert(offsetof(struct checkpoint_fixed, anchor_seq) == 16, "anchor at 1
 _Static_assert(offsetof(struct checkpoint_fixed, anchor_segment_id) == 24, "anchor seg at 24");
 _Static_assert(offsetof(struct checkpoint_fixed, created_unix_ns) == 32, "created at 32");
 
+size_t checkpoint_head_size(uint32_t segment_count)
+{
+    return CHECKPOINT_FIXED_SIZE + (size_t)segment_count * 8;
+}
+
 size_t checkpoint_encoded_size(uint32_t segment_count, uint32_t payload_len)
 {
     return CHECKPOINT_FIXED_SIZE + (size_t)segment_count * 8 + payload_len + 8;
 }
 
-void checkpoint_encode(const struct checkpoint_info *info, const uint64_t *segment_ids,
-                       const void *payload, uint8_t *out)
+void checkpoint_encode_head(const struct checkpoint_info *info, const uint64_t *segment_ids,
+                            uint8_t *out)
 {
     SPOOL_ASSERT(info->segment_count <= CHECKPOINT_SEGMENTS_MAX);
     SPOOL_ASSERT(info->payload_len <= CHECKPOINT_PAYLOAD_MAX);
@@ -53,10 +58,31 @@ void checkpoint_encode(const struct checkpoint_info *info, const uint64_t *segme
         .created_unix_ns = info->created_unix_ns,
     };
     memcpy(out, &fixed, sizeof(fixed));
-    size_t off = sizeof(fixed);
     if (info->segment_count > 0)
-        memcpy(out + off, segment_ids, (size_t)info->segment_count * 8);
-    off += (size_t)info->segment_count * 8;
+        memcpy(out + sizeof(fixed), segment_ids, (size_t)info->segment_count * 8);
+}
+
+uint64_t checkpoint_hash(const uint8_t *head, size_t head_len, const void *payload,
+                         uint32_t payload_len)
+{
+    XXH3_state_t *state = XXH3_createState();
+    SPOOL_ASSERT(state != NULL);
+    XXH_errorcode rc = XXH3_64bits_reset_withSeed(state, CHECKPOINT_HASH_SEED);
+    if (rc == XXH_OK)
+        rc = XXH3_64bits_update(state, head, head_len);
+    if (rc == XXH_OK && payload_len > 0)
+        rc = XXH3_64bits_update(state, payload, payload_len);
+    SPOOL_ASSERT(rc == XXH_OK);
+    uint64_t hash = XXH3_64bits_digest(state);
+    XXH3_freeState(state);
+    return hash;
+}
+
+void checkpoint_encode(const struct checkpoint_info *info, const uint64_t *segment_ids,
+                       const void *payload, uint8_t *out)
+{
+    checkpoint_encode_head(info, segment_ids, out);
+    size_t off = checkpoint_head_size(info->segment_count);
     if (info->payload_len > 0)
         memcpy(out + off, payload, info->payload_len);
     off += info->payload_len;

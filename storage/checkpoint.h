@@ -57,6 +57,15 @@ size_t checkpoint_encoded_size(uint32_t segment_count, uint32_t payload_len);
 void checkpoint_encode(const struct checkpoint_info *info, const uint64_t *segment_ids,
                        const void *payload, uint8_t *out);
 
+/* The same bytes in three pieces, so a large payload is written from where it already is:
+ * the head (fixed part and segment ids, checkpoint_head_size bytes), the payload, then the
+ * 8-byte hash that checkpoint_hash computes over head and payload. */
+size_t checkpoint_head_size(uint32_t segment_count);
+void checkpoint_encode_head(const struct checkpoint_info *info, const uint64_t *segment_ids,
+                            uint8_t *out);
+uint64_t checkpoint_hash(const uint8_t *head, size_t head_len, const void *payload,
+                         uint32_t payload_len);
+
 /* Verify and parse; 0, LOG_ECORRUPT (with a reason in detail) or LOG_EVERSION. */
 SPOOL_MUST_USE int checkpoint_decode(const uint8_t *buf, size_t len,
                                      struct checkpoint_info *out, char *detail,

@@ -182,6 +182,14 @@ SPOOL_MUST_USE int log_checkpoint(struct log *log, uint64_t anchor_seq, const vo
                                   uint32_t payload_len, const uint64_t *drop, uint32_t drop_count,
                                   void (*done)(void *ctx, int error), void *ctx);
 
+/* The same, without copying the payload: payload (malloc'ed) belongs to the log from the call
+ * on, whatever it returns, and is freed once the checkpoint is written or fails. For large
+ * payloads, whose copy would otherwise cost the caller's thread a pass over every byte. */
+SPOOL_MUST_USE int log_checkpoint_give(struct log *log, uint64_t anchor_seq, void *payload,
+                                       uint32_t payload_len, const uint64_t *drop,
+                                       uint32_t drop_count, void (*done)(void *ctx, int error),
+                                       void *ctx);
+
 /* Wait (polling the backend) until nothing is pending or in flight, then release everything.
  * Returns the poisoning error if any. */
 int log_close(struct log *log);

@@ -5,6 +5,10 @@
  *   -> fdatasync -> close -> rename over checkpoint -> fsync dir -> unlink each dropped
  *   segment -> fsync dir -> done
  *
+ * The file is written in three pieces (head, payload, hash: checkpoint.h) straight from the
+ * payload the caller handed over (log_checkpoint_give), so a payload of tens of MiB is never
+ * copied on the caller's thread; only the hash reads it there.
+ *
  * Segments are unlinked only after the checkpoint that no longer lists them is durable, so a
  * crash at any point leaves either the old checkpoint with every segment it lists, or the new
  * one with (possibly) some dropped segments still present; recovery deletes those again.
@@ -24,8 +28,10 @@ static void log_checkpoint_done(struct io_op *op);
 void log_checkpoint_free(struct log *log)
 {
     free(log->ckpt_buf);
+    free(log->ckpt_payload);
     free(log->ckpt_drop);
     log->ckpt_buf = NULL;
+    log->ckpt_payload = NULL;
     log->ckpt_drop = NULL;
 }
 
@@ -34,6 +40,25 @@ static void log_checkpoint_end(struct log *log, int error)
     log->ckpt_step = CKPT_IDLE;
     log_checkpoint_free(log);
     log->ckpt_done(log->ckpt_ctx, error);
+}
+
+/* Point a write at the rest of the piece (head, payload, hash) that ckpt_written is in. */
+static void log_checkpoint_piece(const struct log *log, struct io_op *op)
+{
+    uint64_t at = log->ckpt_written;
+    uint64_t payload_end = log->ckpt_head_len + log->ckpt_payload_len;
+    SPOOL_ASSERT(at < log->ckpt_len);
+    op->offset = at;
+    if (at < log->ckpt_head_len) {
+        op->buf = log->ckpt_buf + at;
+        op->len = log->ckpt_head_len - at;
+    } else if (at < payload_end) {
+        op->buf = log->ckpt_payload + (at - log->ckpt_head_len);
+        op->len = payload_end - at;
+    } else {
+        op->buf = log->ckpt_buf + log->ckpt_head_len + (at - payload_end);
+        op->len = log->ckpt_len - at;
+    }
 }
 
 static int log_checkpoint_submit(struct log *log)
@@ -56,9 +81,7 @@ static int log_checkpoint_submit(struct log *log)
         break;
     case CKPT_WRITE:
         op->kind = IO_WRITE;
-        op->buf = log->ckpt_buf + log->ckpt_written;
-        op->len = log->ckpt_len - log->ckpt_written;
-        op->offset = log->ckpt_written;
+        log_checkpoint_piece(log, op);
         break;
     case CKPT_SYNC:
         op->kind = IO_FDATASYNC;
@@ -209,8 +232,9 @@ static bool log_checkpoint_droppable(const struct log *log, uint64_t id, uint64_
     return false; /* absent, or the current segment */
 }
 
-/* Encode the checkpoint file: the segments that remain after drop. */
-static int log_checkpoint_encode(struct log *log, uint64_t anchor_seq, const void *payload,
+/* Encode the checkpoint file's head and hash (the segments that remain after drop); the
+ * payload is written from where it is. */
+static int log_checkpoint_encode(struct log *log, uint64_t anchor_seq, const uint8_t *payload,
                                  uint32_t payload_len, const uint64_t *drop, uint32_t drop_count)
 {
     uint64_t *ids = malloc(log->segment_count * sizeof(*ids));
@@ -232,14 +256,18 @@ static int log_checkpoint_encode(struct log *log, uint64_t anchor_seq, const voi
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     info.created_unix_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    log->ckpt_head_len = checkpoint_head_size(info.segment_count);
     log->ckpt_len = checkpoint_encoded_size(info.segment_count, payload_len);
-    log->ckpt_buf = malloc(log->ckpt_len);
+    SPOOL_ASSERT(log->ckpt_len == log->ckpt_head_len + payload_len + 8);
+    log->ckpt_buf = malloc(log->ckpt_head_len + 8);
     if (log->ckpt_buf == NULL) {
         free(ids);
         return -ENOMEM;
     }
-    checkpoint_encode(&info, ids, payload, log->ckpt_buf);
+    checkpoint_encode_head(&info, ids, log->ckpt_buf);
     free(ids);
+    uint64_t hash = checkpoint_hash(log->ckpt_buf, log->ckpt_head_len, payload, payload_len);
+    memcpy(log->ckpt_buf + log->ckpt_head_len, &hash, sizeof(hash));
     return 0;
 }
 
@@ -247,21 +275,40 @@ int log_checkpoint(struct log *log, uint64_t anchor_seq, const void *payload,
                    uint32_t payload_len, const uint64_t *drop, uint32_t drop_count,
                    void (*done)(void *ctx, int error), void *ctx)
 {
-    SPOOL_ASSERT(log != NULL && done != NULL);
     SPOOL_ASSERT(payload != NULL || payload_len == 0);
+    uint8_t *copy = malloc(payload_len > 0 ? payload_len : 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    if (payload_len > 0)
+        memcpy(copy, payload, payload_len);
+    return log_checkpoint_give(log, anchor_seq, copy, payload_len, drop, drop_count, done, ctx);
+}
+
+int log_checkpoint_give(struct log *log, uint64_t anchor_seq, void *payload,
+                        uint32_t payload_len, const uint64_t *drop, uint32_t drop_count,
+                        void (*done)(void *ctx, int error), void *ctx)
+{
+    SPOOL_ASSERT(log != NULL && done != NULL);
+    SPOOL_ASSERT(payload != NULL);
+    int rc = 0;
     if (log->ckpt_step != CKPT_IDLE)
-        return -EBUSY;
-    if (log->error != 0)
-        return log->error;
-    if (anchor_seq == 0 || anchor_seq > log_durable_seq_end(log) ||
-        payload_len > CHECKPOINT_PAYLOAD_MAX)
-        return -EINVAL;
-    for (uint32_t k = 0; k < drop_count; k++)
+        rc = -EBUSY;
+    else if (log->error != 0)
+        rc = log->error;
+    else if (anchor_seq == 0 || anchor_seq > log_durable_seq_end(log) ||
+             payload_len > CHECKPOINT_PAYLOAD_MAX)
+        rc = -EINVAL;
+    for (uint32_t k = 0; rc == 0 && k < drop_count; k++)
         if (!log_checkpoint_droppable(log, drop[k], anchor_seq))
-            return -EINVAL;
-    int rc = log_checkpoint_encode(log, anchor_seq, payload, payload_len, drop, drop_count);
-    if (rc < 0)
+            rc = -EINVAL;
+    if (rc == 0)
+        rc = log_checkpoint_encode(log, anchor_seq, payload, payload_len, drop, drop_count);
+    if (rc < 0) {
+        free(payload);
         return rc;
+    }
+    log->ckpt_payload = payload;
+    log->ckpt_payload_len = payload_len;
     log->ckpt_drop = malloc((drop_count > 0 ? drop_count : 1) * sizeof(*drop));
     if (log->ckpt_drop == NULL) {
         log_checkpoint_free(log);

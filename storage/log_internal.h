@@ -140,8 +140,11 @@ struct log {
     /* Checkpoint. */
     enum log_checkpoint_step ckpt_step;
     struct io_op ckpt_op;
-    uint8_t *ckpt_buf;
-    uint64_t ckpt_len;
+    uint8_t *ckpt_buf;     /* the file's head, then its 8-byte trailing hash */
+    uint64_t ckpt_head_len;
+    uint8_t *ckpt_payload; /* the caller's payload, owned while the checkpoint runs */
+    uint32_t ckpt_payload_len;
+    uint64_t ckpt_len;     /* the whole file */
     uint64_t ckpt_written;
     uint64_t ckpt_sync_target;
     int ckpt_fd;

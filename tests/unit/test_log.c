@@ -404,6 +404,50 @@ static void test_short_write_completed(void)
     tlog_destroy(&t);
 }
 
+/* A checkpoint handed over without a copy (log_checkpoint_give) is written in three pieces
+ * (head, payload, hash); a short write inside any of them is completed, and the file reads
+ * back whole. The payload belongs to the log, also when the call is refused. */
+static void test_checkpoint_give_pieces(void)
+{
+    enum { PAYLOAD = 100 * 1024 };
+    for (uint32_t fail_at = 1; fail_at <= 3; fail_at++) {
+        struct tlog t;
+        tlog_init(&t, "log-give", 256 * KIB, 64 * KIB);
+        REQUIRE(tlog_open(&t) == 0);
+        tlog_append_upto(&t, 21, 100);
+        tlog_drain(&t);
+        tlog_close(&t);
+        struct io_backend *inner;
+        struct fault_config fault = {.kind = FAULT_SHORT_WRITE, .op_mask = FAULT_OPS_WRITES,
+                                     .fail_at = fail_at};
+        struct io_backend *io = open_faulty(&t, &fault, &inner);
+        uint8_t *payload = malloc(PAYLOAD);
+        REQUIRE(payload != NULL);
+        for (uint32_t i = 0; i < PAYLOAD; i++)
+            payload[i] = (uint8_t)(i * 7 + i / 251);
+        uint8_t *refused = malloc(16); /* freed by the log although refused */
+        int done = 0;
+        CHECK_EQ(log_checkpoint_give(t.log, log_durable_seq_end(t.log) + 1, refused, 16, NULL, 0,
+                                     ckpt_done, &done), -EINVAL);
+        REQUIRE(log_checkpoint_give(t.log, 21, payload, PAYLOAD, NULL, 0, ckpt_done, &done) ==
+                0);
+        tlog_drain(&t);
+        CHECK_EQ(done, 1);
+        CHECK(fault_backend_fired(io));
+        close_faulty(&t, inner, 0);
+        struct replay_check rc = {.next = 21, .max = 100};
+        REQUIRE(tlog_open_replay(&t, &rc) == 0);
+        CHECK_EQ(rc.count, 0);
+        REQUIRE(t.ckpt_len == PAYLOAD);
+        bool same = true;
+        for (uint32_t i = 0; i < PAYLOAD; i++)
+            same = same && ((const uint8_t *)t.ckpt)[i] == (uint8_t)(i * 7 + i / 251);
+        CHECK(same);
+        tlog_close(&t);
+        tlog_destroy(&t);
+    }
+}
+
 static void test_fdatasync_error_poisons(void)
 {
     struct tlog t;
@@ -537,6 +581,7 @@ int main(void)
     RUN_TEST(test_interval_and_none_modes);
     RUN_TEST(test_bad_config);
     RUN_TEST(test_short_write_completed);
+    RUN_TEST(test_checkpoint_give_pieces);
     RUN_TEST(test_fdatasync_error_poisons);
     RUN_TEST(test_enospc_on_roll);
     RUN_TEST(test_io_uring_roll_replay_read);

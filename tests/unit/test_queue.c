@@ -1,6 +1,7 @@
 /* The queue state machine, driven with an injected clock and a recording emit: every rule of
  * the contract that needs no I/O, plus replay of the recorded log and checkpoint round trips. */
 #include "check.h"
+#include "le.h"
 #include "queue.h"
 
 #include <errno.h>
@@ -543,6 +544,63 @@ static void test_limits_and_validation(void)
     queue_state_destroy(s);
 }
 
+/* Puts alternating between queues whose names share a prefix each land in their own queue
+ * (the last-queue lookup cache must compare whole names). */
+static void test_put_queue_lookup_cache(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t a1 = put(s, "ab", 0, 0);
+    uint64_t b1 = put(s, "a", 0, 0);
+    uint64_t a2 = put(s, "ab", 0, 0);
+    uint64_t c1 = put(s, "abc", 0, 0);
+    CHECK(queue_job_find(s, a1)->queue == queue_find(s, "ab", 2));
+    CHECK(queue_job_find(s, b1)->queue == queue_find(s, "a", 1));
+    CHECK(queue_job_find(s, a2)->queue == queue_find(s, "ab", 2));
+    CHECK(queue_job_find(s, c1)->queue == queue_find(s, "abc", 3));
+    CHECK(queue_find(s, "a", 1) != queue_find(s, "ab", 2));
+    struct queue_stats st;
+    queue_stats_get(queue_find(s, "ab", 2), 0, &st);
+    CHECK_EQ(st.total_put, 2);
+    CHECK(queue_find(s, "zz", 2) == NULL);
+    CHECK(queue_find(s, "ab", 2) != NULL); /* a miss does not spoil the cache */
+    queue_state_destroy(s);
+}
+
+static struct queue_state *replay_all(int64_t now);
+
+/* Bodies live in the job's own allocation up to a size, in their own beyond it: either way a
+ * reserve hands out the bytes put, an ack lets them go, and replay rebuilds them. */
+static void test_bodies_inline_and_separate(void)
+{
+    static const uint32_t sizes[] = {0, 1, 255, 256, 257, 4096};
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    static uint8_t bodies[N][4096];
+    struct queue_state *s = make_state();
+    uint64_t ids[N];
+    for (uint32_t i = 0; i < N; i++) {
+        memset(bodies[i], 'a' + (int)i, sizes[i]);
+        struct queue_put_args args = {.queue = "b", .queue_len = 1, .body = bodies[i],
+                                      .body_len = sizes[i], .max_attempts = -1};
+        uint64_t seq;
+        bool dup;
+        REQUIRE(queue_put(s, &args, 0, &ids[i], &dup, &seq) == 0);
+    }
+    queue_durable(s, UINT64_MAX, 0);
+    struct queue_state *r = replay_all(0);
+    for (uint32_t i = 0; i < N; i++) {
+        struct job *rj = queue_peek_id(r, ids[i]);
+        REQUIRE(rj != NULL && rj->body != NULL);
+        CHECK(rj->body_len == sizes[i] && memcmp(rj->body, bodies[i], sizes[i]) == 0);
+        struct job *j = reserve1(s, "b", 1, NULL);
+        REQUIRE(j != NULL && j->id == ids[i] && j->body != NULL);
+        CHECK(j->body_len == sizes[i] && memcmp(j->body, bodies[i], sizes[i]) == 0);
+        CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+        CHECK(queue_job_find(s, ids[i])->body == NULL); /* DONE: the body is not kept */
+    }
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 static void test_pause_resume_and_purge(void)
 {
     struct queue_state *s = make_state();
@@ -856,10 +914,319 @@ static void test_checkpoint_mutations_never_crash(void)
     queue_state_destroy(s);
 }
 
+/* A version-2 payload (fixed 104-byte job records) still loads now that version 3 packs the
+ * job section: one queue, one dead job and one delayed job, every field checked. */
+static void test_checkpoint_version2_loads(void)
+{
+    uint8_t v2[48 + 40 + 2 + 2 * 104 + 3];
+    memset(v2, 0, sizeof(v2));
+    le_put_u32(v2, 0x53515053u); /* "SPQS" */
+    le_put_u16(v2 + 4, 2);
+    le_put_u64(v2 + 8, 50);      /* next_id */
+    le_put_u64(v2 + 16, 9);      /* lease_counter */
+    le_put_u32(v2 + 24, 1);      /* queues */
+    le_put_u64(v2 + 32, 2);      /* jobs */
+    uint8_t *q = v2 + 48;
+    le_put_u16(q, 2);
+    le_put_u32(q + 4, UINT32_MAX);
+    le_put_u64(q + 32, 7); /* total_put */
+    memcpy(q + 40, "qq", 2);
+    uint8_t *j = q + 42;
+    le_put_u64(j, 41);
+    j[12] = JOB_DEAD;
+    le_put_u16(j + 14, 3);
+    le_put_u32(j + 16, 5);       /* priority */
+    le_put_u32(j + 20, 2);       /* attempts */
+    le_put_u32(j + 24, 3);       /* max_attempts */
+    le_put_u32(j + 28, 100);     /* body_len */
+    le_put_u64(j + 32, 30000);   /* ttr */
+    le_put_u64(j + 40, 1000);    /* created */
+    le_put_u64(j + 64, 1500);    /* settled */
+    le_put_u64(j + 72, 77);      /* seq */
+    le_put_u64(j + 80, 1);       /* segment */
+    le_put_u64(j + 88, 8192);    /* batch_offset */
+    uint8_t *k = j + 104;
+    memcpy(k, "why", 3);
+    k += 3;
+    le_put_u64(k, 42);
+    k[12] = JOB_DELAYED;
+    le_put_u32(k + 28, 4);
+    le_put_u64(k + 48, 900000);  /* run_at */
+    le_put_u64(k + 72, 78);
+    le_put_u64(k + 80, 1);
+    le_put_u64(k + 88, 8192);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, v2, sizeof(v2), 2000) == 0);
+    struct job *x = queue_peek_id(r, 41);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_DEAD && x->reason_len == 3 && memcmp(x->reason, "why", 3) == 0);
+    CHECK(x->priority == 5 && x->attempts == 2 && x->max_attempts == 3);
+    CHECK(x->body_len == 100 && x->ttr_ms == 30000 && x->created_ms == 1000);
+    CHECK(x->pos.seq == 77 && x->pos.segment_id == 1 && x->pos.batch_offset == 8192);
+    x = queue_peek_id(r, 42);
+    REQUIRE(x != NULL);
+    CHECK(x->state == JOB_DELAYED && x->run_at_ms == 900000 && x->pos.seq == 78);
+    struct queue_stats st;
+    queue_stats_get(queue_find(r, "qq", 2), 2000, &st);
+    CHECK_EQ(st.total_put, 7);
+    queue_state_destroy(r);
+}
+
+/* Version 3 packs jobs: a payload of many plain jobs takes a fraction of the fixed layout,
+ * and every field (large values, deltas that go down as well as up) comes back. */
+static void test_checkpoint_v3_compact_roundtrip(void)
+{
+    struct queue_state *s = make_state();
+    for (int i = 0; i < 1000; i++)
+        put_full(s, i % 2 ? "p" : "q", i % 3 == 0 ? UINT32_MAX - 1 : (uint32_t)i,
+                 i % 5 == 0 ? 1000000000000LL : 0, i % 7 == 0 ? 5000 : 0, i % 4, NULL,
+                 (int64_t)(1700000000000LL - i * 13));
+    queue_durable(s, UINT64_MAX, 1700000000000LL);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    CHECK(len < 1000 * 40); /* the fixed layout took 104 bytes a job */
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, payload, len, 1700000000000LL) == 0);
+    for (uint64_t id = 1; id <= 1000; id++) {
+        struct job *a = queue_job_find(s, id), *b = queue_job_find(r, id);
+        REQUIRE(a != NULL && b != NULL);
+        CHECK(a->priority == b->priority && a->max_attempts == b->max_attempts);
+        CHECK(a->created_ms == b->created_ms && a->run_at_ms == b->run_at_ms);
+        CHECK(a->expires_at_ms == b->expires_at_ms && a->ttr_ms == b->ttr_ms);
+        CHECK(a->pos.seq == b->pos.seq && a->pos.batch_offset == b->pos.batch_offset);
+        CHECK(a->state == b->state && a->queue->name[0] == b->queue->name[0]);
+    }
+    free(payload);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
+/* ---- the checkpoint walk: a payload taken while the state changes ---- */
+
+static uint32_t walk_rand(uint32_t *x)
+{
+    *x = *x * 1103515245u + 12345u;
+    return *x >> 8;
+}
+
+/* Replay the fake log's records [from, count) into r, then finish recovery. */
+static void replay_from(struct queue_state *r, uint32_t from, int64_t now)
+{
+    for (uint32_t i = from; i < fake.count; i++) {
+        struct log_record rec = {.pos = fake.pos[i], .type = fake.type[i], .len = fake.len[i],
+                                 .data = fake.data[i]};
+        REQUIRE(queue_replay(r, &rec, now) == 0);
+    }
+    queue_recover_finish(r, now);
+}
+
+/* Two states hold the same jobs, in the same states, and the same per-queue counts. */
+static void check_same_state(struct queue_state *a, struct queue_state *b, uint64_t id_max)
+{
+    for (uint64_t id = 1; id <= id_max; id++) {
+        struct queue_job_status sa, sb;
+        bool fa = queue_status(a, id, &sa), fb = queue_status(b, id, &sb);
+        CHECK_EQ(fa, fb);
+        if (!fa || !fb)
+            continue;
+        CHECK_EQ(sa.state, sb.state);
+        CHECK_EQ(sa.attempts, sb.attempts);
+        struct job *ja = queue_job_find(a, id), *jb = queue_job_find(b, id);
+        REQUIRE(ja != NULL && jb != NULL);
+        CHECK_EQ(ja->priority, jb->priority);
+        if (sa.state != JOB_DONE) { /* the done section keeps neither: nothing to run or read */
+            CHECK_EQ(ja->run_at_ms, jb->run_at_ms);
+            CHECK_EQ(ja->pos.seq, jb->pos.seq);
+        }
+        CHECK(ja->queue->name_len == jb->queue->name_len &&
+              memcmp(ja->queue->name, jb->queue->name, ja->queue->name_len) == 0);
+        if (sa.state == JOB_DEAD)
+            CHECK(ja->reason_len == jb->reason_len &&
+                  memcmp(ja->reason, jb->reason, ja->reason_len) == 0);
+    }
+    static const char *const names[] = {"wa", "wb", "wc"};
+    for (int q = 0; q < 3; q++) {
+        struct queue *qa = queue_find(a, names[q], 2), *qb = queue_find(b, names[q], 2);
+        CHECK_EQ(qa == NULL, qb == NULL);
+        if (qa == NULL || qb == NULL)
+            continue;
+        struct queue_stats x, y;
+        queue_stats_get(qa, 0, &x);
+        queue_stats_get(qb, 0, &y);
+        CHECK(x.ready == y.ready && x.delayed == y.delayed && x.dead == y.dead);
+        CHECK(x.total_put == y.total_put && x.bytes == y.bytes);
+    }
+    CHECK_EQ(queue_segment_live(a, 1), queue_segment_live(b, 1));
+}
+
+/* One random operation on s at time now (held: leases kept open, by job id and token). */
+static void walk_random_op(struct queue_state *s, uint32_t *x, int64_t now, uint64_t held[][2],
+                           uint32_t *held_count)
+{
+    static const char *const names[] = {"wa", "wb", "wc"};
+    const char *queue = names[walk_rand(x) % 3];
+    uint32_t op = walk_rand(x) % 10;
+    if (op <= 2) { /* a put: pending until the next durable call */
+        put_full(s, queue, walk_rand(x) % 4, op == 0 ? 50 : 0, 0, op == 1 ? 2 : -1, NULL, now);
+        return;
+    }
+    if (op == 3) {
+        queue_durable(s, UINT64_MAX, now);
+        return;
+    }
+    if (op == 4) {
+        queue_tick(s, now); /* delays become ready, leases expire */
+        return;
+    }
+    if (op == 5 && *held_count > 0) { /* settle a lease held since earlier */
+        uint32_t k = walk_rand(x) % *held_count;
+        uint64_t id = held[k][0], token = held[k][1];
+        held[k][0] = held[--*held_count][0];
+        held[k][1] = held[*held_count][1];
+        uint32_t how = walk_rand(x) % 3;
+        int rc = how == 0   ? queue_ack(s, id, token, "r", 1, now)
+                 : how == 1 ? queue_release(s, id, token, walk_rand(x) % 2 ? 30 : 0, 9, "e", 1,
+                                            now)
+                            : queue_bury(s, id, token, "poison", 6, now);
+        CHECK(rc == 0 || rc == QUEUE_ELEASE); /* expired meanwhile */
+        return;
+    }
+    if (op == 6) { /* kick a dead job, or delete a job that is not reserved */
+        uint32_t kicked;
+        CHECK_EQ(queue_kick(s, queue, 2, 1, now, &kicked), 0);
+        struct job *victim = queue_peek_next(s, queue, 2, JOB_READY);
+        if (victim != NULL && walk_rand(x) % 2)
+            CHECK_EQ(queue_delete(s, victim->id, now), 0);
+        return;
+    }
+    struct job *job = reserve1(s, queue, now, NULL);
+    if (job == NULL)
+        return;
+    if (op == 7 || *held_count >= 64) {
+        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, now), 0);
+        return;
+    }
+    held[*held_count][0] = job->id;
+    held[*held_count][1] = job->lease_token;
+    ++*held_count;
+}
+
+/* A checkpoint taken by a walk of one job per step, while random operations change the state
+ * between steps, plus the records logged after its anchor, rebuild exactly the state that the
+ * whole log rebuilds: the walk captured every job as it was at the anchor. */
+static void test_checkpoint_walk_while_changing(void)
+{
+    for (uint32_t seed = 1; seed <= 40; seed++) {
+        struct queue_state *s = make_state();
+        uint32_t x = seed;
+        uint64_t held[64][2];
+        uint32_t held_count = 0;
+        int64_t now = 0;
+        for (int i = 0; i < 60; i++)
+            walk_random_op(s, &x, now += 3, held, &held_count);
+        uint32_t anchor = fake.count; /* records [0, anchor) are in the payload */
+        queue_checkpoint_begin(s);
+        CHECK(queue_checkpoint_active(s));
+        bool complete = false;
+        while (!complete) {
+            for (uint32_t k = walk_rand(&x) % 4; k > 0; k--)
+                walk_random_op(s, &x, now += 3, held, &held_count);
+            complete = queue_checkpoint_step(s, 1);
+        }
+        for (int i = 0; i < 20; i++)
+            walk_random_op(s, &x, now += 3, held, &held_count);
+        uint8_t *payload;
+        uint32_t len;
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        CHECK(!queue_checkpoint_active(s));
+        int64_t later = now + 10;
+        struct queue_state *whole = replay_all(later);
+        struct queue_config config;
+        queue_config_defaults(&config);
+        struct queue_state *r = queue_state_create(&config);
+        REQUIRE(queue_checkpoint_load(r, payload, len, later) == 0);
+        replay_from(r, anchor, later);
+        check_same_state(whole, r, fake.count + 1);
+        free(payload);
+        queue_state_destroy(r);
+        queue_state_destroy(whole);
+        queue_state_destroy(s);
+    }
+}
+
+/* The job the walk would visit next leaves its queue (deleted, or acked into the DONE list):
+ * the walk goes on with the job after it and misses none. */
+static void test_checkpoint_walk_cursor_job_leaves(void)
+{
+    for (int acked = 0; acked <= 1; acked++) {
+        struct queue_state *s = make_state();
+        uint64_t ids[6];
+        for (int i = 0; i < 6; i++)
+            ids[i] = put(s, "q", i == 1 ? 0 : 5, 0); /* ids[1] is reserved first */
+        queue_checkpoint_begin(s);
+        CHECK(!queue_checkpoint_step(s, 1)); /* ids[0] in, ids[1] next */
+        if (acked) {
+            struct job *j = reserve1(s, "q", 1, NULL);
+            REQUIRE(j != NULL && j->id == ids[1]);
+            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+        } else {
+            CHECK_EQ(queue_delete(s, ids[1], 1), 0);
+        }
+        CHECK(queue_checkpoint_step(s, 100));
+        uint8_t *payload;
+        uint32_t len;
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        struct queue_config config;
+        queue_config_defaults(&config);
+        struct queue_state *r = queue_state_create(&config);
+        REQUIRE(queue_checkpoint_load(r, payload, len, 1) == 0);
+        for (int i = 0; i < 6; i++)
+            CHECK(queue_peek_id(r, ids[i]) != NULL); /* all six were live at the anchor */
+        free(payload);
+        queue_state_destroy(r);
+        queue_state_destroy(s);
+    }
+}
+
+/* An aborted walk leaves nothing behind, and a new one can begin. */
+static void test_checkpoint_walk_abort(void)
+{
+    struct queue_state *s = make_state();
+    for (int i = 0; i < 10; i++)
+        put(s, "q", 0, 0);
+    queue_checkpoint_begin(s);
+    CHECK(!queue_checkpoint_step(s, 3));
+    queue_checkpoint_abort(s);
+    CHECK(!queue_checkpoint_active(s));
+    struct job *j = reserve1(s, "q", 1, NULL);
+    REQUIRE(j != NULL);
+    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, payload, len, 1) == 0);
+    struct queue_totals totals;
+    queue_totals_get(r, &totals);
+    CHECK_EQ(totals.jobs, 9);
+    free(payload);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
     RUN_TEST(test_priority_then_fifo);
+    RUN_TEST(test_put_queue_lookup_cache);
+    RUN_TEST(test_bodies_inline_and_separate);
     RUN_TEST(test_reserve_queue_preference_and_count);
     RUN_TEST(test_delay_and_ttl);
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
@@ -880,6 +1247,11 @@ int main(void)
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
     RUN_TEST(test_checkpoint_version1_loads);
+    RUN_TEST(test_checkpoint_version2_loads);
+    RUN_TEST(test_checkpoint_v3_compact_roundtrip);
+    RUN_TEST(test_checkpoint_walk_while_changing);
+    RUN_TEST(test_checkpoint_walk_cursor_job_leaves);
+    RUN_TEST(test_checkpoint_walk_abort);
     fake_reset();
     return check_exit();
 }

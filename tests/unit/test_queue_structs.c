@@ -117,6 +117,33 @@ static void test_idmap_matches_model(void)
     idmap_free(&map);
 }
 
+/* Ids in sequence share runs of slots, so strided ids (all equal modulo the run length, or
+ * modulo large powers of two) are the patterns that crowd probes together: they must still be
+ * found, removed with backward shifts, and walked exactly once. */
+static void test_idmap_strided_ids(void)
+{
+    static const uint64_t strides[] = {1, 4, 16, 17, 64, 4096, 1u << 20};
+    for (size_t k = 0; k < sizeof(strides) / sizeof(strides[0]); k++) {
+        enum { N = 4000 };
+        struct idmap map;
+        idmap_init(&map);
+        for (uint64_t i = 1; i <= N; i++)
+            CHECK(idmap_put(&map, i * strides[k], (void *)(uintptr_t)i) == NULL);
+        for (uint64_t i = 1; i <= N; i += 2)
+            CHECK(idmap_remove(&map, i * strides[k]) == (void *)(uintptr_t)i);
+        for (uint64_t i = 1; i <= N; i++) {
+            void *want = i % 2 == 0 ? (void *)(uintptr_t)i : NULL;
+            CHECK(idmap_get(&map, i * strides[k]) == want);
+        }
+        CHECK(idmap_put(&map, 2 * strides[k], (void *)(uintptr_t)7) == (void *)(uintptr_t)2);
+        size_t walked = 0;
+        IDMAP_EACH(&map, entry) walked++;
+        CHECK_EQ(walked, N / 2);
+        CHECK_EQ(map.count, N / 2);
+        idmap_free(&map);
+    }
+}
+
 static void test_strmap_matches_model(void)
 {
     enum { KEYS = 500, OPS = 20000 };
@@ -149,6 +176,7 @@ int main(void)
 {
     RUN_TEST(test_heap_matches_model);
     RUN_TEST(test_idmap_matches_model);
+    RUN_TEST(test_idmap_strided_ids);
     RUN_TEST(test_strmap_matches_model);
     return check_exit();
 }

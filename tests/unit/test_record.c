@@ -188,6 +188,15 @@ static void test_queue_names(void)
     memset(name, 'x', sizeof(name));
     CHECK(record_queue_name_valid(name, QUEUE_NAME_LEN_MAX));
     CHECK(!record_queue_name_valid(name, QUEUE_NAME_LEN_MAX + 1));
+    /* Every byte value, one at a time and at the end of a valid name: exactly the set. */
+    for (int c = 0; c < 256; c++) {
+        bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == ':' || c == '-';
+        char one = (char)c;
+        char tail[3] = {'q', 'q', (char)c};
+        CHECK_EQ(record_queue_name_valid(&one, 1), want);
+        CHECK_EQ(record_queue_name_valid(tail, 3), want);
+    }
 }
 
 int main(void)
