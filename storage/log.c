@@ -769,11 +769,14 @@ static void log_drain(struct log *log)
 {
     while (true) {
         log_tick(log);
-        if (log->step == COMMIT_ENOSPC_WAIT && log_now_ns(log) < log->enospc_retry_ns)
-            break; /* the disk is full: what is pending cannot become durable */
-        bool busy = log->step != COMMIT_IDLE || log->isync_active ||
+        /* The disk is full: the commit waiting for a new segment cannot become durable now,
+         * but every other op in flight (reads, a checkpoint, closes) must still complete
+         * before the log that owns their io_ops is freed. */
+        bool stuck = log->step == COMMIT_ENOSPC_WAIT && log_now_ns(log) < log->enospc_retry_ns;
+        bool busy = (log->step != COMMIT_IDLE && !stuck) || log->isync_active ||
                     log->ckpt_step != CKPT_IDLE || log->reads_active > 0 ||
-                    log->closes_pending > 0 || (log->open_count > 0 && log->error == 0);
+                    log->closes_pending > 0 ||
+                    (log->open_count > 0 && log->error == 0 && !stuck);
         if (!busy)
             break;
         int rc = io_backend_poll(log->backend, true);
