@@ -10,6 +10,11 @@
  *   segments (or lies past anchor_seq) is damage; recovery would otherwise delete every
  *   unlisted segment below it as a leftover of a drop.
  *
+ * - salvage_refuses_missing_listed_segment: salvage of a log whose checkpoint lists a segment
+ *   that is gone, with no verified segment before it, must refuse (FORMAT.md); it used to
+ *   "succeed" by setting every segment aside and starting over at seq 1 under the same
+ *   checkpoint, so each later salvage open set aside again what had been appended since.
+ *
  * Everything runs on memfs, whose ops stay in flight until polled, as a ring's do.
  */
 #include <errno.h>
@@ -149,8 +154,58 @@ static void test_close_waits_for_ops_during_enospc(void)
     edge_destroy(&e);
 }
 
+/* A checkpoint file listing ids (anchor at anchor_seq, anchor segment anchor_id). */
+static void edge_plant_checkpoint(struct memfs *fs, uint64_t anchor_seq, uint64_t anchor_id,
+                                  const uint64_t *ids, uint32_t count)
+{
+    struct checkpoint_info info = {.anchor_seq = anchor_seq, .anchor_segment_id = anchor_id,
+                                   .segment_count = count, .payload_len = 4};
+    size_t size = checkpoint_encoded_size(count, 4);
+    uint8_t *buf = malloc(size);
+    REQUIRE(buf != NULL);
+    checkpoint_encode(&info, ids, "ckpt", buf);
+    memfs_put_file(fs, CHECKPOINT_NAME, buf, size);
+    free(buf);
+}
+
+static int edge_open_salvage(struct memfs *fs, struct log_recovery_report *report,
+                             struct log **log)
+{
+    struct edge e = {.now_ns = 1};
+    struct log_config config;
+    edge_config(&e, &config);
+    config.on_durable = NULL;
+    config.salvage = true;
+    return log_open(&config, memfs_io(fs), NULL, NULL, NULL, NULL, report, log);
+}
+
+static void test_salvage_refuses_missing_listed_segment(void)
+{
+    struct memfs *fs = memfs_create();
+    static const uint64_t ids[] = {7};
+    edge_plant_checkpoint(fs, 1, 7, ids, 1);
+    struct log_recovery_report report;
+    struct log *log = NULL;
+    int rc = edge_open_salvage(fs, &report, &log);
+    CHECK_EQ(rc, LOG_ECORRUPT);
+    CHECK(strstr(report.message, "missing_segment") != NULL);
+    if (rc == 0) {
+        /* What it used to do: an append now is set aside by the next salvage open. */
+        REQUIRE(log_append(log, 1, "x", 1, NULL) == 0);
+        CHECK_EQ(log_close(log), 0);
+        rc = edge_open_salvage(fs, &report, &log);
+        CHECK_EQ(rc, 0);
+        if (rc == 0) {
+            CHECK_EQ(log_next_seq(log), 2);
+            CHECK_EQ(log_close(log), 0);
+        }
+    }
+    io_backend_destroy(memfs_io(fs));
+}
+
 int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
+    RUN_TEST(test_salvage_refuses_missing_listed_segment);
     return check_exit();
 }
