@@ -665,7 +665,8 @@ uint64_t log_current_segment_id(const struct log *log)
 
 static int log_config_check(const struct log_config *c)
 {
-    if (c->segment_size_bytes < SEGMENT_SIZE_MIN || c->segment_size_bytes % BATCH_ALIGN != 0)
+    if (c->segment_size_bytes < SEGMENT_SIZE_MIN || c->segment_size_bytes > SEGMENT_SIZE_MAX ||
+        c->segment_size_bytes % BATCH_ALIGN != 0)
         return -EINVAL;
     if (c->batch_size_bytes_max < 2 * BATCH_ALIGN || c->batch_size_bytes_max % BATCH_ALIGN != 0 ||
         c->batch_size_bytes_max > c->segment_size_bytes / 4 ||

@@ -154,6 +154,53 @@ static void test_close_waits_for_ops_during_enospc(void)
     edge_destroy(&e);
 }
 
+/* A segment file holding only a header (hash computed) with the given size field. */
+static void edge_plant_segment(struct memfs *fs, uint64_t id, uint64_t segment_size)
+{
+    static uint8_t block[SEGMENT_HEADER_SIZE];
+    struct segment_header h = {.segment_id = id, .segment_size = segment_size};
+    segment_header_encode(&h, block);
+    char name[SEGMENT_NAME_LEN + 1];
+    segment_name(id, name);
+    memfs_put_file(fs, name, block, sizeof(block));
+}
+
+static void test_segment_size_bounded(void)
+{
+    static uint8_t block[SEGMENT_HEADER_SIZE];
+    struct segment_header h = {.segment_id = 1, .segment_size = SEGMENT_SIZE_MAX};
+    segment_header_encode(&h, block);
+    struct segment_header out;
+    CHECK_EQ(segment_header_check(block, 1, &out), SEGMENT_OK);
+    h = (struct segment_header){.segment_id = 1, .segment_size = 1ull << 50};
+    segment_header_encode(&h, block);
+    CHECK_EQ(segment_header_check(block, 1, &out), SEGMENT_BAD_FIELDS);
+    /* Recovery does not adopt such a segment and preallocate a petabyte for it: holding no
+     * valid batch, it is a roll that never became durable, and the log starts afresh with a
+     * segment of the configured size. */
+    struct memfs *fs = memfs_create();
+    edge_plant_segment(fs, 1, 1ull << 50);
+    struct edge e = {.now_ns = 1};
+    struct log_config config;
+    edge_config(&e, &config);
+    config.on_durable = NULL;
+    struct log *log = NULL;
+    REQUIRE(log_open(&config, memfs_io(fs), NULL, NULL, NULL, NULL, NULL, &log) == 0);
+    CHECK_EQ(log_append(log, 1, "x", 1, NULL), 0);
+    CHECK_EQ(log_close(log), 0);
+    const uint8_t *data;
+    uint64_t size = 0;
+    CHECK(memfs_file(fs, "00000000000000000001.seg", &data, &size));
+    CHECK(size <= EDGE_SEGMENT_BYTES);
+    io_backend_destroy(memfs_io(fs));
+    /* Nor may a configuration ask for one. */
+    edge_config(&e, &config);
+    config.segment_size_bytes = SEGMENT_SIZE_MAX + 4096;
+    fs = memfs_create();
+    CHECK_EQ(log_open(&config, memfs_io(fs), NULL, NULL, NULL, NULL, NULL, &log), -EINVAL);
+    io_backend_destroy(memfs_io(fs));
+}
+
 /* A checkpoint file listing ids (anchor at anchor_seq, anchor segment anchor_id). */
 static void edge_plant_checkpoint(struct memfs *fs, uint64_t anchor_seq, uint64_t anchor_id,
                                   const uint64_t *ids, uint32_t count)
@@ -207,5 +254,6 @@ int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
     RUN_TEST(test_salvage_refuses_missing_listed_segment);
+    RUN_TEST(test_segment_size_bounded);
     return check_exit();
 }
