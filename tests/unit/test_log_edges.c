@@ -6,14 +6,15 @@
  *   to return at once, leaving the backend with ops that point into freed memory.
  * - segment_size_bounded: a segment header whose hash verifies but whose segment_size is
  *   absurd (beyond SEGMENT_SIZE_MAX) is bad fields, not a size to preallocate and walk.
- * - checkpoint_anchor_listed: a checkpoint whose anchor_segment_id is not one of its listed
- *   segments (or lies past anchor_seq) is damage; recovery would otherwise delete every
- *   unlisted segment below it as a leftover of a drop.
  *
  * - salvage_refuses_missing_listed_segment: salvage of a log whose checkpoint lists a segment
  *   that is gone, with no verified segment before it, must refuse (FORMAT.md); it used to
  *   "succeed" by setting every segment aside and starting over at seq 1 under the same
  *   checkpoint, so each later salvage open set aside again what had been appended since.
+ *
+ * - checkpoint_anchor_listed: a checkpoint whose anchor_segment_id is not a listed segment
+ *   at or below anchor_seq is bad; recovery used to trust it and delete every unlisted
+ *   segment below it as a leftover of a drop.
  *
  * Everything runs on memfs, whose ops stay in flight until polled, as a ring's do.
  */
@@ -229,24 +230,101 @@ static int edge_open_salvage(struct memfs *fs, struct log_recovery_report *repor
 static void test_salvage_refuses_missing_listed_segment(void)
 {
     struct memfs *fs = memfs_create();
-    static const uint64_t ids[] = {7};
-    edge_plant_checkpoint(fs, 1, 7, ids, 1);
+    static const uint64_t ids[] = {1, 7};
+    edge_plant_checkpoint(fs, 1, 1, ids, 2);
     struct log_recovery_report report;
     struct log *log = NULL;
     int rc = edge_open_salvage(fs, &report, &log);
     CHECK_EQ(rc, LOG_ECORRUPT);
     CHECK(strstr(report.message, "missing_segment") != NULL);
-    if (rc == 0) {
-        /* What it used to do: an append now is set aside by the next salvage open. */
-        REQUIRE(log_append(log, 1, "x", 1, NULL) == 0);
-        CHECK_EQ(log_close(log), 0);
-        rc = edge_open_salvage(fs, &report, &log);
-        CHECK_EQ(rc, 0);
-        if (rc == 0) {
-            CHECK_EQ(log_next_seq(log), 2);
-            CHECK_EQ(log_close(log), 0);
+    if (rc == 0)
+        CHECK_EQ(log_close(log), 0); /* it "salvaged" into an empty log under that checkpoint */
+    io_backend_destroy(memfs_io(fs));
+}
+
+/* Append count records and close, leaving segments on memfs. */
+static uint64_t edge_write(struct memfs *fs, uint32_t count)
+{
+    struct edge e = {.now_ns = 1};
+    struct log_config config;
+    edge_config(&e, &config);
+    config.on_durable = NULL;
+    struct log *log = NULL;
+    REQUIRE(log_open(&config, memfs_io(fs), NULL, NULL, NULL, NULL, NULL, &log) == 0);
+    static uint8_t body[EDGE_RECORD_BYTES];
+    for (uint32_t i = 0; i < count;) {
+        int rc = log_append(log, 1, body, sizeof(body), NULL);
+        if (rc == -ENOBUFS) {
+            log_tick(log);
+            REQUIRE(io_backend_poll(memfs_io(fs), true) >= 0);
+            continue;
         }
+        REQUIRE(rc == 0);
+        i++;
     }
+    uint64_t segments = log_segment_count(log);
+    REQUIRE(log_close(log) == 0);
+    return segments;
+}
+
+static void test_checkpoint_anchor_listed(void)
+{
+    struct memfs *written = memfs_create();
+    REQUIRE(edge_write(written, 100) >= 3);
+    /* A copy with an empty op log, so a file can be planted in it. */
+    struct memfs *fs = memfs_image(written, memfs_op_count(written), MEMFS_IMAGE_ALL, 0);
+    io_backend_destroy(memfs_io(written));
+    uint64_t ids[3];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < memfs_file_count(fs) && n < 3; i++) {
+        uint64_t id;
+        if (segment_name_parse(memfs_file_name(fs, i), &id))
+            ids[n++] = id;
+    }
+    REQUIRE(n == 3);
+    /* Lists only the newest segment but names an anchor segment past it: trusting it made
+     * recovery delete the two older segments, records and all. */
+    edge_plant_checkpoint(fs, ids[2], ids[2] + 1, &ids[2], 1);
+    struct edge e = {.now_ns = 1};
+    struct log_config config;
+    edge_config(&e, &config);
+    config.on_durable = NULL;
+    struct log_recovery_report report;
+    struct log *log = NULL;
+    int rc = log_open(&config, memfs_io(fs), NULL, NULL, NULL, NULL, &report, &log);
+    CHECK_EQ(rc, LOG_ECORRUPT);
+    CHECK(strstr(report.message, "bad_checkpoint") != NULL);
+    if (rc == 0)
+        CHECK_EQ(log_close(log), 0);
+    const uint8_t *data;
+    uint64_t size;
+    char name[SEGMENT_NAME_LEN + 1];
+    segment_name(ids[0], name);
+    CHECK(memfs_file(fs, name, &data, &size));
+    /* The decoder itself: unlisted, above the anchor, a zero anchor. */
+    struct checkpoint_info info = {.anchor_seq = 50, .anchor_segment_id = 42,
+                                   .segment_count = 2};
+    uint64_t list[2] = {1, 42};
+    uint8_t buf[128];
+    char detail[160];
+    struct checkpoint_info out;
+    checkpoint_encode(&info, list, NULL, buf);
+    CHECK_EQ(checkpoint_decode(buf, checkpoint_encoded_size(2, 0), &out, detail, sizeof(detail)),
+             0);
+    info.anchor_segment_id = 7;
+    checkpoint_encode(&info, list, NULL, buf);
+    CHECK_EQ(checkpoint_decode(buf, checkpoint_encoded_size(2, 0), &out, detail, sizeof(detail)),
+             LOG_ECORRUPT);
+    info.anchor_segment_id = 42;
+    info.anchor_seq = 41;
+    checkpoint_encode(&info, list, NULL, buf);
+    CHECK_EQ(checkpoint_decode(buf, checkpoint_encoded_size(2, 0), &out, detail, sizeof(detail)),
+             LOG_ECORRUPT);
+    info.anchor_seq = 0;
+    info.anchor_segment_id = 1;
+    checkpoint_encode(&info, list, NULL, buf);
+    CHECK_EQ(checkpoint_decode(buf, checkpoint_encoded_size(2, 0), &out, detail, sizeof(detail)),
+             LOG_ECORRUPT);
     io_backend_destroy(memfs_io(fs));
 }
 
@@ -255,5 +333,6 @@ int main(void)
     RUN_TEST(test_close_waits_for_ops_during_enospc);
     RUN_TEST(test_salvage_refuses_missing_listed_segment);
     RUN_TEST(test_segment_size_bounded);
+    RUN_TEST(test_checkpoint_anchor_listed);
     return check_exit();
 }
