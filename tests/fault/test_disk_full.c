@@ -11,6 +11,11 @@
  *   Delete the ballast: the engine's roll retry succeeds and appends work again. Close, fill
  *   again, and reopen: every record the engine reported durable is there, byte for byte.
  *
+ * engine_headroom: the same with config.spare_segment, driven the way a broker keeps headroom:
+ *   "puts" (3000-byte records) only while log_space_low() is false, then "acks" (64-byte
+ *   records) for half a segment more: every ack must commit (no LOG_ENOSPC), and reopening
+ *   finds everything reported durable.
+ *
  * server_disk_full: spoold with 4 MiB segments on a 48 MiB tmpfs. Put 4000-byte incompressible
  *   jobs until a put fails: it must fail with DISK_FULL (retryable), promptly, while the
  *   server stays up; reserve and ack of existing jobs must still work; after most jobs are
@@ -45,6 +50,9 @@
 #define ENGINE_BATCH_BYTES (64u * 1024)
 #define ENGINE_RECORD_BYTES 3000u
 #define ENGINE_RECORDS_MAX 20000u /* 8 MiB / 3000 B is ~2800: a bound, never reached */
+#define ENGINE_ACK_BYTES 64u
+/* Half a segment of acks after space went low: well inside the one segment of headroom. */
+#define ENGINE_ACKS (ENGINE_SEGMENT_BYTES / 2 / (ENGINE_ACK_BYTES + 8))
 /* Server: 48 MiB and 4 MiB segments, as a small production disk would be, in miniature. */
 #define SERVER_TMPFS_OPTIONS "size=48m"
 #define SERVER_JOB_BYTES 4000u
@@ -151,16 +159,17 @@ static int engine_verify_record(void *ctx, const struct log_record *rec)
 {
     struct engine_verify *v = ctx;
     static uint8_t want[ENGINE_RECORD_BYTES];
-    fill_body(want, sizeof(want), rec->pos.seq);
-    if (rec->pos.seq != v->next || rec->len != ENGINE_RECORD_BYTES ||
-        memcmp(rec->data, want, sizeof(want)) != 0)
+    bool len_ok = rec->len == ENGINE_RECORD_BYTES || rec->len == ENGINE_ACK_BYTES;
+    if (len_ok)
+        fill_body(want, rec->len, rec->pos.seq);
+    if (rec->pos.seq != v->next || !len_ok || memcmp(rec->data, want, rec->len) != 0)
         v->bad++;
     v->next = rec->pos.seq + 1;
     return 0;
 }
 
-static int engine_open(const char *dir, struct engine_run *run, struct engine_verify *verify,
-                       struct io_backend **io, struct log **log)
+static int engine_open(const char *dir, bool spare, struct engine_run *run,
+                       struct engine_verify *verify, struct io_backend **io, struct log **log)
 {
     int rc = posix_backend_create(dir, true, io);
     if (rc != 0)
@@ -171,6 +180,7 @@ static int engine_open(const char *dir, struct engine_run *run, struct engine_ve
     config.segment_size_bytes = ENGINE_SEGMENT_BYTES;
     config.batch_size_bytes_max = ENGINE_BATCH_BYTES;
     config.compress = false;
+    config.spare_segment = spare;
     config.on_durable = engine_on_durable;
     config.ctx = run;
     *verify = (struct engine_verify){.next = 1};
@@ -249,7 +259,7 @@ static void engine_enospc(const char *base)
     struct engine_verify verify;
     struct io_backend *io;
     struct log *log;
-    REQUIRE(engine_open(dir, &run, &verify, &io, &log) == 0);
+    REQUIRE(engine_open(dir, false, &run, &verify, &io, &log) == 0);
     uint64_t appended = 0;
     int rc = engine_fill(log, io, &appended);
     fprintf(stderr, "engine: %llu records appended, %llu durable, then: %s\n",
@@ -276,10 +286,74 @@ static void engine_enospc(const char *base)
     io_backend_destroy(io);
 
     /* Reopen: everything reported durable is there, intact, in order. */
-    REQUIRE(engine_open(dir, &run, &verify, &io, &log) == 0);
+    REQUIRE(engine_open(dir, false, &run, &verify, &io, &log) == 0);
     fprintf(stderr, "engine: reopened with %llu records (%llu reported durable), %llu bad\n",
             (unsigned long long)(verify.next - 1), (unsigned long long)(durable - 1),
             (unsigned long long)verify.bad);
+    CHECK(verify.next >= durable);
+    CHECK_EQ(verify.bad, 0);
+    CHECK_EQ(log_close(log), 0);
+    io_backend_destroy(io);
+    tmpfs_unmount(dir);
+}
+
+/* Append one record of len bytes (content from its seq), driving commits when the batch is
+ * full; the append's result. */
+static int engine_append(struct log *log, struct io_backend *io, uint32_t len)
+{
+    static uint8_t body[ENGINE_RECORD_BYTES];
+    for (int tries = 0; tries < 100; tries++) {
+        fill_body(body, len, log_next_seq(log));
+        int rc = log_append(log, 1, body, len, NULL);
+        if (rc != -ENOBUFS)
+            return rc;
+        engine_drive(log, io, now_ms() + 2000);
+    }
+    return -ENOBUFS;
+}
+
+static void engine_headroom(const char *base)
+{
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/headroom", base);
+    REQUIRE(mkdir(dir, 0750) == 0);
+    if (!tmpfs_mount(dir, ENGINE_TMPFS_OPTIONS))
+        exit(TEST_EXIT_SKIP);
+    struct engine_run run = {0};
+    struct engine_verify verify;
+    struct io_backend *io;
+    struct log *log;
+    REQUIRE(engine_open(dir, true, &run, &verify, &io, &log) == 0);
+    engine_drive(log, io, now_ms() + 2000); /* the first spare */
+    uint32_t puts = 0;
+    int rc = 0;
+    int64_t deadline = now_ms() + SERVER_PHASE_MS;
+    while (rc == 0 && !log_space_low(log) && puts < ENGINE_RECORDS_MAX && now_ms() < deadline) {
+        rc = engine_append(log, io, ENGINE_RECORD_BYTES);
+        puts += rc == 0;
+        if (puts % 8 == 0)
+            engine_drive(log, io, now_ms() + 2000);
+    }
+    engine_drive(log, io, now_ms() + 2000);
+    fprintf(stderr, "headroom: %u puts admitted before space went low (%s)\n", puts,
+            log_strerror(rc));
+    CHECK_EQ(rc, 0);
+    CHECK(log_space_low(log));
+    uint32_t acks = 0;
+    for (; acks < ENGINE_ACKS && rc == 0; acks++) {
+        rc = engine_append(log, io, ENGINE_ACK_BYTES);
+        if (acks % 64 == 63)
+            engine_drive(log, io, now_ms() + 2000);
+    }
+    engine_drive(log, io, now_ms() + 2000);
+    fprintf(stderr, "headroom: %u acks while space was low: %s\n", acks, log_strerror(rc));
+    CHECK_EQ(rc, 0);
+    CHECK_EQ(run.poison, 0);
+    CHECK_EQ(run.durable_end, log_next_seq(log)); /* every ack committed */
+    uint64_t durable = run.durable_end;
+    CHECK_EQ(log_close(log), 0);
+    io_backend_destroy(io);
+    REQUIRE(engine_open(dir, true, &run, &verify, &io, &log) == 0);
     CHECK(verify.next >= durable);
     CHECK_EQ(verify.bad, 0);
     CHECK_EQ(log_close(log), 0);
@@ -480,8 +554,10 @@ int main(int argc, char **argv)
         return TEST_EXIT_SKIP;
     char *base = check_tmpdir("disk-full");
     REQUIRE(base != NULL);
-    if (strcmp(which, "server") != 0)
+    if (strcmp(which, "server") != 0) {
         RUN_TEST_ARG(engine_enospc, base);
+        RUN_TEST_ARG(engine_headroom, base);
+    }
     if (strcmp(which, "engine") != 0)
         RUN_TEST_ARG(server_disk_full, base);
     if (check_failures == 0) {
@@ -491,6 +567,8 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/ready", base);
         unlink(path);
         snprintf(path, sizeof(path), "%s/engine", base);
+        rmdir(path);
+        snprintf(path, sizeof(path), "%s/headroom", base);
         rmdir(path);
         snprintf(path, sizeof(path), "%s/data", base);
         rmdir(path);

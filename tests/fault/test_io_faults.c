@@ -176,7 +176,7 @@ static void run_check_class(struct fault_run *run)
 
 /* One run: the workload with the Nth matching op faulted; returns the ops that matched. */
 static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint64_t seed,
-                              uint32_t poll_batch)
+                              uint32_t poll_batch, bool spare)
 {
     struct fault_run run = {.class = class, .n = n};
     run.fs = memfs_create();
@@ -187,6 +187,7 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
         .seed = seed,
         .record_count = FAULT_RECORDS,
         .checkpoint = true,
+        .spare_segment = spare,
         .op_count = run_op_count,
         .tag = run_fired,
         .hook_ctx = &run,
@@ -293,11 +294,13 @@ static uint64_t recovery_sweep(void)
     return runs;
 }
 
-/* Workloads swept: one completion per poll (most interleaving), and all at once. */
+/* Workloads swept: one completion per poll (most interleaving), and all at once; and one
+ * that rolls into spare segments (a fault in the spare's own ops is never poison). */
 static const struct {
     uint64_t seed;
     uint32_t poll_batch;
-} fault_workloads[] = {{3, 1}, {4, 0}};
+    bool spare;
+} fault_workloads[] = {{3, 1, false}, {4, 0, false}, {5, 1, true}};
 
 int main(void)
 {
@@ -305,16 +308,17 @@ int main(void)
     for (size_t v = 0; v < sizeof(fault_workloads) / sizeof(fault_workloads[0]); v++) {
         uint64_t seed = fault_workloads[v].seed;
         uint32_t batch = fault_workloads[v].poll_batch;
+        bool spare = fault_workloads[v].spare;
         for (size_t c = 0; c < sizeof(fault_classes) / sizeof(fault_classes[0]); c++) {
             const struct fault_class *class = &fault_classes[c];
             uint32_t before = fault_failures_total;
             /* N = 0 never faults: it counts the matching ops, the range of the sweep. */
-            uint64_t matching = fault_run_one(class, 0, seed, batch);
+            uint64_t matching = fault_run_one(class, 0, seed, batch, spare);
             for (uint64_t n = 1; n <= matching; n++)
-                fault_run_one(class, n, seed, batch);
+                fault_run_one(class, n, seed, batch, spare);
             runs += matching + 1;
-            fprintf(stderr, "seed %" PRIu64 " poll batch %u %-14s N = 1..%" PRIu64
-                    ": %u failures\n", seed, batch, class->name, matching,
+            fprintf(stderr, "seed %" PRIu64 " poll batch %u%s %-14s N = 1..%" PRIu64
+                    ": %u failures\n", seed, batch, spare ? " spare" : "", class->name, matching,
                     fault_failures_total - before);
             CHECK(matching > 0);
         }

@@ -38,6 +38,7 @@ struct workload {
     bool checkpoint;        /* write one checkpoint dropping the oldest sealed segment */
     enum log_sync_mode sync_mode;  /* LOG_SYNC_ALWAYS (0) unless set */
     uint32_t sync_interval_ms;     /* LOG_SYNC_INTERVAL */
+    bool spare_segment;            /* log_config.spare_segment: rolls into a reserved spare */
     uint64_t (*op_count)(void *ctx); /* the backend's op counter (memfs) */
     bool (*tag)(void *ctx);          /* optional: marks reports (e.g. "after the fault") */
     void *hook_ctx;

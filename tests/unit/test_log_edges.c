@@ -16,6 +16,11 @@
  *   at or below anchor_seq is bad; recovery used to trust it and delete every unlisted
  *   segment below it as a leftover of a drop.
  *
+ * - spare_segment_rolls / spare_segment_low: with config.spare_segment, rolls go into the
+ *   preallocated spare (rename, no new space), a new spare follows each roll, a log written
+ *   so reopens intact; when the spare cannot be made, log_space_low() says so while appends
+ *   still commit, and it clears once a spare is made again.
+ *
  * Everything runs on memfs, whose ops stay in flight until polled, as a ring's do.
  */
 #include <errno.h>
@@ -328,11 +333,128 @@ static void test_checkpoint_anchor_listed(void)
     io_backend_destroy(memfs_io(fs));
 }
 
+/* Rolls into the spare: count the renames of "segment.spare" among the ops that ran. */
+static uint32_t edge_spare_renames(const struct memfs *fs)
+{
+    uint32_t renames = 0;
+    for (uint64_t i = 0; i < memfs_op_count(fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(fs, i, &info);
+        if (info.kind == IO_RENAME && info.result == 0 && strcmp(info.path, "segment.spare") == 0)
+            renames++;
+    }
+    return renames;
+}
+
+/* Append count records of EDGE_RECORD_BYTES (content from seq), committing as it goes. */
+static void edge_append_n(struct edge *e, uint32_t count)
+{
+    static uint8_t body[EDGE_RECORD_BYTES];
+    for (uint32_t i = 0, turns = 0; i < count && turns < EDGE_TURNS_MAX; turns++) {
+        memset(body, (int)(log_next_seq(e->log) & 0xff), sizeof(body));
+        int rc = log_append(e->log, 1, body, sizeof(body), NULL);
+        if (rc == 0) {
+            i++;
+            continue;
+        }
+        REQUIRE(rc == -ENOBUFS);
+        log_tick(e->log);
+        REQUIRE(io_backend_poll(e->io, true) >= 0);
+    }
+}
+
+static void edge_open_spare(struct edge *e, uint32_t mask, uint64_t fail_at)
+{
+    memset(e, 0, sizeof(*e));
+    e->now_ns = 1000000000;
+    e->fs = memfs_create();
+    struct fault_config fault = {.kind = FAULT_ENOSPC, .op_mask = mask, .fail_at = fail_at};
+    e->io = fault_backend_create(memfs_io(e->fs), &fault);
+    struct log_config config;
+    edge_config(e, &config);
+    config.spare_segment = true;
+    REQUIRE(log_open(&config, e->io, NULL, NULL, NULL, NULL, NULL, &e->log) == 0);
+}
+
+struct edge_count {
+    uint64_t next;
+    uint64_t bad;
+};
+
+static int edge_count_record(void *ctx, const struct log_record *rec)
+{
+    struct edge_count *c = ctx;
+    const uint8_t *p = rec->data;
+    if (rec->pos.seq != c->next || rec->len != EDGE_RECORD_BYTES ||
+        p[0] != (uint8_t)(rec->pos.seq & 0xff) || p[rec->len - 1] != p[0])
+        c->bad++;
+    c->next = rec->pos.seq + 1;
+    return 0;
+}
+
+static void test_spare_segment_rolls(void)
+{
+    struct edge e;
+    edge_open_spare(&e, FAULT_OPS_ALL, 0);
+    edge_append_n(&e, 200); /* about five segments of 64 KiB */
+    CHECK(log_segment_count(e.log) >= 4);
+    CHECK(!log_space_low(e.log));
+    CHECK_EQ(log_close(e.log), 0);
+    uint32_t renames = edge_spare_renames(e.fs);
+    CHECK(renames >= 3); /* every roll after the first spare was made took one */
+    /* The log reads back whole, from a crash image too (the spare is never read). */
+    struct memfs *image = memfs_image(e.fs, memfs_op_count(e.fs), MEMFS_IMAGE_DURABLE, 0);
+    struct log_config config;
+    edge_config(&e, &config);
+    config.on_durable = NULL;
+    struct edge_count count = {.next = 1};
+    struct log *log;
+    REQUIRE(log_open(&config, memfs_io(image), edge_count_record, &count, NULL, NULL, NULL,
+                     &log) == 0);
+    CHECK_EQ(count.next, 201);
+    CHECK_EQ(count.bad, 0);
+    CHECK_EQ(log_close(log), 0);
+    io_backend_destroy(memfs_io(image));
+    edge_destroy(&e);
+}
+
+static void test_spare_segment_low(void)
+{
+    struct edge e;
+    /* Fallocates: 1 for segment 1 at open, 2 for the first spare; fail the second spare. */
+    edge_open_spare(&e, FAULT_OP_BIT(IO_FALLOCATE), 3);
+    edge_append_n(&e, 60); /* past the first roll: it takes spare 1, spare 2 fails */
+    log_tick(e.log);
+    while (!log_idle(e.log))
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    CHECK(fault_backend_fired(e.io));
+    CHECK(log_space_low(e.log));
+    CHECK_EQ(log_error(e.log), 0);
+    CHECK_EQ(e.poison, 0);
+    /* Appends still commit while space is low: that is the headroom acks use. */
+    uint64_t before = e.durable_end;
+    edge_append_n(&e, 10);
+    log_tick(e.log);
+    while (!log_idle(e.log))
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    CHECK(e.durable_end >= before + 10);
+    /* The retry makes a spare: no longer low. */
+    e.now_ns += 200 * 1000000;
+    log_tick(e.log);
+    while (!log_idle(e.log))
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    CHECK(!log_space_low(e.log));
+    CHECK_EQ(log_close(e.log), 0);
+    edge_destroy(&e);
+}
+
 int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
     RUN_TEST(test_salvage_refuses_missing_listed_segment);
     RUN_TEST(test_segment_size_bounded);
     RUN_TEST(test_checkpoint_anchor_listed);
+    RUN_TEST(test_spare_segment_rolls);
+    RUN_TEST(test_spare_segment_low);
     return check_exit();
 }
