@@ -5,7 +5,7 @@
  *
  * Input layout (little-endian):
  *
- *   0  u8  flags      FUZZ_LOG_FIX, FUZZ_LOG_RECOVER, FUZZ_LOG_SALVAGE
+ *   0  u8  flags      FUZZ_LOG_FIX, FUZZ_LOG_RECOVER, FUZZ_LOG_SALVAGE, FUZZ_LOG_SPARE
  *   1  u32 ckpt_len   bytes of the checkpoint file that follow (0: no checkpoint; clamped)
  *   5  u32 seg1_len   bytes of the first segment file after it (clamped)
  *   9  ...            checkpoint bytes, first segment, then the second segment (the rest;
@@ -26,7 +26,8 @@
  *   2. log_scan over an in-memory directory (memfs) holding the files, touching every byte of
  *      every record handed out;
  *   3. with FUZZ_LOG_RECOVER (and segment sizes small enough for memory): log_open (recovery,
- *      with salvage when FUZZ_LOG_SALVAGE), then one append and log_close; a recovery that
+ *      with salvage when FUZZ_LOG_SALVAGE, with a spare segment when FUZZ_LOG_SPARE), then
+ *      one append and log_close; a recovery that
  *      succeeded must leave a log that log_scan finds sound and that ends with that append.
  *
  * Built two ways: with clang -fsanitize=fuzzer as a libFuzzer target (see meson.build), and,
@@ -48,6 +49,7 @@
 #define FUZZ_LOG_FIX 0x01u
 #define FUZZ_LOG_RECOVER 0x02u
 #define FUZZ_LOG_SALVAGE 0x04u
+#define FUZZ_LOG_SPARE 0x08u
 #define FUZZ_LOG_PREFIX_SIZE 9u
 /* Recovery preallocates the newest segment to its header's size in memory: keep that small
  * so one input cannot ask memfs for gigabytes (the bound is the fuzzer's, not the engine's). */
@@ -301,7 +303,7 @@ static bool fuzz_ends_with_append(const struct fuzz_scan *s, const struct log_po
 }
 
 /* Recovery, one append, close; then the log must scan sound and end with that append. */
-static void fuzz_recover(struct memfs *fs, bool salvage)
+static void fuzz_recover(struct memfs *fs, bool salvage, bool spare)
 {
     struct io_backend *io = memfs_io(fs);
     struct log_config config;
@@ -310,6 +312,7 @@ static void fuzz_recover(struct memfs *fs, bool salvage)
     config.segment_size_bytes = FUZZ_LOG_SEGMENT_SIZE;
     config.batch_size_bytes_max = FUZZ_LOG_BATCH_SIZE;
     config.salvage = salvage;
+    config.spare_segment = spare;
     struct fuzz_scan replayed = {0};
     void *ckpt = NULL;
     uint32_t ckpt_len = 0;
@@ -322,6 +325,12 @@ static void fuzz_recover(struct memfs *fs, bool salvage)
         fprintf(stderr, "fuzz_log: recovery: %s (%s)\n", log_strerror(rc), report.message);
     if (rc != 0)
         return; /* rejected: fine, as long as it said so */
+    if (spare) {
+        log_tick(log); /* the spare is made now, so a roll for this append goes into it */
+        while (!log_idle(log))
+            if (io_backend_poll(io, true) < 0)
+                fuzz_fail("memfs poll failed");
+    }
     static const char body[] = FUZZ_LOG_APPEND_BODY;
     struct log_pos pos;
     rc = log_append(log, FUZZ_LOG_RECORD_TYPE, body, sizeof(body), &pos);
@@ -422,7 +431,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc > 0)
         fuzz_fail("log_scan returned a positive code");
     if ((flags & FUZZ_LOG_RECOVER) && fuzz_recoverable(segs, seg_count))
-        fuzz_recover(fs, (flags & FUZZ_LOG_SALVAGE) != 0);
+        fuzz_recover(fs, (flags & FUZZ_LOG_SALVAGE) != 0, (flags & FUZZ_LOG_SPARE) != 0);
     io_backend_destroy(memfs_io(fs));
 
     free(ckpt.data);
