@@ -21,10 +21,15 @@
  *   so reopens intact; when the spare cannot be made, log_space_low() says so while appends
  *   still commit, and it clears once a spare is made again.
  *
- * Everything runs on memfs, whose ops stay in flight until polled, as a ring's do.
+ * - spare_segment_io_uring: the same rolls through the production backend on a real
+ *   directory (rename through the ring), then a reopen through the POSIX one.
+ *
+ * Everything else runs on memfs, whose ops stay in flight until polled, as a ring's do.
  */
 #include <errno.h>
+#include <liburing.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -448,6 +453,60 @@ static void test_spare_segment_low(void)
     edge_destroy(&e);
 }
 
+static void test_spare_segment_io_uring(void)
+{
+    char msg[256];
+    if (io_uring_probe_available(msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "skip: %s\n", msg);
+        return;
+    }
+    struct io_uring ring;
+    REQUIRE(io_uring_queue_init(64, &ring, 0) == 0);
+    char *dir = check_tmpdir("log-spare-uring");
+    REQUIRE(dir != NULL);
+    struct edge e = {.now_ns = 1000000000};
+    REQUIRE(io_uring_backend_create(&ring, dir, true, &e.io) == 0);
+    struct log_config config;
+    edge_config(&e, &config);
+    config.dir = dir;
+    config.spare_segment = true;
+    REQUIRE(log_open(&config, e.io, NULL, NULL, NULL, NULL, NULL, &e.log) == 0);
+    static uint8_t body[EDGE_RECORD_BYTES];
+    for (uint32_t i = 0, turns = 0; i < 200 && turns < EDGE_TURNS_MAX; turns++) {
+        memset(body, (int)(log_next_seq(e.log) & 0xff), sizeof(body));
+        int rc = log_append(e.log, 1, body, sizeof(body), NULL);
+        if (rc == 0) {
+            i++;
+            continue;
+        }
+        REQUIRE(rc == -ENOBUFS);
+        log_tick(e.log);
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    }
+    CHECK(log_segment_count(e.log) >= 4);
+    CHECK(!log_space_low(e.log));
+    CHECK_EQ(log_close(e.log), 0);
+    CHECK_EQ(e.poison, 0);
+    io_backend_destroy(e.io);
+    io_uring_queue_exit(&ring);
+    struct io_backend *io;
+    REQUIRE(posix_backend_create(dir, false, &io) == 0);
+    config.spare_segment = false;
+    config.on_durable = NULL;
+    struct edge_count count = {.next = 1};
+    struct log *log;
+    REQUIRE(log_open(&config, io, edge_count_record, &count, NULL, NULL, NULL, &log) == 0);
+    CHECK_EQ(count.next, 201);
+    CHECK_EQ(count.bad, 0);
+    CHECK_EQ(log_close(log), 0);
+    io_backend_destroy(io);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/segment.spare", dir);
+    unlink(path);
+    check_rmdir(dir);
+    free(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
@@ -456,5 +515,6 @@ int main(void)
     RUN_TEST(test_checkpoint_anchor_listed);
     RUN_TEST(test_spare_segment_rolls);
     RUN_TEST(test_spare_segment_low);
+    RUN_TEST(test_spare_segment_io_uring);
     return check_exit();
 }
