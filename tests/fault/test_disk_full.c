@@ -35,6 +35,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -475,6 +476,38 @@ static void server_verify(spool_client *c, const struct server_jobs *jobs)
     CHECK_EQ(resurrected, 0);
 }
 
+/* A usable client: c itself, or a new connection when c timed out or was closed (NULL when
+ * the server does not answer a handshake either). */
+static spool_client *server_usable(const struct spoold *s, spool_client *c, int last_rc)
+{
+    if (last_rc != SPOOL_E_TIMED_OUT && last_rc != SPOOL_E_CONNECTION_CLOSED)
+        return c;
+    spool_close(c);
+    c = server_connect(s);
+    if (c == NULL)
+        fprintf(stderr, "server: does not answer a new connection\n");
+    return c;
+}
+
+/* SIGTERM, then up to 10 s for a clean exit; SIGKILL if it does not come. True if clean. */
+static bool server_stop_bounded(struct spoold *s)
+{
+    kill(s->pid, SIGTERM);
+    int64_t deadline = now_ms() + 10000;
+    while (now_ms() < deadline) {
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            fprintf(stderr, "server: SIGTERM: exit status %d\n", WEXITSTATUS(status));
+            return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        }
+        usleep(20000);
+    }
+    fprintf(stderr, "server: SIGTERM: still running after 10 s; SIGKILL\n");
+    spoold_kill(s);
+    return false;
+}
+
 static void server_disk_full(const char *base)
 {
     struct spoold s;
@@ -502,37 +535,34 @@ static void server_disk_full(const char *base)
     CHECK_EQ(rc, SPOOL_E_DISK_FULL);
     CHECK(refusal_ms < SERVER_IO_TIMEOUT_MS);
     CHECK(kill(s.pid, 0) == 0);
-    if (rc == SPOOL_E_TIMED_OUT || rc == SPOOL_E_CONNECTION_CLOSED) {
-        spool_close(c); /* a timed-out client is unusable: start over */
-        c = server_connect(&s);
-        REQUIRE(c != NULL);
-    }
-    CHECK_EQ(spool_ping(c), 0);
+    c = server_usable(&s, c, rc);
+    CHECK(c != NULL);
 
     /* Workers go on while puts are refused: ack three quarters, oldest first. */
-    uint32_t target = jobs.count - jobs.count / 4;
-    rc = server_ack_oldest(c, &jobs, target);
-    fprintf(stderr, "server: acked %u of %u jobs while the disk was full: %s\n", jobs.acked,
-            target, spool_strerror(rc));
-    CHECK_EQ(rc, 0);
-    if (rc == SPOOL_E_TIMED_OUT || rc == SPOOL_E_CONNECTION_CLOSED) {
-        spool_close(c);
-        c = server_connect(&s);
-        REQUIRE(c != NULL);
+    if (c != NULL) {
+        CHECK_EQ(spool_ping(c), 0);
+        uint32_t target = jobs.count - jobs.count / 4;
+        rc = server_ack_oldest(c, &jobs, target);
+        fprintf(stderr, "server: acked %u of %u jobs while the disk was full: %s\n",
+                jobs.acked, target, spool_strerror(rc));
+        CHECK_EQ(rc, 0);
+        c = server_usable(&s, c, rc);
     }
-    rc = server_put_again(c, &jobs);
-    fprintf(stderr, "server: put after the acks: %s\n", spool_strerror(rc));
-    CHECK_EQ(rc, 0);
+    if (c != NULL) {
+        rc = server_put_again(c, &jobs);
+        fprintf(stderr, "server: put after the acks: %s\n", spool_strerror(rc));
+        CHECK_EQ(rc, 0);
+    }
     spool_close(c);
+    CHECK(server_stop_bounded(&s));
 
-    int status = spoold_stop(&s);
-    fprintf(stderr, "server: SIGTERM exit status %d\n", status);
+    /* Whatever happened, a restart on the same (full) disk has every acknowledged put. */
     REQUIRE(spoold_restart(&s, args) == 0);
     c = server_connect(&s);
     REQUIRE(c != NULL);
     server_verify(c, &jobs);
     spool_close(c);
-    spoold_stop(&s);
+    CHECK(server_stop_bounded(&s));
     if (check_failures > 0)
         fprintf(stderr, "server log kept at %s\n", s.log);
     free(jobs.ids);
