@@ -16,6 +16,9 @@
  *   at or below anchor_seq is bad; recovery used to trust it and delete every unlisted
  *   segment below it as a leftover of a drop.
  *
+ * - batch_stored_len_at_limit: a hash-valid batch header whose stored_len lies within 64 bytes
+ *   of BATCH_TOTAL_BYTES_LIMIT is bad fields; checking it used to trip the assert in
+ *   batch_align_up (an assert on bytes from disk). Found by fuzz_log.
  * - spare_segment_rolls / spare_segment_low: with config.spare_segment, rolls go into the
  *   preallocated spare (rename, no new space), a new spare follows each roll, a log written
  *   so reopens intact; when the spare cannot be made, log_space_low() says so while appends
@@ -34,6 +37,7 @@
 #include <xxhash.h>
 
 #include "check.h"
+#include "batch.h"
 #include "checkpoint.h"
 #include "fault_backend.h"
 #include "log.h"
@@ -507,12 +511,41 @@ static void test_spare_segment_io_uring(void)
     free(dir);
 }
 
+static void test_batch_stored_len_at_limit(void)
+{
+    static const uint32_t lens[] = {BATCH_TOTAL_BYTES_LIMIT, BATCH_TOTAL_BYTES_LIMIT - 1,
+                                    BATCH_TOTAL_BYTES_LIMIT - BATCH_HEADER_SIZE + 1};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        struct batch_header h = {
+            .magic = BATCH_MAGIC, .version = BATCH_VERSION, .codec = BATCH_CODEC_NONE,
+            .record_count = 1, .stored_len = lens[i], .raw_len = lens[i],
+            .total_len = BATCH_TOTAL_BYTES_LIMIT, .base_seq = 1, .segment_id = 1,
+        };
+        uint8_t block[BATCH_HEADER_SIZE];
+        batch_header_encode(&h, block);
+        struct batch_header out;
+        CHECK_EQ(batch_header_check(block, 1, &out), BATCH_BAD_FIELDS);
+    }
+    /* The largest batch that is allowed still checks. */
+    uint32_t stored = BATCH_TOTAL_BYTES_LIMIT - BATCH_HEADER_SIZE;
+    struct batch_header h = {
+        .magic = BATCH_MAGIC, .version = BATCH_VERSION, .codec = BATCH_CODEC_NONE,
+        .record_count = 1, .stored_len = stored, .raw_len = stored,
+        .total_len = BATCH_TOTAL_BYTES_LIMIT, .base_seq = 1, .segment_id = 1,
+    };
+    uint8_t block[BATCH_HEADER_SIZE];
+    batch_header_encode(&h, block);
+    struct batch_header out;
+    CHECK_EQ(batch_header_check(block, 1, &out), BATCH_OK);
+}
+
 int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
     RUN_TEST(test_salvage_refuses_missing_listed_segment);
     RUN_TEST(test_segment_size_bounded);
     RUN_TEST(test_checkpoint_anchor_listed);
+    RUN_TEST(test_batch_stored_len_at_limit);
     RUN_TEST(test_spare_segment_rolls);
     RUN_TEST(test_spare_segment_low);
     RUN_TEST(test_spare_segment_io_uring);
