@@ -19,6 +19,9 @@
  * - batch_stored_len_at_limit: a hash-valid batch header whose stored_len lies within 64 bytes
  *   of BATCH_TOTAL_BYTES_LIMIT is bad fields; checking it used to trip the assert in
  *   batch_align_up (an assert on bytes from disk). Found by fuzz_log.
+ * - read_across_drop: a read in flight while a checkpoint drops its segment completes with the
+ *   record (the fd stays open until the read is done, then is closed: no leak), and a read
+ *   of the dropped segment afterwards is -ENOENT.
  * - spare_segment_rolls / spare_segment_low: with config.spare_segment, rolls go into the
  *   preallocated spare (rename, no new space), a new spare follows each roll, a log written
  *   so reopens intact; when the spare cannot be made, log_space_low() says so while appends
@@ -539,6 +542,71 @@ static void test_batch_stored_len_at_limit(void)
     CHECK_EQ(batch_header_check(block, 1, &out), BATCH_OK);
 }
 
+static void test_read_across_drop(void)
+{
+    struct edge e;
+    edge_open(&e, FAULT_OPS_ALL, 0);
+    static uint8_t body[EDGE_RECORD_BYTES];
+    for (int turn = 0; turn < EDGE_TURNS_MAX && log_segment_count(e.log) < 3; turn++) {
+        memset(body, (int)(log_next_seq(e.log) & 0xff), sizeof(body));
+        int rc = log_append(e.log, 1, body, sizeof(body), NULL);
+        REQUIRE(rc == 0 || rc == -ENOBUFS);
+        log_tick(e.log);
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    }
+    log_tick(e.log);
+    while (!log_idle(e.log))
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    REQUIRE(log_segment_count(e.log) >= 3);
+    uint64_t first = log_segment_id(e.log, 0);
+    struct log_pos pos = {.seq = 1, .segment_id = first, .batch_offset = 4096};
+    uint64_t drop[1] = {first};
+    REQUIRE(log_checkpoint(e.log, log_durable_seq_end(e.log), "s", 1, drop, 1, edge_ckpt_done,
+                           &e) == 0);
+    /* Keep a read of the segment in flight at every poll, so one spans the drop. */
+    uint32_t reads = 0, errors = 0;
+    bool gone = false;
+    for (int turn = 0; turn < EDGE_TURNS_MAX && !log_idle(e.log); turn++) {
+        if (!gone && e.reads_done == reads) {
+            int rc = log_read(e.log, &pos, edge_read_done, &e);
+            gone = rc == -ENOENT;
+            reads += rc == 0;
+        }
+        errors += e.read_error != 0;
+        REQUIRE(io_backend_poll(e.io, true) >= 0);
+    }
+    CHECK(reads >= 3);
+    CHECK_EQ(e.reads_done, reads);
+    CHECK_EQ(errors, 0);
+    CHECK_EQ(e.ckpts_done, 1);
+    CHECK_EQ(e.ckpt_error, 0);
+    CHECK_EQ(log_read(e.log, &pos, edge_read_done, &e), -ENOENT);
+    const uint8_t *data;
+    uint64_t size;
+    CHECK(!memfs_file(e.fs, "00000000000000000001.seg", &data, &size));
+    /* Its fd was closed once the last read was done (its CLOSE is its last op). */
+    uint32_t inode = 0;
+    bool opened = false;
+    uint64_t last_read = 0, close_at = 0;
+    for (uint64_t i = 0; i < memfs_op_count(e.fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(e.fs, i, &info);
+        if (info.kind == IO_OPEN && info.result >= 0 && info.path != NULL &&
+            strcmp(info.path, "00000000000000000001.seg") == 0) {
+            inode = info.inode;
+            opened = true;
+        }
+        if (opened && info.inode == inode && info.kind == IO_READ)
+            last_read = i;
+        if (opened && info.inode == inode && info.kind == IO_CLOSE && info.result == 0)
+            close_at = i;
+    }
+    CHECK(opened);
+    CHECK(close_at > last_read);
+    CHECK_EQ(log_close(e.log), 0);
+    edge_destroy(&e);
+}
+
 int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
@@ -546,6 +614,7 @@ int main(void)
     RUN_TEST(test_segment_size_bounded);
     RUN_TEST(test_checkpoint_anchor_listed);
     RUN_TEST(test_batch_stored_len_at_limit);
+    RUN_TEST(test_read_across_drop);
     RUN_TEST(test_spare_segment_rolls);
     RUN_TEST(test_spare_segment_low);
     RUN_TEST(test_spare_segment_io_uring);
