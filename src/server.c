@@ -244,8 +244,14 @@ static void replay_buffer_free(struct replay_buffer *rb)
     free(rb->data);
 }
 
+/* The bodies a checkpoint left on disk are read back with at most the log's read limit in
+ * flight: log_read refuses more with -EBUSY, so the loader keeps a window and refills it as
+ * reads complete. */
 struct body_load {
     struct server *server;
+    struct job **jobs; /* every job whose body is on disk only */
+    size_t count;
+    size_t next; /* jobs[next..] not yet asked for */
     uint32_t outstanding;
     int error;
 };
@@ -272,36 +278,54 @@ static void body_read_done(void *ctx, int error, const struct log_record *record
     free(read);
 }
 
-static void body_read_start(void *ctx, struct job *job)
+static void body_collect(void *ctx, struct job *job)
 {
     struct body_load *load = ctx;
-    struct body_read *read = malloc(sizeof(*read));
-    SPOOL_ASSERT(read != NULL);
-    read->load = load;
-    read->job = job;
-    int rc = log_read(load->server->log, &job->pos, body_read_done, read);
-    if (rc != 0) {
-        free(read);
-        if (load->error == 0)
-            load->error = rc;
-        return;
+    if (load->count % 1024 == 0) {
+        struct job **jobs = realloc(load->jobs, (load->count + 1024) * sizeof(*jobs));
+        SPOOL_ASSERT(jobs != NULL);
+        load->jobs = jobs;
     }
-    load->outstanding++;
+    load->jobs[load->count++] = job;
+}
+
+/* Ask for reads until the log's read limit is reached or every job was asked for. */
+static void body_reads_fill(struct body_load *load)
+{
+    while (load->next < load->count && load->error == 0) {
+        struct body_read *read = malloc(sizeof(*read));
+        SPOOL_ASSERT(read != NULL);
+        read->load = load;
+        read->job = load->jobs[load->next];
+        int rc = log_read(load->server->log, &read->job->pos, body_read_done, read);
+        if (rc != 0) {
+            free(read);
+            if (rc == -EBUSY && load->outstanding > 0)
+                return; /* the window is full: refill after completions */
+            load->error = rc;
+            return;
+        }
+        load->next++;
+        load->outstanding++;
+    }
 }
 
 /* Read back, through the ring, every body a checkpoint left on disk. */
 static int bodies_load(struct server *server)
 {
     struct body_load load = {.server = server};
-    queue_each_unloaded(server->queues, body_read_start, &load);
+    queue_each_unloaded(server->queues, body_collect, &load);
+    body_reads_fill(&load);
     while (load.outstanding > 0) {
         struct io_uring_cqe *cqe;
         io_uring_submit(&server->ring);
         int rc = io_uring_wait_cqe(&server->ring, &cqe);
         if (rc == -EINTR)
             continue;
-        if (rc < 0)
+        if (rc < 0) {
+            free(load.jobs);
             return rc;
+        }
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&server->ring, head, cqe)
         {
@@ -309,7 +333,10 @@ static int bodies_load(struct server *server)
             seen++;
         }
         io_uring_cq_advance(&server->ring, seen);
+        body_reads_fill(&load);
     }
+    SPOOL_ASSERT(load.error != 0 || load.next == load.count);
+    free(load.jobs);
     return load.error;
 }
 

@@ -732,6 +732,36 @@ static void count_unloaded(void *ctx, struct job *job)
     (*(int *)ctx)++;
 }
 
+/* A checkpoint keeps each queue's live jobs in put order: after loading, the oldest live job
+ * (ack_floor, what retention follows) is the same as before, however the job map hashes. */
+static void test_checkpoint_keeps_live_order(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t first = 0;
+    for (int i = 0; i < 200; i++) {
+        uint64_t id = put(s, "ordered", 0, 0);
+        if (i == 0)
+            first = id;
+    }
+    queue_durable(s, UINT64_MAX, 0);
+    struct queue_stats before;
+    queue_stats_get(queue_find(s, "ordered", 7), 0, &before);
+    uint8_t *payload;
+    uint32_t len;
+    REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    REQUIRE(queue_checkpoint_load(r, payload, len, 0) == 0);
+    struct queue_stats after;
+    queue_stats_get(queue_find(r, "ordered", 7), 0, &after);
+    CHECK_EQ(after.ack_floor, before.ack_floor);
+    CHECK_EQ(after.ack_floor, queue_peek_id(s, first)->pos.seq);
+    free(payload);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 static void test_checkpoint_roundtrip(void)
 {
     struct queue_state *s = make_state();
@@ -1120,6 +1150,7 @@ int main(void)
     RUN_TEST(test_lease_tokens_unique);
     RUN_TEST(test_replay_rebuilds_state_leases_void);
     RUN_TEST(test_checkpoint_roundtrip);
+    RUN_TEST(test_checkpoint_keeps_live_order);
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
     RUN_TEST(test_checkpoint_version1_loads);
