@@ -16,11 +16,14 @@
  *   records) for half a segment more: every ack must commit (no LOG_ENOSPC), and reopening
  *   finds everything reported durable.
  *
- * server_disk_full: spoold with 4 MiB segments on a 48 MiB tmpfs. Put 4000-byte incompressible
- *   jobs until a put fails: it must fail with DISK_FULL (retryable), promptly, while the
- *   server stays up; reserve and ack of existing jobs must still work; after most jobs are
- *   acked (and a checkpoint drops their segments) puts must work again; after a restart every
- *   acknowledged put that was not acked is still there and no acked job is ready again.
+ * server_disk_full: spoold with 4 MiB segments on a 48 MiB tmpfs and the default checkpoint
+ *   settings. Its log keeps a spare segment and it keeps a checkpoint reserve. Put 4000-byte
+ *   incompressible jobs until a put fails: it must fail with DISK_FULL (retryable), promptly,
+ *   while the server stays up; more puts and a batch are refused on the same connection and
+ *   the server logs one warning for it; reserve, touch, release, bury, delete and ack of
+ *   existing jobs must still work; after most jobs are acked puts must work again (the server
+ *   checkpoints on its own to drop their segments); after a restart every acknowledged put
+ *   that was not acked is still there and no acked job is ready again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -391,6 +394,94 @@ static int server_put(spool_client *c, uint64_t i, uint64_t *id)
     return spool_put(c, &job, id);
 }
 
+/* How many lines of the server's log contain text. */
+static int log_count(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Bytes allocated to data/name once at least want (waiting up to 2 s: the server makes the
+ * file from its loop), or what it has then (-1: no such file). */
+static long long file_allocated(const struct spoold *s, const char *name, long long want)
+{
+    char path[700];
+    snprintf(path, sizeof(path), "%s/%s", s->data, name);
+    int64_t deadline = now_ms() + 2000;
+    struct stat st;
+    for (;;) {
+        bool found = stat(path, &st) == 0;
+        if ((found && (long long)st.st_blocks * 512 >= want) || now_ms() > deadline)
+            return found ? (long long)st.st_blocks * 512 : -1;
+        usleep(10000);
+    }
+}
+
+/* The jobs of queue "side": a worker's other operations on a full disk. */
+#define SIDE_JOBS 4
+
+static void side_put(spool_client *c, uint64_t *ids)
+{
+    for (uint32_t i = 0; i < SIDE_JOBS; i++) {
+        struct spool_job_spec job = {.queue = "side", .body = "x", .body_len = 1};
+        REQUIRE(spool_put(c, &job, &ids[i]) == 0);
+    }
+}
+
+/* While puts are refused: reserve three, touch and release the first, bury the second and
+ * delete it, ack the third, delete the fourth (ready), then reserve the first again and ack
+ * it (so that no side job pins the oldest segment). Every call must succeed. */
+static void side_work(spool_client *c, const uint64_t *ids)
+{
+    static const char *const queues[] = {"side"};
+    struct spool_delivery *d = NULL;
+    size_t n = 0;
+    CHECK_EQ(spool_reserve(c, queues, 1, 3, 0, 0, &d, &n), 0);
+    CHECK_EQ(n, 3);
+    if (n != 3) {
+        spool_deliveries_free(d);
+        return;
+    }
+    CHECK_EQ(d[0].id, ids[0]);
+    CHECK_EQ(spool_touch(c, d[0].id, d[0].lease, 60000, NULL), 0);
+    CHECK_EQ(spool_release(c, d[0].id, d[0].lease, 0, -1), 0);
+    CHECK_EQ(spool_bury(c, d[1].id, d[1].lease, "disk full test"), 0);
+    CHECK_EQ(spool_delete(c, d[1].id), 0);
+    CHECK_EQ(spool_ack(c, d[2].id, d[2].lease, NULL, 0), 0);
+    CHECK_EQ(spool_delete(c, ids[3]), 0);
+    spool_deliveries_free(d);
+    d = NULL;
+    CHECK_EQ(spool_reserve(c, queues, 1, 1, 0, 0, &d, &n), 0);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK_EQ(d[0].id, ids[0]);
+        CHECK_EQ(spool_ack(c, d[0].id, d[0].lease, NULL, 0), 0);
+    }
+    spool_deliveries_free(d);
+}
+
+/* After the restart: the acked side jobs are done, the deleted ones gone. */
+static void side_verify(spool_client *c, const uint64_t *ids)
+{
+    for (uint32_t i = 0; i < SIDE_JOBS; i++) {
+        struct spool_job *job = NULL;
+        int rc = spool_status(c, ids[i], &job);
+        bool done = rc == 0 && job->state == SPOOL_STATE_DONE;
+        bool ready = rc == 0 && job->state == SPOOL_STATE_READY;
+        spool_job_free(job);
+        CHECK(!ready);
+        if (i == 0 || i == 2)
+            CHECK(done);
+    }
+}
+
 /* Put until refused; returns the refusal and how long it took to arrive. */
 static int server_fill(spool_client *c, struct server_jobs *jobs, int64_t *refusal_ms)
 {
@@ -524,10 +615,15 @@ static void server_disk_full(const char *base)
     static const char *const args[] = {"--segment-size", "4194304", "--max-job-size", "65536",
                                        NULL};
     REQUIRE(spoold_restart(&s, args) == 0);
+    /* The log keeps its next segment reserved, and the server its checkpoint's space. */
+    CHECK_EQ(file_allocated(&s, "segment.spare", 4194304), 4194304);
+    CHECK(file_allocated(&s, "spoold.reserve", 1) > 0);
     spool_client *c = server_connect(&s);
     REQUIRE(c != NULL);
     struct server_jobs jobs = {.ids = calloc(SERVER_PUTS_MAX + 16, sizeof(uint64_t))};
     REQUIRE(jobs.ids != NULL);
+    uint64_t side[SIDE_JOBS];
+    side_put(c, side);
 
     int64_t refusal_ms = 0;
     int rc = server_fill(c, &jobs, &refusal_ms);
@@ -535,10 +631,24 @@ static void server_disk_full(const char *base)
             spool_strerror(rc), rc, (long long)refusal_ms);
     dir_report(s.data);
     CHECK_EQ(rc, SPOOL_E_DISK_FULL);
+    CHECK(spool_error_is_retryable(rc));
     CHECK(refusal_ms < SERVER_IO_TIMEOUT_MS);
     CHECK(kill(s.pid, 0) == 0);
     c = server_usable(&s, c, rc);
     CHECK(c != NULL);
+
+    /* Refused again, batches too, on the same connection; one warning for the episode. */
+    if (c != NULL) {
+        for (uint32_t i = 0; i < 20; i++) {
+            uint64_t id;
+            CHECK_EQ(server_put(c, jobs.count, &id), SPOOL_E_DISK_FULL);
+        }
+        struct spool_job_spec batch[2] = {{.queue = "fill", .body = "a", .body_len = 1},
+                                          {.queue = "side", .body = "b", .body_len = 1}};
+        CHECK_EQ(spool_put_batch(c, batch, 2, NULL), SPOOL_E_DISK_FULL);
+        CHECK_EQ(log_count(s.log, "puts refused with DISK_FULL"), 1);
+        side_work(c, side);
+    }
 
     /* Workers go on while puts are refused: ack three quarters, oldest first. */
     if (c != NULL) {
@@ -557,12 +667,20 @@ static void server_disk_full(const char *base)
     }
     spool_close(c);
     CHECK(server_stop_bounded(&s));
+    /* Each episode is logged once when it begins and once when it ends. */
+    int episodes = log_count(s.log, "puts refused with DISK_FULL");
+    int ends = log_count(s.log, "puts admitted again");
+    fprintf(stderr, "server: %d disk-space episodes logged, %d ends\n", episodes, ends);
+    CHECK(episodes >= 1);
+    CHECK(ends >= 1);
+    CHECK(episodes <= ends + 1);
 
     /* Whatever happened, a restart on the same (full) disk has every acknowledged put. */
     REQUIRE(spoold_restart(&s, args) == 0);
     c = server_connect(&s);
     REQUIRE(c != NULL);
     server_verify(c, &jobs);
+    side_verify(c, side);
     spool_close(c);
     CHECK(server_stop_bounded(&s));
     if (check_failures > 0)
