@@ -274,10 +274,10 @@ static int put_one(struct conn *conn, const struct wire_job_spec *spec, int64_t 
 }
 
 /* Admission against the disk: while the log cannot reserve its next segment (or a roll waits
- * for space, or the next checkpoint has no space reserved), new jobs are refused with a definite, retryable DISK_FULL, so that what is
- * already queued can still be reserved, acked and deleted: those records are small and land
- * in the current segment and the spare (STYLE.md: reserve log space at admission). True when
- * refused (the error frame is queued). */
+ * for space, or the next checkpoint has no space reserved), new jobs are refused with a
+ * definite, retryable DISK_FULL, so that what is already queued can still be reserved, acked
+ * and deleted: those records are small and land in the current segment and the spare
+ * (STYLE.md: reserve log space at admission). True when refused (the error frame is queued). */
 static bool put_refused_for_space(struct conn *conn, uint64_t request_id, uint32_t job_count)
 {
     struct server *server = conn->server;
