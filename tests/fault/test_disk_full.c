@@ -408,6 +408,21 @@ static int log_count(const char *path, const char *text)
     return n;
 }
 
+/* Copy the server's log lines about disk space and checkpoints to stderr: what the episode
+ * looked like, pass or fail. */
+static void log_echo(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, "disk") != NULL || strstr(line, "checkpoint") != NULL ||
+            strstr(line, "recovered") != NULL)
+            fprintf(stderr, "  spoold: %s", line);
+    fclose(f);
+}
+
 /* Bytes allocated to data/name once at least want (waiting up to 2 s: the server makes the
  * file from its loop), or what it has then (-1: no such file). */
 static long long file_allocated(const struct spoold *s, const char *name, long long want)
@@ -683,6 +698,7 @@ static void server_disk_full(const char *base)
     side_verify(c, side);
     spool_close(c);
     CHECK(server_stop_bounded(&s));
+    log_echo(s.log);
     if (check_failures > 0)
         fprintf(stderr, "server log kept at %s\n", s.log);
     free(jobs.ids);
