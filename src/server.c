@@ -34,6 +34,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -524,8 +526,9 @@ static int signals_setup(struct server *server)
  * segment has just filled there may be none, and then no checkpoint is written, no segment is
  * dropped and no space ever comes back. So spoold keeps SERVER_RESERVE_NAME preallocated to
  * twice the last payload plus SERVER_RESERVE_SLACK_BYTES, empties it just before it hands a
- * checkpoint to the log, and fills it again once the checkpoint is done. The file holds no
- * data: its size after a crash does not matter, and the next start reuses it.
+ * checkpoint to the log when the disk lacks room for that checkpoint, and fills it again once
+ * the checkpoint is done. The file holds no data: its size after a crash does not matter, and
+ * the next start reuses it.
  */
 #define SERVER_RESERVE_NAME "spoold.reserve"
 /* What the payload may grow by between two checkpoints, and its fixed parts: 1 MiB is some
@@ -545,8 +548,22 @@ static void reserve_fill(struct server *server)
     if (server->reserve_fd < 0)
         return;
     uint64_t want = 2 * server->checkpoint_payload_bytes + SERVER_RESERVE_SLACK_BYTES;
+    /* While the log's space is low, puts are refused and checkpoints only shrink: the reserve
+     * takes back what it gave and no more, so that a dropped segment goes to the log's spare.
+     * It grows once the spare is made again. */
+    if (log_space_low(server->log) && server->reserve_bytes > 0 && want > server->reserve_bytes)
+        want = server->reserve_bytes;
+    struct stat st;
+    if (fstat(server->reserve_fd, &st) == 0 && (uint64_t)st.st_blocks * 512 >= want) {
+        server->reserve_short = false; /* kept through the last checkpoint: nothing to do */
+        if ((uint64_t)st.st_blocks * 512 > server->reserve_bytes)
+            server->reserve_bytes = (uint64_t)st.st_blocks * 512; /* made by an earlier run */
+        return;
+    }
     if (fallocate(server->reserve_fd, 0, 0, (off_t)want) == 0) {
         server->reserve_short = false;
+        if (want > server->reserve_bytes)
+            server->reserve_bytes = want;
         return;
     }
     if (errno == EOPNOTSUPP) {
@@ -561,10 +578,21 @@ static void reserve_fill(struct server *server)
     server->reserve_short = true; /* logged with the episode (space_watch) */
 }
 
-/* Give the reserved space to the checkpoint about to be written. */
-static void reserve_release(struct server *server)
+/* Give the reserved space to the checkpoint about to be written (payload_bytes), unless the
+ * disk has room for it anyway: then the reservation stays, and refilling it costs nothing. */
+static void reserve_release(struct server *server, uint32_t payload_bytes)
 {
-    if (server->reserve_fd >= 0 && ftruncate(server->reserve_fd, 0) != 0)
+    if (server->reserve_fd < 0)
+        return;
+    struct statvfs vfs;
+    uint64_t free_bytes = fstatvfs(server->reserve_fd, &vfs) == 0
+                              ? (uint64_t)vfs.f_bavail * vfs.f_frsize
+                              : 0;
+    if (free_bytes >= payload_bytes + SERVER_RESERVE_SLACK_BYTES)
+        return;
+    slog_info("msg=\"checkpoint reserve released for a checkpoint\" free_bytes=%llu "
+              "payload_bytes=%u", (unsigned long long)free_bytes, payload_bytes);
+    if (ftruncate(server->reserve_fd, 0) != 0)
         slog_warn("msg=\"cannot empty the checkpoint reserve\" error=\"%s\"", strerror(errno));
 }
 
@@ -692,7 +720,7 @@ static bool checkpoint_write(struct server *server)
     uint64_t *drop;
     uint32_t drop_count = retention_drop_list(server, anchor, &drop);
     /* The payload goes to the log as it is (tens of MiB with a large backlog: no copy). */
-    reserve_release(server);
+    reserve_release(server, len);
     int rc = log_checkpoint_give(server->log, anchor, payload, len, drop, drop_count,
                                  checkpoint_done, server);
     free(drop);

@@ -148,6 +148,7 @@ struct server {
     bool space_low;              /* the episode the loop has seen begin (logged once) */
     uint64_t puts_refused_space; /* jobs refused in the episode in progress */
     int reserve_fd;              /* the checkpoint's space (server.c), or -1 */
+    uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
     /* stats */
     int64_t started_ms;

@@ -24,6 +24,9 @@
  *   existing jobs must still work; after most jobs are acked puts must work again (the server
  *   checkpoints on its own to drop their segments); after a restart every acknowledged put
  *   that was not acked is still there and no acked job is ready again.
+ *
+ * server_disk_full_tight: the same on 45.5 MiB, where only 0.5 MiB are free once the spare
+ *   cannot be made: the checkpoint must be given the server's checkpoint reserve.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,8 +60,12 @@
 #define ENGINE_ACK_BYTES 64u
 /* Half a segment of acks after space went low: well inside the one segment of headroom. */
 #define ENGINE_ACKS (ENGINE_SEGMENT_BYTES / 2 / (ENGINE_ACK_BYTES + 8))
-/* Server: 48 MiB and 4 MiB segments, as a small production disk would be, in miniature. */
+/* Server: 48 MiB and 4 MiB segments, as a small production disk would be, in miniature.
+ * With the 1 MiB checkpoint reserve, 3 MiB are free when the spare cannot be made: the
+ * checkpoint fits beside it (without the reserve nothing would be free: no checkpoint, no
+ * space back). On 45.5 MiB only 0.5 MiB are free then: the reserve is given to the checkpoint. */
 #define SERVER_TMPFS_OPTIONS "size=48m"
+#define SERVER_TMPFS_TIGHT_OPTIONS "size=46592k"
 #define SERVER_JOB_BYTES 4000u
 #define SERVER_PUTS_MAX 20000u /* 48 MiB / 4000 B is ~12600: a bound, never reached */
 #define SERVER_IO_TIMEOUT_MS 5000
@@ -614,16 +621,17 @@ static bool server_stop_bounded(struct spoold *s)
     return false;
 }
 
-static void server_disk_full(const char *base)
+static void server_disk_full_on(const char *base, const char *tag, const char *tmpfs_options,
+                                bool reserve_released)
 {
     struct spoold s;
     memset(&s, 0, sizeof(s));
     snprintf(s.dir, sizeof(s.dir), "%s", base);
     snprintf(s.data, sizeof(s.data), "%s/data", base);
     snprintf(s.ready, sizeof(s.ready), "%s/ready", base);
-    snprintf(s.log, sizeof(s.log), "%s/spoold.log", base); /* not on the full disk */
-    REQUIRE(mkdir(s.data, 0750) == 0);
-    if (!tmpfs_mount(s.data, SERVER_TMPFS_OPTIONS))
+    snprintf(s.log, sizeof(s.log), "%s/spoold-%s.log", base, tag); /* not on the full disk */
+    REQUIRE(mkdir(s.data, 0750) == 0 || errno == EEXIST);
+    if (!tmpfs_mount(s.data, tmpfs_options))
         exit(TEST_EXIT_SKIP);
     /* The default checkpoint period (60 s) and bytes (64 MiB, above the disk): puts come back
      * only if the server checkpoints on its own when space is low and a segment can go. */
@@ -689,6 +697,7 @@ static void server_disk_full(const char *base)
     CHECK(episodes >= 1);
     CHECK(ends >= 1);
     CHECK(episodes <= ends + 1);
+    CHECK_EQ(log_count(s.log, "checkpoint reserve released") > 0, reserve_released);
 
     /* Whatever happened, a restart on the same (full) disk has every acknowledged put. */
     REQUIRE(spoold_restart(&s, args) == 0);
@@ -703,6 +712,16 @@ static void server_disk_full(const char *base)
         fprintf(stderr, "server log kept at %s\n", s.log);
     free(jobs.ids);
     tmpfs_unmount(s.data);
+}
+
+static void server_disk_full(const char *base)
+{
+    server_disk_full_on(base, "roomy", SERVER_TMPFS_OPTIONS, false);
+}
+
+static void server_disk_full_tight(const char *base)
+{
+    server_disk_full_on(base, "tight", SERVER_TMPFS_TIGHT_OPTIONS, true);
 }
 
 #define RUN_TEST_ARG(fn, arg)                                                                 \
@@ -724,11 +743,15 @@ int main(int argc, char **argv)
         RUN_TEST_ARG(engine_enospc, base);
         RUN_TEST_ARG(engine_headroom, base);
     }
-    if (strcmp(which, "engine") != 0)
+    if (strcmp(which, "engine") != 0) {
         RUN_TEST_ARG(server_disk_full, base);
+        RUN_TEST_ARG(server_disk_full_tight, base);
+    }
     if (check_failures == 0) {
         char path[700];
-        snprintf(path, sizeof(path), "%s/spoold.log", base);
+        snprintf(path, sizeof(path), "%s/spoold-roomy.log", base);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/spoold-tight.log", base);
         unlink(path);
         snprintf(path, sizeof(path), "%s/ready", base);
         unlink(path);
