@@ -273,12 +273,30 @@ static int put_one(struct conn *conn, const struct wire_job_spec *spec, int64_t 
     return 0;
 }
 
+/* Admission against the disk: while the log cannot reserve its next segment (or a roll waits
+ * for space, or the next checkpoint has no space reserved), new jobs are refused with a
+ * definite, retryable DISK_FULL, so that what is already queued can still be reserved, acked
+ * and deleted: those records are small and land in the current segment and the spare
+ * (STYLE.md: reserve log space at admission). True when refused (the error frame is queued). */
+static bool put_refused_for_space(struct conn *conn, uint64_t request_id, uint32_t job_count)
+{
+    struct server *server = conn->server;
+    if (!server_space_low(server))
+        return false;
+    server->puts_refused_space += job_count;
+    conn_error(conn, request_id, SPOOL_E_DISK_FULL,
+               "disk space low: puts refused until acks and a checkpoint free a segment");
+    return true;
+}
+
 static int handle_put(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     if (m->put.body.len > conn->server->config.job_size_max) {
         conn_error(conn, h->request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
         return 0;
     }
+    if (put_refused_for_space(conn, h->request_id, 1))
+        return 0;
     uint64_t seq_end = 0;
     union wire_msg r = {0};
     int rc = put_one(conn, &m->put, server_now_ms(), &r.put_reply.job, &seq_end);
@@ -341,6 +359,10 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         }
     }
     if (conn->batch_results == NULL || conn->batch_request_id != h->request_id) {
+        /* Only before the first job: an admitted batch (one frame, small beside the segment
+         * of headroom) goes on whole. */
+        if (put_refused_for_space(conn, h->request_id, batch->count))
+            return 0;
         if (!batch_has_room(conn->server->queues, batch)) {
             conn_error(conn, h->request_id, SPOOL_E_QUEUE_FULL, "the batch exceeds a queue limit");
             return 0;

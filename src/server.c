@@ -34,6 +34,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +49,11 @@
 /* How often connections are checked for frames stalled past --frame-timeout: the timeout's
  * precision, and one wake-up per period while clients are connected. */
 #define SERVER_SWEEP_MS 250
+/* While disk space is low and a segment could be dropped, a checkpoint starts at once rather
+ * than after --checkpoint-interval: the acks that freed the segment are themselves filling
+ * the last segment of headroom (a commit takes at least 4 KiB of it). After a failed one, the
+ * next waits this long, so that a disk too full even for the checkpoint is not hammered. */
+#define SERVER_SPACE_CHECKPOINT_RETRY_MS 200
 
 int64_t server_now_ms(void)
 {
@@ -378,6 +385,10 @@ static int recover(struct server *server)
     lc.batch_size_bytes_max = config_batch_size(&server->config);
     lc.sync_mode = server->config.sync_mode;
     lc.sync_interval_ms = server->config.sync_interval_ms;
+    /* The next segment's space stays reserved, and log_space_low() says when it cannot be:
+     * puts are then refused at admission (handlers.c) while everything else lands in the
+     * current segment and the spare, so acks and deletes never meet a full disk. */
+    lc.spare_segment = true;
     lc.on_durable = on_durable;
     lc.ctx = server;
     struct replay_buffer rb = {0};
@@ -401,6 +412,7 @@ static int recover(struct server *server)
     size_t replayed = rb.count;
     replay_buffer_free(&rb);
     free(checkpoint);
+    server->checkpoint_payload_bytes = checkpoint_len; /* sizes the checkpoint reserve */
     if (rc != 0)
         return rc;
     server->durable_seq_end = log_durable_seq_end(server->log);
@@ -506,12 +518,105 @@ static int signals_setup(struct server *server)
     return 0;
 }
 
+/* ---- disk headroom ---- */
+
+/*
+ * The checkpoint's own disk space. A checkpoint is written beside the one it replaces and then
+ * renamed over it, so it needs free space of its own size; on a disk that the log's spare
+ * segment has just filled there may be none, and then no checkpoint is written, no segment is
+ * dropped and no space ever comes back. So spoold keeps SERVER_RESERVE_NAME preallocated to
+ * twice the last payload plus SERVER_RESERVE_SLACK_BYTES, empties it just before it hands a
+ * checkpoint to the log when the disk lacks room for that checkpoint, and fills it again once
+ * the checkpoint is done. The file holds no data: its size after a crash does not matter, and
+ * the next start reuses it.
+ */
+#define SERVER_RESERVE_NAME "spoold.reserve"
+/* What the payload may grow by between two checkpoints, and its fixed parts: 1 MiB is some
+ * ten thousand more live jobs at about a hundred bytes of index entry each. */
+#define SERVER_RESERVE_SLACK_BYTES (1024ull * 1024)
+
+bool server_space_low(const struct server *server)
+{
+    return server->reserve_short || log_space_low(server->log);
+}
+
+/* Make the reserve as large as the next checkpoint may need; reserve_short while it cannot.
+ * A synchronous fallocate on the loop: it runs at start, after a checkpoint and while short,
+ * and allocates at most a few MiB. */
+static void reserve_fill(struct server *server)
+{
+    if (server->reserve_fd < 0)
+        return;
+    uint64_t want = 2 * server->checkpoint_payload_bytes + SERVER_RESERVE_SLACK_BYTES;
+    /* While the log's space is low, puts are refused and checkpoints only shrink: the reserve
+     * takes back what it gave and no more, so that a dropped segment goes to the log's spare.
+     * It grows once the spare is made again. */
+    if (log_space_low(server->log) && server->reserve_bytes > 0 && want > server->reserve_bytes)
+        want = server->reserve_bytes;
+    struct stat st;
+    if (fstat(server->reserve_fd, &st) == 0 && (uint64_t)st.st_blocks * 512 >= want) {
+        server->reserve_short = false; /* kept through the last checkpoint: nothing to do */
+        if ((uint64_t)st.st_blocks * 512 > server->reserve_bytes)
+            server->reserve_bytes = (uint64_t)st.st_blocks * 512; /* made by an earlier run */
+        return;
+    }
+    if (fallocate(server->reserve_fd, 0, 0, (off_t)want) == 0) {
+        server->reserve_short = false;
+        if (want > server->reserve_bytes)
+            server->reserve_bytes = want;
+        return;
+    }
+    if (errno == EOPNOTSUPP) {
+        /* Nothing can be reserved on this file system: checkpoints take their chance. */
+        slog_warn("msg=\"no fallocate: checkpoint space is not reserved\" dir=%s",
+                  server->config.data_dir);
+        close(server->reserve_fd);
+        server->reserve_fd = -1;
+        server->reserve_short = false;
+        return;
+    }
+    server->reserve_short = true; /* logged with the episode (space_watch) */
+}
+
+/* Give the reserved space to the checkpoint about to be written (payload_bytes), unless the
+ * disk has room for it anyway: then the reservation stays, and refilling it costs nothing. */
+static void reserve_release(struct server *server, uint32_t payload_bytes)
+{
+    if (server->reserve_fd < 0)
+        return;
+    struct statvfs vfs;
+    uint64_t free_bytes = fstatvfs(server->reserve_fd, &vfs) == 0
+                              ? (uint64_t)vfs.f_bavail * vfs.f_frsize
+                              : 0;
+    if (free_bytes >= payload_bytes + SERVER_RESERVE_SLACK_BYTES)
+        return;
+    slog_info("msg=\"checkpoint reserve released for a checkpoint\" free_bytes=%llu "
+              "payload_bytes=%u", (unsigned long long)free_bytes, payload_bytes);
+    if (ftruncate(server->reserve_fd, 0) != 0)
+        slog_warn("msg=\"cannot empty the checkpoint reserve\" error=\"%s\"", strerror(errno));
+}
+
+static void reserve_open(struct server *server)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", server->config.data_dir, SERVER_RESERVE_NAME);
+    server->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (server->reserve_fd < 0) {
+        slog_warn("msg=\"cannot open the checkpoint reserve: puts refused\" path=%s "
+                  "error=\"%s\"", path, strerror(errno));
+        server->reserve_short = true;
+        return;
+    }
+    reserve_fill(server);
+}
+
 /* ---- checkpoints and retention ---- */
 
 static void checkpoint_done(void *ctx, int error)
 {
     struct server *server = ctx;
     server->checkpoint_in_flight = false;
+    reserve_fill(server); /* the old checkpoint's space is free now, or the failed one's */
     if (error != 0) {
         /* The previous checkpoint still stands and the log still holds everything since it:
          * serve on; a poisoned log stops the server through on_durable. */
@@ -541,15 +646,33 @@ static uint32_t retention_drop_list(struct server *server, uint64_t anchor, uint
     return n;
 }
 
+/* A sealed segment holds no live job: a checkpoint now would drop it and give space back. */
+static bool retention_droppable(const struct server *server)
+{
+    uint32_t count = log_segment_count(server->log);
+    uint64_t current = log_current_segment_id(server->log);
+    for (uint32_t i = 0; i + 1 < count; i++) {
+        uint64_t id = log_segment_id(server->log, i);
+        if (id != current && queue_segment_live(server->queues, id) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Due after --checkpoint-bytes of log, but never before SERVER_CHECKPOINT_LOG_PER_JOB bytes of
  * log per job live at the last checkpoint: a checkpoint walks every live job on the loop, so
  * with a large backlog the log written between two of them grows with it and their cost stays
  * a bounded fraction of the work. The period (--checkpoint-interval) still bounds recovery
- * time when writes are few. */
+ * time when writes are few. While disk space is low, puts wait for a checkpoint that drops
+ * segments: it is due as soon as there is one to drop. */
 static bool checkpoint_due(const struct server *server, int64_t now_ms)
 {
     if (server->checkpoint_bytes == 0)
         return false;
+    if (server->space_low && retention_droppable(server) &&
+        (!server->checkpoint_failed ||
+         now_ms - server->checkpoint_last_ms >= SERVER_SPACE_CHECKPOINT_RETRY_MS))
+        return true;
     uint64_t bytes_due = server->config.checkpoint_bytes;
     uint64_t by_jobs = server->checkpoint_jobs * SERVER_CHECKPOINT_LOG_PER_JOB;
     if (bytes_due < by_jobs)
@@ -601,10 +724,12 @@ static bool checkpoint_write(struct server *server)
     uint64_t *drop;
     uint32_t drop_count = retention_drop_list(server, anchor, &drop);
     /* The payload goes to the log as it is (tens of MiB with a large backlog: no copy). */
+    reserve_release(server, len);
     int rc = log_checkpoint_give(server->log, anchor, payload, len, drop, drop_count,
                                  checkpoint_done, server);
     free(drop);
     if (rc != 0) {
+        reserve_fill(server);
         slog_warn("msg=\"checkpoint not started\" error=\"%s\" payload_bytes=%u",
                   log_strerror(rc), len);
         checkpoint_skip(server);
@@ -613,6 +738,7 @@ static bool checkpoint_write(struct server *server)
     server->checkpoint_in_flight = true;
     server->checkpoint_failed = false;
     server->checkpoint_jobs = server->checkpoint_walk_jobs;
+    server->checkpoint_payload_bytes = len; /* sizes the checkpoint reserve */
     int64_t done_ns = mono_ns();
     slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u walk_ms=%lld turns=%u "
               "handover_ms=%lld",
@@ -652,6 +778,25 @@ static bool checkpoint_now(struct server *server)
 }
 
 /* ---- the loop ---- */
+
+/* The disk-space episode begins or ends: one log line each, not one per refused put. */
+static void space_watch(struct server *server)
+{
+    bool low = server_space_low(server);
+    if (low == server->space_low)
+        return;
+    server->space_low = low;
+    if (low) {
+        slog_warn("msg=\"disk space low: puts refused with DISK_FULL until acks and a "
+                  "checkpoint free a segment\" dir=%s log_space_low=%s checkpoint_reserve=%s",
+                  server->config.data_dir, log_space_low(server->log) ? "true" : "false",
+                  server->reserve_short ? "short" : "ok");
+        return;
+    }
+    slog_info("msg=\"disk space back: puts admitted again\" puts_refused=%llu",
+              (unsigned long long)server->puts_refused_space);
+    server->puts_refused_space = 0;
+}
 
 /* A new durable watermark: replies go out, puts become visible, stalled requests run again. */
 static void durable_apply(struct server *server)
@@ -725,6 +870,12 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
     }
     if (server->checkpoint_bytes > 0) {
         int64_t cp = server->checkpoint_last_ms + server->config.checkpoint_interval_ms - now_ms;
+        bool checkpointing = server->checkpoint_in_flight ||
+                             queue_checkpoint_active(server->queues);
+        if (server->space_low && !checkpointing && retention_droppable(server))
+            cp = server->checkpoint_failed
+                     ? server->checkpoint_last_ms + SERVER_SPACE_CHECKPOINT_RETRY_MS - now_ms
+                     : 0;
         if (cp < timeout)
             timeout = cp;
     }
@@ -783,8 +934,13 @@ static bool stop_step(struct server *server)
             io_uring_sqe_set_data(sqe, NULL);
         }
     }
-    if (!log_idle(server->log) || !list_empty(&server->held))
+    if (!log_idle(server->log) || !list_empty(&server->held)) {
+        /* A commit waiting for a new segment on a full disk may never land: its puts were
+         * never answered, so stopping loses nothing acknowledged (log_close says so). */
+        if (log_space_low(server->log) && now - server->stop_started_ms > SERVER_DRAIN_MS)
+            return !server->checkpoint_in_flight;
         return false;
+    }
     if (server->checkpoint_in_flight)
         return false;
     bool walking = queue_checkpoint_active(server->queues);
@@ -813,10 +969,13 @@ int server_run(struct server *server)
             conns_run(server);
         }
         log_tick(server->log);
+        space_watch(server);
         if (!server->stopping)
             checkpoint_advance(server, now);
         accept_arm(server);
         if (now >= server->sweep_ms) {
+            if (server->reserve_short && !server->checkpoint_in_flight)
+                reserve_fill(server); /* space may have come back by other means */
             conn_sweep(server, now);
             server->sweep_ms = now + SERVER_SWEEP_MS;
         }
@@ -835,6 +994,7 @@ int server_start(struct server *server, const struct server_config *config)
     server->config = *config;
     server->listen_fd = -1;
     server->signal_fd = -1;
+    server->reserve_fd = -1;
     server->started_ms = server_now_ms();
     server->checkpoint_last_ms = server->started_ms;
     server->accept_completion.complete = accept_complete;
@@ -862,6 +1022,7 @@ int server_start(struct server *server, const struct server_config *config)
     rc = recover(server);
     if (rc != 0)
         return rc;
+    reserve_open(server); /* before the log's first tick makes its spare */
     char addr[INET6_ADDRSTRLEN + 16];
     rc = listen_setup(server, addr, sizeof(addr));
     if (rc != 0)
@@ -913,6 +1074,8 @@ void server_destroy(struct server *server)
     idmap_free(&server->conns_by_id);
     if (server->listen_fd >= 0)
         close(server->listen_fd);
+    if (server->reserve_fd >= 0)
+        close(server->reserve_fd);
     if (server->signal_fd >= 0)
         close(server->signal_fd);
     if (server->buf_base != NULL)

@@ -152,6 +152,13 @@ struct server {
     uint64_t checkpoint_bytes; /* log bytes appended since the last checkpoint */
     uint64_t checkpoint_jobs;      /* live jobs the last checkpoint walked */
     uint64_t checkpoint_walk_jobs; /* live jobs at the anchor of the walk in progress */
+    uint64_t checkpoint_payload_bytes; /* size of the last snapshot */
+    /* disk headroom: while server_space_low(), puts are refused with DISK_FULL (handlers.c) */
+    bool space_low;              /* the episode the loop has seen begin (logged once) */
+    uint64_t puts_refused_space; /* jobs refused in the episode in progress */
+    int reserve_fd;              /* the checkpoint's space (server.c), or -1 */
+    uint64_t reserve_bytes;      /* the largest size it was made to */
+    bool reserve_short;          /* it could not be made as large as the next checkpoint */
     /* stats */
     int64_t started_ms;
     uint64_t commits;
@@ -162,6 +169,10 @@ struct server {
 /* Clocks: wall-clock ms for the queue state (delays survive restarts), monotonic ns for the
  * log's interval sync. */
 int64_t server_now_ms(void);
+
+/* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the
+ * next checkpoint has no space reserved. New jobs are refused while this is true. */
+bool server_space_low(const struct server *server);
 
 /* Lifecycle (server.c). */
 SPOOL_MUST_USE int server_start(struct server *server, const struct server_config *config);

@@ -152,7 +152,9 @@ static bool batch_fields_valid(const struct batch_header *h)
         return false;
     if (h->codec == BATCH_CODEC_NONE && h->stored_len != h->raw_len)
         return false;
-    if (h->raw_len > BATCH_TOTAL_BYTES_LIMIT || h->stored_len > BATCH_TOTAL_BYTES_LIMIT)
+    /* The whole batch, header included, within the limit: batch_align_up asserts on more. */
+    if (h->raw_len > BATCH_TOTAL_BYTES_LIMIT ||
+        (uint64_t)BATCH_HEADER_SIZE + h->stored_len > BATCH_TOTAL_BYTES_LIMIT)
         return false;
     if ((uint64_t)h->record_count * BATCH_RECORD_HEADER_SIZE > h->raw_len)
         return false;

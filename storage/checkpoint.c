@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,26 @@ uint64_t checkpoint_segment_id(const struct checkpoint_info *info, uint32_t inde
     return id;
 }
 
+/* The anchor's segment is one of the listed segments and starts at or below anchor_seq (the
+ * writer always lists the current segment, so the list is never empty). Recovery deletes
+ * every unlisted segment below anchor_segment_id as a leftover of a drop: a value it cannot
+ * trust must not get that far. */
+static int checkpoint_anchor_check(const struct checkpoint_info *info, char *detail,
+                                   size_t detail_len)
+{
+    bool listed = false;
+    for (uint32_t i = 0; i < info->segment_count && !listed; i++)
+        listed = checkpoint_segment_id(info, i) == info->anchor_segment_id;
+    if (info->anchor_seq == 0 || !listed || info->anchor_segment_id > info->anchor_seq) {
+        snprintf(detail, detail_len,
+                 "checkpoint anchor segment %llu is not a listed segment at or below seq %llu",
+                 (unsigned long long)info->anchor_segment_id,
+                 (unsigned long long)info->anchor_seq);
+        return LOG_ECORRUPT;
+    }
+    return 0;
+}
+
 int checkpoint_decode(const uint8_t *buf, size_t len, struct checkpoint_info *out,
                       char *detail, size_t detail_len)
 {
@@ -143,7 +164,7 @@ int checkpoint_decode(const uint8_t *buf, size_t len, struct checkpoint_info *ou
             return LOG_ECORRUPT;
         }
     }
-    return 0;
+    return checkpoint_anchor_check(out, detail, detail_len);
 }
 
 /* Read the whole open file fd of size bytes into a new buffer. */

@@ -6,6 +6,9 @@
  *   [roll: (fdatasync old segment) -> open O_CREAT|O_EXCL -> fallocate -> write header
  *          -> fdatasync -> fsync directory]  -> write batch (linked fdatasync if "always")
  *
+ * or, when a spare segment is ready (log_spare.c), a roll into it: write header -> fdatasync
+ * -> rename the spare to the segment's name -> fsync directory.
+ *
  * A write that completes short cancels its linked fdatasync (-ECANCELED); the remainder is
  * written and synced again. A failed write or fdatasync poisons the engine: on_durable hears
  * the error once, appends fail with it from then on, and nothing is retried. ENOSPC while
@@ -254,6 +257,15 @@ int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
 static void log_commit_op_done(struct io_op *op);
 static void log_roll_step(struct log *log);
 
+/* The roll's first step after the old segment is durable: into the spare when one is ready
+ * (no new space needed), else make the file. */
+static enum log_commit_step log_roll_first(struct log *log)
+{
+    log->roll_written = 0;
+    log->roll_from_spare = log_spare_take(log);
+    return log->roll_from_spare ? COMMIT_ROLL_HEADER : COMMIT_ROLL_OPEN;
+}
+
 static void log_op_prepare(struct log *log, struct io_op *op, enum io_op_kind kind, int fd)
 {
     memset(op, 0, sizeof(*op));
@@ -378,7 +390,7 @@ void log_commit_start(struct log *log)
         return;
     }
     bool unsynced = log->synced_end < log->written_end;
-    log->step = unsynced ? COMMIT_ROLL_SYNC_OLD : COMMIT_ROLL_OPEN;
+    log->step = unsynced ? COMMIT_ROLL_SYNC_OLD : log_roll_first(log);
     log->roll_sync_target = log->written_end;
     log_roll_step(log);
 }
@@ -400,6 +412,10 @@ static void log_roll_submit(struct log *log, enum io_op_kind kind, int fd)
         break;
     case IO_UNLINK:
         segment_name(id, log->roll_op.path);
+        break;
+    case IO_RENAME:
+        strcpy(log->roll_op.path, LOG_SPARE_NAME);
+        segment_name(id, log->roll_op.path2);
         break;
     case IO_FALLOCATE:
         log->roll_op.offset = 0;
@@ -431,6 +447,9 @@ static void log_roll_step(struct log *log)
     case COMMIT_ROLL_OPEN:
         log->roll_written = 0;
         log_roll_submit(log, IO_OPEN, -1);
+        break;
+    case COMMIT_ROLL_RENAME:
+        log_roll_submit(log, IO_RENAME, -1);
         break;
     case COMMIT_ROLL_FALLOCATE:
         log_roll_submit(log, IO_FALLOCATE, log->roll_fd);
@@ -467,6 +486,12 @@ static void log_roll_enospc(struct log *log)
         fprintf(stderr, "level=warn msg=\"disk full: cannot create segment\" segment=%" PRIu64
                         "\n", log->roll_header.segment_id);
     log->enospc = true;
+    if (log->roll_from_spare) {
+        /* The undo unlinks the segment's name; the spare's file keeps its own and the next
+         * spare reuses it (O_TRUNC). */
+        log->roll_from_spare = false;
+        log->spare_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
+    }
     if (log->roll_fd >= 0) {
         log->step = COMMIT_ROLL_UNDO_CLOSE;
         log_roll_step(log);
@@ -487,6 +512,10 @@ static void log_roll_finish(struct log *log)
     }
     log->roll_fd = -1;
     log->enospc = false;
+    if (log->roll_from_spare) {
+        log->roll_from_spare = false;
+        log->spare_retry_ns = 0; /* renamed: the next tick makes a new spare */
+    }
     log_commit_write_submit(log);
 }
 
@@ -499,7 +528,7 @@ static void log_roll_advance(struct log *log, int64_t rc)
             log->synced_end = log->roll_sync_target;
             log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
         }
-        log->step = COMMIT_ROLL_OPEN;
+        log->step = log_roll_first(log);
         break;
     case COMMIT_ROLL_OPEN:
         log->roll_fd = (int)rc;
@@ -514,6 +543,9 @@ static void log_roll_advance(struct log *log, int64_t rc)
             log->step = COMMIT_ROLL_HEADER_SYNC;
         break;
     case COMMIT_ROLL_HEADER_SYNC:
+        log->step = log->roll_from_spare ? COMMIT_ROLL_RENAME : COMMIT_ROLL_DIR_SYNC;
+        break;
+    case COMMIT_ROLL_RENAME:
         log->step = COMMIT_ROLL_DIR_SYNC;
         break;
     case COMMIT_ROLL_DIR_SYNC:
@@ -603,8 +635,9 @@ void log_tick(struct log *log)
     if (log->error != 0)
         return;
     int64_t now = log_now_ns(log);
+    log_spare_tick(log, now);
     if (log->step == COMMIT_ENOSPC_WAIT && now >= log->enospc_retry_ns) {
-        log->step = COMMIT_ROLL_OPEN;
+        log->step = log_roll_first(log);
         log_roll_step(log);
     }
     if (log->step == COMMIT_IDLE && log->open_count > 0 && log->error == 0)
@@ -618,6 +651,9 @@ int64_t log_next_deadline_ns(const struct log *log)
     int64_t deadline = log_isync_deadline(log);
     if (log->step == COMMIT_ENOSPC_WAIT && log->enospc_retry_ns < deadline)
         deadline = log->enospc_retry_ns;
+    int64_t spare = log_spare_deadline_ns(log);
+    if (spare < deadline)
+        deadline = spare;
     return log->error != 0 ? INT64_MAX : deadline;
 }
 
@@ -636,7 +672,8 @@ uint64_t log_durable_seq_end(const struct log *log)
 bool log_idle(const struct log *log)
 {
     return log->open_count == 0 && log->step == COMMIT_IDLE && !log->isync_active &&
-           log->ckpt_step == CKPT_IDLE && log->reads_active == 0 && log->closes_pending == 0;
+           log->ckpt_step == CKPT_IDLE && log->reads_active == 0 && log->closes_pending == 0 &&
+           !log_spare_busy(log);
 }
 
 int log_error(const struct log *log)
@@ -665,7 +702,8 @@ uint64_t log_current_segment_id(const struct log *log)
 
 static int log_config_check(const struct log_config *c)
 {
-    if (c->segment_size_bytes < SEGMENT_SIZE_MIN || c->segment_size_bytes % BATCH_ALIGN != 0)
+    if (c->segment_size_bytes < SEGMENT_SIZE_MIN || c->segment_size_bytes > SEGMENT_SIZE_MAX ||
+        c->segment_size_bytes % BATCH_ALIGN != 0)
         return -EINVAL;
     if (c->batch_size_bytes_max < 2 * BATCH_ALIGN || c->batch_size_bytes_max % BATCH_ALIGN != 0 ||
         c->batch_size_bytes_max > c->segment_size_bytes / 4 ||
@@ -692,6 +730,10 @@ static void log_free(struct log *log)
         int rc = io_sync_simple(log->backend, IO_CLOSE, log->roll_fd);
         (void)rc; /* a segment the log never used */
     }
+    if (log->spare_fd >= 0) {
+        int rc = io_sync_simple(log->backend, IO_CLOSE, log->spare_fd);
+        (void)rc; /* the spare holds nothing; the next run reuses its file */
+    }
     for (uint32_t i = 0; i < LOG_READS_MAX; i++)
         free(log->reads[i].buf);
     log_checkpoint_free(log);
@@ -712,6 +754,7 @@ static int log_alloc(const struct log_config *config, struct io_backend *backend
     log->config = *config;
     log->backend = backend;
     log->roll_fd = -1;
+    log->spare_fd = -1;
     log->ckpt_fd = -1;
     log->record_len_max =
         config->batch_size_bytes_max - BATCH_HEADER_SIZE - BATCH_RECORD_HEADER_SIZE;
@@ -769,11 +812,14 @@ static void log_drain(struct log *log)
 {
     while (true) {
         log_tick(log);
-        if (log->step == COMMIT_ENOSPC_WAIT && log_now_ns(log) < log->enospc_retry_ns)
-            break; /* the disk is full: what is pending cannot become durable */
-        bool busy = log->step != COMMIT_IDLE || log->isync_active ||
+        /* The disk is full: the commit waiting for a new segment cannot become durable now,
+         * but every other op in flight (reads, a checkpoint, closes) must still complete
+         * before the log that owns their io_ops is freed. */
+        bool stuck = log->step == COMMIT_ENOSPC_WAIT && log_now_ns(log) < log->enospc_retry_ns;
+        bool busy = (log->step != COMMIT_IDLE && !stuck) || log->isync_active ||
                     log->ckpt_step != CKPT_IDLE || log->reads_active > 0 ||
-                    log->closes_pending > 0 || (log->open_count > 0 && log->error == 0);
+                    log->closes_pending > 0 || log_spare_busy(log) ||
+                    (log->open_count > 0 && log->error == 0 && !stuck);
         if (!busy)
             break;
         int rc = io_backend_poll(log->backend, true);
@@ -790,6 +836,7 @@ int log_close(struct log *log)
 {
     if (log == NULL)
         return 0;
+    log->closing = true;
     log_drain(log);
     int rc = log->error;
     if (rc == 0 && log->step == COMMIT_ENOSPC_WAIT)

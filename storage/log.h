@@ -25,6 +25,7 @@
  * durable, fsync is never retried. Recovery (a new log_open) is the only way out. -ENOSPC
  * while creating a new segment fails with LOG_ENOSPC, distinct from a poisoning error; the
  * batch stays pending and the engine retries the roll on a later tick (nothing was written).
+ * With config.spare_segment the next segment's space is reserved ahead (log_space_low()).
  */
 #ifndef SPOOL_STORAGE_LOG_H
 #define SPOOL_STORAGE_LOG_H
@@ -75,6 +76,10 @@ struct log_config {
     uint32_t sync_interval_ms;        /* LOG_SYNC_INTERVAL only */
     bool compress;                    /* lz4 per batch when it pays; default true */
     bool salvage;                     /* recovery cuts at the first damage and reports it */
+    /* Keep the next segment's space reserved in a preallocated "segment.spare", so that a
+     * roll never needs new disk space while one is ready, and say through log_space_low()
+     * when none could be made. Default false. */
+    bool spare_segment;
     /* Called when the durable watermark advances: every record with seq < durable_seq_end has
      * reached level. error != 0 (negative) when the engine was poisoned; then level is 0 and
      * durable_seq_end is unchanged. In the interval and none modes, LOG_DURABLE_SYNCED may
@@ -151,6 +156,15 @@ uint64_t log_next_seq(const struct log *log);
 uint64_t log_durable_seq_end(const struct log *log); /* records < this are durable */
 bool log_idle(const struct log *log);                /* nothing pending and nothing in flight */
 int log_error(const struct log *log);                /* 0 or the poisoning error */
+
+/*
+ * The disk is (nearly) full: true while a roll waits for space (appends fail with
+ * LOG_ENOSPC), and, with config.spare_segment, while the next segment's space could not be
+ * reserved. Admission control: refuse what grows the log (new jobs) with a retryable error
+ * while this is true, and let everything else through; it lands in the current segment and
+ * then in the spare, so acks and deletes keep working until a checkpoint frees space.
+ */
+bool log_space_low(const struct log *log);
 
 /*
  * Read back one record by its location. done(ctx, error, record) runs from a completion

@@ -29,6 +29,8 @@
 /* After ENOSPC on a roll, try again this often: frequent enough to resume quickly once an
  * operator frees space, rare enough not to spin on a full disk. */
 #define LOG_ENOSPC_RETRY_NS (100ll * 1000 * 1000)
+/* The spare segment's name (log_spare.c): not a segment name, so recovery never reads it. */
+#define LOG_SPARE_NAME "segment.spare"
 /* Zeros written per call when cutting a torn tail or salvaging. */
 #define LOG_ZERO_CHUNK_BYTES (1u << 20)
 
@@ -50,11 +52,21 @@ enum log_commit_step {
     COMMIT_ROLL_FALLOCATE,
     COMMIT_ROLL_HEADER,
     COMMIT_ROLL_HEADER_SYNC,
+    COMMIT_ROLL_RENAME,      /* a roll into the spare: give it the segment's name */
     COMMIT_ROLL_DIR_SYNC,
     COMMIT_ROLL_UNDO_CLOSE,  /* ENOSPC: close and unlink the half-made segment */
     COMMIT_ROLL_UNDO_UNLINK,
     COMMIT_ENOSPC_WAIT,      /* retry the roll at enospc_retry_ns */
     COMMIT_WRITE,            /* the batch write (+ linked fdatasync in always mode) */
+};
+
+enum log_spare_state {
+    SPARE_NONE = 0,
+    SPARE_OPEN,
+    SPARE_FALLOCATE,
+    SPARE_UNDO_CLOSE,  /* making it failed: close and unlink the half-made file */
+    SPARE_UNDO_UNLINK,
+    SPARE_READY,       /* preallocated, fd open: the next roll takes it */
 };
 
 enum log_checkpoint_step {
@@ -127,6 +139,15 @@ struct log {
     uint32_t roll_written;
     bool enospc;
     int64_t enospc_retry_ns;
+    bool roll_from_spare; /* this roll writes into the spare (log_spare.c) */
+
+    /* The spare segment (config.spare_segment). */
+    enum log_spare_state spare_state;
+    struct io_op spare_op;
+    int spare_fd;
+    bool spare_low;         /* the last attempt to make it failed */
+    int64_t spare_retry_ns; /* make it (again) at or after this time */
+    bool closing;           /* log_close runs: make no new spare */
 
     /* Durability. */
     uint64_t written_end;
@@ -180,6 +201,13 @@ SPOOL_MUST_USE int log_recover(struct log *log,
                                int (*replay)(void *ctx, const struct log_record *record),
                                void *replay_ctx, void **checkpoint, uint32_t *checkpoint_len,
                                struct log_recovery_report *report);
+
+/* log_spare.c */
+void log_spare_tick(struct log *log, int64_t now);
+int64_t log_spare_deadline_ns(const struct log *log);
+/* Hand the ready spare's fd to the roll (log->roll_fd); false when none is ready. */
+bool log_spare_take(struct log *log);
+bool log_spare_busy(const struct log *log); /* a spare op is in flight */
 
 /* log_checkpoint.c */
 void log_checkpoint_free(struct log *log);

@@ -128,12 +128,31 @@ static int log_cut_torn_tail(struct log *log, struct scan_result *res,
     return log_zero_range(log, seg->fd, seg->end_offset, seg->nonzero_end);
 }
 
+/* Is the first damage a segment the checkpoint lists but the directory lacks? */
+static bool log_damage_listed_missing(const struct scan_result *res)
+{
+    if (!res->has_checkpoint || res->damage.kind != LOG_DAMAGE_MISSING_SEGMENT)
+        return false;
+    for (uint32_t i = 0; i < res->checkpoint.segment_count; i++)
+        if (checkpoint_segment_id(&res->checkpoint, i) == res->damage.segment_id)
+            return true;
+    return false;
+}
+
 /* Salvage: keep everything before the first damage, set the rest aside. */
 static int log_salvage(struct log *log, struct scan_result *res,
                        struct log_recovery_report *report)
 {
     uint32_t keep = res->cut_index < res->segment_count ? res->cut_index : res->segment_count;
     bool partial = keep < res->segment_count && res->cut_offset > 0;
+    if (log_damage_listed_missing(res)) {
+        /* The checkpoint names a segment that is gone: cutting cannot repair that (the
+         * checkpoint would stay and make every later open delete or set aside what is
+         * appended after the cut), so salvage refuses, as FORMAT.md says. */
+        fprintf(stderr, "level=error msg=\"salvage refuses: the checkpoint lists a missing "
+                        "segment\" segment=%" PRIu64 "\n", res->damage.segment_id);
+        return LOG_ECORRUPT;
+    }
     for (uint32_t i = 0; i < keep + (partial ? 1u : 0u); i++) {
         /* Damage found before the walk (a listed segment missing): nothing verified to keep. */
         if (!res->segments[i].walked)

@@ -80,7 +80,7 @@ enum segment_check segment_header_check(const void *block, uint64_t segment_id,
         return SEGMENT_BAD_HASH;
     if (out->segment_id != segment_id || out->flags != 0 || out->reserved != 0 ||
         out->prev_segment_id >= segment_id || out->segment_size < SEGMENT_SIZE_MIN ||
-        out->segment_size % SEGMENT_HEADER_SIZE != 0)
+        out->segment_size > SEGMENT_SIZE_MAX || out->segment_size % SEGMENT_HEADER_SIZE != 0)
         return SEGMENT_BAD_FIELDS;
     return SEGMENT_OK;
 }

@@ -34,6 +34,9 @@
 #define SEGMENT_HEADER_USED 64u
 /* A segment holds its header and at least one batch of the smallest size. */
 #define SEGMENT_SIZE_MIN (4u * 4096u)
+/* The largest segment_size a header may name (1 TiB, spoold's --segment-size limit): a hash-
+ * valid header naming more is damage, not a size to preallocate or to add offsets to. */
+#define SEGMENT_SIZE_MAX (1ull << 40)
 #define SEGMENT_NAME_LEN 24u /* 20 digits + ".seg" */
 
 struct segment_header {

@@ -54,6 +54,18 @@ static int64_t monotonic_ns(void)
 }
 
 /* Segment files created by the workload (the first plus one per roll). */
+static uint32_t spare_rolls(const struct memfs *fs)
+{
+    uint32_t count = 0;
+    for (uint64_t i = 0; i < memfs_op_count(fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(fs, i, &info);
+        if (info.kind == IO_RENAME && info.result >= 0 && strcmp(info.path, "segment.spare") == 0)
+            count++;
+    }
+    return count;
+}
+
 static uint32_t segments_created(const struct memfs *fs)
 {
     uint32_t count = 0;
@@ -61,8 +73,10 @@ static uint32_t segments_created(const struct memfs *fs)
         struct memfs_op_info info;
         memfs_op_get(fs, i, &info);
         size_t len = strlen(info.path);
-        if (info.kind == IO_OPEN && info.result >= 0 && len > 4 &&
-            strcmp(info.path + len - 4, ".seg") == 0)
+        bool seg_open = info.kind == IO_OPEN && len > 4 && strcmp(info.path + len - 4, ".seg") == 0;
+        /* A roll into the spare segment names it by a rename instead. */
+        bool spare_renamed = info.kind == IO_RENAME && strcmp(info.path, "segment.spare") == 0;
+        if ((seg_open || spare_renamed) && info.result >= 0)
             count++;
     }
     return count;
@@ -95,6 +109,8 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     CHECK_EQ(w->reads_wrong, 0);
     /* At least two rolls, or the test does not test what it says. */
     CHECK(segments_created(fs) >= 3);
+    if (w->spare_segment)
+        CHECK(spare_rolls(fs) >= 2); /* and some of them into the spare */
     /* Crashing a history that already went wrong would only repeat the failure. */
     REQUIRE(check_failures == failures_before);
 }
@@ -153,21 +169,29 @@ struct crash_variant {
     uint32_t sync_interval_ms; /* the fake clock advances 10 ms per turn */
     uint32_t generations;      /* runs on the same files: each recovers, then appends more */
     bool reorder;              /* memfs runs unlinked in-flight ops in a random order */
+    bool spare_segment;        /* rolls go into a preallocated spare renamed into place */
 };
 
 static const struct crash_variant crash_variants_always[] = {
-    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false}, {2, 0, LOG_SYNC_ALWAYS, 0, 1, false},
-    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false}, {4, 3, LOG_SYNC_ALWAYS, 0, 3, false},
-    {7, 0, LOG_SYNC_ALWAYS, 0, 2, true},
+    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false, false}, {2, 0, LOG_SYNC_ALWAYS, 0, 1, false, false},
+    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false, false}, {4, 3, LOG_SYNC_ALWAYS, 0, 3, false, false},
+    {7, 0, LOG_SYNC_ALWAYS, 0, 2, true, false},
 };
 
 /* Several batches are written between two fdatasyncs here, so a power loss may keep a later
  * batch and lose an earlier one (write-back has no order): recovery must take the hole for
  * a torn tail, since nothing after it was ever reported synced. */
 static const struct crash_variant crash_variants_relaxed[] = {
-    {5, 1, LOG_SYNC_INTERVAL, 30, 2, false},
-    {6, 0, LOG_SYNC_NONE, 0, 1, false},
-    {8, 0, LOG_SYNC_INTERVAL, 20, 1, true},
+    {5, 1, LOG_SYNC_INTERVAL, 30, 2, false, false},
+    {6, 0, LOG_SYNC_NONE, 0, 1, false, false},
+    {8, 0, LOG_SYNC_INTERVAL, 20, 1, true, false},
+};
+
+/* Rolls into the spare segment (write header, fdatasync, rename, fsync dir) while the next
+ * spare is made concurrently: a crash anywhere must look like a roll that made its file. */
+static const struct crash_variant crash_variants_spare[] = {
+    {9, 1, LOG_SYNC_ALWAYS, 0, 2, false, true},
+    {10, 0, LOG_SYNC_INTERVAL, 30, 1, false, true},
 };
 
 /* The crash image at k, materialized in a real directory and recovered from there. */
@@ -221,6 +245,7 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         .reads = true,
         .sync_mode = variant->sync_mode,
         .sync_interval_ms = variant->sync_interval_ms,
+        .spare_segment = variant->spare_segment,
         .op_count = memfs_counter,
         .hook_ctx = fs,
     };
@@ -261,13 +286,18 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
     return in_time;
 }
 
-/* argv[1]: "always" (the default mode) or "relaxed" (interval and none). */
+/* argv[1]: "always" (the default mode), "relaxed" (interval and none) or "spare". */
 int main(int argc, char **argv)
 {
     bool relaxed = argc > 1 && strcmp(argv[1], "relaxed") == 0;
+    bool spare = argc > 1 && strcmp(argv[1], "spare") == 0;
     const struct crash_variant *variants = relaxed ? crash_variants_relaxed : crash_variants_always;
     size_t count = relaxed ? sizeof(crash_variants_relaxed) / sizeof(crash_variants_relaxed[0])
                            : sizeof(crash_variants_always) / sizeof(crash_variants_always[0]);
+    if (spare) {
+        variants = crash_variants_spare;
+        count = sizeof(crash_variants_spare) / sizeof(crash_variants_spare[0]);
+    }
     int64_t deadline_ns = monotonic_ns() + CRASH_TIME_BUDGET_NS;
     struct crash_stats total = {0};
     struct io_uring ring;

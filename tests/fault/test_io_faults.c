@@ -221,7 +221,7 @@ static void run_check_class(struct fault_run *run)
 
 /* One run: the workload with the Nth matching op faulted; returns the ops that matched. */
 static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint64_t seed,
-                              uint32_t poll_batch, bool reorder)
+                              uint32_t poll_batch, bool reorder, bool spare)
 {
     struct fault_run run = {.class = class, .n = n};
     run.fs = memfs_create();
@@ -236,6 +236,7 @@ static uint64_t fault_run_one(const struct fault_class *class, uint64_t n, uint6
         .record_count = FAULT_RECORDS,
         .checkpoint = true,
         .reads = true,
+        .spare_segment = spare,
         .op_count = run_op_count,
         .tag = run_fired,
         .hook_ctx = &run,
@@ -344,13 +345,15 @@ static uint64_t recovery_sweep(void)
     return runs;
 }
 
-/* Workloads swept: one completion per poll in order (most interleaving), and all at once in
- * a random order (as a ring may run unlinked ops). */
+/* Workloads swept: one completion per poll in order (most interleaving), all at once in a
+ * random order (as a ring may run unlinked ops), and one that rolls into spare segments (a
+ * fault in the spare's own ops is never poison). */
 static const struct {
     uint64_t seed;
     uint32_t poll_batch;
     bool reorder;
-} fault_workloads[] = {{3, 1, false}, {4, 0, true}};
+    bool spare;
+} fault_workloads[] = {{3, 1, false, false}, {4, 0, true, false}, {5, 1, false, true}};
 
 int main(void)
 {
@@ -362,21 +365,23 @@ int main(void)
         uint64_t seed = fault_workloads[v].seed;
         uint32_t batch = fault_workloads[v].poll_batch;
         bool reorder = fault_workloads[v].reorder;
+        bool spare = fault_workloads[v].spare;
         for (size_t c = 0; c < sizeof(fault_classes) / sizeof(fault_classes[0]); c++) {
             const struct fault_class *class = &fault_classes[c];
             uint32_t before = fault_failures_total;
             /* N = 0 never faults: it counts the matching ops, the range of the sweep. */
-            uint64_t matching = fault_run_one(class, 0, seed, batch, reorder);
+            uint64_t matching = fault_run_one(class, 0, seed, batch, reorder, spare);
             uint64_t n = 1;
             for (; n <= matching && fault_in_time(); n++)
-                fault_run_one(class, n, seed, batch, reorder);
+                fault_run_one(class, n, seed, batch, reorder, spare);
             if (n <= matching)
                 fprintf(stderr, "time budget reached: N = %" PRIu64 "..%" PRIu64 " not run\n", n,
                         matching);
             runs += matching + 1;
             fprintf(stderr,
-                    "seed %" PRIu64 " poll batch %u%s %-14s N = 1..%" PRIu64 ": %u failures\n",
-                    seed, batch, reorder ? " reordered" : "", class->name, matching,
+                    "seed %" PRIu64 " poll batch %u%s%s %-14s N = 1..%" PRIu64 ": %u failures\n",
+                    seed, batch, reorder ? " reordered" : "", spare ? " spare" : "", class->name,
+                    matching,
                     fault_failures_total - before);
             CHECK(matching > 0);
         }

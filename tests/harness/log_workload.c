@@ -299,6 +299,7 @@ void workload_run(struct workload *w, struct io_backend *io)
     config.now_ns = wl_now;
     config.sync_mode = w->sync_mode;
     config.sync_interval_ms = w->sync_interval_ms;
+    config.spare_segment = w->spare_segment;
     if (w->now_ns == 0)
         w->now_ns = 1000000000ll;
     w->checkpoint_this_run = false;

@@ -50,6 +50,7 @@ struct workload {
     bool reads;                   /* read back a durable record (log_read) every few turns */
     enum log_sync_mode sync_mode; /* LOG_SYNC_ALWAYS (0) unless set */
     uint32_t sync_interval_ms;    /* LOG_SYNC_INTERVAL */
+    bool spare_segment;           /* log_config.spare_segment: rolls into a reserved spare */
     uint64_t (*op_count)(void *ctx); /* the backend's op counter (memfs) */
     bool (*tag)(void *ctx);          /* optional: marks reports (e.g. "after the fault") */
     void *hook_ctx;

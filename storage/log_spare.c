@@ -1,0 +1,168 @@
+/*
+ * The spare segment: disk space for the next segment, reserved before it is needed
+ * (log_config.spare_segment; off by default).
+ *
+ * Why. A roll that finds the disk full refuses every append with LOG_ENOSPC, acks and
+ * deletes included, until space comes back; but on a full disk the space comes back only by
+ * acks and a checkpoint that drops segments. The broker breaks that circle by refusing the
+ * records that grow the log (puts) while log_space_low() says the reserve is gone, and by
+ * letting everything else through: those land in the current segment and, when it is full,
+ * in the spare, which needs no new space ("reserve log space at admission so acks and
+ * deletes never fail on a full disk", STYLE.md).
+ *
+ * How. "segment.spare" is created (O_TRUNC: a leftover from a crash or an earlier run is
+ * reused) and preallocated to segment_size by a chain of ops of its own, driven from
+ * log_tick, concurrent with commits (it touches no file they touch). A roll that finds it
+ * ready takes its fd instead of creating a file: write the header, fdatasync, rename the spare
+ * to the segment's name, fsync the directory (log.c). No new spare is begun until that roll
+ * has renamed it (the name would still open the file being rolled into). Until that rename the file has no name
+ * recovery reads, so a crash at any point leaves either no new segment or a new segment with
+ * a durable header and no batch, exactly as a roll that creates its file. After a roll took
+ * the spare, the next tick makes a new one. When making one fails (ENOSPC, or any error: a
+ * spare is a reservation, never data), the half-made file is removed and the attempt is
+ * repeated every LOG_ENOSPC_RETRY_NS; meanwhile log_space_low() is true.
+ *
+ * Invariants: at most one spare op in flight; spare_fd >= 0 exactly in SPARE_READY (and
+ * while its chain holds the file); nothing durable ever depends on the spare's content.
+ */
+#include "log_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+static void log_spare_done(struct io_op *op);
+
+static void log_spare_submit(struct log *log, enum log_spare_state state)
+{
+    struct io_op *op = &log->spare_op;
+    memset(op, 0, sizeof(*op));
+    op->ctx = log;
+    op->done = log_spare_done;
+    op->fd = log->spare_fd;
+    log->spare_state = state;
+    switch (state) {
+    case SPARE_OPEN:
+        op->kind = IO_OPEN;
+        strcpy(op->path, LOG_SPARE_NAME);
+        op->open_flags = O_RDWR | O_CREAT | O_TRUNC;
+        op->mode = 0640;
+        break;
+    case SPARE_FALLOCATE:
+        op->kind = IO_FALLOCATE;
+        op->len = log->config.segment_size_bytes;
+        break;
+    case SPARE_UNDO_CLOSE:
+        op->kind = IO_CLOSE;
+        break;
+    case SPARE_UNDO_UNLINK:
+        op->kind = IO_UNLINK;
+        strcpy(op->path, LOG_SPARE_NAME);
+        break;
+    default:
+        SPOOL_ASSERT(!"no op for this spare state");
+    }
+    if (io_submit(log->backend, op) < 0) {
+        /* Could not even queue it: give the fd up (it leaks until exit only if the close
+         * itself could not be queued) and try again later. */
+        log->spare_state = SPARE_NONE;
+        log->spare_fd = -1;
+        log->spare_low = true;
+        log->spare_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
+    }
+}
+
+/* Making the spare failed with error: remove what was made, then wait to retry. */
+static void log_spare_failed(struct log *log, int error)
+{
+    if (!log->spare_low)
+        fprintf(stderr, "level=warn msg=\"disk space low: cannot reserve the next segment\" "
+                        "error=\"%s\"\n", log_strerror(error));
+    log->spare_low = true;
+    log->spare_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
+    if (log->spare_fd >= 0) {
+        log_spare_submit(log, SPARE_UNDO_CLOSE);
+        return;
+    }
+    log_spare_submit(log, SPARE_UNDO_UNLINK);
+}
+
+static void log_spare_done(struct io_op *op)
+{
+    struct log *log = op->ctx;
+    int64_t rc = op->result;
+    switch (log->spare_state) {
+    case SPARE_OPEN:
+        if (rc < 0) {
+            log->spare_low = true;
+            log->spare_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
+            log->spare_state = SPARE_NONE;
+            return;
+        }
+        log->spare_fd = (int)rc;
+        log_spare_submit(log, SPARE_FALLOCATE);
+        return;
+    case SPARE_FALLOCATE:
+        if (rc < 0 && rc != -EOPNOTSUPP) {
+            log_spare_failed(log, (int)rc);
+            return;
+        }
+        /* Without fallocate the spare reserves nothing, but a roll still works with it. */
+        if (log->spare_low)
+            fprintf(stderr, "level=info msg=\"disk space back: next segment reserved\"\n");
+        log->spare_low = false;
+        log->spare_state = SPARE_READY;
+        return;
+    case SPARE_UNDO_CLOSE:
+        log->spare_fd = -1;
+        log_spare_submit(log, SPARE_UNDO_UNLINK);
+        return;
+    case SPARE_UNDO_UNLINK:
+        log->spare_state = SPARE_NONE; /* an unlink that failed leaves a file O_TRUNC reuses */
+        return;
+    default:
+        SPOOL_ASSERT(!"spare completion in a state without an op");
+    }
+}
+
+void log_spare_tick(struct log *log, int64_t now)
+{
+    if (!log->config.spare_segment || log->closing || log->error != 0)
+        return;
+    if (log->spare_state == SPARE_NONE && now >= log->spare_retry_ns)
+        log_spare_submit(log, SPARE_OPEN);
+}
+
+int64_t log_spare_deadline_ns(const struct log *log)
+{
+    if (!log->config.spare_segment || log->closing || log->spare_state != SPARE_NONE)
+        return INT64_MAX;
+    return log->spare_retry_ns;
+}
+
+bool log_spare_take(struct log *log)
+{
+    if (log->spare_state != SPARE_READY)
+        return false;
+    SPOOL_ASSERT(log->spare_fd >= 0);
+    log->roll_fd = log->spare_fd;
+    log->spare_fd = -1;
+    log->spare_state = SPARE_NONE;
+    /* Not before the roll has renamed it: an O_TRUNC open of the name now would truncate the
+     * very file the roll is writing. log_roll_finish (or the roll's undo) sets the time. */
+    log->spare_retry_ns = INT64_MAX;
+    return true;
+}
+
+bool log_spare_busy(const struct log *log)
+{
+    return log->spare_state != SPARE_NONE && log->spare_state != SPARE_READY;
+}
+
+bool log_space_low(const struct log *log)
+{
+    SPOOL_ASSERT(log != NULL);
+    return log->enospc || (log->config.spare_segment && log->spare_state != SPARE_READY &&
+                           log->spare_low);
+}
