@@ -8,6 +8,8 @@
  */
 #include "batch.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <lz4.h>
 #include <string.h>
 #include <xxhash.h>
@@ -226,4 +228,16 @@ bool batch_cursor_next(struct batch_cursor *cursor, uint8_t *type, const uint8_t
     *len = n;
     cursor->offset += BATCH_RECORD_HEADER_SIZE + n;
     return true;
+}
+
+int batch_buffer_grow(uint8_t **buf, uint32_t *size, uint32_t need)
+{
+    if (*size >= need)
+        return 0;
+    uint8_t *p = realloc(*buf, need);
+    if (p == NULL)
+        return -ENOMEM;
+    *buf = p;
+    *size = need;
+    return 0;
 }

@@ -154,4 +154,8 @@ bool batch_cursor_next(struct batch_cursor *cursor, uint8_t *type, const uint8_t
 void batch_header_encode(struct batch_header *header, void *block);
 void batch_header_decode(const void *block, struct batch_header *out);
 
+/* Grow *buf (realloc) to at least need bytes, updating *size: the read path and the scanner
+ * keep one buffer each that grows to the largest batch seen. 0 or -ENOMEM. */
+SPOOL_MUST_USE int batch_buffer_grow(uint8_t **buf, uint32_t *size, uint32_t need);
+
 #endif

@@ -42,18 +42,6 @@ static int log_read_submit(struct log_read_slot *slot, uint32_t from, uint32_t t
     return io_submit(slot->log->backend, op);
 }
 
-static int log_read_grow(uint8_t **buf, uint32_t *size, uint32_t need)
-{
-    if (*size >= need)
-        return 0;
-    uint8_t *p = realloc(*buf, need);
-    if (p == NULL)
-        return -ENOMEM;
-    *buf = p;
-    *size = need;
-    return 0;
-}
-
 /* The whole batch is in slot->buf: verify, decode, find the record. */
 static void log_read_deliver(struct log_read_slot *slot)
 {
@@ -64,7 +52,7 @@ static void log_read_deliver(struct log_read_slot *slot)
         return;
     }
     if (h->codec == BATCH_CODEC_LZ4 &&
-        log_read_grow(&log->read_scratch, &log->read_scratch_size, h->raw_len) < 0) {
+        batch_buffer_grow(&log->read_scratch, &log->read_scratch_size, h->raw_len) < 0) {
         log_read_finish(slot, -ENOMEM, NULL);
         return;
     }
@@ -98,7 +86,7 @@ static void log_read_header(struct log_read_slot *slot)
         log_read_deliver(slot);
         return;
     }
-    int rc = log_read_grow(&slot->buf, &slot->buf_size, h->total_len);
+    int rc = batch_buffer_grow(&slot->buf, &slot->buf_size, h->total_len);
     if (rc == 0)
         rc = log_read_submit(slot, BATCH_ALIGN, h->total_len);
     if (rc < 0)
@@ -145,7 +133,7 @@ int log_read(struct log *log, const struct log_pos *pos,
         if (!log->reads[i].busy)
             slot = &log->reads[i];
     SPOOL_ASSERT(slot != NULL);
-    int rc = log_read_grow(&slot->buf, &slot->buf_size, BATCH_ALIGN);
+    int rc = batch_buffer_grow(&slot->buf, &slot->buf_size, BATCH_ALIGN);
     if (rc < 0)
         return rc;
     slot->busy = true;

@@ -50,18 +50,6 @@ void scan_damage_set(struct log_damage *damage, enum log_damage_kind kind, uint6
     va_end(ap);
 }
 
-static int scan_grow(uint8_t **buf, uint32_t *size, uint32_t need)
-{
-    if (*size >= need)
-        return 0;
-    uint8_t *p = realloc(*buf, need);
-    if (p == NULL)
-        return -ENOMEM;
-    *buf = p;
-    *size = need;
-    return 0;
-}
-
 /* Read len bytes at offset; what lies past the end of the file reads as zero. */
 static int scan_pread(struct io_backend *backend, int fd, uint8_t *buf, uint32_t len,
                       uint64_t offset)
@@ -96,7 +84,7 @@ static int scan_read_payload(struct scan_reader *r, int fd, uint64_t offset,
                         seq_last, "payload hash wrong");
         return SCAN_BATCH_BAD;
     }
-    if (h->codec == BATCH_CODEC_LZ4 && scan_grow(&r->scratch, &r->scratch_size, h->raw_len) < 0)
+    if (h->codec == BATCH_CODEC_LZ4 && batch_buffer_grow(&r->scratch, &r->scratch_size, h->raw_len) < 0)
         return -ENOMEM;
     *raw = batch_payload_decode(h, r->buf + BATCH_HEADER_SIZE, r->scratch, r->scratch_size);
     if (*raw == NULL) {
@@ -114,7 +102,7 @@ int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t
     SPOOL_ASSERT(offset % BATCH_ALIGN == 0);
     SPOOL_ASSERT(offset + BATCH_ALIGN <= limit);
     *header_valid = false;
-    if (scan_grow(&r->buf, &r->buf_size, BATCH_ALIGN) < 0)
+    if (batch_buffer_grow(&r->buf, &r->buf_size, BATCH_ALIGN) < 0)
         return -ENOMEM;
     int rc = scan_pread(r->backend, fd, r->buf, BATCH_ALIGN, offset);
     if (rc < 0)
@@ -135,7 +123,7 @@ int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t
                         (unsigned long long)limit);
         return SCAN_BATCH_BAD;
     }
-    if (scan_grow(&r->buf, &r->buf_size, h->total_len) < 0)
+    if (batch_buffer_grow(&r->buf, &r->buf_size, h->total_len) < 0)
         return -ENOMEM;
     return scan_read_payload(r, fd, offset, h, raw, damage);
 }
@@ -161,7 +149,7 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
     seg->valid_after = false;
     seg->valid_after_synced = false;
     seg->seq_last_after = 0;
-    if (scan_grow(&r->buf, &r->buf_size, SCAN_PROBE_CHUNK_BYTES) < 0)
+    if (batch_buffer_grow(&r->buf, &r->buf_size, SCAN_PROBE_CHUNK_BYTES) < 0)
         return -ENOMEM;
     for (uint64_t off = from; off < file_end; off += SCAN_PROBE_CHUNK_BYTES) {
         uint64_t n = file_end - off;
