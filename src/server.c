@@ -107,6 +107,20 @@ static void on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability 
 
 /* ---- startup: ring, buffers, socket ---- */
 
+/* Deliver every completion the ring holds: each CQE's user_data is a struct io_completion
+ * (network, disk and timers alike). */
+static void ring_dispatch_ready(struct server *server)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&server->ring, head, cqe)
+    {
+        io_uring_dispatch(cqe);
+        seen++;
+    }
+    io_uring_cq_advance(&server->ring, seen);
+}
+
 static int ring_setup(struct server *server)
 {
     int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, 0);
@@ -333,13 +347,7 @@ static int bodies_load(struct server *server)
             free(load.jobs);
             return rc;
         }
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&server->ring, head, cqe)
-        {
-            io_uring_dispatch(cqe);
-            seen++;
-        }
-        io_uring_cq_advance(&server->ring, seen);
+        ring_dispatch_ready(server);
         body_reads_fill(&load);
     }
     SPOOL_ASSERT(load.error != 0 || load.next == load.count);
@@ -902,13 +910,7 @@ static int loop_wait(struct server *server)
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         return rc;
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&server->ring, head, cqe)
-    {
-        io_uring_dispatch(cqe);
-        seen++;
-    }
-    io_uring_cq_advance(&server->ring, seen);
+    ring_dispatch_ready(server);
     return 0;
 }
 
