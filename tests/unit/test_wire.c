@@ -731,6 +731,24 @@ static void test_job_spec_fast_path_agrees(void)
     CHECK(seen_large > 10);
 }
 
+/* The name table against the charset written out, for every byte, alone and inside a name;
+ * and the length bounds. */
+static void test_queue_name_bytes(void)
+{
+    for (int c = 0; c < 256; c++) {
+        bool expect = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
+        uint8_t name[3] = {'a', (uint8_t)c, 'b'};
+        CHECK_EQ(wire_queue_name_valid(wire_bytes_of(name + 1, 1)), expect);
+        CHECK_EQ(wire_queue_name_valid(wire_bytes_of(name, 3)), expect);
+    }
+    uint8_t long_name[WIRE_QUEUE_NAME_SIZE_MAX + 1];
+    memset(long_name, 'q', sizeof long_name);
+    CHECK(wire_queue_name_valid(wire_bytes_of(long_name, WIRE_QUEUE_NAME_SIZE_MAX)));
+    CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, WIRE_QUEUE_NAME_SIZE_MAX + 1)));
+    CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, 0)));
+}
+
 int main(void)
 {
     RUN_TEST(test_round_trip_every_message);
@@ -744,5 +762,6 @@ int main(void)
     RUN_TEST(test_errors);
     RUN_TEST(test_random_payloads);
     RUN_TEST(test_job_spec_fast_path_agrees);
+    RUN_TEST(test_queue_name_bytes);
     return check_exit();
 }
