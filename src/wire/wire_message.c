@@ -340,7 +340,16 @@ static void put_batch_fields(struct wire_io *io, union wire_msg *m)
 {
     struct wire_put_batch *b = &m->put_batch;
     io_count(io, &b->count, 1, WIRE_BATCH_COUNT_MAX, JOB_SPEC_SIZE_MIN);
-    io_array(io, (void **)&b->jobs, b->count, sizeof *b->jobs);
+    if (!io->writing && !io->walk_only && io_ok(io)) {
+        /* job_spec_read sets every field of every job before the decode succeeds, so the
+         * array need not be zeroed first: calloc's memset of ~6 KiB per 64-job frame was
+         * ~70 instructions per job. */
+        b->jobs = malloc((size_t)b->count * sizeof *b->jobs);
+        if (b->jobs == NULL)
+            io_fail(io, -ENOMEM);
+    } else {
+        io_array(io, (void **)&b->jobs, b->count, sizeof *b->jobs);
+    }
     for (uint32_t i = 0; i < b->count && io_ok(io); i++)
         job_spec_fields(io, &b->jobs[i]);
 }
