@@ -136,6 +136,7 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     if (state->config.tick_work_max == 0)
         state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
     idmap_init(&state->jobs);
+    job_pool_init(&state->pool);
     strmap_init(&state->queues);
     strmap_init(&state->keys);
     list_init(&state->idem_order);
@@ -154,20 +155,20 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     return state;
 }
 
-static void job_free(struct job *job)
+static void job_free(struct queue_state *state, struct job *job)
 {
     if (!job->body_inline)
         free(job->body);
     free(job->reason);
     free(job->result);
-    free(job);
+    job_pool_free(&state->pool, job, job->block_size);
 }
 
 void queue_state_destroy(struct queue_state *state)
 {
     if (state == NULL)
         return;
-    IDMAP_EACH(&state->jobs, entry) job_free(entry->value);
+    IDMAP_EACH(&state->jobs, entry) job_free(state, entry->value);
     STRMAP_EACH(&state->queues, entry)
     {
         struct queue *queue = entry->value;
@@ -192,6 +193,7 @@ void queue_state_destroy(struct queue_state *state)
     heap_free(&state->waiter_timeouts);
     queue_checkpoint_abort(state);
     free(state->record_buf);
+    job_pool_destroy(&state->pool);
     free(state);
 }
 
@@ -284,10 +286,21 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
     return (uint64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
 }
 
-static struct job *job_alloc(uint32_t body_len, const void *body)
+/* A job and its inline body are one block of the pool, which the sizes here must fit. */
+_Static_assert(sizeof(struct job) + QUEUE_BODY_INLINE_MAX <= JOB_POOL_BLOCK_MAX,
+               "a job with an inline body must fit a job_pool block");
+
+static struct job *job_block(struct queue_state *state, size_t size)
+{
+    struct job *job = job_pool_alloc(&state->pool, size);
+    job->block_size = (uint16_t)size;
+    return job;
+}
+
+static struct job *job_alloc(struct queue_state *state, uint32_t body_len, const void *body)
 {
     bool inline_body = body_len <= QUEUE_BODY_INLINE_MAX;
-    struct job *job = xcalloc(1, sizeof(*job) + (inline_body ? body_len : 0));
+    struct job *job = job_block(state, sizeof(*job) + (inline_body ? body_len : 0));
     job->body_inline = inline_body;
     job->body = inline_body ? (uint8_t *)(job + 1) : xmemdup(body, body_len);
     if (inline_body && body_len > 0)
@@ -299,7 +312,8 @@ static struct job *job_alloc(uint32_t body_len, const void *body)
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
                           const void *body, uint32_t body_len, bool body_known)
 {
-    struct job *job = body_known ? job_alloc(body_len, body) : xcalloc(1, sizeof(*job));
+    struct job *job =
+        body_known ? job_alloc(state, body_len, body) : job_block(state, sizeof(*job));
     job->id = id;
     job->queue = queue;
     job->state = JOB_PENDING;
@@ -452,7 +466,7 @@ void queue_job_remove(struct queue_state *state, struct job *job)
     job_unlive(state, job);
     idmap_remove(&state->jobs, job->id);
     queue_notify_waiters(state, job, false);
-    job_free(job);
+    job_free(state, job);
 }
 
 static void done_trim(struct queue_state *state)
@@ -464,7 +478,7 @@ static void done_trim(struct queue_state *state)
         idmap_remove(&state->jobs, old->id);
         state->done_count--;
         state->done_bytes -= old->result_len;
-        job_free(old);
+        job_free(state, old);
     }
 }
 

@@ -83,6 +83,7 @@ struct job {
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
     uint32_t body_len;
     bool body_inline;       /* body lives in the job's own allocation (queue.c) */
+    uint16_t block_size;    /* of that allocation, from state->pool (queue.c) */
     char *reason; /* DEAD: why; otherwise the worker's last error, if any */
     uint32_t reason_len;
     uint8_t *result; /* DONE: ack result */

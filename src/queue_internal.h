@@ -6,6 +6,7 @@
 #ifndef SPOOL_SRC_QUEUE_INTERNAL_H
 #define SPOOL_SRC_QUEUE_INTERNAL_H
 
+#include "job_pool.h"
 #include "queue.h"
 
 /* An idempotency key seen within the window. Owns its key bytes. */
@@ -48,6 +49,7 @@ struct queue_state {
     uint32_t checkpoint_epoch;    /* of the last walk begun */
     bool replaying;
     struct queue_totals totals;
+    struct job_pool pool; /* every job's block (with its inline body): see job_pool.h */
 };
 
 /* A new PENDING job with its body (copied, inline when small), or, without body_known, one

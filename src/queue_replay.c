@@ -671,10 +671,10 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
         uint32_t queue_index = le_get_u32(p + 8);
         if (id == 0 || queue_index >= queue_count || idmap_get(&state->jobs, id) != NULL)
             return RECORD_EINVAL;
-        struct job *job = calloc(1, sizeof(*job));
-        SPOOL_ASSERT(job != NULL);
+        struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
             .id = id, .queue = queues[queue_index], .state = JOB_DONE,
+            .block_size = (uint16_t)sizeof(struct job),
             .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
             .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
             .settled_ms = (int64_t)le_get_u64(p + 40), .priority = le_get_u32(p + 48),

@@ -69,7 +69,11 @@ size_t record_put_size(const struct record_put *put)
 
 size_t record_put_encode(const struct record_put *put, uint8_t *out)
 {
-    SPOOL_ASSERT(record_queue_name_valid(put->queue, put->queue_len));
+    /* The charset walk is O(name) on every PUT and both callers pass a name already checked
+     * (queue_put validates it or finds its queue by it; salvage copies a queue's name): the
+     * length stays always-on, the walk is for debug builds. */
+    SPOOL_ASSERT(put->queue_len >= 1 && put->queue_len <= QUEUE_NAME_LEN_MAX);
+    SPOOL_DEBUG_ASSERT(record_queue_name_valid(put->queue, put->queue_len));
     SPOOL_ASSERT(put->key_len <= RECORD_KEY_LEN_MAX);
     SPOOL_ASSERT(put->body_len <= RECORD_BODY_LEN_MAX);
     header(out);

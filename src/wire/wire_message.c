@@ -29,6 +29,7 @@ struct wire_io {
     const uint8_t *in;    /* reading */
     size_t len;
     size_t off;
+    bool walk_only; /* decoding: no fast paths (wire_decode_walk, for tests) */
 };
 
 static bool io_ok(const struct wire_io *io)
@@ -246,8 +247,79 @@ static void hello_fields(struct wire_io *io, union wire_msg *m)
     io_text(io, &h->auth);
 }
 
+/* Size of a job spec's fields between the queue name and the key: flags, priority, delay,
+ * ttr, max_attempts, ttl. */
+#define JOB_SPEC_FIXED_SIZE 29u
+
+/*
+ * Decode one job spec straight from the payload: the walk below makes the same checks in the
+ * same order, so this returns the same first error, but through a dozen calls per job that
+ * were ~20% of spoold's instructions per job under `spool-bench produce --batch 64`
+ * (callgrind). test_wire holds the two to agreement on random frames.
+ */
+static void job_spec_read(struct wire_io *io, struct wire_job_spec *j)
+{
+    if (!io_ok(io))
+        return;
+    if (io->off == io->len) { /* also keeps an empty payload's NULL out of the arithmetic */
+        io_fail(io, SPOOL_E_BAD_FRAME);
+        return;
+    }
+    const uint8_t *p = io->in + io->off;
+    const uint8_t *end = io->in + io->len;
+    uint32_t name_len = p[0];
+    if ((size_t)(end - p - 1) < name_len) {
+        io_fail(io, name_len > WIRE_QUEUE_NAME_SIZE_MAX ? SPOOL_E_TOO_LARGE : SPOOL_E_BAD_FRAME);
+        return;
+    }
+    if (name_len > WIRE_QUEUE_NAME_SIZE_MAX) {
+        io_fail(io, SPOOL_E_TOO_LARGE);
+        return;
+    }
+    j->queue = (struct wire_bytes){.data = p + 1, .len = name_len};
+    if (!wire_queue_name_valid(j->queue)) {
+        io_fail(io, SPOOL_E_BAD_REQUEST);
+        return;
+    }
+    p += 1 + name_len;
+    if (p == end || (p[0] & ~WIRE_PUT_FLAGS_ALL) != 0) {
+        io_fail(io, p == end ? SPOOL_E_BAD_FRAME : SPOOL_E_BAD_REQUEST);
+        return;
+    }
+    if ((size_t)(end - p) < JOB_SPEC_FIXED_SIZE + 1) { /* + the key's length byte */
+        io_fail(io, SPOOL_E_BAD_FRAME);
+        return;
+    }
+    j->flags = p[0];
+    j->priority = wire_get_u32(p + 1);
+    j->delay_ms = wire_get_u64(p + 5);
+    j->ttr_ms = wire_get_u32(p + 13);
+    j->max_attempts = wire_get_u32(p + 17);
+    j->ttl_ms = wire_get_u64(p + 21);
+    p += JOB_SPEC_FIXED_SIZE;
+    uint32_t key_len = p[0]; /* a u8 cannot exceed WIRE_KEY_SIZE_MAX */
+    if ((size_t)(end - p - 1) < key_len + 4u) { /* + the body's length prefix */
+        io_fail(io, SPOOL_E_BAD_FRAME);
+        return;
+    }
+    j->key = (struct wire_bytes){.data = p + 1, .len = key_len};
+    p += 1 + key_len;
+    uint32_t body_len = wire_get_u32(p);
+    p += 4;
+    if (body_len > WIRE_FRAME_SIZE_LIMIT || (size_t)(end - p) < body_len) {
+        io_fail(io, body_len > WIRE_FRAME_SIZE_LIMIT ? SPOOL_E_TOO_LARGE : SPOOL_E_BAD_FRAME);
+        return;
+    }
+    j->body = (struct wire_bytes){.data = p, .len = body_len};
+    io->off = (size_t)(p + body_len - io->in);
+}
+
 static void job_spec_fields(struct wire_io *io, struct wire_job_spec *j)
 {
+    if (!io->writing && !io->walk_only) {
+        job_spec_read(io, j);
+        return;
+    }
     io_queue(io, &j->queue, false);
     io_flags(io, &j->flags, WIRE_PUT_FLAGS_ALL);
     io_u32(io, &j->priority);
@@ -268,7 +340,16 @@ static void put_batch_fields(struct wire_io *io, union wire_msg *m)
 {
     struct wire_put_batch *b = &m->put_batch;
     io_count(io, &b->count, 1, WIRE_BATCH_COUNT_MAX, JOB_SPEC_SIZE_MIN);
-    io_array(io, (void **)&b->jobs, b->count, sizeof *b->jobs);
+    if (!io->writing && !io->walk_only && io_ok(io)) {
+        /* job_spec_read sets every field of every job before the decode succeeds, so the
+         * array need not be zeroed first: calloc's memset of ~6 KiB per 64-job frame was
+         * ~70 instructions per job. */
+        b->jobs = malloc((size_t)b->count * sizeof *b->jobs);
+        if (b->jobs == NULL)
+            io_fail(io, -ENOMEM);
+    } else {
+        io_array(io, (void **)&b->jobs, b->count, sizeof *b->jobs);
+    }
     for (uint32_t i = 0; i < b->count && io_ok(io); i++)
         job_spec_fields(io, &b->jobs[i]);
 }
@@ -665,7 +746,8 @@ int wire_encode_error(struct wire_buf *b, uint64_t request_id, int code, const c
     return wire_encode(b, WIRE_OP_ERROR, request_id, &m);
 }
 
-int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len, union wire_msg *out)
+static int wire_decode_with(uint16_t opcode, const uint8_t *payload, size_t len,
+                            union wire_msg *out, bool walk_only)
 {
     SPOOL_ASSERT(out != NULL);
     SPOOL_ASSERT(payload != NULL || len == 0);
@@ -673,7 +755,7 @@ int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len, union wire_
     const struct wire_op_entry *entry = wire_op_find(opcode);
     if (entry == NULL)
         return SPOOL_E_UNKNOWN_OP;
-    struct wire_io io = {.writing = false, .in = payload, .len = len};
+    struct wire_io io = {.writing = false, .in = payload, .len = len, .walk_only = walk_only};
     entry->fields(&io, out);
     if (io_ok(&io) && io.off != io.len)
         io_fail(&io, SPOOL_E_BAD_FRAME);
@@ -683,6 +765,16 @@ int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len, union wire_
     }
     SPOOL_ASSERT(io.off == len);
     return 0;
+}
+
+int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len, union wire_msg *out)
+{
+    return wire_decode_with(opcode, payload, len, out, false);
+}
+
+int wire_decode_walk(uint16_t opcode, const uint8_t *payload, size_t len, union wire_msg *out)
+{
+    return wire_decode_with(opcode, payload, len, out, true);
 }
 
 void wire_msg_free(uint16_t opcode, union wire_msg *msg)
@@ -713,16 +805,25 @@ bool wire_bytes_eq(struct wire_bytes b, const char *s)
     return b.len == len && (len == 0 || memcmp(b.data, s, len) == 0);
 }
 
+/* The bytes a queue name may hold ([A-Za-z0-9._:-]) as a table (128 up left zero): every job
+ * of a PUT_BATCH names its queue, and one load per byte replaces up to ten comparisons. */
+static const uint8_t queue_name_bytes[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0..15 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 16..31 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, /* 32..47: - . */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, /* 48..63: 0-9 : */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 64..79: A-O */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, /* 80..95: P-Z _ */
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 96..111: a-o */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, /* 112..127: p-z */
+};
+
 bool wire_queue_name_valid(struct wire_bytes name)
 {
     if (name.len < 1 || name.len > WIRE_QUEUE_NAME_SIZE_MAX)
         return false;
-    for (uint32_t i = 0; i < name.len; i++) {
-        uint8_t c = name.data[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    unsigned ok = 1;
+    for (uint32_t i = 0; i < name.len; i++)
+        ok &= queue_name_bytes[name.data[i]];
+    return ok != 0;
 }

@@ -333,6 +333,11 @@ WIRE_MUST_USE int wire_encode_error(struct wire_buf *b, uint64_t request_id, int
 WIRE_MUST_USE int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len,
                               union wire_msg *out);
 
+/* wire_decode through the generic field walk only, without the fast paths (job specs): for
+ * the tests that hold each fast path to the walk. Same contract as wire_decode. */
+WIRE_MUST_USE int wire_decode_walk(uint16_t opcode, const uint8_t *payload, size_t len,
+                                   union wire_msg *out);
+
 /* Free what wire_decode allocated for this opcode (safe on any decoded message). */
 void wire_msg_free(uint16_t opcode, union wire_msg *msg);
 

@@ -629,6 +629,126 @@ static void test_random_payloads(void)
     CHECK(decoded > 0);
 }
 
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static bool bytes_same(struct wire_bytes a, struct wire_bytes b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+}
+
+static bool job_specs_same(const struct wire_job_spec *a, const struct wire_job_spec *b)
+{
+    return bytes_same(a->queue, b->queue) && a->flags == b->flags &&
+           a->priority == b->priority && a->delay_ms == b->delay_ms && a->ttr_ms == b->ttr_ms &&
+           a->max_attempts == b->max_attempts && a->ttl_ms == b->ttl_ms &&
+           bytes_same(a->key, b->key) && bytes_same(a->body, b->body);
+}
+
+/* A random job spec whose bytes live in pool (names are mostly valid, sometimes not). */
+static void random_job_spec(uint64_t *x, struct wire_job_spec *j, uint8_t *pool, size_t pool_size)
+{
+    for (size_t i = 0; i < pool_size; i++)
+        pool[i] = (xorshift(x) % 8 == 0) ? (uint8_t)xorshift(x) : (uint8_t)('a' + xorshift(x) % 26);
+    uint64_t r = xorshift(x);
+    j->queue = wire_bytes_of(pool, r % 4 == 0 ? xorshift(x) % (WIRE_QUEUE_NAME_SIZE_MAX + 1)
+                                              : 1 + xorshift(x) % 12);
+    j->flags = (uint8_t)(xorshift(x) % 5);
+    j->priority = (uint32_t)xorshift(x);
+    j->delay_ms = xorshift(x);
+    j->ttr_ms = (uint32_t)xorshift(x);
+    j->max_attempts = (uint32_t)xorshift(x);
+    j->ttl_ms = xorshift(x);
+    j->key = wire_bytes_of(pool + 256, xorshift(x) % 3 == 0 ? xorshift(x) % 256 : 0);
+    j->body = wire_bytes_of(pool + 512, xorshift(x) % 300);
+}
+
+/*
+ * The PUT / PUT_BATCH fast path (job_spec_read) against the generic walk (wire_decode_walk):
+ * random frames, then mutated (bytes flipped, cut short, extended), must give the same result
+ * code and, when they decode, the same jobs. Every outcome is reached (checked at the end).
+ */
+static void test_job_spec_fast_path_agrees(void)
+{
+    enum { JOBS_MAX = 8, POOL_SIZE = 1024 };
+    static uint8_t pool[JOBS_MAX][POOL_SIZE];
+    uint64_t x = 0xD1B54A32D192ED03u;
+    int seen_ok = 0, seen_frame = 0, seen_request = 0, seen_large = 0;
+    for (int iter = 0; iter < 30000; iter++) {
+        struct wire_job_spec jobs[JOBS_MAX];
+        uint32_t count = 1 + (uint32_t)(xorshift(&x) % JOBS_MAX);
+        for (uint32_t i = 0; i < count; i++)
+            random_job_spec(&x, &jobs[i], pool[i], POOL_SIZE);
+        bool batch = xorshift(&x) % 4 != 0;
+        uint16_t op = batch ? WIRE_OP_PUT_BATCH : WIRE_OP_PUT;
+        union wire_msg msg;
+        if (batch)
+            msg.put_batch = (struct wire_put_batch){.count = count, .jobs = jobs};
+        else
+            msg.put = jobs[0];
+        struct wire_buf b;
+        wire_buf_init(&b, WIRE_FRAME_SIZE_MAX_DEFAULT);
+        REQUIRE(wire_encode(&b, op, 1, &msg) == 0);
+        REQUIRE(wire_buf_reserve(&b, 8) == 0); /* room to extend the payload below */
+        size_t len = b.len - WIRE_HEADER_SIZE;
+        uint8_t *payload = b.data + WIRE_HEADER_SIZE;
+        uint64_t how = xorshift(&x) % 8;
+        for (uint64_t k = 0; how < 4 && k <= how && len > 0; k++)
+            payload[xorshift(&x) % len] = (uint8_t)xorshift(&x);
+        if (how == 4 || how == 5)
+            len = xorshift(&x) % (len + 1);
+        if (how == 6)
+            len += 1 + xorshift(&x) % 8;
+        union wire_msg fast, walk;
+        int rc_fast = wire_decode(op, payload, len, &fast);
+        int rc_walk = wire_decode_walk(op, payload, len, &walk);
+        CHECK_EQ(rc_fast, rc_walk);
+        if (rc_fast == 0 && rc_walk == 0) {
+            seen_ok++;
+            if (batch) {
+                CHECK_EQ(fast.put_batch.count, walk.put_batch.count);
+                for (uint32_t i = 0; i < fast.put_batch.count && i < walk.put_batch.count; i++)
+                    CHECK(job_specs_same(&fast.put_batch.jobs[i], &walk.put_batch.jobs[i]));
+            } else {
+                CHECK(job_specs_same(&fast.put, &walk.put));
+            }
+            wire_msg_free(op, &fast);
+            wire_msg_free(op, &walk);
+        }
+        seen_frame += rc_walk == SPOOL_E_BAD_FRAME;
+        seen_request += rc_walk == SPOOL_E_BAD_REQUEST;
+        seen_large += rc_walk == SPOOL_E_TOO_LARGE;
+        wire_buf_free(&b);
+    }
+    CHECK(seen_ok > 1000);
+    CHECK(seen_frame > 100);
+    CHECK(seen_request > 100);
+    CHECK(seen_large > 10);
+}
+
+/* The name table against the charset written out, for every byte, alone and inside a name;
+ * and the length bounds. */
+static void test_queue_name_bytes(void)
+{
+    for (int c = 0; c < 256; c++) {
+        bool expect = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
+        uint8_t name[3] = {'a', (uint8_t)c, 'b'};
+        CHECK_EQ(wire_queue_name_valid(wire_bytes_of(name + 1, 1)), expect);
+        CHECK_EQ(wire_queue_name_valid(wire_bytes_of(name, 3)), expect);
+    }
+    uint8_t long_name[WIRE_QUEUE_NAME_SIZE_MAX + 1];
+    memset(long_name, 'q', sizeof long_name);
+    CHECK(wire_queue_name_valid(wire_bytes_of(long_name, WIRE_QUEUE_NAME_SIZE_MAX)));
+    CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, WIRE_QUEUE_NAME_SIZE_MAX + 1)));
+    CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, 0)));
+}
+
 int main(void)
 {
     RUN_TEST(test_round_trip_every_message);
@@ -641,5 +761,7 @@ int main(void)
     RUN_TEST(test_protocol_md_example);
     RUN_TEST(test_errors);
     RUN_TEST(test_random_payloads);
+    RUN_TEST(test_job_spec_fast_path_agrees);
+    RUN_TEST(test_queue_name_bytes);
     return check_exit();
 }
