@@ -58,7 +58,8 @@ enum io_op_kind {
 };
 
 enum io_op_flags {
-    IO_OP_LINK = 1u << 0, /* the next op submitted runs only if this one completes in full */
+    IO_OP_LINK = 1u << 0,  /* the next op submitted runs only if this one completes in full */
+    IO_OP_DSYNC = 1u << 1, /* IO_WRITE: durable when it completes, as pwritev2(RWF_DSYNC) */
 };
 
 #define IO_PATH_MAX 64 /* file names in a data directory are short: 20 digits + suffix */

@@ -130,6 +130,8 @@ static int uring_prep(struct uring_backend *ub, struct io_uring_sqe *sqe, struct
         return 0;
     case IO_WRITE:
         io_uring_prep_write(sqe, op->fd, op->buf, uring_rw_len(op), op->offset);
+        if (op->flags & IO_OP_DSYNC)
+            sqe->rw_flags = RWF_DSYNC;
         return 0;
     case IO_FDATASYNC:
         io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);

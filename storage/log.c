@@ -4,16 +4,16 @@
  * A commit is a chain of ops driven by completions, one step at a time, never blocking:
  *
  *   [roll: (fdatasync old segment) -> open O_CREAT|O_EXCL -> fallocate -> write header
- *          -> fdatasync -> fsync directory]  -> write batch (linked fdatasync if "always")
+ *          -> fdatasync -> fsync directory]  -> write batch (RWF_DSYNC if "always")
  *
  * or, when a spare segment is ready (log_spare.c), a roll into it: write header -> fdatasync
  * -> rename the spare to the segment's name -> fsync directory.
  *
- * A write that completes short cancels its linked fdatasync (-ECANCELED); the remainder is
- * written and synced again. A failed write or fdatasync poisons the engine: on_durable hears
- * the error once, appends fail with it from then on, and nothing is retried. ENOSPC while
- * making a new segment is not poison: the half-made file is removed, appends fail with
- * LOG_ENOSPC, and the roll is retried every LOG_ENOSPC_RETRY_NS from log_tick.
+ * A write that completes short is finished by another write of the remainder. A failed write
+ * or fdatasync poisons the engine: on_durable hears the error once, appends fail with it from
+ * then on, and nothing is retried. ENOSPC while making a new segment is not poison: the
+ * half-made file is removed, appends fail with LOG_ENOSPC, and the roll is retried every
+ * LOG_ENOSPC_RETRY_NS from log_tick.
  *
  * Invariants (asserted): at most one commit in flight; the open batch never exceeds its
  * capacity; watermarks only grow and synced_end <= written_end <= next_seq; a batch is decoded
@@ -75,6 +75,7 @@ void log_config_defaults(struct log_config *config)
     config->sync_mode = LOG_SYNC_ALWAYS;
     config->sync_interval_ms = 10;
     config->compress = true;
+    config->zero_segments = true;
 }
 
 uint32_t log_record_footprint(uint32_t len)
@@ -224,8 +225,8 @@ static void log_batch_place(struct log *log, uint32_t footprint)
     SPOOL_ASSERT(log->open_capacity >= BATCH_HEADER_SIZE + footprint);
 }
 
-int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
-               struct log_pos *pos)
+static int log_append_at(struct log *log, uint8_t type, const void *data, uint32_t len,
+                         struct log_pos *pos, bool lazy)
 {
     SPOOL_ASSERT(log != NULL);
     SPOOL_ASSERT(data != NULL || len == 0);
@@ -236,10 +237,16 @@ int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
     if (len > log->record_len_max)
         return LOG_ETOOBIG;
     uint32_t footprint = batch_record_footprint(len);
-    if (log->open_count == 0)
+    if (log->open_count == 0) {
         log_batch_place(log, footprint);
-    else if ((uint64_t)BATCH_HEADER_SIZE + log->open_raw_len + footprint > log->open_capacity)
+    } else if ((uint64_t)BATCH_HEADER_SIZE + log->open_raw_len + footprint > log->open_capacity) {
+        log->open_full = true; /* someone waits for room: commit now, lazy or not */
         return -ENOBUFS;
+    }
+    if (!lazy)
+        log->open_urgent++;
+    else if (log->open_urgent == 0 && log->open_lazy_deadline_ns == INT64_MAX)
+        log->open_lazy_deadline_ns = log_now_ns(log) + LOG_LAZY_MAX_NS;
     log->open_raw_len = batch_record_put(log->open_buf + BATCH_HEADER_SIZE, log->open_raw_len,
                                          type, data, len);
     log->open_count++;
@@ -252,9 +259,30 @@ int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
     return 0;
 }
 
+int log_append(struct log *log, uint8_t type, const void *data, uint32_t len,
+               struct log_pos *pos)
+{
+    return log_append_at(log, type, data, len, pos, false);
+}
+
+int log_append_lazy(struct log *log, uint8_t type, const void *data, uint32_t len,
+                    struct log_pos *pos)
+{
+    return log_append_at(log, type, data, len, pos, true);
+}
+
+/* The open batch should be committed now: someone waits for one of its records (or for room
+ * in it, or for the log to close), or its oldest lazy record has waited long enough. */
+static bool log_commit_wanted(const struct log *log)
+{
+    if (log->step != COMMIT_IDLE || log->open_count == 0 || log->error != 0)
+        return false;
+    return log->open_urgent > 0 || log->open_full || log->closing ||
+           log_now_ns(log) >= log->open_lazy_deadline_ns;
+}
+
 /* ---- the commit chain ---- */
 
-static void log_commit_op_done(struct io_op *op);
 static void log_roll_step(struct log *log);
 
 /* The roll's first step after the old segment is durable: into the spare when one is ready
@@ -274,6 +302,11 @@ static void log_op_prepare(struct log *log, struct io_op *op, enum io_op_kind ki
     op->ctx = log;
 }
 
+static void log_commit_write_done(struct io_op *op);
+
+/* The batch's write (the rest of it, after a short write). In the always mode it carries
+ * RWF_DSYNC: one op, durable when it completes, on one io-wq hop where a write and a linked
+ * fdatasync take two. */
 static void log_commit_write_submit(struct log *log)
 {
     struct log_segment *current = log->segments[log->segment_count - 1];
@@ -286,32 +319,19 @@ static void log_commit_write_submit(struct log *log)
     log->write_op.buf = log->flight_buf + log->flight_written;
     log->write_op.len = total - log->flight_written;
     log->write_op.offset = log->flight_offset + log->flight_written;
-    log->write_op.flags = always ? IO_OP_LINK : 0;
-    log->write_op.done = log_commit_op_done;
-    log->commit_ops_pending = 1;
+    log->write_op.flags = always ? IO_OP_DSYNC : 0;
+    log->write_op.done = log_commit_write_done;
     int rc = io_submit(log->backend, &log->write_op);
     if (rc < 0) {
-        log->commit_ops_pending = 0;
         log->step = COMMIT_IDLE;
         log_poison(log, rc);
-        return;
-    }
-    if (!always)
-        return;
-    log_op_prepare(log, &log->sync_op, IO_FDATASYNC, current->fd);
-    log->sync_op.done = log_commit_op_done;
-    log->commit_ops_pending = 2;
-    rc = io_submit(log->backend, &log->sync_op);
-    if (rc < 0) {
-        log->commit_ops_pending = 1;
-        log->sync_op.result = rc; /* poisons when the write completes */
     }
 }
 
-/* Both halves of a commit have completed. */
-static void log_commit_write_finish(struct log *log)
+static void log_commit_write_done(struct io_op *op)
 {
-    int64_t written = log->write_op.result;
+    struct log *log = op->ctx;
+    int64_t written = op->result;
     bool always = log->config.sync_mode == LOG_SYNC_ALWAYS;
     log->step = COMMIT_IDLE;
     if (written <= 0) {
@@ -320,12 +340,9 @@ static void log_commit_write_finish(struct log *log)
     }
     log->flight_written += (uint32_t)written;
     if (log->flight_written < log->flight_header.total_len) {
-        /* Short write: its linked fdatasync was canceled; write the rest, sync again. */
+        /* Short write: what landed is synced (RWF_DSYNC covers the bytes written); write the
+         * rest. */
         log_commit_write_submit(log);
-        return;
-    }
-    if (always && log->sync_op.result < 0) {
-        log_poison(log, (int)log->sync_op.result);
         return;
     }
     uint64_t end = log->flight_header.base_seq + log->flight_header.record_count;
@@ -337,16 +354,8 @@ static void log_commit_write_finish(struct log *log)
     }
     log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
     /* Group commit: what gathered meanwhile goes out now. */
-    if (log->step == COMMIT_IDLE && log->open_count > 0 && log->error == 0)
+    if (log_commit_wanted(log))
         log_commit_start(log);
-}
-
-static void log_commit_op_done(struct io_op *op)
-{
-    struct log *log = op->ctx;
-    SPOOL_ASSERT(log->commit_ops_pending > 0);
-    if (--log->commit_ops_pending == 0)
-        log_commit_write_finish(log);
 }
 
 void log_commit_start(struct log *log)
@@ -385,6 +394,9 @@ void log_commit_start(struct log *log)
     log->tail_offset = log->open_offset + log->flight_header.total_len;
     log->open_count = 0;
     log->open_raw_len = 0;
+    log->open_urgent = 0;
+    log->open_full = false;
+    log->open_lazy_deadline_ns = INT64_MAX;
     if (!roll) {
         log_commit_write_submit(log);
         return;
@@ -640,7 +652,7 @@ void log_tick(struct log *log)
         log->step = log_roll_first(log);
         log_roll_step(log);
     }
-    if (log->step == COMMIT_IDLE && log->open_count > 0 && log->error == 0)
+    if (log_commit_wanted(log))
         log_commit_start(log);
     if (log->error == 0 && now >= log_isync_deadline(log))
         log_isync_start(log, now);
@@ -654,6 +666,8 @@ int64_t log_next_deadline_ns(const struct log *log)
     int64_t spare = log_spare_deadline_ns(log);
     if (spare < deadline)
         deadline = spare;
+    if (log->step == COMMIT_IDLE && log->open_lazy_deadline_ns < deadline)
+        deadline = log->open_lazy_deadline_ns;
     return log->error != 0 ? INT64_MAX : deadline;
 }
 
@@ -741,6 +755,7 @@ static void log_free(struct log *log)
     free(log->open_buf);
     free(log->flight_buf);
     free(log->segment_block);
+    free(log->zero_chunk);
     free(log->read_scratch);
     free(log);
 }
@@ -756,15 +771,21 @@ static int log_alloc(const struct log_config *config, struct io_backend *backend
     log->roll_fd = -1;
     log->spare_fd = -1;
     log->ckpt_fd = -1;
+    log->open_lazy_deadline_ns = INT64_MAX;
     log->record_len_max =
         config->batch_size_bytes_max - BATCH_HEADER_SIZE - BATCH_RECORD_HEADER_SIZE;
     log->open_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
     log->flight_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
     log->segment_block = aligned_alloc(BATCH_ALIGN, SEGMENT_HEADER_SIZE);
-    if (log->open_buf == NULL || log->flight_buf == NULL || log->segment_block == NULL) {
+    if (config->zero_segments)
+        log->zero_chunk = aligned_alloc(BATCH_ALIGN, LOG_ZERO_CHUNK_BYTES);
+    if (log->open_buf == NULL || log->flight_buf == NULL || log->segment_block == NULL ||
+        (config->zero_segments && log->zero_chunk == NULL)) {
         log_free(log);
         return -ENOMEM;
     }
+    if (log->zero_chunk != NULL)
+        memset(log->zero_chunk, 0, LOG_ZERO_CHUNK_BYTES);
     for (uint32_t i = 0; i < LOG_READS_MAX; i++)
         log->reads[i].log = log;
     *out = log;

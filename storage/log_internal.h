@@ -31,6 +31,8 @@
 #define LOG_ENOSPC_RETRY_NS (100ll * 1000 * 1000)
 /* The spare segment's name (log_spare.c): not a segment name, so recovery never reads it. */
 #define LOG_SPARE_NAME "segment.spare"
+/* A lazy record (log_append_lazy) waits at most this long for a commit to ride with. */
+#define LOG_LAZY_MAX_NS (50ll * 1000 * 1000)
 /* Zeros written per call when cutting a torn tail or salvaging. */
 #define LOG_ZERO_CHUNK_BYTES (1u << 20)
 
@@ -57,16 +59,18 @@ enum log_commit_step {
     COMMIT_ROLL_UNDO_CLOSE,  /* ENOSPC: close and unlink the half-made segment */
     COMMIT_ROLL_UNDO_UNLINK,
     COMMIT_ENOSPC_WAIT,      /* retry the roll at enospc_retry_ns */
-    COMMIT_WRITE,            /* the batch write (+ linked fdatasync in always mode) */
+    COMMIT_WRITE,            /* the batch write (RWF_DSYNC in always mode) */
 };
 
 enum log_spare_state {
     SPARE_NONE = 0,
     SPARE_OPEN,
     SPARE_FALLOCATE,
+    SPARE_ZERO,        /* config.zero_segments: fill it with zeros, a chunk per op */
+    SPARE_ZERO_SYNC,
     SPARE_UNDO_CLOSE,  /* making it failed: close and unlink the half-made file */
     SPARE_UNDO_UNLINK,
-    SPARE_READY,       /* preallocated, fd open: the next roll takes it */
+    SPARE_READY,       /* preallocated (and zeroed), fd open: the next roll takes it */
 };
 
 enum log_checkpoint_step {
@@ -121,6 +125,9 @@ struct log {
     uint64_t open_base_seq;
     uint64_t open_segment_id;
     uint64_t open_offset;
+    uint32_t open_urgent;          /* records someone waits for (log_append, not _lazy) */
+    bool open_full;                /* an append found no room: commit now */
+    int64_t open_lazy_deadline_ns; /* commit a batch of lazy records by then; else INT64_MAX */
 
     /* The commit in flight. */
     enum log_commit_step step;
@@ -128,12 +135,11 @@ struct log {
     struct batch_header flight_header;
     uint64_t flight_offset;
     uint32_t flight_written;
-    uint32_t commit_ops_pending;
     uint64_t roll_sync_target;
     struct io_op write_op;
-    struct io_op sync_op;
     struct io_op roll_op;
     uint8_t *segment_block; /* the new segment's header block */
+    uint8_t *zero_chunk;    /* LOG_ZERO_CHUNK_BYTES of zeros (config.zero_segments) */
     struct segment_header roll_header;
     int roll_fd;
     uint32_t roll_written;
@@ -145,6 +151,7 @@ struct log {
     enum log_spare_state spare_state;
     struct io_op spare_op;
     int spare_fd;
+    uint64_t spare_zeroed;  /* bytes of the spare filled with zeros so far */
     bool spare_low;         /* the last attempt to make it failed */
     int64_t spare_retry_ns; /* make it (again) at or after this time */
     bool closing;           /* log_close runs: make no new spare */

@@ -214,6 +214,8 @@ static int log_create_first_segment(struct log *log, uint64_t id)
     int rc = (int)io_sync(log->backend, &op);
     if (rc == -EOPNOTSUPP)
         rc = 0;
+    if (rc == 0 && log->config.zero_segments)
+        rc = log_zero_range(log, fd, SEGMENT_HEADER_SIZE, log->config.segment_size_bytes);
     if (rc == 0) {
         int64_t w = io_sync_pwrite(log->backend, fd, log->segment_block, SEGMENT_HEADER_SIZE, 0);
         rc = w == SEGMENT_HEADER_SIZE ? 0 : (w < 0 ? (int)w : -EIO);
@@ -263,6 +265,12 @@ static int log_adopt(struct log *log, struct scan_result *res)
         int rc = (int)io_sync(log->backend, &op);
         if (rc < 0 && rc != -EOPNOTSUPP)
             return rc;
+    }
+    if (log->config.zero_segments) {
+        /* Its unused rest may be preallocated only (a segment made by a roll without a ready
+         * spare, or by an older version): zeros make its commits as cheap as the spare's. */
+        return log_zero_range(log, log->segments[log->segment_count - 1]->fd,
+                              newest->end_offset, newest->header.segment_size);
     }
     return 0;
 }

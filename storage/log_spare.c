@@ -11,16 +11,18 @@
  * deletes never fail on a full disk", STYLE.md).
  *
  * How. "segment.spare" is created (O_TRUNC: a leftover from a crash or an earlier run is
- * reused) and preallocated to segment_size by a chain of ops of its own, driven from
- * log_tick, concurrent with commits (it touches no file they touch). A roll that finds it
- * ready takes its fd instead of creating a file: write the header, fdatasync, rename the spare
- * to the segment's name, fsync the directory (log.c). No new spare is begun until that roll
- * has renamed it (the name would still open the file being rolled into). Until that rename the file has no name
- * recovery reads, so a crash at any point leaves either no new segment or a new segment with
- * a durable header and no batch, exactly as a roll that creates its file. After a roll took
- * the spare, the next tick makes a new one. When making one fails (ENOSPC, or any error: a
- * spare is a reservation, never data), the half-made file is removed and the attempt is
- * repeated every LOG_ENOSPC_RETRY_NS; meanwhile log_space_low() is true.
+ * reused), preallocated to segment_size and, with config.zero_segments, filled with zeros and
+ * fdatasync'ed (so commits into it overwrite written blocks), by a chain of ops of its own,
+ * driven from log_tick, concurrent with commits (it touches no file they touch). A roll that
+ * finds it ready takes its fd instead of creating a file: write the header, fdatasync, rename
+ * the spare to the segment's name, fsync the directory (log.c). No new spare is begun until
+ * that roll has renamed it (the name would still open the file being rolled into). Until
+ * that rename the file has no name recovery reads, so a crash at any point leaves either no
+ * new segment or a new segment with a durable header and no batch, exactly as a roll that
+ * creates its file. After a roll took the spare, the next tick makes a new one. When making
+ * one fails (ENOSPC, or any error: a spare is a reservation, never data), the half-made file
+ * is removed and the attempt is repeated every LOG_ENOSPC_RETRY_NS; meanwhile
+ * log_space_low() is true.
  *
  * Invariants: at most one spare op in flight; spare_fd >= 0 exactly in SPARE_READY (and
  * while its chain holds the file); nothing durable ever depends on the spare's content.
@@ -52,6 +54,17 @@ static void log_spare_submit(struct log *log, enum log_spare_state state)
     case SPARE_FALLOCATE:
         op->kind = IO_FALLOCATE;
         op->len = log->config.segment_size_bytes;
+        break;
+    case SPARE_ZERO: {
+        uint64_t left = log->config.segment_size_bytes - log->spare_zeroed;
+        op->kind = IO_WRITE;
+        op->buf = log->zero_chunk;
+        op->len = (uint32_t)(left < LOG_ZERO_CHUNK_BYTES ? left : LOG_ZERO_CHUNK_BYTES);
+        op->offset = log->spare_zeroed;
+        break;
+    }
+    case SPARE_ZERO_SYNC:
+        op->kind = IO_FDATASYNC;
         break;
     case SPARE_UNDO_CLOSE:
         op->kind = IO_CLOSE;
@@ -88,6 +101,14 @@ static void log_spare_failed(struct log *log, int error)
     log_spare_submit(log, SPARE_UNDO_UNLINK);
 }
 
+static void log_spare_ready(struct log *log)
+{
+    if (log->spare_low)
+        fprintf(stderr, "level=info msg=\"disk space back: next segment reserved\"\n");
+    log->spare_low = false;
+    log->spare_state = SPARE_READY;
+}
+
 static void log_spare_done(struct io_op *op)
 {
     struct log *log = op->ctx;
@@ -109,10 +130,29 @@ static void log_spare_done(struct io_op *op)
             return;
         }
         /* Without fallocate the spare reserves nothing, but a roll still works with it. */
-        if (log->spare_low)
-            fprintf(stderr, "level=info msg=\"disk space back: next segment reserved\"\n");
-        log->spare_low = false;
-        log->spare_state = SPARE_READY;
+        if (log->config.zero_segments) {
+            log->spare_zeroed = 0;
+            log_spare_submit(log, SPARE_ZERO);
+            return;
+        }
+        log_spare_ready(log);
+        return;
+    case SPARE_ZERO:
+        if (rc <= 0) {
+            log_spare_failed(log, rc < 0 ? (int)rc : -EIO);
+            return;
+        }
+        log->spare_zeroed += (uint64_t)rc;
+        log_spare_submit(log, log->spare_zeroed < log->config.segment_size_bytes
+                                  ? SPARE_ZERO
+                                  : SPARE_ZERO_SYNC);
+        return;
+    case SPARE_ZERO_SYNC:
+        if (rc < 0) {
+            log_spare_failed(log, (int)rc);
+            return;
+        }
+        log_spare_ready(log);
         return;
     case SPARE_UNDO_CLOSE:
         log->spare_fd = -1;

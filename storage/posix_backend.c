@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* Completions wait in a ring of pointers; more submits than this between two polls is a
@@ -45,7 +46,12 @@ static int64_t posix_run(struct posix_backend *pb, struct io_op *op)
         rc = pread(op->fd, op->buf, op->len, (off_t)op->offset);
         break;
     case IO_WRITE:
-        rc = pwrite(op->fd, op->buf, op->len, (off_t)op->offset);
+        if (op->flags & IO_OP_DSYNC) {
+            struct iovec iov = {.iov_base = op->buf, .iov_len = op->len};
+            rc = pwritev2(op->fd, &iov, 1, (off_t)op->offset, RWF_DSYNC);
+        } else {
+            rc = pwrite(op->fd, op->buf, op->len, (off_t)op->offset);
+        }
         break;
     case IO_FDATASYNC:
         rc = fdatasync(op->fd);

@@ -111,7 +111,10 @@ static void fault_inner_done(struct io_op *inner)
 static bool fault_matches(const struct fault_backend *fb, const struct io_op *op)
 {
     uint32_t mask = fb->config.op_mask;
-    if (mask != 0 && (mask & FAULT_OP_BIT(op->kind)) == 0)
+    /* A write with IO_OP_DSYNC is also the fdatasync of what it writes. */
+    bool dsync = op->kind == IO_WRITE && (op->flags & IO_OP_DSYNC) != 0 &&
+                 (mask & FAULT_OP_BIT(IO_FDATASYNC)) != 0;
+    if (mask != 0 && (mask & FAULT_OP_BIT(op->kind)) == 0 && !dsync)
         return false;
     if (fb->config.kind == FAULT_SHORT_WRITE)
         return op->kind == IO_WRITE && op->len >= 2;

@@ -396,6 +396,16 @@ static void memfs_run(struct memfs *fs, struct io_op *op, bool canceled)
     rec->path2[IO_PATH_MAX - 1] = '\0';
     op->result = canceled ? -ECANCELED : memfs_exec(fs, op, rec);
     rec->result = op->result;
+    if (op->kind == IO_WRITE && (op->flags & IO_OP_DSYNC) && op->result > 0) {
+        /* RWF_DSYNC: a write, then its sync; an image between the two may tear the write. */
+        uint32_t inode = rec->inode;
+        fs->records = memfs_grow(fs->records, &fs->record_cap, fs->record_count + 1,
+                                 sizeof(fs->records[0]));
+        rec = &fs->records[fs->record_count++];
+        memset(rec, 0, sizeof(*rec));
+        rec->kind = IO_FDATASYNC;
+        rec->inode = inode;
+    }
 }
 
 /* ---- the backend interface ---- */

@@ -386,6 +386,10 @@ static void edge_open_spare(struct edge *e, uint32_t mask, uint64_t fail_at)
     edge_config(e, &config);
     config.spare_segment = true;
     REQUIRE(log_open(&config, e->io, NULL, NULL, NULL, NULL, NULL, &e->log) == 0);
+    /* Let the first spare be made (and zero-filled) before the first roll needs it. */
+    log_tick(e->log);
+    while (!log_idle(e->log))
+        REQUIRE(io_backend_poll(e->io, true) >= 0);
 }
 
 struct edge_count {
@@ -607,6 +611,158 @@ static void test_read_across_drop(void)
     edge_destroy(&e);
 }
 
+/* Bytes written to the file opened (created) as name, among ops [from, to). */
+static uint64_t edge_bytes_written(const struct memfs *fs, const char *name, uint64_t from,
+                                   uint64_t to)
+{
+    uint32_t inode = UINT32_MAX;
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; i < to; i++) {
+        struct memfs_op_info info;
+        memfs_op_get(fs, i, &info);
+        if (info.kind == IO_OPEN && info.result >= 0 && strcmp(info.path, name) == 0)
+            inode = info.inode;
+        if (i >= from && info.kind == IO_WRITE && info.result > 0 && info.inode == inode)
+            bytes += (uint64_t)info.result;
+    }
+    return bytes;
+}
+
+/* Drive ticks and completions until the engine is idle. */
+static void edge_settle(struct edge *e)
+{
+    for (int turn = 0; turn < EDGE_TURNS_MAX; turn++) {
+        log_tick(e->log);
+        if (log_idle(e->log))
+            return;
+        REQUIRE(io_backend_poll(e->io, true) >= 0);
+    }
+    REQUIRE(!"the log did not settle");
+}
+
+/*
+ * zero_segments (the default): the first segment is filled with zeros at open, the spare
+ * before it is ready, and the current segment's unused rest again on reopen; the log reads
+ * back whole afterwards.
+ */
+static void test_zero_segments(void)
+{
+    struct edge e;
+    edge_open_spare(&e, FAULT_OPS_ALL, 0);
+    uint64_t ops_open = memfs_op_count(e.fs);
+    CHECK(edge_bytes_written(e.fs, "00000000000000000001.seg", 0, ops_open) >=
+          EDGE_SEGMENT_BYTES); /* zeros after the header block, then the header */
+    CHECK_EQ(edge_bytes_written(e.fs, "segment.spare", 0, ops_open), EDGE_SEGMENT_BYTES);
+    struct memfs_op_info last;
+    memfs_op_get(e.fs, ops_open - 1, &last);
+    CHECK_EQ(last.kind, IO_FDATASYNC); /* the spare's zeros are durable before it is ready */
+    edge_append_n(&e, 10);
+    edge_settle(&e);
+    CHECK_EQ(e.durable_end, 11);
+    CHECK_EQ(log_close(e.log), 0);
+    /* Reopen on the same files: the rest of segment 1 after its 10 records is zeroed. */
+    struct log_config config;
+    edge_config(&e, &config);
+    config.spare_segment = true;
+    uint64_t ops_before = memfs_op_count(e.fs);
+    struct edge_count count = {.next = 1};
+    REQUIRE(log_open(&config, e.io, edge_count_record, &count, NULL, NULL, NULL, &e.log) == 0);
+    CHECK_EQ(count.next, 11);
+    CHECK_EQ(count.bad, 0);
+    uint64_t zeroed = 0;
+    for (uint64_t i = ops_before; i < memfs_op_count(e.fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(e.fs, i, &info);
+        if (info.kind == IO_WRITE && info.result > 0)
+            zeroed += (uint64_t)info.result;
+    }
+    CHECK(zeroed > 0 && zeroed < EDGE_SEGMENT_BYTES - 10 * EDGE_RECORD_BYTES);
+    edge_append_n(&e, 60); /* rolls into the zeroed spare */
+    edge_settle(&e);
+    CHECK_EQ(e.durable_end, 71);
+    CHECK_EQ(e.poison, 0);
+    CHECK_EQ(log_close(e.log), 0);
+    edge_destroy(&e);
+}
+
+/* A spare whose zero-fill fails (the disk filled up meanwhile) is a missing reservation, not
+ * a poisoned log: space is low until a later attempt succeeds. */
+static void test_zero_spare_fails(void)
+{
+    /* Count the writes an open makes before the spare's first zero write. */
+    struct edge dry;
+    memset(&dry, 0, sizeof(dry));
+    dry.fs = memfs_create();
+    dry.io = fault_backend_create(memfs_io(dry.fs), &(struct fault_config){.kind = FAULT_NONE});
+    struct log_config config;
+    edge_config(&dry, &config);
+    REQUIRE(log_open(&config, dry.io, NULL, NULL, NULL, NULL, NULL, &dry.log) == 0);
+    uint64_t writes_at_open = 0;
+    for (uint64_t i = 0; i < memfs_op_count(dry.fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(dry.fs, i, &info);
+        writes_at_open += info.kind == IO_WRITE;
+    }
+    CHECK_EQ(log_close(dry.log), 0);
+    edge_destroy(&dry);
+
+    struct edge e;
+    edge_open_spare(&e, FAULT_OP_BIT(IO_WRITE), writes_at_open + 1);
+    CHECK(fault_backend_fired(e.io));
+    CHECK(log_space_low(e.log));
+    CHECK_EQ(log_error(e.log), 0);
+    edge_append_n(&e, 5); /* commits still work */
+    edge_settle(&e);
+    CHECK_EQ(e.durable_end, 6);
+    e.now_ns += 200 * 1000000; /* the retry makes (and zero-fills) a spare */
+    edge_settle(&e);
+    CHECK(!log_space_low(e.log));
+    CHECK_EQ(e.poison, 0);
+    CHECK_EQ(log_close(e.log), 0);
+    edge_destroy(&e);
+}
+
+/* log_append_lazy: a lazy record starts no commit; it rides with the next urgent one, or goes
+ * out once it has waited 50 ms, or when the batch is full, or at close. */
+static void test_lazy_append(void)
+{
+    struct edge e;
+    edge_open(&e, FAULT_OPS_ALL, 0);
+    static uint8_t body[EDGE_RECORD_BYTES];
+    REQUIRE(log_append_lazy(e.log, 1, body, sizeof(body), NULL) == 0);
+    log_tick(e.log);
+    CHECK_EQ(io_backend_poll(e.io, false), 0); /* nothing submitted */
+    CHECK_EQ(log_durable_seq_end(e.log), 1);
+    CHECK_EQ(log_next_deadline_ns(e.log), e.now_ns + 50 * 1000000);
+    /* An urgent append takes it along. */
+    REQUIRE(log_append(e.log, 1, body, sizeof(body), NULL) == 0);
+    edge_settle(&e);
+    CHECK_EQ(log_durable_seq_end(e.log), 3);
+    /* Alone, it goes out at its deadline. */
+    REQUIRE(log_append_lazy(e.log, 1, body, sizeof(body), NULL) == 0);
+    e.now_ns += 49 * 1000000;
+    log_tick(e.log);
+    CHECK_EQ(io_backend_poll(e.io, false), 0);
+    CHECK_EQ(log_durable_seq_end(e.log), 3);
+    e.now_ns += 1000000;
+    edge_settle(&e);
+    CHECK_EQ(log_durable_seq_end(e.log), 4);
+    /* A full batch of lazy records commits at once: someone waits for room. */
+    int rc = 0;
+    uint32_t appended = 0;
+    while ((rc = log_append_lazy(e.log, 1, body, sizeof(body), NULL)) == 0)
+        appended++;
+    CHECK_EQ(rc, -ENOBUFS);
+    edge_settle(&e);
+    CHECK_EQ(log_durable_seq_end(e.log), 4 + appended);
+    /* And close flushes what is left. */
+    REQUIRE(log_append_lazy(e.log, 1, body, sizeof(body), NULL) == 0);
+    CHECK_EQ(log_close(e.log), 0);
+    CHECK_EQ(e.durable_end, 5 + appended);
+    CHECK_EQ(e.poison, 0);
+    edge_destroy(&e);
+}
+
 int main(void)
 {
     RUN_TEST(test_close_waits_for_ops_during_enospc);
@@ -618,5 +774,8 @@ int main(void)
     RUN_TEST(test_spare_segment_rolls);
     RUN_TEST(test_spare_segment_low);
     RUN_TEST(test_spare_segment_io_uring);
+    RUN_TEST(test_zero_segments);
+    RUN_TEST(test_zero_spare_fails);
+    RUN_TEST(test_lazy_append);
     return check_exit();
 }
