@@ -512,16 +512,23 @@ static void signal_complete(struct io_completion *completion, const struct io_ur
     signal_arm(server);
 }
 
-static int signals_setup(struct server *server)
+/* SIGTERM and SIGINT are blocked from the start of server_start, so one that arrives during
+ * recovery waits (pending) for the signalfd instead of killing a half-started server: the
+ * loop then sees it at once and stops cleanly. */
+static int signals_block(sigset_t *mask)
 {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0)
+    sigemptyset(mask);
+    sigaddset(mask, SIGTERM);
+    sigaddset(mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, mask, NULL) != 0)
         return -errno;
     signal(SIGPIPE, SIG_IGN);
-    server->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+    return 0;
+}
+
+static int signals_setup(struct server *server, const sigset_t *mask)
+{
+    server->signal_fd = signalfd(-1, mask, SFD_CLOEXEC);
     if (server->signal_fd < 0)
         return -errno;
     server->signal_completion.complete = signal_complete;
@@ -1021,7 +1028,11 @@ int server_start(struct server *server, const struct server_config *config)
         seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
     qc.lease_seed = seed;
     server->queues = queue_state_create(&qc);
-    int rc = ring_setup(server);
+    sigset_t signals;
+    int rc = signals_block(&signals);
+    if (rc != 0)
+        return rc;
+    rc = ring_setup(server);
     if (rc != 0)
         return rc;
     rc = recover(server);
@@ -1032,7 +1043,7 @@ int server_start(struct server *server, const struct server_config *config)
     rc = listen_setup(server, addr, sizeof(addr));
     if (rc != 0)
         return rc;
-    rc = signals_setup(server);
+    rc = signals_setup(server, &signals);
     if (rc != 0)
         return rc;
     accept_arm(server);
