@@ -135,7 +135,7 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     state->config = *config;
     if (state->config.tick_work_max == 0)
         state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
-    idmap_init(&state->jobs);
+    jobtab_init(&state->jobs);
     job_pool_init(&state->pool);
     strmap_init(&state->queues);
     strmap_init(&state->keys);
@@ -168,7 +168,7 @@ void queue_state_destroy(struct queue_state *state)
 {
     if (state == NULL)
         return;
-    IDMAP_EACH(&state->jobs, entry) job_free(state, entry->value);
+    JOBTAB_EACH(&state->jobs, job) job_free(state, job);
     STRMAP_EACH(&state->queues, entry)
     {
         struct queue *queue = entry->value;
@@ -182,7 +182,7 @@ void queue_state_destroy(struct queue_state *state)
         free(idem->key);
         free(idem);
     }
-    idmap_free(&state->jobs);
+    jobtab_free(&state->jobs);
     strmap_free(&state->queues);
     strmap_free(&state->keys);
     idmap_free(&state->segments);
@@ -323,7 +323,7 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
     list_init(&job->live);
     list_init(&job->state_link);
     list_init(&job->waiters);
-    struct job *replaced = idmap_put(&state->jobs, id, job);
+    struct job *replaced = jobtab_put(&state->jobs, id, job);
     SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
     list_insert_tail(&queue->live, &job->live);
     if (id >= state->next_id)
@@ -464,7 +464,7 @@ void queue_job_remove(struct queue_state *state, struct job *job)
 {
     queue_job_leave(state, job);
     job_unlive(state, job);
-    idmap_remove(&state->jobs, job->id);
+    jobtab_remove(&state->jobs, job->id);
     queue_notify_waiters(state, job, false);
     job_free(state, job);
 }
@@ -475,7 +475,7 @@ static void done_trim(struct queue_state *state)
            state->done_bytes > QUEUE_DONE_BYTES_MAX) {
         struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
         list_unlink(&old->live);
-        idmap_remove(&state->jobs, old->id);
+        jobtab_remove(&state->jobs, old->id);
         state->done_count--;
         state->done_bytes -= old->result_len;
         job_free(state, old);
@@ -586,7 +586,7 @@ static bool put_duplicate(struct queue_state *state, const struct queue_put_args
     if (idem == NULL || idem->created_ms + state->config.idempotency_window_ms <= now_ms)
         return false;
     *id = idem->job_id;
-    struct job *job = idmap_get(&state->jobs, idem->job_id);
+    struct job *job = jobtab_get(&state->jobs, idem->job_id);
     *seq = job != NULL ? job->pos.seq : 0;
     return true;
 }
@@ -807,7 +807,7 @@ void queue_serve(struct queue_state *state, int64_t now_ms)
 /* The reserved job holding this lease: QUEUE_ENOTFOUND or QUEUE_ELEASE otherwise. */
 static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, struct job **out)
 {
-    struct job *job = idmap_get(&state->jobs, id);
+    struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
         return QUEUE_ENOTFOUND;
     if (job->state != JOB_RESERVED || job->lease_token != token || token == 0)
@@ -952,7 +952,7 @@ static int kick_one(struct queue_state *state, struct job *job, int64_t now_ms)
 
 int queue_kick_job(struct queue_state *state, uint64_t id, int64_t now_ms)
 {
-    struct job *job = idmap_get(&state->jobs, id);
+    struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
         return QUEUE_ENOTFOUND;
     if (job->state != JOB_DEAD)
@@ -986,7 +986,7 @@ int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, u
 int queue_delete(struct queue_state *state, uint64_t id, int64_t now_ms)
 {
     (void)now_ms;
-    struct job *job = idmap_get(&state->jobs, id);
+    struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
         return QUEUE_ENOTFOUND;
     if (job->state == JOB_RESERVED)
@@ -1062,12 +1062,12 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, in
 
 struct job *queue_job_find(struct queue_state *state, uint64_t id)
 {
-    return idmap_get(&state->jobs, id);
+    return jobtab_get(&state->jobs, id);
 }
 
 struct job *queue_peek_id(struct queue_state *state, uint64_t id)
 {
-    struct job *job = idmap_get(&state->jobs, id);
+    struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
         return NULL;
     return job;

@@ -7,6 +7,7 @@
 #define SPOOL_SRC_QUEUE_INTERNAL_H
 
 #include "job_pool.h"
+#include "jobtab.h"
 #include "queue.h"
 
 /* An idempotency key seen within the window. Owns its key bytes. */
@@ -20,7 +21,7 @@ struct idem {
 
 struct queue_state {
     struct queue_config config;
-    struct idmap jobs;      /* id -> job (live and remembered DONE) */
+    struct jobtab jobs;     /* id -> job (live and remembered DONE) */
     struct strmap queues;   /* name -> queue */
     struct strmap keys;     /* idempotency key -> idem */
     struct list_link idem_order;

@@ -67,7 +67,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
                        const struct log_pos *pos, int64_t now_ms)
 {
     const struct record_put *put = &rec->u.put;
-    if (idmap_get(&state->jobs, put->id) != NULL || put->id < state->next_id)
+    if (jobtab_get(&state->jobs, put->id) != NULL || put->id < state->next_id)
         return; /* already known (a checkpoint covered it) or settled and forgotten */
     struct queue *queue;
     if (queue_get(state, put->queue, put->queue_len, &queue) != 0)
@@ -90,7 +90,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
 static void replay_job_record(struct queue_state *state, const struct record *rec,
                               int64_t now_ms)
 {
-    struct job *job = idmap_get(&state->jobs, rec->id);
+    struct job *job = jobtab_get(&state->jobs, rec->id);
     if (job == NULL || job->state == JOB_DONE)
         return;
     switch (rec->type) {
@@ -162,9 +162,8 @@ void queue_recover_finish(struct queue_state *state, int64_t now_ms)
     queue_durable(state, UINT64_MAX, now_ms);
     struct job **over = NULL;
     size_t count = 0, capacity = 0;
-    IDMAP_EACH(&state->jobs, entry)
+    JOBTAB_EACH(&state->jobs, job)
     {
-        struct job *job = entry->value;
         bool spent = job->max_attempts != 0 && job->attempts >= job->max_attempts;
         if (!spent || (job->state != JOB_READY && job->state != JOB_DELAYED))
             continue;
@@ -545,7 +544,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     uint16_t reason_len = le_get_u16(p + 14);
     const uint8_t *reason = take(c, reason_len);
     if (reason == NULL || id == 0 || queue_index >= queue_count ||
-        idmap_get(&state->jobs, id) != NULL ||
+        jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
     struct job *job = queue_job_new(state, queues[queue_index], id, NULL, 0, false);
@@ -611,7 +610,7 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
                               (reason = take(c, (size_t)reason_len)) == NULL))
         return RECORD_EINVAL;
     uint64_t id = prev->id + (uint64_t)unzigzag(f[V3_ID]);
-    if (id == 0 || f[V3_QUEUE] >= queue_count || idmap_get(&state->jobs, id) != NULL ||
+    if (id == 0 || f[V3_QUEUE] >= queue_count || jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD) ||
         f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
         f[V3_MAX_ATTEMPTS] > UINT32_MAX || f[V3_BODY_LEN] > UINT32_MAX)
@@ -669,7 +668,7 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             return RECORD_EINVAL;
         uint64_t id = le_get_u64(p);
         uint32_t queue_index = le_get_u32(p + 8);
-        if (id == 0 || queue_index >= queue_count || idmap_get(&state->jobs, id) != NULL)
+        if (id == 0 || queue_index >= queue_count || jobtab_get(&state->jobs, id) != NULL)
             return RECORD_EINVAL;
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
@@ -688,7 +687,7 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             memcpy(job->result, result, result_len);
             job->result_len = result_len;
         }
-        idmap_put(&state->jobs, id, job);
+        (void)jobtab_put(&state->jobs, id, job);
         list_insert_tail(&state->done, &job->live);
         state->done_count++;
         state->done_bytes += result_len;
@@ -744,9 +743,8 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
 void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
                          void *ctx)
 {
-    IDMAP_EACH(&state->jobs, entry)
+    JOBTAB_EACH(&state->jobs, job)
     {
-        struct job *job = entry->value;
         if (job->state != JOB_DONE && job->body == NULL)
             fn(ctx, job);
     }

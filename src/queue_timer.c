@@ -32,7 +32,7 @@ static void status_fill(const struct job *job, struct queue_job_status *out)
 
 bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_status *out)
 {
-    struct job *job = idmap_get(&state->jobs, id);
+    struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL)
         return false;
     status_fill(job, out);
@@ -66,7 +66,7 @@ bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter, int6
     list_init(&waiter->link);
     waiter->timeout_slot = HEAP_NONE;
     waiter->waiting = false;
-    struct job *job = idmap_get(&state->jobs, waiter->job_id);
+    struct job *job = jobtab_get(&state->jobs, waiter->job_id);
     *found = job != NULL;
     if (job == NULL)
         return true;
@@ -95,7 +95,7 @@ void queue_wait_cancel(struct queue_state *state, struct queue_job_waiter *waite
 /* A waiter timed out: answer with the job's current state. */
 static void waiter_timeout(struct queue_state *state, struct queue_job_waiter *waiter)
 {
-    struct job *job = idmap_get(&state->jobs, waiter->job_id);
+    struct job *job = jobtab_get(&state->jobs, waiter->job_id);
     SPOOL_ASSERT(job != NULL); /* removal wakes every waiter first */
     struct queue_job_status status;
     status_fill(job, &status);

@@ -1,8 +1,12 @@
 /* The containers under the queue state machine, against simple reference models under random
  * operation sequences: the slot-tracking heap, the id map and the string map (both with
- * backward-shift deletion, where an off-by-one loses entries silently). */
+ * backward-shift deletion, where an off-by-one loses entries silently), and the job table
+ * (pages that come and go, and a cached last page that must not outlive its page). */
+#include <stdlib.h>
+
 #include "check.h"
 #include "heap.h"
+#include "jobtab.h"
 #include "map.h"
 
 struct item {
@@ -172,11 +176,68 @@ static void test_strmap_matches_model(void)
     strmap_free(&map);
 }
 
+/* jobtab against an array model: ids clustered in a few ranges (pages fill and empty again),
+ * with far-apart ids too; every page freed when its last job goes. */
+static void test_jobtab_matches_model(void)
+{
+    enum { IDS = 4000, OPS = 80000 };
+    static struct job *model[IDS];
+    static const uint64_t bases[] = {1, 1000000, (uint64_t)1 << 40};
+    struct jobtab tab;
+    jobtab_init(&tab);
+    size_t count = 0;
+    for (int op = 0; op < OPS; op++) {
+        uint32_t i = (uint32_t)(rng() % IDS);
+        uint64_t id = bases[i % 3] + i / 3;
+        struct job *value = (struct job *)(uintptr_t)((rng() | 1) << 3);
+        if (rng() % 2 == 0) {
+            struct job *old = jobtab_put(&tab, id, value);
+            CHECK(old == model[i]);
+            if (model[i] == NULL)
+                count++;
+            model[i] = value;
+        } else {
+            struct job *old = jobtab_remove(&tab, id);
+            CHECK(old == model[i]);
+            if (model[i] != NULL)
+                count--;
+            model[i] = NULL;
+        }
+        CHECK_EQ(tab.count, count);
+        uint32_t p = (uint32_t)(rng() % IDS);
+        CHECK(jobtab_get(&tab, bases[p % 3] + p / 3) == model[p]);
+    }
+    size_t walked = 0;
+    JOBTAB_EACH(&tab, job)
+    {
+        CHECK(job != NULL);
+        walked++;
+    }
+    CHECK_EQ(walked, count);
+    /* Empty every page: none may stay, and the cached page must not answer for a freed one. */
+    for (uint32_t i = 0; i < IDS; i++) {
+        uint64_t id = bases[i % 3] + i / 3;
+        CHECK(jobtab_remove(&tab, id) == model[i]);
+        CHECK(jobtab_get(&tab, id) == NULL);
+    }
+    CHECK_EQ(tab.count, 0);
+    CHECK_EQ(tab.pages.count, 0);
+    CHECK(jobtab_get(&tab, 5) == NULL);
+    struct job *one = (struct job *)(uintptr_t)0x1000;
+    CHECK(jobtab_put(&tab, 5, one) == NULL);
+    CHECK(jobtab_get(&tab, 5) == one);
+    CHECK(jobtab_get(&tab, 6) == NULL);
+    CHECK_EQ(tab.pages.count, 1);
+    jobtab_free(&tab);
+    CHECK_EQ(tab.count, 0);
+}
+
 int main(void)
 {
     RUN_TEST(test_heap_matches_model);
     RUN_TEST(test_idmap_matches_model);
     RUN_TEST(test_idmap_strided_ids);
     RUN_TEST(test_strmap_matches_model);
+    RUN_TEST(test_jobtab_matches_model);
     return check_exit();
 }
