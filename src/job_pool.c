@@ -1,5 +1,6 @@
 /*
- * job_pool.c: size-class free lists over chunks mapped with MAP_POPULATE (see job_pool.h).
+ * job_pool.c: size-class free lists over chunks mapped with MAP_POPULATE, by the loop or ahead
+ * of it by the prefault helper (see job_pool.h).
  *
  * Invariants: every block handed out lies inside one chunk in pool->chunks; a block is either
  * handed out, on exactly one free list (the one of its size class), or part of the bump
@@ -8,6 +9,8 @@
  */
 #include "job_pool.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,8 +31,100 @@ void job_pool_init(struct job_pool *pool)
     memset(pool, 0, sizeof *pool);
 }
 
+static void *pool_map_chunk(void)
+{
+    void *chunk = mmap(NULL, JOB_POOL_CHUNK_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return chunk == MAP_FAILED ? NULL : chunk;
+}
+
+/* The helper: keep ready[] full, mapping outside the lock. */
+static void *pool_prefault_main(void *arg)
+{
+    struct job_pool_prefault *pf = arg;
+    pthread_mutex_lock(&pf->lock);
+    while (!pf->stop) {
+        if (pf->ready_count == JOB_POOL_READY_MAX) {
+            pthread_cond_wait(&pf->wake, &pf->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&pf->lock);
+        void *chunk = pool_map_chunk();
+        pthread_mutex_lock(&pf->lock);
+        if (chunk == NULL) {
+            /* No memory now: the loop maps (and fails) on its own; retry when woken. */
+            pthread_cond_wait(&pf->wake, &pf->lock);
+            continue;
+        }
+        pf->ready[pf->ready_count++] = chunk;
+    }
+    pthread_mutex_unlock(&pf->lock);
+    return NULL;
+}
+
+int job_pool_prefault_start(struct job_pool *pool)
+{
+    SPOOL_ASSERT(pool->prefault == NULL);
+    struct job_pool_prefault *pf = calloc(1, sizeof(*pf));
+    if (pf == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&pf->lock, NULL);
+    pthread_cond_init(&pf->wake, NULL);
+    /* The helper starts with every signal blocked, so that signals (SIGTERM, SIGINT, which
+     * the server takes through its signalfd) are never delivered to it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&pf->thread, NULL, pool_prefault_main, pf);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&pf->wake);
+        pthread_mutex_destroy(&pf->lock);
+        free(pf);
+        return -rc;
+    }
+    pool->prefault = pf;
+    return 0;
+}
+
+static void pool_prefault_stop(struct job_pool *pool)
+{
+    struct job_pool_prefault *pf = pool->prefault;
+    if (pf == NULL)
+        return;
+    pthread_mutex_lock(&pf->lock);
+    pf->stop = true;
+    pthread_cond_signal(&pf->wake);
+    pthread_mutex_unlock(&pf->lock);
+    pthread_join(pf->thread, NULL);
+    for (uint32_t i = 0; i < pf->ready_count; i++)
+        munmap(pf->ready[i], JOB_POOL_CHUNK_BYTES);
+    pthread_cond_destroy(&pf->wake);
+    pthread_mutex_destroy(&pf->lock);
+    free(pf);
+    pool->prefault = NULL;
+}
+
+/* A ready chunk from the helper, or NULL when it has none. */
+static void *pool_prefault_take(struct job_pool *pool)
+{
+    struct job_pool_prefault *pf = pool->prefault;
+    if (pf == NULL)
+        return NULL;
+    void *chunk = NULL;
+    pthread_mutex_lock(&pf->lock);
+    if (pf->ready_count > 0)
+        chunk = pf->ready[--pf->ready_count];
+    pthread_cond_signal(&pf->wake);
+    pthread_mutex_unlock(&pf->lock);
+    if (chunk != NULL)
+        pool->chunks_prefaulted++;
+    return chunk;
+}
+
 void job_pool_destroy(struct job_pool *pool)
 {
+    pool_prefault_stop(pool);
     for (size_t i = 0; i < pool->chunk_count; i++) {
         POOL_UNPOISON(pool->chunks[i], JOB_POOL_CHUNK_BYTES);
         munmap(pool->chunks[i], JOB_POOL_CHUNK_BYTES);
@@ -60,9 +155,10 @@ static void pool_chunk_new(struct job_pool *pool)
         pool->chunks = chunks;
         pool->chunk_cap = cap;
     }
-    void *chunk = mmap(NULL, JOB_POOL_CHUNK_BYTES, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    SPOOL_ASSERT(chunk != MAP_FAILED);
+    void *chunk = pool_prefault_take(pool);
+    if (chunk == NULL)
+        chunk = pool_map_chunk();
+    SPOOL_ASSERT(chunk != NULL);
     POOL_POISON(chunk, JOB_POOL_CHUNK_BYTES);
     pool->chunks[pool->chunk_count++] = chunk;
     pool->bump = chunk;

@@ -204,6 +204,7 @@ struct queue_config {
     uint32_t done_keep_max;         /* DONE jobs remembered for wait/status */
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
     uint64_t lease_seed;            /* randomness for lease tokens */
+    bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
     queue_emit_fn emit;
     void *emit_ctx;
 };

@@ -1027,11 +1027,12 @@ int server_start(struct server *server, const struct server_config *config)
     if (getentropy(&seed, sizeof(seed)) != 0)
         seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
     qc.lease_seed = seed;
-    server->queues = queue_state_create(&qc);
+    qc.prefault = true;
     sigset_t signals;
-    int rc = signals_block(&signals);
+    int rc = signals_block(&signals); /* before any thread starts: every thread inherits it */
     if (rc != 0)
         return rc;
+    server->queues = queue_state_create(&qc);
     rc = ring_setup(server);
     if (rc != 0)
         return rc;

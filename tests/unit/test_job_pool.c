@@ -3,6 +3,7 @@
  * with its own byte pattern and checked before it is freed); freed blocks are reused; the
  * pool crosses many chunks. Under ASan a use after free of a pooled block is reported. */
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "job_pool.h"
@@ -121,11 +122,49 @@ static void test_many_chunks(void)
     job_pool_destroy(&pool);
 }
 
+static uint32_t prefault_ready(struct job_pool *pool)
+{
+    pthread_mutex_lock(&pool->prefault->lock);
+    uint32_t n = pool->prefault->ready_count;
+    pthread_mutex_unlock(&pool->prefault->lock);
+    return n;
+}
+
+/* With the prefault helper: it fills its ready chunks, new chunks come from them (zeroed,
+ * writable end to end), it refills after a take, and destroy stops it and unmaps what it
+ * still held (ASan and valgrind would see a leak or a use after unmap). */
+static void test_prefault(void)
+{
+    enum { COUNT = 3 * JOB_POOL_CHUNK_BYTES / JOB_POOL_BLOCK_MAX + 7 };
+    static uint8_t *blocks[COUNT];
+    struct job_pool pool;
+    job_pool_init(&pool);
+    REQUIRE(job_pool_prefault_start(&pool) == 0);
+    struct timespec nap = {.tv_nsec = 10 * 1000 * 1000};
+    for (int i = 0; i < 500 && prefault_ready(&pool) < JOB_POOL_READY_MAX; i++)
+        nanosleep(&nap, NULL);
+    CHECK_EQ(prefault_ready(&pool), JOB_POOL_READY_MAX);
+    for (size_t i = 0; i < COUNT; i++) {
+        blocks[i] = job_pool_alloc(&pool, JOB_POOL_BLOCK_MAX);
+        CHECK(block_filled(blocks[i], JOB_POOL_BLOCK_MAX, 0));
+        memset(blocks[i], (int)(i % 251) + 1, JOB_POOL_BLOCK_MAX);
+    }
+    CHECK(pool.chunks_prefaulted >= 4);
+    for (size_t i = 0; i < COUNT; i++)
+        CHECK(block_filled(blocks[i], JOB_POOL_BLOCK_MAX, (uint8_t)(i % 251 + 1)));
+    for (int i = 0; i < 500 && prefault_ready(&pool) < JOB_POOL_READY_MAX; i++)
+        nanosleep(&nap, NULL);
+    CHECK_EQ(prefault_ready(&pool), JOB_POOL_READY_MAX);
+    job_pool_destroy(&pool);
+    CHECK(pool.prefault == NULL);
+}
+
 int main(void)
 {
     RUN_TEST(test_pool_matches_model);
     RUN_TEST(test_free_then_reuse);
     RUN_TEST(test_fits);
     RUN_TEST(test_many_chunks);
+    RUN_TEST(test_prefault);
     return check_exit();
 }
