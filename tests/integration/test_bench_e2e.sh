@@ -7,21 +7,9 @@
 # is there, and nothing is left ready or reserved after e2e.
 # Usage: test_bench_e2e.sh SPOOL_BENCH SPOOLD SPOOL. spoold listens on 127.0.0.1 port 0 in a
 # temp dir and is stopped by pid.
-set -uo pipefail
-usage="usage: test_bench_e2e.sh SPOOL_BENCH SPOOLD SPOOL"
-bench=${1:?$usage}
-spoold=${2:?$usage}
-spool=${3:?$usage}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/bench-e2e.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+script_name=test_bench_e2e.sh
+# shellcheck source=bench-tool-setup.sh
+source "$(dirname "$0")/bench-tool-setup.sh"
 
 "$spoold" --data "$dir/data" --listen 127.0.0.1:0 --ready-file "$dir/ready" --sync always \
     2>"$dir/spoold.log" &

@@ -8,21 +8,9 @@
 # finishes before that can be seen, the run says so and checks only the clean stop.
 # Usage: test_signal_recovery.sh SPOOL_BENCH SPOOLD SPOOL. spoold listens on 127.0.0.1 port 0
 # in a temp dir and is stopped by pid.
-set -uo pipefail
-usage="usage: test_signal_recovery.sh SPOOL_BENCH SPOOLD SPOOL"
-bench=${1:?$usage}
-spoold=${2:?$usage}
-spool=${3:?$usage}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/signal-recovery.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+script_name=test_signal_recovery.sh
+# shellcheck source=bench-tool-setup.sh
+source "$(dirname "$0")/bench-tool-setup.sh"
 
 start() {
     rm -f "$dir/ready"

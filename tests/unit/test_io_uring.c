@@ -7,6 +7,7 @@
  * cannot run io_uring at all, printing the probe's reason.
  */
 #include "check.h"
+#include "io_checks.h"
 #include "io.h"
 
 #include <errno.h>
@@ -276,32 +277,12 @@ static void test_missing_dir_is_an_error(void)
     io_uring_queue_exit(&ring);
 }
 
-/* A write with IO_OP_DSYNC (RWF_DSYNC: the commit's write in the always mode) lands whole and
- * reads back; a bad fd still fails it. */
 static void test_dsync_write(void)
 {
     struct io_uring ring;
     char *dir;
     struct io_backend *io = test_backend(&ring, &dir);
-    int fd = io_sync_open(io, "d", O_RDWR | O_CREAT, 0600);
-    REQUIRE(fd >= 0);
-    char data[8192];
-    memset(data, 'd', sizeof(data));
-    struct io_op op = {.kind = IO_WRITE, .fd = fd, .buf = data, .len = sizeof(data),
-                       .offset = 4096, .flags = IO_OP_DSYNC};
-    CHECK_EQ(io_sync(io, &op), (int64_t)sizeof(data));
-    char back[8192] = {0};
-    struct io_op rd = {.kind = IO_READ, .fd = fd, .buf = back, .len = sizeof(back),
-                       .offset = 4096};
-    CHECK_EQ(io_sync(io, &rd), (int64_t)sizeof(back));
-    CHECK(memcmp(back, data, sizeof(data)) == 0);
-    struct io_op bad = {.kind = IO_WRITE, .fd = -1, .buf = data, .len = 1,
-                        .flags = IO_OP_DSYNC};
-    CHECK_EQ(io_sync(io, &bad), -EBADF);
-    CHECK_EQ(io_sync_simple(io, IO_CLOSE, fd), 0);
-    struct io_op un = {.kind = IO_UNLINK};
-    strcpy(un.path, "d");
-    CHECK_EQ(io_sync(io, &un), 0);
+    io_check_dsync_write(io);
     test_teardown(&ring, io, dir);
 }
 
