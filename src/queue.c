@@ -271,22 +271,44 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
     return 0;
 }
 
+/* Apply the cached count change to the map. */
+static void segment_flush(struct queue_state *state)
+{
+    if (state->segment_cache_delta == 0)
+        return;
+    uint64_t id = state->segment_cache_id;
+    uintptr_t count = (uintptr_t)idmap_get(&state->segments, id);
+    SPOOL_ASSERT(state->segment_cache_delta > 0 ||
+                 count >= (uintptr_t)-state->segment_cache_delta);
+    count = (uintptr_t)((int64_t)count + state->segment_cache_delta);
+    state->segment_cache_delta = 0;
+    if (count == 0)
+        idmap_remove(&state->segments, id);
+    else
+        idmap_put(&state->segments, id, (void *)count);
+}
+
+/* Count a job into (delta 1) or out of (delta -1) the segment of its PUT record. A producer's
+ * jobs go to one segment at a time, so changes gather in a one-segment cache and reach the
+ * map when another segment comes up: one map update per run instead of one per job. */
 static void segment_add(struct queue_state *state, uint64_t segment_id, int64_t delta)
 {
     if (segment_id == 0)
         return; /* tests without a log */
-    uintptr_t count = (uintptr_t)idmap_get(&state->segments, segment_id);
-    SPOOL_ASSERT(delta > 0 || count > 0);
-    count = (uintptr_t)((int64_t)count + delta);
-    if (count == 0)
-        idmap_remove(&state->segments, segment_id);
-    else
-        idmap_put(&state->segments, segment_id, (void *)count);
+    if (segment_id != state->segment_cache_id) {
+        segment_flush(state);
+        state->segment_cache_id = segment_id;
+    }
+    state->segment_cache_delta += delta;
+    SPOOL_DEBUG_ASSERT((int64_t)queue_segment_live(state, segment_id) >= 0);
 }
 
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id)
 {
-    return (uint64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
+    int64_t count = (int64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
+    if (segment_id == state->segment_cache_id)
+        count += state->segment_cache_delta;
+    return (uint64_t)count;
 }
 
 /* A job and its inline body are one block of the pool, which the sizes here must fit. */

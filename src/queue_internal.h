@@ -36,6 +36,8 @@ struct queue_state {
     uint64_t done_bytes; /* result bytes held by DONE jobs */
     struct list_link to_serve; /* queues that gained ready jobs while reservers wait */
     struct idmap segments;     /* segment id -> live job count (as uintptr_t) */
+    uint64_t segment_cache_id; /* a count change not yet in segments (segment_add) */
+    int64_t segment_cache_delta;
     uint64_t next_id;
     uint64_t lease_counter;
     /* The queue the last lookup by name found: a producer's puts name the same queue over and
