@@ -54,12 +54,13 @@
  * backlog of a million jobs is walked in a few hundred turns. */
 #define SERVER_CHECKPOINT_STEP_JOBS 4096
 /* Log bytes per live job between checkpoints, at least (server.c checkpoint_due). A walk
- * costs a few hundred ns per live job; a job's PUT takes about 190 bytes of log, so 208 bytes
- * per live job spaces walks by about one put per job walked, a walk's cost a fraction of the
- * puts'. It is the spacing that twice the snapshot size gave while a job took 104 bytes in it
- * (payload version 2), kept when version 3 made snapshots smaller: the walk, not the bytes,
- * is the cost, and retention keeps its cadence. */
-#define SERVER_CHECKPOINT_LOG_PER_JOB 208u
+ * costs a few hundred ns per live job; a job's PUT takes about 190 bytes of log, so 416 bytes
+ * per live job spaces walks by about two puts per job walked: under a growing backlog the
+ * walks then take about 5% of the loop (at one put per job walked, 208 bytes, they took 10%).
+ * The price: up to 416 bytes of log per live job to replay after a crash, and segments whose
+ * jobs are all gone wait that much longer to be deleted (a low disk starts a checkpoint at
+ * once whatever this says). */
+#define SERVER_CHECKPOINT_LOG_PER_JOB 416u
 /* Blocked reserves and waits per connection: a worker blocks on a handful; more is abuse. */
 #define CONN_BLOCKED_MAX 1024
 
