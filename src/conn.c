@@ -64,10 +64,14 @@ void conn_make_runnable(struct conn *conn)
     list_insert_tail(&conn->server->runnable, &conn->run_link);
 }
 
+size_t conn_out_pending(const struct conn *conn)
+{
+    return conn->out.len + (conn->sending.len - conn->sent);
+}
+
 static bool conn_wants_input(const struct conn *conn)
 {
-    return !conn->closing && !conn->stalled &&
-           conn->out.len + (conn->sending.len - conn->sent) < CONN_OUT_HIGH &&
+    return !conn->closing && !conn->stalled && conn_out_pending(conn) < CONN_OUT_HIGH &&
            conn->in_end - conn->in_start <= conn->server->config.frame_size_max;
 }
 
@@ -164,6 +168,7 @@ static void conn_send_complete(struct io_completion *completion, const struct io
         }
         return;
     }
+    handler_conn_drained(conn);
     conn_make_runnable(conn); /* output drained: input may resume */
 }
 

@@ -422,6 +422,31 @@ static void blocked_free(struct blocked_request *blocked)
     free(blocked);
 }
 
+/* The connection's output is above CONN_OUT_HIGH: hand it no more jobs until it drains (its
+ * reserves' deadlines still run; their empty replies are small). */
+static void conn_pause_reserves(struct conn *conn)
+{
+    conn->reserves_paused = true;
+    for (struct list_link *l = conn->blocked.next; l != &conn->blocked; l = l->next) {
+        struct blocked_request *b = LIST_ENTRY(l, struct blocked_request, link);
+        if (!b->is_wait)
+            queue_reserver_pause(conn->server->queues, &b->reserver);
+    }
+}
+
+void handler_conn_drained(struct conn *conn)
+{
+    if (!conn->reserves_paused || conn->closing || conn_out_pending(conn) >= CONN_OUT_LOW)
+        return;
+    conn->reserves_paused = false;
+    for (struct list_link *l = conn->blocked.next; l != &conn->blocked; l = l->next) {
+        struct blocked_request *b = LIST_ENTRY(l, struct blocked_request, link);
+        if (!b->is_wait)
+            queue_reserver_resume(conn->server->queues, &b->reserver);
+    }
+    /* The loop's queue_tick in this turn serves them. */
+}
+
 static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uint32_t count)
 {
     struct blocked_request *blocked = reserver->ctx;
@@ -429,6 +454,8 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
     reserve_reply(conn, blocked->request_id, jobs, count);
     blocked_free(blocked);
     conn_flush_later(conn);
+    if (!conn->reserves_paused && conn_out_pending(conn) >= CONN_OUT_HIGH)
+        conn_pause_reserves(conn);
 }
 
 static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_id)
@@ -496,6 +523,8 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
     r->ctx = blocked;
     count = queue_reserve(server->queues, r, now, jobs);
     SPOOL_ASSERT(count == 0 && r->waiting); /* nothing became ready since the poll */
+    if (conn->reserves_paused)
+        queue_reserver_pause(server->queues, r);
     return 0;
 }
 

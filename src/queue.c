@@ -776,8 +776,10 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
 static void reserver_unlink(struct queue_state *state, struct queue_reserver *reserver)
 {
     SPOOL_ASSERT(reserver->waiting);
-    for (uint32_t i = 0; i < reserver->queue_count; i++)
-        list_unlink(&reserver->links[i].link);
+    if (!reserver->paused)
+        for (uint32_t i = 0; i < reserver->queue_count; i++)
+            list_unlink(&reserver->links[i].link);
+    reserver->paused = false;
     if (heap_contains(&state->reserver_timeouts, reserver))
         heap_remove(&state->reserver_timeouts, reserver);
     reserver->waiting = false;
@@ -789,6 +791,7 @@ uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserve
     SPOOL_ASSERT(reserver->queue_count >= 1);
     SPOOL_ASSERT(reserver->queue_count <= QUEUE_RESERVE_QUEUES_MAX);
     reserver->waiting = false;
+    reserver->paused = false;
     reserver->timeout_slot = HEAP_NONE;
     uint32_t count = reserve_now(state, reserver, now_ms, jobs);
     if (count > 0 || reserver->deadline_ms <= now_ms)
@@ -806,6 +809,27 @@ void queue_reserver_cancel(struct queue_state *state, struct queue_reserver *res
 {
     if (reserver->waiting)
         reserver_unlink(state, reserver);
+}
+
+void queue_reserver_pause(struct queue_state *state, struct queue_reserver *reserver)
+{
+    (void)state;
+    if (!reserver->waiting || reserver->paused)
+        return;
+    for (uint32_t i = 0; i < reserver->queue_count; i++)
+        list_unlink(&reserver->links[i].link);
+    reserver->paused = true;
+}
+
+void queue_reserver_resume(struct queue_state *state, struct queue_reserver *reserver)
+{
+    if (!reserver->waiting || !reserver->paused)
+        return;
+    for (uint32_t i = 0; i < reserver->queue_count; i++) {
+        list_insert_tail(&reserver->queues[i]->reservers, &reserver->links[i].link);
+        mark_serve(state, reserver->queues[i]);
+    }
+    reserver->paused = false;
 }
 
 /* Hand ready jobs of marked queues to their blocked reservers, first come first served. */

@@ -160,6 +160,7 @@ struct queue_reserver {
     struct queue_reserver_link links[QUEUE_RESERVE_QUEUES_MAX];
     uint32_t timeout_slot;
     bool waiting;
+    bool paused; /* waiting, but out of its queues' lines (queue_reserver_pause) */
 };
 
 /* Status of a job, for status, wait and peek answers. */
@@ -189,6 +190,7 @@ struct queue_job_waiter {
     struct list_link link;
     uint32_t timeout_slot;
     bool waiting;
+    bool paused; /* waiting, but out of its queues' lines (queue_reserver_pause) */
 };
 
 /* Where records go. 0 and *pos set, or a negative error (then nothing is applied). */
@@ -254,6 +256,12 @@ void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t 
 uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserver,
                        int64_t now_ms, struct job **jobs);
 void queue_reserver_cancel(struct queue_state *state, struct queue_reserver *reserver);
+/* Take a waiting reserver out of its queues' lines without canceling it (its owner cannot take
+ * more output now): no job is handed to it, its deadline still runs. Resume puts it back, at
+ * the end of the lines, to be served at the next queue_tick. Both do nothing to a reserver
+ * that is not waiting, or already in that state. */
+void queue_reserver_pause(struct queue_state *state, struct queue_reserver *reserver);
+void queue_reserver_resume(struct queue_state *state, struct queue_reserver *reserver);
 
 /* Look a queue up by name (NULL if never used); create it (QUEUE_EINVAL on a bad name). */
 struct queue *queue_find(struct queue_state *state, const char *name, uint32_t name_len);

@@ -16,7 +16,9 @@
  * Back pressure. When the log's open batch is full (log_append -ENOBUFS), the request is left
  * unparsed in its connection's input, the connection goes to server.stalled, and is run again
  * after the next durable watermark. A connection whose output is above CONN_OUT_HIGH stops
- * reading until it drains.
+ * reading until it drains, and its blocked reserves are paused (queue_reserver_pause: no job
+ * is handed to a connection that is not reading its replies) until its output is below
+ * CONN_OUT_LOW.
  *
  * Every CQE's user_data is a struct io_completion (io.h): the engine's ops and ours are
  * dispatched the same way.
@@ -49,6 +51,8 @@
 /* Output above this stops reading from the connection until the peer drains it: 4 MiB is two
  * default frames, enough to keep a pipeline full without letting a slow reader grow memory. */
 #define CONN_OUT_HIGH (4u * 1024 * 1024)
+/* Paused reserves resume when the connection's unsent output drops below this. */
+#define CONN_OUT_LOW (CONN_OUT_HIGH / 2)
 /* Jobs a checkpoint walk encodes per loop turn: at ~100 bytes and a cache miss or two each,
  * 4096 is a few hundred microseconds, which is what a turn may add to request latency; a
  * backlog of a million jobs is walked in a few hundred turns. */
@@ -89,6 +93,7 @@ struct conn {
     struct queue_owner owner;
     struct list_link blocked; /* struct blocked_request.link */
     uint32_t blocked_count;
+    bool reserves_paused;     /* output above CONN_OUT_HIGH: blocked reserves paused */
     struct list_link link;     /* server.conns */
     struct list_link run_link; /* server.runnable or server.stalled */
     struct list_link flush_link; /* server.to_flush: output to send at the end of the turn */
@@ -208,6 +213,10 @@ bool handler_known(uint16_t opcode);
 void handler_release_held(struct server *server);
 /* A connection goes away: cancel its blocked requests. */
 void handler_conn_closed(struct conn *conn);
+/* Bytes of output the connection has not sent yet. */
+size_t conn_out_pending(const struct conn *conn);
+/* Its output drained: resume its paused reserves (once below CONN_OUT_LOW). */
+void handler_conn_drained(struct conn *conn);
 
 /* Records to the log (server.c): the queue state's emit. */
 int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct log_pos *pos);

@@ -427,6 +427,57 @@ static void test_flooder_that_never_reads(void)
     close(fd);
 }
 
+/* A worker that blocks reserves and never reads its replies does not hoard the queue: once its
+ * unsent output passes CONN_OUT_HIGH (4 MiB) its reserves are paused, the rest of the jobs stay
+ * ready for a worker that reads, and spoold's memory stays bounded. Without the pause all 200
+ * jobs (50 MiB) were leased to it and queued in its output. */
+static void test_blocked_reserves_of_a_reader_that_never_reads(void)
+{
+    enum { RESERVES = 200, BODY = 256 * 1024 };
+    int fd = hello_connect();
+    int small = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    for (int i = 0; i < RESERVES; i++) {
+        union wire_msg m = {.reserve = {.count_max = 1, .timeout_ms = 60000, .queue_count = 1}};
+        m.reserve.queues[0] = wire_bytes_str("hoard");
+        encode(&b, WIRE_OP_RESERVE, (uint64_t)(100 + i), &m);
+    }
+    send_all(fd, b.data, b.len);
+    wire_buf_free(&b);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
+    static uint8_t body[BODY];
+    memset(body, 'h', sizeof(body));
+    long before = server_rss_kib();
+    for (int i = 0; i < RESERVES; i++) {
+        struct spool_job_spec spec = {.queue = "hoard", .body = body, .body_len = sizeof(body)};
+        uint64_t id;
+        REQUIRE(spool_put(c, &spec, &id) == 0);
+    }
+    struct spool_stats *st = NULL;
+    REQUIRE(spool_stats(c, "hoard", &st) == 0);
+    REQUIRE(st->queue_count == 1);
+    uint64_t reserved = st->queues[0].reserved, ready = st->queues[0].ready;
+    spool_stats_free(st);
+    long after = server_rss_kib();
+    fprintf(stderr, "non-reader holds %llu jobs, %llu ready; spoold rss %ld -> %ld KiB\n",
+            (unsigned long long)reserved, (unsigned long long)ready, before, after);
+    CHECK(reserved < RESERVES / 2);
+    CHECK_EQ(reserved + ready, RESERVES);
+    /* A worker that reads gets the rest. */
+    struct spool_delivery *d = NULL;
+    size_t n = 0;
+    const char *q = "hoard";
+    REQUIRE(spool_reserve(c, &q, 1, 1, 0, 0, &d, &n) == 0);
+    CHECK_EQ(n, 1);
+    spool_deliveries_free(d);
+    spool_close(c);
+    close(fd); /* its leases go back */
+    server_still_serves();
+}
+
 /* A frame started and never finished is closed after --frame-timeout; a silent idle
  * connection is not. */
 static void test_stalled_frame_times_out(void)
@@ -489,6 +540,7 @@ int main(void)
     RUN_TEST(test_ten_thousand_pipelined_frames);
     RUN_TEST(test_eof_mid_frame);
     RUN_TEST(test_flooder_that_never_reads);
+    RUN_TEST(test_blocked_reserves_of_a_reader_that_never_reads);
     RUN_TEST(test_handshake_failures);
     RUN_TEST(test_connection_limit);
     RUN_TEST(test_out_of_descriptors);

@@ -411,6 +411,52 @@ static void test_blocked_reservers_fair_across_queues(void)
     queue_state_destroy(s);
 }
 
+/* A paused reserver is passed over (the next one in line gets the job, or it stays ready), is
+ * still woken empty at its deadline, and after resume is served from the back of the line. */
+static void test_paused_reserver(void)
+{
+    struct queue_state *s = make_state();
+    struct queue *a;
+    REQUIRE(queue_get(s, "a", 1, &a) == 0);
+    struct wake_log l1 = {0}, l2 = {0}, l3 = {0};
+    struct queue_reserver r1 = {.queues = {a}, .queue_count = 1, .count_max = 1,
+                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l1,
+                                .detach = true};
+    struct queue_reserver r2 = {.queues = {a}, .queue_count = 1, .count_max = 1,
+                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l2,
+                                .detach = true};
+    struct queue_reserver r3 = {.queues = {a}, .queue_count = 1, .count_max = 1,
+                                .deadline_ms = 300, .wake = record_wake, .ctx = &l3,
+                                .detach = true};
+    struct job *jobs[4];
+    CHECK_EQ(queue_reserve(s, &r1, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r2, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r3, 0, jobs), 0);
+    queue_reserver_pause(s, &r1);
+    queue_reserver_pause(s, &r1); /* twice: no effect */
+    queue_reserver_pause(s, &r3);
+    uint64_t j1 = put(s, "a", 0, 10); /* r1 is first but paused: r2 gets it */
+    CHECK_EQ(l1.calls, 0);
+    CHECK_EQ(l2.calls, 1);
+    CHECK_EQ(l2.ids[0], j1);
+    uint64_t j2 = put(s, "a", 0, 20); /* only paused reservers left: stays ready */
+    CHECK_EQ(l1.calls, 0);
+    CHECK_EQ(l3.calls, 0);
+    struct queue_stats st;
+    queue_stats_get(a, 20, &st);
+    CHECK_EQ(st.ready, 1);
+    queue_tick(s, 300); /* a paused reserver's deadline still runs */
+    CHECK_EQ(l3.calls, 1);
+    CHECK_EQ(l3.count, 0);
+    queue_reserver_resume(s, &r3); /* no longer waiting: nothing */
+    queue_reserver_resume(s, &r1);
+    queue_tick(s, 310); /* served at the next queue_serve */
+    CHECK_EQ(l1.calls, 1);
+    CHECK_EQ(l1.count, 1);
+    CHECK_EQ(l1.ids[0], j2);
+    queue_state_destroy(s);
+}
+
 struct wait_log {
     int calls;
     bool found;
@@ -1235,6 +1281,7 @@ int main(void)
     RUN_TEST(test_idempotency_window);
     RUN_TEST(test_stats_ack_floor_and_segments);
     RUN_TEST(test_blocked_reservers_fair_across_queues);
+    RUN_TEST(test_paused_reserver);
     RUN_TEST(test_wait_on_job);
     RUN_TEST(test_owner_release_keeps_detached);
     RUN_TEST(test_back_pressure_changes_nothing);
