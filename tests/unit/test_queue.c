@@ -362,6 +362,15 @@ static void record_wake(struct queue_reserver *r, struct job **jobs, uint32_t co
         log->ids[i] = jobs[i]->id;
 }
 
+/* A detached reserver of one job from one queue, woken into log. */
+static struct queue_reserver one_job_reserver(struct queue *q, int64_t deadline_ms,
+                                              struct wake_log *log)
+{
+    return (struct queue_reserver){.queues = {q}, .queue_count = 1, .count_max = 1,
+                                   .deadline_ms = deadline_ms, .wake = record_wake,
+                                   .ctx = log, .detach = true};
+}
+
 static void test_blocked_reservers_fair_across_queues(void)
 {
     struct queue_state *s = make_state();
@@ -372,12 +381,8 @@ static void test_blocked_reservers_fair_across_queues(void)
     struct queue_reserver r1 = {.queues = {a, b}, .queue_count = 2, .count_max = 2,
                                 .deadline_ms = 5000, .wake = record_wake, .ctx = &l1,
                                 .detach = true};
-    struct queue_reserver r2 = {.queues = {b}, .queue_count = 1, .count_max = 1,
-                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l2,
-                                .detach = true};
-    struct queue_reserver r3 = {.queues = {b}, .queue_count = 1, .count_max = 1,
-                                .deadline_ms = 300, .wake = record_wake, .ctx = &l3,
-                                .detach = true};
+    struct queue_reserver r2 = one_job_reserver(b, 5000, &l2);
+    struct queue_reserver r3 = one_job_reserver(b, 300, &l3);
     struct job *jobs[4];
     CHECK_EQ(queue_reserve(s, &r1, 0, jobs), 0);
     CHECK_EQ(queue_reserve(s, &r2, 0, jobs), 0);
@@ -401,9 +406,7 @@ static void test_blocked_reservers_fair_across_queues(void)
     CHECK_EQ(st.ready, 1);
     /* A canceled reserver is never woken. */
     struct wake_log l4 = {0};
-    struct queue_reserver r4 = {.queues = {b}, .queue_count = 1, .count_max = 1,
-                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l4,
-                                .detach = true};
+    struct queue_reserver r4 = one_job_reserver(b, 5000, &l4);
     CHECK_EQ(queue_reserve(s, &r4, 400, jobs), 0);
     queue_reserver_cancel(s, &r4);
     put(s, "b", 0, 500);
@@ -419,15 +422,9 @@ static void test_paused_reserver(void)
     struct queue *a;
     REQUIRE(queue_get(s, "a", 1, &a) == 0);
     struct wake_log l1 = {0}, l2 = {0}, l3 = {0};
-    struct queue_reserver r1 = {.queues = {a}, .queue_count = 1, .count_max = 1,
-                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l1,
-                                .detach = true};
-    struct queue_reserver r2 = {.queues = {a}, .queue_count = 1, .count_max = 1,
-                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l2,
-                                .detach = true};
-    struct queue_reserver r3 = {.queues = {a}, .queue_count = 1, .count_max = 1,
-                                .deadline_ms = 300, .wake = record_wake, .ctx = &l3,
-                                .detach = true};
+    struct queue_reserver r1 = one_job_reserver(a, 5000, &l1);
+    struct queue_reserver r2 = one_job_reserver(a, 5000, &l2);
+    struct queue_reserver r3 = one_job_reserver(a, 300, &l3);
     struct job *jobs[4];
     CHECK_EQ(queue_reserve(s, &r1, 0, jobs), 0);
     CHECK_EQ(queue_reserve(s, &r2, 0, jobs), 0);
