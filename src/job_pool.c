@@ -56,6 +56,7 @@ static void *pool_prefault_main(void *arg)
             pthread_cond_wait(&pf->wake, &pf->lock);
             continue;
         }
+        SPOOL_ASSERT(pf->ready_count < JOB_POOL_READY_MAX);
         pf->ready[pf->ready_count++] = chunk;
     }
     pthread_mutex_unlock(&pf->lock);

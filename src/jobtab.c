@@ -64,6 +64,7 @@ struct job *jobtab_put(struct jobtab *tab, uint64_t id, struct job *job)
     struct job **slot = &page->slots[id & (JOBTAB_PAGE_SLOTS - 1)];
     struct job *old = *slot;
     if (old == NULL) {
+        SPOOL_ASSERT(page->live < JOBTAB_PAGE_SLOTS);
         page->live++;
         tab->count++;
     }
@@ -82,6 +83,7 @@ struct job *jobtab_remove(struct jobtab *tab, uint64_t id)
     if (old == NULL)
         return NULL;
     *slot = NULL;
+    SPOOL_ASSERT(page->live > 0 && tab->count > 0);
     tab->count--;
     if (--page->live == 0) {
         (void)idmap_remove(&tab->pages, key);
