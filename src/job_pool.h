@@ -40,7 +40,7 @@
 #define JOB_POOL_CLASSES (JOB_POOL_BLOCK_MAX / JOB_POOL_GRAIN)
 /* 1 MiB: ~3000 jobs per map call, and small enough that an idle server's first chunk is
  * negligible. */
-#define JOB_POOL_CHUNK_BYTES (1024u * 1024)
+#define JOB_POOL_CHUNK_BYTES ((size_t)1024 * 1024)
 /* Chunks the prefault helper keeps ready: 8 MiB, ~40 ms of a producer at full speed, which
  * the helper refills faster than that. */
 #define JOB_POOL_READY_MAX 8u
