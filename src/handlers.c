@@ -422,15 +422,20 @@ static void blocked_free(struct blocked_request *blocked)
     free(blocked);
 }
 
-/* The connection's output is above CONN_OUT_HIGH: hand it no more jobs until it drains (its
- * reserves' deadlines still run; their empty replies are small). */
-static void conn_pause_reserves(struct conn *conn)
+/* Pause (output above CONN_OUT_HIGH: hand the connection no more jobs until it drains; its
+ * reserves' deadlines still run, and their empty replies are small) or resume every blocked
+ * reserve of the connection. */
+static void conn_reserves_pause(struct conn *conn, bool pause)
 {
-    conn->reserves_paused = true;
+    conn->reserves_paused = pause;
     for (struct list_link *l = conn->blocked.next; l != &conn->blocked; l = l->next) {
         struct blocked_request *b = LIST_ENTRY(l, struct blocked_request, link);
-        if (!b->is_wait)
+        if (b->is_wait)
+            continue;
+        if (pause)
             queue_reserver_pause(conn->server->queues, &b->reserver);
+        else
+            queue_reserver_resume(conn->server->queues, &b->reserver);
     }
 }
 
@@ -438,13 +443,7 @@ void handler_conn_drained(struct conn *conn)
 {
     if (!conn->reserves_paused || conn->closing || conn_out_pending(conn) >= CONN_OUT_LOW)
         return;
-    conn->reserves_paused = false;
-    for (struct list_link *l = conn->blocked.next; l != &conn->blocked; l = l->next) {
-        struct blocked_request *b = LIST_ENTRY(l, struct blocked_request, link);
-        if (!b->is_wait)
-            queue_reserver_resume(conn->server->queues, &b->reserver);
-    }
-    /* The loop's queue_tick in this turn serves them. */
+    conn_reserves_pause(conn, false); /* the loop's queue_tick in this turn serves them */
 }
 
 static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uint32_t count)
@@ -455,7 +454,7 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
     blocked_free(blocked);
     conn_flush_later(conn);
     if (!conn->reserves_paused && conn_out_pending(conn) >= CONN_OUT_HIGH)
-        conn_pause_reserves(conn);
+        conn_reserves_pause(conn, true);
 }
 
 static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_id)

@@ -190,7 +190,6 @@ struct queue_job_waiter {
     struct list_link link;
     uint32_t timeout_slot;
     bool waiting;
-    bool paused; /* waiting, but out of its queues' lines (queue_reserver_pause) */
 };
 
 /* Where records go. 0 and *pos set, or a negative error (then nothing is applied). */
