@@ -777,15 +777,12 @@ static int log_alloc(const struct log_config *config, struct io_backend *backend
     log->open_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
     log->flight_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
     log->segment_block = aligned_alloc(BATCH_ALIGN, SEGMENT_HEADER_SIZE);
-    if (config->zero_segments)
-        log->zero_chunk = aligned_alloc(BATCH_ALIGN, LOG_ZERO_CHUNK_BYTES);
+    log->zero_chunk = calloc(1, LOG_ZERO_CHUNK_BYTES);
     if (log->open_buf == NULL || log->flight_buf == NULL || log->segment_block == NULL ||
-        (config->zero_segments && log->zero_chunk == NULL)) {
+        log->zero_chunk == NULL) {
         log_free(log);
         return -ENOMEM;
     }
-    if (log->zero_chunk != NULL)
-        memset(log->zero_chunk, 0, LOG_ZERO_CHUNK_BYTES);
     for (uint32_t i = 0; i < LOG_READS_MAX; i++)
         log->reads[i].log = log;
     *out = log;

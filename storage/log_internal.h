@@ -33,7 +33,7 @@
 #define LOG_SPARE_NAME "segment.spare"
 /* A lazy record (log_append_lazy) waits at most this long for a commit to ride with. */
 #define LOG_LAZY_MAX_NS (50ll * 1000 * 1000)
-/* Zeros written per call when cutting a torn tail or salvaging. */
+/* Zeros written per call: cutting a torn tail, salvaging, filling a segment (zero_segments). */
 #define LOG_ZERO_CHUNK_BYTES (1u << 20)
 
 struct log;
@@ -139,7 +139,7 @@ struct log {
     struct io_op write_op;
     struct io_op roll_op;
     uint8_t *segment_block; /* the new segment's header block */
-    uint8_t *zero_chunk;    /* LOG_ZERO_CHUNK_BYTES of zeros (config.zero_segments) */
+    uint8_t *zero_chunk;    /* LOG_ZERO_CHUNK_BYTES of zeros: torn tails, zero_segments */
     struct segment_header roll_header;
     int roll_fd;
     uint32_t roll_written;

@@ -54,20 +54,15 @@ static int log_zero_range(struct log *log, int fd, uint64_t from, uint64_t to)
 {
     if (to <= from)
         return 0;
-    uint64_t chunk = to - from < LOG_ZERO_CHUNK_BYTES ? to - from : LOG_ZERO_CHUNK_BYTES;
-    uint8_t *zero = calloc(1, chunk);
-    if (zero == NULL)
-        return -ENOMEM;
     int rc = 0;
     for (uint64_t off = from; off < to && rc == 0;) {
-        uint64_t n = to - off < chunk ? to - off : chunk;
-        int64_t w = io_sync_pwrite(log->backend, fd, zero, n, off);
+        uint64_t n = to - off < LOG_ZERO_CHUNK_BYTES ? to - off : LOG_ZERO_CHUNK_BYTES;
+        int64_t w = io_sync_pwrite(log->backend, fd, log->zero_chunk, n, off);
         if (w <= 0)
             rc = w < 0 ? (int)w : -EIO;
         else
             off += (uint64_t)w;
     }
-    free(zero);
     if (rc == 0)
         rc = io_sync_simple(log->backend, IO_FDATASYNC, fd);
     return rc;
