@@ -1,13 +1,12 @@
 /*
- * Little-endian loads and stores for the broker's byte formats (log records, checkpoint
- * payload). memcpy keeps them free of alignment and aliasing traps; on x86 and arm64 the
- * compiler turns each into one move.
+ * Little-endian loads and stores for spool's byte formats: the broker's (log records,
+ * checkpoint payload) and the wire codec's (src/wire). Byte shifts keep them free of
+ * alignment and aliasing traps; on x86 and arm64 the compiler turns each into one move.
  */
 #ifndef SPOOL_SRC_LE_H
 #define SPOOL_SRC_LE_H
 
 #include <stdint.h>
-#include <string.h>
 
 static inline void le_put_u16(uint8_t *p, uint16_t v)
 {
@@ -34,18 +33,12 @@ static inline uint16_t le_get_u16(const uint8_t *p)
 
 static inline uint32_t le_get_u32(const uint8_t *p)
 {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static inline uint64_t le_get_u64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    return (uint64_t)le_get_u32(p) | (uint64_t)le_get_u32(p + 4) << 32;
 }
 
 #endif

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "../../storage/assert.h"
-#include "wire_le.h"
+#include "../le.h"
 
 int wire_header_decode(const uint8_t *buf, size_t len, uint32_t frame_size_max,
                        struct wire_header *out)
@@ -21,10 +21,10 @@ int wire_header_decode(const uint8_t *buf, size_t len, uint32_t frame_size_max,
     SPOOL_ASSERT(frame_size_max >= WIRE_HEADER_SIZE);
     if (len < WIRE_HEADER_SIZE)
         return -EAGAIN;
-    out->frame_size = wire_get_u32(buf);
-    out->opcode = wire_get_u16(buf + 4);
-    out->flags = wire_get_u16(buf + 6);
-    out->request_id = wire_get_u64(buf + 8);
+    out->frame_size = le_get_u32(buf);
+    out->opcode = le_get_u16(buf + 4);
+    out->flags = le_get_u16(buf + 6);
+    out->request_id = le_get_u64(buf + 8);
     if (out->frame_size < WIRE_HEADER_SIZE)
         return SPOOL_E_BAD_FRAME;
     if (out->frame_size > frame_size_max)
@@ -37,10 +37,10 @@ int wire_header_decode(const uint8_t *buf, size_t len, uint32_t frame_size_max,
 void wire_header_encode(uint8_t out[WIRE_HEADER_SIZE], const struct wire_header *h)
 {
     SPOOL_ASSERT(out != NULL);
-    wire_put_u32(out, h->frame_size);
-    wire_put_u16(out + 4, h->opcode);
-    wire_put_u16(out + 6, h->flags);
-    wire_put_u64(out + 8, h->request_id);
+    le_put_u32(out, h->frame_size);
+    le_put_u16(out + 4, h->opcode);
+    le_put_u16(out + 6, h->flags);
+    le_put_u64(out + 8, h->request_id);
 }
 
 void wire_buf_init(struct wire_buf *b, size_t size_max)

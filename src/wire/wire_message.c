@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "../../storage/assert.h"
-#include "wire_le.h"
+#include "../le.h"
 
 struct wire_io {
     bool writing;
@@ -93,10 +93,10 @@ static void io_u16(struct wire_io *io, uint16_t *v)
     if (io->writing) {
         uint8_t *p = io_grow(io, 2);
         if (p != NULL)
-            wire_put_u16(p, *v);
+            le_put_u16(p, *v);
     } else {
         const uint8_t *p = io_take(io, 2);
-        *v = p != NULL ? wire_get_u16(p) : 0;
+        *v = p != NULL ? le_get_u16(p) : 0;
     }
 }
 
@@ -105,10 +105,10 @@ static void io_u32(struct wire_io *io, uint32_t *v)
     if (io->writing) {
         uint8_t *p = io_grow(io, 4);
         if (p != NULL)
-            wire_put_u32(p, *v);
+            le_put_u32(p, *v);
     } else {
         const uint8_t *p = io_take(io, 4);
-        *v = p != NULL ? wire_get_u32(p) : 0;
+        *v = p != NULL ? le_get_u32(p) : 0;
     }
 }
 
@@ -117,10 +117,10 @@ static void io_u64(struct wire_io *io, uint64_t *v)
     if (io->writing) {
         uint8_t *p = io_grow(io, 8);
         if (p != NULL)
-            wire_put_u64(p, *v);
+            le_put_u64(p, *v);
     } else {
         const uint8_t *p = io_take(io, 8);
-        *v = p != NULL ? wire_get_u64(p) : 0;
+        *v = p != NULL ? le_get_u64(p) : 0;
     }
 }
 
@@ -291,11 +291,11 @@ static void job_spec_read(struct wire_io *io, struct wire_job_spec *j)
         return;
     }
     j->flags = p[0];
-    j->priority = wire_get_u32(p + 1);
-    j->delay_ms = wire_get_u64(p + 5);
-    j->ttr_ms = wire_get_u32(p + 13);
-    j->max_attempts = wire_get_u32(p + 17);
-    j->ttl_ms = wire_get_u64(p + 21);
+    j->priority = le_get_u32(p + 1);
+    j->delay_ms = le_get_u64(p + 5);
+    j->ttr_ms = le_get_u32(p + 13);
+    j->max_attempts = le_get_u32(p + 17);
+    j->ttl_ms = le_get_u64(p + 21);
     p += JOB_SPEC_FIXED_SIZE;
     uint32_t key_len = p[0]; /* a u8 cannot exceed WIRE_KEY_SIZE_MAX */
     if ((size_t)(end - p - 1) < key_len + 4u) { /* + the body's length prefix */
@@ -304,7 +304,7 @@ static void job_spec_read(struct wire_io *io, struct wire_job_spec *j)
     }
     j->key = (struct wire_bytes){.data = p + 1, .len = key_len};
     p += 1 + key_len;
-    uint32_t body_len = wire_get_u32(p);
+    uint32_t body_len = le_get_u32(p);
     p += 4;
     if (body_len > WIRE_FRAME_SIZE_LIMIT || (size_t)(end - p) < body_len) {
         io_fail(io, body_len > WIRE_FRAME_SIZE_LIMIT ? SPOOL_E_TOO_LARGE : SPOOL_E_BAD_FRAME);
