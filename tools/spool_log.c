@@ -32,6 +32,27 @@ static const char usage_text[] =
     "when a second scan sees it in the same place). Memory: the log's metadata and the bodies\n"
     "of the live jobs. Exit codes and every output line: docs/SPOOL-LOG.md.\n";
 
+int u64_compare(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+bool ids_contain(const uint64_t *ids, size_t count, uint64_t id)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] == id)
+            return true;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 bool arg_u64(const char *text, uint64_t *out)
 {
     if (text == NULL || *text < '0' || *text > '9')

@@ -195,6 +195,9 @@ int64_t wall_ms(void);
 bool arg_u64(const char *text, uint64_t *out);
 void json_string(FILE *out, const void *bytes, size_t len);
 void base64_write(FILE *out, const void *bytes, size_t len);
+/* qsort order of uint64_t values, and membership in an array sorted by it. */
+int u64_compare(const void *a, const void *b);
+bool ids_contain(const uint64_t *ids, size_t count, uint64_t id);
 
 /* The commands; argv[0] is the command name. Each returns the process exit code. */
 int cmd_verify(int argc, char **argv);

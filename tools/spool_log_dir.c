@@ -169,12 +169,6 @@ static void list_entry(void *ctx, const char *name)
     list->ids[list->count++] = id;
 }
 
-static int id_compare(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int segment_read_header(struct logdir *dir, struct logdir_segment *seg)
 {
     char name[SEGMENT_NAME_LEN + 1];
@@ -242,7 +236,7 @@ static int logdir_list_segments(struct logdir *dir)
         return rc;
     }
     if (list.count > 0)
-        qsort(list.ids, list.count, sizeof(*list.ids), id_compare);
+        qsort(list.ids, list.count, sizeof(*list.ids), u64_compare);
     dir->segments = calloc(list.count + 1, sizeof(*dir->segments));
     SPOOL_ASSERT(dir->segments != NULL);
     for (size_t i = 0; i < list.count && rc == 0; i++) {
@@ -591,21 +585,6 @@ static uint64_t rec_put_id(const struct logdir_rec *r)
     return r->type == RECORD_PUT && r->decodes ? r->job_id : 0;
 }
 
-static bool ids_has_put(const uint64_t *put_ids, size_t count, uint64_t id)
-{
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (put_ids[mid] == id)
-            return true;
-        if (put_ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
-}
-
 /* Add the ids of PUTs that must have been in the damaged seq range [first, last]. */
 static void damage_infer(struct logdir *dir, struct logdir_damage *dmg, const uint64_t *put_ids,
                          size_t put_count)
@@ -628,7 +607,7 @@ static void damage_infer(struct logdir *dir, struct logdir_damage *dmg, const ui
     if (hi == 0)
         return;
     for (uint64_t id = lo + 1; id < hi; id++) {
-        if (ids_has_put(put_ids, put_count, id) || dmg->job_count >= LOGDIR_REGION_IDS_MAX)
+        if (ids_contain(put_ids, put_count, id) || dmg->job_count >= LOGDIR_REGION_IDS_MAX)
             continue;
         bool known = false;
         for (uint32_t k = 0; k < dmg->job_count && !known; k++)
@@ -640,11 +619,6 @@ static void damage_infer(struct logdir *dir, struct logdir_damage *dmg, const ui
         dmg->job_ids = p;
         dmg->job_ids[dmg->job_count++] = id;
     }
-}
-
-static int u64_compare(const void *a, const void *b)
-{
-    return id_compare(a, b);
 }
 
 static void logdir_jobs_affected(struct logdir *dir)

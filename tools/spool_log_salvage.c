@@ -296,12 +296,6 @@ struct lost {
     const char *reason;
 };
 
-static int lost_compare_id(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int lost_compare(const void *a, const void *b)
 {
     const struct lost *x = a, *y = b;
@@ -320,24 +314,9 @@ static uint64_t *settled_ids(const struct logdir *dir, size_t *count)
             ids[n++] = r->job_id;
     }
     if (n > 1)
-        qsort(ids, n, sizeof(*ids), lost_compare_id);
+        qsort(ids, n, sizeof(*ids), u64_compare);
     *count = n;
     return ids;
-}
-
-static bool ids_contain(const uint64_t *ids, size_t count, uint64_t id)
-{
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] == id)
-            return true;
-        if (ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
 }
 
 static bool state_live(const struct logstate *st, uint64_t id)

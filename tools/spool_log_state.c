@@ -40,12 +40,6 @@ static void body_fill_collect(void *ctx, struct job *job)
     fill->jobs[fill->count++] = job;
 }
 
-static int id_compare(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int job_seq_compare(const void *a, const void *b)
 {
     const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
@@ -76,7 +70,7 @@ static void body_fill(struct logstate *state, struct logdir *dir)
     }
     free(fill.jobs);
     if (state->bodies_missing > 1)
-        qsort(state->missing_ids, state->bodies_missing, sizeof(uint64_t), id_compare);
+        qsort(state->missing_ids, state->bodies_missing, sizeof(uint64_t), u64_compare);
 }
 
 int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
