@@ -254,10 +254,12 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
             return rc;
         if (rc == SCAN_BATCH_END) {
             seg->end = SCAN_END_CLEAN;
+            skip = BATCH_ALIGN;
             break;
         }
-        if (header_valid && offset + h.total_len <= limit)
-            skip = h.total_len;
+        /* Where "something valid after" starts: past this batch if its header is trusted,
+         * else the next block (never a length left over from an earlier batch). */
+        skip = header_valid && offset + h.total_len <= limit ? h.total_len : BATCH_ALIGN;
         if (rc == SCAN_BATCH_OK && resync) {
             seg->seq_end = h.base_seq;
             seg->last_hash = h.prev_batch_hash;
