@@ -15,7 +15,10 @@
 #include <xxhash.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "on-disk integers are little-endian");
-_Static_assert(sizeof(struct batch_header) == BATCH_HEADER_SIZE, "batch header is 64 bytes");
+/* The first 64 bytes of the decoded struct are the on-disk image (offset 20 is total_len in
+ * v1 and synced_blocks in v2, swapped by encode and decode). */
+_Static_assert(offsetof(struct batch_header, synced_blocks) == BATCH_HEADER_SIZE,
+               "batch header is 64 bytes on disk");
 _Static_assert(offsetof(struct batch_header, magic) == 0, "magic at 0");
 _Static_assert(offsetof(struct batch_header, version) == 4, "version at 4");
 _Static_assert(offsetof(struct batch_header, codec) == 6, "codec at 6");
@@ -59,22 +62,64 @@ uint32_t batch_record_put(uint8_t *payload, uint32_t offset, uint8_t type, const
     return offset + BATCH_RECORD_HEADER_SIZE + len;
 }
 
-static uint64_t batch_header_hash(const void *block, uint64_t segment_id)
+static uint64_t batch_header_hash(const void *block, uint64_t seed)
 {
-    return XXH3_64bits_withSeed(block, offsetof(struct batch_header, header_hash), segment_id);
+    return XXH3_64bits_withSeed(block, offsetof(struct batch_header, header_hash), seed);
 }
 
 void batch_header_encode(struct batch_header *header, void *block)
 {
-    memcpy(block, header, sizeof(*header));
-    header->header_hash = batch_header_hash(block, header->segment_id);
+    SPOOL_ASSERT(header->version == BATCH_VERSION || header->version == BATCH_VERSION_V1);
+    memcpy(block, header, BATCH_HEADER_SIZE);
+    if (header->version != BATCH_VERSION_V1)
+        memcpy((uint8_t *)block + offsetof(struct batch_header, total_len),
+               &header->synced_blocks, sizeof(header->synced_blocks));
+    header->header_hash = batch_header_hash(block, header->hash_seed);
     memcpy((uint8_t *)block + offsetof(struct batch_header, header_hash), &header->header_hash,
            sizeof(header->header_hash));
 }
 
 void batch_header_decode(const void *block, struct batch_header *out)
 {
-    memcpy(out, block, sizeof(*out));
+    memset(out, 0, sizeof(*out));
+    memcpy(out, block, BATCH_HEADER_SIZE);
+    if (out->version == BATCH_VERSION_V1)
+        return;
+    /* v2: offset 20 is the sync point; the length it held in v1 follows from stored_len. */
+    out->synced_blocks = out->total_len;
+    uint64_t need = (uint64_t)BATCH_HEADER_SIZE + out->stored_len;
+    out->total_len = need <= BATCH_TOTAL_BYTES_LIMIT ? batch_align_up(need) : 0;
+}
+
+uint64_t batch_synced_floor(const struct batch_header *header, uint64_t offset)
+{
+    if (header->version != BATCH_VERSION_V1)
+        return (uint64_t)header->synced_blocks * BATCH_ALIGN;
+    return (header->flags & BATCH_FLAG_UNSYNCED) != 0 ? BATCH_ALIGN : offset;
+}
+
+void batch_seal_marker(void *block, uint64_t segment_id, uint64_t hash_seed,
+                       uint64_t successor_id, uint64_t prev_batch_hash,
+                       struct batch_header *header)
+{
+    SPOOL_ASSERT(successor_id > segment_id);
+    memset(block, 0, BATCH_ALIGN);
+    *header = (struct batch_header){
+        .magic = BATCH_MAGIC,
+        .version = BATCH_VERSION,
+        .codec = BATCH_CODEC_NONE,
+        .flags = BATCH_FLAG_SEAL,
+        .total_len = BATCH_ALIGN,
+        .base_seq = successor_id,
+        .segment_id = segment_id,
+        .prev_batch_hash = prev_batch_hash,
+        .payload_hash = XXH3_64bits_withSeed(NULL, 0, hash_seed),
+        .hash_seed = hash_seed,
+    };
+    batch_header_encode(header, block);
+    struct batch_header check;
+    SPOOL_ASSERT(batch_header_check_seeded(block, segment_id, hash_seed, &check) == BATCH_OK);
+    SPOOL_ASSERT(memcmp(&check, header, sizeof(check)) == 0);
 }
 
 /* Try lz4 into spare; the stored length, or 0 when it does not save at least 1/8. */
@@ -95,6 +140,8 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
 {
     SPOOL_ASSERT(args->record_count > 0);
     SPOOL_ASSERT((args->flags & ~BATCH_FLAG_UNSYNCED) == 0);
+    SPOOL_ASSERT(args->synced_offset % BATCH_ALIGN == 0);
+    SPOOL_ASSERT(args->synced_offset / BATCH_ALIGN <= UINT32_MAX);
     SPOOL_ASSERT(args->raw_len >= args->record_count * BATCH_RECORD_HEADER_SIZE);
     SPOOL_ASSERT(BATCH_HEADER_SIZE + (uint64_t)args->raw_len <= buf_size);
     uint8_t *buf = open_buf;
@@ -125,12 +172,15 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
         .segment_id = args->segment_id,
         .prev_batch_hash = args->prev_batch_hash,
         .payload_hash =
-            XXH3_64bits_withSeed(buf + BATCH_HEADER_SIZE, stored_len, args->segment_id),
+            XXH3_64bits_withSeed(buf + BATCH_HEADER_SIZE, stored_len, args->hash_seed),
+        .synced_blocks = (uint32_t)(args->synced_offset / BATCH_ALIGN),
+        .hash_seed = args->hash_seed,
     };
     batch_header_encode(header, buf);
     /* Check before write: the bytes decode back to the same header. */
     struct batch_header check;
-    SPOOL_ASSERT(batch_header_check(buf, args->segment_id, &check) == BATCH_OK);
+    SPOOL_ASSERT(batch_header_check_seeded(buf, args->segment_id, args->hash_seed, &check) ==
+                 BATCH_OK);
     SPOOL_ASSERT(memcmp(&check, header, sizeof(check)) == 0);
     SPOOL_ASSERT(batch_payload_valid(&check, buf + BATCH_HEADER_SIZE));
     *out = buf;
@@ -144,12 +194,23 @@ static bool batch_all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
+/* Version-specific fields: the flags, the record count and where the length lives. */
+static bool batch_version_fields_valid(const struct batch_header *h)
+{
+    if (h->version == BATCH_VERSION_V1)
+        return (h->flags & ~BATCH_FLAG_UNSYNCED) == 0 && h->record_count > 0 &&
+               h->total_len == batch_align_up((uint64_t)BATCH_HEADER_SIZE + h->stored_len);
+    if (h->version != BATCH_VERSION || (h->flags & ~(BATCH_FLAG_UNSYNCED | BATCH_FLAG_SEAL)) != 0)
+        return false;
+    if ((h->flags & BATCH_FLAG_SEAL) != 0)
+        return h->record_count == 0 && h->stored_len == 0 && h->codec == BATCH_CODEC_NONE &&
+               h->base_seq > h->segment_id;
+    return h->record_count > 0;
+}
+
 /* Field consistency of a header whose hash verified. */
 static bool batch_fields_valid(const struct batch_header *h)
 {
-    if (h->version != BATCH_VERSION || (h->flags & ~BATCH_FLAG_UNSYNCED) != 0 ||
-        h->record_count == 0)
-        return false;
     if (h->codec != BATCH_CODEC_NONE && h->codec != BATCH_CODEC_LZ4)
         return false;
     if (h->codec == BATCH_CODEC_NONE && h->stored_len != h->raw_len)
@@ -158,32 +219,39 @@ static bool batch_fields_valid(const struct batch_header *h)
     if (h->raw_len > BATCH_TOTAL_BYTES_LIMIT ||
         (uint64_t)BATCH_HEADER_SIZE + h->stored_len > BATCH_TOTAL_BYTES_LIMIT)
         return false;
+    if (!batch_version_fields_valid(h))
+        return false;
     if ((uint64_t)h->record_count * BATCH_RECORD_HEADER_SIZE > h->raw_len)
         return false;
-    if (h->base_seq == 0 || h->base_seq > UINT64_MAX - h->record_count)
-        return false;
-    return h->total_len == batch_align_up((uint64_t)BATCH_HEADER_SIZE + h->stored_len);
+    return h->base_seq != 0 && h->base_seq <= UINT64_MAX - h->record_count;
 }
 
-enum batch_check batch_header_check(const void *block, uint64_t segment_id,
-                                    struct batch_header *out)
+enum batch_check batch_header_check_seeded(const void *block, uint64_t segment_id,
+                                           uint64_t hash_seed, struct batch_header *out)
 {
     SPOOL_ASSERT(block != NULL);
     if (batch_all_zero(block, BATCH_HEADER_SIZE))
         return BATCH_ZERO;
     batch_header_decode(block, out);
+    out->hash_seed = hash_seed;
     if (out->magic != BATCH_MAGIC)
         return BATCH_BAD_MAGIC;
-    if (out->header_hash != batch_header_hash(block, segment_id))
+    if (out->header_hash != batch_header_hash(block, hash_seed))
         return BATCH_BAD_HASH;
     if (out->segment_id != segment_id || !batch_fields_valid(out))
         return BATCH_BAD_FIELDS;
     return BATCH_OK;
 }
 
+enum batch_check batch_header_check(const void *block, uint64_t segment_id,
+                                    struct batch_header *out)
+{
+    return batch_header_check_seeded(block, segment_id, segment_id, out);
+}
+
 bool batch_payload_valid(const struct batch_header *header, const void *stored)
 {
-    return XXH3_64bits_withSeed(stored, header->stored_len, header->segment_id) ==
+    return XXH3_64bits_withSeed(stored, header->stored_len, header->hash_seed) ==
            header->payload_hash;
 }
 

@@ -8,23 +8,31 @@
  *   0  u32 magic            BATCH_MAGIC
  *   4  u16 version          BATCH_VERSION
  *   6  u8  codec            0 none, 1 lz4 block
- *   7  u8  flags            bit 0 BATCH_FLAG_UNSYNCED; other bits reserved (0)
- *   8  u32 record_count     >= 1
+ *   7  u8  flags            bit 0 BATCH_FLAG_UNSYNCED, bit 1 BATCH_FLAG_SEAL (v2); others 0
+ *   8  u32 record_count     >= 1 (0 exactly for a seal)
  *  12  u32 stored_len       payload bytes on disk after the header
  *  16  u32 raw_len          payload bytes after decompression (== stored_len for codec 0)
- *  20  u32 total_len        64 + stored_len rounded up to 4096: the bytes the batch occupies
- *  24  u64 base_seq         seq of the first record; record i has seq base_seq + i
+ *  20  u32 v1: total_len    64 + stored_len rounded up to 4096: the bytes the batch occupies
+ *          v2: synced_blocks the segment was fdatasync'ed below offset synced_blocks * 4096
+ *                           when this batch was built (its sync point; total_len is derived)
+ *  24  u64 base_seq         seq of the first record; record i has seq base_seq + i (a seal:
+ *                           the successor segment's id)
  *  32  u64 segment_id       the segment the batch was written for
  *  40  u64 prev_batch_hash  header_hash of the previous batch, or the segment header's hash
- *  48  u64 payload_hash     XXH3-64 of the stored payload, seeded with segment_id
- *  56  u64 header_hash      XXH3-64 of bytes 0..55, seeded with segment_id
+ *  48  u64 payload_hash     XXH3-64 of the stored payload, seeded with the segment's seed
+ *  56  u64 header_hash      XXH3-64 of bytes 0..55, seeded with the segment's seed
+ *
+ * The seed is the segment's hash_seed (a random value in a v2 segment header) or, in a v1
+ * segment, its segment_id. Batch and segment versions are independent: a v2 batch may sit in
+ * a v1 segment (the current segment of a log written by an older build), seeded with its id.
  *
  * Records in the raw payload, packed back to back: [u32 len][u8 type][3 zero bytes][len bytes].
  *
  * Invariants: a header that passes batch_header_check() has consistent lengths (record_count
  * records of at least 8 bytes fit raw_len; total_len is the aligned size of stored_len), so a
  * reader may trust it to size its reads. Payload bytes are decompressed only after the
- * payload hash verified, and only with LZ4_decompress_safe.
+ * payload hash verified, and only with LZ4_decompress_safe. struct batch_header is the decoded
+ * form: its first 64 bytes are the v1 image, synced_blocks and hash_seed follow in memory.
  */
 #ifndef SPOOL_STORAGE_BATCH_H
 #define SPOOL_STORAGE_BATCH_H
@@ -36,7 +44,8 @@
 #include "assert.h"
 
 #define BATCH_MAGIC 0x54425053u /* "SPBT" as little-endian bytes */
-#define BATCH_VERSION 1u
+#define BATCH_VERSION 2u
+#define BATCH_VERSION_V1 1u /* still read: total_len at offset 20, no sync point, no seal */
 #define BATCH_HEADER_SIZE 64u
 #define BATCH_ALIGN 4096u
 #define BATCH_RECORD_HEADER_SIZE 8u
@@ -50,6 +59,10 @@
  * synced, so a hole before such a batch at the end of the newest segment is a torn tail, not
  * damage (in the always mode every batch is fdatasync'ed before the next is written). */
 #define BATCH_FLAG_UNSYNCED 0x01u
+/* v2: the seal of a segment (no records, base_seq names the successor segment), written
+ * durably after the successor's header is durable and named, before any batch goes into the
+ * successor: a newest segment that is sealed proves that a newer one existed. */
+#define BATCH_FLAG_SEAL 0x02u
 
 enum batch_codec {
     BATCH_CODEC_NONE = 0,
@@ -70,6 +83,10 @@ struct batch_header {
     uint64_t prev_batch_hash;
     uint64_t payload_hash;
     uint64_t header_hash;
+    /* Decoded only (not at these offsets on disk): */
+    uint32_t synced_blocks; /* v2: the sync point, in 4096-byte blocks; v1: 0 */
+    uint32_t unused;        /* 0 */
+    uint64_t hash_seed;     /* the seed the hashes were checked (or made) with */
 };
 
 /* What a header block turned out to be. */
@@ -107,7 +124,9 @@ struct batch_seal_args {
     uint64_t prev_batch_hash;
     uint32_t record_count;
     uint32_t raw_len;  /* raw payload bytes at open_buf + BATCH_HEADER_SIZE */
-    uint8_t flags;     /* BATCH_FLAG_* */
+    uint64_t hash_seed;      /* the segment's seed (segment_hash_seed) */
+    uint64_t synced_offset;  /* the segment is fdatasync'ed below this offset (4096-aligned) */
+    uint8_t flags;     /* BATCH_FLAG_UNSYNCED or 0 */
     bool compress;     /* try lz4 (used only when it pays) */
 };
 
@@ -121,9 +140,31 @@ struct batch_seal_args {
 void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
                 const struct batch_seal_args *args, uint8_t **out, struct batch_header *header);
 
-/* Parse and verify a 64-byte header block written for segment_id. */
+/*
+ * Fill block (BATCH_ALIGN bytes) with the seal of segment_id: a v2 batch of no records flagged
+ * BATCH_FLAG_SEAL, base_seq = successor_id, linked to prev_batch_hash (the last batch's hash).
+ * Its non-zero bytes are the first 64, so a write of it lands whole or not at all on any
+ * disk that writes 512-byte sectors atomically.
+ */
+void batch_seal_marker(void *block, uint64_t segment_id, uint64_t hash_seed,
+                       uint64_t successor_id, uint64_t prev_batch_hash,
+                       struct batch_header *header);
+
+/* Parse and verify a 64-byte header block written for segment_id, with the hashes seeded by
+ * hash_seed (segment_hash_seed of its segment). */
+SPOOL_MUST_USE enum batch_check batch_header_check_seeded(const void *block, uint64_t segment_id,
+                                                          uint64_t hash_seed,
+                                                          struct batch_header *out);
+
+/* The same with seed = segment_id: the seed of every batch of a v1 segment. */
 SPOOL_MUST_USE enum batch_check batch_header_check(const void *block, uint64_t segment_id,
                                                    struct batch_header *out);
+
+/* The offset below which the segment was fdatasync'ed when the batch at offset was built:
+ * v2, its recorded sync point; v1, its own offset for a batch of the always mode (each one
+ * was durable before the next was written) and 4096 (nothing known) for an unsynced one. A
+ * batch never claims a sync point beyond itself: the caller treats that as damage. */
+uint64_t batch_synced_floor(const struct batch_header *header, uint64_t offset);
 
 /* Verify the stored payload's hash. */
 SPOOL_MUST_USE bool batch_payload_valid(const struct batch_header *header, const void *stored);
@@ -150,7 +191,9 @@ struct batch_cursor {
 bool batch_cursor_next(struct batch_cursor *cursor, uint8_t *type, const uint8_t **data,
                        uint32_t *len);
 
-/* Serialize a header into 64 bytes (computing header_hash) / read one back without checks. */
+/* Serialize a header into 64 bytes (computing header_hash with header->hash_seed, in the
+ * layout of header->version) / read one back without checks (total_len derived for v2, 0 when
+ * stored_len is out of range). */
 void batch_header_encode(struct batch_header *header, void *block);
 void batch_header_decode(const void *block, struct batch_header *out);
 

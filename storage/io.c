@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -121,5 +122,14 @@ int io_dir_lock(int dir_fd, int *lock_fd)
         return err;
     }
     *lock_fd = fd;
+    return 0;
+}
+
+int io_dir_space(int dir_fd, uint64_t *free_bytes)
+{
+    struct statvfs st;
+    if (fstatvfs(dir_fd, &st) != 0)
+        return -errno;
+    *free_bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
     return 0;
 }

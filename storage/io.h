@@ -28,6 +28,7 @@
 #ifndef SPOOL_STORAGE_IO_H
 #define SPOOL_STORAGE_IO_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,10 @@ struct io_backend_ops {
     int (*list)(struct io_backend *backend, io_list_fn fn, void *ctx);
     /* Synchronous: take an exclusive lock on the directory (a LOCK file) or fail -EWOULDBLOCK. */
     int (*lock)(struct io_backend *backend);
+    /* Synchronous, optional (NULL: unknown): bytes an unprivileged writer may still allocate
+     * in the directory's file system (statvfs f_bavail * f_frsize); 0 or a negative errno. A
+     * cheap syscall, called before a segment or the spare is preallocated. */
+    int (*space)(struct io_backend *backend, uint64_t *free_bytes);
     /* Number of submitted ops whose done has not run yet. */
     uint32_t (*in_flight)(struct io_backend *backend);
     void (*destroy)(struct io_backend *backend);
@@ -116,6 +121,14 @@ SPOOL_MUST_USE static inline int io_submit(struct io_backend *backend, struct io
 SPOOL_MUST_USE static inline int io_backend_poll(struct io_backend *backend, bool wait)
 {
     return backend->ops->poll(backend, wait);
+}
+
+/* The backend's space op, or -EOPNOTSUPP when it has none. */
+SPOOL_MUST_USE static inline int io_backend_space(struct io_backend *backend, uint64_t *free_bytes)
+{
+    if (backend->ops->space == NULL)
+        return -EOPNOTSUPP;
+    return backend->ops->space(backend, free_bytes);
 }
 
 static inline void io_backend_destroy(struct io_backend *backend)
@@ -150,6 +163,7 @@ SPOOL_MUST_USE int io_open_dir(const char *dir, bool create);
  * files), and take the exclusive flock on its LOCK file (*lock_fd receives the fd, kept open
  * for as long as the lock is held; -EWOULDBLOCK if another open file description holds it). */
 SPOOL_MUST_USE int io_dir_list(int dir_fd, io_list_fn fn, void *ctx);
+SPOOL_MUST_USE int io_dir_space(int dir_fd, uint64_t *free_bytes);
 SPOOL_MUST_USE int io_dir_lock(int dir_fd, int *lock_fd);
 
 /* Can this process use io_uring with every opcode the backend needs? 0, or a negative errno

@@ -229,6 +229,11 @@ static int uring_lock(struct io_backend *backend)
     return io_dir_lock(ub->dir_fd, &ub->lock_fd);
 }
 
+static int uring_space(struct io_backend *backend, uint64_t *free_bytes)
+{
+    return io_dir_space(((struct uring_backend *)backend)->dir_fd, free_bytes);
+}
+
 static uint32_t uring_in_flight(struct io_backend *backend)
 {
     return ((struct uring_backend *)backend)->in_flight;
@@ -249,6 +254,7 @@ static const struct io_backend_ops uring_backend_ops = {
     .poll = uring_poll,
     .list = uring_list,
     .lock = uring_lock,
+    .space = uring_space,
     .in_flight = uring_in_flight,
     .destroy = uring_destroy,
 };

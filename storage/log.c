@@ -3,11 +3,19 @@
  *
  * A commit is a chain of ops driven by completions, one step at a time, never blocking:
  *
- *   [roll: (fdatasync old segment) -> open O_CREAT|O_EXCL -> fallocate -> write header
- *          -> fdatasync -> fsync directory]  -> write batch (RWF_DSYNC if "always")
+ *   [roll: (fdatasync old segment) -> (free space check) open O_CREAT|O_EXCL -> fallocate
+ *          -> write header -> fdatasync -> fsync directory -> seal the old segment (one
+ *          RWF_DSYNC write)]  -> write batch (RWF_DSYNC if "always")
  *
  * or, when a spare segment is ready (log_spare.c), a roll into it: write header -> fdatasync
- * -> rename the spare to the segment's name -> fsync directory.
+ * -> rename the spare to the segment's name -> fsync directory -> seal the old segment.
+ *
+ * The seal (batch_seal_marker) goes into the old segment only once the new segment is durable
+ * and named, and the new segment's first batch only once the seal is durable: so a crash
+ * leaves either an unsealed newest segment, or a sealed one whose successor exists. Placement
+ * keeps one block free at the end of every segment for it. Each batch records the current
+ * segment's sync point (synced_offset): the always mode's batches the offset they start at,
+ * the interval/none modes' the end of what the last fdatasync of that segment covered.
  *
  * A write that completes short is finished by another write of the remainder. A failed write
  * or fdatasync poisons the engine: on_durable hears the error once, appends fail with it from
@@ -128,7 +136,7 @@ struct log_segment *log_segment_find(const struct log *log, uint64_t segment_id)
     return NULL;
 }
 
-int log_segment_add(struct log *log, uint64_t id, int fd)
+int log_segment_add(struct log *log, uint64_t id, uint64_t hash_seed, int fd)
 {
     SPOOL_ASSERT(log->segment_count == 0 || log->segments[log->segment_count - 1]->id < id);
     if (log->segment_count == log->segment_capacity) {
@@ -143,6 +151,7 @@ int log_segment_add(struct log *log, uint64_t id, int fd)
     if (seg == NULL)
         return -ENOMEM;
     seg->id = id;
+    seg->hash_seed = hash_seed;
     seg->fd = fd;
     seg->log = log;
     log->segments[log->segment_count++] = seg;
@@ -198,6 +207,7 @@ void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, ui
         .prev_segment_id = prev_id,
         .prev_last_batch_hash = prev_hash,
         .created_unix_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+        .hash_seed = segment_seed_new(),
     };
     segment_header_encode(&log->roll_header, log->segment_block);
 }
@@ -205,16 +215,17 @@ void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, ui
 /* ---- appending ---- */
 
 /* Place the open batch: after the last sealed batch while a whole batch of the largest size
- * still fits in that segment, else at the start of a new segment. Rolling a little early (at
- * most batch_size_bytes_max <= 1/4 of a segment is left zero) keeps every batch's capacity the
- * same, so -ENOBUFS means "the batch is full" and never "the segment is". */
+ * and the seal's block still fit in that segment, else at the start of a new segment. Rolling
+ * a little early (at most batch_size_bytes_max + 4096 <= 1/4 of a segment + one block is left
+ * zero) keeps every batch's capacity the same, so -ENOBUFS means "the batch is full" and
+ * never "the segment is". */
 static void log_batch_place(struct log *log, uint32_t footprint)
 {
     uint32_t batch_max = log->config.batch_size_bytes_max;
     log->open_base_seq = log->next_seq;
     log->open_capacity = batch_max;
     if (log->tail_offset <= log->current_size &&
-        log->current_size - log->tail_offset >= batch_max) {
+        log->current_size - log->tail_offset >= (uint64_t)batch_max + BATCH_ALIGN) {
         log->open_segment_id = log->tail_segment_id;
         log->open_offset = log->tail_offset;
     } else {
@@ -284,6 +295,7 @@ static bool log_commit_wanted(const struct log *log)
 /* ---- the commit chain ---- */
 
 static void log_roll_step(struct log *log);
+static void log_roll_enospc(struct log *log);
 
 /* The roll's first step after the old segment is durable: into the spare when one is ready
  * (no new space needed), else make the file. */
@@ -348,8 +360,10 @@ static void log_commit_write_done(struct io_op *op)
     uint64_t end = log->flight_header.base_seq + log->flight_header.record_count;
     SPOOL_ASSERT(end > log->written_end);
     log->written_end = end;
+    log->written_offset = log->flight_offset + log->flight_header.total_len;
     if (always) {
         log->synced_end = end;
+        log->synced_offset = log->written_offset;
         log->last_sync_ns = log_now_ns(log);
     }
     log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
@@ -358,22 +372,43 @@ static void log_commit_write_done(struct io_op *op)
         log_commit_start(log);
 }
 
+/* At a roll, before the tail moves: remember where the old segment's seal goes. */
+static void log_seal_prepare(struct log *log)
+{
+    log->seal_segment_id = log->tail_segment_id;
+    log->seal_offset = log->tail_offset;
+    log->seal_prev_hash = log->last_batch_hash;
+    log->seal_seed = log->tail_seed;
+    /* Placement keeps a block free in every segment this build writes; a segment adopted
+     * from an older build may be full, and then stays unsealed. */
+    log->seal_wanted = log->tail_offset <= log->current_size &&
+                       log->current_size - log->tail_offset >= BATCH_ALIGN;
+}
+
 void log_commit_start(struct log *log)
 {
     SPOOL_ASSERT(log->step == COMMIT_IDLE);
     SPOOL_ASSERT(log->open_count > 0);
     bool roll = log->open_segment_id != log->tail_segment_id;
     uint64_t prev_hash = log->last_batch_hash;
+    uint64_t seed = log->tail_seed;
+    uint64_t synced_offset = log->synced_offset;
     if (roll) {
         log_segment_header_build(log, log->open_segment_id, log->tail_segment_id, prev_hash);
+        log_seal_prepare(log);
         prev_hash = log->roll_header.header_hash;
+        seed = log->roll_header.hash_seed;
+        synced_offset = SEGMENT_HEADER_SIZE; /* the new segment's header is synced first */
     }
+    SPOOL_ASSERT(synced_offset <= log->open_offset);
     struct batch_seal_args args = {
         .base_seq = log->open_base_seq,
         .segment_id = log->open_segment_id,
         .prev_batch_hash = prev_hash,
         .record_count = log->open_count,
         .raw_len = log->open_raw_len,
+        .hash_seed = seed,
+        .synced_offset = synced_offset,
         .flags = log->config.sync_mode == LOG_SYNC_ALWAYS ? 0 : BATCH_FLAG_UNSYNCED,
         .compress = log->config.compress,
     };
@@ -389,6 +424,7 @@ void log_commit_start(struct log *log)
     log->flight_written = 0;
     log->last_batch_hash = log->flight_header.header_hash;
     log->tail_segment_id = log->open_segment_id;
+    log->tail_seed = seed;
     if (roll)
         log->current_size = log->config.segment_size_bytes;
     log->tail_offset = log->open_offset + log->flight_header.total_len;
@@ -434,9 +470,14 @@ static void log_roll_submit(struct log *log, enum io_op_kind kind, int fd)
         log->roll_op.len = log->roll_header.segment_size;
         break;
     case IO_WRITE:
+        /* The new segment's header at 0, or the old segment's seal (durable on completion). */
         log->roll_op.buf = log->segment_block + log->roll_written;
         log->roll_op.len = SEGMENT_HEADER_SIZE - log->roll_written;
         log->roll_op.offset = log->roll_written;
+        if (log->step == COMMIT_ROLL_SEAL) {
+            log->roll_op.offset += log->seal_offset;
+            log->roll_op.flags = IO_OP_DSYNC;
+        }
         break;
     default:
         break;
@@ -456,10 +497,22 @@ static void log_roll_step(struct log *log)
     case COMMIT_ROLL_SYNC_OLD:
         log_roll_submit(log, IO_FDATASYNC, current->fd);
         break;
-    case COMMIT_ROLL_OPEN:
+    case COMMIT_ROLL_OPEN: {
+        char msg[160];
+        if (log_space_check(log, log->roll_header.segment_size, msg, sizeof(msg)) == -ENOSPC) {
+            log_roll_enospc(log);
+            break;
+        }
         log->roll_written = 0;
         log_roll_submit(log, IO_OPEN, -1);
         break;
+    }
+    case COMMIT_ROLL_SEAL: {
+        struct log_segment *old = log_segment_find(log, log->seal_segment_id);
+        SPOOL_ASSERT(old != NULL); /* a checkpoint never drops the segment before the current */
+        log_roll_submit(log, IO_WRITE, old->fd);
+        break;
+    }
     case COMMIT_ROLL_RENAME:
         log_roll_submit(log, IO_RENAME, -1);
         break;
@@ -491,6 +544,17 @@ static bool log_is_enospc(int64_t rc)
     return rc == -ENOSPC || rc == -EDQUOT;
 }
 
+int log_space_check(struct log *log, uint64_t bytes, char *msg, size_t len)
+{
+    uint64_t free_bytes = 0;
+    int rc = io_backend_space(log->backend, &free_bytes);
+    if (rc < 0 || free_bytes >= bytes)
+        return 0; /* cannot tell: the preallocation itself reports ENOSPC */
+    snprintf(msg, len, "not enough free disk space for a segment of %" PRIu64 " bytes: %" PRIu64
+             " bytes available", bytes, free_bytes);
+    return -ENOSPC;
+}
+
 /* The disk is full: undo the half-made segment (if any) and wait to retry. */
 static void log_roll_enospc(struct log *log)
 {
@@ -513,10 +577,12 @@ static void log_roll_enospc(struct log *log)
     log->enospc_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
 }
 
-/* The new segment's header is durable and named: it becomes the current segment. */
+/* The new segment's header is durable and named: it becomes the current segment; the old one
+ * is sealed (when it has room) before the first batch goes into the new one. */
 static void log_roll_finish(struct log *log)
 {
-    int rc = log_segment_add(log, log->roll_header.segment_id, log->roll_fd);
+    int rc = log_segment_add(log, log->roll_header.segment_id, log->roll_header.hash_seed,
+                             log->roll_fd);
     if (rc < 0) {
         log->step = COMMIT_IDLE;
         log_poison(log, rc);
@@ -528,7 +594,18 @@ static void log_roll_finish(struct log *log)
         log->roll_from_spare = false;
         log->spare_retry_ns = 0; /* renamed: the next tick makes a new spare */
     }
-    log_commit_write_submit(log);
+    log->written_offset = SEGMENT_HEADER_SIZE;
+    log->synced_offset = SEGMENT_HEADER_SIZE;
+    if (!log->seal_wanted) {
+        log_commit_write_submit(log);
+        return;
+    }
+    struct batch_header seal;
+    batch_seal_marker(log->segment_block, log->seal_segment_id, log->seal_seed,
+                      log->roll_header.segment_id, log->seal_prev_hash, &seal);
+    log->roll_written = 0;
+    log->step = COMMIT_ROLL_SEAL;
+    log_roll_step(log);
 }
 
 /* A roll step succeeded with result rc: go on to the next one. */
@@ -563,6 +640,12 @@ static void log_roll_advance(struct log *log, int64_t rc)
     case COMMIT_ROLL_DIR_SYNC:
         log_roll_finish(log);
         return;
+    case COMMIT_ROLL_SEAL:
+        log->roll_written += (uint32_t)rc;
+        if (log->roll_written < BATCH_ALIGN)
+            break; /* a short write: the rest of the block */
+        log_commit_write_submit(log);
+        return;
     case COMMIT_ROLL_UNDO_CLOSE:
         log->roll_fd = -1;
         log->step = COMMIT_ROLL_UNDO_UNLINK;
@@ -592,7 +675,7 @@ static void log_roll_done(struct io_op *op)
         rc = 0; /* a file system without fallocate still works, it only commits slower */
     if (step == COMMIT_ROLL_UNDO_CLOSE || (step == COMMIT_ROLL_UNDO_UNLINK && rc == -ENOENT))
         rc = 0; /* the half-made file held nothing */
-    if (step == COMMIT_ROLL_HEADER && rc == 0)
+    if ((step == COMMIT_ROLL_HEADER || step == COMMIT_ROLL_SEAL) && rc == 0)
         rc = -EIO; /* a write that makes no progress would loop forever */
     if (rc < 0) {
         log->step = COMMIT_IDLE;
@@ -612,6 +695,9 @@ static void log_isync_done(struct io_op *op)
         log_poison(log, (int)op->result);
         return;
     }
+    if (log->isync_segment_id == log->tail_segment_id &&
+        log->isync_offset_target > log->synced_offset)
+        log->synced_offset = log->isync_offset_target;
     if (log->isync_target > log->synced_end) {
         log->synced_end = log->isync_target;
         log_report(log, log->synced_end, LOG_DURABLE_SYNCED);
@@ -624,6 +710,8 @@ static void log_isync_start(struct log *log, int64_t now)
     log_op_prepare(log, &log->isync_op, IO_FDATASYNC, current->fd);
     log->isync_op.done = log_isync_done;
     log->isync_target = log->written_end;
+    log->isync_segment_id = current->id;
+    log->isync_offset_target = log->written_offset;
     log->last_sync_ns = now;
     log->isync_active = true;
     int rc = io_submit(log->backend, &log->isync_op);

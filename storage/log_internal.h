@@ -40,6 +40,7 @@ struct log;
 
 struct log_segment {
     uint64_t id;
+    uint64_t hash_seed; /* segment_hash_seed of its header: log_read checks batches with it */
     int fd;
     uint32_t reads;  /* log_reads in flight on fd */
     bool dropped;    /* unlinked by a checkpoint; fd closes when reads reach 0 */
@@ -56,6 +57,7 @@ enum log_commit_step {
     COMMIT_ROLL_HEADER_SYNC,
     COMMIT_ROLL_RENAME,      /* a roll into the spare: give it the segment's name */
     COMMIT_ROLL_DIR_SYNC,
+    COMMIT_ROLL_SEAL,        /* the new segment is durable and named: seal the old one */
     COMMIT_ROLL_UNDO_CLOSE,  /* ENOSPC: close and unlink the half-made segment */
     COMMIT_ROLL_UNDO_UNLINK,
     COMMIT_ENOSPC_WAIT,      /* retry the roll at enospc_retry_ns */
@@ -115,7 +117,12 @@ struct log {
     uint64_t tail_segment_id;
     uint64_t tail_offset;
     uint64_t last_batch_hash;
+    uint64_t tail_seed;      /* the hash seed of the tail segment */
     uint64_t next_seq;
+    /* Sync points of the current segment (offsets): batches wholly written below
+     * written_offset, fdatasync'ed below synced_offset; each batch records synced_offset. */
+    uint64_t written_offset;
+    uint64_t synced_offset;
 
     /* The open batch. */
     uint8_t *open_buf;
@@ -146,6 +153,12 @@ struct log {
     bool enospc;
     int64_t enospc_retry_ns;
     bool roll_from_spare; /* this roll writes into the spare (log_spare.c) */
+    /* The seal the roll writes into the old segment once the new one is durable and named. */
+    bool seal_wanted;        /* false: the old segment had no block left (a v1 segment) */
+    uint64_t seal_segment_id;
+    uint64_t seal_offset;
+    uint64_t seal_prev_hash;
+    uint64_t seal_seed;
 
     /* The spare segment (config.spare_segment). */
     enum log_spare_state spare_state;
@@ -163,6 +176,8 @@ struct log {
     struct io_op isync_op;
     bool isync_active;
     uint64_t isync_target;
+    uint64_t isync_offset_target; /* written_offset of isync_segment_id at its start */
+    uint64_t isync_segment_id;
     int64_t last_sync_ns;
 
     /* Checkpoint. */
@@ -198,9 +213,15 @@ struct log_segment *log_segment_find(const struct log *log, uint64_t segment_id)
 /* Remove a dropped segment from the list; its fd closes once no read uses it. */
 void log_segment_drop(struct log *log, struct log_segment *segment);
 void log_segment_release(struct log_segment *segment);
-SPOOL_MUST_USE int log_segment_add(struct log *log, uint64_t id, int fd);
+SPOOL_MUST_USE int log_segment_add(struct log *log, uint64_t id, uint64_t hash_seed, int fd);
+/* Build the new segment's header (with a fresh random seed) into roll_header/segment_block. */
 void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id,
                               uint64_t prev_hash);
+/* 0 when the directory's file system has room for a new file of bytes (or cannot tell);
+ * -ENOSPC with a one-line explanation in msg otherwise. Checked before a segment or the
+ * spare is preallocated or zero-filled, so a size the disk cannot hold fails at once and
+ * leaves nothing behind. */
+SPOOL_MUST_USE int log_space_check(struct log *log, uint64_t bytes, char *msg, size_t len);
 void log_commit_start(struct log *log);
 
 /* log_open.c: recovery. */

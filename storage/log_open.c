@@ -9,7 +9,13 @@
  * so zeros, not a shorter file, mark the clean end) and fdatasync'ed, with a logfmt warning
  * naming the bytes and seqs dropped. Salvage (an operator's explicit choice) cuts at the first
  * damage the same way and renames every later segment to "<name>.salvaged" instead of
- * deleting it. Any other damage fails the open with LOG_ECORRUPT and a message.
+ * deleting it (and unseals the segment it leaves newest, whose successor is set aside). A
+ * crash between a roll's new segment becoming durable and the old one's seal leaves the
+ * segment before the newest unsealed: recovery writes that seal. Any other damage fails the
+ * open with LOG_ECORRUPT and a message.
+ *
+ * Making the first segment of an empty log checks the free space first and removes the file
+ * again on any failure, so a size the disk cannot hold leaves nothing behind.
  */
 #include "log_internal.h"
 #include "scan.h"
@@ -180,6 +186,13 @@ static int log_salvage(struct log *log, struct scan_result *res,
         struct scan_segment *seg = &res->segments[keep];
         rc = log_zero_range(log, seg->fd, res->cut_offset, seg->nonzero_end);
         seg->end_offset = res->cut_offset;
+        seg->sealed = false;
+    }
+    if (rc == 0 && !partial && keep > 0 && res->segments[keep - 1].sealed) {
+        /* Its successor is set aside: a seal naming it would read as a missing segment. */
+        struct scan_segment *seg = &res->segments[keep - 1];
+        rc = log_zero_range(log, seg->fd, seg->seal_offset, seg->nonzero_end);
+        seg->sealed = false;
     }
     if (rc == 0)
         rc = io_sync_simple(log->backend, IO_FSYNC_DIR, -1);
@@ -196,15 +209,10 @@ static int log_salvage(struct log *log, struct scan_result *res,
     return 0;
 }
 
-/* Make the first segment of an empty log, synchronously. */
-static int log_create_first_segment(struct log *log, uint64_t id)
+/* Preallocate (and with zero_segments fill) a new segment file and write its header
+ * durably. */
+static int log_first_segment_fill(struct log *log, int fd)
 {
-    log_segment_header_build(log, id, 0, 0);
-    char name[SEGMENT_NAME_LEN + 1];
-    segment_name(id, name);
-    int fd = io_sync_open(log->backend, name, O_RDWR | O_CREAT | O_EXCL, 0640);
-    if (fd < 0)
-        return fd;
     struct io_op op = {.kind = IO_FALLOCATE, .fd = fd, .len = log->config.segment_size_bytes};
     int rc = (int)io_sync(log->backend, &op);
     if (rc == -EOPNOTSUPP)
@@ -217,27 +225,87 @@ static int log_create_first_segment(struct log *log, uint64_t id)
     }
     if (rc == 0)
         rc = io_sync_simple(log->backend, IO_FDATASYNC, fd);
+    return rc;
+}
+
+/* Make the first segment of an empty log, synchronously. On failure nothing is left: the
+ * partial file is removed (a full disk must not stay full because of a file spool made). */
+static int log_create_first_segment(struct log *log, uint64_t id, char *msg, size_t len)
+{
+    int rc = log_space_check(log, log->config.segment_size_bytes, msg, len);
+    if (rc < 0)
+        return rc;
+    log_segment_header_build(log, id, 0, 0);
+    char name[SEGMENT_NAME_LEN + 1];
+    segment_name(id, name);
+    int fd = io_sync_open(log->backend, name, O_RDWR | O_CREAT | O_EXCL, 0640);
+    if (fd < 0)
+        return fd;
+    rc = log_first_segment_fill(log, fd);
     if (rc == 0)
         rc = io_sync_simple(log->backend, IO_FSYNC_DIR, -1);
     if (rc == 0)
-        rc = log_segment_add(log, id, fd);
+        rc = log_segment_add(log, id, log->roll_header.hash_seed, fd);
     if (rc < 0) {
         int close_rc = io_sync_simple(log->backend, IO_CLOSE, fd);
         (void)close_rc;
+        int unlink_rc = log_unlink_sync(log, name);
+        if (unlink_rc == 0)
+            unlink_rc = io_sync_simple(log->backend, IO_FSYNC_DIR, -1);
+        snprintf(msg, len, "cannot create the first segment %s (%" PRIu64 " bytes): %s%s", name,
+                 log->config.segment_size_bytes, log_strerror(rc),
+                 unlink_rc == 0 ? "; the partial file was removed" : "");
         return rc;
     }
     log->tail_segment_id = id;
     log->tail_offset = SEGMENT_HEADER_SIZE;
     log->last_batch_hash = log->roll_header.header_hash;
+    log->tail_seed = log->roll_header.hash_seed;
+    log->written_offset = SEGMENT_HEADER_SIZE;
+    log->synced_offset = SEGMENT_HEADER_SIZE;
     log->current_size = log->config.segment_size_bytes;
     return 0;
 }
 
-/* Take the scanned segments over as the log's own. */
-static int log_adopt(struct log *log, struct scan_result *res)
+/*
+ * A crash after a roll made its segment durable and before the seal of the one before it was
+ * durable leaves that one unsealed: write the seal now (it proves the newest segment existed,
+ * should it be lost later). Only when the two are linked directly and the older one ended
+ * cleanly with a block to spare.
+ */
+static int log_reseal(struct log *log, struct scan_result *res)
 {
+    if (res->segment_count < 2)
+        return 0;
+    struct scan_segment *prev = &res->segments[res->segment_count - 2];
+    struct scan_segment *newest = &res->segments[res->segment_count - 1];
+    if (prev->sealed || !prev->walked || prev->end != SCAN_END_CLEAN ||
+        newest->header.prev_segment_id != prev->id || prev->seq_end != newest->id ||
+        prev->end_offset + BATCH_ALIGN > prev->header.segment_size)
+        return 0;
+    struct batch_header seal;
+    batch_seal_marker(log->segment_block, prev->id, prev->hash_seed, newest->id,
+                      prev->last_hash, &seal);
+    fprintf(stderr, "level=info msg=\"sealing a segment left unsealed (a crash in a roll, or "
+                    "a version 1 log)\" segment=%" PRIu64
+                    " successor=%" PRIu64 "\n", prev->id, newest->id);
+    int64_t w = io_sync_pwrite(log->backend, prev->fd, log->segment_block, BATCH_ALIGN,
+                               prev->end_offset);
+    int rc = w == BATCH_ALIGN ? 0 : (w < 0 ? (int)w : -EIO);
+    if (rc == 0)
+        rc = io_sync_simple(log->backend, IO_FDATASYNC, prev->fd);
+    return rc;
+}
+
+/* Take the scanned segments over as the log's own. */
+static int log_adopt(struct log *log, struct scan_result *res, char *msg, size_t len)
+{
+    int rc = log_reseal(log, res);
+    if (rc < 0)
+        return rc;
     for (uint32_t i = 0; i < res->segment_count; i++) {
-        int rc = log_segment_add(log, res->segments[i].id, res->segments[i].fd);
+        rc = log_segment_add(log, res->segments[i].id, res->segments[i].hash_seed,
+                             res->segments[i].fd);
         if (rc < 0)
             return rc;
         res->segments[i].fd = -1;
@@ -246,18 +314,27 @@ static int log_adopt(struct log *log, struct scan_result *res)
     log->written_end = log->next_seq;
     log->synced_end = log->next_seq;
     if (res->segment_count == 0)
-        return log_create_first_segment(log, log->next_seq);
+        return log_create_first_segment(log, log->next_seq, msg, len);
     struct scan_segment *newest = &res->segments[res->segment_count - 1];
     SPOOL_ASSERT(newest->walked);
+    SPOOL_ASSERT(!newest->sealed); /* scan_check_successor refused, or salvage unsealed it */
     log->tail_segment_id = newest->id;
     log->tail_offset = newest->end_offset;
     log->last_batch_hash = newest->last_hash;
+    log->tail_seed = newest->hash_seed;
+    /* What recovery read back may be in the page cache only (a process crash in the interval
+     * mode): one fdatasync makes it durable, so new batches may record it as synced. */
+    rc = io_sync_simple(log->backend, IO_FDATASYNC, log->segments[log->segment_count - 1]->fd);
+    if (rc < 0)
+        return rc;
+    log->written_offset = newest->end_offset;
+    log->synced_offset = newest->end_offset;
     log->current_size = newest->header.segment_size;
     if (newest->file_size < newest->header.segment_size) {
         /* Cut short (a truncated file): preallocate again so commits stay fast. */
         struct io_op op = {.kind = IO_FALLOCATE, .fd = log->segments[log->segment_count - 1]->fd,
                            .len = newest->header.segment_size};
-        int rc = (int)io_sync(log->backend, &op);
+        rc = (int)io_sync(log->backend, &op);
         if (rc < 0 && rc != -EOPNOTSUPP)
             return rc;
     }
@@ -305,7 +382,7 @@ int log_recover(struct log *log, int (*replay)(void *ctx, const struct log_recor
     if (rc == 0 && res.torn_tail)
         rc = log_cut_torn_tail(log, &res, report);
     if (rc == 0)
-        rc = log_adopt(log, &res);
+        rc = log_adopt(log, &res, report->message, sizeof(report->message));
     if (rc == 0)
         rc = log_checkpoint_out(&res, checkpoint, checkpoint_len);
     report->segment_count = log->segment_count;

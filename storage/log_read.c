@@ -77,7 +77,8 @@ static void log_read_deliver(struct log_read_slot *slot)
 static void log_read_header(struct log_read_slot *slot)
 {
     struct batch_header *h = &slot->header;
-    if (batch_header_check(slot->buf, slot->pos.segment_id, h) != BATCH_OK ||
+    if (batch_header_check_seeded(slot->buf, slot->pos.segment_id, slot->segment->hash_seed, h) !=
+            BATCH_OK ||
         slot->pos.seq < h->base_seq || slot->pos.seq >= h->base_seq + h->record_count) {
         log_read_finish(slot, LOG_ECORRUPT, NULL);
         return;

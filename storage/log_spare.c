@@ -22,7 +22,8 @@
  * creates its file. After a roll took the spare, the next tick makes a new one. When making
  * one fails (ENOSPC, or any error: a spare is a reservation, never data), the half-made file
  * is removed and the attempt is repeated every LOG_ENOSPC_RETRY_NS; meanwhile
- * log_space_low() is true.
+ * log_space_low() is true. Before it begins, the free space is checked (log_space_check): a
+ * spare the file system cannot hold is not begun at all.
  *
  * Invariants: at most one spare op in flight; spare_fd >= 0 exactly in SPARE_READY (and
  * while its chain holds the file); nothing durable ever depends on the spare's content.
@@ -170,8 +171,19 @@ void log_spare_tick(struct log *log, int64_t now)
 {
     if (!log->config.spare_segment || log->closing || log->error != 0)
         return;
-    if (log->spare_state == SPARE_NONE && now >= log->spare_retry_ns)
-        log_spare_submit(log, SPARE_OPEN);
+    if (log->spare_state != SPARE_NONE || now < log->spare_retry_ns)
+        return;
+    char msg[160];
+    if (log_space_check(log, log->config.segment_size_bytes, msg, sizeof(msg)) == -ENOSPC) {
+        /* Not even begun: a spare the disk cannot hold is never preallocated or zeroed. */
+        if (!log->spare_low)
+            fprintf(stderr, "level=warn msg=\"disk space low: cannot reserve the next segment\" "
+                            "detail=\"%s\"\n", msg);
+        log->spare_low = true;
+        log->spare_retry_ns = now + LOG_ENOSPC_RETRY_NS;
+        return;
+    }
+    log_spare_submit(log, SPARE_OPEN);
 }
 
 int64_t log_spare_deadline_ns(const struct log *log)

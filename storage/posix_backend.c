@@ -133,6 +133,11 @@ static int posix_lock(struct io_backend *backend)
     return io_dir_lock(pb->dir_fd, &pb->lock_fd);
 }
 
+static int posix_space(struct io_backend *backend, uint64_t *free_bytes)
+{
+    return io_dir_space(((struct posix_backend *)backend)->dir_fd, free_bytes);
+}
+
 static uint32_t posix_in_flight(struct io_backend *backend)
 {
     return ((struct posix_backend *)backend)->count;
@@ -153,6 +158,7 @@ static const struct io_backend_ops posix_backend_ops = {
     .poll = posix_poll,
     .list = posix_list,
     .lock = posix_lock,
+    .space = posix_space,
     .in_flight = posix_in_flight,
     .destroy = posix_destroy,
 };

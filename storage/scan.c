@@ -1,6 +1,12 @@
 /*
  * The log decoder shared by recovery and log_scan (see scan.h for what it decides).
  *
+ * Sync points and seals (v2): a batch records the offset below which its segment was
+ * fdatasync'ed when it was built (batch_synced_floor; v1 batches of the always mode imply
+ * their own offset), so damage below a later batch's sync point was durable: corruption, not
+ * a torn tail. A segment ends in a seal when a successor was made; the newest segment being
+ * sealed means its successor is gone (MISSING_SEGMENT).
+ *
  * Order of work: list the directory; load the checkpoint (it says which segments must exist
  * and from which seq records are replayed); drop from consideration the leftovers of
  * unlinks that had not become durable; check that every listed segment exists; read the
@@ -95,8 +101,8 @@ static int scan_read_payload(struct scan_reader *r, int fd, uint64_t offset,
     return SCAN_BATCH_OK;
 }
 
-int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t offset,
-                    uint64_t limit, struct batch_header *h, const uint8_t **raw,
+int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t hash_seed,
+                    uint64_t offset, uint64_t limit, struct batch_header *h, const uint8_t **raw,
                     bool *header_valid, struct log_damage *damage)
 {
     SPOOL_ASSERT(offset % BATCH_ALIGN == 0);
@@ -107,7 +113,7 @@ int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t
     int rc = scan_pread(r->backend, fd, r->buf, BATCH_ALIGN, offset);
     if (rc < 0)
         return rc;
-    enum batch_check check = batch_header_check(r->buf, segment_id, h);
+    enum batch_check check = batch_header_check_seeded(r->buf, segment_id, hash_seed, h);
     if (check == BATCH_ZERO)
         return SCAN_BATCH_END;
     if (check != BATCH_OK) {
@@ -116,6 +122,13 @@ int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t
         return SCAN_BATCH_BAD;
     }
     *header_valid = true;
+    if (batch_synced_floor(h, offset) > offset) {
+        scan_damage_set(damage, LOG_DAMAGE_BAD_HEADER, segment_id, offset, h->base_seq,
+                        h->base_seq + h->record_count - 1,
+                        "batch claims a sync point %llu beyond its own offset",
+                        (unsigned long long)batch_synced_floor(h, offset));
+        return SCAN_BATCH_BAD;
+    }
     if (offset + h->total_len > limit) {
         scan_damage_set(damage, LOG_DAMAGE_BAD_HEADER, segment_id, offset, h->base_seq,
                         h->base_seq + h->record_count - 1,
@@ -135,10 +148,18 @@ static bool scan_block_zero(const uint8_t *block)
     return memcmp(block, zero, BATCH_ALIGN) == 0;
 }
 
+static bool scan_block_batch_magic(const uint8_t *block)
+{
+    uint32_t magic;
+    memcpy(&magic, block, sizeof(magic));
+    return magic == BATCH_MAGIC;
+}
+
 /*
  * Look at every block from `from` to the segment end: note the end of the last non-zero
  * block, and whether any block at or after valid_from is a valid batch header of this
- * segment ("something valid after").
+ * segment ("something valid after"), and whether one of those records a sync point beyond
+ * `from` (then the bytes at `from` were durable once).
  */
 static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t from,
                       uint64_t valid_from)
@@ -164,14 +185,30 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
                 continue;
             seg->nonzero_end = off + b + BATCH_ALIGN;
             struct batch_header h;
-            if (off + b < valid_from || batch_header_check(r->buf + b, seg->id, &h) != BATCH_OK)
+            if (off + b < valid_from)
                 continue;
+            if (seg->hash_seed == 0 && scan_block_batch_magic(r->buf + b)) {
+                /* The segment header is unreadable, so is its seed: a block that looks like a
+                 * batch must be taken for one (never delete what might be data). */
+                if (!seg->valid_after)
+                    seg->valid_after_offset = off + b;
+                seg->valid_after = true;
+                seg->valid_after_synced = true;
+                continue;
+            }
+            if (batch_header_check_seeded(r->buf + b, seg->id, seg->hash_seed, &h) !=
+                       BATCH_OK) {
+                continue;
+            }
+            uint64_t floor = batch_synced_floor(&h, off + b);
+            if (floor > off + b)
+                continue; /* a claim beyond itself: not a batch this log wrote */
             if (!seg->valid_after)
                 seg->valid_after_offset = off + b;
             if (h.base_seq + h.record_count - 1 > seg->seq_last_after)
                 seg->seq_last_after = h.base_seq + h.record_count - 1;
             seg->valid_after = true;
-            if ((h.flags & BATCH_FLAG_UNSYNCED) == 0)
+            if (floor > from)
                 seg->valid_after_synced = true;
         }
     }
@@ -183,8 +220,8 @@ static int scan_emit(const struct log_scan_callbacks *cb, const struct scan_segm
                      uint64_t offset, const struct batch_header *h, const uint8_t *raw,
                      uint64_t from)
 {
-    if (cb == NULL)
-        return 0;
+    if (cb == NULL || (h->flags & BATCH_FLAG_SEAL) != 0)
+        return 0; /* a seal holds no records */
     if (cb->batch != NULL) {
         int rc = cb->batch(cb->ctx, seg->id, offset, h->base_seq, h->record_count,
                            h->stored_len, h->raw_len, h->codec);
@@ -248,8 +285,8 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
         struct batch_header h;
         const uint8_t *raw = NULL;
         bool header_valid;
-        int rc = scan_read_batch(r, seg->fd, seg->id, offset, limit, &h, &raw, &header_valid,
-                                 &seg->damage);
+        int rc = scan_read_batch(r, seg->fd, seg->id, seg->hash_seed, offset, limit, &h, &raw,
+                                 &header_valid, &seg->damage);
         if (rc < 0)
             return rc;
         if (rc == SCAN_BATCH_END) {
@@ -269,6 +306,13 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
             seg->end = SCAN_END_DAMAGE;
             break;
         }
+        if ((h.flags & BATCH_FLAG_SEAL) != 0) {
+            /* The end of a segment that has a successor; nothing may follow it. */
+            seg->sealed = true;
+            seg->seal_offset = offset;
+            seg->end = SCAN_END_CLEAN;
+            break;
+        }
         rc = scan_emit(cb, seg, offset, &h, raw, from);
         if (rc != 0)
             return rc;
@@ -282,7 +326,7 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
     seg->nonzero_end = offset;
     if (seg->end == SCAN_END_FULL)
         return 0;
-    return scan_probe(r, seg, offset, offset + skip);
+    return scan_probe(r, seg, offset, offset + (seg->sealed ? BATCH_ALIGN : skip));
 }
 
 /* ---- the directory ---- */
@@ -453,6 +497,8 @@ static int scan_segment_open(struct scan_state *st, struct scan_segment *seg)
     if (rc < 0)
         return rc;
     seg->header_check = segment_header_check(block, seg->id, &seg->header);
+    if (seg->header_check == SEGMENT_OK)
+        seg->hash_seed = segment_hash_seed(&seg->header);
     return 0;
 }
 
@@ -542,10 +588,11 @@ static bool scan_link(struct scan_state *st, uint32_t i)
 
 /*
  * Judge how a walked segment ended. True when the scan must stop. A stop with nothing valid
- * after it in the newest segment is a torn tail. So is one followed only by batches written
- * without a per-batch fdatasync (BATCH_FLAG_UNSYNCED, the interval and none modes), because
- * the kernel may write those back out of order; a later batch of the always mode proves the
- * gap was once durable, so that is damage.
+ * after it in the newest segment is a torn tail. So is one followed only by batches whose
+ * sync points lie at or before it (the interval and none modes write batches without a
+ * per-batch fdatasync, and the kernel may write those back out of order); a later batch whose
+ * sync point lies beyond it (every batch of the always mode, and an interval/none batch built
+ * after an fdatasync that covered it) proves the bytes were durable once: damage.
  */
 static bool scan_classify(struct scan_state *st, uint32_t i)
 {
@@ -557,9 +604,10 @@ static bool scan_classify(struct scan_state *st, uint32_t i)
         return false;
     if (!damaged)
         scan_damage_set(&seg->damage, LOG_DAMAGE_BAD_HEADER, seg->id, seg->end_offset,
-                        seg->seq_end, 0, "zero block followed by a valid batch");
+                        seg->seq_end, 0, "%s followed by a valid batch",
+                        seg->sealed ? "seal" : "zero block");
     struct log_damage damage = seg->damage;
-    if (newest && !seg->valid_after_synced) {
+    if (newest && !seg->sealed && !seg->valid_after_synced) {
         res->torn_tail = true;
         damage.kind = LOG_DAMAGE_TORN_TAIL;
         return scan_report(st, &damage, i, seg->end_offset);
@@ -607,6 +655,26 @@ static int scan_one(struct scan_state *st, uint32_t i)
     return stop ? 1 : 0;
 }
 
+/* The newest segment is sealed: the successor its seal names was durable and named before
+ * the seal was written, so it was removed. True when the scan must stop. */
+static bool scan_check_successor(struct scan_state *st)
+{
+    struct scan_result *res = st->result;
+    if (res->segment_count == 0)
+        return false;
+    uint32_t i = res->segment_count - 1;
+    struct scan_segment *seg = &res->segments[i];
+    if (!seg->walked || !seg->sealed)
+        return false;
+    struct log_damage damage;
+    scan_damage_set(&damage, LOG_DAMAGE_MISSING_SEGMENT, seg->seq_end, 0, seg->seq_end, 0,
+                    "segment %020llu is sealed (offset %llu) and names its successor "
+                    "%020llu.seg, which is absent",
+                    (unsigned long long)seg->id, (unsigned long long)seg->seal_offset,
+                    (unsigned long long)seg->seq_end);
+    return scan_report(st, &damage, i, seg->seal_offset);
+}
+
 static int scan_segments(struct scan_state *st)
 {
     struct scan_result *res = st->result;
@@ -627,7 +695,7 @@ static int scan_segments(struct scan_state *st)
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return scan_check_successor(st) ? LOG_ECORRUPT : 0;
 }
 
 static void scan_finish(struct scan_state *st)

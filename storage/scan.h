@@ -7,8 +7,11 @@
  * chain inside and across segments), hands verified records to a callback in seq order, and
  * classifies what it finds:
  *   - a torn tail: an invalid batch at the end of the newest segment with no valid batch
- *     header of that segment anywhere after it (probed block by block), or a newest segment
- *     whose header never became durable and which holds no valid batch (a torn roll);
+ *     header of that segment after it whose sync point lies beyond it (probed block by
+ *     block), or a newest segment whose header never became durable and which holds no valid
+ *     batch (a torn roll);
+ *   - a missing segment: the newest segment on disk is sealed (its seal names a successor,
+ *     which was durable and named before the seal was written, so it must exist);
  *   - damage: anything else (see enum log_damage_kind). Recovery stops at the first; tools go
  *     on where they can. The first damage is kept with a cut point for salvage.
  * It never writes; repairs (zeroing a torn tail, deleting leftovers, salvage cuts) are done
@@ -49,14 +52,14 @@ enum scan_batch_result {
 };
 
 /*
- * Read and fully verify the batch at offset of segment (fd, segment_id) whose batches must end
- * by limit: header, payload hash, decompression, record framing. Bytes past the end of the
+ * Read and fully verify the batch at offset of segment (fd, segment_id), hashes seeded with
+ * hash_seed (segment_hash_seed), whose batches must end by limit: header, payload hash, decompression, record framing. Bytes past the end of the
  * file read as zero. Returns an enum scan_batch_result or a negative errno (I/O failure). On
  * OK, *raw is the decoded payload (valid until the next call). On BAD, *header_valid tells
  * whether the header itself verified (then *header is trustworthy).
  */
 SPOOL_MUST_USE int scan_read_batch(struct scan_reader *reader, int fd, uint64_t segment_id,
-                                   uint64_t offset, uint64_t limit, struct batch_header *header,
+                                   uint64_t hash_seed, uint64_t offset, uint64_t limit, struct batch_header *header,
                                    const uint8_t **raw, bool *header_valid,
                                    struct log_damage *damage);
 
@@ -72,7 +75,10 @@ struct scan_segment {
     uint64_t file_size;
     enum segment_check header_check;
     struct segment_header header;
+    uint64_t hash_seed;  /* segment_hash_seed(&header) once the header checked OK */
     bool walked;
+    bool sealed;         /* the walk ended at a valid seal (its successor is seq_end) */
+    uint64_t seal_offset;
     enum scan_end end;
     uint64_t end_offset; /* where the next batch goes: after the last valid batch */
     uint64_t seq_end;    /* the seq after the last valid batch (== id when empty) */
@@ -81,7 +87,8 @@ struct scan_segment {
     uint64_t record_count;
     struct log_damage damage; /* end == SCAN_END_DAMAGE: the batch that stopped the walk */
     bool valid_after;         /* a valid batch header of this segment lies after end_offset */
-    bool valid_after_synced;  /* ... one without BATCH_FLAG_UNSYNCED */
+    bool valid_after_synced;  /* ... one whose sync point lies beyond end_offset: the bytes
+                                 at end_offset were durable once */
     uint64_t valid_after_offset; /* the first such header (tools resume there) */
     uint64_t seq_last_after;     /* the highest seq those headers name (0: none) */
     uint64_t nonzero_end;     /* end of the last non-zero block from end_offset on */

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <xxhash.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "on-disk integers are little-endian");
@@ -18,7 +20,7 @@ _Static_assert(offsetof(struct segment_header, segment_size) == 16, "segment_siz
 _Static_assert(offsetof(struct segment_header, prev_segment_id) == 24, "prev id at 24");
 _Static_assert(offsetof(struct segment_header, prev_last_batch_hash) == 32, "prev hash at 32");
 _Static_assert(offsetof(struct segment_header, created_unix_ns) == 40, "created at 40");
-_Static_assert(offsetof(struct segment_header, reserved) == 48, "reserved at 48");
+_Static_assert(offsetof(struct segment_header, hash_seed) == 48, "hash seed at 48");
 _Static_assert(offsetof(struct segment_header, header_hash) == 56, "header hash at 56");
 
 const char *segment_check_name(enum segment_check check)
@@ -49,10 +51,10 @@ void segment_header_encode(struct segment_header *header, void *block)
 {
     SPOOL_ASSERT(header->segment_id > 0);
     SPOOL_ASSERT(header->prev_segment_id < header->segment_id);
+    SPOOL_ASSERT(header->hash_seed != 0);
     header->magic = SEGMENT_MAGIC;
     header->version = SEGMENT_VERSION;
     header->flags = 0;
-    header->reserved = 0;
     memset(block, 0, SEGMENT_HEADER_SIZE);
     memcpy(block, header, sizeof(*header));
     header->header_hash = segment_header_hash(block, header->segment_id);
@@ -74,15 +76,37 @@ enum segment_check segment_header_check(const void *block, uint64_t segment_id,
         return SEGMENT_BAD_MAGIC;
     /* The version sits at a fixed offset in every version, so a newer file is named as such
      * instead of being called corrupt. */
-    if (out->version != SEGMENT_VERSION)
+    if (out->version != SEGMENT_VERSION && out->version != SEGMENT_VERSION_V1)
         return SEGMENT_BAD_VERSION;
     if (out->header_hash != segment_header_hash(block, segment_id))
         return SEGMENT_BAD_HASH;
-    if (out->segment_id != segment_id || out->flags != 0 || out->reserved != 0 ||
+    /* v1: offset 48 is reserved (zero); v2: the seed, never zero. */
+    bool seed_ok = out->version == SEGMENT_VERSION_V1 ? out->hash_seed == 0 : out->hash_seed != 0;
+    if (out->segment_id != segment_id || out->flags != 0 || !seed_ok ||
         out->prev_segment_id >= segment_id || out->segment_size < SEGMENT_SIZE_MIN ||
         out->segment_size > SEGMENT_SIZE_MAX || out->segment_size % SEGMENT_HEADER_SIZE != 0)
         return SEGMENT_BAD_FIELDS;
     return SEGMENT_OK;
+}
+
+uint64_t segment_hash_seed(const struct segment_header *header)
+{
+    SPOOL_ASSERT(header->segment_id > 0);
+    if (header->version == SEGMENT_VERSION_V1)
+        return header->segment_id;
+    SPOOL_ASSERT(header->hash_seed != 0);
+    return header->hash_seed;
+}
+
+uint64_t segment_seed_new(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = XXH3_64bits_withSeed(&ts, sizeof(ts), (uint64_t)(uintptr_t)&seed);
+    }
+    return seed != 0 ? seed : 1;
 }
 
 void segment_name(uint64_t segment_id, char *name)

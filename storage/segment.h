@@ -13,8 +13,13 @@
  *  24  u64 prev_segment_id       the segment before it, 0 for the first segment of a log
  *  32  u64 prev_last_batch_hash  header_hash of the previous segment's last batch, 0 if none
  *  40  u64 created_unix_ns       wall clock at creation (informational)
- *  48  u64 reserved              0
+ *  48  u64 hash_seed             v2: random, non-zero (getrandom): the seed of every batch
+ *                                hash in this segment; v1: reserved, 0 (the seed is segment_id)
  *  56  u64 header_hash           XXH3-64 of bytes 0..55 seeded with segment_id
+ *
+ * Version 2 gave offset 48 its meaning; readers keep reading v1 segments (a log upgraded in
+ * place holds v1 segments until checkpoints drop them). The seed is secret from clients, so
+ * a job body that carries the bytes of a batch cannot make them verify as one.
  *
  * Invariants: a segment is followed by its successor only when it is sealed: its last batch
  * ends at seq successor_id - 1 and its header_hash is the successor's prev_last_batch_hash.
@@ -29,13 +34,15 @@
 #include "assert.h"
 
 #define SEGMENT_MAGIC 0x47535053u /* "SPSG" as little-endian bytes */
-#define SEGMENT_VERSION 1u
+#define SEGMENT_VERSION 2u
+#define SEGMENT_VERSION_V1 1u /* still read: offset 48 reserved, batches seeded with the id */
 #define SEGMENT_HEADER_SIZE 4096u /* one block, so batches start aligned */
 #define SEGMENT_HEADER_USED 64u
 /* A segment holds its header and at least one batch of the smallest size. */
 #define SEGMENT_SIZE_MIN (4u * 4096u)
-/* The largest segment_size a header may name (1 TiB, spoold's --segment-size limit): a hash-
- * valid header naming more is damage, not a size to preallocate or to add offsets to. */
+/* The largest segment_size a header may name (1 TiB): a hash-valid header naming more is
+ * damage, not a size to preallocate or to add offsets to. (spoold's --segment-size is bounded
+ * far lower, CONFIG_SEGMENT_MAX; this bound is the format's.) */
 #define SEGMENT_SIZE_MAX (1ull << 40)
 #define SEGMENT_NAME_LEN 24u /* 20 digits + ".seg" */
 
@@ -48,7 +55,7 @@ struct segment_header {
     uint64_t prev_segment_id;
     uint64_t prev_last_batch_hash;
     uint64_t created_unix_ns;
-    uint64_t reserved;
+    uint64_t hash_seed;
     uint64_t header_hash;
 };
 
@@ -63,12 +70,20 @@ enum segment_check {
 
 const char *segment_check_name(enum segment_check check);
 
-/* Fill a 4096-byte block with the header (computing header_hash into *header). */
+/* Fill a 4096-byte block with a header of SEGMENT_VERSION (computing header_hash into
+ * *header); header->hash_seed must be non-zero (segment_seed_new). */
 void segment_header_encode(struct segment_header *header, void *block);
 
 /* Verify a header block read from the file named for segment_id. */
 SPOOL_MUST_USE enum segment_check segment_header_check(const void *block, uint64_t segment_id,
                                                        struct segment_header *out);
+
+/* The seed of the batch hashes of a segment whose header checked OK. */
+uint64_t segment_hash_seed(const struct segment_header *header);
+
+/* A new random, non-zero seed (getrandom; a clock-and-address mix if it fails, which only
+ * weakens protection against forged batches, never correctness). */
+uint64_t segment_seed_new(void);
 
 /* "%020llu.seg"; name has room for SEGMENT_NAME_LEN + 1 bytes. */
 void segment_name(uint64_t segment_id, char *name);

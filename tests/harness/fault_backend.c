@@ -215,6 +215,11 @@ static int fault_lock(struct io_backend *backend)
     return inner->ops->lock(inner);
 }
 
+static int fault_space(struct io_backend *backend, uint64_t *free_bytes)
+{
+    return io_backend_space(((struct fault_backend *)backend)->inner, free_bytes);
+}
+
 static uint32_t fault_in_flight(struct io_backend *backend)
 {
     return ((struct fault_backend *)backend)->in_flight;
@@ -232,6 +237,7 @@ static const struct io_backend_ops fault_ops = {
     .poll = fault_poll,
     .list = fault_list,
     .lock = fault_lock,
+    .space = fault_space,
     .in_flight = fault_in_flight,
     .destroy = fault_destroy,
 };

@@ -105,6 +105,7 @@ struct memfs {
     bool orphan_cancel; /* ... and failed: the successor completes -ECANCELED */
     uint32_t queued;
     struct memfs_entry queue[MEMFS_QUEUE_MAX];
+    uint64_t free_bytes; /* what the space op reports; 0: no space op (unknown) */
 };
 
 static uint64_t model_rand(uint64_t *state)
@@ -511,6 +512,20 @@ static int memfs_lock(struct io_backend *backend)
     return 0;
 }
 
+static int memfs_space(struct io_backend *backend, uint64_t *free_bytes)
+{
+    struct memfs *fs = (struct memfs *)backend;
+    if (fs->free_bytes == 0)
+        return -EOPNOTSUPP;
+    *free_bytes = fs->free_bytes;
+    return 0;
+}
+
+void memfs_set_free_bytes(struct memfs *fs, uint64_t bytes)
+{
+    fs->free_bytes = bytes;
+}
+
 static uint32_t memfs_in_flight(struct io_backend *backend)
 {
     return ((struct memfs *)backend)->queued;
@@ -526,6 +541,7 @@ static const struct io_backend_ops memfs_ops = {
     .poll = memfs_poll,
     .list = memfs_list,
     .lock = memfs_lock,
+    .space = memfs_space,
     .in_flight = memfs_in_flight,
     .destroy = memfs_backend_destroy,
 };

@@ -57,6 +57,9 @@ void memfs_set_poll_batch(struct memfs *fs, uint32_t ops_max);
  * the order of ops it did not link. */
 void memfs_set_reorder(struct memfs *fs, uint64_t seed);
 
+/* What the backend's space op reports (statvfs's free bytes); 0 (the default): no report. */
+void memfs_set_free_bytes(struct memfs *fs, uint64_t bytes);
+
 uint64_t memfs_op_count(const struct memfs *fs);
 
 /* One recorded op, for tests that inspect what the engine did. */

@@ -302,9 +302,16 @@ uint32_t gen_batches(const char *dir, uint64_t segment_id, struct gen_batch *out
     uint8_t block[BATCH_ALIGN];
     uint32_t n = 0;
     uint64_t off = SEGMENT_HEADER_SIZE;
+    /* Batches are seeded with the segment's seed (v2: random, in its header). */
+    struct segment_header sh;
+    uint64_t seed = segment_id;
+    if (pread(fd, block, sizeof(block), 0) == (ssize_t)sizeof(block) &&
+        segment_header_check(block, segment_id, &sh) == SEGMENT_OK)
+        seed = segment_hash_seed(&sh);
     while (n < max && pread(fd, block, sizeof(block), (off_t)off) == (ssize_t)sizeof(block)) {
         struct batch_header h;
-        if (batch_header_check(block, segment_id, &h) != BATCH_OK)
+        if (batch_header_check_seeded(block, segment_id, seed, &h) != BATCH_OK ||
+            (h.flags & BATCH_FLAG_SEAL) != 0)
             break;
         out[n++] = (struct gen_batch){.offset = off,
                                       .base_seq = h.base_seq,

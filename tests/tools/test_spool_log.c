@@ -446,7 +446,8 @@ static void test_verify_stale_block(void)
 }
 
 /* A damaged segment header: reported at offset 0; its batches verify on their own (seeded by
- * the file name), so nothing is lost and every record is still dumped. */
+ * the seed field at offset 48, still intact), so nothing is lost and every record is still
+ * dumped. */
 static void test_verify_bad_segment_header(void)
 {
     char *dir = gen_copy_dir(clean.dir, "tools-seghdr");

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #define BUF_SIZE (64u * 1024u)
+/* A v2 segment's random seed, fixed for the test. */
+#define SEED 0x5eed5eed12345678ull
 
 static uint8_t *buf_new(void)
 {
@@ -39,6 +41,7 @@ static void roundtrip(bool compress, bool random, uint32_t count, uint32_t len,
     memcpy(raw_copy, open_buf + BATCH_HEADER_SIZE, raw_len);
     struct batch_seal_args args = {.base_seq = 100, .segment_id = 42, .prev_batch_hash = 9,
                                    .record_count = count, .raw_len = raw_len,
+                                   .hash_seed = SEED, .synced_offset = 3 * 4096,
                                    .compress = compress};
     uint8_t *out;
     struct batch_header h;
@@ -49,8 +52,12 @@ static void roundtrip(bool compress, bool random, uint32_t count, uint32_t len,
     if (expect_codec == BATCH_CODEC_LZ4)
         CHECK(h.stored_len <= raw_len - raw_len / 8);
     struct batch_header d;
-    REQUIRE(batch_header_check(out, 42, &d) == BATCH_OK);
+    REQUIRE(batch_header_check_seeded(out, 42, SEED, &d) == BATCH_OK);
     CHECK_EQ(d.base_seq, 100);
+    CHECK_EQ(d.version, BATCH_VERSION);
+    CHECK_EQ(d.synced_blocks, 3);
+    CHECK_EQ(d.total_len, h.total_len); /* derived from stored_len in v2 */
+    CHECK_EQ(batch_synced_floor(&d, 5 * 4096), 3 * 4096);
     CHECK_EQ(d.prev_batch_hash, 9);
     CHECK_EQ(d.record_count, count);
     REQUIRE(batch_payload_valid(&d, out + BATCH_HEADER_SIZE));
@@ -100,7 +107,8 @@ static struct batch_header seal_one(uint8_t *open_buf, uint8_t *spare, uint8_t *
 {
     uint32_t raw_len = fill_records(open_buf, 20, 500, false);
     struct batch_seal_args args = {.base_seq = 1, .segment_id = 1, .prev_batch_hash = 5,
-                                   .record_count = 20, .raw_len = raw_len, .compress = true};
+                                   .record_count = 20, .raw_len = raw_len, .hash_seed = SEED,
+                                   .compress = true};
     struct batch_header h;
     batch_seal(open_buf, spare, BUF_SIZE, &args, out, &h);
     return h;
@@ -113,10 +121,10 @@ static void test_header_and_payload_hash(void)
     /* Every single-bit flip of the header is caught. */
     for (uint32_t bit = 0; bit < BATCH_HEADER_SIZE * 8; bit++) {
         out[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        CHECK(batch_header_check(out, 1, &d) != BATCH_OK);
+        CHECK(batch_header_check_seeded(out, 1, SEED, &d) != BATCH_OK);
         out[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
-    REQUIRE(batch_header_check(out, 1, &d) == BATCH_OK);
+    REQUIRE(batch_header_check_seeded(out, 1, SEED, &d) == BATCH_OK);
     out[BATCH_HEADER_SIZE + h.stored_len / 2] ^= 0x10;
     CHECK(!batch_payload_valid(&d, out + BATCH_HEADER_SIZE));
     free(open_buf);
@@ -128,8 +136,12 @@ static void test_other_seed_rejected(void)
     uint8_t *open_buf = buf_new(), *spare = buf_new(), *out;
     struct batch_header d;
     (void)seal_one(open_buf, spare, &out);
-    CHECK_EQ(batch_header_check(out, 2, &d), BATCH_BAD_HASH);
-    CHECK_EQ(batch_header_check(out, 1, &d), BATCH_OK);
+    /* The segment's seed, not its id, makes a batch verify: a body that carries a batch's
+     * bytes cannot forge one without knowing the seed. */
+    CHECK_EQ(batch_header_check_seeded(out, 1, SEED + 1, &d), BATCH_BAD_HASH);
+    CHECK_EQ(batch_header_check(out, 1, &d), BATCH_BAD_HASH);
+    CHECK_EQ(batch_header_check_seeded(out, 2, SEED, &d), BATCH_BAD_FIELDS);
+    CHECK_EQ(batch_header_check_seeded(out, 1, SEED, &d), BATCH_OK);
     free(open_buf);
     free(spare);
 }
@@ -155,14 +167,69 @@ static void test_bad_lz4_rejected(void)
     free(scratch);
 }
 
+/* A seal: no records, flagged, names the successor, chained, and checks only with the seed. */
+static void test_seal_marker(void)
+{
+    uint8_t *block = buf_new();
+    struct batch_header h, d;
+    batch_seal_marker(block, 10, SEED, 25, 777, &h);
+    REQUIRE(batch_header_check_seeded(block, 10, SEED, &d) == BATCH_OK);
+    CHECK_EQ(d.flags, BATCH_FLAG_SEAL);
+    CHECK_EQ(d.record_count, 0);
+    CHECK_EQ(d.base_seq, 25);
+    CHECK_EQ(d.prev_batch_hash, 777);
+    CHECK_EQ(d.total_len, BATCH_ALIGN);
+    CHECK(batch_payload_valid(&d, block + BATCH_HEADER_SIZE));
+    for (uint32_t k = BATCH_HEADER_SIZE; k < BATCH_ALIGN; k++)
+        if (block[k] != 0) {
+            CHECK(block[k] == 0); /* only the first sector carries bytes */
+            break;
+        }
+    CHECK_EQ(batch_header_check_seeded(block, 10, SEED ^ 1, &d), BATCH_BAD_HASH);
+    free(block);
+}
+
+/* A v1 batch (total_len at offset 20, seeded with the segment id) still reads. */
+static void test_v1_batch_reads(void)
+{
+    uint8_t block[BATCH_HEADER_SIZE];
+    struct batch_header h = {
+        .magic = BATCH_MAGIC, .version = BATCH_VERSION_V1, .codec = BATCH_CODEC_NONE,
+        .flags = BATCH_FLAG_UNSYNCED, .record_count = 1, .stored_len = 100, .raw_len = 100,
+        .total_len = 4096, .base_seq = 7, .segment_id = 5, .hash_seed = 5,
+    };
+    batch_header_encode(&h, block);
+    uint32_t at20;
+    memcpy(&at20, block + 20, sizeof(at20));
+    CHECK_EQ(at20, 4096);
+    struct batch_header d;
+    REQUIRE(batch_header_check(block, 5, &d) == BATCH_OK);
+    CHECK_EQ(d.version, BATCH_VERSION_V1);
+    CHECK_EQ(d.total_len, 4096);
+    CHECK_EQ(d.synced_blocks, 0);
+    CHECK_EQ(batch_synced_floor(&d, 8192), 4096); /* unsynced: nothing known */
+    h.flags = 0;
+    batch_header_encode(&h, block);
+    REQUIRE(batch_header_check(block, 5, &d) == BATCH_OK);
+    CHECK_EQ(batch_synced_floor(&d, 8192), 8192); /* always mode: all before it */
+    /* v1 knows no seal and no empty batch. */
+    h.record_count = 0;
+    h.raw_len = h.stored_len = 0;
+    batch_header_encode(&h, block);
+    CHECK_EQ(batch_header_check(block, 5, &d), BATCH_BAD_FIELDS);
+}
+
 static void test_segment_header(void)
 {
     uint8_t block[SEGMENT_HEADER_SIZE];
     struct segment_header h = {.segment_id = 77, .segment_size = 1u << 20,
-                               .prev_segment_id = 10, .prev_last_batch_hash = 1234};
+                               .prev_segment_id = 10, .prev_last_batch_hash = 1234,
+                               .hash_seed = SEED};
     segment_header_encode(&h, block);
     struct segment_header d;
     CHECK_EQ(segment_header_check(block, 77, &d), SEGMENT_OK);
+    CHECK_EQ(d.version, SEGMENT_VERSION);
+    CHECK_EQ(segment_hash_seed(&d), SEED);
     CHECK_EQ(d.prev_last_batch_hash, 1234);
     CHECK_EQ(d.header_hash, h.header_hash);
     CHECK_EQ(segment_header_check(block, 78, &d), SEGMENT_BAD_HASH);
@@ -194,5 +261,7 @@ int main(void)
     RUN_TEST(test_zero_is_clean_end);
     RUN_TEST(test_bad_lz4_rejected);
     RUN_TEST(test_segment_header);
+    RUN_TEST(test_seal_marker);
+    RUN_TEST(test_v1_batch_reads);
     return check_exit();
 }

@@ -460,7 +460,8 @@ static void test_fdatasync_error_poisons(void)
     tlog_drain(&t);
     tlog_close(&t);
     struct io_backend *inner;
-    struct fault_config fault = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_SYNCS, .fail_at = 1};
+    /* Sync 1 is recovery's fdatasync of the newest segment; sync 2 is the commit's. */
+    struct fault_config fault = {.kind = FAULT_EIO, .op_mask = FAULT_OPS_SYNCS, .fail_at = 2};
     open_faulty(&t, &fault, &inner);
     tlog_append_upto(&t, 21, 100);
     tlog_drain(&t);

@@ -176,7 +176,7 @@ static void test_close_waits_for_ops_during_enospc(void)
 static void edge_plant_segment(struct memfs *fs, uint64_t id, uint64_t segment_size)
 {
     static uint8_t block[SEGMENT_HEADER_SIZE];
-    struct segment_header h = {.segment_id = id, .segment_size = segment_size};
+    struct segment_header h = {.segment_id = id, .segment_size = segment_size, .hash_seed = 9};
     segment_header_encode(&h, block);
     char name[SEGMENT_NAME_LEN + 1];
     segment_name(id, name);
@@ -186,11 +186,11 @@ static void edge_plant_segment(struct memfs *fs, uint64_t id, uint64_t segment_s
 static void test_segment_size_bounded(void)
 {
     static uint8_t block[SEGMENT_HEADER_SIZE];
-    struct segment_header h = {.segment_id = 1, .segment_size = SEGMENT_SIZE_MAX};
+    struct segment_header h = {.segment_id = 1, .segment_size = SEGMENT_SIZE_MAX, .hash_seed = 9};
     segment_header_encode(&h, block);
     struct segment_header out;
     CHECK_EQ(segment_header_check(block, 1, &out), SEGMENT_OK);
-    h = (struct segment_header){.segment_id = 1, .segment_size = 1ull << 50};
+    h = (struct segment_header){.segment_id = 1, .segment_size = 1ull << 50, .hash_seed = 9};
     segment_header_encode(&h, block);
     CHECK_EQ(segment_header_check(block, 1, &out), SEGMENT_BAD_FIELDS);
     /* Recovery does not adopt such a segment and preallocate a petabyte for it: holding no
@@ -527,6 +527,7 @@ static void test_batch_stored_len_at_limit(void)
             .magic = BATCH_MAGIC, .version = BATCH_VERSION, .codec = BATCH_CODEC_NONE,
             .record_count = 1, .stored_len = lens[i], .raw_len = lens[i],
             .total_len = BATCH_TOTAL_BYTES_LIMIT, .base_seq = 1, .segment_id = 1,
+            .hash_seed = 1,
         };
         uint8_t block[BATCH_HEADER_SIZE];
         batch_header_encode(&h, block);
@@ -538,7 +539,7 @@ static void test_batch_stored_len_at_limit(void)
     struct batch_header h = {
         .magic = BATCH_MAGIC, .version = BATCH_VERSION, .codec = BATCH_CODEC_NONE,
         .record_count = 1, .stored_len = stored, .raw_len = stored,
-        .total_len = BATCH_TOTAL_BYTES_LIMIT, .base_seq = 1, .segment_id = 1,
+        .total_len = BATCH_TOTAL_BYTES_LIMIT, .base_seq = 1, .segment_id = 1, .hash_seed = 1,
     };
     uint8_t block[BATCH_HEADER_SIZE];
     batch_header_encode(&h, block);
