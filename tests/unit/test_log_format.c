@@ -311,6 +311,7 @@ static void test_every_roll_crash_point(void)
         for (uint64_t k = 0; k <= memfs_op_count(fs); k++) {
             fmt_check_image(fs, k, MEMFS_IMAGE_DURABLE, 0);
             fmt_check_image(fs, k, MEMFS_IMAGE_CRASH, k * 31 + 7);
+            fmt_check_image(fs, k, MEMFS_IMAGE_CRASH_UNORDERED, k * 17 + 3);
         }
         io_backend_destroy(memfs_io(fs));
     }
