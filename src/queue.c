@@ -875,7 +875,7 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
     if (err != 0)
         return err;
     uint8_t *buf = record_buf(state, RECORD_ACK_FIXED + (size_t)result_len);
-    size_t len = record_ack_encode(id, result, result_len, buf);
+    size_t len = record_ack_encode(id, now_ms, result, result_len, buf);
     err = emit(state, RECORD_ACK, buf, len, NULL);
     if (err != 0)
         return err;
@@ -889,10 +889,10 @@ static bool out_of_attempts(const struct job *job)
 }
 
 static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
-                     uint32_t reason_len)
+                     uint32_t reason_len, int64_t settled_ms)
 {
     uint8_t buf[QUEUE_RECORD_SMALL_MAX];
-    size_t len = record_bury_encode(id, reason, reason_len, buf);
+    size_t len = record_bury_encode(id, settled_ms, reason, reason_len, buf);
     return emit(state, RECORD_BURY, buf, len, NULL);
 }
 
@@ -924,7 +924,7 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     if (out_of_attempts(job)) {
         char reason[RECORD_REASON_LEN_MAX];
         uint32_t reason_len = spent_reason(job, error, error_len, reason);
-        err = bury_emit(state, id, reason, reason_len);
+        err = bury_emit(state, id, reason, reason_len, now_ms);
         if (err != 0)
             return err;
         queue_job_leave(state, job);
@@ -973,7 +973,7 @@ int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const cha
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    err = bury_emit(state, id, reason, reason_len);
+    err = bury_emit(state, id, reason, reason_len, now_ms);
     if (err != 0)
         return err;
     queue_job_leave(state, job);
@@ -1152,7 +1152,7 @@ static void lease_end(struct queue_state *state, struct job *job, int64_t now_ms
     if (out_of_attempts(job)) {
         char reason[RECORD_REASON_LEN_MAX];
         uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
-        (void)bury_emit(state, job->id, reason, reason_len);
+        (void)bury_emit(state, job->id, reason, reason_len, now_ms);
         queue_job_enter_dead(state, job, reason, reason_len, now_ms);
     } else {
         queue_job_enter_ready(state, job, now_ms);

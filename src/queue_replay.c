@@ -98,8 +98,9 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         if (rec->u.lease.attempt > job->attempts)
             job->attempts = rec->u.lease.attempt;
         break;
-    case RECORD_ACK:
-        queue_job_done(state, job, rec->u.ack.result, rec->u.ack.result_len, now_ms);
+    case RECORD_ACK: /* version 1 carries no settle time: replay's clock is all there is */
+        queue_job_done(state, job, rec->u.ack.result, rec->u.ack.result_len,
+                       rec->version >= 2 ? rec->u.ack.settled_ms : now_ms);
         break;
     case RECORD_RELEASE:
         queue_job_leave(state, job);
@@ -109,7 +110,8 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         break;
     case RECORD_BURY:
         queue_job_leave(state, job);
-        queue_job_enter_dead(state, job, rec->u.bury.reason, rec->u.bury.reason_len, now_ms);
+        queue_job_enter_dead(state, job, rec->u.bury.reason, rec->u.bury.reason_len,
+                             rec->version >= 2 ? rec->u.bury.settled_ms : now_ms);
         break;
     case RECORD_KICK:
         /* A kick resets attempts, whether or not the death before it was logged. */

@@ -219,7 +219,7 @@ static int salvage_job(struct salvage *s, struct job *job)
     if (rc == 0 && job->state == JOB_DEAD) {
         uint32_t reason_len =
             job->reason_len < RECORD_REASON_LEN_MAX ? job->reason_len : RECORD_REASON_LEN_MAX;
-        len = record_bury_encode(job->id, job->reason, reason_len, small);
+        len = record_bury_encode(job->id, job->settled_ms, job->reason, reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }
     s->jobs_written += rc == 0;

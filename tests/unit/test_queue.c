@@ -770,6 +770,40 @@ static void test_replay_rebuilds_state_leases_void(void)
     queue_state_destroy(s);
 }
 
+/* A crash right after settling: replay long afterwards keeps each job's settle time (ACK and
+ * BURY version 2 carry it; the expiry of a last attempt logs its BURY with it too), not the
+ * time of the replay. */
+static void test_replay_keeps_settle_times(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t acked = put(s, "q", 0, 0);
+    uint64_t buried = put(s, "q", 1, 0);
+    uint64_t spent = put_full(s, "q", 2, 0, 0, 1, NULL, 0);
+    queue_durable(s, UINT64_MAX, 0);
+    struct job *j = reserve1(s, "q", 10, NULL);
+    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, 1700000000123), 0);
+    j = reserve1(s, "q", 10, NULL);
+    CHECK_EQ(queue_bury(s, buried, j->lease_token, "why", 3, 1700000000456), 0);
+    j = reserve1(s, "q", 20, NULL);
+    REQUIRE(j != NULL && j->id == spent);
+    queue_tick(s, 20 + 1000); /* its only lease expires: dead at 1020 */
+    struct queue_job_status st;
+    REQUIRE(queue_status(s, spent, &st));
+    CHECK(st.state == JOB_DEAD && st.settled_ms == 1020);
+    struct queue_state *r = replay_all(1800000000000);
+    REQUIRE(queue_status(r, acked, &st));
+    CHECK_EQ(st.state, JOB_DONE);
+    CHECK_EQ(st.settled_ms, 1700000000123);
+    REQUIRE(queue_status(r, buried, &st));
+    CHECK_EQ(st.state, JOB_DEAD);
+    CHECK_EQ(st.settled_ms, 1700000000456);
+    REQUIRE(queue_status(r, spent, &st));
+    CHECK_EQ(st.state, JOB_DEAD);
+    CHECK_EQ(st.settled_ms, 1020);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 static void count_unloaded(void *ctx, struct job *job)
 {
     (void)job;
@@ -1286,6 +1320,7 @@ int main(void)
     RUN_TEST(test_pause_resume_and_purge);
     RUN_TEST(test_lease_tokens_unique);
     RUN_TEST(test_replay_rebuilds_state_leases_void);
+    RUN_TEST(test_replay_keeps_settle_times);
     RUN_TEST(test_checkpoint_roundtrip);
     RUN_TEST(test_checkpoint_keeps_live_order);
     RUN_TEST(test_checkpoint_mutations_never_crash);
