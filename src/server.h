@@ -172,9 +172,10 @@ struct server {
     uint64_t total_acked;
 };
 
-/* Clocks: wall-clock ms for the queue state (delays survive restarts), monotonic ns for the
- * log's interval sync. */
+/* Clocks: wall-clock ms for the server's own periods and the wire; both clocks for the queue
+ * state (queue.h: its timers run on the monotonic one, Unix ms stay on disk and the wire). */
 int64_t server_now_ms(void);
+struct queue_time server_now(void);
 
 /* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the
  * next checkpoint has no space reserved. New jobs are refused while this is true. */
