@@ -299,7 +299,7 @@ static int handle_put(struct conn *conn, const struct wire_header *h, union wire
         return 0;
     uint64_t seq_end = 0;
     union wire_msg r = {0};
-    int rc = put_one(conn, &m->put, server_now(), &r.put_reply.job, &seq_end);
+    int rc = put_one(conn, &m->put, conn->server->now, &r.put_reply.job, &seq_end);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     reply_after(conn, h->opcode, h->request_id, &r, seq_end);
@@ -373,7 +373,7 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     struct wire_put_result *results = conn->batch_results;
-    struct queue_time now = server_now(); /* one clock reading per frame: its jobs came together */
+    struct queue_time now = conn->server->now;
     for (; conn->batch_done < batch->count; conn->batch_done++) {
         int rc = put_one(conn, &batch->jobs[conn->batch_done], now, &results[conn->batch_done],
                          &conn->batch_seq_end);
@@ -501,7 +501,7 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
         conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
         return 0;
     }
-    struct queue_time now = server_now();
+    struct queue_time now = server->now;
     struct queue_reserver poll;
     int rc = reserver_from(conn, req, now, &poll);
     if (rc != 0)
@@ -533,7 +533,7 @@ static int handle_ack(struct conn *conn, const struct wire_header *h, union wire
 {
     uint64_t seq_before = conn->server->emit_seq_max;
     int rc = queue_ack(conn->server->queues, m->ack.id, m->ack.lease, m->ack.result.data,
-                       m->ack.result.len, server_now());
+                       m->ack.result.len, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     conn->server->total_acked++;
@@ -552,7 +552,7 @@ static int handle_ack_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     uint16_t *codes = conn->batch_results;
-    struct queue_time now = server_now(); /* one clock reading per frame */
+    struct queue_time now = conn->server->now;
     for (; conn->batch_done < batch->count; conn->batch_done++) {
         const struct wire_ack *ack = &batch->acks[conn->batch_done];
         uint64_t seq_before = conn->server->emit_seq_max;
@@ -580,7 +580,8 @@ static int handle_release(struct conn *conn, const struct wire_header *h, union 
     int64_t delay = req->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
                                                          : (int64_t)req->delay_ms;
     int rc = queue_release(conn->server->queues, req->id, req->lease, delay, priority,
-                           (const char *)req->reason.data, req->reason.len, server_now());
+                           (const char *)req->reason.data, req->reason.len,
+                           conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -592,7 +593,7 @@ static int handle_touch(struct conn *conn, const struct wire_header *h, union wi
 {
     int64_t deadline = 0;
     int rc = queue_touch(conn->server->queues, m->touch.id, m->touch.lease, m->touch.extend_ms,
-                         server_now(), &deadline);
+                         conn->server->now, &deadline);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.touch_reply = {.deadline_ms = (uint64_t)deadline}};
@@ -604,7 +605,8 @@ static int handle_bury(struct conn *conn, const struct wire_header *h, union wir
 {
     uint64_t seq_before = conn->server->emit_seq_max;
     int rc = queue_bury(conn->server->queues, m->bury.id, m->bury.lease,
-                        (const char *)m->bury.reason.data, m->bury.reason.len, server_now());
+                        (const char *)m->bury.reason.data, m->bury.reason.len,
+                        conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -619,7 +621,7 @@ static int handle_kick(struct conn *conn, const struct wire_header *h, union wir
     uint64_t seq_before = conn->server->emit_seq_max;
     uint32_t kicked = 0;
     int rc = queue_kick(conn->server->queues, (const char *)m->kick.queue.data,
-                        m->kick.queue.len, m->kick.count, server_now(), &kicked);
+                        m->kick.queue.len, m->kick.count, conn->server->now, &kicked);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = kicked}};
@@ -630,7 +632,7 @@ static int handle_kick(struct conn *conn, const struct wire_header *h, union wir
 static int handle_kick_job(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, server_now());
+    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -672,7 +674,7 @@ static int handle_peek_next(struct conn *conn, const struct wire_header *h, unio
 static int handle_delete(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_delete(conn->server->queues, m->job_ref.id, server_now());
+    int rc = queue_delete(conn->server->queues, m->job_ref.id, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -725,7 +727,7 @@ static int handle_wait(struct conn *conn, const struct wire_header *h, union wir
     struct blocked_request *blocked = blocked_new(conn, h->request_id);
     blocked->is_wait = true;
     struct queue_job_waiter *w = &blocked->waiter;
-    struct queue_time now = server_now();
+    struct queue_time now = conn->server->now;
     w->job_id = m->wait.id;
     w->deadline_ns = queue_time_after_ns(now, m->wait.timeout_ms);
     w->wake = wait_wake;
@@ -802,7 +804,7 @@ static void stats_collect(void *ctx, struct queue *queue)
 static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     struct server *server = conn->server;
-    struct queue_time now = server_now();
+    struct queue_time now = server->now;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     union wire_msg r = {0};
@@ -899,7 +901,7 @@ static int meta_of(struct conn *conn, struct wire_bytes name, struct record_meta
 static int meta_apply(struct conn *conn, const struct wire_header *h, struct record_meta *meta)
 {
     uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_set_meta(conn->server->queues, meta, server_now());
+    int rc = queue_set_meta(conn->server->queues, meta, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -936,7 +938,7 @@ static int handle_purge(struct conn *conn, const struct wire_header *h, union wi
     uint64_t seq_before = conn->server->emit_seq_max;
     uint64_t deleted = 0;
     int rc = queue_purge(conn->server->queues, (const char *)m->queue_ref.queue.data,
-                         m->queue_ref.queue.len, server_now(), &deleted);
+                         m->queue_ref.queue.len, conn->server->now, &deleted);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = deleted}};

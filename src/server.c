@@ -69,7 +69,7 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-struct queue_time server_now(void)
+static struct queue_time server_now(void)
 {
     struct timespec wall;
     /* The wall clock first: a run-at converted with the pair is then late, never early. */
@@ -439,7 +439,8 @@ static int recover(struct server *server)
     server->emit_seq_max = log_next_seq(server->log) - 1;
     server->durable_level = LOG_DURABLE_SYNCED;
     queue_set_emit(server->queues, server_emit, server);
-    queue_recover_finish(server->queues, server_now());
+    server->now = server_now(); /* until the loop's first turn reads the clocks again */
+    queue_recover_finish(server->queues, server->now);
     rc = bodies_load(server);
     if (rc != 0) {
         slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
@@ -831,7 +832,7 @@ static void durable_apply(struct server *server)
     if (server->durable_seq_end <= server->durable_applied)
         return;
     server->durable_applied = server->durable_seq_end;
-    queue_durable(server->queues, server->durable_seq_end, server_now());
+    queue_durable(server->queues, server->durable_seq_end, server->now);
     handler_release_held(server);
     /* The full batch can go to disk now, which frees the open batch for stalled requests. */
     log_tick(server->log);
@@ -931,6 +932,8 @@ static int loop_wait(struct server *server)
                                        .tv_nsec = (timeout % 1000) * 1000000};
         rc = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &ts, NULL);
     }
+    /* One reading of the clocks per turn, before the turn's completions run. */
+    server->now = server_now();
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         return rc;
     ring_dispatch_ready(server);
@@ -987,11 +990,10 @@ int server_run(struct server *server)
         if (server->fatal_error != 0)
             return server->fatal_error;
         durable_apply(server);
-        struct queue_time clock = server_now();
-        int64_t now = queue_time_wall_ms(clock);
+        int64_t now = queue_time_wall_ms(server->now);
         /* Connections and timers are the sources of records: both stop during shutdown. */
         if (!server->stopping) {
-            queue_tick(server->queues, clock);
+            queue_tick(server->queues, server->now);
             conns_run(server);
         }
         log_tick(server->log);
