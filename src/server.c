@@ -381,8 +381,13 @@ static int state_rebuild(struct server *server, struct replay_buffer *rb, void *
     for (size_t i = 0; i < rb->count; i++) {
         int rc = queue_replay(server->queues, &rb->records[i], now);
         if (rc != 0) {
-            slog_error("msg=\"log record does not decode\" seq=%llu type=%u",
-                       (unsigned long long)rb->records[i].pos.seq, rb->records[i].type);
+            const struct log_record *bad = &rb->records[i];
+            /* A version above what this build writes comes from a newer spoold. */
+            slog_error("msg=\"log record does not decode\" seq=%llu type=%u version=%u "
+                       "known_version=%u",
+                       (unsigned long long)bad->pos.seq, bad->type,
+                       bad->len > 0 ? ((const uint8_t *)bad->data)[0] : 0u,
+                       record_version(bad->type));
             return rc;
         }
     }
