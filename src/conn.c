@@ -255,7 +255,7 @@ static void conn_release(struct conn *conn)
     struct server *server = conn->server;
     conn->released = true;
     handler_conn_closed(conn);
-    queue_owner_release(server->queues, &conn->owner, server_now_ms());
+    queue_owner_release(server->queues, &conn->owner, server->now);
     idmap_remove(&server->conns_by_id, conn->id);
     SPOOL_ASSERT(server->conn_count > 0);
     server->conn_count--;

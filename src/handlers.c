@@ -256,14 +256,14 @@ static void put_args(const struct wire_job_spec *spec, struct queue_put_args *ar
 
 /* Put one job; *result filled. The put's record (or a duplicate's original) raises
  * *seq_end, the horizon its reply waits for. */
-static int put_one(struct conn *conn, const struct wire_job_spec *spec, int64_t now_ms,
+static int put_one(struct conn *conn, const struct wire_job_spec *spec, struct queue_time now,
                    struct wire_put_result *result, uint64_t *seq_end)
 {
     struct queue_put_args args;
     put_args(spec, &args);
     uint64_t id = 0, seq = 0;
     bool duplicate = false;
-    int rc = queue_put(conn->server->queues, &args, now_ms, &id, &duplicate, &seq);
+    int rc = queue_put(conn->server->queues, &args, now, &id, &duplicate, &seq);
     if (rc != 0)
         return rc;
     result->id = id;
@@ -299,7 +299,7 @@ static int handle_put(struct conn *conn, const struct wire_header *h, union wire
         return 0;
     uint64_t seq_end = 0;
     union wire_msg r = {0};
-    int rc = put_one(conn, &m->put, server_now_ms(), &r.put_reply.job, &seq_end);
+    int rc = put_one(conn, &m->put, conn->server->now, &r.put_reply.job, &seq_end);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     reply_after(conn, h->opcode, h->request_id, &r, seq_end);
@@ -373,9 +373,9 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     struct wire_put_result *results = conn->batch_results;
-    int64_t now_ms = server_now_ms(); /* one clock read per frame: its jobs arrived together */
+    struct queue_time now = conn->server->now;
     for (; conn->batch_done < batch->count; conn->batch_done++) {
-        int rc = put_one(conn, &batch->jobs[conn->batch_done], now_ms, &results[conn->batch_done],
+        int rc = put_one(conn, &batch->jobs[conn->batch_done], now, &results[conn->batch_done],
                          &conn->batch_seq_end);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
@@ -470,7 +470,7 @@ static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_i
 
 /* The reserver a RESERVE describes, polling (deadline now); 0 or a queue error. Only the
  * fields a poll reads are set: the links are used only by a reserver that waits. */
-static int reserver_from(struct conn *conn, const struct wire_reserve *req, int64_t now_ms,
+static int reserver_from(struct conn *conn, const struct wire_reserve *req, struct queue_time now,
                          struct queue_reserver *r)
 {
     struct server *server = conn->server;
@@ -483,7 +483,7 @@ static int reserver_from(struct conn *conn, const struct wire_reserve *req, int6
     r->queue_count = req->queue_count;
     r->count_max = req->count_max;
     r->bytes_max = server->config.frame_size_max - WIRE_HEADER_SIZE - 64;
-    r->deadline_ms = now_ms;
+    r->deadline_ns = now.mono_ns;
     r->detach = (req->flags & WIRE_RESERVE_DETACH) != 0;
     r->owner = &conn->owner;
     r->wake = NULL;
@@ -501,7 +501,7 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
         conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
         return 0;
     }
-    int64_t now = server_now_ms();
+    struct queue_time now = server->now;
     struct queue_reserver poll;
     int rc = reserver_from(conn, req, now, &poll);
     if (rc != 0)
@@ -517,7 +517,7 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
     struct queue_reserver *r = &blocked->reserver;
     rc = reserver_from(conn, req, now, r);
     SPOOL_ASSERT(rc == 0); /* the same queues were just found */
-    r->deadline_ms = now + (int64_t)req->timeout_ms;
+    r->deadline_ns = queue_time_after_ns(now, req->timeout_ms);
     r->wake = reserve_wake;
     r->ctx = blocked;
     count = queue_reserve(server->queues, r, now, jobs);
@@ -533,7 +533,7 @@ static int handle_ack(struct conn *conn, const struct wire_header *h, union wire
 {
     uint64_t seq_before = conn->server->emit_seq_max;
     int rc = queue_ack(conn->server->queues, m->ack.id, m->ack.lease, m->ack.result.data,
-                       m->ack.result.len, server_now_ms());
+                       m->ack.result.len, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     conn->server->total_acked++;
@@ -552,12 +552,12 @@ static int handle_ack_batch(struct conn *conn, const struct wire_header *h, unio
         conn->batch_request_id = h->request_id;
     }
     uint16_t *codes = conn->batch_results;
-    int64_t now_ms = server_now_ms(); /* one clock read per frame */
+    struct queue_time now = conn->server->now;
     for (; conn->batch_done < batch->count; conn->batch_done++) {
         const struct wire_ack *ack = &batch->acks[conn->batch_done];
         uint64_t seq_before = conn->server->emit_seq_max;
         int rc = queue_ack(conn->server->queues, ack->id, ack->lease, ack->result.data,
-                           ack->result.len, now_ms);
+                           ack->result.len, now);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
         codes[conn->batch_done] = rc == 0 ? 0 : wire_error_to_wire(map_error(rc));
@@ -580,7 +580,8 @@ static int handle_release(struct conn *conn, const struct wire_header *h, union 
     int64_t delay = req->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
                                                          : (int64_t)req->delay_ms;
     int rc = queue_release(conn->server->queues, req->id, req->lease, delay, priority,
-                           (const char *)req->reason.data, req->reason.len, server_now_ms());
+                           (const char *)req->reason.data, req->reason.len,
+                           conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -592,7 +593,7 @@ static int handle_touch(struct conn *conn, const struct wire_header *h, union wi
 {
     int64_t deadline = 0;
     int rc = queue_touch(conn->server->queues, m->touch.id, m->touch.lease, m->touch.extend_ms,
-                         server_now_ms(), &deadline);
+                         conn->server->now, &deadline);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.touch_reply = {.deadline_ms = (uint64_t)deadline}};
@@ -604,7 +605,8 @@ static int handle_bury(struct conn *conn, const struct wire_header *h, union wir
 {
     uint64_t seq_before = conn->server->emit_seq_max;
     int rc = queue_bury(conn->server->queues, m->bury.id, m->bury.lease,
-                        (const char *)m->bury.reason.data, m->bury.reason.len, server_now_ms());
+                        (const char *)m->bury.reason.data, m->bury.reason.len,
+                        conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -619,7 +621,7 @@ static int handle_kick(struct conn *conn, const struct wire_header *h, union wir
     uint64_t seq_before = conn->server->emit_seq_max;
     uint32_t kicked = 0;
     int rc = queue_kick(conn->server->queues, (const char *)m->kick.queue.data,
-                        m->kick.queue.len, m->kick.count, server_now_ms(), &kicked);
+                        m->kick.queue.len, m->kick.count, conn->server->now, &kicked);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = kicked}};
@@ -630,7 +632,7 @@ static int handle_kick(struct conn *conn, const struct wire_header *h, union wir
 static int handle_kick_job(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, server_now_ms());
+    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -672,7 +674,7 @@ static int handle_peek_next(struct conn *conn, const struct wire_header *h, unio
 static int handle_delete(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_delete(conn->server->queues, m->job_ref.id, server_now_ms());
+    int rc = queue_delete(conn->server->queues, m->job_ref.id, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -725,9 +727,9 @@ static int handle_wait(struct conn *conn, const struct wire_header *h, union wir
     struct blocked_request *blocked = blocked_new(conn, h->request_id);
     blocked->is_wait = true;
     struct queue_job_waiter *w = &blocked->waiter;
-    int64_t now = server_now_ms();
+    struct queue_time now = conn->server->now;
     w->job_id = m->wait.id;
-    w->deadline_ms = now + (int64_t)m->wait.timeout_ms;
+    w->deadline_ns = queue_time_after_ns(now, m->wait.timeout_ms);
     w->wake = wait_wake;
     w->ctx = blocked;
     bool found = false;
@@ -766,15 +768,15 @@ struct stats_walk {
     uint32_t count;
     uint32_t capacity;
     uint64_t bytes_left;
-    int64_t now_ms;
+    struct queue_time now;
     const struct queue_state *state;
 };
 
-static void stats_one(const struct queue_state *state, const struct queue *queue, int64_t now_ms,
-                      struct wire_queue_stats *out)
+static void stats_one(const struct queue_state *state, const struct queue *queue,
+                      struct queue_time now, struct wire_queue_stats *out)
 {
     struct queue_stats st;
-    queue_stats_get(queue, now_ms, &st);
+    queue_stats_get(queue, now, &st);
     uint64_t ttr_ms;
     uint32_t max_attempts;
     queue_defaults_get(state, queue, &ttr_ms, &max_attempts);
@@ -795,24 +797,25 @@ static void stats_collect(void *ctx, struct queue *queue)
     uint64_t bytes = STATS_QUEUE_BYTES + queue->name_len;
     if (walk->count < walk->capacity && bytes <= walk->bytes_left) {
         walk->bytes_left -= bytes;
-        stats_one(walk->state, queue, walk->now_ms, &walk->out[walk->count++]);
+        stats_one(walk->state, queue, walk->now, &walk->out[walk->count++]);
     }
 }
 
 static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     struct server *server = conn->server;
-    int64_t now = server_now_ms();
+    struct queue_time now = server->now;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     union wire_msg r = {0};
     r.stats_reply.server = (struct wire_server_stats){
-        .uptime_ms = (uint64_t)(now - server->started_ms), .connections = server->conn_count,
+        .uptime_ms = (uint64_t)(queue_time_wall_ms(now) - server->started_ms),
+        .connections = server->conn_count,
         .commits = server->commits, .log_bytes = server->log_bytes, .ready = totals.ready,
         .delayed = totals.delayed, .reserved = totals.reserved, .dead = totals.dead,
         .total_acked = server->total_acked,
     };
-    struct stats_walk walk = {.now_ms = now, .state = server->queues,
+    struct stats_walk walk = {.now = now, .state = server->queues,
                               .bytes_left = server->config.frame_size_max - WIRE_HEADER_SIZE -
                                             STATS_FIXED_BYTES};
     if (m->queue_ref.queue.len > 0) {
@@ -898,7 +901,7 @@ static int meta_of(struct conn *conn, struct wire_bytes name, struct record_meta
 static int meta_apply(struct conn *conn, const struct wire_header *h, struct record_meta *meta)
 {
     uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_set_meta(conn->server->queues, meta, server_now_ms());
+    int rc = queue_set_meta(conn->server->queues, meta, conn->server->now);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
@@ -935,7 +938,7 @@ static int handle_purge(struct conn *conn, const struct wire_header *h, union wi
     uint64_t seq_before = conn->server->emit_seq_max;
     uint64_t deleted = 0;
     int rc = queue_purge(conn->server->queues, (const char *)m->queue_ref.queue.data,
-                         m->queue_ref.queue.len, server_now_ms(), &deleted);
+                         m->queue_ref.queue.len, conn->server->now, &deleted);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = deleted}};

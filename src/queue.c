@@ -90,32 +90,32 @@ static bool ready_less(const void *a, const void *b)
 static bool delayed_less(const void *a, const void *b)
 {
     const struct job *x = a, *y = b;
-    return x->run_at_ms != y->run_at_ms ? x->run_at_ms < y->run_at_ms : x->id < y->id;
+    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->id < y->id;
 }
 
 static bool lease_less(const void *a, const void *b)
 {
     const struct job *x = a, *y = b;
-    return x->deadline_ms != y->deadline_ms ? x->deadline_ms < y->deadline_ms : x->id < y->id;
+    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->id < y->id;
 }
 
 static bool ttl_less(const void *a, const void *b)
 {
     const struct job *x = a, *y = b;
-    return x->expires_at_ms != y->expires_at_ms ? x->expires_at_ms < y->expires_at_ms
+    return x->expires_at_ns != y->expires_at_ns ? x->expires_at_ns < y->expires_at_ns
                                                 : x->id < y->id;
 }
 
 static bool reserver_less(const void *a, const void *b)
 {
     const struct queue_reserver *x = a, *y = b;
-    return x->deadline_ms < y->deadline_ms;
+    return x->deadline_ns < y->deadline_ns;
 }
 
 static bool waiter_less(const void *a, const void *b)
 {
     const struct queue_job_waiter *x = a, *y = b;
-    return x->deadline_ms < y->deadline_ms;
+    return x->deadline_ns < y->deadline_ns;
 }
 
 void queue_config_defaults(struct queue_config *config)
@@ -377,11 +377,11 @@ static void mark_serve(struct queue_state *state, struct queue *queue)
         list_insert_tail(&state->to_serve, &queue->serve_link);
 }
 
-void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t now_ms)
+void queue_job_enter_ready(struct queue_state *state, struct job *job, struct queue_time now)
 {
     struct queue *queue = job->queue;
     job->state = JOB_READY;
-    job->ready_since_ms = now_ms;
+    job->ready_since_ns = now.mono_ns;
     heap_push(&queue->ready, job);
     list_insert_tail(&queue->ready_order, &job->state_link);
     queue->stats.ready++;
@@ -390,10 +390,11 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t n
     mark_serve(state, queue);
 }
 
-void queue_job_enter_delayed(struct queue_state *state, struct job *job, int64_t run_at_ms)
+/* Until job->timer_ns (queue_job_set_run_at). */
+static void job_enter_delayed(struct queue_state *state, struct job *job)
 {
+    SPOOL_ASSERT(job->run_at_ms != 0);
     job->state = JOB_DELAYED;
-    job->run_at_ms = run_at_ms;
     heap_push(&job->queue->delayed, job);
     heap_push(&state->delay_heap, job);
     job->queue->stats.delayed++;
@@ -402,10 +403,10 @@ void queue_job_enter_delayed(struct queue_state *state, struct job *job, int64_t
 }
 
 void queue_job_enter_dead(struct queue_state *state, struct job *job, const char *reason,
-                          uint32_t reason_len, int64_t now_ms)
+                          uint32_t reason_len, int64_t settled_ms)
 {
     job->state = JOB_DEAD;
-    job->settled_ms = now_ms;
+    job->settled_ms = settled_ms;
     free(job->reason);
     job->reason = xmemdup(reason, reason_len);
     job->reason_len = reason_len;
@@ -417,10 +418,15 @@ void queue_job_enter_dead(struct queue_state *state, struct job *job, const char
 }
 
 static void job_enter_reserved(struct queue_state *state, struct job *job,
-                               struct queue_owner *owner, int64_t deadline_ms)
+                               struct queue_owner *owner, int64_t deadline_ms,
+                               struct queue_time now)
 {
     job->state = JOB_RESERVED;
     job->deadline_ms = deadline_ms;
+    /* The monotonic instant of the deadline the worker is told: at least ttr from now (the
+     * deadline was rounded up from now's wall reading) and not before that deadline. */
+    job->timer_ns = queue_mono_at(now, deadline_ms);
+    SPOOL_ASSERT(job->timer_ns >= now.mono_ns);
     job->owner = owner;
     heap_push(&state->lease_heap, job);
     if (owner != NULL)
@@ -508,12 +514,12 @@ static void done_trim(struct queue_state *state)
 }
 
 void queue_job_done(struct queue_state *state, struct job *job, const void *result,
-                    uint32_t result_len, int64_t now_ms)
+                    uint32_t result_len, int64_t settled_ms)
 {
     queue_job_leave(state, job);
     job_unlive(state, job);
     job->state = JOB_DONE;
-    job->settled_ms = now_ms;
+    job->settled_ms = settled_ms;
     if (!job->body_inline)
         free(job->body);
     job->body = NULL;
@@ -529,16 +535,30 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     done_trim(state);
 }
 
-void queue_job_place(struct queue_state *state, struct job *job, int64_t now_ms)
+void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now)
 {
-    if (job->run_at_ms > now_ms)
-        queue_job_enter_delayed(state, job, job->run_at_ms);
+    job->run_at_ms = run_at_ms;
+    job->timer_ns = run_at_ms != 0 ? queue_mono_at(now, run_at_ms) : 0;
+}
+
+void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now)
+{
+    job->expires_at_ms = expires_at_ms;
+    job->expires_at_ns = expires_at_ms != 0 ? queue_mono_at(now, expires_at_ms) : 0;
+}
+
+/* timer_ns was set with run_at_ms (queue_job_set_run_at), when the job was put, released or
+ * read back: a wall clock step since then does not move it. */
+void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now)
+{
+    if (job->run_at_ms != 0 && job->timer_ns > now.mono_ns)
+        job_enter_delayed(state, job);
     else
-        queue_job_enter_ready(state, job, now_ms);
+        queue_job_enter_ready(state, job, now);
 }
 
 void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len,
-                    uint64_t job_id, int64_t created_ms)
+                    uint64_t job_id, int64_t created_ms, struct queue_time now)
 {
     if (strmap_get(&state->keys, key, key_len) != NULL)
         return;
@@ -547,6 +567,8 @@ void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len
     idem->key_len = key_len;
     idem->job_id = job_id;
     idem->created_ms = created_ms;
+    idem->expires_ns =
+        queue_mono_at(now, queue_add_sat(created_ms, state->config.idempotency_window_ms));
     list_insert_tail(&state->idem_order, &idem->order);
     strmap_put(&state->keys, idem->key, key_len, idem);
 }
@@ -603,12 +625,12 @@ bool queue_has_room_for(const struct queue_state *state, const char *name, uint3
 
 /* An earlier put with the same key, still within the window. */
 static bool put_duplicate(struct queue_state *state, const struct queue_put_args *args,
-                          int64_t now_ms, uint64_t *id, uint64_t *seq)
+                          struct queue_time now, uint64_t *id, uint64_t *seq)
 {
     if (args->key_len == 0)
         return false;
     struct idem *idem = strmap_get(&state->keys, args->key, args->key_len);
-    if (idem == NULL || idem->created_ms + state->config.idempotency_window_ms <= now_ms)
+    if (idem == NULL || idem->expires_ns <= now.mono_ns)
         return false;
     *id = idem->job_id;
     struct job *job = jobtab_get(&state->jobs, idem->job_id);
@@ -644,13 +666,13 @@ static int put_validate(const struct queue_state *state, const struct queue_put_
     return 0;
 }
 
-int queue_put(struct queue_state *state, const struct queue_put_args *args, int64_t now_ms,
-              uint64_t *id, bool *duplicate, uint64_t *seq)
+int queue_put(struct queue_state *state, const struct queue_put_args *args,
+              struct queue_time now, uint64_t *id, bool *duplicate, uint64_t *seq)
 {
     int err = put_validate(state, args);
     if (err != 0)
         return err;
-    *duplicate = put_duplicate(state, args, now_ms, id, seq);
+    *duplicate = put_duplicate(state, args, now, id, seq);
     if (*duplicate)
         return 0;
     struct queue *queue;
@@ -662,10 +684,11 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     struct record_put put = {
         .id = state->next_id, .priority = args->priority,
         .max_attempts = effective_max_attempts(state, queue, args->max_attempts),
-        .ttr_ms = effective_ttr(state, queue, args->ttr_ms), .created_ms = now_ms,
+        .ttr_ms = effective_ttr(state, queue, args->ttr_ms),
+        .created_ms = queue_time_wall_ms(now),
         .run_at_ms = args->run_at_ms != 0 ? args->run_at_ms
-                     : args->delay_ms > 0 ? now_ms + args->delay_ms : 0,
-        .expires_at_ms = args->ttl_ms > 0 ? now_ms + args->ttl_ms : 0,
+                     : args->delay_ms > 0 ? queue_wall_ms_after(now, args->delay_ms) : 0,
+        .expires_at_ms = args->ttl_ms > 0 ? queue_wall_ms_after(now, args->ttl_ms) : 0,
         .queue = args->queue, .queue_len = args->queue_len, .key = args->key,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
@@ -680,22 +703,22 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
     job->ttr_ms = put.ttr_ms;
-    job->created_ms = now_ms;
-    job->run_at_ms = put.run_at_ms;
-    job->expires_at_ms = put.expires_at_ms;
+    job->created_ms = put.created_ms;
+    queue_job_set_run_at(job, put.run_at_ms, now);
+    queue_job_set_expires_at(job, put.expires_at_ms, now);
     job->pos = pos;
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
     queue->stats.pending++;
     if (args->key_len > 0)
-        queue_idem_add(state, args->key, args->key_len, job->id, now_ms);
+        queue_idem_add(state, args->key, args->key_len, job->id, put.created_ms, now);
     *id = job->id;
     *seq = pos.seq;
     return 0;
 }
 
-void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t now_ms)
+void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now)
 {
     struct list_link *link;
     while ((link = list_first(&state->pending)) != NULL) {
@@ -703,9 +726,15 @@ void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t 
         if (job->pos.seq >= durable_seq_end)
             break;
         queue_job_leave(state, job);
-        queue_job_place(state, job, now_ms);
+        queue_job_place(state, job, now);
     }
-    queue_serve(state, now_ms);
+    queue_serve(state, now);
+}
+
+/* A duration in ms (a ttr from a client or the log), clamped into int64_t for time sums. */
+static int64_t ms_signed(uint64_t ms)
+{
+    return ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
 }
 
 /* splitmix64's finalizer is a bijection, so distinct counters give distinct tokens. */
@@ -735,13 +764,13 @@ static struct job *reserve_pick(struct queue_reserver *reserver)
 }
 
 static void lease(struct queue_state *state, struct job *job, struct queue_reserver *reserver,
-                  int64_t now_ms)
+                  struct queue_time now)
 {
     queue_job_leave(state, job);
     job->attempts++;
     job->lease_token = lease_token_next(state);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
-                       now_ms + (int64_t)job->ttr_ms);
+                       queue_wall_ms_after(now, ms_signed(job->ttr_ms)), now);
     uint8_t buf[RECORD_LEASE_SIZE];
     size_t len = record_lease_encode(job->id, job->attempts, buf);
     /* Lazy and best-effort: the reply does not wait, and a full batch only costs the count
@@ -750,7 +779,7 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
 }
 
 static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *reserver,
-                            int64_t now_ms, struct job **jobs)
+                            struct queue_time now, struct job **jobs)
 {
     uint32_t count = 0;
     uint32_t count_max = reserver->count_max == 0 ? 1 : reserver->count_max;
@@ -767,7 +796,7 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
         if (count > 0 && reserver->bytes_max != 0 && bytes + cost > reserver->bytes_max)
             break;
         bytes += cost;
-        lease(state, job, reserver, now_ms);
+        lease(state, job, reserver, now);
         jobs[count++] = job;
     }
     return count;
@@ -786,15 +815,15 @@ static void reserver_unlink(struct queue_state *state, struct queue_reserver *re
 }
 
 uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserver,
-                       int64_t now_ms, struct job **jobs)
+                       struct queue_time now, struct job **jobs)
 {
     SPOOL_ASSERT(reserver->queue_count >= 1);
     SPOOL_ASSERT(reserver->queue_count <= QUEUE_RESERVE_QUEUES_MAX);
     reserver->waiting = false;
     reserver->paused = false;
     reserver->timeout_slot = HEAP_NONE;
-    uint32_t count = reserve_now(state, reserver, now_ms, jobs);
-    if (count > 0 || reserver->deadline_ms <= now_ms)
+    uint32_t count = reserve_now(state, reserver, now, jobs);
+    if (count > 0 || reserver->deadline_ns <= now.mono_ns)
         return count;
     for (uint32_t i = 0; i < reserver->queue_count; i++) {
         reserver->links[i].reserver = reserver;
@@ -833,7 +862,7 @@ void queue_reserver_resume(struct queue_state *state, struct queue_reserver *res
 }
 
 /* Hand ready jobs of marked queues to their blocked reservers, first come first served. */
-void queue_serve(struct queue_state *state, int64_t now_ms)
+void queue_serve(struct queue_state *state, struct queue_time now)
 {
     struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
     struct list_link *link;
@@ -846,7 +875,7 @@ void queue_serve(struct queue_state *state, int64_t now_ms)
                 LIST_ENTRY(first, struct queue_reserver_link, link)->reserver;
             SPOOL_ASSERT(reserver != NULL);
             reserver_unlink(state, reserver);
-            uint32_t count = reserve_now(state, reserver, now_ms, jobs);
+            uint32_t count = reserve_now(state, reserver, now, jobs);
             SPOOL_ASSERT(count > 0);
             reserver->wake(reserver, jobs, count);
         }
@@ -866,7 +895,7 @@ static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, st
 }
 
 int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void *result,
-              uint32_t result_len, int64_t now_ms)
+              uint32_t result_len, struct queue_time now)
 {
     if (result_len > RECORD_RESULT_LEN_MAX)
         return QUEUE_EINVAL;
@@ -875,11 +904,12 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
     if (err != 0)
         return err;
     uint8_t *buf = record_buf(state, RECORD_ACK_FIXED + (size_t)result_len);
-    size_t len = record_ack_encode(id, result, result_len, buf);
+    int64_t settled_ms = queue_time_wall_ms(now);
+    size_t len = record_ack_encode(id, settled_ms, result, result_len, buf);
     err = emit(state, RECORD_ACK, buf, len, NULL);
     if (err != 0)
         return err;
-    queue_job_done(state, job, result, result_len, now_ms);
+    queue_job_done(state, job, result, result_len, settled_ms);
     return 0;
 }
 
@@ -889,10 +919,10 @@ static bool out_of_attempts(const struct job *job)
 }
 
 static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
-                     uint32_t reason_len)
+                     uint32_t reason_len, int64_t settled_ms)
 {
     uint8_t buf[QUEUE_RECORD_SMALL_MAX];
-    size_t len = record_bury_encode(id, reason, reason_len, buf);
+    size_t len = record_bury_encode(id, settled_ms, reason, reason_len, buf);
     return emit(state, RECORD_BURY, buf, len, NULL);
 }
 
@@ -913,7 +943,7 @@ static uint32_t spent_reason(const struct job *job, const char *error, uint32_t 
 }
 
 int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
-                  uint32_t priority, const char *error, uint32_t error_len, int64_t now_ms)
+                  uint32_t priority, const char *error, uint32_t error_len, struct queue_time now)
 {
     if (delay_ms < 0 || error_len > RECORD_REASON_LEN_MAX)
         return QUEUE_EINVAL;
@@ -924,15 +954,15 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     if (out_of_attempts(job)) {
         char reason[RECORD_REASON_LEN_MAX];
         uint32_t reason_len = spent_reason(job, error, error_len, reason);
-        err = bury_emit(state, id, reason, reason_len);
+        err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
         if (err != 0)
             return err;
         queue_job_leave(state, job);
-        queue_job_enter_dead(state, job, reason, reason_len, now_ms);
+        queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         return 0;
     }
     uint32_t new_priority = priority == UINT32_MAX ? job->priority : priority;
-    int64_t run_at_ms = delay_ms > 0 ? now_ms + delay_ms : 0;
+    int64_t run_at_ms = delay_ms > 0 ? queue_wall_ms_after(now, delay_ms) : 0;
     uint8_t buf[RECORD_RELEASE_SIZE];
     size_t len = record_release_encode(id, new_priority, run_at_ms, buf);
     err = emit(state, RECORD_RELEASE, buf, len, NULL);
@@ -945,27 +975,29 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
         job->reason_len = error_len;
     }
     job->priority = new_priority;
-    job->run_at_ms = run_at_ms;
-    queue_job_place(state, job, now_ms);
-    queue_serve(state, now_ms);
+    queue_job_set_run_at(job, run_at_ms, now);
+    queue_job_place(state, job, now);
+    queue_serve(state, now);
     return 0;
 }
 
 int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t extend_ms,
-                int64_t now_ms, int64_t *deadline_ms)
+                struct queue_time now, int64_t *deadline_ms)
 {
     struct job *job;
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    job->deadline_ms = now_ms + (int64_t)(extend_ms != 0 ? extend_ms : job->ttr_ms);
+    uint64_t extend = extend_ms != 0 ? extend_ms : job->ttr_ms;
+    job->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
+    job->timer_ns = queue_mono_at(now, job->deadline_ms);
     heap_fix(&state->lease_heap, job);
     *deadline_ms = job->deadline_ms;
     return 0;
 }
 
 int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const char *reason,
-               uint32_t reason_len, int64_t now_ms)
+               uint32_t reason_len, struct queue_time now)
 {
     if (reason_len > RECORD_REASON_LEN_MAX)
         return QUEUE_EINVAL;
@@ -973,16 +1005,16 @@ int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const cha
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    err = bury_emit(state, id, reason, reason_len);
+    err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
     if (err != 0)
         return err;
     queue_job_leave(state, job);
-    queue_job_enter_dead(state, job, reason, reason_len, now_ms);
+    queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
     return 0;
 }
 
 /* Kick: a fresh set of attempts (a redrive), ready at once. */
-static int kick_one(struct queue_state *state, struct job *job, int64_t now_ms)
+static int kick_one(struct queue_state *state, struct job *job, struct queue_time now)
 {
     SPOOL_ASSERT(job->state == JOB_DEAD);
     uint8_t buf[RECORD_KICK_SIZE];
@@ -995,25 +1027,25 @@ static int kick_one(struct queue_state *state, struct job *job, int64_t now_ms)
     free(job->reason); /* a fresh start: the old death is no longer its last error */
     job->reason = NULL;
     job->reason_len = 0;
-    queue_job_enter_ready(state, job, now_ms);
+    queue_job_enter_ready(state, job, now);
     return 0;
 }
 
-int queue_kick_job(struct queue_state *state, uint64_t id, int64_t now_ms)
+int queue_kick_job(struct queue_state *state, uint64_t id, struct queue_time now)
 {
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
         return QUEUE_ENOTFOUND;
     if (job->state != JOB_DEAD)
         return QUEUE_ESTATE;
-    int err = kick_one(state, job, now_ms);
+    int err = kick_one(state, job, now);
     if (err == 0)
-        queue_serve(state, now_ms);
+        queue_serve(state, now);
     return err;
 }
 
 int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, uint32_t count,
-               int64_t now_ms, uint32_t *kicked)
+               struct queue_time now, uint32_t *kicked)
 {
     *kicked = 0;
     struct queue *queue = queue_find(state, name, name_len);
@@ -1022,19 +1054,19 @@ int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, u
     int err = 0;
     struct list_link *link;
     while (*kicked < count && (link = list_first(&queue->dead)) != NULL) {
-        err = kick_one(state, LIST_ENTRY(link, struct job, state_link), now_ms);
+        err = kick_one(state, LIST_ENTRY(link, struct job, state_link), now);
         if (err != 0)
             break;
         (*kicked)++;
     }
-    queue_serve(state, now_ms);
+    queue_serve(state, now);
     /* A partial kick is a success: the count says how far it got. */
     return *kicked > 0 ? 0 : err;
 }
 
-int queue_delete(struct queue_state *state, uint64_t id, int64_t now_ms)
+int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now)
 {
-    (void)now_ms;
+    (void)now;
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
         return QUEUE_ENOTFOUND;
@@ -1062,10 +1094,10 @@ void queue_purge_apply(struct queue_state *state, struct queue *queue)
     }
 }
 
-int queue_purge(struct queue_state *state, const char *name, uint32_t name_len, int64_t now_ms,
-                uint64_t *deleted)
+int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
+                struct queue_time now, uint64_t *deleted)
 {
-    (void)now_ms;
+    (void)now;
     *deleted = 0;
     if (!record_queue_name_valid(name, name_len))
         return QUEUE_EINVAL;
@@ -1092,7 +1124,7 @@ void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
     queue->max_bytes = meta->max_bytes;
 }
 
-int queue_set_meta(struct queue_state *state, const struct record_meta *meta, int64_t now_ms)
+int queue_set_meta(struct queue_state *state, const struct record_meta *meta, struct queue_time now)
 {
     struct queue *queue;
     int err = queue_get(state, meta->name, meta->name_len, &queue);
@@ -1105,7 +1137,7 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, in
         return err;
     queue_apply_meta(queue, meta);
     mark_serve(state, queue);
-    queue_serve(state, now_ms);
+    queue_serve(state, now);
     return 0;
 }
 
@@ -1146,30 +1178,31 @@ void queue_owner_init(struct queue_owner *owner)
 
 /* A lease ended without an ack (expiry, owner gone): ready again, or dead when it was the last
  * attempt. The BURY is best-effort: replay derives dead from the attempt count. */
-static void lease_end(struct queue_state *state, struct job *job, int64_t now_ms)
+static void lease_end(struct queue_state *state, struct job *job, struct queue_time now)
 {
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
         char reason[RECORD_REASON_LEN_MAX];
         uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
-        (void)bury_emit(state, job->id, reason, reason_len);
-        queue_job_enter_dead(state, job, reason, reason_len, now_ms);
+        (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
+        queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
     } else {
-        queue_job_enter_ready(state, job, now_ms);
+        queue_job_enter_ready(state, job, now);
     }
 }
 
-void queue_owner_release(struct queue_state *state, struct queue_owner *owner, int64_t now_ms)
+void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
+                         struct queue_time now)
 {
     struct list_link *link;
     while ((link = list_first(&owner->jobs)) != NULL)
-        lease_end(state, LIST_ENTRY(link, struct job, state_link), now_ms);
-    queue_serve(state, now_ms);
+        lease_end(state, LIST_ENTRY(link, struct job, state_link), now);
+    queue_serve(state, now);
 }
 
-void queue_lease_expire(struct queue_state *state, struct job *job, int64_t now_ms)
+void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now)
 {
-    lease_end(state, job, now_ms);
+    lease_end(state, job, now);
 }
 
 void queue_ttl_expire(struct queue_state *state, struct job *job)

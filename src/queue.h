@@ -1,9 +1,18 @@
 /*
  * The queue state machine: every job of every named queue, and every rule of the contract
  * (DESIGN.md) that can be stated without I/O. Pure: no sockets, no files, no clock. Time is
- * passed in (now_ms, wall-clock milliseconds, so delays and ttls mean the same after a
- * restart), and every change that must survive a crash is handed to an emit callback as a
+ * passed in (struct queue_time: both clocks, read together by the caller; tests pass a fake
+ * pair), and every change that must survive a crash is handed to an emit callback as a
  * record (record.h) before it is applied; the server's emit appends to the log, tests record.
+ *
+ * Two clocks. Every timer (a delayed job's run-at, a lease deadline, a ttl, the timeouts of
+ * blocked reserves and job waiters, the idempotency window) runs on the monotonic clock, in
+ * ns, so a step of the wall clock moves none of them. Unix milliseconds (the wall clock) are
+ * kept only for what is persisted or sent: created, run-at, expiry and settle times, and a
+ * lease's deadline as told to the worker. A Unix-ms time becomes a monotonic deadline when a
+ * job is put, released, replayed or loaded (queue_mono_at), rounded so that nothing fires
+ * early: a delay, ttl or lease of d ms ends no sooner than d ms after it began, and a lease
+ * ends no sooner than the (rounded up) deadline its worker was given.
  *
  * Job states: PENDING (put, not yet durable: invisible) -> READY | DELAYED; READY -> RESERVED
  * (a lease: token, deadline, attempt); RESERVED -> DONE (ack) | READY/DELAYED (release, lease
@@ -72,12 +81,16 @@ struct job {
     uint32_t attempts;     /* deliveries so far */
     uint32_t max_attempts; /* 0: unlimited */
     uint64_t ttr_ms;
-    int64_t created_ms;
-    int64_t run_at_ms;      /* DELAYED: when it becomes ready */
-    int64_t deadline_ms;    /* RESERVED: lease deadline */
-    int64_t expires_at_ms;  /* 0: no ttl */
-    int64_t ready_since_ms; /* READY: for oldest_ready_age_ms */
-    int64_t settled_ms;     /* DONE / DEAD: when */
+    int64_t created_ms;     /* Unix ms */
+    int64_t run_at_ms;      /* Unix ms, as logged: when it becomes ready (0: at once) */
+    int64_t deadline_ms;    /* RESERVED: lease deadline, Unix ms, as told to the worker */
+    int64_t expires_at_ms;  /* Unix ms, as logged; 0: no ttl */
+    int64_t settled_ms;     /* DONE / DEAD: when, Unix ms */
+    /* Timers, on the monotonic clock (ns). timer_ns goes with timer_slot: DELAYED, run_at_ms's
+     * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
+    int64_t timer_ns;
+    int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
+    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms */
     uint64_t lease_token;   /* RESERVED: current lease */
     struct log_pos pos;     /* the PUT record */
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
@@ -151,7 +164,7 @@ struct queue_reserver {
     uint32_t queue_count;
     uint32_t count_max;
     uint64_t bytes_max;  /* stop adding jobs past this many body+name bytes; 0: no limit */
-    int64_t deadline_ms; /* give up at; woken with count 0 */
+    int64_t deadline_ns; /* monotonic: give up at; woken with count 0 (queue_time_after_ns) */
     bool detach;
     struct queue_owner *owner;
     queue_reserver_fn wake; /* jobs are valid during the call only */
@@ -183,7 +196,7 @@ typedef void (*queue_job_waiter_fn)(struct queue_job_waiter *waiter, bool found,
 
 struct queue_job_waiter {
     uint64_t job_id;
-    int64_t deadline_ms;
+    int64_t deadline_ns; /* monotonic (queue_time_after_ns) */
     queue_job_waiter_fn wake;
     void *ctx;
     /* private */
@@ -195,6 +208,30 @@ struct queue_job_waiter {
 /* Where records go. 0 and *pos set, or a negative error (then nothing is applied). */
 typedef int (*queue_emit_fn)(void *ctx, uint8_t type, const void *data, uint32_t len,
                              struct log_pos *pos);
+
+/* Now: the wall clock (CLOCK_REALTIME) and the monotonic clock (CLOCK_MONOTONIC), in ns,
+ * read together, the wall clock first (so a run-at converted with them is never early). */
+struct queue_time {
+    int64_t wall_ns;
+    int64_t mono_ns;
+};
+
+#define QUEUE_NS_PER_MS 1000000
+
+/* Unix ms of now (rounded down: a created or settle time). */
+static inline int64_t queue_time_wall_ms(struct queue_time now)
+{
+    int64_t ms = now.wall_ns / QUEUE_NS_PER_MS;
+    return now.wall_ns % QUEUE_NS_PER_MS < 0 ? ms - 1 : ms;
+}
+
+/* The monotonic instant ms after now (a timeout of a reserve or a wait), saturated. */
+static inline int64_t queue_time_after_ns(struct queue_time now, uint64_t ms)
+{
+    if (ms > (uint64_t)(INT64_MAX - now.mono_ns) / QUEUE_NS_PER_MS)
+        return INT64_MAX;
+    return now.mono_ns + (int64_t)ms * QUEUE_NS_PER_MS;
+}
 
 struct queue_config {
     uint64_t default_ttr_ms;        /* 30 s */
@@ -239,7 +276,8 @@ struct queue_put_args {
  * record's seq (the reply waits for it to be durable). Errors: QUEUE_EINVAL, QUEUE_EFULL,
  * an emit error. */
 SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_args *args,
-                             int64_t now_ms, uint64_t *id, bool *duplicate, uint64_t *seq);
+                             struct queue_time now, uint64_t *id, bool *duplicate,
+                             uint64_t *seq);
 
 /* Would the queue (created on first use) take jobs more jobs of bytes body bytes under its
  * limits? PUT_BATCH asks before logging any job of the batch. */
@@ -247,13 +285,13 @@ bool queue_has_room_for(const struct queue_state *state, const char *name, uint3
                         uint64_t jobs, uint64_t bytes);
 
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
-void queue_durable(struct queue_state *state, uint64_t durable_seq_end, int64_t now_ms);
+void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);
 
 /* Reserve up to reserver->count_max jobs now. Returns how many were written to jobs (>= 0;
  * the leases are taken). With none and a deadline in the future, the reserver is queued and
  * reserver->wake runs later (with jobs, or with 0 at the deadline). */
 uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserver,
-                       int64_t now_ms, struct job **jobs);
+                       struct queue_time now, struct job **jobs);
 void queue_reserver_cancel(struct queue_state *state, struct queue_reserver *reserver);
 /* Take a waiting reserver out of its queues' lines without canceling it (its owner cannot take
  * more output now): no job is handed to it, its deadline still runs. Resume puts it back, at
@@ -269,32 +307,35 @@ SPOOL_MUST_USE int queue_get(struct queue_state *state, const char *name, uint32
 
 /* Lease operations: QUEUE_ENOTFOUND (unknown job), QUEUE_ELEASE (token stale), emit errors. */
 SPOOL_MUST_USE int queue_ack(struct queue_state *state, uint64_t id, uint64_t token,
-                             const void *result, uint32_t result_len, int64_t now_ms);
+                             const void *result, uint32_t result_len, struct queue_time now);
 /* priority: UINT32_MAX keeps the job's. error (may be empty): the worker's failure text, kept
  * for the dead reason if the job later runs out of attempts. Reaching max_attempts buries
  * instead, with reason "max_attempts" or "max_attempts: <last error>". */
 SPOOL_MUST_USE int queue_release(struct queue_state *state, uint64_t id, uint64_t token,
                                  int64_t delay_ms, uint32_t priority, const char *error,
-                                 uint32_t error_len, int64_t now_ms);
-/* extend_ms: 0 = the job's ttr. Sets *deadline_ms. */
+                                 uint32_t error_len, struct queue_time now);
+/* extend_ms: 0 = the job's ttr. Sets *deadline_ms (Unix ms, rounded up, for the worker). */
 SPOOL_MUST_USE int queue_touch(struct queue_state *state, uint64_t id, uint64_t token,
-                               uint64_t extend_ms, int64_t now_ms, int64_t *deadline_ms);
+                               uint64_t extend_ms, struct queue_time now,
+                               int64_t *deadline_ms);
 SPOOL_MUST_USE int queue_bury(struct queue_state *state, uint64_t id, uint64_t token,
-                              const char *reason, uint32_t reason_len, int64_t now_ms);
+                              const char *reason, uint32_t reason_len, struct queue_time now);
 
 /* Kick one dead job by id (QUEUE_ESTATE if not dead). */
-SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id, int64_t now_ms);
+SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id,
+                                  struct queue_time now);
 /* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
 SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
-                              uint32_t count, int64_t now_ms, uint32_t *kicked);
+                              uint32_t count, struct queue_time now, uint32_t *kicked);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
-SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id, int64_t now_ms);
+SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
+                                struct queue_time now);
 /* Delete every non-reserved job of a queue; *deleted = how many. */
 SPOOL_MUST_USE int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
-                               int64_t now_ms, uint64_t *deleted);
+                               struct queue_time now, uint64_t *deleted);
 /* Pause or resume, set defaults and limits (logged as QUEUE_META). */
 SPOOL_MUST_USE int queue_set_meta(struct queue_state *state, const struct record_meta *meta,
-                                  int64_t now_ms);
+                                  struct queue_time now);
 
 /* Peek: a job by id (any state but PENDING), or a queue's next ready / delayed / dead. */
 struct job *queue_peek_id(struct queue_state *state, uint64_t id);
@@ -308,25 +349,28 @@ struct job *queue_job_find(struct queue_state *state, uint64_t id);
 bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_status *out);
 /* Wait for a job to be DONE or DEAD. Returns true if it already is (or is unknown: then
  * *found is false) and fills *out; else the waiter is queued (wake at settle or deadline). */
-bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter, int64_t now_ms,
-                bool *found, struct queue_job_status *out);
+bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter,
+                struct queue_time now, bool *found, struct queue_job_status *out);
 void queue_wait_cancel(struct queue_state *state, struct queue_job_waiter *waiter);
 
 /* A connection closed: its (non-detached) leases end now, as if expired. */
 void queue_owner_init(struct queue_owner *owner);
-void queue_owner_release(struct queue_state *state, struct queue_owner *owner, int64_t now_ms);
+void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
+                         struct queue_time now);
 
-/* Run every timer due at now_ms (delays, lease expiries, ttls, waiter timeouts, idempotency
- * window), at most tick_work_max events; then the next deadline (INT64_MAX if none). */
-void queue_tick(struct queue_state *state, int64_t now_ms);
-int64_t queue_next_deadline_ms(const struct queue_state *state);
+/* Run every timer due at now (delays, lease expiries, ttls, waiter timeouts, idempotency
+ * window), at most tick_work_max events; then the next deadline on the monotonic clock
+ * (INT64_MAX if none). */
+void queue_tick(struct queue_state *state, struct queue_time now);
+int64_t queue_next_deadline_ns(const struct queue_state *state);
 
 /* A queue's effective defaults (its own, else the state's). */
 void queue_defaults_get(const struct queue_state *state, const struct queue *queue,
                         uint64_t *ttr_ms, uint32_t *max_attempts);
 
 /* Stats. */
-void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_stats *out);
+void queue_stats_get(const struct queue *queue, struct queue_time now,
+                     struct queue_stats *out);
 struct queue_totals {
     uint64_t queues;
     uint64_t ready, delayed, reserved, dead, pending;
@@ -342,9 +386,9 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
 
 /* Recovery: apply one log record (no emit). RECORD_EINVAL on a malformed record. */
 SPOOL_MUST_USE int queue_replay(struct queue_state *state, const struct log_record *record,
-                                int64_t now_ms);
+                                struct queue_time now);
 /* After replay: every job visible; over-attempted jobs buried (emitted). */
-void queue_recover_finish(struct queue_state *state, int64_t now_ms);
+void queue_recover_finish(struct queue_state *state, struct queue_time now);
 
 /* Checkpoint payload: the whole state (bodies excluded: they stay in the log), as of an
  * anchor, taken incrementally while the state goes on changing (queue_replay.c):
@@ -361,7 +405,7 @@ bool queue_checkpoint_active(const struct queue_state *state);
 SPOOL_MUST_USE int queue_checkpoint_encode(struct queue_state *state, uint8_t **out,
                                            uint32_t *out_len);
 SPOOL_MUST_USE int queue_checkpoint_load(struct queue_state *state, const void *data,
-                                         uint32_t len, int64_t now_ms);
+                                         uint32_t len, struct queue_time now);
 /* Jobs whose body is not in RAM (after a checkpoint load): call fn for each. */
 void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
                          void *ctx);

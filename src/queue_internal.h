@@ -15,7 +15,8 @@ struct idem {
     char *key;
     uint32_t key_len;
     uint64_t job_id;
-    int64_t created_ms;
+    int64_t created_ms;     /* Unix ms (the checkpoint keeps it) */
+    int64_t expires_ns;     /* monotonic: the end of its window */
     struct list_link order; /* oldest first */
 };
 
@@ -61,29 +62,42 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
                           const void *body, uint32_t body_len, bool body_known);
 /* Count a new job's body bytes, its segment and the queue's total_put (pos, body_len set). */
 void queue_job_account(struct queue_state *state, struct job *job);
-void queue_job_enter_ready(struct queue_state *state, struct job *job, int64_t now_ms);
-void queue_job_enter_delayed(struct queue_state *state, struct job *job, int64_t run_at_ms);
+void queue_job_enter_ready(struct queue_state *state, struct job *job, struct queue_time now);
+/* settled_ms: Unix ms of the death (now, or the logged time at replay). */
 void queue_job_enter_dead(struct queue_state *state, struct job *job, const char *reason,
-                          uint32_t reason_len, int64_t now_ms);
+                          uint32_t reason_len, int64_t settled_ms);
 /* Leave the containers of the current state (the job stays live). */
 void queue_job_leave(struct queue_state *state, struct job *job);
 /* Gone for good (delete, ttl, purge): free it and wake its waiters with found = false. */
 void queue_job_remove(struct queue_state *state, struct job *job);
 void queue_job_done(struct queue_state *state, struct job *job, const void *result,
-                    uint32_t result_len, int64_t now_ms);
-/* Make a visible state for a job read from the log or a checkpoint. */
-void queue_job_place(struct queue_state *state, struct job *job, int64_t now_ms);
+                    uint32_t result_len, int64_t settled_ms);
+/* Set a job's logged times (Unix ms; 0: none) and their monotonic instants as of now. */
+void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now);
+void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now);
+/* Make a visible state for a job: delayed until timer_ns if it has a run-at still ahead. */
+void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now);
 void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len,
-                    uint64_t job_id, int64_t created_ms);
+                    uint64_t job_id, int64_t created_ms, struct queue_time now);
 void queue_apply_meta(struct queue *queue, const struct record_meta *meta);
 void queue_purge_apply(struct queue_state *state, struct queue *queue);
-void queue_serve(struct queue_state *state, int64_t now_ms);
+void queue_serve(struct queue_state *state, struct queue_time now);
 /* Timers (queue_timer.c) call these transitions of queue.c. */
-void queue_lease_expire(struct queue_state *state, struct job *job, int64_t now_ms);
+void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now);
 /* TTL ran out for a job not reserved: gone, logged best-effort (replay re-derives it). */
 void queue_ttl_expire(struct queue_state *state, struct job *job);
 /* The job settled (DONE, DEAD) or is gone (found false): wake every waiter on it. */
 void queue_notify_waiters(struct queue_state *state, struct job *job, bool found);
+/* Time (queue_timer.c). The monotonic instant of a Unix-ms time, never before it: now's
+ * monotonic reading plus how far the time is ahead of (or behind) now's wall reading, exact
+ * in ns; INT64_MAX for times past the year 2262. */
+int64_t queue_mono_at(struct queue_time now, int64_t wall_ms);
+/* Unix ms at least delta_ms after now, rounded up to the next whole ms (saturated): the
+ * run-at of a delay, the expiry of a ttl, a lease deadline. */
+int64_t queue_wall_ms_after(struct queue_time now, int64_t delta_ms);
+/* a + b for b >= 0, saturated at INT64_MAX. */
+int64_t queue_add_sat(int64_t a, int64_t b);
+
 /* While a checkpoint walk runs: capture a job as it is now, before it changes, if the walk
  * wants it and has not captured it yet; and keep the walk's cursor off a job that leaves its
  * queue's live list. */

@@ -64,7 +64,7 @@
 static const char reason_max_attempts[] = "max_attempts";
 
 static void replay_put(struct queue_state *state, const struct record *rec,
-                       const struct log_pos *pos, int64_t now_ms)
+                       const struct log_pos *pos, struct queue_time now)
 {
     const struct record_put *put = &rec->u.put;
     if (jobtab_get(&state->jobs, put->id) != NULL || put->id < state->next_id)
@@ -77,18 +77,19 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     job->max_attempts = put->max_attempts;
     job->ttr_ms = put->ttr_ms;
     job->created_ms = put->created_ms;
-    job->run_at_ms = put->run_at_ms;
-    job->expires_at_ms = put->expires_at_ms;
+    queue_job_set_run_at(job, put->run_at_ms, now);
+    queue_job_set_expires_at(job, put->expires_at_ms, now);
     job->pos = *pos;
     queue_job_account(state, job);
-    queue_job_place(state, job, now_ms);
+    queue_job_place(state, job, now);
     if (put->key_len > 0 &&
-        put->created_ms + state->config.idempotency_window_ms > now_ms)
-        queue_idem_add(state, put->key, put->key_len, put->id, put->created_ms);
+        queue_add_sat(put->created_ms, state->config.idempotency_window_ms) >
+            queue_time_wall_ms(now))
+        queue_idem_add(state, put->key, put->key_len, put->id, put->created_ms, now);
 }
 
 static void replay_job_record(struct queue_state *state, const struct record *rec,
-                              int64_t now_ms)
+                              struct queue_time now)
 {
     struct job *job = jobtab_get(&state->jobs, rec->id);
     if (job == NULL || job->state == JOB_DONE)
@@ -98,25 +99,28 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         if (rec->u.lease.attempt > job->attempts)
             job->attempts = rec->u.lease.attempt;
         break;
-    case RECORD_ACK:
-        queue_job_done(state, job, rec->u.ack.result, rec->u.ack.result_len, now_ms);
+    case RECORD_ACK: /* version 1 carries no settle time: replay's clock is all there is */
+        queue_job_done(state, job, rec->u.ack.result, rec->u.ack.result_len,
+                       rec->version >= 2 ? rec->u.ack.settled_ms : queue_time_wall_ms(now));
         break;
     case RECORD_RELEASE:
         queue_job_leave(state, job);
         job->priority = rec->u.release.priority;
-        job->run_at_ms = rec->u.release.run_at_ms;
-        queue_job_place(state, job, now_ms);
+        queue_job_set_run_at(job, rec->u.release.run_at_ms, now);
+        queue_job_place(state, job, now);
         break;
     case RECORD_BURY:
         queue_job_leave(state, job);
-        queue_job_enter_dead(state, job, rec->u.bury.reason, rec->u.bury.reason_len, now_ms);
+        queue_job_enter_dead(state, job, rec->u.bury.reason, rec->u.bury.reason_len,
+                             rec->version >= 2 ? rec->u.bury.settled_ms
+                                               : queue_time_wall_ms(now));
         break;
     case RECORD_KICK:
         /* A kick resets attempts, whether or not the death before it was logged. */
         job->attempts = 0;
         if (job->state == JOB_DEAD) {
             queue_job_leave(state, job);
-            queue_job_enter_ready(state, job, now_ms);
+            queue_job_enter_ready(state, job, now);
         }
         break;
     case RECORD_DELETE:
@@ -127,7 +131,7 @@ static void replay_job_record(struct queue_state *state, const struct record *re
     }
 }
 
-int queue_replay(struct queue_state *state, const struct log_record *record, int64_t now_ms)
+int queue_replay(struct queue_state *state, const struct log_record *record, struct queue_time now)
 {
     struct record rec;
     int err = record_decode(record->type, record->data, record->len, &rec);
@@ -137,7 +141,7 @@ int queue_replay(struct queue_state *state, const struct log_record *record, int
     struct queue *queue;
     switch (rec.type) {
     case RECORD_PUT:
-        replay_put(state, &rec, &record->pos, now_ms);
+        replay_put(state, &rec, &record->pos, now);
         break;
     case RECORD_QUEUE_META:
         if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0)
@@ -149,17 +153,17 @@ int queue_replay(struct queue_state *state, const struct log_record *record, int
             queue_purge_apply(state, queue);
         break;
     default:
-        replay_job_record(state, &rec, now_ms);
+        replay_job_record(state, &rec, now);
         break;
     }
     state->replaying = false;
     return 0;
 }
 
-void queue_recover_finish(struct queue_state *state, int64_t now_ms)
+void queue_recover_finish(struct queue_state *state, struct queue_time now)
 {
     /* Anything still pending was read from the log, so it is durable. */
-    queue_durable(state, UINT64_MAX, now_ms);
+    queue_durable(state, UINT64_MAX, now);
     struct job **over = NULL;
     size_t count = 0, capacity = 0;
     JOBTAB_EACH(&state->jobs, job)
@@ -177,7 +181,7 @@ void queue_recover_finish(struct queue_state *state, int64_t now_ms)
     for (size_t i = 0; i < count; i++) {
         queue_job_leave(state, over[i]);
         queue_job_enter_dead(state, over[i], reason_max_attempts,
-                             sizeof(reason_max_attempts) - 1, now_ms);
+                             sizeof(reason_max_attempts) - 1, queue_time_wall_ms(now));
     }
     free(over);
 }
@@ -533,7 +537,7 @@ static int load_queues(struct queue_state *state, struct cursor *c, uint32_t cou
 
 /* A job of a version 1 or 2 payload (fixed layout). */
 static int load_job(struct queue_state *state, struct cursor *c, struct queue **queues,
-                    uint32_t queue_count, int64_t now_ms)
+                    uint32_t queue_count, struct queue_time now)
 {
     const uint8_t *p = take(c, CHECKPOINT_JOB_FIXED);
     if (p == NULL)
@@ -554,8 +558,8 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     job->body_len = le_get_u32(p + 28);
     job->ttr_ms = le_get_u64(p + 32);
     job->created_ms = (int64_t)le_get_u64(p + 40);
-    job->run_at_ms = (int64_t)le_get_u64(p + 48);
-    job->expires_at_ms = (int64_t)le_get_u64(p + 56);
+    queue_job_set_run_at(job, (int64_t)le_get_u64(p + 48), now);
+    queue_job_set_expires_at(job, (int64_t)le_get_u64(p + 56), now);
     job->settled_ms = (int64_t)le_get_u64(p + 64);
     job->pos.seq = le_get_u64(p + 72);
     job->pos.segment_id = le_get_u64(p + 80);
@@ -565,7 +569,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     if (saved == JOB_DEAD)
         queue_job_enter_dead(state, job, (const char *)reason, reason_len, job->settled_ms);
     else
-        queue_job_place(state, job, now_ms);
+        queue_job_place(state, job, now);
     return 0;
 }
 
@@ -594,7 +598,7 @@ enum { V3_ID, V3_QUEUE, V3_PRIORITY, V3_ATTEMPTS, V3_MAX_ATTEMPTS, V3_BODY_LEN, 
        V3_CREATED, V3_RUN_AT, V3_EXPIRES, V3_SETTLED, V3_SEQ, V3_SEGMENT, V3_OFFSET, V3_FIELDS };
 
 static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue **queues,
-                       uint32_t queue_count, int64_t now_ms, struct job_prev *prev)
+                       uint32_t queue_count, struct queue_time now, struct job_prev *prev)
 {
     const uint8_t *state_byte = take(c, 1);
     uint64_t f[V3_FIELDS];
@@ -622,8 +626,8 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     job->body_len = (uint32_t)f[V3_BODY_LEN];
     job->ttr_ms = f[V3_TTR];
     job->created_ms = prev->created_ms + unzigzag(f[V3_CREATED]);
-    job->run_at_ms = (int64_t)f[V3_RUN_AT];
-    job->expires_at_ms = (int64_t)f[V3_EXPIRES];
+    queue_job_set_run_at(job, (int64_t)f[V3_RUN_AT], now);
+    queue_job_set_expires_at(job, (int64_t)f[V3_EXPIRES], now);
     job->settled_ms = (int64_t)f[V3_SETTLED];
     job->pos.seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]);
     job->pos.segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]);
@@ -637,12 +641,12 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
         queue_job_enter_dead(state, job, (const char *)reason, (uint32_t)reason_len,
                              job->settled_ms);
     else
-        queue_job_place(state, job, now_ms);
+        queue_job_place(state, job, now);
     return 0;
 }
 
 static int load_idem(struct queue_state *state, struct cursor *c, uint32_t count,
-                     int64_t now_ms)
+                     struct queue_time now)
 {
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *p = take(c, CHECKPOINT_IDEM_FIXED);
@@ -650,9 +654,10 @@ static int load_idem(struct queue_state *state, struct cursor *c, uint32_t count
         if (key == NULL)
             return RECORD_EINVAL;
         int64_t created_ms = (int64_t)le_get_u64(p + 16);
-        if (created_ms + state->config.idempotency_window_ms > now_ms)
+        if (queue_add_sat(created_ms, state->config.idempotency_window_ms) >
+            queue_time_wall_ms(now))
             queue_idem_add(state, (const char *)key, le_get_u16(p), le_get_u64(p + 8),
-                           created_ms);
+                           created_ms, now);
     }
     return 0;
 }
@@ -696,7 +701,7 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
 }
 
 int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t len,
-                          int64_t now_ms)
+                          struct queue_time now)
 {
     struct cursor c = {data, len, false};
     const uint8_t *h = take(&c, CHECKPOINT_HEADER_V1);
@@ -724,10 +729,10 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
     int err = load_queues(state, &c, queue_count, queues);
     struct job_prev prev = {0};
     for (uint64_t i = 0; err == 0 && i < job_count; i++)
-        err = version >= 3 ? load_job_v3(state, &c, queues, queue_count, now_ms, &prev)
-                           : load_job(state, &c, queues, queue_count, now_ms);
+        err = version >= 3 ? load_job_v3(state, &c, queues, queue_count, now, &prev)
+                           : load_job(state, &c, queues, queue_count, now);
     if (err == 0)
-        err = load_idem(state, &c, idem_count, now_ms);
+        err = load_idem(state, &c, idem_count, now);
     if (err == 0)
         err = load_done(state, &c, done_count, queues, queue_count);
     free(queues);

@@ -4,13 +4,46 @@
  * window), the next deadline for the loop's single timer, job waiters, status and stats.
  *
  * A tick handles at most tick_work_max events so one loop turn stays short under a burst of
- * expiries; whatever is left is due at once, so queue_next_deadline_ms returns a time in the
+ * expiries; whatever is left is due at once, so queue_next_deadline_ns returns a time in the
  * past and the loop comes straight back.
+ *
+ * Every timer compares monotonic ns (queue.h: two clocks). The conversions from Unix ms are
+ * here, and they round one way only: a deadline is never earlier than the time it stands for.
  */
 #include "queue_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+int64_t queue_add_sat(int64_t a, int64_t b)
+{
+    SPOOL_ASSERT(b >= 0);
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+int64_t queue_mono_at(struct queue_time now, int64_t wall_ms)
+{
+    SPOOL_ASSERT(now.mono_ns >= 0); /* CLOCK_MONOTONIC; a fake clock must be one too */
+    if (wall_ms > INT64_MAX / QUEUE_NS_PER_MS)
+        return INT64_MAX;
+    int64_t at_ns = wall_ms > 0 ? wall_ms * QUEUE_NS_PER_MS : 0; /* before 1970: long past */
+    if (now.wall_ns < 0 && at_ns > INT64_MAX + now.wall_ns)
+        return INT64_MAX;
+    int64_t ahead_ns = at_ns - now.wall_ns;
+    if (ahead_ns > 0)
+        return queue_add_sat(now.mono_ns, ahead_ns);
+    return now.mono_ns + ahead_ns; /* in the past: due at once (no overflow: mono_ns >= 0) */
+}
+
+int64_t queue_wall_ms_after(struct queue_time now, int64_t delta_ms)
+{
+    SPOOL_ASSERT(delta_ms >= 0);
+    int64_t ms = now.wall_ns / QUEUE_NS_PER_MS; /* toward zero: the ceiling when negative */
+    int64_t up = now.wall_ns % QUEUE_NS_PER_MS > 0 ? 1 : 0;
+    int64_t at_ms = queue_add_sat(queue_add_sat(ms, up), delta_ms);
+    SPOOL_ASSERT(at_ms >= ms);
+    return at_ms;
+}
 
 static void status_fill(const struct job *job, struct queue_job_status *out)
 {
@@ -60,8 +93,8 @@ void queue_notify_waiters(struct queue_state *state, struct job *job, bool found
         waiter_finish(state, LIST_ENTRY(link, struct queue_job_waiter, link), found, &status);
 }
 
-bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter, int64_t now_ms,
-                bool *found, struct queue_job_status *out)
+bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter,
+                struct queue_time now, bool *found, struct queue_job_status *out)
 {
     list_init(&waiter->link);
     waiter->timeout_slot = HEAP_NONE;
@@ -71,7 +104,7 @@ bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter, int6
     if (job == NULL)
         return true;
     status_fill(job, out);
-    if (job->state == JOB_DONE || job->state == JOB_DEAD || waiter->deadline_ms <= now_ms) {
+    if (job->state == JOB_DONE || job->state == JOB_DEAD || waiter->deadline_ns <= now.mono_ns) {
         if (job->state == JOB_PENDING)
             out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
         return true;
@@ -104,12 +137,14 @@ static void waiter_timeout(struct queue_state *state, struct queue_job_waiter *w
     waiter_finish(state, waiter, true, &status);
 }
 
-static void idem_expire(struct queue_state *state, int64_t now_ms, uint32_t *budget)
+/* Keys leave in put order: their windows are equally long, so they end in that order too
+ * (up to a wall clock step between two puts, which only keeps a later key a little longer). */
+static void idem_expire(struct queue_state *state, struct queue_time now, uint32_t *budget)
 {
     struct list_link *link;
     while (*budget > 0 && (link = list_first(&state->idem_order)) != NULL) {
         struct idem *idem = LIST_ENTRY(link, struct idem, order);
-        if (idem->created_ms + state->config.idempotency_window_ms > now_ms)
+        if (idem->expires_ns > now.mono_ns)
             break;
         list_unlink(link);
         strmap_remove(&state->keys, idem->key, idem->key_len);
@@ -119,22 +154,22 @@ static void idem_expire(struct queue_state *state, int64_t now_ms, uint32_t *bud
     }
 }
 
-static void tick_jobs(struct queue_state *state, int64_t now_ms, uint32_t *budget)
+static void tick_jobs(struct queue_state *state, struct queue_time now, uint32_t *budget)
 {
     struct job *job;
     while (*budget > 0 && (job = heap_top(&state->delay_heap)) != NULL &&
-           job->run_at_ms <= now_ms) {
+           job->timer_ns <= now.mono_ns) {
         queue_job_leave(state, job);
-        queue_job_enter_ready(state, job, now_ms);
+        queue_job_enter_ready(state, job, now);
         (*budget)--;
     }
     while (*budget > 0 && (job = heap_top(&state->lease_heap)) != NULL &&
-           job->deadline_ms <= now_ms) {
-        queue_lease_expire(state, job, now_ms);
+           job->timer_ns <= now.mono_ns) {
+        queue_lease_expire(state, job, now);
         (*budget)--;
     }
     while (*budget > 0 && (job = heap_top(&state->ttl_heap)) != NULL &&
-           job->expires_at_ms <= now_ms) {
+           job->expires_at_ns <= now.mono_ns) {
         if (job->state == JOB_RESERVED || job->state == JOB_PENDING)
             heap_remove(&state->ttl_heap, job); /* back in when the lease ends */
         else
@@ -143,27 +178,27 @@ static void tick_jobs(struct queue_state *state, int64_t now_ms, uint32_t *budge
     }
 }
 
-void queue_tick(struct queue_state *state, int64_t now_ms)
+void queue_tick(struct queue_state *state, struct queue_time now)
 {
     uint32_t budget = state->config.tick_work_max;
-    tick_jobs(state, now_ms, &budget);
+    tick_jobs(state, now, &budget);
     /* Serve before timing reservers out: a job that became ready this tick goes to a waiting
      * reserver even if its timeout is also due. */
-    queue_serve(state, now_ms);
+    queue_serve(state, now);
     struct queue_reserver *reserver;
     while (budget > 0 && (reserver = heap_top(&state->reserver_timeouts)) != NULL &&
-           reserver->deadline_ms <= now_ms) {
+           reserver->deadline_ns <= now.mono_ns) {
         queue_reserver_cancel(state, reserver);
         reserver->wake(reserver, NULL, 0);
         budget--;
     }
     struct queue_job_waiter *waiter;
     while (budget > 0 && (waiter = heap_top(&state->waiter_timeouts)) != NULL &&
-           waiter->deadline_ms <= now_ms) {
+           waiter->deadline_ns <= now.mono_ns) {
         waiter_timeout(state, waiter);
         budget--;
     }
-    idem_expire(state, now_ms, &budget);
+    idem_expire(state, now, &budget);
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -171,31 +206,29 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-int64_t queue_next_deadline_ms(const struct queue_state *state)
+int64_t queue_next_deadline_ns(const struct queue_state *state)
 {
     int64_t next = INT64_MAX;
     const struct job *job;
     if ((job = heap_top(&state->delay_heap)) != NULL)
-        next = min64(next, job->run_at_ms);
+        next = min64(next, job->timer_ns);
     if ((job = heap_top(&state->lease_heap)) != NULL)
-        next = min64(next, job->deadline_ms);
+        next = min64(next, job->timer_ns);
     if ((job = heap_top(&state->ttl_heap)) != NULL)
-        next = min64(next, job->expires_at_ms);
+        next = min64(next, job->expires_at_ns);
     const struct queue_reserver *reserver = heap_top(&state->reserver_timeouts);
     if (reserver != NULL)
-        next = min64(next, reserver->deadline_ms);
+        next = min64(next, reserver->deadline_ns);
     const struct queue_job_waiter *waiter = heap_top(&state->waiter_timeouts);
     if (waiter != NULL)
-        next = min64(next, waiter->deadline_ms);
+        next = min64(next, waiter->deadline_ns);
     struct list_link *link = list_first(&state->idem_order);
-    if (link != NULL) {
-        const struct idem *idem = LIST_ENTRY(link, struct idem, order);
-        next = min64(next, idem->created_ms + state->config.idempotency_window_ms);
-    }
+    if (link != NULL)
+        next = min64(next, LIST_ENTRY(link, struct idem, order)->expires_ns);
     return next;
 }
 
-void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_stats *out)
+void queue_stats_get(const struct queue *queue, struct queue_time now, struct queue_stats *out)
 {
     *out = queue->stats;
     out->paused = queue->paused;
@@ -203,7 +236,8 @@ void queue_stats_get(const struct queue *queue, int64_t now_ms, struct queue_sta
     out->oldest_ready_age_ms = 0;
     if (link != NULL) {
         const struct job *job = LIST_ENTRY(link, struct job, state_link);
-        out->oldest_ready_age_ms = now_ms > job->ready_since_ms ? now_ms - job->ready_since_ms : 0;
+        int64_t age_ns = now.mono_ns - job->ready_since_ns;
+        out->oldest_ready_age_ms = age_ns > 0 ? age_ns / QUEUE_NS_PER_MS : 0;
     }
     link = list_first(&queue->live);
     out->ack_floor = link == NULL ? 0 : LIST_ENTRY(link, struct job, live)->pos.seq;

@@ -55,11 +55,28 @@ const char *record_type_name(uint8_t type)
     return "UNKNOWN";
 }
 
-/* The first 8 bytes of every fixed-size-prefix record: version then zeros (or fields). */
-static void header(uint8_t *out)
+uint8_t record_version(uint8_t type)
+{
+    switch (type) {
+    case RECORD_ACK: return RECORD_ACK_VERSION;
+    case RECORD_BURY: return RECORD_BURY_VERSION;
+    case RECORD_PUT:
+    case RECORD_LEASE:
+    case RECORD_RELEASE:
+    case RECORD_TOUCH:
+    case RECORD_KICK:
+    case RECORD_DELETE:
+    case RECORD_QUEUE_META:
+    case RECORD_PURGE: return RECORD_VERSION;
+    default: return 0;
+    }
+}
+
+/* The first 8 bytes of every record: its type's version, then zeros (or fields). */
+static void header(uint8_t type, uint8_t *out)
 {
     memset(out, 0, 8);
-    out[0] = RECORD_VERSION;
+    out[0] = record_version(type);
 }
 
 size_t record_put_size(const struct record_put *put)
@@ -76,7 +93,7 @@ size_t record_put_encode(const struct record_put *put, uint8_t *out)
     SPOOL_DEBUG_ASSERT(record_queue_name_valid(put->queue, put->queue_len));
     SPOOL_ASSERT(put->key_len <= RECORD_KEY_LEN_MAX);
     SPOOL_ASSERT(put->body_len <= RECORD_BODY_LEN_MAX);
-    header(out);
+    header(RECORD_PUT, out);
     le_put_u16(out + 2, (uint16_t)put->queue_len);
     le_put_u16(out + 4, (uint16_t)put->key_len);
     le_put_u64(out + 8, put->id);
@@ -102,18 +119,21 @@ size_t record_put_encode(const struct record_put *put, uint8_t *out)
 
 size_t record_lease_encode(uint64_t id, uint32_t attempt, uint8_t *out)
 {
-    header(out);
+    header(RECORD_LEASE, out);
     le_put_u32(out + 4, attempt);
     le_put_u64(out + 8, id);
     return RECORD_LEASE_SIZE;
 }
 
-size_t record_ack_encode(uint64_t id, const void *result, uint32_t result_len, uint8_t *out)
+size_t record_ack_encode(uint64_t id, int64_t settled_ms, const void *result, uint32_t result_len,
+                         uint8_t *out)
 {
     SPOOL_ASSERT(result_len <= RECORD_RESULT_LEN_MAX);
-    header(out);
+    SPOOL_ASSERT(id != 0);
+    header(RECORD_ACK, out);
     le_put_u32(out + 4, result_len);
     le_put_u64(out + 8, id);
+    le_put_u64(out + 16, (uint64_t)settled_ms);
     if (result_len > 0)
         memcpy(out + RECORD_ACK_FIXED, result, result_len);
     return RECORD_ACK_FIXED + (size_t)result_len;
@@ -121,7 +141,7 @@ size_t record_ack_encode(uint64_t id, const void *result, uint32_t result_len, u
 
 size_t record_release_encode(uint64_t id, uint32_t priority, int64_t run_at_ms, uint8_t *out)
 {
-    header(out);
+    header(RECORD_RELEASE, out);
     le_put_u32(out + 4, priority);
     le_put_u64(out + 8, id);
     le_put_u64(out + 16, (uint64_t)run_at_ms);
@@ -130,18 +150,21 @@ size_t record_release_encode(uint64_t id, uint32_t priority, int64_t run_at_ms, 
 
 size_t record_touch_encode(uint64_t id, int64_t deadline_ms, uint8_t *out)
 {
-    header(out);
+    header(RECORD_TOUCH, out);
     le_put_u64(out + 8, id);
     le_put_u64(out + 16, (uint64_t)deadline_ms);
     return RECORD_TOUCH_SIZE;
 }
 
-size_t record_bury_encode(uint64_t id, const char *reason, uint32_t reason_len, uint8_t *out)
+size_t record_bury_encode(uint64_t id, int64_t settled_ms, const char *reason,
+                          uint32_t reason_len, uint8_t *out)
 {
     SPOOL_ASSERT(reason_len <= RECORD_REASON_LEN_MAX);
-    header(out);
+    SPOOL_ASSERT(id != 0);
+    header(RECORD_BURY, out);
     le_put_u16(out + 2, (uint16_t)reason_len);
     le_put_u64(out + 8, id);
+    le_put_u64(out + 16, (uint64_t)settled_ms);
     if (reason_len > 0)
         memcpy(out + RECORD_BURY_FIXED, reason, reason_len);
     return RECORD_BURY_FIXED + (size_t)reason_len;
@@ -149,14 +172,14 @@ size_t record_bury_encode(uint64_t id, const char *reason, uint32_t reason_len, 
 
 size_t record_kick_encode(uint64_t id, uint8_t *out)
 {
-    header(out);
+    header(RECORD_KICK, out);
     le_put_u64(out + 8, id);
     return RECORD_KICK_SIZE;
 }
 
 size_t record_delete_encode(uint64_t id, uint8_t cause, uint8_t *out)
 {
-    header(out);
+    header(RECORD_DELETE, out);
     out[1] = cause;
     le_put_u64(out + 8, id);
     return RECORD_DELETE_SIZE;
@@ -170,7 +193,7 @@ size_t record_meta_size(const struct record_meta *meta)
 size_t record_meta_encode(const struct record_meta *meta, uint8_t *out)
 {
     SPOOL_ASSERT(record_queue_name_valid(meta->name, meta->name_len));
-    header(out);
+    header(RECORD_QUEUE_META, out);
     out[1] = meta->paused ? RECORD_META_PAUSED : 0;
     le_put_u16(out + 2, (uint16_t)meta->name_len);
     le_put_u32(out + 4, meta->default_max_attempts);
@@ -184,7 +207,7 @@ size_t record_meta_encode(const struct record_meta *meta, uint8_t *out)
 size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out)
 {
     SPOOL_ASSERT(record_queue_name_valid(name, name_len));
-    header(out);
+    header(RECORD_PURGE, out);
     le_put_u16(out + 2, (uint16_t)name_len);
     memcpy(out + RECORD_PURGE_FIXED, name, name_len);
     return RECORD_PURGE_FIXED + (size_t)name_len;
@@ -266,28 +289,41 @@ static int decode_fixed(uint8_t type, const uint8_t *p, size_t len, struct recor
     return out->id == 0 ? RECORD_EINVAL : 0;
 }
 
+/* ACK, either version: version 2 inserts i64 settled_ms at offset 16, before the result. */
+static int decode_ack(const uint8_t *p, size_t len, struct record *out)
+{
+    size_t fixed = p[0] >= 2 ? RECORD_ACK_FIXED : RECORD_ACK_V1_FIXED;
+    uint32_t n = le_get_u32(p + 4);
+    if (len < fixed || !zero(p + 1, 3) || n > RECORD_RESULT_LEN_MAX || len != fixed + (size_t)n)
+        return RECORD_EINVAL;
+    out->u.ack.result_len = n;
+    out->u.ack.result = n > 0 ? p + fixed : NULL;
+    out->u.ack.settled_ms = p[0] >= 2 ? (int64_t)le_get_u64(p + 16) : 0;
+    out->id = le_get_u64(p + 8);
+    return out->id == 0 ? RECORD_EINVAL : 0;
+}
+
+/* BURY, either version: version 2 inserts i64 settled_ms at offset 16, before the reason. */
+static int decode_bury(const uint8_t *p, size_t len, struct record *out)
+{
+    size_t fixed = p[0] >= 2 ? RECORD_BURY_FIXED : RECORD_BURY_V1_FIXED;
+    uint32_t n = le_get_u16(p + 2);
+    if (len < fixed || p[1] != 0 || !zero(p + 4, 4) || n > RECORD_REASON_LEN_MAX ||
+        len != fixed + (size_t)n)
+        return RECORD_EINVAL;
+    out->u.bury.reason_len = n;
+    out->u.bury.reason = (const char *)p + fixed;
+    out->u.bury.settled_ms = p[0] >= 2 ? (int64_t)le_get_u64(p + 16) : 0;
+    out->id = le_get_u64(p + 8);
+    return out->id == 0 ? RECORD_EINVAL : 0;
+}
+
 static int decode_var(uint8_t type, const uint8_t *p, size_t len, struct record *out)
 {
-    if (type == RECORD_ACK) {
-        uint32_t n = le_get_u32(p + 4);
-        if (len < RECORD_ACK_FIXED || !zero(p + 1, 3) || n > RECORD_RESULT_LEN_MAX ||
-            len != RECORD_ACK_FIXED + (size_t)n)
-            return RECORD_EINVAL;
-        out->u.ack.result_len = n;
-        out->u.ack.result = n > 0 ? p + RECORD_ACK_FIXED : NULL;
-        out->id = le_get_u64(p + 8);
-        return out->id == 0 ? RECORD_EINVAL : 0;
-    }
-    if (type == RECORD_BURY) {
-        uint32_t n = le_get_u16(p + 2);
-        if (len < RECORD_BURY_FIXED || p[1] != 0 || !zero(p + 4, 4) ||
-            n > RECORD_REASON_LEN_MAX || len != RECORD_BURY_FIXED + (size_t)n)
-            return RECORD_EINVAL;
-        out->u.bury.reason_len = n;
-        out->u.bury.reason = (const char *)p + RECORD_BURY_FIXED;
-        out->id = le_get_u64(p + 8);
-        return out->id == 0 ? RECORD_EINVAL : 0;
-    }
+    if (type == RECORD_ACK)
+        return decode_ack(p, len, out);
+    if (type == RECORD_BURY)
+        return decode_bury(p, len, out);
     if (type == RECORD_PURGE) {
         uint32_t n = le_get_u16(p + 2);
         if (len < RECORD_PURGE_FIXED || p[1] != 0 || !zero(p + 4, 4) ||
@@ -317,9 +353,11 @@ int record_decode(uint8_t type, const void *data, size_t len, struct record *out
 {
     const uint8_t *p = data;
     memset(out, 0, sizeof(*out));
-    if (len < 8 || p[0] != RECORD_VERSION)
+    /* Every version from 1 up to the one this build writes (0 for an unknown type). */
+    if (len < 8 || p[0] < 1 || p[0] > record_version(type))
         return RECORD_EINVAL;
     out->type = type;
+    out->version = p[0];
     switch (type) {
     case RECORD_PUT:
         return decode_put(p, len, out);

@@ -9,18 +9,24 @@
  *
  * Byte layout (docs/RECORDS.md is the contract; all integers little-endian; the type byte is
  * the log record's type). Every
- * payload starts with one byte RECORD_VERSION. Upgrade rule: a new field or record type bumps
- * RECORD_VERSION; decoders keep reading every older version (a test holds a version-1 sample).
+ * payload starts with one version byte, counted per record type (record_version): ACK and BURY
+ * are at version 2, every other type at version 1 (RECORD_VERSION). Upgrade rule: a new field
+ * bumps its type's version, a new type starts at 1; decoders keep reading every older version
+ * (tests hold version-1 samples) and refuse a version they do not know.
  *
  *   PUT (1)        u8 version, u8 flags(0), u16 queue_len, u16 key_len, u16 pad(0),
  *                  u64 id, u32 priority, u32 max_attempts, u64 ttr_ms, i64 created_ms,
  *                  i64 run_at_ms (0: ready at once), i64 expires_at_ms (0: no ttl),
  *                  u32 body_len, then queue, key, body bytes            (60 + lengths)
  *   LEASE (2)      u8 version, u8 pad[3], u32 attempt, u64 id                  (16)
- *   ACK (3)        u8 version, u8 pad[3], u32 result_len, u64 id, result        (16 + len)
+ *   ACK (3)        u8 version (2), u8 pad[3], u32 result_len, u64 id, i64 settled_ms,
+ *                  result                                                     (24 + len)
+ *                  version 1: no settled_ms                                   (16 + len)
  *   RELEASE (4)    u8 version, u8 pad[3], u32 priority, u64 id, i64 run_at_ms   (24)
  *   TOUCH (5)      u8 version, u8 pad[7], u64 id, i64 deadline_ms               (24)
- *   BURY (6)       u8 version, u8 pad, u16 reason_len, u32 pad, u64 id, reason  (16 + len)
+ *   BURY (6)       u8 version (2), u8 pad, u16 reason_len, u32 pad, u64 id,
+ *                  i64 settled_ms, reason                                     (24 + len)
+ *                  version 1: no settled_ms                                   (16 + len)
  *   KICK (7)       u8 version, u8 pad[7], u64 id                                (16)
  *   DELETE (8)     u8 version, u8 cause, u8 pad[6], u64 id                      (16)
  *   QUEUE_META (9) u8 version, u8 flags (bit0 paused), u16 name_len, u32 default_max_attempts,
@@ -36,7 +42,12 @@
 
 #include "assert.h"
 
+/* The version of every record type but ACK and BURY. */
 #define RECORD_VERSION 1
+/* ACK and BURY version 2 carry the settle time (Unix ms): a done or dead job's finished time
+ * is the moment it settled, not the moment a restart replayed it. */
+#define RECORD_ACK_VERSION 2
+#define RECORD_BURY_VERSION 2
 
 /* Queue names are 1..200 bytes of [A-Za-z0-9._:-]: short enough for one log line, and free
  * of bytes that would need quoting in logfmt or a file name. */
@@ -76,10 +87,12 @@ enum record_meta_flags {
 /* Sizes of the fixed parts, before any variable bytes. */
 #define RECORD_PUT_FIXED 60
 #define RECORD_LEASE_SIZE 16
-#define RECORD_ACK_FIXED 16
+#define RECORD_ACK_FIXED 24
+#define RECORD_ACK_V1_FIXED 16
 #define RECORD_RELEASE_SIZE 24
 #define RECORD_TOUCH_SIZE 24
-#define RECORD_BURY_FIXED 16
+#define RECORD_BURY_FIXED 24
+#define RECORD_BURY_V1_FIXED 16
 #define RECORD_KICK_SIZE 16
 #define RECORD_DELETE_SIZE 16
 #define RECORD_META_FIXED 32
@@ -114,6 +127,7 @@ struct record_meta {
 /* A decoded record; pointers refer into the bytes handed to record_decode. */
 struct record {
     uint8_t type;
+    uint8_t version; /* as read: a version-1 ACK or BURY has no settled_ms (0) */
     uint64_t id;
     union {
         struct record_put put;
@@ -123,6 +137,7 @@ struct record {
         struct {
             const void *result;
             uint32_t result_len;
+            int64_t settled_ms; /* version 2 */
         } ack;
         struct {
             uint32_t priority;
@@ -134,6 +149,7 @@ struct record {
         struct {
             const char *reason;
             uint32_t reason_len;
+            int64_t settled_ms; /* version 2 */
         } bury;
         struct {
             uint8_t cause;
@@ -155,10 +171,13 @@ bool record_queue_name_valid(const char *name, size_t len);
 size_t record_put_size(const struct record_put *put);
 size_t record_put_encode(const struct record_put *put, uint8_t *out);
 size_t record_lease_encode(uint64_t id, uint32_t attempt, uint8_t *out);
-size_t record_ack_encode(uint64_t id, const void *result, uint32_t result_len, uint8_t *out);
+/* settled_ms: when the job settled (Unix ms), kept for its finished time across a restart. */
+size_t record_ack_encode(uint64_t id, int64_t settled_ms, const void *result, uint32_t result_len,
+                         uint8_t *out);
 size_t record_release_encode(uint64_t id, uint32_t priority, int64_t run_at_ms, uint8_t *out);
 size_t record_touch_encode(uint64_t id, int64_t deadline_ms, uint8_t *out);
-size_t record_bury_encode(uint64_t id, const char *reason, uint32_t reason_len, uint8_t *out);
+size_t record_bury_encode(uint64_t id, int64_t settled_ms, const char *reason,
+                          uint32_t reason_len, uint8_t *out);
 size_t record_kick_encode(uint64_t id, uint8_t *out);
 size_t record_delete_encode(uint64_t id, uint8_t cause, uint8_t *out);
 size_t record_meta_size(const struct record_meta *meta);
@@ -167,6 +186,9 @@ size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out);
 
 /* Decode one record of the given type. 0, or RECORD_EINVAL with nothing promised in *out. */
 SPOOL_MUST_USE int record_decode(uint8_t type, const void *data, size_t len, struct record *out);
+
+/* The version this build writes for a record type (0 for an unknown type). */
+uint8_t record_version(uint8_t type);
 
 /* "PUT", "ACK", ... or "UNKNOWN" (for spool-log and log lines). */
 const char *record_type_name(uint8_t type);

@@ -69,6 +69,15 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static struct queue_time server_now(void)
+{
+    struct timespec wall;
+    /* The wall clock first: a run-at converted with the pair is then late, never early. */
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t wall_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec;
+    return (struct queue_time){.wall_ns = wall_ns, .mono_ns = mono_ns()};
+}
+
 int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct log_pos *pos)
 {
     struct server *server = ctx;
@@ -361,7 +370,7 @@ static int bodies_load(struct server *server)
 static int state_rebuild(struct server *server, struct replay_buffer *rb, void *checkpoint,
                          uint32_t checkpoint_len)
 {
-    int64_t now = server_now_ms();
+    struct queue_time now = server_now();
     if (checkpoint != NULL) {
         int rc = queue_checkpoint_load(server->queues, checkpoint, checkpoint_len, now);
         if (rc != 0) {
@@ -372,8 +381,13 @@ static int state_rebuild(struct server *server, struct replay_buffer *rb, void *
     for (size_t i = 0; i < rb->count; i++) {
         int rc = queue_replay(server->queues, &rb->records[i], now);
         if (rc != 0) {
-            slog_error("msg=\"log record does not decode\" seq=%llu type=%u",
-                       (unsigned long long)rb->records[i].pos.seq, rb->records[i].type);
+            const struct log_record *bad = &rb->records[i];
+            /* A version above what this build writes comes from a newer spoold. */
+            slog_error("msg=\"log record does not decode\" seq=%llu type=%u version=%u "
+                       "known_version=%u",
+                       (unsigned long long)bad->pos.seq, bad->type,
+                       bad->len > 0 ? ((const uint8_t *)bad->data)[0] : 0u,
+                       record_version(bad->type));
             return rc;
         }
     }
@@ -430,7 +444,8 @@ static int recover(struct server *server)
     server->emit_seq_max = log_next_seq(server->log) - 1;
     server->durable_level = LOG_DURABLE_SYNCED;
     queue_set_emit(server->queues, server_emit, server);
-    queue_recover_finish(server->queues, server_now_ms());
+    server->now = server_now(); /* until the loop's first turn reads the clocks again */
+    queue_recover_finish(server->queues, server->now);
     rc = bodies_load(server);
     if (rc != 0) {
         slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
@@ -822,7 +837,7 @@ static void durable_apply(struct server *server)
     if (server->durable_seq_end <= server->durable_applied)
         return;
     server->durable_applied = server->durable_seq_end;
-    queue_durable(server->queues, server->durable_seq_end, server_now_ms());
+    queue_durable(server->queues, server->durable_seq_end, server->now);
     handler_release_held(server);
     /* The full batch can go to disk now, which frees the open batch for stalled requests. */
     log_tick(server->log);
@@ -878,13 +893,17 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         return server->stopping ? 10 : 0;
     if (queue_checkpoint_active(server->queues) && !server->checkpoint_walked)
         return 0; /* a walk to continue; a complete one waits for a commit, which wakes us */
-    int64_t next = queue_next_deadline_ms(server->queues);
-    int64_t timeout = next == INT64_MAX ? INT64_MAX : next - now_ms;
-    int64_t log_ns = log_next_deadline_ns(server->log);
-    if (log_ns != INT64_MAX) {
-        int64_t log_ms = (log_ns - mono_ns() + 999999) / 1000000;
-        if (log_ms < timeout)
-            timeout = log_ms;
+    int64_t timeout = INT64_MAX;
+    int64_t next_ns[2] = {queue_next_deadline_ns(server->queues),
+                          log_next_deadline_ns(server->log)};
+    int64_t now_ns = next_ns[0] != INT64_MAX || next_ns[1] != INT64_MAX ? mono_ns() : 0;
+    for (int i = 0; i < 2; i++) {
+        if (next_ns[i] == INT64_MAX)
+            continue;
+        /* Rounded up: waking a little late is fine, waking early only spins a turn. */
+        int64_t ms = next_ns[i] <= now_ns ? 0 : (next_ns[i] - now_ns - 1) / 1000000 + 1;
+        if (ms < timeout)
+            timeout = ms;
     }
     if (server->checkpoint_bytes > 0) {
         int64_t cp = server->checkpoint_last_ms + server->config.checkpoint_interval_ms - now_ms;
@@ -918,6 +937,8 @@ static int loop_wait(struct server *server)
                                        .tv_nsec = (timeout % 1000) * 1000000};
         rc = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &ts, NULL);
     }
+    /* One reading of the clocks per turn, before the turn's completions run. */
+    server->now = server_now();
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         return rc;
     ring_dispatch_ready(server);
@@ -974,10 +995,10 @@ int server_run(struct server *server)
         if (server->fatal_error != 0)
             return server->fatal_error;
         durable_apply(server);
-        int64_t now = server_now_ms();
+        int64_t now = queue_time_wall_ms(server->now);
         /* Connections and timers are the sources of records: both stop during shutdown. */
         if (!server->stopping) {
-            queue_tick(server->queues, now);
+            queue_tick(server->queues, server->now);
             conns_run(server);
         }
         log_tick(server->log);

@@ -119,6 +119,10 @@ struct server {
     struct io_backend *backend;
     struct log *log;
     struct queue_state *queues;
+    /* Both clocks, read once per loop turn as the wait returns, before any completion or
+     * request of the turn is handled: the queue's "now" for all of them (queue.h). A lease
+     * granted in the turn counts its ttr from this reading. */
+    struct queue_time now;
     int listen_fd;
     struct io_completion accept_completion;
     bool accept_armed;
@@ -172,8 +176,9 @@ struct server {
     uint64_t total_acked;
 };
 
-/* Clocks: wall-clock ms for the queue state (delays survive restarts), monotonic ns for the
- * log's interval sync. */
+/* Wall-clock ms for the server's own periods and the wire. The queue state takes both clocks
+ * (server->now, queue.h: its timers run on the monotonic one, Unix ms stay on disk and on
+ * the wire). */
 int64_t server_now_ms(void);
 
 /* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the

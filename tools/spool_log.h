@@ -164,6 +164,7 @@ uint64_t logdir_first_lost_seq(const struct logdir *dir);
 struct logstate {
     struct queue_state *queues;
     int64_t now_ms;
+    struct queue_time now; /* now_ms for the queue; nothing runs timers offline */
     bool checkpoint_used;
     uint64_t bodies_missing; /* live jobs whose PUT record (with the body) is not readable */
     uint64_t *missing_ids;   /* their ids, ascending (bodies_missing of them) */

@@ -219,7 +219,7 @@ static int salvage_job(struct salvage *s, struct job *job)
     if (rc == 0 && job->state == JOB_DEAD) {
         uint32_t reason_len =
             job->reason_len < RECORD_REASON_LEN_MAX ? job->reason_len : RECORD_REASON_LEN_MAX;
-        len = record_bury_encode(job->id, job->reason, reason_len, small);
+        len = record_bury_encode(job->id, job->settled_ms, job->reason, reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }
     s->jobs_written += rc == 0;
@@ -259,7 +259,7 @@ static void salvage_drop_bodiless(struct salvage *s, struct job **jobs, size_t c
         struct job *job = jobs[i];
         if (job->body != NULL || job->body_len == 0)
             continue;
-        int rc = queue_delete(s->kept.queues, job->id, s->kept.now_ms);
+        int rc = queue_delete(s->kept.queues, job->id, s->kept.now);
         SPOOL_ASSERT(rc == 0); /* after recovery no job is reserved */
         jobs[i] = NULL;
     }

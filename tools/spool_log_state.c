@@ -81,10 +81,12 @@ int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
     queue_config_defaults(&config);
     state->queues = queue_state_create(&config);
     state->now_ms = wall_ms();
+    state->now = (struct queue_time){.wall_ns = state->now_ms * QUEUE_NS_PER_MS,
+                                     .mono_ns = state->now_ms * QUEUE_NS_PER_MS};
     uint64_t from = 0;
     if (use_checkpoint && dir->has_checkpoint && dir->checkpoint_anchor_seq <= seq_end) {
         int rc = queue_checkpoint_load(state->queues, dir->checkpoint_payload, dir->checkpoint_len,
-                                       state->now_ms);
+                                       state->now);
         if (rc != 0) {
             fprintf(stderr, "spool-log: the checkpoint's queue state does not decode (%d)\n", rc);
             return LOG_ECORRUPT;
@@ -101,14 +103,14 @@ int logstate_build(struct logstate *state, struct logdir *dir, uint64_t seq_end,
             .type = r->type,
             .len = r->len,
             .data = logdir_rec_bytes(dir, r)};
-        int rc = lr.data == NULL ? LOG_ECORRUPT : queue_replay(state->queues, &lr, state->now_ms);
+        int rc = lr.data == NULL ? LOG_ECORRUPT : queue_replay(state->queues, &lr, state->now);
         if (rc != 0) {
             fprintf(stderr, "spool-log: record seq=%llu type=%u does not decode\n",
                     (unsigned long long)r->seq, r->type);
             return rc;
         }
     }
-    queue_recover_finish(state->queues, state->now_ms);
+    queue_recover_finish(state->queues, state->now);
     body_fill(state, dir);
     return 0;
 }

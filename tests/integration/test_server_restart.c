@@ -298,6 +298,48 @@ static void test_delay_survives_crash(void)
     spool_close(c);
 }
 
+/* The finished time of one job, as spoold reports it now. */
+static uint64_t finished_ms_of(spool_client *c, uint64_t id, int state)
+{
+    struct spool_job *job = NULL;
+    REQUIRE(spool_status(c, id, &job) == 0);
+    CHECK_EQ(job->state, state);
+    uint64_t finished = job->finished_ms;
+    spool_job_free(job);
+    CHECK(finished > 0);
+    return finished;
+}
+
+/* A done and a dead job keep their finished time across kill -9: it is the moment they
+ * settled (logged in the ACK and the BURY), not the moment the restart replayed them. */
+static void test_finished_time_survives_crash(void)
+{
+    spool_client *c = client();
+    struct spool_job_spec spec = {.queue = "settle", .body = "s", .body_len = 1};
+    uint64_t ids[2] = {0, 0};
+    REQUIRE(spool_put(c, &spec, &ids[0]) == 0);
+    REQUIRE(spool_put(c, &spec, &ids[1]) == 0);
+    const char *queues[1] = {"settle"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 2, 5000, 0, &d, &got) == 0);
+    REQUIRE(got == 2);
+    REQUIRE(spool_ack(c, d[0].id, d[0].lease, "r", 1) == 0);
+    REQUIRE(spool_bury(c, d[1].id, d[1].lease, "no") == 0);
+    uint64_t done_id = d[0].id, dead_id = d[1].id;
+    spool_deliveries_free(d);
+    uint64_t done_ms = finished_ms_of(c, done_id, SPOOL_STATE_DONE);
+    uint64_t dead_ms = finished_ms_of(c, dead_id, SPOOL_STATE_DEAD);
+    spool_close(c);
+    usleep(100 * 1000); /* so that a restart's clock cannot equal the settle times */
+    spoold_kill(&server);
+    REQUIRE(spoold_restart(&server, NULL) == 0);
+    c = client();
+    CHECK_EQ(finished_ms_of(c, done_id, SPOOL_STATE_DONE), done_ms);
+    CHECK_EQ(finished_ms_of(c, dead_id, SPOOL_STATE_DEAD), dead_ms);
+    spool_close(c);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "restart", NULL) != 0)
@@ -307,6 +349,7 @@ int main(void)
     RUN_TEST(test_restart_reads_back_many_bodies);
     RUN_TEST(test_queue_settings_survive);
     RUN_TEST(test_delay_survives_crash);
+    RUN_TEST(test_finished_time_survives_crash);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();

@@ -73,6 +73,8 @@ void gen_open(struct gen *g, const char *tag, uint64_t segment_size)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     g->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    g->now = (struct queue_time){.wall_ns = g->now_ms * QUEUE_NS_PER_MS,
+                                 .mono_ns = g->now_ms * QUEUE_NS_PER_MS};
     REQUIRE(posix_backend_create(g->dir, true, &g->io) == 0);
     struct log_config config;
     log_config_defaults(&config);
@@ -108,7 +110,7 @@ uint64_t gen_put(struct gen *g, const char *queue, uint32_t priority, int64_t de
     args.body_len = gen_body(g->next_id, body, sizeof(body));
     uint64_t id = 0, seq = 0;
     bool dup = false;
-    REQUIRE(queue_put(g->qs, &args, g->now_ms, &id, &dup, &seq) == 0);
+    REQUIRE(queue_put(g->qs, &args, g->now, &id, &dup, &seq) == 0);
     REQUIRE(id == g->next_id);
     g->next_id++;
     return id;
@@ -122,16 +124,16 @@ struct job *gen_reserve(struct gen *g, const char *queue)
     REQUIRE(r.queues[0] != NULL);
     r.queue_count = 1;
     r.count_max = 1;
-    r.deadline_ms = g->now_ms;
+    r.deadline_ns = g->now.mono_ns;
     r.detach = true;
     struct job *jobs[1];
-    return queue_reserve(g->qs, &r, g->now_ms, jobs) == 1 ? jobs[0] : NULL;
+    return queue_reserve(g->qs, &r, g->now, jobs) == 1 ? jobs[0] : NULL;
 }
 
 void gen_commit(struct gen *g)
 {
     gen_drain(g);
-    queue_durable(g->qs, g->durable_end, g->now_ms);
+    queue_durable(g->qs, g->durable_end, g->now);
 }
 
 static void gen_checkpoint_done(void *ctx, int error)
@@ -208,13 +210,13 @@ void gen_standard(struct gen *g, const char *tag)
         char result[32];
         int n = snprintf(result, sizeof(result), "done-%llu", (unsigned long long)job->id);
         if (i < GEN_ACKED)
-            REQUIRE(queue_ack(g->qs, job->id, job->lease_token, result, (uint32_t)n, g->now_ms) ==
+            REQUIRE(queue_ack(g->qs, job->id, job->lease_token, result, (uint32_t)n, g->now) ==
                     0);
         else if (i < GEN_ACKED + 3)
             REQUIRE(queue_release(g->qs, job->id, job->lease_token, 3600 * 1000, UINT32_MAX, NULL,
-                                  0, g->now_ms) == 0);
+                                  0, g->now) == 0);
         else
-            REQUIRE(queue_bury(g->qs, job->id, job->lease_token, "boom", 4, g->now_ms) == 0);
+            REQUIRE(queue_bury(g->qs, job->id, job->lease_token, "boom", 4, g->now) == 0);
         if (i % 3 == 0)
             gen_commit(g);
     }

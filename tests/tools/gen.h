@@ -21,6 +21,7 @@ struct gen {
     uint64_t durable_end;
     int error;
     int64_t now_ms;
+    struct queue_time now; /* now_ms on both clocks: the generator never waits */
     uint64_t next_id;
 };
 

@@ -175,7 +175,7 @@ static void put_ack(struct gen *g, int count)
         gen_commit(g);
         struct job *job = gen_reserve(g, "q");
         REQUIRE(job != NULL);
-        REQUIRE(queue_ack(g->qs, job->id, job->lease_token, NULL, 0, g->now_ms) == 0);
+        REQUIRE(queue_ack(g->qs, job->id, job->lease_token, NULL, 0, g->now) == 0);
         gen_commit(g);
     }
 }
@@ -532,7 +532,7 @@ struct opened {
 static int opened_replay(void *ctx, const struct log_record *r)
 {
     struct opened *o = ctx;
-    return queue_replay(o->qs, r, 0);
+    return queue_replay(o->qs, r, (struct queue_time){0, 0});
 }
 
 static void opened_body(void *ctx, int error, const struct log_record *r)
@@ -613,9 +613,9 @@ static int open_as_server(const char *dir, struct opened *o)
         return rc;
     CHECK(!report.torn_tail);
     if (ckpt != NULL)
-        REQUIRE(queue_checkpoint_load(o->qs, ckpt, ckpt_len, 0) == 0);
+        REQUIRE(queue_checkpoint_load(o->qs, ckpt, ckpt_len, (struct queue_time){0, 0}) == 0);
     free(ckpt);
-    queue_recover_finish(o->qs, 0);
+    queue_recover_finish(o->qs, (struct queue_time){0, 0});
     bodies_read(o);
     CHECK_EQ(o->read_errors, 0);
     return 0;
@@ -670,7 +670,7 @@ static void test_salvage_clean_keeps_everything(void)
     struct queue_put_args args = {.queue = "alpha", .queue_len = 5, .max_attempts = -1};
     uint64_t id = 0, seq = 0;
     bool dup;
-    REQUIRE(queue_put(o.qs, &args, 0, &id, &dup, &seq) == 0);
+    REQUIRE(queue_put(o.qs, &args, (struct queue_time){0, 0}, &id, &dup, &seq) == 0);
     CHECK_EQ(id, GEN_PUTS + 1);
     opened_close(&o);
     char *out;

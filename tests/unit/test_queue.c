@@ -20,6 +20,19 @@ struct fake_log {
 
 static struct fake_log fake;
 
+/* The clock pair at ms on both clocks: most tests need no clock step. */
+static struct queue_time T(int64_t ms)
+{
+    return (struct queue_time){.wall_ns = ms * QUEUE_NS_PER_MS, .mono_ns = ms * QUEUE_NS_PER_MS};
+}
+
+/* The next timer, in ms of T()'s clocks (INT64_MAX if none). */
+static int64_t next_deadline_ms(const struct queue_state *s)
+{
+    int64_t ns = queue_next_deadline_ns(s);
+    return ns == INT64_MAX ? INT64_MAX : ns / QUEUE_NS_PER_MS;
+}
+
 static int fake_emit(void *ctx, uint8_t type, const void *data, uint32_t len,
                      struct log_pos *pos)
 {
@@ -66,9 +79,9 @@ static struct queue_state *make_state(void)
     return queue_state_create(&config);
 }
 
-static uint64_t put_full(struct queue_state *s, const char *queue, uint32_t priority,
-                         int64_t delay_ms, int64_t ttl_ms, int64_t max_attempts, const char *key,
-                         int64_t now)
+static uint64_t put_full_at(struct queue_state *s, const char *queue, uint32_t priority,
+                            int64_t delay_ms, int64_t ttl_ms, int64_t max_attempts,
+                            const char *key, struct queue_time now)
 {
     struct queue_put_args args = {
         .queue = queue, .queue_len = (uint32_t)strlen(queue), .priority = priority,
@@ -82,15 +95,22 @@ static uint64_t put_full(struct queue_state *s, const char *queue, uint32_t prio
     return id;
 }
 
+static uint64_t put_full(struct queue_state *s, const char *queue, uint32_t priority,
+                         int64_t delay_ms, int64_t ttl_ms, int64_t max_attempts, const char *key,
+                         int64_t now)
+{
+    return put_full_at(s, queue, priority, delay_ms, ttl_ms, max_attempts, key, T(now));
+}
+
 static uint64_t put(struct queue_state *s, const char *queue, uint32_t priority, int64_t now)
 {
     uint64_t id = put_full(s, queue, priority, 0, 0, -1, NULL, now);
-    queue_durable(s, UINT64_MAX, now);
+    queue_durable(s, UINT64_MAX, T(now));
     return id;
 }
 
-static struct job *reserve1(struct queue_state *s, const char *queue, int64_t now,
-                            struct queue_owner *owner)
+static struct job *reserve1_at(struct queue_state *s, const char *queue, struct queue_time now,
+                               struct queue_owner *owner)
 {
     struct queue_reserver r = {0};
     r.queues[0] = queue_find(s, queue, (uint32_t)strlen(queue));
@@ -98,11 +118,17 @@ static struct job *reserve1(struct queue_state *s, const char *queue, int64_t no
         return NULL;
     r.queue_count = 1;
     r.count_max = 1;
-    r.deadline_ms = now; /* poll */
+    r.deadline_ns = now.mono_ns; /* poll */
     r.owner = owner;
     r.detach = owner == NULL;
     struct job *jobs[1];
     return queue_reserve(s, &r, now, jobs) == 1 ? jobs[0] : NULL;
+}
+
+static struct job *reserve1(struct queue_state *s, const char *queue, int64_t now,
+                            struct queue_owner *owner)
+{
+    return reserve1_at(s, queue, T(now), owner);
 }
 
 static void test_put_invisible_until_durable_then_lifecycle(void)
@@ -111,9 +137,9 @@ static void test_put_invisible_until_durable_then_lifecycle(void)
     uint64_t id = put_full(s, "q", 0, 0, 0, -1, NULL, 100);
     CHECK_EQ(id, 1);
     CHECK(reserve1(s, "q", 100, NULL) == NULL); /* pending: not reservable */
-    queue_durable(s, 1, 100);                  /* seq 1 not yet durable */
+    queue_durable(s, 1, T(100));                  /* seq 1 not yet durable */
     CHECK(reserve1(s, "q", 100, NULL) == NULL);
-    queue_durable(s, 2, 100);
+    queue_durable(s, 2, T(100));
     struct job *job = reserve1(s, "q", 110, NULL);
     REQUIRE(job != NULL);
     CHECK_EQ(job->id, id);
@@ -122,10 +148,10 @@ static void test_put_invisible_until_durable_then_lifecycle(void)
     CHECK(job->lease_token != 0);
     CHECK(job->body_len == 4 && memcmp(job->body, "body", 4) == 0);
     uint64_t token = job->lease_token;
-    CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, 120), QUEUE_ELEASE);
-    CHECK_EQ(queue_ack(s, 999, token, NULL, 0, 120), QUEUE_ENOTFOUND);
-    CHECK_EQ(queue_ack(s, id, token, "res", 3, 120), 0);
-    CHECK_EQ(queue_ack(s, id, token, "res", 3, 121), QUEUE_ELEASE); /* already settled */
+    CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, T(120)), QUEUE_ELEASE);
+    CHECK_EQ(queue_ack(s, 999, token, NULL, 0, T(120)), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_ack(s, id, token, "res", 3, T(120)), 0);
+    CHECK_EQ(queue_ack(s, id, token, "res", 3, T(121)), QUEUE_ELEASE); /* already settled */
     struct queue_job_status st;
     REQUIRE(queue_status(s, id, &st));
     CHECK_EQ(st.state, JOB_DONE);
@@ -162,7 +188,7 @@ static void test_reserve_queue_preference_and_count(void)
     struct queue_reserver r = {.queues = {queue_find(s, "first", 5), queue_find(s, "second", 6)},
                                .queue_count = 2, .count_max = 3, .detach = true};
     struct job *jobs[3];
-    CHECK_EQ(queue_reserve(s, &r, 0, jobs), 3);
+    CHECK_EQ(queue_reserve(s, &r, T(0), jobs), 3);
     CHECK_EQ(jobs[0]->id, x); /* the first queue wins despite its worse priority */
     CHECK_EQ(jobs[1]->id, y);
     CHECK_EQ(jobs[2]->id, low);
@@ -173,35 +199,35 @@ static void test_delay_and_ttl(void)
 {
     struct queue_state *s = make_state();
     uint64_t id = put_full(s, "q", 0, 500, 0, -1, NULL, 1000);
-    queue_durable(s, UINT64_MAX, 1000);
+    queue_durable(s, UINT64_MAX, T(1000));
     struct queue_stats st;
-    queue_stats_get(queue_find(s, "q", 1), 1000, &st);
+    queue_stats_get(queue_find(s, "q", 1), T(1000), &st);
     CHECK_EQ(st.delayed, 1);
-    CHECK_EQ(queue_next_deadline_ms(s), 1500);
+    CHECK_EQ(next_deadline_ms(s), 1500);
     CHECK(queue_peek_next(s, "q", 1, JOB_DELAYED) != NULL);
-    queue_tick(s, 1499);
+    queue_tick(s, T(1499));
     CHECK(reserve1(s, "q", 1499, NULL) == NULL);
-    queue_tick(s, 1500);
+    queue_tick(s, T(1500));
     struct job *job = reserve1(s, "q", 1500, NULL);
     REQUIRE(job != NULL);
     CHECK_EQ(job->id, id);
     /* ttl: gone at expiry when not reserved. */
     uint64_t t = put_full(s, "q", 0, 0, 200, -1, NULL, 2000);
-    queue_durable(s, UINT64_MAX, 2000);
-    queue_tick(s, 2199);
+    queue_durable(s, UINT64_MAX, T(2000));
+    queue_tick(s, T(2199));
     CHECK(queue_peek_id(s, t) != NULL);
-    queue_tick(s, 2200);
+    queue_tick(s, T(2200));
     CHECK(queue_peek_id(s, t) == NULL);
-    CHECK_EQ(queue_delete(s, t, 2200), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete(s, t, T(2200)), QUEUE_ENOTFOUND);
     /* ttl while reserved: kept until the lease ends, then removed. */
     uint64_t r = put_full(s, "r", 0, 0, 100, -1, NULL, 3000);
-    queue_durable(s, UINT64_MAX, 3000);
+    queue_durable(s, UINT64_MAX, T(3000));
     struct job *held = reserve1(s, "r", 3000, NULL);
     REQUIRE(held != NULL && held->id == r);
-    queue_tick(s, 3150);
+    queue_tick(s, T(3150));
     CHECK(queue_peek_id(s, r) != NULL);
-    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, NULL, 0, 3160), 0);
-    queue_tick(s, 3161);
+    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, NULL, 0, T(3160)), 0);
+    queue_tick(s, T(3161));
     CHECK(queue_peek_id(s, r) == NULL);
     queue_state_destroy(s);
 }
@@ -210,29 +236,29 @@ static void test_lease_expiry_redelivery_and_max_attempts(void)
 {
     struct queue_state *s = make_state();
     uint64_t id = put_full(s, "q", 0, 0, 0, 2, NULL, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
     uint64_t first = job->lease_token;
-    queue_tick(s, 999);
+    queue_tick(s, T(999));
     CHECK_EQ(job->state, JOB_RESERVED);
-    queue_tick(s, 1000);
+    queue_tick(s, T(1000));
     CHECK_EQ(job->state, JOB_READY);
     CHECK_EQ(job->attempts, 1);
     job = reserve1(s, "q", 1000, NULL);
     REQUIRE(job != NULL && job->id == id);
     CHECK_EQ(job->attempts, 2);
     CHECK(job->lease_token != first);
-    CHECK_EQ(queue_ack(s, id, first, NULL, 0, 1001), QUEUE_ELEASE);
-    queue_tick(s, 2000); /* second expiry = last attempt: dead */
+    CHECK_EQ(queue_ack(s, id, first, NULL, 0, T(1001)), QUEUE_ELEASE);
+    queue_tick(s, T(2000)); /* second expiry = last attempt: dead */
     CHECK_EQ(job->state, JOB_DEAD);
     CHECK(job->reason_len == 12 && memcmp(job->reason, "max_attempts", 12) == 0);
     CHECK(queue_peek_next(s, "q", 1, JOB_DEAD) == job);
-    CHECK_EQ(queue_kick_job(s, id, 2001), 0);
+    CHECK_EQ(queue_kick_job(s, id, T(2001)), 0);
     CHECK_EQ(job->state, JOB_READY);
     CHECK_EQ(job->attempts, 0);
-    CHECK_EQ(queue_kick_job(s, id, 2001), QUEUE_ESTATE);
-    CHECK_EQ(queue_kick_job(s, 777, 2001), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_kick_job(s, id, T(2001)), QUEUE_ESTATE);
+    CHECK_EQ(queue_kick_job(s, 777, T(2001)), QUEUE_ENOTFOUND);
     queue_state_destroy(s);
 }
 
@@ -241,36 +267,36 @@ static void test_release_touch_bury_kick_delete(void)
     struct queue_state *s = make_state();
     uint64_t id = put_full(s, "q", 3, 0, 0, 3, NULL, 0);
     uint64_t other = put_full(s, "q", 4, 0, 0, 3, NULL, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL && job->id == id);
     int64_t deadline = 0;
-    CHECK_EQ(queue_touch(s, id, job->lease_token, 5000, 500, &deadline), 0);
+    CHECK_EQ(queue_touch(s, id, job->lease_token, 5000, T(500), &deadline), 0);
     CHECK_EQ(deadline, 5500);
-    queue_tick(s, 1000); /* the old deadline passed: touch kept it */
+    queue_tick(s, T(1000)); /* the old deadline passed: touch kept it */
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_delete(s, id, 1000), QUEUE_ESTATE);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, NULL, 0, 1000), 0);
+    CHECK_EQ(queue_delete(s, id, T(1000)), QUEUE_ESTATE);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, NULL, 0, T(1000)), 0);
     CHECK_EQ(job->state, JOB_DELAYED);
     CHECK_EQ(job->priority, 9);
-    queue_tick(s, 1100);
+    queue_tick(s, T(1100));
     struct job *next = reserve1(s, "q", 1100, NULL);
     REQUIRE(next != NULL);
     CHECK_EQ(next->id, other); /* priority 4 before the released 9 */
-    CHECK_EQ(queue_bury(s, other, next->lease_token, "bad input", 9, 1100), 0);
+    CHECK_EQ(queue_bury(s, other, next->lease_token, "bad input", 9, T(1100)), 0);
     CHECK_EQ(next->state, JOB_DEAD);
     job = reserve1(s, "q", 1100, NULL);
     REQUIRE(job != NULL && job->id == id);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "again", 5, 1101), 0);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "again", 5, T(1101)), 0);
     uint32_t kicked = 0;
-    CHECK_EQ(queue_kick(s, "q", 1, 1, 1200, &kicked), 0);
+    CHECK_EQ(queue_kick(s, "q", 1, 1, T(1200), &kicked), 0);
     CHECK_EQ(kicked, 1);
     CHECK_EQ(next->state, JOB_READY); /* oldest death first */
-    CHECK_EQ(queue_kick(s, "q", 1, 10, 1200, &kicked), 0);
+    CHECK_EQ(queue_kick(s, "q", 1, 10, T(1200), &kicked), 0);
     CHECK_EQ(kicked, 1);
-    CHECK_EQ(queue_delete(s, id, 1300), 0);
+    CHECK_EQ(queue_delete(s, id, T(1300)), 0);
     CHECK(queue_peek_id(s, id) == NULL);
-    CHECK_EQ(queue_delete(s, id, 1300), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete(s, id, T(1300)), QUEUE_ENOTFOUND);
     queue_state_destroy(s);
 }
 
@@ -278,10 +304,10 @@ static void test_release_on_last_attempt_buries(void)
 {
     struct queue_state *s = make_state();
     uint64_t id = put_full(s, "q", 0, 0, 0, 1, NULL, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, "boom", 4, 1), 0);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, "boom", 4, T(1)), 0);
     CHECK_EQ(job->state, JOB_DEAD);
     CHECK(job->reason_len == 18 && memcmp(job->reason, "max_attempts: boom", 18) == 0);
     CHECK_EQ(fake_count_type(RECORD_BURY), 1);
@@ -297,14 +323,14 @@ static void test_idempotency_window(void)
                                   .body = "x", .body_len = 1, .max_attempts = -1};
     uint64_t id = 0, seq = 0;
     bool dup = false;
-    CHECK_EQ(queue_put(s, &args, 1000, &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(s, &args, T(1000), &id, &dup, &seq), 0);
     CHECK(dup);
     CHECK_EQ(id, a);
     CHECK_EQ(seq, 1); /* the reply waits for the original's record */
     CHECK_EQ(fake_count_type(RECORD_PUT), 1);
     int64_t window = 24LL * 3600 * 1000;
-    queue_tick(s, window);
-    CHECK_EQ(queue_put(s, &args, window, &id, &dup, &seq), 0);
+    queue_tick(s, T(window));
+    CHECK_EQ(queue_put(s, &args, T(window), &id, &dup, &seq), 0);
     CHECK(!dup);
     CHECK(id != a);
     queue_state_destroy(s);
@@ -317,11 +343,11 @@ static void test_stats_ack_floor_and_segments(void)
     fake.segment_id = 2;
     put(s, "q", 0, 10);
     put_full(s, "q", 0, 1000, 0, -1, NULL, 20);
-    queue_durable(s, UINT64_MAX, 20);
+    queue_durable(s, UINT64_MAX, T(20));
     CHECK_EQ(queue_segment_live(s, 1), 1);
     CHECK_EQ(queue_segment_live(s, 2), 2);
     struct queue_stats st;
-    queue_stats_get(queue_find(s, "q", 1), 100, &st);
+    queue_stats_get(queue_find(s, "q", 1), T(100), &st);
     CHECK_EQ(st.ready, 2);
     CHECK_EQ(st.delayed, 1);
     CHECK_EQ(st.total_put, 3);
@@ -329,12 +355,12 @@ static void test_stats_ack_floor_and_segments(void)
     CHECK_EQ(st.ack_floor, 1);
     struct job *job = reserve1(s, "q", 100, NULL);
     REQUIRE(job != NULL && job->id == a);
-    queue_stats_get(queue_find(s, "q", 1), 100, &st);
+    queue_stats_get(queue_find(s, "q", 1), T(100), &st);
     CHECK_EQ(st.reserved, 1);
     CHECK_EQ(st.ready, 1);
-    CHECK_EQ(queue_ack(s, a, job->lease_token, NULL, 0, 100), 0);
+    CHECK_EQ(queue_ack(s, a, job->lease_token, NULL, 0, T(100)), 0);
     CHECK_EQ(queue_segment_live(s, 1), 0);
-    queue_stats_get(queue_find(s, "q", 1), 100, &st);
+    queue_stats_get(queue_find(s, "q", 1), T(100), &st);
     CHECK_EQ(st.ack_floor, 2); /* the oldest live job's PUT */
     CHECK_EQ(st.oldest_ready_age_ms, 90);
     struct queue_totals totals;
@@ -367,7 +393,7 @@ static struct queue_reserver one_job_reserver(struct queue *q, int64_t deadline_
                                               struct wake_log *log)
 {
     return (struct queue_reserver){.queues = {q}, .queue_count = 1, .count_max = 1,
-                                   .deadline_ms = deadline_ms, .wake = record_wake,
+                                   .deadline_ns = T(deadline_ms).mono_ns, .wake = record_wake,
                                    .ctx = log, .detach = true};
 }
 
@@ -379,14 +405,14 @@ static void test_blocked_reservers_fair_across_queues(void)
     REQUIRE(queue_get(s, "b", 1, &b) == 0);
     struct wake_log l1 = {0}, l2 = {0}, l3 = {0};
     struct queue_reserver r1 = {.queues = {a, b}, .queue_count = 2, .count_max = 2,
-                                .deadline_ms = 5000, .wake = record_wake, .ctx = &l1,
+                                .deadline_ns = T(5000).mono_ns, .wake = record_wake, .ctx = &l1,
                                 .detach = true};
     struct queue_reserver r2 = one_job_reserver(b, 5000, &l2);
     struct queue_reserver r3 = one_job_reserver(b, 300, &l3);
     struct job *jobs[4];
-    CHECK_EQ(queue_reserve(s, &r1, 0, jobs), 0);
-    CHECK_EQ(queue_reserve(s, &r2, 0, jobs), 0);
-    CHECK_EQ(queue_reserve(s, &r3, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r1, T(0), jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r2, T(0), jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r3, T(0), jobs), 0);
     uint64_t j1 = put(s, "b", 0, 10); /* first arrival (r1) gets it */
     CHECK_EQ(l1.calls, 1);
     CHECK_EQ(l1.count, 1);
@@ -395,19 +421,19 @@ static void test_blocked_reservers_fair_across_queues(void)
     uint64_t j2 = put(s, "b", 0, 20);
     CHECK_EQ(l2.calls, 1);
     CHECK_EQ(l2.ids[0], j2);
-    CHECK_EQ(queue_next_deadline_ms(s), 300);
-    queue_tick(s, 300); /* r3 times out empty */
+    CHECK_EQ(next_deadline_ms(s), 300);
+    queue_tick(s, T(300)); /* r3 times out empty */
     CHECK_EQ(l3.calls, 1);
     CHECK_EQ(l3.count, 0);
     put(s, "a", 0, 400); /* nobody waits: stays ready */
     CHECK_EQ(l1.calls, 1);
     struct queue_stats st;
-    queue_stats_get(a, 400, &st);
+    queue_stats_get(a, T(400), &st);
     CHECK_EQ(st.ready, 1);
     /* A canceled reserver is never woken. */
     struct wake_log l4 = {0};
     struct queue_reserver r4 = one_job_reserver(b, 5000, &l4);
-    CHECK_EQ(queue_reserve(s, &r4, 400, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r4, T(400), jobs), 0);
     queue_reserver_cancel(s, &r4);
     put(s, "b", 0, 500);
     CHECK_EQ(l4.calls, 0);
@@ -426,9 +452,9 @@ static void test_paused_reserver(void)
     struct queue_reserver r2 = one_job_reserver(a, 5000, &l2);
     struct queue_reserver r3 = one_job_reserver(a, 300, &l3);
     struct job *jobs[4];
-    CHECK_EQ(queue_reserve(s, &r1, 0, jobs), 0);
-    CHECK_EQ(queue_reserve(s, &r2, 0, jobs), 0);
-    CHECK_EQ(queue_reserve(s, &r3, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r1, T(0), jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r2, T(0), jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r3, T(0), jobs), 0);
     queue_reserver_pause(s, &r1);
     queue_reserver_pause(s, &r1); /* twice: no effect */
     queue_reserver_pause(s, &r3);
@@ -440,14 +466,14 @@ static void test_paused_reserver(void)
     CHECK_EQ(l1.calls, 0);
     CHECK_EQ(l3.calls, 0);
     struct queue_stats st;
-    queue_stats_get(a, 20, &st);
+    queue_stats_get(a, T(20), &st);
     CHECK_EQ(st.ready, 1);
-    queue_tick(s, 300); /* a paused reserver's deadline still runs */
+    queue_tick(s, T(300)); /* a paused reserver's deadline still runs */
     CHECK_EQ(l3.calls, 1);
     CHECK_EQ(l3.count, 0);
     queue_reserver_resume(s, &r3); /* no longer waiting: nothing */
     queue_reserver_resume(s, &r1);
-    queue_tick(s, 310); /* served at the next queue_serve */
+    queue_tick(s, T(310)); /* served at the next queue_serve */
     CHECK_EQ(l1.calls, 1);
     CHECK_EQ(l1.count, 1);
     CHECK_EQ(l1.ids[0], j2);
@@ -476,40 +502,41 @@ static void test_wait_on_job(void)
     struct queue_state *s = make_state();
     uint64_t id = put(s, "q", 0, 0);
     struct wait_log log = {0};
-    struct queue_job_waiter w = {.job_id = id, .deadline_ms = 1000, .wake = record_wait,
+    struct queue_job_waiter w = {.job_id = id, .deadline_ns = T(1000).mono_ns, .wake = record_wait,
                                  .ctx = &log};
     bool found;
     struct queue_job_status st;
-    CHECK(!queue_wait(s, &w, 0, &found, &st));
+    CHECK(!queue_wait(s, &w, T(0), &found, &st));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, "done!", 5, 10), 0);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, "done!", 5, T(10)), 0);
     CHECK_EQ(log.calls, 1);
     CHECK(log.found);
     CHECK_EQ(log.status.state, JOB_DONE);
     CHECK(strcmp(log.result, "done!") == 0);
     /* Already done: answered at once. */
-    CHECK(queue_wait(s, &w, 20, &found, &st));
+    CHECK(queue_wait(s, &w, T(20), &found, &st));
     CHECK(found && st.state == JOB_DONE);
     /* Timeout answers the current state. */
     uint64_t id2 = put(s, "q", 0, 30);
     struct wait_log log2 = {0};
-    struct queue_job_waiter w2 = {.job_id = id2, .deadline_ms = 100, .wake = record_wait,
+    struct queue_job_waiter w2 = {.job_id = id2, .deadline_ns = T(100).mono_ns, .wake = record_wait,
                                   .ctx = &log2};
-    CHECK(!queue_wait(s, &w2, 30, &found, &st));
-    queue_tick(s, 100);
+    CHECK(!queue_wait(s, &w2, T(30), &found, &st));
+    queue_tick(s, T(100));
     CHECK_EQ(log2.calls, 1);
     CHECK_EQ(log2.status.state, JOB_READY);
     /* Unknown job. */
-    struct queue_job_waiter w3 = {.job_id = 4242, .deadline_ms = 1000, .wake = record_wait};
-    CHECK(queue_wait(s, &w3, 0, &found, &st));
+    struct queue_job_waiter w3 = {.job_id = 4242, .deadline_ns = T(1000).mono_ns,
+                                  .wake = record_wait};
+    CHECK(queue_wait(s, &w3, T(0), &found, &st));
     CHECK(!found);
     /* Deleted while waited on: woken not found. */
     struct wait_log log4 = {0};
-    struct queue_job_waiter w4 = {.job_id = id2, .deadline_ms = 1000, .wake = record_wait,
-                                  .ctx = &log4};
-    CHECK(!queue_wait(s, &w4, 200, &found, &st));
-    CHECK_EQ(queue_delete(s, id2, 200), 0);
+    struct queue_job_waiter w4 = {.job_id = id2, .deadline_ns = T(1000).mono_ns,
+                                  .wake = record_wait, .ctx = &log4};
+    CHECK(!queue_wait(s, &w4, T(200), &found, &st));
+    CHECK_EQ(queue_delete(s, id2, T(200)), 0);
     CHECK_EQ(log4.calls, 1);
     CHECK(!log4.found);
     queue_state_destroy(s);
@@ -527,7 +554,7 @@ static void test_owner_release_keeps_detached(void)
     REQUIRE(ja != NULL && jb != NULL);
     CHECK_EQ(ja->id, a);
     CHECK_EQ(jb->id, b);
-    queue_owner_release(s, &owner, 5);
+    queue_owner_release(s, &owner, T(5));
     CHECK_EQ(ja->state, JOB_READY);
     CHECK_EQ(ja->attempts, 1);
     CHECK_EQ(jb->state, JOB_RESERVED);
@@ -545,17 +572,17 @@ static void test_back_pressure_changes_nothing(void)
                                   .max_attempts = -1, .key = "k", .key_len = 1};
     uint64_t nid, seq;
     bool dup;
-    CHECK_EQ(queue_put(s, &args, 1, &nid, &dup, &seq), -ENOBUFS);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, 1), -ENOBUFS);
+    CHECK_EQ(queue_put(s, &args, T(1), &nid, &dup, &seq), -ENOBUFS);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(1)), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, 1), -ENOBUFS);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, 1), -ENOBUFS);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, T(1)), -ENOBUFS);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, T(1)), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
     fake.fail = 0;
     /* The refused put did not register its key. */
-    CHECK_EQ(queue_put(s, &args, 2, &nid, &dup, &seq), 0);
+    CHECK_EQ(queue_put(s, &args, T(2), &nid, &dup, &seq), 0);
     CHECK(!dup);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, 2), 0);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(2)), 0);
     queue_state_destroy(s);
 }
 
@@ -564,26 +591,26 @@ static void test_limits_and_validation(void)
     struct queue_state *s = make_state();
     struct record_meta meta = {.name = "lim", .name_len = 3, .max_jobs = 2,
                                .default_max_attempts = UINT32_MAX};
-    CHECK_EQ(queue_set_meta(s, &meta, 0), 0);
+    CHECK_EQ(queue_set_meta(s, &meta, T(0)), 0);
     struct queue_put_args args = {.queue = "lim", .queue_len = 3, .body = "x", .body_len = 1,
                                   .max_attempts = -1};
     uint64_t id, seq;
     bool dup;
-    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
-    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), 0);
-    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EFULL);
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), QUEUE_EFULL);
     /* Pending (not yet durable) puts count against the limit too. */
     CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
     CHECK(queue_has_room_for(s, "fresh", 5, 1000, 1000)); /* no limit configured */
     args.queue = "bad name";
     args.queue_len = 8;
-    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EINVAL);
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), QUEUE_EINVAL);
     args.queue = "ok";
     args.queue_len = 2;
     args.delay_ms = -1;
-    CHECK_EQ(queue_put(s, &args, 0, &id, &dup, &seq), QUEUE_EINVAL);
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), QUEUE_EINVAL);
     queue_state_destroy(s);
 }
 
@@ -602,7 +629,7 @@ static void test_put_queue_lookup_cache(void)
     CHECK(queue_job_find(s, c1)->queue == queue_find(s, "abc", 3));
     CHECK(queue_find(s, "a", 1) != queue_find(s, "ab", 2));
     struct queue_stats st;
-    queue_stats_get(queue_find(s, "ab", 2), 0, &st);
+    queue_stats_get(queue_find(s, "ab", 2), T(0), &st);
     CHECK_EQ(st.total_put, 2);
     CHECK(queue_find(s, "zz", 2) == NULL);
     CHECK(queue_find(s, "ab", 2) != NULL); /* a miss does not spoil the cache */
@@ -626,9 +653,9 @@ static void test_bodies_inline_and_separate(void)
                                       .body_len = sizes[i], .max_attempts = -1};
         uint64_t seq;
         bool dup;
-        REQUIRE(queue_put(s, &args, 0, &ids[i], &dup, &seq) == 0);
+        REQUIRE(queue_put(s, &args, T(0), &ids[i], &dup, &seq) == 0);
     }
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct queue_state *r = replay_all(0);
     for (uint32_t i = 0; i < N; i++) {
         struct job *rj = queue_peek_id(r, ids[i]);
@@ -637,7 +664,7 @@ static void test_bodies_inline_and_separate(void)
         struct job *j = reserve1(s, "b", 1, NULL);
         REQUIRE(j != NULL && j->id == ids[i] && j->body != NULL);
         CHECK(j->body_len == sizes[i] && memcmp(j->body, bodies[i], sizes[i]) == 0);
-        CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+        CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1)), 0);
         CHECK(queue_job_find(s, ids[i])->body == NULL); /* DONE: the body is not kept */
     }
     queue_state_destroy(r);
@@ -650,27 +677,27 @@ static void test_pause_resume_and_purge(void)
     put(s, "q", 0, 0);
     struct record_meta meta = {.name = "q", .name_len = 1, .paused = true,
                                .default_max_attempts = UINT32_MAX};
-    CHECK_EQ(queue_set_meta(s, &meta, 0), 0);
+    CHECK_EQ(queue_set_meta(s, &meta, T(0)), 0);
     CHECK(reserve1(s, "q", 0, NULL) == NULL);
     struct wake_log l = {0};
     struct queue_reserver r = {.queues = {queue_find(s, "q", 1)}, .queue_count = 1,
-                               .count_max = 1, .deadline_ms = 1000, .wake = record_wake,
+                               .count_max = 1, .deadline_ns = T(1000).mono_ns, .wake = record_wake,
                                .ctx = &l, .detach = true};
     struct job *jobs[1];
-    CHECK_EQ(queue_reserve(s, &r, 0, jobs), 0);
+    CHECK_EQ(queue_reserve(s, &r, T(0), jobs), 0);
     meta.paused = false;
-    CHECK_EQ(queue_set_meta(s, &meta, 1), 0);
+    CHECK_EQ(queue_set_meta(s, &meta, T(1)), 0);
     CHECK_EQ(l.calls, 1); /* resume serves the blocked reserver */
     put(s, "q", 0, 2);
     put(s, "q", 0, 2);
     uint64_t deleted = 0;
-    CHECK_EQ(queue_purge(s, "q", 1, 3, &deleted), 0);
+    CHECK_EQ(queue_purge(s, "q", 1, T(3), &deleted), 0);
     CHECK_EQ(deleted, 2);
     struct queue_stats st;
-    queue_stats_get(queue_find(s, "q", 1), 3, &st);
+    queue_stats_get(queue_find(s, "q", 1), T(3), &st);
     CHECK_EQ(st.ready, 0);
     CHECK_EQ(st.reserved, 1);
-    CHECK_EQ(queue_purge(s, "nope", 4, 3, &deleted), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_purge(s, "nope", 4, T(3), &deleted), QUEUE_ENOTFOUND);
     queue_state_destroy(s);
 }
 
@@ -680,12 +707,12 @@ static void test_lease_tokens_unique(void)
     enum { N = 2000 };
     static uint64_t tokens[N];
     uint64_t id = put_full(s, "q", 0, 0, 0, 0, NULL, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     for (int i = 0; i < N; i++) {
         struct job *job = reserve1(s, "q", i, NULL);
         REQUIRE(job != NULL && job->id == id);
         tokens[i] = job->lease_token;
-        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, NULL, 0, i), 0);
+        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, NULL, 0, T(i)), 0);
     }
     int dups = 0;
     for (int i = 0; i < N; i++)
@@ -696,7 +723,7 @@ static void test_lease_tokens_unique(void)
 }
 
 /* Replay the fake log into a fresh state. */
-static struct queue_state *replay_all(int64_t now)
+static struct queue_state *replay_all_at(struct queue_time now)
 {
     struct queue_config config;
     queue_config_defaults(&config);
@@ -710,6 +737,11 @@ static struct queue_state *replay_all(int64_t now)
     return r;
 }
 
+static struct queue_state *replay_all(int64_t now)
+{
+    return replay_all_at(T(now));
+}
+
 static void test_replay_rebuilds_state_leases_void(void)
 {
     struct queue_state *s = make_state();
@@ -720,21 +752,21 @@ static void test_replay_rebuilds_state_leases_void(void)
     uint64_t spent = put_full(s, "q", 4, 0, 0, 1, NULL, 0);
     uint64_t kicked = put_full(s, "k", 0, 0, 0, 1, NULL, 0);
     uint64_t deleted = put(s, "q", 9, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "q", 0, NULL);
-    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, 1), 0);
+    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1)), 0);
     j = reserve1(s, "q", 1, NULL);
     REQUIRE(j->id == leased); /* leased at crash time */
     j = reserve1(s, "q", 1, NULL);
-    CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, 2), 0);
+    CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, T(2)), 0);
     j = reserve1(s, "q", 2, NULL);
-    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, NULL, 0, 3), 0);
+    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, NULL, 0, T(3)), 0);
     j = reserve1(s, "q", 3, NULL);
     REQUIRE(j->id == spent); /* its only attempt, unacked at crash time */
     j = reserve1(s, "k", 3, NULL);
-    queue_tick(s, 3 + 1000); /* k's job expires into dead */
-    CHECK_EQ(queue_kick_job(s, kicked, 1100), 0);
-    CHECK_EQ(queue_delete(s, deleted, 1100), 0);
+    queue_tick(s, T(3 + 1000)); /* k's job expires into dead */
+    CHECK_EQ(queue_kick_job(s, kicked, T(1100)), 0);
+    CHECK_EQ(queue_delete(s, deleted, T(1100)), 0);
     struct queue_state *r = replay_all(5000);
     CHECK(queue_peek_id(r, acked) == NULL);
     struct queue_job_status st;
@@ -764,8 +796,195 @@ static void test_replay_rebuilds_state_leases_void(void)
     bool dup;
     struct queue_put_args args = {.queue = "q", .queue_len = 1, .body = "x", .body_len = 1,
                                   .max_attempts = -1};
-    CHECK_EQ(queue_put(r, &args, 6000, &nid, &dup, &seq), 0);
+    CHECK_EQ(queue_put(r, &args, T(6000), &nid, &dup, &seq), 0);
     CHECK_EQ(nid, deleted + 1);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
+/* A crash right after settling: replay long afterwards keeps each job's settle time (ACK and
+ * BURY version 2 carry it; the expiry of a last attempt logs its BURY with it too), not the
+ * time of the replay. */
+static void test_replay_keeps_settle_times(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t acked = put(s, "q", 0, 0);
+    uint64_t buried = put(s, "q", 1, 0);
+    uint64_t spent = put_full(s, "q", 2, 0, 0, 1, NULL, 0);
+    queue_durable(s, UINT64_MAX, T(0));
+    struct job *j = reserve1(s, "q", 10, NULL);
+    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1700000000123)), 0);
+    j = reserve1(s, "q", 10, NULL);
+    CHECK_EQ(queue_bury(s, buried, j->lease_token, "why", 3, T(1700000000456)), 0);
+    j = reserve1(s, "q", 20, NULL);
+    REQUIRE(j != NULL && j->id == spent);
+    queue_tick(s, T(20 + 1000)); /* its only lease expires: dead at 1020 */
+    struct queue_job_status st;
+    REQUIRE(queue_status(s, spent, &st));
+    CHECK(st.state == JOB_DEAD && st.settled_ms == 1020);
+    struct queue_state *r = replay_all(1800000000000);
+    REQUIRE(queue_status(r, acked, &st));
+    CHECK_EQ(st.state, JOB_DONE);
+    CHECK_EQ(st.settled_ms, 1700000000123);
+    REQUIRE(queue_status(r, buried, &st));
+    CHECK_EQ(st.state, JOB_DEAD);
+    CHECK_EQ(st.settled_ms, 1700000000456);
+    REQUIRE(queue_status(r, spent, &st));
+    CHECK_EQ(st.state, JOB_DEAD);
+    CHECK_EQ(st.settled_ms, 1020);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
+/* A clock pair: Unix ms on the wall clock and ms on the monotonic clock, each plus some ns. */
+static struct queue_time clocks(int64_t wall_ms, int64_t mono_ms, int64_t extra_ns)
+{
+    return (struct queue_time){.wall_ns = wall_ms * QUEUE_NS_PER_MS + extra_ns,
+                               .mono_ns = mono_ms * QUEUE_NS_PER_MS + extra_ns};
+}
+
+#define WALL_BASE_MS 1700000000000LL
+#define HOUR_MS (3600LL * 1000)
+
+/* A job's state, or -1 when the state machine no longer knows it (a failed check, not a
+ * stop: the rest of the test still runs). */
+static int state_of(struct queue_state *s, uint64_t id)
+{
+    struct job *job = queue_job_find(s, id);
+    return job == NULL ? -1 : (int)job->state;
+}
+
+/* The wall clock jumps 48 hours ahead, then 1 hour back, while the monotonic clock runs on:
+ * every timer (a delay, a ttl, a lease, a blocked reserve's timeout, the idempotency window)
+ * fires when its span has passed on the monotonic clock, neither sooner nor later. */
+static void test_wall_clock_steps_move_no_timer(void)
+{
+    struct queue_state *s = make_state();
+    struct queue_time t0 = clocks(WALL_BASE_MS, 50, 0);
+    uint64_t delayed = put_full_at(s, "d", 0, 500, 0, -1, NULL, t0); /* ready at mono 550 */
+    uint64_t ttl = put_full_at(s, "t", 0, 0, 300, -1, NULL, t0);     /* gone at mono 350 */
+    uint64_t leased = put_full_at(s, "l", 0, 0, 0, -1, NULL, t0);    /* ttr 1000: 1050 */
+    uint64_t keyed = put_full_at(s, "k", 0, 0, 0, -1, "key-1", t0);
+    queue_durable(s, UINT64_MAX, t0);
+    struct job *held = reserve1_at(s, "l", t0, NULL);
+    REQUIRE(held != NULL && held->id == leased);
+    CHECK_EQ(held->deadline_ms, WALL_BASE_MS + 1000); /* told to the worker in Unix ms */
+    struct queue *none;
+    REQUIRE(queue_get(s, "none", 4, &none) == 0);
+    struct wake_log log = {0};
+    struct queue_reserver waiting = one_job_reserver(none, 0, &log);
+    waiting.deadline_ns = clocks(0, 200, 0).mono_ns; /* a 150 ms reserve timeout */
+    struct job *jobs[1];
+    CHECK_EQ(queue_reserve(s, &waiting, t0, jobs), 0);
+    /* 48 hours ahead on the wall, 10 ms on the monotonic clock: nothing is due. */
+    struct queue_time ahead = clocks(WALL_BASE_MS + 48 * HOUR_MS, 60, 0);
+    queue_tick(s, ahead);
+    CHECK_EQ(state_of(s, delayed), JOB_DELAYED);
+    CHECK_EQ(state_of(s, ttl), JOB_READY);
+    CHECK_EQ(state_of(s, leased), JOB_RESERVED);
+    CHECK_EQ(log.calls, 0);
+    uint64_t id = 0, seq = 0;
+    bool dup = false;
+    struct queue_put_args again = {.queue = "k", .queue_len = 1, .key = "key-1", .key_len = 5,
+                                   .body = "b", .body_len = 1, .max_attempts = -1};
+    REQUIRE(queue_put(s, &again, ahead, &id, &dup, &seq) == 0);
+    CHECK(dup && id == keyed); /* the key's 24 h window has not passed */
+    CHECK(next_deadline_ms(s) == 200);
+    /* One hour back on the wall: each timer fires at its monotonic instant all the same. */
+    int64_t back_ms = WALL_BASE_MS - HOUR_MS;
+    queue_tick(s, clocks(back_ms, 199, 999999));
+    CHECK_EQ(log.calls, 0);
+    queue_tick(s, clocks(back_ms, 200, 0));
+    CHECK(log.calls == 1 && log.count == 0);
+    queue_tick(s, clocks(back_ms, 349, 999999));
+    CHECK_EQ(state_of(s, ttl), JOB_READY);
+    queue_tick(s, clocks(back_ms, 350, 0));
+    CHECK(queue_job_find(s, ttl) == NULL);
+    queue_tick(s, clocks(back_ms, 549, 999999));
+    CHECK_EQ(state_of(s, delayed), JOB_DELAYED);
+    queue_tick(s, clocks(back_ms, 550, 0));
+    CHECK_EQ(state_of(s, delayed), JOB_READY);
+    queue_tick(s, clocks(back_ms, 1049, 999999));
+    CHECK_EQ(state_of(s, leased), JOB_RESERVED);
+    queue_tick(s, clocks(back_ms, 1050, 0));
+    CHECK_EQ(state_of(s, leased), JOB_READY);
+    queue_state_destroy(s);
+}
+
+/* Reserved, touched, delayed and ttl'd at 0.9 ms past a whole wall-clock ms: the lease ends no
+ * sooner than its full ttr after it began (nor before the deadline the worker was told), and
+ * the delay and the ttl run their full span too. Truncating now to ms would end each 0.9 ms
+ * early. */
+static void test_lease_never_ends_before_ttr(void)
+{
+    struct queue_state *s = make_state();
+    const int64_t sub_ns = 900000; /* 0.9 ms */
+    struct queue_time t0 = clocks(WALL_BASE_MS, 5000, sub_ns);
+    uint64_t id = put_full_at(s, "q", 0, 0, 0, -1, NULL, t0);
+    queue_durable(s, UINT64_MAX, t0);
+    struct job *job = reserve1_at(s, "q", t0, NULL);
+    REQUIRE(job != NULL && job->id == id);
+    /* The worker's deadline is rounded up: at least ttr (1000 ms) after the reserve. */
+    CHECK(job->deadline_ms * QUEUE_NS_PER_MS >= t0.wall_ns + 1000 * QUEUE_NS_PER_MS);
+    CHECK_EQ(job->deadline_ms, WALL_BASE_MS + 1001);
+    /* 1 ns short of the full ttr on either clock: still held. */
+    queue_tick(s, clocks(WALL_BASE_MS + 1000, 6000, sub_ns - 1));
+    CHECK_EQ(state_of(s, id), JOB_RESERVED);
+    /* The full ttr and a whole ms more (the rounding): over. */
+    queue_tick(s, clocks(WALL_BASE_MS + 1001, 6001, sub_ns));
+    CHECK_EQ(state_of(s, id), JOB_READY);
+    /* Touch at 0.9 ms past a ms: the extension runs in full as well. */
+    struct queue_time t1 = clocks(WALL_BASE_MS + 2000, 7000, sub_ns);
+    job = reserve1_at(s, "q", t1, NULL);
+    REQUIRE(job != NULL);
+    int64_t deadline_ms = 0;
+    CHECK_EQ(queue_touch(s, id, job->lease_token, 50, clocks(WALL_BASE_MS + 2500, 7500, sub_ns),
+                         &deadline_ms), 0);
+    CHECK_EQ(deadline_ms, WALL_BASE_MS + 2551);
+    queue_tick(s, clocks(WALL_BASE_MS + 2550, 7550, sub_ns - 1));
+    CHECK_EQ(state_of(s, id), JOB_RESERVED);
+    queue_tick(s, clocks(WALL_BASE_MS + 2551, 7551, sub_ns));
+    CHECK_EQ(state_of(s, id), JOB_READY);
+    queue_state_destroy(s);
+    /* The delay and the ttl, 1 ns short of 10 ms, then at their rounded-up end. */
+    s = make_state();
+    uint64_t later = put_full_at(s, "d", 0, 10, 0, -1, NULL, t0);
+    uint64_t brief = put_full_at(s, "t", 0, 0, 10, -1, NULL, t0);
+    queue_durable(s, UINT64_MAX, t0);
+    queue_tick(s, clocks(WALL_BASE_MS + 10, 5010, sub_ns - 1));
+    CHECK_EQ(state_of(s, later), JOB_DELAYED);
+    CHECK_EQ(state_of(s, brief), JOB_READY);
+    queue_tick(s, clocks(WALL_BASE_MS + 11, 5011, 0));
+    CHECK_EQ(state_of(s, later), JOB_READY);
+    CHECK(queue_job_find(s, brief) == NULL);
+    queue_state_destroy(s);
+}
+
+/* Replay after a crash (a new boot: the monotonic clock restarted near 0) turns the logged
+ * Unix-ms run-at and expiry into monotonic deadlines once; a wall clock step after that moves
+ * neither. */
+static void test_replay_converts_times_once(void)
+{
+    struct queue_state *s = make_state();
+    struct queue_time t0 = clocks(WALL_BASE_MS, 900000, 0);
+    uint64_t delayed = put_full_at(s, "d", 0, 500, 0, -1, NULL, t0); /* Unix ms +500 */
+    uint64_t ttl = put_full_at(s, "t", 0, 0, 800, -1, NULL, t0);     /* Unix ms +800 */
+    queue_durable(s, UINT64_MAX, t0);
+    /* Back up 100 ms of wall time later, at monotonic 7 ms. */
+    struct queue_time boot = clocks(WALL_BASE_MS + 100, 7, 0);
+    struct queue_state *r = replay_all_at(boot);
+    CHECK_EQ(state_of(r, delayed), JOB_DELAYED);
+    CHECK_EQ(next_deadline_ms(r), 7 + 400);
+    int64_t jumped_ms = WALL_BASE_MS + 24 * HOUR_MS; /* then the wall clock jumps */
+    queue_tick(r, clocks(jumped_ms, 406, 999999));
+    CHECK_EQ(state_of(r, delayed), JOB_DELAYED);
+    CHECK_EQ(state_of(r, ttl), JOB_READY);
+    queue_tick(r, clocks(jumped_ms, 407, 0));
+    CHECK_EQ(state_of(r, delayed), JOB_READY);
+    queue_tick(r, clocks(jumped_ms, 706, 999999));
+    CHECK_EQ(state_of(r, ttl), JOB_READY);
+    queue_tick(r, clocks(jumped_ms, 707, 0));
+    CHECK(queue_job_find(r, ttl) == NULL);
     queue_state_destroy(r);
     queue_state_destroy(s);
 }
@@ -787,18 +1006,18 @@ static void test_checkpoint_keeps_live_order(void)
         if (i == 0)
             first = id;
     }
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct queue_stats before;
-    queue_stats_get(queue_find(s, "ordered", 7), 0, &before);
+    queue_stats_get(queue_find(s, "ordered", 7), T(0), &before);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
     struct queue_config config;
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
-    REQUIRE(queue_checkpoint_load(r, payload, len, 0) == 0);
+    REQUIRE(queue_checkpoint_load(r, payload, len, T(0)) == 0);
     struct queue_stats after;
-    queue_stats_get(queue_find(r, "ordered", 7), 0, &after);
+    queue_stats_get(queue_find(r, "ordered", 7), T(0), &after);
     CHECK_EQ(after.ack_floor, before.ack_floor);
     CHECK_EQ(after.ack_floor, queue_peek_id(s, first)->pos.seq);
     free(payload);
@@ -812,23 +1031,23 @@ static void test_checkpoint_roundtrip(void)
     uint64_t a = put(s, "alpha", 3, 0);
     uint64_t b = put_full(s, "beta", 1, 10000, 0, 4, "idem", 0);
     uint64_t c = put(s, "alpha", 2, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "alpha", 0, NULL);
     REQUIRE(j->id == c);
-    CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, 1), 0);
+    CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, T(1)), 0);
     j = reserve1(s, "alpha", 1, NULL); /* a: reserved at checkpoint time */
     REQUIRE(j->id == a);
     uint64_t done = put(s, "gamma", 0, 1); /* acked with a result: remembered */
     struct job *g = reserve1(s, "gamma", 1, NULL);
     REQUIRE(g != NULL && g->id == done);
-    CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, 2), 0);
+    CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, T(2)), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
     struct queue_config config;
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
-    REQUIRE(queue_checkpoint_load(r, payload, len, 100) == 0);
+    REQUIRE(queue_checkpoint_load(r, payload, len, T(100)) == 0);
     struct job *x = queue_peek_id(r, a);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_READY && x->attempts == 1 && x->body == NULL && x->body_len == 4);
@@ -845,7 +1064,7 @@ static void test_checkpoint_roundtrip(void)
     CHECK(done_status.result_len == 2 && memcmp(done_status.result, "42", 2) == 0);
     CHECK(queue_job_find(r, done)->queue == queue_find(r, "gamma", 5));
     struct queue_stats st;
-    queue_stats_get(queue_find(r, "alpha", 5), 100, &st);
+    queue_stats_get(queue_find(r, "alpha", 5), T(100), &st);
     CHECK_EQ(st.total_put, 2);
     int unloaded = 0;
     queue_each_unloaded(r, count_unloaded, &unloaded);
@@ -858,17 +1077,17 @@ static void test_checkpoint_roundtrip(void)
                                   .body = "x", .body_len = 1, .max_attempts = -1};
     uint64_t id, seq;
     bool dup;
-    CHECK_EQ(queue_put(r, &args, 200, &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(r, &args, T(200), &id, &dup, &seq), 0);
     CHECK(dup && id == b);
     /* Every truncation is refused; so is a flipped magic. */
     for (uint32_t n = 0; n < len; n += 7) {
         struct queue_state *t = queue_state_create(&config);
-        CHECK_EQ(queue_checkpoint_load(t, payload, n, 100), RECORD_EINVAL);
+        CHECK_EQ(queue_checkpoint_load(t, payload, n, T(100)), RECORD_EINVAL);
         queue_state_destroy(t);
     }
     payload[0] ^= 1;
     struct queue_state *t = queue_state_create(&config);
-    CHECK_EQ(queue_checkpoint_load(t, payload, len, 100), RECORD_EINVAL);
+    CHECK_EQ(queue_checkpoint_load(t, payload, len, T(100)), RECORD_EINVAL);
     queue_state_destroy(t);
     free(payload);
     queue_state_destroy(r);
@@ -886,16 +1105,16 @@ static void test_checkpoint_version1_loads(void)
     struct queue_config config;
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
-    REQUIRE(queue_checkpoint_load(r, v1, sizeof(v1), 0) == 0);
+    REQUIRE(queue_checkpoint_load(r, v1, sizeof(v1), T(0)) == 0);
     struct queue_put_args args = {.queue = "q", .queue_len = 1, .body = "x", .body_len = 1,
                                   .max_attempts = -1};
     uint64_t id, seq;
     bool dup;
-    CHECK_EQ(queue_put(r, &args, 0, &id, &dup, &seq), 0);
+    CHECK_EQ(queue_put(r, &args, T(0), &id, &dup, &seq), 0);
     CHECK_EQ(id, 7);
     v1[4] = 9; /* a version from the future is refused */
     struct queue_state *t = queue_state_create(&config);
-    CHECK_EQ(queue_checkpoint_load(t, v1, sizeof(v1), 0), RECORD_EINVAL);
+    CHECK_EQ(queue_checkpoint_load(t, v1, sizeof(v1), T(0)), RECORD_EINVAL);
     queue_state_destroy(t);
     queue_state_destroy(r);
 }
@@ -915,7 +1134,7 @@ static void test_done_jobs_bounded(void)
         ids[i] = put(s, "q", 0, i);
         struct job *j = reserve1(s, "q", i, NULL);
         REQUIRE(j != NULL && j->id == ids[i]);
-        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, i), 0);
+        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, T(i)), 0);
     }
     struct queue_job_status st;
     CHECK(!queue_status(s, ids[0], &st));
@@ -929,10 +1148,10 @@ static void test_checkpoint_mutations_never_crash(void)
     struct queue_state *s = make_state();
     put_full(s, "alpha", 3, 0, 0, -1, "k1", 0);
     put_full(s, "beta", 1, 5000, 1000, 4, NULL, 0);
-    queue_durable(s, UINT64_MAX, 0);
+    queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "alpha", 0, NULL);
     REQUIRE(j != NULL);
-    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, 1), 0);
+    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, T(1)), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -948,7 +1167,7 @@ static void test_checkpoint_mutations_never_crash(void)
             copy[(x >> 8) % len] ^= (uint8_t)(1u << (x % 8));
         }
         struct queue_state *t = queue_state_create(&config);
-        accepted += queue_checkpoint_load(t, copy, len, 100) == 0;
+        accepted += queue_checkpoint_load(t, copy, len, T(100)) == 0;
         queue_state_destroy(t);
         free(copy);
     }
@@ -1001,7 +1220,7 @@ static void test_checkpoint_version2_loads(void)
     struct queue_config config;
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
-    REQUIRE(queue_checkpoint_load(r, v2, sizeof(v2), 2000) == 0);
+    REQUIRE(queue_checkpoint_load(r, v2, sizeof(v2), T(2000)) == 0);
     struct job *x = queue_peek_id(r, 41);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DEAD && x->reason_len == 3 && memcmp(x->reason, "why", 3) == 0);
@@ -1012,7 +1231,7 @@ static void test_checkpoint_version2_loads(void)
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DELAYED && x->run_at_ms == 900000 && x->pos.seq == 78);
     struct queue_stats st;
-    queue_stats_get(queue_find(r, "qq", 2), 2000, &st);
+    queue_stats_get(queue_find(r, "qq", 2), T(2000), &st);
     CHECK_EQ(st.total_put, 7);
     queue_state_destroy(r);
 }
@@ -1026,7 +1245,7 @@ static void test_checkpoint_v3_compact_roundtrip(void)
         put_full(s, i % 2 ? "p" : "q", i % 3 == 0 ? UINT32_MAX - 1 : (uint32_t)i,
                  i % 5 == 0 ? 1000000000000LL : 0, i % 7 == 0 ? 5000 : 0, i % 4, NULL,
                  (int64_t)(1700000000000LL - i * 13));
-    queue_durable(s, UINT64_MAX, 1700000000000LL);
+    queue_durable(s, UINT64_MAX, T(1700000000000LL));
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -1034,7 +1253,7 @@ static void test_checkpoint_v3_compact_roundtrip(void)
     struct queue_config config;
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
-    REQUIRE(queue_checkpoint_load(r, payload, len, 1700000000000LL) == 0);
+    REQUIRE(queue_checkpoint_load(r, payload, len, T(1700000000000LL)) == 0);
     for (uint64_t id = 1; id <= 1000; id++) {
         struct job *a = queue_job_find(s, id), *b = queue_job_find(r, id);
         REQUIRE(a != NULL && b != NULL);
@@ -1063,9 +1282,9 @@ static void replay_from(struct queue_state *r, uint32_t from, int64_t now)
     for (uint32_t i = from; i < fake.count; i++) {
         struct log_record rec = {.pos = fake.pos[i], .type = fake.type[i], .len = fake.len[i],
                                  .data = fake.data[i]};
-        REQUIRE(queue_replay(r, &rec, now) == 0);
+        REQUIRE(queue_replay(r, &rec, T(now)) == 0);
     }
-    queue_recover_finish(r, now);
+    queue_recover_finish(r, T(now));
 }
 
 /* Two states hold the same jobs, in the same states, and the same per-queue counts. */
@@ -1099,8 +1318,8 @@ static void check_same_state(struct queue_state *a, struct queue_state *b, uint6
         if (qa == NULL || qb == NULL)
             continue;
         struct queue_stats x, y;
-        queue_stats_get(qa, 0, &x);
-        queue_stats_get(qb, 0, &y);
+        queue_stats_get(qa, T(0), &x);
+        queue_stats_get(qb, T(0), &y);
         CHECK(x.ready == y.ready && x.delayed == y.delayed && x.dead == y.dead);
         CHECK(x.total_put == y.total_put && x.bytes == y.bytes);
     }
@@ -1119,11 +1338,11 @@ static void walk_random_op(struct queue_state *s, uint32_t *x, int64_t now, uint
         return;
     }
     if (op == 3) {
-        queue_durable(s, UINT64_MAX, now);
+        queue_durable(s, UINT64_MAX, T(now));
         return;
     }
     if (op == 4) {
-        queue_tick(s, now); /* delays become ready, leases expire */
+        queue_tick(s, T(now)); /* delays become ready, leases expire */
         return;
     }
     if (op == 5 && *held_count > 0) { /* settle a lease held since earlier */
@@ -1132,26 +1351,26 @@ static void walk_random_op(struct queue_state *s, uint32_t *x, int64_t now, uint
         held[k][0] = held[--*held_count][0];
         held[k][1] = held[*held_count][1];
         uint32_t how = walk_rand(x) % 3;
-        int rc = how == 0   ? queue_ack(s, id, token, "r", 1, now)
+        int rc = how == 0   ? queue_ack(s, id, token, "r", 1, T(now))
                  : how == 1 ? queue_release(s, id, token, walk_rand(x) % 2 ? 30 : 0, 9, "e", 1,
-                                            now)
-                            : queue_bury(s, id, token, "poison", 6, now);
+                                            T(now))
+                            : queue_bury(s, id, token, "poison", 6, T(now));
         CHECK(rc == 0 || rc == QUEUE_ELEASE); /* expired meanwhile */
         return;
     }
     if (op == 6) { /* kick a dead job, or delete a job that is not reserved */
         uint32_t kicked;
-        CHECK_EQ(queue_kick(s, queue, 2, 1, now, &kicked), 0);
+        CHECK_EQ(queue_kick(s, queue, 2, 1, T(now), &kicked), 0);
         struct job *victim = queue_peek_next(s, queue, 2, JOB_READY);
         if (victim != NULL && walk_rand(x) % 2)
-            CHECK_EQ(queue_delete(s, victim->id, now), 0);
+            CHECK_EQ(queue_delete(s, victim->id, T(now)), 0);
         return;
     }
     struct job *job = reserve1(s, queue, now, NULL);
     if (job == NULL)
         return;
     if (op == 7 || *held_count >= 64) {
-        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, now), 0);
+        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, T(now)), 0);
         return;
     }
     held[*held_count][0] = job->id;
@@ -1192,7 +1411,7 @@ static void test_checkpoint_walk_while_changing(void)
         struct queue_config config;
         queue_config_defaults(&config);
         struct queue_state *r = queue_state_create(&config);
-        REQUIRE(queue_checkpoint_load(r, payload, len, later) == 0);
+        REQUIRE(queue_checkpoint_load(r, payload, len, T(later)) == 0);
         replay_from(r, anchor, later);
         check_same_state(whole, r, fake.count + 1);
         free(payload);
@@ -1216,9 +1435,9 @@ static void test_checkpoint_walk_cursor_job_leaves(void)
         if (acked) {
             struct job *j = reserve1(s, "q", 1, NULL);
             REQUIRE(j != NULL && j->id == ids[1]);
-            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1)), 0);
         } else {
-            CHECK_EQ(queue_delete(s, ids[1], 1), 0);
+            CHECK_EQ(queue_delete(s, ids[1], T(1)), 0);
         }
         CHECK(queue_checkpoint_step(s, 100));
         uint8_t *payload;
@@ -1227,7 +1446,7 @@ static void test_checkpoint_walk_cursor_job_leaves(void)
         struct queue_config config;
         queue_config_defaults(&config);
         struct queue_state *r = queue_state_create(&config);
-        REQUIRE(queue_checkpoint_load(r, payload, len, 1) == 0);
+        REQUIRE(queue_checkpoint_load(r, payload, len, T(1)) == 0);
         for (int i = 0; i < 6; i++)
             CHECK(queue_peek_id(r, ids[i]) != NULL); /* all six were live at the anchor */
         free(payload);
@@ -1248,14 +1467,14 @@ static void test_checkpoint_walk_abort(void)
     CHECK(!queue_checkpoint_active(s));
     struct job *j = reserve1(s, "q", 1, NULL);
     REQUIRE(j != NULL);
-    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, 1), 0);
+    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1)), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
     struct queue_config config;
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
-    REQUIRE(queue_checkpoint_load(r, payload, len, 1) == 0);
+    REQUIRE(queue_checkpoint_load(r, payload, len, T(1)) == 0);
     struct queue_totals totals;
     queue_totals_get(r, &totals);
     CHECK_EQ(totals.jobs, 9);
@@ -1286,6 +1505,10 @@ int main(void)
     RUN_TEST(test_pause_resume_and_purge);
     RUN_TEST(test_lease_tokens_unique);
     RUN_TEST(test_replay_rebuilds_state_leases_void);
+    RUN_TEST(test_replay_keeps_settle_times);
+    RUN_TEST(test_wall_clock_steps_move_no_timer);
+    RUN_TEST(test_lease_never_ends_before_ttr);
+    RUN_TEST(test_replay_converts_times_once);
     RUN_TEST(test_checkpoint_roundtrip);
     RUN_TEST(test_checkpoint_keeps_live_order);
     RUN_TEST(test_checkpoint_mutations_never_crash);

@@ -43,21 +43,23 @@ static void test_small_records_roundtrip(void)
     size_t n = record_lease_encode(9, 4, buf);
     REQUIRE(record_decode(RECORD_LEASE, buf, n, &r) == 0);
     CHECK(r.id == 9 && r.u.lease.attempt == 4);
-    n = record_ack_encode(9, "ok!", 3, buf);
+    n = record_ack_encode(9, 1790000000123, "ok!", 3, buf);
     REQUIRE(record_decode(RECORD_ACK, buf, n, &r) == 0);
     CHECK(r.id == 9 && r.u.ack.result_len == 3 && memcmp(r.u.ack.result, "ok!", 3) == 0);
-    n = record_ack_encode(10, NULL, 0, buf);
+    CHECK(r.version == RECORD_ACK_VERSION && r.u.ack.settled_ms == 1790000000123);
+    n = record_ack_encode(10, 5, NULL, 0, buf);
     REQUIRE(record_decode(RECORD_ACK, buf, n, &r) == 0);
-    CHECK(r.id == 10 && r.u.ack.result_len == 0);
+    CHECK(r.id == 10 && r.u.ack.result_len == 0 && r.u.ack.settled_ms == 5);
     n = record_release_encode(11, 99, 123456, buf);
     REQUIRE(record_decode(RECORD_RELEASE, buf, n, &r) == 0);
     CHECK(r.id == 11 && r.u.release.priority == 99 && r.u.release.run_at_ms == 123456);
     n = record_touch_encode(12, 777, buf);
     REQUIRE(record_decode(RECORD_TOUCH, buf, n, &r) == 0);
     CHECK(r.id == 12 && r.u.touch.deadline_ms == 777);
-    n = record_bury_encode(13, "boom", 4, buf);
+    n = record_bury_encode(13, 77, "boom", 4, buf);
     REQUIRE(record_decode(RECORD_BURY, buf, n, &r) == 0);
     CHECK(r.id == 13 && r.u.bury.reason_len == 4 && memcmp(r.u.bury.reason, "boom", 4) == 0);
+    CHECK(r.version == RECORD_BURY_VERSION && r.u.bury.settled_ms == 77);
     n = record_kick_encode(14, buf);
     REQUIRE(record_decode(RECORD_KICK, buf, n, &r) == 0);
     CHECK_EQ(r.id, 14);
@@ -92,10 +94,10 @@ static void test_every_type_rejects_wrong_length(void)
         size_t n = 0;
         switch (type) {
         case RECORD_LEASE: n = record_lease_encode(1, 1, out); break;
-        case RECORD_ACK: n = record_ack_encode(1, "r", 1, out); break;
+        case RECORD_ACK: n = record_ack_encode(1, 2, "r", 1, out); break;
         case RECORD_RELEASE: n = record_release_encode(1, 0, 0, out); break;
         case RECORD_TOUCH: n = record_touch_encode(1, 0, out); break;
-        case RECORD_BURY: n = record_bury_encode(1, "x", 1, out); break;
+        case RECORD_BURY: n = record_bury_encode(1, 2, "x", 1, out); break;
         case RECORD_KICK: n = record_kick_encode(1, out); break;
         case RECORD_DELETE: n = record_delete_encode(1, 0, out); break;
         case RECORD_QUEUE_META: n = record_meta_encode(&meta, out); break;
@@ -109,8 +111,11 @@ static void test_every_type_rejects_wrong_length(void)
             CHECK_EQ(record_decode(type, out, len, &r), RECORD_EINVAL);
         out[n] = 0;
         CHECK_EQ(record_decode(type, out, n + 1, &r), RECORD_EINVAL);
-        /* A future version is refused, not misread. */
-        out[0] = RECORD_VERSION + 1;
+        /* A future version is refused, not misread; so is version 0. */
+        CHECK_EQ(out[0], record_version(type));
+        out[0] = (uint8_t)(record_version(type) + 1);
+        CHECK_EQ(record_decode(type, out, n, &r), RECORD_EINVAL);
+        out[0] = 0;
         CHECK_EQ(record_decode(type, out, n, &r), RECORD_EINVAL);
     }
     CHECK_EQ(count, 9);
@@ -177,6 +182,64 @@ static void test_version1_sample(void)
     CHECK(memcmp(again, sample, sizeof(sample)) == 0);
 }
 
+/* ACK and BURY version 1, as the first encoder wrote them (no settle time): they must decode
+ * forever, with settled_ms unknown (0) and version 1 reported so replay knows. */
+static void test_version1_ack_bury_samples(void)
+{
+    static const uint8_t ack[] = {
+        0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, /* v1, result_len 2 */
+        0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* id 7 */
+        'o',  'k',                                      /* result */
+    };
+    static const uint8_t bury[] = {
+        0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, /* v1, reason_len 3 */
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* id 8 */
+        'b',  'a',  'd',                                /* reason */
+    };
+    struct record r;
+    REQUIRE(record_decode(RECORD_ACK, ack, sizeof(ack), &r) == 0);
+    CHECK(r.id == 7 && r.version == 1 && r.u.ack.settled_ms == 0);
+    CHECK(r.u.ack.result_len == 2 && memcmp(r.u.ack.result, "ok", 2) == 0);
+    REQUIRE(record_decode(RECORD_BURY, bury, sizeof(bury), &r) == 0);
+    CHECK(r.id == 8 && r.version == 1 && r.u.bury.settled_ms == 0);
+    CHECK(r.u.bury.reason_len == 3 && memcmp(r.u.bury.reason, "bad", 3) == 0);
+    /* Version 1 lengths under a version-2 byte are refused (the settle time is missing). */
+    uint8_t relabeled[sizeof(ack)];
+    memcpy(relabeled, ack, sizeof(ack));
+    relabeled[0] = 2;
+    CHECK_EQ(record_decode(RECORD_ACK, relabeled, sizeof(relabeled), &r), RECORD_EINVAL);
+}
+
+/* ACK and BURY version 2 (settled_ms at offset 16), pinned byte for byte: the encoder writes
+ * exactly these bytes and the decoder reads them back. */
+static void test_version2_ack_bury_samples(void)
+{
+    static const uint8_t ack[] = {
+        0x02, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, /* v2, result_len 2 */
+        0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* id 7 */
+        0x7b, 0x6c, 0x50, 0xc4, 0xa0, 0x01, 0x00, 0x00, /* settled 1790000000123 */
+        'o',  'k',                                      /* result */
+    };
+    static const uint8_t bury[] = {
+        0x02, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, /* v2, reason_len 3 */
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* id 8 */
+        0x7b, 0x6c, 0x50, 0xc4, 0xa0, 0x01, 0x00, 0x00, /* settled 1790000000123 */
+        'b',  'a',  'd',                                /* reason */
+    };
+    struct record r;
+    REQUIRE(record_decode(RECORD_ACK, ack, sizeof(ack), &r) == 0);
+    CHECK(r.id == 7 && r.version == 2 && r.u.ack.settled_ms == 1790000000123);
+    CHECK(r.u.ack.result_len == 2 && memcmp(r.u.ack.result, "ok", 2) == 0);
+    REQUIRE(record_decode(RECORD_BURY, bury, sizeof(bury), &r) == 0);
+    CHECK(r.id == 8 && r.version == 2 && r.u.bury.settled_ms == 1790000000123);
+    CHECK(r.u.bury.reason_len == 3 && memcmp(r.u.bury.reason, "bad", 3) == 0);
+    uint8_t again[64];
+    CHECK_EQ(record_ack_encode(7, 1790000000123, "ok", 2, again), sizeof(ack));
+    CHECK(memcmp(again, ack, sizeof(ack)) == 0);
+    CHECK_EQ(record_bury_encode(8, 1790000000123, "bad", 3, again), sizeof(bury));
+    CHECK(memcmp(again, bury, sizeof(bury)) == 0);
+}
+
 static void test_queue_names(void)
 {
     CHECK(record_queue_name_valid("a", 1));
@@ -206,6 +269,8 @@ int main(void)
     RUN_TEST(test_every_type_rejects_wrong_length);
     RUN_TEST(test_garbage_and_unknown_types);
     RUN_TEST(test_version1_sample);
+    RUN_TEST(test_version1_ack_bury_samples);
+    RUN_TEST(test_version2_ack_bury_samples);
     RUN_TEST(test_queue_names);
     return check_exit();
 }
