@@ -1185,7 +1185,7 @@ static void test_checkpoint_walk_while_changing(void)
             walk_random_op(s, &x, now += 3, held, &held_count);
         uint8_t *payload;
         uint32_t len;
-        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len, NULL) == 0);
         CHECK(!queue_checkpoint_active(s));
         int64_t later = now + 10;
         struct queue_state *whole = replay_all(later);
@@ -1223,7 +1223,7 @@ static void test_checkpoint_walk_cursor_job_leaves(void)
         CHECK(queue_checkpoint_step(s, 100));
         uint8_t *payload;
         uint32_t len;
-        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len, NULL) == 0);
         struct queue_config config;
         queue_config_defaults(&config);
         struct queue_state *r = queue_state_create(&config);
