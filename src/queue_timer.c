@@ -137,8 +137,8 @@ static void tick_jobs(struct queue_state *state, int64_t now_ms, uint32_t *budge
            job->expires_at_ms <= now_ms) {
         if (job->state == JOB_RESERVED || job->state == JOB_PENDING)
             heap_remove(&state->ttl_heap, job); /* back in when the lease ends */
-        else
-            queue_ttl_expire(state, job);
+        else if (!queue_ttl_expire(state, job))
+            break; /* the log refuses records now: the next tick retries */
         (*budget)--;
     }
 }

@@ -206,6 +206,30 @@ static void test_delay_and_ttl(void)
     queue_state_destroy(s);
 }
 
+/* Issue 9: a ttl expiry changes what the next checkpoint saves, so it is not best-effort:
+ * while the log refuses records (back pressure) the job stays, still due, and it goes only
+ * with its DELETE logged. A checkpoint taken meanwhile still lists it. */
+static void test_ttl_delete_not_skipped(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t t = put_full(s, "q", 0, 0, 100, -1, NULL, 1000);
+    queue_durable(s, UINT64_MAX, 1000);
+    uint32_t deletes = fake_count_type(RECORD_DELETE);
+    fake.fail = -ENOBUFS;
+    queue_tick(s, 1100);
+    CHECK(queue_peek_id(s, t) != NULL);
+    CHECK_EQ(fake_count_type(RECORD_DELETE), deletes);
+    CHECK(queue_next_deadline_ms(s) <= 1100); /* still due */
+    struct queue_totals totals;
+    queue_totals_get(s, &totals);
+    CHECK_EQ(totals.jobs, 1);
+    fake.fail = 0;
+    queue_tick(s, 1101);
+    CHECK(queue_peek_id(s, t) == NULL);
+    CHECK_EQ(fake_count_type(RECORD_DELETE), deletes + 1);
+    queue_state_destroy(s);
+}
+
 static void test_lease_expiry_redelivery_and_max_attempts(void)
 {
     struct queue_state *s = make_state();
@@ -1272,6 +1296,7 @@ int main(void)
     RUN_TEST(test_bodies_inline_and_separate);
     RUN_TEST(test_reserve_queue_preference_and_count);
     RUN_TEST(test_delay_and_ttl);
+    RUN_TEST(test_ttl_delete_not_skipped);
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
     RUN_TEST(test_release_touch_bury_kick_delete);
     RUN_TEST(test_release_on_last_attempt_buries);
