@@ -150,10 +150,13 @@ static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
     if (!fault_matches(fb, op))
         return;
     fb->matched++;
-    bool again = fb->config.sticky && fb->fired && fb->config.kind != FAULT_SHORT_WRITE &&
-                 fb->config.kind != FAULT_SUBMIT_REFUSED;
+    bool again = fb->config.sticky && fb->fired && fb->config.kind != FAULT_SHORT_WRITE;
     if (!again && (fb->fired || fb->config.fail_at == 0 || fb->matched != fb->config.fail_at))
         return;
+    if (again && fb->config.kind == FAULT_SUBMIT_REFUSED) {
+        wrap->faulted = true; /* fault_submit refuses it */
+        return;
+    }
     if (again) {
         fault_stand_in(wrap, fb->config.kind == FAULT_EIO ? -EIO : -ENOSPC);
         return;

@@ -45,7 +45,8 @@ struct fault_config {
     enum fault_kind kind;
     uint32_t op_mask; /* FAULT_OPS_*; 0 = all kinds */
     uint64_t fail_at; /* 1-based index among matching ops; 0 = never fault */
-    bool sticky;      /* EIO/ENOSPC: every matching op from fail_at on fails (a dead disk) */
+    bool sticky;      /* EIO/ENOSPC/SUBMIT_REFUSED: every matching op from fail_at on fails
+                         (a dead disk, a ring that stays full) */
 };
 
 /* Wrap inner. Never fails (allocation failure aborts). */
