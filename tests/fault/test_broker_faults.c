@@ -668,10 +668,10 @@ static bool sweep_one(const struct fault_class *class, enum log_sync_mode mode, 
     return fired;
 }
 
-static void test_sweep(enum log_sync_mode mode)
+/* The clean run of a mode: its checkpoints must have dropped segments, or the sweep would
+ * not test retention at all. */
+static void test_clean(enum log_sync_mode mode)
 {
-    /* The clean run first: its checkpoints must have dropped segments, or the sweep would
-     * not test retention at all. */
     struct broker *b = broker_start(mode, NULL);
     broker_run(b);
     CHECK(b->ckpts_written >= 3);
@@ -682,18 +682,64 @@ static void test_sweep(enum log_sync_mode mode)
     if (clean != 0)
         fprintf(stderr, "clean run (mode %d): %s\n", (int)mode, why);
     CHECK_EQ(clean, 0);
-    uint64_t ops = fault_backend_op_count(b->io);
     fprintf(stderr, "mode %d: clean run %" PRIu64 " ops, %u checkpoints, %u segments dropped\n",
-            (int)mode, ops, b->ckpts_written, b->segments_dropped);
+            (int)mode, fault_backend_op_count(b->io), b->ckpts_written, b->segments_dropped);
     broker_free(b);
-    for (size_t c = 0; c < sizeof(fault_classes) / sizeof(fault_classes[0]); c++) {
-        if (fault_classes[c].always_only && mode != LOG_SYNC_ALWAYS)
-            continue;
-        uint64_t n = 1;
-        while (sweep_in_time() && sweep_one(&fault_classes[c], mode, n))
-            n++;
-        fprintf(stderr, "  %-15s swept N = 1..%" PRIu64 "%s\n", fault_classes[c].name, n - 1,
-                sweep_in_time() ? "" : " (time budget reached)");
+}
+
+#define SWEEP_MODES 2u
+#define SWEEP_CLASSES (sizeof(fault_classes) / sizeof(fault_classes[0]))
+
+/* One (mode, class) of the sweep: N below limit fault an op; runs counts the runs made. */
+struct sweep_cell {
+    uint64_t limit; /* the first N whose fault never fired (UINT64_MAX: not found yet) */
+    uint64_t runs;
+};
+
+/*
+ * Every N of every class and mode, in SWEEP_STRIDE interleaved passes (N = 1, 1 + stride,
+ * ..., then 2, 2 + stride, ...): when the time budget cuts a loaded machine's sweep short,
+ * what was run is spread over every class and every part of the workload, not the first
+ * classes whole and the rest not at all.
+ */
+#define SWEEP_STRIDE 8u
+
+static void sweep_pass(struct sweep_cell cells[SWEEP_MODES][SWEEP_CLASSES], uint32_t offset)
+{
+    static const enum log_sync_mode modes[SWEEP_MODES] = {LOG_SYNC_ALWAYS, LOG_SYNC_INTERVAL};
+    for (uint32_t m = 0; m < SWEEP_MODES; m++) {
+        for (size_t c = 0; c < SWEEP_CLASSES; c++) {
+            if (fault_classes[c].always_only && modes[m] != LOG_SYNC_ALWAYS)
+                continue;
+            struct sweep_cell *cell = &cells[m][c];
+            for (uint64_t n = 1 + offset; n < cell->limit && sweep_in_time();
+                 n += SWEEP_STRIDE) {
+                cell->runs++;
+                if (!sweep_one(&fault_classes[c], modes[m], n))
+                    cell->limit = n;
+            }
+        }
+    }
+}
+
+static void test_sweep(void)
+{
+    struct sweep_cell cells[SWEEP_MODES][SWEEP_CLASSES];
+    for (uint32_t m = 0; m < SWEEP_MODES; m++)
+        for (size_t c = 0; c < SWEEP_CLASSES; c++)
+            cells[m][c] = (struct sweep_cell){.limit = UINT64_MAX};
+    uint32_t offset = 0;
+    for (; offset < SWEEP_STRIDE && sweep_in_time(); offset++)
+        sweep_pass(cells, offset);
+    bool whole = offset == SWEEP_STRIDE && sweep_in_time();
+    for (uint32_t m = 0; m < SWEEP_MODES; m++) {
+        for (size_t c = 0; c < SWEEP_CLASSES; c++) {
+            const struct sweep_cell *cell = &cells[m][c];
+            if (cell->runs == 0)
+                continue;
+            fprintf(stderr, "  mode %u %-15s %" PRIu64 " runs%s\n", m, fault_classes[c].name,
+                    cell->runs, whole ? " (every op)" : " (time budget reached: part of the ops)");
+        }
     }
 }
 
@@ -705,8 +751,9 @@ int main(void)
     test_ack_after_anchor(MEMFS_IMAGE_ALL, true);
     test_ack_after_anchor(MEMFS_IMAGE_ALL, false);
     test_ack_after_anchor(MEMFS_IMAGE_DURABLE, false);
-    test_sweep(LOG_SYNC_ALWAYS);
-    test_sweep(LOG_SYNC_INTERVAL);
+    test_clean(LOG_SYNC_ALWAYS);
+    test_clean(LOG_SYNC_INTERVAL);
+    test_sweep();
     if (sweep_failures > 0)
         fprintf(stderr, "%u sweep runs failed\n", sweep_failures);
     return check_exit();
