@@ -586,6 +586,9 @@ static void test_ack_after_anchor(enum memfs_image_kind kind, bool fail_ack_batc
                                    .fail_at = 1};
         fault_backend_arm(b->io, &eio);
         log_tick(b->log); /* the acks' batch: its write fails, the log is poisoned */
+        for (uint32_t i = 0; i < BROKER_DRAIN_TURNS_MAX && b->error == 0; i++)
+            REQUIRE(io_backend_poll(b->io, true) >= 0);
+        CHECK(b->error != 0);
     }
     uint8_t *payload;
     uint32_t len;

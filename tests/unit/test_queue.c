@@ -1226,6 +1226,42 @@ static void test_checkpoint_walk_while_changing(void)
     }
 }
 
+/* Issue 9: a checkpoint hands out the segments its payload needs: those of the PUT records
+ * of the jobs it saves as live, each once, ascending, whatever the order the walk met them
+ * in; a job acked after the anchor still counts, one acked before does not. */
+static void test_checkpoint_segments(void)
+{
+    struct queue_state *s = make_state();
+    static const uint64_t segments[] = {7, 3, 3, 9, 5, 3, 11};
+    uint64_t ids[sizeof(segments) / sizeof(segments[0])];
+    for (size_t i = 0; i < sizeof(segments) / sizeof(segments[0]); i++) {
+        fake.segment_id = segments[i];
+        ids[i] = put(s, "q", 0, 1);
+    }
+    struct job *gone = reserve1(s, "q", 1, NULL); /* acked before the anchor: segment 7 */
+    REQUIRE(gone != NULL && gone->id == ids[0]);
+    CHECK_EQ(queue_ack(s, gone->id, gone->lease_token, NULL, 0, 1), 0);
+    queue_checkpoint_begin(s);
+    CHECK(!queue_checkpoint_step(s, 1));
+    struct job *late = reserve1(s, "q", 2, NULL); /* acked after the anchor: segment 3 */
+    REQUIRE(late != NULL && late->id == ids[1]);
+    CHECK_EQ(queue_ack(s, late->id, late->lease_token, NULL, 0, 2), 0);
+    CHECK(queue_checkpoint_step(s, 100));
+    uint8_t *payload;
+    uint32_t len;
+    struct queue_segment_set needed;
+    REQUIRE(queue_checkpoint_finish(s, &payload, &len, &needed) == 0);
+    static const uint64_t want[] = {3, 5, 9, 11};
+    CHECK_EQ(needed.count, sizeof(want) / sizeof(want[0]));
+    for (uint32_t i = 0; i < needed.count && i < sizeof(want) / sizeof(want[0]); i++)
+        CHECK_EQ(needed.ids[i], want[i]);
+    CHECK(!queue_segment_set_has(&needed, 7));
+    CHECK(queue_segment_set_has(&needed, 11));
+    queue_segment_set_free(&needed);
+    free(payload);
+    queue_state_destroy(s);
+}
+
 /* The job the walk would visit next leaves its queue (deleted, or acked into the DONE list):
  * the walk goes on with the job after it and misses none. */
 static void test_checkpoint_walk_cursor_job_leaves(void)
@@ -1320,6 +1356,7 @@ int main(void)
     RUN_TEST(test_checkpoint_v3_compact_roundtrip);
     RUN_TEST(test_checkpoint_walk_while_changing);
     RUN_TEST(test_checkpoint_walk_cursor_job_leaves);
+    RUN_TEST(test_checkpoint_segments);
     RUN_TEST(test_checkpoint_walk_abort);
     fake_reset();
     return check_exit();
