@@ -6,8 +6,10 @@
  * Every client operation follows one order: validate, encode its record, emit, and only when
  * the emit succeeded change the state. So an emit refused for back pressure (-ENOBUFS) leaves
  * nothing half done and the server can simply retry the request later. Internal transitions
- * (lease expiry, ttl, a dead job after its last attempt) emit best-effort: replay derives the
+ * (lease expiry, a dead job after its last attempt) emit best-effort: replay derives the
  * same outcome from PUT and LEASE records, so a skipped record loses nothing but log detail.
+ * A ttl expiry is not one of them: it takes the job out of the state the next checkpoint
+ * saves, so its DELETE is logged first, like a client's delete, or the job stays (issue 9).
  *
  * Allocation failure aborts (the Redis zmalloc stance): every structure here is bounded by
  * the number of live jobs, which the per-queue limits and the disk bound.
@@ -1205,10 +1207,12 @@ void queue_lease_expire(struct queue_state *state, struct job *job, struct queue
     lease_end(state, job, now);
 }
 
-void queue_ttl_expire(struct queue_state *state, struct job *job)
+bool queue_ttl_expire(struct queue_state *state, struct job *job)
 {
     uint8_t buf[RECORD_DELETE_SIZE];
     size_t len = record_delete_encode(job->id, RECORD_DELETE_TTL, buf);
-    (void)emit(state, RECORD_DELETE, buf, len, NULL);
+    if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
+        return false; /* the job stays, due at once: the next tick tries again */
     queue_job_remove(state, job);
+    return true;
 }

@@ -398,8 +398,20 @@ void queue_recover_finish(struct queue_state *state, struct queue_time now);
  * time; abort drops one. queue_checkpoint_encode does all three at once. */
 void queue_checkpoint_begin(struct queue_state *state);
 bool queue_checkpoint_step(struct queue_state *state, uint32_t jobs_max);
+/* The segments a payload needs: the distinct segment ids of the PUT records of the jobs it
+ * records as live (their bodies are read back from there at restart), ascending. Retention
+ * may drop a segment only if it is not among them (retention.h). ids is malloc'ed. */
+struct queue_segment_set {
+    uint64_t *ids;
+    uint32_t count;
+    uint32_t capacity;
+};
+void queue_segment_set_free(struct queue_segment_set *set);
+bool queue_segment_set_has(const struct queue_segment_set *set, uint64_t segment_id);
+/* segments (may be NULL) receives the payload's segment set; the caller frees both. */
 SPOOL_MUST_USE int queue_checkpoint_finish(struct queue_state *state, uint8_t **out,
-                                           uint32_t *out_len);
+                                           uint32_t *out_len,
+                                           struct queue_segment_set *segments);
 void queue_checkpoint_abort(struct queue_state *state);
 bool queue_checkpoint_active(const struct queue_state *state);
 SPOOL_MUST_USE int queue_checkpoint_encode(struct queue_state *state, uint8_t **out,

@@ -84,8 +84,9 @@ void queue_purge_apply(struct queue_state *state, struct queue *queue);
 void queue_serve(struct queue_state *state, struct queue_time now);
 /* Timers (queue_timer.c) call these transitions of queue.c. */
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now);
-/* TTL ran out for a job not reserved: gone, logged best-effort (replay re-derives it). */
-void queue_ttl_expire(struct queue_state *state, struct job *job);
+/* TTL ran out for a job not reserved: gone once its DELETE is logged. False when the emit
+ * was refused (back pressure, a full disk): the job is untouched, still due. */
+bool queue_ttl_expire(struct queue_state *state, struct job *job);
 /* The job settled (DONE, DEAD) or is gone (found false): wake every waiter on it. */
 void queue_notify_waiters(struct queue_state *state, struct job *job, bool found);
 /* Time (queue_timer.c). The monotonic instant of a Unix-ms time, never before it: now's

@@ -361,7 +361,57 @@ struct checkpoint_walk {
     uint32_t queue_count;
     uint32_t queue_at;           /* the queue being walked */
     struct list_link *cursor;    /* next live link to visit in it; NULL: from its head */
+    struct queue_segment_set segments; /* of the jobs encoded so far */
 };
+
+void queue_segment_set_free(struct queue_segment_set *set)
+{
+    free(set->ids);
+    memset(set, 0, sizeof(*set));
+}
+
+/* The first index whose id is >= segment_id. */
+static uint32_t segment_set_lower(const struct queue_segment_set *set, uint64_t segment_id)
+{
+    uint32_t lo = 0, hi = set->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (set->ids[mid] < segment_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+bool queue_segment_set_has(const struct queue_segment_set *set, uint64_t segment_id)
+{
+    uint32_t at = segment_set_lower(set, segment_id);
+    return at < set->count && set->ids[at] == segment_id;
+}
+
+/* Jobs are walked in id order, so their segments come up in runs, mostly ascending: the
+ * newest id answers most calls; the rest is a binary search and, once per segment, an insert
+ * (a log has at most a few thousand segments). */
+static void segment_set_add(struct queue_segment_set *set, uint64_t segment_id)
+{
+    if (segment_id == 0)
+        return; /* tests without a log */
+    if (set->count > 0 && set->ids[set->count - 1] == segment_id)
+        return;
+    uint32_t at = segment_set_lower(set, segment_id);
+    if (at < set->count && set->ids[at] == segment_id)
+        return;
+    if (set->count == set->capacity) {
+        set->capacity = set->capacity == 0 ? 64 : set->capacity * 2;
+        set->ids = realloc(set->ids, set->capacity * sizeof(*set->ids));
+        SPOOL_ASSERT(set->ids != NULL);
+    }
+    memmove(set->ids + at + 1, set->ids + at, (set->count - at) * sizeof(*set->ids));
+    set->ids[at] = segment_id;
+    set->count++;
+    SPOOL_ASSERT(at == 0 || set->ids[at - 1] < segment_id);
+}
 
 static void encode_idem(struct writer *w, const struct queue_state *state)
 {
@@ -428,6 +478,7 @@ void queue_checkpoint_capture(struct queue_state *state, struct job *job)
     SPOOL_ASSERT(job->state != JOB_DONE); /* DONE jobs at the anchor went to the tail */
     job->checkpoint_epoch = walk->epoch;
     encode_job(&walk->main, job, job->queue->checkpoint_index, &walk->prev);
+    segment_set_add(&walk->segments, job->pos.segment_id);
     walk->job_count++;
 }
 
@@ -467,6 +518,7 @@ static void walk_free(struct checkpoint_walk *walk)
     free(walk->main.buf);
     free(walk->tail.buf);
     free(walk->queues);
+    queue_segment_set_free(&walk->segments);
     free(walk);
 }
 
@@ -478,7 +530,8 @@ void queue_checkpoint_abort(struct queue_state *state)
     state->walk = NULL;
 }
 
-int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *out_len)
+int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *out_len,
+                            struct queue_segment_set *segments)
 {
     struct checkpoint_walk *walk = state->walk;
     SPOOL_ASSERT(walk != NULL);
@@ -496,6 +549,10 @@ int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *
     *out = walk->main.buf;
     *out_len = (uint32_t)len;
     walk->main.buf = NULL;
+    if (segments != NULL) {
+        *segments = walk->segments;
+        memset(&walk->segments, 0, sizeof(walk->segments));
+    }
     walk_free(walk);
     return 0;
 }
@@ -505,7 +562,7 @@ int queue_checkpoint_encode(struct queue_state *state, uint8_t **out, uint32_t *
     queue_checkpoint_begin(state);
     bool complete = queue_checkpoint_step(state, UINT32_MAX);
     SPOOL_ASSERT(complete);
-    return queue_checkpoint_finish(state, out, out_len);
+    return queue_checkpoint_finish(state, out, out_len, NULL);
 }
 
 static int load_queues(struct queue_state *state, struct cursor *c, uint32_t count,

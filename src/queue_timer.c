@@ -172,8 +172,8 @@ static void tick_jobs(struct queue_state *state, struct queue_time now, uint32_t
            job->expires_at_ns <= now.mono_ns) {
         if (job->state == JOB_RESERVED || job->state == JOB_PENDING)
             heap_remove(&state->ttl_heap, job); /* back in when the lease ends */
-        else
-            queue_ttl_expire(state, job);
+        else if (!queue_ttl_expire(state, job))
+            break; /* the log refuses records now: the next tick retries */
         (*budget)--;
     }
 }

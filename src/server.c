@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "retention.h"
 #include "slog.h"
 
 /* Shutdown waits this long for in-flight commits and output before giving up on output. */
@@ -659,26 +660,6 @@ static void checkpoint_done(void *ctx, int error)
     }
 }
 
-/* Sealed segments that hold no live job and lie wholly below the anchor. */
-static uint32_t retention_drop_list(struct server *server, uint64_t anchor, uint64_t **out)
-{
-    uint32_t count = log_segment_count(server->log);
-    uint64_t current = log_current_segment_id(server->log);
-    uint64_t *drop = calloc(count + 1u, sizeof(*drop));
-    SPOOL_ASSERT(drop != NULL);
-    uint32_t n = 0;
-    for (uint32_t i = 0; i + 1 < count; i++) {
-        uint64_t id = log_segment_id(server->log, i);
-        uint64_t next = log_segment_id(server->log, i + 1);
-        if (id == current || next > anchor)
-            continue;
-        if (queue_segment_live(server->queues, id) == 0)
-            drop[n++] = id;
-    }
-    *out = drop;
-    return n;
-}
-
 /* A sealed segment holds no live job: a checkpoint now would drop it and give space back. */
 static bool retention_droppable(const struct server *server)
 {
@@ -749,13 +730,17 @@ static bool checkpoint_write(struct server *server)
     int64_t write_started_ns = mono_ns();
     uint8_t *payload;
     uint32_t len;
-    if (queue_checkpoint_finish(server->queues, &payload, &len) != 0) {
+    struct queue_segment_set needed;
+    if (queue_checkpoint_finish(server->queues, &payload, &len, &needed) != 0) {
         slog_error("msg=\"checkpoint too large to encode\"");
         checkpoint_skip(server);
         return false;
     }
+    /* What the payload itself needs, not the live counts of now: acks after the anchor may
+     * still fail with the log (retention.h). */
     uint64_t *drop;
-    uint32_t drop_count = retention_drop_list(server, anchor, &drop);
+    uint32_t drop_count = retention_drop_list(server->log, &needed, anchor, &drop);
+    queue_segment_set_free(&needed);
     /* The payload goes to the log as it is (tens of MiB with a large backlog: no copy). */
     reserve_release(server, len);
     int rc = log_checkpoint_give(server->log, anchor, payload, len, drop, drop_count,

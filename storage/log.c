@@ -836,6 +836,10 @@ static void log_free(struct log *log)
         int rc = io_sync_simple(log->backend, IO_CLOSE, log->spare_fd);
         (void)rc; /* the spare holds nothing; the next run reuses its file */
     }
+    if (log->ckpt_fd >= 0) {
+        int rc = io_sync_simple(log->backend, IO_CLOSE, log->ckpt_fd);
+        (void)rc; /* a failed checkpoint's temp file, whose close could not be queued */
+    }
     for (uint32_t i = 0; i < LOG_READS_MAX; i++)
         free(log->reads[i].buf);
     log_checkpoint_free(log);
@@ -918,10 +922,12 @@ static void log_drain(struct log *log)
 {
     while (true) {
         log_tick(log);
-        /* The disk is full: the commit waiting for a new segment cannot become durable now,
-         * but every other op in flight (reads, a checkpoint, closes) must still complete
-         * before the log that owns their io_ops is freed. */
-        bool stuck = log->step == COMMIT_ENOSPC_WAIT && log_now_ns(log) < log->enospc_retry_ns;
+        /* The disk is full: the commit waiting for a new segment cannot become durable now
+         * (nor ever, once the log is poisoned: log_tick retries nothing then), but every
+         * other op in flight (reads, a checkpoint, closes) must still complete before the
+         * log that owns their io_ops is freed. */
+        bool stuck = log->step == COMMIT_ENOSPC_WAIT &&
+                     (log->error != 0 || log_now_ns(log) < log->enospc_retry_ns);
         bool busy = (log->step != COMMIT_IDLE && !stuck) || log->isync_active ||
                     log->ckpt_step != CKPT_IDLE || log->reads_active > 0 ||
                     log->closes_pending > 0 || log_spare_busy(log) ||

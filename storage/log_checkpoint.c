@@ -14,6 +14,15 @@
  * one with (possibly) some dropped segments still present; recovery deletes those again.
  * A failure of the checkpoint's own file is reported to done and leaves the log usable; a
  * failed fdatasync of the log itself poisons it.
+ *
+ * On a poisoned log the chain goes no further: whatever step completes next ends it with the
+ * poisoning error (closing the temp file first), so no new checkpoint is renamed into place
+ * and no segment is unlinked once a write or fdatasync of the log failed; the restart
+ * recovers from the checkpoint that stood before and the log as it is.
+ *
+ * The temp file's fd is never lost: any failure after the open, a refused submit included,
+ * closes it before done hears the error. If even that close cannot be queued, the fd stays in
+ * ckpt_fd and the next checkpoint closes it first (CKPT_CLOSE_STALE), or log_close does.
  */
 #include "log_internal.h"
 
@@ -87,6 +96,7 @@ static int log_checkpoint_submit(struct log *log)
         op->kind = IO_FDATASYNC;
         break;
     case CKPT_CLOSE:
+    case CKPT_CLOSE_STALE:
         op->kind = IO_CLOSE;
         break;
     case CKPT_RENAME:
@@ -108,13 +118,15 @@ static int log_checkpoint_submit(struct log *log)
     return io_submit(log->backend, op);
 }
 
-/* From a completion: go on to step, or end with the submit error. */
+static void log_checkpoint_failed(struct log *log, int error);
+
+/* From a completion: go on to step, or fail with the submit error. */
 static void log_checkpoint_next(struct log *log, enum log_checkpoint_step step)
 {
     log->ckpt_step = step;
     int rc = log_checkpoint_submit(log);
     if (rc < 0)
-        log_checkpoint_end(log, rc);
+        log_checkpoint_failed(log, rc);
 }
 
 /* After the checkpoint is durable: unlink the next dropped segment, or finish. */
@@ -136,15 +148,18 @@ static void log_checkpoint_drop_next(struct log *log)
     log_checkpoint_end(log, 0);
 }
 
+/* The chain fails with error (the first failure is the one reported): close the temp file
+ * if it is open, then end. A close that cannot be queued leaves the fd for later. */
 static void log_checkpoint_failed(struct log *log, int error)
 {
-    if (log->ckpt_fd >= 0 && log->ckpt_step != CKPT_CLOSE) {
-        /* Close the temp file; the error is reported once the close completes. */
+    SPOOL_ASSERT(error < 0);
+    if (log->ckpt_error == 0)
         log->ckpt_error = error;
-        log_checkpoint_next(log, CKPT_CLOSE);
+    if (log->ckpt_fd >= 0 && log->ckpt_step != CKPT_CLOSE) {
+        log_checkpoint_next(log, CKPT_CLOSE); /* its completion reports ckpt_error */
         return;
     }
-    log_checkpoint_end(log, error);
+    log_checkpoint_end(log, log->ckpt_error);
 }
 
 /* A checkpoint step succeeded with result rc: go on to the next one. */
@@ -159,7 +174,7 @@ static void log_checkpoint_advance(struct log *log, int64_t rc)
         log_checkpoint_next(log, CKPT_OPEN);
         return;
     case CKPT_OPEN:
-        log->ckpt_fd = (int)rc;
+        SPOOL_ASSERT(log->ckpt_fd == (int)rc); /* set by log_checkpoint_done */
         log_checkpoint_next(log, CKPT_WRITE);
         return;
     case CKPT_WRITE:
@@ -185,6 +200,9 @@ static void log_checkpoint_advance(struct log *log, int64_t rc)
     case CKPT_DROP_DIR_SYNC:
         log_checkpoint_end(log, 0);
         return;
+    case CKPT_CLOSE_STALE:
+        log_checkpoint_next(log, log->ckpt_sync_target > 0 ? CKPT_SYNC_LOG : CKPT_OPEN);
+        return;
     default:
         SPOOL_ASSERT(!"checkpoint completion while idle");
     }
@@ -195,31 +213,31 @@ static void log_checkpoint_done(struct io_op *op)
     struct log *log = op->ctx;
     int64_t rc = op->result;
     enum log_checkpoint_step step = log->ckpt_step;
-    if (step == CKPT_CLOSE) {
-        log->ckpt_fd = -1;
-        if (log->ckpt_error != 0) {
-            log_checkpoint_end(log, log->ckpt_error); /* the failure that made us close */
-            return;
-        }
+    if (step == CKPT_CLOSE || step == CKPT_CLOSE_STALE)
+        log->ckpt_fd = -1; /* closed even when close reports an error */
+    if (step == CKPT_CLOSE && log->ckpt_error != 0) {
+        log_checkpoint_end(log, log->ckpt_error); /* the failure that made us close */
+        return;
     }
+    if (step == CKPT_CLOSE_STALE)
+        rc = 0; /* a leftover of an earlier chain: its outcome does not matter to this one */
+    if (step == CKPT_OPEN && rc >= 0)
+        log->ckpt_fd = (int)rc;
     if (step == CKPT_WRITE && rc == 0)
         rc = -EIO; /* a write that makes no progress would loop forever */
     if (step == CKPT_UNLINK && rc == -ENOENT)
         rc = 0;
-    if (rc >= 0) {
-        log_checkpoint_advance(log, rc);
-        return;
-    }
-    if (step == CKPT_SYNC_LOG) {
+    if (step == CKPT_SYNC_LOG && rc < 0)
         log_poison(log, (int)rc); /* the log's own fdatasync failed */
-        log_checkpoint_end(log, (int)rc);
-        return;
-    }
-    if (step == CKPT_WRITE || step == CKPT_SYNC) {
+    if (rc < 0) {
         log_checkpoint_failed(log, (int)rc);
         return;
     }
-    log_checkpoint_end(log, (int)rc);
+    if (log->error != 0) {
+        log_checkpoint_failed(log, log->error); /* poisoned meanwhile: rename and unlink nothing */
+        return;
+    }
+    log_checkpoint_advance(log, rc);
 }
 
 /* May segment id be dropped by a checkpoint anchored at anchor_seq? */
@@ -329,6 +347,8 @@ int log_checkpoint_give(struct log *log, uint64_t anchor_seq, void *payload,
     } else {
         log->ckpt_step = CKPT_OPEN;
     }
+    if (log->ckpt_fd >= 0)
+        log->ckpt_step = CKPT_CLOSE_STALE; /* then the step chosen above */
     rc = log_checkpoint_submit(log);
     if (rc < 0) {
         log->ckpt_step = CKPT_IDLE;

@@ -86,6 +86,7 @@ enum log_checkpoint_step {
     CKPT_DIR_SYNC,
     CKPT_UNLINK,
     CKPT_DROP_DIR_SYNC,
+    CKPT_CLOSE_STALE, /* first close the temp file of a failed chain whose close was refused */
 };
 
 struct log_read_slot {
@@ -190,8 +191,8 @@ struct log {
     uint64_t ckpt_len;     /* the whole file */
     uint64_t ckpt_written;
     uint64_t ckpt_sync_target;
-    int ckpt_fd;
-    int ckpt_error; /* a failure reported once the temp file is closed */
+    int ckpt_fd;    /* the temp file, while open (also after a chain whose close was refused) */
+    int ckpt_error; /* the first failure, reported once the temp file is closed */
     uint64_t *ckpt_drop;
     uint32_t ckpt_drop_count;
     uint32_t ckpt_drop_index;

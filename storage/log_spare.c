@@ -25,8 +25,10 @@
  * log_space_low() is true. Before it begins, the free space is checked (log_space_check): a
  * spare the file system cannot hold is not begun at all.
  *
- * Invariants: at most one spare op in flight; spare_fd >= 0 exactly in SPARE_READY (and
- * while its chain holds the file); nothing durable ever depends on the spare's content.
+ * Invariants: at most one spare op in flight; spare_fd >= 0 in SPARE_READY, while its chain
+ * holds the file, and in SPARE_NONE after a submit was refused with the file open (the next
+ * attempt closes and unlinks it before making a new one: an fd is never dropped); nothing
+ * durable ever depends on the spare's content.
  */
 #include "log_internal.h"
 
@@ -78,10 +80,9 @@ static void log_spare_submit(struct log *log, enum log_spare_state state)
         SPOOL_ASSERT(!"no op for this spare state");
     }
     if (io_submit(log->backend, op) < 0) {
-        /* Could not even queue it: give the fd up (it leaks until exit only if the close
-         * itself could not be queued) and try again later. */
+        /* Could not even queue it: try again later. A file already open stays in spare_fd,
+         * and the next attempt begins by closing it (log_spare_tick), or log_close does. */
         log->spare_state = SPARE_NONE;
-        log->spare_fd = -1;
         log->spare_low = true;
         log->spare_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
     }
@@ -173,6 +174,11 @@ void log_spare_tick(struct log *log, int64_t now)
         return;
     if (log->spare_state != SPARE_NONE || now < log->spare_retry_ns)
         return;
+    if (log->spare_fd >= 0) {
+        /* A submit was refused with the file open: close and unlink it first. */
+        log_spare_submit(log, SPARE_UNDO_CLOSE);
+        return;
+    }
     char msg[160];
     if (log_space_check(log, log->config.segment_size_bytes, msg, sizeof(msg)) == -ENOSPC) {
         /* Not even begun: a spare the disk cannot hold is never preallocated or zeroed. */

@@ -118,6 +118,8 @@ static bool fault_matches(const struct fault_backend *fb, const struct io_op *op
         return false;
     if (fb->config.kind == FAULT_SHORT_WRITE)
         return op->kind == IO_WRITE && op->len >= 2;
+    if (fb->config.kind == FAULT_SUBMIT_REFUSED)
+        return true;
     return fb->config.kind != FAULT_NONE;
 }
 
@@ -151,6 +153,10 @@ static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
     bool again = fb->config.sticky && fb->fired && fb->config.kind != FAULT_SHORT_WRITE;
     if (!again && (fb->fired || fb->config.fail_at == 0 || fb->matched != fb->config.fail_at))
         return;
+    if (again && fb->config.kind == FAULT_SUBMIT_REFUSED) {
+        wrap->faulted = true; /* fault_submit refuses it */
+        return;
+    }
     if (again) {
         fault_stand_in(wrap, fb->config.kind == FAULT_EIO ? -EIO : -ENOSPC);
         return;
@@ -171,6 +177,7 @@ static void fault_decide(struct fault_backend *fb, struct fault_wrap *wrap)
         wrap->inner.len = op->len / 2;
         fb->cancel_next = linked;
         return;
+    case FAULT_SUBMIT_REFUSED: /* fault_submit refuses it */
     case FAULT_NONE:
         return;
     }
@@ -189,6 +196,11 @@ static int fault_submit(struct io_backend *backend, struct io_op *op)
     wrap->fb = fb;
     fb->op_count++;
     fault_decide(fb, wrap);
+    if (wrap->faulted && fb->config.kind == FAULT_SUBMIT_REFUSED) {
+        fb->fired_done = true; /* nothing will complete: the refusal is the whole fault */
+        free(wrap);
+        return -EAGAIN;
+    }
     int rc = io_submit(fb->inner, &wrap->inner);
     if (rc < 0) {
         free(wrap);
@@ -295,4 +307,24 @@ uint64_t fault_backend_fired_offset(const struct io_backend *backend)
 const char *fault_backend_fired_file(const struct io_backend *backend)
 {
     return fault_cast(backend)->fired_file;
+}
+
+uint32_t fault_backend_open_count(const struct io_backend *backend)
+{
+    const struct fault_backend *fb = fault_cast(backend);
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < FAULT_FILES_MAX; i++)
+        count += fb->files[i].fd >= 0 ? 1u : 0u;
+    return count;
+}
+
+void fault_backend_arm(struct io_backend *backend, const struct fault_config *config)
+{
+    struct fault_backend *fb = (struct fault_backend *)backend;
+    SPOOL_ASSERT(fault_cast(backend) == fb);
+    SPOOL_ASSERT(config != NULL);
+    fb->config = *config;
+    fb->matched = 0;
+    fb->fired = false;
+    fb->fired_done = false;
 }

@@ -5,6 +5,8 @@
  * - FAULT_EIO / FAULT_ENOSPC: the op does not run; it completes with -EIO / -ENOSPC.
  * - FAULT_SHORT_WRITE: a WRITE of len >= 2 runs with half its length (rounded down) and
  *   completes with that count, as a full disk or a signal can make a real write do.
+ * - FAULT_SUBMIT_REFUSED: the op is not queued at all: submit returns -EAGAIN (a full ring)
+ *   and its done never runs.
  * Nothing else changes: every other op passes through to the inner backend untouched. With
  * sticky, every matching op from the Nth on fails the same way (a disk that died).
  *
@@ -28,6 +30,7 @@ enum fault_kind {
     FAULT_EIO,
     FAULT_ENOSPC,
     FAULT_SHORT_WRITE,
+    FAULT_SUBMIT_REFUSED,
 };
 
 /* The kind filter: a set of enum io_op_kind bits. */
@@ -42,7 +45,8 @@ struct fault_config {
     enum fault_kind kind;
     uint32_t op_mask; /* FAULT_OPS_*; 0 = all kinds */
     uint64_t fail_at; /* 1-based index among matching ops; 0 = never fault */
-    bool sticky;      /* EIO/ENOSPC: every matching op from fail_at on fails (a dead disk) */
+    bool sticky;      /* EIO/ENOSPC/SUBMIT_REFUSED: every matching op from fail_at on fails
+                         (a dead disk, a ring that stays full) */
 };
 
 /* Wrap inner. Never fails (allocation failure aborts). */
@@ -60,5 +64,13 @@ bool fault_backend_fired_done(const struct io_backend *backend);
 enum io_op_kind fault_backend_fired_kind(const struct io_backend *backend);
 uint64_t fault_backend_fired_offset(const struct io_backend *backend); /* READ, WRITE */
 const char *fault_backend_fired_file(const struct io_backend *backend);
+
+/* Files opened through the wrapper and not closed yet (an fd leak shows here). */
+uint32_t fault_backend_open_count(const struct io_backend *backend);
+
+/* Replace the fault from now on: fail_at counts matching ops submitted after this call (the
+ * first next one is 1), as if the wrapper had just been created. For tests that drive the
+ * engine to a chosen moment and then fail its next op of a kind. */
+void fault_backend_arm(struct io_backend *backend, const struct fault_config *config);
 
 #endif

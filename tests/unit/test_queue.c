@@ -232,6 +232,30 @@ static void test_delay_and_ttl(void)
     queue_state_destroy(s);
 }
 
+/* Issue 9: a ttl expiry changes what the next checkpoint saves, so it is not best-effort:
+ * while the log refuses records (back pressure) the job stays, still due, and it goes only
+ * with its DELETE logged. A checkpoint taken meanwhile still lists it. */
+static void test_ttl_delete_not_skipped(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t t = put_full(s, "q", 0, 0, 100, -1, NULL, 1000);
+    queue_durable(s, UINT64_MAX, T(1000));
+    uint32_t deletes = fake_count_type(RECORD_DELETE);
+    fake.fail = -ENOBUFS;
+    queue_tick(s, T(1100));
+    CHECK(queue_peek_id(s, t) != NULL);
+    CHECK_EQ(fake_count_type(RECORD_DELETE), deletes);
+    CHECK(next_deadline_ms(s) <= 1100); /* still due */
+    struct queue_totals totals;
+    queue_totals_get(s, &totals);
+    CHECK_EQ(totals.jobs, 1);
+    fake.fail = 0;
+    queue_tick(s, T(1101));
+    CHECK(queue_peek_id(s, t) == NULL);
+    CHECK_EQ(fake_count_type(RECORD_DELETE), deletes + 1);
+    queue_state_destroy(s);
+}
+
 static void test_lease_expiry_redelivery_and_max_attempts(void)
 {
     struct queue_state *s = make_state();
@@ -1404,7 +1428,7 @@ static void test_checkpoint_walk_while_changing(void)
             walk_random_op(s, &x, now += 3, held, &held_count);
         uint8_t *payload;
         uint32_t len;
-        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len, NULL) == 0);
         CHECK(!queue_checkpoint_active(s));
         int64_t later = now + 10;
         struct queue_state *whole = replay_all(later);
@@ -1419,6 +1443,42 @@ static void test_checkpoint_walk_while_changing(void)
         queue_state_destroy(whole);
         queue_state_destroy(s);
     }
+}
+
+/* Issue 9: a checkpoint hands out the segments its payload needs: those of the PUT records
+ * of the jobs it saves as live, each once, ascending, whatever the order the walk met them
+ * in; a job acked after the anchor still counts, one acked before does not. */
+static void test_checkpoint_segments(void)
+{
+    struct queue_state *s = make_state();
+    static const uint64_t segments[] = {7, 3, 3, 9, 5, 3, 11};
+    uint64_t ids[sizeof(segments) / sizeof(segments[0])];
+    for (size_t i = 0; i < sizeof(segments) / sizeof(segments[0]); i++) {
+        fake.segment_id = segments[i];
+        ids[i] = put(s, "q", 0, 1);
+    }
+    struct job *gone = reserve1(s, "q", 1, NULL); /* acked before the anchor: segment 7 */
+    REQUIRE(gone != NULL && gone->id == ids[0]);
+    CHECK_EQ(queue_ack(s, gone->id, gone->lease_token, NULL, 0, T(1)), 0);
+    queue_checkpoint_begin(s);
+    CHECK(!queue_checkpoint_step(s, 1));
+    struct job *late = reserve1(s, "q", 2, NULL); /* acked after the anchor: segment 3 */
+    REQUIRE(late != NULL && late->id == ids[1]);
+    CHECK_EQ(queue_ack(s, late->id, late->lease_token, NULL, 0, T(2)), 0);
+    CHECK(queue_checkpoint_step(s, 100));
+    uint8_t *payload;
+    uint32_t len;
+    struct queue_segment_set needed;
+    REQUIRE(queue_checkpoint_finish(s, &payload, &len, &needed) == 0);
+    static const uint64_t want[] = {3, 5, 9, 11};
+    CHECK_EQ(needed.count, sizeof(want) / sizeof(want[0]));
+    for (uint32_t i = 0; i < needed.count && i < sizeof(want) / sizeof(want[0]); i++)
+        CHECK_EQ(needed.ids[i], want[i]);
+    CHECK(!queue_segment_set_has(&needed, 7));
+    CHECK(queue_segment_set_has(&needed, 11));
+    queue_segment_set_free(&needed);
+    free(payload);
+    queue_state_destroy(s);
 }
 
 /* The job the walk would visit next leaves its queue (deleted, or acked into the DONE list):
@@ -1442,7 +1502,7 @@ static void test_checkpoint_walk_cursor_job_leaves(void)
         CHECK(queue_checkpoint_step(s, 100));
         uint8_t *payload;
         uint32_t len;
-        REQUIRE(queue_checkpoint_finish(s, &payload, &len) == 0);
+        REQUIRE(queue_checkpoint_finish(s, &payload, &len, NULL) == 0);
         struct queue_config config;
         queue_config_defaults(&config);
         struct queue_state *r = queue_state_create(&config);
@@ -1491,6 +1551,7 @@ int main(void)
     RUN_TEST(test_bodies_inline_and_separate);
     RUN_TEST(test_reserve_queue_preference_and_count);
     RUN_TEST(test_delay_and_ttl);
+    RUN_TEST(test_ttl_delete_not_skipped);
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
     RUN_TEST(test_release_touch_bury_kick_delete);
     RUN_TEST(test_release_on_last_attempt_buries);
@@ -1518,6 +1579,7 @@ int main(void)
     RUN_TEST(test_checkpoint_v3_compact_roundtrip);
     RUN_TEST(test_checkpoint_walk_while_changing);
     RUN_TEST(test_checkpoint_walk_cursor_job_leaves);
+    RUN_TEST(test_checkpoint_segments);
     RUN_TEST(test_checkpoint_walk_abort);
     fake_reset();
     return check_exit();
