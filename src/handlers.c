@@ -83,8 +83,9 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
         reply(conn, opcode, request_id, msg);
         return;
     }
-    if (seq_end <= server->durable_seq_end) {
-        *durability = wire_level(server->durable_level);
+    enum log_durability level = durability_marks_level(&server->durable, seq_end);
+    if (level != 0) {
+        *durability = wire_level(level);
         reply(conn, opcode, request_id, msg);
         return;
     }
@@ -124,12 +125,13 @@ void handler_release_held(struct server *server)
     struct list_link *link;
     while ((link = list_first(&server->held)) != NULL) {
         struct held_reply *held = LIST_ENTRY(link, struct held_reply, link);
-        if (held->seq_end > server->durable_seq_end)
+        enum log_durability level = durability_marks_level(&server->durable, held->seq_end);
+        if (level == 0)
             break;
         list_unlink(link);
         struct conn *conn = conn_by_id(server, held->conn_id);
         if (conn != NULL && !conn->closing) {
-            held->data[WIRE_HEADER_SIZE] = wire_level(server->durable_level);
+            held->data[WIRE_HEADER_SIZE] = wire_level(level);
             if (wire_buf_reserve(&conn->out, held->len) == 0) {
                 memcpy(conn->out.data + conn->out.len, held->data, held->len);
                 conn->out.len += held->len;

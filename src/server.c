@@ -101,10 +101,9 @@ static void on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability 
         server->fatal_error = error;
         return;
     }
-    /* Applied in the loop, outside the engine's completion. */
-    if (durable_seq_end > server->durable_seq_end)
-        server->durable_seq_end = durable_seq_end;
-    server->durable_level = level;
+    /* Applied in the loop, outside the engine's completion. Each reply's level is computed
+     * from its own horizon when it is released (handlers.c), not from this report's. */
+    durability_marks_report(&server->durable, durable_seq_end, level);
     server->commits++;
 }
 
@@ -426,9 +425,8 @@ static int recover(struct server *server)
     server->checkpoint_payload_bytes = checkpoint_len; /* sizes the checkpoint reserve */
     if (rc != 0)
         return rc;
-    server->durable_seq_end = log_durable_seq_end(server->log);
+    durability_marks_init(&server->durable, log_durable_seq_end(server->log));
     server->emit_seq_max = log_next_seq(server->log) - 1;
-    server->durable_level = LOG_DURABLE_SYNCED;
     queue_set_emit(server->queues, server_emit, server);
     queue_recover_finish(server->queues, server_now_ms());
     rc = bodies_load(server);
@@ -819,10 +817,11 @@ static void space_watch(struct server *server)
 /* A new durable watermark: replies go out, puts become visible, stalled requests run again. */
 static void durable_apply(struct server *server)
 {
-    if (server->durable_seq_end <= server->durable_applied)
+    uint64_t written_end = server->durable.written_end;
+    if (written_end <= server->durable_applied)
         return;
-    server->durable_applied = server->durable_seq_end;
-    queue_durable(server->queues, server->durable_seq_end, server_now_ms());
+    server->durable_applied = written_end;
+    queue_durable(server->queues, written_end, server_now_ms());
     handler_release_held(server);
     /* The full batch can go to disk now, which frees the open batch for stalled requests. */
     log_tick(server->log);

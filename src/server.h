@@ -32,6 +32,7 @@
 #include <sys/signalfd.h>
 
 #include "config.h"
+#include "durability.h"
 #include "list.h"
 #include "log.h"
 #include "map.h"
@@ -108,7 +109,7 @@ struct conn {
 struct held_reply {
     struct list_link link;
     uint64_t conn_id;
-    uint64_t seq_end; /* released when durable_seq_end >= seq_end */
+    uint64_t seq_end; /* released when durable.written_end >= seq_end */
     size_t len;
     uint8_t data[];
 };
@@ -139,9 +140,10 @@ struct server {
     struct list_link held;     /* held_reply, seq order */
     struct wire_buf reply_scratch; /* where held replies are encoded before they are copied */
     struct list_link to_flush; /* conns given output outside their own run (conn_flush_later) */
-    uint64_t durable_seq_end;
-    uint64_t durable_applied; /* watermark the loop has acted on */
-    enum log_durability durable_level;
+    /* What the log reported: written and synced watermarks apart, so that a reply claims
+     * SYNCED only when its own records were fdatasync'ed (durability.h). */
+    struct durability_marks durable;
+    uint64_t durable_applied; /* written watermark the loop has acted on */
     int64_t stop_started_ms;
     uint64_t emit_seq_max; /* seq of the last record appended */
     bool log_full;
