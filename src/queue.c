@@ -644,6 +644,11 @@ static int put_validate(const struct queue_state *state, const struct queue_put_
     return 0;
 }
 
+int queue_put_check(const struct queue_state *state, const struct queue_put_args *args)
+{
+    return put_validate(state, args);
+}
+
 int queue_put(struct queue_state *state, const struct queue_put_args *args, int64_t now_ms,
               uint64_t *id, bool *duplicate, uint64_t *seq)
 {

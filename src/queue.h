@@ -234,6 +234,11 @@ struct queue_put_args {
     uint32_t body_len;
 };
 
+/* The arguments queue_put would refuse with QUEUE_EINVAL (0 when valid): a batch checks every
+ * job before it puts the first. */
+SPOOL_MUST_USE int queue_put_check(const struct queue_state *state,
+                                   const struct queue_put_args *args);
+
 /* Put a job (PENDING until queue_durable covers its record). *id: the new job's id, or with
  * *duplicate the id of the job that first used the key within the window; *seq: the PUT
  * record's seq (the reply waits for it to be durable). Errors: QUEUE_EINVAL, QUEUE_EFULL,

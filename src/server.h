@@ -98,7 +98,7 @@ struct conn {
     struct list_link link;     /* server.conns */
     struct list_link run_link; /* server.runnable or server.stalled */
     struct list_link flush_link; /* server.to_flush: output to send at the end of the turn */
-    /* A PUT_BATCH or ACK_BATCH cut short by back pressure resumes here. */
+    /* An ACK_BATCH cut short by back pressure resumes here (a PUT_BATCH never is: handlers.c). */
     uint32_t batch_done;
     uint64_t batch_request_id;
     uint64_t batch_seq_end; /* horizon of the records logged by the rounds so far */

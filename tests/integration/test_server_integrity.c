@@ -1,0 +1,148 @@
+/*
+ * What a client was told holds, against the real spoold (issue 9):
+ *
+ * batch_all_or_nothing: concurrent PUT_BATCHes of large jobs into a queue with a job limit,
+ *   each batch bigger than a third of a log commit used to be, so that batches wait for log
+ *   space while others are admitted. Every batch is either enqueued whole (ids returned) or
+ *   refused with nothing enqueued: the queue holds exactly the jobs whose ids were returned.
+ */
+#include <spool/client.h>
+#include <spool/error.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "spoold_harness.h"
+
+static spool_client *client_of(const struct spoold *s)
+{
+    spool_client *c = NULL;
+    int rc = spool_connect(s->addr, 10000, &c);
+    if (rc != 0)
+        fprintf(stderr, "connect %s: %s\n", s->addr, spool_strerror(rc));
+    REQUIRE(rc == 0);
+    return c;
+}
+
+/* Incompressible bytes: the log's lz4 must not shrink the batch out of the test's reach. */
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+/* ---- batch_all_or_nothing ---- */
+
+/* Batches racing per round, jobs per batch and their size: 4 x 300 KiB is 1.2 MiB, more than
+ * the 1 MiB log commit the defaults used to give, so a batch used to be logged over several
+ * commits with others admitted in between. 8 batches of 4 against a limit of 10 jobs: at
+ * most two fit, the others must be refused whole. */
+#define BATCH_RACERS 8
+#define BATCH_JOBS 6
+#define BATCH_JOB_BYTES (300u * 1024)
+#define BATCH_QUEUE_LIMIT "14"
+#define BATCH_ROUNDS 24
+
+enum { RACER_OK = 0, RACER_REFUSED = 1, RACER_ERROR = 2 };
+
+/* A child: wait for the start signal (the pipe closing), send one batch, exit with how it
+ * went. */
+static void batch_racer(const struct spoold *s, const char *queue, int start_fd, uint64_t seed)
+{
+    spool_client *c = client_of(s);
+    uint8_t *bodies = malloc((size_t)BATCH_JOBS * BATCH_JOB_BYTES);
+    REQUIRE(bodies != NULL);
+    struct spool_job_spec specs[BATCH_JOBS];
+    memset(specs, 0, sizeof(specs));
+    for (int i = 0; i < BATCH_JOBS; i++) {
+        fill_random(bodies + (size_t)i * BATCH_JOB_BYTES, BATCH_JOB_BYTES, seed * 16 + i);
+        specs[i].queue = queue;
+        specs[i].body = bodies + (size_t)i * BATCH_JOB_BYTES;
+        specs[i].body_len = BATCH_JOB_BYTES;
+    }
+    char go;
+    (void)!read(start_fd, &go, 1); /* EOF: the parent released every racer at once */
+    struct spool_put_result results[BATCH_JOBS];
+    int rc = spool_put_batch(c, specs, BATCH_JOBS, results);
+    if (rc != 0 && rc != SPOOL_E_QUEUE_FULL)
+        fprintf(stderr, "batch: %s\n", spool_error_name(rc));
+    spool_close(c);
+    _exit(rc == 0 ? RACER_OK : rc == SPOOL_E_QUEUE_FULL ? RACER_REFUSED : RACER_ERROR);
+}
+
+static uint64_t queue_jobs(spool_client *c, const char *queue)
+{
+    struct spool_stats *st = NULL;
+    int rc = spool_stats(c, queue, &st);
+    if (rc == SPOOL_E_NOT_FOUND)
+        return 0;
+    REQUIRE(rc == 0);
+    REQUIRE(st->queue_count == 1);
+    uint64_t n = st->queues[0].ready + st->queues[0].delayed + st->queues[0].reserved +
+                 st->queues[0].dead;
+    spool_stats_free(st);
+    return n;
+}
+
+static void batch_round(const struct spoold *s, spool_client *c, int round)
+{
+    char queue[32];
+    snprintf(queue, sizeof(queue), "race%d", round);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pids[BATCH_RACERS];
+    for (int i = 0; i < BATCH_RACERS; i++) {
+        pids[i] = fork();
+        REQUIRE(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(fds[1]);
+            batch_racer(s, queue, fds[0], (uint64_t)round * 100 + (uint64_t)i);
+        }
+    }
+    close(fds[0]);
+    close(fds[1]); /* go */
+    int ok = 0, refused = 0;
+    for (int i = 0; i < BATCH_RACERS; i++) {
+        int status = 0;
+        REQUIRE(waitpid(pids[i], &status, 0) == pids[i]);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) != RACER_ERROR);
+        ok += WIFEXITED(status) && WEXITSTATUS(status) == RACER_OK;
+        refused += WIFEXITED(status) && WEXITSTATUS(status) == RACER_REFUSED;
+    }
+    uint64_t jobs = queue_jobs(c, queue);
+    fprintf(stderr, "round %d: %d batches enqueued, %d refused, %llu jobs in %s\n", round, ok,
+            refused, (unsigned long long)jobs, queue);
+    CHECK(ok >= 1);
+    CHECK_EQ(jobs, (uint64_t)ok * BATCH_JOBS); /* nothing of a refused batch */
+}
+
+static void test_batch_all_or_nothing(void)
+{
+    struct spoold s;
+    const char *args[] = {"--max-queue-jobs", BATCH_QUEUE_LIMIT, "--sync", "always", NULL};
+    REQUIRE(spoold_start(&s, "batch-atomic", args) == 0);
+    spool_client *c = client_of(&s);
+    for (int round = 0; round < BATCH_ROUNDS; round++)
+        batch_round(&s, c, round);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    RUN_TEST(test_batch_all_or_nothing);
+    return check_exit();
+}
