@@ -137,9 +137,10 @@ struct queue_state *queue_state_create(const struct queue_config *config)
         state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
     jobtab_init(&state->jobs);
     job_pool_init(&state->pool);
-    if (config->prefault && job_pool_prefault_start(&state->pool) != 0)
+    int prefault_rc = config->prefault ? job_pool_prefault_start(&state->pool) : 0;
+    if (prefault_rc != 0)
         fprintf(stderr, "level=warn msg=\"no prefault thread: job memory is mapped on the "
-                        "loop\"\n");
+                        "loop\" error=\"%s\"\n", strerror(-prefault_rc));
     strmap_init(&state->queues);
     strmap_init(&state->keys);
     list_init(&state->idem_order);

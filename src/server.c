@@ -1059,9 +1059,63 @@ int server_start(struct server *server, const struct server_config *config)
     return 0;
 }
 
-void server_destroy(struct server *server)
+/* Closing connections may wait this long for the ring to hand back their recv and send: a
+ * cancel completes in microseconds, so this only bounds a kernel that never answers. */
+#define SERVER_REAP_MS 2000
+
+static bool conns_armed(const struct server *server)
+{
+    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct conn *conn = LIST_ENTRY(l, struct conn, link);
+        if (conn->recv_armed || conn->send_armed)
+            return true;
+    }
+    return false;
+}
+
+/* Before connections are freed, the ring must hold no op pointing into one: an idle
+ * connection has a recv pending, a slow reader a send (the kernel reads its buffer). Close
+ * each (its socket shut down, its recv and send cancelled) and reap the completions through
+ * the connections' own callbacks, which move them to zombies once nothing is armed. Anything
+ * else the ring completes meanwhile (the log's ops) is dispatched as usual. */
+static void conns_reap(struct server *server)
+{
+    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct conn *conn = LIST_ENTRY(l, struct conn, link);
+        struct io_completion *armed[2] = {conn->recv_armed ? &conn->recv_completion : NULL,
+                                          conn->send_armed ? &conn->send_completion : NULL};
+        for (int i = 0; i < 2; i++) {
+            if (armed[i] == NULL)
+                continue;
+            struct io_uring_sqe *sqe = server_sqe(server);
+            io_uring_prep_cancel(sqe, armed[i], 0);
+            io_uring_sqe_set_data(sqe, NULL);
+        }
+    }
+    struct list_link *link = server->conns.next;
+    while (link != &server->conns) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, link);
+        link = link->next; /* conn_close may move conn to zombies */
+        if (!conn->closing || conn->fd >= 0)
+            conn_close(conn);
+    }
+    int64_t deadline_ms = server_now_ms() + SERVER_REAP_MS;
+    while (conns_armed(server) && server_now_ms() < deadline_ms) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            break;
+        ring_dispatch_ready(server);
+    }
+}
+
+/* A connection is freed only when the ring holds nothing of it: one still armed after
+ * conns_reap gave up is left allocated (a leak at exit, not a use after free). */
+static void conns_free(struct server *server)
 {
     struct list_link *link;
+    uint32_t leaked = 0;
     while ((link = list_first(&server->conns)) != NULL) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         list_unlink(link);
@@ -1069,16 +1123,32 @@ void server_destroy(struct server *server)
             list_unlink(&conn->flush_link);
         if (conn->fd >= 0)
             close(conn->fd);
+        conn->fd = -1;
+        if (conn->recv_armed || conn->send_armed) {
+            leaked++;
+            continue;
+        }
         free(conn->in);
         wire_buf_free(&conn->out);
         wire_buf_free(&conn->sending);
         free(conn);
     }
+    if (leaked > 0)
+        slog_warn("msg=\"connections still on the ring at exit: left allocated\" count=%u",
+                  leaked);
+}
+
+void server_destroy(struct server *server)
+{
+    struct list_link *link;
+    if (!list_empty(&server->conns) && server->buf_base != NULL)
+        conns_reap(server);
+    zombies_free(server);
+    conns_free(server);
     while ((link = list_first(&server->held)) != NULL) {
         list_unlink(link);
         free(LIST_ENTRY(link, struct held_reply, link));
     }
-    zombies_free(server);
     wire_buf_free(&server->reply_scratch);
     if (server->log != NULL) {
         int rc = log_close(server->log);

@@ -5,11 +5,19 @@
  *   each batch bigger than a third of a log commit used to be, so that batches wait for log
  *   space while others are admitted. Every batch is either enqueued whole (ids returned) or
  *   refused with nothing enqueued: the queue holds exactly the jobs whose ids were returned.
+ *
+ * sigterm_with_idle_connections: 1000 idle connections, SIGTERM, and every client closes at
+ *   that moment; spoold must exit 0 every time (it used to free connections whose recv was
+ *   still on the ring, then poll the ring in log_close: a use after free, exit 139 in about
+ *   one try of five). Several rounds on the same directory.
  */
 #include <spool/client.h>
 #include <spool/error.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +148,92 @@ static void test_batch_all_or_nothing(void)
     spoold_cleanup(&s);
 }
 
+/* ---- sigterm_with_idle_connections ---- */
+
+#define IDLE_CONNECTIONS 1000 /* below the default --max-connections (1024) */
+#define IDLE_ROUNDS 6         /* the crash showed in about one round of five */
+#define IDLE_WAIT_MS 20000    /* for accepts, and for the exit */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int tcp_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    return fd;
+}
+
+/* Until spoold has accepted n connections besides the asking one (bounded). */
+static void connections_wait(const struct spoold *s, uint32_t n)
+{
+    spool_client *c = client_of(s);
+    int64_t deadline = mono_ms() + IDLE_WAIT_MS;
+    uint32_t seen = 0;
+    while (mono_ms() < deadline) {
+        struct spool_stats *st = NULL;
+        REQUIRE(spool_stats(c, NULL, &st) == 0);
+        seen = st->connections;
+        spool_stats_free(st);
+        if (seen >= n + 1)
+            break;
+        usleep(10 * 1000);
+    }
+    CHECK(seen >= n + 1);
+    spool_close(c);
+}
+
+/* SIGTERM, close every client at once, and wait for the exit: its status. */
+static int stop_while_closing(struct spoold *s, int *fds, int count)
+{
+    REQUIRE(kill(s->pid, SIGTERM) == 0);
+    for (int i = 0; i < count; i++)
+        close(fds[i]);
+    int status = -1;
+    int64_t deadline = mono_ms() + IDLE_WAIT_MS;
+    while (waitpid(s->pid, &status, WNOHANG) == 0) {
+        if (mono_ms() > deadline) {
+            spoold_kill(s);
+            return -1;
+        }
+        usleep(5 * 1000);
+    }
+    s->pid = 0;
+    return status;
+}
+
+static void test_sigterm_with_idle_connections(void)
+{
+    struct spoold s;
+    REQUIRE(spoold_start(&s, "idle-sigterm", NULL) == 0);
+    static int fds[IDLE_CONNECTIONS];
+    for (int round = 0; round < IDLE_ROUNDS; round++) {
+        if (round > 0)
+            REQUIRE(spoold_restart(&s, NULL) == 0);
+        for (int i = 0; i < IDLE_CONNECTIONS; i++)
+            fds[i] = tcp_connect(s.port);
+        connections_wait(&s, IDLE_CONNECTIONS);
+        int status = stop_while_closing(&s, fds, IDLE_CONNECTIONS);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fprintf(stderr, "round %d: spoold exit status %d (signal %d)\n", round, status,
+                    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(!spoold_log_contains(&s, "AddressSanitizer"));
+    spoold_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     RUN_TEST(test_batch_all_or_nothing);
+    RUN_TEST(test_sigterm_with_idle_connections);
     return check_exit();
 }
