@@ -420,6 +420,11 @@ static int recover(struct server *server)
                   (unsigned long long)report.torn_offset, (unsigned long long)report.torn_bytes);
     rc = state_rebuild(server, &rb, checkpoint, checkpoint_len);
     size_t replayed = rb.count;
+    /* Replayed log counts toward the next checkpoint as if it had just been written: without
+     * it, a SIGTERM after a start that only replayed wrote no checkpoint (nothing appended)
+     * and every later start replayed the same records again. */
+    for (size_t i = 0; i < rb.count; i++)
+        server->checkpoint_bytes += log_record_footprint(rb.records[i].len);
     replay_buffer_free(&rb);
     free(checkpoint);
     server->checkpoint_payload_bytes = checkpoint_len; /* sizes the checkpoint reserve */

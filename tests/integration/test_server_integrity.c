@@ -10,6 +10,10 @@
  *   that moment; spoold must exit 0 every time (it used to free connections whose recv was
  *   still on the ring, then poll the ring in log_close: a use after free, exit 139 in about
  *   one try of five). Several rounds on the same directory.
+ *
+ * sigterm_after_replay_checkpoints: put, kill -9, start (it replays the puts), SIGTERM: the
+ *   clean stop must write a checkpoint although the run appended nothing, so the next start
+ *   replays no record (spoold's "msg=recovered" line says records_replayed=N).
  */
 #include <spool/client.h>
 #include <spool/error.h>
@@ -230,10 +234,54 @@ static void test_sigterm_with_idle_connections(void)
     spoold_cleanup(&s);
 }
 
+/* ---- sigterm_after_replay_checkpoints ---- */
+
+/* records_replayed= of the last "msg=recovered" line in spoold's log, or -1. */
+static long last_records_replayed(const struct spoold *s)
+{
+    FILE *f = fopen(s->log, "r");
+    REQUIRE(f != NULL);
+    char line[2048];
+    long replayed = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, "records_replayed=");
+        if (strstr(line, "msg=recovered") != NULL && at != NULL)
+            replayed = strtol(at + strlen("records_replayed="), NULL, 10);
+    }
+    fclose(f);
+    return replayed;
+}
+
+#define REPLAY_JOBS 5
+
+static void test_sigterm_after_replay_checkpoints(void)
+{
+    struct spoold s;
+    REQUIRE(spoold_start(&s, "replay-checkpoint", NULL) == 0);
+    spool_client *c = client_of(&s);
+    for (int i = 0; i < REPLAY_JOBS; i++) {
+        struct spool_job_spec spec = {.queue = "replayed", .body = "r", .body_len = 1};
+        REQUIRE(spool_put(c, &spec, NULL) == 0);
+    }
+    spool_close(c);
+    spoold_kill(&s);
+    REQUIRE(spoold_restart(&s, NULL) == 0);
+    CHECK(last_records_replayed(&s) >= REPLAY_JOBS); /* no checkpoint yet: the puts replay */
+    CHECK_EQ(spoold_stop(&s), 0);                     /* nothing appended in this run */
+    REQUIRE(spoold_restart(&s, NULL) == 0);
+    CHECK_EQ(last_records_replayed(&s), 0);
+    c = client_of(&s);
+    CHECK_EQ(queue_jobs(c, "replayed"), REPLAY_JOBS);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     RUN_TEST(test_batch_all_or_nothing);
     RUN_TEST(test_sigterm_with_idle_connections);
+    RUN_TEST(test_sigterm_after_replay_checkpoints);
     return check_exit();
 }
