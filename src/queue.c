@@ -645,6 +645,23 @@ static int put_validate(const struct queue_state *state, const struct queue_put_
     return 0;
 }
 
+void queue_ids_floor(struct queue_state *state, int64_t now_ms)
+{
+    if (now_ms <= 0)
+        return; /* a clock before 1970: nothing to floor by (the recovered counter stands) */
+    uint64_t floor = (uint64_t)now_ms < QUEUE_ID_FLOOR_MAX / QUEUE_IDS_PER_MS
+                         ? (uint64_t)now_ms * QUEUE_IDS_PER_MS
+                         : QUEUE_ID_FLOOR_MAX;
+    if (floor > state->next_id)
+        state->next_id = floor;
+    SPOOL_ASSERT(state->next_id >= floor);
+}
+
+uint64_t queue_next_id(const struct queue_state *state)
+{
+    return state->next_id;
+}
+
 int queue_put_check(const struct queue_state *state, const struct queue_put_args *args)
 {
     return put_validate(state, args);

@@ -351,6 +351,23 @@ SPOOL_MUST_USE int queue_replay(struct queue_state *state, const struct log_reco
 /* After replay: every job visible; over-attempted jobs buried (emitted). */
 void queue_recover_finish(struct queue_state *state, int64_t now_ms);
 
+/*
+ * Job ids are unique for the life of a data directory, not dense: a start numbers its jobs
+ * from at least now_ms * QUEUE_IDS_PER_MS (queue_ids_floor), so ids never go back even when
+ * recovery lost the log that held the highest ones (a removed newest segment, a torn tail cut
+ * in the interval and none modes, a salvage), as long as the wall clock does not step back.
+ * 1024 ids per ms: a counter that starts at the clock's floor stays below the next start's
+ * floor unless it averaged more than a million puts a second; ids stay below 2^53 (exact in a
+ * JavaScript number) until the year 2248.
+ */
+#define QUEUE_IDS_PER_MS 1024u
+/* The largest id a floor may reach: 2^53, the integers a double holds exactly. */
+#define QUEUE_ID_FLOOR_MAX (1ull << 53)
+/* After recovery, before the first put: next id = max(recovered next id, the floor). */
+void queue_ids_floor(struct queue_state *state, int64_t now_ms);
+/* The id the next put will get (for tests and the recovery log line). */
+uint64_t queue_next_id(const struct queue_state *state);
+
 /* Checkpoint payload: the whole state (bodies excluded: they stay in the log), as of an
  * anchor, taken incrementally while the state goes on changing (queue_replay.c):
  * begin fixes the anchor (every record emitted so far is reflected, nothing after), step

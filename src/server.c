@@ -434,6 +434,7 @@ static int recover(struct server *server)
     server->emit_seq_max = log_next_seq(server->log) - 1;
     queue_set_emit(server->queues, server_emit, server);
     queue_recover_finish(server->queues, server_now_ms());
+    queue_ids_floor(server->queues, server_now_ms()); /* never an id a lost tail held */
     rc = bodies_load(server);
     if (rc != 0) {
         slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
@@ -442,10 +443,11 @@ static int recover(struct server *server)
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     slog_info("msg=recovered segments=%u records_replayed=%zu checkpoint=%s jobs=%llu "
-              "queues=%llu next_seq=%llu",
+              "queues=%llu next_seq=%llu next_id=%llu",
               report.segment_count, replayed, checkpoint_len > 0 ? "yes" : "no",
               (unsigned long long)totals.jobs, (unsigned long long)totals.queues,
-              (unsigned long long)log_next_seq(server->log));
+              (unsigned long long)log_next_seq(server->log),
+              (unsigned long long)queue_next_id(server->queues));
     return 0;
 }
 

@@ -14,11 +14,20 @@
  * sigterm_after_replay_checkpoints: put, kill -9, start (it replays the puts), SIGTERM: the
  *   clean stop must write a checkpoint although the run appended nothing, so the next start
  *   replays no record (spoold's "msg=recovered" line says records_replayed=N).
+ *
+ * ids_never_reused: job ids a client was told about are never handed out again, even when
+ *   recovery loses the log that held them. (a) kill -9, remove the newest segment, salvage
+ *   with spool-log into a new directory and start on it; (b) --sync none, kill -9, damage the
+ *   last batch of the newest segment so recovery cuts it as a torn tail. Each time, every new
+ *   id is above every id handed out before.
  */
 #include <spool/client.h>
 #include <spool/error.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -277,11 +286,156 @@ static void test_sigterm_after_replay_checkpoints(void)
     spoold_cleanup(&s);
 }
 
-int main(void)
+/* ---- ids_never_reused ---- */
+
+#define IDS_BODY_BYTES (16u * 1024)
+#define IDS_PUTS_MAX 2000 /* bound: 1 MiB segments fill in ~60 puts of 16 KiB */
+#define IDS_SEGMENTS 3
+#define IDS_AFTER 20      /* new puts checked after each loss */
+
+/* Put incompressible 16 KiB jobs until the data directory holds segments .seg files (or
+ * one put, when segments is 0); the largest id handed out. */
+static uint64_t ids_put_until(struct spoold *s, int segments, int puts_min)
+{
+    spool_client *c = client_of(s);
+    static uint8_t body[IDS_BODY_BYTES];
+    uint64_t id_max = 0;
+    for (int i = 0; i < IDS_PUTS_MAX; i++) {
+        if (i >= puts_min && spoold_count_files(s, ".seg") >= segments)
+            break;
+        fill_random(body, sizeof(body), (uint64_t)i + 7);
+        struct spool_job_spec spec = {.queue = "ids", .body = body, .body_len = sizeof(body)};
+        uint64_t id = 0;
+        REQUIRE(spool_put(c, &spec, &id) == 0);
+        CHECK(id > id_max);
+        id_max = id > id_max ? id : id_max;
+    }
+    spool_close(c);
+    return id_max;
+}
+
+/* Every id of IDS_AFTER new puts is above floor. */
+static void ids_check_above(struct spoold *s, uint64_t floor)
+{
+    spool_client *c = client_of(s);
+    for (int i = 0; i < IDS_AFTER; i++) {
+        struct spool_job_spec spec = {.queue = "ids", .body = "n", .body_len = 1};
+        uint64_t id = 0;
+        REQUIRE(spool_put(c, &spec, &id) == 0);
+        if (id <= floor)
+            fprintf(stderr, "id %llu handed out again (had gone up to %llu)\n",
+                    (unsigned long long)id, (unsigned long long)floor);
+        CHECK(id > floor);
+        CHECK(id < (1ull << 53)); /* exact in a JavaScript number */
+    }
+    spool_close(c);
+}
+
+/* The path of the newest segment of dir (names are zero-padded first seqs). */
+static void newest_segment(const char *dir, char *path, size_t len)
+{
+    DIR *d = opendir(dir);
+    REQUIRE(d != NULL);
+    char best[256] = "";
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".seg") == 0 && strcmp(e->d_name, best) > 0)
+            snprintf(best, sizeof(best), "%s", e->d_name);
+    }
+    closedir(d);
+    REQUIRE(best[0] != '\0');
+    snprintf(path, len, "%s/%s", dir, best);
+}
+
+/* Zero the 4 KiB block holding the last non-zero byte of the file: the last batch written
+ * (segments are zero-filled ahead of the log) no longer verifies. */
+static void damage_last_batch(const char *path)
+{
+    int fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0);
+    struct stat st;
+    REQUIRE(fstat(fd, &st) == 0);
+    static uint8_t block[4096];
+    off_t last = -1;
+    for (off_t off = 0; off + (off_t)sizeof(block) <= st.st_size; off += sizeof(block)) {
+        REQUIRE(pread(fd, block, sizeof(block), off) == (ssize_t)sizeof(block));
+        for (size_t i = 0; i < sizeof(block); i++)
+            if (block[i] != 0) {
+                last = off;
+                break;
+            }
+    }
+    REQUIRE(last > 0); /* beyond the segment header */
+    memset(block, 0, sizeof(block));
+    REQUIRE(pwrite(fd, block, sizeof(block), last) == (ssize_t)sizeof(block));
+    close(fd);
+}
+
+static int run_salvage(const char *data, const char *out)
+{
+    const char *bin = getenv("SPOOL_LOG");
+    REQUIRE(bin != NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        execl(bin, bin, "salvage", data, "--out", out, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_ids_never_reused(void)
+{
+    struct spoold s;
+    const char *args[] = {"--segment-size", "1m", "--max-job-size", "64k", NULL};
+    REQUIRE(spoold_start(&s, "ids", args) == 0);
+    /* (a) the newest segment removed, then salvaged into a new directory */
+    uint64_t id_max = ids_put_until(&s, IDS_SEGMENTS, 1);
+    spoold_kill(&s);
+    char path[1024];
+    newest_segment(s.data, path, sizeof(path));
+    REQUIRE(unlink(path) == 0);
+    char salvaged[sizeof(s.data)];
+    snprintf(salvaged, sizeof(salvaged), "%s/salvaged", s.dir);
+    CHECK_EQ(run_salvage(s.data, salvaged), 0);
+    snprintf(s.data, sizeof(s.data), "%s", salvaged);
+    REQUIRE(spoold_restart(&s, args) == 0);
+    ids_check_above(&s, id_max);
+    CHECK_EQ(spoold_stop(&s), 0);
+    /* (b) --sync none: the last batch, never synced, damaged: recovery cuts it */
+    const char *none_args[] = {"--segment-size", "1m", "--max-job-size", "64k", "--sync",
+                               "none", NULL};
+    REQUIRE(spoold_restart(&s, none_args) == 0);
+    id_max = ids_put_until(&s, 0, 3);
+    spoold_kill(&s);
+    newest_segment(s.data, path, sizeof(path));
+    damage_last_batch(path);
+    REQUIRE(spoold_restart(&s, none_args) == 0);
+    CHECK(spoold_log_contains(&s, "torn tail cut"));
+    ids_check_above(&s, id_max);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
+/* Run one test by name (argv[1]) or all of them. */
+#define RUN_NAMED(fn)                                                                         \
+    do {                                                                                      \
+        if (argc < 2 || strcmp(argv[1], #fn) == 0)                                            \
+            RUN_TEST(fn);                                                                     \
+    } while (0)
+
+int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
-    RUN_TEST(test_batch_all_or_nothing);
-    RUN_TEST(test_sigterm_with_idle_connections);
-    RUN_TEST(test_sigterm_after_replay_checkpoints);
+    RUN_NAMED(test_batch_all_or_nothing);
+    RUN_NAMED(test_sigterm_with_idle_connections);
+    RUN_NAMED(test_sigterm_after_replay_checkpoints);
+    RUN_NAMED(test_ids_never_reused);
     return check_exit();
 }
