@@ -20,6 +20,12 @@
  *   with spool-log into a new directory and start on it; (b) --sync none, kill -9, damage the
  *   last batch of the newest segment so recovery cuts it as a torn tail. Each time, every new
  *   id is above every id handed out before.
+ *
+ * batch_all_or_nothing_disk_full (root only, else skipped: a tmpfs in a private mount
+ *   namespace, as tests/fault/test_disk_full.c): racing batches of large jobs fill a small
+ *   disk until puts are refused with DISK_FULL. Every batch is enqueued whole or refused with
+ *   nothing enqueued, whether its refusal came from the headroom or from the log running out
+ *   of space while it waited.
  */
 #include <spool/client.h>
 #include <spool/error.h>
@@ -29,7 +35,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,6 +432,112 @@ static void test_ids_never_reused(void)
     spoold_cleanup(&s);
 }
 
+/* ---- batch_all_or_nothing_disk_full ---- */
+
+/* 4 MiB segments on 28 MiB: the disk fills after a few dozen batches of 6 x 150 KiB
+ * (900 KiB, most of a 1 MiB log commit: batches from different racers used to share
+ * commits and wait half way). */
+#define DISK_TMPFS_OPTIONS "size=28m"
+#define DISK_RACERS 4
+#define DISK_JOBS 6
+#define DISK_JOB_BYTES (150u * 1024)
+#define DISK_BATCHES_MAX 200  /* per racer: 28 MiB hold ~30 batches in all, a bound */
+#define DISK_REFUSALS_ENOUGH 3 /* a racer stops after this many DISK_FULL refusals */
+
+/* A child: put batches until refused DISK_REFUSALS_ENOUGH times; write how many batches went
+ * in to out_fd; exit 0, or 1 on an error other than DISK_FULL. */
+static void disk_racer(const struct spoold *s, int out_fd, int racer)
+{
+    spool_client *c = client_of(s);
+    uint8_t *bodies = malloc((size_t)DISK_JOBS * DISK_JOB_BYTES);
+    REQUIRE(bodies != NULL);
+    struct spool_job_spec specs[DISK_JOBS];
+    memset(specs, 0, sizeof(specs));
+    int32_t ok = 0, refused = 0, other = 0;
+    for (int b = 0; b < DISK_BATCHES_MAX && refused < DISK_REFUSALS_ENOUGH; b++) {
+        for (int i = 0; i < DISK_JOBS; i++) {
+            uint8_t *body = bodies + (size_t)i * DISK_JOB_BYTES;
+            fill_random(body, DISK_JOB_BYTES, (uint64_t)racer * 100000 + (uint64_t)b * 16 + i);
+            specs[i] = (struct spool_job_spec){.queue = "disk", .body = body,
+                                               .body_len = DISK_JOB_BYTES};
+        }
+        int rc = spool_put_batch(c, specs, DISK_JOBS, NULL);
+        ok += rc == 0;
+        refused += rc == SPOOL_E_DISK_FULL;
+        if (rc != 0 && rc != SPOOL_E_DISK_FULL) {
+            fprintf(stderr, "racer %d: batch: %s\n", racer, spool_error_name(rc));
+            other++;
+            break;
+        }
+    }
+    REQUIRE(write(out_fd, &ok, sizeof(ok)) == (ssize_t)sizeof(ok));
+    spool_close(c);
+    _exit(other == 0 ? 0 : 1);
+}
+
+static bool disk_namespace(const char *dir)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "skip: not root (a tmpfs needs mount)\n");
+        return false;
+    }
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, DISK_TMPFS_OPTIONS) != 0) {
+        fprintf(stderr, "skip: no private tmpfs: %s\n", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static void test_batch_all_or_nothing_disk_full(void)
+{
+    char *base = check_tmpdir("batch-disk");
+    if (!disk_namespace(base)) { /* the rest of the tests ran already: this one is skipped */
+        check_rmdir(base);
+        free(base);
+        return;
+    }
+    struct spoold s;
+    const char *args[] = {"--data", base, "--segment-size", "4m", "--max-job-size", "256k",
+                          NULL};
+    REQUIRE(spoold_start(&s, "batch-disk", args) == 0);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pids[DISK_RACERS];
+    for (int i = 0; i < DISK_RACERS; i++) {
+        pids[i] = fork();
+        REQUIRE(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(fds[0]);
+            disk_racer(&s, fds[1], i);
+        }
+    }
+    close(fds[1]);
+    int64_t ok = 0;
+    for (int i = 0; i < DISK_RACERS; i++) {
+        int status = 0;
+        REQUIRE(waitpid(pids[i], &status, 0) == pids[i]);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        int32_t n = 0;
+        if (read(fds[0], &n, sizeof(n)) == (ssize_t)sizeof(n))
+            ok += n;
+    }
+    close(fds[0]);
+    spool_client *c = client_of(&s);
+    uint64_t jobs = queue_jobs(c, "disk");
+    spool_close(c);
+    fprintf(stderr, "disk full: %lld batches enqueued, %llu jobs\n", (long long)ok,
+            (unsigned long long)jobs);
+    CHECK(ok >= 1);
+    CHECK_EQ(jobs, (uint64_t)ok * DISK_JOBS); /* nothing of a refused batch */
+    CHECK(spoold_log_contains(&s, "disk space low"));
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+    umount2(base, MNT_DETACH);
+    check_rmdir(base);
+    free(base);
+}
+
 /* Run one test by name (argv[1]) or all of them. */
 #define RUN_NAMED(fn)                                                                         \
     do {                                                                                      \
@@ -437,5 +552,6 @@ int main(int argc, char **argv)
     RUN_NAMED(test_sigterm_with_idle_connections);
     RUN_NAMED(test_sigterm_after_replay_checkpoints);
     RUN_NAMED(test_ids_never_reused);
+    RUN_NAMED(test_batch_all_or_nothing_disk_full); /* last: it enters a mount namespace */
     return check_exit();
 }
