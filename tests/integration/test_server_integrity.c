@@ -39,6 +39,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,8 +232,20 @@ static int stop_while_closing(struct spoold *s, int *fds, int count)
     return status;
 }
 
+/* 1000 sockets here and as many in spoold (which inherits the limit) are close to a soft
+ * limit of 1024: raise it toward the hard one. */
+static void nofile_raise(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= 4096)
+        return;
+    rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 static void test_sigterm_with_idle_connections(void)
 {
+    nofile_raise();
     struct spoold s;
     REQUIRE(spoold_start(&s, "idle-sigterm", NULL) == 0);
     static int fds[IDLE_CONNECTIONS];
