@@ -21,6 +21,15 @@
  *   last batch of the newest segment so recovery cuts it as a torn tail. Each time, every new
  *   id is above every id handed out before.
  *
+ * durability_byte_honest: --sync interval with an interval longer than the test and a
+ *   checkpoint every 64 KiB of log: the log is fdatasync'ed only by checkpoints and rolls,
+ *   which sync records already written and answered. So every put reply must say WRITTEN; a
+ *   SYNCED one means an older watermark's sync was reported for newer records (it happened
+ *   when a checkpoint's sync report came in the same loop turn as a newer commit's). Sound:
+ *   a sync's target is the written watermark when it is prepared, its SQE reaches the kernel
+ *   at the next loop wait, and replies up to that watermark were released (as WRITTEN) by
+ *   then. The unit test durability pins the rule itself deterministically.
+ *
  * batch_all_or_nothing_disk_full (root only, else skipped: a tmpfs in a private mount
  *   namespace, as tests/fault/test_disk_full.c): racing batches of large jobs fill a small
  *   disk until puts are refused with DISK_FULL. Every batch is enqueued whole or refused with
@@ -445,6 +454,62 @@ static void test_ids_never_reused(void)
     spoold_cleanup(&s);
 }
 
+/* ---- durability_byte_honest ---- */
+
+#define HONEST_CLIENTS 3
+#define HONEST_PUTS 15000  /* per client, pipelined in windows */
+#define HONEST_WINDOW 64   /* outstanding puts per client */
+#define HONEST_BODY_BYTES 512
+
+/* A child: HONEST_PUTS pipelined puts; exits 0 when every reply said WRITTEN, 1 if one said
+ * SYNCED, 2 on an error. */
+static void honest_client(const struct spoold *s, int index)
+{
+    spool_client *c = client_of(s);
+    static uint8_t body[HONEST_BODY_BYTES];
+    fill_random(body, sizeof(body), (uint64_t)index);
+    struct spool_job_spec spec = {.queue = "honest", .body = body, .body_len = sizeof(body)};
+    int sent = 0, received = 0, synced = 0, errors = 0;
+    while (received < HONEST_PUTS) {
+        while (sent < HONEST_PUTS && sent - received < HONEST_WINDOW) {
+            REQUIRE(spool_pipeline_put(c, &spec, NULL) == 0);
+            sent++;
+        }
+        struct spool_reply r;
+        REQUIRE(spool_pipeline_recv(c, &r) == 0);
+        received++;
+        errors += r.error != 0;
+        synced += r.error == 0 && r.durability == SPOOL_DURABLE_SYNCED;
+    }
+    if (synced > 0 || errors > 0)
+        fprintf(stderr, "client %d: %d of %d put replies said SYNCED, %d errors\n", index,
+                synced, HONEST_PUTS, errors);
+    spool_close(c);
+    _exit(errors > 0 ? 2 : synced > 0 ? 1 : 0);
+}
+
+static void test_durability_byte_honest(void)
+{
+    struct spoold s;
+    const char *args[] = {"--sync", "interval:600000", "--checkpoint-bytes", "64k", NULL};
+    REQUIRE(spoold_start(&s, "honest", args) == 0);
+    pid_t pids[HONEST_CLIENTS];
+    for (int i = 0; i < HONEST_CLIENTS; i++) {
+        pids[i] = fork();
+        REQUIRE(pids[i] >= 0);
+        if (pids[i] == 0)
+            honest_client(&s, i);
+    }
+    for (int i = 0; i < HONEST_CLIENTS; i++) {
+        int status = 0;
+        REQUIRE(waitpid(pids[i], &status, 0) == pids[i]);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(spoold_log_contains(&s, "msg=checkpoint"));
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
 /* ---- batch_all_or_nothing_disk_full ---- */
 
 /* 4 MiB segments on 28 MiB: the disk fills after a few dozen batches of 6 x 150 KiB
@@ -565,6 +630,7 @@ int main(int argc, char **argv)
     RUN_NAMED(test_sigterm_with_idle_connections);
     RUN_NAMED(test_sigterm_after_replay_checkpoints);
     RUN_NAMED(test_ids_never_reused);
+    RUN_NAMED(test_durability_byte_honest);
     RUN_NAMED(test_batch_all_or_nothing_disk_full); /* last: it enters a mount namespace */
     return check_exit();
 }
