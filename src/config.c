@@ -265,11 +265,22 @@ enum config_parse_result config_parse(int argc, char **argv, struct server_confi
     return CONFIG_OK;
 }
 
+/* A PUT_BATCH is logged in one commit (handlers.c: all or nothing, a crash included), so a
+ * log batch holds a whole frame of them: a job's PUT record takes 33 bytes more than its job
+ * spec on the wire (an 8-byte record header and 60 fixed bytes against 35), rounded up to 64,
+ * times WIRE_BATCH_COUNT_MAX jobs is 256 KiB beyond the frame (the batch header included). */
+#define CONFIG_BATCH_PUT_GROWTH_BYTES (64ull * WIRE_BATCH_COUNT_MAX)
+
 uint32_t config_batch_size(const struct server_config *config)
 {
-    /* One job plus room for the small records of the same commit, at least the engine's 1 MiB
-     * default, in whole 4 KiB blocks, and never above a quarter of a segment. */
-    uint64_t batch = ((uint64_t)config->job_size_max + 64 * 1024 + 4095) / 4096 * 4096;
+    /* One job plus room for the small records of the same commit, or a whole PUT_BATCH frame,
+     * at least the engine's 1 MiB default, in whole 4 KiB blocks, and never above a quarter
+     * of a segment (a larger PUT_BATCH is then refused with TOO_LARGE). */
+    uint64_t batch = (uint64_t)config->job_size_max + 64 * 1024;
+    uint64_t frame = (uint64_t)config->frame_size_max + CONFIG_BATCH_PUT_GROWTH_BYTES;
+    if (batch < frame)
+        batch = frame;
+    batch = (batch + 4095) / 4096 * 4096;
     if (batch < 1024 * 1024)
         batch = 1024 * 1024;
     uint64_t quarter = config->segment_size_bytes / 4 / 4096 * 4096;

@@ -8,8 +8,9 @@
  * reply) when it is released. A request that logged nothing answers at once with NONE.
  *
  * Back pressure: a queue operation that fails with -ENOBUFS changed nothing, and the handler
- * returns HANDLER_AGAIN so the frame runs again after the next commit. Batches (PUT_BATCH,
- * ACK_BATCH) remember how far they got in the connection and resume there.
+ * returns HANDLER_AGAIN so the frame runs again after the next commit. ACK_BATCH remembers
+ * how far it got in the connection and resumes there; PUT_BATCH waits whole before its first
+ * job (all or nothing, handle_put_batch).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -83,8 +84,9 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
         reply(conn, opcode, request_id, msg);
         return;
     }
-    if (seq_end <= server->durable_seq_end) {
-        *durability = wire_level(server->durable_level);
+    enum log_durability level = durability_marks_level(&server->durable, seq_end);
+    if (level != 0) {
+        *durability = wire_level(level);
         reply(conn, opcode, request_id, msg);
         return;
     }
@@ -124,12 +126,13 @@ void handler_release_held(struct server *server)
     struct list_link *link;
     while ((link = list_first(&server->held)) != NULL) {
         struct held_reply *held = LIST_ENTRY(link, struct held_reply, link);
-        if (held->seq_end > server->durable_seq_end)
+        enum log_durability level = durability_marks_level(&server->durable, held->seq_end);
+        if (level == 0)
             break;
         list_unlink(link);
         struct conn *conn = conn_by_id(server, held->conn_id);
         if (conn != NULL && !conn->closing) {
-            held->data[WIRE_HEADER_SIZE] = wire_level(server->durable_level);
+            held->data[WIRE_HEADER_SIZE] = wire_level(level);
             if (wire_buf_reserve(&conn->out, held->len) == 0) {
                 memcpy(conn->out.data + conn->out.len, held->data, held->len);
                 conn->out.len += held->len;
@@ -314,79 +317,136 @@ static void batch_forget(struct conn *conn)
     conn->batch_seq_end = 0;
 }
 
-/* Distinct queues a batch is checked against as a whole; a batch naming more queues than
- * this is checked job by job (jobs of one batch rarely span more than a few queues). */
-#define BATCH_QUEUES_CHECKED 64
+/* Distinct queues a batch is summed over on the stack; a batch naming more queues (up to
+ * WIRE_BATCH_COUNT_MAX) is summed in a heap array sized by its job count. */
+#define BATCH_QUEUES_INLINE 64
 
-/* Every queue of the batch has room for all of the batch's jobs to it. */
+struct batch_sum {
+    struct wire_bytes name;
+    uint64_t jobs, bytes;
+};
+
+/* Every queue of the batch has room for all of the batch's jobs to it: the check is exact
+ * whatever the number of queues, so no put of an admitted batch fails for room. */
 static bool batch_has_room(const struct queue_state *state, const struct wire_put_batch *batch)
 {
-    struct batch_sum {
-        struct wire_bytes name;
-        uint64_t jobs, bytes;
-    } sums[BATCH_QUEUES_CHECKED];
-    uint32_t n = 0;
+    struct batch_sum inline_sums[BATCH_QUEUES_INLINE];
+    struct batch_sum *sums = inline_sums;
+    uint32_t n = 0, cap = BATCH_QUEUES_INLINE;
     for (uint32_t i = 0; i < batch->count; i++) {
         const struct wire_job_spec *job = &batch->jobs[i];
         uint32_t k = 0;
         while (k < n && !(sums[k].name.len == job->queue.len &&
                           memcmp(sums[k].name.data, job->queue.data, job->queue.len) == 0))
             k++;
-        if (k == n) {
-            if (n == BATCH_QUEUES_CHECKED)
-                continue;
-            sums[n++] = (struct batch_sum){.name = job->queue};
+        if (k == cap) { /* more queues than the stack holds: at most one per job */
+            SPOOL_ASSERT(sums == inline_sums);
+            cap = batch->count;
+            sums = malloc(cap * sizeof(*sums));
+            SPOOL_ASSERT(sums != NULL);
+            memcpy(sums, inline_sums, sizeof(inline_sums));
         }
+        if (k == n)
+            sums[n++] = (struct batch_sum){.name = job->queue};
         sums[k].jobs++;
         sums[k].bytes += job->body.len;
     }
-    for (uint32_t k = 0; k < n; k++)
-        if (!queue_has_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
-                                sums[k].jobs, sums[k].bytes))
-            return false;
-    return true;
+    bool room = true;
+    for (uint32_t k = 0; k < n && room; k++)
+        room = queue_has_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
+                                  sums[k].jobs, sums[k].bytes);
+    if (sums != inline_sums)
+        free(sums);
+    return room;
 }
 
-/* PUT_BATCH: every body and every queue limit is checked before any job is logged, so the
- * batch is all or nothing (a queue name that is invalid is caught by the decoder). */
+/* Log bytes the batch's PUT records take (log_record_footprint of each, a duplicate's
+ * included: an upper bound). */
+static uint64_t batch_log_bytes(const struct wire_put_batch *batch)
+{
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        const struct wire_job_spec *job = &batch->jobs[i];
+        uint64_t len = RECORD_PUT_FIXED + (uint64_t)job->queue.len + job->key.len +
+                       job->body.len;
+        bytes += log_record_footprint((uint32_t)len);
+    }
+    return bytes;
+}
+
+/* What stops a batch before any of it is logged: 0 (admitted), HANDLER_AGAIN (the open log
+ * batch lacks room for all of it: nothing done, run again after the next commit), or
+ * BATCH_REFUSED (an error frame queued). */
+#define BATCH_REFUSED (-1)
+static int put_batch_admit(struct conn *conn, uint64_t request_id,
+                           const struct wire_put_batch *batch)
+{
+    struct server *server = conn->server;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        if (batch->jobs[i].body.len > server->config.job_size_max) {
+            conn_error(conn, request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
+            return BATCH_REFUSED;
+        }
+        struct queue_put_args args;
+        put_args(&batch->jobs[i], &args);
+        if (queue_put_check(server->queues, &args) != 0) {
+            conn_error(conn, request_id, SPOOL_E_BAD_REQUEST, "a job of the batch is invalid");
+            return BATCH_REFUSED;
+        }
+    }
+    uint64_t log_bytes = batch_log_bytes(batch);
+    if (log_bytes > log_batch_room_max(server->log)) {
+        conn_error(conn, request_id, SPOOL_E_TOO_LARGE,
+                   "batch above one log commit (a quarter of --segment-size): split it");
+        return BATCH_REFUSED;
+    }
+    if (put_refused_for_space(conn, request_id, batch->count))
+        return BATCH_REFUSED;
+    if (!batch_has_room(server->queues, batch)) {
+        conn_error(conn, request_id, SPOOL_E_QUEUE_FULL, "the batch exceeds a queue limit");
+        return BATCH_REFUSED;
+    }
+    if (server->log_full || log_bytes > log_open_room(server->log)) {
+        /* Keep record order: nothing jumps the waiting batch. The open batch is committed
+         * at once when a record in it is waited for, else within the log's lazy bound. */
+        server->log_full = true;
+        return HANDLER_AGAIN;
+    }
+    return 0;
+}
+
+/* PUT_BATCH: all or nothing, always. Every body, queue limit and the disk headroom are
+ * checked, and the open log batch must hold every record, before the first job is put; then
+ * the jobs are put in one go, in one loop turn, so they land in one commit: no put can fail
+ * half way (nothing else runs in between), and a crash keeps all of them or none. A batch
+ * that must wait for log space waits whole, and is checked again when it runs again. */
 static int handle_put_batch(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     const struct wire_put_batch *batch = &m->put_batch;
+    int rc = put_batch_admit(conn, h->request_id, batch);
+    if (rc == BATCH_REFUSED)
+        return 0;
+    if (rc == HANDLER_AGAIN)
+        return HANDLER_AGAIN;
+    SPOOL_ASSERT(rc == 0);
+    struct wire_put_result *results = calloc(batch->count, sizeof(*results));
+    SPOOL_ASSERT(results != NULL);
+    struct queue_time now = conn->server->now; /* one clock pair per turn: its jobs arrived together */
+    uint64_t seq_end = 0;
     for (uint32_t i = 0; i < batch->count; i++) {
-        if (batch->jobs[i].body.len > conn->server->config.job_size_max) {
-            conn_error(conn, h->request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
-            return 0;
-        }
-    }
-    if (conn->batch_results == NULL || conn->batch_request_id != h->request_id) {
-        /* Only before the first job: an admitted batch (one frame, small beside the segment
-         * of headroom) goes on whole. */
-        if (put_refused_for_space(conn, h->request_id, batch->count))
-            return 0;
-        if (!batch_has_room(conn->server->queues, batch)) {
-            conn_error(conn, h->request_id, SPOOL_E_QUEUE_FULL, "the batch exceeds a queue limit");
-            return 0;
-        }
-        batch_forget(conn);
-        conn->batch_results = calloc(batch->count, sizeof(struct wire_put_result));
-        SPOOL_ASSERT(conn->batch_results != NULL);
-        conn->batch_request_id = h->request_id;
-    }
-    struct wire_put_result *results = conn->batch_results;
-    struct queue_time now = conn->server->now;
-    for (; conn->batch_done < batch->count; conn->batch_done++) {
-        int rc = put_one(conn, &batch->jobs[conn->batch_done], now, &results[conn->batch_done],
-                         &conn->batch_seq_end);
-        if (rc == -ENOBUFS)
-            return HANDLER_AGAIN;
+        rc = put_one(conn, &batch->jobs[i], now, &results[i], &seq_end);
+        /* Admission covered every way a put fails: arguments, room, disk, log space; the
+         * log's error and ENOSPC state change only in completions, never inside this loop.
+         * So only the first put may fail (the log poisoned or out of space meanwhile). */
+        SPOOL_ASSERT(rc == 0 || i == 0);
         if (rc != 0) {
-            batch_forget(conn);
+            free(results);
             return queue_result(conn, h->request_id, rc);
         }
     }
     union wire_msg r = {.put_batch_reply = {.count = batch->count, .jobs = results}};
-    reply_after(conn, h->opcode, h->request_id, &r, conn->batch_seq_end);
-    batch_forget(conn);
+    reply_after(conn, h->opcode, h->request_id, &r, seq_end);
+    free(results);
     return 0;
 }
 

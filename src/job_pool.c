@@ -69,15 +69,29 @@ int job_pool_prefault_start(struct job_pool *pool)
     struct job_pool_prefault *pf = calloc(1, sizeof(*pf));
     if (pf == NULL)
         return -ENOMEM;
-    pthread_mutex_init(&pf->lock, NULL);
-    pthread_cond_init(&pf->wake, NULL);
+    /* Each step's failure is reported (a negative errno) and undoes the steps before it: the
+     * pool then works without the helper. */
+    int rc = pthread_mutex_init(&pf->lock, NULL);
+    if (rc != 0) {
+        free(pf);
+        return -rc;
+    }
+    rc = pthread_cond_init(&pf->wake, NULL);
+    if (rc != 0) {
+        pthread_mutex_destroy(&pf->lock);
+        free(pf);
+        return -rc;
+    }
     /* The helper starts with every signal blocked, so that signals (SIGTERM, SIGINT, which
      * the server takes through its signalfd) are never delivered to it. */
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&pf->thread, NULL, pool_prefault_main, pf);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (rc == 0) {
+        rc = pthread_create(&pf->thread, NULL, pool_prefault_main, pf);
+        int restore = pthread_sigmask(SIG_SETMASK, &old, NULL);
+        SPOOL_ASSERT(restore == 0); /* a mask the thread had a moment ago */
+    }
     if (rc != 0) {
         pthread_cond_destroy(&pf->wake);
         pthread_mutex_destroy(&pf->lock);

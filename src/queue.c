@@ -139,9 +139,10 @@ struct queue_state *queue_state_create(const struct queue_config *config)
         state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
     jobtab_init(&state->jobs);
     job_pool_init(&state->pool);
-    if (config->prefault && job_pool_prefault_start(&state->pool) != 0)
+    int prefault_rc = config->prefault ? job_pool_prefault_start(&state->pool) : 0;
+    if (prefault_rc != 0)
         fprintf(stderr, "level=warn msg=\"no prefault thread: job memory is mapped on the "
-                        "loop\"\n");
+                        "loop\" error=\"%s\"\n", strerror(-prefault_rc));
     strmap_init(&state->queues);
     strmap_init(&state->keys);
     list_init(&state->idem_order);
@@ -666,6 +667,28 @@ static int put_validate(const struct queue_state *state, const struct queue_put_
     if (args->delay_ms < 0 || args->ttl_ms < 0 || args->run_at_ms < 0)
         return QUEUE_EINVAL;
     return 0;
+}
+
+void queue_ids_floor(struct queue_state *state, int64_t now_ms)
+{
+    if (now_ms <= 0)
+        return; /* a clock before 1970: nothing to floor by (the recovered counter stands) */
+    uint64_t floor = (uint64_t)now_ms < QUEUE_ID_FLOOR_MAX / QUEUE_IDS_PER_MS
+                         ? (uint64_t)now_ms * QUEUE_IDS_PER_MS
+                         : QUEUE_ID_FLOOR_MAX;
+    if (floor > state->next_id)
+        state->next_id = floor;
+    SPOOL_ASSERT(state->next_id >= floor);
+}
+
+uint64_t queue_next_id(const struct queue_state *state)
+{
+    return state->next_id;
+}
+
+int queue_put_check(const struct queue_state *state, const struct queue_put_args *args)
+{
+    return put_validate(state, args);
 }
 
 int queue_put(struct queue_state *state, const struct queue_put_args *args,

@@ -271,6 +271,11 @@ struct queue_put_args {
     uint32_t body_len;
 };
 
+/* The arguments queue_put would refuse with QUEUE_EINVAL (0 when valid): a batch checks every
+ * job before it puts the first. */
+SPOOL_MUST_USE int queue_put_check(const struct queue_state *state,
+                                   const struct queue_put_args *args);
+
 /* Put a job (PENDING until queue_durable covers its record). *id: the new job's id, or with
  * *duplicate the id of the job that first used the key within the window; *seq: the PUT
  * record's seq (the reply waits for it to be durable). Errors: QUEUE_EINVAL, QUEUE_EFULL,
@@ -389,6 +394,23 @@ SPOOL_MUST_USE int queue_replay(struct queue_state *state, const struct log_reco
                                 struct queue_time now);
 /* After replay: every job visible; over-attempted jobs buried (emitted). */
 void queue_recover_finish(struct queue_state *state, struct queue_time now);
+
+/*
+ * Job ids are unique for the life of a data directory, not dense: a start numbers its jobs
+ * from at least now_ms * QUEUE_IDS_PER_MS (queue_ids_floor), so ids never go back even when
+ * recovery lost the log that held the highest ones (a removed newest segment, a torn tail cut
+ * in the interval and none modes, a salvage), as long as the wall clock does not step back.
+ * 1024 ids per ms: a counter that starts at the clock's floor stays below the next start's
+ * floor unless it averaged more than a million puts a second; ids stay below 2^53 (exact in a
+ * JavaScript number) until the year 2248.
+ */
+#define QUEUE_IDS_PER_MS 1024u
+/* The largest id a floor may reach: 2^53, the integers a double holds exactly. */
+#define QUEUE_ID_FLOOR_MAX (1ull << 53)
+/* After recovery, before the first put: next id = max(recovered next id, the floor). */
+void queue_ids_floor(struct queue_state *state, int64_t now_ms);
+/* The id the next put will get (for tests and the recovery log line). */
+uint64_t queue_next_id(const struct queue_state *state);
 
 /* Checkpoint payload: the whole state (bodies excluded: they stay in the log), as of an
  * anchor, taken incrementally while the state goes on changing (queue_replay.c):

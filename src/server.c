@@ -111,10 +111,9 @@ static void on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability 
         server->fatal_error = error;
         return;
     }
-    /* Applied in the loop, outside the engine's completion. */
-    if (durable_seq_end > server->durable_seq_end)
-        server->durable_seq_end = durable_seq_end;
-    server->durable_level = level;
+    /* Applied in the loop, outside the engine's completion. Each reply's level is computed
+     * from its own horizon when it is released (handlers.c), not from this report's. */
+    durability_marks_report(&server->durable, durable_seq_end, level);
     server->commits++;
 }
 
@@ -436,17 +435,22 @@ static int recover(struct server *server)
                   (unsigned long long)report.torn_offset, (unsigned long long)report.torn_bytes);
     rc = state_rebuild(server, &rb, checkpoint, checkpoint_len);
     size_t replayed = rb.count;
+    /* Replayed log counts toward the next checkpoint as if it had just been written: without
+     * it, a SIGTERM after a start that only replayed wrote no checkpoint (nothing appended)
+     * and every later start replayed the same records again. */
+    for (size_t i = 0; i < rb.count; i++)
+        server->checkpoint_bytes += log_record_footprint(rb.records[i].len);
     replay_buffer_free(&rb);
     free(checkpoint);
     server->checkpoint_payload_bytes = checkpoint_len; /* sizes the checkpoint reserve */
     if (rc != 0)
         return rc;
-    server->durable_seq_end = log_durable_seq_end(server->log);
+    durability_marks_init(&server->durable, log_durable_seq_end(server->log));
     server->emit_seq_max = log_next_seq(server->log) - 1;
-    server->durable_level = LOG_DURABLE_SYNCED;
     queue_set_emit(server->queues, server_emit, server);
     server->now = server_now(); /* until the loop's first turn reads the clocks again */
     queue_recover_finish(server->queues, server->now);
+    queue_ids_floor(server->queues, queue_time_wall_ms(server->now)); /* never an id a lost tail held */
     rc = bodies_load(server);
     if (rc != 0) {
         slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
@@ -455,10 +459,11 @@ static int recover(struct server *server)
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     slog_info("msg=recovered segments=%u records_replayed=%zu checkpoint=%s jobs=%llu "
-              "queues=%llu next_seq=%llu",
+              "queues=%llu next_seq=%llu next_id=%llu",
               report.segment_count, replayed, checkpoint_len > 0 ? "yes" : "no",
               (unsigned long long)totals.jobs, (unsigned long long)totals.queues,
-              (unsigned long long)log_next_seq(server->log));
+              (unsigned long long)log_next_seq(server->log),
+              (unsigned long long)queue_next_id(server->queues));
     return 0;
 }
 
@@ -819,10 +824,11 @@ static void space_watch(struct server *server)
 /* A new durable watermark: replies go out, puts become visible, stalled requests run again. */
 static void durable_apply(struct server *server)
 {
-    if (server->durable_seq_end <= server->durable_applied)
+    uint64_t written_end = server->durable.written_end;
+    if (written_end <= server->durable_applied)
         return;
-    server->durable_applied = server->durable_seq_end;
-    queue_durable(server->queues, server->durable_seq_end, server->now);
+    server->durable_applied = written_end;
+    queue_durable(server->queues, written_end, server->now);
     handler_release_held(server);
     /* The full batch can go to disk now, which frees the open batch for stalled requests. */
     log_tick(server->log);
@@ -1066,9 +1072,63 @@ int server_start(struct server *server, const struct server_config *config)
     return 0;
 }
 
-void server_destroy(struct server *server)
+/* Closing connections may wait this long for the ring to hand back their recv and send: a
+ * cancel completes in microseconds, so this only bounds a kernel that never answers. */
+#define SERVER_REAP_MS 2000
+
+static bool conns_armed(const struct server *server)
+{
+    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct conn *conn = LIST_ENTRY(l, struct conn, link);
+        if (conn->recv_armed || conn->send_armed)
+            return true;
+    }
+    return false;
+}
+
+/* Before connections are freed, the ring must hold no op pointing into one: an idle
+ * connection has a recv pending, a slow reader a send (the kernel reads its buffer). Close
+ * each (its socket shut down, its recv and send cancelled) and reap the completions through
+ * the connections' own callbacks, which move them to zombies once nothing is armed. Anything
+ * else the ring completes meanwhile (the log's ops) is dispatched as usual. */
+static void conns_reap(struct server *server)
+{
+    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct conn *conn = LIST_ENTRY(l, struct conn, link);
+        struct io_completion *armed[2] = {conn->recv_armed ? &conn->recv_completion : NULL,
+                                          conn->send_armed ? &conn->send_completion : NULL};
+        for (int i = 0; i < 2; i++) {
+            if (armed[i] == NULL)
+                continue;
+            struct io_uring_sqe *sqe = server_sqe(server);
+            io_uring_prep_cancel(sqe, armed[i], 0);
+            io_uring_sqe_set_data(sqe, NULL);
+        }
+    }
+    struct list_link *link = server->conns.next;
+    while (link != &server->conns) {
+        struct conn *conn = LIST_ENTRY(link, struct conn, link);
+        link = link->next; /* conn_close may move conn to zombies */
+        if (!conn->closing || conn->fd >= 0)
+            conn_close(conn);
+    }
+    int64_t deadline_ms = server_now_ms() + SERVER_REAP_MS;
+    while (conns_armed(server) && server_now_ms() < deadline_ms) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            break;
+        ring_dispatch_ready(server);
+    }
+}
+
+/* A connection is freed only when the ring holds nothing of it: one still armed after
+ * conns_reap gave up is left allocated (a leak at exit, not a use after free). */
+static void conns_free(struct server *server)
 {
     struct list_link *link;
+    uint32_t leaked = 0;
     while ((link = list_first(&server->conns)) != NULL) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         list_unlink(link);
@@ -1076,16 +1136,32 @@ void server_destroy(struct server *server)
             list_unlink(&conn->flush_link);
         if (conn->fd >= 0)
             close(conn->fd);
+        conn->fd = -1;
+        if (conn->recv_armed || conn->send_armed) {
+            leaked++;
+            continue;
+        }
         free(conn->in);
         wire_buf_free(&conn->out);
         wire_buf_free(&conn->sending);
         free(conn);
     }
+    if (leaked > 0)
+        slog_warn("msg=\"connections still on the ring at exit: left allocated\" count=%u",
+                  leaked);
+}
+
+void server_destroy(struct server *server)
+{
+    struct list_link *link;
+    if (!list_empty(&server->conns) && server->buf_base != NULL)
+        conns_reap(server);
+    zombies_free(server);
+    conns_free(server);
     while ((link = list_first(&server->held)) != NULL) {
         list_unlink(link);
         free(LIST_ENTRY(link, struct held_reply, link));
     }
-    zombies_free(server);
     wire_buf_free(&server->reply_scratch);
     if (server->log != NULL) {
         int rc = log_close(server->log);

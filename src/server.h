@@ -32,6 +32,7 @@
 #include <sys/signalfd.h>
 
 #include "config.h"
+#include "durability.h"
 #include "list.h"
 #include "log.h"
 #include "map.h"
@@ -97,7 +98,7 @@ struct conn {
     struct list_link link;     /* server.conns */
     struct list_link run_link; /* server.runnable or server.stalled */
     struct list_link flush_link; /* server.to_flush: output to send at the end of the turn */
-    /* A PUT_BATCH or ACK_BATCH cut short by back pressure resumes here. */
+    /* An ACK_BATCH cut short by back pressure resumes here (a PUT_BATCH never is: handlers.c). */
     uint32_t batch_done;
     uint64_t batch_request_id;
     uint64_t batch_seq_end; /* horizon of the records logged by the rounds so far */
@@ -108,7 +109,7 @@ struct conn {
 struct held_reply {
     struct list_link link;
     uint64_t conn_id;
-    uint64_t seq_end; /* released when durable_seq_end >= seq_end */
+    uint64_t seq_end; /* released when durable.written_end >= seq_end */
     size_t len;
     uint8_t data[];
 };
@@ -143,9 +144,10 @@ struct server {
     struct list_link held;     /* held_reply, seq order */
     struct wire_buf reply_scratch; /* where held replies are encoded before they are copied */
     struct list_link to_flush; /* conns given output outside their own run (conn_flush_later) */
-    uint64_t durable_seq_end;
-    uint64_t durable_applied; /* watermark the loop has acted on */
-    enum log_durability durable_level;
+    /* What the log reported: written and synced watermarks apart, so that a reply claims
+     * SYNCED only when its own records were fdatasync'ed (durability.h). */
+    struct durability_marks durable;
+    uint64_t durable_applied; /* written watermark the loop has acted on */
     int64_t stop_started_ms;
     uint64_t emit_seq_max; /* seq of the last record appended */
     bool log_full;

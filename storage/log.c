@@ -91,6 +91,20 @@ uint32_t log_record_footprint(uint32_t len)
     return batch_record_footprint(len);
 }
 
+uint32_t log_open_room(const struct log *log)
+{
+    uint32_t capacity = log->open_count == 0 ? log->config.batch_size_bytes_max
+                                             : log->open_capacity;
+    uint32_t used = BATCH_HEADER_SIZE + (log->open_count == 0 ? 0 : log->open_raw_len);
+    SPOOL_ASSERT(capacity >= used);
+    return capacity - used;
+}
+
+uint32_t log_batch_room_max(const struct log *log)
+{
+    return log->config.batch_size_bytes_max - BATCH_HEADER_SIZE;
+}
+
 int64_t log_now_ns(const struct log *log)
 {
     if (log->config.now_ns != NULL)

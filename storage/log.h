@@ -162,6 +162,13 @@ SPOOL_MUST_USE int log_append_lazy(struct log *log, uint8_t type, const void *da
 /* Bytes an append of len would take in the open batch (for admission control). */
 uint32_t log_record_footprint(uint32_t len);
 
+/* Footprint bytes (log_record_footprint) the open batch still takes before log_append says
+ * -ENOBUFS: appends whose footprints add up to at most this all succeed, in one commit,
+ * unless the log is poisoned or out of space (log_error, LOG_ENOSPC). */
+uint32_t log_open_room(const struct log *log);
+/* What log_open_room says of an empty open batch: batch_size_bytes_max less its header. */
+uint32_t log_batch_room_max(const struct log *log);
+
 /* Start a commit if none is in flight and records are waiting; run the interval sync. Call
  * once per loop turn, after handling input. */
 void log_tick(struct log *log);

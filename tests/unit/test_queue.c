@@ -1543,10 +1543,33 @@ static void test_checkpoint_walk_abort(void)
     queue_state_destroy(s);
 }
 
+/* Ids after a restart start at the clock's floor (Unix ms x 1024) or the recovered counter,
+ * whichever is higher, and never pass 2^53 (queue_ids_floor). */
+static void test_ids_floor(void)
+{
+    struct queue_state *s = make_state();
+    int64_t now = 1764900000000; /* 2025-12 */
+    uint64_t first = put(s, "ids", 0, now);
+    CHECK_EQ(first, 1);
+    queue_ids_floor(s, now);
+    uint64_t next = put(s, "ids", 0, now);
+    CHECK_EQ(next, (uint64_t)now * QUEUE_IDS_PER_MS);
+    CHECK(next < QUEUE_ID_FLOOR_MAX);
+    CHECK_EQ(put(s, "ids", 0, now), next + 1); /* consecutive within a run */
+    queue_ids_floor(s, now - 5000);             /* a floor below the counter: no change */
+    CHECK_EQ(queue_next_id(s), next + 2);
+    queue_ids_floor(s, INT64_MAX / 2); /* a clock far in the future: clamped to 2^53 */
+    CHECK_EQ(queue_next_id(s), QUEUE_ID_FLOOR_MAX);
+    queue_ids_floor(s, -1);
+    CHECK_EQ(queue_next_id(s), QUEUE_ID_FLOOR_MAX);
+    queue_state_destroy(s);
+}
+
 int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
     RUN_TEST(test_priority_then_fifo);
+    RUN_TEST(test_ids_floor);
     RUN_TEST(test_put_queue_lookup_cache);
     RUN_TEST(test_bodies_inline_and_separate);
     RUN_TEST(test_reserve_queue_preference_and_count);
