@@ -185,6 +185,9 @@ ANOMALIES = {
     'duplicate after a refused release': ('unexplained', [sub(
         'consumer0', r'^42 release',
         '42 release.fail id=2 lease=11 err=LEASE_EXPIRED kind=release')], []),
+    'duplicate after a release with no answer': ('unexplained', [sub(
+        'consumer0', r'^42 release',
+        '42 release.unknown id=2 lease=11 err=TIMED_OUT kind=release')], []),
     'duplicate before the TTR ran out': ('unexplained', [sub(
         'consumer1', r'^500 got',
         '300 got id=3 lease=14 attempt=2 key=p0.2 hash=00000000000000a2 len=102 inv=290')], []),
