@@ -23,7 +23,7 @@ Rules (the contract of docs/DESIGN.md, "At-least-once"):
                   that lease's own delivery (so that lease had ended: its ack must fail)
   acked-twice     two acks OK with different leases for one job
   unexplained     a second delivery of a job with no end of the previous lease before it:
-                  release or fail sent (and answered OK), the connection closed or lost by its
+                  release or fail sent (and not refused), the connection closed or lost by its
                   holder, a kill of spoold, or the lease's TTR run out (from the latest of the
                   reserve and an OK'd touch)
   resurrected     a job delivered after a drain had found the queue empty (no put followed)
@@ -239,7 +239,9 @@ def lease_end_ns(h, g):
     for e in evs:
         if e.name == 'touch.ok':
             extended = max(extended, invocation_before(evs, 'touch.inv', e).t)
-        if e.name == 'release.inv' and first_outcome(evs, 'release', e) == 'release.ok':
+        # A release the server may have applied ends the lease when it arrives, even if its
+        # answer was lost; only a definite refusal proves it did not.
+        if e.name == 'release.inv' and first_outcome(evs, 'release', e) != 'release.fail':
             ends.append(e.t)
     if ttr_ms is not None:
         ends.append(extended + (ttr_ms - h.lease_slack_ms) * 1000000)
@@ -254,8 +256,7 @@ def invocation_before(evs, name, outcome):
 
 
 def first_outcome(evs, op, inv):
-    """The name of the first outcome of op recorded after its invocation inv, or None. (An
-    unknown outcome is no evidence by itself: the kill or the lost connection behind it is.)"""
+    """The name of the first outcome of op recorded after its invocation inv, or None."""
     for e in evs:
         if e.t >= inv.t and e.name in (op + '.ok', op + '.fail', op + '.unknown'):
             return e.name
