@@ -5,8 +5,9 @@
  * segment rolls, checkpoints and segment drops all happen between the kills) with the default
  * `--sync always`. crash_load runs producers and consumers against it, recording every request
  * and outcome in history files. Meanwhile this driver kills spoold with SIGKILL at seeded random
- * moments (some right after a start, most after a few hundred ms of load), restarts it on the
- * same directory each time and records each kill and start in driver.hist. Then crash_load is
+ * moments (some right after a start, most after a few hundred ms of load, and some while it
+ * is still recovering), restarts it on the same directory each time and records each kill and
+ * start in driver.hist. Then crash_load is
  * stopped, a drain reserves and acks every job left until the queue is empty, spoold is killed
  * once more and a second drain checks that nothing acked comes back. check_history.py then
  * decides from the histories alone (see there for the rules); its verdict is the test's.
@@ -48,6 +49,11 @@
 #define KILL9_EARLY_MAX_MS 100
 #define KILL9_LATE_MIN_MS 150
 #define KILL9_LATE_MAX_MS 1200
+/* After this share of the kills, spoold is also started and killed again within
+ * KILL9_RECOVERY_KILL_MAX_MS, before it listens (while it recovers), when the harness can not
+ * reach it. */
+#define KILL9_RECOVERY_KILL_PERCENT 15
+#define KILL9_RECOVERY_KILL_MAX_MS 40
 /* Bounds for the drains and for crash_load to stop after SIGTERM (its longest blocking call
  * is a lease left to expire, under a second). */
 #define KILL9_DRAIN_MS 40000
@@ -94,7 +100,8 @@ struct kill9 {
     uint64_t seed;
     uint64_t rng;
     int kills_wanted;
-    int kills_done;
+    int kills_done;     /* of a listening spoold */
+    int recovery_kills; /* of a spoold still starting */
 };
 
 __attribute__((format(printf, 2, 3))) static void driver_event(struct kill9 *k, const char *fmt,
@@ -162,12 +169,42 @@ static int64_t kill_delay_ms(struct kill9 *k)
            (int64_t)(rng_next(&k->rng) % (KILL9_LATE_MAX_MS - KILL9_LATE_MIN_MS + 1));
 }
 
+/* Start spoold on the data directory as the harness does, and SIGKILL it a few ms later,
+ * while it recovers (or, on a quick start, just after it listens). */
+static void recovery_kill(struct kill9 *k)
+{
+    unlink(k->server.ready);
+    const char *argv[32] = {getenv("SPOOLD"), "--data", k->server.data, "--listen",
+                            "127.0.0.1:0", "--ready-file", k->server.ready};
+    int argc = 7;
+    for (int i = 0; spoold_args[i] != NULL; i++)
+        argv[argc++] = spoold_args[i];
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *log = freopen(k->server.log, "a", stderr);
+        (void)log;
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (pid < 0)
+        return;
+    sleep_ms((int64_t)(rng_next(&k->rng) % (KILL9_RECOVERY_KILL_MAX_MS + 1)));
+    driver_event(k, "kill n=%d pid=%d phase=recovery", k->kills_done + 1, (int)pid);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    k->recovery_kills++;
+}
+
 /* SIGKILL spoold and start it again on the same directory. */
 static int crash_restart(struct kill9 *k)
 {
     driver_event(k, "kill n=%d pid=%d", k->kills_done + 1, (int)k->server.pid);
     spoold_kill(&k->server);
     k->kills_done++;
+    if (rng_next(&k->rng) % 100 < KILL9_RECOVERY_KILL_PERCENT)
+        recovery_kill(k);
     if (spoold_restart(&k->server, spoold_args) != 0) {
         fprintf(stderr, "FAIL: spoold did not restart after kill %d\n", k->kills_done);
         return -1;
@@ -278,8 +315,8 @@ int main(int argc, char **argv)
     spoold_kill(&k.server);
     if (rc == 0)
         rc = run_checker(&k);
-    printf("kills=%d seed=%" PRIu64 " wall_s=%.1f\n", k.kills_done, k.seed,
-           (double)(now_ns() - start) / 1e9);
+    printf("kills=%d (and %d during recovery) seed=%" PRIu64 " wall_s=%.1f\n", k.kills_done,
+           k.recovery_kills, k.seed, (double)(now_ns() - start) / 1e9);
     if (k.driver_hist != NULL)
         fclose(k.driver_hist);
     if (rc != 0) {
