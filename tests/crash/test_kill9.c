@@ -171,7 +171,7 @@ static int64_t kill_delay_ms(struct kill9 *k)
 
 /* Start spoold on the data directory as the harness does, and SIGKILL it a few ms later,
  * while it recovers (or, on a quick start, just after it listens). */
-static void recovery_kill(struct kill9 *k)
+static int recovery_kill(struct kill9 *k)
 {
     unlink(k->server.ready);
     const char *argv[32] = {getenv("SPOOLD"), "--data", k->server.data, "--listen",
@@ -183,28 +183,42 @@ static void recovery_kill(struct kill9 *k)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *log = freopen(k->server.log, "a", stderr);
-        (void)log;
+        if (freopen(k->server.log, "a", stderr) != NULL)
+            dup2(2, 1); /* spoold never holds the test runner's stdout open */
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     if (pid < 0)
-        return;
+        return -1;
     sleep_ms((int64_t)(rng_next(&k->rng) % (KILL9_RECOVERY_KILL_MAX_MS + 1)));
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+        fprintf(stderr, "FAIL: spoold exited by itself while recovering (status %d): see %s\n",
+                status, k->server.log);
+        return -1;
+    }
     driver_event(k, "kill n=%d pid=%d phase=recovery", k->kills_done + 1, (int)pid);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     k->recovery_kills++;
+    return 0;
 }
 
 /* SIGKILL spoold and start it again on the same directory. */
 static int crash_restart(struct kill9 *k)
 {
+    int status = 0;
+    if (waitpid(k->server.pid, &status, WNOHANG) == k->server.pid) {
+        fprintf(stderr, "FAIL: spoold exited by itself under load (status %d): see %s\n",
+                status, k->server.log);
+        k->server.pid = 0;
+        return -1;
+    }
     driver_event(k, "kill n=%d pid=%d", k->kills_done + 1, (int)k->server.pid);
     spoold_kill(&k->server);
     k->kills_done++;
-    if (rng_next(&k->rng) % 100 < KILL9_RECOVERY_KILL_PERCENT)
-        recovery_kill(k);
+    if (rng_next(&k->rng) % 100 < KILL9_RECOVERY_KILL_PERCENT && recovery_kill(k) != 0)
+        return -1;
     if (spoold_restart(&k->server, spoold_args) != 0) {
         fprintf(stderr, "FAIL: spoold did not restart after kill %d\n", k->kills_done);
         return -1;
