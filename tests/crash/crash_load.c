@@ -64,6 +64,9 @@
 #define LOAD_BATCH_MAX 16
 /* Body sizes: mostly small, sometimes a few KiB (lz4 is tried from 1 KiB). */
 #define LOAD_BODY_MAX 6000
+/* The body's head ("spool-crash KEY len=N\n") fits in this many bytes; bodies are never
+ * shorter. */
+#define LOAD_BODY_HEAD_MAX 48
 /* Producers wait while this many jobs are put but not acked, so that consumers keep up and
  * the drain stays short. */
 #define LOAD_BACKLOG_MAX 400
@@ -80,7 +83,8 @@
 #define LOAD_BACKOFF_MAX_MS 200
 /* Release delays (and put delays) up to this many ms: short, so the drain need not wait. */
 #define LOAD_DELAY_MAX_MS 30u
-#define LOAD_RESULT_MAX 64
+/* An ack's result: "done ID". */
+#define LOAD_RESULT_MAX 32
 
 enum load_role { ROLE_PRODUCER, ROLE_CONSUMER, ROLE_DRAIN };
 
@@ -167,8 +171,8 @@ __attribute__((format(printf, 2, 3))) static void hist(struct worker *w, const c
  * connection is unusable. Everything else from the server is a definite answer. */
 static bool error_is_unknown(int rc)
 {
-    return rc == SPOOL_E_CONNECTION_CLOSED || rc == SPOOL_E_PROTOCOL ||
-           rc == SPOOL_E_TIMED_OUT || rc == SPOOL_E_INTERNAL || (rc < 0 && rc > -4096);
+    return rc == SPOOL_E_CONNECTION_CLOSED || rc == SPOOL_E_PROTOCOL || rc == SPOOL_E_TIMED_OUT ||
+           rc == SPOOL_E_INTERNAL || (rc < 0 && rc > -4096);
 }
 
 static void worker_drop_connection(struct worker *w, int rc)
@@ -205,9 +209,8 @@ static bool worker_connect(struct worker *w, int64_t deadline_ns)
         char addr[128];
         int rc = read_address(w->config->ready_path, addr, sizeof(addr));
         if (rc == 0) {
-            struct spool_connect_options opts = {.timeout_ms = 2000,
-                                                 .io_timeout_ms = LOAD_IO_TIMEOUT_MS,
-                                                 .client_name = w->name};
+            struct spool_connect_options opts = {
+                .timeout_ms = 2000, .io_timeout_ms = LOAD_IO_TIMEOUT_MS, .client_name = w->name};
             rc = spool_connect_opts(addr, &opts, &w->client);
         }
         if (rc == 0) {
@@ -217,8 +220,8 @@ static bool worker_connect(struct worker *w, int64_t deadline_ns)
         }
         hist(w, "connect.fail err=%s", spool_error_name(rc));
         sleep_ms(w->backoff_ms);
-        w->backoff_ms = w->backoff_ms * 2 > LOAD_BACKOFF_MAX_MS ? LOAD_BACKOFF_MAX_MS
-                                                                : w->backoff_ms * 2;
+        w->backoff_ms =
+            w->backoff_ms * 2 > LOAD_BACKOFF_MAX_MS ? LOAD_BACKOFF_MAX_MS : w->backoff_ms * 2;
     }
     return true;
 }
@@ -238,8 +241,12 @@ static void job_make(struct worker *w, struct load_job *job)
 {
     snprintf(job->key, sizeof(job->key), "p%d.%" PRIu64, w->index, w->seq++);
     uint32_t pick = rng_below(&w->rng, 10);
-    size_t len = pick < 7 ? 40 + rng_below(&w->rng, 400) : 40 + rng_below(&w->rng, LOAD_BODY_MAX - 40);
-    int head = snprintf((char *)job->body, 40, "spool-crash %s len=%zu\n", job->key, len);
+    uint32_t extra_max = pick < 7 ? 400 : LOAD_BODY_MAX - LOAD_BODY_HEAD_MAX;
+    size_t len = LOAD_BODY_HEAD_MAX + rng_below(&w->rng, extra_max);
+    int head =
+        snprintf((char *)job->body, LOAD_BODY_HEAD_MAX, "spool-crash %s len=%zu\n", job->key, len);
+    if (head < 0 || head >= LOAD_BODY_HEAD_MAX)
+        abort(); /* keys are short: "p" + a thread index + "." + a sequence number */
     uint64_t filler = fnv1a64(job->key, strlen(job->key));
     bool pattern = rng_below(&w->rng, 2) == 0;
     for (size_t i = (size_t)head; i < len; i++)
@@ -285,8 +292,8 @@ static void producer_step(struct worker *w, struct load_job *jobs, uint64_t batc
             hist(w, "put.inv key=%s hash=%016" PRIx64 " len=%zu ttr=%u batch=b%" PRIu64,
                  jobs[i].key, jobs[i].hash, jobs[i].body_len, LOAD_TTR_MS, batch_no);
         else
-            hist(w, "put.inv key=%s hash=%016" PRIx64 " len=%zu ttr=%u", jobs[i].key,
-                 jobs[i].hash, jobs[i].body_len, LOAD_TTR_MS);
+            hist(w, "put.inv key=%s hash=%016" PRIx64 " len=%zu ttr=%u", jobs[i].key, jobs[i].hash,
+                 jobs[i].body_len, LOAD_TTR_MS);
     }
     struct spool_put_result results[LOAD_BATCH_MAX];
     uint64_t id = 0;
@@ -374,8 +381,8 @@ static void record_got(struct worker *w, const struct spool_delivery *d, int64_t
 
 /* Record a definite or unknown outcome of a call on a lease; false if the connection is gone
  * (the caller stops using it). */
-static bool lease_outcome(struct worker *w, const char *op, const struct spool_delivery *d,
-                          int rc, const char *extra)
+static bool lease_outcome(struct worker *w, const char *op, const struct spool_delivery *d, int rc,
+                          const char *extra)
 {
     if (rc == 0) {
         hist(w, "%s.ok id=%" PRIu64 " lease=%" PRIu64 "%s", op, d->id, d->lease, extra);
@@ -459,8 +466,8 @@ static void consumer_disconnect(struct worker *w, const struct spool_delivery *d
     char ids[LOAD_RESERVE_MAX * 24] = "";
     size_t used = 0;
     for (size_t i = 0; i < count && used < sizeof(ids); i++)
-        used += (size_t)snprintf(ids + used, sizeof(ids) - used, "%s%" PRIu64, i ? "," : "",
-                                 ds[i].id);
+        used +=
+            (size_t)snprintf(ids + used, sizeof(ids) - used, "%s%" PRIu64, i ? "," : "", ds[i].id);
     hist(w, "disconnect ids=%s", ids);
     spool_close(w->client);
     w->client = NULL;
@@ -498,10 +505,18 @@ static bool consumer_handle(struct worker *w, const struct spool_delivery *ds, s
             else
                 ok = consumer_ack(w, d, false);
             break;
-        case ACT_ACK_RESULT: ok = consumer_ack(w, d, true); break;
-        case ACT_RELEASE: ok = consumer_release(w, d, false); break;
-        case ACT_FAIL: ok = consumer_release(w, d, true); break;
-        case ACT_TOUCH_ACK: ok = consumer_touch_ack(w, d); break;
+        case ACT_ACK_RESULT:
+            ok = consumer_ack(w, d, true);
+            break;
+        case ACT_RELEASE:
+            ok = consumer_release(w, d, false);
+            break;
+        case ACT_FAIL:
+            ok = consumer_release(w, d, true);
+            break;
+        case ACT_TOUCH_ACK:
+            ok = consumer_touch_ack(w, d);
+            break;
         case ACT_EXPIRE:
             hist(w, "expire id=%" PRIu64 " lease=%" PRIu64, d->id, d->lease);
             expired[expired_count++] = d;
@@ -621,8 +636,8 @@ static void drain_main(struct worker *w)
 static int worker_open(struct worker *w, const struct load_config *config, enum load_role role,
                        int index, const char *name)
 {
-    *w = (struct worker){.role = role, .index = index, .config = config,
-                         .backoff_ms = LOAD_BACKOFF_MIN_MS};
+    *w = (struct worker){
+        .role = role, .index = index, .config = config, .backoff_ms = LOAD_BACKOFF_MIN_MS};
     snprintf(w->name, sizeof(w->name), "%s", name);
     w->rng = config->seed * 1000003u + (uint64_t)index * 7919u + (uint64_t)role;
     char path[1024];
@@ -646,7 +661,8 @@ static void usage(void)
 
 static void parse_args(int argc, char **argv, struct load_config *c)
 {
-    *c = (struct load_config){.run_ms = -1, .drain_ms = 30000,
+    *c = (struct load_config){.run_ms = -1,
+                              .drain_ms = 30000,
                               .producers = LOAD_PRODUCERS_DEFAULT,
                               .consumers = LOAD_CONSUMERS_DEFAULT};
     for (int i = 1; i + 1 < argc; i += 2) {

@@ -63,9 +63,19 @@
 /* The checker also wants this many acknowledged puts: a run that did nothing proves nothing. */
 #define KILL9_PUTS_MIN 300
 
+/* 1 MiB segments and a checkpoint every 256 KiB of log or 500 ms, so that segment rolls,
+ * checkpoints and segment drops all happen between kills (a run writes a few MiB); jobs must
+ * fit a quarter of a segment, hence the smaller job limit. --sync always is the default. */
 static const char *const spoold_args[] = {
-    "--segment-size",       "1m",   "--max-job-size", "64k", "--checkpoint-bytes", "256k",
-    "--checkpoint-interval", "500", NULL,
+    "--segment-size",
+    "1m",
+    "--max-job-size",
+    "64k",
+    "--checkpoint-bytes",
+    "256k",
+    "--checkpoint-interval",
+    "500",
+    NULL,
 };
 
 static int64_t now_ns(void)
@@ -105,7 +115,7 @@ struct kill9 {
 };
 
 __attribute__((format(printf, 2, 3))) static void driver_event(struct kill9 *k, const char *fmt,
-                                                                ...)
+                                                               ...)
 {
     fprintf(k->driver_hist, "%" PRId64 " ", now_ns());
     va_list ap;
@@ -149,9 +159,10 @@ static pid_t load_start(struct kill9 *k, const char *drain_name, int64_t drain_m
     char seed[32], ms[32];
     snprintf(seed, sizeof(seed), "%" PRIu64, k->seed);
     snprintf(ms, sizeof(ms), "%" PRId64, drain_ms);
-    const char *argv[] = {k->load_bin, "--ready", k->server.ready, "--history", k->history,
-                          "--seed",    seed,      NULL,            NULL,        NULL,
-                          NULL,        NULL};
+    const char *argv[] = {k->load_bin, "--ready",  k->server.ready,
+                          "--history", k->history, "--seed",
+                          seed,        NULL,       NULL,
+                          NULL,        NULL,       NULL};
     if (drain_name != NULL) {
         argv[7] = "--drain";
         argv[8] = drain_name;
@@ -174,8 +185,8 @@ static int64_t kill_delay_ms(struct kill9 *k)
 static int recovery_kill(struct kill9 *k)
 {
     unlink(k->server.ready);
-    const char *argv[32] = {getenv("SPOOLD"), "--data", k->server.data, "--listen",
-                            "127.0.0.1:0", "--ready-file", k->server.ready};
+    const char *argv[32] = {getenv("SPOOLD"), "--data",       k->server.data, "--listen",
+                            "127.0.0.1:0",    "--ready-file", k->server.ready};
     int argc = 7;
     for (int i = 0; spoold_args[i] != NULL; i++)
         argv[argc++] = spoold_args[i];
@@ -209,8 +220,8 @@ static int crash_restart(struct kill9 *k)
 {
     int status = 0;
     if (waitpid(k->server.pid, &status, WNOHANG) == k->server.pid) {
-        fprintf(stderr, "FAIL: spoold exited by itself under load (status %d): see %s\n",
-                status, k->server.log);
+        fprintf(stderr, "FAIL: spoold exited by itself under load (status %d): see %s\n", status,
+                k->server.log);
         k->server.pid = 0;
         return -1;
     }
@@ -280,8 +291,8 @@ static int run_checker(struct kill9 *k)
     char kills[32], puts[32];
     snprintf(kills, sizeof(kills), "%d", KILL9_KILLS_MIN);
     snprintf(puts, sizeof(puts), "%d", KILL9_PUTS_MIN);
-    const char *argv[] = {k->python, k->checker, "--min-kills", kills, "--min-puts", puts,
-                          k->history, NULL};
+    const char *argv[] = {k->python,    k->checker, "--min-kills", kills,
+                          "--min-puts", puts,       k->history,    NULL};
     return wait_exit(spawn(argv), KILL9_CHECKER_MS);
 }
 
@@ -296,8 +307,8 @@ static int setup(struct kill9 *k, char **argv)
                                : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20)) % 1000000007u;
     k->rng = k->seed;
     k->kills_wanted = env_kills != NULL ? atoi(env_kills) : KILL9_KILLS_DEFAULT;
-    printf("seed=%" PRIu64 " kills=%d (rerun: CRASH_SEED=%" PRIu64 ")\n", k->seed,
-           k->kills_wanted, k->seed);
+    printf("seed=%" PRIu64 " kills=%d (rerun: CRASH_SEED=%" PRIu64 ")\n", k->seed, k->kills_wanted,
+           k->seed);
     fflush(stdout);
     if (spoold_start(&k->server, "kill9", spoold_args) != 0)
         return -1;
