@@ -14,7 +14,8 @@ Rules (the contract of docs/DESIGN.md, "At-least-once"):
   altered         a delivered body's hash or length differs from what its put sent
   wrong-payload   a job id delivered with the body of another put than the one that got that id
   id-reused       one job id returned for two different puts
-  put-twice       one put delivered under two job ids
+  put-twice       one put delivered under two job ids, or its retries (same idempotency key)
+                  answered with different ids
   lost            a put whose OK was received never delivered, in the run or the drains
   vanished        a delivered job never acked although the drain found the queue empty (an
                   ack whose outcome is unknown, lost in a crash, counts as maybe acked)
@@ -139,7 +140,8 @@ class History:
     def __init__(self, events):
         self.events = events
         self.puts = {}                      # key -> put.inv event
-        self.put_outcome = {}               # key -> put.ok / put.fail / put.unknown event
+        self.put_outcome = {}               # key -> its outcome (see put_settle)
+        self.put_outcomes = defaultdict(list)  # key -> every outcome, retries included
         self.id_key = {}                    # id -> key (from put.ok)
         self.gots = defaultdict(list)       # id -> got events, by time
         self.lease_events = defaultdict(list)  # (id, lease) -> ack/release/touch/expire events
@@ -148,15 +150,27 @@ class History:
         self.kills = []                     # kill events
         self.drains = []                    # drain.done / drain.incomplete events
         self.lease_slack_ms = 0             # see --lease-slack-ms
+        self.retry_errors = []
         for e in events:
             self.index(e)
+        for key, outcomes in self.put_outcomes.items():
+            self.put_outcome[key] = put_settle(outcomes)
+
+    def put_invoked(self, e):
+        key = e.f['key']
+        first = self.puts.get(key)
+        if first is None:
+            self.puts[key] = e
+        elif e.f.get('idem') != '1' or first.f['hash'] != e.f['hash']:
+            # Only a retry with the same idempotency key and body may send a key again.
+            self.retry_errors.append((first, e))
 
     def index(self, e):
         n, f = e.name, e.f
         if n == 'put.inv':
-            self.puts[f['key']] = e
+            self.put_invoked(e)
         elif n in ('put.ok', 'put.fail', 'put.unknown'):
-            self.put_outcome[f['key']] = e
+            self.put_outcomes[f['key']].append(e)
         elif n == 'got':
             self.gots[f['id']].append(e)
         elif n.split('.')[0] in ('ack', 'release', 'touch') or n == 'expire':
@@ -171,16 +185,32 @@ class History:
             self.drains.append(e)
 
 
+def put_settle(outcomes):
+    """One outcome for a put and its retries: OK if any try got OK (retries of a put with
+    an idempotency key must answer the same id), else unknown if any try was, else refused."""
+    for name in ('put.ok', 'put.unknown', 'put.fail'):
+        for e in outcomes:
+            if e.name == name:
+                return e
+    return None
+
+
 def check_payloads(h, report):
     ids_of_key = defaultdict(set)
-    for key, outcome in h.put_outcome.items():
-        if outcome.name != 'put.ok':
-            continue
-        id_ = outcome.f['id']
-        if id_ in h.id_key and h.id_key[id_] != key:
-            report.add('id-reused', 'job id %d returned for puts %s and %s'
-                       % (id_, h.id_key[id_], key), outcome)
-        h.id_key[id_] = key
+    for first, again in h.retry_errors:
+        report.add('format', 'put %s sent again without its idempotency key or with another '
+                   'body' % first.f['key'], first, again)
+    for key, outcomes in h.put_outcomes.items():
+        ok = [e for e in outcomes if e.name == 'put.ok']
+        if len({e.f['id'] for e in ok}) > 1:
+            report.add('put-twice', 'retries of put %s with one idempotency key answered '
+                       'different job ids' % key, *ok)
+        for outcome in ok:
+            id_ = outcome.f['id']
+            if id_ in h.id_key and h.id_key[id_] != key:
+                report.add('id-reused', 'job id %d returned for puts %s and %s'
+                           % (id_, h.id_key[id_], key), outcome)
+            h.id_key[id_] = key
     for id_, gots in h.gots.items():
         for g in gots:
             key = g.f['key']

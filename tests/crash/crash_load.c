@@ -2,8 +2,9 @@
  * crash_load: the load generator of the kill -9 test (test_kill9.c drives it, check_history.py
  * judges what it wrote). It talks to spoold through libspool only, like any user would.
  *
- * Run mode: producer threads put jobs (single puts and put batches) whose bodies identify
- * themselves ("spool-crash KEY len=N\n" then filler derived from the key) and consumer threads
+ * Run mode: producer threads put jobs (single puts and put batches, a third of them with
+ * idempotency keys and retried after an unknown outcome) whose bodies identify themselves
+ * ("spool-crash KEY len=N\n" then filler derived from the key) and consumer threads
  * reserve them and then, chosen at random per delivery: ack (sometimes with a result, sometimes
  * in an ack batch), release or fail (back to ready after a short delay), touch then ack, let the
  * lease run out (then ack late with the stale token), or close the connection while holding
@@ -20,7 +21,8 @@
  * whatever happens to spoold): a first line "# crash-history v1 worker=NAME", then
  * "T_NS EVENT key=value ..." with T_NS from CLOCK_MONOTONIC (one clock for every process of the
  * machine, so the driver's kill records and every worker's lines can be ordered). Events:
- *   put.inv key= hash= len= ttr= [batch=]     put.ok key= id=     put.fail|put.unknown key= err=
+ *   put.inv key= hash= len= ttr= [batch= [idem=1] retry=N]   put.ok key= id= [dup=1]
+ *   put.fail|put.unknown key= err=
  *   reserve.inv n=   reserve.ok count=   reserve.fail|reserve.unknown err=
  *   got id= lease= attempt= key= hash= len= inv=T_NS   (inv: when that reserve was sent)
  *   ack.inv|ack.ok|ack.fail|ack.unknown id= lease= [err=] [batch=1]
@@ -70,6 +72,8 @@
 /* Producers wait while this many jobs are put but not acked, so that consumers keep up and
  * the drain stays short. */
 #define LOAD_BACKLOG_MAX 400
+/* Tries of a put with idempotency keys whose outcome stays unknown: a few restarts' worth. */
+#define LOAD_PUT_TRIES_MAX 8u
 /* Jobs per reserve in run mode and in the drain. */
 #define LOAD_RESERVE_MAX 3u
 #define LOAD_DRAIN_RESERVE_MAX 64u
@@ -268,11 +272,14 @@ static struct spool_job_spec job_spec(struct worker *w, const struct load_job *j
     };
 }
 
-static void put_outcome(struct worker *w, const struct load_job *job, int rc, uint64_t id)
+static void put_outcome(struct worker *w, const struct load_job *job, int rc,
+                        const struct spool_put_result *result)
 {
     if (rc == 0) {
-        hist(w, "put.ok key=%s id=%" PRIu64, job->key, id);
-        atomic_fetch_add(&load_backlog, 1);
+        hist(w, "put.ok key=%s id=%" PRIu64 "%s", job->key, result->id,
+             result->duplicate ? " dup=1" : "");
+        if (!result->duplicate)
+            atomic_fetch_add(&load_backlog, 1);
     } else if (error_is_unknown(rc)) {
         hist(w, "put.unknown key=%s err=%s", job->key, spool_error_name(rc));
     } else {
@@ -280,31 +287,51 @@ static void put_outcome(struct worker *w, const struct load_job *job, int rc, ui
     }
 }
 
-/* One put or one put batch of 2..LOAD_BATCH_MAX jobs. */
-static void producer_step(struct worker *w, struct load_job *jobs, uint64_t batch_no)
+/* Send one put (count 1) or put batch and record it; attempt > 0 is a retry of the same
+ * request with the same idempotency keys. */
+static int producer_send(struct worker *w, const struct load_job *jobs,
+                         const struct spool_job_spec *specs, size_t count, uint64_t batch_no,
+                         unsigned attempt)
 {
-    size_t count = rng_below(&w->rng, 3) == 0 ? 2 + rng_below(&w->rng, LOAD_BATCH_MAX - 1) : 1;
-    struct spool_job_spec specs[LOAD_BATCH_MAX];
     for (size_t i = 0; i < count; i++) {
-        job_make(w, &jobs[i]);
-        specs[i] = job_spec(w, &jobs[i]);
-        if (count > 1)
-            hist(w, "put.inv key=%s hash=%016" PRIx64 " len=%zu ttr=%u batch=b%" PRIu64,
-                 jobs[i].key, jobs[i].hash, jobs[i].body_len, LOAD_TTR_MS, batch_no);
-        else
-            hist(w, "put.inv key=%s hash=%016" PRIx64 " len=%zu ttr=%u", jobs[i].key, jobs[i].hash,
-                 jobs[i].body_len, LOAD_TTR_MS);
+        char extra[64] = "";
+        if (count > 1 || specs[i].key != NULL)
+            snprintf(extra, sizeof(extra), " batch=b%" PRIu64 "%s retry=%u", batch_no,
+                     specs[i].key != NULL ? " idem=1" : "", attempt);
+        hist(w, "put.inv key=%s hash=%016" PRIx64 " len=%zu ttr=%u%s", jobs[i].key, jobs[i].hash,
+             jobs[i].body_len, LOAD_TTR_MS, extra);
     }
-    struct spool_put_result results[LOAD_BATCH_MAX];
-    uint64_t id = 0;
+    struct spool_put_result results[LOAD_BATCH_MAX] = {{0}};
     int rc = count > 1 ? spool_put_batch(w->client, specs, count, results)
-                       : spool_put(w->client, &specs[0], &id);
+                       : spool_put(w->client, &specs[0], &results[0].id);
     for (size_t i = 0; i < count; i++)
-        put_outcome(w, &jobs[i], rc, count > 1 ? (rc == 0 ? results[i].id : 0) : id);
+        put_outcome(w, &jobs[i], rc, &results[i]);
     if (error_is_unknown(rc))
         worker_drop_connection(w, rc);
     else if (rc != 0)
         sleep_ms(10); /* QUEUE_FULL, DISK_FULL, BUSY: back off a little */
+    return rc;
+}
+
+/* One put or one put batch of 2..LOAD_BATCH_MAX jobs. A third of them carry idempotency keys
+ * (the job's own key) and are retried, as a careful client would, after an unknown outcome:
+ * the server must answer a retry of a put that landed with the original id, never make a
+ * second job. */
+static void producer_step(struct worker *w, struct load_job *jobs, uint64_t batch_no)
+{
+    size_t count = rng_below(&w->rng, 3) == 0 ? 2 + rng_below(&w->rng, LOAD_BATCH_MAX - 1) : 1;
+    bool keyed = rng_below(&w->rng, 3) == 0;
+    struct spool_job_spec specs[LOAD_BATCH_MAX];
+    for (size_t i = 0; i < count; i++) {
+        job_make(w, &jobs[i]);
+        specs[i] = job_spec(w, &jobs[i]);
+        specs[i].key = keyed ? jobs[i].key : NULL;
+    }
+    for (unsigned attempt = 0; attempt < LOAD_PUT_TRIES_MAX; attempt++) {
+        int rc = producer_send(w, jobs, specs, count, batch_no, attempt);
+        if (!keyed || !error_is_unknown(rc) || !worker_connect(w, 0))
+            return;
+    }
 }
 
 static void *producer_main(void *arg)

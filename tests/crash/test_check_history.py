@@ -182,6 +182,25 @@ ANOMALIES = {
 9035 got id=7 lease=20 attempt=1 key=p0.6 hash=00000000000000a6 len=106 inv=9020
 9036 ack.ok id=7 lease=20 batch=1
 """)], []),
+    'idempotent retry made a second job': ('put-twice', [
+        sub('producer0', r'^4990 put.inv', '4990 put.inv key=p0.6 hash=00000000000000a6 len=106 '
+            'ttr=400 batch=b2 idem=1 retry=0'),
+        add('producer0', """
+5101 put.inv key=p0.6 hash=00000000000000a6 len=106 ttr=400 batch=b2 idem=1 retry=1
+5102 put.ok key=p0.6 id=8
+"""), add('drain1', """
+9033 got id=8 lease=21 attempt=1 key=p0.6 hash=00000000000000a6 len=106 inv=9020
+9034 ack.ok id=8 lease=21 batch=1
+""")], []),
+    'idempotent retries answered two ids': ('put-twice', [
+        sub('producer0', r'^5001 put.unknown', '5001 put.ok key=p0.6 id=6'),
+        add('producer0', """
+5101 put.inv key=p0.6 hash=00000000000000a6 len=106 ttr=400 batch=b2 idem=1 retry=1
+5102 put.ok key=p0.6 id=9
+""")], []),
+    'put sent twice without an idempotency key': ('format', [add('producer0', """
+5101 put.inv key=p0.6 hash=00000000000000a6 len=106 ttr=400 batch=b2 retry=1
+""")], []),
     'duplicate without a release': ('unexplained', [
         sub('consumer0', r'^41 release', None), sub('consumer0', r'^42 release', None)], []),
     'duplicate after a refused release': ('unexplained', [sub(
@@ -225,6 +244,15 @@ CLEAN_VARIANTS = {
     'release answered by a crash, job delivered again before the kill': [
         sub('consumer0', r'^42 release',
             '4999 release.unknown id=2 lease=11 err=CONNECTION_CLOSED kind=release')],
+    # A put with an idempotency key lost in a crash, retried: the server answers the id of
+    # the job the first try made.
+    'idempotent retry after a crash': [
+        sub('producer0', r'^4990 put.inv', '4990 put.inv key=p0.6 hash=00000000000000a6 len=106 '
+            'ttr=400 batch=b2 idem=1 retry=0'),
+        add('producer0', """
+5101 put.inv key=p0.6 hash=00000000000000a6 len=106 ttr=400 batch=b2 idem=1 retry=1
+5102 put.ok key=p0.6 id=6 dup=1
+""")],
     'history appended by a second run': [add('consumer1', '# crash-history v1 worker=consumer1')],
 }
 
