@@ -28,6 +28,8 @@ Rules (the contract of docs/DESIGN.md, "At-least-once"):
                   holder, a kill of spoold, or the lease's TTR run out (from the latest of the
                   reserve and an OK'd touch)
   resurrected     a job delivered after a drain had found the queue empty (no put followed)
+  attempts        a later delivery of a job with an attempt count not above the previous
+                  one, with no kill between them (a restart may undercount: OPERATIONS.md)
   drain           a drain did not empty the queue in its time, or jobs went dead (max_attempts
                   is unlimited and nothing buries)
   format          a malformed line, an unknown event, or a missing header
@@ -316,6 +318,10 @@ def check_redelivery(h, report):
             d1, d2 = gots[i - 1], gots[i]
             # If d2's reserve was sent before d1 arrived, the server may have handed them out
             # in either order: accept the reverse order too.
+            if (d2.f['attempt'] <= d1.f['attempt'] and d2.f['inv'] > d1.t
+                    and not kill_between(h, d1.f['inv'], d2.t)):
+                report.add('attempts', 'job %d delivered as attempt %d, then as attempt %d with '
+                           'no restart between' % (id_, d1.f['attempt'], d2.f['attempt']), d1, d2)
             if not explained(h, d1, d2) and not (d2.f['inv'] <= d1.t and explained(h, d2, d1)):
                 report.add('unexplained', 'job %d delivered again with no end of the previous '
                            'lease before it (%.3f ms after the previous reserve was sent; TTR '

@@ -216,6 +216,9 @@ ANOMALIES = {
     'duplicate without the disconnect': ('unexplained', [sub('consumer1', r'^601 disc', None)],
                                          []),
     'duplicate without the kill': ('unexplained', [sub('driver', r'^5000 kill', None)], []),
+    'attempt count going back': ('attempts', [sub(
+        'consumer0', r'^60 got',
+        '60 got id=2 lease=12 attempt=1 key=p0.1 hash=00000000000000a1 len=101 inv=55')], []),
     'drain incomplete': ('drain', [sub(
         'drain1', r'drain.done', '9541 drain.incomplete ready=3 delayed=0 reserved=0')], []),
     'jobs went dead': ('drain', [sub(
