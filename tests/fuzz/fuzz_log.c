@@ -31,8 +31,8 @@
  *      succeeded must leave a log that log_scan finds sound and that ends with that append.
  *
  * Built two ways: with clang -fsanitize=fuzzer as a libFuzzer target (see meson.build), and,
- * in every build, with fuzz_replay.c over tests/fuzz/corpus/log (suite 'fuzz'). The corpus is
- * made by gen_log_corpus.c from real engine output.
+ * in every build, with fuzz_replay.c (suite 'fuzz'). Both start from the seeds gen_log_corpus.c
+ * makes at build time from real engine output, plus tests/fuzz/corpus/log/regressions.
  */
 #include <stdint.h>
 #include <stdio.h>

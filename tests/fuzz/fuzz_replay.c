@@ -1,18 +1,24 @@
 /*
- * Runs a fuzz target (linked in) over every file of a corpus directory, then over a bounded
- * number of mutations of each (byte flips, truncations, splices), with a fixed seed so a
- * failure reproduces. Each input is copied into an exact-size heap block so ASan catches any
- * read past its end. Usage: fuzz_replay CORPUS_DIR [MUTATIONS_PER_FILE]
+ * Runs a fuzz target (linked in) over every regular file of one or more corpus directories
+ * (a target's seeds and its regressions/), then over a bounded number of mutations of each
+ * (byte flips, truncations, appended junk), with a fixed seed so a failure reproduces. Each
+ * input is copied into an exact-size heap block so ASan catches any read past its end.
+ * Files whose name starts with '.' are skipped (a regressions/.keep holds an empty directory).
+ *
+ * Usage: fuzz_replay [-m MUTATIONS_PER_FILE] CORPUS_DIR...   (default 2000 mutations)
+ * Exit 0 when every input ran and at least one file was found.
  */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define REPLAY_FILE_SIZE_MAX (1u << 20) /* corpus entries are small frames */
+/* Corpus entries are small: frames, records, a log of two 32 KiB segments. */
+#define REPLAY_FILE_SIZE_MAX (1u << 20)
 
 static uint64_t rng = 0x2545F4914F6CDD1Du;
 
@@ -78,17 +84,13 @@ static int replay_file(const char *path, long mutations)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Replay every regular file of dir; returns how many, or -1 when dir or a file cannot be read. */
+static int replay_dir(const char *dir, long mutations)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s CORPUS_DIR [MUTATIONS_PER_FILE]\n", argv[0]);
-        return 2;
-    }
-    long mutations = argc > 2 ? strtol(argv[2], NULL, 10) : 2000;
-    DIR *d = opendir(argv[1]);
+    DIR *d = opendir(dir);
     if (d == NULL) {
-        perror(argv[1]);
-        return 1;
+        perror(dir);
+        return -1;
     }
     int files = 0;
     struct dirent *e;
@@ -96,15 +98,41 @@ int main(int argc, char **argv)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        snprintf(path, sizeof path, "%s/%s", argv[1], e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue; /* a subdirectory (regressions/) is named on the command line itself */
         if (replay_file(path, mutations) != 0) {
             perror(path);
             closedir(d);
-            return 1;
+            return -1;
         }
         files++;
     }
     closedir(d);
+    return files;
+}
+
+int main(int argc, char **argv)
+{
+    long mutations = 2000;
+    int first = 1;
+    if (argc > 2 && strcmp(argv[1], "-m") == 0) {
+        mutations = strtol(argv[2], NULL, 10);
+        first = 3;
+    }
+    if (first >= argc || mutations < 0) {
+        fprintf(stderr, "usage: %s [-m MUTATIONS_PER_FILE] CORPUS_DIR...\n", argv[0]);
+        return 2;
+    }
+    int files = 0;
+    for (int i = first; i < argc; i++) {
+        int n = replay_dir(argv[i], mutations);
+        if (n < 0)
+            return 1;
+        fprintf(stderr, "%s: %d files\n", argv[i], n);
+        files += n;
+    }
     fprintf(stderr, "replayed %d corpus files, %ld mutations each\n", files, mutations);
     return files > 0 ? 0 : 1;
 }

@@ -3,15 +3,19 @@
  * engine on memfs (small segments so it rolls; batches of compressible and incompressible
  * records, so both codecs appear), a checkpoint, and cut-down variants (a bare segment header,
  * a torn last batch). Each file is the fuzz input layout of fuzz_log.c: flags, checkpoint
- * length, first segment length, then the files. Run by hand when the formats change:
+ * length, first segment length, then the files.
  *
- *   build/tests/fuzz/gen_log_corpus tests/fuzz/corpus/log
+ * The seeds are not checked in: the build makes them (tests/fuzz/meson.build, target
+ * fuzz_log_seeds), so they always carry the current format version. By hand:
+ *
+ *   build/tests/fuzz/gen_log_corpus /tmp/log_seeds     (creates the directory if missing)
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "log.h"
@@ -23,6 +27,7 @@
 #define GEN_FIX 0x01u
 #define GEN_RECOVER 0x02u
 #define GEN_SALVAGE 0x04u
+#define GEN_SPARE 0x08u
 
 static void gen_ckpt_done(void *ctx, int error)
 {
@@ -118,6 +123,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
         return 2;
     }
+    if (mkdir(argv[1], 0777) != 0 && errno != EEXIST) {
+        perror(argv[1]);
+        return 1;
+    }
     struct memfs *fs = memfs_create();
     gen_io = memfs_io(fs);
     struct log_config config;
@@ -174,10 +183,14 @@ int main(int argc, char **argv)
     gen_write(dir, "log_recover", GEN_RECOVER, ck, (uint32_t)ck_size, s1, u1, s2, u2);
     gen_write(dir, "log_fix_salvage", GEN_FIX | GEN_RECOVER | GEN_SALVAGE, ck,
               (uint32_t)ck_size, s1, u1, s2, u2);
+    gen_write(dir, "two_segments_recover_spare", GEN_RECOVER | GEN_SPARE, NULL, 0, s1, u1, s2,
+              u2);
     /* A torn tail: the newest segment cut in the middle of its last batch. */
     gen_write(dir, "torn_tail_recover", GEN_RECOVER, NULL, 0, s1, u1, s2, u2 - 100);
+    gen_write(dir, "torn_tail_recover_spare", GEN_RECOVER | GEN_SPARE, NULL, 0, s1, u1, s2,
+              u2 - 100);
     io_backend_destroy(gen_io);
-    printf("wrote 10 corpus files to %s (segments %s %u bytes, %s %u bytes, checkpoint %llu)\n",
+    printf("wrote 12 corpus files to %s (segments %s %u bytes, %s %u bytes, checkpoint %llu)\n",
            dir, n1, u1, n2, u2, (unsigned long long)ck_size);
     return 0;
 }

@@ -19,3 +19,7 @@ spool_ensure_packages() {
 }
 
 SPOOL_BUILD_PACKAGES=(gcc meson ninja-build pkg-config liburing-dev liblz4-dev libxxhash-dev)
+
+# The libFuzzer targets of tests/fuzz (tests/fuzz/run-libfuzzer.sh, run by tools/test): clang 14
+# and its compiler-rt (libFuzzer, ASan and UBSan runtimes). Not needed to build or run spool.
+SPOOL_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
