@@ -90,6 +90,19 @@ class Connection:
         # Server clock minus ours, for lease deadlines (Unix ms on the server's clock).
         self.clock_offset_ms = hello.server_time_ms - time.time() * 1000
 
+    def stale(self) -> bool:
+        """True (and closed) if the server spoke or hung up while nothing was outstanding: an
+        EOF, a reset, or a connection-level error frame (SHUTTING_DOWN, BUSY) from a server
+        that is going away. Checked before each call, so a request is never written onto a
+        connection already known dead, and even a non-idempotent call reconnects safely."""
+        if self.sock is None:
+            return True
+        self.poller.modify(self.sock.fileno(), select.POLLIN)
+        if not self.poller.poll(0):
+            return False
+        self.close()
+        return True
+
     @property
     def closed(self) -> bool:
         return self.sock is None
@@ -266,7 +279,7 @@ class Client:
     def _connection(self) -> Connection:
         if self._closed:
             raise ConnectionClosed("client is closed")
-        if self._conn is not None and not self._conn.closed:
+        if self._conn is not None and not self._conn.closed and not self._conn.stale():
             return self._conn
         self._conn = None
         for attempt in range(self.retries + 1):
