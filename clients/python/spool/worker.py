@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import signal
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -35,9 +36,11 @@ from .errors import SpoolError, TooLarge
 
 log = logging.getLogger("spool.worker")
 
-# How long one reserve blocks on the server before the loop looks at its stop flag again: the
-# worker reacts to a stop within this (it also cancels the reserve at once; this bounds the
-# server-side wait of an abandoned one).
+# How long one reserve blocks on the server. At a stop the worker lets the reserve it has out
+# finish (jobs it brings are worked on within the grace period like the others) rather than
+# abandon it: an abandoned reserve would still take jobs on the server, each costing an
+# attempt when given back. So a stop waits up to this long for it; 1 s keeps that short while
+# an idle worker costs the server one request a second.
 RESERVE_TIMEOUT_S = 1.0
 # Pause after a failed reserve (server gone, restarting) before the next try, doubling to a cap.
 RESERVE_RETRY_BASE_S = 0.1
@@ -103,6 +106,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._stop_requested = False
+        self._stop_time = 0.0
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ---- running ----
@@ -113,6 +117,8 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop (from any thread or a signal handler)."""
+        if not self._stop_requested:
+            self._stop_time = time.monotonic()
         self._stop_requested = True
         loop, event = self._loop, self._stopping
         if loop is not None and event is not None:
@@ -134,6 +140,8 @@ class Worker:
             await self.client.connect()
             await self._reserve_loop(running)
         finally:
+            if not self._stop_requested:  # an error ended the loop
+                self._stop_time = time.monotonic()
             await self._drain(running)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,14 +161,9 @@ class Worker:
                 if free <= 0:
                     await asyncio.wait({stop_wait, *running}, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                reserve = asyncio.ensure_future(self.client.reserve(
-                    self.queues, min(free, self.batch), self.reserve_timeout))
-                await asyncio.wait({stop_wait, reserve}, return_when=asyncio.FIRST_COMPLETED)
-                if not reserve.done():
-                    reserve.cancel()  # the client releases whatever it would still deliver
-                    break
                 try:
-                    deliveries = reserve.result()
+                    deliveries = await self.client.reserve(self.queues, min(free, self.batch),
+                                                           self.reserve_timeout)
                     failures = 0
                 except SpoolError as e:
                     delay = min(RESERVE_RETRY_MAX_S, RESERVE_RETRY_BASE_S * 2 ** failures)
@@ -178,11 +181,13 @@ class Worker:
             stop_wait.cancel()
 
     async def _drain(self, running: set[asyncio.Task]) -> None:
-        """Let running jobs finish within the grace period; release the others."""
+        """Let running jobs finish within the grace period (counted from the stop); release
+        the others."""
         if not running:
             return
-        log.info("stopping: waiting up to %.1f s for %d running jobs", self.grace, len(running))
-        _, late = await asyncio.wait(set(running), timeout=self.grace)
+        grace = max(0.0, self._stop_time + self.grace - time.monotonic())
+        log.info("stopping: waiting up to %.1f s for %d running jobs", grace, len(running))
+        _, late = await asyncio.wait(set(running), timeout=grace)
         for task in late:
             task.cancel()
         if late:
