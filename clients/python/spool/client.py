@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from . import calls, codec
 from .calls import AckItem, Call
@@ -35,6 +36,10 @@ DEFAULT_ADDRESS = "127.0.0.1:7711"
 # Bytes asked of one recv(): a 256-job batch reply is ~2.3 KiB, a reserve of many jobs more;
 # 256 KiB drains a socket buffer's worth in one call without holding memory for nothing.
 RECV_SIZE = 256 * 1024
+# Requests up to this many bytes are sent with one blocking sendall before reading: the
+# kernel's socket buffers (a few hundred KiB on loopback and LANs) take them whole, so the
+# server never waits on us to read while we wait on it to read. Larger ones go through poll.
+SMALL_SEND_MAX = 64 * 1024
 
 
 def default_address() -> str:
@@ -72,14 +77,22 @@ class Connection:
         except OSError as e:
             raise ConnectFailed(f"connect to {address}: {e}") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
+        # Blocking, with the kernel's SO_RCVTIMEO/SO_SNDTIMEO as the call's timeout: a small
+        # call is then send + recv, two system calls, as in libspool (Python's own socket
+        # timeouts poll before every recv). Large sends interleave with reads through poll and
+        # MSG_DONTWAIT instead (see _run_io).
+        sock.settimeout(None)
+        self.io_timeout_s: float | None = -1.0  # what SO_RCVTIMEO is set to (-1: unknown)
         self.sock: socket.socket | None = sock
         self.reader = codec.FrameReader()
+        self.recv_buf = bytearray(RECV_SIZE)
+        self.recv_view = memoryview(self.recv_buf)
         self.poller = select.poll()
         self.poller.register(sock.fileno(), select.POLLIN)
         self.frame_size_max = codec.FRAME_SIZE_HANDSHAKE_MAX
         self.next_id = 1
-        hello = self.exchange([(Op.HELLO, codec.encode_hello(client_name, auth))], deadline)[0]
+        hello = self.exchange([(Op.HELLO, codec.encode_hello(client_name, auth))],
+                              max(0.001, deadline - time.monotonic()))[0]
         if isinstance(hello, SpoolError):
             self.close()
             raise hello
@@ -114,9 +127,11 @@ class Connection:
             finally:
                 self.sock = None
 
-    def exchange(self, requests: Sequence[tuple[int, bytes]], deadline: float | None) -> list:
-        """Send the requests, wait for every reply; a reply value or a SpoolError instance
-        (the server's error for that request) per request, in request order."""
+    def exchange(self, requests: Sequence[tuple[int, bytes]], duration: float | None) -> list:
+        """Send the requests, wait up to ``duration`` seconds (None: no limit) for every reply;
+        a reply value or a SpoolError instance (the server's error for that request) per
+        request, in request order."""
+        deadline = None if duration is None else time.monotonic() + duration
         if self.sock is None:
             raise ConnectionClosed("connection is closed")
         frames = []
@@ -132,14 +147,72 @@ class Connection:
         out = frames[0] if len(frames) == 1 else b"".join(frames)
         results: list = [None] * len(requests)
         try:
-            self._run_io(out, ids, [op for op, _ in requests], results, deadline)
+            self._run_io(out, ids, [op for op, _ in requests], results, deadline, duration)
         except BaseException:
             self.close()  # mid-frame or out of sync: the byte stream cannot be trusted
             raise
         return results
 
+    def _set_io_timeout(self, seconds: float | None) -> None:
+        """SO_RCVTIMEO and SO_SNDTIMEO (None or 0: none); skipped when already set."""
+        if seconds == self.io_timeout_s:
+            return
+        assert self.sock is not None
+        whole = 0.0 if seconds is None else max(seconds, 0.001)
+        tv = struct.pack("@ll", int(whole), int((whole % 1) * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        self.io_timeout_s = seconds
+
     def _run_io(self, out: bytes, ids: dict[int, int], ops: list[int], results: list,
-                deadline: float | None) -> None:
+                deadline: float | None, duration: float | None) -> None:
+        if len(out) > SMALL_SEND_MAX:
+            self._run_io_polled(out, ids, ops, results, deadline)
+            return
+        sock = self.sock
+        assert sock is not None
+        self._set_io_timeout(duration)
+        try:
+            sock.sendall(out)
+        except BlockingIOError as e:
+            raise TimedOut("send timed out") from e
+        except OSError as e:
+            raise ConnectionClosed(f"send: {e}") from e
+        while not self._take_frames(ids, ops, results):
+            try:
+                data = self._recv(0)
+            except (BlockingIOError, InterruptedError):
+                data = None  # SO_RCVTIMEO expired (or a signal): check the deadline
+            except OSError as e:
+                raise ConnectionClosed(f"receive: {e}") from e
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimedOut(f"no reply within the timeout ({len(ids)} outstanding)")
+            if data is None:
+                if deadline is not None:
+                    self._set_io_timeout(deadline - time.monotonic())
+                continue
+            if not data:
+                self._eof()
+            self.reader.feed(data)
+
+    def _recv(self, flags: int) -> memoryview:
+        """Read into the connection's one receive buffer (sock.recv(n) would allocate n
+        bytes each time: for 256 KiB that is an mmap and page faults per reply)."""
+        assert self.sock is not None
+        n = self.sock.recv_into(self.recv_buf, RECV_SIZE, flags)
+        return self.recv_view[:n]
+
+    def _eof(self) -> None:
+        have = len(self.reader.buf)
+        raise ConnectionClosed(
+            "server closed the connection" +
+            (f" in the middle of a frame ({have} bytes of it received)" if have else ""))
+
+    def _run_io_polled(self, out: bytes, ids: dict[int, int], ops: list[int], results: list,
+                       deadline: float | None) -> None:
+        """Send a large request list while reading replies, so neither side's buffers fill
+        up with the other waiting (the server may stop reading while its replies are
+        unread)."""
         sock = self.sock
         assert sock is not None
         view = memoryview(out)
@@ -157,22 +230,86 @@ class Connection:
                     raise TimedOut(f"no reply within the timeout ({len(ids)} outstanding)")
                 continue
             try:
-                data = sock.recv(RECV_SIZE)
+                data = self._recv(socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as e:
                 raise ConnectionClosed(f"receive: {e}") from e
             if not data:
-                have = len(self.reader.buf)
-                raise ConnectionClosed(
-                    "server closed the connection" +
-                    (f" in the middle of a frame ({have} bytes of it received)" if have else ""))
+                self._eof()
+            self.reader.feed(data)
+
+    def stream(self, requests: Iterator[tuple[int, bytes]], window: int,
+               timeout: float | None) -> list:
+        """Send requests keeping up to ``window`` unanswered, encoding the next ones while the
+        server works on the earlier: results (values or SpoolError instances) in request
+        order. Stops sending at the first error reply and waits for those in flight.
+        ``timeout`` bounds the wait for each reply, not the whole stream."""
+        if self.sock is None:
+            raise ConnectionClosed("connection is closed")
+        results: list = []
+        ops: dict[int, int] = {}  # request id -> index in results
+        out = bytearray()
+        more = True
+        try:
+            while True:
+                while more and len(ops) < window:
+                    item = next(requests, None)
+                    if item is None:
+                        more = False
+                        break
+                    op, payload = item
+                    frame = codec.frame(op, self.next_id, payload)
+                    if len(frame) > self.frame_size_max:
+                        raise TooLarge(f"request of {len(frame)} bytes above the server's "
+                                       f"frame maximum {self.frame_size_max}")
+                    ops[self.next_id] = len(results)
+                    self.next_id += 1
+                    results.append(op)  # replaced by the reply's value
+                    out += frame
+                if not ops:
+                    return results
+                self._stream_io(out, ops, results, timeout)
+                if any(isinstance(r, SpoolError) for r in results):
+                    more = False
+        except BaseException:
+            self.close()
+            raise
+
+    def _stream_io(self, out: bytearray, ops: dict[int, int], results: list,
+                   timeout: float | None) -> None:
+        """Send what is buffered and take at least one reply (or the send's progress)."""
+        sock = self.sock
+        assert sock is not None
+        if out:
+            sent = self._send(sock, memoryview(out))
+            del out[:sent]
+        before = len(ops)
+        while True:
+            # results[i] still holds request i's opcode until its reply replaces it
+            self._take_frames(ops, results, results)
+            if len(ops) < before:
+                return
+            self.poller.modify(sock.fileno(), select.POLLIN | (select.POLLOUT if out else 0))
+            if not self.poller.poll(None if timeout is None else timeout * 1000):
+                raise TimedOut(f"no reply within {timeout} s ({len(ops)} outstanding)")
+            if out:
+                sent = self._send(sock, memoryview(out))
+                del out[:sent]
+            try:
+                data = self._recv(socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                raise ConnectionClosed(f"receive: {e}") from e
+            if not data:
+                self._eof()
             self.reader.feed(data)
 
     @staticmethod
     def _send(sock: socket.socket, data: memoryview) -> int:
         try:
-            return sock.send(data)
+            return sock.send(data, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as e:
@@ -294,8 +431,8 @@ class Client:
             time.sleep(backoff_s(attempt, self.backoff, self.backoff_max))
         raise AssertionError("unreachable")
 
-    def _deadline(self, wait_s: float) -> float | None:
-        return None if self.timeout is None else time.monotonic() + self.timeout + wait_s
+    def _duration(self, wait_s: float) -> float | None:
+        return None if self.timeout is None else self.timeout + wait_s
 
     def _run(self, call: Call) -> object:
         with self._lock:
@@ -303,7 +440,7 @@ class Client:
             while True:
                 conn = self._connection()
                 try:
-                    value = conn.exchange([(call.op, call.payload)], self._deadline(call.wait_s))[0]
+                    value = conn.exchange([(call.op, call.payload)], self._duration(call.wait_s))[0]
                 except SpoolError as e:
                     value = e
                 if isinstance(value, SpoolError):
@@ -350,6 +487,36 @@ class Client:
         """Put 1..4096 jobs (JobSpec or (queue, body)) in one request, all or nothing; one
         result per job in order. The batch must fit one frame (TooLarge: split it)."""
         return self._run(calls.put_batch(jobs))  # type: ignore[return-value]
+
+    def put_many(self, jobs: Iterable[JobSpec | tuple[str, bytes | str]], *, batch: int = 256,
+                 window: int = 8) -> list[PutResult]:
+        """Put any number of jobs as PUT_BATCHes of ``batch`` jobs, keeping up to ``window``
+        batches in flight (the next is encoded while the server commits the earlier): the
+        fastest way to enqueue many jobs from one thread. Each batch is all or nothing; at the
+        first error no further batch is sent and the error is raised with ``.results`` holding
+        the results of the batches that were enqueued. Not retried after a lost connection."""
+        if not 1 <= batch <= codec.BATCH_COUNT_MAX or window < 1:
+            raise InvalidArgument(f"batch must be in [1, {codec.BATCH_COUNT_MAX}], window >= 1")
+        def requests() -> Iterator[tuple[int, bytes]]:
+            chunk: list = []
+            for job in jobs:
+                chunk.append(job)
+                if len(chunk) == batch:
+                    yield Op.PUT_BATCH, codec.encode_put_batch(codec.job_specs(chunk))
+                    chunk = []
+            if chunk:
+                yield Op.PUT_BATCH, codec.encode_put_batch(codec.job_specs(chunk))
+        with self._lock:
+            results = self._connection().stream(requests(), window, self.timeout)
+        out: list[PutResult] = []
+        for value in results:
+            if isinstance(value, SpoolError):
+                value.results = out  # type: ignore[attr-defined]
+                raise value
+            out.extend(value)
+        if out:
+            self.last_durability = out[-1].durability
+        return out
 
     def reserve(self, queues: str | Sequence[str], count: int = 1, timeout: float | None = 0.0,
                 *, detach: bool = False) -> list[Delivery]:
@@ -505,7 +672,7 @@ class Pipeline:
         with client._lock:
             conn = client._connection()
             results = conn.exchange([(c.op, c.payload) for c in batch],
-                                    client._deadline(wait_s))
+                                    client._duration(wait_s))
         for value in results:
             if not isinstance(value, SpoolError):
                 client._note_durability(value)

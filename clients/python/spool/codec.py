@@ -127,7 +127,7 @@ class JobSpec:
     key: str | bytes | None = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class HelloReply:
     version: int
     frame_size_max: int
@@ -136,14 +136,14 @@ class HelloReply:
     server_name: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class PutResult:
     id: int
     duplicate: bool  # the key was seen before: id is the original job's
     durability: Durability
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Delivery:
     """A reserved job: ack, release, touch or bury it with ``id`` and ``lease``."""
 
@@ -156,7 +156,7 @@ class Delivery:
     body: bytes
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Job:
     """A job as PEEK, STATUS and WAIT report it (times are Unix ms on the server's clock)."""
 
@@ -184,7 +184,7 @@ class Job:
         return self.state == JobState.DEAD
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class AckBatchResult:
     durability: Durability
     errors: list[SpoolError | None]  # one per ack, in request order: None = acked
@@ -194,19 +194,19 @@ class AckBatchResult:
         return all(e is None for e in self.errors)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class TouchResult:
     deadline_ms: int
     durability: Durability
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class CountResult:
     count: int
     durability: Durability
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class QueueStats:
     name: str
     paused: bool
@@ -221,7 +221,7 @@ class QueueStats:
     max_attempts: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Stats:
     uptime_ms: int
     connections: int
@@ -236,7 +236,7 @@ class Stats:
     queues: list[QueueStats] = field(default_factory=list)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class QueueInfo:
     name: str
     paused: bool
@@ -332,11 +332,31 @@ def encode_job_spec(job: JobSpec) -> bytes:
 
 
 def encode_put_batch(jobs: Sequence[JobSpec]) -> bytes:
+    """PUT_BATCH's payload. The bytes before each job's key (queue name and fixed fields) are
+    encoded once per distinct set of options in the batch: a batch usually repeats them, and
+    that halves the cost per job of a large batch of small bodies."""
     count = len(jobs)
     if count < 1 or count > BATCH_COUNT_MAX:
         raise InvalidArgument(f"a batch holds 1..{BATCH_COUNT_MAX} jobs, not {count}")
     parts = [_U32.pack(count)]
-    parts.extend(encode_job_spec(j) for j in jobs)
+    append = parts.append
+    heads: dict[tuple, bytes] = {}
+    pack_len = _U32.pack
+    for j in jobs:
+        body = j.body
+        if j.key is not None or type(body) is not bytes:
+            append(encode_job_spec(j))
+            continue
+        options = (j.queue, j.priority, j.delay_ms, j.run_at_ms, j.ttr_ms, j.max_attempts,
+                   j.ttl_ms)
+        head = heads.get(options)
+        if head is None:
+            # the full encoder validates the options; its bytes up to the key are the head
+            spec = encode_job_spec(JobSpec(*options[:1], b"", *options[1:]))
+            head = heads[options] = spec[:-5] + b"\x00"  # keep through the empty key's length
+        append(head)
+        append(pack_len(len(body)))
+        append(body)
     return b"".join(parts)
 
 
@@ -435,13 +455,14 @@ class Reader:
 
     __slots__ = ("buf", "off", "what")
 
-    def __init__(self, buf: bytes, what: str) -> None:
+    def __init__(self, buf: bytes, what: str | int) -> None:
         self.buf = buf
         self.off = 0
-        self.what = what
+        self.what = what  # a name, or a request opcode (named only when an error needs it)
 
     def fail(self, why: str) -> ProtocolError:
-        return ProtocolError(f"{self.what} reply: {why}")
+        what = Op(self.what).name if isinstance(self.what, int) else self.what
+        return ProtocolError(f"{what} reply: {why}")
 
     def take(self, n: int) -> bytes:
         end = self.off + n
@@ -655,7 +676,7 @@ def decode_reply(op: int, reply_op: int, payload: bytes) -> object:
         return decode_error(payload)
     if reply_op != op | OP_REPLY:
         raise ProtocolError(f"reply opcode 0x{reply_op:04x} to a request of opcode 0x{op:04x}")
-    r = Reader(payload, Op(op).name)
+    r = Reader(payload, op)
     value = REPLY_DECODERS[op](r)
     r.end()
     return value
