@@ -68,5 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def worker_main() -> int:
+    """The ``spool-worker`` console script: ``spool-worker module:function QUEUE...``."""
+    return main(["worker", *sys.argv[1:]])
+
+
 if __name__ == "__main__":
     sys.exit(main())
