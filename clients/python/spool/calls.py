@@ -28,9 +28,10 @@ class Call(NamedTuple):
 
 
 def timeout_ms(timeout: float | None, what: str) -> int:
-    """Seconds (float) to the wire's u32 milliseconds, rounded up so 0.0001 s still blocks."""
+    """Seconds (float) to the wire's u32 milliseconds, rounded up so 0.0001 s still blocks;
+    None = as long as the protocol allows (2^32-1 ms, 49 days)."""
     if timeout is None:
-        return 0
+        return codec.U32_MAX
     if not isinstance(timeout, (int, float)) or timeout < 0 or math.isnan(timeout):
         raise InvalidArgument(f"{what} timeout must be >= 0 seconds, not {timeout!r}")
     return min(codec.U32_MAX, math.ceil(timeout * 1000))
