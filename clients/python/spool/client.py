@@ -179,18 +179,18 @@ class Connection:
         except OSError as e:
             raise ConnectionClosed(f"send: {e}") from e
         while not self._take_frames(ids, ops, results):
+            # checked before each read, so a server trickling bytes cannot stretch the call
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimedOut(f"no reply within the timeout ({len(ids)} outstanding)")
             try:
                 data = self._recv(0)
             except (BlockingIOError, InterruptedError):
-                data = None  # SO_RCVTIMEO expired (or a signal): check the deadline
+                # SO_RCVTIMEO expired (or a signal): wait exactly what is left
+                if deadline is not None:
+                    self._set_io_timeout(max(0.001, deadline - time.monotonic()))
+                continue
             except OSError as e:
                 raise ConnectionClosed(f"receive: {e}") from e
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimedOut(f"no reply within the timeout ({len(ids)} outstanding)")
-            if data is None:
-                if deadline is not None:
-                    self._set_io_timeout(deadline - time.monotonic())
-                continue
             if not data:
                 self._eof()
             self.reader.feed(data)
@@ -269,9 +269,10 @@ class Connection:
                     out += frame
                 if not ops:
                     return results
+                waiting = list(ops.values())
                 self._stream_io(out, ops, results, timeout)
-                if any(isinstance(r, SpoolError) for r in results):
-                    more = False
+                if any(isinstance(results[i], SpoolError) for i in waiting):
+                    more = False  # results of requests still in flight are checked later
         except BaseException:
             self.close()
             raise
@@ -492,9 +493,10 @@ class Client:
                  window: int = 8) -> list[PutResult]:
         """Put any number of jobs as PUT_BATCHes of ``batch`` jobs, keeping up to ``window``
         batches in flight (the next is encoded while the server commits the earlier): the
-        fastest way to enqueue many jobs from one thread. Each batch is all or nothing; at the
-        first error no further batch is sent and the error is raised with ``.results`` holding
-        the results of the batches that were enqueued. Not retried after a lost connection."""
+        fastest way to enqueue many jobs from one thread. Each batch is all or nothing; after
+        an error no further batch is sent, those in flight complete, and the first error is
+        raised with ``.results`` holding the results of every batch that was enqueued. Not
+        retried after a lost connection."""
         if not 1 <= batch <= codec.BATCH_COUNT_MAX or window < 1:
             raise InvalidArgument(f"batch must be in [1, {codec.BATCH_COUNT_MAX}], window >= 1")
         def requests() -> Iterator[tuple[int, bytes]]:
@@ -509,11 +511,13 @@ class Client:
         with self._lock:
             results = self._connection().stream(requests(), window, self.timeout)
         out: list[PutResult] = []
+        errors = [v for v in results if isinstance(v, SpoolError)]
         for value in results:
-            if isinstance(value, SpoolError):
-                value.results = out  # type: ignore[attr-defined]
-                raise value
-            out.extend(value)
+            if not isinstance(value, SpoolError) and not isinstance(value, int):
+                out.extend(value)
+        if errors:
+            errors[0].results = out  # type: ignore[attr-defined]
+            raise errors[0]
         if out:
             self.last_durability = out[-1].durability
         return out

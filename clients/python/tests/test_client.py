@@ -87,6 +87,21 @@ class Producing(ClientCase):
         with self.assertRaises(spool.NotFound):
             self.c.stats(self.q)  # nothing was enqueued, not even the queue
 
+    def test_put_many(self) -> None:
+        results = self.c.put_many(((self.q, f"{i}") for i in range(1000)), batch=64, window=4)
+        self.assertEqual(len({r.id for r in results}), 1000)
+        self.assertEqual(self.c.peek(results[999].id).body, b"999")
+        self.assertEqual(self.c.stats(self.q).queues[0].ready, 1000)
+
+    def test_put_many_stops_at_the_first_error(self) -> None:
+        big = b"x" * (self.c.job_size_max + 1)  # the server refuses the batch holding it
+        jobs = [(self.q, b"a")] * 10 + [(self.q, big)] + [(self.q, b"b")] * 100
+        with self.assertRaises(spool.TooLarge) as cm:
+            self.c.put_many(jobs, batch=5, window=1)
+        self.assertEqual(len(cm.exception.results), 10)  # the two batches before it
+        self.assertEqual(self.c.stats(self.q).queues[0].ready, 10)
+        self.c.ping()
+
     def test_put_errors(self) -> None:
         with self.assertRaises(spool.TooLarge):  # server-side: the connection stays usable
             self.c.put(self.q, b"x" * (self.c.job_size_max + 1))
