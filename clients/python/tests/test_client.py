@@ -265,6 +265,18 @@ class Connecting(unittest.TestCase):
         finally:
             srv.close()
 
+    def test_durability_follows_the_server_sync_mode(self) -> None:
+        srv = Spoold("--sync", "none").start()
+        try:
+            with spool.Client(srv.address) as c:
+                self.assertEqual(c.put("q", b"x").durability, Durability.WRITTEN)
+                [d] = c.reserve("q", 1, timeout=5)
+                self.assertEqual(c.touch(d.id, d.lease).durability, Durability.NONE)
+                self.assertEqual(c.last_durability, Durability.NONE)
+                self.assertEqual(c.ack(d.id, d.lease), Durability.WRITTEN)
+        finally:
+            srv.close()
+
     def test_connect_refused_and_bad_address(self) -> None:
         srv = Spoold().start()
         address = srv.address
