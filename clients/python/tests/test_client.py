@@ -203,6 +203,34 @@ class Managing(ClientCase):
             self.c.queue_config(self.q, ttr_ms=0)
 
 
+class ErrorPaths(ClientCase):
+    def test_local_argument_errors(self) -> None:
+        for call in (lambda: self.c.kick(self.q, 0), lambda: self.c.pause("bad name"),
+                     lambda: self.c.resume(""), lambda: self.c.purge("x" * 201),
+                     lambda: self.c.reserve([], 1), lambda: self.c.reserve(self.q, 1025),
+                     lambda: self.c.reserve([self.q] * 17), lambda: self.c.wait(1, -1),
+                     lambda: self.c.peek_next(self.q, JobState.DONE),
+                     lambda: self.c.ack_batch([]), lambda: self.c.touch(1, 2, -5)):
+            with self.assertRaises(spool.InvalidArgument):
+                call()
+        with self.assertRaises(spool.NotFound):
+            self.c.peek(2**59)
+        with self.assertRaises(spool.NotFound):
+            self.c.kick_job(2**59)
+
+    def test_server_side_request_errors(self) -> None:
+        from spool.calls import Call
+        from spool.codec import Op
+        # Built by hand, past the client's own checks: the server's answer maps to its class
+        bad_name = b"\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x03a b"
+        p = self.c.pipeline()
+        p.add(Call(Op.RESERVE, bad_name, 0.0, False)).add(Call(0x7F00, b"", 0.0, False))
+        bad_request, unknown_op = p.execute(raise_on_error=False)
+        self.assertIsInstance(bad_request, spool.BadRequest)
+        self.assertIsInstance(unknown_op, spool.UnknownOp)
+        self.c.ping()  # both leave the connection usable
+
+
 class Pipelining(ClientCase):
     def test_replies_out_of_order(self) -> None:
         # The reserve is answered at its 0.3 s timeout, the puts as soon as they are durable:
