@@ -49,8 +49,9 @@ def put(queue: str, body: bytes | str, *, priority: int = 0, delay_ms: int = 0,
 
 
 def put_batch(jobs: Iterable[JobSpec | tuple[str, bytes | str]]) -> Call:
-    specs = codec.job_specs(jobs)
-    return Call(Op.PUT_BATCH, codec.encode_put_batch(specs), 0.0, all(j.key for j in specs))
+    specs = jobs if isinstance(jobs, list) else list(jobs)
+    keyed = all(isinstance(j, JobSpec) and j.key for j in specs)
+    return Call(Op.PUT_BATCH, codec.encode_put_batch(specs), 0.0, keyed)
 
 
 def reserve(queues: str | Sequence[str], count: int = 1, timeout: float | None = 0.0,

@@ -504,10 +504,10 @@ class Client:
             for job in jobs:
                 chunk.append(job)
                 if len(chunk) == batch:
-                    yield Op.PUT_BATCH, codec.encode_put_batch(codec.job_specs(chunk))
+                    yield Op.PUT_BATCH, codec.encode_put_batch(chunk)
                     chunk = []
             if chunk:
-                yield Op.PUT_BATCH, codec.encode_put_batch(codec.job_specs(chunk))
+                yield Op.PUT_BATCH, codec.encode_put_batch(chunk)
         with self._lock:
             results = self._connection().stream(requests(), window, self.timeout)
         out: list[PutResult] = []

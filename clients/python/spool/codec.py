@@ -331,7 +331,7 @@ def encode_job_spec(job: JobSpec) -> bytes:
                      _U32.pack(len(body)), body))
 
 
-def encode_put_batch(jobs: Sequence[JobSpec]) -> bytes:
+def encode_put_batch(jobs: Sequence[JobSpec | tuple[str, bytes | str]]) -> bytes:
     """PUT_BATCH's payload. The bytes before each job's key (queue name and fixed fields) are
     encoded once per distinct set of options in the batch: a batch usually repeats them, and
     that halves the cost per job of a large batch of small bodies."""
@@ -343,12 +343,23 @@ def encode_put_batch(jobs: Sequence[JobSpec]) -> bytes:
     heads: dict[tuple, bytes] = {}
     pack_len = _U32.pack
     for j in jobs:
-        body = j.body
-        if j.key is not None or type(body) is not bytes:
-            append(encode_job_spec(j))
-            continue
-        options = (j.queue, j.priority, j.delay_ms, j.run_at_ms, j.ttr_ms, j.max_attempts,
-                   j.ttl_ms)
+        if type(j) is tuple:  # (queue, body): every option at its default
+            if len(j) != 2:
+                raise InvalidArgument(f"a job is a JobSpec or (queue, body), not {j!r}")
+            options = (j[0], 0, 0, None, 0, None, 0)
+            body = j[1]
+            if type(body) is not bytes:
+                append(encode_job_spec(JobSpec(j[0], body)))
+                continue
+        elif isinstance(j, JobSpec):
+            body = j.body
+            if j.key is not None or type(body) is not bytes:
+                append(encode_job_spec(j))
+                continue
+            options = (j.queue, j.priority, j.delay_ms, j.run_at_ms, j.ttr_ms, j.max_attempts,
+                       j.ttl_ms)
+        else:
+            raise InvalidArgument(f"a job is a JobSpec or (queue, body), not {type(j).__name__}")
         head = heads.get(options)
         if head is None:
             # the full encoder validates the options; its bytes up to the key are the head
@@ -717,10 +728,3 @@ class FrameReader:
         if len(buf) < HEADER_SIZE:
             return HEADER_SIZE - len(buf)
         return max(1, HEADER.unpack_from(buf)[0] - len(buf))
-
-
-def job_specs(jobs: Iterable[JobSpec | tuple[str, bytes | str]]) -> list[JobSpec]:
-    out = []
-    for j in jobs:
-        out.append(j if isinstance(j, JobSpec) else JobSpec(j[0], j[1]))
-    return out

@@ -61,6 +61,19 @@ class GoldenRequests(unittest.TestCase):
         self.check("queue_config", Op.QUEUE_CONFIG, codec.encode_queue_config("q", 100, 2))
 
 
+class BatchFastPath(unittest.TestCase):
+    def test_batch_encodes_as_its_jobs_one_by_one(self) -> None:
+        # encode_put_batch reuses the bytes before each key across jobs with the same options:
+        # it must give the bytes of the plain per-job encoder, whatever the mix.
+        jobs: list = [JobSpec("a", b"1"), ("a", b"1"), ("b", "text"),
+                      JobSpec("b", b"22", priority=3, delay_ms=5), JobSpec("a", b"k", key="kk"),
+                      JobSpec("c", b"", run_at_ms=9, max_attempts=0, ttl_ms=4, ttr_ms=7),
+                      ("a", b""), JobSpec("b", b"x", priority=3, delay_ms=5)]
+        one_by_one = b"".join(codec.encode_job_spec(j if isinstance(j, JobSpec) else JobSpec(*j))
+                              for j in jobs)
+        self.assertEqual(codec.encode_put_batch(jobs), struct.pack("<I", len(jobs)) + one_by_one)
+
+
 class GoldenReplies(unittest.TestCase):
     def decode(self, name: str, op: int) -> object:
         reply_op, rid, payload = split(golden(name))
