@@ -74,7 +74,7 @@ def py_single_puts(address: str, queue: str, count: int, size: int, warmup: int)
 def py_batches(address: str, queue: str, batch: int, depth: int, duration: float,
                size: int) -> tuple[int, float]:
     body = b"x" * size
-    jobs = [spool.JobSpec(queue, body) for _ in range(batch)]
+    jobs = [(queue, body)] * batch  # (queue, body): a job with every option at its default
     done = 0
     with spool.Client(address) as c:
         c.put_batch(jobs)  # warm up
