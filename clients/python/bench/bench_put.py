@@ -4,7 +4,8 @@
 Starts its own spoold (build/src/spoold, 127.0.0.1 port 0, a temp dir, --sync as given), then:
   1. libspool: COUNT single spool_put round trips (a small C program built here with cc),
   2. spool.Client.put: the same COUNT single round trips from Python,
-     1 and 2 alternating for ROUNDS rounds;
+     1 and 2 alternating for ROUNDS rounds; then COUNT*ROUNDS puts interleaved one by one
+     (libspool through ctypes, then spool.Client, then libspool, ...);
   3. spool.Client.put_many: PUT_BATCHes of BATCH 100-byte jobs for DURATION seconds, DEPTH
      batches in flight (replies matched by id; the next batch is encoded meanwhile);
   4. for reference, spool-bench (C) producing with the same batch and depth.
@@ -19,6 +20,7 @@ Usage: bench_put.py [--sync always|none|interval:MS] [--count N] [--rounds R] [-
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import statistics
@@ -69,6 +71,54 @@ def py_single_puts(address: str, queue: str, count: int, size: int, warmup: int)
                 lat.append((clock() - t0) / 1000)
     lat.sort()
     return lat
+
+
+class _JobSpec(ctypes.Structure):
+    """struct spool_job_spec of include/spool/client.h."""
+
+    _fields_ = [("queue", ctypes.c_char_p), ("body", ctypes.c_void_p),
+                ("body_len", ctypes.c_size_t), ("priority", ctypes.c_uint32),
+                ("delay_ms", ctypes.c_uint64), ("run_at_ms", ctypes.c_uint64),
+                ("ttr_ms", ctypes.c_uint32), ("max_attempts", ctypes.c_uint32),
+                ("ttl_ms", ctypes.c_uint64), ("key", ctypes.c_char_p)]
+
+
+def interleaved_puts(address: str, count: int, size: int, warmup: int
+                     ) -> tuple[list[float], list[float]]:
+    """libspool (through ctypes, in this process) and spool.Client putting in turn, one put
+    each: both see the same moment's disk and CPU, which rounds of seconds cannot give under
+    --sync always (an fdatasync's time swings by milliseconds on a shared machine). ctypes
+    adds about a microsecond to each libspool call, in Python's favour."""
+    lib = ctypes.CDLL(str(REPO / "build" / "src" / "client" / "libspool.so"))
+    lib.spool_connect.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
+    lib.spool_put.argtypes = [ctypes.c_void_p, ctypes.POINTER(_JobSpec),
+                              ctypes.POINTER(ctypes.c_uint64)]
+    lib.spool_close.argtypes = [ctypes.c_void_p]
+    handle = ctypes.c_void_p()
+    if lib.spool_connect(address.encode(), 5000, ctypes.byref(handle)) != 0:
+        sys.exit("bench_put: spool_connect failed")
+    body = b"x" * size
+    spec = _JobSpec(queue=b"bench-ic", body=ctypes.cast(ctypes.c_char_p(body), ctypes.c_void_p),
+                    body_len=size)
+    spec_ref, job_id = ctypes.byref(spec), ctypes.c_uint64()
+    id_ref, c_put = ctypes.byref(job_id), lib.spool_put
+    c_lat: list[float] = []
+    py_lat: list[float] = []
+    clock = time.perf_counter_ns
+    with spool.Client(address) as c:
+        put = c.put
+        for i in range(warmup + count):
+            t0 = clock()
+            if c_put(handle, spec_ref, id_ref) != 0:
+                sys.exit("bench_put: spool_put failed")
+            t1 = clock()
+            put("bench-ip", body)
+            t2 = clock()
+            if i >= warmup:
+                c_lat.append((t1 - t0) / 1000)
+                py_lat.append((t2 - t1) / 1000)
+    lib.spool_close(handle)
+    return sorted(c_lat), sorted(py_lat)
 
 
 def py_batches(address: str, queue: str, batch: int, depth: int, duration: float,
@@ -130,6 +180,9 @@ def main() -> int:
             py_p99s.append(percentile(lat, 99))
         jobs, seconds = py_batches(server.address, "bench-batch", args.batch, args.depth,
                                    args.duration, args.size)
+        ic_lat, ip_lat = interleaved_puts(server.address, args.count * args.rounds, args.size,
+                                          args.warmup)
+        ic_p50, ip_p50 = percentile(ic_lat, 50), percentile(ip_lat, 50)
         ref = spool_bench_reference(server.address, args)
         c_p50 = statistics.median(c_p50s)
         py_p50 = statistics.median(py_p50s)
@@ -137,6 +190,10 @@ def main() -> int:
               f"count={args.count} libspool_put_p50_us={c_p50:.1f} "
               f"py_put_p50_us={py_p50:.1f} py_put_p99_us={statistics.median(py_p99s):.1f} "
               f"put_p50_gap_us={py_p50 - c_p50:.1f} "
+              f"libspool_round_p50s_us={','.join(f'{v:.0f}' for v in c_p50s)} "
+              f"py_round_p50s_us={','.join(f'{v:.0f}' for v in py_p50s)} "
+              f"interleaved_libspool_p50_us={ic_p50:.1f} interleaved_py_p50_us={ip_p50:.1f} "
+              f"interleaved_gap_us={ip_p50 - ic_p50:.1f} "
               f"batch={args.batch} depth={args.depth} py_put_batch_jobs={jobs} "
               f"py_put_batch_seconds={seconds:.3f} "
               f"py_put_batch_jobs_per_s={jobs / seconds:.0f} "
