@@ -16,7 +16,7 @@ import enum
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from .errors import InvalidArgument, ProtocolError, SpoolError, TooLarge, error_from_wire
 
