@@ -150,6 +150,7 @@ class History:
         self.acks_ok = defaultdict(list)    # id -> ack.ok events
         self.closes = defaultdict(list)     # worker -> times its connection closed or was lost
         self.kills = []                     # kill events
+        self.starts = []                    # start events (the driver's)
         self.drains = []                    # drain.done / drain.incomplete events
         self.lease_slack_ms = 0             # see --lease-slack-ms
         self.retry_errors = []
@@ -183,6 +184,8 @@ class History:
             self.closes[e.worker].append(e.t)
         elif n == 'kill':
             self.kills.append(e)
+        elif n == 'start':
+            self.starts.append(e.t)
         elif n.startswith('drain.'):
             self.drains.append(e)
 
@@ -300,8 +303,17 @@ def ttr_of(h, g):
     return put.f['ttr'] if put is not None else '?'
 
 
+def kill_window_end(h, k):
+    """The last moment spoold killed at k may still have served: the driver logs the kill
+    before sending SIGKILL and logs the next start after it, so the old process died somewhere
+    in between (a reply can arrive after the kill line)."""
+    later = [t for t in h.starts if t > k.t]
+    return min(later) if later else float('inf')
+
+
 def kill_between(h, start_ns, end_ns):
-    return any(start_ns <= k.t <= end_ns for k in h.kills)
+    """True if a kill may have taken effect between start_ns and end_ns."""
+    return any(k.t <= end_ns and kill_window_end(h, k) >= start_ns for k in h.kills)
 
 
 def explained(h, d1, d2):

@@ -257,6 +257,14 @@ CLEAN_VARIANTS = {
 5102 put.ok key=p0.6 id=6 dup=1
 """)],
     'history appended by a second run': [add('consumer1', '# crash-history v1 worker=consumer1')],
+    # The driver logs a kill before sending SIGKILL and the next start after it: a reserve
+    # sent and answered after the kill line may still come from the old process, so its job
+    # may come again as the same attempt (the restart undid the lease).
+    'delivery from the old process after the kill line': [
+        sub('consumer0', r'^4890 reserve.inv', '5002 reserve.inv n=1'),
+        sub('consumer0', r'^4900 reserve.ok', '5003 reserve.ok count=1'),
+        sub('consumer0', r'^4900 got',
+            '5003 got id=5 lease=17 attempt=1 key=p0.4 hash=00000000000000a4 len=104 inv=5002')],
 }
 
 
