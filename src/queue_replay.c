@@ -289,7 +289,8 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     p = put_varint(p, job->max_attempts);
     p = put_varint(p, job->body_len);
     p = put_varint(p, job->ttr_ms);
-    p = put_varint(p, zigzag(job->created_ms - prev->created_ms));
+    /* In u64: two created times far apart (a fuzzed or hand-made log) must not overflow. */
+    p = put_varint(p, zigzag((int64_t)((uint64_t)job->created_ms - (uint64_t)prev->created_ms)));
     p = put_varint(p, (uint64_t)job->run_at_ms);
     p = put_varint(p, (uint64_t)job->expires_at_ms);
     p = put_varint(p, (uint64_t)job->settled_ms);
@@ -592,6 +593,18 @@ static int load_queues(struct queue_state *state, struct cursor *c, uint32_t cou
     return 0;
 }
 
+/* A loaded job goes back to the state the checkpoint saved. A READY job stays ready even
+ * when its run-at is ahead of now (a KICK makes a job ready without touching its run-at, and
+ * the wall clock may have stepped back): re-placing it by run-at would delay it again. */
+static void load_job_place(struct queue_state *state, struct job *job, uint32_t saved,
+                           struct queue_time now)
+{
+    if (saved == JOB_READY)
+        queue_job_enter_ready(state, job, now);
+    else
+        queue_job_place(state, job, now);
+}
+
 /* A job of a version 1 or 2 payload (fixed layout). */
 static int load_job(struct queue_state *state, struct cursor *c, struct queue **queues,
                     uint32_t queue_count, struct queue_time now)
@@ -626,7 +639,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     if (saved == JOB_DEAD)
         queue_job_enter_dead(state, job, (const char *)reason, reason_len, job->settled_ms);
     else
-        queue_job_place(state, job, now);
+        load_job_place(state, job, saved, now);
     return 0;
 }
 
@@ -682,7 +695,7 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     job->max_attempts = (uint32_t)f[V3_MAX_ATTEMPTS];
     job->body_len = (uint32_t)f[V3_BODY_LEN];
     job->ttr_ms = f[V3_TTR];
-    job->created_ms = prev->created_ms + unzigzag(f[V3_CREATED]);
+    job->created_ms = (int64_t)((uint64_t)prev->created_ms + (uint64_t)unzigzag(f[V3_CREATED]));
     queue_job_set_run_at(job, (int64_t)f[V3_RUN_AT], now);
     queue_job_set_expires_at(job, (int64_t)f[V3_EXPIRES], now);
     job->settled_ms = (int64_t)f[V3_SETTLED];
@@ -698,7 +711,7 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
         queue_job_enter_dead(state, job, (const char *)reason, (uint32_t)reason_len,
                              job->settled_ms);
     else
-        queue_job_place(state, job, now);
+        load_job_place(state, job, saved, now);
     return 0;
 }
 

@@ -39,6 +39,10 @@
 /* "Now" for recovery: a fixed instant (2026-01-01 UTC) so a run reproduces; records carry
  * times on both sides of it. */
 #define FUZZ_RECORD_NOW_MS 1767225600000ll
+/* The clock pair of that instant (both clocks equal: no step). */
+#define FUZZ_RECORD_NOW                                                                            \
+    ((struct queue_time){.wall_ns = FUZZ_RECORD_NOW_MS * QUEUE_NS_PER_MS,                          \
+                         .mono_ns = FUZZ_RECORD_NOW_MS * QUEUE_NS_PER_MS})
 /* Where replayed records claim to live: any valid position will do for the state machine. */
 #define FUZZ_RECORD_SEGMENT_ID 1u
 #define FUZZ_RECORD_BATCH_OFFSET 4096u
@@ -151,7 +155,7 @@ static uint64_t fuzz_records(struct queue_state *state, const uint8_t *p, size_t
                 .pos = {.seq = seq, .segment_id = FUZZ_RECORD_SEGMENT_ID,
                         .batch_offset = FUZZ_RECORD_BATCH_OFFSET},
                 .type = type, .len = (uint32_t)len, .data = copy};
-            int rc = queue_replay(state, &lr, FUZZ_RECORD_NOW_MS);
+            int rc = queue_replay(state, &lr, FUZZ_RECORD_NOW);
             if (rc != 0 && rc != RECORD_EINVAL)
                 fuzz_fail("queue_replay returned an unexpected code");
             free(copy);
@@ -172,9 +176,9 @@ static void fuzz_round_trip(struct queue_state *state, uint64_t seq)
         fuzz_fail("the recovered state does not encode a checkpoint");
     struct fuzz_emit emit = {.seq = seq};
     struct queue_state *again = fuzz_state(&emit);
-    if (queue_checkpoint_load(again, payload, payload_len, FUZZ_RECORD_NOW_MS) != 0)
+    if (queue_checkpoint_load(again, payload, payload_len, FUZZ_RECORD_NOW) != 0)
         fuzz_fail("a checkpoint of a recovered state does not load");
-    queue_recover_finish(again, FUZZ_RECORD_NOW_MS);
+    queue_recover_finish(again, FUZZ_RECORD_NOW);
     struct queue_totals a, b;
     queue_totals_get(state, &a);
     queue_totals_get(again, &b);
@@ -213,14 +217,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = 0;
     if (ckpt_len > 0) {
         uint8_t *copy = fuzz_copy(ckpt, ckpt_len);
-        rc = queue_checkpoint_load(state, copy, (uint32_t)ckpt_len, FUZZ_RECORD_NOW_MS);
+        rc = queue_checkpoint_load(state, copy, (uint32_t)ckpt_len, FUZZ_RECORD_NOW);
         free(copy);
         if (rc != 0 && rc != RECORD_EINVAL)
             fuzz_fail("queue_checkpoint_load returned an unexpected code");
     }
     if (rc == 0) {
         emit.seq = fuzz_records(state, records, records_len);
-        queue_recover_finish(state, FUZZ_RECORD_NOW_MS);
+        queue_recover_finish(state, FUZZ_RECORD_NOW);
         fuzz_round_trip(state, emit.seq);
     }
     queue_state_destroy(state);

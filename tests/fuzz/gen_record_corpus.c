@@ -25,6 +25,8 @@
 #define GEN_RECORD_SIZE_MAX 512
 /* Recovery's "now" in fuzz_record.c (2026-01-01 UTC): delays and ttls are set around it. */
 #define GEN_NOW_MS 1767225600000ll
+#define GEN_NOW                                                                                    \
+    ((struct queue_time){.wall_ns = GEN_NOW_MS * QUEUE_NS_PER_MS, .mono_ns = GEN_NOW_MS * QUEUE_NS_PER_MS})
 
 struct gen_record {
     uint8_t type;
@@ -89,7 +91,7 @@ static void gen_history_make(struct gen_history *h)
     struct gen_record *r = gen_next(h, RECORD_LEASE);
     r->len = (uint16_t)record_lease_encode(1, 1, r->data);
     r = gen_next(h, RECORD_ACK);
-    r->len = (uint16_t)record_ack_encode(1, "sent", 4, r->data);
+    r->len = (uint16_t)record_ack_encode(1, GEN_NOW_MS - 30000, "sent", 4, r->data);
     r = gen_next(h, RECORD_LEASE);
     r->len = (uint16_t)record_lease_encode(2, 1, r->data);
     r = gen_next(h, RECORD_TOUCH);
@@ -101,7 +103,7 @@ static void gen_history_make(struct gen_history *h)
     r = gen_next(h, RECORD_LEASE);
     r->len = (uint16_t)record_lease_encode(3, 1, r->data);
     r = gen_next(h, RECORD_BURY);
-    r->len = (uint16_t)record_bury_encode(3, "smtp: 550 no such user", 22, r->data);
+    r->len = (uint16_t)record_bury_encode(3, GEN_NOW_MS - 20000, "smtp: 550 no such user", 22, r->data);
     r = gen_next(h, RECORD_KICK);
     r->len = (uint16_t)record_kick_encode(3, r->data);
     r = gen_next(h, RECORD_DELETE);
@@ -165,12 +167,12 @@ static uint8_t *gen_checkpoint(const struct gen_history *h, uint32_t end, uint32
         struct log_record lr = {.pos = {.seq = i + 1, .segment_id = 1, .batch_offset = 4096},
                                 .type = h->recs[i].type, .len = h->recs[i].len,
                                 .data = h->recs[i].data};
-        if (queue_replay(state, &lr, GEN_NOW_MS) != 0) {
+        if (queue_replay(state, &lr, GEN_NOW) != 0) {
             fprintf(stderr, "gen_record_corpus: record %u of the history does not replay\n", i);
             exit(1);
         }
     }
-    queue_recover_finish(state, GEN_NOW_MS);
+    queue_recover_finish(state, GEN_NOW);
     uint8_t *payload;
     if (queue_checkpoint_encode(state, &payload, len) != 0)
         exit(1);
