@@ -322,29 +322,26 @@ static int log_adopt(struct log *log, struct scan_result *res, char *msg, size_t
     log->tail_offset = newest->end_offset;
     log->last_batch_hash = newest->last_hash;
     log->tail_seed = newest->hash_seed;
-    /* What recovery read back may be in the page cache only (a process crash in the interval
-     * mode): one fdatasync makes it durable, so new batches may record it as synced. */
-    rc = io_sync_simple(log->backend, IO_FDATASYNC, log->segments[log->segment_count - 1]->fd);
-    if (rc < 0)
-        return rc;
     log->written_offset = newest->end_offset;
     log->synced_offset = newest->end_offset;
     log->current_size = newest->header.segment_size;
+    int fd = log->segments[log->segment_count - 1]->fd;
     if (newest->file_size < newest->header.segment_size) {
         /* Cut short (a truncated file): preallocate again so commits stay fast. */
-        struct io_op op = {.kind = IO_FALLOCATE, .fd = log->segments[log->segment_count - 1]->fd,
-                           .len = newest->header.segment_size};
+        struct io_op op = {.kind = IO_FALLOCATE, .fd = fd, .len = newest->header.segment_size};
         rc = (int)io_sync(log->backend, &op);
         if (rc < 0 && rc != -EOPNOTSUPP)
             return rc;
     }
-    if (log->config.zero_segments) {
+    /* What recovery read back may be in the page cache only (a process crash in the interval
+     * mode): it must be durable before new batches record it as synced (synced_offset above).
+     * The zero fill ends with that fdatasync; without one, a sync of its own. */
+    if (log->config.zero_segments && newest->end_offset < newest->header.segment_size) {
         /* Its unused rest may be preallocated only (a segment made by a roll without a ready
          * spare, or by an older version): zeros make its commits as cheap as the spare's. */
-        return log_zero_range(log, log->segments[log->segment_count - 1]->fd,
-                              newest->end_offset, newest->header.segment_size);
+        return log_zero_range(log, fd, newest->end_offset, newest->header.segment_size);
     }
-    return 0;
+    return io_sync_simple(log->backend, IO_FDATASYNC, fd);
 }
 
 static int log_checkpoint_out(const struct scan_result *res, void **checkpoint,

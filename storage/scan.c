@@ -655,6 +655,18 @@ static int scan_one(struct scan_state *st, uint32_t i)
     return stop ? 1 : 0;
 }
 
+static bool scan_file_exists(struct io_backend *backend, uint64_t segment_id)
+{
+    char name[SEGMENT_NAME_LEN + 1];
+    segment_name(segment_id, name);
+    int fd = io_sync_open(backend, name, O_RDONLY, 0);
+    if (fd < 0)
+        return false;
+    int rc = io_sync_simple(backend, IO_CLOSE, fd);
+    (void)rc; /* opened read-only, only to see that it exists */
+    return true;
+}
+
 /* The newest segment is sealed: the successor its seal names was durable and named before
  * the seal was written, so it was removed. True when the scan must stop. */
 static bool scan_check_successor(struct scan_state *st)
@@ -667,6 +679,17 @@ static bool scan_check_successor(struct scan_state *st)
     if (!seg->walked || !seg->sealed)
         return false;
     struct log_damage damage;
+    if (res->torn_roll && res->torn_roll_id == seg->seq_end) {
+        /* The seal was written after the successor's header was durable: that header is
+         * damaged, not a roll torn by a crash. */
+        res->torn_roll = st->options->salvage; /* salvage deletes it, as a torn roll */
+        scan_damage_set(&damage, LOG_DAMAGE_BAD_SEGMENT_HEADER, seg->seq_end, 0, seg->seq_end,
+                        0, "segment header does not verify, but segment %020llu is sealed and "
+                        "names it", (unsigned long long)seg->id);
+        return scan_report(st, &damage, i, seg->seal_offset);
+    }
+    if (!st->options->recovery && scan_file_exists(st->backend, seg->seq_end))
+        return false; /* a live directory: a roll named it after the listing */
     scan_damage_set(&damage, LOG_DAMAGE_MISSING_SEGMENT, seg->seq_end, 0, seg->seq_end, 0,
                     "segment %020llu is sealed (offset %llu) and names its successor "
                     "%020llu.seg, which is absent",

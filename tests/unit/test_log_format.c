@@ -5,6 +5,8 @@
  *   named; after `rm` of the newest segment the open (and log_scan) refuses with
  *   missing_segment naming it, where it used to start with fewer records. Salvage unseals and
  *   goes on from there.
+ * - sealed_successor_header_damaged: a newest segment with no batch and a damaged header
+ *   is not taken for a torn roll when its predecessor's seal names it.
  * - every_roll_crash_point: for every op of a workload that rolls, the power-loss images open
  *   (no crash is reported as a missing segment), and once opened (recovery writes a seal a
  *   crash left unwritten) removing the newest segment is detected.
@@ -262,6 +264,31 @@ static void test_missing_newest_segment(void)
     CHECK_EQ(f.replayed, newest + 4);
     CHECK_EQ(f.replay_bad, 0);
     REQUIRE(log_close(log) == 0);
+    io_backend_destroy(memfs_io(fs));
+}
+
+/* The newest segment holds no batch and its header no longer verifies: without the seal
+ * that is a roll torn by a crash (deleted), but its predecessor's seal proves the header was
+ * durable: damage, refused (recovery used to delete it, then assert on the sealed segment). */
+static void test_sealed_successor_header_damaged(void)
+{
+    struct memfs *fs = memfs_create();
+    REQUIRE(fmt_write(fs, 200) >= 3);
+    uint64_t newest = fmt_newest_segment(fs);
+    static uint8_t zero[FMT_SEGMENT_BYTES];
+    fmt_patch(fs, newest, SEGMENT_HEADER_SIZE, zero, FMT_SEGMENT_BYTES - SEGMENT_HEADER_SIZE);
+    uint8_t byte = 0x77;
+    fmt_patch(fs, newest, 20, &byte, 1);
+    struct fmt f = {.now_ns = 1};
+    struct log_config config;
+    fmt_config(&f, &config);
+    struct log_recovery_report report;
+    struct log *log = NULL;
+    int rc = fmt_open(&f, memfs_io(fs), &config, &report, &log);
+    CHECK_EQ(rc, LOG_ECORRUPT);
+    CHECK(strstr(report.message, "bad_segment_header") != NULL);
+    if (rc == 0)
+        CHECK_EQ(log_close(log), 0);
     io_backend_destroy(memfs_io(fs));
 }
 
@@ -662,6 +689,7 @@ static void test_roll_checks_space(void)
 int main(void)
 {
     RUN_TEST(test_missing_newest_segment);
+    RUN_TEST(test_sealed_successor_header_damaged);
     RUN_TEST(test_every_roll_crash_point);
     RUN_TEST(test_interval_synced_damage);
     RUN_TEST(test_forged_batch_in_body);
