@@ -29,13 +29,18 @@ expect_ok() {
     [ "$rc" -eq 0 ] || fail "spool $* exited $rc: $err"
 }
 
-# expect_error NAME ARGS...: exit 1 and stderr starting with NAME.
-expect_error() {
-    local name=$1
-    shift
+# expect_exit CODE NAME ARGS...: exit CODE and stderr starting with NAME.
+expect_exit() {
+    local code=$1 name=$2
+    shift 2
     run "$@"
-    [ "$rc" -eq 1 ] || fail "spool $* exited $rc, wanted 1"
+    [ "$rc" -eq "$code" ] || fail "spool $* exited $rc, wanted $code"
     case "$err" in "$name:"*) ;; *) fail "spool $*: stderr '$err', wanted $name" ;; esac
+}
+
+# expect_error NAME ARGS...: exit 1 (an error retrying will not cure), stderr starting with NAME.
+expect_error() {
+    expect_exit 1 "$@"
 }
 
 # A numeric / string field of a one-line JSON object.
@@ -149,6 +154,33 @@ expect_ok --json status "$slowid"
 [ "$(str "$out" state)" = done ] && [ "$(num "$out" attempts)" = 1 ] ||
     fail "slow job not done in one attempt (lease not touched?): $out"
 
+# Exit codes for scripts: 3 when reserve or wait time out, 4 when wait finds the job dead.
+expect_exit 3 TIMED_OUT reserve nothing-here --timeout 100
+[ -z "$out" ] || fail "reserve that timed out printed '$out'"
+expect_ok put pending-q later
+expect_exit 3 TIMED_OUT --json wait "$out" --timeout 100
+[ "$(str "$out" state)" = ready ] || fail "wait that timed out: $out"
+
+# release --reason: the worker's error becomes the dead reason on the last attempt.
+expect_ok put fails-q --max-attempts 1 payload
+id_fail=$out
+expect_ok --json reserve fails-q
+expect_ok release "$id_fail" "$(num "$out" lease)" --reason "disk on fire"
+run --json wait "$id_fail" --timeout 1000
+[ "$rc" -eq 4 ] || fail "wait on a dead job exited $rc, wanted 4: $out"
+[ "$(str "$out" state)" = dead ] || fail "released-with-reason job: $out"
+case "$(str "$out" reason)" in *"disk on fire") ;; *) fail "dead reason: $out" ;; esac
+run release 1 2 --reason r --priority 3
+[ "$rc" -eq 2 ] || fail "release --reason --priority exited $rc, wanted 2"
+
+# put --json says whether an idempotency key made the put a repeat.
+expect_ok --json put keyed --key k-1 one
+first=$(num "$out" id)
+case "$out" in *'"duplicate":false'*) ;; *) fail "first keyed put: $out" ;; esac
+expect_ok --json put keyed --key k-1 one
+[ "$(num "$out" id)" = "$first" ] || fail "repeat returned another id: $out"
+case "$out" in *'"duplicate":true'*) ;; *) fail "repeated keyed put: $out" ;; esac
+
 # Connection refused is named too.
 out=$("$SPOOL" --server 127.0.0.1:1 ping 2>&1)
 case "$out" in ECONNREFUSED:*) ;; *) fail "refused: $out" ;; esac
@@ -157,7 +189,15 @@ case "$out" in ECONNREFUSED:*) ;; *) fail "refused: $out" ;; esac
 spoold_stop || fail "spoold did not stop cleanly"
 spoold_start --max-queue-jobs 1 || exit 1
 expect_ok put tiny one
-expect_error QUEUE_FULL put tiny two
+expect_exit 5 QUEUE_FULL put tiny two
+
+# A server at its connection limit answers BUSY, retryable (exit 5), not a closed connection.
+spoold_stop || fail "spoold did not stop cleanly"
+spoold_start --max-connections 1 || exit 1
+exec 3<>"/dev/tcp/${SPOOLD_ADDR%:*}/${SPOOLD_ADDR##*:}" || fail "holding connection"
+sleep 0.2
+expect_exit 5 BUSY ping
+exec 3>&-
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s); server log: $SPOOLD_DIR/spoold.log" >&2
