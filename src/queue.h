@@ -34,6 +34,7 @@
 #include "log.h"
 #include "map.h"
 #include "record.h"
+#include "siphash.h"
 
 /* Errors of the state machine, in a band of their own below the log's. */
 enum queue_error {
@@ -204,7 +205,7 @@ struct queue_config {
     uint64_t max_bytes_per_queue;   /* 0: unlimited */
     uint32_t done_keep_max;         /* DONE jobs remembered for wait/status */
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
-    uint64_t lease_seed;            /* randomness for lease tokens */
+    struct siphash_key lease_key;   /* secret key of the lease-token PRF */
     bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
     queue_emit_fn emit;
     void *emit_ctx;

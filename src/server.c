@@ -1023,10 +1023,14 @@ int server_start(struct server *server, const struct server_config *config)
     qc.max_jobs_per_queue = config->queue_jobs_max;
     qc.max_bytes_per_queue = config->queue_bytes_max;
     qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
-    uint64_t seed = 0;
-    if (getentropy(&seed, sizeof(seed)) != 0)
-        seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
-    qc.lease_seed = seed;
+    /* Lease tokens are capabilities: their key must be secret and unpredictable, so there
+     * is no fallback to a guessable seed. getentropy reads getrandom(2), which blocks only
+     * until the kernel's pool is initialised at boot. */
+    if (getentropy(&qc.lease_key, sizeof(qc.lease_key)) != 0) {
+        int err = -errno;
+        slog_error("msg=\"no randomness for lease tokens\" error=\"%s\"", strerror(-err));
+        return err;
+    }
     qc.prefault = true;
     sigset_t signals;
     int rc = signals_block(&signals); /* before any thread starts: every thread inherits it */
