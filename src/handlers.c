@@ -212,7 +212,8 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
         conn_fail(conn, h->request_id, SPOOL_E_VERSION_UNSUPPORTED, "server speaks 1..1");
         return 0;
     }
-    conn->hello_done = true;
+    if (!conn_handshake_done(conn))
+        return 0;
     union wire_msg r = {.hello_reply = {
                             .version = high,
                             .frame_size_max = conn->server->config.frame_size_max,

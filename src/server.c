@@ -1012,6 +1012,7 @@ int server_start(struct server *server, const struct server_config *config)
     server->accept_completion.complete = accept_complete;
     idmap_init(&server->conns_by_id);
     list_init(&server->conns);
+    list_init(&server->handshaking);
     list_init(&server->zombies);
     list_init(&server->runnable);
     list_init(&server->stalled);

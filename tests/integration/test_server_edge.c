@@ -2,7 +2,17 @@
  * reveal anyone else's. Each test drives the real spoold on 127.0.0.1 through libspool. */
 #include <spool/client.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "spoold_harness.h"
@@ -27,6 +37,40 @@ static struct spool_delivery *reserve_one(spool_client *c, const char *queue)
     REQUIRE(spool_reserve(c, queues, 1, 1, 1000, 0, &d, &count) == 0);
     REQUIRE(count == 1);
     return d;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A TCP connection that never says anything. */
+static int idle_connect(const struct spoold *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    return fd;
+}
+
+/* Milliseconds until the server closes fd (reading and dropping what it sends), or -1 if it
+ * is still open after limit_ms. */
+static int64_t ms_until_closed(int fd, int64_t limit_ms)
+{
+    int64_t start = mono_ms();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 100 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (mono_ms() - start < limit_ms) {
+        char buf[256];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return mono_ms() - start;
+    }
+    return -1;
 }
 
 /* Inverse of x ^= x >> shift on 64 bits. */
@@ -116,12 +160,111 @@ static void test_lease_tokens_distinct(void)
     spool_close(c);
 }
 
+/* A connection that never sends HELLO is closed after --handshake-timeout (it used to stay
+ * forever); one that said HELLO and then idles is not. */
+static void test_handshake_timeout(void)
+{
+    struct spoold s;
+    const char *args[] = {"--handshake-timeout", "300", NULL};
+    REQUIRE(spoold_start(&s, "handshake", args) == 0);
+    int idle = idle_connect(&s);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(s.addr, 5000, &c) == 0);
+    int64_t closed_ms = ms_until_closed(idle, 5000);
+    CHECK(closed_ms >= 250);
+    CHECK(closed_ms >= 0 && closed_ms < 5000);
+    CHECK_EQ(spool_ping(c), 0); /* after HELLO, idling is fine */
+    spool_close(c);
+    close(idle);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
+/* Sockets that never authenticate cannot lock real clients out: they have their own pool
+ * (--max-handshakes), and the oldest makes room for a new one. 300 idle sockets against a
+ * server of 8 connections with a shared secret; the real client still gets in at once. */
+static void test_idle_sockets_do_not_lock_out(void)
+{
+    struct spoold s;
+    char path[700];
+    snprintf(path, sizeof(path), "/tmp/spool-edge-secret-%d", (int)getpid());
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fputs("edge-secret\n", f);
+    fclose(f);
+    const char *args[] = {"--auth-file", path, "--max-connections", "8", NULL};
+    REQUIRE(spoold_start(&s, "lockout", args) == 0);
+    unlink(path);
+    enum { IDLE = 300 };
+    int fds[IDLE];
+    for (int i = 0; i < IDLE; i++)
+        fds[i] = idle_connect(&s);
+    usleep(200 * 1000);
+    struct spool_connect_options opts = {.auth = "edge-secret", .timeout_ms = 5000};
+    spool_client *c = NULL;
+    int rc = spool_connect_opts(s.addr, &opts, &c);
+    if (rc != 0)
+        fprintf(stderr, "real client: %s\n", spool_error_name(rc));
+    CHECK_EQ(rc, 0);
+    if (rc == 0) {
+        CHECK_EQ(spool_ping(c), 0);
+        spool_close(c);
+    }
+    CHECK(spoold_log_contains(&s, "connection refused: busy"));
+    for (int i = 0; i < IDLE; i++)
+        close(fds[i]);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
+/* A hard open-file limit below what --max-connections needs: spoold refuses to start with one
+ * clear line, exit 1 (it used to start and fail accepts later). */
+static void test_fd_limit_too_low_refuses(void)
+{
+    char dir[] = "/tmp/spool-edge-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL);
+    char data[64], log[64];
+    snprintf(data, sizeof(data), "%s/data", dir);
+    snprintf(log, sizeof(log), "%s/log", dir);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct rlimit low = {.rlim_cur = 512, .rlim_max = 512};
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 2) < 0 || setrlimit(RLIMIT_NOFILE, &low) != 0)
+            _exit(99);
+        execl(getenv("SPOOLD"), "spoold", "--data", data, "--listen", "127.0.0.1:0",
+              "--max-connections", "4096", (char *)NULL);
+        _exit(98);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    FILE *f = fopen(log, "r");
+    REQUIRE(f != NULL);
+    char line[512] = "";
+    int lines = 0, found = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lines++;
+        found += strstr(line, "open-file limit too low") != NULL;
+    }
+    fclose(f);
+    CHECK_EQ(found, 1);
+    CHECK(lines <= 2);
+    unlink(log);
+    rmdir(data);
+    rmdir(dir);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "edge", NULL) != 0)
         return 1;
     RUN_TEST(test_lease_tokens_unguessable_from_another);
     RUN_TEST(test_lease_tokens_distinct);
+    RUN_TEST(test_handshake_timeout);
+    RUN_TEST(test_idle_sockets_do_not_lock_out);
+    RUN_TEST(test_fd_limit_too_low_refuses);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
