@@ -763,7 +763,8 @@ static const struct command commands[] = {
     {"purge", cmd_purge, "purge QUEUE"},
     {"config", cmd_config, "config QUEUE [--ttr MS] [--max-attempts N]"},
     {"ping", cmd_ping, "ping"},
-    {"work", cmd_work, "work QUEUE... [--max-jobs N] [--backoff-max MS] -- CMD ARGS..."},
+    {"work", cmd_work,
+     "work QUEUE... [--max-jobs N] [--backoff-max MS] [--grace MS] -- CMD ARGS..."},
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 

@@ -154,6 +154,85 @@ expect_ok --json status "$slowid"
 [ "$(str "$out" state)" = done ] && [ "$(num "$out" attempts)" = 1 ] ||
     fail "slow job not done in one attempt (lease not touched?): $out"
 
+# work_bg QUEUE ARGS...: start `spool work QUEUE ARGS` in the background; its pid in $wpid.
+work_bg() {
+    "$SPOOL" --server "$SPOOLD_ADDR" work "$@" 2>>"$SPOOLD_DIR/work.err" &
+    wpid=$!
+}
+
+# wait_state JOB STATE: poll the job's state for up to 10 s.
+wait_state() {
+    local i
+    for i in $(seq 100); do
+        run --json status "$1"
+        [ "$(str "$out" state)" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "job $1 never reached $2: $out"
+    return 1
+}
+
+# wait_exit PID: wait up to 10 s for it to exit; its exit code in $wrc, else kill it and fail.
+wait_exit() {
+    local i
+    for i in $(seq 100); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            wait "$1"
+            wrc=$?
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    fail "worker $1 still running 10 s after it was told to stop"
+    return 1
+}
+
+# work and SIGTERM: the running command gets --grace, then its group is stopped and the job
+# released at once (it used to wait for the command with no limit).
+expect_ok put grace-q long-job
+gid=$out
+work_bg grace-q --grace 300 -- sh -c 'cat >/dev/null; exec sleep 30'
+wait_state "$gid" reserved
+kill -TERM "$wpid"
+wait_exit "$wpid" && [ "$wrc" -eq 0 ] || fail "worker stopped by SIGTERM exited $wrc"
+wait_state "$gid" ready
+# ... a command that finishes within the grace is acked as usual.
+expect_ok put grace-q short-job
+gid=$out
+work_bg grace-q --grace 10000 -- sh -c 'cat >/dev/null; sleep 1; echo finished'
+wait_state "$gid" reserved
+kill -TERM "$wpid"
+wait_exit "$wpid"
+wait_state "$gid" done
+# ... and a second signal ends it at once, whatever the grace.
+expect_ok put grace-q stubborn-job
+gid=$out
+work_bg grace-q -- sh -c 'cat >/dev/null; exec sleep 30'
+wait_state "$gid" reserved
+kill -TERM "$wpid"
+sleep 0.3
+kill -INT "$wpid"
+wait_exit "$wpid"
+wait_state "$gid" ready
+
+# kill -9 of the worker takes its command with it: the job is handed out again, and must not
+# also keep running under the dead worker.
+expect_ok put orphan-q orphan-job
+oid=$out
+work_bg orphan-q -- sh -c 'echo $$ >"$0"; cat >/dev/null; exec sleep 30' "$SPOOLD_DIR/cmd.pid"
+wait_state "$oid" reserved
+kill -KILL "$wpid"
+wait "$wpid" 2>/dev/null
+cmd_pid=$(cat "$SPOOLD_DIR/cmd.pid")
+for i in $(seq 50); do kill -0 "$cmd_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$cmd_pid" 2>/dev/null; then
+    fail "command $cmd_pid outlived its killed worker"
+    kill -9 "$cmd_pid"
+fi
+wait_state "$oid" ready
+
 # Exit codes for scripts: 3 when reserve or wait time out, 4 when wait finds the job dead.
 expect_exit 3 TIMED_OUT reserve nothing-here --timeout 100
 [ -z "$out" ] || fail "reserve that timed out printed '$out'"
@@ -194,10 +273,12 @@ expect_exit 5 QUEUE_FULL put tiny two
 # A server at its connection limit answers BUSY, retryable (exit 5), not a closed connection.
 spoold_stop || fail "spoold did not stop cleanly"
 spoold_start --max-connections 1 || exit 1
-exec 3<>"/dev/tcp/${SPOOLD_ADDR%:*}/${SPOOLD_ADDR##*:}" || fail "holding connection"
-sleep 0.2
+# The one connection is a client that said HELLO and blocks in a reserve.
+"$SPOOL" --server "$SPOOLD_ADDR" reserve busy-q --timeout 3000 >/dev/null 2>&1 &
+holder=$!
+sleep 0.5
 expect_exit 5 BUSY ping
-exec 3>&-
+wait "$holder"
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s); server log: $SPOOLD_DIR/spoold.log" >&2
