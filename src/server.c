@@ -504,10 +504,17 @@ static void signal_complete(struct io_completion *completion, const struct io_ur
     struct server *server = (struct server *)(void *)((char *)completion -
                                                       offsetof(struct server, signal_completion));
     if (cqe->res == (int)sizeof(server->siginfo)) {
-        slog_info("msg=\"shutting down\" signal=%s",
-                  server->siginfo.ssi_signo == SIGTERM ? "TERM" : "INT");
-        server->stopping = true;
-        return;
+        uint32_t signo = server->siginfo.ssi_signo;
+        if (signo == SIGTERM || signo == SIGINT) {
+            slog_info("msg=\"shutting down\" signal=%s", signo == SIGTERM ? "TERM" : "INT");
+            server->stopping = true;
+            return;
+        }
+        /* HUP, USR1, USR2: spoold has nothing to reload or rotate (it logs to stderr), and
+         * a stray one must not kill it as their default action would. */
+        slog_info("msg=\"signal ignored\" signal=%s sender_pid=%u",
+                  signo == SIGHUP ? "HUP" : signo == SIGUSR1 ? "USR1" : "USR2",
+                  server->siginfo.ssi_pid);
     }
     signal_arm(server);
 }
@@ -520,6 +527,9 @@ static int signals_block(sigset_t *mask)
     sigemptyset(mask);
     sigaddset(mask, SIGTERM);
     sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGHUP);
+    sigaddset(mask, SIGUSR1);
+    sigaddset(mask, SIGUSR2);
     if (sigprocmask(SIG_BLOCK, mask, NULL) != 0)
         return -errno;
     signal(SIGPIPE, SIG_IGN);
@@ -940,6 +950,7 @@ static bool stop_step(struct server *server)
     int64_t now = server_now_ms();
     if (server->stop_started_ms == 0) {
         server->stop_started_ms = now;
+        handler_shutting_down(server);
         if (server->listen_fd >= 0) {
             struct io_uring_sqe *sqe = server_sqe(server);
             io_uring_prep_cancel(sqe, &server->accept_completion, 0);

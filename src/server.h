@@ -225,6 +225,8 @@ bool handler_known(uint16_t opcode);
 void handler_release_held(struct server *server);
 /* A connection goes away: cancel its blocked requests. */
 void handler_conn_closed(struct conn *conn);
+/* Shutdown begins: answer every blocked RESERVE and WAIT with SHUTTING_DOWN. */
+void handler_shutting_down(struct server *server);
 /* Bytes of output the connection has not sent yet. */
 size_t conn_out_pending(const struct conn *conn);
 /* Its output drained: resume its paused reserves (once below CONN_OUT_LOW). */

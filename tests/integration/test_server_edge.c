@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -19,14 +20,19 @@
 
 static struct spoold server;
 
-static spool_client *client(void)
+static spool_client *client_of(const struct spoold *s)
 {
     spool_client *c = NULL;
-    int rc = spool_connect(server.addr, 5000, &c);
+    int rc = spool_connect(s->addr, 5000, &c);
     if (rc != 0)
-        fprintf(stderr, "connect %s: %s\n", server.addr, spool_strerror(rc));
+        fprintf(stderr, "connect %s: %s\n", s->addr, spool_strerror(rc));
     REQUIRE(rc == 0);
     return c;
+}
+
+static spool_client *client(void)
+{
+    return client_of(&server);
 }
 
 static struct spool_delivery *reserve_one(spool_client *c, const char *queue)
@@ -256,6 +262,78 @@ static void test_fd_limit_too_low_refuses(void)
     rmdir(dir);
 }
 
+/* A child process that blocks in a RESERVE (or a WAIT on an unfinished job) for 20 s and
+ * exits 0 if the call ended with SHUTTING_DOWN, 1 otherwise. */
+static pid_t blocked_client(const char *addr, bool wait_call, uint64_t job_id)
+{
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid != 0)
+        return pid;
+    spool_client *c = NULL;
+    if (spool_connect(addr, 5000, &c) != 0)
+        _exit(2);
+    int rc;
+    if (wait_call) {
+        struct spool_job *job = NULL;
+        rc = spool_wait(c, job_id, 20000, &job);
+        spool_job_free(job);
+    } else {
+        const char *queues[1] = {"edge-empty"};
+        struct spool_delivery *d = NULL;
+        size_t count = 0;
+        rc = spool_reserve(c, queues, 1, 1, 20000, 0, &d, &count);
+        spool_deliveries_free(d);
+    }
+    if (rc != SPOOL_E_SHUTTING_DOWN)
+        fprintf(stderr, "blocked %s ended with %s\n", wait_call ? "wait" : "reserve",
+                spool_error_name(rc));
+    _exit(rc == SPOOL_E_SHUTTING_DOWN ? 0 : 1);
+}
+
+/* SIGTERM: blocked RESERVE and WAIT requests get SHUTTING_DOWN before the connection closes
+ * (they used to see the close only). */
+static void test_shutdown_answers_blocked_requests(void)
+{
+    struct spoold s;
+    REQUIRE(spoold_start(&s, "shutdown", NULL) == 0);
+    spool_client *c = client_of(&s);
+    struct spool_job_spec spec = {.queue = "edge-pending", .body = "x", .body_len = 1};
+    uint64_t id;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    spool_close(c);
+    pid_t reserver = blocked_client(s.addr, false, 0);
+    pid_t waiter = blocked_client(s.addr, true, id);
+    usleep(500 * 1000);
+    int64_t start = mono_ms();
+    CHECK_EQ(spoold_stop(&s), 0);
+    int status = 0;
+    REQUIRE(waitpid(reserver, &status, 0) == reserver);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    REQUIRE(waitpid(waiter, &status, 0) == waiter);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(mono_ms() - start < 15000);
+    spoold_cleanup(&s);
+}
+
+/* SIGHUP, SIGUSR1, SIGUSR2 (whose default action kills) are logged and ignored; SIGPIPE too. */
+static void test_stray_signals_ignored(void)
+{
+    struct spoold s;
+    REQUIRE(spoold_start(&s, "signals", NULL) == 0);
+    const int signals[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE};
+    for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+        CHECK_EQ(kill(s.pid, signals[i]), 0);
+    usleep(300 * 1000);
+    spool_client *c = client_of(&s);
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+    CHECK(spoold_log_contains(&s, "signal ignored"));
+    CHECK(spoold_log_contains(&s, "signal=HUP"));
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
 int main(void)
 {
     if (spoold_start(&server, "edge", NULL) != 0)
@@ -265,6 +343,8 @@ int main(void)
     RUN_TEST(test_handshake_timeout);
     RUN_TEST(test_idle_sockets_do_not_lock_out);
     RUN_TEST(test_fd_limit_too_low_refuses);
+    RUN_TEST(test_shutdown_answers_blocked_requests);
+    RUN_TEST(test_stray_signals_ignored);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
