@@ -392,6 +392,12 @@ static int conn_run_frame(struct conn *conn)
         conn_fail(conn, h.request_id, rc, "payload does not decode");
         return -1;
     }
+    if (rc != 0 && !conn->hello_done) {
+        /* A HELLO that does not decode (an over-long auth or name): no second chance before
+         * the handshake, as for any other handshake failure. */
+        conn_fail(conn, h.request_id, rc == -ENOMEM ? SPOOL_E_INTERNAL : rc, "bad HELLO");
+        return -1;
+    }
     if (rc != 0) {
         conn_error(conn, h.request_id, rc == -ENOMEM ? SPOOL_E_INTERNAL : rc, NULL);
         conn->in_start += h.frame_size;

@@ -38,6 +38,7 @@ static int map_error(int error)
     case QUEUE_EFULL: return SPOOL_E_QUEUE_FULL;
     case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
     case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
+    case QUEUE_ETOOBIG: return SPOOL_E_TOO_LARGE;
     case LOG_ENOSPC: return SPOOL_E_DISK_FULL;
     case LOG_ETOOBIG: return SPOOL_E_TOO_LARGE;
     default: return SPOOL_E_INTERNAL;

@@ -55,6 +55,7 @@ const char *queue_strerror(int error)
     case QUEUE_EFULL: return "QUEUE_FULL";
     case QUEUE_EINVAL: return "INVALID";
     case QUEUE_ESTATE: return "WRONG_STATE";
+    case QUEUE_ETOOBIG: return "TOO_LARGE";
     default: return "UNKNOWN";
     }
 }
@@ -578,6 +579,20 @@ void queue_defaults_get(const struct queue_state *state, const struct queue *que
     *max_attempts = effective_max_attempts(state, queue, -1);
 }
 
+/* More jobs or bytes than the queue's limits allow even when it is empty: waiting for room
+ * would not help, so this is TOO_LARGE, not the retryable QUEUE_FULL. */
+static bool never_fits(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
+                       uint64_t bytes)
+{
+    uint64_t max_jobs = state->config.max_jobs_per_queue;
+    uint64_t max_bytes = state->config.max_bytes_per_queue;
+    if (queue != NULL && queue->max_jobs != 0)
+        max_jobs = queue->max_jobs;
+    if (queue != NULL && queue->max_bytes != 0)
+        max_bytes = queue->max_bytes;
+    return (max_jobs != 0 && jobs > max_jobs) || (max_bytes != 0 && bytes > max_bytes);
+}
+
 static bool room_for(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
                      uint64_t bytes)
 {
@@ -660,6 +675,8 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args, int6
     err = queue_get(state, args->queue, args->queue_len, &queue);
     if (err != 0)
         return err;
+    if (never_fits(state, queue, 1, args->body_len))
+        return QUEUE_ETOOBIG;
     if (!room_for(state, queue, 1, args->body_len))
         return QUEUE_EFULL;
     struct record_put put = {

@@ -43,6 +43,7 @@ enum queue_error {
     QUEUE_EFULL = -10203,      /* the queue's job or byte limit is reached (retryable) */
     QUEUE_EINVAL = -10204,     /* a bad argument: queue name, sizes */
     QUEUE_ESTATE = -10205,     /* the job is not in a state that allows this (delete reserved) */
+    QUEUE_ETOOBIG = -10206,    /* larger than the queue's limits even when empty: never fits */
 };
 
 const char *queue_strerror(int error);

@@ -79,6 +79,21 @@ static int64_t ms_until_closed(int fd, int64_t limit_ms)
     return -1;
 }
 
+static void le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+}
+
+static void le32(uint8_t *p, uint32_t v)
+{
+    le16(p, (uint16_t)v), le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+    le32(p, (uint32_t)v), le32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* Inverse of x ^= x >> shift on 64 bits. */
 static uint64_t unxorshift(uint64_t y, int shift)
 {
@@ -164,6 +179,48 @@ static void test_lease_tokens_distinct(void)
         spool_deliveries_free(d);
     }
     spool_close(c);
+}
+
+/* A put that can never fit the queue's byte limit is TOO_LARGE (final), not QUEUE_FULL
+ * ("retry later", which would never succeed); one that does not fit now is QUEUE_FULL. */
+static void test_put_larger_than_queue_limit(void)
+{
+    struct spoold s;
+    const char *args[] = {"--max-queue-bytes", "100", NULL};
+    REQUIRE(spoold_start(&s, "qbytes", args) == 0);
+    spool_client *c = client_of(&s);
+    char body[150];
+    memset(body, 'b', sizeof(body));
+    struct spool_job_spec spec = {.queue = "edge-small", .body = body, .body_len = 150};
+    uint64_t id;
+    CHECK_EQ(spool_put(c, &spec, &id), SPOOL_E_TOO_LARGE);
+    spec.body_len = 60;
+    CHECK_EQ(spool_put(c, &spec, &id), 0);
+    CHECK_EQ(spool_put(c, &spec, &id), SPOOL_E_QUEUE_FULL);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
+/* A HELLO whose auth field is over the text limit gets an error and the connection closes at
+ * once (it used to stay open, unauthenticated, waiting for another try). */
+static void test_overlong_auth_closes(void)
+{
+    int fd = idle_connect(&server);
+    enum { AUTH_LEN = 1100 };
+    static uint8_t frame[16 + 8 + 2 + 2 + AUTH_LEN];
+    size_t len = sizeof(frame);
+    uint8_t *p = frame;
+    le32(p, (uint32_t)len), le16(p + 4, 0x0001), le16(p + 6, 0), le64(p + 8, 7);
+    p += 16;
+    le32(p, 0x4C4F5053u), le16(p + 4, 1), le16(p + 6, 1); /* magic, versions 1..1 */
+    le16(p + 8, 0);                                        /* client_name: empty */
+    le16(p + 10, AUTH_LEN);                                /* auth: too long */
+    memset(p + 12, 'a', AUTH_LEN);
+    REQUIRE(send(fd, frame, len, MSG_NOSIGNAL) == (ssize_t)len);
+    int64_t closed_ms = ms_until_closed(fd, 3000);
+    CHECK(closed_ms >= 0);
+    close(fd);
 }
 
 /* A connection that never sends HELLO is closed after --handshake-timeout (it used to stay
@@ -340,6 +397,8 @@ int main(void)
         return 1;
     RUN_TEST(test_lease_tokens_unguessable_from_another);
     RUN_TEST(test_lease_tokens_distinct);
+    RUN_TEST(test_overlong_auth_closes);
+    RUN_TEST(test_put_larger_than_queue_limit);
     RUN_TEST(test_handshake_timeout);
     RUN_TEST(test_idle_sockets_do_not_lock_out);
     RUN_TEST(test_fd_limit_too_low_refuses);
