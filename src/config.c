@@ -17,6 +17,14 @@
 /* Each connection may buffer one frame in and a bounded amount out: 64k connections of a few
  * MiB each is already beyond what one loop should hold. */
 #define CONFIG_CONNECTIONS_LIMIT 65536
+/* A client says HELLO in its first round trip: 5 s is far beyond any honest client on a
+ * slow network and short enough that idle sockets cannot pile up. */
+#define CONFIG_HANDSHAKE_TIMEOUT_DEFAULT_MS 5000
+/* Connections that have not finished HELLO get their own, smaller pool: by default an eighth
+ * of --max-connections, at least 16, so idle or unauthenticated sockets can never take the
+ * slots of real clients (the oldest is closed when a new one needs the room). */
+#define CONFIG_HANDSHAKES_MIN 16
+#define CONFIG_HANDSHAKES_SHARE 8
 #define CONFIG_SEGMENT_DEFAULT (64ull * 1024 * 1024)
 /* A batch is at most a quarter of a segment (log.h) and must hold one job: a 1 MiB segment
  * still carries jobs of up to ~250 KiB, which small test setups use to roll segments fast. */
@@ -36,7 +44,11 @@ static const char usage[] =
     "  --segment-size BYTES     log segment size, a multiple of 4096 from 1m to 1g\n"
     "                           (default 64m; each segment is preallocated whole)\n"
     "  --max-frame BYTES        largest frame accepted or sent (default 2m)\n"
-    "  --max-connections N      simultaneous connections (default 1024)\n"
+    "  --max-connections N      simultaneous connections after HELLO (default 1024)\n"
+    "  --max-handshakes N       connections still before HELLO; beyond it the oldest is\n"
+    "                           closed (default max(16, max-connections / 8))\n"
+    "  --handshake-timeout MS   close a connection that has not completed HELLO in this\n"
+    "                           long (default 5000)\n"
     "  --max-job-size BYTES     largest job body (default 1m)\n"
     "  --max-queue-jobs N       per-queue job limit, 0 = none (default 0)\n"
     "  --max-queue-bytes BYTES  per-queue body bytes limit, 0 = none (default 0)\n"
@@ -118,6 +130,8 @@ static void defaults(struct server_config *config)
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
     config->frame_timeout_ms = 30000;
+    config->handshake_timeout_ms = CONFIG_HANDSHAKE_TIMEOUT_DEFAULT_MS;
+    config->handshakes_max = 0; /* derived from connections_max after parsing */
 }
 
 /* One numeric option with bounds; false (and a message) if out of range. */
@@ -204,6 +218,14 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,
                              &c->idempotency_window_ms);
+    } else if (strcmp(name, "--max-handshakes") == 0) {
+        if (!number_option(name, value, 1, CONFIG_CONNECTIONS_LIMIT, &v))
+            return false;
+        c->handshakes_max = (uint32_t)v;
+    } else if (strcmp(name, "--handshake-timeout") == 0) {
+        if (!number_option(name, value, 1, 3600 * 1000, &v))
+            return false;
+        c->handshake_timeout_ms = (uint32_t)v;
     } else if (strcmp(name, "--frame-timeout") == 0) {
         if (!number_option(name, value, 1, 3600 * 1000, &v))
             return false;
@@ -262,7 +284,17 @@ enum config_parse_result config_parse(int argc, char **argv, struct server_confi
                 config->job_size_max, (unsigned long long)batch);
         return CONFIG_EXIT_USAGE;
     }
+    if (config->handshakes_max == 0) {
+        uint32_t share = config->connections_max / CONFIG_HANDSHAKES_SHARE;
+        config->handshakes_max = share > CONFIG_HANDSHAKES_MIN ? share : CONFIG_HANDSHAKES_MIN;
+    }
     return CONFIG_OK;
+}
+
+uint64_t config_fds_needed(const struct server_config *config)
+{
+    /* +1: the connection accepted only to be told BUSY, or to push out the oldest handshake */
+    return (uint64_t)config->connections_max + config->handshakes_max + 1 + CONFIG_FDS_RESERVED;
 }
 
 /* A PUT_BATCH is logged in one commit (handlers.c: all or nothing, a crash included), so a

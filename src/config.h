@@ -28,6 +28,8 @@ struct server_config {
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
     uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */
     uint32_t frame_timeout_ms;     /* --frame-timeout: a started frame must finish within */
+    uint32_t handshake_timeout_ms; /* --handshake-timeout: HELLO must arrive within, default 5 s */
+    uint32_t handshakes_max;       /* --max-handshakes: connections before HELLO, at most */
     const char *ready_file;        /* --ready-file PATH: written once listening */
     char auth_secret[256];         /* --auth-file PATH: its first line; empty = no auth */
     uint32_t auth_secret_len;
@@ -38,6 +40,15 @@ enum config_parse_result {
     CONFIG_EXIT_OK = 1,    /* --help or --version printed */
     CONFIG_EXIT_USAGE = 2, /* a bad option; message printed */
 };
+
+/* File descriptors spoold may hold at once beyond its connections: the listener, the ring,
+ * the signalfd, the lock, the checkpoint and its reserve, log segments (one open per segment:
+ * 1024 of them is 64 GiB of log at the default segment size) and slack for accepts racing
+ * closes. RLIMIT_NOFILE is raised at start to fit config_fds_needed() or spoold refuses. */
+#define CONFIG_FDS_RESERVED 1024
+
+/* The file descriptors this configuration may need: connections, handshakes and the rest. */
+uint64_t config_fds_needed(const struct server_config *config);
 
 /* The log batch size for this configuration (bytes, a multiple of 4096). */
 uint32_t config_batch_size(const struct server_config *config);

@@ -20,9 +20,11 @@
  */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -214,6 +216,29 @@ void conns_flush(struct server *server)
     }
 }
 
+/* "ADDR:PORT" of the peer (IPv4 or IPv6), or "unknown". */
+static void conn_peer_name(const struct conn *conn, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "unknown";
+    unsigned port = 0;
+    if (getpeername(conn->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+            (void)inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+            (void)inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    snprintf(out, size, "%s:%u", host, port);
+}
+
+static void conn_refuse_busy(struct conn *conn, const char *why);
+
 void conn_accepted(struct server *server, int fd)
 {
     struct conn *conn = calloc(1, sizeof(*conn));
@@ -229,16 +254,62 @@ void conn_accepted(struct server *server, int fd)
     list_init(&conn->blocked);
     list_init(&conn->run_link);
     list_init(&conn->flush_link);
+    list_init(&conn->handshake_link);
     list_insert_tail(&server->conns, &conn->link);
     idmap_put(&server->conns_by_id, conn->id, conn);
     server->conn_count++;
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (server->conn_count > server->config.connections_max) {
-        conn_fail(conn, 0, SPOOL_E_BUSY, "too many connections");
+    if (server->conn_count - server->handshake_count > server->config.connections_max) {
+        conn_refuse_busy(conn, "too many connections");
         return;
     }
+    conn->accepted_ms = server_now_ms();
+    list_insert_tail(&server->handshaking, &conn->handshake_link);
+    server->handshake_count++;
+    if (server->handshake_count > server->config.handshakes_max) {
+        /* The oldest has had the longest to say HELLO: it makes room, so a flood of idle
+         * sockets costs real clients (who say HELLO at once) nothing but a retry at worst. */
+        struct conn *oldest = LIST_ENTRY(list_first(&server->handshaking), struct conn,
+                                         handshake_link);
+        conn_refuse_busy(oldest, "too many connections before HELLO");
+    }
     conn_arm_recv(conn);
+}
+
+/* A connection turned away for lack of room: BUSY (retryable), logged at most once a second
+ * with the peer address and how many were refused since the last line. */
+static void conn_refuse_busy(struct conn *conn, const char *why)
+{
+    struct server *server = conn->server;
+    server->busy_refused++;
+    int64_t now_ms = server_now_ms();
+    if (now_ms >= server->busy_log_ms) {
+        char peer[64];
+        conn_peer_name(conn, peer, sizeof(peer));
+        slog_warn("msg=\"connection refused: busy\" why=\"%s\" peer=%s refused=%llu", why,
+                  peer, (unsigned long long)server->busy_refused);
+        server->busy_refused = 0;
+        server->busy_log_ms = now_ms + CONN_LOG_INTERVAL_MS;
+    }
+    conn_fail(conn, 0, SPOOL_E_BUSY, why);
+}
+
+/* HELLO accepted: the connection leaves the handshake pool for the connection limit. False
+ * (and the connection refused with BUSY) when that limit is full. */
+bool conn_handshake_done(struct conn *conn)
+{
+    struct server *server = conn->server;
+    SPOOL_ASSERT(!conn->hello_done);
+    SPOOL_ASSERT(server->handshake_count > 0);
+    list_unlink(&conn->handshake_link);
+    server->handshake_count--;
+    conn->hello_done = true;
+    if (server->conn_count - server->handshake_count > server->config.connections_max) {
+        conn_refuse_busy(conn, "too many connections");
+        return false;
+    }
+    return true;
 }
 
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message)
@@ -257,6 +328,11 @@ static void conn_release(struct conn *conn)
     handler_conn_closed(conn);
     queue_owner_release(server->queues, &conn->owner, server->now);
     idmap_remove(&server->conns_by_id, conn->id);
+    if (!conn->hello_done && list_linked(&conn->handshake_link)) {
+        SPOOL_ASSERT(server->handshake_count > 0);
+        list_unlink(&conn->handshake_link);
+        server->handshake_count--;
+    }
     SPOOL_ASSERT(server->conn_count > 0);
     server->conn_count--;
     if (list_linked(&conn->run_link))
@@ -316,6 +392,12 @@ static int conn_run_frame(struct conn *conn)
         conn_fail(conn, h.request_id, rc, "payload does not decode");
         return -1;
     }
+    if (rc != 0 && !conn->hello_done) {
+        /* A HELLO that does not decode (an over-long auth or name): no second chance before
+         * the handshake, as for any other handshake failure. */
+        conn_fail(conn, h.request_id, rc == -ENOMEM ? SPOOL_E_INTERNAL : rc, "bad HELLO");
+        return -1;
+    }
     if (rc != 0) {
         conn_error(conn, h.request_id, rc == -ENOMEM ? SPOOL_E_INTERNAL : rc, NULL);
         conn->in_start += h.frame_size;
@@ -363,6 +445,15 @@ void conn_run(struct conn *conn, uint32_t frames_max)
  * Stalled connections (waiting on the log, not the peer) and idle ones are left alone. */
 void conn_sweep(struct server *server, int64_t now_ms)
 {
+    /* Before HELLO a connection gets --handshake-timeout, oldest first, so that sockets
+     * that never speak cannot sit on connection slots (an authenticated server included). */
+    struct list_link *first;
+    while ((first = list_first(&server->handshaking)) != NULL) {
+        struct conn *conn = LIST_ENTRY(first, struct conn, handshake_link);
+        if (now_ms - conn->accepted_ms < (int64_t)server->config.handshake_timeout_ms)
+            break;
+        conn_fail(conn, 0, SPOOL_E_HANDSHAKE_REQUIRED, "no HELLO within the handshake timeout");
+    }
     struct list_link *link = server->conns.next;
     while (link != &server->conns) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);

@@ -39,6 +39,7 @@ static int map_error(int error)
     case QUEUE_EFULL: return SPOOL_E_QUEUE_FULL;
     case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
     case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
+    case QUEUE_ETOOBIG: return SPOOL_E_TOO_LARGE;
     case LOG_ENOSPC: return SPOOL_E_DISK_FULL;
     case LOG_ETOOBIG: return SPOOL_E_TOO_LARGE;
     default: return SPOOL_E_INTERNAL;
@@ -215,7 +216,8 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
         conn_fail(conn, h->request_id, SPOOL_E_VERSION_UNSUPPORTED, "server speaks 1..1");
         return 0;
     }
-    conn->hello_done = true;
+    if (!conn_handshake_done(conn))
+        return 0;
     union wire_msg r = {.hello_reply = {
                             .version = high,
                             .frame_size_max = conn->server->config.frame_size_max,
@@ -517,6 +519,15 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
         conn_reserves_pause(conn, true);
 }
 
+/* A request that would block while the server stops gets SHUTTING_DOWN instead. */
+static bool refuse_if_stopping(struct conn *conn, uint64_t request_id)
+{
+    if (!conn->server->stopping)
+        return false;
+    conn_error(conn, request_id, SPOOL_E_SHUTTING_DOWN, "the server is stopping");
+    return true;
+}
+
 static struct blocked_request *blocked_new(struct conn *conn, uint64_t request_id)
 {
     struct blocked_request *blocked = calloc(1, sizeof(*blocked));
@@ -573,6 +584,8 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
         reserve_reply(conn, h->request_id, jobs, count);
         return 0;
     }
+    if (refuse_if_stopping(conn, h->request_id))
+        return 0;
     struct blocked_request *blocked = blocked_new(conn, h->request_id);
     struct queue_reserver *r = &blocked->reserver;
     rc = reserver_from(conn, req, now, r);
@@ -794,8 +807,13 @@ static int handle_wait(struct conn *conn, const struct wire_header *h, union wir
     w->ctx = blocked;
     bool found = false;
     struct queue_job_status status;
-    if (!queue_wait(conn->server->queues, w, now, &found, &status))
+    if (!queue_wait(conn->server->queues, w, now, &found, &status)) {
+        if (refuse_if_stopping(conn, h->request_id)) {
+            queue_wait_cancel(conn->server->queues, w);
+            blocked_free(blocked);
+        }
         return 0;
+    }
     if (found)
         status_reply(conn, h->opcode, h->request_id, &status);
     else
@@ -1034,6 +1052,26 @@ int handler_dispatch(struct conn *conn, const struct wire_header *header, union 
 {
     SPOOL_ASSERT(handler_known(header->opcode));
     return handlers[header->opcode](conn, header, msg);
+}
+
+/* Shutdown begins: every blocked RESERVE and WAIT gets SHUTTING_DOWN (retryable: try
+ * another server or later) now, rather than the connection closing under it. */
+void handler_shutting_down(struct server *server)
+{
+    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct conn *conn = LIST_ENTRY(l, struct conn, link);
+        struct list_link *link;
+        while ((link = list_first(&conn->blocked)) != NULL) {
+            struct blocked_request *blocked = LIST_ENTRY(link, struct blocked_request, link);
+            if (blocked->is_wait)
+                queue_wait_cancel(server->queues, &blocked->waiter);
+            else
+                queue_reserver_cancel(server->queues, &blocked->reserver);
+            conn_error(conn, blocked->request_id, SPOOL_E_SHUTTING_DOWN, "the server is stopping");
+            blocked_free(blocked);
+            conn_flush_later(conn);
+        }
+    }
 }
 
 void handler_conn_closed(struct conn *conn)

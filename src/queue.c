@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "le.h"
+
 #define QUEUE_DEFAULT_TTR_MS 30000
 #define QUEUE_DEFAULT_MAX_ATTEMPTS 10
 #define QUEUE_DEFAULT_IDEM_WINDOW_MS (24LL * 3600 * 1000)
@@ -55,6 +57,7 @@ const char *queue_strerror(int error)
     case QUEUE_EFULL: return "QUEUE_FULL";
     case QUEUE_EINVAL: return "INVALID";
     case QUEUE_ESTATE: return "WRONG_STATE";
+    case QUEUE_ETOOBIG: return "TOO_LARGE";
     default: return "UNKNOWN";
     }
 }
@@ -128,7 +131,8 @@ void queue_config_defaults(struct queue_config *config)
     config->idempotency_window_ms = QUEUE_DEFAULT_IDEM_WINDOW_MS;
     config->done_keep_max = QUEUE_DEFAULT_DONE_KEEP;
     config->tick_work_max = QUEUE_DEFAULT_TICK_WORK;
-    config->lease_seed = 0x9e3779b97f4a7c15ull;
+    /* A fixed key for tests; spoold draws its own from getrandom(2) (server.c). */
+    config->lease_key = (struct siphash_key){0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};
 }
 
 struct queue_state *queue_state_create(const struct queue_config *config)
@@ -600,6 +604,20 @@ void queue_defaults_get(const struct queue_state *state, const struct queue *que
     *max_attempts = effective_max_attempts(state, queue, -1);
 }
 
+/* More jobs or bytes than the queue's limits allow even when it is empty: waiting for room
+ * would not help, so this is TOO_LARGE, not the retryable QUEUE_FULL. */
+static bool never_fits(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
+                       uint64_t bytes)
+{
+    uint64_t max_jobs = state->config.max_jobs_per_queue;
+    uint64_t max_bytes = state->config.max_bytes_per_queue;
+    if (queue != NULL && queue->max_jobs != 0)
+        max_jobs = queue->max_jobs;
+    if (queue != NULL && queue->max_bytes != 0)
+        max_bytes = queue->max_bytes;
+    return (max_jobs != 0 && jobs > max_jobs) || (max_bytes != 0 && bytes > max_bytes);
+}
+
 static bool room_for(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
                      uint64_t bytes)
 {
@@ -704,6 +722,8 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     err = queue_get(state, args->queue, args->queue_len, &queue);
     if (err != 0)
         return err;
+    if (never_fits(state, queue, 1, args->body_len))
+        return QUEUE_ETOOBIG;
     if (!room_for(state, queue, 1, args->body_len))
         return QUEUE_EFULL;
     struct record_put put = {
@@ -762,15 +782,20 @@ static int64_t ms_signed(uint64_t ms)
     return ms > INT64_MAX ? INT64_MAX : (int64_t)ms;
 }
 
-/* splitmix64's finalizer is a bijection, so distinct counters give distinct tokens. */
-static uint64_t lease_token_next(struct queue_state *state)
+/* A lease token is a capability: whoever presents it may ack, release, touch or bury the
+ * delivery. It is a keyed PRF (SipHash-2-4) of (job id, attempt, counter) under a key drawn at
+ * start and never shown, so a token a client holds says nothing about any other token, past
+ * or next. The counter makes tokens of one job's deliveries distinct even at equal attempts
+ * (a KICK resets attempts). 0 means "no lease", so it is skipped. */
+static uint64_t lease_token_next(struct queue_state *state, const struct job *job)
 {
     uint64_t token;
     do {
-        uint64_t x = ++state->lease_counter + state->config.lease_seed;
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-        token = x ^ (x >> 31);
+        uint8_t in[24];
+        le_put_u64(in, job->id);
+        le_put_u64(in + 8, job->attempts);
+        le_put_u64(in + 16, ++state->lease_counter);
+        token = siphash24(&state->config.lease_key, in, sizeof(in));
     } while (token == 0);
     return token;
 }
@@ -793,7 +818,7 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
 {
     queue_job_leave(state, job);
     job->attempts++;
-    job->lease_token = lease_token_next(state);
+    job->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
                        queue_wall_ms_after(now, ms_signed(job->ttr_ms)), now);
     uint8_t buf[RECORD_LEASE_SIZE];

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "map.h"
 #include "record.h"
+#include "siphash.h"
 
 /* Errors of the state machine, in a band of their own below the log's. */
 enum queue_error {
@@ -51,6 +52,7 @@ enum queue_error {
     QUEUE_EFULL = -10203,      /* the queue's job or byte limit is reached (retryable) */
     QUEUE_EINVAL = -10204,     /* a bad argument: queue name, sizes */
     QUEUE_ESTATE = -10205,     /* the job is not in a state that allows this (delete reserved) */
+    QUEUE_ETOOBIG = -10206,    /* larger than the queue's limits even when empty: never fits */
 };
 
 const char *queue_strerror(int error);
@@ -241,7 +243,7 @@ struct queue_config {
     uint64_t max_bytes_per_queue;   /* 0: unlimited */
     uint32_t done_keep_max;         /* DONE jobs remembered for wait/status */
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
-    uint64_t lease_seed;            /* randomness for lease tokens */
+    struct siphash_key lease_key;   /* secret key of the lease-token PRF */
     bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
     queue_emit_fn emit;
     void *emit_ctx;

@@ -525,10 +525,17 @@ static void signal_complete(struct io_completion *completion, const struct io_ur
     struct server *server = (struct server *)(void *)((char *)completion -
                                                       offsetof(struct server, signal_completion));
     if (cqe->res == (int)sizeof(server->siginfo)) {
-        slog_info("msg=\"shutting down\" signal=%s",
-                  server->siginfo.ssi_signo == SIGTERM ? "TERM" : "INT");
-        server->stopping = true;
-        return;
+        uint32_t signo = server->siginfo.ssi_signo;
+        if (signo == SIGTERM || signo == SIGINT) {
+            slog_info("msg=\"shutting down\" signal=%s", signo == SIGTERM ? "TERM" : "INT");
+            server->stopping = true;
+            return;
+        }
+        /* HUP, USR1, USR2: spoold has nothing to reload or rotate (it logs to stderr), and
+         * a stray one must not kill it as their default action would. */
+        slog_info("msg=\"signal ignored\" signal=%s sender_pid=%u",
+                  signo == SIGHUP ? "HUP" : signo == SIGUSR1 ? "USR1" : "USR2",
+                  server->siginfo.ssi_pid);
     }
     signal_arm(server);
 }
@@ -541,6 +548,9 @@ static int signals_block(sigset_t *mask)
     sigemptyset(mask);
     sigaddset(mask, SIGTERM);
     sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGHUP);
+    sigaddset(mask, SIGUSR1);
+    sigaddset(mask, SIGUSR2);
     if (sigprocmask(SIG_BLOCK, mask, NULL) != 0)
         return -errno;
     signal(SIGPIPE, SIG_IGN);
@@ -952,6 +962,7 @@ static bool stop_step(struct server *server)
     int64_t now = server_now_ms();
     if (server->stop_started_ms == 0) {
         server->stop_started_ms = now;
+        handler_shutting_down(server);
         if (server->listen_fd >= 0) {
             struct io_uring_sqe *sqe = server_sqe(server);
             io_uring_prep_cancel(sqe, &server->accept_completion, 0);
@@ -1024,6 +1035,7 @@ int server_start(struct server *server, const struct server_config *config)
     server->accept_completion.complete = accept_complete;
     idmap_init(&server->conns_by_id);
     list_init(&server->conns);
+    list_init(&server->handshaking);
     list_init(&server->zombies);
     list_init(&server->runnable);
     list_init(&server->stalled);
@@ -1035,10 +1047,14 @@ int server_start(struct server *server, const struct server_config *config)
     qc.max_jobs_per_queue = config->queue_jobs_max;
     qc.max_bytes_per_queue = config->queue_bytes_max;
     qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
-    uint64_t seed = 0;
-    if (getentropy(&seed, sizeof(seed)) != 0)
-        seed = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
-    qc.lease_seed = seed;
+    /* Lease tokens are capabilities: their key must be secret and unpredictable, so there
+     * is no fallback to a guessable seed. getentropy reads getrandom(2), which blocks only
+     * until the kernel's pool is initialised at boot. */
+    if (getentropy(&qc.lease_key, sizeof(qc.lease_key)) != 0) {
+        int err = -errno;
+        slog_error("msg=\"no randomness for lease tokens\" error=\"%s\"", strerror(-err));
+        return err;
+    }
     qc.prefault = true;
     sigset_t signals;
     int rc = signals_block(&signals); /* before any thread starts: every thread inherits it */

@@ -66,6 +66,9 @@
  * jobs are all gone wait that much longer to be deleted (a low disk starts a checkpoint at
  * once whatever this says). */
 #define SERVER_CHECKPOINT_LOG_PER_JOB 416u
+/* Refusals (BUSY, auth failures) are logged at most once per interval with a count: an
+ * attacker must not be able to flood the log. */
+#define CONN_LOG_INTERVAL_MS 1000
 /* Blocked reserves and waits per connection: a worker blocks on a handful; more is abuse. */
 #define CONN_BLOCKED_MAX 1024
 
@@ -82,6 +85,8 @@ struct conn {
     bool closing;           /* no more input; close once output is flushed */
     bool released;          /* its blocked requests and leases were given back */
     bool hello_done;
+    int64_t accepted_ms;    /* for --handshake-timeout */
+    struct list_link handshake_link; /* server.handshaking while !hello_done */
     bool stalled;           /* a request waits for log space */
     int64_t input_ms;       /* when input last arrived (for --frame-timeout) */
     uint8_t *in;            /* unparsed input bytes in[in_start, in_end) */
@@ -137,7 +142,11 @@ struct server {
     struct idmap conns_by_id;
     struct list_link conns;
     struct list_link zombies; /* closed conns, freed at the end of the loop turn */
-    uint32_t conn_count;
+    uint32_t conn_count;      /* every open connection, handshaking ones included */
+    uint32_t handshake_count; /* of which still before HELLO (server.handshaking) */
+    uint64_t busy_refused;    /* connections refused BUSY since the last log line */
+    int64_t busy_log_ms;      /* no refusal line before this time */
+    struct list_link handshaking; /* conns before HELLO, oldest first */
     uint64_t next_conn_id;
     struct list_link runnable; /* conns with input to parse */
     struct list_link stalled;  /* conns waiting for log space */
@@ -210,6 +219,9 @@ struct conn *conn_by_id(struct server *server, uint64_t id);
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message);
 /* A framing-level error: one error frame, then stop reading, flush and close. */
 void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *message);
+/* HELLO accepted: leave the handshake pool. False if the connection limit is full (the
+ * connection was refused with BUSY and is closing). */
+bool conn_handshake_done(struct conn *conn);
 
 /* Handlers (handlers.c). HANDLER_AGAIN: the log is full, nothing was done, run the frame
  * again after the next durable watermark. */
@@ -220,6 +232,8 @@ bool handler_known(uint16_t opcode);
 void handler_release_held(struct server *server);
 /* A connection goes away: cancel its blocked requests. */
 void handler_conn_closed(struct conn *conn);
+/* Shutdown begins: answer every blocked RESERVE and WAIT with SHUTTING_DOWN. */
+void handler_shutting_down(struct server *server);
 /* Bytes of output the connection has not sent yet. */
 size_t conn_out_pending(const struct conn *conn);
 /* Its output drained: resume its paused reserves (once below CONN_OUT_LOW). */

@@ -34,7 +34,7 @@ int cli_fail(int error, const char *context)
     fprintf(stderr, "%s: %s%s%s%s\n", spool_error_name(error), spool_strerror(error),
             context != NULL ? " (" : "", context != NULL ? context : "",
             context != NULL ? ")" : "");
-    return CLI_EXIT_ERROR;
+    return spool_error_is_retryable(error) ? CLI_EXIT_RETRY : CLI_EXIT_ERROR;
 }
 
 int cli_usage(const char *message)
@@ -239,10 +239,11 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
         job.body = pos[1];
         job.body_len = strlen(pos[1]);
     }
-    uint64_t id = 0;
+    /* A batch of one: its reply says whether the key made this put a repeat. */
+    struct spool_put_result put = {0};
     rc = cli_connect(cli);
     if (rc == 0) {
-        int err = spool_put(cli->client, &job, &id);
+        int err = spool_put_batch(cli->client, &job, 1, &put);
         rc = err != 0 ? cli_fail(err, "put") : 0;
     }
     free(stdin_body);
@@ -250,10 +251,11 @@ static int cmd_put(struct cli *cli, int argc, char **argv)
         return rc;
     if (cli->out.json) {
         out_begin(&cli->out);
-        out_u64(&cli->out, "id", id);
+        out_u64(&cli->out, "id", put.id);
+        out_bool(&cli->out, "duplicate", put.duplicate != 0);
         out_end(&cli->out);
     } else {
-        printf("%llu\n", (unsigned long long)id);
+        printf("%llu%s\n", (unsigned long long)put.id, put.duplicate ? " duplicate" : "");
     }
     return 0;
 }
@@ -296,6 +298,10 @@ static int cmd_reserve(struct cli *cli, int argc, char **argv)
     for (size_t i = 0; i < got; i++)
         print_delivery(&cli->out, &d[i]);
     spool_deliveries_free(d);
+    if (got == 0) {
+        fprintf(stderr, "TIMED_OUT: no job within %u ms\n", timeout_ms);
+        return CLI_EXIT_TIMED_OUT;
+    }
     return 0;
 }
 
@@ -358,19 +364,26 @@ static int cmd_ack(struct cli *cli, int argc, char **argv)
 
 static int cmd_release(struct cli *cli, int argc, char **argv)
 {
-    struct cli_opt o[] = {{"delay", false, NULL}, {"priority", false, NULL}};
+    struct cli_opt o[] = {
+        {"delay", false, NULL}, {"priority", false, NULL}, {"reason", false, NULL}};
     uint64_t id, lease, delay_ms = 0;
     uint32_t priority = 0;
-    int rc = parse_job_lease(argc, argv, o, 2, &id, &lease);
+    int rc = parse_job_lease(argc, argv, o, 3, &id, &lease);
     if (rc != 0)
         return rc;
     if (!opt_u64(&o[0], &delay_ms) || !opt_u32(&o[1], &priority))
         return cli_usage("bad option value");
+    /* The reason is the worker's error, kept if the job goes dead: a failed attempt, whose
+     * release keeps the job's priority (the protocol's FAILED release). */
+    if (o[2].value != NULL && o[1].value != NULL)
+        return cli_usage("--reason and --priority do not go together");
     rc = cli_connect(cli);
     if (rc != 0)
         return rc;
-    int err = spool_release(cli->client, id, lease, delay_ms,
-                            o[1].value != NULL ? (int64_t)priority : -1);
+    int err = o[2].value != NULL
+                  ? spool_fail(cli->client, id, lease, delay_ms, o[2].value)
+                  : spool_release(cli->client, id, lease, delay_ms,
+                                  o[1].value != NULL ? (int64_t)priority : -1);
     if (err != 0)
         return cli_fail(err, "release");
     print_done(cli);
@@ -530,8 +543,15 @@ static int cmd_job(struct cli *cli, int argc, char **argv, const char *name)
     if (err != 0)
         return cli_fail(err, name);
     print_job(&cli->out, job, false);
+    int state = job->state;
     spool_job_free(job);
-    return 0;
+    if (!is_wait || state == SPOOL_STATE_DONE)
+        return 0;
+    if (state == SPOOL_STATE_DEAD)
+        return CLI_EXIT_JOB_FAILED;
+    fprintf(stderr, "TIMED_OUT: job %llu still pending after %u ms\n", (unsigned long long)id,
+            timeout_ms);
+    return CLI_EXIT_TIMED_OUT;
 }
 
 static int cmd_delete(struct cli *cli, int argc, char **argv)
@@ -728,7 +748,7 @@ static const struct command commands[] = {
      "[--max-attempts N] [--ttl MS] [--key K] (BODY | -)"},
     {"reserve", cmd_reserve, "reserve QUEUE... [--count N] [--timeout MS]"},
     {"ack", cmd_ack, "ack JOB LEASE [--result R | --result -]"},
-    {"release", cmd_release, "release JOB LEASE [--delay MS] [--priority N]"},
+    {"release", cmd_release, "release JOB LEASE [--delay MS] [--priority N | --reason R]"},
     {"touch", cmd_touch, "touch JOB LEASE [--extend MS]"},
     {"bury", cmd_bury, "bury JOB LEASE [--reason R]"},
     {"kick", cmd_kick, "kick QUEUE [N] | kick --job JOB"},
@@ -743,7 +763,8 @@ static const struct command commands[] = {
     {"purge", cmd_purge, "purge QUEUE"},
     {"config", cmd_config, "config QUEUE [--ttr MS] [--max-attempts N]"},
     {"ping", cmd_ping, "ping"},
-    {"work", cmd_work, "work QUEUE... [--max-jobs N] [--backoff-max MS] -- CMD ARGS..."},
+    {"work", cmd_work,
+     "work QUEUE... [--max-jobs N] [--backoff-max MS] [--grace MS] -- CMD ARGS..."},
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
 
@@ -756,8 +777,11 @@ static void print_help(FILE *f)
             "--json prints one JSON object per line. Commands:\n");
     for (size_t i = 0; i < COMMAND_COUNT; i++)
         fprintf(f, "  spool %s\n", commands[i].usage);
-    fprintf(f, "\nA failed command exits 1 (2 for a usage error) and prints the error's name,\n"
-               "e.g. LEASE_EXPIRED or NOT_FOUND, at the start of its line on stderr.\n");
+    fprintf(f, "\nExit codes: 0 success (wait: the job is done); 1 an error (its name, e.g.\n"
+               "LEASE_EXPIRED or NOT_FOUND, starts the line on stderr); 2 a usage error;\n"
+               "3 timed out (reserve got no job, wait found the job still pending);\n"
+               "4 wait: the job is dead; 5 a retryable error (BUSY, QUEUE_FULL, DISK_FULL, ...):\n"
+               "the same command may succeed later.\n");
 }
 
 int main(int argc, char **argv)

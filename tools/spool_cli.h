@@ -2,8 +2,15 @@
  * spool_cli.h: what the spool CLI's commands share (tools/spool.c, tools/spool_work.c): the
  * connection, the output format, argument parsing and the exit-code convention.
  *
- * Exit codes: 0 success; 1 the server or the connection reported an error (its name, e.g.
- * LEASE_EXPIRED, starts the line on stderr); 2 a usage error (INVALID_ARGUMENT on stderr).
+ * Exit codes (documented in `spool --help` and the README; scripts rely on them):
+ *   0 success (wait: the job is done);
+ *   1 the server or the connection reported an error (its name, e.g. LEASE_EXPIRED, starts
+ *     the line on stderr) that retrying the same command will not cure;
+ *   2 a usage error (INVALID_ARGUMENT on stderr);
+ *   3 timed out: reserve got no job, wait ended with the job still pending;
+ *   4 wait: the job ended without success (dead);
+ *   5 a retryable error (BUSY, QUEUE_FULL, DISK_FULL, SHUTTING_DOWN, ...; name on stderr):
+ *     the same command may succeed later.
  */
 #ifndef SPOOL_TOOLS_CLI_H
 #define SPOOL_TOOLS_CLI_H
@@ -18,6 +25,9 @@
 
 #define CLI_EXIT_ERROR 1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_TIMED_OUT 3
+#define CLI_EXIT_JOB_FAILED 4
+#define CLI_EXIT_RETRY 5
 
 struct cli {
     const char *server;
@@ -27,7 +37,8 @@ struct cli {
 
 /* Connect (once) to cli->server; 0 or an exit code after printing the error. */
 int cli_connect(struct cli *cli);
-/* Print "NAME: sentence (context)" on stderr; returns CLI_EXIT_ERROR. */
+/* Print "NAME: sentence (context)" on stderr; returns CLI_EXIT_RETRY for a retryable error
+ * (spool_error_is_retryable), else CLI_EXIT_ERROR. */
 int cli_fail(int error, const char *context);
 /* Print "INVALID_ARGUMENT: message" and the command's usage; returns CLI_EXIT_USAGE. */
 int cli_usage(const char *message);

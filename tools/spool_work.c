@@ -8,7 +8,16 @@
  * --backoff-max) and the exit status as the reason otherwise. If a touch finds the lease lost
  * (LEASE_EXPIRED: the job went to another worker), CMD is terminated and the job left alone.
  *
- * Leases are not detached: if this process dies, the server releases its job at once.
+ * Leases are not detached: if this process dies, the server releases its job at once, and
+ * CMD dies with it (PR_SET_PDEATHSIG), so a job is never run twice at the same time because
+ * its worker was killed.
+ *
+ * Stopping: the first SIGTERM or SIGINT stops reserving; the running CMD gets --grace (30 s)
+ * to finish (then its job is acked or released as usual). Past the grace, or at a second
+ * signal, CMD's process group gets SIGTERM, then SIGKILL after WORK_KILL_WAIT_MS, and its job
+ * is released at once for another worker. CMD runs in its own process group so that what it
+ * started is stopped with it.
+ *
  * Bounds: stdout beyond the 64 KiB result limit is read and discarded; one job at a time.
  */
 #include <errno.h>
@@ -18,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,13 +40,26 @@
 #define WORK_BACKOFF_BASE_MS 1000u
 #define WORK_BACKOFF_MAX_MS_DEFAULT 60000u
 #define WORK_QUEUES_MAX 16
+#define WORK_GRACE_MS_DEFAULT 30000u /* how long a running CMD may finish after SIGTERM */
+/* After SIGTERM to CMD's group, this long before SIGKILL: a well-behaved program cleans up in
+ * well under it. */
+#define WORK_KILL_WAIT_MS 2000
 
+/* Signals received (SIGTERM, SIGINT): 1 stops reserving, 2 stops CMD at once. */
 static volatile sig_atomic_t work_stop;
 
 static void work_on_signal(int sig)
 {
     (void)sig;
-    work_stop = 1;
+    if (work_stop < 2)
+        work_stop++;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int64_t wall_ms(void)
@@ -56,6 +79,8 @@ struct child {
     size_t result_len;
     int status;
     bool exited;
+    int64_t term_ms; /* when its group got SIGTERM (stopping), 0 = not yet */
+    bool killed;     /* its group got SIGKILL */
 };
 
 static int child_start(struct child *ch, char **cmd)
@@ -76,12 +101,22 @@ static int child_start(struct child *ch, char **cmd)
         return rc;
     }
     if (pid == 0) {
+        /* Die with the worker: its job goes back to the queue then, and must not also keep
+         * running here. If the worker died before this line, getppid() already changed. */
+        pid_t parent = getppid();
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(126);
+        setpgid(0, 0);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
         dup2(in[0], STDIN_FILENO);
         dup2(out[1], STDOUT_FILENO);
         execvp(cmd[0], cmd);
         fprintf(stderr, "spool work: cannot run %s: %s\n", cmd[0], strerror(errno));
         _exit(127);
     }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
     close(in[0]);
     close(out[1]);
     *ch = (struct child){.pid = pid, .in_fd = in[1], .out_fd = out[0]};
@@ -164,9 +199,34 @@ static bool lease_keep(spool_client *c, const struct spool_delivery *d, int64_t 
     return true;
 }
 
+/* Stop CMD's process group once the grace after a first signal is over (SIGTERM, then SIGKILL
+ * after WORK_KILL_WAIT_MS), or at once at a second signal (SIGKILL). True once CMD is being
+ * stopped. */
+static bool child_stop_due(struct child *ch, int64_t *grace_end_ms, uint64_t grace_ms)
+{
+    if (work_stop == 0 || ch->exited)
+        return ch->term_ms != 0;
+    int64_t now = mono_ms();
+    if (*grace_end_ms == 0)
+        *grace_end_ms = now + (int64_t)grace_ms;
+    if (ch->term_ms == 0 && now >= *grace_end_ms) {
+        fprintf(stderr, "spool work: grace period over: stopping the running command\n");
+        kill(-ch->pid, SIGTERM);
+        ch->term_ms = now;
+    }
+    bool kill_due = work_stop >= 2 || (ch->term_ms != 0 && now - ch->term_ms >= WORK_KILL_WAIT_MS);
+    if (kill_due && !ch->killed) {
+        kill(-ch->pid, SIGKILL);
+        ch->killed = true;
+        if (ch->term_ms == 0)
+            ch->term_ms = now;
+    }
+    return ch->term_ms != 0;
+}
+
 /* Run CMD for one delivery until it exits (or the lease is lost: then kill it). */
 static int run_child(spool_client *c, const struct spool_delivery *d, char **cmd, struct child *ch,
-                     bool *lease_lost)
+                     bool *lease_lost, uint64_t grace_ms)
 {
     int rc = child_start(ch, cmd);
     if (rc != 0)
@@ -174,8 +234,11 @@ static int run_child(spool_client *c, const struct spool_delivery *d, char **cmd
     int64_t deadline_ms = (int64_t)d->deadline_ms;
     int64_t half = (deadline_ms - wall_ms()) / 2;
     int64_t next_touch_ms = wall_ms() + (half > WORK_TOUCH_MIN_MS ? half : WORK_TOUCH_MIN_MS);
+    int64_t grace_end_ms = 0;
     *lease_lost = false;
     while (!ch->exited || ch->out_fd >= 0) {
+        if (child_stop_due(ch, &grace_end_ms, grace_ms) && ch->exited)
+            break; /* stopped: what it left in its pipe is not a result */
         int64_t wait = next_touch_ms - wall_ms();
         wait = wait < 0 ? 0 : (wait > 100 ? 100 : wait);
         if (ch->in_fd >= 0 || ch->out_fd >= 0)
@@ -185,7 +248,7 @@ static int run_child(spool_client *c, const struct spool_delivery *d, char **cmd
         child_reap(ch, false);
         if (!*lease_lost && !lease_keep(c, d, &deadline_ms, &next_touch_ms)) {
             *lease_lost = true;
-            kill(ch->pid, SIGTERM);
+            kill(-ch->pid, SIGTERM);
             break;
         }
     }
@@ -204,17 +267,24 @@ static uint64_t backoff_ms(uint32_t attempt, uint64_t max_ms)
 
 /* One delivery: run, then ack or release. Returns a connection error, else 0. */
 static int work_one(spool_client *c, const struct spool_delivery *d, char **cmd,
-                    uint64_t backoff_max_ms)
+                    uint64_t backoff_max_ms, uint64_t grace_ms)
 {
     static struct child ch; /* 64 KiB of result buffer: not on the stack */
     bool lost = false;
-    int rc = run_child(c, d, cmd, &ch, &lost);
+    int rc = run_child(c, d, cmd, &ch, &lost, grace_ms);
     char reason[128];
     if (rc != 0) {
         snprintf(reason, sizeof reason, "cannot start %s: %s", cmd[0], spool_strerror(rc));
     } else if (lost) {
         fprintf(stderr, "spool work: job %llu: lease lost, not acked\n", (unsigned long long)d->id);
         return 0;
+    } else if (ch.term_ms != 0) {
+        /* Stopped by us, not failed: back to the queue at once, priority kept. */
+        int err = spool_release(c, d->id, d->lease, 0, -1);
+        fprintf(stderr, "spool work: job %llu attempt %u: stopped, released%s%s\n",
+                (unsigned long long)d->id, d->attempt, err ? ", release failed: " : "",
+                err ? spool_error_name(err) : "");
+        return err == SPOOL_E_LEASE_EXPIRED || err == SPOOL_E_NOT_FOUND ? 0 : err;
     } else if (WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 0) {
         int err = spool_ack(c, d->id, d->lease, ch.result, ch.result_len);
         fprintf(stderr, "spool work: job %llu attempt %u: done%s%s\n", (unsigned long long)d->id,
@@ -245,17 +315,20 @@ static void work_signals(void)
 
 int cmd_work(struct cli *cli, int argc, char **argv)
 {
-    struct cli_opt o[] = {{"max-jobs", false, NULL}, {"backoff-max", false, NULL}};
+    struct cli_opt o[] = {
+        {"max-jobs", false, NULL}, {"backoff-max", false, NULL}, {"grace", false, NULL}};
     char *queues[WORK_QUEUES_MAX];
     size_t n;
     int rest;
-    int rc = cli_parse(argc, argv, o, 2, queues, WORK_QUEUES_MAX, &n, &rest);
+    int rc = cli_parse(argc, argv, o, 3, queues, WORK_QUEUES_MAX, &n, &rest);
     if (rc != 0)
         return rc;
     uint64_t max_jobs = 0, backoff_max = WORK_BACKOFF_MAX_MS_DEFAULT;
+    uint64_t grace_ms = WORK_GRACE_MS_DEFAULT;
     if ((o[0].value && !cli_u64(o[0].value, &max_jobs)) ||
-        (o[1].value && !cli_u64(o[1].value, &backoff_max)))
-        return cli_usage("--max-jobs and --backoff-max take non-negative integers");
+        (o[1].value && !cli_u64(o[1].value, &backoff_max)) ||
+        (o[2].value && !cli_u64(o[2].value, &grace_ms)))
+        return cli_usage("--max-jobs, --backoff-max and --grace take non-negative integers");
     if (n == 0 || rest < 0 || rest >= argc)
         return cli_usage("work takes QUEUE... -- CMD ARGS...");
     rc = cli_connect(cli);
@@ -269,7 +342,7 @@ int cmd_work(struct cli *cli, int argc, char **argv)
         int err = spool_reserve(cli->client, (const char *const *)queues, n, 1,
                                 WORK_RESERVE_WAIT_MS, 0, &d, &got);
         if (err == 0 && got == 1) {
-            err = work_one(cli->client, d, argv + rest, backoff_max);
+            err = work_one(cli->client, d, argv + rest, backoff_max, grace_ms);
             done++;
         }
         spool_deliveries_free(d);

@@ -69,6 +69,8 @@ static int conn_broken(struct spool_client *c, int error)
     return error;
 }
 
+static int conn_closed_reason(struct spool_client *c, int error);
+
 int client_flush(struct spool_client *c, int64_t deadline_ms)
 {
     size_t sent = 0;
@@ -86,7 +88,7 @@ int client_flush(struct spool_client *c, int64_t deadline_ms)
                 return conn_broken(c, rc);
             continue;
         }
-        return conn_broken(c, n < 0 ? -errno : SPOOL_E_CONNECTION_CLOSED);
+        return conn_closed_reason(c, conn_broken(c, n < 0 ? -errno : SPOOL_E_CONNECTION_CLOSED));
     }
     c->out.len = 0;
     return 0;
@@ -138,6 +140,52 @@ static int conn_fill(struct spool_client *c, size_t want, int64_t deadline_ms)
     }
 }
 
+/* An ERROR frame with request id 0 is about the connection, not a request: the server sends
+ * it (BUSY at accept, BAD_FRAME, HANDSHAKE_REQUIRED, ...) and then closes. Its code is the
+ * answer to whatever the caller was waiting for, so that a refused connection reads as BUSY,
+ * retryable, rather than as the close that follows it. */
+static int conn_level_error(struct spool_client *c, const struct wire_header *h,
+                            const uint8_t *payload)
+{
+    union wire_msg err;
+    c->broken = true;
+    if (wire_decode(WIRE_OP_ERROR, payload, h->frame_size - WIRE_HEADER_SIZE, &err) != 0)
+        return SPOOL_E_PROTOCOL;
+    int code = wire_error_from_wire(err.error.code);
+    return code < 0 ? code : SPOOL_E_PROTOCOL;
+}
+
+/* After a failed send: the server may have closed the socket right after writing a
+ * connection-level error (a refused connection does so before reading anything). Read what is
+ * already buffered, without waiting, and return that error's code; else `error`. */
+static int conn_closed_reason(struct spool_client *c, int error)
+{
+    if (error != SPOOL_E_CONNECTION_CLOSED)
+        return error;
+    for (;;) {
+        size_t have = c->in_end - c->in_start;
+        struct wire_header h;
+        int rc = have >= WIRE_HEADER_SIZE
+                     ? wire_header_decode(c->in + c->in_start, have, c->frame_size_max, &h)
+                     : -EAGAIN;
+        if (rc == 0 && have >= h.frame_size) {
+            const uint8_t *payload = c->in + c->in_start + WIRE_HEADER_SIZE;
+            c->in_start += h.frame_size;
+            if (h.request_id == 0 && h.opcode == WIRE_OP_ERROR)
+                return conn_level_error(c, &h, payload);
+            continue;
+        }
+        if (rc != 0 && rc != -EAGAIN)
+            return error;
+        if (conn_in_room(c, 4096) != 0)
+            return error;
+        ssize_t n = recv(c->fd, c->in + c->in_end, c->in_cap - c->in_end, MSG_DONTWAIT);
+        if (n <= 0)
+            return error;
+        c->in_end += (size_t)n;
+    }
+}
+
 /* Block until one whole frame is buffered and hand it out (valid until the next read). */
 static int conn_read_frame(struct spool_client *c, int64_t deadline_ms, struct wire_header *h,
                            const uint8_t **payload)
@@ -153,6 +201,8 @@ static int conn_read_frame(struct spool_client *c, int64_t deadline_ms, struct w
         if (rc == 0 && have >= h->frame_size) {
             *payload = c->in + c->in_start + WIRE_HEADER_SIZE;
             c->in_start += h->frame_size;
+            if (h->request_id == 0 && h->opcode == WIRE_OP_ERROR)
+                return conn_level_error(c, h, *payload);
             return 0;
         }
         if (rc != 0 && rc != -EAGAIN)

@@ -168,12 +168,22 @@ static void io_blob(struct wire_io *io, struct wire_bytes *b, uint32_t size_max)
     io_bytes(io, b, 4, size_max);
 }
 
-/* A queue name; decoding checks the charset (empty allowed only where allow_empty). */
+/* A queue name; decoding checks the charset (empty allowed only where allow_empty). A name8
+ * holds up to 255 bytes; one over 200 is a well-formed frame with a bad field: BAD_REQUEST,
+ * as for a bad character, in both directions. */
 static void io_queue(struct wire_io *io, struct wire_bytes *b, bool allow_empty)
 {
-    io_bytes(io, b, 1, WIRE_QUEUE_NAME_SIZE_MAX);
+    if (io->writing && b->len > WIRE_QUEUE_NAME_SIZE_MAX) {
+        io_fail(io, SPOOL_E_BAD_REQUEST);
+        return;
+    }
+    io_bytes(io, b, 1, UINT8_MAX);
     if (io->writing || !io_ok(io))
         return;
+    if (b->len > WIRE_QUEUE_NAME_SIZE_MAX) {
+        io_fail(io, SPOOL_E_BAD_REQUEST);
+        return;
+    }
     if (allow_empty && b->len == 0)
         return;
     if (!wire_queue_name_valid(*b))
@@ -269,11 +279,11 @@ static void job_spec_read(struct wire_io *io, struct wire_job_spec *j)
     const uint8_t *end = io->in + io->len;
     uint32_t name_len = p[0];
     if ((size_t)(end - p - 1) < name_len) {
-        io_fail(io, name_len > WIRE_QUEUE_NAME_SIZE_MAX ? SPOOL_E_TOO_LARGE : SPOOL_E_BAD_FRAME);
+        io_fail(io, SPOOL_E_BAD_FRAME);
         return;
     }
     if (name_len > WIRE_QUEUE_NAME_SIZE_MAX) {
-        io_fail(io, SPOOL_E_TOO_LARGE);
+        io_fail(io, SPOOL_E_BAD_REQUEST);
         return;
     }
     j->queue = (struct wire_bytes){.data = p + 1, .len = name_len};

@@ -166,7 +166,6 @@ static struct queue_state *broker_queue_state(queue_emit_fn emit, void *ctx)
     queue_config_defaults(&qc);
     qc.emit = emit;
     qc.emit_ctx = ctx;
-    qc.lease_seed = 7;
     return queue_state_create(&qc);
 }
 

@@ -29,13 +29,18 @@ expect_ok() {
     [ "$rc" -eq 0 ] || fail "spool $* exited $rc: $err"
 }
 
-# expect_error NAME ARGS...: exit 1 and stderr starting with NAME.
-expect_error() {
-    local name=$1
-    shift
+# expect_exit CODE NAME ARGS...: exit CODE and stderr starting with NAME.
+expect_exit() {
+    local code=$1 name=$2
+    shift 2
     run "$@"
-    [ "$rc" -eq 1 ] || fail "spool $* exited $rc, wanted 1"
+    [ "$rc" -eq "$code" ] || fail "spool $* exited $rc, wanted $code"
     case "$err" in "$name:"*) ;; *) fail "spool $*: stderr '$err', wanted $name" ;; esac
+}
+
+# expect_error NAME ARGS...: exit 1 (an error retrying will not cure), stderr starting with NAME.
+expect_error() {
+    expect_exit 1 "$@"
 }
 
 # A numeric / string field of a one-line JSON object.
@@ -149,6 +154,112 @@ expect_ok --json status "$slowid"
 [ "$(str "$out" state)" = done ] && [ "$(num "$out" attempts)" = 1 ] ||
     fail "slow job not done in one attempt (lease not touched?): $out"
 
+# work_bg QUEUE ARGS...: start `spool work QUEUE ARGS` in the background; its pid in $wpid.
+work_bg() {
+    "$SPOOL" --server "$SPOOLD_ADDR" work "$@" 2>>"$SPOOLD_DIR/work.err" &
+    wpid=$!
+}
+
+# wait_state JOB STATE: poll the job's state for up to 10 s.
+wait_state() {
+    local i
+    for i in $(seq 100); do
+        run --json status "$1"
+        [ "$(str "$out" state)" = "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "job $1 never reached $2: $out"
+    return 1
+}
+
+# wait_exit PID: wait up to 10 s for it to exit; its exit code in $wrc, else kill it and fail.
+wait_exit() {
+    local i
+    for i in $(seq 100); do
+        if ! kill -0 "$1" 2>/dev/null; then
+            wait "$1"
+            wrc=$?
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill -9 "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    fail "worker $1 still running 10 s after it was told to stop"
+    return 1
+}
+
+# work and SIGTERM: the running command gets --grace, then its group is stopped and the job
+# released at once (it used to wait for the command with no limit).
+expect_ok put grace-q long-job
+gid=$out
+work_bg grace-q --grace 300 -- sh -c 'cat >/dev/null; exec sleep 30'
+wait_state "$gid" reserved
+kill -TERM "$wpid"
+wait_exit "$wpid" && [ "$wrc" -eq 0 ] || fail "worker stopped by SIGTERM exited $wrc"
+wait_state "$gid" ready
+# ... a command that finishes within the grace is acked as usual.
+expect_ok put grace-q short-job
+gid=$out
+work_bg grace-q --grace 10000 -- sh -c 'cat >/dev/null; sleep 1; echo finished'
+wait_state "$gid" reserved
+kill -TERM "$wpid"
+wait_exit "$wpid"
+wait_state "$gid" done
+# ... and a second signal ends it at once, whatever the grace.
+expect_ok put grace-q stubborn-job
+gid=$out
+work_bg grace-q -- sh -c 'cat >/dev/null; exec sleep 30'
+wait_state "$gid" reserved
+kill -TERM "$wpid"
+sleep 0.3
+kill -INT "$wpid"
+wait_exit "$wpid"
+wait_state "$gid" ready
+
+# kill -9 of the worker takes its command with it: the job is handed out again, and must not
+# also keep running under the dead worker.
+expect_ok put orphan-q orphan-job
+oid=$out
+work_bg orphan-q -- sh -c 'echo $$ >"$0"; cat >/dev/null; exec sleep 30' "$SPOOLD_DIR/cmd.pid"
+wait_state "$oid" reserved
+kill -KILL "$wpid"
+wait "$wpid" 2>/dev/null
+cmd_pid=$(cat "$SPOOLD_DIR/cmd.pid")
+for i in $(seq 50); do kill -0 "$cmd_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$cmd_pid" 2>/dev/null; then
+    fail "command $cmd_pid outlived its killed worker"
+    kill -9 "$cmd_pid"
+fi
+wait_state "$oid" ready
+
+# Exit codes for scripts: 3 when reserve or wait time out, 4 when wait finds the job dead.
+expect_exit 3 TIMED_OUT reserve nothing-here --timeout 100
+[ -z "$out" ] || fail "reserve that timed out printed '$out'"
+expect_ok put pending-q later
+expect_exit 3 TIMED_OUT --json wait "$out" --timeout 100
+[ "$(str "$out" state)" = ready ] || fail "wait that timed out: $out"
+
+# release --reason: the worker's error becomes the dead reason on the last attempt.
+expect_ok put fails-q --max-attempts 1 payload
+id_fail=$out
+expect_ok --json reserve fails-q
+expect_ok release "$id_fail" "$(num "$out" lease)" --reason "disk on fire"
+run --json wait "$id_fail" --timeout 1000
+[ "$rc" -eq 4 ] || fail "wait on a dead job exited $rc, wanted 4: $out"
+[ "$(str "$out" state)" = dead ] || fail "released-with-reason job: $out"
+case "$(str "$out" reason)" in *"disk on fire") ;; *) fail "dead reason: $out" ;; esac
+run release 1 2 --reason r --priority 3
+[ "$rc" -eq 2 ] || fail "release --reason --priority exited $rc, wanted 2"
+
+# put --json says whether an idempotency key made the put a repeat.
+expect_ok --json put keyed --key k-1 one
+first=$(num "$out" id)
+case "$out" in *'"duplicate":false'*) ;; *) fail "first keyed put: $out" ;; esac
+expect_ok --json put keyed --key k-1 one
+[ "$(num "$out" id)" = "$first" ] || fail "repeat returned another id: $out"
+case "$out" in *'"duplicate":true'*) ;; *) fail "repeated keyed put: $out" ;; esac
+
 # Connection refused is named too.
 out=$("$SPOOL" --server 127.0.0.1:1 ping 2>&1)
 case "$out" in ECONNREFUSED:*) ;; *) fail "refused: $out" ;; esac
@@ -157,7 +268,17 @@ case "$out" in ECONNREFUSED:*) ;; *) fail "refused: $out" ;; esac
 spoold_stop || fail "spoold did not stop cleanly"
 spoold_start --max-queue-jobs 1 || exit 1
 expect_ok put tiny one
-expect_error QUEUE_FULL put tiny two
+expect_exit 5 QUEUE_FULL put tiny two
+
+# A server at its connection limit answers BUSY, retryable (exit 5), not a closed connection.
+spoold_stop || fail "spoold did not stop cleanly"
+spoold_start --max-connections 1 || exit 1
+# The one connection is a client that said HELLO and blocks in a reserve.
+"$SPOOL" --server "$SPOOLD_ADDR" reserve busy-q --timeout 3000 >/dev/null 2>&1 &
+holder=$!
+sleep 0.5
+expect_exit 5 BUSY ping
+wait "$holder"
 
 if [ "$failures" -ne 0 ]; then
     echo "$failures failure(s); server log: $SPOOLD_DIR/spoold.log" >&2

@@ -75,7 +75,6 @@ static struct queue_state *make_state(void)
     queue_config_defaults(&config);
     config.emit = fake_emit;
     config.emit_ctx = &fake;
-    config.lease_seed = 12345;
     return queue_state_create(&config);
 }
 

@@ -506,7 +506,7 @@ static void test_invalid_fields(void)
     memset(long_name, 'a', sizeof long_name - 1);
     long_name[201] = 0;
     union wire_msg k = {.kick = {wire_bytes_str(long_name), 1}};
-    CHECK_EQ(wire_encode(&b, WIRE_OP_KICK, 1, &k), SPOOL_E_TOO_LARGE);
+    CHECK_EQ(wire_encode(&b, WIRE_OP_KICK, 1, &k), SPOOL_E_BAD_REQUEST);
     long_name[200] = 0;
     k.kick.queue = wire_bytes_str(long_name);
     REQUIRE(wire_encode(&b, WIRE_OP_KICK, 1, &k) == 0);
@@ -514,7 +514,25 @@ static void test_invalid_fields(void)
     /* ... and a hand-made 201-byte name on the wire. */
     uint8_t raw[1 + 201 + 4] = {201};
     memset(raw + 1, 'a', 201);
-    CHECK_EQ(decode_exact(WIRE_OP_KICK, raw, sizeof raw, &m), SPOOL_E_TOO_LARGE);
+    CHECK_EQ(decode_exact(WIRE_OP_KICK, raw, sizeof raw, &m), SPOOL_E_BAD_REQUEST);
+    /* A name of 201..255 bytes is a bad field (BAD_REQUEST, as PROTOCOL.md says), not a size
+     * limit, in a PUT and in each job of a PUT_BATCH too; one cut short is a bad frame. */
+    for (uint32_t len = 201; len <= 255; len += 54) {
+        char name[256];
+        memset(name, 'q', len);
+        name[len] = 0;
+        union wire_msg put = {.put = {.queue = {(const uint8_t *)name, len}}};
+        struct wire_buf pb;
+        wire_buf_init(&pb, WIRE_FRAME_SIZE_MAX_DEFAULT);
+        CHECK_EQ(wire_encode(&pb, WIRE_OP_PUT, 1, &put), SPOOL_E_BAD_REQUEST);
+        uint8_t frame[1 + 255 + 64] = {0};
+        frame[0] = (uint8_t)len;
+        memset(frame + 1, 'q', len);
+        size_t frame_len = 1 + len + 35 - 1; /* the rest of the fixed part, empty key, body */
+        CHECK_EQ(decode_exact(WIRE_OP_PUT, frame, frame_len, &m), SPOOL_E_BAD_REQUEST);
+        CHECK_EQ(decode_exact(WIRE_OP_PUT, frame, len, &m), SPOOL_E_BAD_FRAME);
+        wire_buf_free(&pb);
+    }
     b.len = 0;
     /* Unknown flag bits, kick count 0, bad peek state. */
     union wire_msg r = {.release = {1, 2, 0, 0x80, 0, {0}}};
