@@ -222,7 +222,7 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
                             .version = high,
                             .frame_size_max = conn->server->config.frame_size_max,
                             .job_size_max = conn->server->config.job_size_max,
-                            .server_time_ms = (uint64_t)server_now_ms(),
+                            .server_time_ms = (uint64_t)queue_time_wall_ms(conn->server->now),
                             .server_name = wire_bytes_str("spoold " SPOOLD_VERSION),
                         }};
     reply(conn, h->opcode, h->request_id, &r);
@@ -887,7 +887,7 @@ static int handle_stats(struct conn *conn, const struct wire_header *h, union wi
     queue_totals_get(server->queues, &totals);
     union wire_msg r = {0};
     r.stats_reply.server = (struct wire_server_stats){
-        .uptime_ms = (uint64_t)(queue_time_wall_ms(now) - server->started_ms),
+        .uptime_ms = (uint64_t)(server_now_ms() - server->started_ms),
         .connections = server->conn_count,
         .commits = server->commits, .log_bytes = server->log_bytes, .ready = totals.ready,
         .delayed = totals.delayed, .reserved = totals.reserved, .dead = totals.dead,

@@ -59,7 +59,7 @@
 int64_t server_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -997,7 +997,7 @@ int server_run(struct server *server)
         if (server->fatal_error != 0)
             return server->fatal_error;
         durable_apply(server);
-        int64_t now = queue_time_wall_ms(server->now);
+        int64_t now = server->now.mono_ns / 1000000; /* server_now_ms() at the turn's start */
         /* Connections and timers are the sources of records: both stop during shutdown. */
         if (!server->stopping) {
             queue_tick(server->queues, server->now);

@@ -187,9 +187,10 @@ struct server {
     uint64_t total_acked;
 };
 
-/* Wall-clock ms for the server's own periods and the wire. The queue state takes both clocks
- * (server->now, queue.h: its timers run on the monotonic one, Unix ms stay on disk and on
- * the wire). */
+/* Monotonic ms for the server's own periods (checkpoint interval, sweeps, handshake and
+ * frame timeouts, accept retry, uptime): a step of the wall clock moves none of them. The
+ * queue state takes both clocks (server->now, queue.h: its timers run on the monotonic one,
+ * Unix ms stay on disk and on the wire). */
 int64_t server_now_ms(void);
 
 /* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the
