@@ -213,12 +213,15 @@ static void fuzz_segment_decode(const struct fuzz_file *f)
     uint8_t *block = fuzz_copy(f->data, f->size, SEGMENT_HEADER_SIZE);
     struct segment_header sh;
     enum segment_check sc = segment_header_check(block, f->id, &sh);
-    (void)sc;
     free(block);
+    /* A v2 segment seeds its batch hashes with its header's random seed: without it no batch
+     * of a v2 image would verify here, and the payload decoder would go unfuzzed. A header
+     * that does not check falls back to the v1 seed (the segment id). */
+    uint64_t seed = sc == SEGMENT_OK ? segment_hash_seed(&sh) : f->id;
     for (size_t off = SEGMENT_HEADER_SIZE; off < f->size; off += BATCH_ALIGN) {
         uint8_t *head = fuzz_copy(f->data + off, f->size - off, BATCH_HEADER_SIZE);
         struct batch_header h;
-        enum batch_check bc = batch_header_check(head, f->id, &h);
+        enum batch_check bc = batch_header_check_seeded(head, f->id, seed, &h);
         free(head);
         if (bc != BATCH_OK)
             continue;
