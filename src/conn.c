@@ -277,21 +277,25 @@ void conn_accepted(struct server *server, int fd)
     conn_arm_recv(conn);
 }
 
-/* A connection turned away for lack of room: BUSY (retryable), logged at most once a second
- * with the peer address and how many were refused since the last line. */
+/* A connection turned away for lack of room: BUSY (retryable), logged (rate-limited). */
+void conn_log_refusal(struct conn *conn, struct conn_log_limit *limit, const char *msg,
+                      const char *why)
+{
+    limit->count++;
+    int64_t now_ms = server_now_ms();
+    if (now_ms < limit->next_ms)
+        return;
+    char peer[64];
+    conn_peer_name(conn, peer, sizeof(peer));
+    slog_warn("msg=\"%s\" why=\"%s\" peer=%s refused=%llu", msg, why, peer,
+              (unsigned long long)limit->count);
+    limit->count = 0;
+    limit->next_ms = now_ms + CONN_LOG_INTERVAL_MS;
+}
+
 static void conn_refuse_busy(struct conn *conn, const char *why)
 {
-    struct server *server = conn->server;
-    server->busy_refused++;
-    int64_t now_ms = server_now_ms();
-    if (now_ms >= server->busy_log_ms) {
-        char peer[64];
-        conn_peer_name(conn, peer, sizeof(peer));
-        slog_warn("msg=\"connection refused: busy\" why=\"%s\" peer=%s refused=%llu", why,
-                  peer, (unsigned long long)server->busy_refused);
-        server->busy_refused = 0;
-        server->busy_log_ms = now_ms + CONN_LOG_INTERVAL_MS;
-    }
+    conn_log_refusal(conn, &conn->server->busy_log, "connection refused: busy", why);
     conn_fail(conn, 0, SPOOL_E_BUSY, why);
 }
 

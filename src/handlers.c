@@ -206,6 +206,8 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
         return 0;
     }
     if (!auth_ok(&conn->server->config, m->hello.auth)) {
+        conn_log_refusal(conn, &conn->server->auth_log, "authentication failed",
+                         "wrong shared secret at HELLO");
         conn_fail(conn, h->request_id, SPOOL_E_AUTH_FAILED, NULL);
         return 0;
     }

@@ -74,6 +74,12 @@
 
 struct server;
 
+/* One kind of refusal logged at most once per CONN_LOG_INTERVAL_MS, with a count. */
+struct conn_log_limit {
+    uint64_t count;  /* refusals since the last line */
+    int64_t next_ms; /* no line before this time (server_now_ms) */
+};
+
 struct conn {
     struct server *server;
     uint64_t id;
@@ -144,8 +150,8 @@ struct server {
     struct list_link zombies; /* closed conns, freed at the end of the loop turn */
     uint32_t conn_count;      /* every open connection, handshaking ones included */
     uint32_t handshake_count; /* of which still before HELLO (server.handshaking) */
-    uint64_t busy_refused;    /* connections refused BUSY since the last log line */
-    int64_t busy_log_ms;      /* no refusal line before this time */
+    struct conn_log_limit busy_log; /* BUSY refusals */
+    struct conn_log_limit auth_log; /* AUTH_FAILED at HELLO */
     struct list_link handshaking; /* conns before HELLO, oldest first */
     uint64_t next_conn_id;
     struct list_link runnable; /* conns with input to parse */
@@ -223,6 +229,10 @@ void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *mes
 /* HELLO accepted: leave the handshake pool. False if the connection limit is full (the
  * connection was refused with BUSY and is closing). */
 bool conn_handshake_done(struct conn *conn);
+/* Log a refusal of conn (msg, why, its peer address) unless one of this kind was logged less
+ * than CONN_LOG_INTERVAL_MS ago; the line counts those passed over since the last. */
+void conn_log_refusal(struct conn *conn, struct conn_log_limit *limit, const char *msg,
+                      const char *why);
 
 /* Handlers (handlers.c). HANDLER_AGAIN: the log is full, nothing was done, run the frame
  * again after the next durable watermark. */

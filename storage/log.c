@@ -29,6 +29,8 @@
  */
 #include "log_internal.h"
 
+#include "logfmt.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -127,8 +129,8 @@ void log_poison(struct log *log, int error)
     if (log->error != 0)
         return;
     log->error = error;
-    fprintf(stderr, "level=error msg=\"log poisoned\" error=\"%s\" durable_seq_end=%" PRIu64 "\n",
-            log_strerror(error), log_durable_seq_end(log));
+    logfmt("error", "msg=\"log poisoned\" error=\"%s\" durable_seq_end=%" PRIu64,
+           log_strerror(error), log_durable_seq_end(log));
     if (log->config.on_durable != NULL)
         log->config.on_durable(log->config.ctx, log_durable_seq_end(log), 0, error);
 }
@@ -573,8 +575,8 @@ int log_space_check(struct log *log, uint64_t bytes, char *msg, size_t len)
 static void log_roll_enospc(struct log *log)
 {
     if (!log->enospc)
-        fprintf(stderr, "level=warn msg=\"disk full: cannot create segment\" segment=%" PRIu64
-                        "\n", log->roll_header.segment_id);
+        logfmt("warn", "msg=\"disk full: cannot create segment\" segment=%" PRIu64,
+               log->roll_header.segment_id);
     log->enospc = true;
     if (log->roll_from_spare) {
         /* The undo unlinks the segment's name; the spare's file keeps its own and the next

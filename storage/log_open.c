@@ -18,6 +18,8 @@
  * again on any failure, so a size the disk cannot hold leaves nothing behind.
  */
 #include "log_internal.h"
+
+#include "logfmt.h"
 #include "scan.h"
 
 #include <errno.h>
@@ -84,16 +86,16 @@ static int log_repair_files(struct log *log, struct scan_result *res)
     for (uint32_t i = 0; rc == 0 && i < res->leftover_count; i++) {
         char name[SEGMENT_NAME_LEN + 1];
         segment_name(res->leftovers[i], name);
-        fprintf(stderr, "level=info msg=\"deleting segment dropped by the checkpoint\" "
-                        "segment=%" PRIu64 "\n", res->leftovers[i]);
+        logfmt("info", "msg=\"deleting segment dropped by the checkpoint\" "
+                       "segment=%" PRIu64, res->leftovers[i]);
         rc = log_unlink_sync(log, name);
         dir_changed = true;
     }
     if (rc == 0 && res->torn_roll) {
         char name[SEGMENT_NAME_LEN + 1];
         segment_name(res->torn_roll_id, name);
-        fprintf(stderr, "level=warn msg=\"deleting segment whose header never became durable\" "
-                        "segment=%" PRIu64 "\n", res->torn_roll_id);
+        logfmt("warn", "msg=\"deleting segment whose header never became durable\" "
+                       "segment=%" PRIu64, res->torn_roll_id);
         rc = log_unlink_sync(log, name);
         dir_changed = true;
     }
@@ -118,10 +120,10 @@ static int log_cut_torn_tail(struct log *log, struct scan_result *res,
              "torn tail cut: segment %020" PRIu64 " offset %" PRIu64 " bytes %" PRIu64
              " seq %" PRIu64 "..%s: %s",
              seg->id, seg->end_offset, bytes, seg->seq_end, last, seg->damage.detail);
-    fprintf(stderr,
-            "level=warn msg=\"torn tail cut\" segment=%" PRIu64 " offset=%" PRIu64
-            " bytes=%" PRIu64 " seq_first=%" PRIu64 " seq_last=%s reason=\"%s\"\n",
-            seg->id, seg->end_offset, bytes, seg->seq_end, last, seg->damage.detail);
+    logfmt("warn",
+           "msg=\"torn tail cut\" segment=%" PRIu64 " offset=%" PRIu64 " bytes=%" PRIu64
+           " seq_first=%" PRIu64 " seq_last=%s reason=\"%s\"",
+           seg->id, seg->end_offset, bytes, seg->seq_end, last, seg->damage.detail);
     report->torn_tail = true;
     report->torn_segment_id = seg->id;
     report->torn_offset = seg->end_offset;
@@ -150,8 +152,8 @@ static int log_salvage(struct log *log, struct scan_result *res,
         /* The checkpoint names a segment that is gone: cutting cannot repair that (the
          * checkpoint would stay and make every later open delete or set aside what is
          * appended after the cut), so salvage refuses, as FORMAT.md says. */
-        fprintf(stderr, "level=error msg=\"salvage refuses: the checkpoint lists a missing "
-                        "segment\" segment=%" PRIu64 "\n", res->damage.segment_id);
+        logfmt("error", "msg=\"salvage refuses: the checkpoint lists a missing "
+                        "segment\" segment=%" PRIu64, res->damage.segment_id);
         return LOG_ECORRUPT;
     }
     for (uint32_t i = 0; i < keep + (partial ? 1u : 0u); i++) {
@@ -164,9 +166,9 @@ static int log_salvage(struct log *log, struct scan_result *res,
     if (res->has_checkpoint && res->checkpoint.anchor_seq > new_end) {
         /* The checkpoint's state includes records the cut would drop, and new appends would
          * reuse their seqs below its anchor (replay would skip them): refuse. */
-        fprintf(stderr, "level=error msg=\"salvage would cut below the checkpoint anchor\" "
-                        "anchor_seq=%" PRIu64 " cut_seq=%" PRIu64 "\n",
-                res->checkpoint.anchor_seq, new_end);
+        logfmt("error", "msg=\"salvage would cut below the checkpoint anchor\" "
+                        "anchor_seq=%" PRIu64 " cut_seq=%" PRIu64,
+               res->checkpoint.anchor_seq, new_end);
         return LOG_ECORRUPT;
     }
     int rc = 0;
@@ -203,8 +205,8 @@ static int log_salvage(struct log *log, struct scan_result *res,
                                         ? res->segments[res->segment_count - 1].seq_end
                                         : 1;
     log_damage_message(&res->damage, report->message, sizeof(report->message));
-    fprintf(stderr, "level=warn msg=\"salvage cut the log\" seq_lost_from=%" PRIu64
-                    " damage=\"%s\"\n", report->salvage_seq_lost_from, report->message);
+    logfmt("warn", "msg=\"salvage cut the log\" seq_lost_from=%" PRIu64
+                   " damage=\"%s\"", report->salvage_seq_lost_from, report->message);
     res->torn_tail = false;
     return 0;
 }
@@ -286,9 +288,9 @@ static int log_reseal(struct log *log, struct scan_result *res)
     struct batch_header seal;
     batch_seal_marker(log->segment_block, prev->id, prev->hash_seed, newest->id,
                       prev->last_hash, &seal);
-    fprintf(stderr, "level=info msg=\"sealing a segment left unsealed (a crash in a roll, or "
-                    "a version 1 log)\" segment=%" PRIu64
-                    " successor=%" PRIu64 "\n", prev->id, newest->id);
+    logfmt("info", "msg=\"sealing a segment left unsealed (a crash in a roll, or "
+                   "a version 1 log)\" segment=%" PRIu64
+                   " successor=%" PRIu64, prev->id, newest->id);
     int64_t w = io_sync_pwrite(log->backend, prev->fd, log->segment_block, BATCH_ALIGN,
                                prev->end_offset);
     int rc = w == BATCH_ALIGN ? 0 : (w < 0 ? (int)w : -EIO);

@@ -32,6 +32,8 @@
  */
 #include "log_internal.h"
 
+#include "logfmt.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -92,8 +94,8 @@ static void log_spare_submit(struct log *log, enum log_spare_state state)
 static void log_spare_failed(struct log *log, int error)
 {
     if (!log->spare_low)
-        fprintf(stderr, "level=warn msg=\"disk space low: cannot reserve the next segment\" "
-                        "error=\"%s\"\n", log_strerror(error));
+        logfmt("warn", "msg=\"disk space low: cannot reserve the next segment\" "
+                       "error=\"%s\"", log_strerror(error));
     log->spare_low = true;
     log->spare_retry_ns = log_now_ns(log) + LOG_ENOSPC_RETRY_NS;
     if (log->spare_fd >= 0) {
@@ -106,7 +108,7 @@ static void log_spare_failed(struct log *log, int error)
 static void log_spare_ready(struct log *log)
 {
     if (log->spare_low)
-        fprintf(stderr, "level=info msg=\"disk space back: next segment reserved\"\n");
+        logfmt("info", "msg=\"disk space back: next segment reserved\"");
     log->spare_low = false;
     log->spare_state = SPARE_READY;
 }
@@ -183,8 +185,8 @@ void log_spare_tick(struct log *log, int64_t now)
     if (log_space_check(log, log->config.segment_size_bytes, msg, sizeof(msg)) == -ENOSPC) {
         /* Not even begun: a spare the disk cannot hold is never preallocated or zeroed. */
         if (!log->spare_low)
-            fprintf(stderr, "level=warn msg=\"disk space low: cannot reserve the next segment\" "
-                            "detail=\"%s\"\n", msg);
+            logfmt("warn", "msg=\"disk space low: cannot reserve the next segment\" "
+                           "detail=\"%s\"", msg);
         log->spare_low = true;
         log->spare_retry_ns = now + LOG_ENOSPC_RETRY_NS;
         return;

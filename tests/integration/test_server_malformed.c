@@ -523,6 +523,17 @@ static void test_shared_secret(void)
     CHECK_EQ(spool_connect(server.addr, 5000, &c), SPOOL_E_AUTH_FAILED);
     struct spool_connect_options opts = {.auth = "s3cret-tokem"};
     CHECK_EQ(spool_connect_opts(server.addr, &opts, &c), SPOOL_E_AUTH_FAILED);
+    /* Logged for the operator, with the peer, at most once a second (two failures: one line). */
+    CHECK(spoold_log_contains(&server, "msg=\"authentication failed\""));
+    CHECK(spoold_log_contains(&server, "peer=127.0.0.1:"));
+    FILE *log = fopen(server.log, "r");
+    REQUIRE(log != NULL);
+    char line[1024];
+    int auth_lines = 0;
+    while (fgets(line, sizeof(line), log) != NULL)
+        auth_lines += strstr(line, "authentication failed") != NULL;
+    fclose(log);
+    CHECK_EQ(auth_lines, 1);
     opts.auth = "s3cret-token";
     REQUIRE(spool_connect_opts(server.addr, &opts, &c) == 0);
     CHECK_EQ(spool_ping(c), 0);
