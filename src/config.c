@@ -59,6 +59,8 @@ static const char usage[] =
     "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
     "  --auth-file PATH         require the shared secret on PATH's first line at HELLO\n"
+    "  --log-level LEVEL        info (default) or debug (adds each client's name and\n"
+    "                           address at HELLO)\n"
     "  --help, --version\n";
 
 static int parse_size(const char *text, uint64_t *out)
@@ -187,6 +189,12 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         c->ready_file = value;
     } else if (strcmp(name, "--auth-file") == 0) {
         return read_secret(value, c);
+    } else if (strcmp(name, "--log-level") == 0) {
+        if (strcmp(value, "info") != 0 && strcmp(value, "debug") != 0) {
+            fprintf(stderr, "spoold: --log-level: '%s' is not info or debug\n", value);
+            return false;
+        }
+        c->log_debug = strcmp(value, "debug") == 0;
     } else if (strcmp(name, "--segment-size") == 0) {
         if (parse_size(value, &c->segment_size_bytes) != 0 ||
             c->segment_size_bytes < CONFIG_SEGMENT_MIN ||

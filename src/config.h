@@ -33,6 +33,7 @@ struct server_config {
     const char *ready_file;        /* --ready-file PATH: written once listening */
     char auth_secret[256];         /* --auth-file PATH: its first line; empty = no auth */
     uint32_t auth_secret_len;
+    bool log_debug;                /* --log-level debug: also each client's HELLO */
 };
 
 enum config_parse_result {

@@ -216,8 +216,7 @@ void conns_flush(struct server *server)
     }
 }
 
-/* "ADDR:PORT" of the peer (IPv4 or IPv6), or "unknown". */
-static void conn_peer_name(const struct conn *conn, char *out, size_t size)
+void conn_peer_name(const struct conn *conn, char *out, size_t size)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);

@@ -195,6 +195,23 @@ static bool auth_ok(const struct server_config *config, struct wire_bytes given)
     return diff == 0;
 }
 
+/* At --log-level debug: who connected. The name is the client's own text: bytes that could
+ * break a logfmt line (quotes, backslashes, control bytes) are shown as '?'. */
+static void hello_log(struct conn *conn, struct wire_bytes name)
+{
+    char clean[WIRE_TEXT_SIZE_MAX + 1];
+    uint32_t len = name.len < WIRE_TEXT_SIZE_MAX ? name.len : WIRE_TEXT_SIZE_MAX;
+    for (uint32_t i = 0; i < len; i++) {
+        uint8_t ch = name.data[i];
+        clean[i] = ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+    }
+    clean[len] = '\0';
+    char peer[64];
+    conn_peer_name(conn, peer, sizeof(peer));
+    slog_debug("msg=\"client connected\" conn=%llu name=\"%s\" peer=%s",
+               (unsigned long long)conn->id, clean, peer);
+}
+
 static int handle_hello(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     if (conn->hello_done) {
@@ -220,6 +237,8 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
     }
     if (!conn_handshake_done(conn))
         return 0;
+    if (slog_debug_enabled)
+        hello_log(conn, m->hello.client_name);
     union wire_msg r = {.hello_reply = {
                             .version = high,
                             .frame_size_max = conn->server->config.frame_size_max,

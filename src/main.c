@@ -49,6 +49,7 @@ int main(int argc, char **argv)
         return 0;
     if (parsed != CONFIG_OK)
         return 2;
+    slog_debug_enable(config.log_debug);
     if (fd_limit_fit(&config) != 0)
         return 1;
     static struct server server;

@@ -1009,6 +1009,7 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
             return err;
         queue_job_leave(state, job);
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
+        state->totals.went_dead++;
         return 0;
     }
     uint32_t new_priority = priority == UINT32_MAX ? job->priority : priority;
@@ -1060,6 +1061,7 @@ int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const cha
         return err;
     queue_job_leave(state, job);
     queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
+    state->totals.went_dead++;
     return 0;
 }
 
@@ -1236,6 +1238,7 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
         uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
+        state->totals.went_dead++;
     } else {
         queue_job_enter_ready(state, job, now);
     }
@@ -1262,5 +1265,6 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
         return false; /* the job stays, due at once: the next tick tries again */
     queue_job_remove(state, job);
+    state->totals.expired++;
     return true;
 }

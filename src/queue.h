@@ -382,6 +382,9 @@ struct queue_totals {
     uint64_t queues;
     uint64_t ready, delayed, reserved, dead, pending;
     uint64_t jobs; /* live jobs */
+    /* Since this process started (replay excluded): jobs that went dead (buried, or out of
+     * attempts) and jobs whose ttl ran out. */
+    uint64_t went_dead, expired;
 };
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out);
 /* Call fn for each queue (order unspecified). */

@@ -50,6 +50,9 @@
 /* How often connections are checked for frames stalled past --frame-timeout: the timeout's
  * precision, and one wake-up per period while clients are connected. */
 #define SERVER_SWEEP_MS 250
+/* Jobs that went dead or expired are logged as counts once per this period (when there were
+ * any): an operator sees a poison-job storm in the log without a line per job. */
+#define SERVER_JOB_REPORT_MS 10000
 /* While disk space is low and a segment could be dropped, a checkpoint starts at once rather
  * than after --checkpoint-interval: the acks that freed the segment are themselves filling
  * the last segment of headroom (a commit takes at least 4 KiB of it). After a failed one, the
@@ -986,6 +989,27 @@ static bool stop_step(struct server *server)
     return outputs_drained(server) || now - server->stop_started_ms > SERVER_DRAIN_MS;
 }
 
+/* How many jobs went dead and expired since the last line: at the first sweep after one did,
+ * then at most once per SERVER_JOB_REPORT_MS while more do. */
+static void jobs_report(struct server *server, int64_t now_ms)
+{
+    if (now_ms < server->report_next_ms)
+        return;
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    uint64_t dead = totals.went_dead - server->report_went_dead;
+    uint64_t expired = totals.expired - server->report_expired;
+    if (dead == 0 && expired == 0)
+        return;
+    slog_warn("msg=\"jobs went dead or expired\" dead=%llu expired=%llu dead_total=%llu "
+              "expired_total=%llu",
+              (unsigned long long)dead, (unsigned long long)expired,
+              (unsigned long long)totals.went_dead, (unsigned long long)totals.expired);
+    server->report_went_dead = totals.went_dead;
+    server->report_expired = totals.expired;
+    server->report_next_ms = now_ms + SERVER_JOB_REPORT_MS;
+}
+
 int server_run(struct server *server)
 {
     for (;;) {
@@ -1013,6 +1037,7 @@ int server_run(struct server *server)
                 reserve_fill(server); /* space may have come back by other means */
             conn_sweep(server, now);
             server->sweep_ms = now + SERVER_SWEEP_MS;
+            jobs_report(server, now);
         }
         zombies_free(server);
         conns_flush(server); /* one send per connection for what this turn gave it */

@@ -152,6 +152,9 @@ struct server {
     uint32_t handshake_count; /* of which still before HELLO (server.handshaking) */
     struct conn_log_limit busy_log; /* BUSY refusals */
     struct conn_log_limit auth_log; /* AUTH_FAILED at HELLO */
+    /* the periodic count of jobs gone dead and expired (server.c jobs_report) */
+    int64_t report_next_ms;
+    uint64_t report_went_dead, report_expired;
     struct list_link handshaking; /* conns before HELLO, oldest first */
     uint64_t next_conn_id;
     struct list_link runnable; /* conns with input to parse */
@@ -226,6 +229,8 @@ struct conn *conn_by_id(struct server *server, uint64_t id);
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message);
 /* A framing-level error: one error frame, then stop reading, flush and close. */
 void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *message);
+/* "ADDR:PORT" of the connection's peer (IPv4 or IPv6), or "unknown:0". */
+void conn_peer_name(const struct conn *conn, char *out, size_t size);
 /* HELLO accepted: leave the handshake pool. False if the connection limit is full (the
  * connection was refused with BUSY and is closing). */
 bool conn_handshake_done(struct conn *conn);

@@ -5,6 +5,13 @@
 
 #include "logfmt.h"
 
+bool slog_debug_enabled;
+
+void slog_debug_enable(bool on)
+{
+    slog_debug_enabled = on;
+}
+
 void slog(const char *level, const char *fmt, ...)
 {
     va_list ap;

@@ -7,8 +7,18 @@
 #ifndef SPOOL_SRC_SLOG_H
 #define SPOOL_SRC_SLOG_H
 
+#include <stdbool.h>
+
 __attribute__((format(printf, 2, 3))) void slog(const char *level, const char *fmt, ...);
 
+/* Debug lines are written only after slog_debug_enable (spoold --log-level debug). */
+extern bool slog_debug_enabled;
+void slog_debug_enable(bool on);
+#define slog_debug(...)                                                                           \
+    do {                                                                                           \
+        if (slog_debug_enabled)                                                                    \
+            slog("debug", __VA_ARGS__);                                                            \
+    } while (0)
 #define slog_info(...) slog("info", __VA_ARGS__)
 #define slog_warn(...) slog("warn", __VA_ARGS__)
 #define slog_error(...) slog("error", __VA_ARGS__)

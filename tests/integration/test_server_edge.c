@@ -37,7 +37,7 @@ static spool_client *client(void)
     return client_of(&server);
 }
 
-static struct spool_delivery *reserve_one(spool_client *c, const char *queue)
+static struct spool_delivery *reserve_one_of(spool_client *c, const char *queue)
 {
     const char *queues[1] = {queue};
     struct spool_delivery *d = NULL;
@@ -141,8 +141,8 @@ static void test_lease_tokens_unguessable_from_another(void)
         struct spool_job_spec spec = {.queue = "edge-lease", .body = "x", .body_len = 1};
         REQUIRE(spool_put(a, &spec, &ids[i]) == 0);
     }
-    struct spool_delivery *da = reserve_one(a, "edge-lease");
-    struct spool_delivery *db = reserve_one(b, "edge-lease");
+    struct spool_delivery *da = reserve_one_of(a, "edge-lease");
+    struct spool_delivery *db = reserve_one_of(b, "edge-lease");
     uint64_t guesses[4] = {
         splitmix_finalize(splitmix_unfinalize(da->lease) + 1),
         splitmix_finalize(splitmix_unfinalize(da->lease) - 1),
@@ -172,7 +172,7 @@ static void test_lease_tokens_distinct(void)
     REQUIRE(spool_put(c, &spec, &id) == 0);
     uint64_t seen[64];
     for (size_t i = 0; i < 64; i++) {
-        struct spool_delivery *d = reserve_one(c, "edge-distinct");
+        struct spool_delivery *d = reserve_one_of(c, "edge-distinct");
         seen[i] = d->lease;
         CHECK(d->lease != 0);
         for (size_t j = 0; j < i; j++)
@@ -393,6 +393,58 @@ static void test_stray_signals_ignored(void)
     spoold_cleanup(&s);
 }
 
+/* Jobs that go dead (buried) or expire (ttl) are logged as counts, not one line each, and not
+ * at all while none do. */
+static void test_dead_and_expired_counted_in_log(void)
+{
+    struct spoold s;
+    REQUIRE(spoold_start(&s, "jobslog", NULL) == 0);
+    spool_client *c = client_of(&s);
+    struct spool_job_spec spec = {.queue = "edge-poison", .body = "x", .body_len = 1};
+    uint64_t id;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    struct spool_delivery *d = reserve_one_of(c, "edge-poison");
+    spec.queue = "edge-ttl";
+    spec.ttl_ms = 1;
+    for (int i = 0; i < 3; i++)
+        REQUIRE(spool_put(c, &spec, &id) == 0);
+    CHECK_EQ(spool_bury(c, d->id, d->lease, "poison"), 0);
+    spool_deliveries_free(d);
+    bool dead = false, expired = false;
+    for (int64_t deadline = mono_ms() + 15000; mono_ms() < deadline && !(dead && expired);) {
+        usleep(100 * 1000);
+        dead = spoold_log_contains(&s, "dead_total=1 ");
+        expired = spoold_log_contains(&s, "expired_total=3");
+    }
+    CHECK(dead);
+    CHECK(expired);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
+/* --log-level debug logs each client's name (made safe for logfmt) and address at HELLO; the
+ * default level does not. */
+static void test_debug_logs_clients(void)
+{
+    struct spoold s;
+    const char *args[] = {"--log-level", "debug", NULL};
+    REQUIRE(spoold_start(&s, "debuglog", args) == 0);
+    struct spool_connect_options opts = {.client_name = "edge\"tester\nx"};
+    spool_client *c = NULL;
+    REQUIRE(spool_connect_opts(s.addr, &opts, &c) == 0);
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+    CHECK(spoold_log_contains(&s, "msg=\"client connected\""));
+    CHECK(spoold_log_contains(&s, "name=\"edge?tester?x\" peer=127.0.0.1:"));
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+    c = client();
+    CHECK_EQ(spool_ping(c), 0);
+    spool_close(c);
+    CHECK(!spoold_log_contains(&server, "client connected"));
+}
+
 /* The newest segment file of s (the largest name), as a path. */
 static void newest_segment(const struct spoold *s, char *path, size_t size)
 {
@@ -474,6 +526,8 @@ int main(void)
     RUN_TEST(test_shutdown_answers_blocked_requests);
     RUN_TEST(test_stray_signals_ignored);
     RUN_TEST(test_every_log_line_has_ts);
+    RUN_TEST(test_dead_and_expired_counted_in_log);
+    RUN_TEST(test_debug_logs_clients);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
     return check_exit();
