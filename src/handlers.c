@@ -351,7 +351,8 @@ struct batch_sum {
 
 /* Every queue of the batch has room for all of the batch's jobs to it: the check is exact
  * whatever the number of queues, so no put of an admitted batch fails for room. */
-static bool batch_has_room(const struct queue_state *state, const struct wire_put_batch *batch)
+/* The batch against the limits of each queue it names: 0, QUEUE_EFULL or QUEUE_ETOOBIG. */
+static int batch_room(const struct queue_state *state, const struct wire_put_batch *batch)
 {
     struct batch_sum inline_sums[BATCH_QUEUES_INLINE];
     struct batch_sum *sums = inline_sums;
@@ -374,10 +375,10 @@ static bool batch_has_room(const struct queue_state *state, const struct wire_pu
         sums[k].jobs++;
         sums[k].bytes += job->body.len;
     }
-    bool room = true;
-    for (uint32_t k = 0; k < n && room; k++)
-        room = queue_has_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
-                                  sums[k].jobs, sums[k].bytes);
+    int room = 0;
+    for (uint32_t k = 0; k < n && room == 0; k++)
+        room = queue_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
+                              sums[k].jobs, sums[k].bytes);
     if (sums != inline_sums)
         free(sums);
     return room;
@@ -425,8 +426,11 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
     }
     if (put_refused_for_space(conn, request_id, batch->count))
         return BATCH_REFUSED;
-    if (!batch_has_room(server->queues, batch)) {
-        conn_error(conn, request_id, SPOOL_E_QUEUE_FULL, "the batch exceeds a queue limit");
+    int room = batch_room(server->queues, batch);
+    if (room != 0) {
+        conn_error(conn, request_id, map_error(room),
+                   room == QUEUE_ETOOBIG ? "the batch is larger than a queue's limits"
+                                         : "the batch exceeds a queue limit");
         return BATCH_REFUSED;
     }
     if (server->log_full || log_bytes > log_open_room(server->log)) {

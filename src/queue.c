@@ -638,10 +638,19 @@ static bool room_for(const struct queue_state *state, const struct queue *queue,
     return max_bytes == 0 || used + bytes <= max_bytes;
 }
 
-bool queue_has_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
-                        uint64_t jobs, uint64_t bytes)
+/* 0, QUEUE_EFULL or QUEUE_ETOOBIG (see queue_room_for). */
+static int room_check(const struct queue_state *state, const struct queue *queue, uint64_t jobs,
+                      uint64_t bytes)
 {
-    return room_for(state, strmap_get(&state->queues, name, name_len), jobs, bytes);
+    if (never_fits(state, queue, jobs, bytes))
+        return QUEUE_ETOOBIG;
+    return room_for(state, queue, jobs, bytes) ? 0 : QUEUE_EFULL;
+}
+
+int queue_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
+                   uint64_t jobs, uint64_t bytes)
+{
+    return room_check(state, strmap_get(&state->queues, name, name_len), jobs, bytes);
 }
 
 /* An earlier put with the same key, still within the window. */
@@ -722,10 +731,9 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     err = queue_get(state, args->queue, args->queue_len, &queue);
     if (err != 0)
         return err;
-    if (never_fits(state, queue, 1, args->body_len))
-        return QUEUE_ETOOBIG;
-    if (!room_for(state, queue, 1, args->body_len))
-        return QUEUE_EFULL;
+    err = room_check(state, queue, 1, args->body_len);
+    if (err != 0)
+        return err;
     struct record_put put = {
         .id = state->next_id, .priority = args->priority,
         .max_attempts = effective_max_attempts(state, queue, args->max_attempts),

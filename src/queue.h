@@ -287,9 +287,10 @@ SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_a
                              uint64_t *seq);
 
 /* Would the queue (created on first use) take jobs more jobs of bytes body bytes under its
- * limits? PUT_BATCH asks before logging any job of the batch. */
-bool queue_has_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
-                        uint64_t jobs, uint64_t bytes);
+ * limits? 0, QUEUE_EFULL (not now: retry later) or QUEUE_ETOOBIG (more than its limits even
+ * when empty). PUT_BATCH asks before logging any job of the batch. */
+int queue_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
+                   uint64_t jobs, uint64_t bytes);
 
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);

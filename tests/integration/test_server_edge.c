@@ -199,6 +199,19 @@ static void test_put_larger_than_queue_limit(void)
     spec.body_len = 60;
     CHECK_EQ(spool_put(c, &spec, &id), 0);
     CHECK_EQ(spool_put(c, &spec, &id), SPOOL_E_QUEUE_FULL);
+    /* The same in a batch: one job that can never fit makes the batch TOO_LARGE. */
+    struct spool_job_spec jobs[2] = {spec, spec};
+    jobs[0].queue = jobs[1].queue = "edge-small-2";
+    jobs[0].body_len = 10;
+    jobs[1].body_len = 150;
+    CHECK_EQ(spool_put_batch(c, jobs, 2, NULL), SPOOL_E_TOO_LARGE);
+    jobs[1].body_len = 95; /* 105 bytes for one queue in one batch: never fits either */
+    CHECK_EQ(spool_put_batch(c, jobs, 2, NULL), SPOOL_E_TOO_LARGE);
+    CHECK_EQ(spool_put(c, &jobs[0], &id), 0); /* 10 bytes queued */
+    jobs[1].body_len = 85; /* 95 more: would fit an empty queue, not this one now */
+    CHECK_EQ(spool_put_batch(c, jobs, 2, NULL), SPOOL_E_QUEUE_FULL);
+    jobs[1].body_len = 80;
+    CHECK_EQ(spool_put_batch(c, jobs, 2, NULL), 0);
     spool_close(c);
     CHECK_EQ(spoold_stop(&s), 0);
     spoold_cleanup(&s);

@@ -623,10 +623,12 @@ static void test_limits_and_validation(void)
     CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), 0);
     CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), QUEUE_EFULL);
     /* Pending (not yet durable) puts count against the limit too. */
-    CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
+    CHECK_EQ(queue_room_for(s, "lim", 3, 1, 1), QUEUE_EFULL);
     queue_durable(s, UINT64_MAX, T(0));
-    CHECK(!queue_has_room_for(s, "lim", 3, 1, 1));
-    CHECK(queue_has_room_for(s, "fresh", 5, 1000, 1000)); /* no limit configured */
+    CHECK_EQ(queue_room_for(s, "lim", 3, 1, 1), QUEUE_EFULL);
+    CHECK_EQ(queue_room_for(s, "fresh", 5, 1000, 1000), 0); /* no limit configured */
+    /* More than the limit even when empty can never fit: TOO_LARGE, not QUEUE_FULL. */
+    CHECK_EQ(queue_room_for(s, "lim", 3, 3, 3), QUEUE_ETOOBIG);
     args.queue = "bad name";
     args.queue_len = 8;
     CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), QUEUE_EINVAL);
