@@ -102,8 +102,10 @@ static void *fuzz_copy(const void *p, size_t n, size_t size)
 
 /* ---- FUZZ_LOG_FIX: make hashes match whatever the fields say ---- */
 
-/* Re-seal the batches of a segment from offset 4096 on; returns the last header hash. */
-static uint64_t fuzz_fix_batches(struct fuzz_file *f, uint64_t prev_hash)
+/* Re-seal the batches of a segment from offset 4096 on, with the segment's hash seed; returns
+ * the last header hash. A header of a version the encoder does not write is left as it is
+ * (the reader must refuse it, which is worth fuzzing too). */
+static uint64_t fuzz_fix_batches(struct fuzz_file *f, uint64_t seed, uint64_t prev_hash)
 {
     for (size_t off = SEGMENT_HEADER_SIZE; off + BATCH_HEADER_SIZE <= f->size;) {
         uint8_t *b = f->data + off;
@@ -111,10 +113,15 @@ static uint64_t fuzz_fix_batches(struct fuzz_file *f, uint64_t prev_hash)
         if (fuzz_le32(b) == BATCH_MAGIC) {
             struct batch_header h;
             batch_header_decode(b, &h);
+            if (h.version != BATCH_VERSION && h.version != BATCH_VERSION_V1) {
+                off += step;
+                continue;
+            }
             h.segment_id = f->id;
             h.prev_batch_hash = prev_hash;
+            h.hash_seed = seed;
             if (h.stored_len <= f->size - off - BATCH_HEADER_SIZE)
-                h.payload_hash = XXH3_64bits_withSeed(b + BATCH_HEADER_SIZE, h.stored_len, f->id);
+                h.payload_hash = XXH3_64bits_withSeed(b + BATCH_HEADER_SIZE, h.stored_len, seed);
             batch_header_encode(&h, b);
             prev_hash = h.header_hash;
             if (h.total_len >= BATCH_ALIGN && h.total_len % BATCH_ALIGN == 0)
@@ -137,7 +144,13 @@ static uint64_t fuzz_fix_segment(struct fuzz_file *f, uint64_t prev_last_hash)
         memcpy(p + 32, &prev_last_hash, sizeof(prev_last_hash));
     uint64_t hash = XXH3_64bits_withSeed(p, 56, f->id);
     memcpy(p + 56, &hash, sizeof(hash));
-    return fuzz_fix_batches(f, hash);
+    /* A v2 header carries the seed of its batches at offset 48; v1 seeds with the id. */
+    uint64_t seed = f->id;
+    uint16_t version;
+    memcpy(&version, p + 4, sizeof(version));
+    if (version == SEGMENT_VERSION)
+        memcpy(&seed, p + 48, sizeof(seed));
+    return fuzz_fix_batches(f, seed, hash);
 }
 
 static void fuzz_fix_checkpoint(struct fuzz_file *f)
