@@ -617,7 +617,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     uint8_t saved = p[12];
     uint16_t reason_len = le_get_u16(p + 14);
     const uint8_t *reason = take(c, reason_len);
-    if (reason == NULL || id == 0 || queue_index >= queue_count ||
+    if (reason == NULL || id == 0 || id > RECORD_ID_MAX || queue_index >= queue_count ||
         jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
@@ -684,7 +684,8 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
                               (reason = take(c, (size_t)reason_len)) == NULL))
         return RECORD_EINVAL;
     uint64_t id = prev->id + (uint64_t)unzigzag(f[V3_ID]);
-    if (id == 0 || f[V3_QUEUE] >= queue_count || jobtab_get(&state->jobs, id) != NULL ||
+    if (id == 0 || id > RECORD_ID_MAX || f[V3_QUEUE] >= queue_count ||
+        jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD) ||
         f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
         f[V3_MAX_ATTEMPTS] > UINT32_MAX || f[V3_BODY_LEN] > UINT32_MAX)
@@ -743,7 +744,8 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             return RECORD_EINVAL;
         uint64_t id = le_get_u64(p);
         uint32_t queue_index = le_get_u32(p + 8);
-        if (id == 0 || queue_index >= queue_count || jobtab_get(&state->jobs, id) != NULL)
+        if (id == 0 || id > RECORD_ID_MAX || queue_index >= queue_count ||
+            jobtab_get(&state->jobs, id) != NULL)
             return RECORD_EINVAL;
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
@@ -809,6 +811,8 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
     if (err != 0 || c.left != 0)
         return RECORD_EINVAL;
     uint64_t next_id = le_get_u64(h + 8);
+    if (next_id > RECORD_ID_MAX + 1)
+        return RECORD_EINVAL;
     if (next_id > state->next_id)
         state->next_id = next_id;
     state->lease_counter = le_get_u64(h + 16);

@@ -243,7 +243,8 @@ static int decode_put(const uint8_t *p, size_t len, struct record *out)
     put->queue = (const char *)p + RECORD_PUT_FIXED;
     put->key = put->key_len > 0 ? put->queue + put->queue_len : NULL;
     put->body = p + RECORD_PUT_FIXED + put->queue_len + put->key_len;
-    if (!record_queue_name_valid(put->queue, put->queue_len) || put->id == 0)
+    if (!record_queue_name_valid(put->queue, put->queue_len) || put->id == 0 ||
+        put->id > RECORD_ID_MAX)
         return RECORD_EINVAL;
     out->id = put->id;
     return 0;

@@ -54,6 +54,9 @@
 #define QUEUE_NAME_LEN_MAX 200
 /* Idempotency keys: a UUID or a hash in text form fits with room to spare. */
 #define RECORD_KEY_LEN_MAX 256
+/* Job ids are below 2^63 (spoold keeps them below 2^53): a record or checkpoint naming a
+ * larger one is damage, and the id counter's +1 can never wrap. */
+#define RECORD_ID_MAX ((uint64_t)INT64_MAX)
 /* A dead reason is a worker's last error line, not a log file. */
 #define RECORD_REASON_LEN_MAX 1024
 /* Ack results are small by contract (the issue: up to 64 KiB). */
