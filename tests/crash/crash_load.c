@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_util.h"
+
 #include <spool/client.h>
 
 /* The one queue of the test. */
@@ -119,29 +121,6 @@ struct worker {
 static atomic_bool load_stop;
 /* Jobs put (OK) minus jobs acked (OK), over all threads: the producers' throttle. */
 static atomic_long load_backlog;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static uint64_t rng_next(uint64_t *state)
-{
-    /* splitmix64: a good spread from any seed, even 0. */
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static uint32_t rng_below(uint64_t *state, uint32_t bound)
 {

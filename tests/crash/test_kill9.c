@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_util.h"
+
 /* At least 30 kills per run (issue 9); a few more so that a slow start still clears it. */
 #define KILL9_KILLS_DEFAULT 36
 /* The checker refuses a run with fewer kills than this. */
@@ -77,28 +79,6 @@ static const char *const spoold_args[] = {
     "500",
     NULL,
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 struct kill9 {
     struct spoold server;

@@ -202,6 +202,18 @@ class Connection:
         n = self.sock.recv_into(self.recv_buf, RECV_SIZE, flags)
         return self.recv_view[:n]
 
+    def _read_available(self) -> None:
+        """Feed the reader what the socket holds now (nothing when it has nothing yet)."""
+        try:
+            data = self._recv(socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            raise ConnectionClosed(f"receive: {e}") from e
+        if not data:
+            self._eof()
+        self.reader.feed(data)
+
     def _eof(self) -> None:
         have = len(self.reader.buf)
         raise ConnectionClosed(
@@ -229,15 +241,7 @@ class Connection:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimedOut(f"no reply within the timeout ({len(ids)} outstanding)")
                 continue
-            try:
-                data = self._recv(socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as e:
-                raise ConnectionClosed(f"receive: {e}") from e
-            if not data:
-                self._eof()
-            self.reader.feed(data)
+            self._read_available()
 
     def stream(self, requests: Iterator[tuple[int, bytes]], window: int,
                timeout: float | None) -> list:
@@ -297,15 +301,7 @@ class Connection:
             if out:
                 sent = self._send(sock, memoryview(out))
                 del out[:sent]
-            try:
-                data = self._recv(socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as e:
-                raise ConnectionClosed(f"receive: {e}") from e
-            if not data:
-                self._eof()
-            self.reader.feed(data)
+            self._read_available()
 
     @staticmethod
     def _send(sock: socket.socket, data: memoryview) -> int:
