@@ -463,12 +463,12 @@ static void newest_segment(const struct spoold *s, char *path, size_t size)
 {
     DIR *d = opendir(s->data);
     REQUIRE(d != NULL);
-    char best[64] = "";
+    char best[32] = ""; /* 20 digits and ".seg" */
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
         if (len == 24 && strcmp(e->d_name + 20, ".seg") == 0 && strcmp(e->d_name, best) > 0)
-            snprintf(best, sizeof(best), "%s", e->d_name);
+            memcpy(best, e->d_name, len + 1);
     }
     closedir(d);
     REQUIRE(best[0] != '\0');
