@@ -42,6 +42,7 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "record.h"
 #include "siphash.h"
 
@@ -111,6 +112,7 @@ struct job {
     struct list_link state_link; /* pending / ready-order / owner / dead list */
     struct list_link waiters;    /* queue_job_waiter.link */
     uint32_t checkpoint_epoch;   /* the checkpoint walk that captured it (queue_replay.c) */
+    int64_t leased_ns;           /* RESERVED: when the lease began (monotonic), for metrics */
 };
 
 struct queue_stats {
@@ -142,6 +144,7 @@ struct queue {
     struct list_link reservers;   /* queue_reserver links, arrival order */
     struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
     struct queue_stats stats;
+    struct queue_metrics metrics; /* counters since start (metrics.h), for /metrics */
     uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
 };
 

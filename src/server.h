@@ -36,6 +36,7 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "queue.h"
 #include "wire_message.h"
 
@@ -190,6 +191,8 @@ struct server {
     uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
     /* stats */
+    struct server_metrics metrics; /* for /metrics (metrics.h): written by this thread only */
+    struct observe *observe;       /* the HTTP listener's side of the loop (observe.h) */
     int64_t started_ms;
     uint64_t commits;
     uint64_t log_bytes;
