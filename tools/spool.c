@@ -763,6 +763,7 @@ static const struct command commands[] = {
     {"purge", cmd_purge, "purge QUEUE"},
     {"config", cmd_config, "config QUEUE [--ttr MS] [--max-attempts N]"},
     {"ping", cmd_ping, "ping"},
+    {"top", cmd_top, "top [--http HOST:PORT] [--interval MS] [--once]   (reads HTTP /metrics)"},
     {"work", cmd_work,
      "work QUEUE... [--max-jobs N] [--backoff-max MS] [--grace MS] -- CMD ARGS..."},
 };
