@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Does scraping /metrics slow spool down? (issue 14) One spoold with 10,000 queues (one ready
+# job each, so every snapshot copies and every scrape renders all of them), then the e2e
+# workload of spool-bench, alternating runs without and with a scraper that GETs /metrics once
+# a second (as Prometheus would, at 15x its default rate), REPS times each. Prints each run's
+# RESULT line, then one line with the medians and their ratios:
+#   RESULT bench=http_scrape queues=10000 reps=N base_jobs_per_s=... scraped_jobs_per_s=...
+#          throughput_change_pct=... base_put_p99_us=... scraped_put_p99_us=... p99_change_pct=...
+# Usage: bench/http_scrape.sh [BUILD_DIR] (default build). Environment: REPS (5), DURATION
+# seconds per run (8), QUEUES (10000), BENCH_ARGS (spool-bench e2e load options).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+reps=${REPS:-5}
+duration=${DURATION:-8}
+queues=${QUEUES:-10000}
+load=${BENCH_ARGS:---producers 2 --consumers 2 --depth 8 --batch 4 --queues 8}
+dir=$(mktemp -d /tmp/spool-http-bench.XXXXXX)
+pid=
+scraper=
+cleanup() {
+    [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$build/src/spoold" --data "$dir/data" --listen 127.0.0.1:0 --ready-file "$dir/ready" \
+    --http 127.0.0.1:0 --http-ready-file "$dir/http" 2>"$dir/spoold.log" &
+pid=$!
+for _ in $(seq 1000); do [ -s "$dir/http" ] && [ -s "$dir/ready" ] && break; sleep 0.01; done
+addr=$(cat "$dir/ready")
+http=$(cat "$dir/http")
+
+# 10,000 queues, one job each (put in pipelined batches by the Python client).
+PYTHONPATH="$root/clients/python" python3 - "$addr" "$queues" <<'PY'
+import sys
+import spool
+addr, n = sys.argv[1], int(sys.argv[2])
+with spool.Client(addr) as c:
+    c.put_many([(f"idle-{i:05d}", b"x") for i in range(n)])
+PY
+curl -s "http://$http/metrics" -o "$dir/metrics.txt"
+echo "queues=$(curl -s "http://$http/api/v1/server" | sed 's/.*"queues":\([0-9]*\).*/\1/')" \
+    "metrics_bytes=$(wc -c <"$dir/metrics.txt")" >&2
+
+scrape() {
+    while true; do
+        curl -s -o /dev/null "http://$http/metrics"
+        sleep 1
+    done
+}
+
+run() {
+    "$build/bench/spool-bench" e2e --server "$addr" $load --duration "$duration" --warmup 1 \
+        --queue-prefix e2e --quiet
+}
+
+: >"$dir/base" ; : >"$dir/scraped"
+for r in $(seq "$reps"); do
+    line=$(run); echo "base    $line"; echo "$line" >>"$dir/base"
+    scrape & scraper=$!
+    line=$(run); echo "scraped $line"; echo "$line" >>"$dir/scraped"
+    kill "$scraper"; wait "$scraper" 2>/dev/null || true; scraper=
+done
+
+median() { # KEY FILE
+    grep -o " $1=[0-9.]*" "$2" | cut -d= -f2 | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
+bt=$(median jobs_per_s "$dir/base"); st=$(median jobs_per_s "$dir/scraped")
+bp=$(median lat_p99_us "$dir/base"); sp=$(median lat_p99_us "$dir/scraped")
+echo "RESULT bench=http_scrape queues=$queues reps=$reps base_jobs_per_s=$bt" \
+    "scraped_jobs_per_s=$st throughput_change_pct=$(awk "BEGIN {printf \"%.1f\", ($st-$bt)*100/$bt}")" \
+    "base_put_p99_us=$bp scraped_put_p99_us=$sp" \
+    "p99_change_pct=$(awk "BEGIN {printf \"%.1f\", ($sp-$bp)*100/$bp}")"
