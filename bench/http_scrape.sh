@@ -69,7 +69,18 @@ median() { # KEY FILE
 }
 bt=$(median jobs_per_s "$dir/base"); st=$(median jobs_per_s "$dir/scraped")
 bp=$(median lat_p99_us "$dir/base"); sp=$(median lat_p99_us "$dir/scraped")
+# Same-repetition ratios (scraped over base), then their medians: the machine's drift between
+# repetitions (other work, the disk) cancels within a pair.
+ratios() { # KEY
+    paste -d' ' <(grep -o " $1=[0-9.]*" "$dir/base" | cut -d= -f2) \
+        <(grep -o " $1=[0-9.]*" "$dir/scraped" | cut -d= -f2) | awk '{printf "%.3f\n", $2/$1}'
+}
+ratios jobs_per_s >"$dir/rt"; ratios lat_p99_us >"$dir/rp"
+echo "throughput ratios: $(tr '\n' ' ' <"$dir/rt")  put p99 ratios: $(tr '\n' ' ' <"$dir/rp")"
+rt=$(sort -g "$dir/rt" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
+rp=$(sort -g "$dir/rp" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
 echo "RESULT bench=http_scrape queues=$queues reps=$reps base_jobs_per_s=$bt" \
+    "median_pair_throughput_ratio=$rt median_pair_put_p99_ratio=$rp" \
     "scraped_jobs_per_s=$st throughput_change_pct=$(awk "BEGIN {printf \"%.1f\", ($st-$bt)*100/$bt}")" \
     "base_put_p99_us=$bp scraped_put_p99_us=$sp" \
     "p99_change_pct=$(awk "BEGIN {printf \"%.1f\", ($sp-$bp)*100/$bp}")"

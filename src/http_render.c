@@ -348,6 +348,9 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
     prom_gauge(b, "spool_resident_memory_bytes", "Resident set size of spoold.",
                (double)rss_bytes);
     prom_gauge(b, "spool_queues", "Queues known.", (double)s->totals.queues);
+    prom_gauge(b, "spool_metrics_snapshot_build_seconds",
+               "Loop time the snapshot behind this page took to copy (once per scrape).",
+               (double)s->build_ns / 1e9);
     prom_counter(b, "spool_jobs_dead_lettered_total", "Jobs that went dead, every queue.",
                  s->totals.went_dead);
     prom_counter(b, "spool_jobs_expired_total", "Jobs whose ttl ran out, every queue.",

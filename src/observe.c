@@ -132,35 +132,72 @@ static void snap_server(struct snapshot *snap, struct server *server)
                       : server->config.sync_mode == LOG_SYNC_NONE ? "none" : "interval";
 }
 
-static struct snapshot *snapshot_build(struct server *server)
-{
-    struct snapshot *snap = calloc(1, sizeof(*snap));
-    struct queue_totals totals;
-    queue_totals_get(server->queues, &totals);
-    struct snap_build b = {.snap = snap, .now = server->now, .capacity = (uint32_t)totals.queues};
-    if (snap != NULL) {
-        snap->queues = calloc(b.capacity == 0 ? 1 : b.capacity, sizeof(*snap->queues));
-        snap->dead = calloc(OBSERVE_DEAD_MAX, sizeof(*snap->dead));
-    }
-    if (snap == NULL || snap->queues == NULL || snap->dead == NULL) {
-        if (snap != NULL) {
-            free(snap->queues);
-            free(snap->dead);
-        }
-        free(snap);
-        return NULL; /* the waiter times out and serves the previous one */
-    }
-    snap_server(snap, server);
-    queue_each(server->queues, snap_queue_add, &b);
-    snap->refs = 1; /* observe.current's */
-    return snap;
-}
-
 static void snapshot_free(struct snapshot *snap)
 {
     free(snap->queues);
     free(snap->dead);
     free(snap);
+}
+
+/* A snapshot nobody reads any more (its last reference dropped under the mutex): kept as the
+ * spare if there is none, else returned for the caller to free outside the lock. */
+static struct snapshot *snapshot_retire(struct observe *observe, struct snapshot *snap)
+{
+    if (observe->spare != NULL)
+        return snap;
+    observe->spare = snap;
+    return NULL;
+}
+
+/* Arrays for capacity queues: the spare's if large enough (a queue count that grew by more
+ * than its slack makes new ones, with an eighth to spare). NULL without memory. */
+static struct snapshot *snapshot_alloc(struct observe *observe, uint32_t capacity)
+{
+    pthread_mutex_lock(&observe->mutex);
+    struct snapshot *snap = observe->spare;
+    observe->spare = NULL;
+    pthread_mutex_unlock(&observe->mutex);
+    if (snap != NULL && snap->queue_capacity >= capacity) {
+        struct snap_queue *queues = snap->queues;
+        struct snap_dead *dead = snap->dead;
+        uint32_t queue_capacity = snap->queue_capacity;
+        memset(snap, 0, sizeof(*snap));
+        snap->queues = queues;
+        snap->dead = dead;
+        snap->queue_capacity = queue_capacity;
+        return snap;
+    }
+    if (snap != NULL)
+        snapshot_free(snap);
+    snap = calloc(1, sizeof(*snap));
+    if (snap == NULL)
+        return NULL;
+    snap->queue_capacity = capacity + capacity / 8 + 1;
+    snap->queues = malloc((size_t)snap->queue_capacity * sizeof(*snap->queues));
+    snap->dead = malloc(OBSERVE_DEAD_MAX * sizeof(*snap->dead));
+    if (snap->queues == NULL || snap->dead == NULL) {
+        snapshot_free(snap);
+        return NULL; /* the waiter times out and serves the previous one */
+    }
+    return snap;
+}
+
+static struct snapshot *snapshot_build(struct server *server)
+{
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    struct snapshot *snap = snapshot_alloc(server->observe, (uint32_t)totals.queues);
+    if (snap == NULL)
+        return NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct snap_build b = {.snap = snap, .now = server->now, .capacity = snap->queue_capacity};
+    snap_server(snap, server);
+    queue_each(server->queues, snap_queue_add, &b);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    snap->build_ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+    snap->refs = 1; /* observe.current's */
+    return snap;
 }
 
 /* Publish a new snapshot: swap the pointer, drop the old one's reference. */
@@ -172,11 +209,12 @@ static void snapshot_publish(struct observe *observe, struct snapshot *snap)
     observe->current = snap;
     observe->generation++;
     observe->want_snapshot = false;
-    bool free_old = old != NULL && --old->refs == 0;
+    struct snapshot *dropped = old != NULL && --old->refs == 0 ? snapshot_retire(observe, old)
+                                                                 : NULL;
     pthread_cond_broadcast(&observe->cond);
     pthread_mutex_unlock(&observe->mutex);
-    if (free_old)
-        snapshot_free(old);
+    if (dropped != NULL)
+        snapshot_free(dropped);
 }
 
 static bool snapshot_fresh(const struct observe *observe, int64_t now_ms)
@@ -214,10 +252,10 @@ void observe_snapshot_put(struct observe *observe, struct snapshot *snap)
     if (snap == NULL)
         return;
     pthread_mutex_lock(&observe->mutex);
-    bool last = --snap->refs == 0;
+    struct snapshot *dropped = --snap->refs == 0 ? snapshot_retire(observe, snap) : NULL;
     pthread_mutex_unlock(&observe->mutex);
-    if (last)
-        snapshot_free(snap);
+    if (dropped != NULL)
+        snapshot_free(dropped);
 }
 
 /* ---- commands ---- */
@@ -495,6 +533,8 @@ void observe_stop(struct server *server)
     }
     if (observe->current != NULL && --observe->current->refs == 0)
         snapshot_free(observe->current);
+    if (observe->spare != NULL)
+        snapshot_free(observe->spare);
     close(observe->event_fd);
     pthread_mutex_destroy(&observe->mutex);
     pthread_cond_destroy(&observe->cond);

@@ -66,6 +66,7 @@ struct snapshot {
     uint32_t refs;             /* shared (observe.mutex) */
     int64_t taken_wall_ms;     /* Unix ms */
     int64_t taken_mono_ms;
+    int64_t build_ns;          /* what building this snapshot took the loop */
     struct server_metrics server;
     struct queue_totals totals;
     int64_t uptime_ms;
@@ -88,6 +89,7 @@ struct snapshot {
     bool stopping;
     const char *sync_mode;      /* static string */
     uint32_t queue_count;
+    uint32_t queue_capacity;    /* of queues[] (a recycled snapshot's arrays are reused) */
     struct snap_queue *queues;  /* unsorted */
     uint32_t dead_count;
     struct snap_dead *dead;
@@ -129,6 +131,8 @@ struct observe {
     pthread_cond_t cond;
     /* shared */
     struct snapshot *current;
+    struct snapshot *spare;     /* the last one freed, kept for the next build: its pages
+                                   stay mapped, so a build copies and does not fault */
     uint64_t generation;        /* of current */
     bool want_snapshot;
     bool closing;               /* no more waiting: the server stops */
