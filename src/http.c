@@ -405,7 +405,6 @@ int http_start(struct observe *observe, const struct server_config *config, char
 
 void http_stop(struct http *http)
 {
-    MHD_stop_daemon(http->daemon);
-    close(http->listen_fd); /* MHD leaves a socket it was given open */
+    MHD_stop_daemon(http->daemon); /* closes the listening socket too (it was not quiesced) */
     free(http);
 }

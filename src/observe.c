@@ -446,8 +446,13 @@ void observe_turn(struct server *server)
         pthread_mutex_unlock(&observe->mutex);
         if (want) {
             struct snapshot *snap = snapshot_build(server);
-            if (snap != NULL)
+            if (snap != NULL) {
                 snapshot_publish(observe, snap);
+            } else { /* out of memory: the waiters time out; the next request asks again */
+                pthread_mutex_lock(&observe->mutex);
+                observe->want_snapshot = false;
+                pthread_mutex_unlock(&observe->mutex);
+            }
         }
     } else if (!server->log_full &&
                __atomic_load_n(&observe->command_count, __ATOMIC_RELAXED) > 0) {
