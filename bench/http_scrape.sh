@@ -44,9 +44,12 @@ curl -s "http://$http/metrics" -o "$dir/metrics.txt"
 echo "queues=$(curl -s "http://$http/api/v1/server" | sed 's/.*"queues":\([0-9]*\).*/\1/')" \
     "metrics_bytes=$(wc -c <"$dir/metrics.txt")" >&2
 
+# Each scrape also records what its snapshot cost the loop (spool_metrics_snapshot_build_seconds)
+# and what the whole request took (curl's time_total: wake the loop, copy, render, transfer).
 scrape() {
     while true; do
-        curl -s -o /dev/null "http://$http/metrics"
+        curl -s -o "$dir/page" -w '%{time_total}\n' "http://$http/metrics" >>"$dir/request_s"
+        sed -n 's/^spool_metrics_snapshot_build_seconds //p' "$dir/page" >>"$dir/build_s"
         sleep 1
     done
 }
@@ -56,7 +59,7 @@ run() {
         --queue-prefix e2e --quiet
 }
 
-: >"$dir/base" ; : >"$dir/scraped"
+: >"$dir/base" ; : >"$dir/scraped"; : >"$dir/build_s"; : >"$dir/request_s"
 for r in $(seq "$reps"); do
     line=$(run); echo "base    $line"; echo "$line" >>"$dir/base"
     scrape & scraper=$!
@@ -79,7 +82,13 @@ ratios jobs_per_s >"$dir/rt"; ratios lat_p99_us >"$dir/rp"
 echo "throughput ratios: $(tr '\n' ' ' <"$dir/rt")  put p99 ratios: $(tr '\n' ' ' <"$dir/rp")"
 rt=$(sort -g "$dir/rt" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
 rp=$(sort -g "$dir/rp" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
-echo "RESULT bench=http_scrape queues=$queues reps=$reps base_jobs_per_s=$bt" \
+med() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+build_ms=$(awk "BEGIN {printf \"%.2f\", $(med "$dir/build_s") * 1000}")
+build_max_ms=$(sort -g "$dir/build_s" | tail -1 | awk '{printf "%.2f", $1 * 1000}')
+request_ms=$(awk "BEGIN {printf \"%.1f\", $(med "$dir/request_s") * 1000}")
+echo "RESULT bench=http_scrape queues=$queues reps=$reps snapshot_build_ms_p50=$build_ms" \
+    "snapshot_build_ms_max=$build_max_ms scrape_request_ms_p50=$request_ms" \
+    "scrapes=$(wc -l <"$dir/build_s") base_jobs_per_s=$bt" \
     "median_pair_throughput_ratio=$rt median_pair_put_p99_ratio=$rp" \
     "scraped_jobs_per_s=$st throughput_change_pct=$(awk "BEGIN {printf \"%.1f\", ($st-$bt)*100/$bt}")" \
     "base_put_p99_us=$bp scraped_put_p99_us=$sp" \

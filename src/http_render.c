@@ -349,8 +349,10 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
                (double)rss_bytes);
     prom_gauge(b, "spool_queues", "Queues known.", (double)s->totals.queues);
     prom_gauge(b, "spool_metrics_snapshot_build_seconds",
-               "Loop time the snapshot behind this page took to copy (once per scrape).",
+               "Loop time the snapshot behind this page took to copy, all its turns together.",
                (double)s->build_ns / 1e9);
+    prom_gauge(b, "spool_metrics_snapshot_build_turns",
+               "Loop turns the snapshot behind this page was copied over.", s->build_turns);
     prom_counter(b, "spool_jobs_dead_lettered_total", "Jobs that went dead, every queue.",
                  s->totals.went_dead);
     prom_counter(b, "spool_jobs_expired_total", "Jobs whose ttl ran out, every queue.",
@@ -370,6 +372,13 @@ void http_render_metrics(struct sbuf *b, const struct snapshot *snap, uint32_t q
     for (uint32_t i = 0; i < n; i++)
         sorted[i] = &snap->queues[i];
     qsort(sorted, n, sizeof(*sorted), snap_queue_cmp);
+    /* A walk over several turns may, in a rare table reshuffle, see a queue twice: one set of
+     * series per name (a repeated label set is an invalid page). */
+    uint32_t unique = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (unique == 0 || strcmp(sorted[unique - 1]->name, sorted[i]->name) != 0)
+            sorted[unique++] = sorted[i];
+    n = unique;
     struct snap_queue other;
     uint32_t shown = n;
     if (n > queues_max) {

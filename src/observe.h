@@ -8,7 +8,9 @@
  *
  *   - a snapshot: a copy of every number /metrics and /api/v1 show (server counters, each
  *     queue's stats and counters, the oldest dead jobs). The loop builds one only when asked
- *     (observe_snapshot_get), at most one per turn, and publishes it by a pointer swap; a
+ *     (observe_snapshot_get), copying a bounded number of queues per turn (so 10,000 queues
+ *     never stall one turn: a snapshot is then a walk over a few turns, like a checkpoint,
+ *     not one instant), and publishes it by a pointer swap; a
  *     snapshot younger than OBSERVE_SNAPSHOT_REUSE_MS is served again without asking. It is
  *     immutable once published and freed by its last reader (reference count).
  *   - commands (pause, resume, kick, delete, look a job up): queued, run by the loop at its
@@ -66,7 +68,8 @@ struct snapshot {
     uint32_t refs;             /* shared (observe.mutex) */
     int64_t taken_wall_ms;     /* Unix ms */
     int64_t taken_mono_ms;
-    int64_t build_ns;          /* what building this snapshot took the loop */
+    int64_t build_ns;          /* what building this snapshot took the loop, all turns */
+    uint32_t build_turns;      /* loop turns the walk took */
     struct server_metrics server;
     struct queue_totals totals;
     int64_t uptime_ms;
@@ -125,6 +128,10 @@ struct observe {
     struct io_completion event_completion;
     uint64_t event_value;
     bool event_fired;           /* loop only */
+    struct snapshot *building;  /* loop only: a walk in progress (observe.c) */
+    size_t walk_cursor;
+    uint64_t walk_stamp;
+    uint64_t walk_queues;
     struct list_link held;      /* loop only: commands waiting for durability */
     struct http *http;
     pthread_mutex_t mutex;
@@ -146,6 +153,8 @@ SPOOL_MUST_USE int observe_start(struct server *server);
 /* Once per loop turn, after requests ran: run queued commands, build a snapshot when asked,
  * answer commands whose records are durable. */
 void observe_turn(struct server *server);
+/* A snapshot walk is in progress: the loop must turn again at once, not wait for I/O. */
+bool observe_busy(const struct server *server);
 /* Stop the HTTP threads (waiters get 503) and free everything. */
 void observe_stop(struct server *server);
 

@@ -394,6 +394,13 @@ void queue_totals_get(const struct queue_state *state, struct queue_totals *out)
 /* Call fn for each queue (order unspecified). */
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
                 void *ctx);
+/* The same walk in steps, over several loop turns: call fn for at most max more queues from
+ * *cursor (0 to begin), true once every queue was visited. Queues may be added between steps:
+ * one added behind the cursor is missed, and when the table is rebuilt (queue_walk_stamp
+ * changes) the walk must begin again, or it may visit a queue twice. */
+bool queue_each_step(struct queue_state *state, size_t *cursor, uint32_t max,
+                     void (*fn)(void *ctx, struct queue *queue), void *ctx);
+uint64_t queue_walk_stamp(const struct queue_state *state);
 
 /* Retention: live jobs whose PUT lives in a segment. */
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);

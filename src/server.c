@@ -909,6 +909,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         return server->stopping ? 10 : 0;
     if (queue_checkpoint_active(server->queues) && !server->checkpoint_walked)
         return 0; /* a walk to continue; a complete one waits for a commit, which wakes us */
+    if (observe_busy(server))
+        return 0; /* a snapshot walk to continue (observe.h) */
     int64_t timeout = INT64_MAX;
     int64_t next_ns[2] = {queue_next_deadline_ns(server->queues),
                           log_next_deadline_ns(server->log)};

@@ -195,6 +195,31 @@ class Cardinality(unittest.TestCase):
             s.cleanup()
 
 
+class ManyQueues(unittest.TestCase):
+    def test_snapshot_walk_over_several_turns_sees_every_queue(self):
+        s = Spoold()
+        try:
+            with spool.Client(s.addr) as c:
+                c.put_many([(f"many-{i:04d}", b"x") for i in range(3000)])
+                time.sleep(0.06)
+                queues = s.json("GET", "/api/v1/queues")
+                self.assertEqual(sorted(q["name"] for q in queues),
+                                 [f"many-{i:04d}" for i in range(3000)])
+                m = parse_metrics(s.metrics())
+                self.assertGreaterEqual(metric(m, "spool_metrics_snapshot_build_turns"), 3)
+                self.assertEqual(metric(m, "spool_queue_jobs", queue="(other)", state="ready"),
+                                 3000 - 200)
+                self.assertEqual(metric(m, "spool_metrics_queues_folded"), 2800)
+                # the loop keeps serving while a walk is in progress
+                for i in range(50):
+                    c.put("busy", "y")
+                    if i % 10 == 0:
+                        s.metrics()
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
 class Auth(unittest.TestCase):
     def test_bearer_token_required(self):
         d = tempfile.mkdtemp(prefix="spoold-http-auth-")
