@@ -33,8 +33,9 @@ struct sbuf {
 };
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sbuf_put(struct sbuf *b, const char *data, size_t len);
-/* A JSON string literal, quotes included (control bytes, quote, backslash and bytes >= 0x80
- * escaped: reasons are worker text of any bytes). */
+/* A JSON string literal, quotes included: control bytes, quote and backslash escaped, UTF-8
+ * kept, any byte that is not part of well-formed UTF-8 replaced by U+FFFD (reasons are worker
+ * text of any bytes). */
 void sbuf_json_string(struct sbuf *b, const char *s, size_t len);
 
 /* Renderers (http_render.c): from one snapshot, no locks. */

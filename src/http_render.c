@@ -69,18 +69,48 @@ void sbuf_printf(struct sbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Bytes of the well-formed UTF-8 sequence at s (1..4), or 0 if it is not one (overlong forms,
+ * surrogates and code points above U+10FFFF are not). */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    unsigned c = s[0];
+    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (n == 0 || n > len || (c >= 0xe0 && c < 0xf0 && n != 3))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
 void sbuf_json_string(struct sbuf *b, const char *s, size_t len)
 {
+    const unsigned char *u = (const unsigned char *)s;
     sbuf_put(b, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (size_t i = 0; i < len;) {
+        unsigned char c = u[i];
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
             sbuf_put(b, esc, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
             sbuf_printf(b, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            sbuf_put(b, (const char *)&u[i], 1);
+            i++;
         } else {
-            sbuf_put(b, (const char *)&c, 1);
+            size_t n = utf8_sequence(u + i, len - i);
+            if (n == 0) {
+                sbuf_put(b, "\\ufffd", 6); /* not UTF-8: a replacement character */
+                i++;
+            } else {
+                sbuf_put(b, (const char *)&u[i], n);
+                i += n;
+            }
         }
     }
     sbuf_put(b, "\"", 1);

@@ -145,6 +145,19 @@ class WorkloadMetrics(unittest.TestCase):
         with self.assertRaises(spool.errors.SpoolError):
             c.peek(job)
 
+    def test_reasons_of_any_bytes_are_valid_json(self):
+        c, s = self.c, self.s
+        job = c.put("weird", "w").id
+        d = c.reserve_one("weird")
+        reason = 'quote " backslash \\ newline \n tab \t café ✓ 😀 '.encode() + b"\xff\xc3"
+        c.bury(d.id, d.lease, reason)
+        got = s.json("GET", f"/api/v1/jobs/{job}")
+        self.assertEqual(got["reason"],
+                         'quote " backslash \\ newline \n tab \t café ✓ 😀 \ufffd\ufffd')
+        time.sleep(0.06)
+        dead = [e for e in s.json("GET", "/api/v1/dead") if e["id"] == job]
+        self.assertEqual(dead[0]["reason"], got["reason"])
+
     def test_refusals(self):
         s = self.s
         s.json("GET", "/api/v1/queues/no-such-queue", expect=404)
