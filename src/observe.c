@@ -251,6 +251,7 @@ static void snapshot_publish(struct observe *observe, struct snapshot *snap)
     observe->current = snap;
     observe->generation++;
     observe->want_snapshot = false;
+    observe->stale = false;
     struct snapshot *dropped = old != NULL && --old->refs == 0 ? snapshot_retire(observe, old)
                                                                  : NULL;
     pthread_cond_broadcast(&observe->cond);
@@ -261,7 +262,7 @@ static void snapshot_publish(struct observe *observe, struct snapshot *snap)
 
 static bool snapshot_fresh(const struct observe *observe, int64_t now_ms)
 {
-    return observe->current != NULL &&
+    return observe->current != NULL && !observe->stale &&
            now_ms - observe->current->taken_mono_ms < OBSERVE_SNAPSHOT_REUSE_MS;
 }
 
@@ -336,9 +337,7 @@ static void command_finish(struct observe *observe, struct observe_cmd *cmd)
     pthread_mutex_lock(&observe->mutex);
     bool abandoned = cmd->abandoned;
     cmd->done = true;
-    /* a change the next page load must see: no reuse of the snapshot taken before it */
-    if (observe->current != NULL)
-        observe->current->taken_mono_ms = INT64_MIN / 2;
+    observe->stale = true; /* a change the next page load must see: no reuse of the last one */
     pthread_cond_broadcast(&observe->cond);
     pthread_mutex_unlock(&observe->mutex);
     if (abandoned) {

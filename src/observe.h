@@ -142,6 +142,7 @@ struct observe {
                                    stay mapped, so a build copies and does not fault */
     uint64_t generation;        /* of current */
     bool want_snapshot;
+    bool stale;                 /* an action ran since current was taken: do not reuse it */
     bool closing;               /* no more waiting: the server stops */
     struct list_link commands;
     uint32_t command_count;

@@ -5,6 +5,7 @@ and their effect on the server's state, the (other) label past --metrics-max-que
 bearer token. Environment: SPOOLD, SPOOL_PYTHON_CLIENT (clients/python)."""
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -180,6 +181,45 @@ class WorkloadMetrics(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertTrue(headers["content-type"].startswith("text/html"))
         self.assertIn(b"<canvas", body)
+
+
+class SlowHttpClients(unittest.TestCase):
+    def test_stuck_http_clients_do_not_slow_the_queue(self):
+        """HTTP connections that never finish their request take HTTP slots, not the loop:
+        puts and reserves go on at full speed, and HTTP serves again once they are gone."""
+        s = Spoold()
+        socks = []
+        try:
+            for _ in range(80):  # beyond the listener's 64 connections
+                try:
+                    sock = socket.create_connection((s.http_host, s.http_port), timeout=5)
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ends
+                    socks.append(sock)
+                except OSError:
+                    break
+            with spool.Client(s.addr) as c:
+                started = time.monotonic()
+                for i in range(200):
+                    c.put("steady", f"{i}")
+                got = c.reserve("steady", count=200)
+                self.assertEqual(len(got), 200)
+                self.assertLess(time.monotonic() - started, 20)
+            for sock in socks:
+                sock.close()
+            socks = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    m = parse_metrics(s.metrics())
+                    break
+                except (OSError, AssertionError):
+                    time.sleep(0.1)
+            self.assertEqual(metric(m, "spool_queue_deliveries_total", queue="steady"), 200)
+        finally:
+            for sock in socks:
+                sock.close()
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
 
 
 class Cardinality(unittest.TestCase):
