@@ -320,10 +320,10 @@ bool conn_handshake_done(struct conn *conn)
 
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message)
 {
-    uint16_t wire_code = wire_error_to_wire(code);
-    conn->server->metrics.errors[wire_code < METRICS_ERROR_CODES ? wire_code : 0]++;
     if (wire_encode_error(&conn->out, request_id, code, message) != 0)
         slog_warn("msg=\"error frame not encoded\" conn=%llu", (unsigned long long)conn->id);
+    uint16_t wire_code = wire_error_to_wire(code);
+    conn->server->metrics.errors[wire_code < METRICS_ERROR_CODES ? wire_code : 0]++;
 }
 
 /* Give back everything the connection holds in the queue state, once. */

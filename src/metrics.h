@@ -29,13 +29,35 @@ struct metrics_bounds {
     uint32_t count;
 };
 
+#define METRICS_COUNT_OF(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
+
 /* Time a job waits and a worker holds it, in us: from a tenth of a millisecond (a worker
- * blocked on reserve picks a job up at once) to an hour (a backlog an operator must see). */
-extern const struct metrics_bounds metrics_queue_time_us;
+ * blocked on reserve picks a job up at once) to an hour (a backlog an operator must see).
+ * The tables are static in every file that includes this header: a few hundred bytes, and no
+ * source file of its own for the broker library to list. */
+static const uint64_t metrics_queue_time_le[] = {
+    100,      250,      500,      1000,     2500,      5000,       10000,
+    25000,    50000,    100000,   250000,   500000,    1000000,    2500000,
+    5000000,  10000000, 30000000, 60000000, 300000000, 1800000000, 3600000000,
+};
 /* A commit (write + fdatasync), in us: 50 us (a fast NVMe) to 1 s (a disk in trouble). */
-extern const struct metrics_bounds metrics_commit_us;
+static const uint64_t metrics_commit_le[] = {
+    50,   100,   150,   200,   300,    500,    750,    1000,   2000,
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
+};
 /* Records per commit: powers of two up to 4096 (a full 1 MiB batch of small records). */
-extern const struct metrics_bounds metrics_commit_records;
+static const uint64_t metrics_records_le[] = {1,  2,   4,   8,    16,   32,  64,
+                                              128, 256, 512, 1024, 2048, 4096};
+_Static_assert(METRICS_COUNT_OF(metrics_queue_time_le) <= METRICS_BUCKETS_MAX, "buckets");
+_Static_assert(METRICS_COUNT_OF(metrics_commit_le) <= METRICS_BUCKETS_MAX, "buckets");
+_Static_assert(METRICS_COUNT_OF(metrics_records_le) <= METRICS_BUCKETS_MAX, "buckets");
+
+static const struct metrics_bounds metrics_queue_time_us = {
+    metrics_queue_time_le, METRICS_COUNT_OF(metrics_queue_time_le)};
+static const struct metrics_bounds metrics_commit_us = {metrics_commit_le,
+                                                        METRICS_COUNT_OF(metrics_commit_le)};
+static const struct metrics_bounds metrics_commit_records = {
+    metrics_records_le, METRICS_COUNT_OF(metrics_records_le)};
 
 static inline void metrics_hist_observe(struct metrics_hist *h, const struct metrics_bounds *b,
                                         uint64_t value)

@@ -764,9 +764,9 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
     queue->stats.pending++;
+    queue->metrics.puts++;
     if (args->key_len > 0)
         queue_idem_add(state, args->key, args->key_len, job->id, put.created_ms, now);
-    queue->metrics.puts++;
     *id = job->id;
     *seq = pos.seq;
     return 0;
@@ -833,7 +833,7 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
         metrics_hist_observe(&m->wait_us, &metrics_queue_time_us,
                              waited_ms > 0 ? (uint64_t)waited_ms * 1000 : 0);
     }
-    job->leased_ns = now.mono_ns;
+    job->ready_since_ns = now.mono_ns; /* unused while RESERVED: the processing time's start */
     job->attempts++;
     job->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
@@ -978,7 +978,7 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
         return err;
     struct queue_metrics *m = &job->queue->metrics;
     m->acks++;
-    int64_t held_ns = now.mono_ns - job->leased_ns;
+    int64_t held_ns = now.mono_ns - job->ready_since_ns; /* since the lease (lease()) */
     metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
                          held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
@@ -1294,12 +1294,13 @@ void queue_lease_expire(struct queue_state *state, struct job *job, struct queue
 
 bool queue_ttl_expire(struct queue_state *state, struct job *job)
 {
+    struct queue *queue = job->queue; /* the job may be freed below */
     uint8_t buf[RECORD_DELETE_SIZE];
     size_t len = record_delete_encode(job->id, RECORD_DELETE_TTL, buf);
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
         return false; /* the job stays, due at once: the next tick tries again */
-    job->queue->metrics.expired++;
     queue_job_remove(state, job);
     state->totals.expired++;
+    queue->metrics.expired++;
     return true;
 }

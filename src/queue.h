@@ -93,7 +93,7 @@ struct job {
      * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
     int64_t timer_ns;
     int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
-    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms */
+    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
     uint64_t lease_token;   /* RESERVED: current lease */
     struct log_pos pos;     /* the PUT record */
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
@@ -112,7 +112,6 @@ struct job {
     struct list_link state_link; /* pending / ready-order / owner / dead list */
     struct list_link waiters;    /* queue_job_waiter.link */
     uint32_t checkpoint_epoch;   /* the checkpoint walk that captured it (queue_replay.c) */
-    int64_t leased_ns;           /* RESERVED: when the lease began (monotonic), for metrics */
 };
 
 struct queue_stats {

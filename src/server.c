@@ -1240,6 +1240,6 @@ void server_destroy(struct server *server)
         close(server->signal_fd);
     if (server->buf_base != NULL)
         io_uring_queue_exit(&server->ring);
-    observe_stop(server); /* after the ring: its eventfd read can no longer land */
     free(server->buf_base);
+    observe_stop(server); /* after the ring: its eventfd read can no longer land */
 }

@@ -36,7 +36,6 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
-#include "metrics.h"
 #include "queue.h"
 #include "wire_message.h"
 
@@ -191,7 +190,7 @@ struct server {
     uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
     /* stats */
-    struct server_metrics metrics; /* for /metrics (metrics.h): written by this thread only */
+    struct server_metrics metrics; /* for /metrics (metrics.h, via queue.h): loop thread only */
     struct observe *observe;       /* the HTTP listener's side of the loop (observe.h) */
     int64_t started_ms;
     uint64_t commits;
