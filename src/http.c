@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -310,6 +311,22 @@ static enum MHD_Result route(struct http *http, struct MHD_Connection *c, const 
     return route_command(http, c, cmd);
 }
 
+/* HTTP threads run at a lower priority (nice HTTP_NICE) than the event loop: when the cores
+ * are busy, rendering a page waits, not a put. Set once per thread, at its first request (MHD
+ * starts its threads itself). */
+#define HTTP_NICE 10
+
+static void http_thread_yield(void)
+{
+    static _Thread_local bool lowered;
+    if (lowered)
+        return;
+    lowered = true;
+    /* On Linux, PRIO_PROCESS with a thread id sets that thread's nice value alone. */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), HTTP_NICE) != 0)
+        return; /* not allowed: serve at the normal priority */
+}
+
 static enum MHD_Result http_request(void *cls, struct MHD_Connection *c, const char *url,
                                     const char *method, const char *version,
                                     const char *upload_data, size_t *upload_data_size,
@@ -318,6 +335,7 @@ static enum MHD_Result http_request(void *cls, struct MHD_Connection *c, const c
     (void)version;
     (void)upload_data;
     static int started;
+    http_thread_yield();
     if (*con_cls == NULL) { /* headers only: the body (if any) comes next */
         *con_cls = &started;
         return MHD_YES;

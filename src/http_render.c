@@ -146,6 +146,20 @@ static void hist_add(struct metrics_hist *to, const struct metrics_hist *from)
     to->sum += from->sum;
 }
 
+/* A number's decimal digits into out (at least 21 bytes); returns their count. */
+static int u64_text(char *out, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* One histogram's series. scale: the unit's size in the base unit (1e-6 for us). */
 static void prom_hist(struct sbuf *b, const char *name, const char *labels,
                       const struct metrics_hist *h, const struct metrics_bounds *bounds,
@@ -155,8 +169,16 @@ static void prom_hist(struct sbuf *b, const char *name, const char *labels,
     const char *sep = labels[0] != '\0' ? "," : "";
     for (uint32_t i = 0; i < bounds->count; i++) {
         cumulative += h->buckets[i];
-        sbuf_printf(b, "%s_bucket{%s%sle=\"%.6g\"} %llu\n", name, labels, sep,
-                    (double)bounds->le[i] * scale, (unsigned long long)cumulative);
+        sbuf_put(b, name, strlen(name));
+        sbuf_put(b, "_bucket{", 8);
+        sbuf_put(b, labels, strlen(labels));
+        sbuf_put(b, sep, strlen(sep));
+        char le[64];
+        int n = snprintf(le, sizeof(le), "le=\"%.6g\"} ", (double)bounds->le[i] * scale);
+        sbuf_put(b, le, (size_t)n);
+        n = u64_text(le, cumulative);
+        le[n++] = '\n';
+        sbuf_put(b, le, (size_t)n);
     }
     cumulative += h->buckets[bounds->count];
     sbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
