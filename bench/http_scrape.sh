@@ -7,7 +7,8 @@
 #   RESULT bench=http_scrape queues=10000 reps=N base_jobs_per_s=... scraped_jobs_per_s=...
 #          throughput_change_pct=... base_put_p99_us=... scraped_put_p99_us=... p99_change_pct=...
 # Usage: bench/http_scrape.sh [BUILD_DIR] (default build). Environment: REPS (5), DURATION
-# seconds per run (8), QUEUES (10000), BENCH_ARGS (spool-bench e2e load options).
+# seconds per run (8), QUEUES (10000), BENCH_ARGS (spool-bench e2e load options), SCRAPE_PATH
+# (/metrics; /api/v1/server costs the loop the same snapshot with almost no rendering).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -48,7 +49,7 @@ echo "queues=$(curl -s "http://$http/api/v1/server" | sed 's/.*"queues":\([0-9]*
 # and what the whole request took (curl's time_total: wake the loop, copy, render, transfer).
 scrape() {
     while true; do
-        curl -s -o "$dir/page" -w '%{time_total}\n' "http://$http/metrics" >>"$dir/request_s"
+        curl -s -o "$dir/page" -w '%{time_total}\n' "http://$http${SCRAPE_PATH:-/metrics}" >>"$dir/request_s"
         sed -n 's/^spool_metrics_snapshot_build_seconds //p' "$dir/page" >>"$dir/build_s"
         sleep 1
     done
@@ -83,8 +84,9 @@ echo "throughput ratios: $(tr '\n' ' ' <"$dir/rt")  put p99 ratios: $(tr '\n' ' 
 rt=$(sort -g "$dir/rt" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
 rp=$(sort -g "$dir/rp" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
 med() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-build_ms=$(awk "BEGIN {printf \"%.2f\", $(med "$dir/build_s") * 1000}")
+build_ms=$(awk "BEGIN {printf \"%.2f\", $(med "$dir/build_s")0 * 1000}")
 build_max_ms=$(sort -g "$dir/build_s" | tail -1 | awk '{printf "%.2f", $1 * 1000}')
+[ -s "$dir/build_s" ] || build_ms=na build_max_ms=na # a SCRAPE_PATH without the gauge
 request_ms=$(awk "BEGIN {printf \"%.1f\", $(med "$dir/request_s") * 1000}")
 echo "RESULT bench=http_scrape queues=$queues reps=$reps snapshot_build_ms_p50=$build_ms" \
     "snapshot_build_ms_max=$build_max_ms scrape_request_ms_p50=$request_ms" \
