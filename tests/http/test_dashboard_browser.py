@@ -159,6 +159,7 @@ def main():
     s = Spoold("--auth-file", secret_file)
     stop = threading.Event()
     browser = None
+    loader = None
     try:
         c = spool.Client(s.addr, auth=SECRET)  # open to the end: it holds a lease
         if True:
@@ -228,6 +229,8 @@ def main():
         raise
     finally:
         stop.set()
+        if loader is not None:
+            loader.join(timeout=30)  # before spoold stops under it
         if browser is not None:
             browser.close()
         rc = s.stop()
