@@ -40,6 +40,7 @@ static int map_error(int error)
     case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
     case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
     case QUEUE_ETOOBIG: return SPOOL_E_TOO_LARGE;
+    case QUEUE_ETOOMANY: return SPOOL_E_TOO_MANY_QUEUES;
     case LOG_ENOSPC: return SPOOL_E_DISK_FULL;
     case LOG_ETOOBIG: return SPOOL_E_TOO_LARGE;
     default: return SPOOL_E_INTERNAL;
@@ -153,8 +154,21 @@ static uint8_t state_to_wire(enum job_state state)
     case JOB_RESERVED: return WIRE_STATE_RESERVED;
     case JOB_DEAD: return WIRE_STATE_DEAD;
     case JOB_DONE: return WIRE_STATE_DONE;
+    case JOB_EXPIRED: return WIRE_STATE_EXPIRED;
     }
     return WIRE_STATE_UNKNOWN;
+}
+
+static const char reason_expired[] = "expired";
+
+/* Version 1 has no EXPIRED state: such a job is told DEAD, with reason "expired" (what a v1
+ * client does with a dead job, stop waiting and report it, is right for it too). */
+static void job_info_for_version(uint16_t version, struct wire_job_info *info)
+{
+    if (info->state == WIRE_STATE_EXPIRED && version < 2) {
+        info->state = WIRE_STATE_DEAD;
+        info->reason = wire_bytes_of(reason_expired, sizeof(reason_expired) - 1);
+    }
 }
 
 static void job_info_fill(const struct job *job, bool with_body, struct wire_job_info *info)
@@ -237,6 +251,7 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
     }
     if (!conn_handshake_done(conn))
         return 0;
+    conn->version = high;
     if (slog_debug_enabled)
         hello_log(conn, m->hello.client_name);
     union wire_msg r = {.hello_reply = {
@@ -800,6 +815,7 @@ static void status_reply(struct conn *conn, uint16_t opcode, uint64_t request_id
     r.job_info.result = wire_bytes_of(status->result, status->result_len);
     if (status->state == JOB_DEAD)
         r.job_info.reason = wire_bytes_of(status->reason, status->reason_len);
+    job_info_for_version(conn->version, &r.job_info);
     reply(conn, opcode, request_id, &r);
 }
 

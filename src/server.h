@@ -91,6 +91,7 @@ struct conn {
     bool closing;           /* no more input; close once output is flushed */
     bool released;          /* its blocked requests and leases were given back */
     bool hello_done;
+    uint16_t version;       /* the protocol version HELLO negotiated */
     int64_t accepted_ms;    /* for --handshake-timeout */
     struct list_link handshake_link; /* server.handshaking while !hello_done */
     bool stalled;           /* a request waits for log space */

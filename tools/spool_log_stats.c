@@ -27,7 +27,7 @@ static const char *type_names[] = {"?",    "put",  "lease",  "ack",        "rele
 
 struct bucket {
     uint64_t live_jobs;
-    uint64_t by_state[JOB_DONE + 1];
+    uint64_t by_state[JOB_EXPIRED + 1];
     uint64_t live_bytes;
     uint64_t dead_bytes;
     uint64_t records[TYPE_SLOTS];

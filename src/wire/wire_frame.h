@@ -122,6 +122,9 @@ enum wire_job_state {
     WIRE_STATE_RESERVED = 3,
     WIRE_STATE_DEAD = 4,
     WIRE_STATE_DONE = 5, /* acked */
+    /* Protocol version 2: its ttl ran out before an ack (a version 1 peer is told DEAD with
+     * reason "expired"). */
+    WIRE_STATE_EXPIRED = 6,
 };
 
 struct wire_header {

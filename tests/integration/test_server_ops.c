@@ -156,7 +156,11 @@ static void test_delay_and_ttl(void)
     REQUIRE(spool_status(c, id, &job) == 0);
     spool_job_free(job);
     usleep(450 * 1000);
-    CHECK_EQ(spool_status(c, id, &job), SPOOL_E_NOT_FOUND);
+    /* Issue 10 item 9: remembered as expired, not forgotten (v1 says DEAD, reason "expired"). */
+    REQUIRE(spool_status(c, id, &job) == 0);
+    CHECK_EQ(job->state, SPOOL_STATE_DEAD);
+    CHECK(strcmp(job->reason, "expired") == 0);
+    spool_job_free(job);
     CHECK(reserve(c, "ttlq", 0, 0) == NULL);
     spool_close(c);
 }

@@ -218,6 +218,13 @@ static void test_delay_and_ttl(void)
     queue_tick(s, T(2200));
     CHECK(queue_peek_id(s, t) == NULL);
     CHECK_EQ(queue_delete(s, t, T(2200)), QUEUE_ENOTFOUND);
+    /* Issue 10 item 9: remembered as EXPIRED (settled at its expiry), counted in the queue. */
+    struct queue_job_status status;
+    REQUIRE(queue_status(s, t, &status));
+    CHECK_EQ(status.state, JOB_EXPIRED);
+    CHECK_EQ(status.settled_ms, 2200);
+    queue_stats_get(queue_find(s, "q", 1), T(2200), &st);
+    CHECK_EQ(st.expired, 1);
     /* ttl while reserved: kept until the lease ends, then removed. */
     uint64_t r = put_full(s, "r", 0, 0, 100, -1, NULL, 3000);
     queue_durable(s, UINT64_MAX, T(3000));
@@ -448,9 +455,13 @@ static void test_blocked_reservers_fair_across_queues(void)
     queue_tick(s, T(300)); /* r3 times out empty */
     CHECK_EQ(l3.calls, 1);
     CHECK_EQ(l3.count, 0);
+    /* Issue 10: "a" is empty and nobody waits on it any more: the tick forgot it. */
+    CHECK(queue_find(s, "a", 1) == NULL);
     put(s, "a", 0, 400); /* nobody waits: stays ready */
     CHECK_EQ(l1.calls, 1);
     struct queue_stats st;
+    a = queue_find(s, "a", 1);
+    REQUIRE(a != NULL);
     queue_stats_get(a, T(400), &st);
     CHECK_EQ(st.ready, 1);
     /* A canceled reserver is never woken. */
@@ -924,7 +935,7 @@ static void test_wall_clock_steps_move_no_timer(void)
     queue_tick(s, clocks(back_ms, 349, 999999));
     CHECK_EQ(state_of(s, ttl), JOB_READY);
     queue_tick(s, clocks(back_ms, 350, 0));
-    CHECK(queue_job_find(s, ttl) == NULL);
+    CHECK_EQ(state_of(s, ttl), JOB_EXPIRED);
     queue_tick(s, clocks(back_ms, 549, 999999));
     CHECK_EQ(state_of(s, delayed), JOB_DELAYED);
     queue_tick(s, clocks(back_ms, 550, 0));
@@ -981,7 +992,7 @@ static void test_lease_never_ends_before_ttr(void)
     CHECK_EQ(state_of(s, brief), JOB_READY);
     queue_tick(s, clocks(WALL_BASE_MS + 11, 5011, 0));
     CHECK_EQ(state_of(s, later), JOB_READY);
-    CHECK(queue_job_find(s, brief) == NULL);
+    CHECK_EQ(state_of(s, brief), JOB_EXPIRED);
     queue_state_destroy(s);
 }
 
@@ -1009,7 +1020,7 @@ static void test_replay_converts_times_once(void)
     queue_tick(r, clocks(jumped_ms, 706, 999999));
     CHECK_EQ(state_of(r, ttl), JOB_READY);
     queue_tick(r, clocks(jumped_ms, 707, 0));
-    CHECK(queue_job_find(r, ttl) == NULL);
+    CHECK_EQ(state_of(r, ttl), JOB_EXPIRED);
     queue_state_destroy(r);
     queue_state_destroy(s);
 }

@@ -597,8 +597,9 @@ static void test_errors(void)
     CHECK(strcmp(wire_error_name(SPOOL_E_INTERNAL), "INTERNAL") == 0);
     CHECK(strcmp(wire_error_name(SPOOL_E_INVALID_ARGUMENT), "INVALID_ARGUMENT") == 0);
     CHECK(wire_error_name(-ENOENT) == NULL);
-    CHECK(wire_error_name(SPOOL_E_INTERNAL - 1) == NULL);
-    for (int code = 1; code <= 15; code++) {
+    CHECK(strcmp(wire_error_name(SPOOL_E_TOO_MANY_QUEUES), "TOO_MANY_QUEUES") == 0);
+    CHECK(wire_error_name(SPOOL_E_TOO_MANY_QUEUES - 1) == NULL);
+    for (int code = 1; code <= 16; code++) {
         int e = wire_error_from_wire((uint16_t)code);
         CHECK_EQ(e, -(SPOOL_ERROR_BASE + code));
         CHECK_EQ(wire_error_to_wire(e), code);
