@@ -412,6 +412,11 @@ struct queue_totals {
     uint64_t keys, keys_evicted;
 };
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out);
+/* The queues whose names sort after cursor (cursor_len 0: every queue), in name order (byte
+ * order, a prefix first): *out is malloc'ed (the caller frees it) and valid until the next
+ * queue_tick, which may forget idle queues. Returns their count. */
+uint32_t queue_page(struct queue_state *state, const char *cursor, uint32_t cursor_len,
+                    struct queue ***out);
 /* Call fn for each queue (order unspecified). */
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
                 void *ctx);

@@ -117,6 +117,13 @@ struct conn {
     void *batch_results;
 };
 
+/* The version the connection's frames use (version 1 layouts before HELLO, whose own layout
+ * is the same in every version). */
+static inline uint16_t conn_wire_version(const struct conn *conn)
+{
+    return conn->version != 0 ? conn->version : WIRE_VERSION_MIN;
+}
+
 /* A reply waiting for durability. */
 struct held_reply {
     struct list_link link;

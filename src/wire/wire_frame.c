@@ -184,6 +184,7 @@ static const struct {
     {WIRE_OP_RESUME, "RESUME"},
     {WIRE_OP_PURGE, "PURGE"},
     {WIRE_OP_QUEUE_CONFIG, "QUEUE_CONFIG"},
+    {WIRE_OP_DELETE_QUEUE, "DELETE_QUEUE"},
 };
 
 /* Request names only: a reply's name is its request's (logs print "PUT reply"). */
