@@ -859,7 +859,12 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
         return RECORD_EINVAL;
     struct queue **queues = calloc(queue_count + 1u, sizeof(*queues));
     SPOOL_ASSERT(queues != NULL);
+    /* Loading recreates what was there: not subject to queues_max (a restart with a lower
+     * --max-queues keeps every saved queue; only new names are refused). */
+    bool replaying = state->replaying;
+    state->replaying = true;
     int err = load_queues(state, &c, queue_count, queues);
+    state->replaying = replaying;
     struct job_prev prev = {0};
     for (uint64_t i = 0; err == 0 && i < job_count; i++)
         err = version >= 3 ? load_job_v3(state, &c, queues, queue_count, now, &prev)

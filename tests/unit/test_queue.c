@@ -1077,6 +1077,11 @@ static void test_checkpoint_roundtrip(void)
     struct job *g = reserve1(s, "gamma", 1, NULL);
     REQUIRE(g != NULL && g->id == done);
     CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, T(2)), 0);
+    /* Issue 10: a job whose ttl ran out is saved as EXPIRED (version 4), and keys per queue. */
+    uint64_t gone = put_full(s, "delta", 0, 0, 5, -1, "idem", 2);
+    queue_durable(s, UINT64_MAX, T(2));
+    queue_tick(s, T(7));
+    REQUIRE(state_of(s, gone) == JOB_EXPIRED);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -1084,6 +1089,22 @@ static void test_checkpoint_roundtrip(void)
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
     REQUIRE(queue_checkpoint_load(r, payload, len, T(100)) == 0);
+    struct queue_job_status gone_status;
+    REQUIRE(queue_status(r, gone, &gone_status));
+    CHECK_EQ(gone_status.state, JOB_EXPIRED);
+    CHECK_EQ(gone_status.settled_ms, 7);
+    struct queue_stats delta_stats;
+    queue_stats_get(queue_find(r, "delta", 5), T(100), &delta_stats);
+    CHECK_EQ(delta_stats.expired, 1);
+    { /* and what was loaded saves again */
+        uint8_t *again;
+        uint32_t again_len;
+        REQUIRE(queue_checkpoint_encode(r, &again, &again_len) == 0);
+        struct queue_state *r2 = queue_state_create(&config);
+        CHECK_EQ(queue_checkpoint_load(r2, again, again_len, T(100)), 0);
+        queue_state_destroy(r2);
+        free(again);
+    }
     struct job *x = queue_peek_id(r, a);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_READY && x->attempts == 1 && x->body == NULL && x->body_len == 4);
@@ -1115,6 +1136,10 @@ static void test_checkpoint_roundtrip(void)
     bool dup;
     CHECK_EQ(queue_put(r, &args, T(200), &id, &dup, &seq), 0);
     CHECK(dup && id == b);
+    args.queue = "delta"; /* the same key in another queue is its own */
+    args.queue_len = 5;
+    CHECK_EQ(queue_put(r, &args, T(200), &id, &dup, &seq), 0);
+    CHECK(dup && id == gone);
     /* Every truncation is refused; so is a flipped magic. */
     for (uint32_t n = 0; n < len; n += 7) {
         struct queue_state *t = queue_state_create(&config);
