@@ -1158,6 +1158,66 @@ static void test_checkpoint_roundtrip(void)
 /* Random byte flips in a valid checkpoint: the loader refuses or accepts, never crashes or
  * reads out of bounds (the sanitizer build checks the latter). */
 /* A version-1 checkpoint payload (no done section, 40-byte header) still loads. */
+/* Issue 10: a version 3 checkpoint (keys global, done entries without a state byte) still
+ * loads: a key is scoped to its job's queue, one whose job is unknown is dropped, and a done
+ * entry is DONE. Bytes made by hand in the version 3 layout of RECORDS.md. */
+static void test_checkpoint_version3_loads(void)
+{
+    uint8_t p[256];
+    memset(p, 0, sizeof(p));
+    le_put_u32(p, 0x53515053u); /* "SPQS" */
+    le_put_u16(p + 4, 3);
+    le_put_u64(p + 8, 100);      /* next_id */
+    le_put_u32(p + 24, 1);       /* queue_count */
+    le_put_u32(p + 28, 2);       /* idem_count */
+    le_put_u64(p + 32, 0);       /* job_count */
+    le_put_u32(p + 40, 1);       /* done_count */
+    uint8_t *q = p + 48;         /* queue "mail" */
+    le_put_u16(q, 4);
+    le_put_u32(q + 4, UINT32_MAX);
+    memcpy(q + 40, "mail", 4);
+    uint8_t *k = q + 44; /* key "k1" of job 50 (the done job), "k2" of job 60 (unknown) */
+    le_put_u16(k, 2);
+    le_put_u64(k + 8, 50);
+    le_put_u64(k + 16, (uint64_t)WALL_BASE_MS);
+    memcpy(k + 24, "k1", 2);
+    k += 26;
+    le_put_u16(k, 2);
+    le_put_u64(k + 8, 60);
+    le_put_u64(k + 16, (uint64_t)WALL_BASE_MS);
+    memcpy(k + 24, "k2", 2);
+    uint8_t *d = k + 26; /* done job 50 of queue 0, result "ok" */
+    le_put_u64(d, 50);
+    le_put_u32(d + 20, 2);
+    le_put_u64(d + 40, (uint64_t)WALL_BASE_MS + 5);
+    d[52] = 0xEE; /* pad in version 3: ignored */
+    memcpy(d + 56, "ok", 2);
+    uint32_t len = (uint32_t)(d + 58 - p);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    struct queue_time now = clocks(WALL_BASE_MS + 10, 10, 0);
+    REQUIRE(queue_checkpoint_load(r, p, len, now) == 0);
+    struct queue_job_status st;
+    REQUIRE(queue_status(r, 50, &st));
+    CHECK_EQ(st.state, JOB_DONE);
+    CHECK(st.result_len == 2 && memcmp(st.result, "ok", 2) == 0);
+    struct queue_totals totals;
+    queue_totals_get(r, &totals);
+    CHECK_EQ(totals.keys, 1);
+    struct queue_put_args args = {.queue = "mail", .queue_len = 4, .key = "k1", .key_len = 2,
+                                  .body = "x", .body_len = 1, .max_attempts = -1};
+    uint64_t id, seq;
+    bool dup;
+    CHECK_EQ(queue_put(r, &args, now, &id, &dup, &seq), 0);
+    CHECK(dup && id == 50);
+    args.queue = "other"; /* scoped to mail now */
+    args.queue_len = 5;
+    CHECK_EQ(queue_put(r, &args, now, &id, &dup, &seq), 0);
+    CHECK(!dup && id == 100);
+    queue_state_destroy(r);
+}
+
 static void test_checkpoint_version1_loads(void)
 {
     uint8_t v1[40] = {0x53, 0x50, 0x51, 0x53, 0x01, 0x00, 0x00, 0x00, /* "SPQS", version 1 */
@@ -1635,6 +1695,7 @@ int main(void)
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
     RUN_TEST(test_checkpoint_version1_loads);
+    RUN_TEST(test_checkpoint_version3_loads);
     RUN_TEST(test_checkpoint_version2_loads);
     RUN_TEST(test_checkpoint_v3_compact_roundtrip);
     RUN_TEST(test_checkpoint_walk_while_changing);
