@@ -549,6 +549,27 @@ static void done_trim(struct queue_state *state)
     }
 }
 
+void queue_done_forget_queue(struct queue_state *state, struct queue *queue)
+{
+    struct list_link *link = state->done.next;
+    while (link != &state->done && queue->stats.settled > 0) {
+        struct job *old = LIST_ENTRY(link, struct job, live);
+        link = link->next;
+        if (old->queue != queue)
+            continue;
+        list_unlink(&old->live);
+        jobtab_remove(&state->jobs, old->id);
+        queue->stats.settled--;
+        if (old->state == JOB_EXPIRED)
+            queue->stats.expired--;
+        state->done_count--;
+        state->done_bytes -= old->result_len;
+        job_free(state, old);
+    }
+    SPOOL_ASSERT(queue->stats.settled == 0);
+    SPOOL_ASSERT(queue->stats.expired == 0);
+}
+
 void queue_job_done(struct queue_state *state, struct job *job, const void *result,
                     uint32_t result_len, int64_t settled_ms)
 {

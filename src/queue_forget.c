@@ -69,8 +69,9 @@ void queue_idle_sweep(struct queue_state *state, uint32_t *budget)
     }
 }
 
-/* Every job of the queue goes (a reserved one's lease goes stale with it), then its keys and
- * settings: the queue is as if never used, and the next tick forgets it. */
+/* Every job of the queue goes (a reserved one's lease goes stale with it), the done and
+ * expired ones it remembers too, then its keys and settings: the queue is as if never used,
+ * and the next tick forgets it. */
 void queue_delete_queue_apply(struct queue_state *state, struct queue *queue)
 {
     struct list_link *link = queue->live.next;
@@ -81,6 +82,7 @@ void queue_delete_queue_apply(struct queue_state *state, struct queue *queue)
             queue_job_remove(state, job);
     }
     queue_idem_forget_queue(state, queue);
+    queue_done_forget_queue(state, queue);
     queue->paused = false;
     queue->default_ttr_ms = 0;
     queue->default_max_attempts = UINT32_MAX;

@@ -98,6 +98,9 @@ void queue_serve(struct queue_state *state, struct queue_time now);
 void queue_idle_mark(struct queue_state *state, struct queue *queue);
 void queue_idle_sweep(struct queue_state *state, uint32_t *budget);
 void queue_delete_queue_apply(struct queue_state *state, struct queue *queue);
+/* Forget the remembered DONE and EXPIRED jobs of a queue (DELETE_QUEUE): at most
+ * done_keep_max of them are walked. */
+void queue_done_forget_queue(struct queue_state *state, struct queue *queue);
 /* Timers (queue_timer.c) call these transitions of queue.c. */
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now);
 /* TTL ran out for a job not reserved: gone once its DELETE is logged. False when the emit

@@ -115,6 +115,21 @@ static void test_delete_queue(void)
     uint64_t keyed = put(c, "dq", "k1", NULL);
     put(c, "dq", NULL, NULL);
     put(c, "dq", NULL, NULL);
+    uint64_t acked = put(c, "dq", NULL, NULL); /* done before the delete: forgotten with it */
+    {
+        const char *dq1[1] = {"dq"};
+        struct spool_delivery *first = NULL;
+        size_t n = 0;
+        REQUIRE(spool_reserve(c, dq1, 1, 4, 1000, 0, &first, &n) == 0);
+        for (size_t i = 0; i < n; i++) {
+            if (first[i].id == acked)
+                REQUIRE(spool_ack(c, acked, first[i].lease, "r", 1) == 0);
+            else
+                REQUIRE(spool_release(c, first[i].id, first[i].lease, 0, -1) == 0);
+        }
+        CHECK_EQ(n, 4);
+        spool_deliveries_free(first);
+    }
     uint64_t kept = put(c, "other", NULL, NULL);
     REQUIRE(spool_queue_set_defaults(c, "dq", 7000, 3) == 0);
     const char *dq[1] = {"dq"};
@@ -131,6 +146,7 @@ static void test_delete_queue(void)
     spool_deliveries_free(d);
     struct spool_job *job = NULL;
     CHECK_EQ(spool_status(c, keyed, &job), SPOOL_E_NOT_FOUND);
+    CHECK_EQ(spool_status(c, acked, &job), SPOOL_E_NOT_FOUND);
     CHECK(!queue_listed(c, "dq"));
     /* Its key is free again: the same key in the same queue is a new job. */
     int dup = 1;
