@@ -243,6 +243,12 @@ static int emit(struct queue_state *state, uint8_t type, const void *data, size_
     return state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
 }
 
+int queue_emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
+               struct log_pos *pos)
+{
+    return emit(state, type, data, len, pos);
+}
+
 /* The queue of the last lookup, if it has this name (NULL otherwise). */
 static struct queue *queue_cached(const struct queue_state *state, const char *name,
                                   uint32_t name_len)

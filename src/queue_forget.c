@@ -107,10 +107,7 @@ int queue_delete_queue(struct queue_state *state, const char *name, uint32_t nam
         return QUEUE_ESTATE;
     uint8_t buf[RECORD_PURGE_FIXED + QUEUE_NAME_LEN_MAX];
     size_t len = record_delete_queue_encode(name, name_len, buf);
-    int err = state->replaying || state->config.emit == NULL
-                  ? 0
-                  : state->config.emit(state->config.emit_ctx, RECORD_DELETE_QUEUE, buf,
-                                       (uint32_t)len, &(struct log_pos){0});
+    int err = queue_emit(state, RECORD_DELETE_QUEUE, buf, len, NULL);
     if (err != 0)
         return err;
     const struct queue_stats *s = &queue->stats;

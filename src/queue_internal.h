@@ -93,6 +93,9 @@ void queue_idem_free(struct queue_state *state, struct idem *idem);
 void queue_apply_meta(struct queue *queue, const struct record_meta *meta);
 void queue_purge_apply(struct queue_state *state, struct queue *queue);
 void queue_serve(struct queue_state *state, struct queue_time now);
+/* Emit a record (nothing during replay: it is in the log already); 0 or the emit's error. */
+int queue_emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
+               struct log_pos *pos);
 /* queue_forget.c: a queue that may have nothing left to keep (no job, remembered job,
  * waiting reserver or setting) is looked at by the next queue_tick, and forgotten if so. */
 void queue_idle_mark(struct queue_state *state, struct queue *queue);
