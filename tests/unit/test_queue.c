@@ -1218,6 +1218,75 @@ static void test_checkpoint_version3_loads(void)
     queue_state_destroy(r);
 }
 
+/* Issue 10: a queue with a waiting reserver, paused or not, is kept (the reserver points to
+ * it); once the reserver is gone and the queue is empty it is forgotten; a queue limit refuses
+ * a new name but not an existing one. */
+static void test_idle_queues_forgotten(void)
+{
+    struct queue_config config;
+    queue_config_defaults(&config);
+    config.queues_max = 2;
+    struct queue_state *s = queue_state_create(&config); /* nothing here is logged */
+    struct queue *w;
+    REQUIRE(queue_get(s, "w", 1, &w) == 0);
+    struct wake_log log = {0};
+    struct queue_reserver r = one_job_reserver(w, 5000, &log);
+    struct job *jobs[4];
+    CHECK_EQ(queue_reserve(s, &r, T(0), jobs), 0);
+    queue_reserver_pause(s, &r);
+    queue_tick(s, T(1));
+    CHECK(queue_find(s, "w", 1) == w); /* paused, still waiting: kept */
+    struct queue *x;
+    REQUIRE(queue_get(s, "x", 1, &x) == 0);
+    struct queue *y = NULL;
+    CHECK_EQ(queue_get(s, "y", 1, &y), QUEUE_ETOOMANY);
+    CHECK_EQ(queue_get(s, "x", 1, &x), 0);
+    queue_tick(s, T(2)); /* x: empty, nobody waits: forgotten */
+    CHECK(queue_find(s, "x", 1) == NULL);
+    queue_reserver_resume(s, &r);
+    queue_reserver_cancel(s, &r);
+    queue_tick(s, T(3));
+    CHECK(queue_find(s, "w", 1) == NULL);
+    struct queue_totals totals;
+    queue_totals_get(s, &totals);
+    CHECK_EQ(totals.queues, 0);
+    CHECK_EQ(log.calls, 0);
+    queue_state_destroy(s);
+}
+
+/* Issue 10: DELETE_QUEUE, forced, deletes reserved jobs too, and replay of the log ends in the
+ * same state (no queue, no job, the key free). */
+static void test_delete_queue_replays(void)
+{
+    fake_reset();
+    struct queue_state *s = make_state();
+    uint64_t a = put_full(s, "dq", 0, 0, 0, -1, "key", 0);
+    uint64_t b = put(s, "dq", 0, 0);
+    uint64_t other = put(s, "keep", 0, 0);
+    queue_durable(s, UINT64_MAX, T(0));
+    struct job *held = reserve1(s, "dq", 1, NULL);
+    REQUIRE(held != NULL && held->id == a);
+    uint64_t token = held->lease_token;
+    uint64_t deleted = 0;
+    CHECK_EQ(queue_delete_queue(s, "dq", 2, false, T(2), &deleted), QUEUE_ESTATE);
+    CHECK_EQ(queue_delete_queue(s, "nq", 2, true, T(2), &deleted), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete_queue(s, "dq", 2, true, T(2), &deleted), 0);
+    CHECK_EQ(deleted, 2);
+    CHECK_EQ(queue_ack(s, a, token, NULL, 0, T(3)), QUEUE_ENOTFOUND);
+    CHECK(queue_job_find(s, b) == NULL);
+    queue_tick(s, T(3));
+    CHECK(queue_find(s, "dq", 2) == NULL);
+    struct queue_state *r = replay_all_at(T(10));
+    queue_tick(r, T(10));
+    CHECK(queue_find(r, "dq", 2) == NULL);
+    CHECK(queue_job_find(r, a) == NULL && queue_job_find(r, b) == NULL);
+    CHECK(queue_job_find(r, other) != NULL);
+    uint64_t again = put_full(r, "dq", 0, 0, 0, -1, "key", 20);
+    CHECK(again != a);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 static void test_checkpoint_version1_loads(void)
 {
     uint8_t v1[40] = {0x53, 0x50, 0x51, 0x53, 0x01, 0x00, 0x00, 0x00, /* "SPQS", version 1 */
@@ -1694,6 +1763,8 @@ int main(void)
     RUN_TEST(test_checkpoint_keeps_live_order);
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
+    RUN_TEST(test_idle_queues_forgotten);
+    RUN_TEST(test_delete_queue_replays);
     RUN_TEST(test_checkpoint_version1_loads);
     RUN_TEST(test_checkpoint_version3_loads);
     RUN_TEST(test_checkpoint_version2_loads);
