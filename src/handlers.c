@@ -371,7 +371,8 @@ struct batch_sum {
 
 /* Every queue of the batch has room for all of the batch's jobs to it: the check is exact
  * whatever the number of queues, so no put of an admitted batch fails for room. */
-/* The batch against the limits of each queue it names: 0, QUEUE_EFULL or QUEUE_ETOOBIG. */
+/* The batch against the limits of each queue it names and the queue limit: 0, QUEUE_EFULL,
+ * QUEUE_ETOOBIG or QUEUE_ETOOMANY. */
 static int batch_room(const struct queue_state *state, const struct wire_put_batch *batch)
 {
     struct batch_sum inline_sums[BATCH_QUEUES_INLINE];
@@ -396,9 +397,14 @@ static int batch_room(const struct queue_state *state, const struct wire_put_bat
         sums[k].bytes += job->body.len;
     }
     int room = 0;
-    for (uint32_t k = 0; k < n && room == 0; k++)
+    uint64_t new_queues = 0;
+    for (uint32_t k = 0; k < n && room == 0; k++) {
         room = queue_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
                               sums[k].jobs, sums[k].bytes);
+        new_queues += !queue_known(state, (const char *)sums[k].name.data, sums[k].name.len);
+    }
+    if (room == 0) /* a put creating one queue too many would fail half way through */
+        room = queue_room_for_queues(state, new_queues);
     if (sums != inline_sums)
         free(sums);
     return room;
@@ -449,8 +455,10 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
     int room = batch_room(server->queues, batch);
     if (room != 0) {
         conn_error(conn, request_id, map_error(room),
-                   room == QUEUE_ETOOBIG ? "the batch is larger than a queue's limits"
-                                         : "the batch exceeds a queue limit");
+                   room == QUEUE_ETOOBIG    ? "the batch is larger than a queue's limits"
+                   : room == QUEUE_ETOOMANY ? "the batch names more new queues than "
+                                              "--max-queues leaves room for"
+                                            : "the batch exceeds a queue limit");
         return BATCH_REFUSED;
     }
     if (server->log_full || log_bytes > log_open_room(server->log)) {

@@ -773,6 +773,19 @@ int queue_room_for(const struct queue_state *state, const char *name, uint32_t n
     return room_check(state, strmap_get(&state->queues, name, name_len), jobs, bytes);
 }
 
+int queue_room_for_queues(const struct queue_state *state, uint64_t new_queues)
+{
+    uint64_t max = state->config.queues_max;
+    if (max != 0 && new_queues > 0 && state->queues.count + new_queues > max)
+        return QUEUE_ETOOMANY;
+    return 0;
+}
+
+bool queue_known(const struct queue_state *state, const char *name, uint32_t name_len)
+{
+    return strmap_get(&state->queues, name, name_len) != NULL;
+}
+
 /* An earlier put with the same key, still within the window. */
 static bool put_duplicate(struct queue_state *state, const struct queue_put_args *args,
                           struct queue_time now, uint64_t *id, uint64_t *seq)

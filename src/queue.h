@@ -307,6 +307,11 @@ SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_a
 int queue_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
                    uint64_t jobs, uint64_t bytes);
 
+/* Could new_queues queues that do not exist yet be created now (queues_max)? 0 or
+ * QUEUE_ETOOMANY; PUT_BATCH asks before logging any job. queue_known: does it exist? */
+int queue_room_for_queues(const struct queue_state *state, uint64_t new_queues);
+bool queue_known(const struct queue_state *state, const char *name, uint32_t name_len);
+
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);
 

@@ -87,6 +87,15 @@ static void test_queue_limit_and_forgetting(void)
     size_t count = 0;
     CHECK_EQ(spool_reserve(c, q4, 1, 1, 0, 0, &d, &count), SPOOL_E_TOO_MANY_QUEUES);
     CHECK_EQ(spool_ping(c), 0); /* the connection stays usable */
+    /* A batch naming one new queue too many is refused whole, before any of it is logged. */
+    struct spool_job_spec batch[3] = {{.queue = "q0", .body = "1", .body_len = 1},
+                                      {.queue = "q5", .body = "2", .body_len = 1},
+                                      {.queue = "q1", .body = "3", .body_len = 1}};
+    CHECK_EQ(spool_put_batch(c, batch, 3, NULL), SPOOL_E_TOO_MANY_QUEUES);
+    struct spool_stats *before = NULL;
+    REQUIRE(spool_stats(c, NULL, &before) == 0);
+    CHECK_EQ(before->ready, 4);
+    spool_stats_free(before);
     /* q0 configured (kept when empty), q1 emptied (forgotten): room for q4. */
     REQUIRE(spool_queue_set_defaults(c, "q0", 5000, -1) == 0);
     REQUIRE(spool_delete(c, ids[0]) == 0);
