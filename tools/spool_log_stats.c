@@ -22,7 +22,8 @@
 #define WHY_JOBS_SHOWN_MAX 100
 
 static const char *type_names[] = {"?",    "put",  "lease",  "ack",        "release", "touch",
-                                   "bury", "kick", "delete", "queue_meta", "purge"};
+                                   "bury", "kick", "delete", "queue_meta", "purge",
+                                   "delete_queue"};
 #define TYPE_SLOTS (sizeof(type_names) / sizeof(type_names[0]))
 
 struct bucket {
