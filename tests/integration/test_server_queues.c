@@ -4,14 +4,19 @@
  * bounded by --max-idempotency-keys, and jobs whose ttl ran out remembered as expired. */
 #include <spool/client.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "spoold_harness.h"
+#include "wire_message.h"
 
 static spool_client *client_of(const struct spoold *s)
 {
@@ -306,6 +311,109 @@ static void test_ttl_expiry_is_remembered(void)
     spoold_cleanup(&s);
 }
 
+/* ---- raw frames, for what libspool does not expose (a page's limit and cursor) ---- */
+
+static int raw_connect(const struct spoold *s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static bool recv_exact(int fd, void *data, size_t len)
+{
+    uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Send one request in version `version` and decode its reply into *r (payload in buf). */
+static void raw_call(int fd, uint16_t version, uint16_t op, const union wire_msg *m,
+                     union wire_msg *r, uint8_t *buf, size_t cap)
+{
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    REQUIRE(wire_encode_v(&b, version, op, 9, m) == 0);
+    REQUIRE(send(fd, b.data, b.len, MSG_NOSIGNAL) == (ssize_t)b.len);
+    wire_buf_free(&b);
+    uint8_t head[WIRE_HEADER_SIZE];
+    REQUIRE(recv_exact(fd, head, sizeof(head)));
+    struct wire_header h;
+    REQUIRE(wire_header_decode(head, sizeof(head), WIRE_FRAME_SIZE_LIMIT, &h) == 0);
+    size_t len = h.frame_size - WIRE_HEADER_SIZE;
+    REQUIRE(len <= cap && recv_exact(fd, buf, len));
+    REQUIRE(h.opcode == (op | WIRE_OP_REPLY));
+    REQUIRE(wire_decode_v(version, h.opcode, buf, len, r) == 0);
+}
+
+/* Item 4, protocol version 2: a STATS or QUEUES page holds at most `limit` queues, in name
+ * order, after the cursor; next_cursor names its last queue while more follow, and is empty
+ * on the last page. HELLO offering 1..2 gets 2; offering 1..1 gets 1. */
+static void test_paging_by_cursor_and_limit(void)
+{
+    struct spoold s;
+    REQUIRE(spoold_start(&s, "paging", NULL) == 0);
+    spool_client *c = client_of(&s);
+    const char *names[] = {"b", "a", "c:1", "c", "a.b"}; /* sorted: a a.b b c c:1 */
+    for (size_t i = 0; i < 5; i++)
+        put(c, names[i], NULL, NULL);
+    spool_close(c);
+    static uint8_t buf[1 << 16];
+    int fd = raw_connect(&s);
+    union wire_msg m = {.hello = {.magic = WIRE_MAGIC, .version_min = 1, .version_max = 2}};
+    union wire_msg r;
+    raw_call(fd, 1, WIRE_OP_HELLO, &m, &r, buf, sizeof buf);
+    CHECK_EQ(r.hello_reply.version, 2);
+    const char *want[] = {"a", "a.b", "b", "c", "c:1"};
+    char cursor[256] = "";
+    size_t seen = 0;
+    for (int page = 0; page < 3; page++) {
+        m = (union wire_msg){.page = {.cursor = wire_bytes_str(cursor), .limit = 2}};
+        raw_call(fd, 2, WIRE_OP_STATS, &m, &r, buf, sizeof buf);
+        CHECK_EQ(r.stats_reply.server.queues, 5);
+        CHECK_EQ(r.stats_reply.server.total_put, 5); /* every queue's, not the page's */
+        CHECK_EQ(r.stats_reply.queue_count, page < 2 ? 2 : 1);
+        for (uint32_t i = 0; i < r.stats_reply.queue_count && seen < 5; i++)
+            CHECK(wire_bytes_eq(r.stats_reply.queues[i].name, want[seen++]));
+        struct wire_bytes next = r.stats_reply.next_cursor;
+        CHECK(page < 2 ? wire_bytes_eq(next, want[2 * page + 1]) : next.len == 0);
+        memcpy(cursor, next.data, next.len);
+        cursor[next.len] = 0;
+        wire_msg_free(WIRE_OP_STATS | WIRE_OP_REPLY, &r);
+    }
+    CHECK_EQ(seen, 5);
+    m = (union wire_msg){.page = {.cursor = wire_bytes_str("b"), .limit = 0}};
+    raw_call(fd, 2, WIRE_OP_QUEUES, &m, &r, buf, sizeof buf);
+    REQUIRE(r.queues_reply.count == 2);
+    CHECK(wire_bytes_eq(r.queues_reply.queues[0].name, "c"));
+    CHECK_EQ(r.queues_reply.next_cursor.len, 0);
+    wire_msg_free(WIRE_OP_QUEUES | WIRE_OP_REPLY, &r);
+    close(fd);
+    /* A version 1 client gets version 1 layouts: every queue in one reply, no cursor. */
+    fd = raw_connect(&s);
+    m = (union wire_msg){.hello = {.magic = WIRE_MAGIC, .version_min = 1, .version_max = 1}};
+    raw_call(fd, 1, WIRE_OP_HELLO, &m, &r, buf, sizeof buf);
+    CHECK_EQ(r.hello_reply.version, 1);
+    m = (union wire_msg){.page = {.queue = wire_bytes_str("")}};
+    raw_call(fd, 1, WIRE_OP_STATS, &m, &r, buf, sizeof buf);
+    CHECK_EQ(r.stats_reply.queue_count, 5);
+    wire_msg_free(WIRE_OP_STATS | WIRE_OP_REPLY, &r);
+    close(fd);
+    CHECK_EQ(spoold_stop(&s), 0);
+    spoold_cleanup(&s);
+}
+
 int main(void)
 {
     RUN_TEST(test_queue_limit_and_forgetting);
@@ -313,5 +421,6 @@ int main(void)
     RUN_TEST(test_keys_scoped_per_queue);
     RUN_TEST(test_keys_bounded);
     RUN_TEST(test_ttl_expiry_is_remembered);
+    RUN_TEST(test_paging_by_cursor_and_limit);
     return check_exit();
 }
