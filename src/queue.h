@@ -335,6 +335,18 @@ SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id,
 /* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
 SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
                               uint32_t count, struct queue_time now, uint32_t *kicked);
+/* The beanstalkd protocol's reserve-job: lease one job by id to owner, whatever queue it is
+ * in, when it is ready, delayed or dead (QUEUE_ENOTFOUND otherwise). */
+SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
+                                     struct queue_owner *owner, struct queue_time now,
+                                     struct job **out);
+/* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
+ * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
+SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,
+                                          struct queue_time now);
+SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
+                                      uint32_t name_len, uint32_t count, struct queue_time now,
+                                      uint32_t *kicked);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);

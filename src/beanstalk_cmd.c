@@ -1,0 +1,851 @@
+/*
+ * beanstalkd's commands (protocol.txt of beanstalkd 1.12), dispatched through a table.
+ *
+ * Matching is beanstalkd's: a command that takes arguments is recognised by its name and a
+ * space ("delete" alone is UNKNOWN_COMMAND), one that takes none by its name alone ("stats "
+ * is BAD_FORMAT). Numbers are decimal digits with no sign, within u32 (priorities, seconds,
+ * sizes) or u64 (ids), separated by spaces, with nothing after the last one; anything else
+ * is BAD_FORMAT. Tube names are 1..200 bytes of [A-Za-z0-9+/;.$_()-], not starting with '-'.
+ *
+ * Mapping (docs/BEANSTALKD.md): a tube is a queue; buried is spool's dead state; a reserved
+ * job is leased to the connection's owner, and delete / release / bury / touch act on it
+ * through its lease token only when this connection holds it (NOT_FOUND otherwise, as
+ * beanstalkd answers for a job reserved by someone else).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+#include "slog.h"
+
+/* A command's handler: args points after the command's name and space (NUL-terminated).
+ * Returns the bytes after the line it consumed (a put's body), or BS_AGAIN. */
+#define BS_AGAIN (-1)
+typedef int (*bs_handler)(struct conn *conn, const char *args, const uint8_t *rest,
+                          size_t rest_len);
+
+struct bs_command {
+    const char *name;
+    enum beanstalk_cmd cmd;
+    bool has_args;
+    /* It reads job states: it runs only once the connection's earlier replies are out, so
+     * that it sees the jobs its own pipelined puts made (they are invisible until durable). */
+    bool reads;
+    bs_handler run;
+};
+
+/* ---- arguments ---- */
+
+/* A decimal number at *p after spaces, at most max; then a space (more follow) or the end
+ * (last). False on anything else. */
+static bool arg_number(const char **p, uint64_t max, bool last, uint64_t *out)
+{
+    const char *s = *p;
+    while (*s == ' ')
+        s++;
+    if (*s < '0' || *s > '9')
+        return false;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        uint64_t digit = (uint64_t)(*s - '0');
+        if (v > (max - digit) / 10)
+            return false;
+        v = v * 10 + digit;
+    }
+    if (last ? *s != '\0' : *s != ' ')
+        return false;
+    *out = v;
+    *p = s;
+    return true;
+}
+
+static bool arg_u32(const char **p, bool last, uint32_t *out)
+{
+    uint64_t v;
+    if (!arg_number(p, UINT32_MAX, last, &v))
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool name_byte_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-+/;.$_()", c) != NULL;
+}
+
+/* A tube name at *p: up to a space (then one space is consumed) or the end (last). */
+static bool arg_tube(const char **p, bool last, const char **name, uint32_t *len)
+{
+    const char *s = *p;
+    size_t n = 0;
+    while (s[n] != '\0' && s[n] != ' ') {
+        if (!name_byte_ok(s[n]))
+            return false;
+        n++;
+    }
+    if (n == 0 || n > QUEUE_NAME_LEN_MAX || s[0] == '-')
+        return false;
+    if (last ? s[n] != '\0' : s[n] != ' ')
+        return false;
+    *name = s;
+    *len = (uint32_t)n;
+    *p = s + n + (last ? 0 : 1);
+    return true;
+}
+
+/* ---- shared pieces ---- */
+
+static void bad_format(struct conn *conn)
+{
+    beanstalk_reply(conn, 0, "BAD_FORMAT");
+}
+
+/* The horizon a reply waits for: every record logged since seq_before. */
+static uint64_t seq_end_since(const struct server *server, uint64_t seq_before)
+{
+    return server->emit_seq_max > seq_before ? server->emit_seq_max + 1 : 0;
+}
+
+/* A queue error as beanstalkd's word; -ENOBUFS (log full) is for the caller to stall on. */
+static const char *error_word(struct server *server, int error)
+{
+    switch (error) {
+    case QUEUE_ENOTFOUND:
+    case QUEUE_ELEASE:
+    case QUEUE_ESTATE: return "NOT_FOUND";
+    case QUEUE_EFULL:
+    case QUEUE_ETOOBIG: return "OUT_OF_MEMORY";
+    case QUEUE_EINVAL: return "BAD_FORMAT";
+    case LOG_ENOSPC: return "DRAINING";
+    default: break;
+    }
+    if (error == LOG_EPOISONED || (error < 0 && error > -4096)) {
+        slog_error("msg=\"log refused a record\" error=\"%s\"", log_strerror(error));
+        server->fatal_error = error;
+    }
+    return "INTERNAL_ERROR";
+}
+
+/* Answer a queue call that failed: BS_AGAIN when the log is full (nothing was done). */
+static int fail(struct conn *conn, int error)
+{
+    if (error == -ENOBUFS) {
+        beanstalk_stall(conn);
+        return BS_AGAIN;
+    }
+    beanstalk_reply(conn, 0, "%s", error_word(conn->server, error));
+    return 0;
+}
+
+/* The job by id if this connection holds its reservation. */
+static struct job *owned_job(struct conn *conn, uint64_t id)
+{
+    struct job *job = queue_job_find(conn->server->queues, id);
+    if (job == NULL || job->state != JOB_RESERVED || job->owner != &conn->owner)
+        return NULL;
+    return job;
+}
+
+static struct queue *used_queue(struct conn *conn)
+{
+    struct beanstalk_tube *tube = conn->bs->use;
+    return queue_find(conn->server->queues, tube->name, tube->name_len);
+}
+
+static void job_reply(struct conn *conn, const char *word, const struct job *job)
+{
+    char head[64];
+    snprintf(head, sizeof(head), "%s %llu", word, (unsigned long long)job->id);
+    beanstalk_reply_data(conn, head, job->body, job->body_len);
+}
+
+/* ---- put ---- */
+
+/* Jobs put through beanstalkd have no attempt limit unless their queue was given one. */
+static int64_t put_max_attempts(struct conn *conn, const char *tube, uint32_t len)
+{
+    struct queue *queue = queue_find(conn->server->queues, tube, len);
+    if (queue != NULL && queue->default_max_attempts != UINT32_MAX)
+        return -1;
+    return 0;
+}
+
+/* The body is here and ends in CRLF: put it. */
+static int put_body(struct conn *conn, const uint32_t spec[4], const uint8_t *body)
+{
+    struct server *server = conn->server;
+    struct beanstalk_tube *tube = conn->bs->use;
+    struct queue_put_args args = {
+        .queue = tube->name, .queue_len = tube->name_len, .priority = spec[0],
+        .delay_ms = (int64_t)spec[1] * 1000,
+        .ttr_ms = (uint64_t)(spec[2] == 0 ? 1 : spec[2]) * 1000, /* beanstalkd: TTR 0 is 1 */
+        .max_attempts = put_max_attempts(conn, tube->name, tube->name_len),
+        .body = body, .body_len = spec[3],
+    };
+    uint64_t id = 0, seq = 0;
+    bool duplicate = false;
+    int rc = queue_put(server->queues, &args, server->now, &id, &duplicate, &seq);
+    if (rc != 0)
+        return fail(conn, rc);
+    if (!conn->bs->producer) {
+        conn->bs->producer = true;
+        server->beanstalk->producers++;
+    }
+    beanstalk_reply(conn, seq + 1, "INSERTED %llu", (unsigned long long)id);
+    return (int)spec[3] + 2;
+}
+
+static int cmd_put(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    uint32_t spec[4]; /* pri delay ttr bytes */
+    const char *p = args;
+    for (int i = 0; i < 4; i++) {
+        if (!arg_u32(&p, i == 3, &spec[i])) {
+            bad_format(conn);
+            return 0;
+        }
+    }
+    struct beanstalk_conn *bs = conn->bs;
+    const char *refusal = spec[3] > conn->server->config.job_size_max ? "JOB_TOO_BIG"
+                          : server_space_low(conn->server)            ? "DRAINING"
+                                                                     : NULL;
+    if (refusal != NULL) { /* the body is skipped as it arrives, then the answer */
+        bs->skip_bytes = (uint64_t)spec[3] + 2;
+        bs->skip_reply = refusal;
+        return 0;
+    }
+    if (rest_len < (size_t)spec[3] + 2)
+        return BS_AGAIN; /* the body is not all here */
+    if (rest[spec[3]] != '\r' || rest[spec[3] + 1] != '\n') {
+        beanstalk_reply(conn, 0, "EXPECTED_CRLF");
+        return (int)spec[3] + 2;
+    }
+    return put_body(conn, spec, rest);
+}
+
+/* ---- tubes of the connection ---- */
+
+static int cmd_use(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    const char *name;
+    uint32_t len;
+    struct queue *queue;
+    if (!arg_tube(&args, true, &name, &len) ||
+        queue_get(conn->server->queues, name, len, &queue) != 0) {
+        bad_format(conn);
+        return 0;
+    }
+    struct beanstalk_tube *tube = beanstalk_tube_get(conn->server, name, len);
+    conn->bs->use->using_count--;
+    conn->bs->use = tube;
+    tube->using_count++;
+    beanstalk_reply(conn, 0, "USING %s", tube->name);
+    return 0;
+}
+
+static int cmd_watch(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct beanstalk_conn *bs = conn->bs;
+    const char *name;
+    uint32_t len;
+    struct queue *queue;
+    if (!arg_tube(&args, true, &name, &len) ||
+        queue_get(conn->server->queues, name, len, &queue) != 0) {
+        bad_format(conn);
+        return 0;
+    }
+    struct beanstalk_tube *tube = beanstalk_tube_get(conn->server, name, len);
+    uint32_t i = 0;
+    while (i < bs->watch_count && bs->watch[i] != tube)
+        i++;
+    if (i == bs->watch_count) {
+        if (bs->watch_count == BEANSTALK_WATCH_MAX) { /* one reserve waits on this many */
+            beanstalk_reply(conn, 0, "OUT_OF_MEMORY");
+            return 0;
+        }
+        bs->watch[bs->watch_count++] = tube;
+        tube->watching_count++;
+    }
+    beanstalk_reply(conn, 0, "WATCHING %u", bs->watch_count);
+    return 0;
+}
+
+static int cmd_ignore(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct beanstalk_conn *bs = conn->bs;
+    const char *name;
+    uint32_t len;
+    if (!arg_tube(&args, true, &name, &len)) {
+        bad_format(conn);
+        return 0;
+    }
+    uint32_t i = 0;
+    while (i < bs->watch_count && !(bs->watch[i]->name_len == len &&
+                                    memcmp(bs->watch[i]->name, name, len) == 0))
+        i++;
+    if (i < bs->watch_count) {
+        if (bs->watch_count == 1) {
+            beanstalk_reply(conn, 0, "NOT_IGNORED");
+            return 0;
+        }
+        bs->watch[i]->watching_count--;
+        memmove(&bs->watch[i], &bs->watch[i + 1], (bs->watch_count - i - 1) * sizeof(bs->watch[0]));
+        bs->watch_count--;
+    }
+    beanstalk_reply(conn, 0, "WATCHING %u", bs->watch_count);
+    return 0;
+}
+
+/* ---- reserve ---- */
+
+/* The soonest lease deadline (Unix ms) of the jobs this connection holds, INT64_MAX if none. */
+static int64_t soonest_deadline_ms(struct conn *conn)
+{
+    int64_t soonest = INT64_MAX;
+    struct list_link *head = &conn->owner.jobs;
+    for (struct list_link *l = head->next; l != head; l = l->next) {
+        const struct job *job = LIST_ENTRY(l, struct job, state_link);
+        if (job->deadline_ms < soonest)
+            soonest = job->deadline_ms;
+    }
+    return soonest;
+}
+
+static bool deadline_soon(struct conn *conn, int64_t now_ms)
+{
+    int64_t soonest = soonest_deadline_ms(conn);
+    return soonest != INT64_MAX && soonest - now_ms <= BEANSTALK_SAFETY_MARGIN_MS;
+}
+
+/* Is a's next ready job more urgent than b's (beanstalkd serves the most urgent job of all
+ * watched tubes, not the first tube's)? Paused or empty queues come last. */
+static bool queue_before(struct queue *a, struct queue *b)
+{
+    const struct job *ja = a->paused ? NULL : heap_top(&a->ready);
+    const struct job *jb = b->paused ? NULL : heap_top(&b->ready);
+    if (ja == NULL || jb == NULL)
+        return ja != NULL;
+    return ja->priority != jb->priority ? ja->priority < jb->priority : ja->id < jb->id;
+}
+
+/* The reserver over the watched tubes, most urgent first. */
+static void reserver_fill(struct conn *conn, struct queue_reserver *r)
+{
+    struct beanstalk_conn *bs = conn->bs;
+    memset(r, 0, sizeof(*r));
+    for (uint32_t i = 0; i < bs->watch_count; i++) {
+        int rc = queue_get(conn->server->queues, bs->watch[i]->name, bs->watch[i]->name_len,
+                           &r->queues[i]);
+        SPOOL_ASSERT(rc == 0); /* a watched name was valid when watched */
+        for (uint32_t k = i; k > 0 && queue_before(r->queues[k], r->queues[k - 1]); k--) {
+            struct queue *t = r->queues[k];
+            r->queues[k] = r->queues[k - 1];
+            r->queues[k - 1] = t;
+        }
+    }
+    r->queue_count = bs->watch_count;
+    r->count_max = 1;
+    r->owner = &conn->owner;
+    r->deadline_ns = conn->server->now.mono_ns;
+}
+
+static void reserved_reply(struct conn *conn, struct job *job)
+{
+    struct beanstalk_conn *bs = conn->bs;
+    if (!bs->worker) {
+        bs->worker = true;
+        conn->server->beanstalk->workers++;
+    }
+    job_reply(conn, "RESERVED", job);
+}
+
+static void waiting_set(struct conn *conn, bool waiting)
+{
+    struct beanstalk_conn *bs = conn->bs;
+    SPOOL_ASSERT(bs->waiting != waiting);
+    bs->waiting = waiting;
+    for (uint32_t i = 0; i < bs->watch_count; i++)
+        bs->watch[i]->waiting_count += waiting ? 1u : (uint32_t)-1;
+    conn->server->beanstalk->waiting += waiting ? 1u : (uint32_t)-1;
+}
+
+/* Wait until a job comes, the timeout, or the last second of a held lease. */
+static void reserve_wait(struct conn *conn)
+{
+    struct server *server = conn->server;
+    struct beanstalk_conn *bs = conn->bs;
+    struct queue_reserver *r = &bs->reserver;
+    reserver_fill(conn, r);
+    int64_t deadline = bs->timeout_ns;
+    int64_t soonest = soonest_deadline_ms(conn);
+    if (soonest != INT64_MAX) {
+        int64_t soon_ns = server->now.mono_ns +
+                          (soonest - BEANSTALK_SAFETY_MARGIN_MS -
+                           queue_time_wall_ms(server->now)) * QUEUE_NS_PER_MS;
+        if (soon_ns < deadline)
+            deadline = soon_ns;
+    }
+    r->deadline_ns = deadline;
+    r->wake = beanstalk_reserve_wake;
+    r->ctx = conn;
+    struct job *jobs[1];
+    uint32_t count = queue_reserve(server->queues, r, server->now, jobs);
+    SPOOL_ASSERT(count == 0); /* the poll before found nothing, in the same turn */
+    waiting_set(conn, true);
+}
+
+/* timeout_s < 0: wait for ever. */
+static void reserve(struct conn *conn, int64_t timeout_s)
+{
+    struct server *server = conn->server;
+    struct queue_reserver poll;
+    reserver_fill(conn, &poll);
+    struct job *jobs[1];
+    if (queue_reserve(server->queues, &poll, server->now, jobs) == 1) {
+        reserved_reply(conn, jobs[0]);
+        return;
+    }
+    if (deadline_soon(conn, queue_time_wall_ms(server->now))) {
+        beanstalk_reply(conn, 0, "DEADLINE_SOON");
+        return;
+    }
+    if (timeout_s == 0) {
+        beanstalk_reply(conn, 0, "TIMED_OUT");
+        return;
+    }
+    conn->bs->timeout_ns = timeout_s < 0 ? INT64_MAX
+                                         : queue_time_after_ns(server->now,
+                                                               (uint64_t)timeout_s * 1000);
+    reserve_wait(conn);
+}
+
+void beanstalk_reserve_wake(struct queue_reserver *reserver, struct job **jobs, uint32_t count)
+{
+    struct conn *conn = reserver->ctx;
+    struct server *server = conn->server;
+    waiting_set(conn, false);
+    if (count > 0)
+        reserved_reply(conn, jobs[0]);
+    else if (server->now.mono_ns >= conn->bs->timeout_ns)
+        beanstalk_reply(conn, 0, "TIMED_OUT");
+    else if (deadline_soon(conn, queue_time_wall_ms(server->now)))
+        beanstalk_reply(conn, 0, "DEADLINE_SOON");
+    else
+        conn->bs->rewait = true; /* the lease it watched ended otherwise: wait on */
+    conn_flush_later(conn);
+    conn_make_runnable(conn);
+}
+
+void beanstalk_reserve_again(struct conn *conn)
+{
+    reserve_wait(conn);
+}
+
+static int cmd_reserve(struct conn *conn, const char *args, const uint8_t *rest,
+                       size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    reserve(conn, -1);
+    return 0;
+}
+
+/* beanstalkd reads this timeout with strtol and no check: a sign is allowed, garbage is 0,
+ * and a negative timeout waits for ever. */
+static int cmd_reserve_timeout(struct conn *conn, const char *args, const uint8_t *rest,
+                               size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    long long timeout = strtoll(args, NULL, 10);
+    reserve(conn, timeout < 0 ? -1 : timeout > INT32_MAX ? INT32_MAX : timeout);
+    return 0;
+}
+
+static int cmd_reserve_job(struct conn *conn, const char *args, const uint8_t *rest,
+                           size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    uint64_t id;
+    if (!arg_number(&args, UINT64_MAX, true, &id)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job;
+    int rc = queue_reserve_job(conn->server->queues, id, &conn->owner, conn->server->now, &job);
+    if (rc != 0)
+        return fail(conn, rc);
+    reserved_reply(conn, job);
+    return 0;
+}
+
+/* ---- the reserved job's fate ---- */
+
+static int cmd_delete(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    uint64_t id;
+    if (!arg_number(&args, UINT64_MAX, true, &id)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = queue_job_find(server->queues, id);
+    if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE ||
+        (job->state == JOB_RESERVED && job->owner != &conn->owner))
+        return fail(conn, QUEUE_ENOTFOUND);
+    struct beanstalk_tube *tube = beanstalk_tube_get(server, job->queue->name,
+                                                     job->queue->name_len);
+    uint64_t seq_before = server->emit_seq_max;
+    bool acked = job->state == JOB_RESERVED; /* job may be freed by the call */
+    int rc = acked ? queue_ack(server->queues, id, job->lease_token, NULL, 0, server->now)
+                   : queue_delete(server->queues, id, server->now);
+    if (rc != 0)
+        return fail(conn, rc);
+    if (acked)
+        server->total_acked++;
+    tube->cmd_delete++;
+    beanstalk_reply(conn, seq_end_since(server, seq_before), "DELETED");
+    return 0;
+}
+
+static int cmd_release(struct conn *conn, const char *args, const uint8_t *rest,
+                       size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    uint64_t id;
+    uint32_t pri, delay;
+    if (!arg_number(&args, UINT64_MAX, false, &id) || !arg_u32(&args, false, &pri) ||
+        !arg_u32(&args, true, &delay)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = owned_job(conn, id);
+    if (job == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    uint64_t seq_before = server->emit_seq_max;
+    int rc = queue_release(server->queues, id, job->lease_token, (int64_t)delay * 1000, pri,
+                           "", 0, server->now);
+    if (rc != 0)
+        return fail(conn, rc);
+    /* Out of attempts (a queue configured with a limit): the release buried it. */
+    bool buried = job->state == JOB_DEAD;
+    beanstalk_reply(conn, seq_end_since(server, seq_before), buried ? "BURIED" : "RELEASED");
+    return 0;
+}
+
+static int cmd_bury(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    uint64_t id;
+    uint32_t pri;
+    if (!arg_number(&args, UINT64_MAX, false, &id) || !arg_u32(&args, true, &pri)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = owned_job(conn, id);
+    if (job == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    static const char reason[] = "buried";
+    uint64_t seq_before = server->emit_seq_max;
+    int rc = queue_bury(server->queues, id, job->lease_token, reason, sizeof(reason) - 1,
+                        server->now);
+    if (rc != 0)
+        return fail(conn, rc);
+    beanstalk_reply(conn, seq_end_since(server, seq_before), "BURIED");
+    return 0;
+}
+
+static int cmd_touch(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    uint64_t id;
+    if (!arg_number(&args, UINT64_MAX, true, &id)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = owned_job(conn, id);
+    if (job == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    int64_t deadline_ms;
+    uint64_t seq_before = server->emit_seq_max;
+    int rc = queue_touch(server->queues, id, job->lease_token, 0, server->now, &deadline_ms);
+    if (rc != 0)
+        return fail(conn, rc);
+    beanstalk_reply(conn, seq_end_since(server, seq_before), "TOUCHED");
+    return 0;
+}
+
+/* ---- kick and peek ---- */
+
+static int cmd_kick(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    /* beanstalkd reads the bound with strtoul: digits required, the value truncated to u32. */
+    char *end;
+    unsigned long long bound = strtoull(args, &end, 10);
+    if (end == args) {
+        bad_format(conn);
+        return 0;
+    }
+    struct beanstalk_tube *tube = conn->bs->use;
+    struct queue *queue = used_queue(conn);
+    uint32_t kicked = 0;
+    uint64_t seq_before = server->emit_seq_max;
+    int rc = 0;
+    if (queue != NULL && queue->stats.dead > 0) /* buried jobs first, else delayed ones */
+        rc = queue_kick(server->queues, tube->name, tube->name_len, (uint32_t)bound,
+                        server->now, &kicked);
+    else if (queue != NULL)
+        rc = queue_kick_delayed(server->queues, tube->name, tube->name_len, (uint32_t)bound,
+                                server->now, &kicked);
+    if (rc != 0)
+        return fail(conn, rc);
+    beanstalk_reply(conn, seq_end_since(server, seq_before), "KICKED %u", kicked);
+    return 0;
+}
+
+static int cmd_kick_job(struct conn *conn, const char *args, const uint8_t *rest,
+                        size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    uint64_t id;
+    if (!arg_number(&args, UINT64_MAX, true, &id)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = queue_job_find(server->queues, id);
+    uint64_t seq_before = server->emit_seq_max;
+    int rc = job == NULL                    ? QUEUE_ENOTFOUND
+             : job->state == JOB_DEAD    ? queue_kick_job(server->queues, id, server->now)
+             : job->state == JOB_DELAYED ? queue_kick_delayed_job(server->queues, id, server->now)
+                                         : QUEUE_ENOTFOUND;
+    if (rc != 0)
+        return fail(conn, rc);
+    beanstalk_reply(conn, seq_end_since(server, seq_before), "KICKED");
+    return 0;
+}
+
+static int cmd_peek(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    uint64_t id;
+    if (!arg_number(&args, UINT64_MAX, true, &id)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = queue_peek_id(conn->server->queues, id);
+    if (job == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    job_reply(conn, "FOUND", job);
+    return 0;
+}
+
+static int peek_state(struct conn *conn, enum job_state which)
+{
+    struct beanstalk_tube *tube = conn->bs->use;
+    struct job *job = queue_peek_next(conn->server->queues, tube->name, tube->name_len, which);
+    if (job == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    job_reply(conn, "FOUND", job);
+    return 0;
+}
+
+static int cmd_peek_ready(struct conn *conn, const char *args, const uint8_t *rest,
+                          size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    return peek_state(conn, JOB_READY);
+}
+
+static int cmd_peek_delayed(struct conn *conn, const char *args, const uint8_t *rest,
+                            size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    return peek_state(conn, JOB_DELAYED);
+}
+
+static int cmd_peek_buried(struct conn *conn, const char *args, const uint8_t *rest,
+                           size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    return peek_state(conn, JOB_DEAD);
+}
+
+/* ---- stats, lists, pause, quit ---- */
+
+static int cmd_stats_job(struct conn *conn, const char *args, const uint8_t *rest,
+                         size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    uint64_t id;
+    if (!arg_number(&args, UINT64_MAX, true, &id)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct job *job = queue_peek_id(conn->server->queues, id);
+    if (job == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    beanstalk_yaml_stats_job(conn, job);
+    return 0;
+}
+
+static int cmd_stats_tube(struct conn *conn, const char *args, const uint8_t *rest,
+                          size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    const char *name;
+    uint32_t len;
+    if (!arg_tube(&args, true, &name, &len)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct queue *queue = queue_find(conn->server->queues, name, len);
+    if (queue == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    beanstalk_yaml_stats_tube(conn, queue);
+    return 0;
+}
+
+static int cmd_stats(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    beanstalk_yaml_stats(conn);
+    return 0;
+}
+
+static int cmd_list_tubes(struct conn *conn, const char *args, const uint8_t *rest,
+                          size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    beanstalk_yaml_list_tubes(conn);
+    return 0;
+}
+
+static int cmd_list_tube_used(struct conn *conn, const char *args, const uint8_t *rest,
+                              size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    beanstalk_reply(conn, 0, "USING %s", conn->bs->use->name);
+    return 0;
+}
+
+static int cmd_list_watched(struct conn *conn, const char *args, const uint8_t *rest,
+                            size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    beanstalk_yaml_list_watched(conn);
+    return 0;
+}
+
+static int cmd_pause_tube(struct conn *conn, const char *args, const uint8_t *rest,
+                          size_t rest_len)
+{
+    (void)rest, (void)rest_len;
+    struct server *server = conn->server;
+    const char *name;
+    uint32_t len;
+    uint32_t delay;
+    if (!arg_tube(&args, false, &name, &len) || !arg_u32(&args, true, &delay)) {
+        bad_format(conn);
+        return 0;
+    }
+    struct queue *queue = queue_find(server->queues, name, len);
+    if (queue == NULL)
+        return fail(conn, QUEUE_ENOTFOUND);
+    struct record_meta meta = {
+        .name = queue->name, .name_len = queue->name_len, .paused = delay > 0,
+        .default_max_attempts = queue->default_max_attempts,
+        .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
+        .max_bytes = queue->max_bytes,
+    };
+    uint64_t seq_before = server->emit_seq_max;
+    int rc = queue_set_meta(server->queues, &meta, server->now);
+    if (rc != 0)
+        return fail(conn, rc);
+    struct beanstalk_tube *tube = beanstalk_tube_get(server, name, len);
+    struct beanstalk_state *state = server->beanstalk;
+    state->paused_tubes -= tube->pause_until_ns != 0;
+    tube->pause_s = delay;
+    tube->pause_until_ns = delay > 0 ? queue_time_after_ns(server->now, delay * 1000ull) : 0;
+    state->paused_tubes += tube->pause_until_ns != 0;
+    tube->cmd_pause_tube++;
+    beanstalk_reply(conn, seq_end_since(server, seq_before), "PAUSED");
+    return 0;
+}
+
+static int cmd_quit(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+{
+    (void)args, (void)rest, (void)rest_len;
+    conn_fail(conn, 0, 0, NULL); /* flush what is owed, then close */
+    return 0;
+}
+
+/* ---- the table ---- */
+
+static const struct bs_command commands[] = {
+    {"put", BS_CMD_PUT, true, false, cmd_put},
+    {"use", BS_CMD_USE, true, false, cmd_use},
+    {"reserve", BS_CMD_RESERVE, false, true, cmd_reserve},
+    {"reserve-with-timeout", BS_CMD_RESERVE_WITH_TIMEOUT, true, true, cmd_reserve_timeout},
+    {"reserve-job", BS_CMD_RESERVE_JOB, true, true, cmd_reserve_job},
+    {"delete", BS_CMD_DELETE, true, false, cmd_delete},
+    {"release", BS_CMD_RELEASE, true, false, cmd_release},
+    {"bury", BS_CMD_BURY, true, false, cmd_bury},
+    {"touch", BS_CMD_TOUCH, true, false, cmd_touch},
+    {"watch", BS_CMD_WATCH, true, false, cmd_watch},
+    {"ignore", BS_CMD_IGNORE, true, false, cmd_ignore},
+    {"peek", BS_CMD_PEEK, true, true, cmd_peek},
+    {"peek-ready", BS_CMD_PEEK_READY, false, true, cmd_peek_ready},
+    {"peek-delayed", BS_CMD_PEEK_DELAYED, false, true, cmd_peek_delayed},
+    {"peek-buried", BS_CMD_PEEK_BURIED, false, true, cmd_peek_buried},
+    {"kick", BS_CMD_KICK, true, true, cmd_kick},
+    {"kick-job", BS_CMD_KICK_JOB, true, true, cmd_kick_job},
+    {"stats-job", BS_CMD_STATS_JOB, true, true, cmd_stats_job},
+    {"stats-tube", BS_CMD_STATS_TUBE, true, true, cmd_stats_tube},
+    {"stats", BS_CMD_STATS, false, true, cmd_stats},
+    {"list-tubes", BS_CMD_LIST_TUBES, false, true, cmd_list_tubes},
+    {"list-tube-used", BS_CMD_LIST_TUBE_USED, false, false, cmd_list_tube_used},
+    {"list-tubes-watched", BS_CMD_LIST_TUBES_WATCHED, false, false, cmd_list_watched},
+    {"pause-tube", BS_CMD_PAUSE_TUBE, true, false, cmd_pause_tube},
+    {"quit", BS_CMD_QUIT, false, false, cmd_quit},
+};
+
+int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
+                      const uint8_t *rest, size_t rest_len)
+{
+    SPOOL_ASSERT(line_len + 2 <= BEANSTALK_LINE_MAX);
+    char text[BEANSTALK_LINE_MAX];
+    memcpy(text, line, line_len);
+    text[line_len] = '\0'; /* a NUL inside ends the line, as in beanstalkd */
+    size_t name_len = strcspn(text, " ");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        const struct bs_command *c = &commands[i];
+        if (strlen(c->name) != name_len || memcmp(c->name, text, name_len) != 0)
+            continue;
+        bool has_args = text[name_len] == ' ';
+        if (c->has_args && !has_args)
+            break; /* "delete" alone is not a command */
+        if (c->reads && !list_empty(&conn->bs->held))
+            return BS_AGAIN; /* run again when beanstalk_release_held empties it */
+        int rc = 0;
+        if (!c->has_args && has_args && c->cmd != BS_CMD_QUIT)
+            bad_format(conn);
+        else
+            rc = c->run(conn, has_args ? text + name_len + 1 : text + name_len, rest, rest_len);
+        if (rc != BS_AGAIN && c->cmd < BS_CMD_COUNTED) /* counted once, when it ran */
+            conn->server->beanstalk->cmd_counts[c->cmd]++;
+        return rc;
+    }
+    beanstalk_reply(conn, 0, "UNKNOWN_COMMAND");
+    return 0;
+}
