@@ -31,7 +31,8 @@ struct bs_command {
     enum beanstalk_cmd cmd;
     bool has_args;
     /* It reads job states: it runs only once the connection's earlier replies are out, so
-     * that it sees the jobs its own pipelined puts made (they are invisible until durable). */
+     * that it sees the jobs its own pipelined puts made (they are invisible until durable).
+     * quit too: the replies owed before it are sent before the connection closes. */
     bool reads;
     bs_handler run;
 };
@@ -792,32 +793,35 @@ static int cmd_quit(struct conn *conn, const char *args, const uint8_t *rest, si
 
 /* ---- the table ---- */
 
+/* In beanstalkd's order of matching: a command without arguments matches any line it
+ * begins ("reserve-with-timeout" alone is a reserve with something after it: BAD_FORMAT), so
+ * the longer names come first. */
 static const struct bs_command commands[] = {
     {"put", BS_CMD_PUT, true, false, cmd_put},
-    {"use", BS_CMD_USE, true, false, cmd_use},
-    {"reserve", BS_CMD_RESERVE, false, true, cmd_reserve},
-    {"reserve-with-timeout", BS_CMD_RESERVE_WITH_TIMEOUT, true, true, cmd_reserve_timeout},
-    {"reserve-job", BS_CMD_RESERVE_JOB, true, true, cmd_reserve_job},
-    {"delete", BS_CMD_DELETE, true, false, cmd_delete},
-    {"release", BS_CMD_RELEASE, true, false, cmd_release},
-    {"bury", BS_CMD_BURY, true, false, cmd_bury},
-    {"touch", BS_CMD_TOUCH, true, false, cmd_touch},
-    {"watch", BS_CMD_WATCH, true, false, cmd_watch},
-    {"ignore", BS_CMD_IGNORE, true, false, cmd_ignore},
-    {"peek", BS_CMD_PEEK, true, true, cmd_peek},
     {"peek-ready", BS_CMD_PEEK_READY, false, true, cmd_peek_ready},
     {"peek-delayed", BS_CMD_PEEK_DELAYED, false, true, cmd_peek_delayed},
     {"peek-buried", BS_CMD_PEEK_BURIED, false, true, cmd_peek_buried},
-    {"kick", BS_CMD_KICK, true, true, cmd_kick},
+    {"peek", BS_CMD_PEEK, true, true, cmd_peek},
+    {"reserve-with-timeout", BS_CMD_RESERVE_WITH_TIMEOUT, true, true, cmd_reserve_timeout},
+    {"reserve-job", BS_CMD_RESERVE_JOB, true, true, cmd_reserve_job},
+    {"reserve", BS_CMD_RESERVE, false, true, cmd_reserve},
+    {"delete", BS_CMD_DELETE, true, false, cmd_delete},
+    {"release", BS_CMD_RELEASE, true, false, cmd_release},
+    {"bury", BS_CMD_BURY, true, false, cmd_bury},
     {"kick-job", BS_CMD_KICK_JOB, true, true, cmd_kick_job},
+    {"kick", BS_CMD_KICK, true, true, cmd_kick},
+    {"touch", BS_CMD_TOUCH, true, false, cmd_touch},
     {"stats-job", BS_CMD_STATS_JOB, true, true, cmd_stats_job},
     {"stats-tube", BS_CMD_STATS_TUBE, true, true, cmd_stats_tube},
     {"stats", BS_CMD_STATS, false, true, cmd_stats},
-    {"list-tubes", BS_CMD_LIST_TUBES, false, true, cmd_list_tubes},
-    {"list-tube-used", BS_CMD_LIST_TUBE_USED, false, false, cmd_list_tube_used},
+    {"use", BS_CMD_USE, true, false, cmd_use},
+    {"watch", BS_CMD_WATCH, true, false, cmd_watch},
+    {"ignore", BS_CMD_IGNORE, true, false, cmd_ignore},
     {"list-tubes-watched", BS_CMD_LIST_TUBES_WATCHED, false, false, cmd_list_watched},
+    {"list-tube-used", BS_CMD_LIST_TUBE_USED, false, false, cmd_list_tube_used},
+    {"list-tubes", BS_CMD_LIST_TUBES, false, true, cmd_list_tubes},
+    {"quit", BS_CMD_QUIT, false, true, cmd_quit},
     {"pause-tube", BS_CMD_PAUSE_TUBE, true, false, cmd_pause_tube},
-    {"quit", BS_CMD_QUIT, false, false, cmd_quit},
 };
 
 int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
@@ -827,21 +831,18 @@ int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
     char text[BEANSTALK_LINE_MAX];
     memcpy(text, line, line_len);
     text[line_len] = '\0'; /* a NUL inside ends the line, as in beanstalkd */
-    size_t name_len = strcspn(text, " ");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         const struct bs_command *c = &commands[i];
-        if (strlen(c->name) != name_len || memcmp(c->name, text, name_len) != 0)
+        size_t name_len = strlen(c->name);
+        if (strncmp(text, c->name, name_len) != 0 || (c->has_args && text[name_len] != ' '))
             continue;
-        bool has_args = text[name_len] == ' ';
-        if (c->has_args && !has_args)
-            break; /* "delete" alone is not a command */
         if (c->reads && !list_empty(&conn->bs->held))
             return BS_AGAIN; /* run again when beanstalk_release_held empties it */
         int rc = 0;
-        if (!c->has_args && has_args && c->cmd != BS_CMD_QUIT)
+        if (!c->has_args && text[name_len] != '\0' && c->cmd != BS_CMD_QUIT)
             bad_format(conn);
         else
-            rc = c->run(conn, has_args ? text + name_len + 1 : text + name_len, rest, rest_len);
+            rc = c->run(conn, text + name_len + c->has_args, rest, rest_len);
         if (rc != BS_AGAIN && c->cmd < BS_CMD_COUNTED) /* counted once, when it ran */
             conn->server->beanstalk->cmd_counts[c->cmd]++;
         return rc;
