@@ -331,7 +331,7 @@ class BeanstalkRawTest(unittest.TestCase):
         s.run(a, "put 0 0 1 1", b"t")
         s.run(a, "reserve")
         line, body = s.run(b, "reserve-with-timeout 4")  # after a's TTR of 1 s runs out
-        self.assertEqual(body, b"t")
+        self.assertEqual(body, b"t", "%s on %s" % (line, "spoold" if s.port == BeanstalkRawTest.spoold.port else "beanstalkd"))
         self.assertEqual(s.run(a, "delete %s" % s.ids[-1])[0], "NOT_FOUND")
         self.assertEqual(s.run(b, "delete %s" % s.ids[-1])[0], "DELETED")
 
