@@ -1211,7 +1211,6 @@ void server_destroy(struct server *server)
         conns_reap(server);
     zombies_free(server);
     conns_free(server);
-    beanstalk_destroy(server);
     while ((link = list_first(&server->held)) != NULL) {
         list_unlink(link);
         free(LIST_ENTRY(link, struct held_reply, link));
@@ -1233,5 +1232,7 @@ void server_destroy(struct server *server)
         close(server->signal_fd);
     if (server->buf_base != NULL)
         io_uring_queue_exit(&server->ring);
+    /* After the ring: a CQE of its accept may be dispatched until then (log_close). */
+    beanstalk_destroy(server);
     free(server->buf_base);
 }

@@ -79,14 +79,18 @@ class Spoold:
         self.log.close()
 
     def stop(self):
+        """SIGTERM, and the exit must be clean (a sanitizer report or a crash is not)."""
+        code = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                code = self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        if code not in (None, 0):
+            raise RuntimeError("spoold exited with %s: %s" % (code, self.log_tail()))
         if self.owned_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 

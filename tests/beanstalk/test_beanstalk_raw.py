@@ -398,6 +398,52 @@ class BeanstalkRawTest(unittest.TestCase):
         c.close()
 
 
+class BeanstalkGarbageTest(unittest.TestCase):
+    def test_random_input_never_hurts(self):
+        """Seeded random mixes of commands, numbers, names, bodies and garbage on a few
+        connections at once (bounded: 3000 writes); the server answers a ping afterwards and
+        exits cleanly (under the sanitizer build this is where a memory error would show)."""
+        import random
+        rng = random.Random(12)
+        server = Spoold("--max-job-size", "512")
+        words = ["put", "use", "reserve", "reserve-with-timeout", "reserve-job", "delete",
+                 "release", "bury", "touch", "watch", "ignore", "peek", "peek-ready",
+                 "peek-delayed", "peek-buried", "kick", "kick-job", "stats-job", "stats-tube",
+                 "stats", "list-tubes", "list-tube-used", "list-tubes-watched", "pause-tube"]
+        args = ["0", "1", "4294967295", "4294967296", "-1", "abc", "g", "g2", "(x)", "",
+                "18446744073709551615", "512", "513", "99999999999999999999"]
+        try:
+            conns = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+            for c in conns:
+                c.setblocking(False)
+            for _ in range(3000):
+                c = rng.choice(conns)
+                roll = rng.random()
+                if roll < 0.7:
+                    line = " ".join([rng.choice(words)] + [rng.choice(args) for _ in
+                                                           range(rng.randint(0, 4))])
+                    data = line.encode() + b"\r\n"
+                    if line.startswith("put") and rng.random() < 0.5:
+                        data += bytes(rng.randrange(256) for _ in range(rng.randint(0, 20)))
+                        data += b"\r\n"
+                elif roll < 0.9:
+                    data = bytes(rng.randrange(256) for _ in range(rng.randint(1, 400)))
+                else:
+                    data = b"put 1 0 1 3\r\nabc\r\nreserve-with-timeout 0\r\n"
+                try:
+                    c.send(data)
+                    c.recv(65536)
+                except (BlockingIOError, ConnectionError):
+                    pass
+            for c in conns:
+                c.close()
+            probe = Client(server.port)
+            self.assertEqual(probe.cmd("list-tube-used")[0], "USING default")
+            probe.close()
+        finally:
+            server.stop()
+
+
 class BeanstalkLimitsTest(unittest.TestCase):
     def test_connection_limit_applies(self):
         server = Spoold("--max-connections", "2")
