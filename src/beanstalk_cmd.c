@@ -392,6 +392,7 @@ static void reserve_wait(struct conn *conn)
         if (soon_ns < deadline)
             deadline = soon_ns;
     }
+    SPOOL_ASSERT(deadline > server->now.mono_ns); /* else TIMED_OUT or DEADLINE_SOON now */
     r->deadline_ns = deadline;
     r->wake = beanstalk_reserve_wake;
     r->ctx = conn;
@@ -445,7 +446,13 @@ void beanstalk_reserve_wake(struct queue_reserver *reserver, struct job **jobs, 
 
 void beanstalk_reserve_again(struct conn *conn)
 {
-    reserve_wait(conn);
+    struct server *server = conn->server;
+    if (server->now.mono_ns >= conn->bs->timeout_ns)
+        beanstalk_reply(conn, 0, "TIMED_OUT");
+    else if (deadline_soon(conn, queue_time_wall_ms(server->now)))
+        beanstalk_reply(conn, 0, "DEADLINE_SOON");
+    else
+        reserve_wait(conn); /* its deadline is still ahead: it waits */
 }
 
 static int cmd_reserve(struct conn *conn, const char *args, const uint8_t *rest,
