@@ -379,6 +379,23 @@ class BeanstalkRawTest(unittest.TestCase):
         self.assertTrue(c.closed())
         c.close()
 
+    def test_waiting_reserve_gets_an_expired_job(self):
+        a, b = Client(self.spoold.port), Client(self.spoold.port)
+        a.cmd("use expire")
+        a.cmd("watch expire")
+        a.cmd("ignore default")
+        b.cmd("watch expire")
+        b.cmd("ignore default")
+        a.cmd("put 0 0 1 1", b"e")
+        line, _ = a.cmd("reserve")
+        started = time.monotonic()
+        got, body = b.cmd("reserve-with-timeout 5")  # waiting when a's lease runs out
+        self.assertEqual((got, body), (line, b"e"))
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.assertEqual(b.cmd("delete %s" % line.split(" ")[1])[0], "DELETED")
+        a.close()
+        b.close()
+
     def test_same_job_through_both_protocols(self):
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients",
                                         "python"))
