@@ -25,17 +25,6 @@
 /* After a failed accept (out of descriptors) wait this long, as the native listener does. */
 #define BEANSTALK_ACCEPT_RETRY_MS 100
 
-static struct io_uring_sqe *bs_sqe(struct server *server)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
-    if (sqe == NULL) {
-        (void)io_uring_submit(&server->ring);
-        sqe = io_uring_get_sqe(&server->ring);
-    }
-    SPOOL_ASSERT(sqe != NULL); /* the SQ drained into the kernel just above */
-    return sqe;
-}
-
 static void bs_accept_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
 {
     struct beanstalk_listener *l = (struct beanstalk_listener *)(void *)((char *)completion -
@@ -63,7 +52,7 @@ static void bs_accept_arm(struct server *server)
         return;
     if (server->stopping) {
         if (l->armed && !l->canceled) {
-            struct io_uring_sqe *sqe = bs_sqe(server);
+            struct io_uring_sqe *sqe = server_sqe(server);
             io_uring_prep_cancel(sqe, &l->accept_completion, 0);
             io_uring_sqe_set_data(sqe, NULL);
             l->canceled = true;
@@ -73,7 +62,7 @@ static void bs_accept_arm(struct server *server)
     if (l->armed || (l->retry_ms != 0 && server_now_ms() < l->retry_ms))
         return;
     l->retry_ms = 0;
-    struct io_uring_sqe *sqe = bs_sqe(server);
+    struct io_uring_sqe *sqe = server_sqe(server);
     io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
     io_uring_sqe_set_data(sqe, &l->accept_completion);
     l->armed = true;
@@ -397,12 +386,8 @@ static bool bs_unpause(struct server *server, struct beanstalk_tube *tube)
 {
     struct queue *queue = queue_find(server->queues, tube->name, tube->name_len);
     if (queue != NULL && queue->paused) {
-        struct record_meta meta = {
-            .name = queue->name, .name_len = queue->name_len, .paused = false,
-            .default_max_attempts = queue->default_max_attempts,
-            .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
-            .max_bytes = queue->max_bytes,
-        };
+        struct record_meta meta;
+        beanstalk_meta_paused(queue, false, &meta);
         if (queue_set_meta(server->queues, &meta, server->now) != 0)
             return false; /* the next turn tries again */
     }

@@ -178,6 +178,9 @@ void beanstalk_reserve_wake(struct queue_reserver *reserver, struct job **jobs,
 /* The reserve woken with nothing to say (a lease it watched went away): wait again. */
 void beanstalk_reserve_again(struct conn *conn);
 
+/* The queue's settings as a QUEUE_META record, paused or not (pause-tube and its timer). */
+void beanstalk_meta_paused(const struct queue *queue, bool paused, struct record_meta *meta);
+
 /* YAML replies (beanstalk_yaml.c). */
 void beanstalk_yaml_stats(struct conn *conn);
 void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job);

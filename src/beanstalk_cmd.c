@@ -755,6 +755,16 @@ static int cmd_list_watched(struct conn *conn, const char *args, const uint8_t *
     return 0;
 }
 
+void beanstalk_meta_paused(const struct queue *queue, bool paused, struct record_meta *meta)
+{
+    *meta = (struct record_meta){
+        .name = queue->name, .name_len = queue->name_len, .paused = paused,
+        .default_max_attempts = queue->default_max_attempts,
+        .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
+        .max_bytes = queue->max_bytes,
+    };
+}
+
 static int cmd_pause_tube(struct conn *conn, const char *args, const uint8_t *rest,
                           size_t rest_len)
 {
@@ -770,12 +780,8 @@ static int cmd_pause_tube(struct conn *conn, const char *args, const uint8_t *re
     struct queue *queue = queue_find(server->queues, name, len);
     if (queue == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
-    struct record_meta meta = {
-        .name = queue->name, .name_len = queue->name_len, .paused = delay > 0,
-        .default_max_attempts = queue->default_max_attempts,
-        .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
-        .max_bytes = queue->max_bytes,
-    };
+    struct record_meta meta;
+    beanstalk_meta_paused(queue, delay > 0, &meta);
     uint64_t seq_before = server->emit_seq_max;
     int rc = queue_set_meta(server->queues, &meta, server->now);
     if (rc != 0)

@@ -477,7 +477,7 @@ static int recover(struct server *server)
 
 /* ---- accept and signals ---- */
 
-static struct io_uring_sqe *server_sqe(struct server *server)
+struct io_uring_sqe *server_sqe(struct server *server)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
     if (sqe == NULL) {

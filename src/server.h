@@ -219,6 +219,9 @@ bool server_space_low(const struct server *server);
 SPOOL_MUST_USE int server_listen(struct server *server, const char *host, uint16_t port,
                                  int *fd, char *addr, size_t addr_len);
 
+/* A submission queue entry of the server's ring (the queue is submitted first when full). */
+struct io_uring_sqe *server_sqe(struct server *server);
+
 /* Lifecycle (server.c). */
 SPOOL_MUST_USE int server_start(struct server *server, const struct server_config *config);
 int server_run(struct server *server);
