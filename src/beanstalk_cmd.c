@@ -189,8 +189,8 @@ static int put_body(struct conn *conn, const uint32_t spec[4], const uint8_t *bo
     uint64_t id = 0, seq = 0;
     bool duplicate = false;
     int rc = queue_put(server->queues, &args, server->now, &id, &duplicate, &seq);
-    if (rc != 0)
-        return fail(conn, rc);
+    if (rc != 0) /* refused: the body is consumed with the answer (unless it must wait) */
+        return fail(conn, rc) == BS_AGAIN ? BS_AGAIN : (int)spec[3] + 2;
     if (!conn->bs->producer) {
         conn->bs->producer = true;
         server->beanstalk->producers++;

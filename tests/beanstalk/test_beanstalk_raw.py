@@ -482,6 +482,47 @@ class BeanstalkLimitsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_spool_limits_in_beanstalkd_words(self):
+        """A queue's job limit is OUT_OF_MEMORY; a 17th watched tube too; a queue given an
+        attempt limit (native protocol) buries the job on the release that reaches it."""
+        server = Spoold("--max-queue-jobs", "1")
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients",
+                                        "python"))
+        import spool
+
+        try:
+            c = Client(server.port)
+            c.cmd("use lim")
+            self.assertTrue(c.cmd("put 0 0 10 1", b"a")[0].startswith("INSERTED "))
+            self.assertEqual(c.cmd("put 0 0 10 1", b"b")[0], "OUT_OF_MEMORY")
+            for i in range(15):
+                self.assertEqual(c.cmd("watch w%d" % i)[0], "WATCHING %d" % (i + 2))
+            self.assertEqual(c.cmd("watch w99")[0], "OUT_OF_MEMORY")
+            with spool.Client("127.0.0.1:%d" % server.native_port) as native:
+                native.queue_config("twice", max_attempts=2)
+            c.cmd("use twice")
+            c.cmd("put 0 0 10 1", b"t")
+            w = Client(server.port)
+            w.cmd("watch twice")
+            w.cmd("ignore default")
+            line, _ = w.cmd("reserve")
+            job = line.split(" ")[1]
+            self.assertEqual(w.cmd("release %s 0 0" % job)[0], "RELEASED")
+            w.cmd("reserve")
+            self.assertEqual(w.cmd("release %s 0 0" % job)[0], "BURIED")
+            self.assertTrue(w.cmd("stats-job %s" % job)[1].find(b"state: buried") >= 0)
+            c.cmd("use nolimit")
+            c.cmd("put 0 0 10 1", b"n")  # no attempt limit put through beanstalkd
+            w.cmd("watch nolimit")
+            w.cmd("ignore twice")
+            for _ in range(12):
+                line, _ = w.cmd("reserve")
+                self.assertEqual(w.cmd("release %s 0 0" % line.split(" ")[1])[0], "RELEASED")
+            c.close()
+            w.close()
+        finally:
+            server.stop()
+
     def test_jobs_survive_restart_and_buried_stays_buried(self):
         server = Spoold()
         try:
