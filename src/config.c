@@ -290,6 +290,12 @@ enum config_parse_result config_parse(int argc, char **argv, struct server_confi
         if (!apply_option(name, value, config))
             return CONFIG_EXIT_USAGE;
     }
+    if (config->beanstalk_enabled && config->auth_secret_len > 0) {
+        /* beanstalkd's protocol has no authentication: the listener would bypass the secret. */
+        fprintf(stderr, "spoold: --beanstalk cannot be combined with --auth-file (beanstalkd's "
+                        "protocol has no authentication)\n");
+        return CONFIG_EXIT_USAGE;
+    }
     if ((uint64_t)config->job_size_max + WIRE_JOB_OVERHEAD_MAX > config->frame_size_max) {
         fprintf(stderr, "spoold: --max-frame (%u) must be at least --max-job-size + %u\n",
                 config->frame_size_max, WIRE_JOB_OVERHEAD_MAX);

@@ -8,8 +8,11 @@ pass (durability across kill -9, the native protocol seeing the same jobs, the c
 limit) follow.
 """
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -522,6 +525,21 @@ class BeanstalkLimitsTest(unittest.TestCase):
             w.close()
         finally:
             server.stop()
+
+    def test_refused_with_auth_file(self):
+        d = tempfile.mkdtemp(prefix="spool-bs-auth-")
+        try:
+            secret = os.path.join(d, "secret")
+            with open(secret, "w") as f:
+                f.write("s3cret\n")
+            run = subprocess.run([os.environ.get("SPOOLD", "build/src/spoold"), "--data",
+                                  os.path.join(d, "data"), "--listen", "127.0.0.1:0",
+                                  "--beanstalk", "127.0.0.1:0", "--auth-file", secret],
+                                 capture_output=True, text=True, timeout=10)
+            self.assertEqual(run.returncode, 2)
+            self.assertIn("--auth-file", run.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
     def test_jobs_survive_restart_and_buried_stays_buried(self):
         server = Spoold()
