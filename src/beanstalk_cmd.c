@@ -2,8 +2,9 @@
  * beanstalkd's commands (protocol.txt of beanstalkd 1.12), dispatched through a table.
  *
  * Matching is beanstalkd's: a command that takes arguments is recognised by its name and a
- * space ("delete" alone is UNKNOWN_COMMAND), one that takes none by its name alone ("stats "
- * is BAD_FORMAT). Numbers are decimal digits with no sign, within u32 (priorities, seconds,
+ * space ("delete" alone is UNKNOWN_COMMAND), one that takes none by any line its name begins
+ * ("stats " and "reserve-with-timeout" alone are BAD_FORMAT). The dispatcher parses the two
+ * common argument shapes (one id, one tube) for the handlers. Numbers are decimal digits with no sign, within u32 (priorities, seconds,
  * sizes) or u64 (ids), separated by spaces, with nothing after the last one; anything else
  * is BAD_FORMAT. Tube names are 1..200 bytes of [A-Za-z0-9+/;.$_()-], not starting with '-'.
  *
@@ -20,16 +21,33 @@
 #include "server.h"
 #include "slog.h"
 
-/* A command's handler: args points after the command's name and space (NUL-terminated).
- * Returns the bytes after the line it consumed (a put's body), or BS_AGAIN. */
+/* What a command takes, parsed by the dispatcher for the common shapes (one id, one tube):
+ * anything else there is BAD_FORMAT before the handler runs. */
+enum bs_arg_kind {
+    BS_ARG_NONE, /* nothing: the name alone */
+    BS_ARG_ID,   /* one job id */
+    BS_ARG_TUBE, /* one tube name */
+    BS_ARG_TEXT, /* parsed by the handler from text */
+};
+
+struct bs_args {
+    const char *text; /* after the command's name and space (NUL-terminated) */
+    uint64_t id;      /* BS_ARG_ID */
+    const char *tube; /* BS_ARG_TUBE */
+    uint32_t tube_len;
+    const uint8_t *rest; /* the input after the line (a put's body), rest_len bytes */
+    size_t rest_len;
+};
+
+/* A command's handler: returns the bytes after the line it consumed (a put's body), or
+ * BS_AGAIN (nothing was done: run the line again later). */
 #define BS_AGAIN (-1)
-typedef int (*bs_handler)(struct conn *conn, const char *args, const uint8_t *rest,
-                          size_t rest_len);
+typedef int (*bs_handler)(struct conn *conn, const struct bs_args *a);
 
 struct bs_command {
     const char *name;
     enum beanstalk_cmd cmd;
-    bool has_args;
+    enum bs_arg_kind args;
     /* It reads job states: it runs only once the connection's earlier replies are out, so
      * that it sees the jobs its own pipelined puts made (they are invisible until durable).
      * quit too: the replies owed before it are sent before the connection closes. */
@@ -199,10 +217,10 @@ static int put_body(struct conn *conn, const uint32_t spec[4], const uint8_t *bo
     return (int)spec[3] + 2;
 }
 
-static int cmd_put(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_put(struct conn *conn, const struct bs_args *a)
 {
     uint32_t spec[4]; /* pri delay ttr bytes */
-    const char *p = args;
+    const char *p = a->text;
     for (int i = 0; i < 4; i++) {
         if (!arg_u32(&p, i == 3, &spec[i])) {
             bad_format(conn);
@@ -218,29 +236,23 @@ static int cmd_put(struct conn *conn, const char *args, const uint8_t *rest, siz
         bs->skip_reply = refusal;
         return 0;
     }
-    if (rest_len < (size_t)spec[3] + 2)
+    if (a->rest_len < (size_t)spec[3] + 2)
         return BS_AGAIN; /* the body is not all here */
-    if (rest[spec[3]] != '\r' || rest[spec[3] + 1] != '\n') {
+    if (a->rest[spec[3]] != '\r' || a->rest[spec[3] + 1] != '\n') {
         beanstalk_reply(conn, 0, "EXPECTED_CRLF");
         return (int)spec[3] + 2;
     }
-    return put_body(conn, spec, rest);
+    return put_body(conn, spec, a->rest);
 }
 
 /* ---- tubes of the connection ---- */
 
-static int cmd_use(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_use(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
-    const char *name;
-    uint32_t len;
     struct queue *queue;
-    if (!arg_tube(&args, true, &name, &len) ||
-        queue_get(conn->server->queues, name, len, &queue) != 0) {
-        bad_format(conn);
-        return 0;
-    }
-    struct beanstalk_tube *tube = beanstalk_tube_get(conn->server, name, len);
+    if (queue_get(conn->server->queues, a->tube, a->tube_len, &queue) != 0)
+        return fail(conn, QUEUE_EINVAL);
+    struct beanstalk_tube *tube = beanstalk_tube_get(conn->server, a->tube, a->tube_len);
     conn->bs->use->using_count--;
     conn->bs->use = tube;
     tube->using_count++;
@@ -248,19 +260,13 @@ static int cmd_use(struct conn *conn, const char *args, const uint8_t *rest, siz
     return 0;
 }
 
-static int cmd_watch(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_watch(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct beanstalk_conn *bs = conn->bs;
-    const char *name;
-    uint32_t len;
     struct queue *queue;
-    if (!arg_tube(&args, true, &name, &len) ||
-        queue_get(conn->server->queues, name, len, &queue) != 0) {
-        bad_format(conn);
-        return 0;
-    }
-    struct beanstalk_tube *tube = beanstalk_tube_get(conn->server, name, len);
+    if (queue_get(conn->server->queues, a->tube, a->tube_len, &queue) != 0)
+        return fail(conn, QUEUE_EINVAL);
+    struct beanstalk_tube *tube = beanstalk_tube_get(conn->server, a->tube, a->tube_len);
     uint32_t i = 0;
     while (i < bs->watch_count && bs->watch[i] != tube)
         i++;
@@ -276,19 +282,12 @@ static int cmd_watch(struct conn *conn, const char *args, const uint8_t *rest, s
     return 0;
 }
 
-static int cmd_ignore(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_ignore(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct beanstalk_conn *bs = conn->bs;
-    const char *name;
-    uint32_t len;
-    if (!arg_tube(&args, true, &name, &len)) {
-        bad_format(conn);
-        return 0;
-    }
     uint32_t i = 0;
-    while (i < bs->watch_count && !(bs->watch[i]->name_len == len &&
-                                    memcmp(bs->watch[i]->name, name, len) == 0))
+    while (i < bs->watch_count && !(bs->watch[i]->name_len == a->tube_len &&
+                                    memcmp(bs->watch[i]->name, a->tube, a->tube_len) == 0))
         i++;
     if (i < bs->watch_count) {
         if (bs->watch_count == 1) {
@@ -455,34 +454,25 @@ void beanstalk_reserve_again(struct conn *conn)
         reserve_wait(conn); /* its deadline is still ahead: it waits */
 }
 
-static int cmd_reserve(struct conn *conn, const char *args, const uint8_t *rest,
-                       size_t rest_len)
+static int cmd_reserve(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     reserve(conn, -1);
     return 0;
 }
 
 /* beanstalkd reads this timeout with strtol and no check: a sign is allowed, garbage is 0,
  * and a negative timeout waits for ever. */
-static int cmd_reserve_timeout(struct conn *conn, const char *args, const uint8_t *rest,
-                               size_t rest_len)
+static int cmd_reserve_timeout(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
-    long long timeout = strtoll(args, NULL, 10);
+    long long timeout = strtoll(a->text, NULL, 10);
     reserve(conn, timeout < 0 ? -1 : timeout > INT32_MAX ? INT32_MAX : timeout);
     return 0;
 }
 
-static int cmd_reserve_job(struct conn *conn, const char *args, const uint8_t *rest,
-                           size_t rest_len)
+static int cmd_reserve_job(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
-    uint64_t id;
-    if (!arg_number(&args, UINT64_MAX, true, &id)) {
-        bad_format(conn);
-        return 0;
-    }
+    uint64_t id = a->id;
     struct job *job;
     int rc = queue_reserve_job(conn->server->queues, id, &conn->owner, conn->server->now, &job);
     if (rc != 0)
@@ -493,15 +483,10 @@ static int cmd_reserve_job(struct conn *conn, const char *args, const uint8_t *r
 
 /* ---- the reserved job's fate ---- */
 
-static int cmd_delete(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_delete(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
-    uint64_t id;
-    if (!arg_number(&args, UINT64_MAX, true, &id)) {
-        bad_format(conn);
-        return 0;
-    }
+    uint64_t id = a->id;
     struct job *job = queue_job_find(server->queues, id);
     if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE ||
         (job->state == JOB_RESERVED && job->owner != &conn->owner))
@@ -521,11 +506,10 @@ static int cmd_delete(struct conn *conn, const char *args, const uint8_t *rest, 
     return 0;
 }
 
-static int cmd_release(struct conn *conn, const char *args, const uint8_t *rest,
-                       size_t rest_len)
+static int cmd_release(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
+    const char *args = a->text;
     uint64_t id;
     uint32_t pri, delay;
     if (!arg_number(&args, UINT64_MAX, false, &id) || !arg_u32(&args, false, &pri) ||
@@ -547,10 +531,10 @@ static int cmd_release(struct conn *conn, const char *args, const uint8_t *rest,
     return 0;
 }
 
-static int cmd_bury(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_bury(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
+    const char *args = a->text;
     uint64_t id;
     uint32_t pri;
     if (!arg_number(&args, UINT64_MAX, false, &id) || !arg_u32(&args, true, &pri)) {
@@ -570,15 +554,10 @@ static int cmd_bury(struct conn *conn, const char *args, const uint8_t *rest, si
     return 0;
 }
 
-static int cmd_touch(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_touch(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
-    uint64_t id;
-    if (!arg_number(&args, UINT64_MAX, true, &id)) {
-        bad_format(conn);
-        return 0;
-    }
+    uint64_t id = a->id;
     struct job *job = owned_job(conn, id);
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
@@ -593,14 +572,13 @@ static int cmd_touch(struct conn *conn, const char *args, const uint8_t *rest, s
 
 /* ---- kick and peek ---- */
 
-static int cmd_kick(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_kick(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
     /* beanstalkd reads the bound with strtoul: digits required, the value truncated to u32. */
     char *end;
-    unsigned long long bound = strtoull(args, &end, 10);
-    if (end == args) {
+    unsigned long long bound = strtoull(a->text, &end, 10);
+    if (end == a->text) {
         bad_format(conn);
         return 0;
     }
@@ -621,16 +599,10 @@ static int cmd_kick(struct conn *conn, const char *args, const uint8_t *rest, si
     return 0;
 }
 
-static int cmd_kick_job(struct conn *conn, const char *args, const uint8_t *rest,
-                        size_t rest_len)
+static int cmd_kick_job(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
-    uint64_t id;
-    if (!arg_number(&args, UINT64_MAX, true, &id)) {
-        bad_format(conn);
-        return 0;
-    }
+    uint64_t id = a->id;
     struct job *job = queue_job_find(server->queues, id);
     uint64_t seq_before = server->emit_seq_max;
     int rc = job == NULL                    ? QUEUE_ENOTFOUND
@@ -643,14 +615,9 @@ static int cmd_kick_job(struct conn *conn, const char *args, const uint8_t *rest
     return 0;
 }
 
-static int cmd_peek(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_peek(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
-    uint64_t id;
-    if (!arg_number(&args, UINT64_MAX, true, &id)) {
-        bad_format(conn);
-        return 0;
-    }
+    uint64_t id = a->id;
     struct job *job = queue_peek_id(conn->server->queues, id);
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
@@ -668,38 +635,29 @@ static int peek_state(struct conn *conn, enum job_state which)
     return 0;
 }
 
-static int cmd_peek_ready(struct conn *conn, const char *args, const uint8_t *rest,
-                          size_t rest_len)
+static int cmd_peek_ready(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     return peek_state(conn, JOB_READY);
 }
 
-static int cmd_peek_delayed(struct conn *conn, const char *args, const uint8_t *rest,
-                            size_t rest_len)
+static int cmd_peek_delayed(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     return peek_state(conn, JOB_DELAYED);
 }
 
-static int cmd_peek_buried(struct conn *conn, const char *args, const uint8_t *rest,
-                           size_t rest_len)
+static int cmd_peek_buried(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     return peek_state(conn, JOB_DEAD);
 }
 
 /* ---- stats, lists, pause, quit ---- */
 
-static int cmd_stats_job(struct conn *conn, const char *args, const uint8_t *rest,
-                         size_t rest_len)
+static int cmd_stats_job(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
-    uint64_t id;
-    if (!arg_number(&args, UINT64_MAX, true, &id)) {
-        bad_format(conn);
-        return 0;
-    }
+    uint64_t id = a->id;
     struct job *job = queue_peek_id(conn->server->queues, id);
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
@@ -707,50 +665,39 @@ static int cmd_stats_job(struct conn *conn, const char *args, const uint8_t *res
     return 0;
 }
 
-static int cmd_stats_tube(struct conn *conn, const char *args, const uint8_t *rest,
-                          size_t rest_len)
+static int cmd_stats_tube(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
-    const char *name;
-    uint32_t len;
-    if (!arg_tube(&args, true, &name, &len)) {
-        bad_format(conn);
-        return 0;
-    }
-    struct queue *queue = queue_find(conn->server->queues, name, len);
+    struct queue *queue = queue_find(conn->server->queues, a->tube, a->tube_len);
     if (queue == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     beanstalk_yaml_stats_tube(conn, queue);
     return 0;
 }
 
-static int cmd_stats(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_stats(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     beanstalk_yaml_stats(conn);
     return 0;
 }
 
-static int cmd_list_tubes(struct conn *conn, const char *args, const uint8_t *rest,
-                          size_t rest_len)
+static int cmd_list_tubes(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     beanstalk_yaml_list_tubes(conn);
     return 0;
 }
 
-static int cmd_list_tube_used(struct conn *conn, const char *args, const uint8_t *rest,
-                              size_t rest_len)
+static int cmd_list_tube_used(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     beanstalk_reply(conn, 0, "USING %s", conn->bs->use->name);
     return 0;
 }
 
-static int cmd_list_watched(struct conn *conn, const char *args, const uint8_t *rest,
-                            size_t rest_len)
+static int cmd_list_watched(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     beanstalk_yaml_list_watched(conn);
     return 0;
 }
@@ -765,11 +712,10 @@ void beanstalk_meta_paused(const struct queue *queue, bool paused, struct record
     };
 }
 
-static int cmd_pause_tube(struct conn *conn, const char *args, const uint8_t *rest,
-                          size_t rest_len)
+static int cmd_pause_tube(struct conn *conn, const struct bs_args *a)
 {
-    (void)rest, (void)rest_len;
     struct server *server = conn->server;
+    const char *args = a->text;
     const char *name;
     uint32_t len;
     uint32_t delay;
@@ -797,9 +743,9 @@ static int cmd_pause_tube(struct conn *conn, const char *args, const uint8_t *re
     return 0;
 }
 
-static int cmd_quit(struct conn *conn, const char *args, const uint8_t *rest, size_t rest_len)
+static int cmd_quit(struct conn *conn, const struct bs_args *a)
 {
-    (void)args, (void)rest, (void)rest_len;
+    (void)a;
     conn_fail(conn, 0, 0, NULL); /* flush what is owed, then close */
     return 0;
 }
@@ -810,31 +756,31 @@ static int cmd_quit(struct conn *conn, const char *args, const uint8_t *rest, si
  * begins ("reserve-with-timeout" alone is a reserve with something after it: BAD_FORMAT), so
  * the longer names come first. */
 static const struct bs_command commands[] = {
-    {"put", BS_CMD_PUT, true, false, cmd_put},
-    {"peek-ready", BS_CMD_PEEK_READY, false, true, cmd_peek_ready},
-    {"peek-delayed", BS_CMD_PEEK_DELAYED, false, true, cmd_peek_delayed},
-    {"peek-buried", BS_CMD_PEEK_BURIED, false, true, cmd_peek_buried},
-    {"peek", BS_CMD_PEEK, true, true, cmd_peek},
-    {"reserve-with-timeout", BS_CMD_RESERVE_WITH_TIMEOUT, true, true, cmd_reserve_timeout},
-    {"reserve-job", BS_CMD_RESERVE_JOB, true, true, cmd_reserve_job},
-    {"reserve", BS_CMD_RESERVE, false, true, cmd_reserve},
-    {"delete", BS_CMD_DELETE, true, false, cmd_delete},
-    {"release", BS_CMD_RELEASE, true, false, cmd_release},
-    {"bury", BS_CMD_BURY, true, false, cmd_bury},
-    {"kick-job", BS_CMD_KICK_JOB, true, true, cmd_kick_job},
-    {"kick", BS_CMD_KICK, true, true, cmd_kick},
-    {"touch", BS_CMD_TOUCH, true, false, cmd_touch},
-    {"stats-job", BS_CMD_STATS_JOB, true, true, cmd_stats_job},
-    {"stats-tube", BS_CMD_STATS_TUBE, true, true, cmd_stats_tube},
-    {"stats", BS_CMD_STATS, false, true, cmd_stats},
-    {"use", BS_CMD_USE, true, false, cmd_use},
-    {"watch", BS_CMD_WATCH, true, false, cmd_watch},
-    {"ignore", BS_CMD_IGNORE, true, false, cmd_ignore},
-    {"list-tubes-watched", BS_CMD_LIST_TUBES_WATCHED, false, false, cmd_list_watched},
-    {"list-tube-used", BS_CMD_LIST_TUBE_USED, false, false, cmd_list_tube_used},
-    {"list-tubes", BS_CMD_LIST_TUBES, false, true, cmd_list_tubes},
-    {"quit", BS_CMD_QUIT, false, true, cmd_quit},
-    {"pause-tube", BS_CMD_PAUSE_TUBE, true, false, cmd_pause_tube},
+    {"put", BS_CMD_PUT, BS_ARG_TEXT, false, cmd_put},
+    {"peek-ready", BS_CMD_PEEK_READY, BS_ARG_NONE, true, cmd_peek_ready},
+    {"peek-delayed", BS_CMD_PEEK_DELAYED, BS_ARG_NONE, true, cmd_peek_delayed},
+    {"peek-buried", BS_CMD_PEEK_BURIED, BS_ARG_NONE, true, cmd_peek_buried},
+    {"peek", BS_CMD_PEEK, BS_ARG_ID, true, cmd_peek},
+    {"reserve-with-timeout", BS_CMD_RESERVE_WITH_TIMEOUT, BS_ARG_TEXT, true, cmd_reserve_timeout},
+    {"reserve-job", BS_CMD_RESERVE_JOB, BS_ARG_ID, true, cmd_reserve_job},
+    {"reserve", BS_CMD_RESERVE, BS_ARG_NONE, true, cmd_reserve},
+    {"delete", BS_CMD_DELETE, BS_ARG_ID, false, cmd_delete},
+    {"release", BS_CMD_RELEASE, BS_ARG_TEXT, false, cmd_release},
+    {"bury", BS_CMD_BURY, BS_ARG_TEXT, false, cmd_bury},
+    {"kick-job", BS_CMD_KICK_JOB, BS_ARG_ID, true, cmd_kick_job},
+    {"kick", BS_CMD_KICK, BS_ARG_TEXT, true, cmd_kick},
+    {"touch", BS_CMD_TOUCH, BS_ARG_ID, false, cmd_touch},
+    {"stats-job", BS_CMD_STATS_JOB, BS_ARG_ID, true, cmd_stats_job},
+    {"stats-tube", BS_CMD_STATS_TUBE, BS_ARG_TUBE, true, cmd_stats_tube},
+    {"stats", BS_CMD_STATS, BS_ARG_NONE, true, cmd_stats},
+    {"use", BS_CMD_USE, BS_ARG_TUBE, false, cmd_use},
+    {"watch", BS_CMD_WATCH, BS_ARG_TUBE, false, cmd_watch},
+    {"ignore", BS_CMD_IGNORE, BS_ARG_TUBE, false, cmd_ignore},
+    {"list-tubes-watched", BS_CMD_LIST_TUBES_WATCHED, BS_ARG_NONE, false, cmd_list_watched},
+    {"list-tube-used", BS_CMD_LIST_TUBE_USED, BS_ARG_NONE, false, cmd_list_tube_used},
+    {"list-tubes", BS_CMD_LIST_TUBES, BS_ARG_NONE, true, cmd_list_tubes},
+    {"quit", BS_CMD_QUIT, BS_ARG_NONE, true, cmd_quit},
+    {"pause-tube", BS_CMD_PAUSE_TUBE, BS_ARG_TEXT, false, cmd_pause_tube},
 };
 
 int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
@@ -847,15 +793,23 @@ int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         const struct bs_command *c = &commands[i];
         size_t name_len = strlen(c->name);
-        if (strncmp(text, c->name, name_len) != 0 || (c->has_args && text[name_len] != ' '))
+        bool has_args = c->args != BS_ARG_NONE;
+        if (strncmp(text, c->name, name_len) != 0 || (has_args && text[name_len] != ' '))
             continue;
         if (c->reads && !list_empty(&conn->bs->held))
             return BS_AGAIN; /* run again when beanstalk_release_held empties it */
+        struct bs_args a = {.text = text + name_len + has_args, .rest = rest,
+                            .rest_len = rest_len};
+        const char *p = a.text;
+        bool ok = c->args == BS_ARG_NONE   ? *p == '\0' || c->cmd == BS_CMD_QUIT
+                  : c->args == BS_ARG_ID   ? arg_number(&p, UINT64_MAX, true, &a.id)
+                  : c->args == BS_ARG_TUBE ? arg_tube(&p, true, &a.tube, &a.tube_len)
+                                           : true;
         int rc = 0;
-        if (!c->has_args && text[name_len] != '\0' && c->cmd != BS_CMD_QUIT)
+        if (!ok)
             bad_format(conn);
         else
-            rc = c->run(conn, text + name_len + c->has_args, rest, rest_len);
+            rc = c->run(conn, &a);
         if (rc != BS_AGAIN && c->cmd < BS_CMD_COUNTED) /* counted once, when it ran */
             conn->server->beanstalk->cmd_counts[c->cmd]++;
         return rc;
