@@ -22,6 +22,11 @@
 #include "server.h"
 #include "slog.h"
 
+/* A connection's input may hold --max-frame bytes and config.c keeps --max-job-size at least
+ * WIRE_JOB_OVERHEAD_MAX below it: so a put's line and its largest body always fit at once. */
+_Static_assert(BEANSTALK_LINE_MAX + 2 <= WIRE_JOB_OVERHEAD_MAX,
+               "a put line and its body's CRLF fit the room a frame leaves beyond a job");
+
 /* After a failed accept (out of descriptors) wait this long, as the native listener does. */
 #define BEANSTALK_ACCEPT_RETRY_MS 100
 

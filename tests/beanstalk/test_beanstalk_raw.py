@@ -325,25 +325,6 @@ class BeanstalkRawTest(unittest.TestCase):
     def test_deadline_soon_and_timeouts(self):
         self.compare(self._deadline_soon)
 
-    def _ttr_expiry(self, s):
-        a, b = s.client(), s.client()
-        s.run(a, "use {t}")
-        s.run(a, "watch {t}")
-        s.run(b, "watch {t}")
-        s.run(b, "ignore default")
-        s.run(a, "put 0 0 1 1", b"t")
-        s.run(a, "reserve")
-        # Past a's TTR of 1 s before b asks: beanstalkd 1.12 now and then left an expired job
-        # to an already waiting reserve for over 4 s (2 runs in 15 here), so b asks after.
-        time.sleep(1.5)
-        line, body = s.run(b, "reserve-with-timeout 4")
-        self.assertEqual(body, b"t", "%s on %s" % (line, "spoold" if s.port == BeanstalkRawTest.spoold.port else "beanstalkd"))
-        self.assertEqual(s.run(a, "delete %s" % s.ids[-1])[0], "NOT_FOUND")
-        self.assertEqual(s.run(b, "delete %s" % s.ids[-1])[0], "DELETED")
-
-    def test_ttr_expiry_releases(self):
-        self.compare(self._ttr_expiry)
-
     def _pause(self, s):
         c, w = s.client(), s.client()
         s.run(c, "use {t}")
@@ -382,6 +363,9 @@ class BeanstalkRawTest(unittest.TestCase):
         self.assertTrue(c.closed())
         c.close()
 
+    # Spool only: beanstalkd 1.12 itself now and then kept a job whose TTR ran out from a
+    # waiting reserve, and even from a reserve sent 1.5 s after, for over 4 s (3 runs in 25,
+    # under load), so a comparison of this would fail on beanstalkd's side.
     def test_waiting_reserve_gets_an_expired_job(self):
         a, b = Client(self.spoold.port), Client(self.spoold.port)
         a.cmd("use expire")
@@ -395,7 +379,10 @@ class BeanstalkRawTest(unittest.TestCase):
         got, body = b.cmd("reserve-with-timeout 5")  # waiting when a's lease runs out
         self.assertEqual((got, body), (line, b"e"))
         self.assertLess(time.monotonic() - started, 3.0)
-        self.assertEqual(b.cmd("delete %s" % line.split(" ")[1])[0], "DELETED")
+        self.assertEqual(a.cmd("delete %s" % line.split(" ")[1])[0], "NOT_FOUND")  # not a's
+        time.sleep(1.5)  # b's lease runs out too, with nobody waiting
+        self.assertEqual(a.cmd("reserve-with-timeout 0"), (line, b"e"))
+        self.assertEqual(a.cmd("delete %s" % line.split(" ")[1])[0], "DELETED")
         a.close()
         b.close()
 
