@@ -401,6 +401,20 @@ class BeanstalkRawTest(unittest.TestCase):
             put = native.put("both", b"native", priority=0)
         line, body = c.cmd("peek %d" % put.id)
         self.assertEqual((line, body), ("FOUND %d 6" % put.id, b"native"))
+        cli = os.environ.get("SPOOL")
+        if cli:  # the spool CLI sees and kicks a job buried through beanstalkd
+            c.cmd("watch both")
+            line, _ = c.cmd("reserve-job %d" % job_id)
+            self.assertEqual(c.cmd("bury %d 0" % job_id)[0], "BURIED")
+            server = "127.0.0.1:%d" % self.spoold.native_port
+            out = subprocess.run([cli, "--server", server, "--json", "peek", str(job_id)],
+                                 capture_output=True, text=True, timeout=10)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn('"dead"', out.stdout)
+            out = subprocess.run([cli, "--server", server, "kick", "--job", str(job_id)],
+                                 capture_output=True, text=True, timeout=10)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("state: ready", c.cmd("stats-job %d" % job_id)[1].decode())
         c.cmd("watch both")
         self.assertEqual(c.cmd("reserve-with-timeout 0")[1], b"native")
         self.assertEqual(c.cmd("delete %d" % put.id)[0], "DELETED")
