@@ -41,6 +41,8 @@ static const char usage[] =
     "usage: spoold [options]\n"
     "  --data DIR               data directory (default ./spool-data)\n"
     "  --listen HOST:PORT       address to listen on (default 127.0.0.1:7711; port 0 = any)\n"
+    "  --beanstalk HOST:PORT    also speak beanstalkd's text protocol there (off unless\n"
+    "                           given; beanstalkd's own port is 127.0.0.1:11300)\n"
     "  --sync MODE              always | interval:MS | none (default always)\n"
     "  --segment-size BYTES     log segment size, a multiple of 4096 from 1m to 1g\n"
     "                           (default 64m; each segment is preallocated whole)\n"
@@ -90,17 +92,18 @@ static int parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
-static int parse_listen(const char *text, struct server_config *config)
+/* HOST:PORT into host (host_size bytes with its NUL) and *port. */
+static int parse_listen(const char *text, char *host, size_t host_size, uint16_t *port_out)
 {
     const char *colon = strrchr(text, ':');
-    if (colon == NULL || colon == text || (size_t)(colon - text) >= sizeof(config->listen_host))
+    if (colon == NULL || colon == text || (size_t)(colon - text) >= host_size)
         return -EINVAL;
     uint64_t port;
     if (parse_size(colon + 1, &port) != 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
         return -EINVAL;
-    memcpy(config->listen_host, text, (size_t)(colon - text));
-    config->listen_host[colon - text] = '\0';
-    config->listen_port = (uint16_t)port;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    *port_out = (uint16_t)port;
     return 0;
 }
 
@@ -187,10 +190,17 @@ static bool apply_option(const char *name, const char *value, struct server_conf
     if (strcmp(name, "--data") == 0) {
         c->data_dir = value;
     } else if (strcmp(name, "--listen") == 0) {
-        if (parse_listen(value, c) != 0) {
+        if (parse_listen(value, c->listen_host, sizeof(c->listen_host), &c->listen_port) != 0) {
             fprintf(stderr, "spoold: --listen: '%s' is not HOST:PORT\n", value);
             return false;
         }
+    } else if (strcmp(name, "--beanstalk") == 0) {
+        if (parse_listen(value, c->beanstalk_host, sizeof(c->beanstalk_host),
+                         &c->beanstalk_port) != 0) {
+            fprintf(stderr, "spoold: --beanstalk: '%s' is not HOST:PORT\n", value);
+            return false;
+        }
+        c->beanstalk_enabled = true;
     } else if (strcmp(name, "--sync") == 0) {
         if (parse_sync(value, c) != 0) {
             fprintf(stderr, "spoold: --sync: '%s' is not always, interval:MS or none\n", value);
@@ -295,6 +305,12 @@ enum config_parse_result config_parse(int argc, char **argv, struct server_confi
         }
         if (!apply_option(name, value, config))
             return CONFIG_EXIT_USAGE;
+    }
+    if (config->beanstalk_enabled && config->auth_secret_len > 0) {
+        /* beanstalkd's protocol has no authentication: the listener would bypass the secret. */
+        fprintf(stderr, "spoold: --beanstalk cannot be combined with --auth-file (beanstalkd's "
+                        "protocol has no authentication)\n");
+        return CONFIG_EXIT_USAGE;
     }
     if ((uint64_t)config->job_size_max + WIRE_JOB_OVERHEAD_MAX > config->frame_size_max) {
         fprintf(stderr, "spoold: --max-frame (%u) must be at least --max-job-size + %u\n",

@@ -16,6 +16,9 @@ struct server_config {
     const char *data_dir;          /* --data, default ./spool-data */
     char listen_host[256];         /* --listen HOST:PORT, default 127.0.0.1:7711 */
     uint16_t listen_port;
+    bool beanstalk_enabled;        /* --beanstalk HOST:PORT given (beanstalk.h) */
+    char beanstalk_host[256];
+    uint16_t beanstalk_port;
     enum log_sync_mode sync_mode;  /* --sync always|interval:MS|none */
     uint32_t sync_interval_ms;
     uint64_t segment_size_bytes;   /* --segment-size, default 64 MiB */

@@ -1423,3 +1423,69 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     state->totals.expired++;
     return true;
 }
+
+/* ---- for the beanstalkd protocol (beanstalk.h): a job by id, delayed jobs kicked ---- */
+
+int queue_reserve_job(struct queue_state *state, uint64_t id, struct queue_owner *owner,
+                      struct queue_time now, struct job **out)
+{
+    SPOOL_ASSERT(owner != NULL);
+    struct job *job = jobtab_get(&state->jobs, id);
+    if (job == NULL || (job->state != JOB_READY && job->state != JOB_DELAYED &&
+                        job->state != JOB_DEAD))
+        return QUEUE_ENOTFOUND;
+    struct queue_reserver reserver = {.owner = owner};
+    lease(state, job, &reserver, now);
+    SPOOL_ASSERT(job->state == JOB_RESERVED);
+    *out = job;
+    return 0;
+}
+
+/* A delayed job made ready now: logged as a RELEASE with no run-at (replay places it ready
+ * whatever state it was in), so a restart keeps it ready. */
+static int kick_delayed_one(struct queue_state *state, struct job *job, struct queue_time now)
+{
+    SPOOL_ASSERT(job->state == JOB_DELAYED);
+    uint8_t buf[RECORD_RELEASE_SIZE];
+    size_t len = record_release_encode(job->id, job->priority, 0, buf);
+    int err = emit(state, RECORD_RELEASE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    queue_job_leave(state, job);
+    queue_job_set_run_at(job, 0, now);
+    queue_job_place(state, job, now);
+    SPOOL_ASSERT(job->state == JOB_READY);
+    return 0;
+}
+
+int queue_kick_delayed_job(struct queue_state *state, uint64_t id, struct queue_time now)
+{
+    struct job *job = jobtab_get(&state->jobs, id);
+    if (job == NULL || job->state == JOB_PENDING)
+        return QUEUE_ENOTFOUND;
+    if (job->state != JOB_DELAYED)
+        return QUEUE_ESTATE;
+    int err = kick_delayed_one(state, job, now);
+    if (err == 0)
+        queue_serve(state, now);
+    return err;
+}
+
+int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t name_len,
+                       uint32_t count, struct queue_time now, uint32_t *kicked)
+{
+    *kicked = 0;
+    struct queue *queue = queue_find(state, name, name_len);
+    if (queue == NULL)
+        return record_queue_name_valid(name, name_len) ? 0 : QUEUE_EINVAL;
+    int err = 0;
+    struct job *job;
+    while (*kicked < count && (job = heap_top(&queue->delayed)) != NULL) {
+        err = kick_delayed_one(state, job, now);
+        if (err != 0)
+            break;
+        (*kicked)++;
+    }
+    queue_serve(state, now);
+    return *kicked > 0 ? 0 : err;
+}

@@ -155,6 +155,7 @@ struct queue {
     struct queue_stats stats;
     uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
     uint32_t reserver_refs;    /* waiting reservers that name it (paused ones included) */
+    uint32_t pins; /* front ends that name it (a beanstalkd connection's used or watched tube) */
     struct list_link idle_link; /* in the state's list of queues to forget if idle */
 };
 
@@ -315,6 +316,11 @@ bool queue_known(const struct queue_state *state, const char *name, uint32_t nam
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);
 
+/* A front end names the queue (a beanstalkd connection uses or watches its tube, which must
+ * exist even when empty): it is not forgotten while pinned. Each pin is undone by one unpin. */
+void queue_pin(struct queue *queue);
+void queue_unpin(struct queue_state *state, struct queue *queue);
+
 /* Reserve up to reserver->count_max jobs now. Returns how many were written to jobs (>= 0;
  * the leases are taken). With none and a deadline in the future, the reserver is queued and
  * reserver->wake runs later (with jobs, or with 0 at the deadline). */
@@ -355,6 +361,18 @@ SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id,
 /* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
 SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
                               uint32_t count, struct queue_time now, uint32_t *kicked);
+/* The beanstalkd protocol's reserve-job: lease one job by id to owner, whatever queue it is
+ * in, when it is ready, delayed or dead (QUEUE_ENOTFOUND otherwise). */
+SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
+                                     struct queue_owner *owner, struct queue_time now,
+                                     struct job **out);
+/* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
+ * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
+SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,
+                                          struct queue_time now);
+SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
+                                      uint32_t name_len, uint32_t count, struct queue_time now,
+                                      uint32_t *kicked);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);
