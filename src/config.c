@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queue.h"
 #include "wire_frame.h"
 
 #define CONFIG_CONNECTIONS_DEFAULT 1024
@@ -46,6 +47,8 @@ static const char usage[] =
     "usage: spoold [options]\n"
     "  --data DIR               data directory (default ./spool-data)\n"
     "  --listen HOST:PORT       address to listen on (default 127.0.0.1:7711; port 0 = any)\n"
+    "  --beanstalk HOST:PORT    also speak beanstalkd's text protocol there (off unless\n"
+    "                           given; beanstalkd's own port is 127.0.0.1:11300)\n"
     "  --sync MODE              always | interval:MS | none (default always)\n"
     "  --segment-size BYTES     log segment size, a multiple of 4096 from 1m to 1g\n"
     "                           (default 64m; each segment is preallocated whole)\n"
@@ -61,6 +64,10 @@ static const char usage[] =
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
+    "  --max-idempotency-keys N keys remembered at most; past it the oldest goes first\n"
+    "                           (default 1048576)\n"
+    "  --max-queues N           queues at most; a put or reserve naming one more is\n"
+    "                           refused with TOO_MANY_QUEUES (default 65536)\n"
     "  --frame-timeout MS       close a connection whose started frame stalls this long\n"
     "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
@@ -97,17 +104,18 @@ static int parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
-static int parse_listen(const char *text, struct server_config *config)
+/* HOST:PORT into host (host_size bytes with its NUL) and *port. */
+static int parse_listen(const char *text, char *host, size_t host_size, uint16_t *port_out)
 {
     const char *colon = strrchr(text, ':');
-    if (colon == NULL || colon == text || (size_t)(colon - text) >= sizeof(config->listen_host))
+    if (colon == NULL || colon == text || (size_t)(colon - text) >= host_size)
         return -EINVAL;
     uint64_t port;
     if (parse_size(colon + 1, &port) != 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
         return -EINVAL;
-    memcpy(config->listen_host, text, (size_t)(colon - text));
-    config->listen_host[colon - text] = '\0';
-    config->listen_port = (uint16_t)port;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    *port_out = (uint16_t)port;
     return 0;
 }
 
@@ -118,13 +126,8 @@ static int parse_http(const char *text, struct server_config *config)
         config->http_enabled = false;
         return 0;
     }
-    struct server_config tmp;
-    memset(&tmp, 0, sizeof(tmp));
-    if (parse_listen(text, &tmp) != 0)
+    if (parse_listen(text, config->http_host, sizeof(config->http_host), &config->http_port) != 0)
         return -EINVAL;
-    _Static_assert(sizeof(tmp.listen_host) == sizeof(config->http_host), "host sizes");
-    memcpy(config->http_host, tmp.listen_host, sizeof(config->http_host));
-    config->http_port = tmp.listen_port;
     config->http_enabled = true;
     return 0;
 }
@@ -161,6 +164,12 @@ static void defaults(struct server_config *config)
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
+    {
+        struct queue_config qc; /* one definition of these defaults: the queue's */
+        queue_config_defaults(&qc);
+        config->idempotency_keys_max = qc.idempotency_keys_max;
+        config->queues_max = qc.queues_max;
+    }
     config->frame_timeout_ms = 30000;
     config->handshake_timeout_ms = CONFIG_HANDSHAKE_TIMEOUT_DEFAULT_MS;
     config->handshakes_max = 0; /* derived from connections_max after parsing */
@@ -210,10 +219,17 @@ static bool apply_option(const char *name, const char *value, struct server_conf
     if (strcmp(name, "--data") == 0) {
         c->data_dir = value;
     } else if (strcmp(name, "--listen") == 0) {
-        if (parse_listen(value, c) != 0) {
+        if (parse_listen(value, c->listen_host, sizeof(c->listen_host), &c->listen_port) != 0) {
             fprintf(stderr, "spoold: --listen: '%s' is not HOST:PORT\n", value);
             return false;
         }
+    } else if (strcmp(name, "--beanstalk") == 0) {
+        if (parse_listen(value, c->beanstalk_host, sizeof(c->beanstalk_host),
+                         &c->beanstalk_port) != 0) {
+            fprintf(stderr, "spoold: --beanstalk: '%s' is not HOST:PORT\n", value);
+            return false;
+        }
+        c->beanstalk_enabled = true;
     } else if (strcmp(name, "--sync") == 0) {
         if (parse_sync(value, c) != 0) {
             fprintf(stderr, "spoold: --sync: '%s' is not always, interval:MS or none\n", value);
@@ -271,6 +287,11 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,
                              &c->idempotency_window_ms);
+    } else if (strcmp(name, "--max-idempotency-keys") == 0) {
+        /* At least 1: a put with a key must be able to remember it until the next one. */
+        return number_option(name, value, 1, UINT32_MAX, &c->idempotency_keys_max);
+    } else if (strcmp(name, "--max-queues") == 0) {
+        return number_option(name, value, 1, UINT32_MAX, &c->queues_max);
     } else if (strcmp(name, "--max-handshakes") == 0) {
         if (!number_option(name, value, 1, CONFIG_CONNECTIONS_LIMIT, &v))
             return false;
@@ -324,6 +345,12 @@ enum config_parse_result config_parse(int argc, char **argv, struct server_confi
         }
         if (!apply_option(name, value, config))
             return CONFIG_EXIT_USAGE;
+    }
+    if (config->beanstalk_enabled && config->auth_secret_len > 0) {
+        /* beanstalkd's protocol has no authentication: the listener would bypass the secret. */
+        fprintf(stderr, "spoold: --beanstalk cannot be combined with --auth-file (beanstalkd's "
+                        "protocol has no authentication)\n");
+        return CONFIG_EXIT_USAGE;
     }
     if ((uint64_t)config->job_size_max + WIRE_JOB_OVERHEAD_MAX > config->frame_size_max) {
         fprintf(stderr, "spoold: --max-frame (%u) must be at least --max-job-size + %u\n",

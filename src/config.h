@@ -16,6 +16,9 @@ struct server_config {
     const char *data_dir;          /* --data, default ./spool-data */
     char listen_host[256];         /* --listen HOST:PORT, default 127.0.0.1:7711 */
     uint16_t listen_port;
+    bool beanstalk_enabled;        /* --beanstalk HOST:PORT given (beanstalk.h) */
+    char beanstalk_host[256];
+    uint16_t beanstalk_port;
     enum log_sync_mode sync_mode;  /* --sync always|interval:MS|none */
     uint32_t sync_interval_ms;
     uint64_t segment_size_bytes;   /* --segment-size, default 64 MiB */
@@ -27,6 +30,8 @@ struct server_config {
     uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
     uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */
+    uint64_t idempotency_keys_max;  /* --max-idempotency-keys, default 1 Mi (queue.c) */
+    uint64_t queues_max;            /* --max-queues, default 64 Ki (queue.c) */
     uint32_t frame_timeout_ms;     /* --frame-timeout: a started frame must finish within */
     uint32_t handshake_timeout_ms; /* --handshake-timeout: HELLO must arrive within, default 5 s */
     uint32_t handshakes_max;       /* --max-handshakes: connections before HELLO, at most */

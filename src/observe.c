@@ -67,6 +67,8 @@ static void event_signal(struct observe *observe)
  * so 1024 are some 0.3 ms, what a turn may add to request latency (the checkpoint walk's
  * bound); 10,000 queues take ten turns. */
 #define OBSERVE_SNAPSHOT_STEP_QUEUES 1024
+/* Walks begun again because queues were forgotten under them, at most, per snapshot. */
+#define OBSERVE_WALK_RESTARTS 2
 
 struct snap_build {
     struct snapshot *snap;
@@ -200,6 +202,7 @@ static bool snapshot_begin(struct observe *observe)
     observe->walk_cursor = 0;
     observe->walk_stamp = queue_walk_stamp(observe->server->queues);
     observe->walk_queues = totals.queues;
+    observe->walk_restarts = 0;
     return true;
 }
 
@@ -211,8 +214,14 @@ static struct snapshot *snapshot_step(struct observe *observe)
     struct snapshot *snap = observe->building;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
-    if (queue_walk_stamp(server->queues) != observe->walk_stamp ||
-        totals.queues < observe->walk_queues) {
+    /* A rebuilt table invalidates the cursor: begin again. A forgotten queue (the count went
+     * down) may have shifted one behind the cursor: begin again too, but at most
+     * OBSERVE_WALK_RESTARTS times, so that a churn of short-lived queues cannot keep the
+     * walk from ever finishing (the price: one queue missing from one snapshot). */
+    bool rebuilt = queue_walk_stamp(server->queues) != observe->walk_stamp;
+    bool shrunk = totals.queues < observe->walk_queues;
+    if (rebuilt || (shrunk && observe->walk_restarts < OBSERVE_WALK_RESTARTS)) {
+        observe->walk_restarts++;
         snap->queue_count = 0;
         snap->dead_count = 0;
         observe->walk_cursor = 0;

@@ -132,6 +132,7 @@ struct observe {
     size_t walk_cursor;
     uint64_t walk_stamp;
     uint64_t walk_queues;
+    uint32_t walk_restarts;
     struct list_link held;      /* loop only: commands waiting for durability */
     struct http *http;
     pthread_mutex_t mutex;

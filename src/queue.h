@@ -17,8 +17,9 @@
  * Job states: PENDING (put, not yet durable: invisible) -> READY | DELAYED; READY -> RESERVED
  * (a lease: token, deadline, attempt); RESERVED -> DONE (ack) | READY/DELAYED (release, lease
  * expiry, owner gone) | DEAD (bury, or attempts reached max_attempts); DEAD -> READY (kick);
- * any non-reserved -> gone (delete, ttl, purge). DONE jobs are remembered (result, for wait and
- * status) up to done_keep_max, then forgotten.
+ * any non-reserved -> gone (delete, purge) | EXPIRED (its ttl ran out). DONE and EXPIRED jobs
+ * are remembered (for wait and status; DONE with its result) up to done_keep_max, oldest
+ * forgotten first.
  *
  * Invariants: a job is in exactly the containers of its state (ready heap + ready-order list;
  * delayed heap + global delay heap; lease heap + owner list; dead list; pending list); lease
@@ -54,6 +55,7 @@ enum queue_error {
     QUEUE_EINVAL = -10204,     /* a bad argument: queue name, sizes */
     QUEUE_ESTATE = -10205,     /* the job is not in a state that allows this (delete reserved) */
     QUEUE_ETOOBIG = -10206,    /* larger than the queue's limits even when empty: never fits */
+    QUEUE_ETOOMANY = -10207,   /* a new queue would exceed queues_max */
 };
 
 const char *queue_strerror(int error);
@@ -65,7 +67,14 @@ enum job_state {
     JOB_RESERVED,
     JOB_DEAD,
     JOB_DONE,
+    JOB_EXPIRED, /* its ttl ran out before an ack: remembered like DONE, without a result */
 };
+
+/* DONE or EXPIRED: no longer live, remembered (for wait and status) until forgotten. */
+static inline bool job_state_settled(enum job_state state)
+{
+    return state == JOB_DONE || state == JOB_EXPIRED;
+}
 
 const char *job_state_name(enum job_state state);
 
@@ -124,6 +133,8 @@ struct queue_stats {
     int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
     uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
     uint64_t bytes;              /* body bytes of live jobs */
+    uint64_t expired;            /* EXPIRED jobs still remembered (done_keep_max) */
+    uint64_t settled;            /* DONE and EXPIRED jobs still remembered: they name it */
     bool paused;
 };
 
@@ -145,6 +156,9 @@ struct queue {
     struct queue_stats stats;
     struct queue_metrics metrics; /* counters since start (metrics.h), for /metrics */
     uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
+    uint32_t reserver_refs;    /* waiting reservers that name it (paused ones included) */
+    uint32_t pins; /* front ends that name it (a beanstalkd connection's used or watched tube) */
+    struct list_link idle_link; /* in the state's list of queues to forget if idle */
 };
 
 /* Up to this many queues may be named in one reserve: enough for a worker that serves a few
@@ -241,9 +255,11 @@ struct queue_config {
     uint64_t default_ttr_ms;        /* 30 s */
     uint32_t default_max_attempts;  /* 10; 0 = unlimited */
     int64_t idempotency_window_ms;  /* 24 h */
+    uint64_t idempotency_keys_max;  /* keys remembered at most (oldest forgotten first) */
     uint64_t max_jobs_per_queue;    /* 0: unlimited (a queue's own limit wins when set) */
     uint64_t max_bytes_per_queue;   /* 0: unlimited */
     uint32_t done_keep_max;         /* DONE jobs remembered for wait/status */
+    uint64_t queues_max;            /* queues at most (QUEUE_ETOOMANY past it); 0: no limit */
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
     struct siphash_key lease_key;   /* secret key of the lease-token PRF */
     bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
@@ -294,8 +310,18 @@ SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_a
 int queue_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
                    uint64_t jobs, uint64_t bytes);
 
+/* Could new_queues queues that do not exist yet be created now (queues_max)? 0 or
+ * QUEUE_ETOOMANY; PUT_BATCH asks before logging any job. queue_known: does it exist? */
+int queue_room_for_queues(const struct queue_state *state, uint64_t new_queues);
+bool queue_known(const struct queue_state *state, const char *name, uint32_t name_len);
+
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);
+
+/* A front end names the queue (a beanstalkd connection uses or watches its tube, which must
+ * exist even when empty): it is not forgotten while pinned. Each pin is undone by one unpin. */
+void queue_pin(struct queue *queue);
+void queue_unpin(struct queue_state *state, struct queue *queue);
 
 /* Reserve up to reserver->count_max jobs now. Returns how many were written to jobs (>= 0;
  * the leases are taken). With none and a deadline in the future, the reserver is queued and
@@ -337,9 +363,27 @@ SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id,
 /* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
 SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
                               uint32_t count, struct queue_time now, uint32_t *kicked);
+/* The beanstalkd protocol's reserve-job: lease one job by id to owner, whatever queue it is
+ * in, when it is ready, delayed or dead (QUEUE_ENOTFOUND otherwise). */
+SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
+                                     struct queue_owner *owner, struct queue_time now,
+                                     struct job **out);
+/* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
+ * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
+SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,
+                                          struct queue_time now);
+SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
+                                      uint32_t name_len, uint32_t count, struct queue_time now,
+                                      uint32_t *kicked);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);
+/* Delete a queue (logged as DELETE_QUEUE): its jobs, keys and settings. A queue with live
+ * jobs is QUEUE_ESTATE unless force, which deletes them all, reserved ones included (their
+ * leases go stale); *deleted = how many. QUEUE_ENOTFOUND for a queue never used. */
+SPOOL_MUST_USE int queue_delete_queue(struct queue_state *state, const char *name,
+                                      uint32_t name_len, bool force, struct queue_time now,
+                                      uint64_t *deleted);
 /* Delete every non-reserved job of a queue; *deleted = how many. */
 SPOOL_MUST_USE int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
                                struct queue_time now, uint64_t *deleted);
@@ -388,8 +432,16 @@ struct queue_totals {
     /* Since this process started (replay excluded): jobs that went dead (buried, or out of
      * attempts) and jobs whose ttl ran out. */
     uint64_t went_dead, expired;
+    /* Idempotency keys remembered now, and forgotten before their window ended because
+     * idempotency_keys_max was reached (since this process started). */
+    uint64_t keys, keys_evicted;
 };
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out);
+/* The queues whose names sort after cursor (cursor_len 0: every queue), in name order (byte
+ * order, a prefix first): *out is malloc'ed (the caller frees it) and valid until the next
+ * queue_tick, which may forget idle queues. Returns their count. */
+uint32_t queue_page(struct queue_state *state, const char *cursor, uint32_t cursor_len,
+                    struct queue ***out);
 /* Call fn for each queue (order unspecified). */
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
                 void *ctx);

@@ -13,14 +13,15 @@
 
 #include "le.h"
 
-/* The bytes a queue name may hold ([A-Za-z0-9._:-]), as a table (bytes from 128 up are left
+/* The bytes a queue name may hold ([A-Za-z0-9._:-] and, since beanstalkd's tube names must
+ * work too (beanstalk.h), [+/;$()]), as a table (bytes from 128 up are left
  * zero): every PUT record asserts its queue's name, so the check runs once per job, and one
  * load per byte replaces a dozen comparisons. */
 static const uint8_t queue_name_bytes[256] = {
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 0..15 */
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 16..31 */
-    0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,0, /* 32..47 */
-    1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0, /* 48..63 */
+    0,0,0,0,1,0,0,0,1,1,0,1,0,1,1,1, /* 32..47: $ ( ) + - . / */
+    1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0, /* 48..63: digits : ; */
     0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 64..79 */
     1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,1, /* 80..95 */
     0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 96..111 */
@@ -49,6 +50,7 @@ const char *record_type_name(uint8_t type)
         [RECORD_RELEASE] = "RELEASE", [RECORD_TOUCH] = "TOUCH", [RECORD_BURY] = "BURY",
         [RECORD_KICK] = "KICK",       [RECORD_DELETE] = "DELETE",
         [RECORD_QUEUE_META] = "QUEUE_META", [RECORD_PURGE] = "PURGE",
+        [RECORD_DELETE_QUEUE] = "DELETE_QUEUE",
     };
     if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
         return names[type];
@@ -67,7 +69,8 @@ uint8_t record_version(uint8_t type)
     case RECORD_KICK:
     case RECORD_DELETE:
     case RECORD_QUEUE_META:
-    case RECORD_PURGE: return RECORD_VERSION;
+    case RECORD_PURGE:
+    case RECORD_DELETE_QUEUE: return RECORD_VERSION;
     default: return 0;
     }
 }
@@ -213,6 +216,13 @@ size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out)
     return RECORD_PURGE_FIXED + (size_t)name_len;
 }
 
+size_t record_delete_queue_encode(const char *name, uint32_t name_len, uint8_t *out)
+{
+    size_t len = record_purge_encode(name, name_len, out);
+    out[0] = record_version(RECORD_DELETE_QUEUE);
+    return len;
+}
+
 static bool zero(const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -325,7 +335,7 @@ static int decode_var(uint8_t type, const uint8_t *p, size_t len, struct record 
         return decode_ack(p, len, out);
     if (type == RECORD_BURY)
         return decode_bury(p, len, out);
-    if (type == RECORD_PURGE) {
+    if (type == RECORD_PURGE || type == RECORD_DELETE_QUEUE) {
         uint32_t n = le_get_u16(p + 2);
         if (len < RECORD_PURGE_FIXED || p[1] != 0 || !zero(p + 4, 4) ||
             len != RECORD_PURGE_FIXED + (size_t)n)
@@ -371,6 +381,7 @@ int record_decode(uint8_t type, const void *data, size_t len, struct record *out
     case RECORD_ACK:
     case RECORD_BURY:
     case RECORD_PURGE:
+    case RECORD_DELETE_QUEUE:
     case RECORD_QUEUE_META:
         return decode_var(type, p, len, out);
     default:

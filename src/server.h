@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <sys/signalfd.h>
 
+#include "beanstalk.h"
 #include "config.h"
 #include "durability.h"
 #include "list.h"
@@ -91,6 +92,7 @@ struct conn {
     bool closing;           /* no more input; close once output is flushed */
     bool released;          /* its blocked requests and leases were given back */
     bool hello_done;
+    uint16_t version;       /* the protocol version HELLO negotiated */
     int64_t accepted_ms;    /* for --handshake-timeout */
     struct list_link handshake_link; /* server.handshaking while !hello_done */
     bool stalled;           /* a request waits for log space */
@@ -114,7 +116,18 @@ struct conn {
     uint64_t batch_request_id;
     uint64_t batch_seq_end; /* horizon of the records logged by the rounds so far */
     void *batch_results;
+    /* Accepted on the --beanstalk listener: speaks beanstalkd's text protocol (beanstalk.h);
+     * bs is its protocol state until the connection is released. */
+    bool beanstalk;
+    struct beanstalk_conn *bs;
 };
+
+/* The version the connection's frames use (version 1 layouts before HELLO, whose own layout
+ * is the same in every version). */
+static inline uint16_t conn_wire_version(const struct conn *conn)
+{
+    return conn->version != 0 ? conn->version : WIRE_VERSION_MIN;
+}
 
 /* A reply waiting for durability. */
 struct held_reply {
@@ -196,6 +209,9 @@ struct server {
     uint64_t commits;
     uint64_t log_bytes;
     uint64_t total_acked;
+    /* the beanstalkd listener (beanstalk.h), NULL without --beanstalk */
+    struct beanstalk_state *beanstalk;
+    char beanstalk_addr[300]; /* HOST:PORT it listens on, for the ready file */
 };
 
 /* Monotonic ms for the server's own periods (checkpoint interval, sweeps, handshake and
@@ -208,6 +224,14 @@ int64_t server_now_ms(void);
  * next checkpoint has no space reserved. New jobs are refused while this is true. */
 bool server_space_low(const struct server *server);
 
+/* Bind and listen on host:port (a non-blocking multishot accept is armed by the caller);
+ * *fd and addr ("HOST:PORT" as bound, port 0 resolved) set. */
+SPOOL_MUST_USE int server_listen(struct server *server, const char *host, uint16_t port,
+                                 int *fd, char *addr, size_t addr_len);
+
+/* A submission queue entry of the server's ring (the queue is submitted first when full). */
+struct io_uring_sqe *server_sqe(struct server *server);
+
 /* Lifecycle (server.c). */
 SPOOL_MUST_USE int server_start(struct server *server, const struct server_config *config);
 int server_run(struct server *server);
@@ -215,6 +239,11 @@ void server_destroy(struct server *server);
 
 /* Connections (conn.c). */
 void conn_accepted(struct server *server, int fd);
+/* Accepted on the beanstalk listener: no handshake, the connection limit applies at once. */
+void conn_accepted_beanstalk(struct server *server, int fd);
+/* Leave the request unparsed and run the connection again after the next durable watermark
+ * (the log's open batch is full). */
+void conn_stall(struct conn *conn);
 void conn_close(struct conn *conn);
 void conn_run(struct conn *conn, uint32_t frames_max);
 void conn_flush(struct conn *conn);
