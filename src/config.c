@@ -76,6 +76,9 @@ static const char usage[] =
     "                           (default 127.0.0.1:7712; if that default is taken, spoold\n"
     "                           warns and runs without it; port 0 = any)\n"
     "  --http-ready-file PATH   write the HTTP HOST:PORT to PATH once listening\n"
+    "  --http-allow-host NAME   also accept HTTP requests whose Host header is NAME (besides\n"
+    "                           localhost, 127.0.0.0/8, [::1] and the bound address);\n"
+    "                           repeatable or a comma list\n"
     "  --metrics-max-queues N   queues with their own label in /metrics; the rest are\n"
     "                           summed under queue=\"(other)\" (default 200)\n"
     "  --log-level LEVEL        info (default) or debug (adds each client's name and\n"
@@ -129,6 +132,30 @@ static int parse_http(const char *text, struct server_config *config)
     if (parse_listen(text, config->http_host, sizeof(config->http_host), &config->http_port) != 0)
         return -EINVAL;
     config->http_enabled = true;
+    return 0;
+}
+
+/* Appends NAME[,NAME...] to config->http_allow_hosts in lower case: a Host header is compared
+ * without regard to case (http.c). Empty names and characters no host name holds are refused. */
+static int parse_allow_host(const char *text, struct server_config *config)
+{
+    size_t used = strlen(config->http_allow_hosts);
+    size_t len = strlen(text);
+    if (len == 0 || used + 1 + len >= sizeof(config->http_allow_hosts))
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        bool name_char = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                         (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == ':' ||
+                         ch == '[' || ch == ']' || ch == '_';
+        if (ch == ',' ? (i == 0 || i + 1 == len || text[i + 1] == ',') : !name_char)
+            return -EINVAL;
+    }
+    char *out = config->http_allow_hosts + used;
+    if (used > 0)
+        *out++ = ',';
+    for (size_t i = 0; i <= len; i++)
+        out[i] = (char)(text[i] >= 'A' && text[i] <= 'Z' ? text[i] - 'A' + 'a' : text[i]);
     return 0;
 }
 
@@ -242,6 +269,13 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         }
     } else if (strcmp(name, "--http-ready-file") == 0) {
         c->http_ready_file = value;
+    } else if (strcmp(name, "--http-allow-host") == 0) {
+        if (parse_allow_host(value, c) != 0) {
+            fprintf(stderr, "spoold: --http-allow-host: '%s' is not a host name or comma list "
+                            "of them (at most %zu bytes in all)\n",
+                    value, sizeof(c->http_allow_hosts) - 1);
+            return false;
+        }
     } else if (strcmp(name, "--metrics-max-queues") == 0) {
         if (!number_option(name, value, 1, CONFIG_METRICS_QUEUES_LIMIT, &v))
             return false;

@@ -45,6 +45,9 @@ struct server_config {
     char http_host[256];
     uint16_t http_port;
     const char *http_ready_file;   /* --http-ready-file PATH: HOST:PORT once listening */
+    /* --http-allow-host NAME[,NAME...] (repeatable): Host header names accepted besides the
+     * loopback ones and the bound address, joined by commas, lower case (http.c). */
+    char http_allow_hosts[1024];
     uint32_t metrics_queues_max;   /* --metrics-max-queues: queues labelled in /metrics */
 };
 

@@ -22,6 +22,13 @@
  * A POST whose Origin header names another site is refused (403): without a secret the
  * listener is open to any local process, but a web page the operator happens to visit must
  * not be able to kick or delete through the operator's browser.
+ *
+ * Every request whose Host header names neither a loopback address (localhost, 127.0.0.0/8,
+ * [::1]), nor the bound address, nor a name given with --http-allow-host is refused (421):
+ * a page on a DNS-rebinding domain (evil.example resolving to 127.0.0.1 after the page has
+ * loaded) is same-origin with the listener in the operator's browser, and would otherwise
+ * read /metrics and the API; its requests carry Host: evil.example. An IP-literal Host
+ * cannot be rebound, so with a wildcard bind (0.0.0.0, ::) any address literal is accepted.
  */
 #include "http.h"
 
@@ -56,6 +63,9 @@ struct http {
     struct observe *observe;
     int listen_fd;
     uint32_t queues_max;
+    char allow_hosts[1024];            /* --http-allow-host, lower case, comma separated */
+    char bound_host[INET6_ADDRSTRLEN]; /* numeric, as bound */
+    bool bound_wildcard;               /* 0.0.0.0 or ::: every address of the machine */
     char secret[256];
     uint32_t secret_len;
 };
@@ -109,6 +119,10 @@ static enum MHD_Result answer_sbuf(struct MHD_Connection *c, struct sbuf *b, con
 
 /* ---- checks ---- */
 
+#define HTTP_HOST_REFUSED                                                                       \
+    "the Host header names neither a loopback address nor this listener's address: refused "  \
+    "(DNS rebinding); start spoold with --http-allow-host NAME to accept NAME\n"
+
 /* Compares every byte whatever the input, so the time taken says nothing of the secret. */
 static bool secret_equal(const struct http *http, const char *token, size_t len)
 {
@@ -140,6 +154,78 @@ static bool same_origin(struct MHD_Connection *c)
         return false;
     const char *rest = strncmp(origin, "http://", 7) == 0 ? origin + 7 : NULL;
     return rest != NULL && strcmp(rest, host) == 0;
+}
+
+/* The longest Host header name compared: a DNS name's limit. */
+#define HTTP_HOST_NAME_MAX 255
+
+/* Is name (lower case, no port, IPv6 without brackets) in the comma list? */
+static bool host_listed(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        /* an entry may be written [::1] or ::1 */
+        const char *e = p;
+        size_t en = n;
+        if (en >= 2 && e[0] == '[' && e[en - 1] == ']') {
+            e++;
+            en -= 2;
+        }
+        if (en == len && memcmp(e, name, len) == 0)
+            return true;
+        p += n + (end != NULL);
+    }
+    return false;
+}
+
+static bool host_address_allowed(const struct http *http, const char *name)
+{
+    unsigned char a[16], b[16];
+    int family = inet_pton(AF_INET, name, a) == 1   ? AF_INET
+                 : inet_pton(AF_INET6, name, a) == 1 ? AF_INET6
+                                                     : 0;
+    if (family == 0)
+        return false;
+    static const unsigned char loopback6[16] = {[15] = 1};
+    if ((family == AF_INET && a[0] == 127) || (family == AF_INET6 && !memcmp(a, loopback6, 16)))
+        return true;
+    if (http->bound_wildcard)
+        return true; /* an address literal cannot be rebound */
+    return inet_pton(family, http->bound_host, b) == 1 &&
+           memcmp(a, b, family == AF_INET ? 4 : 16) == 0;
+}
+
+/* The DNS-rebinding check (top of file). No Host at all (HTTP/1.0 from a script) is accepted:
+ * a browser always sends one. */
+static bool host_allowed(const struct http *http, struct MHD_Connection *c)
+{
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (host == NULL)
+        return true;
+    char name[HTTP_HOST_NAME_MAX + 1];
+    const char *start = host, *end;
+    if (host[0] == '[') { /* [v6]:port */
+        start = host + 1;
+        end = strchr(start, ']');
+        if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+            return false;
+    } else {
+        end = strchr(host, ':');
+        if (end == NULL)
+            end = host + strlen(host);
+    }
+    size_t len = (size_t)(end - start);
+    if (len == 0 || len > HTTP_HOST_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        name[i] = (char)(start[i] >= 'A' && start[i] <= 'Z' ? start[i] - 'A' + 'a' : start[i]);
+    name[len] = '\0';
+    if (len > 1 && name[len - 1] == '.') /* "localhost." is the same name */
+        name[--len] = '\0';
+    return strcmp(name, "localhost") == 0 || host_address_allowed(http, name) ||
+           host_listed(http->allow_hosts, name);
 }
 
 static uint64_t rss_bytes(void)
@@ -285,6 +371,9 @@ static enum MHD_Result route(struct http *http, struct MHD_Connection *c, const 
                              const char *path)
 {
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (!host_allowed(http, c))
+        return answer(c, 421, "text/plain; charset=utf-8",
+                      (char *)(uintptr_t)HTTP_HOST_REFUSED, strlen(HTTP_HOST_REFUSED), false);
     if (get && (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0))
         return answer(c, 200, "text/html; charset=utf-8", (char *)(uintptr_t)dashboard_html,
                       sizeof(dashboard_html) - 1, false);
@@ -388,6 +477,21 @@ static int listen_open(const struct server_config *config, char *addr, size_t ad
     return fd;
 }
 
+/* From "HOST:PORT" or "[V6]:PORT" as listen_open wrote it. */
+static void bound_host_of(struct http *http, const char *addr)
+{
+    const char *start = addr[0] == '[' ? addr + 1 : addr;
+    const char *end = addr[0] == '[' ? strchr(start, ']') : strrchr(start, ':');
+    size_t len = end != NULL ? (size_t)(end - start) : 0;
+    if (len >= sizeof(http->bound_host))
+        len = 0;
+    memcpy(http->bound_host, start, len);
+    http->bound_host[len] = '\0';
+    unsigned char a[16] = {0}, zero[16] = {0};
+    http->bound_wildcard = (inet_pton(AF_INET, http->bound_host, a) == 1 && !memcmp(a, zero, 4)) ||
+                           (inet_pton(AF_INET6, http->bound_host, a) == 1 && !memcmp(a, zero, 16));
+}
+
 int http_start(struct observe *observe, const struct server_config *config, char *addr,
                size_t addr_size, struct http **out)
 {
@@ -399,11 +503,23 @@ int http_start(struct observe *observe, const struct server_config *config, char
     _Static_assert(sizeof(http->secret) == sizeof(config->auth_secret), "secret sizes");
     memcpy(http->secret, config->auth_secret, sizeof(http->secret));
     http->secret_len = config->auth_secret_len;
+    _Static_assert(sizeof(http->allow_hosts) == sizeof(config->http_allow_hosts), "sizes");
+    memcpy(http->allow_hosts, config->http_allow_hosts, sizeof(http->allow_hosts));
     http->listen_fd = listen_open(config, addr, addr_size);
     if (http->listen_fd < 0) {
         int rc = http->listen_fd;
         free(http);
         return rc;
+    }
+    bound_host_of(http, addr);
+    /* the name given to --http (spoold --http myhost:7712) is the listener's own */
+    if (!host_listed(http->allow_hosts, config->http_host) &&
+        strlen(http->allow_hosts) + 1 + strlen(config->http_host) < sizeof(http->allow_hosts)) {
+        size_t used = strlen(http->allow_hosts);
+        snprintf(http->allow_hosts + used, sizeof(http->allow_hosts) - used, "%s%s",
+                 used > 0 ? "," : "", config->http_host);
+        for (char *p = http->allow_hosts + used; *p != '\0'; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
     }
     http->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,

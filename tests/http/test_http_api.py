@@ -299,6 +299,50 @@ class Auth(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
+class HostCheck(unittest.TestCase):
+    """DNS rebinding: a page on evil.example (resolving to 127.0.0.1 once loaded) is
+    same-origin with the listener in the browser, but its requests say Host: evil.example."""
+
+    def status(self, s, method, path, host):
+        return s.request(method, path, headers={"Host": host})[0]
+
+    def test_foreign_host_refused_loopback_accepted(self):
+        s = Spoold()
+        try:
+            port = s.http_port
+            for path in ("/metrics", "/api/v1/server", "/api/v1/queues", "/api/v1/overview",
+                         "/"):
+                self.assertEqual(self.status(s, "GET", path, f"evil.example:{port}"), 421, path)
+                self.assertEqual(self.status(s, "GET", path, "evil.example"), 421, path)
+            status, headers, body = s.request("GET", "/metrics",
+                                              headers={"Host": "localhost.evil.example"})
+            self.assertEqual(status, 421)
+            self.assertIn(b"--http-allow-host", body)
+            self.assertEqual(self.status(s, "POST", "/api/v1/queues/q/pause", "evil.example"),
+                             421)
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LocalHost", "127.9.8.7",
+                         f"[::1]:{port}", "localhost."):
+                self.assertEqual(self.status(s, "GET", "/metrics", host), 200, host)
+            for host in ("10.1.2.3", "[::2]", "spool.internal", "[::1", "", "127.0.0.1.evil"):
+                self.assertEqual(self.status(s, "GET", "/metrics", host), 421, host)
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+    def test_allowed_names(self):
+        s = Spoold("--http-allow-host", "spool.internal,Ops.Example", "--http-allow-host",
+                   "[fd00::7]")
+        try:
+            for host in ("spool.internal", "SPOOL.internal:7712", "ops.example:80",
+                         "[fd00::7]:7712", "localhost"):
+                self.assertEqual(self.status(s, "GET", "/api/v1/server", host), 200, host)
+            self.assertEqual(self.status(s, "GET", "/metrics", "evil.example"), 421)
+            self.assertEqual(self.status(s, "GET", "/metrics", "internal"), 421)
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
 class Options(unittest.TestCase):
     def run_spoold(self, *args):
         return subprocess.run([os.environ["SPOOLD"], *args], capture_output=True, timeout=30)
@@ -309,6 +353,10 @@ class Options(unittest.TestCase):
         self.assertIn(b"--http", p.stderr)
         p = self.run_spoold("--metrics-max-queues", "0")
         self.assertEqual(p.returncode, 2)
+        for bad in ("", "a,,b", ",a", "a b", "a/b"):
+            p = self.run_spoold("--http-allow-host", bad)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn(b"--http-allow-host", p.stderr)
 
     def test_explicit_address_taken_is_fatal(self):
         s = Spoold()
