@@ -237,6 +237,24 @@ void beanstalk_out(struct conn *conn, uint64_t seq_end, const void *data, size_t
     bs->held_bytes += len;
 }
 
+const char *const beanstalk_error_words[METRICS_BS_ERRORS] = {
+    "BAD_FORMAT",  "UNKNOWN_COMMAND", "NOT_FOUND",     "OUT_OF_MEMORY", "INTERNAL_ERROR",
+    "DRAINING",    "JOB_TOO_BIG",     "EXPECTED_CRLF", "NOT_IGNORED",
+};
+
+/* Counts an error reply for /metrics (every error goes out through beanstalk_reply). */
+static void reply_count(struct conn *conn, const char *line, size_t len)
+{
+    for (uint32_t i = 0; i < METRICS_BS_ERRORS; i++) {
+        size_t n = strlen(beanstalk_error_words[i]);
+        if (len >= n && memcmp(line, beanstalk_error_words[i], n) == 0 &&
+            (len == n || line[n] == ' ')) {
+            conn->server->metrics.bs_errors[i]++;
+            return;
+        }
+    }
+}
+
 void beanstalk_reply(struct conn *conn, uint64_t seq_end, const char *fmt, ...)
 {
     char line[BEANSTALK_LINE_MAX + 64];
@@ -245,6 +263,7 @@ void beanstalk_reply(struct conn *conn, uint64_t seq_end, const char *fmt, ...)
     int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
     va_end(ap);
     SPOOL_ASSERT(n > 0 && (size_t)n < sizeof(line) - 2); /* replies are short words */
+    reply_count(conn, line, (size_t)n);
     line[n] = '\r';
     line[n + 1] = '\n';
     beanstalk_out(conn, seq_end, line, (size_t)n + 2);

@@ -163,6 +163,10 @@ struct beanstalk_tube *beanstalk_tube_get(struct server *server, const char *nam
 /* Send bytes in order after everything before them; seq_end: they wait for it to be
  * durable too (0: nothing logged). */
 void beanstalk_out(struct conn *conn, uint64_t seq_end, const void *data, size_t len);
+/* beanstalkd's error replies, as counted in server metrics.bs_errors (METRICS_BS_ERRORS). */
+extern const char *const beanstalk_error_words[];
+/* A command's name (e.g. "put") by enum bs_command, NULL if none (beanstalk_cmd.c). */
+const char *beanstalk_cmd_name(uint32_t cmd);
 /* A "WORD ...\r\n" line (printf format, without the CRLF). */
 void beanstalk_reply(struct conn *conn, uint64_t seq_end, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -786,6 +786,16 @@ static const struct bs_command commands[] = {
     {"pause-tube", BS_CMD_PAUSE_TUBE, BS_ARG_TEXT, false, cmd_pause_tube},
 };
 
+const char *beanstalk_cmd_name(uint32_t cmd)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if ((uint32_t)commands[i].cmd == cmd)
+            return commands[i].name;
+    return NULL;
+}
+
+_Static_assert(BS_CMD_COUNT < METRICS_BS_UNKNOWN, "a metrics slot per command, and one more");
+
 int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
                       const uint8_t *rest, size_t rest_len)
 {
@@ -815,8 +825,11 @@ int beanstalk_cmd_run(struct conn *conn, const char *line, size_t line_len,
             rc = c->run(conn, &a);
         if (rc != BS_AGAIN && c->cmd < BS_CMD_COUNTED) /* counted once, when it ran */
             conn->server->beanstalk->cmd_counts[c->cmd]++;
+        if (rc != BS_AGAIN)
+            conn->server->metrics.bs_requests[c->cmd]++;
         return rc;
     }
+    conn->server->metrics.bs_requests[METRICS_BS_UNKNOWN]++;
     beanstalk_reply(conn, 0, "UNKNOWN_COMMAND");
     return 0;
 }

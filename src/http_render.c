@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "beanstalk.h"
 #include "http.h"
 #include "wire_frame.h"
 
@@ -328,15 +329,45 @@ static bool error_code_known(uint32_t code)
     return wire_error_to_wire(wire_error_from_wire((uint16_t)code)) == code;
 }
 
-static void prom_requests(struct sbuf *b, const struct server_metrics *m)
+/* A beanstalkd command's name for the opcode label: "beanstalk_put" ("beanstalk_unknown" for
+ * lines naming no command), so the two protocols share the metric and stay apart. */
+static const char *bs_cmd_label(uint32_t cmd, char *buf, size_t size)
 {
-    prom_head(b, "spool_requests_total", "counter", "Requests handled, by opcode.");
+    const char *name = cmd == METRICS_BS_UNKNOWN ? "unknown" : beanstalk_cmd_name(cmd);
+    if (name == NULL)
+        return NULL;
+    snprintf(buf, size, "beanstalk_%s", name);
+    return buf;
+}
+
+/* The beanstalkd listener's lines and errors, when it is on (25 + 9 series at most). */
+static void prom_bs_requests(struct sbuf *b, const struct server_metrics *m, bool errors)
+{
+    char label[64];
+    if (errors) {
+        for (uint32_t i = 0; i < METRICS_BS_ERRORS; i++)
+            sbuf_printf(b, "spool_request_errors_total{code=\"beanstalk_%s\"} %llu\n",
+                        beanstalk_error_words[i], (unsigned long long)m->bs_errors[i]);
+        return;
+    }
+    for (uint32_t cmd = 0; cmd < METRICS_BS_COMMANDS; cmd++)
+        if (bs_cmd_label(cmd, label, sizeof(label)) != NULL)
+            sbuf_printf(b, "spool_requests_total{opcode=\"%s\"} %llu\n", label,
+                        (unsigned long long)m->bs_requests[cmd]);
+}
+
+static void prom_requests(struct sbuf *b, const struct server_metrics *m, bool beanstalk)
+{
+    prom_head(b, "spool_requests_total", "counter",
+              "Requests handled, by opcode (beanstalk_*: the beanstalkd listener's commands).");
     for (uint32_t op = 0; op < METRICS_OPCODES; op++) {
         const char *name = wire_op_name((uint16_t)op);
         if (name != NULL && op != 0)
             sbuf_printf(b, "spool_requests_total{opcode=\"%s\"} %llu\n", name,
                         (unsigned long long)m->requests[op]);
     }
+    if (beanstalk)
+        prom_bs_requests(b, m, false);
     prom_head(b, "spool_request_errors_total", "counter", "Error replies sent, by error code.");
     for (uint32_t code = 1; code < METRICS_ERROR_CODES; code++) {
         if (!error_code_known(code))
@@ -346,6 +377,8 @@ static void prom_requests(struct sbuf *b, const struct server_metrics *m)
             sbuf_printf(b, "spool_request_errors_total{code=\"%s\"} %llu\n", name,
                         (unsigned long long)m->errors[code]);
     }
+    if (beanstalk)
+        prom_bs_requests(b, m, true);
 }
 
 static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_bytes)
@@ -362,7 +395,7 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
                s->handshakes);
     prom_counter(b, "spool_connections_accepted_total", "Connections accepted.",
                  m->connections_accepted);
-    prom_requests(b, m);
+    prom_requests(b, m, s->beanstalk_enabled);
     prom_counter(b, "spool_received_bytes_total", "Bytes read from clients.", m->bytes_in);
     prom_counter(b, "spool_sent_bytes_total", "Bytes sent to clients.", m->bytes_out);
     prom_head(b, "spool_commit_duration_seconds", "histogram",
@@ -538,6 +571,14 @@ static void json_counts(struct sbuf *b, const struct server_metrics *m)
                     (unsigned long long)m->requests[op]);
         first = false;
     }
+    char label[64];
+    for (uint32_t cmd = 0; cmd < METRICS_BS_COMMANDS; cmd++) {
+        if (m->bs_requests[cmd] == 0 || bs_cmd_label(cmd, label, sizeof(label)) == NULL)
+            continue;
+        sbuf_printf(b, "%s\"%s\":%llu", first ? "" : ",", label,
+                    (unsigned long long)m->bs_requests[cmd]);
+        first = false;
+    }
     sbuf_put(b, "},\"errors\":{", 12);
     first = true;
     for (uint32_t code = 1; code < METRICS_ERROR_CODES; code++) {
@@ -546,6 +587,13 @@ static void json_counts(struct sbuf *b, const struct server_metrics *m)
             continue;
         sbuf_printf(b, "%s\"%s\":%llu", first ? "" : ",", name,
                     (unsigned long long)m->errors[code]);
+        first = false;
+    }
+    for (uint32_t i = 0; i < METRICS_BS_ERRORS; i++) {
+        if (m->bs_errors[i] == 0)
+            continue;
+        sbuf_printf(b, "%s\"beanstalk_%s\":%llu", first ? "" : ",", beanstalk_error_words[i],
+                    (unsigned long long)m->bs_errors[i]);
         first = false;
     }
     sbuf_put(b, "}", 1);

@@ -92,10 +92,19 @@ struct queue_metrics {
 /* Wire error codes are 1..99 (wire_frame.h). */
 #define METRICS_ERROR_CODES 100
 
+/* Beanstalkd listener lines (beanstalk_cmd.c) by command (enum bs_command, beanstalk.h: 25
+ * today), the last slot for lines naming no command; 32 leaves room for a few more. */
+#define METRICS_BS_COMMANDS 32
+#define METRICS_BS_UNKNOWN (METRICS_BS_COMMANDS - 1)
+/* Beanstalkd error replies by word (beanstalk_error_words, beanstalk.c). */
+#define METRICS_BS_ERRORS 9
+
 /* Server-wide counters (struct server.metrics). */
 struct server_metrics {
     uint64_t requests[METRICS_OPCODES];   /* frames handled, by opcode */
     uint64_t errors[METRICS_ERROR_CODES]; /* error replies, by wire code */
+    uint64_t bs_requests[METRICS_BS_COMMANDS]; /* beanstalkd lines, by command */
+    uint64_t bs_errors[METRICS_BS_ERRORS];     /* beanstalkd error replies, by word */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t connections_accepted;

@@ -113,6 +113,7 @@ static void snap_server(struct snapshot *snap, struct server *server)
     snap->taken_wall_ms = queue_time_wall_ms(server->now);
     snap->taken_mono_ms = mono_ms();
     snap->server = server->metrics;
+    snap->beanstalk_enabled = server->config.beanstalk_enabled;
     queue_totals_get(server->queues, &snap->totals);
     snap->uptime_ms = snap->taken_mono_ms - server->started_ms;
     snap->connections = server->conn_count;

@@ -90,6 +90,7 @@ struct snapshot {
     uint64_t checkpoint_pending_bytes; /* log written since it */
     uint64_t checkpoint_payload_bytes;
     bool stopping;
+    bool beanstalk_enabled;     /* --beanstalk: its counters are shown */
     const char *sync_mode;      /* static string */
     uint32_t queue_count;
     uint32_t queue_capacity;    /* of queues[] (a recycled snapshot's arrays are reused) */

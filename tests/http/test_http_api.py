@@ -343,6 +343,69 @@ class HostCheck(unittest.TestCase):
             s.cleanup()
 
 
+class BeanstalkCounted(unittest.TestCase):
+    """The beanstalkd listener's commands and error replies count in spool_requests_total and
+    spool_request_errors_total, under beanstalk_* names."""
+
+    def test_beanstalk_commands_counted(self):
+        s = Spoold("--beanstalk", "127.0.0.1:0")
+        try:
+            deadline = time.monotonic() + 20
+            while "beanstalk listening" not in s.log() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            line = [l for l in s.log().splitlines() if "beanstalk listening" in l][0]
+            port = int(line.rsplit(":", 1)[1].split()[0])
+            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+            f = sock.makefile("rb")
+
+            def cmd(text):
+                sock.sendall(text)
+                return f.readline()
+
+            self.assertTrue(cmd(b"put 0 0 60 5\r\nhello\r\n").startswith(b"INSERTED "))
+            got = cmd(b"reserve\r\n")
+            self.assertTrue(got.startswith(b"RESERVED "), got)
+            self.assertEqual(f.readline(), b"hello\r\n")
+            job = got.split()[1]
+            self.assertEqual(cmd(b"delete " + job + b"\r\n"), b"DELETED\r\n")
+            self.assertEqual(cmd(b"delete " + job + b"\r\n"), b"NOT_FOUND\r\n")
+            self.assertEqual(cmd(b"frobnicate\r\n"), b"UNKNOWN_COMMAND\r\n")
+            self.assertEqual(cmd(b"delete x\r\n"), b"BAD_FORMAT\r\n")
+            sock.close()
+            m = parse_metrics(s.metrics())
+            q = lambda name, **kw: metric(m, name, **kw)
+            self.assertEqual(q("spool_requests_total", opcode="beanstalk_put"), 1)
+            self.assertEqual(q("spool_requests_total", opcode="beanstalk_reserve"), 1)
+            self.assertEqual(q("spool_requests_total", opcode="beanstalk_delete"), 3)
+            self.assertEqual(q("spool_requests_total", opcode="beanstalk_unknown"), 1)
+            self.assertEqual(q("spool_requests_total", opcode="beanstalk_stats"), 0)
+            self.assertEqual(q("spool_requests_total", opcode="PUT"), 0)
+            self.assertEqual(q("spool_request_errors_total", code="beanstalk_NOT_FOUND"), 1)
+            self.assertEqual(q("spool_request_errors_total", code="beanstalk_UNKNOWN_COMMAND"),
+                             1)
+            self.assertEqual(q("spool_request_errors_total", code="beanstalk_BAD_FORMAT"), 1)
+            server = s.json("GET", "/api/v1/server")
+            self.assertEqual(server["requests"]["beanstalk_delete"], 3)
+            self.assertEqual(server["errors"]["beanstalk_NOT_FOUND"], 1)
+            promtool = shutil.which("promtool")
+            if promtool:
+                p = subprocess.run([promtool, "check", "metrics"], input=s.metrics().encode(),
+                                   capture_output=True, timeout=60)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+    def test_no_beanstalk_series_without_the_listener(self):
+        s = Spoold()
+        try:
+            series = [l for l in s.metrics().splitlines() if not l.startswith("#")]
+            self.assertFalse([l for l in series if "beanstalk_" in l])
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
 class Options(unittest.TestCase):
     def run_spoold(self, *args):
         return subprocess.run([os.environ["SPOOLD"], *args], capture_output=True, timeout=30)
