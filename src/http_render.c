@@ -438,6 +438,10 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
                (double)s->build_ns / 1e9);
     prom_gauge(b, "spool_metrics_snapshot_build_turns",
                "Loop turns the snapshot behind this page was copied over.", s->build_turns);
+    prom_gauge(b, "spool_metrics_snapshot_queues_copied",
+               "Queues the snapshot behind this page copied in full (the others were unchanged "
+               "since an earlier snapshot and kept).",
+               s->queues_copied);
     prom_counter(b, "spool_jobs_dead_lettered_total", "Jobs that went dead, every queue.",
                  s->totals.went_dead);
     prom_counter(b, "spool_jobs_expired_total", "Jobs whose ttl ran out, every queue.",

@@ -101,9 +101,7 @@ static void snap_queue_add(void *ctx, struct queue *queue)
     if (snap->queue_count == snap->queue_capacity)
         return; /* created during the walk, beyond the slack: in the next snapshot */
     struct snap_queue *q = &snap->queues[snap->queue_count++];
-    memcpy(q->name, queue->name, queue->name_len + 1);
-    queue_stats_get(queue, b->now, &q->stats);
-    q->metrics = queue->metrics;
+    snap->queues_copied += snap_queue_fill(q, queue, b->now);
     if (queue->stats.dead > 0)
         snap_dead_add(snap, queue);
 }
@@ -181,7 +179,8 @@ static struct snapshot *snapshot_alloc(struct observe *observe, uint32_t capacit
     if (snap == NULL)
         return NULL;
     snap->queue_capacity = capacity + capacity / 8 + 1;
-    snap->queues = malloc((size_t)snap->queue_capacity * sizeof(*snap->queues));
+    /* zeros: an entry is either a whole earlier one or matches no queue (snap_queue.h) */
+    snap->queues = calloc(snap->queue_capacity, sizeof(*snap->queues));
     snap->dead = malloc(OBSERVE_DEAD_MAX * sizeof(*snap->dead));
     if (snap->queues == NULL || snap->dead == NULL) {
         snapshot_free(snap);
@@ -236,10 +235,12 @@ static struct snapshot *snapshot_step(struct observe *observe)
                                     OBSERVE_SNAPSHOT_STEP_QUEUES, snap_queue_add, &b);
     if (complete) {
         uint32_t queue_count = snap->queue_count, dead_count = snap->dead_count;
+        uint32_t copied = snap->queues_copied;
         int64_t build_ns = snap->build_ns;
         snap_server(snap, server); /* fills the header fields; the arrays stay */
         snap->queue_count = queue_count;
         snap->dead_count = dead_count;
+        snap->queues_copied = copied;
         snap->build_ns = build_ns;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

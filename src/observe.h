@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "queue.h"
 #include "record.h"
+#include "snap_queue.h"
 
 struct server;
 
@@ -50,11 +51,6 @@ struct server;
 /* Commands queued at once: an operator clicks; more than this waiting is a runaway script. */
 #define OBSERVE_COMMANDS_MAX 64
 
-struct snap_queue {
-    char name[QUEUE_NAME_LEN_MAX + 1];
-    struct queue_stats stats;
-    struct queue_metrics metrics;
-};
 
 struct snap_dead {
     uint64_t id;
@@ -70,6 +66,7 @@ struct snapshot {
     int64_t taken_mono_ms;
     int64_t build_ns;          /* what building this snapshot took the loop, all turns */
     uint32_t build_turns;      /* loop turns the walk took */
+    uint32_t queues_copied;    /* entries copied in full (the others had not changed) */
     struct server_metrics server;
     struct queue_totals totals;
     int64_t uptime_ms;

@@ -269,6 +269,23 @@ class ManyQueues(unittest.TestCase):
                     c.put("busy", "y")
                     if i % 10 == 0:
                         s.metrics()
+                # Unchanged queues are kept from the arrays of an earlier snapshot: once
+                # both recycled snapshots have seen every queue, a scrape copies only the
+                # queues that changed (busy, and the two touched below).
+                for _ in range(3):
+                    time.sleep(0.06)
+                    s.metrics()
+                c.put("many-0007", b"z")
+                c.reserve("many-0100")
+                time.sleep(0.06)
+                queues = {q["name"]: q for q in s.json("GET", "/api/v1/queues")}
+                self.assertEqual(queues["many-0007"]["ready"], 2)
+                self.assertEqual(queues["many-0100"]["reserved"], 1)
+                self.assertEqual(queues["many-0101"]["ready"], 1)
+                self.assertEqual(len(queues), 3001)
+                time.sleep(0.06)
+                m = parse_metrics(s.metrics())
+                self.assertLessEqual(metric(m, "spool_metrics_snapshot_queues_copied"), 3)
         finally:
             self.assertEqual(s.stop(), 0)
             s.cleanup()
