@@ -124,7 +124,8 @@ static void stats_server(struct conn *conn, const struct totals_walk *walk,
     struct utsname un;
     if (uname(&un) != 0)
         memset(&un, 0, sizeof(un));
-    yaml_add(y, "job-timeouts: 0\n");
+    yaml_add(y, "job-timeouts: %llu\n",
+             (unsigned long long)queue_job_timeouts(server->queues));
     yaml_add(y, "total-jobs: %llu\nmax-job-size: %u\ncurrent-tubes: %llu\n",
              (unsigned long long)walk->total_put, server->config.job_size_max,
              (unsigned long long)totals->queues);
@@ -194,9 +195,13 @@ void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job)
              (long long)(delay_ms > 0 ? delay_ms / 1000 : 0),
              (unsigned long long)(job->ttr_ms / 1000),
              (long long)(left_ms > 0 ? left_ms / 1000 : 0));
-    /* spool counts deliveries (reset by a kick) and nothing else of these. */
-    yaml_add(&y, "reserves: %u\ntimeouts: 0\nreleases: 0\nburies: %u\nkicks: 0\n",
-             job->attempts, job->state == JOB_DEAD ? 1u : 0u);
+    /* reserves: spool's deliveries (reset by a kick). The others come from the side table,
+     * which starts empty at a restart: a job buried before it still says it was buried. */
+    struct queue_job_counts counts;
+    queue_job_counts_get(conn->server->queues, job->id, &counts);
+    uint32_t buries = counts.buries == 0 && job->state == JOB_DEAD ? 1u : counts.buries;
+    yaml_add(&y, "reserves: %u\ntimeouts: %u\nreleases: %u\nburies: %u\nkicks: %u\n",
+             job->attempts, counts.timeouts, counts.releases, buries, counts.kicks);
     yaml_send(conn, &y);
 }
 

@@ -177,12 +177,14 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     list_init(&state->to_serve);
     list_init(&state->idle);
     idmap_init(&state->segments);
+    idmap_init(&state->job_counts);
     state->next_id = 1;
     return state;
 }
 
 static void job_free(struct queue_state *state, struct job *job)
 {
+    queue_count_drop(state, job->id);
     if (!job->body_inline)
         free(job->body);
     free(job->reason);
@@ -214,6 +216,7 @@ void queue_state_destroy(struct queue_state *state)
     idmap_free(&state->segments);
     heap_free(&state->delay_heap);
     heap_free(&state->lease_heap);
+    idmap_free(&state->job_counts); /* empty: job_free dropped every entry */
     heap_free(&state->ttl_heap);
     heap_free(&state->reserver_timeouts);
     heap_free(&state->waiter_timeouts);
@@ -583,6 +586,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     job_unlive(state, job);
     job->state = JOB_DONE;
     job->settled_ms = settled_ms;
+    queue_count_drop(state, job->id);
     if (!job->body_inline)
         free(job->body);
     job->body = NULL;
@@ -605,6 +609,7 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     job_unlive(state, job);
     job->state = JOB_EXPIRED;
     job->settled_ms = settled_ms;
+    queue_count_drop(state, job->id);
     if (!job->body_inline)
         free(job->body);
     job->body = NULL;
@@ -1124,6 +1129,7 @@ static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
 {
     uint8_t buf[QUEUE_RECORD_SMALL_MAX];
     size_t len = record_bury_encode(id, settled_ms, reason, reason_len, buf);
+    queue_count_event(state, id, QUEUE_COUNT_BURY);
     return emit(state, RECORD_BURY, buf, len, NULL);
 }
 
@@ -1170,6 +1176,7 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     err = emit(state, RECORD_RELEASE, buf, len, NULL);
     if (err != 0)
         return err;
+    queue_count_event(state, id, QUEUE_COUNT_RELEASE);
     queue_job_leave(state, job);
     if (error_len > 0) {
         free(job->reason);
@@ -1225,6 +1232,7 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     int err = emit(state, RECORD_KICK, buf, len, NULL);
     if (err != 0)
         return err;
+    queue_count_event(state, job->id, QUEUE_COUNT_KICK);
     queue_job_leave(state, job);
     job->attempts = 0;
     free(job->reason); /* a fresh start: the old death is no longer its last error */
@@ -1409,6 +1417,7 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
 
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now)
 {
+    queue_count_event(state, job->id, QUEUE_COUNT_TIMEOUT);
     lease_end(state, job, now);
 }
 
@@ -1451,6 +1460,7 @@ static int kick_delayed_one(struct queue_state *state, struct job *job, struct q
     int err = emit(state, RECORD_RELEASE, buf, len, NULL);
     if (err != 0)
         return err;
+    queue_count_event(state, job->id, QUEUE_COUNT_KICK);
     queue_job_leave(state, job);
     queue_job_set_run_at(job, 0, now);
     queue_job_place(state, job, now);

@@ -373,6 +373,18 @@ SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id
 SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
                                       uint32_t name_len, uint32_t count, struct queue_time now,
                                       uint32_t *kicked);
+/* What beanstalkd's stats-job counts of a job since the server started (queue_counts.c):
+ * leases that ran out, releases, buries, kicks (of dead or delayed jobs). */
+struct queue_job_counts {
+    uint32_t timeouts;
+    uint32_t releases;
+    uint32_t buries;
+    uint32_t kicks;
+};
+void queue_job_counts_get(const struct queue_state *state, uint64_t id,
+                          struct queue_job_counts *out);
+/* Leases that ran out since the server started (beanstalkd's job-timeouts). */
+uint64_t queue_job_timeouts(const struct queue_state *state);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);
