@@ -549,8 +549,8 @@ static int cmd_bury(struct conn *conn, const struct bs_args *a)
         return fail(conn, QUEUE_ENOTFOUND);
     static const char reason[] = "buried";
     uint64_t seq_before = server->emit_seq_max;
-    int rc = queue_bury(server->queues, id, job->lease_token, reason, sizeof(reason) - 1,
-                        server->now);
+    int rc = queue_bury_priority(server->queues, id, job->lease_token, pri, reason,
+                                 sizeof(reason) - 1, server->now);
     if (rc != 0)
         return fail(conn, rc);
     beanstalk_reply(conn, seq_end_since(server, seq_before), "BURIED");

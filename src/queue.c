@@ -1499,3 +1499,24 @@ int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t nam
     queue_serve(state, now);
     return *kicked > 0 ? 0 : err;
 }
+
+/* beanstalkd's bury <id> <pri>: the new priority is logged as a RELEASE without run-at just
+ * before the BURY (replay applies both in order, so no record format changes); a job whose
+ * priority stays is buried as by queue_bury. */
+int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, uint32_t priority,
+                        const char *reason, uint32_t reason_len, struct queue_time now)
+{
+    if (reason_len > RECORD_REASON_LEN_MAX)
+        return QUEUE_EINVAL;
+    struct job *job;
+    int err = leased_job(state, id, token, &job);
+    if (err != 0 || job->priority == priority)
+        return err != 0 ? err : queue_bury(state, id, token, reason, reason_len, now);
+    uint8_t buf[RECORD_RELEASE_SIZE];
+    size_t len = record_release_encode(id, priority, 0, buf);
+    err = emit(state, RECORD_RELEASE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    job->priority = priority; /* a reserved job is ordered by its deadline: nothing to fix */
+    return queue_bury(state, id, token, reason, reason_len, now);
+}

@@ -366,6 +366,10 @@ SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint3
 SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
                                      struct queue_owner *owner, struct queue_time now,
                                      struct job **out);
+/* The beanstalkd protocol's bury <id> <pri>: queue_bury that also sets the priority. */
+SPOOL_MUST_USE int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token,
+                                       uint32_t priority, const char *reason,
+                                       uint32_t reason_len, struct queue_time now);
 /* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
  * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
 SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,

@@ -187,8 +187,9 @@ class BeanstalkRawTest(unittest.TestCase):
         s.run(c, "put 4 0 10 1", b"y")
         line, _ = s.run(c, "reserve")
         job = line.split(" ")[1]
-        self.assertEqual(s.run(c, "bury %s 3" % job)[0], "BURIED")
+        self.assertEqual(s.run(c, "bury %s 9" % job)[0], "BURIED")  # bury sets the priority
         self.assertEqual(s.run(c, "bury %s 3" % job)[0], "NOT_FOUND")
+        self.assertEqual(yaml_dict(s.run(c, "stats-job %s" % job, yaml=True)[1])["pri"], "9")
         self.assertTrue(s.run(c, "peek-buried")[0].startswith("FOUND "))
         s.run(c, "stats-job %s" % job, yaml=True)
         s.run(c, "stats-tube {t}", yaml=True)
@@ -585,17 +586,17 @@ class BeanstalkLimitsTest(unittest.TestCase):
             c.cmd("watch keep")
             c.cmd("ignore default")
             line, _ = c.cmd("reserve")
-            self.assertEqual(c.cmd("bury %s 0" % line.split(" ")[1])[0], "BURIED")
+            self.assertEqual(c.cmd("bury %s 77" % line.split(" ")[1])[0], "BURIED")
             c.close()
             server.kill9()
             server.start()
             c = Client(server.port)
             states = []
             for job_id in ids:
-                line, body = c.cmd("stats-job %s" % job_id)
-                states.append(dict(kv.split(": ", 1) for kv in body.decode().splitlines()[1:])
-                              ["state"])
-            self.assertEqual(states, ["buried", "ready", "ready"])
+                job = yaml_dict(c.cmd("stats-job %s" % job_id)[1])
+                states.append((job["state"], job["pri"]))
+            # bury's priority is logged (a RELEASE before the BURY): it survives too
+            self.assertEqual(states, [("buried", "77"), ("ready", "1"), ("ready", "2")])
             c.cmd("use keep")
             self.assertEqual(c.cmd("kick 5")[0], "KICKED 1")
             c.close()
