@@ -709,6 +709,7 @@ void beanstalk_meta_paused(const struct queue *queue, bool paused, struct record
 {
     *meta = (struct record_meta){
         .name = queue->name, .name_len = queue->name_len, .paused = paused,
+        .pause_timed = paused, /* pause-tube: ends by its timer, or at a restart */
         .default_max_attempts = queue->default_max_attempts,
         .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
         .max_bytes = queue->max_bytes,

@@ -1331,6 +1331,7 @@ void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
 {
     /* Settings back to the defaults may leave it idle: the next set_meta or tick looks. */
     queue->paused = meta->paused;
+    queue->pause_timed = meta->paused && meta->pause_timed;
     queue->default_ttr_ms = meta->default_ttr_ms;
     queue->default_max_attempts = meta->default_max_attempts;
     queue->max_jobs = meta->max_jobs;

@@ -141,6 +141,7 @@ struct queue {
     char name[QUEUE_NAME_LEN_MAX + 1];
     uint32_t name_len;
     bool paused;
+    bool pause_timed; /* paused by beanstalkd's pause-tube: not restored by a restart */
     uint64_t default_ttr_ms;       /* 0: the state's default */
     uint32_t default_max_attempts; /* UINT32_MAX: the state's default */
     uint64_t max_jobs;             /* 0: unlimited */

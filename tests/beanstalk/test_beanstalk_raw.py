@@ -603,6 +603,47 @@ class BeanstalkLimitsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_pause_tube_ends_at_restart(self):
+        """beanstalkd does not keep a pause-tube over a restart; neither does spoold (its
+        QUEUE_META is marked timed), whether the restart replays the log (kill -9) or a
+        checkpoint (clean stop). A pause through spool's own protocol still stays."""
+        server = Spoold()
+        cli = os.environ.get("SPOOL", "build/tools/spool")
+        try:
+            for restart in ("kill9", "clean"):
+                c = Client(server.port)
+                c.cmd("use pz")
+                c.cmd("put 0 0 10 1", b"z")
+                self.assertEqual(c.cmd("pause-tube pz 3600")[0], "PAUSED")
+                c.cmd("use native")
+                c.cmd("put 0 0 10 1", b"n")
+                c.close()
+                subprocess.run([cli, "--server", "127.0.0.1:%d" % server.native_port, "pause",
+                                "native"], check=True, capture_output=True, timeout=10)
+                if restart == "kill9":
+                    server.kill9()
+                else:
+                    server.proc.terminate()
+                    self.assertEqual(server.proc.wait(timeout=10), 0)
+                    server.log.close()
+                server.start()
+                c = Client(server.port)
+                self.assertEqual(yaml_dict(c.cmd("stats-tube pz")[1])["pause"], "0", restart)
+                c.cmd("watch pz")
+                c.cmd("watch native")
+                c.cmd("ignore default")
+                line, body = c.cmd("reserve-with-timeout 0")
+                self.assertEqual(body, b"z", restart)  # pz unpaused, native still paused
+                c.cmd("delete %s" % line.split(" ")[1])
+                self.assertEqual(c.cmd("reserve-with-timeout 0")[0], "TIMED_OUT", restart)
+                self.assertEqual(c.cmd("pause-tube native 0")[0], "PAUSED")
+                line, body = c.cmd("reserve-with-timeout 0")
+                self.assertEqual(body, b"n", restart)
+                c.cmd("delete %s" % line.split(" ")[1])
+                c.close()
+        finally:
+            server.stop()
+
     def test_kill9_keeps_every_inserted_job(self):
         """Producers put as fast as they can; at a random moment spoold gets kill -9. Every
         job whose INSERTED reached its producer is there after the restart, with its body."""
