@@ -671,7 +671,7 @@ static int cmd_stats_job(struct conn *conn, const struct bs_args *a)
 static int cmd_stats_tube(struct conn *conn, const struct bs_args *a)
 {
     struct queue *queue = queue_find(conn->server->queues, a->tube, a->tube_len);
-    if (queue == NULL)
+    if (queue == NULL || !beanstalk_tube_exists(queue))
         return fail(conn, QUEUE_ENOTFOUND);
     beanstalk_yaml_stats_tube(conn, queue);
     return 0;
@@ -728,7 +728,7 @@ static int cmd_pause_tube(struct conn *conn, const struct bs_args *a)
         return 0;
     }
     struct queue *queue = queue_find(server->queues, name, len);
-    if (queue == NULL)
+    if (queue == NULL || !beanstalk_tube_exists(queue))
         return fail(conn, QUEUE_ENOTFOUND);
     struct record_meta meta;
     beanstalk_meta_paused(queue, delay > 0, &meta);

@@ -95,9 +95,21 @@ static uint64_t urgent_count(const struct queue *queue)
     return n;
 }
 
+/* A tube as beanstalkd would have it: one that holds jobs, is used or watched (pinned) or
+ * waited on, and default. spool keeps a queue longer (the done jobs it remembers after a
+ * delete, its settings), but such a tube no longer exists for a beanstalkd client. */
+bool beanstalk_tube_exists(const struct queue *queue)
+{
+    const struct queue_stats *st = &queue->stats;
+    return st->ready + st->reserved + st->delayed + st->dead + st->pending > 0 ||
+           queue->pins > 0 || queue->reserver_refs > 0 ||
+           (queue->name_len == 7 && memcmp(queue->name, "default", 7) == 0);
+}
+
 struct totals_walk {
     uint64_t urgent;
     uint64_t total_put;
+    uint64_t tubes;
 };
 
 static void totals_collect(void *ctx, struct queue *queue)
@@ -105,6 +117,7 @@ static void totals_collect(void *ctx, struct queue *queue)
     struct totals_walk *walk = ctx;
     walk->urgent += urgent_count(queue);
     walk->total_put += queue->stats.total_put;
+    walk->tubes += beanstalk_tube_exists(queue);
 }
 
 static double timeval_s(struct timeval tv)
@@ -128,7 +141,7 @@ static void stats_server(struct conn *conn, const struct totals_walk *walk,
              (unsigned long long)queue_job_timeouts(server->queues));
     yaml_add(y, "total-jobs: %llu\nmax-job-size: %u\ncurrent-tubes: %llu\n",
              (unsigned long long)walk->total_put, server->config.job_size_max,
-             (unsigned long long)totals->queues);
+             (unsigned long long)walk->tubes);
     yaml_add(y,
              "current-connections: %u\ncurrent-producers: %u\ncurrent-workers: %u\n"
              "current-waiting: %u\ntotal-connections: %llu\n",
@@ -234,7 +247,8 @@ void beanstalk_yaml_stats_tube(struct conn *conn, struct queue *queue)
 
 static void tube_name_collect(void *ctx, struct queue *queue)
 {
-    yaml_add(ctx, "- %s\n", queue->name);
+    if (beanstalk_tube_exists(queue))
+        yaml_add(ctx, "- %s\n", queue->name);
 }
 
 void beanstalk_yaml_list_tubes(struct conn *conn)

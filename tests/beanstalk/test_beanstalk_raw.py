@@ -250,6 +250,38 @@ class BeanstalkRawTest(unittest.TestCase):
     def test_use_watch_ignore_lists(self):
         self.compare(self._watch)
 
+    def _tube_lifetime(self, s):
+        """A tube exists while it has jobs or is used, watched or waited on, as in beanstalkd:
+        list-tubes, stats-tube and pause-tube agree."""
+        c, d = s.client(), s.client()
+        a, w = s.tube + "-a", s.tube + "-w"
+
+        def listed(tag):
+            tubes = [t[2:] for t in c.cmd("list-tubes")[1].decode().splitlines()[1:]]
+            s.transcript.append((tag, sorted(t for t in tubes if t.startswith(s.tube))))
+            return tubes
+
+        self.assertIn(a, (s.run(c, "use " + a), listed("used"))[1])
+        s.run(c, "put 0 0 10 1", b"x")
+        s.run(c, "use default")
+        self.assertIn(a, listed("has a job"))
+        s.run(d, "watch " + w)
+        self.assertIn(w, listed("watched"))
+        s.run(d, "ignore " + w)
+        self.assertNotIn(w, listed("ignored"))
+        s.run(d, "watch " + a)
+        line, _ = s.run(d, "reserve-with-timeout 0")
+        s.run(d, "ignore " + a)
+        self.assertIn(a, listed("reserved"))
+        self.assertEqual(s.run(d, "delete %s" % line.split(" ")[1])[0], "DELETED")
+        self.assertNotIn(a, listed("deleted"))
+        self.assertEqual(s.run(c, "stats-tube " + a)[0], "NOT_FOUND")
+        self.assertEqual(s.run(c, "pause-tube %s 1" % a)[0], "NOT_FOUND")
+        self.assertIn("default", listed("default"))
+
+    def test_tube_lifetime(self):
+        self.compare(self._tube_lifetime)
+
     def _errors(self, s):
         c = s.client()
         s.run(c, "use {t}")
@@ -440,7 +472,7 @@ class BeanstalkRawTest(unittest.TestCase):
         if cli:  # the spool CLI sees and kicks a job buried through beanstalkd
             c.cmd("watch both")
             line, _ = c.cmd("reserve-job %d" % job_id)
-            self.assertEqual(c.cmd("bury %d 0" % job_id)[0], "BURIED")
+            self.assertEqual(c.cmd("bury %d 9" % job_id)[0], "BURIED")  # pri 9 kept
             server = "127.0.0.1:%d" % self.spoold.native_port
             out = subprocess.run([cli, "--server", server, "--json", "peek", str(job_id)],
                                  capture_output=True, text=True, timeout=10)
