@@ -489,6 +489,76 @@ class BeanstalkRawTest(unittest.TestCase):
         c.close()
 
 
+class TmpfsSpoold(Spoold):
+    """spoold whose data directory is a small tmpfs in a private mount namespace of its own
+    (unshare -m: the mount goes away with the process, never leaks to the host)."""
+
+    SIZE = "48m"
+
+    def start(self):
+        data = os.path.join(self.dir, "data")
+        os.makedirs(data, exist_ok=True)
+        real = os.environ.get("SPOOLD", "build/src/spoold")
+        wrapper = os.path.join(self.dir, "spoold-tmpfs.sh")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nmount -t tmpfs -o size=%s tmpfs "%s" || exit 97\nexec "%s" "$@"\n'
+                    % (self.SIZE, data, os.path.abspath(real)))
+        os.chmod(wrapper, 0o755)
+        self.binary = shutil.which("unshare")
+        self.args_prefix = ["-m", "--propagation", "private", wrapper]
+        super().start()
+
+
+class BeanstalkDrainingTest(unittest.TestCase):
+    """A nearly full disk through the text protocol: puts get DRAINING (their bodies skipped,
+    the connection usable), stats says draining: true, workers go on, and once they deleted
+    most jobs (the server checkpoints on its own) puts are INSERTED again. Needs root for the
+    tmpfs (as tests/fault/test_disk_full.c); skipped otherwise."""
+
+    PUTS_MAX = 20000  # 48 MiB / 4000-byte bodies is ~12000: the disk is full well before
+    FILL_TIMEOUT_S = 60.0
+
+    def test_draining_on_a_full_disk(self):
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare for a tmpfs")
+        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("no private mount namespace or tmpfs")
+        server = TmpfsSpoold("--segment-size", "4194304", "--max-job-size", "65536")
+        try:
+            c = Client(server.port)
+            c.cmd("use fill")
+            ids, reply = [], None
+            deadline = time.monotonic() + self.FILL_TIMEOUT_S
+            while len(ids) < self.PUTS_MAX and time.monotonic() < deadline:
+                reply, _ = c.cmd("put 0 0 60 4000", os.urandom(2000).hex().encode())
+                if not reply.startswith("INSERTED "):
+                    break
+                ids.append(reply.split(" ")[1])
+            self.assertEqual(reply, "DRAINING", "after %d puts" % len(ids))
+            self.assertGreater(len(ids), 1000)
+            self.assertEqual(c.cmd("put 0 0 60 1", b"x")[0], "DRAINING")  # body was skipped
+            self.assertEqual(yaml_dict(c.cmd("stats")[1])["draining"], "true")
+            c.cmd("watch fill")
+            line, body = c.cmd("reserve-with-timeout 0")  # workers go on
+            self.assertEqual(len(body), 4000)
+            self.assertEqual(c.cmd("delete %s" % line.split(" ")[1])[0], "DELETED")
+            for job_id in ids[1:len(ids) - len(ids) // 4]:
+                self.assertEqual(c.cmd("delete %s" % job_id)[0], "DELETED")
+            deadline = time.monotonic() + self.FILL_TIMEOUT_S
+            while time.monotonic() < deadline:
+                reply, _ = c.cmd("put 0 0 60 1", b"y")
+                if reply != "DRAINING":
+                    break
+                time.sleep(0.2)
+            self.assertTrue(reply.startswith("INSERTED "), reply)
+            self.assertEqual(yaml_dict(c.cmd("stats")[1])["draining"], "false")
+            c.close()
+        finally:
+            server.stop()
+
+
 class BeanstalkGarbageTest(unittest.TestCase):
     def test_random_input_never_hurts(self):
         """Seeded random mixes of commands, numbers, names, bodies and garbage on a few
