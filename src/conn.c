@@ -127,6 +127,7 @@ static void conn_recv_complete(struct io_completion *completion, const struct io
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
         if (cqe->res > 0 && !conn->closing) {
+            server->metrics.bytes_in += (uint64_t)cqe->res;
             conn_input_append(conn, buf, (size_t)cqe->res);
             conn->input_ms = server_now_ms();
         }
@@ -162,6 +163,7 @@ static void conn_send_complete(struct io_completion *completion, const struct io
     }
     SPOOL_ASSERT((size_t)cqe->res <= conn->sending.len - conn->sent);
     conn->sent += (size_t)cqe->res;
+    conn->server->metrics.bytes_out += (uint64_t)cqe->res;
     conn_send_next(conn);
     if (conn->closing) {
         if (!conn->send_armed && conn->fd >= 0) {
@@ -244,6 +246,7 @@ static struct conn *conn_new(struct server *server, int fd)
     SPOOL_ASSERT(conn != NULL);
     conn->server = server;
     conn->id = ++server->next_conn_id;
+    server->metrics.connections_accepted++;
     conn->fd = fd;
     conn->recv_completion.complete = conn_recv_complete;
     conn->send_completion.complete = conn_send_complete;
@@ -342,6 +345,8 @@ void conn_error(struct conn *conn, uint64_t request_id, int code, const char *me
         return; /* no binary frame to a text client: it answers in its own words */
     if (wire_encode_error(&conn->out, request_id, code, message) != 0)
         slog_warn("msg=\"error frame not encoded\" conn=%llu", (unsigned long long)conn->id);
+    uint16_t wire_code = wire_error_to_wire(code);
+    conn->server->metrics.errors[wire_code < METRICS_ERROR_CODES ? wire_code : 0]++;
 }
 
 /* Give back everything the connection holds in the queue state, once. */

@@ -1185,7 +1185,12 @@ bool handler_known(uint16_t opcode)
 int handler_dispatch(struct conn *conn, const struct wire_header *header, union wire_msg *msg)
 {
     SPOOL_ASSERT(handler_known(header->opcode));
-    return handlers[header->opcode](conn, header, msg);
+    struct server *server = conn->server;
+    int rc = handlers[header->opcode](conn, header, msg);
+    if (rc != HANDLER_AGAIN) /* run again later: counted then */
+        server->metrics.requests[header->opcode < METRICS_OPCODES ? header->opcode
+                                                                  : METRICS_OPCODES - 1]++;
+    return rc;
 }
 
 /* Shutdown begins: every blocked RESERVE and WAIT gets SHUTTING_DOWN (retryable: try

@@ -905,6 +905,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
     queue->stats.pending++;
+    queue->metrics.puts++;
     if (args->key_len > 0)
         queue_idem_add(state, args->queue, args->queue_len, args->key, args->key_len, job->id,
                        put.created_ms, now);
@@ -967,6 +968,14 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
                   struct queue_time now)
 {
     queue_job_leave(state, job);
+    struct queue_metrics *m = &job->queue->metrics;
+    m->deliveries++;
+    if (job->attempts == 0) {
+        int64_t waited_ms = queue_time_wall_ms(now) - job->created_ms;
+        metrics_hist_observe(&m->wait_us, &metrics_queue_time_us,
+                             waited_ms > 0 ? (uint64_t)waited_ms * 1000 : 0);
+    }
+    job->ready_since_ns = now.mono_ns; /* unused while RESERVED: the processing time's start */
     job->attempts++;
     job->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
@@ -1115,6 +1124,11 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
     err = emit(state, RECORD_ACK, buf, len, NULL);
     if (err != 0)
         return err;
+    struct queue_metrics *m = &job->queue->metrics;
+    m->acks++;
+    int64_t held_ns = now.mono_ns - job->ready_since_ns; /* since the lease (lease()) */
+    metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
+                         held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
     return 0;
 }
@@ -1164,6 +1178,8 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
         err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
         if (err != 0)
             return err;
+        job->queue->metrics.releases++;
+        job->queue->metrics.dead_lettered++;
         queue_job_leave(state, job);
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;
@@ -1177,6 +1193,7 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     if (err != 0)
         return err;
     queue_count_event(state, id, QUEUE_COUNT_RELEASE);
+    job->queue->metrics.releases++;
     queue_job_leave(state, job);
     if (error_len > 0) {
         free(job->reason);
@@ -1217,6 +1234,8 @@ int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const cha
     err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
     if (err != 0)
         return err;
+    job->queue->metrics.buries++;
+    job->queue->metrics.dead_lettered++;
     queue_job_leave(state, job);
     queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
     state->totals.went_dead++;
@@ -1233,6 +1252,7 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     if (err != 0)
         return err;
     queue_count_event(state, job->id, QUEUE_COUNT_KICK);
+    job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
     free(job->reason); /* a fresh start: the old death is no longer its last error */
@@ -1288,6 +1308,7 @@ int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now)
     int err = emit(state, RECORD_DELETE, buf, len, NULL);
     if (err != 0)
         return err;
+    job->queue->metrics.deleted++;
     queue_job_remove(state, job);
     return 0;
 }
@@ -1402,6 +1423,7 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;
+        job->queue->metrics.dead_lettered++;
     } else {
         queue_job_enter_ready(state, job, now);
     }
@@ -1411,19 +1433,24 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
                          struct queue_time now)
 {
     struct list_link *link;
-    while ((link = list_first(&owner->jobs)) != NULL)
-        lease_end(state, LIST_ENTRY(link, struct job, state_link), now);
+    while ((link = list_first(&owner->jobs)) != NULL) {
+        struct job *job = LIST_ENTRY(link, struct job, state_link);
+        job->queue->metrics.lease_expiries++;
+        lease_end(state, job, now);
+    }
     queue_serve(state, now);
 }
 
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now)
 {
     queue_count_event(state, job->id, QUEUE_COUNT_TIMEOUT);
+    job->queue->metrics.lease_expiries++;
     lease_end(state, job, now);
 }
 
 bool queue_ttl_expire(struct queue_state *state, struct job *job)
 {
+    struct queue *queue = job->queue; /* the job may be freed below */
     uint8_t buf[RECORD_DELETE_SIZE];
     size_t len = record_delete_encode(job->id, RECORD_DELETE_TTL, buf);
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
@@ -1431,6 +1458,7 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     /* Settled at its logged expiry, so a replay of the DELETE says the same time. */
     queue_job_expired(state, job, job->expires_at_ms);
     state->totals.expired++;
+    queue->metrics.expired++;
     return true;
 }
 

@@ -43,6 +43,7 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "record.h"
 #include "siphash.h"
 
@@ -101,7 +102,7 @@ struct job {
      * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
     int64_t timer_ns;
     int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
-    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms */
+    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
     uint64_t lease_token;   /* RESERVED: current lease */
     struct log_pos pos;     /* the PUT record */
     uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
@@ -154,6 +155,7 @@ struct queue {
     struct list_link reservers;   /* queue_reserver links, arrival order */
     struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
     struct queue_stats stats;
+    struct queue_metrics metrics; /* counters since start (metrics.h), for /metrics */
     uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
     uint32_t reserver_refs;    /* waiting reservers that name it (paused ones included) */
     uint32_t pins; /* front ends that name it (a beanstalkd connection's used or watched tube) */
@@ -460,6 +462,13 @@ uint32_t queue_page(struct queue_state *state, const char *cursor, uint32_t curs
 /* Call fn for each queue (order unspecified). */
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
                 void *ctx);
+/* The same walk in steps, over several loop turns: call fn for at most max more queues from
+ * *cursor (0 to begin), true once every queue was visited. Queues may be added between steps:
+ * one added behind the cursor is missed, and when the table is rebuilt (queue_walk_stamp
+ * changes) the walk must begin again, or it may visit a queue twice. */
+bool queue_each_step(struct queue_state *state, size_t *cursor, uint32_t max,
+                     void (*fn)(void *ctx, struct queue *queue), void *ctx);
+uint64_t queue_walk_stamp(const struct queue_state *state);
 
 /* Retention: live jobs whose PUT lives in a segment. */
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);

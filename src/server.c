@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "observe.h"
 #include "retention.h"
 #include "slog.h"
 
@@ -103,6 +104,16 @@ int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct 
     server->log_bytes += footprint;
     server->checkpoint_bytes += footprint;
     return 0;
+}
+
+/* One group commit landed: its latency and size for /metrics. */
+static void on_commit(void *ctx, uint32_t records, uint32_t bytes, int64_t duration_ns)
+{
+    struct server *server = ctx;
+    metrics_hist_observe(&server->metrics.commit_us, &metrics_commit_us,
+                         duration_ns > 0 ? (uint64_t)duration_ns / 1000 : 0);
+    metrics_hist_observe(&server->metrics.commit_records, &metrics_commit_records, records);
+    server->metrics.commit_bytes += bytes;
 }
 
 static void on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability level, int error)
@@ -423,6 +434,7 @@ static int recover(struct server *server)
      * current segment and the spare, so acks and deletes never meet a full disk. */
     lc.spare_segment = true;
     lc.on_durable = on_durable;
+    lc.on_commit = on_commit;
     lc.ctx = server;
     struct replay_buffer rb = {0};
     void *checkpoint = NULL;
@@ -903,6 +915,8 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         return server->stopping ? 10 : 0;
     if (queue_checkpoint_active(server->queues) && !server->checkpoint_walked)
         return 0; /* a walk to continue; a complete one waits for a commit, which wakes us */
+    if (observe_busy(server))
+        return 0; /* a snapshot walk to continue (observe.h) */
     int64_t timeout = INT64_MAX;
     int64_t next_ns[3] = {queue_next_deadline_ns(server->queues),
                           log_next_deadline_ns(server->log), beanstalk_next_deadline_ns(server)};
@@ -1033,6 +1047,7 @@ int server_run(struct server *server)
             queue_tick(server->queues, server->now);
             conns_run(server);
         }
+        observe_turn(server); /* HTTP snapshots and actions, when asked */
         log_tick(server->log);
         space_watch(server);
         if (!server->stopping)
@@ -1098,9 +1113,11 @@ int server_start(struct server *server, const struct server_config *config)
     rc = ring_setup(server);
     if (rc != 0)
         return rc;
+    int64_t recovery_started_ns = mono_ns();
     rc = recover(server);
     if (rc != 0)
         return rc;
+    server->metrics.recovery_ns = mono_ns() - recovery_started_ns;
     reserve_open(server); /* before the log's first tick makes its spare */
     char addr[INET6_ADDRSTRLEN + 16];
     rc = server_listen(server, config->listen_host, config->listen_port, &server->listen_fd, addr,
@@ -1111,6 +1128,9 @@ int server_start(struct server *server, const struct server_config *config)
     if (rc != 0)
         return rc;
     rc = signals_setup(server, &signals);
+    if (rc != 0)
+        return rc;
+    rc = observe_start(server); /* the HTTP listener, if configured */
     if (rc != 0)
         return rc;
     accept_arm(server);
@@ -1237,4 +1257,5 @@ void server_destroy(struct server *server)
     /* After the ring: a CQE of its accept may be dispatched until then (log_close). */
     beanstalk_destroy(server);
     free(server->buf_base);
+    observe_stop(server); /* after the ring: its eventfd read can no longer land */
 }

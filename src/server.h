@@ -203,6 +203,8 @@ struct server {
     uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
     /* stats */
+    struct server_metrics metrics; /* for /metrics (metrics.h, via queue.h): loop thread only */
+    struct observe *observe;       /* the HTTP listener's side of the loop (observe.h) */
     int64_t started_ms;
     uint64_t commits;
     uint64_t log_bytes;
