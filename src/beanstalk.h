@@ -194,6 +194,8 @@ void beanstalk_yaml_stats(struct conn *conn);
 void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job);
 void beanstalk_yaml_stats_tube(struct conn *conn, struct queue *queue);
 void beanstalk_yaml_list_tubes(struct conn *conn);
+/* Whether beanstalkd would have this tube: jobs, users, watchers or waiters, or default. */
+bool beanstalk_tube_exists(const struct queue *queue);
 void beanstalk_yaml_list_watched(struct conn *conn);
 
 #endif

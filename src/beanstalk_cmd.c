@@ -549,8 +549,8 @@ static int cmd_bury(struct conn *conn, const struct bs_args *a)
         return fail(conn, QUEUE_ENOTFOUND);
     static const char reason[] = "buried";
     uint64_t seq_before = server->emit_seq_max;
-    int rc = queue_bury(server->queues, id, job->lease_token, reason, sizeof(reason) - 1,
-                        server->now);
+    int rc = queue_bury_priority(server->queues, id, job->lease_token, pri, reason,
+                                 sizeof(reason) - 1, server->now);
     if (rc != 0)
         return fail(conn, rc);
     beanstalk_reply(conn, seq_end_since(server, seq_before), "BURIED");
@@ -671,7 +671,7 @@ static int cmd_stats_job(struct conn *conn, const struct bs_args *a)
 static int cmd_stats_tube(struct conn *conn, const struct bs_args *a)
 {
     struct queue *queue = queue_find(conn->server->queues, a->tube, a->tube_len);
-    if (queue == NULL)
+    if (queue == NULL || !beanstalk_tube_exists(queue))
         return fail(conn, QUEUE_ENOTFOUND);
     beanstalk_yaml_stats_tube(conn, queue);
     return 0;
@@ -709,6 +709,7 @@ void beanstalk_meta_paused(const struct queue *queue, bool paused, struct record
 {
     *meta = (struct record_meta){
         .name = queue->name, .name_len = queue->name_len, .paused = paused,
+        .pause_timed = paused, /* pause-tube: ends by its timer, or at a restart */
         .default_max_attempts = queue->default_max_attempts,
         .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
         .max_bytes = queue->max_bytes,
@@ -727,7 +728,7 @@ static int cmd_pause_tube(struct conn *conn, const struct bs_args *a)
         return 0;
     }
     struct queue *queue = queue_find(server->queues, name, len);
-    if (queue == NULL)
+    if (queue == NULL || !beanstalk_tube_exists(queue))
         return fail(conn, QUEUE_ENOTFOUND);
     struct record_meta meta;
     beanstalk_meta_paused(queue, delay > 0, &meta);

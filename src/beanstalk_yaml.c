@@ -95,9 +95,21 @@ static uint64_t urgent_count(const struct queue *queue)
     return n;
 }
 
+/* A tube as beanstalkd would have it: one that holds jobs, is used or watched (pinned) or
+ * waited on, and default. spool keeps a queue longer (the done jobs it remembers after a
+ * delete, its settings), but such a tube no longer exists for a beanstalkd client. */
+bool beanstalk_tube_exists(const struct queue *queue)
+{
+    const struct queue_stats *st = &queue->stats;
+    return st->ready + st->reserved + st->delayed + st->dead + st->pending > 0 ||
+           queue->pins > 0 || queue->reserver_refs > 0 ||
+           (queue->name_len == 7 && memcmp(queue->name, "default", 7) == 0);
+}
+
 struct totals_walk {
     uint64_t urgent;
     uint64_t total_put;
+    uint64_t tubes;
 };
 
 static void totals_collect(void *ctx, struct queue *queue)
@@ -105,6 +117,7 @@ static void totals_collect(void *ctx, struct queue *queue)
     struct totals_walk *walk = ctx;
     walk->urgent += urgent_count(queue);
     walk->total_put += queue->stats.total_put;
+    walk->tubes += beanstalk_tube_exists(queue);
 }
 
 static double timeval_s(struct timeval tv)
@@ -124,10 +137,11 @@ static void stats_server(struct conn *conn, const struct totals_walk *walk,
     struct utsname un;
     if (uname(&un) != 0)
         memset(&un, 0, sizeof(un));
-    yaml_add(y, "job-timeouts: 0\n");
+    yaml_add(y, "job-timeouts: %llu\n",
+             (unsigned long long)queue_job_timeouts(server->queues));
     yaml_add(y, "total-jobs: %llu\nmax-job-size: %u\ncurrent-tubes: %llu\n",
              (unsigned long long)walk->total_put, server->config.job_size_max,
-             (unsigned long long)totals->queues);
+             (unsigned long long)walk->tubes);
     yaml_add(y,
              "current-connections: %u\ncurrent-producers: %u\ncurrent-workers: %u\n"
              "current-waiting: %u\ntotal-connections: %llu\n",
@@ -194,9 +208,13 @@ void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job)
              (long long)(delay_ms > 0 ? delay_ms / 1000 : 0),
              (unsigned long long)(job->ttr_ms / 1000),
              (long long)(left_ms > 0 ? left_ms / 1000 : 0));
-    /* spool counts deliveries (reset by a kick) and nothing else of these. */
-    yaml_add(&y, "reserves: %u\ntimeouts: 0\nreleases: 0\nburies: %u\nkicks: 0\n",
-             job->attempts, job->state == JOB_DEAD ? 1u : 0u);
+    /* reserves: spool's deliveries (reset by a kick). The others come from the side table,
+     * which starts empty at a restart: a job buried before it still says it was buried. */
+    struct queue_job_counts counts;
+    queue_job_counts_get(conn->server->queues, job->id, &counts);
+    uint32_t buries = counts.buries == 0 && job->state == JOB_DEAD ? 1u : counts.buries;
+    yaml_add(&y, "reserves: %u\ntimeouts: %u\nreleases: %u\nburies: %u\nkicks: %u\n",
+             job->attempts, counts.timeouts, counts.releases, buries, counts.kicks);
     yaml_send(conn, &y);
 }
 
@@ -229,7 +247,8 @@ void beanstalk_yaml_stats_tube(struct conn *conn, struct queue *queue)
 
 static void tube_name_collect(void *ctx, struct queue *queue)
 {
-    yaml_add(ctx, "- %s\n", queue->name);
+    if (beanstalk_tube_exists(queue))
+        yaml_add(ctx, "- %s\n", queue->name);
 }
 
 void beanstalk_yaml_list_tubes(struct conn *conn)

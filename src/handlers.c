@@ -1085,6 +1085,7 @@ static int meta_of(struct conn *conn, struct wire_bytes name, struct record_meta
         return rc;
     *meta = (struct record_meta){
         .name = queue->name, .name_len = queue->name_len, .paused = queue->paused,
+        .pause_timed = queue->pause_timed, /* a setting change keeps pause-tube's kind */
         .default_max_attempts = queue->default_max_attempts,
         .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
         .max_bytes = queue->max_bytes,

@@ -177,12 +177,14 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     list_init(&state->to_serve);
     list_init(&state->idle);
     idmap_init(&state->segments);
+    idmap_init(&state->job_counts);
     state->next_id = 1;
     return state;
 }
 
 static void job_free(struct queue_state *state, struct job *job)
 {
+    queue_count_drop(state, job->id);
     if (!job->body_inline)
         free(job->body);
     free(job->reason);
@@ -214,6 +216,7 @@ void queue_state_destroy(struct queue_state *state)
     idmap_free(&state->segments);
     heap_free(&state->delay_heap);
     heap_free(&state->lease_heap);
+    idmap_free(&state->job_counts); /* empty: job_free dropped every entry */
     heap_free(&state->ttl_heap);
     heap_free(&state->reserver_timeouts);
     heap_free(&state->waiter_timeouts);
@@ -583,6 +586,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     job_unlive(state, job);
     job->state = JOB_DONE;
     job->settled_ms = settled_ms;
+    queue_count_drop(state, job->id);
     if (!job->body_inline)
         free(job->body);
     job->body = NULL;
@@ -605,6 +609,7 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     job_unlive(state, job);
     job->state = JOB_EXPIRED;
     job->settled_ms = settled_ms;
+    queue_count_drop(state, job->id);
     if (!job->body_inline)
         free(job->body);
     job->body = NULL;
@@ -1138,6 +1143,7 @@ static int bury_emit(struct queue_state *state, uint64_t id, const char *reason,
 {
     uint8_t buf[QUEUE_RECORD_SMALL_MAX];
     size_t len = record_bury_encode(id, settled_ms, reason, reason_len, buf);
+    queue_count_event(state, id, QUEUE_COUNT_BURY);
     return emit(state, RECORD_BURY, buf, len, NULL);
 }
 
@@ -1186,6 +1192,7 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     err = emit(state, RECORD_RELEASE, buf, len, NULL);
     if (err != 0)
         return err;
+    queue_count_event(state, id, QUEUE_COUNT_RELEASE);
     job->queue->metrics.releases++;
     queue_job_leave(state, job);
     if (error_len > 0) {
@@ -1244,6 +1251,7 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     int err = emit(state, RECORD_KICK, buf, len, NULL);
     if (err != 0)
         return err;
+    queue_count_event(state, job->id, QUEUE_COUNT_KICK);
     job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
@@ -1344,6 +1352,7 @@ void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
 {
     /* Settings back to the defaults may leave it idle: the next set_meta or tick looks. */
     queue->paused = meta->paused;
+    queue->pause_timed = meta->paused && meta->pause_timed;
     queue->default_ttr_ms = meta->default_ttr_ms;
     queue->default_max_attempts = meta->default_max_attempts;
     queue->max_jobs = meta->max_jobs;
@@ -1434,6 +1443,7 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
 
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now)
 {
+    queue_count_event(state, job->id, QUEUE_COUNT_TIMEOUT);
     job->queue->metrics.lease_expiries++;
     lease_end(state, job, now);
 }
@@ -1479,6 +1489,7 @@ static int kick_delayed_one(struct queue_state *state, struct job *job, struct q
     int err = emit(state, RECORD_RELEASE, buf, len, NULL);
     if (err != 0)
         return err;
+    queue_count_event(state, job->id, QUEUE_COUNT_KICK);
     queue_job_leave(state, job);
     queue_job_set_run_at(job, 0, now);
     queue_job_place(state, job, now);
@@ -1516,4 +1527,25 @@ int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t nam
     }
     queue_serve(state, now);
     return *kicked > 0 ? 0 : err;
+}
+
+/* beanstalkd's bury <id> <pri>: the new priority is logged as a RELEASE without run-at just
+ * before the BURY (replay applies both in order, so no record format changes); a job whose
+ * priority stays is buried as by queue_bury. */
+int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, uint32_t priority,
+                        const char *reason, uint32_t reason_len, struct queue_time now)
+{
+    if (reason_len > RECORD_REASON_LEN_MAX)
+        return QUEUE_EINVAL;
+    struct job *job;
+    int err = leased_job(state, id, token, &job);
+    if (err != 0 || job->priority == priority)
+        return err != 0 ? err : queue_bury(state, id, token, reason, reason_len, now);
+    uint8_t buf[RECORD_RELEASE_SIZE];
+    size_t len = record_release_encode(id, priority, 0, buf);
+    err = emit(state, RECORD_RELEASE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    job->priority = priority; /* a reserved job is ordered by its deadline: nothing to fix */
+    return queue_bury(state, id, token, reason, reason_len, now);
 }

@@ -142,6 +142,7 @@ struct queue {
     char name[QUEUE_NAME_LEN_MAX + 1];
     uint32_t name_len;
     bool paused;
+    bool pause_timed; /* paused by beanstalkd's pause-tube: not restored by a restart */
     uint64_t default_ttr_ms;       /* 0: the state's default */
     uint32_t default_max_attempts; /* UINT32_MAX: the state's default */
     uint64_t max_jobs;             /* 0: unlimited */
@@ -368,6 +369,10 @@ SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint3
 SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
                                      struct queue_owner *owner, struct queue_time now,
                                      struct job **out);
+/* The beanstalkd protocol's bury <id> <pri>: queue_bury that also sets the priority. */
+SPOOL_MUST_USE int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token,
+                                       uint32_t priority, const char *reason,
+                                       uint32_t reason_len, struct queue_time now);
 /* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
  * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
 SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,
@@ -375,6 +380,18 @@ SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id
 SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
                                       uint32_t name_len, uint32_t count, struct queue_time now,
                                       uint32_t *kicked);
+/* What beanstalkd's stats-job counts of a job since the server started (queue_counts.c):
+ * leases that ran out, releases, buries, kicks (of dead or delayed jobs). */
+struct queue_job_counts {
+    uint32_t timeouts;
+    uint32_t releases;
+    uint32_t buries;
+    uint32_t kicks;
+};
+void queue_job_counts_get(const struct queue_state *state, uint64_t id,
+                          struct queue_job_counts *out);
+/* Leases that ran out since the server started (beanstalkd's job-timeouts). */
+uint64_t queue_job_timeouts(const struct queue_state *state);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);

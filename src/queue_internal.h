@@ -57,6 +57,9 @@ struct queue_state {
     bool replaying;
     struct queue_totals totals;
     struct job_pool pool; /* every job's block (with its inline body): see job_pool.h */
+    /* queue_counts.c: job id -> struct queue_job_counts, only for jobs with a count. */
+    struct idmap job_counts;
+    uint64_t job_timeouts; /* leases that ran out, since the start */
 };
 
 /* A new PENDING job with its body (copied, inline when small), or, without body_known, one
@@ -104,6 +107,10 @@ void queue_delete_queue_apply(struct queue_state *state, struct queue *queue);
 /* Forget the remembered DONE and EXPIRED jobs of a queue (DELETE_QUEUE): at most
  * done_keep_max of them are walked. */
 void queue_done_forget_queue(struct queue_state *state, struct queue *queue);
+/* queue_counts.c: count an event of a live job (not during replay); drop its counts. */
+enum queue_count_event { QUEUE_COUNT_TIMEOUT, QUEUE_COUNT_RELEASE, QUEUE_COUNT_BURY, QUEUE_COUNT_KICK };
+void queue_count_event(struct queue_state *state, uint64_t id, enum queue_count_event event);
+void queue_count_drop(struct queue_state *state, uint64_t id);
 /* Timers (queue_timer.c) call these transitions of queue.c. */
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now);
 /* TTL ran out for a job not reserved: gone once its DELETE is logged. False when the emit

@@ -154,8 +154,11 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
         replay_put(state, &rec, &record->pos, now);
         break;
     case RECORD_QUEUE_META:
-        if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0)
+        if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0) {
             queue_apply_meta(queue, &rec.u.meta);
+            if (queue->pause_timed) /* pause-tube's timer is gone: as beanstalkd, unpaused */
+                queue->paused = queue->pause_timed = false;
+        }
         break;
     case RECORD_PURGE:
         queue = queue_find(state, rec.u.purge.name, rec.u.purge.name_len);
@@ -247,7 +250,7 @@ static void encode_queue(struct writer *w, const struct queue *queue)
     uint8_t *p = reserve(w, CHECKPOINT_QUEUE_FIXED + queue->name_len);
     memset(p, 0, CHECKPOINT_QUEUE_FIXED);
     le_put_u16(p, (uint16_t)queue->name_len);
-    p[2] = queue->paused ? 1 : 0;
+    p[2] = queue->paused && !queue->pause_timed ? 1 : 0; /* a pause-tube ends at a restart */
     le_put_u32(p + 4, queue->default_max_attempts);
     le_put_u64(p + 8, queue->default_ttr_ms);
     le_put_u64(p + 16, queue->max_jobs);

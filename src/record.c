@@ -62,13 +62,13 @@ uint8_t record_version(uint8_t type)
     switch (type) {
     case RECORD_ACK: return RECORD_ACK_VERSION;
     case RECORD_BURY: return RECORD_BURY_VERSION;
+    case RECORD_QUEUE_META: return RECORD_META_VERSION;
     case RECORD_PUT:
     case RECORD_LEASE:
     case RECORD_RELEASE:
     case RECORD_TOUCH:
     case RECORD_KICK:
     case RECORD_DELETE:
-    case RECORD_QUEUE_META:
     case RECORD_PURGE:
     case RECORD_DELETE_QUEUE: return RECORD_VERSION;
     default: return 0;
@@ -197,7 +197,8 @@ size_t record_meta_encode(const struct record_meta *meta, uint8_t *out)
 {
     SPOOL_ASSERT(record_queue_name_valid(meta->name, meta->name_len));
     header(RECORD_QUEUE_META, out);
-    out[1] = meta->paused ? RECORD_META_PAUSED : 0;
+    out[1] = (uint8_t)((meta->paused ? RECORD_META_PAUSED : 0) |
+                       (meta->paused && meta->pause_timed ? RECORD_META_TIMED : 0));
     le_put_u16(out + 2, (uint16_t)meta->name_len);
     le_put_u32(out + 4, meta->default_max_attempts);
     le_put_u64(out + 8, meta->default_ttr_ms);
@@ -346,9 +347,12 @@ static int decode_var(uint8_t type, const uint8_t *p, size_t len, struct record 
     }
     /* RECORD_QUEUE_META */
     struct record_meta *meta = &out->u.meta;
-    if (len < RECORD_META_FIXED || (p[1] & ~RECORD_META_PAUSED) != 0)
+    unsigned flags_known = out->version >= 2 ? RECORD_META_PAUSED | RECORD_META_TIMED
+                                             : RECORD_META_PAUSED;
+    if (len < RECORD_META_FIXED || (p[1] & ~flags_known) != 0)
         return RECORD_EINVAL;
     meta->paused = (p[1] & RECORD_META_PAUSED) != 0;
+    meta->pause_timed = (p[1] & RECORD_META_TIMED) != 0;
     meta->name_len = le_get_u16(p + 2);
     meta->default_max_attempts = le_get_u32(p + 4);
     meta->default_ttr_ms = le_get_u64(p + 8);

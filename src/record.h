@@ -50,6 +50,9 @@
  * is the moment it settled, not the moment a restart replayed it. */
 #define RECORD_ACK_VERSION 2
 #define RECORD_BURY_VERSION 2
+/* QUEUE_META version 2 may set flag bit 1 (RECORD_META_TIMED): the pause is the beanstalkd
+ * protocol's pause-tube, which ends by a timer and, as with beanstalkd, not after a restart. */
+#define RECORD_META_VERSION 2
 
 /* Queue names are 1..200 bytes of [A-Za-z0-9._:+/;$()-]: short enough for one log line, and free
  * of bytes that would need quoting in logfmt. */
@@ -88,6 +91,7 @@ enum record_delete_cause {
 
 enum record_meta_flags {
     RECORD_META_PAUSED = 1u << 0,
+    RECORD_META_TIMED = 1u << 1, /* version 2: the pause does not outlive the process */
 };
 
 /* Sizes of the fixed parts, before any variable bytes. */
@@ -124,6 +128,7 @@ struct record_meta {
     const char *name;
     uint32_t name_len;
     bool paused;
+    bool pause_timed; /* RECORD_META_TIMED: replay leaves the queue unpaused */
     uint32_t default_max_attempts;
     uint64_t default_ttr_ms;
     uint64_t max_jobs;  /* 0: unlimited */

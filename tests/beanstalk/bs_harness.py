@@ -50,7 +50,8 @@ class Spoold:
             os.unlink(ready)
         self.log = open(os.path.join(self.dir, "spoold.log"), "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--data", os.path.join(self.dir, "data"), "--listen", "127.0.0.1:0",
+            [self.binary] + getattr(self, "args_prefix", []) +  # a wrapper's own arguments
+            ["--data", os.path.join(self.dir, "data"), "--listen", "127.0.0.1:0",
              "--beanstalk", "127.0.0.1:0", "--ready-file", ready] + self.args,
             stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + START_TIMEOUT_S

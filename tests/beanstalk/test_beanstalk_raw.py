@@ -23,9 +23,9 @@ from bs_harness import Beanstalkd, Client, Normalizer, Spoold  # noqa: E402
 JOB_SIZE_MAX = 1000  # both servers run with it (-z / --max-job-size) for JOB_TOO_BIG
 
 # YAML fields whose values depend on time, process or id: compared by name only.
-# "delay" and the per-job counters too: spool keeps a job's run-at, not the delay it was put
-# with, and counts deliveries only (docs/BEANSTALKD.md).
-VOLATILE = {"id", "age", "delay", "reserves", "timeouts", "releases", "buries", "kicks", "time-left", "pid", "rusage-utime", "rusage-stime", "uptime",
+# "delay" and "reserves" too: spool keeps a job's run-at, not the delay it was put with, and
+# its deliveries restart at a kick (docs/BEANSTALKD.md).
+VOLATILE = {"id", "age", "delay", "reserves", "time-left", "pid", "rusage-utime", "rusage-stime", "uptime",
             "version", "hostname", "os", "platform", "binlog-max-size", "binlog-current-index",
             "binlog-oldest-index", "binlog-records-written", "binlog-records-migrated",
             "total-connections", "current-connections", "current-tubes", "total-jobs",
@@ -45,6 +45,10 @@ def yaml_fields(body):
         key, _, value = line.partition(": ")
         out.append((key, None if key in VOLATILE else value))
     return out
+
+
+def yaml_dict(body):
+    return dict(line.split(": ", 1) for line in body.decode().splitlines()[1:])
 
 
 class Session:
@@ -183,8 +187,9 @@ class BeanstalkRawTest(unittest.TestCase):
         s.run(c, "put 4 0 10 1", b"y")
         line, _ = s.run(c, "reserve")
         job = line.split(" ")[1]
-        self.assertEqual(s.run(c, "bury %s 3" % job)[0], "BURIED")
+        self.assertEqual(s.run(c, "bury %s 9" % job)[0], "BURIED")  # bury sets the priority
         self.assertEqual(s.run(c, "bury %s 3" % job)[0], "NOT_FOUND")
+        self.assertEqual(yaml_dict(s.run(c, "stats-job %s" % job, yaml=True)[1])["pri"], "9")
         self.assertTrue(s.run(c, "peek-buried")[0].startswith("FOUND "))
         s.run(c, "stats-job %s" % job, yaml=True)
         s.run(c, "stats-tube {t}", yaml=True)
@@ -244,6 +249,38 @@ class BeanstalkRawTest(unittest.TestCase):
 
     def test_use_watch_ignore_lists(self):
         self.compare(self._watch)
+
+    def _tube_lifetime(self, s):
+        """A tube exists while it has jobs or is used, watched or waited on, as in beanstalkd:
+        list-tubes, stats-tube and pause-tube agree."""
+        c, d = s.client(), s.client()
+        a, w = s.tube + "-a", s.tube + "-w"
+
+        def listed(tag):
+            tubes = [t[2:] for t in c.cmd("list-tubes")[1].decode().splitlines()[1:]]
+            s.transcript.append((tag, sorted(t for t in tubes if t.startswith(s.tube))))
+            return tubes
+
+        self.assertIn(a, (s.run(c, "use " + a), listed("used"))[1])
+        s.run(c, "put 0 0 10 1", b"x")
+        s.run(c, "use default")
+        self.assertIn(a, listed("has a job"))
+        s.run(d, "watch " + w)
+        self.assertIn(w, listed("watched"))
+        s.run(d, "ignore " + w)
+        self.assertNotIn(w, listed("ignored"))
+        s.run(d, "watch " + a)
+        line, _ = s.run(d, "reserve-with-timeout 0")
+        s.run(d, "ignore " + a)
+        self.assertIn(a, listed("reserved"))
+        self.assertEqual(s.run(d, "delete %s" % line.split(" ")[1])[0], "DELETED")
+        self.assertNotIn(a, listed("deleted"))
+        self.assertEqual(s.run(c, "stats-tube " + a)[0], "NOT_FOUND")
+        self.assertEqual(s.run(c, "pause-tube %s 1" % a)[0], "NOT_FOUND")
+        self.assertIn("default", listed("default"))
+
+    def test_tube_lifetime(self):
+        self.compare(self._tube_lifetime)
 
     def _errors(self, s):
         c = s.client()
@@ -344,6 +381,40 @@ class BeanstalkRawTest(unittest.TestCase):
     def test_pause_tube(self):
         self.compare(self._pause)
 
+    def _counts(self, s):
+        """stats-job's timeouts, releases, buries and kicks, and stats' job-timeouts."""
+        c = s.client()
+        s.run(c, "use {t}")
+        s.run(c, "watch {t}")
+        s.run(c, "ignore default")
+        timeouts_before = int(yaml_dict(c.cmd("stats")[1])["job-timeouts"])
+        s.run(c, "put 0 0 1 1", b"c")
+        job = s.ids[-1]
+        s.run(c, "reserve")
+        self.assertEqual(s.run(c, "release %s 0 0" % job)[0], "RELEASED")
+        s.run(c, "reserve")
+        self.assertEqual(s.run(c, "release %s 0 30" % job)[0], "RELEASED")  # delayed
+        self.assertEqual(s.run(c, "kick-job %s" % job)[0], "KICKED")  # a delayed kick
+        s.run(c, "reserve")
+        self.assertEqual(s.run(c, "bury %s 0" % job)[0], "BURIED")
+        self.assertEqual(s.run(c, "kick 1")[0], "KICKED 1")  # a buried kick
+        s.run(c, "reserve")
+        time.sleep(1.2)  # the TTR of 1 s runs out: a timeout (polled: a loaded machine is slow)
+        deadline = time.monotonic() + 10.0
+        while (yaml_dict(c.cmd("stats-job %s" % job)[1])["state"] != "ready" and
+               time.monotonic() < deadline):
+            time.sleep(0.1)
+        _, body = s.run(c, "stats-job %s" % job, yaml=True)
+        counts = yaml_dict(body)
+        self.assertEqual([counts[k] for k in ("timeouts", "releases", "buries", "kicks")],
+                         ["1", "2", "1", "2"], "port %d %s" % (s.port, counts))
+        self.assertEqual(counts["state"], "ready")
+        self.assertEqual(int(yaml_dict(c.cmd("stats")[1])["job-timeouts"]), timeouts_before + 1)
+        self.assertEqual(s.run(c, "delete %s" % job)[0], "DELETED")
+
+    def test_job_counts(self):
+        self.compare(self._counts)
+
     def _stats(self, s):
         c = s.client()
         line, body = s.run(c, "stats", yaml=True)
@@ -405,7 +476,7 @@ class BeanstalkRawTest(unittest.TestCase):
         if cli:  # the spool CLI sees and kicks a job buried through beanstalkd
             c.cmd("watch both")
             line, _ = c.cmd("reserve-job %d" % job_id)
-            self.assertEqual(c.cmd("bury %d 0" % job_id)[0], "BURIED")
+            self.assertEqual(c.cmd("bury %d 9" % job_id)[0], "BURIED")  # pri 9 kept
             server = "127.0.0.1:%d" % self.spoold.native_port
             out = subprocess.run([cli, "--server", server, "--json", "peek", str(job_id)],
                                  capture_output=True, text=True, timeout=10)
@@ -420,6 +491,76 @@ class BeanstalkRawTest(unittest.TestCase):
         self.assertEqual(c.cmd("delete %d" % put.id)[0], "DELETED")
         self.assertEqual(c.cmd("delete %d" % job_id)[0], "DELETED")
         c.close()
+
+
+class TmpfsSpoold(Spoold):
+    """spoold whose data directory is a small tmpfs in a private mount namespace of its own
+    (unshare -m: the mount goes away with the process, never leaks to the host)."""
+
+    SIZE = "48m"
+
+    def start(self):
+        data = os.path.join(self.dir, "data")
+        os.makedirs(data, exist_ok=True)
+        real = os.environ.get("SPOOLD", "build/src/spoold")
+        wrapper = os.path.join(self.dir, "spoold-tmpfs.sh")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nmount -t tmpfs -o size=%s tmpfs "%s" || exit 97\nexec "%s" "$@"\n'
+                    % (self.SIZE, data, os.path.abspath(real)))
+        os.chmod(wrapper, 0o755)
+        self.binary = shutil.which("unshare")
+        self.args_prefix = ["-m", "--propagation", "private", wrapper]
+        super().start()
+
+
+class BeanstalkDrainingTest(unittest.TestCase):
+    """A nearly full disk through the text protocol: puts get DRAINING (their bodies skipped,
+    the connection usable), stats says draining: true, workers go on, and once they deleted
+    most jobs (the server checkpoints on its own) puts are INSERTED again. Needs root for the
+    tmpfs (as tests/fault/test_disk_full.c); skipped otherwise."""
+
+    PUTS_MAX = 20000  # 48 MiB / 4000-byte bodies is ~12000: the disk is full well before
+    FILL_TIMEOUT_S = 60.0
+
+    def test_draining_on_a_full_disk(self):
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare for a tmpfs")
+        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("no private mount namespace or tmpfs")
+        server = TmpfsSpoold("--segment-size", "4194304", "--max-job-size", "65536")
+        try:
+            c = Client(server.port)
+            c.cmd("use fill")
+            ids, reply = [], None
+            deadline = time.monotonic() + self.FILL_TIMEOUT_S
+            while len(ids) < self.PUTS_MAX and time.monotonic() < deadline:
+                reply, _ = c.cmd("put 0 0 60 4000", os.urandom(2000).hex().encode())
+                if not reply.startswith("INSERTED "):
+                    break
+                ids.append(reply.split(" ")[1])
+            self.assertEqual(reply, "DRAINING", "after %d puts" % len(ids))
+            self.assertGreater(len(ids), 1000)
+            self.assertEqual(c.cmd("put 0 0 60 1", b"x")[0], "DRAINING")  # body was skipped
+            self.assertEqual(yaml_dict(c.cmd("stats")[1])["draining"], "true")
+            c.cmd("watch fill")
+            line, body = c.cmd("reserve-with-timeout 0")  # workers go on
+            self.assertEqual(len(body), 4000)
+            self.assertEqual(c.cmd("delete %s" % line.split(" ")[1])[0], "DELETED")
+            for job_id in ids[1:len(ids) - len(ids) // 4]:
+                self.assertEqual(c.cmd("delete %s" % job_id)[0], "DELETED")
+            deadline = time.monotonic() + self.FILL_TIMEOUT_S
+            while time.monotonic() < deadline:
+                reply, _ = c.cmd("put 0 0 60 1", b"y")
+                if reply != "DRAINING":
+                    break
+                time.sleep(0.2)
+            self.assertTrue(reply.startswith("INSERTED "), reply)
+            self.assertEqual(yaml_dict(c.cmd("stats")[1])["draining"], "false")
+            c.close()
+        finally:
+            server.stop()
 
 
 class BeanstalkGarbageTest(unittest.TestCase):
@@ -551,20 +692,61 @@ class BeanstalkLimitsTest(unittest.TestCase):
             c.cmd("watch keep")
             c.cmd("ignore default")
             line, _ = c.cmd("reserve")
-            self.assertEqual(c.cmd("bury %s 0" % line.split(" ")[1])[0], "BURIED")
+            self.assertEqual(c.cmd("bury %s 77" % line.split(" ")[1])[0], "BURIED")
             c.close()
             server.kill9()
             server.start()
             c = Client(server.port)
             states = []
             for job_id in ids:
-                line, body = c.cmd("stats-job %s" % job_id)
-                states.append(dict(kv.split(": ", 1) for kv in body.decode().splitlines()[1:])
-                              ["state"])
-            self.assertEqual(states, ["buried", "ready", "ready"])
+                job = yaml_dict(c.cmd("stats-job %s" % job_id)[1])
+                states.append((job["state"], job["pri"]))
+            # bury's priority is logged (a RELEASE before the BURY): it survives too
+            self.assertEqual(states, [("buried", "77"), ("ready", "1"), ("ready", "2")])
             c.cmd("use keep")
             self.assertEqual(c.cmd("kick 5")[0], "KICKED 1")
             c.close()
+        finally:
+            server.stop()
+
+    def test_pause_tube_ends_at_restart(self):
+        """beanstalkd does not keep a pause-tube over a restart; neither does spoold (its
+        QUEUE_META is marked timed), whether the restart replays the log (kill -9) or a
+        checkpoint (clean stop). A pause through spool's own protocol still stays."""
+        server = Spoold()
+        cli = os.environ.get("SPOOL", "build/tools/spool")
+        try:
+            for restart in ("kill9", "clean"):
+                c = Client(server.port)
+                c.cmd("use pz")
+                c.cmd("put 0 0 10 1", b"z")
+                self.assertEqual(c.cmd("pause-tube pz 3600")[0], "PAUSED")
+                c.cmd("use native")
+                c.cmd("put 0 0 10 1", b"n")
+                c.close()
+                subprocess.run([cli, "--server", "127.0.0.1:%d" % server.native_port, "pause",
+                                "native"], check=True, capture_output=True, timeout=10)
+                if restart == "kill9":
+                    server.kill9()
+                else:
+                    server.proc.terminate()
+                    self.assertEqual(server.proc.wait(timeout=10), 0)
+                    server.log.close()
+                server.start()
+                c = Client(server.port)
+                self.assertEqual(yaml_dict(c.cmd("stats-tube pz")[1])["pause"], "0", restart)
+                c.cmd("watch pz")
+                c.cmd("watch native")
+                c.cmd("ignore default")
+                line, body = c.cmd("reserve-with-timeout 0")
+                self.assertEqual(body, b"z", restart)  # pz unpaused, native still paused
+                c.cmd("delete %s" % line.split(" ")[1])
+                self.assertEqual(c.cmd("reserve-with-timeout 0")[0], "TIMED_OUT", restart)
+                self.assertEqual(c.cmd("pause-tube native 0")[0], "PAUSED")
+                line, body = c.cmd("reserve-with-timeout 0")
+                self.assertEqual(body, b"n", restart)
+                c.cmd("delete %s" % line.split(" ")[1])
+                c.close()
         finally:
             server.stop()
 

@@ -264,6 +264,40 @@ static void test_queue_names(void)
     }
 }
 
+/* QUEUE_META version 1 (no TIMED flag) still decodes; version 1 with bit 1 set is refused;
+ * version 2 pins pause-tube's TIMED flag byte for byte. */
+static void test_queue_meta_versions(void)
+{
+    static const uint8_t v1[] = {
+        0x01, 0x01, 0x01, 0x00, 0x05, 0x00, 0x00, 0x00, /* v1, paused, name_len 1, attempts 5 */
+        0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* default_ttr_ms 100 */
+        0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* max_jobs 10 */
+        0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* max_bytes 1000 */
+        'q',
+    };
+    struct record r;
+    REQUIRE(record_decode(RECORD_QUEUE_META, v1, sizeof(v1), &r) == 0);
+    CHECK(r.version == 1 && r.u.meta.paused && !r.u.meta.pause_timed);
+    CHECK(r.u.meta.default_max_attempts == 5 && r.u.meta.default_ttr_ms == 100);
+    CHECK(r.u.meta.max_jobs == 10 && r.u.meta.max_bytes == 1000 && r.u.meta.name_len == 1);
+    uint8_t bad[sizeof(v1)];
+    memcpy(bad, v1, sizeof(v1));
+    bad[1] = RECORD_META_PAUSED | RECORD_META_TIMED; /* bit 1 did not exist in version 1 */
+    CHECK_EQ(record_decode(RECORD_QUEUE_META, bad, sizeof(bad), &r), RECORD_EINVAL);
+    struct record_meta meta = {.name = "q", .name_len = 1, .paused = true, .pause_timed = true,
+                               .default_max_attempts = 5, .default_ttr_ms = 100,
+                               .max_jobs = 10, .max_bytes = 1000};
+    uint8_t out[64];
+    size_t n = record_meta_encode(&meta, out);
+    REQUIRE(n == sizeof(v1));
+    CHECK(out[0] == 2 && out[1] == (RECORD_META_PAUSED | RECORD_META_TIMED));
+    CHECK(memcmp(out + 2, v1 + 2, sizeof(v1) - 2) == 0);
+    REQUIRE(record_decode(RECORD_QUEUE_META, out, n, &r) == 0);
+    CHECK(r.version == 2 && r.u.meta.paused && r.u.meta.pause_timed);
+    out[1] = 0x04; /* an unknown flag is refused at version 2 too */
+    CHECK_EQ(record_decode(RECORD_QUEUE_META, out, n, &r), RECORD_EINVAL);
+}
+
 int main(void)
 {
     RUN_TEST(test_put_roundtrip);
@@ -274,5 +308,6 @@ int main(void)
     RUN_TEST(test_version1_ack_bury_samples);
     RUN_TEST(test_version2_ack_bury_samples);
     RUN_TEST(test_queue_names);
+    RUN_TEST(test_queue_meta_versions);
     return check_exit();
 }
