@@ -35,7 +35,8 @@
 /* Block sizes are multiples of this: 16-byte alignment (what malloc gives), and 32 keeps the
  * rounding waste under 10% of a ~350-byte job. */
 #define JOB_POOL_GRAIN 32u
-/* The largest block: a job struct (~250 bytes) plus QUEUE_BODY_INLINE_MAX (256), rounded. */
+/* The largest block: room for a job struct (~250 bytes) and then some (bodies are kept apart,
+ * in the body cache: body_cache.h). */
 #define JOB_POOL_BLOCK_MAX 640u
 #define JOB_POOL_CLASSES (JOB_POOL_BLOCK_MAX / JOB_POOL_GRAIN)
 /* 1 MiB: ~3000 jobs per map call, and small enough that an idle server's first chunk is

@@ -95,10 +95,11 @@ struct job {
     int64_t ready_since_ns; /* READY: for oldest_ready_age_ms */
     uint64_t lease_token;   /* RESERVED: current lease */
     struct log_pos pos;     /* the PUT record */
-    uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
+    /* The body, while the state's body cache holds it (body_cache.h: the cache sets this to
+     * NULL when it evicts the body); NULL: read it back from pos (queue_job_body_missing). */
+    uint8_t *body;
     uint32_t body_len;
-    bool body_inline;       /* body lives in the job's own allocation (queue.c) */
-    uint16_t block_size;    /* of that allocation, from state->pool (queue.c) */
+    uint16_t block_size;    /* of the job's block, from state->pool (queue.c) */
     char *reason; /* DEAD: why; otherwise the worker's last error, if any */
     uint32_t reason_len;
     uint8_t *result; /* DONE: ack result */
@@ -245,6 +246,9 @@ struct queue_config {
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
     struct siphash_key lease_key;   /* secret key of the lease-token PRF */
     bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
+    /* Bound of the body cache in bytes (body_cache.h); 0: every body stays in RAM (tools and
+     * tests that replay a log). */
+    uint64_t body_cache_bytes_max;
     queue_emit_fn emit;
     void *emit_ctx;
 };
@@ -446,10 +450,32 @@ SPOOL_MUST_USE int queue_checkpoint_encode(struct queue_state *state, uint8_t **
                                            uint32_t *out_len);
 SPOOL_MUST_USE int queue_checkpoint_load(struct queue_state *state, const void *data,
                                          uint32_t len, struct queue_time now);
-/* Jobs whose body is not in RAM (after a checkpoint load): call fn for each. */
+/* Live jobs whose body is not in RAM (after a checkpoint load, or evicted): call fn for each. */
 void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
                          void *ctx);
+/* A body read back from the log: keep it in the body cache (len must be the job's body_len;
+ * nothing if the job has its body already, or the cache has no memory for it: the body stays
+ * in the log, and the caller uses its own copy). */
 void queue_body_loaded(struct queue_state *state, struct job *job, const void *body,
                        uint32_t len);
+/* A live job whose body must be read back from the log before it can be sent. */
+static inline bool queue_job_body_missing(const struct job *job)
+{
+    return job->body == NULL && job->state != JOB_DONE;
+}
+/* A job was just delivered: its body is the first to evict (it is needed again only if the
+ * lease ends without an ack). */
+void queue_body_delivered(struct queue_state *state, struct job *job);
+/* The body cache's figures, for stats. */
+struct queue_body_stats {
+    uint64_t bytes;     /* counted bytes held (bodies and their overhead) */
+    uint64_t bytes_max; /* the bound; 0: unbounded */
+    uint64_t count;     /* bodies held */
+    uint64_t evictions;
+};
+void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out);
+/* Under memory pressure: evict bodies until the cache holds at most bytes. Returns the bytes
+ * freed. */
+uint64_t queue_body_cache_trim(struct queue_state *state, uint64_t bytes);
 
 #endif
