@@ -36,6 +36,11 @@
  * (SEGMENT_SIZE_MAX), this is the server's bound. */
 #define CONFIG_SEGMENT_MAX (1024ull * 1024 * 1024)
 
+/* Bodies kept in RAM by default: 256 MiB holds the last ~1M puts of 100 bytes (a few seconds
+ * of a producer at full speed, so a job delivered right after its put never waits for a
+ * read), or 60,000 of 4 KiB, and is small beside the RAM of any machine that runs a broker. */
+#define CONFIG_BODY_CACHE_DEFAULT (256ull * 1024 * 1024)
+
 static const char usage[] =
     "usage: spoold [options]\n"
     "  --data DIR               data directory (default ./spool-data)\n"
@@ -52,6 +57,8 @@ static const char usage[] =
     "  --max-job-size BYTES     largest job body (default 1m)\n"
     "  --max-queue-jobs N       per-queue job limit, 0 = none (default 0)\n"
     "  --max-queue-bytes BYTES  per-queue body bytes limit, 0 = none (default 0)\n"
+    "  --body-cache BYTES       job bodies kept in RAM; the others are read back from the\n"
+    "                           log when delivered (default 256m, at least 1)\n"
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
@@ -129,6 +136,7 @@ static void defaults(struct server_config *config)
     config->connections_max = CONFIG_CONNECTIONS_DEFAULT;
     config->job_size_max = WIRE_JOB_SIZE_MAX_DEFAULT;
     config->checkpoint_bytes = 64ull * 1024 * 1024;
+    config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
     config->frame_timeout_ms = 30000;
@@ -220,6 +228,8 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         return number_option(name, value, 0, UINT64_MAX, &c->queue_jobs_max);
     } else if (strcmp(name, "--max-queue-bytes") == 0) {
         return number_option(name, value, 0, UINT64_MAX, &c->queue_bytes_max);
+    } else if (strcmp(name, "--body-cache") == 0) {
+        return number_option(name, value, 1, UINT64_MAX, &c->body_cache_bytes);
     } else if (strcmp(name, "--checkpoint-bytes") == 0) {
         return number_option(name, value, 1, UINT64_MAX, &c->checkpoint_bytes);
     } else if (strcmp(name, "--idempotency-window") == 0) {

@@ -21,6 +21,7 @@
  * Shutdown (SIGTERM/SIGINT through the signalfd): stop accepting and reading, let in-flight
  * commits land and their replies go out, write a checkpoint, close the log, exit 0.
  */
+#include "body_fetch.h"
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -280,96 +281,6 @@ static void replay_buffer_free(struct replay_buffer *rb)
     free(rb->data);
 }
 
-/* The bodies a checkpoint left on disk are read back with at most the log's read limit in
- * flight: log_read refuses more with -EBUSY, so the loader keeps a window and refills it as
- * reads complete. */
-struct body_load {
-    struct server *server;
-    struct job **jobs; /* every job whose body is on disk only */
-    size_t count;
-    size_t next; /* jobs[next..] not yet asked for */
-    uint32_t outstanding;
-    int error;
-};
-
-struct body_read {
-    struct body_load *load;
-    struct job *job;
-};
-
-static void body_read_done(void *ctx, int error, const struct log_record *record)
-{
-    struct body_read *read = ctx;
-    struct body_load *load = read->load;
-    struct record rec;
-    if (error == 0 && (record->type != RECORD_PUT ||
-                       record_decode(record->type, record->data, record->len, &rec) != 0 ||
-                       rec.id != read->job->id || rec.u.put.body_len != read->job->body_len))
-        error = LOG_ECORRUPT;
-    if (error == 0)
-        queue_body_loaded(load->server->queues, read->job, rec.u.put.body, rec.u.put.body_len);
-    else if (load->error == 0)
-        load->error = error;
-    load->outstanding--;
-    free(read);
-}
-
-static void body_collect(void *ctx, struct job *job)
-{
-    struct body_load *load = ctx;
-    if (load->count % 1024 == 0) {
-        struct job **jobs = realloc(load->jobs, (load->count + 1024) * sizeof(*jobs));
-        SPOOL_ASSERT(jobs != NULL);
-        load->jobs = jobs;
-    }
-    load->jobs[load->count++] = job;
-}
-
-/* Ask for reads until the log's read limit is reached or every job was asked for. */
-static void body_reads_fill(struct body_load *load)
-{
-    while (load->next < load->count && load->error == 0) {
-        struct body_read *read = malloc(sizeof(*read));
-        SPOOL_ASSERT(read != NULL);
-        read->load = load;
-        read->job = load->jobs[load->next];
-        int rc = log_read(load->server->log, &read->job->pos, body_read_done, read);
-        if (rc != 0) {
-            free(read);
-            if (rc == -EBUSY && load->outstanding > 0)
-                return; /* the window is full: refill after completions */
-            load->error = rc;
-            return;
-        }
-        load->next++;
-        load->outstanding++;
-    }
-}
-
-/* Read back, through the ring, every body a checkpoint left on disk. */
-static int bodies_load(struct server *server)
-{
-    struct body_load load = {.server = server};
-    queue_each_unloaded(server->queues, body_collect, &load);
-    body_reads_fill(&load);
-    while (load.outstanding > 0) {
-        struct io_uring_cqe *cqe;
-        io_uring_submit(&server->ring);
-        int rc = io_uring_wait_cqe(&server->ring, &cqe);
-        if (rc == -EINTR)
-            continue;
-        if (rc < 0) {
-            free(load.jobs);
-            return rc;
-        }
-        ring_dispatch_ready(server);
-        body_reads_fill(&load);
-    }
-    SPOOL_ASSERT(load.error != 0 || load.next == load.count);
-    free(load.jobs);
-    return load.error;
-}
-
 static int state_rebuild(struct server *server, struct replay_buffer *rb, void *checkpoint,
                          uint32_t checkpoint_len)
 {
@@ -454,11 +365,11 @@ static int recover(struct server *server)
     server->now = server_now(); /* until the loop's first turn reads the clocks again */
     queue_recover_finish(server->queues, server->now);
     queue_ids_floor(server->queues, queue_time_wall_ms(server->now)); /* never an id a lost tail held */
-    rc = bodies_load(server);
-    if (rc != 0) {
-        slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
-        return rc;
-    }
+    /* No body is read here: a checkpoint's jobs, and replayed ones the body cache had no
+     * room for, are read back in batches when they are delivered (body_fetch.h). */
+    server->fetcher = body_fetcher_create(server);
+    if (server->fetcher == NULL)
+        return -ENOMEM;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     slog_info("msg=recovered segments=%u records_replayed=%zu checkpoint=%s jobs=%llu "
@@ -972,7 +883,8 @@ static bool stop_step(struct server *server)
             io_uring_sqe_set_data(sqe, NULL);
         }
     }
-    if (!log_idle(server->log) || !list_empty(&server->held)) {
+    if (!log_idle(server->log) || !list_empty(&server->held) ||
+        !body_fetch_idle(server->fetcher)) {
         /* A commit waiting for a new segment on a full disk may never land: its puts were
          * never answered, so stopping loses nothing acknowledged (log_close says so). */
         if (log_space_low(server->log) && now - server->stop_started_ms > SERVER_DRAIN_MS)
@@ -1021,11 +933,13 @@ int server_run(struct server *server)
         if (server->fatal_error != 0)
             return server->fatal_error;
         durable_apply(server);
+        body_fetch_pump(server->fetcher); /* reads that waited for the watermark or a slot */
         int64_t now = server->now.mono_ns / 1000000; /* server_now_ms() at the turn's start */
         /* Connections and timers are the sources of records: both stop during shutdown. */
         if (!server->stopping) {
             queue_tick(server->queues, server->now);
             conns_run(server);
+            body_fetch_pump(server->fetcher); /* the reads this turn's deliveries need */
         }
         log_tick(server->log);
         space_watch(server);
@@ -1042,7 +956,7 @@ int server_run(struct server *server)
         zombies_free(server);
         conns_flush(server); /* one send per connection for what this turn gave it */
         if (server->stopping && stop_step(server))
-            return 0;
+            return server->stop_error;
     }
 }
 
@@ -1072,6 +986,7 @@ int server_start(struct server *server, const struct server_config *config)
     qc.max_jobs_per_queue = config->queue_jobs_max;
     qc.max_bytes_per_queue = config->queue_bytes_max;
     qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
+    qc.body_cache_bytes_max = config->body_cache_bytes;
     /* Lease tokens are capabilities: their key must be secret and unpredictable, so there
      * is no fallback to a guessable seed. getentropy reads getrandom(2), which blocks only
      * until the kernel's pool is initialised at boot. */
@@ -1195,6 +1110,7 @@ static void conns_free(struct server *server)
 void server_destroy(struct server *server)
 {
     struct list_link *link;
+    body_fetcher_close(server->fetcher); /* its callbacks reach connections: not past here */
     if (!list_empty(&server->conns) && server->buf_base != NULL)
         conns_reap(server);
     zombies_free(server);
@@ -1205,10 +1121,12 @@ void server_destroy(struct server *server)
     }
     wire_buf_free(&server->reply_scratch);
     if (server->log != NULL) {
+        /* Reads in flight complete (log_close waits for them) before the fetcher goes. */
         int rc = log_close(server->log);
         if (rc != 0)
             slog_error("msg=\"log close failed\" error=\"%s\"", log_strerror(rc));
     }
+    body_fetcher_destroy(server->fetcher);
     io_backend_destroy(server->backend);
     queue_state_destroy(server->queues);
     idmap_free(&server->conns_by_id);

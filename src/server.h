@@ -131,6 +131,7 @@ struct server {
     struct io_backend *backend;
     struct log *log;
     struct queue_state *queues;
+    struct body_fetcher *fetcher; /* bodies read back for deliveries (body_fetch.h) */
     /* Both clocks, read once per loop turn as the wait returns, before any completion or
      * request of the turn is handled: the queue's "now" for all of them (queue.h). A lease
      * granted in the turn counts its ttr from this reading. */
@@ -171,6 +172,7 @@ struct server {
     bool log_full;
     int fatal_error;
     bool stopping;
+    int stop_error; /* a stop begun on an error (a job body unreadable): server_run returns it */
     /* checkpoints */
     bool checkpoint_in_flight; /* the log is writing one */
     uint64_t checkpoint_anchor; /* of the walk in progress (queue_checkpoint_active) */
