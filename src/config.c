@@ -59,6 +59,9 @@ static const char usage[] =
     "  --max-queue-bytes BYTES  per-queue body bytes limit, 0 = none (default 0)\n"
     "  --body-cache BYTES       job bodies kept in RAM; the others are read back from the\n"
     "                           log when delivered (default 256m, at least 1)\n"
+    "  --max-memory BYTES       resident memory above which puts are refused with\n"
+    "                           QUEUE_FULL (default 0: the cgroup's memory.max less 1/8,\n"
+    "                           if there is one)\n"
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
@@ -228,6 +231,8 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         return number_option(name, value, 0, UINT64_MAX, &c->queue_jobs_max);
     } else if (strcmp(name, "--max-queue-bytes") == 0) {
         return number_option(name, value, 0, UINT64_MAX, &c->queue_bytes_max);
+    } else if (strcmp(name, "--max-memory") == 0) {
+        return number_option(name, value, 0, UINT64_MAX, &c->memory_bytes_max);
     } else if (strcmp(name, "--body-cache") == 0) {
         return number_option(name, value, 1, UINT64_MAX, &c->body_cache_bytes);
     } else if (strcmp(name, "--checkpoint-bytes") == 0) {

@@ -316,13 +316,29 @@ static bool put_refused_for_space(struct conn *conn, uint64_t request_id, uint32
     return true;
 }
 
+/* Admission against memory: above the bound (memwatch.h) new jobs are refused with a definite,
+ * retryable QUEUE_FULL, while reserves, acks and deletes, which bring memory down, go on. True
+ * when refused (the error frame is queued). */
+static bool put_refused_for_memory(struct conn *conn, uint64_t request_id, uint32_t job_count)
+{
+    struct server *server = conn->server;
+    if (!server_memory_low(server))
+        return false;
+    server->memory.puts_refused += job_count;
+    conn_error(conn, request_id, SPOOL_E_QUEUE_FULL,
+               "memory bound reached (--max-memory or the cgroup limit): puts refused until "
+               "jobs are acked or deleted");
+    return true;
+}
+
 static int handle_put(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     if (m->put.body.len > conn->server->config.job_size_max) {
         conn_error(conn, h->request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
         return 0;
     }
-    if (put_refused_for_space(conn, h->request_id, 1))
+    if (put_refused_for_space(conn, h->request_id, 1) ||
+        put_refused_for_memory(conn, h->request_id, 1))
         return 0;
     uint64_t seq_end = 0;
     union wire_msg r = {0};
@@ -425,7 +441,8 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
                    "batch above one log commit (a quarter of --segment-size): split it");
         return BATCH_REFUSED;
     }
-    if (put_refused_for_space(conn, request_id, batch->count))
+    if (put_refused_for_space(conn, request_id, batch->count) ||
+        put_refused_for_memory(conn, request_id, batch->count))
         return BATCH_REFUSED;
     int room = batch_room(server->queues, batch);
     if (room != 0) {

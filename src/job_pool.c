@@ -190,6 +190,8 @@ void *job_pool_alloc(struct job_pool *pool, size_t size)
         void *next;
         memcpy(&next, block, sizeof next);
         pool->free_lists[c] = next;
+        SPOOL_ASSERT(pool->free_bytes >= block_size);
+        pool->free_bytes -= block_size;
         memset(block, 0, block_size);
     } else { /* never used since the chunk was mapped: still the zeroes mmap gave */
         if (pool->bump_left < block_size)
@@ -209,5 +211,6 @@ void job_pool_free(struct job_pool *pool, void *block, size_t size)
     size_t c = pool_class(size);
     memcpy(block, &pool->free_lists[c], sizeof(void *));
     pool->free_lists[c] = block;
+    pool->free_bytes += (c + 1) * JOB_POOL_GRAIN;
     POOL_POISON((uint8_t *)block + sizeof(void *), (c + 1) * JOB_POOL_GRAIN - sizeof(void *));
 }

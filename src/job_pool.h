@@ -64,6 +64,7 @@ struct job_pool {
     size_t chunk_cap;
     struct job_pool_prefault *prefault; /* NULL unless job_pool_prefault_start ran */
     uint64_t chunks_prefaulted;         /* taken from the helper (for tests) */
+    uint64_t free_bytes; /* bytes of the blocks on the free lists: resident, but reusable */
 };
 
 void job_pool_init(struct job_pool *pool);

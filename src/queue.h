@@ -474,6 +474,9 @@ struct queue_body_stats {
     uint64_t evictions;
 };
 void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out);
+/* Bytes of job memory that is resident but free for the next jobs (the job pool keeps the
+ * blocks of gone jobs for reuse instead of returning them): the memory bound subtracts it. */
+uint64_t queue_memory_reusable(const struct queue_state *state);
 /* Under memory pressure: evict bodies until the cache holds at most bytes. Returns the bytes
  * freed. */
 uint64_t queue_body_cache_trim(struct queue_state *state, uint64_t bytes);

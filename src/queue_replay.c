@@ -852,6 +852,11 @@ void queue_body_stats_get(const struct queue_state *state, struct queue_body_sta
     out->evictions = state->bodies.evictions;
 }
 
+uint64_t queue_memory_reusable(const struct queue_state *state)
+{
+    return state->pool.free_bytes;
+}
+
 uint64_t queue_body_cache_trim(struct queue_state *state, uint64_t bytes)
 {
     return body_cache_trim_to(&state->bodies, bytes);

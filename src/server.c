@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -745,6 +746,60 @@ static void space_watch(struct server *server)
     server->puts_refused_space = 0;
 }
 
+bool server_memory_low(const struct server *server)
+{
+    return server->memory.low;
+}
+
+/* Above the bound: evict bodies from the cache, as many bytes as RSS is over the resume level
+ * (bodies are the one large thing spoold can drop: they are in the log), and hand free heap
+ * pages back to the kernel so that RSS shows it. */
+static void memory_give_back(struct server *server)
+{
+    struct memwatch *w = &server->memory;
+    struct queue_body_stats bodies;
+    queue_body_stats_get(server->queues, &bodies);
+    uint64_t over = w->rss_bytes - w->bound_bytes + w->bound_bytes / MEMWATCH_RESUME_FRACTION;
+    uint64_t target = bodies.bytes > over ? bodies.bytes - over : 0;
+    uint64_t freed = queue_body_cache_trim(server->queues, target);
+    if (server->now.mono_ns >= w->next_trim_ns) {
+        w->next_trim_ns = server->now.mono_ns + 1000LL * 1000 * 1000;
+        malloc_trim(0);
+    }
+    if (freed > 0)
+        slog_info("msg=\"memory above the bound: bodies evicted from the cache\" rss=%llu "
+                  "bound=%llu freed=%llu",
+                  (unsigned long long)w->rss_bytes, (unsigned long long)w->bound_bytes,
+                  (unsigned long long)freed);
+}
+
+static void memory_watch(struct server *server)
+{
+    struct memwatch *w = &server->memory;
+    if (!memwatch_sample(w, server->now.mono_ns))
+        return;
+    /* What a new job can reuse without growing RSS does not count against the bound. */
+    uint64_t reusable = queue_memory_reusable(server->queues);
+    w->rss_bytes = w->rss_bytes > reusable ? w->rss_bytes - reusable : 0;
+    if (w->rss_bytes > w->bound_bytes)
+        memory_give_back(server);
+    bool was_low = w->low;
+    bool low = memwatch_update(w, w->rss_bytes);
+    if (low == was_low)
+        return;
+    if (low) {
+        slog_warn("msg=\"memory bound reached: puts refused with QUEUE_FULL until jobs are "
+                  "acked or deleted\" rss=%llu bound=%llu source=%s",
+                  (unsigned long long)w->rss_bytes, (unsigned long long)w->bound_bytes,
+                  w->bound_from_cgroup ? "cgroup" : "max-memory");
+        return;
+    }
+    slog_info("msg=\"memory back below the bound: puts admitted again\" rss=%llu "
+              "puts_refused=%llu",
+              (unsigned long long)w->rss_bytes, (unsigned long long)w->puts_refused);
+    w->puts_refused = 0;
+}
+
 /* A new durable watermark: replies go out, puts become visible, stalled requests run again. */
 static void durable_apply(struct server *server)
 {
@@ -943,6 +998,7 @@ int server_run(struct server *server)
         }
         log_tick(server->log);
         space_watch(server);
+        memory_watch(server);
         if (!server->stopping)
             checkpoint_advance(server, now);
         accept_arm(server);
@@ -962,6 +1018,25 @@ int server_run(struct server *server)
 
 /* ---- start and destroy ---- */
 
+/* The memory bound, said once at start; a body cache above half of it is lowered to half, so
+ * that the jobs' own memory has the other half. */
+static void memory_bound_log(struct server *server, struct queue_config *qc)
+{
+    const struct memwatch *w = &server->memory;
+    if (w->bound_bytes == 0)
+        return;
+    if (qc->body_cache_bytes_max > w->bound_bytes / 2) {
+        slog_warn("msg=\"body cache lowered to half the memory bound\" body_cache=%llu "
+                  "lowered_to=%llu",
+                  (unsigned long long)qc->body_cache_bytes_max,
+                  (unsigned long long)(w->bound_bytes / 2));
+        qc->body_cache_bytes_max = w->bound_bytes / 2 > 0 ? w->bound_bytes / 2 : 1;
+    }
+    slog_info("msg=\"memory bound\" bound=%llu source=%s body_cache=%llu",
+              (unsigned long long)w->bound_bytes, w->bound_from_cgroup ? "cgroup" : "max-memory",
+              (unsigned long long)qc->body_cache_bytes_max);
+}
+
 int server_start(struct server *server, const struct server_config *config)
 {
     memset(server, 0, sizeof(*server));
@@ -969,6 +1044,7 @@ int server_start(struct server *server, const struct server_config *config)
     server->listen_fd = -1;
     server->signal_fd = -1;
     server->reserve_fd = -1;
+    memwatch_init(&server->memory, config->memory_bytes_max, MEMWATCH_CGROUP_MAX_PATH);
     server->started_ms = server_now_ms();
     server->checkpoint_last_ms = server->started_ms;
     server->accept_completion.complete = accept_complete;
@@ -987,6 +1063,7 @@ int server_start(struct server *server, const struct server_config *config)
     qc.max_bytes_per_queue = config->queue_bytes_max;
     qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
     qc.body_cache_bytes_max = config->body_cache_bytes;
+    memory_bound_log(server, &qc);
     /* Lease tokens are capabilities: their key must be secret and unpredictable, so there
      * is no fallback to a guessable seed. getentropy reads getrandom(2), which blocks only
      * until the kernel's pool is initialised at boot. */
@@ -1136,6 +1213,7 @@ void server_destroy(struct server *server)
         close(server->reserve_fd);
     if (server->signal_fd >= 0)
         close(server->signal_fd);
+    memwatch_close(&server->memory);
     if (server->buf_base != NULL)
         io_uring_queue_exit(&server->ring);
     free(server->buf_base);

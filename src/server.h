@@ -36,6 +36,7 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
+#include "memwatch.h"
 #include "queue.h"
 #include "wire_message.h"
 
@@ -188,6 +189,8 @@ struct server {
     /* disk headroom: while server_space_low(), puts are refused with DISK_FULL (handlers.c) */
     bool space_low;              /* the episode the loop has seen begin (logged once) */
     uint64_t puts_refused_space; /* jobs refused in the episode in progress */
+    /* the memory bound: while server_memory_low(), puts are refused with QUEUE_FULL */
+    struct memwatch memory;
     int reserve_fd;              /* the checkpoint's space (server.c), or -1 */
     uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
@@ -207,6 +210,9 @@ int64_t server_now_ms(void);
 /* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the
  * next checkpoint has no space reserved. New jobs are refused while this is true. */
 bool server_space_low(const struct server *server);
+
+/* Resident memory is above the bound (memwatch.h): new jobs are refused while this is true. */
+bool server_memory_low(const struct server *server);
 
 /* Lifecycle (server.c). */
 SPOOL_MUST_USE int server_start(struct server *server, const struct server_config *config);

@@ -260,11 +260,77 @@ static void test_damaged_body_stops(void)
     spoold_cleanup(&server);
 }
 
+/* Under --max-memory puts get QUEUE_FULL before memory runs out, while reserve, ack, peek and
+ * delete go on; once the backlog is drained puts are admitted again. */
+static void test_memory_bound(void)
+{
+    const char *const args[] = {"--max-memory", "48m", "--body-cache", "1m", NULL};
+    REQUIRE(spoold_start(&server, "backlog-memory", args) == 0);
+    CHECK(spoold_log_contains(&server, "msg=\"memory bound\" bound=50331648"));
+    spool_client *c = client();
+    enum { BATCH = 1000, BATCHES_MAX = 2000 };
+    static struct spool_job_spec specs[BATCH];
+    static char body[100];
+    memset(body, 'm', sizeof(body));
+    for (int k = 0; k < BATCH; k++)
+        specs[k] = (struct spool_job_spec){.queue = "mem", .body = body, .body_len = sizeof(body)};
+    int rc = 0;
+    uint32_t batches = 0;
+    for (; batches < BATCHES_MAX; batches++) {
+        rc = spool_put_batch(c, specs, BATCH, NULL);
+        if (rc != 0)
+            break;
+    }
+    CHECK_EQ(rc, SPOOL_E_QUEUE_FULL);
+    CHECK(batches > 10);
+    CHECK(spoold_log_contains(&server, "memory bound reached"));
+    /* Everything but puts goes on. */
+    const char *queues[1] = {"mem"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 2, 0, 0, &d, &got) == 0);
+    REQUIRE(got == 2);
+    CHECK(d[0].body_len == sizeof(body) && memcmp(d[0].body, body, sizeof(body)) == 0);
+    CHECK_EQ(spool_ack(c, d[0].id, d[0].lease, NULL, 0), 0);
+    CHECK_EQ(spool_release(c, d[1].id, d[1].lease, 0, -1), 0);
+    spool_deliveries_free(d);
+    struct spool_job *next = NULL;
+    REQUIRE(spool_peek_next(c, "mem", SPOOL_STATE_READY, &next) == 0);
+    CHECK_EQ(spool_delete(c, next->id), 0);
+    spool_job_free(next);
+    CHECK_EQ(spool_put(c, &specs[0], NULL), SPOOL_E_QUEUE_FULL);
+    /* Drain: memory comes back (the jobs' blocks are reused), and puts with it. */
+    for (;;) {
+        d = NULL;
+        got = 0;
+        REQUIRE(spool_reserve(c, queues, 1, 256, 0, 0, &d, &got) == 0);
+        if (got == 0)
+            break;
+        struct spool_ack_item items[256];
+        for (size_t k = 0; k < got; k++)
+            items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};
+        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
+        spool_deliveries_free(d);
+    }
+    rc = SPOOL_E_QUEUE_FULL;
+    for (int tries = 0; tries < 300 && rc == SPOOL_E_QUEUE_FULL; tries++) {
+        rc = spool_put(c, &specs[0], NULL);
+        if (rc == SPOOL_E_QUEUE_FULL)
+            usleep(10 * 1000);
+    }
+    CHECK_EQ(rc, 0);
+    CHECK(spoold_log_contains(&server, "puts admitted again"));
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+}
+
 int main(void)
 {
     RUN_TEST(test_delivery_after_eviction);
     RUN_TEST(test_delivery_after_restart);
     RUN_TEST(test_close_while_fetching);
     RUN_TEST(test_damaged_body_stops);
+    RUN_TEST(test_memory_bound);
     return check_exit();
 }
