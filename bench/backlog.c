@@ -71,8 +71,11 @@ static double server_start(struct backlog_server *s, const struct backlog_config
     if (pid == 0) {
         FILE *log = freopen(s->log, "a", stderr);
         (void)log;
+        /* "none": no --body-cache at all (a spoold from before the body cache). */
+        bool cache = strcmp(cfg->body_cache, "none") != 0;
         execl(cfg->spoold, cfg->spoold, "--data", s->data, "--listen", "127.0.0.1:0",
-              "--ready-file", s->ready, "--body-cache", cfg->body_cache, (char *)NULL);
+              "--ready-file", s->ready, cache ? "--body-cache" : (char *)NULL, cfg->body_cache,
+              (char *)NULL);
         _exit(127);
     }
     s->pid = pid;
@@ -227,7 +230,7 @@ static int run(const struct backlog_config *cfg, struct backlog_server *s)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES]\n"
+            "usage: spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES|none]\n"
             "                          [--spoold PATH] [--dir DIR]\n"
             "  starts its own spoold (default: $SPOOLD, else spoold next to spool-bench's\n"
             "  build: ../src/spoold), fills N jobs, restarts it, drains them; one RESULT line\n");

@@ -272,8 +272,16 @@ static void read_free(struct fetch_read *read)
     free(read);
 }
 
+/* A job that is gone (deleted, expired, acked) needs no body: its delivery leaves it out, and
+ * a read that fails for it (its segment dropped since) is no damage. */
+static bool job_gone(struct body_fetcher *fetcher, const struct body_fetch_job *fj)
+{
+    struct job *job = queue_job_find(fetcher->server->queues, fj->id);
+    return job == NULL || job->state == JOB_DONE;
+}
+
 /* Every waiter is resolved: with its body, or with error (or LOG_ECORRUPT: the batch held no
- * such PUT). */
+ * such PUT), unless its job is gone meanwhile. */
 static void read_finish(struct fetch_read *read, int error)
 {
     struct body_fetcher *fetcher = read->fetcher;
@@ -284,7 +292,8 @@ static void read_finish(struct fetch_read *read, int error)
     list_unlink(&read->link);
     for (uint32_t i = 0; i < read->count; i++) {
         struct fetch_waiter *w = &read->waiters[i];
-        if (w->fetch->jobs[w->index].body == NULL)
+        const struct body_fetch_job *fj = &w->fetch->jobs[w->index];
+        if (fj->body == NULL && !job_gone(fetcher, fj))
             fetch_fail(w->fetch, w->index, error != 0 ? error : LOG_ECORRUPT);
     }
     for (uint32_t i = 0; i < read->count; i++)

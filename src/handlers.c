@@ -594,6 +594,7 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
         struct job *job = queue_job_find(server->queues, fj->id);
         if (job == NULL || job->state != JOB_RESERVED || job->lease_token != fj->lease_token)
             continue;
+        SPOOL_ASSERT(fj->body != NULL); /* a job still there got its body or failed the fetch */
         deliveries[count++] = delivery_of(job, fj->body);
         queue_body_delivered(server->queues, job);
     }
@@ -873,7 +874,7 @@ static void peek_fetched(struct server *server, struct body_fetch *fetch)
     if (conn == NULL || conn->closing)
         return;
     struct job *job = queue_job_find(server->queues, fetch->jobs[0].id);
-    if (job == NULL || job->state == JOB_DONE) {
+    if (job == NULL || job->state == JOB_DONE || fetch->jobs[0].body == NULL) {
         conn_error(conn, fetch->request_id, SPOOL_E_NOT_FOUND, NULL);
     } else {
         union wire_msg r;
