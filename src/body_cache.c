@@ -14,11 +14,17 @@ static struct body_cache_entry *entry_of(uint8_t *data)
     return (struct body_cache_entry *)(void *)(data - offsetof(struct body_cache_entry, data));
 }
 
-void body_cache_init(struct body_cache *cache, uint64_t bytes_max)
+void body_cache_init(struct body_cache *cache, uint64_t bytes_max, struct job_pool *pool)
 {
     memset(cache, 0, sizeof(*cache));
     list_init(&cache->lru);
     cache->bytes_max = bytes_max;
+    cache->pool = pool;
+}
+
+static uint64_t entry_cost(const struct body_cache_entry *entry)
+{
+    return entry->block_size != 0 ? entry->block_size : body_cache_cost(entry->len);
 }
 
 uint64_t body_cache_cost(uint32_t len)
@@ -28,13 +34,16 @@ uint64_t body_cache_cost(uint32_t len)
 
 static void entry_free(struct body_cache *cache, struct body_cache_entry *entry)
 {
-    uint64_t cost = body_cache_cost(entry->len);
+    uint64_t cost = entry_cost(entry);
     SPOOL_ASSERT(cache->bytes >= cost);
     SPOOL_ASSERT(cache->count > 0);
     cache->bytes -= cost;
     cache->count--;
     list_unlink(&entry->lru);
-    free(entry);
+    if (entry->block_size != 0)
+        job_pool_free(cache->pool, entry, entry->block_size);
+    else
+        free(entry);
 }
 
 void body_cache_destroy(struct body_cache *cache)
@@ -79,17 +88,23 @@ int body_cache_put(struct body_cache *cache, uint8_t **owner, const void *body, 
 {
     SPOOL_ASSERT(owner != NULL);
     SPOOL_ASSERT(*owner == NULL);
-    struct body_cache_entry *entry = malloc(sizeof(*entry) + len);
+    size_t size = sizeof(struct body_cache_entry) + (size_t)len;
+    bool pooled = cache->pool != NULL && job_pool_fits(size);
+    struct body_cache_entry *entry = pooled ? job_pool_try_alloc(cache->pool, size)
+                                            : malloc(size);
     if (entry == NULL) {
         cache->put_failures++;
         return -ENOMEM;
     }
+    /* The pool's block: the size rounded up to its grain. */
+    entry->block_size =
+        pooled ? (uint16_t)((size + JOB_POOL_GRAIN - 1) / JOB_POOL_GRAIN * JOB_POOL_GRAIN) : 0;
     entry->owner = owner;
     entry->len = len;
     if (len > 0)
         memcpy(entry->data, body, len);
     list_insert_tail(&cache->lru, &entry->lru);
-    cache->bytes += body_cache_cost(len);
+    cache->bytes += entry_cost(entry);
     cache->count++;
     cache->inserts++;
     *owner = entry->data;
@@ -106,15 +121,4 @@ void body_cache_drop(struct body_cache *cache, uint8_t **owner)
     SPOOL_ASSERT(entry->owner == owner);
     *owner = NULL;
     entry_free(cache, entry);
-}
-
-void body_cache_demote(struct body_cache *cache, uint8_t *data)
-{
-    struct body_cache_entry *entry = entry_of(data);
-    list_unlink(&entry->lru);
-    /* The front: the sentinel's next. */
-    entry->lru.next = cache->lru.next;
-    entry->lru.prev = &cache->lru;
-    cache->lru.next->prev = &entry->lru;
-    cache->lru.next = &entry->lru;
 }

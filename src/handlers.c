@@ -519,7 +519,6 @@ static void reserve_reply(struct conn *conn, uint64_t request_id, struct job **j
     for (uint32_t i = 0; i < count; i++) {
         SPOOL_ASSERT(!queue_job_body_missing(jobs[i]));
         deliveries[i] = delivery_of(jobs[i], jobs[i]->body);
-        queue_body_delivered(conn->server->queues, jobs[i]);
     }
     union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
     reply(conn, WIRE_OP_RESERVE, request_id, &r);
@@ -596,7 +595,6 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
             continue;
         SPOOL_ASSERT(fj->body != NULL); /* a job still there got its body or failed the fetch */
         deliveries[count++] = delivery_of(job, fj->body);
-        queue_body_delivered(server->queues, job);
     }
     union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
     reply(conn, WIRE_OP_RESERVE, fetch->request_id, &r);

@@ -77,6 +77,9 @@ bool job_pool_fits(size_t size);
 /* A zeroed block of at least size bytes (job_pool_fits(size)); aborts if the system has no
  * memory left, as the broker's other allocations do. */
 void *job_pool_alloc(struct job_pool *pool, size_t size);
+/* The same, or NULL when the system has no memory for a new chunk (the body cache: a body
+ * it cannot keep stays in the log). */
+void *job_pool_try_alloc(struct job_pool *pool, size_t size);
 /* Return a block obtained with the same size. */
 void job_pool_free(struct job_pool *pool, void *block, size_t size);
 

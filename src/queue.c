@@ -137,7 +137,7 @@ struct queue_state *queue_state_create(const struct queue_config *config)
         state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
     jobtab_init(&state->jobs);
     job_pool_init(&state->pool);
-    body_cache_init(&state->bodies, config->body_cache_bytes_max);
+    body_cache_init(&state->bodies, config->body_cache_bytes_max, &state->pool);
     int prefault_rc = config->prefault ? job_pool_prefault_start(&state->pool) : 0;
     if (prefault_rc != 0)
         fprintf(stderr, "level=warn msg=\"no prefault thread: job memory is mapped on the "

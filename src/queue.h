@@ -466,9 +466,6 @@ static inline bool queue_job_body_missing(const struct job *job)
 {
     return job->body == NULL && job->state != JOB_DONE;
 }
-/* A job was just delivered: its body is the first to evict (it is needed again only if the
- * lease ends without an ack). */
-void queue_body_delivered(struct queue_state *state, struct job *job);
 /* The body cache's figures, for stats. */
 struct queue_body_stats {
     uint64_t bytes;     /* counted bytes held (bodies and their overhead) */

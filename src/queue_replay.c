@@ -838,12 +838,6 @@ void queue_body_loaded(struct queue_state *state, struct job *job, const void *b
         body_cache_put(&state->bodies, &job->body, body, len); /* -ENOMEM: see above */
 }
 
-void queue_body_delivered(struct queue_state *state, struct job *job)
-{
-    if (job->body != NULL)
-        body_cache_demote(&state->bodies, job->body);
-}
-
 void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out)
 {
     out->bytes = state->bodies.bytes;

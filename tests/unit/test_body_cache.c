@@ -20,7 +20,7 @@ static void test_bound_and_order(void)
 {
     struct body_cache cache;
     uint64_t max = 10 * body_cache_cost(100);
-    body_cache_init(&cache, max);
+    body_cache_init(&cache, max, NULL);
     uint8_t *owners[OWNERS] = {0};
     uint8_t body[100];
     for (uint32_t i = 0; i < OWNERS; i++) {
@@ -40,11 +40,10 @@ static void test_bound_and_order(void)
         REQUIRE(owners[i] != NULL);
         CHECK(memcmp(owners[i], body, sizeof(body)) == 0);
     }
-    /* A demoted entry goes first, before older ones. */
-    body_cache_demote(&cache, owners[OWNERS - 1]);
+    /* The oldest goes first. */
     REQUIRE(body_cache_put(&cache, &owners[0], body, sizeof(body)) == 0);
-    CHECK(owners[OWNERS - 1] == NULL);
-    CHECK(owners[OWNERS - 10] != NULL);
+    CHECK(owners[OWNERS - 10] == NULL);
+    CHECK(owners[OWNERS - 9] != NULL);
     /* Drop frees and clears; dropping an evicted one does nothing. */
     uint64_t before = cache.bytes;
     body_cache_drop(&cache, &owners[OWNERS - 2]);
@@ -66,7 +65,7 @@ static void test_bound_and_order(void)
 static void test_edges(void)
 {
     struct body_cache cache;
-    body_cache_init(&cache, body_cache_cost(10));
+    body_cache_init(&cache, body_cache_cost(10), NULL);
     uint8_t big[64] = {1};
     uint8_t *a = NULL, *b = NULL;
     REQUIRE(body_cache_put(&cache, &a, big, sizeof(big)) == 0);
@@ -78,7 +77,7 @@ static void test_edges(void)
     CHECK_EQ(cache.count, 0);
     body_cache_destroy(&cache);
 
-    body_cache_init(&cache, 0);
+    body_cache_init(&cache, 0, NULL);
     uint8_t *owners[OWNERS] = {0};
     for (uint32_t i = 0; i < OWNERS; i++)
         REQUIRE(body_cache_put(&cache, &owners[i], big, sizeof(big)) == 0);
@@ -87,6 +86,35 @@ static void test_edges(void)
     for (uint32_t i = 0; i < OWNERS; i++)
         body_cache_drop(&cache, &owners[i]);
     body_cache_destroy(&cache);
+}
+
+/* Small bodies come from the pool: counted by their block, freed back to it, reused. */
+static void test_pooled(void)
+{
+    struct job_pool pool;
+    job_pool_init(&pool);
+    struct body_cache cache;
+    body_cache_init(&cache, 4 * 128, &pool);
+    uint8_t *owners[OWNERS] = {0};
+    uint8_t body[90]; /* 32 + 90 bytes: one 128-byte block */
+    for (uint32_t i = 0; i < OWNERS; i++) {
+        fill(body, sizeof(body), i);
+        REQUIRE(body_cache_put(&cache, &owners[i], body, sizeof(body)) == 0);
+        CHECK(cache.bytes <= 4 * 128);
+    }
+    CHECK_EQ(cache.count, 4);
+    CHECK_EQ(cache.bytes, 4 * 128);
+    CHECK(pool.free_bytes > 0); /* evicted blocks wait in the pool for the next bodies */
+    fill(body, sizeof(body), OWNERS - 1);
+    CHECK(memcmp(owners[OWNERS - 1], body, sizeof(body)) == 0);
+    /* A body too large for a pool block is malloc'ed. */
+    static uint8_t big[1000];
+    uint8_t *big_owner = NULL;
+    body_cache_set_max(&cache, 0);
+    REQUIRE(body_cache_put(&cache, &big_owner, big, sizeof(big)) == 0);
+    CHECK_EQ(cache.bytes, 4 * 128 + body_cache_cost(sizeof(big)));
+    body_cache_destroy(&cache);
+    job_pool_destroy(&pool);
 }
 
 static struct queue_time t0(void)
@@ -100,7 +128,7 @@ static void test_queue_bounded(void)
 {
     struct queue_config config;
     queue_config_defaults(&config);
-    config.body_cache_bytes_max = 8 * body_cache_cost(200);
+    config.body_cache_bytes_max = 8 * 256; /* a 200-byte body takes a 256-byte pool block */
     struct queue_state *s = queue_state_create(&config);
     struct queue_time now = t0();
     uint64_t ids[32];
@@ -143,7 +171,6 @@ static void test_queue_bounded(void)
     struct job *got[1];
     REQUIRE(queue_reserve(s, &r, now, got) == 1);
     CHECK(got[0] == first);
-    queue_body_delivered(s, first);
     REQUIRE(queue_ack(s, first->id, first->lease_token, NULL, 0, now) == 0);
     CHECK(first->body == NULL && !queue_job_body_missing(first));
     queue_body_stats_get(s, &stats);
@@ -155,6 +182,7 @@ int main(void)
 {
     RUN_TEST(test_bound_and_order);
     RUN_TEST(test_edges);
+    RUN_TEST(test_pooled);
     RUN_TEST(test_queue_bounded);
     return check_exit();
 }
