@@ -1184,8 +1184,27 @@ static void conns_free(struct server *server)
                   leaked);
 }
 
+/* What the body cache and the reads behind it did in this run: at stop, for the operator (a
+ * drain that reads more batches than it delivers jobs would show here) and the tests. */
+static void bodies_report(struct server *server)
+{
+    if (server->fetcher == NULL || server->queues == NULL)
+        return;
+    struct queue_body_stats cache;
+    queue_body_stats_get(server->queues, &cache);
+    struct body_fetch_stats fetch;
+    body_fetch_stats_get(server->fetcher, &fetch);
+    slog_info("msg=\"body cache\" bytes=%llu bytes_max=%llu bodies=%llu evictions=%llu "
+              "fetches=%llu batch_reads=%llu bodies_read=%llu read_errors=%llu",
+              (unsigned long long)cache.bytes, (unsigned long long)cache.bytes_max,
+              (unsigned long long)cache.count, (unsigned long long)cache.evictions,
+              (unsigned long long)fetch.fetches, (unsigned long long)fetch.batch_reads,
+              (unsigned long long)fetch.bodies_read, (unsigned long long)fetch.errors);
+}
+
 void server_destroy(struct server *server)
 {
+    bodies_report(server);
     struct list_link *link;
     body_fetcher_close(server->fetcher); /* its callbacks reach connections: not past here */
     if (!list_empty(&server->conns) && server->buf_base != NULL)
