@@ -277,7 +277,7 @@ static void read_free(struct fetch_read *read)
 static bool job_gone(struct body_fetcher *fetcher, const struct body_fetch_job *fj)
 {
     struct job *job = queue_job_find(fetcher->server->queues, fj->id);
-    return job == NULL || job->state == JOB_DONE;
+    return job == NULL || !queue_job_live(job);
 }
 
 /* Every waiter is resolved: with its body, or with error (or LOG_ECORRUPT: the batch held no

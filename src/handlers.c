@@ -872,7 +872,7 @@ static void peek_fetched(struct server *server, struct body_fetch *fetch)
     if (conn == NULL || conn->closing)
         return;
     struct job *job = queue_job_find(server->queues, fetch->jobs[0].id);
-    if (job == NULL || job->state == JOB_DONE || fetch->jobs[0].body == NULL) {
+    if (job == NULL || !queue_job_live(job) || fetch->jobs[0].body == NULL) {
         conn_error(conn, fetch->request_id, SPOOL_E_NOT_FOUND, NULL);
     } else {
         union wire_msg r;

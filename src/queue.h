@@ -461,10 +461,24 @@ void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct
  * in the log, and the caller uses its own copy). */
 void queue_body_loaded(struct queue_state *state, struct job *job, const void *body,
                        uint32_t len);
+/* A job that still has a body in the log (not settled for good): only these are delivered
+ * or peeked with a body. Named states rather than "not DONE", so that a settled state added
+ * later does not count as live by default. */
+static inline bool queue_job_live(const struct job *job)
+{
+    switch (job->state) {
+    case JOB_PENDING:
+    case JOB_READY:
+    case JOB_DELAYED:
+    case JOB_RESERVED:
+    case JOB_DEAD: return true;
+    default: return false;
+    }
+}
 /* A live job whose body must be read back from the log before it can be sent. */
 static inline bool queue_job_body_missing(const struct job *job)
 {
-    return job->body == NULL && job->state != JOB_DONE;
+    return job->body == NULL && queue_job_live(job);
 }
 /* The body cache's figures, for stats. */
 struct queue_body_stats {

@@ -824,7 +824,7 @@ void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct
 {
     JOBTAB_EACH(&state->jobs, job)
     {
-        if (job->state != JOB_DONE && job->body == NULL)
+        if (queue_job_body_missing(job))
             fn(ctx, job);
     }
 }
@@ -833,7 +833,7 @@ void queue_body_loaded(struct queue_state *state, struct job *job, const void *b
                        uint32_t len)
 {
     SPOOL_ASSERT(len == job->body_len);
-    SPOOL_ASSERT(job->state != JOB_DONE);
+    SPOOL_ASSERT(queue_job_live(job));
     if (job->body == NULL)
         body_cache_put(&state->bodies, &job->body, body, len); /* -ENOMEM: see above */
 }
