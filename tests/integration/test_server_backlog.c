@@ -336,6 +336,15 @@ static void test_memory_bound(void)
         REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
         spool_deliveries_free(d);
     }
+#if defined(__SANITIZE_ADDRESS__)
+    /* Under AddressSanitizer freed memory waits in its quarantine instead of going back to the
+     * heap or the kernel: RSS does not come down, by design of the checker. The resume is
+     * checked by the plain build. */
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    return;
+#endif
     rc = SPOOL_E_QUEUE_FULL;
     for (int tries = 0; tries < 300 && rc == SPOOL_E_QUEUE_FULL; tries++) {
         rc = spool_put(c, &specs[0], NULL);
