@@ -39,7 +39,9 @@
 /* Bodies kept in RAM by default: 256 MiB holds the last ~1M puts of 100 bytes (a few seconds
  * of a producer at full speed, so a job delivered right after its put never waits for a
  * read), or 60,000 of 4 KiB, and is small beside the RAM of any machine that runs a broker. */
+#ifndef CONFIG_BODY_CACHE_DEFAULT /* a test build may set it (1: every delivery reads back) */
 #define CONFIG_BODY_CACHE_DEFAULT (256ull * 1024 * 1024)
+#endif
 
 static const char usage[] =
     "usage: spoold [options]\n"

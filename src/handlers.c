@@ -572,18 +572,26 @@ static struct conn *fetch_conn(struct server *server, const struct body_fetch *f
     return conn;
 }
 
+/* A fetch is done: the connection to answer with its bodies, or NULL when there is none (it
+ * closed) or the fetch failed (then reported, fetch_failed). */
+static struct conn *fetch_settle(struct server *server, struct body_fetch *fetch)
+{
+    struct conn *conn = fetch_conn(server, fetch);
+    if (fetch->error != 0) {
+        fetch_failed(server, conn, fetch);
+        return NULL;
+    }
+    return conn == NULL || conn->closing ? NULL : conn;
+}
+
 static void conn_reserves_pause(struct conn *conn, bool pause);
 
 /* Bodies are in: send what is still this connection's. A job whose lease moved on meanwhile
  * (expired, or released when a connection closed) is left out: it is someone else's now. */
 static void reserve_fetched(struct server *server, struct body_fetch *fetch)
 {
-    struct conn *conn = fetch_conn(server, fetch);
-    if (fetch->error != 0) {
-        fetch_failed(server, conn, fetch);
-        return;
-    }
-    if (conn == NULL || conn->closing)
+    struct conn *conn = fetch_settle(server, fetch);
+    if (conn == NULL)
         return;
     struct wire_delivery deliveries[QUEUE_RESERVE_COUNT_MAX];
     SPOOL_ASSERT(fetch->count <= QUEUE_RESERVE_COUNT_MAX);
@@ -864,12 +872,8 @@ static int handle_kick_job(struct conn *conn, const struct wire_header *h, union
 /* A peek's body is in: answer with the job as it is now (NOT_FOUND if it went meanwhile). */
 static void peek_fetched(struct server *server, struct body_fetch *fetch)
 {
-    struct conn *conn = fetch_conn(server, fetch);
-    if (fetch->error != 0) {
-        fetch_failed(server, conn, fetch);
-        return;
-    }
-    if (conn == NULL || conn->closing)
+    struct conn *conn = fetch_settle(server, fetch);
+    if (conn == NULL)
         return;
     struct job *job = queue_job_find(server->queues, fetch->jobs[0].id);
     if (job == NULL || !queue_job_live(job) || fetch->jobs[0].body == NULL) {

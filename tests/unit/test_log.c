@@ -151,24 +151,30 @@ static void read_done_1500(void *ctx, int error, const struct log_record *record
     r->match = error == 0 && record->pos.seq == r->seq && rec_matches(record, 1500);
 }
 
+/* Append records 1..count-1 (generator lengths < 3000), keeping each one's location. */
+static void append_with_pos(struct tlog *t, struct log_pos *pos, uint64_t count)
+{
+    uint8_t buf[65536];
+    for (uint64_t seq = 1; seq < count; seq++) {
+        uint32_t len = rec_len(seq, 3000);
+        rec_fill(seq, buf, len);
+        int r;
+        while ((r = log_append(t->log, rec_type(seq), buf, len, &pos[seq])) == -ENOBUFS) {
+            log_tick(t->log);
+            REQUIRE(io_backend_poll(t->io, true) >= 0);
+        }
+        REQUIRE(r == 0);
+    }
+}
+
 static void test_read_old_segments(void)
 {
     struct tlog t;
     tlog_init(&t, "log-read", 64 * KIB, 16 * KIB);
     t.config.compress = true;
     REQUIRE(tlog_open(&t) == 0);
-    uint8_t buf[65536];
     struct log_pos pos[600];
-    for (uint64_t seq = 1; seq < 600; seq++) {
-        uint32_t len = rec_len(seq, 3000);
-        rec_fill(seq, buf, len);
-        int r;
-        while ((r = log_append(t.log, rec_type(seq), buf, len, &pos[seq])) == -ENOBUFS) {
-            log_tick(t.log);
-            REQUIRE(io_backend_poll(t.io, true) >= 0);
-        }
-        REQUIRE(r == 0);
-    }
+    append_with_pos(&t, pos, 600);
     struct read_result res = {.seq = 599};
     CHECK_EQ(log_read(t.log, &pos[599], read_done, &res), -EAGAIN); /* not durable yet */
     tlog_drain(&t);
@@ -238,18 +244,8 @@ static void test_read_batch(void)
     tlog_init(&t, "log-read-batch", 64 * KIB, 16 * KIB);
     t.config.compress = true;
     REQUIRE(tlog_open(&t) == 0);
-    uint8_t buf[65536];
     struct log_pos pos[300];
-    for (uint64_t seq = 1; seq < 300; seq++) {
-        uint32_t len = rec_len(seq, 3000);
-        rec_fill(seq, buf, len);
-        int r;
-        while ((r = log_append(t.log, rec_type(seq), buf, len, &pos[seq])) == -ENOBUFS) {
-            log_tick(t.log);
-            REQUIRE(io_backend_poll(t.io, true) >= 0);
-        }
-        REQUIRE(r == 0);
-    }
+    append_with_pos(&t, pos, 300);
     tlog_drain(&t);
     for (uint64_t seq = 1; seq < 300; seq += 13) {
         struct batch_read_result res = {.match = true, .same_batch = true, .want = pos[seq]};
