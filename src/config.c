@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queue.h"
 #include "wire_frame.h"
 
 #define CONFIG_CONNECTIONS_DEFAULT 1024
@@ -67,6 +68,10 @@ static const char usage[] =
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
+    "  --max-idempotency-keys N keys remembered at most; past it the oldest goes first\n"
+    "                           (default 1048576)\n"
+    "  --max-queues N           queues at most; a put or reserve naming one more is\n"
+    "                           refused with TOO_MANY_QUEUES (default 65536)\n"
     "  --frame-timeout MS       close a connection whose started frame stalls this long\n"
     "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
@@ -144,6 +149,12 @@ static void defaults(struct server_config *config)
     config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
+    {
+        struct queue_config qc; /* one definition of these defaults: the queue's */
+        queue_config_defaults(&qc);
+        config->idempotency_keys_max = qc.idempotency_keys_max;
+        config->queues_max = qc.queues_max;
+    }
     config->frame_timeout_ms = 30000;
     config->handshake_timeout_ms = CONFIG_HANDSHAKE_TIMEOUT_DEFAULT_MS;
     config->handshakes_max = 0; /* derived from connections_max after parsing */
@@ -243,6 +254,11 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,
                              &c->idempotency_window_ms);
+    } else if (strcmp(name, "--max-idempotency-keys") == 0) {
+        /* At least 1: a put with a key must be able to remember it until the next one. */
+        return number_option(name, value, 1, UINT32_MAX, &c->idempotency_keys_max);
+    } else if (strcmp(name, "--max-queues") == 0) {
+        return number_option(name, value, 1, UINT32_MAX, &c->queues_max);
     } else if (strcmp(name, "--max-handshakes") == 0) {
         if (!number_option(name, value, 1, CONFIG_CONNECTIONS_LIMIT, &v))
             return false;

@@ -29,6 +29,8 @@ struct server_config {
     uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
     uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */
+    uint64_t idempotency_keys_max;  /* --max-idempotency-keys, default 1 Mi (queue.c) */
+    uint64_t queues_max;            /* --max-queues, default 64 Ki (queue.c) */
     uint32_t frame_timeout_ms;     /* --frame-timeout: a started frame must finish within */
     uint32_t handshake_timeout_ms; /* --handshake-timeout: HELLO must arrive within, default 5 s */
     uint32_t handshakes_max;       /* --max-handshakes: connections before HELLO, at most */

@@ -390,7 +390,8 @@ static int conn_run_frame(struct conn *conn)
         return 1;
     }
     union wire_msg msg;
-    rc = wire_decode(h.opcode, p + WIRE_HEADER_SIZE, h.frame_size - WIRE_HEADER_SIZE, &msg);
+    rc = wire_decode_v(conn_wire_version(conn), h.opcode, p + WIRE_HEADER_SIZE,
+                       h.frame_size - WIRE_HEADER_SIZE, &msg);
     if (rc == SPOOL_E_BAD_FRAME) {
         conn_fail(conn, h.request_id, rc, "payload does not decode");
         return -1;

@@ -41,6 +41,7 @@ static int map_error(int error)
     case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
     case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
     case QUEUE_ETOOBIG: return SPOOL_E_TOO_LARGE;
+    case QUEUE_ETOOMANY: return SPOOL_E_TOO_MANY_QUEUES;
     case LOG_ENOSPC: return SPOOL_E_DISK_FULL;
     case LOG_ETOOBIG: return SPOOL_E_TOO_LARGE;
     default: return SPOOL_E_INTERNAL;
@@ -62,7 +63,8 @@ static int queue_result(struct conn *conn, uint64_t request_id, int error)
 
 static void reply(struct conn *conn, uint16_t opcode, uint64_t request_id, union wire_msg *msg)
 {
-    int rc = wire_encode(&conn->out, opcode | WIRE_OP_REPLY, request_id, msg);
+    int rc = wire_encode_v(&conn->out, conn_wire_version(conn), opcode | WIRE_OP_REPLY,
+                           request_id, msg);
     if (rc != 0) {
         slog_error("msg=\"reply not encoded\" op=%s error=%d", wire_op_name(opcode), rc);
         conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
@@ -97,7 +99,8 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
      * copied into the held reply. */
     struct wire_buf *tmp = &server->reply_scratch;
     tmp->len = 0;
-    if (wire_encode(tmp, opcode | WIRE_OP_REPLY, request_id, msg) != 0) {
+    if (wire_encode_v(tmp, conn_wire_version(conn), opcode | WIRE_OP_REPLY, request_id, msg) !=
+        0) {
         conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
         return;
     }
@@ -154,8 +157,21 @@ static uint8_t state_to_wire(enum job_state state)
     case JOB_RESERVED: return WIRE_STATE_RESERVED;
     case JOB_DEAD: return WIRE_STATE_DEAD;
     case JOB_DONE: return WIRE_STATE_DONE;
+    case JOB_EXPIRED: return WIRE_STATE_EXPIRED;
     }
     return WIRE_STATE_UNKNOWN;
+}
+
+static const char reason_expired[] = "expired";
+
+/* Version 1 has no EXPIRED state: such a job is told DEAD, with reason "expired" (what a v1
+ * client does with a dead job, stop waiting and report it, is right for it too). */
+static void job_info_for_version(uint16_t version, struct wire_job_info *info)
+{
+    if (info->state == WIRE_STATE_EXPIRED && version < 2) {
+        info->state = WIRE_STATE_DEAD;
+        info->reason = wire_bytes_of(reason_expired, sizeof(reason_expired) - 1);
+    }
 }
 
 static void job_info_fill(const struct job *job, bool with_body, struct wire_job_info *info)
@@ -233,11 +249,15 @@ static int handle_hello(struct conn *conn, const struct wire_header *h, union wi
                                                             : WIRE_VERSION_MIN;
     uint16_t high = m->hello.version_max < WIRE_VERSION ? m->hello.version_max : WIRE_VERSION;
     if (low > high) {
-        conn_fail(conn, h->request_id, SPOOL_E_VERSION_UNSUPPORTED, "server speaks 1..1");
+        char text[64];
+        snprintf(text, sizeof(text), "server speaks %u..%u", (unsigned)WIRE_VERSION_MIN,
+                 (unsigned)WIRE_VERSION);
+        conn_fail(conn, h->request_id, SPOOL_E_VERSION_UNSUPPORTED, text);
         return 0;
     }
     if (!conn_handshake_done(conn))
         return 0;
+    conn->version = high;
     if (slog_debug_enabled)
         hello_log(conn, m->hello.client_name);
     union wire_msg r = {.hello_reply = {
@@ -368,7 +388,8 @@ struct batch_sum {
 
 /* Every queue of the batch has room for all of the batch's jobs to it: the check is exact
  * whatever the number of queues, so no put of an admitted batch fails for room. */
-/* The batch against the limits of each queue it names: 0, QUEUE_EFULL or QUEUE_ETOOBIG. */
+/* The batch against the limits of each queue it names and the queue limit: 0, QUEUE_EFULL,
+ * QUEUE_ETOOBIG or QUEUE_ETOOMANY. */
 static int batch_room(const struct queue_state *state, const struct wire_put_batch *batch)
 {
     struct batch_sum inline_sums[BATCH_QUEUES_INLINE];
@@ -393,9 +414,14 @@ static int batch_room(const struct queue_state *state, const struct wire_put_bat
         sums[k].bytes += job->body.len;
     }
     int room = 0;
-    for (uint32_t k = 0; k < n && room == 0; k++)
+    uint64_t new_queues = 0;
+    for (uint32_t k = 0; k < n && room == 0; k++) {
         room = queue_room_for(state, (const char *)sums[k].name.data, sums[k].name.len,
                               sums[k].jobs, sums[k].bytes);
+        new_queues += !queue_known(state, (const char *)sums[k].name.data, sums[k].name.len);
+    }
+    if (room == 0) /* a put creating one queue too many would fail half way through */
+        room = queue_room_for_queues(state, new_queues);
     if (sums != inline_sums)
         free(sums);
     return room;
@@ -447,8 +473,10 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
     int room = batch_room(server->queues, batch);
     if (room != 0) {
         conn_error(conn, request_id, map_error(room),
-                   room == QUEUE_ETOOBIG ? "the batch is larger than a queue's limits"
-                                         : "the batch exceeds a queue limit");
+                   room == QUEUE_ETOOBIG    ? "the batch is larger than a queue's limits"
+                   : room == QUEUE_ETOOMANY ? "the batch names more new queues than "
+                                              "--max-queues leaves room for"
+                                            : "the batch exceeds a queue limit");
         return BATCH_REFUSED;
     }
     if (server->log_full || log_bytes > log_open_room(server->log)) {
@@ -869,19 +897,23 @@ static int handle_kick_job(struct conn *conn, const struct wire_header *h, union
     return 0;
 }
 
-/* A peek's body is in: answer with the job as it is now (NOT_FOUND if it went meanwhile). */
+/* A peek's body is in: answer with the job as it is now (NOT_FOUND if it is forgotten; a job
+ * settled meanwhile is shown as settled jobs are, without a body). */
 static void peek_fetched(struct server *server, struct body_fetch *fetch)
 {
     struct conn *conn = fetch_settle(server, fetch);
     if (conn == NULL)
         return;
     struct job *job = queue_job_find(server->queues, fetch->jobs[0].id);
-    if (job == NULL || !queue_job_live(job) || fetch->jobs[0].body == NULL) {
+    if (job == NULL) {
         conn_error(conn, fetch->request_id, SPOOL_E_NOT_FOUND, NULL);
     } else {
         union wire_msg r;
         job_info_fill(job, false, &r.job_info);
-        r.job_info.body = wire_bytes_of(fetch->jobs[0].body, fetch->jobs[0].len);
+        if (queue_job_live(job)) {
+            SPOOL_ASSERT(fetch->jobs[0].body != NULL); /* live: it came, or the fetch failed */
+            r.job_info.body = wire_bytes_of(fetch->jobs[0].body, fetch->jobs[0].len);
+        }
         reply(conn, fetch->opcode, fetch->request_id, &r);
     }
     conn_flush_later(conn);
@@ -961,6 +993,7 @@ static void status_reply(struct conn *conn, uint16_t opcode, uint64_t request_id
     r.job_info.result = wire_bytes_of(status->result, status->result_len);
     if (status->state == JOB_DEAD)
         r.job_info.reason = wire_bytes_of(status->reason, status->reason_len);
+    job_info_for_version(conn->version, &r.job_info);
     reply(conn, opcode, request_id, &r);
 }
 
@@ -1051,7 +1084,7 @@ static void stats_one(const struct queue_state *state, const struct queue *queue
         .total_put = st.total_put, .oldest_ready_age_ms = (uint64_t)st.oldest_ready_age_ms,
         .ack_floor = st.ack_floor,
         .ttr_ms = ttr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ttr_ms,
-        .max_attempts = max_attempts,
+        .max_attempts = max_attempts, .expired = st.expired,
     };
 }
 
@@ -1065,41 +1098,85 @@ static void stats_collect(void *ctx, struct queue *queue)
     }
 }
 
-static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+/* Room for a version 2 page's next_cursor: a name8 of the longest name. */
+#define PAGE_CURSOR_BYTES (1 + WIRE_QUEUE_NAME_SIZE_MAX)
+
+/* Every field of both versions: a version 1 reply leaves the version 2 ones out. */
+static void stats_server_fill(struct server *server, struct wire_server_stats *out)
 {
-    struct server *server = conn->server;
-    struct queue_time now = server->now;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
-    union wire_msg r = {0};
-    r.stats_reply.server = (struct wire_server_stats){
+    *out = (struct wire_server_stats){
         .uptime_ms = (uint64_t)(server_now_ms() - server->started_ms),
         .connections = server->conn_count,
         .commits = server->commits, .log_bytes = server->log_bytes, .ready = totals.ready,
         .delayed = totals.delayed, .reserved = totals.reserved, .dead = totals.dead,
         .total_acked = server->total_acked,
+        .queues = totals.queues > UINT32_MAX ? UINT32_MAX : (uint32_t)totals.queues,
+        .expired = totals.expired, .keys = totals.keys, .keys_evicted = totals.keys_evicted,
     };
+}
+
+static void total_put_add(void *ctx, struct queue *queue)
+{
+    *(uint64_t *)ctx += queue->stats.total_put;
+}
+
+/* Version 2, every queue: one page in name order after the cursor, as many as limit and the
+ * frame allow; next_cursor names the last one when more follow. */
+static void stats_page(struct conn *conn, const struct wire_page *page, struct stats_walk *walk,
+                       struct wire_bytes *next_cursor)
+{
+    struct queue **sorted;
+    uint32_t n = queue_page(conn->server->queues, (const char *)page->cursor.data,
+                            page->cursor.len, &sorted);
+    walk->capacity = n < WIRE_STATS_QUEUES_MAX ? n : WIRE_STATS_QUEUES_MAX;
+    if (page->limit != 0 && page->limit < walk->capacity)
+        walk->capacity = page->limit;
+    walk->bytes_left -= PAGE_CURSOR_BYTES;
+    walk->out = calloc(walk->capacity + 1u, sizeof(*walk->out));
+    SPOOL_ASSERT(walk->out != NULL);
+    for (uint32_t i = 0; i < walk->capacity && walk->count == i; i++)
+        stats_collect(walk, sorted[i]);
+    if (walk->count < n && walk->count > 0)
+        *next_cursor = walk->out[walk->count - 1].name;
+    free(sorted);
+}
+
+static int handle_stats(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    struct server *server = conn->server;
+    struct queue_time now = server->now;
+    union wire_msg r = {0};
+    stats_server_fill(server, &r.stats_reply.server);
     struct stats_walk walk = {.now = now, .state = server->queues,
                               .bytes_left = server->config.frame_size_max - WIRE_HEADER_SIZE -
                                             STATS_FIXED_BYTES};
-    if (m->queue_ref.queue.len > 0) {
-        struct queue *queue = queue_find(server->queues, (const char *)m->queue_ref.queue.data,
-                                         m->queue_ref.queue.len);
+    if (m->page.queue.len > 0) {
+        struct queue *queue = queue_find(server->queues, (const char *)m->page.queue.data,
+                                         m->page.queue.len);
         if (queue == NULL)
             return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
         walk.capacity = 1;
         walk.out = calloc(1, sizeof(*walk.out));
         SPOOL_ASSERT(walk.out != NULL);
         stats_collect(&walk, queue);
-    } else {
-        walk.capacity = totals.queues > WIRE_STATS_QUEUES_MAX ? WIRE_STATS_QUEUES_MAX
-                                                              : (uint32_t)totals.queues;
+    } else if (conn_wire_version(conn) >= 2) {
+        stats_page(conn, &m->page, &walk, &r.stats_reply.next_cursor);
+    } else { /* version 1: as many as fit, in no order (version 2 pages) */
+        uint64_t queues = r.stats_reply.server.queues;
+        walk.capacity = queues > WIRE_STATS_QUEUES_MAX ? WIRE_STATS_QUEUES_MAX
+                                                       : (uint32_t)queues;
         walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
         SPOOL_ASSERT(walk.out != NULL);
         queue_each(server->queues, stats_collect, &walk);
     }
-    for (uint32_t i = 0; i < walk.count; i++)
-        r.stats_reply.server.total_put += walk.out[i].total_put;
+    if (conn_wire_version(conn) >= 2) { /* every queue's, not only this page's */
+        queue_each(server->queues, total_put_add, &r.stats_reply.server.total_put);
+    } else {
+        for (uint32_t i = 0; i < walk.count; i++)
+            r.stats_reply.server.total_put += walk.out[i].total_put;
+    }
     r.stats_reply.queue_count = walk.count;
     r.stats_reply.queues = walk.out;
     reply(conn, h->opcode, h->request_id, &r);
@@ -1129,7 +1206,6 @@ static void queues_collect(void *ctx, struct queue *queue)
 
 static int handle_queues(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    (void)m;
     struct queue_totals totals;
     queue_totals_get(conn->server->queues, &totals);
     struct queues_walk walk = {.capacity = totals.queues > WIRE_STATS_QUEUES_MAX
@@ -1137,10 +1213,29 @@ static int handle_queues(struct conn *conn, const struct wire_header *h, union w
                                                : (uint32_t)totals.queues,
                                .bytes_left = conn->server->config.frame_size_max -
                                              WIRE_HEADER_SIZE - STATS_FIXED_BYTES};
-    walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
-    SPOOL_ASSERT(walk.out != NULL);
-    queue_each(conn->server->queues, queues_collect, &walk);
-    union wire_msg r = {.queues_reply = {.count = walk.count, .queues = walk.out}};
+    union wire_msg r = {0};
+    if (conn_wire_version(conn) < 2) { /* as many as fit, in no order */
+        walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
+        SPOOL_ASSERT(walk.out != NULL);
+        queue_each(conn->server->queues, queues_collect, &walk);
+    } else { /* a page in name order after the cursor (see stats_page) */
+        struct queue **sorted;
+        uint32_t n = queue_page(conn->server->queues, (const char *)m->page.cursor.data,
+                                m->page.cursor.len, &sorted);
+        walk.capacity = n < WIRE_STATS_QUEUES_MAX ? n : WIRE_STATS_QUEUES_MAX;
+        if (m->page.limit != 0 && m->page.limit < walk.capacity)
+            walk.capacity = m->page.limit;
+        walk.bytes_left -= PAGE_CURSOR_BYTES;
+        walk.out = calloc(walk.capacity + 1u, sizeof(*walk.out));
+        SPOOL_ASSERT(walk.out != NULL);
+        for (uint32_t i = 0; i < walk.capacity && walk.count == i; i++)
+            queues_collect(&walk, sorted[i]);
+        if (walk.count < n && walk.count > 0)
+            r.queues_reply.next_cursor = walk.out[walk.count - 1].name;
+        free(sorted);
+    }
+    r.queues_reply.count = walk.count;
+    r.queues_reply.queues = walk.out;
     reply(conn, h->opcode, h->request_id, &r);
     free(walk.out);
     return 0;
@@ -1210,9 +1305,25 @@ static int handle_purge(struct conn *conn, const struct wire_header *h, union wi
     return 0;
 }
 
+/* DELETE_QUEUE: refused (WRONG_STATE) while the queue has jobs, unless FORCE. */
+static int handle_delete_queue(struct conn *conn, const struct wire_header *h,
+                               union wire_msg *m)
+{
+    uint64_t seq_before = conn->server->emit_seq_max;
+    uint64_t deleted = 0;
+    bool force = (m->delete_queue.flags & WIRE_DELETE_QUEUE_FORCE) != 0;
+    int rc = queue_delete_queue(conn->server->queues, (const char *)m->delete_queue.queue.data,
+                                m->delete_queue.queue.len, force, conn->server->now, &deleted);
+    if (rc != 0)
+        return queue_result(conn, h->request_id, rc);
+    union wire_msg r = {.count_reply = {.count = deleted}};
+    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    return 0;
+}
+
 /* ---- the table ---- */
 
-#define HANDLER_OPCODES (WIRE_OP_QUEUE_CONFIG + 1)
+#define HANDLER_OPCODES (WIRE_OP_DELETE_QUEUE + 1)
 
 static const handler_fn handlers[HANDLER_OPCODES] = {
     [WIRE_OP_HELLO] = handle_hello,         [WIRE_OP_PING] = handle_ping,
@@ -1227,6 +1338,7 @@ static const handler_fn handlers[HANDLER_OPCODES] = {
     [WIRE_OP_QUEUES] = handle_queues,       [WIRE_OP_PAUSE] = handle_pause,
     [WIRE_OP_RESUME] = handle_pause,        [WIRE_OP_PURGE] = handle_purge,
     [WIRE_OP_QUEUE_CONFIG] = handle_queue_config,
+    [WIRE_OP_DELETE_QUEUE] = handle_delete_queue,
 };
 
 bool handler_known(uint16_t opcode)

@@ -25,6 +25,18 @@
 #define QUEUE_DEFAULT_TTR_MS 30000
 #define QUEUE_DEFAULT_MAX_ATTEMPTS 10
 #define QUEUE_DEFAULT_IDEM_WINDOW_MS (24LL * 3600 * 1000)
+/* Idempotency keys remembered at most (--max-idempotency-keys): one costs its struct (64
+ * bytes), a map slot (~24) and its bytes (queue name + key, ~60 typical, 456 at most), so
+ * 1 Mi keys is ~150 MiB typical, ~550 MiB worst; and it covers a day's window at 12 keyed
+ * puts a second, or an hour's at 290. Past it the oldest key goes first, which only shortens
+ * the window of the oldest puts. */
+#define QUEUE_DEFAULT_IDEM_KEYS_MAX (1024u * 1024)
+/* Queues at most (--max-queues). An idle queue costs its struct (~400 bytes), two empty heaps
+ * and a map slot, ~0.5 KiB: 64 Ki of them is ~32 MiB, little beside the jobs. Deployments name
+ * tens to thousands of queues; a client that names one per job or per typo hits the limit
+ * with a clear error (TOO_MANY_QUEUES) long before memory runs out, and empty queues without
+ * settings are forgotten anyway (queue_forget.c). */
+#define QUEUE_DEFAULT_QUEUES_MAX 65536u
 /* DONE jobs remembered for wait/status: at ~200 bytes each plus results, a few MiB. */
 #define QUEUE_DEFAULT_DONE_KEEP 10000
 /* ... and at most this many result bytes among them: results may be 64 KiB each, and 10,000
@@ -52,6 +64,7 @@ const char *queue_strerror(int error)
     case QUEUE_EINVAL: return "INVALID";
     case QUEUE_ESTATE: return "WRONG_STATE";
     case QUEUE_ETOOBIG: return "TOO_LARGE";
+    case QUEUE_ETOOMANY: return "TOO_MANY_QUEUES";
     default: return "UNKNOWN";
     }
 }
@@ -59,7 +72,7 @@ const char *queue_strerror(int error)
 const char *job_state_name(enum job_state state)
 {
     static const char *const names[] = {"pending", "ready", "delayed", "reserved", "dead",
-                                        "done"};
+                                        "done", "expired"};
     SPOOL_ASSERT((unsigned)state < sizeof(names) / sizeof(names[0]));
     return names[state];
 }
@@ -123,6 +136,8 @@ void queue_config_defaults(struct queue_config *config)
     config->default_ttr_ms = QUEUE_DEFAULT_TTR_MS;
     config->default_max_attempts = QUEUE_DEFAULT_MAX_ATTEMPTS;
     config->idempotency_window_ms = QUEUE_DEFAULT_IDEM_WINDOW_MS;
+    config->idempotency_keys_max = QUEUE_DEFAULT_IDEM_KEYS_MAX;
+    config->queues_max = QUEUE_DEFAULT_QUEUES_MAX;
     config->done_keep_max = QUEUE_DEFAULT_DONE_KEEP;
     config->tick_work_max = QUEUE_DEFAULT_TICK_WORK;
     /* A fixed key for tests; spoold draws its own from getrandom(2) (server.c). */
@@ -155,6 +170,7 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     list_init(&state->pending);
     list_init(&state->done);
     list_init(&state->to_serve);
+    list_init(&state->idle);
     idmap_init(&state->segments);
     state->next_id = 1;
     return state;
@@ -222,6 +238,12 @@ static int emit(struct queue_state *state, uint8_t type, const void *data, size_
     return state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
 }
 
+int queue_emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
+               struct log_pos *pos)
+{
+    return emit(state, type, data, len, pos);
+}
+
 /* The queue of the last lookup, if it has this name (NULL otherwise). */
 static struct queue *queue_cached(const struct queue_state *state, const char *name,
                                   uint32_t name_len)
@@ -254,6 +276,10 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         return QUEUE_EINVAL;
     queue = queue_find(state, name, name_len);
     if (queue == NULL) {
+        /* Replay and checkpoint loads recreate what was there: the limit is for new names. */
+        if (!state->replaying && state->config.queues_max != 0 &&
+            state->queues.count >= state->config.queues_max)
+            return QUEUE_ETOOMANY;
         queue = xcalloc(1, sizeof(*queue));
         memcpy(queue->name, name, name_len);
         queue->name_len = name_len;
@@ -265,7 +291,9 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         list_init(&queue->live);
         list_init(&queue->reservers);
         list_init(&queue->serve_link);
+        list_init(&queue->idle_link);
         strmap_put(&state->queues, queue->name, name_len, queue);
+        queue_idle_mark(state, queue); /* a reserve or a failed put may leave it empty */
         state->totals.queues++;
         state->last_queue = queue;
     }
@@ -466,7 +494,8 @@ void queue_job_leave(struct queue_state *state, struct job *job)
         state->totals.dead--;
         break;
     case JOB_DONE:
-        SPOOL_ASSERT(!"a DONE job is in no state container");
+    case JOB_EXPIRED:
+        SPOOL_ASSERT(!"a settled job is in no state container");
     }
 }
 
@@ -482,6 +511,7 @@ static void job_unlive(struct queue_state *state, struct job *job)
     if (heap_contains(&state->ttl_heap, job))
         heap_remove(&state->ttl_heap, job);
     state->totals.jobs--;
+    queue_idle_mark(state, job->queue);
 }
 
 void queue_job_remove(struct queue_state *state, struct job *job)
@@ -500,10 +530,36 @@ static void done_trim(struct queue_state *state)
         struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
         list_unlink(&old->live);
         jobtab_remove(&state->jobs, old->id);
+        SPOOL_ASSERT(old->queue->stats.settled > 0);
+        old->queue->stats.settled--;
+        if (old->state == JOB_EXPIRED)
+            old->queue->stats.expired--;
+        queue_idle_mark(state, old->queue);
         state->done_count--;
         state->done_bytes -= old->result_len;
         job_free(state, old);
     }
+}
+
+void queue_done_forget_queue(struct queue_state *state, struct queue *queue)
+{
+    struct list_link *link = state->done.next;
+    while (link != &state->done && queue->stats.settled > 0) {
+        struct job *old = LIST_ENTRY(link, struct job, live);
+        link = link->next;
+        if (old->queue != queue)
+            continue;
+        list_unlink(&old->live);
+        jobtab_remove(&state->jobs, old->id);
+        queue->stats.settled--;
+        if (old->state == JOB_EXPIRED)
+            queue->stats.expired--;
+        state->done_count--;
+        state->done_bytes -= old->result_len;
+        job_free(state, old);
+    }
+    SPOOL_ASSERT(queue->stats.settled == 0);
+    SPOOL_ASSERT(queue->stats.expired == 0);
 }
 
 void queue_job_done(struct queue_state *state, struct job *job, const void *result,
@@ -521,6 +577,22 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     list_insert_tail(&state->done, &job->live);
     state->done_count++;
     state->done_bytes += job->result_len;
+    job->queue->stats.settled++;
+    queue_notify_waiters(state, job, true);
+    done_trim(state);
+}
+
+void queue_job_expired(struct queue_state *state, struct job *job, int64_t settled_ms)
+{
+    queue_job_leave(state, job);
+    job_unlive(state, job);
+    job->state = JOB_EXPIRED;
+    job->settled_ms = settled_ms;
+    body_cache_drop(&state->bodies, &job->body);
+    list_insert_tail(&state->done, &job->live);
+    state->done_count++;
+    job->queue->stats.settled++;
+    job->queue->stats.expired++;
     queue_notify_waiters(state, job, true);
     done_trim(state);
 }
@@ -547,20 +619,65 @@ void queue_job_place(struct queue_state *state, struct job *job, struct queue_ti
         queue_job_enter_ready(state, job, now);
 }
 
-void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len,
-                    uint64_t job_id, int64_t created_ms, struct queue_time now)
+/* Bytes of a scoped key: the queue name, a 0 byte, the client's key. */
+#define IDEM_SCOPED_LEN_MAX (QUEUE_NAME_LEN_MAX + 1 + RECORD_KEY_LEN_MAX)
+
+static uint32_t idem_scoped(char *out, const char *queue, uint32_t queue_len, const char *key,
+                            uint32_t key_len)
 {
-    if (strmap_get(&state->keys, key, key_len) != NULL)
+    SPOOL_ASSERT(queue_len <= QUEUE_NAME_LEN_MAX);
+    SPOOL_ASSERT(key_len <= RECORD_KEY_LEN_MAX);
+    memcpy(out, queue, queue_len);
+    out[queue_len] = 0;
+    memcpy(out + queue_len + 1, key, key_len);
+    return queue_len + 1 + key_len;
+}
+
+void queue_idem_free(struct queue_state *state, struct idem *idem)
+{
+    list_unlink(&idem->order);
+    strmap_remove(&state->keys, idem->key, idem->key_len);
+    free(idem->key);
+    free(idem);
+}
+
+void queue_idem_add(struct queue_state *state, const char *queue, uint32_t queue_len,
+                    const char *key, uint32_t key_len, uint64_t job_id, int64_t created_ms,
+                    struct queue_time now)
+{
+    char scoped[IDEM_SCOPED_LEN_MAX];
+    uint32_t scoped_len = idem_scoped(scoped, queue, queue_len, key, key_len);
+    if (strmap_get(&state->keys, scoped, scoped_len) != NULL)
         return;
+    uint64_t keys_max = state->config.idempotency_keys_max;
+    while (keys_max != 0 && state->keys.count >= keys_max) {
+        queue_idem_free(state, LIST_ENTRY(list_first(&state->idem_order), struct idem, order));
+        state->totals.keys_evicted++;
+    }
     struct idem *idem = xcalloc(1, sizeof(*idem));
-    idem->key = xmemdup(key, key_len);
-    idem->key_len = key_len;
+    idem->key = xmemdup(scoped, scoped_len);
+    idem->key_len = scoped_len;
+    idem->queue_len = queue_len;
     idem->job_id = job_id;
     idem->created_ms = created_ms;
     idem->expires_ns =
         queue_mono_at(now, queue_add_sat(created_ms, state->config.idempotency_window_ms));
     list_insert_tail(&state->idem_order, &idem->order);
-    strmap_put(&state->keys, idem->key, key_len, idem);
+    strmap_put(&state->keys, idem->key, scoped_len, idem);
+}
+
+/* A walk of every key: PURGE and DELETE_QUEUE are rare operator actions, and a per-queue list
+ * would put a link in every key for them. */
+void queue_idem_forget_queue(struct queue_state *state, const struct queue *queue)
+{
+    struct list_link *link = state->idem_order.next;
+    while (link != &state->idem_order) {
+        struct idem *idem = LIST_ENTRY(link, struct idem, order);
+        link = link->next;
+        if (idem->queue_len == queue->name_len &&
+            memcmp(idem->key, queue->name, queue->name_len) == 0)
+            queue_idem_free(state, idem);
+    }
 }
 
 static uint64_t effective_ttr(const struct queue_state *state, const struct queue *queue,
@@ -636,13 +753,29 @@ int queue_room_for(const struct queue_state *state, const char *name, uint32_t n
     return room_check(state, strmap_get(&state->queues, name, name_len), jobs, bytes);
 }
 
+int queue_room_for_queues(const struct queue_state *state, uint64_t new_queues)
+{
+    uint64_t max = state->config.queues_max;
+    if (max != 0 && new_queues > 0 && state->queues.count + new_queues > max)
+        return QUEUE_ETOOMANY;
+    return 0;
+}
+
+bool queue_known(const struct queue_state *state, const char *name, uint32_t name_len)
+{
+    return strmap_get(&state->queues, name, name_len) != NULL;
+}
+
 /* An earlier put with the same key, still within the window. */
 static bool put_duplicate(struct queue_state *state, const struct queue_put_args *args,
                           struct queue_time now, uint64_t *id, uint64_t *seq)
 {
     if (args->key_len == 0)
         return false;
-    struct idem *idem = strmap_get(&state->keys, args->key, args->key_len);
+    char scoped[IDEM_SCOPED_LEN_MAX];
+    uint32_t scoped_len =
+        idem_scoped(scoped, args->queue, args->queue_len, args->key, args->key_len);
+    struct idem *idem = strmap_get(&state->keys, scoped, scoped_len);
     if (idem == NULL || idem->expires_ns <= now.mono_ns)
         return false;
     *id = idem->job_id;
@@ -748,7 +881,8 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     state->totals.pending++;
     queue->stats.pending++;
     if (args->key_len > 0)
-        queue_idem_add(state, args->key, args->key_len, job->id, put.created_ms, now);
+        queue_idem_add(state, args->queue, args->queue_len, args->key, args->key_len, job->id,
+                       put.created_ms, now);
     *id = job->id;
     *seq = pos.seq;
     return 0;
@@ -849,6 +983,11 @@ static void reserver_unlink(struct queue_state *state, struct queue_reserver *re
     if (!reserver->paused)
         for (uint32_t i = 0; i < reserver->queue_count; i++)
             list_unlink(&reserver->links[i].link);
+    for (uint32_t i = 0; i < reserver->queue_count; i++) {
+        SPOOL_ASSERT(reserver->queues[i]->reserver_refs > 0);
+        reserver->queues[i]->reserver_refs--;
+        queue_idle_mark(state, reserver->queues[i]);
+    }
     reserver->paused = false;
     if (heap_contains(&state->reserver_timeouts, reserver))
         heap_remove(&state->reserver_timeouts, reserver);
@@ -869,6 +1008,7 @@ uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserve
     for (uint32_t i = 0; i < reserver->queue_count; i++) {
         reserver->links[i].reserver = reserver;
         list_insert_tail(&reserver->queues[i]->reservers, &reserver->links[i].link);
+        reserver->queues[i]->reserver_refs++;
     }
     heap_push(&state->reserver_timeouts, reserver);
     reserver->waiting = true;
@@ -1111,7 +1251,7 @@ int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now)
 {
     (void)now;
     struct job *job = jobtab_get(&state->jobs, id);
-    if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
+    if (job == NULL || job->state == JOB_PENDING || job_state_settled(job->state))
         return QUEUE_ENOTFOUND;
     if (job->state == JOB_RESERVED)
         return QUEUE_ESTATE;
@@ -1135,6 +1275,7 @@ void queue_purge_apply(struct queue_state *state, struct queue *queue)
         if (job->state == JOB_READY || job->state == JOB_DELAYED || job->state == JOB_DEAD)
             queue_job_remove(state, job);
     }
+    queue_idem_forget_queue(state, queue);
 }
 
 int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
@@ -1160,6 +1301,7 @@ int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
 
 void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
 {
+    /* Settings back to the defaults may leave it idle: the next set_meta or tick looks. */
     queue->paused = meta->paused;
     queue->default_ttr_ms = meta->default_ttr_ms;
     queue->default_max_attempts = meta->default_max_attempts;
@@ -1179,6 +1321,7 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, st
     if (err != 0)
         return err;
     queue_apply_meta(queue, meta);
+    queue_idle_mark(state, queue);
     mark_serve(state, queue);
     queue_serve(state, now);
     return 0;
@@ -1192,7 +1335,7 @@ struct job *queue_job_find(struct queue_state *state, uint64_t id)
 struct job *queue_peek_id(struct queue_state *state, uint64_t id)
 {
     struct job *job = jobtab_get(&state->jobs, id);
-    if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE)
+    if (job == NULL || job->state == JOB_PENDING || job_state_settled(job->state))
         return NULL;
     return job;
 }
@@ -1255,7 +1398,8 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     size_t len = record_delete_encode(job->id, RECORD_DELETE_TTL, buf);
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
         return false; /* the job stays, due at once: the next tick tries again */
-    queue_job_remove(state, job);
+    /* Settled at its logged expiry, so a replay of the DELETE says the same time. */
+    queue_job_expired(state, job, job->expires_at_ms);
     state->totals.expired++;
     return true;
 }

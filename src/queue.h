@@ -17,8 +17,9 @@
  * Job states: PENDING (put, not yet durable: invisible) -> READY | DELAYED; READY -> RESERVED
  * (a lease: token, deadline, attempt); RESERVED -> DONE (ack) | READY/DELAYED (release, lease
  * expiry, owner gone) | DEAD (bury, or attempts reached max_attempts); DEAD -> READY (kick);
- * any non-reserved -> gone (delete, ttl, purge). DONE jobs are remembered (result, for wait and
- * status) up to done_keep_max, then forgotten.
+ * any non-reserved -> gone (delete, purge) | EXPIRED (its ttl ran out). DONE and EXPIRED jobs
+ * are remembered (for wait and status; DONE with its result) up to done_keep_max, oldest
+ * forgotten first.
  *
  * Invariants: a job is in exactly the containers of its state (ready heap + ready-order list;
  * delayed heap + global delay heap; lease heap + owner list; dead list; pending list); lease
@@ -53,6 +54,7 @@ enum queue_error {
     QUEUE_EINVAL = -10204,     /* a bad argument: queue name, sizes */
     QUEUE_ESTATE = -10205,     /* the job is not in a state that allows this (delete reserved) */
     QUEUE_ETOOBIG = -10206,    /* larger than the queue's limits even when empty: never fits */
+    QUEUE_ETOOMANY = -10207,   /* a new queue would exceed queues_max */
 };
 
 const char *queue_strerror(int error);
@@ -64,7 +66,14 @@ enum job_state {
     JOB_RESERVED,
     JOB_DEAD,
     JOB_DONE,
+    JOB_EXPIRED, /* its ttl ran out before an ack: remembered like DONE, without a result */
 };
+
+/* DONE or EXPIRED: no longer live, remembered (for wait and status) until forgotten. */
+static inline bool job_state_settled(enum job_state state)
+{
+    return state == JOB_DONE || state == JOB_EXPIRED;
+}
 
 const char *job_state_name(enum job_state state);
 
@@ -127,6 +136,8 @@ struct queue_stats {
     int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
     uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
     uint64_t bytes;              /* body bytes of live jobs */
+    uint64_t expired;            /* EXPIRED jobs still remembered (done_keep_max) */
+    uint64_t settled;            /* DONE and EXPIRED jobs still remembered: they name it */
     bool paused;
 };
 
@@ -147,6 +158,8 @@ struct queue {
     struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
     struct queue_stats stats;
     uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
+    uint32_t reserver_refs;    /* waiting reservers that name it (paused ones included) */
+    struct list_link idle_link; /* in the state's list of queues to forget if idle */
 };
 
 /* Up to this many queues may be named in one reserve: enough for a worker that serves a few
@@ -243,9 +256,11 @@ struct queue_config {
     uint64_t default_ttr_ms;        /* 30 s */
     uint32_t default_max_attempts;  /* 10; 0 = unlimited */
     int64_t idempotency_window_ms;  /* 24 h */
+    uint64_t idempotency_keys_max;  /* keys remembered at most (oldest forgotten first) */
     uint64_t max_jobs_per_queue;    /* 0: unlimited (a queue's own limit wins when set) */
     uint64_t max_bytes_per_queue;   /* 0: unlimited */
     uint32_t done_keep_max;         /* DONE jobs remembered for wait/status */
+    uint64_t queues_max;            /* queues at most (QUEUE_ETOOMANY past it); 0: no limit */
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
     struct siphash_key lease_key;   /* secret key of the lease-token PRF */
     bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
@@ -299,6 +314,11 @@ SPOOL_MUST_USE int queue_put(struct queue_state *state, const struct queue_put_a
 int queue_room_for(const struct queue_state *state, const char *name, uint32_t name_len,
                    uint64_t jobs, uint64_t bytes);
 
+/* Could new_queues queues that do not exist yet be created now (queues_max)? 0 or
+ * QUEUE_ETOOMANY; PUT_BATCH asks before logging any job. queue_known: does it exist? */
+int queue_room_for_queues(const struct queue_state *state, uint64_t new_queues);
+bool queue_known(const struct queue_state *state, const char *name, uint32_t name_len);
+
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);
 
@@ -345,6 +365,12 @@ SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint3
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);
+/* Delete a queue (logged as DELETE_QUEUE): its jobs, keys and settings. A queue with live
+ * jobs is QUEUE_ESTATE unless force, which deletes them all, reserved ones included (their
+ * leases go stale); *deleted = how many. QUEUE_ENOTFOUND for a queue never used. */
+SPOOL_MUST_USE int queue_delete_queue(struct queue_state *state, const char *name,
+                                      uint32_t name_len, bool force, struct queue_time now,
+                                      uint64_t *deleted);
 /* Delete every non-reserved job of a queue; *deleted = how many. */
 SPOOL_MUST_USE int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
                                struct queue_time now, uint64_t *deleted);
@@ -393,8 +419,16 @@ struct queue_totals {
     /* Since this process started (replay excluded): jobs that went dead (buried, or out of
      * attempts) and jobs whose ttl ran out. */
     uint64_t went_dead, expired;
+    /* Idempotency keys remembered now, and forgotten before their window ended because
+     * idempotency_keys_max was reached (since this process started). */
+    uint64_t keys, keys_evicted;
 };
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out);
+/* The queues whose names sort after cursor (cursor_len 0: every queue), in name order (byte
+ * order, a prefix first): *out is malloc'ed (the caller frees it) and valid until the next
+ * queue_tick, which may forget idle queues. Returns their count. */
+uint32_t queue_page(struct queue_state *state, const char *cursor, uint32_t cursor_len,
+                    struct queue ***out);
 /* Call fn for each queue (order unspecified). */
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
                 void *ctx);

@@ -11,10 +11,12 @@
 #include "jobtab.h"
 #include "queue.h"
 
-/* An idempotency key seen within the window. Owns its key bytes. */
+/* An idempotency key seen within the window, scoped to its queue: the map key (and key) is the
+ * queue name, a 0 byte (never in a name) and the client's key. Owns those bytes. */
 struct idem {
     char *key;
-    uint32_t key_len;
+    uint32_t key_len;   /* queue_len + 1 + the client key's length */
+    uint32_t queue_len; /* the name's bytes at the front of key */
     uint64_t job_id;
     int64_t created_ms;     /* Unix ms (the checkpoint keeps it) */
     int64_t expires_ns;     /* monotonic: the end of its window */
@@ -37,6 +39,7 @@ struct queue_state {
     uint64_t done_count;
     uint64_t done_bytes; /* result bytes held by DONE jobs */
     struct list_link to_serve; /* queues that gained ready jobs while reservers wait */
+    struct list_link idle;     /* queues that may have become idle (queue_forget.c) */
     struct idmap segments;     /* segment id -> live job count (as uintptr_t) */
     uint64_t segment_cache_id; /* a count change not yet in segments (segment_add) */
     int64_t segment_cache_delta;
@@ -74,16 +77,35 @@ void queue_job_leave(struct queue_state *state, struct job *job);
 void queue_job_remove(struct queue_state *state, struct job *job);
 void queue_job_done(struct queue_state *state, struct job *job, const void *result,
                     uint32_t result_len, int64_t settled_ms);
+/* The ttl ran out (settled_ms: the logged expiry): EXPIRED, remembered like a DONE job. */
+void queue_job_expired(struct queue_state *state, struct job *job, int64_t settled_ms);
 /* Set a job's logged times (Unix ms; 0: none) and their monotonic instants as of now. */
 void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now);
 void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now);
 /* Make a visible state for a job: delayed until timer_ns if it has a run-at still ahead. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now);
-void queue_idem_add(struct queue_state *state, const char *key, uint32_t key_len,
-                    uint64_t job_id, int64_t created_ms, struct queue_time now);
+/* Remember a key of a queue (a no-op if already known). At idempotency_keys_max keys the
+ * oldest is forgotten first (counted in totals.keys_evicted). */
+void queue_idem_add(struct queue_state *state, const char *queue, uint32_t queue_len,
+                    const char *key, uint32_t key_len, uint64_t job_id, int64_t created_ms,
+                    struct queue_time now);
+/* Forget every key of a queue (PURGE, DELETE_QUEUE). */
+void queue_idem_forget_queue(struct queue_state *state, const struct queue *queue);
+void queue_idem_free(struct queue_state *state, struct idem *idem);
 void queue_apply_meta(struct queue *queue, const struct record_meta *meta);
 void queue_purge_apply(struct queue_state *state, struct queue *queue);
 void queue_serve(struct queue_state *state, struct queue_time now);
+/* Emit a record (nothing during replay: it is in the log already); 0 or the emit's error. */
+int queue_emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
+               struct log_pos *pos);
+/* queue_forget.c: a queue that may have nothing left to keep (no job, remembered job,
+ * waiting reserver or setting) is looked at by the next queue_tick, and forgotten if so. */
+void queue_idle_mark(struct queue_state *state, struct queue *queue);
+void queue_idle_sweep(struct queue_state *state, uint32_t *budget);
+void queue_delete_queue_apply(struct queue_state *state, struct queue *queue);
+/* Forget the remembered DONE and EXPIRED jobs of a queue (DELETE_QUEUE): at most
+ * done_keep_max of them are walked. */
+void queue_done_forget_queue(struct queue_state *state, struct queue *queue);
 /* Timers (queue_timer.c) call these transitions of queue.c. */
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now);
 /* TTL ran out for a job not reserved: gone once its DELETE is logged. False when the emit

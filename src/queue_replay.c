@@ -35,6 +35,12 @@
  *           layout took 104: a checkpoint's size is what the disk writes again and again as a
  *           backlog grows (a full snapshot at every 64 MiB or twice its size of log), and
  *           what a restart reads. Versions 1 and 2 still load.
+ * Version 4 scopes idempotency keys to their queue: an idem entry is u16 key_len, u8
+ *           queue_len, u8 pad[5], u64 job_id, i64 created_ms, queue name, key (24 + lens);
+ *           and a done entry's byte 52 holds its state (5 done, 6 expired: a job whose ttl
+ *           ran out, remembered like a done one). Loading versions 1..3, a key is scoped to
+ *           the queue of its job, and dropped when that job is no longer known (its window
+ *           could then only catch a retry of a put whose job is already forgotten).
  * Jobs are saved READY, DELAYED or DEAD (a reserved job is saved ready: leases do not
  * survive a restart). Bodies stay in the log; the loader leaves them unloaded.
  */
@@ -47,7 +53,7 @@
 #include "le.h"
 
 #define CHECKPOINT_MAGIC 0x53515053u /* "SPQS" */
-#define CHECKPOINT_VERSION 3
+#define CHECKPOINT_VERSION 4
 #define CHECKPOINT_HEADER_V1 40
 #define CHECKPOINT_HEADER 48
 #define CHECKPOINT_DONE_FIXED 56
@@ -85,14 +91,15 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     if (put->key_len > 0 &&
         queue_add_sat(put->created_ms, state->config.idempotency_window_ms) >
             queue_time_wall_ms(now))
-        queue_idem_add(state, put->key, put->key_len, put->id, put->created_ms, now);
+        queue_idem_add(state, put->queue, put->queue_len, put->key, put->key_len, put->id,
+                       put->created_ms, now);
 }
 
 static void replay_job_record(struct queue_state *state, const struct record *rec,
                               struct queue_time now)
 {
     struct job *job = jobtab_get(&state->jobs, rec->id);
-    if (job == NULL || job->state == JOB_DONE)
+    if (job == NULL || job_state_settled(job->state))
         return;
     switch (rec->type) {
     case RECORD_LEASE:
@@ -124,7 +131,10 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         }
         break;
     case RECORD_DELETE:
-        queue_job_remove(state, job);
+        if (rec->u.del.cause == RECORD_DELETE_TTL && job->expires_at_ms != 0)
+            queue_job_expired(state, job, job->expires_at_ms);
+        else
+            queue_job_remove(state, job);
         break;
     default: /* TOUCH: leases do not survive a restart */
         break;
@@ -151,6 +161,11 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
         queue = queue_find(state, rec.u.purge.name, rec.u.purge.name_len);
         if (queue != NULL)
             queue_purge_apply(state, queue);
+        break;
+    case RECORD_DELETE_QUEUE:
+        queue = queue_find(state, rec.u.purge.name, rec.u.purge.name_len);
+        if (queue != NULL)
+            queue_delete_queue_apply(state, queue);
         break;
     default:
         replay_job_record(state, &rec, now);
@@ -326,6 +341,7 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
         le_put_u64(p + 32, (uint64_t)job->created_ms);
         le_put_u64(p + 40, (uint64_t)job->settled_ms);
         le_put_u32(p + 48, job->priority);
+        p[52] = (uint8_t)job->state;
         if (job->result_len > 0)
             memcpy(p + CHECKPOINT_DONE_FIXED, job->result, job->result_len);
         count++;
@@ -419,12 +435,16 @@ static void encode_idem(struct writer *w, const struct queue_state *state)
     STRMAP_EACH(&state->keys, entry)
     {
         const struct idem *idem = entry->value;
-        uint8_t *p = reserve(w, CHECKPOINT_IDEM_FIXED + idem->key_len);
+        uint32_t key_len = idem->key_len - idem->queue_len - 1;
+        uint8_t *p = reserve(w, CHECKPOINT_IDEM_FIXED + idem->queue_len + key_len);
         memset(p, 0, CHECKPOINT_IDEM_FIXED);
-        le_put_u16(p, (uint16_t)idem->key_len);
+        le_put_u16(p, (uint16_t)key_len);
+        p[2] = (uint8_t)idem->queue_len;
         le_put_u64(p + 8, idem->job_id);
         le_put_u64(p + 16, (uint64_t)idem->created_ms);
-        memcpy(p + CHECKPOINT_IDEM_FIXED, idem->key, idem->key_len);
+        memcpy(p + CHECKPOINT_IDEM_FIXED, idem->key, idem->queue_len);
+        memcpy(p + CHECKPOINT_IDEM_FIXED + idem->queue_len, idem->key + idem->queue_len + 1,
+               key_len);
     }
 }
 
@@ -476,7 +496,7 @@ void queue_checkpoint_capture(struct queue_state *state, struct job *job)
     SPOOL_ASSERT(walk != NULL);
     if (job->id >= walk->next_id || job->checkpoint_epoch == walk->epoch)
         return;
-    SPOOL_ASSERT(job->state != JOB_DONE); /* DONE jobs at the anchor went to the tail */
+    SPOOL_ASSERT(!job_state_settled(job->state)); /* settled ones went to the tail */
     job->checkpoint_epoch = walk->epoch;
     encode_job(&walk->main, job, job->queue->checkpoint_index, &walk->prev);
     segment_set_add(&walk->segments, job->pos.segment_id);
@@ -716,25 +736,61 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     return 0;
 }
 
+/* One key of a version 4 payload, scoped to the queue it names. */
+static int load_idem_v4(struct queue_state *state, struct cursor *c, struct queue_time now)
+{
+    const uint8_t *p = take(c, CHECKPOINT_IDEM_FIXED);
+    const uint8_t *name = p == NULL ? NULL : take(c, p[2]);
+    const uint8_t *key = name == NULL ? NULL : take(c, le_get_u16(p));
+    if (key == NULL || le_get_u16(p) > RECORD_KEY_LEN_MAX ||
+        !record_queue_name_valid((const char *)name, p[2]))
+        return RECORD_EINVAL;
+    int64_t created_ms = (int64_t)le_get_u64(p + 16);
+    if (queue_add_sat(created_ms, state->config.idempotency_window_ms) > queue_time_wall_ms(now))
+        queue_idem_add(state, (const char *)name, p[2], (const char *)key, le_get_u16(p),
+                       le_get_u64(p + 8), created_ms, now);
+    return 0;
+}
+
+/* One key of a version 1..3 payload (keys were global then): scoped to its job's queue, so
+ * this runs after the live and the done jobs are loaded; a key whose job is unknown goes. */
+static int load_idem_v3(struct queue_state *state, struct cursor *c, struct queue_time now)
+{
+    const uint8_t *p = take(c, CHECKPOINT_IDEM_FIXED);
+    const uint8_t *key = p == NULL ? NULL : take(c, le_get_u16(p));
+    if (key == NULL || le_get_u16(p) > RECORD_KEY_LEN_MAX)
+        return RECORD_EINVAL;
+    int64_t created_ms = (int64_t)le_get_u64(p + 16);
+    const struct job *job = jobtab_get(&state->jobs, le_get_u64(p + 8));
+    if (job != NULL &&
+        queue_add_sat(created_ms, state->config.idempotency_window_ms) > queue_time_wall_ms(now))
+        queue_idem_add(state, job->queue->name, job->queue->name_len, (const char *)key,
+                       le_get_u16(p), job->id, created_ms, now);
+    return 0;
+}
+
 static int load_idem(struct queue_state *state, struct cursor *c, uint32_t count,
-                     struct queue_time now)
+                     uint16_t version, struct queue_time now)
+{
+    int err = 0;
+    for (uint32_t i = 0; i < count && err == 0; i++)
+        err = version >= 4 ? load_idem_v4(state, c, now) : load_idem_v3(state, c, now);
+    return err;
+}
+
+/* Step over count keys of a version 1..3 payload (to load them after the done jobs). */
+static int skip_idem_v3(struct cursor *c, uint32_t count)
 {
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *p = take(c, CHECKPOINT_IDEM_FIXED);
-        const uint8_t *key = p == NULL ? NULL : take(c, le_get_u16(p));
-        if (key == NULL)
+        if (p == NULL || take(c, le_get_u16(p)) == NULL)
             return RECORD_EINVAL;
-        int64_t created_ms = (int64_t)le_get_u64(p + 16);
-        if (queue_add_sat(created_ms, state->config.idempotency_window_ms) >
-            queue_time_wall_ms(now))
-            queue_idem_add(state, (const char *)key, le_get_u16(p), le_get_u64(p + 8),
-                           created_ms, now);
     }
     return 0;
 }
 
 static int load_done(struct queue_state *state, struct cursor *c, uint32_t count,
-                     struct queue **queues, uint32_t queue_count)
+                     struct queue **queues, uint32_t queue_count, uint16_t version)
 {
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *p = take(c, CHECKPOINT_DONE_FIXED);
@@ -744,12 +800,14 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             return RECORD_EINVAL;
         uint64_t id = le_get_u64(p);
         uint32_t queue_index = le_get_u32(p + 8);
+        enum job_state saved = version >= 4 ? (enum job_state)p[52] : JOB_DONE;
         if (id == 0 || id > RECORD_ID_MAX || queue_index >= queue_count ||
-            jobtab_get(&state->jobs, id) != NULL)
+            jobtab_get(&state->jobs, id) != NULL || !job_state_settled(saved) ||
+            (saved == JOB_EXPIRED && result_len > 0))
             return RECORD_EINVAL;
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
-            .id = id, .queue = queues[queue_index], .state = JOB_DONE,
+            .id = id, .queue = queues[queue_index], .state = saved,
             .block_size = (uint16_t)sizeof(struct job),
             .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
             .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
@@ -768,6 +826,9 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
         list_insert_tail(&state->done, &job->live);
         state->done_count++;
         state->done_bytes += result_len;
+        job->queue->stats.settled++;
+        if (saved == JOB_EXPIRED)
+            job->queue->stats.expired++;
     }
     return 0;
 }
@@ -798,15 +859,24 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
         return RECORD_EINVAL;
     struct queue **queues = calloc(queue_count + 1u, sizeof(*queues));
     SPOOL_ASSERT(queues != NULL);
+    /* Loading recreates what was there: not subject to queues_max (a restart with a lower
+     * --max-queues keeps every saved queue; only new names are refused). */
+    bool replaying = state->replaying;
+    state->replaying = true;
     int err = load_queues(state, &c, queue_count, queues);
+    state->replaying = replaying;
     struct job_prev prev = {0};
     for (uint64_t i = 0; err == 0 && i < job_count; i++)
         err = version >= 3 ? load_job_v3(state, &c, queues, queue_count, now, &prev)
                            : load_job(state, &c, queues, queue_count, now);
+    struct cursor idem_at = c;
     if (err == 0)
-        err = load_idem(state, &c, idem_count, now);
+        err = version >= 4 ? load_idem(state, &c, idem_count, version, now)
+                           : skip_idem_v3(&c, idem_count);
     if (err == 0)
-        err = load_done(state, &c, done_count, queues, queue_count);
+        err = load_done(state, &c, done_count, queues, queue_count, version);
+    if (err == 0 && version < 4)
+        err = load_idem(state, &idem_at, idem_count, version, now);
     free(queues);
     if (err != 0 || c.left != 0)
         return RECORD_EINVAL;

@@ -104,7 +104,8 @@ bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter,
     if (job == NULL)
         return true;
     status_fill(job, out);
-    if (job->state == JOB_DONE || job->state == JOB_DEAD || waiter->deadline_ns <= now.mono_ns) {
+    if (job_state_settled(job->state) || job->state == JOB_DEAD ||
+        waiter->deadline_ns <= now.mono_ns) {
         if (job->state == JOB_PENDING)
             out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
         return true;
@@ -146,10 +147,7 @@ static void idem_expire(struct queue_state *state, struct queue_time now, uint32
         struct idem *idem = LIST_ENTRY(link, struct idem, order);
         if (idem->expires_ns > now.mono_ns)
             break;
-        list_unlink(link);
-        strmap_remove(&state->keys, idem->key, idem->key_len);
-        free(idem->key);
-        free(idem);
+        queue_idem_free(state, idem);
         (*budget)--;
     }
 }
@@ -199,6 +197,7 @@ void queue_tick(struct queue_state *state, struct queue_time now)
         budget--;
     }
     idem_expire(state, now, &budget);
+    queue_idle_sweep(state, &budget);
 }
 
 static int64_t min64(int64_t a, int64_t b)
@@ -246,6 +245,7 @@ void queue_stats_get(const struct queue *queue, struct queue_time now, struct qu
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out)
 {
     *out = state->totals;
+    out->keys = state->keys.count;
 }
 
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue), void *ctx)

@@ -49,6 +49,7 @@ const char *record_type_name(uint8_t type)
         [RECORD_RELEASE] = "RELEASE", [RECORD_TOUCH] = "TOUCH", [RECORD_BURY] = "BURY",
         [RECORD_KICK] = "KICK",       [RECORD_DELETE] = "DELETE",
         [RECORD_QUEUE_META] = "QUEUE_META", [RECORD_PURGE] = "PURGE",
+        [RECORD_DELETE_QUEUE] = "DELETE_QUEUE",
     };
     if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
         return names[type];
@@ -67,7 +68,8 @@ uint8_t record_version(uint8_t type)
     case RECORD_KICK:
     case RECORD_DELETE:
     case RECORD_QUEUE_META:
-    case RECORD_PURGE: return RECORD_VERSION;
+    case RECORD_PURGE:
+    case RECORD_DELETE_QUEUE: return RECORD_VERSION;
     default: return 0;
     }
 }
@@ -213,6 +215,13 @@ size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out)
     return RECORD_PURGE_FIXED + (size_t)name_len;
 }
 
+size_t record_delete_queue_encode(const char *name, uint32_t name_len, uint8_t *out)
+{
+    size_t len = record_purge_encode(name, name_len, out);
+    out[0] = record_version(RECORD_DELETE_QUEUE);
+    return len;
+}
+
 static bool zero(const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -325,7 +334,7 @@ static int decode_var(uint8_t type, const uint8_t *p, size_t len, struct record 
         return decode_ack(p, len, out);
     if (type == RECORD_BURY)
         return decode_bury(p, len, out);
-    if (type == RECORD_PURGE) {
+    if (type == RECORD_PURGE || type == RECORD_DELETE_QUEUE) {
         uint32_t n = le_get_u16(p + 2);
         if (len < RECORD_PURGE_FIXED || p[1] != 0 || !zero(p + 4, 4) ||
             len != RECORD_PURGE_FIXED + (size_t)n)
@@ -371,6 +380,7 @@ int record_decode(uint8_t type, const void *data, size_t len, struct record *out
     case RECORD_ACK:
     case RECORD_BURY:
     case RECORD_PURGE:
+    case RECORD_DELETE_QUEUE:
     case RECORD_QUEUE_META:
         return decode_var(type, p, len, out);
     default:

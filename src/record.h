@@ -32,6 +32,8 @@
  *   QUEUE_META (9) u8 version, u8 flags (bit0 paused), u16 name_len, u32 default_max_attempts,
  *                  u64 default_ttr_ms, u64 max_jobs, u64 max_bytes, name          (32 + len)
  *   PURGE (10)     u8 version, u8 pad, u16 name_len, u32 pad, name               (8 + len)
+ *   DELETE_QUEUE (11) u8 version, u8 pad, u16 name_len, u32 pad, name            (8 + len)
+ *                  the queue's every job (reserved ones included), keys and settings go
  */
 #ifndef SPOOL_SRC_RECORD_H
 #define SPOOL_SRC_RECORD_H
@@ -76,6 +78,7 @@ enum record_type {
     RECORD_DELETE = 8,
     RECORD_QUEUE_META = 9,
     RECORD_PURGE = 10,
+    RECORD_DELETE_QUEUE = 11,
 };
 
 enum record_delete_cause {
@@ -186,6 +189,8 @@ size_t record_delete_encode(uint64_t id, uint8_t cause, uint8_t *out);
 size_t record_meta_size(const struct record_meta *meta);
 size_t record_meta_encode(const struct record_meta *meta, uint8_t *out);
 size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out);
+/* DELETE_QUEUE has PURGE's layout (decoded into u.purge too). */
+size_t record_delete_queue_encode(const char *name, uint32_t name_len, uint8_t *out);
 
 /* Decode one record of the given type. 0, or RECORD_EINVAL with nothing promised in *out. */
 SPOOL_MUST_USE int record_decode(uint8_t type, const void *data, size_t len, struct record *out);

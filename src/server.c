@@ -1062,6 +1062,8 @@ int server_start(struct server *server, const struct server_config *config)
     qc.max_jobs_per_queue = config->queue_jobs_max;
     qc.max_bytes_per_queue = config->queue_bytes_max;
     qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
+    qc.idempotency_keys_max = config->idempotency_keys_max;
+    qc.queues_max = config->queues_max;
     qc.body_cache_bytes_max = config->body_cache_bytes;
     memory_bound_log(server, &qc);
     /* Lease tokens are capabilities: their key must be secret and unpredictable, so there

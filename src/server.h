@@ -92,6 +92,7 @@ struct conn {
     bool closing;           /* no more input; close once output is flushed */
     bool released;          /* its blocked requests and leases were given back */
     bool hello_done;
+    uint16_t version;       /* the protocol version HELLO negotiated */
     int64_t accepted_ms;    /* for --handshake-timeout */
     struct list_link handshake_link; /* server.handshaking while !hello_done */
     bool stalled;           /* a request waits for log space */
@@ -116,6 +117,13 @@ struct conn {
     uint64_t batch_seq_end; /* horizon of the records logged by the rounds so far */
     void *batch_results;
 };
+
+/* The version the connection's frames use (version 1 layouts before HELLO, whose own layout
+ * is the same in every version). */
+static inline uint16_t conn_wire_version(const struct conn *conn)
+{
+    return conn->version != 0 ? conn->version : WIRE_VERSION_MIN;
+}
 
 /* A reply waiting for durability. */
 struct held_reply {

@@ -547,7 +547,7 @@ static int cmd_job(struct cli *cli, int argc, char **argv, const char *name)
     spool_job_free(job);
     if (!is_wait || state == SPOOL_STATE_DONE)
         return 0;
-    if (state == SPOOL_STATE_DEAD)
+    if (state == SPOOL_STATE_DEAD || state == SPOOL_STATE_EXPIRED)
         return CLI_EXIT_JOB_FAILED;
     fprintf(stderr, "TIMED_OUT: job %llu still pending after %u ms\n", (unsigned long long)id,
             timeout_ms);
@@ -583,6 +583,7 @@ static void print_queue_stats(struct out *o, const struct spool_queue_stats *q)
     out_bool(o, "paused", q->paused != 0);
     out_u64(o, "ttr_ms", q->ttr_ms);
     out_u64(o, "max_attempts", q->max_attempts);
+    out_u64(o, "expired", q->expired);
     out_end(o);
 }
 
@@ -600,6 +601,9 @@ static void print_server_stats(struct out *o, const struct spool_stats *s)
     out_u64(o, "total_put", s->total_put);
     out_u64(o, "total_acked", s->total_acked);
     out_u64(o, "queues", s->queue_count);
+    out_u64(o, "expired", s->expired);
+    out_u64(o, "idempotency_keys", s->keys);
+    out_u64(o, "idempotency_keys_evicted", s->keys_evicted);
     out_end(o);
 }
 
@@ -699,6 +703,30 @@ static int cmd_purge(struct cli *cli, int argc, char **argv)
     return cmd_queue_op(cli, argc, argv, "purge");
 }
 
+/* queue-delete QUEUE [--force]: a queue with jobs is refused (WRONG_STATE) unless --force. */
+static int cmd_queue_delete(struct cli *cli, int argc, char **argv)
+{
+    struct cli_opt o[] = {{"force", true, NULL}};
+    char *pos[CLI_POS_MAX];
+    size_t n;
+    int rc = cli_parse(argc, argv, o, 1, pos, CLI_POS_MAX, &n, NULL);
+    if (rc != 0)
+        return rc;
+    if (n != 1)
+        return cli_usage("queue-delete takes one QUEUE [--force]");
+    rc = cli_connect(cli);
+    if (rc != 0)
+        return rc;
+    uint64_t deleted = 0;
+    int err = spool_queue_delete(cli->client, pos[0], o[0].value != NULL, &deleted);
+    if (err != 0)
+        return cli_fail(err, "queue-delete");
+    out_begin(&cli->out);
+    out_u64(&cli->out, "deleted", deleted);
+    out_end(&cli->out);
+    return 0;
+}
+
 static int cmd_config(struct cli *cli, int argc, char **argv)
 {
     struct cli_opt o[] = {{"ttr", false, NULL}, {"max-attempts", false, NULL}};
@@ -761,6 +789,7 @@ static const struct command commands[] = {
     {"pause", cmd_pause, "pause QUEUE"},
     {"resume", cmd_resume, "resume QUEUE"},
     {"purge", cmd_purge, "purge QUEUE"},
+    {"queue-delete", cmd_queue_delete, "queue-delete QUEUE [--force]"},
     {"config", cmd_config, "config QUEUE [--ttr MS] [--max-attempts N]"},
     {"ping", cmd_ping, "ping"},
     {"work", cmd_work,
@@ -780,7 +809,7 @@ static void print_help(FILE *f)
     fprintf(f, "\nExit codes: 0 success (wait: the job is done); 1 an error (its name, e.g.\n"
                "LEASE_EXPIRED or NOT_FOUND, starts the line on stderr); 2 a usage error;\n"
                "3 timed out (reserve got no job, wait found the job still pending);\n"
-               "4 wait: the job is dead; 5 a retryable error (BUSY, QUEUE_FULL, DISK_FULL, ...):\n"
+               "4 wait: the job is dead or expired; 5 a retryable error (BUSY, QUEUE_FULL, DISK_FULL, ...):\n"
                "the same command may succeed later.\n");
 }
 

@@ -73,9 +73,10 @@ static void logdir_rec_index(struct logdir *dir, struct logdir_rec *r, const voi
         r->queue = logdir_intern(dir, rec.u.put.queue, rec.u.put.queue_len);
     else if (rec.type == RECORD_QUEUE_META)
         r->queue = logdir_intern(dir, rec.u.meta.name, rec.u.meta.name_len);
-    else if (rec.type == RECORD_PURGE)
+    else if (rec.type == RECORD_PURGE || rec.type == RECORD_DELETE_QUEUE)
         r->queue = logdir_intern(dir, rec.u.purge.name, rec.u.purge.name_len);
-    if (rec.type != RECORD_QUEUE_META && rec.type != RECORD_PURGE)
+    if (rec.type != RECORD_QUEUE_META && rec.type != RECORD_PURGE &&
+        rec.type != RECORD_DELETE_QUEUE)
         r->job_id = rec.id;
 }
 
@@ -305,7 +306,7 @@ static void region_lenient(struct region *reg, const struct scan_reader *r,
     while (batch_cursor_next(&cursor, &type, &data, &len)) {
         struct record rec;
         if (record_decode(type, data, len, &rec) == 0 && rec.type != RECORD_QUEUE_META &&
-            rec.type != RECORD_PURGE)
+            rec.type != RECORD_PURGE && rec.type != RECORD_DELETE_QUEUE)
             region_add_id(reg, rec.id);
     }
     free(raw);

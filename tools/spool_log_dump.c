@@ -176,7 +176,7 @@ static void dump_record(struct dump_ctx *ctx, const struct logdir_rec *r, const 
         dump_put(ctx, &rec->u.put);
     else if (rec->type == RECORD_QUEUE_META)
         dump_meta(&rec->u.meta);
-    else if (rec->type == RECORD_PURGE) {
+    else if (rec->type == RECORD_PURGE || rec->type == RECORD_DELETE_QUEUE) {
         printf(",\"queue\":");
         json_string(stdout, rec->u.purge.name, rec->u.purge.name_len);
     } else
@@ -225,7 +225,7 @@ static bool dump_wanted(struct dump_ctx *ctx, const struct dump_filter *f,
     } else if (rec->type == RECORD_QUEUE_META) {
         name = rec->u.meta.name;
         len = rec->u.meta.name_len;
-    } else if (rec->type == RECORD_PURGE) {
+    } else if (rec->type == RECORD_PURGE || rec->type == RECORD_DELETE_QUEUE) {
         name = rec->u.purge.name;
         len = rec->u.purge.name_len;
     } else if (!job_queue(ctx, rec->id, &name, &len)) {

@@ -322,7 +322,7 @@ static uint64_t *settled_ids(const struct logdir *dir, size_t *count)
 static bool state_live(const struct logstate *st, uint64_t id)
 {
     struct queue_job_status status;
-    return queue_status(st->queues, id, &status) && status.state != JOB_DONE;
+    return queue_status(st->queues, id, &status) && !job_state_settled(status.state);
 }
 
 static bool state_done(const struct logstate *st, uint64_t id)

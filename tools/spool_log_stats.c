@@ -22,12 +22,13 @@
 #define WHY_JOBS_SHOWN_MAX 100
 
 static const char *type_names[] = {"?",    "put",  "lease",  "ack",        "release", "touch",
-                                   "bury", "kick", "delete", "queue_meta", "purge"};
+                                   "bury", "kick", "delete", "queue_meta", "purge",
+                                   "delete_queue"};
 #define TYPE_SLOTS (sizeof(type_names) / sizeof(type_names[0]))
 
 struct bucket {
     uint64_t live_jobs;
-    uint64_t by_state[JOB_DONE + 1];
+    uint64_t by_state[JOB_EXPIRED + 1];
     uint64_t live_bytes;
     uint64_t dead_bytes;
     uint64_t records[TYPE_SLOTS];

@@ -54,9 +54,11 @@ enum spool_job_state {
     SPOOL_STATE_RESERVED = 3,
     SPOOL_STATE_DEAD = 4,
     SPOOL_STATE_DONE = 5, /* acked */
+    SPOOL_STATE_EXPIRED = 6, /* its ttl ran out before an ack (protocol version 2; a version 1
+                                server says SPOOL_STATE_DEAD with reason "expired") */
 };
 
-/* "ready", "delayed", "reserved", "dead", "done" or "unknown"; static storage. */
+/* "ready", "delayed", "reserved", "dead", "done", "expired" or "unknown"; static storage. */
 SPOOL_API const char *spool_state_name(int state);
 
 /* ---- connections ---- */
@@ -66,7 +68,13 @@ struct spool_connect_options {
     int io_timeout_ms;       /* per call, added to a reserve/wait timeout; <= 0 = no limit */
     const char *auth;        /* shared secret, or NULL */
     const char *client_name; /* shown in server logs; NULL = "libspool" */
+    int protocol_max;        /* newest protocol version to offer; <= 0 = the newest this
+                                library speaks (SPOOL_PROTOCOL_VERSION); 1 behaves as a
+                                version 1 client (tests, old-server checks) */
 };
+
+/* The newest wire protocol version this library speaks (docs/PROTOCOL.md). */
+#define SPOOL_PROTOCOL_VERSION 2
 
 /*
  * Connect to address ("HOST:PORT", "[V6ADDR]:PORT"; NULL = SPOOL_DEFAULT_ADDRESS) and do the
@@ -279,6 +287,7 @@ struct spool_queue_stats {
     uint64_t ack_floor;    /* log sequence number below which every job of the queue is settled */
     uint32_t ttr_ms;       /* default */
     uint32_t max_attempts; /* default; 0 = unlimited */
+    uint64_t expired;      /* expired jobs the server still remembers (protocol 2, else 0) */
 };
 
 struct spool_stats {
@@ -291,11 +300,16 @@ struct spool_stats {
     uint64_t total_acked;
     size_t queue_count;
     struct spool_queue_stats *queues;
+    /* Protocol version 2 (0 from a version 1 server). */
+    uint64_t expired;      /* jobs whose ttl ran out since the server started */
+    uint64_t keys;         /* idempotency keys remembered */
+    uint64_t keys_evicted; /* keys forgotten early at the server's --max-idempotency-keys */
 };
 
-/* Server statistics and those of one queue (queue non-NULL) or of every queue (NULL). *out is
- * the caller's (spool_stats_free). Errors: SPOOL_E_NOT_FOUND (no such queue),
- * SPOOL_E_BAD_REQUEST, connection errors. */
+/* Server statistics and those of one queue (queue non-NULL) or of every queue (NULL). With
+ * protocol version 2 every queue is fetched, page by page (in name order); a version 1 server
+ * answers with as many as fit one frame. *out is the caller's (spool_stats_free). Errors:
+ * SPOOL_E_NOT_FOUND (no such queue), SPOOL_E_BAD_REQUEST, connection errors. */
 SPOOL_API int spool_stats(spool_client *c, const char *queue, struct spool_stats **out);
 SPOOL_API void spool_stats_free(struct spool_stats *stats);
 
@@ -304,8 +318,10 @@ struct spool_queue_info {
     int paused;
 };
 
-/* Every queue the server knows. On success *out is an array of *count_out entries followed by
- * one with a NULL name, in one allocation (spool_queues_free). Errors: connection errors. */
+/* Every queue the server knows (protocol version 2: fetched page by page, in name order; a
+ * version 1 server answers with as many as fit one frame). On success *out is an array of
+ * *count_out entries followed by one with a NULL name, in one allocation (spool_queues_free).
+ * Errors: connection errors. */
 SPOOL_API int spool_queues(spool_client *c, struct spool_queue_info **out, size_t *count_out);
 SPOOL_API void spool_queues_free(struct spool_queue_info *queues);
 
@@ -319,6 +335,18 @@ SPOOL_API int spool_resume(spool_client *c, const char *queue);
  * NULL) gets how many (0 for an unknown queue). Errors: SPOOL_E_INVALID_ARGUMENT, connection
  * errors. */
 SPOOL_API int spool_purge(spool_client *c, const char *queue, uint64_t *purged_out);
+
+/* Delete a queue: its jobs, idempotency keys and settings. Without force a queue that still
+ * has jobs is refused with SPOOL_E_WRONG_STATE; with force its jobs go too, reserved ones
+ * included (their workers' acks then get SPOOL_E_NOT_FOUND). *deleted_out (may be NULL) gets
+ * how many jobs were deleted. Errors: SPOOL_E_NOT_FOUND (no such queue), SPOOL_E_WRONG_STATE,
+ * SPOOL_E_INVALID_ARGUMENT (queue name), SPOOL_E_UNKNOWN_OP (a server without DELETE_QUEUE),
+ * connection errors. */
+SPOOL_API int spool_queue_delete(spool_client *c, const char *queue, int force,
+                                 uint64_t *deleted_out);
+
+/* The protocol version negotiated with the server (1 or 2). */
+SPOOL_API int spool_protocol_version(const spool_client *c);
 
 /* Set a queue's defaults for later puts: ttr_ms (0 = keep) and max_attempts (< 0 = keep, 0 =
  * unlimited); creates the queue if needed. Errors: SPOOL_E_INVALID_ARGUMENT, connection

@@ -49,6 +49,8 @@ enum spool_error {
     SPOOL_E_BUSY = -20013,                /* too many connections or requests: retry later */
     SPOOL_E_SHUTTING_DOWN = -20014,       /* the server is stopping: retry elsewhere/later */
     SPOOL_E_INTERNAL = -20015,            /* a server fault; the server log says more */
+    SPOOL_E_TOO_MANY_QUEUES = -20016,     /* a new queue would exceed the server's
+                                             --max-queues; delete or empty some queues */
     /* Produced by libspool only (never on the wire). */
     SPOOL_E_CONNECTION_CLOSED = -20100, /* the server closed (or reset) the connection */
     SPOOL_E_PROTOCOL = -20101,          /* the server sent bytes libspool cannot decode */

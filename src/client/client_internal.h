@@ -30,6 +30,7 @@ struct spool_client {
     uint64_t request_id_next;
     uint32_t frame_size_max; /* the server's, from the handshake */
     uint32_t job_size_max;
+    uint16_t version; /* negotiated at HELLO; 0 before (version 1 layouts) */
     int io_timeout_ms; /* <= 0: no limit */
     int last_durability;
     struct wire_buf out;
@@ -42,6 +43,12 @@ struct spool_client {
     struct client_stashed *stash_tail;
     uint8_t *reply_owned; /* payload copy backing the last reply, freed by the next call */
 };
+
+/* The version the client's frames use. */
+static inline uint16_t client_version(const struct spool_client *c)
+{
+    return c->version != 0 ? c->version : WIRE_VERSION_MIN;
+}
 
 /* Before the handshake, accept frames up to this size (a HELLO reply or error is tiny). */
 #define CLIENT_HANDSHAKE_FRAME_MAX ((uint32_t)64 * 1024)

@@ -90,43 +90,107 @@ int spool_wait(spool_client *c, uint64_t id, uint32_t timeout_ms, struct spool_j
     return call_job(c, WIRE_OP_WAIT, &msg, timeout_ms, out);
 }
 
-static struct spool_stats *pack_stats(const struct wire_stats_reply *r)
+/* Pages of a version 2 STATS or QUEUES, copied out of each reply (whose bytes the next call
+ * reuses) and joined into the caller's one allocation at the end. */
+struct page_names {
+    char *bytes; /* NUL-terminated names back to back */
+    size_t len;
+    size_t cap;
+};
+
+static const char *page_name_add(struct page_names *n, struct wire_bytes name, size_t *at)
 {
-    size_t size = sizeof(struct spool_stats) + r->queue_count * sizeof(struct spool_queue_stats);
-    for (uint32_t i = 0; i < r->queue_count; i++)
-        size += r->queues[i].name.len + 1;
+    if (n->len + name.len + 1 > n->cap) {
+        size_t cap = n->cap == 0 ? 4096 : n->cap;
+        while (cap < n->len + name.len + 1)
+            cap *= 2;
+        char *bytes = realloc(n->bytes, cap);
+        if (bytes == NULL)
+            return NULL;
+        n->bytes = bytes;
+        n->cap = cap;
+    }
+    *at = n->len;
+    memcpy(n->bytes + n->len, name.data, name.len);
+    n->bytes[n->len + name.len] = 0;
+    n->len += name.len + 1;
+    return n->bytes;
+}
+
+/* The cursor of the next page (empty: none); a page that names one but lists nothing would
+ * never end, so it is a protocol error. */
+static int page_next(struct wire_bytes next_cursor, uint32_t count, char cursor[256])
+{
+    if (next_cursor.len == 0) {
+        cursor[0] = 0;
+        return 0;
+    }
+    if (count == 0 || next_cursor.len > WIRE_QUEUE_NAME_SIZE_MAX)
+        return SPOOL_E_PROTOCOL;
+    memcpy(cursor, next_cursor.data, next_cursor.len);
+    cursor[next_cursor.len] = 0;
+    return 1;
+}
+
+struct stats_pages {
+    struct wire_server_stats server; /* of the first page */
+    struct spool_queue_stats *queues; /* names as offsets into names.bytes until packed */
+    size_t count;
+    size_t cap;
+    struct page_names names;
+};
+
+static int stats_pages_add(struct stats_pages *p, const struct wire_stats_reply *r, bool first)
+{
+    if (first)
+        p->server = r->server;
+    if (p->count + r->queue_count > p->cap) {
+        size_t cap = p->cap == 0 ? 64 : p->cap;
+        while (cap < p->count + r->queue_count)
+            cap *= 2;
+        struct spool_queue_stats *q = realloc(p->queues, cap * sizeof(*q));
+        if (q == NULL)
+            return -ENOMEM;
+        p->queues = q;
+        p->cap = cap;
+    }
+    for (uint32_t i = 0; i < r->queue_count; i++) {
+        const struct wire_queue_stats *q = &r->queues[i];
+        size_t at;
+        if (page_name_add(&p->names, q->name, &at) == NULL)
+            return -ENOMEM;
+        p->queues[p->count++] = (struct spool_queue_stats){
+            .name = (const char *)(uintptr_t)at, .paused = (q->flags & WIRE_QUEUE_PAUSED) != 0,
+            .ready = q->ready, .delayed = q->delayed, .reserved = q->reserved, .dead = q->dead,
+            .total_put = q->total_put, .oldest_ready_age_ms = q->oldest_ready_age_ms,
+            .ack_floor = q->ack_floor, .ttr_ms = q->ttr_ms, .max_attempts = q->max_attempts,
+            .expired = q->expired};
+    }
+    return 0;
+}
+
+static struct spool_stats *stats_pages_pack(const struct stats_pages *p)
+{
+    size_t size = sizeof(struct spool_stats) + p->count * sizeof(struct spool_queue_stats) +
+                  p->names.len;
     struct spool_stats *out = malloc(size);
     if (out == NULL)
         return NULL;
-    const struct wire_server_stats *s = &r->server;
-    *out = (struct spool_stats){.uptime_ms = s->uptime_ms,
-                                .connections = s->connections,
-                                .commits = s->commits,
-                                .log_bytes = s->log_bytes,
-                                .ready = s->ready,
-                                .delayed = s->delayed,
-                                .reserved = s->reserved,
-                                .dead = s->dead,
-                                .total_put = s->total_put,
-                                .total_acked = s->total_acked,
-                                .queue_count = r->queue_count,
-                                .queues = (struct spool_queue_stats *)(out + 1)};
-    char *cursor = (char *)(out->queues + r->queue_count);
-    for (uint32_t i = 0; i < r->queue_count; i++) {
-        const struct wire_queue_stats *q = &r->queues[i];
-        out->queues[i] = (struct spool_queue_stats){.paused = (q->flags & WIRE_QUEUE_PAUSED) != 0,
-                                                    .ready = q->ready,
-                                                    .delayed = q->delayed,
-                                                    .reserved = q->reserved,
-                                                    .dead = q->dead,
-                                                    .total_put = q->total_put,
-                                                    .oldest_ready_age_ms = q->oldest_ready_age_ms,
-                                                    .ack_floor = q->ack_floor,
-                                                    .ttr_ms = q->ttr_ms,
-                                                    .max_attempts = q->max_attempts};
-        out->queues[i].name = client_pack_bytes(&cursor, q->name);
+    const struct wire_server_stats *s = &p->server;
+    *out = (struct spool_stats){
+        .uptime_ms = s->uptime_ms, .connections = s->connections, .commits = s->commits,
+        .log_bytes = s->log_bytes, .ready = s->ready, .delayed = s->delayed,
+        .reserved = s->reserved, .dead = s->dead, .total_put = s->total_put,
+        .total_acked = s->total_acked, .queue_count = p->count,
+        .queues = (struct spool_queue_stats *)(out + 1), .expired = s->expired, .keys = s->keys,
+        .keys_evicted = s->keys_evicted};
+    char *names = (char *)(out->queues + p->count);
+    if (p->names.len > 0)
+        memcpy(names, p->names.bytes, p->names.len);
+    for (size_t i = 0; i < p->count; i++) {
+        out->queues[i] = p->queues[i];
+        out->queues[i].name = names + (uintptr_t)p->queues[i].name;
     }
-    SPOOL_ASSERT((size_t)(cursor - (char *)out) == size);
     return out;
 }
 
@@ -134,13 +198,27 @@ int spool_stats(spool_client *c, const char *queue, struct spool_stats **out)
 {
     if (out == NULL || (queue != NULL && !client_queue_ok(queue)))
         return SPOOL_E_INVALID_ARGUMENT;
-    union wire_msg msg = {.queue_ref = {.queue = wire_bytes_str(queue)}};
-    union wire_msg reply;
-    int rc = client_call(c, WIRE_OP_STATS, &msg, 0, &reply);
+    struct stats_pages pages = {0};
+    char cursor[256] = "";
+    int rc = 0;
+    for (int more = 1, first = 1; more > 0 && rc == 0; first = 0) {
+        union wire_msg msg = {.page = {.queue = wire_bytes_str(queue),
+                                       .cursor = wire_bytes_str(cursor)}};
+        union wire_msg reply;
+        rc = client_call(c, WIRE_OP_STATS, &msg, 0, &reply);
+        if (rc != 0)
+            break;
+        rc = stats_pages_add(&pages, &reply.stats_reply, first);
+        more = page_next(reply.stats_reply.next_cursor, reply.stats_reply.queue_count, cursor);
+        if (more < 0)
+            rc = more;
+        client_reply_done(c, WIRE_OP_STATS, &reply);
+    }
+    struct spool_stats *stats = rc == 0 ? stats_pages_pack(&pages) : NULL;
+    free(pages.queues);
+    free(pages.names.bytes);
     if (rc != 0)
         return rc;
-    struct spool_stats *stats = pack_stats(&reply.stats_reply);
-    client_reply_done(c, WIRE_OP_STATS, &reply);
     if (stats == NULL)
         return -ENOMEM;
     *out = stats;
@@ -152,38 +230,111 @@ void spool_stats_free(struct spool_stats *stats)
     free(stats);
 }
 
+struct queue_pages {
+    size_t *name_at;
+    int *paused;
+    size_t count;
+    size_t cap;
+    struct page_names names;
+};
+
+static int queue_pages_add(struct queue_pages *p, const struct wire_queues_reply *r)
+{
+    if (p->count + r->count > p->cap) {
+        size_t cap = p->cap == 0 ? 64 : p->cap;
+        while (cap < p->count + r->count)
+            cap *= 2;
+        size_t *at = realloc(p->name_at, cap * sizeof(*at));
+        if (at != NULL)
+            p->name_at = at;
+        int *paused = realloc(p->paused, cap * sizeof(*paused));
+        if (paused != NULL)
+            p->paused = paused;
+        if (at == NULL || paused == NULL)
+            return -ENOMEM;
+        p->cap = cap;
+    }
+    for (uint32_t i = 0; i < r->count; i++) {
+        if (page_name_add(&p->names, r->queues[i].name, &p->name_at[p->count]) == NULL)
+            return -ENOMEM;
+        p->paused[p->count++] = (r->queues[i].flags & WIRE_QUEUE_PAUSED) != 0;
+    }
+    return 0;
+}
+
+static int queue_pages_fetch(spool_client *c, struct queue_pages *pages)
+{
+    char cursor[256] = "";
+    int rc = 0;
+    for (int more = 1; more > 0 && rc == 0;) {
+        union wire_msg msg = {.page = {.cursor = wire_bytes_str(cursor)}};
+        union wire_msg reply;
+        rc = client_call(c, WIRE_OP_QUEUES, &msg, 0, &reply);
+        if (rc != 0)
+            break;
+        rc = queue_pages_add(pages, &reply.queues_reply);
+        more = page_next(reply.queues_reply.next_cursor, reply.queues_reply.count, cursor);
+        if (more < 0)
+            rc = more;
+        client_reply_done(c, WIRE_OP_QUEUES, &reply);
+    }
+    return rc;
+}
+
 int spool_queues(spool_client *c, struct spool_queue_info **out, size_t *count_out)
 {
     if (out == NULL || count_out == NULL)
         return SPOOL_E_INVALID_ARGUMENT;
-    union wire_msg reply;
-    int rc = client_call(c, WIRE_OP_QUEUES, NULL, 0, &reply);
-    if (rc != 0)
-        return rc;
-    const struct wire_queues_reply *r = &reply.queues_reply;
-    size_t size = (r->count + 1) * sizeof(struct spool_queue_info);
-    for (uint32_t i = 0; i < r->count; i++)
-        size += r->queues[i].name.len + 1;
-    struct spool_queue_info *q = malloc(size);
-    if (q == NULL) {
-        client_reply_done(c, WIRE_OP_QUEUES, &reply);
-        return -ENOMEM;
+    struct queue_pages pages = {0};
+    int rc = queue_pages_fetch(c, &pages);
+    struct spool_queue_info *q = NULL;
+    if (rc == 0) {
+        q = malloc((pages.count + 1) * sizeof(*q) + pages.names.len);
+        if (q == NULL)
+            rc = -ENOMEM;
     }
-    char *cursor = (char *)(q + r->count + 1);
-    for (uint32_t i = 0; i < r->count; i++) {
-        q[i].paused = (r->queues[i].flags & WIRE_QUEUE_PAUSED) != 0;
-        q[i].name = client_pack_bytes(&cursor, r->queues[i].name);
+    if (rc == 0) {
+        char *names = (char *)(q + pages.count + 1);
+        if (pages.names.len > 0)
+            memcpy(names, pages.names.bytes, pages.names.len);
+        for (size_t i = 0; i < pages.count; i++)
+            q[i] = (struct spool_queue_info){.name = names + pages.name_at[i],
+                                             .paused = pages.paused[i]};
+        q[pages.count] = (struct spool_queue_info){.name = NULL}; /* a terminator */
+        *out = q;
+        *count_out = pages.count;
     }
-    q[r->count] = (struct spool_queue_info){.name = NULL}; /* a terminator, for convenience */
-    *out = q;
-    *count_out = r->count;
-    client_reply_done(c, WIRE_OP_QUEUES, &reply);
-    return 0;
+    free(pages.name_at);
+    free(pages.paused);
+    free(pages.names.bytes);
+    return rc;
 }
 
 void spool_queues_free(struct spool_queue_info *queues)
 {
     free(queues);
+}
+
+int spool_queue_delete(spool_client *c, const char *queue, int force, uint64_t *deleted_out)
+{
+    if (!client_queue_ok(queue))
+        return SPOOL_E_INVALID_ARGUMENT;
+    union wire_msg msg = {.delete_queue = {.queue = wire_bytes_str(queue),
+                                           .flags = force ? WIRE_DELETE_QUEUE_FORCE : 0}};
+    union wire_msg reply;
+    int rc = client_call(c, WIRE_OP_DELETE_QUEUE, &msg, 0, &reply);
+    if (rc != 0)
+        return rc;
+    c->last_durability = reply.count_reply.durability;
+    if (deleted_out != NULL)
+        *deleted_out = reply.count_reply.count;
+    client_reply_done(c, WIRE_OP_DELETE_QUEUE, &reply);
+    return 0;
+}
+
+int spool_protocol_version(const spool_client *c)
+{
+    return c == NULL ? 0 : client_version(c);
 }
 
 static int call_queue(spool_client *c, uint16_t op, const char *queue, uint64_t *count_out)
@@ -297,7 +448,7 @@ static int pipeline_reply(spool_client *c, const struct wire_header *h, const ui
         c->broken = true;
         return SPOOL_E_PROTOCOL;
     }
-    if (wire_decode(h->opcode, payload, len, &m) != 0) {
+    if (wire_decode_v(client_version(c), h->opcode, payload, len, &m) != 0) {
         c->broken = true;
         return SPOOL_E_PROTOCOL;
     }

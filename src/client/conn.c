@@ -261,7 +261,7 @@ static int conn_decode_reply(struct spool_client *c, uint16_t op, const struct w
     }
     if (h->opcode != (uint16_t)(op | WIRE_OP_REPLY))
         return conn_broken(c, SPOOL_E_PROTOCOL);
-    if (wire_decode(h->opcode, payload, len, reply) != 0)
+    if (wire_decode_v(client_version(c), h->opcode, payload, len, reply) != 0)
         return conn_broken(c, SPOOL_E_PROTOCOL);
     return 0;
 }
@@ -272,7 +272,7 @@ int client_enqueue(struct spool_client *c, uint16_t op, const union wire_msg *ms
     if (c->broken)
         return SPOOL_E_CONNECTION_CLOSED;
     uint64_t id = c->request_id_next++;
-    int rc = wire_encode(&c->out, op, id, msg);
+    int rc = wire_encode_v(&c->out, client_version(c), op, id, msg);
     if (rc != 0)
         return rc;
     if (request_id_out != NULL)
@@ -419,7 +419,10 @@ static int client_handshake(struct spool_client *c, const struct spool_connect_o
     union wire_msg hello = {.hello = {
                                 .magic = WIRE_MAGIC,
                                 .version_min = WIRE_VERSION_MIN,
-                                .version_max = WIRE_VERSION,
+                                .version_max = opts->protocol_max > 0 &&
+                                                       opts->protocol_max < WIRE_VERSION
+                                                   ? (uint16_t)opts->protocol_max
+                                                   : WIRE_VERSION,
                                 .client_name = wire_bytes_str(
                                     opts->client_name != NULL ? opts->client_name : "libspool"),
                                 .auth = wire_bytes_str(opts->auth),
@@ -438,6 +441,7 @@ static int client_handshake(struct spool_client *c, const struct spool_connect_o
         return conn_broken(c, SPOOL_E_PROTOCOL);
     c->frame_size_max = r->frame_size_max;
     c->job_size_max = r->job_size_max;
+    c->version = r->version;
     c->out.size_max = r->frame_size_max;
     return 0;
 }

@@ -52,8 +52,9 @@ const char *spool_state_name(int state)
         [SPOOL_STATE_UNKNOWN] = "unknown", [SPOOL_STATE_READY] = "ready",
         [SPOOL_STATE_DELAYED] = "delayed", [SPOOL_STATE_RESERVED] = "reserved",
         [SPOOL_STATE_DEAD] = "dead",       [SPOOL_STATE_DONE] = "done",
+        [SPOOL_STATE_EXPIRED] = "expired",
     };
-    if (state < 0 || state > SPOOL_STATE_DONE)
+    if (state < 0 || state > SPOOL_STATE_EXPIRED)
         return "unknown";
     return names[state];
 }

@@ -103,8 +103,9 @@ static const struct {
     [13] = {"BUSY", "the server is busy; retry later"},
     [14] = {"SHUTTING_DOWN", "the server is shutting down"},
     [15] = {"INTERNAL", "internal server error"},
+    [16] = {"TOO_MANY_QUEUES", "the server's queue limit is reached"},
 };
-#define WIRE_ERROR_WIRE_MAX 15
+#define WIRE_ERROR_WIRE_MAX 16
 
 /* libspool's own codes, from SPOOL_E_CONNECTION_CLOSED (-20100) down. */
 static const struct {
@@ -183,6 +184,7 @@ static const struct {
     {WIRE_OP_RESUME, "RESUME"},
     {WIRE_OP_PURGE, "PURGE"},
     {WIRE_OP_QUEUE_CONFIG, "QUEUE_CONFIG"},
+    {WIRE_OP_DELETE_QUEUE, "DELETE_QUEUE"},
 };
 
 /* Request names only: a reply's name is its request's (logs print "PUT reply"). */

@@ -35,7 +35,7 @@
 
 /* Protocol versions this codec speaks. A peer negotiates the highest common version; see
  * "Versions" in docs/PROTOCOL.md for the rule on old versions. */
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2
 #define WIRE_VERSION_MIN 1
 
 #define WIRE_HEADER_SIZE 16
@@ -103,6 +103,7 @@ enum wire_op {
     WIRE_OP_RESUME = 0x0023,
     WIRE_OP_PURGE = 0x0024,
     WIRE_OP_QUEUE_CONFIG = 0x0025,
+    WIRE_OP_DELETE_QUEUE = 0x0026, /* a new opcode: any version (old servers: UNKNOWN_OP) */
     WIRE_OP_REPLY = 0x8000,
     WIRE_OP_ERROR = 0xFFFF,
 };
@@ -122,6 +123,9 @@ enum wire_job_state {
     WIRE_STATE_RESERVED = 3,
     WIRE_STATE_DEAD = 4,
     WIRE_STATE_DONE = 5, /* acked */
+    /* Protocol version 2: its ttl ran out before an ack (a version 1 peer is told DEAD with
+     * reason "expired"). */
+    WIRE_STATE_EXPIRED = 6,
 };
 
 struct wire_header {

@@ -30,6 +30,7 @@ struct wire_io {
     size_t len;
     size_t off;
     bool walk_only; /* decoding: no fast paths (wire_decode_walk, for tests) */
+    uint16_t version; /* the negotiated protocol version: layouts differ from 2 on */
 };
 
 static bool io_ok(const struct wire_io *io)
@@ -461,7 +462,25 @@ static void queue_ref_fields(struct wire_io *io, union wire_msg *m)
 
 static void stats_fields(struct wire_io *io, union wire_msg *m)
 {
-    io_queue(io, &m->queue_ref.queue, true);
+    io_queue(io, &m->page.queue, true);
+    if (io->version >= 2) {
+        io_queue(io, &m->page.cursor, true);
+        io_u32(io, &m->page.limit);
+    }
+}
+
+static void queues_fields(struct wire_io *io, union wire_msg *m)
+{
+    if (io->version >= 2) {
+        io_queue(io, &m->page.cursor, true);
+        io_u32(io, &m->page.limit);
+    }
+}
+
+static void delete_queue_fields(struct wire_io *io, union wire_msg *m)
+{
+    io_queue(io, &m->delete_queue.queue, false);
+    io_flags(io, &m->delete_queue.flags, WIRE_DELETE_QUEUE_FLAGS_ALL);
 }
 
 static void queue_config_fields(struct wire_io *io, union wire_msg *m)
@@ -565,7 +584,8 @@ static void job_info_fields(struct wire_io *io, union wire_msg *m)
     struct wire_job_info *j = &m->job_info;
     io_u64(io, &j->id);
     io_u8(io, &j->state);
-    if (!io->writing && io_ok(io) && j->state > WIRE_STATE_DONE)
+    if (!io->writing && io_ok(io) &&
+        j->state > (io->version >= 2 ? WIRE_STATE_EXPIRED : WIRE_STATE_DONE))
         io_fail(io, SPOOL_E_BAD_REQUEST);
     /* Empty when the server no longer keeps the queue of a finished job. */
     io_queue(io, &j->queue, true);
@@ -594,6 +614,12 @@ static void server_stats_fields(struct wire_io *io, struct wire_server_stats *s)
     io_u64(io, &s->dead);
     io_u64(io, &s->total_put);
     io_u64(io, &s->total_acked);
+    if (io->version >= 2) {
+        io_u32(io, &s->queues);
+        io_u64(io, &s->expired);
+        io_u64(io, &s->keys);
+        io_u64(io, &s->keys_evicted);
+    }
 }
 
 static void queue_stats_fields(struct wire_io *io, struct wire_queue_stats *q)
@@ -609,16 +635,21 @@ static void queue_stats_fields(struct wire_io *io, struct wire_queue_stats *q)
     io_u64(io, &q->ack_floor);
     io_u32(io, &q->ttr_ms);
     io_u32(io, &q->max_attempts);
+    if (io->version >= 2)
+        io_u64(io, &q->expired);
 }
 
 static void stats_reply_fields(struct wire_io *io, union wire_msg *m)
 {
     struct wire_stats_reply *r = &m->stats_reply;
     server_stats_fields(io, &r->server);
-    io_count(io, &r->queue_count, 0, WIRE_STATS_QUEUES_MAX, QUEUE_STATS_SIZE_MIN);
+    io_count(io, &r->queue_count, 0, WIRE_STATS_QUEUES_MAX,
+             QUEUE_STATS_SIZE_MIN + (io->version >= 2 ? 8u : 0u));
     io_array(io, (void **)&r->queues, r->queue_count, sizeof *r->queues);
     for (uint32_t i = 0; i < r->queue_count && io_ok(io); i++)
         queue_stats_fields(io, &r->queues[i]);
+    if (io->version >= 2)
+        io_queue(io, &r->next_cursor, true);
 }
 
 static void queues_reply_fields(struct wire_io *io, union wire_msg *m)
@@ -630,6 +661,8 @@ static void queues_reply_fields(struct wire_io *io, union wire_msg *m)
         io_queue(io, &r->queues[i].name, false);
         io_u8(io, &r->queues[i].flags);
     }
+    if (io->version >= 2)
+        io_queue(io, &r->next_cursor, true);
 }
 
 static void error_fields(struct wire_io *io, union wire_msg *m)
@@ -669,11 +702,12 @@ static const struct wire_op_entry wire_ops[] = {
     {WIRE_OP_WAIT, wait_fields, NO_ARRAY},
     {WIRE_OP_STATUS, job_ref_fields, NO_ARRAY},
     {WIRE_OP_STATS, stats_fields, NO_ARRAY},
-    {WIRE_OP_QUEUES, empty_fields, NO_ARRAY},
+    {WIRE_OP_QUEUES, queues_fields, NO_ARRAY},
     {WIRE_OP_PAUSE, queue_ref_fields, NO_ARRAY},
     {WIRE_OP_RESUME, queue_ref_fields, NO_ARRAY},
     {WIRE_OP_PURGE, queue_ref_fields, NO_ARRAY},
     {WIRE_OP_QUEUE_CONFIG, queue_config_fields, NO_ARRAY},
+    {WIRE_OP_DELETE_QUEUE, delete_queue_fields, NO_ARRAY},
     {REPLY(WIRE_OP_HELLO), hello_reply_fields, NO_ARRAY},
     {REPLY(WIRE_OP_PING), empty_fields, NO_ARRAY},
     {REPLY(WIRE_OP_PUT), put_reply_fields, NO_ARRAY},
@@ -700,6 +734,7 @@ static const struct wire_op_entry wire_ops[] = {
     {REPLY(WIRE_OP_RESUME), durable_reply_fields, NO_ARRAY},
     {REPLY(WIRE_OP_PURGE), count_reply_fields, NO_ARRAY},
     {REPLY(WIRE_OP_QUEUE_CONFIG), durable_reply_fields, NO_ARRAY},
+    {REPLY(WIRE_OP_DELETE_QUEUE), count_reply_fields, NO_ARRAY},
     {WIRE_OP_ERROR, error_fields, NO_ARRAY},
 };
 
@@ -719,14 +754,21 @@ bool wire_op_known(uint16_t opcode)
 
 int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t request_id, const union wire_msg *msg)
 {
+    return wire_encode_v(b, 1, opcode, request_id, msg);
+}
+
+int wire_encode_v(struct wire_buf *b, uint16_t version, uint16_t opcode, uint64_t request_id,
+                  const union wire_msg *msg)
+{
     SPOOL_ASSERT(b != NULL);
+    SPOOL_ASSERT(version >= WIRE_VERSION_MIN && version <= WIRE_VERSION);
     const struct wire_op_entry *entry = wire_op_find(opcode);
     if (entry == NULL)
         return SPOOL_E_UNKNOWN_OP;
     union wire_msg empty;
     memset(&empty, 0, sizeof empty);
     size_t start = b->len;
-    struct wire_io io = {.writing = true, .out = b};
+    struct wire_io io = {.writing = true, .out = b, .version = version};
     (void)io_grow(&io, WIRE_HEADER_SIZE); /* filled in below, once the size is known */
     /* The walk only reads *msg when writing; the cast serves the shared walker signature. */
     entry->fields(&io, msg != NULL ? (union wire_msg *)msg : &empty);
@@ -756,16 +798,18 @@ int wire_encode_error(struct wire_buf *b, uint64_t request_id, int code, const c
     return wire_encode(b, WIRE_OP_ERROR, request_id, &m);
 }
 
-static int wire_decode_with(uint16_t opcode, const uint8_t *payload, size_t len,
-                            union wire_msg *out, bool walk_only)
+static int wire_decode_with(uint16_t version, uint16_t opcode, const uint8_t *payload,
+                            size_t len, union wire_msg *out, bool walk_only)
 {
+    SPOOL_ASSERT(version >= WIRE_VERSION_MIN && version <= WIRE_VERSION);
     SPOOL_ASSERT(out != NULL);
     SPOOL_ASSERT(payload != NULL || len == 0);
     memset(out, 0, sizeof *out);
     const struct wire_op_entry *entry = wire_op_find(opcode);
     if (entry == NULL)
         return SPOOL_E_UNKNOWN_OP;
-    struct wire_io io = {.writing = false, .in = payload, .len = len, .walk_only = walk_only};
+    struct wire_io io = {.writing = false, .in = payload, .len = len, .walk_only = walk_only,
+                         .version = version};
     entry->fields(&io, out);
     if (io_ok(&io) && io.off != io.len)
         io_fail(&io, SPOOL_E_BAD_FRAME);
@@ -779,12 +823,18 @@ static int wire_decode_with(uint16_t opcode, const uint8_t *payload, size_t len,
 
 int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len, union wire_msg *out)
 {
-    return wire_decode_with(opcode, payload, len, out, false);
+    return wire_decode_with(1, opcode, payload, len, out, false);
+}
+
+int wire_decode_v(uint16_t version, uint16_t opcode, const uint8_t *payload, size_t len,
+                  union wire_msg *out)
+{
+    return wire_decode_with(version, opcode, payload, len, out, false);
 }
 
 int wire_decode_walk(uint16_t opcode, const uint8_t *payload, size_t len, union wire_msg *out)
 {
-    return wire_decode_with(opcode, payload, len, out, true);
+    return wire_decode_with(1, opcode, payload, len, out, true);
 }
 
 void wire_msg_free(uint16_t opcode, union wire_msg *msg)

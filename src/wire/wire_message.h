@@ -136,8 +136,25 @@ struct wire_wait { /* WIRE_OP_WAIT */
     uint32_t timeout_ms; /* 0 = answer at once with the current state */
 };
 
-struct wire_queue_ref { /* WIRE_OP_STATS (empty = server and all queues), PAUSE, RESUME, PURGE */
+struct wire_queue_ref { /* WIRE_OP_PAUSE, RESUME, PURGE */
     struct wire_bytes queue;
+};
+
+/* WIRE_OP_STATS (every version) and WIRE_OP_QUEUES (version 2; empty in version 1). Version 2
+ * pages the queues in name order: those after cursor, at most limit of them (0: as many as
+ * fit one frame); the reply's next_cursor resumes after its last queue. */
+struct wire_page {
+    struct wire_bytes queue;  /* STATS: one queue; empty = the server and every queue */
+    struct wire_bytes cursor; /* v2: empty = from the first name */
+    uint32_t limit;           /* v2: queues at most in the reply; 0 = as many as fit */
+};
+
+#define WIRE_DELETE_QUEUE_FORCE 0x01 /* delete its jobs too (else a queue with jobs: WRONG_STATE) */
+#define WIRE_DELETE_QUEUE_FLAGS_ALL 0x01
+
+struct wire_delete_queue { /* WIRE_OP_DELETE_QUEUE */
+    struct wire_bytes queue;
+    uint8_t flags; /* WIRE_DELETE_QUEUE_* */
 };
 
 #define WIRE_CONFIG_TTR 0x01
@@ -240,6 +257,11 @@ struct wire_server_stats {
     uint64_t ready, delayed, reserved, dead;
     uint64_t total_put;
     uint64_t total_acked;
+    /* version 2 */
+    uint32_t queues;       /* queues the server knows (all pages) */
+    uint64_t expired;      /* jobs whose ttl ran out, since start */
+    uint64_t keys;         /* idempotency keys remembered now */
+    uint64_t keys_evicted; /* keys forgotten early at --max-idempotency-keys, since start */
 };
 
 #define WIRE_QUEUE_PAUSED 0x01
@@ -253,12 +275,14 @@ struct wire_queue_stats {
     uint64_t ack_floor;
     uint32_t ttr_ms;       /* default */
     uint32_t max_attempts; /* default */
+    uint64_t expired;      /* version 2: expired jobs still remembered */
 };
 
 struct wire_stats_reply { /* STATS | REPLY */
     struct wire_server_stats server;
     uint32_t queue_count;
     struct wire_queue_stats *queues;
+    struct wire_bytes next_cursor; /* version 2: empty = the last page */
 };
 
 struct wire_queue_entry {
@@ -269,6 +293,7 @@ struct wire_queue_entry {
 struct wire_queues_reply { /* QUEUES | REPLY */
     uint32_t count;
     struct wire_queue_entry *queues;
+    struct wire_bytes next_cursor; /* version 2: empty = the last page */
 };
 
 struct wire_error_reply {      /* WIRE_OP_ERROR */
@@ -293,6 +318,8 @@ union wire_msg {
     struct wire_peek_next peek_next;
     struct wire_wait wait;
     struct wire_queue_ref queue_ref;
+    struct wire_page page;
+    struct wire_delete_queue delete_queue;
     struct wire_queue_config queue_config;
     struct wire_hello_reply hello_reply;
     struct wire_put_reply put_reply;
@@ -325,6 +352,12 @@ WIRE_MUST_USE int wire_encode(struct wire_buf *b, uint16_t opcode, uint64_t requ
 WIRE_MUST_USE int wire_encode_error(struct wire_buf *b, uint64_t request_id, int code,
                                     const char *message);
 
+/* wire_encode for a connection that negotiated version (1 .. WIRE_VERSION; what
+ * wire_encode does is version 1): a layout that version 2 changed (STATS, QUEUES and their
+ * replies, the EXPIRED job state) is written as that version has it. */
+WIRE_MUST_USE int wire_encode_v(struct wire_buf *b, uint16_t version, uint16_t opcode,
+                                uint64_t request_id, const union wire_msg *msg);
+
 /*
  * Decode payload[0..len) (the bytes after the header) of a frame with opcode into *out.
  * Returns 0 or an error as described at the top of this file. On success, batch arrays in
@@ -332,6 +365,10 @@ WIRE_MUST_USE int wire_encode_error(struct wire_buf *b, uint64_t request_id, int
  */
 WIRE_MUST_USE int wire_decode(uint16_t opcode, const uint8_t *payload, size_t len,
                               union wire_msg *out);
+
+/* wire_decode in the layouts of a negotiated version (see wire_encode_v). */
+WIRE_MUST_USE int wire_decode_v(uint16_t version, uint16_t opcode, const uint8_t *payload,
+                                size_t len, union wire_msg *out);
 
 /* wire_decode through the generic field walk only, without the fast paths (job specs): for
  * the tests that hold each fast path to the walk. Same contract as wire_decode. */

@@ -473,7 +473,7 @@ static int rec_check_jobs(const struct broker *b, struct recovered *r, uint64_t 
 {
     for (uint64_t id = 1; id <= b->id_max; id++) {
         struct job *job = queue_job_find(r->qs, id);
-        bool live = job != NULL && job->state != JOB_DONE;
+        bool live = job != NULL && !job_state_settled(job->state);
         bool put_acked = b->put_seq[id] != 0 && b->put_seq[id] < acked_end;
         bool ack_acked = b->ack_seq[id] != 0 && b->ack_seq[id] < acked_end;
         /* An ack logged but not promised may have reached the disk anyway (a later sync

@@ -102,6 +102,7 @@ static void fuzz_decode_one(uint8_t type, const uint8_t *p, size_t len)
             fuzz_inside(rec.u.meta.name, rec.u.meta.name_len, copy, len);
             break;
         case RECORD_PURGE:
+        case RECORD_DELETE_QUEUE:
             fuzz_inside(rec.u.purge.name, rec.u.purge.name_len, copy, len);
             break;
         default:

@@ -260,6 +260,26 @@ expect_ok --json put keyed --key k-1 one
 [ "$(num "$out" id)" = "$first" ] || fail "repeat returned another id: $out"
 case "$out" in *'"duplicate":true'*) ;; *) fail "repeated keyed put: $out" ;; esac
 
+# Issue 10: wait on a job whose ttl ran out exits 4 and says expired (not NOT_FOUND).
+expect_ok put short-lived --ttl 100 gone
+tid=$out
+sleep 0.4
+run --json wait "$tid" --timeout 1000
+[ "$rc" -eq 4 ] || fail "wait on an expired job exited $rc, wanted 4"
+[ "$(str "$out" state)" = expired ] || fail "wait on an expired job: $out"
+expect_ok --json status "$tid"
+[ "$(str "$out" state)" = expired ] || fail "status of an expired job: $out"
+
+# queue-delete: refused while the queue has jobs, unless --force; then gone from queues.
+expect_ok put doomed a
+expect_ok put doomed b
+expect_error WRONG_STATE queue-delete doomed
+expect_ok --json queue-delete doomed --force
+[ "$(num "$out" deleted)" = 2 ] || fail "queue-delete --force: $out"
+expect_ok --json queues
+case "$out" in *'"doomed"'*) fail "deleted queue still listed: $out" ;; esac
+expect_error NOT_FOUND queue-delete never-seen
+
 # Connection refused is named too.
 out=$("$SPOOL" --server 127.0.0.1:1 ping 2>&1)
 case "$out" in ECONNREFUSED:*) ;; *) fail "refused: $out" ;; esac
@@ -269,6 +289,34 @@ spoold_stop || fail "spoold did not stop cleanly"
 spoold_start --max-queue-jobs 1 || exit 1
 expect_ok put tiny one
 expect_exit 5 QUEUE_FULL put tiny two
+
+# Issue 10: a queue limit refuses a put naming one more queue with TOO_MANY_QUEUES; stats and
+# queues list every queue even when they take several frames (protocol 2 pages them).
+# A restart with fewer --max-queues than it has queues keeps them all (a checkpoint loads
+# whole), and refuses new names only.
+spoold_stop || fail "spoold did not stop cleanly"
+spoold_start --max-queues 3 || exit 1
+expect_ok put mail again
+expect_error TOO_MANY_QUEUES put brand-new-queue x
+spoold_stop || fail "spoold did not stop cleanly"
+rm -rf "$SPOOLD_DATA"
+spoold_start --max-queues 3 --max-frame 4k --max-job-size 1k || exit 1
+long=$(printf 'q%.0s' $(seq 1 150))
+expect_ok put "$long-1" x
+expect_ok put "$long-2" x
+expect_ok put "$long-3" x
+expect_error TOO_MANY_QUEUES put "$long-4" x
+expect_ok --json stats
+[ "$(printf '%s\n' "$out" | grep -c '"queue":')" = 3 ] || fail "stats lists: $out"
+[ "$(num "$(printf '%s\n' "$out" | head -1)" queues)" = 3 ] || fail "stats queues: $out"
+spoold_stop || fail "spoold did not stop cleanly"
+rm -rf "$SPOOLD_DATA"
+spoold_start --max-frame 4k --max-job-size 1k || exit 1
+for i in $(seq 1 40); do expect_ok put "$long-$i" x; done
+expect_ok queues
+[ "$(printf '%s\n' "$out" | grep -c .)" = 40 ] || fail "queues listed $(printf '%s\n' "$out" | grep -c .) of 40"
+expect_ok --json stats
+[ "$(printf '%s\n' "$out" | grep -c '"queue":')" = 40 ] || fail "stats listed fewer than 40 queues"
 
 # A server at its connection limit answers BUSY, retryable (exit 5), not a closed connection.
 spoold_stop || fail "spoold did not stop cleanly"

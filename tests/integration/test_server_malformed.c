@@ -300,7 +300,7 @@ static void expect_hello_refused(const union wire_msg *hello, int code)
 
 static void test_handshake_failures(void)
 {
-    union wire_msg m = {.hello = {.magic = WIRE_MAGIC, .version_min = 2, .version_max = 9}};
+    union wire_msg m = {.hello = {.magic = WIRE_MAGIC, .version_min = 3, .version_max = 9}};
     expect_hello_refused(&m, SPOOL_E_VERSION_UNSUPPORTED);
     m.hello = (struct wire_hello){.magic = 0x50545448u, .version_min = 1, .version_max = 1};
     expect_hello_refused(&m, SPOOL_E_BAD_FRAME);

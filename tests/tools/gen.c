@@ -227,7 +227,7 @@ void gen_standard(struct gen *g, const char *tag)
 bool gen_live(struct gen *g, uint64_t id)
 {
     struct queue_job_status st;
-    return queue_status(g->qs, id, &st) && st.state != JOB_DONE;
+    return queue_status(g->qs, id, &st) && !job_state_settled(st.state);
 }
 
 /* ---- files ---- */

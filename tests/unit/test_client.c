@@ -139,7 +139,7 @@ static void fake_answer(struct fake *f, const struct wire_header *h, const union
             .server = {.uptime_ms = 11, .total_put = 9}, .queue_count = 1, .queues = &qs};
         break;
     case WIRE_OP_QUEUES:
-        r.queues_reply = (struct wire_queues_reply){2, qe};
+        r.queues_reply = (struct wire_queues_reply){.count = 2, .queues = qe};
         break;
     default:
         r.durable_reply.durability = 1;

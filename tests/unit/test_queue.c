@@ -218,6 +218,13 @@ static void test_delay_and_ttl(void)
     queue_tick(s, T(2200));
     CHECK(queue_peek_id(s, t) == NULL);
     CHECK_EQ(queue_delete(s, t, T(2200)), QUEUE_ENOTFOUND);
+    /* Issue 10 item 9: remembered as EXPIRED (settled at its expiry), counted in the queue. */
+    struct queue_job_status status;
+    REQUIRE(queue_status(s, t, &status));
+    CHECK_EQ(status.state, JOB_EXPIRED);
+    CHECK_EQ(status.settled_ms, 2200);
+    queue_stats_get(queue_find(s, "q", 1), T(2200), &st);
+    CHECK_EQ(st.expired, 1);
     /* ttl while reserved: kept until the lease ends, then removed. */
     uint64_t r = put_full(s, "r", 0, 0, 100, -1, NULL, 3000);
     queue_durable(s, UINT64_MAX, T(3000));
@@ -448,9 +455,13 @@ static void test_blocked_reservers_fair_across_queues(void)
     queue_tick(s, T(300)); /* r3 times out empty */
     CHECK_EQ(l3.calls, 1);
     CHECK_EQ(l3.count, 0);
+    /* Issue 10: "a" is empty and nobody waits on it any more: the tick forgot it. */
+    CHECK(queue_find(s, "a", 1) == NULL);
     put(s, "a", 0, 400); /* nobody waits: stays ready */
     CHECK_EQ(l1.calls, 1);
     struct queue_stats st;
+    a = queue_find(s, "a", 1);
+    REQUIRE(a != NULL);
     queue_stats_get(a, T(400), &st);
     CHECK_EQ(st.ready, 1);
     /* A canceled reserver is never woken. */
@@ -924,7 +935,7 @@ static void test_wall_clock_steps_move_no_timer(void)
     queue_tick(s, clocks(back_ms, 349, 999999));
     CHECK_EQ(state_of(s, ttl), JOB_READY);
     queue_tick(s, clocks(back_ms, 350, 0));
-    CHECK(queue_job_find(s, ttl) == NULL);
+    CHECK_EQ(state_of(s, ttl), JOB_EXPIRED);
     queue_tick(s, clocks(back_ms, 549, 999999));
     CHECK_EQ(state_of(s, delayed), JOB_DELAYED);
     queue_tick(s, clocks(back_ms, 550, 0));
@@ -981,7 +992,7 @@ static void test_lease_never_ends_before_ttr(void)
     CHECK_EQ(state_of(s, brief), JOB_READY);
     queue_tick(s, clocks(WALL_BASE_MS + 11, 5011, 0));
     CHECK_EQ(state_of(s, later), JOB_READY);
-    CHECK(queue_job_find(s, brief) == NULL);
+    CHECK_EQ(state_of(s, brief), JOB_EXPIRED);
     queue_state_destroy(s);
 }
 
@@ -1009,7 +1020,7 @@ static void test_replay_converts_times_once(void)
     queue_tick(r, clocks(jumped_ms, 706, 999999));
     CHECK_EQ(state_of(r, ttl), JOB_READY);
     queue_tick(r, clocks(jumped_ms, 707, 0));
-    CHECK(queue_job_find(r, ttl) == NULL);
+    CHECK_EQ(state_of(r, ttl), JOB_EXPIRED);
     queue_state_destroy(r);
     queue_state_destroy(s);
 }
@@ -1066,6 +1077,11 @@ static void test_checkpoint_roundtrip(void)
     struct job *g = reserve1(s, "gamma", 1, NULL);
     REQUIRE(g != NULL && g->id == done);
     CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, T(2)), 0);
+    /* Issue 10: a job whose ttl ran out is saved as EXPIRED (version 4), and keys per queue. */
+    uint64_t gone = put_full(s, "delta", 0, 0, 5, -1, "idem", 2);
+    queue_durable(s, UINT64_MAX, T(2));
+    queue_tick(s, T(7));
+    REQUIRE(state_of(s, gone) == JOB_EXPIRED);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -1073,6 +1089,22 @@ static void test_checkpoint_roundtrip(void)
     queue_config_defaults(&config);
     struct queue_state *r = queue_state_create(&config);
     REQUIRE(queue_checkpoint_load(r, payload, len, T(100)) == 0);
+    struct queue_job_status gone_status;
+    REQUIRE(queue_status(r, gone, &gone_status));
+    CHECK_EQ(gone_status.state, JOB_EXPIRED);
+    CHECK_EQ(gone_status.settled_ms, 7);
+    struct queue_stats delta_stats;
+    queue_stats_get(queue_find(r, "delta", 5), T(100), &delta_stats);
+    CHECK_EQ(delta_stats.expired, 1);
+    { /* and what was loaded saves again */
+        uint8_t *again;
+        uint32_t again_len;
+        REQUIRE(queue_checkpoint_encode(r, &again, &again_len) == 0);
+        struct queue_state *r2 = queue_state_create(&config);
+        CHECK_EQ(queue_checkpoint_load(r2, again, again_len, T(100)), 0);
+        queue_state_destroy(r2);
+        free(again);
+    }
     struct job *x = queue_peek_id(r, a);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_READY && x->attempts == 1 && x->body == NULL && x->body_len == 4);
@@ -1104,6 +1136,10 @@ static void test_checkpoint_roundtrip(void)
     bool dup;
     CHECK_EQ(queue_put(r, &args, T(200), &id, &dup, &seq), 0);
     CHECK(dup && id == b);
+    args.queue = "delta"; /* the same key in another queue is its own */
+    args.queue_len = 5;
+    CHECK_EQ(queue_put(r, &args, T(200), &id, &dup, &seq), 0);
+    CHECK(dup && id == gone);
     /* Every truncation is refused; so is a flipped magic. */
     for (uint32_t n = 0; n < len; n += 7) {
         struct queue_state *t = queue_state_create(&config);
@@ -1122,6 +1158,135 @@ static void test_checkpoint_roundtrip(void)
 /* Random byte flips in a valid checkpoint: the loader refuses or accepts, never crashes or
  * reads out of bounds (the sanitizer build checks the latter). */
 /* A version-1 checkpoint payload (no done section, 40-byte header) still loads. */
+/* Issue 10: a version 3 checkpoint (keys global, done entries without a state byte) still
+ * loads: a key is scoped to its job's queue, one whose job is unknown is dropped, and a done
+ * entry is DONE. Bytes made by hand in the version 3 layout of RECORDS.md. */
+static void test_checkpoint_version3_loads(void)
+{
+    uint8_t p[256];
+    memset(p, 0, sizeof(p));
+    le_put_u32(p, 0x53515053u); /* "SPQS" */
+    le_put_u16(p + 4, 3);
+    le_put_u64(p + 8, 100);      /* next_id */
+    le_put_u32(p + 24, 1);       /* queue_count */
+    le_put_u32(p + 28, 2);       /* idem_count */
+    le_put_u64(p + 32, 0);       /* job_count */
+    le_put_u32(p + 40, 1);       /* done_count */
+    uint8_t *q = p + 48;         /* queue "mail" */
+    le_put_u16(q, 4);
+    le_put_u32(q + 4, UINT32_MAX);
+    memcpy(q + 40, "mail", 4);
+    uint8_t *k = q + 44; /* key "k1" of job 50 (the done job), "k2" of job 60 (unknown) */
+    le_put_u16(k, 2);
+    le_put_u64(k + 8, 50);
+    le_put_u64(k + 16, (uint64_t)WALL_BASE_MS);
+    memcpy(k + 24, "k1", 2);
+    k += 26;
+    le_put_u16(k, 2);
+    le_put_u64(k + 8, 60);
+    le_put_u64(k + 16, (uint64_t)WALL_BASE_MS);
+    memcpy(k + 24, "k2", 2);
+    uint8_t *d = k + 26; /* done job 50 of queue 0, result "ok" */
+    le_put_u64(d, 50);
+    le_put_u32(d + 20, 2);
+    le_put_u64(d + 40, (uint64_t)WALL_BASE_MS + 5);
+    d[52] = 0xEE; /* pad in version 3: ignored */
+    memcpy(d + 56, "ok", 2);
+    uint32_t len = (uint32_t)(d + 58 - p);
+    struct queue_config config;
+    queue_config_defaults(&config);
+    struct queue_state *r = queue_state_create(&config);
+    struct queue_time now = clocks(WALL_BASE_MS + 10, 10, 0);
+    REQUIRE(queue_checkpoint_load(r, p, len, now) == 0);
+    struct queue_job_status st;
+    REQUIRE(queue_status(r, 50, &st));
+    CHECK_EQ(st.state, JOB_DONE);
+    CHECK(st.result_len == 2 && memcmp(st.result, "ok", 2) == 0);
+    struct queue_totals totals;
+    queue_totals_get(r, &totals);
+    CHECK_EQ(totals.keys, 1);
+    struct queue_put_args args = {.queue = "mail", .queue_len = 4, .key = "k1", .key_len = 2,
+                                  .body = "x", .body_len = 1, .max_attempts = -1};
+    uint64_t id, seq;
+    bool dup;
+    CHECK_EQ(queue_put(r, &args, now, &id, &dup, &seq), 0);
+    CHECK(dup && id == 50);
+    args.queue = "other"; /* scoped to mail now */
+    args.queue_len = 5;
+    CHECK_EQ(queue_put(r, &args, now, &id, &dup, &seq), 0);
+    CHECK(!dup && id == 100);
+    queue_state_destroy(r);
+}
+
+/* Issue 10: a queue with a waiting reserver, paused or not, is kept (the reserver points to
+ * it); once the reserver is gone and the queue is empty it is forgotten; a queue limit refuses
+ * a new name but not an existing one. */
+static void test_idle_queues_forgotten(void)
+{
+    struct queue_config config;
+    queue_config_defaults(&config);
+    config.queues_max = 2;
+    struct queue_state *s = queue_state_create(&config); /* nothing here is logged */
+    struct queue *w;
+    REQUIRE(queue_get(s, "w", 1, &w) == 0);
+    struct wake_log log = {0};
+    struct queue_reserver r = one_job_reserver(w, 5000, &log);
+    struct job *jobs[4];
+    CHECK_EQ(queue_reserve(s, &r, T(0), jobs), 0);
+    queue_reserver_pause(s, &r);
+    queue_tick(s, T(1));
+    CHECK(queue_find(s, "w", 1) == w); /* paused, still waiting: kept */
+    struct queue *x;
+    REQUIRE(queue_get(s, "x", 1, &x) == 0);
+    struct queue *y = NULL;
+    CHECK_EQ(queue_get(s, "y", 1, &y), QUEUE_ETOOMANY);
+    CHECK_EQ(queue_get(s, "x", 1, &x), 0);
+    queue_tick(s, T(2)); /* x: empty, nobody waits: forgotten */
+    CHECK(queue_find(s, "x", 1) == NULL);
+    queue_reserver_resume(s, &r);
+    queue_reserver_cancel(s, &r);
+    queue_tick(s, T(3));
+    CHECK(queue_find(s, "w", 1) == NULL);
+    struct queue_totals totals;
+    queue_totals_get(s, &totals);
+    CHECK_EQ(totals.queues, 0);
+    CHECK_EQ(log.calls, 0);
+    queue_state_destroy(s);
+}
+
+/* Issue 10: DELETE_QUEUE, forced, deletes reserved jobs too, and replay of the log ends in the
+ * same state (no queue, no job, the key free). */
+static void test_delete_queue_replays(void)
+{
+    fake_reset();
+    struct queue_state *s = make_state();
+    uint64_t a = put_full(s, "dq", 0, 0, 0, -1, "key", 0);
+    uint64_t b = put(s, "dq", 0, 0);
+    uint64_t other = put(s, "keep", 0, 0);
+    queue_durable(s, UINT64_MAX, T(0));
+    struct job *held = reserve1(s, "dq", 1, NULL);
+    REQUIRE(held != NULL && held->id == a);
+    uint64_t token = held->lease_token;
+    uint64_t deleted = 0;
+    CHECK_EQ(queue_delete_queue(s, "dq", 2, false, T(2), &deleted), QUEUE_ESTATE);
+    CHECK_EQ(queue_delete_queue(s, "nq", 2, true, T(2), &deleted), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete_queue(s, "dq", 2, true, T(2), &deleted), 0);
+    CHECK_EQ(deleted, 2);
+    CHECK_EQ(queue_ack(s, a, token, NULL, 0, T(3)), QUEUE_ENOTFOUND);
+    CHECK(queue_job_find(s, b) == NULL);
+    queue_tick(s, T(3));
+    CHECK(queue_find(s, "dq", 2) == NULL);
+    struct queue_state *r = replay_all_at(T(10));
+    queue_tick(r, T(10));
+    CHECK(queue_find(r, "dq", 2) == NULL);
+    CHECK(queue_job_find(r, a) == NULL && queue_job_find(r, b) == NULL);
+    CHECK(queue_job_find(r, other) != NULL);
+    uint64_t again = put_full(r, "dq", 0, 0, 0, -1, "key", 20);
+    CHECK(again != a);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 static void test_checkpoint_version1_loads(void)
 {
     uint8_t v1[40] = {0x53, 0x50, 0x51, 0x53, 0x01, 0x00, 0x00, 0x00, /* "SPQS", version 1 */
@@ -1598,7 +1763,10 @@ int main(void)
     RUN_TEST(test_checkpoint_keeps_live_order);
     RUN_TEST(test_checkpoint_mutations_never_crash);
     RUN_TEST(test_done_jobs_bounded);
+    RUN_TEST(test_idle_queues_forgotten);
+    RUN_TEST(test_delete_queue_replays);
     RUN_TEST(test_checkpoint_version1_loads);
+    RUN_TEST(test_checkpoint_version3_loads);
     RUN_TEST(test_checkpoint_version2_loads);
     RUN_TEST(test_checkpoint_v3_compact_roundtrip);
     RUN_TEST(test_checkpoint_walk_while_changing);

@@ -135,6 +135,9 @@ static size_t build_samples(struct sample *s)
         (struct sample){WIRE_OP_QUEUE_CONFIG,
                         {.queue_config = {wire_bytes_str("mail"), WIRE_CONFIG_FLAGS_ALL, 9000, 3}},
                         5 + 1 + 4 + 4};
+    s[n++] = (struct sample){
+        WIRE_OP_DELETE_QUEUE,
+        {.delete_queue = {wire_bytes_str("mail"), WIRE_DELETE_QUEUE_FORCE}}, 5 + 1};
     return n;
 }
 
@@ -186,6 +189,7 @@ static size_t build_reply_samples(struct sample *s, size_t n)
                              {.queues_reply = {2, sample_queue_entries}},
                              4 + (1 + 4 + 1) + (1 + 3 + 1)};
     s[n++] = (struct sample){WIRE_OP_PURGE | R, {.count_reply = {2, 3}}, 9};
+    s[n++] = (struct sample){WIRE_OP_DELETE_QUEUE | R, {.count_reply = {2, 4}}, 9};
     const uint16_t durable_ops[] = {WIRE_OP_RELEASE,     WIRE_OP_BURY,  WIRE_OP_KICK_JOB,
                                     WIRE_OP_DELETE,      WIRE_OP_PAUSE, WIRE_OP_RESUME,
                                     WIRE_OP_QUEUE_CONFIG};
@@ -267,7 +271,82 @@ static void test_round_trip_every_message(void)
         CHECK(found);
         ops_seen++;
     }
-    CHECK_EQ(ops_seen, 2 * 23 + 1);
+    CHECK_EQ(ops_seen, 2 * 24 + 1);
+}
+
+/* Version 2 layouts (issue 10): STATS and QUEUES page with a cursor and a limit, their replies
+ * carry next_cursor and the new counters, and a job info may say EXPIRED; version 1 keeps its
+ * layouts (a v1 peer rejects EXPIRED, and a v1 STATS request has no cursor). */
+static void test_version_2_layouts(void)
+{
+    const uint16_t R = WIRE_OP_REPLY;
+    build_arrays();
+    struct {
+        uint16_t op;
+        union wire_msg msg;
+        size_t v1_size, v2_size;
+    } c[5];
+    memset(c, 0, sizeof(c));
+    c[0].op = WIRE_OP_STATS;
+    c[0].msg.page = (struct wire_page){wire_bytes_str(""), wire_bytes_str("mail"), 100};
+    c[0].v1_size = 1;
+    c[0].v2_size = 1 + 5 + 4;
+    c[1].op = WIRE_OP_QUEUES;
+    c[1].msg.page = (struct wire_page){wire_bytes_str(""), wire_bytes_str("m"), 0};
+    c[1].v1_size = 0;
+    c[1].v2_size = 2 + 4;
+    c[2].op = WIRE_OP_STATS | R;
+    c[2].msg.stats_reply = (struct wire_stats_reply){
+        .server = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, .queue_count = 2,
+        .queues = sample_queue_stats, .next_cursor = wire_bytes_str("q:2")};
+    c[2].v1_size = 8 + 4 + 8 * 8 + 4 + (67 + 3) + (67 + 2);
+    c[2].v2_size = c[2].v1_size + 4 + 3 * 8 + 2 * 8 + 4;
+    c[3].op = WIRE_OP_QUEUES | R;
+    c[3].msg.queues_reply = (struct wire_queues_reply){2, sample_queue_entries,
+                                                       wire_bytes_str("q-2")};
+    c[3].v1_size = 4 + (1 + 4 + 1) + (1 + 3 + 1);
+    c[3].v2_size = c[3].v1_size + 4;
+    c[4].op = WIRE_OP_STATUS | R;
+    c[4].msg.job_info = (struct wire_job_info){.id = 9, .state = WIRE_STATE_EXPIRED,
+                                               .queue = wire_bytes_str("q")};
+    c[4].v1_size = c[4].v2_size = 8 + 1 + 2 + 16 + 32 + 2 + 4 + 4;
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        for (uint16_t v = 1; v <= 2; v++) {
+            struct wire_buf b;
+            wire_buf_init(&b, WIRE_FRAME_SIZE_MAX_DEFAULT);
+            REQUIRE(wire_encode_v(&b, v, c[i].op, 5, &c[i].msg) == 0);
+            CHECK_EQ(b.len - WIRE_HEADER_SIZE, v == 1 ? c[i].v1_size : c[i].v2_size);
+            union wire_msg m;
+            int rc = wire_decode_v(v, c[i].op, b.data + WIRE_HEADER_SIZE,
+                                   b.len - WIRE_HEADER_SIZE, &m);
+            if (c[i].op == (WIRE_OP_STATUS | R) && v == 1) {
+                CHECK_EQ(rc, SPOOL_E_BAD_REQUEST); /* no EXPIRED in version 1 */
+            } else {
+                CHECK_EQ(rc, 0);
+                if (rc == 0)
+                    wire_msg_free(c[i].op, &m);
+            }
+            /* The other version's bytes do not decode as this one's (lengths differ). */
+            if (c[i].v1_size != c[i].v2_size) {
+                rc = wire_decode_v(v == 1 ? 2 : 1, c[i].op, b.data + WIRE_HEADER_SIZE,
+                                   b.len - WIRE_HEADER_SIZE, &m);
+                CHECK(rc != 0);
+            }
+            wire_buf_free(&b);
+        }
+    }
+    /* Decoded v2 fields come back. */
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_MAX_DEFAULT);
+    REQUIRE(wire_encode_v(&b, 2, c[2].op, 5, &c[2].msg) == 0);
+    union wire_msg m;
+    REQUIRE(wire_decode_v(2, c[2].op, b.data + 16, b.len - 16, &m) == 0);
+    CHECK_EQ(m.stats_reply.server.queues, 11);
+    CHECK_EQ(m.stats_reply.server.keys_evicted, 14);
+    CHECK(wire_bytes_eq(m.stats_reply.next_cursor, "q:2"));
+    CHECK_EQ(m.stats_reply.queues[1].expired, 0);
+    wire_msg_free(c[2].op, &m);
+    wire_buf_free(&b);
 }
 
 /* Field-by-field checks of a few decoded messages: a field dropped by both directions would
@@ -467,7 +546,7 @@ static void test_oversized_lengths_and_counts(void)
 
 static void test_unknown_opcodes(void)
 {
-    uint16_t unknown[] = {0x0000, 0x0003, 0x000F, 0x0026, 0x7FFF, 0x8000, 0x8003, 0xFFFE};
+    uint16_t unknown[] = {0x0000, 0x0003, 0x000F, 0x0027, 0x7FFF, 0x8000, 0x8003, 0xFFFE};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         union wire_msg m;
         uint8_t payload[8] = {0};
@@ -597,8 +676,9 @@ static void test_errors(void)
     CHECK(strcmp(wire_error_name(SPOOL_E_INTERNAL), "INTERNAL") == 0);
     CHECK(strcmp(wire_error_name(SPOOL_E_INVALID_ARGUMENT), "INVALID_ARGUMENT") == 0);
     CHECK(wire_error_name(-ENOENT) == NULL);
-    CHECK(wire_error_name(SPOOL_E_INTERNAL - 1) == NULL);
-    for (int code = 1; code <= 15; code++) {
+    CHECK(strcmp(wire_error_name(SPOOL_E_TOO_MANY_QUEUES), "TOO_MANY_QUEUES") == 0);
+    CHECK(wire_error_name(SPOOL_E_TOO_MANY_QUEUES - 1) == NULL);
+    for (int code = 1; code <= 16; code++) {
         int e = wire_error_from_wire((uint16_t)code);
         CHECK_EQ(e, -(SPOOL_ERROR_BASE + code));
         CHECK_EQ(wire_error_to_wire(e), code);
@@ -775,6 +855,7 @@ int main(void)
     RUN_TEST(test_header_limits);
     RUN_TEST(test_oversized_lengths_and_counts);
     RUN_TEST(test_unknown_opcodes);
+    RUN_TEST(test_version_2_layouts);
     RUN_TEST(test_invalid_fields);
     RUN_TEST(test_protocol_md_example);
     RUN_TEST(test_errors);

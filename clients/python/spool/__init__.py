@@ -5,7 +5,7 @@
         job = c.put("mail", b'{"to": "a@example.com"}')
         print(c.wait(job.id, timeout=60).result)
 
-Standard library only; protocol version 1 of docs/PROTOCOL.md.
+Standard library only; protocol versions 1 and 2 of docs/PROTOCOL.md.
 """
 
 from .aio import AsyncClient

@@ -45,6 +45,7 @@ class _Conn:
         self.closed = False
         self.task: asyncio.Task | None = None
         self.hello: HelloReply | None = None
+        self.version = 1  # until HELLO's reply names the negotiated one
         self.clock_offset_ms = 0.0
 
     def send(self, op: int, payload: bytes) -> int:
@@ -92,7 +93,7 @@ class _Conn:
             self.dispatch_unawaited(reply_op, request_id, payload)
             return
         op, fut = entry
-        value = codec.decode_reply(op, reply_op, payload)
+        value = codec.decode_reply(op, reply_op, payload, self.version)
         if not fut.done():
             fut.set_result(value)
         if isinstance(value, SpoolError) and value.closes_connection:
@@ -101,7 +102,7 @@ class _Conn:
     def dispatch_unawaited(self, reply_op: int, request_id: int, payload: bytes) -> None:
         op = self.abandoned.pop(request_id, None)
         if op is not None:
-            value = codec.decode_reply(op, reply_op, payload)
+            value = codec.decode_reply(op, reply_op, payload, self.version)
             if op == Op.RESERVE and isinstance(value, list):
                 for d in value:  # nobody will work on these: give them back now
                     rid = self.send(Op.RELEASE, codec.encode_release(d.id, d.lease, 0, None,
@@ -122,8 +123,9 @@ class AsyncClient:
     def __init__(self, address: str | None = None, *, auth: str | bytes | None = None,
                  client_name: str = "spool-python-async", connect_timeout: float = 5.0,
                  timeout: float | None = 30.0, retries: int = 5, backoff: float = 0.05,
-                 backoff_max: float = 2.0) -> None:
+                 backoff_max: float = 2.0, protocol_max: int = codec.VERSION) -> None:
         self.address = address or default_address()
+        self.protocol_max = protocol_max
         parse_address(self.address)
         self.auth = auth
         self.client_name = client_name
@@ -185,13 +187,15 @@ class AsyncClient:
         conn = _Conn(reader, writer)
         conn.task = asyncio.get_running_loop().create_task(conn.read_loop())
         hello = await self._exchange(conn, Op.HELLO,
-                                     codec.encode_hello(self.client_name, self.auth),
+                                     codec.encode_hello(self.client_name, self.auth,
+                                                        self.protocol_max),
                                      max(0.0, deadline - time.monotonic()), handshake=True)
         if isinstance(hello, SpoolError):
             conn.fail_all(hello)
             raise hello
         assert isinstance(hello, HelloReply)
         conn.hello = hello
+        conn.version = hello.version
         conn.frame_size_max = hello.frame_size_max
         conn.frames.frame_size_max = hello.frame_size_max
         conn.clock_offset_ms = hello.server_time_ms - time.time() * 1000
@@ -248,7 +252,8 @@ class AsyncClient:
         attempt = 0
         while True:
             conn = await self._connection()
-            value = await self._exchange(conn, call.op, call.payload, call.wait_s)
+            value = await self._exchange(conn, call.op, calls.payload_for(call, conn.version),
+                                         call.wait_s)
             if isinstance(value, SpoolError):
                 retry = (call.idempotent and attempt < self.retries and conn.closed and
                          ((isinstance(value, ConnectionClosed)
@@ -329,10 +334,33 @@ class AsyncClient:
         return await self._run(calls.status(job_id))  # type: ignore[return-value]
 
     async def stats(self, queue: str | None = None) -> Stats:
-        return await self._run(calls.stats(queue))  # type: ignore[return-value]
+        """As :meth:`spool.Client.stats`: every page."""
+        first = await self._run(calls.stats(queue))
+        assert isinstance(first, Stats)
+        page = first
+        while page.next_cursor:
+            page = await self._run(calls.stats(queue, page.next_cursor))  # type: ignore[assignment]
+            if not page.queues:
+                raise ProtocolError("a STATS page with a next cursor but no queue")
+            first.queues.extend(page.queues)
+        first.next_cursor = ""
+        return first
 
     async def queues(self) -> list[QueueInfo]:
-        return await self._run(calls.queues())  # type: ignore[return-value]
+        out: list[QueueInfo] = []
+        cursor = ""
+        while True:
+            page = await self._run(calls.queues(cursor))
+            assert isinstance(page, codec.QueuesPage)
+            out.extend(page)
+            if not page.next_cursor:
+                return out
+            if not page:
+                raise ProtocolError("a QUEUES page with a next cursor but no queue")
+            cursor = page.next_cursor
+
+    async def delete_queue(self, queue: str, *, force: bool = False) -> CountResult:
+        return await self._run(calls.delete_queue(queue, force))  # type: ignore[return-value]
 
     async def pause(self, queue: str) -> Durability:
         return await self._run(calls.pause(queue))  # type: ignore[return-value]

@@ -10,7 +10,7 @@ Python.
 from __future__ import annotations
 
 import math
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 from . import codec
 from .codec import Delivery, JobSpec, JobState, Op
@@ -19,7 +19,9 @@ from .errors import InvalidArgument
 
 class Call(NamedTuple):
     op: int
-    payload: bytes
+    # The bytes; or, for a request whose layout depends on the protocol version (STATS and
+    # QUEUES), a function of the connection's negotiated version that makes them.
+    payload: bytes | Callable[[int], bytes]
     wait_s: float  # how long the server may legitimately hold the reply (reserve, wait)
     # True when sending it again after a lost connection cannot do twice what was meant once:
     # reads, settings, puts with an idempotency key, reserves whose leases die with the
@@ -130,12 +132,24 @@ def status(job_id: int) -> Call:
     return Call(Op.STATUS, codec.encode_job_ref(job_id), 0.0, True)
 
 
-def stats(queue: str | None = None) -> Call:
-    return Call(Op.STATS, codec.encode_queue_ref(queue, allow_empty=True), 0.0, True)
+def payload_for(call: Call, version: int) -> bytes:
+    """The call's bytes on a connection that negotiated ``version``."""
+    return call.payload(version) if callable(call.payload) else call.payload
 
 
-def queues() -> Call:
-    return Call(Op.QUEUES, b"", 0.0, True)
+def stats(queue: str | None = None, cursor: str = "", limit: int = 0) -> Call:
+    """STATS: one page (version 2: the queues named after ``cursor``, at most ``limit``)."""
+    codec.encode_stats(queue, codec.VERSION, cursor, limit)  # arguments checked now
+    return Call(Op.STATS, lambda v: codec.encode_stats(queue, v, cursor, limit), 0.0, True)
+
+
+def queues(cursor: str = "", limit: int = 0) -> Call:
+    codec.encode_queues(codec.VERSION, cursor, limit)
+    return Call(Op.QUEUES, lambda v: codec.encode_queues(v, cursor, limit), 0.0, True)
+
+
+def delete_queue(queue: str, force: bool = False) -> Call:
+    return Call(Op.DELETE_QUEUE, codec.encode_delete_queue(queue, force), 0.0, False)
 
 
 def pause(queue: str) -> Call:

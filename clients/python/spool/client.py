@@ -67,8 +67,9 @@ class Connection:
     serialises use. Any failure inside :meth:`exchange` closes it."""
 
     def __init__(self, address: str, *, auth: str | bytes | None, client_name: str,
-                 connect_timeout: float) -> None:
+                 connect_timeout: float, protocol_max: int = codec.VERSION) -> None:
         host, port = parse_address(address)
+        self.version = 1  # until HELLO's reply names the negotiated one
         deadline = time.monotonic() + connect_timeout
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
@@ -91,13 +92,14 @@ class Connection:
         self.poller.register(sock.fileno(), select.POLLIN)
         self.frame_size_max = codec.FRAME_SIZE_HANDSHAKE_MAX
         self.next_id = 1
-        hello = self.exchange([(Op.HELLO, codec.encode_hello(client_name, auth))],
+        hello = self.exchange([(Op.HELLO, codec.encode_hello(client_name, auth, protocol_max))],
                               max(0.001, deadline - time.monotonic()))[0]
         if isinstance(hello, SpoolError):
             self.close()
             raise hello
         assert isinstance(hello, HelloReply)
         self.hello = hello
+        self.version = hello.version
         self.frame_size_max = hello.frame_size_max
         self.reader.frame_size_max = hello.frame_size_max
         # Server clock minus ours, for lease deadlines (Unix ms on the server's clock).
@@ -332,7 +334,7 @@ class Connection:
                     return True
                 raise ProtocolError(f"reply with request id {request_id}, which is not "
                                     f"outstanding (opcode 0x{reply_op:04x})")
-            value = codec.decode_reply(ops[i], reply_op, payload)
+            value = codec.decode_reply(ops[i], reply_op, payload, self.version)
             results[i] = value
             if isinstance(value, SpoolError) and value.closes_connection:
                 # The server closes after this error: nothing else will be answered.
@@ -361,8 +363,11 @@ class Client:
     def __init__(self, address: str | None = None, *, auth: str | bytes | None = None,
                  client_name: str = "spool-python", connect_timeout: float = 5.0,
                  timeout: float | None = 30.0, retries: int = 5, backoff: float = 0.05,
-                 backoff_max: float = 2.0, connect: bool = True) -> None:
+                 backoff_max: float = 2.0, connect: bool = True,
+                 protocol_max: int = codec.VERSION) -> None:
         self.address = address or default_address()
+        #: The newest protocol version offered at HELLO (1: behave as a version 1 client).
+        self.protocol_max = protocol_max
         parse_address(self.address)
         self.auth = auth
         self.client_name = client_name
@@ -420,7 +425,8 @@ class Client:
             try:
                 self._conn = Connection(self.address, auth=self.auth,
                                         client_name=self.client_name,
-                                        connect_timeout=self.connect_timeout)
+                                        connect_timeout=self.connect_timeout,
+                                        protocol_max=self.protocol_max)
                 return self._conn
             except SpoolError as e:
                 if attempt == self.retries or not (_connection_level(e) or e.retryable):
@@ -437,7 +443,8 @@ class Client:
             while True:
                 conn = self._connection()
                 try:
-                    value = conn.exchange([(call.op, call.payload)], self._duration(call.wait_s))[0]
+                    value = conn.exchange([(call.op, calls.payload_for(call, conn.version))],
+                                          self._duration(call.wait_s))[0]
                 except SpoolError as e:
                     value = e
                 if isinstance(value, SpoolError):
@@ -581,11 +588,40 @@ class Client:
         return self._run(calls.status(job_id))  # type: ignore[return-value]
 
     def stats(self, queue: str | None = None) -> Stats:
-        """Server statistics with every queue's (or only ``queue``'s: NotFound if unknown)."""
-        return self._run(calls.stats(queue))  # type: ignore[return-value]
+        """Server statistics with every queue's (or only ``queue``'s: NotFound if unknown).
+        Protocol version 2 fetches every page, in name order; a version 1 server answers with
+        as many queues as fit one frame."""
+        with self._lock:
+            first = self._run(calls.stats(queue))
+            assert isinstance(first, Stats)
+            page = first
+            while page.next_cursor:
+                page = self._run(calls.stats(queue, page.next_cursor))  # type: ignore[assignment]
+                if not page.queues:
+                    raise ProtocolError("a STATS page with a next cursor but no queue")
+                first.queues.extend(page.queues)
+            first.next_cursor = ""
+            return first
 
     def queues(self) -> list[QueueInfo]:
-        return self._run(calls.queues())  # type: ignore[return-value]
+        """Every queue (protocol version 2: every page, in name order)."""
+        with self._lock:
+            out: list[QueueInfo] = []
+            cursor = ""
+            while True:
+                page = self._run(calls.queues(cursor))
+                assert isinstance(page, codec.QueuesPage)
+                out.extend(page)
+                if not page.next_cursor:
+                    return out
+                if not page:
+                    raise ProtocolError("a QUEUES page with a next cursor but no queue")
+                cursor = page.next_cursor
+
+    def delete_queue(self, queue: str, *, force: bool = False) -> CountResult:
+        """Delete a queue: its jobs, idempotency keys and settings. A queue with jobs is
+        WrongState unless ``force`` (then reserved jobs go too). NotFound if unknown."""
+        return self._run(calls.delete_queue(queue, force))  # type: ignore[return-value]
 
     def pause(self, queue: str) -> Durability:
         return self._run(calls.pause(queue))  # type: ignore[return-value]
@@ -671,7 +707,7 @@ class Pipeline:
         wait_s = max(c.wait_s for c in batch)
         with client._lock:
             conn = client._connection()
-            results = conn.exchange([(c.op, c.payload) for c in batch],
+            results = conn.exchange([(c.op, calls.payload_for(c, conn.version)) for c in batch],
                                     client._duration(wait_s))
         for value in results:
             if not isinstance(value, SpoolError):

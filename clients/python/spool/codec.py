@@ -1,4 +1,9 @@
-"""The spool wire protocol, version 1 (docs/PROTOCOL.md): frames, requests and replies.
+"""The spool wire protocol, versions 1 and 2 (docs/PROTOCOL.md): frames, requests and replies.
+
+Version 2 pages STATS and QUEUES (a cursor and a limit; replies end with the next cursor),
+adds counters to STATS and the EXPIRED job state. The layouts that differ take the negotiated
+version (``Reader.version``, the ``version`` argument of the encoders); the rest is the same in
+both.
 
 This module does no I/O. Encoders turn arguments into the bytes of one frame; decoders turn one
 reply payload into Python values. :class:`FrameReader` cuts a byte stream into frames, checking
@@ -22,7 +27,7 @@ from .errors import InvalidArgument, ProtocolError, SpoolError, TooLarge, error_
 
 # "SPOL" read as a little-endian u32: the first field of HELLO.
 MAGIC = 0x4C4F5053
-VERSION = 1
+VERSION = 2
 VERSION_MIN = 1
 HEADER_SIZE = 16
 HEADER = struct.Struct("<IHHQ")
@@ -57,6 +62,7 @@ RELEASE_PRIORITY = 0x01
 CONFIG_TTR = 0x01
 CONFIG_MAX_ATTEMPTS = 0x02
 QUEUE_PAUSED = 0x01
+DELETE_QUEUE_FORCE = 0x01
 
 _QUEUE_NAME = re.compile(rb"[A-Za-z0-9._:-]{1,200}\Z")
 
@@ -87,6 +93,7 @@ class Op(enum.IntEnum):
     RESUME = 0x0023
     PURGE = 0x0024
     QUEUE_CONFIG = 0x0025
+    DELETE_QUEUE = 0x0026  # a new opcode: any version (an older server: UnknownOp)
 
 
 class Durability(enum.IntEnum):
@@ -104,6 +111,7 @@ class JobState(enum.IntEnum):
     RESERVED = 3
     DEAD = 4
     DONE = 5  # acked
+    EXPIRED = 6  # its ttl ran out before an ack (version 2; version 1 says DEAD, "expired")
 
 
 # ---- values ----
@@ -183,6 +191,10 @@ class Job:
     def dead(self) -> bool:
         return self.state == JobState.DEAD
 
+    @property
+    def expired(self) -> bool:
+        return self.state == JobState.EXPIRED
+
 
 @dataclass(slots=True)
 class AckBatchResult:
@@ -219,6 +231,7 @@ class QueueStats:
     ack_floor: int
     ttr_ms: int
     max_attempts: int
+    expired: int = 0  # expired jobs still remembered (version 2)
 
 
 @dataclass(slots=True)
@@ -234,6 +247,12 @@ class Stats:
     total_put: int
     total_acked: int
     queues: list[QueueStats] = field(default_factory=list)
+    # Version 2 (0 from a version 1 server):
+    queue_count: int = 0  # queues the server knows (every page)
+    expired: int = 0  # jobs whose ttl ran out since the server started
+    keys: int = 0  # idempotency keys remembered
+    keys_evicted: int = 0  # keys forgotten early at the server's --max-idempotency-keys
+    next_cursor: str = ""  # a page's: the name to continue after ("" = the last page)
 
 
 @dataclass(slots=True)
@@ -293,9 +312,11 @@ def frame(op: int, request_id: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(HEADER_SIZE + len(payload), op, 0, request_id) + payload
 
 
-def encode_hello(client_name: str, auth: str | bytes | None) -> bytes:
+def encode_hello(client_name: str, auth: str | bytes | None, version_max: int = VERSION) -> bytes:
+    if not VERSION_MIN <= version_max <= VERSION:
+        raise InvalidArgument(f"protocol version {version_max} outside {VERSION_MIN}..{VERSION}")
     return (
-        struct.pack("<IHH", MAGIC, VERSION_MIN, VERSION)
+        struct.pack("<IHH", MAGIC, VERSION_MIN, version_max)
         + text16(client_name, "client name")
         + text16(auth, "auth")
     )
@@ -446,6 +467,27 @@ def encode_queue_ref(queue: str | None, allow_empty: bool = False) -> bytes:
     return name8(queue_name(queue or ""))
 
 
+def encode_stats(queue: str | None, version: int, cursor: str = "", limit: int = 0) -> bytes:
+    """STATS: one queue, or (empty) every queue; version 2 adds the page's cursor and limit."""
+    out = encode_queue_ref(queue, allow_empty=True)
+    if version >= 2:
+        out += encode_queue_ref(cursor, allow_empty=True) + _U32.pack(check_uint(limit, U32_MAX,
+                                                                                 "limit"))
+    return out
+
+
+def encode_queues(version: int, cursor: str = "", limit: int = 0) -> bytes:
+    """QUEUES: empty in version 1; a page's cursor and limit in version 2."""
+    if version < 2:
+        return b""
+    return encode_queue_ref(cursor, allow_empty=True) + _U32.pack(check_uint(limit, U32_MAX,
+                                                                             "limit"))
+
+
+def encode_delete_queue(queue: str, force: bool) -> bytes:
+    return name8(queue_name(queue)) + _U8.pack(DELETE_QUEUE_FORCE if force else 0)
+
+
 def encode_queue_config(queue: str, ttr_ms: int | None, max_attempts: int | None) -> bytes:
     flags = 0
     if ttr_ms is not None:
@@ -464,12 +506,13 @@ def encode_queue_config(queue: str, ttr_ms: int | None, max_attempts: int | None
 class Reader:
     """Bounds-checked reads from one payload; every overrun is a ProtocolError."""
 
-    __slots__ = ("buf", "off", "what")
+    __slots__ = ("buf", "off", "what", "version")
 
-    def __init__(self, buf: bytes, what: str | int) -> None:
+    def __init__(self, buf: bytes, what: str | int, version: int = 1) -> None:
         self.buf = buf
         self.off = 0
         self.what = what  # a name, or a request opcode (named only when an error needs it)
+        self.version = version  # the negotiated protocol version: layouts differ from 2 on
 
     def fail(self, why: str) -> ProtocolError:
         what = Op(self.what).name if isinstance(self.what, int) else self.what
@@ -507,6 +550,10 @@ class Reader:
     def name8(self) -> str:
         return self.sized(_U8, QUEUE_NAME_SIZE_MAX, "queue name").decode(errors="replace")
 
+    def cursor(self) -> str:
+        """A version 2 page's next cursor (name8, "" when the page is the last)."""
+        return self.name8() if self.version >= 2 else ""
+
     def text16(self) -> str:
         return self.sized(_U16, TEXT_SIZE_MAX, "text").decode(errors="replace")
 
@@ -542,6 +589,7 @@ _JOB_INFO_B = struct.Struct("<IIIIQQQQ")
 _DUR_U64 = struct.Struct("<BQ")
 _SERVER_STATS = struct.Struct("<QIQQQQQQQQ")
 _QUEUE_STATS = struct.Struct("<BQQQQQQQII")
+_SERVER_STATS_V2 = struct.Struct("<IQQQ")
 _DURABILITIES = tuple(Durability)
 
 
@@ -610,7 +658,7 @@ def decode_count_reply(r: Reader) -> CountResult:
 
 def decode_job_info(r: Reader) -> Job:
     job_id, state = r.unpack(_JOB_INFO_A)
-    if state > JobState.DONE:
+    if state > (JobState.EXPIRED if r.version >= 2 else JobState.DONE):
         raise r.fail(f"job state {state} unknown")
     queue = r.name8()
     prio, attempts, max_attempts, ttr, created, ready_at, deadline, finished = \
@@ -624,21 +672,32 @@ def decode_job_info(r: Reader) -> Job:
 
 def decode_stats_reply(r: Reader) -> Stats:
     server = r.unpack(_SERVER_STATS)
-    n = r.count(STATS_QUEUES_MAX, 2 + _QUEUE_STATS.size)
+    extra = r.unpack(_SERVER_STATS_V2) if r.version >= 2 else (0, 0, 0, 0)
+    v2 = r.version >= 2
+    n = r.count(STATS_QUEUES_MAX, 2 + _QUEUE_STATS.size + (8 if v2 else 0))
     queues = []
     for _ in range(n):
         name = r.name8()
         flags, *rest = r.unpack(_QUEUE_STATS)
-        queues.append(QueueStats(name, bool(flags & QUEUE_PAUSED), *rest))
-    return Stats(*server, queues=queues)
+        expired = r.unpack(_U64)[0] if v2 else 0
+        queues.append(QueueStats(name, bool(flags & QUEUE_PAUSED), *rest, expired=expired))
+    return Stats(*server, queues=queues, queue_count=extra[0], expired=extra[1], keys=extra[2],
+                 keys_evicted=extra[3], next_cursor=r.cursor())
 
 
-def decode_queues_reply(r: Reader) -> list[QueueInfo]:
+class QueuesPage(list):
+    """A QUEUES reply: its queues, and (version 2) the cursor of the next page ("" = none)."""
+
+    next_cursor: str = ""
+
+
+def decode_queues_reply(r: Reader) -> QueuesPage:
     n = r.count(STATS_QUEUES_MAX, 3)
-    out = []
+    out = QueuesPage()
     for _ in range(n):
         name = r.name8()
         out.append(QueueInfo(name, bool(r.u8() & QUEUE_PAUSED)))
+    out.next_cursor = r.cursor()
     return out
 
 
@@ -669,6 +728,7 @@ REPLY_DECODERS: dict[int, Callable[[Reader], object]] = {
     Op.RESUME: decode_durable_reply,
     Op.PURGE: decode_count_reply,
     Op.QUEUE_CONFIG: decode_durable_reply,
+    Op.DELETE_QUEUE: decode_count_reply,
 }
 
 
@@ -680,14 +740,15 @@ def decode_error(payload: bytes) -> SpoolError:
     return error_from_wire(code, message)
 
 
-def decode_reply(op: int, reply_op: int, payload: bytes) -> object:
-    """The value of a reply to request ``op``; a SpoolError *instance* (not raised) for an
-    ERROR frame, which the caller raises; ProtocolError raised for anything malformed."""
+def decode_reply(op: int, reply_op: int, payload: bytes, version: int = 1) -> object:
+    """The value of a reply to request ``op`` in protocol ``version``; a SpoolError *instance*
+    (not raised) for an ERROR frame, which the caller raises; ProtocolError raised for anything
+    malformed."""
     if reply_op == OP_ERROR:
         return decode_error(payload)
     if reply_op != op | OP_REPLY:
         raise ProtocolError(f"reply opcode 0x{reply_op:04x} to a request of opcode 0x{op:04x}")
-    r = Reader(payload, op)
+    r = Reader(payload, op, version)
     value = REPLY_DECODERS[op](r)
     r.end()
     return value

@@ -90,6 +90,12 @@ class InternalError(SpoolError):
     code, name = 15, "INTERNAL"
 
 
+class TooManyQueues(SpoolError):
+    """A new queue would exceed the server's --max-queues: delete or empty some queues."""
+
+    code, name = 16, "TOO_MANY_QUEUES"
+
+
 # ---- errors produced by the client ----
 
 
@@ -128,7 +134,7 @@ _BY_CODE: dict[int, type[SpoolError]] = {
     for cls in (
         BadFrame, TooLarge, UnknownOp, BadRequest, VersionUnsupported, HandshakeRequired,
         AuthFailed, NotFound, LeaseExpired, WrongState, QueueFull, DiskFull, Busy, ShuttingDown,
-        InternalError,
+        InternalError, TooManyQueues,
     )
 }
 
@@ -145,6 +151,6 @@ def error_from_wire(code: int, message: str) -> SpoolError:
 __all__ = [
     "SpoolError", "BadFrame", "TooLarge", "UnknownOp", "BadRequest", "VersionUnsupported",
     "HandshakeRequired", "AuthFailed", "NotFound", "LeaseExpired", "WrongState", "QueueFull",
-    "DiskFull", "Busy", "ShuttingDown", "InternalError", "ConnectionClosed", "ConnectFailed", "ProtocolError",
+    "DiskFull", "Busy", "ShuttingDown", "InternalError", "TooManyQueues", "ConnectionClosed", "ConnectFailed", "ProtocolError",
     "TimedOut", "InvalidArgument", "error_from_wire",
 ]

@@ -203,6 +203,60 @@ class Managing(ClientCase):
             self.c.queue_config(self.q, ttr_ms=0)
 
 
+class QueuesAndKeys(ClientCase):
+    """Issue 10 through protocol version 2: expired jobs, DELETE_QUEUE, keys per queue, and
+    STATS/QUEUES paged (a small frame maximum holds a few queues per page)."""
+
+    def test_expired_job_is_reported(self) -> None:
+        job_id = self.c.put(self.q, b"x", ttl_ms=100).id
+        job = self.c.wait(job_id, timeout=5)
+        self.assertEqual(job.state, JobState.EXPIRED)
+        self.assertTrue(job.expired)
+        self.assertEqual(self.c.stats(self.q).queues[0].expired, 1)
+        v1 = spool.Client(server.address, protocol_max=1)
+        try:
+            self.assertEqual(v1.server.version, 1)
+            old = v1.status(job_id)
+            self.assertEqual((old.state, old.reason), (JobState.DEAD, "expired"))
+            self.assertIn(self.q, [q.name for q in v1.queues()])
+            self.assertEqual(v1.stats().keys, 0)  # a v1 reply has no such field
+        finally:
+            v1.close()
+
+    def test_delete_queue_and_scoped_keys(self) -> None:
+        other = unique_queue()
+        a = self.c.put(self.q, b"a", key="k")
+        b = self.c.put(other, b"b", key="k")
+        self.assertNotEqual(a.id, b.id)
+        self.assertFalse(b.duplicate)
+        self.assertTrue(self.c.put(self.q, b"a", key="k").duplicate)
+        with self.assertRaises(spool.WrongState):
+            self.c.delete_queue(self.q)
+        self.assertEqual(self.c.delete_queue(self.q, force=True).count, 1)
+        self.assertNotIn(self.q, [q.name for q in self.c.queues()])
+        self.assertFalse(self.c.put(self.q, b"a", key="k").duplicate)
+        with self.assertRaises(spool.NotFound):
+            self.c.delete_queue(unique_queue())
+
+    def test_stats_and_queues_fetch_every_page(self) -> None:
+        small = Spoold("--max-frame", "4k", "--max-job-size", "1k").start()
+        try:
+            c = spool.Client(small.address)
+            names = sorted(f"{'p' * 150}-{i:02d}" for i in range(40))
+            for name in names:
+                c.put(name, b"x")
+            self.assertEqual([q.name for q in c.queues()], names)
+            stats = c.stats()
+            self.assertEqual([q.name for q in stats.queues], names)
+            self.assertEqual((stats.queue_count, stats.total_put), (40, 40))
+            c.close()
+            v1 = spool.Client(small.address, protocol_max=1)
+            self.assertLess(len(v1.queues()), 40)  # version 1: one frame's worth
+            v1.close()
+        finally:
+            small.close()
+
+
 class ErrorPaths(ClientCase):
     def test_local_argument_errors(self) -> None:
         for call in (lambda: self.c.kick(self.q, 0), lambda: self.c.pause("bad name"),

@@ -1,6 +1,7 @@
-"""The codec against the golden frames of protocol v1 (tests/compat/wire-v1, written by the C
-codec and never regenerated): requests encode to exactly those bytes, replies decode to the
-values tests/compat/test_wire_v1.c checks, and malformed payloads raise ProtocolError."""
+"""The codec against the golden frames of protocol v1 and v2 (tests/compat/wire-v1, wire-v2,
+written by the C codec and never regenerated): requests encode to exactly those bytes, replies
+decode to the values tests/compat/test_wire_v1.c and test_wire_v2.c check, and malformed
+payloads raise ProtocolError."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from spool.codec import Durability, JobSpec, JobState, Op
 from spool.errors import LeaseExpired, ProtocolError
 
 GOLDEN = Path(__file__).resolve().parents[3] / "tests" / "compat" / "wire-v1"
+GOLDEN_V2 = GOLDEN.parent / "wire-v2"
 
 
 def golden(name: str) -> bytes:
     return (GOLDEN / f"{name}.bin").read_bytes()
+
+
+def golden_v2(name: str) -> bytes:
+    return (GOLDEN_V2 / f"{name}.bin").read_bytes()
 
 
 def split(frame: bytes) -> tuple[int, int, bytes]:
@@ -30,7 +36,7 @@ class GoldenRequests(unittest.TestCase):
         self.assertEqual(codec.frame(op, 7, payload), golden(name), name)
 
     def test_hello(self) -> None:
-        self.check("hello", Op.HELLO, codec.encode_hello("cli", None))
+        self.check("hello", Op.HELLO, codec.encode_hello("cli", None, version_max=1))
 
     def spec(self) -> JobSpec:
         # flags 3 = RUN_AT | MAX_ATTEMPTS: the 100 is a run-at time
@@ -103,6 +109,45 @@ class GoldenReplies(unittest.TestCase):
         stats = self.decode("stats_reply", Op.STATS)
         assert isinstance(stats, codec.Stats)
         self.assertEqual([q.name for q in stats.queues], ["mail"])
+
+
+class GoldenVersion2(unittest.TestCase):
+    """Version 2: paged STATS and QUEUES, DELETE_QUEUE, the EXPIRED state."""
+
+    def reply(self, name: str, op: int, version: int = 2) -> object:
+        reply_op, _, payload = split(golden_v2(name))
+        return codec.decode_reply(op, reply_op, payload, version)
+
+    def test_requests(self) -> None:
+        self.assertEqual(codec.frame(Op.STATS, 11, codec.encode_stats(None, 2, "mail", 50)),
+                         golden_v2("stats"))
+        self.assertEqual(codec.frame(Op.QUEUES, 12, codec.encode_queues(2, "a.b")),
+                         golden_v2("queues"))
+        self.assertEqual(codec.frame(Op.DELETE_QUEUE, 13, codec.encode_delete_queue("old:q", True)),
+                         golden_v2("delete_queue"))
+        # Version 1 layouts: no cursor, no limit.
+        self.assertEqual(codec.encode_stats(None, 1, "mail", 50), b"\x00")
+        self.assertEqual(codec.encode_queues(1, "a.b"), b"")
+
+    def test_replies(self) -> None:
+        stats = self.reply("stats_reply", Op.STATS)
+        assert isinstance(stats, codec.Stats)
+        self.assertEqual((stats.uptime_ms, stats.queue_count, stats.expired, stats.keys,
+                          stats.keys_evicted, stats.next_cursor), (100, 700, 11, 12, 13, "q:2"))
+        self.assertEqual([(q.name, q.expired) for q in stats.queues], [("mail", 10), ("q:2", 20)])
+        page = self.reply("queues_reply", Op.QUEUES)
+        self.assertEqual([q.name for q in page], ["a.c", "b"])
+        self.assertEqual(page.next_cursor, "b")
+        self.assertEqual(self.reply("delete_queue_reply", Op.DELETE_QUEUE).count, 5)
+        job = self.reply("job_info_expired", Op.STATUS)
+        assert isinstance(job, codec.Job)
+        self.assertTrue(job.expired)
+        self.assertEqual(job.finished_ms, 1700000000500)
+        # A version 1 peer is never sent EXPIRED, nor the v2 layouts.
+        for name, op in (("job_info_expired", Op.STATUS), ("stats_reply", Op.STATS),
+                         ("queues_reply", Op.QUEUES)):
+            with self.assertRaises(ProtocolError, msg=name):
+                self.reply(name, op, version=1)
 
 
 class Malformed(unittest.TestCase):
