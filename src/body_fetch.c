@@ -14,6 +14,7 @@
 
 #include "record.h"
 #include "server.h"
+#include "slog.h"
 
 struct fetch_waiter {
     uint64_t seq;
@@ -339,6 +340,29 @@ void body_fetch_pump(struct body_fetcher *fetcher)
         read->issued = true;
         fetcher->issued++;
     }
+}
+
+void body_fetch_fail_stop(struct server *server, const struct body_fetch *fetch)
+{
+    SPOOL_ASSERT(fetch->error != 0);
+    const struct body_fetch_job *fj = &fetch->jobs[fetch->error_job];
+    if (fetch->error == -ENOMEM) {
+        slog_warn("msg=\"no memory to read a job body back\" job=%llu",
+                  (unsigned long long)fj->id);
+        return;
+    }
+    slog_error("msg=\"job body unreadable: stopping\" job=%llu segment=%llu offset=%llu "
+               "seq=%llu error=\"%s\"",
+               (unsigned long long)fj->id, (unsigned long long)fj->pos.segment_id,
+               (unsigned long long)fj->pos.batch_offset, (unsigned long long)fj->pos.seq,
+               log_strerror(fetch->error));
+    /* A clean stop, not an abort: the replies in flight (the error too) reach their clients,
+     * and the checkpoint it writes is sound (it holds no body). */
+    if (!server->stopping)
+        slog_info("msg=\"shutting down\" reason=\"job body unreadable\"");
+    server->stopping = true;
+    if (server->stop_error == 0)
+        server->stop_error = fetch->error;
 }
 
 bool body_fetch_idle(const struct body_fetcher *fetcher)

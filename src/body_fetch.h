@@ -79,6 +79,14 @@ void body_fetch_pump(struct body_fetcher *fetcher);
 /* No fetch in progress (shutdown waits for this). */
 bool body_fetch_idle(const struct body_fetcher *fetcher);
 
+/* A fetch failed (fetch->error): log it, and unless it is only out of memory (-ENOMEM: a
+ * warning; the job's lease runs out as usual), begin the server's stop with an error exit. A
+ * read error or a batch that does not verify is damage under an acknowledged job: like
+ * recovery (FORMAT.md) the server does not go on past it, and the job stays in the log (never
+ * dropped) for `spool-log verify` to report. The caller answers its request (INTERNAL, or its
+ * protocol's word for it). */
+void body_fetch_fail_stop(struct server *server, const struct body_fetch *fetch);
+
 struct body_fetch_stats {
     uint64_t fetches;      /* deliveries that waited for bodies */
     uint64_t batch_reads;  /* batches read back */

@@ -36,6 +36,12 @@
  * at once ("--segment-size 100g" zero-filled a shared disk); the format allows up to 1 TiB
  * (SEGMENT_SIZE_MAX), this is the server's bound. */
 #define CONFIG_SEGMENT_MAX (1024ull * 1024 * 1024)
+/* Queues with their own label in /metrics: each costs about 60 series (9 counters, 5 gauges,
+ * two histograms of 23 series), so 200 is 12k series, what one Prometheus scrape of one
+ * target comfortably takes every 15 s; the rest are summed under queue="(other)", a name no
+ * queue can have. */
+#define CONFIG_METRICS_QUEUES_DEFAULT 200
+#define CONFIG_METRICS_QUEUES_LIMIT 100000
 
 /* Bodies kept in RAM by default: 256 MiB holds the last ~1M puts of 100 bytes (a few seconds
  * of a producer at full speed, so a job delivered right after its put never waits for a
@@ -48,6 +54,8 @@ static const char usage[] =
     "usage: spoold [options]\n"
     "  --data DIR               data directory (default ./spool-data)\n"
     "  --listen HOST:PORT       address to listen on (default 127.0.0.1:7711; port 0 = any)\n"
+    "  --beanstalk HOST:PORT    also speak beanstalkd's text protocol there (off unless\n"
+    "                           given; beanstalkd's own port is 127.0.0.1:11300)\n"
     "  --sync MODE              always | interval:MS | none (default always)\n"
     "  --segment-size BYTES     log segment size, a multiple of 4096 from 1m to 1g\n"
     "                           (default 64m; each segment is preallocated whole)\n"
@@ -76,6 +84,12 @@ static const char usage[] =
     "                           (default 30000)\n"
     "  --ready-file PATH        write HOST:PORT to PATH once listening\n"
     "  --auth-file PATH         require the shared secret on PATH's first line at HELLO\n"
+    "  --http HOST:PORT|off     HTTP listener: /metrics, /api/v1, the dashboard /\n"
+    "                           (default 127.0.0.1:7712; if that default is taken, spoold\n"
+    "                           warns and runs without it; port 0 = any)\n"
+    "  --http-ready-file PATH   write the HTTP HOST:PORT to PATH once listening\n"
+    "  --metrics-max-queues N   queues with their own label in /metrics; the rest are\n"
+    "                           summed under queue=\"(other)\" (default 200)\n"
     "  --log-level LEVEL        info (default) or debug (adds each client's name and\n"
     "                           address at HELLO)\n"
     "  --help, --version\n";
@@ -102,17 +116,31 @@ static int parse_size(const char *text, uint64_t *out)
     return 0;
 }
 
-static int parse_listen(const char *text, struct server_config *config)
+/* HOST:PORT into host (host_size bytes with its NUL) and *port. */
+static int parse_listen(const char *text, char *host, size_t host_size, uint16_t *port_out)
 {
     const char *colon = strrchr(text, ':');
-    if (colon == NULL || colon == text || (size_t)(colon - text) >= sizeof(config->listen_host))
+    if (colon == NULL || colon == text || (size_t)(colon - text) >= host_size)
         return -EINVAL;
     uint64_t port;
     if (parse_size(colon + 1, &port) != 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
         return -EINVAL;
-    memcpy(config->listen_host, text, (size_t)(colon - text));
-    config->listen_host[colon - text] = '\0';
-    config->listen_port = (uint16_t)port;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    *port_out = (uint16_t)port;
+    return 0;
+}
+
+static int parse_http(const char *text, struct server_config *config)
+{
+    config->http_explicit = true;
+    if (strcmp(text, "off") == 0) {
+        config->http_enabled = false;
+        return 0;
+    }
+    if (parse_listen(text, config->http_host, sizeof(config->http_host), &config->http_port) != 0)
+        return -EINVAL;
+    config->http_enabled = true;
     return 0;
 }
 
@@ -158,6 +186,10 @@ static void defaults(struct server_config *config)
     config->frame_timeout_ms = 30000;
     config->handshake_timeout_ms = CONFIG_HANDSHAKE_TIMEOUT_DEFAULT_MS;
     config->handshakes_max = 0; /* derived from connections_max after parsing */
+    config->http_enabled = true;
+    strcpy(config->http_host, "127.0.0.1");
+    config->http_port = 7712;
+    config->metrics_queues_max = CONFIG_METRICS_QUEUES_DEFAULT;
 }
 
 /* One numeric option with bounds; false (and a message) if out of range. */
@@ -200,15 +232,33 @@ static bool apply_option(const char *name, const char *value, struct server_conf
     if (strcmp(name, "--data") == 0) {
         c->data_dir = value;
     } else if (strcmp(name, "--listen") == 0) {
-        if (parse_listen(value, c) != 0) {
+        if (parse_listen(value, c->listen_host, sizeof(c->listen_host), &c->listen_port) != 0) {
             fprintf(stderr, "spoold: --listen: '%s' is not HOST:PORT\n", value);
             return false;
         }
+    } else if (strcmp(name, "--beanstalk") == 0) {
+        if (parse_listen(value, c->beanstalk_host, sizeof(c->beanstalk_host),
+                         &c->beanstalk_port) != 0) {
+            fprintf(stderr, "spoold: --beanstalk: '%s' is not HOST:PORT\n", value);
+            return false;
+        }
+        c->beanstalk_enabled = true;
     } else if (strcmp(name, "--sync") == 0) {
         if (parse_sync(value, c) != 0) {
             fprintf(stderr, "spoold: --sync: '%s' is not always, interval:MS or none\n", value);
             return false;
         }
+    } else if (strcmp(name, "--http") == 0) {
+        if (parse_http(value, c) != 0) {
+            fprintf(stderr, "spoold: --http: '%s' is not HOST:PORT or off\n", value);
+            return false;
+        }
+    } else if (strcmp(name, "--http-ready-file") == 0) {
+        c->http_ready_file = value;
+    } else if (strcmp(name, "--metrics-max-queues") == 0) {
+        if (!number_option(name, value, 1, CONFIG_METRICS_QUEUES_LIMIT, &v))
+            return false;
+        c->metrics_queues_max = (uint32_t)v;
     } else if (strcmp(name, "--ready-file") == 0) {
         c->ready_file = value;
     } else if (strcmp(name, "--auth-file") == 0) {
@@ -312,6 +362,12 @@ enum config_parse_result config_parse(int argc, char **argv, struct server_confi
         }
         if (!apply_option(name, value, config))
             return CONFIG_EXIT_USAGE;
+    }
+    if (config->beanstalk_enabled && config->auth_secret_len > 0) {
+        /* beanstalkd's protocol has no authentication: the listener would bypass the secret. */
+        fprintf(stderr, "spoold: --beanstalk cannot be combined with --auth-file (beanstalkd's "
+                        "protocol has no authentication)\n");
+        return CONFIG_EXIT_USAGE;
     }
     if ((uint64_t)config->job_size_max + WIRE_JOB_OVERHEAD_MAX > config->frame_size_max) {
         fprintf(stderr, "spoold: --max-frame (%u) must be at least --max-job-size + %u\n",

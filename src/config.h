@@ -16,6 +16,9 @@ struct server_config {
     const char *data_dir;          /* --data, default ./spool-data */
     char listen_host[256];         /* --listen HOST:PORT, default 127.0.0.1:7711 */
     uint16_t listen_port;
+    bool beanstalk_enabled;        /* --beanstalk HOST:PORT given (beanstalk.h) */
+    char beanstalk_host[256];
+    uint16_t beanstalk_port;
     enum log_sync_mode sync_mode;  /* --sync always|interval:MS|none */
     uint32_t sync_interval_ms;
     uint64_t segment_size_bytes;   /* --segment-size, default 64 MiB */
@@ -38,6 +41,13 @@ struct server_config {
     char auth_secret[256];         /* --auth-file PATH: its first line; empty = no auth */
     uint32_t auth_secret_len;
     bool log_debug;                /* --log-level debug: also each client's HELLO */
+    /* HTTP listener (http.c): --http HOST:PORT, default 127.0.0.1:7712, --http off */
+    bool http_enabled;
+    bool http_explicit;            /* given on the command line: a failed bind is fatal */
+    char http_host[256];
+    uint16_t http_port;
+    const char *http_ready_file;   /* --http-ready-file PATH: HOST:PORT once listening */
+    uint32_t metrics_queues_max;   /* --metrics-max-queues: queues labelled in /metrics */
 };
 
 enum config_parse_result {

@@ -127,6 +127,7 @@ static void conn_recv_complete(struct io_completion *completion, const struct io
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
         if (cqe->res > 0 && !conn->closing) {
+            server->metrics.bytes_in += (uint64_t)cqe->res;
             conn_input_append(conn, buf, (size_t)cqe->res);
             conn->input_ms = server_now_ms();
         }
@@ -162,6 +163,7 @@ static void conn_send_complete(struct io_completion *completion, const struct io
     }
     SPOOL_ASSERT((size_t)cqe->res <= conn->sending.len - conn->sent);
     conn->sent += (size_t)cqe->res;
+    conn->server->metrics.bytes_out += (uint64_t)cqe->res;
     conn_send_next(conn);
     if (conn->closing) {
         if (!conn->send_armed && conn->fd >= 0) {
@@ -238,12 +240,13 @@ void conn_peer_name(const struct conn *conn, char *out, size_t size)
 
 static void conn_refuse_busy(struct conn *conn, const char *why);
 
-void conn_accepted(struct server *server, int fd)
+static struct conn *conn_new(struct server *server, int fd)
 {
     struct conn *conn = calloc(1, sizeof(*conn));
     SPOOL_ASSERT(conn != NULL);
     conn->server = server;
     conn->id = ++server->next_conn_id;
+    server->metrics.connections_accepted++;
     conn->fd = fd;
     conn->recv_completion.complete = conn_recv_complete;
     conn->send_completion.complete = conn_send_complete;
@@ -259,6 +262,12 @@ void conn_accepted(struct server *server, int fd)
     server->conn_count++;
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return conn;
+}
+
+void conn_accepted(struct server *server, int fd)
+{
+    struct conn *conn = conn_new(server, fd);
     if (server->conn_count - server->handshake_count > server->config.connections_max) {
         conn_refuse_busy(conn, "too many connections");
         return;
@@ -272,6 +281,21 @@ void conn_accepted(struct server *server, int fd)
         struct conn *oldest = LIST_ENTRY(list_first(&server->handshaking), struct conn,
                                          handshake_link);
         conn_refuse_busy(oldest, "too many connections before HELLO");
+    }
+    conn_arm_recv(conn);
+}
+
+/* beanstalkd has no handshake and no BUSY word: a connection over --max-connections is
+ * closed at once (logged, rate-limited), as a server out of descriptors would. */
+void conn_accepted_beanstalk(struct server *server, int fd)
+{
+    struct conn *conn = conn_new(server, fd);
+    conn->hello_done = true;
+    conn->beanstalk = true;
+    beanstalk_conn_init(conn);
+    if (server->conn_count - server->handshake_count > server->config.connections_max) {
+        conn_refuse_busy(conn, "too many connections");
+        return;
     }
     conn_arm_recv(conn);
 }
@@ -317,8 +341,12 @@ bool conn_handshake_done(struct conn *conn)
 
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message)
 {
+    if (conn->beanstalk)
+        return; /* no binary frame to a text client: it answers in its own words */
     if (wire_encode_error(&conn->out, request_id, code, message) != 0)
         slog_warn("msg=\"error frame not encoded\" conn=%llu", (unsigned long long)conn->id);
+    uint16_t wire_code = wire_error_to_wire(code);
+    conn->server->metrics.errors[wire_code < METRICS_ERROR_CODES ? wire_code : 0]++;
 }
 
 /* Give back everything the connection holds in the queue state, once. */
@@ -329,6 +357,7 @@ static void conn_release(struct conn *conn)
     struct server *server = conn->server;
     conn->released = true;
     handler_conn_closed(conn);
+    beanstalk_conn_closed(conn); /* before its leases go back: its reserve must not get one */
     queue_owner_release(server->queues, &conn->owner, server->now);
     idmap_remove(&server->conns_by_id, conn->id);
     if (!conn->hello_done && list_linked(&conn->handshake_link)) {
@@ -362,6 +391,14 @@ void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *mes
         shutdown(conn->fd, SHUT_RDWR);
         conn_maybe_free(conn);
     }
+}
+
+void conn_stall(struct conn *conn)
+{
+    conn->stalled = true;
+    if (list_linked(&conn->run_link))
+        list_unlink(&conn->run_link);
+    list_insert_tail(&conn->server->stalled, &conn->run_link);
 }
 
 /* One frame at in[in_start..): 1 ran (consumed), 0 need more bytes, -1 stop parsing. */
@@ -410,11 +447,7 @@ static int conn_run_frame(struct conn *conn)
     rc = handler_dispatch(conn, &h, &msg);
     wire_msg_free(h.opcode, &msg);
     if (rc == HANDLER_AGAIN) {
-        /* Stalled: the frame stays, to run again after the next commit. */
-        conn->stalled = true;
-        if (list_linked(&conn->run_link))
-            list_unlink(&conn->run_link);
-        list_insert_tail(&server->stalled, &conn->run_link);
+        conn_stall(conn); /* the frame stays, to run again after the next commit */
         return -1;
     }
     if (conn->closing)
@@ -429,6 +462,10 @@ void conn_run(struct conn *conn, uint32_t frames_max)
         list_unlink(&conn->run_link);
     if (conn->closing)
         return;
+    if (conn->beanstalk) {
+        beanstalk_conn_run(conn, frames_max);
+        return;
+    }
     uint32_t frames = 0;
     int rc = 1;
     while (frames < frames_max && conn->out.len < CONN_OUT_HIGH &&
@@ -468,6 +505,8 @@ void conn_sweep(struct server *server, int64_t now_ms)
                        !list_linked(&conn->run_link);
         if (!partial || conn->closing || conn->stalled)
             continue;
+        if (conn->bs != NULL && conn->bs->waiting)
+            continue; /* commands pipelined behind a blocked reserve: not a stalled frame */
         if (now_ms - conn->input_ms < (int64_t)server->config.frame_timeout_ms)
             continue;
         slog_warn("msg=\"frame incomplete: closing\" conn=%llu bytes=%zu",

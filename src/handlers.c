@@ -552,41 +552,19 @@ static void reserve_reply(struct conn *conn, uint64_t request_id, struct job **j
     reply(conn, WIRE_OP_RESERVE, request_id, &r);
 }
 
-/* A fetch that failed. A read error or a batch that does not verify is damage to the log, or
- * a disk going bad, under an acknowledged job: like recovery (FORMAT.md), the server does not
- * go on past it. It says which job and where, answers INTERNAL, and stops with an error exit;
- * the job stays in the log (never dropped), for `spool-log verify` to report and an operator
- * to salvage. Out of memory is no damage: the request gets BUSY and the job's lease runs out
- * as usual. */
+/* A fetch that failed: the server's reaction (body_fetch_fail_stop), then this request's
+ * answer: BUSY when only memory was short, INTERNAL for damage. */
 static void fetch_failed(struct server *server, struct conn *conn, const struct body_fetch *fetch)
 {
-    const struct body_fetch_job *fj = &fetch->jobs[fetch->error_job];
-    if (fetch->error == -ENOMEM) {
-        slog_warn("msg=\"no memory to read a job body back\" job=%llu",
-                  (unsigned long long)fj->id);
-        if (conn != NULL && !conn->closing) {
-            conn_error(conn, fetch->request_id, SPOOL_E_BUSY, "no memory to read job bodies");
-            conn_flush_later(conn);
-        }
+    body_fetch_fail_stop(server, fetch);
+    if (conn == NULL || conn->closing)
         return;
-    }
-    slog_error("msg=\"job body unreadable: stopping\" job=%llu segment=%llu offset=%llu "
-               "seq=%llu error=\"%s\"",
-               (unsigned long long)fj->id, (unsigned long long)fj->pos.segment_id,
-               (unsigned long long)fj->pos.batch_offset, (unsigned long long)fj->pos.seq,
-               log_strerror(fetch->error));
-    if (conn != NULL && !conn->closing) {
+    if (fetch->error == -ENOMEM)
+        conn_error(conn, fetch->request_id, SPOOL_E_BUSY, "no memory to read job bodies");
+    else
         conn_error(conn, fetch->request_id, SPOOL_E_INTERNAL,
                    "a job body could not be read back from the log; the server stops");
-        conn_flush_later(conn);
-    }
-    /* A clean stop, not an abort: the replies in flight (this error too) reach their clients,
-     * and the checkpoint it writes is sound (it holds no body). */
-    if (!server->stopping)
-        slog_info("msg=\"shutting down\" reason=\"job body unreadable\"");
-    server->stopping = true;
-    if (server->stop_error == 0)
-        server->stop_error = fetch->error;
+    conn_flush_later(conn);
 }
 
 /* The connection that asked, if still there; it had counted the fetch as blocked. */
@@ -1349,7 +1327,12 @@ bool handler_known(uint16_t opcode)
 int handler_dispatch(struct conn *conn, const struct wire_header *header, union wire_msg *msg)
 {
     SPOOL_ASSERT(handler_known(header->opcode));
-    return handlers[header->opcode](conn, header, msg);
+    struct server *server = conn->server;
+    int rc = handlers[header->opcode](conn, header, msg);
+    if (rc != HANDLER_AGAIN) /* run again later: counted then */
+        server->metrics.requests[header->opcode < METRICS_OPCODES ? header->opcode
+                                                                  : METRICS_OPCODES - 1]++;
+    return rc;
 }
 
 /* Shutdown begins: every blocked RESERVE and WAIT gets SHUTTING_DOWN (retryable: try

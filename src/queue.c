@@ -880,6 +880,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
     queue->stats.pending++;
+    queue->metrics.puts++;
     if (args->key_len > 0)
         queue_idem_add(state, args->queue, args->queue_len, args->key, args->key_len, job->id,
                        put.created_ms, now);
@@ -942,6 +943,14 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
                   struct queue_time now)
 {
     queue_job_leave(state, job);
+    struct queue_metrics *m = &job->queue->metrics;
+    m->deliveries++;
+    if (job->attempts == 0) {
+        int64_t waited_ms = queue_time_wall_ms(now) - job->created_ms;
+        metrics_hist_observe(&m->wait_us, &metrics_queue_time_us,
+                             waited_ms > 0 ? (uint64_t)waited_ms * 1000 : 0);
+    }
+    job->ready_since_ns = now.mono_ns; /* unused while RESERVED: the processing time's start */
     job->attempts++;
     job->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
@@ -1090,6 +1099,11 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
     err = emit(state, RECORD_ACK, buf, len, NULL);
     if (err != 0)
         return err;
+    struct queue_metrics *m = &job->queue->metrics;
+    m->acks++;
+    int64_t held_ns = now.mono_ns - job->ready_since_ns; /* since the lease (lease()) */
+    metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
+                         held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
     return 0;
 }
@@ -1138,6 +1152,8 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
         err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
         if (err != 0)
             return err;
+        job->queue->metrics.releases++;
+        job->queue->metrics.dead_lettered++;
         queue_job_leave(state, job);
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;
@@ -1150,6 +1166,7 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     err = emit(state, RECORD_RELEASE, buf, len, NULL);
     if (err != 0)
         return err;
+    job->queue->metrics.releases++;
     queue_job_leave(state, job);
     if (error_len > 0) {
         free(job->reason);
@@ -1190,6 +1207,8 @@ int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const cha
     err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
     if (err != 0)
         return err;
+    job->queue->metrics.buries++;
+    job->queue->metrics.dead_lettered++;
     queue_job_leave(state, job);
     queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
     state->totals.went_dead++;
@@ -1205,6 +1224,7 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     int err = emit(state, RECORD_KICK, buf, len, NULL);
     if (err != 0)
         return err;
+    job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
     free(job->reason); /* a fresh start: the old death is no longer its last error */
@@ -1260,6 +1280,7 @@ int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now)
     int err = emit(state, RECORD_DELETE, buf, len, NULL);
     if (err != 0)
         return err;
+    job->queue->metrics.deleted++;
     queue_job_remove(state, job);
     return 0;
 }
@@ -1373,6 +1394,7 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;
+        job->queue->metrics.dead_lettered++;
     } else {
         queue_job_enter_ready(state, job, now);
     }
@@ -1382,18 +1404,23 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
                          struct queue_time now)
 {
     struct list_link *link;
-    while ((link = list_first(&owner->jobs)) != NULL)
-        lease_end(state, LIST_ENTRY(link, struct job, state_link), now);
+    while ((link = list_first(&owner->jobs)) != NULL) {
+        struct job *job = LIST_ENTRY(link, struct job, state_link);
+        job->queue->metrics.lease_expiries++;
+        lease_end(state, job, now);
+    }
     queue_serve(state, now);
 }
 
 void queue_lease_expire(struct queue_state *state, struct job *job, struct queue_time now)
 {
+    job->queue->metrics.lease_expiries++;
     lease_end(state, job, now);
 }
 
 bool queue_ttl_expire(struct queue_state *state, struct job *job)
 {
+    struct queue *queue = job->queue; /* the job may be freed below */
     uint8_t buf[RECORD_DELETE_SIZE];
     size_t len = record_delete_encode(job->id, RECORD_DELETE_TTL, buf);
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
@@ -1401,5 +1428,72 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     /* Settled at its logged expiry, so a replay of the DELETE says the same time. */
     queue_job_expired(state, job, job->expires_at_ms);
     state->totals.expired++;
+    queue->metrics.expired++;
     return true;
+}
+
+/* ---- for the beanstalkd protocol (beanstalk.h): a job by id, delayed jobs kicked ---- */
+
+int queue_reserve_job(struct queue_state *state, uint64_t id, struct queue_owner *owner,
+                      struct queue_time now, struct job **out)
+{
+    SPOOL_ASSERT(owner != NULL);
+    struct job *job = jobtab_get(&state->jobs, id);
+    if (job == NULL || (job->state != JOB_READY && job->state != JOB_DELAYED &&
+                        job->state != JOB_DEAD))
+        return QUEUE_ENOTFOUND;
+    struct queue_reserver reserver = {.owner = owner};
+    lease(state, job, &reserver, now);
+    SPOOL_ASSERT(job->state == JOB_RESERVED);
+    *out = job;
+    return 0;
+}
+
+/* A delayed job made ready now: logged as a RELEASE with no run-at (replay places it ready
+ * whatever state it was in), so a restart keeps it ready. */
+static int kick_delayed_one(struct queue_state *state, struct job *job, struct queue_time now)
+{
+    SPOOL_ASSERT(job->state == JOB_DELAYED);
+    uint8_t buf[RECORD_RELEASE_SIZE];
+    size_t len = record_release_encode(job->id, job->priority, 0, buf);
+    int err = emit(state, RECORD_RELEASE, buf, len, NULL);
+    if (err != 0)
+        return err;
+    queue_job_leave(state, job);
+    queue_job_set_run_at(job, 0, now);
+    queue_job_place(state, job, now);
+    SPOOL_ASSERT(job->state == JOB_READY);
+    return 0;
+}
+
+int queue_kick_delayed_job(struct queue_state *state, uint64_t id, struct queue_time now)
+{
+    struct job *job = jobtab_get(&state->jobs, id);
+    if (job == NULL || job->state == JOB_PENDING)
+        return QUEUE_ENOTFOUND;
+    if (job->state != JOB_DELAYED)
+        return QUEUE_ESTATE;
+    int err = kick_delayed_one(state, job, now);
+    if (err == 0)
+        queue_serve(state, now);
+    return err;
+}
+
+int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t name_len,
+                       uint32_t count, struct queue_time now, uint32_t *kicked)
+{
+    *kicked = 0;
+    struct queue *queue = queue_find(state, name, name_len);
+    if (queue == NULL)
+        return record_queue_name_valid(name, name_len) ? 0 : QUEUE_EINVAL;
+    int err = 0;
+    struct job *job;
+    while (*kicked < count && (job = heap_top(&queue->delayed)) != NULL) {
+        err = kick_delayed_one(state, job, now);
+        if (err != 0)
+            break;
+        (*kicked)++;
+    }
+    queue_serve(state, now);
+    return *kicked > 0 ? 0 : err;
 }

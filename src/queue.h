@@ -43,6 +43,7 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "record.h"
 #include "siphash.h"
 
@@ -103,7 +104,7 @@ struct job {
      * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
     int64_t timer_ns;
     int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
-    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms */
+    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
     uint64_t lease_token;   /* RESERVED: current lease */
     struct log_pos pos;     /* the PUT record */
     /* The body, while the state's body cache holds it (body_cache.h: the cache sets this to
@@ -157,8 +158,10 @@ struct queue {
     struct list_link reservers;   /* queue_reserver links, arrival order */
     struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
     struct queue_stats stats;
+    struct queue_metrics metrics; /* counters since start (metrics.h), for /metrics */
     uint32_t checkpoint_index; /* scratch: position in the checkpoint being written */
     uint32_t reserver_refs;    /* waiting reservers that name it (paused ones included) */
+    uint32_t pins; /* front ends that name it (a beanstalkd connection's used or watched tube) */
     struct list_link idle_link; /* in the state's list of queues to forget if idle */
 };
 
@@ -322,6 +325,11 @@ bool queue_known(const struct queue_state *state, const char *name, uint32_t nam
 /* Records with seq < durable_seq_end are durable: their PENDING jobs become visible. */
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now);
 
+/* A front end names the queue (a beanstalkd connection uses or watches its tube, which must
+ * exist even when empty): it is not forgotten while pinned. Each pin is undone by one unpin. */
+void queue_pin(struct queue *queue);
+void queue_unpin(struct queue_state *state, struct queue *queue);
+
 /* Reserve up to reserver->count_max jobs now. Returns how many were written to jobs (>= 0;
  * the leases are taken). With none and a deadline in the future, the reserver is queued and
  * reserver->wake runs later (with jobs, or with 0 at the deadline). */
@@ -362,6 +370,18 @@ SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id,
 /* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
 SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
                               uint32_t count, struct queue_time now, uint32_t *kicked);
+/* The beanstalkd protocol's reserve-job: lease one job by id to owner, whatever queue it is
+ * in, when it is ready, delayed or dead (QUEUE_ENOTFOUND otherwise). */
+SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
+                                     struct queue_owner *owner, struct queue_time now,
+                                     struct job **out);
+/* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
+ * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
+SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,
+                                          struct queue_time now);
+SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
+                                      uint32_t name_len, uint32_t count, struct queue_time now,
+                                      uint32_t *kicked);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
                                 struct queue_time now);
@@ -432,6 +452,13 @@ uint32_t queue_page(struct queue_state *state, const char *cursor, uint32_t curs
 /* Call fn for each queue (order unspecified). */
 void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *queue),
                 void *ctx);
+/* The same walk in steps, over several loop turns: call fn for at most max more queues from
+ * *cursor (0 to begin), true once every queue was visited. Queues may be added between steps:
+ * one added behind the cursor is missed, and when the table is rebuilt (queue_walk_stamp
+ * changes) the walk must begin again, or it may visit a queue twice. */
+bool queue_each_step(struct queue_state *state, size_t *cursor, uint32_t max,
+                     void (*fn)(void *ctx, struct queue *queue), void *ctx);
+uint64_t queue_walk_stamp(const struct queue_state *state);
 
 /* Retention: live jobs whose PUT lives in a segment. */
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);

@@ -6,8 +6,9 @@
  * otherwise grow the queue map, STATS and QUEUES without bound.
  *
  * A queue is idle when it has no live job (pending included), no remembered DONE or EXPIRED
- * job (they point to it), no waiting reserver (paused ones included: they point to it), and
- * no setting of its own (paused, defaults, limits): forgetting it changes nothing a client
+ * job (they point to it), no waiting reserver (paused ones included: they point to it), no
+ * pin (a beanstalkd connection's used or watched tube exists while named), and no setting of
+ * its own (paused, defaults, limits): forgetting it changes nothing a client
  * can observe except its total_put counter and its place in STATS/QUEUES. Every change that
  * may make a queue idle marks it (queue_idle_mark); queue_tick looks at the marked ones and
  * frees the idle ones. Marking is cheap and may be wrong (the sweep checks); freeing happens
@@ -29,10 +30,23 @@ void queue_idle_mark(struct queue_state *state, struct queue *queue)
         list_insert_tail(&state->idle, &queue->idle_link);
 }
 
+void queue_pin(struct queue *queue)
+{
+    SPOOL_ASSERT(queue->pins < UINT32_MAX);
+    queue->pins++;
+}
+
+void queue_unpin(struct queue_state *state, struct queue *queue)
+{
+    SPOOL_ASSERT(queue->pins > 0);
+    if (--queue->pins == 0)
+        queue_idle_mark(state, queue);
+}
+
 static bool queue_idle(const struct queue *queue)
 {
     return list_empty(&queue->live) && queue->stats.pending == 0 &&
-           queue->stats.settled == 0 && queue->reserver_refs == 0 &&
+           queue->stats.settled == 0 && queue->reserver_refs == 0 && queue->pins == 0 &&
            list_empty(&queue->reservers) && !queue->paused && queue->default_ttr_ms == 0 &&
            queue->default_max_attempts == UINT32_MAX && queue->max_jobs == 0 &&
            queue->max_bytes == 0;

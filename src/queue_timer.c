@@ -252,3 +252,28 @@ void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *q
 {
     STRMAP_EACH(&state->queues, entry) fn(ctx, entry->value);
 }
+
+bool queue_each_step(struct queue_state *state, size_t *cursor, uint32_t max,
+                     void (*fn)(void *ctx, struct queue *queue), void *ctx)
+{
+    const struct strmap *map = &state->queues;
+    if (map->entries == NULL)
+        return true;
+    size_t slots = map->mask + 1;
+    uint32_t visited = 0;
+    while (*cursor < slots && visited < max) {
+        const struct strmap_entry *entry = &map->entries[(*cursor)++];
+        if (entry->hash == 0)
+            continue;
+        fn(ctx, entry->value);
+        visited++;
+    }
+    return *cursor >= slots;
+}
+
+uint64_t queue_walk_stamp(const struct queue_state *state)
+{
+    /* The table moves or resizes when it is rebuilt; a removal shifts entries but lowers the
+     * count, which the caller sees in queue_totals. */
+    return (uint64_t)(uintptr_t)state->queues.entries ^ ((uint64_t)state->queues.mask << 48);
+}

@@ -13,14 +13,15 @@
 
 #include "le.h"
 
-/* The bytes a queue name may hold ([A-Za-z0-9._:-]), as a table (bytes from 128 up are left
+/* The bytes a queue name may hold ([A-Za-z0-9._:-] and, since beanstalkd's tube names must
+ * work too (beanstalk.h), [+/;$()]), as a table (bytes from 128 up are left
  * zero): every PUT record asserts its queue's name, so the check runs once per job, and one
  * load per byte replaces a dozen comparisons. */
 static const uint8_t queue_name_bytes[256] = {
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 0..15 */
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, /* 16..31 */
-    0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,0, /* 32..47 */
-    1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0, /* 48..63 */
+    0,0,0,0,1,0,0,0,1,1,0,1,0,1,1,1, /* 32..47: $ ( ) + - . / */
+    1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0, /* 48..63: digits : ; */
     0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 64..79 */
     1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,1, /* 80..95 */
     0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1, /* 96..111 */

@@ -51,8 +51,8 @@
 #define RECORD_ACK_VERSION 2
 #define RECORD_BURY_VERSION 2
 
-/* Queue names are 1..200 bytes of [A-Za-z0-9._:-]: short enough for one log line, and free
- * of bytes that would need quoting in logfmt or a file name. */
+/* Queue names are 1..200 bytes of [A-Za-z0-9._:+/;$()-]: short enough for one log line, and free
+ * of bytes that would need quoting in logfmt. */
 #define QUEUE_NAME_LEN_MAX 200
 /* Idempotency keys: a UUID or a hash in text form fits with room to spare. */
 #define RECORD_KEY_LEN_MAX 256

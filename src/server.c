@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "observe.h"
 #include "retention.h"
 #include "slog.h"
 
@@ -105,6 +106,16 @@ int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct 
     server->log_bytes += footprint;
     server->checkpoint_bytes += footprint;
     return 0;
+}
+
+/* One group commit landed: its latency and size for /metrics. */
+static void on_commit(void *ctx, uint32_t records, uint32_t bytes, int64_t duration_ns)
+{
+    struct server *server = ctx;
+    metrics_hist_observe(&server->metrics.commit_us, &metrics_commit_us,
+                         duration_ns > 0 ? (uint64_t)duration_ns / 1000 : 0);
+    metrics_hist_observe(&server->metrics.commit_records, &metrics_commit_records, records);
+    server->metrics.commit_bytes += bytes;
 }
 
 static void on_durable(void *ctx, uint64_t durable_seq_end, enum log_durability level, int error)
@@ -173,17 +184,19 @@ static int ring_setup(struct server *server)
     return 0;
 }
 
-static int listen_setup(struct server *server, char *addr, size_t addr_len)
+int server_listen(struct server *server, const char *host, uint16_t port_number, int *fd_out,
+                  char *addr, size_t addr_len)
 {
+    (void)server;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[8];
-    snprintf(port, sizeof(port), "%u", server->config.listen_port);
-    int rc = getaddrinfo(server->config.listen_host, port, &hints, &res);
+    snprintf(port, sizeof(port), "%u", port_number);
+    int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        slog_error("msg=\"cannot resolve listen address\" host=%s error=\"%s\"",
-                   server->config.listen_host, gai_strerror(rc));
+        slog_error("msg=\"cannot resolve listen address\" host=%s error=\"%s\"", host,
+                   gai_strerror(rc));
         return -EINVAL;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -192,8 +205,8 @@ static int listen_setup(struct server *server, char *addr, size_t addr_len)
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 511) != 0) {
         rc = -errno;
-        slog_error("msg=\"cannot listen\" host=%s port=%s error=\"%s\"",
-                   server->config.listen_host, port, strerror(-rc));
+        slog_error("msg=\"cannot listen\" host=%s port=%s error=\"%s\"", host, port,
+                   strerror(-rc));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
@@ -202,26 +215,27 @@ static int listen_setup(struct server *server, char *addr, size_t addr_len)
     freeaddrinfo(res);
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
+    char bound_host[INET6_ADDRSTRLEN] = "?";
     uint16_t bound = 0;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET) {
             struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            inet_ntop(AF_INET, &in->sin_addr, bound_host, sizeof(bound_host));
             bound = ntohs(in->sin_port);
         } else {
             struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            inet_ntop(AF_INET6, &in6->sin6_addr, bound_host, sizeof(bound_host));
             bound = ntohs(in6->sin6_port);
         }
     }
-    snprintf(addr, addr_len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, bound);
-    server->listen_fd = fd;
+    snprintf(addr, addr_len, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", bound_host,
+             bound);
+    *fd_out = fd;
     return 0;
 }
 
 /* Write HOST:PORT to the ready file whole: a temp file renamed over it. */
-static int ready_file_write(const char *path, const char *addr)
+static int ready_file_write(const char *path, const char *addr, const char *beanstalk_addr)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
@@ -230,6 +244,8 @@ static int ready_file_write(const char *path, const char *addr)
     if (f == NULL)
         return -errno;
     int ok = fprintf(f, "%s\n", addr) > 0;
+    if (beanstalk_addr[0] != '\0') /* a second line: where beanstalkd clients connect */
+        ok &= fprintf(f, "beanstalk %s\n", beanstalk_addr) > 0;
     ok &= fclose(f) == 0;
     if (!ok || rename(tmp, path) != 0)
         return -EIO;
@@ -330,6 +346,7 @@ static int recover(struct server *server)
      * current segment and the spare, so acks and deletes never meet a full disk. */
     lc.spare_segment = true;
     lc.on_durable = on_durable;
+    lc.on_commit = on_commit;
     lc.ctx = server;
     struct replay_buffer rb = {0};
     void *checkpoint = NULL;
@@ -384,7 +401,7 @@ static int recover(struct server *server)
 
 /* ---- accept and signals ---- */
 
-static struct io_uring_sqe *server_sqe(struct server *server)
+struct io_uring_sqe *server_sqe(struct server *server)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
     if (sqe == NULL) {
@@ -809,6 +826,7 @@ static void durable_apply(struct server *server)
     server->durable_applied = written_end;
     queue_durable(server->queues, written_end, server->now);
     handler_release_held(server);
+    beanstalk_release_held(server);
     /* The full batch can go to disk now, which frees the open batch for stalled requests. */
     log_tick(server->log);
     server->log_full = false;
@@ -863,11 +881,13 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         return server->stopping ? 10 : 0;
     if (queue_checkpoint_active(server->queues) && !server->checkpoint_walked)
         return 0; /* a walk to continue; a complete one waits for a commit, which wakes us */
+    if (observe_busy(server))
+        return 0; /* a snapshot walk to continue (observe.h) */
     int64_t timeout = INT64_MAX;
-    int64_t next_ns[2] = {queue_next_deadline_ns(server->queues),
-                          log_next_deadline_ns(server->log)};
-    int64_t now_ns = next_ns[0] != INT64_MAX || next_ns[1] != INT64_MAX ? mono_ns() : 0;
-    for (int i = 0; i < 2; i++) {
+    int64_t next_ns[3] = {queue_next_deadline_ns(server->queues),
+                          log_next_deadline_ns(server->log), beanstalk_next_deadline_ns(server)};
+    int64_t now_ns = mono_ns();
+    for (int i = 0; i < 3; i++) {
         if (next_ns[i] == INT64_MAX)
             continue;
         /* Rounded up: waking a little late is fine, waking early only spins a turn. */
@@ -996,12 +1016,14 @@ int server_run(struct server *server)
             conns_run(server);
             body_fetch_pump(server->fetcher); /* the reads this turn's deliveries need */
         }
+        observe_turn(server); /* HTTP snapshots and actions, when asked */
         log_tick(server->log);
         space_watch(server);
         memory_watch(server);
         if (!server->stopping)
             checkpoint_advance(server, now);
         accept_arm(server);
+        beanstalk_tick(server);
         if (now >= server->sweep_ms) {
             if (server->reserve_short && !server->checkpoint_in_flight)
                 reserve_fill(server); /* space may have come back by other means */
@@ -1083,15 +1105,24 @@ int server_start(struct server *server, const struct server_config *config)
     rc = ring_setup(server);
     if (rc != 0)
         return rc;
+    int64_t recovery_started_ns = mono_ns();
     rc = recover(server);
     if (rc != 0)
         return rc;
+    server->metrics.recovery_ns = mono_ns() - recovery_started_ns;
     reserve_open(server); /* before the log's first tick makes its spare */
     char addr[INET6_ADDRSTRLEN + 16];
-    rc = listen_setup(server, addr, sizeof(addr));
+    rc = server_listen(server, config->listen_host, config->listen_port, &server->listen_fd, addr,
+                       sizeof(addr));
+    if (rc != 0)
+        return rc;
+    rc = beanstalk_start(server);
     if (rc != 0)
         return rc;
     rc = signals_setup(server, &signals);
+    if (rc != 0)
+        return rc;
+    rc = observe_start(server); /* the HTTP listener, if configured */
     if (rc != 0)
         return rc;
     accept_arm(server);
@@ -1100,7 +1131,8 @@ int server_start(struct server *server, const struct server_config *config)
               config->sync_mode == LOG_SYNC_ALWAYS ? "always"
               : config->sync_mode == LOG_SYNC_NONE ? "none" : "interval",
               SPOOLD_VERSION);
-    if (config->ready_file != NULL && ready_file_write(config->ready_file, addr) != 0) {
+    if (config->ready_file != NULL &&
+        ready_file_write(config->ready_file, addr, server->beanstalk_addr) != 0) {
         slog_error("msg=\"cannot write ready file\" path=%s", config->ready_file);
         return -EIO;
     }
@@ -1237,5 +1269,8 @@ void server_destroy(struct server *server)
     memwatch_close(&server->memory);
     if (server->buf_base != NULL)
         io_uring_queue_exit(&server->ring);
+    /* After the ring: a CQE of its accept may be dispatched until then (log_close). */
+    beanstalk_destroy(server);
     free(server->buf_base);
+    observe_stop(server); /* after the ring: its eventfd read can no longer land */
 }

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <sys/signalfd.h>
 
+#include "beanstalk.h"
 #include "config.h"
 #include "durability.h"
 #include "list.h"
@@ -116,6 +117,10 @@ struct conn {
     uint64_t batch_request_id;
     uint64_t batch_seq_end; /* horizon of the records logged by the rounds so far */
     void *batch_results;
+    /* Accepted on the --beanstalk listener: speaks beanstalkd's text protocol (beanstalk.h);
+     * bs is its protocol state until the connection is released. */
+    bool beanstalk;
+    struct beanstalk_conn *bs;
 };
 
 /* The version the connection's frames use (version 1 layouts before HELLO, whose own layout
@@ -203,10 +208,15 @@ struct server {
     uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
     /* stats */
+    struct server_metrics metrics; /* for /metrics (metrics.h, via queue.h): loop thread only */
+    struct observe *observe;       /* the HTTP listener's side of the loop (observe.h) */
     int64_t started_ms;
     uint64_t commits;
     uint64_t log_bytes;
     uint64_t total_acked;
+    /* the beanstalkd listener (beanstalk.h), NULL without --beanstalk */
+    struct beanstalk_state *beanstalk;
+    char beanstalk_addr[300]; /* HOST:PORT it listens on, for the ready file */
 };
 
 /* Monotonic ms for the server's own periods (checkpoint interval, sweeps, handshake and
@@ -222,6 +232,14 @@ bool server_space_low(const struct server *server);
 /* Resident memory is above the bound (memwatch.h): new jobs are refused while this is true. */
 bool server_memory_low(const struct server *server);
 
+/* Bind and listen on host:port (a non-blocking multishot accept is armed by the caller);
+ * *fd and addr ("HOST:PORT" as bound, port 0 resolved) set. */
+SPOOL_MUST_USE int server_listen(struct server *server, const char *host, uint16_t port,
+                                 int *fd, char *addr, size_t addr_len);
+
+/* A submission queue entry of the server's ring (the queue is submitted first when full). */
+struct io_uring_sqe *server_sqe(struct server *server);
+
 /* Lifecycle (server.c). */
 SPOOL_MUST_USE int server_start(struct server *server, const struct server_config *config);
 int server_run(struct server *server);
@@ -229,6 +247,11 @@ void server_destroy(struct server *server);
 
 /* Connections (conn.c). */
 void conn_accepted(struct server *server, int fd);
+/* Accepted on the beanstalk listener: no handshake, the connection limit applies at once. */
+void conn_accepted_beanstalk(struct server *server, int fd);
+/* Leave the request unparsed and run the connection again after the next durable watermark
+ * (the log's open batch is full). */
+void conn_stall(struct conn *conn);
 void conn_close(struct conn *conn);
 void conn_run(struct conn *conn, uint32_t frames_max);
 void conn_flush(struct conn *conn);

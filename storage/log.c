@@ -382,6 +382,10 @@ static void log_commit_write_done(struct io_op *op)
         log->synced_offset = log->written_offset;
         log->last_sync_ns = log_now_ns(log);
     }
+    if (log->config.on_commit != NULL)
+        log->config.on_commit(log->config.ctx, log->flight_header.record_count,
+                              log->flight_header.total_len,
+                              log_now_ns(log) - log->flight_started_ns);
     log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
     /* Group commit: what gathered meanwhile goes out now. */
     if (log_commit_wanted(log))
@@ -405,6 +409,7 @@ void log_commit_start(struct log *log)
 {
     SPOOL_ASSERT(log->step == COMMIT_IDLE);
     SPOOL_ASSERT(log->open_count > 0);
+    log->flight_started_ns = log->config.on_commit != NULL ? log_now_ns(log) : 0;
     bool roll = log->open_segment_id != log->tail_segment_id;
     uint64_t prev_hash = log->last_batch_hash;
     uint64_t seed = log->tail_seed;

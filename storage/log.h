@@ -93,6 +93,10 @@ struct log_config {
      * repeat a durable_seq_end already reported as LOG_DURABLE_WRITTEN. */
     void (*on_durable)(void *ctx, uint64_t durable_seq_end, enum log_durability level,
                        int error);
+    /* Called once per group commit when its batch is written (and, in the always mode,
+     * synced): its records, its bytes on disk and the time from the start of the commit
+     * (rolls included) to its completion, in ns. For metrics; may be NULL. */
+    void (*on_commit)(void *ctx, uint32_t records, uint32_t bytes, int64_t duration_ns);
     void *ctx;
     /* Injectable clock (CLOCK_MONOTONIC ns) for the interval mode; NULL = the real clock. */
     int64_t (*now_ns)(void *ctx);

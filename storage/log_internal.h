@@ -144,6 +144,7 @@ struct log {
     struct batch_header flight_header;
     uint64_t flight_offset;
     uint32_t flight_written;
+    int64_t flight_started_ns; /* log_commit_start's clock reading, for on_commit */
     uint64_t roll_sync_target;
     struct io_op write_op;
     struct io_op roll_op;

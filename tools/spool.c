@@ -792,6 +792,7 @@ static const struct command commands[] = {
     {"queue-delete", cmd_queue_delete, "queue-delete QUEUE [--force]"},
     {"config", cmd_config, "config QUEUE [--ttr MS] [--max-attempts N]"},
     {"ping", cmd_ping, "ping"},
+    {"top", cmd_top, "top [--http HOST:PORT] [--interval MS] [--once]   (reads HTTP /metrics)"},
     {"work", cmd_work,
      "work QUEUE... [--max-jobs N] [--backoff-max MS] [--grace MS] -- CMD ARGS..."},
 };

@@ -63,6 +63,8 @@ int cli_parse(int argc, char **argv, struct cli_opt *opts, size_t opt_count, cha
 bool cli_u64(const char *s, uint64_t *out);
 bool cli_u32(const char *s, uint32_t *out);
 
+/* spool top (spool_top.c): the queue table, refreshed every second, from HTTP /metrics. */
+int cmd_top(struct cli *cli, int argc, char **argv);
 /* spool work QUEUE... [options] -- CMD ARGS... */
 int cmd_work(struct cli *cli, int argc, char **argv);
 

@@ -838,6 +838,51 @@ static void test_replay_rebuilds_state_leases_void(void)
     queue_state_destroy(s);
 }
 
+/* The beanstalkd protocol's reserve-job and kicks of delayed jobs (queue.c): a ready, delayed
+ * or dead job is leased by id to its owner; a pending or reserved one is not found. A delayed
+ * job kicked is ready at once, and stays ready after replay (its RELEASE record). */
+static void test_reserve_job_and_kick_delayed(void)
+{
+    struct queue_state *s = make_state();
+    struct queue_owner owner;
+    queue_owner_init(&owner);
+    uint64_t ready = put(s, "b", 5, 0);
+    uint64_t delayed = put_full(s, "b", 6, 60000, 0, -1, NULL, 0);
+    uint64_t pending = put_full(s, "b", 7, 0, 0, -1, NULL, 0); /* not durable yet */
+    queue_durable(s, fake.count, T(0)); /* every record but the last */
+    struct job *j = NULL;
+    CHECK_EQ(queue_reserve_job(s, pending, &owner, T(1), &j), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_reserve_job(s, 999, &owner, T(1), &j), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(1), &j), 0);
+    REQUIRE(j != NULL && j->id == delayed);
+    CHECK(j->state == JOB_RESERVED && j->owner == &owner && j->attempts == 1);
+    CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(1), &j), QUEUE_ENOTFOUND); /* reserved */
+    CHECK_EQ(queue_bury(s, delayed, j->lease_token, "x", 1, T(2)), 0);
+    CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(3), &j), 0); /* dead: leased too */
+    CHECK_EQ(j->state, JOB_RESERVED);
+    CHECK_EQ(queue_release(s, delayed, j->lease_token, 60000, UINT32_MAX, NULL, 0, T(4)), 0);
+    CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_DELAYED);
+    CHECK_EQ(queue_kick_delayed_job(s, ready, T(5)), QUEUE_ESTATE);
+    CHECK_EQ(queue_kick_delayed_job(s, 999, T(5)), QUEUE_ENOTFOUND);
+    uint32_t kicked = 0;
+    CHECK_EQ(queue_kick_delayed(s, "b", 1, 10, T(5), &kicked), 0);
+    CHECK_EQ(kicked, 1);
+    CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_READY);
+    CHECK_EQ(queue_kick_delayed(s, "nosuch", 6, 10, T(5), &kicked), 0);
+    CHECK_EQ(kicked, 0);
+    uint64_t later = put_full(s, "b", 8, 60000, 0, -1, NULL, 6);
+    queue_durable(s, UINT64_MAX, T(6));
+    CHECK_EQ(queue_kick_delayed_job(s, later, T(7)), 0);
+    CHECK_EQ(queue_peek_id(s, later)->state, JOB_READY);
+    queue_owner_release(s, &owner, T(8));
+    struct queue_state *r = replay_all(9);
+    CHECK_EQ(queue_peek_id(r, delayed)->state, JOB_READY);
+    CHECK_EQ(queue_peek_id(r, later)->state, JOB_READY);
+    CHECK_EQ(queue_peek_id(r, ready)->state, JOB_READY);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 /* A crash right after settling: replay long afterwards keeps each job's settle time (ACK and
  * BURY version 2 carry it; the expiry of a last attempt logs its BURY with it too), not the
  * time of the replay. */
@@ -1742,6 +1787,7 @@ int main(void)
     RUN_TEST(test_delay_and_ttl);
     RUN_TEST(test_ttl_delete_not_skipped);
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
+    RUN_TEST(test_reserve_job_and_kick_delayed);
     RUN_TEST(test_release_touch_bury_kick_delete);
     RUN_TEST(test_release_on_last_attempt_buries);
     RUN_TEST(test_idempotency_window);

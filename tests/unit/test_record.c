@@ -246,7 +246,8 @@ static void test_queue_names(void)
     CHECK(record_queue_name_valid("A-z_0.9:x", 9));
     CHECK(!record_queue_name_valid("", 0));
     CHECK(!record_queue_name_valid("a b", 3));
-    CHECK(!record_queue_name_valid("a/b", 3));
+    CHECK(!record_queue_name_valid("a\\b", 3));
+    CHECK(record_queue_name_valid("a+/;.$_()", 9)); /* beanstalkd's extra tube name bytes */
     char name[QUEUE_NAME_LEN_MAX + 1];
     memset(name, 'x', sizeof(name));
     CHECK(record_queue_name_valid(name, QUEUE_NAME_LEN_MAX));
@@ -254,7 +255,8 @@ static void test_queue_names(void)
     /* Every byte value, one at a time and at the end of a valid name: exactly the set. */
     for (int c = 0; c < 256; c++) {
         bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == ':' || c == '-';
+                    c == '.' || c == '_' || c == ':' || c == '-' || c == '+' || c == '/' ||
+                    c == ';' || c == '$' || c == '(' || c == ')';
         char one = (char)c;
         char tail[3] = {'q', 'q', (char)c};
         CHECK_EQ(record_queue_name_valid(&one, 1), want);

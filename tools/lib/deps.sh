@@ -18,8 +18,27 @@ spool_ensure_packages() {
         "${missing[@]}" >&2 || return 1
 }
 
-SPOOL_BUILD_PACKAGES=(gcc meson ninja-build pkg-config liburing-dev liblz4-dev libxxhash-dev)
+SPOOL_BUILD_PACKAGES=(gcc meson ninja-build pkg-config liburing-dev liblz4-dev libxxhash-dev
+    libmicrohttpd-dev python3)
+
+# What the HTTP tests use when present (tests/http): promtool checks /metrics, headless Chromium
+# renders the dashboard. Without them those checks are skipped, not failed.
+SPOOL_HTTP_TEST_PACKAGES=(prometheus chromium)
 
 # The libFuzzer targets of tests/fuzz (tests/fuzz/run-libfuzzer.sh, run by tools/test): clang 14
 # and its compiler-rt (libFuzzer, ASan and UBSan runtimes). Not needed to build or run spool.
 SPOOL_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+
+# The beanstalk suite (tests/beanstalk): a real beanstalkd to compare answers with, and two
+# client libraries: Ruby's beaneater (Debian) and Node's fivebeans (npm, from the lockfile).
+SPOOL_BEANSTALK_PACKAGES=(beanstalkd ruby ruby-beaneater)
+
+# Install node and npm if missing (a machine with NodeSource's nodejs has npm inside it: the
+# Debian npm package would conflict), then the suite's npm packages from its lockfile.
+spool_ensure_beanstalk_clients() {
+    local root=$1
+    spool_ensure_packages "${SPOOL_BEANSTALK_PACKAGES[@]}" || return 1
+    command -v node >/dev/null || spool_ensure_packages nodejs || return 1
+    command -v npm >/dev/null || spool_ensure_packages npm || return 1
+    (cd "$root/tests/beanstalk" && npm ci --no-audit --no-fund --loglevel=error >&2)
+}

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""spoold's HTTP listener against a real spoold: /metrics counts what a workload did (and
+passes `promtool check metrics` when promtool is installed), the JSON API, the POST actions
+and their effect on the server's state, the (other) label past --metrics-max-queues, and the
+bearer token. Environment: SPOOLD, SPOOL_PYTHON_CLIENT (clients/python)."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from spoold_http import Spoold, metric, parse_metrics
+
+import spool
+
+
+class WorkloadMetrics(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Spoold()
+        cls.c = spool.Client(cls.s.addr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+        rc = cls.s.stop()
+        cls.s.cleanup()
+        assert rc == 0, rc
+
+    def test_metrics_count_the_workload(self):
+        c = self.c
+        ids = [c.put("emails", f"mail {i}").id for i in range(10)]
+        got = c.reserve("emails", count=5)
+        self.assertEqual(len(got), 5)
+        for d in got[:3]:
+            c.ack(d.id, d.lease)
+        c.release(got[3].id, got[3].lease)
+        c.bury(got[4].id, got[4].lease, "broken input")
+        with self.assertRaises(spool.errors.SpoolError):
+            c.ack(got[0].id, got[0].lease)  # already acked: an error reply
+        # A lease that ends with its worker's connection.
+        c.put("slow", "x")
+        worker = spool.Client(self.s.addr)
+        self.assertEqual(len(worker.reserve("slow")), 1)
+        worker.close()
+        # A job out of attempts.
+        c.put("flaky", "y", max_attempts=1)
+        d = c.reserve_one("flaky")
+        c.release(d.id, d.lease, reason="timeout talking to the bank")
+        # A ttl that runs out.
+        c.put("short", "z", ttl_ms=100)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = parse_metrics(self.s.metrics())
+            expired = m.get(("spool_queue_expired_total", frozenset({("queue", "short")})))
+            expiries = m.get(("spool_queue_lease_expiries_total", frozenset({("queue", "slow")})))
+            if expired == 1 and expiries == 1:
+                break
+            time.sleep(0.05)
+        q = lambda name, **kw: metric(m, name, **kw)
+        self.assertEqual(q("spool_queue_puts_total", queue="emails"), 10)
+        self.assertEqual(q("spool_queue_deliveries_total", queue="emails"), 5)
+        self.assertEqual(q("spool_queue_acks_total", queue="emails"), 3)
+        self.assertEqual(q("spool_queue_releases_total", queue="emails"), 1)
+        self.assertEqual(q("spool_queue_buries_total", queue="emails"), 1)
+        self.assertEqual(q("spool_queue_dead_lettered_total", queue="emails"), 1)
+        self.assertEqual(q("spool_queue_jobs", queue="emails", state="ready"), 6)
+        self.assertEqual(q("spool_queue_jobs", queue="emails", state="reserved"), 0)
+        self.assertEqual(q("spool_queue_jobs", queue="emails", state="dead"), 1)
+        self.assertEqual(q("spool_queue_wait_seconds_count", queue="emails"), 5)
+        self.assertEqual(q("spool_queue_processing_seconds_count", queue="emails"), 3)
+        self.assertEqual(q("spool_queue_processing_seconds_bucket", queue="emails", le="+Inf"), 3)
+        self.assertGreater(q("spool_queue_oldest_ready_age_seconds", queue="emails"), 0)
+        self.assertEqual(q("spool_queue_lease_expiries_total", queue="slow"), 1)
+        self.assertEqual(q("spool_queue_jobs", queue="slow", state="ready"), 1)
+        self.assertEqual(q("spool_queue_dead_lettered_total", queue="flaky"), 1)
+        self.assertEqual(q("spool_queue_expired_total", queue="short"), 1)
+        self.assertEqual(q("spool_jobs_expired_total"), 1)
+        self.assertGreaterEqual(q("spool_jobs_dead_lettered_total"), 2)  # other tests add
+        self.assertGreaterEqual(q("spool_requests_total", opcode="PUT"), 13)
+        self.assertEqual(q("spool_requests_total", opcode="ACK"), 4)
+        self.assertEqual(q("spool_request_errors_total", code="LEASE_EXPIRED"), 1)
+        self.assertGreater(q("spool_commit_duration_seconds_count"), 0)
+        self.assertEqual(q("spool_commit_duration_seconds_count"),
+                         q("spool_commit_records_count"))
+        self.assertGreaterEqual(q("spool_commit_records_sum"), 13)
+        self.assertGreater(q("spool_received_bytes_total"), 0)
+        self.assertGreater(q("spool_resident_memory_bytes"), 1 << 20)
+        self.assertGreater(q("spool_disk_free_bytes"), 0)
+        self.assertEqual(q("spool_disk_headroom_low"), 0)
+        self.assertEqual(q("spool_log_segments"), 1)
+        self.assertGreaterEqual(q("spool_connections_accepted_total"), 2)
+        self.__class__.ids = ids
+
+    def test_promtool_accepts_the_page(self):
+        self.c.put("lint", "x")
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.skipTest("promtool not installed (Debian package prometheus)")
+        p = subprocess.run([promtool, "check", "metrics"], input=self.s.metrics().encode(),
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
+    def test_json_and_actions(self):
+        c, s = self.c, self.s
+        job = c.put("orders", "o1", max_attempts=5).id
+        d = c.reserve_one("orders")
+        c.bury(d.id, d.lease, "card declined")
+        time.sleep(0.06)  # a snapshot is served again for up to 50 ms (observe.h)
+        queue = s.json("GET", "/api/v1/queues/orders")
+        self.assertEqual((queue["dead"], queue["puts"], queue["buries"]), (1, 1, 1))
+        dead = s.json("GET", "/api/v1/dead")
+        self.assertIn({"id": job, "queue": "orders", "reason": "card declined"},
+                      [{k: e[k] for k in ("id", "queue", "reason")} for e in dead])
+        got = s.json("GET", f"/api/v1/jobs/{job}")
+        self.assertEqual((got["state"], got["reason"], got["attempts"]), ("dead", "card declined", 1))
+        server = s.json("GET", "/api/v1/server")
+        self.assertGreaterEqual(server["jobs"]["dead"], 1)
+        self.assertIn("p99", server["commit_seconds"])
+        # kick one job: ready again, counted
+        self.assertEqual(s.json("POST", f"/api/v1/jobs/{job}/kick"), {"id": job, "kicked": 1})
+        self.assertEqual(s.json("GET", f"/api/v1/jobs/{job}")["state"], "ready")
+        s.json("POST", f"/api/v1/jobs/{job}/kick", expect=409)  # not dead any more
+        m = parse_metrics(s.metrics())  # a command's answer makes the next snapshot fresh
+        self.assertEqual(metric(m, "spool_queue_kicked_total", queue="orders"), 1)
+        # pause: nothing is handed out; resume: it is
+        self.assertEqual(s.json("POST", "/api/v1/queues/orders/pause")["paused"], True)
+        self.assertTrue(s.json("GET", "/api/v1/queues/orders")["paused"])
+        self.assertIsNone(c.reserve_one("orders"))
+        self.assertEqual(s.json("POST", "/api/v1/queues/orders/resume")["paused"], False)
+        d = c.reserve_one("orders")
+        self.assertEqual(d.id, job)
+        s.json("POST", f"/api/v1/jobs/{job}/delete", expect=409)  # reserved: wrong state
+        c.bury(d.id, d.lease, "again")
+        # kick a whole queue's dead jobs
+        self.assertEqual(s.json("POST", "/api/v1/queues/orders/kick?count=10"), {"kicked": 1})
+        self.assertEqual(s.json("POST", "/api/v1/queues/orders/kick"), {"kicked": 0})
+        # delete, then it is gone (another job keeps the queue from being forgotten when idle)
+        c.put("orders", "o2")
+        self.assertEqual(s.json("DELETE", f"/api/v1/jobs/{job}"), {"id": job, "deleted": True})
+        s.json("GET", f"/api/v1/jobs/{job}", expect=404)
+        time.sleep(0.06)
+        self.assertEqual(s.json("GET", "/api/v1/queues/orders")["deleted"], 1)
+        # the same through the binary protocol: gone
+        with self.assertRaises(spool.errors.SpoolError):
+            c.peek(job)
+
+    def test_reasons_of_any_bytes_are_valid_json(self):
+        c, s = self.c, self.s
+        job = c.put("weird", "w").id
+        d = c.reserve_one("weird")
+        reason = 'quote " backslash \\ newline \n tab \t café ✓ 😀 '.encode() + b"\xff\xc3"
+        c.bury(d.id, d.lease, reason)
+        got = s.json("GET", f"/api/v1/jobs/{job}")
+        self.assertEqual(got["reason"],
+                         'quote " backslash \\ newline \n tab \t café ✓ 😀 \ufffd\ufffd')
+        time.sleep(0.06)
+        dead = [e for e in s.json("GET", "/api/v1/dead") if e["id"] == job]
+        self.assertEqual(dead[0]["reason"], got["reason"])
+
+    def test_refusals(self):
+        s = self.s
+        s.json("GET", "/api/v1/queues/no-such-queue", expect=404)
+        s.json("POST", "/api/v1/queues/no-such-queue/pause", expect=404)
+        s.json("GET", "/api/v1/nothing", expect=404)
+        s.json("GET", "/api/v1/jobs/abc", expect=404)
+        s.json("POST", "/api/v1/jobs/123/explode", expect=404)
+        s.json("GET", "/api/v1/jobs/123456789", expect=404)
+        s.json("PUT", "/api/v1/server", expect=405)
+        self.c.put("csrf", "x")
+        time.sleep(0.06)
+        status, _, _ = s.request("POST", "/api/v1/queues/csrf/pause",
+                                 headers={"Origin": "http://evil.example"})
+        self.assertEqual(status, 403)
+        self.assertFalse(s.json("GET", "/api/v1/queues/csrf")["paused"])
+        status, _, _ = s.request("POST", "/api/v1/queues/csrf/pause",
+                                 headers={"Origin": f"http://{s.http_addr}"})
+        self.assertEqual(status, 200)
+        status, headers, body = s.request("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/html"))
+        self.assertIn(b"<canvas", body)
+
+
+class SlowHttpClients(unittest.TestCase):
+    def test_stuck_http_clients_do_not_slow_the_queue(self):
+        """HTTP connections that never finish their request take HTTP slots, not the loop:
+        puts and reserves go on at full speed, and HTTP serves again once they are gone."""
+        s = Spoold()
+        socks = []
+        try:
+            for _ in range(80):  # beyond the listener's 64 connections
+                try:
+                    sock = socket.create_connection((s.http_host, s.http_port), timeout=5)
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ends
+                    socks.append(sock)
+                except OSError:
+                    break
+            with spool.Client(s.addr) as c:
+                started = time.monotonic()
+                for i in range(200):
+                    c.put("steady", f"{i}")
+                got = c.reserve("steady", count=200)
+                self.assertEqual(len(got), 200)
+                self.assertLess(time.monotonic() - started, 20)
+            for sock in socks:
+                sock.close()
+            socks = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    m = parse_metrics(s.metrics())
+                    break
+                except (OSError, AssertionError):
+                    time.sleep(0.1)
+            self.assertEqual(metric(m, "spool_queue_deliveries_total", queue="steady"), 200)
+        finally:
+            for sock in socks:
+                sock.close()
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
+class Cardinality(unittest.TestCase):
+    def test_queues_past_the_limit_are_summed(self):
+        s = Spoold("--metrics-max-queues", "2")
+        try:
+            with spool.Client(s.addr) as c:
+                for i, name in enumerate(["a1", "a2", "b1", "b2", "b3"]):
+                    for _ in range(i + 1):
+                        c.put(name, "x")
+            time.sleep(0.06)
+            m = parse_metrics(s.metrics())
+            names = {dict(k[1]).get("queue") for k in m if k[0] == "spool_queue_puts_total"}
+            self.assertEqual(names, {"a1", "a2", "(other)"})
+            self.assertEqual(metric(m, "spool_queue_puts_total", queue="(other)"), 3 + 4 + 5)
+            self.assertEqual(metric(m, "spool_queue_jobs", queue="(other)", state="ready"), 12)
+            self.assertEqual(metric(m, "spool_metrics_queues_folded"), 3)
+            self.assertEqual(len(s.json("GET", "/api/v1/queues")), 5)  # JSON has them all
+            promtool = shutil.which("promtool")
+            if promtool:
+                p = subprocess.run([promtool, "check", "metrics"], input=s.metrics().encode(),
+                                   capture_output=True)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
+class ManyQueues(unittest.TestCase):
+    def test_snapshot_walk_over_several_turns_sees_every_queue(self):
+        s = Spoold()
+        try:
+            with spool.Client(s.addr) as c:
+                c.put_many([(f"many-{i:04d}", b"x") for i in range(3000)])
+                time.sleep(0.06)
+                queues = s.json("GET", "/api/v1/queues")
+                self.assertEqual(sorted(q["name"] for q in queues),
+                                 [f"many-{i:04d}" for i in range(3000)])
+                m = parse_metrics(s.metrics())
+                self.assertGreaterEqual(metric(m, "spool_metrics_snapshot_build_turns"), 3)
+                self.assertEqual(metric(m, "spool_queue_jobs", queue="(other)", state="ready"),
+                                 3000 - 200)
+                self.assertEqual(metric(m, "spool_metrics_queues_folded"), 2800)
+                # the loop keeps serving while a walk is in progress
+                for i in range(50):
+                    c.put("busy", "y")
+                    if i % 10 == 0:
+                        s.metrics()
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
+class Auth(unittest.TestCase):
+    def test_bearer_token_required(self):
+        d = tempfile.mkdtemp(prefix="spoold-http-auth-")
+        secret = os.path.join(d, "secret")
+        with open(secret, "w") as f:
+            f.write("s3cret-token\n")
+        s = Spoold("--auth-file", secret)
+        try:
+            for path in ("/metrics", "/api/v1/server", "/api/v1/queues", "/api/v1/jobs/1"):
+                status, headers, _ = s.request("GET", path)
+                self.assertEqual(status, 401, path)
+                self.assertIn("Bearer", headers.get("www-authenticate", ""))
+                self.assertEqual(s.request("GET", path, token="wrong")[0], 401, path)
+                self.assertEqual(s.request("GET", path, token="s3cret-token-longer")[0], 401)
+                self.assertEqual(s.request("GET", path, token="s3cret-toke")[0], 401)
+            self.assertEqual(s.request("POST", "/api/v1/queues/q/pause")[0], 401)
+            self.assertEqual(s.request("GET", "/metrics", token="s3cret-token")[0], 200)
+            self.assertEqual(s.json("GET", "/api/v1/server", token="s3cret-token")["queues"], 0)
+            self.assertEqual(s.request("GET", "/")[0], 200)  # the page itself holds no data
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class Options(unittest.TestCase):
+    def run_spoold(self, *args):
+        return subprocess.run([os.environ["SPOOLD"], *args], capture_output=True, timeout=30)
+
+    def test_bad_http_option(self):
+        p = self.run_spoold("--http", "nonsense")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--http", p.stderr)
+        p = self.run_spoold("--metrics-max-queues", "0")
+        self.assertEqual(p.returncode, 2)
+
+    def test_explicit_address_taken_is_fatal(self):
+        s = Spoold()
+        d = tempfile.mkdtemp(prefix="spoold-http-taken-")
+        try:
+            p = self.run_spoold("--data", os.path.join(d, "data"), "--listen", "127.0.0.1:0",
+                                "--http", s.http_addr)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn(b"cannot serve HTTP", p.stderr)
+        finally:
+            s.stop()
+            s.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_http_off(self):
+        d = tempfile.mkdtemp(prefix="spoold-http-off-")
+        ready, http_ready = os.path.join(d, "ready"), os.path.join(d, "http-ready")
+        proc = subprocess.Popen([os.environ["SPOOLD"], "--data", os.path.join(d, "data"),
+                                 "--listen", "127.0.0.1:0", "--ready-file", ready, "--http",
+                                 "off", "--http-ready-file", http_ready],
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(ready) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertTrue(os.path.exists(ready))
+            self.assertFalse(os.path.exists(http_ready))
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=30), 0)
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
