@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backlog.h"
 #include "loadgen.h"
 #include "storage_bench.h"
 
@@ -19,6 +20,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: spool-bench produce|consume|e2e [options]\n"
             "       spool-bench storage --dir DIR [storage options]\n"
+            "       spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES] (--help)\n"
             "load options:\n"
             "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
             "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
@@ -281,6 +283,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *mode = argv[1];
+    if (strcmp(mode, "backlog") == 0)
+        return backlog_main(argc, argv);
     struct cli cli = {.target = "spool"};
     loadgen_config_defaults(&cli.load);
     storage_bench_config_defaults(&cli.storage);

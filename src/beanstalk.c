@@ -405,7 +405,7 @@ void beanstalk_conn_run(struct conn *conn, uint32_t cmds_max)
     }
     uint32_t cmds = 0;
     int rc = 1;
-    while (cmds < cmds_max && !conn->closing && !conn->stalled && !bs->waiting &&
+    while (cmds < cmds_max && !conn->closing && !conn->stalled && !bs->waiting && !bs->fetching &&
            conn->out.len < CONN_OUT_HIGH && bs->held_bytes < BEANSTALK_HELD_BYTES_HIGH &&
            conn->in_start < conn->in_end && (rc = bs_step(conn)) == 1)
         cmds++;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body_fetch.h"
 #include "server.h"
 #include "slog.h"
 
@@ -175,11 +176,74 @@ static struct queue *used_queue(struct conn *conn)
     return queue_find(conn->server->queues, tube->name, tube->name_len);
 }
 
-static void job_reply(struct conn *conn, const char *word, const struct job *job)
+/* What a body fetch answers with (carried in its opcode field). */
+enum bs_fetch_kind {
+    BS_FETCH_RESERVED = 1,
+    BS_FETCH_FOUND = 2,
+};
+
+static void job_line(struct conn *conn, enum bs_fetch_kind kind, uint64_t id, const void *body,
+                     uint32_t len)
 {
     char head[64];
-    snprintf(head, sizeof(head), "%s %llu", word, (unsigned long long)job->id);
-    beanstalk_reply_data(conn, head, job->body, job->body_len);
+    snprintf(head, sizeof(head), "%s %llu", kind == BS_FETCH_RESERVED ? "RESERVED" : "FOUND",
+             (unsigned long long)id);
+    beanstalk_reply_data(conn, head, body, len);
+}
+
+/* The body is in: answer with what is still true. A reserved job whose lease ran out during
+ * the read is someone else's: DEADLINE_SOON (a reply beanstalkd gives to any reserve) makes
+ * the client reserve again. */
+static void fetched_reply(struct conn *conn, const struct body_fetch *fetch)
+{
+    const struct body_fetch_job *fj = &fetch->jobs[0];
+    struct job *job = queue_job_find(conn->server->queues, fj->id);
+    if (fetch->opcode == BS_FETCH_RESERVED &&
+        (job == NULL || job->state != JOB_RESERVED || job->lease_token != fj->lease_token)) {
+        beanstalk_reply(conn, 0, "DEADLINE_SOON");
+        return;
+    }
+    if (job == NULL || !queue_job_live(job)) {
+        beanstalk_reply(conn, 0, "NOT_FOUND");
+        return;
+    }
+    SPOOL_ASSERT(fj->body != NULL); /* live: it came, or the fetch failed */
+    job_line(conn, (enum bs_fetch_kind)fetch->opcode, fj->id, fj->body, fj->len);
+}
+
+static void bs_fetched(struct server *server, struct body_fetch *fetch)
+{
+    struct conn *conn = conn_by_id(server, fetch->conn_id);
+    bool alive = conn != NULL && !conn->closing && conn->bs != NULL;
+    if (fetch->error != 0) {
+        body_fetch_fail_stop(server, fetch);
+        if (alive)
+            beanstalk_reply(conn, 0, fetch->error == -ENOMEM ? "OUT_OF_MEMORY" : "INTERNAL_ERROR");
+    } else if (alive) {
+        fetched_reply(conn, fetch);
+    }
+    if (!alive)
+        return;
+    conn->bs->fetching = false; /* replies are in order: parsing resumes after this one */
+    conn_flush_later(conn);
+    conn_make_runnable(conn);
+}
+
+/* Send the job with its body: now when the body is cached, else once it is read back from the
+ * log (body_fetch.h), the connection parsing nothing meanwhile since beanstalkd answers in
+ * order. A settled job (peeked) has no body left. */
+static void job_reply(struct conn *conn, enum bs_fetch_kind kind, struct job *job)
+{
+    if (queue_job_body_missing(job)) {
+        if (body_fetch_start(conn->server->fetcher, &job, 1, bs_fetched, conn->id, 0,
+                             (uint16_t)kind) != 0) {
+            beanstalk_reply(conn, 0, "OUT_OF_MEMORY"); /* a reserved job's lease runs out */
+            return;
+        }
+        conn->bs->fetching = true;
+        return;
+    }
+    job_line(conn, kind, job->id, job->body, job->body != NULL ? job->body_len : 0);
 }
 
 /* ---- put ---- */
@@ -365,7 +429,7 @@ static void reserved_reply(struct conn *conn, struct job *job)
         bs->worker = true;
         conn->server->beanstalk->workers++;
     }
-    job_reply(conn, "RESERVED", job);
+    job_reply(conn, BS_FETCH_RESERVED, job);
 }
 
 static void waiting_set(struct conn *conn, bool waiting)
@@ -624,7 +688,7 @@ static int cmd_peek(struct conn *conn, const struct bs_args *a)
     struct job *job = queue_peek_id(conn->server->queues, id);
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
-    job_reply(conn, "FOUND", job);
+    job_reply(conn, BS_FETCH_FOUND, job);
     return 0;
 }
 
@@ -634,7 +698,7 @@ static int peek_state(struct conn *conn, enum job_state which)
     struct job *job = queue_peek_next(conn->server->queues, tube->name, tube->name_len, which);
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
-    job_reply(conn, "FOUND", job);
+    job_reply(conn, BS_FETCH_FOUND, job);
     return 0;
 }
 

@@ -43,6 +43,13 @@
 #define CONFIG_METRICS_QUEUES_DEFAULT 200
 #define CONFIG_METRICS_QUEUES_LIMIT 100000
 
+/* Bodies kept in RAM by default: 256 MiB holds the last ~1M puts of 100 bytes (a few seconds
+ * of a producer at full speed, so a job delivered right after its put never waits for a
+ * read), or 60,000 of 4 KiB, and is small beside the RAM of any machine that runs a broker. */
+#ifndef CONFIG_BODY_CACHE_DEFAULT /* a test build may set it (1: every delivery reads back) */
+#define CONFIG_BODY_CACHE_DEFAULT (256ull * 1024 * 1024)
+#endif
+
 static const char usage[] =
     "usage: spoold [options]\n"
     "  --data DIR               data directory (default ./spool-data)\n"
@@ -61,6 +68,11 @@ static const char usage[] =
     "  --max-job-size BYTES     largest job body (default 1m)\n"
     "  --max-queue-jobs N       per-queue job limit, 0 = none (default 0)\n"
     "  --max-queue-bytes BYTES  per-queue body bytes limit, 0 = none (default 0)\n"
+    "  --body-cache BYTES       job bodies kept in RAM; the others are read back from the\n"
+    "                           log when delivered (default 256m, at least 1)\n"
+    "  --max-memory BYTES       resident memory above which puts are refused with\n"
+    "                           QUEUE_FULL (default 0: the cgroup's memory.max less 1/8,\n"
+    "                           if there is one)\n"
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
@@ -189,6 +201,7 @@ static void defaults(struct server_config *config)
     config->connections_max = CONFIG_CONNECTIONS_DEFAULT;
     config->job_size_max = WIRE_JOB_SIZE_MAX_DEFAULT;
     config->checkpoint_bytes = 64ull * 1024 * 1024;
+    config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
     {
@@ -315,6 +328,10 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         return number_option(name, value, 0, UINT64_MAX, &c->queue_jobs_max);
     } else if (strcmp(name, "--max-queue-bytes") == 0) {
         return number_option(name, value, 0, UINT64_MAX, &c->queue_bytes_max);
+    } else if (strcmp(name, "--max-memory") == 0) {
+        return number_option(name, value, 0, UINT64_MAX, &c->memory_bytes_max);
+    } else if (strcmp(name, "--body-cache") == 0) {
+        return number_option(name, value, 1, UINT64_MAX, &c->body_cache_bytes);
     } else if (strcmp(name, "--checkpoint-bytes") == 0) {
         return number_option(name, value, 1, UINT64_MAX, &c->checkpoint_bytes);
     } else if (strcmp(name, "--idempotency-window") == 0) {

@@ -27,6 +27,8 @@ struct server_config {
     uint32_t job_size_max;         /* --max-job-size, default 1 MiB */
     uint64_t queue_jobs_max;       /* --max-queue-jobs, default 0 = unlimited */
     uint64_t queue_bytes_max;      /* --max-queue-bytes, default 0 = unlimited */
+    uint64_t body_cache_bytes;     /* --body-cache, default 256 MiB */
+    uint64_t memory_bytes_max;     /* --max-memory, default 0 = the cgroup's limit, if any */
     uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
     uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */

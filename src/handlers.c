@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body_fetch.h"
 #include "server.h"
 #include "slog.h"
 
@@ -335,13 +336,29 @@ static bool put_refused_for_space(struct conn *conn, uint64_t request_id, uint32
     return true;
 }
 
+/* Admission against memory: above the bound (memwatch.h) new jobs are refused with a definite,
+ * retryable QUEUE_FULL, while reserves, acks and deletes, which bring memory down, go on. True
+ * when refused (the error frame is queued). */
+static bool put_refused_for_memory(struct conn *conn, uint64_t request_id, uint32_t job_count)
+{
+    struct server *server = conn->server;
+    if (!server_memory_low(server))
+        return false;
+    server->memory.puts_refused += job_count;
+    conn_error(conn, request_id, SPOOL_E_QUEUE_FULL,
+               "memory bound reached (--max-memory or the cgroup limit): puts refused until "
+               "jobs are acked or deleted");
+    return true;
+}
+
 static int handle_put(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     if (m->put.body.len > conn->server->config.job_size_max) {
         conn_error(conn, h->request_id, SPOOL_E_TOO_LARGE, "body above --max-job-size");
         return 0;
     }
-    if (put_refused_for_space(conn, h->request_id, 1))
+    if (put_refused_for_space(conn, h->request_id, 1) ||
+        put_refused_for_memory(conn, h->request_id, 1))
         return 0;
     uint64_t seq_end = 0;
     union wire_msg r = {0};
@@ -450,7 +467,8 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
                    "batch above one log commit (a quarter of --segment-size): split it");
         return BATCH_REFUSED;
     }
-    if (put_refused_for_space(conn, request_id, batch->count))
+    if (put_refused_for_space(conn, request_id, batch->count) ||
+        put_refused_for_memory(conn, request_id, batch->count))
         return BATCH_REFUSED;
     int room = batch_room(server->queues, batch);
     if (room != 0) {
@@ -507,25 +525,115 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
 
 /* ---- reserve ---- */
 
+static struct wire_delivery delivery_of(const struct job *job, const uint8_t *body)
+{
+    return (struct wire_delivery){
+        .id = job->id,
+        .lease = job->lease_token,
+        .attempt = job->attempts,
+        .priority = job->priority,
+        .deadline_ms = (uint64_t)job->deadline_ms,
+        .queue = wire_bytes_of(job->queue->name, job->queue->name_len),
+        .body = wire_bytes_of(body, job->body_len),
+    };
+}
+
+/* Every body is cached (body_fetch_needed said so). */
 static void reserve_reply(struct conn *conn, uint64_t request_id, struct job **jobs,
                           uint32_t count)
 {
     struct wire_delivery deliveries[QUEUE_RESERVE_COUNT_MAX];
     SPOOL_ASSERT(count <= QUEUE_RESERVE_COUNT_MAX);
     for (uint32_t i = 0; i < count; i++) {
-        const struct job *job = jobs[i];
-        deliveries[i] = (struct wire_delivery){
-            .id = job->id,
-            .lease = job->lease_token,
-            .attempt = job->attempts,
-            .priority = job->priority,
-            .deadline_ms = (uint64_t)job->deadline_ms,
-            .queue = wire_bytes_of(job->queue->name, job->queue->name_len),
-            .body = wire_bytes_of(job->body, job->body_len),
-        };
+        SPOOL_ASSERT(!queue_job_body_missing(jobs[i]));
+        deliveries[i] = delivery_of(jobs[i], jobs[i]->body);
     }
     union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
     reply(conn, WIRE_OP_RESERVE, request_id, &r);
+}
+
+/* A fetch that failed: the server's reaction (body_fetch_fail_stop), then this request's
+ * answer: BUSY when only memory was short, INTERNAL for damage. */
+static void fetch_failed(struct server *server, struct conn *conn, const struct body_fetch *fetch)
+{
+    body_fetch_fail_stop(server, fetch);
+    if (conn == NULL || conn->closing)
+        return;
+    if (fetch->error == -ENOMEM)
+        conn_error(conn, fetch->request_id, SPOOL_E_BUSY, "no memory to read job bodies");
+    else
+        conn_error(conn, fetch->request_id, SPOOL_E_INTERNAL,
+                   "a job body could not be read back from the log; the server stops");
+    conn_flush_later(conn);
+}
+
+/* The connection that asked, if still there; it had counted the fetch as blocked. */
+static struct conn *fetch_conn(struct server *server, const struct body_fetch *fetch)
+{
+    struct conn *conn = conn_by_id(server, fetch->conn_id);
+    if (conn == NULL)
+        return NULL;
+    SPOOL_ASSERT(conn->blocked_count > 0);
+    conn->blocked_count--;
+    return conn;
+}
+
+/* A fetch is done: the connection to answer with its bodies, or NULL when there is none (it
+ * closed) or the fetch failed (then reported, fetch_failed). */
+static struct conn *fetch_settle(struct server *server, struct body_fetch *fetch)
+{
+    struct conn *conn = fetch_conn(server, fetch);
+    if (fetch->error != 0) {
+        fetch_failed(server, conn, fetch);
+        return NULL;
+    }
+    return conn == NULL || conn->closing ? NULL : conn;
+}
+
+static void conn_reserves_pause(struct conn *conn, bool pause);
+
+/* Bodies are in: send what is still this connection's. A job whose lease moved on meanwhile
+ * (expired, or released when a connection closed) is left out: it is someone else's now. */
+static void reserve_fetched(struct server *server, struct body_fetch *fetch)
+{
+    struct conn *conn = fetch_settle(server, fetch);
+    if (conn == NULL)
+        return;
+    struct wire_delivery deliveries[QUEUE_RESERVE_COUNT_MAX];
+    SPOOL_ASSERT(fetch->count <= QUEUE_RESERVE_COUNT_MAX);
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < fetch->count; i++) {
+        const struct body_fetch_job *fj = &fetch->jobs[i];
+        struct job *job = queue_job_find(server->queues, fj->id);
+        if (job == NULL || job->state != JOB_RESERVED || job->lease_token != fj->lease_token)
+            continue;
+        SPOOL_ASSERT(fj->body != NULL); /* a job still there got its body or failed the fetch */
+        deliveries[count++] = delivery_of(job, fj->body);
+    }
+    union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
+    reply(conn, WIRE_OP_RESERVE, fetch->request_id, &r);
+    conn_flush_later(conn);
+    if (!conn->reserves_paused && conn_out_pending(conn) >= CONN_OUT_HIGH)
+        conn_reserves_pause(conn, true);
+}
+
+/* Send the jobs now if their bodies are cached, else once they are read back (a fetch counts
+ * as one of the connection's blocked requests until then). */
+static void reserve_deliver(struct conn *conn, uint64_t request_id, struct job **jobs,
+                            uint32_t count)
+{
+    struct server *server = conn->server;
+    if (!body_fetch_needed(jobs, count)) {
+        reserve_reply(conn, request_id, jobs, count);
+        return;
+    }
+    if (body_fetch_start(server->fetcher, jobs, count, reserve_fetched, conn->id, request_id,
+                         WIRE_OP_RESERVE) != 0) {
+        /* The leases stand and run out as usual: the jobs come back, nothing is lost. */
+        conn_error(conn, request_id, SPOOL_E_BUSY, "no memory to read job bodies");
+        return;
+    }
+    conn->blocked_count++;
 }
 
 static void blocked_free(struct blocked_request *blocked)
@@ -565,8 +673,9 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
 {
     struct blocked_request *blocked = reserver->ctx;
     struct conn *conn = blocked->conn;
-    reserve_reply(conn, blocked->request_id, jobs, count);
+    uint64_t request_id = blocked->request_id;
     blocked_free(blocked);
+    reserve_deliver(conn, request_id, jobs, count);
     conn_flush_later(conn);
     if (!conn->reserves_paused && conn_out_pending(conn) >= CONN_OUT_HIGH)
         conn_reserves_pause(conn, true);
@@ -634,7 +743,7 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
     uint32_t count = queue_reserve(server->queues, &poll, now, jobs);
     SPOOL_ASSERT(!poll.waiting); /* its deadline is now */
     if (count > 0 || req->timeout_ms == 0) {
-        reserve_reply(conn, h->request_id, jobs, count);
+        reserve_deliver(conn, h->request_id, jobs, count);
         return 0;
     }
     if (refuse_if_stopping(conn, h->request_id))
@@ -766,15 +875,54 @@ static int handle_kick_job(struct conn *conn, const struct wire_header *h, union
     return 0;
 }
 
-static int handle_peek(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+/* A peek's body is in: answer with the job as it is now (NOT_FOUND if it is forgotten; a job
+ * settled meanwhile is shown as settled jobs are, without a body). */
+static void peek_fetched(struct server *server, struct body_fetch *fetch)
 {
-    struct job *job = queue_peek_id(conn->server->queues, m->job_ref.id);
+    struct conn *conn = fetch_settle(server, fetch);
+    if (conn == NULL)
+        return;
+    struct job *job = queue_job_find(server->queues, fetch->jobs[0].id);
+    if (job == NULL) {
+        conn_error(conn, fetch->request_id, SPOOL_E_NOT_FOUND, NULL);
+    } else {
+        union wire_msg r;
+        job_info_fill(job, false, &r.job_info);
+        if (queue_job_live(job)) {
+            SPOOL_ASSERT(fetch->jobs[0].body != NULL); /* live: it came, or the fetch failed */
+            r.job_info.body = wire_bytes_of(fetch->jobs[0].body, fetch->jobs[0].len);
+        }
+        reply(conn, fetch->opcode, fetch->request_id, &r);
+    }
+    conn_flush_later(conn);
+}
+
+static int peek_answer(struct conn *conn, const struct wire_header *h, struct job *job)
+{
     if (job == NULL)
         return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
+    if (body_fetch_needed(&job, 1)) {
+        if (conn->blocked_count >= CONN_BLOCKED_MAX) {
+            conn_error(conn, h->request_id, SPOOL_E_BUSY, "too many blocked requests");
+            return 0;
+        }
+        if (body_fetch_start(conn->server->fetcher, &job, 1, peek_fetched, conn->id,
+                             h->request_id, h->opcode) != 0) {
+            conn_error(conn, h->request_id, SPOOL_E_BUSY, "no memory to read job bodies");
+            return 0;
+        }
+        conn->blocked_count++;
+        return 0;
+    }
     union wire_msg r;
     job_info_fill(job, true, &r.job_info);
     reply(conn, h->opcode, h->request_id, &r);
     return 0;
+}
+
+static int handle_peek(struct conn *conn, const struct wire_header *h, union wire_msg *m)
+{
+    return peek_answer(conn, h, queue_peek_id(conn->server->queues, m->job_ref.id));
 }
 
 static int handle_peek_next(struct conn *conn, const struct wire_header *h, union wire_msg *m)
@@ -787,14 +935,9 @@ static int handle_peek_next(struct conn *conn, const struct wire_header *h, unio
         conn_error(conn, h->request_id, SPOOL_E_BAD_REQUEST, "peek ready, delayed or dead");
         return 0;
     }
-    struct job *job = queue_peek_next(conn->server->queues, (const char *)m->peek_next.queue.data,
-                                      m->peek_next.queue.len, which);
-    if (job == NULL)
-        return queue_result(conn, h->request_id, QUEUE_ENOTFOUND);
-    union wire_msg r;
-    job_info_fill(job, true, &r.job_info);
-    reply(conn, h->opcode, h->request_id, &r);
-    return 0;
+    return peek_answer(conn, h,
+                       queue_peek_next(conn->server->queues, (const char *)m->peek_next.queue.data,
+                                       m->peek_next.queue.len, which));
 }
 
 static int handle_delete(struct conn *conn, const struct wire_header *h, union wire_msg *m)

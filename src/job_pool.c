@@ -160,27 +160,37 @@ static size_t pool_class(size_t size)
 }
 
 /* Map a new chunk and make it the bump region (the old region's tail is abandoned: less
- * than one block). */
-static void pool_chunk_new(struct job_pool *pool)
+ * than one block). False when the system has no memory for it (nothing changed). */
+static bool pool_chunk_new(struct job_pool *pool)
 {
     if (pool->chunk_count == pool->chunk_cap) {
         size_t cap = pool->chunk_cap == 0 ? 16 : pool->chunk_cap * 2;
         void **chunks = realloc(pool->chunks, cap * sizeof *chunks);
-        SPOOL_ASSERT(chunks != NULL);
+        if (chunks == NULL)
+            return false;
         pool->chunks = chunks;
         pool->chunk_cap = cap;
     }
     void *chunk = pool_prefault_take(pool);
     if (chunk == NULL)
         chunk = pool_map_chunk();
-    SPOOL_ASSERT(chunk != NULL);
+    if (chunk == NULL)
+        return false;
     POOL_POISON(chunk, JOB_POOL_CHUNK_BYTES);
     pool->chunks[pool->chunk_count++] = chunk;
     pool->bump = chunk;
     pool->bump_left = JOB_POOL_CHUNK_BYTES;
+    return true;
 }
 
 void *job_pool_alloc(struct job_pool *pool, size_t size)
+{
+    void *block = job_pool_try_alloc(pool, size);
+    SPOOL_ASSERT(block != NULL);
+    return block;
+}
+
+void *job_pool_try_alloc(struct job_pool *pool, size_t size)
 {
     size_t c = pool_class(size);
     size_t block_size = (c + 1) * JOB_POOL_GRAIN;
@@ -190,10 +200,12 @@ void *job_pool_alloc(struct job_pool *pool, size_t size)
         void *next;
         memcpy(&next, block, sizeof next);
         pool->free_lists[c] = next;
+        SPOOL_ASSERT(pool->free_bytes >= block_size);
+        pool->free_bytes -= block_size;
         memset(block, 0, block_size);
     } else { /* never used since the chunk was mapped: still the zeroes mmap gave */
-        if (pool->bump_left < block_size)
-            pool_chunk_new(pool);
+        if (pool->bump_left < block_size && !pool_chunk_new(pool))
+            return NULL;
         block = pool->bump;
         pool->bump += block_size;
         pool->bump_left -= block_size;
@@ -209,5 +221,6 @@ void job_pool_free(struct job_pool *pool, void *block, size_t size)
     size_t c = pool_class(size);
     memcpy(block, &pool->free_lists[c], sizeof(void *));
     pool->free_lists[c] = block;
+    pool->free_bytes += (c + 1) * JOB_POOL_GRAIN;
     POOL_POISON((uint8_t *)block + sizeof(void *), (c + 1) * JOB_POOL_GRAIN - sizeof(void *));
 }

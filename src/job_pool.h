@@ -35,7 +35,8 @@
 /* Block sizes are multiples of this: 16-byte alignment (what malloc gives), and 32 keeps the
  * rounding waste under 10% of a ~350-byte job. */
 #define JOB_POOL_GRAIN 32u
-/* The largest block: a job struct (~250 bytes) plus QUEUE_BODY_INLINE_MAX (256), rounded. */
+/* The largest block: room for a job struct (~250 bytes) and then some (bodies are kept apart,
+ * in the body cache: body_cache.h). */
 #define JOB_POOL_BLOCK_MAX 640u
 #define JOB_POOL_CLASSES (JOB_POOL_BLOCK_MAX / JOB_POOL_GRAIN)
 /* 1 MiB: ~3000 jobs per map call, and small enough that an idle server's first chunk is
@@ -63,6 +64,7 @@ struct job_pool {
     size_t chunk_cap;
     struct job_pool_prefault *prefault; /* NULL unless job_pool_prefault_start ran */
     uint64_t chunks_prefaulted;         /* taken from the helper (for tests) */
+    uint64_t free_bytes; /* bytes of the blocks on the free lists: resident, but reusable */
 };
 
 void job_pool_init(struct job_pool *pool);
@@ -75,6 +77,9 @@ bool job_pool_fits(size_t size);
 /* A zeroed block of at least size bytes (job_pool_fits(size)); aborts if the system has no
  * memory left, as the broker's other allocations do. */
 void *job_pool_alloc(struct job_pool *pool, size_t size);
+/* The same, or NULL when the system has no memory for a new chunk (the body cache: a body
+ * it cannot keep stays in the log). */
+void *job_pool_try_alloc(struct job_pool *pool, size_t size);
 /* Return a block obtained with the same size. */
 void job_pool_free(struct job_pool *pool, void *block, size_t size);
 

@@ -46,12 +46,6 @@
  * one loop turn short (each event is O(log n)). */
 #define QUEUE_DEFAULT_TICK_WORK 4096
 
-/* Bodies up to this size share their job's allocation: one malloc per put instead of two, and
- * the body next to its job. A job is about 250 bytes, so small bodies at most double it; a
- * DONE job keeps its inline bytes until it is forgotten, at most done_keep_max (10,000) x
- * 256 bytes = 2.5 MiB. */
-#define QUEUE_BODY_INLINE_MAX 256
-
 /* A record buffer on the stack must hold any fixed-size record plus a reason or result. */
 #define QUEUE_RECORD_SMALL_MAX (RECORD_BURY_FIXED + RECORD_REASON_LEN_MAX)
 
@@ -158,6 +152,7 @@ struct queue_state *queue_state_create(const struct queue_config *config)
         state->config.tick_work_max = QUEUE_DEFAULT_TICK_WORK;
     jobtab_init(&state->jobs);
     job_pool_init(&state->pool);
+    body_cache_init(&state->bodies, config->body_cache_bytes_max, &state->pool);
     int prefault_rc = config->prefault ? job_pool_prefault_start(&state->pool) : 0;
     if (prefault_rc != 0)
         fprintf(stderr, "level=warn msg=\"no prefault thread: job memory is mapped on the "
@@ -185,8 +180,7 @@ struct queue_state *queue_state_create(const struct queue_config *config)
 static void job_free(struct queue_state *state, struct job *job)
 {
     queue_count_drop(state, job->id);
-    if (!job->body_inline)
-        free(job->body);
+    body_cache_drop(&state->bodies, &job->body);
     free(job->reason);
     free(job->result);
     job_pool_free(&state->pool, job, job->block_size);
@@ -222,6 +216,7 @@ void queue_state_destroy(struct queue_state *state)
     heap_free(&state->waiter_timeouts);
     queue_checkpoint_abort(state);
     free(state->record_buf);
+    body_cache_destroy(&state->bodies); /* empty: every job dropped its body */
     job_pool_destroy(&state->pool);
     free(state);
 }
@@ -349,9 +344,7 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
     return (uint64_t)count;
 }
 
-/* A job and its inline body are one block of the pool, which the sizes here must fit. */
-_Static_assert(sizeof(struct job) + QUEUE_BODY_INLINE_MAX <= JOB_POOL_BLOCK_MAX,
-               "a job with an inline body must fit a job_pool block");
+_Static_assert(sizeof(struct job) <= JOB_POOL_BLOCK_MAX, "a job must fit a job_pool block");
 
 static struct job *job_block(struct queue_state *state, size_t size)
 {
@@ -360,23 +353,16 @@ static struct job *job_block(struct queue_state *state, size_t size)
     return job;
 }
 
-static struct job *job_alloc(struct queue_state *state, uint32_t body_len, const void *body)
-{
-    bool inline_body = body_len <= QUEUE_BODY_INLINE_MAX;
-    struct job *job = job_block(state, sizeof(*job) + (inline_body ? body_len : 0));
-    job->body_inline = inline_body;
-    job->body = inline_body ? (uint8_t *)(job + 1) : xmemdup(body, body_len);
-    if (inline_body && body_len > 0)
-        memcpy(job->body, body, body_len);
-    job->body_len = body_len;
-    return job;
-}
-
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
                           const void *body, uint32_t body_len, bool body_known)
 {
-    struct job *job =
-        body_known ? job_alloc(state, body_len, body) : job_block(state, sizeof(*job));
+    struct job *job = job_block(state, sizeof(*job));
+    if (body_known) {
+        job->body_len = body_len;
+        /* Out of memory: the body is in the log (or about to be), where a delivery reads it
+         * back from; refusing the put now would be worse than a read later. */
+        body_cache_put(&state->bodies, &job->body, body, body_len);
+    }
     job->id = id;
     job->queue = queue;
     job->state = JOB_PENDING;
@@ -587,10 +573,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     job->state = JOB_DONE;
     job->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
-    if (!job->body_inline)
-        free(job->body);
-    job->body = NULL;
-    job->body_inline = false;
+    body_cache_drop(&state->bodies, &job->body);
     if (result_len > 0) {
         job->result = xmemdup(result, result_len);
         job->result_len = result_len;
@@ -610,10 +593,7 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     job->state = JOB_EXPIRED;
     job->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
-    if (!job->body_inline)
-        free(job->body);
-    job->body = NULL;
-    job->body_inline = false;
+    body_cache_drop(&state->bodies, &job->body);
     list_insert_tail(&state->done, &job->live);
     state->done_count++;
     job->queue->stats.settled++;

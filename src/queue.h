@@ -85,6 +85,8 @@ struct queue_owner {
 
 struct queue;
 
+/* Fields ordered so that no padding is left between them: 248 bytes, one 256-byte block of
+ * the job pool (a reordering saved a 32-byte grain per job, 10% of a queued job's memory). */
 struct job {
     uint64_t id;
     struct queue *queue;
@@ -105,23 +107,25 @@ struct job {
     int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
     uint64_t lease_token;   /* RESERVED: current lease */
     struct log_pos pos;     /* the PUT record */
-    uint8_t *body;          /* NULL with body_len > 0: not loaded (after a checkpoint) */
-    uint32_t body_len;
-    bool body_inline;       /* body lives in the job's own allocation (queue.c) */
-    uint16_t block_size;    /* of that allocation, from state->pool (queue.c) */
-    char *reason; /* DEAD: why; otherwise the worker's last error, if any */
-    uint32_t reason_len;
+    /* The body, while the state's body cache holds it (body_cache.h: the cache sets this to
+     * NULL when it evicts the body); NULL: read it back from pos (queue_job_body_missing). */
+    uint8_t *body;
+    char *reason;    /* DEAD: why; otherwise the worker's last error, if any */
     uint8_t *result; /* DONE: ack result */
-    uint32_t result_len;
     struct queue_owner *owner; /* RESERVED and not detached */
+    uint32_t body_len;
+    uint32_t reason_len;
+    uint32_t result_len;
     uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
     uint32_t ttl_slot;   /* ttl heap */
+    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_replay.c) */
+    uint16_t block_size;       /* of the job's block, from state->pool (queue.c) */
     struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
     struct list_link state_link; /* pending / ready-order / owner / dead list */
     struct list_link waiters;    /* queue_job_waiter.link */
-    uint32_t checkpoint_epoch;   /* the checkpoint walk that captured it (queue_replay.c) */
 };
+_Static_assert(sizeof(struct job) <= 256, "a job takes one 256-byte block of the job pool");
 
 struct queue_stats {
     uint64_t ready;
@@ -264,6 +268,9 @@ struct queue_config {
     uint32_t tick_work_max;         /* timer events handled per queue_tick */
     struct siphash_key lease_key;   /* secret key of the lease-token PRF */
     bool prefault;                  /* a helper thread maps job memory ahead (job_pool.h) */
+    /* Bound of the body cache in bytes (body_cache.h); 0: every body stays in RAM (tools and
+     * tests that replay a log). */
+    uint64_t body_cache_bytes_max;
     queue_emit_fn emit;
     void *emit_ctx;
 };
@@ -524,10 +531,46 @@ SPOOL_MUST_USE int queue_checkpoint_encode(struct queue_state *state, uint8_t **
                                            uint32_t *out_len);
 SPOOL_MUST_USE int queue_checkpoint_load(struct queue_state *state, const void *data,
                                          uint32_t len, struct queue_time now);
-/* Jobs whose body is not in RAM (after a checkpoint load): call fn for each. */
+/* Live jobs whose body is not in RAM (after a checkpoint load, or evicted): call fn for each. */
 void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
                          void *ctx);
+/* A body read back from the log: keep it in the body cache (len must be the job's body_len;
+ * nothing if the job has its body already, or the cache has no memory for it: the body stays
+ * in the log, and the caller uses its own copy). */
 void queue_body_loaded(struct queue_state *state, struct job *job, const void *body,
                        uint32_t len);
+/* A job that still has a body in the log (not settled for good): only these are delivered
+ * or peeked with a body. Named states rather than "not DONE", so that a settled state added
+ * later does not count as live by default. */
+static inline bool queue_job_live(const struct job *job)
+{
+    switch (job->state) {
+    case JOB_PENDING:
+    case JOB_READY:
+    case JOB_DELAYED:
+    case JOB_RESERVED:
+    case JOB_DEAD: return true;
+    default: return false;
+    }
+}
+/* A live job whose body must be read back from the log before it can be sent. */
+static inline bool queue_job_body_missing(const struct job *job)
+{
+    return job->body == NULL && queue_job_live(job);
+}
+/* The body cache's figures, for stats. */
+struct queue_body_stats {
+    uint64_t bytes;     /* counted bytes held (bodies and their overhead) */
+    uint64_t bytes_max; /* the bound; 0: unbounded */
+    uint64_t count;     /* bodies held */
+    uint64_t evictions;
+};
+void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out);
+/* Bytes of job memory that is resident but free for the next jobs (the job pool keeps the
+ * blocks of gone jobs for reuse instead of returning them): the memory bound subtracts it. */
+uint64_t queue_memory_reusable(const struct queue_state *state);
+/* Under memory pressure: evict bodies until the cache holds at most bytes. Returns the bytes
+ * freed. */
+uint64_t queue_body_cache_trim(struct queue_state *state, uint64_t bytes);
 
 #endif

@@ -6,6 +6,7 @@
 #ifndef SPOOL_SRC_QUEUE_INTERNAL_H
 #define SPOOL_SRC_QUEUE_INTERNAL_H
 
+#include "body_cache.h"
 #include "job_pool.h"
 #include "jobtab.h"
 #include "queue.h"
@@ -56,14 +57,15 @@ struct queue_state {
     uint32_t checkpoint_epoch;    /* of the last walk begun */
     bool replaying;
     struct queue_totals totals;
-    struct job_pool pool; /* every job's block (with its inline body): see job_pool.h */
+    struct job_pool pool; /* every job's block: see job_pool.h */
+    struct body_cache bodies; /* the bodies kept in RAM (body_cache.h) */
     /* queue_counts.c: job id -> struct queue_job_counts, only for jobs with a count. */
     struct idmap job_counts;
     uint64_t job_timeouts; /* leases that ran out, since the start */
 };
 
-/* A new PENDING job with its body (copied, inline when small), or, without body_known, one
- * whose body is not loaded yet (body NULL; the caller sets body_len). */
+/* A new PENDING job with its body (copied into the body cache, which may evict it), or,
+ * without body_known, one whose body is not loaded (body NULL; the caller sets body_len). */
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
                           const void *body, uint32_t body_len, bool body_known);
 /* Count a new job's body bytes, its segment and the queue's total_put (pos, body_len set). */

@@ -897,7 +897,7 @@ void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct
 {
     JOBTAB_EACH(&state->jobs, job)
     {
-        if (!job_state_settled(job->state) && job->body == NULL)
+        if (queue_job_body_missing(job))
             fn(ctx, job);
     }
 }
@@ -905,10 +905,26 @@ void queue_each_unloaded(struct queue_state *state, void (*fn)(void *ctx, struct
 void queue_body_loaded(struct queue_state *state, struct job *job, const void *body,
                        uint32_t len)
 {
-    (void)state;
-    SPOOL_ASSERT(job->body == NULL);
     SPOOL_ASSERT(len == job->body_len);
-    job->body = malloc(len == 0 ? 1 : len);
-    SPOOL_ASSERT(job->body != NULL);
-    memcpy(job->body, body, len);
+    SPOOL_ASSERT(queue_job_live(job));
+    if (job->body == NULL)
+        body_cache_put(&state->bodies, &job->body, body, len); /* -ENOMEM: see above */
+}
+
+void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out)
+{
+    out->bytes = state->bodies.bytes;
+    out->bytes_max = state->bodies.bytes_max;
+    out->count = state->bodies.count;
+    out->evictions = state->bodies.evictions;
+}
+
+uint64_t queue_memory_reusable(const struct queue_state *state)
+{
+    return state->pool.free_bytes;
+}
+
+uint64_t queue_body_cache_trim(struct queue_state *state, uint64_t bytes)
+{
+    return body_cache_trim_to(&state->bodies, bytes);
 }

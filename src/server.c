@@ -21,11 +21,13 @@
  * Shutdown (SIGTERM/SIGINT through the signalfd): stop accepting and reading, let in-flight
  * commits land and their replies go out, write a checkpoint, close the log, exit 0.
  */
+#include "body_fetch.h"
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -296,96 +298,6 @@ static void replay_buffer_free(struct replay_buffer *rb)
     free(rb->data);
 }
 
-/* The bodies a checkpoint left on disk are read back with at most the log's read limit in
- * flight: log_read refuses more with -EBUSY, so the loader keeps a window and refills it as
- * reads complete. */
-struct body_load {
-    struct server *server;
-    struct job **jobs; /* every job whose body is on disk only */
-    size_t count;
-    size_t next; /* jobs[next..] not yet asked for */
-    uint32_t outstanding;
-    int error;
-};
-
-struct body_read {
-    struct body_load *load;
-    struct job *job;
-};
-
-static void body_read_done(void *ctx, int error, const struct log_record *record)
-{
-    struct body_read *read = ctx;
-    struct body_load *load = read->load;
-    struct record rec;
-    if (error == 0 && (record->type != RECORD_PUT ||
-                       record_decode(record->type, record->data, record->len, &rec) != 0 ||
-                       rec.id != read->job->id || rec.u.put.body_len != read->job->body_len))
-        error = LOG_ECORRUPT;
-    if (error == 0)
-        queue_body_loaded(load->server->queues, read->job, rec.u.put.body, rec.u.put.body_len);
-    else if (load->error == 0)
-        load->error = error;
-    load->outstanding--;
-    free(read);
-}
-
-static void body_collect(void *ctx, struct job *job)
-{
-    struct body_load *load = ctx;
-    if (load->count % 1024 == 0) {
-        struct job **jobs = realloc(load->jobs, (load->count + 1024) * sizeof(*jobs));
-        SPOOL_ASSERT(jobs != NULL);
-        load->jobs = jobs;
-    }
-    load->jobs[load->count++] = job;
-}
-
-/* Ask for reads until the log's read limit is reached or every job was asked for. */
-static void body_reads_fill(struct body_load *load)
-{
-    while (load->next < load->count && load->error == 0) {
-        struct body_read *read = malloc(sizeof(*read));
-        SPOOL_ASSERT(read != NULL);
-        read->load = load;
-        read->job = load->jobs[load->next];
-        int rc = log_read(load->server->log, &read->job->pos, body_read_done, read);
-        if (rc != 0) {
-            free(read);
-            if (rc == -EBUSY && load->outstanding > 0)
-                return; /* the window is full: refill after completions */
-            load->error = rc;
-            return;
-        }
-        load->next++;
-        load->outstanding++;
-    }
-}
-
-/* Read back, through the ring, every body a checkpoint left on disk. */
-static int bodies_load(struct server *server)
-{
-    struct body_load load = {.server = server};
-    queue_each_unloaded(server->queues, body_collect, &load);
-    body_reads_fill(&load);
-    while (load.outstanding > 0) {
-        struct io_uring_cqe *cqe;
-        io_uring_submit(&server->ring);
-        int rc = io_uring_wait_cqe(&server->ring, &cqe);
-        if (rc == -EINTR)
-            continue;
-        if (rc < 0) {
-            free(load.jobs);
-            return rc;
-        }
-        ring_dispatch_ready(server);
-        body_reads_fill(&load);
-    }
-    SPOOL_ASSERT(load.error != 0 || load.next == load.count);
-    free(load.jobs);
-    return load.error;
-}
-
 static int state_rebuild(struct server *server, struct replay_buffer *rb, void *checkpoint,
                          uint32_t checkpoint_len)
 {
@@ -471,11 +383,11 @@ static int recover(struct server *server)
     server->now = server_now(); /* until the loop's first turn reads the clocks again */
     queue_recover_finish(server->queues, server->now);
     queue_ids_floor(server->queues, queue_time_wall_ms(server->now)); /* never an id a lost tail held */
-    rc = bodies_load(server);
-    if (rc != 0) {
-        slog_error("msg=\"cannot read job bodies back\" error=\"%s\"", log_strerror(rc));
-        return rc;
-    }
+    /* No body is read here: a checkpoint's jobs, and replayed ones the body cache had no
+     * room for, are read back in batches when they are delivered (body_fetch.h). */
+    server->fetcher = body_fetcher_create(server);
+    if (server->fetcher == NULL)
+        return -ENOMEM;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     slog_info("msg=recovered segments=%u records_replayed=%zu checkpoint=%s jobs=%llu "
@@ -851,6 +763,60 @@ static void space_watch(struct server *server)
     server->puts_refused_space = 0;
 }
 
+bool server_memory_low(const struct server *server)
+{
+    return server->memory.low;
+}
+
+/* Above the bound: evict bodies from the cache, as many bytes as RSS is over the resume level
+ * (bodies are the one large thing spoold can drop: they are in the log), and hand free heap
+ * pages back to the kernel so that RSS shows it. */
+static void memory_give_back(struct server *server)
+{
+    struct memwatch *w = &server->memory;
+    struct queue_body_stats bodies;
+    queue_body_stats_get(server->queues, &bodies);
+    uint64_t over = w->rss_bytes - w->bound_bytes + w->bound_bytes / MEMWATCH_RESUME_FRACTION;
+    uint64_t target = bodies.bytes > over ? bodies.bytes - over : 0;
+    uint64_t freed = queue_body_cache_trim(server->queues, target);
+    if (server->now.mono_ns >= w->next_trim_ns) {
+        w->next_trim_ns = server->now.mono_ns + 1000LL * 1000 * 1000;
+        malloc_trim(0);
+    }
+    if (freed > 0)
+        slog_info("msg=\"memory above the bound: bodies evicted from the cache\" rss=%llu "
+                  "bound=%llu freed=%llu",
+                  (unsigned long long)w->rss_bytes, (unsigned long long)w->bound_bytes,
+                  (unsigned long long)freed);
+}
+
+static void memory_watch(struct server *server)
+{
+    struct memwatch *w = &server->memory;
+    if (!memwatch_sample(w, server->now.mono_ns))
+        return;
+    /* What a new job can reuse without growing RSS does not count against the bound. */
+    uint64_t reusable = queue_memory_reusable(server->queues);
+    w->rss_bytes = w->rss_bytes > reusable ? w->rss_bytes - reusable : 0;
+    if (w->rss_bytes > w->bound_bytes)
+        memory_give_back(server);
+    bool was_low = w->low;
+    bool low = memwatch_update(w, w->rss_bytes);
+    if (low == was_low)
+        return;
+    if (low) {
+        slog_warn("msg=\"memory bound reached: puts refused with QUEUE_FULL until jobs are "
+                  "acked or deleted\" rss=%llu bound=%llu source=%s",
+                  (unsigned long long)w->rss_bytes, (unsigned long long)w->bound_bytes,
+                  w->bound_from_cgroup ? "cgroup" : "max-memory");
+        return;
+    }
+    slog_info("msg=\"memory back below the bound: puts admitted again\" rss=%llu "
+              "puts_refused=%llu",
+              (unsigned long long)w->rss_bytes, (unsigned long long)w->puts_refused);
+    w->puts_refused = 0;
+}
+
 /* A new durable watermark: replies go out, puts become visible, stalled requests run again. */
 static void durable_apply(struct server *server)
 {
@@ -992,7 +958,8 @@ static bool stop_step(struct server *server)
             io_uring_sqe_set_data(sqe, NULL);
         }
     }
-    if (!log_idle(server->log) || !list_empty(&server->held)) {
+    if (!log_idle(server->log) || !list_empty(&server->held) ||
+        !body_fetch_idle(server->fetcher)) {
         /* A commit waiting for a new segment on a full disk may never land: its puts were
          * never answered, so stopping loses nothing acknowledged (log_close says so). */
         if (log_space_low(server->log) && now - server->stop_started_ms > SERVER_DRAIN_MS)
@@ -1041,15 +1008,18 @@ int server_run(struct server *server)
         if (server->fatal_error != 0)
             return server->fatal_error;
         durable_apply(server);
+        body_fetch_pump(server->fetcher); /* reads that waited for the watermark or a slot */
         int64_t now = server->now.mono_ns / 1000000; /* server_now_ms() at the turn's start */
         /* Connections and timers are the sources of records: both stop during shutdown. */
         if (!server->stopping) {
             queue_tick(server->queues, server->now);
             conns_run(server);
+            body_fetch_pump(server->fetcher); /* the reads this turn's deliveries need */
         }
         observe_turn(server); /* HTTP snapshots and actions, when asked */
         log_tick(server->log);
         space_watch(server);
+        memory_watch(server);
         if (!server->stopping)
             checkpoint_advance(server, now);
         accept_arm(server);
@@ -1064,11 +1034,30 @@ int server_run(struct server *server)
         zombies_free(server);
         conns_flush(server); /* one send per connection for what this turn gave it */
         if (server->stopping && stop_step(server))
-            return 0;
+            return server->stop_error;
     }
 }
 
 /* ---- start and destroy ---- */
+
+/* The memory bound, said once at start; a body cache above half of it is lowered to half, so
+ * that the jobs' own memory has the other half. */
+static void memory_bound_log(struct server *server, struct queue_config *qc)
+{
+    const struct memwatch *w = &server->memory;
+    if (w->bound_bytes == 0)
+        return;
+    if (qc->body_cache_bytes_max > w->bound_bytes / 2) {
+        slog_warn("msg=\"body cache lowered to half the memory bound\" body_cache=%llu "
+                  "lowered_to=%llu",
+                  (unsigned long long)qc->body_cache_bytes_max,
+                  (unsigned long long)(w->bound_bytes / 2));
+        qc->body_cache_bytes_max = w->bound_bytes / 2 > 0 ? w->bound_bytes / 2 : 1;
+    }
+    slog_info("msg=\"memory bound\" bound=%llu source=%s body_cache=%llu",
+              (unsigned long long)w->bound_bytes, w->bound_from_cgroup ? "cgroup" : "max-memory",
+              (unsigned long long)qc->body_cache_bytes_max);
+}
 
 int server_start(struct server *server, const struct server_config *config)
 {
@@ -1077,6 +1066,7 @@ int server_start(struct server *server, const struct server_config *config)
     server->listen_fd = -1;
     server->signal_fd = -1;
     server->reserve_fd = -1;
+    memwatch_init(&server->memory, config->memory_bytes_max, MEMWATCH_CGROUP_MAX_PATH);
     server->started_ms = server_now_ms();
     server->checkpoint_last_ms = server->started_ms;
     server->accept_completion.complete = accept_complete;
@@ -1096,6 +1086,8 @@ int server_start(struct server *server, const struct server_config *config)
     qc.idempotency_window_ms = (int64_t)config->idempotency_window_ms;
     qc.idempotency_keys_max = config->idempotency_keys_max;
     qc.queues_max = config->queues_max;
+    qc.body_cache_bytes_max = config->body_cache_bytes;
+    memory_bound_log(server, &qc);
     /* Lease tokens are capabilities: their key must be secret and unpredictable, so there
      * is no fallback to a guessable seed. getentropy reads getrandom(2), which blocks only
      * until the kernel's pool is initialised at boot. */
@@ -1226,9 +1218,29 @@ static void conns_free(struct server *server)
                   leaked);
 }
 
+/* What the body cache and the reads behind it did in this run: at stop, for the operator (a
+ * drain that reads more batches than it delivers jobs would show here) and the tests. */
+static void bodies_report(struct server *server)
+{
+    if (server->fetcher == NULL || server->queues == NULL)
+        return;
+    struct queue_body_stats cache;
+    queue_body_stats_get(server->queues, &cache);
+    struct body_fetch_stats fetch;
+    body_fetch_stats_get(server->fetcher, &fetch);
+    slog_info("msg=\"body cache\" bytes=%llu bytes_max=%llu bodies=%llu evictions=%llu "
+              "fetches=%llu batch_reads=%llu bodies_read=%llu read_errors=%llu",
+              (unsigned long long)cache.bytes, (unsigned long long)cache.bytes_max,
+              (unsigned long long)cache.count, (unsigned long long)cache.evictions,
+              (unsigned long long)fetch.fetches, (unsigned long long)fetch.batch_reads,
+              (unsigned long long)fetch.bodies_read, (unsigned long long)fetch.errors);
+}
+
 void server_destroy(struct server *server)
 {
+    bodies_report(server);
     struct list_link *link;
+    body_fetcher_close(server->fetcher); /* its callbacks reach connections: not past here */
     if (!list_empty(&server->conns) && server->buf_base != NULL)
         conns_reap(server);
     zombies_free(server);
@@ -1239,10 +1251,12 @@ void server_destroy(struct server *server)
     }
     wire_buf_free(&server->reply_scratch);
     if (server->log != NULL) {
+        /* Reads in flight complete (log_close waits for them) before the fetcher goes. */
         int rc = log_close(server->log);
         if (rc != 0)
             slog_error("msg=\"log close failed\" error=\"%s\"", log_strerror(rc));
     }
+    body_fetcher_destroy(server->fetcher);
     io_backend_destroy(server->backend);
     queue_state_destroy(server->queues);
     idmap_free(&server->conns_by_id);
@@ -1252,6 +1266,7 @@ void server_destroy(struct server *server)
         close(server->reserve_fd);
     if (server->signal_fd >= 0)
         close(server->signal_fd);
+    memwatch_close(&server->memory);
     if (server->buf_base != NULL)
         io_uring_queue_exit(&server->ring);
     /* After the ring: a CQE of its accept may be dispatched until then (log_close). */

@@ -37,6 +37,7 @@
 #include "list.h"
 #include "log.h"
 #include "map.h"
+#include "memwatch.h"
 #include "queue.h"
 #include "wire_message.h"
 
@@ -144,6 +145,7 @@ struct server {
     struct io_backend *backend;
     struct log *log;
     struct queue_state *queues;
+    struct body_fetcher *fetcher; /* bodies read back for deliveries (body_fetch.h) */
     /* Both clocks, read once per loop turn as the wait returns, before any completion or
      * request of the turn is handled: the queue's "now" for all of them (queue.h). A lease
      * granted in the turn counts its ttr from this reading. */
@@ -184,6 +186,7 @@ struct server {
     bool log_full;
     int fatal_error;
     bool stopping;
+    int stop_error; /* a stop begun on an error (a job body unreadable): server_run returns it */
     /* checkpoints */
     bool checkpoint_in_flight; /* the log is writing one */
     uint64_t checkpoint_anchor; /* of the walk in progress (queue_checkpoint_active) */
@@ -199,6 +202,8 @@ struct server {
     /* disk headroom: while server_space_low(), puts are refused with DISK_FULL (handlers.c) */
     bool space_low;              /* the episode the loop has seen begin (logged once) */
     uint64_t puts_refused_space; /* jobs refused in the episode in progress */
+    /* the memory bound: while server_memory_low(), puts are refused with QUEUE_FULL */
+    struct memwatch memory;
     int reserve_fd;              /* the checkpoint's space (server.c), or -1 */
     uint64_t reserve_bytes;      /* the largest size it was made to */
     bool reserve_short;          /* it could not be made as large as the next checkpoint */
@@ -223,6 +228,9 @@ int64_t server_now_ms(void);
 /* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the
  * next checkpoint has no space reserved. New jobs are refused while this is true. */
 bool server_space_low(const struct server *server);
+
+/* Resident memory is above the bound (memwatch.h): new jobs are refused while this is true. */
+bool server_memory_low(const struct server *server);
 
 /* Bind and listen on host:port (a non-blocking multishot accept is armed by the caller);
  * *fd and addr ("HOST:PORT" as bound, port 0 resolved) set. */

@@ -207,6 +207,19 @@ SPOOL_MUST_USE int log_read(struct log *log, const struct log_pos *pos,
                             void (*done)(void *ctx, int error, const struct log_record *record),
                             void *ctx);
 
+/*
+ * Read back the whole batch that holds pos->seq: each(ctx, record) runs for every record of the
+ * batch in seq order (record.pos carries its own seq, the batch's segment and offset), then
+ * done(ctx, 0, NULL); on failure done(ctx, error, NULL) alone, with no each call (the batch is
+ * verified before the first record is handed out). Refusals and errors as log_read; both share
+ * the LOG_READS_MAX read slots.
+ */
+SPOOL_MUST_USE int log_read_batch(struct log *log, const struct log_pos *pos,
+                                  void (*each)(void *ctx, const struct log_record *record),
+                                  void (*done)(void *ctx, int error,
+                                               const struct log_record *record),
+                                  void *ctx);
+
 /* Segments on disk, oldest first, and the one being written (never deletable). */
 uint32_t log_segment_count(const struct log *log);
 uint64_t log_segment_id(const struct log *log, uint32_t index);

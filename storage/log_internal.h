@@ -97,6 +97,7 @@ struct log_read_slot {
     struct log_pos pos;
     uint32_t got; /* bytes of the current read step received */
     struct batch_header header;
+    void (*each)(void *ctx, const struct log_record *record); /* log_read_batch; else NULL */
     void (*done)(void *ctx, int error, const struct log_record *record);
     void *ctx;
     uint8_t *buf;

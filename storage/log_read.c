@@ -65,6 +65,17 @@ static void log_read_deliver(struct log_read_slot *slot)
     struct batch_cursor cursor = {.raw = raw, .raw_len = h->raw_len};
     struct log_record rec = {.pos = slot->pos};
     const uint8_t *data = NULL;
+    if (slot->each != NULL) {
+        for (uint64_t seq = h->base_seq; seq < h->base_seq + h->record_count; seq++) {
+            bool ok = batch_cursor_next(&cursor, &rec.type, &data, &rec.len);
+            SPOOL_ASSERT(ok); /* batch_payload_decode walked every record */
+            rec.pos.seq = seq;
+            rec.data = data;
+            slot->each(slot->ctx, &rec);
+        }
+        log_read_finish(slot, 0, NULL);
+        return;
+    }
     for (uint64_t seq = h->base_seq; seq <= slot->pos.seq; seq++) {
         bool ok = batch_cursor_next(&cursor, &rec.type, &data, &rec.len);
         SPOOL_ASSERT(ok); /* batch_payload_decode walked every record */
@@ -115,8 +126,10 @@ static void log_read_done(struct io_op *op)
         log_read_deliver(slot);
 }
 
-int log_read(struct log *log, const struct log_pos *pos,
-             void (*done)(void *ctx, int error, const struct log_record *record), void *ctx)
+static int log_read_start(struct log *log, const struct log_pos *pos,
+                          void (*each)(void *ctx, const struct log_record *record),
+                          void (*done)(void *ctx, int error, const struct log_record *record),
+                          void *ctx)
 {
     SPOOL_ASSERT(log != NULL && pos != NULL && done != NULL);
     if (pos->seq >= log_durable_seq_end(log))
@@ -140,6 +153,7 @@ int log_read(struct log *log, const struct log_pos *pos,
     slot->busy = true;
     slot->segment = seg;
     slot->pos = *pos;
+    slot->each = each;
     slot->done = done;
     slot->ctx = ctx;
     rc = log_read_submit(slot, 0, BATCH_ALIGN);
@@ -150,4 +164,19 @@ int log_read(struct log *log, const struct log_pos *pos,
     seg->reads++;
     log->reads_active++;
     return 0;
+}
+
+int log_read(struct log *log, const struct log_pos *pos,
+             void (*done)(void *ctx, int error, const struct log_record *record), void *ctx)
+{
+    return log_read_start(log, pos, NULL, done, ctx);
+}
+
+int log_read_batch(struct log *log, const struct log_pos *pos,
+                   void (*each)(void *ctx, const struct log_record *record),
+                   void (*done)(void *ctx, int error, const struct log_record *record),
+                   void *ctx)
+{
+    SPOOL_ASSERT(each != NULL);
+    return log_read_start(log, pos, each, done, ctx);
 }

@@ -151,24 +151,30 @@ static void read_done_1500(void *ctx, int error, const struct log_record *record
     r->match = error == 0 && record->pos.seq == r->seq && rec_matches(record, 1500);
 }
 
+/* Append records 1..count-1 (generator lengths < 3000), keeping each one's location. */
+static void append_with_pos(struct tlog *t, struct log_pos *pos, uint64_t count)
+{
+    uint8_t buf[65536];
+    for (uint64_t seq = 1; seq < count; seq++) {
+        uint32_t len = rec_len(seq, 3000);
+        rec_fill(seq, buf, len);
+        int r;
+        while ((r = log_append(t->log, rec_type(seq), buf, len, &pos[seq])) == -ENOBUFS) {
+            log_tick(t->log);
+            REQUIRE(io_backend_poll(t->io, true) >= 0);
+        }
+        REQUIRE(r == 0);
+    }
+}
+
 static void test_read_old_segments(void)
 {
     struct tlog t;
     tlog_init(&t, "log-read", 64 * KIB, 16 * KIB);
     t.config.compress = true;
     REQUIRE(tlog_open(&t) == 0);
-    uint8_t buf[65536];
     struct log_pos pos[600];
-    for (uint64_t seq = 1; seq < 600; seq++) {
-        uint32_t len = rec_len(seq, 3000);
-        rec_fill(seq, buf, len);
-        int r;
-        while ((r = log_append(t.log, rec_type(seq), buf, len, &pos[seq])) == -ENOBUFS) {
-            log_tick(t.log);
-            REQUIRE(io_backend_poll(t.io, true) >= 0);
-        }
-        REQUIRE(r == 0);
-    }
+    append_with_pos(&t, pos, 600);
     struct read_result res = {.seq = 599};
     CHECK_EQ(log_read(t.log, &pos[599], read_done, &res), -EAGAIN); /* not durable yet */
     tlog_drain(&t);
@@ -192,6 +198,79 @@ static void test_read_old_segments(void)
     bad = pos[10];
     bad.segment_id = 2; /* no segment starts at seq 2 */
     CHECK_EQ(log_read(t.log, &bad, read_done, &res), -ENOENT);
+    tlog_destroy(&t);
+}
+
+struct batch_read_result {
+    int each_calls;
+    int done_calls;
+    int error;
+    uint64_t first_seq, last_seq;
+    bool match; /* every record in seq order with the bytes appended */
+    bool same_batch;
+    struct log_pos want;
+};
+
+static void batch_each(void *ctx, const struct log_record *record)
+{
+    struct batch_read_result *r = ctx;
+    if (r->each_calls == 0)
+        r->first_seq = record->pos.seq;
+    else if (record->pos.seq != r->last_seq + 1)
+        r->match = false;
+    r->last_seq = record->pos.seq;
+    r->each_calls++;
+    if (!rec_matches(record, 3000))
+        r->match = false;
+    if (record->pos.segment_id != r->want.segment_id ||
+        record->pos.batch_offset != r->want.batch_offset)
+        r->same_batch = false;
+}
+
+static void batch_done(void *ctx, int error, const struct log_record *record)
+{
+    struct batch_read_result *r = ctx;
+    r->done_calls++;
+    r->error = error;
+    if (record != NULL)
+        r->match = false;
+}
+
+/* log_read_batch hands over every record of the batch that holds pos, once, in seq order,
+ * with the batch's location; a bad location gets done(LOG_ECORRUPT) and no record. */
+static void test_read_batch(void)
+{
+    struct tlog t;
+    tlog_init(&t, "log-read-batch", 64 * KIB, 16 * KIB);
+    t.config.compress = true;
+    REQUIRE(tlog_open(&t) == 0);
+    struct log_pos pos[300];
+    append_with_pos(&t, pos, 300);
+    tlog_drain(&t);
+    for (uint64_t seq = 1; seq < 300; seq += 13) {
+        struct batch_read_result res = {.match = true, .same_batch = true, .want = pos[seq]};
+        REQUIRE(log_read_batch(t.log, &pos[seq], batch_each, batch_done, &res) == 0);
+        CHECK_EQ(res.done_calls, 0);
+        tlog_drain(&t);
+        CHECK_EQ(res.done_calls, 1);
+        CHECK_EQ(res.error, 0);
+        CHECK(res.match && res.same_batch);
+        CHECK(res.first_seq <= seq && seq <= res.last_seq);
+        /* The batch is whole: its neighbours in the log are in other batches. */
+        uint64_t count = 0;
+        for (uint64_t s2 = 1; s2 < 300; s2++)
+            if (pos[s2].segment_id == pos[seq].segment_id &&
+                pos[s2].batch_offset == pos[seq].batch_offset)
+                count++;
+        CHECK_EQ((uint64_t)res.each_calls, count);
+    }
+    struct log_pos bad = pos[10];
+    bad.seq = pos[290].seq;
+    struct batch_read_result res = {.match = true, .same_batch = true, .want = bad};
+    REQUIRE(log_read_batch(t.log, &bad, batch_each, batch_done, &res) == 0);
+    tlog_drain(&t);
+    CHECK_EQ(res.error, LOG_ECORRUPT);
+    CHECK_EQ(res.each_calls, 0);
     tlog_destroy(&t);
 }
 
@@ -580,6 +659,7 @@ int main(void)
     RUN_TEST(test_back_pressure);
     RUN_TEST(test_roll_and_replay);
     RUN_TEST(test_read_old_segments);
+    RUN_TEST(test_read_batch);
     RUN_TEST(test_checkpoint_drop_reopen);
     RUN_TEST(test_second_open_locked);
     RUN_TEST(test_interval_and_none_modes);
