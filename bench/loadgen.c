@@ -101,6 +101,8 @@ struct loadgen {
     struct conn *conns;
     uint32_t conn_count;
     uint8_t *bodies; /* batch * size scratch: stamped per put */
+    uint32_t fetch_batch; /* jobs per reserve and per ack */
+    uint32_t frame_slots; /* slots per frame: the larger of batch and fetch_batch */
     struct bench_reply *reply;
     int64_t now_ns;
     int64_t start_ns;   /* open-loop schedule origin */
@@ -136,6 +138,11 @@ const char *loadgen_mode_name(enum loadgen_mode mode)
 {
     static const char *const names[] = {"produce", "consume", "e2e"};
     return mode <= LOADGEN_E2E ? names[mode] : "?";
+}
+
+uint32_t loadgen_fetch_batch(const struct loadgen_config *config)
+{
+    return config->fetch_batch > 0 ? config->fetch_batch : config->batch;
 }
 
 void loadgen_config_defaults(struct loadgen_config *config)
@@ -234,7 +241,7 @@ static void issue_setup(struct loadgen *g, struct conn *c)
 {
     uint32_t replies = 0;
     struct slot *slots;
-    struct frame *f = frame_push(c, g->config->depth, &slots, g->config->batch);
+    struct frame *f = frame_push(c, g->config->depth, &slots, g->frame_slots);
     f->kind = BENCH_FRAME_SETUP;
     f->sent_ns = g->now_ns;
     int rc = g->config->driver->encode_setup(&c->info, f->tag, &c->out, &replies);
@@ -281,7 +288,7 @@ static void issue_put(struct loadgen *g, struct conn *c, uint32_t n)
 {
     const struct loadgen_config *cfg = g->config;
     struct slot *slots;
-    struct frame *f = frame_push(c, cfg->depth, &slots, cfg->batch);
+    struct frame *f = frame_push(c, cfg->depth, &slots, g->frame_slots);
     f->kind = BENCH_FRAME_PUT;
     f->jobs = n;
     f->sent_ns = g->now_ns;
@@ -326,9 +333,9 @@ static void issue_reserve(struct loadgen *g, struct conn *c)
     const struct loadgen_config *cfg = g->config;
     bool more_coming = cfg->mode == LOADGEN_E2E && !g->stop_issuing;
     bool wait = more_coming && c->outstanding == 0;
-    uint32_t count = wait && !cfg->driver->reserve_batches ? 1 : cfg->batch;
+    uint32_t count = wait && !cfg->driver->reserve_batches ? 1 : g->fetch_batch;
     struct slot *slots;
-    struct frame *f = frame_push(c, cfg->depth, &slots, cfg->batch);
+    struct frame *f = frame_push(c, cfg->depth, &slots, g->frame_slots);
     f->kind = BENCH_FRAME_RESERVE;
     f->jobs = count;
     f->sent_ns = g->now_ns;
@@ -345,10 +352,10 @@ static void issue_ack(struct loadgen *g, struct conn *c, const struct slot *from
 {
     static struct slot staged[BENCH_BATCH_MAX];
     static struct bench_job jobs[BENCH_BATCH_MAX];
-    SPOOL_ASSERT(n > 0 && n <= g->config->batch);
+    SPOOL_ASSERT(n > 0 && n <= g->fetch_batch);
     memcpy(staged, from, n * sizeof(staged[0]));
     struct slot *slots;
-    struct frame *f = frame_push(c, g->config->depth, &slots, g->config->batch);
+    struct frame *f = frame_push(c, g->config->depth, &slots, g->frame_slots);
     f->kind = BENCH_FRAME_ACK;
     f->jobs = n;
     f->sent_ns = g->now_ns;
@@ -501,7 +508,7 @@ static void on_reply(struct loadgen *g, struct conn *c)
         return;
     }
     uint32_t at = (uint32_t)(f - c->frames);
-    struct slot *slots = c->slots + (size_t)at * g->config->batch;
+    struct slot *slots = c->slots + (size_t)at * g->frame_slots;
     SPOOL_ASSERT(f->replies_left > 0);
     switch (f->kind) {
     case BENCH_FRAME_SETUP:
@@ -659,7 +666,7 @@ static int conn_open(struct loadgen *g, struct conn *c, enum bench_role role, ui
     snprintf(c->info.group, sizeof(c->info.group), "bench");
     snprintf(c->info.consumer, sizeof(c->info.consumer), "c%u", index);
     c->frames = calloc(cfg->depth, sizeof(c->frames[0]));
-    c->slots = calloc((size_t)cfg->depth * cfg->batch, sizeof(c->slots[0]));
+    c->slots = calloc((size_t)cfg->depth * g->frame_slots, sizeof(c->slots[0]));
     c->free = calloc(cfg->depth, sizeof(c->free[0]));
     c->fifo = calloc(cfg->depth, sizeof(c->fifo[0]));
     if (c->frames == NULL || c->slots == NULL || c->free == NULL || c->fifo == NULL ||
@@ -921,7 +928,7 @@ static void loadgen_teardown(struct loadgen *g)
 static int check_config(const struct loadgen_config *cfg)
 {
     if (cfg->driver == NULL || cfg->depth == 0 || cfg->depth > DEPTH_MAX || cfg->batch == 0 ||
-        cfg->batch > BENCH_BATCH_MAX || cfg->queues == 0 || cfg->size == 0 ||
+        cfg->batch > BENCH_BATCH_MAX || cfg->fetch_batch > BENCH_BATCH_MAX || cfg->queues == 0 || cfg->size == 0 ||
         cfg->producers > CONNS_PER_ROLE_MAX || cfg->consumers > CONNS_PER_ROLE_MAX)
         return -EINVAL;
     if (cfg->producers == 0 || (cfg->mode != LOADGEN_PRODUCE && cfg->consumers == 0))
@@ -948,8 +955,11 @@ int loadgen_run(const struct loadgen_config *config, struct loadgen_result *resu
     g.progress_next_ns = g.start_ns + NS_PER_S;
     g.phase = config->mode == LOADGEN_CONSUME ? PHASE_PREFILL : PHASE_RUN;
     g.issue_limit = UINT64_MAX;
+    g.fetch_batch = loadgen_fetch_batch(config);
+    g.frame_slots = config->batch > g.fetch_batch ? config->batch : g.fetch_batch;
+    /* Enough in the queue for every consumer's whole pipeline of fetches, twice over. */
     g.backlog_max =
-        (uint64_t)E2E_BACKLOG_FACTOR * config->consumers * config->depth * config->batch;
+        (uint64_t)E2E_BACKLOG_FACTOR * config->consumers * config->depth * g.frame_slots;
     /* Timers fire on schedule, not up to the default 50 us slack late: the open loop's
      * schedule is the measurement. */
     (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
@@ -987,11 +997,13 @@ void loadgen_print_result(FILE *out, const struct loadgen_config *config,
     double seconds = result->seconds > 0 ? result->seconds : 1e-9;
     double rate = (double)result->jobs / seconds;
     fprintf(out,
-            "RESULT target=%s mode=%s producers=%u consumers=%u depth=%u batch=%u size=%u "
+            "RESULT target=%s mode=%s producers=%u consumers=%u depth=%u batch=%u fetch_batch=%u "
+            "size=%u "
             "queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
             "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f",
             config->target, loadgen_mode_name(config->mode), config->producers,
             config->mode == LOADGEN_PRODUCE ? 0 : config->consumers, config->depth, config->batch,
+            config->mode == LOADGEN_PRODUCE ? 0 : loadgen_fetch_batch(config),
             config->size, config->queues, config->rate, (unsigned long long)result->jobs,
             result->seconds, rate, rate * config->size / 1e6, us(&result->latency, 50),
             us(&result->latency, 90), us(&result->latency, 99), us(&result->latency, 99.9),

@@ -46,7 +46,11 @@ struct loadgen_config {
     uint32_t producers;
     uint32_t consumers;
     uint32_t depth; /* frames outstanding per connection */
-    uint32_t batch; /* jobs per frame, <= BENCH_BATCH_MAX */
+    uint32_t batch; /* jobs per put frame, <= BENCH_BATCH_MAX */
+    /* Jobs a consumer asks for per reserve (and acks per ack frame), <= BENCH_BATCH_MAX;
+     * 0 = batch. Apart from batch so a comparison can fetch in batches while it still puts
+     * one job per request. */
+    uint32_t fetch_batch;
     uint32_t size;  /* body bytes */
     uint32_t queues;
     double duration_s; /* used when count == 0 */
@@ -58,6 +62,9 @@ struct loadgen_config {
     uint32_t ttr_s;    /* visibility timeout asked for reserved jobs */
     char queue_prefix[32];
 };
+
+/* The fetch batch config asks for (fetch_batch, or batch when it is 0). */
+uint32_t loadgen_fetch_batch(const struct loadgen_config *config);
 
 void loadgen_config_defaults(struct loadgen_config *config);
 

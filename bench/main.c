@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
             "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
             "  --producers P --consumers C --depth D --batch B --size BYTES --queues Q\n"
+            "  --fetch-batch F   jobs per reserve and per ack (default B); beanstalkd has no\n"
+            "                    batch reserve: F jobs are F reserves\n"
             "  --duration S | --count N   run length (consume: N jobs pre-filled, then\n"
             "                             drained for at most S seconds)\n"
             "  --rate R        open loop: R jobs/s in total on a fixed schedule\n"
@@ -100,6 +102,7 @@ enum {
     OPT_CONSUMERS,
     OPT_DEPTH,
     OPT_BATCH,
+    OPT_FETCH_BATCH,
     OPT_SIZE,
     OPT_QUEUES,
     OPT_DURATION,
@@ -124,6 +127,7 @@ static const struct option options[] = {
     {"consumers", required_argument, NULL, OPT_CONSUMERS},
     {"depth", required_argument, NULL, OPT_DEPTH},
     {"batch", required_argument, NULL, OPT_BATCH},
+    {"fetch-batch", required_argument, NULL, OPT_FETCH_BATCH},
     {"size", required_argument, NULL, OPT_SIZE},
     {"queues", required_argument, NULL, OPT_QUEUES},
     {"duration", required_argument, NULL, OPT_DURATION},
@@ -204,6 +208,9 @@ static void apply_option(struct cli *cli, int opt, char *arg)
         break;
     case OPT_BATCH:
         cfg->batch = (uint32_t)parse_uint("batch", arg, 1, BENCH_BATCH_MAX);
+        break;
+    case OPT_FETCH_BATCH:
+        cfg->fetch_batch = (uint32_t)parse_uint("fetch-batch", arg, 1, BENCH_BATCH_MAX);
         break;
     case OPT_SIZE:
         cfg->size = (uint32_t)parse_uint("size", arg, 1, 16u << 20);
