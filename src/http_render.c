@@ -448,10 +448,38 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
                  s->totals.expired);
 }
 
+/* The body cache (bodies kept in memory, --body-cache) and the log reads that bring evicted
+ * bodies back for deliveries: a cache too small for the working set shows as reads climbing
+ * with deliveries. */
+static void prom_bodies(struct sbuf *b, const struct snapshot *s)
+{
+    prom_gauge(b, "spool_body_cache_bytes", "Bytes the body cache holds (bodies and overhead).",
+               (double)s->bodies.bytes);
+    prom_gauge(b, "spool_body_cache_limit_bytes", "The body cache's bound (0: unbounded).",
+               (double)s->bodies.bytes_max);
+    prom_gauge(b, "spool_body_cache_bodies", "Bodies the body cache holds.",
+               (double)s->bodies.count);
+    prom_counter(b, "spool_body_cache_evictions_total",
+                 "Bodies evicted from the body cache (they stay in the log).",
+                 s->bodies.evictions);
+    prom_counter(b, "spool_body_fetch_waits_total",
+                 "Deliveries that waited for bodies read back from the log.",
+                 s->body_fetch.fetches);
+    prom_counter(b, "spool_body_fetch_reads_total", "Batches of bodies read back from the log.",
+                 s->body_fetch.batch_reads);
+    prom_counter(b, "spool_body_fetch_bodies_total",
+                 "Bodies those reads brought back (cached or handed out).",
+                 s->body_fetch.bodies_read);
+    prom_counter(b, "spool_body_fetch_errors_total",
+                 "Deliveries whose bodies could not be read back from the log.",
+                 s->body_fetch.errors);
+}
+
 void http_render_metrics(struct sbuf *b, const struct snapshot *snap, uint32_t queues_max,
                          uint64_t rss_bytes)
 {
     prom_server(b, snap, rss_bytes);
+    prom_bodies(b, snap);
     uint32_t n = snap->queue_count;
     const struct snap_queue **sorted = malloc(((size_t)n + 1) * sizeof(*sorted));
     if (sorted == NULL) {

@@ -114,6 +114,10 @@ static void snap_server(struct snapshot *snap, struct server *server)
     snap->server = server->metrics;
     snap->beanstalk_enabled = server->config.beanstalk_enabled;
     queue_totals_get(server->queues, &snap->totals);
+    queue_body_stats_get(server->queues, &snap->bodies);
+    snap->body_fetch = (struct body_fetch_stats){0};
+    if (server->fetcher != NULL)
+        body_fetch_stats_get(server->fetcher, &snap->body_fetch);
     snap->uptime_ms = snap->taken_mono_ms - server->started_ms;
     snap->connections = server->conn_count;
     snap->handshakes = server->handshake_count;

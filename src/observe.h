@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "body_fetch.h"
 #include "io.h"
 #include "list.h"
 #include "metrics.h"
@@ -88,6 +89,8 @@ struct snapshot {
     uint64_t checkpoint_payload_bytes;
     bool stopping;
     bool beanstalk_enabled;     /* --beanstalk: its counters are shown */
+    struct queue_body_stats bodies;        /* the body cache (--body-cache) */
+    struct body_fetch_stats body_fetch;    /* bodies read back from the log for deliveries */
     const char *sync_mode;      /* static string */
     uint32_t queue_count;
     uint32_t queue_capacity;    /* of queues[] (a recycled snapshot's arrays are reused) */
