@@ -24,6 +24,7 @@ addr=$(cat "$dir/ready")
 
 failures=0
 last_produced=""
+line_seen=""
 # Run spool-bench with the given arguments; check its RESULT line. $1 = what must hold:
 # "e2e" (produced == consumed), "produce" (produced == jobs), "consume" (consumed == jobs).
 check_run() {
@@ -38,6 +39,7 @@ check_run() {
         return
     fi
     last_produced=$(grep -o ' produced=[0-9]*' <<<"$line" | cut -d= -f2)
+    line_seen=$line
     local jobs produced consumed errors
     jobs=$(grep -o ' jobs=[0-9]*' <<<"$line" | cut -d= -f2)
     produced=$(grep -o ' produced=[0-9]*' <<<"$line" | cut -d= -f2)
@@ -70,6 +72,17 @@ fi
 check_run produce produce --count 5000 --producers 2 --depth 4 --batch 16
 check_run consume consume --count 5000 --producers 2 --consumers 2 --depth 4 --batch 16
 check_run e2e e2e --count 2000 --rate 2000 --producers 1 --consumers 1 --depth 16 --size 4096
+# Fetch batches apart from put batches, larger and smaller (a frame's slots fit the larger),
+# every job accounted for, and the batch used in the RESULT line.
+for batches in "1 32" "16 2"; do
+    read -r put_batch fetch_batch <<<"$batches"
+    check_run e2e e2e --count 3000 --producers 2 --consumers 2 --depth 8 --batch "$put_batch" \
+        --fetch-batch "$fetch_batch"
+    if ! grep -q " batch=$put_batch fetch_batch=$fetch_batch " <<<"$line_seen"; then
+        echo "FAIL: RESULT does not say batch=$put_batch fetch_batch=$fetch_batch"
+        failures=$((failures + 1))
+    fi
+done
 
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "FAIL: spoold died during the runs"
