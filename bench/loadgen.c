@@ -100,7 +100,7 @@ struct loadgen {
     int epoll_fd;
     struct conn *conns;
     uint32_t conn_count;
-    uint8_t *bodies; /* batch * size scratch: stamped per put */
+    uint8_t *bodies;      /* batch * size scratch: stamped per put */
     uint32_t fetch_batch; /* jobs per reserve and per ack */
     uint32_t frame_slots; /* slots per frame: the larger of batch and fetch_batch */
     struct bench_reply *reply;
@@ -928,8 +928,9 @@ static void loadgen_teardown(struct loadgen *g)
 static int check_config(const struct loadgen_config *cfg)
 {
     if (cfg->driver == NULL || cfg->depth == 0 || cfg->depth > DEPTH_MAX || cfg->batch == 0 ||
-        cfg->batch > BENCH_BATCH_MAX || cfg->fetch_batch > BENCH_BATCH_MAX || cfg->queues == 0 || cfg->size == 0 ||
-        cfg->producers > CONNS_PER_ROLE_MAX || cfg->consumers > CONNS_PER_ROLE_MAX)
+        cfg->batch > BENCH_BATCH_MAX || cfg->fetch_batch > BENCH_BATCH_MAX || cfg->queues == 0 ||
+        cfg->size == 0 || cfg->producers > CONNS_PER_ROLE_MAX ||
+        cfg->consumers > CONNS_PER_ROLE_MAX)
         return -EINVAL;
     if (cfg->producers == 0 || (cfg->mode != LOADGEN_PRODUCE && cfg->consumers == 0))
         return -EINVAL;
@@ -998,8 +999,7 @@ void loadgen_print_result(FILE *out, const struct loadgen_config *config,
     double rate = (double)result->jobs / seconds;
     fprintf(out,
             "RESULT target=%s mode=%s producers=%u consumers=%u depth=%u batch=%u fetch_batch=%u "
-            "size=%u "
-            "queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
+            "size=%u queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
             "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f",
             config->target, loadgen_mode_name(config->mode), config->producers,
             config->mode == LOADGEN_PRODUCE ? 0 : config->consumers, config->depth, config->batch,
