@@ -27,6 +27,8 @@ line() { # W REP target jobs_per_s lat_p99_us rate [fetch_batch]
     line 2 2 redis 1000 1000 1000
     line 2 3 spool 1000 4000 1000; line 2 3 beanstalkd 1000 5000 1000
     line 2 3 redis 1000 4000 1000
+    # Workload 1 (produce): fetch_batch=0, shown as "-".
+    line 1 1 spool 700 1000 0 0; line 1 1 redis 100 1000 0 0
     echo "DISK before_us=300 after_us=400"
 } >"$dir/raw"
 
@@ -46,7 +48,10 @@ expect "took 300 µs before the grid, 400 µs after"
 # Ratios by repetition: 3.00, 4.00, 2.00 -> median 3.00; open loop p99 2.00, 0.50, 1.00.
 expect "| e2e 100 B, 8P+8C, depth 32 | 30.00, 20.00, 10.00 (median 20.00) | 3.00, 4.00, 2.00 (median 3.00) |"
 expect "| e2e 4 KiB, open loop 1000/s | 5.00, 2.50, 1.25 (median 2.50) | 2.00, 0.50, 1.00 (median 1.00) |"
-if grep -q "produce 100 B" <<<"$out"; then
+expect "| produce 100 B, 8 conns, batch 64 | spool | - | 700 |"
+# A grid of some workloads only (bench/compare --workloads 0): no rows for the others.
+grep '^W=0 ' "$dir/raw" >"$dir/raw0"
+if "$compare" --from "$dir/raw0" 2>&1 | grep -q "produce 100 B\|open loop"; then
     echo "FAIL: a row for a workload that did not run"
     failures=$((failures + 1))
 fi
