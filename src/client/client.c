@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
+#include "assert.h"
 #include "client_internal.h"
 
 _Static_assert((int)SPOOL_STATE_DONE == (int)WIRE_STATE_DONE, "job states match the wire");

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
+#include "assert.h"
 #include "client_internal.h"
 
 static struct spool_job *pack_job(const struct wire_job_info *j)

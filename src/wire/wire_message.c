@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
-#include "../le.h"
+#include "assert.h"
+#include "le.h"
 
 struct wire_io {
     bool writing;
