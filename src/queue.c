@@ -1,7 +1,7 @@
 /*
  * The queue state machine (contract and invariants in queue.h): job transitions, client
- * operations, blocked reservers and job waiters. Replay and the checkpoint payload are in
- * queue_replay.c; timers and stats in queue_timer.c.
+ * operations, blocked reservers and job waiters. Replay is in queue_replay.c, the checkpoint
+ * payload in queue_checkpoint.c; timers and stats in queue_timer.c.
  *
  * Every client operation follows one order: validate, encode its record, emit, and only when
  * the emit succeeded change the state. So an emit refused for back pressure (-ENOBUFS) leaves

@@ -119,7 +119,7 @@ struct job {
     uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
     uint32_t ttl_slot;   /* ttl heap */
-    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_replay.c) */
+    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
     uint16_t block_size;       /* of the job's block, from state->pool (queue.c) */
     struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
     struct list_link state_link; /* pending / ready-order / owner / dead list */
@@ -504,7 +504,7 @@ void queue_ids_floor(struct queue_state *state, int64_t now_ms);
 uint64_t queue_next_id(const struct queue_state *state);
 
 /* Checkpoint payload: the whole state (bodies excluded: they stay in the log), as of an
- * anchor, taken incrementally while the state goes on changing (queue_replay.c):
+ * anchor, taken incrementally while the state goes on changing (queue_checkpoint.c):
  * begin fixes the anchor (every record emitted so far is reflected, nothing after), step
  * encodes up to jobs_max more live jobs and returns true once every job of the anchor is in,
  * finish hands out the payload (malloc'ed, the caller frees; -EFBIG past 4 GiB). One walk at a
