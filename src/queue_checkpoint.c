@@ -322,7 +322,7 @@ void queue_checkpoint_begin(struct queue_state *state)
     SPOOL_ASSERT(walk->queues != NULL);
     /* Sized for every live job up front: growing a buffer of tens of MiB copies it. */
     walk->main.capacity = QUEUE_CHECKPOINT_HEADER + (size_t)walk->queue_count *
-                          (QUEUE_CHECKPOINT_QUEUE_FIXED + QUEUE_NAME_LEN_MAX) +
+                          (QUEUE_CHECKPOINT_QUEUE_FIXED + LIMIT_QUEUE_NAME_MAX_BYTES) +
                           (size_t)state->totals.jobs * QUEUE_CHECKPOINT_JOB_V3_TYPICAL;
     walk->main.buf = malloc(walk->main.capacity);
     SPOOL_ASSERT(walk->main.buf != NULL);
@@ -599,7 +599,7 @@ static int load_idem_v4(struct queue_state *state, struct cursor *c, struct queu
     const uint8_t *p = take(c, QUEUE_CHECKPOINT_IDEM_FIXED);
     const uint8_t *name = p == NULL ? NULL : take(c, p[2]);
     const uint8_t *key = name == NULL ? NULL : take(c, le_get_u16(p));
-    if (key == NULL || le_get_u16(p) > RECORD_KEY_LEN_MAX ||
+    if (key == NULL || le_get_u16(p) > LIMIT_KEY_MAX_BYTES ||
         !record_queue_name_valid((const char *)name, p[2]))
         return RECORD_EINVAL;
     int64_t created_ms = (int64_t)le_get_u64(p + 16);
@@ -615,7 +615,7 @@ static int load_idem_v3(struct queue_state *state, struct cursor *c, struct queu
 {
     const uint8_t *p = take(c, QUEUE_CHECKPOINT_IDEM_FIXED);
     const uint8_t *key = p == NULL ? NULL : take(c, le_get_u16(p));
-    if (key == NULL || le_get_u16(p) > RECORD_KEY_LEN_MAX)
+    if (key == NULL || le_get_u16(p) > LIMIT_KEY_MAX_BYTES)
         return RECORD_EINVAL;
     int64_t created_ms = (int64_t)le_get_u64(p + 16);
     const struct job *job = jobtab_get(&state->jobs, le_get_u64(p + 8));
@@ -653,7 +653,7 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
         const uint8_t *p = take(c, QUEUE_CHECKPOINT_DONE_FIXED);
         uint32_t result_len = p == NULL ? 0 : le_get_u32(p + 20);
         const uint8_t *result = p == NULL ? NULL : take(c, result_len);
-        if (result == NULL || result_len > RECORD_RESULT_LEN_MAX)
+        if (result == NULL || result_len > LIMIT_RESULT_MAX_BYTES)
             return RECORD_EINVAL;
         uint64_t id = le_get_u64(p);
         uint32_t queue_index = le_get_u32(p + 8);
