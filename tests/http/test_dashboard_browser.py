@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """The dashboard page in a real browser: headless Chromium (Debian's chromium) driven over the
 DevTools protocol on a pipe (--remote-debugging-pipe: NUL-separated JSON on fds 3 and 4, so no
-npm package and no WebSocket client is needed) loads the page from a running spoold started
+npm package and no WebSocket client is needed), or with the argument `firefox` headless Firefox
+(Debian's firefox-esr) driven over Marionette (length-prefixed JSON on a TCP port of 127.0.0.1
+that Firefox picks and writes into its profile), loads the page from a running spoold started
 with a shared secret; the test types the secret into the page's form, waits for the page's own
 scripts to render queue names and counts, clicks a dead job's Kick button with a real mouse
 event, checks through the JSON API that the job is ready again, and saves a screenshot to
-SPOOL_TEST_OUTPUT (default: the current directory). Exit 77 (skipped) only when chromium is
+SPOOL_TEST_OUTPUT (default: the current directory). Exit 77 (skipped) only when the browser is
 not installed. Environment: SPOOLD, SPOOL_PYTHON_CLIENT."""
 import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +28,26 @@ SECRET = "browser-test-secret"
 
 
 class Browser:
+    """What the scenario asks of a browser: eval, click, type_text, navigate, screenshot,
+    close; wait_for is shared."""
+
+    def wait_for(self, expression, what, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                value = self.eval(expression)
+            except RuntimeError:  # the page is still loading: no such element yet
+                value = None
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"the page never showed {what} ({expression})")
+
+
+class Chromium(Browser):
     """A headless Chromium with one page, spoken to over the DevTools pipe."""
+
+    name = "chromium"
 
     def __init__(self, path, profile_dir):
         to_chrome_r, self.to_chrome = os.pipe()
@@ -91,17 +113,12 @@ class Browser:
             raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
         return r["result"].get("value")
 
-    def wait_for(self, expression, what, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                value = self.eval(expression)
-            except RuntimeError:  # the page is still loading: no such element yet
-                value = None
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"the page never showed {what} ({expression})")
+    def navigate(self, url):
+        self.page("Page.navigate", url=url)
+
+    def type_text(self, selector, text):
+        self.click(selector)
+        self.page("Input.insertText", text=text)
 
     def click(self, selector):
         """A real mouse click (press and release) at the middle of the element."""
@@ -133,6 +150,110 @@ class Browser:
         os.close(self.from_chrome)
 
 
+
+# Marionette's element reference key (the WebDriver element identifier).
+WEB_ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+
+class Firefox(Browser):
+    """A headless Firefox spoken to over Marionette: each message is `LENGTH:JSON`; a command
+    is [0, id, name, params], its answer [1, id, error, result]. marionette.port 0 in the
+    profile lets Firefox pick a free port, which it writes to MarionetteActivePort."""
+
+    name = "firefox"
+
+    def __init__(self, path, profile_dir):
+        os.makedirs(profile_dir, exist_ok=True)
+        with open(os.path.join(profile_dir, "user.js"), "w") as f:
+            for pref, value in (("marionette.port", 0),
+                                ("browser.shell.checkDefaultBrowser", False),
+                                ("datareporting.policy.dataSubmissionEnabled", False),
+                                ("toolkit.telemetry.reportingpolicy.firstRun", False),
+                                ("browser.aboutwelcome.enabled", False),
+                                ("app.update.disabledForTesting", True)):
+                f.write(f"user_pref({json.dumps(pref)}, {json.dumps(value)});\n")
+        env = dict(os.environ, MOZ_HEADLESS="1", MOZ_HEADLESS_WIDTH="1440",
+                   MOZ_HEADLESS_HEIGHT="1000")
+        self.proc = subprocess.Popen(
+            [path, "--headless", "--marionette", "--no-remote", "--profile", profile_dir,
+             "about:blank"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = os.path.join(profile_dir, "MarionetteActivePort")
+        deadline = time.monotonic() + 60
+        while not (os.path.exists(port_file) and open(port_file).read().strip()):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("firefox did not start Marionette")
+            time.sleep(0.1)
+        port = int(open(port_file).read().strip())
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self.next_id = 0
+        self._read_message()  # the greeting: applicationType, marionetteProtocol
+        self.call("WebDriver:NewSession", capabilities={"alwaysMatch": {}})
+        self.call("WebDriver:SetWindowRect", width=1440, height=1000)
+
+    def _read_message(self):
+        while b":" not in self.buf:
+            self._fill()
+        length, rest = self.buf.split(b":", 1)
+        while len(rest) < int(length):
+            self._fill()
+            length, rest = self.buf.split(b":", 1)
+        self.buf = rest[int(length):]
+        return json.loads(rest[:int(length)])
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise RuntimeError("firefox closed the Marionette connection")
+        self.buf += chunk
+
+    def call(self, name, **params):
+        self.next_id += 1
+        msg = json.dumps([0, self.next_id, name, params]).encode()
+        self.sock.sendall(str(len(msg)).encode() + b":" + msg)
+        while True:
+            reply = self._read_message()
+            if isinstance(reply, list) and reply[0] == 1 and reply[1] == self.next_id:
+                if reply[2] is not None:
+                    raise RuntimeError(f"{name}: {reply[2]}")
+                return reply[3]
+
+    def eval(self, expression):
+        return self.call("WebDriver:ExecuteScript", script=f"return ({expression});",
+                         args=[])["value"]
+
+    def navigate(self, url):
+        self.call("WebDriver:Navigate", url=url)
+
+    def _element(self, selector):
+        return self.call("WebDriver:FindElement", using="css selector",
+                         value=selector)["value"][WEB_ELEMENT]
+
+    def click(self, selector):
+        """WebDriver's element click: scrolled into view, a real mouse click at its middle."""
+        self.call("WebDriver:ElementClick", id=self._element(selector))
+
+    def type_text(self, selector, text):
+        self.call("WebDriver:ElementSendKeys", id=self._element(selector), text=text)
+
+    def screenshot(self, path):
+        data = self.call("WebDriver:TakeScreenshot", full=False)["value"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+
+    def close(self):
+        try:
+            self.call("Marionette:Quit")
+        except Exception:
+            pass
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def workload(addr, stop):
     """Puts and acks for the rate charts while the page is open."""
     with spool.Client(addr, auth=SECRET) as c:
@@ -144,12 +265,20 @@ def workload(addr, stop):
             time.sleep(0.1)
 
 
+BROWSERS = {
+    "chromium": (Chromium, ("CHROMIUM", "chromium", "chromium-browser"), "chromium"),
+    "firefox": (Firefox, ("FIREFOX", "firefox-esr", "firefox"), "firefox-esr"),
+}
+
+
 def main():
-    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or \
-        shutil.which("chromium-browser")
-    if chromium is None:
-        print("SKIP: chromium is not installed (Debian package chromium)")
+    which = sys.argv[1] if len(sys.argv) > 1 else "chromium"
+    kind, (variable, *names), package = BROWSERS[which]
+    path = os.environ.get(variable) or next(filter(None, map(shutil.which, names)), None)
+    if path is None:
+        print(f"SKIP: {which} is not installed (Debian package {package})")
         return 77
+    shot_prefix = "dashboard" if which == "chromium" else f"dashboard-{which}"
     out_dir = os.environ.get("SPOOL_TEST_OUTPUT", os.getcwd())
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="spool-browser-")
@@ -174,13 +303,12 @@ def main():
             leased = c.reserve_one("emails")  # one reserved job
         loader = threading.Thread(target=workload, args=(s.addr, stop), daemon=True)
         loader.start()
-        browser = Browser(chromium, os.path.join(work, "profile"))
-        browser.page("Page.navigate", url=f"http://{s.http_addr}/")
+        browser = kind(path, os.path.join(work, "profile"))
+        browser.navigate(f"http://{s.http_addr}/")
         # The page asks for the secret once (401 from the API), then shows the data.
         browser.wait_for("getComputedStyle(document.getElementById('auth')).display === 'block'",
                          "the secret form")
-        browser.click("#token")
-        browser.page("Input.insertText", text=SECRET)
+        browser.type_text("#token", SECRET)
         browser.click("#authform button")
         ready = browser.wait_for(
             "document.querySelector('tr[data-queue=\"emails\"] td.ready')?.textContent === '6'"
@@ -197,7 +325,7 @@ def main():
         browser.wait_for("parseFloat(document.getElementById('putnow').textContent) > 0",
                          "a put rate")
         time.sleep(3)
-        shot = os.path.join(out_dir, "dashboard.png")
+        shot = os.path.join(out_dir, f"{shot_prefix}.png")
         browser.screenshot(shot)
         print(f"screenshot: {shot}")
         # Kick from the page: the server's job is ready again and the row disappears.
@@ -213,9 +341,9 @@ def main():
         browser.wait_for(f"!document.querySelector('tr[data-job=\"{dead_id}\"]')"
                          " && document.querySelector('tr[data-queue=\"reports\"] td.dead')"
                          "?.textContent === '0'", "the kicked job leaving the dead list")
-        browser.screenshot(os.path.join(out_dir, "dashboard-after-kick.png"))
+        browser.screenshot(os.path.join(out_dir, f"{shot_prefix}-after-kick.png"))
         assert leased is not None
-        print("ok: page rendered, secret asked once, kick from the page applied")
+        print(f"ok ({which}): page rendered, secret asked once, kick from the page applied")
         return 0
     except Exception:
         print(s.log(), file=sys.stderr)
@@ -223,7 +351,7 @@ def main():
             try:
                 print("page text:\n" + str(browser.eval("document.body.innerText")),
                       file=sys.stderr)
-                browser.screenshot(os.path.join(out_dir, "dashboard-failed.png"))
+                browser.screenshot(os.path.join(out_dir, f"{shot_prefix}-failed.png"))
             except Exception as e:  # the browser itself may be what failed
                 print(f"no page text: {e}", file=sys.stderr)
         raise

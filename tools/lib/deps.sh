@@ -22,8 +22,8 @@ SPOOL_BUILD_PACKAGES=(gcc meson ninja-build pkg-config liburing-dev liblz4-dev l
     libmicrohttpd-dev python3)
 
 # What the HTTP tests use when present (tests/http): promtool checks /metrics, headless Chromium
-# renders the dashboard. Without them those checks are skipped, not failed.
-SPOOL_HTTP_TEST_PACKAGES=(prometheus chromium)
+# and Firefox render the dashboard. Without them those checks are skipped, not failed.
+SPOOL_HTTP_TEST_PACKAGES=(prometheus chromium firefox-esr)
 
 # The libFuzzer targets of tests/fuzz (tests/fuzz/run-libfuzzer.sh, run by tools/test): clang 14
 # and its compiler-rt (libFuzzer, ASan and UBSan runtimes). Not needed to build or run spool.
