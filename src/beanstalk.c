@@ -124,7 +124,7 @@ void beanstalk_destroy(struct server *server)
 struct beanstalk_tube *beanstalk_tube_get(struct server *server, const char *name, uint32_t len)
 {
     struct beanstalk_state *bs = server->beanstalk;
-    SPOOL_ASSERT(len >= 1 && len <= QUEUE_NAME_LEN_MAX);
+    SPOOL_ASSERT(len >= 1 && len <= LIMIT_QUEUE_NAME_MAX_BYTES);
     struct beanstalk_tube *tube = strmap_get(&bs->tubes, name, len);
     if (tube != NULL)
         return tube;

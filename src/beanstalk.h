@@ -37,7 +37,7 @@ struct server;
 /* beanstalkd's LINE_BUF_SIZE: a command line with its CRLF is at most 224 bytes. */
 #define BEANSTALK_LINE_MAX 224
 /* Tubes one connection may watch: the queues one reserve can wait on (queue.h). */
-#define BEANSTALK_WATCH_MAX QUEUE_RESERVE_QUEUES_MAX
+#define BEANSTALK_WATCH_MAX LIMIT_RESERVE_MAX_QUEUES
 /* beanstalkd's safety margin: DEADLINE_SOON within the last second of a TTR. */
 #define BEANSTALK_SAFETY_MARGIN_MS 1000
 /* Held reply bytes of one connection above which it parses no more commands until some are
@@ -78,7 +78,7 @@ enum beanstalk_cmd {
 
 /* What the text protocol keeps of a tube besides the queue: its users and pause timer. */
 struct beanstalk_tube {
-    char name[QUEUE_NAME_LEN_MAX + 1];
+    char name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     uint32_t name_len;
     uint32_t using_count;
     uint32_t watching_count;

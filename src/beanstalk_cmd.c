@@ -106,7 +106,7 @@ static bool arg_tube(const char **p, bool last, const char **name, uint32_t *len
             return false;
         n++;
     }
-    if (n == 0 || n > QUEUE_NAME_LEN_MAX || s[0] == '-')
+    if (n == 0 || n > LIMIT_QUEUE_NAME_MAX_BYTES || s[0] == '-')
         return false;
     if (last ? s[n] != '\0' : s[n] != ' ')
         return false;

@@ -542,8 +542,8 @@ static struct wire_delivery delivery_of(const struct job *job, const uint8_t *bo
 static void reserve_reply(struct conn *conn, uint64_t request_id, struct job **jobs,
                           uint32_t count)
 {
-    struct wire_delivery deliveries[QUEUE_RESERVE_COUNT_MAX];
-    SPOOL_ASSERT(count <= QUEUE_RESERVE_COUNT_MAX);
+    struct wire_delivery deliveries[LIMIT_RESERVE_MAX_JOBS];
+    SPOOL_ASSERT(count <= LIMIT_RESERVE_MAX_JOBS);
     for (uint32_t i = 0; i < count; i++) {
         SPOOL_ASSERT(!queue_job_body_missing(jobs[i]));
         deliveries[i] = delivery_of(jobs[i], jobs[i]->body);
@@ -599,8 +599,8 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
     struct conn *conn = fetch_settle(server, fetch);
     if (conn == NULL)
         return;
-    struct wire_delivery deliveries[QUEUE_RESERVE_COUNT_MAX];
-    SPOOL_ASSERT(fetch->count <= QUEUE_RESERVE_COUNT_MAX);
+    struct wire_delivery deliveries[LIMIT_RESERVE_MAX_JOBS];
+    SPOOL_ASSERT(fetch->count <= LIMIT_RESERVE_MAX_JOBS);
     uint32_t count = 0;
     for (uint32_t i = 0; i < fetch->count; i++) {
         const struct body_fetch_job *fj = &fetch->jobs[i];
@@ -739,7 +739,7 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
     int rc = reserver_from(conn, req, now, &poll);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
-    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
+    struct job *jobs[LIMIT_RESERVE_MAX_JOBS];
     uint32_t count = queue_reserve(server->queues, &poll, now, jobs);
     SPOOL_ASSERT(!poll.waiting); /* its deadline is now */
     if (count > 0 || req->timeout_ms == 0) {
@@ -1077,7 +1077,7 @@ static void stats_collect(void *ctx, struct queue *queue)
 }
 
 /* Room for a version 2 page's next_cursor: a name8 of the longest name. */
-#define PAGE_CURSOR_BYTES (1 + WIRE_QUEUE_NAME_SIZE_MAX)
+#define PAGE_CURSOR_BYTES (1 + LIMIT_QUEUE_NAME_MAX_BYTES)
 
 /* Every field of both versions: a version 1 reply leaves the version 2 ones out. */
 static void stats_server_fill(struct server *server, struct wire_server_stats *out)

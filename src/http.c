@@ -345,7 +345,7 @@ static struct observe_cmd *command_of(struct MHD_Connection *c, const char *meth
         const char *name = path + strlen(queues);
         const char *slash = strchr(name, '/');
         size_t len = slash != NULL ? (size_t)(slash - name) : 0;
-        if (slash != NULL && len > 0 && len <= QUEUE_NAME_LEN_MAX) {
+        if (slash != NULL && len > 0 && len <= LIMIT_QUEUE_NAME_MAX_BYTES) {
             memcpy(cmd->queue, name, len);
             cmd->queue_len = (uint32_t)len;
             const char *action = slash + 1;

@@ -292,7 +292,7 @@ static void prom_queues(struct sbuf *b, const struct snap_queue *const *qs, uint
                         (unsigned long long)*v);
         }
     }
-    char labels[QUEUE_NAME_LEN_MAX + 16];
+    char labels[LIMIT_QUEUE_NAME_MAX_BYTES + 16];
     prom_head(b, "spool_queue_wait_seconds", "histogram",
               "Time from put to first delivery.");
     for (uint32_t i = 0; i < n; i++) {

@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-#include "../storage/assert.h"
+#include "assert.h"
 
 static uint64_t jobtab_key(uint64_t id)
 {

@@ -55,7 +55,7 @@ struct server;
 
 struct snap_dead {
     uint64_t id;
-    char queue[QUEUE_NAME_LEN_MAX + 1];
+    char queue[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     uint32_t attempts;
     int64_t settled_ms; /* Unix ms */
     char reason[OBSERVE_REASON_MAX + 1];
@@ -111,7 +111,7 @@ enum observe_cmd_kind {
 struct observe_cmd {
     struct list_link link;
     enum observe_cmd_kind kind;
-    char queue[QUEUE_NAME_LEN_MAX + 1];
+    char queue[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     uint32_t queue_len;
     uint64_t id;
     uint32_t count;

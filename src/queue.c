@@ -1,7 +1,7 @@
 /*
  * The queue state machine (contract and invariants in queue.h): job transitions, client
- * operations, blocked reservers and job waiters. Replay and the checkpoint payload are in
- * queue_replay.c; timers and stats in queue_timer.c.
+ * operations, blocked reservers and job waiters. Replay is in queue_replay.c, the checkpoint
+ * payload in queue_checkpoint.c; timers and stats in queue_timer.c.
  *
  * Every client operation follows one order: validate, encode its record, emit, and only when
  * the emit succeeded change the state. So an emit refused for back pressure (-ENOBUFS) leaves
@@ -47,7 +47,7 @@
 #define QUEUE_DEFAULT_TICK_WORK 4096
 
 /* A record buffer on the stack must hold any fixed-size record plus a reason or result. */
-#define QUEUE_RECORD_SMALL_MAX (RECORD_BURY_FIXED + RECORD_REASON_LEN_MAX)
+#define QUEUE_RECORD_SMALL_MAX (RECORD_BURY_FIXED + LIMIT_REASON_MAX_BYTES)
 
 static const char reason_max_attempts[] = "max_attempts";
 
@@ -625,13 +625,13 @@ void queue_job_place(struct queue_state *state, struct job *job, struct queue_ti
 }
 
 /* Bytes of a scoped key: the queue name, a 0 byte, the client's key. */
-#define IDEM_SCOPED_LEN_MAX (QUEUE_NAME_LEN_MAX + 1 + RECORD_KEY_LEN_MAX)
+#define IDEM_SCOPED_LEN_MAX (LIMIT_QUEUE_NAME_MAX_BYTES + 1 + LIMIT_KEY_MAX_BYTES)
 
 static uint32_t idem_scoped(char *out, const char *queue, uint32_t queue_len, const char *key,
                             uint32_t key_len)
 {
-    SPOOL_ASSERT(queue_len <= QUEUE_NAME_LEN_MAX);
-    SPOOL_ASSERT(key_len <= RECORD_KEY_LEN_MAX);
+    SPOOL_ASSERT(queue_len <= LIMIT_QUEUE_NAME_MAX_BYTES);
+    SPOOL_ASSERT(key_len <= LIMIT_KEY_MAX_BYTES);
     memcpy(out, queue, queue_len);
     out[queue_len] = 0;
     memcpy(out + queue_len + 1, key, key_len);
@@ -810,7 +810,7 @@ static int put_validate(const struct queue_state *state, const struct queue_put_
     if (queue_cached(state, args->queue, args->queue_len) == NULL &&
         !record_queue_name_valid(args->queue, args->queue_len))
         return QUEUE_EINVAL;
-    if (args->key_len > RECORD_KEY_LEN_MAX || args->body_len > RECORD_BODY_LEN_MAX)
+    if (args->key_len > LIMIT_KEY_MAX_BYTES || args->body_len > RECORD_BODY_LEN_MAX)
         return QUEUE_EINVAL;
     if (args->delay_ms < 0 || args->ttl_ms < 0 || args->run_at_ms < 0)
         return QUEUE_EINVAL;
@@ -972,8 +972,8 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
 {
     uint32_t count = 0;
     uint32_t count_max = reserver->count_max == 0 ? 1 : reserver->count_max;
-    if (count_max > QUEUE_RESERVE_COUNT_MAX)
-        count_max = QUEUE_RESERVE_COUNT_MAX;
+    /* The front ends refuse more (the wire decoder with TOO_LARGE); no silent clamp here. */
+    SPOOL_ASSERT(count_max <= LIMIT_RESERVE_MAX_JOBS);
     uint64_t bytes = 0;
     while (count < count_max) {
         struct job *job = reserve_pick(reserver);
@@ -1012,7 +1012,7 @@ uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserve
                        struct queue_time now, struct job **jobs)
 {
     SPOOL_ASSERT(reserver->queue_count >= 1);
-    SPOOL_ASSERT(reserver->queue_count <= QUEUE_RESERVE_QUEUES_MAX);
+    SPOOL_ASSERT(reserver->queue_count <= LIMIT_RESERVE_MAX_QUEUES);
     reserver->waiting = false;
     reserver->paused = false;
     reserver->timeout_slot = HEAP_NONE;
@@ -1059,7 +1059,7 @@ void queue_reserver_resume(struct queue_state *state, struct queue_reserver *res
 /* Hand ready jobs of marked queues to their blocked reservers, first come first served. */
 void queue_serve(struct queue_state *state, struct queue_time now)
 {
-    struct job *jobs[QUEUE_RESERVE_COUNT_MAX];
+    struct job *jobs[LIMIT_RESERVE_MAX_JOBS];
     struct list_link *link;
     while ((link = list_first(&state->to_serve)) != NULL) {
         struct queue *queue = LIST_ENTRY(link, struct queue, serve_link);
@@ -1092,7 +1092,7 @@ static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, st
 int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void *result,
               uint32_t result_len, struct queue_time now)
 {
-    if (result_len > RECORD_RESULT_LEN_MAX)
+    if (result_len > LIMIT_RESULT_MAX_BYTES)
         return QUEUE_EINVAL;
     struct job *job;
     int err = leased_job(state, id, token, &job);
@@ -1135,7 +1135,7 @@ static uint32_t spent_reason(const struct job *job, const char *error, uint32_t 
     memcpy(out, reason_max_attempts, n);
     if (error_len == 0)
         return n;
-    uint32_t room = RECORD_REASON_LEN_MAX - n - 2;
+    uint32_t room = LIMIT_REASON_MAX_BYTES - n - 2;
     uint32_t take = error_len < room ? error_len : room;
     memcpy(out + n, ": ", 2);
     memmove(out + n + 2, error, take);
@@ -1146,14 +1146,14 @@ static uint32_t spent_reason(const struct job *job, const char *error, uint32_t 
 int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
                   uint32_t priority, const char *error, uint32_t error_len, struct queue_time now)
 {
-    if (delay_ms < 0 || error_len > RECORD_REASON_LEN_MAX)
+    if (delay_ms < 0 || error_len > LIMIT_REASON_MAX_BYTES)
         return QUEUE_EINVAL;
     struct job *job;
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
     if (out_of_attempts(job)) {
-        char reason[RECORD_REASON_LEN_MAX];
+        char reason[LIMIT_REASON_MAX_BYTES];
         uint32_t reason_len = spent_reason(job, error, error_len, reason);
         err = bury_emit(state, id, reason, reason_len, queue_time_wall_ms(now));
         if (err != 0)
@@ -1205,7 +1205,7 @@ int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t
 int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const char *reason,
                uint32_t reason_len, struct queue_time now)
 {
-    if (reason_len > RECORD_REASON_LEN_MAX)
+    if (reason_len > LIMIT_REASON_MAX_BYTES)
         return QUEUE_EINVAL;
     struct job *job;
     int err = leased_job(state, id, token, &job);
@@ -1317,7 +1317,7 @@ int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
     struct queue *queue = queue_find(state, name, name_len);
     if (queue == NULL)
         return QUEUE_ENOTFOUND;
-    uint8_t buf[RECORD_PURGE_FIXED + QUEUE_NAME_LEN_MAX];
+    uint8_t buf[RECORD_PURGE_FIXED + LIMIT_QUEUE_NAME_MAX_BYTES];
     size_t len = record_purge_encode(name, name_len, buf);
     int err = emit(state, RECORD_PURGE, buf, len, NULL);
     if (err != 0)
@@ -1345,7 +1345,7 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, st
     int err = queue_get(state, meta->name, meta->name_len, &queue);
     if (err != 0)
         return err;
-    uint8_t buf[RECORD_META_FIXED + QUEUE_NAME_LEN_MAX];
+    uint8_t buf[RECORD_META_FIXED + LIMIT_QUEUE_NAME_MAX_BYTES];
     size_t len = record_meta_encode(meta, buf);
     err = emit(state, RECORD_QUEUE_META, buf, len, NULL);
     if (err != 0)
@@ -1398,7 +1398,7 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
 {
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
-        char reason[RECORD_REASON_LEN_MAX];
+        char reason[LIMIT_REASON_MAX_BYTES];
         uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
@@ -1515,7 +1515,7 @@ int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t nam
 int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, uint32_t priority,
                         const char *reason, uint32_t reason_len, struct queue_time now)
 {
-    if (reason_len > RECORD_REASON_LEN_MAX)
+    if (reason_len > LIMIT_REASON_MAX_BYTES)
         return QUEUE_EINVAL;
     struct job *job;
     int err = leased_job(state, id, token, &job);

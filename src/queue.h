@@ -119,7 +119,7 @@ struct job {
     uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
     uint32_t ttl_slot;   /* ttl heap */
-    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_replay.c) */
+    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
     uint16_t block_size;       /* of the job's block, from state->pool (queue.c) */
     struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
     struct list_link state_link; /* pending / ready-order / owner / dead list */
@@ -143,7 +143,7 @@ struct queue_stats {
 };
 
 struct queue {
-    char name[QUEUE_NAME_LEN_MAX + 1];
+    char name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     uint32_t name_len;
     bool paused;
     bool pause_timed; /* paused by beanstalkd's pause-tube: not restored by a restart */
@@ -166,11 +166,8 @@ struct queue {
     struct list_link idle_link; /* in the state's list of queues to forget if idle */
 };
 
-/* Up to this many queues may be named in one reserve: enough for a worker that serves a few
- * priorities of a few services, small enough to embed the links in the request. */
-#define QUEUE_RESERVE_QUEUES_MAX 16
-/* Up to this many jobs per reserve: a worker batch, bounded so one reply frame stays small. */
-#define QUEUE_RESERVE_COUNT_MAX 256
+/* Queues per reserve and jobs per reserve: LIMIT_RESERVE_MAX_QUEUES, LIMIT_RESERVE_MAX_JOBS
+ * (common/spool_limits.h), the same limits the wire decoder enforces. */
 
 struct queue_reserver;
 typedef void (*queue_reserver_fn)(struct queue_reserver *reserver, struct job **jobs,
@@ -183,7 +180,7 @@ struct queue_reserver_link {
 
 /* A blocked reserve. The caller owns it and keeps it alive until woken or canceled. */
 struct queue_reserver {
-    struct queue *queues[QUEUE_RESERVE_QUEUES_MAX];
+    struct queue *queues[LIMIT_RESERVE_MAX_QUEUES];
     uint32_t queue_count;
     uint32_t count_max;
     uint64_t bytes_max;  /* stop adding jobs past this many body+name bytes; 0: no limit */
@@ -193,7 +190,7 @@ struct queue_reserver {
     queue_reserver_fn wake; /* jobs are valid during the call only */
     void *ctx;
     /* private */
-    struct queue_reserver_link links[QUEUE_RESERVE_QUEUES_MAX];
+    struct queue_reserver_link links[LIMIT_RESERVE_MAX_QUEUES];
     uint32_t timeout_slot;
     bool waiting;
     bool paused; /* waiting, but out of its queues' lines (queue_reserver_pause) */
@@ -331,7 +328,8 @@ void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct q
 void queue_pin(struct queue *queue);
 void queue_unpin(struct queue_state *state, struct queue *queue);
 
-/* Reserve up to reserver->count_max jobs now. Returns how many were written to jobs (>= 0;
+/* Reserve up to reserver->count_max jobs now (at most LIMIT_RESERVE_MAX_JOBS: the caller
+ * checked it, and jobs holds that many). Returns how many were written to jobs (>= 0;
  * the leases are taken). With none and a deadline in the future, the reserver is queued and
  * reserver->wake runs later (with jobs, or with 0 at the deadline). */
 uint32_t queue_reserve(struct queue_state *state, struct queue_reserver *reserver,
@@ -504,7 +502,7 @@ void queue_ids_floor(struct queue_state *state, int64_t now_ms);
 uint64_t queue_next_id(const struct queue_state *state);
 
 /* Checkpoint payload: the whole state (bodies excluded: they stay in the log), as of an
- * anchor, taken incrementally while the state goes on changing (queue_replay.c):
+ * anchor, taken incrementally while the state goes on changing (queue_checkpoint.c):
  * begin fixes the anchor (every record emitted so far is reflected, nothing after), step
  * encodes up to jobs_max more live jobs and returns true once every job of the anchor is in,
  * finish hands out the payload (malloc'ed, the caller frees; -EFBIG past 4 GiB). One walk at a

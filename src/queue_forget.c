@@ -119,7 +119,7 @@ int queue_delete_queue(struct queue_state *state, const char *name, uint32_t nam
      * record, so neither form deletes under it. */
     if (queue->stats.pending > 0 || (!force && !list_empty(&queue->live)))
         return QUEUE_ESTATE;
-    uint8_t buf[RECORD_PURGE_FIXED + QUEUE_NAME_LEN_MAX];
+    uint8_t buf[RECORD_PURGE_FIXED + LIMIT_QUEUE_NAME_MAX_BYTES];
     size_t len = record_delete_queue_encode(name, name_len, buf);
     int err = queue_emit(state, RECORD_DELETE_QUEUE, buf, len, NULL);
     if (err != 0)

@@ -1,5 +1,5 @@
 /*
- * Private to the queue state machine (queue.c, queue_replay.c): the state itself and the job
+ * Private to the queue state machine (queue*.c): the state itself and the job
  * transitions that both client operations and replay use. Nothing outside those files may
  * include it.
  */

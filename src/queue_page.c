@@ -31,7 +31,7 @@ static int queue_ptr_cmp(const void *a, const void *b)
 uint32_t queue_page(struct queue_state *state, const char *cursor, uint32_t cursor_len,
                     struct queue ***out)
 {
-    SPOOL_ASSERT(cursor_len <= QUEUE_NAME_LEN_MAX);
+    SPOOL_ASSERT(cursor_len <= LIMIT_QUEUE_NAME_MAX_BYTES);
     struct queue **after = malloc((state->queues.count + 1u) * sizeof(*after));
     SPOOL_ASSERT(after != NULL);
     uint32_t count = 0;

@@ -35,7 +35,7 @@ static bool queue_name_byte_ok(uint8_t c)
 
 bool record_queue_name_valid(const char *name, size_t len)
 {
-    if (len == 0 || len > QUEUE_NAME_LEN_MAX)
+    if (len == 0 || len > LIMIT_QUEUE_NAME_MAX_BYTES)
         return false;
     bool ok = true;
     for (size_t i = 0; i < len; i++)
@@ -92,9 +92,9 @@ size_t record_put_encode(const struct record_put *put, uint8_t *out)
     /* The charset walk is O(name) on every PUT and both callers pass a name already checked
      * (queue_put validates it or finds its queue by it; salvage copies a queue's name): the
      * length stays always-on, the walk is for debug builds. */
-    SPOOL_ASSERT(put->queue_len >= 1 && put->queue_len <= QUEUE_NAME_LEN_MAX);
+    SPOOL_ASSERT(put->queue_len >= 1 && put->queue_len <= LIMIT_QUEUE_NAME_MAX_BYTES);
     SPOOL_DEBUG_ASSERT(record_queue_name_valid(put->queue, put->queue_len));
-    SPOOL_ASSERT(put->key_len <= RECORD_KEY_LEN_MAX);
+    SPOOL_ASSERT(put->key_len <= LIMIT_KEY_MAX_BYTES);
     SPOOL_ASSERT(put->body_len <= RECORD_BODY_LEN_MAX);
     header(RECORD_PUT, out);
     le_put_u16(out + 2, (uint16_t)put->queue_len);
@@ -131,7 +131,7 @@ size_t record_lease_encode(uint64_t id, uint32_t attempt, uint8_t *out)
 size_t record_ack_encode(uint64_t id, int64_t settled_ms, const void *result, uint32_t result_len,
                          uint8_t *out)
 {
-    SPOOL_ASSERT(result_len <= RECORD_RESULT_LEN_MAX);
+    SPOOL_ASSERT(result_len <= LIMIT_RESULT_MAX_BYTES);
     SPOOL_ASSERT(id != 0);
     header(RECORD_ACK, out);
     le_put_u32(out + 4, result_len);
@@ -162,7 +162,7 @@ size_t record_touch_encode(uint64_t id, int64_t deadline_ms, uint8_t *out)
 size_t record_bury_encode(uint64_t id, int64_t settled_ms, const char *reason,
                           uint32_t reason_len, uint8_t *out)
 {
-    SPOOL_ASSERT(reason_len <= RECORD_REASON_LEN_MAX);
+    SPOOL_ASSERT(reason_len <= LIMIT_REASON_MAX_BYTES);
     SPOOL_ASSERT(id != 0);
     header(RECORD_BURY, out);
     le_put_u16(out + 2, (uint16_t)reason_len);
@@ -247,7 +247,7 @@ static int decode_put(const uint8_t *p, size_t len, struct record *out)
     put->run_at_ms = (int64_t)le_get_u64(p + 40);
     put->expires_at_ms = (int64_t)le_get_u64(p + 48);
     put->body_len = le_get_u32(p + 56);
-    if (put->key_len > RECORD_KEY_LEN_MAX || put->body_len > RECORD_BODY_LEN_MAX)
+    if (put->key_len > LIMIT_KEY_MAX_BYTES || put->body_len > RECORD_BODY_LEN_MAX)
         return RECORD_EINVAL;
     if (len != record_put_size(put))
         return RECORD_EINVAL;
@@ -306,7 +306,7 @@ static int decode_ack(const uint8_t *p, size_t len, struct record *out)
 {
     size_t fixed = p[0] >= 2 ? RECORD_ACK_FIXED : RECORD_ACK_V1_FIXED;
     uint32_t n = le_get_u32(p + 4);
-    if (len < fixed || !zero(p + 1, 3) || n > RECORD_RESULT_LEN_MAX || len != fixed + (size_t)n)
+    if (len < fixed || !zero(p + 1, 3) || n > LIMIT_RESULT_MAX_BYTES || len != fixed + (size_t)n)
         return RECORD_EINVAL;
     out->u.ack.result_len = n;
     out->u.ack.result = n > 0 ? p + fixed : NULL;
@@ -320,7 +320,7 @@ static int decode_bury(const uint8_t *p, size_t len, struct record *out)
 {
     size_t fixed = p[0] >= 2 ? RECORD_BURY_FIXED : RECORD_BURY_V1_FIXED;
     uint32_t n = le_get_u16(p + 2);
-    if (len < fixed || p[1] != 0 || !zero(p + 4, 4) || n > RECORD_REASON_LEN_MAX ||
+    if (len < fixed || p[1] != 0 || !zero(p + 4, 4) || n > LIMIT_REASON_MAX_BYTES ||
         len != fixed + (size_t)n)
         return RECORD_EINVAL;
     out->u.bury.reason_len = n;

@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "assert.h"
+#include "spool_limits.h"
 
 /* The version of every record type but ACK and BURY. */
 #define RECORD_VERSION 1
@@ -54,18 +55,13 @@
  * protocol's pause-tube, which ends by a timer and, as with beanstalkd, not after a restart. */
 #define RECORD_META_VERSION 2
 
-/* Queue names are 1..200 bytes of [A-Za-z0-9._:+/;$()-]: short enough for one log line, and free
- * of bytes that would need quoting in logfmt. */
-#define QUEUE_NAME_LEN_MAX 200
-/* Idempotency keys: a UUID or a hash in text form fits with room to spare. */
-#define RECORD_KEY_LEN_MAX 256
+/* Queue names are 1..LIMIT_QUEUE_NAME_MAX_BYTES (common/spool_limits.h) bytes of
+ * [A-Za-z0-9._:+/;$()-]: free of bytes that would need quoting in logfmt. Keys, results and
+ * reasons are bounded by the same table (LIMIT_KEY_MAX_BYTES, LIMIT_RESULT_MAX_BYTES,
+ * LIMIT_REASON_MAX_BYTES) as the wire that brings them. */
 /* Job ids are below 2^63 (spoold keeps them below 2^53): a record or checkpoint naming a
  * larger one is damage, and the id counter's +1 can never wrap. */
 #define RECORD_ID_MAX ((uint64_t)INT64_MAX)
-/* A dead reason is a worker's last error line, not a log file. */
-#define RECORD_REASON_LEN_MAX 1024
-/* Ack results are small by contract (the issue: up to 64 KiB). */
-#define RECORD_RESULT_LEN_MAX (64u * 1024u)
 /* Bodies: bounded by the server's --max-job-size; the codec only needs a sane ceiling, one
  * a log batch (1 MiB default, configurable) could never exceed by much. */
 #define RECORD_BODY_LEN_MAX (64u * 1024u * 1024u)

@@ -15,7 +15,7 @@
  *
  * A checkpoint never pauses the server: its anchor is the next seq of the turn it begins in,
  * the queue state is walked a bounded number of jobs per turn while requests go on (jobs that
- * change before the walk reaches them are captured as they were: queue_replay.c), and the
+ * change before the walk reaches them are captured as they were: queue_checkpoint.c), and the
  * payload goes to the log once the walk is complete and its anchor durable.
  *
  * Shutdown (SIGTERM/SIGINT through the signalfd): stop accepting and reading, let in-flight
@@ -650,7 +650,7 @@ static void checkpoint_skip(struct server *server)
     server->checkpoint_failed = true;
 }
 
-/* Fix the anchor and start the walk of the queue state (queue_replay.c). The state reflects
+/* Fix the anchor and start the walk of the queue state (queue_checkpoint.c). The state reflects
  * exactly the records appended so far, durable or not, so the anchor is the next seq. */
 static void checkpoint_begin(struct server *server)
 {

@@ -27,7 +27,7 @@ struct snap_queue_key {
 };
 
 struct snap_queue {
-    char name[QUEUE_NAME_LEN_MAX + 1];
+    char name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     struct queue_stats stats;
     struct queue_metrics metrics;
     struct snap_queue_key key;  /* the queue's, when this entry was written */

@@ -61,7 +61,7 @@ struct logdir_rec {
 #define LOGDIR_QUEUE_NONE UINT32_MAX
 
 struct logdir_name {
-    char name[QUEUE_NAME_LEN_MAX + 1];
+    char name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     uint32_t len;
 };
 

@@ -54,7 +54,7 @@ static uint32_t logdir_intern(struct logdir *dir, const char *name, uint32_t len
         grow(dir->queue_names, &cap, dir->queue_name_count, sizeof(*dir->queue_names));
     dir->queue_name_capacity = (uint32_t)cap;
     struct logdir_name *n = &dir->queue_names[dir->queue_name_count];
-    SPOOL_ASSERT(len <= QUEUE_NAME_LEN_MAX); /* record_decode checked the name */
+    SPOOL_ASSERT(len <= LIMIT_QUEUE_NAME_MAX_BYTES); /* record_decode checked the name */
     memcpy(n->name, name, len);
     n->name[len] = '\0';
     n->len = len;

@@ -35,7 +35,7 @@ struct replay_job {
     uint64_t id;
     struct spool_job_spec spec;
     uint8_t *body; /* a copy: a PUT's bytes are only valid until the next batch is read */
-    char queue[QUEUE_NAME_LEN_MAX + 1];
+    char queue[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     char key[REPLAY_KEY_LEN_MAX];
 };
 

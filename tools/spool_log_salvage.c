@@ -169,7 +169,7 @@ static void salvage_meta_one(void *ctx, struct queue *queue)
                                .default_ttr_ms = queue->default_ttr_ms,
                                .max_jobs = queue->max_jobs,
                                .max_bytes = queue->max_bytes};
-    uint8_t buf[RECORD_META_FIXED + QUEUE_NAME_LEN_MAX];
+    uint8_t buf[RECORD_META_FIXED + LIMIT_QUEUE_NAME_MAX_BYTES];
     size_t len = record_meta_encode(&meta, buf);
     w->rc = salvage_append(w->s, RECORD_QUEUE_META, buf, (uint32_t)len, NULL);
 }
@@ -211,14 +211,14 @@ static int salvage_job(struct salvage *s, struct job *job)
     if (rc != 0)
         return rc;
     job->pos = pos; /* the checkpoint points at the body's new home */
-    uint8_t small[RECORD_BURY_FIXED + RECORD_REASON_LEN_MAX];
+    uint8_t small[RECORD_BURY_FIXED + LIMIT_REASON_MAX_BYTES];
     if (rc == 0 && job->attempts > 0) {
         len = record_lease_encode(job->id, job->attempts, small);
         rc = salvage_append(s, RECORD_LEASE, small, (uint32_t)len, NULL);
     }
     if (rc == 0 && job->state == JOB_DEAD) {
         uint32_t reason_len =
-            job->reason_len < RECORD_REASON_LEN_MAX ? job->reason_len : RECORD_REASON_LEN_MAX;
+            job->reason_len < LIMIT_REASON_MAX_BYTES ? job->reason_len : LIMIT_REASON_MAX_BYTES;
         len = record_bury_encode(job->id, job->settled_ms, job->reason, reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }

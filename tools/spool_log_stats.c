@@ -35,7 +35,7 @@ struct bucket {
 };
 
 struct stats_queue {
-    char name[QUEUE_NAME_LEN_MAX + 1];
+    char name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     struct bucket b;
 };
 
@@ -74,7 +74,7 @@ static struct bucket *queue_bucket(struct stats_ctx *s, const char *name, uint32
     SPOOL_ASSERT(s->queues != NULL);
     struct stats_queue *q = &s->queues[s->queue_count++];
     memset(q, 0, sizeof(*q));
-    memcpy(q->name, name, len < QUEUE_NAME_LEN_MAX ? len : QUEUE_NAME_LEN_MAX);
+    memcpy(q->name, name, len < LIMIT_QUEUE_NAME_MAX_BYTES ? len : LIMIT_QUEUE_NAME_MAX_BYTES);
     return &q->b;
 }
 

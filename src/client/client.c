@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
+#include "assert.h"
 #include "client_internal.h"
 
 _Static_assert((int)SPOOL_STATE_DONE == (int)WIRE_STATE_DONE, "job states match the wire");
@@ -77,7 +77,7 @@ int client_job_spec_to_wire(const struct spool_job_spec *job, struct wire_job_sp
 {
     if (job == NULL || !client_queue_ok(job->queue) || (job->body == NULL && job->body_len > 0))
         return SPOOL_E_INVALID_ARGUMENT;
-    if (job->body_len > UINT32_MAX || (job->key != NULL && strlen(job->key) > WIRE_KEY_SIZE_MAX))
+    if (job->body_len > UINT32_MAX || (job->key != NULL && strlen(job->key) > LIMIT_KEY_MAX_BYTES))
         return SPOOL_E_TOO_LARGE;
     memset(w, 0, sizeof *w);
     w->queue = wire_bytes_str(job->queue);
@@ -187,8 +187,8 @@ int spool_reserve(spool_client *c, const char *const *queues, size_t queue_count
                   uint32_t count_max, uint32_t timeout_ms, unsigned flags,
                   struct spool_delivery **out, size_t *count_out)
 {
-    if (queues == NULL || queue_count == 0 || queue_count > WIRE_RESERVE_QUEUES_MAX ||
-        count_max == 0 || count_max > WIRE_RESERVE_COUNT_MAX || out == NULL || count_out == NULL ||
+    if (queues == NULL || queue_count == 0 || queue_count > LIMIT_RESERVE_MAX_QUEUES ||
+        count_max == 0 || count_max > LIMIT_RESERVE_MAX_JOBS || out == NULL || count_out == NULL ||
         (flags & ~(unsigned)WIRE_RESERVE_FLAGS_ALL) != 0)
         return SPOOL_E_INVALID_ARGUMENT;
     union wire_msg msg = {.reserve = {.count_max = count_max,
@@ -228,7 +228,7 @@ static int ack_to_wire(uint64_t id, uint64_t lease, const void *result, size_t r
 {
     if (result == NULL && result_len > 0)
         return SPOOL_E_INVALID_ARGUMENT;
-    if (result_len > WIRE_RESULT_SIZE_MAX)
+    if (result_len > LIMIT_RESULT_MAX_BYTES)
         return SPOOL_E_TOO_LARGE;
     w->id = id;
     w->lease = lease;
@@ -297,7 +297,7 @@ int spool_release(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_m
 
 int spool_fail(spool_client *c, uint64_t id, uint64_t lease, uint64_t delay_ms, const char *reason)
 {
-    if (reason != NULL && strlen(reason) > WIRE_REASON_SIZE_MAX)
+    if (reason != NULL && strlen(reason) > LIMIT_REASON_MAX_BYTES)
         return SPOOL_E_TOO_LARGE;
     union wire_msg msg = {
         .release = {
@@ -322,7 +322,7 @@ int spool_touch(spool_client *c, uint64_t id, uint64_t lease, uint32_t extend_ms
 
 int spool_bury(spool_client *c, uint64_t id, uint64_t lease, const char *reason)
 {
-    if (reason != NULL && strlen(reason) > WIRE_REASON_SIZE_MAX)
+    if (reason != NULL && strlen(reason) > LIMIT_REASON_MAX_BYTES)
         return SPOOL_E_TOO_LARGE;
     union wire_msg msg = {.bury = {.id = id, .lease = lease, .reason = wire_bytes_str(reason)}};
     return call_durable(c, WIRE_OP_BURY, &msg);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
+#include "assert.h"
 #include "client_internal.h"
 
 static struct spool_job *pack_job(const struct wire_job_info *j)
@@ -125,7 +125,7 @@ static int page_next(struct wire_bytes next_cursor, uint32_t count, char cursor[
         cursor[0] = 0;
         return 0;
     }
-    if (count == 0 || next_cursor.len > WIRE_QUEUE_NAME_SIZE_MAX)
+    if (count == 0 || next_cursor.len > LIMIT_QUEUE_NAME_MAX_BYTES)
         return SPOOL_E_PROTOCOL;
     memcpy(cursor, next_cursor.data, next_cursor.len);
     cursor[next_cursor.len] = 0;
@@ -416,7 +416,7 @@ int spool_pipeline_ack(spool_client *c, uint64_t id, uint64_t lease, const void 
         return SPOOL_E_BUSY;
     if (result == NULL && result_len > 0)
         return SPOOL_E_INVALID_ARGUMENT;
-    if (result_len > WIRE_RESULT_SIZE_MAX)
+    if (result_len > LIMIT_RESULT_MAX_BYTES)
         return SPOOL_E_TOO_LARGE;
     union wire_msg msg = {.ack = {.id = id,
                                   .lease = lease,

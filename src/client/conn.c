@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../storage/assert.h"
+#include "assert.h"
 #include "client_internal.h"
 
 #define NO_DEADLINE INT64_MAX

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
-#include "../le.h"
+#include "assert.h"
+#include "le.h"
 
 int wire_header_decode(const uint8_t *buf, size_t len, uint32_t frame_size_max,
                        struct wire_header *out)

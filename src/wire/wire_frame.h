@@ -27,6 +27,8 @@
 
 #include <spool/error.h>
 
+#include "spool_limits.h"
+
 #define WIRE_MUST_USE __attribute__((warn_unused_result))
 
 /* "SPOL" read as a little-endian u32: the first field of HELLO, so a stray client (HTTP,
@@ -61,17 +63,9 @@
  * the same order as the 2 MiB frame it came in, and a batch that big already amortises one
  * round trip and one group commit over thousands of jobs, so larger buys nothing.
  */
-#define WIRE_QUEUE_NAME_SIZE_MAX 200u /* issue 3: 1..200 bytes of [A-Za-z0-9._:-] */
-#define WIRE_KEY_SIZE_MAX 255u        /* idempotency key: what a u8 length prefix holds */
-#define WIRE_RESULT_SIZE_MAX 65536u   /* ack result: 64 KiB (issue 3) */
-#define WIRE_REASON_SIZE_MAX 1024u    /* bury / dead reason: a line or two of error text */
-#define WIRE_TEXT_SIZE_MAX 1024u      /* error message, client and server names, auth */
-/* Queues one reserve may watch: an inline array (16 x 16 bytes of views), no allocation; a
- * worker serving more queues than this is better split. */
-#define WIRE_RESERVE_QUEUES_MAX 16u
-/* Deliveries one reserve may ask for: 1024 x 38 bytes minimum is 38 KiB of reply, and the
- * server cuts a reply at the frame maximum anyway. */
-#define WIRE_RESERVE_COUNT_MAX 1024u
+/* Queue name, idempotency key, ack result, reason, queues and jobs per reserve: the limits
+ * shared with the records and the queue, in common/spool_limits.h. */
+#define WIRE_TEXT_SIZE_MAX 1024u /* error message, client and server names, auth */
 #define WIRE_BATCH_COUNT_MAX 4096u /* jobs per PUT_BATCH, acks per ACK_BATCH (see above) */
 /* Queue entries in one STATS or QUEUES reply: 65535 x 67 bytes fits the 64 MiB frame ceiling
  * (the server stops at its own frame maximum). */

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../storage/assert.h"
-#include "../le.h"
+#include "assert.h"
+#include "le.h"
 
 struct wire_io {
     bool writing;
@@ -174,14 +174,14 @@ static void io_blob(struct wire_io *io, struct wire_bytes *b, uint32_t size_max)
  * as for a bad character, in both directions. */
 static void io_queue(struct wire_io *io, struct wire_bytes *b, bool allow_empty)
 {
-    if (io->writing && b->len > WIRE_QUEUE_NAME_SIZE_MAX) {
+    if (io->writing && b->len > LIMIT_QUEUE_NAME_MAX_BYTES) {
         io_fail(io, SPOOL_E_BAD_REQUEST);
         return;
     }
     io_bytes(io, b, 1, UINT8_MAX);
     if (io->writing || !io_ok(io))
         return;
-    if (b->len > WIRE_QUEUE_NAME_SIZE_MAX) {
+    if (b->len > LIMIT_QUEUE_NAME_MAX_BYTES) {
         io_fail(io, SPOOL_E_BAD_REQUEST);
         return;
     }
@@ -283,7 +283,7 @@ static void job_spec_read(struct wire_io *io, struct wire_job_spec *j)
         io_fail(io, SPOOL_E_BAD_FRAME);
         return;
     }
-    if (name_len > WIRE_QUEUE_NAME_SIZE_MAX) {
+    if (name_len > LIMIT_QUEUE_NAME_MAX_BYTES) {
         io_fail(io, SPOOL_E_BAD_REQUEST);
         return;
     }
@@ -308,7 +308,7 @@ static void job_spec_read(struct wire_io *io, struct wire_job_spec *j)
     j->max_attempts = le_get_u32(p + 17);
     j->ttl_ms = le_get_u64(p + 21);
     p += JOB_SPEC_FIXED_SIZE;
-    uint32_t key_len = p[0]; /* a u8 cannot exceed WIRE_KEY_SIZE_MAX */
+    uint32_t key_len = p[0]; /* a u8 cannot exceed LIMIT_KEY_MAX_BYTES */
     if ((size_t)(end - p - 1) < key_len + 4u) { /* + the body's length prefix */
         io_fail(io, SPOOL_E_BAD_FRAME);
         return;
@@ -338,7 +338,7 @@ static void job_spec_fields(struct wire_io *io, struct wire_job_spec *j)
     io_u32(io, &j->ttr_ms);
     io_u32(io, &j->max_attempts);
     io_u64(io, &j->ttl_ms);
-    io_bytes(io, &j->key, 1, WIRE_KEY_SIZE_MAX);
+    io_bytes(io, &j->key, 1, LIMIT_KEY_MAX_BYTES);
     io_blob(io, &j->body, WIRE_FRAME_SIZE_LIMIT);
 }
 
@@ -374,7 +374,7 @@ static void reserve_fields(struct wire_io *io, union wire_msg *m)
     io_u8(io, &r->queue_count);
     if (r->count_max < 1 || r->queue_count < 1)
         io_fail(io, io->writing ? SPOOL_E_INVALID_ARGUMENT : SPOOL_E_BAD_REQUEST);
-    if (r->count_max > WIRE_RESERVE_COUNT_MAX || r->queue_count > WIRE_RESERVE_QUEUES_MAX)
+    if (r->count_max > LIMIT_RESERVE_MAX_JOBS || r->queue_count > LIMIT_RESERVE_MAX_QUEUES)
         io_fail(io, SPOOL_E_TOO_LARGE);
     for (uint32_t i = 0; i < r->queue_count && io_ok(io); i++)
         io_queue(io, &r->queues[i], false);
@@ -384,7 +384,7 @@ static void ack_item_fields(struct wire_io *io, struct wire_ack *a)
 {
     io_u64(io, &a->id);
     io_u64(io, &a->lease);
-    io_blob(io, &a->result, WIRE_RESULT_SIZE_MAX);
+    io_blob(io, &a->result, LIMIT_RESULT_MAX_BYTES);
 }
 
 static void ack_fields(struct wire_io *io, union wire_msg *m)
@@ -409,7 +409,7 @@ static void release_fields(struct wire_io *io, union wire_msg *m)
     io_u64(io, &r->delay_ms);
     io_flags(io, &r->flags, WIRE_RELEASE_FLAGS_ALL);
     io_u32(io, &r->priority);
-    io_bytes(io, &r->reason, 2, WIRE_REASON_SIZE_MAX);
+    io_bytes(io, &r->reason, 2, LIMIT_REASON_MAX_BYTES);
 }
 
 static void touch_fields(struct wire_io *io, union wire_msg *m)
@@ -423,7 +423,7 @@ static void bury_fields(struct wire_io *io, union wire_msg *m)
 {
     io_u64(io, &m->bury.id);
     io_u64(io, &m->bury.lease);
-    io_bytes(io, &m->bury.reason, 2, WIRE_REASON_SIZE_MAX);
+    io_bytes(io, &m->bury.reason, 2, LIMIT_REASON_MAX_BYTES);
 }
 
 static void kick_fields(struct wire_io *io, union wire_msg *m)
@@ -546,7 +546,7 @@ static void delivery_fields(struct wire_io *io, struct wire_delivery *d)
 static void reserve_reply_fields(struct wire_io *io, union wire_msg *m)
 {
     struct wire_reserve_reply *r = &m->reserve_reply;
-    io_count(io, &r->count, 0, WIRE_RESERVE_COUNT_MAX, DELIVERY_SIZE_MIN);
+    io_count(io, &r->count, 0, LIMIT_RESERVE_MAX_JOBS, DELIVERY_SIZE_MIN);
     io_array(io, (void **)&r->deliveries, r->count, sizeof *r->deliveries);
     for (uint32_t i = 0; i < r->count && io_ok(io); i++)
         delivery_fields(io, &r->deliveries[i]);
@@ -597,8 +597,8 @@ static void job_info_fields(struct wire_io *io, union wire_msg *m)
     io_u64(io, &j->ready_at_ms);
     io_u64(io, &j->deadline_ms);
     io_u64(io, &j->finished_ms);
-    io_bytes(io, &j->reason, 2, WIRE_REASON_SIZE_MAX);
-    io_blob(io, &j->result, WIRE_RESULT_SIZE_MAX);
+    io_bytes(io, &j->reason, 2, LIMIT_REASON_MAX_BYTES);
+    io_blob(io, &j->result, LIMIT_RESULT_MAX_BYTES);
     io_blob(io, &j->body, WIRE_FRAME_SIZE_LIMIT);
 }
 
@@ -880,7 +880,7 @@ static const uint8_t queue_name_bytes[256] = {
 
 bool wire_queue_name_valid(struct wire_bytes name)
 {
-    if (name.len < 1 || name.len > WIRE_QUEUE_NAME_SIZE_MAX)
+    if (name.len < 1 || name.len > LIMIT_QUEUE_NAME_MAX_BYTES)
         return false;
     unsigned ok = 1;
     for (uint32_t i = 0; i < name.len; i++)

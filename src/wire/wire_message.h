@@ -75,17 +75,17 @@ struct wire_put_batch {         /* WIRE_OP_PUT_BATCH */
 #define WIRE_RESERVE_FLAGS_ALL 0x01
 
 struct wire_reserve {    /* WIRE_OP_RESERVE */
-    uint32_t count_max;  /* 1 .. WIRE_RESERVE_COUNT_MAX */
+    uint32_t count_max;  /* 1 .. LIMIT_RESERVE_MAX_JOBS */
     uint32_t timeout_ms; /* block up to this long for the first job; 0 = poll */
     uint8_t flags;       /* WIRE_RESERVE_* */
-    uint8_t queue_count; /* 1 .. WIRE_RESERVE_QUEUES_MAX */
-    struct wire_bytes queues[WIRE_RESERVE_QUEUES_MAX];
+    uint8_t queue_count; /* 1 .. LIMIT_RESERVE_MAX_QUEUES */
+    struct wire_bytes queues[LIMIT_RESERVE_MAX_QUEUES];
 };
 
 struct wire_ack { /* WIRE_OP_ACK, and each item of WIRE_OP_ACK_BATCH */
     uint64_t id;
     uint64_t lease;
-    struct wire_bytes result; /* blob32, up to WIRE_RESULT_SIZE_MAX */
+    struct wire_bytes result; /* blob32, up to LIMIT_RESULT_MAX_BYTES */
 };
 
 struct wire_ack_batch { /* WIRE_OP_ACK_BATCH */
@@ -114,7 +114,7 @@ struct wire_touch { /* WIRE_OP_TOUCH */
 struct wire_bury { /* WIRE_OP_BURY */
     uint64_t id;
     uint64_t lease;
-    struct wire_bytes reason; /* text16, up to WIRE_REASON_SIZE_MAX */
+    struct wire_bytes reason; /* text16, up to LIMIT_REASON_MAX_BYTES */
 };
 
 struct wire_kick { /* WIRE_OP_KICK: up to count dead jobs of a queue back to ready */

@@ -315,6 +315,27 @@ static void test_idempotency_and_batches(void)
     spool_close(c);
 }
 
+/* A reserve gets up to the 1024 jobs PROTOCOL.md lets it ask for: spoold used to clamp it to
+ * 256 without a word. One more is refused before it is sent (and by the server's decoder). */
+static void test_reserve_count_limit(void)
+{
+    enum { N = 1024 };
+    spool_client *c = client();
+    static struct spool_job_spec jobs[N];
+    static struct spool_put_result results[N];
+    for (size_t i = 0; i < N; i++)
+        jobs[i] = (struct spool_job_spec){.queue = "many", .body = "m", .body_len = 1};
+    REQUIRE(spool_put_batch(c, jobs, N, results) == 0);
+    const char *queues[1] = {"many"};
+    struct spool_delivery *d = NULL;
+    size_t count = 0;
+    CHECK_EQ(spool_reserve(c, queues, 1, N + 1, 0, 0, &d, &count), SPOOL_E_INVALID_ARGUMENT);
+    REQUIRE(spool_reserve(c, queues, 1, N, 0, 0, &d, &count) == 0);
+    CHECK_EQ(count, N);
+    spool_deliveries_free(d);
+    spool_close(c);
+}
+
 static void test_bad_requests_keep_the_connection(void)
 {
     spool_client *c = client();
@@ -487,6 +508,7 @@ int main(void)
     RUN_TEST(test_release_touch_delete);
     RUN_TEST(test_release_on_disconnect_and_detach);
     RUN_TEST(test_idempotency_and_batches);
+    RUN_TEST(test_reserve_count_limit);
     RUN_TEST(test_bad_requests_keep_the_connection);
     RUN_TEST(test_sync_none_reports_written);
     RUN_TEST(test_bad_options_refused);

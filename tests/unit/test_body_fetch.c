@@ -86,7 +86,7 @@ struct outcome {
     uint32_t error_job;
     uint32_t count;
     uint32_t matched;
-    uint64_t leases[QUEUE_RESERVE_COUNT_MAX];
+    uint64_t leases[LIMIT_RESERVE_MAX_JOBS];
 };
 static struct outcome out;
 

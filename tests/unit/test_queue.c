@@ -194,6 +194,42 @@ static void test_reserve_queue_preference_and_count(void)
     queue_state_destroy(s);
 }
 
+/* A reserve gets as many jobs as it asked for, up to the one shared limit: the queue used to
+ * clamp at 256 while the wire let clients ask for 1024, and they silently got fewer. */
+static void test_reserve_count_limit_not_clamped(void)
+{
+    struct queue_state *s = make_state();
+    for (uint32_t i = 0; i < LIMIT_RESERVE_MAX_JOBS + 1; i++)
+        put(s, "q", 0, 0);
+    struct queue_reserver r = {.queues = {queue_find(s, "q", 1)}, .queue_count = 1,
+                               .count_max = LIMIT_RESERVE_MAX_JOBS, .detach = true};
+    static struct job *jobs[LIMIT_RESERVE_MAX_JOBS];
+    CHECK_EQ(queue_reserve(s, &r, T(0), jobs), LIMIT_RESERVE_MAX_JOBS);
+    CHECK(reserve1(s, "q", 0, NULL) != NULL); /* the one left over */
+    CHECK(reserve1(s, "q", 0, NULL) == NULL);
+    queue_state_destroy(s);
+}
+
+/* Idempotency keys: 255 bytes (what the wire's u8 prefix carries) is the limit everywhere; the
+ * queue took 256 before, a key no client could send. */
+static void test_key_limit_shared(void)
+{
+    struct queue_state *s = make_state();
+    char key[LIMIT_KEY_MAX_BYTES + 2];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = 0;
+    struct queue_put_args args = {.queue = "q", .queue_len = 1, .key = key,
+                                  .key_len = LIMIT_KEY_MAX_BYTES + 1, .body = "b", .body_len = 1,
+                                  .ttr_ms = 1000, .max_attempts = -1};
+    uint64_t id = 0, seq = 0;
+    bool dup = false;
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), QUEUE_EINVAL);
+    args.key_len = LIMIT_KEY_MAX_BYTES;
+    CHECK_EQ(queue_put(s, &args, T(0), &id, &dup, &seq), 0);
+    CHECK(id != 0);
+    queue_state_destroy(s);
+}
+
 static void test_delay_and_ttl(void)
 {
     struct queue_state *s = make_state();
@@ -1780,6 +1816,8 @@ int main(void)
 {
     RUN_TEST(test_put_invisible_until_durable_then_lifecycle);
     RUN_TEST(test_priority_then_fifo);
+    RUN_TEST(test_reserve_count_limit_not_clamped);
+    RUN_TEST(test_key_limit_shared);
     RUN_TEST(test_ids_floor);
     RUN_TEST(test_put_queue_lookup_cache);
     RUN_TEST(test_bodies_inline_and_separate);

@@ -248,10 +248,10 @@ static void test_queue_names(void)
     CHECK(!record_queue_name_valid("a b", 3));
     CHECK(!record_queue_name_valid("a\\b", 3));
     CHECK(record_queue_name_valid("a+/;.$_()", 9)); /* beanstalkd's extra tube name bytes */
-    char name[QUEUE_NAME_LEN_MAX + 1];
+    char name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     memset(name, 'x', sizeof(name));
-    CHECK(record_queue_name_valid(name, QUEUE_NAME_LEN_MAX));
-    CHECK(!record_queue_name_valid(name, QUEUE_NAME_LEN_MAX + 1));
+    CHECK(record_queue_name_valid(name, LIMIT_QUEUE_NAME_MAX_BYTES));
+    CHECK(!record_queue_name_valid(name, LIMIT_QUEUE_NAME_MAX_BYTES + 1));
     /* Every byte value, one at a time and at the end of a valid name: exactly the set. */
     for (int c = 0; c < 256; c++) {
         bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

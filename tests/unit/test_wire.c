@@ -526,7 +526,7 @@ static void test_oversized_lengths_and_counts(void)
     ack[16] = 5; /* 5 bytes announced, 0 present */
     CHECK_EQ(decode_exact(WIRE_OP_ACK, ack, sizeof ack, &m), SPOOL_E_BAD_FRAME);
     /* A result above 64 KiB is refused by the encoder too. */
-    static uint8_t big[WIRE_RESULT_SIZE_MAX + 1];
+    static uint8_t big[LIMIT_RESULT_MAX_BYTES + 1];
     struct wire_buf b;
     wire_buf_init(&b, WIRE_FRAME_SIZE_MAX_DEFAULT);
     union wire_msg a = {.ack = {1, 2, wire_bytes_of(big, sizeof big)}};
@@ -629,9 +629,23 @@ static void test_invalid_fields(void)
     /* Reserve: zero queues and too many are refused by the encoder. */
     union wire_msg rs = {.reserve = {.count_max = 1, .queue_count = 0}};
     CHECK_EQ(wire_encode(&b, WIRE_OP_RESERVE, 1, &rs), SPOOL_E_INVALID_ARGUMENT);
-    rs.reserve.queue_count = WIRE_RESERVE_QUEUES_MAX + 1;
+    rs.reserve.queue_count = LIMIT_RESERVE_MAX_QUEUES + 1;
     CHECK_EQ(wire_encode(&b, WIRE_OP_RESERVE, 1, &rs), SPOOL_E_TOO_LARGE);
     CHECK_EQ(b.len, 0);
+    /* Jobs per reserve: the limit itself decodes, one more is TOO_LARGE from the decoder (the
+     * queue below asserts it, it no longer clamps). count_max is the payload's first u32. */
+    rs.reserve = (struct wire_reserve){.count_max = LIMIT_RESERVE_MAX_JOBS, .queue_count = 1};
+    rs.reserve.queues[0] = wire_bytes_str("q");
+    REQUIRE(wire_encode(&b, WIRE_OP_RESERVE, 1, &rs) == 0);
+    CHECK_EQ(decode_exact(WIRE_OP_RESERVE, b.data + 16, b.len - 16, &m), 0);
+    CHECK_EQ(m.reserve.count_max, LIMIT_RESERVE_MAX_JOBS);
+    uint32_t over = LIMIT_RESERVE_MAX_JOBS + 1;
+    b.data[16] = (uint8_t)over;
+    b.data[17] = (uint8_t)(over >> 8);
+    CHECK_EQ(decode_exact(WIRE_OP_RESERVE, b.data + 16, b.len - 16, &m), SPOOL_E_TOO_LARGE);
+    rs.reserve.count_max = over;
+    b.len = 0;
+    CHECK_EQ(wire_encode(&b, WIRE_OP_RESERVE, 1, &rs), SPOOL_E_TOO_LARGE);
     wire_buf_free(&b);
 }
 
@@ -754,7 +768,7 @@ static void random_job_spec(uint64_t *x, struct wire_job_spec *j, uint8_t *pool,
     for (size_t i = 0; i < pool_size; i++)
         pool[i] = (xorshift(x) % 8 == 0) ? (uint8_t)xorshift(x) : (uint8_t)('a' + xorshift(x) % 26);
     uint64_t r = xorshift(x);
-    j->queue = wire_bytes_of(pool, r % 4 == 0 ? xorshift(x) % (WIRE_QUEUE_NAME_SIZE_MAX + 1)
+    j->queue = wire_bytes_of(pool, r % 4 == 0 ? xorshift(x) % (LIMIT_QUEUE_NAME_MAX_BYTES + 1)
                                               : 1 + xorshift(x) % 12);
     j->flags = (uint8_t)(xorshift(x) % 5);
     j->priority = (uint32_t)xorshift(x);
@@ -840,10 +854,10 @@ static void test_queue_name_bytes(void)
         CHECK_EQ(wire_queue_name_valid(wire_bytes_of(name + 1, 1)), expect);
         CHECK_EQ(wire_queue_name_valid(wire_bytes_of(name, 3)), expect);
     }
-    uint8_t long_name[WIRE_QUEUE_NAME_SIZE_MAX + 1];
+    uint8_t long_name[LIMIT_QUEUE_NAME_MAX_BYTES + 1];
     memset(long_name, 'q', sizeof long_name);
-    CHECK(wire_queue_name_valid(wire_bytes_of(long_name, WIRE_QUEUE_NAME_SIZE_MAX)));
-    CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, WIRE_QUEUE_NAME_SIZE_MAX + 1)));
+    CHECK(wire_queue_name_valid(wire_bytes_of(long_name, LIMIT_QUEUE_NAME_MAX_BYTES)));
+    CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, LIMIT_QUEUE_NAME_MAX_BYTES + 1)));
     CHECK(!wire_queue_name_valid(wire_bytes_of(long_name, 0)));
 }
 

@@ -3,8 +3,8 @@
  * checkpoint payload) and the wire codec's (src/wire). Byte shifts keep them free of
  * alignment and aliasing traps; on x86 and arm64 the compiler turns each into one move.
  */
-#ifndef SPOOL_SRC_LE_H
-#define SPOOL_SRC_LE_H
+#ifndef SPOOL_LE_H
+#define SPOOL_LE_H
 
 #include <stdint.h>
 
