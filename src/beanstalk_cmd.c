@@ -562,8 +562,8 @@ static int cmd_delete(struct conn *conn, const struct bs_args *a)
                                                      job->queue->name_len);
     uint64_t seq_before = server->emit_seq_max;
     bool acked = job->state == JOB_RESERVED; /* job may be freed by the call */
-    int rc = acked ? queue_ack(server->queues, id, job->lease_token, NULL, 0, server->now)
-                   : queue_delete(server->queues, id, server->now);
+    int rc = acked ? queue_ack(server->queues, id, job->lease_token, NULL, 0, server->now, NULL)
+                   : queue_delete(server->queues, id, server->now, NULL);
     if (rc != 0)
         return fail(conn, rc);
     if (acked)
@@ -589,7 +589,7 @@ static int cmd_release(struct conn *conn, const struct bs_args *a)
         return fail(conn, QUEUE_ENOTFOUND);
     uint64_t seq_before = server->emit_seq_max;
     int rc = queue_release(server->queues, id, job->lease_token, (int64_t)delay * 1000, pri,
-                           "", 0, server->now);
+                           "", 0, server->now, NULL);
     if (rc != 0)
         return fail(conn, rc);
     /* Out of attempts (a queue configured with a limit): the release buried it. */
@@ -656,7 +656,7 @@ static int cmd_kick(struct conn *conn, const struct bs_args *a)
     int rc = 0;
     if (queue != NULL && queue->stats.dead > 0) /* buried jobs first, else delayed ones */
         rc = queue_kick(server->queues, tube->name, tube->name_len, (uint32_t)bound,
-                        server->now, &kicked);
+                        server->now, &kicked, NULL);
     else if (queue != NULL)
         rc = queue_kick_delayed(server->queues, tube->name, tube->name_len, (uint32_t)bound,
                                 server->now, &kicked);
@@ -673,7 +673,7 @@ static int cmd_kick_job(struct conn *conn, const struct bs_args *a)
     struct job *job = queue_job_find(server->queues, id);
     uint64_t seq_before = server->emit_seq_max;
     int rc = job == NULL                    ? QUEUE_ENOTFOUND
-             : job->state == JOB_DEAD    ? queue_kick_job(server->queues, id, server->now)
+             : job->state == JOB_DEAD    ? queue_kick_job(server->queues, id, server->now, NULL)
              : job->state == JOB_DELAYED ? queue_kick_delayed_job(server->queues, id, server->now)
                                          : QUEUE_ENOTFOUND;
     if (rc != 0)

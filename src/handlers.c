@@ -766,14 +766,14 @@ static int handle_reserve(struct conn *conn, const struct wire_header *h, union 
 
 static int handle_ack(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
+    struct queue_logged logged = {0};
     int rc = queue_ack(conn->server->queues, m->ack.id, m->ack.lease, m->ack.result.data,
-                       m->ack.result.len, conn->server->now);
+                       m->ack.result.len, conn->server->now, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     conn->server->total_acked++;
     union wire_msg r = {0};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
@@ -790,16 +790,16 @@ static int handle_ack_batch(struct conn *conn, const struct wire_header *h, unio
     struct queue_time now = conn->server->now;
     for (; conn->batch_done < batch->count; conn->batch_done++) {
         const struct wire_ack *ack = &batch->acks[conn->batch_done];
-        uint64_t seq_before = conn->server->emit_seq_max;
+        struct queue_logged logged = {0};
         int rc = queue_ack(conn->server->queues, ack->id, ack->lease, ack->result.data,
-                           ack->result.len, now);
+                           ack->result.len, now, &logged);
         if (rc == -ENOBUFS)
             return HANDLER_AGAIN;
         codes[conn->batch_done] = rc == 0 ? 0 : wire_error_to_wire(map_error(rc));
         if (rc == 0)
             conn->server->total_acked++;
-        if (conn->server->emit_seq_max > seq_before)
-            conn->batch_seq_end = conn->server->emit_seq_max + 1;
+        if (logged.seq_end != 0)
+            conn->batch_seq_end = logged.seq_end;
     }
     union wire_msg r = {.ack_batch_reply = {.count = batch->count, .codes = codes}};
     reply_after(conn, h->opcode, h->request_id, &r, conn->batch_seq_end);
@@ -810,17 +810,17 @@ static int handle_ack_batch(struct conn *conn, const struct wire_header *h, unio
 static int handle_release(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
     const struct wire_release *req = &m->release;
-    uint64_t seq_before = conn->server->emit_seq_max;
+    struct queue_logged logged = {0};
     uint32_t priority = (req->flags & WIRE_RELEASE_PRIORITY) ? req->priority : UINT32_MAX;
     int64_t delay = req->delay_ms > INT32_MAX * 1000ull ? INT32_MAX * 1000ll
                                                          : (int64_t)req->delay_ms;
     int rc = queue_release(conn->server->queues, req->id, req->lease, delay, priority,
                            (const char *)req->reason.data, req->reason.len,
-                           conn->server->now);
+                           conn->server->now, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
@@ -838,14 +838,14 @@ static int handle_touch(struct conn *conn, const struct wire_header *h, union wi
 
 static int handle_bury(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
+    struct queue_logged logged = {0};
     int rc = queue_bury(conn->server->queues, m->bury.id, m->bury.lease,
                         (const char *)m->bury.reason.data, m->bury.reason.len,
-                        conn->server->now);
+                        conn->server->now, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
@@ -853,25 +853,25 @@ static int handle_bury(struct conn *conn, const struct wire_header *h, union wir
 
 static int handle_kick(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
+    struct queue_logged logged = {0};
     uint32_t kicked = 0;
     int rc = queue_kick(conn->server->queues, (const char *)m->kick.queue.data,
-                        m->kick.queue.len, m->kick.count, conn->server->now, &kicked);
+                        m->kick.queue.len, m->kick.count, conn->server->now, &kicked, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = kicked}};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
 static int handle_kick_job(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, conn->server->now);
+    struct queue_logged logged = {0};
+    int rc = queue_kick_job(conn->server->queues, m->job_ref.id, conn->server->now, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
@@ -942,12 +942,12 @@ static int handle_peek_next(struct conn *conn, const struct wire_header *h, unio
 
 static int handle_delete(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_delete(conn->server->queues, m->job_ref.id, conn->server->now);
+    struct queue_logged logged = {0};
+    int rc = queue_delete(conn->server->queues, m->job_ref.id, conn->server->now, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 

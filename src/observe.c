@@ -419,17 +419,17 @@ static int command_run(struct server *server, struct observe_cmd *cmd)
         if (queue_find(server->queues, cmd->queue, cmd->queue_len) == NULL)
             return QUEUE_ENOTFOUND;
         rc = queue_kick(server->queues, cmd->queue, cmd->queue_len, cmd->count, server->now,
-                        &kicked);
+                        &kicked, NULL);
         if (rc == 0 || kicked > 0)
             command_answer(cmd, 200, "{\"kicked\":%u}", kicked);
         return kicked > 0 ? 0 : rc;
     case OBSERVE_KICK_JOB:
-        rc = queue_kick_job(server->queues, cmd->id, server->now);
+        rc = queue_kick_job(server->queues, cmd->id, server->now, NULL);
         if (rc == 0)
             command_answer(cmd, 200, "{\"id\":%llu,\"kicked\":1}", (unsigned long long)cmd->id);
         return rc;
     case OBSERVE_DELETE_JOB:
-        rc = queue_delete(server->queues, cmd->id, server->now);
+        rc = queue_delete(server->queues, cmd->id, server->now, NULL);
         if (rc == 0)
             command_answer(cmd, 200, "{\"id\":%llu,\"deleted\":true}",
                            (unsigned long long)cmd->id);

@@ -238,7 +238,12 @@ static int emit(struct queue_state *state, uint8_t type, const void *data, size_
     if (state->replaying || state->config.emit == NULL)
         return 0;
     SPOOL_ASSERT(len <= UINT32_MAX);
-    return state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
+    int err = state->config.emit(state->config.emit_ctx, type, data, (uint32_t)len, pos);
+    if (err == 0) {
+        SPOOL_ASSERT(pos->seq > state->emit_seq_max);
+        state->emit_seq_max = pos->seq;
+    }
+    return err;
 }
 
 int queue_emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
@@ -1089,8 +1094,8 @@ static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, st
     return 0;
 }
 
-int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void *result,
-              uint32_t result_len, struct queue_time now)
+static int ack(struct queue_state *state, uint64_t id, uint64_t token, const void *result,
+               uint32_t result_len, struct queue_time now)
 {
     if (result_len > LIMIT_RESULT_MAX_BYTES)
         return QUEUE_EINVAL;
@@ -1111,6 +1116,15 @@ int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void
                          held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
     return 0;
+}
+
+int queue_ack(struct queue_state *state, uint64_t id, uint64_t token, const void *result,
+              uint32_t result_len, struct queue_time now, struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = ack(state, id, token, result, result_len, now);
+    queue_logged_since(state, mark, logged);
+    return err;
 }
 
 static bool out_of_attempts(const struct job *job)
@@ -1143,8 +1157,9 @@ static uint32_t spent_reason(const struct job *job, const char *error, uint32_t 
     return n + 2 + take;
 }
 
-int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
-                  uint32_t priority, const char *error, uint32_t error_len, struct queue_time now)
+static int release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
+                   uint32_t priority, const char *error, uint32_t error_len,
+                   struct queue_time now)
 {
     if (delay_ms < 0 || error_len > LIMIT_REASON_MAX_BYTES)
         return QUEUE_EINVAL;
@@ -1187,6 +1202,16 @@ int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_
     return 0;
 }
 
+int queue_release(struct queue_state *state, uint64_t id, uint64_t token, int64_t delay_ms,
+                  uint32_t priority, const char *error, uint32_t error_len, struct queue_time now,
+                  struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = release(state, id, token, delay_ms, priority, error, error_len, now);
+    queue_logged_since(state, mark, logged);
+    return err;
+}
+
 int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t extend_ms,
                 struct queue_time now, int64_t *deadline_ms)
 {
@@ -1202,8 +1227,8 @@ int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t
     return 0;
 }
 
-int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const char *reason,
-               uint32_t reason_len, struct queue_time now)
+static int bury(struct queue_state *state, uint64_t id, uint64_t token, const char *reason,
+                uint32_t reason_len, struct queue_time now)
 {
     if (reason_len > LIMIT_REASON_MAX_BYTES)
         return QUEUE_EINVAL;
@@ -1220,6 +1245,15 @@ int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const cha
     queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
     state->totals.went_dead++;
     return 0;
+}
+
+int queue_bury(struct queue_state *state, uint64_t id, uint64_t token, const char *reason,
+               uint32_t reason_len, struct queue_time now, struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = bury(state, id, token, reason, reason_len, now);
+    queue_logged_since(state, mark, logged);
+    return err;
 }
 
 /* Kick: a fresh set of attempts (a redrive), ready at once. */
@@ -1242,7 +1276,7 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     return 0;
 }
 
-int queue_kick_job(struct queue_state *state, uint64_t id, struct queue_time now)
+static int kick_job(struct queue_state *state, uint64_t id, struct queue_time now)
 {
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
@@ -1255,8 +1289,17 @@ int queue_kick_job(struct queue_state *state, uint64_t id, struct queue_time now
     return err;
 }
 
-int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, uint32_t count,
-               struct queue_time now, uint32_t *kicked)
+int queue_kick_job(struct queue_state *state, uint64_t id, struct queue_time now,
+                   struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = kick_job(state, id, now);
+    queue_logged_since(state, mark, logged);
+    return err;
+}
+
+static int kick(struct queue_state *state, const char *name, uint32_t name_len, uint32_t count,
+                struct queue_time now, uint32_t *kicked)
 {
     *kicked = 0;
     struct queue *queue = queue_find(state, name, name_len);
@@ -1275,7 +1318,16 @@ int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, u
     return *kicked > 0 ? 0 : err;
 }
 
-int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now)
+int queue_kick(struct queue_state *state, const char *name, uint32_t name_len, uint32_t count,
+               struct queue_time now, uint32_t *kicked, struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = kick(state, name, name_len, count, now, kicked);
+    queue_logged_since(state, mark, logged);
+    return err;
+}
+
+static int delete_job(struct queue_state *state, uint64_t id, struct queue_time now)
 {
     (void)now;
     struct job *job = jobtab_get(&state->jobs, id);
@@ -1291,6 +1343,15 @@ int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now)
     job->queue->metrics.deleted++;
     queue_job_remove(state, job);
     return 0;
+}
+
+int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now,
+                 struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = delete_job(state, id, now);
+    queue_logged_since(state, mark, logged);
+    return err;
 }
 
 /* Delete every READY, DELAYED and DEAD job of the queue (reserved ones are being worked on;
@@ -1520,12 +1581,12 @@ int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, 
     struct job *job;
     int err = leased_job(state, id, token, &job);
     if (err != 0 || job->priority == priority)
-        return err != 0 ? err : queue_bury(state, id, token, reason, reason_len, now);
+        return err != 0 ? err : queue_bury(state, id, token, reason, reason_len, now, NULL);
     uint8_t buf[RECORD_RELEASE_SIZE];
     size_t len = record_release_encode(id, priority, 0, buf);
     err = emit(state, RECORD_RELEASE, buf, len, NULL);
     if (err != 0)
         return err;
     job->priority = priority; /* a reserved job is ordered by its deadline: nothing to fix */
-    return queue_bury(state, id, token, reason, reason_len, now);
+    return queue_bury(state, id, token, reason, reason_len, now, NULL);
 }

@@ -225,6 +225,13 @@ struct queue_job_waiter {
     bool waiting;
 };
 
+/* What one call logged, filled by the calls that log records (a NULL pointer: not wanted).
+ * seq_end: one past the seq of the last record the call appended, the durable watermark its
+ * reply waits for (durability.h); 0 when it appended nothing (the reply goes at once). */
+struct queue_logged {
+    uint64_t seq_end;
+};
+
 /* Where records go. 0 and *pos set, or a negative error (then nothing is applied). */
 typedef int (*queue_emit_fn)(void *ctx, uint8_t type, const void *data, uint32_t len,
                              struct log_pos *pos);
@@ -349,26 +356,30 @@ SPOOL_MUST_USE int queue_get(struct queue_state *state, const char *name, uint32
 
 /* Lease operations: QUEUE_ENOTFOUND (unknown job), QUEUE_ELEASE (token stale), emit errors. */
 SPOOL_MUST_USE int queue_ack(struct queue_state *state, uint64_t id, uint64_t token,
-                             const void *result, uint32_t result_len, struct queue_time now);
+                             const void *result, uint32_t result_len, struct queue_time now,
+                             struct queue_logged *logged);
 /* priority: UINT32_MAX keeps the job's. error (may be empty): the worker's failure text, kept
  * for the dead reason if the job later runs out of attempts. Reaching max_attempts buries
  * instead, with reason "max_attempts" or "max_attempts: <last error>". */
 SPOOL_MUST_USE int queue_release(struct queue_state *state, uint64_t id, uint64_t token,
                                  int64_t delay_ms, uint32_t priority, const char *error,
-                                 uint32_t error_len, struct queue_time now);
+                                 uint32_t error_len, struct queue_time now,
+                                 struct queue_logged *logged);
 /* extend_ms: 0 = the job's ttr. Sets *deadline_ms (Unix ms, rounded up, for the worker). */
 SPOOL_MUST_USE int queue_touch(struct queue_state *state, uint64_t id, uint64_t token,
                                uint64_t extend_ms, struct queue_time now,
                                int64_t *deadline_ms);
 SPOOL_MUST_USE int queue_bury(struct queue_state *state, uint64_t id, uint64_t token,
-                              const char *reason, uint32_t reason_len, struct queue_time now);
+                              const char *reason, uint32_t reason_len, struct queue_time now,
+                              struct queue_logged *logged);
 
 /* Kick one dead job by id (QUEUE_ESTATE if not dead). */
 SPOOL_MUST_USE int queue_kick_job(struct queue_state *state, uint64_t id,
-                                  struct queue_time now);
+                                  struct queue_time now, struct queue_logged *logged);
 /* Kick up to count dead jobs of a queue, oldest first; *kicked = how many. */
 SPOOL_MUST_USE int queue_kick(struct queue_state *state, const char *name, uint32_t name_len,
-                              uint32_t count, struct queue_time now, uint32_t *kicked);
+                              uint32_t count, struct queue_time now, uint32_t *kicked,
+                              struct queue_logged *logged);
 /* The beanstalkd protocol's reserve-job: lease one job by id to owner, whatever queue it is
  * in, when it is ready, delayed or dead (QUEUE_ENOTFOUND otherwise). */
 SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
@@ -399,7 +410,7 @@ void queue_job_counts_get(const struct queue_state *state, uint64_t id,
 uint64_t queue_job_timeouts(const struct queue_state *state);
 /* Delete a non-reserved job (QUEUE_ESTATE when reserved). */
 SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
-                                struct queue_time now);
+                                struct queue_time now, struct queue_logged *logged);
 /* Delete a queue (logged as DELETE_QUEUE): its jobs, keys and settings. A queue with live
  * jobs is QUEUE_ESTATE unless force, which deletes them all, reserved ones included (their
  * leases go stale); *deleted = how many. QUEUE_ENOTFOUND for a queue never used. */

@@ -56,6 +56,8 @@ struct queue_state {
     struct checkpoint_walk *walk; /* a checkpoint being taken, or NULL */
     uint32_t checkpoint_epoch;    /* of the last walk begun */
     bool replaying;
+    /* seq of the last record emitted: a call's struct queue_logged is what moved it */
+    uint64_t emit_seq_max;
     struct queue_totals totals;
     struct job_pool pool; /* every job's block: see job_pool.h */
     struct body_cache bodies; /* the bodies kept in RAM (body_cache.h) */
@@ -101,6 +103,15 @@ void queue_serve(struct queue_state *state, struct queue_time now);
 /* Emit a record (nothing during replay: it is in the log already); 0 or the emit's error. */
 int queue_emit(struct queue_state *state, uint8_t type, const void *data, size_t len,
                struct log_pos *pos);
+/* What a call logged since mark (state->emit_seq_max at its start), into *logged (NULL: the
+ * caller does not want it). Every record counts, a LEASE its queue_serve emitted too, so
+ * that the reply never claims durability before everything the call logged is durable. */
+static inline void queue_logged_since(const struct queue_state *state, uint64_t mark,
+                                      struct queue_logged *logged)
+{
+    if (logged != NULL)
+        logged->seq_end = state->emit_seq_max > mark ? state->emit_seq_max + 1 : 0;
+}
 /* queue_forget.c: a queue that may have nothing left to keep (no job, remembered job,
  * waiting reserver or setting) is looked at by the next queue_tick, and forgotten if so. */
 void queue_idle_mark(struct queue_state *state, struct queue *queue);

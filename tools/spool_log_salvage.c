@@ -259,7 +259,7 @@ static void salvage_drop_bodiless(struct salvage *s, struct job **jobs, size_t c
         struct job *job = jobs[i];
         if (job->body != NULL || job->body_len == 0)
             continue;
-        int rc = queue_delete(s->kept.queues, job->id, s->kept.now);
+        int rc = queue_delete(s->kept.queues, job->id, s->kept.now, NULL);
         SPOOL_ASSERT(rc == 0); /* after recovery no job is reserved */
         jobs[i] = NULL;
     }

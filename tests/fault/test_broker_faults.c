@@ -225,7 +225,7 @@ static void broker_ack(struct broker *b)
     if (queue_reserve(b->qs, &r, qtime(b->now_ms), jobs) != 1)
         return;
     uint64_t id = jobs[0]->id;
-    if (queue_ack(b->qs, id, jobs[0]->lease_token, NULL, 0, qtime(b->now_ms)) == 0)
+    if (queue_ack(b->qs, id, jobs[0]->lease_token, NULL, 0, qtime(b->now_ms), NULL) == 0)
         b->ack_seq[id] = b->emit_seq;
 }
 

@@ -175,7 +175,7 @@ static void put_ack(struct gen *g, int count)
         gen_commit(g);
         struct job *job = gen_reserve(g, "q");
         REQUIRE(job != NULL);
-        REQUIRE(queue_ack(g->qs, job->id, job->lease_token, NULL, 0, g->now) == 0);
+        REQUIRE(queue_ack(g->qs, job->id, job->lease_token, NULL, 0, g->now, NULL) == 0);
         gen_commit(g);
     }
 }

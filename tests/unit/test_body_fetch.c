@@ -220,7 +220,7 @@ static void test_damage_and_gone(void)
     struct job *jobs[2] = {queue_job_find(srv.queues, ids[0]), queue_job_find(srv.queues, ids[1])};
     memset(&out, 0, sizeof(out));
     REQUIRE(body_fetch_start(srv.fetcher, &jobs[1], 1, fetched, 1, 1, WIRE_OP_PEEK) == 0);
-    REQUIRE(queue_delete(srv.queues, ids[1], now()) == 0);
+    REQUIRE(queue_delete(srv.queues, ids[1], now(), NULL) == 0);
     run_until_done();
     CHECK_EQ(out.calls, 1);
     CHECK_EQ(out.error, 0);

@@ -147,10 +147,10 @@ static void test_put_invisible_until_durable_then_lifecycle(void)
     CHECK(job->lease_token != 0);
     CHECK(job->body_len == 4 && memcmp(job->body, "body", 4) == 0);
     uint64_t token = job->lease_token;
-    CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, T(120)), QUEUE_ELEASE);
-    CHECK_EQ(queue_ack(s, 999, token, NULL, 0, T(120)), QUEUE_ENOTFOUND);
-    CHECK_EQ(queue_ack(s, id, token, "res", 3, T(120)), 0);
-    CHECK_EQ(queue_ack(s, id, token, "res", 3, T(121)), QUEUE_ELEASE); /* already settled */
+    CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, T(120), NULL), QUEUE_ELEASE);
+    CHECK_EQ(queue_ack(s, 999, token, NULL, 0, T(120), NULL), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_ack(s, id, token, "res", 3, T(120), NULL), 0);
+    CHECK_EQ(queue_ack(s, id, token, "res", 3, T(121), NULL), QUEUE_ELEASE); /* already settled */
     struct queue_job_status st;
     REQUIRE(queue_status(s, id, &st));
     CHECK_EQ(st.state, JOB_DONE);
@@ -253,7 +253,7 @@ static void test_delay_and_ttl(void)
     CHECK(queue_peek_id(s, t) != NULL);
     queue_tick(s, T(2200));
     CHECK(queue_peek_id(s, t) == NULL);
-    CHECK_EQ(queue_delete(s, t, T(2200)), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete(s, t, T(2200), NULL), QUEUE_ENOTFOUND);
     /* Issue 10 item 9: remembered as EXPIRED (settled at its expiry), counted in the queue. */
     struct queue_job_status status;
     REQUIRE(queue_status(s, t, &status));
@@ -268,7 +268,7 @@ static void test_delay_and_ttl(void)
     REQUIRE(held != NULL && held->id == r);
     queue_tick(s, T(3150));
     CHECK(queue_peek_id(s, r) != NULL);
-    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, NULL, 0, T(3160)), 0);
+    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, NULL, 0, T(3160), NULL), 0);
     queue_tick(s, T(3161));
     CHECK(queue_peek_id(s, r) == NULL);
     queue_state_destroy(s);
@@ -315,16 +315,16 @@ static void test_lease_expiry_redelivery_and_max_attempts(void)
     REQUIRE(job != NULL && job->id == id);
     CHECK_EQ(job->attempts, 2);
     CHECK(job->lease_token != first);
-    CHECK_EQ(queue_ack(s, id, first, NULL, 0, T(1001)), QUEUE_ELEASE);
+    CHECK_EQ(queue_ack(s, id, first, NULL, 0, T(1001), NULL), QUEUE_ELEASE);
     queue_tick(s, T(2000)); /* second expiry = last attempt: dead */
     CHECK_EQ(job->state, JOB_DEAD);
     CHECK(job->reason_len == 12 && memcmp(job->reason, "max_attempts", 12) == 0);
     CHECK(queue_peek_next(s, "q", 1, JOB_DEAD) == job);
-    CHECK_EQ(queue_kick_job(s, id, T(2001)), 0);
+    CHECK_EQ(queue_kick_job(s, id, T(2001), NULL), 0);
     CHECK_EQ(job->state, JOB_READY);
     CHECK_EQ(job->attempts, 0);
-    CHECK_EQ(queue_kick_job(s, id, T(2001)), QUEUE_ESTATE);
-    CHECK_EQ(queue_kick_job(s, 777, T(2001)), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_kick_job(s, id, T(2001), NULL), QUEUE_ESTATE);
+    CHECK_EQ(queue_kick_job(s, 777, T(2001), NULL), QUEUE_ENOTFOUND);
     queue_state_destroy(s);
 }
 
@@ -341,28 +341,28 @@ static void test_release_touch_bury_kick_delete(void)
     CHECK_EQ(deadline, 5500);
     queue_tick(s, T(1000)); /* the old deadline passed: touch kept it */
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_delete(s, id, T(1000)), QUEUE_ESTATE);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, NULL, 0, T(1000)), 0);
+    CHECK_EQ(queue_delete(s, id, T(1000), NULL), QUEUE_ESTATE);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, NULL, 0, T(1000), NULL), 0);
     CHECK_EQ(job->state, JOB_DELAYED);
     CHECK_EQ(job->priority, 9);
     queue_tick(s, T(1100));
     struct job *next = reserve1(s, "q", 1100, NULL);
     REQUIRE(next != NULL);
     CHECK_EQ(next->id, other); /* priority 4 before the released 9 */
-    CHECK_EQ(queue_bury(s, other, next->lease_token, "bad input", 9, T(1100)), 0);
+    CHECK_EQ(queue_bury(s, other, next->lease_token, "bad input", 9, T(1100), NULL), 0);
     CHECK_EQ(next->state, JOB_DEAD);
     job = reserve1(s, "q", 1100, NULL);
     REQUIRE(job != NULL && job->id == id);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "again", 5, T(1101)), 0);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "again", 5, T(1101), NULL), 0);
     uint32_t kicked = 0;
-    CHECK_EQ(queue_kick(s, "q", 1, 1, T(1200), &kicked), 0);
+    CHECK_EQ(queue_kick(s, "q", 1, 1, T(1200), &kicked, NULL), 0);
     CHECK_EQ(kicked, 1);
     CHECK_EQ(next->state, JOB_READY); /* oldest death first */
-    CHECK_EQ(queue_kick(s, "q", 1, 10, T(1200), &kicked), 0);
+    CHECK_EQ(queue_kick(s, "q", 1, 10, T(1200), &kicked, NULL), 0);
     CHECK_EQ(kicked, 1);
-    CHECK_EQ(queue_delete(s, id, T(1300)), 0);
+    CHECK_EQ(queue_delete(s, id, T(1300), NULL), 0);
     CHECK(queue_peek_id(s, id) == NULL);
-    CHECK_EQ(queue_delete(s, id, T(1300)), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete(s, id, T(1300), NULL), QUEUE_ENOTFOUND);
     queue_state_destroy(s);
 }
 
@@ -373,7 +373,7 @@ static void test_release_on_last_attempt_buries(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, "boom", 4, T(1)), 0);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, "boom", 4, T(1), NULL), 0);
     CHECK_EQ(job->state, JOB_DEAD);
     CHECK(job->reason_len == 18 && memcmp(job->reason, "max_attempts: boom", 18) == 0);
     CHECK_EQ(fake_count_type(RECORD_BURY), 1);
@@ -424,7 +424,7 @@ static void test_stats_ack_floor_and_segments(void)
     queue_stats_get(queue_find(s, "q", 1), T(100), &st);
     CHECK_EQ(st.reserved, 1);
     CHECK_EQ(st.ready, 1);
-    CHECK_EQ(queue_ack(s, a, job->lease_token, NULL, 0, T(100)), 0);
+    CHECK_EQ(queue_ack(s, a, job->lease_token, NULL, 0, T(100), NULL), 0);
     CHECK_EQ(queue_segment_live(s, 1), 0);
     queue_stats_get(queue_find(s, "q", 1), T(100), &st);
     CHECK_EQ(st.ack_floor, 2); /* the oldest live job's PUT */
@@ -579,7 +579,7 @@ static void test_wait_on_job(void)
     CHECK(!queue_wait(s, &w, T(0), &found, &st));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, "done!", 5, T(10)), 0);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, "done!", 5, T(10), NULL), 0);
     CHECK_EQ(log.calls, 1);
     CHECK(log.found);
     CHECK_EQ(log.status.state, JOB_DONE);
@@ -606,7 +606,7 @@ static void test_wait_on_job(void)
     struct queue_job_waiter w4 = {.job_id = id2, .deadline_ns = T(1000).mono_ns,
                                   .wake = record_wait, .ctx = &log4};
     CHECK(!queue_wait(s, &w4, T(200), &found, &st));
-    CHECK_EQ(queue_delete(s, id2, T(200)), 0);
+    CHECK_EQ(queue_delete(s, id2, T(200), NULL), 0);
     CHECK_EQ(log4.calls, 1);
     CHECK(!log4.found);
     queue_state_destroy(s);
@@ -631,6 +631,36 @@ static void test_owner_release_keeps_detached(void)
     queue_state_destroy(s);
 }
 
+/* A call says what it logged (struct queue_logged): one past the seq of its last record, the
+ * handler's reply waits for; 0 when it logged nothing (a refused call, a kick of nothing),
+ * so the handler replies at once. */
+static void test_calls_return_what_they_logged(void)
+{
+    struct queue_state *s = make_state();
+    uint64_t id = put(s, "q", 0, 0);
+    struct job *job = reserve1(s, "q", 0, NULL);
+    REQUIRE(job != NULL && job->id == id);
+    struct queue_logged logged = {.seq_end = 99};
+    CHECK_EQ(queue_ack(s, id, job->lease_token + 1, NULL, 0, T(1), &logged), QUEUE_ELEASE);
+    CHECK_EQ(logged.seq_end, 0);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, T(1), &logged), 0);
+    CHECK_EQ(fake.type[fake.count - 1], RECORD_RELEASE);
+    CHECK_EQ(logged.seq_end, fake.pos[fake.count - 1].seq + 1);
+    job = reserve1(s, "q", 1, NULL);
+    REQUIRE(job != NULL && job->id == id);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, T(2), &logged), 0);
+    CHECK_EQ(logged.seq_end, fake.count + 1); /* fake seqs: the record's index + 1 */
+    uint32_t kicked = 0;
+    CHECK_EQ(queue_kick(s, "none", 4, 1, T(3), &kicked, &logged), 0);
+    CHECK_EQ(logged.seq_end, 0);
+    CHECK_EQ(queue_kick_job(s, id, T(4), &logged), 0);
+    CHECK_EQ(fake.type[fake.count - 1], RECORD_KICK);
+    CHECK_EQ(logged.seq_end, fake.count + 1);
+    CHECK_EQ(queue_delete(s, 999, T(5), &logged), QUEUE_ENOTFOUND);
+    CHECK_EQ(logged.seq_end, 0);
+    queue_state_destroy(s);
+}
+
 static void test_back_pressure_changes_nothing(void)
 {
     struct queue_state *s = make_state();
@@ -643,16 +673,16 @@ static void test_back_pressure_changes_nothing(void)
     uint64_t nid, seq;
     bool dup;
     CHECK_EQ(queue_put(s, &args, T(1), &nid, &dup, &seq), -ENOBUFS);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(1)), -ENOBUFS);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(1), NULL), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, T(1)), -ENOBUFS);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, T(1)), -ENOBUFS);
+    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, T(1), NULL), -ENOBUFS);
+    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, T(1), NULL), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
     fake.fail = 0;
     /* The refused put did not register its key. */
     CHECK_EQ(queue_put(s, &args, T(2), &nid, &dup, &seq), 0);
     CHECK(!dup);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(2)), 0);
+    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(2), NULL), 0);
     queue_state_destroy(s);
 }
 
@@ -736,7 +766,7 @@ static void test_bodies_inline_and_separate(void)
         struct job *j = reserve1(s, "b", 1, NULL);
         REQUIRE(j != NULL && j->id == ids[i] && j->body != NULL);
         CHECK(j->body_len == sizes[i] && memcmp(j->body, bodies[i], sizes[i]) == 0);
-        CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1)), 0);
+        CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1), NULL), 0);
         CHECK(queue_job_find(s, ids[i])->body == NULL); /* DONE: the body is not kept */
     }
     queue_state_destroy(r);
@@ -784,7 +814,7 @@ static void test_lease_tokens_unique(void)
         struct job *job = reserve1(s, "q", i, NULL);
         REQUIRE(job != NULL && job->id == id);
         tokens[i] = job->lease_token;
-        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, NULL, 0, T(i)), 0);
+        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, NULL, 0, T(i), NULL), 0);
     }
     int dups = 0;
     for (int i = 0; i < N; i++)
@@ -826,19 +856,19 @@ static void test_replay_rebuilds_state_leases_void(void)
     uint64_t deleted = put(s, "q", 9, 0);
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "q", 0, NULL);
-    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1)), 0);
+    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1), NULL), 0);
     j = reserve1(s, "q", 1, NULL);
     REQUIRE(j->id == leased); /* leased at crash time */
     j = reserve1(s, "q", 1, NULL);
-    CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, T(2)), 0);
+    CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, T(2), NULL), 0);
     j = reserve1(s, "q", 2, NULL);
-    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, NULL, 0, T(3)), 0);
+    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, NULL, 0, T(3), NULL), 0);
     j = reserve1(s, "q", 3, NULL);
     REQUIRE(j->id == spent); /* its only attempt, unacked at crash time */
     j = reserve1(s, "k", 3, NULL);
     queue_tick(s, T(3 + 1000)); /* k's job expires into dead */
-    CHECK_EQ(queue_kick_job(s, kicked, T(1100)), 0);
-    CHECK_EQ(queue_delete(s, deleted, T(1100)), 0);
+    CHECK_EQ(queue_kick_job(s, kicked, T(1100), NULL), 0);
+    CHECK_EQ(queue_delete(s, deleted, T(1100), NULL), 0);
     struct queue_state *r = replay_all(5000);
     CHECK(queue_peek_id(r, acked) == NULL);
     struct queue_job_status st;
@@ -893,10 +923,10 @@ static void test_reserve_job_and_kick_delayed(void)
     REQUIRE(j != NULL && j->id == delayed);
     CHECK(j->state == JOB_RESERVED && j->owner == &owner && j->attempts == 1);
     CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(1), &j), QUEUE_ENOTFOUND); /* reserved */
-    CHECK_EQ(queue_bury(s, delayed, j->lease_token, "x", 1, T(2)), 0);
+    CHECK_EQ(queue_bury(s, delayed, j->lease_token, "x", 1, T(2), NULL), 0);
     CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(3), &j), 0); /* dead: leased too */
     CHECK_EQ(j->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, delayed, j->lease_token, 60000, UINT32_MAX, NULL, 0, T(4)), 0);
+    CHECK_EQ(queue_release(s, delayed, j->lease_token, 60000, UINT32_MAX, NULL, 0, T(4), NULL), 0);
     CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_DELAYED);
     CHECK_EQ(queue_kick_delayed_job(s, ready, T(5)), QUEUE_ESTATE);
     CHECK_EQ(queue_kick_delayed_job(s, 999, T(5)), QUEUE_ENOTFOUND);
@@ -930,9 +960,9 @@ static void test_replay_keeps_settle_times(void)
     uint64_t spent = put_full(s, "q", 2, 0, 0, 1, NULL, 0);
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "q", 10, NULL);
-    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1700000000123)), 0);
+    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1700000000123), NULL), 0);
     j = reserve1(s, "q", 10, NULL);
-    CHECK_EQ(queue_bury(s, buried, j->lease_token, "why", 3, T(1700000000456)), 0);
+    CHECK_EQ(queue_bury(s, buried, j->lease_token, "why", 3, T(1700000000456), NULL), 0);
     j = reserve1(s, "q", 20, NULL);
     REQUIRE(j != NULL && j->id == spent);
     queue_tick(s, T(20 + 1000)); /* its only lease expires: dead at 1020 */
@@ -1151,13 +1181,13 @@ static void test_checkpoint_roundtrip(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "alpha", 0, NULL);
     REQUIRE(j->id == c);
-    CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, T(1)), 0);
+    CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, T(1), NULL), 0);
     j = reserve1(s, "alpha", 1, NULL); /* a: reserved at checkpoint time */
     REQUIRE(j->id == a);
     uint64_t done = put(s, "gamma", 0, 1); /* acked with a result: remembered */
     struct job *g = reserve1(s, "gamma", 1, NULL);
     REQUIRE(g != NULL && g->id == done);
-    CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, T(2)), 0);
+    CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, T(2), NULL), 0);
     /* Issue 10: a job whose ttl ran out is saved as EXPIRED (version 4), and keys per queue. */
     uint64_t gone = put_full(s, "delta", 0, 0, 5, -1, "idem", 2);
     queue_durable(s, UINT64_MAX, T(2));
@@ -1353,7 +1383,7 @@ static void test_delete_queue_replays(void)
     CHECK_EQ(queue_delete_queue(s, "nq", 2, true, T(2), &deleted), QUEUE_ENOTFOUND);
     CHECK_EQ(queue_delete_queue(s, "dq", 2, true, T(2), &deleted), 0);
     CHECK_EQ(deleted, 2);
-    CHECK_EQ(queue_ack(s, a, token, NULL, 0, T(3)), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_ack(s, a, token, NULL, 0, T(3), NULL), QUEUE_ENOTFOUND);
     CHECK(queue_job_find(s, b) == NULL);
     queue_tick(s, T(3));
     CHECK(queue_find(s, "dq", 2) == NULL);
@@ -1405,7 +1435,7 @@ static void test_done_jobs_bounded(void)
         ids[i] = put(s, "q", 0, i);
         struct job *j = reserve1(s, "q", i, NULL);
         REQUIRE(j != NULL && j->id == ids[i]);
-        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, T(i)), 0);
+        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, T(i), NULL), 0);
     }
     struct queue_job_status st;
     CHECK(!queue_status(s, ids[0], &st));
@@ -1422,7 +1452,7 @@ static void test_checkpoint_mutations_never_crash(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "alpha", 0, NULL);
     REQUIRE(j != NULL);
-    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, T(1)), 0);
+    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, T(1), NULL), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -1622,26 +1652,26 @@ static void walk_random_op(struct queue_state *s, uint32_t *x, int64_t now, uint
         held[k][0] = held[--*held_count][0];
         held[k][1] = held[*held_count][1];
         uint32_t how = walk_rand(x) % 3;
-        int rc = how == 0   ? queue_ack(s, id, token, "r", 1, T(now))
+        int rc = how == 0   ? queue_ack(s, id, token, "r", 1, T(now), NULL)
                  : how == 1 ? queue_release(s, id, token, walk_rand(x) % 2 ? 30 : 0, 9, "e", 1,
-                                            T(now))
-                            : queue_bury(s, id, token, "poison", 6, T(now));
+                                            T(now), NULL)
+                            : queue_bury(s, id, token, "poison", 6, T(now), NULL);
         CHECK(rc == 0 || rc == QUEUE_ELEASE); /* expired meanwhile */
         return;
     }
     if (op == 6) { /* kick a dead job, or delete a job that is not reserved */
         uint32_t kicked;
-        CHECK_EQ(queue_kick(s, queue, 2, 1, T(now), &kicked), 0);
+        CHECK_EQ(queue_kick(s, queue, 2, 1, T(now), &kicked, NULL), 0);
         struct job *victim = queue_peek_next(s, queue, 2, JOB_READY);
         if (victim != NULL && walk_rand(x) % 2)
-            CHECK_EQ(queue_delete(s, victim->id, T(now)), 0);
+            CHECK_EQ(queue_delete(s, victim->id, T(now), NULL), 0);
         return;
     }
     struct job *job = reserve1(s, queue, now, NULL);
     if (job == NULL)
         return;
     if (op == 7 || *held_count >= 64) {
-        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, T(now)), 0);
+        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, T(now), NULL), 0);
         return;
     }
     held[*held_count][0] = job->id;
@@ -1706,12 +1736,12 @@ static void test_checkpoint_segments(void)
     }
     struct job *gone = reserve1(s, "q", 1, NULL); /* acked before the anchor: segment 7 */
     REQUIRE(gone != NULL && gone->id == ids[0]);
-    CHECK_EQ(queue_ack(s, gone->id, gone->lease_token, NULL, 0, T(1)), 0);
+    CHECK_EQ(queue_ack(s, gone->id, gone->lease_token, NULL, 0, T(1), NULL), 0);
     queue_checkpoint_begin(s);
     CHECK(!queue_checkpoint_step(s, 1));
     struct job *late = reserve1(s, "q", 2, NULL); /* acked after the anchor: segment 3 */
     REQUIRE(late != NULL && late->id == ids[1]);
-    CHECK_EQ(queue_ack(s, late->id, late->lease_token, NULL, 0, T(2)), 0);
+    CHECK_EQ(queue_ack(s, late->id, late->lease_token, NULL, 0, T(2), NULL), 0);
     CHECK(queue_checkpoint_step(s, 100));
     uint8_t *payload;
     uint32_t len;
@@ -1742,9 +1772,9 @@ static void test_checkpoint_walk_cursor_job_leaves(void)
         if (acked) {
             struct job *j = reserve1(s, "q", 1, NULL);
             REQUIRE(j != NULL && j->id == ids[1]);
-            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1)), 0);
+            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1), NULL), 0);
         } else {
-            CHECK_EQ(queue_delete(s, ids[1], T(1)), 0);
+            CHECK_EQ(queue_delete(s, ids[1], T(1), NULL), 0);
         }
         CHECK(queue_checkpoint_step(s, 100));
         uint8_t *payload;
@@ -1774,7 +1804,7 @@ static void test_checkpoint_walk_abort(void)
     CHECK(!queue_checkpoint_active(s));
     struct job *j = reserve1(s, "q", 1, NULL);
     REQUIRE(j != NULL);
-    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1)), 0);
+    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1), NULL), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -1835,6 +1865,7 @@ int main(void)
     RUN_TEST(test_wait_on_job);
     RUN_TEST(test_owner_release_keeps_detached);
     RUN_TEST(test_back_pressure_changes_nothing);
+    RUN_TEST(test_calls_return_what_they_logged);
     RUN_TEST(test_limits_and_validation);
     RUN_TEST(test_pause_resume_and_purge);
     RUN_TEST(test_lease_tokens_unique);
