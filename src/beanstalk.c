@@ -428,7 +428,7 @@ static bool bs_unpause(struct server *server, struct beanstalk_tube *tube)
     if (queue != NULL && queue->paused) {
         struct record_meta meta;
         beanstalk_meta_paused(queue, false, &meta);
-        if (queue_set_meta(server->queues, &meta, server->now) != 0)
+        if (queue_set_meta(server->queues, &meta, server->now, NULL) != 0)
             return false; /* the next turn tries again */
     }
     tube->pause_until_ns = 0;

@@ -123,12 +123,6 @@ static void bad_format(struct conn *conn)
     beanstalk_reply(conn, 0, "BAD_FORMAT");
 }
 
-/* The horizon a reply waits for: every record logged since seq_before. */
-static uint64_t seq_end_since(const struct server *server, uint64_t seq_before)
-{
-    return server->emit_seq_max > seq_before ? server->emit_seq_max + 1 : 0;
-}
-
 /* A queue error as beanstalkd's word; -ENOBUFS (log full) is for the caller to stall on. */
 static const char *error_word(struct server *server, int error)
 {
@@ -560,16 +554,16 @@ static int cmd_delete(struct conn *conn, const struct bs_args *a)
         return fail(conn, QUEUE_ENOTFOUND);
     struct beanstalk_tube *tube = beanstalk_tube_get(server, job->queue->name,
                                                      job->queue->name_len);
-    uint64_t seq_before = server->emit_seq_max;
+    struct queue_logged logged = {0};
     bool acked = job->state == JOB_RESERVED; /* job may be freed by the call */
-    int rc = acked ? queue_ack(server->queues, id, job->lease_token, NULL, 0, server->now, NULL)
-                   : queue_delete(server->queues, id, server->now, NULL);
+    int rc = acked ? queue_ack(server->queues, id, job->lease_token, NULL, 0, server->now, &logged)
+                   : queue_delete(server->queues, id, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
     if (acked)
         server->total_acked++;
     tube->cmd_delete++;
-    beanstalk_reply(conn, seq_end_since(server, seq_before), "DELETED");
+    beanstalk_reply(conn, logged.seq_end, "DELETED");
     return 0;
 }
 
@@ -587,14 +581,14 @@ static int cmd_release(struct conn *conn, const struct bs_args *a)
     struct job *job = owned_job(conn, id);
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
-    uint64_t seq_before = server->emit_seq_max;
+    struct queue_logged logged = {0};
     int rc = queue_release(server->queues, id, job->lease_token, (int64_t)delay * 1000, pri,
-                           "", 0, server->now, NULL);
+                           "", 0, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
     /* Out of attempts (a queue configured with a limit): the release buried it. */
     bool buried = job->state == JOB_DEAD;
-    beanstalk_reply(conn, seq_end_since(server, seq_before), buried ? "BURIED" : "RELEASED");
+    beanstalk_reply(conn, logged.seq_end, buried ? "BURIED" : "RELEASED");
     return 0;
 }
 
@@ -612,12 +606,12 @@ static int cmd_bury(struct conn *conn, const struct bs_args *a)
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     static const char reason[] = "buried";
-    uint64_t seq_before = server->emit_seq_max;
+    struct queue_logged logged = {0};
     int rc = queue_bury_priority(server->queues, id, job->lease_token, pri, reason,
-                                 sizeof(reason) - 1, server->now);
+                                 sizeof(reason) - 1, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
-    beanstalk_reply(conn, seq_end_since(server, seq_before), "BURIED");
+    beanstalk_reply(conn, logged.seq_end, "BURIED");
     return 0;
 }
 
@@ -629,11 +623,10 @@ static int cmd_touch(struct conn *conn, const struct bs_args *a)
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     int64_t deadline_ms;
-    uint64_t seq_before = server->emit_seq_max;
     int rc = queue_touch(server->queues, id, job->lease_token, 0, server->now, &deadline_ms);
     if (rc != 0)
         return fail(conn, rc);
-    beanstalk_reply(conn, seq_end_since(server, seq_before), "TOUCHED");
+    beanstalk_reply(conn, 0, "TOUCHED"); /* a touch logs nothing: nothing to wait for */
     return 0;
 }
 
@@ -652,17 +645,17 @@ static int cmd_kick(struct conn *conn, const struct bs_args *a)
     struct beanstalk_tube *tube = conn->bs->use;
     struct queue *queue = used_queue(conn);
     uint32_t kicked = 0;
-    uint64_t seq_before = server->emit_seq_max;
+    struct queue_logged logged = {0};
     int rc = 0;
     if (queue != NULL && queue->stats.dead > 0) /* buried jobs first, else delayed ones */
         rc = queue_kick(server->queues, tube->name, tube->name_len, (uint32_t)bound,
-                        server->now, &kicked, NULL);
+                        server->now, &kicked, &logged);
     else if (queue != NULL)
         rc = queue_kick_delayed(server->queues, tube->name, tube->name_len, (uint32_t)bound,
-                                server->now, &kicked);
+                                server->now, &kicked, &logged);
     if (rc != 0)
         return fail(conn, rc);
-    beanstalk_reply(conn, seq_end_since(server, seq_before), "KICKED %u", kicked);
+    beanstalk_reply(conn, logged.seq_end, "KICKED %u", kicked);
     return 0;
 }
 
@@ -671,14 +664,15 @@ static int cmd_kick_job(struct conn *conn, const struct bs_args *a)
     struct server *server = conn->server;
     uint64_t id = a->id;
     struct job *job = queue_job_find(server->queues, id);
-    uint64_t seq_before = server->emit_seq_max;
-    int rc = job == NULL                    ? QUEUE_ENOTFOUND
-             : job->state == JOB_DEAD    ? queue_kick_job(server->queues, id, server->now, NULL)
-             : job->state == JOB_DELAYED ? queue_kick_delayed_job(server->queues, id, server->now)
-                                         : QUEUE_ENOTFOUND;
+    struct queue_logged logged = {0};
+    int rc = QUEUE_ENOTFOUND;
+    if (job != NULL && job->state == JOB_DEAD)
+        rc = queue_kick_job(server->queues, id, server->now, &logged);
+    else if (job != NULL && job->state == JOB_DELAYED)
+        rc = queue_kick_delayed_job(server->queues, id, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
-    beanstalk_reply(conn, seq_end_since(server, seq_before), "KICKED");
+    beanstalk_reply(conn, logged.seq_end, "KICKED");
     return 0;
 }
 
@@ -796,8 +790,8 @@ static int cmd_pause_tube(struct conn *conn, const struct bs_args *a)
         return fail(conn, QUEUE_ENOTFOUND);
     struct record_meta meta;
     beanstalk_meta_paused(queue, delay > 0, &meta);
-    uint64_t seq_before = server->emit_seq_max;
-    int rc = queue_set_meta(server->queues, &meta, server->now);
+    struct queue_logged logged = {0};
+    int rc = queue_set_meta(server->queues, &meta, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
     struct beanstalk_tube *tube = beanstalk_tube_get(server, name, len);
@@ -807,7 +801,7 @@ static int cmd_pause_tube(struct conn *conn, const struct bs_args *a)
     tube->pause_until_ns = delay > 0 ? queue_time_after_ns(server->now, delay * 1000ull) : 0;
     state->paused_tubes += tube->pause_until_ns != 0;
     tube->cmd_pause_tube++;
-    beanstalk_reply(conn, seq_end_since(server, seq_before), "PAUSED");
+    beanstalk_reply(conn, logged.seq_end, "PAUSED");
     return 0;
 }
 

@@ -3,7 +3,7 @@
  *
  * A handler turns one decoded request into calls on the queue state and one reply. Replies
  * to requests that logged records are held until the log's durable watermark covers the last
- * record the request appended (server.emit_seq_max moves on every append); the watermark's
+ * record the request appended (the queue call says which: struct queue_logged); the watermark's
  * level is patched into the reply's first payload byte (the `durability` field of every such
  * reply) when it is released. A request that logged nothing answers at once with NONE.
  *
@@ -116,14 +116,6 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
     while (at != &server->held && LIST_ENTRY(at, struct held_reply, link)->seq_end > seq_end)
         at = at->prev;
     list_insert_tail(at->next, &held->link);
-}
-
-/* Reply after every record logged since seq_before is durable. */
-static void reply_durable(struct conn *conn, uint16_t opcode, uint64_t request_id,
-                          union wire_msg *msg, uint64_t seq_before)
-{
-    uint64_t seq_max = conn->server->emit_seq_max;
-    reply_after(conn, opcode, request_id, msg, seq_max > seq_before ? seq_max + 1 : 0);
 }
 
 void handler_release_held(struct server *server)
@@ -1238,12 +1230,12 @@ static int meta_of(struct conn *conn, struct wire_bytes name, struct record_meta
 
 static int meta_apply(struct conn *conn, const struct wire_header *h, struct record_meta *meta)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
-    int rc = queue_set_meta(conn->server->queues, meta, conn->server->now);
+    struct queue_logged logged = {0};
+    int rc = queue_set_meta(conn->server->queues, meta, conn->server->now, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {0};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
@@ -1273,14 +1265,14 @@ static int handle_queue_config(struct conn *conn, const struct wire_header *h,
 
 static int handle_purge(struct conn *conn, const struct wire_header *h, union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
+    struct queue_logged logged = {0};
     uint64_t deleted = 0;
     int rc = queue_purge(conn->server->queues, (const char *)m->queue_ref.queue.data,
-                         m->queue_ref.queue.len, conn->server->now, &deleted);
+                         m->queue_ref.queue.len, conn->server->now, &deleted, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = deleted}};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 
@@ -1288,15 +1280,15 @@ static int handle_purge(struct conn *conn, const struct wire_header *h, union wi
 static int handle_delete_queue(struct conn *conn, const struct wire_header *h,
                                union wire_msg *m)
 {
-    uint64_t seq_before = conn->server->emit_seq_max;
+    struct queue_logged logged = {0};
     uint64_t deleted = 0;
     bool force = (m->delete_queue.flags & WIRE_DELETE_QUEUE_FORCE) != 0;
     int rc = queue_delete_queue(conn->server->queues, (const char *)m->delete_queue.queue.data,
-                                m->delete_queue.queue.len, force, conn->server->now, &deleted);
+                                m->delete_queue.queue.len, force, conn->server->now, &deleted, &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = deleted}};
-    reply_durable(conn, h->opcode, h->request_id, &r, seq_before);
+    reply_after(conn, h->opcode, h->request_id, &r, logged.seq_end);
     return 0;
 }
 

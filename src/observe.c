@@ -387,7 +387,8 @@ static void command_error(struct observe_cmd *cmd, int error)
                    : status == 400 ? "bad request" : "internal error");
 }
 
-static int command_pause(struct server *server, struct observe_cmd *cmd)
+static int command_pause(struct server *server, struct observe_cmd *cmd,
+                         struct queue_logged *logged)
 {
     struct queue *queue = queue_find(server->queues, cmd->queue, cmd->queue_len);
     if (queue == NULL)
@@ -399,37 +400,39 @@ static int command_pause(struct server *server, struct observe_cmd *cmd)
         .default_ttr_ms = queue->default_ttr_ms, .max_jobs = queue->max_jobs,
         .max_bytes = queue->max_bytes,
     };
-    int rc = queue_set_meta(server->queues, &meta, server->now);
+    int rc = queue_set_meta(server->queues, &meta, server->now, logged);
     if (rc == 0)
         command_answer(cmd, 200, "{\"queue\":\"%s\",\"paused\":%s}", queue->name,
                        meta.paused ? "true" : "false");
     return rc;
 }
 
-/* Run one command; -ENOBUFS: the log's batch is full, run it again after the commit. */
-static int command_run(struct server *server, struct observe_cmd *cmd)
+/* Run one command; -ENOBUFS: the log's batch is full, run it again after the commit.
+ * *logged: what it logged (its answer waits for that to be durable). */
+static int command_run(struct server *server, struct observe_cmd *cmd,
+                       struct queue_logged *logged)
 {
     int rc;
     uint32_t kicked = 0;
     switch (cmd->kind) {
     case OBSERVE_PAUSE:
     case OBSERVE_RESUME:
-        return command_pause(server, cmd);
+        return command_pause(server, cmd, logged);
     case OBSERVE_KICK_QUEUE:
         if (queue_find(server->queues, cmd->queue, cmd->queue_len) == NULL)
             return QUEUE_ENOTFOUND;
         rc = queue_kick(server->queues, cmd->queue, cmd->queue_len, cmd->count, server->now,
-                        &kicked, NULL);
+                        &kicked, logged);
         if (rc == 0 || kicked > 0)
             command_answer(cmd, 200, "{\"kicked\":%u}", kicked);
         return kicked > 0 ? 0 : rc;
     case OBSERVE_KICK_JOB:
-        rc = queue_kick_job(server->queues, cmd->id, server->now, NULL);
+        rc = queue_kick_job(server->queues, cmd->id, server->now, logged);
         if (rc == 0)
             command_answer(cmd, 200, "{\"id\":%llu,\"kicked\":1}", (unsigned long long)cmd->id);
         return rc;
     case OBSERVE_DELETE_JOB:
-        rc = queue_delete(server->queues, cmd->id, server->now, NULL);
+        rc = queue_delete(server->queues, cmd->id, server->now, logged);
         if (rc == 0)
             command_answer(cmd, 200, "{\"id\":%llu,\"deleted\":true}",
                            (unsigned long long)cmd->id);
@@ -458,8 +461,8 @@ static void commands_run(struct observe *observe)
         if (link == NULL)
             return;
         struct observe_cmd *cmd = LIST_ENTRY(link, struct observe_cmd, link);
-        uint64_t seq_before = server->emit_seq_max;
-        int rc = server->stopping ? 0 : command_run(server, cmd);
+        struct queue_logged logged = {0};
+        int rc = server->stopping ? 0 : command_run(server, cmd, &logged);
         if (server->stopping)
             command_answer(cmd, 503, "{\"error\":\"the server is stopping\"}");
         if (rc == -ENOBUFS) {
@@ -471,7 +474,7 @@ static void commands_run(struct observe *observe)
         }
         if (rc != 0)
             command_error(cmd, rc);
-        cmd->seq_end = server->emit_seq_max > seq_before ? server->emit_seq_max + 1 : 0;
+        cmd->seq_end = logged.seq_end;
         list_insert_tail(&observe->held, &cmd->link);
     }
 }

@@ -1368,8 +1368,8 @@ void queue_purge_apply(struct queue_state *state, struct queue *queue)
     queue_idem_forget_queue(state, queue);
 }
 
-int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
-                struct queue_time now, uint64_t *deleted)
+static int purge(struct queue_state *state, const char *name, uint32_t name_len,
+                 struct queue_time now, uint64_t *deleted)
 {
     (void)now;
     *deleted = 0;
@@ -1389,6 +1389,15 @@ int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
     return 0;
 }
 
+int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
+                struct queue_time now, uint64_t *deleted, struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = purge(state, name, name_len, now, deleted);
+    queue_logged_since(state, mark, logged);
+    return err;
+}
+
 void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
 {
     /* Settings back to the defaults may leave it idle: the next set_meta or tick looks. */
@@ -1400,7 +1409,8 @@ void queue_apply_meta(struct queue *queue, const struct record_meta *meta)
     queue->max_bytes = meta->max_bytes;
 }
 
-int queue_set_meta(struct queue_state *state, const struct record_meta *meta, struct queue_time now)
+static int set_meta(struct queue_state *state, const struct record_meta *meta,
+                    struct queue_time now)
 {
     struct queue *queue;
     int err = queue_get(state, meta->name, meta->name_len, &queue);
@@ -1416,6 +1426,15 @@ int queue_set_meta(struct queue_state *state, const struct record_meta *meta, st
     mark_serve(state, queue);
     queue_serve(state, now);
     return 0;
+}
+
+int queue_set_meta(struct queue_state *state, const struct record_meta *meta, struct queue_time now,
+                   struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = set_meta(state, meta, now);
+    queue_logged_since(state, mark, logged);
+    return err;
 }
 
 struct job *queue_job_find(struct queue_state *state, uint64_t id)
@@ -1538,7 +1557,7 @@ static int kick_delayed_one(struct queue_state *state, struct job *job, struct q
     return 0;
 }
 
-int queue_kick_delayed_job(struct queue_state *state, uint64_t id, struct queue_time now)
+static int kick_delayed_job(struct queue_state *state, uint64_t id, struct queue_time now)
 {
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
@@ -1551,8 +1570,17 @@ int queue_kick_delayed_job(struct queue_state *state, uint64_t id, struct queue_
     return err;
 }
 
-int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t name_len,
-                       uint32_t count, struct queue_time now, uint32_t *kicked)
+int queue_kick_delayed_job(struct queue_state *state, uint64_t id, struct queue_time now,
+                           struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = kick_delayed_job(state, id, now);
+    queue_logged_since(state, mark, logged);
+    return err;
+}
+
+static int kick_delayed(struct queue_state *state, const char *name, uint32_t name_len,
+                        uint32_t count, struct queue_time now, uint32_t *kicked)
 {
     *kicked = 0;
     struct queue *queue = queue_find(state, name, name_len);
@@ -1570,11 +1598,21 @@ int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t nam
     return *kicked > 0 ? 0 : err;
 }
 
+int queue_kick_delayed(struct queue_state *state, const char *name, uint32_t name_len,
+                       uint32_t count, struct queue_time now, uint32_t *kicked,
+                       struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = kick_delayed(state, name, name_len, count, now, kicked);
+    queue_logged_since(state, mark, logged);
+    return err;
+}
+
 /* beanstalkd's bury <id> <pri>: the new priority is logged as a RELEASE without run-at just
  * before the BURY (replay applies both in order, so no record format changes); a job whose
  * priority stays is buried as by queue_bury. */
-int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, uint32_t priority,
-                        const char *reason, uint32_t reason_len, struct queue_time now)
+static int bury_priority(struct queue_state *state, uint64_t id, uint64_t token, uint32_t priority,
+                         const char *reason, uint32_t reason_len, struct queue_time now)
 {
     if (reason_len > LIMIT_REASON_MAX_BYTES)
         return QUEUE_EINVAL;
@@ -1589,4 +1627,14 @@ int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, 
         return err;
     job->priority = priority; /* a reserved job is ordered by its deadline: nothing to fix */
     return queue_bury(state, id, token, reason, reason_len, now, NULL);
+}
+
+int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token, uint32_t priority,
+                        const char *reason, uint32_t reason_len, struct queue_time now,
+                        struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = bury_priority(state, id, token, priority, reason, reason_len, now);
+    queue_logged_since(state, mark, logged);
+    return err;
 }

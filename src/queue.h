@@ -388,14 +388,15 @@ SPOOL_MUST_USE int queue_reserve_job(struct queue_state *state, uint64_t id,
 /* The beanstalkd protocol's bury <id> <pri>: queue_bury that also sets the priority. */
 SPOOL_MUST_USE int queue_bury_priority(struct queue_state *state, uint64_t id, uint64_t token,
                                        uint32_t priority, const char *reason,
-                                       uint32_t reason_len, struct queue_time now);
+                                       uint32_t reason_len, struct queue_time now,
+                                       struct queue_logged *logged);
 /* The beanstalkd protocol's kick of delayed jobs: make one (QUEUE_ESTATE if not delayed), or
  * up to count of a queue, soonest first, ready now (logged as a RELEASE without run-at). */
 SPOOL_MUST_USE int queue_kick_delayed_job(struct queue_state *state, uint64_t id,
-                                          struct queue_time now);
+                                          struct queue_time now, struct queue_logged *logged);
 SPOOL_MUST_USE int queue_kick_delayed(struct queue_state *state, const char *name,
                                       uint32_t name_len, uint32_t count, struct queue_time now,
-                                      uint32_t *kicked);
+                                      uint32_t *kicked, struct queue_logged *logged);
 /* What beanstalkd's stats-job counts of a job since the server started (queue_counts.c):
  * leases that ran out, releases, buries, kicks (of dead or delayed jobs). */
 struct queue_job_counts {
@@ -416,13 +417,14 @@ SPOOL_MUST_USE int queue_delete(struct queue_state *state, uint64_t id,
  * leases go stale); *deleted = how many. QUEUE_ENOTFOUND for a queue never used. */
 SPOOL_MUST_USE int queue_delete_queue(struct queue_state *state, const char *name,
                                       uint32_t name_len, bool force, struct queue_time now,
-                                      uint64_t *deleted);
+                                      uint64_t *deleted, struct queue_logged *logged);
 /* Delete every non-reserved job of a queue; *deleted = how many. */
 SPOOL_MUST_USE int queue_purge(struct queue_state *state, const char *name, uint32_t name_len,
-                               struct queue_time now, uint64_t *deleted);
+                               struct queue_time now, uint64_t *deleted,
+                               struct queue_logged *logged);
 /* Pause or resume, set defaults and limits (logged as QUEUE_META). */
 SPOOL_MUST_USE int queue_set_meta(struct queue_state *state, const struct record_meta *meta,
-                                  struct queue_time now);
+                                  struct queue_time now, struct queue_logged *logged);
 
 /* Peek: a job by id (any state but PENDING), or a queue's next ready / delayed / dead. */
 struct job *queue_peek_id(struct queue_state *state, uint64_t id);

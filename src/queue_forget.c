@@ -105,8 +105,8 @@ void queue_delete_queue_apply(struct queue_state *state, struct queue *queue)
     queue_idle_mark(state, queue);
 }
 
-int queue_delete_queue(struct queue_state *state, const char *name, uint32_t name_len,
-                       bool force, struct queue_time now, uint64_t *deleted)
+static int delete_queue(struct queue_state *state, const char *name, uint32_t name_len, bool force,
+                        struct queue_time now, uint64_t *deleted)
 {
     (void)now;
     *deleted = 0;
@@ -129,4 +129,13 @@ int queue_delete_queue(struct queue_state *state, const char *name, uint32_t nam
     queue_delete_queue_apply(state, queue);
     *deleted = before - (s->ready + s->delayed + s->reserved + s->dead);
     return 0;
+}
+
+int queue_delete_queue(struct queue_state *state, const char *name, uint32_t name_len, bool force,
+                       struct queue_time now, uint64_t *deleted, struct queue_logged *logged)
+{
+    uint64_t mark = state->emit_seq_max;
+    int err = delete_queue(state, name, name_len, force, now, deleted);
+    queue_logged_since(state, mark, logged);
+    return err;
 }

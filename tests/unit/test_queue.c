@@ -691,7 +691,7 @@ static void test_limits_and_validation(void)
     struct queue_state *s = make_state();
     struct record_meta meta = {.name = "lim", .name_len = 3, .max_jobs = 2,
                                .default_max_attempts = UINT32_MAX};
-    CHECK_EQ(queue_set_meta(s, &meta, T(0)), 0);
+    CHECK_EQ(queue_set_meta(s, &meta, T(0), NULL), 0);
     struct queue_put_args args = {.queue = "lim", .queue_len = 3, .body = "x", .body_len = 1,
                                   .max_attempts = -1};
     uint64_t id, seq;
@@ -779,7 +779,7 @@ static void test_pause_resume_and_purge(void)
     put(s, "q", 0, 0);
     struct record_meta meta = {.name = "q", .name_len = 1, .paused = true,
                                .default_max_attempts = UINT32_MAX};
-    CHECK_EQ(queue_set_meta(s, &meta, T(0)), 0);
+    CHECK_EQ(queue_set_meta(s, &meta, T(0), NULL), 0);
     CHECK(reserve1(s, "q", 0, NULL) == NULL);
     struct wake_log l = {0};
     struct queue_reserver r = {.queues = {queue_find(s, "q", 1)}, .queue_count = 1,
@@ -788,18 +788,18 @@ static void test_pause_resume_and_purge(void)
     struct job *jobs[1];
     CHECK_EQ(queue_reserve(s, &r, T(0), jobs), 0);
     meta.paused = false;
-    CHECK_EQ(queue_set_meta(s, &meta, T(1)), 0);
+    CHECK_EQ(queue_set_meta(s, &meta, T(1), NULL), 0);
     CHECK_EQ(l.calls, 1); /* resume serves the blocked reserver */
     put(s, "q", 0, 2);
     put(s, "q", 0, 2);
     uint64_t deleted = 0;
-    CHECK_EQ(queue_purge(s, "q", 1, T(3), &deleted), 0);
+    CHECK_EQ(queue_purge(s, "q", 1, T(3), &deleted, NULL), 0);
     CHECK_EQ(deleted, 2);
     struct queue_stats st;
     queue_stats_get(queue_find(s, "q", 1), T(3), &st);
     CHECK_EQ(st.ready, 0);
     CHECK_EQ(st.reserved, 1);
-    CHECK_EQ(queue_purge(s, "nope", 4, T(3), &deleted), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_purge(s, "nope", 4, T(3), &deleted, NULL), QUEUE_ENOTFOUND);
     queue_state_destroy(s);
 }
 
@@ -928,17 +928,17 @@ static void test_reserve_job_and_kick_delayed(void)
     CHECK_EQ(j->state, JOB_RESERVED);
     CHECK_EQ(queue_release(s, delayed, j->lease_token, 60000, UINT32_MAX, NULL, 0, T(4), NULL), 0);
     CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_DELAYED);
-    CHECK_EQ(queue_kick_delayed_job(s, ready, T(5)), QUEUE_ESTATE);
-    CHECK_EQ(queue_kick_delayed_job(s, 999, T(5)), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_kick_delayed_job(s, ready, T(5), NULL), QUEUE_ESTATE);
+    CHECK_EQ(queue_kick_delayed_job(s, 999, T(5), NULL), QUEUE_ENOTFOUND);
     uint32_t kicked = 0;
-    CHECK_EQ(queue_kick_delayed(s, "b", 1, 10, T(5), &kicked), 0);
+    CHECK_EQ(queue_kick_delayed(s, "b", 1, 10, T(5), &kicked, NULL), 0);
     CHECK_EQ(kicked, 1);
     CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_READY);
-    CHECK_EQ(queue_kick_delayed(s, "nosuch", 6, 10, T(5), &kicked), 0);
+    CHECK_EQ(queue_kick_delayed(s, "nosuch", 6, 10, T(5), &kicked, NULL), 0);
     CHECK_EQ(kicked, 0);
     uint64_t later = put_full(s, "b", 8, 60000, 0, -1, NULL, 6);
     queue_durable(s, UINT64_MAX, T(6));
-    CHECK_EQ(queue_kick_delayed_job(s, later, T(7)), 0);
+    CHECK_EQ(queue_kick_delayed_job(s, later, T(7), NULL), 0);
     CHECK_EQ(queue_peek_id(s, later)->state, JOB_READY);
     queue_owner_release(s, &owner, T(8));
     struct queue_state *r = replay_all(9);
@@ -1379,9 +1379,9 @@ static void test_delete_queue_replays(void)
     REQUIRE(held != NULL && held->id == a);
     uint64_t token = held->lease_token;
     uint64_t deleted = 0;
-    CHECK_EQ(queue_delete_queue(s, "dq", 2, false, T(2), &deleted), QUEUE_ESTATE);
-    CHECK_EQ(queue_delete_queue(s, "nq", 2, true, T(2), &deleted), QUEUE_ENOTFOUND);
-    CHECK_EQ(queue_delete_queue(s, "dq", 2, true, T(2), &deleted), 0);
+    CHECK_EQ(queue_delete_queue(s, "dq", 2, false, T(2), &deleted, NULL), QUEUE_ESTATE);
+    CHECK_EQ(queue_delete_queue(s, "nq", 2, true, T(2), &deleted, NULL), QUEUE_ENOTFOUND);
+    CHECK_EQ(queue_delete_queue(s, "dq", 2, true, T(2), &deleted, NULL), 0);
     CHECK_EQ(deleted, 2);
     CHECK_EQ(queue_ack(s, a, token, NULL, 0, T(3), NULL), QUEUE_ENOTFOUND);
     CHECK(queue_job_find(s, b) == NULL);
