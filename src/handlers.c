@@ -1284,7 +1284,8 @@ static int handle_delete_queue(struct conn *conn, const struct wire_header *h,
     uint64_t deleted = 0;
     bool force = (m->delete_queue.flags & WIRE_DELETE_QUEUE_FORCE) != 0;
     int rc = queue_delete_queue(conn->server->queues, (const char *)m->delete_queue.queue.data,
-                                m->delete_queue.queue.len, force, conn->server->now, &deleted, &logged);
+                                m->delete_queue.queue.len, force, conn->server->now, &deleted,
+                                &logged);
     if (rc != 0)
         return queue_result(conn, h->request_id, rc);
     union wire_msg r = {.count_reply = {.count = deleted}};

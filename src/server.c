@@ -100,8 +100,6 @@ int server_emit(void *ctx, uint8_t type, const void *data, uint32_t len, struct 
     }
     if (rc != 0)
         return rc;
-    SPOOL_ASSERT(pos->seq > server->emit_seq_max);
-    server->emit_seq_max = pos->seq;
     uint64_t footprint = log_record_footprint(len);
     server->log_bytes += footprint;
     server->checkpoint_bytes += footprint;
@@ -378,7 +376,6 @@ static int recover(struct server *server)
     if (rc != 0)
         return rc;
     durability_marks_init(&server->durable, log_durable_seq_end(server->log));
-    server->emit_seq_max = log_next_seq(server->log) - 1;
     queue_set_emit(server->queues, server_emit, server);
     server->now = server_now(); /* until the loop's first turn reads the clocks again */
     queue_recover_finish(server->queues, server->now);

@@ -22,6 +22,26 @@
  *
  * Every CQE's user_data is a struct io_completion (io.h): the engine's ops and ours are
  * dispatched the same way.
+ *
+ * The walk of one PUT, one loop turn after another (server_run):
+ *   1. socket: a recv CQE appends the bytes to the conn's input (conn.c conn_recv_complete);
+ *      the conn goes to server.runnable.
+ *   2. handler: conns_run -> conn_run decodes the frame (wire/) and calls handle_put through
+ *      the opcode table (handlers.c), which checks admission (size, disk, memory).
+ *   3. queue: queue_put validates, encodes a PUT record and emits it; the job is PENDING
+ *      (not reservable). The call returns the record's seq (queue_logged for the other
+ *      calls): the handler takes the reply's horizon from it, not from the server.
+ *   4. log: server_emit appends the record to the log's open batch (log_append; -ENOBUFS when
+ *      the batch is full: the frame stays unparsed and the conn stalls until the commit).
+ *   5. reply held: reply_after encodes the reply into server.held with seq_end = seq + 1.
+ *   6. fsync: log_tick at the turn's end starts the commit: the batch's write, synced with it
+ *      under --sync always (RWF_DSYNC), later under interval or never (storage/log.h); each
+ *      completion reports the written and synced watermarks (on_durable ->
+ *      durability_marks_report).
+ *   7. reply: the next turn's durable_apply calls queue_durable (the job becomes READY and is
+ *      served to waiting reserves) and handler_release_held, which patches the level reached
+ *      into the reply's durability byte and queues it on the conn's output; conn_send_next
+ *      sends it.
  */
 #ifndef SPOOL_SRC_SERVER_H
 #define SPOOL_SRC_SERVER_H
@@ -182,7 +202,6 @@ struct server {
     struct durability_marks durable;
     uint64_t durable_applied; /* written watermark the loop has acted on */
     int64_t stop_started_ms;
-    uint64_t emit_seq_max; /* seq of the last record appended */
     bool log_full;
     int fatal_error;
     bool stopping;
