@@ -230,8 +230,17 @@ class Firefox(Browser):
                          value=selector)["value"][WEB_ELEMENT]
 
     def click(self, selector):
-        """WebDriver's element click: scrolled into view, a real mouse click at its middle."""
-        self.call("WebDriver:ElementClick", id=self._element(selector))
+        """WebDriver's element click: scrolled into view, a real mouse click at its middle.
+        The page redraws its tables every second, so the element found may be replaced
+        before the click lands (stale element reference): find it again, as a person's
+        next click would hit the redrawn one."""
+        for attempt in range(5):
+            try:
+                self.call("WebDriver:ElementClick", id=self._element(selector))
+                return
+            except RuntimeError as e:
+                if "stale element reference" not in str(e) or attempt == 4:
+                    raise
 
     def type_text(self, selector, text):
         self.call("WebDriver:ElementSendKeys", id=self._element(selector), text=text)
