@@ -3,35 +3,7 @@
  * delivery) and processing (delivery to ack) histograms see the times the clock says. */
 #include "check.h"
 #include "queue.h"
-
-static uint64_t seq_next;
-
-static int count_emit(void *ctx, uint8_t type, const void *data, uint32_t len,
-                      struct log_pos *pos)
-{
-    (void)ctx;
-    (void)type;
-    (void)data;
-    (void)len;
-    pos->seq = ++seq_next;
-    pos->segment_id = 1;
-    pos->batch_offset = 4096;
-    return 0;
-}
-
-static struct queue_time at_ms(int64_t ms)
-{
-    return (struct queue_time){.wall_ns = ms * QUEUE_NS_PER_MS, .mono_ns = ms * QUEUE_NS_PER_MS};
-}
-
-static struct queue_state *state_new(void)
-{
-    struct queue_config config;
-    queue_config_defaults(&config);
-    config.emit = count_emit;
-    seq_next = 0;
-    return queue_state_create(&config);
-}
+#include "queue_fake.h"
 
 static uint64_t put_at(struct queue_state *s, int64_t ms, int64_t ttl_ms, int64_t max_attempts)
 {
