@@ -109,6 +109,25 @@ static int fmt_open(struct fmt *f, struct io_backend *io, struct log_config *con
     return log_open(config, io, fmt_replay, f, NULL, NULL, report, log);
 }
 
+/* Open the image with sync_mode: recovery must refuse it as corrupt, naming reason. The
+ * backend is destroyed. */
+static void fmt_expect_corrupt(struct memfs *fs, enum log_sync_mode sync_mode,
+                               const char *reason)
+{
+    struct fmt f = {.now_ns = 1};
+    struct log_config config;
+    fmt_config(&f, &config);
+    config.sync_mode = sync_mode;
+    struct log_recovery_report report;
+    struct log *log = NULL;
+    int rc = fmt_open(&f, memfs_io(fs), &config, &report, &log);
+    CHECK_EQ(rc, LOG_ECORRUPT);
+    CHECK(strstr(report.message, reason) != NULL);
+    if (rc == 0)
+        CHECK_EQ(log_close(log), 0);
+    io_backend_destroy(memfs_io(fs));
+}
+
 /* Append records until next_seq reaches upto, committing whenever the batch is full. */
 static void fmt_append_upto(struct log *log, struct io_backend *io, uint64_t upto)
 {
@@ -279,17 +298,7 @@ static void test_sealed_successor_header_damaged(void)
     fmt_patch(fs, newest, SEGMENT_HEADER_SIZE, zero, FMT_SEGMENT_BYTES - SEGMENT_HEADER_SIZE);
     uint8_t byte = 0x77;
     fmt_patch(fs, newest, 20, &byte, 1);
-    struct fmt f = {.now_ns = 1};
-    struct log_config config;
-    fmt_config(&f, &config);
-    struct log_recovery_report report;
-    struct log *log = NULL;
-    int rc = fmt_open(&f, memfs_io(fs), &config, &report, &log);
-    CHECK_EQ(rc, LOG_ECORRUPT);
-    CHECK(strstr(report.message, "bad_segment_header") != NULL);
-    if (rc == 0)
-        CHECK_EQ(log_close(log), 0);
-    io_backend_destroy(memfs_io(fs));
+    fmt_expect_corrupt(fs, LOG_SYNC_ALWAYS, "bad_segment_header");
 }
 
 /* One power-loss image at k: it opens; after a close, the newest segment's loss is seen. */
@@ -409,24 +418,19 @@ static void test_interval_synced_damage(void)
     /* A flipped payload byte in batch 2, which was fdatasync'ed (batch 4 records it). */
     uint8_t garbage = 0x5a;
     fmt_patch(fs, 1, b.offset[1] + 200, &garbage, 1);
-    struct fmt f = {.now_ns = 1};
-    struct log_config config;
-    fmt_config(&f, &config);
-    config.sync_mode = LOG_SYNC_INTERVAL;
-    struct log_recovery_report report;
-    struct log *log = NULL;
-    int rc = fmt_open(&f, memfs_io(fs), &config, &report, &log);
-    CHECK_EQ(rc, LOG_ECORRUPT);
-    CHECK(strstr(report.message, "bad_payload") != NULL);
-    if (rc == 0)
-        CHECK_EQ(log_close(log), 0);
-    io_backend_destroy(memfs_io(fs));
+    fmt_expect_corrupt(fs, LOG_SYNC_INTERVAL, "bad_payload");
     /* The same damage in batch 4, written after the last fdatasync: a torn tail. */
     fs = memfs_create();
     fmt_write_interval(fs);
     fmt_list_batches(fs, 1, &b);
     REQUIRE(b.count == 4);
     fmt_patch(fs, 1, b.offset[3] + 200, &garbage, 1);
+    struct fmt f = {.now_ns = 1};
+    struct log_config config;
+    fmt_config(&f, &config);
+    config.sync_mode = LOG_SYNC_INTERVAL;
+    struct log_recovery_report report;
+    struct log *log = NULL;
     REQUIRE(fmt_open(&f, memfs_io(fs), &config, &report, &log) == 0);
     CHECK(report.torn_tail);
     CHECK_EQ(f.replayed, 3);
