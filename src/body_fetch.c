@@ -178,7 +178,7 @@ static struct body_fetch *fetch_new(struct job *const *jobs, uint32_t count)
         *fj = (struct body_fetch_job){
             .id = job->id,
             .lease_token = job->state == JOB_RESERVED ? job->lease_token : 0,
-            .pos = job->pos,
+            .pos = queue_job_pos(job),
             .len = job->body_len,
         };
         if (queue_job_body_missing(job))
@@ -239,7 +239,7 @@ static void read_each(void *ctx, const struct log_record *record)
     if (record_decode(record->type, record->data, record->len, &rec) != 0)
         return; /* a waiter on it stays unresolved: LOG_ECORRUPT at the end */
     struct job *job = queue_job_find(server->queues, rec.id);
-    if (job != NULL && queue_job_body_missing(job) && job->pos.seq == record->pos.seq &&
+    if (job != NULL && queue_job_body_missing(job) && queue_job_pos(job).seq == record->pos.seq &&
         job->body_len == rec.u.put.body_len) {
         queue_body_loaded(server->queues, job, rec.u.put.body, rec.u.put.body_len);
         read->fetcher->stats.bodies_read++;

@@ -389,7 +389,7 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
 /* Called once the job's pos and body_len are set. */
 void queue_job_account(struct queue_state *state, struct job *job)
 {
-    segment_add(state, job->pos.segment_id, 1);
+    segment_add(state, queue_job_pos(job).segment_id, 1);
     job->queue->stats.bytes += job->body_len;
     job->queue->stats.total_put++;
 }
@@ -513,7 +513,7 @@ static void job_unlive(struct queue_state *state, struct job *job)
     if (state->walk != NULL)
         queue_checkpoint_unlink(state, job);
     list_unlink(&job->live);
-    segment_add(state, job->pos.segment_id, -1);
+    segment_add(state, queue_job_pos(job).segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
     job->queue->stats.bytes -= job->body_len;
     if (heap_contains(&state->ttl_heap, job))
@@ -790,7 +790,7 @@ static bool put_duplicate(struct queue_state *state, const struct queue_put_args
         return false;
     *id = idem->job_id;
     struct job *job = jobtab_get(&state->jobs, idem->job_id);
-    *seq = job != NULL ? job->pos.seq : 0;
+    *seq = job != NULL ? queue_job_pos(job).seq : 0;
     return true;
 }
 
@@ -885,7 +885,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     job->created_ms = put.created_ms;
     queue_job_set_run_at(job, put.run_at_ms, now);
     queue_job_set_expires_at(job, put.expires_at_ms, now);
-    job->pos = pos;
+    queue_job_set_pos(job, pos);
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
     state->totals.pending++;
@@ -904,7 +904,7 @@ void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct q
     struct list_link *link;
     while ((link = list_first(&state->pending)) != NULL) {
         struct job *job = LIST_ENTRY(link, struct job, state_link);
-        if (job->pos.seq >= durable_seq_end)
+        if (queue_job_pos(job).seq >= durable_seq_end)
             break;
         queue_job_leave(state, job);
         queue_job_place(state, job, now);

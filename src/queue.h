@@ -564,6 +564,16 @@ static inline bool queue_job_live(const struct job *job)
     default: return false;
     }
 }
+/* Where the job's PUT (or the record that last carried its body) is in the log. Read and set
+ * it through here: the job table may store it packed. */
+static inline struct log_pos queue_job_pos(const struct job *job)
+{
+    return job->pos;
+}
+static inline void queue_job_set_pos(struct job *job, struct log_pos pos)
+{
+    job->pos = pos;
+}
 /* A live job whose body must be read back from the log before it can be sent. */
 static inline bool queue_job_body_missing(const struct job *job)
 {

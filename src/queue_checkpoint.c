@@ -166,18 +166,18 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     p = put_varint(p, (uint64_t)job->run_at_ms);
     p = put_varint(p, (uint64_t)job->expires_at_ms);
     p = put_varint(p, (uint64_t)job->settled_ms);
-    p = put_varint(p, zigzag((int64_t)(job->pos.seq - prev->seq)));
-    p = put_varint(p, zigzag((int64_t)(job->pos.segment_id - prev->segment_id)));
-    p = put_varint(p, zigzag((int64_t)(job->pos.batch_offset - prev->batch_offset)));
+    p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).seq - prev->seq)));
+    p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).segment_id - prev->segment_id)));
+    p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).batch_offset - prev->batch_offset)));
     if (saved == JOB_DEAD) {
         p = put_varint(p, reason_len);
         if (reason_len > 0)
             memcpy(p, job->reason, reason_len);
         p += reason_len;
     }
-    *prev = (struct job_prev){.id = job->id, .created_ms = job->created_ms,
-                              .seq = job->pos.seq, .segment_id = job->pos.segment_id,
-                              .batch_offset = job->pos.batch_offset};
+    struct log_pos pos = queue_job_pos(job);
+    *prev = (struct job_prev){.id = job->id, .created_ms = job->created_ms, .seq = pos.seq,
+                              .segment_id = pos.segment_id, .batch_offset = pos.batch_offset};
     w->len -= (size_t)(1 + 15 * VARINT_BYTES_MAX + reason_len) - (size_t)(p - start);
 }
 
@@ -356,7 +356,7 @@ void queue_checkpoint_capture(struct queue_state *state, struct job *job)
     SPOOL_ASSERT(!job_state_settled(job->state)); /* settled ones went to the tail */
     job->checkpoint_epoch = walk->epoch;
     encode_job(&walk->main, job, job->queue->checkpoint_index, &walk->prev);
-    segment_set_add(&walk->segments, job->pos.segment_id);
+    segment_set_add(&walk->segments, queue_job_pos(job).segment_id);
     walk->job_count++;
 }
 
@@ -508,9 +508,9 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     queue_job_set_run_at(job, (int64_t)le_get_u64(p + 48), now);
     queue_job_set_expires_at(job, (int64_t)le_get_u64(p + 56), now);
     job->settled_ms = (int64_t)le_get_u64(p + 64);
-    job->pos.seq = le_get_u64(p + 72);
-    job->pos.segment_id = le_get_u64(p + 80);
-    job->pos.batch_offset = le_get_u64(p + 88);
+    queue_job_set_pos(job, (struct log_pos){.seq = le_get_u64(p + 72),
+                                            .segment_id = le_get_u64(p + 80),
+                                            .batch_offset = le_get_u64(p + 88)});
     queue_job_account(state, job);
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)
@@ -577,12 +577,13 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     queue_job_set_run_at(job, (int64_t)f[V3_RUN_AT], now);
     queue_job_set_expires_at(job, (int64_t)f[V3_EXPIRES], now);
     job->settled_ms = (int64_t)f[V3_SETTLED];
-    job->pos.seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]);
-    job->pos.segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]);
-    job->pos.batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET]);
-    *prev = (struct job_prev){.id = id, .created_ms = job->created_ms, .seq = job->pos.seq,
-                              .segment_id = job->pos.segment_id,
-                              .batch_offset = job->pos.batch_offset};
+    queue_job_set_pos(job, (struct log_pos){
+        .seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]),
+        .segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]),
+        .batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET])});
+    struct log_pos pos = queue_job_pos(job);
+    *prev = (struct job_prev){.id = id, .created_ms = job->created_ms, .seq = pos.seq,
+                              .segment_id = pos.segment_id, .batch_offset = pos.batch_offset};
     queue_job_account(state, job);
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)

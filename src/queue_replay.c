@@ -37,7 +37,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     job->created_ms = put->created_ms;
     queue_job_set_run_at(job, put->run_at_ms, now);
     queue_job_set_expires_at(job, put->expires_at_ms, now);
-    job->pos = *pos;
+    queue_job_set_pos(job, *pos);
     queue_job_account(state, job);
     queue_job_place(state, job, now);
     if (put->key_len > 0 &&
