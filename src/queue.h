@@ -579,6 +579,20 @@ static inline bool queue_job_body_missing(const struct job *job)
 {
     return job->body == NULL && queue_job_live(job);
 }
+/* READY jobs in ready order (oldest ready first; within one priority that is the order the
+ * ready heap delivers them): the first, and the one after job (READY); NULL past the last.
+ * Body read-ahead (body_prefetch.h) walks it to learn which bodies a drain wants next. */
+static inline struct job *queue_ready_first(const struct queue *queue)
+{
+    struct list_link *link = list_first(&queue->ready_order);
+    return link == NULL ? NULL : LIST_ENTRY(link, struct job, state_link);
+}
+static inline struct job *queue_ready_next(const struct job *job)
+{
+    SPOOL_ASSERT(job->state == JOB_READY);
+    struct list_link *link = job->state_link.next;
+    return link == &job->queue->ready_order ? NULL : LIST_ENTRY(link, struct job, state_link);
+}
 /* The body cache's figures, for stats. */
 struct queue_body_stats {
     uint64_t bytes;     /* counted bytes held (bodies and their overhead) */

@@ -1226,11 +1226,13 @@ static void bodies_report(struct server *server)
     struct body_fetch_stats fetch;
     body_fetch_stats_get(server->fetcher, &fetch);
     slog_info("msg=\"body cache\" bytes=%llu bytes_max=%llu bodies=%llu evictions=%llu "
-              "fetches=%llu batch_reads=%llu bodies_read=%llu read_errors=%llu",
+              "fetches=%llu batch_reads=%llu bodies_read=%llu read_errors=%llu "
+              "prefetch_reads=%llu",
               (unsigned long long)cache.bytes, (unsigned long long)cache.bytes_max,
               (unsigned long long)cache.count, (unsigned long long)cache.evictions,
               (unsigned long long)fetch.fetches, (unsigned long long)fetch.batch_reads,
-              (unsigned long long)fetch.bodies_read, (unsigned long long)fetch.errors);
+              (unsigned long long)fetch.bodies_read, (unsigned long long)fetch.errors,
+              (unsigned long long)fetch.prefetch_reads);
 }
 
 void server_destroy(struct server *server)

@@ -219,6 +219,52 @@ static void test_delivery_after_restart(void)
     spoold_cleanup(&server);
 }
 
+/* A drain after a restart reads ahead (src/body_prefetch.h): with a cache that holds a few
+ * batches, most reserves find their bodies cached; each batch is read once (read-ahead and
+ * deliveries never read the same batch twice at once), every body is right, and the cache's
+ * bound holds. With a 64 KiB cache (half of it: less than one batch) nothing is read ahead. */
+static void test_read_ahead_after_restart(void)
+{
+    const char *const args[] = {"--body-cache", "2m", NULL};
+    REQUIRE(spoold_start(&server, "backlog-ahead", args) == 0);
+    spool_client *c = client();
+    put_all(c);
+    spool_close(c);
+    REQUIRE(spoold_stop(&server) == 0);
+    REQUIRE(spoold_restart(&server, args) == 0);
+    c = client();
+    drain_all(c, 32); /* ~94 reserves */
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    uint64_t reads = log_counter(&server, "batch_reads=");
+    uint64_t ahead = log_counter(&server, "prefetch_reads=");
+    uint64_t fetches = log_counter(&server, "fetches=");
+    uint64_t bytes_max = log_counter(&server, "bytes_max=");
+    fprintf(stderr, "read-ahead: %llu of %llu batch reads; %llu reserves waited\n",
+            (unsigned long long)ahead, (unsigned long long)reads, (unsigned long long)fetches);
+    CHECK_EQ(bytes_max, 2u << 20);
+    CHECK(ahead > 10);
+    CHECK(ahead <= reads);
+    CHECK(reads < 60); /* ~30 log batches (and the checkpoint's), each once */
+    CHECK(fetches < 20);
+    spoold_cleanup(&server);
+    /* A cache too small for read-ahead: every reserve that needs a batch reads it itself. */
+    const char *const tiny[] = {"--body-cache", "64k", NULL};
+    REQUIRE(spoold_start(&server, "backlog-ahead-tiny", tiny) == 0);
+    c = client();
+    put_all(c);
+    spool_close(c);
+    REQUIRE(spoold_stop(&server) == 0);
+    REQUIRE(spoold_restart(&server, tiny) == 0);
+    c = client();
+    drain_all(c, 32);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    CHECK_EQ(log_counter(&server, "prefetch_reads="), 0);
+    CHECK(log_counter(&server, "fetches=") > 20);
+    spoold_cleanup(&server);
+}
+
 /* HELLO then RESERVE of 256 cold jobs, then close at once: the leases go back when the
  * connection closes, whether or not the bodies had arrived; nothing is lost or stuck. */
 static void reserve_and_vanish(void)
@@ -362,6 +408,7 @@ int main(void)
 {
     RUN_TEST(test_delivery_after_eviction);
     RUN_TEST(test_delivery_after_restart);
+    RUN_TEST(test_read_ahead_after_restart);
     RUN_TEST(test_close_while_fetching);
     RUN_TEST(test_damaged_body_stops);
     RUN_TEST(test_memory_bound);
