@@ -38,6 +38,7 @@ static int map_error(int error)
     case QUEUE_ENOTFOUND: return SPOOL_E_NOT_FOUND;
     case QUEUE_ELEASE: return SPOOL_E_LEASE_EXPIRED;
     case QUEUE_EFULL: return SPOOL_E_QUEUE_FULL;
+    case QUEUE_ENOMEM: return SPOOL_E_QUEUE_FULL;
     case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
     case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
     case QUEUE_ETOOBIG: return SPOOL_E_TOO_LARGE;
@@ -419,6 +420,23 @@ static int batch_room(const struct queue_state *state, const struct wire_put_bat
     return room;
 }
 
+/* Memory for every job of the batch, made sure of before any is put (queue_put_reserve), so
+ * that no put of an admitted batch fails for it: 0, or QUEUE_ENOMEM. */
+static int batch_memory(struct queue_state *state, const struct wire_put_batch *batch)
+{
+    for (uint32_t i = 0; i < batch->count; i++) {
+        struct queue_put_args args;
+        put_args(&batch->jobs[i], &args);
+        struct queue *queue;
+        int rc = queue_get(state, args.queue, args.queue_len, &queue);
+        if (rc == 0)
+            rc = queue_put_reserve(state, queue, &args, batch->count);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Log bytes the batch's PUT records take (log_record_footprint of each, a duplicate's
  * included: an upper bound). */
 static uint64_t batch_log_bytes(const struct wire_put_batch *batch)
@@ -469,6 +487,12 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
                    : room == QUEUE_ETOOMANY ? "the batch names more new queues than "
                                               "--max-queues leaves room for"
                                             : "the batch exceeds a queue limit");
+        return BATCH_REFUSED;
+    }
+    room = batch_memory(server->queues, batch);
+    if (room != 0) {
+        conn_error(conn, request_id, map_error(room),
+                   "no memory for the batch's jobs: puts refused until memory frees");
         return BATCH_REFUSED;
     }
     if (server->log_full || log_bytes > log_open_room(server->log)) {

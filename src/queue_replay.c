@@ -21,15 +21,19 @@
 
 static const char reason_max_attempts[] = "max_attempts";
 
-static void replay_put(struct queue_state *state, const struct record *rec,
-                       const struct log_pos *pos, struct queue_time now)
+/* 0, or QUEUE_ENOMEM: no memory for the job (the start stops with a message). */
+static int replay_put(struct queue_state *state, const struct record *rec,
+                      const struct log_pos *pos, struct queue_time now)
 {
     const struct record_put *put = &rec->u.put;
     if (jobtab_get(&state->jobs, put->id) != NULL || put->id < state->next_id)
-        return; /* already known (a checkpoint covered it) or settled and forgotten */
+        return 0; /* already known (a checkpoint covered it) or settled and forgotten */
     struct queue *queue;
-    if (queue_get(state, put->queue, put->queue_len, &queue) != 0)
-        return;
+    int rc = queue_get(state, put->queue, put->queue_len, &queue);
+    if (rc == 0)
+        rc = queue_job_reserve(state, queue, put->run_at_ms != 0, put->expires_at_ms != 0, 1);
+    if (rc != 0)
+        return rc == QUEUE_ENOMEM ? rc : 0;
     struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
     job->priority = put->priority;
     job->max_attempts = put->max_attempts;
@@ -45,6 +49,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
             queue_time_wall_ms(now))
         queue_idem_add(state, put->queue, put->queue_len, put->key, put->key_len, put->id,
                        put->created_ms, now);
+    return 0;
 }
 
 static void replay_job_record(struct queue_state *state, const struct record *rec,
@@ -103,7 +108,7 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
     struct queue *queue;
     switch (rec.type) {
     case RECORD_PUT:
-        replay_put(state, &rec, &record->pos, now);
+        err = replay_put(state, &rec, &record->pos, now);
         break;
     case RECORD_QUEUE_META:
         if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0) {
@@ -127,7 +132,7 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
         break;
     }
     state->replaying = false;
-    return 0;
+    return err;
 }
 
 void queue_recover_finish(struct queue_state *state, struct queue_time now)
