@@ -8,7 +8,8 @@
  *
  *   RESULT bench=backlog jobs=N size=S body_cache=B put_jobs_per_s=.. rss_bytes=..
  *          rss_bytes_per_job=.. drain_before_jobs_per_s=.. ready_s=..
- *          restart_rss_bytes_per_job=.. drain_jobs_per_s=..
+ *          restart_rss_bytes_per_job=.. drain_jobs_per_s=.. cold=0|1 random=0|1
+ *          drain_waits=.. drain_batch_reads=.. drain_prefetch_reads=..
  *
  * rss_bytes_per_job is (RSS full - RSS empty) / jobs, with the server's body cache at
  * --body-cache (default 1m, so the figure is the per-job cost beyond the cache). With a cache
@@ -18,7 +19,10 @@
  * directory is fsync'ed and dropped from the page cache with posix_fadvise(POSIX_FADV_DONTNEED)
  * (no root needed, and only this run's files are touched), so the drain after the restart reads
  * its bodies from the disk, as after a reboot; and the first drain starts only once the fill's
- * writeback is done (syncfs), so that both drains are timed on a quiet disk. --random makes the
+ * writeback is done (syncfs), so that both drains are timed on a quiet disk. drain_waits is how
+ * many reserves of the drain after the restart had to wait for a read of the log (from the
+ * server's stop line), drain_batch_reads how many batches it read, drain_prefetch_reads how
+ * many of those read-ahead issued: figures that CPU contention does not blur. --random makes the
  * bodies incompressible, so that the log is as large as they are.
  */
 #include "backlog.h"
@@ -171,6 +175,25 @@ static int data_drop_cached(const struct backlog_server *s)
     return rc;
 }
 
+/* The number after key in the last line of the server's log that has it (0: none): the stop
+ * line of the body cache says how many deliveries waited for a read (fetches=) and how many
+ * batch reads read-ahead made (prefetch_reads=, 0 for a spoold without it). */
+static uint64_t log_counter(const struct backlog_server *s, const char *key)
+{
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return 0;
+    char line[2048];
+    uint64_t value = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, key);
+        if (at != NULL)
+            value = strtoull(at + strlen(key), NULL, 10);
+    }
+    fclose(f);
+    return value;
+}
+
 static int fill(spool_client *c, const struct backlog_config *cfg)
 {
     uint32_t per_batch = BACKLOG_BATCH_BYTES_MAX / (cfg->size + 64);
@@ -295,15 +318,21 @@ static int run(const struct backlog_config *cfg, struct backlog_server *s)
         return 1;
     }
     server_stop(s);
+    /* The log is appended to by both runs: the last stop line is the second run's. */
+    uint64_t waits = log_counter(s, " fetches=");
+    uint64_t reads = log_counter(s, " batch_reads=");
+    uint64_t ahead = log_counter(s, " prefetch_reads=");
     double jobs = (double)cfg->jobs;
     printf("RESULT bench=backlog jobs=%llu size=%u body_cache=%s put_jobs_per_s=%.0f "
            "rss_bytes=%llu rss_bytes_per_job=%.1f drain_before_jobs_per_s=%.0f ready_s=%.3f "
-           "restart_rss_bytes_per_job=%.1f drain_jobs_per_s=%.0f cold=%d random=%d\n",
+           "restart_rss_bytes_per_job=%.1f drain_jobs_per_s=%.0f cold=%d random=%d "
+           "drain_waits=%llu drain_batch_reads=%llu drain_prefetch_reads=%llu\n",
            (unsigned long long)cfg->jobs, cfg->size, cfg->body_cache, jobs / put_s,
            (unsigned long long)rss_full, ((double)rss_full - (double)rss_empty) / jobs,
            (double)first_half / drain_before_s, ready_s,
            ((double)rss_restarted - (double)rss_empty) / (double)second_half,
-           (double)second_half / drain_s, cfg->cold ? 1 : 0, cfg->random ? 1 : 0);
+           (double)second_half / drain_s, cfg->cold ? 1 : 0, cfg->random ? 1 : 0,
+           (unsigned long long)waits, (unsigned long long)reads, (unsigned long long)ahead);
     return 0;
 }
 

@@ -49,11 +49,15 @@ struct body_fetcher {
     uint32_t issued;
     uint64_t active; /* fetches started, not yet done */
     bool closing;    /* the server goes away: fetches end without their done, no new reads */
-    /* Read-ahead: the job where the next walk starts (0: none, read-ahead waits for a
-     * delivery that has to read), the estimate of the batch a walk stopped at for want of
-     * budget, and what is in flight. */
-    uint64_t prefetch_cursor_id;
+    /* Read-ahead: a job of the queue read ahead (its head at the last walk; 0: none,
+     * read-ahead waits for a delivery that has to read); when the pump walks again: once the
+     * budget has room for the batch a walk stopped at (blocked_bytes), or once the queue has
+     * delivered redo_jobs more jobs since the walk (mark) and moved the window; and what is
+     * in flight. */
+    uint64_t prefetch_queue_job_id;
     uint64_t prefetch_blocked_bytes;
+    uint64_t prefetch_mark;
+    uint64_t prefetch_redo_jobs;
     uint64_t prefetch_inflight_bytes;
     uint32_t prefetch_inflight_reads;
     struct body_fetch_stats stats;
@@ -188,16 +192,14 @@ static bool prefetch_reading(void *ctx, const struct log_pos *pos)
     return read_find(ctx, pos) != NULL;
 }
 
-/* Where a walk starts: the cursor if it is a READY job (of hint, when given), the head of the
- * cursor's queue if it was delivered meanwhile, else the head of hint; NULL: nowhere. */
-static struct job *prefetch_start(struct body_fetcher *fetcher, struct queue *hint)
+/* The queue to read ahead: hint, else the one read ahead last (NULL: none, or its job is
+ * forgotten). */
+static struct queue *prefetch_queue(struct body_fetcher *fetcher, struct queue *hint)
 {
-    if (fetcher->prefetch_cursor_id != 0) {
-        struct job *job = queue_job_find(fetcher->server->queues, fetcher->prefetch_cursor_id);
-        if (job != NULL && (hint == NULL || job->queue == hint))
-            return job->state == JOB_READY ? job : queue_ready_first(job->queue);
-    }
-    return hint != NULL ? queue_ready_first(hint) : NULL;
+    if (hint != NULL || fetcher->prefetch_queue_job_id == 0)
+        return hint;
+    struct job *job = queue_job_find(fetcher->server->queues, fetcher->prefetch_queue_job_id);
+    return job == NULL ? NULL : job->queue;
 }
 
 static void prefetch_budget(const struct body_fetcher *fetcher, struct body_prefetch_budget *out)
@@ -208,14 +210,16 @@ static void prefetch_budget(const struct body_fetcher *fetcher, struct body_pref
                              fetcher->prefetch_inflight_reads, cache.bytes, cache.bytes_max);
 }
 
-/* Plan read-ahead from the cursor (or hint's head) and queue its reads (the pump issues
- * them). Nothing under memory pressure: read-ahead bodies are what the bound evicts first. */
+/* Plan read-ahead over the window at the head of the queue (hint, or the last one) and queue
+ * its reads (the pump issues them). Nothing under memory pressure: read-ahead bodies are
+ * what the bound evicts first. */
 static void prefetch_fill(struct body_fetcher *fetcher, struct queue *hint)
 {
     if (fetcher->closing || fetcher->server->memory.low)
         return;
-    struct job *start = prefetch_start(fetcher, hint);
-    fetcher->prefetch_cursor_id = 0;
+    struct queue *queue = prefetch_queue(fetcher, hint);
+    struct job *start = queue == NULL ? NULL : queue_ready_first(queue);
+    fetcher->prefetch_queue_job_id = 0;
     if (start == NULL)
         return;
     struct body_prefetch_budget budget;
@@ -234,20 +238,30 @@ static void prefetch_fill(struct body_fetcher *fetcher, struct queue *hint)
         fetcher->stats.prefetch_reads++;
     }
     SPOOL_ASSERT(fetcher->prefetch_inflight_reads <= BODY_PREFETCH_READS_MAX);
-    /* Nothing found in a whole walk: the jobs ahead are cached (puts); stop until a delivery
-     * has to read again. */
-    if (plan.stop == BODY_PREFETCH_END || (plan.stop == BODY_PREFETCH_WALKED && plan.count == 0))
+    /* Every ready job's body is cached or on its way: nothing more until a delivery has to
+     * read again (or the reads planned now complete and walk again). */
+    if (plan.stop == BODY_PREFETCH_END && plan.count == 0)
         return;
-    fetcher->prefetch_cursor_id = plan.resume->id;
+    fetcher->prefetch_queue_job_id = start->id;
+    fetcher->prefetch_mark = queue->metrics.deliveries;
+    /* A covered window moves once a quarter of it is delivered. */
+    fetcher->prefetch_redo_jobs = plan.stop == BODY_PREFETCH_WINDOW ? plan.visited / 4 + 1 : 0;
     fetcher->prefetch_blocked_bytes = plan.stop == BODY_PREFETCH_BUDGET ? plan.resume_bytes : 0;
 }
 
-/* From the pump, every loop turn: a walk that waits for budget goes on once there is room
- * (acks free cache space; reads complete). O(1) unless it goes on. */
+/* From the pump, every loop turn: read-ahead goes on once the window has moved or the budget
+ * has room (acks free cache space; reads complete). O(1) unless it goes on. */
 static void prefetch_poll(struct body_fetcher *fetcher)
 {
-    if (fetcher->prefetch_cursor_id == 0 || fetcher->prefetch_inflight_reads != 0)
+    if (fetcher->prefetch_queue_job_id == 0 || fetcher->prefetch_inflight_reads != 0)
         return; /* none, or the next completion walks on */
+    struct queue *queue = prefetch_queue(fetcher, NULL);
+    if (queue == NULL) {
+        fetcher->prefetch_queue_job_id = 0;
+        return;
+    }
+    if (queue->metrics.deliveries - fetcher->prefetch_mark < fetcher->prefetch_redo_jobs)
+        return;
     struct body_prefetch_budget budget;
     prefetch_budget(fetcher, &budget);
     if (budget.bytes >= fetcher->prefetch_blocked_bytes && budget.reads > 0)
@@ -408,7 +422,7 @@ static void read_done(void *ctx, int error, const struct log_record *record)
     read->fetcher->stats.batch_reads++;
     struct body_fetcher *fetcher = read->fetcher;
     read_finish(read, error);
-    if (fetcher->prefetch_cursor_id != 0)
+    if (fetcher->prefetch_queue_job_id != 0)
         prefetch_fill(fetcher, NULL); /* read-ahead goes on */
     body_fetch_pump(fetcher); /* a slot is free */
 }

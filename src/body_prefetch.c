@@ -66,18 +66,21 @@ void body_prefetch_plan(struct body_prefetch_plan *plan, const struct body_prefe
     memset(plan, 0, sizeof(*plan));
     struct plan_walk w = {.plan = plan, .budget = budget};
     struct job *job = first;
-    for (uint32_t visited = 0; job != NULL; visited++) {
-        if (visited == BODY_PREFETCH_WALK_MAX) {
+    uint64_t ahead_bytes = 0;
+    for (; job != NULL; plan->visited++) {
+        uint64_t bytes = (uint64_t)job->body_len + BODY_PREFETCH_RECORD_BYTES;
+        if (plan->visited == BODY_PREFETCH_WALK_MAX ||
+            ahead_bytes + bytes > BODY_PREFETCH_AHEAD_BYTES_MAX) {
             if (!plan_commit(&w))
                 return;
-            plan->stop = BODY_PREFETCH_WALKED;
+            plan->stop = BODY_PREFETCH_WINDOW;
             plan->resume = job; /* the batch gathered so far is planned, or being read */
             return;
         }
+        ahead_bytes += bytes;
         SPOOL_ASSERT(job->state == JOB_READY);
         if (queue_job_body_missing(job)) {
             struct log_pos pos = queue_job_pos(job);
-            uint64_t bytes = (uint64_t)job->body_len + BODY_PREFETCH_RECORD_BYTES;
             if (w.cur_first != NULL && body_prefetch_same_batch(&w.cur.pos, &pos)) {
                 w.cur.bytes += bytes;
             } else {

@@ -135,8 +135,26 @@ static void test_walk_bound(void)
     struct body_prefetch_plan plan;
     body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
     CHECK_EQ(plan.count, 0);
-    CHECK_EQ(plan.stop, BODY_PREFETCH_WALKED);
+    CHECK_EQ(plan.stop, BODY_PREFETCH_WINDOW);
     CHECK(plan.resume == &jobs[BODY_PREFETCH_WALK_MAX]);
+}
+
+/* The window in bytes: 1 MiB bodies, two a batch: 15 of them fill the 16 MiB window, so 8
+ * batches are planned (the 8th for its first job) and the walk stops at the 16th job. */
+static void test_window_bytes(void)
+{
+    build(100, 2);
+    reading_offset = 0;
+    for (uint32_t i = 0; i < 100; i++)
+        jobs[i].body_len = 1024 * 1024;
+    struct body_prefetch_budget b = budget(UINT64_MAX, BODY_PREFETCH_READS_MAX);
+    struct body_prefetch_plan plan;
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    CHECK_EQ(BODY_PREFETCH_AHEAD_BYTES_MAX / (1024 * 1024 + BODY_PREFETCH_RECORD_BYTES), 15);
+    CHECK_EQ(plan.count, 8);
+    CHECK_EQ(plan.stop, BODY_PREFETCH_WINDOW);
+    CHECK(plan.resume == &jobs[15]);
+    CHECK_EQ(plan.visited, 15);
 }
 
 /* The budget: in-flight bytes and reads, and the cache's share of its bound. */
@@ -169,6 +187,7 @@ int main(void)
     RUN_TEST(test_bytes_bound);
     RUN_TEST(test_reads_bound);
     RUN_TEST(test_walk_bound);
+    RUN_TEST(test_window_bytes);
     RUN_TEST(test_budget);
     return check_exit();
 }
