@@ -8,10 +8,11 @@
  *
  * Read-ahead (body_prefetch.h): a delivery that had to read, and every read that completes
  * after it, plan reads of the batches the same queue delivers next; they are reads with no
- * waiter (a delivery that wants one of them joins it), and their bodies land in the cache. A
- * walk that stopped for want of budget resumes from the loop's pump once the budget has room
- * for the batch it stopped at; a walk that found nothing more stops read-ahead until the next
- * delivery that has to read. Deliveries served from the cache (the hot path) walk nothing.
+ * waiter (a delivery that wants one of them joins it), and their bodies land in the cache. The
+ * loop's pump walks again once the queue has delivered a quarter of a covered window, or once
+ * the budget has room for the batch a walk stopped at; a walk that finds every ready body
+ * cached stops read-ahead until the next delivery that has to read. Deliveries served from the
+ * cache (the hot path) walk nothing.
  */
 #include "body_fetch.h"
 
