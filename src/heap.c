@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc_fail.h"
 #include "assert.h"
@@ -87,9 +88,15 @@ int heap_reserve(struct heap *heap, uint32_t extra)
         capacity = HEAP_NONE - 1;
     if (alloc_fail_now())
         return -ENOMEM;
-    void **items = realloc(heap->items, (size_t)capacity * sizeof(*items));
+    /* Not realloc: it would copy the whole old capacity, making room that was reserved but
+     * never used resident (the lease heap keeps room for every live job: 8 bytes a job of
+     * address space, which must stay address space). Only the items are copied. */
+    void **items = malloc((size_t)capacity * sizeof(*items));
     if (items == NULL)
         return -ENOMEM;
+    if (heap->count > 0)
+        memcpy(items, heap->items, (size_t)heap->count * sizeof(*items));
+    free(heap->items);
     heap->items = items;
     heap->capacity = (uint32_t)capacity;
     SPOOL_ASSERT(heap->capacity - heap->count >= extra);

@@ -498,7 +498,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
         jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
-    if (queue_job_reserve(state, queues[queue_index], saved == JOB_DELAYED, true, 1) != 0)
+    if (queue_job_reserve(state, queues[queue_index], id, saved == JOB_DELAYED, true, 1) != 0)
         return QUEUE_ENOMEM; /* the start stops with a message (server.c) */
     struct job *job = queue_job_new(state, queues[queue_index], id, NULL, 0, false);
     job->priority = le_get_u32(p + 16);
@@ -569,7 +569,7 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
         f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
         f[V3_MAX_ATTEMPTS] > UINT32_MAX || f[V3_BODY_LEN] > UINT32_MAX)
         return RECORD_EINVAL;
-    if (queue_job_reserve(state, queues[f[V3_QUEUE]], saved == JOB_DELAYED, true, 1) != 0)
+    if (queue_job_reserve(state, queues[f[V3_QUEUE]], id, saved == JOB_DELAYED, true, 1) != 0)
         return QUEUE_ENOMEM; /* the start stops with a message (server.c) */
     struct job *job = queue_job_new(state, queues[f[V3_QUEUE]], id, NULL, 0, false);
     job->priority = (uint32_t)f[V3_PRIORITY];

@@ -39,8 +39,8 @@ static uint64_t queue_live_jobs(const struct queue *queue)
     return s->ready + s->delayed + s->reserved + s->dead + s->pending;
 }
 
-int queue_job_reserve(struct queue_state *state, struct queue *queue, bool delayed, bool ttl,
-                      uint32_t count)
+int queue_job_reserve(struct queue_state *state, struct queue *queue, uint64_t first_id,
+                      bool delayed, bool ttl, uint32_t count)
 {
     SPOOL_ASSERT(count > 0);
     int rc = heap_room(&queue->ready, queue_live_jobs(queue), count);
@@ -53,7 +53,7 @@ int queue_job_reserve(struct queue_state *state, struct queue *queue, bool delay
     if (rc == 0 && ttl)
         rc = heap_reserve(&state->ttl_heap, count);
     if (rc == 0)
-        rc = jobtab_reserve(&state->jobs, state->next_id, count);
+        rc = jobtab_reserve(&state->jobs, first_id, count);
     if (rc == 0)
         rc = idmap_reserve(&state->segments, 1); /* a put may open a segment's count */
     if (rc == 0)
@@ -65,7 +65,7 @@ int queue_put_reserve(struct queue_state *state, struct queue *queue,
                       const struct queue_put_args *args, uint32_t count)
 {
     bool delayed = args->run_at_ms != 0 || args->delay_ms > 0;
-    int rc = queue_job_reserve(state, queue, delayed, args->ttl_ms > 0, count);
+    int rc = queue_job_reserve(state, queue, state->next_id, delayed, args->ttl_ms > 0, count);
     if (rc != 0)
         state->totals.puts_refused_memory++;
     return rc;

@@ -31,7 +31,8 @@ static int replay_put(struct queue_state *state, const struct record *rec,
     struct queue *queue;
     int rc = queue_get(state, put->queue, put->queue_len, &queue);
     if (rc == 0)
-        rc = queue_job_reserve(state, queue, put->run_at_ms != 0, put->expires_at_ms != 0, 1);
+        rc = queue_job_reserve(state, queue, put->id, put->run_at_ms != 0,
+                               put->expires_at_ms != 0, 1);
     if (rc != 0)
         return rc == QUEUE_ENOMEM ? rc : 0;
     struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
