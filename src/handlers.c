@@ -519,7 +519,8 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         return HANDLER_AGAIN;
     SPOOL_ASSERT(rc == 0);
     struct wire_put_result *results = calloc(batch->count, sizeof(*results));
-    SPOOL_ASSERT(results != NULL);
+    if (results == NULL) /* before any put: the batch is refused whole */
+        return queue_result(conn, h->request_id, QUEUE_ENOMEM);
     struct queue_time now = conn->server->now; /* one clock pair per turn: its jobs arrived together */
     uint64_t seq_end = 0;
     for (uint32_t i = 0; i < batch->count; i++) {

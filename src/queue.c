@@ -797,19 +797,28 @@ static bool put_duplicate(struct queue_state *state, const struct queue_put_args
     return true;
 }
 
-/* A buffer of at least len bytes for encoding one record (valid until the next call). */
-static uint8_t *record_buf(struct queue_state *state, size_t len)
+/* A buffer of at least len bytes for encoding one record (valid until the next call), or NULL
+ * when it cannot grow (a put is refused then; it grows once, to the largest record). */
+static uint8_t *record_buf_try(struct queue_state *state, size_t len)
 {
     if (len > state->record_buf_cap) {
         size_t cap = state->record_buf_cap == 0 ? 4096 : state->record_buf_cap;
         while (cap < len)
             cap *= 2;
         uint8_t *buf = realloc(state->record_buf, cap);
-        SPOOL_ASSERT(buf != NULL);
+        if (buf == NULL)
+            return NULL;
         state->record_buf = buf;
         state->record_buf_cap = cap;
     }
     return state->record_buf;
+}
+
+static uint8_t *record_buf(struct queue_state *state, size_t len)
+{
+    uint8_t *buf = record_buf_try(state, len);
+    SPOOL_ASSERT(buf != NULL); /* an ack's record: no larger than the largest put's, mostly */
+    return buf;
 }
 
 /* The name of the queue the last put used was checked then: only other names are checked. */
@@ -877,7 +886,9 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
     size_t len = record_put_size(&put);
-    uint8_t *buf = record_buf(state, len);
+    uint8_t *buf = record_buf_try(state, len);
+    if (buf == NULL)
+        return QUEUE_ENOMEM;
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
