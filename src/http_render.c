@@ -467,6 +467,9 @@ static void prom_bodies(struct sbuf *b, const struct snapshot *s)
                  s->body_fetch.fetches);
     prom_counter(b, "spool_body_fetch_reads_total", "Batches of bodies read back from the log.",
                  s->body_fetch.batch_reads);
+    prom_counter(b, "spool_body_prefetch_reads_total",
+                 "Of those batch reads, the ones read-ahead issued for a drain.",
+                 s->body_fetch.prefetch_reads);
     prom_counter(b, "spool_body_fetch_bodies_total",
                  "Bodies those reads brought back (cached or handed out).",
                  s->body_fetch.bodies_read);
