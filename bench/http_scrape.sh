@@ -17,7 +17,8 @@
 # Usage: bench/http_scrape.sh [BUILD_DIR] (default build). Environment: REPS (pairs, 5),
 # DURATION seconds per run (8), QUEUES (10000), BENCH_ARGS (spool-bench e2e load options),
 # SCRAPE_PATH (/metrics; /api/v1/server costs the loop the same snapshot with almost no
-# rendering), SCRAPE_INTERVAL_S (1).
+# rendering), SCRAPE_INTERVAL_S (1), SCRAPE (1; 0: the "scraped" runs do not scrape, an A/A
+# run whose ratios' spread is what this machine's noise alone gives).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -115,7 +116,7 @@ run() { # LABEL: one e2e run, its RESULT line appended to $dir/LABEL
 run_scraped() {
     local h0 s0
     h0=$(http_ns); s0=$(scraper_ns)
-    kill -CONT "$scraper"
+    [ "${SCRAPE:-1}" = 0 ] || kill -CONT "$scraper"
     run scraped
     kill -STOP "$scraper"
     echo "$(( $(http_ns) - h0 )) $(( $(scraper_ns) - s0 ))" >>"$dir/cpu_ns"
