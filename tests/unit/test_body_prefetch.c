@@ -118,7 +118,7 @@ static void test_reads_bound(void)
     CHECK_EQ(plan.stop, BODY_PREFETCH_BUDGET);
     CHECK(plan.resume == &jobs[10 * BODY_PREFETCH_READS_MAX]);
     b = budget(UINT64_MAX, 3);
-    body_prefetch_plan(&plan, &b, &jobs[100], reading, &q); /* a walk from a cursor */
+    body_prefetch_plan(&plan, &b, &jobs[100], reading, &q); /* a walk from further on */
     CHECK_EQ(plan.count, 3);
     CHECK_EQ(plan.batches[0].pos.batch_offset, 4096 * 11);
     CHECK(plan.resume == &jobs[130]);
