@@ -177,7 +177,7 @@ static struct body_fetch *fetch_new(struct job *const *jobs, uint32_t count)
         struct body_fetch_job *fj = &fetch->jobs[i];
         *fj = (struct body_fetch_job){
             .id = job->id,
-            .lease_token = job->state == JOB_RESERVED ? job->lease_token : 0,
+            .lease_token = job->state == JOB_RESERVED ? queue_job_x(job)->lease_token : 0,
             .pos = queue_job_pos(job),
             .len = job->body_len,
         };

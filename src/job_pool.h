@@ -32,9 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Block sizes are multiples of this: 16-byte alignment (what malloc gives), and 32 keeps the
- * rounding waste under 10% of a ~350-byte job. */
-#define JOB_POOL_GRAIN 32u
+/* Block sizes are multiples of this: 16-byte alignment (what malloc gives), and no more, so
+ * that a job (queue.h, a multiple of 16 bytes) takes a block of its exact size. */
+#define JOB_POOL_GRAIN 16u
 /* The largest block: room for a job struct (~250 bytes) and then some (bodies are kept apart,
  * in the body cache: body_cache.h). */
 #define JOB_POOL_BLOCK_MAX 640u

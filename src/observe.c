@@ -87,10 +87,10 @@ static void snap_dead_add(struct snapshot *snap, const struct queue *queue)
         d->id = job->id;
         memcpy(d->queue, queue->name, queue->name_len + 1);
         d->attempts = job->attempts;
-        d->settled_ms = job->settled_ms;
-        uint32_t n = job->reason_len < OBSERVE_REASON_MAX ? job->reason_len : OBSERVE_REASON_MAX;
+        d->settled_ms = queue_job_x(job)->settled_ms;
+        uint32_t n = queue_job_x(job)->reason_len < OBSERVE_REASON_MAX ? queue_job_x(job)->reason_len : OBSERVE_REASON_MAX;
         if (n > 0)
-            memcpy(d->reason, job->reason, n);
+            memcpy(d->reason, queue_job_x(job)->reason, n);
         d->reason[n] = '\0';
     }
 }

@@ -99,23 +99,26 @@ static bool ready_less(const void *a, const void *b)
     return x->priority != y->priority ? x->priority < y->priority : x->id < y->id;
 }
 
+/* A queue's delayed heap holds jobs (a DELAYED job has its extension). */
 static bool delayed_less(const void *a, const void *b)
 {
     const struct job *x = a, *y = b;
-    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->id < y->id;
+    int64_t xt = x->ext->timer_ns, yt = y->ext->timer_ns;
+    return xt != yt ? xt < yt : x->id < y->id;
 }
 
-static bool lease_less(const void *a, const void *b)
+/* The global delay, lease and ttl heaps hold extensions (their slots live there). */
+static bool timer_less(const void *a, const void *b)
 {
-    const struct job *x = a, *y = b;
-    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->id < y->id;
+    const struct job_ext *x = a, *y = b;
+    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->job->id < y->job->id;
 }
 
 static bool ttl_less(const void *a, const void *b)
 {
-    const struct job *x = a, *y = b;
+    const struct job_ext *x = a, *y = b;
     return x->expires_at_ns != y->expires_at_ns ? x->expires_at_ns < y->expires_at_ns
-                                                : x->id < y->id;
+                                                : x->job->id < y->job->id;
 }
 
 static bool reserver_less(const void *a, const void *b)
@@ -160,9 +163,9 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     strmap_init(&state->queues);
     strmap_init(&state->keys);
     list_init(&state->idem_order);
-    heap_init(&state->delay_heap, delayed_less, offsetof(struct job, timer_slot));
-    heap_init(&state->lease_heap, lease_less, offsetof(struct job, timer_slot));
-    heap_init(&state->ttl_heap, ttl_less, offsetof(struct job, ttl_slot));
+    heap_init(&state->delay_heap, timer_less, offsetof(struct job_ext, timer_slot));
+    heap_init(&state->lease_heap, timer_less, offsetof(struct job_ext, timer_slot));
+    heap_init(&state->ttl_heap, ttl_less, offsetof(struct job_ext, ttl_slot));
     heap_init(&state->reserver_timeouts, reserver_less,
               offsetof(struct queue_reserver, timeout_slot));
     heap_init(&state->waiter_timeouts, waiter_less,
@@ -177,13 +180,85 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     return state;
 }
 
+const struct job_ext queue_job_ext_none = {.timer_slot = HEAP_NONE, .ttl_slot = HEAP_NONE};
+
+void queue_job_ext_adopt(struct job *job, struct job_ext *ext)
+{
+    SPOOL_ASSERT(job->ext == NULL);
+    ext->job = job;
+    ext->timer_slot = HEAP_NONE;
+    ext->ttl_slot = HEAP_NONE;
+    list_init(&ext->waiters);
+    job->ext = ext;
+}
+
+/* An extension for job, attached; NULL when the system has no memory for it. */
+static struct job_ext *ext_try_attach(struct queue_state *state, struct job *job)
+{
+    SPOOL_ASSERT(job->ext == NULL);
+    struct job_ext *ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
+    if (ext == NULL)
+        return NULL;
+    ext->job = job;
+    ext->timer_slot = HEAP_NONE;
+    ext->ttl_slot = HEAP_NONE;
+    list_init(&ext->waiters);
+    job->ext = ext;
+    return ext;
+}
+
+int queue_job_ext_prepare(struct queue_state *state, struct job *job)
+{
+    if (job->ext == NULL && ext_try_attach(state, job) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+struct job_ext *queue_job_ext(struct queue_state *state, struct job *job)
+{
+    if (job->ext != NULL)
+        return job->ext;
+    struct job_ext *ext = ext_try_attach(state, job);
+    SPOOL_ASSERT(ext != NULL); /* the paths that must not abort called queue_job_ext_prepare */
+    return ext;
+}
+
+/* Free the job's extension: it is in no heap and has no waiters, or the state is being
+ * destroyed. */
+static void ext_free(struct queue_state *state, struct job *job)
+{
+    struct job_ext *ext = job->ext;
+    if (ext == NULL)
+        return;
+    SPOOL_ASSERT(ext->job == job);
+    free(ext->reason);
+    free(ext->result);
+    job_pool_free(&state->pool, ext, sizeof(*ext));
+    job->ext = NULL;
+}
+
+/* A READY job keeps its extension only for what READY still shows: a run-at, a ttl, the
+ * worker's last error, waiters. The rest of its fields are zero again (nothing reads a lease,
+ * a deadline or a settle time of a READY job). */
+void queue_job_ext_trim(struct queue_state *state, struct job *job)
+{
+    struct job_ext *ext = job->ext;
+    if (ext == NULL)
+        return;
+    SPOOL_ASSERT(ext->timer_slot == HEAP_NONE); /* out of the delay and lease heaps */
+    if (ext->run_at_ms != 0 || ext->expires_at_ms != 0 || ext->reason != NULL ||
+        !list_empty(&ext->waiters))
+        return;
+    SPOOL_ASSERT(ext->ttl_slot == HEAP_NONE); /* no ttl */
+    ext_free(state, job);
+}
+
 static void job_free(struct queue_state *state, struct job *job)
 {
     queue_count_drop(state, job->id);
     body_cache_drop(&state->bodies, &job->body);
-    free(job->reason);
-    free(job->result);
-    job_pool_free(&state->pool, job, job->block_size);
+    ext_free(state, job);
+    job_pool_free(&state->pool, job, sizeof(*job));
 }
 
 void queue_state_destroy(struct queue_state *state)
@@ -353,9 +428,7 @@ _Static_assert(sizeof(struct job) <= JOB_POOL_BLOCK_MAX, "a job must fit a job_p
 
 static struct job *job_block(struct queue_state *state, size_t size)
 {
-    struct job *job = job_pool_alloc(&state->pool, size);
-    job->block_size = (uint16_t)size;
-    return job;
+    return job_pool_alloc(&state->pool, size);
 }
 
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
@@ -372,11 +445,8 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
     job->queue = queue;
     job->state = JOB_PENDING;
     job->queue_slot = HEAP_NONE;
-    job->timer_slot = HEAP_NONE;
-    job->ttl_slot = HEAP_NONE;
     list_init(&job->live);
     list_init(&job->state_link);
-    list_init(&job->waiters);
     struct job *replaced = jobtab_put(&state->jobs, id, job);
     SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
     list_insert_tail(&queue->live, &job->live);
@@ -396,8 +466,9 @@ void queue_job_account(struct queue_state *state, struct job *job)
 
 static void ttl_track(struct queue_state *state, struct job *job)
 {
-    if (job->expires_at_ms != 0 && !heap_contains(&state->ttl_heap, job))
-        heap_push(&state->ttl_heap, job);
+    if (job->ext != NULL && job->ext->expires_at_ms != 0 &&
+        !heap_contains(&state->ttl_heap, job->ext))
+        heap_push(&state->ttl_heap, job->ext);
 }
 
 static void mark_serve(struct queue_state *state, struct queue *queue)
@@ -411,6 +482,7 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
     struct queue *queue = job->queue;
     job->state = JOB_READY;
     job->ready_since_ns = now.mono_ns;
+    queue_job_ext_trim(state, job);
     heap_push(&queue->ready, job);
     list_insert_tail(&queue->ready_order, &job->state_link);
     queue->stats.ready++;
@@ -422,10 +494,10 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
 /* Until job->timer_ns (queue_job_set_run_at). */
 static void job_enter_delayed(struct queue_state *state, struct job *job)
 {
-    SPOOL_ASSERT(job->run_at_ms != 0);
+    SPOOL_ASSERT(job->ext != NULL && job->ext->run_at_ms != 0);
     job->state = JOB_DELAYED;
     heap_push(&job->queue->delayed, job);
-    heap_push(&state->delay_heap, job);
+    heap_push(&state->delay_heap, job->ext);
     job->queue->stats.delayed++;
     state->totals.delayed++;
     ttl_track(state, job);
@@ -434,11 +506,12 @@ static void job_enter_delayed(struct queue_state *state, struct job *job)
 void queue_job_enter_dead(struct queue_state *state, struct job *job, const char *reason,
                           uint32_t reason_len, int64_t settled_ms)
 {
+    struct job_ext *ext = queue_job_ext(state, job);
     job->state = JOB_DEAD;
-    job->settled_ms = settled_ms;
-    free(job->reason);
-    job->reason = xmemdup(reason, reason_len);
-    job->reason_len = reason_len;
+    ext->settled_ms = settled_ms;
+    free(ext->reason);
+    ext->reason = xmemdup(reason, reason_len);
+    ext->reason_len = reason_len;
     list_insert_tail(&job->queue->dead, &job->state_link);
     job->queue->stats.dead++;
     state->totals.dead++;
@@ -450,14 +523,16 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
                                struct queue_owner *owner, int64_t deadline_ms,
                                struct queue_time now)
 {
+    struct job_ext *ext = job->ext; /* lease() prepared it */
+    SPOOL_ASSERT(ext != NULL);
     job->state = JOB_RESERVED;
-    job->deadline_ms = deadline_ms;
+    ext->deadline_ms = deadline_ms;
     /* The monotonic instant of the deadline the worker is told: at least ttr from now (the
      * deadline was rounded up from now's wall reading) and not before that deadline. */
-    job->timer_ns = queue_mono_at(now, deadline_ms);
-    SPOOL_ASSERT(job->timer_ns >= now.mono_ns);
-    job->owner = owner;
-    heap_push(&state->lease_heap, job);
+    ext->timer_ns = queue_mono_at(now, deadline_ms);
+    SPOOL_ASSERT(ext->timer_ns >= now.mono_ns);
+    ext->owner = owner;
+    heap_push(&state->lease_heap, ext);
     if (owner != NULL)
         list_insert_tail(&owner->jobs, &job->state_link);
     job->queue->stats.reserved++;
@@ -483,16 +558,16 @@ void queue_job_leave(struct queue_state *state, struct job *job)
         break;
     case JOB_DELAYED:
         heap_remove(&queue->delayed, job);
-        heap_remove(&state->delay_heap, job);
+        heap_remove(&state->delay_heap, job->ext);
         queue->stats.delayed--;
         state->totals.delayed--;
         break;
     case JOB_RESERVED:
-        heap_remove(&state->lease_heap, job);
-        if (job->owner != NULL)
+        heap_remove(&state->lease_heap, job->ext);
+        if (job->ext->owner != NULL)
             list_unlink(&job->state_link);
-        job->owner = NULL;
-        job->lease_token = 0;
+        job->ext->owner = NULL;
+        job->ext->lease_token = 0;
         queue->stats.reserved--;
         state->totals.reserved--;
         break;
@@ -516,8 +591,8 @@ static void job_unlive(struct queue_state *state, struct job *job)
     segment_add(state, queue_job_pos(job).segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
     job->queue->stats.bytes -= job->body_len;
-    if (heap_contains(&state->ttl_heap, job))
-        heap_remove(&state->ttl_heap, job);
+    if (job->ext != NULL && heap_contains(&state->ttl_heap, job->ext))
+        heap_remove(&state->ttl_heap, job->ext);
     state->totals.jobs--;
     queue_idle_mark(state, job->queue);
 }
@@ -544,7 +619,7 @@ static void done_trim(struct queue_state *state)
             old->queue->stats.expired--;
         queue_idle_mark(state, old->queue);
         state->done_count--;
-        state->done_bytes -= old->result_len;
+        state->done_bytes -= old->ext->result_len;
         job_free(state, old);
     }
 }
@@ -563,7 +638,7 @@ void queue_done_forget_queue(struct queue_state *state, struct queue *queue)
         if (old->state == JOB_EXPIRED)
             queue->stats.expired--;
         state->done_count--;
-        state->done_bytes -= old->result_len;
+        state->done_bytes -= old->ext->result_len;
         job_free(state, old);
     }
     SPOOL_ASSERT(queue->stats.settled == 0);
@@ -575,17 +650,18 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
 {
     queue_job_leave(state, job);
     job_unlive(state, job);
+    struct job_ext *ext = queue_job_ext(state, job); /* a RESERVED job has one */
     job->state = JOB_DONE;
-    job->settled_ms = settled_ms;
+    ext->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
     body_cache_drop(&state->bodies, &job->body);
     if (result_len > 0) {
-        job->result = xmemdup(result, result_len);
-        job->result_len = result_len;
+        ext->result = xmemdup(result, result_len);
+        ext->result_len = result_len;
     }
     list_insert_tail(&state->done, &job->live);
     state->done_count++;
-    state->done_bytes += job->result_len;
+    state->done_bytes += ext->result_len;
     job->queue->stats.settled++;
     queue_notify_waiters(state, job, true);
     done_trim(state);
@@ -596,7 +672,7 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     queue_job_leave(state, job);
     job_unlive(state, job);
     job->state = JOB_EXPIRED;
-    job->settled_ms = settled_ms;
+    queue_job_ext(state, job)->settled_ms = settled_ms; /* a job with a ttl has one */
     queue_count_drop(state, job->id);
     body_cache_drop(&state->bodies, &job->body);
     list_insert_tail(&state->done, &job->live);
@@ -607,23 +683,31 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     done_trim(state);
 }
 
-void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now)
+void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t run_at_ms,
+                          struct queue_time now)
 {
-    job->run_at_ms = run_at_ms;
-    job->timer_ns = run_at_ms != 0 ? queue_mono_at(now, run_at_ms) : 0;
+    if (run_at_ms == 0 && job->ext == NULL)
+        return;
+    struct job_ext *ext = queue_job_ext(state, job);
+    ext->run_at_ms = run_at_ms;
+    ext->timer_ns = run_at_ms != 0 ? queue_mono_at(now, run_at_ms) : 0;
 }
 
-void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now)
+void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_t expires_at_ms,
+                              struct queue_time now)
 {
-    job->expires_at_ms = expires_at_ms;
-    job->expires_at_ns = expires_at_ms != 0 ? queue_mono_at(now, expires_at_ms) : 0;
+    if (expires_at_ms == 0 && job->ext == NULL)
+        return;
+    struct job_ext *ext = queue_job_ext(state, job);
+    ext->expires_at_ms = expires_at_ms;
+    ext->expires_at_ns = expires_at_ms != 0 ? queue_mono_at(now, expires_at_ms) : 0;
 }
 
 /* timer_ns was set with run_at_ms (queue_job_set_run_at), when the job was put, released or
  * read back: a wall clock step since then does not move it. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now)
 {
-    if (job->run_at_ms != 0 && job->timer_ns > now.mono_ns)
+    if (job->ext != NULL && job->ext->run_at_ms != 0 && job->ext->timer_ns > now.mono_ns)
         job_enter_delayed(state, job);
     else
         queue_job_enter_ready(state, job, now);
@@ -871,20 +955,33 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
         .queue = args->queue, .queue_len = args->queue_len, .key = args->key,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
+    /* A run-at or a ttl needs the job's extension: taken before anything is logged, so that
+     * no memory is left to want once the PUT is in the log. */
+    struct job_ext *ext = NULL;
+    if (put.run_at_ms != 0 || put.expires_at_ms != 0) {
+        ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
+        if (ext == NULL)
+            return -ENOMEM;
+    }
     size_t len = record_put_size(&put);
     uint8_t *buf = record_buf(state, len);
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
-    if (err != 0)
+    if (err != 0) {
+        if (ext != NULL)
+            job_pool_free(&state->pool, ext, sizeof(*ext));
         return err;
+    }
     struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
+    if (ext != NULL)
+        queue_job_ext_adopt(job, ext);
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
     job->ttr_ms = put.ttr_ms;
     job->created_ms = put.created_ms;
-    queue_job_set_run_at(job, put.run_at_ms, now);
-    queue_job_set_expires_at(job, put.expires_at_ms, now);
+    queue_job_set_run_at(state, job, put.run_at_ms, now);
+    queue_job_set_expires_at(state, job, put.expires_at_ms, now);
     queue_job_set_pos(job, pos);
     queue_job_account(state, job);
     list_insert_tail(&state->pending, &job->state_link);
@@ -949,9 +1046,11 @@ static struct job *reserve_pick(struct queue_reserver *reserver)
     return NULL;
 }
 
+/* The job has its extension (queue_job_ext_prepare): a lease needs it. */
 static void lease(struct queue_state *state, struct job *job, struct queue_reserver *reserver,
                   struct queue_time now)
 {
+    SPOOL_ASSERT(job->ext != NULL);
     queue_job_leave(state, job);
     struct queue_metrics *m = &job->queue->metrics;
     m->deliveries++;
@@ -962,7 +1061,7 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
     }
     job->ready_since_ns = now.mono_ns; /* unused while RESERVED: the processing time's start */
     job->attempts++;
-    job->lease_token = lease_token_next(state, job);
+    job->ext->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
                        queue_wall_ms_after(now, ms_signed(job->ttr_ms)), now);
     uint8_t buf[RECORD_LEASE_SIZE];
@@ -988,6 +1087,10 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
          * they fit the caller's byte budget. */
         uint64_t cost = (uint64_t)job->body_len + job->queue->name_len + QUEUE_DELIVERY_OVERHEAD;
         if (count > 0 && reserver->bytes_max != 0 && bytes + cost > reserver->bytes_max)
+            break;
+        /* No memory for the lease's extension: deliver what we have (nothing is logged yet
+         * for this job); the reserver waits for memory as it would for a ready job. */
+        if (queue_job_ext_prepare(state, job) != 0)
             break;
         bytes += cost;
         lease(state, job, reserver, now);
@@ -1088,7 +1191,7 @@ static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, st
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
         return QUEUE_ENOTFOUND;
-    if (job->state != JOB_RESERVED || job->lease_token != token || token == 0)
+    if (job->state != JOB_RESERVED || job->ext->lease_token != token || token == 0)
         return QUEUE_ELEASE;
     *out = job;
     return 0;
@@ -1191,12 +1294,12 @@ static int release(struct queue_state *state, uint64_t id, uint64_t token, int64
     job->queue->metrics.releases++;
     queue_job_leave(state, job);
     if (error_len > 0) {
-        free(job->reason);
-        job->reason = xmemdup(error, error_len);
-        job->reason_len = error_len;
+        free(job->ext->reason);
+        job->ext->reason = xmemdup(error, error_len);
+        job->ext->reason_len = error_len;
     }
     job->priority = new_priority;
-    queue_job_set_run_at(job, run_at_ms, now);
+    queue_job_set_run_at(state, job, run_at_ms, now);
     queue_job_place(state, job, now);
     queue_serve(state, now);
     return 0;
@@ -1220,10 +1323,11 @@ int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t
     if (err != 0)
         return err;
     uint64_t extend = extend_ms != 0 ? extend_ms : job->ttr_ms;
-    job->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
-    job->timer_ns = queue_mono_at(now, job->deadline_ms);
-    heap_fix(&state->lease_heap, job);
-    *deadline_ms = job->deadline_ms;
+    struct job_ext *ext = job->ext;
+    ext->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
+    ext->timer_ns = queue_mono_at(now, ext->deadline_ms);
+    heap_fix(&state->lease_heap, ext);
+    *deadline_ms = ext->deadline_ms;
     return 0;
 }
 
@@ -1269,9 +1373,9 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
-    free(job->reason); /* a fresh start: the old death is no longer its last error */
-    job->reason = NULL;
-    job->reason_len = 0;
+    free(job->ext->reason); /* a fresh start: the old death is no longer its last error */
+    job->ext->reason = NULL;
+    job->ext->reason_len = 0;
     queue_job_enter_ready(state, job, now);
     return 0;
 }
@@ -1479,7 +1583,7 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
         char reason[LIMIT_REASON_MAX_BYTES];
-        uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
+        uint32_t reason_len = spent_reason(job, queue_job_x(job)->reason, queue_job_x(job)->reason_len, reason);
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;
@@ -1516,7 +1620,7 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
         return false; /* the job stays, due at once: the next tick tries again */
     /* Settled at its logged expiry, so a replay of the DELETE says the same time. */
-    queue_job_expired(state, job, job->expires_at_ms);
+    queue_job_expired(state, job, job->ext->expires_at_ms);
     state->totals.expired++;
     queue->metrics.expired++;
     return true;
@@ -1532,6 +1636,9 @@ int queue_reserve_job(struct queue_state *state, uint64_t id, struct queue_owner
     if (job == NULL || (job->state != JOB_READY && job->state != JOB_DELAYED &&
                         job->state != JOB_DEAD))
         return QUEUE_ENOTFOUND;
+    int err = queue_job_ext_prepare(state, job);
+    if (err != 0)
+        return err;
     struct queue_reserver reserver = {.owner = owner};
     lease(state, job, &reserver, now);
     SPOOL_ASSERT(job->state == JOB_RESERVED);
@@ -1551,7 +1658,7 @@ static int kick_delayed_one(struct queue_state *state, struct job *job, struct q
         return err;
     queue_count_event(state, job->id, QUEUE_COUNT_KICK);
     queue_job_leave(state, job);
-    queue_job_set_run_at(job, 0, now);
+    queue_job_set_run_at(state, job, 0, now);
     queue_job_place(state, job, now);
     SPOOL_ASSERT(job->state == JOB_READY);
     return 0;

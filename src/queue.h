@@ -85,47 +85,73 @@ struct queue_owner {
 
 struct queue;
 
-/* Fields ordered so that no padding is left between them: 248 bytes, one 256-byte block of
- * the job pool (a reordering saved a 32-byte grain per job, 10% of a queued job's memory). */
+/*
+ * A job is a compact core (struct job), allocated for every job, with what a READY job needs:
+ * scheduling (priority, id, attempts, ttr), its log position and its body's length. The rest
+ * (struct job_ext) is allocated only while some field of it is in use: a lease (RESERVED), a
+ * delay (a run-at, also after it passed: it is shown and checkpointed), a ttl, a death or a
+ * worker's error (reason), a settle (DONE/EXPIRED: result, time) or waiters. So a backlog of
+ * jobs put without delay or ttl costs the core alone. job->ext is NULL or the extension; read
+ * it through queue_job_x (zeroes when absent); queue.c allocates it (queue_job_ext) and frees
+ * it when a job becomes READY again without needing it (queue_job_ext_trim).
+ *
+ * The core's fields are ordered so that no padding is left: 144 bytes, a 144-byte block of
+ * the job pool (grain 16).
+ */
+struct job_ext {
+    struct job *job;        /* the core it extends: the timer heaps hold extensions */
+    int64_t run_at_ms;      /* Unix ms, as logged: when it becomes ready (0: at once) */
+    int64_t deadline_ms;    /* RESERVED: lease deadline, Unix ms, as told to the worker */
+    int64_t expires_at_ms;  /* Unix ms, as logged; 0: no ttl */
+    int64_t settled_ms;     /* DONE / DEAD / EXPIRED: when, Unix ms */
+    /* Timers, on the monotonic clock (ns). timer_ns goes with timer_slot: DELAYED, run_at_ms's
+     * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
+    int64_t timer_ns;
+    int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
+    uint64_t lease_token;   /* RESERVED: current lease */
+    char *reason;    /* DEAD: why; otherwise the worker's last error, if any */
+    uint8_t *result; /* DONE: ack result */
+    struct queue_owner *owner; /* RESERVED and not detached */
+    uint32_t reason_len;
+    uint32_t result_len;
+    uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
+    uint32_t ttl_slot;   /* ttl heap */
+    struct list_link waiters; /* queue_job_waiter.link */
+};
+
 struct job {
     uint64_t id;
     struct queue *queue;
+    struct job_ext *ext; /* NULL: every field of it is zero (queue_job_x) */
     enum job_state state;
     uint32_t priority;
     uint32_t attempts;     /* deliveries so far */
     uint32_t max_attempts; /* 0: unlimited */
     uint64_t ttr_ms;
     int64_t created_ms;     /* Unix ms */
-    int64_t run_at_ms;      /* Unix ms, as logged: when it becomes ready (0: at once) */
-    int64_t deadline_ms;    /* RESERVED: lease deadline, Unix ms, as told to the worker */
-    int64_t expires_at_ms;  /* Unix ms, as logged; 0: no ttl */
-    int64_t settled_ms;     /* DONE / DEAD: when, Unix ms */
-    /* Timers, on the monotonic clock (ns). timer_ns goes with timer_slot: DELAYED, run_at_ms's
-     * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
-    int64_t timer_ns;
-    int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
     int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
-    uint64_t lease_token;   /* RESERVED: current lease */
-    struct log_pos pos;     /* the PUT record */
+    /* The PUT record's struct log_pos, packed (queue_job_pos): the seq, how far the segment's
+     * first seq lies below it, and the batch's offset, both below 2^32 (queue_job_set_pos). */
+    uint64_t pos_seq;
+    uint32_t pos_segment_back;
+    uint32_t pos_batch_offset;
     /* The body, while the state's body cache holds it (body_cache.h: the cache sets this to
      * NULL when it evicts the body); NULL: read it back from pos (queue_job_body_missing). */
     uint8_t *body;
-    char *reason;    /* DEAD: why; otherwise the worker's last error, if any */
-    uint8_t *result; /* DONE: ack result */
-    struct queue_owner *owner; /* RESERVED and not detached */
     uint32_t body_len;
-    uint32_t reason_len;
-    uint32_t result_len;
     uint32_t queue_slot; /* ready or delayed heap of the queue */
-    uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
-    uint32_t ttl_slot;   /* ttl heap */
     uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
-    uint16_t block_size;       /* of the job's block, from state->pool (queue.c) */
     struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
     struct list_link state_link; /* pending / ready-order / owner / dead list */
-    struct list_link waiters;    /* queue_job_waiter.link */
 };
-_Static_assert(sizeof(struct job) <= 256, "a job takes one 256-byte block of the job pool");
+_Static_assert(sizeof(struct job) <= 144, "a job takes one 144-byte block of the job pool");
+
+/* The job's extension, or one whose every field is zero (and whose waiters list is empty). */
+extern const struct job_ext queue_job_ext_none;
+static inline const struct job_ext *queue_job_x(const struct job *job)
+{
+    return job->ext != NULL ? job->ext : &queue_job_ext_none;
+}
 
 struct queue_stats {
     uint64_t ready;
@@ -568,11 +594,25 @@ static inline bool queue_job_live(const struct job *job)
  * it through here: the job table may store it packed. */
 static inline struct log_pos queue_job_pos(const struct job *job)
 {
-    return job->pos;
+    return (struct log_pos){.seq = job->pos_seq,
+                            .segment_id = job->pos_seq - job->pos_segment_back,
+                            .batch_offset = job->pos_batch_offset};
+}
+/* A segment holds fewer than 2^32 records and bytes (the server's segments are at most
+ * CONFIG_SEGMENT_MAX, 1 GiB, and a record takes more than one byte), so both differences fit:
+ * a position the log gives that does not is a programmer error; a checkpoint's is checked
+ * with queue_pos_packable (a damaged payload is refused, not trusted). */
+static inline bool queue_pos_packable(struct log_pos pos)
+{
+    return pos.segment_id <= pos.seq && pos.seq - pos.segment_id <= UINT32_MAX &&
+           pos.batch_offset <= UINT32_MAX;
 }
 static inline void queue_job_set_pos(struct job *job, struct log_pos pos)
 {
-    job->pos = pos;
+    SPOOL_ASSERT(queue_pos_packable(pos)); /* a checkpoint's are checked when loaded */
+    job->pos_seq = pos.seq;
+    job->pos_segment_back = (uint32_t)(pos.seq - pos.segment_id);
+    job->pos_batch_offset = (uint32_t)pos.batch_offset;
 }
 /* A live job whose body must be read back from the log before it can be sent. */
 static inline bool queue_job_body_missing(const struct job *job)

@@ -150,7 +150,8 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     enum job_state saved = job->state == JOB_DEAD      ? JOB_DEAD
                            : job->state == JOB_DELAYED ? JOB_DELAYED
                                                        : JOB_READY;
-    uint32_t reason_len = saved == JOB_DEAD ? job->reason_len : 0;
+    const struct job_ext *ext = queue_job_x(job);
+    uint32_t reason_len = saved == JOB_DEAD ? ext->reason_len : 0;
     uint8_t *start = reserve(w, 1 + 15 * VARINT_BYTES_MAX + reason_len);
     uint8_t *p = start;
     *p++ = (uint8_t)saved;
@@ -163,16 +164,16 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     p = put_varint(p, job->ttr_ms);
     /* In u64: two created times far apart (a fuzzed or hand-made log) must not overflow. */
     p = put_varint(p, zigzag((int64_t)((uint64_t)job->created_ms - (uint64_t)prev->created_ms)));
-    p = put_varint(p, (uint64_t)job->run_at_ms);
-    p = put_varint(p, (uint64_t)job->expires_at_ms);
-    p = put_varint(p, (uint64_t)job->settled_ms);
+    p = put_varint(p, (uint64_t)ext->run_at_ms);
+    p = put_varint(p, (uint64_t)ext->expires_at_ms);
+    p = put_varint(p, (uint64_t)ext->settled_ms);
     p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).seq - prev->seq)));
     p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).segment_id - prev->segment_id)));
     p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).batch_offset - prev->batch_offset)));
     if (saved == JOB_DEAD) {
         p = put_varint(p, reason_len);
         if (reason_len > 0)
-            memcpy(p, job->reason, reason_len);
+            memcpy(p, ext->reason, reason_len);
         p += reason_len;
     }
     struct log_pos pos = queue_job_pos(job);
@@ -187,20 +188,21 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
     uint32_t count = 0;
     for (struct list_link *l = state->done.next; l != &state->done; l = l->next) {
         const struct job *job = LIST_ENTRY(l, struct job, live);
-        uint8_t *p = reserve(w, QUEUE_CHECKPOINT_DONE_FIXED + job->result_len);
+        const struct job_ext *ext = job->ext; /* a settled job has one */
+        uint8_t *p = reserve(w, QUEUE_CHECKPOINT_DONE_FIXED + ext->result_len);
         memset(p, 0, QUEUE_CHECKPOINT_DONE_FIXED);
         le_put_u64(p, job->id);
         le_put_u32(p + 8, job->queue->checkpoint_index);
         le_put_u32(p + 12, job->attempts);
         le_put_u32(p + 16, job->max_attempts);
-        le_put_u32(p + 20, job->result_len);
+        le_put_u32(p + 20, ext->result_len);
         le_put_u64(p + 24, job->ttr_ms);
         le_put_u64(p + 32, (uint64_t)job->created_ms);
-        le_put_u64(p + 40, (uint64_t)job->settled_ms);
+        le_put_u64(p + 40, (uint64_t)ext->settled_ms);
         le_put_u32(p + 48, job->priority);
         p[52] = (uint8_t)job->state;
-        if (job->result_len > 0)
-            memcpy(p + QUEUE_CHECKPOINT_DONE_FIXED, job->result, job->result_len);
+        if (ext->result_len > 0)
+            memcpy(p + QUEUE_CHECKPOINT_DONE_FIXED, ext->result, ext->result_len);
         count++;
     }
     return count;
@@ -494,7 +496,10 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     uint8_t saved = p[12];
     uint16_t reason_len = le_get_u16(p + 14);
     const uint8_t *reason = take(c, reason_len);
+    struct log_pos pos = {.seq = le_get_u64(p + 72), .segment_id = le_get_u64(p + 80),
+                          .batch_offset = le_get_u64(p + 88)};
     if (reason == NULL || id == 0 || id > RECORD_ID_MAX || queue_index >= queue_count ||
+        !queue_pos_packable(pos) ||
         jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
@@ -505,16 +510,14 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     job->body_len = le_get_u32(p + 28);
     job->ttr_ms = le_get_u64(p + 32);
     job->created_ms = (int64_t)le_get_u64(p + 40);
-    queue_job_set_run_at(job, (int64_t)le_get_u64(p + 48), now);
-    queue_job_set_expires_at(job, (int64_t)le_get_u64(p + 56), now);
-    job->settled_ms = (int64_t)le_get_u64(p + 64);
-    queue_job_set_pos(job, (struct log_pos){.seq = le_get_u64(p + 72),
-                                            .segment_id = le_get_u64(p + 80),
-                                            .batch_offset = le_get_u64(p + 88)});
+    queue_job_set_run_at(state, job, (int64_t)le_get_u64(p + 48), now);
+    queue_job_set_expires_at(state, job, (int64_t)le_get_u64(p + 56), now);
+    int64_t settled_ms = (int64_t)le_get_u64(p + 64);
+    queue_job_set_pos(job, pos);
     queue_job_account(state, job);
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)
-        queue_job_enter_dead(state, job, (const char *)reason, reason_len, job->settled_ms);
+        queue_job_enter_dead(state, job, (const char *)reason, reason_len, settled_ms);
     else
         load_job_place(state, job, saved, now);
     return 0;
@@ -561,7 +564,10 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
                               (reason = take(c, (size_t)reason_len)) == NULL))
         return RECORD_EINVAL;
     uint64_t id = prev->id + (uint64_t)unzigzag(f[V3_ID]);
-    if (id == 0 || id > RECORD_ID_MAX || f[V3_QUEUE] >= queue_count ||
+    struct log_pos pos = {.seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]),
+                          .segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]),
+                          .batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET])};
+    if (id == 0 || id > RECORD_ID_MAX || f[V3_QUEUE] >= queue_count || !queue_pos_packable(pos) ||
         jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD) ||
         f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
@@ -574,21 +580,16 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     job->body_len = (uint32_t)f[V3_BODY_LEN];
     job->ttr_ms = f[V3_TTR];
     job->created_ms = (int64_t)((uint64_t)prev->created_ms + (uint64_t)unzigzag(f[V3_CREATED]));
-    queue_job_set_run_at(job, (int64_t)f[V3_RUN_AT], now);
-    queue_job_set_expires_at(job, (int64_t)f[V3_EXPIRES], now);
-    job->settled_ms = (int64_t)f[V3_SETTLED];
-    queue_job_set_pos(job, (struct log_pos){
-        .seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]),
-        .segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]),
-        .batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET])});
-    struct log_pos pos = queue_job_pos(job);
+    queue_job_set_run_at(state, job, (int64_t)f[V3_RUN_AT], now);
+    queue_job_set_expires_at(state, job, (int64_t)f[V3_EXPIRES], now);
+    queue_job_set_pos(job, pos);
     *prev = (struct job_prev){.id = id, .created_ms = job->created_ms, .seq = pos.seq,
                               .segment_id = pos.segment_id, .batch_offset = pos.batch_offset};
     queue_job_account(state, job);
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)
         queue_job_enter_dead(state, job, (const char *)reason, (uint32_t)reason_len,
-                             job->settled_ms);
+                             (int64_t)f[V3_SETTLED]);
     else
         load_job_place(state, job, saved, now);
     return 0;
@@ -666,19 +667,18 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
             .id = id, .queue = queues[queue_index], .state = saved,
-            .block_size = (uint16_t)sizeof(struct job),
             .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
             .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
-            .settled_ms = (int64_t)le_get_u64(p + 40), .priority = le_get_u32(p + 48),
-            .queue_slot = HEAP_NONE, .timer_slot = HEAP_NONE, .ttl_slot = HEAP_NONE,
+            .priority = le_get_u32(p + 48), .queue_slot = HEAP_NONE,
         };
         list_init(&job->state_link);
-        list_init(&job->waiters);
+        struct job_ext *ext = queue_job_ext(state, job);
+        ext->settled_ms = (int64_t)le_get_u64(p + 40);
         if (result_len > 0) {
-            job->result = malloc(result_len);
-            SPOOL_ASSERT(job->result != NULL);
-            memcpy(job->result, result, result_len);
-            job->result_len = result_len;
+            ext->result = malloc(result_len);
+            SPOOL_ASSERT(ext->result != NULL);
+            memcpy(ext->result, result, result_len);
+            ext->result_len = result_len;
         }
         (void)jobtab_put(&state->jobs, id, job);
         list_insert_tail(&state->done, &job->live);

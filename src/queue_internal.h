@@ -85,8 +85,21 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
 /* The ttl ran out (settled_ms: the logged expiry): EXPIRED, remembered like a DONE job. */
 void queue_job_expired(struct queue_state *state, struct job *job, int64_t settled_ms);
 /* Set a job's logged times (Unix ms; 0: none) and their monotonic instants as of now. */
-void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now);
-void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now);
+/* Set a run-at or a ttl (0: none). A nonzero one needs the job's extension (queue_job_ext). */
+void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t run_at_ms,
+                          struct queue_time now);
+void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_t expires_at_ms,
+                              struct queue_time now);
+/* The job's extension (queue.h), allocated when it has none. _prepare is the one for paths
+ * that must not abort: 0, or -ENOMEM with nothing changed, before anything is logged; then
+ * queue_job_ext finds it. queue_job_ext itself aborts when there is no memory: replay and
+ * internal transitions, whose job had one already or which cannot refuse. _adopt attaches one
+ * allocated earlier (job_pool_try_alloc of sizeof(struct job_ext)). _trim frees it when the
+ * job, about to be READY, uses none of its fields (a backlog of ready jobs carries none). */
+int queue_job_ext_prepare(struct queue_state *state, struct job *job);
+struct job_ext *queue_job_ext(struct queue_state *state, struct job *job);
+void queue_job_ext_adopt(struct job *job, struct job_ext *ext);
+void queue_job_ext_trim(struct queue_state *state, struct job *job);
 /* Make a visible state for a job: delayed until timer_ns if it has a run-at still ahead. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now);
 /* Remember a key of a queue (a no-op if already known). At idempotency_keys_max keys the

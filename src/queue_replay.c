@@ -35,8 +35,8 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     job->max_attempts = put->max_attempts;
     job->ttr_ms = put->ttr_ms;
     job->created_ms = put->created_ms;
-    queue_job_set_run_at(job, put->run_at_ms, now);
-    queue_job_set_expires_at(job, put->expires_at_ms, now);
+    queue_job_set_run_at(state, job, put->run_at_ms, now);
+    queue_job_set_expires_at(state, job, put->expires_at_ms, now);
     queue_job_set_pos(job, *pos);
     queue_job_account(state, job);
     queue_job_place(state, job, now);
@@ -65,7 +65,7 @@ static void replay_job_record(struct queue_state *state, const struct record *re
     case RECORD_RELEASE:
         queue_job_leave(state, job);
         job->priority = rec->u.release.priority;
-        queue_job_set_run_at(job, rec->u.release.run_at_ms, now);
+        queue_job_set_run_at(state, job, rec->u.release.run_at_ms, now);
         queue_job_place(state, job, now);
         break;
     case RECORD_BURY:
@@ -83,8 +83,8 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         }
         break;
     case RECORD_DELETE:
-        if (rec->u.del.cause == RECORD_DELETE_TTL && job->expires_at_ms != 0)
-            queue_job_expired(state, job, job->expires_at_ms);
+        if (rec->u.del.cause == RECORD_DELETE_TTL && queue_job_x(job)->expires_at_ms != 0)
+            queue_job_expired(state, job, job->ext->expires_at_ms);
         else
             queue_job_remove(state, job);
         break;

@@ -52,14 +52,15 @@ static void status_fill(const struct job *job, struct queue_job_status *out)
     out->state = job->state;
     out->attempts = job->attempts;
     out->created_ms = job->created_ms;
-    out->settled_ms = job->settled_ms;
+    const struct job_ext *ext = queue_job_x(job);
+    out->settled_ms = ext->settled_ms;
     if (job->state == JOB_DONE) {
-        out->result = job->result;
-        out->result_len = job->result_len;
+        out->result = ext->result;
+        out->result_len = ext->result_len;
     }
     if (job->state == JOB_DEAD) {
-        out->reason = job->reason;
-        out->reason_len = job->reason_len;
+        out->reason = ext->reason;
+        out->reason_len = ext->reason_len;
     }
 }
 
@@ -70,7 +71,7 @@ bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_statu
         return false;
     status_fill(job, out);
     if (job->state == JOB_PENDING)
-        out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+        out->state = queue_job_x(job)->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
     return true;
 }
 
@@ -88,8 +89,10 @@ void queue_notify_waiters(struct queue_state *state, struct job *job, bool found
 {
     struct queue_job_status status;
     status_fill(job, &status);
+    if (job->ext == NULL)
+        return; /* no waiters */
     struct list_link *link;
-    while ((link = list_first(&job->waiters)) != NULL)
+    while ((link = list_first(&job->ext->waiters)) != NULL)
         waiter_finish(state, LIST_ENTRY(link, struct queue_job_waiter, link), found, &status);
 }
 
@@ -107,10 +110,13 @@ bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter,
     if (job_state_settled(job->state) || job->state == JOB_DEAD ||
         waiter->deadline_ns <= now.mono_ns) {
         if (job->state == JOB_PENDING)
-            out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+            out->state = queue_job_x(job)->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
         return true;
     }
-    list_insert_tail(&job->waiters, &waiter->link);
+    /* No memory to remember the waiter: answer now with the job's state, as at a timeout. */
+    if (queue_job_ext_prepare(state, job) != 0)
+        return true;
+    list_insert_tail(&job->ext->waiters, &waiter->link);
     heap_push(&state->waiter_timeouts, waiter);
     waiter->waiting = true;
     return false;
@@ -134,7 +140,7 @@ static void waiter_timeout(struct queue_state *state, struct queue_job_waiter *w
     struct queue_job_status status;
     status_fill(job, &status);
     if (job->state == JOB_PENDING)
-        status.state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+        status.state = queue_job_x(job)->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
     waiter_finish(state, waiter, true, &status);
 }
 
@@ -155,21 +161,24 @@ static void idem_expire(struct queue_state *state, struct queue_time now, uint32
 static void tick_jobs(struct queue_state *state, struct queue_time now, uint32_t *budget)
 {
     struct job *job;
-    while (*budget > 0 && (job = heap_top(&state->delay_heap)) != NULL &&
-           job->timer_ns <= now.mono_ns) {
+    struct job_ext *ext;
+    while (*budget > 0 && (ext = heap_top(&state->delay_heap)) != NULL &&
+           ext->timer_ns <= now.mono_ns) {
+        job = ext->job;
         queue_job_leave(state, job);
         queue_job_enter_ready(state, job, now);
         (*budget)--;
     }
-    while (*budget > 0 && (job = heap_top(&state->lease_heap)) != NULL &&
-           job->timer_ns <= now.mono_ns) {
-        queue_lease_expire(state, job, now);
+    while (*budget > 0 && (ext = heap_top(&state->lease_heap)) != NULL &&
+           ext->timer_ns <= now.mono_ns) {
+        queue_lease_expire(state, ext->job, now);
         (*budget)--;
     }
-    while (*budget > 0 && (job = heap_top(&state->ttl_heap)) != NULL &&
-           job->expires_at_ns <= now.mono_ns) {
+    while (*budget > 0 && (ext = heap_top(&state->ttl_heap)) != NULL &&
+           ext->expires_at_ns <= now.mono_ns) {
+        job = ext->job;
         if (job->state == JOB_RESERVED || job->state == JOB_PENDING)
-            heap_remove(&state->ttl_heap, job); /* back in when the lease ends */
+            heap_remove(&state->ttl_heap, ext); /* back in when the lease ends */
         else if (!queue_ttl_expire(state, job))
             break; /* the log refuses records now: the next tick retries */
         (*budget)--;
@@ -208,13 +217,13 @@ static int64_t min64(int64_t a, int64_t b)
 int64_t queue_next_deadline_ns(const struct queue_state *state)
 {
     int64_t next = INT64_MAX;
-    const struct job *job;
-    if ((job = heap_top(&state->delay_heap)) != NULL)
-        next = min64(next, job->timer_ns);
-    if ((job = heap_top(&state->lease_heap)) != NULL)
-        next = min64(next, job->timer_ns);
-    if ((job = heap_top(&state->ttl_heap)) != NULL)
-        next = min64(next, job->expires_at_ns);
+    const struct job_ext *ext;
+    if ((ext = heap_top(&state->delay_heap)) != NULL)
+        next = min64(next, ext->timer_ns);
+    if ((ext = heap_top(&state->lease_heap)) != NULL)
+        next = min64(next, ext->timer_ns);
+    if ((ext = heap_top(&state->ttl_heap)) != NULL)
+        next = min64(next, ext->expires_at_ns);
     const struct queue_reserver *reserver = heap_top(&state->reserver_timeouts);
     if (reserver != NULL)
         next = min64(next, reserver->deadline_ns);
@@ -239,7 +248,7 @@ void queue_stats_get(const struct queue *queue, struct queue_time now, struct qu
         out->oldest_ready_age_ms = age_ns > 0 ? age_ns / QUEUE_NS_PER_MS : 0;
     }
     link = list_first(&queue->live);
-    out->ack_floor = link == NULL ? 0 : LIST_ENTRY(link, struct job, live)->pos.seq;
+    out->ack_floor = link == NULL ? 0 : LIST_ENTRY(link, struct job, live)->pos_seq;
 }
 
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out)

@@ -179,7 +179,7 @@ static void job_key(struct salvage *s, const struct job *job, const char **key, 
 {
     *key = NULL;
     *key_len = 0;
-    const struct logdir_rec *r = logdir_find(&s->dir, job->pos.seq);
+    const struct logdir_rec *r = logdir_find(&s->dir, job->pos_seq);
     struct record rec;
     if (r != NULL && r->type == RECORD_PUT && logdir_decode(&s->dir, r, &rec) == 0 &&
         rec.id == job->id) {
@@ -195,8 +195,8 @@ static int salvage_job(struct salvage *s, struct job *job)
                              .max_attempts = job->max_attempts,
                              .ttr_ms = job->ttr_ms,
                              .created_ms = job->created_ms,
-                             .run_at_ms = job->state == JOB_DELAYED ? job->run_at_ms : 0,
-                             .expires_at_ms = job->expires_at_ms,
+                             .run_at_ms = job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms : 0,
+                             .expires_at_ms = queue_job_x(job)->expires_at_ms,
                              .queue = job->queue->name,
                              .queue_len = job->queue->name_len,
                              .body = job->body,
@@ -210,7 +210,7 @@ static int salvage_job(struct salvage *s, struct job *job)
     free(buf);
     if (rc != 0)
         return rc;
-    job->pos = pos; /* the checkpoint points at the body's new home */
+    queue_job_set_pos(job, pos); /* the checkpoint points at the body's new home */
     uint8_t small[RECORD_BURY_FIXED + LIMIT_REASON_MAX_BYTES];
     if (rc == 0 && job->attempts > 0) {
         len = record_lease_encode(job->id, job->attempts, small);
@@ -218,8 +218,8 @@ static int salvage_job(struct salvage *s, struct job *job)
     }
     if (rc == 0 && job->state == JOB_DEAD) {
         uint32_t reason_len =
-            job->reason_len < LIMIT_REASON_MAX_BYTES ? job->reason_len : LIMIT_REASON_MAX_BYTES;
-        len = record_bury_encode(job->id, job->settled_ms, job->reason, reason_len, small);
+            queue_job_x(job)->reason_len < LIMIT_REASON_MAX_BYTES ? queue_job_x(job)->reason_len : LIMIT_REASON_MAX_BYTES;
+        len = record_bury_encode(job->id, queue_job_x(job)->settled_ms, queue_job_x(job)->reason, reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }
     s->jobs_written += rc == 0;

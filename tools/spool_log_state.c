@@ -43,7 +43,7 @@ static void body_fill_collect(void *ctx, struct job *job)
 static int job_seq_compare(const void *a, const void *b)
 {
     const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
-    return x->pos.seq < y->pos.seq ? -1 : x->pos.seq > y->pos.seq;
+    return x->pos_seq < y->pos_seq ? -1 : x->pos_seq > y->pos_seq;
 }
 
 /* Bodies of the jobs the checkpoint holds, from their PUT records, in log order so each batch
@@ -56,7 +56,7 @@ static void body_fill(struct logstate *state, struct logdir *dir)
         qsort(fill.jobs, fill.count, sizeof(*fill.jobs), job_seq_compare);
     for (size_t i = 0; i < fill.count; i++) {
         struct job *job = fill.jobs[i];
-        const struct logdir_rec *r = logdir_find(dir, job->pos.seq);
+        const struct logdir_rec *r = logdir_find(dir, job->pos_seq);
         struct record rec;
         if (r == NULL || r->type != RECORD_PUT || logdir_decode(dir, r, &rec) != 0 ||
             rec.id != job->id || rec.u.put.body_len != job->body_len) {

@@ -171,7 +171,7 @@ static void test_queue_bounded(void)
     struct job *got[1];
     REQUIRE(queue_reserve(s, &r, now, got) == 1);
     CHECK(got[0] == first);
-    REQUIRE(queue_ack(s, first->id, first->lease_token, NULL, 0, now, NULL) == 0);
+    REQUIRE(queue_ack(s, first->id, queue_job_x(first)->lease_token, NULL, 0, now, NULL) == 0);
     CHECK(first->body == NULL && !queue_job_body_missing(first));
     queue_body_stats_get(s, &stats);
     CHECK_EQ(stats.count, 7);

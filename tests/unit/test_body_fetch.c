@@ -132,8 +132,8 @@ static uint32_t distinct_batches(struct job *const *jobs, uint32_t count)
     for (uint32_t i = 0; i < count; i++) {
         bool seen = false;
         for (uint32_t k = 0; k < i && !seen; k++)
-            seen = jobs[k]->pos.segment_id == jobs[i]->pos.segment_id &&
-                   jobs[k]->pos.batch_offset == jobs[i]->pos.batch_offset;
+            seen = queue_job_pos(jobs[k]).segment_id == queue_job_pos(jobs[i]).segment_id &&
+                   queue_job_pos(jobs[k]).batch_offset == queue_job_pos(jobs[i]).batch_offset;
         n += !seen;
     }
     return n;
@@ -161,7 +161,7 @@ static void test_batched(void)
     CHECK_EQ(out.error, 0);
     CHECK_EQ(out.matched, n);
     for (uint32_t k = 0; k < n; k++)
-        CHECK(out.leases[k] == jobs[k]->lease_token && out.leases[k] != 0);
+        CHECK(out.leases[k] == queue_job_x(jobs[k])->lease_token && out.leases[k] != 0);
     struct body_fetch_stats st;
     body_fetch_stats_get(srv.fetcher, &st);
     CHECK_EQ(st.batch_reads, batches);
@@ -194,8 +194,8 @@ static void test_read_caches_neighbours(void)
     uint8_t want[BODY];
     for (uint32_t i = 0; i < JOBS; i++) {
         struct job *job = queue_job_find(srv.queues, ids[i]);
-        if (job->pos.segment_id != first->pos.segment_id ||
-            job->pos.batch_offset != first->pos.batch_offset)
+        if (queue_job_pos(job).segment_id != queue_job_pos(first).segment_id ||
+            queue_job_pos(job).batch_offset != queue_job_pos(first).batch_offset)
             continue;
         same_batch++;
         body_of(i, want);
