@@ -271,6 +271,7 @@ void queue_state_destroy(struct queue_state *state)
         struct queue *queue = entry->value;
         heap_free(&queue->ready);
         heap_free(&queue->delayed);
+        free(queue->segs);
         free(queue);
     }
     STRMAP_EACH(&state->keys, entry)
@@ -371,7 +372,6 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         heap_init(&queue->delayed, delayed_less, offsetof(struct job, queue_slot));
         list_init(&queue->ready_order);
         list_init(&queue->dead);
-        list_init(&queue->live);
         list_init(&queue->reservers);
         list_init(&queue->serve_link);
         list_init(&queue->idle_link);
@@ -416,6 +416,85 @@ static void segment_add(struct queue_state *state, uint64_t segment_id, int64_t 
     SPOOL_DEBUG_ASSERT((int64_t)queue_segment_live(state, segment_id) >= 0);
 }
 
+/* The first index of queue->segs whose segment is >= segment_id. Jobs are put in log order,
+ * so the newest segment answers most calls. */
+static uint32_t queue_segs_lower(const struct queue *queue, uint64_t segment_id)
+{
+    uint32_t n = queue->seg_count;
+    if (n > 0 && queue->segs[n - 1].segment_id == segment_id)
+        return n - 1;
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (queue->segs[mid].segment_id < segment_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta)
+{
+    SPOOL_ASSERT(delta == 1 || delta == -1);
+    uint32_t at = queue_segs_lower(queue, segment_id);
+    struct queue_segment_count *seg = at < queue->seg_count ? &queue->segs[at] : NULL;
+    if (seg != NULL && seg->segment_id == segment_id) {
+        SPOOL_ASSERT(delta > 0 || seg->count > 0);
+        seg->count = (uint64_t)((int64_t)seg->count + delta);
+        if (seg->count == 0) {
+            memmove(seg, seg + 1, (queue->seg_count - at - 1) * sizeof(*seg));
+            queue->seg_count--;
+        }
+        return;
+    }
+    SPOOL_ASSERT(delta > 0); /* a job leaving counted itself in its segment */
+    if (queue->seg_count == queue->seg_capacity) {
+        queue->seg_capacity = queue->seg_capacity == 0 ? 4 : queue->seg_capacity * 2;
+        queue->segs = realloc(queue->segs, queue->seg_capacity * sizeof(*queue->segs));
+        SPOOL_ASSERT(queue->segs != NULL);
+    }
+    memmove(queue->segs + at + 1, queue->segs + at,
+            (queue->seg_count - at) * sizeof(*queue->segs));
+    queue->segs[at] = (struct queue_segment_count){.segment_id = segment_id, .count = 1};
+    queue->seg_count++;
+}
+
+struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue,
+                           uint32_t *count)
+{
+    uint64_t want = queue_live_count(queue);
+    SPOOL_ASSERT(want <= UINT32_MAX);
+    struct job **jobs = xcalloc(want + 1, sizeof(*jobs));
+    uint32_t n = 0;
+    JOBTAB_EACH(&state->jobs, job)
+    {
+        if (job->queue == queue && queue_job_live(job)) {
+            SPOOL_ASSERT(n < want);
+            jobs[n++] = job;
+        }
+    }
+    SPOOL_ASSERT(n == want);
+    *count = n;
+    return jobs;
+}
+
+uint64_t queue_live_count(const struct queue *queue)
+{
+    const struct queue_stats *s = &queue->stats;
+    return s->pending + s->ready + s->delayed + s->reserved + s->dead;
+}
+
+void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
+                     void *ctx)
+{
+    JOBTAB_EACH(&state->jobs, job)
+    {
+        if (queue_job_live(job))
+            fn(ctx, job);
+    }
+}
+
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id)
 {
     int64_t count = (int64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
@@ -445,11 +524,9 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
     job->queue = queue;
     job->state = JOB_PENDING;
     job->queue_slot = HEAP_NONE;
-    list_init(&job->live);
     list_init(&job->state_link);
     struct job *replaced = jobtab_put(&state->jobs, id, job);
     SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
-    list_insert_tail(&queue->live, &job->live);
     if (id >= state->next_id)
         state->next_id = id + 1;
     state->totals.jobs++;
@@ -460,6 +537,7 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
 void queue_job_account(struct queue_state *state, struct job *job)
 {
     segment_add(state, queue_job_pos(job).segment_id, 1);
+    queue_segs_add(job->queue, queue_job_pos(job).segment_id, 1);
     job->queue->stats.bytes += job->body_len;
     job->queue->stats.total_put++;
 }
@@ -585,10 +663,8 @@ void queue_job_leave(struct queue_state *state, struct job *job)
 /* Stop being live: out of the queue's live list, the segment counts and the ttl heap. */
 static void job_unlive(struct queue_state *state, struct job *job)
 {
-    if (state->walk != NULL)
-        queue_checkpoint_unlink(state, job);
-    list_unlink(&job->live);
     segment_add(state, queue_job_pos(job).segment_id, -1);
+    queue_segs_add(job->queue, queue_job_pos(job).segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
     job->queue->stats.bytes -= job->body_len;
     if (job->ext != NULL && heap_contains(&state->ttl_heap, job->ext))
@@ -610,8 +686,8 @@ static void done_trim(struct queue_state *state)
 {
     while (state->done_count > state->config.done_keep_max ||
            state->done_bytes > QUEUE_DONE_BYTES_MAX) {
-        struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
-        list_unlink(&old->live);
+        struct job *old = LIST_ENTRY(list_first(&state->done), struct job_ext, done_link)->job;
+        list_unlink(&old->ext->done_link);
         jobtab_remove(&state->jobs, old->id);
         SPOOL_ASSERT(old->queue->stats.settled > 0);
         old->queue->stats.settled--;
@@ -628,11 +704,11 @@ void queue_done_forget_queue(struct queue_state *state, struct queue *queue)
 {
     struct list_link *link = state->done.next;
     while (link != &state->done && queue->stats.settled > 0) {
-        struct job *old = LIST_ENTRY(link, struct job, live);
+        struct job *old = LIST_ENTRY(link, struct job_ext, done_link)->job;
         link = link->next;
         if (old->queue != queue)
             continue;
-        list_unlink(&old->live);
+        list_unlink(&old->ext->done_link);
         jobtab_remove(&state->jobs, old->id);
         queue->stats.settled--;
         if (old->state == JOB_EXPIRED)
@@ -659,7 +735,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
         ext->result = xmemdup(result, result_len);
         ext->result_len = result_len;
     }
-    list_insert_tail(&state->done, &job->live);
+    list_insert_tail(&state->done, &ext->done_link);
     state->done_count++;
     state->done_bytes += ext->result_len;
     job->queue->stats.settled++;
@@ -672,10 +748,11 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     queue_job_leave(state, job);
     job_unlive(state, job);
     job->state = JOB_EXPIRED;
-    queue_job_ext(state, job)->settled_ms = settled_ms; /* a job with a ttl has one */
+    struct job_ext *ext = queue_job_ext(state, job); /* a job with a ttl has one */
+    ext->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
     body_cache_drop(&state->bodies, &job->body);
-    list_insert_tail(&state->done, &job->live);
+    list_insert_tail(&state->done, &ext->done_link);
     state->done_count++;
     job->queue->stats.settled++;
     job->queue->stats.expired++;
@@ -1462,13 +1539,13 @@ int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now,
  * pending ones are not yet acknowledged to their producer). */
 void queue_purge_apply(struct queue_state *state, struct queue *queue)
 {
-    struct list_link *link = queue->live.next;
-    while (link != &queue->live) {
-        struct job *job = LIST_ENTRY(link, struct job, live);
-        link = link->next;
-        if (job->state == JOB_READY || job->state == JOB_DELAYED || job->state == JOB_DEAD)
-            queue_job_remove(state, job);
-    }
+    uint32_t count = 0;
+    struct job **jobs = queue_jobs_of(state, queue, &count);
+    for (uint32_t i = 0; i < count; i++)
+        if (jobs[i]->state == JOB_READY || jobs[i]->state == JOB_DELAYED ||
+            jobs[i]->state == JOB_DEAD)
+            queue_job_remove(state, jobs[i]);
+    free(jobs);
     queue_idem_forget_queue(state, queue);
 }
 

@@ -85,6 +85,11 @@ struct queue_owner {
 
 struct queue;
 
+struct queue_segment_count {
+    uint64_t segment_id;
+    uint64_t count;
+};
+
 /*
  * A job is a compact core (struct job), allocated for every job, with what a READY job needs:
  * scheduling (priority, id, attempts, ttr), its log position and its body's length. The rest
@@ -116,7 +121,8 @@ struct job_ext {
     uint32_t result_len;
     uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
     uint32_t ttl_slot;   /* ttl heap */
-    struct list_link waiters; /* queue_job_waiter.link */
+    struct list_link waiters;   /* queue_job_waiter.link */
+    struct list_link done_link; /* DONE / EXPIRED: in the state's done list, oldest first */
 };
 
 struct job {
@@ -141,7 +147,6 @@ struct job {
     uint32_t body_len;
     uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
-    struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
     struct list_link state_link; /* pending / ready-order / owner / dead list */
 };
 _Static_assert(sizeof(struct job) <= 144, "a job takes one 144-byte block of the job pool");
@@ -161,7 +166,9 @@ struct queue_stats {
     uint64_t pending; /* put, not yet durable */
     uint64_t total_put;
     int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
-    uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
+    /* A lower bound of the seq of the oldest live job's PUT: the first seq of the oldest
+     * segment that holds the PUT of a live job of the queue; 0: nothing live. */
+    uint64_t ack_floor;
     uint64_t bytes;              /* body bytes of live jobs */
     uint64_t expired;            /* EXPIRED jobs still remembered (done_keep_max) */
     uint64_t settled;            /* DONE and EXPIRED jobs still remembered: they name it */
@@ -181,7 +188,11 @@ struct queue {
     struct heap delayed; /* (run_at, id) */
     struct list_link ready_order; /* READY jobs, oldest ready first */
     struct list_link dead;        /* DEAD jobs, oldest death first */
-    struct list_link live;        /* every job not DONE, id order */
+    /* Live jobs per segment of their PUT, ascending by segment (queue_segs_add): ack_floor.
+     * A few entries per queue (the segments its live jobs span), not one per job. */
+    struct queue_segment_count *segs;
+    uint32_t seg_count;
+    uint32_t seg_capacity;
     struct list_link reservers;   /* queue_reserver links, arrival order */
     struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
     struct queue_stats stats;
@@ -513,6 +524,13 @@ void queue_each(struct queue_state *state, void (*fn)(void *ctx, struct queue *q
 bool queue_each_step(struct queue_state *state, size_t *cursor, uint32_t max,
                      void (*fn)(void *ctx, struct queue *queue), void *ctx);
 uint64_t queue_walk_stamp(const struct queue_state *state);
+
+/* Call fn for each live job (queue_job_live; order unspecified); fn must not change the
+ * state. */
+void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
+                     void *ctx);
+/* Live jobs of a queue (every state but DONE and EXPIRED). */
+uint64_t queue_live_count(const struct queue *queue);
 
 /* Retention: live jobs whose PUT lives in a segment. */
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);

@@ -187,8 +187,8 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
 {
     uint32_t count = 0;
     for (struct list_link *l = state->done.next; l != &state->done; l = l->next) {
-        const struct job *job = LIST_ENTRY(l, struct job, live);
-        const struct job_ext *ext = job->ext; /* a settled job has one */
+        const struct job_ext *ext = LIST_ENTRY(l, struct job_ext, done_link);
+        const struct job *job = ext->job; /* a settled job has its extension */
         uint8_t *p = reserve(w, QUEUE_CHECKPOINT_DONE_FIXED + ext->result_len);
         memset(p, 0, QUEUE_CHECKPOINT_DONE_FIXED);
         le_put_u64(p, job->id);
@@ -213,15 +213,17 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
  * live job. queue_checkpoint_begin fixes the anchor (the state reflects exactly the records
  * emitted so far) and encodes at once what is small or bounded: the header's counters, the
  * queues, the idempotency keys and the remembered DONE jobs. The live jobs that exist at the
- * anchor are then encoded by queue_checkpoint_step, a bounded number per call, walking each
- * queue's live list; meanwhile the state keeps changing. Two rules keep the result exactly
- * the state at the anchor:
+ * anchor are then encoded by queue_checkpoint_step, a bounded number per call, walking the
+ * job table's pages as they were at the anchor (their keys, sorted: the jobs come up in id
+ * order); meanwhile the state keeps changing. Two rules keep the result exactly the state at
+ * the anchor:
  *   - every change of a job starts with queue_job_leave, which first captures the job as it
  *     was (queue_checkpoint_capture) if the walk has not reached it yet; a job is captured
  *     once (its checkpoint_epoch says so);
- *   - jobs created after the anchor (id >= the anchor's next_id) are never captured, and they
- *     sit at the tail of their queue's live list (jobs enter it at creation only), so the walk
- *     of a queue ends at the first of them. A job leaving the live list moves the cursor on.
+ *   - jobs created after the anchor (id >= the anchor's next_id) are never captured; every
+ *     job of the anchor is on a page that existed then (ids are handed out ascending, and a
+ *     page is freed only once empty), so the walk of the anchor's pages meets each of them
+ *     that is still there.
  * A job PENDING at the anchor is captured like any other (saved ready or delayed by its
  * run_at); the server writes the payload only once the anchor is durable.
  */
@@ -235,8 +237,10 @@ struct checkpoint_walk {
     uint32_t done_count;
     struct queue **queues;       /* the queues at the anchor, in checkpoint_index order */
     uint32_t queue_count;
-    uint32_t queue_at;           /* the queue being walked */
-    struct list_link *cursor;    /* next live link to visit in it; NULL: from its head */
+    uint64_t *pages;             /* jobtab page keys at the anchor, ascending */
+    size_t page_count;
+    size_t page_at;              /* the page being walked */
+    uint32_t slot_at;            /* its next slot */
     struct queue_segment_set segments; /* of the jobs encoded so far */
 };
 
@@ -312,6 +316,23 @@ bool queue_checkpoint_active(const struct queue_state *state)
     return state->walk != NULL;
 }
 
+static int page_key_compare(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The keys of the job table's pages now, ascending. */
+static void walk_pages_take(struct checkpoint_walk *walk, struct queue_state *state)
+{
+    const struct idmap *pages = &state->jobs.pages;
+    walk->pages = malloc((pages->count + 1) * sizeof(*walk->pages));
+    SPOOL_ASSERT(walk->pages != NULL);
+    IDMAP_EACH(pages, entry) walk->pages[walk->page_count++] = entry->id;
+    SPOOL_ASSERT(walk->page_count == pages->count);
+    qsort(walk->pages, walk->page_count, sizeof(*walk->pages), page_key_compare);
+}
+
 void queue_checkpoint_begin(struct queue_state *state)
 {
     SPOOL_ASSERT(state->walk == NULL);
@@ -346,6 +367,7 @@ void queue_checkpoint_begin(struct queue_state *state)
     }
     encode_idem(&walk->tail, state);
     walk->done_count = encode_done(&walk->tail, state);
+    walk_pages_take(walk, state);
     state->walk = walk;
 }
 
@@ -362,35 +384,24 @@ void queue_checkpoint_capture(struct queue_state *state, struct job *job)
     walk->job_count++;
 }
 
-void queue_checkpoint_unlink(struct queue_state *state, struct job *job)
-{
-    struct checkpoint_walk *walk = state->walk;
-    if (walk->cursor == &job->live)
-        walk->cursor = job->live.next;
-}
-
+/* Every slot counts against jobs_max, empty or not, so a step's work stays bounded. */
 bool queue_checkpoint_step(struct queue_state *state, uint32_t jobs_max)
 {
     struct checkpoint_walk *walk = state->walk;
     SPOOL_ASSERT(walk != NULL);
     uint32_t visited = 0;
-    while (walk->queue_at < walk->queue_count && visited < jobs_max) {
-        struct queue *queue = walk->queues[walk->queue_at];
-        if (walk->cursor == NULL)
-            walk->cursor = queue->live.next;
-        struct job *job = walk->cursor == &queue->live
-                              ? NULL
-                              : LIST_ENTRY(walk->cursor, struct job, live);
-        if (job == NULL || job->id >= walk->next_id) { /* the rest came after the anchor */
-            walk->queue_at++;
-            walk->cursor = NULL;
-            continue;
-        }
-        walk->cursor = job->live.next;
-        queue_checkpoint_capture(state, job);
+    while (walk->page_at < walk->page_count && visited < jobs_max) {
+        uint64_t first_id = (walk->pages[walk->page_at] - 1) << JOBTAB_PAGE_BITS;
+        struct job *job = jobtab_get(&state->jobs, first_id + walk->slot_at);
+        if (job != NULL && job->id < walk->next_id && queue_job_live(job))
+            queue_checkpoint_capture(state, job);
         visited++;
+        if (++walk->slot_at == JOBTAB_PAGE_SLOTS) {
+            walk->slot_at = 0;
+            walk->page_at++;
+        }
     }
-    return walk->queue_at == walk->queue_count;
+    return walk->page_at == walk->page_count;
 }
 
 static void walk_free(struct checkpoint_walk *walk)
@@ -398,6 +409,7 @@ static void walk_free(struct checkpoint_walk *walk)
     free(walk->main.buf);
     free(walk->tail.buf);
     free(walk->queues);
+    free(walk->pages);
     queue_segment_set_free(&walk->segments);
     free(walk);
 }
@@ -415,7 +427,7 @@ int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *
 {
     struct checkpoint_walk *walk = state->walk;
     SPOOL_ASSERT(walk != NULL);
-    SPOOL_ASSERT(walk->queue_at == walk->queue_count); /* queue_checkpoint_step said done */
+    SPOOL_ASSERT(walk->page_at == walk->page_count); /* queue_checkpoint_step said done */
     state->walk = NULL;
     size_t len = walk->main.len + walk->tail.len;
     if (len > UINT32_MAX) {
@@ -681,7 +693,7 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             ext->result_len = result_len;
         }
         (void)jobtab_put(&state->jobs, id, job);
-        list_insert_tail(&state->done, &job->live);
+        list_insert_tail(&state->done, &ext->done_link);
         state->done_count++;
         state->done_bytes += result_len;
         job->queue->stats.settled++;

@@ -155,9 +155,13 @@ int64_t queue_wall_ms_after(struct queue_time now, int64_t delta_ms);
 int64_t queue_add_sat(int64_t a, int64_t b);
 
 /* While a checkpoint walk runs: capture a job as it is now, before it changes, if the walk
- * wants it and has not captured it yet; and keep the walk's cursor off a job that leaves its
- * queue's live list. */
+ * wants it and has not captured it yet. */
 void queue_checkpoint_capture(struct queue_state *state, struct job *job);
-void queue_checkpoint_unlink(struct queue_state *state, struct job *job);
+/* Count a live job in (delta 1) or out of (-1) its queue's segment counts (queue->segs). */
+void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta);
+/* The live jobs of a queue, malloc'ed (the caller frees; *count of them): a walk of every
+ * job, for the rare whole-queue operations (purge, delete-queue). */
+struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue,
+                           uint32_t *count);
 
 #endif

@@ -247,8 +247,7 @@ void queue_stats_get(const struct queue *queue, struct queue_time now, struct qu
         int64_t age_ns = now.mono_ns - job->ready_since_ns;
         out->oldest_ready_age_ms = age_ns > 0 ? age_ns / QUEUE_NS_PER_MS : 0;
     }
-    link = list_first(&queue->live);
-    out->ack_floor = link == NULL ? 0 : LIST_ENTRY(link, struct job, live)->pos_seq;
+    out->ack_floor = queue->seg_count == 0 ? 0 : queue->segs[0].segment_id;
 }
 
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out)

@@ -128,17 +128,15 @@ struct live_collect {
     size_t capacity;
 };
 
-static void live_collect_queue(void *ctx, struct queue *queue)
+static void live_collect_job(void *ctx, struct job *job)
 {
     struct live_collect *lc = ctx;
-    for (struct list_link *l = queue->live.next; l != &queue->live; l = l->next) {
-        if (lc->count == lc->capacity) {
-            lc->capacity = lc->capacity == 0 ? 256 : lc->capacity * 2;
-            lc->jobs = realloc(lc->jobs, lc->capacity * sizeof(*lc->jobs));
-            SPOOL_ASSERT(lc->jobs != NULL);
-        }
-        lc->jobs[lc->count++] = LIST_ENTRY(l, struct job, live);
+    if (lc->count == lc->capacity) {
+        lc->capacity = lc->capacity == 0 ? 256 : lc->capacity * 2;
+        lc->jobs = realloc(lc->jobs, lc->capacity * sizeof(*lc->jobs));
+        SPOOL_ASSERT(lc->jobs != NULL);
     }
+    lc->jobs[lc->count++] = job;
 }
 
 static int job_id_compare(const void *a, const void *b)
@@ -150,7 +148,7 @@ static int job_id_compare(const void *a, const void *b)
 struct job **logstate_live_jobs(const struct logstate *state, size_t *count)
 {
     struct live_collect lc = {0};
-    queue_each(state->queues, live_collect_queue, &lc);
+    queue_each_live(state->queues, live_collect_job, &lc);
     if (lc.count > 1)
         qsort(lc.jobs, lc.count, sizeof(*lc.jobs), job_id_compare);
     *count = lc.count;
