@@ -371,7 +371,7 @@ static int64_t soonest_deadline_ms(struct conn *conn)
     int64_t soonest = INT64_MAX;
     struct list_link *head = &conn->owner.jobs;
     for (struct list_link *l = head->next; l != head; l = l->next) {
-        const struct job *job = LIST_ENTRY(l, struct job, state_link);
+        const struct job *job = LIST_ENTRY(l, struct job_ext, state_link)->job;
         if (queue_job_x(job)->deadline_ms < soonest)
             soonest = queue_job_x(job)->deadline_ms;
     }

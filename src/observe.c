@@ -82,7 +82,7 @@ static void snap_dead_add(struct snapshot *snap, const struct queue *queue)
     for (struct list_link *l = queue->dead.next;
          l != &queue->dead && taken < OBSERVE_DEAD_PER_QUEUE && snap->dead_count < OBSERVE_DEAD_MAX;
          l = l->next, taken++) {
-        const struct job *job = LIST_ENTRY(l, struct job, state_link);
+        const struct job *job = LIST_ENTRY(l, struct job_ext, state_link)->job;
         struct snap_dead *d = &snap->dead[snap->dead_count++];
         d->id = job->id;
         memcpy(d->queue, queue->name, queue->name_len + 1);

@@ -170,7 +170,6 @@ struct queue_state *queue_state_create(const struct queue_config *config)
               offsetof(struct queue_reserver, timeout_slot));
     heap_init(&state->waiter_timeouts, waiter_less,
               offsetof(struct queue_job_waiter, timeout_slot));
-    list_init(&state->pending);
     list_init(&state->done);
     list_init(&state->to_serve);
     list_init(&state->idle);
@@ -189,6 +188,8 @@ void queue_job_ext_adopt(struct job *job, struct job_ext *ext)
     ext->timer_slot = HEAP_NONE;
     ext->ttl_slot = HEAP_NONE;
     list_init(&ext->waiters);
+    list_init(&ext->done_link);
+    list_init(&ext->state_link);
     job->ext = ext;
 }
 
@@ -203,6 +204,8 @@ static struct job_ext *ext_try_attach(struct queue_state *state, struct job *job
     ext->timer_slot = HEAP_NONE;
     ext->ttl_slot = HEAP_NONE;
     list_init(&ext->waiters);
+    list_init(&ext->done_link);
+    list_init(&ext->state_link);
     job->ext = ext;
     return ext;
 }
@@ -272,6 +275,7 @@ void queue_state_destroy(struct queue_state *state)
         heap_free(&queue->ready);
         heap_free(&queue->delayed);
         free(queue->segs);
+        free(queue->ready_age.ring);
         free(queue);
     }
     STRMAP_EACH(&state->keys, entry)
@@ -284,6 +288,7 @@ void queue_state_destroy(struct queue_state *state)
     strmap_free(&state->queues);
     strmap_free(&state->keys);
     idmap_free(&state->segments);
+    free(state->pending);
     heap_free(&state->delay_heap);
     heap_free(&state->lease_heap);
     idmap_free(&state->job_counts); /* empty: job_free dropped every entry */
@@ -370,7 +375,6 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         queue->default_max_attempts = UINT32_MAX;
         heap_init(&queue->ready, ready_less, offsetof(struct job, queue_slot));
         heap_init(&queue->delayed, delayed_less, offsetof(struct job, queue_slot));
-        list_init(&queue->ready_order);
         list_init(&queue->dead);
         list_init(&queue->reservers);
         list_init(&queue->serve_link);
@@ -524,7 +528,6 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
     job->queue = queue;
     job->state = JOB_PENDING;
     job->queue_slot = HEAP_NONE;
-    list_init(&job->state_link);
     struct job *replaced = jobtab_put(&state->jobs, id, job);
     SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
     if (id >= state->next_id)
@@ -559,10 +562,9 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
 {
     struct queue *queue = job->queue;
     job->state = JOB_READY;
-    job->ready_since_ns = now.mono_ns;
     queue_job_ext_trim(state, job);
     heap_push(&queue->ready, job);
-    list_insert_tail(&queue->ready_order, &job->state_link);
+    queue_ready_age_enter(queue, job, now.mono_ns);
     queue->stats.ready++;
     state->totals.ready++;
     ttl_track(state, job);
@@ -590,7 +592,7 @@ void queue_job_enter_dead(struct queue_state *state, struct job *job, const char
     free(ext->reason);
     ext->reason = xmemdup(reason, reason_len);
     ext->reason_len = reason_len;
-    list_insert_tail(&job->queue->dead, &job->state_link);
+    list_insert_tail(&job->queue->dead, &ext->state_link);
     job->queue->stats.dead++;
     state->totals.dead++;
     ttl_track(state, job);
@@ -612,7 +614,7 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
     ext->owner = owner;
     heap_push(&state->lease_heap, ext);
     if (owner != NULL)
-        list_insert_tail(&owner->jobs, &job->state_link);
+        list_insert_tail(&owner->jobs, &ext->state_link);
     job->queue->stats.reserved++;
     state->totals.reserved++;
 }
@@ -623,14 +625,13 @@ void queue_job_leave(struct queue_state *state, struct job *job)
     if (state->walk != NULL) /* every change of a job starts here: capture it first */
         queue_checkpoint_capture(state, job);
     switch (job->state) {
-    case JOB_PENDING:
-        list_unlink(&job->state_link);
+    case JOB_PENDING: /* queue_durable took it off the pending ring */
         state->totals.pending--;
         queue->stats.pending--;
         break;
     case JOB_READY:
         heap_remove(&queue->ready, job);
-        list_unlink(&job->state_link);
+        queue_ready_age_leave(queue, job);
         queue->stats.ready--;
         state->totals.ready--;
         break;
@@ -643,14 +644,14 @@ void queue_job_leave(struct queue_state *state, struct job *job)
     case JOB_RESERVED:
         heap_remove(&state->lease_heap, job->ext);
         if (job->ext->owner != NULL)
-            list_unlink(&job->state_link);
+            list_unlink(&job->ext->state_link);
         job->ext->owner = NULL;
         job->ext->lease_token = 0;
         queue->stats.reserved--;
         state->totals.reserved--;
         break;
     case JOB_DEAD:
-        list_unlink(&job->state_link);
+        list_unlink(&job->ext->state_link);
         queue->stats.dead--;
         state->totals.dead--;
         break;
@@ -1000,6 +1001,37 @@ uint64_t queue_next_id(const struct queue_state *state)
     return state->next_id;
 }
 
+/* Room for one more PENDING job: taken before a put logs anything. */
+static int pending_reserve(struct queue_state *state)
+{
+    if (state->pending_count < state->pending_capacity)
+        return 0;
+    uint32_t capacity = state->pending_capacity == 0 ? 64 : state->pending_capacity * 2;
+    SPOOL_ASSERT(capacity > state->pending_capacity);
+    struct job **ring = malloc(capacity * sizeof(*ring));
+    if (ring == NULL)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < state->pending_count; i++)
+        ring[i] = state->pending[(state->pending_head + i) & (state->pending_capacity - 1)];
+    free(state->pending);
+    state->pending = ring;
+    state->pending_head = 0;
+    state->pending_capacity = capacity;
+    return 0;
+}
+
+static void pending_push(struct queue_state *state, struct job *job)
+{
+    SPOOL_ASSERT(state->pending_count < state->pending_capacity); /* pending_reserve */
+    SPOOL_ASSERT(state->pending_count == 0 ||
+                 queue_job_pos(state->pending[(state->pending_head + state->pending_count - 1) &
+                                              (state->pending_capacity - 1)])
+                         .seq <= queue_job_pos(job).seq); /* seq order (0: tests without a log) */
+    uint32_t at = (state->pending_head + state->pending_count) & (state->pending_capacity - 1);
+    state->pending[at] = job;
+    state->pending_count++;
+}
+
 int queue_put_check(const struct queue_state *state, const struct queue_put_args *args)
 {
     return put_validate(state, args);
@@ -1032,6 +1064,9 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
         .queue = args->queue, .queue_len = args->queue_len, .key = args->key,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
+    err = pending_reserve(state);
+    if (err != 0)
+        return err;
     /* A run-at or a ttl needs the job's extension: taken before anything is logged, so that
      * no memory is left to want once the PUT is in the log. */
     struct job_ext *ext = NULL;
@@ -1061,7 +1096,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     queue_job_set_expires_at(state, job, put.expires_at_ms, now);
     queue_job_set_pos(job, pos);
     queue_job_account(state, job);
-    list_insert_tail(&state->pending, &job->state_link);
+    pending_push(state, job);
     state->totals.pending++;
     queue->stats.pending++;
     queue->metrics.puts++;
@@ -1075,11 +1110,12 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
 
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now)
 {
-    struct list_link *link;
-    while ((link = list_first(&state->pending)) != NULL) {
-        struct job *job = LIST_ENTRY(link, struct job, state_link);
+    while (state->pending_count > 0) {
+        struct job *job = state->pending[state->pending_head];
         if (queue_job_pos(job).seq >= durable_seq_end)
             break;
+        state->pending_head = (state->pending_head + 1) & (state->pending_capacity - 1);
+        state->pending_count--;
         queue_job_leave(state, job);
         queue_job_place(state, job, now);
     }
@@ -1136,7 +1172,7 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
         metrics_hist_observe(&m->wait_us, &metrics_queue_time_us,
                              waited_ms > 0 ? (uint64_t)waited_ms * 1000 : 0);
     }
-    job->ready_since_ns = now.mono_ns; /* unused while RESERVED: the processing time's start */
+    job->ext->lease_start_ns = now.mono_ns; /* the processing time's start */
     job->attempts++;
     job->ext->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
@@ -1291,7 +1327,7 @@ static int ack(struct queue_state *state, uint64_t id, uint64_t token, const voi
         return err;
     struct queue_metrics *m = &job->queue->metrics;
     m->acks++;
-    int64_t held_ns = now.mono_ns - job->ready_since_ns; /* since the lease (lease()) */
+    int64_t held_ns = now.mono_ns - job->ext->lease_start_ns; /* since the lease (lease()) */
     metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
                          held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
@@ -1489,7 +1525,7 @@ static int kick(struct queue_state *state, const char *name, uint32_t name_len, 
     int err = 0;
     struct list_link *link;
     while (*kicked < count && (link = list_first(&queue->dead)) != NULL) {
-        err = kick_one(state, LIST_ENTRY(link, struct job, state_link), now);
+        err = kick_one(state, LIST_ENTRY(link, struct job_ext, state_link)->job, now);
         if (err != 0)
             break;
         (*kicked)++;
@@ -1642,7 +1678,7 @@ struct job *queue_peek_next(struct queue_state *state, const char *name, uint32_
     case JOB_DELAYED: return heap_top(&queue->delayed);
     case JOB_DEAD: {
         struct list_link *link = list_first(&queue->dead);
-        return link == NULL ? NULL : LIST_ENTRY(link, struct job, state_link);
+        return link == NULL ? NULL : LIST_ENTRY(link, struct job_ext, state_link)->job;
     }
     default: return NULL;
     }
@@ -1675,7 +1711,7 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
 {
     struct list_link *link;
     while ((link = list_first(&owner->jobs)) != NULL) {
-        struct job *job = LIST_ENTRY(link, struct job, state_link);
+        struct job *job = LIST_ENTRY(link, struct job_ext, state_link)->job;
         job->queue->metrics.lease_expiries++;
         lease_end(state, job, now);
     }

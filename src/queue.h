@@ -90,6 +90,23 @@ struct queue_segment_count {
     uint64_t count;
 };
 
+/* READY jobs by when they became ready, in buckets (queue_timer.c): oldest_ready_age_ms without
+ * a list through every ready job. A bucket holds the jobs that became ready within its width
+ * of its first one; the width is 1 ms, or 1/QUEUE_READY_AGE_SPLIT of the oldest bucket's age
+ * when larger, so the age is exact to that and the buckets stay few (about QUEUE_READY_AGE_SPLIT
+ * per doubling of the oldest age, a few tens of thousands at most). A ring, oldest first. */
+struct queue_ready_bucket {
+    int64_t since_ns; /* monotonic: its first job's */
+    uint64_t count;   /* its jobs still READY */
+};
+struct queue_ready_age {
+    struct queue_ready_bucket *ring;
+    uint32_t head;     /* index of the oldest */
+    uint32_t count;
+    uint32_t capacity; /* a power of two */
+    uint32_t first;    /* the number of the oldest (numbers wrap: compared by difference) */
+};
+
 /*
  * A job is a compact core (struct job), allocated for every job, with what a READY job needs:
  * scheduling (priority, id, attempts, ttr), its log position and its body's length. The rest
@@ -121,8 +138,10 @@ struct job_ext {
     uint32_t result_len;
     uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
     uint32_t ttl_slot;   /* ttl heap */
+    int64_t lease_start_ns;     /* RESERVED: when the lease began (processing-time metric) */
     struct list_link waiters;   /* queue_job_waiter.link */
     struct list_link done_link; /* DONE / EXPIRED: in the state's done list, oldest first */
+    struct list_link state_link; /* RESERVED: owner's list; DEAD: queue's dead list */
 };
 
 struct job {
@@ -135,7 +154,6 @@ struct job {
     uint32_t max_attempts; /* 0: unlimited */
     uint64_t ttr_ms;
     int64_t created_ms;     /* Unix ms */
-    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
     /* The PUT record's struct log_pos, packed (queue_job_pos): the seq, how far the segment's
      * first seq lies below it, and the batch's offset, both below 2^32 (queue_job_set_pos). */
     uint64_t pos_seq;
@@ -147,9 +165,9 @@ struct job {
     uint32_t body_len;
     uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
-    struct list_link state_link; /* pending / ready-order / owner / dead list */
+    uint32_t ready_bucket; /* READY: the number of its bucket of queue->ready_age */
 };
-_Static_assert(sizeof(struct job) <= 144, "a job takes one 144-byte block of the job pool");
+_Static_assert(sizeof(struct job) == 96, "a job takes one 96-byte block of the job pool");
 
 /* The job's extension, or one whose every field is zero (and whose waiters list is empty). */
 extern const struct job_ext queue_job_ext_none;
@@ -186,8 +204,8 @@ struct queue {
     uint64_t max_bytes;
     struct heap ready;   /* (priority, id) */
     struct heap delayed; /* (run_at, id) */
-    struct list_link ready_order; /* READY jobs, oldest ready first */
-    struct list_link dead;        /* DEAD jobs, oldest death first */
+    struct queue_ready_age ready_age; /* READY jobs by when they became ready */
+    struct list_link dead;        /* DEAD jobs (their extensions), oldest death first */
     /* Live jobs per segment of their PUT, ascending by segment (queue_segs_add): ack_floor.
      * A few entries per queue (the segments its live jobs span), not one per job. */
     struct queue_segment_count *segs;
@@ -529,6 +547,9 @@ uint64_t queue_walk_stamp(const struct queue_state *state);
  * state. */
 void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
                      void *ctx);
+/* The monotonic instant the oldest READY job of the queue became ready (to within the
+ * width of its bucket, queue_ready_age); 0 when none is ready. */
+int64_t queue_oldest_ready_since_ns(const struct queue *queue);
 /* Live jobs of a queue (every state but DONE and EXPIRED). */
 uint64_t queue_live_count(const struct queue *queue);
 

@@ -683,7 +683,6 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
             .priority = le_get_u32(p + 48), .queue_slot = HEAP_NONE,
         };
-        list_init(&job->state_link);
         struct job_ext *ext = queue_job_ext(state, job);
         ext->settled_ms = (int64_t)le_get_u64(p + 40);
         if (result_len > 0) {

@@ -67,6 +67,7 @@ static void queue_forget(struct queue_state *state, struct queue *queue)
     SPOOL_ASSERT(state->totals.queues > 0);
     state->totals.queues--;
     free(queue->segs);
+    free(queue->ready_age.ring);
     free(queue);
 }
 

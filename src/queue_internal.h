@@ -34,7 +34,12 @@ struct queue_state {
     struct heap ttl_heap;   /* jobs with a ttl by expiry (ttl_slot) */
     struct heap reserver_timeouts;
     struct heap waiter_timeouts;
-    struct list_link pending; /* PENDING jobs in seq order */
+    /* PENDING jobs in seq order (a ring: put appends, queue_durable takes from the front; no
+     * other way out of PENDING), so that no job carries a link for its few ms there. */
+    struct job **pending;
+    uint32_t pending_head;
+    uint32_t pending_count;
+    uint32_t pending_capacity; /* a power of two */
     struct list_link done;    /* DONE jobs, oldest first */
     uint64_t done_count;
     uint64_t done_bytes; /* result bytes held by DONE jobs */
@@ -157,6 +162,9 @@ int64_t queue_add_sat(int64_t a, int64_t b);
 /* While a checkpoint walk runs: capture a job as it is now, before it changes, if the walk
  * wants it and has not captured it yet. */
 void queue_checkpoint_capture(struct queue_state *state, struct job *job);
+/* queue_timer.c: a job enters or leaves READY, for its queue's oldest ready age. */
+void queue_ready_age_enter(struct queue *queue, struct job *job, int64_t now_ns);
+void queue_ready_age_leave(struct queue *queue, struct job *job);
 /* Count a live job in (delta 1) or out of (-1) its queue's segment counts (queue->segs). */
 void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta);
 /* The live jobs of a queue, malloc'ed (the caller frees; *count of them): a walk of every
