@@ -237,7 +237,7 @@ static void job_reply(struct conn *conn, enum bs_fetch_kind kind, struct job *jo
         conn->bs->fetching = true;
         return;
     }
-    job_line(conn, kind, job->id, job->body, job->body != NULL ? job->body_len : 0);
+    job_line(conn, kind, job->id, queue_job_body(job), queue_job_body(job) != NULL ? job->body_len : 0);
 }
 
 /* ---- put ---- */

@@ -206,7 +206,7 @@ void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job)
     yaml_add(&y, "age: %lld\ndelay: %lld\nttr: %llu\ntime-left: %lld\nfile: 0\n",
              (long long)((now_ms - job->created_ms) / 1000),
              (long long)(delay_ms > 0 ? delay_ms / 1000 : 0),
-             (unsigned long long)(job->ttr_ms / 1000),
+             (unsigned long long)(queue_job_ttr_ms(job) / 1000),
              (long long)(left_ms > 0 ? left_ms / 1000 : 0));
     /* reserves: spool's deliveries (reset by a kick). The others come from the side table,
      * which starts empty at a restart: a job buried before it still says it was buried. */

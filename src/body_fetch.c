@@ -188,7 +188,7 @@ static struct body_fetch *fetch_new(struct job *const *jobs, uint32_t count)
             fetch_free(fetch);
             return NULL;
         }
-        memcpy(fj->body, job->body, job->body_len);
+        memcpy(fj->body, queue_job_body(job), job->body_len);
     }
     return fetch;
 }

@@ -693,7 +693,7 @@ bool http_job_json(struct queue_state *queues, struct observe_cmd *cmd)
                 "\"body_bytes\":%u,",
                 (unsigned long long)job->id, job->queue->name, job_state_name(job->state),
                 job->priority, job->attempts, job->max_attempts,
-                (unsigned long long)job->ttr_ms, (long long)job->created_ms,
+                (unsigned long long)queue_job_ttr_ms(job), (long long)job->created_ms,
                 (long long)queue_job_x(job)->run_at_ms, (long long)queue_job_x(job)->expires_at_ms,
                 (long long)queue_job_x(job)->settled_ms, job->body_len);
     if (job->state == JOB_RESERVED)

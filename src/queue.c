@@ -103,7 +103,7 @@ static bool ready_less(const void *a, const void *b)
 static bool delayed_less(const void *a, const void *b)
 {
     const struct job *x = a, *y = b;
-    int64_t xt = x->ext->timer_ns, yt = y->ext->timer_ns;
+    int64_t xt = queue_job_ext_of(x)->timer_ns, yt = queue_job_ext_of(y)->timer_ns;
     return xt != yt ? xt < yt : x->id < y->id;
 }
 
@@ -181,63 +181,63 @@ struct queue_state *queue_state_create(const struct queue_config *config)
 
 const struct job_ext queue_job_ext_none = {.timer_slot = HEAP_NONE, .ttl_slot = HEAP_NONE};
 
-void queue_job_ext_adopt(struct job *job, struct job_ext *ext)
+void queue_job_ext_adopt(struct queue_state *state, struct job *job, struct job_ext *ext)
 {
-    SPOOL_ASSERT(job->ext == NULL);
+    SPOOL_ASSERT(!job->has_ext);
+    memset(ext, 0, sizeof(*ext));
     ext->job = job;
     ext->timer_slot = HEAP_NONE;
     ext->ttl_slot = HEAP_NONE;
     list_init(&ext->waiters);
     list_init(&ext->done_link);
     list_init(&ext->state_link);
-    job->ext = ext;
+    /* The core's one pointer becomes the extension's: the body pointer moves in. */
+    body_cache_rehome(&state->bodies, &job->ref.body, &ext->body);
+    job->ref.ext = ext;
+    job->has_ext = 1;
 }
 
 /* An extension for job, attached; NULL when the system has no memory for it. */
 static struct job_ext *ext_try_attach(struct queue_state *state, struct job *job)
 {
-    SPOOL_ASSERT(job->ext == NULL);
+    SPOOL_ASSERT(!job->has_ext);
     struct job_ext *ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
     if (ext == NULL)
         return NULL;
-    ext->job = job;
-    ext->timer_slot = HEAP_NONE;
-    ext->ttl_slot = HEAP_NONE;
-    list_init(&ext->waiters);
-    list_init(&ext->done_link);
-    list_init(&ext->state_link);
-    job->ext = ext;
+    queue_job_ext_adopt(state, job, ext);
     return ext;
 }
 
 int queue_job_ext_prepare(struct queue_state *state, struct job *job)
 {
-    if (job->ext == NULL && ext_try_attach(state, job) == NULL)
+    if (!job->has_ext && ext_try_attach(state, job) == NULL)
         return -ENOMEM;
     return 0;
 }
 
 struct job_ext *queue_job_ext(struct queue_state *state, struct job *job)
 {
-    if (job->ext != NULL)
-        return job->ext;
+    if (job->has_ext)
+        return job->ref.ext;
     struct job_ext *ext = ext_try_attach(state, job);
     SPOOL_ASSERT(ext != NULL); /* the paths that must not abort called queue_job_ext_prepare */
     return ext;
 }
 
 /* Free the job's extension: it is in no heap and has no waiters, or the state is being
- * destroyed. */
+ * destroyed. Its body pointer moves back to the core. */
 static void ext_free(struct queue_state *state, struct job *job)
 {
-    struct job_ext *ext = job->ext;
+    struct job_ext *ext = queue_job_ext_of(job);
     if (ext == NULL)
         return;
     SPOOL_ASSERT(ext->job == job);
     free(ext->reason);
     free(ext->result);
+    job->has_ext = 0;
+    job->ref.body = NULL;
+    body_cache_rehome(&state->bodies, &ext->body, &job->ref.body);
     job_pool_free(&state->pool, ext, sizeof(*ext));
-    job->ext = NULL;
 }
 
 /* A READY job keeps its extension only for what READY still shows: a run-at, a ttl, the
@@ -245,12 +245,12 @@ static void ext_free(struct queue_state *state, struct job *job)
  * a deadline or a settle time of a READY job). */
 void queue_job_ext_trim(struct queue_state *state, struct job *job)
 {
-    struct job_ext *ext = job->ext;
+    struct job_ext *ext = queue_job_ext_of(job);
     if (ext == NULL)
         return;
     SPOOL_ASSERT(ext->timer_slot == HEAP_NONE); /* out of the delay and lease heaps */
     if (ext->run_at_ms != 0 || ext->expires_at_ms != 0 || ext->reason != NULL ||
-        !list_empty(&ext->waiters))
+        !list_empty(&ext->waiters) || job->ttr_ms_core == QUEUE_TTR_IN_EXT)
         return;
     SPOOL_ASSERT(ext->ttl_slot == HEAP_NONE); /* no ttl */
     ext_free(state, job);
@@ -259,7 +259,7 @@ void queue_job_ext_trim(struct queue_state *state, struct job *job)
 static void job_free(struct queue_state *state, struct job *job)
 {
     queue_count_drop(state, job->id);
-    body_cache_drop(&state->bodies, &job->body);
+    body_cache_drop(&state->bodies, queue_job_body_slot(job));
     ext_free(state, job);
     job_pool_free(&state->pool, job, sizeof(*job));
 }
@@ -522,7 +522,7 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
         job->body_len = body_len;
         /* Out of memory: the body is in the log (or about to be), where a delivery reads it
          * back from; refusing the put now would be worse than a read later. */
-        body_cache_put(&state->bodies, &job->body, body, body_len);
+        body_cache_put(&state->bodies, queue_job_body_slot(job), body, body_len);
     }
     job->id = id;
     job->queue = queue;
@@ -547,9 +547,9 @@ void queue_job_account(struct queue_state *state, struct job *job)
 
 static void ttl_track(struct queue_state *state, struct job *job)
 {
-    if (job->ext != NULL && job->ext->expires_at_ms != 0 &&
-        !heap_contains(&state->ttl_heap, job->ext))
-        heap_push(&state->ttl_heap, job->ext);
+    if (queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->expires_at_ms != 0 &&
+        !heap_contains(&state->ttl_heap, queue_job_ext_of(job)))
+        heap_push(&state->ttl_heap, queue_job_ext_of(job));
 }
 
 static void mark_serve(struct queue_state *state, struct queue *queue)
@@ -574,10 +574,10 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
 /* Until job->timer_ns (queue_job_set_run_at). */
 static void job_enter_delayed(struct queue_state *state, struct job *job)
 {
-    SPOOL_ASSERT(job->ext != NULL && job->ext->run_at_ms != 0);
+    SPOOL_ASSERT(queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->run_at_ms != 0);
     job->state = JOB_DELAYED;
     heap_push(&job->queue->delayed, job);
-    heap_push(&state->delay_heap, job->ext);
+    heap_push(&state->delay_heap, queue_job_ext_of(job));
     job->queue->stats.delayed++;
     state->totals.delayed++;
     ttl_track(state, job);
@@ -603,7 +603,7 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
                                struct queue_owner *owner, int64_t deadline_ms,
                                struct queue_time now)
 {
-    struct job_ext *ext = job->ext; /* lease() prepared it */
+    struct job_ext *ext = queue_job_ext_of(job); /* lease() prepared it */
     SPOOL_ASSERT(ext != NULL);
     job->state = JOB_RESERVED;
     ext->deadline_ms = deadline_ms;
@@ -637,21 +637,21 @@ void queue_job_leave(struct queue_state *state, struct job *job)
         break;
     case JOB_DELAYED:
         heap_remove(&queue->delayed, job);
-        heap_remove(&state->delay_heap, job->ext);
+        heap_remove(&state->delay_heap, queue_job_ext_of(job));
         queue->stats.delayed--;
         state->totals.delayed--;
         break;
     case JOB_RESERVED:
-        heap_remove(&state->lease_heap, job->ext);
-        if (job->ext->owner != NULL)
-            list_unlink(&job->ext->state_link);
-        job->ext->owner = NULL;
-        job->ext->lease_token = 0;
+        heap_remove(&state->lease_heap, queue_job_ext_of(job));
+        if (queue_job_ext_of(job)->owner != NULL)
+            list_unlink(&queue_job_ext_of(job)->state_link);
+        queue_job_ext_of(job)->owner = NULL;
+        queue_job_ext_of(job)->lease_token = 0;
         queue->stats.reserved--;
         state->totals.reserved--;
         break;
     case JOB_DEAD:
-        list_unlink(&job->ext->state_link);
+        list_unlink(&queue_job_ext_of(job)->state_link);
         queue->stats.dead--;
         state->totals.dead--;
         break;
@@ -668,8 +668,8 @@ static void job_unlive(struct queue_state *state, struct job *job)
     queue_segs_add(job->queue, queue_job_pos(job).segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
     job->queue->stats.bytes -= job->body_len;
-    if (job->ext != NULL && heap_contains(&state->ttl_heap, job->ext))
-        heap_remove(&state->ttl_heap, job->ext);
+    if (queue_job_ext_of(job) != NULL && heap_contains(&state->ttl_heap, queue_job_ext_of(job)))
+        heap_remove(&state->ttl_heap, queue_job_ext_of(job));
     state->totals.jobs--;
     queue_idle_mark(state, job->queue);
 }
@@ -688,7 +688,7 @@ static void done_trim(struct queue_state *state)
     while (state->done_count > state->config.done_keep_max ||
            state->done_bytes > QUEUE_DONE_BYTES_MAX) {
         struct job *old = LIST_ENTRY(list_first(&state->done), struct job_ext, done_link)->job;
-        list_unlink(&old->ext->done_link);
+        list_unlink(&queue_job_ext_of(old)->done_link);
         jobtab_remove(&state->jobs, old->id);
         SPOOL_ASSERT(old->queue->stats.settled > 0);
         old->queue->stats.settled--;
@@ -696,7 +696,7 @@ static void done_trim(struct queue_state *state)
             old->queue->stats.expired--;
         queue_idle_mark(state, old->queue);
         state->done_count--;
-        state->done_bytes -= old->ext->result_len;
+        state->done_bytes -= queue_job_ext_of(old)->result_len;
         job_free(state, old);
     }
 }
@@ -709,13 +709,13 @@ void queue_done_forget_queue(struct queue_state *state, struct queue *queue)
         link = link->next;
         if (old->queue != queue)
             continue;
-        list_unlink(&old->ext->done_link);
+        list_unlink(&queue_job_ext_of(old)->done_link);
         jobtab_remove(&state->jobs, old->id);
         queue->stats.settled--;
         if (old->state == JOB_EXPIRED)
             queue->stats.expired--;
         state->done_count--;
-        state->done_bytes -= old->ext->result_len;
+        state->done_bytes -= queue_job_ext_of(old)->result_len;
         job_free(state, old);
     }
     SPOOL_ASSERT(queue->stats.settled == 0);
@@ -731,7 +731,7 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
     job->state = JOB_DONE;
     ext->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
-    body_cache_drop(&state->bodies, &job->body);
+    body_cache_drop(&state->bodies, queue_job_body_slot(job));
     if (result_len > 0) {
         ext->result = xmemdup(result, result_len);
         ext->result_len = result_len;
@@ -752,7 +752,7 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     struct job_ext *ext = queue_job_ext(state, job); /* a job with a ttl has one */
     ext->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
-    body_cache_drop(&state->bodies, &job->body);
+    body_cache_drop(&state->bodies, queue_job_body_slot(job));
     list_insert_tail(&state->done, &ext->done_link);
     state->done_count++;
     job->queue->stats.settled++;
@@ -761,10 +761,20 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     done_trim(state);
 }
 
+void queue_job_set_ttr(struct queue_state *state, struct job *job, uint64_t ttr_ms)
+{
+    if (ttr_ms < QUEUE_TTR_IN_EXT) {
+        job->ttr_ms_core = (uint32_t)ttr_ms;
+        return;
+    }
+    queue_job_ext(state, job)->ttr_ms = ttr_ms;
+    job->ttr_ms_core = QUEUE_TTR_IN_EXT;
+}
+
 void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t run_at_ms,
                           struct queue_time now)
 {
-    if (run_at_ms == 0 && job->ext == NULL)
+    if (run_at_ms == 0 && !job->has_ext)
         return;
     struct job_ext *ext = queue_job_ext(state, job);
     ext->run_at_ms = run_at_ms;
@@ -774,7 +784,7 @@ void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t ru
 void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_t expires_at_ms,
                               struct queue_time now)
 {
-    if (expires_at_ms == 0 && job->ext == NULL)
+    if (expires_at_ms == 0 && !job->has_ext)
         return;
     struct job_ext *ext = queue_job_ext(state, job);
     ext->expires_at_ms = expires_at_ms;
@@ -785,7 +795,7 @@ void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_
  * read back: a wall clock step since then does not move it. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now)
 {
-    if (job->ext != NULL && job->ext->run_at_ms != 0 && job->ext->timer_ns > now.mono_ns)
+    if (queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->run_at_ms != 0 && queue_job_ext_of(job)->timer_ns > now.mono_ns)
         job_enter_delayed(state, job);
     else
         queue_job_enter_ready(state, job, now);
@@ -1067,10 +1077,10 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     err = pending_reserve(state);
     if (err != 0)
         return err;
-    /* A run-at or a ttl needs the job's extension: taken before anything is logged, so that
+    /* A run-at, a ttl or a long ttr needs the job's extension: taken before anything is logged, so that
      * no memory is left to want once the PUT is in the log. */
     struct job_ext *ext = NULL;
-    if (put.run_at_ms != 0 || put.expires_at_ms != 0) {
+    if (put.run_at_ms != 0 || put.expires_at_ms != 0 || put.ttr_ms >= QUEUE_TTR_IN_EXT) {
         ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
         if (ext == NULL)
             return -ENOMEM;
@@ -1087,10 +1097,10 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     }
     struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
     if (ext != NULL)
-        queue_job_ext_adopt(job, ext);
+        queue_job_ext_adopt(state, job, ext);
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
-    job->ttr_ms = put.ttr_ms;
+    queue_job_set_ttr(state, job, put.ttr_ms);
     job->created_ms = put.created_ms;
     queue_job_set_run_at(state, job, put.run_at_ms, now);
     queue_job_set_expires_at(state, job, put.expires_at_ms, now);
@@ -1163,7 +1173,7 @@ static struct job *reserve_pick(struct queue_reserver *reserver)
 static void lease(struct queue_state *state, struct job *job, struct queue_reserver *reserver,
                   struct queue_time now)
 {
-    SPOOL_ASSERT(job->ext != NULL);
+    SPOOL_ASSERT(queue_job_ext_of(job) != NULL);
     queue_job_leave(state, job);
     struct queue_metrics *m = &job->queue->metrics;
     m->deliveries++;
@@ -1172,11 +1182,11 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
         metrics_hist_observe(&m->wait_us, &metrics_queue_time_us,
                              waited_ms > 0 ? (uint64_t)waited_ms * 1000 : 0);
     }
-    job->ext->lease_start_ns = now.mono_ns; /* the processing time's start */
+    queue_job_ext_of(job)->lease_start_ns = now.mono_ns; /* the processing time's start */
     job->attempts++;
-    job->ext->lease_token = lease_token_next(state, job);
+    queue_job_ext_of(job)->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
-                       queue_wall_ms_after(now, ms_signed(job->ttr_ms)), now);
+                       queue_wall_ms_after(now, ms_signed(queue_job_ttr_ms(job))), now);
     uint8_t buf[RECORD_LEASE_SIZE];
     size_t len = record_lease_encode(job->id, job->attempts, buf);
     /* Lazy and best-effort: the reply does not wait, and a full batch only costs the count
@@ -1304,7 +1314,7 @@ static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, st
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
         return QUEUE_ENOTFOUND;
-    if (job->state != JOB_RESERVED || job->ext->lease_token != token || token == 0)
+    if (job->state != JOB_RESERVED || queue_job_ext_of(job)->lease_token != token || token == 0)
         return QUEUE_ELEASE;
     *out = job;
     return 0;
@@ -1327,7 +1337,7 @@ static int ack(struct queue_state *state, uint64_t id, uint64_t token, const voi
         return err;
     struct queue_metrics *m = &job->queue->metrics;
     m->acks++;
-    int64_t held_ns = now.mono_ns - job->ext->lease_start_ns; /* since the lease (lease()) */
+    int64_t held_ns = now.mono_ns - queue_job_ext_of(job)->lease_start_ns; /* since the lease (lease()) */
     metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
                          held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
@@ -1407,9 +1417,9 @@ static int release(struct queue_state *state, uint64_t id, uint64_t token, int64
     job->queue->metrics.releases++;
     queue_job_leave(state, job);
     if (error_len > 0) {
-        free(job->ext->reason);
-        job->ext->reason = xmemdup(error, error_len);
-        job->ext->reason_len = error_len;
+        free(queue_job_ext_of(job)->reason);
+        queue_job_ext_of(job)->reason = xmemdup(error, error_len);
+        queue_job_ext_of(job)->reason_len = error_len;
     }
     job->priority = new_priority;
     queue_job_set_run_at(state, job, run_at_ms, now);
@@ -1435,8 +1445,8 @@ int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    uint64_t extend = extend_ms != 0 ? extend_ms : job->ttr_ms;
-    struct job_ext *ext = job->ext;
+    uint64_t extend = extend_ms != 0 ? extend_ms : queue_job_ttr_ms(job);
+    struct job_ext *ext = queue_job_ext_of(job);
     ext->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
     ext->timer_ns = queue_mono_at(now, ext->deadline_ms);
     heap_fix(&state->lease_heap, ext);
@@ -1486,9 +1496,9 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
-    free(job->ext->reason); /* a fresh start: the old death is no longer its last error */
-    job->ext->reason = NULL;
-    job->ext->reason_len = 0;
+    free(queue_job_ext_of(job)->reason); /* a fresh start: the old death is no longer its last error */
+    queue_job_ext_of(job)->reason = NULL;
+    queue_job_ext_of(job)->reason_len = 0;
     queue_job_enter_ready(state, job, now);
     return 0;
 }
@@ -1733,7 +1743,7 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
         return false; /* the job stays, due at once: the next tick tries again */
     /* Settled at its logged expiry, so a replay of the DELETE says the same time. */
-    queue_job_expired(state, job, job->ext->expires_at_ms);
+    queue_job_expired(state, job, queue_job_ext_of(job)->expires_at_ms);
     state->totals.expired++;
     queue->metrics.expired++;
     return true;

@@ -122,6 +122,10 @@ struct queue_ready_age {
  */
 struct job_ext {
     struct job *job;        /* the core it extends: the timer heaps hold extensions */
+    /* The job's body pointer while it has an extension (queue_job_body_slot): the core's one
+     * pointer then points here. */
+    uint8_t *body;
+    uint64_t ttr_ms;        /* when the core's does not hold it (QUEUE_TTR_IN_EXT) */
     int64_t run_at_ms;      /* Unix ms, as logged: when it becomes ready (0: at once) */
     int64_t deadline_ms;    /* RESERVED: lease deadline, Unix ms, as told to the worker */
     int64_t expires_at_ms;  /* Unix ms, as logged; 0: no ttl */
@@ -144,36 +148,68 @@ struct job_ext {
     struct list_link state_link; /* RESERVED: owner's list; DEAD: queue's dead list */
 };
 
+/* A ttr the core's 32 bits do not hold (49.7 days and more: beanstalkd's ttr is in seconds)
+ * is in the extension. */
+#define QUEUE_TTR_IN_EXT UINT32_MAX
+/* Batches start at multiples of this (BATCH_ALIGN, storage/batch.h): the core keeps a batch's
+ * offset in these units, in QUEUE_POS_PAGE_BITS bits (segments up to 32 GiB; the server's are
+ * at most CONFIG_SEGMENT_MAX, 1 GiB). */
+#define QUEUE_POS_ALIGN 4096u
+#define QUEUE_POS_PAGE_BITS 23
+
 struct job {
     uint64_t id;
     struct queue *queue;
-    struct job_ext *ext; /* NULL: every field of it is zero (queue_job_x) */
-    enum job_state state;
+    /* With has_ext, the extension (which holds the body pointer); without, the body while the
+     * state's body cache holds it (body_cache.h: the cache sets it to NULL when it evicts the
+     * body), NULL: read it back from pos. Through queue_job_body / queue_job_ext_of. */
+    union {
+        uint8_t *body;
+        struct job_ext *ext;
+    } ref;
+    int64_t created_ms; /* Unix ms */
+    /* The PUT record's struct log_pos, packed (queue_job_pos): the seq, how far the segment's
+     * first seq lies below it, and the batch's offset in QUEUE_POS_ALIGN units. */
+    uint64_t pos_seq;
+    uint32_t pos_segment_back;
+    uint32_t pos_batch_page : QUEUE_POS_PAGE_BITS;
+    uint32_t has_ext : 1;
+    uint32_t state : 8; /* enum job_state */
     uint32_t priority;
     uint32_t attempts;     /* deliveries so far */
     uint32_t max_attempts; /* 0: unlimited */
-    uint64_t ttr_ms;
-    int64_t created_ms;     /* Unix ms */
-    /* The PUT record's struct log_pos, packed (queue_job_pos): the seq, how far the segment's
-     * first seq lies below it, and the batch's offset, both below 2^32 (queue_job_set_pos). */
-    uint64_t pos_seq;
-    uint32_t pos_segment_back;
-    uint32_t pos_batch_offset;
-    /* The body, while the state's body cache holds it (body_cache.h: the cache sets this to
-     * NULL when it evicts the body); NULL: read it back from pos (queue_job_body_missing). */
-    uint8_t *body;
+    uint32_t ttr_ms_core;  /* the ttr (queue_job_ttr_ms), or QUEUE_TTR_IN_EXT */
     uint32_t body_len;
     uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
     uint32_t ready_bucket; /* READY: the number of its bucket of queue->ready_age */
 };
-_Static_assert(sizeof(struct job) == 96, "a job takes one 96-byte block of the job pool");
+_Static_assert(sizeof(struct job) == 80, "a job takes one 80-byte block of the job pool");
+
+static inline struct job_ext *queue_job_ext_of(const struct job *job)
+{
+    return job->has_ext ? job->ref.ext : NULL;
+}
+/* The body while the body cache holds it; NULL: in the log only. */
+static inline uint8_t *queue_job_body(const struct job *job)
+{
+    return job->has_ext ? job->ref.ext->body : job->ref.body;
+}
+/* Where the job's body pointer is, for the body cache (body_cache.h: the entry's owner). */
+static inline uint8_t **queue_job_body_slot(struct job *job)
+{
+    return job->has_ext ? &job->ref.ext->body : &job->ref.body;
+}
+static inline uint64_t queue_job_ttr_ms(const struct job *job)
+{
+    return job->ttr_ms_core != QUEUE_TTR_IN_EXT ? job->ttr_ms_core : job->ref.ext->ttr_ms;
+}
 
 /* The job's extension, or one whose every field is zero (and whose waiters list is empty). */
 extern const struct job_ext queue_job_ext_none;
 static inline const struct job_ext *queue_job_x(const struct job *job)
 {
-    return job->ext != NULL ? job->ext : &queue_job_ext_none;
+    return job->has_ext ? job->ref.ext : &queue_job_ext_none;
 }
 
 struct queue_stats {
@@ -635,7 +671,7 @@ static inline struct log_pos queue_job_pos(const struct job *job)
 {
     return (struct log_pos){.seq = job->pos_seq,
                             .segment_id = job->pos_seq - job->pos_segment_back,
-                            .batch_offset = job->pos_batch_offset};
+                            .batch_offset = (uint64_t)job->pos_batch_page * QUEUE_POS_ALIGN};
 }
 /* A segment holds fewer than 2^32 records and bytes (the server's segments are at most
  * CONFIG_SEGMENT_MAX, 1 GiB, and a record takes more than one byte), so both differences fit:
@@ -644,19 +680,21 @@ static inline struct log_pos queue_job_pos(const struct job *job)
 static inline bool queue_pos_packable(struct log_pos pos)
 {
     return pos.segment_id <= pos.seq && pos.seq - pos.segment_id <= UINT32_MAX &&
-           pos.batch_offset <= UINT32_MAX;
+           pos.batch_offset % QUEUE_POS_ALIGN == 0 &&
+           pos.batch_offset / QUEUE_POS_ALIGN < (1u << QUEUE_POS_PAGE_BITS);
 }
 static inline void queue_job_set_pos(struct job *job, struct log_pos pos)
 {
     SPOOL_ASSERT(queue_pos_packable(pos)); /* a checkpoint's are checked when loaded */
     job->pos_seq = pos.seq;
     job->pos_segment_back = (uint32_t)(pos.seq - pos.segment_id);
-    job->pos_batch_offset = (uint32_t)pos.batch_offset;
+    job->pos_batch_page = (uint32_t)(pos.batch_offset / QUEUE_POS_ALIGN) &
+                          ((1u << QUEUE_POS_PAGE_BITS) - 1);
 }
 /* A live job whose body must be read back from the log before it can be sent. */
 static inline bool queue_job_body_missing(const struct job *job)
 {
-    return job->body == NULL && queue_job_live(job);
+    return queue_job_body(job) == NULL && queue_job_live(job);
 }
 /* The body cache's figures, for stats. */
 struct queue_body_stats {

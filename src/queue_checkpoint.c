@@ -161,7 +161,7 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     p = put_varint(p, job->attempts);
     p = put_varint(p, job->max_attempts);
     p = put_varint(p, job->body_len);
-    p = put_varint(p, job->ttr_ms);
+    p = put_varint(p, queue_job_ttr_ms(job));
     /* In u64: two created times far apart (a fuzzed or hand-made log) must not overflow. */
     p = put_varint(p, zigzag((int64_t)((uint64_t)job->created_ms - (uint64_t)prev->created_ms)));
     p = put_varint(p, (uint64_t)ext->run_at_ms);
@@ -196,7 +196,7 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
         le_put_u32(p + 12, job->attempts);
         le_put_u32(p + 16, job->max_attempts);
         le_put_u32(p + 20, ext->result_len);
-        le_put_u64(p + 24, job->ttr_ms);
+        le_put_u64(p + 24, queue_job_ttr_ms(job));
         le_put_u64(p + 32, (uint64_t)job->created_ms);
         le_put_u64(p + 40, (uint64_t)ext->settled_ms);
         le_put_u32(p + 48, job->priority);
@@ -520,7 +520,7 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     job->attempts = le_get_u32(p + 20);
     job->max_attempts = le_get_u32(p + 24);
     job->body_len = le_get_u32(p + 28);
-    job->ttr_ms = le_get_u64(p + 32);
+    queue_job_set_ttr(state, job, le_get_u64(p + 32));
     job->created_ms = (int64_t)le_get_u64(p + 40);
     queue_job_set_run_at(state, job, (int64_t)le_get_u64(p + 48), now);
     queue_job_set_expires_at(state, job, (int64_t)le_get_u64(p + 56), now);
@@ -590,7 +590,7 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     job->attempts = (uint32_t)f[V3_ATTEMPTS];
     job->max_attempts = (uint32_t)f[V3_MAX_ATTEMPTS];
     job->body_len = (uint32_t)f[V3_BODY_LEN];
-    job->ttr_ms = f[V3_TTR];
+    queue_job_set_ttr(state, job, f[V3_TTR]);
     job->created_ms = (int64_t)((uint64_t)prev->created_ms + (uint64_t)unzigzag(f[V3_CREATED]));
     queue_job_set_run_at(state, job, (int64_t)f[V3_RUN_AT], now);
     queue_job_set_expires_at(state, job, (int64_t)f[V3_EXPIRES], now);
@@ -680,10 +680,11 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
         *job = (struct job){
             .id = id, .queue = queues[queue_index], .state = saved,
             .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
-            .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
+            .created_ms = (int64_t)le_get_u64(p + 32),
             .priority = le_get_u32(p + 48), .queue_slot = HEAP_NONE,
         };
         struct job_ext *ext = queue_job_ext(state, job);
+        queue_job_set_ttr(state, job, le_get_u64(p + 24));
         ext->settled_ms = (int64_t)le_get_u64(p + 40);
         if (result_len > 0) {
             ext->result = malloc(result_len);

@@ -103,7 +103,9 @@ void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_
  * job, about to be READY, uses none of its fields (a backlog of ready jobs carries none). */
 int queue_job_ext_prepare(struct queue_state *state, struct job *job);
 struct job_ext *queue_job_ext(struct queue_state *state, struct job *job);
-void queue_job_ext_adopt(struct job *job, struct job_ext *ext);
+void queue_job_ext_adopt(struct queue_state *state, struct job *job, struct job_ext *ext);
+/* Set the ttr: in the core, or in the extension when 32 bits do not hold it. */
+void queue_job_set_ttr(struct queue_state *state, struct job *job, uint64_t ttr_ms);
 void queue_job_ext_trim(struct queue_state *state, struct job *job);
 /* Make a visible state for a job: delayed until timer_ns if it has a run-at still ahead. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now);

@@ -33,7 +33,7 @@ static void replay_put(struct queue_state *state, const struct record *rec,
     struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
     job->priority = put->priority;
     job->max_attempts = put->max_attempts;
-    job->ttr_ms = put->ttr_ms;
+    queue_job_set_ttr(state, job, put->ttr_ms);
     job->created_ms = put->created_ms;
     queue_job_set_run_at(state, job, put->run_at_ms, now);
     queue_job_set_expires_at(state, job, put->expires_at_ms, now);
@@ -84,7 +84,7 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         break;
     case RECORD_DELETE:
         if (rec->u.del.cause == RECORD_DELETE_TTL && queue_job_x(job)->expires_at_ms != 0)
-            queue_job_expired(state, job, job->ext->expires_at_ms);
+            queue_job_expired(state, job, queue_job_ext_of(job)->expires_at_ms);
         else
             queue_job_remove(state, job);
         break;
@@ -171,8 +171,8 @@ void queue_body_loaded(struct queue_state *state, struct job *job, const void *b
 {
     SPOOL_ASSERT(len == job->body_len);
     SPOOL_ASSERT(queue_job_live(job));
-    if (job->body == NULL)
-        body_cache_put(&state->bodies, &job->body, body, len); /* -ENOMEM: see above */
+    if (queue_job_body(job) == NULL)
+        body_cache_put(&state->bodies, queue_job_body_slot(job), body, len); /* -ENOMEM: see above */
 }
 
 void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out)

@@ -89,10 +89,10 @@ void queue_notify_waiters(struct queue_state *state, struct job *job, bool found
 {
     struct queue_job_status status;
     status_fill(job, &status);
-    if (job->ext == NULL)
+    if (queue_job_ext_of(job) == NULL)
         return; /* no waiters */
     struct list_link *link;
-    while ((link = list_first(&job->ext->waiters)) != NULL)
+    while ((link = list_first(&queue_job_ext_of(job)->waiters)) != NULL)
         waiter_finish(state, LIST_ENTRY(link, struct queue_job_waiter, link), found, &status);
 }
 
@@ -116,7 +116,7 @@ bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter,
     /* No memory to remember the waiter: answer now with the job's state, as at a timeout. */
     if (queue_job_ext_prepare(state, job) != 0)
         return true;
-    list_insert_tail(&job->ext->waiters, &waiter->link);
+    list_insert_tail(&queue_job_ext_of(job)->waiters, &waiter->link);
     heap_push(&state->waiter_timeouts, waiter);
     waiter->waiting = true;
     return false;

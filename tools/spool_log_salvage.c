@@ -193,13 +193,13 @@ static int salvage_job(struct salvage *s, struct job *job)
     struct record_put put = {.id = job->id,
                              .priority = job->priority,
                              .max_attempts = job->max_attempts,
-                             .ttr_ms = job->ttr_ms,
+                             .ttr_ms = queue_job_ttr_ms(job),
                              .created_ms = job->created_ms,
                              .run_at_ms = job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms : 0,
                              .expires_at_ms = queue_job_x(job)->expires_at_ms,
                              .queue = job->queue->name,
                              .queue_len = job->queue->name_len,
-                             .body = job->body,
+                             .body = queue_job_body(job),
                              .body_len = job->body_len};
     job_key(s, job, &put.key, &put.key_len);
     uint8_t *buf = malloc(record_put_size(&put));
@@ -257,7 +257,7 @@ static void salvage_drop_bodiless(struct salvage *s, struct job **jobs, size_t c
 {
     for (size_t i = 0; i < count; i++) {
         struct job *job = jobs[i];
-        if (job->body != NULL || job->body_len == 0)
+        if (queue_job_body(job) != NULL || job->body_len == 0)
             continue;
         int rc = queue_delete(s->kept.queues, job->id, s->kept.now, NULL);
         SPOOL_ASSERT(rc == 0); /* after recovery no job is reserved */
@@ -364,7 +364,7 @@ static void salvage_report_jobs(struct salvage *s)
     for (size_t i = 0; i < count; i++) {
         if (state_live(&s->kept, full[i]->id))
             continue;
-        bool bodiless = full[i]->body == NULL && full[i]->body_len > 0;
+        bool bodiless = queue_job_body(full[i]) == NULL && full[i]->body_len > 0;
         lost[n++] = (struct lost){full[i]->id, bodiless ? "body_unreadable" : "after_cut"};
     }
     for (size_t i = 0; i < s->dir.damage_count; i++) {

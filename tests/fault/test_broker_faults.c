@@ -491,8 +491,8 @@ static int rec_check_jobs(const struct broker *b, struct recovered *r, uint64_t 
         }
         uint32_t body_len;
         const uint8_t *body = broker_body(id, &body_len);
-        if (live && (job->body == NULL || job->body_len != body_len ||
-                     memcmp(job->body, body, body_len) != 0)) {
+        if (live && (queue_job_body(job) == NULL || job->body_len != body_len ||
+                     memcmp(queue_job_body(job), body, body_len) != 0)) {
             snprintf(why, len, "job %" PRIu64 " has another body", id);
             return -1;
         }

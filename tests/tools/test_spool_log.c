@@ -634,7 +634,7 @@ static bool body_matches(struct job *job)
 {
     uint8_t body[GEN_BODY_MAX];
     uint32_t len = gen_body(job->id, body, sizeof(body));
-    return job->body != NULL && job->body_len == len && memcmp(job->body, body, len) == 0;
+    return queue_job_body(job) != NULL && job->body_len == len && memcmp(queue_job_body(job), body, len) == 0;
 }
 
 static char *salvage(const char *dir, const char *mode, int *code)

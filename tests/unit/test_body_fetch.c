@@ -199,7 +199,7 @@ static void test_read_caches_neighbours(void)
             continue;
         same_batch++;
         body_of(i, want);
-        cached += job->body != NULL && memcmp(job->body, want, BODY) == 0;
+        cached += queue_job_body(job) != NULL && memcmp(queue_job_body(job), want, BODY) == 0;
     }
     CHECK(same_batch > 10);
     CHECK_EQ(cached, same_batch);

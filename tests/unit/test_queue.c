@@ -146,7 +146,7 @@ static void test_put_invisible_until_durable_then_lifecycle(void)
     CHECK_EQ(job->attempts, 1);
     CHECK_EQ(queue_job_x(job)->deadline_ms, 1110);
     CHECK(queue_job_x(job)->lease_token != 0);
-    CHECK(job->body_len == 4 && memcmp(job->body, "body", 4) == 0);
+    CHECK(job->body_len == 4 && memcmp(queue_job_body(job), "body", 4) == 0);
     uint64_t token = queue_job_x(job)->lease_token;
     CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, T(120), NULL), QUEUE_ELEASE);
     CHECK_EQ(queue_ack(s, 999, token, NULL, 0, T(120), NULL), QUEUE_ENOTFOUND);
@@ -773,13 +773,13 @@ static void test_bodies_inline_and_separate(void)
     struct queue_state *r = replay_all(0);
     for (uint32_t i = 0; i < N; i++) {
         struct job *rj = queue_peek_id(r, ids[i]);
-        REQUIRE(rj != NULL && rj->body != NULL);
-        CHECK(rj->body_len == sizes[i] && memcmp(rj->body, bodies[i], sizes[i]) == 0);
+        REQUIRE(rj != NULL && queue_job_body(rj) != NULL);
+        CHECK(rj->body_len == sizes[i] && memcmp(queue_job_body(rj), bodies[i], sizes[i]) == 0);
         struct job *j = reserve1(s, "b", 1, NULL);
-        REQUIRE(j != NULL && j->id == ids[i] && j->body != NULL);
-        CHECK(j->body_len == sizes[i] && memcmp(j->body, bodies[i], sizes[i]) == 0);
+        REQUIRE(j != NULL && j->id == ids[i] && queue_job_body(j) != NULL);
+        CHECK(j->body_len == sizes[i] && memcmp(queue_job_body(j), bodies[i], sizes[i]) == 0);
         CHECK_EQ(queue_ack(s, j->id, queue_job_x(j)->lease_token, NULL, 0, T(1), NULL), 0);
-        CHECK(queue_job_find(s, ids[i])->body == NULL); /* DONE: the body is not kept */
+        CHECK(queue_job_body(queue_job_find(s, ids[i])) == NULL); /* DONE: the body is not kept */
     }
     queue_state_destroy(r);
     queue_state_destroy(s);
@@ -904,7 +904,7 @@ static void test_replay_rebuilds_state_leases_void(void)
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_READY && x->attempts == 0);
     CHECK(queue_peek_id(r, deleted) == NULL);
-    CHECK(x->body_len == 4 && memcmp(x->body, "body", 4) == 0);
+    CHECK(x->body_len == 4 && memcmp(queue_job_body(x), "body", 4) == 0);
     /* New ids continue after the replayed ones. */
     uint64_t nid, seq;
     bool dup;
@@ -1231,7 +1231,7 @@ static void test_checkpoint_roundtrip(void)
     }
     struct job *x = queue_peek_id(r, a);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_READY && x->attempts == 1 && x->body == NULL && x->body_len == 4);
+    CHECK(x->state == JOB_READY && x->attempts == 1 && queue_job_body(x) == NULL && x->body_len == 4);
     x = queue_peek_id(r, b);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DELAYED && queue_job_x(x)->run_at_ms == 10000 && x->max_attempts == 4);
@@ -1252,7 +1252,7 @@ static void test_checkpoint_roundtrip(void)
     CHECK_EQ(unloaded, 3);
     x = queue_peek_id(r, a);
     queue_body_loaded(r, x, "body", 4);
-    CHECK(x->body != NULL && memcmp(x->body, "body", 4) == 0);
+    CHECK(queue_job_body(x) != NULL && memcmp(queue_job_body(x), "body", 4) == 0);
     /* The idempotency key survives. */
     struct queue_put_args args = {.queue = "beta", .queue_len = 4, .key = "idem", .key_len = 4,
                                   .body = "x", .body_len = 1, .max_attempts = -1};
@@ -1539,7 +1539,7 @@ static void test_checkpoint_version2_loads(void)
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DEAD && queue_job_x(x)->reason_len == 3 && memcmp(queue_job_x(x)->reason, "why", 3) == 0);
     CHECK(x->priority == 5 && x->attempts == 2 && x->max_attempts == 3);
-    CHECK(x->body_len == 100 && x->ttr_ms == 30000 && x->created_ms == 1000);
+    CHECK(x->body_len == 100 && queue_job_ttr_ms(x) == 30000 && x->created_ms == 1000);
     CHECK(x->pos_seq == 77 && queue_job_pos(x).segment_id == 1 && queue_job_pos(x).batch_offset == 8192);
     x = queue_peek_id(r, 42);
     REQUIRE(x != NULL);
@@ -1573,7 +1573,7 @@ static void test_checkpoint_v3_compact_roundtrip(void)
         REQUIRE(a != NULL && b != NULL);
         CHECK(a->priority == b->priority && a->max_attempts == b->max_attempts);
         CHECK(a->created_ms == b->created_ms && queue_job_x(a)->run_at_ms == queue_job_x(b)->run_at_ms);
-        CHECK(queue_job_x(a)->expires_at_ms == queue_job_x(b)->expires_at_ms && a->ttr_ms == b->ttr_ms);
+        CHECK(queue_job_x(a)->expires_at_ms == queue_job_x(b)->expires_at_ms && queue_job_ttr_ms(a) == queue_job_ttr_ms(b));
         CHECK(a->pos_seq == b->pos_seq && queue_job_pos(a).batch_offset == queue_job_pos(b).batch_offset);
         CHECK(a->state == b->state && a->queue->name[0] == b->queue->name[0]);
     }
