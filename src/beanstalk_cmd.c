@@ -192,8 +192,8 @@ static void fetched_reply(struct conn *conn, const struct body_fetch *fetch)
 {
     const struct body_fetch_job *fj = &fetch->jobs[0];
     struct job *job = queue_job_find(conn->server->queues, fj->id);
-    if (fetch->opcode == BS_FETCH_RESERVED &&
-        (job == NULL || job->state != JOB_RESERVED || queue_job_x(job)->lease_token != fj->lease_token)) {
+    if (fetch->opcode == BS_FETCH_RESERVED && (job == NULL || job->state != JOB_RESERVED ||
+                                               queue_job_x(job)->lease_token != fj->lease_token)) {
         beanstalk_reply(conn, 0, "DEADLINE_SOON");
         return;
     }
@@ -237,7 +237,8 @@ static void job_reply(struct conn *conn, enum bs_fetch_kind kind, struct job *jo
         conn->bs->fetching = true;
         return;
     }
-    job_line(conn, kind, job->id, queue_job_body(job), queue_job_body(job) != NULL ? job->body_len : 0);
+    job_line(conn, kind, job->id, queue_job_body(job),
+             queue_job_body(job) != NULL ? job->body_len : 0);
 }
 
 /* ---- put ---- */
@@ -556,7 +557,8 @@ static int cmd_delete(struct conn *conn, const struct bs_args *a)
                                                      job->queue->name_len);
     struct queue_logged logged = {0};
     bool acked = job->state == JOB_RESERVED; /* job may be freed by the call */
-    int rc = acked ? queue_ack(server->queues, id, queue_job_x(job)->lease_token, NULL, 0, server->now, &logged)
+    int rc = acked ? queue_ack(server->queues, id, queue_job_x(job)->lease_token, NULL, 0,
+                               server->now, &logged)
                    : queue_delete(server->queues, id, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
@@ -582,8 +584,8 @@ static int cmd_release(struct conn *conn, const struct bs_args *a)
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     struct queue_logged logged = {0};
-    int rc = queue_release(server->queues, id, queue_job_x(job)->lease_token, (int64_t)delay * 1000, pri,
-                           "", 0, server->now, &logged);
+    int rc = queue_release(server->queues, id, queue_job_x(job)->lease_token, (int64_t)delay * 1000,
+                           pri, "", 0, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
     /* Out of attempts (a queue configured with a limit): the release buried it. */
@@ -623,7 +625,8 @@ static int cmd_touch(struct conn *conn, const struct bs_args *a)
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     int64_t deadline_ms;
-    int rc = queue_touch(server->queues, id, queue_job_x(job)->lease_token, 0, server->now, &deadline_ms);
+    int rc = queue_touch(server->queues, id, queue_job_x(job)->lease_token, 0, server->now,
+                         &deadline_ms);
     if (rc != 0)
         return fail(conn, rc);
     beanstalk_reply(conn, 0, "TOUCHED"); /* a touch logs nothing: nothing to wait for */

@@ -195,7 +195,8 @@ static const char *state_word(enum job_state state)
 void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job)
 {
     int64_t now_ms = queue_time_wall_ms(conn->server->now);
-    int64_t delay_ms = queue_job_x(job)->run_at_ms > 0 ? queue_job_x(job)->run_at_ms - job->created_ms : 0;
+    int64_t delay_ms =
+        queue_job_x(job)->run_at_ms > 0 ? queue_job_x(job)->run_at_ms - job->created_ms : 0;
     int64_t left_ms = job->state == JOB_RESERVED  ? queue_job_x(job)->deadline_ms - now_ms
                       : job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms - now_ms
                                                   : 0;

@@ -175,9 +175,11 @@ static void job_info_fill(const struct job *job, bool with_body, struct wire_job
     info->priority = job->priority;
     info->attempts = job->attempts;
     info->max_attempts = job->max_attempts;
-    info->ttr_ms = queue_job_ttr_ms(job) > UINT32_MAX ? UINT32_MAX : (uint32_t)queue_job_ttr_ms(job);
+    info->ttr_ms =
+        queue_job_ttr_ms(job) > UINT32_MAX ? UINT32_MAX : (uint32_t)queue_job_ttr_ms(job);
     info->created_ms = (uint64_t)job->created_ms;
-    info->ready_at_ms = (uint64_t)(queue_job_x(job)->run_at_ms > 0 ? queue_job_x(job)->run_at_ms : job->created_ms);
+    info->ready_at_ms =
+        (uint64_t)(queue_job_x(job)->run_at_ms > 0 ? queue_job_x(job)->run_at_ms : job->created_ms);
     info->deadline_ms = job->state == JOB_RESERVED ? (uint64_t)queue_job_x(job)->deadline_ms : 0;
     info->finished_ms = (uint64_t)queue_job_x(job)->settled_ms;
     if (job->state == JOB_DEAD)
@@ -597,7 +599,8 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
     for (uint32_t i = 0; i < fetch->count; i++) {
         const struct body_fetch_job *fj = &fetch->jobs[i];
         struct job *job = queue_job_find(server->queues, fj->id);
-        if (job == NULL || job->state != JOB_RESERVED || queue_job_x(job)->lease_token != fj->lease_token)
+        if (job == NULL || job->state != JOB_RESERVED ||
+            queue_job_x(job)->lease_token != fj->lease_token)
             continue;
         SPOOL_ASSERT(fj->body != NULL); /* a job still there got its body or failed the fetch */
         deliveries[count++] = delivery_of(job, fj->body);

@@ -687,7 +687,8 @@ bool http_job_json(struct queue_state *queues, struct observe_cmd *cmd)
     if (job == NULL || job->state == JOB_PENDING)
         return false;
     struct sbuf b = {0};
-    sbuf_printf(&b, "{\"id\":%llu,\"queue\":\"%s\",\"state\":\"%s\",\"priority\":%u,"
+    sbuf_printf(&b,
+                "{\"id\":%llu,\"queue\":\"%s\",\"state\":\"%s\",\"priority\":%u,"
                 "\"attempts\":%u,\"max_attempts\":%u,\"ttr_ms\":%llu,\"created_ms\":%lld,"
                 "\"run_at_ms\":%lld,\"expires_at_ms\":%lld,\"settled_ms\":%lld,"
                 "\"body_bytes\":%u,",
@@ -699,7 +700,8 @@ bool http_job_json(struct queue_state *queues, struct observe_cmd *cmd)
     if (job->state == JOB_RESERVED)
         sbuf_printf(&b, "\"lease_deadline_ms\":%lld,", (long long)queue_job_x(job)->deadline_ms);
     sbuf_put(&b, "\"reason\":", 9);
-    sbuf_json_string(&b, queue_job_x(job)->reason != NULL ? queue_job_x(job)->reason : "", queue_job_x(job)->reason_len);
+    sbuf_json_string(&b, queue_job_x(job)->reason != NULL ? queue_job_x(job)->reason : "",
+                     queue_job_x(job)->reason_len);
     sbuf_put(&b, "}", 1);
     cmd->status = b.failed ? 500 : 200;
     cmd->body = b.failed ? NULL : b.data;

@@ -88,7 +88,9 @@ static void snap_dead_add(struct snapshot *snap, const struct queue *queue)
         memcpy(d->queue, queue->name, queue->name_len + 1);
         d->attempts = job->attempts;
         d->settled_ms = queue_job_x(job)->settled_ms;
-        uint32_t n = queue_job_x(job)->reason_len < OBSERVE_REASON_MAX ? queue_job_x(job)->reason_len : OBSERVE_REASON_MAX;
+        uint32_t n = queue_job_x(job)->reason_len < OBSERVE_REASON_MAX
+                         ? queue_job_x(job)->reason_len
+                         : OBSERVE_REASON_MAX;
         if (n > 0)
             memcpy(d->reason, queue_job_x(job)->reason, n);
         d->reason[n] = '\0';

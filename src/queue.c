@@ -37,7 +37,8 @@
  * with a clear error (TOO_MANY_QUEUES) long before memory runs out, and empty queues without
  * settings are forgotten anyway (queue_forget.c). */
 #define QUEUE_DEFAULT_QUEUES_MAX 65536u
-/* DONE jobs remembered for wait/status: at ~200 bytes each plus results, a few MiB. */
+/* DONE jobs remembered for wait/status: at ~270 bytes each (core and extension) plus
+ * results, a few MiB. */
 #define QUEUE_DEFAULT_DONE_KEEP 10000
 /* ... and at most this many result bytes among them: results may be 64 KiB each, and 10,000
  * of those would be 640 MiB of memory nobody asked the server to hold. */
@@ -458,14 +459,12 @@ void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta)
         queue->segs = realloc(queue->segs, queue->seg_capacity * sizeof(*queue->segs));
         SPOOL_ASSERT(queue->segs != NULL);
     }
-    memmove(queue->segs + at + 1, queue->segs + at,
-            (queue->seg_count - at) * sizeof(*queue->segs));
+    memmove(queue->segs + at + 1, queue->segs + at, (queue->seg_count - at) * sizeof(*queue->segs));
     queue->segs[at] = (struct queue_segment_count){.segment_id = segment_id, .count = 1};
     queue->seg_count++;
 }
 
-struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue,
-                           uint32_t *count)
+struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue, uint32_t *count)
 {
     uint64_t want = queue_live_count(queue);
     SPOOL_ASSERT(want <= UINT32_MAX);
@@ -489,8 +488,7 @@ uint64_t queue_live_count(const struct queue *queue)
     return s->pending + s->ready + s->delayed + s->reserved + s->dead;
 }
 
-void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job),
-                     void *ctx)
+void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job), void *ctx)
 {
     JOBTAB_EACH(&state->jobs, job)
     {
@@ -795,7 +793,8 @@ void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_
  * read back: a wall clock step since then does not move it. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now)
 {
-    if (queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->run_at_ms != 0 && queue_job_ext_of(job)->timer_ns > now.mono_ns)
+    if (queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->run_at_ms != 0 &&
+        queue_job_ext_of(job)->timer_ns > now.mono_ns)
         job_enter_delayed(state, job);
     else
         queue_job_enter_ready(state, job, now);
@@ -1077,8 +1076,8 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     err = pending_reserve(state);
     if (err != 0)
         return err;
-    /* A run-at, a ttl or a long ttr needs the job's extension: taken before anything is logged, so that
-     * no memory is left to want once the PUT is in the log. */
+    /* A run-at, a ttl or a long ttr needs the job's extension: taken before anything is logged, so
+     * that no memory is left to want once the PUT is in the log. */
     struct job_ext *ext = NULL;
     if (put.run_at_ms != 0 || put.expires_at_ms != 0 || put.ttr_ms >= QUEUE_TTR_IN_EXT) {
         ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
@@ -1337,7 +1336,8 @@ static int ack(struct queue_state *state, uint64_t id, uint64_t token, const voi
         return err;
     struct queue_metrics *m = &job->queue->metrics;
     m->acks++;
-    int64_t held_ns = now.mono_ns - queue_job_ext_of(job)->lease_start_ns; /* since the lease (lease()) */
+    int64_t held_ns =
+        now.mono_ns - queue_job_ext_of(job)->lease_start_ns; /* since the lease (lease()) */
     metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
                          held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
@@ -1496,7 +1496,8 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
-    free(queue_job_ext_of(job)->reason); /* a fresh start: the old death is no longer its last error */
+    free(queue_job_ext_of(job)
+             ->reason); /* a fresh start: the old death is no longer its last error */
     queue_job_ext_of(job)->reason = NULL;
     queue_job_ext_of(job)->reason_len = 0;
     queue_job_enter_ready(state, job, now);
@@ -1706,7 +1707,8 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
         char reason[LIMIT_REASON_MAX_BYTES];
-        uint32_t reason_len = spent_reason(job, queue_job_x(job)->reason, queue_job_x(job)->reason_len, reason);
+        uint32_t reason_len =
+            spent_reason(job, queue_job_x(job)->reason, queue_job_x(job)->reason_len, reason);
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;

@@ -237,10 +237,10 @@ struct checkpoint_walk {
     uint32_t done_count;
     struct queue **queues;       /* the queues at the anchor, in checkpoint_index order */
     uint32_t queue_count;
-    uint64_t *pages;             /* jobtab page keys at the anchor, ascending */
+    uint64_t *pages; /* jobtab page keys at the anchor, ascending */
     size_t page_count;
-    size_t page_at;              /* the page being walked */
-    uint32_t slot_at;            /* its next slot */
+    size_t page_at;                    /* the page being walked */
+    uint32_t slot_at;                  /* its next slot */
     struct queue_segment_set segments; /* of the jobs encoded so far */
 };
 
@@ -508,11 +508,11 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     uint8_t saved = p[12];
     uint16_t reason_len = le_get_u16(p + 14);
     const uint8_t *reason = take(c, reason_len);
-    struct log_pos pos = {.seq = le_get_u64(p + 72), .segment_id = le_get_u64(p + 80),
+    struct log_pos pos = {.seq = le_get_u64(p + 72),
+                          .segment_id = le_get_u64(p + 80),
                           .batch_offset = le_get_u64(p + 88)};
     if (reason == NULL || id == 0 || id > RECORD_ID_MAX || queue_index >= queue_count ||
-        !queue_pos_packable(pos) ||
-        jobtab_get(&state->jobs, id) != NULL ||
+        !queue_pos_packable(pos) || jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
     struct job *job = queue_job_new(state, queues[queue_index], id, NULL, 0, false);
@@ -678,10 +678,14 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             return RECORD_EINVAL;
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
-            .id = id, .queue = queues[queue_index], .state = saved,
-            .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
+            .id = id,
+            .queue = queues[queue_index],
+            .state = saved,
+            .attempts = le_get_u32(p + 12),
+            .max_attempts = le_get_u32(p + 16),
             .created_ms = (int64_t)le_get_u64(p + 32),
-            .priority = le_get_u32(p + 48), .queue_slot = HEAP_NONE,
+            .priority = le_get_u32(p + 48),
+            .queue_slot = HEAP_NONE,
         };
         struct job_ext *ext = queue_job_ext(state, job);
         queue_job_set_ttr(state, job, le_get_u64(p + 24));

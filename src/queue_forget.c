@@ -45,11 +45,10 @@ void queue_unpin(struct queue_state *state, struct queue *queue)
 
 static bool queue_idle(const struct queue *queue)
 {
-    return queue_live_count(queue) == 0 &&
-           queue->stats.settled == 0 && queue->reserver_refs == 0 && queue->pins == 0 &&
-           list_empty(&queue->reservers) && !queue->paused && queue->default_ttr_ms == 0 &&
-           queue->default_max_attempts == UINT32_MAX && queue->max_jobs == 0 &&
-           queue->max_bytes == 0;
+    return queue_live_count(queue) == 0 && queue->stats.settled == 0 && queue->reserver_refs == 0 &&
+           queue->pins == 0 && list_empty(&queue->reservers) && !queue->paused &&
+           queue->default_ttr_ms == 0 && queue->default_max_attempts == UINT32_MAX &&
+           queue->max_jobs == 0 && queue->max_bytes == 0;
 }
 
 static void queue_forget(struct queue_state *state, struct queue *queue)

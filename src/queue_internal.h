@@ -171,7 +171,6 @@ void queue_ready_age_leave(struct queue *queue, struct job *job);
 void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta);
 /* The live jobs of a queue, malloc'ed (the caller frees; *count of them): a walk of every
  * job, for the rare whole-queue operations (purge, delete-queue). */
-struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue,
-                           uint32_t *count);
+struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue, uint32_t *count);
 
 #endif

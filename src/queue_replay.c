@@ -172,7 +172,8 @@ void queue_body_loaded(struct queue_state *state, struct job *job, const void *b
     SPOOL_ASSERT(len == job->body_len);
     SPOOL_ASSERT(queue_job_live(job));
     if (queue_job_body(job) == NULL)
-        body_cache_put(&state->bodies, queue_job_body_slot(job), body, len); /* -ENOMEM: see above */
+        body_cache_put(&state->bodies, queue_job_body_slot(job), body,
+                       len); /* -ENOMEM: see above */
 }
 
 void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out)

@@ -239,8 +239,7 @@ int64_t queue_next_deadline_ns(const struct queue_state *state)
 /* 1 ms, or this fraction of the oldest bucket's age: a 0.1% error on the age. */
 #define QUEUE_READY_AGE_SPLIT 1024
 
-static struct queue_ready_bucket *ready_bucket_at(const struct queue_ready_age *age,
-                                                  uint32_t index)
+static struct queue_ready_bucket *ready_bucket_at(const struct queue_ready_age *age, uint32_t index)
 {
     SPOOL_ASSERT(index < age->count);
     return &age->ring[(age->head + index) & (age->capacity - 1)];

@@ -195,7 +195,8 @@ static int salvage_job(struct salvage *s, struct job *job)
                              .max_attempts = job->max_attempts,
                              .ttr_ms = queue_job_ttr_ms(job),
                              .created_ms = job->created_ms,
-                             .run_at_ms = job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms : 0,
+                             .run_at_ms =
+                                 job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms : 0,
                              .expires_at_ms = queue_job_x(job)->expires_at_ms,
                              .queue = job->queue->name,
                              .queue_len = job->queue->name_len,
@@ -217,9 +218,11 @@ static int salvage_job(struct salvage *s, struct job *job)
         rc = salvage_append(s, RECORD_LEASE, small, (uint32_t)len, NULL);
     }
     if (rc == 0 && job->state == JOB_DEAD) {
-        uint32_t reason_len =
-            queue_job_x(job)->reason_len < LIMIT_REASON_MAX_BYTES ? queue_job_x(job)->reason_len : LIMIT_REASON_MAX_BYTES;
-        len = record_bury_encode(job->id, queue_job_x(job)->settled_ms, queue_job_x(job)->reason, reason_len, small);
+        uint32_t reason_len = queue_job_x(job)->reason_len < LIMIT_REASON_MAX_BYTES
+                                  ? queue_job_x(job)->reason_len
+                                  : LIMIT_REASON_MAX_BYTES;
+        len = record_bury_encode(job->id, queue_job_x(job)->settled_ms, queue_job_x(job)->reason,
+                                 reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }
     s->jobs_written += rc == 0;

@@ -225,7 +225,8 @@ static void broker_ack(struct broker *b)
     if (queue_reserve(b->qs, &r, qtime(b->now_ms), jobs) != 1)
         return;
     uint64_t id = jobs[0]->id;
-    if (queue_ack(b->qs, id, queue_job_x(jobs[0])->lease_token, NULL, 0, qtime(b->now_ms), NULL) == 0)
+    if (queue_ack(b->qs, id, queue_job_x(jobs[0])->lease_token, NULL, 0, qtime(b->now_ms), NULL) ==
+        0)
         b->ack_seq[id] = b->emit_seq;
 }
 
@@ -413,8 +414,9 @@ static int rec_bodies_load(struct recovered *r, struct io_backend *io, char *why
             queue_body_loaded(r->qs, u.jobs[i], r->read_body, r->read_len);
         free(r->read_body);
         if (rc != 0)
-            snprintf(why, len, "cannot read job bodies back: job %" PRIu64 " segment %" PRIu64
-                     ": %s", u.jobs[i]->id, queue_job_pos(u.jobs[i]).segment_id, log_strerror(rc));
+            snprintf(why, len,
+                     "cannot read job bodies back: job %" PRIu64 " segment %" PRIu64 ": %s",
+                     u.jobs[i]->id, queue_job_pos(u.jobs[i]).segment_id, log_strerror(rc));
     }
     free(u.jobs);
     return rc;

@@ -175,7 +175,8 @@ static void put_ack(struct gen *g, int count)
         gen_commit(g);
         struct job *job = gen_reserve(g, "q");
         REQUIRE(job != NULL);
-        REQUIRE(queue_ack(g->qs, job->id, queue_job_x(job)->lease_token, NULL, 0, g->now, NULL) == 0);
+        REQUIRE(queue_ack(g->qs, job->id, queue_job_x(job)->lease_token, NULL, 0, g->now, NULL) ==
+                0);
         gen_commit(g);
     }
 }
@@ -634,7 +635,8 @@ static bool body_matches(struct job *job)
 {
     uint8_t body[GEN_BODY_MAX];
     uint32_t len = gen_body(job->id, body, sizeof(body));
-    return queue_job_body(job) != NULL && job->body_len == len && memcmp(queue_job_body(job), body, len) == 0;
+    return queue_job_body(job) != NULL && job->body_len == len &&
+           memcmp(queue_job_body(job), body, len) == 0;
 }
 
 static char *salvage(const char *dir, const char *mode, int *code)

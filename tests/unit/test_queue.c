@@ -269,7 +269,9 @@ static void test_delay_and_ttl(void)
     REQUIRE(held != NULL && held->id == r);
     queue_tick(s, T(3150));
     CHECK(queue_peek_id(s, r) != NULL);
-    CHECK_EQ(queue_release(s, r, queue_job_x(held)->lease_token, 0, UINT32_MAX, NULL, 0, T(3160), NULL), 0);
+    CHECK_EQ(
+        queue_release(s, r, queue_job_x(held)->lease_token, 0, UINT32_MAX, NULL, 0, T(3160), NULL),
+        0);
     queue_tick(s, T(3161));
     CHECK(queue_peek_id(s, r) == NULL);
     queue_state_destroy(s);
@@ -319,7 +321,8 @@ static void test_lease_expiry_redelivery_and_max_attempts(void)
     CHECK_EQ(queue_ack(s, id, first, NULL, 0, T(1001), NULL), QUEUE_ELEASE);
     queue_tick(s, T(2000)); /* second expiry = last attempt: dead */
     CHECK_EQ(job->state, JOB_DEAD);
-    CHECK(queue_job_x(job)->reason_len == 12 && memcmp(queue_job_x(job)->reason, "max_attempts", 12) == 0);
+    CHECK(queue_job_x(job)->reason_len == 12 &&
+          memcmp(queue_job_x(job)->reason, "max_attempts", 12) == 0);
     CHECK(queue_peek_next(s, "q", 1, JOB_DEAD) == job);
     CHECK_EQ(queue_kick_job(s, id, T(2001), NULL), 0);
     CHECK_EQ(job->state, JOB_READY);
@@ -343,14 +346,16 @@ static void test_release_touch_bury_kick_delete(void)
     queue_tick(s, T(1000)); /* the old deadline passed: touch kept it */
     CHECK_EQ(job->state, JOB_RESERVED);
     CHECK_EQ(queue_delete(s, id, T(1000), NULL), QUEUE_ESTATE);
-    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 100, 9, NULL, 0, T(1000), NULL), 0);
+    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 100, 9, NULL, 0, T(1000), NULL),
+             0);
     CHECK_EQ(job->state, JOB_DELAYED);
     CHECK_EQ(job->priority, 9);
     queue_tick(s, T(1100));
     struct job *next = reserve1(s, "q", 1100, NULL);
     REQUIRE(next != NULL);
     CHECK_EQ(next->id, other); /* priority 4 before the released 9 */
-    CHECK_EQ(queue_bury(s, other, queue_job_x(next)->lease_token, "bad input", 9, T(1100), NULL), 0);
+    CHECK_EQ(queue_bury(s, other, queue_job_x(next)->lease_token, "bad input", 9, T(1100), NULL),
+             0);
     CHECK_EQ(next->state, JOB_DEAD);
     job = reserve1(s, "q", 1100, NULL);
     REQUIRE(job != NULL && job->id == id);
@@ -374,9 +379,12 @@ static void test_release_on_last_attempt_buries(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, "boom", 4, T(1), NULL), 0);
+    CHECK_EQ(
+        queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, "boom", 4, T(1), NULL),
+        0);
     CHECK_EQ(job->state, JOB_DEAD);
-    CHECK(queue_job_x(job)->reason_len == 18 && memcmp(queue_job_x(job)->reason, "max_attempts: boom", 18) == 0);
+    CHECK(queue_job_x(job)->reason_len == 18 &&
+          memcmp(queue_job_x(job)->reason, "max_attempts: boom", 18) == 0);
     CHECK_EQ(fake_count_type(RECORD_BURY), 1);
     CHECK_EQ(fake_count_type(RECORD_RELEASE), 0);
     queue_state_destroy(s);
@@ -653,7 +661,8 @@ static void test_calls_return_what_they_logged(void)
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL && job->id == id);
     struct queue_logged logged = {.seq_end = 99};
-    CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token + 1, NULL, 0, T(1), &logged), QUEUE_ELEASE);
+    CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token + 1, NULL, 0, T(1), &logged),
+             QUEUE_ELEASE);
     CHECK_EQ(logged.seq_end, 0);
     CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, 0, NULL, 0, T(1), &logged), 0);
     CHECK_EQ(fake.type[fake.count - 1], RECORD_RELEASE);
@@ -687,7 +696,8 @@ static void test_back_pressure_changes_nothing(void)
     CHECK_EQ(queue_put(s, &args, T(1), &nid, &dup, &seq), -ENOBUFS);
     CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token, NULL, 0, T(1), NULL), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, 0, NULL, 0, T(1), NULL), -ENOBUFS);
+    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, 0, NULL, 0, T(1), NULL),
+             -ENOBUFS);
     CHECK_EQ(queue_bury(s, id, queue_job_x(job)->lease_token, "x", 1, T(1), NULL), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
     fake.fail = 0;
@@ -826,7 +836,9 @@ static void test_lease_tokens_unique(void)
         struct job *job = reserve1(s, "q", i, NULL);
         REQUIRE(job != NULL && job->id == id);
         tokens[i] = queue_job_x(job)->lease_token;
-        CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, NULL, 0, T(i), NULL), 0);
+        CHECK_EQ(
+            queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, NULL, 0, T(i), NULL),
+            0);
     }
     int dups = 0;
     for (int i = 0; i < N; i++)
@@ -938,7 +950,9 @@ static void test_reserve_job_and_kick_delayed(void)
     CHECK_EQ(queue_bury(s, delayed, queue_job_x(j)->lease_token, "x", 1, T(2), NULL), 0);
     CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(3), &j), 0); /* dead: leased too */
     CHECK_EQ(j->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, delayed, queue_job_x(j)->lease_token, 60000, UINT32_MAX, NULL, 0, T(4), NULL), 0);
+    CHECK_EQ(queue_release(s, delayed, queue_job_x(j)->lease_token, 60000, UINT32_MAX, NULL, 0,
+                           T(4), NULL),
+             0);
     CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_DELAYED);
     CHECK_EQ(queue_kick_delayed_job(s, ready, T(5), NULL), QUEUE_ESTATE);
     CHECK_EQ(queue_kick_delayed_job(s, 999, T(5), NULL), QUEUE_ENOTFOUND);
@@ -974,7 +988,8 @@ static void test_replay_keeps_settle_times(void)
     struct job *j = reserve1(s, "q", 10, NULL);
     CHECK_EQ(queue_ack(s, acked, queue_job_x(j)->lease_token, "r", 1, T(1700000000123), NULL), 0);
     j = reserve1(s, "q", 10, NULL);
-    CHECK_EQ(queue_bury(s, buried, queue_job_x(j)->lease_token, "why", 3, T(1700000000456), NULL), 0);
+    CHECK_EQ(queue_bury(s, buried, queue_job_x(j)->lease_token, "why", 3, T(1700000000456), NULL),
+             0);
     j = reserve1(s, "q", 20, NULL);
     REQUIRE(j != NULL && j->id == spent);
     queue_tick(s, T(20 + 1000)); /* its only lease expires: dead at 1020 */
@@ -1027,7 +1042,8 @@ static void test_wall_clock_steps_move_no_timer(void)
     queue_durable(s, UINT64_MAX, t0);
     struct job *held = reserve1_at(s, "l", t0, NULL);
     REQUIRE(held != NULL && held->id == leased);
-    CHECK_EQ(queue_job_x(held)->deadline_ms, WALL_BASE_MS + 1000); /* told to the worker in Unix ms */
+    CHECK_EQ(queue_job_x(held)->deadline_ms,
+             WALL_BASE_MS + 1000); /* told to the worker in Unix ms */
     struct queue *none;
     REQUIRE(queue_get(s, "none", 4, &none) == 0);
     struct wake_log log = {0};
@@ -1097,8 +1113,9 @@ static void test_lease_never_ends_before_ttr(void)
     job = reserve1_at(s, "q", t1, NULL);
     REQUIRE(job != NULL);
     int64_t deadline_ms = 0;
-    CHECK_EQ(queue_touch(s, id, queue_job_x(job)->lease_token, 50, clocks(WALL_BASE_MS + 2500, 7500, sub_ns),
-                         &deadline_ms), 0);
+    CHECK_EQ(queue_touch(s, id, queue_job_x(job)->lease_token, 50,
+                         clocks(WALL_BASE_MS + 2500, 7500, sub_ns), &deadline_ms),
+             0);
     CHECK_EQ(deadline_ms, WALL_BASE_MS + 2551);
     queue_tick(s, clocks(WALL_BASE_MS + 2550, 7550, sub_ns - 1));
     CHECK_EQ(state_of(s, id), JOB_RESERVED);
@@ -1231,7 +1248,8 @@ static void test_checkpoint_roundtrip(void)
     }
     struct job *x = queue_peek_id(r, a);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_READY && x->attempts == 1 && queue_job_body(x) == NULL && x->body_len == 4);
+    CHECK(x->state == JOB_READY && x->attempts == 1 && queue_job_body(x) == NULL &&
+          x->body_len == 4);
     x = queue_peek_id(r, b);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DELAYED && queue_job_x(x)->run_at_ms == 10000 && x->max_attempts == 4);
@@ -1537,10 +1555,12 @@ static void test_checkpoint_version2_loads(void)
     REQUIRE(queue_checkpoint_load(r, v2, sizeof(v2), T(2000)) == 0);
     struct job *x = queue_peek_id(r, 41);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_DEAD && queue_job_x(x)->reason_len == 3 && memcmp(queue_job_x(x)->reason, "why", 3) == 0);
+    CHECK(x->state == JOB_DEAD && queue_job_x(x)->reason_len == 3 &&
+          memcmp(queue_job_x(x)->reason, "why", 3) == 0);
     CHECK(x->priority == 5 && x->attempts == 2 && x->max_attempts == 3);
     CHECK(x->body_len == 100 && queue_job_ttr_ms(x) == 30000 && x->created_ms == 1000);
-    CHECK(x->pos_seq == 77 && queue_job_pos(x).segment_id == 1 && queue_job_pos(x).batch_offset == 8192);
+    CHECK(x->pos_seq == 77 && queue_job_pos(x).segment_id == 1 &&
+          queue_job_pos(x).batch_offset == 8192);
     x = queue_peek_id(r, 42);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_DELAYED && queue_job_x(x)->run_at_ms == 900000 && x->pos_seq == 78);
@@ -1572,9 +1592,12 @@ static void test_checkpoint_v3_compact_roundtrip(void)
         struct job *a = queue_job_find(s, id), *b = queue_job_find(r, id);
         REQUIRE(a != NULL && b != NULL);
         CHECK(a->priority == b->priority && a->max_attempts == b->max_attempts);
-        CHECK(a->created_ms == b->created_ms && queue_job_x(a)->run_at_ms == queue_job_x(b)->run_at_ms);
-        CHECK(queue_job_x(a)->expires_at_ms == queue_job_x(b)->expires_at_ms && queue_job_ttr_ms(a) == queue_job_ttr_ms(b));
-        CHECK(a->pos_seq == b->pos_seq && queue_job_pos(a).batch_offset == queue_job_pos(b).batch_offset);
+        CHECK(a->created_ms == b->created_ms &&
+              queue_job_x(a)->run_at_ms == queue_job_x(b)->run_at_ms);
+        CHECK(queue_job_x(a)->expires_at_ms == queue_job_x(b)->expires_at_ms &&
+              queue_job_ttr_ms(a) == queue_job_ttr_ms(b));
+        CHECK(a->pos_seq == b->pos_seq &&
+              queue_job_pos(a).batch_offset == queue_job_pos(b).batch_offset);
         CHECK(a->state == b->state && a->queue->name[0] == b->queue->name[0]);
     }
     free(payload);
@@ -1623,7 +1646,8 @@ static void check_same_state(struct queue_state *a, struct queue_state *b, uint6
               memcmp(ja->queue->name, jb->queue->name, ja->queue->name_len) == 0);
         if (sa.state == JOB_DEAD)
             CHECK(queue_job_x(ja)->reason_len == queue_job_x(jb)->reason_len &&
-                  memcmp(queue_job_x(ja)->reason, queue_job_x(jb)->reason, queue_job_x(ja)->reason_len) == 0);
+                  memcmp(queue_job_x(ja)->reason, queue_job_x(jb)->reason,
+                         queue_job_x(ja)->reason_len) == 0);
     }
     static const char *const names[] = {"wa", "wb", "wc"};
     for (int q = 0; q < 3; q++) {

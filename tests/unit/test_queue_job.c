@@ -31,8 +31,10 @@ static uint64_t put_plain(struct queue_state *s, int64_t ms)
 
 static struct job *reserve_at(struct queue_state *s, int64_t ms)
 {
-    struct queue_reserver r = {.queues = {queue_find(s, "q", 1)}, .queue_count = 1,
-                               .count_max = 1, .deadline_ns = at_ms(ms).mono_ns,
+    struct queue_reserver r = {.queues = {queue_find(s, "q", 1)},
+                               .queue_count = 1,
+                               .count_max = 1,
+                               .deadline_ns = at_ms(ms).mono_ns,
                                .detach = true};
     struct job *jobs[1];
     return queue_reserve(s, &r, at_ms(ms), jobs) == 1 ? jobs[0] : NULL;
@@ -114,8 +116,8 @@ static void test_ext_for_delay_ttl_and_long_ttr(void)
     }
     REQUIRE(got == l);
     CHECK(queue_job_x(l)->deadline_ms >= 2001 + (int64_t)long_ttr_ms);
-    CHECK_EQ(queue_release(s, ttr, queue_job_x(l)->lease_token, 0, UINT32_MAX, NULL, 0,
-                           at_ms(2002), NULL),
+    CHECK_EQ(queue_release(s, ttr, queue_job_x(l)->lease_token, 0, UINT32_MAX, NULL, 0, at_ms(2002),
+                           NULL),
              0);
     CHECK(l->state == JOB_READY && queue_job_ext_of(l) != NULL);
     CHECK_EQ(queue_job_ttr_ms(l), long_ttr_ms);
@@ -147,8 +149,8 @@ static void test_ext_for_waiters(void)
     uint64_t id = put_plain(s, 1);
     struct job *job = queue_job_find(s, id);
     int woken = 0;
-    struct queue_job_waiter w = {.job_id = id, .deadline_ns = at_ms(1000).mono_ns,
-                                 .wake = wake_count, .ctx = &woken};
+    struct queue_job_waiter w = {
+        .job_id = id, .deadline_ns = at_ms(1000).mono_ns, .wake = wake_count, .ctx = &woken};
     bool found;
     struct queue_job_status st;
     CHECK(!queue_wait(s, &w, at_ms(1), &found, &st));
@@ -175,9 +177,9 @@ static void test_body_follows_ext(void)
     CHECK(reserve_at(s, 2) == job);
     REQUIRE(queue_job_ext_of(job) != NULL);
     CHECK(queue_job_body(job) != NULL && memcmp(queue_job_body(job), "body", 4) == 0);
-    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, NULL, 0,
-                           at_ms(3), NULL),
-             0);
+    CHECK_EQ(
+        queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, NULL, 0, at_ms(3), NULL),
+        0);
     REQUIRE(queue_job_ext_of(job) == NULL);
     CHECK(queue_job_body(job) != NULL && memcmp(queue_job_body(job), "body", 4) == 0);
     CHECK(queue_body_cache_trim(s, 0) > 0); /* evicts: writes NULL where the pointer is now */
@@ -196,9 +198,10 @@ static void test_body_follows_ext(void)
 static void test_pos_packs_at_limits(void)
 {
     struct job job = {0};
-    struct log_pos pos = {.seq = (1ull << 40) + UINT32_MAX, .segment_id = 1ull << 40,
-                          .batch_offset = (uint64_t)((1u << QUEUE_POS_PAGE_BITS) - 1) *
-                                          QUEUE_POS_ALIGN};
+    struct log_pos pos = {.seq = (1ull << 40) + UINT32_MAX,
+                          .segment_id = 1ull << 40,
+                          .batch_offset =
+                              (uint64_t)((1u << QUEUE_POS_PAGE_BITS) - 1) * QUEUE_POS_ALIGN};
     CHECK(queue_pos_packable(pos));
     job.state = JOB_DEAD;
     queue_job_set_pos(&job, pos);
@@ -216,7 +219,8 @@ static void test_pos_packs_at_limits(void)
     CHECK(!queue_pos_packable(before));
     struct log_pos odd = {.seq = 5, .segment_id = 1, .batch_offset = 4096 + 8};
     CHECK(!queue_pos_packable(odd));
-    struct log_pos big = {.seq = 5, .segment_id = 1,
+    struct log_pos big = {.seq = 5,
+                          .segment_id = 1,
                           .batch_offset = (uint64_t)QUEUE_POS_ALIGN << QUEUE_POS_PAGE_BITS};
     CHECK(!queue_pos_packable(big));
 }
