@@ -12,7 +12,11 @@
  * saves, so its DELETE is logged first, like a client's delete, or the job stays (issue 9).
  *
  * Allocation failure aborts (the Redis zmalloc stance): every structure here is bounded by
- * the number of live jobs, which the per-queue limits and the disk bound.
+ * the number of live jobs, which the per-queue limits and the disk bound. A job's extension
+ * (queue.h) is the exception on the client paths that take one (a put with a delay, ttl or
+ * long ttr; a reserve; a wait): it is allocated before anything is logged, and its failure is
+ * QUEUE_EFULL (a put or a beanstalkd reserve-job refused, retryable, as under the memory
+ * bound), a reserve that delivers fewer jobs, or a wait answered at once.
  */
 #include "queue_internal.h"
 
@@ -212,7 +216,7 @@ static struct job_ext *ext_try_attach(struct queue_state *state, struct job *job
 int queue_job_ext_prepare(struct queue_state *state, struct job *job)
 {
     if (!job->has_ext && ext_try_attach(state, job) == NULL)
-        return -ENOMEM;
+        return QUEUE_EFULL;
     return 0;
 }
 
@@ -545,9 +549,9 @@ void queue_job_account(struct queue_state *state, struct job *job)
 
 static void ttl_track(struct queue_state *state, struct job *job)
 {
-    if (queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->expires_at_ms != 0 &&
-        !heap_contains(&state->ttl_heap, queue_job_ext_of(job)))
-        heap_push(&state->ttl_heap, queue_job_ext_of(job));
+    struct job_ext *ext = queue_job_ext_of(job);
+    if (ext != NULL && ext->expires_at_ms != 0 && !heap_contains(&state->ttl_heap, ext))
+        heap_push(&state->ttl_heap, ext);
 }
 
 static void mark_serve(struct queue_state *state, struct queue *queue)
@@ -1019,7 +1023,7 @@ static int pending_reserve(struct queue_state *state)
     SPOOL_ASSERT(capacity > state->pending_capacity);
     struct job **ring = malloc(capacity * sizeof(*ring));
     if (ring == NULL)
-        return -ENOMEM;
+        return QUEUE_EFULL; /* no memory: refused as the memory bound refuses, retryable */
     for (uint32_t i = 0; i < state->pending_count; i++)
         ring[i] = state->pending[(state->pending_head + i) & (state->pending_capacity - 1)];
     free(state->pending);
@@ -1082,7 +1086,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     if (put.run_at_ms != 0 || put.expires_at_ms != 0 || put.ttr_ms >= QUEUE_TTR_IN_EXT) {
         ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
         if (ext == NULL)
-            return -ENOMEM;
+            return QUEUE_EFULL; /* no memory: refused as the memory bound refuses */
     }
     size_t len = record_put_size(&put);
     uint8_t *buf = record_buf(state, len);

@@ -96,11 +96,12 @@ void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t ru
 void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_t expires_at_ms,
                               struct queue_time now);
 /* The job's extension (queue.h), allocated when it has none. _prepare is the one for paths
- * that must not abort: 0, or -ENOMEM with nothing changed, before anything is logged; then
- * queue_job_ext finds it. queue_job_ext itself aborts when there is no memory: replay and
- * internal transitions, whose job had one already or which cannot refuse. _adopt attaches one
- * allocated earlier (job_pool_try_alloc of sizeof(struct job_ext)). _trim frees it when the
- * job, about to be READY, uses none of its fields (a backlog of ready jobs carries none). */
+ * that must not abort: 0, or QUEUE_EFULL (no memory) with nothing changed, before anything
+ * is logged; then queue_job_ext finds it. queue_job_ext itself aborts when there is no
+ * memory: replay and internal transitions, whose job had one already or which cannot refuse.
+ * _adopt attaches one allocated earlier (job_pool_try_alloc of sizeof(struct job_ext)).
+ * _trim frees it when the job, about to be READY, uses none of its fields (a backlog of
+ * ready jobs carries none). */
 int queue_job_ext_prepare(struct queue_state *state, struct job *job);
 struct job_ext *queue_job_ext(struct queue_state *state, struct job *job);
 void queue_job_ext_adopt(struct queue_state *state, struct job *job, struct job_ext *ext);
