@@ -486,6 +486,22 @@ struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue,
     return jobs;
 }
 
+void queue_job_set_pos(struct job *job, struct log_pos pos)
+{
+    SPOOL_ASSERT(queue_pos_packable(pos)); /* a checkpoint's are checked when loaded */
+    /* Counted: queue_job_account ran after the first position (put, replay, load). */
+    bool counted = job->pos_seq != 0 && job->queue != NULL && queue_job_live(job);
+    uint64_t old_segment_id = queue_job_pos(job).segment_id;
+    job->pos_seq = pos.seq;
+    job->pos_segment_back = (uint32_t)(pos.seq - pos.segment_id);
+    job->pos_batch_page =
+        (uint32_t)(pos.batch_offset / QUEUE_POS_ALIGN) & ((1u << QUEUE_POS_PAGE_BITS) - 1);
+    if (counted && old_segment_id != pos.segment_id) {
+        queue_segs_add(job->queue, old_segment_id, -1);
+        queue_segs_add(job->queue, pos.segment_id, 1);
+    }
+}
+
 uint64_t queue_live_count(const struct queue *queue)
 {
     const struct queue_stats *s = &queue->stats;

@@ -686,14 +686,10 @@ static inline bool queue_pos_packable(struct log_pos pos)
            pos.batch_offset % QUEUE_POS_ALIGN == 0 &&
            pos.batch_offset / QUEUE_POS_ALIGN < (1u << QUEUE_POS_PAGE_BITS);
 }
-static inline void queue_job_set_pos(struct job *job, struct log_pos pos)
-{
-    SPOOL_ASSERT(queue_pos_packable(pos)); /* a checkpoint's are checked when loaded */
-    job->pos_seq = pos.seq;
-    job->pos_segment_back = (uint32_t)(pos.seq - pos.segment_id);
-    job->pos_batch_page =
-        (uint32_t)(pos.batch_offset / QUEUE_POS_ALIGN) & ((1u << QUEUE_POS_PAGE_BITS) - 1);
-}
+/* A live job given a new position (compaction copied its body forward) moves its count in its
+ * queue's segment counts too (ack_floor); the state's per-segment counts (queue_segment_live,
+ * retention) are the mover's to update. */
+void queue_job_set_pos(struct job *job, struct log_pos pos);
 /* A live job whose body must be read back from the log before it can be sent. */
 static inline bool queue_job_body_missing(const struct job *job)
 {

@@ -225,6 +225,28 @@ static void test_pos_packs_at_limits(void)
     CHECK(!queue_pos_packable(big));
 }
 
+/* A live job moved to a new position (compaction) moves its count in its queue's segment
+ * counts: ack_floor follows it, and its later removal finds it there. */
+static void test_moved_job_moves_ack_floor(void)
+{
+    struct queue_state *s = state_new();
+    uint64_t a = put_plain(s, 1);
+    uint64_t b = put_plain(s, 1);
+    struct queue *q = queue_find(s, "q", 1);
+    queue_job_set_pos(queue_job_find(s, a), (struct log_pos){100, 5, 4096});
+    struct queue_stats st;
+    queue_stats_get(q, at_ms(2), &st);
+    CHECK_EQ(st.ack_floor, 1); /* b is still in segment 1 */
+    CHECK_EQ(queue_delete(s, b, at_ms(2), NULL), 0);
+    queue_stats_get(q, at_ms(2), &st);
+    CHECK_EQ(st.ack_floor, 5);
+    CHECK_EQ(queue_delete(s, a, at_ms(2), NULL), 0);
+    queue_stats_get(q, at_ms(2), &st);
+    CHECK_EQ(st.ack_floor, 0);
+    CHECK_EQ(q->seg_count, 0);
+    queue_state_destroy(s);
+}
+
 /* oldest_ready_age_ms without a per-job link: right when the oldest leaves out of order, and
  * the buckets stay few when jobs become ready one ms apart for a long time. */
 static void test_ready_age_buckets(void)
@@ -261,6 +283,7 @@ int main(void)
     RUN_TEST(test_ext_for_waiters);
     RUN_TEST(test_body_follows_ext);
     RUN_TEST(test_pos_packs_at_limits);
+    RUN_TEST(test_moved_job_moves_ack_floor);
     RUN_TEST(test_ready_age_buckets);
     return check_exit();
 }
