@@ -160,7 +160,7 @@ static int fail(struct conn *conn, int error)
 static struct job *owned_job(struct conn *conn, uint64_t id)
 {
     struct job *job = queue_job_find(conn->server->queues, id);
-    if (job == NULL || job->state != JOB_RESERVED || job->owner != &conn->owner)
+    if (job == NULL || job->state != JOB_RESERVED || queue_job_x(job)->owner != &conn->owner)
         return NULL;
     return job;
 }
@@ -193,8 +193,8 @@ static void fetched_reply(struct conn *conn, const struct body_fetch *fetch)
 {
     const struct body_fetch_job *fj = &fetch->jobs[0];
     struct job *job = queue_job_find(conn->server->queues, fj->id);
-    if (fetch->opcode == BS_FETCH_RESERVED &&
-        (job == NULL || job->state != JOB_RESERVED || job->lease_token != fj->lease_token)) {
+    if (fetch->opcode == BS_FETCH_RESERVED && (job == NULL || job->state != JOB_RESERVED ||
+                                               queue_job_x(job)->lease_token != fj->lease_token)) {
         beanstalk_reply(conn, 0, "DEADLINE_SOON");
         return;
     }
@@ -238,7 +238,8 @@ static void job_reply(struct conn *conn, enum bs_fetch_kind kind, struct job *jo
         conn->bs->fetching = true;
         return;
     }
-    job_line(conn, kind, job->id, job->body, job->body != NULL ? job->body_len : 0);
+    job_line(conn, kind, job->id, queue_job_body(job),
+             queue_job_body(job) != NULL ? job->body_len : 0);
 }
 
 /* ---- put ---- */
@@ -372,9 +373,9 @@ static int64_t soonest_deadline_ms(struct conn *conn)
     int64_t soonest = INT64_MAX;
     struct list_link *head = &conn->owner.jobs;
     for (struct list_link *l = head->next; l != head; l = l->next) {
-        const struct job *job = LIST_ENTRY(l, struct job, state_link);
-        if (job->deadline_ms < soonest)
-            soonest = job->deadline_ms;
+        const struct job *job = LIST_ENTRY(l, struct job_ext, state_link)->job;
+        if (queue_job_x(job)->deadline_ms < soonest)
+            soonest = queue_job_x(job)->deadline_ms;
     }
     return soonest;
 }
@@ -551,13 +552,14 @@ static int cmd_delete(struct conn *conn, const struct bs_args *a)
     uint64_t id = a->id;
     struct job *job = queue_job_find(server->queues, id);
     if (job == NULL || job->state == JOB_PENDING || job->state == JOB_DONE ||
-        (job->state == JOB_RESERVED && job->owner != &conn->owner))
+        (job->state == JOB_RESERVED && queue_job_x(job)->owner != &conn->owner))
         return fail(conn, QUEUE_ENOTFOUND);
     struct beanstalk_tube *tube = beanstalk_tube_get(server, job->queue->name,
                                                      job->queue->name_len);
     struct queue_logged logged = {0};
     bool acked = job->state == JOB_RESERVED; /* job may be freed by the call */
-    int rc = acked ? queue_ack(server->queues, id, job->lease_token, NULL, 0, server->now, &logged)
+    int rc = acked ? queue_ack(server->queues, id, queue_job_x(job)->lease_token, NULL, 0,
+                               server->now, &logged)
                    : queue_delete(server->queues, id, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
@@ -583,8 +585,8 @@ static int cmd_release(struct conn *conn, const struct bs_args *a)
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     struct queue_logged logged = {0};
-    int rc = queue_release(server->queues, id, job->lease_token, (int64_t)delay * 1000, pri,
-                           "", 0, server->now, &logged);
+    int rc = queue_release(server->queues, id, queue_job_x(job)->lease_token, (int64_t)delay * 1000,
+                           pri, "", 0, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
     /* Out of attempts (a queue configured with a limit): the release buried it. */
@@ -608,7 +610,7 @@ static int cmd_bury(struct conn *conn, const struct bs_args *a)
         return fail(conn, QUEUE_ENOTFOUND);
     static const char reason[] = "buried";
     struct queue_logged logged = {0};
-    int rc = queue_bury_priority(server->queues, id, job->lease_token, pri, reason,
+    int rc = queue_bury_priority(server->queues, id, queue_job_x(job)->lease_token, pri, reason,
                                  sizeof(reason) - 1, server->now, &logged);
     if (rc != 0)
         return fail(conn, rc);
@@ -624,7 +626,8 @@ static int cmd_touch(struct conn *conn, const struct bs_args *a)
     if (job == NULL)
         return fail(conn, QUEUE_ENOTFOUND);
     int64_t deadline_ms;
-    int rc = queue_touch(server->queues, id, job->lease_token, 0, server->now, &deadline_ms);
+    int rc = queue_touch(server->queues, id, queue_job_x(job)->lease_token, 0, server->now,
+                         &deadline_ms);
     if (rc != 0)
         return fail(conn, rc);
     beanstalk_reply(conn, 0, "TOUCHED"); /* a touch logs nothing: nothing to wait for */

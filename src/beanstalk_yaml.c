@@ -195,9 +195,10 @@ static const char *state_word(enum job_state state)
 void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job)
 {
     int64_t now_ms = queue_time_wall_ms(conn->server->now);
-    int64_t delay_ms = job->run_at_ms > 0 ? job->run_at_ms - job->created_ms : 0;
-    int64_t left_ms = job->state == JOB_RESERVED  ? job->deadline_ms - now_ms
-                      : job->state == JOB_DELAYED ? job->run_at_ms - now_ms
+    int64_t delay_ms =
+        queue_job_x(job)->run_at_ms > 0 ? queue_job_x(job)->run_at_ms - job->created_ms : 0;
+    int64_t left_ms = job->state == JOB_RESERVED  ? queue_job_x(job)->deadline_ms - now_ms
+                      : job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms - now_ms
                                                   : 0;
     struct yaml y;
     yaml_init(&y);
@@ -206,7 +207,7 @@ void beanstalk_yaml_stats_job(struct conn *conn, const struct job *job)
     yaml_add(&y, "age: %lld\ndelay: %lld\nttr: %llu\ntime-left: %lld\nfile: 0\n",
              (long long)((now_ms - job->created_ms) / 1000),
              (long long)(delay_ms > 0 ? delay_ms / 1000 : 0),
-             (unsigned long long)(job->ttr_ms / 1000),
+             (unsigned long long)(queue_job_ttr_ms(job) / 1000),
              (long long)(left_ms > 0 ? left_ms / 1000 : 0));
     /* reserves: spool's deliveries (reset by a kick). The others come from the side table,
      * which starts empty at a restart: a job buried before it still says it was buried. */

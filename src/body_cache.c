@@ -112,6 +112,20 @@ int body_cache_put(struct body_cache *cache, uint8_t **owner, const void *body, 
     return 0;
 }
 
+void body_cache_rehome(struct body_cache *cache, uint8_t **from, uint8_t **to)
+{
+    (void)cache;
+    SPOOL_ASSERT(from != NULL && to != NULL);
+    SPOOL_ASSERT(*to == NULL);
+    if (*from == NULL)
+        return;
+    struct body_cache_entry *entry = entry_of(*from);
+    SPOOL_ASSERT(entry->owner == from);
+    entry->owner = to;
+    *to = *from;
+    *from = NULL;
+}
+
 void body_cache_drop(struct body_cache *cache, uint8_t **owner)
 {
     SPOOL_ASSERT(owner != NULL);

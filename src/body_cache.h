@@ -80,6 +80,10 @@ int body_cache_put(struct body_cache *cache, uint8_t **owner, const void *body, 
 /* The owner no longer needs its body: free the entry, *owner = NULL. Nothing if *owner is
  * NULL (not cached). */
 void body_cache_drop(struct body_cache *cache, uint8_t **owner);
+/* The owner's pointer moves from *from to *to (a job's body pointer moves between its core
+ * and its extension, queue.h): *to = *from, *from = NULL, and the entry, if any, now writes
+ * to *to when it evicts. *to must be NULL. */
+void body_cache_rehome(struct body_cache *cache, uint8_t **from, uint8_t **to);
 /* Evict entries until the cache is within bytes (its bound, or a lower target under memory
  * pressure). Returns the bytes freed. */
 uint64_t body_cache_trim_to(struct body_cache *cache, uint64_t bytes);

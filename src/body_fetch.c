@@ -193,6 +193,12 @@ static bool prefetch_reading(void *ctx, const struct log_pos *pos)
     return read_find(ctx, pos) != NULL;
 }
 
+static struct job *prefetch_next(void *ctx, const struct job *job)
+{
+    struct body_fetcher *fetcher = ctx;
+    return queue_ready_next(fetcher->server->queues, job);
+}
+
 /* The queue to read ahead: hint, else the one read ahead last (NULL: none, or its job is
  * forgotten). */
 static struct queue *prefetch_queue(struct body_fetcher *fetcher, struct queue *hint)
@@ -226,7 +232,7 @@ static void prefetch_fill(struct body_fetcher *fetcher, struct queue *hint)
     struct body_prefetch_budget budget;
     prefetch_budget(fetcher, &budget);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &budget, start, prefetch_reading, fetcher);
+    body_prefetch_plan(&plan, &budget, start, prefetch_next, prefetch_reading, fetcher);
     for (uint32_t i = 0; i < plan.count; i++) {
         struct fetch_read *read = calloc(1, sizeof(*read));
         if (read == NULL)
@@ -281,7 +287,7 @@ static struct body_fetch *fetch_new(struct job *const *jobs, uint32_t count)
         struct body_fetch_job *fj = &fetch->jobs[i];
         *fj = (struct body_fetch_job){
             .id = job->id,
-            .lease_token = job->state == JOB_RESERVED ? job->lease_token : 0,
+            .lease_token = job->state == JOB_RESERVED ? queue_job_x(job)->lease_token : 0,
             .pos = queue_job_pos(job),
             .len = job->body_len,
         };
@@ -292,7 +298,7 @@ static struct body_fetch *fetch_new(struct job *const *jobs, uint32_t count)
             fetch_free(fetch);
             return NULL;
         }
-        memcpy(fj->body, job->body, job->body_len);
+        memcpy(fj->body, queue_job_body(job), job->body_len);
     }
     return fetch;
 }

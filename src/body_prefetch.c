@@ -60,7 +60,8 @@ static bool plan_commit(struct plan_walk *w)
 }
 
 void body_prefetch_plan(struct body_prefetch_plan *plan, const struct body_prefetch_budget *budget,
-                        struct job *first, body_prefetch_reading_fn reading, void *ctx)
+                        struct job *first, body_prefetch_next_fn next,
+                        body_prefetch_reading_fn reading, void *ctx)
 {
     SPOOL_ASSERT(budget->reads <= BODY_PREFETCH_READS_MAX);
     memset(plan, 0, sizeof(*plan));
@@ -91,7 +92,7 @@ void body_prefetch_plan(struct body_prefetch_plan *plan, const struct body_prefe
                 w.cur_skip = plan_has(plan, &pos) || reading(ctx, &pos);
             }
         }
-        job = queue_ready_next(job);
+        job = next(ctx, job);
     }
     if (!plan_commit(&w))
         return;

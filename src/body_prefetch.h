@@ -88,12 +88,15 @@ struct body_prefetch_plan {
 
 /* A read of the batch at pos is issued or waiting already. */
 typedef bool (*body_prefetch_reading_fn)(void *ctx, const struct log_pos *pos);
+/* The READY job delivered after job, as far as can be guessed (queue_ready_next); NULL: end. */
+typedef struct job *(*body_prefetch_next_fn)(void *ctx, const struct job *job);
 
 /* Walk the ready order from first (READY, or NULL: the queue's head, for the window to mean
  * what it says) and plan the reads of the batches of the bodies not cached, within the window
  * and the budget. */
 void body_prefetch_plan(struct body_prefetch_plan *plan, const struct body_prefetch_budget *budget,
-                        struct job *first, body_prefetch_reading_fn reading, void *ctx);
+                        struct job *first, body_prefetch_next_fn next,
+                        body_prefetch_reading_fn reading, void *ctx);
 
 static inline bool body_prefetch_same_batch(const struct log_pos *a, const struct log_pos *b)
 {

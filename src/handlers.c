@@ -176,17 +176,19 @@ static void job_info_fill(const struct job *job, bool with_body, struct wire_job
     info->priority = job->priority;
     info->attempts = job->attempts;
     info->max_attempts = job->max_attempts;
-    info->ttr_ms = job->ttr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)job->ttr_ms;
+    info->ttr_ms =
+        queue_job_ttr_ms(job) > UINT32_MAX ? UINT32_MAX : (uint32_t)queue_job_ttr_ms(job);
     info->created_ms = (uint64_t)job->created_ms;
-    info->ready_at_ms = (uint64_t)(job->run_at_ms > 0 ? job->run_at_ms : job->created_ms);
-    info->deadline_ms = job->state == JOB_RESERVED ? (uint64_t)job->deadline_ms : 0;
-    info->finished_ms = (uint64_t)job->settled_ms;
+    info->ready_at_ms =
+        (uint64_t)(queue_job_x(job)->run_at_ms > 0 ? queue_job_x(job)->run_at_ms : job->created_ms);
+    info->deadline_ms = job->state == JOB_RESERVED ? (uint64_t)queue_job_x(job)->deadline_ms : 0;
+    info->finished_ms = (uint64_t)queue_job_x(job)->settled_ms;
     if (job->state == JOB_DEAD)
-        info->reason = wire_bytes_of(job->reason, job->reason_len);
+        info->reason = wire_bytes_of(queue_job_x(job)->reason, queue_job_x(job)->reason_len);
     if (job->state == JOB_DONE)
-        info->result = wire_bytes_of(job->result, job->result_len);
-    if (with_body && job->body != NULL)
-        info->body = wire_bytes_of(job->body, job->body_len);
+        info->result = wire_bytes_of(queue_job_x(job)->result, queue_job_x(job)->result_len);
+    if (with_body && queue_job_body(job) != NULL)
+        info->body = wire_bytes_of(queue_job_body(job), job->body_len);
 }
 
 /* ---- handshake and trivia ---- */
@@ -546,10 +548,10 @@ static struct wire_delivery delivery_of(const struct job *job, const uint8_t *bo
 {
     return (struct wire_delivery){
         .id = job->id,
-        .lease = job->lease_token,
+        .lease = queue_job_x(job)->lease_token,
         .attempt = job->attempts,
         .priority = job->priority,
-        .deadline_ms = (uint64_t)job->deadline_ms,
+        .deadline_ms = (uint64_t)queue_job_x(job)->deadline_ms,
         .queue = wire_bytes_of(job->queue->name, job->queue->name_len),
         .body = wire_bytes_of(body, job->body_len),
     };
@@ -563,7 +565,7 @@ static void reserve_reply(struct conn *conn, uint64_t request_id, struct job **j
     SPOOL_ASSERT(count <= LIMIT_RESERVE_MAX_JOBS);
     for (uint32_t i = 0; i < count; i++) {
         SPOOL_ASSERT(!queue_job_body_missing(jobs[i]));
-        deliveries[i] = delivery_of(jobs[i], jobs[i]->body);
+        deliveries[i] = delivery_of(jobs[i], queue_job_body(jobs[i]));
     }
     union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
     reply(conn, WIRE_OP_RESERVE, request_id, &r);
@@ -622,7 +624,8 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
     for (uint32_t i = 0; i < fetch->count; i++) {
         const struct body_fetch_job *fj = &fetch->jobs[i];
         struct job *job = queue_job_find(server->queues, fj->id);
-        if (job == NULL || job->state != JOB_RESERVED || job->lease_token != fj->lease_token)
+        if (job == NULL || job->state != JOB_RESERVED ||
+            queue_job_x(job)->lease_token != fj->lease_token)
             continue;
         SPOOL_ASSERT(fj->body != NULL); /* a job still there got its body or failed the fetch */
         deliveries[count++] = delivery_of(job, fj->body);

@@ -709,19 +709,21 @@ bool http_job_json(struct queue_state *queues, struct observe_cmd *cmd)
     if (job == NULL || job->state == JOB_PENDING)
         return false;
     struct sbuf b = {0};
-    sbuf_printf(&b, "{\"id\":%llu,\"queue\":\"%s\",\"state\":\"%s\",\"priority\":%u,"
+    sbuf_printf(&b,
+                "{\"id\":%llu,\"queue\":\"%s\",\"state\":\"%s\",\"priority\":%u,"
                 "\"attempts\":%u,\"max_attempts\":%u,\"ttr_ms\":%llu,\"created_ms\":%lld,"
                 "\"run_at_ms\":%lld,\"expires_at_ms\":%lld,\"settled_ms\":%lld,"
                 "\"body_bytes\":%u,",
                 (unsigned long long)job->id, job->queue->name, job_state_name(job->state),
                 job->priority, job->attempts, job->max_attempts,
-                (unsigned long long)job->ttr_ms, (long long)job->created_ms,
-                (long long)job->run_at_ms, (long long)job->expires_at_ms,
-                (long long)job->settled_ms, job->body_len);
+                (unsigned long long)queue_job_ttr_ms(job), (long long)job->created_ms,
+                (long long)queue_job_x(job)->run_at_ms, (long long)queue_job_x(job)->expires_at_ms,
+                (long long)queue_job_x(job)->settled_ms, job->body_len);
     if (job->state == JOB_RESERVED)
-        sbuf_printf(&b, "\"lease_deadline_ms\":%lld,", (long long)job->deadline_ms);
+        sbuf_printf(&b, "\"lease_deadline_ms\":%lld,", (long long)queue_job_x(job)->deadline_ms);
     sbuf_put(&b, "\"reason\":", 9);
-    sbuf_json_string(&b, job->reason != NULL ? job->reason : "", job->reason_len);
+    sbuf_json_string(&b, queue_job_x(job)->reason != NULL ? queue_job_x(job)->reason : "",
+                     queue_job_x(job)->reason_len);
     sbuf_put(&b, "}", 1);
     cmd->status = b.failed ? 500 : 200;
     cmd->body = b.failed ? NULL : b.data;

@@ -1,9 +1,10 @@
 /*
  * job_pool: fixed-size blocks for the broker's jobs, carved from large chunks.
  *
- * A job and its inline body are one block (queue.c). Under a producer at full speed the
- * broker allocates one block per job, ~350 bytes: through calloc that was ~300 instructions
- * per job, and the heap's growth page-faulted one 4 KiB page every ~12 jobs. The pool maps
+ * A job is one block (queue.c: an 80-byte core; an extension is another while it needs one).
+ * Under a producer at full speed the broker allocates one block per job: through calloc that
+ * was ~300 instructions per job (when jobs took ~350 bytes), and the heap's growth page-faulted
+ * one 4 KiB page every ~12 jobs. The pool maps
  * JOB_POOL_CHUNK_BYTES at a time with MAP_POPULATE (the kernel fills the pages in one call
  * instead of one fault each), hands out blocks by bumping a pointer, and keeps freed blocks
  * on a free list per size class for reuse.
@@ -32,11 +33,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Block sizes are multiples of this: 16-byte alignment (what malloc gives), and 32 keeps the
- * rounding waste under 10% of a ~350-byte job. */
-#define JOB_POOL_GRAIN 32u
-/* The largest block: room for a job struct (~250 bytes) and then some (bodies are kept apart,
- * in the body cache: body_cache.h). */
+/* Block sizes are multiples of this: 16-byte alignment (what malloc gives), and no more, so
+ * that a job (queue.h, a multiple of 16 bytes) takes a block of its exact size. */
+#define JOB_POOL_GRAIN 16u
+/* The largest block: room for a job's core (80 bytes) or extension (~190) and then some,
+ * and for small bodies of the body cache (body_cache.h). */
 #define JOB_POOL_BLOCK_MAX 640u
 #define JOB_POOL_CLASSES (JOB_POOL_BLOCK_MAX / JOB_POOL_GRAIN)
 /* 1 MiB: ~3000 jobs per map call, and small enough that an idle server's first chunk is

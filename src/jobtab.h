@@ -10,7 +10,7 @@
  * map, which is 32 times smaller.
  *
  * A page lives while it holds a job. The cost of a job whose neighbours are all gone (a long
- * delay among short jobs) is its page, about 300 bytes, the same order as the job itself.
+ * delay among short jobs) is its page, about 270 bytes, a few times its 80-byte core.
  */
 #ifndef SPOOL_SRC_JOBTAB_H
 #define SPOOL_SRC_JOBTAB_H

@@ -85,15 +85,17 @@ static void snap_dead_add(struct snapshot *snap, const struct queue *queue)
     for (struct list_link *l = queue->dead.next;
          l != &queue->dead && taken < OBSERVE_DEAD_PER_QUEUE && snap->dead_count < OBSERVE_DEAD_MAX;
          l = l->next, taken++) {
-        const struct job *job = LIST_ENTRY(l, struct job, state_link);
+        const struct job *job = LIST_ENTRY(l, struct job_ext, state_link)->job;
         struct snap_dead *d = &snap->dead[snap->dead_count++];
         d->id = job->id;
         memcpy(d->queue, queue->name, queue->name_len + 1);
         d->attempts = job->attempts;
-        d->settled_ms = job->settled_ms;
-        uint32_t n = job->reason_len < OBSERVE_REASON_MAX ? job->reason_len : OBSERVE_REASON_MAX;
+        d->settled_ms = queue_job_x(job)->settled_ms;
+        uint32_t n = queue_job_x(job)->reason_len < OBSERVE_REASON_MAX
+                         ? queue_job_x(job)->reason_len
+                         : OBSERVE_REASON_MAX;
         if (n > 0)
-            memcpy(d->reason, job->reason, n);
+            memcpy(d->reason, queue_job_x(job)->reason, n);
         d->reason[n] = '\0';
     }
 }

@@ -12,7 +12,11 @@
  * saves, so its DELETE is logged first, like a client's delete, or the job stays (issue 9).
  *
  * Allocation failure aborts (the Redis zmalloc stance): every structure here is bounded by
- * the number of live jobs, which the per-queue limits and the disk bound.
+ * the number of live jobs, which the per-queue limits and the disk bound. A job's extension
+ * (queue.h) is the exception on the client paths that take one (a put with a delay, ttl or
+ * long ttr; a reserve; a wait): it is allocated before anything is logged, and its failure is
+ * QUEUE_EFULL (a put or a beanstalkd reserve-job refused, retryable, as under the memory
+ * bound), a reserve that delivers fewer jobs, or a wait answered at once.
  */
 #include "queue_internal.h"
 
@@ -37,7 +41,8 @@
  * with a clear error (TOO_MANY_QUEUES) long before memory runs out, and empty queues without
  * settings are forgotten anyway (queue_forget.c). */
 #define QUEUE_DEFAULT_QUEUES_MAX 65536u
-/* DONE jobs remembered for wait/status: at ~200 bytes each plus results, a few MiB. */
+/* DONE jobs remembered for wait/status: at ~270 bytes each (core and extension) plus
+ * results, a few MiB. */
 #define QUEUE_DEFAULT_DONE_KEEP 10000
 /* ... and at most this many result bytes among them: results may be 64 KiB each, and 10,000
  * of those would be 640 MiB of memory nobody asked the server to hold. */
@@ -100,23 +105,26 @@ static bool ready_less(const void *a, const void *b)
     return x->priority != y->priority ? x->priority < y->priority : x->id < y->id;
 }
 
+/* A queue's delayed heap holds jobs (a DELAYED job has its extension). */
 static bool delayed_less(const void *a, const void *b)
 {
     const struct job *x = a, *y = b;
-    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->id < y->id;
+    int64_t xt = queue_job_ext_of(x)->timer_ns, yt = queue_job_ext_of(y)->timer_ns;
+    return xt != yt ? xt < yt : x->id < y->id;
 }
 
-static bool lease_less(const void *a, const void *b)
+/* The global delay, lease and ttl heaps hold extensions (their slots live there). */
+static bool timer_less(const void *a, const void *b)
 {
-    const struct job *x = a, *y = b;
-    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->id < y->id;
+    const struct job_ext *x = a, *y = b;
+    return x->timer_ns != y->timer_ns ? x->timer_ns < y->timer_ns : x->job->id < y->job->id;
 }
 
 static bool ttl_less(const void *a, const void *b)
 {
-    const struct job *x = a, *y = b;
+    const struct job_ext *x = a, *y = b;
     return x->expires_at_ns != y->expires_at_ns ? x->expires_at_ns < y->expires_at_ns
-                                                : x->id < y->id;
+                                                : x->job->id < y->job->id;
 }
 
 static bool reserver_less(const void *a, const void *b)
@@ -161,14 +169,13 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     strmap_init(&state->queues);
     strmap_init(&state->keys);
     list_init(&state->idem_order);
-    heap_init(&state->delay_heap, delayed_less, offsetof(struct job, timer_slot));
-    heap_init(&state->lease_heap, lease_less, offsetof(struct job, timer_slot));
-    heap_init(&state->ttl_heap, ttl_less, offsetof(struct job, ttl_slot));
+    heap_init(&state->delay_heap, timer_less, offsetof(struct job_ext, timer_slot));
+    heap_init(&state->lease_heap, timer_less, offsetof(struct job_ext, timer_slot));
+    heap_init(&state->ttl_heap, ttl_less, offsetof(struct job_ext, ttl_slot));
     heap_init(&state->reserver_timeouts, reserver_less,
               offsetof(struct queue_reserver, timeout_slot));
     heap_init(&state->waiter_timeouts, waiter_less,
               offsetof(struct queue_job_waiter, timeout_slot));
-    list_init(&state->pending);
     list_init(&state->done);
     list_init(&state->to_serve);
     list_init(&state->idle);
@@ -178,13 +185,89 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     return state;
 }
 
+const struct job_ext queue_job_ext_none = {.timer_slot = HEAP_NONE, .ttl_slot = HEAP_NONE};
+
+void queue_job_ext_adopt(struct queue_state *state, struct job *job, struct job_ext *ext)
+{
+    SPOOL_ASSERT(!job->has_ext);
+    memset(ext, 0, sizeof(*ext));
+    ext->job = job;
+    ext->timer_slot = HEAP_NONE;
+    ext->ttl_slot = HEAP_NONE;
+    list_init(&ext->waiters);
+    list_init(&ext->done_link);
+    list_init(&ext->state_link);
+    /* The core's one pointer becomes the extension's: the body pointer moves in. */
+    body_cache_rehome(&state->bodies, &job->ref.body, &ext->body);
+    job->ref.ext = ext;
+    job->has_ext = 1;
+}
+
+/* An extension for job, attached; NULL when the system has no memory for it. */
+static struct job_ext *ext_try_attach(struct queue_state *state, struct job *job)
+{
+    SPOOL_ASSERT(!job->has_ext);
+    struct job_ext *ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
+    if (ext == NULL)
+        return NULL;
+    queue_job_ext_adopt(state, job, ext);
+    return ext;
+}
+
+int queue_job_ext_prepare(struct queue_state *state, struct job *job)
+{
+    if (!job->has_ext && ext_try_attach(state, job) == NULL)
+        return QUEUE_EFULL;
+    return 0;
+}
+
+struct job_ext *queue_job_ext(struct queue_state *state, struct job *job)
+{
+    if (job->has_ext)
+        return job->ref.ext;
+    struct job_ext *ext = ext_try_attach(state, job);
+    SPOOL_ASSERT(ext != NULL); /* the paths that must not abort called queue_job_ext_prepare */
+    return ext;
+}
+
+/* Free the job's extension: it is in no heap and has no waiters, or the state is being
+ * destroyed. Its body pointer moves back to the core. */
+static void ext_free(struct queue_state *state, struct job *job)
+{
+    struct job_ext *ext = queue_job_ext_of(job);
+    if (ext == NULL)
+        return;
+    SPOOL_ASSERT(ext->job == job);
+    free(ext->reason);
+    free(ext->result);
+    job->has_ext = 0;
+    job->ref.body = NULL;
+    body_cache_rehome(&state->bodies, &ext->body, &job->ref.body);
+    job_pool_free(&state->pool, ext, sizeof(*ext));
+}
+
+/* A READY job keeps its extension only for what READY still shows: a run-at, a ttl, the
+ * worker's last error, waiters. The rest of its fields are zero again (nothing reads a lease,
+ * a deadline or a settle time of a READY job). */
+void queue_job_ext_trim(struct queue_state *state, struct job *job)
+{
+    struct job_ext *ext = queue_job_ext_of(job);
+    if (ext == NULL)
+        return;
+    SPOOL_ASSERT(ext->timer_slot == HEAP_NONE); /* out of the delay and lease heaps */
+    if (ext->run_at_ms != 0 || ext->expires_at_ms != 0 || ext->reason != NULL ||
+        !list_empty(&ext->waiters) || job->ttr_ms_core == QUEUE_TTR_IN_EXT)
+        return;
+    SPOOL_ASSERT(ext->ttl_slot == HEAP_NONE); /* no ttl */
+    ext_free(state, job);
+}
+
 static void job_free(struct queue_state *state, struct job *job)
 {
     queue_count_drop(state, job->id);
-    body_cache_drop(&state->bodies, &job->body);
-    free(job->reason);
-    free(job->result);
-    job_pool_free(&state->pool, job, job->block_size);
+    body_cache_drop(&state->bodies, queue_job_body_slot(job));
+    ext_free(state, job);
+    job_pool_free(&state->pool, job, sizeof(*job));
 }
 
 void queue_state_destroy(struct queue_state *state)
@@ -197,6 +280,8 @@ void queue_state_destroy(struct queue_state *state)
         struct queue *queue = entry->value;
         heap_free(&queue->ready);
         heap_free(&queue->delayed);
+        free(queue->segs);
+        free(queue->ready_age.ring);
         free(queue);
     }
     STRMAP_EACH(&state->keys, entry)
@@ -209,6 +294,7 @@ void queue_state_destroy(struct queue_state *state)
     strmap_free(&state->queues);
     strmap_free(&state->keys);
     idmap_free(&state->segments);
+    free(state->pending);
     heap_free(&state->delay_heap);
     heap_free(&state->lease_heap);
     idmap_free(&state->job_counts); /* empty: job_free dropped every entry */
@@ -297,9 +383,7 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         queue->default_max_attempts = UINT32_MAX;
         heap_init(&queue->ready, ready_less, offsetof(struct job, queue_slot));
         heap_init(&queue->delayed, delayed_less, offsetof(struct job, queue_slot));
-        list_init(&queue->ready_order);
         list_init(&queue->dead);
-        list_init(&queue->live);
         list_init(&queue->reservers);
         list_init(&queue->serve_link);
         list_init(&queue->idle_link);
@@ -344,6 +428,98 @@ static void segment_add(struct queue_state *state, uint64_t segment_id, int64_t 
     SPOOL_DEBUG_ASSERT((int64_t)queue_segment_live(state, segment_id) >= 0);
 }
 
+/* The first index of queue->segs whose segment is >= segment_id. Jobs are put in log order,
+ * so the newest segment answers most calls. */
+static uint32_t queue_segs_lower(const struct queue *queue, uint64_t segment_id)
+{
+    uint32_t n = queue->seg_count;
+    if (n > 0 && queue->segs[n - 1].segment_id == segment_id)
+        return n - 1;
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (queue->segs[mid].segment_id < segment_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta)
+{
+    SPOOL_ASSERT(delta == 1 || delta == -1);
+    uint32_t at = queue_segs_lower(queue, segment_id);
+    struct queue_segment_count *seg = at < queue->seg_count ? &queue->segs[at] : NULL;
+    if (seg != NULL && seg->segment_id == segment_id) {
+        SPOOL_ASSERT(delta > 0 || seg->count > 0);
+        seg->count = (uint64_t)((int64_t)seg->count + delta);
+        if (seg->count == 0) {
+            memmove(seg, seg + 1, (queue->seg_count - at - 1) * sizeof(*seg));
+            queue->seg_count--;
+        }
+        return;
+    }
+    SPOOL_ASSERT(delta > 0); /* a job leaving counted itself in its segment */
+    if (queue->seg_count == queue->seg_capacity) {
+        queue->seg_capacity = queue->seg_capacity == 0 ? 4 : queue->seg_capacity * 2;
+        queue->segs = realloc(queue->segs, queue->seg_capacity * sizeof(*queue->segs));
+        SPOOL_ASSERT(queue->segs != NULL);
+    }
+    memmove(queue->segs + at + 1, queue->segs + at, (queue->seg_count - at) * sizeof(*queue->segs));
+    queue->segs[at] = (struct queue_segment_count){.segment_id = segment_id, .count = 1};
+    queue->seg_count++;
+}
+
+struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue, uint32_t *count)
+{
+    uint64_t want = queue_live_count(queue);
+    SPOOL_ASSERT(want <= UINT32_MAX);
+    struct job **jobs = xcalloc(want + 1, sizeof(*jobs));
+    uint32_t n = 0;
+    JOBTAB_EACH(&state->jobs, job)
+    {
+        if (job->queue == queue && queue_job_live(job)) {
+            SPOOL_ASSERT(n < want);
+            jobs[n++] = job;
+        }
+    }
+    SPOOL_ASSERT(n == want);
+    *count = n;
+    return jobs;
+}
+
+void queue_job_set_pos(struct job *job, struct log_pos pos)
+{
+    SPOOL_ASSERT(queue_pos_packable(pos)); /* a checkpoint's are checked when loaded */
+    /* Counted: queue_job_account ran after the first position (put, replay, load). */
+    bool counted = job->pos_seq != 0 && job->queue != NULL && queue_job_live(job);
+    uint64_t old_segment_id = queue_job_pos(job).segment_id;
+    job->pos_seq = pos.seq;
+    job->pos_segment_back = (uint32_t)(pos.seq - pos.segment_id);
+    job->pos_batch_page =
+        (uint32_t)(pos.batch_offset / QUEUE_POS_ALIGN) & ((1u << QUEUE_POS_PAGE_BITS) - 1);
+    if (counted && old_segment_id != pos.segment_id) {
+        queue_segs_add(job->queue, old_segment_id, -1);
+        queue_segs_add(job->queue, pos.segment_id, 1);
+    }
+}
+
+uint64_t queue_live_count(const struct queue *queue)
+{
+    const struct queue_stats *s = &queue->stats;
+    return s->pending + s->ready + s->delayed + s->reserved + s->dead;
+}
+
+void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job), void *ctx)
+{
+    JOBTAB_EACH(&state->jobs, job)
+    {
+        if (queue_job_live(job))
+            fn(ctx, job);
+    }
+}
+
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id)
 {
     int64_t count = (int64_t)(uintptr_t)idmap_get(&state->segments, segment_id);
@@ -356,9 +532,7 @@ _Static_assert(sizeof(struct job) <= JOB_POOL_BLOCK_MAX, "a job must fit a job_p
 
 static struct job *job_block(struct queue_state *state, size_t size)
 {
-    struct job *job = job_pool_alloc(&state->pool, size);
-    job->block_size = (uint16_t)size;
-    return job;
+    return job_pool_alloc(&state->pool, size);
 }
 
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
@@ -369,20 +543,14 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
         job->body_len = body_len;
         /* Out of memory: the body is in the log (or about to be), where a delivery reads it
          * back from; refusing the put now would be worse than a read later. */
-        body_cache_put(&state->bodies, &job->body, body, body_len);
+        body_cache_put(&state->bodies, queue_job_body_slot(job), body, body_len);
     }
     job->id = id;
     job->queue = queue;
     job->state = JOB_PENDING;
     job->queue_slot = HEAP_NONE;
-    job->timer_slot = HEAP_NONE;
-    job->ttl_slot = HEAP_NONE;
-    list_init(&job->live);
-    list_init(&job->state_link);
-    list_init(&job->waiters);
     struct job *replaced = jobtab_put(&state->jobs, id, job);
     SPOOL_ASSERT(replaced == NULL); /* ids are never reused */
-    list_insert_tail(&queue->live, &job->live);
     if (id >= state->next_id)
         state->next_id = id + 1;
     state->totals.jobs++;
@@ -393,14 +561,16 @@ struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64
 void queue_job_account(struct queue_state *state, struct job *job)
 {
     segment_add(state, queue_job_pos(job).segment_id, 1);
+    queue_segs_add(job->queue, queue_job_pos(job).segment_id, 1);
     job->queue->stats.bytes += job->body_len;
     job->queue->stats.total_put++;
 }
 
 static void ttl_track(struct queue_state *state, struct job *job)
 {
-    if (job->expires_at_ms != 0 && !heap_contains(&state->ttl_heap, job))
-        heap_push(&state->ttl_heap, job);
+    struct job_ext *ext = queue_job_ext_of(job);
+    if (ext != NULL && ext->expires_at_ms != 0 && !heap_contains(&state->ttl_heap, ext))
+        heap_push(&state->ttl_heap, ext);
 }
 
 static void mark_serve(struct queue_state *state, struct queue *queue)
@@ -413,9 +583,9 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
 {
     struct queue *queue = job->queue;
     job->state = JOB_READY;
-    job->ready_since_ns = now.mono_ns;
+    queue_job_ext_trim(state, job);
     heap_push(&queue->ready, job);
-    list_insert_tail(&queue->ready_order, &job->state_link);
+    queue_ready_age_enter(queue, job, now.mono_ns);
     queue->stats.ready++;
     state->totals.ready++;
     ttl_track(state, job);
@@ -425,10 +595,10 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
 /* Until job->timer_ns (queue_job_set_run_at). */
 static void job_enter_delayed(struct queue_state *state, struct job *job)
 {
-    SPOOL_ASSERT(job->run_at_ms != 0);
+    SPOOL_ASSERT(queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->run_at_ms != 0);
     job->state = JOB_DELAYED;
     heap_push(&job->queue->delayed, job);
-    heap_push(&state->delay_heap, job);
+    heap_push(&state->delay_heap, queue_job_ext_of(job));
     job->queue->stats.delayed++;
     state->totals.delayed++;
     ttl_track(state, job);
@@ -437,12 +607,13 @@ static void job_enter_delayed(struct queue_state *state, struct job *job)
 void queue_job_enter_dead(struct queue_state *state, struct job *job, const char *reason,
                           uint32_t reason_len, int64_t settled_ms)
 {
+    struct job_ext *ext = queue_job_ext(state, job);
     job->state = JOB_DEAD;
-    job->settled_ms = settled_ms;
-    free(job->reason);
-    job->reason = xmemdup(reason, reason_len);
-    job->reason_len = reason_len;
-    list_insert_tail(&job->queue->dead, &job->state_link);
+    ext->settled_ms = settled_ms;
+    free(ext->reason);
+    ext->reason = xmemdup(reason, reason_len);
+    ext->reason_len = reason_len;
+    list_insert_tail(&job->queue->dead, &ext->state_link);
     job->queue->stats.dead++;
     state->totals.dead++;
     ttl_track(state, job);
@@ -453,16 +624,18 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
                                struct queue_owner *owner, int64_t deadline_ms,
                                struct queue_time now)
 {
+    struct job_ext *ext = queue_job_ext_of(job); /* lease() prepared it */
+    SPOOL_ASSERT(ext != NULL);
     job->state = JOB_RESERVED;
-    job->deadline_ms = deadline_ms;
+    ext->deadline_ms = deadline_ms;
     /* The monotonic instant of the deadline the worker is told: at least ttr from now (the
      * deadline was rounded up from now's wall reading) and not before that deadline. */
-    job->timer_ns = queue_mono_at(now, deadline_ms);
-    SPOOL_ASSERT(job->timer_ns >= now.mono_ns);
-    job->owner = owner;
-    heap_push(&state->lease_heap, job);
+    ext->timer_ns = queue_mono_at(now, deadline_ms);
+    SPOOL_ASSERT(ext->timer_ns >= now.mono_ns);
+    ext->owner = owner;
+    heap_push(&state->lease_heap, ext);
     if (owner != NULL)
-        list_insert_tail(&owner->jobs, &job->state_link);
+        list_insert_tail(&owner->jobs, &ext->state_link);
     job->queue->stats.reserved++;
     state->totals.reserved++;
 }
@@ -473,34 +646,33 @@ void queue_job_leave(struct queue_state *state, struct job *job)
     if (state->walk != NULL) /* every change of a job starts here: capture it first */
         queue_checkpoint_capture(state, job);
     switch (job->state) {
-    case JOB_PENDING:
-        list_unlink(&job->state_link);
+    case JOB_PENDING: /* queue_durable took it off the pending ring */
         state->totals.pending--;
         queue->stats.pending--;
         break;
     case JOB_READY:
         heap_remove(&queue->ready, job);
-        list_unlink(&job->state_link);
+        queue_ready_age_leave(queue, job);
         queue->stats.ready--;
         state->totals.ready--;
         break;
     case JOB_DELAYED:
         heap_remove(&queue->delayed, job);
-        heap_remove(&state->delay_heap, job);
+        heap_remove(&state->delay_heap, queue_job_ext_of(job));
         queue->stats.delayed--;
         state->totals.delayed--;
         break;
     case JOB_RESERVED:
-        heap_remove(&state->lease_heap, job);
-        if (job->owner != NULL)
-            list_unlink(&job->state_link);
-        job->owner = NULL;
-        job->lease_token = 0;
+        heap_remove(&state->lease_heap, queue_job_ext_of(job));
+        if (queue_job_ext_of(job)->owner != NULL)
+            list_unlink(&queue_job_ext_of(job)->state_link);
+        queue_job_ext_of(job)->owner = NULL;
+        queue_job_ext_of(job)->lease_token = 0;
         queue->stats.reserved--;
         state->totals.reserved--;
         break;
     case JOB_DEAD:
-        list_unlink(&job->state_link);
+        list_unlink(&queue_job_ext_of(job)->state_link);
         queue->stats.dead--;
         state->totals.dead--;
         break;
@@ -513,14 +685,12 @@ void queue_job_leave(struct queue_state *state, struct job *job)
 /* Stop being live: out of the queue's live list, the segment counts and the ttl heap. */
 static void job_unlive(struct queue_state *state, struct job *job)
 {
-    if (state->walk != NULL)
-        queue_checkpoint_unlink(state, job);
-    list_unlink(&job->live);
     segment_add(state, queue_job_pos(job).segment_id, -1);
+    queue_segs_add(job->queue, queue_job_pos(job).segment_id, -1);
     SPOOL_ASSERT(job->queue->stats.bytes >= job->body_len);
     job->queue->stats.bytes -= job->body_len;
-    if (heap_contains(&state->ttl_heap, job))
-        heap_remove(&state->ttl_heap, job);
+    if (queue_job_ext_of(job) != NULL && heap_contains(&state->ttl_heap, queue_job_ext_of(job)))
+        heap_remove(&state->ttl_heap, queue_job_ext_of(job));
     state->totals.jobs--;
     queue_idle_mark(state, job->queue);
 }
@@ -538,8 +708,8 @@ static void done_trim(struct queue_state *state)
 {
     while (state->done_count > state->config.done_keep_max ||
            state->done_bytes > QUEUE_DONE_BYTES_MAX) {
-        struct job *old = LIST_ENTRY(list_first(&state->done), struct job, live);
-        list_unlink(&old->live);
+        struct job *old = LIST_ENTRY(list_first(&state->done), struct job_ext, done_link)->job;
+        list_unlink(&queue_job_ext_of(old)->done_link);
         jobtab_remove(&state->jobs, old->id);
         SPOOL_ASSERT(old->queue->stats.settled > 0);
         old->queue->stats.settled--;
@@ -547,7 +717,7 @@ static void done_trim(struct queue_state *state)
             old->queue->stats.expired--;
         queue_idle_mark(state, old->queue);
         state->done_count--;
-        state->done_bytes -= old->result_len;
+        state->done_bytes -= queue_job_ext_of(old)->result_len;
         job_free(state, old);
     }
 }
@@ -556,17 +726,17 @@ void queue_done_forget_queue(struct queue_state *state, struct queue *queue)
 {
     struct list_link *link = state->done.next;
     while (link != &state->done && queue->stats.settled > 0) {
-        struct job *old = LIST_ENTRY(link, struct job, live);
+        struct job *old = LIST_ENTRY(link, struct job_ext, done_link)->job;
         link = link->next;
         if (old->queue != queue)
             continue;
-        list_unlink(&old->live);
+        list_unlink(&queue_job_ext_of(old)->done_link);
         jobtab_remove(&state->jobs, old->id);
         queue->stats.settled--;
         if (old->state == JOB_EXPIRED)
             queue->stats.expired--;
         state->done_count--;
-        state->done_bytes -= old->result_len;
+        state->done_bytes -= queue_job_ext_of(old)->result_len;
         job_free(state, old);
     }
     SPOOL_ASSERT(queue->stats.settled == 0);
@@ -578,17 +748,18 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
 {
     queue_job_leave(state, job);
     job_unlive(state, job);
+    struct job_ext *ext = queue_job_ext(state, job); /* a RESERVED job has one */
     job->state = JOB_DONE;
-    job->settled_ms = settled_ms;
+    ext->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
-    body_cache_drop(&state->bodies, &job->body);
+    body_cache_drop(&state->bodies, queue_job_body_slot(job));
     if (result_len > 0) {
-        job->result = xmemdup(result, result_len);
-        job->result_len = result_len;
+        ext->result = xmemdup(result, result_len);
+        ext->result_len = result_len;
     }
-    list_insert_tail(&state->done, &job->live);
+    list_insert_tail(&state->done, &ext->done_link);
     state->done_count++;
-    state->done_bytes += job->result_len;
+    state->done_bytes += ext->result_len;
     job->queue->stats.settled++;
     queue_notify_waiters(state, job, true);
     done_trim(state);
@@ -599,10 +770,11 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     queue_job_leave(state, job);
     job_unlive(state, job);
     job->state = JOB_EXPIRED;
-    job->settled_ms = settled_ms;
+    struct job_ext *ext = queue_job_ext(state, job); /* a job with a ttl has one */
+    ext->settled_ms = settled_ms;
     queue_count_drop(state, job->id);
-    body_cache_drop(&state->bodies, &job->body);
-    list_insert_tail(&state->done, &job->live);
+    body_cache_drop(&state->bodies, queue_job_body_slot(job));
+    list_insert_tail(&state->done, &ext->done_link);
     state->done_count++;
     job->queue->stats.settled++;
     job->queue->stats.expired++;
@@ -610,23 +782,42 @@ void queue_job_expired(struct queue_state *state, struct job *job, int64_t settl
     done_trim(state);
 }
 
-void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now)
+void queue_job_set_ttr(struct queue_state *state, struct job *job, uint64_t ttr_ms)
 {
-    job->run_at_ms = run_at_ms;
-    job->timer_ns = run_at_ms != 0 ? queue_mono_at(now, run_at_ms) : 0;
+    if (ttr_ms < QUEUE_TTR_IN_EXT) {
+        job->ttr_ms_core = (uint32_t)ttr_ms;
+        return;
+    }
+    queue_job_ext(state, job)->ttr_ms = ttr_ms;
+    job->ttr_ms_core = QUEUE_TTR_IN_EXT;
 }
 
-void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now)
+void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t run_at_ms,
+                          struct queue_time now)
 {
-    job->expires_at_ms = expires_at_ms;
-    job->expires_at_ns = expires_at_ms != 0 ? queue_mono_at(now, expires_at_ms) : 0;
+    if (run_at_ms == 0 && !job->has_ext)
+        return;
+    struct job_ext *ext = queue_job_ext(state, job);
+    ext->run_at_ms = run_at_ms;
+    ext->timer_ns = run_at_ms != 0 ? queue_mono_at(now, run_at_ms) : 0;
+}
+
+void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_t expires_at_ms,
+                              struct queue_time now)
+{
+    if (expires_at_ms == 0 && !job->has_ext)
+        return;
+    struct job_ext *ext = queue_job_ext(state, job);
+    ext->expires_at_ms = expires_at_ms;
+    ext->expires_at_ns = expires_at_ms != 0 ? queue_mono_at(now, expires_at_ms) : 0;
 }
 
 /* timer_ns was set with run_at_ms (queue_job_set_run_at), when the job was put, released or
  * read back: a wall clock step since then does not move it. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now)
 {
-    if (job->run_at_ms != 0 && job->timer_ns > now.mono_ns)
+    if (queue_job_ext_of(job) != NULL && queue_job_ext_of(job)->run_at_ms != 0 &&
+        queue_job_ext_of(job)->timer_ns > now.mono_ns)
         job_enter_delayed(state, job);
     else
         queue_job_enter_ready(state, job, now);
@@ -851,6 +1042,37 @@ uint64_t queue_next_id(const struct queue_state *state)
     return state->next_id;
 }
 
+/* Room for one more PENDING job: taken before a put logs anything. */
+static int pending_reserve(struct queue_state *state)
+{
+    if (state->pending_count < state->pending_capacity)
+        return 0;
+    uint32_t capacity = state->pending_capacity == 0 ? 64 : state->pending_capacity * 2;
+    SPOOL_ASSERT(capacity > state->pending_capacity);
+    struct job **ring = malloc(capacity * sizeof(*ring));
+    if (ring == NULL)
+        return QUEUE_EFULL; /* no memory: refused as the memory bound refuses, retryable */
+    for (uint32_t i = 0; i < state->pending_count; i++)
+        ring[i] = state->pending[(state->pending_head + i) & (state->pending_capacity - 1)];
+    free(state->pending);
+    state->pending = ring;
+    state->pending_head = 0;
+    state->pending_capacity = capacity;
+    return 0;
+}
+
+static void pending_push(struct queue_state *state, struct job *job)
+{
+    SPOOL_ASSERT(state->pending_count < state->pending_capacity); /* pending_reserve */
+    SPOOL_ASSERT(state->pending_count == 0 ||
+                 queue_job_pos(state->pending[(state->pending_head + state->pending_count - 1) &
+                                              (state->pending_capacity - 1)])
+                         .seq <= queue_job_pos(job).seq); /* seq order (0: tests without a log) */
+    uint32_t at = (state->pending_head + state->pending_count) & (state->pending_capacity - 1);
+    state->pending[at] = job;
+    state->pending_count++;
+}
+
 int queue_put_check(const struct queue_state *state, const struct queue_put_args *args)
 {
     return put_validate(state, args);
@@ -885,25 +1107,44 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
         .queue = args->queue, .queue_len = args->queue_len, .key = args->key,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
+    err = pending_reserve(state);
+    if (err != 0)
+        return err;
+    /* A run-at, a ttl or a long ttr needs the job's extension: taken before anything is logged, so
+     * that no memory is left to want once the PUT is in the log. */
+    struct job_ext *ext = NULL;
+    if (put.run_at_ms != 0 || put.expires_at_ms != 0 || put.ttr_ms >= QUEUE_TTR_IN_EXT) {
+        ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
+        if (ext == NULL)
+            return QUEUE_EFULL; /* no memory: refused as the memory bound refuses */
+    }
     size_t len = record_put_size(&put);
     uint8_t *buf = record_buf_try(state, len);
-    if (buf == NULL)
+    if (buf == NULL) {
+        if (ext != NULL)
+            job_pool_free(&state->pool, ext, sizeof(*ext));
         return QUEUE_ENOMEM;
+    }
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
-    if (err != 0)
+    if (err != 0) {
+        if (ext != NULL)
+            job_pool_free(&state->pool, ext, sizeof(*ext));
         return err; /* the block held for the job serves the next put */
+    }
     struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
+    if (ext != NULL)
+        queue_job_ext_adopt(state, job, ext);
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
-    job->ttr_ms = put.ttr_ms;
+    queue_job_set_ttr(state, job, put.ttr_ms);
     job->created_ms = put.created_ms;
-    queue_job_set_run_at(job, put.run_at_ms, now);
-    queue_job_set_expires_at(job, put.expires_at_ms, now);
+    queue_job_set_run_at(state, job, put.run_at_ms, now);
+    queue_job_set_expires_at(state, job, put.expires_at_ms, now);
     queue_job_set_pos(job, pos);
     queue_job_account(state, job);
-    list_insert_tail(&state->pending, &job->state_link);
+    pending_push(state, job);
     state->totals.pending++;
     queue->stats.pending++;
     queue->metrics.puts++;
@@ -917,11 +1158,12 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
 
 void queue_durable(struct queue_state *state, uint64_t durable_seq_end, struct queue_time now)
 {
-    struct list_link *link;
-    while ((link = list_first(&state->pending)) != NULL) {
-        struct job *job = LIST_ENTRY(link, struct job, state_link);
+    while (state->pending_count > 0) {
+        struct job *job = state->pending[state->pending_head];
         if (queue_job_pos(job).seq >= durable_seq_end)
             break;
+        state->pending_head = (state->pending_head + 1) & (state->pending_capacity - 1);
+        state->pending_count--;
         queue_job_leave(state, job);
         queue_job_place(state, job, now);
     }
@@ -965,9 +1207,11 @@ static struct job *reserve_pick(struct queue_reserver *reserver)
     return NULL;
 }
 
+/* The job has its extension (queue_job_ext_prepare): a lease needs it. */
 static void lease(struct queue_state *state, struct job *job, struct queue_reserver *reserver,
                   struct queue_time now)
 {
+    SPOOL_ASSERT(queue_job_ext_of(job) != NULL);
     queue_job_leave(state, job);
     struct queue_metrics *m = &job->queue->metrics;
     m->deliveries++;
@@ -976,11 +1220,11 @@ static void lease(struct queue_state *state, struct job *job, struct queue_reser
         metrics_hist_observe(&m->wait_us, &metrics_queue_time_us,
                              waited_ms > 0 ? (uint64_t)waited_ms * 1000 : 0);
     }
-    job->ready_since_ns = now.mono_ns; /* unused while RESERVED: the processing time's start */
+    queue_job_ext_of(job)->lease_start_ns = now.mono_ns; /* the processing time's start */
     job->attempts++;
-    job->lease_token = lease_token_next(state, job);
+    queue_job_ext_of(job)->lease_token = lease_token_next(state, job);
     job_enter_reserved(state, job, reserver->detach ? NULL : reserver->owner,
-                       queue_wall_ms_after(now, ms_signed(job->ttr_ms)), now);
+                       queue_wall_ms_after(now, ms_signed(queue_job_ttr_ms(job))), now);
     uint8_t buf[RECORD_LEASE_SIZE];
     size_t len = record_lease_encode(job->id, job->attempts, buf);
     /* Lazy and best-effort: the reply does not wait, and a full batch only costs the count
@@ -1004,6 +1248,10 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
          * they fit the caller's byte budget. */
         uint64_t cost = (uint64_t)job->body_len + job->queue->name_len + QUEUE_DELIVERY_OVERHEAD;
         if (count > 0 && reserver->bytes_max != 0 && bytes + cost > reserver->bytes_max)
+            break;
+        /* No memory for the lease's extension: deliver what we have (nothing is logged yet
+         * for this job); the reserver waits for memory as it would for a ready job. */
+        if (queue_job_ext_prepare(state, job) != 0)
             break;
         bytes += cost;
         lease(state, job, reserver, now);
@@ -1104,7 +1352,7 @@ static int leased_job(struct queue_state *state, uint64_t id, uint64_t token, st
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || job->state == JOB_PENDING)
         return QUEUE_ENOTFOUND;
-    if (job->state != JOB_RESERVED || job->lease_token != token || token == 0)
+    if (job->state != JOB_RESERVED || queue_job_ext_of(job)->lease_token != token || token == 0)
         return QUEUE_ELEASE;
     *out = job;
     return 0;
@@ -1127,7 +1375,8 @@ static int ack(struct queue_state *state, uint64_t id, uint64_t token, const voi
         return err;
     struct queue_metrics *m = &job->queue->metrics;
     m->acks++;
-    int64_t held_ns = now.mono_ns - job->ready_since_ns; /* since the lease (lease()) */
+    int64_t held_ns =
+        now.mono_ns - queue_job_ext_of(job)->lease_start_ns; /* since the lease (lease()) */
     metrics_hist_observe(&m->process_us, &metrics_queue_time_us,
                          held_ns > 0 ? (uint64_t)held_ns / 1000 : 0);
     queue_job_done(state, job, result, result_len, settled_ms);
@@ -1207,12 +1456,12 @@ static int release(struct queue_state *state, uint64_t id, uint64_t token, int64
     job->queue->metrics.releases++;
     queue_job_leave(state, job);
     if (error_len > 0) {
-        free(job->reason);
-        job->reason = xmemdup(error, error_len);
-        job->reason_len = error_len;
+        free(queue_job_ext_of(job)->reason);
+        queue_job_ext_of(job)->reason = xmemdup(error, error_len);
+        queue_job_ext_of(job)->reason_len = error_len;
     }
     job->priority = new_priority;
-    queue_job_set_run_at(job, run_at_ms, now);
+    queue_job_set_run_at(state, job, run_at_ms, now);
     queue_job_place(state, job, now);
     queue_serve(state, now);
     return 0;
@@ -1235,11 +1484,12 @@ int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t
     int err = leased_job(state, id, token, &job);
     if (err != 0)
         return err;
-    uint64_t extend = extend_ms != 0 ? extend_ms : job->ttr_ms;
-    job->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
-    job->timer_ns = queue_mono_at(now, job->deadline_ms);
-    heap_fix(&state->lease_heap, job);
-    *deadline_ms = job->deadline_ms;
+    uint64_t extend = extend_ms != 0 ? extend_ms : queue_job_ttr_ms(job);
+    struct job_ext *ext = queue_job_ext_of(job);
+    ext->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
+    ext->timer_ns = queue_mono_at(now, ext->deadline_ms);
+    heap_fix(&state->lease_heap, ext);
+    *deadline_ms = ext->deadline_ms;
     return 0;
 }
 
@@ -1285,9 +1535,10 @@ static int kick_one(struct queue_state *state, struct job *job, struct queue_tim
     job->queue->metrics.kicked++;
     queue_job_leave(state, job);
     job->attempts = 0;
-    free(job->reason); /* a fresh start: the old death is no longer its last error */
-    job->reason = NULL;
-    job->reason_len = 0;
+    free(queue_job_ext_of(job)
+             ->reason); /* a fresh start: the old death is no longer its last error */
+    queue_job_ext_of(job)->reason = NULL;
+    queue_job_ext_of(job)->reason_len = 0;
     queue_job_enter_ready(state, job, now);
     return 0;
 }
@@ -1324,7 +1575,7 @@ static int kick(struct queue_state *state, const char *name, uint32_t name_len, 
     int err = 0;
     struct list_link *link;
     while (*kicked < count && (link = list_first(&queue->dead)) != NULL) {
-        err = kick_one(state, LIST_ENTRY(link, struct job, state_link), now);
+        err = kick_one(state, LIST_ENTRY(link, struct job_ext, state_link)->job, now);
         if (err != 0)
             break;
         (*kicked)++;
@@ -1374,13 +1625,13 @@ int queue_delete(struct queue_state *state, uint64_t id, struct queue_time now,
  * pending ones are not yet acknowledged to their producer). */
 void queue_purge_apply(struct queue_state *state, struct queue *queue)
 {
-    struct list_link *link = queue->live.next;
-    while (link != &queue->live) {
-        struct job *job = LIST_ENTRY(link, struct job, live);
-        link = link->next;
-        if (job->state == JOB_READY || job->state == JOB_DELAYED || job->state == JOB_DEAD)
-            queue_job_remove(state, job);
-    }
+    uint32_t count = 0;
+    struct job **jobs = queue_jobs_of(state, queue, &count);
+    for (uint32_t i = 0; i < count; i++)
+        if (jobs[i]->state == JOB_READY || jobs[i]->state == JOB_DELAYED ||
+            jobs[i]->state == JOB_DEAD)
+            queue_job_remove(state, jobs[i]);
+    free(jobs);
     queue_idem_forget_queue(state, queue);
 }
 
@@ -1458,6 +1709,18 @@ struct job *queue_job_find(struct queue_state *state, uint64_t id)
     return jobtab_get(&state->jobs, id);
 }
 
+struct job *queue_ready_next(struct queue_state *state, const struct job *job)
+{
+    SPOOL_ASSERT(job->state == JOB_READY);
+    uint64_t end = job->id + QUEUE_READY_NEXT_SCAN_IDS;
+    for (uint64_t id = job->id + 1; id <= end && id < state->next_id; id++) {
+        struct job *next = jobtab_get(&state->jobs, id);
+        if (next != NULL && next->queue == job->queue && next->state == JOB_READY)
+            return next;
+    }
+    return NULL;
+}
+
 struct job *queue_peek_id(struct queue_state *state, uint64_t id)
 {
     struct job *job = jobtab_get(&state->jobs, id);
@@ -1477,7 +1740,7 @@ struct job *queue_peek_next(struct queue_state *state, const char *name, uint32_
     case JOB_DELAYED: return heap_top(&queue->delayed);
     case JOB_DEAD: {
         struct list_link *link = list_first(&queue->dead);
-        return link == NULL ? NULL : LIST_ENTRY(link, struct job, state_link);
+        return link == NULL ? NULL : LIST_ENTRY(link, struct job_ext, state_link)->job;
     }
     default: return NULL;
     }
@@ -1495,7 +1758,8 @@ static void lease_end(struct queue_state *state, struct job *job, struct queue_t
     queue_job_leave(state, job);
     if (out_of_attempts(job)) {
         char reason[LIMIT_REASON_MAX_BYTES];
-        uint32_t reason_len = spent_reason(job, job->reason, job->reason_len, reason);
+        uint32_t reason_len =
+            spent_reason(job, queue_job_x(job)->reason, queue_job_x(job)->reason_len, reason);
         (void)bury_emit(state, job->id, reason, reason_len, queue_time_wall_ms(now));
         queue_job_enter_dead(state, job, reason, reason_len, queue_time_wall_ms(now));
         state->totals.went_dead++;
@@ -1510,7 +1774,7 @@ void queue_owner_release(struct queue_state *state, struct queue_owner *owner,
 {
     struct list_link *link;
     while ((link = list_first(&owner->jobs)) != NULL) {
-        struct job *job = LIST_ENTRY(link, struct job, state_link);
+        struct job *job = LIST_ENTRY(link, struct job_ext, state_link)->job;
         job->queue->metrics.lease_expiries++;
         lease_end(state, job, now);
     }
@@ -1532,7 +1796,7 @@ bool queue_ttl_expire(struct queue_state *state, struct job *job)
     if (emit(state, RECORD_DELETE, buf, len, NULL) != 0)
         return false; /* the job stays, due at once: the next tick tries again */
     /* Settled at its logged expiry, so a replay of the DELETE says the same time. */
-    queue_job_expired(state, job, job->expires_at_ms);
+    queue_job_expired(state, job, queue_job_ext_of(job)->expires_at_ms);
     state->totals.expired++;
     queue->metrics.expired++;
     return true;
@@ -1548,6 +1812,9 @@ int queue_reserve_job(struct queue_state *state, uint64_t id, struct queue_owner
     if (job == NULL || (job->state != JOB_READY && job->state != JOB_DELAYED &&
                         job->state != JOB_DEAD))
         return QUEUE_ENOTFOUND;
+    int err = queue_job_ext_prepare(state, job);
+    if (err != 0)
+        return err;
     struct queue_reserver reserver = {.owner = owner};
     lease(state, job, &reserver, now);
     SPOOL_ASSERT(job->state == JOB_RESERVED);
@@ -1567,7 +1834,7 @@ static int kick_delayed_one(struct queue_state *state, struct job *job, struct q
         return err;
     queue_count_event(state, job->id, QUEUE_COUNT_KICK);
     queue_job_leave(state, job);
-    queue_job_set_run_at(job, 0, now);
+    queue_job_set_run_at(state, job, 0, now);
     queue_job_place(state, job, now);
     SPOOL_ASSERT(job->state == JOB_READY);
     return 0;

@@ -21,8 +21,11 @@
  * are remembered (for wait and status; DONE with its result) up to done_keep_max, oldest
  * forgotten first.
  *
- * Invariants: a job is in exactly the containers of its state (ready heap + ready-order list;
- * delayed heap + global delay heap; lease heap + owner list; dead list; pending list); lease
+ * Invariants: a job is in exactly the containers of its state (ready heap + a ready-age bucket;
+ * delayed heap + global delay heap; lease heap + owner list; dead list; pending ring); a job
+ * has an extension (struct job_ext) whenever it is not READY or PENDING, and while READY only
+ * if it has a run-at, a ttl, a reason, waiters or a ttr past 32 bits (a backlog of plain ready
+ * jobs costs its 80-byte core, a heap slot and a job-table slot: about 100 bytes); lease
  * tokens are never reused (a bijective mix of a counter and a seed); blocked reservers are
  * served in arrival order; an emit that fails leaves the state exactly as it was.
  *
@@ -87,47 +90,133 @@ struct queue_owner {
 
 struct queue;
 
-/* Fields ordered so that no padding is left between them: 248 bytes, one 256-byte block of
- * the job pool (a reordering saved a 32-byte grain per job, 10% of a queued job's memory). */
-struct job {
-    uint64_t id;
-    struct queue *queue;
-    enum job_state state;
-    uint32_t priority;
-    uint32_t attempts;     /* deliveries so far */
-    uint32_t max_attempts; /* 0: unlimited */
-    uint64_t ttr_ms;
-    int64_t created_ms;     /* Unix ms */
+struct queue_segment_count {
+    uint64_t segment_id;
+    uint64_t count;
+};
+
+/* READY jobs by when they became ready, in buckets (queue_timer.c): oldest_ready_age_ms without
+ * a list through every ready job. A bucket holds the jobs that became ready within its width
+ * of its first one; the width is 1 ms, or 1/QUEUE_READY_AGE_SPLIT of the oldest bucket's age
+ * when larger, so the age is exact to that and the buckets stay few (about QUEUE_READY_AGE_SPLIT
+ * per doubling of the oldest age, a few tens of thousands at most). A ring, oldest first. */
+struct queue_ready_bucket {
+    int64_t since_ns; /* monotonic: its first job's */
+    uint64_t count;   /* its jobs still READY */
+};
+struct queue_ready_age {
+    struct queue_ready_bucket *ring;
+    uint32_t head; /* index of the oldest */
+    uint32_t count;
+    uint32_t capacity; /* a power of two */
+    uint32_t first;    /* the number of the oldest (numbers wrap: compared by difference) */
+};
+
+/*
+ * A job is a compact core (struct job), allocated for every job, with what a READY job needs:
+ * scheduling (priority, id, attempts, ttr), its log position and its body's length. The rest
+ * (struct job_ext) is allocated only while some field of it is in use: a lease (RESERVED), a
+ * delay (a run-at, also after it passed: it is shown and checkpointed), a ttl, a death or a
+ * worker's error (reason), a settle (DONE/EXPIRED: result, time) or waiters. So a backlog of
+ * jobs put without delay or ttl costs the core alone. job->ext is NULL or the extension; read
+ * it through queue_job_x (zeroes when absent); queue.c allocates it (queue_job_ext) and frees
+ * it when a job becomes READY again without needing it (queue_job_ext_trim).
+ *
+ * The core's fields are ordered so that no padding is left: 80 bytes, an 80-byte block of the
+ * job pool (grain 16). Per READY job, RSS is that, 8 bytes of its queue's ready heap and ~8.5
+ * of the job table (jobtab.h): ~97 bytes at 10M jobs (was 248 + 16 + 10 before the split).
+ */
+struct job_ext {
+    struct job *job; /* the core it extends: the timer heaps hold extensions */
+    /* The job's body pointer while it has an extension (queue_job_body_slot): the core's one
+     * pointer then points here. */
+    uint8_t *body;
+    uint64_t ttr_ms;        /* when the core's does not hold it (QUEUE_TTR_IN_EXT) */
     int64_t run_at_ms;      /* Unix ms, as logged: when it becomes ready (0: at once) */
     int64_t deadline_ms;    /* RESERVED: lease deadline, Unix ms, as told to the worker */
     int64_t expires_at_ms;  /* Unix ms, as logged; 0: no ttl */
-    int64_t settled_ms;     /* DONE / DEAD: when, Unix ms */
+    int64_t settled_ms;     /* DONE / DEAD / EXPIRED: when, Unix ms */
     /* Timers, on the monotonic clock (ns). timer_ns goes with timer_slot: DELAYED, run_at_ms's
      * instant (also set while PENDING with a run-at); RESERVED, the lease deadline. */
     int64_t timer_ns;
-    int64_t expires_at_ns;  /* expires_at_ms's instant (ttl heap) */
-    int64_t ready_since_ns; /* READY: for oldest_ready_age_ms; RESERVED: lease start (metrics) */
-    uint64_t lease_token;   /* RESERVED: current lease */
-    struct log_pos pos;     /* the PUT record */
-    /* The body, while the state's body cache holds it (body_cache.h: the cache sets this to
-     * NULL when it evicts the body); NULL: read it back from pos (queue_job_body_missing). */
-    uint8_t *body;
+    int64_t expires_at_ns; /* expires_at_ms's instant (ttl heap) */
+    uint64_t lease_token;  /* RESERVED: current lease */
     char *reason;    /* DEAD: why; otherwise the worker's last error, if any */
     uint8_t *result; /* DONE: ack result */
     struct queue_owner *owner; /* RESERVED and not detached */
-    uint32_t body_len;
     uint32_t reason_len;
     uint32_t result_len;
-    uint32_t queue_slot; /* ready or delayed heap of the queue */
     uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
     uint32_t ttl_slot;   /* ttl heap */
-    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
-    uint16_t block_size;       /* of the job's block, from state->pool (queue.c) */
-    struct list_link live;       /* queue's live jobs in id order; the done list when DONE */
-    struct list_link state_link; /* pending / ready-order / owner / dead list */
+    int64_t lease_start_ns;      /* RESERVED: when the lease began (processing-time metric) */
     struct list_link waiters;    /* queue_job_waiter.link */
+    struct list_link done_link;  /* DONE / EXPIRED: in the state's done list, oldest first */
+    struct list_link state_link; /* RESERVED: owner's list; DEAD: queue's dead list */
 };
-_Static_assert(sizeof(struct job) <= 256, "a job takes one 256-byte block of the job pool");
+
+/* A ttr the core's 32 bits do not hold (49.7 days and more: beanstalkd's ttr is in seconds)
+ * is in the extension. */
+#define QUEUE_TTR_IN_EXT UINT32_MAX
+/* Batches start at multiples of this (BATCH_ALIGN, storage/batch.h): the core keeps a batch's
+ * offset in these units, in QUEUE_POS_PAGE_BITS bits (segments up to 32 GiB; the server's are
+ * at most CONFIG_SEGMENT_MAX, 1 GiB). */
+#define QUEUE_POS_ALIGN 4096u
+#define QUEUE_POS_PAGE_BITS 23
+
+struct job {
+    uint64_t id;
+    struct queue *queue;
+    /* With has_ext, the extension (which holds the body pointer); without, the body while the
+     * state's body cache holds it (body_cache.h: the cache sets it to NULL when it evicts the
+     * body), NULL: read it back from pos. Through queue_job_body / queue_job_ext_of. */
+    union {
+        uint8_t *body;
+        struct job_ext *ext;
+    } ref;
+    int64_t created_ms; /* Unix ms */
+    /* The PUT record's struct log_pos, packed (queue_job_pos): the seq, how far the segment's
+     * first seq lies below it, and the batch's offset in QUEUE_POS_ALIGN units. */
+    uint64_t pos_seq;
+    uint32_t pos_segment_back;
+    uint32_t pos_batch_page : QUEUE_POS_PAGE_BITS;
+    uint32_t has_ext : 1;
+    uint32_t state : 8; /* enum job_state */
+    uint32_t priority;
+    uint32_t attempts;     /* deliveries so far */
+    uint32_t max_attempts; /* 0: unlimited */
+    uint32_t ttr_ms_core;  /* the ttr (queue_job_ttr_ms), or QUEUE_TTR_IN_EXT */
+    uint32_t body_len;
+    uint32_t queue_slot;       /* ready or delayed heap of the queue */
+    uint32_t checkpoint_epoch; /* the checkpoint walk that captured it (queue_checkpoint.c) */
+    uint32_t ready_bucket;     /* READY: the number of its bucket of queue->ready_age */
+};
+_Static_assert(sizeof(struct job) == 80, "a job takes one 80-byte block of the job pool");
+
+static inline struct job_ext *queue_job_ext_of(const struct job *job)
+{
+    return job->has_ext ? job->ref.ext : NULL;
+}
+/* The body while the body cache holds it; NULL: in the log only. */
+static inline uint8_t *queue_job_body(const struct job *job)
+{
+    return job->has_ext ? job->ref.ext->body : job->ref.body;
+}
+/* Where the job's body pointer is, for the body cache (body_cache.h: the entry's owner). */
+static inline uint8_t **queue_job_body_slot(struct job *job)
+{
+    return job->has_ext ? &job->ref.ext->body : &job->ref.body;
+}
+static inline uint64_t queue_job_ttr_ms(const struct job *job)
+{
+    return job->ttr_ms_core != QUEUE_TTR_IN_EXT ? job->ttr_ms_core : job->ref.ext->ttr_ms;
+}
+
+/* The job's extension, or one whose every field is zero (and whose waiters list is empty). */
+extern const struct job_ext queue_job_ext_none;
+static inline const struct job_ext *queue_job_x(const struct job *job)
+{
+    return job->has_ext ? job->ref.ext : &queue_job_ext_none;
+}
 
 struct queue_stats {
     uint64_t ready;
@@ -137,7 +226,9 @@ struct queue_stats {
     uint64_t pending; /* put, not yet durable */
     uint64_t total_put;
     int64_t oldest_ready_age_ms; /* 0 when nothing is ready */
-    uint64_t ack_floor;          /* seq of the oldest live job's PUT; 0: nothing live */
+    /* A lower bound of the seq of the oldest live job's PUT: the first seq of the oldest
+     * segment that holds the PUT of a live job of the queue; 0: nothing live. */
+    uint64_t ack_floor;
     uint64_t bytes;              /* body bytes of live jobs */
     uint64_t expired;            /* EXPIRED jobs still remembered (done_keep_max) */
     uint64_t settled;            /* DONE and EXPIRED jobs still remembered: they name it */
@@ -155,9 +246,13 @@ struct queue {
     uint64_t max_bytes;
     struct heap ready;   /* (priority, id) */
     struct heap delayed; /* (run_at, id) */
-    struct list_link ready_order; /* READY jobs, oldest ready first */
-    struct list_link dead;        /* DEAD jobs, oldest death first */
-    struct list_link live;        /* every job not DONE, id order */
+    struct queue_ready_age ready_age; /* READY jobs by when they became ready */
+    struct list_link dead;            /* DEAD jobs (their extensions), oldest death first */
+    /* Live jobs per segment of their PUT, ascending by segment (queue_segs_add): ack_floor.
+     * A few entries per queue (the segments its live jobs span), not one per job. */
+    struct queue_segment_count *segs;
+    uint32_t seg_count;
+    uint32_t seg_capacity;
     struct list_link reservers;   /* queue_reserver links, arrival order */
     struct list_link serve_link;  /* in the state's list of queues with reservers to serve */
     struct queue_stats stats;
@@ -499,6 +594,15 @@ bool queue_each_step(struct queue_state *state, size_t *cursor, uint32_t max,
                      void (*fn)(void *ctx, struct queue *queue), void *ctx);
 uint64_t queue_walk_stamp(const struct queue_state *state);
 
+/* Call fn for each live job (queue_job_live; order unspecified); fn must not change the
+ * state. */
+void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job *job), void *ctx);
+/* The monotonic instant the oldest READY job of the queue became ready (to within the
+ * width of its bucket, queue_ready_age); 0 when none is ready. */
+int64_t queue_oldest_ready_since_ns(const struct queue *queue);
+/* Live jobs of a queue (every state but DONE and EXPIRED). */
+uint64_t queue_live_count(const struct queue *queue);
+
 /* Retention: live jobs whose PUT lives in a segment. */
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);
 
@@ -579,31 +683,43 @@ static inline bool queue_job_live(const struct job *job)
  * it through here: the job table may store it packed. */
 static inline struct log_pos queue_job_pos(const struct job *job)
 {
-    return job->pos;
+    return (struct log_pos){.seq = job->pos_seq,
+                            .segment_id = job->pos_seq - job->pos_segment_back,
+                            .batch_offset = (uint64_t)job->pos_batch_page * QUEUE_POS_ALIGN};
 }
-static inline void queue_job_set_pos(struct job *job, struct log_pos pos)
+/* A segment holds fewer than 2^32 records and bytes (the server's segments are at most
+ * CONFIG_SEGMENT_MAX, 1 GiB, and a record takes more than one byte), so both differences fit:
+ * a position the log gives that does not is a programmer error; a checkpoint's is checked
+ * with queue_pos_packable (a damaged payload is refused, not trusted). */
+static inline bool queue_pos_packable(struct log_pos pos)
 {
-    job->pos = pos;
+    return pos.segment_id <= pos.seq && pos.seq - pos.segment_id <= UINT32_MAX &&
+           pos.batch_offset % QUEUE_POS_ALIGN == 0 &&
+           pos.batch_offset / QUEUE_POS_ALIGN < (1u << QUEUE_POS_PAGE_BITS);
 }
+/* A live job given a new position (compaction copied its body forward) moves its count in its
+ * queue's segment counts too (ack_floor); the state's per-segment counts (queue_segment_live,
+ * retention) are the mover's to update. */
+void queue_job_set_pos(struct job *job, struct log_pos pos);
 /* A live job whose body must be read back from the log before it can be sent. */
 static inline bool queue_job_body_missing(const struct job *job)
 {
-    return job->body == NULL && queue_job_live(job);
+    return queue_job_body(job) == NULL && queue_job_live(job);
 }
-/* READY jobs in ready order (oldest ready first; within one priority that is the order the
- * ready heap delivers them): the first, and the one after job (READY); NULL past the last.
- * Body read-ahead (body_prefetch.h) walks it to learn which bodies a drain wants next. */
+/* READY jobs about in the order the ready heap delivers them, for body read-ahead
+ * (body_prefetch.h), which needs a good guess of which bodies a drain wants next (a batch read
+ * too early is evictable, one missed is read on demand). The first is the heap's top; the one
+ * after job (READY) is the next READY job of its queue in id order, found within
+ * QUEUE_READY_NEXT_SCAN_IDS ids (NULL: none that near): for a backlog at one priority that is
+ * the delivery order itself. */
 static inline struct job *queue_ready_first(const struct queue *queue)
 {
-    struct list_link *link = list_first(&queue->ready_order);
-    return link == NULL ? NULL : LIST_ENTRY(link, struct job, state_link);
+    return queue->ready.count > 0 ? queue->ready.items[0] : NULL;
 }
-static inline struct job *queue_ready_next(const struct job *job)
-{
-    SPOOL_ASSERT(job->state == JOB_READY);
-    struct list_link *link = job->state_link.next;
-    return link == &job->queue->ready_order ? NULL : LIST_ENTRY(link, struct job, state_link);
-}
+/* Ids looked at per step: a queue whose jobs are interleaved with more than ~1000 other jobs
+ * each ends its read-ahead early rather than walk the job table for it. */
+#define QUEUE_READY_NEXT_SCAN_IDS 1024u
+struct job *queue_ready_next(struct queue_state *state, const struct job *job);
 /* The body cache's figures, for stats. */
 struct queue_body_stats {
     uint64_t bytes;     /* counted bytes held (bodies and their overhead) */

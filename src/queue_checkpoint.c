@@ -150,7 +150,8 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     enum job_state saved = job->state == JOB_DEAD      ? JOB_DEAD
                            : job->state == JOB_DELAYED ? JOB_DELAYED
                                                        : JOB_READY;
-    uint32_t reason_len = saved == JOB_DEAD ? job->reason_len : 0;
+    const struct job_ext *ext = queue_job_x(job);
+    uint32_t reason_len = saved == JOB_DEAD ? ext->reason_len : 0;
     uint8_t *start = reserve(w, 1 + 15 * VARINT_BYTES_MAX + reason_len);
     uint8_t *p = start;
     *p++ = (uint8_t)saved;
@@ -160,19 +161,19 @@ static void encode_job(struct writer *w, const struct job *job, uint32_t queue_i
     p = put_varint(p, job->attempts);
     p = put_varint(p, job->max_attempts);
     p = put_varint(p, job->body_len);
-    p = put_varint(p, job->ttr_ms);
+    p = put_varint(p, queue_job_ttr_ms(job));
     /* In u64: two created times far apart (a fuzzed or hand-made log) must not overflow. */
     p = put_varint(p, zigzag((int64_t)((uint64_t)job->created_ms - (uint64_t)prev->created_ms)));
-    p = put_varint(p, (uint64_t)job->run_at_ms);
-    p = put_varint(p, (uint64_t)job->expires_at_ms);
-    p = put_varint(p, (uint64_t)job->settled_ms);
+    p = put_varint(p, (uint64_t)ext->run_at_ms);
+    p = put_varint(p, (uint64_t)ext->expires_at_ms);
+    p = put_varint(p, (uint64_t)ext->settled_ms);
     p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).seq - prev->seq)));
     p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).segment_id - prev->segment_id)));
     p = put_varint(p, zigzag((int64_t)(queue_job_pos(job).batch_offset - prev->batch_offset)));
     if (saved == JOB_DEAD) {
         p = put_varint(p, reason_len);
         if (reason_len > 0)
-            memcpy(p, job->reason, reason_len);
+            memcpy(p, ext->reason, reason_len);
         p += reason_len;
     }
     struct log_pos pos = queue_job_pos(job);
@@ -186,21 +187,22 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
 {
     uint32_t count = 0;
     for (struct list_link *l = state->done.next; l != &state->done; l = l->next) {
-        const struct job *job = LIST_ENTRY(l, struct job, live);
-        uint8_t *p = reserve(w, QUEUE_CHECKPOINT_DONE_FIXED + job->result_len);
+        const struct job_ext *ext = LIST_ENTRY(l, struct job_ext, done_link);
+        const struct job *job = ext->job; /* a settled job has its extension */
+        uint8_t *p = reserve(w, QUEUE_CHECKPOINT_DONE_FIXED + ext->result_len);
         memset(p, 0, QUEUE_CHECKPOINT_DONE_FIXED);
         le_put_u64(p, job->id);
         le_put_u32(p + 8, job->queue->checkpoint_index);
         le_put_u32(p + 12, job->attempts);
         le_put_u32(p + 16, job->max_attempts);
-        le_put_u32(p + 20, job->result_len);
-        le_put_u64(p + 24, job->ttr_ms);
+        le_put_u32(p + 20, ext->result_len);
+        le_put_u64(p + 24, queue_job_ttr_ms(job));
         le_put_u64(p + 32, (uint64_t)job->created_ms);
-        le_put_u64(p + 40, (uint64_t)job->settled_ms);
+        le_put_u64(p + 40, (uint64_t)ext->settled_ms);
         le_put_u32(p + 48, job->priority);
         p[52] = (uint8_t)job->state;
-        if (job->result_len > 0)
-            memcpy(p + QUEUE_CHECKPOINT_DONE_FIXED, job->result, job->result_len);
+        if (ext->result_len > 0)
+            memcpy(p + QUEUE_CHECKPOINT_DONE_FIXED, ext->result, ext->result_len);
         count++;
     }
     return count;
@@ -211,15 +213,17 @@ static uint32_t encode_done(struct writer *w, const struct queue_state *state)
  * live job. queue_checkpoint_begin fixes the anchor (the state reflects exactly the records
  * emitted so far) and encodes at once what is small or bounded: the header's counters, the
  * queues, the idempotency keys and the remembered DONE jobs. The live jobs that exist at the
- * anchor are then encoded by queue_checkpoint_step, a bounded number per call, walking each
- * queue's live list; meanwhile the state keeps changing. Two rules keep the result exactly
- * the state at the anchor:
+ * anchor are then encoded by queue_checkpoint_step, a bounded number per call, walking the
+ * job table's pages as they were at the anchor (their keys, sorted: the jobs come up in id
+ * order); meanwhile the state keeps changing. Two rules keep the result exactly the state at
+ * the anchor:
  *   - every change of a job starts with queue_job_leave, which first captures the job as it
  *     was (queue_checkpoint_capture) if the walk has not reached it yet; a job is captured
  *     once (its checkpoint_epoch says so);
- *   - jobs created after the anchor (id >= the anchor's next_id) are never captured, and they
- *     sit at the tail of their queue's live list (jobs enter it at creation only), so the walk
- *     of a queue ends at the first of them. A job leaving the live list moves the cursor on.
+ *   - jobs created after the anchor (id >= the anchor's next_id) are never captured; every
+ *     job of the anchor is on a page that existed then (ids are handed out ascending, and a
+ *     page is freed only once empty), so the walk of the anchor's pages meets each of them
+ *     that is still there.
  * A job PENDING at the anchor is captured like any other (saved ready or delayed by its
  * run_at); the server writes the payload only once the anchor is durable.
  */
@@ -233,8 +237,10 @@ struct checkpoint_walk {
     uint32_t done_count;
     struct queue **queues;       /* the queues at the anchor, in checkpoint_index order */
     uint32_t queue_count;
-    uint32_t queue_at;           /* the queue being walked */
-    struct list_link *cursor;    /* next live link to visit in it; NULL: from its head */
+    uint64_t *pages; /* jobtab page keys at the anchor, ascending */
+    size_t page_count;
+    size_t page_at;                    /* the page being walked */
+    uint32_t slot_at;                  /* its next slot */
     struct queue_segment_set segments; /* of the jobs encoded so far */
 };
 
@@ -310,6 +316,23 @@ bool queue_checkpoint_active(const struct queue_state *state)
     return state->walk != NULL;
 }
 
+static int page_key_compare(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The keys of the job table's pages now, ascending. */
+static void walk_pages_take(struct checkpoint_walk *walk, struct queue_state *state)
+{
+    const struct idmap *pages = &state->jobs.pages;
+    walk->pages = malloc((pages->count + 1) * sizeof(*walk->pages));
+    SPOOL_ASSERT(walk->pages != NULL);
+    IDMAP_EACH(pages, entry) walk->pages[walk->page_count++] = entry->id;
+    SPOOL_ASSERT(walk->page_count == pages->count);
+    qsort(walk->pages, walk->page_count, sizeof(*walk->pages), page_key_compare);
+}
+
 void queue_checkpoint_begin(struct queue_state *state)
 {
     SPOOL_ASSERT(state->walk == NULL);
@@ -344,6 +367,7 @@ void queue_checkpoint_begin(struct queue_state *state)
     }
     encode_idem(&walk->tail, state);
     walk->done_count = encode_done(&walk->tail, state);
+    walk_pages_take(walk, state);
     state->walk = walk;
 }
 
@@ -360,35 +384,24 @@ void queue_checkpoint_capture(struct queue_state *state, struct job *job)
     walk->job_count++;
 }
 
-void queue_checkpoint_unlink(struct queue_state *state, struct job *job)
-{
-    struct checkpoint_walk *walk = state->walk;
-    if (walk->cursor == &job->live)
-        walk->cursor = job->live.next;
-}
-
+/* Every slot counts against jobs_max, empty or not, so a step's work stays bounded. */
 bool queue_checkpoint_step(struct queue_state *state, uint32_t jobs_max)
 {
     struct checkpoint_walk *walk = state->walk;
     SPOOL_ASSERT(walk != NULL);
     uint32_t visited = 0;
-    while (walk->queue_at < walk->queue_count && visited < jobs_max) {
-        struct queue *queue = walk->queues[walk->queue_at];
-        if (walk->cursor == NULL)
-            walk->cursor = queue->live.next;
-        struct job *job = walk->cursor == &queue->live
-                              ? NULL
-                              : LIST_ENTRY(walk->cursor, struct job, live);
-        if (job == NULL || job->id >= walk->next_id) { /* the rest came after the anchor */
-            walk->queue_at++;
-            walk->cursor = NULL;
-            continue;
-        }
-        walk->cursor = job->live.next;
-        queue_checkpoint_capture(state, job);
+    while (walk->page_at < walk->page_count && visited < jobs_max) {
+        uint64_t first_id = (walk->pages[walk->page_at] - 1) << JOBTAB_PAGE_BITS;
+        struct job *job = jobtab_get(&state->jobs, first_id + walk->slot_at);
+        if (job != NULL && job->id < walk->next_id && queue_job_live(job))
+            queue_checkpoint_capture(state, job);
         visited++;
+        if (++walk->slot_at == JOBTAB_PAGE_SLOTS) {
+            walk->slot_at = 0;
+            walk->page_at++;
+        }
     }
-    return walk->queue_at == walk->queue_count;
+    return walk->page_at == walk->page_count;
 }
 
 static void walk_free(struct checkpoint_walk *walk)
@@ -396,6 +409,7 @@ static void walk_free(struct checkpoint_walk *walk)
     free(walk->main.buf);
     free(walk->tail.buf);
     free(walk->queues);
+    free(walk->pages);
     queue_segment_set_free(&walk->segments);
     free(walk);
 }
@@ -413,7 +427,7 @@ int queue_checkpoint_finish(struct queue_state *state, uint8_t **out, uint32_t *
 {
     struct checkpoint_walk *walk = state->walk;
     SPOOL_ASSERT(walk != NULL);
-    SPOOL_ASSERT(walk->queue_at == walk->queue_count); /* queue_checkpoint_step said done */
+    SPOOL_ASSERT(walk->page_at == walk->page_count); /* queue_checkpoint_step said done */
     state->walk = NULL;
     size_t len = walk->main.len + walk->tail.len;
     if (len > UINT32_MAX) {
@@ -494,8 +508,11 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     uint8_t saved = p[12];
     uint16_t reason_len = le_get_u16(p + 14);
     const uint8_t *reason = take(c, reason_len);
+    struct log_pos pos = {.seq = le_get_u64(p + 72),
+                          .segment_id = le_get_u64(p + 80),
+                          .batch_offset = le_get_u64(p + 88)};
     if (reason == NULL || id == 0 || id > RECORD_ID_MAX || queue_index >= queue_count ||
-        jobtab_get(&state->jobs, id) != NULL ||
+        !queue_pos_packable(pos) || jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
     if (queue_job_reserve(state, queues[queue_index], id, saved == JOB_DELAYED, true, 1) != 0)
@@ -505,18 +522,16 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
     job->attempts = le_get_u32(p + 20);
     job->max_attempts = le_get_u32(p + 24);
     job->body_len = le_get_u32(p + 28);
-    job->ttr_ms = le_get_u64(p + 32);
+    queue_job_set_ttr(state, job, le_get_u64(p + 32));
     job->created_ms = (int64_t)le_get_u64(p + 40);
-    queue_job_set_run_at(job, (int64_t)le_get_u64(p + 48), now);
-    queue_job_set_expires_at(job, (int64_t)le_get_u64(p + 56), now);
-    job->settled_ms = (int64_t)le_get_u64(p + 64);
-    queue_job_set_pos(job, (struct log_pos){.seq = le_get_u64(p + 72),
-                                            .segment_id = le_get_u64(p + 80),
-                                            .batch_offset = le_get_u64(p + 88)});
+    queue_job_set_run_at(state, job, (int64_t)le_get_u64(p + 48), now);
+    queue_job_set_expires_at(state, job, (int64_t)le_get_u64(p + 56), now);
+    int64_t settled_ms = (int64_t)le_get_u64(p + 64);
+    queue_job_set_pos(job, pos);
     queue_job_account(state, job);
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)
-        queue_job_enter_dead(state, job, (const char *)reason, reason_len, job->settled_ms);
+        queue_job_enter_dead(state, job, (const char *)reason, reason_len, settled_ms);
     else
         load_job_place(state, job, saved, now);
     return 0;
@@ -563,7 +578,10 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
                               (reason = take(c, (size_t)reason_len)) == NULL))
         return RECORD_EINVAL;
     uint64_t id = prev->id + (uint64_t)unzigzag(f[V3_ID]);
-    if (id == 0 || id > RECORD_ID_MAX || f[V3_QUEUE] >= queue_count ||
+    struct log_pos pos = {.seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]),
+                          .segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]),
+                          .batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET])};
+    if (id == 0 || id > RECORD_ID_MAX || f[V3_QUEUE] >= queue_count || !queue_pos_packable(pos) ||
         jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD) ||
         f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
@@ -576,23 +594,18 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
     job->attempts = (uint32_t)f[V3_ATTEMPTS];
     job->max_attempts = (uint32_t)f[V3_MAX_ATTEMPTS];
     job->body_len = (uint32_t)f[V3_BODY_LEN];
-    job->ttr_ms = f[V3_TTR];
+    queue_job_set_ttr(state, job, f[V3_TTR]);
     job->created_ms = (int64_t)((uint64_t)prev->created_ms + (uint64_t)unzigzag(f[V3_CREATED]));
-    queue_job_set_run_at(job, (int64_t)f[V3_RUN_AT], now);
-    queue_job_set_expires_at(job, (int64_t)f[V3_EXPIRES], now);
-    job->settled_ms = (int64_t)f[V3_SETTLED];
-    queue_job_set_pos(job, (struct log_pos){
-        .seq = prev->seq + (uint64_t)unzigzag(f[V3_SEQ]),
-        .segment_id = prev->segment_id + (uint64_t)unzigzag(f[V3_SEGMENT]),
-        .batch_offset = prev->batch_offset + (uint64_t)unzigzag(f[V3_OFFSET])});
-    struct log_pos pos = queue_job_pos(job);
+    queue_job_set_run_at(state, job, (int64_t)f[V3_RUN_AT], now);
+    queue_job_set_expires_at(state, job, (int64_t)f[V3_EXPIRES], now);
+    queue_job_set_pos(job, pos);
     *prev = (struct job_prev){.id = id, .created_ms = job->created_ms, .seq = pos.seq,
                               .segment_id = pos.segment_id, .batch_offset = pos.batch_offset};
     queue_job_account(state, job);
     job->queue->stats.total_put--; /* the checkpoint's total_put already counts it */
     if (saved == JOB_DEAD)
         queue_job_enter_dead(state, job, (const char *)reason, (uint32_t)reason_len,
-                             job->settled_ms);
+                             (int64_t)f[V3_SETTLED]);
     else
         load_job_place(state, job, saved, now);
     return 0;
@@ -672,23 +685,26 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             return QUEUE_ENOMEM;
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
-            .id = id, .queue = queues[queue_index], .state = saved,
-            .block_size = (uint16_t)sizeof(struct job),
-            .attempts = le_get_u32(p + 12), .max_attempts = le_get_u32(p + 16),
-            .ttr_ms = le_get_u64(p + 24), .created_ms = (int64_t)le_get_u64(p + 32),
-            .settled_ms = (int64_t)le_get_u64(p + 40), .priority = le_get_u32(p + 48),
-            .queue_slot = HEAP_NONE, .timer_slot = HEAP_NONE, .ttl_slot = HEAP_NONE,
+            .id = id,
+            .queue = queues[queue_index],
+            .state = saved,
+            .attempts = le_get_u32(p + 12),
+            .max_attempts = le_get_u32(p + 16),
+            .created_ms = (int64_t)le_get_u64(p + 32),
+            .priority = le_get_u32(p + 48),
+            .queue_slot = HEAP_NONE,
         };
-        list_init(&job->state_link);
-        list_init(&job->waiters);
+        struct job_ext *ext = queue_job_ext(state, job);
+        queue_job_set_ttr(state, job, le_get_u64(p + 24));
+        ext->settled_ms = (int64_t)le_get_u64(p + 40);
         if (result_len > 0) {
-            job->result = malloc(result_len);
-            SPOOL_ASSERT(job->result != NULL);
-            memcpy(job->result, result, result_len);
-            job->result_len = result_len;
+            ext->result = malloc(result_len);
+            SPOOL_ASSERT(ext->result != NULL);
+            memcpy(ext->result, result, result_len);
+            ext->result_len = result_len;
         }
         (void)jobtab_put(&state->jobs, id, job);
-        list_insert_tail(&state->done, &job->live);
+        list_insert_tail(&state->done, &ext->done_link);
         state->done_count++;
         state->done_bytes += result_len;
         job->queue->stats.settled++;

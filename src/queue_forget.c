@@ -45,11 +45,10 @@ void queue_unpin(struct queue_state *state, struct queue *queue)
 
 static bool queue_idle(const struct queue *queue)
 {
-    return list_empty(&queue->live) && queue->stats.pending == 0 &&
-           queue->stats.settled == 0 && queue->reserver_refs == 0 && queue->pins == 0 &&
-           list_empty(&queue->reservers) && !queue->paused && queue->default_ttr_ms == 0 &&
-           queue->default_max_attempts == UINT32_MAX && queue->max_jobs == 0 &&
-           queue->max_bytes == 0;
+    return queue_live_count(queue) == 0 && queue->stats.settled == 0 && queue->reserver_refs == 0 &&
+           queue->pins == 0 && list_empty(&queue->reservers) && !queue->paused &&
+           queue->default_ttr_ms == 0 && queue->default_max_attempts == UINT32_MAX &&
+           queue->max_jobs == 0 && queue->max_bytes == 0;
 }
 
 static void queue_forget(struct queue_state *state, struct queue *queue)
@@ -66,6 +65,8 @@ static void queue_forget(struct queue_state *state, struct queue *queue)
     heap_free(&queue->delayed);
     SPOOL_ASSERT(state->totals.queues > 0);
     state->totals.queues--;
+    free(queue->segs);
+    free(queue->ready_age.ring);
     free(queue);
 }
 
@@ -88,13 +89,12 @@ void queue_idle_sweep(struct queue_state *state, uint32_t *budget)
  * and the next tick forgets it. */
 void queue_delete_queue_apply(struct queue_state *state, struct queue *queue)
 {
-    struct list_link *link = queue->live.next;
-    while (link != &queue->live) {
-        struct job *job = LIST_ENTRY(link, struct job, live);
-        link = link->next;
-        if (job->state != JOB_PENDING)
-            queue_job_remove(state, job);
-    }
+    uint32_t count = 0;
+    struct job **jobs = queue_jobs_of(state, queue, &count);
+    for (uint32_t i = 0; i < count; i++)
+        if (jobs[i]->state != JOB_PENDING)
+            queue_job_remove(state, jobs[i]);
+    free(jobs);
     queue_idem_forget_queue(state, queue);
     queue_done_forget_queue(state, queue);
     queue->paused = false;
@@ -117,7 +117,7 @@ static int delete_queue(struct queue_state *state, const char *name, uint32_t na
         return QUEUE_ENOTFOUND;
     /* A pending job's put has not been answered yet: its producer waits for a durable
      * record, so neither form deletes under it. */
-    if (queue->stats.pending > 0 || (!force && !list_empty(&queue->live)))
+    if (queue->stats.pending > 0 || (!force && queue_live_count(queue) > 0))
         return QUEUE_ESTATE;
     uint8_t buf[RECORD_PURGE_FIXED + LIMIT_QUEUE_NAME_MAX_BYTES];
     size_t len = record_delete_queue_encode(name, name_len, buf);

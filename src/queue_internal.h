@@ -34,7 +34,12 @@ struct queue_state {
     struct heap ttl_heap;   /* jobs with a ttl by expiry (ttl_slot) */
     struct heap reserver_timeouts;
     struct heap waiter_timeouts;
-    struct list_link pending; /* PENDING jobs in seq order */
+    /* PENDING jobs in seq order (a ring: put appends, queue_durable takes from the front; no
+     * other way out of PENDING), so that no job carries a link for its few ms there. */
+    struct job **pending;
+    uint32_t pending_head;
+    uint32_t pending_count;
+    uint32_t pending_capacity; /* a power of two */
     struct list_link done;    /* DONE jobs, oldest first */
     uint64_t done_count;
     uint64_t done_bytes; /* result bytes held by DONE jobs */
@@ -92,8 +97,24 @@ void queue_job_done(struct queue_state *state, struct job *job, const void *resu
 /* The ttl ran out (settled_ms: the logged expiry): EXPIRED, remembered like a DONE job. */
 void queue_job_expired(struct queue_state *state, struct job *job, int64_t settled_ms);
 /* Set a job's logged times (Unix ms; 0: none) and their monotonic instants as of now. */
-void queue_job_set_run_at(struct job *job, int64_t run_at_ms, struct queue_time now);
-void queue_job_set_expires_at(struct job *job, int64_t expires_at_ms, struct queue_time now);
+/* Set a run-at or a ttl (0: none). A nonzero one needs the job's extension (queue_job_ext). */
+void queue_job_set_run_at(struct queue_state *state, struct job *job, int64_t run_at_ms,
+                          struct queue_time now);
+void queue_job_set_expires_at(struct queue_state *state, struct job *job, int64_t expires_at_ms,
+                              struct queue_time now);
+/* The job's extension (queue.h), allocated when it has none. _prepare is the one for paths
+ * that must not abort: 0, or QUEUE_EFULL (no memory) with nothing changed, before anything
+ * is logged; then queue_job_ext finds it. queue_job_ext itself aborts when there is no
+ * memory: replay and internal transitions, whose job had one already or which cannot refuse.
+ * _adopt attaches one allocated earlier (job_pool_try_alloc of sizeof(struct job_ext)).
+ * _trim frees it when the job, about to be READY, uses none of its fields (a backlog of
+ * ready jobs carries none). */
+int queue_job_ext_prepare(struct queue_state *state, struct job *job);
+struct job_ext *queue_job_ext(struct queue_state *state, struct job *job);
+void queue_job_ext_adopt(struct queue_state *state, struct job *job, struct job_ext *ext);
+/* Set the ttr: in the core, or in the extension when 32 bits do not hold it. */
+void queue_job_set_ttr(struct queue_state *state, struct job *job, uint64_t ttr_ms);
+void queue_job_ext_trim(struct queue_state *state, struct job *job);
 /* Make a visible state for a job: delayed until timer_ns if it has a run-at still ahead. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now);
 /* Remember a key of a queue (a no-op if already known). At idempotency_keys_max keys the
@@ -149,9 +170,15 @@ int64_t queue_wall_ms_after(struct queue_time now, int64_t delta_ms);
 int64_t queue_add_sat(int64_t a, int64_t b);
 
 /* While a checkpoint walk runs: capture a job as it is now, before it changes, if the walk
- * wants it and has not captured it yet; and keep the walk's cursor off a job that leaves its
- * queue's live list. */
+ * wants it and has not captured it yet. */
 void queue_checkpoint_capture(struct queue_state *state, struct job *job);
-void queue_checkpoint_unlink(struct queue_state *state, struct job *job);
+/* queue_timer.c: a job enters or leaves READY, for its queue's oldest ready age. */
+void queue_ready_age_enter(struct queue *queue, struct job *job, int64_t now_ns);
+void queue_ready_age_leave(struct queue *queue, struct job *job);
+/* Count a live job in (delta 1) or out of (-1) its queue's segment counts (queue->segs). */
+void queue_segs_add(struct queue *queue, uint64_t segment_id, int64_t delta);
+/* The live jobs of a queue, malloc'ed (the caller frees; *count of them): a walk of every
+ * job, for the rare whole-queue operations (purge, delete-queue). */
+struct job **queue_jobs_of(struct queue_state *state, const struct queue *queue, uint32_t *count);
 
 #endif

@@ -38,10 +38,10 @@ static int replay_put(struct queue_state *state, const struct record *rec,
     struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
     job->priority = put->priority;
     job->max_attempts = put->max_attempts;
-    job->ttr_ms = put->ttr_ms;
+    queue_job_set_ttr(state, job, put->ttr_ms);
     job->created_ms = put->created_ms;
-    queue_job_set_run_at(job, put->run_at_ms, now);
-    queue_job_set_expires_at(job, put->expires_at_ms, now);
+    queue_job_set_run_at(state, job, put->run_at_ms, now);
+    queue_job_set_expires_at(state, job, put->expires_at_ms, now);
     queue_job_set_pos(job, *pos);
     queue_job_account(state, job);
     queue_job_place(state, job, now);
@@ -71,7 +71,7 @@ static void replay_job_record(struct queue_state *state, const struct record *re
     case RECORD_RELEASE:
         queue_job_leave(state, job);
         job->priority = rec->u.release.priority;
-        queue_job_set_run_at(job, rec->u.release.run_at_ms, now);
+        queue_job_set_run_at(state, job, rec->u.release.run_at_ms, now);
         queue_job_place(state, job, now);
         break;
     case RECORD_BURY:
@@ -89,8 +89,8 @@ static void replay_job_record(struct queue_state *state, const struct record *re
         }
         break;
     case RECORD_DELETE:
-        if (rec->u.del.cause == RECORD_DELETE_TTL && job->expires_at_ms != 0)
-            queue_job_expired(state, job, job->expires_at_ms);
+        if (rec->u.del.cause == RECORD_DELETE_TTL && queue_job_x(job)->expires_at_ms != 0)
+            queue_job_expired(state, job, queue_job_ext_of(job)->expires_at_ms);
         else
             queue_job_remove(state, job);
         break;
@@ -177,8 +177,9 @@ void queue_body_loaded(struct queue_state *state, struct job *job, const void *b
 {
     SPOOL_ASSERT(len == job->body_len);
     SPOOL_ASSERT(queue_job_live(job));
-    if (job->body == NULL)
-        body_cache_put(&state->bodies, &job->body, body, len); /* -ENOMEM: see above */
+    if (queue_job_body(job) == NULL)
+        body_cache_put(&state->bodies, queue_job_body_slot(job), body,
+                       len); /* -ENOMEM: see above */
 }
 
 void queue_body_stats_get(const struct queue_state *state, struct queue_body_stats *out)

@@ -52,14 +52,15 @@ static void status_fill(const struct job *job, struct queue_job_status *out)
     out->state = job->state;
     out->attempts = job->attempts;
     out->created_ms = job->created_ms;
-    out->settled_ms = job->settled_ms;
+    const struct job_ext *ext = queue_job_x(job);
+    out->settled_ms = ext->settled_ms;
     if (job->state == JOB_DONE) {
-        out->result = job->result;
-        out->result_len = job->result_len;
+        out->result = ext->result;
+        out->result_len = ext->result_len;
     }
     if (job->state == JOB_DEAD) {
-        out->reason = job->reason;
-        out->reason_len = job->reason_len;
+        out->reason = ext->reason;
+        out->reason_len = ext->reason_len;
     }
 }
 
@@ -70,7 +71,7 @@ bool queue_status(struct queue_state *state, uint64_t id, struct queue_job_statu
         return false;
     status_fill(job, out);
     if (job->state == JOB_PENDING)
-        out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+        out->state = queue_job_x(job)->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
     return true;
 }
 
@@ -88,8 +89,10 @@ void queue_notify_waiters(struct queue_state *state, struct job *job, bool found
 {
     struct queue_job_status status;
     status_fill(job, &status);
+    if (queue_job_ext_of(job) == NULL)
+        return; /* no waiters */
     struct list_link *link;
-    while ((link = list_first(&job->waiters)) != NULL)
+    while ((link = list_first(&queue_job_ext_of(job)->waiters)) != NULL)
         waiter_finish(state, LIST_ENTRY(link, struct queue_job_waiter, link), found, &status);
 }
 
@@ -107,10 +110,13 @@ bool queue_wait(struct queue_state *state, struct queue_job_waiter *waiter,
     if (job_state_settled(job->state) || job->state == JOB_DEAD ||
         waiter->deadline_ns <= now.mono_ns) {
         if (job->state == JOB_PENDING)
-            out->state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+            out->state = queue_job_x(job)->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
         return true;
     }
-    list_insert_tail(&job->waiters, &waiter->link);
+    /* No memory to remember the waiter: answer now with the job's state, as at a timeout. */
+    if (queue_job_ext_prepare(state, job) != 0)
+        return true;
+    list_insert_tail(&queue_job_ext_of(job)->waiters, &waiter->link);
     heap_push(&state->waiter_timeouts, waiter);
     waiter->waiting = true;
     return false;
@@ -134,7 +140,7 @@ static void waiter_timeout(struct queue_state *state, struct queue_job_waiter *w
     struct queue_job_status status;
     status_fill(job, &status);
     if (job->state == JOB_PENDING)
-        status.state = job->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
+        status.state = queue_job_x(job)->run_at_ms > 0 ? JOB_DELAYED : JOB_READY;
     waiter_finish(state, waiter, true, &status);
 }
 
@@ -155,21 +161,24 @@ static void idem_expire(struct queue_state *state, struct queue_time now, uint32
 static void tick_jobs(struct queue_state *state, struct queue_time now, uint32_t *budget)
 {
     struct job *job;
-    while (*budget > 0 && (job = heap_top(&state->delay_heap)) != NULL &&
-           job->timer_ns <= now.mono_ns) {
+    struct job_ext *ext;
+    while (*budget > 0 && (ext = heap_top(&state->delay_heap)) != NULL &&
+           ext->timer_ns <= now.mono_ns) {
+        job = ext->job;
         queue_job_leave(state, job);
         queue_job_enter_ready(state, job, now);
         (*budget)--;
     }
-    while (*budget > 0 && (job = heap_top(&state->lease_heap)) != NULL &&
-           job->timer_ns <= now.mono_ns) {
-        queue_lease_expire(state, job, now);
+    while (*budget > 0 && (ext = heap_top(&state->lease_heap)) != NULL &&
+           ext->timer_ns <= now.mono_ns) {
+        queue_lease_expire(state, ext->job, now);
         (*budget)--;
     }
-    while (*budget > 0 && (job = heap_top(&state->ttl_heap)) != NULL &&
-           job->expires_at_ns <= now.mono_ns) {
+    while (*budget > 0 && (ext = heap_top(&state->ttl_heap)) != NULL &&
+           ext->expires_at_ns <= now.mono_ns) {
+        job = ext->job;
         if (job->state == JOB_RESERVED || job->state == JOB_PENDING)
-            heap_remove(&state->ttl_heap, job); /* back in when the lease ends */
+            heap_remove(&state->ttl_heap, ext); /* back in when the lease ends */
         else if (!queue_ttl_expire(state, job))
             break; /* the log refuses records now: the next tick retries */
         (*budget)--;
@@ -208,13 +217,13 @@ static int64_t min64(int64_t a, int64_t b)
 int64_t queue_next_deadline_ns(const struct queue_state *state)
 {
     int64_t next = INT64_MAX;
-    const struct job *job;
-    if ((job = heap_top(&state->delay_heap)) != NULL)
-        next = min64(next, job->timer_ns);
-    if ((job = heap_top(&state->lease_heap)) != NULL)
-        next = min64(next, job->timer_ns);
-    if ((job = heap_top(&state->ttl_heap)) != NULL)
-        next = min64(next, job->expires_at_ns);
+    const struct job_ext *ext;
+    if ((ext = heap_top(&state->delay_heap)) != NULL)
+        next = min64(next, ext->timer_ns);
+    if ((ext = heap_top(&state->lease_heap)) != NULL)
+        next = min64(next, ext->timer_ns);
+    if ((ext = heap_top(&state->ttl_heap)) != NULL)
+        next = min64(next, ext->expires_at_ns);
     const struct queue_reserver *reserver = heap_top(&state->reserver_timeouts);
     if (reserver != NULL)
         next = min64(next, reserver->deadline_ns);
@@ -227,19 +236,82 @@ int64_t queue_next_deadline_ns(const struct queue_state *state)
     return next;
 }
 
+/* 1 ms, or this fraction of the oldest bucket's age: a 0.1% error on the age. */
+#define QUEUE_READY_AGE_SPLIT 1024
+
+static struct queue_ready_bucket *ready_bucket_at(const struct queue_ready_age *age, uint32_t index)
+{
+    SPOOL_ASSERT(index < age->count);
+    return &age->ring[(age->head + index) & (age->capacity - 1)];
+}
+
+static void ready_age_grow(struct queue_ready_age *age)
+{
+    uint32_t capacity = age->capacity == 0 ? 8 : age->capacity * 2;
+    SPOOL_ASSERT(capacity > age->capacity);
+    struct queue_ready_bucket *ring = malloc(capacity * sizeof(*ring));
+    SPOOL_ASSERT(ring != NULL); /* a few KiB per queue: the broker's bounded structures */
+    for (uint32_t i = 0; i < age->count; i++)
+        ring[i] = *ready_bucket_at(age, i);
+    free(age->ring);
+    age->ring = ring;
+    age->head = 0;
+    age->capacity = capacity;
+}
+
+void queue_ready_age_enter(struct queue *queue, struct job *job, int64_t now_ns)
+{
+    struct queue_ready_age *age = &queue->ready_age;
+    if (age->count > 0) {
+        struct queue_ready_bucket *newest = ready_bucket_at(age, age->count - 1);
+        int64_t oldest_age_ns = now_ns - ready_bucket_at(age, 0)->since_ns;
+        int64_t width_ns = oldest_age_ns / QUEUE_READY_AGE_SPLIT;
+        if (width_ns < QUEUE_NS_PER_MS)
+            width_ns = QUEUE_NS_PER_MS;
+        /* A clock read before the newest bucket's (a test's, or a replay's) joins it too. */
+        if (now_ns - newest->since_ns < width_ns) {
+            newest->count++;
+            job->ready_bucket = age->first + age->count - 1;
+            return;
+        }
+    }
+    if (age->count == age->capacity)
+        ready_age_grow(age);
+    age->count++;
+    *ready_bucket_at(age, age->count - 1) = (struct queue_ready_bucket){now_ns, 1};
+    job->ready_bucket = age->first + age->count - 1;
+}
+
+void queue_ready_age_leave(struct queue *queue, struct job *job)
+{
+    struct queue_ready_age *age = &queue->ready_age;
+    uint32_t index = job->ready_bucket - age->first; /* numbers wrap: a difference */
+    struct queue_ready_bucket *bucket = ready_bucket_at(age, index);
+    SPOOL_ASSERT(bucket->count > 0);
+    bucket->count--;
+    while (age->count > 0 && ready_bucket_at(age, 0)->count == 0) {
+        age->head = (age->head + 1) & (age->capacity - 1);
+        age->count--;
+        age->first++;
+    }
+}
+
+int64_t queue_oldest_ready_since_ns(const struct queue *queue)
+{
+    const struct queue_ready_age *age = &queue->ready_age;
+    return age->count == 0 ? 0 : ready_bucket_at(age, 0)->since_ns;
+}
+
 void queue_stats_get(const struct queue *queue, struct queue_time now, struct queue_stats *out)
 {
     *out = queue->stats;
     out->paused = queue->paused;
-    struct list_link *link = list_first(&queue->ready_order);
     out->oldest_ready_age_ms = 0;
-    if (link != NULL) {
-        const struct job *job = LIST_ENTRY(link, struct job, state_link);
-        int64_t age_ns = now.mono_ns - job->ready_since_ns;
+    if (queue->stats.ready > 0) {
+        int64_t age_ns = now.mono_ns - queue_oldest_ready_since_ns(queue);
         out->oldest_ready_age_ms = age_ns > 0 ? age_ns / QUEUE_NS_PER_MS : 0;
     }
-    link = list_first(&queue->live);
-    out->ack_floor = link == NULL ? 0 : LIST_ENTRY(link, struct job, live)->pos.seq;
+    out->ack_floor = queue->seg_count == 0 ? 0 : queue->segs[0].segment_id;
 }
 
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out)

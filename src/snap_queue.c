@@ -27,8 +27,7 @@ static void key_of(const struct queue *queue, struct snap_queue_key *k)
 
 static int64_t oldest_ready_since_ns(const struct queue *queue)
 {
-    struct list_link *link = list_first(&queue->ready_order);
-    return link == NULL ? 0 : LIST_ENTRY(link, struct job, state_link)->ready_since_ns;
+    return queue_oldest_ready_since_ns(queue);
 }
 
 bool snap_queue_fill(struct snap_queue *q, const struct queue *queue, struct queue_time now)

@@ -363,9 +363,11 @@ static void explain_state(struct dump_ctx *ctx, uint64_t id, uint8_t last_type, 
         printf("state: %s queue=%.*s attempts=%u priority=%u", job_state_name(job->state),
                (int)job->queue->name_len, job->queue->name, job->attempts, job->priority);
         if (job->state == JOB_DELAYED)
-            printf(" ready_in_ms=%lld", (long long)(job->run_at_ms - ctx->state.now_ms));
+            printf(" ready_in_ms=%lld",
+                   (long long)(queue_job_x(job)->run_at_ms - ctx->state.now_ms));
         if (job->state == JOB_DEAD)
-            printf(" reason=\"%.*s\"", (int)job->reason_len, job->reason ? job->reason : "");
+            printf(" reason=\"%.*s\"", (int)queue_job_x(job)->reason_len,
+                   queue_job_x(job)->reason ? queue_job_x(job)->reason : "");
         if (last_type == RECORD_LEASE)
             printf(" (reserved when the log ends; a restart voids the lease)");
         printf("\n");

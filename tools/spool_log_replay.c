@@ -194,22 +194,22 @@ static int replay_live(struct replay_ctx *r, const struct logstate *state)
     int rc = 0;
     for (size_t i = 0; i < count && rc == 0; i++) {
         struct job *job = jobs[i];
-        if (job->pos.seq < r->opts.from || job->pos.seq > r->opts.to ||
+        if (job->pos_seq < r->opts.from || job->pos_seq > r->opts.to ||
             !queue_matches(&r->opts, job->queue->name, job->queue->name_len) ||
             (job->state == JOB_DEAD && !r->opts.dead))
             continue;
         r->counts.selected++;
-        if (job->body == NULL && job->body_len > 0) {
+        if (queue_job_body(job) == NULL && job->body_len > 0) {
             r->counts.no_body++;
             fprintf(stderr, "replay: job %llu: body not readable (damage), skipped\n",
                     (unsigned long long)job->id);
             continue;
         }
         struct spool_job_spec spec = {
-            .body = job->body, .body_len = job->body_len, .priority = job->priority};
-        spec_limits(&spec, job->ttr_ms, job->max_attempts);
-        int64_t run_at = job->state == JOB_DELAYED ? job->run_at_ms : 0;
-        if (!replay_times(r, &spec, run_at, job->expires_at_ms))
+            .body = queue_job_body(job), .body_len = job->body_len, .priority = job->priority};
+        spec_limits(&spec, queue_job_ttr_ms(job), job->max_attempts);
+        int64_t run_at = job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms : 0;
+        if (!replay_times(r, &spec, run_at, queue_job_x(job)->expires_at_ms))
             continue;
         rc = replay_add(r, job->id, job->queue->name, job->queue->name_len, &spec);
     }

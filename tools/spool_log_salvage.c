@@ -179,7 +179,7 @@ static void job_key(struct salvage *s, const struct job *job, const char **key, 
 {
     *key = NULL;
     *key_len = 0;
-    const struct logdir_rec *r = logdir_find(&s->dir, job->pos.seq);
+    const struct logdir_rec *r = logdir_find(&s->dir, job->pos_seq);
     struct record rec;
     if (r != NULL && r->type == RECORD_PUT && logdir_decode(&s->dir, r, &rec) == 0 &&
         rec.id == job->id) {
@@ -193,13 +193,14 @@ static int salvage_job(struct salvage *s, struct job *job)
     struct record_put put = {.id = job->id,
                              .priority = job->priority,
                              .max_attempts = job->max_attempts,
-                             .ttr_ms = job->ttr_ms,
+                             .ttr_ms = queue_job_ttr_ms(job),
                              .created_ms = job->created_ms,
-                             .run_at_ms = job->state == JOB_DELAYED ? job->run_at_ms : 0,
-                             .expires_at_ms = job->expires_at_ms,
+                             .run_at_ms =
+                                 job->state == JOB_DELAYED ? queue_job_x(job)->run_at_ms : 0,
+                             .expires_at_ms = queue_job_x(job)->expires_at_ms,
                              .queue = job->queue->name,
                              .queue_len = job->queue->name_len,
-                             .body = job->body,
+                             .body = queue_job_body(job),
                              .body_len = job->body_len};
     job_key(s, job, &put.key, &put.key_len);
     uint8_t *buf = malloc(record_put_size(&put));
@@ -210,16 +211,18 @@ static int salvage_job(struct salvage *s, struct job *job)
     free(buf);
     if (rc != 0)
         return rc;
-    job->pos = pos; /* the checkpoint points at the body's new home */
+    queue_job_set_pos(job, pos); /* the checkpoint points at the body's new home */
     uint8_t small[RECORD_BURY_FIXED + LIMIT_REASON_MAX_BYTES];
     if (rc == 0 && job->attempts > 0) {
         len = record_lease_encode(job->id, job->attempts, small);
         rc = salvage_append(s, RECORD_LEASE, small, (uint32_t)len, NULL);
     }
     if (rc == 0 && job->state == JOB_DEAD) {
-        uint32_t reason_len =
-            job->reason_len < LIMIT_REASON_MAX_BYTES ? job->reason_len : LIMIT_REASON_MAX_BYTES;
-        len = record_bury_encode(job->id, job->settled_ms, job->reason, reason_len, small);
+        uint32_t reason_len = queue_job_x(job)->reason_len < LIMIT_REASON_MAX_BYTES
+                                  ? queue_job_x(job)->reason_len
+                                  : LIMIT_REASON_MAX_BYTES;
+        len = record_bury_encode(job->id, queue_job_x(job)->settled_ms, queue_job_x(job)->reason,
+                                 reason_len, small);
         rc = salvage_append(s, RECORD_BURY, small, (uint32_t)len, NULL);
     }
     s->jobs_written += rc == 0;
@@ -257,7 +260,7 @@ static void salvage_drop_bodiless(struct salvage *s, struct job **jobs, size_t c
 {
     for (size_t i = 0; i < count; i++) {
         struct job *job = jobs[i];
-        if (job->body != NULL || job->body_len == 0)
+        if (queue_job_body(job) != NULL || job->body_len == 0)
             continue;
         int rc = queue_delete(s->kept.queues, job->id, s->kept.now, NULL);
         SPOOL_ASSERT(rc == 0); /* after recovery no job is reserved */
@@ -364,7 +367,7 @@ static void salvage_report_jobs(struct salvage *s)
     for (size_t i = 0; i < count; i++) {
         if (state_live(&s->kept, full[i]->id))
             continue;
-        bool bodiless = full[i]->body == NULL && full[i]->body_len > 0;
+        bool bodiless = queue_job_body(full[i]) == NULL && full[i]->body_len > 0;
         lost[n++] = (struct lost){full[i]->id, bodiless ? "body_unreadable" : "after_cut"};
     }
     for (size_t i = 0; i < s->dir.damage_count; i++) {

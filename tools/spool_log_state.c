@@ -43,7 +43,7 @@ static void body_fill_collect(void *ctx, struct job *job)
 static int job_seq_compare(const void *a, const void *b)
 {
     const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
-    return x->pos.seq < y->pos.seq ? -1 : x->pos.seq > y->pos.seq;
+    return x->pos_seq < y->pos_seq ? -1 : x->pos_seq > y->pos_seq;
 }
 
 /* Bodies of the jobs the checkpoint holds, from their PUT records, in log order so each batch
@@ -56,7 +56,7 @@ static void body_fill(struct logstate *state, struct logdir *dir)
         qsort(fill.jobs, fill.count, sizeof(*fill.jobs), job_seq_compare);
     for (size_t i = 0; i < fill.count; i++) {
         struct job *job = fill.jobs[i];
-        const struct logdir_rec *r = logdir_find(dir, job->pos.seq);
+        const struct logdir_rec *r = logdir_find(dir, job->pos_seq);
         struct record rec;
         if (r == NULL || r->type != RECORD_PUT || logdir_decode(dir, r, &rec) != 0 ||
             rec.id != job->id || rec.u.put.body_len != job->body_len) {
@@ -128,17 +128,15 @@ struct live_collect {
     size_t capacity;
 };
 
-static void live_collect_queue(void *ctx, struct queue *queue)
+static void live_collect_job(void *ctx, struct job *job)
 {
     struct live_collect *lc = ctx;
-    for (struct list_link *l = queue->live.next; l != &queue->live; l = l->next) {
-        if (lc->count == lc->capacity) {
-            lc->capacity = lc->capacity == 0 ? 256 : lc->capacity * 2;
-            lc->jobs = realloc(lc->jobs, lc->capacity * sizeof(*lc->jobs));
-            SPOOL_ASSERT(lc->jobs != NULL);
-        }
-        lc->jobs[lc->count++] = LIST_ENTRY(l, struct job, live);
+    if (lc->count == lc->capacity) {
+        lc->capacity = lc->capacity == 0 ? 256 : lc->capacity * 2;
+        lc->jobs = realloc(lc->jobs, lc->capacity * sizeof(*lc->jobs));
+        SPOOL_ASSERT(lc->jobs != NULL);
     }
+    lc->jobs[lc->count++] = job;
 }
 
 static int job_id_compare(const void *a, const void *b)
@@ -150,7 +148,7 @@ static int job_id_compare(const void *a, const void *b)
 struct job **logstate_live_jobs(const struct logstate *state, size_t *count)
 {
     struct live_collect lc = {0};
-    queue_each(state->queues, live_collect_queue, &lc);
+    queue_each_live(state->queues, live_collect_job, &lc);
     if (lc.count > 1)
         qsort(lc.jobs, lc.count, sizeof(*lc.jobs), job_id_compare);
     *count = lc.count;

@@ -112,7 +112,7 @@ static void stats_account(struct stats_ctx *s)
     for (size_t i = 0; i < s->live_count; i++) {
         struct job *job = s->live[i];
         struct bucket *q = queue_bucket(s, job->queue->name, job->queue->name_len);
-        struct bucket *g = seg_bucket(s, job->pos.segment_id);
+        struct bucket *g = seg_bucket(s, queue_job_pos(job).segment_id);
         q->live_jobs++;
         q->by_state[job->state]++;
         if (g != NULL) {
@@ -126,7 +126,7 @@ static void stats_account(struct stats_ctx *s)
         struct bucket *g = seg_bucket(s, r->segment_id);
         uint64_t bytes = 8 + (uint64_t)r->len;
         struct job *job = r->decodes && r->type == RECORD_PUT ? live_find(s, r->job_id) : NULL;
-        bool live = job != NULL && job->pos.seq == r->seq;
+        bool live = job != NULL && job->pos_seq == r->seq;
         size_t slot = r->type < TYPE_SLOTS ? r->type : 0;
         struct bucket *targets[2] = {q, g};
         for (int t = 0; t < 2; t++) {
@@ -235,7 +235,7 @@ static void why_segment(struct stats_ctx *s, uint32_t index)
         uint64_t shown = 0;
         for (size_t i = 0; i < s->live_count; i++) {
             struct job *job = s->live[i];
-            if (job->pos.segment_id != seg->id)
+            if (queue_job_pos(job).segment_id != seg->id)
                 continue;
             if (shown++ == WHY_JOBS_SHOWN_MAX) {
                 printf("  ... and %llu more\n", (unsigned long long)(pins - WHY_JOBS_SHOWN_MAX));
@@ -244,7 +244,7 @@ static void why_segment(struct stats_ctx *s, uint32_t index)
             printf("  job=%llu queue=%.*s state=%s age_ms=%lld seq=%llu\n",
                    (unsigned long long)job->id, (int)job->queue->name_len, job->queue->name,
                    job_state_name(job->state), (long long)(s->state.now_ms - job->created_ms),
-                   (unsigned long long)job->pos.seq);
+                   (unsigned long long)job->pos_seq);
         }
         return;
     }

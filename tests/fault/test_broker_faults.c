@@ -225,7 +225,8 @@ static void broker_ack(struct broker *b)
     if (queue_reserve(b->qs, &r, qtime(b->now_ms), jobs) != 1)
         return;
     uint64_t id = jobs[0]->id;
-    if (queue_ack(b->qs, id, jobs[0]->lease_token, NULL, 0, qtime(b->now_ms), NULL) == 0)
+    if (queue_ack(b->qs, id, queue_job_x(jobs[0])->lease_token, NULL, 0, qtime(b->now_ms), NULL) ==
+        0)
         b->ack_seq[id] = b->emit_seq;
 }
 
@@ -401,7 +402,8 @@ static int rec_bodies_load(struct recovered *r, struct io_backend *io, char *why
     for (uint32_t i = 0; i < u.count && rc == 0; i++) {
         r->read_done = false;
         r->read_body = NULL;
-        rc = log_read(r->log, &u.jobs[i]->pos, rec_read_done, r);
+        struct log_pos upos = queue_job_pos(u.jobs[i]);
+        rc = log_read(r->log, &upos, rec_read_done, r);
         while (rc == 0 && !r->read_done)
             REQUIRE(io_backend_poll(io, true) >= 0);
         if (rc == 0)
@@ -412,8 +414,9 @@ static int rec_bodies_load(struct recovered *r, struct io_backend *io, char *why
             queue_body_loaded(r->qs, u.jobs[i], r->read_body, r->read_len);
         free(r->read_body);
         if (rc != 0)
-            snprintf(why, len, "cannot read job bodies back: job %" PRIu64 " segment %" PRIu64
-                     ": %s", u.jobs[i]->id, u.jobs[i]->pos.segment_id, log_strerror(rc));
+            snprintf(why, len,
+                     "cannot read job bodies back: job %" PRIu64 " segment %" PRIu64 ": %s",
+                     u.jobs[i]->id, queue_job_pos(u.jobs[i]).segment_id, log_strerror(rc));
     }
     free(u.jobs);
     return rc;
@@ -490,8 +493,8 @@ static int rec_check_jobs(const struct broker *b, struct recovered *r, uint64_t 
         }
         uint32_t body_len;
         const uint8_t *body = broker_body(id, &body_len);
-        if (live && (job->body == NULL || job->body_len != body_len ||
-                     memcmp(job->body, body, body_len) != 0)) {
+        if (live && (queue_job_body(job) == NULL || job->body_len != body_len ||
+                     memcmp(queue_job_body(job), body, body_len) != 0)) {
             snprintf(why, len, "job %" PRIu64 " has another body", id);
             return -1;
         }
@@ -581,7 +584,7 @@ static void test_ack_after_anchor(enum memfs_image_kind kind, bool fail_ack_batc
         broker_ack(b); /* FIFO: the oldest jobs, those of the oldest segments */
         acked++;
         if (b->put_seq[id] != 0 && queue_job_find(b->qs, id + 1) != NULL &&
-            queue_job_find(b->qs, id + 1)->pos.segment_id > oldest + 1)
+            queue_job_pos(queue_job_find(b->qs, id + 1)).segment_id > oldest + 1)
             break;
     }
     REQUIRE(queue_checkpoint_step(b->qs, UINT32_MAX));

@@ -210,13 +210,14 @@ void gen_standard(struct gen *g, const char *tag)
         char result[32];
         int n = snprintf(result, sizeof(result), "done-%llu", (unsigned long long)job->id);
         if (i < GEN_ACKED)
-            REQUIRE(queue_ack(g->qs, job->id, job->lease_token, result, (uint32_t)n, g->now,
-                              NULL) == 0);
+            REQUIRE(queue_ack(g->qs, job->id, queue_job_x(job)->lease_token, result, (uint32_t)n,
+                              g->now, NULL) == 0);
         else if (i < GEN_ACKED + 3)
-            REQUIRE(queue_release(g->qs, job->id, job->lease_token, 3600 * 1000, UINT32_MAX, NULL,
-                                  0, g->now, NULL) == 0);
+            REQUIRE(queue_release(g->qs, job->id, queue_job_x(job)->lease_token, 3600 * 1000,
+                                  UINT32_MAX, NULL, 0, g->now, NULL) == 0);
         else
-            REQUIRE(queue_bury(g->qs, job->id, job->lease_token, "boom", 4, g->now, NULL) == 0);
+            REQUIRE(queue_bury(g->qs, job->id, queue_job_x(job)->lease_token, "boom", 4, g->now,
+                               NULL) == 0);
         if (i % 3 == 0)
             gen_commit(g);
     }

@@ -175,7 +175,8 @@ static void put_ack(struct gen *g, int count)
         gen_commit(g);
         struct job *job = gen_reserve(g, "q");
         REQUIRE(job != NULL);
-        REQUIRE(queue_ack(g->qs, job->id, job->lease_token, NULL, 0, g->now, NULL) == 0);
+        REQUIRE(queue_ack(g->qs, job->id, queue_job_x(job)->lease_token, NULL, 0, g->now, NULL) ==
+                0);
         gen_commit(g);
     }
 }
@@ -586,7 +587,8 @@ static void bodies_read(struct opened *o)
             REQUIRE(bj != NULL);
             bj->o = o;
             bj->job = u.jobs[i++];
-            REQUIRE(log_read(o->log, &bj->job->pos, body_done, bj) == 0);
+            struct log_pos pos = queue_job_pos(bj->job); /* log_read copies it */
+            REQUIRE(log_read(o->log, &pos, body_done, bj) == 0);
             o->reads++;
         }
         REQUIRE(io_backend_poll(o->io, true) >= 0);
@@ -633,7 +635,8 @@ static bool body_matches(struct job *job)
 {
     uint8_t body[GEN_BODY_MAX];
     uint32_t len = gen_body(job->id, body, sizeof(body));
-    return job->body != NULL && job->body_len == len && memcmp(job->body, body, len) == 0;
+    return queue_job_body(job) != NULL && job->body_len == len &&
+           memcmp(queue_job_body(job), body, len) == 0;
 }
 
 static char *salvage(const char *dir, const char *mode, int *code)

@@ -159,8 +159,8 @@ static void test_queue_bounded(void)
     struct job *first = queue_job_find(s, ids[0]);
     fill(body, sizeof(body), 0);
     queue_body_loaded(s, first, body, sizeof(body));
-    REQUIRE(first->body != NULL);
-    CHECK(memcmp(first->body, body, sizeof(body)) == 0);
+    REQUIRE(queue_job_body(first) != NULL);
+    CHECK(memcmp(queue_job_body(first), body, sizeof(body)) == 0);
     CHECK(queue_job_body_missing(queue_job_find(s, ids[24])));
     /* Delivered and acked: the body goes. */
     struct queue *q = queue_find(s, "q", 1);
@@ -171,8 +171,8 @@ static void test_queue_bounded(void)
     struct job *got[1];
     REQUIRE(queue_reserve(s, &r, now, got) == 1);
     CHECK(got[0] == first);
-    REQUIRE(queue_ack(s, first->id, first->lease_token, NULL, 0, now, NULL) == 0);
-    CHECK(first->body == NULL && !queue_job_body_missing(first));
+    REQUIRE(queue_ack(s, first->id, queue_job_x(first)->lease_token, NULL, 0, now, NULL) == 0);
+    CHECK(queue_job_body(first) == NULL && !queue_job_body_missing(first));
     queue_body_stats_get(s, &stats);
     CHECK_EQ(stats.count, 7);
     queue_state_destroy(s);

@@ -133,8 +133,8 @@ static uint32_t distinct_batches(struct job *const *jobs, uint32_t count)
     for (uint32_t i = 0; i < count; i++) {
         bool seen = false;
         for (uint32_t k = 0; k < i && !seen; k++)
-            seen = jobs[k]->pos.segment_id == jobs[i]->pos.segment_id &&
-                   jobs[k]->pos.batch_offset == jobs[i]->pos.batch_offset;
+            seen = queue_job_pos(jobs[k]).segment_id == queue_job_pos(jobs[i]).segment_id &&
+                   queue_job_pos(jobs[k]).batch_offset == queue_job_pos(jobs[i]).batch_offset;
         n += !seen;
     }
     return n;
@@ -162,7 +162,7 @@ static void test_batched(void)
     CHECK_EQ(out.error, 0);
     CHECK_EQ(out.matched, n);
     for (uint32_t k = 0; k < n; k++)
-        CHECK(out.leases[k] == jobs[k]->lease_token && out.leases[k] != 0);
+        CHECK(out.leases[k] == queue_job_x(jobs[k])->lease_token && out.leases[k] != 0);
     struct body_fetch_stats st;
     body_fetch_stats_get(srv.fetcher, &st);
     CHECK_EQ(st.batch_reads, batches);
@@ -195,12 +195,12 @@ static void test_read_caches_neighbours(void)
     uint8_t want[BODY];
     for (uint32_t i = 0; i < JOBS; i++) {
         struct job *job = queue_job_find(srv.queues, ids[i]);
-        if (job->pos.segment_id != first->pos.segment_id ||
-            job->pos.batch_offset != first->pos.batch_offset)
+        if (queue_job_pos(job).segment_id != queue_job_pos(first).segment_id ||
+            queue_job_pos(job).batch_offset != queue_job_pos(first).batch_offset)
             continue;
         same_batch++;
         body_of(i, want);
-        cached += job->body != NULL && memcmp(job->body, want, BODY) == 0;
+        cached += queue_job_body(job) != NULL && memcmp(queue_job_body(job), want, BODY) == 0;
     }
     CHECK(same_batch > 10);
     CHECK_EQ(cached, same_batch);
@@ -301,7 +301,7 @@ static void test_read_ahead(void)
     uint8_t want[BODY];
     for (uint32_t i = 0; i < JOBS; i++) {
         body_of(i, want);
-        CHECK(memcmp(queue_job_find(srv.queues, ids[i])->body, want, BODY) == 0);
+        CHECK(memcmp(queue_job_body(queue_job_find(srv.queues, ids[i])), want, BODY) == 0);
     }
     struct job *more[256];
     REQUIRE(reserve_n(&owner, 256, more) == 256);
@@ -341,8 +341,8 @@ static void test_read_ahead_bound(void)
     /* Ack what was delivered and the cached ones after it: room again. */
     uint32_t n = reserve_n(&owner, 150, jobs + 10) + 10;
     for (uint32_t k = 0; k < n; k++)
-        REQUIRE(queue_ack(srv.queues, jobs[k]->id, jobs[k]->lease_token, NULL, 0, now(),
-                          NULL) == 0);
+        REQUIRE(queue_ack(srv.queues, jobs[k]->id, queue_job_x(jobs[k])->lease_token, NULL, 0,
+                          now(), NULL) == 0);
     tlog_drain(&t);
     body_fetch_pump(srv.fetcher);
     run_until_quiet();

@@ -14,14 +14,23 @@
 
 static struct queue q;
 static struct job jobs[JOBS];
+static void *ready_items[JOBS];
+
+/* Entry i of the ready heap's array is job: what queue_ready_first / queue_ready_next walk. */
+static void ready_set(uint32_t i, struct job *job)
+{
+    ready_items[i] = job;
+    job->queue_slot = i;
+}
 static uint8_t cached_body[1];
 
 /* Job i is in batch batch_of[i]: offsets 4096 apart in segment 1. */
 static void build(uint32_t count, uint32_t per_batch)
 {
     memset(&q, 0, sizeof(q));
-    list_init(&q.ready_order);
     memset(jobs, 0, sizeof(jobs));
+    q.ready.items = ready_items;
+    q.ready.count = count;
     for (uint32_t i = 0; i < count; i++) {
         struct job *job = &jobs[i];
         job->id = i + 1;
@@ -30,8 +39,16 @@ static void build(uint32_t count, uint32_t per_batch)
         job->body_len = BODY;
         queue_job_set_pos(job, (struct log_pos){.seq = i + 1, .segment_id = 1,
                                                 .batch_offset = 4096 * (1 + i / per_batch)});
-        list_insert_tail(&q.ready_order, &job->state_link);
+        ready_set(i, job);
     }
+}
+
+/* The ready order: the heap's array as built here. */
+static struct job *next_job(void *ctx, const struct job *job)
+{
+    CHECK(ctx == &q);
+    uint32_t next = job->queue_slot + 1;
+    return next < q.ready.count ? q.ready.items[next] : NULL;
 }
 
 static uint64_t reading_offset; /* a read of the batch at this offset exists (0: none) */
@@ -53,7 +70,7 @@ static void test_plans_in_order(void)
     reading_offset = 0;
     struct body_prefetch_budget b = budget(1 << 20, BODY_PREFETCH_READS_MAX);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(plan.count, 5);
     for (uint32_t i = 0; i < plan.count; i++) {
         CHECK_EQ(plan.batches[i].pos.batch_offset, 4096 * (i + 1));
@@ -68,18 +85,15 @@ static void test_no_duplicates(void)
 {
     build(40, 10);
     for (uint32_t i = 0; i < 10; i++)
-        jobs[i].body = cached_body; /* batch 1: cached */
+        jobs[i].ref.body = cached_body; /* batch 1: cached */
     reading_offset = 4096 * 2;      /* batch 2: being read */
     /* Move job 35 (batch 4) to right after batch 3's first job: batch 4 then batch 3 again. */
-    list_unlink(&jobs[35].state_link);
-    struct list_link *after = &jobs[20].state_link;
-    jobs[35].state_link.prev = after;
-    jobs[35].state_link.next = after->next;
-    after->next->prev = &jobs[35].state_link;
-    after->next = &jobs[35].state_link;
+    for (uint32_t i = 35; i > 21; i--)
+        ready_set(i, &jobs[i - 1]);
+    ready_set(21, &jobs[35]);
     struct body_prefetch_budget b = budget(1 << 20, BODY_PREFETCH_READS_MAX);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(plan.count, 2);
     CHECK_EQ(plan.batches[0].pos.batch_offset, 4096 * 3);
     CHECK_EQ(plan.batches[1].pos.batch_offset, 4096 * 4);
@@ -94,14 +108,14 @@ static void test_bytes_bound(void)
     reading_offset = 0;
     struct body_prefetch_budget b = budget(25 * COST, BODY_PREFETCH_READS_MAX);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(plan.count, 2);
     CHECK_EQ(plan.stop, BODY_PREFETCH_BUDGET);
     CHECK(plan.resume == &jobs[20]);
     CHECK_EQ(plan.resume_bytes, 10 * COST);
     /* Nothing fits: nothing planned, the first batch is where to resume. */
     b = budget(5 * COST, BODY_PREFETCH_READS_MAX);
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(plan.count, 0);
     CHECK(plan.resume == &jobs[0]);
 }
@@ -113,12 +127,12 @@ static void test_reads_bound(void)
     reading_offset = 0;
     struct body_prefetch_budget b = budget(UINT64_MAX, BODY_PREFETCH_READS_MAX);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(plan.count, BODY_PREFETCH_READS_MAX);
     CHECK_EQ(plan.stop, BODY_PREFETCH_BUDGET);
     CHECK(plan.resume == &jobs[10 * BODY_PREFETCH_READS_MAX]);
     b = budget(UINT64_MAX, 3);
-    body_prefetch_plan(&plan, &b, &jobs[100], reading, &q); /* a walk from further on */
+    body_prefetch_plan(&plan, &b, &jobs[100], next_job, reading, &q); /* a walk from further on */
     CHECK_EQ(plan.count, 3);
     CHECK_EQ(plan.batches[0].pos.batch_offset, 4096 * 11);
     CHECK(plan.resume == &jobs[130]);
@@ -130,10 +144,10 @@ static void test_walk_bound(void)
     build(JOBS, 10);
     reading_offset = 0;
     for (uint32_t i = 0; i < BODY_PREFETCH_WALK_MAX + 100; i++)
-        jobs[i].body = cached_body;
+        jobs[i].ref.body = cached_body;
     struct body_prefetch_budget b = budget(UINT64_MAX, BODY_PREFETCH_READS_MAX);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(plan.count, 0);
     CHECK_EQ(plan.stop, BODY_PREFETCH_WINDOW);
     CHECK(plan.resume == &jobs[BODY_PREFETCH_WALK_MAX]);
@@ -149,7 +163,7 @@ static void test_window_bytes(void)
         jobs[i].body_len = 1024 * 1024;
     struct body_prefetch_budget b = budget(UINT64_MAX, BODY_PREFETCH_READS_MAX);
     struct body_prefetch_plan plan;
-    body_prefetch_plan(&plan, &b, queue_ready_first(&q), reading, &q);
+    body_prefetch_plan(&plan, &b, queue_ready_first(&q), next_job, reading, &q);
     CHECK_EQ(BODY_PREFETCH_AHEAD_BYTES_MAX / (1024 * 1024 + BODY_PREFETCH_RECORD_BYTES), 15);
     CHECK_EQ(plan.count, 8);
     CHECK_EQ(plan.stop, BODY_PREFETCH_WINDOW);

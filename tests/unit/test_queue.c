@@ -15,6 +15,7 @@ struct fake_log {
     struct log_pos pos[FAKE_RECORDS_MAX];
     uint32_t count;
     uint64_t segment_id;
+    uint64_t seq_base; /* seqs start after it: a segment's first seq is at most its records' */
     int fail; /* nonzero: refuse with this error */
 };
 
@@ -45,7 +46,7 @@ static int fake_emit(void *ctx, uint8_t type, const void *data, uint32_t len,
     log->data[i] = malloc(len);
     memcpy(log->data[i], data, len);
     log->len[i] = len;
-    pos->seq = i + 1;
+    pos->seq = log->seq_base + i + 1;
     pos->segment_id = log->segment_id;
     pos->batch_offset = 4096;
     log->pos[i] = *pos;
@@ -143,10 +144,10 @@ static void test_put_invisible_until_durable_then_lifecycle(void)
     REQUIRE(job != NULL);
     CHECK_EQ(job->id, id);
     CHECK_EQ(job->attempts, 1);
-    CHECK_EQ(job->deadline_ms, 1110);
-    CHECK(job->lease_token != 0);
-    CHECK(job->body_len == 4 && memcmp(job->body, "body", 4) == 0);
-    uint64_t token = job->lease_token;
+    CHECK_EQ(queue_job_x(job)->deadline_ms, 1110);
+    CHECK(queue_job_x(job)->lease_token != 0);
+    CHECK(job->body_len == 4 && memcmp(queue_job_body(job), "body", 4) == 0);
+    uint64_t token = queue_job_x(job)->lease_token;
     CHECK_EQ(queue_ack(s, id, token + 1, NULL, 0, T(120), NULL), QUEUE_ELEASE);
     CHECK_EQ(queue_ack(s, 999, token, NULL, 0, T(120), NULL), QUEUE_ENOTFOUND);
     CHECK_EQ(queue_ack(s, id, token, "res", 3, T(120), NULL), 0);
@@ -268,7 +269,9 @@ static void test_delay_and_ttl(void)
     REQUIRE(held != NULL && held->id == r);
     queue_tick(s, T(3150));
     CHECK(queue_peek_id(s, r) != NULL);
-    CHECK_EQ(queue_release(s, r, held->lease_token, 0, UINT32_MAX, NULL, 0, T(3160), NULL), 0);
+    CHECK_EQ(
+        queue_release(s, r, queue_job_x(held)->lease_token, 0, UINT32_MAX, NULL, 0, T(3160), NULL),
+        0);
     queue_tick(s, T(3161));
     CHECK(queue_peek_id(s, r) == NULL);
     queue_state_destroy(s);
@@ -305,7 +308,7 @@ static void test_lease_expiry_redelivery_and_max_attempts(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    uint64_t first = job->lease_token;
+    uint64_t first = queue_job_x(job)->lease_token;
     queue_tick(s, T(999));
     CHECK_EQ(job->state, JOB_RESERVED);
     queue_tick(s, T(1000));
@@ -314,11 +317,12 @@ static void test_lease_expiry_redelivery_and_max_attempts(void)
     job = reserve1(s, "q", 1000, NULL);
     REQUIRE(job != NULL && job->id == id);
     CHECK_EQ(job->attempts, 2);
-    CHECK(job->lease_token != first);
+    CHECK(queue_job_x(job)->lease_token != first);
     CHECK_EQ(queue_ack(s, id, first, NULL, 0, T(1001), NULL), QUEUE_ELEASE);
     queue_tick(s, T(2000)); /* second expiry = last attempt: dead */
     CHECK_EQ(job->state, JOB_DEAD);
-    CHECK(job->reason_len == 12 && memcmp(job->reason, "max_attempts", 12) == 0);
+    CHECK(queue_job_x(job)->reason_len == 12 &&
+          memcmp(queue_job_x(job)->reason, "max_attempts", 12) == 0);
     CHECK(queue_peek_next(s, "q", 1, JOB_DEAD) == job);
     CHECK_EQ(queue_kick_job(s, id, T(2001), NULL), 0);
     CHECK_EQ(job->state, JOB_READY);
@@ -337,23 +341,25 @@ static void test_release_touch_bury_kick_delete(void)
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL && job->id == id);
     int64_t deadline = 0;
-    CHECK_EQ(queue_touch(s, id, job->lease_token, 5000, T(500), &deadline), 0);
+    CHECK_EQ(queue_touch(s, id, queue_job_x(job)->lease_token, 5000, T(500), &deadline), 0);
     CHECK_EQ(deadline, 5500);
     queue_tick(s, T(1000)); /* the old deadline passed: touch kept it */
     CHECK_EQ(job->state, JOB_RESERVED);
     CHECK_EQ(queue_delete(s, id, T(1000), NULL), QUEUE_ESTATE);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 100, 9, NULL, 0, T(1000), NULL), 0);
+    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 100, 9, NULL, 0, T(1000), NULL),
+             0);
     CHECK_EQ(job->state, JOB_DELAYED);
     CHECK_EQ(job->priority, 9);
     queue_tick(s, T(1100));
     struct job *next = reserve1(s, "q", 1100, NULL);
     REQUIRE(next != NULL);
     CHECK_EQ(next->id, other); /* priority 4 before the released 9 */
-    CHECK_EQ(queue_bury(s, other, next->lease_token, "bad input", 9, T(1100), NULL), 0);
+    CHECK_EQ(queue_bury(s, other, queue_job_x(next)->lease_token, "bad input", 9, T(1100), NULL),
+             0);
     CHECK_EQ(next->state, JOB_DEAD);
     job = reserve1(s, "q", 1100, NULL);
     REQUIRE(job != NULL && job->id == id);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "again", 5, T(1101), NULL), 0);
+    CHECK_EQ(queue_bury(s, id, queue_job_x(job)->lease_token, "again", 5, T(1101), NULL), 0);
     uint32_t kicked = 0;
     CHECK_EQ(queue_kick(s, "q", 1, 1, T(1200), &kicked, NULL), 0);
     CHECK_EQ(kicked, 1);
@@ -373,9 +379,12 @@ static void test_release_on_last_attempt_buries(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, "boom", 4, T(1), NULL), 0);
+    CHECK_EQ(
+        queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, "boom", 4, T(1), NULL),
+        0);
     CHECK_EQ(job->state, JOB_DEAD);
-    CHECK(job->reason_len == 18 && memcmp(job->reason, "max_attempts: boom", 18) == 0);
+    CHECK(queue_job_x(job)->reason_len == 18 &&
+          memcmp(queue_job_x(job)->reason, "max_attempts: boom", 18) == 0);
     CHECK_EQ(fake_count_type(RECORD_BURY), 1);
     CHECK_EQ(fake_count_type(RECORD_RELEASE), 0);
     queue_state_destroy(s);
@@ -402,9 +411,12 @@ static void test_idempotency_window(void)
     queue_state_destroy(s);
 }
 
+/* ack_floor is a lower bound of the oldest live PUT's seq: the first seq of the oldest segment
+ * holding a live job of the queue (seqs here start above the segment ids, as in a log). */
 static void test_stats_ack_floor_and_segments(void)
 {
     struct queue_state *s = make_state();
+    fake.seq_base = 100;
     uint64_t a = put(s, "q", 0, 0);
     fake.segment_id = 2;
     put(s, "q", 0, 10);
@@ -424,14 +436,22 @@ static void test_stats_ack_floor_and_segments(void)
     queue_stats_get(queue_find(s, "q", 1), T(100), &st);
     CHECK_EQ(st.reserved, 1);
     CHECK_EQ(st.ready, 1);
-    CHECK_EQ(queue_ack(s, a, job->lease_token, NULL, 0, T(100), NULL), 0);
+    CHECK_EQ(queue_ack(s, a, queue_job_x(job)->lease_token, NULL, 0, T(100), NULL), 0);
     CHECK_EQ(queue_segment_live(s, 1), 0);
     queue_stats_get(queue_find(s, "q", 1), T(100), &st);
-    CHECK_EQ(st.ack_floor, 2); /* the oldest live job's PUT */
+    CHECK_EQ(st.ack_floor, 2); /* the segment of the oldest live job's PUT */
     CHECK_EQ(st.oldest_ready_age_ms, 90);
+    CHECK(st.ack_floor <= queue_peek_next(s, "q", 1, JOB_READY)->pos_seq);
+    uint64_t ready_id = queue_peek_next(s, "q", 1, JOB_READY)->id;
+    CHECK_EQ(queue_delete(s, ready_id, T(100), NULL), 0);
+    queue_stats_get(queue_find(s, "q", 1), T(100), &st);
+    CHECK_EQ(st.ack_floor, 2); /* the delayed job is still in segment 2 */
+    CHECK_EQ(queue_delete(s, queue_peek_next(s, "q", 1, JOB_DELAYED)->id, T(100), NULL), 0);
+    queue_stats_get(queue_find(s, "q", 1), T(100), &st);
+    CHECK_EQ(st.ack_floor, 0); /* nothing live */
     struct queue_totals totals;
     queue_totals_get(s, &totals);
-    CHECK_EQ(totals.jobs, 2);
+    CHECK_EQ(totals.jobs, 0);
     CHECK_EQ(totals.queues, 1);
     queue_state_destroy(s);
 }
@@ -579,7 +599,7 @@ static void test_wait_on_job(void)
     CHECK(!queue_wait(s, &w, T(0), &found, &st));
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, "done!", 5, T(10), NULL), 0);
+    CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token, "done!", 5, T(10), NULL), 0);
     CHECK_EQ(log.calls, 1);
     CHECK(log.found);
     CHECK_EQ(log.status.state, JOB_DONE);
@@ -641,14 +661,15 @@ static void test_calls_return_what_they_logged(void)
     struct job *job = reserve1(s, "q", 0, NULL);
     REQUIRE(job != NULL && job->id == id);
     struct queue_logged logged = {.seq_end = 99};
-    CHECK_EQ(queue_ack(s, id, job->lease_token + 1, NULL, 0, T(1), &logged), QUEUE_ELEASE);
+    CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token + 1, NULL, 0, T(1), &logged),
+             QUEUE_ELEASE);
     CHECK_EQ(logged.seq_end, 0);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, T(1), &logged), 0);
+    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, 0, NULL, 0, T(1), &logged), 0);
     CHECK_EQ(fake.type[fake.count - 1], RECORD_RELEASE);
     CHECK_EQ(logged.seq_end, fake.pos[fake.count - 1].seq + 1);
     job = reserve1(s, "q", 1, NULL);
     REQUIRE(job != NULL && job->id == id);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, T(2), &logged), 0);
+    CHECK_EQ(queue_bury(s, id, queue_job_x(job)->lease_token, "x", 1, T(2), &logged), 0);
     CHECK_EQ(logged.seq_end, fake.count + 1); /* fake seqs: the record's index + 1 */
     uint32_t kicked = 0;
     CHECK_EQ(queue_kick(s, "none", 4, 1, T(3), &kicked, &logged), 0);
@@ -673,16 +694,17 @@ static void test_back_pressure_changes_nothing(void)
     uint64_t nid, seq;
     bool dup;
     CHECK_EQ(queue_put(s, &args, T(1), &nid, &dup, &seq), -ENOBUFS);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(1), NULL), -ENOBUFS);
+    CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token, NULL, 0, T(1), NULL), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, id, job->lease_token, 0, 0, NULL, 0, T(1), NULL), -ENOBUFS);
-    CHECK_EQ(queue_bury(s, id, job->lease_token, "x", 1, T(1), NULL), -ENOBUFS);
+    CHECK_EQ(queue_release(s, id, queue_job_x(job)->lease_token, 0, 0, NULL, 0, T(1), NULL),
+             -ENOBUFS);
+    CHECK_EQ(queue_bury(s, id, queue_job_x(job)->lease_token, "x", 1, T(1), NULL), -ENOBUFS);
     CHECK_EQ(job->state, JOB_RESERVED);
     fake.fail = 0;
     /* The refused put did not register its key. */
     CHECK_EQ(queue_put(s, &args, T(2), &nid, &dup, &seq), 0);
     CHECK(!dup);
-    CHECK_EQ(queue_ack(s, id, job->lease_token, NULL, 0, T(2), NULL), 0);
+    CHECK_EQ(queue_ack(s, id, queue_job_x(job)->lease_token, NULL, 0, T(2), NULL), 0);
     queue_state_destroy(s);
 }
 
@@ -761,13 +783,13 @@ static void test_bodies_inline_and_separate(void)
     struct queue_state *r = replay_all(0);
     for (uint32_t i = 0; i < N; i++) {
         struct job *rj = queue_peek_id(r, ids[i]);
-        REQUIRE(rj != NULL && rj->body != NULL);
-        CHECK(rj->body_len == sizes[i] && memcmp(rj->body, bodies[i], sizes[i]) == 0);
+        REQUIRE(rj != NULL && queue_job_body(rj) != NULL);
+        CHECK(rj->body_len == sizes[i] && memcmp(queue_job_body(rj), bodies[i], sizes[i]) == 0);
         struct job *j = reserve1(s, "b", 1, NULL);
-        REQUIRE(j != NULL && j->id == ids[i] && j->body != NULL);
-        CHECK(j->body_len == sizes[i] && memcmp(j->body, bodies[i], sizes[i]) == 0);
-        CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1), NULL), 0);
-        CHECK(queue_job_find(s, ids[i])->body == NULL); /* DONE: the body is not kept */
+        REQUIRE(j != NULL && j->id == ids[i] && queue_job_body(j) != NULL);
+        CHECK(j->body_len == sizes[i] && memcmp(queue_job_body(j), bodies[i], sizes[i]) == 0);
+        CHECK_EQ(queue_ack(s, j->id, queue_job_x(j)->lease_token, NULL, 0, T(1), NULL), 0);
+        CHECK(queue_job_body(queue_job_find(s, ids[i])) == NULL); /* DONE: the body is not kept */
     }
     queue_state_destroy(r);
     queue_state_destroy(s);
@@ -813,8 +835,10 @@ static void test_lease_tokens_unique(void)
     for (int i = 0; i < N; i++) {
         struct job *job = reserve1(s, "q", i, NULL);
         REQUIRE(job != NULL && job->id == id);
-        tokens[i] = job->lease_token;
-        CHECK_EQ(queue_release(s, id, job->lease_token, 0, UINT32_MAX, NULL, 0, T(i), NULL), 0);
+        tokens[i] = queue_job_x(job)->lease_token;
+        CHECK_EQ(
+            queue_release(s, id, queue_job_x(job)->lease_token, 0, UINT32_MAX, NULL, 0, T(i), NULL),
+            0);
     }
     int dups = 0;
     for (int i = 0; i < N; i++)
@@ -856,13 +880,13 @@ static void test_replay_rebuilds_state_leases_void(void)
     uint64_t deleted = put(s, "q", 9, 0);
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "q", 0, NULL);
-    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1), NULL), 0);
+    CHECK_EQ(queue_ack(s, acked, queue_job_x(j)->lease_token, "r", 1, T(1), NULL), 0);
     j = reserve1(s, "q", 1, NULL);
     REQUIRE(j->id == leased); /* leased at crash time */
     j = reserve1(s, "q", 1, NULL);
-    CHECK_EQ(queue_bury(s, dead, j->lease_token, "why", 3, T(2), NULL), 0);
+    CHECK_EQ(queue_bury(s, dead, queue_job_x(j)->lease_token, "why", 3, T(2), NULL), 0);
     j = reserve1(s, "q", 2, NULL);
-    CHECK_EQ(queue_release(s, released, j->lease_token, 0, 7, NULL, 0, T(3), NULL), 0);
+    CHECK_EQ(queue_release(s, released, queue_job_x(j)->lease_token, 0, 7, NULL, 0, T(3), NULL), 0);
     j = reserve1(s, "q", 3, NULL);
     REQUIRE(j->id == spent); /* its only attempt, unacked at crash time */
     j = reserve1(s, "k", 3, NULL);
@@ -881,7 +905,7 @@ static void test_replay_rebuilds_state_leases_void(void)
     x = queue_peek_id(r, dead);
     REQUIRE(x != NULL);
     CHECK_EQ(x->state, JOB_DEAD);
-    CHECK(x->reason_len == 3 && memcmp(x->reason, "why", 3) == 0);
+    CHECK(queue_job_x(x)->reason_len == 3 && memcmp(queue_job_x(x)->reason, "why", 3) == 0);
     x = queue_peek_id(r, released);
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_READY && x->priority == 7);
@@ -892,7 +916,7 @@ static void test_replay_rebuilds_state_leases_void(void)
     REQUIRE(x != NULL);
     CHECK(x->state == JOB_READY && x->attempts == 0);
     CHECK(queue_peek_id(r, deleted) == NULL);
-    CHECK(x->body_len == 4 && memcmp(x->body, "body", 4) == 0);
+    CHECK(x->body_len == 4 && memcmp(queue_job_body(x), "body", 4) == 0);
     /* New ids continue after the replayed ones. */
     uint64_t nid, seq;
     bool dup;
@@ -921,12 +945,14 @@ static void test_reserve_job_and_kick_delayed(void)
     CHECK_EQ(queue_reserve_job(s, 999, &owner, T(1), &j), QUEUE_ENOTFOUND);
     CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(1), &j), 0);
     REQUIRE(j != NULL && j->id == delayed);
-    CHECK(j->state == JOB_RESERVED && j->owner == &owner && j->attempts == 1);
+    CHECK(j->state == JOB_RESERVED && queue_job_x(j)->owner == &owner && j->attempts == 1);
     CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(1), &j), QUEUE_ENOTFOUND); /* reserved */
-    CHECK_EQ(queue_bury(s, delayed, j->lease_token, "x", 1, T(2), NULL), 0);
+    CHECK_EQ(queue_bury(s, delayed, queue_job_x(j)->lease_token, "x", 1, T(2), NULL), 0);
     CHECK_EQ(queue_reserve_job(s, delayed, &owner, T(3), &j), 0); /* dead: leased too */
     CHECK_EQ(j->state, JOB_RESERVED);
-    CHECK_EQ(queue_release(s, delayed, j->lease_token, 60000, UINT32_MAX, NULL, 0, T(4), NULL), 0);
+    CHECK_EQ(queue_release(s, delayed, queue_job_x(j)->lease_token, 60000, UINT32_MAX, NULL, 0,
+                           T(4), NULL),
+             0);
     CHECK_EQ(queue_peek_id(s, delayed)->state, JOB_DELAYED);
     CHECK_EQ(queue_kick_delayed_job(s, ready, T(5), NULL), QUEUE_ESTATE);
     CHECK_EQ(queue_kick_delayed_job(s, 999, T(5), NULL), QUEUE_ENOTFOUND);
@@ -960,9 +986,10 @@ static void test_replay_keeps_settle_times(void)
     uint64_t spent = put_full(s, "q", 2, 0, 0, 1, NULL, 0);
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "q", 10, NULL);
-    CHECK_EQ(queue_ack(s, acked, j->lease_token, "r", 1, T(1700000000123), NULL), 0);
+    CHECK_EQ(queue_ack(s, acked, queue_job_x(j)->lease_token, "r", 1, T(1700000000123), NULL), 0);
     j = reserve1(s, "q", 10, NULL);
-    CHECK_EQ(queue_bury(s, buried, j->lease_token, "why", 3, T(1700000000456), NULL), 0);
+    CHECK_EQ(queue_bury(s, buried, queue_job_x(j)->lease_token, "why", 3, T(1700000000456), NULL),
+             0);
     j = reserve1(s, "q", 20, NULL);
     REQUIRE(j != NULL && j->id == spent);
     queue_tick(s, T(20 + 1000)); /* its only lease expires: dead at 1020 */
@@ -1015,7 +1042,8 @@ static void test_wall_clock_steps_move_no_timer(void)
     queue_durable(s, UINT64_MAX, t0);
     struct job *held = reserve1_at(s, "l", t0, NULL);
     REQUIRE(held != NULL && held->id == leased);
-    CHECK_EQ(held->deadline_ms, WALL_BASE_MS + 1000); /* told to the worker in Unix ms */
+    CHECK_EQ(queue_job_x(held)->deadline_ms,
+             WALL_BASE_MS + 1000); /* told to the worker in Unix ms */
     struct queue *none;
     REQUIRE(queue_get(s, "none", 4, &none) == 0);
     struct wake_log log = {0};
@@ -1072,8 +1100,8 @@ static void test_lease_never_ends_before_ttr(void)
     struct job *job = reserve1_at(s, "q", t0, NULL);
     REQUIRE(job != NULL && job->id == id);
     /* The worker's deadline is rounded up: at least ttr (1000 ms) after the reserve. */
-    CHECK(job->deadline_ms * QUEUE_NS_PER_MS >= t0.wall_ns + 1000 * QUEUE_NS_PER_MS);
-    CHECK_EQ(job->deadline_ms, WALL_BASE_MS + 1001);
+    CHECK(queue_job_x(job)->deadline_ms * QUEUE_NS_PER_MS >= t0.wall_ns + 1000 * QUEUE_NS_PER_MS);
+    CHECK_EQ(queue_job_x(job)->deadline_ms, WALL_BASE_MS + 1001);
     /* 1 ns short of the full ttr on either clock: still held. */
     queue_tick(s, clocks(WALL_BASE_MS + 1000, 6000, sub_ns - 1));
     CHECK_EQ(state_of(s, id), JOB_RESERVED);
@@ -1085,8 +1113,9 @@ static void test_lease_never_ends_before_ttr(void)
     job = reserve1_at(s, "q", t1, NULL);
     REQUIRE(job != NULL);
     int64_t deadline_ms = 0;
-    CHECK_EQ(queue_touch(s, id, job->lease_token, 50, clocks(WALL_BASE_MS + 2500, 7500, sub_ns),
-                         &deadline_ms), 0);
+    CHECK_EQ(queue_touch(s, id, queue_job_x(job)->lease_token, 50,
+                         clocks(WALL_BASE_MS + 2500, 7500, sub_ns), &deadline_ms),
+             0);
     CHECK_EQ(deadline_ms, WALL_BASE_MS + 2551);
     queue_tick(s, clocks(WALL_BASE_MS + 2550, 7550, sub_ns - 1));
     CHECK_EQ(state_of(s, id), JOB_RESERVED);
@@ -1166,7 +1195,8 @@ static void test_checkpoint_keeps_live_order(void)
     struct queue_stats after;
     queue_stats_get(queue_find(r, "ordered", 7), T(0), &after);
     CHECK_EQ(after.ack_floor, before.ack_floor);
-    CHECK_EQ(after.ack_floor, queue_peek_id(s, first)->pos.seq);
+    CHECK_EQ(after.ack_floor, queue_job_pos(queue_peek_id(s, first)).segment_id);
+    CHECK(after.ack_floor <= queue_peek_id(s, first)->pos_seq);
     free(payload);
     queue_state_destroy(r);
     queue_state_destroy(s);
@@ -1181,13 +1211,13 @@ static void test_checkpoint_roundtrip(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "alpha", 0, NULL);
     REQUIRE(j->id == c);
-    CHECK_EQ(queue_bury(s, c, j->lease_token, "poison", 6, T(1), NULL), 0);
+    CHECK_EQ(queue_bury(s, c, queue_job_x(j)->lease_token, "poison", 6, T(1), NULL), 0);
     j = reserve1(s, "alpha", 1, NULL); /* a: reserved at checkpoint time */
     REQUIRE(j->id == a);
     uint64_t done = put(s, "gamma", 0, 1); /* acked with a result: remembered */
     struct job *g = reserve1(s, "gamma", 1, NULL);
     REQUIRE(g != NULL && g->id == done);
-    CHECK_EQ(queue_ack(s, done, g->lease_token, "42", 2, T(2), NULL), 0);
+    CHECK_EQ(queue_ack(s, done, queue_job_x(g)->lease_token, "42", 2, T(2), NULL), 0);
     /* Issue 10: a job whose ttl ran out is saved as EXPIRED (version 4), and keys per queue. */
     uint64_t gone = put_full(s, "delta", 0, 0, 5, -1, "idem", 2);
     queue_durable(s, UINT64_MAX, T(2));
@@ -1218,13 +1248,14 @@ static void test_checkpoint_roundtrip(void)
     }
     struct job *x = queue_peek_id(r, a);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_READY && x->attempts == 1 && x->body == NULL && x->body_len == 4);
+    CHECK(x->state == JOB_READY && x->attempts == 1 && queue_job_body(x) == NULL &&
+          x->body_len == 4);
     x = queue_peek_id(r, b);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_DELAYED && x->run_at_ms == 10000 && x->max_attempts == 4);
+    CHECK(x->state == JOB_DELAYED && queue_job_x(x)->run_at_ms == 10000 && x->max_attempts == 4);
     x = queue_peek_id(r, c);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_DEAD && x->reason_len == 6);
+    CHECK(x->state == JOB_DEAD && queue_job_x(x)->reason_len == 6);
     CHECK_EQ(queue_segment_live(r, 1), 3);
     struct queue_job_status done_status;
     REQUIRE(queue_status(r, done, &done_status));
@@ -1239,7 +1270,7 @@ static void test_checkpoint_roundtrip(void)
     CHECK_EQ(unloaded, 3);
     x = queue_peek_id(r, a);
     queue_body_loaded(r, x, "body", 4);
-    CHECK(x->body != NULL && memcmp(x->body, "body", 4) == 0);
+    CHECK(queue_job_body(x) != NULL && memcmp(queue_job_body(x), "body", 4) == 0);
     /* The idempotency key survives. */
     struct queue_put_args args = {.queue = "beta", .queue_len = 4, .key = "idem", .key_len = 4,
                                   .body = "x", .body_len = 1, .max_attempts = -1};
@@ -1377,7 +1408,7 @@ static void test_delete_queue_replays(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *held = reserve1(s, "dq", 1, NULL);
     REQUIRE(held != NULL && held->id == a);
-    uint64_t token = held->lease_token;
+    uint64_t token = queue_job_x(held)->lease_token;
     uint64_t deleted = 0;
     CHECK_EQ(queue_delete_queue(s, "dq", 2, false, T(2), &deleted, NULL), QUEUE_ESTATE);
     CHECK_EQ(queue_delete_queue(s, "nq", 2, true, T(2), &deleted, NULL), QUEUE_ENOTFOUND);
@@ -1435,7 +1466,7 @@ static void test_done_jobs_bounded(void)
         ids[i] = put(s, "q", 0, i);
         struct job *j = reserve1(s, "q", i, NULL);
         REQUIRE(j != NULL && j->id == ids[i]);
-        CHECK_EQ(queue_ack(s, ids[i], j->lease_token, "r", 1, T(i), NULL), 0);
+        CHECK_EQ(queue_ack(s, ids[i], queue_job_x(j)->lease_token, "r", 1, T(i), NULL), 0);
     }
     struct queue_job_status st;
     CHECK(!queue_status(s, ids[0], &st));
@@ -1452,7 +1483,7 @@ static void test_checkpoint_mutations_never_crash(void)
     queue_durable(s, UINT64_MAX, T(0));
     struct job *j = reserve1(s, "alpha", 0, NULL);
     REQUIRE(j != NULL);
-    CHECK_EQ(queue_bury(s, j->id, j->lease_token, "dead", 4, T(1), NULL), 0);
+    CHECK_EQ(queue_bury(s, j->id, queue_job_x(j)->lease_token, "dead", 4, T(1), NULL), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);
@@ -1524,13 +1555,15 @@ static void test_checkpoint_version2_loads(void)
     REQUIRE(queue_checkpoint_load(r, v2, sizeof(v2), T(2000)) == 0);
     struct job *x = queue_peek_id(r, 41);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_DEAD && x->reason_len == 3 && memcmp(x->reason, "why", 3) == 0);
+    CHECK(x->state == JOB_DEAD && queue_job_x(x)->reason_len == 3 &&
+          memcmp(queue_job_x(x)->reason, "why", 3) == 0);
     CHECK(x->priority == 5 && x->attempts == 2 && x->max_attempts == 3);
-    CHECK(x->body_len == 100 && x->ttr_ms == 30000 && x->created_ms == 1000);
-    CHECK(x->pos.seq == 77 && x->pos.segment_id == 1 && x->pos.batch_offset == 8192);
+    CHECK(x->body_len == 100 && queue_job_ttr_ms(x) == 30000 && x->created_ms == 1000);
+    CHECK(x->pos_seq == 77 && queue_job_pos(x).segment_id == 1 &&
+          queue_job_pos(x).batch_offset == 8192);
     x = queue_peek_id(r, 42);
     REQUIRE(x != NULL);
-    CHECK(x->state == JOB_DELAYED && x->run_at_ms == 900000 && x->pos.seq == 78);
+    CHECK(x->state == JOB_DELAYED && queue_job_x(x)->run_at_ms == 900000 && x->pos_seq == 78);
     struct queue_stats st;
     queue_stats_get(queue_find(r, "qq", 2), T(2000), &st);
     CHECK_EQ(st.total_put, 7);
@@ -1559,9 +1592,12 @@ static void test_checkpoint_v3_compact_roundtrip(void)
         struct job *a = queue_job_find(s, id), *b = queue_job_find(r, id);
         REQUIRE(a != NULL && b != NULL);
         CHECK(a->priority == b->priority && a->max_attempts == b->max_attempts);
-        CHECK(a->created_ms == b->created_ms && a->run_at_ms == b->run_at_ms);
-        CHECK(a->expires_at_ms == b->expires_at_ms && a->ttr_ms == b->ttr_ms);
-        CHECK(a->pos.seq == b->pos.seq && a->pos.batch_offset == b->pos.batch_offset);
+        CHECK(a->created_ms == b->created_ms &&
+              queue_job_x(a)->run_at_ms == queue_job_x(b)->run_at_ms);
+        CHECK(queue_job_x(a)->expires_at_ms == queue_job_x(b)->expires_at_ms &&
+              queue_job_ttr_ms(a) == queue_job_ttr_ms(b));
+        CHECK(a->pos_seq == b->pos_seq &&
+              queue_job_pos(a).batch_offset == queue_job_pos(b).batch_offset);
         CHECK(a->state == b->state && a->queue->name[0] == b->queue->name[0]);
     }
     free(payload);
@@ -1603,14 +1639,15 @@ static void check_same_state(struct queue_state *a, struct queue_state *b, uint6
         REQUIRE(ja != NULL && jb != NULL);
         CHECK_EQ(ja->priority, jb->priority);
         if (sa.state != JOB_DONE) { /* the done section keeps neither: nothing to run or read */
-            CHECK_EQ(ja->run_at_ms, jb->run_at_ms);
-            CHECK_EQ(ja->pos.seq, jb->pos.seq);
+            CHECK_EQ(queue_job_x(ja)->run_at_ms, queue_job_x(jb)->run_at_ms);
+            CHECK_EQ(ja->pos_seq, jb->pos_seq);
         }
         CHECK(ja->queue->name_len == jb->queue->name_len &&
               memcmp(ja->queue->name, jb->queue->name, ja->queue->name_len) == 0);
         if (sa.state == JOB_DEAD)
-            CHECK(ja->reason_len == jb->reason_len &&
-                  memcmp(ja->reason, jb->reason, ja->reason_len) == 0);
+            CHECK(queue_job_x(ja)->reason_len == queue_job_x(jb)->reason_len &&
+                  memcmp(queue_job_x(ja)->reason, queue_job_x(jb)->reason,
+                         queue_job_x(ja)->reason_len) == 0);
     }
     static const char *const names[] = {"wa", "wb", "wc"};
     for (int q = 0; q < 3; q++) {
@@ -1671,11 +1708,11 @@ static void walk_random_op(struct queue_state *s, uint32_t *x, int64_t now, uint
     if (job == NULL)
         return;
     if (op == 7 || *held_count >= 64) {
-        CHECK_EQ(queue_ack(s, job->id, job->lease_token, NULL, 0, T(now), NULL), 0);
+        CHECK_EQ(queue_ack(s, job->id, queue_job_x(job)->lease_token, NULL, 0, T(now), NULL), 0);
         return;
     }
     held[*held_count][0] = job->id;
-    held[*held_count][1] = job->lease_token;
+    held[*held_count][1] = queue_job_x(job)->lease_token;
     ++*held_count;
 }
 
@@ -1730,18 +1767,19 @@ static void test_checkpoint_segments(void)
     struct queue_state *s = make_state();
     static const uint64_t segments[] = {7, 3, 3, 9, 5, 3, 11};
     uint64_t ids[sizeof(segments) / sizeof(segments[0])];
+    fake.seq_base = 100; /* above every segment id */
     for (size_t i = 0; i < sizeof(segments) / sizeof(segments[0]); i++) {
         fake.segment_id = segments[i];
         ids[i] = put(s, "q", 0, 1);
     }
     struct job *gone = reserve1(s, "q", 1, NULL); /* acked before the anchor: segment 7 */
     REQUIRE(gone != NULL && gone->id == ids[0]);
-    CHECK_EQ(queue_ack(s, gone->id, gone->lease_token, NULL, 0, T(1), NULL), 0);
+    CHECK_EQ(queue_ack(s, gone->id, queue_job_x(gone)->lease_token, NULL, 0, T(1), NULL), 0);
     queue_checkpoint_begin(s);
     CHECK(!queue_checkpoint_step(s, 1));
     struct job *late = reserve1(s, "q", 2, NULL); /* acked after the anchor: segment 3 */
     REQUIRE(late != NULL && late->id == ids[1]);
-    CHECK_EQ(queue_ack(s, late->id, late->lease_token, NULL, 0, T(2), NULL), 0);
+    CHECK_EQ(queue_ack(s, late->id, queue_job_x(late)->lease_token, NULL, 0, T(2), NULL), 0);
     CHECK(queue_checkpoint_step(s, 100));
     uint8_t *payload;
     uint32_t len;
@@ -1772,7 +1810,7 @@ static void test_checkpoint_walk_cursor_job_leaves(void)
         if (acked) {
             struct job *j = reserve1(s, "q", 1, NULL);
             REQUIRE(j != NULL && j->id == ids[1]);
-            CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1), NULL), 0);
+            CHECK_EQ(queue_ack(s, j->id, queue_job_x(j)->lease_token, NULL, 0, T(1), NULL), 0);
         } else {
             CHECK_EQ(queue_delete(s, ids[1], T(1), NULL), 0);
         }
@@ -1804,7 +1842,7 @@ static void test_checkpoint_walk_abort(void)
     CHECK(!queue_checkpoint_active(s));
     struct job *j = reserve1(s, "q", 1, NULL);
     REQUIRE(j != NULL);
-    CHECK_EQ(queue_ack(s, j->id, j->lease_token, NULL, 0, T(1), NULL), 0);
+    CHECK_EQ(queue_ack(s, j->id, queue_job_x(j)->lease_token, NULL, 0, T(1), NULL), 0);
     uint8_t *payload;
     uint32_t len;
     REQUIRE(queue_checkpoint_encode(s, &payload, &len) == 0);

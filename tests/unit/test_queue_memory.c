@@ -128,7 +128,7 @@ static uint32_t drain(struct queue_state *state, const char *queue, uint32_t n)
     uint64_t ids[LIMIT_RESERVE_MAX_JOBS], tokens[LIMIT_RESERVE_MAX_JOBS];
     for (uint32_t k = 0; k < got; k++) {
         ids[k] = jobs[k]->id;
-        tokens[k] = jobs[k]->lease_token;
+        tokens[k] = queue_job_x(jobs[k])->lease_token;
     }
     for (uint32_t k = 0; k < got; k++)
         REQUIRE(queue_ack(state, ids[k], tokens[k], NULL, 0, at_ms(now_ms), NULL) == 0);

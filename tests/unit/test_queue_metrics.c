@@ -40,7 +40,8 @@ static void test_wait_and_processing_histograms(void)
     uint64_t id = put_at(s, 1000, 0, -1);
     struct job *job = reserve_at(s, 1250, NULL); /* waited 250 ms */
     REQUIRE(job != NULL);
-    REQUIRE(queue_ack(s, id, job->lease_token, NULL, 0, at_ms(1290), NULL) == 0); /* held 40 ms */
+    REQUIRE(queue_ack(s, id, queue_job_x(job)->lease_token, NULL, 0, at_ms(1290), NULL) ==
+            0); /* held 40 ms */
     const struct queue_metrics *m = &queue_find(s, "m", 1)->metrics;
     CHECK_EQ(m->puts, 1);
     CHECK_EQ(m->deliveries, 1);
@@ -62,10 +63,11 @@ static void test_each_transition_counts(void)
     uint64_t a = put_at(s, 0, 0, -1);
     struct job *job = reserve_at(s, 1, NULL);
     REQUIRE(job != NULL && job->id == a);
-    REQUIRE(queue_release(s, a, job->lease_token, 0, UINT32_MAX, NULL, 0, at_ms(2), NULL) == 0);
+    REQUIRE(queue_release(s, a, queue_job_x(job)->lease_token, 0, UINT32_MAX, NULL, 0, at_ms(2),
+                          NULL) == 0);
     job = reserve_at(s, 3, NULL); /* a second delivery: no second wait observation */
     REQUIRE(job != NULL);
-    REQUIRE(queue_bury(s, a, job->lease_token, "bad", 3, at_ms(4), NULL) == 0);
+    REQUIRE(queue_bury(s, a, queue_job_x(job)->lease_token, "bad", 3, at_ms(4), NULL) == 0);
     REQUIRE(queue_kick_job(s, a, at_ms(5), NULL) == 0);
     REQUIRE(queue_delete(s, a, at_ms(6), NULL) == 0);
     uint64_t b = put_at(s, 10, 0, 1); /* one attempt */

@@ -55,7 +55,7 @@ static void test_unchanged_kept_changed_copied(void)
     CHECK_EQ(q->metrics.wait_us.count, 1);
     CHECK_EQ(q->stats.oldest_ready_age_ms, 50); /* the second job, ready since 11 */
     CHECK(!snap_queue_fill(q, a, at_ms(62)));
-    REQUIRE(queue_ack(s, job->id, job->lease_token, NULL, 0, at_ms(70), NULL) == 0);
+    REQUIRE(queue_ack(s, job->id, queue_job_x(job)->lease_token, NULL, 0, at_ms(70), NULL) == 0);
     CHECK(snap_queue_fill(q, a, at_ms(71)));
     CHECK_EQ(q->metrics.acks, 1);
     CHECK_EQ(q->metrics.process_us.count, 1);
