@@ -233,15 +233,18 @@ static void read_each(void *ctx, const struct log_record *record)
 {
     struct fetch_read *read = ctx;
     struct server *server = read->fetcher->server;
-    if (record->type != RECORD_PUT)
-        return;
+    if (record->type != RECORD_PUT && record->type != RECORD_RELOCATE)
+        return; /* a job's body is in its PUT, or in compaction's copy of it */
     struct record rec;
-    if (record_decode(record->type, record->data, record->len, &rec) != 0)
+    const void *body;
+    uint32_t body_len;
+    if (record_decode(record->type, record->data, record->len, &rec) != 0 ||
+        !record_body(&rec, &body, &body_len))
         return; /* a waiter on it stays unresolved: LOG_ECORRUPT at the end */
     struct job *job = queue_job_find(server->queues, rec.id);
     if (job != NULL && queue_job_body_missing(job) && queue_job_pos(job).seq == record->pos.seq &&
-        job->body_len == rec.u.put.body_len) {
-        queue_body_loaded(server->queues, job, rec.u.put.body, rec.u.put.body_len);
+        job->body_len == body_len) {
+        queue_body_loaded(server->queues, job, body, body_len);
         read->fetcher->stats.bodies_read++;
     }
     uint32_t lo = 0, hi = read->count;
@@ -255,14 +258,14 @@ static void read_each(void *ctx, const struct log_record *record)
     for (uint32_t i = lo; i < read->count && read->waiters[i].seq == record->pos.seq; i++) {
         struct fetch_waiter *w = &read->waiters[i];
         struct body_fetch_job *fj = &w->fetch->jobs[w->index];
-        if (fj->body != NULL || rec.id != fj->id || rec.u.put.body_len != fj->len)
+        if (fj->body != NULL || rec.id != fj->id || body_len != fj->len)
             continue;
         fj->body = malloc(fj->len == 0 ? 1 : fj->len);
         if (fj->body == NULL) {
             fetch_fail(w->fetch, w->index, -ENOMEM);
             continue;
         }
-        memcpy(fj->body, rec.u.put.body, fj->len);
+        memcpy(fj->body, body, fj->len);
     }
 }
 

@@ -47,6 +47,34 @@ static void replay_put(struct queue_state *state, const struct record *rec,
                        put->created_ms, now);
 }
 
+/* A RELOCATE (compaction's copy): a known live job's body now lives at pos. A job replay does
+ * not know was either settled or deleted before the copy's anchor (a checkpoint or the replay
+ * of the log before it says so, and replay_put's id test keeps it gone), or its PUT was in a
+ * segment dropped after the copy and the checkpoint that covered it is not used (salvage):
+ * then the copy rebuilds it, as it was when copied. */
+static void replay_relocate(struct queue_state *state, const struct record *rec,
+                            const struct log_pos *pos, struct queue_time now)
+{
+    const struct record_relocate *rel = &rec->u.relocate;
+    struct job *job = jobtab_get(&state->jobs, rec->id);
+    if (job != NULL) {
+        if (queue_job_live(job) && pos->seq > queue_job_pos(job).seq)
+            queue_job_move(state, job, *pos);
+        return;
+    }
+    struct record put = {.type = RECORD_PUT, .version = RECORD_VERSION, .id = rec->id};
+    put.u.put = rel->put;
+    replay_put(state, &put, pos, now);
+    job = jobtab_get(&state->jobs, rec->id);
+    if (job == NULL)
+        return; /* settled and forgotten, or its queue cannot be made */
+    job->attempts = rel->attempts;
+    if (rel->state == RECORD_STATE_DEAD) {
+        queue_job_leave(state, job);
+        queue_job_enter_dead(state, job, rel->reason, rel->reason_len, rel->settled_ms);
+    }
+}
+
 static void replay_job_record(struct queue_state *state, const struct record *rec,
                               struct queue_time now)
 {
@@ -104,6 +132,9 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
     switch (rec.type) {
     case RECORD_PUT:
         replay_put(state, &rec, &record->pos, now);
+        break;
+    case RECORD_RELOCATE:
+        replay_relocate(state, &rec, &record->pos, now);
         break;
     case RECORD_QUEUE_META:
         if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0) {

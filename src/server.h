@@ -52,6 +52,7 @@
 #include <sys/signalfd.h>
 
 #include "beanstalk.h"
+#include "compact.h"
 #include "config.h"
 #include "durability.h"
 #include "list.h"
@@ -166,6 +167,7 @@ struct server {
     struct log *log;
     struct queue_state *queues;
     struct body_fetcher *fetcher; /* bodies read back for deliveries (body_fetch.h) */
+    struct compactor *compactor;  /* copies live jobs out of mostly dead segments (compact.h) */
     /* Both clocks, read once per loop turn as the wait returns, before any completion or
      * request of the turn is handled: the queue's "now" for all of them (queue.h). A lease
      * granted in the turn counts its ttr from this reading. */
