@@ -51,6 +51,7 @@ struct compactor {
     bool stopped;
     bool checkpoint_wanted;
     int64_t next_survey_ms;
+    int64_t survey_interval_ms;
     size_t cursor;
     /* SURVEY: every sealed segment of the log, ascending; after it, the average live bytes
      * per job each had (the next pre-check's estimate). */
@@ -86,6 +87,7 @@ struct compactor *compactor_create(struct log *log, struct queue_state *queues,
     c->log = log;
     c->queues = queues;
     c->segment_bytes = segment_bytes;
+    c->survey_interval_ms = COMPACT_SURVEY_INTERVAL_MS;
     c->batches = malloc(COMPACT_BATCHES_MAX * sizeof(*c->batches));
     c->moves = malloc(COMPACT_MOVES_MAX * sizeof(*c->moves));
     if (c->batches == NULL || c->moves == NULL) {
@@ -93,6 +95,12 @@ struct compactor *compactor_create(struct log *log, struct queue_state *queues,
         return NULL;
     }
     return c;
+}
+
+void compactor_set_survey_interval(struct compactor *c, int64_t interval_ms)
+{
+    SPOOL_ASSERT(interval_ms >= 0);
+    c->survey_interval_ms = interval_ms;
 }
 
 void compactor_stop(struct compactor *c)
@@ -354,7 +362,7 @@ void compactor_tick(struct compactor *c, int64_t now_ms)
     case COMPACT_IDLE:
         if (c->stopped || now_ms < c->next_survey_ms)
             return;
-        c->next_survey_ms = now_ms + COMPACT_SURVEY_INTERVAL_MS;
+        c->next_survey_ms = now_ms + c->survey_interval_ms;
         if (survey_worth(c))
             survey_begin(c);
         return;

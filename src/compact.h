@@ -70,6 +70,9 @@ struct compactor;
 /* segment_bytes: the log's segment size. NULL when out of memory. */
 struct compactor *compactor_create(struct log *log, struct queue_state *queues,
                                    uint64_t segment_bytes);
+/* Survey at most every interval_ms instead of COMPACT_SURVEY_INTERVAL_MS (tests on a fake
+ * clock run a cycle in a few turns). */
+void compactor_set_survey_interval(struct compactor *c, int64_t interval_ms);
 /* No more copies (shutdown): reads in flight end without copying. */
 void compactor_stop(struct compactor *c);
 /* Call after log_close (no read in flight). */
