@@ -1032,7 +1032,10 @@ int server_run(struct server *server)
         space_watch(server);
         memory_watch(server);
         if (!server->stopping) {
-            compactor_tick(server->compactor, now);
+            /* Copies land before the segments they free go: on a disk short of space they
+             * would take the room acks and deletes are promised (a full disk: OPERATIONS.md). */
+            if (!server->space_low)
+                compactor_tick(server->compactor, now);
             checkpoint_advance(server, now);
         }
         accept_arm(server);
