@@ -47,6 +47,7 @@ struct compactor {
     struct log *log;
     struct queue_state *queues;
     uint64_t segment_bytes;
+    uint32_t live_percent;
     enum compact_phase phase;
     bool stopped;
     bool checkpoint_wanted;
@@ -71,22 +72,25 @@ struct compactor {
     struct compact_stats stats;
 };
 
-bool compact_segment_wanted(uint64_t live_bytes, uint64_t segment_bytes)
+bool compact_segment_wanted(uint64_t live_bytes, uint64_t segment_bytes, uint32_t live_percent)
 {
     SPOOL_ASSERT(segment_bytes > 0);
-    return live_bytes > 0 && live_bytes * 100u < segment_bytes * COMPACT_LIVE_PERCENT;
+    SPOOL_ASSERT(live_percent <= COMPACT_LIVE_PERCENT_MAX);
+    return live_bytes > 0 && live_bytes * 100u < segment_bytes * live_percent;
 }
 
 struct compactor *compactor_create(struct log *log, struct queue_state *queues,
-                                   uint64_t segment_bytes)
+                                   uint64_t segment_bytes, uint32_t live_percent)
 {
     SPOOL_ASSERT(log != NULL && queues != NULL && segment_bytes > 0);
+    SPOOL_ASSERT(live_percent <= COMPACT_LIVE_PERCENT_MAX);
     struct compactor *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->log = log;
     c->queues = queues;
     c->segment_bytes = segment_bytes;
+    c->live_percent = live_percent;
     c->survey_interval_ms = COMPACT_SURVEY_INTERVAL_MS;
     c->batches = malloc(COMPACT_BATCHES_MAX * sizeof(*c->batches));
     c->moves = malloc(COMPACT_MOVES_MAX * sizeof(*c->moves));
@@ -159,7 +163,7 @@ static bool survey_worth(const struct compactor *c)
         uint64_t per_job = RECORD_RELOCATE_FIXED + COMPACT_RECORD_HEADER_BYTES + 1;
         if (seen != NULL && seen->live_jobs > 0)
             per_job = seen->live_bytes / seen->live_jobs;
-        if (compact_segment_wanted(jobs * per_job, c->segment_bytes))
+        if (compact_segment_wanted(jobs * per_job, c->segment_bytes, c->live_percent))
             return true;
     }
     return false;
@@ -203,7 +207,7 @@ static void targets_pick(struct compactor *c)
         struct compact_seg *best = NULL;
         for (uint32_t i = 0; i < c->seg_count; i++) {
             struct compact_seg *s = &c->segs[i];
-            if (!compact_segment_wanted(s->live_bytes, c->segment_bytes) ||
+            if (!compact_segment_wanted(s->live_bytes, c->segment_bytes, c->live_percent) ||
                 is_target(c, s->id))
                 continue;
             if (best == NULL || s->live_bytes < best->live_bytes)
@@ -360,7 +364,7 @@ void compactor_tick(struct compactor *c, int64_t now_ms)
 {
     switch (c->phase) {
     case COMPACT_IDLE:
-        if (c->stopped || now_ms < c->next_survey_ms)
+        if (c->stopped || c->live_percent == 0 || now_ms < c->next_survey_ms)
             return;
         c->next_survey_ms = now_ms + c->survey_interval_ms;
         if (survey_worth(c))

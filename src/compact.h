@@ -38,6 +38,9 @@
  * the copies cost at most a third of the space they free, and disk use stays below four times
  * the live data plus the segments not yet sealed or dropped (OPERATIONS.md derives it). */
 #define COMPACT_LIVE_PERCENT 25u
+/* The highest threshold spoold accepts (--compact-percent): at 50% a copy costs as much as it
+ * frees; above, compaction would write more than it reclaims. */
+#define COMPACT_LIVE_PERCENT_MAX 50u
 /* A survey walks every job: once a second at most keeps it a small share of the loop even
  * with millions of jobs (4096 pages of 32 jobs a turn, each turn well under a millisecond). */
 #define COMPACT_SURVEY_INTERVAL_MS 1000
@@ -54,8 +57,9 @@
 #define COMPACT_MOVES_MAX 65536u
 
 /* The policy: is a sealed segment of segment_bytes holding live_bytes of live records worth
- * compacting? (live_bytes > 0: a segment without live jobs is retention's, not ours.) */
-bool compact_segment_wanted(uint64_t live_bytes, uint64_t segment_bytes);
+ * compacting, at a threshold of live_percent (0: never)? (live_bytes > 0: a segment without
+ * live jobs is retention's, not ours.) */
+bool compact_segment_wanted(uint64_t live_bytes, uint64_t segment_bytes, uint32_t live_percent);
 
 struct compact_stats {
     uint64_t cycles;             /* surveys that found targets */
@@ -67,9 +71,10 @@ struct compact_stats {
 
 struct compactor;
 
-/* segment_bytes: the log's segment size. NULL when out of memory. */
+/* segment_bytes: the log's segment size; live_percent: the threshold (COMPACT_LIVE_PERCENT by
+ * default, at most COMPACT_LIVE_PERCENT_MAX; 0 turns compaction off). NULL when out of memory. */
 struct compactor *compactor_create(struct log *log, struct queue_state *queues,
-                                   uint64_t segment_bytes);
+                                   uint64_t segment_bytes, uint32_t live_percent);
 /* Survey at most every interval_ms instead of COMPACT_SURVEY_INTERVAL_MS (tests on a fake
  * clock run a cycle in a few turns). */
 void compactor_set_survey_interval(struct compactor *c, int64_t interval_ms);

@@ -386,7 +386,8 @@ static int recover(struct server *server)
     if (server->fetcher == NULL)
         return -ENOMEM;
     server->compactor =
-        compactor_create(server->log, server->queues, server->config.segment_size_bytes);
+        compactor_create(server->log, server->queues, server->config.segment_size_bytes,
+                         server->config.compact_percent);
     if (server->compactor == NULL)
         return -ENOMEM;
     struct queue_totals totals;

@@ -257,7 +257,7 @@ static void why_live(struct stats_ctx *s, uint32_t index)
     const struct bucket *b = &s->segs[index];
     bool newest = index + 1 == s->dir.segment_count;
     uint64_t size = seg->header.segment_size > 0 ? seg->header.segment_size : seg->file_size;
-    bool wanted = size > 0 && compact_segment_wanted(b->live_bytes, size);
+    bool wanted = size > 0 && compact_segment_wanted(b->live_bytes, size, COMPACT_LIVE_PERCENT);
     const char *reason = !newest && wanted ? "waiting_for_compaction" : "live_jobs";
     const char *compaction = newest   ? "no_current"
                              : wanted ? "waiting"

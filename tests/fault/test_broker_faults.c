@@ -194,7 +194,8 @@ static struct broker *broker_start(enum log_sync_mode mode, const struct fault_c
     }
     b->qs = broker_queue_state(broker_emit, b);
     if (b->log != NULL) {
-        b->compactor = compactor_create(b->log, b->qs, b->config.segment_size_bytes);
+        b->compactor = compactor_create(b->log, b->qs, b->config.segment_size_bytes,
+                                        COMPACT_LIVE_PERCENT);
         REQUIRE(b->compactor != NULL);
         compactor_set_survey_interval(b->compactor, 0);
     }

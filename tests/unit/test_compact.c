@@ -12,14 +12,17 @@
 static void test_policy(void)
 {
     const uint64_t mib = 1024 * 1024;
-    CHECK(!compact_segment_wanted(0, mib)); /* empty: retention's, not compaction's */
-    CHECK(compact_segment_wanted(1, mib));
-    CHECK(compact_segment_wanted(mib / 4 - 1, mib));
-    CHECK(!compact_segment_wanted(mib / 4, mib)); /* 25% exactly stays */
-    CHECK(!compact_segment_wanted(mib, mib));
+    const uint32_t p = COMPACT_LIVE_PERCENT;
+    CHECK(!compact_segment_wanted(0, mib, p)); /* empty: retention's, not compaction's */
+    CHECK(compact_segment_wanted(1, mib, p));
+    CHECK(compact_segment_wanted(mib / 4 - 1, mib, p));
+    CHECK(!compact_segment_wanted(mib / 4, mib, p)); /* 25% exactly stays */
+    CHECK(!compact_segment_wanted(mib, mib, p));
     /* No overflow at the largest segments the format allows (1 TiB). */
-    CHECK(compact_segment_wanted(1ull << 37, 1ull << 40));
-    CHECK(!compact_segment_wanted(1ull << 38, 1ull << 40));
+    CHECK(compact_segment_wanted(1ull << 37, 1ull << 40, p));
+    CHECK(!compact_segment_wanted(1ull << 38, 1ull << 40, p));
+    CHECK(!compact_segment_wanted(1, mib, 0)); /* --compact-percent 0: off */
+    CHECK(compact_segment_wanted(mib / 2 - 1, mib, COMPACT_LIVE_PERCENT_MAX));
 }
 
 static uint64_t put_job(struct queue_state *qs, const char *queue, int64_t delay_ms,
