@@ -284,8 +284,27 @@ static bool job_gone(struct body_fetcher *fetcher, const struct body_fetch_job *
     return job == NULL || !queue_job_live(job);
 }
 
+/* Compaction moved the job's body to a copy (compact.h) since the fetch began, and the batch
+ * it was read from may be gone with its segment: wait for the copy's batch instead. True when
+ * the waiter joined that read (the fetch waits for one more resolution). */
+static bool fetch_follow_move(struct body_fetcher *fetcher, struct body_fetch *fetch,
+                              uint32_t index)
+{
+    struct body_fetch_job *fj = &fetch->jobs[index];
+    struct job *job = queue_job_find(fetcher->server->queues, fj->id);
+    SPOOL_ASSERT(job != NULL && queue_job_live(job));
+    struct log_pos pos = queue_job_pos(job);
+    if (pos.seq == fj->pos.seq)
+        return false;
+    fj->pos = pos;
+    if (fetch_want(fetcher, fetch, index) != 0)
+        return false;
+    fetch->missing++;
+    return true;
+}
+
 /* Every waiter is resolved: with its body, or with error (or LOG_ECORRUPT: the batch held no
- * such PUT), unless its job is gone meanwhile. */
+ * such PUT), unless its job is gone meanwhile or moved by compaction (then its copy is read). */
 static void read_finish(struct fetch_read *read, int error)
 {
     struct body_fetcher *fetcher = read->fetcher;
@@ -297,7 +316,8 @@ static void read_finish(struct fetch_read *read, int error)
     for (uint32_t i = 0; i < read->count; i++) {
         struct fetch_waiter *w = &read->waiters[i];
         const struct body_fetch_job *fj = &w->fetch->jobs[w->index];
-        if (fj->body == NULL && !job_gone(fetcher, fj))
+        if (fj->body == NULL && !job_gone(fetcher, fj) &&
+            !fetch_follow_move(fetcher, w->fetch, w->index))
             fetch_fail(w->fetch, w->index, error != 0 ? error : LOG_ECORRUPT);
     }
     for (uint32_t i = 0; i < read->count; i++)
