@@ -41,10 +41,12 @@
 /* The highest threshold spoold accepts (--compact-percent): at 50% a copy costs as much as it
  * frees; above, compaction would write more than it reclaims. */
 #define COMPACT_LIVE_PERCENT_MAX 50u
-/* A survey walks every job: once a second at most keeps it a small share of the loop even
- * with millions of jobs (4096 pages of 32 jobs a turn, each turn well under a millisecond). */
+/* A survey walks every job, a share per loop turn: 128 pages of the job table (32 job slots
+ * each, 4096 jobs) cost about what a checkpoint walk's turn does (SERVER_CHECKPOINT_STEP_JOBS:
+ * a few hundred microseconds), and a survey starts at most once a second, so even with
+ * millions of jobs it stays a small share of the loop. */
 #define COMPACT_SURVEY_INTERVAL_MS 1000
-#define COMPACT_PAGES_PER_TURN 256u
+#define COMPACT_PAGES_PER_TURN 128u
 /* Segments compacted per cycle: the survey sums every sealed segment, the copy walk targets
  * the emptiest ones first. */
 #define COMPACT_TARGETS_MAX 16u
