@@ -312,7 +312,7 @@ static void copy_done(void *ctx, int error, const struct log_record *record)
          * and stops the server (body_fetch.h); compaction only leaves them where they are. */
         c->stats.read_errors++;
         logfmt("warn", "msg=\"compaction could not read a batch\" error=\"%s\"",
-                  log_strerror(error));
+               log_strerror(error));
     }
 }
 
@@ -353,7 +353,7 @@ static void cycle_finish(struct compactor *c)
     if (emptied > 0)
         c->checkpoint_wanted = true;
     logfmt("info", "msg=compaction segments=%u emptied=%u jobs_copied=%u", c->target_count, emptied,
-              c->move_count);
+           c->move_count);
     c->target_count = 0;
     c->batch_count = c->batch_next = 0;
     c->move_count = c->move_next = 0;

@@ -17,8 +17,8 @@
 #include "spoold_harness.h"
 
 static struct spoold server;
-static const char *const args[] = {"--segment-size", "1m", "--max-job-size", "64k",
-                                   "--checkpoint-bytes", "256k", NULL};
+static const char *const args[] = {
+    "--segment-size", "1m", "--max-job-size", "64k", "--checkpoint-bytes", "256k", NULL};
 
 #define BODY_BYTES 8192
 /* 3.5 segments of 1 MiB in put + ack pairs of ~8 KiB. */
@@ -67,8 +67,7 @@ static void put_and_ack_many(spool_client *c, uint32_t seed)
     for (int done = 0; done < JOBS; done += ROUND) {
         for (int i = 0; i < ROUND; i++) {
             fill_random(body, sizeof(body), &x);
-            struct spool_job_spec spec = {.queue = "churn", .body = body,
-                                          .body_len = sizeof(body)};
+            struct spool_job_spec spec = {.queue = "churn", .body = body, .body_len = sizeof(body)};
             REQUIRE(spool_pipeline_put(c, &spec, NULL) == 0);
         }
         struct spool_reply r;
@@ -130,8 +129,8 @@ static void check_pinned(void)
 static void put_pinned(void)
 {
     spool_client *c = client();
-    struct spool_job_spec stuck = {.queue = "stuck", .priority = 7, .body = "buried body",
-                                   .body_len = 11};
+    struct spool_job_spec stuck = {
+        .queue = "stuck", .priority = 7, .body = "buried body", .body_len = 11};
     REQUIRE(spool_put(c, &stuck, &buried_id) == 0);
     const char *queues[1] = {"stuck"};
     struct spool_delivery *d = NULL;
@@ -140,8 +139,11 @@ static void put_pinned(void)
     REQUIRE(got == 1 && d->id == buried_id);
     REQUIRE(spool_bury(c, d->id, d->lease, "poison pill") == 0);
     spool_deliveries_free(d);
-    struct spool_job_spec later = {.queue = "later", .priority = 3, .delay_ms = 3600 * 1000,
-                                   .body = "delayed body", .body_len = 12};
+    struct spool_job_spec later = {.queue = "later",
+                                   .priority = 3,
+                                   .delay_ms = 3600 * 1000,
+                                   .body = "delayed body",
+                                   .body_len = 12};
     REQUIRE(spool_put(c, &later, &delayed_id) == 0);
     struct spool_job *job = NULL;
     REQUIRE(spool_status(c, delayed_id, &job) == 0);

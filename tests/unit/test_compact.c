@@ -28,9 +28,13 @@ static void test_policy(void)
 static uint64_t put_job(struct queue_state *qs, const char *queue, int64_t delay_ms,
                         const char *body, int64_t now)
 {
-    struct queue_put_args args = {.queue = queue, .queue_len = (uint32_t)strlen(queue),
-                                  .priority = 5, .delay_ms = delay_ms, .max_attempts = -1,
-                                  .body = body, .body_len = (uint32_t)strlen(body)};
+    struct queue_put_args args = {.queue = queue,
+                                  .queue_len = (uint32_t)strlen(queue),
+                                  .priority = 5,
+                                  .delay_ms = delay_ms,
+                                  .max_attempts = -1,
+                                  .body = body,
+                                  .body_len = (uint32_t)strlen(body)};
     uint64_t id = 0, seq = 0;
     bool dup = false;
     REQUIRE(queue_put(qs, &args, at_ms(now), &id, &dup, &seq) == 0);
@@ -152,18 +156,28 @@ static void test_jobs_step(void)
 static struct log_record replay_rec(uint8_t type, const uint8_t *data, size_t len, uint64_t seq,
                                     uint64_t segment_id)
 {
-    return (struct log_record){.pos = {.seq = seq, .segment_id = segment_id,
-                                       .batch_offset = 4096},
-                               .type = type, .len = (uint32_t)len, .data = data};
+    return (struct log_record){.pos = {.seq = seq, .segment_id = segment_id, .batch_offset = 4096},
+                               .type = type,
+                               .len = (uint32_t)len,
+                               .data = data};
 }
 
 static size_t relocate_bytes(uint64_t id, uint8_t state, const char *reason, uint8_t *out)
 {
     struct record_relocate rel = {
-        .put = {.id = id, .priority = 4, .max_attempts = 9, .ttr_ms = 1000,
-                .created_ms = 1700000000000, .queue = "q", .queue_len = 1, .body = "copied",
+        .put = {.id = id,
+                .priority = 4,
+                .max_attempts = 9,
+                .ttr_ms = 1000,
+                .created_ms = 1700000000000,
+                .queue = "q",
+                .queue_len = 1,
+                .body = "copied",
                 .body_len = 6},
-        .state = state, .attempts = 2, .settled_ms = 1700000000500, .reason = reason,
+        .state = state,
+        .attempts = 2,
+        .settled_ms = 1700000000500,
+        .reason = reason,
         .reason_len = reason != NULL ? (uint32_t)strlen(reason) : 0,
     };
     return record_relocate_encode(&rel, out);
@@ -177,8 +191,13 @@ static void test_replay(void)
     struct queue_state *qs = state_new();
     int64_t now = 1700000001000;
     uint8_t put_buf[256], rel_buf[256], ack_buf[64];
-    struct record_put put = {.id = 10, .priority = 4, .queue = "q", .queue_len = 1,
-                             .created_ms = 1700000000000, .body = "copied", .body_len = 6};
+    struct record_put put = {.id = 10,
+                             .priority = 4,
+                             .queue = "q",
+                             .queue_len = 1,
+                             .created_ms = 1700000000000,
+                             .body = "copied",
+                             .body_len = 6};
     size_t n = record_put_encode(&put, put_buf);
     struct log_record r = replay_rec(RECORD_PUT, put_buf, n, 1, 1);
     REQUIRE(queue_replay(qs, &r, at_ms(now)) == 0);
