@@ -199,10 +199,13 @@ static void survey_job(void *ctx, struct job *job)
     seg->live_bytes += queue_job_relocate_size(job) + COMPACT_RECORD_HEADER_BYTES;
 }
 
-/* The survey is complete: the emptiest wanted segments become the targets. */
+/* The survey is complete: the emptiest wanted segments become the targets, as many as fit in
+ * one segment's worth of copies (at least one), so that a cycle needs no more new disk than
+ * one segment roll before the checkpoint after it gives back several. */
 static void targets_pick(struct compactor *c)
 {
     c->target_count = 0;
+    uint64_t bytes = 0;
     for (;;) {
         struct compact_seg *best = NULL;
         for (uint32_t i = 0; i < c->seg_count; i++) {
@@ -213,8 +216,10 @@ static void targets_pick(struct compactor *c)
             if (best == NULL || s->live_bytes < best->live_bytes)
                 best = s;
         }
-        if (best == NULL || c->target_count == COMPACT_TARGETS_MAX)
+        if (best == NULL || c->target_count == COMPACT_TARGETS_MAX ||
+            (c->target_count > 0 && bytes + best->live_bytes > c->segment_bytes))
             break;
+        bytes += best->live_bytes;
         c->targets[c->target_count++] = best->id;
     }
 }
@@ -277,7 +282,8 @@ static bool buf_reserve(struct compactor *c, size_t len)
 static void copy_each(void *ctx, const struct log_record *record)
 {
     struct compactor *c = ctx;
-    if (c->stopped || c->move_count == COMPACT_MOVES_MAX ||
+    /* A disk short of space keeps what is left for acks and deletes (log_space_low). */
+    if (c->stopped || c->move_count == COMPACT_MOVES_MAX || log_space_low(c->log) ||
         (record->type != RECORD_PUT && record->type != RECORD_RELOCATE))
         return;
     struct record rec;
