@@ -912,8 +912,9 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
-    if (compactor_checkpoint_wanted(server->compactor) && !server->checkpoint_in_flight)
-        timeout = 0;
+    if (compactor_checkpoint_wanted(server->compactor) && !server->checkpoint_in_flight &&
+        !queue_checkpoint_active(server->queues))
+        timeout = 0; /* the checkpoint that drops what compaction emptied begins now */
     int64_t compact = compactor_timeout_ms(server->compactor, now_ms);
     if (compact < timeout)
         timeout = compact;
