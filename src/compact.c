@@ -337,11 +337,21 @@ static bool copy_step(struct compactor *c)
     return c->batch_next == c->batch_count && c->reads == 0;
 }
 
-/* Move each job whose copy is durable; true once none waits. */
+/* A move whose copy is durable waits: the next turn should come at once. */
+static bool move_ready(const struct compactor *c)
+{
+    return c->move_next < c->move_count &&
+           c->moves[c->move_next].pos.seq < log_durable_seq_end(c->log);
+}
+
+/* Move each job whose copy is durable, at most COMPACT_MOVES_PER_TURN; true once none
+ * waits. */
 static bool moves_apply(struct compactor *c)
 {
     uint64_t durable_end = log_durable_seq_end(c->log);
-    while (c->move_next < c->move_count && c->moves[c->move_next].pos.seq < durable_end) {
+    uint32_t moved = 0;
+    while (c->move_next < c->move_count && c->moves[c->move_next].pos.seq < durable_end &&
+           moved++ < COMPACT_MOVES_PER_TURN) {
         const struct compact_move *m = &c->moves[c->move_next++];
         (void)queue_job_move_durable(c->queues, m->id, m->old_seq, m->pos);
     }
@@ -414,6 +424,8 @@ int64_t compactor_timeout_ms(const struct compactor *c, int64_t now_ms)
     case COMPACT_COPY:
         /* Reads and commits complete through the ring and wake the loop; reads that found
          * no slot retry on the next turn, which some completion brings. */
+        if (move_ready(c))
+            return 0;
         return c->batch_next < c->batch_count && c->reads == 0 ? 1 : INT64_MAX;
     }
     return INT64_MAX;

@@ -58,6 +58,9 @@
  * (40 and 32 bytes each); what does not fit waits for the next cycle. */
 #define COMPACT_BATCHES_MAX 8192u
 #define COMPACT_MOVES_MAX 65536u
+/* Moves applied per loop turn (a lookup and two segment counts each): 4096 cost what a
+ * checkpoint walk's turn does. */
+#define COMPACT_MOVES_PER_TURN 4096u
 
 /* The policy: is a sealed segment of segment_bytes holding live_bytes of live records worth
  * compacting, at a threshold of live_percent (0: never)? (live_bytes > 0: a segment without
