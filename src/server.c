@@ -622,6 +622,18 @@ static bool retention_droppable(const struct server *server)
     return false;
 }
 
+/* ms until the checkpoint compaction asks for may begin (INT64_MAX: none asked for). A walk
+ * visits every live job, so these come no closer than SERVER_COMPACT_CHECKPOINT_SPACING walks'
+ * time apart: with a large backlog they stay a small share of the loop. */
+static int64_t compaction_checkpoint_in_ms(const struct server *server, int64_t now_ms)
+{
+    if (!compactor_checkpoint_wanted(server->compactor))
+        return INT64_MAX;
+    int64_t at = server->checkpoint_last_ms +
+                 server->checkpoint_walk_ms_last * SERVER_COMPACT_CHECKPOINT_SPACING;
+    return at > now_ms ? at - now_ms : 0;
+}
+
 /* Due after --checkpoint-bytes of log, but never before SERVER_CHECKPOINT_LOG_PER_JOB bytes of
  * log per job live at the last checkpoint: a checkpoint walks every live job on the loop, so
  * with a large backlog the log written between two of them grows with it and their cost stays
@@ -641,7 +653,7 @@ static bool checkpoint_due(const struct server *server, int64_t now_ms)
     if (bytes_due < by_jobs)
         bytes_due = by_jobs;
     /* Compaction emptied segments: the checkpoint that drops them is the point of it. */
-    if (compactor_checkpoint_wanted(server->compactor))
+    if (compaction_checkpoint_in_ms(server, now_ms) == 0)
         return true;
     return server->checkpoint_bytes >= bytes_due ||
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
@@ -711,6 +723,7 @@ static bool checkpoint_write(struct server *server)
     server->checkpoint_jobs = server->checkpoint_walk_jobs;
     server->checkpoint_payload_bytes = len; /* sizes the checkpoint reserve */
     int64_t done_ns = mono_ns();
+    server->checkpoint_walk_ms_last = (write_started_ns - server->checkpoint_started_ns) / 1000000;
     slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u walk_ms=%lld turns=%u "
               "handover_ms=%lld",
               (unsigned long long)anchor, len, drop_count,
@@ -912,9 +925,11 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
-    if (compactor_checkpoint_wanted(server->compactor) && !server->checkpoint_in_flight &&
-        !queue_checkpoint_active(server->queues))
-        timeout = 0; /* the checkpoint that drops what compaction emptied begins now */
+    if (!server->checkpoint_in_flight && !queue_checkpoint_active(server->queues)) {
+        int64_t cp = compaction_checkpoint_in_ms(server, now_ms);
+        if (cp < timeout)
+            timeout = cp; /* the checkpoint that drops what compaction emptied */
+    }
     int64_t compact = compactor_timeout_ms(server->compactor, now_ms);
     if (compact < timeout)
         timeout = compact;
