@@ -415,8 +415,8 @@ int64_t compactor_timeout_ms(const struct compactor *c, int64_t now_ms)
 {
     switch (c->phase) {
     case COMPACT_IDLE:
-        if (c->stopped)
-            return INT64_MAX;
+        if (c->stopped || c->live_percent == 0)
+            return INT64_MAX; /* off: no survey to wake the loop for */
         return c->next_survey_ms > now_ms ? c->next_survey_ms - now_ms : 0;
     case COMPACT_SURVEY:
     case COMPACT_COLLECT:

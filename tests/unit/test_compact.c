@@ -4,6 +4,7 @@
  * real log, with every I/O fault, runs in tests/fault/test_broker_faults.c. */
 #include "check.h"
 #include "compact.h"
+#include "log_util.h"
 #include "queue_fake.h"
 #include "record.h"
 
@@ -240,8 +241,35 @@ static void test_replay(void)
     queue_state_destroy(qs);
 }
 
+/* The compactor's idle wake-ups: a survey once an interval when on, never when off (an
+ * off compactor that asked for turns at once would spin the loop). */
+static void test_timeout(void)
+{
+    struct tlog t;
+    tlog_init(&t, "compact-timeout", 64 * 1024, 16 * 1024);
+    REQUIRE(tlog_open(&t) == 0);
+    struct queue_state *qs = state_new();
+    struct compactor *off = compactor_create(t.log, qs, 64 * 1024, 0);
+    struct compactor *on = compactor_create(t.log, qs, 64 * 1024, COMPACT_LIVE_PERCENT);
+    REQUIRE(off != NULL && on != NULL);
+    CHECK_EQ(compactor_timeout_ms(off, 5000), INT64_MAX);
+    compactor_tick(off, 5000);
+    CHECK_EQ(compactor_timeout_ms(off, 5000), INT64_MAX);
+    CHECK_EQ(compactor_timeout_ms(on, 5000), 0); /* never surveyed: due */
+    compactor_tick(on, 5000); /* nothing to compact: idle until the next interval */
+    CHECK_EQ(compactor_timeout_ms(on, 5000), COMPACT_SURVEY_INTERVAL_MS);
+    CHECK_EQ(compactor_timeout_ms(on, 5000 + COMPACT_SURVEY_INTERVAL_MS), 0);
+    compactor_stop(on);
+    CHECK_EQ(compactor_timeout_ms(on, 9000), INT64_MAX);
+    compactor_destroy(off);
+    compactor_destroy(on);
+    queue_state_destroy(qs);
+    tlog_destroy(&t);
+}
+
 int main(void)
 {
+    RUN_TEST(test_timeout);
     RUN_TEST(test_policy);
     RUN_TEST(test_relocate_from_state);
     RUN_TEST(test_move_durable);
