@@ -8,19 +8,30 @@
  *
  *   RESULT bench=backlog jobs=N size=S body_cache=B put_jobs_per_s=.. rss_bytes=..
  *          rss_bytes_per_job=.. drain_before_jobs_per_s=.. ready_s=..
- *          restart_rss_bytes_per_job=.. drain_jobs_per_s=..
+ *          restart_rss_bytes_per_job=.. drain_jobs_per_s=.. cold=0|1 random=0|1
+ *          drain_waits=.. drain_batch_reads=.. drain_prefetch_reads=..
  *
  * rss_bytes_per_job is (RSS full - RSS empty) / jobs, with the server's body cache at
  * --body-cache (default 1m, so the figure is the per-job cost beyond the cache). With a cache
  * that holds every body (--body-cache 1g), drain_before_jobs_per_s is a drain from memory and
- * drain_jobs_per_s one from the log (the page cache is not dropped: that needs root and
- * disturbs the machine).
+ * drain_jobs_per_s one from the log. With --cold the restart also finds the log out of the
+ * page cache (cold=1 in the RESULT line): between the stop and the start every file of the data
+ * directory is fsync'ed and dropped from the page cache with posix_fadvise(POSIX_FADV_DONTNEED)
+ * (no root needed, and only this run's files are touched), so the drain after the restart reads
+ * its bodies from the disk, as after a reboot; and the first drain starts only once the fill's
+ * writeback is done (syncfs), so that both drains are timed on a quiet disk. drain_waits is how
+ * many reserves of the drain after the restart had to wait for a read of the log (from the
+ * server's stop line), drain_batch_reads how many batches it read, drain_prefetch_reads how
+ * many of those read-ahead issued: figures that CPU contention does not blur. --random makes the
+ * bodies incompressible, so that the log is as large as they are.
  */
 #include "backlog.h"
 
 #include <spool/client.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -47,6 +58,8 @@ struct backlog_config {
     const char *spoold;
     const char *dir;
     const char *body_cache;
+    bool cold;
+    bool random; /* incompressible bodies (lz4 saves nothing: the log is as large as they) */
 };
 
 struct backlog_server {
@@ -128,6 +141,59 @@ static uint64_t server_rss(const struct backlog_server *s)
     return n == 2 ? resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+/* Drop one file from the page cache: fsync first (dirty pages are not dropped). */
+static int file_drop_cached(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    if (rc == 0)
+        rc = -posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+    return rc;
+}
+
+/* Every regular file of the (stopped) server's data directory out of the page cache. */
+static int data_drop_cached(const struct backlog_server *s)
+{
+    DIR *dir = opendir(s->data);
+    if (dir == NULL)
+        return -errno;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL && rc == 0) {
+        if (e->d_type != DT_REG)
+            continue;
+        char path[600];
+        snprintf(path, sizeof(path), "%s/%s", s->data, e->d_name);
+        rc = file_drop_cached(path);
+        if (rc != 0)
+            fprintf(stderr, "spool-bench: drop %s from the page cache: %s\n", path, strerror(-rc));
+    }
+    closedir(dir);
+    return rc;
+}
+
+/* The number after key in the last line of the server's log that has it (0: none): the stop
+ * line of the body cache says how many deliveries waited for a read (fetches=) and how many
+ * batch reads read-ahead made (prefetch_reads=, 0 for a spoold without it). */
+static uint64_t log_counter(const struct backlog_server *s, const char *key)
+{
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return 0;
+    char line[2048];
+    uint64_t value = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, key);
+        if (at != NULL)
+            value = strtoull(at + strlen(key), NULL, 10);
+    }
+    fclose(f);
+    return value;
+}
+
 static int fill(spool_client *c, const struct backlog_config *cfg)
 {
     uint32_t per_batch = BACKLOG_BATCH_BYTES_MAX / (cfg->size + 64);
@@ -135,18 +201,25 @@ static int fill(spool_client *c, const struct backlog_config *cfg)
         per_batch = BACKLOG_BATCH_JOBS_MAX;
     if (per_batch == 0)
         per_batch = 1;
-    char *body = malloc(cfg->size + 1);
+    /* One body per job of a batch: random ones differ from each other, so that the batch's
+     * compression (within one batch only) finds nothing to share. */
+    size_t bodies = cfg->random ? per_batch : 1;
+    char *body = malloc((size_t)cfg->size * bodies + 1);
     struct spool_job_spec *specs = calloc(per_batch, sizeof(*specs));
     if (body == NULL || specs == NULL) {
         free(body);
         free(specs);
         return -ENOMEM;
     }
-    for (uint32_t i = 0; i < cfg->size; i++)
-        body[i] = (char)('a' + i % 26);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < (size_t)cfg->size * bodies; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+        body[i] = cfg->random ? (char)(x >> 32) : (char)('a' + i % 26);
+    }
     for (uint32_t k = 0; k < per_batch; k++)
-        specs[k] = (struct spool_job_spec){.queue = "backlog", .body = body,
-                                           .body_len = cfg->size};
+        specs[k] = (struct spool_job_spec){
+            .queue = "backlog", .body = body + (cfg->random ? (size_t)k * cfg->size : 0),
+            .body_len = cfg->size};
     int rc = 0;
     for (uint64_t done = 0; done < cfg->jobs && rc == 0;) {
         uint64_t n = cfg->jobs - done < per_batch ? cfg->jobs - done : per_batch;
@@ -208,6 +281,16 @@ static int run(const struct backlog_config *cfg, struct backlog_server *s)
         return 1;
     }
     uint64_t rss_full = server_rss(s);
+    /* The fill leaves the kernel writing back the log (gigabytes with large bodies): the first
+     * drain's fsyncs would wait behind it, and the cached drain would look slower than the
+     * cold one. With --cold both drains are timed on a quiet disk. */
+    if (cfg->cold) {
+        int dfd = open(s->data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)syncfs(dfd);
+            close(dfd);
+        }
+    }
     uint64_t first_half = cfg->jobs / 2;
     t0 = now_s();
     rc = drain(c, first_half);
@@ -218,6 +301,8 @@ static int run(const struct backlog_config *cfg, struct backlog_server *s)
         return 1;
     }
     if (server_stop(s) != 0)
+        return 1;
+    if (cfg->cold && data_drop_cached(s) != 0)
         return 1;
     double ready_s = server_start(s, cfg);
     if (ready_s < 0 || connect_to(s, &c) != 0)
@@ -233,15 +318,21 @@ static int run(const struct backlog_config *cfg, struct backlog_server *s)
         return 1;
     }
     server_stop(s);
+    /* The log is appended to by both runs: the last stop line is the second run's. */
+    uint64_t waits = log_counter(s, " fetches=");
+    uint64_t reads = log_counter(s, " batch_reads=");
+    uint64_t ahead = log_counter(s, " prefetch_reads=");
     double jobs = (double)cfg->jobs;
     printf("RESULT bench=backlog jobs=%llu size=%u body_cache=%s put_jobs_per_s=%.0f "
            "rss_bytes=%llu rss_bytes_per_job=%.1f drain_before_jobs_per_s=%.0f ready_s=%.3f "
-           "restart_rss_bytes_per_job=%.1f drain_jobs_per_s=%.0f\n",
+           "restart_rss_bytes_per_job=%.1f drain_jobs_per_s=%.0f cold=%d random=%d "
+           "drain_waits=%llu drain_batch_reads=%llu drain_prefetch_reads=%llu\n",
            (unsigned long long)cfg->jobs, cfg->size, cfg->body_cache, jobs / put_s,
            (unsigned long long)rss_full, ((double)rss_full - (double)rss_empty) / jobs,
            (double)first_half / drain_before_s, ready_s,
            ((double)rss_restarted - (double)rss_empty) / (double)second_half,
-           (double)second_half / drain_s);
+           (double)second_half / drain_s, cfg->cold ? 1 : 0, cfg->random ? 1 : 0,
+           (unsigned long long)waits, (unsigned long long)reads, (unsigned long long)ahead);
     return 0;
 }
 
@@ -249,9 +340,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES|none]\n"
-            "                          [--spoold PATH] [--dir DIR]\n"
+            "                          [--cold] [--random] [--spoold PATH] [--dir DIR]\n"
             "  starts its own spoold (default: $SPOOLD, else spoold next to spool-bench's\n"
-            "  build: ../src/spoold), fills N jobs, restarts it, drains them; one RESULT line\n");
+            "  build: ../src/spoold), fills N jobs, restarts it, drains them; one RESULT line\n"
+            "  --cold: drop the log from the page cache before the restart\n"
+            "  --random: incompressible bodies (default: text that lz4 shrinks)\n");
 }
 
 /* spoold of the same build tree: <build>/bench/spool-bench -> <build>/src/spoold. */
@@ -277,6 +370,7 @@ static int parse(int argc, char **argv, struct backlog_config *cfg)
         {"jobs", required_argument, NULL, 'j'},   {"size", required_argument, NULL, 's'},
         {"spoold", required_argument, NULL, 'p'}, {"dir", required_argument, NULL, 'd'},
         {"body-cache", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+        {"cold", no_argument, NULL, 'c'},         {"random", no_argument, NULL, 'r'},
         {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
@@ -288,6 +382,8 @@ static int parse(int argc, char **argv, struct backlog_config *cfg)
         case 'p': cfg->spoold = optarg; break;
         case 'd': cfg->dir = optarg; break;
         case 'b': cfg->body_cache = optarg; break;
+        case 'c': cfg->cold = true; break;
+        case 'r': cfg->random = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -EINVAL;
         }

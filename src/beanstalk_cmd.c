@@ -131,6 +131,7 @@ static const char *error_word(struct server *server, int error)
     case QUEUE_ELEASE:
     case QUEUE_ESTATE: return "NOT_FOUND";
     case QUEUE_EFULL:
+    case QUEUE_ENOMEM:
     case QUEUE_ETOOMANY: /* --max-queues: beanstalkd's word for a refused allocation */
     case QUEUE_ETOOBIG: return "OUT_OF_MEMORY";
     case QUEUE_EINVAL: return "BAD_FORMAT";

@@ -5,8 +5,18 @@
  * job's PUT, so the records the log hands over in seq order find theirs by binary search. A
  * read accepts waiters until its completion runs (the loop is single-threaded: a waiter added
  * while the read is in flight is served by it).
+ *
+ * Read-ahead (body_prefetch.h): a delivery that had to read, and every read that completes
+ * after it, plan reads of the batches the same queue delivers next; they are reads with no
+ * waiter (a delivery that wants one of them joins it), and their bodies land in the cache. The
+ * loop's pump walks again once the queue has delivered a quarter of a covered window, or once
+ * the budget has room for the batch a walk stopped at; a walk that finds every ready body
+ * cached stops read-ahead until the next delivery that has to read. Deliveries served from the
+ * cache (the hot path) walk nothing.
  */
 #include "body_fetch.h"
+
+#include "body_prefetch.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,6 +37,8 @@ struct fetch_read {
     struct body_fetcher *fetcher;
     struct log_pos pos; /* a record of the batch (segment_id and batch_offset name it) */
     bool issued;
+    bool prefetch;           /* read-ahead: counted in the fetcher's prefetch_inflight_* */
+    uint64_t prefetch_bytes; /* its estimate (body_prefetch.h) */
     uint32_t count;
     uint32_t capacity;
     struct fetch_waiter *waiters; /* sorted by seq */
@@ -38,6 +50,17 @@ struct body_fetcher {
     uint32_t issued;
     uint64_t active; /* fetches started, not yet done */
     bool closing;    /* the server goes away: fetches end without their done, no new reads */
+    /* Read-ahead: a job of the queue read ahead (its head at the last walk; 0: none,
+     * read-ahead waits for a delivery that has to read); when the pump walks again: once the
+     * budget has room for the batch a walk stopped at (blocked_bytes), or once the queue has
+     * delivered redo_jobs more jobs since the walk (mark) and moved the window; and what is
+     * in flight. */
+    uint64_t prefetch_queue_job_id;
+    uint64_t prefetch_blocked_bytes;
+    uint64_t prefetch_mark;
+    uint64_t prefetch_redo_jobs;
+    uint64_t prefetch_inflight_bytes;
+    uint32_t prefetch_inflight_reads;
     struct body_fetch_stats stats;
 };
 
@@ -165,6 +188,87 @@ static int fetch_want(struct body_fetcher *fetcher, struct body_fetch *fetch, ui
     return rc;
 }
 
+static bool prefetch_reading(void *ctx, const struct log_pos *pos)
+{
+    return read_find(ctx, pos) != NULL;
+}
+
+/* The queue to read ahead: hint, else the one read ahead last (NULL: none, or its job is
+ * forgotten). */
+static struct queue *prefetch_queue(struct body_fetcher *fetcher, struct queue *hint)
+{
+    if (hint != NULL || fetcher->prefetch_queue_job_id == 0)
+        return hint;
+    struct job *job = queue_job_find(fetcher->server->queues, fetcher->prefetch_queue_job_id);
+    return job == NULL ? NULL : job->queue;
+}
+
+static void prefetch_budget(const struct body_fetcher *fetcher, struct body_prefetch_budget *out)
+{
+    struct queue_body_stats cache;
+    queue_body_stats_get(fetcher->server->queues, &cache);
+    body_prefetch_budget_get(out, fetcher->prefetch_inflight_bytes,
+                             fetcher->prefetch_inflight_reads, cache.bytes, cache.bytes_max);
+}
+
+/* Plan read-ahead over the window at the head of the queue (hint, or the last one) and queue
+ * its reads (the pump issues them). Nothing under memory pressure: read-ahead bodies are
+ * what the bound evicts first. */
+static void prefetch_fill(struct body_fetcher *fetcher, struct queue *hint)
+{
+    if (fetcher->closing || fetcher->server->memory.low)
+        return;
+    struct queue *queue = prefetch_queue(fetcher, hint);
+    struct job *start = queue == NULL ? NULL : queue_ready_first(queue);
+    fetcher->prefetch_queue_job_id = 0;
+    if (start == NULL)
+        return;
+    struct body_prefetch_budget budget;
+    prefetch_budget(fetcher, &budget);
+    struct body_prefetch_plan plan;
+    body_prefetch_plan(&plan, &budget, start, prefetch_reading, fetcher);
+    for (uint32_t i = 0; i < plan.count; i++) {
+        struct fetch_read *read = calloc(1, sizeof(*read));
+        if (read == NULL)
+            return; /* read-ahead is only ever an optimization */
+        *read = (struct fetch_read){.fetcher = fetcher, .pos = plan.batches[i].pos,
+                                    .prefetch = true, .prefetch_bytes = plan.batches[i].bytes};
+        list_insert_tail(&fetcher->reads, &read->link);
+        fetcher->prefetch_inflight_bytes += read->prefetch_bytes;
+        fetcher->prefetch_inflight_reads++;
+        fetcher->stats.prefetch_reads++;
+    }
+    SPOOL_ASSERT(fetcher->prefetch_inflight_reads <= BODY_PREFETCH_READS_MAX);
+    /* Every ready job's body is cached or on its way: nothing more until a delivery has to
+     * read again (or the reads planned now complete and walk again). */
+    if (plan.stop == BODY_PREFETCH_END && plan.count == 0)
+        return;
+    fetcher->prefetch_queue_job_id = start->id;
+    fetcher->prefetch_mark = queue->metrics.deliveries;
+    /* A covered window moves once a quarter of it is delivered. */
+    fetcher->prefetch_redo_jobs = plan.stop == BODY_PREFETCH_WINDOW ? plan.visited / 4 + 1 : 0;
+    fetcher->prefetch_blocked_bytes = plan.stop == BODY_PREFETCH_BUDGET ? plan.resume_bytes : 0;
+}
+
+/* From the pump, every loop turn: read-ahead goes on once the window has moved or the budget
+ * has room (acks free cache space; reads complete). O(1) unless it goes on. */
+static void prefetch_poll(struct body_fetcher *fetcher)
+{
+    if (fetcher->prefetch_queue_job_id == 0 || fetcher->prefetch_inflight_reads != 0)
+        return; /* none, or the next completion walks on */
+    struct queue *queue = prefetch_queue(fetcher, NULL);
+    if (queue == NULL) {
+        fetcher->prefetch_queue_job_id = 0;
+        return;
+    }
+    if (queue->metrics.deliveries - fetcher->prefetch_mark < fetcher->prefetch_redo_jobs)
+        return;
+    struct body_prefetch_budget budget;
+    prefetch_budget(fetcher, &budget);
+    if (budget.bytes >= fetcher->prefetch_blocked_bytes && budget.reads > 0)
+        prefetch_fill(fetcher, NULL);
+}
+
 /* The jobs' fixed fields, and copies of the bodies that are cached now. */
 static struct body_fetch *fetch_new(struct job *const *jobs, uint32_t count)
 {
@@ -225,6 +329,10 @@ int body_fetch_start(struct body_fetcher *fetcher, struct job *const *jobs, uint
     SPOOL_ASSERT(fetch->missing > 0);
     fetcher->active++;
     fetcher->stats.fetches++;
+    /* A reserve that had to read: the rest of its queue is likely to be read too (a peek
+     * leaves read-ahead alone). */
+    if (jobs[0]->state == JOB_RESERVED)
+        prefetch_fill(fetcher, jobs[0]->queue);
     return 0;
 }
 
@@ -312,6 +420,12 @@ static void read_finish(struct fetch_read *read, int error)
         SPOOL_ASSERT(fetcher->issued > 0);
         fetcher->issued--;
     }
+    if (read->prefetch) {
+        SPOOL_ASSERT(fetcher->prefetch_inflight_reads > 0);
+        SPOOL_ASSERT(fetcher->prefetch_inflight_bytes >= read->prefetch_bytes);
+        fetcher->prefetch_inflight_reads--;
+        fetcher->prefetch_inflight_bytes -= read->prefetch_bytes;
+    }
     list_unlink(&read->link);
     for (uint32_t i = 0; i < read->count; i++) {
         struct fetch_waiter *w = &read->waiters[i];
@@ -332,6 +446,8 @@ static void read_done(void *ctx, int error, const struct log_record *record)
     read->fetcher->stats.batch_reads++;
     struct body_fetcher *fetcher = read->fetcher;
     read_finish(read, error);
+    if (fetcher->prefetch_queue_job_id != 0)
+        prefetch_fill(fetcher, NULL); /* read-ahead goes on */
     body_fetch_pump(fetcher); /* a slot is free */
 }
 
@@ -345,6 +461,7 @@ void body_fetch_pump(struct body_fetcher *fetcher)
 {
     if (fetcher->closing)
         return;
+    prefetch_poll(fetcher);
     struct list_link *l = fetcher->reads.next;
     while (l != &fetcher->reads) {
         struct fetch_read *read = LIST_ENTRY(l, struct fetch_read, link);
@@ -396,4 +513,5 @@ bool body_fetch_idle(const struct body_fetcher *fetcher)
 void body_fetch_stats_get(const struct body_fetcher *fetcher, struct body_fetch_stats *out)
 {
     *out = fetcher->stats;
+    out->prefetch_inflight = fetcher->prefetch_inflight_reads;
 }

@@ -92,6 +92,8 @@ struct body_fetch_stats {
     uint64_t batch_reads;  /* batches read back */
     uint64_t bodies_read;  /* bodies those reads cached or handed out */
     uint64_t errors;
+    uint64_t prefetch_reads; /* batch reads planned by read-ahead (body_prefetch.h) */
+    uint32_t prefetch_inflight; /* of those, not yet done */
 };
 void body_fetch_stats_get(const struct body_fetcher *fetcher, struct body_fetch_stats *out);
 

@@ -38,6 +38,7 @@ static int map_error(int error)
     case QUEUE_ENOTFOUND: return SPOOL_E_NOT_FOUND;
     case QUEUE_ELEASE: return SPOOL_E_LEASE_EXPIRED;
     case QUEUE_EFULL: return SPOOL_E_QUEUE_FULL;
+    case QUEUE_ENOMEM: return SPOOL_E_QUEUE_FULL;
     case QUEUE_EINVAL: return SPOOL_E_BAD_REQUEST;
     case QUEUE_ESTATE: return SPOOL_E_WRONG_STATE;
     case QUEUE_ETOOBIG: return SPOOL_E_TOO_LARGE;
@@ -419,6 +420,23 @@ static int batch_room(const struct queue_state *state, const struct wire_put_bat
     return room;
 }
 
+/* Memory for every job of the batch, made sure of before any is put (queue_put_reserve), so
+ * that no put of an admitted batch fails for it: 0, or QUEUE_ENOMEM. */
+static int batch_memory(struct queue_state *state, const struct wire_put_batch *batch)
+{
+    for (uint32_t i = 0; i < batch->count; i++) {
+        struct queue_put_args args;
+        put_args(&batch->jobs[i], &args);
+        struct queue *queue;
+        int rc = queue_get(state, args.queue, args.queue_len, &queue);
+        if (rc == 0)
+            rc = queue_put_reserve(state, queue, &args, batch->count);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Log bytes the batch's PUT records take (log_record_footprint of each, a duplicate's
  * included: an upper bound). */
 static uint64_t batch_log_bytes(const struct wire_put_batch *batch)
@@ -471,6 +489,12 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
                                             : "the batch exceeds a queue limit");
         return BATCH_REFUSED;
     }
+    room = batch_memory(server->queues, batch);
+    if (room != 0) {
+        conn_error(conn, request_id, map_error(room),
+                   "no memory for the batch's jobs: puts refused until memory frees");
+        return BATCH_REFUSED;
+    }
     if (server->log_full || log_bytes > log_open_room(server->log)) {
         /* Keep record order: nothing jumps the waiting batch. The open batch is committed
          * at once when a record in it is waited for, else within the log's lazy bound. */
@@ -495,7 +519,8 @@ static int handle_put_batch(struct conn *conn, const struct wire_header *h, unio
         return HANDLER_AGAIN;
     SPOOL_ASSERT(rc == 0);
     struct wire_put_result *results = calloc(batch->count, sizeof(*results));
-    SPOOL_ASSERT(results != NULL);
+    if (results == NULL) /* before any put: the batch is refused whole */
+        return queue_result(conn, h->request_id, QUEUE_ENOMEM);
     struct queue_time now = conn->server->now; /* one clock pair per turn: its jobs arrived together */
     uint64_t seq_end = 0;
     for (uint32_t i = 0; i < batch->count; i++) {

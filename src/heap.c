@@ -3,8 +3,11 @@
  */
 #include "heap.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "alloc_fail.h"
 #include "assert.h"
 
 static uint32_t *slot(const struct heap *heap, const void *item)
@@ -71,16 +74,41 @@ bool heap_contains(const struct heap *heap, const void *item)
     return index < heap->count && heap->items[index] == item;
 }
 
+int heap_reserve(struct heap *heap, uint32_t extra)
+{
+    if (heap->capacity - heap->count >= extra)
+        return 0;
+    uint64_t need = (uint64_t)heap->count + extra;
+    if (need >= HEAP_NONE)
+        return -ENOMEM; /* slots are uint32_t, HEAP_NONE excluded */
+    uint64_t capacity = heap->capacity == 0 ? 64 : heap->capacity;
+    while (capacity < need)
+        capacity *= 2; /* doubling: amortized O(1) pushes */
+    if (capacity >= HEAP_NONE)
+        capacity = HEAP_NONE - 1;
+    if (alloc_fail_now())
+        return -ENOMEM;
+    /* Not realloc: it would copy the whole old capacity, making room that was reserved but
+     * never used resident (the lease heap keeps room for every live job: 8 bytes a job of
+     * address space, which must stay address space). Only the items are copied. */
+    void **items = malloc((size_t)capacity * sizeof(*items));
+    if (items == NULL)
+        return -ENOMEM;
+    if (heap->count > 0)
+        memcpy(items, heap->items, (size_t)heap->count * sizeof(*items));
+    free(heap->items);
+    heap->items = items;
+    heap->capacity = (uint32_t)capacity;
+    SPOOL_ASSERT(heap->capacity - heap->count >= extra);
+    return 0;
+}
+
 void heap_push(struct heap *heap, void *item)
 {
     SPOOL_ASSERT(*slot(heap, item) == HEAP_NONE);
     if (heap->count == heap->capacity) {
-        uint32_t capacity = heap->capacity == 0 ? 64 : heap->capacity * 2;
-        SPOOL_ASSERT(capacity > heap->capacity);
-        void **items = realloc(heap->items, (size_t)capacity * sizeof(*items));
-        SPOOL_ASSERT(items != NULL);
-        heap->items = items;
-        heap->capacity = capacity;
+        int rc = heap_reserve(heap, 1);
+        SPOOL_ASSERT(rc == 0); /* out of memory where nothing was reserved */
     }
     heap->items[heap->count] = item;
     *slot(heap, item) = heap->count;

@@ -25,7 +25,10 @@ struct heap {
 void heap_init(struct heap *heap, bool (*less)(const void *a, const void *b),
                size_t index_offset);
 void heap_free(struct heap *heap);
-/* Out of memory aborts (as for every allocation of the broker's bounded structures). */
+/* Room for extra more items without allocating: 0, or -ENOMEM (nothing changed). The put path
+ * reserves before it logs, so that a put the memory cannot hold is refused, not aborted. */
+int heap_reserve(struct heap *heap, uint32_t extra) __attribute__((warn_unused_result));
+/* Out of memory aborts: callers that cannot fail reserve first (heap_reserve). */
 void heap_push(struct heap *heap, void *item);
 void heap_remove(struct heap *heap, void *item);
 /* Restore order after the item's key changed. */

@@ -141,6 +141,8 @@ static double hist_quantile(const struct metrics_hist *h, const struct metrics_b
 
 static void hist_add(struct metrics_hist *to, const struct metrics_hist *from)
 {
+    if (from->count == 0)
+        return; /* an idle queue's: every bucket is 0 too (metrics_hist_observe) */
     for (uint32_t i = 0; i <= METRICS_BUCKETS_MAX; i++)
         to->buckets[i] += from->buckets[i];
     to->count += from->count;
@@ -161,27 +163,47 @@ static int u64_text(char *out, uint64_t v)
     return n;
 }
 
+/* A histogram's bounds as label text, formatted once per page rather than once per series
+ * (a page with 200 labelled queues has 8,800 bucket lines; %g was a tenth of its cost). */
+struct bounds_text {
+    const struct metrics_bounds *bounds;
+    char le[METRICS_BUCKETS_MAX][32]; /* le="0.0001"} */
+    uint8_t len[METRICS_BUCKETS_MAX];
+};
+
+static void bounds_text_init(struct bounds_text *t, const struct metrics_bounds *bounds,
+                             double scale)
+{
+    SPOOL_ASSERT(bounds->count <= METRICS_BUCKETS_MAX);
+    t->bounds = bounds;
+    for (uint32_t i = 0; i < bounds->count; i++) {
+        int n = snprintf(t->le[i], sizeof(t->le[i]), "le=\"%.6g\"} ",
+                         (double)bounds->le[i] * scale);
+        SPOOL_ASSERT(n > 0 && (size_t)n < sizeof(t->le[i]));
+        t->len[i] = (uint8_t)n;
+    }
+}
+
 /* One histogram's series. scale: the unit's size in the base unit (1e-6 for us). */
 static void prom_hist(struct sbuf *b, const char *name, const char *labels,
-                      const struct metrics_hist *h, const struct metrics_bounds *bounds,
-                      double scale)
+                      const struct metrics_hist *h, const struct bounds_text *t, double scale)
 {
     uint64_t cumulative = 0;
     const char *sep = labels[0] != '\0' ? "," : "";
-    for (uint32_t i = 0; i < bounds->count; i++) {
+    size_t name_len = strlen(name), labels_len = strlen(labels), sep_len = strlen(sep);
+    for (uint32_t i = 0; i < t->bounds->count; i++) {
         cumulative += h->buckets[i];
-        sbuf_put(b, name, strlen(name));
+        sbuf_put(b, name, name_len);
         sbuf_put(b, "_bucket{", 8);
-        sbuf_put(b, labels, strlen(labels));
-        sbuf_put(b, sep, strlen(sep));
-        char le[64];
-        int n = snprintf(le, sizeof(le), "le=\"%.6g\"} ", (double)bounds->le[i] * scale);
-        sbuf_put(b, le, (size_t)n);
-        n = u64_text(le, cumulative);
-        le[n++] = '\n';
-        sbuf_put(b, le, (size_t)n);
+        sbuf_put(b, labels, labels_len);
+        sbuf_put(b, sep, sep_len);
+        sbuf_put(b, t->le[i], t->len[i]);
+        char count[24];
+        int n = u64_text(count, cumulative);
+        count[n++] = '\n';
+        sbuf_put(b, count, (size_t)n);
     }
-    cumulative += h->buckets[bounds->count];
+    cumulative += h->buckets[t->bounds->count];
     sbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
                 (unsigned long long)cumulative);
     const char *open = labels[0] != '\0' ? "{" : "";
@@ -197,14 +219,6 @@ static void prom_head(struct sbuf *b, const char *name, const char *type, const 
 }
 
 /* ---- per-queue series ---- */
-
-/* The queues /metrics labels: in name order, the first queues_max; the rest folded. */
-static int snap_queue_cmp(const void *a, const void *b)
-{
-    const struct snap_queue *const *qa = a;
-    const struct snap_queue *const *qb = b;
-    return strcmp((*qa)->name, (*qb)->name);
-}
 
 static void queue_fold(struct snap_queue *to, const struct snap_queue *q)
 {
@@ -293,19 +307,20 @@ static void prom_queues(struct sbuf *b, const struct snap_queue *const *qs, uint
         }
     }
     char labels[LIMIT_QUEUE_NAME_MAX_BYTES + 16];
+    struct bounds_text t;
+    bounds_text_init(&t, &metrics_queue_time_us, 1e-6);
     prom_head(b, "spool_queue_wait_seconds", "histogram",
               "Time from put to first delivery.");
     for (uint32_t i = 0; i < n; i++) {
         snprintf(labels, sizeof(labels), "queue=\"%s\"", qs[i]->name);
-        prom_hist(b, "spool_queue_wait_seconds", labels, &qs[i]->metrics.wait_us,
-                  &metrics_queue_time_us, 1e-6);
+        prom_hist(b, "spool_queue_wait_seconds", labels, &qs[i]->metrics.wait_us, &t, 1e-6);
     }
     prom_head(b, "spool_queue_processing_seconds", "histogram",
               "Time from delivery to ack.");
     for (uint32_t i = 0; i < n; i++) {
         snprintf(labels, sizeof(labels), "queue=\"%s\"", qs[i]->name);
-        prom_hist(b, "spool_queue_processing_seconds", labels, &qs[i]->metrics.process_us,
-                  &metrics_queue_time_us, 1e-6);
+        prom_hist(b, "spool_queue_processing_seconds", labels, &qs[i]->metrics.process_us, &t,
+                  1e-6);
     }
 }
 
@@ -400,9 +415,12 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
     prom_counter(b, "spool_sent_bytes_total", "Bytes sent to clients.", m->bytes_out);
     prom_head(b, "spool_commit_duration_seconds", "histogram",
               "One group commit: batch write (and fdatasync in --sync always), rolls included.");
-    prom_hist(b, "spool_commit_duration_seconds", "", &m->commit_us, &metrics_commit_us, 1e-6);
+    struct bounds_text t;
+    bounds_text_init(&t, &metrics_commit_us, 1e-6);
+    prom_hist(b, "spool_commit_duration_seconds", "", &m->commit_us, &t, 1e-6);
     prom_head(b, "spool_commit_records", "histogram", "Log records per group commit.");
-    prom_hist(b, "spool_commit_records", "", &m->commit_records, &metrics_commit_records, 1);
+    bounds_text_init(&t, &metrics_commit_records, 1);
+    prom_hist(b, "spool_commit_records", "", &m->commit_records, &t, 1);
     prom_counter(b, "spool_commit_written_bytes_total", "Bytes of log batches written.",
                  m->commit_bytes);
     prom_counter(b, "spool_log_appended_bytes_total", "Record bytes appended to the log.",
@@ -467,6 +485,9 @@ static void prom_bodies(struct sbuf *b, const struct snapshot *s)
                  s->body_fetch.fetches);
     prom_counter(b, "spool_body_fetch_reads_total", "Batches of bodies read back from the log.",
                  s->body_fetch.batch_reads);
+    prom_counter(b, "spool_body_prefetch_reads_total",
+                 "Of those batch reads, the ones read-ahead issued for a drain.",
+                 s->body_fetch.prefetch_reads);
     prom_counter(b, "spool_body_fetch_bodies_total",
                  "Bodies those reads brought back (cached or handed out).",
                  s->body_fetch.bodies_read);
@@ -496,16 +517,17 @@ void http_render_metrics(struct sbuf *b, const struct snapshot *snap, uint32_t q
     }
     for (uint32_t i = 0; i < n; i++)
         sorted[i] = &snap->queues[i];
-    qsort(sorted, n, sizeof(*sorted), snap_queue_cmp);
-    /* A walk over several turns may, in a rare table reshuffle, see a queue twice: one set of
-     * series per name (a repeated label set is an invalid page). */
-    uint32_t unique = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (unique == 0 || strcmp(sorted[unique - 1]->name, sorted[i]->name) != 0)
-            sorted[unique++] = sorted[i];
-    n = unique;
+    /* One set of series per queue (a repeated label set is an invalid page), then the
+     * labelled ones (the first queues_max names, sorted) ahead of those folded. */
+    int64_t unique = snap_queue_unique(sorted, n);
+    if (unique < 0) {
+        free(sorted);
+        b->failed = true;
+        return;
+    }
+    n = (uint32_t)unique;
+    uint32_t shown = snap_queue_select_first(sorted, n, queues_max);
     struct snap_queue other;
-    uint32_t shown = n;
     if (n > queues_max) {
         memset(&other, 0, sizeof(other));
         strcpy(other.name, OTHER_QUEUES_LABEL);

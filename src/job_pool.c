@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc_fail.h"
 #include "assert.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -171,6 +172,8 @@ static bool pool_chunk_new(struct job_pool *pool)
         pool->chunks = chunks;
         pool->chunk_cap = cap;
     }
+    if (alloc_fail_now())
+        return false;
     void *chunk = pool_prefault_take(pool);
     if (chunk == NULL)
         chunk = pool_map_chunk();
@@ -183,26 +186,62 @@ static bool pool_chunk_new(struct job_pool *pool)
     return true;
 }
 
+/* The first block of class c's free list. */
+static void *pool_free_pop(struct job_pool *pool, size_t c, size_t block_size)
+{
+    void *block = pool->free_lists[c];
+    SPOOL_ASSERT(block != NULL && pool->free_counts[c] > 0);
+    POOL_UNPOISON(block, block_size);
+    void *next;
+    memcpy(&next, block, sizeof next);
+    pool->free_lists[c] = next;
+    pool->free_counts[c]--;
+    SPOOL_ASSERT(pool->free_bytes >= block_size);
+    pool->free_bytes -= block_size;
+    memset(block, 0, block_size);
+    return block;
+}
+
 void *job_pool_alloc(struct job_pool *pool, size_t size)
 {
+    size_t c = pool_class(size);
+    if (pool->held[c] > 0) {
+        pool->held[c]--;
+        return pool_free_pop(pool, c, (c + 1) * JOB_POOL_GRAIN);
+    }
     void *block = job_pool_try_alloc(pool, size);
-    SPOOL_ASSERT(block != NULL);
+    SPOOL_ASSERT(block != NULL); /* out of memory where nothing was reserved */
     return block;
+}
+
+int job_pool_reserve(struct job_pool *pool, size_t size, size_t count)
+{
+    size_t c = pool_class(size);
+    size_t block_size = (c + 1) * JOB_POOL_GRAIN;
+    if (pool->held[c] >= count)
+        return 0;
+    /* Carve blocks off the bump region (mapping chunks as needed) onto the free list until
+     * it has count blocks to hold. */
+    while (pool->free_counts[c] < count) {
+        if (pool->bump_left < block_size && !pool_chunk_new(pool))
+            return -ENOMEM;
+        void *block = pool->bump;
+        pool->bump += block_size;
+        pool->bump_left -= block_size;
+        POOL_UNPOISON(block, block_size);
+        job_pool_free(pool, block, size);
+    }
+    pool->held[c] = count;
+    return 0;
 }
 
 void *job_pool_try_alloc(struct job_pool *pool, size_t size)
 {
     size_t c = pool_class(size);
     size_t block_size = (c + 1) * JOB_POOL_GRAIN;
-    void *block = pool->free_lists[c];
-    if (block != NULL) {
-        POOL_UNPOISON(block, block_size);
-        void *next;
-        memcpy(&next, block, sizeof next);
-        pool->free_lists[c] = next;
-        SPOOL_ASSERT(pool->free_bytes >= block_size);
-        pool->free_bytes -= block_size;
-        memset(block, 0, block_size);
+    void *block;
+    if (pool->free_counts[c] > pool->held[c]) {
+        block = pool_free_pop(pool, c, block_size);
     } else { /* never used since the chunk was mapped: still the zeroes mmap gave */
         if (pool->bump_left < block_size && !pool_chunk_new(pool))
             return NULL;
@@ -221,6 +260,7 @@ void job_pool_free(struct job_pool *pool, void *block, size_t size)
     size_t c = pool_class(size);
     memcpy(block, &pool->free_lists[c], sizeof(void *));
     pool->free_lists[c] = block;
+    pool->free_counts[c]++;
     pool->free_bytes += (c + 1) * JOB_POOL_GRAIN;
     POOL_POISON((uint8_t *)block + sizeof(void *), (c + 1) * JOB_POOL_GRAIN - sizeof(void *));
 }

@@ -65,6 +65,8 @@ struct job_pool {
     struct job_pool_prefault *prefault; /* NULL unless job_pool_prefault_start ran */
     uint64_t chunks_prefaulted;         /* taken from the helper (for tests) */
     uint64_t free_bytes; /* bytes of the blocks on the free lists: resident, but reusable */
+    size_t free_counts[JOB_POOL_CLASSES]; /* blocks on each free list */
+    size_t held[JOB_POOL_CLASSES]; /* of those, held for job_pool_alloc by job_pool_reserve */
 };
 
 void job_pool_init(struct job_pool *pool);
@@ -74,8 +76,15 @@ int job_pool_prefault_start(struct job_pool *pool);
 void job_pool_destroy(struct job_pool *pool);
 /* True if a block of size bytes comes from the pool. */
 bool job_pool_fits(size_t size);
-/* A zeroed block of at least size bytes (job_pool_fits(size)); aborts if the system has no
- * memory left, as the broker's other allocations do. */
+/* Hold at least count blocks of size (counting those held already) for the next
+ * job_pool_alloc calls of that size, so that they cannot fail: the put path holds a job's
+ * block before it logs the put, a batch all of its blocks. 0, or -ENOMEM (holds unchanged;
+ * blocks made meanwhile stay on the free list). job_pool_try_alloc does not take held blocks;
+ * a hold not used (a put whose log append failed) serves the next put. */
+int job_pool_reserve(struct job_pool *pool, size_t size, size_t count)
+    __attribute__((warn_unused_result));
+/* A zeroed block of at least size bytes (job_pool_fits(size)): a held one if any; aborts if
+ * none is held and the system has no memory left. */
 void *job_pool_alloc(struct job_pool *pool, size_t size);
 /* The same, or NULL when the system has no memory for a new chunk (the body cache: a body
  * it cannot keep stays in the log). */

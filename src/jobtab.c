@@ -1,5 +1,6 @@
 /*
- * jobtab (see jobtab.h). Out of memory aborts, as the broker's other allocations do.
+ * jobtab (see jobtab.h). Out of memory aborts unless jobtab_reserve made room first (the put
+ * path does, so that a put the memory cannot hold is refused instead).
  *
  * Invariants: a page is in the page map exactly while its live count is > 0, and live counts
  * its non-NULL slots; count is the sum of the live counts; last is the page of last_key when
@@ -7,8 +8,10 @@
  */
 #include "jobtab.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
+#include "alloc_fail.h"
 #include "assert.h"
 
 static uint64_t jobtab_key(uint64_t id)
@@ -22,10 +25,18 @@ void jobtab_init(struct jobtab *tab)
     tab->last_key = 0;
     tab->last = NULL;
     tab->count = 0;
+    tab->spare = NULL;
+    tab->spare_count = 0;
 }
 
 void jobtab_free(struct jobtab *tab)
 {
+    while (tab->spare != NULL) {
+        struct jobtab_page *page = tab->spare;
+        tab->spare = (struct jobtab_page *)(void *)page->slots[0];
+        free(page);
+    }
+    tab->spare_count = 0;
     IDMAP_EACH(&tab->pages, entry) free(entry->value);
     idmap_free(&tab->pages);
     jobtab_init(tab);
@@ -49,14 +60,47 @@ struct job *jobtab_get(struct jobtab *tab, uint64_t id)
     return page == NULL ? NULL : page->slots[id & (JOBTAB_PAGE_SLOTS - 1)];
 }
 
+int jobtab_reserve(struct jobtab *tab, uint64_t first_id, uint64_t count)
+{
+    if (count == 0)
+        return 0;
+    uint64_t missing = 0;
+    for (uint64_t key = jobtab_key(first_id); key <= jobtab_key(first_id + count - 1); key++)
+        missing += jobtab_page(tab, key) == NULL;
+    while (tab->spare_count < missing) {
+        struct jobtab_page *page = alloc_fail_now() ? NULL : calloc(1, sizeof(*page));
+        if (page == NULL)
+            return -ENOMEM;
+        page->slots[0] = (struct job *)(void *)tab->spare;
+        tab->spare = page;
+        tab->spare_count++;
+    }
+    return idmap_reserve(&tab->pages, missing);
+}
+
+/* A zeroed page: a spare one, else a new one (aborts when out of memory: not reserved). */
+static struct jobtab_page *jobtab_page_new(struct jobtab *tab)
+{
+    struct jobtab_page *page = tab->spare;
+    if (page != NULL) {
+        tab->spare = (struct jobtab_page *)(void *)page->slots[0];
+        tab->spare_count--;
+        page->slots[0] = NULL;
+        return page;
+    }
+    page = alloc_fail_now() ? NULL : calloc(1, sizeof(*page));
+    SPOOL_ASSERT(page != NULL); /* out of memory where nothing was reserved */
+    return page;
+}
+
 struct job *jobtab_put(struct jobtab *tab, uint64_t id, struct job *job)
 {
     SPOOL_ASSERT(job != NULL);
     uint64_t key = jobtab_key(id);
     struct jobtab_page *page = jobtab_page(tab, key);
     if (page == NULL) {
-        page = calloc(1, sizeof(*page));
-        SPOOL_ASSERT(page != NULL);
+        page = jobtab_page_new(tab);
+        SPOOL_ASSERT(page->live == 0);
         (void)idmap_put(&tab->pages, key, page);
         tab->last_key = key;
         tab->last = page;

@@ -35,12 +35,20 @@ struct jobtab {
     uint64_t last_key;  /* the page last looked up, 0 if none */
     struct jobtab_page *last;
     size_t count;
+    /* Pages allocated ahead by jobtab_reserve, in no map (linked through slots[0]). */
+    struct jobtab_page *spare;
+    size_t spare_count;
 };
 
 void jobtab_init(struct jobtab *tab);
 /* Free the pages (not the jobs). */
 void jobtab_free(struct jobtab *tab);
 struct job *jobtab_get(struct jobtab *tab, uint64_t id);
+/* Room to insert the ids first_id .. first_id + count - 1 without allocating (their pages and
+ * the page map's slots): 0, or -ENOMEM (what was allocated stays spare, for the next try).
+ * Otherwise jobtab_put aborts when memory runs out. */
+int jobtab_reserve(struct jobtab *tab, uint64_t first_id, uint64_t count)
+    __attribute__((warn_unused_result));
 /* Insert or replace (job != NULL); returns the job replaced, or NULL. */
 struct job *jobtab_put(struct jobtab *tab, uint64_t id, struct job *job);
 /* Remove; returns the job removed, or NULL. */

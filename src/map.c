@@ -8,10 +8,12 @@
  */
 #include "map.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc_fail.h"
 #include "assert.h"
 
 #define MAP_CAPACITY_MIN 16 /* a power of two; small maps stay one cache-friendly block */
@@ -74,15 +76,18 @@ void idmap_free(struct idmap *map)
     idmap_init(map);
 }
 
-static void idmap_grow(struct idmap *map)
+/* Grow to capacity (a power of two above the count); false when out of memory (unchanged). */
+static bool idmap_grow_to(struct idmap *map, size_t capacity)
 {
-    size_t capacity = map->entries == NULL ? MAP_CAPACITY_MIN : (map->mask + 1) * 2;
     struct idmap_entry *old = map->entries;
     size_t old_capacity = old == NULL ? 0 : map->mask + 1;
+    SPOOL_ASSERT(capacity > old_capacity);
     /* Cache-line aligned, so that a run of ids is one line. */
     size_t bytes = capacity * sizeof(*map->entries);
-    map->entries = aligned_alloc(IDMAP_LINE_BYTES, bytes);
-    SPOOL_ASSERT(map->entries != NULL);
+    struct idmap_entry *entries = alloc_fail_now() ? NULL : aligned_alloc(IDMAP_LINE_BYTES, bytes);
+    if (entries == NULL)
+        return false;
+    map->entries = entries;
     memset(map->entries, 0, bytes);
     map->mask = capacity - 1;
     map->count = 0;
@@ -90,6 +95,24 @@ static void idmap_grow(struct idmap *map)
         if (old[i].id != 0)
             (void)idmap_put(map, old[i].id, old[i].value); /* ids are distinct */
     free(old);
+    return true;
+}
+
+static void idmap_grow(struct idmap *map)
+{
+    bool ok = idmap_grow_to(map, map->entries == NULL ? MAP_CAPACITY_MIN : (map->mask + 1) * 2);
+    SPOOL_ASSERT(ok); /* out of memory where nothing was reserved */
+}
+
+int idmap_reserve(struct idmap *map, size_t extra)
+{
+    size_t capacity = map->entries == NULL ? 0 : map->mask + 1;
+    size_t want = capacity == 0 ? MAP_CAPACITY_MIN : capacity;
+    while ((map->count + extra) * 2 > want)
+        want *= 2; /* at most half full, as idmap_put keeps it */
+    if (want == capacity)
+        return 0;
+    return idmap_grow_to(map, want) ? 0 : -ENOMEM;
 }
 
 /* The slot an id probes from: its run's hashed place, then its position in the run. */

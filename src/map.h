@@ -30,6 +30,9 @@ void *idmap_get(const struct idmap *map, uint64_t id);
 /* Insert or replace; returns the value replaced, or NULL when id was absent (one probe
  * where a get before the put would take two). */
 void *idmap_put(struct idmap *map, uint64_t id, void *value);
+/* Room for extra more ids without allocating: 0, or -ENOMEM (nothing changed). idmap_put of a
+ * new id otherwise aborts when the table cannot grow. */
+int idmap_reserve(struct idmap *map, size_t extra) __attribute__((warn_unused_result));
 /* Remove; returns the old value or NULL. */
 void *idmap_remove(struct idmap *map, uint64_t id);
 

@@ -65,6 +65,7 @@ const char *queue_strerror(int error)
     case QUEUE_ESTATE: return "WRONG_STATE";
     case QUEUE_ETOOBIG: return "TOO_LARGE";
     case QUEUE_ETOOMANY: return "TOO_MANY_QUEUES";
+    case QUEUE_ENOMEM: return "OUT_OF_MEMORY";
     default: return "UNKNOWN";
     }
 }
@@ -288,7 +289,9 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         if (!state->replaying && state->config.queues_max != 0 &&
             state->queues.count >= state->config.queues_max)
             return QUEUE_ETOOMANY;
-        queue = xcalloc(1, sizeof(*queue));
+        queue = calloc(1, sizeof(*queue));
+        if (queue == NULL)
+            return QUEUE_ENOMEM; /* a put naming a new queue is refused like any other */
         memcpy(queue->name, name, name_len);
         queue->name_len = name_len;
         queue->default_max_attempts = UINT32_MAX;
@@ -805,19 +808,28 @@ static bool put_duplicate(struct queue_state *state, const struct queue_put_args
     return true;
 }
 
-/* A buffer of at least len bytes for encoding one record (valid until the next call). */
-static uint8_t *record_buf(struct queue_state *state, size_t len)
+/* A buffer of at least len bytes for encoding one record (valid until the next call), or NULL
+ * when it cannot grow (a put is refused then; it grows once, to the largest record). */
+static uint8_t *record_buf_try(struct queue_state *state, size_t len)
 {
     if (len > state->record_buf_cap) {
         size_t cap = state->record_buf_cap == 0 ? 4096 : state->record_buf_cap;
         while (cap < len)
             cap *= 2;
         uint8_t *buf = realloc(state->record_buf, cap);
-        SPOOL_ASSERT(buf != NULL);
+        if (buf == NULL)
+            return NULL;
         state->record_buf = buf;
         state->record_buf_cap = cap;
     }
     return state->record_buf;
+}
+
+static uint8_t *record_buf(struct queue_state *state, size_t len)
+{
+    uint8_t *buf = record_buf_try(state, len);
+    SPOOL_ASSERT(buf != NULL); /* an ack's record: no larger than the largest put's, mostly */
+    return buf;
 }
 
 /* The name of the queue the last put used was checked then: only other names are checked. */
@@ -869,6 +881,8 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     if (err != 0)
         return err;
     err = room_check(state, queue, 1, args->body_len);
+    if (err == 0)
+        err = queue_put_reserve(state, queue, args, 1);
     if (err != 0)
         return err;
     struct record_put put = {
@@ -883,12 +897,14 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
     size_t len = record_put_size(&put);
-    uint8_t *buf = record_buf(state, len);
+    uint8_t *buf = record_buf_try(state, len);
+    if (buf == NULL)
+        return QUEUE_ENOMEM;
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
     if (err != 0)
-        return err;
+        return err; /* the block held for the job serves the next put */
     struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
     job->priority = put.priority;
     job->max_attempts = put.max_attempts;
@@ -993,8 +1009,8 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
     uint64_t bytes = 0;
     while (count < count_max) {
         struct job *job = reserve_pick(reserver);
-        if (job == NULL)
-            break;
+        if (job == NULL || heap_reserve(&state->lease_heap, 1) != 0)
+            break; /* out of memory for a lease: fewer jobs now, the rest stay ready */
         /* One reply frame carries them all: the first job always goes, later ones only while
          * they fit the caller's byte budget. */
         uint64_t cost = (uint64_t)job->body_len + job->queue->name_len + QUEUE_DELIVERY_OVERHEAD;

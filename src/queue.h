@@ -56,6 +56,8 @@ enum queue_error {
     QUEUE_ESTATE = -10205,     /* the job is not in a state that allows this (delete reserved) */
     QUEUE_ETOOBIG = -10206,    /* larger than the queue's limits even when empty: never fits */
     QUEUE_ETOOMANY = -10207,   /* a new queue would exceed queues_max */
+    QUEUE_ENOMEM = -10208,     /* no memory to hold another job: refused before it is logged
+                                * (queue_memory.c); answered as QUEUE_FULL (retryable) */
 };
 
 const char *queue_strerror(int error);
@@ -354,6 +356,13 @@ struct queue *queue_find(struct queue_state *state, const char *name, uint32_t n
 SPOOL_MUST_USE int queue_get(struct queue_state *state, const char *name, uint32_t name_len,
                              struct queue **out);
 
+/* Memory for count puts like args into queue, made sure of before the first is logged (a
+ * batch: once per job, before any is put): the job blocks are held, and the page and heap
+ * slots they need exist. 0, or QUEUE_ENOMEM (nothing logged or applied; counted in
+ * totals.puts_refused_memory). queue_put calls it itself with count 1. */
+SPOOL_MUST_USE int queue_put_reserve(struct queue_state *state, struct queue *queue,
+                                     const struct queue_put_args *args, uint32_t count);
+
 /* Lease operations: QUEUE_ENOTFOUND (unknown job), QUEUE_ELEASE (token stale), emit errors. */
 SPOOL_MUST_USE int queue_ack(struct queue_state *state, uint64_t id, uint64_t token,
                              const void *result, uint32_t result_len, struct queue_time now,
@@ -470,6 +479,8 @@ struct queue_totals {
     /* Idempotency keys remembered now, and forgotten before their window ended because
      * idempotency_keys_max was reached (since this process started). */
     uint64_t keys, keys_evicted;
+    /* Puts refused (QUEUE_ENOMEM) because memory for their job could not be allocated. */
+    uint64_t puts_refused_memory;
 };
 void queue_totals_get(const struct queue_state *state, struct queue_totals *out);
 /* The queues whose names sort after cursor (cursor_len 0: every queue), in name order (byte
@@ -601,6 +612,20 @@ static inline void queue_job_set_pos(struct job *job, struct log_pos pos)
 static inline bool queue_job_body_missing(const struct job *job)
 {
     return job->body == NULL && queue_job_live(job);
+}
+/* READY jobs in ready order (oldest ready first; within one priority that is the order the
+ * ready heap delivers them): the first, and the one after job (READY); NULL past the last.
+ * Body read-ahead (body_prefetch.h) walks it to learn which bodies a drain wants next. */
+static inline struct job *queue_ready_first(const struct queue *queue)
+{
+    struct list_link *link = list_first(&queue->ready_order);
+    return link == NULL ? NULL : LIST_ENTRY(link, struct job, state_link);
+}
+static inline struct job *queue_ready_next(const struct job *job)
+{
+    SPOOL_ASSERT(job->state == JOB_READY);
+    struct list_link *link = job->state_link.next;
+    return link == &job->queue->ready_order ? NULL : LIST_ENTRY(link, struct job, state_link);
 }
 /* The body cache's figures, for stats. */
 struct queue_body_stats {

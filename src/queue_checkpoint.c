@@ -498,6 +498,8 @@ static int load_job(struct queue_state *state, struct cursor *c, struct queue **
         jobtab_get(&state->jobs, id) != NULL ||
         (saved != JOB_READY && saved != JOB_DELAYED && saved != JOB_DEAD))
         return RECORD_EINVAL;
+    if (queue_job_reserve(state, queues[queue_index], id, saved == JOB_DELAYED, true, 1) != 0)
+        return QUEUE_ENOMEM; /* the start stops with a message (server.c) */
     struct job *job = queue_job_new(state, queues[queue_index], id, NULL, 0, false);
     job->priority = le_get_u32(p + 16);
     job->attempts = le_get_u32(p + 20);
@@ -567,6 +569,8 @@ static int load_job_v3(struct queue_state *state, struct cursor *c, struct queue
         f[V3_PRIORITY] > UINT32_MAX || f[V3_ATTEMPTS] > UINT32_MAX ||
         f[V3_MAX_ATTEMPTS] > UINT32_MAX || f[V3_BODY_LEN] > UINT32_MAX)
         return RECORD_EINVAL;
+    if (queue_job_reserve(state, queues[f[V3_QUEUE]], id, saved == JOB_DELAYED, true, 1) != 0)
+        return QUEUE_ENOMEM; /* the start stops with a message (server.c) */
     struct job *job = queue_job_new(state, queues[f[V3_QUEUE]], id, NULL, 0, false);
     job->priority = (uint32_t)f[V3_PRIORITY];
     job->attempts = (uint32_t)f[V3_ATTEMPTS];
@@ -663,6 +667,9 @@ static int load_done(struct queue_state *state, struct cursor *c, uint32_t count
             jobtab_get(&state->jobs, id) != NULL || !job_state_settled(saved) ||
             (saved == JOB_EXPIRED && result_len > 0))
             return RECORD_EINVAL;
+        if (job_pool_reserve(&state->pool, sizeof(struct job), 1) != 0 ||
+            jobtab_reserve(&state->jobs, id, 1) != 0)
+            return QUEUE_ENOMEM;
         struct job *job = job_pool_alloc(&state->pool, sizeof(*job)); /* freed by job_free */
         *job = (struct job){
             .id = id, .queue = queues[queue_index], .state = saved,
@@ -736,6 +743,8 @@ int queue_checkpoint_load(struct queue_state *state, const void *data, uint32_t 
     if (err == 0 && version < 4)
         err = load_idem(state, &idem_at, idem_count, version, now);
     free(queues);
+    if (err == QUEUE_ENOMEM)
+        return err; /* the payload is fine: the memory is not (server.c says so) */
     if (err != 0 || c.left != 0)
         return RECORD_EINVAL;
     uint64_t next_id = le_get_u64(h + 8);

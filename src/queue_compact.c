@@ -100,6 +100,10 @@ bool queue_job_move_durable(struct queue_state *state, uint64_t id, uint64_t old
     struct job *job = jobtab_get(&state->jobs, id);
     if (job == NULL || !queue_job_copyable(job) || queue_job_pos(job).seq != old_seq)
         return false;
+    /* The segment counts may take up to two new entries (the copy's segment, and the one the
+     * count cache hands back): out of memory, the job simply stays where it is, safe. */
+    if (idmap_reserve(&state->segments, 2) != 0)
+        return false;
     queue_job_move(state, job, pos);
     return true;
 }

@@ -66,6 +66,13 @@ struct queue_state {
     uint64_t job_timeouts; /* leases that ran out, since the start */
 };
 
+/* Memory for count new jobs of queue, of ids first_id.. (queue_memory.c): their blocks held,
+ * their pages and heap slots there, so that queue_job_new and placing them cannot fail. 0 or
+ * QUEUE_ENOMEM.
+ * Replay and checkpoint loads call it too: a log with more jobs than memory holds stops the
+ * start with a message instead of an abort. */
+int queue_job_reserve(struct queue_state *state, struct queue *queue, uint64_t first_id,
+                      bool delayed, bool ttl, uint32_t count) __attribute__((warn_unused_result));
 /* A new PENDING job with its body (copied into the body cache, which may evict it), or,
  * without body_known, one whose body is not loaded (body NULL; the caller sets body_len). */
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,

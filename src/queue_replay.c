@@ -21,15 +21,20 @@
 
 static const char reason_max_attempts[] = "max_attempts";
 
-static void replay_put(struct queue_state *state, const struct record *rec,
-                       const struct log_pos *pos, struct queue_time now)
+/* 0, or QUEUE_ENOMEM: no memory for the job (the start stops with a message). */
+static int replay_put(struct queue_state *state, const struct record *rec,
+                      const struct log_pos *pos, struct queue_time now)
 {
     const struct record_put *put = &rec->u.put;
     if (jobtab_get(&state->jobs, put->id) != NULL || put->id < state->next_id)
-        return; /* already known (a checkpoint covered it) or settled and forgotten */
+        return 0; /* already known (a checkpoint covered it) or settled and forgotten */
     struct queue *queue;
-    if (queue_get(state, put->queue, put->queue_len, &queue) != 0)
-        return;
+    int rc = queue_get(state, put->queue, put->queue_len, &queue);
+    if (rc == 0)
+        rc = queue_job_reserve(state, queue, put->id, put->run_at_ms != 0,
+                               put->expires_at_ms != 0, 1);
+    if (rc != 0)
+        return rc == QUEUE_ENOMEM ? rc : 0;
     struct job *job = queue_job_new(state, queue, put->id, put->body, put->body_len, true);
     job->priority = put->priority;
     job->max_attempts = put->max_attempts;
@@ -45,34 +50,40 @@ static void replay_put(struct queue_state *state, const struct record *rec,
             queue_time_wall_ms(now))
         queue_idem_add(state, put->queue, put->queue_len, put->key, put->key_len, put->id,
                        put->created_ms, now);
+    return 0;
 }
 
 /* A RELOCATE (compaction's copy): a known live job's body now lives at pos. A job replay does
  * not know was either settled or deleted before the copy's anchor (a checkpoint or the replay
  * of the log before it says so, and replay_put's id test keeps it gone), or its PUT was in a
  * segment dropped after the copy and the checkpoint that covered it is not used (salvage):
- * then the copy rebuilds it, as it was when copied. */
-static void replay_relocate(struct queue_state *state, const struct record *rec,
-                            const struct log_pos *pos, struct queue_time now)
+ * then the copy rebuilds it, as it was when copied. 0, or QUEUE_ENOMEM (as replay_put). */
+static int replay_relocate(struct queue_state *state, const struct record *rec,
+                           const struct log_pos *pos, struct queue_time now)
 {
     const struct record_relocate *rel = &rec->u.relocate;
     struct job *job = jobtab_get(&state->jobs, rec->id);
     if (job != NULL) {
-        if (queue_job_live(job) && pos->seq > queue_job_pos(job).seq)
-            queue_job_move(state, job, *pos);
-        return;
+        if (!queue_job_live(job) || pos->seq <= queue_job_pos(job).seq)
+            return 0;
+        /* The segment counts may take two new entries (queue_job_move_durable). */
+        if (idmap_reserve(&state->segments, 2) != 0)
+            return QUEUE_ENOMEM;
+        queue_job_move(state, job, *pos);
+        return 0;
     }
     struct record put = {.type = RECORD_PUT, .version = RECORD_VERSION, .id = rec->id};
     put.u.put = rel->put;
-    replay_put(state, &put, pos, now);
+    int rc = replay_put(state, &put, pos, now);
     job = jobtab_get(&state->jobs, rec->id);
-    if (job == NULL)
-        return; /* settled and forgotten, or its queue cannot be made */
+    if (rc != 0 || job == NULL)
+        return rc; /* out of memory; or settled and forgotten, or its queue cannot be made */
     job->attempts = rel->attempts;
     if (rel->state == RECORD_STATE_DEAD) {
         queue_job_leave(state, job);
         queue_job_enter_dead(state, job, rel->reason, rel->reason_len, rel->settled_ms);
     }
+    return 0;
 }
 
 static void replay_job_record(struct queue_state *state, const struct record *rec,
@@ -131,10 +142,10 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
     struct queue *queue;
     switch (rec.type) {
     case RECORD_PUT:
-        replay_put(state, &rec, &record->pos, now);
+        err = replay_put(state, &rec, &record->pos, now);
         break;
     case RECORD_RELOCATE:
-        replay_relocate(state, &rec, &record->pos, now);
+        err = replay_relocate(state, &rec, &record->pos, now);
         break;
     case RECORD_QUEUE_META:
         if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0) {
@@ -158,7 +169,7 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
         break;
     }
     state->replaying = false;
-    return 0;
+    return err;
 }
 
 void queue_recover_finish(struct queue_state *state, struct queue_time now)

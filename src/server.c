@@ -296,12 +296,26 @@ static void replay_buffer_free(struct replay_buffer *rb)
     free(rb->data);
 }
 
+/* The job index of the log does not fit in memory: say so (a restart would fail the same). */
+static int rebuild_no_memory(struct server *server)
+{
+    struct queue_totals totals;
+    queue_totals_get(server->queues, &totals);
+    slog_error("msg=\"out of memory loading the job index: the log holds more jobs than this "
+               "process may allocate; give spoold more memory (or a higher limit) and start it "
+               "again; the log is intact\" jobs_loaded=%llu",
+               (unsigned long long)totals.jobs);
+    return -ENOMEM;
+}
+
 static int state_rebuild(struct server *server, struct replay_buffer *rb, void *checkpoint,
                          uint32_t checkpoint_len)
 {
     struct queue_time now = server_now();
     if (checkpoint != NULL) {
         int rc = queue_checkpoint_load(server->queues, checkpoint, checkpoint_len, now);
+        if (rc == QUEUE_ENOMEM)
+            return rebuild_no_memory(server);
         if (rc != 0) {
             slog_error("msg=\"checkpoint payload does not decode\" bytes=%u", checkpoint_len);
             return rc;
@@ -309,6 +323,8 @@ static int state_rebuild(struct server *server, struct replay_buffer *rb, void *
     }
     for (size_t i = 0; i < rb->count; i++) {
         int rc = queue_replay(server->queues, &rb->records[i], now);
+        if (rc == QUEUE_ENOMEM)
+            return rebuild_no_memory(server);
         if (rc != 0) {
             const struct log_record *bad = &rb->records[i];
             /* A version above what this build writes comes from a newer spoold. */
@@ -1262,11 +1278,13 @@ static void bodies_report(struct server *server)
     struct body_fetch_stats fetch;
     body_fetch_stats_get(server->fetcher, &fetch);
     slog_info("msg=\"body cache\" bytes=%llu bytes_max=%llu bodies=%llu evictions=%llu "
-              "fetches=%llu batch_reads=%llu bodies_read=%llu read_errors=%llu",
+              "fetches=%llu batch_reads=%llu bodies_read=%llu read_errors=%llu "
+              "prefetch_reads=%llu",
               (unsigned long long)cache.bytes, (unsigned long long)cache.bytes_max,
               (unsigned long long)cache.count, (unsigned long long)cache.evictions,
               (unsigned long long)fetch.fetches, (unsigned long long)fetch.batch_reads,
-              (unsigned long long)fetch.bodies_read, (unsigned long long)fetch.errors);
+              (unsigned long long)fetch.bodies_read, (unsigned long long)fetch.errors,
+              (unsigned long long)fetch.prefetch_reads);
 }
 
 void server_destroy(struct server *server)

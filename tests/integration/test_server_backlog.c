@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -219,6 +220,52 @@ static void test_delivery_after_restart(void)
     spoold_cleanup(&server);
 }
 
+/* A drain after a restart reads ahead (src/body_prefetch.h): with a cache that holds a few
+ * batches, most reserves find their bodies cached; each batch is read once (read-ahead and
+ * deliveries never read the same batch twice at once), every body is right, and the cache's
+ * bound holds. With a 64 KiB cache (half of it: less than one batch) nothing is read ahead. */
+static void test_read_ahead_after_restart(void)
+{
+    const char *const args[] = {"--body-cache", "2m", NULL};
+    REQUIRE(spoold_start(&server, "backlog-ahead", args) == 0);
+    spool_client *c = client();
+    put_all(c);
+    spool_close(c);
+    REQUIRE(spoold_stop(&server) == 0);
+    REQUIRE(spoold_restart(&server, args) == 0);
+    c = client();
+    drain_all(c, 32); /* ~94 reserves */
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    uint64_t reads = log_counter(&server, "batch_reads=");
+    uint64_t ahead = log_counter(&server, "prefetch_reads=");
+    uint64_t fetches = log_counter(&server, "fetches=");
+    uint64_t bytes_max = log_counter(&server, "bytes_max=");
+    fprintf(stderr, "read-ahead: %llu of %llu batch reads; %llu reserves waited\n",
+            (unsigned long long)ahead, (unsigned long long)reads, (unsigned long long)fetches);
+    CHECK_EQ(bytes_max, 2u << 20);
+    CHECK(ahead > 10);
+    CHECK(ahead <= reads);
+    CHECK(reads < 60); /* ~30 log batches (and the checkpoint's), each once */
+    CHECK(fetches < 20);
+    spoold_cleanup(&server);
+    /* A cache too small for read-ahead: every reserve that needs a batch reads it itself. */
+    const char *const tiny[] = {"--body-cache", "64k", NULL};
+    REQUIRE(spoold_start(&server, "backlog-ahead-tiny", tiny) == 0);
+    c = client();
+    put_all(c);
+    spool_close(c);
+    REQUIRE(spoold_stop(&server) == 0);
+    REQUIRE(spoold_restart(&server, tiny) == 0);
+    c = client();
+    drain_all(c, 32);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    CHECK_EQ(log_counter(&server, "prefetch_reads="), 0);
+    CHECK(log_counter(&server, "fetches=") > 20);
+    spoold_cleanup(&server);
+}
+
 /* HELLO then RESERVE of 256 cold jobs, then close at once: the leases go back when the
  * connection closes, whether or not the bodies had arrived; nothing is lost or stuck. */
 static void reserve_and_vanish(void)
@@ -358,12 +405,104 @@ static void test_memory_bound(void)
     spoold_cleanup(&server);
 }
 
+/* Put jobs of 100 bytes to queue "big" in batches of 1000. */
+static void put_many(spool_client *c, uint32_t jobs)
+{
+    enum { BATCH = 1000 };
+    static struct spool_job_spec specs[BATCH];
+    static char body[100];
+    memset(body, 'b', sizeof(body));
+    for (int k = 0; k < BATCH; k++)
+        specs[k] = (struct spool_job_spec){.queue = "big", .body = body, .body_len = sizeof(body)};
+    for (uint32_t done = 0; done < jobs; done += BATCH)
+        REQUIRE(spool_put_batch(c, specs, BATCH, NULL) == 0);
+}
+
+/* Start spoold with its address space limited to limit_bytes (RLIMIT_AS: malloc and mmap fail
+ * past it, as with overcommit off): the limit is set in this process around the fork only. */
+static int restart_limited(const char *const *args, uint64_t limit_bytes)
+{
+    struct rlimit old, lim;
+    REQUIRE(getrlimit(RLIMIT_AS, &old) == 0);
+    lim = old;
+    lim.rlim_cur = limit_bytes;
+    REQUIRE(setrlimit(RLIMIT_AS, &lim) == 0);
+    int rc = spoold_restart(&server, args);
+    REQUIRE(setrlimit(RLIMIT_AS, &old) == 0);
+    return rc;
+}
+
+/* A log with more jobs than memory allows: under --max-memory far below the job index the
+ * restart still starts (bodies are not loaded; puts are refused, reserves and acks go on); with
+ * an address space too small for the job index itself it stops with a message saying so, not
+ * an assertion, and starts again (every job there) once it has the memory. */
+static void test_restart_over_memory(void)
+{
+    const char *const args[] = {"--body-cache", "1m", NULL};
+    REQUIRE(spoold_start(&server, "backlog-over-memory", args) == 0);
+    spool_client *c = client();
+    put_many(c, 300000); /* ~100 MB of job index */
+    spool_close(c);
+    REQUIRE(spoold_stop(&server) == 0);
+    const char *const bound[] = {"--body-cache", "1m", "--max-memory", "32m", NULL};
+    REQUIRE(spoold_restart(&server, bound) == 0);
+    c = client();
+    struct spool_job_spec spec = {.queue = "big", .body = "x", .body_len = 1};
+    rc_wait:;
+    int rc = spool_put(c, &spec, NULL);
+    if (rc == 0) { /* memory not sampled yet: the first reading refuses */
+        usleep(20 * 1000);
+        goto rc_wait;
+    }
+    CHECK_EQ(rc, SPOOL_E_QUEUE_FULL);
+    const char *queues[1] = {"big"};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    REQUIRE(spool_reserve(c, queues, 1, 100, 0, 0, &d, &got) == 0);
+    CHECK_EQ(got, 100);
+    for (size_t k = 0; k < got; k++)
+        CHECK_EQ(spool_ack(c, d[k].id, d[k].lease, NULL, 0), 0);
+    spool_deliveries_free(d);
+    spool_close(c);
+    REQUIRE(spoold_stop(&server) == 0);
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer reserves terabytes of address space: RLIMIT_AS cannot bound it. */
+    spoold_cleanup(&server);
+    return;
+#endif
+    CHECK(restart_limited(args, 96u << 20) != 0);
+    CHECK(spoold_log_contains(&server, "out of memory loading the job index"));
+    CHECK(!spoold_log_contains(&server, "assert"));
+    REQUIRE(spoold_restart(&server, args) == 0);
+    c = client();
+    uint32_t drained = 0;
+    for (;;) {
+        d = NULL;
+        got = 0;
+        REQUIRE(spool_reserve(c, queues, 1, 1000, 0, 0, &d, &got) == 0);
+        if (got == 0)
+            break;
+        struct spool_ack_item items[1000];
+        for (size_t k = 0; k < got; k++)
+            items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};
+        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
+        drained += (uint32_t)got;
+        spool_deliveries_free(d);
+    }
+    CHECK_EQ(drained, 300000 - 100);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+}
+
 int main(void)
 {
     RUN_TEST(test_delivery_after_eviction);
     RUN_TEST(test_delivery_after_restart);
+    RUN_TEST(test_read_ahead_after_restart);
     RUN_TEST(test_close_while_fetching);
     RUN_TEST(test_damaged_body_stops);
     RUN_TEST(test_memory_bound);
+    RUN_TEST(test_restart_over_memory);
     return check_exit();
 }

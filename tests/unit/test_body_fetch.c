@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "body_fetch.h"
+#include "body_prefetch.h"
 #include "check.h"
 #include "log_util.h"
 #include "server.h"
@@ -299,9 +300,127 @@ static void test_follows_compaction(void)
     teardown();
 }
 
+/* Read-ahead done too: no fetch active and no read-ahead read in flight. */
+static void run_until_quiet(void)
+{
+    struct body_fetch_stats st;
+    run_until_done();
+    body_fetch_stats_get(srv.fetcher, &st);
+    for (int i = 0; i < 10000 && st.prefetch_inflight > 0; i++) {
+        REQUIRE(io_backend_poll(t.io, true) >= 0);
+        body_fetch_pump(srv.fetcher);
+        body_fetch_stats_get(srv.fetcher, &st);
+    }
+    CHECK_EQ(st.prefetch_inflight, 0);
+}
+
+static uint32_t reserve_n(struct queue_owner *owner, uint32_t n, struct job **jobs)
+{
+    struct queue_reserver r = {.queues = {queue_find(srv.queues, "q", 1)}, .queue_count = 1,
+                               .count_max = n, .deadline_ns = now().mono_ns, .owner = owner};
+    return queue_reserve(srv.queues, &r, now(), jobs);
+}
+
+static uint32_t missing_count(void)
+{
+    uint32_t missing = 0;
+    for (uint32_t i = 0; i < JOBS; i++)
+        missing += queue_job_body_missing(queue_job_find(srv.queues, ids[i]));
+    return missing;
+}
+
+/* After a restart (nothing cached), one reserve that has to read brings the rest of the queue
+ * in by read-ahead: every batch read exactly once, every body right, the next reserves read
+ * nothing. A peek reads ahead nothing. */
+static void test_read_ahead(void)
+{
+    setup("fetch-ahead", 1024 * 1024); /* half of it holds every body */
+    queue_body_cache_trim(srv.queues, 0);
+    struct job *all[JOBS];
+    for (uint32_t i = 0; i < JOBS; i++)
+        all[i] = queue_job_find(srv.queues, ids[i]);
+    uint32_t batches = distinct_batches(all, JOBS);
+    REQUIRE(batches > 4 && batches <= BODY_PREFETCH_READS_MAX);
+    memset(&out, 0, sizeof(out));
+    REQUIRE(body_fetch_start(srv.fetcher, &all[300], 1, fetched, 1, 1, WIRE_OP_PEEK) == 0);
+    run_until_quiet();
+    struct body_fetch_stats st;
+    body_fetch_stats_get(srv.fetcher, &st);
+    CHECK_EQ(st.prefetch_reads, 0);
+    queue_body_cache_trim(srv.queues, 0);
+    struct queue_owner owner;
+    queue_owner_init(&owner);
+    struct job *jobs[10];
+    REQUIRE(reserve_n(&owner, 10, jobs) == 10);
+    memset(&out, 0, sizeof(out));
+    REQUIRE(body_fetch_start(srv.fetcher, jobs, 10, fetched, 1, 2, WIRE_OP_RESERVE) == 0);
+    run_until_quiet();
+    CHECK_EQ(out.matched, 10);
+    body_fetch_stats_get(srv.fetcher, &st);
+    CHECK_EQ(st.prefetch_reads, batches - 1); /* the first batch: the reserve's own read */
+    CHECK_EQ(st.batch_reads, 1 + batches);    /* and the peek's */
+    CHECK_EQ(missing_count(), 0);
+    uint8_t want[BODY];
+    for (uint32_t i = 0; i < JOBS; i++) {
+        body_of(i, want);
+        CHECK(memcmp(queue_job_find(srv.queues, ids[i])->body, want, BODY) == 0);
+    }
+    struct job *more[256];
+    REQUIRE(reserve_n(&owner, 256, more) == 256);
+    CHECK(!body_fetch_needed(more, 256));
+    teardown();
+}
+
+/* Read-ahead stops at its share of the cache, and goes on from where it stopped once acks
+ * have made room. */
+static void test_read_ahead_bound(void)
+{
+    uint64_t cache_max = 80 * 1000; /* ~4 batches of ~70 bodies of ~250 bytes */
+    setup("fetch-ahead-bound", cache_max);
+    queue_body_cache_trim(srv.queues, 0);
+    struct queue_body_stats cache;
+    queue_body_stats_get(srv.queues, &cache);
+    uint64_t evictions = cache.evictions;
+    struct queue_owner owner;
+    queue_owner_init(&owner);
+    struct job *jobs[256];
+    REQUIRE(reserve_n(&owner, 10, jobs) == 10);
+    REQUIRE(body_fetch_start(srv.fetcher, jobs, 10, fetched, 1, 1, WIRE_OP_RESERVE) == 0);
+    run_until_quiet();
+    queue_body_stats_get(srv.queues, &cache);
+    CHECK(cache.bytes <= cache_max);
+    CHECK_EQ(cache.evictions, evictions); /* read-ahead evicted nothing */
+    struct body_fetch_stats st;
+    body_fetch_stats_get(srv.fetcher, &st);
+    CHECK(st.prefetch_reads >= 1);
+    uint32_t missing = missing_count();
+    CHECK(missing > JOBS / 2);
+    uint64_t reads = st.prefetch_reads;
+    body_fetch_pump(srv.fetcher); /* no room yet: nothing more */
+    run_until_quiet();
+    body_fetch_stats_get(srv.fetcher, &st);
+    CHECK_EQ(st.prefetch_reads, reads);
+    /* Ack what was delivered and the cached ones after it: room again. */
+    uint32_t n = reserve_n(&owner, 150, jobs + 10) + 10;
+    for (uint32_t k = 0; k < n; k++)
+        REQUIRE(queue_ack(srv.queues, jobs[k]->id, jobs[k]->lease_token, NULL, 0, now(),
+                          NULL) == 0);
+    tlog_drain(&t);
+    body_fetch_pump(srv.fetcher);
+    run_until_quiet();
+    body_fetch_stats_get(srv.fetcher, &st);
+    CHECK(st.prefetch_reads > reads);
+    CHECK(missing_count() < missing);
+    queue_body_stats_get(srv.queues, &cache);
+    CHECK(cache.bytes <= cache_max);
+    teardown();
+}
+
 int main(void)
 {
     RUN_TEST(test_follows_compaction);
+    RUN_TEST(test_read_ahead);
+    RUN_TEST(test_read_ahead_bound);
     RUN_TEST(test_batched);
     RUN_TEST(test_read_caches_neighbours);
     RUN_TEST(test_damage_and_gone);

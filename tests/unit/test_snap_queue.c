@@ -2,6 +2,7 @@
  * entry is kept with its ready age refreshed, any event on the queue (put, reserve, ack,
  * delayed job coming due, pause) copies it again, and an entry of another queue, or of a
  * queue forgotten and created again with other numbers, is never kept. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,9 +97,86 @@ static void test_other_queue_never_kept(void)
     queue_state_destroy(s);
 }
 
+/* n entries named by fmt with i, in the order perm gives (a shuffle, no table order). */
+static struct snap_queue *entries_new(uint32_t n)
+{
+    struct snap_queue *e = calloc(n, sizeof(*e));
+    REQUIRE(e != NULL);
+    for (uint32_t i = 0; i < n; i++) /* i * 7919 mod n: a permutation for n prime to 7919 */
+        snprintf(e[i].name, sizeof(e[i].name), "q-%05u", (unsigned)((i * 7919u) % n));
+    return e;
+}
+
+static void test_select_first_labels_the_first_names_in_order(void)
+{
+    const uint32_t n = 1000, k = 37;
+    struct snap_queue *e = entries_new(n);
+    const struct snap_queue **qs = calloc(n, sizeof(*qs));
+    REQUIRE(qs != NULL);
+    for (uint32_t i = 0; i < n; i++)
+        qs[i] = &e[i];
+    CHECK_EQ(snap_queue_select_first(qs, n, k), k);
+    for (uint32_t i = 0; i < k; i++) { /* q-00000 .. q-00036, sorted */
+        char want[16];
+        snprintf(want, sizeof(want), "q-%05u", (unsigned)i);
+        CHECK_EQ(strcmp(qs[i]->name, want), 0);
+    }
+    /* The rest: every other entry exactly once, none of the first names. */
+    bool *seen = calloc(n, sizeof(*seen));
+    REQUIRE(seen != NULL);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t idx = (uint32_t)(qs[i] - e);
+        REQUIRE(idx < n);
+        CHECK(!seen[idx]);
+        seen[idx] = true;
+        if (i >= k)
+            CHECK(strcmp(qs[i]->name, "q-00037") >= 0);
+    }
+    /* k at or above n: everything, sorted; k = 0: nothing labelled. */
+    CHECK_EQ(snap_queue_select_first(qs, n, n + 5), n);
+    for (uint32_t i = 1; i < n; i++)
+        CHECK(strcmp(qs[i - 1]->name, qs[i]->name) < 0);
+    CHECK_EQ(snap_queue_select_first(qs, n, 0), 0);
+    free(seen);
+    free(qs);
+    free(e);
+}
+
+static void test_unique_drops_repeated_names(void)
+{
+    /* A walk that saw b twice (a reshuffle) and c twice (forgotten and made again: another
+     * entry, the same name): one of each is kept, the first, in the order given. */
+    const char *names[] = {"a", "b", "c", "b", "d", "c", "b"};
+    const uint32_t n = sizeof(names) / sizeof(names[0]);
+    struct snap_queue *e = calloc(n, sizeof(*e));
+    const struct snap_queue **qs = calloc(n, sizeof(*qs));
+    REQUIRE(e != NULL && qs != NULL);
+    for (uint32_t i = 0; i < n; i++) {
+        strcpy(e[i].name, names[i]);
+        qs[i] = &e[i];
+    }
+    CHECK_EQ(snap_queue_unique(qs, n), 4);
+    CHECK(qs[0] == &e[0] && qs[1] == &e[1] && qs[2] == &e[2] && qs[3] == &e[4]);
+    /* No repeats: all kept (10,000, past the table's first sizes). */
+    const uint32_t big = 10000;
+    struct snap_queue *many = entries_new(big);
+    const struct snap_queue **ms = calloc(big, sizeof(*ms));
+    REQUIRE(ms != NULL);
+    for (uint32_t i = 0; i < big; i++)
+        ms[i] = &many[i];
+    CHECK_EQ(snap_queue_unique(ms, big), big);
+    CHECK_EQ(snap_queue_unique(ms, 0), 0);
+    free(ms);
+    free(many);
+    free(qs);
+    free(e);
+}
+
 int main(void)
 {
     RUN_TEST(test_unchanged_kept_changed_copied);
     RUN_TEST(test_other_queue_never_kept);
+    RUN_TEST(test_select_first_labels_the_first_names_in_order);
+    RUN_TEST(test_unique_drops_repeated_names);
     return check_exit();
 }
