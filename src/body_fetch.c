@@ -347,15 +347,18 @@ static void read_each(void *ctx, const struct log_record *record)
 {
     struct fetch_read *read = ctx;
     struct server *server = read->fetcher->server;
-    if (record->type != RECORD_PUT)
-        return;
+    if (record->type != RECORD_PUT && record->type != RECORD_RELOCATE)
+        return; /* a job's body is in its PUT, or in compaction's copy of it */
     struct record rec;
-    if (record_decode(record->type, record->data, record->len, &rec) != 0)
+    const void *body;
+    uint32_t body_len;
+    if (record_decode(record->type, record->data, record->len, &rec) != 0 ||
+        !record_body(&rec, &body, &body_len))
         return; /* a waiter on it stays unresolved: LOG_ECORRUPT at the end */
     struct job *job = queue_job_find(server->queues, rec.id);
     if (job != NULL && queue_job_body_missing(job) && queue_job_pos(job).seq == record->pos.seq &&
-        job->body_len == rec.u.put.body_len) {
-        queue_body_loaded(server->queues, job, rec.u.put.body, rec.u.put.body_len);
+        job->body_len == body_len) {
+        queue_body_loaded(server->queues, job, body, body_len);
         read->fetcher->stats.bodies_read++;
     }
     uint32_t lo = 0, hi = read->count;
@@ -369,14 +372,14 @@ static void read_each(void *ctx, const struct log_record *record)
     for (uint32_t i = lo; i < read->count && read->waiters[i].seq == record->pos.seq; i++) {
         struct fetch_waiter *w = &read->waiters[i];
         struct body_fetch_job *fj = &w->fetch->jobs[w->index];
-        if (fj->body != NULL || rec.id != fj->id || rec.u.put.body_len != fj->len)
+        if (fj->body != NULL || rec.id != fj->id || body_len != fj->len)
             continue;
         fj->body = malloc(fj->len == 0 ? 1 : fj->len);
         if (fj->body == NULL) {
             fetch_fail(w->fetch, w->index, -ENOMEM);
             continue;
         }
-        memcpy(fj->body, rec.u.put.body, fj->len);
+        memcpy(fj->body, body, fj->len);
     }
 }
 
@@ -395,8 +398,27 @@ static bool job_gone(struct body_fetcher *fetcher, const struct body_fetch_job *
     return job == NULL || !queue_job_live(job);
 }
 
+/* Compaction moved the job's body to a copy (compact.h) since the fetch began, and the batch
+ * it was read from may be gone with its segment: wait for the copy's batch instead. True when
+ * the waiter joined that read (the fetch waits for one more resolution). */
+static bool fetch_follow_move(struct body_fetcher *fetcher, struct body_fetch *fetch,
+                              uint32_t index)
+{
+    struct body_fetch_job *fj = &fetch->jobs[index];
+    struct job *job = queue_job_find(fetcher->server->queues, fj->id);
+    SPOOL_ASSERT(job != NULL && queue_job_live(job));
+    struct log_pos pos = queue_job_pos(job);
+    if (pos.seq == fj->pos.seq)
+        return false;
+    fj->pos = pos;
+    if (fetch_want(fetcher, fetch, index) != 0)
+        return false;
+    fetch->missing++;
+    return true;
+}
+
 /* Every waiter is resolved: with its body, or with error (or LOG_ECORRUPT: the batch held no
- * such PUT), unless its job is gone meanwhile. */
+ * such PUT), unless its job is gone meanwhile or moved by compaction (then its copy is read). */
 static void read_finish(struct fetch_read *read, int error)
 {
     struct body_fetcher *fetcher = read->fetcher;
@@ -414,7 +436,8 @@ static void read_finish(struct fetch_read *read, int error)
     for (uint32_t i = 0; i < read->count; i++) {
         struct fetch_waiter *w = &read->waiters[i];
         const struct body_fetch_job *fj = &w->fetch->jobs[w->index];
-        if (fj->body == NULL && !job_gone(fetcher, fj))
+        if (fj->body == NULL && !job_gone(fetcher, fj) &&
+            !fetch_follow_move(fetcher, w->fetch, w->index))
             fetch_fail(w->fetch, w->index, error != 0 ? error : LOG_ECORRUPT);
     }
     for (uint32_t i = 0; i < read->count; i++)

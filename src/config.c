@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compact.h"
 #include "queue.h"
 #include "wire_frame.h"
 
@@ -75,6 +76,8 @@ static const char usage[] =
     "                           if there is one)\n"
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
+    "  --compact-percent N      copy the live jobs of a sealed segment forward when they take\n"
+    "                           less than N% of it, 0..50 (default 25; 0: never)\n"
     "  --idempotency-window MS  how long a put's key suppresses repeats (default 86400000)\n"
     "  --max-idempotency-keys N keys remembered at most; past it the oldest goes first\n"
     "                           (default 1048576)\n"
@@ -203,6 +206,7 @@ static void defaults(struct server_config *config)
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
+    config->compact_percent = COMPACT_LIVE_PERCENT;
     config->idempotency_window_ms = 24ull * 3600 * 1000;
     {
         struct queue_config qc; /* one definition of these defaults: the queue's */
@@ -359,6 +363,10 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         if (!number_option(name, value, 1, 24ull * 3600 * 1000, &v))
             return false;
         c->checkpoint_interval_ms = (uint32_t)v;
+    } else if (strcmp(name, "--compact-percent") == 0) {
+        if (!number_option(name, value, 0, COMPACT_LIVE_PERCENT_MAX, &v))
+            return false;
+        c->compact_percent = (uint32_t)v;
     } else {
         fprintf(stderr, "spoold: unknown option '%s'\n%s", name, usage);
         return false;

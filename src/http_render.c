@@ -491,6 +491,14 @@ static void prom_bodies(struct sbuf *b, const struct snapshot *s)
     prom_counter(b, "spool_body_fetch_bodies_total",
                  "Bodies those reads brought back (cached or handed out).",
                  s->body_fetch.bodies_read);
+    prom_counter(b, "spool_compaction_segments_total",
+                 "Sealed segments compaction emptied by copying their few live jobs forward.",
+                 s->compact.segments_compacted);
+    prom_counter(b, "spool_compaction_jobs_copied_total",
+                 "Live jobs compaction copied forward (RELOCATE records).",
+                 s->compact.jobs_copied);
+    prom_counter(b, "spool_compaction_bytes_copied_total",
+                 "Log bytes those copies took.", s->compact.bytes_copied);
     prom_counter(b, "spool_body_fetch_errors_total",
                  "Deliveries whose bodies could not be read back from the log.",
                  s->body_fetch.errors);

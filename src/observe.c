@@ -121,6 +121,9 @@ static void snap_server(struct snapshot *snap, struct server *server)
     queue_totals_get(server->queues, &snap->totals);
     queue_body_stats_get(server->queues, &snap->bodies);
     snap->body_fetch = (struct body_fetch_stats){0};
+    snap->compact = (struct compact_stats){0};
+    if (server->compactor != NULL)
+        compactor_stats_get(server->compactor, &snap->compact);
     if (server->fetcher != NULL)
         body_fetch_stats_get(server->fetcher, &snap->body_fetch);
     snap->uptime_ms = snap->taken_mono_ms - server->started_ms;

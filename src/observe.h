@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "body_fetch.h"
+#include "compact.h"
 #include "io.h"
 #include "list.h"
 #include "metrics.h"
@@ -91,6 +92,7 @@ struct snapshot {
     bool beanstalk_enabled;     /* --beanstalk: its counters are shown */
     struct queue_body_stats bodies;        /* the body cache (--body-cache) */
     struct body_fetch_stats body_fetch;    /* bodies read back from the log for deliveries */
+    struct compact_stats compact;          /* compaction (compact.h) */
     const char *sync_mode;      /* static string */
     uint32_t queue_count;
     uint32_t queue_capacity;    /* of queues[] (a recycled snapshot's arrays are reused) */

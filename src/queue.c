@@ -528,6 +528,17 @@ uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id
     return (uint64_t)count;
 }
 
+void queue_job_move(struct queue_state *state, struct job *job, struct log_pos pos)
+{
+    SPOOL_ASSERT(queue_job_live(job) && job->state != JOB_PENDING);
+    SPOOL_ASSERT(pos.seq > queue_job_pos(job).seq); /* a copy is always newer */
+    if (state->walk != NULL)
+        queue_checkpoint_capture(state, job); /* the walk saves the position of its anchor */
+    segment_add(state, queue_job_pos(job).segment_id, -1);
+    queue_job_set_pos(job, pos);
+    segment_add(state, pos.segment_id, 1);
+}
+
 _Static_assert(sizeof(struct job) <= JOB_POOL_BLOCK_MAX, "a job must fit a job_pool block");
 
 static struct job *job_block(struct queue_state *state, size_t size)

@@ -602,6 +602,28 @@ void queue_each_live(struct queue_state *state, void (*fn)(void *ctx, struct job
 int64_t queue_oldest_ready_since_ns(const struct queue *queue);
 /* Live jobs of a queue (every state but DONE and EXPIRED). */
 uint64_t queue_live_count(const struct queue *queue);
+/* Compaction (compact.h). Walk every job the state knows (settled ones too) in steps: fn for
+ * the jobs of at most pages_max more pages of the job table from *cursor (0 to begin); true
+ * once the walk is complete. fn must not add or remove jobs. A table that grows between steps
+ * makes the walk see some jobs twice or miss some: fine for compaction, not for an exact count. */
+bool queue_jobs_step(struct queue_state *state, size_t *cursor, uint32_t pages_max,
+                     void (*fn)(void *ctx, struct job *job), void *ctx);
+/* A job whose body compaction may copy: live and durable (not PENDING). */
+bool queue_job_copyable(const struct job *job);
+/* Bytes of the RELOCATE that would copy the job. */
+uint64_t queue_job_relocate_size(const struct job *job);
+/* Emit the RELOCATE that copies a copyable job with its body (read back from its record) into
+ * buf (at least queue_job_relocate_size bytes); *pos: the copy's location. The job's position
+ * does not change here: queue_job_move_durable, once the copy is durable. 0 or the emit's
+ * error (then nothing was logged). */
+SPOOL_MUST_USE int queue_job_relocate(struct queue_state *state, const struct job *job,
+                                      const void *body, uint32_t body_len, uint8_t *buf,
+                                      size_t buf_len, struct log_pos *pos);
+/* The copy of job id at pos is durable: if the job is still live and its body still at
+ * old_seq, it now lives at pos (the segment counts follow). False when the job moved on
+ * (acked, deleted: nothing to do). */
+bool queue_job_move_durable(struct queue_state *state, uint64_t id, uint64_t old_seq,
+                            struct log_pos pos);
 
 /* Retention: live jobs whose PUT lives in a segment. */
 uint64_t queue_segment_live(const struct queue_state *state, uint64_t segment_id);

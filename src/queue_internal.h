@@ -82,6 +82,10 @@ int queue_job_reserve(struct queue_state *state, struct queue *queue, uint64_t f
  * without body_known, one whose body is not loaded (body NULL; the caller sets body_len). */
 struct job *queue_job_new(struct queue_state *state, struct queue *queue, uint64_t id,
                           const void *body, uint32_t body_len, bool body_known);
+/* Compaction (compact.h): the job's body now lives in the record at pos (a RELOCATE, newer
+ * than its current one): recount its segment and, while a checkpoint walk runs, let the walk
+ * capture the old position first (replay from the walk's anchor moves it again). */
+void queue_job_move(struct queue_state *state, struct job *job, struct log_pos pos);
 /* Count a new job's body bytes, its segment and the queue's total_put (pos, body_len set). */
 void queue_job_account(struct queue_state *state, struct job *job);
 void queue_job_enter_ready(struct queue_state *state, struct job *job, struct queue_time now);

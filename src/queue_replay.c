@@ -53,6 +53,39 @@ static int replay_put(struct queue_state *state, const struct record *rec,
     return 0;
 }
 
+/* A RELOCATE (compaction's copy): a known live job's body now lives at pos. A job replay does
+ * not know was either settled or deleted before the copy's anchor (a checkpoint or the replay
+ * of the log before it says so, and replay_put's id test keeps it gone), or its PUT was in a
+ * segment dropped after the copy and the checkpoint that covered it is not used (salvage):
+ * then the copy rebuilds it, as it was when copied. 0, or QUEUE_ENOMEM (as replay_put). */
+static int replay_relocate(struct queue_state *state, const struct record *rec,
+                           const struct log_pos *pos, struct queue_time now)
+{
+    const struct record_relocate *rel = &rec->u.relocate;
+    struct job *job = jobtab_get(&state->jobs, rec->id);
+    if (job != NULL) {
+        if (!queue_job_live(job) || pos->seq <= queue_job_pos(job).seq)
+            return 0;
+        /* The segment counts may take two new entries (queue_job_move_durable). */
+        if (idmap_reserve(&state->segments, 2) != 0)
+            return QUEUE_ENOMEM;
+        queue_job_move(state, job, *pos);
+        return 0;
+    }
+    struct record put = {.type = RECORD_PUT, .version = RECORD_VERSION, .id = rec->id};
+    put.u.put = rel->put;
+    int rc = replay_put(state, &put, pos, now);
+    job = jobtab_get(&state->jobs, rec->id);
+    if (rc != 0 || job == NULL)
+        return rc; /* out of memory; or settled and forgotten, or its queue cannot be made */
+    job->attempts = rel->attempts;
+    if (rel->state == RECORD_STATE_DEAD) {
+        queue_job_leave(state, job);
+        queue_job_enter_dead(state, job, rel->reason, rel->reason_len, rel->settled_ms);
+    }
+    return 0;
+}
+
 static void replay_job_record(struct queue_state *state, const struct record *rec,
                               struct queue_time now)
 {
@@ -110,6 +143,9 @@ int queue_replay(struct queue_state *state, const struct log_record *record, str
     switch (rec.type) {
     case RECORD_PUT:
         err = replay_put(state, &rec, &record->pos, now);
+        break;
+    case RECORD_RELOCATE:
+        err = replay_relocate(state, &rec, &record->pos, now);
         break;
     case RECORD_QUEUE_META:
         if (queue_get(state, rec.u.meta.name, rec.u.meta.name_len, &queue) == 0) {

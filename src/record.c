@@ -50,7 +50,7 @@ const char *record_type_name(uint8_t type)
         [RECORD_RELEASE] = "RELEASE", [RECORD_TOUCH] = "TOUCH", [RECORD_BURY] = "BURY",
         [RECORD_KICK] = "KICK",       [RECORD_DELETE] = "DELETE",
         [RECORD_QUEUE_META] = "QUEUE_META", [RECORD_PURGE] = "PURGE",
-        [RECORD_DELETE_QUEUE] = "DELETE_QUEUE",
+        [RECORD_DELETE_QUEUE] = "DELETE_QUEUE", [RECORD_RELOCATE] = "RELOCATE",
     };
     if (type < sizeof(names) / sizeof(names[0]) && names[type] != NULL)
         return names[type];
@@ -70,7 +70,8 @@ uint8_t record_version(uint8_t type)
     case RECORD_KICK:
     case RECORD_DELETE:
     case RECORD_PURGE:
-    case RECORD_DELETE_QUEUE: return RECORD_VERSION;
+    case RECORD_DELETE_QUEUE:
+    case RECORD_RELOCATE: return RECORD_VERSION;
     default: return 0;
     }
 }
@@ -224,6 +225,69 @@ size_t record_delete_queue_encode(const char *name, uint32_t name_len, uint8_t *
     return len;
 }
 
+size_t record_relocate_size(const struct record_relocate *rel)
+{
+    return RECORD_RELOCATE_FIXED + (size_t)rel->put.queue_len + rel->reason_len +
+           rel->put.body_len;
+}
+
+static bool relocate_state_valid(uint8_t state)
+{
+    return state == RECORD_STATE_READY || state == RECORD_STATE_DELAYED ||
+           state == RECORD_STATE_DEAD;
+}
+
+size_t record_relocate_encode(const struct record_relocate *rel, uint8_t *out)
+{
+    const struct record_put *put = &rel->put;
+    SPOOL_ASSERT(put->queue_len >= 1 && put->queue_len <= LIMIT_QUEUE_NAME_MAX_BYTES);
+    SPOOL_ASSERT(put->key_len == 0);
+    SPOOL_ASSERT(put->body_len <= RECORD_BODY_LEN_MAX);
+    SPOOL_ASSERT(rel->reason_len <= LIMIT_REASON_MAX_BYTES);
+    SPOOL_ASSERT(relocate_state_valid(rel->state));
+    SPOOL_ASSERT(put->id != 0 && put->id <= RECORD_ID_MAX);
+    header(RECORD_RELOCATE, out);
+    out[1] = rel->state;
+    le_put_u16(out + 2, (uint16_t)put->queue_len);
+    le_put_u16(out + 4, (uint16_t)rel->reason_len);
+    le_put_u64(out + 8, put->id);
+    le_put_u32(out + 16, put->priority);
+    le_put_u32(out + 20, put->max_attempts);
+    le_put_u64(out + 24, put->ttr_ms);
+    le_put_u64(out + 32, (uint64_t)put->created_ms);
+    le_put_u64(out + 40, (uint64_t)put->run_at_ms);
+    le_put_u64(out + 48, (uint64_t)put->expires_at_ms);
+    le_put_u32(out + 56, put->body_len);
+    le_put_u32(out + 60, rel->attempts);
+    le_put_u64(out + 64, (uint64_t)rel->settled_ms);
+    uint8_t *p = out + RECORD_RELOCATE_FIXED;
+    memcpy(p, put->queue, put->queue_len);
+    p += put->queue_len;
+    if (rel->reason_len > 0)
+        memcpy(p, rel->reason, rel->reason_len);
+    p += rel->reason_len;
+    if (put->body_len > 0)
+        memcpy(p, put->body, put->body_len);
+    p += put->body_len;
+    SPOOL_ASSERT((size_t)(p - out) == record_relocate_size(rel));
+    return (size_t)(p - out);
+}
+
+bool record_body(const struct record *rec, const void **body, uint32_t *len)
+{
+    if (rec->type == RECORD_PUT) {
+        *body = rec->u.put.body;
+        *len = rec->u.put.body_len;
+        return true;
+    }
+    if (rec->type == RECORD_RELOCATE) {
+        *body = rec->u.relocate.put.body;
+        *len = rec->u.relocate.put.body_len;
+        return true;
+    }
+    return false;
+}
+
 static bool zero(const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -254,6 +318,38 @@ static int decode_put(const uint8_t *p, size_t len, struct record *out)
     put->queue = (const char *)p + RECORD_PUT_FIXED;
     put->key = put->key_len > 0 ? put->queue + put->queue_len : NULL;
     put->body = p + RECORD_PUT_FIXED + put->queue_len + put->key_len;
+    if (!record_queue_name_valid(put->queue, put->queue_len) || put->id == 0 ||
+        put->id > RECORD_ID_MAX)
+        return RECORD_EINVAL;
+    out->id = put->id;
+    return 0;
+}
+
+static int decode_relocate(const uint8_t *p, size_t len, struct record *out)
+{
+    if (len < RECORD_RELOCATE_FIXED || !relocate_state_valid(p[1]) || !zero(p + 6, 2))
+        return RECORD_EINVAL;
+    struct record_relocate *rel = &out->u.relocate;
+    struct record_put *put = &rel->put;
+    rel->state = p[1];
+    put->queue_len = le_get_u16(p + 2);
+    rel->reason_len = le_get_u16(p + 4);
+    put->id = le_get_u64(p + 8);
+    put->priority = le_get_u32(p + 16);
+    put->max_attempts = le_get_u32(p + 20);
+    put->ttr_ms = le_get_u64(p + 24);
+    put->created_ms = (int64_t)le_get_u64(p + 32);
+    put->run_at_ms = (int64_t)le_get_u64(p + 40);
+    put->expires_at_ms = (int64_t)le_get_u64(p + 48);
+    put->body_len = le_get_u32(p + 56);
+    rel->attempts = le_get_u32(p + 60);
+    rel->settled_ms = (int64_t)le_get_u64(p + 64);
+    if (rel->reason_len > LIMIT_REASON_MAX_BYTES || put->body_len > RECORD_BODY_LEN_MAX ||
+        len != record_relocate_size(rel))
+        return RECORD_EINVAL;
+    put->queue = (const char *)p + RECORD_RELOCATE_FIXED;
+    rel->reason = put->queue + put->queue_len;
+    put->body = p + RECORD_RELOCATE_FIXED + put->queue_len + rel->reason_len;
     if (!record_queue_name_valid(put->queue, put->queue_len) || put->id == 0 ||
         put->id > RECORD_ID_MAX)
         return RECORD_EINVAL;
@@ -376,6 +472,8 @@ int record_decode(uint8_t type, const void *data, size_t len, struct record *out
     switch (type) {
     case RECORD_PUT:
         return decode_put(p, len, out);
+    case RECORD_RELOCATE:
+        return decode_relocate(p, len, out);
     case RECORD_LEASE:
     case RECORD_RELEASE:
     case RECORD_TOUCH:

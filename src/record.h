@@ -34,6 +34,12 @@
  *   PURGE (10)     u8 version, u8 pad, u16 name_len, u32 pad, name               (8 + len)
  *   DELETE_QUEUE (11) u8 version, u8 pad, u16 name_len, u32 pad, name            (8 + len)
  *                  the queue's every job (reserved ones included), keys and settings go
+ *   RELOCATE (12)  u8 version, u8 state (1 ready, 2 delayed, 4 dead), u16 queue_len,
+ *                  u16 reason_len, u16 pad(0), u64 id, u32 priority, u32 max_attempts,
+ *                  u64 ttr_ms, i64 created_ms, i64 run_at_ms, i64 expires_at_ms,
+ *                  u32 body_len, u32 attempts, i64 settled_ms (dead: when), then queue,
+ *                  reason, body bytes                                       (72 + lengths)
+ *                  compaction's copy of a live job: the job's body now lives here
  */
 #ifndef SPOOL_SRC_RECORD_H
 #define SPOOL_SRC_RECORD_H
@@ -78,6 +84,15 @@ enum record_type {
     RECORD_QUEUE_META = 9,
     RECORD_PURGE = 10,
     RECORD_DELETE_QUEUE = 11,
+    RECORD_RELOCATE = 12, /* compaction (src/compact.h): a live job copied forward */
+};
+
+/* The state byte of a RELOCATE: the job's state as a restart would see it (a reserved job's
+ * lease does not survive one: ready). The checkpoint payload uses the same numbers. */
+enum record_relocate_state {
+    RECORD_STATE_READY = 1,
+    RECORD_STATE_DELAYED = 2,
+    RECORD_STATE_DEAD = 4,
 };
 
 enum record_delete_cause {
@@ -103,6 +118,7 @@ enum record_meta_flags {
 #define RECORD_DELETE_SIZE 16
 #define RECORD_META_FIXED 32
 #define RECORD_PURGE_FIXED 8
+#define RECORD_RELOCATE_FIXED 72
 
 struct record_put {
     uint64_t id;
@@ -118,6 +134,18 @@ struct record_put {
     uint32_t key_len;
     const void *body;
     uint32_t body_len;
+};
+
+/* A RELOCATE: every field a PUT has but the key (idempotency keys live in the checkpoint and
+ * in the PUT's own replay window), plus what the job became since: state, attempts, the dead
+ * reason and settle time, and the priority and run-at of its last release (in put). */
+struct record_relocate {
+    struct record_put put; /* key NULL, key_len 0 */
+    uint8_t state;         /* enum record_relocate_state */
+    uint32_t attempts;
+    int64_t settled_ms; /* dead: when it died; else 0 */
+    const char *reason; /* dead: why (reason_len bytes); may be empty */
+    uint32_t reason_len;
 };
 
 struct record_meta {
@@ -166,6 +194,7 @@ struct record {
             const char *name;
             uint32_t name_len;
         } purge;
+        struct record_relocate relocate;
     } u;
 };
 
@@ -192,6 +221,12 @@ size_t record_meta_encode(const struct record_meta *meta, uint8_t *out);
 size_t record_purge_encode(const char *name, uint32_t name_len, uint8_t *out);
 /* DELETE_QUEUE has PURGE's layout (decoded into u.purge too). */
 size_t record_delete_queue_encode(const char *name, uint32_t name_len, uint8_t *out);
+
+size_t record_relocate_size(const struct record_relocate *rel);
+size_t record_relocate_encode(const struct record_relocate *rel, uint8_t *out);
+/* The body a record carries (PUT, RELOCATE): true and *body, *len set; false for other types.
+ * rec must have decoded. Body reads (body_fetch.c, spool-log) take it from either. */
+bool record_body(const struct record *rec, const void **body, uint32_t *len);
 
 /* Decode one record of the given type. 0, or RECORD_EINVAL with nothing promised in *out. */
 SPOOL_MUST_USE int record_decode(uint8_t type, const void *data, size_t len, struct record *out);

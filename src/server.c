@@ -401,6 +401,11 @@ static int recover(struct server *server)
     server->fetcher = body_fetcher_create(server);
     if (server->fetcher == NULL)
         return -ENOMEM;
+    server->compactor =
+        compactor_create(server->log, server->queues, server->config.segment_size_bytes,
+                         server->config.compact_percent);
+    if (server->compactor == NULL)
+        return -ENOMEM;
     struct queue_totals totals;
     queue_totals_get(server->queues, &totals);
     slog_info("msg=recovered segments=%u records_replayed=%zu checkpoint=%s jobs=%llu "
@@ -633,6 +638,18 @@ static bool retention_droppable(const struct server *server)
     return false;
 }
 
+/* ms until the checkpoint compaction asks for may begin (INT64_MAX: none asked for). A walk
+ * visits every live job, so these come no closer than SERVER_COMPACT_CHECKPOINT_SPACING walks'
+ * time apart: with a large backlog they stay a small share of the loop. */
+static int64_t compaction_checkpoint_in_ms(const struct server *server, int64_t now_ms)
+{
+    if (!compactor_checkpoint_wanted(server->compactor))
+        return INT64_MAX;
+    int64_t at = server->checkpoint_last_ms +
+                 server->checkpoint_walk_ms_last * SERVER_COMPACT_CHECKPOINT_SPACING;
+    return at > now_ms ? at - now_ms : 0;
+}
+
 /* Due after --checkpoint-bytes of log, but never before SERVER_CHECKPOINT_LOG_PER_JOB bytes of
  * log per job live at the last checkpoint: a checkpoint walks every live job on the loop, so
  * with a large backlog the log written between two of them grows with it and their cost stays
@@ -641,7 +658,7 @@ static bool retention_droppable(const struct server *server)
  * segments: it is due as soon as there is one to drop. */
 static bool checkpoint_due(const struct server *server, int64_t now_ms)
 {
-    if (server->checkpoint_bytes == 0)
+    if (server->checkpoint_bytes == 0 && !compactor_checkpoint_wanted(server->compactor))
         return false;
     if (server->space_low && retention_droppable(server) &&
         (!server->checkpoint_failed ||
@@ -651,6 +668,9 @@ static bool checkpoint_due(const struct server *server, int64_t now_ms)
     uint64_t by_jobs = server->checkpoint_jobs * SERVER_CHECKPOINT_LOG_PER_JOB;
     if (bytes_due < by_jobs)
         bytes_due = by_jobs;
+    /* Compaction emptied segments: the checkpoint that drops them is the point of it. */
+    if (compaction_checkpoint_in_ms(server, now_ms) == 0)
+        return true;
     return server->checkpoint_bytes >= bytes_due ||
            now_ms - server->checkpoint_last_ms >= server->config.checkpoint_interval_ms;
 }
@@ -678,6 +698,7 @@ static void checkpoint_begin(struct server *server)
     queue_totals_get(server->queues, &totals);
     server->checkpoint_walk_jobs = totals.jobs;
     queue_checkpoint_begin(server->queues);
+    compactor_checkpoint_begun(server->compactor); /* the anchor is past every move so far */
 }
 
 /* The walk is complete: hand the payload to the log once its anchor is durable (the payload
@@ -718,6 +739,7 @@ static bool checkpoint_write(struct server *server)
     server->checkpoint_jobs = server->checkpoint_walk_jobs;
     server->checkpoint_payload_bytes = len; /* sizes the checkpoint reserve */
     int64_t done_ns = mono_ns();
+    server->checkpoint_walk_ms_last = (write_started_ns - server->checkpoint_started_ns) / 1000000;
     slog_info("msg=checkpoint anchor=%llu bytes=%u segments_dropped=%u walk_ms=%lld turns=%u "
               "handover_ms=%lld",
               (unsigned long long)anchor, len, drop_count,
@@ -919,6 +941,14 @@ static int64_t loop_timeout_ms(struct server *server, int64_t now_ms)
         if (cp < timeout)
             timeout = cp;
     }
+    if (!server->checkpoint_in_flight && !queue_checkpoint_active(server->queues)) {
+        int64_t cp = compaction_checkpoint_in_ms(server, now_ms);
+        if (cp < timeout)
+            timeout = cp; /* the checkpoint that drops what compaction emptied */
+    }
+    int64_t compact = compactor_timeout_ms(server->compactor, now_ms);
+    if (compact < timeout)
+        timeout = compact;
     if (server->conn_count > 0 && server->sweep_ms - now_ms < timeout)
         timeout = server->sweep_ms - now_ms;
     if (server->accept_retry_ms != 0 && server->accept_retry_ms - now_ms < timeout)
@@ -964,6 +994,7 @@ static bool stop_step(struct server *server)
     int64_t now = server_now_ms();
     if (server->stop_started_ms == 0) {
         server->stop_started_ms = now;
+        compactor_stop(server->compactor); /* no new records but the requests' own */
         handler_shutting_down(server);
         if (server->listen_fd >= 0) {
             struct io_uring_sqe *sqe = server_sqe(server);
@@ -1033,8 +1064,13 @@ int server_run(struct server *server)
         log_tick(server->log);
         space_watch(server);
         memory_watch(server);
-        if (!server->stopping)
+        if (!server->stopping) {
+            /* Copies land before the segments they free go: on a disk short of space they
+             * would take the room acks and deletes are promised (a full disk: OPERATIONS.md). */
+            if (!server->space_low)
+                compactor_tick(server->compactor, now);
             checkpoint_advance(server, now);
+        }
         accept_arm(server);
         beanstalk_tick(server);
         if (now >= server->sweep_ms) {
@@ -1256,6 +1292,8 @@ void server_destroy(struct server *server)
     bodies_report(server);
     struct list_link *link;
     body_fetcher_close(server->fetcher); /* its callbacks reach connections: not past here */
+    if (server->compactor != NULL)
+        compactor_stop(server->compactor); /* reads log_close waits for copy nothing */
     if (!list_empty(&server->conns) && server->buf_base != NULL)
         conns_reap(server);
     zombies_free(server);
@@ -1272,6 +1310,7 @@ void server_destroy(struct server *server)
             slog_error("msg=\"log close failed\" error=\"%s\"", log_strerror(rc));
     }
     body_fetcher_destroy(server->fetcher);
+    compactor_destroy(server->compactor);
     io_backend_destroy(server->backend);
     queue_state_destroy(server->queues);
     idmap_free(&server->conns_by_id);

@@ -52,6 +52,7 @@
 #include <sys/signalfd.h>
 
 #include "beanstalk.h"
+#include "compact.h"
 #include "config.h"
 #include "durability.h"
 #include "list.h"
@@ -88,6 +89,11 @@
  * jobs are all gone wait that much longer to be deleted (a low disk starts a checkpoint at
  * once whatever this says). */
 #define SERVER_CHECKPOINT_LOG_PER_JOB 416u
+/* A checkpoint that compaction asks for (to drop the segments it emptied) begins no sooner
+ * than this many times the last walk's duration after the last checkpoint began: walks then
+ * take at most 1/20 (5%) of the loop, as SERVER_CHECKPOINT_LOG_PER_JOB aims for. With a small
+ * state a walk takes no time and the checkpoint comes at once. */
+#define SERVER_COMPACT_CHECKPOINT_SPACING 20
 /* Refusals (BUSY, auth failures) are logged at most once per interval with a count: an
  * attacker must not be able to flood the log. */
 #define CONN_LOG_INTERVAL_MS 1000
@@ -166,6 +172,7 @@ struct server {
     struct log *log;
     struct queue_state *queues;
     struct body_fetcher *fetcher; /* bodies read back for deliveries (body_fetch.h) */
+    struct compactor *compactor;  /* copies live jobs out of mostly dead segments (compact.h) */
     /* Both clocks, read once per loop turn as the wait returns, before any completion or
      * request of the turn is handled: the queue's "now" for all of them (queue.h). A lease
      * granted in the turn counts its ttr from this reading. */
@@ -218,6 +225,7 @@ struct server {
     uint64_t checkpoint_jobs;      /* live jobs the last checkpoint walked */
     uint64_t checkpoint_walk_jobs; /* live jobs at the anchor of the walk in progress */
     uint64_t checkpoint_payload_bytes; /* size of the last snapshot */
+    int64_t checkpoint_walk_ms_last;   /* how long the last walk took (compaction's spacing) */
     /* disk headroom: while server_space_low(), puts are refused with DISK_FULL (handlers.c) */
     bool space_low;              /* the episode the loop has seen begin (logged once) */
     uint64_t puts_refused_space; /* jobs refused in the episode in progress */

@@ -71,6 +71,8 @@ static void logdir_rec_index(struct logdir *dir, struct logdir_rec *r, const voi
         return;
     if (rec.type == RECORD_PUT)
         r->queue = logdir_intern(dir, rec.u.put.queue, rec.u.put.queue_len);
+    else if (rec.type == RECORD_RELOCATE)
+        r->queue = logdir_intern(dir, rec.u.relocate.put.queue, rec.u.relocate.put.queue_len);
     else if (rec.type == RECORD_QUEUE_META)
         r->queue = logdir_intern(dir, rec.u.meta.name, rec.u.meta.name_len);
     else if (rec.type == RECORD_PURGE || rec.type == RECORD_DELETE_QUEUE)
@@ -93,8 +95,8 @@ static void logdir_add_rec(struct logdir *dir, const struct log_record *record, 
     r->resynced = resynced;
     r->len = record->len;
     logdir_rec_index(dir, r, record->data);
-    if (r->type == RECORD_PUT && r->decodes)
-        return; /* read back from its batch when needed */
+    if ((r->type == RECORD_PUT || r->type == RECORD_RELOCATE) && r->decodes)
+        return; /* read back from its batch when needed (a body) */
     r->data = malloc(record->len == 0 ? 1 : record->len);
     SPOOL_ASSERT(r->data != NULL);
     memcpy(r->data, record->data, record->len);

@@ -92,6 +92,13 @@ static bool job_queue(struct dump_ctx *ctx, uint64_t id, const char **name, uint
     return true;
 }
 
+static const char *relocate_state_name(uint8_t state)
+{
+    return state == RECORD_STATE_DELAYED ? "delayed"
+           : state == RECORD_STATE_DEAD  ? "dead"
+                                         : "ready";
+}
+
 static void dump_put(struct dump_ctx *ctx, const struct record_put *p)
 {
     printf(",\"queue\":");
@@ -109,6 +116,18 @@ static void dump_put(struct dump_ctx *ctx, const struct record_put *p)
         printf(",\"body\":\"");
         base64_write(stdout, p->body, p->body_len);
         printf("\"");
+    }
+}
+
+/* Compaction's copy: the PUT's fields as the job has them now, its state and attempts. */
+static void dump_relocate(struct dump_ctx *ctx, const struct record_relocate *rel)
+{
+    dump_put(ctx, &rel->put);
+    printf(",\"state\":\"%s\",\"attempts\":%u", relocate_state_name(rel->state),
+           rel->attempts);
+    if (rel->state == RECORD_STATE_DEAD) {
+        printf(",\"settled_ms\":%lld,\"reason\":", (long long)rel->settled_ms);
+        json_string(stdout, rel->reason, rel->reason_len);
     }
 }
 
@@ -174,6 +193,8 @@ static void dump_record(struct dump_ctx *ctx, const struct logdir_rec *r, const 
         printf(",\"type_byte\":%u,\"len\":%u,\"error\":\"does not decode\"", r->type, r->len);
     else if (rec->type == RECORD_PUT)
         dump_put(ctx, &rec->u.put);
+    else if (rec->type == RECORD_RELOCATE)
+        dump_relocate(ctx, &rec->u.relocate);
     else if (rec->type == RECORD_QUEUE_META)
         dump_meta(&rec->u.meta);
     else if (rec->type == RECORD_PURGE || rec->type == RECORD_DELETE_QUEUE) {
@@ -327,6 +348,14 @@ static void explain_record(const struct logdir_rec *r, const struct record *rec)
             printf(" key=");
             json_string(stdout, rec->u.put.key, rec->u.put.key_len);
         }
+        break;
+    case RECORD_RELOCATE:
+        printf(" queue=%.*s state=%s attempts=%u priority=%u run_at_ms=%lld body_len=%u "
+               "(compaction's copy: the body lives here now)",
+               (int)rec->u.relocate.put.queue_len, rec->u.relocate.put.queue,
+               relocate_state_name(rec->u.relocate.state), rec->u.relocate.attempts,
+               rec->u.relocate.put.priority, (long long)rec->u.relocate.put.run_at_ms,
+               rec->u.relocate.put.body_len);
         break;
     case RECORD_LEASE:
         printf(" attempt=%u", rec->u.lease.attempt);

@@ -2,7 +2,7 @@
  * The state at the end of the log, computed by the broker's own state machine (src/queue.h):
  * the checkpoint payload first, then every record at or after its anchor, then
  * queue_recover_finish, exactly as spoold recovers. Bodies of jobs the checkpoint holds are
- * taken from their PUT records (job->pos.seq); a PUT that is not readable (damage) leaves the
+ * taken from their PUT records (queue_job_pos); a PUT that is not readable (damage) leaves the
  * body missing and is counted.
  *
  * A bound on seq (seq_end) gives the state at a point in time: what point-in-time salvage
@@ -58,15 +58,18 @@ static void body_fill(struct logstate *state, struct logdir *dir)
         struct job *job = fill.jobs[i];
         const struct logdir_rec *r = logdir_find(dir, job->pos_seq);
         struct record rec;
-        if (r == NULL || r->type != RECORD_PUT || logdir_decode(dir, r, &rec) != 0 ||
-            rec.id != job->id || rec.u.put.body_len != job->body_len) {
+        const void *body = NULL;
+        uint32_t body_len = 0;
+        /* The job's PUT, or compaction's copy of it (RELOCATE). */
+        if (r == NULL || logdir_decode(dir, r, &rec) != 0 || !record_body(&rec, &body, &body_len) ||
+            rec.id != job->id || body_len != job->body_len) {
             uint64_t *ids = realloc(state->missing_ids, (state->bodies_missing + 1) * sizeof(*ids));
             SPOOL_ASSERT(ids != NULL);
             state->missing_ids = ids;
             state->missing_ids[state->bodies_missing++] = job->id;
             continue;
         }
-        queue_body_loaded(state->queues, job, rec.u.put.body, rec.u.put.body_len);
+        queue_body_loaded(state->queues, job, body, body_len);
     }
     free(fill.jobs);
     if (state->bodies_missing > 1)

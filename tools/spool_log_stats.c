@@ -8,22 +8,27 @@
  * compression ratio is raw payload bytes / stored batch bytes.
  *
  * Retention mirrors the server (src/server.c): a segment may be deleted when it is sealed
- * (not the newest), holds no live job's PUT, and all its records lie below the checkpoint's
- * anchor. why-retained names the first reason that keeps each segment.
+ * (not the newest), holds no live job's PUT (or RELOCATE: compaction's copy), and all its
+ * records lie below the checkpoint's anchor; compaction (src/compact.h) copies the live jobs
+ * of a sealed segment whose live bytes are below COMPACT_LIVE_PERCENT of its size. why-retained
+ * names the first reason that keeps each segment.
  */
 #include "spool_log.h"
 
 #include "batch.h"
+#include "compact.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 /* Jobs listed per segment by why-retained: the rest are counted. */
 #define WHY_JOBS_SHOWN_MAX 100
+/* Queues named on a segment's line: enough to point at the culprit. */
+#define WHY_QUEUES_SHOWN_MAX 8
 
 static const char *type_names[] = {"?",    "put",  "lease",  "ack",        "release", "touch",
                                    "bury", "kick", "delete", "queue_meta", "purge",
-                                   "delete_queue"};
+                                   "delete_queue", "relocate"};
 #define TYPE_SLOTS (sizeof(type_names) / sizeof(type_names[0]))
 
 struct bucket {
@@ -125,8 +130,9 @@ static void stats_account(struct stats_ctx *s)
         struct bucket *q = r->decodes ? record_queue(s, r) : NULL;
         struct bucket *g = seg_bucket(s, r->segment_id);
         uint64_t bytes = 8 + (uint64_t)r->len;
-        struct job *job = r->decodes && r->type == RECORD_PUT ? live_find(s, r->job_id) : NULL;
-        bool live = job != NULL && job->pos_seq == r->seq;
+        bool body = r->type == RECORD_PUT || r->type == RECORD_RELOCATE;
+        struct job *job = r->decodes && body ? live_find(s, r->job_id) : NULL;
+        bool live = job != NULL && queue_job_pos(job).seq == r->seq;
         size_t slot = r->type < TYPE_SLOTS ? r->type : 0;
         struct bucket *targets[2] = {q, g};
         for (int t = 0; t < 2; t++) {
@@ -224,28 +230,69 @@ int cmd_stats(int argc, char **argv)
 
 /* ---- why-retained ---- */
 
+/* The queues of the jobs that pin a segment, comma separated (the first few). */
+static void why_queues(const struct stats_ctx *s, uint64_t segment_id)
+{
+    const struct queue *shown[WHY_QUEUES_SHOWN_MAX];
+    uint32_t count = 0;
+    printf(" queues=");
+    for (size_t i = 0; i < s->live_count && count < WHY_QUEUES_SHOWN_MAX; i++) {
+        const struct job *job = s->live[i];
+        if (queue_job_pos(job).segment_id != segment_id)
+            continue;
+        bool seen = false;
+        for (uint32_t q = 0; q < count && !seen; q++)
+            seen = shown[q] == job->queue;
+        if (seen)
+            continue;
+        printf("%s%.*s", count > 0 ? "," : "", (int)job->queue->name_len, job->queue->name);
+        shown[count++] = job->queue;
+    }
+}
+
+/* A segment kept for its live jobs: why compaction has not copied them (yet). */
+static void why_live(struct stats_ctx *s, uint32_t index)
+{
+    const struct logdir_segment *seg = &s->dir.segments[index];
+    const struct bucket *b = &s->segs[index];
+    bool newest = index + 1 == s->dir.segment_count;
+    uint64_t size = seg->header.segment_size > 0 ? seg->header.segment_size : seg->file_size;
+    bool wanted = size > 0 && compact_segment_wanted(b->live_bytes, size, COMPACT_LIVE_PERCENT);
+    const char *reason = !newest && wanted ? "waiting_for_compaction" : "live_jobs";
+    const char *compaction = newest   ? "no_current"
+                             : wanted ? "waiting"
+                                      : "no_above_threshold";
+    printf("retained=yes reason=%s live_jobs=%llu live_bytes=%llu live_percent=%.1f "
+           "compaction=%s threshold_percent=%u",
+           reason, (unsigned long long)b->live_jobs, (unsigned long long)b->live_bytes,
+           size > 0 ? 100.0 * (double)b->live_bytes / (double)size : 0.0, compaction,
+           COMPACT_LIVE_PERCENT);
+    why_queues(s, seg->id);
+    printf("\n");
+    uint64_t shown = 0;
+    for (size_t i = 0; i < s->live_count; i++) {
+        struct job *job = s->live[i];
+        if (queue_job_pos(job).segment_id != seg->id)
+            continue;
+        if (shown++ == WHY_JOBS_SHOWN_MAX) {
+            printf("  ... and %llu more\n",
+                   (unsigned long long)(b->live_jobs - WHY_JOBS_SHOWN_MAX));
+            break;
+        }
+        printf("  job=%llu queue=%.*s state=%s age_ms=%lld seq=%llu\n",
+               (unsigned long long)job->id, (int)job->queue->name_len, job->queue->name,
+               job_state_name(job->state), (long long)(s->state.now_ms - job->created_ms),
+               (unsigned long long)queue_job_pos(job).seq);
+    }
+}
+
 static void why_segment(struct stats_ctx *s, uint32_t index)
 {
     const struct logdir_segment *seg = &s->dir.segments[index];
     bool newest = index + 1 == s->dir.segment_count;
-    uint64_t pins = s->segs[index].live_jobs;
     printf("segment=%llu ", (unsigned long long)seg->id);
-    if (pins > 0) {
-        printf("retained=yes reason=live_jobs live_jobs=%llu\n", (unsigned long long)pins);
-        uint64_t shown = 0;
-        for (size_t i = 0; i < s->live_count; i++) {
-            struct job *job = s->live[i];
-            if (queue_job_pos(job).segment_id != seg->id)
-                continue;
-            if (shown++ == WHY_JOBS_SHOWN_MAX) {
-                printf("  ... and %llu more\n", (unsigned long long)(pins - WHY_JOBS_SHOWN_MAX));
-                break;
-            }
-            printf("  job=%llu queue=%.*s state=%s age_ms=%lld seq=%llu\n",
-                   (unsigned long long)job->id, (int)job->queue->name_len, job->queue->name,
-                   job_state_name(job->state), (long long)(s->state.now_ms - job->created_ms),
-                   (unsigned long long)job->pos_seq);
-        }
+    if (s->segs[index].live_jobs > 0) {
+        why_live(s, index);
         return;
     }
     if (newest) {

@@ -12,6 +12,11 @@
  * once more and a second drain checks that nothing acked comes back. check_history.py then
  * decides from the histories alone (see there for the rules); its verdict is the test's.
  *
+ * Compaction: before the load, the driver buries one job in a queue of its own (not the
+ * load's): it pins the first segment while the load acks everything around it, so compaction
+ * copies it forward (and its copies again) between kills. At the end it must still be there,
+ * dead, with its reason and body; the log's count of compaction cycles is printed.
+ *
  * The seed is printed; CRASH_SEED=N reproduces the kill schedule and every worker's choices
  * (not the exact interleaving: that depends on the machine). CRASH_KILLS=N changes the number
  * of kills. On failure the temp dir (histories, data, spoold.log) is kept and named.
@@ -19,6 +24,8 @@
  * Usage (meson sets SPOOLD): test_kill9 CRASH_LOAD PYTHON CHECK_HISTORY_PY
  */
 #include "spoold_harness.h"
+
+#include <spool/client.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -87,6 +94,7 @@ struct kill9 {
     const char *checker;
     char history[700];
     FILE *driver_hist;
+    uint64_t pinned_id; /* the buried job that pins the first segment (compaction) */
     uint64_t seed;
     uint64_t rng;
     int kills_wanted;
@@ -218,6 +226,66 @@ static int crash_restart(struct kill9 *k)
     return 0;
 }
 
+#define KILL9_PINNED_QUEUE "kill9-pinned"
+#define KILL9_PINNED_BODY "pinned by the kill -9 driver"
+#define KILL9_PINNED_REASON "kept dead on purpose"
+
+/* Put and bury the job that pins the first segment; 0 or -1. */
+static int pinned_put(struct kill9 *k)
+{
+    spool_client *c = NULL;
+    if (spool_connect(k->server.addr, 5000, &c) != 0)
+        return -1;
+    struct spool_job_spec spec = {.queue = KILL9_PINNED_QUEUE, .body = KILL9_PINNED_BODY,
+                                  .body_len = strlen(KILL9_PINNED_BODY)};
+    const char *queues[1] = {KILL9_PINNED_QUEUE};
+    struct spool_delivery *d = NULL;
+    size_t got = 0;
+    int rc = spool_put(c, &spec, &k->pinned_id);
+    if (rc == 0)
+        rc = spool_reserve(c, queues, 1, 1, 0, 0, &d, &got);
+    if (rc == 0 && got == 1)
+        rc = spool_bury(c, d->id, d->lease, KILL9_PINNED_REASON);
+    spool_deliveries_free(d);
+    spool_close(c);
+    return rc == 0 && got == 1 ? 0 : -1;
+}
+
+/* After every kill: the pinned job is there, dead, with its reason and body. */
+static int pinned_check(struct kill9 *k)
+{
+    spool_client *c = NULL;
+    if (spool_connect(k->server.addr, 5000, &c) != 0)
+        return -1;
+    struct spool_job *job = NULL;
+    int rc = spool_peek(c, k->pinned_id, &job);
+    bool ok = rc == 0 && job->state == SPOOL_STATE_DEAD &&
+              strcmp(job->reason, KILL9_PINNED_REASON) == 0 &&
+              job->body_len == strlen(KILL9_PINNED_BODY) &&
+              memcmp(job->body, KILL9_PINNED_BODY, job->body_len) == 0;
+    if (!ok)
+        fprintf(stderr, "FAIL: the pinned job %" PRIu64 " is lost or changed (peek: %d)\n",
+                k->pinned_id, rc);
+    spool_job_free(job);
+    spool_close(c);
+    return ok ? 0 : -1;
+}
+
+/* How many compaction cycles spoold logged over the run (at least one is required: the
+ * pinned job makes its segment worth compacting within a second of load). */
+static int compactions_logged(const struct kill9 *k)
+{
+    FILE *f = fopen(k->server.log, "r");
+    if (f == NULL)
+        return 0;
+    char line[2048];
+    int count = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        count += strstr(line, "msg=compaction ") != NULL;
+    fclose(f);
+    return count;
+}
+
 /* The kill schedule, while the load runs. */
 static int kill_loop(struct kill9 *k, pid_t load)
 {
@@ -228,7 +296,7 @@ static int kill_loop(struct kill9 *k, pid_t load)
             fprintf(stderr, "FAIL: crash_load exited during the run\n");
             return -1;
         }
-        if (crash_restart(k) != 0)
+        if (crash_restart(k) != 0 || pinned_check(k) != 0)
             return -1;
     }
     if (k->kills_done < k->kills_wanted)
@@ -258,6 +326,17 @@ static int run_phases(struct kill9 *k)
     rc = wait_exit(load_start(k, "drain2", KILL9_VERIFY_DRAIN_MS), KILL9_VERIFY_DRAIN_MS + 5000);
     if (rc != 0)
         fprintf(stderr, "drain2 exit status %d (the checker reports why)\n", rc);
+    if (pinned_check(k) != 0)
+        return -1;
+    int cycles = compactions_logged(k);
+    printf("compaction cycles logged: %d\n", cycles);
+    if (cycles == 0) {
+        /* The pinned job's segment is below the threshold within a second of load: a run
+         * without a single cycle did not test compaction under kills. */
+        fprintf(stderr, "FAIL: no compaction cycle ran between the kills: see %s\n",
+                k->server.log);
+        return -1;
+    }
     if (spoold_stop(&k->server) != 0) {
         fprintf(stderr, "FAIL: spoold did not stop cleanly on SIGTERM\n");
         return -1;
@@ -302,7 +381,7 @@ static int setup(struct kill9 *k, char **argv)
         return -1;
     fprintf(k->driver_hist, "# crash-history v1 worker=driver seed=%" PRIu64 "\n", k->seed);
     driver_event(k, "start pid=%d addr=%s", (int)k->server.pid, k->server.addr);
-    return 0;
+    return pinned_put(k);
 }
 
 int main(int argc, char **argv)

@@ -22,6 +22,7 @@
  *   op of the workload, then restart and check, in sync modes always and interval.
  */
 #include "check.h"
+#include "compact.h"
 #include "fault_backend.h"
 #include "log_workload.h"
 #include "memfs_backend.h"
@@ -48,6 +49,9 @@
  * ENOSPC roll is retried (LOG_ENOSPC_RETRY_NS, 100 ms) after 10 turns. */
 #define BROKER_TURN_NS (10ll * 1000 * 1000)
 #define BROKER_SYNC_INTERVAL_MS 5u
+/* Every 10th job is put with a long delay and never acked: about 10% of each filled segment
+ * stays live once the acks pass it, under compaction's 25%. */
+#define BROKER_PINNED_EVERY 10u
 /* Bodies of 100 to 1,299 pseudo-random bytes: about 90 jobs a segment. */
 #define BROKER_BODY_MAX 1300u
 /* Turns the final drain may take before the run gives up on the log (it never should). */
@@ -70,6 +74,7 @@ struct broker {
     struct log_config config;
     struct log *log;
     struct queue_state *qs;
+    struct compactor *compactor; /* as spoold runs it, surveying every turn */
     int64_t now_ns;
     int64_t now_ms;
     uint64_t emit_seq; /* of the last record emitted */
@@ -85,6 +90,7 @@ struct broker {
     uint32_t ckpts_written;
     uint32_t segments_dropped;
     struct broker_promise at_ckpt; /* when the last checkpoint finished */
+    struct compact_stats compact;  /* what the compactor did (after the run) */
     bool ckpt_seen;
 };
 
@@ -187,6 +193,12 @@ static struct broker *broker_start(enum log_sync_mode mode, const struct fault_c
         b->log = NULL;
     }
     b->qs = broker_queue_state(broker_emit, b);
+    if (b->log != NULL) {
+        b->compactor = compactor_create(b->log, b->qs, b->config.segment_size_bytes,
+                                        COMPACT_LIVE_PERCENT);
+        REQUIRE(b->compactor != NULL);
+        compactor_set_survey_interval(b->compactor, 0);
+    }
     return b;
 }
 
@@ -200,6 +212,10 @@ static void broker_put(struct broker *b)
 {
     uint64_t id = b->id_max + 1;
     struct queue_put_args args = {.queue = "q", .queue_len = 1, .max_attempts = -1};
+    /* One job in BROKER_PINNED_EVERY stays delayed: FIFO acks empty the rest of its segment,
+     * and compaction copies it (and its kind) forward. */
+    if (id % BROKER_PINNED_EVERY == 0)
+        args.delay_ms = 3600 * 1000;
     args.body = broker_body(id, &args.body_len);
     uint64_t got = 0, seq = 0;
     bool dup = false;
@@ -247,10 +263,13 @@ static void broker_checkpoint_done(void *ctx, int error)
 static void broker_checkpoint_advance(struct broker *b, uint32_t turn)
 {
     if (!queue_checkpoint_active(b->qs)) {
-        if (b->ckpt_in_flight || turn % BROKER_CHECKPOINT_EVERY != BROKER_CHECKPOINT_EVERY - 1)
+        bool due = turn % BROKER_CHECKPOINT_EVERY == BROKER_CHECKPOINT_EVERY - 1 ||
+                   compactor_checkpoint_wanted(b->compactor);
+        if (b->ckpt_in_flight || !due)
             return;
         b->anchor = log_next_seq(b->log);
         queue_checkpoint_begin(b->qs);
+        compactor_checkpoint_begun(b->compactor);
     }
     if (!queue_checkpoint_step(b->qs, BROKER_WALK_STEP_JOBS))
         return;
@@ -282,6 +301,7 @@ static void broker_turn(struct broker *b, uint32_t turn)
             broker_put(b);
         for (uint32_t i = 0; i < (filling ? 1u : 5u); i++)
             broker_ack(b);
+        compactor_tick(b->compactor, b->now_ns / 1000000);
         broker_checkpoint_advance(b, turn);
     }
     log_tick(b->log);
@@ -299,6 +319,7 @@ static void broker_run(struct broker *b)
     for (uint32_t turn = 0; turn < BROKER_TURNS && b->error == 0; turn++)
         broker_turn(b, turn);
     queue_checkpoint_abort(b->qs);
+    compactor_stop(b->compactor);
     for (uint32_t i = 0; i < BROKER_DRAIN_TURNS_MAX && b->error == 0 && !log_idle(b->log);
          i++) {
         b->log_full = false;
@@ -308,13 +329,17 @@ static void broker_run(struct broker *b)
     }
     (void)log_close(b->log); /* the poisoning error, or ENOSPC: judged by the restart */
     b->log = NULL;
+    compactor_stats_get(b->compactor, &b->compact);
     queue_durable(b->qs, b->written_end, qtime(b->now_ms));
 }
 
 static void broker_free(struct broker *b)
 {
-    if (b->log != NULL)
+    if (b->log != NULL) {
+        compactor_stop(b->compactor);
         (void)log_close(b->log);
+    }
+    compactor_destroy(b->compactor);
     queue_state_destroy(b->qs);
     io_backend_destroy(b->io);
     io_backend_destroy(memfs_io(b->fs));
@@ -369,14 +394,16 @@ static void rec_read_done(void *ctx, int error, const struct log_record *record)
     struct recovered *r = ctx;
     r->read_done = true;
     r->read_error = error;
-    if (error == 0 && record->type == RECORD_PUT) {
-        struct record rec;
-        if (record_decode(record->type, record->data, record->len, &rec) == 0) {
-            r->read_body = malloc(rec.u.put.body_len + 1u);
-            REQUIRE(r->read_body != NULL);
-            memcpy(r->read_body, rec.u.put.body, rec.u.put.body_len);
-            r->read_len = rec.u.put.body_len;
-        }
+    struct record rec;
+    const void *body;
+    uint32_t body_len;
+    /* The body is in the job's PUT or in compaction's copy of it (RELOCATE). */
+    if (error == 0 && record_decode(record->type, record->data, record->len, &rec) == 0 &&
+        record_body(&rec, &body, &body_len)) {
+        r->read_body = malloc(body_len + 1u);
+        REQUIRE(r->read_body != NULL);
+        memcpy(r->read_body, body, body_len);
+        r->read_len = body_len;
     }
 }
 
@@ -688,13 +715,19 @@ static void test_clean(enum log_sync_mode mode)
     CHECK(b->ckpts_written >= 3);
     CHECK(b->segments_dropped >= 1);
     CHECK_EQ(b->error, 0);
+    /* The delayed jobs pinned segments: compaction must have copied them and emptied some,
+     * or the sweep would not test compaction. */
+    CHECK(b->compact.jobs_copied > 0);
+    CHECK(b->compact.segments_compacted >= 1);
     char why[512] = "";
     int clean = broker_check(b, why, sizeof(why));
     if (clean != 0)
         fprintf(stderr, "clean run (mode %d): %s\n", (int)mode, why);
     CHECK_EQ(clean, 0);
-    fprintf(stderr, "mode %d: clean run %" PRIu64 " ops, %u checkpoints, %u segments dropped\n",
-            (int)mode, fault_backend_op_count(b->io), b->ckpts_written, b->segments_dropped);
+    fprintf(stderr, "mode %d: clean run %" PRIu64 " ops, %u checkpoints, %u segments dropped, "
+            "%" PRIu64 " jobs copied by compaction, %" PRIu64 " segments compacted\n",
+            (int)mode, fault_backend_op_count(b->io), b->ckpts_written, b->segments_dropped,
+            b->compact.jobs_copied, b->compact.segments_compacted);
     broker_free(b);
 }
 

@@ -20,7 +20,7 @@
 #include "queue.h"
 #include "record.h"
 
-/* The history below: 19 records of at most a few hundred bytes each. */
+/* The history below: 21 records of at most a few hundred bytes each. */
 #define GEN_RECORDS_MAX 32
 #define GEN_RECORD_SIZE_MAX 512
 /* Recovery's "now" in fuzz_record.c (2026-01-01 UTC): delays and ttls are set around it. */
@@ -112,6 +112,26 @@ static void gen_history_make(struct gen_history *h)
     r->len = (uint16_t)record_delete_encode(2, RECORD_DELETE_CLIENT, r->data);
     r = gen_next(h, RECORD_PURGE);
     r->len = (uint16_t)record_purge_encode("reports", 7, r->data);
+    /* Compaction's copies: job 6 (delayed) moved, job 7 whose PUT is gone rebuilt dead. */
+    static const char copy_body[] = "{\"to\":\"user@example.com\",\"template\":\"welcome\"}";
+    struct record_relocate rel = {
+        .put = {.id = 6, .priority = 10, .max_attempts = 10, .ttr_ms = 30000,
+                .created_ms = GEN_NOW_MS - 60000, .run_at_ms = GEN_NOW_MS + 3600000,
+                .queue = "email", .queue_len = 5, .body = copy_body,
+                .body_len = (uint32_t)sizeof(copy_body) - 1},
+        .state = RECORD_STATE_DELAYED,
+    };
+    r = gen_next(h, RECORD_RELOCATE);
+    r->len = (uint16_t)record_relocate_encode(&rel, r->data);
+    rel.put.id = 7;
+    rel.put.run_at_ms = 0;
+    rel.state = RECORD_STATE_DEAD;
+    rel.attempts = 3;
+    rel.settled_ms = GEN_NOW_MS - 1000;
+    rel.reason = "poison";
+    rel.reason_len = 6;
+    r = gen_next(h, RECORD_RELOCATE);
+    r->len = (uint16_t)record_relocate_encode(&rel, r->data);
 }
 
 static void gen_file_write(FILE *f, const void *p, size_t n)

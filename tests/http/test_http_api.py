@@ -195,6 +195,10 @@ class BodyCacheMetrics(unittest.TestCase):
                 m = parse_metrics(s.metrics())
                 self.assertEqual(metric(m, "spool_body_cache_limit_bytes"), 8192)
                 self.assertEqual(metric(m, "spool_body_fetch_reads_total"), 0)
+                # Nothing to compact on a fresh server (compaction's counters exist, at 0).
+                self.assertEqual(metric(m, "spool_compaction_segments_total"), 0)
+                self.assertEqual(metric(m, "spool_compaction_jobs_copied_total"), 0)
+                self.assertEqual(metric(m, "spool_compaction_bytes_copied_total"), 0)
                 bodies = [(b"%04d" % i) * 250 for i in range(40)]  # 40 KB in all
                 for body in bodies:
                     c.put("big", body)

@@ -238,6 +238,68 @@ static void test_damage_and_gone(void)
     teardown();
 }
 
+static void drop_done(void *ctx, int error)
+{
+    *(int *)ctx = error == 0 ? 1 : error;
+}
+
+/* A fetch that began before compaction moved its job and a checkpoint dropped the job's old
+ * segment: the read of the old batch finds no segment, and the fetch follows the job to its
+ * copy (a RELOCATE) instead of failing (which would stop the server). */
+static void test_follows_compaction(void)
+{
+    tlog_init(&t, "fetch-moved", 64 * 1024, 16 * 1024); /* a few segments */
+    REQUIRE(tlog_open(&t) == 0);
+    struct queue_config qc;
+    queue_config_defaults(&qc);
+    qc.body_cache_bytes_max = 1;
+    qc.emit = emit_to_log;
+    memset(&srv, 0, sizeof(srv));
+    srv.log = t.log;
+    srv.queues = queue_state_create(&qc);
+    uint8_t body[BODY];
+    for (uint32_t i = 0; i < JOBS; i++) {
+        body_of(i, body);
+        struct queue_put_args args = {.queue = "q", .queue_len = 1, .max_attempts = -1,
+                                      .body = body, .body_len = BODY};
+        bool dup;
+        uint64_t seq;
+        REQUIRE(queue_put(srv.queues, &args, now(), &ids[i], &dup, &seq) == 0);
+    }
+    tlog_drain(&t);
+    queue_durable(srv.queues, log_durable_seq_end(t.log), now());
+    srv.fetcher = body_fetcher_create(&srv);
+    REQUIRE(srv.fetcher != NULL);
+    REQUIRE(log_segment_count(t.log) >= 2);
+    struct job *job = queue_job_find(srv.queues, ids[0]);
+    REQUIRE(job != NULL && queue_job_body_missing(job) && queue_job_pos(job).segment_id == 1);
+    memset(&out, 0, sizeof(out));
+    REQUIRE(body_fetch_start(srv.fetcher, &job, 1, fetched, 1, 1, WIRE_OP_PEEK) == 0);
+    /* Compaction, before the fetch's read is issued: copy, durable, moved. */
+    body_of(0, body);
+    uint8_t buf[512];
+    struct log_pos copy;
+    REQUIRE(queue_job_relocate(srv.queues, job, body, BODY, buf, sizeof(buf), &copy) == 0);
+    tlog_drain(&t);
+    REQUIRE(queue_job_move_durable(srv.queues, ids[0], queue_job_pos(job).seq, copy));
+    CHECK(queue_job_pos(job).segment_id != 1);
+    /* A checkpoint drops segment 1 (the engine drops what it is told). */
+    int dropped = 0;
+    const uint64_t drop[1] = {1};
+    REQUIRE(log_checkpoint(t.log, log_next_seq(t.log), "x", 1, drop, 1, drop_done, &dropped) ==
+            0);
+    for (int i = 0; i < 10000 && dropped == 0; i++) {
+        log_tick(t.log);
+        REQUIRE(io_backend_poll(t.io, true) >= 0);
+    }
+    REQUIRE(dropped == 1);
+    run_until_done();
+    CHECK_EQ(out.calls, 1);
+    CHECK_EQ(out.error, 0);
+    CHECK_EQ(out.matched, 1);
+    teardown();
+}
+
 /* Read-ahead done too: no fetch active and no read-ahead read in flight. */
 static void run_until_quiet(void)
 {
@@ -356,6 +418,7 @@ static void test_read_ahead_bound(void)
 
 int main(void)
 {
+    RUN_TEST(test_follows_compaction);
     RUN_TEST(test_read_ahead);
     RUN_TEST(test_read_ahead_bound);
     RUN_TEST(test_batched);
