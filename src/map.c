@@ -202,19 +202,37 @@ void strmap_free(struct strmap *map)
     strmap_init(map);
 }
 
-static void strmap_grow(struct strmap *map)
+/* Double the table (or make the first): false, nothing changed, when calloc fails. */
+static bool strmap_grow(struct strmap *map)
 {
     size_t capacity = map->entries == NULL ? MAP_CAPACITY_MIN : (map->mask + 1) * 2;
+    struct strmap_entry *fresh = alloc_fail_now() ? NULL : calloc(capacity, sizeof(*fresh));
+    if (fresh == NULL)
+        return false;
     struct strmap_entry *old = map->entries;
     size_t old_capacity = old == NULL ? 0 : map->mask + 1;
-    map->entries = calloc(capacity, sizeof(*map->entries));
-    SPOOL_ASSERT(map->entries != NULL);
+    map->entries = fresh;
     map->mask = capacity - 1;
     map->count = 0;
     for (size_t i = 0; i < old_capacity; i++)
         if (old[i].hash != 0)
             strmap_put(map, old[i].key, old[i].key_len, old[i].value);
     free(old);
+    return true;
+}
+
+/* strmap_put grows before the insert that would pass three quarters full. */
+static bool strmap_fits(const struct strmap *map, size_t extra)
+{
+    return map->entries != NULL && (map->count + extra) * 4 <= (map->mask + 1) * 3;
+}
+
+int strmap_reserve(struct strmap *map, size_t extra)
+{
+    while (!strmap_fits(map, extra))
+        if (!strmap_grow(map))
+            return -ENOMEM;
+    return 0;
 }
 
 static size_t strmap_find(const struct strmap *map, uint64_t hash, const char *key,
@@ -246,8 +264,8 @@ void *strmap_get(const struct strmap *map, const char *key, uint32_t key_len)
 
 void strmap_put(struct strmap *map, const char *key, uint32_t key_len, void *value)
 {
-    if (map->entries == NULL || (map->count + 1) * 4 > (map->mask + 1) * 3)
-        strmap_grow(map);
+    if (!strmap_fits(map, 1))
+        SPOOL_ASSERT(strmap_grow(map)); /* callers that must not abort strmap_reserve first */
     uint64_t hash = hash_bytes(map->seed, key, key_len);
     bool found;
     size_t i = strmap_find(map, hash, key, key_len, &found);

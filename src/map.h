@@ -53,7 +53,11 @@ struct strmap {
 void strmap_init(struct strmap *map);
 void strmap_free(struct strmap *map);
 void *strmap_get(const struct strmap *map, const char *key, uint32_t key_len);
+/* Insert or replace; a new key aborts when the table cannot grow (unless strmap_reserve made
+ * room for it). */
 void strmap_put(struct strmap *map, const char *key, uint32_t key_len, void *value);
+/* Room for extra more keys without allocating: 0, or -ENOMEM (nothing changed). */
+int strmap_reserve(struct strmap *map, size_t extra) __attribute__((warn_unused_result));
 void *strmap_remove(struct strmap *map, const char *key, uint32_t key_len);
 
 /* Walk every entry (order unspecified); the map must not change during the walk. */

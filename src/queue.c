@@ -20,6 +20,8 @@
  */
 #include "queue_internal.h"
 
+#include "alloc_fail.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,9 +288,7 @@ void queue_state_destroy(struct queue_state *state)
     }
     STRMAP_EACH(&state->keys, entry)
     {
-        struct idem *idem = entry->value;
-        free(idem->key);
-        free(idem);
+        free(entry->value); /* an idem and its key are one block (idem_alloc) */
     }
     jobtab_free(&state->jobs);
     strmap_free(&state->queues);
@@ -375,7 +375,7 @@ int queue_get(struct queue_state *state, const char *name, uint32_t name_len, st
         if (!state->replaying && state->config.queues_max != 0 &&
             state->queues.count >= state->config.queues_max)
             return QUEUE_ETOOMANY;
-        queue = calloc(1, sizeof(*queue));
+        queue = strmap_reserve(&state->queues, 1) == 0 ? calloc(1, sizeof(*queue)) : NULL;
         if (queue == NULL)
             return QUEUE_ENOMEM; /* a put naming a new queue is refused like any other */
         memcpy(queue->name, name, name_len);
@@ -852,25 +852,39 @@ void queue_idem_free(struct queue_state *state, struct idem *idem)
 {
     list_unlink(&idem->order);
     strmap_remove(&state->keys, idem->key, idem->key_len);
-    free(idem->key);
     free(idem);
+}
+
+struct idem *queue_idem_alloc(struct queue_state *state, uint32_t scoped_len)
+{
+    if (strmap_reserve(&state->keys, 1) != 0)
+        return NULL;
+    struct idem *idem = alloc_fail_now() ? NULL : malloc(sizeof(*idem) + scoped_len);
+    if (idem == NULL)
+        return NULL;
+    memset(idem, 0, sizeof(*idem));
+    idem->key = (char *)(idem + 1);
+    return idem;
 }
 
 void queue_idem_add(struct queue_state *state, const char *queue, uint32_t queue_len,
                     const char *key, uint32_t key_len, uint64_t job_id, int64_t created_ms,
-                    struct queue_time now)
+                    struct queue_time now, struct idem *spare)
 {
     char scoped[IDEM_SCOPED_LEN_MAX];
     uint32_t scoped_len = idem_scoped(scoped, queue, queue_len, key, key_len);
-    if (strmap_get(&state->keys, scoped, scoped_len) != NULL)
+    if (strmap_get(&state->keys, scoped, scoped_len) != NULL) {
+        free(spare);
         return;
+    }
     uint64_t keys_max = state->config.idempotency_keys_max;
     while (keys_max != 0 && state->keys.count >= keys_max) {
         queue_idem_free(state, LIST_ENTRY(list_first(&state->idem_order), struct idem, order));
         state->totals.keys_evicted++;
     }
-    struct idem *idem = xcalloc(1, sizeof(*idem));
-    idem->key = xmemdup(scoped, scoped_len);
+    struct idem *idem = spare != NULL ? spare : queue_idem_alloc(state, scoped_len);
+    SPOOL_ASSERT(idem != NULL); /* replay and checkpoint load: as every structure here */
+    memcpy(idem->key, scoped, scoped_len);
     idem->key_len = scoped_len;
     idem->queue_len = queue_len;
     idem->job_id = job_id;
@@ -1089,6 +1103,24 @@ int queue_put_check(const struct queue_state *state, const struct queue_put_args
     return put_validate(state, args);
 }
 
+/* Give back what a refused put had taken for its job before logging (NULL: nothing of that
+ * kind). */
+static void put_spares_free(struct queue_state *state, struct job_ext *ext, struct idem *idem)
+{
+    if (ext != NULL)
+        job_pool_free(&state->pool, ext, sizeof(*ext));
+    free(idem);
+}
+
+/* A put refused for want of memory before anything was logged: QUEUE_ENOMEM (answered as
+ * QUEUE_FULL, retryable, as the memory bound refuses), counted like queue_put_reserve's. */
+static int put_no_memory(struct queue_state *state, struct job_ext *ext, struct idem *idem)
+{
+    put_spares_free(state, ext, idem);
+    state->totals.puts_refused_memory++;
+    return QUEUE_ENOMEM;
+}
+
 int queue_put(struct queue_state *state, const struct queue_put_args *args,
               struct queue_time now, uint64_t *id, bool *duplicate, uint64_t *seq)
 {
@@ -1118,30 +1150,31 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
         .queue = args->queue, .queue_len = args->queue_len, .key = args->key,
         .key_len = args->key_len, .body = args->body, .body_len = args->body_len,
     };
-    err = pending_reserve(state);
-    if (err != 0)
-        return err;
-    /* A run-at, a ttl or a long ttr needs the job's extension: taken before anything is logged, so
-     * that no memory is left to want once the PUT is in the log. */
+    if (pending_reserve(state) != 0)
+        return put_no_memory(state, NULL, NULL);
+    /* A run-at, a ttl or a long ttr needs the job's extension, and a key its idem: taken before
+     * anything is logged, so that no memory is left to want once the PUT is in the log. */
     struct job_ext *ext = NULL;
     if (put.run_at_ms != 0 || put.expires_at_ms != 0 || put.ttr_ms >= QUEUE_TTR_IN_EXT) {
         ext = job_pool_try_alloc(&state->pool, sizeof(*ext));
         if (ext == NULL)
-            return QUEUE_EFULL; /* no memory: refused as the memory bound refuses */
+            return put_no_memory(state, NULL, NULL);
+    }
+    struct idem *idem = NULL;
+    if (args->key_len > 0) {
+        idem = queue_idem_alloc(state, args->queue_len + 1 + args->key_len);
+        if (idem == NULL)
+            return put_no_memory(state, ext, NULL);
     }
     size_t len = record_put_size(&put);
     uint8_t *buf = record_buf_try(state, len);
-    if (buf == NULL) {
-        if (ext != NULL)
-            job_pool_free(&state->pool, ext, sizeof(*ext));
-        return QUEUE_ENOMEM;
-    }
+    if (buf == NULL)
+        return put_no_memory(state, ext, idem);
     record_put_encode(&put, buf);
     struct log_pos pos;
     err = emit(state, RECORD_PUT, buf, len, &pos);
     if (err != 0) {
-        if (ext != NULL)
-            job_pool_free(&state->pool, ext, sizeof(*ext));
+        put_spares_free(state, ext, idem);
         return err; /* the block held for the job serves the next put */
     }
     struct job *job = queue_job_new(state, queue, put.id, args->body, args->body_len, true);
@@ -1161,7 +1194,7 @@ int queue_put(struct queue_state *state, const struct queue_put_args *args,
     queue->metrics.puts++;
     if (args->key_len > 0)
         queue_idem_add(state, args->queue, args->queue_len, args->key, args->key_len, job->id,
-                       put.created_ms, now);
+                       put.created_ms, now, idem);
     *id = job->id;
     *seq = pos.seq;
     return 0;

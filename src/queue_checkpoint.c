@@ -623,7 +623,7 @@ static int load_idem_v4(struct queue_state *state, struct cursor *c, struct queu
     int64_t created_ms = (int64_t)le_get_u64(p + 16);
     if (queue_add_sat(created_ms, state->config.idempotency_window_ms) > queue_time_wall_ms(now))
         queue_idem_add(state, (const char *)name, p[2], (const char *)key, le_get_u16(p),
-                       le_get_u64(p + 8), created_ms, now);
+                       le_get_u64(p + 8), created_ms, now, NULL);
     return 0;
 }
 
@@ -640,7 +640,7 @@ static int load_idem_v3(struct queue_state *state, struct cursor *c, struct queu
     if (job != NULL &&
         queue_add_sat(created_ms, state->config.idempotency_window_ms) > queue_time_wall_ms(now))
         queue_idem_add(state, job->queue->name, job->queue->name_len, (const char *)key,
-                       le_get_u16(p), job->id, created_ms, now);
+                       le_get_u16(p), job->id, created_ms, now, NULL);
     return 0;
 }
 

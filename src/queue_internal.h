@@ -122,10 +122,16 @@ void queue_job_ext_trim(struct queue_state *state, struct job *job);
 /* Make a visible state for a job: delayed until timer_ns if it has a run-at still ahead. */
 void queue_job_place(struct queue_state *state, struct job *job, struct queue_time now);
 /* Remember a key of a queue (a no-op if already known). At idempotency_keys_max keys the
- * oldest is forgotten first (counted in totals.keys_evicted). */
+ * oldest is forgotten first (counted in totals.keys_evicted). spare: the memory for it from
+ * queue_idem_alloc (taken, used or freed), or NULL to allocate here, aborting on failure (replay
+ * and checkpoint load). */
 void queue_idem_add(struct queue_state *state, const char *queue, uint32_t queue_len,
                     const char *key, uint32_t key_len, uint64_t job_id, int64_t created_ms,
-                    struct queue_time now);
+                    struct queue_time now, struct idem *spare);
+/* An idem with room for a scoped key of scoped_len bytes, one block, and the key map's room
+ * for it: taken by a put before its record is logged, so that remembering the key cannot fail
+ * afterwards. NULL: no memory. */
+struct idem *queue_idem_alloc(struct queue_state *state, uint32_t scoped_len);
 /* Forget every key of a queue (PURGE, DELETE_QUEUE). */
 void queue_idem_forget_queue(struct queue_state *state, const struct queue *queue);
 void queue_idem_free(struct queue_state *state, struct idem *idem);

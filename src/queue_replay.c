@@ -49,7 +49,7 @@ static int replay_put(struct queue_state *state, const struct record *rec,
         queue_add_sat(put->created_ms, state->config.idempotency_window_ms) >
             queue_time_wall_ms(now))
         queue_idem_add(state, put->queue, put->queue_len, put->key, put->key_len, put->id,
-                       put->created_ms, now);
+                       put->created_ms, now, NULL);
     return 0;
 }
 

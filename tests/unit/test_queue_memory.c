@@ -101,11 +101,18 @@ static void test_job_pool_reserve(void)
 
 static int64_t now_ms = 1700000000000;
 
+static uint32_t keyed_puts; /* puts given a fresh idempotency key (its idem and map room) */
+
 static int put(struct queue_state *state, const char *queue, int64_t delay_ms, int64_t ttl_ms)
 {
     struct queue_put_args args = {.queue = queue, .queue_len = (uint32_t)strlen(queue),
                                   .max_attempts = -1, .body = "body", .body_len = 4,
                                   .delay_ms = delay_ms, .ttl_ms = ttl_ms};
+    char key[32];
+    if (delay_ms == 0 && ttl_ms == 0 && keyed_puts++ % 2 == 0) {
+        args.key_len = (uint32_t)snprintf(key, sizeof(key), "k%u", keyed_puts);
+        args.key = key;
+    }
     uint64_t id, seq;
     bool dup;
     int rc = queue_put(state, &args, at_ms(now_ms), &id, &dup, &seq);
