@@ -88,6 +88,34 @@ size_t record_put_size(const struct record_put *put)
     return RECORD_PUT_FIXED + (size_t)put->queue_len + put->key_len + put->body_len;
 }
 
+/* The job fields PUT and RELOCATE share, at the same offsets (RECORDS.md): bytes 8..59. */
+static void put_fields_encode(const struct record_put *put, uint8_t *out)
+{
+    le_put_u64(out + 8, put->id);
+    le_put_u32(out + 16, put->priority);
+    le_put_u32(out + 20, put->max_attempts);
+    le_put_u64(out + 24, put->ttr_ms);
+    le_put_u64(out + 32, (uint64_t)put->created_ms);
+    le_put_u64(out + 40, (uint64_t)put->run_at_ms);
+    le_put_u64(out + 48, (uint64_t)put->expires_at_ms);
+    le_put_u32(out + 56, put->body_len);
+}
+
+/* After the fixed part: the queue name, then the key (PUT) or the reason (RELOCATE), then the
+ * body. Returns the end. */
+static uint8_t *put_tail_encode(const struct record_put *put, const void *middle,
+                                uint32_t middle_len, uint8_t *p)
+{
+    memcpy(p, put->queue, put->queue_len);
+    p += put->queue_len;
+    if (middle_len > 0)
+        memcpy(p, middle, middle_len);
+    p += middle_len;
+    if (put->body_len > 0)
+        memcpy(p, put->body, put->body_len);
+    return p + put->body_len;
+}
+
 size_t record_put_encode(const struct record_put *put, uint8_t *out)
 {
     /* The charset walk is O(name) on every PUT and both callers pass a name already checked
@@ -100,23 +128,8 @@ size_t record_put_encode(const struct record_put *put, uint8_t *out)
     header(RECORD_PUT, out);
     le_put_u16(out + 2, (uint16_t)put->queue_len);
     le_put_u16(out + 4, (uint16_t)put->key_len);
-    le_put_u64(out + 8, put->id);
-    le_put_u32(out + 16, put->priority);
-    le_put_u32(out + 20, put->max_attempts);
-    le_put_u64(out + 24, put->ttr_ms);
-    le_put_u64(out + 32, (uint64_t)put->created_ms);
-    le_put_u64(out + 40, (uint64_t)put->run_at_ms);
-    le_put_u64(out + 48, (uint64_t)put->expires_at_ms);
-    le_put_u32(out + 56, put->body_len);
-    uint8_t *p = out + RECORD_PUT_FIXED;
-    memcpy(p, put->queue, put->queue_len);
-    p += put->queue_len;
-    if (put->key_len > 0)
-        memcpy(p, put->key, put->key_len);
-    p += put->key_len;
-    if (put->body_len > 0)
-        memcpy(p, put->body, put->body_len);
-    p += put->body_len;
+    put_fields_encode(put, out);
+    uint8_t *p = put_tail_encode(put, put->key, put->key_len, out + RECORD_PUT_FIXED);
     SPOOL_ASSERT((size_t)(p - out) == record_put_size(put));
     return (size_t)(p - out);
 }
@@ -250,25 +263,11 @@ size_t record_relocate_encode(const struct record_relocate *rel, uint8_t *out)
     out[1] = rel->state;
     le_put_u16(out + 2, (uint16_t)put->queue_len);
     le_put_u16(out + 4, (uint16_t)rel->reason_len);
-    le_put_u64(out + 8, put->id);
-    le_put_u32(out + 16, put->priority);
-    le_put_u32(out + 20, put->max_attempts);
-    le_put_u64(out + 24, put->ttr_ms);
-    le_put_u64(out + 32, (uint64_t)put->created_ms);
-    le_put_u64(out + 40, (uint64_t)put->run_at_ms);
-    le_put_u64(out + 48, (uint64_t)put->expires_at_ms);
-    le_put_u32(out + 56, put->body_len);
+    put_fields_encode(put, out);
     le_put_u32(out + 60, rel->attempts);
     le_put_u64(out + 64, (uint64_t)rel->settled_ms);
-    uint8_t *p = out + RECORD_RELOCATE_FIXED;
-    memcpy(p, put->queue, put->queue_len);
-    p += put->queue_len;
-    if (rel->reason_len > 0)
-        memcpy(p, rel->reason, rel->reason_len);
-    p += rel->reason_len;
-    if (put->body_len > 0)
-        memcpy(p, put->body, put->body_len);
-    p += put->body_len;
+    uint8_t *p =
+        put_tail_encode(put, rel->reason, rel->reason_len, out + RECORD_RELOCATE_FIXED);
     SPOOL_ASSERT((size_t)(p - out) == record_relocate_size(rel));
     return (size_t)(p - out);
 }
