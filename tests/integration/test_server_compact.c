@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "churn.h"
 #include "spoold_harness.h"
 
 static struct spoold server;
@@ -57,44 +58,7 @@ static spool_client *client(void)
     return c;
 }
 
-static void fill_random(char *body, size_t len, uint32_t *x)
-{
-    for (size_t k = 0; k < len; k++) {
-        *x ^= *x << 13;
-        *x ^= *x >> 17;
-        *x ^= *x << 5;
-        body[k] = (char)*x;
-    }
-}
 
-/* Incompressible bodies, so lz4 does not shrink the log below three segments. */
-static void put_and_ack_many(spool_client *c, uint32_t seed)
-{
-    static char body[BODY_BYTES];
-    uint32_t x = seed;
-    const char *queues[1] = {"churn"};
-    for (int done = 0; done < JOBS; done += ROUND) {
-        for (int i = 0; i < ROUND; i++) {
-            fill_random(body, sizeof(body), &x);
-            struct spool_job_spec spec = {.queue = "churn", .body = body, .body_len = sizeof(body)};
-            REQUIRE(spool_pipeline_put(c, &spec, NULL) == 0);
-        }
-        struct spool_reply r;
-        while (spool_pipeline_pending(c) > 0) {
-            REQUIRE(spool_pipeline_recv(c, &r) == 0);
-            REQUIRE(r.error == 0);
-        }
-        struct spool_delivery *d = NULL;
-        size_t got = 0;
-        REQUIRE(spool_reserve(c, queues, 1, ROUND, 0, 0, &d, &got) == 0);
-        REQUIRE(got > 0);
-        struct spool_ack_item items[ROUND];
-        for (size_t i = 0; i < got; i++)
-            items[i] = (struct spool_ack_item){.id = d[i].id, .lease = d[i].lease};
-        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
-        spool_deliveries_free(d);
-    }
-}
 
 static bool first_segment_exists(void)
 {
@@ -193,7 +157,7 @@ static void test_pinned_segment_compacted(void)
 {
     put_pinned();
     spool_client *c = client();
-    put_and_ack_many(c, 2463534242u);
+    churn_put_and_ack(c, "churn", JOBS, ROUND, BODY_BYTES, 2463534242u);
     spool_close(c);
     CHECK(wait_first_segment_gone());
     CHECK(spoold_log_contains(&server, "msg=compaction"));
@@ -229,7 +193,7 @@ static void test_kill9_during_compaction(void)
 {
     for (int round = 0; round < CRASH_ROUNDS; round++) {
         spool_client *c = client();
-        put_and_ack_many(c, 88172645u + (uint32_t)round);
+        churn_put_and_ack(c, "churn", JOBS, ROUND, BODY_BYTES, 88172645u + (uint32_t)round);
         spool_close(c);
         usleep((useconds_t)(round * 400 * 1000)); /* 0, 0.4, 0.8, 1.2 s into the cycle */
         spoold_kill(&server);
@@ -242,7 +206,7 @@ static void test_kill9_during_compaction(void)
 static void test_ack_after_copy_stays_acked(void)
 {
     spool_client *c = client();
-    put_and_ack_many(c, 1234567u);
+    churn_put_and_ack(c, "churn", JOBS, ROUND, BODY_BYTES, 1234567u);
     int64_t deadline = now_ms() + WAIT_MS;
     /* Wait for the copy: the segment the buried job was last in fills no longer, so it is
      * compacted; a compaction line newer than the restart says it ran. */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "churn.h"
 #include "spoold_harness.h"
 
 static struct spoold server;
@@ -25,40 +26,6 @@ static spool_client *client(void)
     return c;
 }
 
-static void put_and_ack_many(spool_client *c)
-{
-    static char body[BODY_BYTES];
-    uint32_t x = 2463534242u;
-    const char *queues[1] = {"churn"};
-    for (int done = 0; done < JOBS; done += ROUND) {
-        for (int i = 0; i < ROUND; i++) {
-            /* Incompressible bodies, so lz4 does not shrink the log below three segments. */
-            for (size_t k = 0; k < sizeof(body); k++) {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                body[k] = (char)x;
-            }
-            struct spool_job_spec spec = {.queue = "churn", .body = body,
-                                          .body_len = sizeof(body)};
-            REQUIRE(spool_pipeline_put(c, &spec, NULL) == 0);
-        }
-        struct spool_reply r;
-        while (spool_pipeline_pending(c) > 0) {
-            REQUIRE(spool_pipeline_recv(c, &r) == 0);
-            REQUIRE(r.error == 0);
-        }
-        struct spool_delivery *d = NULL;
-        size_t got = 0;
-        REQUIRE(spool_reserve(c, queues, 1, ROUND, 0, 0, &d, &got) == 0);
-        REQUIRE(got > 0);
-        struct spool_ack_item items[ROUND];
-        for (size_t i = 0; i < got; i++)
-            items[i] = (struct spool_ack_item){.id = d[i].id, .lease = d[i].lease};
-        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
-        spool_deliveries_free(d);
-    }
-}
 
 static void test_settled_segments_deleted_pinned_segment_kept(void)
 {
@@ -66,7 +33,7 @@ static void test_settled_segments_deleted_pinned_segment_kept(void)
     struct spool_job_spec keep = {.queue = "pinned", .body = "still here", .body_len = 10};
     uint64_t kept = 0;
     REQUIRE(spool_put(c, &keep, &kept) == 0);
-    put_and_ack_many(c);
+    churn_put_and_ack(c, "churn", JOBS, ROUND, BODY_BYTES, 2463534242u);
     spool_close(c);
     int before = spoold_count_files(&server, ".seg");
     CHECK(before >= 4);
@@ -95,15 +62,6 @@ static void test_settled_segments_deleted_pinned_segment_kept(void)
     spool_close(c);
 }
 
-static void fill_random(char *body, size_t len, uint32_t *x)
-{
-    for (size_t k = 0; k < len; k++) {
-        *x ^= *x << 13;
-        *x ^= *x >> 17;
-        *x ^= *x << 5;
-        body[k] = (char)*x;
-    }
-}
 
 /* A 1 MiB segment makes a 256 KiB commit batch: 40 pipelined puts of 60 KiB fill it many times
  * over, so the server must stall reading and resume after each commit, answering every put. */
@@ -113,7 +71,7 @@ static void test_back_pressure_burst_all_answered(void)
     static char bodies[40][60 * 1024];
     uint32_t x = 88172645u;
     for (int i = 0; i < 40; i++) {
-        fill_random(bodies[i], sizeof(bodies[i]), &x);
+        churn_fill_random(bodies[i], sizeof(bodies[i]), &x);
         struct spool_job_spec spec = {.queue = "burst", .body = bodies[i],
                                       .body_len = sizeof(bodies[i])};
         REQUIRE(spool_pipeline_put(c, &spec, NULL) == 0);
@@ -167,7 +125,7 @@ static void test_periodic_checkpoint_while_running(void)
                                             "--checkpoint-bytes", "256k", NULL};
     REQUIRE(spoold_start(&server, "retention-auto", auto_args) == 0);
     spool_client *c = client();
-    put_and_ack_many(c);
+    churn_put_and_ack(c, "churn", JOBS, ROUND, BODY_BYTES, 2463534242u);
     spool_close(c);
     int segments = 0;
     for (int i = 0; i < 200; i++) { /* up to 2 s for the last checkpoint to land */
