@@ -100,7 +100,7 @@ struct loadgen {
     int epoll_fd;
     struct conn *conns;
     uint32_t conn_count;
-    uint8_t *bodies;      /* batch * size scratch: stamped per put */
+    struct bench_bodies bodies; /* a window per put frame, stamped per put */
     uint32_t fetch_batch; /* jobs per reserve and per ack */
     uint32_t frame_slots; /* slots per frame: the larger of batch and fetch_batch */
     struct bench_reply *reply;
@@ -154,6 +154,7 @@ void loadgen_config_defaults(struct loadgen_config *config)
     config->depth = 1;
     config->batch = 1;
     config->size = 100;
+    config->body = BENCH_BODY_RANDOM;
     config->queues = 1;
     config->duration_s = 5.0;
     config->ttr_s = 60;
@@ -292,16 +293,16 @@ static void issue_put(struct loadgen *g, struct conn *c, uint32_t n)
     f->kind = BENCH_FRAME_PUT;
     f->jobs = n;
     f->sent_ns = g->now_ns;
+    uint8_t *window = bench_bodies_window(&g->bodies, n);
     for (uint32_t i = 0; i < n; i++) {
         int64_t t = cfg->rate > 0 ? intended_ns(g, g->issued + i) : g->now_ns;
         slots[i].t_ns = t;
         if (cfg->rate > 0 && g->measuring)
             histogram_record(&g->result->send_lag, (uint64_t)(g->now_ns > t ? g->now_ns - t : 0));
-        if (cfg->size >= sizeof(t))
-            memcpy(g->bodies + (size_t)i * cfg->size, &t, sizeof(t));
+        bench_bodies_stamp(&g->bodies, window + (size_t)i * cfg->size, t);
     }
     g->issued += n;
-    int rc = cfg->driver->encode_put(&c->info, f->tag, &c->out, g->bodies, cfg->size, n,
+    int rc = cfg->driver->encode_put(&c->info, f->tag, &c->out, window, cfg->size, n,
                                      &f->replies_left);
     if (rc != 0)
         fail(g, rc, "encoding put", c);
@@ -452,8 +453,8 @@ static void on_reserve_reply(struct loadgen *g, struct conn *c, struct frame *f,
         const struct bench_job *job = &r->jobs[i];
         slots[f->done + i] = (struct slot){.id = job->id, .id2 = job->id2, .t_ns = f->sent_ns};
         int64_t stamp;
-        if (g->measuring && g->config->mode == LOADGEN_E2E && job->body_len >= sizeof(stamp)) {
-            memcpy(&stamp, job->body, sizeof(stamp));
+        if (g->measuring && g->config->mode == LOADGEN_E2E &&
+            bench_bodies_read_stamp(g->config->body, job->body, job->body_len, &stamp)) {
             histogram_record(&g->result->deliver,
                              (uint64_t)(g->now_ns > stamp ? g->now_ns - stamp : 0));
         }
@@ -895,18 +896,19 @@ static int loadgen_setup(struct loadgen *g)
     /* produce mode has no consumers: nothing would drain what they reserve. */
     g->conn_count = cfg->producers + (cfg->mode == LOADGEN_PRODUCE ? 0 : cfg->consumers);
     g->conns = calloc(g->conn_count, sizeof(g->conns[0]));
-    g->bodies = malloc((size_t)cfg->batch * cfg->size + 1);
     g->reply = malloc(sizeof(*g->reply));
     g->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (g->conns == NULL || g->bodies == NULL || g->reply == NULL)
+    if (g->conns == NULL || g->reply == NULL)
         return -ENOMEM;
     if (g->epoll_fd < 0)
         return -errno;
-    memset(g->bodies, 'x', (size_t)cfg->batch * cfg->size);
+    int rc = bench_bodies_init(&g->bodies, cfg->body, cfg->size, cfg->batch);
+    if (rc != 0)
+        return rc;
     for (uint32_t i = 0; i < g->conn_count; i++) {
         g->conns[i].fd = -1;
         bool producer = i < cfg->producers;
-        int rc = conn_open(g, &g->conns[i], producer ? BENCH_PRODUCER : BENCH_CONSUMER, i,
+        rc = conn_open(g, &g->conns[i], producer ? BENCH_PRODUCER : BENCH_CONSUMER, i,
                            producer ? i : i - cfg->producers);
         if (rc != 0)
             return rc;
@@ -919,7 +921,7 @@ static void loadgen_teardown(struct loadgen *g)
     for (uint32_t i = 0; g->conns != NULL && i < g->conn_count; i++)
         conn_close(&g->conns[i]);
     free(g->conns);
-    free(g->bodies);
+    bench_bodies_free(&g->bodies);
     free(g->reply);
     if (g->epoll_fd >= 0)
         close(g->epoll_fd);
@@ -999,12 +1001,12 @@ void loadgen_print_result(FILE *out, const struct loadgen_config *config,
     double rate = (double)result->jobs / seconds;
     fprintf(out,
             "RESULT target=%s mode=%s producers=%u consumers=%u depth=%u batch=%u fetch_batch=%u "
-            "size=%u queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
+            "size=%u body=%s queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
             "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f",
             config->target, loadgen_mode_name(config->mode), config->producers,
             config->mode == LOADGEN_PRODUCE ? 0 : config->consumers, config->depth, config->batch,
             config->mode == LOADGEN_PRODUCE ? 0 : loadgen_fetch_batch(config),
-            config->size, config->queues, config->rate, (unsigned long long)result->jobs,
+            config->size, bench_body_name(config->body), config->queues, config->rate, (unsigned long long)result->jobs,
             result->seconds, rate, rate * config->size / 1e6, us(&result->latency, 50),
             us(&result->latency, 90), us(&result->latency, 99), us(&result->latency, 99.9),
             us(&result->latency, 100));

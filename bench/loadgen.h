@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "bodies.h"
 #include "driver.h"
 #include "histogram.h"
 
@@ -52,6 +53,7 @@ struct loadgen_config {
      * one job per request. */
     uint32_t fetch_batch;
     uint32_t size;  /* body bytes */
+    enum bench_body_kind body; /* what the bodies hold (bodies.h); printed in RESULT */
     uint32_t queues;
     double duration_s; /* used when count == 0 */
     uint64_t count;    /* jobs to put (produce, e2e) or to pre-fill and drain (consume) */

@@ -27,6 +27,9 @@ static void usage(FILE *out)
             "  --producers P --consumers C --depth D --batch B --size BYTES --queues Q\n"
             "  --fetch-batch F   jobs per reserve and per ack (default B); beanstalkd has no\n"
             "                    batch reserve: F jobs are F reserves\n"
+            "  --body random|x|json   what bodies hold (default random: [a-z0-9] that lz4\n"
+            "                  cannot shrink, different per job; x: every byte 'x', lz4's best\n"
+            "                  case; json: JSON-like jobs, keys repeated, values varying)\n"
             "  --duration S | --count N   run length (consume: N jobs pre-filled, then\n"
             "                             drained for at most S seconds)\n"
             "  --rate R        open loop: R jobs/s in total on a fixed schedule\n"
@@ -105,6 +108,7 @@ enum {
     OPT_FETCH_BATCH,
     OPT_SIZE,
     OPT_QUEUES,
+    OPT_BODY,
     OPT_DURATION,
     OPT_COUNT,
     OPT_RATE,
@@ -130,6 +134,7 @@ static const struct option options[] = {
     {"fetch-batch", required_argument, NULL, OPT_FETCH_BATCH},
     {"size", required_argument, NULL, OPT_SIZE},
     {"queues", required_argument, NULL, OPT_QUEUES},
+    {"body", required_argument, NULL, OPT_BODY},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"count", required_argument, NULL, OPT_COUNT},
     {"rate", required_argument, NULL, OPT_RATE},
@@ -219,6 +224,12 @@ static void apply_option(struct cli *cli, int opt, char *arg)
         break;
     case OPT_QUEUES:
         cfg->queues = (uint32_t)parse_uint("queues", arg, 1, 1024);
+        break;
+    case OPT_BODY:
+        if (!bench_body_parse(arg, &cfg->body)) {
+            fprintf(stderr, "spool-bench: --body wants random, x or json, not \"%s\"\n", arg);
+            exit(2);
+        }
         break;
     case OPT_DURATION:
         cfg->duration_s = parse_seconds("duration", arg);
