@@ -83,6 +83,25 @@ for batches in "1 32" "16 2"; do
         failures=$((failures + 1))
     fi
 done
+# Each body kind: named in the RESULT line (random by default), and its send stamp read back
+# at delivery (a json body carries it as hex digits): deliver p50 between 1 µs and 10 s.
+for body in default random x json; do
+    args=()
+    [ "$body" = default ] || args=(--body "$body")
+    check_run e2e e2e --count 2000 --producers 2 --consumers 2 --depth 8 --batch 8 --size 200 \
+        "${args[@]}"
+    want=${body/default/random}
+    deliver=$(grep -o ' deliver_p50_us=[0-9]*' <<<"$line_seen" | cut -d= -f2)
+    if ! grep -q " body=$want " <<<"$line_seen" || [ "${deliver:-0}" -lt 1 ] ||
+        [ "$deliver" -gt 10000000 ]; then
+        echo "FAIL: --body $body: RESULT lacks body=$want or deliver_p50_us=$deliver is off"
+        failures=$((failures + 1))
+    fi
+done
+if "$bench" e2e --body zip --server "$addr" --count 10 --quiet >/dev/null 2>&1; then
+    echo "FAIL: --body zip accepted"
+    failures=$((failures + 1))
+fi
 
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "FAIL: spoold died during the runs"
