@@ -4,8 +4,9 @@
  * random (the default): [a-z0-9] from a seeded xorshift, a different window of a pool of
  * several MiB per job, so lz4 finds no repeats within a job nor across the jobs of a batch:
  * the server stores and sends as many bytes as --size says. x: every byte 'x' (what the
- * benchmark put before, and what lz4 shrinks to almost nothing: a best case, not a workload). json:
- * JSON-like job payloads, keys repeated and values varying per job (what compression is for).
+ * benchmark put before; lz4 shrinks it to almost nothing: a best case, not a workload).
+ * json: JSON-like job payloads, keys repeated and values varying per job (what compression
+ * is for).
  *
  * All bodies are generated at setup; per put the generator only hands out a window and writes
  * the send stamp (e2e's deliver latency) into it: no allocation, a few bytes written per job.
