@@ -63,12 +63,12 @@ static void fill_random(uint8_t *out, size_t len, uint64_t *rng)
  * than its fields. */
 static void fill_json(uint8_t *out, uint32_t size, uint64_t *rng)
 {
-    static const char *const events[] = {"signup", "login", "purchase", "refund", "logout",
-                                         "password_reset", "invite_sent", "page_view"};
+    static const char *const events[] = {"signup", "login",          "purchase",    "refund",
+                                         "logout", "password_reset", "invite_sent", "page_view"};
     static const char *const plans[] = {"free", "pro", "team", "enterprise"};
     static const char *const countries[] = {"DE", "US", "FR", "JP", "BR", "IN", "GB", "NL"};
     static const char *const words[] = {"alpha", "retry", "queue", "worker", "batch", "green",
-                                        "order", "mail", "ship", "cart", "north", "delta"};
+                                        "order", "mail",  "ship",  "cart",   "north", "delta"};
 #define PICK(a) (a[xorshift64(rng) % (sizeof(a) / sizeof(a[0]))])
     char head[JSON_HEAD_BYTES_MAX];
     uint64_t user = xorshift64(rng) % 10000000u;

@@ -22,11 +22,11 @@ enum bench_body_kind { BENCH_BODY_RANDOM = 0, BENCH_BODY_X, BENCH_BODY_JSON };
 
 struct bench_bodies {
     enum bench_body_kind kind;
-    uint32_t size;       /* bytes per body */
-    uint32_t batch;      /* bodies per window at most */
-    uint32_t slots;      /* bodies in the pool */
-    uint32_t next;       /* the next window's first body */
-    uint8_t *pool;       /* slots * size bytes (+1) */
+    uint32_t size;  /* bytes per body */
+    uint32_t batch; /* bodies per window at most */
+    uint32_t slots; /* bodies in the pool */
+    uint32_t next;  /* the next window's first body */
+    uint8_t *pool;  /* slots * size bytes (+1) */
 };
 
 /* Name <-> kind; bench_body_parse returns false for an unknown name. */

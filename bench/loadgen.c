@@ -100,7 +100,7 @@ struct loadgen {
     int epoll_fd;
     struct conn *conns;
     uint32_t conn_count;
-    struct bench_bodies bodies; /* a window per put frame, stamped per put */
+    struct bench_bodies bodies; /* a window of them per put frame, stamped per put */
     uint32_t fetch_batch; /* jobs per reserve and per ack */
     uint32_t frame_slots; /* slots per frame: the larger of batch and fetch_batch */
     struct bench_reply *reply;
@@ -909,7 +909,7 @@ static int loadgen_setup(struct loadgen *g)
         g->conns[i].fd = -1;
         bool producer = i < cfg->producers;
         rc = conn_open(g, &g->conns[i], producer ? BENCH_PRODUCER : BENCH_CONSUMER, i,
-                           producer ? i : i - cfg->producers);
+                       producer ? i : i - cfg->producers);
         if (rc != 0)
             return rc;
     }
@@ -1001,15 +1001,16 @@ void loadgen_print_result(FILE *out, const struct loadgen_config *config,
     double rate = (double)result->jobs / seconds;
     fprintf(out,
             "RESULT target=%s mode=%s producers=%u consumers=%u depth=%u batch=%u fetch_batch=%u "
-            "size=%u body=%s queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f mb_per_s=%.2f "
+            "size=%u body=%s queues=%u rate=%.0f jobs=%llu seconds=%.3f jobs_per_s=%.0f "
+            "mb_per_s=%.2f "
             "lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f",
             config->target, loadgen_mode_name(config->mode), config->producers,
             config->mode == LOADGEN_PRODUCE ? 0 : config->consumers, config->depth, config->batch,
             config->mode == LOADGEN_PRODUCE ? 0 : loadgen_fetch_batch(config),
-            config->size, bench_body_name(config->body), config->queues, config->rate, (unsigned long long)result->jobs,
-            result->seconds, rate, rate * config->size / 1e6, us(&result->latency, 50),
-            us(&result->latency, 90), us(&result->latency, 99), us(&result->latency, 99.9),
-            us(&result->latency, 100));
+            config->size, bench_body_name(config->body), config->queues, config->rate,
+            (unsigned long long)result->jobs, result->seconds, rate, rate * config->size / 1e6,
+            us(&result->latency, 50), us(&result->latency, 90), us(&result->latency, 99),
+            us(&result->latency, 99.9), us(&result->latency, 100));
     if (config->mode == LOADGEN_E2E)
         fprintf(out,
                 " deliver_p50_us=%.1f deliver_p90_us=%.1f deliver_p99_us=%.1f "
