@@ -5,8 +5,9 @@
  * After a restart no body is cached, and a drain reads every batch back when a delivery asks
  * for it: one read at a time, each waiting for the disk when the page cache is cold. Read-ahead
  * walks the queue's ready jobs from its head (queue_ready_first/next: the heap's top, then the
- * queue's next READY jobs in id order, within one priority the order the ready heap delivers), and plans reads of the batches that hold the next bodies
- * not cached, so that they are in the body cache before they are asked for. A read brings every
+ * queue's next READY jobs in id order, within one priority the order the ready heap
+ * delivers), and plans reads of the batches that hold the next bodies not cached, so that
+ * they are in the body cache before they are asked for. A read brings every
  * live body of its batch into the cache (body_fetch.c).
  *
  * The window. Read-ahead covers only the next BODY_PREFETCH_WALK_MAX jobs and at most

@@ -19,11 +19,11 @@
  * Work is bounded per loop turn and runs in cycles: a survey walks the job table
  * (COMPACT_PAGES_PER_TURN pages a turn) summing each sealed segment's live bytes; the
  * emptiest segments below the threshold become targets (at most COMPACT_TARGETS_MAX, and at
- * most one segment's worth of copies, so a cycle needs one segment of new disk at most); a second walk
- * lists the batches that hold their live jobs' bodies; those batches are read back through
- * the log (io_uring, at most COMPACT_READS_MAX at a time, the log's read slots shared with
- * deliveries), each live job found in one is copied, and the positions move as the copies
- * become durable. A survey starts at most every COMPACT_SURVEY_INTERVAL_MS, and only when a
+ * most one segment's worth of copies, so a cycle needs one segment of new disk at most); a
+ * second walk lists the batches that hold their live jobs' bodies; those batches are read
+ * back through the log (io_uring, at most COMPACT_READS_MAX at a time, the log's read slots
+ * shared with deliveries), each live job found in one is copied, and the positions move as the
+ * copies become durable. A survey starts at most every COMPACT_SURVEY_INTERVAL_MS, and only when a
  * sealed segment may be below the threshold by its live job count.
  */
 #ifndef SPOOL_SRC_COMPACT_H
