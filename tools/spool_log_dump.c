@@ -135,9 +135,11 @@ static void dump_meta(const struct record_meta *m)
 {
     printf(",\"queue\":");
     json_string(stdout, m->name, m->name_len);
-    printf(",\"paused\":%s,\"default_ttr_ms\":%llu,\"default_max_attempts\":%u,"
-           "\"max_jobs\":%llu,\"max_bytes\":%llu",
-           m->paused ? "true" : "false", (unsigned long long)m->default_ttr_ms,
+    /* pause_timed: a beanstalkd pause-tube, which replay does not restore (RECORDS.md). */
+    printf(",\"paused\":%s,\"pause_timed\":%s,\"default_ttr_ms\":%llu,"
+           "\"default_max_attempts\":%u,\"max_jobs\":%llu,\"max_bytes\":%llu",
+           m->paused ? "true" : "false", m->paused && m->pause_timed ? "true" : "false",
+           (unsigned long long)m->default_ttr_ms,
            m->default_max_attempts, (unsigned long long)m->max_jobs,
            (unsigned long long)m->max_bytes);
 }

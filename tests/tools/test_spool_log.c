@@ -181,6 +181,29 @@ static void put_ack(struct gen *g, int count)
     }
 }
 
+/* dump shows a QUEUE_META's pause and whether it is a timed one (beanstalkd's pause-tube,
+ * which replay does not restore). */
+static void test_dump_queue_meta(void)
+{
+    struct gen g;
+    gen_open(&g, "tools-meta", 32 * 1024);
+    struct record_meta meta = {.name = "held", .name_len = 4, .paused = true,
+                               .pause_timed = true, .default_max_attempts = UINT32_MAX};
+    REQUIRE(queue_set_meta(g.qs, &meta, g.now, NULL) == 0);
+    meta = (struct record_meta){.name = "kept", .name_len = 4, .paused = true,
+                                .default_max_attempts = UINT32_MAX};
+    REQUIRE(queue_set_meta(g.qs, &meta, g.now, NULL) == 0);
+    gen_commit(&g);
+    gen_close(&g);
+    char *out;
+    const char *argv[] = {tool, "dump", g.dir, "--type", "queue_meta", NULL};
+    CHECK_EQ(gen_run(argv, &out), 0);
+    CHECK(strstr(out, "\"queue\":\"held\",\"paused\":true,\"pause_timed\":true") != NULL);
+    CHECK(strstr(out, "\"queue\":\"kept\",\"paused\":true,\"pause_timed\":false") != NULL);
+    free(out);
+    gen_free(&g);
+}
+
 static void test_checkpointed_directory(void)
 {
     struct gen g;
@@ -1041,6 +1064,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_dump_filters_and_lz4_bodies);
     RUN_TEST(test_explain);
     RUN_TEST(test_stats_and_why_retained);
+    RUN_TEST(test_dump_queue_meta);
     RUN_TEST(test_checkpointed_directory);
     RUN_TEST(test_why_retained_deletable);
     RUN_TEST(test_verify_bit_flip);
