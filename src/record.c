@@ -295,13 +295,9 @@ static bool zero(const uint8_t *p, size_t len)
     return true;
 }
 
-static int decode_put(const uint8_t *p, size_t len, struct record *out)
+/* put_fields_encode's inverse: bytes 8..59, shared by PUT and RELOCATE. */
+static void put_fields_decode(const uint8_t *p, struct record_put *put)
 {
-    if (len < RECORD_PUT_FIXED || p[1] != 0 || !zero(p + 6, 2))
-        return RECORD_EINVAL;
-    struct record_put *put = &out->u.put;
-    put->queue_len = le_get_u16(p + 2);
-    put->key_len = le_get_u16(p + 4);
     put->id = le_get_u64(p + 8);
     put->priority = le_get_u32(p + 16);
     put->max_attempts = le_get_u32(p + 20);
@@ -310,6 +306,16 @@ static int decode_put(const uint8_t *p, size_t len, struct record *out)
     put->run_at_ms = (int64_t)le_get_u64(p + 40);
     put->expires_at_ms = (int64_t)le_get_u64(p + 48);
     put->body_len = le_get_u32(p + 56);
+}
+
+static int decode_put(const uint8_t *p, size_t len, struct record *out)
+{
+    if (len < RECORD_PUT_FIXED || p[1] != 0 || !zero(p + 6, 2))
+        return RECORD_EINVAL;
+    struct record_put *put = &out->u.put;
+    put->queue_len = le_get_u16(p + 2);
+    put->key_len = le_get_u16(p + 4);
+    put_fields_decode(p, put);
     if (put->key_len > LIMIT_KEY_MAX_BYTES || put->body_len > RECORD_BODY_LEN_MAX)
         return RECORD_EINVAL;
     if (len != record_put_size(put))
@@ -333,14 +339,7 @@ static int decode_relocate(const uint8_t *p, size_t len, struct record *out)
     rel->state = p[1];
     put->queue_len = le_get_u16(p + 2);
     rel->reason_len = le_get_u16(p + 4);
-    put->id = le_get_u64(p + 8);
-    put->priority = le_get_u32(p + 16);
-    put->max_attempts = le_get_u32(p + 20);
-    put->ttr_ms = le_get_u64(p + 24);
-    put->created_ms = (int64_t)le_get_u64(p + 32);
-    put->run_at_ms = (int64_t)le_get_u64(p + 40);
-    put->expires_at_ms = (int64_t)le_get_u64(p + 48);
-    put->body_len = le_get_u32(p + 56);
+    put_fields_decode(p, put);
     rel->attempts = le_get_u32(p + 60);
     rel->settled_ms = (int64_t)le_get_u64(p + 64);
     if (rel->reason_len > LIMIT_REASON_MAX_BYTES || put->body_len > RECORD_BODY_LEN_MAX ||
