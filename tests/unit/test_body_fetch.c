@@ -44,9 +44,10 @@ static struct queue_time now(void)
     return (struct queue_time){.wall_ns = 1700000000000LL * 1000000, .mono_ns = 1000000000};
 }
 
-static void setup(const char *tag, uint64_t cache_bytes)
+/* JOBS jobs put in segments of segment_bytes, durable, with a fetcher. */
+static void setup_segments(const char *tag, uint64_t segment_bytes, uint64_t cache_bytes)
 {
-    tlog_init(&t, tag, 1024 * 1024, 16 * 1024); /* ~70 jobs a batch */
+    tlog_init(&t, tag, segment_bytes, 16 * 1024); /* ~70 jobs a batch */
     REQUIRE(tlog_open(&t) == 0);
     struct queue_config qc;
     queue_config_defaults(&qc);
@@ -68,6 +69,11 @@ static void setup(const char *tag, uint64_t cache_bytes)
     queue_durable(srv.queues, log_durable_seq_end(t.log), now());
     srv.fetcher = body_fetcher_create(&srv);
     REQUIRE(srv.fetcher != NULL);
+}
+
+static void setup(const char *tag, uint64_t cache_bytes)
+{
+    setup_segments(tag, 1024 * 1024, cache_bytes);
 }
 
 static void teardown(void)
@@ -248,34 +254,14 @@ static void drop_done(void *ctx, int error)
  * copy (a RELOCATE) instead of failing (which would stop the server). */
 static void test_follows_compaction(void)
 {
-    tlog_init(&t, "fetch-moved", 64 * 1024, 16 * 1024); /* a few segments */
-    REQUIRE(tlog_open(&t) == 0);
-    struct queue_config qc;
-    queue_config_defaults(&qc);
-    qc.body_cache_bytes_max = 1;
-    qc.emit = emit_to_log;
-    memset(&srv, 0, sizeof(srv));
-    srv.log = t.log;
-    srv.queues = queue_state_create(&qc);
-    uint8_t body[BODY];
-    for (uint32_t i = 0; i < JOBS; i++) {
-        body_of(i, body);
-        struct queue_put_args args = {.queue = "q", .queue_len = 1, .max_attempts = -1,
-                                      .body = body, .body_len = BODY};
-        bool dup;
-        uint64_t seq;
-        REQUIRE(queue_put(srv.queues, &args, now(), &ids[i], &dup, &seq) == 0);
-    }
-    tlog_drain(&t);
-    queue_durable(srv.queues, log_durable_seq_end(t.log), now());
-    srv.fetcher = body_fetcher_create(&srv);
-    REQUIRE(srv.fetcher != NULL);
+    setup_segments("fetch-moved", 64 * 1024, 1); /* a few segments, nothing cached */
     REQUIRE(log_segment_count(t.log) >= 2);
     struct job *job = queue_job_find(srv.queues, ids[0]);
     REQUIRE(job != NULL && queue_job_body_missing(job) && queue_job_pos(job).segment_id == 1);
     memset(&out, 0, sizeof(out));
     REQUIRE(body_fetch_start(srv.fetcher, &job, 1, fetched, 1, 1, WIRE_OP_PEEK) == 0);
     /* Compaction, before the fetch's read is issued: copy, durable, moved. */
+    uint8_t body[BODY];
     body_of(0, body);
     uint8_t buf[512];
     struct log_pos copy;
