@@ -191,18 +191,25 @@ static uint64_t log_counter(const struct spoold *s, const char *key)
     return value;
 }
 
-/* After a clean stop the jobs come from the checkpoint with no body in RAM; after kill -9 from
- * replay, with the cache bounding what replay keeps. Both deliver every body. */
-static void test_delivery_after_restart(void)
+/* Start spoold, put every job, stop it cleanly and start it again: a backlog whose bodies are
+ * all in the log and none in the cache. */
+static void start_filled_and_restart(const char *tag, const char *const *args)
 {
-    const char *const args[] = {"--body-cache", "64k", NULL};
-    REQUIRE(spoold_start(&server, "backlog-restart", args) == 0);
+    REQUIRE(spoold_start(&server, tag, args) == 0);
     spool_client *c = client();
     put_all(c);
     spool_close(c);
     REQUIRE(spoold_stop(&server) == 0);
     REQUIRE(spoold_restart(&server, args) == 0);
-    c = client();
+}
+
+/* After a clean stop the jobs come from the checkpoint with no body in RAM; after kill -9 from
+ * replay, with the cache bounding what replay keeps. Both deliver every body. */
+static void test_delivery_after_restart(void)
+{
+    const char *const args[] = {"--body-cache", "64k", NULL};
+    start_filled_and_restart("backlog-restart", args);
+    spool_client *c = client();
     peek_some(c);
     spool_close(c);
     spoold_kill(&server); /* nothing acked: the replay rebuilds the same jobs */
@@ -227,13 +234,8 @@ static void test_delivery_after_restart(void)
 static void test_read_ahead_after_restart(void)
 {
     const char *const args[] = {"--body-cache", "2m", NULL};
-    REQUIRE(spoold_start(&server, "backlog-ahead", args) == 0);
+    start_filled_and_restart("backlog-ahead", args);
     spool_client *c = client();
-    put_all(c);
-    spool_close(c);
-    REQUIRE(spoold_stop(&server) == 0);
-    REQUIRE(spoold_restart(&server, args) == 0);
-    c = client();
     drain_all(c, 32); /* ~94 reserves */
     spool_close(c);
     CHECK_EQ(spoold_stop(&server), 0);
@@ -251,12 +253,7 @@ static void test_read_ahead_after_restart(void)
     spoold_cleanup(&server);
     /* A cache too small for read-ahead: every reserve that needs a batch reads it itself. */
     const char *const tiny[] = {"--body-cache", "64k", NULL};
-    REQUIRE(spoold_start(&server, "backlog-ahead-tiny", tiny) == 0);
-    c = client();
-    put_all(c);
-    spool_close(c);
-    REQUIRE(spoold_stop(&server) == 0);
-    REQUIRE(spoold_restart(&server, tiny) == 0);
+    start_filled_and_restart("backlog-ahead-tiny", tiny);
     c = client();
     drain_all(c, 32);
     spool_close(c);
