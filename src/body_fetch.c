@@ -56,6 +56,7 @@ struct body_fetcher {
      * delivered redo_jobs more jobs since the walk (mark) and moved the window; and what is
      * in flight. */
     uint64_t prefetch_queue_job_id;
+    uint32_t prefetch_ids_left; /* job-table ids the walk being planned may still look at */
     uint64_t prefetch_blocked_bytes;
     uint64_t prefetch_mark;
     uint64_t prefetch_redo_jobs;
@@ -196,7 +197,7 @@ static bool prefetch_reading(void *ctx, const struct log_pos *pos)
 static struct job *prefetch_next(void *ctx, const struct job *job)
 {
     struct body_fetcher *fetcher = ctx;
-    return queue_ready_next(fetcher->server->queues, job);
+    return queue_ready_next(fetcher->server->queues, job, &fetcher->prefetch_ids_left);
 }
 
 /* The queue to read ahead: hint, else the one read ahead last (NULL: none, or its job is
@@ -232,6 +233,7 @@ static void prefetch_fill(struct body_fetcher *fetcher, struct queue *hint)
     struct body_prefetch_budget budget;
     prefetch_budget(fetcher, &budget);
     struct body_prefetch_plan plan;
+    fetcher->prefetch_ids_left = BODY_PREFETCH_SCAN_IDS_MAX;
     body_prefetch_plan(&plan, &budget, start, prefetch_next, prefetch_reading, fetcher);
     for (uint32_t i = 0; i < plan.count; i++) {
         struct fetch_read *read = calloc(1, sizeof(*read));

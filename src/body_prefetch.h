@@ -47,6 +47,10 @@
  * 4096 visits cost ~50 us at worst; at 300,000 deliveries a second that is 13 ms of drain
  * ahead, and a batch of 100-byte puts holds ~1000 jobs, so the window spans a few batches. */
 #define BODY_PREFETCH_WALK_MAX 4096
+/* Job-table ids a walk may look at to find those jobs (queue_ready_next): a queue interleaved
+ * with others costs the walk the ids between its jobs, and this bounds that to ~100 us of
+ * lookups on the loop (a walk then ends early, which read-ahead tolerates). */
+#define BODY_PREFETCH_SCAN_IDS_MAX (4u * BODY_PREFETCH_WALK_MAX)
 /* The window in bytes: 16 MiB is ~20 ms of this disk (850 MB/s) and of a drain of 4 KiB bodies
  * at 200,000 a second: more than a read's latency, little of the cache. */
 #define BODY_PREFETCH_AHEAD_BYTES_MAX (16u * 1024 * 1024)

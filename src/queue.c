@@ -1753,11 +1753,13 @@ struct job *queue_job_find(struct queue_state *state, uint64_t id)
     return jobtab_get(&state->jobs, id);
 }
 
-struct job *queue_ready_next(struct queue_state *state, const struct job *job)
+struct job *queue_ready_next(struct queue_state *state, const struct job *job,
+                             uint32_t *ids_left)
 {
     SPOOL_ASSERT(job->state == JOB_READY);
-    uint64_t end = job->id + QUEUE_READY_NEXT_SCAN_IDS;
-    for (uint64_t id = job->id + 1; id <= end && id < state->next_id; id++) {
+    uint32_t scan = *ids_left < QUEUE_READY_NEXT_SCAN_IDS ? *ids_left : QUEUE_READY_NEXT_SCAN_IDS;
+    for (uint64_t id = job->id + 1; scan > 0 && id < state->next_id; id++, scan--) {
+        (*ids_left)--;
         struct job *next = jobtab_get(&state->jobs, id);
         if (next != NULL && next->queue == job->queue && next->state == JOB_READY)
             return next;

@@ -739,9 +739,12 @@ static inline struct job *queue_ready_first(const struct queue *queue)
     return queue->ready.count > 0 ? queue->ready.items[0] : NULL;
 }
 /* Ids looked at per step: a queue whose jobs are interleaved with more than ~1000 other jobs
- * each ends its read-ahead early rather than walk the job table for it. */
+ * each ends its read-ahead early rather than walk the job table for it. *ids_left bounds a
+ * whole walk's ids (decremented; NULL is returned once it is 0), so that a walk over many
+ * steps stays cheap on the loop however the queues interleave. */
 #define QUEUE_READY_NEXT_SCAN_IDS 1024u
-struct job *queue_ready_next(struct queue_state *state, const struct job *job);
+struct job *queue_ready_next(struct queue_state *state, const struct job *job,
+                             uint32_t *ids_left);
 /* The body cache's figures, for stats. */
 struct queue_body_stats {
     uint64_t bytes;     /* counted bytes held (bodies and their overhead) */

@@ -294,7 +294,8 @@ static uint64_t put_in(struct queue_state *s, const char *queue, int64_t ms)
 }
 
 /* Read-ahead's walk (queue_ready_next): the next READY job of the same queue in id order,
- * past other queues' jobs and jobs not READY; NULL when none is within the scan. */
+ * past other queues' jobs and jobs not READY; NULL when none is within the scan or the walk's
+ * id budget is spent. */
 static void test_ready_next_walks_the_queue(void)
 {
     struct queue_state *s = state_new();
@@ -304,20 +305,33 @@ static void test_ready_next_walks_the_queue(void)
     uint64_t a3 = put_in(s, "a", 1);
     struct queue *qa = queue_find(s, "a", 1);
     CHECK(queue_ready_first(qa) == queue_job_find(s, a1));
-    CHECK(queue_ready_next(s, queue_job_find(s, a1)) == queue_job_find(s, a2));
+    uint32_t ids_left = 100;
+    CHECK(queue_ready_next(s, queue_job_find(s, a1), &ids_left) == queue_job_find(s, a2));
+    CHECK_EQ(ids_left, 98); /* looked at b's job, then a2 */
     /* a2 reserved: the walk passes over it */
     struct queue_reserver r = {.queues = {qa}, .queue_count = 1, .count_max = 2,
                                .deadline_ns = at_ms(2).mono_ns, .detach = true};
     struct job *got[2];
     REQUIRE(queue_reserve(s, &r, at_ms(2), got) == 2); /* a1, a2 */
     CHECK(queue_ready_first(qa) == queue_job_find(s, a3));
-    CHECK(queue_ready_next(s, queue_job_find(s, a3)) == NULL);
+    CHECK(queue_ready_next(s, queue_job_find(s, a3), &ids_left) == NULL);
     /* More than the scan's worth of other jobs between two of a's: the walk ends there. */
     for (uint32_t i = 0; i < QUEUE_READY_NEXT_SCAN_IDS; i++)
         put_in(s, "b", 3);
     uint64_t a4 = put_in(s, "a", 3);
-    CHECK(queue_ready_next(s, queue_job_find(s, a3)) == NULL);
-    CHECK(queue_job_find(s, a4) != NULL);
+    ids_left = UINT32_MAX;
+    CHECK(queue_ready_next(s, queue_job_find(s, a3), &ids_left) == NULL);
+    CHECK_EQ(ids_left, UINT32_MAX - QUEUE_READY_NEXT_SCAN_IDS);
+    /* The walk's budget: 1 id (b's job) finds nothing and is spent, 0 looks at nothing, 2
+     * (b's job, then a5) finds a5. */
+    put_in(s, "b", 3);
+    uint64_t a5 = put_in(s, "a", 3);
+    ids_left = 1;
+    CHECK(queue_ready_next(s, queue_job_find(s, a4), &ids_left) == NULL);
+    CHECK_EQ(ids_left, 0);
+    CHECK(queue_ready_next(s, queue_job_find(s, a4), &ids_left) == NULL);
+    ids_left = 2;
+    CHECK(queue_ready_next(s, queue_job_find(s, a4), &ids_left) == queue_job_find(s, a5));
     queue_state_destroy(s);
 }
 
