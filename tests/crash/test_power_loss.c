@@ -66,6 +66,24 @@ static uint32_t spare_rolls(const struct memfs *fs)
     return count;
 }
 
+/* Rolls into a recycled file: a segment a checkpoint dropped, renamed to the spare, and later
+ * renamed to a new segment's name. */
+static uint32_t recycled_rolls(const struct memfs *fs)
+{
+    uint32_t recycled = 0, rolls = 0;
+    for (uint64_t i = 0; i < memfs_op_count(fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(fs, i, &info);
+        if (info.kind != IO_RENAME || info.result < 0)
+            continue;
+        if (strcmp(info.path2, "segment.spare") == 0)
+            recycled++;
+        else if (strcmp(info.path, "segment.spare") == 0 && recycled > 0)
+            rolls++;
+    }
+    return rolls;
+}
+
 static uint32_t segments_created(const struct memfs *fs)
 {
     uint32_t count = 0;
@@ -109,8 +127,10 @@ static void check_workload_ran_clean(const struct workload *w, const struct memf
     CHECK_EQ(w->reads_wrong, 0);
     /* At least two rolls, or the test does not test what it says. */
     CHECK(segments_created(fs) >= 3);
-    if (w->spare_segment)
+    if (w->spare_segment) {
         CHECK(spare_rolls(fs) >= 2); /* and some of them into the spare */
+        CHECK(recycled_rolls(fs) >= 1); /* one into a dropped segment's file */
+    }
     /* Crashing a history that already went wrong would only repeat the failure. */
     REQUIRE(check_failures == failures_before);
 }
