@@ -13,6 +13,7 @@
  * - recycle_damage: a bad batch below a later batch of the recycled segment is still damage.
  * - recycle_unsealed_predecessor: a crash between a roll's rename and its seal leaves a
  *   recycled segment unsealed before the newest, stale bytes after its end: recovery seals it.
+ * - commit_stats: the commit timings that found the tail recycling removes.
  *
  * All on memfs, whose ops stay in flight until polled, as a ring's do.
  */
@@ -391,11 +392,68 @@ static void test_recycle_unsealed_predecessor(void)
     io_backend_destroy(memfs_io(t.fs));
 }
 
+/* The commit timings (log_commit_stats): every commit lands in the histogram; a slow one is
+ * counted, and attributed to what ran beside it (here a roll, then a checkpoint). */
+static void test_commit_stats(void)
+{
+    struct rc t;
+    memset(&t, 0, sizeof(t));
+    t.now_ns = 1000000000;
+    t.fs = memfs_create();
+    REQUIRE(rc_open(&t, 1) == 0);
+    rc_settle(&t);
+    rc_append_upto(&t, 11);
+    const struct log_commit_stats *st = log_commit_stats(t.log);
+    CHECK(st->commits >= 1);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < LOG_COMMIT_HIST_BUCKETS; i++)
+        sum += st->hist[i];
+    CHECK_EQ(sum, st->commits);
+    CHECK_EQ(st->slow, 0); /* the injected clock stood still */
+    /* A commit whose completion comes 20 ms (of the injected clock) after its start. */
+    static uint8_t body[RC_RECORD_BYTES];
+    memset(body, 11, sizeof(body));
+    REQUIRE(log_append(t.log, 1, body, sizeof(body), NULL) == 0);
+    log_tick(t.log); /* starts the commit */
+    t.now_ns += 20 * 1000 * 1000;
+    rc_settle(&t);
+    CHECK_EQ(st->slow, 1);
+    CHECK(st->max_ns >= 20 * 1000 * 1000);
+    CHECK_EQ(st->slow_checkpoint + st->slow_roll + st->slow_spare_zero + st->slow_read, 0);
+    /* A slow commit while a checkpoint runs, and a slow roll. */
+    rc_append_roll(&t);
+    memset(body, (int)(log_next_seq(t.log) & 0xff), sizeof(body));
+    REQUIRE(log_append(t.log, 1, body, sizeof(body), NULL) == 0);
+    uint64_t drop[1] = {log_segment_id(t.log, 0)};
+    REQUIRE(log_checkpoint(t.log, log_durable_seq_end(t.log), "s", 1, drop, 1, rc_ckpt_done,
+                           &t) == 0);
+    log_tick(t.log);
+    t.now_ns += 20 * 1000 * 1000;
+    rc_settle(&t);
+    CHECK_EQ(st->slow, 2);
+    CHECK_EQ(st->slow_checkpoint, 1);
+    uint64_t current = log_current_segment_id(t.log);
+    for (int turn = 0; turn < RC_TURNS_MAX && log_current_segment_id(t.log) == current;
+         turn++) {
+        memset(body, (int)(log_next_seq(t.log) & 0xff), sizeof(body));
+        int rc = log_append(t.log, 1, body, sizeof(body), NULL);
+        REQUIRE(rc == 0 || rc == -ENOBUFS);
+        log_tick(t.log);
+        t.now_ns += 20 * 1000 * 1000; /* every commit slow: the roll's too */
+        REQUIRE(io_backend_poll(memfs_io(t.fs), true) >= 0);
+    }
+    rc_settle(&t);
+    CHECK(st->slow_roll >= 1);
+    CHECK_EQ(log_close(t.log), 0);
+    io_backend_destroy(memfs_io(t.fs));
+}
+
 int main(void)
 {
     RUN_TEST(test_recycle_roll);
     RUN_TEST(test_recycle_torn_tail);
     RUN_TEST(test_recycle_damage);
     RUN_TEST(test_recycle_unsealed_predecessor);
+    RUN_TEST(test_commit_stats);
     return check_exit();
 }
