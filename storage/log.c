@@ -174,11 +174,19 @@ int log_segment_add(struct log *log, uint64_t id, uint64_t hash_seed, int fd)
     return 0;
 }
 
+/* A dropped segment's fd is closed: no read uses its file any more. */
+static void log_segment_closed(struct log_segment *seg)
+{
+    if (seg->id == seg->log->recycle_busy_id)
+        seg->log->recycle_busy_id = 0; /* its file may be written again (recycled) */
+    free(seg);
+}
+
 static void log_segment_close_done(struct io_op *op)
 {
     struct log_segment *seg = op->ctx;
     seg->log->closes_pending--;
-    free(seg);
+    log_segment_closed(seg);
 }
 
 /* Close a dropped segment's fd once no read uses it. */
@@ -196,7 +204,7 @@ void log_segment_release(struct log_segment *seg)
     if (io_submit(seg->log->backend, op) < 0) {
         /* The fd leaks until exit; nothing durable depends on it. */
         seg->log->closes_pending--;
-        free(seg);
+        log_segment_closed(seg);
     }
 }
 

@@ -143,6 +143,8 @@ static void log_checkpoint_drop_next(struct log *log)
         struct log_segment *seg = log_segment_find(log, log->ckpt_drop[log->ckpt_drop_index]);
         if (seg != NULL) {
             log->ckpt_recycle = log_spare_recycle_offer(log, seg);
+            if (log->ckpt_recycle)
+                log->recycle_busy_id = seg->id; /* until its fd is closed */
             log_segment_drop(log, seg);
             log_checkpoint_next(log, CKPT_UNLINK);
             return;
@@ -236,8 +238,10 @@ static void log_checkpoint_done(struct io_op *op)
         log->ckpt_fd = (int)rc;
     if (step == CKPT_WRITE && rc == 0)
         rc = -EIO; /* a write that makes no progress would loop forever */
-    if (step == CKPT_UNLINK && rc < 0)
+    if (step == CKPT_UNLINK && rc < 0 && log->ckpt_recycle) {
         log->ckpt_recycle = false; /* nothing was renamed for the spare */
+        log->recycle_busy_id = 0;
+    }
     if (step == CKPT_UNLINK && rc == -ENOENT)
         rc = 0;
     if (step == CKPT_SYNC_LOG && rc < 0)

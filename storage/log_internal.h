@@ -218,6 +218,9 @@ struct log {
      * the spare to reuse (its blocks are written already: a roll into it needs no zero fill). */
     bool recycle_ready;
     bool ckpt_recycle; /* the checkpoint's CKPT_UNLINK step renames to LOG_RECYCLE_NAME */
+    /* The dropped segment renamed for recycling while its fd is still open (reads in flight
+     * on it): nothing writes into its file before they are done; 0 when none. */
+    uint64_t recycle_busy_id;
     bool spare_low;         /* the last attempt to make it failed */
     int64_t spare_retry_ns; /* make it (again) at or after this time */
     bool closing;           /* log_close runs: make no new spare */
@@ -296,7 +299,8 @@ bool log_spare_take(struct log *log, bool recycled_ok);
  * first batch's prev_batch_hash): SEGMENT_FLAG_RECYCLED unless the roll will take a fresh,
  * zero-filled spare that is ready now, or the log makes no spares. */
 uint16_t log_spare_roll_flags(const struct log *log);
-/* A checkpoint drops seg: rename its file to LOG_RECYCLE_NAME instead of unlinking it? */
+/* A checkpoint drops seg: rename its file to LOG_RECYCLE_NAME instead of unlinking it? (Reads
+ * still in flight on it are waited for before the file is written: recycle_busy_id.) */
 bool log_spare_recycle_offer(const struct log *log, const struct log_segment *seg);
 /* At close: remove a dropped segment kept for recycling that no spare took. */
 void log_spare_recycle_forget(struct log *log);
