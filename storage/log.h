@@ -226,6 +226,8 @@ struct log_commit_stats {
     uint64_t slow_checkpoint; /* ... while a checkpoint op ran */
     uint64_t slow_read;       /* ... while log_reads were in flight */
     uint64_t hist[LOG_COMMIT_HIST_BUCKETS];
+    uint64_t spares_zeroed;   /* spares made by a zero fill (the write recycling avoids) */
+    uint64_t spares_reused;   /* spares made of a dropped segment or a leftover spare */
 };
 const struct log_commit_stats *log_commit_stats(const struct log *log);
 

@@ -215,6 +215,7 @@ static bool log_spare_reuse_done(struct log *log, int64_t rc, uint64_t size)
             /* Every block is written (an older segment's bytes, zeros, or both): a roll into
              * it flags its header recycled, and commits overwrite written blocks. */
             log->spare_recycled = true;
+            log->commit_stats.spares_reused++;
             log_spare_ready(log);
         }
         return true;
@@ -268,6 +269,7 @@ static void log_spare_done(struct io_op *op)
             log_spare_failed(log, (int)rc);
             return;
         }
+        log->commit_stats.spares_zeroed++;
         log_spare_ready(log);
         return;
     case SPARE_UNDO_CLOSE:

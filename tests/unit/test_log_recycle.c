@@ -197,6 +197,8 @@ static uint64_t rc_build(struct rc *t)
     CHECK_EQ(rc_ops(t->fs, IO_RENAME, "00000000000000000001.seg", 0), 1);
     CHECK_EQ(rc_ops(t->fs, IO_RENAME, "segment.recycle", 0), 1);
     rc_append_roll(t);             /* into the recycled file */
+    CHECK_EQ(log_commit_stats(t->log)->spares_reused, 1);
+    CHECK(log_commit_stats(t->log)->spares_zeroed >= 1);
     uint64_t newest = log_current_segment_id(t->log);
     rc_append_upto(t, log_next_seq(t->log) + 6); /* a few batches, far less than segment 1 */
     struct segment_header h;
