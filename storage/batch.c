@@ -135,6 +135,41 @@ static uint32_t batch_compress(const uint8_t *raw, uint32_t raw_len, uint8_t *ds
     return n > 0 ? (uint32_t)n : 0;
 }
 
+/* Whether to run lz4 on this batch; a batch under the minimum is never tried nor counted. */
+static bool batch_lz4_gate_open(struct batch_lz4_gate *gate, uint32_t raw_len)
+{
+    if (raw_len < BATCH_COMPRESS_MIN_BYTES)
+        return false;
+    if (gate == NULL)
+        return true;
+    if (gate->skip_left == 0)
+        return true;
+    gate->skip_left--;
+    gate->skipped++;
+    return false;
+}
+
+static void batch_lz4_gate_note(struct batch_lz4_gate *gate, bool paid)
+{
+    if (gate == NULL)
+        return;
+    gate->attempts++;
+    SPOOL_ASSERT(gate->skip_left == 0);
+    if (paid) {
+        gate->misses = 0;
+        gate->skip_span = 0;
+        return;
+    }
+    if (gate->misses < BATCH_LZ4_MISSES_BEFORE_SKIP)
+        gate->misses++;
+    if (gate->misses < BATCH_LZ4_MISSES_BEFORE_SKIP)
+        return;
+    gate->skip_span = gate->skip_span == 0 ? 1 : gate->skip_span * 2;
+    if (gate->skip_span > BATCH_LZ4_SKIP_SPAN_MAX)
+        gate->skip_span = BATCH_LZ4_SKIP_SPAN_MAX;
+    gate->skip_left = gate->skip_span;
+}
+
 void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
                 const struct batch_seal_args *args, uint8_t **out, struct batch_header *header)
 {
@@ -147,9 +182,10 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
     uint8_t *buf = open_buf;
     uint32_t stored_len = args->raw_len;
     uint8_t codec = BATCH_CODEC_NONE;
-    if (args->compress) {
+    if (args->compress && batch_lz4_gate_open(args->gate, args->raw_len)) {
         uint32_t n = batch_compress(open_buf + BATCH_HEADER_SIZE, args->raw_len,
                                     spare_buf + BATCH_HEADER_SIZE, buf_size - BATCH_HEADER_SIZE);
+        batch_lz4_gate_note(args->gate, n > 0);
         if (n > 0) {
             buf = spare_buf;
             stored_len = n;
