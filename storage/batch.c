@@ -131,7 +131,8 @@ static uint32_t batch_compress(const uint8_t *raw, uint32_t raw_len, uint8_t *ds
     uint32_t limit = raw_len - raw_len / 8;
     if (limit > dst_size)
         limit = dst_size;
-    int n = LZ4_compress_default((const char *)raw, (char *)dst, (int)raw_len, (int)limit);
+    int n = LZ4_compress_fast((const char *)raw, (char *)dst, (int)raw_len, (int)limit,
+                              BATCH_LZ4_ACCELERATION);
     return n > 0 ? (uint32_t)n : 0;
 }
 
