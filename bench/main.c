@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backlog.h"
+#include "floor.h"
 #include "loadgen.h"
 #include "storage_bench.h"
 
@@ -21,6 +22,8 @@ static void usage(FILE *out)
             "usage: spool-bench produce|consume|e2e [options]\n"
             "       spool-bench storage --dir DIR [storage options]\n"
             "       spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES] (--help)\n"
+            "       spool-bench floor --dir DIR [--size BYTES] [--rate R] [--count N]\n"
+            "                 (one commit of a job's batch and one loopback round trip, alone)\n"
             "load options:\n"
             "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
             "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
@@ -303,6 +306,8 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     if (strcmp(mode, "backlog") == 0)
         return backlog_main(argc, argv);
+    if (strcmp(mode, "floor") == 0)
+        return floor_main(argc, argv);
     struct cli cli = {.target = "spool"};
     loadgen_config_defaults(&cli.load);
     storage_bench_config_defaults(&cli.storage);

@@ -34,8 +34,9 @@
  *   4. log: server_emit appends the record to the log's open batch (log_append; -ENOBUFS when
  *      the batch is full: the frame stays unparsed and the conn stalls until the commit).
  *   5. reply held: reply_after encodes the reply into server.held with seq_end = seq + 1.
- *   6. fsync: log_tick at the turn's end starts the commit: the batch's write, synced with it
- *      under --sync always (RWF_DSYNC), later under interval or never (storage/log.h); each
+ *   6. fsync: log_tick at the turn's end starts the commit: the batch's write, and its linked
+ *      fdatasync under --sync always (up to LOG_COMMITS_IN_FLIGHT_MAX of them in flight, each
+ *      reported in log order), later under interval or never (storage/log.h); each
  *      completion reports the written and synced watermarks (on_durable ->
  *      durability_marks_report).
  *   7. reply: the next turn's durable_apply calls queue_durable (the job becomes READY and is

@@ -298,11 +298,21 @@ int log_append_lazy(struct log *log, uint8_t type, const void *data, uint32_t le
     return log_append_at(log, type, data, len, pos, true);
 }
 
+/* A commit may start now: nothing in flight, or (always mode) a free flight slot, no roll
+ * running, and the open batch goes into the current segment (a roll waits for the rest). */
+static bool log_commit_can_start(const struct log *log)
+{
+    if (log->step == COMMIT_IDLE)
+        return true;
+    return log->step == COMMIT_WRITE && log->config.sync_mode == LOG_SYNC_ALWAYS &&
+           log->flight_count < LOG_FLIGHTS_MAX && log->open_segment_id == log->tail_segment_id;
+}
+
 /* The open batch should be committed now: someone waits for one of its records (or for room
  * in it, or for the log to close), or its oldest lazy record has waited long enough. */
 static bool log_commit_wanted(const struct log *log)
 {
-    if (log->step != COMMIT_IDLE || log->open_count == 0 || log->error != 0)
+    if (log->open_count == 0 || log->error != 0 || !log_commit_can_start(log))
         return false;
     return log->open_urgent > 0 || log->open_full || log->closing ||
            log_now_ns(log) >= log->open_lazy_deadline_ns;
@@ -330,66 +340,126 @@ static void log_op_prepare(struct log *log, struct io_op *op, enum io_op_kind ki
     op->ctx = log;
 }
 
-static void log_commit_write_done(struct io_op *op);
+static void log_flight_write_done(struct io_op *op);
+static void log_flight_sync_done(struct io_op *op);
+static void log_flights_land(struct log *log);
 
-/* The batch's write (the rest of it, after a short write). In the always mode it carries
- * RWF_DSYNC: one op, durable when it completes, on one io-wq hop where a write and a linked
- * fdatasync take two. */
-static void log_commit_write_submit(struct log *log)
+/* The newest flight: the batch log_commit_start sealed last. */
+static struct log_flight *log_flight_newest(struct log *log)
+{
+    SPOOL_ASSERT(log->flight_count > 0);
+    return &log->flights[(log->flight_head + log->flight_count - 1) % LOG_FLIGHTS_MAX];
+}
+
+/* Write the flight's batch (the rest of it, after a short write). In the always mode the
+ * write is linked to an fdatasync: durable when that completes. Two ops rather than one
+ * RWF_DSYNC write, because io_uring runs buffered writes to one file one after another on one
+ * worker (a write with RWF_DSYNC would hold the next commit's write behind its sync), while
+ * fdatasyncs run side by side: that is what lets a second commit overlap the first. */
+static void log_flight_submit(struct log *log, struct log_flight *flight)
 {
     struct log_segment *current = log->segments[log->segment_count - 1];
-    SPOOL_ASSERT(current->id == log->flight_header.segment_id);
-    uint32_t total = log->flight_header.total_len;
-    SPOOL_ASSERT(log->flight_written < total);
-    bool always = log->config.sync_mode == LOG_SYNC_ALWAYS;
+    SPOOL_ASSERT(current->id == flight->header.segment_id);
+    uint32_t total = flight->header.total_len;
+    SPOOL_ASSERT(flight->written < total);
+    flight->syncing = log->config.sync_mode == LOG_SYNC_ALWAYS;
+    flight->write_result = 0;
     log->step = COMMIT_WRITE;
-    log_op_prepare(log, &log->write_op, IO_WRITE, current->fd);
-    log->write_op.buf = log->flight_buf + log->flight_written;
-    log->write_op.len = total - log->flight_written;
-    log->write_op.offset = log->flight_offset + log->flight_written;
-    log->write_op.flags = always ? IO_OP_DSYNC : 0;
-    log->write_op.done = log_commit_write_done;
-    int rc = io_submit(log->backend, &log->write_op);
+    log_op_prepare(log, &flight->write_op, IO_WRITE, current->fd);
+    flight->write_op.ctx = flight;
+    flight->write_op.buf = flight->buf + flight->written;
+    flight->write_op.len = total - flight->written;
+    flight->write_op.offset = flight->offset + flight->written;
+    flight->write_op.flags = flight->syncing ? IO_OP_LINK : 0;
+    flight->write_op.done = log_flight_write_done;
+    int rc = io_submit(log->backend, &flight->write_op);
     if (rc < 0) {
-        log->step = COMMIT_IDLE;
+        /* Nothing of it is out: it lands at once, unreported (the log is poisoned). */
+        log_poison(log, rc);
+        flight->landed = true;
+        log_flights_land(log);
+        return;
+    }
+    if (!flight->syncing)
+        return;
+    log_op_prepare(log, &flight->sync_op, IO_FDATASYNC, current->fd);
+    flight->sync_op.ctx = flight;
+    flight->sync_op.done = log_flight_sync_done;
+    rc = io_submit(log->backend, &flight->sync_op);
+    if (rc < 0) {
+        /* The write is out and completes alone; the poisoned log reports nothing of it. */
+        flight->syncing = false;
         log_poison(log, rc);
     }
 }
 
-static void log_commit_write_done(struct io_op *op)
+/* The oldest flights that are written (and synced) land in log order: the watermarks move,
+ * on_commit and on_durable hear of them. */
+static void log_flights_land(struct log *log)
 {
-    struct log *log = op->ctx;
-    int64_t written = op->result;
     bool always = log->config.sync_mode == LOG_SYNC_ALWAYS;
-    log->step = COMMIT_IDLE;
-    if (written <= 0) {
-        log_poison(log, written < 0 ? (int)written : -EIO);
-        return;
+    while (log->flight_count > 0 && log->flights[log->flight_head].landed) {
+        struct log_flight *flight = &log->flights[log->flight_head];
+        flight->landed = false;
+        log->flight_head = (log->flight_head + 1) % LOG_FLIGHTS_MAX;
+        log->flight_count--;
+        if (log->flight_count == 0)
+            log->step = COMMIT_IDLE;
+        if (log->error != 0)
+            continue; /* poisoned: nothing more is reported */
+        uint64_t end = flight->header.base_seq + flight->header.record_count;
+        SPOOL_ASSERT(end > log->written_end);
+        log->written_end = end;
+        log->written_offset = flight->offset + flight->header.total_len;
+        if (always) {
+            log->synced_end = end;
+            log->synced_offset = log->written_offset;
+            log->last_sync_ns = log_now_ns(log);
+        }
+        if (log->config.on_commit != NULL)
+            log->config.on_commit(log->config.ctx, flight->header.record_count,
+                                  flight->header.total_len, log_now_ns(log) - flight->started_ns);
+        log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
     }
-    log->flight_written += (uint32_t)written;
-    if (log->flight_written < log->flight_header.total_len) {
-        /* Short write: what landed is synced (RWF_DSYNC covers the bytes written); write the
-         * rest. */
-        log_commit_write_submit(log);
-        return;
-    }
-    uint64_t end = log->flight_header.base_seq + log->flight_header.record_count;
-    SPOOL_ASSERT(end > log->written_end);
-    log->written_end = end;
-    log->written_offset = log->flight_offset + log->flight_header.total_len;
-    if (always) {
-        log->synced_end = end;
-        log->synced_offset = log->written_offset;
-        log->last_sync_ns = log_now_ns(log);
-    }
-    if (log->config.on_commit != NULL)
-        log->config.on_commit(log->config.ctx, log->flight_header.record_count,
-                              log->flight_header.total_len,
-                              log_now_ns(log) - log->flight_started_ns);
-    log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
     /* Group commit: what gathered meanwhile goes out now. */
     if (log_commit_wanted(log))
         log_commit_start(log);
+}
+
+/* The flight's write (and its fdatasync, if any) completed with write result written: land
+ * it, write the rest of a short write, or poison the log. */
+static void log_flight_finish(struct log *log, struct log_flight *flight, int64_t written,
+                              int sync_result)
+{
+    if (written <= 0 || (sync_result < 0 && sync_result != -ECANCELED)) {
+        log_poison(log, written < 0 ? (int)written : sync_result < 0 ? sync_result : -EIO);
+    } else if (log->error == 0) {
+        flight->written += (uint32_t)written;
+        if (flight->written < flight->header.total_len) {
+            /* Short write (its linked fdatasync was cancelled): write the rest, and sync. */
+            log_flight_submit(log, flight);
+            return;
+        }
+        if (sync_result < 0)
+            log_poison(log, sync_result); /* the whole batch written, its sync never ran */
+    }
+    flight->landed = true;
+    log_flights_land(log);
+}
+
+static void log_flight_write_done(struct io_op *op)
+{
+    struct log_flight *flight = op->ctx;
+    flight->write_result = op->result;
+    if (!flight->syncing)
+        log_flight_finish(flight->log, flight, op->result, 0);
+    /* else the linked fdatasync completes next (or is cancelled) and finishes the flight */
+}
+
+static void log_flight_sync_done(struct io_op *op)
+{
+    struct log_flight *flight = op->ctx;
+    log_flight_finish(flight->log, flight, flight->write_result, (int)op->result);
 }
 
 /* At a roll, before the tail moves: remember where the old segment's seal goes. */
@@ -407,10 +477,15 @@ static void log_seal_prepare(struct log *log)
 
 void log_commit_start(struct log *log)
 {
-    SPOOL_ASSERT(log->step == COMMIT_IDLE);
+    SPOOL_ASSERT(log_commit_can_start(log));
     SPOOL_ASSERT(log->open_count > 0);
-    log->flight_started_ns = log->config.on_commit != NULL ? log_now_ns(log) : 0;
+    struct log_flight *flight =
+        &log->flights[(log->flight_head + log->flight_count) % LOG_FLIGHTS_MAX];
+    SPOOL_ASSERT(!flight->landed);
+    log->flight_count++;
+    flight->started_ns = log->config.on_commit != NULL ? log_now_ns(log) : 0;
     bool roll = log->open_segment_id != log->tail_segment_id;
+    SPOOL_ASSERT(!roll || log->flight_count == 1);
     uint64_t prev_hash = log->last_batch_hash;
     uint64_t seed = log->tail_seed;
     uint64_t synced_offset = log->synced_offset;
@@ -435,28 +510,28 @@ void log_commit_start(struct log *log)
         .gate = &log->lz4_gate,
     };
     uint8_t *out;
-    batch_seal(log->open_buf, log->flight_buf, log->config.batch_size_bytes_max, &args, &out,
-               &log->flight_header);
+    batch_seal(log->open_buf, flight->buf, log->config.batch_size_bytes_max, &args, &out,
+               &flight->header);
     if (out == log->open_buf) {
-        log->open_buf = log->flight_buf;
-        log->flight_buf = out;
+        log->open_buf = flight->buf;
+        flight->buf = out;
     }
-    SPOOL_ASSERT(log->flight_header.total_len <= log->open_capacity);
-    log->flight_offset = log->open_offset;
-    log->flight_written = 0;
-    log->last_batch_hash = log->flight_header.header_hash;
+    SPOOL_ASSERT(flight->header.total_len <= log->open_capacity);
+    flight->offset = log->open_offset;
+    flight->written = 0;
+    log->last_batch_hash = flight->header.header_hash;
     log->tail_segment_id = log->open_segment_id;
     log->tail_seed = seed;
     if (roll)
         log->current_size = log->config.segment_size_bytes;
-    log->tail_offset = log->open_offset + log->flight_header.total_len;
+    log->tail_offset = log->open_offset + flight->header.total_len;
     log->open_count = 0;
     log->open_raw_len = 0;
     log->open_urgent = 0;
     log->open_full = false;
     log->open_lazy_deadline_ns = INT64_MAX;
     if (!roll) {
-        log_commit_write_submit(log);
+        log_flight_submit(log, flight);
         return;
     }
     bool unsynced = log->synced_end < log->written_end;
@@ -468,6 +543,16 @@ void log_commit_start(struct log *log)
 /* ---- rolling to a new segment ---- */
 
 static void log_roll_done(struct io_op *op);
+
+/* A roll step failed: the log is poisoned, and the roll's batch (the only flight) is dropped
+ * unwritten and unreported. */
+static void log_roll_fail(struct log *log, int error)
+{
+    SPOOL_ASSERT(log->flight_count == 1);
+    log->flight_count = 0;
+    log->step = COMMIT_IDLE;
+    log_poison(log, error);
+}
 
 static void log_roll_submit(struct log *log, enum io_op_kind kind, int fd)
 {
@@ -505,10 +590,8 @@ static void log_roll_submit(struct log *log, enum io_op_kind kind, int fd)
         break;
     }
     int rc = io_submit(log->backend, &log->roll_op);
-    if (rc < 0) {
-        log->step = COMMIT_IDLE;
-        log_poison(log, rc);
-    }
+    if (rc < 0)
+        log_roll_fail(log, rc);
 }
 
 /* Submit the op of the current roll step. */
@@ -606,8 +689,7 @@ static void log_roll_finish(struct log *log)
     int rc = log_segment_add(log, log->roll_header.segment_id, log->roll_header.hash_seed,
                              log->roll_fd);
     if (rc < 0) {
-        log->step = COMMIT_IDLE;
-        log_poison(log, rc);
+        log_roll_fail(log, rc);
         return;
     }
     log->roll_fd = -1;
@@ -619,7 +701,7 @@ static void log_roll_finish(struct log *log)
     log->written_offset = SEGMENT_HEADER_SIZE;
     log->synced_offset = SEGMENT_HEADER_SIZE;
     if (!log->seal_wanted) {
-        log_commit_write_submit(log);
+        log_flight_submit(log, log_flight_newest(log));
         return;
     }
     struct batch_header seal;
@@ -666,7 +748,7 @@ static void log_roll_advance(struct log *log, int64_t rc)
         log->roll_written += (uint32_t)rc;
         if (log->roll_written < BATCH_ALIGN)
             break; /* a short write: the rest of the block */
-        log_commit_write_submit(log);
+        log_flight_submit(log, log_flight_newest(log));
         return;
     case COMMIT_ROLL_UNDO_CLOSE:
         log->roll_fd = -1;
@@ -700,8 +782,7 @@ static void log_roll_done(struct io_op *op)
     if ((step == COMMIT_ROLL_HEADER || step == COMMIT_ROLL_SEAL) && rc == 0)
         rc = -EIO; /* a write that makes no progress would loop forever */
     if (rc < 0) {
-        log->step = COMMIT_IDLE;
-        log_poison(log, (int)rc);
+        log_roll_fail(log, (int)rc);
         return;
     }
     log_roll_advance(log, rc);
@@ -776,7 +857,7 @@ int64_t log_next_deadline_ns(const struct log *log)
     int64_t spare = log_spare_deadline_ns(log);
     if (spare < deadline)
         deadline = spare;
-    if (log->step == COMMIT_IDLE && log->open_lazy_deadline_ns < deadline)
+    if (log_commit_can_start(log) && log->open_lazy_deadline_ns < deadline)
         deadline = log->open_lazy_deadline_ns;
     return log->error != 0 ? INT64_MAX : deadline;
 }
@@ -867,7 +948,8 @@ static void log_free(struct log *log)
     log_checkpoint_free(log);
     free(log->segments);
     free(log->open_buf);
-    free(log->flight_buf);
+    for (uint32_t i = 0; i < LOG_FLIGHTS_MAX; i++)
+        free(log->flights[i].buf);
     free(log->segment_block);
     free(log->zero_chunk);
     free(log->read_scratch);
@@ -889,10 +971,15 @@ static int log_alloc(const struct log_config *config, struct io_backend *backend
     log->record_len_max =
         config->batch_size_bytes_max - BATCH_HEADER_SIZE - BATCH_RECORD_HEADER_SIZE;
     log->open_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
-    log->flight_buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
     log->segment_block = aligned_alloc(BATCH_ALIGN, SEGMENT_HEADER_SIZE);
     log->zero_chunk = calloc(1, LOG_ZERO_CHUNK_BYTES);
-    if (log->open_buf == NULL || log->flight_buf == NULL || log->segment_block == NULL ||
+    bool flights_ok = true;
+    for (uint32_t i = 0; i < LOG_FLIGHTS_MAX; i++) {
+        log->flights[i].log = log;
+        log->flights[i].buf = aligned_alloc(BATCH_ALIGN, config->batch_size_bytes_max);
+        flights_ok = flights_ok && log->flights[i].buf != NULL;
+    }
+    if (log->open_buf == NULL || !flights_ok || log->segment_block == NULL ||
         log->zero_chunk == NULL) {
         log_free(log);
         return -ENOMEM;

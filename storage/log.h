@@ -13,9 +13,11 @@
  * interval sync) and delivers backend completions. Opening (which recovers) and closing are
  * synchronous; they run before and after serving.
  *
- * Group commit. log_append() copies a record into the open batch. At most one commit (one
- * aligned write of one batch, then fdatasync) is in flight; what arrives meanwhile forms the
- * next batch. When the open batch is full, log_append() fails with -ENOBUFS: back pressure,
+ * Group commit. log_append() copies a record into the open batch. A commit is one aligned write
+ * of one batch, then fdatasync; in the always mode up to LOG_COMMITS_IN_FLIGHT_MAX are in
+ * flight at once (one at a time in the other modes and across a roll), and they are reported
+ * durable in log order whatever order they complete in; what arrives while no commit can start
+ * forms the next batch. When the open batch is full, log_append() fails with -ENOBUFS: back pressure,
  * the caller stops reading input until on_durable fires. A commit whose batch would not fit in
  * the current segment first rolls to a new segment (its header durable and the directory
  * fsync'ed before any batch in it is acknowledged).
@@ -36,6 +38,15 @@
 
 #include "assert.h"
 #include "io.h"
+
+/* Commits in flight at once in the always mode. io_uring runs buffered writes to one file one
+ * after another, but fdatasyncs side by side, and a virtio disk here completes overlapping
+ * flushes far sooner than back-to-back ones: with one commit in flight a put arriving during a
+ * commit waits for all of it, and the disk idles between commits while the loop turns. e2e
+ * 100 B, 8+8 depth 32 on the shared machine: 1.44 x the jobs/s of one commit in flight with 4,
+ * 1.11 x with 2 (median of 8 alternating pairs each, 2026-12-05). More only makes batches
+ * smaller. */
+#define LOG_COMMITS_IN_FLIGHT_MAX 4u
 
 /* Project error codes live in a reserved negative band below every errno. */
 enum log_error {

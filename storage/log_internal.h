@@ -8,9 +8,18 @@
  * by the batch's base seq. A commit whose batch is placed in a segment that does not exist yet
  * first rolls (creates it durably).
  *
- * Buffers. open_buf collects records (a memcpy per append); sealing compresses into
- * flight_buf or swaps the two, so the batch being written is always in flight_buf and at most
- * one commit is in flight. Both are aligned and batch_size_bytes_max long.
+ * Buffers. open_buf collects records (a memcpy per append); sealing compresses into the
+ * buffer of a free flight slot or swaps the two, so a batch being written is always in its
+ * slot's buffer. All are aligned and batch_size_bytes_max long.
+ *
+ * Commits in flight. In the always mode up to LOG_FLIGHTS_MAX (log.h) commits (each a write linked to
+ * an fdatasync) are in flight at once, in consecutive places of the current segment; they
+ * may complete in any order, and land (watermarks, on_commit, on_durable) in log order only.
+ * A batch built while others are in flight records as its sync point the offset of the oldest
+ * of them (synced_offset is advanced when a batch lands), so a crash that kept a later batch
+ * and lost an earlier one is a torn tail, cut with both, and nothing it cuts was reported
+ * durable. A roll waits until nothing is in flight; the interval and none modes commit one
+ * batch at a time.
  *
  * Watermarks: written_end <= next_seq and synced_end <= written_end; every record below
  * written_end is in the page cache, every record below synced_end is fdatasync'ed.
@@ -33,10 +42,27 @@
 #define LOG_SPARE_NAME "segment.spare"
 /* A lazy record (log_append_lazy) waits at most this long for a commit to ride with. */
 #define LOG_LAZY_MAX_NS (50ll * 1000 * 1000)
+#define LOG_FLIGHTS_MAX LOG_COMMITS_IN_FLIGHT_MAX
 /* Zeros written per call: cutting a torn tail, salvaging, filling a segment (zero_segments). */
 #define LOG_ZERO_CHUNK_BYTES (1u << 20)
 
 struct log;
+
+/* One commit in flight: its batch, where it goes, and its two ops (write, then fdatasync in
+ * the always mode). */
+struct log_flight {
+    struct log *log;
+    uint8_t *buf;
+    struct batch_header header;
+    uint64_t offset;
+    uint32_t written;          /* bytes of the batch known written */
+    int64_t write_result;      /* the write op's result, until the fdatasync completes */
+    int64_t started_ns;        /* log_commit_start's clock reading, for on_commit */
+    bool syncing;              /* the write carries a linked fdatasync (sync_op) */
+    bool landed;               /* written (and synced): waits for older flights to land */
+    struct io_op write_op;
+    struct io_op sync_op;
+};
 
 struct log_segment {
     uint64_t id;
@@ -61,7 +87,7 @@ enum log_commit_step {
     COMMIT_ROLL_UNDO_CLOSE,  /* ENOSPC: close and unlink the half-made segment */
     COMMIT_ROLL_UNDO_UNLINK,
     COMMIT_ENOSPC_WAIT,      /* retry the roll at enospc_retry_ns */
-    COMMIT_WRITE,            /* the batch write (RWF_DSYNC in always mode) */
+    COMMIT_WRITE,            /* batch writes (each with a linked fdatasync in always mode) */
 };
 
 enum log_spare_state {
@@ -139,15 +165,14 @@ struct log {
     struct batch_lz4_gate lz4_gate; /* whether sealing tries lz4 (batch.h) */
     int64_t open_lazy_deadline_ns; /* commit a batch of lazy records by then; else INT64_MAX */
 
-    /* The commit in flight. */
+    /* The commits in flight: flight_count slots from flight_head on, oldest first. step is
+     * COMMIT_WRITE while any is in flight and no roll runs, a roll step during a roll (whose
+     * batch is then the only flight), COMMIT_IDLE when none. */
     enum log_commit_step step;
-    uint8_t *flight_buf;
-    struct batch_header flight_header;
-    uint64_t flight_offset;
-    uint32_t flight_written;
-    int64_t flight_started_ns; /* log_commit_start's clock reading, for on_commit */
+    struct log_flight flights[LOG_FLIGHTS_MAX];
+    uint32_t flight_head;
+    uint32_t flight_count;
     uint64_t roll_sync_target;
-    struct io_op write_op;
     struct io_op roll_op;
     uint8_t *segment_block; /* the new segment's header block */
     uint8_t *zero_chunk;    /* LOG_ZERO_CHUNK_BYTES of zeros: torn tails, zero_segments */

@@ -102,6 +102,23 @@ if "$bench" e2e --body zip --server "$addr" --count 10 --quiet >/dev/null 2>&1; 
     echo "FAIL: --body zip accepted"
     failures=$((failures + 1))
 fi
+# floor: the commit of a 4 KiB job's batch (8 KiB) and a loopback round trip, each measured
+# (non-zero), the floor their sum, and its scratch file gone; a size out of range refused (2).
+line=$(timeout 60 "$bench" floor --dir "$dir" --size 4096 --rate 2000 --count 100)
+echo "$line"
+num() { grep -o " $1=[0-9.]*" <<<"$line" | cut -d= -f2; }
+if [[ "$line" != "RESULT mode=floor "* ]] || [ "$(num write_bytes)" != 8192 ] ||
+    ! awk -v c="$(num commit_p50_us)" -v r="$(num rtt_p50_us)" -v f="$(num floor_p50_us)" \
+        'BEGIN { exit !(c > 0 && r > 0 && f - (c + r) < 0.2 && (c + r) - f < 0.2) }' ||
+    [ -e "$dir/spool-bench-floor.dat" ]; then
+    echo "FAIL: spool-bench floor: $line"
+    failures=$((failures + 1))
+fi
+"$bench" floor --dir "$dir" --size 0 >/dev/null 2>&1
+if [ $? -ne 2 ]; then
+    echo "FAIL: spool-bench floor --size 0 not refused with 2"
+    failures=$((failures + 1))
+fi
 
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "FAIL: spoold died during the runs"

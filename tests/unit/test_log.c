@@ -1,5 +1,6 @@
 /* The engine through its public API on real files: group commit, back pressure, rolls,
  * replay, reads, checkpoints, the lock and the durability modes. */
+#include "batch.h"
 #include "fault_backend.h"
 #include "log_util.h"
 
@@ -34,43 +35,77 @@ static void test_append_commit_durable(void)
     tlog_destroy(&t);
 }
 
-static int count_batch(void *ctx, uint64_t segment_id, uint64_t offset, uint64_t base_seq,
-                       uint32_t record_count, uint32_t stored_len, uint32_t raw_len,
-                       uint8_t codec)
+struct batch_offsets {
+    uint64_t offsets[LOG_COMMITS_IN_FLIGHT_MAX + 4];
+    uint32_t count;
+};
+
+static int note_batch_offset(void *ctx, uint64_t segment_id, uint64_t offset, uint64_t base_seq,
+                             uint32_t record_count, uint32_t stored_len, uint32_t raw_len,
+                             uint8_t codec)
 {
-    (*(int *)ctx)++;
+    struct batch_offsets *b = ctx;
+    if (b->count < sizeof(b->offsets) / sizeof(b->offsets[0]))
+        b->offsets[b->count] = offset;
+    b->count++;
     return 0;
 }
 
-static int scan_batches(const char *dir)
+/* The sync point (batch_synced_floor) of the batch at offset of segment 1's file in dir. */
+static uint64_t batch_sync_point(const char *dir, uint64_t offset)
 {
-    struct io_backend *io;
-    REQUIRE(posix_backend_create(dir, false, &io) == 0);
-    int batches = 0;
-    struct log_scan_callbacks cb = {.batch = count_batch, .ctx = &batches};
-    CHECK_EQ(log_scan(io, &cb), 0);
-    io_backend_destroy(io);
-    return batches;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/00000000000000000001.seg", dir);
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f != NULL);
+    uint8_t block[BATCH_HEADER_SIZE];
+    REQUIRE(fseek(f, (long)offset, SEEK_SET) == 0);
+    REQUIRE(fread(block, 1, sizeof(block), f) == sizeof(block));
+    fclose(f);
+    struct batch_header h;
+    batch_header_decode(block, &h);
+    return batch_synced_floor(&h, offset);
 }
 
+/* Group commit with LOG_COMMITS_IN_FLIGHT_MAX commits in flight: each tick with records puts
+ * one more out until every slot is taken, the next batch waits for a slot, and a batch built
+ * while earlier ones were in flight records the oldest of them as its sync point, not itself. */
 static void test_group_commit(void)
 {
+    enum { FLIGHTS = LOG_COMMITS_IN_FLIGHT_MAX, PER_BATCH = 100 };
     struct tlog t;
     tlog_init(&t, "log-group", 1024 * KIB, 64 * KIB);
     REQUIRE(tlog_open(&t) == 0);
-    tlog_append_upto(&t, 2, 100);
-    log_tick(t.log); /* commit 1 in flight (completes only when polled) */
-    tlog_append_upto(&t, 202, 100); /* these wait in the open batch */
-    log_tick(t.log);                /* no second commit while one is in flight */
+    uint64_t end = 1;
+    for (uint32_t i = 0; i <= FLIGHTS; i++) {
+        end += PER_BATCH;
+        tlog_append_upto(&t, end, 100);
+        log_tick(t.log); /* batch i goes out beside the others; the last one finds no slot */
+    }
     CHECK_EQ(log_durable_seq_end(t.log), 1);
-    REQUIRE(io_backend_poll(t.io, true) >= 0); /* commit 1 done; commit 2 starts at once */
-    CHECK_EQ(log_durable_seq_end(t.log), 2);
+    /* Every write and sync completes: the batches land in order, and the one that waited
+     * starts the moment the first has landed. */
+    REQUIRE(io_backend_poll(t.io, true) >= 0);
+    CHECK_EQ(log_durable_seq_end(t.log), end - PER_BATCH);
     CHECK(!log_idle(t.log));
     tlog_drain(&t);
-    CHECK_EQ(log_durable_seq_end(t.log), 202);
-    CHECK_EQ(t.durable_calls, 2);
+    CHECK_EQ(log_durable_seq_end(t.log), end);
+    CHECK_EQ(t.durable_calls, FLIGHTS + 1);
     tlog_close(&t);
-    CHECK_EQ(scan_batches(t.dir), 2);
+    struct io_backend *io;
+    REQUIRE(posix_backend_create(t.dir, false, &io) == 0);
+    struct batch_offsets b = {0};
+    struct log_scan_callbacks cb = {.batch = note_batch_offset, .ctx = &b};
+    CHECK_EQ(log_scan(io, &cb), 0);
+    io_backend_destroy(io);
+    REQUIRE(b.count == FLIGHTS + 1);
+    /* Batch 0 (nothing in flight before it) claims its own offset; batches 1.. built while
+     * batch 0 was in flight claim batch 0's; the last, started once batch 0 landed while
+     * batch 1 was still in flight, claims batch 1's. */
+    CHECK_EQ(batch_sync_point(t.dir, b.offsets[0]), b.offsets[0]);
+    for (uint32_t i = 1; i < FLIGHTS; i++)
+        CHECK_EQ(batch_sync_point(t.dir, b.offsets[i]), b.offsets[0]);
+    CHECK_EQ(batch_sync_point(t.dir, b.offsets[FLIGHTS]), b.offsets[1]);
     tlog_destroy(&t);
 }
 
