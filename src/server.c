@@ -147,20 +147,9 @@ static void ring_dispatch_ready(struct server *server)
     io_uring_cq_advance(&server->ring, seen);
 }
 
-/* The loop thread is the ring's only user (HTTP threads reach it through an eventfd), so the
- * kernel may run completion work only when the loop asks for completions: one batch per
- * wait instead of an interruption of the loop per completion (recv, send, write) as it comes.
- * TASKRUN_FLAG lets liburing see such work pending and enter to run it even when it does not
- * wait (the storage backend's non-blocking polls). Produce 100 B, one job per PUT, A/B in one
- * run on the 2-core test machine: about 15% less server CPU per job. */
-#define SERVER_RING_FLAGS                                                                     \
-    (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
-
 static int ring_setup(struct server *server)
 {
-    int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, SERVER_RING_FLAGS);
-    if (rc == -EINVAL) /* a kernel before 6.1: the same ring without deferred completions */
-        rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, 0);
+    int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, 0);
     if (rc < 0) {
         slog_error("msg=\"io_uring is unavailable: spoold needs Linux 6.x with io_uring "
                    "enabled (not blocked by seccomp or kernel.io_uring_disabled)\" error=\"%s\"",
