@@ -1126,6 +1126,7 @@ int server_start(struct server *server, const struct server_config *config)
     list_init(&server->runnable);
     list_init(&server->stalled);
     list_init(&server->held);
+    list_init(&server->held_free);
     list_init(&server->to_flush);
     wire_buf_init(&server->reply_scratch, config->frame_size_max);
     struct queue_config qc;
@@ -1299,6 +1300,10 @@ void server_destroy(struct server *server)
     zombies_free(server);
     conns_free(server);
     while ((link = list_first(&server->held)) != NULL) {
+        list_unlink(link);
+        free(LIST_ENTRY(link, struct held_reply, link));
+    }
+    while ((link = list_first(&server->held_free)) != NULL) {
         list_unlink(link);
         free(LIST_ENTRY(link, struct held_reply, link));
     }

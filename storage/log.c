@@ -507,6 +507,7 @@ void log_commit_start(struct log *log)
         .synced_offset = synced_offset,
         .flags = log->config.sync_mode == LOG_SYNC_ALWAYS ? 0 : BATCH_FLAG_UNSYNCED,
         .compress = log->config.compress,
+        .gate = &log->lz4_gate,
     };
     uint8_t *out;
     batch_seal(log->open_buf, flight->buf, log->config.batch_size_bytes_max, &args, &out,
