@@ -359,6 +359,7 @@ static int recover(struct server *server)
      * puts are then refused at admission (handlers.c) while everything else lands in the
      * current segment and the spare, so acks and deletes never meet a full disk. */
     lc.spare_segment = true;
+    lc.commits_in_flight = (uint32_t)server->config.commits_in_flight;
     lc.on_durable = on_durable;
     lc.on_commit = on_commit;
     lc.ctx = server;
