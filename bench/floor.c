@@ -7,16 +7,17 @@
  * e2e result can be read against them:
  *
  *   commit   one write of the batch a single job of --size makes (batch header, record framing
- *            and the PUT's fields, rounded up to 4 KiB), RWF_DSYNC, into blocks already written
- *            (spoold pre-zeroes its segments for that reason), through io_uring as spoold does
- *            it (buffered: the write runs on an io-wq worker), and with pwritev2 from the
- *            calling thread (no worker hop) for comparison
+ *            and the PUT's fields, rounded up to 4 KiB) into blocks already written (spoold
+ *            pre-zeroes or recycles its segments for that reason), made durable: through
+ *            io_uring as spoold does it (a buffered write linked to an fdatasync, both run by
+ *            io-wq workers), and with pwritev2(RWF_DSYNC) from the calling thread (no worker
+ *            hop) for comparison
  *   hop      one loopback TCP round trip of --size bytes each way between two threads: the
  *            two one-way hops a delivery takes
  *
- * The three measurements take turns (commit, sync commit, round trip, then the next due time),
- * so a slow moment of the machine hits them alike. floor_p50_us is the io_uring commit's p50
- * plus the round trip's p50: a lower bound for put -> delivery p50 with this disk and kernel;
+ * The three measurements run back to back at each due time (the two commits taking turns at
+ * going first, then the round trip), so a slow moment of the machine hits them alike.
+ * floor_p50_us is the io_uring commit's p50 plus the round trip's p50: a lower bound for put -> delivery p50 with this disk and kernel;
  * spoold's own work (parsing, the queue, replies, wakeups of its loop) comes on top.
  *
  * `spool-bench floor --dir DIR [--size BYTES] [--rate R] [--count N]`; prints one RESULT line.
@@ -164,17 +165,21 @@ static int floor_commit_uring(struct io_uring *ring, int fd, void *buf, uint32_t
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
     io_uring_prep_write(sqe, fd, buf, len, offset);
-    sqe->rw_flags = RWF_DSYNC;
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = io_uring_get_sqe(ring);
+    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
     int rc = io_uring_submit(ring);
-    if (rc < 0)
-        return rc;
-    struct io_uring_cqe *cqe;
-    rc = io_uring_wait_cqe(ring, &cqe);
-    if (rc < 0)
-        return rc;
-    rc = cqe->res == (int)len ? 0 : (cqe->res < 0 ? cqe->res : -EIO);
-    io_uring_cqe_seen(ring, cqe);
-    return rc;
+    for (int i = 0; i < 2 && rc >= 0; i++) {
+        struct io_uring_cqe *cqe;
+        rc = io_uring_wait_cqe(ring, &cqe);
+        if (rc < 0)
+            break;
+        bool write = i == 0;
+        if (cqe->res < 0 || (write && cqe->res != (int)len))
+            rc = cqe->res < 0 ? cqe->res : -EIO;
+        io_uring_cqe_seen(ring, cqe);
+    }
+    return rc < 0 ? rc : 0;
 }
 
 static int floor_commit_sync(int fd, void *buf, uint32_t len, uint64_t offset)
@@ -213,19 +218,24 @@ static int floor_measure(const struct floor_config *cfg, int file_fd, int client
         if (offset + 2ull * len > FLOOR_FILE_BYTES)
             offset = FLOOR_BLOCK_BYTES;
         floor_sleep_until(due);
+        /* The first write after the pause pays for waking the disk path; the kinds take
+         * turns at going first so neither carries that alone. */
+        bool uring_first = i % 2 == 0;
         uint64_t t0 = floor_now_ns();
-        rc = floor_commit_uring(&ring, file_fd, buf, len, offset);
+        rc = uring_first ? floor_commit_uring(&ring, file_fd, buf, len, offset)
+                         : floor_commit_sync(file_fd, buf, len, offset);
         uint64_t t1 = floor_now_ns();
         if (rc == 0)
-            rc = floor_commit_sync(file_fd, buf, len, offset + len);
+            rc = uring_first ? floor_commit_sync(file_fd, buf, len, offset + len)
+                             : floor_commit_uring(&ring, file_fd, buf, len, offset + len);
         uint64_t t2 = floor_now_ns();
         if (rc == 0)
             rc = floor_io_all(client_fd, buf, cfg->size, true);
         if (rc == 0)
             rc = floor_io_all(client_fd, buf, cfg->size, false);
         uint64_t t3 = floor_now_ns();
-        histogram_record(&h->uring, t1 - t0);
-        histogram_record(&h->sync, t2 - t1);
+        histogram_record(uring_first ? &h->uring : &h->sync, t1 - t0);
+        histogram_record(uring_first ? &h->sync : &h->uring, t2 - t1);
         histogram_record(&h->rtt, t3 - t2);
         offset += 2ull * len;
         due += period_ns;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "compact.h"
+#include "log.h"
 #include "queue.h"
 #include "wire_frame.h"
 
@@ -75,6 +76,8 @@ static const char usage[] =
     "                           QUEUE_FULL (default 0: the cgroup's memory.max less 1/8,\n"
     "                           if there is one)\n"
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
+    "  --commits-in-flight N    --sync always: group commits in flight at once, 1..4 (default\n"
+    "                           4); 1 waits for each before the next\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --compact-percent N      copy the live jobs of a sealed segment forward when they take\n"
     "                           less than N% of it, 0..50 (default 25; 0: never)\n"
@@ -204,6 +207,7 @@ static void defaults(struct server_config *config)
     config->connections_max = CONFIG_CONNECTIONS_DEFAULT;
     config->job_size_max = WIRE_JOB_SIZE_MAX_DEFAULT;
     config->checkpoint_bytes = 64ull * 1024 * 1024;
+    config->commits_in_flight = LOG_COMMITS_IN_FLIGHT_MAX;
     config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
     config->compact_percent = COMPACT_LIVE_PERCENT;
@@ -338,6 +342,8 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         return number_option(name, value, 1, UINT64_MAX, &c->body_cache_bytes);
     } else if (strcmp(name, "--checkpoint-bytes") == 0) {
         return number_option(name, value, 1, UINT64_MAX, &c->checkpoint_bytes);
+    } else if (strcmp(name, "--commits-in-flight") == 0) {
+        return number_option(name, value, 1, LOG_COMMITS_IN_FLIGHT_MAX, &c->commits_in_flight);
     } else if (strcmp(name, "--idempotency-window") == 0) {
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,

@@ -77,6 +77,40 @@ static uint8_t wire_level(enum log_durability level)
     return level == LOG_DURABLE_SYNCED ? WIRE_DURABLE_SYNCED : WIRE_DURABLE_WRITTEN;
 }
 
+/* A node for a held reply of len bytes: a pooled one when it fits (server.held_free). */
+static struct held_reply *held_alloc(struct server *server, size_t len)
+{
+    if (len <= HELD_REPLY_POOLED_BYTES) {
+        struct list_link *link = list_first(&server->held_free);
+        struct held_reply *held;
+        if (link != NULL) {
+            list_unlink(link);
+            SPOOL_ASSERT(server->held_free_count > 0);
+            server->held_free_count--;
+            held = LIST_ENTRY(link, struct held_reply, link);
+        } else {
+            held = malloc(sizeof(*held) + HELD_REPLY_POOLED_BYTES);
+            SPOOL_ASSERT(held != NULL);
+        }
+        held->pooled = true;
+        return held;
+    }
+    struct held_reply *held = malloc(sizeof(*held) + len);
+    SPOOL_ASSERT(held != NULL);
+    held->pooled = false;
+    return held;
+}
+
+static void held_release(struct server *server, struct held_reply *held)
+{
+    if (held->pooled && server->held_free_count < HELD_REPLY_FREE_MAX) {
+        list_insert_tail(&server->held_free, &held->link);
+        server->held_free_count++;
+        return;
+    }
+    free(held);
+}
+
 /* Reply once every record up to seq_end (exclusive) is durable; seq_end 0: nothing was
  * logged, reply now with NONE. */
 static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
@@ -105,8 +139,7 @@ static void reply_after(struct conn *conn, uint16_t opcode, uint64_t request_id,
         conn_error(conn, request_id, SPOOL_E_INTERNAL, "reply too large");
         return;
     }
-    struct held_reply *held = malloc(sizeof(*held) + tmp->len);
-    SPOOL_ASSERT(held != NULL);
+    struct held_reply *held = held_alloc(server, tmp->len);
     held->conn_id = conn->id;
     held->seq_end = seq_end;
     held->len = tmp->len;
@@ -137,7 +170,7 @@ void handler_release_held(struct server *server)
             }
             conn_flush_later(conn);
         }
-        free(held);
+        held_release(server, held);
     }
 }
 

@@ -359,6 +359,7 @@ static int recover(struct server *server)
      * puts are then refused at admission (handlers.c) while everything else lands in the
      * current segment and the spare, so acks and deletes never meet a full disk. */
     lc.spare_segment = true;
+    lc.commits_in_flight = (uint32_t)server->config.commits_in_flight;
     lc.on_durable = on_durable;
     lc.on_commit = on_commit;
     lc.ctx = server;
@@ -1126,6 +1127,7 @@ int server_start(struct server *server, const struct server_config *config)
     list_init(&server->runnable);
     list_init(&server->stalled);
     list_init(&server->held);
+    list_init(&server->held_free);
     list_init(&server->to_flush);
     wire_buf_init(&server->reply_scratch, config->frame_size_max);
     struct queue_config qc;
@@ -1299,6 +1301,10 @@ void server_destroy(struct server *server)
     zombies_free(server);
     conns_free(server);
     while ((link = list_first(&server->held)) != NULL) {
+        list_unlink(link);
+        free(LIST_ENTRY(link, struct held_reply, link));
+    }
+    while ((link = list_first(&server->held_free)) != NULL) {
         list_unlink(link);
         free(LIST_ENTRY(link, struct held_reply, link));
     }

@@ -131,8 +131,44 @@ static uint32_t batch_compress(const uint8_t *raw, uint32_t raw_len, uint8_t *ds
     uint32_t limit = raw_len - raw_len / 8;
     if (limit > dst_size)
         limit = dst_size;
-    int n = LZ4_compress_default((const char *)raw, (char *)dst, (int)raw_len, (int)limit);
+    int n = LZ4_compress_fast((const char *)raw, (char *)dst, (int)raw_len, (int)limit,
+                              BATCH_LZ4_ACCELERATION);
     return n > 0 ? (uint32_t)n : 0;
+}
+
+/* Whether to run lz4 on this batch; a batch under the minimum is never tried nor counted. */
+static bool batch_lz4_gate_open(struct batch_lz4_gate *gate, uint32_t raw_len)
+{
+    if (raw_len < BATCH_COMPRESS_MIN_BYTES)
+        return false;
+    if (gate == NULL)
+        return true;
+    if (gate->skip_left == 0)
+        return true;
+    gate->skip_left--;
+    gate->skipped++;
+    return false;
+}
+
+static void batch_lz4_gate_note(struct batch_lz4_gate *gate, bool paid)
+{
+    if (gate == NULL)
+        return;
+    gate->attempts++;
+    SPOOL_ASSERT(gate->skip_left == 0);
+    if (paid) {
+        gate->misses = 0;
+        gate->skip_span = 0;
+        return;
+    }
+    if (gate->misses < BATCH_LZ4_MISSES_BEFORE_SKIP)
+        gate->misses++;
+    if (gate->misses < BATCH_LZ4_MISSES_BEFORE_SKIP)
+        return;
+    gate->skip_span = gate->skip_span == 0 ? 1 : gate->skip_span * 2;
+    if (gate->skip_span > BATCH_LZ4_SKIP_SPAN_MAX)
+        gate->skip_span = BATCH_LZ4_SKIP_SPAN_MAX;
+    gate->skip_left = gate->skip_span;
 }
 
 void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
@@ -147,9 +183,10 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
     uint8_t *buf = open_buf;
     uint32_t stored_len = args->raw_len;
     uint8_t codec = BATCH_CODEC_NONE;
-    if (args->compress) {
+    if (args->compress && batch_lz4_gate_open(args->gate, args->raw_len)) {
         uint32_t n = batch_compress(open_buf + BATCH_HEADER_SIZE, args->raw_len,
                                     spare_buf + BATCH_HEADER_SIZE, buf_size - BATCH_HEADER_SIZE);
+        batch_lz4_gate_note(args->gate, n > 0);
         if (n > 0) {
             buf = spare_buf;
             stored_len = n;
@@ -177,12 +214,15 @@ void batch_seal(uint8_t *open_buf, uint8_t *spare_buf, uint32_t buf_size,
         .hash_seed = args->hash_seed,
     };
     batch_header_encode(header, buf);
-    /* Check before write: the bytes decode back to the same header. */
+    /* Check before write: the bytes decode back to the same header. The payload hash is not
+     * computed a second time: the header that decodes back equal names the very bytes, length
+     * and seed hashed above, so a second pass over the payload (a few microseconds per
+     * commit of 30 KiB) could only disagree if XXH3 did. Readers verify it (log_read.c,
+     * scan.c), and test_batch checks it after every seal. */
     struct batch_header check;
     SPOOL_ASSERT(batch_header_check_seeded(buf, args->segment_id, args->hash_seed, &check) ==
                  BATCH_OK);
     SPOOL_ASSERT(memcmp(&check, header, sizeof(check)) == 0);
-    SPOOL_ASSERT(batch_payload_valid(&check, buf + BATCH_HEADER_SIZE));
     *out = buf;
 }
 

@@ -86,6 +86,7 @@ void log_config_defaults(struct log_config *config)
     config->sync_interval_ms = 10;
     config->compress = true;
     config->zero_segments = true;
+    config->commits_in_flight = LOG_COMMITS_IN_FLIGHT_MAX;
 }
 
 uint32_t log_record_footprint(uint32_t len)
@@ -315,7 +316,8 @@ static bool log_commit_can_start(const struct log *log)
     if (log->step == COMMIT_IDLE)
         return true;
     return log->step == COMMIT_WRITE && log->config.sync_mode == LOG_SYNC_ALWAYS &&
-           log->flight_count < LOG_FLIGHTS_MAX && log->open_segment_id == log->tail_segment_id;
+           log->flight_count < log->config.commits_in_flight &&
+           log->open_segment_id == log->tail_segment_id;
 }
 
 /* The open batch should be committed now: someone waits for one of its records (or for room
@@ -609,6 +611,7 @@ void log_commit_start(struct log *log)
         .synced_offset = synced_offset,
         .flags = log->config.sync_mode == LOG_SYNC_ALWAYS ? 0 : BATCH_FLAG_UNSYNCED,
         .compress = log->config.compress,
+        .gate = &log->lz4_gate,
     };
     uint8_t *out;
     batch_seal(log->open_buf, flight->buf, log->config.batch_size_bytes_max, &args, &out,
@@ -1019,6 +1022,8 @@ static int log_config_check(const struct log_config *c)
         c->sync_mode != LOG_SYNC_NONE)
         return -EINVAL;
     if (c->sync_mode == LOG_SYNC_INTERVAL && c->sync_interval_ms == 0)
+        return -EINVAL;
+    if (c->commits_in_flight < 1 || c->commits_in_flight > LOG_COMMITS_IN_FLIGHT_MAX)
         return -EINVAL;
     return 0;
 }

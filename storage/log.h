@@ -98,6 +98,10 @@ struct log_config {
      * on ext4). A roll that finds no ready spare gets a preallocated segment only. Costs one
      * segment of extra writes per segment. Default true. */
     bool zero_segments;
+    /* Commits in flight at once in the always mode, 1..LOG_COMMITS_IN_FLIGHT_MAX (default the
+     * maximum; 1: each commit waits for the one before, as on a disk that does no better with
+     * overlapping flushes). */
+    uint32_t commits_in_flight;
     /* Called when the durable watermark advances: every record with seq < durable_seq_end has
      * reached level. error != 0 (negative) when the engine was poisoned; then level is 0 and
      * durable_seq_end is unchanged. In the interval and none modes, LOG_DURABLE_SYNCED may

@@ -180,6 +180,7 @@ struct log {
     uint64_t open_offset;
     uint32_t open_urgent;          /* records someone waits for (log_append, not _lazy) */
     bool open_full;                /* an append found no room: commit now */
+    struct batch_lz4_gate lz4_gate; /* whether sealing tries lz4 (batch.h) */
     int64_t open_lazy_deadline_ns; /* commit a batch of lazy records by then; else INT64_MAX */
 
     /* The commits in flight: flight_count slots from flight_head on, oldest first. step is

@@ -486,6 +486,13 @@ static void test_bad_options_refused(void)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     CHECK(strstr(line, "--segment-size: '100g'") != NULL);
     CHECK(strstr(line, "to 1g") != NULL);
+    /* Commits in flight: 1..4; 0 and 5 are refused at parse time (exit 2). */
+    for (int n = 0; n <= 5; n += 5) {
+        snprintf(cmd, sizeof(cmd),
+                 "%s --data /nonexistent-spool-dir/d --commits-in-flight %d 2>/dev/null", bin, n);
+        status = system(cmd);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    }
     snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
     status = system(cmd);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);

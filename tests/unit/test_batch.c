@@ -102,6 +102,75 @@ static void test_incompressible_stays_plain(void)
     roundtrip(true, true, 20, 2000, BATCH_CODEC_NONE);
 }
 
+/* Seal count records of len bytes (random or compressible) through gate; the codec used.
+ * Every batch must still decode to what was put in, whichever way the gate went. */
+static uint8_t seal_gated(struct batch_lz4_gate *gate, bool random, uint32_t count, uint32_t len)
+{
+    static uint8_t open_buf[BUF_SIZE], spare[BUF_SIZE], scratch[BUF_SIZE];
+    uint32_t raw_len = fill_records(open_buf, count, len, random);
+    struct batch_seal_args args = {.base_seq = 1, .segment_id = 1, .prev_batch_hash = 5,
+                                   .record_count = count, .raw_len = raw_len,
+                                   .hash_seed = SEED, .compress = true, .gate = gate};
+    uint8_t *out;
+    struct batch_header h, d;
+    batch_seal(open_buf, spare, BUF_SIZE, &args, &out, &h);
+    REQUIRE(batch_header_check_seeded(out, 1, SEED, &d) == BATCH_OK);
+    REQUIRE(batch_payload_valid(&d, out + BATCH_HEADER_SIZE));
+    CHECK(batch_payload_decode(&d, out + BATCH_HEADER_SIZE, scratch, BUF_SIZE) != NULL);
+    return h.codec;
+}
+
+/* Incompressible batches stop being tried after a few misses, then are tried again at a
+ * doubling interval capped at BATCH_LZ4_SKIP_SPAN_MAX; one that pays reopens the gate. */
+static void test_lz4_gate_backs_off(void)
+{
+    struct batch_lz4_gate gate = {0};
+    srand(11);
+    for (uint32_t i = 0; i < BATCH_LZ4_MISSES_BEFORE_SKIP; i++)
+        CHECK_EQ(seal_gated(&gate, true, 20, 200), BATCH_CODEC_NONE);
+    CHECK_EQ(gate.attempts, BATCH_LZ4_MISSES_BEFORE_SKIP);
+    CHECK_EQ(gate.skipped, 0);
+    CHECK_EQ(gate.skip_left, 1);
+    /* A long incompressible run: attempts thin out to one per SKIP_SPAN_MAX + 1 batches. */
+    for (uint32_t i = 0; i < 2000; i++)
+        CHECK_EQ(seal_gated(&gate, true, 20, 200), BATCH_CODEC_NONE);
+    uint64_t total = BATCH_LZ4_MISSES_BEFORE_SKIP + 2000;
+    CHECK_EQ(gate.attempts + gate.skipped, total);
+    CHECK(gate.attempts < BATCH_LZ4_MISSES_BEFORE_SKIP + 7 + 2000 / BATCH_LZ4_SKIP_SPAN_MAX);
+    CHECK(gate.attempts > 2000 / (BATCH_LZ4_SKIP_SPAN_MAX + 1));
+    CHECK_EQ(gate.skip_span, BATCH_LZ4_SKIP_SPAN_MAX);
+    /* The stream turns compressible: compressed again within one span, and from then on
+     * every batch is (the gate is open again). */
+    uint32_t plain = 0;
+    while (seal_gated(&gate, false, 20, 200) == BATCH_CODEC_NONE) {
+        plain++;
+        REQUIRE(plain <= BATCH_LZ4_SKIP_SPAN_MAX);
+    }
+    CHECK_EQ(gate.misses, 0);
+    CHECK_EQ(gate.skip_left, 0);
+    for (uint32_t i = 0; i < 50; i++)
+        CHECK_EQ(seal_gated(&gate, false, 20, 200), BATCH_CODEC_LZ4);
+}
+
+/* Misses must be in a row, and batches too small to try never count. */
+static void test_lz4_gate_needs_misses_in_a_row(void)
+{
+    struct batch_lz4_gate gate = {0};
+    srand(12);
+    for (uint32_t round = 0; round < 20; round++) {
+        for (uint32_t i = 0; i + 1 < BATCH_LZ4_MISSES_BEFORE_SKIP; i++)
+            CHECK_EQ(seal_gated(&gate, true, 20, 200), BATCH_CODEC_NONE);
+        CHECK_EQ(seal_gated(&gate, true, 3, 10), BATCH_CODEC_NONE); /* under 1 KiB */
+        CHECK_EQ(seal_gated(&gate, false, 20, 200), BATCH_CODEC_LZ4);
+    }
+    CHECK_EQ(gate.skipped, 0);
+    CHECK_EQ(gate.attempts, 20 * BATCH_LZ4_MISSES_BEFORE_SKIP);
+    /* No gate: every batch is tried, as before. */
+    for (uint32_t i = 0; i < 10; i++)
+        CHECK_EQ(seal_gated(NULL, true, 20, 200), BATCH_CODEC_NONE);
+    CHECK_EQ(seal_gated(NULL, false, 20, 200), BATCH_CODEC_LZ4);
+}
+
 /* Seal one compressible batch into out_buf; returns its header. */
 static struct batch_header seal_one(uint8_t *open_buf, uint8_t *spare, uint8_t **out)
 {
@@ -256,6 +325,8 @@ int main(void)
     RUN_TEST(test_roundtrip_plain);
     RUN_TEST(test_roundtrip_lz4);
     RUN_TEST(test_incompressible_stays_plain);
+    RUN_TEST(test_lz4_gate_backs_off);
+    RUN_TEST(test_lz4_gate_needs_misses_in_a_row);
     RUN_TEST(test_header_and_payload_hash);
     RUN_TEST(test_other_seed_rejected);
     RUN_TEST(test_zero_is_clean_end);

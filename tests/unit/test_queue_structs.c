@@ -40,8 +40,10 @@ static void test_heap_matches_model(void)
     for (int i = 0; i < N; i++)
         items[i] = (struct item){.key = 0, .slot = HEAP_NONE};
     for (int op = 0; op < OPS; op++) {
-        struct item *it = &items[rng() % N];
-        switch (rng() % 4) {
+        /* High bits: in consecutive xorshift outputs the low bits are tied together, and
+         * (rng() % N, then rng() % 4) never drew a removal of a member. */
+        struct item *it = &items[(rng() >> 32) % N];
+        switch ((rng() >> 32) % 4) {
         case 0:
         case 1:
             if (!it->in) {
@@ -77,6 +79,15 @@ static void test_heap_matches_model(void)
             }
         }
         CHECK_EQ(heap.count, members);
+        /* The whole order, not only the top: no item is less than its parent. */
+        for (uint32_t k = 1; k < heap.count; k++) {
+            const struct item *child = heap.items[k], *parent = heap.items[(k - 1) / 2];
+            if (child->key < parent->key) {
+                CHECK(child->key >= parent->key);
+                break;
+            }
+            CHECK_EQ(child->slot, k);
+        }
         if (members > 0)
             CHECK(top != NULL && top->key == min);
         else
