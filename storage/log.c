@@ -175,11 +175,19 @@ int log_segment_add(struct log *log, uint64_t id, uint64_t hash_seed, int fd)
     return 0;
 }
 
+/* A dropped segment's fd is closed: no read uses its file any more. */
+static void log_segment_closed(struct log_segment *seg)
+{
+    if (seg->id == seg->log->recycle_busy_id)
+        seg->log->recycle_busy_id = 0; /* its file may be written again (recycled) */
+    free(seg);
+}
+
 static void log_segment_close_done(struct io_op *op)
 {
     struct log_segment *seg = op->ctx;
     seg->log->closes_pending--;
-    free(seg);
+    log_segment_closed(seg);
 }
 
 /* Close a dropped segment's fd once no read uses it. */
@@ -197,7 +205,7 @@ void log_segment_release(struct log_segment *seg)
     if (io_submit(seg->log->backend, op) < 0) {
         /* The fd leaks until exit; nothing durable depends on it. */
         seg->log->closes_pending--;
-        free(seg);
+        log_segment_closed(seg);
     }
 }
 
@@ -214,7 +222,8 @@ void log_segment_drop(struct log *log, struct log_segment *seg)
     log_segment_release(seg);
 }
 
-void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, uint64_t prev_hash)
+void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, uint64_t prev_hash,
+                              uint16_t flags)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -225,6 +234,7 @@ void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id, ui
         .prev_last_batch_hash = prev_hash,
         .created_unix_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
         .hash_seed = segment_seed_new(),
+        .flags = flags,
     };
     segment_header_encode(&log->roll_header, log->segment_block);
 }
@@ -330,7 +340,10 @@ static void log_roll_enospc(struct log *log);
 static enum log_commit_step log_roll_first(struct log *log)
 {
     log->roll_written = 0;
-    log->roll_from_spare = log_spare_take(log);
+    /* A recycled spare only under a header that says so (log_spare_roll_flags: a header
+     * without the flag was built for a fresh spare that is still ready). */
+    bool recycled_ok = (log->roll_header.flags & SEGMENT_FLAG_RECYCLED) != 0;
+    log->roll_from_spare = log_spare_take(log, recycled_ok);
     return log->roll_from_spare ? COMMIT_ROLL_HEADER : COMMIT_ROLL_OPEN;
 }
 
@@ -345,6 +358,91 @@ static void log_op_prepare(struct log *log, struct io_op *op, enum io_op_kind ki
 static void log_flight_write_done(struct io_op *op);
 static void log_flight_sync_done(struct io_op *op);
 static void log_flights_land(struct log *log);
+
+/* What runs now beside the log's commits. */
+static uint32_t log_overlap_now(const struct log *log)
+{
+    uint32_t overlap = 0;
+    if (log->spare_state == SPARE_ZERO || log->spare_state == SPARE_ZERO_SYNC)
+        overlap |= LOG_OVERLAP_SPARE_ZERO;
+    else if (log_spare_busy(log))
+        overlap |= LOG_OVERLAP_SPARE;
+    if (log->ckpt_step != CKPT_IDLE)
+        overlap |= LOG_OVERLAP_CHECKPOINT;
+    if (log->reads_active > 0)
+        overlap |= LOG_OVERLAP_READ;
+    return overlap;
+}
+
+void log_overlap_note(struct log *log, enum log_overlap what)
+{
+    for (uint32_t i = 0; i < log->flight_count; i++)
+        log->flights[(log->flight_head + i) % LOG_FLIGHTS_MAX].overlap |= (uint32_t)what;
+}
+
+/* A flight landed duration_ns after its commit started: into the histogram, and by cause
+ * when slow. */
+static void log_commit_count(struct log *log, const struct log_flight *flight,
+                             int64_t duration_ns)
+{
+    struct log_commit_stats *st = &log->commit_stats;
+    uint64_t us = duration_ns > 0 ? (uint64_t)duration_ns / 1000 : 0;
+    uint32_t bucket = 0;
+    while (us > 0 && bucket < LOG_COMMIT_HIST_BUCKETS - 1) {
+        us >>= 1;
+        bucket++;
+    }
+    st->hist[bucket]++;
+    st->commits++;
+    st->total_ns += duration_ns > 0 ? (uint64_t)duration_ns : 0;
+    if (duration_ns > st->max_ns)
+        st->max_ns = duration_ns;
+    if (duration_ns < LOG_COMMIT_SLOW_NS)
+        return;
+    uint32_t o = flight->overlap;
+    st->slow++;
+    st->slow_roll += (o & LOG_OVERLAP_ROLL) != 0;
+    st->slow_spare_zero += (o & LOG_OVERLAP_SPARE_ZERO) != 0;
+    st->slow_spare += (o & LOG_OVERLAP_SPARE) != 0;
+    st->slow_checkpoint += (o & LOG_OVERLAP_CHECKPOINT) != 0;
+    st->slow_read += (o & LOG_OVERLAP_READ) != 0;
+}
+
+const struct log_commit_stats *log_commit_stats(const struct log *log)
+{
+    SPOOL_ASSERT(log != NULL);
+    return &log->commit_stats;
+}
+
+/* The upper bound (µs) of the histogram bucket that holds the q-quantile (per mille). */
+static uint64_t log_commit_quantile_us(const struct log_commit_stats *st, uint32_t per_mille)
+{
+    uint64_t rank = (st->commits * per_mille + 999) / 1000;
+    uint64_t seen = 0;
+    for (uint32_t i = 0; i < LOG_COMMIT_HIST_BUCKETS; i++) {
+        seen += st->hist[i];
+        if (seen >= rank && seen > 0)
+            return 1ull << i;
+    }
+    return 1ull << (LOG_COMMIT_HIST_BUCKETS - 1);
+}
+
+static void log_commit_stats_print(const struct log *log)
+{
+    const struct log_commit_stats *st = &log->commit_stats;
+    if (st->commits == 0)
+        return;
+    logfmt("info", "msg=\"commit timings\" commits=%" PRIu64 " mean_us=%" PRIu64
+           " p50_us_le=%" PRIu64 " p99_us_le=%" PRIu64 " p999_us_le=%" PRIu64 " max_us=%" PRId64
+           " slow_ms_ge=%lld slow=%" PRIu64 " slow_roll=%" PRIu64 " slow_spare_zero=%" PRIu64
+           " slow_spare=%" PRIu64 " slow_checkpoint=%" PRIu64 " slow_read=%" PRIu64
+           " spares_zeroed=%" PRIu64 " spares_reused=%" PRIu64,
+           st->commits, st->total_ns / st->commits / 1000, log_commit_quantile_us(st, 500),
+           log_commit_quantile_us(st, 990), log_commit_quantile_us(st, 999), st->max_ns / 1000,
+           LOG_COMMIT_SLOW_NS / 1000000, st->slow, st->slow_roll, st->slow_spare_zero,
+           st->slow_spare, st->slow_checkpoint, st->slow_read, st->spares_zeroed,
+           st->spares_reused);
+}
 
 /* The newest flight: the batch log_commit_start sealed last. */
 static struct log_flight *log_flight_newest(struct log *log)
@@ -418,9 +516,11 @@ static void log_flights_land(struct log *log)
             log->synced_offset = log->written_offset;
             log->last_sync_ns = log_now_ns(log);
         }
+        int64_t duration_ns = log_now_ns(log) - flight->started_ns;
+        log_commit_count(log, flight, duration_ns);
         if (log->config.on_commit != NULL)
             log->config.on_commit(log->config.ctx, flight->header.record_count,
-                                  flight->header.total_len, log_now_ns(log) - flight->started_ns);
+                                  flight->header.total_len, duration_ns);
         log_report(log, end, always ? LOG_DURABLE_SYNCED : LOG_DURABLE_WRITTEN);
     }
     /* Group commit: what gathered meanwhile goes out now. */
@@ -485,14 +585,16 @@ void log_commit_start(struct log *log)
         &log->flights[(log->flight_head + log->flight_count) % LOG_FLIGHTS_MAX];
     SPOOL_ASSERT(!flight->landed);
     log->flight_count++;
-    flight->started_ns = log->config.on_commit != NULL ? log_now_ns(log) : 0;
+    flight->started_ns = log_now_ns(log);
     bool roll = log->open_segment_id != log->tail_segment_id;
     SPOOL_ASSERT(!roll || log->flight_count == 1);
+    flight->overlap = log_overlap_now(log) | (roll ? LOG_OVERLAP_ROLL : 0);
     uint64_t prev_hash = log->last_batch_hash;
     uint64_t seed = log->tail_seed;
     uint64_t synced_offset = log->synced_offset;
     if (roll) {
-        log_segment_header_build(log, log->open_segment_id, log->tail_segment_id, prev_hash);
+        log_segment_header_build(log, log->open_segment_id, log->tail_segment_id, prev_hash,
+                                 log_spare_roll_flags(log));
         log_seal_prepare(log);
         prev_hash = log->roll_header.header_hash;
         seed = log->roll_header.hash_seed;
@@ -1063,6 +1165,8 @@ int log_close(struct log *log)
         return 0;
     log->closing = true;
     log_drain(log);
+    log_spare_recycle_forget(log);
+    log_commit_stats_print(log);
     int rc = log->error;
     if (rc == 0 && log->step == COMMIT_ENOSPC_WAIT)
         rc = LOG_ENOSPC;

@@ -209,6 +209,32 @@ int log_error(const struct log *log);                /* 0 or the poisoning error
  */
 bool log_space_low(const struct log *log);
 
+/* Buckets of struct log_commit_stats' histogram: bucket i counts commits of [2^(i-1), 2^i) µs
+ * (bucket 0: under 1 µs); 24 buckets reach 2^23 µs, 8 s, past any commit that is not a hang. */
+#define LOG_COMMIT_HIST_BUCKETS 24u
+/* A commit at least this slow is counted as slow, by what ran beside it: 10 ms is ~50 times
+ * a 4 KiB commit on an ordinary SSD, far beyond queueing behind one another commit. */
+#define LOG_COMMIT_SLOW_NS (10ll * 1000 * 1000)
+
+/* Commit timings since the open (each from its start, rolls included, to its completion), for
+ * finding a latency tail; log_close logs them (msg="commit timings"). A slow commit is counted
+ * under every cause that overlapped it. */
+struct log_commit_stats {
+    uint64_t commits;
+    uint64_t total_ns;
+    int64_t max_ns;
+    uint64_t slow;            /* commits of >= LOG_COMMIT_SLOW_NS */
+    uint64_t slow_roll;       /* ... that rolled to a new segment */
+    uint64_t slow_spare_zero; /* ... while the spare was zero-filled or its zeros synced */
+    uint64_t slow_spare;      /* ... while another spare op ran (open, fallocate, undo) */
+    uint64_t slow_checkpoint; /* ... while a checkpoint op ran */
+    uint64_t slow_read;       /* ... while log_reads were in flight */
+    uint64_t hist[LOG_COMMIT_HIST_BUCKETS];
+    uint64_t spares_zeroed;   /* spares made by a zero fill (the write recycling avoids) */
+    uint64_t spares_reused;   /* spares made of a dropped segment or a leftover spare */
+};
+const struct log_commit_stats *log_commit_stats(const struct log *log);
+
 /*
  * Read back one record by its location. done(ctx, error, record) runs from a completion
  * (never inside this call); record is valid only during done. The batch is verified (hashes,

@@ -3,7 +3,10 @@
  *
  *   (interval/none: fdatasync the log up to the anchor) -> open checkpoint.tmp -> write
  *   -> fdatasync -> close -> rename over checkpoint -> fsync dir -> unlink each dropped
- *   segment -> fsync dir -> done
+ *   segment -> fsync dir (after any unlink) -> done
+ *
+ * One dropped segment may be renamed to "segment.recycle" instead of unlinked, for the spare to
+ * reuse (log_spare.c, recycling); the directory sync after it covers the rename too.
  *
  * The file is written in three pieces (head, payload, hash: checkpoint.h) straight from the
  * payload the caller handed over (log_checkpoint_give), so a payload of tens of MiB is never
@@ -109,12 +112,15 @@ static int log_checkpoint_submit(struct log *log)
         op->kind = IO_FSYNC_DIR;
         break;
     case CKPT_UNLINK:
-        op->kind = IO_UNLINK;
+        op->kind = log->ckpt_recycle ? IO_RENAME : IO_UNLINK;
         segment_name(log->ckpt_drop[log->ckpt_drop_index], op->path);
+        if (log->ckpt_recycle)
+            strcpy(op->path2, LOG_RECYCLE_NAME);
         break;
     default:
         SPOOL_ASSERT(!"no op for this checkpoint step");
     }
+    log_overlap_note(log, LOG_OVERLAP_CHECKPOINT);
     return io_submit(log->backend, op);
 }
 
@@ -129,12 +135,16 @@ static void log_checkpoint_next(struct log *log, enum log_checkpoint_step step)
         log_checkpoint_failed(log, rc);
 }
 
-/* After the checkpoint is durable: unlink the next dropped segment, or finish. */
+/* After the checkpoint is durable: unlink the next dropped segment (or rename one to
+ * LOG_RECYCLE_NAME for the spare to reuse: log_spare.c), or finish. */
 static void log_checkpoint_drop_next(struct log *log)
 {
     while (log->ckpt_drop_index < log->ckpt_drop_count) {
         struct log_segment *seg = log_segment_find(log, log->ckpt_drop[log->ckpt_drop_index]);
         if (seg != NULL) {
+            log->ckpt_recycle = log_spare_recycle_offer(log, seg);
+            if (log->ckpt_recycle)
+                log->recycle_busy_id = seg->id; /* until its fd is closed */
             log_segment_drop(log, seg);
             log_checkpoint_next(log, CKPT_UNLINK);
             return;
@@ -194,6 +204,9 @@ static void log_checkpoint_advance(struct log *log, int64_t rc)
         log_checkpoint_drop_next(log);
         return;
     case CKPT_UNLINK:
+        if (log->ckpt_recycle)
+            log->recycle_ready = true;
+        log->ckpt_recycle = false;
         log->ckpt_drop_index++;
         log_checkpoint_drop_next(log);
         return;
@@ -225,6 +238,10 @@ static void log_checkpoint_done(struct io_op *op)
         log->ckpt_fd = (int)rc;
     if (step == CKPT_WRITE && rc == 0)
         rc = -EIO; /* a write that makes no progress would loop forever */
+    if (step == CKPT_UNLINK && rc < 0 && log->ckpt_recycle) {
+        log->ckpt_recycle = false; /* nothing was renamed for the spare */
+        log->recycle_busy_id = 0;
+    }
     if (step == CKPT_UNLINK && rc == -ENOENT)
         rc = 0;
     if (step == CKPT_SYNC_LOG && rc < 0)

@@ -30,6 +30,7 @@
 #include "batch.h"
 #include "checkpoint.h"
 #include "log.h"
+#include "scan.h"
 #include "segment.h"
 
 /* Concurrent log_read()s: the broker reads back cold job bodies on reserve; 64 in flight
@@ -40,11 +41,23 @@
 #define LOG_ENOSPC_RETRY_NS (100ll * 1000 * 1000)
 /* The spare segment's name (log_spare.c): not a segment name, so recovery never reads it. */
 #define LOG_SPARE_NAME "segment.spare"
+/* A segment a checkpoint dropped, renamed (not unlinked) for the next spare to reuse
+ * (log_spare.c): not a segment name either; recovery hands a leftover to the spare. */
+#define LOG_RECYCLE_NAME SCAN_RECYCLE_NAME
 /* A lazy record (log_append_lazy) waits at most this long for a commit to ride with. */
 #define LOG_LAZY_MAX_NS (50ll * 1000 * 1000)
 #define LOG_FLIGHTS_MAX LOG_COMMITS_IN_FLIGHT_MAX
 /* Zeros written per call: cutting a torn tail, salvaging, filling a segment (zero_segments). */
 #define LOG_ZERO_CHUNK_BYTES (1u << 20)
+
+/* What ran beside a commit (log_flight.overlap), to attribute slow ones. */
+enum log_overlap {
+    LOG_OVERLAP_ROLL = 1u << 0,
+    LOG_OVERLAP_SPARE_ZERO = 1u << 1,
+    LOG_OVERLAP_SPARE = 1u << 2,
+    LOG_OVERLAP_CHECKPOINT = 1u << 3,
+    LOG_OVERLAP_READ = 1u << 4,
+};
 
 struct log;
 
@@ -58,6 +71,7 @@ struct log_flight {
     uint32_t written;          /* bytes of the batch known written */
     int64_t write_result;      /* the write op's result, until the fdatasync completes */
     int64_t started_ns;        /* log_commit_start's clock reading, for on_commit */
+    uint32_t overlap;          /* LOG_OVERLAP_* seen while this commit was in flight */
     bool syncing;              /* the write carries a linked fdatasync (sync_op) */
     bool landed;               /* written (and synced): waits for older flights to land */
     struct io_op write_op;
@@ -99,6 +113,10 @@ enum log_spare_state {
     SPARE_UNDO_CLOSE,  /* making it failed: close and unlink the half-made file */
     SPARE_UNDO_UNLINK,
     SPARE_READY,       /* preallocated (and zeroed), fd open: the next roll takes it */
+    SPARE_RECYCLE,     /* rename LOG_RECYCLE_NAME (a dropped segment's file) to the spare */
+    SPARE_RECYCLE_DIR_SYNC,
+    SPARE_ADOPT,       /* open an existing spare file (recycled or left by an earlier run) */
+    SPARE_ADOPT_SIZE,  /* ... and use it if it has the segment size */
 };
 
 enum log_checkpoint_step {
@@ -172,6 +190,7 @@ struct log {
     struct log_flight flights[LOG_FLIGHTS_MAX];
     uint32_t flight_head;
     uint32_t flight_count;
+    struct log_commit_stats commit_stats;
     uint64_t roll_sync_target;
     struct io_op roll_op;
     uint8_t *segment_block; /* the new segment's header block */
@@ -194,6 +213,15 @@ struct log {
     struct io_op spare_op;
     int spare_fd;
     uint64_t spare_zeroed;  /* bytes of the spare filled with zeros so far */
+    bool spare_recycled;    /* the ready spare's file held a segment (not zero-filled) */
+    bool spare_discard;     /* the undo chain discards a misfit file: retry at once, no warning */
+    /* LOG_RECYCLE_NAME exists: a segment a checkpoint dropped, renamed instead of unlinked, for
+     * the spare to reuse (its blocks are written already: a roll into it needs no zero fill). */
+    bool recycle_ready;
+    bool ckpt_recycle; /* the checkpoint's CKPT_UNLINK step renames to LOG_RECYCLE_NAME */
+    /* The dropped segment renamed for recycling while its fd is still open (reads in flight
+     * on it): nothing writes into its file before they are done; 0 when none. */
+    uint64_t recycle_busy_id;
     bool spare_low;         /* the last attempt to make it failed */
     int64_t spare_retry_ns; /* make it (again) at or after this time */
     bool closing;           /* log_close runs: make no new spare */
@@ -245,13 +273,16 @@ void log_segment_release(struct log_segment *segment);
 SPOOL_MUST_USE int log_segment_add(struct log *log, uint64_t id, uint64_t hash_seed, int fd);
 /* Build the new segment's header (with a fresh random seed) into roll_header/segment_block. */
 void log_segment_header_build(struct log *log, uint64_t id, uint64_t prev_id,
-                              uint64_t prev_hash);
+                              uint64_t prev_hash, uint16_t flags);
 /* 0 when the directory's file system has room for a new file of bytes (or cannot tell);
  * -ENOSPC with a one-line explanation in msg otherwise. Checked before a segment or the
  * spare is preallocated or zero-filled, so a size the disk cannot hold fails at once and
  * leaves nothing behind. */
 SPOOL_MUST_USE int log_space_check(struct log *log, uint64_t bytes, char *msg, size_t len);
 void log_commit_start(struct log *log);
+/* An op of another chain (spare, checkpoint, read) is submitted: note it beside the commit
+ * in flight, if any, and when the commit starts (log_overlap_now). */
+void log_overlap_note(struct log *log, enum log_overlap what);
 
 /* log_open.c: recovery. */
 SPOOL_MUST_USE int log_recover(struct log *log,
@@ -262,8 +293,18 @@ SPOOL_MUST_USE int log_recover(struct log *log,
 /* log_spare.c */
 void log_spare_tick(struct log *log, int64_t now);
 int64_t log_spare_deadline_ns(const struct log *log);
-/* Hand the ready spare's fd to the roll (log->roll_fd); false when none is ready. */
-bool log_spare_take(struct log *log);
+/* Hand the ready spare's fd to the roll (log->roll_fd); false when none is ready, or when the
+ * ready one is recycled and the roll's header does not say so (recycled_ok false). */
+bool log_spare_take(struct log *log, bool recycled_ok);
+/* The flags of a roll's segment header, decided when its commit starts (its hash is the
+ * first batch's prev_batch_hash): SEGMENT_FLAG_RECYCLED unless the roll will take a fresh,
+ * zero-filled spare that is ready now, or the log makes no spares. */
+uint16_t log_spare_roll_flags(const struct log *log);
+/* A checkpoint drops seg: rename its file to LOG_RECYCLE_NAME instead of unlinking it? (Reads
+ * still in flight on it are waited for before the file is written: recycle_busy_id.) */
+bool log_spare_recycle_offer(const struct log *log, const struct log_segment *seg);
+/* At close: remove a dropped segment kept for recycling that no spare took. */
+void log_spare_recycle_forget(struct log *log);
 bool log_spare_busy(const struct log *log); /* a spare op is in flight */
 
 /* log_checkpoint.c */

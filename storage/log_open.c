@@ -237,7 +237,7 @@ static int log_create_first_segment(struct log *log, uint64_t id, char *msg, siz
     int rc = log_space_check(log, log->config.segment_size_bytes, msg, len);
     if (rc < 0)
         return rc;
-    log_segment_header_build(log, id, 0, 0);
+    log_segment_header_build(log, id, 0, 0, 0);
     char name[SEGMENT_NAME_LEN + 1];
     segment_name(id, name);
     int fd = io_sync_open(log->backend, name, O_RDWR | O_CREAT | O_EXCL, 0640);
@@ -338,9 +338,11 @@ static int log_adopt(struct log *log, struct scan_result *res, char *msg, size_t
     /* What recovery read back may be in the page cache only (a process crash in the interval
      * mode): it must be durable before new batches record it as synced (synced_offset above).
      * The zero fill ends with that fdatasync; without one, a sync of its own. */
-    if (log->config.zero_segments && newest->end_offset < newest->header.segment_size) {
+    if (log->config.zero_segments && !newest->recycled &&
+        newest->end_offset < newest->header.segment_size) {
         /* Its unused rest may be preallocated only (a segment made by a roll without a ready
-         * spare, or by an older version): zeros make its commits as cheap as the spare's. */
+         * spare, or by an older version): zeros make its commits as cheap as the spare's. A
+         * recycled segment's rest is written already (stale blocks): nothing to fill. */
         return log_zero_range(log, fd, newest->end_offset, newest->header.segment_size);
     }
     return io_sync_simple(log->backend, IO_FDATASYNC, fd);
@@ -378,6 +380,7 @@ int log_recover(struct log *log, int (*replay)(void *ctx, const struct log_recor
         log_damage_message(&res.damage, report->message, sizeof(report->message));
     if (rc == 0)
         rc = log_repair_files(log, &res);
+    log->recycle_ready = res.recycle_file; /* a dropped segment's file: the spare takes it */
     if (rc == 0 && res.torn_tail)
         rc = log_cut_torn_tail(log, &res, report);
     if (rc == 0)

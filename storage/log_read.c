@@ -39,6 +39,7 @@ static int log_read_submit(struct log_read_slot *slot, uint32_t from, uint32_t t
     op->offset = slot->pos.batch_offset + from;
     op->done = log_read_done;
     op->ctx = slot;
+    log_overlap_note(slot->log, LOG_OVERLAP_READ);
     return io_submit(slot->log->backend, op);
 }
 

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,9 +102,18 @@ static int scan_read_payload(struct scan_reader *r, int fd, uint64_t offset,
     return SCAN_BATCH_OK;
 }
 
+bool scan_block_stale(const uint8_t *block, uint64_t segment_id)
+{
+    uint32_t magic;
+    uint64_t id;
+    memcpy(&magic, block, sizeof(magic));
+    memcpy(&id, block + offsetof(struct batch_header, segment_id), sizeof(id));
+    return magic != BATCH_MAGIC || id != segment_id;
+}
+
 int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t hash_seed,
-                    uint64_t offset, uint64_t limit, struct batch_header *h, const uint8_t **raw,
-                    bool *header_valid, struct log_damage *damage)
+                    bool recycled, uint64_t offset, uint64_t limit, struct batch_header *h,
+                    const uint8_t **raw, bool *header_valid, struct log_damage *damage)
 {
     SPOOL_ASSERT(offset % BATCH_ALIGN == 0);
     SPOOL_ASSERT(offset + BATCH_ALIGN <= limit);
@@ -116,6 +126,8 @@ int scan_read_batch(struct scan_reader *r, int fd, uint64_t segment_id, uint64_t
     enum batch_check check = batch_header_check_seeded(r->buf, segment_id, hash_seed, h);
     if (check == BATCH_ZERO)
         return SCAN_BATCH_END;
+    if (check != BATCH_OK && recycled && scan_block_stale(r->buf, segment_id))
+        return SCAN_BATCH_END; /* the older segment's bytes: nothing was written here */
     if (check != BATCH_OK) {
         scan_damage_set(damage, LOG_DAMAGE_BAD_HEADER, segment_id, offset, 0, 0,
                         "batch header: %s", batch_check_name(check));
@@ -155,6 +167,24 @@ static bool scan_block_batch_magic(const uint8_t *block)
     return magic == BATCH_MAGIC;
 }
 
+/* The probe in a recycled segment met a non-zero block at offset: a stale one is none of
+ * this segment's bytes; one that claims to be a batch of this segment is, and so is the whole
+ * extent its header names when the header verifies (its payload blocks look stale). */
+static void scan_probe_recycled_end(struct scan_segment *seg, const uint8_t *block,
+                                    uint64_t offset, uint64_t limit)
+{
+    SPOOL_ASSERT(seg->recycled);
+    if (scan_block_stale(block, seg->id))
+        return;
+    uint64_t end = offset + BATCH_ALIGN;
+    struct batch_header h;
+    if (batch_header_check_seeded(block, seg->id, seg->hash_seed, &h) == BATCH_OK &&
+        offset + h.total_len <= limit && offset + h.total_len > end)
+        end = offset + h.total_len;
+    if (end > seg->nonzero_end)
+        seg->nonzero_end = end;
+}
+
 /*
  * Look at every block from `from` to the segment end: note the end of the last non-zero
  * block, and whether any block at or after valid_from is a valid batch header of this
@@ -183,8 +213,12 @@ static int scan_probe(struct scan_reader *r, struct scan_segment *seg, uint64_t 
         for (uint64_t b = 0; b < n; b += BATCH_ALIGN) {
             if (scan_block_zero(r->buf + b))
                 continue;
-            seg->nonzero_end = off + b + BATCH_ALIGN;
             struct batch_header h;
+            if (seg->recycled) {
+                scan_probe_recycled_end(seg, r->buf + b, off + b, limit);
+            } else {
+                seg->nonzero_end = off + b + BATCH_ALIGN;
+            }
             if (off + b < valid_from)
                 continue;
             if (seg->hash_seed == 0 && scan_block_batch_magic(r->buf + b)) {
@@ -285,8 +319,8 @@ static int scan_segment_walk(struct scan_reader *r, struct scan_segment *seg,
         struct batch_header h;
         const uint8_t *raw = NULL;
         bool header_valid;
-        int rc = scan_read_batch(r, seg->fd, seg->id, seg->hash_seed, offset, limit, &h, &raw,
-                                 &header_valid, &seg->damage);
+        int rc = scan_read_batch(r, seg->fd, seg->id, seg->hash_seed, seg->recycled, offset,
+                                 limit, &h, &raw, &header_valid, &seg->damage);
         if (rc < 0)
             return rc;
         if (rc == SCAN_BATCH_END) {
@@ -336,6 +370,7 @@ struct scan_list {
     uint32_t count;
     uint32_t capacity;
     bool checkpoint_tmp;
+    bool recycle_file;
     int error;
 };
 
@@ -345,6 +380,8 @@ static void scan_list_entry(void *ctx, const char *name)
     uint64_t id;
     if (strcmp(name, CHECKPOINT_TMP_NAME) == 0)
         list->checkpoint_tmp = true;
+    if (strcmp(name, SCAN_RECYCLE_NAME) == 0)
+        list->recycle_file = true;
     if (!segment_name_parse(name, &id) || list->error != 0)
         return;
     if (list->count == list->capacity) {
@@ -497,8 +534,10 @@ static int scan_segment_open(struct scan_state *st, struct scan_segment *seg)
     if (rc < 0)
         return rc;
     seg->header_check = segment_header_check(block, seg->id, &seg->header);
-    if (seg->header_check == SEGMENT_OK)
+    if (seg->header_check == SEGMENT_OK) {
         seg->hash_seed = segment_hash_seed(&seg->header);
+        seg->recycled = segment_recycled(&seg->header);
+    }
     return 0;
 }
 
@@ -605,7 +644,8 @@ static bool scan_classify(struct scan_state *st, uint32_t i)
     if (!damaged)
         scan_damage_set(&seg->damage, LOG_DAMAGE_BAD_HEADER, seg->id, seg->end_offset,
                         seg->seq_end, 0, "%s followed by a valid batch",
-                        seg->sealed ? "seal" : "zero block");
+                        seg->sealed ? "seal" : seg->recycled ? "end of the written part"
+                                                             : "zero block");
     struct log_damage damage = seg->damage;
     if (newest && !seg->sealed && !seg->valid_after_synced) {
         res->torn_tail = true;
@@ -744,6 +784,7 @@ int scan_run(struct io_backend *backend, const struct scan_options *options,
     if (rc == 0)
         rc = list.error;
     result->checkpoint_tmp = list.checkpoint_tmp;
+    result->recycle_file = list.recycle_file;
     if (rc == 0)
         rc = scan_load_checkpoint(&st);
     st.from = options->replay_from_seq;

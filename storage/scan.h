@@ -29,6 +29,9 @@
 #include "log.h"
 #include "segment.h"
 
+/* A dropped segment's file kept for the next spare (log_spare.c): listed, never read. */
+#define SCAN_RECYCLE_NAME "segment.recycle"
+
 /* The probe for "anything valid after" reads this much per call: large enough to stream a
  * preallocated tail quickly, small enough to keep recovery's memory flat. */
 #define SCAN_PROBE_CHUNK_BYTES (1u << 20)
@@ -47,24 +50,36 @@ void scan_reader_free(struct scan_reader *reader);
 
 enum scan_batch_result {
     SCAN_BATCH_OK = 0,
-    SCAN_BATCH_END, /* a zero header: the clean end of the written part */
+    SCAN_BATCH_END, /* a zero header (or, in a recycled segment, a stale block): the clean
+                       end of the written part */
     SCAN_BATCH_BAD, /* damage filled in */
 };
 
 /*
  * Read and fully verify the batch at offset of segment (fd, segment_id), hashes seeded with
- * hash_seed (segment_hash_seed), whose batches must end by limit: header, payload hash, decompression, record framing. Bytes past the end of the
- * file read as zero. Returns an enum scan_batch_result or a negative errno (I/O failure). On
+ * hash_seed (segment_hash_seed), whose batches must end by limit: header, payload hash,
+ * decompression, record framing. Bytes past the end of the file read as zero. In a recycled
+ * segment (segment_recycled) a block that does not claim to be a batch of this segment
+ * (scan_block_stale) ends the written part as a zero block does. Returns an enum scan_batch_result or a negative errno (I/O failure). On
  * OK, *raw is the decoded payload (valid until the next call). On BAD, *header_valid tells
  * whether the header itself verified (then *header is trustworthy).
  */
 SPOOL_MUST_USE int scan_read_batch(struct scan_reader *reader, int fd, uint64_t segment_id,
-                                   uint64_t hash_seed, uint64_t offset, uint64_t limit, struct batch_header *header,
+                                   uint64_t hash_seed, bool recycled, uint64_t offset,
+                                   uint64_t limit, struct batch_header *header,
                                    const uint8_t **raw, bool *header_valid,
                                    struct log_damage *damage);
 
+/*
+ * A block of a recycled segment that is left over from the file's older segment: it does not
+ * carry the batch magic together with this segment's id (offset 32). Every batch this segment
+ * ever held carries both, and bytes a client chose lie only inside payloads, never in a header
+ * block the engine wrote; so such a block was never written for this segment.
+ */
+bool scan_block_stale(const uint8_t *block, uint64_t segment_id);
+
 enum scan_end {
-    SCAN_END_CLEAN = 0, /* a zero header */
+    SCAN_END_CLEAN = 0, /* a zero header, or a stale block of a recycled segment */
     SCAN_END_FULL,      /* the segment is full up to its size */
     SCAN_END_DAMAGE,    /* an invalid or out-of-chain batch */
 };
@@ -76,6 +91,7 @@ struct scan_segment {
     enum segment_check header_check;
     struct segment_header header;
     uint64_t hash_seed;  /* segment_hash_seed(&header) once the header checked OK */
+    bool recycled;       /* segment_recycled(&header): stale bytes, not zeros, after its end */
     bool walked;
     bool sealed;         /* the walk ended at a valid seal (its successor is seq_end) */
     uint64_t seal_offset;
@@ -91,7 +107,9 @@ struct scan_segment {
                                  at end_offset were durable once */
     uint64_t valid_after_offset; /* the first such header (tools resume there) */
     uint64_t seq_last_after;     /* the highest seq those headers name (0: none) */
-    uint64_t nonzero_end;     /* end of the last non-zero block from end_offset on */
+    uint64_t nonzero_end;     /* end of the last non-zero block from end_offset on (of a
+                                 recycled segment: of the last bytes written for this
+                                 segment, stale blocks left out): a cut zeroes up to it */
 };
 
 struct scan_options {
@@ -109,6 +127,7 @@ struct scan_result {
     uint8_t *checkpoint_buf;
     struct checkpoint_info checkpoint;
     bool checkpoint_tmp;             /* a leftover checkpoint.tmp exists */
+    bool recycle_file;               /* a "segment.recycle" exists (never read here) */
     uint64_t *leftovers;             /* unlisted segments older than the anchor: delete */
     uint32_t leftover_count;
     bool torn_roll;                  /* the newest file's header never became durable */

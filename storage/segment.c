@@ -53,8 +53,8 @@ void segment_header_encode(struct segment_header *header, void *block)
     SPOOL_ASSERT(header->prev_segment_id < header->segment_id);
     SPOOL_ASSERT(header->hash_seed != 0);
     header->magic = SEGMENT_MAGIC;
+    SPOOL_ASSERT((header->flags & ~SEGMENT_FLAG_RECYCLED) == 0);
     header->version = SEGMENT_VERSION;
-    header->flags = 0;
     memset(block, 0, SEGMENT_HEADER_SIZE);
     memcpy(block, header, sizeof(*header));
     header->header_hash = segment_header_hash(block, header->segment_id);
@@ -76,17 +76,25 @@ enum segment_check segment_header_check(const void *block, uint64_t segment_id,
         return SEGMENT_BAD_MAGIC;
     /* The version sits at a fixed offset in every version, so a newer file is named as such
      * instead of being called corrupt. */
-    if (out->version != SEGMENT_VERSION && out->version != SEGMENT_VERSION_V1)
+    if (out->version != SEGMENT_VERSION && out->version != SEGMENT_VERSION_V2 &&
+        out->version != SEGMENT_VERSION_V1)
         return SEGMENT_BAD_VERSION;
     if (out->header_hash != segment_header_hash(block, segment_id))
         return SEGMENT_BAD_HASH;
     /* v1: offset 48 is reserved (zero); v2: the seed, never zero. */
     bool seed_ok = out->version == SEGMENT_VERSION_V1 ? out->hash_seed == 0 : out->hash_seed != 0;
-    if (out->segment_id != segment_id || out->flags != 0 || !seed_ok ||
+    /* v3 gave bit 0 a meaning; every other flag bit, and any flag before v3, is damage. */
+    uint16_t flags_known = out->version == SEGMENT_VERSION ? SEGMENT_FLAG_RECYCLED : 0;
+    if (out->segment_id != segment_id || (out->flags & ~flags_known) != 0 || !seed_ok ||
         out->prev_segment_id >= segment_id || out->segment_size < SEGMENT_SIZE_MIN ||
         out->segment_size > SEGMENT_SIZE_MAX || out->segment_size % SEGMENT_HEADER_SIZE != 0)
         return SEGMENT_BAD_FIELDS;
     return SEGMENT_OK;
+}
+
+bool segment_recycled(const struct segment_header *header)
+{
+    return header->version >= SEGMENT_VERSION && (header->flags & SEGMENT_FLAG_RECYCLED) != 0;
 }
 
 uint64_t segment_hash_seed(const struct segment_header *header)

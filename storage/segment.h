@@ -7,7 +7,7 @@
  *
  *   0  u32 magic                 SEGMENT_MAGIC
  *   4  u16 version               SEGMENT_VERSION
- *   6  u16 flags                 0 (reserved)
+ *   6  u16 flags                 v3: bit 0 SEGMENT_FLAG_RECYCLED; v1, v2: reserved, 0
  *   8  u64 segment_id            the seq of its first record (== the file name)
  *  16  u64 segment_size          preallocated size in bytes
  *  24  u64 prev_segment_id       the segment before it, 0 for the first segment of a log
@@ -17,8 +17,11 @@
  *                                hash in this segment; v1: reserved, 0 (the seed is segment_id)
  *  56  u64 header_hash           XXH3-64 of bytes 0..55 seeded with segment_id
  *
- * Version 2 gave offset 48 its meaning; readers keep reading v1 segments (a log upgraded in
- * place holds v1 segments until checkpoints drop them). The seed is secret from clients, so
+ * Version 2 gave offset 48 its meaning; version 3 gave the flags one: a recycled segment's
+ * file held an older segment, so past its written part lie that segment's stale bytes, not
+ * zeros (scan.c ends such a segment at the first block that is not a batch of its own).
+ * Readers keep reading v1 and v2 segments (a log upgraded in place holds them until
+ * checkpoints drop them). The seed is secret from clients, so
  * a job body that carries the bytes of a batch cannot make them verify as one.
  *
  * Invariants: a segment is followed by its successor only when it is sealed: its last batch
@@ -34,8 +37,11 @@
 #include "assert.h"
 
 #define SEGMENT_MAGIC 0x47535053u /* "SPSG" as little-endian bytes */
-#define SEGMENT_VERSION 2u
+#define SEGMENT_VERSION 3u
+#define SEGMENT_VERSION_V2 2u /* still read: flags reserved (0) */
 #define SEGMENT_VERSION_V1 1u /* still read: offset 48 reserved, batches seeded with the id */
+/* v3: the file held an older segment; bytes past the written part are stale, not zero. */
+#define SEGMENT_FLAG_RECYCLED 0x1u
 #define SEGMENT_HEADER_SIZE 4096u /* one block, so batches start aligned */
 #define SEGMENT_HEADER_USED 64u
 /* A segment holds its header and at least one batch of the smallest size. */
@@ -71,12 +77,16 @@ enum segment_check {
 const char *segment_check_name(enum segment_check check);
 
 /* Fill a 4096-byte block with a header of SEGMENT_VERSION (computing header_hash into
- * *header); header->hash_seed must be non-zero (segment_seed_new). */
+ * *header); header->hash_seed must be non-zero (segment_seed_new); header->flags is kept
+ * (SEGMENT_FLAG_RECYCLED or 0). */
 void segment_header_encode(struct segment_header *header, void *block);
 
 /* Verify a header block read from the file named for segment_id. */
 SPOOL_MUST_USE enum segment_check segment_header_check(const void *block, uint64_t segment_id,
                                                        struct segment_header *out);
+
+/* The segment's file held an older segment (v3 flag): stale bytes may follow its end. */
+bool segment_recycled(const struct segment_header *header);
 
 /* The seed of the batch hashes of a segment whose header checked OK. */
 uint64_t segment_hash_seed(const struct segment_header *header);

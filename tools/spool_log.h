@@ -95,6 +95,7 @@ struct logdir_segment {
         uint64_t prev_segment_id;
         int64_t created_unix_ns;
         uint64_t hash_seed; /* segment_hash_seed; the id (v1's seed) when the header is bad */
+        bool recycled;      /* segment_recycled: stale blocks, not zeros, after its end */
     } header;
     uint64_t batch_count;
     uint64_t record_count;

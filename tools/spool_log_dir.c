@@ -195,8 +195,8 @@ static int segment_read_header(struct logdir *dir, struct logdir_segment *seg)
     memcpy(full, block, sizeof(block));
     enum segment_check check = rc == 0 ? segment_header_check(full, seg->id, &h) : SEGMENT_ZERO;
     if (check != SEGMENT_OK && check != SEGMENT_ZERO && h.magic == SEGMENT_MAGIC &&
-        h.version == SEGMENT_VERSION && h.hash_seed != 0) {
-        /* A damaged v2 header whose seed field is still there: its batches can verify. */
+        (h.version == SEGMENT_VERSION || h.version == SEGMENT_VERSION_V2) && h.hash_seed != 0) {
+        /* A damaged v2/v3 header whose seed field is still there: its batches can verify. */
         seg->header.hash_seed = h.hash_seed;
     }
     if (check == SEGMENT_OK) {
@@ -205,6 +205,7 @@ static int segment_read_header(struct logdir *dir, struct logdir_segment *seg)
         seg->header.prev_segment_id = h.prev_segment_id;
         seg->header.created_unix_ns = (int64_t)h.created_unix_ns;
         seg->header.hash_seed = segment_hash_seed(&h);
+        seg->header.recycled = segment_recycled(&h);
     }
     seg->fd = fd;
     return rc;
@@ -382,8 +383,9 @@ static int resync_step(struct resync *rs, struct region *reg, uint64_t off, uint
     const uint8_t *raw = NULL;
     bool header_valid = false;
     struct log_damage dmg;
-    int rc = scan_read_batch(&rs->reader, rs->fd, rs->seg->id, rs->seg->header.hash_seed, off,
-                             rs->limit, &h, &raw, &header_valid, &dmg);
+    int rc = scan_read_batch(&rs->reader, rs->fd, rs->seg->id, rs->seg->header.hash_seed,
+                             rs->seg->header.recycled, off, rs->limit, &h, &raw,
+                             &header_valid, &dmg);
     if (rc < 0)
         return rc;
     *next = off + BATCH_ALIGN;
@@ -429,8 +431,9 @@ static int resync_first(struct resync *rs, struct region *reg, uint64_t *off)
     const uint8_t *raw = NULL;
     bool header_valid = false;
     struct log_damage dmg;
-    int rc = scan_read_batch(&rs->reader, rs->fd, rs->seg->id, rs->seg->header.hash_seed, *off,
-                             rs->limit, &h, &raw, &header_valid, &dmg);
+    int rc = scan_read_batch(&rs->reader, rs->fd, rs->seg->id, rs->seg->header.hash_seed,
+                             rs->seg->header.recycled, *off, rs->limit, &h, &raw,
+                             &header_valid, &dmg);
     if (rc < 0)
         return rc;
     reg->nonzero = rc != SCAN_BATCH_END;
@@ -844,8 +847,9 @@ static int logdir_cache_batch(struct logdir *dir, uint64_t segment_id, uint64_t 
     bool header_valid;
     struct log_damage damage;
     const uint8_t *raw = NULL;
-    int rc = scan_read_batch(dir->reader, fd, segment_id, seg->header.hash_seed, offset, limit,
-                             &h, &raw, &header_valid, &damage);
+    int rc = scan_read_batch(dir->reader, fd, segment_id, seg->header.hash_seed,
+                             seg->header.recycled, offset, limit, &h, &raw, &header_valid,
+                             &damage);
     if (rc < 0)
         return rc;
     if (rc != SCAN_BATCH_OK)

@@ -70,6 +70,24 @@ static uint32_t spare_rolls(const struct memfs *fs)
     return count;
 }
 
+/* Rolls into a recycled file: a segment a checkpoint dropped, renamed to the spare, and later
+ * renamed to a new segment's name. */
+static uint32_t recycled_rolls(const struct memfs *fs)
+{
+    uint32_t recycled = 0, rolls = 0;
+    for (uint64_t i = 0; i < memfs_op_count(fs); i++) {
+        struct memfs_op_info info;
+        memfs_op_get(fs, i, &info);
+        if (info.kind != IO_RENAME || info.result < 0)
+            continue;
+        if (strcmp(info.path2, "segment.spare") == 0)
+            recycled++;
+        else if (strcmp(info.path, "segment.spare") == 0 && recycled > 0)
+            rolls++;
+    }
+    return rolls;
+}
+
 static uint32_t segments_created(const struct memfs *fs)
 {
     uint32_t count = 0;
@@ -258,6 +276,9 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
         workload_run(&w, memfs_io(fs));
         check_workload_ran_clean(&w, fs);
     }
+    /* By the last generation, one roll went into a dropped segment's recycled file. */
+    if (variant->spare_segment)
+        REQUIRE(recycled_rolls(fs) >= 1);
     struct crash_stats stats = {.ops = memfs_op_count(fs)};
     bool in_time = true;
     for (uint64_t k = 0; k <= stats.ops && in_time; k++) {

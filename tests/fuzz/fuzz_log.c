@@ -148,7 +148,7 @@ static uint64_t fuzz_fix_segment(struct fuzz_file *f, uint64_t prev_last_hash)
     uint64_t seed = f->id;
     uint16_t version;
     memcpy(&version, p + 4, sizeof(version));
-    if (version == SEGMENT_VERSION)
+    if (version == SEGMENT_VERSION || version == SEGMENT_VERSION_V2)
         memcpy(&seed, p + 48, sizeof(seed));
     return fuzz_fix_batches(f, seed, hash);
 }

@@ -487,10 +487,10 @@ static void test_newer_version_refused(void)
     REQUIRE(tlog_open(&t) == 0);
     commit_batch(&t, 10, 100);
     tlog_close(&t);
-    uint8_t version[2] = {3, 0}; /* SEGMENT_VERSION + 1 */
+    uint8_t version[2] = {4, 0}; /* SEGMENT_VERSION + 1 */
     file_patch(tlog_path(&t, 1), 4, version, sizeof(version));
     CHECK_EQ(tlog_open(&t), LOG_EVERSION);
-    CHECK(strstr(t.report.message, "version 3") != NULL);
+    CHECK(strstr(t.report.message, "version 4") != NULL);
     tlog_destroy(&t);
 }
 
