@@ -491,25 +491,38 @@ static void test_forged_batch_in_body(void)
     io_backend_destroy(memfs_io(fs));
 }
 
-/* ---- a v1 writer, for the upgrade test ---- */
+/* ---- writers of older versions (v1, v2), for the upgrade tests ---- */
 
-static void fmt_v1_segment_header(uint8_t *block, uint64_t id, uint64_t prev_id,
-                                  uint64_t prev_hash, uint64_t *header_hash)
+/* The seed of every v2 segment planted here (v1 seeds with the segment id). */
+#define FMT_V2_SEED 0x5eed5eed5eedull
+
+static uint64_t fmt_seed(uint16_t version, uint64_t id)
+{
+    return version == SEGMENT_VERSION_V1 ? id : FMT_V2_SEED + id;
+}
+
+/* A segment header of version (1 or 2) with flags (reserved in both: 0 unless a test wants
+ * a bad one). */
+static void fmt_old_segment_header(uint8_t *block, uint16_t version, uint64_t id,
+                                   uint64_t prev_id, uint64_t prev_hash, uint16_t flags,
+                                   uint64_t *header_hash)
 {
     struct segment_header h = {
-        .magic = SEGMENT_MAGIC, .version = SEGMENT_VERSION_V1, .segment_id = id,
+        .magic = SEGMENT_MAGIC, .version = version, .flags = flags, .segment_id = id,
         .segment_size = FMT_SEGMENT_BYTES, .prev_segment_id = prev_id,
-        .prev_last_batch_hash = prev_hash, .created_unix_ns = 1, .hash_seed = 0,
+        .prev_last_batch_hash = prev_hash, .created_unix_ns = 1,
+        .hash_seed = version == SEGMENT_VERSION_V1 ? 0 : fmt_seed(version, id),
     };
     memset(block, 0, SEGMENT_HEADER_SIZE);
     memcpy(block, &h, sizeof(h));
-    *header_hash = XXH3_64bits_withSeed(block, 56, id); /* v1: seeded with the id */
+    *header_hash = XXH3_64bits_withSeed(block, 56, id); /* both: seeded with the id */
     memcpy(block + 56, header_hash, sizeof(*header_hash));
 }
 
-/* One v1 batch of records [seq, seq + count) at file + offset; returns its header hash. */
-static uint64_t fmt_v1_batch(uint8_t *file, uint64_t offset, uint64_t id, uint64_t seq,
-                             uint32_t count, uint64_t prev_hash, uint32_t *total)
+/* One batch of version (1 or 2) of records [seq, seq + count) at file + offset; a v2 one in
+ * the always mode (its sync point its own offset). Returns its header hash. */
+static uint64_t fmt_old_batch(uint8_t *file, uint16_t version, uint64_t offset, uint64_t id,
+                              uint64_t seq, uint32_t count, uint64_t prev_hash, uint32_t *total)
 {
     static uint8_t open_buf[FMT_BATCH_BYTES], spare[FMT_BATCH_BYTES], body[FMT_RECORD_BYTES];
     uint32_t raw = 0;
@@ -517,14 +530,19 @@ static uint64_t fmt_v1_batch(uint8_t *file, uint64_t offset, uint64_t id, uint64
         fmt_body(seq + i, body, sizeof(body));
         raw = batch_record_put(open_buf + BATCH_HEADER_SIZE, raw, 1, body, sizeof(body));
     }
+    bool v1 = version == SEGMENT_VERSION_V1;
     struct batch_seal_args args = {.base_seq = seq, .segment_id = id, .prev_batch_hash = prev_hash,
-                                   .record_count = count, .raw_len = raw, .hash_seed = id};
+                                   .record_count = count, .raw_len = raw,
+                                   .hash_seed = fmt_seed(version, id),
+                                   .synced_offset = v1 ? 0 : offset};
     uint8_t *out;
     struct batch_header h;
     batch_seal(open_buf, spare, sizeof(open_buf), &args, &out, &h);
-    h.version = BATCH_VERSION_V1; /* total_len at offset 20, no sync point */
-    h.synced_blocks = 0;
-    batch_header_encode(&h, out);
+    if (v1) {
+        h.version = BATCH_VERSION_V1; /* total_len at offset 20, no sync point */
+        h.synced_blocks = 0;
+        batch_header_encode(&h, out);
+    }
     memcpy(file + offset, out, h.total_len);
     *total = h.total_len;
     return h.header_hash;
@@ -538,12 +556,12 @@ static void fmt_plant_v1(struct memfs *fs)
     uint32_t total;
     for (uint64_t id = 1; id <= 13; id += 12) {
         memset(file, 0, sizeof(file));
-        fmt_v1_segment_header(file, id, id == 1 ? 0 : 1, hash, &hash);
+        fmt_old_segment_header(file, SEGMENT_VERSION_V1, id, id == 1 ? 0 : 1, hash, 0, &hash);
         offset = SEGMENT_HEADER_SIZE;
         uint64_t end = id == 1 ? 13 : 21;
         while (seq < end) {
             uint32_t count = end - seq < 4 ? (uint32_t)(end - seq) : 4u;
-            hash = fmt_v1_batch(file, offset, id, seq, count, hash, &total);
+            hash = fmt_old_batch(file, SEGMENT_VERSION_V1, offset, id, seq, count, hash, &total);
             offset += total;
             seq += count;
         }
@@ -600,46 +618,6 @@ static void test_v1_directory_reads(void)
     io_backend_destroy(memfs_io(fs));
 }
 
-/* ---- a v2 writer: segment headers of version 2 (flags reserved), for the v3 upgrade ---- */
-
-#define FMT_V2_SEED 0x5eed5eed5eedull
-
-static void fmt_v2_segment_header(uint8_t *block, uint64_t id, uint64_t prev_id,
-                                  uint64_t prev_hash, uint16_t flags, uint64_t *header_hash)
-{
-    struct segment_header h = {
-        .magic = SEGMENT_MAGIC, .version = SEGMENT_VERSION_V2, .flags = flags,
-        .segment_id = id, .segment_size = FMT_SEGMENT_BYTES, .prev_segment_id = prev_id,
-        .prev_last_batch_hash = prev_hash, .created_unix_ns = 1, .hash_seed = FMT_V2_SEED + id,
-    };
-    memset(block, 0, SEGMENT_HEADER_SIZE);
-    memcpy(block, &h, sizeof(h));
-    *header_hash = XXH3_64bits_withSeed(block, 56, id);
-    memcpy(block + 56, header_hash, sizeof(*header_hash));
-}
-
-/* One v2 batch of records [seq, seq + count) at file + offset (always mode: its sync point
- * is its own offset); returns its header hash. */
-static uint64_t fmt_v2_batch(uint8_t *file, uint64_t offset, uint64_t id, uint64_t seq,
-                             uint32_t count, uint64_t prev_hash, uint32_t *total)
-{
-    static uint8_t open_buf[FMT_BATCH_BYTES], spare[FMT_BATCH_BYTES], body[FMT_RECORD_BYTES];
-    uint32_t raw = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        fmt_body(seq + i, body, sizeof(body));
-        raw = batch_record_put(open_buf + BATCH_HEADER_SIZE, raw, 1, body, sizeof(body));
-    }
-    struct batch_seal_args args = {.base_seq = seq, .segment_id = id, .prev_batch_hash = prev_hash,
-                                   .record_count = count, .raw_len = raw,
-                                   .hash_seed = FMT_V2_SEED + id, .synced_offset = offset};
-    uint8_t *out;
-    struct batch_header h;
-    batch_seal(open_buf, spare, sizeof(open_buf), &args, &out, &h);
-    memcpy(file + offset, out, h.total_len);
-    *total = h.total_len;
-    return h.header_hash;
-}
-
 /* Two v2 segments, as a build before v3 wrote them: 1 holds records 1..12 and is sealed, 13
  * holds 13..20. flags goes into segment 13's header (0 is the only valid value in v2). */
 static void fmt_plant_v2(struct memfs *fs, uint16_t flags)
@@ -649,12 +627,13 @@ static void fmt_plant_v2(struct memfs *fs, uint16_t flags)
     uint32_t total;
     for (uint64_t id = 1; id <= 13; id += 12) {
         memset(file, 0, sizeof(file));
-        fmt_v2_segment_header(file, id, id == 1 ? 0 : 1, hash, id == 13 ? flags : 0, &hash);
+        fmt_old_segment_header(file, SEGMENT_VERSION_V2, id, id == 1 ? 0 : 1, hash,
+                               id == 13 ? flags : 0, &hash);
         offset = SEGMENT_HEADER_SIZE;
         uint64_t end = id == 1 ? 13 : 21;
         while (seq < end) {
             uint32_t count = end - seq < 4 ? (uint32_t)(end - seq) : 4u;
-            hash = fmt_v2_batch(file, offset, id, seq, count, hash, &total);
+            hash = fmt_old_batch(file, SEGMENT_VERSION_V2, offset, id, seq, count, hash, &total);
             offset += total;
             seq += count;
         }
