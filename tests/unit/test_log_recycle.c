@@ -208,24 +208,6 @@ static uint64_t rc_build(struct rc *t)
     return newest;
 }
 
-/* The offset after the last batch (or seal) of segment id: the end of its written part. */
-static uint64_t rc_end_offset(const struct memfs *fs, uint64_t id)
-{
-    char name[SEGMENT_NAME_LEN + 1];
-    segment_name(id, name);
-    const uint8_t *data;
-    uint64_t size;
-    REQUIRE(memfs_file(fs, name, &data, &size));
-    struct segment_header sh;
-    REQUIRE(segment_header_check(data, id, &sh) == SEGMENT_OK);
-    uint64_t off = SEGMENT_HEADER_SIZE;
-    struct batch_header h;
-    while (off + BATCH_ALIGN <= size &&
-           batch_header_check_seeded(data + off, id, segment_hash_seed(&sh), &h) == BATCH_OK)
-        off += h.total_len;
-    return off;
-}
-
 /* Flip bits of one byte of segment id at offset (durably, through the backend). */
 static void rc_patch(struct memfs *fs, uint64_t id, uint64_t offset, uint8_t xor)
 {
@@ -241,6 +223,35 @@ static void rc_patch(struct memfs *fs, uint64_t id, uint64_t offset, uint8_t xor
     REQUIRE(io_sync_pwrite(memfs_io(fs), fd, &byte, 1, offset) == 1);
     REQUIRE(io_sync_simple(memfs_io(fs), IO_FDATASYNC, fd) == 0);
     REQUIRE(io_sync_simple(memfs_io(fs), IO_CLOSE, fd) == 0);
+}
+
+/* The last batch of segment id: its offset and header. */
+static uint64_t rc_last_batch(const struct memfs *fs, uint64_t id, struct batch_header *last)
+{
+    char name[SEGMENT_NAME_LEN + 1];
+    segment_name(id, name);
+    const uint8_t *data;
+    uint64_t size;
+    REQUIRE(memfs_file(fs, name, &data, &size));
+    struct segment_header sh;
+    REQUIRE(segment_header_check(data, id, &sh) == SEGMENT_OK);
+    uint64_t off = SEGMENT_HEADER_SIZE, last_off = 0;
+    struct batch_header h;
+    while (off + BATCH_ALIGN <= size &&
+           batch_header_check_seeded(data + off, id, segment_hash_seed(&sh), &h) == BATCH_OK) {
+        *last = h;
+        last_off = off;
+        off += h.total_len;
+    }
+    REQUIRE(last_off != 0);
+    return last_off;
+}
+
+/* The offset after the last batch (or seal) of segment id: the end of its written part. */
+static uint64_t rc_end_offset(const struct memfs *fs, uint64_t id)
+{
+    struct batch_header last;
+    return rc_last_batch(fs, id, &last) + last.total_len;
 }
 
 static void test_recycle_roll(void)
@@ -281,28 +292,6 @@ static void test_recycle_roll(void)
     CHECK_EQ(log_next_seq(t.log), end_seq);
     REQUIRE(log_close(t.log) == 0);
     io_backend_destroy(memfs_io(t.fs));
-}
-
-/* The last batch of segment id: its offset and header. */
-static uint64_t rc_last_batch(const struct memfs *fs, uint64_t id, struct batch_header *last)
-{
-    char name[SEGMENT_NAME_LEN + 1];
-    segment_name(id, name);
-    const uint8_t *data;
-    uint64_t size;
-    REQUIRE(memfs_file(fs, name, &data, &size));
-    struct segment_header sh;
-    REQUIRE(segment_header_check(data, id, &sh) == SEGMENT_OK);
-    uint64_t off = SEGMENT_HEADER_SIZE, last_off = 0;
-    struct batch_header h;
-    while (off + BATCH_ALIGN <= size &&
-           batch_header_check_seeded(data + off, id, segment_hash_seed(&sh), &h) == BATCH_OK) {
-        *last = h;
-        last_off = off;
-        off += h.total_len;
-    }
-    REQUIRE(last_off != 0);
-    return last_off;
 }
 
 static void test_recycle_torn_tail(void)
