@@ -548,22 +548,29 @@ static uint64_t fmt_old_batch(uint8_t *file, uint16_t version, uint64_t offset, 
     return h.header_hash;
 }
 
-/* Two v1 segments: 1 holds records 1..12, 13 holds 13..20 (unsealed: v1 had no seal). */
-static void fmt_plant_v1(struct memfs *fs)
+/* Two segments of version (1 or 2) as the builds of that version wrote them: 1 holds records
+ * 1..12, 13 holds 13..20. v2 seals segment 1 (v1 had no seal); flags goes into segment 13's
+ * header (0 is the only valid value in both versions). */
+static void fmt_plant_old(struct memfs *fs, uint16_t version, uint16_t flags)
 {
     static uint8_t file[FMT_SEGMENT_BYTES];
     uint64_t seq = 1, hash = 0, offset;
     uint32_t total;
     for (uint64_t id = 1; id <= 13; id += 12) {
         memset(file, 0, sizeof(file));
-        fmt_old_segment_header(file, SEGMENT_VERSION_V1, id, id == 1 ? 0 : 1, hash, 0, &hash);
+        fmt_old_segment_header(file, version, id, id == 1 ? 0 : 1, hash, id == 13 ? flags : 0,
+                               &hash);
         offset = SEGMENT_HEADER_SIZE;
         uint64_t end = id == 1 ? 13 : 21;
         while (seq < end) {
             uint32_t count = end - seq < 4 ? (uint32_t)(end - seq) : 4u;
-            hash = fmt_old_batch(file, SEGMENT_VERSION_V1, offset, id, seq, count, hash, &total);
+            hash = fmt_old_batch(file, version, offset, id, seq, count, hash, &total);
             offset += total;
             seq += count;
+        }
+        if (id == 1 && version != SEGMENT_VERSION_V1) {
+            struct batch_header seal;
+            batch_seal_marker(file + offset, 1, fmt_seed(version, 1), 13, hash, &seal);
         }
         char name[SEGMENT_NAME_LEN + 1];
         segment_name(id, name);
@@ -574,7 +581,7 @@ static void fmt_plant_v1(struct memfs *fs)
 static void test_v1_directory_reads(void)
 {
     struct memfs *fs = memfs_create();
-    fmt_plant_v1(fs);
+    fmt_plant_old(fs, SEGMENT_VERSION_V1, 0);
     struct fmt f = {.now_ns = 1};
     struct log_config config;
     fmt_config(&f, &config);
@@ -618,41 +625,12 @@ static void test_v1_directory_reads(void)
     io_backend_destroy(memfs_io(fs));
 }
 
-/* Two v2 segments, as a build before v3 wrote them: 1 holds records 1..12 and is sealed, 13
- * holds 13..20. flags goes into segment 13's header (0 is the only valid value in v2). */
-static void fmt_plant_v2(struct memfs *fs, uint16_t flags)
-{
-    static uint8_t file[FMT_SEGMENT_BYTES];
-    uint64_t seq = 1, hash = 0, offset;
-    uint32_t total;
-    for (uint64_t id = 1; id <= 13; id += 12) {
-        memset(file, 0, sizeof(file));
-        fmt_old_segment_header(file, SEGMENT_VERSION_V2, id, id == 1 ? 0 : 1, hash,
-                               id == 13 ? flags : 0, &hash);
-        offset = SEGMENT_HEADER_SIZE;
-        uint64_t end = id == 1 ? 13 : 21;
-        while (seq < end) {
-            uint32_t count = end - seq < 4 ? (uint32_t)(end - seq) : 4u;
-            hash = fmt_old_batch(file, SEGMENT_VERSION_V2, offset, id, seq, count, hash, &total);
-            offset += total;
-            seq += count;
-        }
-        if (id == 1) {
-            struct batch_header seal;
-            batch_seal_marker(file + offset, 1, FMT_V2_SEED + 1, 13, hash, &seal);
-        }
-        char name[SEGMENT_NAME_LEN + 1];
-        segment_name(id, name);
-        memfs_put_file(fs, name, file, sizeof(file));
-    }
-}
-
 /* A v2 directory opens as it is under v3 (which only gave the header's flags a meaning):
  * every record replays, appends go on in the v2 segment and roll into v3 ones. */
 static void test_v2_directory_reads(void)
 {
     struct memfs *fs = memfs_create();
-    fmt_plant_v2(fs, 0);
+    fmt_plant_old(fs, SEGMENT_VERSION_V2, 0);
     struct fmt f = {.now_ns = 1};
     struct log_config config;
     fmt_config(&f, &config);
@@ -685,7 +663,7 @@ static void test_v2_directory_reads(void)
     io_backend_destroy(memfs_io(fs));
     /* v2 reserved the flags: a v2 header that sets one is damage, not a recycled segment. */
     fs = memfs_create();
-    fmt_plant_v2(fs, SEGMENT_FLAG_RECYCLED);
+    fmt_plant_old(fs, SEGMENT_VERSION_V2, SEGMENT_FLAG_RECYCLED);
     fmt_expect_corrupt(fs, LOG_SYNC_ALWAYS, "bad_segment_header");
 }
 
