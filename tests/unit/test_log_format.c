@@ -578,31 +578,47 @@ static void fmt_plant_old(struct memfs *fs, uint16_t version, uint16_t flags)
     }
 }
 
+/* Plant a directory of version (fmt_plant_old) in fs and open it: all 20 records replay. */
+static struct log *fmt_open_old(struct memfs *fs, uint16_t version, struct fmt *f,
+                                struct log_config *config, struct log_recovery_report *report)
+{
+    fmt_plant_old(fs, version, 0);
+    fmt_config(f, config);
+    struct log *log = NULL;
+    int rc = fmt_open(f, memfs_io(fs), config, report, &log);
+    if (rc != 0)
+        fprintf(stderr, "v%u open: %s: %s\n", version, log_strerror(rc), report->message);
+    REQUIRE(rc == 0);
+    CHECK_EQ(f->replayed, 20);
+    CHECK_EQ(f->replay_bad, 0);
+    return log;
+}
+
+/* Reopen after the upgrade test's appends (up to seq 120): all 119 records replay. */
+static void fmt_reopen_upgraded(struct memfs *fs, struct fmt *f, struct log_config *config,
+                                struct log_recovery_report *report)
+{
+    struct log *log = NULL;
+    REQUIRE(fmt_open(f, memfs_io(fs), config, report, &log) == 0);
+    CHECK_EQ(f->replayed, 119);
+    CHECK_EQ(f->replay_bad, 0);
+    REQUIRE(log_close(log) == 0);
+}
+
 static void test_v1_directory_reads(void)
 {
     struct memfs *fs = memfs_create();
-    fmt_plant_old(fs, SEGMENT_VERSION_V1, 0);
     struct fmt f = {.now_ns = 1};
     struct log_config config;
-    fmt_config(&f, &config);
     struct log_recovery_report report;
-    struct log *log = NULL;
-    int rc = fmt_open(&f, memfs_io(fs), &config, &report, &log);
-    if (rc != 0)
-        fprintf(stderr, "v1 open: %s: %s\n", log_strerror(rc), report.message);
-    REQUIRE(rc == 0);
-    CHECK_EQ(f.replayed, 20);
-    CHECK_EQ(f.replay_bad, 0);
+    struct log *log = fmt_open_old(fs, SEGMENT_VERSION_V1, &f, &config, &report);
     CHECK_EQ(log_next_seq(log), 21);
     /* Appends go on in the v1 segment (v2 batches seeded with its id), then roll into v2. */
     fmt_append_upto(log, memfs_io(fs), 120);
     fmt_settle(log, memfs_io(fs));
     CHECK(log_segment_count(log) >= 4);
     REQUIRE(log_close(log) == 0);
-    REQUIRE(fmt_open(&f, memfs_io(fs), &config, &report, &log) == 0);
-    CHECK_EQ(f.replayed, 119);
-    CHECK_EQ(f.replay_bad, 0);
-    REQUIRE(log_close(log) == 0);
+    fmt_reopen_upgraded(fs, &f, &config, &report);
     /* The v1 segment 13 was sealed by its roll: losing what followed it is detected. */
     uint64_t newest;
     while ((newest = fmt_newest_segment(fs)) > 13) {
@@ -630,19 +646,11 @@ static void test_v1_directory_reads(void)
 static void test_v2_directory_reads(void)
 {
     struct memfs *fs = memfs_create();
-    fmt_plant_old(fs, SEGMENT_VERSION_V2, 0);
     struct fmt f = {.now_ns = 1};
     struct log_config config;
-    fmt_config(&f, &config);
     struct log_recovery_report report;
-    struct log *log = NULL;
-    int rc = fmt_open(&f, memfs_io(fs), &config, &report, &log);
-    if (rc != 0)
-        fprintf(stderr, "v2 open: %s: %s\n", log_strerror(rc), report.message);
-    REQUIRE(rc == 0);
+    struct log *log = fmt_open_old(fs, SEGMENT_VERSION_V2, &f, &config, &report);
     CHECK(!report.torn_tail);
-    CHECK_EQ(f.replayed, 20);
-    CHECK_EQ(f.replay_bad, 0);
     fmt_append_upto(log, memfs_io(fs), 120);
     fmt_settle(log, memfs_io(fs));
     CHECK(log_segment_count(log) >= 3);
@@ -656,10 +664,7 @@ static void test_v2_directory_reads(void)
     struct segment_header h;
     REQUIRE(segment_header_check(data, newest, &h) == SEGMENT_OK);
     CHECK_EQ(h.version, SEGMENT_VERSION);
-    REQUIRE(fmt_open(&f, memfs_io(fs), &config, &report, &log) == 0);
-    CHECK_EQ(f.replayed, 119);
-    CHECK_EQ(f.replay_bad, 0);
-    REQUIRE(log_close(log) == 0);
+    fmt_reopen_upgraded(fs, &f, &config, &report);
     io_backend_destroy(memfs_io(fs));
     /* v2 reserved the flags: a v2 header that sets one is damage, not a recycled segment. */
     fs = memfs_create();
