@@ -374,10 +374,17 @@ static uint32_t log_overlap_now(const struct log *log)
     return overlap;
 }
 
+/* The i-th flight from the oldest (i may be flight_count: the slot the next commit takes). */
+static struct log_flight *log_flight_at(struct log *log, uint32_t i)
+{
+    SPOOL_ASSERT(i <= log->flight_count && i < LOG_FLIGHTS_MAX);
+    return &log->flights[(log->flight_head + i) % LOG_FLIGHTS_MAX];
+}
+
 void log_overlap_note(struct log *log, enum log_overlap what)
 {
     for (uint32_t i = 0; i < log->flight_count; i++)
-        log->flights[(log->flight_head + i) % LOG_FLIGHTS_MAX].overlap |= (uint32_t)what;
+        log_flight_at(log, i)->overlap |= (uint32_t)what;
 }
 
 /* A flight landed duration_ns after its commit started: into the histogram, and by cause
@@ -448,7 +455,7 @@ static void log_commit_stats_print(const struct log *log)
 static struct log_flight *log_flight_newest(struct log *log)
 {
     SPOOL_ASSERT(log->flight_count > 0);
-    return &log->flights[(log->flight_head + log->flight_count - 1) % LOG_FLIGHTS_MAX];
+    return log_flight_at(log, log->flight_count - 1);
 }
 
 /* Write the flight's batch (the rest of it, after a short write). In the always mode the
@@ -581,8 +588,7 @@ void log_commit_start(struct log *log)
 {
     SPOOL_ASSERT(log_commit_can_start(log));
     SPOOL_ASSERT(log->open_count > 0);
-    struct log_flight *flight =
-        &log->flights[(log->flight_head + log->flight_count) % LOG_FLIGHTS_MAX];
+    struct log_flight *flight = log_flight_at(log, log->flight_count);
     SPOOL_ASSERT(!flight->landed);
     log->flight_count++;
     flight->started_ns = log_now_ns(log);
