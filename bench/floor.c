@@ -189,6 +189,13 @@ static int floor_commit_sync(int fd, void *buf, uint32_t len, uint64_t offset)
     return n == (ssize_t)len ? 0 : (n < 0 ? -errno : -EIO);
 }
 
+/* The bytes one job's batch takes on disk: body, batch header and PUT fields, whole blocks. */
+static uint32_t floor_write_bytes(const struct floor_config *cfg)
+{
+    return (cfg->size + FLOOR_BATCH_OVERHEAD_BYTES + FLOOR_BLOCK_BYTES - 1) / FLOOR_BLOCK_BYTES *
+           FLOOR_BLOCK_BYTES;
+}
+
 struct floor_hists {
     struct histogram uring;
     struct histogram sync;
@@ -199,8 +206,7 @@ struct floor_hists {
 static int floor_measure(const struct floor_config *cfg, int file_fd, int client_fd,
                          struct floor_hists *h)
 {
-    uint32_t len = (cfg->size + FLOOR_BATCH_OVERHEAD_BYTES + FLOOR_BLOCK_BYTES - 1) /
-                   FLOOR_BLOCK_BYTES * FLOOR_BLOCK_BYTES;
+    uint32_t len = floor_write_bytes(cfg);
     void *buf = NULL;
     if (posix_memalign(&buf, FLOOR_BLOCK_BYTES, len > cfg->size ? len : cfg->size) != 0)
         return -ENOMEM;
@@ -252,8 +258,7 @@ static double floor_us(const struct histogram *h, double percent)
 
 static void floor_print(const struct floor_config *cfg, const struct floor_hists *h)
 {
-    uint32_t len = (cfg->size + FLOOR_BATCH_OVERHEAD_BYTES + FLOOR_BLOCK_BYTES - 1) /
-                   FLOOR_BLOCK_BYTES * FLOOR_BLOCK_BYTES;
+    uint32_t len = floor_write_bytes(cfg);
     printf("RESULT mode=floor size=%u rate=%.0f count=%u write_bytes=%u "
            "commit_p50_us=%.1f commit_p99_us=%.1f sync_commit_p50_us=%.1f "
            "sync_commit_p99_us=%.1f rtt_p50_us=%.1f rtt_p99_us=%.1f floor_p50_us=%.1f\n",
