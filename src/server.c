@@ -147,9 +147,20 @@ static void ring_dispatch_ready(struct server *server)
     io_uring_cq_advance(&server->ring, seen);
 }
 
+/* Completion work the kernel queues for the loop (a socket's recv or send finishing) waits
+ * for the loop's next entry into the kernel instead of interrupting it with an IPI: the loop
+ * enters at least once per turn anyway. TASKRUN_FLAG tells liburing such work is pending, so a
+ * peek without a wait enters to run it. Unlike DEFER_TASKRUN (tried and reverted), the work
+ * still runs at every entry, not only in waits. A/B in one run, 2-core test machine, 2026-12-05:
+ * produce 100 B one job per PUT 1.07x jobs/s (median of 4 pairs) with ~6% less server CPU;
+ * e2e 100 B 1.06x (median of 10 pairs). Kernels before 5.19 get the ring without them. */
+#define SERVER_RING_FLAGS (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
+
 static int ring_setup(struct server *server)
 {
-    int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, 0);
+    int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, SERVER_RING_FLAGS);
+    if (rc == -EINVAL) /* before 5.19 */
+        rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, 0);
     if (rc < 0) {
         slog_error("msg=\"io_uring is unavailable: spoold needs Linux 6.x with io_uring "
                    "enabled (not blocked by seccomp or kernel.io_uring_disabled)\" error=\"%s\"",
