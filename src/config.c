@@ -78,6 +78,9 @@ static const char usage[] =
     "  --checkpoint-bytes BYTES checkpoint after this much log (default 64m)\n"
     "  --commits-in-flight N    --sync always: group commits in flight at once, 1..4 (default\n"
     "                           4); 1 waits for each before the next\n"
+    "  --direct-io on|off       --sync always: write commits with O_DIRECT, durable at once\n"
+    "                           (default on; off, or a file system without it: buffered\n"
+    "                           writes and fdatasync)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --compact-percent N      copy the live jobs of a sealed segment forward when they take\n"
     "                           less than N% of it, 0..50 (default 25; 0: never)\n"
@@ -208,6 +211,7 @@ static void defaults(struct server_config *config)
     config->job_size_max = WIRE_JOB_SIZE_MAX_DEFAULT;
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->commits_in_flight = LOG_COMMITS_IN_FLIGHT_MAX;
+    config->direct_io = true;
     config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
     config->compact_percent = COMPACT_LIVE_PERCENT;
@@ -344,6 +348,13 @@ static bool apply_option(const char *name, const char *value, struct server_conf
         return number_option(name, value, 1, UINT64_MAX, &c->checkpoint_bytes);
     } else if (strcmp(name, "--commits-in-flight") == 0) {
         return number_option(name, value, 1, LOG_COMMITS_IN_FLIGHT_MAX, &c->commits_in_flight);
+    } else if (strcmp(name, "--direct-io") == 0) {
+        if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+            fprintf(stderr, "spoold: --direct-io: '%s' is not on or off\n", value);
+            return false;
+        }
+        c->direct_io = strcmp(value, "on") == 0;
+        return true;
     } else if (strcmp(name, "--idempotency-window") == 0) {
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,

@@ -371,6 +371,7 @@ static int recover(struct server *server)
      * current segment and the spare, so acks and deletes never meet a full disk. */
     lc.spare_segment = true;
     lc.commits_in_flight = (uint32_t)server->config.commits_in_flight;
+    lc.direct_io = server->config.direct_io;
     lc.on_durable = on_durable;
     lc.on_commit = on_commit;
     lc.ctx = server;

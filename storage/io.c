@@ -125,6 +125,17 @@ int io_dir_lock(int dir_fd, int *lock_fd)
     return 0;
 }
 
+int io_dir_open_direct(int dir_fd, const char *name)
+{
+    int fd = openat(dir_fd, name, O_RDWR | O_DIRECT | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+void io_dir_close_direct(int fd)
+{
+    (void)close(fd); /* written with RWF_DSYNC: nothing of it waits for the close */
+}
+
 int io_dir_space(int dir_fd, uint64_t *free_bytes)
 {
     struct statvfs st;

@@ -103,6 +103,13 @@ struct io_backend_ops {
      * in the directory's file system (statvfs f_bavail * f_frsize); 0 or a negative errno. A
      * cheap syscall, called before a segment or the spare is preallocated. */
     int (*space)(struct io_backend *backend, uint64_t *free_bytes);
+    /* Synchronous, optional (NULL: not offered): open the existing file name again, for
+     * writing with direct I/O (O_DIRECT: past the page cache; buffers, lengths and offsets
+     * 4096-aligned), as a second fd beside the one it is read through. An fd, or a negative
+     * errno (-EINVAL: the file system does no direct I/O). A cheap syscall, once per segment;
+     * the fd is given back with close_direct. */
+    int (*open_direct)(struct io_backend *backend, const char *name);
+    void (*close_direct)(struct io_backend *backend, int fd);
     /* Number of submitted ops whose done has not run yet. */
     uint32_t (*in_flight)(struct io_backend *backend);
     void (*destroy)(struct io_backend *backend);
@@ -129,6 +136,21 @@ SPOOL_MUST_USE static inline int io_backend_space(struct io_backend *backend, ui
     if (backend->ops->space == NULL)
         return -EOPNOTSUPP;
     return backend->ops->space(backend, free_bytes);
+}
+
+/* The backend's open_direct, or -EOPNOTSUPP when it has none. */
+SPOOL_MUST_USE static inline int io_backend_open_direct(struct io_backend *backend,
+                                                        const char *name)
+{
+    if (backend->ops->open_direct == NULL)
+        return -EOPNOTSUPP;
+    return backend->ops->open_direct(backend, name);
+}
+
+static inline void io_backend_close_direct(struct io_backend *backend, int fd)
+{
+    SPOOL_ASSERT(fd >= 0 && backend->ops->close_direct != NULL);
+    backend->ops->close_direct(backend, fd);
 }
 
 static inline void io_backend_destroy(struct io_backend *backend)
@@ -164,6 +186,9 @@ SPOOL_MUST_USE int io_open_dir(const char *dir, bool create);
  * for as long as the lock is held; -EWOULDBLOCK if another open file description holds it). */
 SPOOL_MUST_USE int io_dir_list(int dir_fd, io_list_fn fn, void *ctx);
 SPOOL_MUST_USE int io_dir_space(int dir_fd, uint64_t *free_bytes);
+/* open_direct and close_direct on a real directory. */
+SPOOL_MUST_USE int io_dir_open_direct(int dir_fd, const char *name);
+void io_dir_close_direct(int fd);
 SPOOL_MUST_USE int io_dir_lock(int dir_fd, int *lock_fd);
 
 /* Can this process use io_uring with every opcode the backend needs? 0, or a negative errno

@@ -234,6 +234,17 @@ static int uring_space(struct io_backend *backend, uint64_t *free_bytes)
     return io_dir_space(((struct uring_backend *)backend)->dir_fd, free_bytes);
 }
 
+static int uring_open_direct(struct io_backend *backend, const char *name)
+{
+    return io_dir_open_direct(((struct uring_backend *)backend)->dir_fd, name);
+}
+
+static void uring_close_direct(struct io_backend *backend, int fd)
+{
+    (void)backend;
+    io_dir_close_direct(fd);
+}
+
 static uint32_t uring_in_flight(struct io_backend *backend)
 {
     return ((struct uring_backend *)backend)->in_flight;
@@ -255,6 +266,8 @@ static const struct io_backend_ops uring_backend_ops = {
     .list = uring_list,
     .lock = uring_lock,
     .space = uring_space,
+    .open_direct = uring_open_direct,
+    .close_direct = uring_close_direct,
     .in_flight = uring_in_flight,
     .destroy = uring_destroy,
 };

@@ -87,6 +87,7 @@ void log_config_defaults(struct log_config *config)
     config->compress = true;
     config->zero_segments = true;
     config->commits_in_flight = LOG_COMMITS_IN_FLIGHT_MAX;
+    config->direct_io = true;
 }
 
 uint32_t log_record_footprint(uint32_t len)
@@ -458,26 +459,60 @@ static struct log_flight *log_flight_newest(struct log *log)
     return log_flight_at(log, log->flight_count - 1);
 }
 
+static void log_direct_close(struct log *log)
+{
+    if (log->direct_fd >= 0)
+        io_backend_close_direct(log->backend, log->direct_fd);
+    log->direct_fd = -1;
+}
+
+/* The fd the always mode commits to the current segment through with direct I/O, opened at
+ * the segment's first commit (the old segment's closed: a roll waits for no flights); -1 when
+ * commits are buffered. Opening is one cheap synchronous syscall per segment. */
+static int log_direct_fd(struct log *log, const struct log_segment *current)
+{
+    if (log->direct_refused)
+        return -1;
+    if (log->direct_fd >= 0 && log->direct_segment_id == current->id)
+        return log->direct_fd;
+    log_direct_close(log);
+    char name[IO_PATH_MAX];
+    segment_name(current->id, name);
+    int fd = io_backend_open_direct(log->backend, name);
+    if (fd < 0) {
+        log->direct_refused = true;
+        logfmt("info", "msg=\"commits use buffered writes and fdatasync: no direct I/O here\" "
+                       "segment=%" PRIu64 " error=\"%s\"", current->id, strerror(-fd));
+        return -1;
+    }
+    log->direct_fd = fd;
+    log->direct_segment_id = current->id;
+    return fd;
+}
+
 /* Write the flight's batch (the rest of it, after a short write). In the always mode the
- * write is linked to an fdatasync: durable when that completes. Two ops rather than one
- * RWF_DSYNC write, because io_uring runs buffered writes to one file one after another on one
- * worker (a write with RWF_DSYNC would hold the next commit's write behind its sync), while
- * fdatasyncs run side by side: that is what lets a second commit overlap the first. */
+ * batch is durable when its write completes: one RWF_DSYNC write through the direct fd, or
+ * (without direct I/O) a buffered write linked to an fdatasync. Not one buffered RWF_DSYNC
+ * write: io_uring runs buffered writes to one file one after another on one worker, so each
+ * would hold the next commit's write behind its flush; direct writes and fdatasyncs run side
+ * by side, which is what lets a second commit overlap the first. */
 static void log_flight_submit(struct log *log, struct log_flight *flight)
 {
     struct log_segment *current = log->segments[log->segment_count - 1];
     SPOOL_ASSERT(current->id == flight->header.segment_id);
     uint32_t total = flight->header.total_len;
     SPOOL_ASSERT(flight->written < total);
-    flight->syncing = log->config.sync_mode == LOG_SYNC_ALWAYS;
+    bool always = log->config.sync_mode == LOG_SYNC_ALWAYS;
+    int direct_fd = always ? log_direct_fd(log, current) : -1;
+    flight->syncing = always && direct_fd < 0;
     flight->write_result = 0;
     log->step = COMMIT_WRITE;
-    log_op_prepare(log, &flight->write_op, IO_WRITE, current->fd);
+    log_op_prepare(log, &flight->write_op, IO_WRITE, direct_fd >= 0 ? direct_fd : current->fd);
     flight->write_op.ctx = flight;
     flight->write_op.buf = flight->buf + flight->written;
     flight->write_op.len = total - flight->written;
     flight->write_op.offset = flight->offset + flight->written;
-    flight->write_op.flags = flight->syncing ? IO_OP_LINK : 0;
+    flight->write_op.flags = flight->syncing ? IO_OP_LINK : direct_fd >= 0 ? IO_OP_DSYNC : 0;
     flight->write_op.done = log_flight_write_done;
     int rc = io_submit(log->backend, &flight->write_op);
     if (rc < 0) {
@@ -1043,6 +1078,7 @@ static void log_free(struct log *log)
         }
         free(log->segments[i]);
     }
+    log_direct_close(log);
     if (log->roll_fd >= 0) {
         int rc = io_sync_simple(log->backend, IO_CLOSE, log->roll_fd);
         (void)rc; /* a segment the log never used */
@@ -1077,6 +1113,8 @@ static int log_alloc(const struct log_config *config, struct io_backend *backend
     log->config = *config;
     log->backend = backend;
     log->roll_fd = -1;
+    log->direct_fd = -1;
+    log->direct_refused = !config->direct_io;
     log->spare_fd = -1;
     log->ckpt_fd = -1;
     log->open_lazy_deadline_ns = INT64_MAX;

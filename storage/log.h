@@ -102,6 +102,13 @@ struct log_config {
      * maximum; 1: each commit waits for the one before, as on a disk that does no better with
      * overlapping flushes). */
     uint32_t commits_in_flight;
+    /* The always mode writes each batch through a second fd of the segment opened with
+     * O_DIRECT, as one RWF_DSYNC write: no copy into the page cache, no io-wq worker between
+     * the write and its flush, and no write serialized behind another commit's (io_uring runs
+     * buffered writes to one file one at a time; direct writes side by side). Falls back to
+     * buffered writes linked to fdatasyncs when the file system refuses O_DIRECT (tmpfs).
+     * Default true. */
+    bool direct_io;
     /* Called when the durable watermark advances: every record with seq < durable_seq_end has
      * reached level. error != 0 (negative) when the engine was poisoned; then level is 0 and
      * durable_seq_end is unchanged. In the interval and none modes, LOG_DURABLE_SYNCED may

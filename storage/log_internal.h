@@ -61,8 +61,8 @@ enum log_overlap {
 
 struct log;
 
-/* One commit in flight: its batch, where it goes, and its two ops (write, then fdatasync in
- * the always mode). */
+/* One commit in flight: its batch, where it goes, and its ops: in the always mode either one
+ * write with RWF_DSYNC through the direct fd, or a buffered write then an fdatasync. */
 struct log_flight {
     struct log *log;
     uint8_t *buf;
@@ -197,6 +197,12 @@ struct log {
     uint8_t *zero_chunk;    /* LOG_ZERO_CHUNK_BYTES of zeros: torn tails, zero_segments */
     struct segment_header roll_header;
     int roll_fd;
+    /* The current segment opened a second time with direct I/O, which the always mode
+     * commits through (log_direct_fd); -1 before the first commit of a segment, and for good
+     * once direct_refused (not configured, or the file system said no). */
+    int direct_fd;
+    uint64_t direct_segment_id;
+    bool direct_refused;
     uint32_t roll_written;
     bool enospc;
     int64_t enospc_retry_ns;

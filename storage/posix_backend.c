@@ -138,6 +138,17 @@ static int posix_space(struct io_backend *backend, uint64_t *free_bytes)
     return io_dir_space(((struct posix_backend *)backend)->dir_fd, free_bytes);
 }
 
+static int posix_open_direct(struct io_backend *backend, const char *name)
+{
+    return io_dir_open_direct(((struct posix_backend *)backend)->dir_fd, name);
+}
+
+static void posix_close_direct(struct io_backend *backend, int fd)
+{
+    (void)backend;
+    io_dir_close_direct(fd);
+}
+
 static uint32_t posix_in_flight(struct io_backend *backend)
 {
     return ((struct posix_backend *)backend)->count;
@@ -159,6 +170,8 @@ static const struct io_backend_ops posix_backend_ops = {
     .list = posix_list,
     .lock = posix_lock,
     .space = posix_space,
+    .open_direct = posix_open_direct,
+    .close_direct = posix_close_direct,
     .in_flight = posix_in_flight,
     .destroy = posix_destroy,
 };

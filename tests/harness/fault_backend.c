@@ -232,6 +232,25 @@ static int fault_space(struct io_backend *backend, uint64_t *free_bytes)
     return io_backend_space(((struct fault_backend *)backend)->inner, free_bytes);
 }
 
+/* Direct fds pass through, remembered by name like opened ones so a fault on one names it. */
+static int fault_open_direct(struct io_backend *backend, const char *name)
+{
+    struct fault_backend *fb = (struct fault_backend *)backend;
+    int fd = io_backend_open_direct(fb->inner, name);
+    struct io_op open = {.kind = IO_OPEN};
+    snprintf(open.path, sizeof(open.path), "%s", name);
+    fault_track(fb, &open, fd);
+    return fd;
+}
+
+static void fault_close_direct(struct io_backend *backend, int fd)
+{
+    struct fault_backend *fb = (struct fault_backend *)backend;
+    struct io_op close = {.kind = IO_CLOSE, .fd = fd};
+    fault_track(fb, &close, 0);
+    io_backend_close_direct(fb->inner, fd);
+}
+
 static uint32_t fault_in_flight(struct io_backend *backend)
 {
     return ((struct fault_backend *)backend)->in_flight;
@@ -250,6 +269,8 @@ static const struct io_backend_ops fault_ops = {
     .list = fault_list,
     .lock = fault_lock,
     .space = fault_space,
+    .open_direct = fault_open_direct,
+    .close_direct = fault_close_direct,
     .in_flight = fault_in_flight,
     .destroy = fault_destroy,
 };

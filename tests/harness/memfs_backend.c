@@ -106,6 +106,8 @@ struct memfs {
     uint32_t queued;
     struct memfs_entry queue[MEMFS_QUEUE_MAX];
     uint64_t free_bytes; /* what the space op reports; 0: no space op (unknown) */
+    bool no_direct;      /* open_direct fails -EINVAL, as on a file system without O_DIRECT */
+    uint32_t direct_open; /* fds open_direct gave that close_direct has not taken back */
 };
 
 static uint64_t model_rand(uint64_t *state)
@@ -536,12 +538,47 @@ static void memfs_backend_destroy(struct io_backend *backend)
     memfs_destroy((struct memfs *)backend);
 }
 
+/* A direct fd is one more fd on the file's inode: memfs has no page cache to bypass, and a
+ * write through it is durable when it completes only if it carries IO_OP_DSYNC, as on disk. */
+static int memfs_open_direct(struct io_backend *backend, const char *name)
+{
+    struct memfs *fs = (struct memfs *)backend;
+    if (fs->no_direct)
+        return -EINVAL;
+    int index = name_valid(name) ? dir_find(&fs->dir, name) : -1;
+    if (index < 0)
+        return -ENOENT;
+    fs->direct_open++;
+    return memfs_fd_new(fs, fs->dir.entries[index].inode, O_RDWR);
+}
+
+static void memfs_close_direct(struct io_backend *backend, int fd)
+{
+    struct memfs *fs = (struct memfs *)backend;
+    struct memfs_fd *entry = memfs_fd_get(fs, fd);
+    SPOOL_ASSERT(entry != NULL && fs->direct_open > 0);
+    entry->used = false;
+    fs->direct_open--;
+}
+
+void memfs_set_direct(struct memfs *fs, bool offered)
+{
+    fs->no_direct = !offered;
+}
+
+uint32_t memfs_direct_open(const struct memfs *fs)
+{
+    return fs->direct_open;
+}
+
 static const struct io_backend_ops memfs_ops = {
     .submit = memfs_submit,
     .poll = memfs_poll,
     .list = memfs_list,
     .lock = memfs_lock,
     .space = memfs_space,
+    .open_direct = memfs_open_direct,
+    .close_direct = memfs_close_direct,
     .in_flight = memfs_in_flight,
     .destroy = memfs_backend_destroy,
 };

@@ -60,6 +60,11 @@ void memfs_set_reorder(struct memfs *fs, uint64_t seed);
 /* What the backend's space op reports (statvfs's free bytes); 0 (the default): no report. */
 void memfs_set_free_bytes(struct memfs *fs, uint64_t bytes);
 
+/* Whether open_direct succeeds (the default) or fails -EINVAL, as on tmpfs; and how many fds
+ * it gave are still open. */
+void memfs_set_direct(struct memfs *fs, bool offered);
+uint32_t memfs_direct_open(const struct memfs *fs);
+
 uint64_t memfs_op_count(const struct memfs *fs);
 
 /* One recorded op, for tests that inspect what the engine did. */

@@ -493,6 +493,14 @@ static void test_bad_options_refused(void)
         status = system(cmd);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     }
+    /* --direct-io takes on or off, nothing else. */
+    snprintf(cmd, sizeof(cmd), "%s --data /nonexistent-spool-dir/d --direct-io yes 2>&1", bin);
+    p = popen(cmd, "r");
+    REQUIRE(p != NULL);
+    CHECK(fgets(line, sizeof(line), p) != NULL);
+    status = pclose(p);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    CHECK(strstr(line, "--direct-io: 'yes' is not on or off") != NULL);
     snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
     status = system(cmd);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);

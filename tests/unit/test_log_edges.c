@@ -408,6 +408,25 @@ static int edge_count_record(void *ctx, const struct log_record *rec)
     return 0;
 }
 
+/* Reopen fs's durable image and count the records it holds (each checked as appended). */
+static uint64_t edge_durable_records(struct edge *e)
+{
+    struct memfs *image = memfs_image(e->fs, memfs_op_count(e->fs), MEMFS_IMAGE_DURABLE, 0);
+    struct log_config config;
+    edge_config(e, &config);
+    config.on_durable = NULL;
+    struct edge_count count = {.next = 1};
+    struct log *log;
+    REQUIRE(log_open(&config, memfs_io(image), edge_count_record, &count, NULL, NULL, NULL,
+                     &log) == 0);
+    CHECK_EQ(count.bad, 0);
+    CHECK_EQ(log_close(log), 0);
+    io_backend_destroy(memfs_io(image));
+    return count.next - 1;
+}
+
+static void edge_settle(struct edge *e);
+
 static void test_spare_segment_rolls(void)
 {
     struct edge e;
@@ -419,19 +438,44 @@ static void test_spare_segment_rolls(void)
     uint32_t renames = edge_spare_renames(e.fs);
     CHECK(renames >= 3); /* every roll after the first spare was made took one */
     /* The log reads back whole, from a crash image too (the spare is never read). */
-    struct memfs *image = memfs_image(e.fs, memfs_op_count(e.fs), MEMFS_IMAGE_DURABLE, 0);
-    struct log_config config;
-    edge_config(&e, &config);
-    config.on_durable = NULL;
-    struct edge_count count = {.next = 1};
-    struct log *log;
-    REQUIRE(log_open(&config, memfs_io(image), edge_count_record, &count, NULL, NULL, NULL,
-                     &log) == 0);
-    CHECK_EQ(count.next, 201);
-    CHECK_EQ(count.bad, 0);
-    CHECK_EQ(log_close(log), 0);
-    io_backend_destroy(memfs_io(image));
+    CHECK_EQ(edge_durable_records(&e), 200);
     edge_destroy(&e);
+}
+
+/* The always mode commits through one direct fd of the current segment (the old one's closed
+ * at each roll, the last at close), each write durable on completion; where the file system
+ * refuses direct I/O, or the config turns it off, through buffered writes and fdatasyncs.
+ * Every record reported durable is in the power-loss image either way. */
+static void test_direct_commits(void)
+{
+    for (int variant = 0; variant < 3; variant++) {
+        bool offered = variant != 1, configured = variant != 2;
+        struct edge e;
+        memset(&e, 0, sizeof(e));
+        e.now_ns = 1000000000;
+        e.fs = memfs_create();
+        memfs_set_direct(e.fs, offered);
+        struct fault_config fault = {.kind = FAULT_ENOSPC, .op_mask = FAULT_OPS_ALL};
+        e.io = fault_backend_create(memfs_io(e.fs), &fault);
+        struct log_config config;
+        edge_config(&e, &config);
+        config.direct_io = configured;
+        REQUIRE(log_open(&config, e.io, NULL, NULL, NULL, NULL, NULL, &e.log) == 0);
+        uint32_t open_max = 0;
+        for (int i = 0; i < 20; i++) {
+            edge_append_n(&e, 10);
+            if (memfs_direct_open(e.fs) > open_max)
+                open_max = memfs_direct_open(e.fs);
+        }
+        CHECK(log_segment_count(e.log) >= 4); /* rolls happened under it */
+        CHECK_EQ(open_max, offered && configured ? 1u : 0u);
+        edge_settle(&e);
+        CHECK_EQ(e.durable_end, 201);
+        CHECK_EQ(log_close(e.log), 0);
+        CHECK_EQ(memfs_direct_open(e.fs), 0);
+        CHECK_EQ(edge_durable_records(&e), 200);
+        edge_destroy(&e);
+    }
 }
 
 static void test_spare_segment_low(void)
@@ -769,6 +813,7 @@ int main(void)
     RUN_TEST(test_close_waits_for_ops_during_enospc);
     RUN_TEST(test_salvage_refuses_missing_listed_segment);
     RUN_TEST(test_segment_size_bounded);
+    RUN_TEST(test_direct_commits);
     RUN_TEST(test_checkpoint_anchor_listed);
     RUN_TEST(test_batch_stored_len_at_limit);
     RUN_TEST(test_read_across_drop);
