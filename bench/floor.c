@@ -9,9 +9,10 @@
  *   commit   one write of the batch a single job of --size makes (batch header, record framing
  *            and the PUT's fields, rounded up to 4 KiB) into blocks already written (spoold
  *            pre-zeroes or recycles its segments for that reason), made durable: through
- *            io_uring as spoold does it (a buffered write linked to an fdatasync, both run by
- *            io-wq workers), and with pwritev2(RWF_DSYNC) from the calling thread (no worker
- *            hop) for comparison
+ *            io_uring as spoold does it (one O_DIRECT write with RWF_DSYNC, through a second
+ *            fd; where the file system refuses O_DIRECT, a buffered write linked to an
+ *            fdatasync, as spoold then does; commit_io= says which), and with a buffered
+ *            pwritev2(RWF_DSYNC) from the calling thread for comparison
  *   hop      one loopback TCP round trip of --size bytes each way between two threads: the
  *            two one-way hops a delivery takes
  *
@@ -160,16 +161,24 @@ static int floor_file(const char *dir, char *path, size_t path_size)
     return fd;
 }
 
-static int floor_commit_uring(struct io_uring *ring, int fd, void *buf, uint32_t len,
-                              uint64_t offset)
+/* One commit as spoold makes it: direct_fd >= 0, one O_DIRECT write with RWF_DSYNC; else a
+ * buffered write to fd linked to an fdatasync. */
+static int floor_commit_uring(struct io_uring *ring, int fd, int direct_fd, void *buf,
+                              uint32_t len, uint64_t offset)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-    io_uring_prep_write(sqe, fd, buf, len, offset);
-    sqe->flags |= IOSQE_IO_LINK;
-    sqe = io_uring_get_sqe(ring);
-    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_prep_write(sqe, direct_fd >= 0 ? direct_fd : fd, buf, len, offset);
+    int ops = 1;
+    if (direct_fd >= 0) {
+        sqe->rw_flags = RWF_DSYNC;
+    } else {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = io_uring_get_sqe(ring);
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        ops = 2;
+    }
     int rc = io_uring_submit(ring);
-    for (int i = 0; i < 2 && rc >= 0; i++) {
+    for (int i = 0; i < ops && rc >= 0; i++) {
         struct io_uring_cqe *cqe;
         rc = io_uring_wait_cqe(ring, &cqe);
         if (rc < 0)
@@ -203,8 +212,8 @@ struct floor_hists {
 };
 
 /* The paced loop: count rounds of (io_uring commit, sync commit, round trip). */
-static int floor_measure(const struct floor_config *cfg, int file_fd, int client_fd,
-                         struct floor_hists *h)
+static int floor_measure(const struct floor_config *cfg, int file_fd, int direct_fd,
+                         int client_fd, struct floor_hists *h)
 {
     uint32_t len = floor_write_bytes(cfg);
     void *buf = NULL;
@@ -228,12 +237,13 @@ static int floor_measure(const struct floor_config *cfg, int file_fd, int client
          * turns at going first so neither carries that alone. */
         bool uring_first = i % 2 == 0;
         uint64_t t0 = floor_now_ns();
-        rc = uring_first ? floor_commit_uring(&ring, file_fd, buf, len, offset)
+        rc = uring_first ? floor_commit_uring(&ring, file_fd, direct_fd, buf, len, offset)
                          : floor_commit_sync(file_fd, buf, len, offset);
         uint64_t t1 = floor_now_ns();
         if (rc == 0)
             rc = uring_first ? floor_commit_sync(file_fd, buf, len, offset + len)
-                             : floor_commit_uring(&ring, file_fd, buf, len, offset + len);
+                             : floor_commit_uring(&ring, file_fd, direct_fd, buf, len,
+                                                  offset + len);
         uint64_t t2 = floor_now_ns();
         if (rc == 0)
             rc = floor_io_all(client_fd, buf, cfg->size, true);
@@ -256,13 +266,14 @@ static double floor_us(const struct histogram *h, double percent)
     return (double)histogram_percentile(h, percent) / 1000.0;
 }
 
-static void floor_print(const struct floor_config *cfg, const struct floor_hists *h)
+static void floor_print(const struct floor_config *cfg, const struct floor_hists *h, bool direct)
 {
     uint32_t len = floor_write_bytes(cfg);
-    printf("RESULT mode=floor size=%u rate=%.0f count=%u write_bytes=%u "
+    printf("RESULT mode=floor size=%u rate=%.0f count=%u write_bytes=%u commit_io=%s "
            "commit_p50_us=%.1f commit_p99_us=%.1f sync_commit_p50_us=%.1f "
            "sync_commit_p99_us=%.1f rtt_p50_us=%.1f rtt_p99_us=%.1f floor_p50_us=%.1f\n",
-           cfg->size, cfg->rate, cfg->count, len, floor_us(&h->uring, 50),
+           cfg->size, cfg->rate, cfg->count, len, direct ? "direct" : "buffered",
+           floor_us(&h->uring, 50),
            floor_us(&h->uring, 99), floor_us(&h->sync, 50), floor_us(&h->sync, 99),
            floor_us(&h->rtt, 50), floor_us(&h->rtt, 99),
            floor_us(&h->uring, 50) + floor_us(&h->rtt, 50));
@@ -323,6 +334,7 @@ int floor_main(int argc, char **argv)
         fprintf(stderr, "spool-bench floor: %s: %s\n", path, strerror(-file_fd));
         return 1;
     }
+    int direct_fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC); /* -1: buffered commits */
     struct floor_echo echo = {.size = cfg.size};
     int client_fd = -1;
     int rc = floor_sockets(&echo.listen_fd, &client_fd);
@@ -333,7 +345,7 @@ int floor_main(int argc, char **argv)
     histogram_reset(&hists.sync);
     histogram_reset(&hists.rtt);
     if (started)
-        rc = floor_measure(&cfg, file_fd, client_fd, &hists);
+        rc = floor_measure(&cfg, file_fd, direct_fd, client_fd, &hists);
     else if (rc == 0)
         rc = -EAGAIN;
     if (client_fd >= 0)
@@ -343,11 +355,13 @@ int floor_main(int argc, char **argv)
     close(client_fd);
     close(echo.listen_fd);
     close(file_fd);
+    if (direct_fd >= 0)
+        close(direct_fd);
     unlink(path);
     if (rc != 0) {
         fprintf(stderr, "spool-bench floor: %s\n", strerror(-rc));
         return 1;
     }
-    floor_print(&cfg, &hists);
+    floor_print(&cfg, &hists, direct_fd >= 0);
     return 0;
 }

@@ -103,11 +103,16 @@ if "$bench" e2e --body zip --server "$addr" --count 10 --quiet >/dev/null 2>&1; 
     failures=$((failures + 1))
 fi
 # floor: the commit of a 4 KiB job's batch (8 KiB) and a loopback round trip, each measured
-# (non-zero), the floor their sum, and its scratch file gone; a size out of range refused (2).
+# (non-zero), the floor their sum, the commit's kind named as spoold would make it here (direct
+# on a file system with O_DIRECT, as the temp dir's is unless it is tmpfs), and its scratch file
+# gone; a size out of range refused (2).
 line=$(timeout 60 "$bench" floor --dir "$dir" --size 4096 --rate 2000 --count 100)
 echo "$line"
 num() { grep -o " $1=[0-9.]*" <<<"$line" | cut -d= -f2; }
+commit_io=direct
+[ "$(stat -f -c %T "$dir")" = tmpfs ] && commit_io=buffered
 if [[ "$line" != "RESULT mode=floor "* ]] || [ "$(num write_bytes)" != 8192 ] ||
+    [[ "$line" != *" commit_io=$commit_io "* ]] ||
     ! awk -v c="$(num commit_p50_us)" -v r="$(num rtt_p50_us)" -v f="$(num floor_p50_us)" \
         'BEGIN { exit !(c > 0 && r > 0 && f - (c + r) < 0.2 && (c + r) - f < 0.2) }' ||
     [ -e "$dir/spool-bench-floor.dat" ]; then
