@@ -5,7 +5,8 @@
  *
  *   [roll: (fdatasync old segment) -> (free space check) open O_CREAT|O_EXCL -> fallocate
  *          -> write header -> fdatasync -> fsync directory -> seal the old segment (one
- *          RWF_DSYNC write)]  -> write batch (RWF_DSYNC if "always")
+ *          RWF_DSYNC write)]  -> write batch ("always": O_DIRECT with RWF_DSYNC through
+ *          log_direct_fd, or buffered and linked to an fdatasync where direct I/O is refused)
  *
  * or, when a spare segment is ready (log_spare.c), a roll into it: write header -> fdatasync
  * -> rename the spare to the segment's name -> fsync directory -> seal the old segment.

@@ -12,8 +12,8 @@
  * buffer of a free flight slot or swaps the two, so a batch being written is always in its
  * slot's buffer. All are aligned and batch_size_bytes_max long.
  *
- * Commits in flight. In the always mode up to LOG_FLIGHTS_MAX (log.h) commits (each a write linked to
- * an fdatasync) are in flight at once, in consecutive places of the current segment; they
+ * Commits in flight. In the always mode up to LOG_FLIGHTS_MAX (log.h) commits (each a direct
+ * RWF_DSYNC write, or a buffered write linked to an fdatasync) are in flight at once, in consecutive places of the current segment; they
  * may complete in any order, and land (watermarks, on_commit, on_durable) in log order only.
  * A batch built while others are in flight records as its sync point the offset of the oldest
  * of them (synced_offset is advanced when a batch lands), so a crash that kept a later batch
@@ -22,7 +22,8 @@
  * batch at a time.
  *
  * Watermarks: written_end <= next_seq and synced_end <= written_end; every record below
- * written_end is in the page cache, every record below synced_end is fdatasync'ed.
+ * written_end is written (in the page cache, or on the disk for direct writes), every record
+ * below synced_end is durable.
  */
 #ifndef SPOOL_STORAGE_LOG_INTERNAL_H
 #define SPOOL_STORAGE_LOG_INTERNAL_H
