@@ -192,28 +192,35 @@ struct crash_variant {
     uint32_t generations;      /* runs on the same files: each recovers, then appends more */
     bool reorder;              /* memfs runs unlinked in-flight ops in a random order */
     bool spare_segment;        /* rolls go into a preallocated spare renamed into place */
+    bool buffered;             /* memfs refuses O_DIRECT: always-mode commits are buffered
+                                * writes linked to fdatasyncs, not direct RWF_DSYNC writes */
 };
 
+/* Direct commits (as spoold makes them on a real disk) and buffered ones (a file system
+ * without O_DIRECT), each with and without memfs reordering unlinked ops. */
 static const struct crash_variant crash_variants_always[] = {
-    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false, false}, {2, 0, LOG_SYNC_ALWAYS, 0, 1, false, false},
-    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false, false}, {4, 3, LOG_SYNC_ALWAYS, 0, 3, false, false},
-    {7, 0, LOG_SYNC_ALWAYS, 0, 2, true, false},
+    {1, 1, LOG_SYNC_ALWAYS, 0, 1, false, false, false},
+    {2, 0, LOG_SYNC_ALWAYS, 0, 1, false, false, true},
+    {3, 2, LOG_SYNC_ALWAYS, 0, 2, false, false, false},
+    {4, 3, LOG_SYNC_ALWAYS, 0, 3, false, false, true},
+    {7, 0, LOG_SYNC_ALWAYS, 0, 2, true, false, false},
+    {11, 0, LOG_SYNC_ALWAYS, 0, 2, true, false, true},
 };
 
 /* Several batches are written between two fdatasyncs here, so a power loss may keep a later
  * batch and lose an earlier one (write-back has no order): recovery must take the hole for
  * a torn tail, since nothing after it was ever reported synced. */
 static const struct crash_variant crash_variants_relaxed[] = {
-    {5, 1, LOG_SYNC_INTERVAL, 30, 2, false, false},
-    {6, 0, LOG_SYNC_NONE, 0, 1, false, false},
-    {8, 0, LOG_SYNC_INTERVAL, 20, 1, true, false},
+    {5, 1, LOG_SYNC_INTERVAL, 30, 2, false, false, false},
+    {6, 0, LOG_SYNC_NONE, 0, 1, false, false, false},
+    {8, 0, LOG_SYNC_INTERVAL, 20, 1, true, false, false},
 };
 
 /* Rolls into the spare segment (write header, fdatasync, rename, fsync dir) while the next
  * spare is made concurrently: a crash anywhere must look like a roll that made its file. */
 static const struct crash_variant crash_variants_spare[] = {
-    {9, 1, LOG_SYNC_ALWAYS, 0, 2, false, true},
-    {10, 0, LOG_SYNC_INTERVAL, 30, 1, false, true},
+    {9, 1, LOG_SYNC_ALWAYS, 0, 2, false, true, false},
+    {10, 0, LOG_SYNC_INTERVAL, 30, 1, false, true, false},
 };
 
 /* The crash image at k, materialized in a real directory and recovered from there. */
@@ -260,6 +267,7 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
     memfs_set_poll_batch(fs, poll_batch);
     if (variant->reorder)
         memfs_set_reorder(fs, workload_seed);
+    memfs_set_direct(fs, !variant->buffered);
     struct workload w = {
         .seed = workload_seed,
         .record_count = CRASH_RECORDS,
@@ -295,11 +303,12 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
     }
     static const char *mode_names[] = {"always", "interval", "none"};
     fprintf(stderr,
-            "workload seed %" PRIu64 " sync %s poll batch %u%s generations %u: %u records, %" PRIu64
+            "workload seed %" PRIu64 " sync %s poll batch %u%s%s generations %u: %u records, %" PRIu64
             " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %" PRIu64
             " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64 " failed%s\n",
             workload_seed, mode_names[variant->sync_mode], poll_batch,
-            variant->reorder ? " reordered" : "", variant->generations, w.appended, stats.ops,
+            variant->reorder ? " reordered" : "", variant->buffered ? " buffered" : "",
+            variant->generations, w.appended, stats.ops,
             segments_created(fs), w.durable_count, w.checkpoint_count,
             workload_checkpoint_last(&w)->anchor, workload_checkpoint_last(&w)->dropped,
             stats.images, stats.failures,
