@@ -445,12 +445,15 @@ static void log_commit_stats_print(const struct log *log)
            " p50_us_le=%" PRIu64 " p99_us_le=%" PRIu64 " p999_us_le=%" PRIu64 " max_us=%" PRId64
            " slow_ms_ge=%lld slow=%" PRIu64 " slow_roll=%" PRIu64 " slow_spare_zero=%" PRIu64
            " slow_spare=%" PRIu64 " slow_checkpoint=%" PRIu64 " slow_read=%" PRIu64
-           " spares_zeroed=%" PRIu64 " spares_reused=%" PRIu64,
+           " spares_zeroed=%" PRIu64 " spares_reused=%" PRIu64 " commit_io=%s",
            st->commits, st->total_ns / st->commits / 1000, log_commit_quantile_us(st, 500),
            log_commit_quantile_us(st, 990), log_commit_quantile_us(st, 999), st->max_ns / 1000,
            LOG_COMMIT_SLOW_NS / 1000000, st->slow, st->slow_roll, st->slow_spare_zero,
            st->slow_spare, st->slow_checkpoint, st->slow_read, st->spares_zeroed,
-           st->spares_reused);
+           st->spares_reused,
+           log->config.sync_mode != LOG_SYNC_ALWAYS ? "buffered"
+           : log->direct_refused                     ? "buffered+fdatasync"
+                                                     : "direct");
 }
 
 /* The newest flight: the batch log_commit_start sealed last. */

@@ -3,6 +3,8 @@
  * release on disconnect, detach), idempotency, wait and status, stats. */
 #include <spool/client.h>
 
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -393,6 +395,33 @@ static void test_sync_none_reports_written(void)
     spoold_cleanup(&other);
 }
 
+/* --direct-io: by default the always mode commits with O_DIRECT (buffered writes and
+ * fdatasyncs where the file system refuses it, as tmpfs does); off, always buffered. Either
+ * way a put is answered SYNCED, and the stop line names the commit path taken. */
+static void test_direct_io_option(void)
+{
+    static const char *const off_args[] = {"--direct-io", "off", NULL};
+    for (int off = 0; off <= 1; off++) {
+        struct spoold other;
+        REQUIRE(spoold_start(&other, off ? "direct-off" : "direct-on", off ? off_args : NULL) ==
+                0);
+        struct statfs fs;
+        REQUIRE(statfs(other.data, &fs) == 0);
+        bool direct = !off && fs.f_type != TMPFS_MAGIC;
+        spool_client *c = NULL;
+        REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
+        struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1};
+        uint64_t id = 0;
+        REQUIRE(spool_put(c, &spec, &id) == 0);
+        CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_SYNCED);
+        spool_close(c);
+        CHECK_EQ(spoold_stop(&other), 0);
+        CHECK(spoold_log_contains(&other, direct ? "commit_io=direct"
+                                                 : "commit_io=buffered+fdatasync"));
+        spoold_cleanup(&other);
+    }
+}
+
 /* --idempotency-window: a key suppresses repeats within the window only. */
 static void test_idempotency_window_option(void)
 {
@@ -526,6 +555,7 @@ int main(void)
     RUN_TEST(test_reserve_count_limit);
     RUN_TEST(test_bad_requests_keep_the_connection);
     RUN_TEST(test_sync_none_reports_written);
+    RUN_TEST(test_direct_io_option);
     RUN_TEST(test_bad_options_refused);
     RUN_TEST(test_idempotency_window_option);
     RUN_TEST(test_stats_fit_a_small_frame);
