@@ -370,18 +370,25 @@ static void test_bad_requests_keep_the_connection(void)
     spool_close(c);
 }
 
+/* A client of s that has put one job into "q", its reply saying durability. */
+static spool_client *put_one(const struct spoold *s, int durability)
+{
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(s->addr, 5000, &c) == 0);
+    struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1};
+    uint64_t id = 0;
+    REQUIRE(spool_put(c, &spec, &id) == 0);
+    CHECK_EQ(spool_last_durability(c), durability);
+    return c;
+}
+
 /* --sync none: replies say WRITTEN (survives kill -9, not power loss), never SYNCED. */
 static void test_sync_none_reports_written(void)
 {
     struct spoold other;
     static const char *const none_args[] = {"--sync", "none", NULL};
     REQUIRE(spoold_start(&other, "sync-none", none_args) == 0);
-    spool_client *c = NULL;
-    REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
-    struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1};
-    uint64_t id = 0;
-    REQUIRE(spool_put(c, &spec, &id) == 0);
-    CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_WRITTEN);
+    spool_client *c = put_one(&other, SPOOL_DURABLE_WRITTEN);
     const char *queues[1] = {"q"};
     struct spool_delivery *d = NULL;
     size_t got = 0;
@@ -408,13 +415,7 @@ static void test_direct_io_option(void)
         struct statfs fs;
         REQUIRE(statfs(other.data, &fs) == 0);
         bool direct = !off && fs.f_type != TMPFS_MAGIC;
-        spool_client *c = NULL;
-        REQUIRE(spool_connect(other.addr, 5000, &c) == 0);
-        struct spool_job_spec spec = {.queue = "q", .body = "x", .body_len = 1};
-        uint64_t id = 0;
-        REQUIRE(spool_put(c, &spec, &id) == 0);
-        CHECK_EQ(spool_last_durability(c), SPOOL_DURABLE_SYNCED);
-        spool_close(c);
+        spool_close(put_one(&other, SPOOL_DURABLE_SYNCED));
         CHECK_EQ(spoold_stop(&other), 0);
         CHECK(spoold_log_contains(&other, direct ? "commit_io=direct"
                                                  : "commit_io=buffered+fdatasync"));
