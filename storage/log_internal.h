@@ -13,8 +13,9 @@
  * slot's buffer. All are aligned and batch_size_bytes_max long.
  *
  * Commits in flight. In the always mode up to LOG_FLIGHTS_MAX (log.h) commits (each a direct
- * RWF_DSYNC write, or a buffered write linked to an fdatasync) are in flight at once, in consecutive places of the current segment; they
- * may complete in any order, and land (watermarks, on_commit, on_durable) in log order only.
+ * RWF_DSYNC write, or a buffered write linked to an fdatasync) are in flight at once, in
+ * consecutive places of the current segment; they may complete in any order, and land
+ * (watermarks, on_commit, on_durable) in log order only.
  * A batch built while others are in flight records as its sync point the offset of the oldest
  * of them (synced_offset is advanced when a batch lands), so a crash that kept a later batch
  * and lost an earlier one is a torn tail, cut with both, and nothing it cuts was reported
