@@ -34,16 +34,23 @@ static void sift_up(struct heap *heap, uint32_t index)
     place(heap, index, item);
 }
 
+/* The smaller of index's children, or heap->count when it has none. */
+static uint32_t smaller_child(const struct heap *heap, uint32_t index)
+{
+    uint32_t child = 2 * index + 1;
+    if (child >= heap->count)
+        return heap->count;
+    if (child + 1 < heap->count && heap->less(heap->items[child + 1], heap->items[child]))
+        child++;
+    return child;
+}
+
 static void sift_down(struct heap *heap, uint32_t index)
 {
     void *item = heap->items[index];
     for (;;) {
-        uint32_t child = 2 * index + 1;
-        if (child >= heap->count)
-            break;
-        if (child + 1 < heap->count && heap->less(heap->items[child + 1], heap->items[child]))
-            child++;
-        if (!heap->less(heap->items[child], item))
+        uint32_t child = smaller_child(heap, index);
+        if (child == heap->count || !heap->less(heap->items[child], item))
             break;
         place(heap, index, heap->items[child]);
         index = child;
@@ -124,15 +131,8 @@ void heap_push(struct heap *heap, void *item)
  * the parent there. */
 static void sift_hole(struct heap *heap, uint32_t index, void *item)
 {
-    for (;;) {
-        uint32_t child = 2 * index + 1;
-        if (child >= heap->count)
-            break;
-        if (child + 1 < heap->count && heap->less(heap->items[child + 1], heap->items[child]))
-            child++;
+    for (uint32_t child; (child = smaller_child(heap, index)) != heap->count; index = child)
         place(heap, index, heap->items[child]);
-        index = child;
-    }
     heap->items[index] = item;
     sift_up(heap, index);
 }
