@@ -746,7 +746,7 @@ static void test_zero_segments(void)
 static void test_zero_spare_chunks_durable(void)
 {
     struct edge e;
-    edge_open_spare_sized(&e, FAULT_OPS_ALL, 0, 640 * KIB);
+    edge_open_spare_sized(&e, FAULT_OPS_ALL, 0, 2 * 1024 * KIB + 512 * KIB);
     uint32_t spare = 0, writes = 0, synced = 0;
     bool opened = false;
     for (uint64_t i = 0; i < memfs_op_count(e.fs); i++) {
@@ -765,7 +765,7 @@ static void test_zero_spare_chunks_durable(void)
         }
     }
     CHECK(opened);
-    CHECK_EQ(writes, 3); /* 256 KiB, 256 KiB, 128 KiB */
+    CHECK_EQ(writes, 3); /* 1 MiB, 1 MiB, 512 KiB */
     CHECK_EQ(synced, writes);
     CHECK(!log_space_low(e.log));
     CHECK_EQ(log_close(e.log), 0);
