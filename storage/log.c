@@ -472,25 +472,33 @@ static void log_direct_close(struct log *log)
 
 /* The fd the always mode commits to the current segment through with direct I/O, opened at
  * the segment's first commit (the old segment's closed: a roll waits for no flights); -1 when
- * commits are buffered. Opening is one cheap synchronous syscall per segment. */
+ * commits are buffered. Opening is one cheap synchronous syscall per segment. A file system
+ * without O_DIRECT (EINVAL) turns direct I/O off for good; any other failure (out of fds or
+ * memory) only for the rest of this segment: the next one tries again. */
 static int log_direct_fd(struct log *log, const struct log_segment *current)
 {
     if (log->direct_refused)
         return -1;
-    if (log->direct_fd >= 0 && log->direct_segment_id == current->id)
-        return log->direct_fd;
+    if (log->direct_segment_id == current->id)
+        return log->direct_fd; /* -1 after a failed open: buffered until the next segment */
     log_direct_close(log);
+    log->direct_segment_id = current->id;
     char name[IO_PATH_MAX];
     segment_name(current->id, name);
     int fd = io_backend_open_direct(log->backend, name);
-    if (fd < 0) {
+    if (fd == -EINVAL || fd == -EOPNOTSUPP) {
         log->direct_refused = true;
         logfmt("info", "msg=\"commits use buffered writes and fdatasync: no direct I/O here\" "
                        "segment=%" PRIu64 " error=\"%s\"", current->id, strerror(-fd));
         return -1;
     }
+    if (fd < 0) {
+        logfmt("warn", "msg=\"direct I/O open failed: this segment's commits use buffered "
+                       "writes and fdatasync, the next segment tries again\" segment=%" PRIu64
+                       " error=\"%s\"", current->id, strerror(-fd));
+        return -1;
+    }
     log->direct_fd = fd;
-    log->direct_segment_id = current->id;
     return fd;
 }
 

@@ -200,10 +200,11 @@ struct log {
     struct segment_header roll_header;
     int roll_fd;
     /* The current segment opened a second time with direct I/O, which the always mode
-     * commits through (log_direct_fd); -1 before the first commit of a segment, and for good
-     * once direct_refused (not configured, or the file system said no). */
+     * commits through (log_direct_fd); -1 before the first commit of a segment, for the rest
+     * of direct_segment_id after its open failed, and for good once direct_refused (not
+     * configured, or the file system said no). */
     int direct_fd;
-    uint64_t direct_segment_id;
+    uint64_t direct_segment_id; /* the segment direct_fd is of, or whose open failed; 0: none */
     bool direct_refused;
     uint32_t roll_written;
     bool enospc;

@@ -107,6 +107,8 @@ struct memfs {
     struct memfs_entry queue[MEMFS_QUEUE_MAX];
     uint64_t free_bytes; /* what the space op reports; 0: no space op (unknown) */
     bool no_direct;      /* open_direct fails -EINVAL, as on a file system without O_DIRECT */
+    uint32_t direct_fails; /* the next this many open_direct calls fail with direct_error */
+    int direct_error;
     uint32_t direct_open; /* fds open_direct gave that close_direct has not taken back */
 };
 
@@ -545,6 +547,10 @@ static int memfs_open_direct(struct io_backend *backend, const char *name)
     struct memfs *fs = (struct memfs *)backend;
     if (fs->no_direct)
         return -EINVAL;
+    if (fs->direct_fails > 0) {
+        fs->direct_fails--;
+        return fs->direct_error;
+    }
     int index = name_valid(name) ? dir_find(&fs->dir, name) : -1;
     if (index < 0)
         return -ENOENT;
@@ -564,6 +570,13 @@ static void memfs_close_direct(struct io_backend *backend, int fd)
 void memfs_set_direct(struct memfs *fs, bool offered)
 {
     fs->no_direct = !offered;
+}
+
+void memfs_fail_direct_opens(struct memfs *fs, uint32_t count, int error)
+{
+    SPOOL_ASSERT(error < 0);
+    fs->direct_fails = count;
+    fs->direct_error = error;
 }
 
 uint32_t memfs_direct_open(const struct memfs *fs)

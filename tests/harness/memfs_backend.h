@@ -64,6 +64,8 @@ void memfs_set_free_bytes(struct memfs *fs, uint64_t bytes);
  * it gave are still open. */
 void memfs_set_direct(struct memfs *fs, bool offered);
 uint32_t memfs_direct_open(const struct memfs *fs);
+/* The next count open_direct calls fail with error (< 0), as opens that run out of fds do. */
+void memfs_fail_direct_opens(struct memfs *fs, uint32_t count, int error);
 
 uint64_t memfs_op_count(const struct memfs *fs);
 

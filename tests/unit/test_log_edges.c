@@ -29,6 +29,8 @@
  *
  * - spare_segment_io_uring: the same rolls through the production backend on a real
  *   directory (rename through the ring), then a reopen through the POSIX one.
+ * - direct_open_transient: a direct open that fails with EMFILE leaves that segment's commits
+ *   buffered; the next segment commits direct again (it used to be off for good).
  * - zero_spare_chunks_durable: the spare's zero fill writes chunks that are each durable as
  *   they land; it used to leave the whole segment to one fdatasync, whose flush every commit
  *   behind it waited for (a put p99 of ~50 ms while a backlog of 4 KiB jobs grew).
@@ -740,6 +742,39 @@ static void test_zero_segments(void)
     edge_destroy(&e);
 }
 
+/* A direct open that fails for a passing reason (out of fds) costs only that segment its
+ * direct commits, buffered and fdatasync'ed meanwhile; the next segment opens one again. It
+ * used to turn direct I/O off for good, as a file system without O_DIRECT does (EINVAL). */
+static void test_direct_open_transient(void)
+{
+    struct edge e;
+    memset(&e, 0, sizeof(e));
+    e.now_ns = 1000000000;
+    e.fs = memfs_create();
+    memfs_fail_direct_opens(e.fs, 1, -EMFILE);
+    struct fault_config fault = {.kind = FAULT_ENOSPC, .op_mask = FAULT_OPS_ALL};
+    e.io = fault_backend_create(memfs_io(e.fs), &fault);
+    struct log_config config;
+    edge_config(&e, &config);
+    REQUIRE(log_open(&config, e.io, NULL, NULL, NULL, NULL, NULL, &e.log) == 0);
+    edge_append_n(&e, 10); /* segment 1: its open failed */
+    CHECK_EQ(log_segment_count(e.log), 1);
+    CHECK_EQ(memfs_direct_open(e.fs), 0);
+    uint32_t appended = 10;
+    while (log_segment_count(e.log) < 3 && appended < 200) {
+        edge_append_n(&e, 10);
+        appended += 10;
+    }
+    CHECK(log_segment_count(e.log) >= 3);
+    CHECK_EQ(memfs_direct_open(e.fs), 1);
+    edge_settle(&e);
+    CHECK_EQ(e.durable_end, appended + 1);
+    CHECK_EQ(log_close(e.log), 0);
+    CHECK_EQ(memfs_direct_open(e.fs), 0);
+    CHECK_EQ(edge_durable_records(&e), appended);
+    edge_destroy(&e);
+}
+
 /* The spare's zeros go out a chunk at a time, each durable as it lands (IO_OP_DSYNC, which
  * memfs records as the write and then its sync): no flush behind them waits for more than one
  * chunk (log_spare.c). */
@@ -864,6 +899,7 @@ int main(void)
     RUN_TEST(test_spare_segment_io_uring);
     RUN_TEST(test_zero_segments);
     RUN_TEST(test_zero_spare_chunks_durable);
+    RUN_TEST(test_direct_open_transient);
     RUN_TEST(test_zero_spare_fails);
     RUN_TEST(test_lazy_append);
     return check_exit();
