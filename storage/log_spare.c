@@ -29,29 +29,27 @@
  * lands, so the flush that makes it durable carries that chunk and no more. Written to the
  * page cache instead, the 64 MiB reached the disk at the final fdatasync (or in writeback
  * bursts), and every commit's flush behind it waited for all of it: with a backlog growing at
- * ~300 MB/s of 4 KiB jobs, put p99 was 48-60 ms, against 8-9 ms now. When the fill falls
+ * ~300 MB/s of 4 KiB jobs, put p99 was 48-60 ms, against 7-9 ms now. When the fill falls
  * behind the log (a disk busy with the jobs' own bytes), a roll takes a new, unzeroed segment
  * instead (log.c), which costs its commits a little more but writes nothing twice.
  *
- * Recycling. Zero-filling writes every byte of the log twice, and takes disk time from the
- * commits while it runs (before its chunks were synced one by one, it stalled them 40-50 ms
- * at every segment, measured with the commit timings of log.c). So a checkpoint that drops a
- * segment offers it here first (log_spare_recycle_offer): one dropped file is renamed to
- * "segment.recycle" instead of being unlinked (log_checkpoint.c), and the next spare is that
- * file renamed to
- * "segment.spare" (then the directory fsync'ed), once no read of the dropped segment is in
- * flight any more (recycle_busy_id: until its fd is closed): SPARE_RECYCLE ->
- * SPARE_RECYCLE_DIR_SYNC ->
+ * Recycling. Zero-filling writes every byte of the log twice, and takes disk time from the commits
+ * while it runs (before its chunks were synced one by one, it stalled them 40-50 ms at every
+ * segment, measured with the commit timings of log.c). So a checkpoint that drops a segment offers
+ * it here first (log_spare_recycle_offer): one dropped file is renamed to "segment.recycle"
+ * instead of being unlinked (log_checkpoint.c), and the next spare is that file renamed to
+ * "segment.spare" (then the directory fsync'ed), once no read of the dropped segment is in flight
+ * any more (recycle_busy_id: until its fd is closed): SPARE_RECYCLE -> SPARE_RECYCLE_DIR_SYNC ->
  * SPARE_ADOPT (open, no O_TRUNC) -> SPARE_ADOPT_SIZE (of the segment size: ready, recycled;
- * another size: removed, and a new one made at once). With no dropped file at hand the chain
- * first tries to adopt a spare an earlier run left (SPARE_ADOPT), and only then makes a new
- * one (SPARE_OPEN ...). A recycled spare's blocks hold an older segment's bytes, so a roll into
- * it writes a header with SEGMENT_FLAG_RECYCLED (log_spare_roll_flags), and readers take its
- * stale blocks for the end of the written part (scan.c, FORMAT.md "Recycled segments").
- * Neither name is a segment's, so recovery never reads them; a "segment.recycle" found at open
- * is handed to the spare (recycle_ready), and log_close unlinks one no spare took. A crash
- * before the first rename is durable leaves the dropped segment's own name: recovery deletes
- * it, as any dropped segment whose unlink was not durable.
+ * another size: removed, and a new one made at once). With no dropped file at hand the chain first
+ * tries to adopt a spare an earlier run left (SPARE_ADOPT), and only then makes a new one
+ * (SPARE_OPEN ...). A recycled spare's blocks hold an older segment's bytes, so a roll into it
+ * writes a header with SEGMENT_FLAG_RECYCLED (log_spare_roll_flags), and readers take its stale
+ * blocks for the end of the written part (scan.c, FORMAT.md "Recycled segments"). Neither name is
+ * a segment's, so recovery never reads them; a "segment.recycle" found at open is handed to the
+ * spare (recycle_ready), and log_close unlinks one no spare took. A crash before the first rename
+ * is durable leaves the dropped segment's own name: recovery deletes it, as any dropped segment
+ * whose unlink was not durable.
  *
  * Invariants: at most one spare op in flight; spare_fd >= 0 in SPARE_READY, while its chain
  * holds the file, and in SPARE_NONE after a submit was refused with the file open (the next
