@@ -24,9 +24,10 @@
  * half-made file is removed, appends fail with LOG_ENOSPC, and the roll is retried every
  * LOG_ENOSPC_RETRY_NS from log_tick.
  *
- * Invariants (asserted): at most one commit in flight; the open batch never exceeds its
- * capacity; watermarks only grow and synced_end <= written_end <= next_seq; a batch is decoded
- * again before it is written (batch_seal).
+ * Invariants (asserted): at most config.commits_in_flight commits in flight, and a roll's
+ * commit alone (log.h, "Group commit"); the open batch never exceeds its capacity; watermarks
+ * only grow and synced_end <= written_end <= next_seq; a batch is decoded again before it is
+ * written (batch_seal).
  */
 #include "log_internal.h"
 
