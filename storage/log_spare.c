@@ -25,7 +25,7 @@
  * log_space_low() is true. Before it begins, the free space is checked (log_space_check): a
  * spare the file system cannot hold is not begun at all.
  *
- * Each zero chunk (LOG_SPARE_ZERO_CHUNK_BYTES) is written with IO_OP_DSYNC: durable as it
+ * Each zero chunk (LOG_ZERO_CHUNK_BYTES) is written with IO_OP_DSYNC: durable as it
  * lands, so the flush that makes it durable carries that chunk and no more. Written to the
  * page cache instead, the 64 MiB reached the disk at the final fdatasync (or in writeback
  * bursts), and every commit's flush behind it waited for all of it: with a backlog growing at
@@ -70,12 +70,6 @@
  * disk read each (~0.1-1 ms), and the spare is wanted only by the next roll. */
 #define LOG_RECYCLE_WAIT_NS (1000ll * 1000)
 
-/* A zero chunk of the spare, one write with its own flush (above): a commit queued behind one
- * waits for 1 MiB at most (2-3 ms at this disk's ~400 MB/s). 256 KiB chunks spent the fill's
- * time on flushes instead: it fell behind the log more often, and e2e 4 KiB lost ~10% of its
- * jobs/s to rolls into unzeroed segments (A/B, 4 pairs). */
-#define LOG_SPARE_ZERO_CHUNK_BYTES LOG_ZERO_CHUNK_BYTES
-
 static void log_spare_done(struct io_op *op);
 
 static void log_spare_submit(struct log *log, enum log_spare_state state)
@@ -101,9 +95,13 @@ static void log_spare_submit(struct log *log, enum log_spare_state state)
         uint64_t left = log->config.segment_size_bytes - log->spare_zeroed;
         op->kind = IO_WRITE;
         op->buf = log->zero_chunk;
-        op->len = (uint32_t)(left < LOG_SPARE_ZERO_CHUNK_BYTES ? left : LOG_SPARE_ZERO_CHUNK_BYTES);
+        op->len = (uint32_t)(left < LOG_ZERO_CHUNK_BYTES ? left : LOG_ZERO_CHUNK_BYTES);
         op->offset = log->spare_zeroed;
-        op->flags = IO_OP_DSYNC; /* one chunk per flush (above) */
+        /* One chunk per flush (above): a commit queued behind it waits for 1 MiB at most
+         * (2-3 ms at this disk's ~400 MB/s). 256 KiB chunks spent the fill's time on flushes
+         * instead: it fell behind the log more often, and e2e 4 KiB lost ~10% of its jobs/s
+         * to rolls into unzeroed segments (A/B, 4 pairs). */
+        op->flags = IO_OP_DSYNC;
         break;
     }
     case SPARE_ZERO_SYNC:
