@@ -492,6 +492,19 @@ static void test_stats_fit_a_small_frame(void)
 }
 
 /* Bad options: a clear message and exit code 2, before touching any directory. */
+/* spoold (bin) run with args is refused at parse time (exit 2): its first line on stderr. */
+static void spoold_refused_line(const char *bin, const char *args, char *line, size_t size)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1 >/dev/null", bin, args);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p != NULL);
+    line[0] = '\0';
+    CHECK(fgets(line, (int)size, p) != NULL);
+    int status = pclose(p);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
 static void test_bad_options_refused(void)
 {
     char cmd[1024];
@@ -506,14 +519,9 @@ static void test_bad_options_refused(void)
     /* A segment size beyond 1g is refused at parse time, with the range, before any data
      * directory is touched (100g used to be accepted and zero-filled the disk). The data
      * directory named cannot be made, so a build without the bound fails harmlessly (1). */
-    snprintf(cmd, sizeof(cmd),
-             "%s --data /nonexistent-spool-dir/d --segment-size 100g 2>&1 >/dev/null", bin);
-    FILE *p = popen(cmd, "r");
-    REQUIRE(p != NULL);
-    char line[512] = "";
-    CHECK(fgets(line, sizeof(line), p) != NULL);
-    status = pclose(p);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    char line[512];
+    spoold_refused_line(bin, "--data /nonexistent-spool-dir/d --segment-size 100g", line,
+                        sizeof(line));
     CHECK(strstr(line, "--segment-size: '100g'") != NULL);
     CHECK(strstr(line, "to 1g") != NULL);
     /* Commits in flight: 1..4; 0 and 5 are refused at parse time (exit 2). */
@@ -524,12 +532,8 @@ static void test_bad_options_refused(void)
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     }
     /* --direct-io takes on or off, nothing else. */
-    snprintf(cmd, sizeof(cmd), "%s --data /nonexistent-spool-dir/d --direct-io yes 2>&1", bin);
-    p = popen(cmd, "r");
-    REQUIRE(p != NULL);
-    CHECK(fgets(line, sizeof(line), p) != NULL);
-    status = pclose(p);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    spoold_refused_line(bin, "--data /nonexistent-spool-dir/d --direct-io yes", line,
+                        sizeof(line));
     CHECK(strstr(line, "--direct-io: 'yes' is not on or off") != NULL);
     snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
     status = system(cmd);
