@@ -312,8 +312,9 @@ static bool crash_workload(const struct crash_variant *variant, int64_t deadline
     static const char *mode_names[] = {"always", "interval", "none"};
     fprintf(stderr,
             "workload seed %" PRIu64 " sync %s poll batch %u%s%s generations %u: %u records, "
-            "%" PRIu64 " ops, %u segments created, %u durable reports, %u checkpoints (last anchor %" PRIu64
-            " dropped segment %" PRIu64 "); %" PRIu64 " images checked, %" PRIu64 " failed%s\n",
+            "%" PRIu64 " ops, %u segments created, %u durable reports, %u checkpoints "
+            "(last anchor %" PRIu64 " dropped segment %" PRIu64 "); %" PRIu64
+            " images checked, %" PRIu64 " failed%s\n",
             workload_seed, mode_names[variant->sync_mode], poll_batch,
             variant->reorder ? " reordered" : "", variant->buffered ? " buffered" : "",
             variant->generations, w.appended, stats.ops,
