@@ -748,15 +748,8 @@ static void test_zero_segments(void)
 static void test_direct_open_transient(void)
 {
     struct edge e;
-    memset(&e, 0, sizeof(e));
-    e.now_ns = 1000000000;
-    e.fs = memfs_create();
-    memfs_fail_direct_opens(e.fs, 1, -EMFILE);
-    struct fault_config fault = {.kind = FAULT_ENOSPC, .op_mask = FAULT_OPS_ALL};
-    e.io = fault_backend_create(memfs_io(e.fs), &fault);
-    struct log_config config;
-    edge_config(&e, &config);
-    REQUIRE(log_open(&config, e.io, NULL, NULL, NULL, NULL, NULL, &e.log) == 0);
+    edge_open(&e, FAULT_OPS_ALL, 0);
+    memfs_fail_direct_opens(e.fs, 1, -EMFILE); /* the direct fd opens at the first commit */
     edge_append_n(&e, 10); /* segment 1: its open failed */
     CHECK_EQ(log_segment_count(e.log), 1);
     CHECK_EQ(memfs_direct_open(e.fs), 0);
