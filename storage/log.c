@@ -446,7 +446,8 @@ static void log_commit_stats_print(const struct log *log)
            " p50_us_le=%" PRIu64 " p99_us_le=%" PRIu64 " p999_us_le=%" PRIu64 " max_us=%" PRId64
            " slow_ms_ge=%lld slow=%" PRIu64 " slow_roll=%" PRIu64 " slow_spare_zero=%" PRIu64
            " slow_spare=%" PRIu64 " slow_checkpoint=%" PRIu64 " slow_read=%" PRIu64
-           " spares_zeroed=%" PRIu64 " spares_reused=%" PRIu64 " commit_io=%s",
+           " spares_zeroed=%" PRIu64 " spares_reused=%" PRIu64 " commit_io=%s"
+           " direct_fallbacks=%" PRIu64,
            st->commits, st->total_ns / st->commits / 1000, log_commit_quantile_us(st, 500),
            log_commit_quantile_us(st, 990), log_commit_quantile_us(st, 999), st->max_ns / 1000,
            LOG_COMMIT_SLOW_NS / 1000000, st->slow, st->slow_roll, st->slow_spare_zero,
@@ -454,7 +455,8 @@ static void log_commit_stats_print(const struct log *log)
            st->spares_reused,
            log->config.sync_mode != LOG_SYNC_ALWAYS ? "buffered"
            : log->direct_refused                     ? "buffered+fdatasync"
-                                                     : "direct");
+                                                     : "direct",
+           st->direct_fallbacks);
 }
 
 /* The newest flight: the batch log_commit_start sealed last. */
@@ -494,6 +496,7 @@ static int log_direct_fd(struct log *log, const struct log_segment *current)
         return -1;
     }
     if (fd < 0) {
+        log->commit_stats.direct_fallbacks++;
         logfmt("warn", "msg=\"direct I/O open failed: this segment's commits use buffered "
                        "writes and fdatasync, the next segment tries again\" segment=%" PRIu64
                        " error=\"%s\"", current->id, strerror(-fd));

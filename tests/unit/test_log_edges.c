@@ -760,6 +760,7 @@ static void test_direct_open_transient(void)
     }
     CHECK(log_segment_count(e.log) >= 3);
     CHECK_EQ(memfs_direct_open(e.fs), 1);
+    CHECK_EQ(log_commit_stats(e.log)->direct_fallbacks, 1);
     edge_settle(&e);
     CHECK_EQ(e.durable_end, appended + 1);
     CHECK_EQ(log_close(e.log), 0);
