@@ -491,7 +491,6 @@ static void test_stats_fit_a_small_frame(void)
     spoold_cleanup(&other);
 }
 
-/* Bad options: a clear message and exit code 2, before touching any directory. */
 /* spoold (bin) run with args is refused at parse time (exit 2): its first line on stderr. */
 static void spoold_refused_line(const char *bin, const char *args, char *line, size_t size)
 {
@@ -505,6 +504,7 @@ static void spoold_refused_line(const char *bin, const char *args, char *line, s
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
 }
 
+/* Bad options: a clear message and exit code 2, before touching any directory. */
 static void test_bad_options_refused(void)
 {
     char cmd[1024];
