@@ -240,8 +240,9 @@ struct log_commit_stats {
     uint64_t hist[LOG_COMMIT_HIST_BUCKETS];
     uint64_t spares_zeroed;   /* spares made by a zero fill (the write recycling avoids) */
     uint64_t spares_reused;   /* spares made of a dropped segment or a leftover spare */
-    uint64_t direct_fallbacks; /* segments whose direct fd failed to open (not EINVAL): their
-                                  commits were buffered writes and fdatasync */
+    uint64_t direct_fallbacks; /* segments whose direct fd failed to open for another reason
+                                  than EINVAL or EOPNOTSUPP (which end direct I/O for good):
+                                  their commits were buffered writes and fdatasync */
 };
 const struct log_commit_stats *log_commit_stats(const struct log *log);
 
