@@ -83,7 +83,7 @@ def percentile(values, p):
 class Commit:
     def __init__(self, submit_us, alone):
         self.submit_us = submit_us
-        self.alone = alone          # no other write of the server's in flight at submit
+        self.alone = alone          # no other write of the server's in flight while it was
         self.cqe_us = None
         self.first_issue_us = None
         self.last_done_us = None
@@ -110,9 +110,8 @@ def analyze(events, pid):
             ops[ud] = op.group(1)
             if op.group(1) == "WRITE":
                 c = Commit(t, alone=not writes)
-                if writes:
-                    for other in writes.values():
-                        other.alone = False
+                for other in writes.values():
+                    other.alone = False
                 c.last_arrival_us, last_arrival = last_arrival, None
                 writes[ud] = c
                 commits.append(c)
