@@ -172,7 +172,8 @@ struct queue_state *queue_state_create(const struct queue_config *config)
     strmap_init(&state->keys);
     list_init(&state->idem_order);
     heap_init(&state->delay_heap, timer_less, offsetof(struct job_ext, timer_slot));
-    heap_init(&state->lease_heap, timer_less, offsetof(struct job_ext, timer_slot));
+    runheap_init(&state->leases, timer_less, offsetof(struct job_ext, timer_slot),
+                 offsetof(struct job_ext, lease_link));
     heap_init(&state->ttl_heap, ttl_less, offsetof(struct job_ext, ttl_slot));
     heap_init(&state->reserver_timeouts, reserver_less,
               offsetof(struct queue_reserver, timeout_slot));
@@ -256,7 +257,8 @@ void queue_job_ext_trim(struct queue_state *state, struct job *job)
     struct job_ext *ext = queue_job_ext_of(job);
     if (ext == NULL)
         return;
-    SPOOL_ASSERT(ext->timer_slot == HEAP_NONE); /* out of the delay and lease heaps */
+    /* out of the delay heap and the leases (their heap and runs) */
+    SPOOL_ASSERT(ext->timer_slot == HEAP_NONE && !list_linked(&ext->lease_link));
     if (ext->run_at_ms != 0 || ext->expires_at_ms != 0 || ext->reason != NULL ||
         !list_empty(&ext->waiters) || job->ttr_ms_core == QUEUE_TTR_IN_EXT)
         return;
@@ -296,7 +298,7 @@ void queue_state_destroy(struct queue_state *state)
     idmap_free(&state->segments);
     free(state->pending);
     heap_free(&state->delay_heap);
-    heap_free(&state->lease_heap);
+    runheap_free(&state->leases);
     idmap_free(&state->job_counts); /* empty: job_free dropped every entry */
     heap_free(&state->ttl_heap);
     heap_free(&state->reserver_timeouts);
@@ -644,7 +646,7 @@ static void job_enter_reserved(struct queue_state *state, struct job *job,
     ext->timer_ns = queue_mono_at(now, deadline_ms);
     SPOOL_ASSERT(ext->timer_ns >= now.mono_ns);
     ext->owner = owner;
-    heap_push(&state->lease_heap, ext);
+    runheap_push(&state->leases, ext);
     if (owner != NULL)
         list_insert_tail(&owner->jobs, &ext->state_link);
     job->queue->stats.reserved++;
@@ -674,7 +676,7 @@ void queue_job_leave(struct queue_state *state, struct job *job)
         state->totals.delayed--;
         break;
     case JOB_RESERVED:
-        heap_remove(&state->lease_heap, queue_job_ext_of(job));
+        runheap_remove(&state->leases, queue_job_ext_of(job));
         if (queue_job_ext_of(job)->owner != NULL)
             list_unlink(&queue_job_ext_of(job)->state_link);
         queue_job_ext_of(job)->owner = NULL;
@@ -1286,7 +1288,7 @@ static uint32_t reserve_now(struct queue_state *state, struct queue_reserver *re
     uint64_t bytes = 0;
     while (count < count_max) {
         struct job *job = reserve_pick(reserver);
-        if (job == NULL || heap_reserve(&state->lease_heap, 1) != 0)
+        if (job == NULL || runheap_reserve(&state->leases, 1) != 0)
             break; /* out of memory for a lease: fewer jobs now, the rest stay ready */
         /* One reply frame carries them all: the first job always goes, later ones only while
          * they fit the caller's byte budget. */
@@ -1532,7 +1534,7 @@ int queue_touch(struct queue_state *state, uint64_t id, uint64_t token, uint64_t
     struct job_ext *ext = queue_job_ext_of(job);
     ext->deadline_ms = queue_wall_ms_after(now, ms_signed(extend));
     ext->timer_ns = queue_mono_at(now, ext->deadline_ms);
-    heap_fix(&state->lease_heap, ext);
+    runheap_fix(&state->leases, ext);
     *deadline_ms = ext->deadline_ms;
     return 0;
 }

@@ -22,12 +22,12 @@
  * forgotten first.
  *
  * Invariants: a job is in exactly the containers of its state (ready heap + a ready-age bucket;
- * delayed heap + global delay heap; lease heap + owner list; dead list; pending ring); a job
- * has an extension (struct job_ext) whenever it is not READY or PENDING, and while READY only
- * if it has a run-at, a ttl, a reason, waiters or a ttr past 32 bits (a backlog of plain ready
- * jobs costs its 80-byte core, a heap slot and a job-table slot: about 100 bytes); lease
- * tokens are never reused (a bijective mix of a counter and a seed); blocked reservers are
- * served in arrival order; an emit that fails leaves the state exactly as it was.
+ * delayed heap + global delay heap; the leases (runheap.h) + owner list; dead list; pending
+ * ring); a job has an extension (struct job_ext) whenever it is not READY or PENDING, and while
+ * READY only if it has a run-at, a ttl, a reason, waiters or a ttr past 32 bits (a backlog of
+ * plain ready jobs costs its 80-byte core, a heap slot and a job-table slot: about 100 bytes);
+ * lease tokens are never reused (a bijective mix of a counter and a seed); blocked reservers
+ * are served in arrival order; an emit that fails leaves the state exactly as it was.
  *
  * Records emitted: PUT, LEASE (lazily: nobody waits for it; if the batch is full it is
  * skipped, so a crash may undercount attempts), ACK, RELEASE, BURY (also for max_attempts),
@@ -146,11 +146,15 @@ struct job_ext {
     struct queue_owner *owner; /* RESERVED and not detached */
     uint32_t reason_len;
     uint32_t result_len;
-    uint32_t timer_slot; /* global delay heap (DELAYED) or lease heap (RESERVED) */
+    uint32_t timer_slot; /* global delay heap (DELAYED) or the leases' heap (RESERVED, in no run) */
     uint32_t ttl_slot;   /* ttl heap */
     int64_t lease_start_ns;      /* RESERVED: when the lease began (processing-time metric) */
     struct list_link waiters;    /* queue_job_waiter.link */
-    struct list_link done_link;  /* DONE / EXPIRED: in the state's done list, oldest first */
+    /* A job is never RESERVED and settled at once: one link serves both lists. */
+    union {
+        struct list_link done_link;  /* DONE / EXPIRED: in the state's done list, oldest first */
+        struct list_link lease_link; /* RESERVED: in a run of the state's leases (runheap.h) */
+    };
     struct list_link state_link; /* RESERVED: owner's list; DEAD: queue's dead list */
 };
 

@@ -10,6 +10,7 @@
 #include "job_pool.h"
 #include "jobtab.h"
 #include "queue.h"
+#include "runheap.h"
 
 /* An idempotency key seen within the window, scoped to its queue: the map key (and key) is the
  * queue name, a 0 byte (never in a name) and the client's key. Owns those bytes. */
@@ -30,7 +31,7 @@ struct queue_state {
     struct strmap keys;     /* idempotency key -> idem */
     struct list_link idem_order;
     struct heap delay_heap; /* DELAYED jobs by run-at (timer_slot) */
-    struct heap lease_heap; /* RESERVED jobs by deadline (timer_slot) */
+    struct runheap leases;  /* RESERVED jobs by deadline (timer_slot, lease_link) */
     struct heap ttl_heap;   /* jobs with a ttl by expiry (ttl_slot) */
     struct heap reserver_timeouts;
     struct heap waiter_timeouts;

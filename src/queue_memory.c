@@ -45,7 +45,7 @@ int queue_job_reserve(struct queue_state *state, struct queue *queue, uint64_t f
     SPOOL_ASSERT(count > 0);
     int rc = heap_room(&queue->ready, queue_live_jobs(queue), count);
     if (rc == 0)
-        rc = heap_room(&state->lease_heap, state->totals.jobs, count);
+        rc = heap_room(&state->leases.heap, state->totals.jobs, count);
     if (rc == 0 && delayed)
         rc = heap_reserve(&queue->delayed, count);
     if (rc == 0 && delayed)

@@ -169,7 +169,7 @@ static void tick_jobs(struct queue_state *state, struct queue_time now, uint32_t
         queue_job_enter_ready(state, job, now);
         (*budget)--;
     }
-    while (*budget > 0 && (ext = heap_top(&state->lease_heap)) != NULL &&
+    while (*budget > 0 && (ext = runheap_top(&state->leases)) != NULL &&
            ext->timer_ns <= now.mono_ns) {
         queue_lease_expire(state, ext->job, now);
         (*budget)--;
@@ -220,7 +220,7 @@ int64_t queue_next_deadline_ns(const struct queue_state *state)
     const struct job_ext *ext;
     if ((ext = heap_top(&state->delay_heap)) != NULL)
         next = min64(next, ext->timer_ns);
-    if ((ext = heap_top(&state->lease_heap)) != NULL)
+    if ((ext = runheap_top(&state->leases)) != NULL)
         next = min64(next, ext->timer_ns);
     if ((ext = heap_top(&state->ttl_heap)) != NULL)
         next = min64(next, ext->expires_at_ns);

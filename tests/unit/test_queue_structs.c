@@ -1,5 +1,5 @@
 /* The containers under the queue state machine, against simple reference models under random
- * operation sequences: the slot-tracking heap, the id map and the string map (both with
+ * operation sequences: the slot-tracking heap, the runs in front of it (runheap), the id map and the string map (both with
  * backward-shift deletion, where an off-by-one loses entries silently), and the job table
  * (pages that come and go, and a cached last page that must not outlive its page). */
 #include <stdlib.h>
@@ -8,11 +8,13 @@
 #include "heap.h"
 #include "jobtab.h"
 #include "map.h"
+#include "runheap.h"
 
 struct item {
     uint64_t key;
     uint32_t slot;
     bool in;
+    struct list_link link; /* runheap only */
 };
 
 static bool item_less(const void *a, const void *b)
@@ -94,6 +96,125 @@ static void test_heap_matches_model(void)
             CHECK(top == NULL);
     }
     heap_free(&heap);
+}
+
+/* Each run sorted, every member in exactly one place (a run or the heap), the count right, and
+ * the top a minimum of the members. */
+static void runheap_check(const struct runheap *rh, struct item *items, int n)
+{
+    uint32_t members = 0, in_runs = 0;
+    uint64_t min = UINT64_MAX;
+    for (int i = 0; i < n; i++) {
+        if (!items[i].in) {
+            CHECK(!list_linked(&items[i].link));
+            CHECK_EQ(items[i].slot, HEAP_NONE);
+            continue;
+        }
+        members++;
+        if (items[i].key < min)
+            min = items[i].key;
+        CHECK(list_linked(&items[i].link) != heap_contains(&rh->heap, &items[i]));
+    }
+    for (int r = 0; r < RUNHEAP_RUNS; r++) {
+        const struct item *prev = NULL;
+        for (const struct list_link *l = rh->runs[r].next; l != &rh->runs[r]; l = l->next) {
+            const struct item *it = LIST_ENTRY(l, struct item, link);
+            CHECK(prev == NULL || prev->key <= it->key);
+            prev = it;
+            in_runs++;
+        }
+    }
+    CHECK_EQ(rh->count, members);
+    CHECK_EQ(in_runs + rh->heap.count, members);
+    const struct item *top = runheap_top(rh);
+    if (members > 0)
+        CHECK(top != NULL && top->key == min);
+    else
+        CHECK(top == NULL);
+}
+
+static void runheap_items_init(struct item *items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        items[i] = (struct item){.key = 0, .slot = HEAP_NONE};
+        list_init(&items[i].link);
+    }
+}
+
+/* Random keys, and keys that mostly rise (a clock plus one of a few ttrs, as lease deadlines
+ * do), under pushes, removals and re-keys (a lease touched). */
+static void test_runheap_matches_model(void)
+{
+    enum { N = 256, OPS = 20000 };
+    static struct item items[N];
+    for (int rising = 0; rising < 2; rising++) {
+        struct runheap rh;
+        runheap_init(&rh, item_less, offsetof(struct item, slot), offsetof(struct item, link));
+        runheap_items_init(items, N);
+        uint64_t clock = 0;
+        static const uint64_t ttrs[] = {30, 1000, 60000};
+        for (int op = 0; op < OPS; op++) {
+            struct item *it = &items[(rng() >> 32) % N];
+            clock += (rng() >> 32) % 3;
+            uint64_t key = rising ? clock + ttrs[(rng() >> 32) % 3] : rng() % 1000;
+            switch ((rng() >> 32) % 4) {
+            case 0:
+            case 1:
+                if (!it->in) {
+                    it->key = key;
+                    runheap_push(&rh, it);
+                    it->in = true;
+                }
+                break;
+            case 2:
+                if (it->in) {
+                    runheap_remove(&rh, it);
+                    it->in = false;
+                }
+                break;
+            default:
+                if (it->in) {
+                    it->key = key;
+                    runheap_fix(&rh, it);
+                }
+                break;
+            }
+            runheap_check(&rh, items, N);
+        }
+        runheap_free(&rh);
+    }
+}
+
+/* What the runs are for: leases of up to RUNHEAP_RUNS ttrs, taken as the clock moves, never
+ * reach the heap, whatever order they leave in; a deadline below every run's last does. */
+static void test_runheap_in_order_skips_heap(void)
+{
+    enum { N = 600 };
+    static struct item items[N];
+    struct runheap rh;
+    runheap_init(&rh, item_less, offsetof(struct item, slot), offsetof(struct item, link));
+    runheap_items_init(items, N);
+    static const uint64_t ttrs[RUNHEAP_RUNS] = {5000, 30, 700, 100000};
+    for (int i = 0; i < N; i++) {
+        items[i].key = 1000 + (uint64_t)i + ttrs[i % RUNHEAP_RUNS];
+        runheap_push(&rh, &items[i]);
+        items[i].in = true;
+        CHECK_EQ(rh.heap.count, 0);
+    }
+    runheap_check(&rh, items, N);
+    for (int i = 0; i < N; i += 3) { /* acks out of order */
+        runheap_remove(&rh, &items[i]);
+        items[i].in = false;
+    }
+    CHECK_EQ(rh.heap.count, 0);
+    runheap_check(&rh, items, N);
+    items[0].key = 1; /* before every run's last: the heap */
+    runheap_push(&rh, &items[0]);
+    items[0].in = true;
+    CHECK_EQ(rh.heap.count, 1);
+    runheap_check(&rh, items, N);
+    CHECK(runheap_top(&rh) == &items[0]);
+    runheap_free(&rh);
 }
 
 static void test_idmap_matches_model(void)
@@ -246,6 +367,8 @@ static void test_jobtab_matches_model(void)
 int main(void)
 {
     RUN_TEST(test_heap_matches_model);
+    RUN_TEST(test_runheap_matches_model);
+    RUN_TEST(test_runheap_in_order_skips_heap);
     RUN_TEST(test_idmap_matches_model);
     RUN_TEST(test_idmap_strided_ids);
     RUN_TEST(test_strmap_matches_model);
