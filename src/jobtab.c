@@ -3,8 +3,8 @@
  * path does, so that a put the memory cannot hold is refused instead).
  *
  * Invariants: a page is in the page map exactly while its live count is > 0, and live counts
- * its non-NULL slots; count is the sum of the live counts; last is the page of last_key when
- * last_key != 0 (and is dropped with its page).
+ * its non-NULL slots; count is the sum of the live counts; cached[i] is the page of
+ * cached_key[i] when that is not 0, and an entry is dropped with its page.
  */
 #include "jobtab.h"
 
@@ -19,11 +19,26 @@ static uint64_t jobtab_key(uint64_t id)
     return (id >> JOBTAB_PAGE_BITS) + 1;
 }
 
+static void jobtab_cache_clear(struct jobtab *tab)
+{
+    for (uint32_t i = 0; i < JOBTAB_CACHED; i++) {
+        tab->cached_key[i] = 0;
+        tab->cached[i] = NULL;
+    }
+    tab->cache_next = 0;
+}
+
+static void jobtab_cache_add(struct jobtab *tab, uint64_t key, struct jobtab_page *page)
+{
+    uint32_t i = tab->cache_next++ % JOBTAB_CACHED;
+    tab->cached_key[i] = key;
+    tab->cached[i] = page;
+}
+
 void jobtab_init(struct jobtab *tab)
 {
     idmap_init(&tab->pages);
-    tab->last_key = 0;
-    tab->last = NULL;
+    jobtab_cache_clear(tab);
     tab->count = 0;
     tab->spare = NULL;
     tab->spare_count = 0;
@@ -44,14 +59,13 @@ void jobtab_free(struct jobtab *tab)
 
 static struct jobtab_page *jobtab_page(struct jobtab *tab, uint64_t key)
 {
-    if (key != tab->last_key) {
-        struct jobtab_page *page = idmap_get(&tab->pages, key);
-        if (page == NULL)
-            return NULL;
-        tab->last_key = key;
-        tab->last = page;
-    }
-    return tab->last;
+    for (uint32_t i = 0; i < JOBTAB_CACHED; i++)
+        if (tab->cached_key[i] == key)
+            return tab->cached[i];
+    struct jobtab_page *page = idmap_get(&tab->pages, key);
+    if (page != NULL)
+        jobtab_cache_add(tab, key, page);
+    return page;
 }
 
 struct job *jobtab_get(struct jobtab *tab, uint64_t id)
@@ -102,8 +116,7 @@ struct job *jobtab_put(struct jobtab *tab, uint64_t id, struct job *job)
         page = jobtab_page_new(tab);
         SPOOL_ASSERT(page->live == 0);
         (void)idmap_put(&tab->pages, key, page);
-        tab->last_key = key;
-        tab->last = page;
+        jobtab_cache_add(tab, key, page);
     }
     struct job **slot = &page->slots[id & (JOBTAB_PAGE_SLOTS - 1)];
     struct job *old = *slot;
@@ -132,10 +145,9 @@ struct job *jobtab_remove(struct jobtab *tab, uint64_t id)
     if (--page->live == 0) {
         (void)idmap_remove(&tab->pages, key);
         free(page);
-        if (tab->last_key == key) {
-            tab->last_key = 0;
-            tab->last = NULL;
-        }
+        for (uint32_t i = 0; i < JOBTAB_CACHED; i++)
+            if (tab->cached_key[i] == key)
+                tab->cached_key[i] = 0;
     }
     return old;
 }

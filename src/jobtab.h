@@ -5,9 +5,11 @@
  * hash table of them costs 32 bytes per job at half load, plus a rehash and a fresh table at
  * every doubling: the page faults of those tables were a fifth of the loop's time. Ids are
  * consecutive (the broker numbers jobs), so jobtab keeps them in pages of JOBTAB_PAGE_SLOTS
- * pointers, found through a small idmap of pages (one entry per page) with the last page used
- * cached: 8 bytes per job and one allocation per 32 jobs, nothing ever rehashed but the page
- * map, which is 32 times smaller.
+ * pointers, found through a small idmap of pages (one entry per page) with the last few pages
+ * used cached: 8 bytes per job and one allocation per 32 jobs, nothing ever rehashed but the
+ * page map, which is 32 times smaller. A few, because the broker walks ids in several places at
+ * once: puts at the newest, acks a few hundred behind, the done list's trim at the oldest
+ * remembered; with one cached page, each of them missed it after the others.
  *
  * A page lives while it holds a job. The cost of a job whose neighbours are all gone (a long
  * delay among short jobs) is its page, about 270 bytes, a few times its 80-byte core.
@@ -30,10 +32,14 @@ struct jobtab_page {
     struct job *slots[JOBTAB_PAGE_SLOTS];
 };
 
+#define JOBTAB_CACHED 4
+
 struct jobtab {
     struct idmap pages; /* (id >> JOBTAB_PAGE_BITS) + 1 -> page */
-    uint64_t last_key;  /* the page last looked up, 0 if none */
-    struct jobtab_page *last;
+    /* Pages looked up lately: cached[i] is the page of cached_key[i], unless that is 0. */
+    uint64_t cached_key[JOBTAB_CACHED];
+    struct jobtab_page *cached[JOBTAB_CACHED];
+    uint32_t cache_next; /* the entry the next miss replaces (round robin) */
     size_t count;
     /* Pages allocated ahead by jobtab_reserve, in no map (linked through slots[0]). */
     struct jobtab_page *spare;

@@ -1,7 +1,8 @@
 /* The containers under the queue state machine, against simple reference models under random
- * operation sequences: the slot-tracking heap, the runs in front of it (runheap), the id map and the string map (both with
- * backward-shift deletion, where an off-by-one loses entries silently), and the job table
- * (pages that come and go, and a cached last page that must not outlive its page). */
+ * operation sequences: the slot-tracking heap, the runs in front of it (runheap), the id map
+ * and the string map (both with backward-shift deletion, where an off-by-one loses entries
+ * silently), and the job table (pages that come and go, and cached pages that must not outlive
+ * their page). */
 #include <stdlib.h>
 
 #include "check.h"
@@ -346,7 +347,7 @@ static void test_jobtab_matches_model(void)
         walked++;
     }
     CHECK_EQ(walked, count);
-    /* Empty every page: none may stay, and the cached page must not answer for a freed one. */
+    /* Empty every page: none may stay, and no cached page may answer for a freed one. */
     for (uint32_t i = 0; i < IDS; i++) {
         uint64_t id = bases[i % 3] + i / 3;
         CHECK(jobtab_remove(&tab, id) == model[i]);
