@@ -1,8 +1,9 @@
 /*
  * spool-bench: command line. `spool-bench MODE [options]`, MODE one of produce, consume, e2e
- * (the load generator, loadgen.c) and storage (the storage engine micro-benchmark,
- * storage_bench.c). Every run prints one `RESULT key=value ...` line on stdout; progress and
- * errors go to stderr. Exit 0 on a completed run, 1 when the run failed, 2 on bad usage.
+ * (the load generator, loadgen.c), storage (the storage engine micro-benchmark,
+ * storage_bench.c), backlog (backlog.c), floor (floor.c) and leases (leases.c). Every run
+ * prints one `RESULT key=value ...` line on stdout; progress and errors go to stderr. Exit 0
+ * on a completed run, 1 when the run failed, 2 on bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +14,7 @@
 
 #include "backlog.h"
 #include "floor.h"
+#include "leases.h"
 #include "loadgen.h"
 #include "storage_bench.h"
 
@@ -24,6 +26,9 @@ static void usage(FILE *out)
             "       spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES] (--help)\n"
             "       spool-bench floor --dir DIR [--size BYTES] [--rate R] [--count N]\n"
             "                 (one commit of a job's batch and one loopback round trip, alone)\n"
+            "       spool-bench leases [--leases N] [--reps R]\n"
+            "                 (a lease's cost with N held: the broker's lease set, a plain\n"
+            "                 heap, and queue_ack, in process)\n"
             "load options:\n"
             "  --target spool|beanstalkd|redis   protocol of the server (default spool)\n"
             "  --server HOST:PORT   (default 127.0.0.1 and the target's usual port)\n"
@@ -308,6 +313,8 @@ int main(int argc, char **argv)
         return backlog_main(argc, argv);
     if (strcmp(mode, "floor") == 0)
         return floor_main(argc, argv);
+    if (strcmp(mode, "leases") == 0)
+        return leases_main(argc, argv);
     struct cli cli = {.target = "spool"};
     loadgen_config_defaults(&cli.load);
     storage_bench_config_defaults(&cli.storage);

@@ -124,6 +124,24 @@ if [ $? -ne 2 ]; then
     echo "FAIL: spool-bench floor --size 0 not refused with 2"
     failures=$((failures + 1))
 fi
+# leases: the lease set and an ack timed with 2000 leases held (non-zero figures, the ratio
+# their quotient within the rounding of the printed figures); no lease count refused (2).
+line=$(timeout 60 "$bench" leases --leases 2000 --reps 1)
+echo "$line"
+if [[ "$line" != "RESULT mode=leases leases=2000 reps=1 "* ]] ||
+    ! awk -v r="$(num runheap_ns)" -v h="$(num heap_ns)" -v q="$(num heap_over_runheap)" \
+        -v a="$(num ack_ns)" \
+        'BEGIN { exit !(r > 0 && h > 0 && a > 0 && q > 0 && (h / r) / q < 1.05 &&
+                        q / (h / r) < 1.05) }'
+then
+    echo "FAIL: spool-bench leases: $line"
+    failures=$((failures + 1))
+fi
+"$bench" leases --leases 0 >/dev/null 2>&1
+if [ $? -ne 2 ]; then
+    echo "FAIL: spool-bench leases --leases 0 not refused with 2"
+    failures=$((failures + 1))
+fi
 
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "FAIL: spoold died during the runs"
