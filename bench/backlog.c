@@ -9,7 +9,7 @@
  *   RESULT bench=backlog jobs=N size=S body_cache=B put_jobs_per_s=.. rss_bytes=..
  *          rss_bytes_per_job=.. drain_before_jobs_per_s=.. ready_s=..
  *          restart_rss_bytes_per_job=.. drain_jobs_per_s=.. cold=0|1 random=0|1
- *          drain_waits=.. drain_batch_reads=.. drain_prefetch_reads=..
+ *          drain_waits=.. drain_batch_reads=.. drain_prefetch_reads=.. commit_io=..
  *
  * rss_bytes_per_job is (RSS full - RSS empty) / jobs, with the server's body cache at
  * --body-cache (default 1m, so the figure is the per-job cost beyond the cache). With a cache
@@ -23,7 +23,9 @@
  * many reserves of the drain after the restart had to wait for a read of the log (from the
  * server's stop line), drain_batch_reads how many batches it read, drain_prefetch_reads how
  * many of those read-ahead issued: figures that CPU contention does not blur. --random makes the
- * bodies incompressible, so that the log is as large as they are.
+ * bodies incompressible, so that the log is as large as they are. --spoold-arg passes one more
+ * argument to spoold at both starts (repeatable: --spoold-arg=--direct-io --spoold-arg=off),
+ * and commit_io= is the stop line's word for how its commits were written.
  */
 #include "backlog.h"
 
@@ -51,6 +53,8 @@
 #define BACKLOG_RESERVE_COUNT 256
 /* How long spoold may take to start listening: a restart of 10M jobs must fit. */
 #define BACKLOG_START_TIMEOUT_S 600
+/* --spoold-arg may be given this many times. */
+#define BACKLOG_SPOOLD_ARGS_MAX 16
 
 struct backlog_config {
     uint64_t jobs;
@@ -60,6 +64,9 @@ struct backlog_config {
     const char *body_cache;
     bool cold;
     bool random; /* incompressible bodies (lz4 saves nothing: the log is as large as they) */
+    /* --spoold-arg: passed to spoold after ours, at both starts (--direct-io off, ...) */
+    const char *spoold_args[BACKLOG_SPOOLD_ARGS_MAX];
+    uint32_t spoold_arg_count;
 };
 
 struct backlog_server {
@@ -89,11 +96,25 @@ static double server_start(struct backlog_server *s, const struct backlog_config
     if (pid == 0) {
         FILE *log = freopen(s->log, "a", stderr);
         (void)log;
+        /* spoold, its six of ours, --body-cache and its value, the caller's, NULL */
+        const char *args[1 + 6 + 2 + BACKLOG_SPOOLD_ARGS_MAX + 1];
+        uint32_t n = 0;
+        args[n++] = cfg->spoold;
+        args[n++] = "--data";
+        args[n++] = s->data;
+        args[n++] = "--listen";
+        args[n++] = "127.0.0.1:0";
+        args[n++] = "--ready-file";
+        args[n++] = s->ready;
         /* "none": no --body-cache at all (a spoold from before the body cache). */
-        bool cache = strcmp(cfg->body_cache, "none") != 0;
-        execl(cfg->spoold, cfg->spoold, "--data", s->data, "--listen", "127.0.0.1:0",
-              "--ready-file", s->ready, cache ? "--body-cache" : (char *)NULL, cfg->body_cache,
-              (char *)NULL);
+        if (strcmp(cfg->body_cache, "none") != 0) {
+            args[n++] = "--body-cache";
+            args[n++] = cfg->body_cache;
+        }
+        for (uint32_t i = 0; i < cfg->spoold_arg_count; i++)
+            args[n++] = cfg->spoold_args[i];
+        args[n] = NULL;
+        execv(cfg->spoold, (char *const *)args);
         _exit(127);
     }
     s->pid = pid;
@@ -175,23 +196,33 @@ static int data_drop_cached(const struct backlog_server *s)
     return rc;
 }
 
+/* The word after key in the last line of the server's log that has it, into out ("-": none):
+ * commit_io= of the stop line says how the commits were written (direct or buffered). */
+static void log_word(const struct backlog_server *s, const char *key, char *out, size_t size)
+{
+    snprintf(out, size, "-");
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return;
+    char line[2048];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, key);
+        if (at != NULL) {
+            at += strlen(key);
+            snprintf(out, size, "%.*s", (int)strcspn(at, " \n"), at);
+        }
+    }
+    fclose(f);
+}
+
 /* The number after key in the last line of the server's log that has it (0: none): the stop
  * line of the body cache says how many deliveries waited for a read (fetches=) and how many
  * batch reads read-ahead made (prefetch_reads=, 0 for a spoold without it). */
 static uint64_t log_counter(const struct backlog_server *s, const char *key)
 {
-    FILE *f = fopen(s->log, "r");
-    if (f == NULL)
-        return 0;
-    char line[2048];
-    uint64_t value = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        const char *at = strstr(line, key);
-        if (at != NULL)
-            value = strtoull(at + strlen(key), NULL, 10);
-    }
-    fclose(f);
-    return value;
+    char word[32];
+    log_word(s, key, word, sizeof(word));
+    return strtoull(word, NULL, 10);
 }
 
 static int fill(spool_client *c, const struct backlog_config *cfg)
@@ -322,17 +353,20 @@ static int run(const struct backlog_config *cfg, struct backlog_server *s)
     uint64_t waits = log_counter(s, " fetches=");
     uint64_t reads = log_counter(s, " batch_reads=");
     uint64_t ahead = log_counter(s, " prefetch_reads=");
+    char commit_io[32];
+    log_word(s, " commit_io=", commit_io, sizeof(commit_io));
     double jobs = (double)cfg->jobs;
     printf("RESULT bench=backlog jobs=%llu size=%u body_cache=%s put_jobs_per_s=%.0f "
            "rss_bytes=%llu rss_bytes_per_job=%.1f drain_before_jobs_per_s=%.0f ready_s=%.3f "
            "restart_rss_bytes_per_job=%.1f drain_jobs_per_s=%.0f cold=%d random=%d "
-           "drain_waits=%llu drain_batch_reads=%llu drain_prefetch_reads=%llu\n",
+           "drain_waits=%llu drain_batch_reads=%llu drain_prefetch_reads=%llu commit_io=%s\n",
            (unsigned long long)cfg->jobs, cfg->size, cfg->body_cache, jobs / put_s,
            (unsigned long long)rss_full, ((double)rss_full - (double)rss_empty) / jobs,
            (double)first_half / drain_before_s, ready_s,
            ((double)rss_restarted - (double)rss_empty) / (double)second_half,
            (double)second_half / drain_s, cfg->cold ? 1 : 0, cfg->random ? 1 : 0,
-           (unsigned long long)waits, (unsigned long long)reads, (unsigned long long)ahead);
+           (unsigned long long)waits, (unsigned long long)reads, (unsigned long long)ahead,
+           commit_io);
     return 0;
 }
 
@@ -341,8 +375,11 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: spool-bench backlog --jobs N [--size BYTES] [--body-cache BYTES|none]\n"
             "                          [--cold] [--random] [--spoold PATH] [--dir DIR]\n"
+            "                          [--spoold-arg ARG]...\n"
             "  starts its own spoold (default: $SPOOLD, else spoold next to spool-bench's\n"
             "  build: ../src/spoold), fills N jobs, restarts it, drains them; one RESULT line\n"
+            "  --spoold-arg ARG: one more argument for spoold, at both starts (up to 16; e.g.\n"
+            "                    --spoold-arg=--direct-io --spoold-arg=off)\n"
             "  --cold: drop the log from the page cache before the restart\n"
             "  --random: incompressible bodies (default: text that lz4 shrinks)\n");
 }
@@ -371,7 +408,7 @@ static int parse(int argc, char **argv, struct backlog_config *cfg)
         {"spoold", required_argument, NULL, 'p'}, {"dir", required_argument, NULL, 'd'},
         {"body-cache", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
         {"cold", no_argument, NULL, 'c'},         {"random", no_argument, NULL, 'r'},
-        {NULL, 0, NULL, 0}};
+        {"spoold-arg", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
     int opt;
     optind = 2;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -384,6 +421,14 @@ static int parse(int argc, char **argv, struct backlog_config *cfg)
         case 'b': cfg->body_cache = optarg; break;
         case 'c': cfg->cold = true; break;
         case 'r': cfg->random = true; break;
+        case 'a':
+            if (cfg->spoold_arg_count == BACKLOG_SPOOLD_ARGS_MAX) {
+                fprintf(stderr, "spool-bench backlog: more than %u --spoold-arg\n",
+                        BACKLOG_SPOOLD_ARGS_MAX);
+                return -EINVAL;
+            }
+            cfg->spoold_args[cfg->spoold_arg_count++] = optarg;
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -EINVAL;
         }

@@ -4,7 +4,8 @@
 # no error reply, and a spoold still alive afterwards; then a short produce and a consume run
 # (pre-fill, then drain) on the same server must account for every job too.
 # The server's own count (spool stats) must agree with the generator's: every put it counted
-# is there, and nothing is left ready or reserved after e2e.
+# is there, and nothing is left ready or reserved after e2e. Then the floor, leases and
+# backlog modes, each checked on its own.
 # Usage: test_bench_e2e.sh SPOOL_BENCH SPOOLD SPOOL. spoold listens on 127.0.0.1 port 0 in a
 # temp dir and is stopped by pid.
 script_name=test_bench_e2e.sh
@@ -140,6 +141,28 @@ fi
 "$bench" leases --leases 0 >/dev/null 2>&1
 if [ $? -ne 2 ]; then
     echo "FAIL: spool-bench leases --leases 0 not refused with 2"
+    failures=$((failures + 1))
+fi
+# backlog starts spoold itself (this build's, in $dir): 200 jobs filled, restarted, drained.
+# Its commits are written as spoold says in its stop line (direct here unless $dir is tmpfs),
+# or buffered when --spoold-arg turns direct I/O off; an argument spoold refuses fails the run
+# (1), and its temp directory is kept for the log.
+for direct in on off; do
+    want=buffered+fdatasync
+    [ "$direct" = on ] && [ "$commit_io" = direct ] && want=direct
+    line=$(SPOOLD="$spoold" timeout 60 "$bench" backlog --jobs 200 --dir "$dir" \
+        --spoold-arg=--direct-io --spoold-arg="$direct")
+    echo "$line"
+    if [[ "$line" != "RESULT bench=backlog jobs=200 "* ]] || [[ "$line" != *" commit_io=$want" ]]
+    then
+        echo "FAIL: spool-bench backlog --spoold-arg=--direct-io --spoold-arg=$direct: $line"
+        failures=$((failures + 1))
+    fi
+done
+SPOOLD="$spoold" timeout 60 "$bench" backlog --jobs 200 --dir "$dir" \
+    --spoold-arg=--no-such-option >/dev/null 2>&1
+if [ $? -ne 1 ]; then
+    echo "FAIL: spool-bench backlog with a refused spoold argument did not exit 1"
     failures=$((failures + 1))
 fi
 
