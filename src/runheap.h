@@ -6,7 +6,7 @@
  * arrive in order, appended and unlinked in O(1); an element that fits no run (its key is
  * less than every run's last) goes to an ordinary heap. The minimum is the least of the
  * runs' first elements and the heap's top, so a few ttrs in use stay O(1) and any order of
- * keys stays correct, as fast as the heap alone at worst.
+ * keys stays correct, at worst at the heap's cost plus RUNHEAP_RUNS comparisons a push or top.
  *
  * An element carries a list link (at link_offset) and a heap slot (the heap's index_offset):
  * in a run, its link is linked and its slot is HEAP_NONE; in the heap, the reverse; in
