@@ -35,13 +35,14 @@
 #define LEASES_RESERVE_BATCH 256u
 #define LEASES_TTR_NS (60 * (int64_t)1000000000)
 
-/* As big as a job's extension, with its key and links where the broker keeps them. */
+/* As big as a job's extension (what the broker's lease set holds), key and links first. */
 struct lease_item {
     int64_t deadline_ns;
     uint32_t slot;
     struct list_link link;
-    uint8_t rest[176 - 8 - 4 - 4 - 16];
+    uint8_t rest[sizeof(struct job_ext) - 32];
 };
+_Static_assert(sizeof(struct lease_item) == sizeof(struct job_ext), "lease_item: an extension");
 
 static double now_s(void)
 {
