@@ -81,6 +81,9 @@ static const char usage[] =
     "  --direct-io on|off       --sync always: write commits with O_DIRECT, durable at once\n"
     "                           (default on; off, or a file system without it: buffered\n"
     "                           writes and fdatasync)\n"
+    "  --recv-multishot on|off  read each connection through one multishot receive, where\n"
+    "                           the kernel bounds it by bytes (default on; probed at start,\n"
+    "                           the listening line says recv=multishot or recv=single)\n"
     "  --checkpoint-interval MS checkpoint at least this often when busy (default 60000)\n"
     "  --compact-percent N      copy the live jobs of a sealed segment forward when they take\n"
     "                           less than N% of it, 0..50 (default 25; 0: never)\n"
@@ -212,6 +215,7 @@ static void defaults(struct server_config *config)
     config->checkpoint_bytes = 64ull * 1024 * 1024;
     config->commits_in_flight = LOG_COMMITS_IN_FLIGHT_MAX;
     config->direct_io = true;
+    config->recv_multishot = true;
     config->body_cache_bytes = CONFIG_BODY_CACHE_DEFAULT;
     config->checkpoint_interval_ms = 60000;
     config->compact_percent = COMPACT_LIVE_PERCENT;
@@ -240,6 +244,17 @@ static bool number_option(const char *name, const char *text, uint64_t min, uint
                 (unsigned long long)min, (unsigned long long)max);
         return false;
     }
+    return true;
+}
+
+/* One on|off option; false (and a message) for anything else. */
+static bool on_off_option(const char *name, const char *text, bool *out)
+{
+    if (strcmp(text, "on") != 0 && strcmp(text, "off") != 0) {
+        fprintf(stderr, "spoold: %s: '%s' is not on or off\n", name, text);
+        return false;
+    }
+    *out = strcmp(text, "on") == 0;
     return true;
 }
 
@@ -349,12 +364,9 @@ static bool apply_option(const char *name, const char *value, struct server_conf
     } else if (strcmp(name, "--commits-in-flight") == 0) {
         return number_option(name, value, 1, LOG_COMMITS_IN_FLIGHT_MAX, &c->commits_in_flight);
     } else if (strcmp(name, "--direct-io") == 0) {
-        if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
-            fprintf(stderr, "spoold: --direct-io: '%s' is not on or off\n", value);
-            return false;
-        }
-        c->direct_io = strcmp(value, "on") == 0;
-        return true;
+        return on_off_option(name, value, &c->direct_io);
+    } else if (strcmp(name, "--recv-multishot") == 0) {
+        return on_off_option(name, value, &c->recv_multishot);
     } else if (strcmp(name, "--idempotency-window") == 0) {
         /* Up to 30 days: keys are held in memory for the whole window. */
         return number_option(name, value, 1, 30ull * 24 * 3600 * 1000,

@@ -32,6 +32,7 @@ struct server_config {
     uint64_t checkpoint_bytes;     /* --checkpoint-bytes, default 64 MiB of log */
     uint64_t commits_in_flight;    /* --commits-in-flight, default LOG_COMMITS_IN_FLIGHT_MAX */
     bool direct_io;                /* --direct-io on|off, default on */
+    bool recv_multishot;           /* --recv-multishot on|off, default on (where it bounds) */
     uint32_t checkpoint_interval_ms; /* --checkpoint-interval, default 60 s */
     uint32_t compact_percent;      /* --compact-percent, default 25 (compact.h); 0: off */
     uint64_t idempotency_window_ms; /* --idempotency-window, default 24 h */

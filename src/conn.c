@@ -2,10 +2,13 @@
  * Connections: receive through the buffer ring, cut frames, hand them to the handlers, send.
  *
  * Input. A recv picks a buffer from the ring; its bytes are appended to the connection's input
- * at once and the buffer goes back to the ring, so buffers never wait on a slow request. The
- * input holds at most one frame beyond what has been parsed (its size is checked against
- * --max-frame from the header before the buffer grows). A recv is armed only when the
- * connection wants input: not closing, not stalled on log space, output below CONN_OUT_HIGH.
+ * at once and the buffer goes back to the ring, so buffers never wait on a slow request. A recv
+ * is armed only when the connection wants input: not closing, not stalled on log space, output
+ * below CONN_OUT_HIGH, at most one frame unparsed (its size is checked against --max-frame from
+ * the header before the buffer grows). Where the kernel bounds a multishot receive by bytes
+ * (server.h, SERVER_RECV_CREDIT), one recv stays armed for up to that many bytes, read by read,
+ * and is armed again after its final completion; else each read is one recv. Either way a
+ * connection's unparsed input is at most one frame, SERVER_RECV_CREDIT and one buffer.
  *
  * Output. Two buffers: replies append to `out` while `sending` is in flight (the kernel reads
  * it, so it must not move); when a send completes, the buffers swap.
@@ -82,7 +85,12 @@ void conn_arm_recv(struct conn *conn)
     if (conn->recv_armed || !conn_wants_input(conn) || conn->server->stopping)
         return;
     struct io_uring_sqe *sqe = conn_sqe(conn->server);
-    io_uring_prep_recv(sqe, conn->fd, NULL, SERVER_RECV_BUFFER_SIZE, 0);
+    if (conn->server->recv_multishot) {
+        io_uring_prep_recv_multishot(sqe, conn->fd, NULL, 0, 0);
+        sqe->file_index = SERVER_RECV_CREDIT; /* the kernel's optlen: the byte limit */
+    } else {
+        io_uring_prep_recv(sqe, conn->fd, NULL, SERVER_RECV_BUFFER_SIZE, 0);
+    }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = SERVER_RECV_GROUP;
     io_uring_sqe_set_data(sqe, &conn->recv_completion);
@@ -91,8 +99,8 @@ void conn_arm_recv(struct conn *conn)
 
 static void conn_send_next(struct conn *conn);
 
-/* Append received bytes to the input, growing it to hold them (bounded by conn_wants_input:
- * at most one frame plus one receive buffer). */
+/* Append received bytes to the input, growing it to hold them (bounded by conn_wants_input and
+ * the receive's credit: at most one frame, SERVER_RECV_CREDIT and one receive buffer). */
 static void conn_input_append(struct conn *conn, const uint8_t *data, size_t len)
 {
     if (conn->in_start > 0 && conn->in_start == conn->in_end)
@@ -115,6 +123,9 @@ static void conn_input_append(struct conn *conn, const uint8_t *data, size_t len
     }
     memcpy(conn->in + conn->in_end, data, len);
     conn->in_end += len;
+    uint64_t *input_max = &conn->server->metrics.input_max_bytes;
+    if (conn->in_end - conn->in_start > *input_max)
+        *input_max = conn->in_end - conn->in_start;
 }
 
 static void conn_recv_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
@@ -122,18 +133,16 @@ static void conn_recv_complete(struct io_completion *completion, const struct io
     struct conn *conn =
         (struct conn *)(void *)((char *)completion - offsetof(struct conn, recv_completion));
     struct server *server = conn->server;
-    conn->recv_armed = false;
+    conn->recv_armed = (cqe->flags & IORING_CQE_F_MORE) != 0; /* a multishot carrying on */
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-        uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
         if (cqe->res > 0 && !conn->closing) {
             server->metrics.bytes_in += (uint64_t)cqe->res;
-            conn_input_append(conn, buf, (size_t)cqe->res);
+            conn_input_append(conn, server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE,
+                              (size_t)cqe->res);
             conn->input_ms = server_now_ms();
         }
-        io_uring_buf_ring_add(server->buf_ring, buf, SERVER_RECV_BUFFER_SIZE, bid,
-                              io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), 0);
-        io_uring_buf_ring_advance(server->buf_ring, 1);
+        server_recv_buffer_return(server, bid);
     }
     if (conn->closing) {
         conn_maybe_free(conn);
@@ -499,10 +508,11 @@ void conn_sweep(struct server *server, int64_t now_ms)
     while (link != &server->conns) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         link = link->next; /* conn_fail may move conn to the zombies */
-        /* Waiting on the peer for the rest of a frame: bytes left over after parsing, a recv
-         * armed, and not queued to run (then the bytes may be whole frames not yet parsed). */
+        /* Waiting on the peer for the rest of a frame: bytes left over after parsing, input
+         * wanted and a recv armed (a multishot one stays armed when input is not wanted), and
+         * not queued to run (then the bytes may be whole frames not yet parsed). */
         bool partial = conn->in_end > conn->in_start && conn->recv_armed &&
-                       !list_linked(&conn->run_link);
+                       conn_wants_input(conn) && !list_linked(&conn->run_link);
         if (!partial || conn->closing || conn->stalled)
             continue;
         if (conn->bs != NULL && conn->bs->waiting)

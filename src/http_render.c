@@ -413,6 +413,9 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
     prom_requests(b, m, s->beanstalk_enabled);
     prom_counter(b, "spool_received_bytes_total", "Bytes read from clients.", m->bytes_in);
     prom_counter(b, "spool_sent_bytes_total", "Bytes sent to clients.", m->bytes_out);
+    prom_gauge(b, "spool_connection_input_max_bytes",
+               "The most unparsed input one connection has held since spoold started.",
+               (double)m->input_max_bytes);
     prom_head(b, "spool_commit_duration_seconds", "histogram",
               "One group commit: batch write (and fdatasync in --sync always), rolls included.");
     struct bounds_text t;

@@ -108,6 +108,7 @@ struct server_metrics {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t connections_accepted;
+    uint64_t input_max_bytes;           /* the most unparsed input one connection has held */
     uint64_t commit_bytes;
     struct metrics_hist commit_us;      /* one group commit: write (+ fdatasync) */
     struct metrics_hist commit_records; /* records in one commit */

@@ -156,6 +156,67 @@ static void ring_dispatch_ready(struct server *server)
  * e2e 100 B 1.06x (median of 10 pairs). Kernels before 5.19 get the ring without them. */
 #define SERVER_RING_FLAGS (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
+void server_recv_buffer_return(struct server *server, uint16_t bid)
+{
+    uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
+    io_uring_buf_ring_add(server->buf_ring, buf, SERVER_RECV_BUFFER_SIZE, bid,
+                          io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), 0);
+    io_uring_buf_ring_advance(server->buf_ring, 1);
+}
+
+/* The probe's completions, a late one included: the buffer goes back, nothing else. */
+static void recv_probe_complete(struct io_completion *completion, const struct io_uring_cqe *cqe)
+{
+    struct server *server = (struct server *)(void *)((char *)completion -
+                                                      offsetof(struct server,
+                                                               recv_probe_completion));
+    if (cqe->flags & IORING_CQE_F_BUFFER)
+        server_recv_buffer_return(server, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+}
+
+/* Does this kernel end a multishot receive at a byte limit (SERVER_RECV_CREDIT)? Two bytes
+ * against a limit of one must come back in one final completion (no IORING_CQE_F_MORE).
+ * Kernels without the limit refuse the field (-EINVAL), or the multishot receive itself, or
+ * (were one to ignore the field) carry on: all of those get one single-shot recv per read.
+ * liburing 2.3's header names the field file_index; the kernel's later one, optlen. */
+static bool recv_limit_works(struct server *server)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return false;
+    server->recv_probe_completion.complete = recv_probe_complete;
+    bool works = false;
+    if (write(sv[1], "ok", 2) == 2) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&server->ring);
+        io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = SERVER_RECV_GROUP;
+        sqe->file_index = 1;
+        io_uring_sqe_set_data(sqe, &server->recv_probe_completion);
+        uint32_t seen = 0;
+        for (;;) {
+            struct io_uring_cqe *cqe = NULL;
+            struct __kernel_timespec ts = {.tv_sec = 1};
+            if (io_uring_submit_and_wait_timeout(&server->ring, &cqe, 1, &ts, NULL) < 0 ||
+                cqe == NULL)
+                break; /* no answer in a second: single receives (a late one is harmless) */
+            bool ours = io_uring_cqe_get_data(cqe) == &server->recv_probe_completion;
+            bool final = !(cqe->flags & IORING_CQE_F_MORE);
+            if (ours && seen++ == 0)
+                works = cqe->res == 2 && final;
+            io_uring_dispatch(cqe);
+            io_uring_cqe_seen(&server->ring, cqe);
+            if (ours && final)
+                break;
+            if (ours)
+                (void)shutdown(sv[1], SHUT_WR); /* it carried on: end of stream stops it */
+        }
+    }
+    close(sv[0]);
+    close(sv[1]);
+    return works;
+}
+
 static int ring_setup(struct server *server)
 {
     int rc = io_uring_queue_init(SERVER_RING_ENTRIES, &server->ring, SERVER_RING_FLAGS);
@@ -190,6 +251,7 @@ static int ring_setup(struct server *server)
                               SERVER_RECV_BUFFER_SIZE, (unsigned short)i,
                               io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), i);
     io_uring_buf_ring_advance(server->buf_ring, SERVER_RECV_BUFFERS);
+    server->recv_multishot = server->config.recv_multishot && recv_limit_works(server);
     return 0;
 }
 
@@ -1190,10 +1252,11 @@ int server_start(struct server *server, const struct server_config *config)
         return rc;
     accept_arm(server);
     io_uring_submit(&server->ring);
-    slog_info("msg=listening addr=%s data=%s sync=%s version=%s", addr, config->data_dir,
+    slog_info("msg=listening addr=%s data=%s sync=%s recv=%s version=%s", addr,
+              config->data_dir,
               config->sync_mode == LOG_SYNC_ALWAYS ? "always"
               : config->sync_mode == LOG_SYNC_NONE ? "none" : "interval",
-              SPOOLD_VERSION);
+              server->recv_multishot ? "multishot" : "single", SPOOLD_VERSION);
     if (config->ready_file != NULL &&
         ready_file_write(config->ready_file, addr, server->beanstalk_addr) != 0) {
         slog_error("msg=\"cannot write ready file\" path=%s", config->ready_file);
@@ -1301,9 +1364,21 @@ static void bodies_report(struct server *server)
               (unsigned long long)fetch.prefetch_reads);
 }
 
+/* How connections read in this run: the receive mode and the most unparsed input one held
+ * (bounded by conn.c: a frame, SERVER_RECV_CREDIT and a buffer). */
+static void conns_report(const struct server *server)
+{
+    slog_info("msg=connections accepted=%llu recv=%s input_max_bytes=%llu received_bytes=%llu",
+              (unsigned long long)server->metrics.connections_accepted,
+              server->recv_multishot ? "multishot" : "single",
+              (unsigned long long)server->metrics.input_max_bytes,
+              (unsigned long long)server->metrics.bytes_in);
+}
+
 void server_destroy(struct server *server)
 {
     bodies_report(server);
+    conns_report(server);
     struct list_link *link;
     body_fetcher_close(server->fetcher); /* its callbacks reach connections: not past here */
     if (server->compactor != NULL)

@@ -69,6 +69,12 @@
 #define SERVER_RECV_BUFFERS 128
 #define SERVER_RECV_BUFFER_SIZE (16 * 1024)
 #define SERVER_RECV_GROUP 1
+/* A connection's receive is multishot where the kernel can bound one by bytes (sqe->optlen,
+ * added in 2025; probed at start, server.c): armed once, it posts a completion per read until
+ * it has delivered this much, then ends, and is armed again if the connection still wants
+ * input. So a connection that should stop reading takes in at most this much more (plus one
+ * buffer: the last read may fill a whole one), with no cancel racing the kernel. */
+#define SERVER_RECV_CREDIT (4u * SERVER_RECV_BUFFER_SIZE)
 /* Ring size: room for a recv and a send per active connection per turn plus the log's few. */
 #define SERVER_RING_ENTRIES 1024
 /* Frames one connection may run per loop turn before others get theirs: fairness bound. */
@@ -196,6 +202,8 @@ struct server {
     struct signalfd_siginfo siginfo;
     struct io_uring_buf_ring *buf_ring;
     uint8_t *buf_base;
+    bool recv_multishot; /* receives are multishot, bounded by SERVER_RECV_CREDIT (conn.c) */
+    struct io_completion recv_probe_completion; /* ring_setup's probe of that bound */
     struct idmap conns_by_id;
     struct list_link conns;
     struct list_link zombies; /* closed conns, freed at the end of the loop turn */
@@ -300,6 +308,8 @@ void conn_flush_later(struct conn *conn);
 void conns_flush(struct server *server);
 void conn_make_runnable(struct conn *conn);
 void conn_arm_recv(struct conn *conn);
+/* Give receive buffer bid back to the kernel's ring. */
+void server_recv_buffer_return(struct server *server, uint16_t bid);
 /* Close connections whose started frame has not progressed within --frame-timeout. */
 void conn_sweep(struct server *server, int64_t now_ms);
 struct conn *conn_by_id(struct server *server, uint64_t id);

@@ -87,6 +87,10 @@ class WorkloadMetrics(unittest.TestCase):
                          q("spool_commit_records_count"))
         self.assertGreaterEqual(q("spool_commit_records_sum"), 13)
         self.assertGreater(q("spool_received_bytes_total"), 0)
+        # some input was held unparsed, and never more than was received
+        self.assertGreater(q("spool_connection_input_max_bytes"), 0)
+        self.assertLessEqual(q("spool_connection_input_max_bytes"),
+                             q("spool_received_bytes_total"))
         self.assertGreater(q("spool_resident_memory_bytes"), 1 << 20)
         self.assertGreater(q("spool_disk_free_bytes"), 0)
         self.assertEqual(q("spool_disk_headroom_low"), 0)

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -401,6 +402,20 @@ static long server_rss_kib(void)
     return kib;
 }
 
+#define PING_FRAMES_BYTES (WIRE_HEADER_SIZE * 4096)
+
+/* 4096 PING frames back to back: a flood's unit. */
+static const uint8_t *ping_frames(void)
+{
+    static uint8_t frames[PING_FRAMES_BYTES];
+    for (int i = 0; i < 4096; i++) {
+        struct wire_header h = {.frame_size = WIRE_HEADER_SIZE, .opcode = WIRE_OP_PING,
+                                .request_id = (uint64_t)i};
+        wire_header_encode(frames + i * WIRE_HEADER_SIZE, &h);
+    }
+    return frames;
+}
+
 /* A client that floods requests and never reads its replies: spoold stops reading from it once
  * its unsent replies pass the bound, its memory stays bounded, and others are served. */
 static void test_flooder_that_never_reads(void)
@@ -408,16 +423,11 @@ static void test_flooder_that_never_reads(void)
     int fd = hello_connect();
     struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* stop when spoold stops reading */
-    static uint8_t frames[WIRE_HEADER_SIZE * 4096];
-    for (int i = 0; i < 4096; i++) {
-        struct wire_header h = {.frame_size = WIRE_HEADER_SIZE, .opcode = WIRE_OP_PING,
-                                .request_id = (uint64_t)i};
-        wire_header_encode(frames + i * WIRE_HEADER_SIZE, &h);
-    }
+    const uint8_t *frames = ping_frames();
     long before = server_rss_kib();
     size_t sent_total = 0;
     for (int round = 0; round < 2000; round++) { /* at most 128 MiB offered */
-        ssize_t n = send(fd, frames, sizeof(frames), MSG_NOSIGNAL);
+        ssize_t n = send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL);
         if (n <= 0)
             break; /* the server stopped reading: the send timed out */
         sent_total += (size_t)n;
@@ -429,6 +439,85 @@ static void test_flooder_that_never_reads(void)
     CHECK(after - before < 64 * 1024);      /* bounded: no growth with the flood */
     server_still_serves();
     close(fd);
+}
+
+/* The number after `key=` in the server's log (its last occurrence), or -1. */
+static long long log_number(const struct spoold *s, const char *key)
+{
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return -1;
+    long long value = -1;
+    char line[1024];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, key);
+        if (at != NULL)
+            value = atoll(at + strlen(key));
+    }
+    fclose(f);
+    return value;
+}
+
+/* Linux 6.18 bounds a multishot receive by bytes (the limit came in 2025; earlier releases
+ * may have it too, and may not): from there on spoold must use it. */
+static bool kernel_has_recv_limit(void)
+{
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+        return false;
+    return major > 6 || (major == 6 && minor >= 18);
+}
+
+/* The same flood against a server whose frames are small, so that the bound on a connection's
+ * unparsed input is tight: one frame (64 KiB), a receive's credit (64 KiB) and one receive
+ * buffer (16 KiB). Once replies back up, spoold stops parsing; with one recv per read it
+ * stops reading at once, and a multishot receive stops when its byte limit is spent. Without
+ * the limit, a multishot receive let one connection's unparsed input grow to 6 MiB here (and
+ * on, with the flood). Both modes run. */
+static void flood_input_bounded(const char *mode)
+{
+    struct spoold saved = server;
+    const char *args[] = {"--max-frame", "64k", "--max-job-size", "32k", "--recv-multishot",
+                          mode, NULL};
+    REQUIRE(spoold_start(&server, "flood-input", args) == 0);
+    int fd = hello_connect();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 300 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    const uint8_t *frames = ping_frames();
+    size_t sent_total = 0;
+    for (int round = 0; round < 1024; round++) { /* at most 64 MiB offered */
+        ssize_t n = send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        sent_total += (size_t)n;
+    }
+    server_still_serves();
+    close(fd);
+    CHECK_EQ(spoold_stop(&server), 0);
+    long long input_max = log_number(&server, "input_max_bytes=");
+    long long received = log_number(&server, "received_bytes=");
+    fprintf(stderr, "recv-multishot %s: sent %zu, received %lld, input max %lld bytes\n", mode,
+            sent_total, received, input_max);
+    if (strcmp(mode, "off") == 0)
+        CHECK(spoold_log_contains(&server, "recv=single"));
+    else if (kernel_has_recv_limit())
+        CHECK(spoold_log_contains(&server, "recv=multishot"));
+    CHECK(sent_total < 64u * 1024 * 1024);
+    CHECK(input_max > 0);
+    CHECK(input_max <= 64 * 1024 + 4 * 16 * 1024 + 16 * 1024);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
+static void test_flood_input_bounded_multishot(void)
+{
+    flood_input_bounded("on");
+}
+
+static void test_flood_input_bounded_single(void)
+{
+    flood_input_bounded("off");
 }
 
 /* A worker that blocks reserves and never reads its replies does not hoard the queue: once its
@@ -555,6 +644,8 @@ int main(void)
     RUN_TEST(test_ten_thousand_pipelined_frames);
     RUN_TEST(test_eof_mid_frame);
     RUN_TEST(test_flooder_that_never_reads);
+    RUN_TEST(test_flood_input_bounded_multishot);
+    RUN_TEST(test_flood_input_bounded_single);
     RUN_TEST(test_blocked_reserves_of_a_reader_that_never_reads);
     RUN_TEST(test_handshake_failures);
     RUN_TEST(test_connection_limit);

@@ -531,10 +531,13 @@ static void test_bad_options_refused(void)
         status = system(cmd);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
     }
-    /* --direct-io takes on or off, nothing else. */
+    /* --direct-io and --recv-multishot take on or off, nothing else. */
     spoold_refused_line(bin, "--data /nonexistent-spool-dir/d --direct-io yes", line,
                         sizeof(line));
     CHECK(strstr(line, "--direct-io: 'yes' is not on or off") != NULL);
+    spoold_refused_line(bin, "--data /nonexistent-spool-dir/d --recv-multishot 1", line,
+                        sizeof(line));
+    CHECK(strstr(line, "--recv-multishot: '1' is not on or off") != NULL);
     snprintf(cmd, sizeof(cmd), "%s --version >/dev/null", bin);
     status = system(cmd);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
