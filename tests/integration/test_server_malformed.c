@@ -493,8 +493,10 @@ static void flood_input_bounded(const char *mode)
         sent_total += (size_t)n;
     }
     server_still_serves();
-    close(fd);
+    /* Stopped with the flooder still connected and its replies unread: the stop waits its
+     * drain bound for them, cancels the receive, and exits cleanly. */
     CHECK_EQ(spoold_stop(&server), 0);
+    close(fd);
     long long input_max = log_number(&server, "input_max_bytes=");
     long long received = log_number(&server, "received_bytes=");
     fprintf(stderr, "recv-multishot %s: sent %zu, received %lld, input max %lld bytes\n", mode,
