@@ -416,6 +416,10 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
     prom_gauge(b, "spool_connection_input_max_bytes",
                "The most unparsed input one connection has held since spoold started.",
                (double)m->input_max_bytes);
+    prom_gauge(b, "spool_connections_input_bytes",
+               "Unparsed input all connections hold now.", (double)s->conn_input_bytes);
+    prom_gauge(b, "spool_connections_output_bytes",
+               "Replies all connections have not been sent yet.", (double)s->conn_output_bytes);
     prom_head(b, "spool_commit_duration_seconds", "histogram",
               "One group commit: batch write (and fdatasync in --sync always), rolls included.");
     struct bounds_text t;

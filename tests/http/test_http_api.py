@@ -91,12 +91,53 @@ class WorkloadMetrics(unittest.TestCase):
         self.assertGreater(q("spool_connection_input_max_bytes"), 0)
         self.assertLessEqual(q("spool_connection_input_max_bytes"),
                              q("spool_received_bytes_total"))
+        # between requests nobody holds unparsed input or unsent replies
+        self.assertEqual(q("spool_connections_input_bytes"), 0)
+        self.assertEqual(q("spool_connections_output_bytes"), 0)
         self.assertGreater(q("spool_resident_memory_bytes"), 1 << 20)
         self.assertGreater(q("spool_disk_free_bytes"), 0)
         self.assertEqual(q("spool_disk_headroom_low"), 0)
         self.assertEqual(q("spool_log_segments"), 1)
         self.assertGreaterEqual(q("spool_connections_accepted_total"), 2)
         self.__class__.ids = ids
+
+    def test_slow_reader_shows_in_connection_gauges(self):
+        """A connection that sends PINGs and never reads: its replies back up in spoold (it
+        stops reading past 4 MiB of them) and show in spool_connections_output_bytes; once it
+        closes, both gauges are back to 0."""
+        from spool import codec
+        host, port = self.s.addr.rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("slow-reader", None)))
+            self.assertGreater(len(sock.recv(4096)), 0)  # the HELLO reply
+            pings = b"".join(codec.frame(codec.Op.PING, i + 2) for i in range(4096))
+            sock.setblocking(False)
+            out = 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and out < 1 << 20:
+                try:
+                    sock.send(pings)
+                    continue
+                except BlockingIOError:
+                    pass
+                out = metric(parse_metrics(self.s.metrics()), "spool_connections_output_bytes")
+                time.sleep(0.05)
+            self.assertGreaterEqual(out, 1 << 20)  # replies held for the reader, MiBs of them
+            m = parse_metrics(self.s.metrics())
+            self.assertLessEqual(metric(m, "spool_connections_input_bytes"),
+                                 metric(m, "spool_connection_input_max_bytes"))
+        finally:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = parse_metrics(self.s.metrics())
+            held = (metric(m, "spool_connections_input_bytes"),
+                    metric(m, "spool_connections_output_bytes"))
+            if held == (0, 0):
+                break
+            time.sleep(0.05)
+        self.assertEqual(held, (0, 0))
 
     def test_promtool_accepts_the_page(self):
         self.c.put("lint", "x")
