@@ -216,3 +216,19 @@ bool spoold_log_contains(const struct spoold *s, const char *text)
     fclose(f);
     return found;
 }
+
+uint64_t spoold_log_counter(const struct spoold *s, const char *key)
+{
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return 0;
+    char line[2048];
+    uint64_t value = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        const char *at = strstr(line, key);
+        if (at != NULL)
+            value = strtoull(at + strlen(key), NULL, 10);
+    }
+    fclose(f);
+    return value;
+}

@@ -39,5 +39,7 @@ void spoold_cleanup(struct spoold *s);
 int spoold_count_files(const struct spoold *s, const char *suffix);
 /* True if spoold's log contains text. */
 bool spoold_log_contains(const struct spoold *s, const char *text);
+/* The number after key ("fetches=") in the last line of spoold's log that has it, 0 if none. */
+uint64_t spoold_log_counter(const struct spoold *s, const char *key);
 
 #endif

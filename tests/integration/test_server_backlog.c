@@ -174,23 +174,6 @@ static void test_delivery_after_eviction(void)
     spoold_cleanup(&server);
 }
 
-/* The number after key in the last line of spoold's log that has it (0 if none). */
-static uint64_t log_counter(const struct spoold *s, const char *key)
-{
-    FILE *f = fopen(s->log, "r");
-    if (f == NULL)
-        return 0;
-    char line[2048];
-    uint64_t value = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        const char *at = strstr(line, key);
-        if (at != NULL)
-            value = strtoull(at + strlen(key), NULL, 10);
-    }
-    fclose(f);
-    return value;
-}
-
 /* Start spoold, put every job, stop it cleanly and start it again: a backlog whose bodies are
  * all in the log and none in the cache. */
 static void start_filled_and_restart(const char *tag, const char *const *args)
@@ -220,7 +203,7 @@ static void test_delivery_after_restart(void)
     CHECK_EQ(spoold_stop(&server), 0);
     /* Batched: the 3000 bodies came back in a few reads of whole batches (30 put batches of
      * 100 jobs, logged in ~30 log batches), not one read per job. */
-    uint64_t reads = log_counter(&server, "batch_reads=");
+    uint64_t reads = spoold_log_counter(&server, "batch_reads=");
     fprintf(stderr, "batch reads for %d jobs: %llu\n", JOBS, (unsigned long long)reads);
     CHECK(reads > 0);
     CHECK(reads < 100);
@@ -239,10 +222,10 @@ static void test_read_ahead_after_restart(void)
     drain_all(c, 32); /* ~94 reserves */
     spool_close(c);
     CHECK_EQ(spoold_stop(&server), 0);
-    uint64_t reads = log_counter(&server, "batch_reads=");
-    uint64_t ahead = log_counter(&server, "prefetch_reads=");
-    uint64_t fetches = log_counter(&server, "fetches=");
-    uint64_t bytes_max = log_counter(&server, "bytes_max=");
+    uint64_t reads = spoold_log_counter(&server, "batch_reads=");
+    uint64_t ahead = spoold_log_counter(&server, "prefetch_reads=");
+    uint64_t fetches = spoold_log_counter(&server, "fetches=");
+    uint64_t bytes_max = spoold_log_counter(&server, "bytes_max=");
     fprintf(stderr, "read-ahead: %llu of %llu batch reads; %llu reserves waited\n",
             (unsigned long long)ahead, (unsigned long long)reads, (unsigned long long)fetches);
     CHECK_EQ(bytes_max, 2u << 20);
@@ -258,8 +241,8 @@ static void test_read_ahead_after_restart(void)
     drain_all(c, 32);
     spool_close(c);
     CHECK_EQ(spoold_stop(&server), 0);
-    CHECK_EQ(log_counter(&server, "prefetch_reads="), 0);
-    CHECK(log_counter(&server, "fetches=") > 20);
+    CHECK_EQ(spoold_log_counter(&server, "prefetch_reads="), 0);
+    CHECK(spoold_log_counter(&server, "fetches=") > 20);
     spoold_cleanup(&server);
 }
 

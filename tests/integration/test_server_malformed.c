@@ -441,23 +441,6 @@ static void test_flooder_that_never_reads(void)
     close(fd);
 }
 
-/* The number after `key=` in the server's log (its last occurrence), or -1. */
-static long long log_number(const struct spoold *s, const char *key)
-{
-    FILE *f = fopen(s->log, "r");
-    if (f == NULL)
-        return -1;
-    long long value = -1;
-    char line[1024];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        const char *at = strstr(line, key);
-        if (at != NULL)
-            value = atoll(at + strlen(key));
-    }
-    fclose(f);
-    return value;
-}
-
 /* Linux 6.18 bounds a multishot receive by bytes (the limit came in 2025; earlier releases
  * may have it too, and may not): from there on spoold must use it. */
 static bool kernel_has_recv_limit(void)
@@ -497,10 +480,10 @@ static void flood_input_bounded(const char *mode)
      * drain bound for them, cancels the receive, and exits cleanly. */
     CHECK_EQ(spoold_stop(&server), 0);
     close(fd);
-    long long input_max = log_number(&server, "input_max_bytes=");
-    long long received = log_number(&server, "received_bytes=");
-    fprintf(stderr, "recv-multishot %s: sent %zu, received %lld, input max %lld bytes\n", mode,
-            sent_total, received, input_max);
+    uint64_t input_max = spoold_log_counter(&server, "input_max_bytes=");
+    uint64_t received = spoold_log_counter(&server, "received_bytes=");
+    fprintf(stderr, "recv-multishot %s: sent %zu, received %llu, input max %llu bytes\n", mode,
+            sent_total, (unsigned long long)received, (unsigned long long)input_max);
     if (strcmp(mode, "off") == 0)
         CHECK(spoold_log_contains(&server, "recv=single"));
     else if (kernel_has_recv_limit())
