@@ -490,6 +490,32 @@ void conn_run(struct conn *conn, uint32_t frames_max)
     conn_arm_recv(conn);
 }
 
+/*
+ * Buffers grow by doubling. Left alone, a connection that once carried a 1000 KiB put and a
+ * reserve of two such jobs would keep about 3 MiB for as long as it stays open: 50 idle workers
+ * held 156 MiB of resident memory that way (measured), 1,024 would hold GBs, and --max-memory
+ * would fight that by refusing puts. So every sweep (SERVER_SWEEP_MS) frees the empty buffers
+ * above CONN_BUF_KEEP, and the next request or reply allocates again. A connection streaming
+ * large frames reallocates a few times a second at most, not once a request. Nothing points
+ * into an empty buffer: received bytes are copied in from the ring's buffers, and `sending` is
+ * freed only with no send in flight.
+ */
+void conn_trim(struct conn *conn)
+{
+    if (conn->in_start == conn->in_end && conn->in_cap > CONN_BUF_KEEP) {
+        free(conn->in);
+        conn->in = NULL;
+        conn->in_start = conn->in_end = conn->in_cap = 0;
+    }
+    if (conn->out.len == 0 && conn->out.cap > CONN_BUF_KEEP)
+        wire_buf_free(&conn->out);
+    if (!conn->send_armed && conn->sent == conn->sending.len &&
+        conn->sending.cap > CONN_BUF_KEEP) {
+        wire_buf_free(&conn->sending);
+        conn->sent = 0;
+    }
+}
+
 /* A peer that starts a frame and stops sending (slowloris) would hold its buffer and its
  * connection slot forever; one whose frame has not progressed for --frame-timeout is closed.
  * Stalled connections (waiting on the log, not the peer) and idle ones are left alone. */
@@ -508,6 +534,8 @@ void conn_sweep(struct server *server, int64_t now_ms)
     while (link != &server->conns) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         link = link->next; /* conn_fail may move conn to the zombies */
+        if (!conn->closing)
+            conn_trim(conn);
         /* Waiting on the peer for the rest of a frame: bytes left over after parsing, input
          * wanted and a recv armed (a multishot one stays armed when input is not wanted), and
          * not queued to run (then the bytes may be whole frames not yet parsed). */

@@ -420,6 +420,9 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
                "Unparsed input all connections hold now.", (double)s->conn_input_bytes);
     prom_gauge(b, "spool_connections_output_bytes",
                "Replies all connections have not been sent yet.", (double)s->conn_output_bytes);
+    prom_gauge(b, "spool_connections_buffer_bytes",
+               "Input and output buffer memory all connections have allocated, in use or not.",
+               (double)s->conn_buffer_bytes);
     prom_head(b, "spool_commit_duration_seconds", "histogram",
               "One group commit: batch write (and fdatasync in --sync always), rolls included.");
     struct bounds_text t;

@@ -129,11 +129,12 @@ static void snap_server(struct snapshot *snap, struct server *server)
     snap->uptime_ms = snap->taken_mono_ms - server->started_ms;
     snap->connections = server->conn_count;
     snap->handshakes = server->handshake_count;
-    snap->conn_input_bytes = snap->conn_output_bytes = 0;
+    snap->conn_input_bytes = snap->conn_output_bytes = snap->conn_buffer_bytes = 0;
     for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next) {
         const struct conn *conn = LIST_ENTRY(l, struct conn, link);
         snap->conn_input_bytes += conn->in_end - conn->in_start;
         snap->conn_output_bytes += conn_out_pending(conn);
+        snap->conn_buffer_bytes += conn->in_cap + conn->out.cap + conn->sending.cap;
     }
     snap->commits = server->commits;
     snap->log_appended_bytes = server->log_bytes;

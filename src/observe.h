@@ -76,6 +76,7 @@ struct snapshot {
     uint32_t handshakes;
     uint64_t conn_input_bytes;  /* unparsed input all connections hold */
     uint64_t conn_output_bytes; /* replies all connections have not been sent yet */
+    uint64_t conn_buffer_bytes; /* buffer memory all connections have allocated */
     uint64_t commits;
     uint64_t log_appended_bytes;
     uint32_t log_segments;

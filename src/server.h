@@ -84,6 +84,11 @@
 #define CONN_OUT_HIGH (4u * 1024 * 1024)
 /* Paused reserves resume when the connection's unsent output drops below this. */
 #define CONN_OUT_LOW (CONN_OUT_HIGH / 2)
+/* An empty buffer a connection keeps between requests, at most: one large request or reply
+ * grows its buffer to a few MiB (doubling), and the sweep frees empty ones above this so an idle
+ * connection does not hold that for its lifetime (conn_trim). 64 KiB covers a pipeline of small
+ * requests without a reallocation. */
+#define CONN_BUF_KEEP (64u * 1024)
 /* Jobs a checkpoint walk encodes per loop turn: at ~100 bytes and a cache miss or two each,
  * 4096 is a few hundred microseconds, which is what a turn may add to request latency; a
  * backlog of a million jobs is walked in a few hundred turns. */
@@ -312,6 +317,8 @@ void conn_arm_recv(struct conn *conn);
 void server_recv_buffer_return(struct server *server, uint16_t bid);
 /* Close connections whose started frame has not progressed within --frame-timeout. */
 void conn_sweep(struct server *server, int64_t now_ms);
+/* Free the connection's empty buffers above CONN_BUF_KEEP (conn_sweep calls it). */
+void conn_trim(struct conn *conn);
 struct conn *conn_by_id(struct server *server, uint64_t id);
 void conn_error(struct conn *conn, uint64_t request_id, int code, const char *message);
 /* A framing-level error: one error frame, then stop reading, flush and close. */

@@ -139,6 +139,37 @@ class WorkloadMetrics(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(held, (0, 0))
 
+
+    def test_idle_connection_gives_its_buffers_back(self):
+        """A 1000 KiB put and a reserve of two such jobs grow a connection's buffers to MiBs
+        (doubling); once it is idle the sweep frees its empty buffers above 64 KiB, so
+        spool_connections_buffer_bytes comes back under 3 x 64 KiB a connection, and the
+        connection still carries large jobs after that."""
+        body = os.urandom(1000 * 1024)
+        keep = 3 * 64 * 1024  # input, replies being appended, replies in flight
+
+        def settled():
+            deadline = time.monotonic() + 10
+            while True:
+                m = parse_metrics(self.s.metrics())
+                held = metric(m, "spool_connections_buffer_bytes")
+                conns = metric(m, "spool_connections")
+                if held <= keep * conns or time.monotonic() > deadline:
+                    return held, conns
+                time.sleep(0.05)
+
+        with spool.Client(self.s.addr) as c:
+            for _ in range(2):
+                c.put("trim", body)
+                c.put("trim", body)
+                got = []
+                while len(got) < 2:
+                    got += c.reserve("trim", count=2 - len(got), timeout=1)
+                self.assertEqual([d.body for d in got], [body, body])
+                c.ack_batch(got)  # ACK_BATCH: test_metrics_count_the_workload counts ACKs
+                held, conns = settled()
+                self.assertGreaterEqual(conns, 1)
+                self.assertLessEqual(held, keep * conns)
     def test_promtool_accepts_the_page(self):
         self.c.put("lint", "x")
         promtool = shutil.which("promtool")
