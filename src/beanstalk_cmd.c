@@ -289,9 +289,18 @@ static int cmd_put(struct conn *conn, const struct bs_args *a)
         }
     }
     struct beanstalk_conn *bs = conn->bs;
-    const char *refusal = spec[3] > conn->server->config.job_size_max ? "JOB_TOO_BIG"
-                          : server_space_low(conn->server)            ? "DRAINING"
-                                                                     : NULL;
+    struct server *server = conn->server;
+    /* Above the memory bound a put is refused as the native protocol's are (QUEUE_FULL
+     * there), in beanstalkd's word for "try again later", and its body is never held. */
+    const char *refusal = NULL;
+    if (spec[3] > server->config.job_size_max) {
+        refusal = "JOB_TOO_BIG";
+    } else if (server_space_low(server)) {
+        refusal = "DRAINING";
+    } else if (server_memory_low(server)) {
+        refusal = "OUT_OF_MEMORY";
+        server->memory.puts_refused++;
+    }
     if (refusal != NULL) { /* the body is skipped as it arrives, then the answer */
         bs->skip_bytes = (uint64_t)spec[3] + 2;
         bs->skip_reply = refusal;

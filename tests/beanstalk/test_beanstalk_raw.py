@@ -563,6 +563,74 @@ class BeanstalkDrainingTest(unittest.TestCase):
             server.stop()
 
 
+def sanitized(binary):
+    """True when spoold is an AddressSanitizer build: its shadow memory and quarantine make
+    resident memory say nothing about what spoold holds."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
+class BeanstalkMemoryBoundTest(unittest.TestCase):
+    """--max-memory through the text protocol: once spoold's memory is at the bound, a put
+    gets OUT_OF_MEMORY with its body skipped (the connection stays in step), reserve and
+    delete go on, and once the jobs are deleted puts are INSERTED again."""
+
+    CHUNK = 2000  # puts pipelined per write
+    CHUNKS_MAX = 500  # 1M jobs of ~100 bytes of index each: far past a 40 MiB bound
+    FILL_TIMEOUT_S = 90.0
+
+    def test_puts_refused_above_the_bound(self):
+        binary = os.environ.get("SPOOLD", "build/src/spoold")
+        if sanitized(binary):
+            self.skipTest("resident memory is the sanitizer's under AddressSanitizer")
+        server = Spoold("--max-memory", "40m", "--body-cache", "1m", "--sync", "none")
+        try:
+            c = Client(server.port)
+            c.cmd("use mem")
+            body = b"m" * 100
+            put = b"put 0 0 60 100\r\n" + body + b"\r\n"
+            ids, refused = [], None
+            deadline = time.monotonic() + self.FILL_TIMEOUT_S
+            for _ in range(self.CHUNKS_MAX):
+                if refused is not None or time.monotonic() > deadline:
+                    break
+                c.send(put * self.CHUNK)
+                for _ in range(self.CHUNK):
+                    line = c.line()
+                    if line.startswith("INSERTED "):
+                        ids.append(line.split(" ")[1])
+                    elif refused is None:
+                        refused = line
+            self.assertEqual(refused, "OUT_OF_MEMORY", "after %d puts" % len(ids))
+            self.assertGreater(len(ids), 10000)
+            # The refused put's body is skipped, not taken for commands: the next one answers.
+            c.send(b"put 0 0 60 13\r\nlist-tubes\r\nx\r\nlist-tube-used\r\n")
+            self.assertEqual(c.reply()[0], "OUT_OF_MEMORY")
+            self.assertEqual(c.reply()[0], "USING mem")
+            with open(os.path.join(server.dir, "spoold.log"), errors="replace") as f:
+                self.assertIn('msg="memory bound reached', f.read())
+            c.cmd("watch mem")  # workers go on
+            line, got = c.cmd("reserve-with-timeout 0")
+            self.assertTrue(line.startswith("RESERVED "), line)
+            self.assertEqual(got, body)
+            self.assertEqual(c.cmd("delete %s" % line.split(" ")[1])[0], "DELETED")
+            for i in range(0, len(ids), self.CHUNK):
+                chunk = [j for j in ids[i:i + self.CHUNK] if j != line.split(" ")[1]]
+                c.send(b"".join(b"delete %s\r\n" % j.encode() for j in chunk))
+                for _ in chunk:
+                    self.assertEqual(c.line(), "DELETED")
+            deadline = time.monotonic() + 30
+            reply = "OUT_OF_MEMORY"
+            while reply == "OUT_OF_MEMORY" and time.monotonic() < deadline:
+                reply = c.cmd("put 0 0 60 1", b"y")[0]
+                if reply == "OUT_OF_MEMORY":
+                    time.sleep(0.05)
+            self.assertTrue(reply.startswith("INSERTED "), reply)
+            c.close()
+        finally:
+            server.stop()
+
+
 class BeanstalkGarbageTest(unittest.TestCase):
     def test_random_input_never_hurts(self):
         """Seeded random mixes of commands, numbers, names, bodies and garbage on a few
