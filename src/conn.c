@@ -103,6 +103,14 @@ static void conn_send_next(struct conn *conn);
  * the receive's credit: at most one frame, SERVER_RECV_CREDIT and one receive buffer). */
 static void conn_input_append(struct conn *conn, const uint8_t *data, size_t len)
 {
+    if (conn->discard_left > 0) { /* the rest of a put refused before it all arrived */
+        size_t drop = len < conn->discard_left ? len : (size_t)conn->discard_left;
+        conn->discard_left -= drop;
+        data += drop;
+        len -= drop;
+        if (len == 0)
+            return;
+    }
     if (conn->in_start > 0 && conn->in_start == conn->in_end)
         conn->in_start = conn->in_end = 0;
     if (conn->in_end + len > conn->in_cap) {
@@ -410,6 +418,29 @@ void conn_stall(struct conn *conn)
     list_insert_tail(&conn->server->stalled, &conn->run_link);
 }
 
+/*
+ * Above the memory bound a put is refused whatever it holds (handlers.c), so a large one is
+ * refused as soon as its header is here, instead of once its body has been read into memory
+ * the bound says spoold does not have: QUEUE_FULL goes out at once, what arrived of the frame
+ * is dropped, and so is the rest as it arrives (discard_left); the frames after it are parsed
+ * as usual. Its payload is never decoded, so a malformed one gets QUEUE_FULL, not BAD_FRAME.
+ * Small puts take the usual path (their memory is a receive buffer's), with the same answer.
+ */
+static bool conn_refuse_partial_put(struct conn *conn, const struct wire_header *h, size_t avail)
+{
+    if (!conn->hello_done || (h->opcode != WIRE_OP_PUT && h->opcode != WIRE_OP_PUT_BATCH) ||
+        h->frame_size <= CONN_BUF_KEEP || avail >= h->frame_size)
+        return false;
+    /* A batch's job count is in its payload, which has not arrived: counted as one. */
+    if (!handler_put_refused_for_memory(conn, h->request_id, 1))
+        return false;
+    conn->server->metrics.requests[h->opcode < METRICS_OPCODES ? h->opcode
+                                                               : METRICS_OPCODES - 1]++;
+    conn->discard_left = h->frame_size - avail;
+    conn->in_start = conn->in_end;
+    return true;
+}
+
 /* One frame at in[in_start..): 1 ran (consumed), 0 need more bytes, -1 stop parsing. */
 static int conn_run_frame(struct conn *conn)
 {
@@ -425,7 +456,7 @@ static int conn_run_frame(struct conn *conn)
         return -1;
     }
     if (avail < h.frame_size)
-        return 0;
+        return conn_refuse_partial_put(conn, &h, avail) ? 1 : 0;
     if (!conn->hello_done && h.opcode != WIRE_OP_HELLO) {
         conn_fail(conn, h.request_id, SPOOL_E_HANDSHAKE_REQUIRED, "send HELLO first");
         return -1;
@@ -536,11 +567,13 @@ void conn_sweep(struct server *server, int64_t now_ms)
         link = link->next; /* conn_fail may move conn to the zombies */
         if (!conn->closing)
             conn_trim(conn);
-        /* Waiting on the peer for the rest of a frame: bytes left over after parsing, input
-         * wanted and a recv armed (a multishot one stays armed when input is not wanted), and
-         * not queued to run (then the bytes may be whole frames not yet parsed). */
-        bool partial = conn->in_end > conn->in_start && conn->recv_armed &&
-                       conn_wants_input(conn) && !list_linked(&conn->run_link);
+        /* Waiting on the peer for the rest of a frame: bytes left over after parsing (or
+         * the rest of a refused put to drop), input wanted and a recv armed (a multishot one
+         * stays armed when input is not wanted), and not queued to run (then the bytes may be
+         * whole frames not yet parsed). */
+        bool partial = (conn->in_end > conn->in_start || conn->discard_left > 0) &&
+                       conn->recv_armed && conn_wants_input(conn) &&
+                       !list_linked(&conn->run_link);
         if (!partial || conn->closing || conn->stalled)
             continue;
         if (conn->bs != NULL && conn->bs->waiting)

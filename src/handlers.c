@@ -367,7 +367,7 @@ static bool put_refused_for_space(struct conn *conn, uint64_t request_id, uint32
 /* Admission against memory: above the bound (memwatch.h) new jobs are refused with a definite,
  * retryable QUEUE_FULL, while reserves, acks and deletes, which bring memory down, go on. True
  * when refused (the error frame is queued). */
-static bool put_refused_for_memory(struct conn *conn, uint64_t request_id, uint32_t job_count)
+bool handler_put_refused_for_memory(struct conn *conn, uint64_t request_id, uint32_t job_count)
 {
     struct server *server = conn->server;
     if (!server_memory_low(server))
@@ -386,7 +386,7 @@ static int handle_put(struct conn *conn, const struct wire_header *h, union wire
         return 0;
     }
     if (put_refused_for_space(conn, h->request_id, 1) ||
-        put_refused_for_memory(conn, h->request_id, 1))
+        handler_put_refused_for_memory(conn, h->request_id, 1))
         return 0;
     uint64_t seq_end = 0;
     union wire_msg r = {0};
@@ -513,7 +513,7 @@ static int put_batch_admit(struct conn *conn, uint64_t request_id,
         return BATCH_REFUSED;
     }
     if (put_refused_for_space(conn, request_id, batch->count) ||
-        put_refused_for_memory(conn, request_id, batch->count))
+        handler_put_refused_for_memory(conn, request_id, batch->count))
         return BATCH_REFUSED;
     int room = batch_room(server->queues, batch);
     if (room != 0) {

@@ -137,6 +137,7 @@ struct conn {
     bool stalled;           /* a request waits for log space */
     int64_t input_ms;       /* when input last arrived (for --frame-timeout) */
     uint8_t *in;            /* unparsed input bytes in[in_start, in_end) */
+    uint64_t discard_left;  /* bytes of a refused put still to drop as they arrive */
     size_t in_start;
     size_t in_end;
     size_t in_cap;
@@ -338,6 +339,9 @@ void conn_log_refusal(struct conn *conn, struct conn_log_limit *limit, const cha
 #define HANDLER_AGAIN 1
 int handler_dispatch(struct conn *conn, const struct wire_header *header, union wire_msg *msg);
 bool handler_known(uint16_t opcode);
+/* Above the memory bound: refuse a put of job_count jobs with QUEUE_FULL (the error frame is
+ * queued) and count them; true when refused. */
+bool handler_put_refused_for_memory(struct conn *conn, uint64_t request_id, uint32_t job_count);
 /* Release held replies up to the durable watermark. */
 void handler_release_held(struct server *server);
 /* A connection goes away: cancel its blocked requests. */

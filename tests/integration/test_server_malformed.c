@@ -581,6 +581,59 @@ static void test_stalled_frame_times_out(void)
     server = saved;
 }
 
+/* Above --max-memory a large put is refused when its header arrives, not once its body has
+ * been read into memory the bound says spoold does not have: QUEUE_FULL comes back while most
+ * of the frame is still unsent, the rest is dropped as it arrives, and the connection stays in
+ * step (the PING after it answers). */
+static void test_large_put_refused_early_above_memory_bound(void)
+{
+    struct spoold saved = server;
+    static const char *const args[] = {"--max-memory", "48m", "--body-cache", "1m", "--sync",
+                                       "none", NULL};
+    REQUIRE(spoold_start(&server, "memory-early", args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
+    enum { BATCH = 1000, BATCHES_MAX = 5000 };
+    static struct spool_job_spec specs[BATCH];
+    static char small[100];
+    memset(small, 'm', sizeof(small));
+    for (int k = 0; k < BATCH; k++)
+        specs[k] = (struct spool_job_spec){.queue = "mem", .body = small, .body_len = 100};
+    int rc = 0;
+    for (int b = 0; b < BATCHES_MAX && rc == 0; b++)
+        rc = spool_put_batch(c, specs, BATCH, NULL);
+    CHECK_EQ(rc, SPOOL_E_QUEUE_FULL);
+    spool_close(c);
+
+    enum { BODY = 900 * 1024, FIRST = 64 * 1024 };
+    static uint8_t body[BODY];
+    memset(body, 'b', sizeof(body));
+    union wire_msg m = {.put = {.queue = {(const uint8_t *)"mem", 3},
+                                .body = {body, sizeof(body)}}};
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    encode(&b, WIRE_OP_PUT, 7, &m);
+    size_t put_len = b.len;
+    union wire_msg none = {0};
+    encode(&b, WIRE_OP_PING, 8, &none);
+    int fd = hello_connect();
+    send_all(fd, b.data, FIRST); /* the header and 64 KiB of a 900 KiB put */
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload))); /* within the 10 s recv timeout */
+    CHECK_EQ(h.request_id, 7);
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_QUEUE_FULL));
+    send_all(fd, b.data + FIRST, b.len - FIRST); /* the rest of it, then the PING */
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_PING | WIRE_OP_REPLY);
+    CHECK_EQ(h.request_id, 8);
+    CHECK(put_len > FIRST + BODY / 2);
+    close(fd);
+    wire_buf_free(&b);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 /* --auth-file: HELLO without the secret, or with a wrong one, is AUTH_FAILED and closed. */
 static void test_shared_secret(void)
 {
@@ -636,6 +689,7 @@ int main(void)
     RUN_TEST(test_connection_limit);
     RUN_TEST(test_fd_limit_raised_at_start);
     RUN_TEST(test_stalled_frame_times_out);
+    RUN_TEST(test_large_put_refused_early_above_memory_bound);
     RUN_TEST(test_shared_secret);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
