@@ -405,8 +405,9 @@ void beanstalk_conn_run(struct conn *conn, uint32_t cmds_max)
     }
     uint32_t cmds = 0;
     int rc = 1;
+    size_t out_high = conn_out_high(conn);
     while (cmds < cmds_max && !conn->closing && !conn->stalled && !bs->waiting && !bs->fetching &&
-           conn->out.len < CONN_OUT_HIGH && bs->held_bytes < BEANSTALK_HELD_BYTES_HIGH &&
+           conn->out.len < out_high && bs->held_bytes < BEANSTALK_HELD_BYTES_HIGH &&
            conn->in_start < conn->in_end && (rc = bs_step(conn)) == 1)
         cmds++;
     if (conn->closing)

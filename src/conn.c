@@ -4,7 +4,8 @@
  * Input. A recv picks a buffer from the ring; its bytes are appended to the connection's input
  * at once and the buffer goes back to the ring, so buffers never wait on a slow request. A recv
  * is armed only when the connection wants input: not closing, not stalled on log space, output
- * below CONN_OUT_HIGH, at most one frame unparsed (its size is checked against --max-frame from
+ * below conn_out_high (CONN_OUT_HIGH, or CONN_BUF_KEEP above the memory bound), at most one
+ * frame unparsed (its size is checked against --max-frame from
  * the header before the buffer grows). Where the kernel bounds a multishot receive by bytes
  * (server.h, SERVER_RECV_CREDIT), one recv stays armed for up to that many bytes, read by read,
  * and is armed again after its final completion; else each read is one recv. Either way a
@@ -74,10 +75,38 @@ size_t conn_out_pending(const struct conn *conn)
     return conn->out.len + (conn->sending.len - conn->sent);
 }
 
+/* Unsent output that stops a connection's reading: CONN_OUT_HIGH, and CONN_BUF_KEEP above the
+ * memory bound, where a client that sends and never reads (a PING flood) would otherwise tie up
+ * 4 MiB of replies a connection, GBs over a thousand of them, the bound notwithstanding. A
+ * client that reads drains its replies at once and hardly notices. */
+size_t conn_out_high(const struct conn *conn)
+{
+    return server_memory_low(conn->server) ? CONN_BUF_KEEP : CONN_OUT_HIGH;
+}
+
+/* Room for more input: at most a frame (--max-frame) unparsed, and above the memory bound at
+ * most CONN_BUF_KEEP read ahead of parsing, unless the frame at the head is larger and still
+ * arriving (an ACK_BATCH, say: acks are what bring memory down; a large put was refused when
+ * its header came, conn_refuse_partial_put). A beanstalkd connection's refused puts are
+ * skipped as they arrive, so its input stays small anyway. */
+static bool conn_input_room(const struct conn *conn)
+{
+    size_t avail = conn->in_end - conn->in_start;
+    size_t frame_max = conn->server->config.frame_size_max;
+    if (avail > frame_max)
+        return false;
+    if (avail <= CONN_BUF_KEEP || !server_memory_low(conn->server))
+        return true;
+    struct wire_header h;
+    return !conn->beanstalk &&
+           wire_header_decode(conn->in + conn->in_start, avail, (uint32_t)frame_max, &h) == 0 &&
+           h.frame_size > avail;
+}
+
 static bool conn_wants_input(const struct conn *conn)
 {
-    return !conn->closing && !conn->stalled && conn_out_pending(conn) < CONN_OUT_HIGH &&
-           conn->in_end - conn->in_start <= conn->server->config.frame_size_max;
+    return !conn->closing && !conn->stalled && conn_out_pending(conn) < conn_out_high(conn) &&
+           conn_input_room(conn);
 }
 
 void conn_arm_recv(struct conn *conn)
@@ -508,7 +537,8 @@ void conn_run(struct conn *conn, uint32_t frames_max)
     }
     uint32_t frames = 0;
     int rc = 1;
-    while (frames < frames_max && conn->out.len < CONN_OUT_HIGH &&
+    size_t out_high = conn_out_high(conn);
+    while (frames < frames_max && conn->out.len < out_high &&
            (rc = conn_run_frame(conn)) == 1)
         frames++;
     if (conn->closing)

@@ -350,6 +350,9 @@ void handler_conn_closed(struct conn *conn);
 void handler_shutting_down(struct server *server);
 /* Bytes of output the connection has not sent yet. */
 size_t conn_out_pending(const struct conn *conn);
+/* Unsent output at which the connection stops being read (CONN_OUT_HIGH; less above the
+ * memory bound). */
+size_t conn_out_high(const struct conn *conn);
 /* Its output drained: resume its paused reserves (once below CONN_OUT_LOW). */
 void handler_conn_drained(struct conn *conn);
 
