@@ -1,7 +1,8 @@
 /*
  * Churn for the retention and compaction tests: put jobs with incompressible bodies (so lz4
  * does not shrink the log) into one queue, pipelined round jobs at a time, reserving and acking
- * each round, so that the log fills with segments whose jobs are all settled.
+ * each round, so that the log fills with segments whose jobs are all settled. And a drain:
+ * reserve and ack every job a queue holds.
  */
 #ifndef SPOOL_TEST_CHURN_H
 #define SPOOL_TEST_CHURN_H
@@ -54,6 +55,24 @@ static inline void churn_put_and_ack(spool_client *c, const char *queue, uint32_
     }
     free(items);
     free(body);
+}
+
+/* Reserve and ack every ready job of queue, 256 at a time, until a reserve finds none. */
+static inline void churn_drain(spool_client *c, const char *queue)
+{
+    const char *queues[1] = {queue};
+    for (;;) {
+        struct spool_delivery *d = NULL;
+        size_t got = 0;
+        REQUIRE(spool_reserve(c, queues, 1, 256, 0, 0, &d, &got) == 0);
+        if (got == 0)
+            return;
+        struct spool_ack_item items[256];
+        for (size_t k = 0; k < got; k++)
+            items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};
+        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
+        spool_deliveries_free(d);
+    }
 }
 
 #endif

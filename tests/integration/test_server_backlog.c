@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "churn.h"
 #include "spoold_harness.h"
 #include "wire_message.h"
 
@@ -351,18 +352,7 @@ static void test_memory_bound(void)
     spool_job_free(next);
     CHECK_EQ(spool_put(c, &specs[0], NULL), SPOOL_E_QUEUE_FULL);
     /* Drain: memory comes back (the jobs' blocks are reused), and puts with it. */
-    for (;;) {
-        d = NULL;
-        got = 0;
-        REQUIRE(spool_reserve(c, queues, 1, 256, 0, 0, &d, &got) == 0);
-        if (got == 0)
-            break;
-        struct spool_ack_item items[256];
-        for (size_t k = 0; k < got; k++)
-            items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};
-        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
-        spool_deliveries_free(d);
-    }
+    churn_drain(c, "mem");
 #if defined(__SANITIZE_ADDRESS__)
     /* Under AddressSanitizer freed memory waits in its quarantine instead of going back to the
      * heap or the kernel: RSS does not come down, by design of the checker. The resume is

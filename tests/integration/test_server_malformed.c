@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "churn.h"
 #include "spoold_harness.h"
 #include "wire_message.h"
 
@@ -581,24 +582,6 @@ static void test_stalled_frame_times_out(void)
     server = saved;
 }
 
-/* Reserve and ack every job of queue, 256 at a time. */
-static void drain_queue(spool_client *c, const char *queue)
-{
-    const char *queues[1] = {queue};
-    for (;;) {
-        struct spool_delivery *d = NULL;
-        size_t got = 0;
-        REQUIRE(spool_reserve(c, queues, 1, 256, 0, 0, &d, &got) == 0);
-        if (got == 0)
-            return;
-        struct spool_ack_item items[256];
-        for (size_t k = 0; k < got; k++)
-            items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};
-        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
-        spool_deliveries_free(d);
-    }
-}
-
 /* Above --max-memory a large put is refused when its header arrives, not once its body has
  * been read into memory the bound says spoold does not have: QUEUE_FULL comes back while most
  * of the frame is still unsent, the rest is dropped as it arrives, and the connection stays in
@@ -674,7 +657,7 @@ static void test_above_memory_bound(void)
      * its mark there), though nothing happened on its socket. (It may then take memory enough
      * to be above the bound again: below it, a connection may hold its usual 4 MiB.) */
     REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
-    drain_queue(c, "mem");
+    churn_drain(c, "mem");
     spool_close(c);
 #if !defined(__SANITIZE_ADDRESS__) /* RSS stays up under the sanitizer's quarantine */
     bool below = false;
