@@ -57,16 +57,19 @@ static inline void churn_put_and_ack(spool_client *c, const char *queue, uint32_
     free(body);
 }
 
-/* Reserve and ack every ready job of queue, 256 at a time, until a reserve finds none. */
-static inline void churn_drain(spool_client *c, const char *queue)
+/* Reserve and ack every ready job of queue, 256 at a time, until a reserve finds none; the
+ * number of jobs acked. */
+static inline size_t churn_drain(spool_client *c, const char *queue)
 {
     const char *queues[1] = {queue};
+    size_t drained = 0;
     for (;;) {
         struct spool_delivery *d = NULL;
         size_t got = 0;
         REQUIRE(spool_reserve(c, queues, 1, 256, 0, 0, &d, &got) == 0);
         if (got == 0)
-            return;
+            return drained;
+        drained += got;
         struct spool_ack_item items[256];
         for (size_t k = 0; k < got; k++)
             items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};

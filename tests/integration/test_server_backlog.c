@@ -450,21 +450,7 @@ static void test_restart_over_memory(void)
     CHECK(!spoold_log_contains(&server, "assert"));
     REQUIRE(spoold_restart(&server, args) == 0);
     c = client();
-    uint32_t drained = 0;
-    for (;;) {
-        d = NULL;
-        got = 0;
-        REQUIRE(spool_reserve(c, queues, 1, 1000, 0, 0, &d, &got) == 0);
-        if (got == 0)
-            break;
-        struct spool_ack_item items[1000];
-        for (size_t k = 0; k < got; k++)
-            items[k] = (struct spool_ack_item){.id = d[k].id, .lease = d[k].lease};
-        REQUIRE(spool_ack_batch(c, items, got, NULL) == 0);
-        drained += (uint32_t)got;
-        spool_deliveries_free(d);
-    }
-    CHECK_EQ(drained, OVER_MEMORY_JOBS - 100);
+    CHECK_EQ(churn_drain(c, "big"), OVER_MEMORY_JOBS - 100);
     spool_close(c);
     CHECK_EQ(spoold_stop(&server), 0);
     spoold_cleanup(&server);
