@@ -79,6 +79,7 @@ struct bench_conn_info {
     char group[32];    /* the consumer group (Redis) */
     char consumer[32]; /* a consumer name unique within the group (Redis) */
     uint32_t ttr_s;    /* the visibility timeout to ask for, seconds */
+    uint64_t stream_maxlen; /* Redis: XADD MAXLEN ~ this (trim acked entries); 0: no trim */
 };
 
 struct bench_job {

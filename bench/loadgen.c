@@ -53,6 +53,8 @@ _Static_assert((1u << FRAME_INDEX_BITS) == DEPTH_MAX, "a tag's index bits must c
  * backlog for the whole run and "delivery latency" measures the run's length; with it the run
  * settles at the rate both sides sustain, and consumers never starve (2x their pipeline). */
 #define E2E_BACKLOG_FACTOR 2u
+/* The least a Redis stream is trimmed to in e2e (driver_redis.c). */
+#define E2E_STREAM_MAXLEN_MIN 100000u
 #define EPOLL_EVENTS_MAX 64
 #define NS_PER_S 1000000000ll
 
@@ -662,6 +664,13 @@ static int conn_open(struct loadgen *g, struct conn *c, enum bench_role role, ui
     c->info.role = role;
     c->info.index = index;
     c->info.ttr_s = cfg->ttr_s;
+    /* Closed-loop e2e keeps at most backlog_max jobs unconsumed, so a stream trimmed to 8x
+     * that, at least 100k, never loses one a consumer has not had. (An open loop may fall
+     * behind without bound: its stream is not trimmed.) */
+    if (cfg->mode == LOADGEN_E2E && cfg->rate == 0)
+        c->info.stream_maxlen = g->backlog_max * 8 > E2E_STREAM_MAXLEN_MIN
+                                    ? g->backlog_max * 8
+                                    : E2E_STREAM_MAXLEN_MIN;
     snprintf(c->info.queue, sizeof(c->info.queue), "%s-q%u", cfg->queue_prefix,
              role_index % cfg->queues);
     snprintf(c->info.group, sizeof(c->info.group), "bench");

@@ -147,6 +147,11 @@ static void test_redis_encoding(void)
     CHECK_EQ(replies, 2);
     CHECK_BYTES(&out, "*5\r\n$4\r\nXADD\r\n$2\r\nq1\r\n$1\r\n*\r\n$1\r\nb\r\n$2\r\nxy\r\n"
                       "*5\r\n$4\r\nXADD\r\n$2\r\nq1\r\n$1\r\n*\r\n$1\r\nb\r\n$2\r\nzw\r\n");
+    struct bench_conn_info trimmed = producer;
+    trimmed.stream_maxlen = 131072;
+    CHECK_EQ(d->encode_put(&trimmed, 0, &out, (const uint8_t *)"xy", 2, 1, &replies), 0);
+    CHECK_BYTES(&out, "*8\r\n$4\r\nXADD\r\n$2\r\nq1\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n"
+                      "$6\r\n131072\r\n$1\r\n*\r\n$1\r\nb\r\n$2\r\nxy\r\n");
     CHECK_EQ(d->encode_reserve(&consumer, 0, &out, 16, 1000, &replies), 0);
     CHECK_EQ(replies, 1);
     CHECK_BYTES(&out, "*11\r\n$10\r\nXREADGROUP\r\n$5\r\nGROUP\r\n$1\r\ng\r\n$2\r\nc3\r\n"
