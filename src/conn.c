@@ -5,11 +5,12 @@
  * at once and the buffer goes back to the ring, so buffers never wait on a slow request. A recv
  * is armed only when the connection wants input: not closing, not stalled on log space, output
  * below conn_out_high (CONN_OUT_HIGH, or CONN_BUF_KEEP above the memory bound), at most one
- * frame unparsed (its size is checked against --max-frame from
- * the header before the buffer grows). Where the kernel bounds a multishot receive by bytes
- * (server.h, SERVER_RECV_CREDIT), one recv stays armed for up to that many bytes, read by read,
- * and is armed again after its final completion; else each read is one recv. Either way a
- * connection's unparsed input is at most one frame, SERVER_RECV_CREDIT and one buffer.
+ * frame unparsed (its size is checked against --max-frame from the header before the buffer
+ * grows; less above the memory bound, conn_input_room). Where the kernel bounds a multishot
+ * receive by bytes (server.h, SERVER_RECV_CREDIT), one recv stays armed for up to that many
+ * bytes, read by read, and is armed again after its final completion; else each read is one
+ * recv. Either way a connection's unparsed input is at most one frame, SERVER_RECV_CREDIT and
+ * one buffer.
  *
  * Output. Two buffers: replies append to `out` while `sending` is in flight (the kernel reads
  * it, so it must not move); when a send completes, the buffers swap.

@@ -925,7 +925,7 @@ static void memory_watch(struct server *server)
               "puts_refused=%llu",
               (unsigned long long)w->rss_bytes, (unsigned long long)w->puts_refused);
     w->puts_refused = 0;
-    /* Connections that stopped reading at the bound's lower output mark read again. */
+    /* Connections that stopped being read at the bound's lower marks are read again. */
     for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next)
         conn_make_runnable(LIST_ENTRY(l, struct conn, link));
 }
