@@ -139,7 +139,6 @@ class WorkloadMetrics(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(held, (0, 0))
 
-
     def test_idle_connection_gives_its_buffers_back(self):
         """A 1000 KiB put and a reserve of two such jobs grow a connection's buffers to MiBs
         (doubling); once it is idle the sweep frees its empty buffers above 64 KiB, so
@@ -170,6 +169,7 @@ class WorkloadMetrics(unittest.TestCase):
                 held, conns = settled()
                 self.assertGreaterEqual(conns, 1)
                 self.assertLessEqual(held, keep * conns)
+
     def test_promtool_accepts_the_page(self):
         self.c.put("lint", "x")
         promtool = shutil.which("promtool")
