@@ -4,9 +4,9 @@
  * Input. A recv picks a buffer from the ring; its bytes are appended to the connection's input
  * at once and the buffer goes back to the ring, so buffers never wait on a slow request. A recv
  * is armed only when the connection wants input: not closing, not stalled on log space, output
- * below conn_out_high (CONN_OUT_HIGH, or CONN_BUF_KEEP above the memory bound), at most one
+ * below conn_out_high (CONN_OUT_HIGH, or CONN_BUF_KEEP while memory is tight), at most one
  * frame unparsed (its size is checked against --max-frame from the header before the buffer
- * grows; less above the memory bound, conn_input_room). Where the kernel bounds a multishot
+ * grows; less while memory is tight, conn_input_room). Where the kernel bounds a multishot
  * receive by bytes (server.h, SERVER_RECV_CREDIT), one recv stays armed for up to that many
  * bytes, read by read, and is armed again after its final completion; else each read is one
  * recv. Either way a connection's unparsed input is at most one frame, SERVER_RECV_CREDIT and
@@ -76,16 +76,17 @@ size_t conn_out_pending(const struct conn *conn)
     return conn->out.len + (conn->sending.len - conn->sent);
 }
 
-/* Unsent output that stops a connection's reading: CONN_OUT_HIGH, and CONN_BUF_KEEP above the
- * memory bound, where a client that sends and never reads (a PING flood) would otherwise tie up
- * 4 MiB of replies a connection, GBs over a thousand of them, the bound notwithstanding. A
- * client that reads drains its replies at once and hardly notices. */
+/* Unsent output that stops a connection's reading: CONN_OUT_HIGH, and CONN_BUF_KEEP while memory
+ * is tight (above three quarters of the bound, memwatch.h), where clients that send and never
+ * read (a PING flood) would otherwise tie up 4 MiB of replies each, GBs over a thousand of
+ * them, and take the memory producers' puts need. A client that reads drains its replies at
+ * once and hardly notices. */
 size_t conn_out_high(const struct conn *conn)
 {
-    return server_memory_low(conn->server) ? CONN_BUF_KEEP : CONN_OUT_HIGH;
+    return server_memory_tight(conn->server) ? CONN_BUF_KEEP : CONN_OUT_HIGH;
 }
 
-/* Room for more input: at most a frame (--max-frame) unparsed, and above the memory bound at
+/* Room for more input: at most a frame (--max-frame) unparsed, and while memory is tight at
  * most CONN_BUF_KEEP read ahead of parsing, unless the frame at the head is larger and still
  * arriving (an ACK_BATCH, say: acks are what bring memory down; a large put was refused when
  * its header came, conn_refuse_partial_put). A beanstalkd connection's refused puts are
@@ -96,7 +97,7 @@ static bool conn_input_room(const struct conn *conn)
     size_t frame_max = conn->server->config.frame_size_max;
     if (avail > frame_max)
         return false;
-    if (avail <= CONN_BUF_KEEP || !server_memory_low(conn->server))
+    if (avail <= CONN_BUF_KEEP || !server_memory_tight(conn->server))
         return true;
     struct wire_header h;
     return !conn->beanstalk &&

@@ -93,7 +93,7 @@ bool memwatch_update(struct memwatch *watch, uint64_t rss_bytes)
 {
     SPOOL_ASSERT(watch != NULL);
     if (watch->bound_bytes == 0) {
-        watch->low = false;
+        watch->low = watch->tight = false;
         return false;
     }
     uint64_t resume = watch->bound_bytes - watch->bound_bytes / MEMWATCH_RESUME_FRACTION;
@@ -101,5 +101,7 @@ bool memwatch_update(struct memwatch *watch, uint64_t rss_bytes)
         watch->low = true;
     else if (rss_bytes < resume)
         watch->low = false;
+    watch->tight =
+        watch->low || rss_bytes > watch->bound_bytes - watch->bound_bytes / MEMWATCH_TIGHT_FRACTION;
     return watch->low;
 }

@@ -7,7 +7,8 @@
  * free heap pages to the kernel), and puts are refused with QUEUE_FULL while it stays above;
  * reserves, acks, deletes and everything else go on, and they are what brings memory down.
  * Puts are admitted again once RSS is below the bound by MEMWATCH_RESUME_FRACTION of it, so a
- * server at the edge does not flap with every sample.
+ * server at the edge does not flap with every sample. From MEMWATCH_TIGHT_FRACTION below the
+ * bound on, memory is tight: puts are still admitted, but connections are read less far ahead.
  *
  * With a cgroup limit and no --max-memory, the bound is the limit less an eighth: the page
  * cache of the log's segments is charged to the cgroup too, and the kernel reclaims it, but
@@ -27,6 +28,10 @@
 #define MEMWATCH_SAMPLE_NS (10 * 1000 * 1000)
 /* Puts resume below the bound less 1/16 of it. */
 #define MEMWATCH_RESUME_FRACTION 16
+/* Above the bound less a quarter of it, memory is tight: connections are read less far ahead
+ * (conn.c), so that clients which send and never read cannot take the last quarter, and with it
+ * every producer's puts. */
+#define MEMWATCH_TIGHT_FRACTION 4
 /* The share of a cgroup limit left to the page cache and the kernel: an eighth. */
 #define MEMWATCH_CGROUP_HEADROOM_FRACTION 8
 /* Where cgroup v2 says the limit of the cgroup spoold runs in. */
@@ -40,6 +45,7 @@ struct memwatch {
     int64_t next_sample_ns;
     uint64_t rss_bytes;   /* the last reading */
     bool low;             /* above the bound: puts refused */
+    bool tight;           /* above the bound less MEMWATCH_TIGHT_FRACTION of it, or low */
     uint64_t puts_refused; /* in the episode in progress */
     int64_t next_trim_ns;  /* memory is handed back to the kernel at most once a second */
 };
@@ -58,7 +64,7 @@ void memwatch_close(struct memwatch *watch);
 bool memwatch_sample(struct memwatch *watch, int64_t now_ns);
 
 /* Decide from a reading: true while memory is low (above the bound, or not yet back below the
- * resume level). Sets watch->low. */
+ * resume level). Sets watch->low and watch->tight. */
 bool memwatch_update(struct memwatch *watch, uint64_t rss_bytes);
 
 #endif

@@ -878,6 +878,11 @@ bool server_memory_low(const struct server *server)
     return server->memory.low;
 }
 
+bool server_memory_tight(const struct server *server)
+{
+    return server->memory.tight;
+}
+
 /* Above the bound: evict bodies from the cache, as many bytes as RSS is over the resume level
  * (bodies are the one large thing spoold can drop: they are in the log), and hand free heap
  * pages back to the kernel so that RSS shows it. */
@@ -910,8 +915,13 @@ static void memory_watch(struct server *server)
     w->rss_bytes = w->rss_bytes > reusable ? w->rss_bytes - reusable : 0;
     if (w->rss_bytes > w->bound_bytes)
         memory_give_back(server);
-    bool was_low = w->low;
+    bool was_low = w->low, was_tight = w->tight;
     bool low = memwatch_update(w, w->rss_bytes);
+    if (was_tight && !w->tight) {
+        /* Connections that stopped being read at the lower marks are read again. */
+        for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next)
+            conn_make_runnable(LIST_ENTRY(l, struct conn, link));
+    }
     if (low == was_low)
         return;
     if (low) {
@@ -925,9 +935,6 @@ static void memory_watch(struct server *server)
               "puts_refused=%llu",
               (unsigned long long)w->rss_bytes, (unsigned long long)w->puts_refused);
     w->puts_refused = 0;
-    /* Connections that stopped being read at the bound's lower marks are read again. */
-    for (struct list_link *l = server->conns.next; l != &server->conns; l = l->next)
-        conn_make_runnable(LIST_ENTRY(l, struct conn, link));
 }
 
 /* A new durable watermark: replies go out, puts become visible, stalled requests run again. */

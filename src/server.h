@@ -283,6 +283,8 @@ bool server_space_low(const struct server *server);
 
 /* Resident memory is above the bound (memwatch.h): new jobs are refused while this is true. */
 bool server_memory_low(const struct server *server);
+/* Above three quarters of the memory bound (or low): connections are read less far ahead. */
+bool server_memory_tight(const struct server *server);
 
 /* Bind and listen on host:port (a non-blocking multishot accept is armed by the caller);
  * *fd and addr ("HOST:PORT" as bound, port 0 resolved) set. */
@@ -350,8 +352,8 @@ void handler_conn_closed(struct conn *conn);
 void handler_shutting_down(struct server *server);
 /* Bytes of output the connection has not sent yet. */
 size_t conn_out_pending(const struct conn *conn);
-/* Unsent output at which the connection stops being read (CONN_OUT_HIGH; less above the
- * memory bound). */
+/* Unsent output at which the connection stops being read (CONN_OUT_HIGH; less while memory is
+ * tight). */
 size_t conn_out_high(const struct conn *conn);
 /* Its output drained: resume its paused reserves (once below CONN_OUT_LOW). */
 void handler_conn_drained(struct conn *conn);

@@ -90,11 +90,34 @@ static void test_hysteresis(void)
     memwatch_close(&w);
 }
 
+/* Tight above the bound less a quarter, and whenever low. */
+static void test_tight(void)
+{
+    struct memwatch w;
+    memwatch_init(&w, 1600, NULL);
+    memwatch_update(&w, 1200);
+    CHECK(!w.tight && !w.low);
+    memwatch_update(&w, 1201);
+    CHECK(w.tight && !w.low);
+    memwatch_update(&w, 1700);
+    CHECK(w.tight && w.low);
+    memwatch_update(&w, 1500); /* still low (above the resume level): tight too */
+    CHECK(w.tight && w.low);
+    memwatch_update(&w, 1000);
+    CHECK(!w.tight && !w.low);
+    memwatch_close(&w);
+    memwatch_init(&w, 0, NULL);
+    memwatch_update(&w, UINT64_MAX);
+    CHECK(!w.tight);
+    memwatch_close(&w);
+}
+
 int main(void)
 {
     RUN_TEST(test_parse_limit);
     RUN_TEST(test_bound_sources);
     RUN_TEST(test_sample);
     RUN_TEST(test_hysteresis);
+    RUN_TEST(test_tight);
     return check_exit();
 }
