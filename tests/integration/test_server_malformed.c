@@ -582,6 +582,40 @@ static void test_stalled_frame_times_out(void)
     server = saved;
 }
 
+enum { FILL_BATCH = 1000 };
+
+/* Start spoold under --max-memory bound (body cache 1 MiB) and connect to it; *batch is
+ * FILL_BATCH jobs of 100 bytes for queue, to fill its memory with. */
+static spool_client *start_bounded(const char *tag, const char *bound, const char *queue,
+                                   const struct spool_job_spec **batch)
+{
+    const char *const args[] = {"--max-memory", bound, "--body-cache", "1m", NULL};
+    REQUIRE(spoold_start(&server, tag, args) == 0);
+    spool_client *c = NULL;
+    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
+    static struct spool_job_spec specs[FILL_BATCH];
+    static char body[100];
+    memset(body, 'm', sizeof(body));
+    for (int k = 0; k < FILL_BATCH; k++)
+        specs[k] = (struct spool_job_spec){.queue = queue, .body = body, .body_len = sizeof(body)};
+    *batch = specs;
+    return c;
+}
+
+/* A connection that floods PINGs and never reads its replies: it sends until spoold stops
+ * reading it (a send times out) or 64 MiB have gone. */
+static int flooder_connect(void)
+{
+    int fd = hello_connect();
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    const uint8_t *frames = ping_frames();
+    for (int round = 0; round < 1000; round++)
+        if (send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL) <= 0)
+            break;
+    return fd;
+}
+
 /* Above --max-memory a large put is refused when its header arrives, not once its body has
  * been read into memory the bound says spoold does not have: QUEUE_FULL comes back while most
  * of the frame is still unsent, the rest is dropped as it arrives, and the connection stays in
@@ -590,19 +624,11 @@ static void test_stalled_frame_times_out(void)
 static void test_above_memory_bound(void)
 {
     struct spoold saved = server;
-    static const char *const args[] = {"--max-memory", "48m", "--body-cache", "1m", NULL};
-    REQUIRE(spoold_start(&server, "memory-early", args) == 0);
-    spool_client *c = NULL;
-    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
-    enum { BATCH = 1000, BATCHES_MAX = 5000 };
-    static struct spool_job_spec specs[BATCH];
-    static char small[100];
-    memset(small, 'm', sizeof(small));
-    for (int k = 0; k < BATCH; k++)
-        specs[k] = (struct spool_job_spec){.queue = "mem", .body = small, .body_len = 100};
+    const struct spool_job_spec *batch;
+    spool_client *c = start_bounded("memory-early", "48m", "mem", &batch);
     int rc = 0;
-    for (int b = 0; b < BATCHES_MAX && rc == 0; b++)
-        rc = spool_put_batch(c, specs, BATCH, NULL);
+    for (int b = 0; b < 5000 && rc == 0; b++) /* at most 5 M jobs */
+        rc = spool_put_batch(c, batch, FILL_BATCH, NULL);
     CHECK_EQ(rc, SPOOL_E_QUEUE_FULL);
     spool_close(c);
 
@@ -636,16 +662,9 @@ static void test_above_memory_bound(void)
      * hold up to 4 MiB of replies and a frame (2 MiB) of input below it. */
     enum { FLOODERS = 16 };
     int flooders[FLOODERS];
-    const uint8_t *frames = ping_frames();
     long before = server_rss_kib();
-    for (int i = 0; i < FLOODERS; i++) {
-        flooders[i] = hello_connect();
-        struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
-        setsockopt(flooders[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        for (int round = 0; round < 1000; round++) /* at most 64 MiB each */
-            if (send(flooders[i], frames, PING_FRAMES_BYTES, MSG_NOSIGNAL) <= 0)
-                break; /* spoold stopped reading it: the send timed out */
-    }
+    for (int i = 0; i < FLOODERS; i++)
+        flooders[i] = flooder_connect();
     long after = server_rss_kib();
     fprintf(stderr, "%d flooders above the memory bound: spoold rss %ld -> %ld KiB\n", FLOODERS,
             before, after);
@@ -668,37 +687,23 @@ static void test_tight_memory_keeps_flooders_from_puts(void)
     return; /* the sanitizer's shadow memory and quarantine: RSS says nothing of spoold's */
 #endif
     struct spoold saved = server;
-    static const char *const args[] = {"--max-memory", "64m", "--body-cache", "1m", NULL};
-    REQUIRE(spoold_start(&server, "memory-tight", args) == 0);
-    spool_client *c = NULL;
-    REQUIRE(spool_connect(server.addr, 5000, &c) == 0);
-    enum { BATCH = 1000, BATCHES_MAX = 2000 };
-    static struct spool_job_spec specs[BATCH];
-    static char small[100];
-    memset(small, 't', sizeof(small));
-    for (int k = 0; k < BATCH; k++)
-        specs[k] = (struct spool_job_spec){.queue = "tight", .body = small, .body_len = 100};
+    const struct spool_job_spec *batch;
+    spool_client *c = start_bounded("memory-tight", "64m", "tight", &batch);
     /* Fill to 52 MiB: past three quarters (48 MiB), short of the bound. */
-    for (int b = 0; b < BATCHES_MAX && server_rss_kib() < 52 * 1024; b++)
-        REQUIRE(spool_put_batch(c, specs, BATCH, NULL) == 0);
+    for (int b = 0; b < 2000 && server_rss_kib() < 52 * 1024; b++)
+        REQUIRE(spool_put_batch(c, batch, FILL_BATCH, NULL) == 0);
     long before = server_rss_kib();
     REQUIRE(before >= 52 * 1024 && before < 60 * 1024);
     usleep(50 * 1000); /* a few memory samples */
     enum { FLOODERS = 16 };
     int flooders[FLOODERS];
     const uint8_t *frames = ping_frames();
-    for (int i = 0; i < FLOODERS; i++) {
-        flooders[i] = hello_connect();
-        struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
-        setsockopt(flooders[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        for (int round = 0; round < 1000; round++)
-            if (send(flooders[i], frames, PING_FRAMES_BYTES, MSG_NOSIGNAL) <= 0)
-                break;
-    }
+    for (int i = 0; i < FLOODERS; i++)
+        flooders[i] = flooder_connect();
     long after = server_rss_kib();
     fprintf(stderr, "%d flooders with memory tight: spoold rss %ld -> %ld KiB\n", FLOODERS, before,
             after);
-    CHECK_EQ(spool_put(c, &specs[0], NULL), 0); /* still below the bound: puts admitted */
+    CHECK_EQ(spool_put(c, &batch[0], NULL), 0); /* still below the bound: puts admitted */
     CHECK(after < 64 * 1024);
     for (int i = 1; i < FLOODERS; i++)
         close(flooders[i]);
