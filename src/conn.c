@@ -177,8 +177,7 @@ static void conn_recv_complete(struct io_completion *completion, const struct io
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         if (cqe->res > 0 && !conn->closing) {
             server->metrics.bytes_in += (uint64_t)cqe->res;
-            conn_input_append(conn, server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE,
-                              (size_t)cqe->res);
+            conn_input_append(conn, server_recv_buffer(server, bid), (size_t)cqe->res);
             conn->input_ms = server_now_ms();
         }
         server_recv_buffer_return(server, bid);

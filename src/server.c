@@ -156,10 +156,16 @@ static void ring_dispatch_ready(struct server *server)
  * e2e 100 B 1.06x (median of 10 pairs). Kernels before 5.19 get the ring without them. */
 #define SERVER_RING_FLAGS (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
+uint8_t *server_recv_buffer(const struct server *server, uint16_t bid)
+{
+    SPOOL_ASSERT(bid < SERVER_RECV_BUFFERS);
+    return server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
+}
+
 void server_recv_buffer_return(struct server *server, uint16_t bid)
 {
-    uint8_t *buf = server->buf_base + (size_t)bid * SERVER_RECV_BUFFER_SIZE;
-    io_uring_buf_ring_add(server->buf_ring, buf, SERVER_RECV_BUFFER_SIZE, bid,
+    io_uring_buf_ring_add(server->buf_ring, server_recv_buffer(server, bid),
+                          SERVER_RECV_BUFFER_SIZE, bid,
                           io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), 0);
     io_uring_buf_ring_advance(server->buf_ring, 1);
 }
@@ -246,8 +252,7 @@ static int ring_setup(struct server *server)
     }
     io_uring_buf_ring_init(server->buf_ring);
     for (int i = 0; i < SERVER_RECV_BUFFERS; i++)
-        io_uring_buf_ring_add(server->buf_ring,
-                              server->buf_base + (size_t)i * SERVER_RECV_BUFFER_SIZE,
+        io_uring_buf_ring_add(server->buf_ring, server_recv_buffer(server, (uint16_t)i),
                               SERVER_RECV_BUFFER_SIZE, (unsigned short)i,
                               io_uring_buf_ring_mask(SERVER_RECV_BUFFERS), i);
     io_uring_buf_ring_advance(server->buf_ring, SERVER_RECV_BUFFERS);

@@ -316,6 +316,8 @@ void conn_flush_later(struct conn *conn);
 void conns_flush(struct server *server);
 void conn_make_runnable(struct conn *conn);
 void conn_arm_recv(struct conn *conn);
+/* Receive buffer bid of the ring's SERVER_RECV_BUFFERS. */
+uint8_t *server_recv_buffer(const struct server *server, uint16_t bid);
 /* Give receive buffer bid back to the kernel's ring. */
 void server_recv_buffer_return(struct server *server, uint16_t bid);
 /* Close connections whose started frame has not progressed within --frame-timeout. */
