@@ -417,22 +417,31 @@ static const uint8_t *ping_frames(void)
     return frames;
 }
 
-/* A client that floods requests and never reads its replies: spoold stops reading from it once
- * its unsent replies pass the bound, its memory stays bounded, and others are served. */
-static void test_flooder_that_never_reads(void)
+/* Send PINGs on fd and never read the replies, each send timing out after timeout_ms, until
+ * one times out (spoold stopped reading the connection) or rounds_max x 64 KiB have gone: the
+ * bytes sent. */
+static size_t flood(int fd, long timeout_ms, int rounds_max)
 {
-    int fd = hello_connect();
-    struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* stop when spoold stops reading */
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     const uint8_t *frames = ping_frames();
-    long before = server_rss_kib();
     size_t sent_total = 0;
-    for (int round = 0; round < 2000; round++) { /* at most 128 MiB offered */
+    for (int round = 0; round < rounds_max; round++) {
         ssize_t n = send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL);
         if (n <= 0)
             break; /* the server stopped reading: the send timed out */
         sent_total += (size_t)n;
     }
+    return sent_total;
+}
+
+/* A client that floods requests and never reads its replies: spoold stops reading from it once
+ * its unsent replies pass the bound, its memory stays bounded, and others are served. */
+static void test_flooder_that_never_reads(void)
+{
+    int fd = hello_connect();
+    long before = server_rss_kib();
+    size_t sent_total = flood(fd, 200, 2000); /* at most 128 MiB offered */
     long after = server_rss_kib();
     fprintf(stderr, "flooder sent %zu bytes; spoold rss %ld -> %ld KiB\n", sent_total, before,
             after);
@@ -466,16 +475,7 @@ static void flood_input_bounded(const char *mode)
                           mode, NULL};
     REQUIRE(spoold_start(&server, "flood-input", args) == 0);
     int fd = hello_connect();
-    struct timeval tv = {.tv_sec = 0, .tv_usec = 300 * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    const uint8_t *frames = ping_frames();
-    size_t sent_total = 0;
-    for (int round = 0; round < 1024; round++) { /* at most 64 MiB offered */
-        ssize_t n = send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL);
-        if (n <= 0)
-            break;
-        sent_total += (size_t)n;
-    }
+    size_t sent_total = flood(fd, 300, 1024); /* at most 64 MiB offered */
     server_still_serves();
     /* Stopped with the flooder still connected and its replies unread: the stop waits its
      * drain bound for them, cancels the receive, and exits cleanly. */
@@ -607,12 +607,7 @@ static spool_client *start_bounded(const char *tag, const char *bound, const cha
 static int flooder_connect(void)
 {
     int fd = hello_connect();
-    struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    const uint8_t *frames = ping_frames();
-    for (int round = 0; round < 1000; round++)
-        if (send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL) <= 0)
-            break;
+    (void)flood(fd, 200, 1000);
     return fd;
 }
 
