@@ -81,6 +81,15 @@ bool heap_contains(const struct heap *heap, const void *item)
     return index < heap->count && heap->items[index] == item;
 }
 
+int heap_room(struct heap *heap, uint64_t total)
+{
+    if (total <= heap->count)
+        return 0;
+    if (total - heap->count > UINT32_MAX)
+        return -ENOMEM;
+    return heap_reserve(heap, (uint32_t)(total - heap->count));
+}
+
 int heap_reserve(struct heap *heap, uint32_t extra)
 {
     if (heap->capacity - heap->count >= extra)

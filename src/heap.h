@@ -28,6 +28,8 @@ void heap_free(struct heap *heap);
 /* Room for extra more items without allocating: 0, or -ENOMEM (nothing changed). The put path
  * reserves before it logs, so that a put the memory cannot hold is refused, not aborted. */
 int heap_reserve(struct heap *heap, uint32_t extra) __attribute__((warn_unused_result));
+/* Room for total items in all, those it holds included: heap_reserve by the difference. */
+int heap_room(struct heap *heap, uint64_t total) __attribute__((warn_unused_result));
 /* Out of memory aborts: callers that cannot fail reserve first (heap_reserve). */
 void heap_push(struct heap *heap, void *item);
 void heap_remove(struct heap *heap, void *item);

@@ -18,20 +18,7 @@
  * itself: a release with a delay into a full delayed heap still grows it (and aborts if that
  * fails), a path outside the put's.
  */
-#include <errno.h>
-
 #include "queue_internal.h"
-
-/* Heap room for extra more items beyond those of count live jobs it may hold. */
-static int heap_room(struct heap *heap, uint64_t live, uint32_t extra)
-{
-    uint64_t want = live + extra;
-    if (want <= heap->count)
-        return 0;
-    if (want - heap->count > UINT32_MAX)
-        return -ENOMEM;
-    return heap_reserve(heap, (uint32_t)(want - heap->count));
-}
 
 static uint64_t queue_live_jobs(const struct queue *queue)
 {
@@ -43,9 +30,9 @@ int queue_job_reserve(struct queue_state *state, struct queue *queue, uint64_t f
                       bool delayed, bool ttl, uint32_t count)
 {
     SPOOL_ASSERT(count > 0);
-    int rc = heap_room(&queue->ready, queue_live_jobs(queue), count);
+    int rc = heap_room(&queue->ready, queue_live_jobs(queue) + count);
     if (rc == 0)
-        rc = heap_room(&state->leases.heap, state->totals.jobs, count);
+        rc = runheap_room(&state->leases, state->totals.jobs + count);
     if (rc == 0 && delayed)
         rc = heap_reserve(&queue->delayed, count);
     if (rc == 0 && delayed)

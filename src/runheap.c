@@ -38,6 +38,11 @@ int runheap_reserve(struct runheap *rh, uint32_t extra)
     return heap_reserve(&rh->heap, extra);
 }
 
+int runheap_room(struct runheap *rh, uint64_t total)
+{
+    return heap_room(&rh->heap, total);
+}
+
 /* The run whose last element is the greatest not above item (the tightest fit, so that runs
  * with room for smaller keys stay free for them), else an empty run, else -1: the heap. */
 static int run_for(const struct runheap *rh, const void *item)

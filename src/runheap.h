@@ -32,6 +32,9 @@ void runheap_init(struct runheap *rh, bool (*less)(const void *a, const void *b)
 void runheap_free(struct runheap *rh);
 /* Room for extra more items without allocating (they may all go to the heap): 0 or -ENOMEM. */
 int runheap_reserve(struct runheap *rh, uint32_t extra) __attribute__((warn_unused_result));
+/* Room for total items in all, in the runs and the heap, however they are spread: any of them
+ * may go to the heap, so the heap gets room for all. */
+int runheap_room(struct runheap *rh, uint64_t total) __attribute__((warn_unused_result));
 /* Out of memory aborts, as heap_push: callers that cannot fail reserve first. */
 void runheap_push(struct runheap *rh, void *item);
 void runheap_remove(struct runheap *rh, void *item);

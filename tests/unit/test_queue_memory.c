@@ -12,6 +12,7 @@
 #include "jobtab.h"
 #include "map.h"
 #include "queue_fake.h"
+#include "runheap.h"
 
 struct item {
     uint32_t key;
@@ -43,6 +44,70 @@ static void test_heap_reserve(void)
     CHECK_EQ(((struct item *)heap_top(&h))->key, 1);
     alloc_fail_after(-1);
     heap_free(&h);
+}
+
+/* heap_room and runheap_room count what is already held: room for a total, not for more on
+ * top of it. A lease runheap holding everything in its runs still gets heap room for all of
+ * it, since any lease may move to the heap; pushes within the room allocate nothing. */
+struct linked_item {
+    uint32_t key;
+    uint32_t slot;
+    struct list_link link;
+};
+
+static bool linked_less(const void *a, const void *b)
+{
+    return ((const struct linked_item *)a)->key < ((const struct linked_item *)b)->key;
+}
+
+static void test_room_for_a_total(void)
+{
+    static struct item items[300];
+    struct heap h;
+    heap_init(&h, item_less, offsetof(struct item, slot));
+    for (uint32_t i = 0; i < 10; i++) {
+        items[i] = (struct item){.key = i, .slot = HEAP_NONE};
+        heap_push(&h, &items[i]);
+    }
+    alloc_fail_after(0);
+    CHECK_EQ(heap_room(&h, 5), 0); /* it holds more than that already */
+    alloc_fail_after(-1);
+    REQUIRE(heap_room(&h, 300) == 0);
+    CHECK(h.capacity >= 300);
+    alloc_fail_after(0);
+    for (uint32_t i = 10; i < 300; i++) {
+        items[i] = (struct item){.key = 300 - i, .slot = HEAP_NONE};
+        heap_push(&h, &items[i]);
+    }
+    CHECK_EQ(heap_room(&h, 300), 0);
+    if (h.capacity == 300)
+        CHECK_EQ(heap_room(&h, 301), -ENOMEM);
+    alloc_fail_after(-1);
+    CHECK_EQ(heap_room(&h, (uint64_t)UINT32_MAX + 300), -ENOMEM);
+    heap_free(&h);
+
+    enum { N = 100 };
+    static struct linked_item leases[N];
+    struct runheap rh;
+    runheap_init(&rh, linked_less, offsetof(struct linked_item, slot),
+                 offsetof(struct linked_item, link));
+    for (uint32_t i = 0; i < N; i++) {
+        leases[i] = (struct linked_item){.key = i < N / 2 ? 1000 + i : N - i, .slot = HEAP_NONE};
+        list_init(&leases[i].link);
+    }
+    for (uint32_t i = 0; i < N / 2; i++)
+        runheap_push(&rh, &leases[i]); /* rising keys: one run, the heap stays empty */
+    CHECK_EQ(rh.heap.count, 0);
+    REQUIRE(runheap_room(&rh, N) == 0);
+    CHECK(rh.heap.capacity >= N);
+    alloc_fail_after(0);
+    for (uint32_t i = N / 2; i < N; i++)
+        runheap_push(&rh, &leases[i]); /* falling keys: most go to the heap */
+    CHECK(rh.heap.count > 0);
+    CHECK_EQ(rh.count, N);
+    CHECK_EQ(((struct linked_item *)runheap_top(&rh))->key, 1);
+    alloc_fail_after(-1);
+    runheap_free(&rh);
 }
 
 static void test_jobtab_and_idmap_reserve(void)
@@ -189,6 +254,7 @@ static void test_put_refused_cleanly(void)
 int main(void)
 {
     RUN_TEST(test_heap_reserve);
+    RUN_TEST(test_room_for_a_total);
     RUN_TEST(test_jobtab_and_idmap_reserve);
     RUN_TEST(test_job_pool_reserve);
     RUN_TEST(test_put_refused_cleanly);
