@@ -464,8 +464,7 @@ static bool conn_refuse_partial_put(struct conn *conn, const struct wire_header 
     /* A batch's job count is in its payload, which has not arrived: counted as one. */
     if (!handler_put_refused_for_memory(conn, h->request_id, 1))
         return false;
-    conn->server->metrics.requests[h->opcode < METRICS_OPCODES ? h->opcode
-                                                               : METRICS_OPCODES - 1]++;
+    metrics_count_request(&conn->server->metrics, h->opcode);
     conn->discard_left = h->frame_size - avail;
     conn->in_start = conn->in_end;
     return true;

@@ -1385,8 +1385,7 @@ int handler_dispatch(struct conn *conn, const struct wire_header *header, union 
     struct server *server = conn->server;
     int rc = handlers[header->opcode](conn, header, msg);
     if (rc != HANDLER_AGAIN) /* run again later: counted then */
-        server->metrics.requests[header->opcode < METRICS_OPCODES ? header->opcode
-                                                                  : METRICS_OPCODES - 1]++;
+        metrics_count_request(&server->metrics, header->opcode);
     return rc;
 }
 

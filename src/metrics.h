@@ -115,4 +115,10 @@ struct server_metrics {
     int64_t recovery_ns;                /* log open, replay and body reload at start */
 };
 
+/* One more frame handled with opcode (one above the counted range counts under the last slot). */
+static inline void metrics_count_request(struct server_metrics *m, uint16_t opcode)
+{
+    m->requests[opcode < METRICS_OPCODES ? opcode : METRICS_OPCODES - 1]++;
+}
+
 #endif
