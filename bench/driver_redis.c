@@ -70,8 +70,10 @@ static int encode_put(const struct bench_conn_info *info, uint64_t tag, struct b
                       const uint8_t *bodies, uint32_t size, uint32_t count, uint32_t *replies)
 {
     char maxlen_text[24];
-    snprintf(maxlen_text, sizeof(maxlen_text), "%llu", (unsigned long long)info->stream_maxlen);
     bool trim = info->stream_maxlen > 0;
+    if (trim) /* formatted once a frame, and only where it is sent */
+        snprintf(maxlen_text, sizeof(maxlen_text), "%llu",
+                 (unsigned long long)info->stream_maxlen);
     for (uint32_t i = 0; i < count; i++) {
         int rc = put_array(out, trim ? 8 : 5);
         if (rc == 0)
