@@ -111,13 +111,17 @@ class WorkloadMetrics(unittest.TestCase):
         try:
             sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("slow-reader", None)))
             self.assertGreater(len(sock.recv(4096)), 0)  # the HELLO reply
-            pings = b"".join(codec.frame(codec.Op.PING, i + 2) for i in range(4096))
+            m = parse_metrics(self.s.metrics())
+            before = (metric(m, "spool_request_errors_total", code="TOO_LARGE"),
+                      metric(m, "spool_connections"))
+            pings = memoryview(b"".join(codec.frame(codec.Op.PING, i + 2) for i in range(4096)))
             sock.setblocking(False)
             out = 0
+            unsent = pings  # a send may take part of the batch: the rest goes first, whole
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and out < 1 << 20:
                 try:
-                    sock.send(pings)
+                    unsent = unsent[sock.send(unsent):] or pings
                     continue
                 except BlockingIOError:
                     pass
@@ -125,6 +129,9 @@ class WorkloadMetrics(unittest.TestCase):
                 time.sleep(0.05)
             self.assertGreaterEqual(out, 1 << 20)  # replies held for the reader, MiBs of them
             m = parse_metrics(self.s.metrics())
+            # every frame arrived whole: no framing error closed the connection
+            self.assertEqual((metric(m, "spool_request_errors_total", code="TOO_LARGE"),
+                              metric(m, "spool_connections")), before)
             self.assertLessEqual(metric(m, "spool_connections_input_bytes"),
                                  metric(m, "spool_connection_input_max_bytes"))
         finally:
