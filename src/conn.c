@@ -210,6 +210,7 @@ static void conn_send_complete(struct io_completion *completion, const struct io
     }
     SPOOL_ASSERT((size_t)cqe->res <= conn->sending.len - conn->sent);
     conn->sent += (size_t)cqe->res;
+    conn->output_ms = conn->server->now.mono_ns / 1000000;
     conn->server->metrics.bytes_out += (uint64_t)cqe->res;
     conn_send_next(conn);
     if (conn->closing) {
@@ -236,6 +237,7 @@ static void conn_send_next(struct conn *conn)
         struct wire_buf swap = conn->sending;
         conn->sending = conn->out;
         conn->out = swap;
+        conn->output_ms = conn->server->now.mono_ns / 1000000;
     }
     struct io_uring_sqe *sqe = conn_sqe(conn->server);
     io_uring_prep_send(sqe, conn->fd, conn->sending.data + conn->sent,
@@ -577,9 +579,48 @@ void conn_trim(struct conn *conn)
     }
 }
 
+/* A send has waited on the peer for CONN_UNREAD_MS without it taking a byte. */
+static bool conn_unread(const struct conn *conn, int64_t now_ms)
+{
+    return conn->send_armed && now_ms - conn->output_ms >= CONN_UNREAD_MS;
+}
+
+/* A peer that does not read its replies (conn_unread): while the connection is closing (a
+ * framing error, BUSY, a timeout) its last replies are dropped, or a client that never reads
+ * would keep its buffers and socket after its slot was given back, connection after
+ * connection; while memory is above the bound, an open connection holding CONN_BUF_KEEP or
+ * more of them is closed (its leases go back), or such clients, read 4 MiB ahead before memory
+ * was tight, would keep every producer's puts refused for as long as they stay connected.
+ * True when conn was closed or shut down. */
+static bool conn_drop_unread(struct conn *conn, int64_t now_ms)
+{
+    struct server *server = conn->server;
+    if (!conn_unread(conn, now_ms) || conn->fd < 0)
+        return false;
+    size_t unsent = conn_out_pending(conn);
+    if (conn->closing) {
+        slog_info("msg=\"closing connection took none of its last replies: dropped\" conn=%llu "
+                  "unsent=%zu",
+                  (unsigned long long)conn->id, unsent);
+        server->metrics.connections_timed_out[METRICS_TIMEOUT_CLOSING]++;
+        conn->output_ms = now_ms; /* once: the send fails at once on the shut socket */
+        shutdown(conn->fd, SHUT_RDWR);
+        return true;
+    }
+    if (!server_memory_low(server) || unsent < CONN_BUF_KEEP)
+        return false;
+    slog_warn("msg=\"connection reads none of its replies while memory is above the bound: "
+              "closing\" conn=%llu unsent=%zu",
+              (unsigned long long)conn->id, unsent);
+    server->metrics.connections_timed_out[METRICS_TIMEOUT_MEMORY]++;
+    conn_close(conn);
+    return true;
+}
+
 /* A peer that starts a frame and stops sending (slowloris) would hold its buffer and its
  * connection slot forever; one whose frame has not progressed for --frame-timeout is closed.
- * Stalled connections (waiting on the log, not the peer) and idle ones are left alone. */
+ * Stalled connections (waiting on the log, not the peer) and idle ones are left alone. One
+ * that stops reading is dropped by conn_drop_unread. */
 void conn_sweep(struct server *server, int64_t now_ms)
 {
     /* Before HELLO a connection gets --handshake-timeout, oldest first, so that sockets
@@ -589,12 +630,15 @@ void conn_sweep(struct server *server, int64_t now_ms)
         struct conn *conn = LIST_ENTRY(first, struct conn, handshake_link);
         if (now_ms - conn->accepted_ms < (int64_t)server->config.handshake_timeout_ms)
             break;
+        server->metrics.connections_timed_out[METRICS_TIMEOUT_HANDSHAKE]++;
         conn_fail(conn, 0, SPOOL_E_HANDSHAKE_REQUIRED, "no HELLO within the handshake timeout");
     }
     struct list_link *link = server->conns.next;
     while (link != &server->conns) {
         struct conn *conn = LIST_ENTRY(link, struct conn, link);
         link = link->next; /* conn_fail may move conn to the zombies */
+        if (conn_drop_unread(conn, now_ms))
+            continue;
         if (!conn->closing)
             conn_trim(conn);
         /* Waiting on the peer for the rest of a frame: bytes left over after parsing (or
@@ -612,6 +656,7 @@ void conn_sweep(struct server *server, int64_t now_ms)
             continue;
         slog_warn("msg=\"frame incomplete: closing\" conn=%llu bytes=%zu",
                   (unsigned long long)conn->id, conn->in_end - conn->in_start);
+        server->metrics.connections_timed_out[METRICS_TIMEOUT_FRAME]++;
         conn_fail(conn, 0, SPOOL_E_BAD_FRAME, "frame incomplete for too long");
     }
 }

@@ -396,6 +396,23 @@ static void prom_requests(struct sbuf *b, const struct server_metrics *m, bool b
         prom_bs_requests(b, m, true);
 }
 
+/* Connections closed for a peer that stopped, by cause (enum metrics_conn_timeout). */
+static void prom_timeouts(struct sbuf *b, const struct server_metrics *m)
+{
+    static const char *const reasons[METRICS_CONN_TIMEOUTS] = {
+        [METRICS_TIMEOUT_HANDSHAKE] = "handshake",
+        [METRICS_TIMEOUT_FRAME] = "frame",
+        [METRICS_TIMEOUT_CLOSING] = "closing_unread",
+        [METRICS_TIMEOUT_MEMORY] = "memory_unread",
+    };
+    prom_head(b, "spool_connections_timed_out_total", "counter",
+              "Connections closed for a stopped peer: no HELLO, a stalled frame, or replies "
+              "left unread (while closing, or above the memory bound).");
+    for (uint32_t r = 0; r < METRICS_CONN_TIMEOUTS; r++)
+        sbuf_printf(b, "spool_connections_timed_out_total{reason=\"%s\"} %llu\n", reasons[r],
+                    (unsigned long long)m->connections_timed_out[r]);
+}
+
 static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_bytes)
 {
     const struct server_metrics *m = &s->server;
@@ -410,6 +427,7 @@ static void prom_server(struct sbuf *b, const struct snapshot *s, uint64_t rss_b
                s->handshakes);
     prom_counter(b, "spool_connections_accepted_total", "Connections accepted.",
                  m->connections_accepted);
+    prom_timeouts(b, m);
     prom_requests(b, m, s->beanstalk_enabled);
     prom_counter(b, "spool_received_bytes_total", "Bytes read from clients.", m->bytes_in);
     prom_counter(b, "spool_sent_bytes_total", "Bytes sent to clients.", m->bytes_out);

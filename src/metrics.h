@@ -99,6 +99,16 @@ struct queue_metrics {
 /* Beanstalkd error replies by word (beanstalk_error_words, beanstalk.c). */
 #define METRICS_BS_ERRORS 9
 
+/* Why a connection was closed for a peer that stopped: the label of
+ * spool_connections_timed_out_total. */
+enum metrics_conn_timeout {
+    METRICS_TIMEOUT_HANDSHAKE, /* no HELLO within --handshake-timeout */
+    METRICS_TIMEOUT_FRAME,     /* a started frame stalled for --frame-timeout */
+    METRICS_TIMEOUT_CLOSING,   /* closing, its last replies untaken for CONN_UNREAD_MS */
+    METRICS_TIMEOUT_MEMORY,    /* above the memory bound, replies untaken for CONN_UNREAD_MS */
+    METRICS_CONN_TIMEOUTS
+};
+
 /* Server-wide counters (struct server.metrics). */
 struct server_metrics {
     uint64_t requests[METRICS_OPCODES];   /* frames handled, by opcode */
@@ -108,6 +118,7 @@ struct server_metrics {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t connections_accepted;
+    uint64_t connections_timed_out[METRICS_CONN_TIMEOUTS]; /* closed by a timeout, by cause */
     uint64_t input_max_bytes;           /* the most unparsed input one connection has held */
     uint64_t commit_bytes;
     struct metrics_hist commit_us;      /* one group commit: write (+ fdatasync) */

@@ -146,6 +146,44 @@ class WorkloadMetrics(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(held, (0, 0))
 
+    def test_closing_connection_drops_unread_replies(self):
+        """A connection closed for a framing error, whose peer reads none of its last replies:
+        spoold drops them after 5 s (CONN_UNREAD_MS) and counts it, instead of holding them
+        and the socket for as long as the peer stays connected."""
+        from spool import codec
+        timed_out = lambda m: metric(m, "spool_connections_timed_out_total",
+                                     reason="closing_unread")
+        m = parse_metrics(self.s.metrics())
+        before = (timed_out(m), metric(m, "spool_connections"))
+        host, port = self.s.addr.rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("no-reader", None)))
+            self.assertGreater(len(sock.recv(4096)), 0)  # the HELLO reply; none read after
+            pings = b"".join(codec.frame(codec.Op.PING, i + 2) for i in range(16384))
+            out = 0
+            for _ in range(64):  # 256 KiB of PINGs at a time, until the sockets are full
+                sock.sendall(pings)
+                time.sleep(0.05)
+                out = metric(parse_metrics(self.s.metrics()), "spool_connections_output_bytes")
+                if out > 0:
+                    break
+            self.assertGreater(out, 0)  # replies held in spoold: the peer's sockets are full
+            sock.sendall(b"\0" * 16)  # a frame size of 0: a framing error, and a close
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                m = parse_metrics(self.s.metrics())
+                if timed_out(m) > before[0]:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(timed_out(m), before[0] + 1)
+            self.assertEqual(metric(m, "spool_connections"), before[1])  # it left the count
+            self.assertEqual(metric(m, "spool_connections_output_bytes"), 0)
+            self.assertIn('msg="closing connection took none of its last replies: dropped"',
+                          self.s.log())
+        finally:
+            sock.close()
+
     def test_idle_connection_gives_its_buffers_back(self):
         """A 1000 KiB put and a reserve of two such jobs grow a connection's buffers to MiBs
         (doubling); once it is idle the sweep frees its empty buffers above 64 KiB, so

@@ -5,6 +5,7 @@
 #include <spool/client.h>
 
 #include <arpa/inet.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -418,19 +419,22 @@ static const uint8_t *ping_frames(void)
 }
 
 /* Send PINGs on fd and never read the replies, each send timing out after timeout_ms, until
- * one times out (spoold stopped reading the connection) or rounds_max x 64 KiB have gone: the
- * bytes sent. */
+ * one times out (spoold stopped reading the connection) or rounds_max sends have gone: the
+ * bytes sent. A send cut short by the timeout is carried on by the next, so the stream stays
+ * whole frames. */
 static size_t flood(int fd, long timeout_ms, int rounds_max)
 {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     const uint8_t *frames = ping_frames();
     size_t sent_total = 0;
+    size_t at = 0; /* into frames */
     for (int round = 0; round < rounds_max; round++) {
-        ssize_t n = send(fd, frames, PING_FRAMES_BYTES, MSG_NOSIGNAL);
+        ssize_t n = send(fd, frames + at, PING_FRAMES_BYTES - at, MSG_NOSIGNAL);
         if (n <= 0)
             break; /* the server stopped reading: the send timed out */
         sent_total += (size_t)n;
+        at = (at + (size_t)n) % PING_FRAMES_BYTES;
     }
     return sent_total;
 }
@@ -718,6 +722,56 @@ static void test_tight_memory_keeps_flooders_from_puts(void)
     server = saved;
 }
 
+/* Clients that flood and never read connect while memory has room (each is read 4 MiB of
+ * replies ahead), then a producer fills memory to the bound and its puts are refused. The
+ * flooders read none of their replies: after CONN_UNREAD_MS each is closed, their memory goes
+ * back, and puts are admitted again with nobody's help, where they would stay refused for as
+ * long as the flooders stayed connected. */
+static void test_unread_connections_closed_above_the_bound(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* the sanitizer's shadow memory and quarantine: RSS says nothing of spoold's */
+#endif
+    struct spoold saved = server;
+    const struct spool_job_spec *batch;
+    spool_client *c = start_bounded("memory-unread", "64m", "unread", &batch);
+    enum { FLOODERS = 5 };
+    int flooders[FLOODERS];
+    long before = server_rss_kib();
+    for (int i = 0; i < FLOODERS; i++)
+        flooders[i] = flooder_connect();
+    long flooded = server_rss_kib();
+    int rc = 0;
+    for (int b = 0; b < 2000 && rc == 0; b++) /* at most 2 M jobs */
+        rc = spool_put_batch(c, batch, FILL_BATCH, NULL);
+    CHECK_EQ(rc, SPOOL_E_QUEUE_FULL);
+    long full = server_rss_kib();
+    /* Within CONN_UNREAD_MS (5 s), a sweep (250 ms) and a memory sample or two. */
+    bool admitted = false;
+    for (int tries = 0; tries < 75 && !admitted; tries++) {
+        usleep(200 * 1000);
+        admitted = spool_put(c, &batch[0], NULL) == 0;
+    }
+    fprintf(stderr, "%d unread flooders: spoold rss %ld -> %ld, filled %ld, now %ld KiB\n",
+            FLOODERS, before, flooded, full, server_rss_kib());
+    CHECK(flooded - before > 8 * 1024); /* they held MiBs each */
+    CHECK(admitted);
+    CHECK(spoold_log_contains(&server, "reads none of its replies while memory is above"));
+    /* As many as it took to come back below the bound were closed: reset, their input unread
+     * (the others, never past the bound again, may stay). */
+    int closed = 0;
+    for (int i = 0; i < FLOODERS; i++) {
+        struct pollfd p = {.fd = flooders[i], .events = POLLRDHUP};
+        closed += poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+        close(flooders[i]);
+    }
+    CHECK(closed >= 1);
+    spool_close(c);
+    CHECK_EQ(spoold_stop(&server), 0);
+    spoold_cleanup(&server);
+    server = saved;
+}
+
 /* --auth-file: HELLO without the secret, or with a wrong one, is AUTH_FAILED and closed. */
 static void test_shared_secret(void)
 {
@@ -775,6 +829,7 @@ int main(void)
     RUN_TEST(test_stalled_frame_times_out);
     RUN_TEST(test_above_memory_bound);
     RUN_TEST(test_tight_memory_keeps_flooders_from_puts);
+    RUN_TEST(test_unread_connections_closed_above_the_bound);
     RUN_TEST(test_shared_secret);
     server_still_serves();
     CHECK_EQ(spoold_stop(&server), 0);
