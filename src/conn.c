@@ -210,7 +210,7 @@ static void conn_send_complete(struct io_completion *completion, const struct io
     }
     SPOOL_ASSERT((size_t)cqe->res <= conn->sending.len - conn->sent);
     conn->sent += (size_t)cqe->res;
-    conn->output_ms = conn->server->now.mono_ns / 1000000;
+    conn->output_sent += (uint64_t)cqe->res;
     conn->server->metrics.bytes_out += (uint64_t)cqe->res;
     conn_send_next(conn);
     if (conn->closing) {
@@ -237,7 +237,6 @@ static void conn_send_next(struct conn *conn)
         struct wire_buf swap = conn->sending;
         conn->sending = conn->out;
         conn->out = swap;
-        conn->output_ms = conn->server->now.mono_ns / 1000000;
     }
     struct io_uring_sqe *sqe = conn_sqe(conn->server);
     io_uring_prep_send(sqe, conn->fd, conn->sending.data + conn->sent,
@@ -297,6 +296,7 @@ static struct conn *conn_new(struct server *server, int fd)
     conn->id = ++server->next_conn_id;
     server->metrics.connections_accepted++;
     conn->fd = fd;
+    conn->output_ms = server->now.mono_ns / 1000000;
     conn->recv_completion.complete = conn_recv_complete;
     conn->send_completion.complete = conn_send_complete;
     wire_buf_init(&conn->out, server->config.frame_size_max);
@@ -435,6 +435,7 @@ void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *mes
     conn_error(conn, request_id, code, message);
     conn_release(conn);
     conn->closing = true;
+    conn->output_ms = conn->server->now.mono_ns / 1000000; /* CONN_UNREAD_MS to take the rest */
     conn_flush(conn);
     if (!conn->send_armed) {
         shutdown(conn->fd, SHUT_RDWR);
@@ -579,39 +580,53 @@ void conn_trim(struct conn *conn)
     }
 }
 
-/* A send has waited on the peer for CONN_UNREAD_MS without it taking a byte. */
-static bool conn_unread(const struct conn *conn, int64_t now_ms)
+/* Is the peer taking its replies too slowly to keep up? Judged over windows of at least
+ * CONN_UNREAD_MS: one starts whenever its unsent replies are below CONN_BUF_KEEP, and one that
+ * ends with them still above it is slow if the peer took less in it than it still has to take
+ * (a peer that never reads, or reads a little now and then, to keep the connection alive). A
+ * worker taking large replies at any useful pace sends more than that. */
+static bool conn_drains_slowly(struct conn *conn, int64_t now_ms)
 {
-    return conn->send_armed && now_ms - conn->output_ms >= CONN_UNREAD_MS;
+    size_t unsent = conn_out_pending(conn);
+    bool slow = false;
+    if (unsent >= CONN_BUF_KEEP) {
+        if (now_ms - conn->output_ms < CONN_UNREAD_MS)
+            return false;
+        slow = conn->output_sent - conn->output_window_sent < unsent;
+    }
+    conn->output_ms = now_ms;
+    conn->output_window_sent = conn->output_sent;
+    return slow;
 }
 
-/* A peer that does not read its replies (conn_unread): while the connection is closing (a
- * framing error, BUSY, a timeout) its last replies are dropped, or a client that never reads
- * would keep its buffers and socket after its slot was given back, connection after
- * connection; while memory is above the bound, an open connection holding CONN_BUF_KEEP or
- * more of them is closed (its leases go back), or such clients, read 4 MiB ahead before memory
- * was tight, would keep every producer's puts refused for as long as they stay connected.
- * True when conn was closed or shut down. */
+/* A peer that does not take its replies. A closing connection (a framing error, BUSY, a
+ * timeout) gets CONN_UNREAD_MS to take its last ones, however slowly it reads, and is then
+ * shut down: else a client that never reads would keep the buffers and socket of connection
+ * after connection whose slots were given back. While memory is above the bound, an open
+ * connection that drains too slowly (conn_drains_slowly) is closed, its leases going back: else
+ * such clients, read 4 MiB ahead while memory had room, would keep every producer's puts
+ * refused for as long as they stay connected. True when conn was shut down or closed. */
 static bool conn_drop_unread(struct conn *conn, int64_t now_ms)
 {
     struct server *server = conn->server;
-    if (!conn_unread(conn, now_ms) || conn->fd < 0)
+    if (conn->fd < 0)
         return false;
-    size_t unsent = conn_out_pending(conn);
     if (conn->closing) {
-        slog_info("msg=\"closing connection took none of its last replies: dropped\" conn=%llu "
-                  "unsent=%zu",
-                  (unsigned long long)conn->id, unsent);
+        if (!conn->send_armed || now_ms - conn->output_ms < CONN_UNREAD_MS)
+            return false;
+        slog_info("msg=\"closing connection's peer did not take its last replies: dropped\" "
+                  "conn=%llu unsent=%zu",
+                  (unsigned long long)conn->id, conn_out_pending(conn));
         server->metrics.connections_timed_out[METRICS_TIMEOUT_CLOSING]++;
         conn->output_ms = now_ms; /* once: the send fails at once on the shut socket */
         shutdown(conn->fd, SHUT_RDWR);
         return true;
     }
-    if (!server_memory_low(server) || unsent < CONN_BUF_KEEP)
+    if (!conn_drains_slowly(conn, now_ms) || !server_memory_low(server))
         return false;
-    slog_warn("msg=\"connection reads none of its replies while memory is above the bound: "
-              "closing\" conn=%llu unsent=%zu",
-              (unsigned long long)conn->id, unsent);
+    slog_warn("msg=\"connection's peer does not take its replies while memory is above the "
+              "bound: closing\" conn=%llu unsent=%zu",
+              (unsigned long long)conn->id, conn_out_pending(conn));
     server->metrics.connections_timed_out[METRICS_TIMEOUT_MEMORY]++;
     conn_close(conn);
     return true;

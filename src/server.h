@@ -89,10 +89,10 @@
  * connection does not hold that for its lifetime (conn_trim). 64 KiB covers a pipeline of small
  * requests without a reallocation. */
 #define CONN_BUF_KEEP (64u * 1024)
-/* A peer that takes none of its replies for this long, with a send waiting on it, is not
- * reading: a closing connection's last replies are then dropped (or a peer that never reads
- * would keep its buffers and its socket after its slot was given back), and while memory is
- * above the bound so is a connection holding CONN_BUF_KEEP or more of them (conn_sweep). */
+/* How long a peer gets to take its replies: a closing connection's last ones are dropped this
+ * long after it began closing, and while memory is above the bound a connection that has held
+ * CONN_BUF_KEEP or more of them this long, taking less than it still holds, is closed
+ * (conn_sweep). */
 #define CONN_UNREAD_MS 5000
 /* Jobs a checkpoint walk encodes per loop turn: at ~100 bytes and a cache miss or two each,
  * 4096 is a few hundred microseconds, which is what a turn may add to request latency; a
@@ -141,7 +141,11 @@ struct conn {
     struct list_link handshake_link; /* server.handshaking while !hello_done */
     bool stalled;           /* a request waits for log space */
     int64_t input_ms;       /* when input last arrived (for --frame-timeout) */
-    int64_t output_ms;      /* when the peer last took output, or a send began (CONN_UNREAD_MS) */
+    /* CONN_UNREAD_MS: closing, when it began; open, the start of the window its draining is
+     * judged over, with what it had sent by then */
+    int64_t output_ms;
+    uint64_t output_window_sent;
+    uint64_t output_sent; /* bytes sent to the peer in all */
     uint8_t *in;            /* unparsed input bytes in[in_start, in_end) */
     uint64_t discard_left;  /* bytes of a refused put still to drop as they arrive */
     size_t in_start;

@@ -147,9 +147,10 @@ class WorkloadMetrics(unittest.TestCase):
         self.assertEqual(held, (0, 0))
 
     def test_closing_connection_drops_unread_replies(self):
-        """A connection closed for a framing error, whose peer reads none of its last replies:
-        spoold drops them after 5 s (CONN_UNREAD_MS) and counts it, instead of holding them
-        and the socket for as long as the peer stays connected."""
+        """A connection closed for a framing error, whose peer takes its last replies slowly:
+        spoold drops the rest 5 s (CONN_UNREAD_MS) after it began closing and counts it,
+        instead of holding them and the socket for as long as the peer keeps reading a
+        little."""
         from spool import codec
         timed_out = lambda m: metric(m, "spool_connections_timed_out_total",
                                      reason="closing_unread")
@@ -162,24 +163,30 @@ class WorkloadMetrics(unittest.TestCase):
             self.assertGreater(len(sock.recv(4096)), 0)  # the HELLO reply; none read after
             pings = b"".join(codec.frame(codec.Op.PING, i + 2) for i in range(16384))
             out = 0
-            for _ in range(64):  # 256 KiB of PINGs at a time, until the sockets are full
-                sock.sendall(pings)
+            for _ in range(64):  # 256 KiB of PINGs at a time, until the sockets are full and
+                sock.sendall(pings)  # spoold holds 3 MiB of replies (it reads on to 4 MiB)
                 time.sleep(0.05)
                 out = metric(parse_metrics(self.s.metrics()), "spool_connections_output_bytes")
-                if out > 0:
+                if out >= 3 << 20:
                     break
-            self.assertGreater(out, 0)  # replies held in spoold: the peer's sockets are full
+            self.assertGreaterEqual(out, 3 << 20)
             sock.sendall(b"\0" * 16)  # a frame size of 0: a framing error, and a close
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
+            closed_at = time.monotonic()
+            while time.monotonic() < closed_at + 8:  # 5 s, a sweep, and slack
                 m = parse_metrics(self.s.metrics())
                 if timed_out(m) > before[0]:
                     break
-                time.sleep(0.1)
+                # 320 KiB/s: spoold's send moves on every few seconds as the sockets' MiBs
+                # drain (a deadline counted from its last progress would never come), but
+                # all of it (3 MiB and the sockets' 3-4) takes 20 s
+                sock.recv(65536)
+                time.sleep(0.2)
             self.assertEqual(timed_out(m), before[0] + 1)
+            self.assertGreater(time.monotonic() - closed_at, 4)  # it had its 5 s
             self.assertEqual(metric(m, "spool_connections"), before[1])  # it left the count
             self.assertEqual(metric(m, "spool_connections_output_bytes"), 0)
-            self.assertIn('msg="closing connection took none of its last replies: dropped"',
+            self.assertIn('msg="closing connection\'s peer did not take its last replies: '
+                          'dropped"',
                           self.s.log())
         finally:
             sock.close()
