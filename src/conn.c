@@ -487,12 +487,18 @@ static int conn_run_frame(struct conn *conn)
         conn_fail(conn, avail >= WIRE_HEADER_SIZE ? h.request_id : 0, rc, NULL);
         return -1;
     }
-    if (avail < h.frame_size)
-        return conn_refuse_partial_put(conn, &h, avail) ? 1 : 0;
+    /* Before HELLO only a HELLO, and no larger than one can be: judged at the header, so an
+     * unauthenticated peer never has spoold buffer a frame of --max-frame. */
     if (!conn->hello_done && h.opcode != WIRE_OP_HELLO) {
         conn_fail(conn, h.request_id, SPOOL_E_HANDSHAKE_REQUIRED, "send HELLO first");
         return -1;
     }
+    if (!conn->hello_done && h.frame_size - WIRE_HEADER_SIZE > WIRE_HELLO_SIZE_MAX) {
+        conn_fail(conn, h.request_id, SPOOL_E_TOO_LARGE, "HELLO larger than its fields allow");
+        return -1;
+    }
+    if (avail < h.frame_size)
+        return conn_refuse_partial_put(conn, &h, avail) ? 1 : 0;
     if (!handler_known(h.opcode)) {
         conn_error(conn, h.request_id, SPOOL_E_UNKNOWN_OP, NULL);
         conn->in_start += h.frame_size;

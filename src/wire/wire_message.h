@@ -40,6 +40,9 @@ bool wire_queue_name_valid(struct wire_bytes name);
 /* ---- requests ---- */
 
 #define WIRE_HELLO_SIZE_MIN 12 /* magic, version_min, version_max, two empty strings */
+/* And at most: both strings of WIRE_TEXT_SIZE_MAX bytes. A frame before HELLO that is larger
+ * is refused at its header (conn.c), never buffered. */
+#define WIRE_HELLO_SIZE_MAX (8u + 2u * (2u + WIRE_TEXT_SIZE_MAX))
 
 struct wire_hello { /* WIRE_OP_HELLO */
     uint32_t magic; /* WIRE_MAGIC */

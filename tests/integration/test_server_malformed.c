@@ -195,6 +195,43 @@ static void test_request_before_hello(void)
     close(fd);
 }
 
+/* Before HELLO a frame is judged at its header: another opcode, or a HELLO larger than its
+ * fields allow, is refused before its body arrives, so nobody unauthenticated gets a frame of
+ * --max-frame buffered. A HELLO of the largest size still works. */
+static void test_frame_before_hello_judged_at_its_header(void)
+{
+    int fd = raw_connect();
+    send_header(fd, 2u << 20, WIRE_OP_PUT, 4); /* a 2 MiB put, of which only the header */
+    struct wire_header h;
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_HANDSHAKE_REQUIRED));
+    CHECK(at_eof(fd));
+    close(fd);
+    fd = raw_connect();
+    send_header(fd, WIRE_HEADER_SIZE + WIRE_HELLO_SIZE_MAX + 1, WIRE_OP_HELLO, 5);
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.request_id, 5);
+    CHECK_EQ(error_code_of(&h, payload), wire_error_to_wire(SPOOL_E_TOO_LARGE));
+    CHECK(at_eof(fd));
+    close(fd);
+    static char name[WIRE_TEXT_SIZE_MAX], auth[WIRE_TEXT_SIZE_MAX];
+    memset(name, 'n', sizeof(name));
+    memset(auth, 'a', sizeof(auth));
+    union wire_msg m = {.hello = {.magic = WIRE_MAGIC, .version_min = 1, .version_max = 1,
+                                  .client_name = {(const uint8_t *)name, sizeof(name)},
+                                  .auth = {(const uint8_t *)auth, sizeof(auth)}}};
+    struct wire_buf b;
+    wire_buf_init(&b, WIRE_FRAME_SIZE_LIMIT);
+    encode(&b, WIRE_OP_HELLO, 6, &m);
+    CHECK_EQ(b.len, WIRE_HEADER_SIZE + WIRE_HELLO_SIZE_MAX);
+    fd = raw_connect();
+    send_all(fd, b.data, b.len);
+    wire_buf_free(&b);
+    REQUIRE(recv_frame(fd, &h, payload, sizeof(payload)));
+    CHECK_EQ(h.opcode, WIRE_OP_HELLO | WIRE_OP_REPLY); /* no --auth-file: the secret is unused */
+    close(fd);
+}
+
 static void test_frames_split_into_single_bytes(void)
 {
     int fd = raw_connect();
@@ -821,6 +858,7 @@ int main(void)
     RUN_TEST(test_length_shorter_than_header);
     RUN_TEST(test_unknown_opcode_keeps_connection);
     RUN_TEST(test_request_before_hello);
+    RUN_TEST(test_frame_before_hello_judged_at_its_header);
     RUN_TEST(test_frames_split_into_single_bytes);
     RUN_TEST(test_ten_thousand_pipelined_frames);
     RUN_TEST(test_eof_mid_frame);
