@@ -136,6 +136,46 @@ struct beanstalk_tube *beanstalk_tube_get(struct server *server, const char *nam
     return tube;
 }
 
+static bool bs_tube_unused(struct server *server, const struct beanstalk_tube *tube)
+{
+    if (tube->using_count + tube->watching_count + tube->waiting_count > 0 ||
+        tube->pause_until_ns != 0)
+        return false;
+    const struct queue *queue = queue_find(server->queues, tube->name, tube->name_len);
+    return queue == NULL || !beanstalk_tube_exists(queue);
+}
+
+void beanstalk_tube_forget_unused(struct server *server, struct beanstalk_tube *tube)
+{
+    if (!bs_tube_unused(server, tube))
+        return;
+    struct beanstalk_tube *removed =
+        strmap_remove(&server->beanstalk->tubes, tube->name, tube->name_len);
+    SPOOL_ASSERT(removed == tube);
+    free(tube);
+}
+
+/* Records looked at per sweep: the map must not change during a walk, so the unused ones are
+ * gathered first and freed after. */
+#define BS_SWEEP_TUBES 64
+
+void beanstalk_sweep(struct server *server)
+{
+    struct beanstalk_state *state = server->beanstalk;
+    if (state == NULL)
+        return;
+    struct beanstalk_tube *unused[BS_SWEEP_TUBES];
+    uint32_t n = 0;
+    STRMAP_EACH(&state->tubes, e) {
+        if (n == BS_SWEEP_TUBES)
+            break;
+        if (bs_tube_unused(server, e->value))
+            unused[n++] = e->value;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        beanstalk_tube_forget_unused(server, unused[i]);
+}
+
 void beanstalk_conn_init(struct conn *conn)
 {
     struct beanstalk_state *state = conn->server->beanstalk;
@@ -167,6 +207,7 @@ void beanstalk_tube_count(struct server *server, struct beanstalk_tube *tube, ui
         SPOOL_ASSERT(*count > 0);
         (*count)--;
         queue_unpin(server->queues, queue);
+        beanstalk_tube_forget_unused(server, tube);
     }
 }
 

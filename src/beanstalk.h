@@ -132,7 +132,7 @@ struct beanstalk_state {
     uint32_t connections;
     uint32_t waiting;
     uint32_t producers, workers;
-    struct strmap tubes;    /* name -> struct beanstalk_tube (never freed before the state) */
+    struct strmap tubes;    /* name -> struct beanstalk_tube (beanstalk_tube_forget_unused) */
     struct list_link holding; /* beanstalk_conn.held_link */
     uint32_t paused_tubes;  /* with pause_until_ns set */
     char id[17];            /* stats `id`: random hex, per process */
@@ -156,11 +156,22 @@ int64_t beanstalk_next_deadline_ns(const struct server *server);
 
 /* For the command handlers (beanstalk_cmd.c) and the YAML replies (beanstalk_yaml.c). */
 /* One more (delta > 0) or one fewer connection names the tube in *count (its using_count or
- * watching_count); its queue, which must exist, is pinned while named (queue_forget.c). */
+ * watching_count); its queue, which must exist, is pinned while named (queue_forget.c). One
+ * fewer may free the tube (beanstalk_tube_forget_unused): tube is not to be used after. */
 void beanstalk_tube_count(struct server *server, struct beanstalk_tube *tube, uint32_t *count,
                           int delta);
+/* The tube's record, made if there is none. */
 struct beanstalk_tube *beanstalk_tube_get(struct server *server, const char *name,
                                           uint32_t len);
+/* Free the tube's record if nothing refers to it and beanstalkd would no longer show the
+ * tube: no connection uses, watches or waits on it, no pause-tube runs, and its queue is
+ * gone or holds nothing a tube shows (beanstalk_tube_exists). Its counters go with it, as
+ * beanstalkd's do with the tube. Else a client naming new tubes (`use a1`, `use a2`, ...)
+ * would grow the tube map for the life of the process. */
+void beanstalk_tube_forget_unused(struct server *server, struct beanstalk_tube *tube);
+/* Forget the records beanstalk_tube_forget_unused missed (a pause that ran out, a queue
+ * drained by the native protocol): a few per call, from the server's sweep. */
+void beanstalk_sweep(struct server *server);
 /* Send bytes in order after everything before them; seq_end: they wait for it to be
  * durable too (0: nothing logged). */
 void beanstalk_out(struct conn *conn, uint64_t seq_end, const void *data, size_t len);

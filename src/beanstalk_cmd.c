@@ -575,6 +575,7 @@ static int cmd_delete(struct conn *conn, const struct bs_args *a)
     if (acked)
         server->total_acked++;
     tube->cmd_delete++;
+    beanstalk_tube_forget_unused(server, tube); /* its last job, named by nobody */
     beanstalk_reply(conn, logged.seq_end, "DELETED");
     return 0;
 }

@@ -1167,6 +1167,7 @@ int server_run(struct server *server)
             if (server->reserve_short && !server->checkpoint_in_flight)
                 reserve_fill(server); /* space may have come back by other means */
             conn_sweep(server, now);
+            beanstalk_sweep(server);
             server->sweep_ms = now + SERVER_SWEEP_MS;
             jobs_report(server, now);
         }

@@ -631,6 +631,50 @@ class BeanstalkMemoryBoundTest(unittest.TestCase):
             server.stop()
 
 
+class BeanstalkTubeNamesTest(unittest.TestCase):
+    """A client naming new tubes without end (`use n1`, `use n2`, ...): a tube nothing names
+    and that holds no job is forgotten, as beanstalkd forgets it, so spoold's memory does not
+    grow with the names; a tube that holds a job outlives its names."""
+
+    NAMES = 200000
+    CHUNK = 2000  # uses pipelined per write
+
+    def test_tubes_left_behind_are_forgotten(self):
+        binary = os.environ.get("SPOOLD", "build/src/spoold")
+        if sanitized(binary):
+            self.skipTest("resident memory is the sanitizer's under AddressSanitizer")
+        server = Spoold("--sync", "none")
+        try:
+            c = Client(server.port)
+            c.cmd("use keep")
+            self.assertTrue(c.cmd("put 0 0 60 1", b"k")[0].startswith("INSERTED "))
+            before = rss_kib(server.proc.pid)
+            for start in range(0, self.NAMES, self.CHUNK):
+                names = range(start, start + self.CHUNK)
+                c.send(b"".join(b"use n%d\r\n" % i for i in names))
+                for i in names:
+                    self.assertEqual(c.line(), "USING n%d" % i)
+            after = rss_kib(server.proc.pid)
+            # Kept, 200,000 records of ~300 bytes and their map would be about 70 MiB.
+            self.assertLess(after - before, 16 * 1024, "rss %d -> %d KiB" % (before, after))
+            self.assertEqual(c.cmd("stats-tube n5")[0], "NOT_FOUND")
+            line, body = c.cmd("stats-tube keep")  # named by nobody, but it holds a job
+            self.assertEqual(line.split(" ")[0], "OK")
+            self.assertIn(b"current-jobs-ready: 1\n", body)
+            self.assertEqual(c.cmd("stats-tube n%d" % (self.NAMES - 1))[0].split(" ")[0], "OK")
+            c.close()
+        finally:
+            server.stop()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
 class BeanstalkGarbageTest(unittest.TestCase):
     def test_random_input_never_hurts(self):
         """Seeded random mixes of commands, numbers, names, bodies and garbage on a few
