@@ -107,7 +107,8 @@ static bool conn_input_room(const struct conn *conn)
 
 static bool conn_wants_input(const struct conn *conn)
 {
-    return !conn->closing && !conn->stalled && conn_out_pending(conn) < conn_out_high(conn) &&
+    return !conn->closing && !conn->stalled &&
+           conn_out_pending(conn) + conn->fetch_bytes < conn_out_high(conn) &&
            conn_input_room(conn);
 }
 
@@ -547,7 +548,7 @@ void conn_run(struct conn *conn, uint32_t frames_max)
     uint32_t frames = 0;
     int rc = 1;
     size_t out_high = conn_out_high(conn);
-    while (frames < frames_max && conn->out.len < out_high &&
+    while (frames < frames_max && conn->out.len + conn->fetch_bytes < out_high &&
            (rc = conn_run_frame(conn)) == 1)
         frames++;
     if (conn->closing)

@@ -627,7 +627,21 @@ static struct conn *fetch_conn(struct server *server, const struct body_fetch *f
         return NULL;
     SPOOL_ASSERT(conn->blocked_count > 0);
     conn->blocked_count--;
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < fetch->count; i++)
+        bytes += fetch->jobs[i].len;
+    SPOOL_ASSERT(conn->fetch_bytes >= bytes);
+    conn->fetch_bytes -= bytes;
     return conn;
+}
+
+/* A fetch for conn started: its bodies count toward the connection's output (fetch_bytes)
+ * until it settles (fetch_conn). */
+static void fetch_started(struct conn *conn, struct job *const *jobs, uint32_t count)
+{
+    conn->blocked_count++;
+    for (uint32_t i = 0; i < count; i++)
+        conn->fetch_bytes += jobs[i]->body_len;
 }
 
 /* A fetch is done: the connection to answer with its bodies, or NULL when there is none (it
@@ -686,7 +700,7 @@ static void reserve_deliver(struct conn *conn, uint64_t request_id, struct job *
         conn_error(conn, request_id, SPOOL_E_BUSY, "no memory to read job bodies");
         return;
     }
-    conn->blocked_count++;
+    fetch_started(conn, jobs, count);
 }
 
 static void blocked_free(struct blocked_request *blocked)
@@ -964,7 +978,7 @@ static int peek_answer(struct conn *conn, const struct wire_header *h, struct jo
             conn_error(conn, h->request_id, SPOOL_E_BUSY, "no memory to read job bodies");
             return 0;
         }
-        conn->blocked_count++;
+        fetch_started(conn, &job, 1);
         return 0;
     }
     union wire_msg r;

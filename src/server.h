@@ -157,6 +157,10 @@ struct conn {
     struct queue_owner owner;
     struct list_link blocked; /* struct blocked_request.link */
     uint32_t blocked_count;
+    /* Bytes of bodies being read back for its replies (body_fetch): they count with its
+     * unsent output toward conn_out_high, or pipelined reserves and peeks of bodies not in
+     * the cache would each add up to a frame of replies at once when their reads land. */
+    uint64_t fetch_bytes;
     bool reserves_paused;     /* output above CONN_OUT_HIGH: blocked reserves paused */
     struct list_link link;     /* server.conns */
     struct list_link run_link; /* server.runnable or server.stalled */

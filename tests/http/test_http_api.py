@@ -368,6 +368,57 @@ class BodyCacheMetrics(unittest.TestCase):
             s.cleanup()
 
 
+class BodiesReadBack(unittest.TestCase):
+    def test_pipelined_peeks_of_bodies_read_back_stay_bounded(self):
+        """A client that pipelines 48 peeks of 512 KiB bodies the cache does not hold and
+        reads no reply: the bodies being read back count toward its 4 MiB of unsent replies,
+        so spoold stops taking its requests there, instead of holding all 24 MiB once the
+        reads land. Read later, every reply is there, in order, whole."""
+        from spool import codec
+        s = Spoold("--body-cache", "1m")
+        try:
+            body = bytes(range(256)) * 2048  # 512 KiB
+            with spool.Client(s.addr) as c:
+                ids = [c.put("peeked", body).id for _ in range(48)]
+            host, port = s.addr.rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            try:
+                sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("peeker", None)))
+                reader = codec.FrameReader(codec.FRAME_SIZE_HANDSHAKE_MAX)
+                while (f := reader.next_frame()) is None:
+                    reader.feed(sock.recv(4096))
+                reader.frame_size_max = 1 << 24
+                sock.sendall(b"".join(codec.frame(codec.Op.PEEK, 100 + i, codec.encode_job_ref(j))
+                                      for i, j in enumerate(ids)))
+                held, settled = -1.0, 0
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and settled < 5:  # unchanged for 0.5 s
+                    time.sleep(0.1)
+                    now = metric(parse_metrics(s.metrics()), "spool_connections_output_bytes")
+                    settled = settled + 1 if now == held else 0
+                    held = now
+                self.assertEqual(settled, 5)
+                # 4 MiB and one body, not 24 MiB less what the sockets hold
+                self.assertGreater(held, 0)
+                self.assertLessEqual(held, (4 << 20) + len(body) + 4096)
+                got = []
+                while len(got) < len(ids):
+                    f = reader.next_frame()
+                    if f is None:
+                        reader.feed(sock.recv(1 << 20))
+                        continue
+                    op, request_id, payload = f
+                    self.assertEqual(op, codec.Op.PEEK | 0x8000)
+                    job = codec.decode_job_info(codec.Reader(payload, op))
+                    got.append((request_id, job.id, bytes(job.body) == body))
+                self.assertEqual(got, [(100 + i, j, True) for i, j in enumerate(ids)])
+            finally:
+                sock.close()
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
 class SlowHttpClients(unittest.TestCase):
     def test_stuck_http_clients_do_not_slow_the_queue(self):
         """HTTP connections that never finish their request take HTTP slots, not the loop:
