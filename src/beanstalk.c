@@ -413,6 +413,7 @@ static int bs_discard(struct conn *conn)
 static int bs_step(struct conn *conn)
 {
     struct beanstalk_conn *bs = conn->bs;
+    bs->body_missing = 0; /* cmd_put says again if the head still waits for its body */
     if (bs->skip_bytes > 0)
         return bs_skip(conn);
     if (bs->discarding)

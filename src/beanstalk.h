@@ -109,6 +109,7 @@ struct beanstalk_conn {
     bool discarding;           /* a line over BEANSTALK_LINE_MAX: drop up to its CRLF */
     bool waiting;              /* a reserve is blocked: parse nothing more */
     bool fetching;             /* a reply waits for a job body read back: parse nothing more */
+    uint64_t body_missing;     /* the put at the head waits for this much more of its body */
     bool rewait;               /* woken early with nothing to say: wait again at the next run */
     bool producer, worker;     /* has put / has reserved (stats) */
     int64_t timeout_ns;        /* the blocked reserve's own deadline (monotonic) */

@@ -306,8 +306,10 @@ static int cmd_put(struct conn *conn, const struct bs_args *a)
         bs->skip_reply = refusal;
         return 0;
     }
-    if (a->rest_len < (size_t)spec[3] + 2)
-        return BS_AGAIN; /* the body is not all here */
+    if (a->rest_len < (size_t)spec[3] + 2) { /* the body is not all here */
+        bs->body_missing = (uint64_t)spec[3] + 2 - a->rest_len;
+        return BS_AGAIN;
+    }
     if (a->rest[spec[3]] != '\r' || a->rest[spec[3] + 1] != '\n') {
         beanstalk_reply(conn, 0, "EXPECTED_CRLF");
         return (int)spec[3] + 2;

@@ -89,8 +89,9 @@ size_t conn_out_high(const struct conn *conn)
 /* Room for more input: at most a frame (--max-frame) unparsed, and while memory is tight at
  * most CONN_BUF_KEEP read ahead of parsing, unless the frame at the head is larger and still
  * arriving (an ACK_BATCH, say: acks are what bring memory down; a large put was refused when
- * its header came, conn_refuse_partial_put). A beanstalkd connection's refused puts are
- * skipped as they arrive, so its input stays small anyway. */
+ * its header came, conn_refuse_partial_put), or for a beanstalkd connection the body of the
+ * put at the head (up to --max-job-size: a larger one is skipped as it arrives, and so are
+ * refused ones), which would otherwise wait for memory to fall below tight to be read. */
 static bool conn_input_room(const struct conn *conn)
 {
     size_t avail = conn->in_end - conn->in_start;
@@ -99,9 +100,10 @@ static bool conn_input_room(const struct conn *conn)
         return false;
     if (avail <= CONN_BUF_KEEP || !server_memory_tight(conn->server))
         return true;
+    if (conn->beanstalk)
+        return conn->bs != NULL && conn->bs->body_missing > 0;
     struct wire_header h;
-    return !conn->beanstalk &&
-           wire_header_decode(conn->in + conn->in_start, avail, (uint32_t)frame_max, &h) == 0 &&
+    return wire_header_decode(conn->in + conn->in_start, avail, (uint32_t)frame_max, &h) == 0 &&
            h.frame_size > avail;
 }
 

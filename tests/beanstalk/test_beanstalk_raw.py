@@ -630,6 +630,37 @@ class BeanstalkMemoryBoundTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_large_put_read_while_memory_is_tight(self):
+        """Between three quarters of the bound and the bound (memory tight) connections are
+        read only 64 KiB ahead, but the body of the put at the head is read whole: a 200 KiB
+        put is INSERTED, not left waiting for memory to fall below three quarters."""
+        binary = os.environ.get("SPOOLD", "build/src/spoold")
+        if sanitized(binary):
+            self.skipTest("resident memory is the sanitizer's under AddressSanitizer")
+        server = Spoold("--max-memory", "64m", "--body-cache", "1m", "--sync", "none")
+        try:
+            c = Client(server.port)
+            c.cmd("use tight")
+            put = b"put 0 0 60 100\r\n" + b"t" * 100 + b"\r\n"
+            for _ in range(self.CHUNKS_MAX):  # to 52 MiB: past 48 (tight), short of 64
+                if rss_kib(server.proc.pid) >= 52 * 1024:
+                    break
+                c.send(put * self.CHUNK)
+                for _ in range(self.CHUNK):
+                    self.assertTrue(c.line().startswith("INSERTED "))
+            rss = rss_kib(server.proc.pid)
+            self.assertTrue(52 * 1024 <= rss < 60 * 1024, "rss %d KiB" % rss)
+            time.sleep(0.05)  # a few memory samples
+            body = bytes(range(256)) * 800  # 200 KiB
+            line, _ = c.cmd("put 0 0 60 %d" % len(body), body)  # within the 10 s reply timeout
+            self.assertTrue(line.startswith("INSERTED "), line)
+            line, got = c.cmd("peek %s" % line.split(" ")[1])
+            self.assertTrue(line.startswith("FOUND "), line)
+            self.assertEqual(got, body)
+            c.close()
+        finally:
+            server.stop()
+
 
 class BeanstalkTubeNamesTest(unittest.TestCase):
     """A client naming new tubes without end (`use n1`, `use n2`, ...): a tube nothing names
