@@ -570,6 +570,12 @@ def sanitized(binary):
     return "libasan" in out
 
 
+def skip_when_sanitized(test):
+    """Skip a test that reads spoold's resident memory when spoold is a sanitizer build."""
+    if sanitized(os.environ.get("SPOOLD", "build/src/spoold")):
+        test.skipTest("resident memory is the sanitizer's under AddressSanitizer")
+
+
 class BeanstalkMemoryBoundTest(unittest.TestCase):
     """--max-memory through the text protocol: once spoold's memory is at the bound, a put
     gets OUT_OF_MEMORY with its body skipped (the connection stays in step), reserve and
@@ -579,11 +585,13 @@ class BeanstalkMemoryBoundTest(unittest.TestCase):
     CHUNKS_MAX = 500  # 1M jobs of ~100 bytes of index each: far past a 40 MiB bound
     FILL_TIMEOUT_S = 90.0
 
+    def bounded(self, bound):
+        """A spoold under --max-memory bound, with a 1 MiB body cache and no fsync."""
+        skip_when_sanitized(self)
+        return Spoold("--max-memory", bound, "--body-cache", "1m", "--sync", "none")
+
     def test_puts_refused_above_the_bound(self):
-        binary = os.environ.get("SPOOLD", "build/src/spoold")
-        if sanitized(binary):
-            self.skipTest("resident memory is the sanitizer's under AddressSanitizer")
-        server = Spoold("--max-memory", "40m", "--body-cache", "1m", "--sync", "none")
+        server = self.bounded("40m")
         try:
             c = Client(server.port)
             c.cmd("use mem")
@@ -634,10 +642,7 @@ class BeanstalkMemoryBoundTest(unittest.TestCase):
         """Between three quarters of the bound and the bound (memory tight) connections are
         read only 64 KiB ahead, but the body of the put at the head is read whole: a 200 KiB
         put is INSERTED, not left waiting for memory to fall below three quarters."""
-        binary = os.environ.get("SPOOLD", "build/src/spoold")
-        if sanitized(binary):
-            self.skipTest("resident memory is the sanitizer's under AddressSanitizer")
-        server = Spoold("--max-memory", "64m", "--body-cache", "1m", "--sync", "none")
+        server = self.bounded("64m")
         try:
             c = Client(server.port)
             c.cmd("use tight")
@@ -671,9 +676,7 @@ class BeanstalkTubeNamesTest(unittest.TestCase):
     CHUNK = 2000  # uses pipelined per write
 
     def test_tubes_left_behind_are_forgotten(self):
-        binary = os.environ.get("SPOOLD", "build/src/spoold")
-        if sanitized(binary):
-            self.skipTest("resident memory is the sanitizer's under AddressSanitizer")
+        skip_when_sanitized(self)
         server = Spoold("--sync", "none")
         try:
             c = Client(server.port)
