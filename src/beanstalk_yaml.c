@@ -14,9 +14,6 @@
 
 #include "server.h"
 
-/* beanstalkd's urgent threshold: a ready job with a priority below this is urgent. */
-#define BEANSTALK_URGENT_PRI 1024
-
 /* The stats field names of beanstalkd's cmd-* counters, in enum beanstalk_cmd order. */
 static const char *const cmd_names[BS_CMD_COUNTED] = {
     [BS_CMD_PUT] = "put",
@@ -85,16 +82,6 @@ static void yaml_send(struct conn *conn, struct yaml *y)
     free(y->data);
 }
 
-static uint64_t urgent_count(const struct queue *queue)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < queue->ready.count; i++) {
-        const struct job *job = queue->ready.items[i];
-        n += job->priority < BEANSTALK_URGENT_PRI;
-    }
-    return n;
-}
-
 /* A tube as beanstalkd would have it: one that holds jobs, is used or watched (pinned) or
  * waited on, and default. spool keeps a queue longer (the done jobs it remembers after a
  * delete, its settings), but such a tube no longer exists for a beanstalkd client. */
@@ -115,7 +102,7 @@ struct totals_walk {
 static void totals_collect(void *ctx, struct queue *queue)
 {
     struct totals_walk *walk = ctx;
-    walk->urgent += urgent_count(queue);
+    walk->urgent += queue->stats.ready_urgent;
     walk->total_put += queue->stats.total_put;
     walk->tubes += beanstalk_tube_exists(queue);
 }
@@ -232,7 +219,7 @@ void beanstalk_yaml_stats_tube(struct conn *conn, struct queue *queue)
              "name: %s\ncurrent-jobs-urgent: %llu\ncurrent-jobs-ready: %llu\n"
              "current-jobs-reserved: %llu\ncurrent-jobs-delayed: %llu\n"
              "current-jobs-buried: %llu\ntotal-jobs: %llu\n",
-             queue->name, (unsigned long long)urgent_count(queue),
+             queue->name, (unsigned long long)queue->stats.ready_urgent,
              (unsigned long long)st->ready, (unsigned long long)st->reserved,
              (unsigned long long)st->delayed, (unsigned long long)st->dead,
              (unsigned long long)st->total_put);

@@ -600,6 +600,7 @@ void queue_job_enter_ready(struct queue_state *state, struct job *job, struct qu
     heap_push(&queue->ready, job);
     queue_ready_age_enter(queue, job, now.mono_ns);
     queue->stats.ready++;
+    queue->stats.ready_urgent += job->priority < QUEUE_URGENT_PRIORITY;
     state->totals.ready++;
     ttl_track(state, job);
     mark_serve(state, queue);
@@ -667,6 +668,7 @@ void queue_job_leave(struct queue_state *state, struct job *job)
         heap_remove(&queue->ready, job);
         queue_ready_age_leave(queue, job);
         queue->stats.ready--;
+        queue->stats.ready_urgent -= job->priority < QUEUE_URGENT_PRIORITY;
         state->totals.ready--;
         break;
     case JOB_DELAYED:

@@ -222,8 +222,13 @@ static inline const struct job_ext *queue_job_x(const struct job *job)
     return job->has_ext ? job->ref.ext : &queue_job_ext_none;
 }
 
+/* Ready jobs with a priority below this are "urgent" (beanstalkd's current-jobs-urgent):
+ * counted as they enter and leave the ready heap, so stats never walk it. */
+#define QUEUE_URGENT_PRIORITY 1024u
+
 struct queue_stats {
     uint64_t ready;
+    uint64_t ready_urgent; /* of them, priority below QUEUE_URGENT_PRIORITY */
     uint64_t delayed;
     uint64_t reserved;
     uint64_t dead;

@@ -136,9 +136,11 @@ class BeanstalkRawTest(unittest.TestCase):
     def _priorities(self, s):
         c = s.client()
         s.run(c, "use {t}")
-        for pri, body in ((5, b"a"), (1, b"b"), (5, b"c"), (1, b"d"), (0, b"")):
+        for pri, body in ((5, b"a"), (1, b"b"), (5, b"c"), (1, b"d"), (0, b""), (1024, b"e")):
             line, _ = s.run(c, "put %d 0 10 %d" % (pri, len(body)), body)
             self.assertTrue(line.startswith("INSERTED "), line)
+        urgent = lambda: yaml_dict(s.run(c, "stats-tube {t}", yaml=True)[1])["current-jobs-urgent"]
+        self.assertEqual(urgent(), "5")  # below priority 1024
         s.run(c, "watch {t}")
         s.run(c, "ignore default")
         got = []
@@ -148,6 +150,12 @@ class BeanstalkRawTest(unittest.TestCase):
             got.append(body)
             s.run(c, "delete %s" % line.split(" ")[1])
         self.assertEqual(got, [b"", b"b", b"d", b"a", b"c"])
+        self.assertEqual(urgent(), "0")  # the 1024 one is left
+        line, body = s.run(c, "reserve-with-timeout 0")
+        self.assertEqual(body, b"e")
+        s.run(c, "release %s 3 0" % line.split(" ")[1])  # urgent now
+        self.assertEqual(urgent(), "1")
+        s.run(c, "delete %s" % line.split(" ")[1])
         self.assertEqual(s.run(c, "reserve-with-timeout 0")[0], "TIMED_OUT")
 
     def test_priorities_fifo_and_delete(self):

@@ -868,6 +868,67 @@ static struct queue_state *replay_all(int64_t now)
     return replay_all_at(T(now));
 }
 
+/* The ready jobs below QUEUE_URGENT_PRIORITY, by a walk of the ready heap. */
+static uint64_t urgent_walked(const struct queue *queue)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < queue->ready.count; i++)
+        n += ((const struct job *)queue->ready.items[i])->priority < QUEUE_URGENT_PRIORITY;
+    return n;
+}
+
+/* stats.ready_urgent follows jobs into and out of the ready heap, their priority changed on
+ * the way (release, bury with a priority) across the threshold both ways: always what a walk
+ * of the heap counts, and the same after a replay of the log. */
+static void test_ready_urgent_counted(void)
+{
+    struct queue_state *s = make_state();
+    static const uint32_t pris[] = {0, QUEUE_URGENT_PRIORITY - 1, QUEUE_URGENT_PRIORITY, 70000};
+    uint64_t ids[4];
+    for (int i = 0; i < 4; i++)
+        ids[i] = put_full(s, "u", pris[i], 0, 0, 5, NULL, 0);
+    struct queue *q = queue_find(s, "u", 1);
+    REQUIRE(q != NULL);
+    CHECK_EQ(q->stats.ready_urgent, 0); /* pending: not ready yet */
+    queue_durable(s, UINT64_MAX, T(0));
+    CHECK_EQ(q->stats.ready_urgent, 2);
+    struct job *a = reserve1(s, "u", 0, NULL); /* priority 0 */
+    REQUIRE(a != NULL && a->id == ids[0]);
+    CHECK_EQ(q->stats.ready_urgent, 1);
+    /* Released not urgent, and the 70000 one back urgent. */
+    CHECK_EQ(queue_release(s, a->id, queue_job_x(a)->lease_token, 0, 5000, NULL, 0, T(1), NULL),
+             0);
+    CHECK_EQ(q->stats.ready_urgent, 1);
+    struct job *b = reserve1(s, "u", 1, NULL); /* 1023 */
+    struct job *c = reserve1(s, "u", 1, NULL); /* 1024 */
+    struct job *d = reserve1(s, "u", 1, NULL); /* 5000, the released one */
+    struct job *e = reserve1(s, "u", 1, NULL); /* 70000 */
+    REQUIRE(b != NULL && c != NULL && d != NULL && e != NULL && e->id == ids[3]);
+    CHECK_EQ(q->stats.ready_urgent, 0);
+    CHECK_EQ(queue_release(s, e->id, queue_job_x(e)->lease_token, 0, 7, NULL, 0, T(2), NULL), 0);
+    CHECK_EQ(queue_release(s, c->id, queue_job_x(c)->lease_token, 50, 1, NULL, 0, T(2), NULL),
+             0); /* delayed: not ready, not counted */
+    CHECK_EQ(q->stats.ready_urgent, 1);
+    queue_tick(s, T(100)); /* the delay ran out */
+    CHECK_EQ(q->stats.ready_urgent, 2);
+    CHECK_EQ(queue_bury(s, b->id, queue_job_x(b)->lease_token, "x", 1, T(100), NULL), 0);
+    uint32_t kicked = 0;
+    CHECK_EQ(queue_kick(s, "u", 1, 5, T(100), &kicked, NULL), 0);
+    CHECK_EQ(kicked, 1);
+    CHECK_EQ(q->stats.ready_urgent, 3); /* 1023 kicked back */
+    CHECK_EQ(queue_delete(s, b->id, T(101), NULL), 0);
+    CHECK_EQ(queue_ack(s, d->id, queue_job_x(d)->lease_token, NULL, 0, T(101), NULL), 0);
+    CHECK_EQ(q->stats.ready_urgent, 2);
+    CHECK_EQ(q->stats.ready_urgent, urgent_walked(q));
+    struct queue_state *r = replay_all(200);
+    struct queue *rq = queue_find(r, "u", 1);
+    REQUIRE(rq != NULL);
+    CHECK_EQ(rq->stats.ready_urgent, urgent_walked(rq));
+    CHECK_EQ(rq->stats.ready_urgent, 2);
+    queue_state_destroy(r);
+    queue_state_destroy(s);
+}
+
 static void test_replay_rebuilds_state_leases_void(void)
 {
     struct queue_state *s = make_state();
@@ -1895,6 +1956,7 @@ int main(void)
     RUN_TEST(test_lease_expiry_redelivery_and_max_attempts);
     RUN_TEST(test_reserve_job_and_kick_delayed);
     RUN_TEST(test_release_touch_bury_kick_delete);
+    RUN_TEST(test_ready_urgent_counted);
     RUN_TEST(test_release_on_last_attempt_buries);
     RUN_TEST(test_idempotency_window);
     RUN_TEST(test_stats_ack_floor_and_segments);
