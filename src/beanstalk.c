@@ -445,6 +445,7 @@ void beanstalk_conn_run(struct conn *conn, uint32_t cmds_max)
         bs->rewait = false;
         beanstalk_reserve_again(conn);
     }
+    bs->body_missing = 0; /* said again by the put at the head, if it still waits for its body */
     uint32_t cmds = 0;
     int rc = 1;
     size_t out_high = conn_out_high(conn);

@@ -346,6 +346,7 @@ static int cmd_watch(struct conn *conn, const struct bs_args *a)
         i++;
     if (i == bs->watch_count) {
         if (bs->watch_count == BEANSTALK_WATCH_MAX) { /* one reserve waits on this many */
+            beanstalk_tube_forget_unused(conn->server, tube); /* if made just now */
             beanstalk_reply(conn, 0, "OUT_OF_MEMORY");
             return 0;
         }

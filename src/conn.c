@@ -427,6 +427,7 @@ void conn_close(struct conn *conn)
 {
     conn_release(conn);
     conn->closing = true;
+    conn->output_ms = conn->server->now.mono_ns / 1000000; /* its send fails at once: no drop */
     if (conn->fd >= 0)
         shutdown(conn->fd, SHUT_RDWR);
     conn_maybe_free(conn);
@@ -591,17 +592,20 @@ void conn_trim(struct conn *conn)
 
 /* Is the peer taking its replies too slowly to keep up? Judged over windows of at least
  * CONN_UNREAD_MS: one starts whenever its unsent replies are below CONN_BUF_KEEP, and one that
- * ends with them still above it is slow if the peer took less in it than it still has to take
- * (a peer that never reads, or reads a little now and then, to keep the connection alive). A
- * worker taking large replies at any useful pace sends more than that. */
+ * ends with them still above it is slow if, at the pace the peer took them in it, what it
+ * still holds would take more than CONN_DRAIN_MAX_MS: a peer that never reads, or reads a
+ * little now and then to keep the connection alive. A worker that pipelined more than it
+ * reads in a few seconds (spoold reads 4 MiB of replies ahead, and more in flight) is not. */
 static bool conn_drains_slowly(struct conn *conn, int64_t now_ms)
 {
     size_t unsent = conn_out_pending(conn);
     bool slow = false;
     if (unsent >= CONN_BUF_KEEP) {
-        if (now_ms - conn->output_ms < CONN_UNREAD_MS)
+        int64_t window_ms = now_ms - conn->output_ms;
+        if (window_ms < CONN_UNREAD_MS)
             return false;
-        slow = conn->output_sent - conn->output_window_sent < unsent;
+        uint64_t taken = conn->output_sent - conn->output_window_sent;
+        slow = (double)unsent * (double)window_ms > (double)taken * CONN_DRAIN_MAX_MS;
     }
     conn->output_ms = now_ms;
     conn->output_window_sent = conn->output_sent;

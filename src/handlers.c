@@ -680,7 +680,7 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
     union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
     reply(conn, WIRE_OP_RESERVE, fetch->request_id, &r);
     conn_flush_later(conn);
-    if (!conn->reserves_paused && conn_out_pending(conn) >= CONN_OUT_HIGH)
+    if (!conn->reserves_paused && conn_out_pending(conn) + conn->fetch_bytes >= CONN_OUT_HIGH)
         conn_reserves_pause(conn, true);
 }
 
@@ -731,7 +731,8 @@ static void conn_reserves_pause(struct conn *conn, bool pause)
 
 void handler_conn_drained(struct conn *conn)
 {
-    if (!conn->reserves_paused || conn->closing || conn_out_pending(conn) >= CONN_OUT_LOW)
+    if (!conn->reserves_paused || conn->closing ||
+        conn_out_pending(conn) + conn->fetch_bytes >= CONN_OUT_LOW)
         return;
     conn_reserves_pause(conn, false); /* the loop's queue_tick in this turn serves them */
 }
@@ -744,7 +745,7 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
     blocked_free(blocked);
     reserve_deliver(conn, request_id, jobs, count);
     conn_flush_later(conn);
-    if (!conn->reserves_paused && conn_out_pending(conn) >= CONN_OUT_HIGH)
+    if (!conn->reserves_paused && conn_out_pending(conn) + conn->fetch_bytes >= CONN_OUT_HIGH)
         conn_reserves_pause(conn, true);
 }
 

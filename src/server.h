@@ -90,10 +90,12 @@
  * requests without a reallocation. */
 #define CONN_BUF_KEEP (64u * 1024)
 /* How long a peer gets to take its replies: a closing connection's last ones are dropped this
- * long after it began closing, and while memory is above the bound a connection that has held
- * CONN_BUF_KEEP or more of them this long, taking less than it still holds, is closed
- * (conn_sweep). */
+ * long after it began closing; and the shortest window over which, while memory is above the
+ * bound, a connection holding CONN_BUF_KEEP or more of them is judged (conn_sweep). */
 #define CONN_UNREAD_MS 5000
+/* Above the memory bound, a connection whose peer would take longer than this to take the
+ * replies it holds, at the pace it took them over the last CONN_UNREAD_MS or more, is closed. */
+#define CONN_DRAIN_MAX_MS 30000
 /* Jobs a checkpoint walk encodes per loop turn: at ~100 bytes and a cache miss or two each,
  * 4096 is a few hundred microseconds, which is what a turn may add to request latency; a
  * backlog of a million jobs is walked in a few hundred turns. */

@@ -696,8 +696,16 @@ class BeanstalkTubeNamesTest(unittest.TestCase):
                 c.send(b"".join(b"use n%d\r\n" % i for i in names))
                 for i in names:
                     self.assertEqual(c.line(), "USING n%d" % i)
+            # The same with watch: a 17th tube is refused, and the name is not kept either.
+            for i in range(15):
+                self.assertEqual(c.cmd("watch w%d" % i)[0], "WATCHING %d" % (i + 2))
+            for start in range(0, self.NAMES, self.CHUNK):
+                names = range(start, start + self.CHUNK)
+                c.send(b"".join(b"watch x%d\r\n" % i for i in names))
+                for i in names:
+                    self.assertEqual(c.line(), "OUT_OF_MEMORY")
             after = rss_kib(server.proc.pid)
-            # Kept, 200,000 records of ~300 bytes and their map would be about 70 MiB.
+            # Kept, 400,000 records of ~300 bytes and their map would be about 160 MiB.
             self.assertLess(after - before, 16 * 1024, "rss %d -> %d KiB" % (before, after))
             self.assertEqual(c.cmd("stats-tube n5")[0], "NOT_FOUND")
             line, body = c.cmd("stats-tube keep")  # named by nobody, but it holds a job

@@ -419,6 +419,60 @@ class BodiesReadBack(unittest.TestCase):
             s.cleanup()
 
 
+    def test_blocked_reserves_woken_onto_bodies_read_back_stay_bounded(self):
+        """48 reserves wait on a paused queue, on a connection that reads no reply; 48 jobs of
+        512 KiB are put, and the queue resumes: all ready at once, their bodies out of the
+        cache. The reads started for the
+        woken reserves count toward its 4 MiB, so the reserves past it are paused (served as it
+        drains) instead of all reading at once. Read later, each reserve has its job, whole."""
+        from spool import codec
+        s = Spoold("--body-cache", "1m")
+        try:
+            body = bytes(range(256)) * 2048  # 512 KiB
+            host, port = s.addr.rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            try:
+                sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("waiter", None)))
+                reader = codec.FrameReader(codec.FRAME_SIZE_HANDSHAKE_MAX)
+                while reader.next_frame() is None:
+                    reader.feed(sock.recv(4096))
+                reader.frame_size_max = 1 << 24
+                sock.sendall(b"".join(
+                    codec.frame(codec.Op.RESERVE, 100 + i, codec.encode_reserve(["later"], 1,
+                                                                              60000, 0))
+                    for i in range(48)))
+                with spool.Client(s.addr) as c:  # all ready at once: the queue resumes
+                    c.pause("later")
+                    ids = {c.put("later", body).id for _ in range(48)}
+                    c.resume("later")
+                held, settled = -1.0, 0
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and settled < 5:  # due, then still 0.5 s
+                    time.sleep(0.1)
+                    now = metric(parse_metrics(s.metrics()), "spool_connections_output_bytes")
+                    settled = settled + 1 if now == held and now > 0 else 0
+                    held = now
+                self.assertEqual(settled, 5)
+                self.assertLessEqual(held, (4 << 20) + len(body) + 4096)
+                got = set()
+                while len(got) < len(ids):
+                    f = reader.next_frame()
+                    if f is None:
+                        reader.feed(sock.recv(1 << 20))
+                        continue
+                    op, _, payload = f
+                    self.assertEqual(op, codec.Op.RESERVE | 0x8000)
+                    (d,) = codec.decode_reserve_reply(codec.Reader(payload, op))
+                    self.assertEqual(bytes(d.body), body)
+                    got.add(d.id)
+                self.assertEqual(got, ids)
+            finally:
+                sock.close()
+        finally:
+            self.assertEqual(s.stop(), 0)
+            s.cleanup()
+
+
 class SlowHttpClients(unittest.TestCase):
     def test_stuck_http_clients_do_not_slow_the_queue(self):
         """HTTP connections that never finish their request take HTTP slots, not the loop:

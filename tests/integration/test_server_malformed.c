@@ -761,10 +761,10 @@ static void test_tight_memory_keeps_flooders_from_puts(void)
 
 /* Clients that flood and do not keep up connect while memory has room (each is read 4 MiB
  * of replies ahead), then a producer fills memory to the bound and its puts are refused. The
- * flooders take their replies at 320 KiB/s, which keeps spoold's sends moving but would take
- * longer than CONN_UNREAD_MS to drain them: they are closed, until memory is back, and puts
- * are admitted again with nobody's help, where they would stay refused for as long as the
- * flooders stayed connected. */
+ * flooders take their replies at 20 KiB/s, a pace at which what they hold would take minutes
+ * (over CONN_DRAIN_MAX_MS): they are closed, until memory is back, and puts are admitted again
+ * with nobody's help, where they would stay refused for as long as the flooders stayed
+ * connected. */
 static void test_unread_connections_closed_above_the_bound(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -789,7 +789,7 @@ static void test_unread_connections_closed_above_the_bound(void)
     for (int tries = 0; tries < 75 && !admitted; tries++) {
         usleep(200 * 1000);
         for (int i = 0; i < FLOODERS; i++) {
-            static uint8_t sink[64 * 1024];
+            uint8_t sink[4096];
             (void)recv(flooders[i], sink, sizeof(sink), MSG_DONTWAIT);
         }
         admitted = spool_put(c, &batch[0], NULL) == 0;
