@@ -369,6 +369,44 @@ class BodyCacheMetrics(unittest.TestCase):
 
 
 class BodiesReadBack(unittest.TestCase):
+    BODY = bytes(range(256)) * 2048  # 512 KiB
+
+    @staticmethod
+    def connect(s, name):
+        """A raw connection past HELLO, and a frame reader for replies of up to 16 MiB."""
+        from spool import codec
+        host, port = s.addr.rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello(name, None)))
+        reader = codec.FrameReader(codec.FRAME_SIZE_HANDSHAKE_MAX)
+        while reader.next_frame() is None:
+            reader.feed(sock.recv(4096))
+        reader.frame_size_max = 1 << 24
+        return sock, reader
+
+    def held_once_settled(self, s):
+        """spool_connections_output_bytes once it is above 0 and unchanged for 0.5 s."""
+        held, settled = -1.0, 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and settled < 5:
+            time.sleep(0.1)
+            now = metric(parse_metrics(s.metrics()), "spool_connections_output_bytes")
+            settled = settled + 1 if now == held and now > 0 else 0
+            held = now
+        self.assertEqual(settled, 5)
+        return held
+
+    @staticmethod
+    def frames(sock, reader, count):
+        """The next count reply frames, read as they come."""
+        while count > 0:
+            f = reader.next_frame()
+            if f is None:
+                reader.feed(sock.recv(1 << 20))
+                continue
+            count -= 1
+            yield f
+
     def test_pipelined_peeks_of_bodies_read_back_stay_bounded(self):
         """A client that pipelines 48 peeks of 512 KiB bodies the cache does not hold and
         reads no reply: the bodies being read back count toward its 4 MiB of unsent replies,
@@ -377,40 +415,19 @@ class BodiesReadBack(unittest.TestCase):
         from spool import codec
         s = Spoold("--body-cache", "1m")
         try:
-            body = bytes(range(256)) * 2048  # 512 KiB
             with spool.Client(s.addr) as c:
-                ids = [c.put("peeked", body).id for _ in range(48)]
-            host, port = s.addr.rsplit(":", 1)
-            sock = socket.create_connection((host, int(port)), timeout=10)
+                ids = [c.put("peeked", self.BODY).id for _ in range(48)]
+            sock, reader = self.connect(s, "peeker")
             try:
-                sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("peeker", None)))
-                reader = codec.FrameReader(codec.FRAME_SIZE_HANDSHAKE_MAX)
-                while (f := reader.next_frame()) is None:
-                    reader.feed(sock.recv(4096))
-                reader.frame_size_max = 1 << 24
                 sock.sendall(b"".join(codec.frame(codec.Op.PEEK, 100 + i, codec.encode_job_ref(j))
                                       for i, j in enumerate(ids)))
-                held, settled = -1.0, 0
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and settled < 5:  # unchanged for 0.5 s
-                    time.sleep(0.1)
-                    now = metric(parse_metrics(s.metrics()), "spool_connections_output_bytes")
-                    settled = settled + 1 if now == held else 0
-                    held = now
-                self.assertEqual(settled, 5)
                 # 4 MiB and one body, not 24 MiB less what the sockets hold
-                self.assertGreater(held, 0)
-                self.assertLessEqual(held, (4 << 20) + len(body) + 4096)
+                self.assertLessEqual(self.held_once_settled(s), (4 << 20) + len(self.BODY) + 4096)
                 got = []
-                while len(got) < len(ids):
-                    f = reader.next_frame()
-                    if f is None:
-                        reader.feed(sock.recv(1 << 20))
-                        continue
-                    op, request_id, payload = f
+                for op, request_id, payload in self.frames(sock, reader, len(ids)):
                     self.assertEqual(op, codec.Op.PEEK | 0x8000)
                     job = codec.decode_job_info(codec.Reader(payload, op))
-                    got.append((request_id, job.id, bytes(job.body) == body))
+                    got.append((request_id, job.id, bytes(job.body) == self.BODY))
                 self.assertEqual(got, [(100 + i, j, True) for i, j in enumerate(ids)])
             finally:
                 sock.close()
@@ -418,52 +435,30 @@ class BodiesReadBack(unittest.TestCase):
             self.assertEqual(s.stop(), 0)
             s.cleanup()
 
-
     def test_blocked_reserves_woken_onto_bodies_read_back_stay_bounded(self):
         """48 reserves wait on a paused queue, on a connection that reads no reply; 48 jobs of
         512 KiB are put, and the queue resumes: all ready at once, their bodies out of the
-        cache. The reads started for the
-        woken reserves count toward its 4 MiB, so the reserves past it are paused (served as it
-        drains) instead of all reading at once. Read later, each reserve has its job, whole."""
+        cache. The reads started for the woken reserves count toward its 4 MiB, so the reserves
+        past it are paused (served as it drains) instead of all reading at once. Read later,
+        each reserve has its job, whole."""
         from spool import codec
         s = Spoold("--body-cache", "1m")
         try:
-            body = bytes(range(256)) * 2048  # 512 KiB
-            host, port = s.addr.rsplit(":", 1)
-            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock, reader = self.connect(s, "waiter")
             try:
-                sock.sendall(codec.frame(codec.Op.HELLO, 1, codec.encode_hello("waiter", None)))
-                reader = codec.FrameReader(codec.FRAME_SIZE_HANDSHAKE_MAX)
-                while reader.next_frame() is None:
-                    reader.feed(sock.recv(4096))
-                reader.frame_size_max = 1 << 24
-                sock.sendall(b"".join(
-                    codec.frame(codec.Op.RESERVE, 100 + i, codec.encode_reserve(["later"], 1,
-                                                                              60000, 0))
-                    for i in range(48)))
+                reserve = codec.encode_reserve(["later"], 1, 60000, 0)
+                sock.sendall(b"".join(codec.frame(codec.Op.RESERVE, 100 + i, reserve)
+                                      for i in range(48)))
                 with spool.Client(s.addr) as c:  # all ready at once: the queue resumes
                     c.pause("later")
-                    ids = {c.put("later", body).id for _ in range(48)}
+                    ids = {c.put("later", self.BODY).id for _ in range(48)}
                     c.resume("later")
-                held, settled = -1.0, 0
-                deadline = time.monotonic() + 15
-                while time.monotonic() < deadline and settled < 5:  # due, then still 0.5 s
-                    time.sleep(0.1)
-                    now = metric(parse_metrics(s.metrics()), "spool_connections_output_bytes")
-                    settled = settled + 1 if now == held and now > 0 else 0
-                    held = now
-                self.assertEqual(settled, 5)
-                self.assertLessEqual(held, (4 << 20) + len(body) + 4096)
+                self.assertLessEqual(self.held_once_settled(s), (4 << 20) + len(self.BODY) + 4096)
                 got = set()
-                while len(got) < len(ids):
-                    f = reader.next_frame()
-                    if f is None:
-                        reader.feed(sock.recv(1 << 20))
-                        continue
-                    op, _, payload = f
+                for op, _, payload in self.frames(sock, reader, len(ids)):
                     self.assertEqual(op, codec.Op.RESERVE | 0x8000)
                     (d,) = codec.decode_reserve_reply(codec.Reader(payload, op))
-                    self.assertEqual(bytes(d.body), body)
+                    self.assertEqual(bytes(d.body), self.BODY)
                     got.add(d.id)
                 self.assertEqual(got, ids)
             finally:
