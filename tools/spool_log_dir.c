@@ -599,7 +599,11 @@ static uint64_t rec_put_id(const struct logdir_rec *r)
     return r->type == RECORD_PUT && r->decodes ? r->job_id : 0;
 }
 
-/* Add the ids of PUTs that must have been in the damaged seq range [first, last]. */
+/* Add the ids of PUTs that must have been in the damaged seq range [first, last]: ids between
+ * the last PUT before it and the first PUT after it that no record has. It needs both: a
+ * server's ids start at its start time (queue_ids_floor, about 1.8e15), so a region with no
+ * PUT before it bounds nothing below (walking from id 1 took months). And it adds at most one
+ * id per record of the range: ids jump at a restart, and each PUT takes one seq. */
 static void damage_infer(struct logdir *dir, struct logdir_damage *dmg, const uint64_t *put_ids,
                          size_t put_count)
 {
@@ -618,11 +622,14 @@ static void damage_infer(struct logdir *dir, struct logdir_damage *dmg, const ui
             break;
         }
     }
-    if (hi == 0)
-        return;
-    for (uint64_t id = lo + 1; id < hi; id++) {
-        if (ids_contain(put_ids, put_count, id) || dmg->job_count >= LOGDIR_REGION_IDS_MAX)
+    if (lo == 0 || hi == 0)
+        return; /* no PUT on one side: nothing bounds the guess */
+    uint64_t room = last - first + 1; /* records in the range: PUTs it can have held */
+    for (uint64_t id = lo + 1; id < hi && room > 0 && dmg->job_count < LOGDIR_REGION_IDS_MAX;
+         id++) {
+        if (ids_contain(put_ids, put_count, id))
             continue;
+        room--;
         bool known = false;
         for (uint32_t k = 0; k < dmg->job_count && !known; k++)
             known = dmg->job_ids[k] == id;
