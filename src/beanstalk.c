@@ -413,7 +413,6 @@ static int bs_discard(struct conn *conn)
 static int bs_step(struct conn *conn)
 {
     struct beanstalk_conn *bs = conn->bs;
-    bs->body_missing = 0; /* cmd_put says again if the head still waits for its body */
     if (bs->skip_bytes > 0)
         return bs_skip(conn);
     if (bs->discarding)
@@ -445,7 +444,8 @@ void beanstalk_conn_run(struct conn *conn, uint32_t cmds_max)
         bs->rewait = false;
         beanstalk_reserve_again(conn);
     }
-    bs->body_missing = 0; /* said again by the put at the head, if it still waits for its body */
+    /* Said again by the put at the head if it still waits for its body (that ends the run). */
+    bs->body_missing = 0;
     uint32_t cmds = 0;
     int rc = 1;
     size_t out_high = conn_out_high(conn);

@@ -76,6 +76,11 @@ size_t conn_out_pending(const struct conn *conn)
     return conn->out.len + (conn->sending.len - conn->sent);
 }
 
+size_t conn_out_owed(const struct conn *conn)
+{
+    return conn_out_pending(conn) + conn->fetch_bytes;
+}
+
 /* Unsent output that stops a connection's reading: CONN_OUT_HIGH, and CONN_BUF_KEEP while memory
  * is tight (above three quarters of the bound, memwatch.h), where clients that send and never
  * read (a PING flood) would otherwise tie up 4 MiB of replies each, GBs over a thousand of
@@ -110,7 +115,7 @@ static bool conn_input_room(const struct conn *conn)
 static bool conn_wants_input(const struct conn *conn)
 {
     return !conn->closing && !conn->stalled &&
-           conn_out_pending(conn) + conn->fetch_bytes < conn_out_high(conn) &&
+           conn_out_owed(conn) < conn_out_high(conn) &&
            conn_input_room(conn);
 }
 
@@ -299,7 +304,7 @@ static struct conn *conn_new(struct server *server, int fd)
     conn->id = ++server->next_conn_id;
     server->metrics.connections_accepted++;
     conn->fd = fd;
-    conn->output_ms = server->now.mono_ns / 1000000;
+    conn->output_ms = server_turn_ms(server);
     conn->recv_completion.complete = conn_recv_complete;
     conn->send_completion.complete = conn_send_complete;
     wire_buf_init(&conn->out, server->config.frame_size_max);
@@ -427,7 +432,7 @@ void conn_close(struct conn *conn)
 {
     conn_release(conn);
     conn->closing = true;
-    conn->output_ms = conn->server->now.mono_ns / 1000000; /* its send fails at once: no drop */
+    conn->output_ms = server_turn_ms(conn->server); /* its send fails at once: no drop */
     if (conn->fd >= 0)
         shutdown(conn->fd, SHUT_RDWR);
     conn_maybe_free(conn);
@@ -439,7 +444,7 @@ void conn_fail(struct conn *conn, uint64_t request_id, int code, const char *mes
     conn_error(conn, request_id, code, message);
     conn_release(conn);
     conn->closing = true;
-    conn->output_ms = conn->server->now.mono_ns / 1000000; /* CONN_UNREAD_MS to take the rest */
+    conn->output_ms = server_turn_ms(conn->server); /* CONN_UNREAD_MS to take the rest */
     conn_flush(conn);
     if (!conn->send_armed) {
         shutdown(conn->fd, SHUT_RDWR);

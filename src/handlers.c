@@ -658,6 +658,14 @@ static struct conn *fetch_settle(struct server *server, struct body_fetch *fetch
 
 static void conn_reserves_pause(struct conn *conn, bool pause);
 
+/* Its blocked reserves are handed no more jobs once it owes CONN_OUT_HIGH (conn_out_owed): a
+ * connection that does not read its replies cannot take the queue with it. */
+static void reserves_pause_if_owing(struct conn *conn)
+{
+    if (!conn->reserves_paused && conn_out_owed(conn) >= CONN_OUT_HIGH)
+        conn_reserves_pause(conn, true);
+}
+
 /* Bodies are in: send what is still this connection's. A job whose lease moved on meanwhile
  * (expired, or released when a connection closed) is left out: it is someone else's now. */
 static void reserve_fetched(struct server *server, struct body_fetch *fetch)
@@ -680,8 +688,7 @@ static void reserve_fetched(struct server *server, struct body_fetch *fetch)
     union wire_msg r = {.reserve_reply = {.count = count, .deliveries = deliveries}};
     reply(conn, WIRE_OP_RESERVE, fetch->request_id, &r);
     conn_flush_later(conn);
-    if (!conn->reserves_paused && conn_out_pending(conn) + conn->fetch_bytes >= CONN_OUT_HIGH)
-        conn_reserves_pause(conn, true);
+    reserves_pause_if_owing(conn);
 }
 
 /* Send the jobs now if their bodies are cached, else once they are read back (a fetch counts
@@ -731,8 +738,7 @@ static void conn_reserves_pause(struct conn *conn, bool pause)
 
 void handler_conn_drained(struct conn *conn)
 {
-    if (!conn->reserves_paused || conn->closing ||
-        conn_out_pending(conn) + conn->fetch_bytes >= CONN_OUT_LOW)
+    if (!conn->reserves_paused || conn->closing || conn_out_owed(conn) >= CONN_OUT_LOW)
         return;
     conn_reserves_pause(conn, false); /* the loop's queue_tick in this turn serves them */
 }
@@ -745,8 +751,7 @@ static void reserve_wake(struct queue_reserver *reserver, struct job **jobs, uin
     blocked_free(blocked);
     reserve_deliver(conn, request_id, jobs, count);
     conn_flush_later(conn);
-    if (!conn->reserves_paused && conn_out_pending(conn) + conn->fetch_bytes >= CONN_OUT_HIGH)
-        conn_reserves_pause(conn, true);
+    reserves_pause_if_owing(conn);
 }
 
 /* A request that would block while the server stops gets SHUTTING_DOWN instead. */

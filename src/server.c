@@ -1143,7 +1143,7 @@ int server_run(struct server *server)
             return server->fatal_error;
         durable_apply(server);
         body_fetch_pump(server->fetcher); /* reads that waited for the watermark or a slot */
-        int64_t now = server->now.mono_ns / 1000000; /* server_now_ms() at the turn's start */
+        int64_t now = server_turn_ms(server);
         /* Connections and timers are the sources of records: both stop during shutdown. */
         if (!server->stopping) {
             queue_tick(server->queues, server->now);

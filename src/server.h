@@ -292,6 +292,11 @@ struct server {
  * queue state takes both clocks (server->now, queue.h: its timers run on the monotonic one,
  * Unix ms stay on disk and on the wire). */
 int64_t server_now_ms(void);
+/* server_now_ms() as it was at the start of this loop turn (server->now, read once a turn). */
+static inline int64_t server_turn_ms(const struct server *server)
+{
+    return server->now.mono_ns / 1000000;
+}
 
 /* The disk headroom is used: the log cannot reserve its next segment (log_space_low) or the
  * next checkpoint has no space reserved. New jobs are refused while this is true. */
@@ -370,6 +375,9 @@ void handler_conn_closed(struct conn *conn);
 void handler_shutting_down(struct server *server);
 /* Bytes of output the connection has not sent yet. */
 size_t conn_out_pending(const struct conn *conn);
+/* What it owes its peer: that, and the bodies being read back for its replies (fetch_bytes).
+ * This is what its reading and its blocked reserves are held against. */
+size_t conn_out_owed(const struct conn *conn);
 /* Unsent output at which the connection stops being read (CONN_OUT_HIGH; less while memory is
  * tight). */
 size_t conn_out_high(const struct conn *conn);
